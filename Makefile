@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PLACELINK_HOME ?= $(CURDIR)/.placelink
+
+.PHONY: install demo test test-slow ui clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/placelink demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+ui: $(STAMP)
+	DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(PLACELINK_HOME)

@@ -1,0 +1,37 @@
+"""Stage 4: disclosure control and the published DuckDB file analysts query."""
+
+import dagster as dg
+
+from pipelines.publish import publish
+from pipelines.resources import PlacelinkResource
+from pipelines.settings import Settings
+from pipelines.sql_models import discover
+
+
+def _publish_deps() -> list[dg.AssetKey]:
+    return [dg.AssetKey(["publish", m.name]) for m in discover(Settings.from_env().sql_dir).values()
+            if m.schema == "publish"]
+
+
+@dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
+def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
+    """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
+    settings = placelink.settings()
+    models = discover(settings.sql_dir)
+    with placelink.warehouse() as con:
+        lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
+                   for row in con.execute("""
+                       SELECT contract_id, contract_version, dataset, extract_id, row_count
+                       FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name
+                   """).fetchall()]
+        tables = publish(con, models, settings.published,
+                         definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage)
+    placelink.audit().append("published", file=str(settings.published), tables=[t.name for t in tables],
+                             contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+                             redacted_cells=sum(t.redacted_cells for t in tables))
+    context.log.info(f"published {len(tables)} tables to {settings.published}")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(settings.published)),
+        "tables": dg.MetadataValue.json({t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells}
+                                         for t in tables}),
+    })

@@ -1,0 +1,10 @@
+-- description: Programme cohort: every linked person recorded by the VCS partner as a member of
+--   a family enrolled in the family-support programme. Index date = the person's first
+--   enrolment date; programme type = the type of that first enrolment.
+-- materialized: table
+SELECT rp.person_key,
+       min(e.enrolment_date) AS index_date,
+       arg_min(e.programme_type, e.enrolment_date) AS programme_type
+FROM landing.family_support_enrolments e
+JOIN hub.record_person rp ON rp.dataset = 'family_support_enrolments' AND rp.record_token = e.record_token
+GROUP BY rp.person_key

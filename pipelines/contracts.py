@@ -1,0 +1,279 @@
+"""Data-sharing agreements as code: ODCS v3 contracts with DSA terms.
+
+A contract file is an Open Data Contract Standard v3 document, validated with the
+``open-data-contract-standard`` models and its JSON Schema, with the data-sharing
+agreement (DSA) terms in a ``customProperties`` entry named ``dataSharingAgreement``,
+validated by :class:`AgreementTerms`. Each ODCS schema object is one dataset the
+partner may deliver; each property is one data item with a classification and a
+reason (data minimisation).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import jsonschema
+import yaml
+from open_data_contract_standard.model import OpenDataContractStandard
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+CLASSIFICATIONS = ("token", "quasi_identifier", "area", "payload")
+APPROVAL_STATUSES = ("draft", "approved", "suspended", "expired", "terminated")
+ARTICLE6_BASES = {
+    "6(1)(a)": "consent",
+    "6(1)(b)": "contract",
+    "6(1)(c)": "legal obligation",
+    "6(1)(d)": "vital interests",
+    "6(1)(e)": "public task",
+    "6(1)(f)": "legitimate interests",
+}
+ARTICLE9_CONDITIONS = {f"9(2)({letter})" for letter in "abcdefghij"}
+DSA_PROPERTY = "dataSharingAgreement"
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be used; the message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Party(_Strict):
+    name: str
+    role: Literal["controller", "joint_controller", "processor"]
+
+
+class Retention(_Strict):
+    period_months: int
+    deletion_method: str
+
+    @field_validator("period_months")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("retention period must be a positive number of months")
+        return value
+
+
+class Approver(_Strict):
+    name: str
+    role: str
+    date: dt.date
+
+
+class AgreementTerms(_Strict):
+    """The DSA terms an IG officer signs off, carried in the contract's customProperties."""
+
+    partner_id: str
+    provider: Party
+    recipient: Party
+    controllership: Literal["joint", "separate"]
+    purpose: str
+    prohibited_uses: list[str]
+    lawful_basis_article6: str
+    article9_condition: str | None = None
+    legal_gateway: str
+    common_law_duty_of_confidentiality: str
+    national_data_opt_out_applies: bool
+    dpia_reference: str
+    retention: Retention
+    valid_from: dt.date
+    review_by: dt.date
+    expires: dt.date
+    signing_key_fingerprint: str | None = None
+    approval_status: Literal["draft", "approved", "suspended", "expired", "terminated"]
+    approvers: list[Approver]
+
+    @field_validator("lawful_basis_article6")
+    @classmethod
+    def _article6(cls, value: str) -> str:
+        if not any(value.strip().startswith(code) for code in ARTICLE6_BASES):
+            allowed = ", ".join(f"{code} {name}" for code, name in ARTICLE6_BASES.items())
+            raise ValueError(f"'{value}' is not a UK GDPR Article 6 lawful basis (use one of: {allowed})")
+        return value
+
+    @field_validator("article9_condition")
+    @classmethod
+    def _article9(cls, value: str | None) -> str | None:
+        if value is not None and not any(value.strip().startswith(c) for c in ARTICLE9_CONDITIONS):
+            raise ValueError(f"'{value}' is not a UK GDPR Article 9(2) condition (e.g. '9(2)(h) health or social care')")
+        return value
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "AgreementTerms":
+        if self.expires <= self.valid_from:
+            raise ValueError(f"expires ({self.expires}) must be after valid_from ({self.valid_from})")
+        if not (self.valid_from <= self.review_by <= self.expires):
+            raise ValueError(f"review_by ({self.review_by}) must fall between valid_from and expires")
+        return self
+
+
+@dataclass(frozen=True)
+class DataItem:
+    """One column the partner may send: name, type, classification and why it is needed."""
+
+    name: str
+    logical_type: str
+    classification: str
+    required: bool
+    unique: bool
+    reason: str
+    allowed_values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    items: tuple[DataItem, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(item.name for item in self.items)
+
+    def item(self, name: str) -> DataItem:
+        for item in self.items:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def columns_classified(self, *classifications: str) -> tuple[str, ...]:
+        return tuple(i.name for i in self.items if i.classification in classifications)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A validated data-sharing agreement: who may send what, why, and until when."""
+
+    id: str
+    version: str
+    name: str
+    path: Path
+    terms: AgreementTerms
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+
+    @property
+    def partner_id(self) -> str:
+        return self.terms.partner_id
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} v{self.version}"
+
+    def dataset(self, name: str) -> Dataset:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise ContractError(
+                f"contract {self.label} ({self.path.name}) has no dataset '{name}' "
+                f"(datasets: {', '.join(sorted(self.datasets))})"
+            ) from None
+
+    def in_force(self, on: dt.date) -> tuple[bool, str]:
+        """Whether extracts may be accepted on ``on``, and why not if they may not."""
+        t = self.terms
+        if t.approval_status != "approved":
+            return False, f"approval status is '{t.approval_status}', not 'approved'"
+        if on < t.valid_from:
+            return False, f"not valid until {t.valid_from}"
+        if on > t.expires:
+            return False, f"expired on {t.expires}"
+        return True, "approved and within its validity window"
+
+
+@cache
+def _odcs_json_schema() -> dict:
+    text = resources.files("open_data_contract_standard").joinpath("schema.json").read_text()
+    return json.loads(text)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return "/".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def load_contract(path: Path) -> Contract:
+    """Read and validate one contract file; raise :class:`ContractError` naming the file and field."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ContractError(f"{path.name}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. "
+                            "Fix the YAML syntax and run `placelink contracts check`.") from None
+    except OSError as exc:
+        raise ContractError(f"{path.name}: cannot be read ({exc.strerror})") from None
+    if not isinstance(document, dict):
+        raise ContractError(f"{path.name}: expected an ODCS contract (a YAML mapping), found {type(document).__name__}")
+
+    errors = sorted(jsonschema.Draft201909Validator(_odcs_json_schema()).iter_errors(document),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}")
+    try:
+        odcs = OpenDataContractStandard.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ContractError(f"{path.name}: field '{'/'.join(map(str, first['loc']))}' {first['msg']}") from None
+
+    dsa = next((cp.value for cp in odcs.customProperties or [] if cp.property == DSA_PROPERTY), None)
+    if dsa is None:
+        raise ContractError(f"{path.name}: no data-sharing agreement terms: add a customProperties entry "
+                            f"with property '{DSA_PROPERTY}'")
+    try:
+        terms = AgreementTerms.model_validate(dsa)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(map(str, first["loc"])) or "(terms)"
+        raise ContractError(f"{path.name}: DSA term '{loc}': {first['msg']}") from None
+
+    datasets: dict[str, Dataset] = {}
+    for obj in odcs.schema_ or []:
+        items = []
+        for prop in obj.properties or []:
+            custom = {cp.property: cp.value for cp in prop.customProperties or []}
+            if prop.classification not in CLASSIFICATIONS:
+                raise ContractError(
+                    f"{path.name}: data item '{obj.name}.{prop.name}' has classification "
+                    f"'{prop.classification}'; use one of {', '.join(CLASSIFICATIONS)}")
+            if not custom.get("reason"):
+                raise ContractError(f"{path.name}: data item '{obj.name}.{prop.name}' has no 'reason' "
+                                    "customProperty: say why the item is needed (data minimisation)")
+            allowed = custom.get("allowedValues")
+            items.append(DataItem(
+                name=prop.name, logical_type=prop.logicalType or "string",
+                classification=prop.classification, required=bool(prop.required),
+                unique=bool(prop.unique), reason=str(custom["reason"]),
+                allowed_values=tuple(allowed) if allowed else None,
+            ))
+        datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items))
+    if not datasets:
+        raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'")
+    return Contract(id=odcs.id, version=odcs.version, name=odcs.name or odcs.id, path=path,
+                    terms=terms, datasets=datasets)
+
+
+def load_contracts(folder: Path) -> tuple[dict[str, Contract], dict[Path, ContractError]]:
+    """Load every ``*.yaml`` contract in ``folder``; invalid ones are returned, not raised,
+    so one bad agreement holds only its own flow."""
+    contracts: dict[str, Contract] = {}
+    problems: dict[Path, ContractError] = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        try:
+            contract = load_contract(path)
+        except ContractError as exc:
+            problems[path] = exc
+            continue
+        if contract.id in contracts:
+            problems[path] = ContractError(
+                f"{path.name}: contract id '{contract.id}' is also used by {contracts[contract.id].path.name}")
+            continue
+        contracts[contract.id] = contract
+    return contracts, problems

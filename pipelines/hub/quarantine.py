@@ -1,0 +1,60 @@
+"""Where extracts the hub will not accept are held, byte for byte, with the reason beside them."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a delivery was held: which check failed, what was expected and found, what to do."""
+
+    check: str
+    expected: str
+    found: str
+    action: str
+    contract: str | None = None
+
+    def message(self, file_name: str) -> str:
+        under = f" under contract {self.contract}" if self.contract else ""
+        return (f"extract {file_name} rejected{under}: check '{self.check}' failed: expected "
+                f"{self.expected}; found {self.found}. What to do: {self.action}")
+
+
+class ExtractRejected(Exception):
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.check)
+        self.rejection = rejection
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """A path in ``folder`` for ``name`` that does not overwrite an earlier file."""
+    candidate = folder / name
+    counter = 1
+    while candidate.exists():
+        candidate = folder / f"{name}.{counter}"
+        counter += 1
+    return candidate
+
+
+def hold(file: Path, quarantine: Path, rejection: Rejection, received_at: dt.datetime) -> Path:
+    """Move ``file`` unchanged into quarantine and write ``<name>.reason.json`` beside it."""
+    quarantine.mkdir(parents=True, exist_ok=True)
+    target = free_name(quarantine, file.name)
+    shutil.move(str(file), target)
+    reason = {"file": file.name, "received_at": received_at.isoformat(timespec="seconds"),
+              **asdict(rejection), "message": rejection.message(file.name)}
+    target.with_name(target.name + ".reason.json").write_text(json.dumps(reason, indent=2) + "\n")
+    return target
+
+
+def held_files(quarantine: Path) -> list[dict]:
+    """Every held file with its recorded reason, oldest first."""
+    reasons = []
+    for reason_file in sorted(quarantine.glob("*.reason.json"), key=lambda p: p.stat().st_mtime):
+        reasons.append({"held_as": reason_file.name.removesuffix(".reason.json"),
+                        **json.loads(reason_file.read_text())})
+    return reasons

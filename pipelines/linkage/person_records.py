@@ -1,0 +1,78 @@
+"""Person records: the identity part of every landed record, grouped for linkage.
+
+Rows of one partner that carry exactly the same identity tokens (the same patient
+registration seen in many A&E attendances, say) are one *identity record*; linkage
+then works on identity records, not on every event. Rows with too little identity to
+be sure (no NHS-number token and not all of names and date of birth) stay on their own.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from pipelines.contracts import Contract
+from pipelines.warehouse import table_exists
+
+# Columns Splink compares; a dataset whose contract omits one gets NULL for it.
+LINKAGE_FEATURES: dict[str, str] = {
+    "nhs_number_token": "VARCHAR",
+    "given_name_token": "VARCHAR",
+    "given_name_phonetic_token": "VARCHAR",
+    "given_name_bloom": "BIT",
+    "family_name_token": "VARCHAR",
+    "family_name_phonetic_token": "VARCHAR",
+    "family_name_bloom": "BIT",
+    "date_of_birth_token": "VARCHAR",
+    "dob_year_token": "VARCHAR",
+    "dob_month_token": "VARCHAR",
+    "dob_day_token": "VARCHAR",
+    "dob_unordered_token": "VARCHAR",
+    "postcode_token": "VARCHAR",
+    "postcode_sector_token": "VARCHAR",
+    "postcode_district_token": "VARCHAR",
+    "sex": "VARCHAR",
+}
+# The features that define an identity; the rest are derived from these by the partner kit.
+IDENTITY_KEY = ("nhs_number_token", "given_name_token", "family_name_token",
+                "date_of_birth_token", "postcode_token", "sex")
+
+
+def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[tuple[Contract, str]]:
+    return [(c, name) for c in contracts.values() for name in c.datasets
+            if table_exists(con, "landing", name)]
+
+
+def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> dict[str, int]:
+    """(Re)build ``hub.record_identity`` (one row per landed record) and
+    ``hub.person_records`` (one row per identity record, Splink's input)."""
+    selects = []
+    for contract, name in sources:
+        have = set(contract.datasets[name].columns)
+        columns = ", ".join(f'"{f}"' if f in have else f"CAST(NULL AS {t}) AS {f}"
+                            for f, t in LINKAGE_FEATURES.items())
+        selects.append(f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, "
+                       f"record_token, {columns} FROM landing.{name}")
+    if not selects:
+        raise ValueError("no extracts have been accepted yet: nothing to link")
+    key_parts = ", ".join(f"coalesce({c}, '')" for c in IDENTITY_KEY)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE hub.record_identity AS
+        WITH records AS ({' UNION ALL '.join(selects)})
+        SELECT *,
+               CASE WHEN nhs_number_token IS NOT NULL
+                         OR (given_name_token IS NOT NULL AND family_name_token IS NOT NULL
+                             AND date_of_birth_token IS NOT NULL)
+                    THEN md5(concat_ws('|', partner_id, {key_parts}))
+                    ELSE md5(concat_ws('|', 'record', dataset, record_token))
+               END AS identity_id
+        FROM records
+    """)
+    feature_list = ", ".join(f"any_value({f}) AS {f}" for f in LINKAGE_FEATURES)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE hub.person_records AS
+        SELECT identity_id AS unique_id, any_value(partner_id) AS partner_id, {feature_list}
+        FROM hub.record_identity GROUP BY identity_id
+    """)
+    records, identities = con.execute(
+        "SELECT (SELECT count(*) FROM hub.record_identity), (SELECT count(*) FROM hub.person_records)"
+    ).fetchone()
+    return {"records": records, "identity_records": identities}

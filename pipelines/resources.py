@@ -1,0 +1,57 @@
+"""Dagster resources, built once from the environment (see :mod:`pipelines.settings`)."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+import yaml
+
+from pipelines.audit import AuditLog
+from pipelines.contracts import Contract, ContractError, load_contracts
+from pipelines.settings import Settings
+from pipelines.warehouse import connect
+
+
+class PlacelinkResource(dg.ConfigurableResource):
+    """Where the hub keeps its files; empty fields fall back to the environment."""
+
+    home: str = ""
+    contracts_dir: str = ""
+
+    def settings(self) -> Settings:
+        env = dict(os.environ)
+        if self.home:
+            env["PLACELINK_HOME"] = self.home
+        if self.contracts_dir:
+            env["PLACELINK_CONTRACTS"] = self.contracts_dir
+        return Settings.from_env(env)
+
+    @contextmanager
+    def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.settings())
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def audit(self) -> AuditLog:
+        return AuditLog(self.settings().audit_dir)
+
+    def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
+        """Valid contracts by id, and the errors of invalid ones by the id they claim."""
+        contracts, problems = load_contracts(self.settings().contracts_dir)
+        return contracts, {_claimed_id(path): error for path, error in problems.items()}
+
+
+def _claimed_id(path: Path) -> str:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(document, dict) and isinstance(document.get("id"), str):
+            return document["id"]
+    except (OSError, yaml.YAMLError):
+        pass
+    return path.stem

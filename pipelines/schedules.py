@@ -1,0 +1,10 @@
+"""Monthly refresh: partners deliver monthly extracts; publish on the 2nd at 06:00."""
+import dagster as dg
+
+from pipelines.jobs import refresh_job
+
+monthly_refresh = dg.ScheduleDefinition(
+    name="monthly_refresh", job=refresh_job, cron_schedule="0 6 2 * *",
+    execution_timezone="Europe/London", default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Runs the whole pipeline once a month after partners' monthly deliveries.",
+)

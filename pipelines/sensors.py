@@ -1,0 +1,33 @@
+"""Run the pipeline when new files land in the inbox."""
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+
+from pipelines.jobs import refresh_job
+from pipelines.settings import Settings
+
+
+def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
+    """(number of waiting files, a fingerprint of their names, sizes and times)."""
+    if not settings.inbox.exists():
+        return 0, ""
+    files = sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return len(files), digest.hexdigest()[:16]
+
+
+@dg.sensor(job=refresh_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def inbox_sensor(context: dg.SensorEvaluationContext):
+    """Request one run per new set of inbox files; a run picks up everything waiting."""
+    count, fingerprint = inbox_fingerprint(Settings.from_env())
+    if count == 0:
+        return dg.SkipReason("the inbox is empty")
+    if fingerprint == context.cursor:
+        return dg.SkipReason(f"{count} file(s) already requested")
+    context.update_cursor(fingerprint)
+    return dg.RunRequest(run_key=f"inbox-{fingerprint}", tags={"placelink/inbox_files": str(count)})

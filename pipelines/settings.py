@@ -1,0 +1,83 @@
+"""One typed place for configuration, read from the environment.
+
+Everything the hub writes lives under ``PLACELINK_HOME`` (default ``./.placelink``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and switches for one placelink installation."""
+
+    home: Path
+    contracts_dir: Path
+    sql_dir: Path
+    linkage_threshold: float = 0.9
+
+    @classmethod
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
+        return cls(
+            home=home,
+            contracts_dir=Path(env.get("PLACELINK_CONTRACTS", REPO_ROOT / "contracts")).resolve(),
+            sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
+            linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
+        )
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def vault(self) -> Path:
+        return self.home / "vault"
+
+    @property
+    def reference(self) -> Path:
+        """Public reference data the hub may hold (LSOA -> ward, deprivation)."""
+        return self.home / "reference"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.home / "published" / "shared_outcomes.duckdb"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def keys(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def duckdb_temp(self) -> Path:
+        # DuckDB spills large joins to ./.tmp by default; keep that under our home.
+        return self.home / "duckdb_tmp"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.inbox, self.quarantine, self.vault, self.reference, self.audit_dir,
+                     self.reports, self.models, self.keys, self.duckdb_temp, self.published.parent):
+            path.mkdir(parents=True, exist_ok=True)

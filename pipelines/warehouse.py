@@ -1,0 +1,26 @@
+"""The hub's working DuckDB database (``warehouse.duckdb``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pipelines.settings import Settings
+
+SCHEMAS = ("landing", "hub", "staging", "cohorts", "outcomes", "publish")
+
+
+def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (one writer at a time) with spills kept under PLACELINK_HOME."""
+    settings.ensure_dirs()
+    con = duckdb.connect(str(database or settings.warehouse))
+    con.execute("SET temp_directory = ?", [str(settings.duckdb_temp)])
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return con
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name]).fetchone()[0])

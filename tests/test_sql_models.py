@@ -1,0 +1,58 @@
+import pytest
+
+from pipelines.settings import REPO_ROOT
+from pipelines.sql_models import ModelError, check_graph, discover, referenced_tables
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELECT * FROM staging.persons", {"staging.persons"}),
+    # a CTE that shadows a real table name is not a dependency
+    ("WITH persons AS (SELECT * FROM hub.person_keys) SELECT * FROM persons", {"hub.person_keys"}),
+    ("SELECT * FROM read_parquet('x.parquet')", set()),
+    ('SELECT * FROM "cohorts"."Programme Cohort"', {"cohorts.Programme Cohort"}),
+    ("SELECT (SELECT max(a) FROM outcomes.z) FROM staging.y WHERE b IN (SELECT b FROM hub.x)",
+     {"outcomes.z", "staging.y", "hub.x"}),
+    ("SELECT * FROM a.b JOIN (SELECT * FROM c.d) s USING (k)", {"a.b", "c.d"}),
+])
+def test_dependencies_come_from_the_sql(sql, expected):
+    assert referenced_tables(sql) == expected
+
+
+def test_sql_error_names_file_and_line():
+    with pytest.raises(ModelError, match=r"broken\.sql: SQL error at line 2"):
+        referenced_tables("SELECT a\nFROM (SELECT", "broken.sql")
+
+
+def _write(folder, name, sql):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sql)
+
+
+def test_cycle_names_the_files(tmp_path):
+    _write(tmp_path, "staging/a.sql", "SELECT * FROM staging.b")
+    _write(tmp_path, "staging/b.sql", "SELECT * FROM staging.a")
+    with pytest.raises(ModelError, match=r"cycle: .*staging/(a|b)\.sql -> .*staging/(a|b)\.sql"):
+        check_graph(discover(tmp_path), set())
+
+
+def test_unknown_table_names_the_file(tmp_path):
+    _write(tmp_path, "staging/a.sql", "SELECT * FROM hub.nowhere")
+    with pytest.raises(ModelError, match=r"staging/a\.sql: reads unknown table\(s\) hub\.nowhere"):
+        check_graph(discover(tmp_path), {"hub.person_keys"})
+
+
+def test_header_sets_description_and_counts(tmp_path):
+    _write(tmp_path, "publish/t.sql", "-- description: A table\n--   over two lines.\n-- counts: people, events\nSELECT 1")
+    model = discover(tmp_path)["publish.t"]
+    assert model.description == "A table over two lines."
+    assert model.list_option("counts") == ["people", "events"]
+
+
+def test_project_models_form_a_valid_graph():
+    models = discover(REPO_ROOT / "dbt_like_sql")
+    sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
+                                        "csc_referrals", "school_attendance", "homelessness_applications",
+                                        "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference"}
+    order = check_graph(models, sources)
+    assert order.index("staging.persons") < order.index("cohorts.comparison_group") < order.index("publish.outcomes_by_ward")
