@@ -1,0 +1,422 @@
+"""The identity features a partner may send the hub, and how each is computed.
+
+A contract lists, per dataset, which of these features the partner sends (data
+minimisation); :func:`compute_identity_features` computes exactly those, from the raw
+identity columns, normalising each raw column once. Payload columns are not features:
+they pass through typed (see ``readers.parse_payload``).
+
+The registry :data:`IDENTITY_FEATURES` is the single place to look up what a hub
+column is made of. Exact-agreement tokens are of the canonical form (given names with
+nicknames resolved); phonetic codes and Bloom filters are of the name as written
+(normalised), so a typo'd nickname still scores partial agreement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import jellyfish
+import polars as pl
+import pyarrow as pa
+
+from pipelines.contracts import Contract, Dataset
+from pipelines.extract_file import ARROW_TYPES
+from pipelines.partner_kit.bloom import bloom_encode_names
+from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.normalise import (
+    EARLIEST_DATE_OF_BIRTH,
+    Factorised,
+    canonical_given_names,
+    clean_names,
+    format_postcodes,
+    parse_iso_dates,
+    postcode_districts,
+    postcode_sectors,
+    sex_codes,
+    valid_nhs_numbers,
+)
+from pipelines.partner_kit.tokens import LinkageKey, tokenise
+
+IDENTITY_COLUMNS = (
+    "record_id",
+    "nhs_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+)
+
+
+def phonetic_codes(names: pl.Series) -> pl.Series:
+    """NYSIIS code of each normalised name (a phonetic code designed for names)."""
+    return pl.Series(
+        names.name,
+        [None if n is None else jellyfish.nysiis(n) for n in names.to_list()],
+        dtype=pl.String,
+    )
+
+
+class IdentityInputs:
+    """The raw identity columns of one extract, normalised on first use.
+
+    Each raw column is factorised once; normalising, tokenising and encoding work on
+    its distinct values (names, dates and postcodes repeat heavily), and
+    :meth:`rows` spreads a per-value result back over the rows. ``invalid`` and
+    ``missing`` collect, per raw field that was used, how many rows had an unusable
+    or a blank value (counts only).
+    """
+
+    def __init__(
+        self,
+        raw: pl.DataFrame,
+        *,
+        partner_id: str,
+        dataset: str,
+        key: LinkageKey,
+        today: dt.date,
+        postcode_lookup: pl.DataFrame | None = None,
+    ) -> None:
+        self.raw = raw
+        self.partner_id = partner_id
+        self.dataset = dataset
+        self.key = key
+        self.today = today
+        self.postcode_lookup = postcode_lookup
+        self.invalid: dict[str, int] = {}
+        self.missing: dict[str, int] = {}
+        self.postcodes_not_in_lookup = 0
+        self._fields: dict[str, Factorised] = {}
+
+    def field(self, column: str) -> Factorised:
+        """The raw column factorised (an absent column reads as all blank)."""
+        if column not in self._fields:
+            raw = (
+                self.raw[column]
+                if column in self.raw.columns
+                else pl.Series(column, [None] * self.raw.height, dtype=pl.String)
+            )
+            self._fields[column] = Factorised.of(raw.cast(pl.String))
+        return self._fields[column]
+
+    def _normalise(self, column: str, transform: Callable[[pl.Series], pl.Series]) -> pl.Series:
+        """``transform`` of the column's distinct values, counting blank and unusable rows."""
+        field = self.field(column)
+        values = transform(field.distinct)
+        blank = field.distinct.str.strip_chars() == ""
+        self.missing[column] = field.codes.null_count() + field.count_rows(blank)
+        self.invalid[column] = field.count_rows(~blank & values.is_null())
+        return values
+
+    def rows(self, column: str, per_distinct: pl.Series) -> pl.Series:
+        """Spread values computed per distinct value of ``column`` back over the rows."""
+        return self.field(column).expand(per_distinct)
+
+    def token(self, field_name: str, values: pl.Series, *, all_distinct: bool = False) -> pl.Series:
+        return tokenise(values, field_name, self.key, all_distinct=all_distinct).alias(field_name)
+
+    @cached_property
+    def record_id(self) -> pl.Series:
+        """Per row (record ids are all different, so there is nothing to share)."""
+        values = self.raw["record_id"].cast(pl.String).str.strip_chars().replace("", None)
+        self.missing["record_id"] = values.null_count()
+        return values
+
+    @cached_property
+    def family_id(self) -> pl.Series:
+        return self._normalise("family_id", lambda d: d.str.strip_chars().replace("", None))
+
+    @cached_property
+    def nhs_number(self) -> pl.Series:
+        return self._normalise("nhs_number", valid_nhs_numbers)
+
+    @cached_property
+    def given_name(self) -> pl.Series:
+        return self._normalise("given_name", clean_names)
+
+    @cached_property
+    def given_name_canonical(self) -> pl.Series:
+        return canonical_given_names(self.given_name)
+
+    @cached_property
+    def family_name(self) -> pl.Series:
+        return self._normalise("family_name", clean_names)
+
+    @cached_property
+    def date_of_birth(self) -> pl.Series:
+        return self._normalise(
+            "date_of_birth", lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today)
+        )
+
+    @cached_property
+    def postcode(self) -> pl.Series:
+        return self._normalise("postcode", format_postcodes)
+
+    @cached_property
+    def sex(self) -> pl.Series:
+        return self._normalise("sex", sex_codes)
+
+    @cached_property
+    def areas(self) -> pl.DataFrame:
+        """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
+        if self.postcode_lookup is None:
+            raise PartnerKitError(
+                "the contract asks for lsoa_code/ward_code, which are looked up from the "
+                "postcode: pass the postcode lookup file (--postcode-lookup)"
+            )
+        # One row per postcode, or the join would duplicate rows and misalign them.
+        lookup = self.postcode_lookup.unique("postcode", keep="first", maintain_order=True)
+        distinct = pl.DataFrame({"postcode": self.postcode})
+        areas = distinct.join(lookup, on="postcode", how="left", maintain_order="left")
+        self.postcodes_not_in_lookup = self.field("postcode").count_rows(
+            areas["postcode"].is_not_null() & areas["lsoa_code"].is_null()
+        )
+        return areas
+
+    def date_part(self, fmt: str) -> pl.Series:
+        return self.date_of_birth.dt.strftime(fmt)
+
+
+def _prefixed(prefix: str, values: pl.Series) -> pl.Series:
+    """``prefix|value`` for each value; null where the value is null."""
+    return (
+        pl.DataFrame({"v": values})
+        .select(pl.concat_str(pl.lit(prefix), pl.col("v"), separator="|"))
+        .to_series()
+    )
+
+
+def _unordered_date(inputs: IdentityInputs) -> pl.Series:
+    # Year plus the day and month in sorted order: 1990-03-07 and 1990-07-03 (a
+    # day/month swap) give the same string, "1990|03|07".
+    frame = pl.DataFrame(
+        {"y": inputs.date_part("%Y"), "m": inputs.date_part("%m"), "d": inputs.date_part("%d")}
+    )
+    return frame.select(
+        pl.concat_str(
+            pl.col("y"), pl.min_horizontal("m", "d"), pl.max_horizontal("m", "d"), separator="|"
+        )
+    ).to_series()
+
+
+@dataclass(frozen=True)
+class IdentityFeature:
+    """One hub-side identity column: the raw column it is made from, and how.
+
+    ``compute`` returns one value per distinct value of the ``source`` column
+    (aligned with ``inputs.field(source).distinct``), or one per row if ``per_row``.
+    """
+
+    name: str
+    source: str
+    dtype: pl.DataType
+    compute: Callable[[IdentityInputs], pl.Series]
+    description: str
+    per_row: bool = False
+
+    def rows(self, inputs: IdentityInputs) -> pl.Series:
+        """The feature's value for every row of the extract, typed."""
+        values = self.compute(inputs)
+        if not self.per_row:
+            values = inputs.rows(self.source, values)
+        return values.cast(self.dtype).alias(self.name)
+
+    def arrow(self, inputs: IdentityInputs) -> pa.Array:
+        """The feature for every row as an Arrow array for the extract file.
+
+        Text and binary values are dictionary-encoded over the source column's
+        distinct values: each distinct token is handed to the Parquet writer once,
+        with a small index per row, instead of being copied into every row.
+        """
+        arrow_type = ARROW_TYPES[self.dtype]
+        values = self.compute(inputs).cast(self.dtype)
+        if self.per_row or self.dtype not in (pl.String, pl.Binary):
+            if not self.per_row:
+                values = inputs.rows(self.source, values)
+            return values.to_arrow().cast(arrow_type)
+        # Dictionary of the distinct non-null results (several raw spellings can give
+        # one token), and per row the position of its result in that dictionary.
+        dictionary = values.drop_nulls().unique()
+        positions = values.replace_strict(
+            dictionary,
+            pl.Series(range(dictionary.len()), dtype=pl.Int32),
+            default=None,
+            return_dtype=pl.Int32,
+        )
+        indices = positions.gather(inputs.field(self.source).codes)
+        return pa.DictionaryArray.from_arrays(
+            indices.to_arrow(), dictionary.to_arrow().cast(arrow_type)
+        )
+
+
+def _token(
+    name: str, source: str, values: Callable[[IdentityInputs], pl.Series], description: str
+) -> IdentityFeature:
+    return IdentityFeature(name, source, pl.String, lambda i: i.token(name, values(i)), description)
+
+
+_FEATURES = (
+    IdentityFeature(
+        "record_token",
+        "record_id",
+        pl.String,
+        # record ids are unique within an extract (readers.check_record_ids)
+        lambda i: i.token(
+            "record_token", _prefixed(f"{i.partner_id}|{i.dataset}", i.record_id), all_distinct=True
+        ),
+        "token of partner_id|dataset|record_id: stable across deliveries",
+        per_row=True,
+    ),
+    _token(
+        "nhs_number_token",
+        "nhs_number",
+        lambda i: i.nhs_number,
+        "token of the NHS number, if it passes the mod-11 check",
+    ),
+    _token(
+        "given_name_token",
+        "given_name",
+        lambda i: i.given_name_canonical,
+        "token of the normalised given name, nicknames mapped to a canonical form",
+    ),
+    _token(
+        "given_name_phonetic_token",
+        "given_name",
+        lambda i: phonetic_codes(i.given_name),
+        "token of the NYSIIS code of the normalised given name",
+    ),
+    IdentityFeature(
+        "given_name_bloom",
+        "given_name",
+        pl.Binary,
+        lambda i: bloom_encode_names(i.given_name, "given_name_bloom", i.key),
+        "256-bit keyed Bloom filter of the given name's bigrams",
+    ),
+    _token(
+        "family_name_token",
+        "family_name",
+        lambda i: i.family_name,
+        "token of the normalised family name",
+    ),
+    _token(
+        "family_name_phonetic_token",
+        "family_name",
+        lambda i: phonetic_codes(i.family_name),
+        "token of the NYSIIS code of the normalised family name",
+    ),
+    IdentityFeature(
+        "family_name_bloom",
+        "family_name",
+        pl.Binary,
+        lambda i: bloom_encode_names(i.family_name, "family_name_bloom", i.key),
+        "256-bit keyed Bloom filter of the family name's bigrams",
+    ),
+    _token(
+        "date_of_birth_token",
+        "date_of_birth",
+        lambda i: i.date_part("%Y-%m-%d"),
+        "token of the date of birth (YYYY-MM-DD)",
+    ),
+    _token(
+        "dob_year_token", "date_of_birth", lambda i: i.date_part("%Y"), "token of the year of birth"
+    ),
+    _token(
+        "dob_month_token",
+        "date_of_birth",
+        lambda i: i.date_part("%m"),
+        "token of the month of birth",
+    ),
+    _token(
+        "dob_day_token", "date_of_birth", lambda i: i.date_part("%d"), "token of the day of birth"
+    ),
+    _token(
+        "dob_unordered_token",
+        "date_of_birth",
+        _unordered_date,
+        "token of year|min(month, day)|max(month, day): equal under a day/month swap",
+    ),
+    _token("postcode_token", "postcode", lambda i: i.postcode, "token of the postcode (AB1 2CD)"),
+    _token(
+        "postcode_sector_token",
+        "postcode",
+        lambda i: postcode_sectors(i.postcode),
+        "token of the postcode sector (AB1 2)",
+    ),
+    _token(
+        "postcode_district_token",
+        "postcode",
+        lambda i: postcode_districts(i.postcode),
+        "token of the postcode district (AB1)",
+    ),
+    IdentityFeature("sex", "sex", pl.String, lambda i: i.sex, "M, F or U"),
+    IdentityFeature(
+        "year_of_birth",
+        "date_of_birth",
+        pl.Int16,
+        lambda i: i.date_of_birth.dt.year(),
+        "year of birth",
+    ),
+    IdentityFeature(
+        "lsoa_code",
+        "postcode",
+        pl.String,
+        lambda i: i.areas["lsoa_code"],
+        "LSOA of the postcode, from the postcode lookup",
+    ),
+    IdentityFeature(
+        "ward_code",
+        "postcode",
+        pl.String,
+        lambda i: i.areas["ward_code"],
+        "electoral ward of the postcode, from the postcode lookup",
+    ),
+    _token(
+        "family_token",
+        "family_id",
+        lambda i: _prefixed(i.partner_id, i.family_id),
+        "token of partner_id|family_id: groups the members of one family",
+    ),
+)
+
+IDENTITY_FEATURES: dict[str, IdentityFeature] = {feature.name: feature for feature in _FEATURES}
+
+
+def contract_features(contract: Contract, dataset: Dataset) -> tuple[IdentityFeature, ...]:
+    """The identity features ``dataset`` lists, in contract order.
+
+    Every non-payload data item must be a known feature: the kit will not send a
+    column it cannot explain.
+    """
+    features = []
+    for item in dataset.items:
+        if item.classification == "payload":
+            continue
+        feature = IDENTITY_FEATURES.get(item.name)
+        if feature is None:
+            raise PartnerKitError(
+                f"contract {contract.label} ({contract.path.name}), dataset '{dataset.name}': "
+                f"data item '{item.name}' (classification {item.classification}) is not a "
+                f"feature this partner kit can compute (known: {', '.join(IDENTITY_FEATURES)}). "
+                "Ask the IG officer to correct the contract, "
+                "or update the partner kit."
+            )
+        features.append(feature)
+    return tuple(features)
+
+
+def compute_identity_features(
+    features: tuple[IdentityFeature, ...], inputs: IdentityInputs
+) -> dict[str, pl.Series]:
+    """Compute ``features`` for every row of ``inputs``, each typed as its feature says."""
+    return {f.name: f.rows(inputs) for f in features}
+
+
+def compute_identity_columns(
+    features: tuple[IdentityFeature, ...], inputs: IdentityInputs
+) -> dict[str, pa.Array]:
+    """As :func:`compute_identity_features`, as Arrow arrays ready to write
+    (see :meth:`IdentityFeature.arrow`)."""
+    return {f.name: f.arrow(inputs) for f in features}

@@ -1,0 +1,404 @@
+"""Normalise raw identifier values so the same person gives the same string everywhere.
+
+Every partner runs the same rules before tokenising, so "Siobhán O'Brien",
+"SIOBHAN OBRIEN" and " siobhan  o'brien " all give one token. Each function works
+on a Polars Series and normalises each DISTINCT value once (names, dates and
+postcodes repeat heavily), then maps the results back onto the rows.
+
+Each ``normalise_*`` function returns a :class:`Normalised`: the values (null where
+the input was blank or unusable) and two counts, ``missing`` (blank) and
+``invalid`` (present but unusable). Counts only: values are never logged.
+
+Rules
+-----
+names        NFKD, drop accents, upper-case, keep letters only: punctuation,
+             apostrophes, digits, spaces and hyphens are removed, so a
+             double-barrelled "Smith-Jones" and "Smith Jones" both give SMITHJONES.
+             Letters of any script are kept (a name written only in non-Latin
+             letters still tokenises). A name with no letters is invalid.
+given names  additionally mapped to a canonical form of nicknames
+             (:func:`canonical_given_name`): BOB -> ROBERT, BILL -> WILLIAM.
+NHS number   spaces and dashes removed; valid only if 10 digits, the mod-11 check
+             digit agrees, and the digits are not all the same (0000000000 and
+             1111111111 pass mod-11 but are placeholder values used by systems, and
+             would link unrelated people).
+dates        ISO ``YYYY-MM-DD`` only; a date of birth must fall in 1900-01-01..today.
+postcode     upper-case, spaces removed, checked against the UK postcode format,
+             then written with one space before the 3-character inward code
+             ("ab12cd" -> "AB1 2CD"); sector "AB1 2", district "AB1".
+sex          M / F / U; Male, Female, 1 (male), 2 (female), 0 and 9 (not known /
+             not specified, NHS Data Dictionary person stated gender codes) accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+from nicknames import NickNamer
+
+EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
+
+# The UK postcode format (outward code + inward code) of the UK Government Data
+# Standards Catalogue, applied to the postcode with spaces removed, plus the special
+# GIR 0AA. It checks the shape only: whether a postcode exists is for the postcode
+# lookup to say (an unknown postcode gets no LSOA or ward).
+UK_POSTCODE_PATTERN = (
+    r"^(GIR0AA|[A-Z]([0-9]{1,2}|[A-HJ-Y][0-9]{1,2}|[0-9][A-Z]|[A-HJ-Y][0-9][A-Z])[0-9][A-Z]{2})$"
+)
+
+SEX_ALIASES: dict[str, str] = {
+    "M": "M",
+    "MALE": "M",
+    "1": "M",
+    "F": "F",
+    "FEMALE": "F",
+    "2": "F",
+    "U": "U",
+    "UNKNOWN": "U",
+    "NOT KNOWN": "U",
+    "NOT SPECIFIED": "U",
+    "0": "U",
+    "9": "U",
+    "I": "U",
+    "INDETERMINATE": "U",
+}
+
+# Common English short forms and the full name they stand for. The `nicknames`
+# package's table is many-to-many and noisy for the commonest names (it lists BILL
+# under both ROBERT and WILLIAM, and BOB, TOM and MIKE as full names with nicknames
+# of their own), so the well-known forms are fixed here and take precedence.
+# Short forms shared by a male and a female name (SAM, ALEX, CHRIS, PAT, JO,
+# CHARLIE) and short forms that are registered names in their own right in the UK
+# (JACK, HARRY, MOLLY, SALLY, ELLIE) are deliberately not mapped: mapping them would
+# make Samuel and Samantha agree.
+PREFERRED_FULL_NAMES: dict[str, tuple[str, ...]] = {
+    "ROBERT": ("BOB", "BOBBY", "ROB", "ROBBIE", "ROBBY"),
+    "WILLIAM": ("BILL", "BILLY", "WILL", "WILLIE", "WILLY"),
+    "ELIZABETH": ("LIZ", "LIZZIE", "LIZZY", "BETH", "BETTY", "BETSY", "BESS", "BESSIE", "LIBBY"),
+    "THOMAS": ("TOM", "TOMMY"),
+    "MICHAEL": ("MIKE", "MICK", "MICKY", "MICKEY"),
+    "JAMES": ("JIM", "JIMMY"),
+    "DAVID": ("DAVE", "DAVY"),
+    "RICHARD": ("DICK", "RICK", "RICKY", "RICH", "RICHIE"),
+    "EDWARD": ("ED", "EDDIE", "EDDY", "TED", "NED"),
+    "KATHERINE": ("KATE", "KATIE", "KATY", "KATHY"),
+    "MARGARET": ("MAGGIE", "PEGGY", "MEG", "MADGE"),
+    "SUSAN": ("SUE", "SUSIE", "SUZY"),
+    "ANDREW": ("ANDY", "DREW"),
+    "MATTHEW": ("MATT", "MATTY"),
+    "NICHOLAS": ("NICK", "NICKY"),
+    "JOSEPH": ("JOE", "JOEY"),
+    "BENJAMIN": ("BEN", "BENNY"),
+    "PETER": ("PETE",),
+    "FREDERICK": ("FRED",),
+    "ANTHONY": ("TONY",),
+    "STEPHEN": ("STEVE", "STEVIE"),
+    "DANIEL": ("DAN", "DANNY"),
+    "JENNIFER": ("JEN", "JENNY"),
+    "REBECCA": ("BECKY", "BECCA"),
+    "VICTORIA": ("VICKY", "VICKI"),
+    "JONATHAN": ("JON", "JONNY"),
+    "TIMOTHY": ("TIM", "TIMMY"),
+    "GREGORY": ("GREG",),
+    "RONALD": ("RON", "RONNIE"),
+    "JOSHUA": ("JOSH",),
+    "DEBORAH": ("DEBBIE", "DEBS"),
+    "AMANDA": ("MANDY",),
+    "GILLIAN": ("GILL", "GILLY"),
+}
+
+
+# Given names registered in their own right in England and Wales that the package
+# lists only as nicknames (JACK under JOHN, AMY under AMELIA, LEAH under ASHLEY):
+# they stay as they are, so that two different common names never agree.
+OWN_NAMES: frozenset[str] = frozenset(
+    {
+        "JACK",
+        "JAKE",
+        "MARK",
+        "MARC",
+        "LEE",
+        "GARY",
+        "GARRY",
+        "NEIL",
+        "LEWIS",
+        "CARL",
+        "ROY",
+        "ROSS",
+        "FRANK",
+        "MAX",
+        "LEON",
+        "TOBY",
+        "HUGH",
+        "JAY",
+        "ARCHIE",
+        "TEDDY",
+        "FREDDIE",
+        "NOAH",
+        "LAURA",
+        "SOPHIE",
+        "AMY",
+        "TRACY",
+        "GEORGIA",
+        "MARIA",
+        "LYNN",
+        "MOLLY",
+        "SALLY",
+        "KIM",
+        "KELLY",
+        "CARLY",
+        "LEAH",
+        "ROSIE",
+        "GAIL",
+        "JILL",
+        "RITA",
+        "LILY",
+        "MILLIE",
+        "MAISIE",
+        "DAISY",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """Normalised values (null where blank or unusable) and how many were which."""
+
+    values: pl.Series
+    missing: int
+    invalid: int
+
+
+@dataclass(frozen=True)
+class Factorised:
+    """A column as its distinct values plus, for each row, the position of its value.
+
+    Work that depends only on the value (normalising, tokenising) is done once per
+    distinct value and spread back over the rows with :meth:`expand`, a plain gather.
+    """
+
+    distinct: pl.Series
+    codes: pl.Series
+
+    @classmethod
+    def of(cls, series: pl.Series) -> "Factorised":
+        distinct = series.drop_nulls().unique()
+        positions = pl.Series(range(distinct.len()), dtype=pl.UInt32)
+        codes = series.replace_strict(distinct, positions, default=None, return_dtype=pl.UInt32)
+        return cls(distinct=distinct.alias(series.name), codes=codes)
+
+    def expand(self, per_distinct: pl.Series) -> pl.Series:
+        """Per-row values from values aligned with :attr:`distinct`; null where the row was null."""
+        return per_distinct.gather(self.codes).alias(per_distinct.name or self.distinct.name)
+
+    def count_rows(self, per_distinct_mask: pl.Series) -> int:
+        """How many rows have a value for which ``per_distinct_mask`` is true."""
+        return int(self.expand(per_distinct_mask).sum() or 0)
+
+
+def map_distinct(
+    series: pl.Series, transform: Callable[[pl.Series], pl.Series], return_dtype: pl.DataType
+) -> pl.Series:
+    """Apply ``transform`` to each distinct non-null value once and map the results back."""
+    factorised = Factorised.of(series)
+    return factorised.expand(transform(factorised.distinct).cast(return_dtype).alias(series.name))
+
+
+def _blank_to_null(series: pl.Series) -> pl.Series:
+    stripped = series.cast(pl.String).str.strip_chars()
+    return stripped.replace("", None)
+
+
+def _normalised(raw: pl.Series, values: pl.Series) -> Normalised:
+    present = _blank_to_null(raw)
+    missing = present.null_count()
+    invalid = (present.is_not_null() & values.is_null()).sum()
+    return Normalised(values=values, missing=int(missing), invalid=int(invalid))
+
+
+# ---------------------------------------------------------------- names
+
+
+def clean_names(values: pl.Series) -> pl.Series:
+    """Each name as upper-case letters only, accents removed; null if no letters.
+
+    Like the other per-value rules below (``valid_nhs_numbers``, ``parse_iso_dates``,
+    ``format_postcodes``, ``sex_codes``) it works on any Series; callers pass the
+    distinct values and spread the result over the rows.
+    """
+    # NFKD splits "á" into "a" + a combining accent; keeping only letters (\p{L})
+    # then drops the accent, with punctuation, digits, spaces and hyphens.
+    return (
+        values.str.normalize("NFKD")
+        .str.to_uppercase()
+        .str.replace_all(r"[^\p{L}]", "")
+        .replace("", None)
+    )
+
+
+def normalise_names(series: pl.Series) -> Normalised:
+    """Upper-case letters only, accents removed (see module docstring)."""
+    values = map_distinct(series.cast(pl.String), clean_names, pl.String)
+    return _normalised(series, values)
+
+
+@cache
+def nickname_table() -> dict[str, str]:
+    """Normalised given name -> canonical given name, for names that change.
+
+    Deterministic rule, first match wins: (1) a short form in
+    :data:`PREFERRED_FULL_NAMES` maps to its full name; (2) a name in
+    :data:`OWN_NAMES`, or one the ``nicknames`` package lists as a full name (it has
+    nicknames of its own), stays as it is; (3) a name the package lists only as a
+    nickname maps to the candidate full name with the most nicknames of its own (the
+    best-established form), the alphabetically first on a tie. Chains are followed,
+    so the result is idempotent: a canonical name maps to itself. Names the package
+    does not know stay as they are.
+    """
+    namer = NickNamer()
+    nicknames_of = namer.nickname_lookup
+    canonicals_of = namer.canonical_lookup
+    words = sorted(set(nicknames_of) | set(canonicals_of))
+    clean = dict(zip(words, clean_names(pl.Series(words, dtype=pl.String)).to_list(), strict=True))
+
+    table: dict[str, str] = {}
+    for nickname, canonicals in canonicals_of.items():
+        if nicknames_of.get(nickname) or not clean[nickname] or clean[nickname] in OWN_NAMES:
+            continue
+        best = max(sorted(canonicals), key=lambda name: len(nicknames_of.get(name, ())))
+        if clean[best] and clean[best] != clean[nickname]:
+            table[clean[nickname]] = clean[best]
+    for full_name, short_forms in PREFERRED_FULL_NAMES.items():
+        table.pop(full_name, None)
+        table.update(dict.fromkeys(short_forms, full_name))
+    # Follow chains (A -> B where B itself maps on) so every target is final.
+    for name in list(table):
+        seen = {name}
+        target = table[name]
+        while target in table and target not in seen:
+            seen.add(target)
+            target = table[target]
+        table[name] = target
+    return {name: target for name, target in table.items() if name != target}
+
+
+def canonical_given_name(name: str) -> str:
+    """Canonical form of one already-normalised given name (``BOB`` -> ``ROBERT``)."""
+    return nickname_table().get(name, name)
+
+
+def canonical_given_names(normalised: pl.Series) -> pl.Series:
+    """Canonical nickname form of each already-normalised given name; nulls stay null."""
+    table = nickname_table()
+    return map_distinct(normalised, lambda d: d.replace(table), pl.String)
+
+
+# ---------------------------------------------------------------- NHS number
+
+
+def valid_nhs_numbers(values: pl.Series) -> pl.Series:
+    """Each NHS number without spaces and dashes if valid (see module docstring), else null."""
+    frame = pl.DataFrame({"n": values.str.replace_all(r"[\s\-]", "")})
+    digit = [pl.col("n").str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(10)]
+    # Mod 11 as in stdnum.gb.nhs: weights 10..2 on the first nine digits, plus the
+    # check digit, must sum to a multiple of 11 (tests cross-check with stdnum, which
+    # is too slow to call per value at partner-extract sizes: ~16 us a number).
+    weighted = sum((10 - i) * digit[i] for i in range(9)) + digit[9]
+    valid = (
+        pl.col("n").str.contains(r"^\d{10}$")
+        & (weighted % 11 == 0)
+        & (pl.col("n").cast(pl.Int64, strict=False) != digit[0].cast(pl.Int64) * 1111111111)
+    )
+    return frame.select(pl.when(valid).then(pl.col("n")).alias("n")).to_series()
+
+
+def normalise_nhs_numbers(series: pl.Series) -> Normalised:
+    """10-digit NHS numbers with a valid check digit; others null (counted invalid)."""
+    values = map_distinct(series.cast(pl.String), valid_nhs_numbers, pl.String)
+    return _normalised(series, values)
+
+
+# ---------------------------------------------------------------- dates
+
+
+def parse_iso_dates(
+    values: pl.Series, earliest: dt.date | None = None, latest: dt.date | None = None
+) -> pl.Series:
+    """Each ``YYYY-MM-DD`` string as a Date if a real date in [earliest, latest], else null."""
+    frame = pl.DataFrame({"s": values.str.strip_chars()})
+    parsed = pl.when(pl.col("s").str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(
+        pl.col("s").str.to_date("%Y-%m-%d", strict=False)
+    )
+    frame = frame.select(parsed.alias("d"))
+    in_range = pl.lit(True)
+    if earliest is not None:
+        in_range = in_range & (pl.col("d") >= earliest)
+    if latest is not None:
+        in_range = in_range & (pl.col("d") <= latest)
+    return frame.select(pl.when(in_range).then(pl.col("d")).alias("d")).to_series()
+
+
+def normalise_dates(
+    series: pl.Series, earliest: dt.date | None = None, latest: dt.date | None = None
+) -> Normalised:
+    """ISO ``YYYY-MM-DD`` strings -> Date; anything else (or out of range) -> null, counted."""
+    values = map_distinct(
+        series.cast(pl.String), lambda d: parse_iso_dates(d, earliest, latest), pl.Date
+    )
+    return _normalised(series, values)
+
+
+def normalise_dates_of_birth(series: pl.Series, today: dt.date) -> Normalised:
+    """Dates of birth: ISO and plausible (1900-01-01 .. ``today``)."""
+    return normalise_dates(series, EARLIEST_DATE_OF_BIRTH, today)
+
+
+# ---------------------------------------------------------------- postcodes
+
+
+def format_postcodes(values: pl.Series) -> pl.Series:
+    """Each postcode as ``AB1 2CD`` if it has the UK postcode format, else null."""
+    frame = pl.DataFrame({"c": values.str.to_uppercase().str.replace_all(r"\s", "")})
+    formatted = pl.concat_str(pl.col("c").str.head(-3), pl.lit(" "), pl.col("c").str.tail(3))
+    return frame.select(
+        pl.when(pl.col("c").str.contains(UK_POSTCODE_PATTERN)).then(formatted).alias("p")
+    ).to_series()
+
+
+def normalise_postcodes(series: pl.Series) -> Normalised:
+    """UK postcodes as ``AB1 2CD``; anything not in the UK format -> null, counted."""
+    values = map_distinct(series.cast(pl.String), format_postcodes, pl.String)
+    return _normalised(series, values)
+
+
+def postcode_sectors(postcodes: pl.Series) -> pl.Series:
+    """``AB1 2CD`` -> ``AB1 2`` (outward code and first inward character)."""
+    return postcodes.str.head(-2)
+
+
+def postcode_districts(postcodes: pl.Series) -> pl.Series:
+    """``AB1 2CD`` -> ``AB1`` (the outward code)."""
+    return postcodes.str.head(-4)
+
+
+# ---------------------------------------------------------------- sex
+
+
+def sex_codes(values: pl.Series) -> pl.Series:
+    """M / F / U for each value (aliases in :data:`SEX_ALIASES`), else null."""
+    return (
+        values.str.strip_chars()
+        .str.to_uppercase()
+        .str.replace_all(r"\s+", " ")
+        .replace_strict(SEX_ALIASES, default=None, return_dtype=pl.String)
+    )
+
+
+def normalise_sex(series: pl.Series) -> Normalised:
+    """M / F / U (aliases in :data:`SEX_ALIASES`); unrecognised values -> null, counted."""
+    values = map_distinct(series.cast(pl.String), sex_codes, pl.String)
+    return _normalised(series, values)

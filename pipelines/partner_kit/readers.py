@@ -1,0 +1,338 @@
+"""Read a partner's raw extract and its reference files, with errors a partner can act on.
+
+A raw extract is CSV (UTF-8, header row) or Parquet; the format is recognised from
+the file's content, not its name. All columns are read as text so nothing is
+guessed: identity columns are normalised by ``normalise``, payload columns are typed
+by :func:`parse_payload` against the contract. Error messages name the file, the
+column or row, and what to do; they never quote an identifier value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.contracts import Contract, Dataset
+from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
+from pipelines.partner_kit.normalise import (
+    map_distinct,
+    normalise_dates,
+    normalise_nhs_numbers,
+    normalise_postcodes,
+)
+
+_SNIFF_BYTES = 64 * 1024
+_MAX_ROWS_NAMED = 5
+
+# Magic numbers of files partners are likely to pick by mistake.
+_KNOWN_BINARY = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive or an Excel .xlsx workbook"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"SQLite format 3", "an SQLite database"),
+)
+
+
+def sniff_format(path: Path, what: str = "raw extract") -> str:
+    """``"parquet"`` or ``"csv"`` from the file's first bytes, else :class:`PartnerKitError`."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except FileNotFoundError:
+        raise PartnerKitError(f"{what} {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise PartnerKitError(f"{what} {path} is a folder: pass the extract file itself") from None
+    except OSError as exc:
+        raise PartnerKitError(f"{what} {path.name} cannot be read ({exc.strerror})") from None
+    if not head.strip():
+        raise PartnerKitError(f"{what} {path.name} is empty: export it again")
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    for magic, kind in _KNOWN_BINARY:
+        if head.startswith(magic):
+            raise PartnerKitError(
+                f"{what} {path.name} is {kind}, not a CSV or Parquet file: export the "
+                "extract as CSV (UTF-8, with a header row) or Parquet"
+            )
+    if b"\x00" in head:
+        raise PartnerKitError(
+            f"{what} {path.name} is a binary file, not a CSV or Parquet file: export the "
+            "extract as CSV (UTF-8, with a header row) or Parquet"
+        )
+    try:
+        # Incremental decoder: the sniffed block may end inside a multi-byte character.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise PartnerKitError(
+            f"{what} {path.name} is not UTF-8 text (first bad byte at offset {exc.start}): "
+            "save it as 'CSV UTF-8' (in Excel: Save As > CSV UTF-8)"
+        ) from None
+    return "csv"
+
+
+def read_raw_extract(path: Path, what: str = "raw extract") -> pl.DataFrame:
+    """Read a raw extract (CSV or Parquet) with every column as text.
+
+    Column names have surrounding spaces removed. Raises :class:`PartnerKitError` for an
+    empty file, a file that is neither CSV nor Parquet, an unparseable CSV, or
+    repeated column names.
+    """
+    path = Path(path)
+    fmt = sniff_format(path, what)
+    try:
+        if fmt == "parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=True)
+    except pl.exceptions.NoDataError:
+        raise PartnerKitError(f"{what} {path.name} is empty: export it again") from None
+    except pl.exceptions.DuplicateError:
+        raise PartnerKitError(
+            f"{what} {path.name} has a column name more than once in its header row: "
+            "rename or remove the repeated column"
+        ) from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        problem = str(exc)
+        if "more fields" in problem:
+            hint = (
+                "a row has more fields than the header (an unquoted comma inside a "
+                "value?): quote values that contain commas"
+            )
+        elif "utf-8" in problem.lower():
+            hint = "it is not UTF-8 text: save it as 'CSV UTF-8' (in Excel: Save As > CSV UTF-8)"
+        else:
+            hint = f"{type(exc).__name__}; check that it is a complete, uncorrupted export"
+        raise PartnerKitError(
+            f"{what} {path.name} could not be read as {fmt.upper()}: {hint}"
+        ) from None
+
+    names = [name.strip() for name in frame.columns]
+    header = _csv_header(path) if fmt == "csv" else names
+    if len(set(names)) != len(names) or len({h.strip() for h in header}) != len(header):
+        raise PartnerKitError(
+            f"{what} {path.name} has a column name more than once in its header row: "
+            "rename or remove the repeated column"
+        )
+    frame = frame.rename(dict(zip(frame.columns, names, strict=True)))
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    if nested:
+        raise PartnerKitError(
+            f"{what} {path.name}: column(s) {', '.join(nested)} hold lists or structs; "
+            "a raw extract has one plain value per cell"
+        )
+    # Parquet may carry typed columns (dates, integers): as text they read like the CSV.
+    return frame.with_columns(pl.all().cast(pl.String))
+
+
+def _csv_header(path: Path) -> list[str]:
+    # Polars renames a repeated column ("x", "x_duplicated_0"); read the names as written.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader([handle.readline()]), [])
+
+
+def allowed_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]:
+    """Raw columns a partner may supply for ``dataset``: the identity columns, the
+    contract's payload items and any other raw column a listed feature is made from."""
+    allowed = list(IDENTITY_COLUMNS)
+    allowed += [name for name in dataset.columns_classified("payload") if name not in allowed]
+    for feature in contract_features(contract, dataset):
+        if feature.source not in allowed:
+            allowed.append(feature.source)
+    return tuple(allowed)
+
+
+def check_raw_columns(
+    frame: pl.DataFrame, path: Path, contract: Contract, dataset: Dataset
+) -> None:
+    """Reject an extract without ``record_id``, with a column the contract does not
+    allow, or without a payload column (or a required feature's source) the contract needs."""
+    path = Path(path)
+    where = f"raw extract {path.name}"
+    if "record_id" not in frame.columns:
+        # Do not list the columns found: without a header row they would be data values.
+        raise PartnerKitError(
+            f"{where} has no 'record_id' column: the first line must be the header row, starting "
+            f"record_id,{','.join(IDENTITY_COLUMNS[1:])} followed by the payload columns "
+            "of dataset "
+            f"'{dataset.name}'"
+        )
+    allowed = allowed_raw_columns(contract, dataset)
+    unknown = [name for name in frame.columns if name not in allowed]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise PartnerKitError(
+            f"{where}: column{plural} {', '.join(repr(u) for u in unknown)} not allowed by "
+            f"contract {contract.label} for dataset '{dataset.name}' "
+            f"(allowed: {', '.join(allowed)}). Remove the column{plural} from the extract, "
+            "or ask your IG officer to add the item to the contract."
+        )
+    missing = [name for name in dataset.columns_classified("payload") if name not in frame.columns]
+    for feature in contract_features(contract, dataset):
+        required = dataset.item(feature.name).required
+        if required and feature.source not in frame.columns and feature.source not in missing:
+            missing.append(feature.source)
+    if missing:
+        raise PartnerKitError(
+            f"{where} lacks column(s) {', '.join(missing)} that contract {contract.label} "
+            "needs for dataset "
+            f"'{dataset.name}': add them (cells may be empty where a value is not known)"
+        )
+
+
+def _rows(mask: pl.Series) -> str:
+    """Line numbers in the CSV (header is line 1) of the first few rows in ``mask``."""
+    lines = (mask.arg_true() + 2).head(_MAX_ROWS_NAMED).to_list()
+    more = int(mask.sum()) - len(lines)
+    return ", ".join(map(str, lines)) + (f" and {more} more" if more > 0 else "")
+
+
+def check_record_ids(frame: pl.DataFrame, path: Path) -> None:
+    """Every row needs a record_id, unique within the extract."""
+    path = Path(path)
+    ids = frame["record_id"].str.strip_chars().replace("", None)
+    blank = ids.is_null()
+    if blank.any():
+        raise PartnerKitError(
+            f"raw extract {path.name}: record_id is empty on line(s) {_rows(blank)}: every "
+            "record needs its source-system identifier"
+        )
+    repeated = ids.is_duplicated()
+    if repeated.any():
+        raise PartnerKitError(
+            f"raw extract {path.name}: record_id is not unique ({int(repeated.sum())} rows "
+            f"share a record_id, first on line(s) {_rows(repeated)}): each row must be one "
+            "record with its own record_id; "
+            "remove duplicate rows"
+        )
+
+
+_INT32 = (-(2**31), 2**31 - 1)
+_TRUE = ("TRUE", "T", "YES", "Y", "1")
+_FALSE = ("FALSE", "F", "NO", "N", "0")
+
+
+def _parse_item(
+    values: pl.Series, logical_type: str, allowed_values: tuple[str, ...] | None
+) -> pl.Series:
+    text = values.str.strip_chars().replace("", None)
+    if logical_type == "date":
+        return normalise_dates(text).values
+    frame = pl.DataFrame({"v": text})
+    if logical_type == "integer":
+        number = pl.col("v").str.replace(r"^\+", "").str.to_integer(strict=False)
+        in_range = number.is_between(*_INT32)
+        return frame.select(pl.when(in_range).then(number).cast(pl.Int32)).to_series()
+    if logical_type == "number":
+        return frame.select(pl.col("v").cast(pl.Float64, strict=False)).to_series()
+    if logical_type == "boolean":
+        upper = pl.col("v").str.to_uppercase()
+        return frame.select(
+            pl.when(upper.is_in(_TRUE))
+            .then(True)
+            .when(upper.is_in(_FALSE))
+            .then(False)
+            .otherwise(None)
+        ).to_series()
+    if allowed_values:
+        # Case and surrounding spaces forgiven; anything else is not sent (a free-text
+        # value in a coded column is a minimisation risk).
+        spelling = {value.lower(): value for value in allowed_values}
+        return map_distinct(
+            text,
+            lambda d: d.str.to_lowercase().replace_strict(
+                spelling, default=None, return_dtype=pl.String
+            ),
+            pl.String,
+        )
+    return text
+
+
+PAYLOAD_DTYPES = {
+    "date": pl.Date,
+    "integer": pl.Int32,
+    "number": pl.Float64,
+    "boolean": pl.Boolean,
+    "string": pl.String,
+}
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Typed payload columns and, per column, how many values were unusable (sent as null)."""
+
+    columns: dict[str, pl.Series]
+    invalid: dict[str, int]
+
+
+def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> Payload:
+    """Type the payload columns as the contract says. A malformed date, integer or
+    coded value becomes null and is counted; it never stops the extract."""
+    columns: dict[str, pl.Series] = {}
+    invalid: dict[str, int] = {}
+    for item in dataset.items:
+        if item.classification != "payload":
+            continue
+        if item.logical_type not in PAYLOAD_DTYPES:
+            raise PartnerKitError(
+                f"contract {contract.label} ({contract.path.name}): payload item "
+                f"'{dataset.name}.{item.name}' has logicalType '{item.logical_type}', "
+                "which the partner kit cannot send (use one of "
+                f"{', '.join(PAYLOAD_DTYPES)})"
+            )
+        raw = frame[item.name]
+        parsed = _parse_item(raw, item.logical_type, item.allowed_values).cast(
+            PAYLOAD_DTYPES[item.logical_type]
+        )
+        present = raw.str.strip_chars().replace("", None).is_not_null()
+        invalid[item.name] = int((present & parsed.is_null()).sum())
+        columns[item.name] = parsed.alias(item.name)
+    return Payload(columns=columns, invalid=invalid)
+
+
+def read_postcode_lookup(path: Path) -> pl.DataFrame:
+    """The partner-side postcode lookup: ``postcode, lsoa_code, ward_code`` (CSV or Parquet),
+    postcodes normalised like the extract's; one row per postcode."""
+    path = Path(path)
+    frame = _read_reference(path, "postcode lookup", ("postcode", "lsoa_code", "ward_code"))
+    postcodes = normalise_postcodes(frame["postcode"]).values
+    lookup = (
+        frame.select(pl.col("lsoa_code", "ward_code").str.strip_chars().replace("", None))
+        .with_columns(postcode=postcodes)
+        .drop_nulls("postcode")
+        .unique(maintain_order=True)
+    )
+    clashes = lookup["postcode"].is_duplicated()
+    if clashes.any():
+        raise PartnerKitError(
+            f"postcode lookup {path.name}: {int(clashes.sum())} rows give different areas for "
+            "the same postcode: use one lookup release (ONSPD) without duplicates"
+        )
+    return lookup.select("postcode", "lsoa_code", "ward_code")
+
+
+def read_opt_outs(path: Path) -> pl.Series:
+    """NHS numbers with a National Data Opt-out (column ``nhs_number``), normalised;
+    unusable entries are dropped (they cannot match a valid NHS number)."""
+    path = Path(path)
+    frame = _read_reference(path, "opt-out list", ("nhs_number",))
+    return normalise_nhs_numbers(frame["nhs_number"]).values.drop_nulls().unique()
+
+
+def _read_reference(path: Path, what: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    frame = read_raw_extract(path, what)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PartnerKitError(
+            f"{what} {path.name} has no column(s) {', '.join(missing)}: "
+            f"expected a header row with {', '.join(columns)}"
+        )
+    return frame

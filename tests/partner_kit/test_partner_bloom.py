@@ -1,0 +1,69 @@
+"""Keyed Bloom filters of names: typos stay similar, unrelated names do not, keys separate."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipelines.partner_kit.bloom import (
+    BLOOM_BYTES,
+    bigrams,
+    bloom_encode_names,
+    dice,
+    set_bit_fraction,
+)
+from pipelines.partner_kit.tokens import LinkageKey
+
+TYPO_PAIRS = [
+    ("CATHERINE", "CATHRINE"),
+    ("JOHNSON", "JONSON"),
+    ("THOMPSON", "THOMSON"),
+    ("WILLIAMS", "WILLAIMS"),
+]
+UNRELATED = [
+    ("SMITH", "OKONKWO"),
+    ("WILLIAMS", "PATEL"),
+    ("NGUYEN", "TAYLOR"),
+    ("BROWN", "HUGHES"),
+    ("EVANS", "OKONKWO"),
+    ("JONES", "KOWALSKI"),
+]
+
+
+def _filters(key, names, field="family_name_bloom"):
+    return dict(zip(names, bloom_encode_names(pl.Series(names), field, key).to_list(), strict=True))
+
+
+def test_bigrams_are_padded_with_a_boundary():
+    assert bigrams("SMITH") == {"_S", "SM", "MI", "IT", "TH", "H_"}
+
+
+def test_filters_are_256_bits_with_about_half_set(key):
+    names = ["JOHNSON", "THOMSON", "HUGHES", "WILLIAMS", "PATEL", "BARKER"]
+    for name, bloom in _filters(key, names).items():
+        assert len(bloom) == BLOOM_BYTES == 32
+        assert 0.35 <= set_bit_fraction(bloom) <= 0.65, name
+
+
+def test_a_typo_keeps_a_high_dice_and_unrelated_names_score_well_below(key):
+    names = sorted({name for pair in TYPO_PAIRS + UNRELATED for name in pair})
+    bloom = _filters(key, names)
+    typo = [dice(bloom[a], bloom[b]) for a, b in TYPO_PAIRS]
+    unrelated = [dice(bloom[a], bloom[b]) for a, b in UNRELATED]
+    assert min(typo) > 0.75
+    # With about half the bits set, two unrelated filters share about half their
+    # bits by chance, so unrelated names score near 0.5, not near 0.
+    assert max(unrelated) < 0.65
+    assert sum(unrelated) / len(unrelated) < min(typo) - 0.25
+
+
+def test_keys_and_fields_separate_filters(key):
+    same = _filters(key, ["CATHERINE"])["CATHERINE"]
+    assert _filters(LinkageKey(key.secret), ["CATHERINE"])["CATHERINE"] == same
+    assert dice(_filters(LinkageKey.generate(), ["CATHERINE"])["CATHERINE"], same) < 0.75
+    assert _filters(key, ["CATHERINE"], field="given_name_bloom")["CATHERINE"] != same
+
+
+def test_missing_names_have_no_filter(key):
+    assert bloom_encode_names(pl.Series(["ANN", None, ""]), "given_name_bloom", key).to_list()[
+        1:
+    ] == [None, None]

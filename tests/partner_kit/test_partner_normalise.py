@@ -1,0 +1,163 @@
+"""Normalisation: one spelling per identifier, counted when unusable."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stdnum.gb import nhs
+
+from pipelines.partner_kit import normalise as n
+
+TODAY = dt.date(2026, 10, 15)
+
+
+def test_names_lose_accents_punctuation_spaces_and_case():
+    raw = pl.Series(["Siobhán", "O'Brien", "  smith ", "Smith-Jones", "Smith Jones", "Ærø"])
+    assert n.normalise_names(raw).values.to_list() == [
+        "SIOBHAN",
+        "OBRIEN",
+        "SMITH",
+        "SMITHJONES",
+        "SMITHJONES",
+        "ÆRØ",
+    ]
+
+
+def test_blank_names_are_missing_and_names_without_letters_invalid():
+    result = n.normalise_names(pl.Series(["Ann", None, "", "   ", "123", "?"]))
+    assert result.values.to_list() == ["ANN", None, None, None, None, None]
+    assert (result.missing, result.invalid) == (3, 2)
+
+
+def test_each_distinct_value_is_normalised_once():
+    seen = []
+
+    def transform(values: pl.Series) -> pl.Series:
+        seen.append(values.len())
+        return values.str.to_uppercase()
+
+    out = n.map_distinct(pl.Series(["a", "b", "a", None, "a", "b"]), transform, pl.String)
+    assert out.to_list() == ["A", "B", "A", None, "A", "B"]
+    assert seen == [2]
+
+
+@pytest.mark.parametrize(
+    "nickname, canonical",
+    [
+        ("BOB", "ROBERT"),
+        ("BOBBY", "ROBERT"),
+        ("ROBERT", "ROBERT"),
+        ("BILL", "WILLIAM"),
+        ("WILLIAM", "WILLIAM"),
+        ("LIZ", "ELIZABETH"),
+        ("BETH", "ELIZABETH"),
+        ("TOM", "THOMAS"),
+        ("MIKE", "MICHAEL"),
+        ("KATE", "KATHERINE"),
+        ("MICHAEL", "MICHAEL"),
+        ("MARY", "MARY"),
+        # Registered names in their own right, and names shared by men and women, stay.
+        ("JACK", "JACK"),
+        ("AMY", "AMY"),
+        ("SAM", "SAM"),
+        ("ALEX", "ALEX"),
+        ("SIOBHAN", "SIOBHAN"),  # unknown to the nickname list
+    ],
+)
+def test_given_names_map_to_a_canonical_form(nickname, canonical):
+    assert n.canonical_given_name(nickname) == canonical
+
+
+def test_nickname_table_is_idempotent():
+    table = n.nickname_table()
+    assert table  # the package's list is loaded, not just the fixed table
+    assert all(n.canonical_given_name(target) == target for target in table.values())
+
+
+def test_canonical_given_names_keep_nulls():
+    assert n.canonical_given_names(pl.Series(["BOB", None, "LIZ"])).to_list() == [
+        "ROBERT",
+        None,
+        "ELIZABETH",
+    ]
+
+
+def test_nhs_numbers_lose_spaces_and_dashes_and_need_a_valid_check_digit():
+    raw = pl.Series(
+        [
+            "943 476 5870",
+            "943-476-5870",
+            "9434765871",
+            "12345",
+            "0000000000",
+            "1111111111",
+            None,
+            "",
+        ]
+    )
+    result = n.normalise_nhs_numbers(raw)
+    assert result.values.to_list() == [
+        "9434765870",
+        "9434765870",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert (result.missing, result.invalid) == (2, 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=10, max_size=10))
+def test_nhs_check_digit_agrees_with_stdnum(number):
+    ours = n.valid_nhs_numbers(pl.Series([number])).item() is not None
+    placeholder = len(set(number)) == 1  # rejected on purpose, though mod 11 passes
+    assert ours == (nhs.is_valid(number) and not placeholder)
+
+
+def test_dates_of_birth_must_be_iso_real_and_plausible():
+    raw = pl.Series(
+        [
+            "1980-02-29",
+            "1981-02-29",
+            "2099-01-01",
+            "01/02/1980",
+            "1899-12-31",
+            "1980-1-2",
+            None,
+            " 2000-12-31 ",
+        ]
+    )
+    result = n.normalise_dates_of_birth(raw, TODAY)
+    assert result.values.to_list() == [
+        dt.date(1980, 2, 29),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        dt.date(2000, 12, 31),
+    ]
+    assert (result.missing, result.invalid) == (1, 5)
+
+
+def test_postcodes_are_upper_case_with_one_space_before_the_inward_code():
+    raw = pl.Series(["ab1 2cd", "SW1A1AA", " m1  1ae", "GIR 0AA", "XX", "AB1 2C", None])
+    result = n.normalise_postcodes(raw)
+    assert result.values.to_list() == ["AB1 2CD", "SW1A 1AA", "M1 1AE", "GIR 0AA", None, None, None]
+    assert (result.missing, result.invalid) == (1, 2)
+    assert n.postcode_sectors(result.values).to_list()[:2] == ["AB1 2", "SW1A 1"]
+    assert n.postcode_districts(result.values).to_list()[:2] == ["AB1", "SW1A"]
+
+
+def test_sex_aliases():
+    result = n.normalise_sex(pl.Series(["m", "Female", "1", "2", "9", "0", " u ", "X", None]))
+    assert result.values.to_list() == ["M", "F", "M", "F", "U", "U", "U", None, None]
+    assert (result.missing, result.invalid) == (1, 1)
