@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.contracts import load_contracts
-from pipelines.evaluation import PairwiseScores, pairwise_scores
+from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.run import failure_messages, run_pipeline
@@ -36,7 +36,7 @@ class DemoReport:
     deliveries: list[tuple] = field(default_factory=list)
     persons: int = 0
     identity_records: int = 0
-    scores: PairwiseScores | None = None
+    accuracy: LinkageAccuracy | None = None
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -89,7 +89,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
 
     started = time.perf_counter()
     echo("The hub runs the pipeline (Dagster, headless) ...")
-    result = run_pipeline(settings)
+    result = run_pipeline(settings, log_level="WARNING")
     report.timings["hub pipeline"] = time.perf_counter() - started
     report.failures = failure_messages(result)
     if not result.success:
@@ -115,8 +115,8 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
         published.close()
 
     started = time.perf_counter()
-    report.scores = pairwise_scores(settings.warehouse, place / "truth" / "ground_truth.csv",
-                                    [(p.dataset, p.lookup_path) for p in report.prepared])
+    report.accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
+                                    [(p.header.dataset, p.lookup_path) for p in report.prepared])
     report.timings["evaluation"] = time.perf_counter() - started
     return report
 
@@ -132,14 +132,17 @@ def format_summary(report: DemoReport) -> str:
                  f"(quarantined: {len(report.deliveries) - len(accepted)})")
     lines.append("Records per partner extract (rows sent; invalid identifier values became empty tokens):")
     for p in report.prepared:
-        invalid = ", ".join(f"{k} {v}" for k, v in sorted(p.invalid_counts.items()) if v) or "none"
-        opted = f", opted out {p.opted_out_rows}" if p.opted_out_rows else ""
-        lines.append(f"  {p.partner_id:8} {p.dataset:28} {p.rows_out:>8,} rows{opted}; invalid: {invalid}")
+        h = p.header
+        invalid = ", ".join(f"{k} {v}" for k, v in sorted(h.invalid_counts.items()) if v) or "none"
+        opted = f", {p.opted_out_rows} opted out" if p.opted_out_rows else ""
+        lines.append(f"  {h.partner_id:8} {h.dataset:26} {p.rows_out:>8,} rows{opted}; invalid values: {invalid}")
     lines.append(f"Persons linked: {report.persons:,} from {report.identity_records:,} identity records")
-    if report.scores:
-        s = report.scores
-        lines.append(f"Linkage vs ground truth (pairwise, {s.records:,} records): precision {s.precision:.4f}, "
-                     f"recall {s.recall:.4f}, F1 {s.f1:.4f}")
+    if report.accuracy:
+        lines.append("Linkage vs ground truth (pairwise, from person_keys and the partners' record lookups):")
+        for label, s in (("records", report.accuracy.records),
+                         ("identity records", report.accuracy.identity_records)):
+            lines.append(f"  {label:17} {s.records:>8,}: precision {s.precision:.4f}, recall {s.recall:.4f}, "
+                         f"F1 {s.f1:.4f}")
     lines.append("Published tables (disclosure-controlled):")
     for name, rows in report.published:
         lines.append(f"  {name}: {rows} rows")

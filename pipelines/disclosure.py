@@ -51,7 +51,9 @@ def suppress_small_counts(table: pl.DataFrame, counts: list[str], rates: list[Ra
     redacted = {c: pl.col(c).is_between(1, rule.threshold) for c in counts}
     rate_exprs = []
     for rate in rates:
-        unrounded = pl.col(rate.numerator) / pl.col(rate.denominator) * rate.scale
+        # Float division: DuckDB sums arrive as integer-scale decimals that would truncate.
+        unrounded = (pl.col(rate.numerator).cast(pl.Float64) / pl.col(rate.denominator).cast(pl.Float64)
+                     * rate.scale)
         hidden = pl.lit(False)
         for column in (rate.numerator, rate.denominator):
             if column in redacted:

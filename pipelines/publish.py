@@ -42,7 +42,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             raise PublishRefused(f"{model.path}: a published model must declare its count columns "
                                  "('-- counts: ...') so disclosure control can be applied")
         rates = [Rate.parse(r) for r in model.list_option("rates")]
-        raw = pl.from_arrow(warehouse.execute(f"SELECT * FROM {model.table}").arrow())
+        raw = pl.from_arrow(warehouse.sql(f"SELECT * FROM {model.table}").to_arrow_table())
         safe = suppress_small_counts(raw, counts, rates, rule)
         if unsafe_cells(safe, counts, rule):
             raise PublishRefused(f"{model.path}: disclosure check failed after control")

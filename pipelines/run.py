@@ -24,7 +24,8 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_pipeline(settings: Settings, retrain: bool = False) -> dg.ExecuteInProcessResult:
+def run_pipeline(settings: Settings, retrain: bool = False,
+                 log_level: str = "INFO") -> dg.ExecuteInProcessResult:
     """Materialise every asset once; raises nothing, the result says what failed."""
     settings.ensure_dirs()
     os.environ["PLACELINK_HOME"] = str(settings.home)
@@ -33,7 +34,8 @@ def run_pipeline(settings: Settings, retrain: bool = False) -> dg.ExecuteInProce
     from pipelines.definitions import defs  # after the environment names this home
 
     job = defs.resolve_job_def("placelink_refresh")
-    run_config = {"ops": {"linked_persons": {"config": {"retrain": retrain}}}}
+    run_config = {"ops": {"linked_persons": {"config": {"retrain": retrain}}},
+                  "loggers": {"console": {"config": {"log_level": log_level}}}}
     with dagster_instance(settings) as instance:
         return job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
 

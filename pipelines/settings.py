@@ -18,6 +18,7 @@ class Settings:
     home: Path
     contracts_dir: Path
     sql_dir: Path
+    # Pairs at or above this Splink match probability join one person (README: linkage).
     linkage_threshold: float = 0.9
 
     @classmethod

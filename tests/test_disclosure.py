@@ -29,3 +29,11 @@ def test_rate_syntax_errors_are_explained():
 
 def test_rule_describes_itself():
     assert "1-7 redacted" in DisclosureRule().describe()
+
+
+def test_rates_from_decimal_sums_are_not_truncated():
+    import decimal
+    table = pl.DataFrame({"people": [40], "events": [decimal.Decimal(13)]},
+                         schema={"people": pl.Int64, "events": pl.Decimal(38, 0)})
+    out = suppress_small_counts(table, ["people", "events"], [Rate.parse("per_100 = events / people * 100")])
+    assert out["per_100"].to_list() == [32.5]

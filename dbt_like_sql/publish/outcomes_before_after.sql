@@ -8,7 +8,7 @@
 -- rates: events_per_100_people = events / people * 100
 SELECT cohort, outcome, age_band, period,
        count(DISTINCT person_key) AS people,
-       sum(events) AS events
+       CAST(sum(events) AS BIGINT) AS events
 FROM outcomes.person_outcomes
 GROUP BY ALL
 ORDER BY cohort, outcome, age_band, period

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.linkage.model import DEFAULT_CLUSTER_THRESHOLD, TrainedModel, predict_clusters, train
+from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.settings import Settings
 
 
@@ -25,7 +25,7 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
 
     The saved model is reused unless ``retrain`` is set or none exists yet.
     """
-    records = con.execute("SELECT * FROM hub.person_records ORDER BY unique_id").arrow()
+    records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
     model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:

@@ -23,8 +23,6 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "linkage_model.json"
-# Pairs at or above this match probability join one person (documented in README).
-DEFAULT_CLUSTER_THRESHOLD = 0.9
 DICE_HIGH, DICE_LOW = 0.8, 0.6
 
 
@@ -145,7 +143,10 @@ def _linker(records: pa.Table, settings: SettingsCreator | dict,
     if temp_dir is not None:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
     con.register("person_records_arrow", records)
-    con.execute("CREATE TABLE person_records AS SELECT * FROM person_records_arrow")
+    # BIT travels through Arrow as binary; cast back so Dice is a bit_count on BIT.
+    bloom = [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    replace = f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in bloom)})" if bloom else ""
+    con.execute(f"CREATE TABLE person_records AS SELECT *{replace} FROM person_records_arrow")
     con.unregister("person_records_arrow")
     db_api = DuckDBAPI(connection=con)
     return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
@@ -181,7 +182,7 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
     predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=threshold)
-    table = con.execute(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").arrow()
+    table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
     pairs, scored = con.execute(
         f"SELECT count(*) FILTER (WHERE match_probability >= ?), count(*) FROM {predictions.physical_name}",
         [threshold]).fetchone()

@@ -1,0 +1,57 @@
+"""`placelink synth`, `run` and `demo`: a synthetic place, the pipeline headless, the main job."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipelines.cli.common import fail
+from pipelines.settings import Settings
+
+
+@click.command()
+@click.option("--people", default=20_000, show_default=True, help="People in the synthetic place.")
+@click.option("--seed", default=2026, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the place to.")
+def synth(people: int, seed: int, out: Path) -> None:
+    """Generate a synthetic place: partner extracts, reference data and ground truth."""
+    from pipelines.synth import generate_place
+
+    manifest = generate_place(people=people, seed=seed, out=out)
+    click.echo(f"wrote a synthetic place of {people:,} people in {manifest.households:,} households "
+               f"({manifest.wards} wards, {manifest.lsoas} LSOAs) to {out}")
+    for summary in manifest.datasets:
+        click.echo(f"  {summary.partner:8} {summary.dataset:28} {summary.rows:>10,} records")
+    click.echo(f"ground truth: {out / 'truth' / 'ground_truth.csv'}; planted effect: "
+               f"{out / 'truth' / 'planted_effect.json'}")
+
+
+@click.command()
+@click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
+def run(retrain: bool) -> None:
+    """Materialise every asset headless (inbox -> published file)."""
+    from pipelines.run import failure_messages, run_pipeline
+
+    result = run_pipeline(Settings.from_env(), retrain=retrain)
+    if not result.success:
+        for message in failure_messages(result):
+            click.echo(f"failed: {message}", err=True)
+        sys.exit(1)
+    click.echo(f"pipeline run {result.run_id} succeeded; published {Settings.from_env().published}")
+
+
+@click.command()
+@click.option("--people", default=20_000, show_default=True)
+@click.option("--seed", default=2026, show_default=True)
+def demo(people: int, seed: int) -> None:
+    """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
+    from pipelines.demo import DemoRefused, format_summary, run_demo
+
+    try:
+        report = run_demo(Settings.from_env(), people=people, seed=seed, echo=click.echo)
+    except DemoRefused as exc:
+        fail(str(exc))
+    click.echo(format_summary(report))
+    if report.failures:
+        sys.exit(1)
