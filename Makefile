@@ -18,7 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/placelink demo
 
-test: $(STAMP)
+# HTML reports are checked in a real browser: Debian's headless chromium.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
