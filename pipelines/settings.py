@@ -20,6 +20,8 @@ class Settings:
     sql_dir: Path
     # Pairs at or above this Splink match probability join one person (README: linkage).
     linkage_threshold: float = 0.9
+    # Passphrase of the hub's decryption key, if it has one (PLACELINK_HUB_KEY_PASSPHRASE).
+    hub_key_passphrase: bytes | None = None
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -30,6 +32,7 @@ class Settings:
             contracts_dir=Path(env.get("PLACELINK_CONTRACTS", REPO_ROOT / "contracts")).resolve(),
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
+            hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
         )
 
     @property
@@ -72,6 +75,16 @@ class Settings:
     @property
     def keys(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def hub_key_path(self) -> Path:
+        """The hub's HPKE decryption key (private, mode 0600); ``hub.pub`` beside it goes to partners."""
+        return self.keys / "hub.key"
+
+    @property
+    def partner_keys(self) -> Path:
+        """Partners' registered public signing keys, ``<fingerprint hex>.pub`` (see docs/envelope.md)."""
+        return self.keys / "partners"
 
     @property
     def duckdb_temp(self) -> Path:

@@ -1,6 +1,7 @@
 """A small synthetic place, prepared by every partner with a key made for the test run."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.contracts import Contract, load_contracts
+from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
+from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
@@ -19,17 +22,31 @@ class PreparedPlace:
     place: Path
     contracts: dict[str, Contract]
     extracts: list[PreparedExtract]
+    envelopes: list[SealedExtract]
+    contracts_dir: Path          # the repo's contracts with each partner's key fingerprint registered
+    signing_keys: dict[str, SigningKey]
+    hub_key: HubKey
+    partner_keys: Path           # registered public keys, as the hub keeps them
 
     def extract(self, dataset: str) -> PreparedExtract:
+        """The partner's clear copy of a prepared extract (what the envelope wraps)."""
         return next(e for e in self.extracts if e.header.dataset == dataset)
 
+    def envelope(self, dataset: str) -> SealedExtract:
+        return next(e for e in self.envelopes if e.header.dataset == dataset)
+
     def stage_hub(self, home: Path, datasets: list[str] | None = None) -> Settings:
-        """A hub home with these extracts in its inbox and the area reference in place."""
-        settings = Settings.from_env({"PLACELINK_HOME": str(home)})
+        """A hub home with these envelopes in its inbox, the hub key, the partners' registered
+        public keys and the area reference in place."""
+        settings = dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(home)}),
+                                       contracts_dir=self.contracts_dir)
         settings.ensure_dirs()
-        for prepared in self.extracts:
-            if datasets is None or prepared.header.dataset in datasets:
-                shutil.copy2(prepared.extract_path, settings.inbox / prepared.extract_path.name)
+        if not settings.hub_key_path.exists():
+            self.hub_key.save(settings.hub_key_path)
+        shutil.copytree(self.partner_keys, settings.partner_keys, dirs_exist_ok=True)
+        for sealed in self.envelopes:
+            if datasets is None or sealed.header.dataset in datasets:
+                shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
         shutil.copy2(self.place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
         return settings
 
@@ -38,18 +55,30 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
     place = root / "place"
     generate_place(people=people, seed=seed, out=place)
     key = LinkageKey.generate()
-    contracts, problems = load_contracts(REPO_ROOT / "contracts")
+    hub_key = HubKey.generate()
+    contracts_dir, partner_keys = root / "contracts", root / "hub-keys" / "partners"
+    shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
+    contracts, problems = load_contracts(contracts_dir)
     assert not problems
-    extracts = []
+    signing_keys = {c.partner_id: SigningKey.generate(c.partner_id) for c in contracts.values()}
+    for contract in contracts.values():
+        register_partner_key(contract.path, signing_keys[contract.partner_id].public, partner_keys)
+    contracts, problems = load_contracts(contracts_dir)
+    assert not problems
+    extracts, envelopes = [], []
     for contract in contracts.values():
         for dataset in contract.datasets:
             opt_outs = (place / "reference" / "national_data_opt_outs.csv"
                         if contract.terms.national_data_opt_out_applies else None)
-            extracts.append(prepare_extract(
+            prepared = prepare_extract(
                 contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
                 root / "outbox" / contract.partner_id, key, place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs, period="2026-10"))
-    return PreparedPlace(place, contracts, extracts)
+                opt_outs=opt_outs, period="2026-10")
+            sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
+            envelopes.append(sealed)
+            extracts.append(sealed.prepared)
+    return PreparedPlace(place, contracts, extracts, envelopes, contracts_dir, signing_keys, hub_key,
+                         partner_keys)
 
 
 @pytest.fixture(scope="session")

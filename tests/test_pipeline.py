@@ -13,7 +13,8 @@ from pipelines.resources import PlacelinkResource
 def hub(small_place, tmp_path_factory):
     settings = small_place.stage_hub(tmp_path_factory.mktemp("hub"))
     assets = list(defs.assets)
-    result = dg.materialize(assets, resources={"placelink": PlacelinkResource(home=str(settings.home))})
+    result = dg.materialize(assets, resources={"placelink": PlacelinkResource(
+        home=str(settings.home), contracts_dir=str(settings.contracts_dir))})
     assert result.success
     return settings, result
 
@@ -71,7 +72,8 @@ def test_rerun_on_unchanged_inputs_keeps_every_person_key(hub):
     con.close()
     again = dg.materialize([a for a in defs.assets if "linked_persons" in str(a.node_def.name)
                             or "person_records" in str(a.node_def.name)],
-                           resources={"placelink": PlacelinkResource(home=str(settings.home))})
+                           resources={"placelink": PlacelinkResource(home=str(settings.home),
+                                                                     contracts_dir=str(settings.contracts_dir))})
     assert again.success
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     after = dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())

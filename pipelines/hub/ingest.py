@@ -8,6 +8,8 @@ re-sending a corrected record), so a dataset's landing table is its latest state
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -19,8 +21,11 @@ import pyarrow.parquet as pq
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
-from pipelines.extract_file import EXTRACT_FORMAT, read_extract_header
+from pipelines.envelope import EnvelopeError, decrypt_chunks, read_header, signature_valid
+from pipelines.extract_file import HEADER_METADATA_KEY
+from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
+from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.settings import Settings
 
 DELIVERIES_DDL = """
@@ -42,6 +47,7 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
     stored_as VARCHAR
 )
 """
+DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
 
 
 @dataclass
@@ -61,46 +67,148 @@ def _reject(check: str, expected: str, found: str, action: str, contract: str | 
     raise ExtractRejected(Rejection(check, expected, found, action, contract))
 
 
+@dataclass
+class Arrival:
+    """What the hub knows when a file arrives: its decryption key, the partners' registered
+    public keys, and what it has already accepted (for replay and duplicate checks)."""
+
+    hub_key: HubKey | None
+    hub_key_problem: str | None
+    partner_keys: Path
+    seen_extract_ids: set[str] = field(default_factory=set)
+    seen_content: dict[str, str] = field(default_factory=dict)  # content_sha256 -> envelope id
+
+
+@dataclass
+class OpenedExtract:
+    """An envelope that passed every check: its header, contract and the decrypted rows (in memory)."""
+
+    header: dict
+    contract: Contract
+    table: pa.Table
+
+
+def load_arrival(settings: Settings) -> Arrival:
+    """The hub's key (or why it cannot be used) and where partner public keys are registered."""
+    hub_key, problem = None, None
+    if not settings.hub_key_path.exists():
+        problem = (f"the hub has no decryption key at {settings.hub_key_path}: "
+                   "run `placelink hub keygen` and give partners the public key")
+    else:
+        try:
+            hub_key = HubKey.load(settings.hub_key_path, settings.hub_key_passphrase)
+        except KeyFileError as exc:
+            problem = str(exc)
+    return Arrival(hub_key, problem, settings.partner_keys)
+
+
 def check_extract(path: Path, contracts: dict[str, Contract],
-                  contract_problems: dict[str, ContractError], seen_extract_ids: set[str],
-                  today: dt.date) -> tuple[dict, Contract]:
-    """Run the arrival checks in order; return (header, contract) or raise ExtractRejected."""
-    if path.stat().st_size == 0:
-        _reject("format", f"a {EXTRACT_FORMAT} file", "an empty (0-byte) file",
-                "ask the partner to re-send the extract; the transfer probably failed")
+                  contract_problems: dict[str, ContractError], arrival: Arrival,
+                  today: dt.date) -> OpenedExtract:
+    """Run the arrival checks in order and stop at the first failure (raise ExtractRejected).
+
+    format -> contract (exists, names this partner) -> signature (the contract's key) ->
+    contract in force -> dataset -> decryption -> content (hash, row count) -> replay ->
+    duplicate -> columns -> types -> identifiers. In-force and dataset come before
+    decryption so the hub never decrypts data it may not receive.
+    """
+    with open(path, "rb") as stream:
+        try:
+            sealed = read_header(stream)
+        except EnvelopeError as exc:
+            what = ("ask the partner to re-send the extract; the transfer probably failed"
+                    if "empty" in exc.found or "truncated" in exc.found
+                    else "prepare the extract with `placelink partner prepare` and re-send it")
+            _reject("format", exc.expected, exc.found, what)
+        header = sealed.header.to_dict()
+
+        contract_id = header.get("contract_id")
+        if contract_id in contract_problems:
+            _reject("contract", f"a valid contract '{contract_id}'",
+                    f"the contract file is invalid: {contract_problems[contract_id]}",
+                    "fix the contract (see `placelink contracts check`), then release the extract")
+        contract = contracts.get(contract_id)
+        if contract is None:
+            _reject("contract", "a contract id known to the hub", f"'{contract_id}'",
+                    f"check the --contract used by the partner; known: {', '.join(sorted(contracts))}")
+        label = contract.label
+        if header.get("partner_id") != contract.partner_id:
+            _reject("contract", f"partner '{contract.partner_id}'", f"partner '{header.get('partner_id')}'",
+                    "only the partner named in the contract may send under it", label)
+
+        registered = contract.terms.signing_key_fingerprint
+        if not registered:
+            _reject("signature", "a signature by the key the contract names",
+                    "a contract that names no signing key (signing_key_fingerprint is empty)",
+                    f"the IG officer registers partner '{contract.partner_id}'s public key in the "
+                    "contract (see docs/envelope.md), then releases the extract", label)
+        if header["signer_key"] != registered:
+            _reject("signature", f"a signature by key {registered}",
+                    f"an envelope signed by key {header['signer_key']}",
+                    "the partner must sign with the key registered in its contract; if the partner "
+                    "changed keys, the IG officer updates the contract first", label)
+        key_file = partner_key_path(arrival.partner_keys, registered)
+        try:
+            public = SigningPublicKey.load(key_file)
+        except KeyFileError as exc:
+            _reject("signature", f"the registered public key file {key_file.name}", str(exc),
+                    f"register partner '{contract.partner_id}'s public key at {key_file}", label)
+        if public.fingerprint != registered:
+            _reject("signature", f"public key {registered} in {key_file.name}",
+                    f"a file holding key {public.fingerprint}", "re-register the partner's public key", label)
+        if not signature_valid(sealed, public):
+            _reject("signature", f"a valid Ed25519 signature by {registered}",
+                    "a signature that does not verify (the header was altered, or signed by another key)",
+                    "ask the partner to re-send the extract as prepared; do not edit envelopes", label)
+
+        in_force, why = contract.in_force(today)
+        if not in_force:
+            _reject("contract in force", "an approved contract within its validity window", why,
+                    "the IG officer must approve or renew the agreement; then release the extract", label)
+        dataset_name = header.get("dataset")
+        if dataset_name not in contract.datasets:
+            _reject("dataset", f"one of {', '.join(contract.datasets)}", f"'{dataset_name}'",
+                    "send only datasets the agreement lists", label)
+
+        if arrival.hub_key is None:
+            _reject("decryption", "a hub decryption key", arrival.hub_key_problem or "none",
+                    "set up the hub key, then release the extract", label)
+        # Decrypt into memory, hashing as we go: the hub never writes a decrypted extract to disk.
+        plain, digest = io.BytesIO(), hashlib.sha256()
+        try:
+            for chunk in decrypt_chunks(stream, sealed, arrival.hub_key):
+                digest.update(chunk)
+                plain.write(chunk)
+        except EnvelopeError as exc:
+            _reject("decryption", exc.expected, exc.found,
+                    "ask the partner to re-send the extract (encrypted for the current hub public key)",
+                    label)
+
+    if digest.hexdigest() != header["content_sha256"]:
+        _reject("content", f"content SHA-256 {header['content_sha256'][:16]}… (header)",
+                f"{digest.hexdigest()[:16]}… after decryption",
+                "ask the partner to re-send the extract; it does not match what they signed", label)
     try:
-        header = read_extract_header(path)
-    except Exception as exc:  # any unreadable file is a format failure, never a crash
-        _reject("format", f"a {EXTRACT_FORMAT} file (Parquet with a 'placelink' header)",
-                f"a file that cannot be read as one ({type(exc).__name__})",
-                "prepare the extract with `placelink partner prepare` and re-send it")
-    if header.get("format") != EXTRACT_FORMAT:
-        _reject("format", f"format '{EXTRACT_FORMAT}'", f"format '{header.get('format')}'",
-                "prepare the extract with a matching version of the partner kit")
+        parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))
+        schema = parquet.schema_arrow
+        rows = parquet.metadata.num_rows
+    except (OSError, pa.ArrowInvalid) as exc:
+        _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
+                "prepare the extract with `placelink partner prepare` and re-send it", label)
+    if rows != header.get("row_count"):
+        _reject("row count", f"{header.get('row_count')} rows (header)", f"{rows} rows",
+                "the extract does not match its header; ask the partner to re-send", label)
+    if header["envelope_id"] in arrival.seen_extract_ids:
+        _reject("replay", "an envelope id not received before",
+                f"envelope id {header['envelope_id']} was already accepted",
+                "nothing: the earlier delivery is in use. Re-prepare to send new data", label)
+    if header["content_sha256"] in arrival.seen_content:
+        _reject("duplicate", "content not received before",
+                f"a probable duplicate: new envelope id, but the same content as accepted envelope "
+                f"{arrival.seen_content[header['content_sha256']]}",
+                "check with the partner whether this was re-sent by mistake; release it only if "
+                "the data really is meant to be delivered twice", label)
 
-    contract_id = header.get("contract_id")
-    if contract_id in contract_problems:
-        _reject("contract", f"a valid contract '{contract_id}'",
-                f"the contract file is invalid: {contract_problems[contract_id]}",
-                "fix the contract (see `placelink contracts check`), then release the extract")
-    contract = contracts.get(contract_id)
-    if contract is None:
-        _reject("contract", "a contract id known to the hub", f"'{contract_id}'",
-                f"check the --contract used by the partner; known: {', '.join(sorted(contracts))}")
-    label = contract.label
-    if header.get("partner_id") != contract.partner_id:
-        _reject("contract", f"partner '{contract.partner_id}'", f"partner '{header.get('partner_id')}'",
-                "only the partner named in the contract may send under it", label)
-    in_force, why = contract.in_force(today)
-    if not in_force:
-        _reject("contract in force", "an approved contract within its validity window", why,
-                "the IG officer must approve or renew the agreement; then release the extract", label)
-    dataset_name = header.get("dataset")
-    if dataset_name not in contract.datasets:
-        _reject("dataset", f"one of {', '.join(contract.datasets)}", f"'{dataset_name}'",
-                "send only datasets the agreement lists", label)
-
-    schema = pq.read_schema(path)
     allowed = list(contract.datasets[dataset_name].columns)
     extra = [c for c in schema.names if c not in allowed]
     missing = [c for c in allowed if c not in schema.names]
@@ -120,15 +228,17 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         _reject("types", "column types as the contract declares them",
                 "; ".join(wrong_types), "fix the column types at the partner and re-send", label)
 
-    rows = pq.ParquetFile(path).metadata.num_rows
-    if rows != header.get("row_count"):
-        _reject("row count", f"{header.get('row_count')} rows (header)", f"{rows} rows",
-                "the file was altered or truncated; ask the partner to re-send", label)
-    if header.get("extract_id") in seen_extract_ids:
-        _reject("replay", "an extract id not received before",
-                f"extract id {header.get('extract_id')} was already accepted",
-                "nothing: the earlier delivery is in use. Re-prepare to send new data", label)
-    return header, contract
+    table = parquet.read()
+    suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
+    if suspicions:
+        _reject("identifiers", "pseudonymised values only (no clear identifiers)",
+                "; ".join(s.describe() for s in suspicions),
+                "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
+                "tell the IG officer (clear identifiers reached the hub)", label)
+    inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
+    header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
+              "extract_id": header["envelope_id"]}
+    return OpenedExtract(header, contract, table.replace_schema_metadata(None))
 
 
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
@@ -145,10 +255,10 @@ def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_binary(arrow_type)
 
 
-def _land(con: duckdb.DuckDBPyConnection, path: Path, header: dict, contract: Contract,
-          received_at: dt.datetime) -> None:
+def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> None:
+    header, contract = opened.header, opened.contract
     dataset = contract.datasets[header["dataset"]]
-    schema = pq.read_schema(path)
+    schema = opened.table.schema
     selects = []
     for column in dataset.columns:
         # Bloom encodings arrive as raw bytes; BIT makes Dice a bit_count in linkage.
@@ -157,9 +267,13 @@ def _land(con: duckdb.DuckDBPyConnection, path: Path, header: dict, contract: Co
                        else f'"{column}"')
     select = ", ".join(selects)
     table = f"landing.{dataset.name}"
-    con.execute(f"CREATE TEMP TABLE incoming AS SELECT {select}, ? AS _extract_id, "
-                f"CAST(? AS TIMESTAMP) AS _received_at FROM read_parquet(?)",
-                [header["extract_id"], received_at.replace(tzinfo=None), str(path)])
+    con.register("decrypted_extract", opened.table)
+    try:
+        con.execute(f"CREATE TEMP TABLE incoming AS SELECT {select}, ? AS _extract_id, "
+                    f"CAST(? AS TIMESTAMP) AS _received_at FROM decrypted_extract",
+                    [header["extract_id"], received_at.replace(tzinfo=None)])
+    finally:
+        con.unregister("decrypted_extract")
     try:
         con.execute(f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM incoming)")
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
@@ -179,15 +293,21 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     """Check, land or hold every file in the inbox; returns one receipt per file."""
     now = now or dt.datetime.now(dt.UTC)
     con.execute(DELIVERIES_DDL)
+    con.execute(DELIVERIES_CONTENT_COLUMN)
     ensure_landing_tables(con, contracts)
-    seen = {row[0] for row in con.execute(
-        "SELECT extract_id FROM hub.deliveries WHERE status = 'accepted' AND extract_id IS NOT NULL"
-    ).fetchall()}
+    arrival = load_arrival(settings)
+    for extract_id, content in con.execute(
+            "SELECT extract_id, content_sha256 FROM hub.deliveries "
+            "WHERE status = 'accepted' AND extract_id IS NOT NULL").fetchall():
+        arrival.seen_extract_ids.add(extract_id)
+        if content:
+            arrival.seen_content[content] = extract_id
     receipts: list[Receipt] = []
     for path in sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
         audit.append("extract_received", file=path.name, bytes=path.stat().st_size)
         try:
-            header, contract = check_extract(path, contracts, contract_problems, seen, now.date())
+            opened = check_extract(path, contracts, contract_problems, arrival, now.date())
+            header, contract = opened.header, opened.contract
         except ExtractRejected as rejected:
             r = rejected.rejection
             held = hold(path, settings.quarantine, r, now)
@@ -201,7 +321,8 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         con.execute("BEGIN TRANSACTION")
         try:
             try:
-                _land(con, path, header, contract, now)
+                # (quality checks on opened.table go here, before landing)
+                _land(con, opened, now)
             except duckdb.Error as exc:
                 # The database's message can quote values; keep only the kind of failure.
                 con.execute("ROLLBACK")
@@ -226,13 +347,15 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
                 "row_count": header["row_count"],
                 "invalid_counts": json.dumps(header.get("invalid_counts", {})),
-                "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored)})
+                "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored),
+                "content_sha256": header["content_sha256"]})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-        shutil.move(str(path), stored)
-        seen.add(header["extract_id"])
+        shutil.move(str(path), stored)  # the vault keeps the envelope encrypted, as received
+        arrival.seen_extract_ids.add(header["extract_id"])
+        arrival.seen_content[header["content_sha256"]] = header["extract_id"]
         audit.append("extract_accepted", file=path.name, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
                      dataset=header["dataset"], rows=header["row_count"])

@@ -58,3 +58,39 @@ def held_files(quarantine: Path) -> list[dict]:
         reasons.append({"held_as": reason_file.name.removesuffix(".reason.json"),
                         **json.loads(reason_file.read_text())})
     return reasons
+
+
+RELEASED_DIR = "released"
+
+
+class ReleaseError(ValueError):
+    """A release that cannot be done; the message says why and what to do."""
+
+
+def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.datetime | None = None,
+            by: str | None = None) -> Path:
+    """Move a held file back, unchanged, into the inbox so the next run checks it again.
+
+    Its reason moves to ``quarantine/released/`` with the release time, so the history of
+    why it was held stays readable. Returns the file's path in the inbox.
+    """
+    held = quarantine / held_as
+    reason_file = quarantine / f"{held_as}.reason.json"
+    if not held.is_file() or not reason_file.is_file():
+        raise ReleaseError(f"no held extract named {held_as}; see `placelink hub quarantine list`")
+    reason = json.loads(reason_file.read_text())
+    original = reason.get("file") or held_as
+    target = inbox / original
+    if target.exists():
+        raise ReleaseError(f"{target} already exists in the inbox; wait for the next run or move it away")
+    released_at = released_at or dt.datetime.now(dt.UTC)
+    inbox.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(held), target)
+    history = quarantine / RELEASED_DIR
+    history.mkdir(exist_ok=True)
+    reason["released_at"] = released_at.isoformat(timespec="seconds")
+    free_name(history, reason_file.name).write_text(json.dumps(reason, indent=2) + "\n")
+    reason_file.unlink()
+    audit.append("extract_released", file=original, held_as=held_as, check=reason.get("check"),
+                 contract=reason.get("contract"), by=by)
+    return target

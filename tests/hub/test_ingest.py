@@ -1,6 +1,7 @@
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 
 import pyarrow as pa
@@ -9,15 +10,17 @@ import pytest
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import load_contracts
+from pipelines.envelope import seal
 from pipelines.hub.ingest import receive_inbox
-from pipelines.settings import REPO_ROOT
+from pipelines.hub.quarantine import release
+from pipelines.keys import HubKey
 from pipelines.warehouse import connect
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 
 
-def _receive(settings, contracts_dir=REPO_ROOT / "contracts", now=NOW):
-    contracts, problems = load_contracts(contracts_dir)
+def _receive(settings, contracts_dir=None, now=NOW):
+    contracts, problems = load_contracts(contracts_dir or settings.contracts_dir)
     con = connect(settings)
     try:
         receipts = receive_inbox(settings, con, contracts, {p.stem: e for p, e in problems.items()},
@@ -33,78 +36,171 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _rewrite(source, target, mutate_table=None, mutate_header=None):
-    """Copy an extract, changing its table and/or its header, as a tampering partner might."""
-    table = pq.read_table(source)
-    header = json.loads(table.schema.metadata[b"placelink"])
+def _reseal(place, dataset, target, mutate_table=None, signing_key=None, hub_key=None, **header):
+    """A new envelope around the partner's extract (changed as a faulty or hostile sender
+    might), signed with the partner's key unless another is given."""
+    sealed = place.envelope(dataset)
+    source = place.extract(dataset).extract_path
     if mutate_table:
-        table = mutate_table(table)
-    if mutate_header:
-        mutate_header(header)
-    table = table.replace_schema_metadata({b"placelink": json.dumps(header).encode()})
-    pq.write_table(table, target)
+        table = mutate_table(pq.read_table(source))
+        source = target.with_name(target.name + ".parquet")
+        pq.write_table(table, source)
+    h = sealed.envelope
+    fields = dict(contract_id=h.contract_id, contract_version=h.contract_version, partner_id=h.partner_id,
+                  dataset=h.dataset, reporting_period=h.reporting_period, created_at=h.created_at,
+                  row_count=h.row_count)
+    fields.update(header)
+    seal(source, target, signing_key=signing_key or place.signing_keys[h.partner_id],
+         hub_key=hub_key or place.hub_key.public, **fields)
+    if mutate_table:
+        source.unlink()
     return target
 
 
-def test_valid_extracts_are_accepted_and_vaulted(small_place, tmp_path):
+def _flip(src, dst, offset):
+    data = bytearray(src.read_bytes())
+    data[offset] ^= 0x01
+    dst.write_bytes(bytes(data))
+
+
+def _flip_in_header(src, dst):
+    data = src.read_bytes()
+    _flip(src, dst, data.index(b'"content_sha256":"') + len(b'"content_sha256":"') + 3)
+
+
+def _with_clear_identifiers(table):
+    n = table.num_rows
+    nhs = pa.array(["9434765919"] * n)  # a valid modulus-11 NHS number, as a careless partner might send
+    return table.set_column(table.schema.get_field_index("nhs_number_token"), "nhs_number_token", nhs)
+
+
+def test_valid_envelopes_are_accepted_and_vaulted_encrypted(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path)
+    first = next(settings.inbox.iterdir())
+    first.rename(settings.inbox / "Wrexham café extract ✓.plx")  # spaces and unicode are fine
     receipts, landed = _receive(settings)
     assert {r.status for r in receipts.values()} == {"accepted"} and len(receipts) == 7
+    assert "Wrexham café extract ✓.plx" in receipts
     for prepared in small_place.extracts:
         assert landed[prepared.header.dataset] == prepared.rows_out
     assert not list(settings.inbox.iterdir())
-    assert len(list(settings.vault.rglob("*.parquet"))) == 7
+    vaulted = sorted(settings.vault.rglob("*.plx"))
+    assert len(vaulted) == 7 and not list(settings.vault.rglob("*.parquet"))
+    sent = {_sha(e.envelope_path) for e in small_place.envelopes}
+    assert {_sha(p) for p in vaulted} == sent  # kept exactly as received: encrypted
     events = [e["event"] for e in AuditLog(settings.audit_dir).events()]
     assert events.count("extract_accepted") == 7 and AuditLog(settings.audit_dir).verify() is None
 
 
+def _other_hub_key():
+    return HubKey.generate("X25519").public
+
+
 @pytest.mark.parametrize("name, make, check", [
-    ("not an extract.parquet", lambda src, dst: dst.write_bytes(b"\x89PNG\r\n\x1a\n not a table"), "format"),
-    ("empty.parquet", lambda src, dst: dst.write_bytes(b""), "format"),
-    ("truncated.parquet", lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2]), "format"),
-    ("unknown contract.parquet",
-     lambda src, dst: _rewrite(src, dst, mutate_header=lambda h: h.update(contract_id="no-such-contract")), "contract"),
-    ("other partner.parquet",
-     lambda src, dst: _rewrite(src, dst, mutate_header=lambda h: h.update(partner_id="council")), "contract"),
-    ("extra column.parquet",
-     lambda src, dst: _rewrite(src, dst, mutate_table=lambda t: t.append_column(
-         "home_address", pa.array(["x"] * t.num_rows))), "columns"),
-    ("row count lies.parquet",
-     lambda src, dst: _rewrite(src, dst, mutate_header=lambda h: h.update(row_count=h["row_count"] + 5)), "row count"),
-    ("wrong type.parquet",
-     lambda src, dst: _rewrite(src, dst, mutate_table=lambda t: t.set_column(
-         t.schema.get_field_index("arrival_date"), "arrival_date",
-         pa.array(["2024-01-01"] * t.num_rows))), "types"),
-    ("naïve café extract ✓.parquet", lambda src, dst: dst.write_bytes(b"garbage"), "format"),
+    ("not an envelope.plx", lambda p, dst: dst.write_bytes(b"\x89PNG\r\n\x1a\n not a table"), "format"),
+    ("empty.plx", lambda p, dst: dst.write_bytes(b""), "format"),
+    ("truncated.plx", lambda p, dst: dst.write_bytes(
+        p.envelope("ae_attendances").envelope_path.read_bytes()[:-500]), "decryption"),
+    ("flipped ciphertext.plx", lambda p, dst: _flip(p.envelope("ae_attendances").envelope_path, dst, -200),
+     "decryption"),
+    ("flipped header.plx", lambda p, dst: _flip_in_header(p.envelope("ae_attendances").envelope_path, dst),
+     "signature"),
+    ("signed by another partner.plx",
+     lambda p, dst: _reseal(p, "ae_attendances", dst, signing_key=p.signing_keys["council"]), "signature"),
+    ("for another hub key.plx",
+     lambda p, dst: _reseal(p, "ae_attendances", dst, hub_key=_other_hub_key()), "decryption"),
+    ("unknown contract.plx",
+     lambda p, dst: _reseal(p, "ae_attendances", dst, contract_id="no-such-contract"), "contract"),
+    ("other partner.plx",
+     lambda p, dst: _reseal(p, "ae_attendances", dst, partner_id="council"), "contract"),
+    ("extra column.plx", lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=lambda t: t.append_column(
+        "home_address", pa.array(["x"] * t.num_rows))), "columns"),
+    ("row count lies.plx", lambda p, dst: _reseal(
+        p, "ae_attendances", dst, row_count=p.envelope("ae_attendances").envelope.row_count + 5), "row count"),
+    ("wrong type.plx", lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=lambda t: t.set_column(
+        t.schema.get_field_index("arrival_date"), "arrival_date", pa.array(["2024-01-01"] * t.num_rows))),
+     "types"),
+    ("clear identifiers.plx",
+     lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=_with_clear_identifiers), "identifiers"),
+    ("naïve café extract ✓.plx", lambda p, dst: dst.write_bytes(b"garbage"), "format"),
 ])
 def test_bad_deliveries_are_held_unchanged_with_a_reason(small_place, tmp_path, name, make, check):
     settings = small_place.stage_hub(tmp_path, datasets=["emergency_admissions"])
     bad = settings.inbox / name
-    make(small_place.extract("ae_attendances").extract_path, bad)
+    make(small_place, bad)
     before = _sha(bad)
     receipts, landed = _receive(settings)
     held = settings.quarantine / name
     assert receipts[name].status == "quarantined"
     assert _sha(held) == before  # byte for byte
     reason = json.loads((settings.quarantine / f"{name}.reason.json").read_text())
-    assert reason["check"] == check and reason["action"]
+    assert reason["check"] == check and reason["action"] and reason["expected"] and reason["found"]
     assert name in receipts[name].reason and "rejected" in receipts[name].reason
     # the other partner's file carried on
     assert landed == {"emergency_admissions": small_place.extract("emergency_admissions").rows_out}
     assert [e["check"] for e in AuditLog(settings.audit_dir).events() if e["event"] == "extract_quarantined"] == [check]
 
 
+def test_clear_identifiers_are_reported_by_column_and_count_never_value(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path, datasets=[])
+    _reseal(small_place, "ae_attendances", settings.inbox / "careless.plx", mutate_table=_with_clear_identifiers)
+    receipts, _ = _receive(settings)
+    rows = small_place.extract("ae_attendances").rows_out
+    reason = receipts["careless.plx"].reason
+    assert f"column 'nhs_number_token': {rows} value(s) that look like NHS numbers" in reason
+    written = (settings.quarantine / "careless.plx.reason.json").read_text() + (
+        settings.audit_dir / "audit.jsonl").read_text()
+    assert "9434765919" not in written
+
+
+def test_contract_without_a_registered_key_holds_its_extracts(small_place, tmp_path):
+    contracts_dir = tmp_path / "contracts"
+    shutil.copytree(small_place.contracts_dir, contracts_dir)
+    vcs = contracts_dir / "vcs-family-support.yaml"
+    vcs.write_text(re.sub(r"signing_key_fingerprint: \S+", "signing_key_fingerprint: null", vcs.read_text()))
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["family_support_enrolments"])
+    receipts, landed = _receive(settings, contracts_dir)
+    (receipt,) = receipts.values()
+    assert receipt.status == "quarantined" and "names no signing key" in receipt.reason and landed == {}
+
+
+def test_held_extract_is_released_after_the_contract_is_fixed(small_place, tmp_path):
+    contracts_dir = tmp_path / "contracts"
+    shutil.copytree(small_place.contracts_dir, contracts_dir)
+    vcs = contracts_dir / "vcs-family-support.yaml"
+    good = vcs.read_text()
+    vcs.write_text(good.replace("approval_status: approved", "approval_status: suspended"))
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["family_support_enrolments"])
+    (name,) = _receive(settings, contracts_dir)[0]
+    vcs.write_text(good)  # the IG officer approves the agreement again
+    released = release(settings.quarantine, name, settings.inbox, AuditLog(settings.audit_dir))
+    assert released == settings.inbox / name and not (settings.quarantine / name).exists()
+    receipts, landed = _receive(settings, contracts_dir)
+    assert receipts[name].status == "accepted" and landed["family_support_enrolments"] > 0
+    assert "extract_released" in {e["event"] for e in AuditLog(settings.audit_dir).events()}
+
+
 def test_replayed_extract_is_held(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=["mental_health_referrals"])
     _receive(settings)
-    shutil.copy2(small_place.extract("mental_health_referrals").extract_path, settings.inbox / "again.parquet")
+    shutil.copy2(small_place.envelope("mental_health_referrals").envelope_path, settings.inbox / "again.plx")
     receipts, _ = _receive(settings)
-    assert receipts["again.parquet"].status == "quarantined" and "replay" in receipts["again.parquet"].reason
+    assert receipts["again.plx"].status == "quarantined"
+    assert json.loads((settings.quarantine / "again.plx.reason.json").read_text())["check"] == "replay"
+
+
+def test_same_content_in_a_new_envelope_is_held_as_a_probable_duplicate(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path, datasets=["mental_health_referrals"])
+    _receive(settings)
+    _reseal(small_place, "mental_health_referrals", settings.inbox / "resent.plx")
+    receipts, _ = _receive(settings)
+    reason = json.loads((settings.quarantine / "resent.plx.reason.json").read_text())
+    assert reason["check"] == "duplicate" and "probable duplicate" in reason["found"]
 
 
 def test_extract_under_a_suspended_contract_is_held(small_place, tmp_path):
     contracts_dir = tmp_path / "contracts"
-    shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
+    shutil.copytree(small_place.contracts_dir, contracts_dir)
     vcs = contracts_dir / "vcs-family-support.yaml"
     vcs.write_text(vcs.read_text().replace("approval_status: approved", "approval_status: suspended"))
     settings = small_place.stage_hub(tmp_path / "home", datasets=["family_support_enrolments"])
@@ -115,7 +211,7 @@ def test_extract_under_a_suspended_contract_is_held(small_place, tmp_path):
 
 def test_no_token_values_in_audit_or_reasons(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path)
-    (settings.inbox / "junk.parquet").write_bytes(b"junk")
+    (settings.inbox / "junk.plx").write_bytes(b"junk")
     _receive(settings)
     tokens = set(pq.read_table(small_place.extract("ae_attendances").extract_path,
                                columns=["record_token", "nhs_number_token"]).to_pylist()[0].values())
