@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.contracts import load_contracts
-from pipelines.hub.ingest import DELIVERIES_DDL, receive_inbox
+from pipelines.hub.ingest import DELIVERIES_DDL, delivery_table, receive_inbox
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 
@@ -50,6 +50,7 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             "accepted": sum(r.status == "accepted" for r in receipts),
             "quarantined": sum(r.status == "quarantined" for r in receipts),
             "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
+            "files": dg.MetadataValue.md(delivery_table(receipts)),
         })
         for spec in context.assets_def.specs:
             if spec.key.path[0] != "landing":

@@ -6,6 +6,7 @@ key) under ``demo/``, and only pseudonymised extracts in the hub's inbox.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,12 +15,16 @@ from pathlib import Path
 import duckdb
 
 from pipelines.contracts import load_contracts
+from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
+from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
+from pipelines.partner_kit.seal import seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import Settings
 from pipelines.synth import generate_place
+from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
 
@@ -39,6 +44,7 @@ class DemoReport:
     accuracy: LinkageAccuracy | None = None
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list)
 
 
 def reset_home(settings: Settings) -> None:
@@ -51,6 +57,49 @@ def reset_home(settings: Settings) -> None:
         shutil.rmtree(home)
     home.mkdir(parents=True)
     (home / DEMO_MARKER).write_text("This folder was created by `placelink demo` and is rebuilt by it.\n")
+
+
+def register_demo_keys(settings: Settings, echo=print) -> tuple[Settings, dict[str, SigningKey], object]:
+    """Play the key ceremony: the hub makes its HPKE key, each partner its signing key, and the
+    IG officer registers each partner's public key in a copy of the contracts under the home.
+
+    Keys are made fresh for every demo (never committed). Partner private keys stay on the
+    partner side (``demo/partner-keys/``); the hub keeps ``keys/hub.key`` and the registered
+    public keys in ``keys/partners/``. Returns settings that read the registered contracts.
+    """
+    hub_key = HubKey.generate()
+    hub_key.save(settings.hub_key_path)
+    hub_key.public.save(settings.hub_key_path.with_suffix(".pub"))
+    registered = settings.home / "contracts"
+    shutil.copytree(settings.contracts_dir, registered)
+    settings = dataclasses.replace(settings, contracts_dir=registered)
+    contracts, _ = load_contracts(registered)
+    signing_keys: dict[str, SigningKey] = {}
+    for contract in contracts.values():
+        partner = contract.partner_id
+        if partner not in signing_keys:
+            signing_keys[partner] = SigningKey.generate(partner)
+            signing_keys[partner].save(settings.home / "demo" / "partner-keys" / f"{partner}.key")
+        register_partner_key(contract.path, signing_keys[partner].public, settings.partner_keys)
+    echo(f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
+         f"in {registered}")
+    return settings, signing_keys, hub_key.public
+
+
+def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, hub_public, echo=print) -> None:
+    """Two deliveries the hub must hold, to show the arrival checks at work: an envelope damaged
+    in transit, and the same extract re-sent in a new envelope (a probable duplicate)."""
+    first = sealed[0]
+    damaged = bytearray(first.envelope_path.read_bytes())
+    damaged[-100] ^= 0x01
+    (settings.inbox / f"{first.envelope_path.stem}.damaged in transit.plx").write_bytes(bytes(damaged))
+    h = first.envelope
+    resent = settings.inbox / f"{first.envelope_path.stem}.sent again.plx"
+    seal(first.prepared.extract_path, resent, contract_id=h.contract_id, contract_version=h.contract_version,
+         partner_id=h.partner_id, dataset=h.dataset, reporting_period=h.reporting_period,
+         created_at=h.created_at, row_count=h.row_count, signing_key=signing_keys[h.partner_id],
+         hub_key=hub_public)
+    echo("Two deliberately bad deliveries join the inbox: one damaged in transit, one sent twice.")
 
 
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
@@ -69,11 +118,13 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     started = time.perf_counter()
     key_path = settings.keys / "demo-linkage.key"
     LinkageKey.generate().save(key_path)
+    settings, signing_keys, hub_public = register_demo_keys(settings, echo)
     contracts, problems = load_contracts(settings.contracts_dir)
     if problems:
         raise DemoRefused("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.load(key_path)
-    echo("Partners prepare their extracts with the partner kit ...")
+    echo("Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ...")
+    sealed_extracts = []
     for contract in contracts.values():
         for dataset in contract.datasets:
             raw = place / "raw" / contract.partner_id / f"{dataset}.csv"
@@ -82,8 +133,11 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
             prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
                                        place / "reference" / "postcode_lookup.csv",
                                        opt_outs=opt_outs, period=period)
-            report.prepared.append(prepared)
-            shutil.copy2(prepared.extract_path, settings.inbox / prepared.extract_path.name)
+            sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_public)
+            sealed_extracts.append(sealed)
+            report.prepared.append(sealed.prepared)
+            shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
+    deliver_bad_examples(settings, sealed_extracts, signing_keys, hub_public, echo)
     shutil.copy2(place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
     report.timings["partner kit"] = time.perf_counter() - started
 
@@ -99,8 +153,9 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     try:
         report.deliveries = con.execute("""
             SELECT file_name, status, dataset, row_count, coalesce(failed_check, '')
-            FROM hub.deliveries ORDER BY dataset
+            FROM hub.deliveries ORDER BY status, file_name
         """).fetchall()
+        report.held = held_files(settings.quarantine)
         report.identity_records, report.persons = con.execute(
             "SELECT count(*), count(DISTINCT person_key) FROM hub.person_keys").fetchone()
     finally:
@@ -130,6 +185,12 @@ def format_summary(report: DemoReport) -> str:
     accepted = [d for d in report.deliveries if d[1] == "accepted"]
     lines.append(f"Extracts accepted: {len(accepted)} of {len(report.deliveries)} "
                  f"(quarantined: {len(report.deliveries) - len(accepted)})")
+    for file_name, status, dataset, rows, check in report.deliveries:
+        lines.append(f"  {status:11} {file_name}" + (f"  [{check}]" if check else ""))
+    if report.held:
+        lines.append("Held in quarantine (see `placelink hub quarantine list`):")
+        for item in report.held:
+            lines.append(f"  {item['held_as']}: check '{item['check']}': {item['found']}")
     lines.append("Records per partner extract (rows sent; invalid identifier values became empty tokens):")
     for p in report.prepared:
         h = p.header

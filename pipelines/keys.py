@@ -91,7 +91,8 @@ def _load_private_pem(pem: str, passphrase: bytes | None, path: Path):
         if passphrase:
             raise KeyFileError(f"{path}: the key is not passphrase-protected; omit the passphrase") from None
         raise KeyFileError(f"{path}: the key is passphrase-protected; give the passphrase "
-                           "(--passphrase-file or PLACELINK_KEY_PASSPHRASE)") from None
+                           "(--passphrase-file, PLACELINK_SIGNING_KEY_PASSPHRASE for a partner key, "
+                           "PLACELINK_HUB_KEY_PASSPHRASE for the hub key)") from None
     except ValueError:
         raise KeyFileError(f"{path}: wrong passphrase, or the key file is damaged") from None
 
@@ -252,9 +253,10 @@ class HubKey:
         return key
 
 
-def partner_key_path(keys_dir: Path, key_fingerprint: str) -> Path:
-    """Where the hub keeps a registered partner public key: ``keys/partners/<hex>.pub``."""
-    return Path(keys_dir) / "partners" / f"{key_fingerprint.removeprefix('sha256:')}.pub"
+def partner_key_path(partner_keys: Path, key_fingerprint: str) -> Path:
+    """Where the hub keeps a registered partner public key: ``<partner_keys>/<hex>.pub``
+    (``PLACELINK_HOME/keys/partners/`` on a hub)."""
+    return Path(partner_keys) / f"{key_fingerprint.removeprefix('sha256:')}.pub"
 
 
 _FINGERPRINT_LINE = re.compile(r"^(\s*signing_key_fingerprint:)[^\n]*$", re.MULTILINE)

@@ -11,6 +11,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_contracts(home: Path) -> Path:
+    """The hub's own registered contracts (``PLACELINK_HOME/contracts``, with partners' key
+    fingerprints filled in, as the demo makes them) if it has them, else the repo's."""
+    registered = home / "contracts"
+    return registered if registered.is_dir() else REPO_ROOT / "contracts"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Paths and switches for one placelink installation."""
@@ -29,7 +36,7 @@ class Settings:
         home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
         return cls(
             home=home,
-            contracts_dir=Path(env.get("PLACELINK_CONTRACTS", REPO_ROOT / "contracts")).resolve(),
+            contracts_dir=Path(env.get("PLACELINK_CONTRACTS", _default_contracts(home))).resolve(),
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,

@@ -1,6 +1,7 @@
 """`placelink hub ...`: hub operations."""
 from __future__ import annotations
 
+from pathlib import Path
 
 import click
 
@@ -13,6 +14,62 @@ def hub() -> None:
     """Hub operations."""
 
 
+@hub.command("keygen")
+@click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
+              show_default=True, help="Post-quantum hybrid (ML-KEM-768 + X25519) or classical X25519.")
+@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Protect the private key with this passphrase; the hub then reads it from "
+                   "PLACELINK_HUB_KEY_PASSPHRASE.")
+def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
+    """Create the hub's HPKE key pair in PLACELINK_HOME/keys (hub.key private, hub.pub for partners)."""
+    from pipelines.cli.partner import read_passphrase
+    from pipelines.keys import HubKey, KeyFileError
+
+    settings = Settings.from_env()
+    public_path = settings.hub_key_path.with_suffix(".pub")
+    if settings.hub_key_path.exists():
+        fail(f"{settings.hub_key_path} exists; the hub key is never overwritten (envelopes in flight "
+             "were encrypted for it). Move it away first to rotate it.")
+    key = HubKey.generate(kem)
+    try:
+        key.save(settings.hub_key_path, read_passphrase(passphrase_file, "PLACELINK_HUB_KEY_PASSPHRASE"))
+        if public_path.exists():
+            public_path.unlink()  # a stale public key for a key that no longer exists
+        key.public.save(public_path)
+    except KeyFileError as exc:
+        fail(str(exc))
+    click.echo(f"hub decryption key (private, mode 0600): {settings.hub_key_path}")
+    click.echo(f"public key for partners ({kem}): {public_path}")
+    click.echo(f"fingerprint: {key.fingerprint}")
+
+
+@hub.command("register-partner-key")
+@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="The contract whose extracts this key may sign.")
+@click.option("--public-key", "public_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="The partner's .pub file from `placelink partner keygen`.")
+def register_partner_key(contract_path: Path, public_path: Path) -> None:
+    """(IG officer) Name a partner's public key in its contract and keep it where the hub finds it."""
+    from pipelines.contracts import ContractError, load_contract
+    from pipelines.keys import KeyFileError, SigningPublicKey, register_partner_key as register
+
+    settings = Settings.from_env()
+    try:
+        public = SigningPublicKey.load(public_path)
+        contract = load_contract(contract_path)
+        if public.partner_id != contract.partner_id:
+            fail(f"{public_path.name} is partner '{public.partner_id}'s key; contract {contract.label} "
+                 f"is for partner '{contract.partner_id}'")
+        stored = register(contract_path, public, settings.partner_keys)
+        load_contract(contract_path)
+    except (KeyFileError, ContractError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"contract {contract.label}: signing_key_fingerprint set to {public.fingerprint}")
+    click.echo(f"public key kept at {stored}")
+    if contract_path.resolve().parent != settings.contracts_dir:
+        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} (PLACELINK_CONTRACTS)")
+
+
 @hub.group()
 def quarantine() -> None:
     """Extracts held at arrival, with the reason."""
@@ -20,13 +77,25 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 def quarantine_list() -> None:
-    from pipelines.hub.quarantine import held_files
+    """Every file that reached the inbox: held (with the failed check and reason) or accepted."""
+    from pipelines.hub.quarantine import accepted_deliveries, held_files
 
-    held = held_files(Settings.from_env().quarantine)
+    settings = Settings.from_env()
+    held = held_files(settings.quarantine)
+    accepted, problem = accepted_deliveries(settings.warehouse)
     if not held:
         click.echo("no extracts are held in quarantine")
     for item in held:
-        click.echo(f"{item['held_as']}\t{item['received_at']}\t{item['check']}\t{item.get('contract') or '-'}")
+        click.echo(f"HELD      {item['held_as']}\t{item['received_at']}\t{item['check']}\t"
+                   f"{item.get('contract') or '-'}\t{item['found']}")
+    for row in accepted:
+        click.echo(f"ACCEPTED  {row['file_name']}\t{row['received_at']}\t{row['contract']}\t"
+                   f"{row['dataset']}\t{row['row_count']} rows")
+    if problem:
+        click.echo(f"(accepted files not listed: {problem})", err=True)
+    if held:
+        click.echo("See why with `placelink hub quarantine show NAME`; re-submit after a fix with "
+                   "`placelink hub quarantine release NAME`.")
 
 
 @quarantine.command("show")
@@ -37,5 +106,26 @@ def quarantine_show(name: str) -> None:
     for item in held_files(Settings.from_env().quarantine):
         if item["held_as"] == name:
             click.echo(item["message"])
+            click.echo(f"check:    {item['check']}\nexpected: {item['expected']}\nfound:    {item['found']}\n"
+                       f"to do:    {item['action']}\nheld at:  {item['received_at']}")
             return
     fail(f"no held extract named {name}; see `placelink hub quarantine list`")
+
+
+@quarantine.command("release")
+@click.argument("name")
+def quarantine_release(name: str) -> None:
+    """Put a held extract back in the inbox, unchanged, to be checked again by the next run
+    (for example after the contract was fixed)."""
+    import getpass
+
+    from pipelines.audit import AuditLog
+    from pipelines.hub.quarantine import ReleaseError, release
+
+    settings = Settings.from_env()
+    try:
+        target = release(settings.quarantine, name, settings.inbox, AuditLog(settings.audit_dir),
+                         by=getpass.getuser())
+    except ReleaseError as exc:
+        fail(str(exc))
+    click.echo(f"released {name} to {target}; the next run (or the inbox sensor) checks it again")

@@ -364,6 +364,16 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     return receipts
 
 
+def delivery_table(receipts: list[Receipt]) -> str:
+    """A Markdown table of what happened to each file (for the Dagster UI); no values, only reasons."""
+    lines = ["| file | status | dataset | rows | reason |", "|---|---|---|---|---|"]
+    for r in receipts:
+        reason, name = ((text or "").replace("|", "\\|") for text in (r.reason, r.file_name))
+        lines.append(f"| {name} | {r.status} | {r.dataset or '-'} | "
+                     f"{r.row_count if r.row_count is not None else '-'} | {reason or '-'} |")
+    return "\n".join(lines) if receipts else "no files were waiting in the inbox"
+
+
 _DUCKDB_TYPES = {"date": "DATE", "integer": "INTEGER", "number": "DOUBLE", "boolean": "BOOLEAN",
                  "timestamp": "TIMESTAMP"}
 

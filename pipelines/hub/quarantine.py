@@ -94,3 +94,26 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
     audit.append("extract_released", file=original, held_as=held_as, check=reason.get("check"),
                  contract=reason.get("contract"), by=by)
     return target
+
+
+def accepted_deliveries(warehouse: Path) -> tuple[list[dict], str | None]:
+    """Accepted deliveries from the hub's record, and why they could not be read (if so)."""
+    import duckdb
+
+    if not Path(warehouse).exists():
+        return [], None
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return [], "the warehouse is busy (a pipeline run holds it); try again after the run"
+    try:
+        rows = con.execute("""
+            SELECT file_name, strftime(received_at, '%Y-%m-%dT%H:%M:%S'), contract_id || ' v' || contract_version,
+                   dataset, row_count
+            FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name""").fetchall()
+    except duckdb.Error:
+        return [], None
+    finally:
+        con.close()
+    keys = ("file_name", "received_at", "contract", "dataset", "row_count")
+    return [dict(zip(keys, row)) for row in rows], None
