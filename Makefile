@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PLACELINK_HOME ?= $(CURDIR)/.placelink
 
-.PHONY: install demo test test-slow ui clean
+.PHONY: install demo test test-slow ui bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-slow: $(STAMP)
 
 ui: $(STAMP)
 	DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+# Benchmarks are measured, not timed tests: medians of several runs on this machine.
+bench: $(STAMP)
+	$(BIN)/placelink bench envelope
 
 clean:
 	rm -rf $(PLACELINK_HOME)

@@ -27,6 +27,15 @@ def test_every_asset_materialises(hub):
             "publish/outcomes_before_after", "published/shared_outcomes"} <= materialised
 
 
+def test_ui_shows_every_inbox_file_with_its_outcome(hub, small_place):
+    _, result = hub
+    (deliveries,) = [e for e in result.get_asset_materialization_events()
+                     if e.asset_key.to_user_string() == "hub/deliveries"]
+    table = deliveries.materialization.metadata["files"].value
+    for sealed in small_place.envelopes:
+        assert f"| {sealed.envelope_path.name} | accepted |" in table
+
+
 def test_linkage_matches_the_ground_truth(hub, small_place):
     settings, _ = hub
     accuracy = linkage_accuracy(settings.warehouse, small_place.place / "truth" / "ground_truth.csv",

@@ -8,7 +8,6 @@ re-sending a corrected record), so a dataset's landing table is its latest state
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 import shutil
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
-from pipelines.envelope import EnvelopeError, decrypt_chunks, read_header, signature_valid
+from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
@@ -174,19 +173,17 @@ def check_extract(path: Path, contracts: dict[str, Contract],
             _reject("decryption", "a hub decryption key", arrival.hub_key_problem or "none",
                     "set up the hub key, then release the extract", label)
         # Decrypt into memory, hashing as we go: the hub never writes a decrypted extract to disk.
-        plain, digest = io.BytesIO(), hashlib.sha256()
+        plain = io.BytesIO()
         try:
-            for chunk in decrypt_chunks(stream, sealed, arrival.hub_key):
-                digest.update(chunk)
-                plain.write(chunk)
+            content_sha256 = hash_and_collect(decrypt_chunks(stream, sealed, arrival.hub_key), plain)
         except EnvelopeError as exc:
             _reject("decryption", exc.expected, exc.found,
                     "ask the partner to re-send the extract (encrypted for the current hub public key)",
                     label)
 
-    if digest.hexdigest() != header["content_sha256"]:
+    if content_sha256 != header["content_sha256"]:
         _reject("content", f"content SHA-256 {header['content_sha256'][:16]}… (header)",
-                f"{digest.hexdigest()[:16]}… after decryption",
+                f"{content_sha256[:16]}… after decryption",
                 "ask the partner to re-send the extract; it does not match what they signed", label)
     try:
         parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))

@@ -1,0 +1,1 @@
+"""Benchmarks (`placelink bench ...`): measured on demand, never timed tests."""

@@ -1,0 +1,32 @@
+"""`placelink bench ...`: benchmarks, measured on demand (medians of several runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (not tests): report medians of several runs on this machine."""
+
+
+@bench.command("envelope")
+@click.option("--mb", "megabytes", default=100, show_default=True, help="Size of the synthetic extract.")
+@click.option("--repeats", default=5, show_default=True)
+@click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
+              show_default=True)
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
+              help="Where to write the temporary files (default: the system temp folder).")
+def bench_envelope(megabytes: int, repeats: int, kem: str, folder: Path | None) -> None:
+    """Envelope seal/open throughput against a plain AES-256-GCM pass over the same bytes."""
+    from pipelines.bench.envelope import run
+
+    results = run(megabytes=megabytes, repeats=repeats, kem=kem, folder=folder)
+    click.echo(f"{megabytes} MB extract, {kem}, median of {repeats} runs:")
+    for m in results:
+        runs = ", ".join(f"{s:.0f}" for s in m.mb_per_s)
+        click.echo(f"  {m.step:46} {m.median:7.0f} MB/s   (runs: {runs}; peak RSS +{m.peak_rss_growth_mb:.0f} MB)")
+    enc, dec = results[0].median, results[2].median
+    click.echo(f"  seal at {results[1].median / enc:.0%} of the AES-GCM encrypt pass, "
+               f"open at {results[3].median / dec:.0%} of the AES-GCM decrypt pass")
