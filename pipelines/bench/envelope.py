@@ -88,12 +88,15 @@ def run(megabytes: int = 100, repeats: int = 3, kem: str = "MLKEM768_X25519",
             "AES-256-GCM decrypt (baseline)": lambda: _aes_gcm_decrypt_pass(baseline, chunk_bytes, key),
             "envelope open: verify + HPKE decrypt + hash": lambda: _open(envelope, signer.public, hub_key),
         }
-        results = []
-        for name, step in steps.items():
-            speeds, before = [], _peak_rss_mb()
-            for _ in range(repeats):
+        # Steps take turns within each repeat, so a busy neighbour on a shared machine slows
+        # the baseline and the envelope alike rather than whichever ran at the time.
+        speeds: dict[str, list[float]] = {name: [] for name in steps}
+        growth: dict[str, float] = {name: 0.0 for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                before = _peak_rss_mb()
                 started = time.perf_counter()
                 step()
-                speeds.append(megabytes / (time.perf_counter() - started))
-            results.append(Measurement(name, speeds, _peak_rss_mb() - before))
-        return results
+                speeds[name].append(megabytes / (time.perf_counter() - started))
+                growth[name] = max(growth[name], _peak_rss_mb() - before)
+        return [Measurement(name, speeds[name], growth[name]) for name in steps]

@@ -189,7 +189,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))
         schema = parquet.schema_arrow
         rows = parquet.metadata.num_rows
-    except (OSError, pa.ArrowInvalid) as exc:
+    except Exception as exc:  # whatever pyarrow raises on bytes that are not Parquet
         _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
                 "prepare the extract with `placelink partner prepare` and re-send it", label)
     if rows != header.get("row_count"):
@@ -225,14 +225,21 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         _reject("types", "column types as the contract declares them",
                 "; ".join(wrong_types), "fix the column types at the partner and re-send", label)
 
-    table = parquet.read()
+    try:
+        table = parquet.read()
+    except Exception as exc:  # damaged pages: signed by the partner, but unreadable
+        _reject("content", "a readable Parquet extract", f"pages that cannot be read ({type(exc).__name__})",
+                "ask the partner to re-prepare and re-send the extract", label)
     suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
     if suspicions:
         _reject("identifiers", "pseudonymised values only (no clear identifiers)",
                 "; ".join(s.describe() for s in suspicions),
                 "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
                 "tell the IG officer (clear identifiers reached the hub)", label)
-    inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
+    try:
+        inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
+    except ValueError:
+        inner = {}  # the counts are informative only; the signed envelope header is what counts
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
               "extract_id": header["envelope_id"]}
     return OpenedExtract(header, contract, table.replace_schema_metadata(None))
@@ -305,8 +312,12 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         try:
             opened = check_extract(path, contracts, contract_problems, arrival, now.date())
             header, contract = opened.header, opened.contract
-        except ExtractRejected as rejected:
-            r = rejected.rejection
+        except Exception as exc:
+            # Any other failure is a defect in the hub, but still only this file's problem:
+            # hold it (the exception's message may quote data, so only its type is kept).
+            r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
+                "unexpected error", "a file the hub can check", f"a {type(exc).__name__} while checking it",
+                "report this to the hub's data team with the file name; release the file once fixed")
             held = hold(path, settings.quarantine, r, now)
             _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
                           "status": "quarantined", "failed_check": r.check,
