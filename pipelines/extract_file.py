@@ -5,7 +5,9 @@ order, with a JSON header in the Parquet key-value metadata under the key
 ``placelink``. Shared by the partner kit (which writes it) and the hub (which reads
 the header before it trusts the rows). No Dagster imports: plain library code.
 
-File name: ``<contract_id>__<dataset>__<period>__<extract_id8>.parquet``.
+File name: ``<contract_id>__<dataset>__<period>__<extract_id8>.parquet``. The hub never
+receives this file as it is: ``placelink partner prepare`` seals it in a ``.plx`` envelope
+(:mod:`pipelines.envelope`, docs/envelope.md) and keeps the clear copy in ``partner-only/``.
 """
 
 from __future__ import annotations

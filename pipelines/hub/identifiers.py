@@ -16,12 +16,15 @@ import pyarrow as pa
 from pipelines.contracts import Dataset
 from pipelines.partner_kit.normalise import valid_nhs_numbers
 
-FULL_POSTCODE = r"^[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}$"
-EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+# Postcodes and e-mail addresses are found anywhere in a value ("Flat 2, SW1A 1AA"), but only
+# as whole words, so a run of letters and digits inside a hex token never counts.
+FULL_POSTCODE = r"\b[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}\b"
+EMAIL = r"\b[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\b"
 UK_PHONE = r"^(?:\+44\s?|0)(?:[\s\-()]?[0-9]){9,10}$"
-# Two or more capitalised words ("Jane Smith", "O'Neil-Brown Amy"): a strict shape, so codes
-# ("A&E", "E01000001") and category values do not trip it.
-PERSONAL_NAME = r"^[A-Z][a-z]+(?:['\-][A-Z]?[a-z]+)*(?:\s+[A-Z][a-z]+(?:['\-][A-Z]?[a-z]+)*)+$"
+# Two or more capitalised words ("Jane Smith", "Mary-Ann O'Neil"): a strict shape, so codes
+# ("A&E", "E01000001") and lower-case category values do not trip it.
+_NAME_WORD = r"[A-Z](?:[a-z]+|'[A-Z][a-z]+)(?:-[A-Z][a-z]+)*"
+PERSONAL_NAME = rf"^{_NAME_WORD}(?:\s+{_NAME_WORD})+$"
 
 
 @dataclass(frozen=True)
