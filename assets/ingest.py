@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.contracts import load_contracts
-from pipelines.hub.ingest import DELIVERIES_DDL, delivery_table, receive_inbox
+from pipelines.hub.ingest import DELIVERIES_DDL, delivery_outcome, delivery_table, receive_inbox
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 
@@ -51,6 +51,8 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             "quarantined": sum(r.status == "quarantined" for r in receipts),
             "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
             "files": dg.MetadataValue.md(delivery_table(receipts)),
+            # One line per file, shown as it is on the asset page: accepted, or held and why.
+            **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
         })
         for spec in context.assets_def.specs:
             if spec.key.path[0] != "landing":

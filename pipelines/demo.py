@@ -22,7 +22,7 @@ from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.run import failure_messages, run_pipeline
-from pipelines.settings import Settings
+from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
 from pipelines.hub.quarantine import held_files
 
@@ -104,6 +104,9 @@ def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, h
 
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
              echo=print) -> DemoReport:
+    if settings.contracts_dir.is_relative_to(settings.home):
+        # The registered copy from an earlier demo is about to be wiped: start from the repo's.
+        settings = dataclasses.replace(settings, contracts_dir=REPO_ROOT / "contracts")
     reset_home(settings)
     settings.ensure_dirs()
     report = DemoReport(settings.home)

@@ -34,6 +34,8 @@ def test_ui_shows_every_inbox_file_with_its_outcome(hub, small_place):
     table = deliveries.materialization.metadata["files"].value
     for sealed in small_place.envelopes:
         assert f"| {sealed.envelope_path.name} | accepted |" in table
+        outcome = deliveries.materialization.metadata[f"file {sealed.envelope_path.name}"].value
+        assert outcome.startswith("accepted: ") and "rows into landing." in outcome
 
 
 def test_linkage_matches_the_ground_truth(hub, small_place):

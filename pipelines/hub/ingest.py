@@ -372,6 +372,13 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     return receipts
 
 
+def delivery_outcome(receipt: Receipt) -> str:
+    """One line for a person: where an accepted file went, or which check held it and why."""
+    if receipt.status == "accepted":
+        return f"accepted: {receipt.row_count} rows into landing.{receipt.dataset}"
+    return "HELD in quarantine: " + (receipt.reason or "").split(": ", 1)[-1]
+
+
 def delivery_table(receipts: list[Receipt]) -> str:
     """A Markdown table of what happened to each file (for the Dagster UI); no values, only reasons."""
     lines = ["| file | status | dataset | rows | reason |", "|---|---|---|---|---|"]
