@@ -318,9 +318,10 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
             r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
                 "unexpected error", "a file the hub can check", f"a {type(exc).__name__} while checking it",
                 "report this to the hub's data team with the file name; release the file once fixed")
+            claimed = _claimed_header(path)
             held = hold(path, settings.quarantine, r, now)
             _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
-                          "status": "quarantined", "failed_check": r.check,
+                          "status": "quarantined", **claimed, "failed_check": r.check,
                           "reason": r.message(path.name), "stored_as": str(held)})
             audit.append("extract_quarantined", file=path.name, check=r.check,
                          contract=r.contract, reason=r.message(path.name))
@@ -370,6 +371,20 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         receipts.append(Receipt(path.name, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
     return receipts
+
+
+def _claimed_header(path: Path) -> dict:
+    """What a held envelope's header says about itself (unverified if the signature failed),
+    so hub.deliveries can still tell which contract and partner a held file claims; {} if
+    the header cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            h = read_header(stream).header
+    except Exception:
+        return {}
+    return {"extract_id": h.envelope_id, "contract_id": h.contract_id, "contract_version": h.contract_version,
+            "partner_id": h.partner_id, "dataset": h.dataset, "reporting_period": h.reporting_period,
+            "row_count": h.row_count, "content_sha256": h.content_sha256}
 
 
 def delivery_outcome(receipt: Receipt) -> str:

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -95,6 +96,7 @@ def test_valid_envelopes_are_accepted_and_vaulted_encrypted(small_place, tmp_pat
     for prepared in small_place.extracts:
         assert landed[prepared.header.dataset] == prepared.rows_out
     assert not list(settings.inbox.iterdir())
+    assert not list(settings.home.rglob("*.parquet"))  # nothing decrypted was written to disk
     vaulted = sorted(settings.vault.rglob("*.plx"))
     assert len(vaulted) == 7 and not list(settings.vault.rglob("*.parquet"))
     sent = {_sha(e.envelope_path) for e in small_place.envelopes}
@@ -162,6 +164,22 @@ def test_clear_identifiers_are_reported_by_column_and_count_never_value(small_pl
     written = (settings.quarantine / "careless.plx.reason.json").read_text() + (
         settings.audit_dir / "audit.jsonl").read_text()
     assert "9434765919" not in written
+
+
+def test_hub_key_passphrase_missing_holds_files_until_given(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path, datasets=["family_support_enrolments"])
+    settings.hub_key_path.unlink()
+    small_place.hub_key.save(settings.hub_key_path, b"hub passphrase")
+    receipts, _ = _receive(settings)
+    (name,) = receipts
+    reason = json.loads((settings.quarantine / f"{name}.reason.json").read_text())
+    assert reason["check"] == "decryption" and "passphrase-protected" in reason["found"]
+    with connect(settings) as con:
+        claimed = con.execute("SELECT contract_id, partner_id, dataset FROM hub.deliveries").fetchall()
+    assert claimed == [("vcs-family-support", "vcs", "family_support_enrolments")]
+    release(settings.quarantine, name, settings.inbox, AuditLog(settings.audit_dir))
+    receipts, landed = _receive(dataclasses.replace(settings, hub_key_passphrase=b"hub passphrase"))
+    assert receipts[name].status == "accepted" and landed["family_support_enrolments"] > 0
 
 
 def test_contract_without_a_registered_key_holds_its_extracts(small_place, tmp_path):
