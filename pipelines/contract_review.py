@@ -115,8 +115,8 @@ def _is_leaf(value: Any) -> bool:
 def _short(value: Any, width: int = 90) -> str:
     text = " ".join(str(value).split()) if _is_leaf(value) else yaml.safe_dump(value, default_flow_style=True,
                                                                                 width=10_000).strip()
-    text = repr(text) if isinstance(value, str) else text
-    return text if len(text) <= width else text[: width - 3] + "..."
+    text = text if len(text) <= width else text[: width - 3] + "..."
+    return repr(text) if isinstance(value, str) else text
 
 
 # DSA term -> (significant?, topic)
