@@ -336,3 +336,20 @@ def load_contracts(folder: Path) -> tuple[dict[str, Contract], dict[Path, Contra
             continue
         contracts[contract.id] = contract
     return contracts, problems
+
+
+def declared_datasets(path: Path) -> list[str]:
+    """The dataset names a contract file declares, read leniently (no validation).
+
+    Used for contracts that fail validation: their flow is held, but the tables it fed
+    must stay known so the rest of the pipeline still loads and runs. [] if unreadable.
+    """
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if not isinstance(schema, list):
+        return []
+    return [str(obj["name"]) for obj in schema
+            if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].isidentifier()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.governance import contract_status, ig_register, retention_deletions
+from assets.governance import contract_status, held_landing_tables, ig_register, retention_deletions
 from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records
 from assets.publish import shared_outcomes
@@ -13,7 +13,7 @@ from pipelines.resources import PlacelinkResource
 from pipelines.schedules import daily_retention, monthly_refresh
 from pipelines.sensors import inbox_sensor
 
-_sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()}
+_sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()} | held_landing_tables()
 
 defs = dg.Definitions(
     assets=[received_extracts, area_reference, person_records, linked_persons,
