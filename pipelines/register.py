@@ -21,13 +21,16 @@ REGISTER_NAME = "ig_register.html"
 QUALITY_REPORT = "quality.html"
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #1b1b1b; }
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; }
 h1 { font-size: 1.5rem; margin-bottom: .2rem; }
 p.meta { color: #555; margin-top: 0; }
-table { border-collapse: collapse; width: 100%; font-size: .88rem; }
+table { border-collapse: collapse; width: 100%; font-size: .82rem; }
 th, td { border: 1px solid #ccc; padding: .4rem .5rem; vertical-align: top; text-align: left; }
 th { background: #f0f3f6; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.agreement { min-width: 11rem; } td.parties { min-width: 11rem; } td.purpose { min-width: 15rem; }
+td.basis { min-width: 8rem; } td.flowed { min-width: 12rem; }
+.nowrap { white-space: nowrap; }
 .status { font-weight: 600; padding: .1rem .4rem; border-radius: .3rem; white-space: nowrap; }
 .approved { background: #d8f0dc; } .draft { background: #eee; }
 .suspended, .terminated, .expired, .invalid, .missing { background: #f8d7d7; }
@@ -53,12 +56,12 @@ def _expiry(expires: dt.date, on: dt.date) -> str:
 def _row(flow: FlowStatus, contract: Contract | None, history: FlowHistory,
          dependants: list[tuple[str, str]], on: dt.date) -> str:
     tables = "<br>".join(f"{escape(t)} ({escape(rel)})" for t, rel in dependants) or "none"
-    flowed = [f'<td class="num">{history.deliveries}</td>', f'<td class="num">{history.rows:,}</td>',
-              f"<td>{escape(history.last_accepted or 'never')}</td>",
-              f'<td class="num">{history.quarantined}</td>',
-              f'<td class="num">{history.extracts_deleted}</td>']
+    last = (history.last_accepted or "never")[:16].replace("T", " ")
+    flowed = [f'<td class="flowed"><b>{history.deliveries}</b> deliveries, <b>{history.rows:,}</b> rows'
+              f"<br>last accepted: {escape(last)}<br><b>{history.quarantined}</b> quarantined"
+              f"<br><b>{history.extracts_deleted}</b> deleted (retention)</td>"]
     if contract is None:
-        cells = [f"<td><b>{escape(flow.contract_id)}</b><br>{escape(flow.file)}</td>",
+        cells = [f'<td class="agreement"><b>{escape(flow.contract_id)}</b><br>{escape(flow.file)}</td>',
                  f"<td>{_status_badge(flow.status)}<br>{escape(flow.reason)}</td>",
                  '<td colspan="6">The contract cannot be read, so its terms are unknown and its flow '
                  "is held. Run <code>placelink contracts check</code>.</td>"]
@@ -69,15 +72,16 @@ def _row(flow: FlowStatus, contract: Contract | None, history: FlowHistory,
             basis += f"<br>{escape(t.article9_condition)}"
         reason = "" if flow.in_use else f"<br>{escape(flow.reason)}; data left out of linkage and publication"
         cells = [
-            f"<td><b>{escape(contract.id)}</b> v{escape(contract.version)}<br>{escape(contract.path.name)}</td>",
+            f'<td class="agreement"><b>{escape(contract.id)}</b> v{escape(contract.version)}<br>'
+            f"{escape(contract.path.name)}</td>",
             f"<td>{_status_badge(flow.status)}{reason}</td>",
-            f"<td>{escape(t.provider.name)} &rarr; {escape(t.recipient.name)}<br>"
+            f'<td class="parties">{escape(t.provider.name)} &rarr; {escape(t.recipient.name)}<br>'
             f"({escape(t.controllership)} controllers)</td>",
-            f"<td>{escape(t.purpose)}</td>",
-            f"<td>{basis}</td>",
+            f'<td class="purpose">{escape(t.purpose)}</td>',
+            f'<td class="basis">{basis}</td>',
             f"<td>{'applies' if t.national_data_opt_out_applies else 'does not apply'}</td>",
-            f"<td>from {t.valid_from}<br>review by {t.review_by}</td>",
-            f"<td>{_expiry(t.expires, on)}</td>",
+            f'<td>from <span class="nowrap">{t.valid_from}</span><br>review by <span class="nowrap">{t.review_by}</span></td>',
+            f'<td class="nowrap">{_expiry(t.expires, on)}</td>',
         ]
     return (f'<tr data-contract="{escape(flow.contract_id)}">' + "".join(cells) + "".join(flowed)
             + f"<td>{tables}</td></tr>")
@@ -103,8 +107,7 @@ def render_register(contracts: dict[str, Contract], problems: dict[str, Contract
     rows = "\n".join(_row(s, contracts.get(cid), history.get(cid, FlowHistory()), dependants.get(cid, []), on)
                      for cid, s in sorted(statuses.items()))
     headers = ["Agreement", "Status", "Parties", "Purpose", "Lawful basis (Art. 6 / Art. 9)",
-               "National Data Opt-out", "Dates", "Expires", "Deliveries", "Rows accepted",
-               "Last accepted", "Quarantined", "Extracts deleted (retention)",
+               "National Data Opt-out", "Dates", "Expires", "What flowed under it",
                "Published tables relying on it"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
