@@ -22,7 +22,9 @@ def held_landing_tables() -> set[str]:
     return {f"landing.{name}" for path in problems for name in declared_datasets(path)}
 
 
-@dg.asset(key=CONTRACT_STATUS, group_name="governance")
+# Chained after ingest (and retention after status) so these never hold the warehouse
+# at the same time as another step: DuckDB allows one writer.
+@dg.asset(key=CONTRACT_STATUS, group_name="governance", deps=[dg.AssetKey(["hub", "deliveries"])])
 def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
     """The status of every data-sharing agreement this run; changes and excluded flows are audited."""
     contracts, problems = placelink.contracts()
@@ -45,7 +47,7 @@ class RetentionConfig(dg.Config):
     as_of: str = ""
 
 
-@dg.asset(key=RETENTION, group_name="governance")
+@dg.asset(key=RETENTION, group_name="governance", deps=[CONTRACT_STATUS])
 def retention_deletions(context: dg.AssetExecutionContext, config: RetentionConfig,
                         placelink: PlacelinkResource) -> dg.MaterializeResult:
     """Extracts past their agreement's retention: vaulted file, landed and derived rows deleted, audited."""

@@ -21,8 +21,9 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     models = discover(settings.sql_dir)
     contracts, problems = placelink.contracts()
     # Agreements not in force today: their data was left out of linkage, so of every table.
-    in_use, excluded = flows_in_use(contracts, today()), excluded_flows(flow_statuses(contracts, problems, today()))
+    in_use = flows_in_use(contracts, today())
     with placelink.warehouse() as con:
+        excluded = excluded_flows(flow_statuses(contracts, problems, today()), con)
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count

@@ -269,7 +269,9 @@ def load_contract(path: Path) -> Contract:
                     key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
-        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}")
+        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}. "
+                            "Fix: add or correct that field as the Open Data Contract Standard v3 "
+                            "defines it (compare with another file in contracts/)")
     try:
         odcs = OpenDataContractStandard.model_validate(document)
     except ValidationError as exc:

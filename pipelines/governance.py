@@ -147,10 +147,18 @@ def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, Flo
     return excluded
 
 
-def excluded_flows(statuses: dict[str, FlowStatus]) -> list[dict]:
-    """The flows not in use, as recorded in the published file's ``_about``."""
-    return [{k: v for k, v in asdict(f).items() if k in ("contract_id", "version", "status", "reason")}
-            for f in sorted(statuses.values(), key=lambda f: f.contract_id) if not f.in_use]
+def excluded_flows(statuses: dict[str, FlowStatus],
+                   con: duckdb.DuckDBPyConnection | None = None) -> list[dict]:
+    """The flows not in use, as recorded in the published file's ``_about``; with ``con``,
+    also agreements whose file was removed since an earlier run."""
+    flows = [{k: v for k, v in asdict(f).items() if k in ("contract_id", "version", "status", "reason")}
+             for f in statuses.values() if not f.in_use]
+    if con is not None and table_exists(con, "hub", "contract_status"):
+        flows += [{"contract_id": cid, "version": version, "status": "missing", "reason": reason}
+                  for cid, version, reason in con.execute(
+                      "SELECT contract_id, contract_version, reason FROM hub.contract_status "
+                      "WHERE status = 'missing'").fetchall() if cid not in statuses]
+    return sorted(flows, key=lambda f: f["contract_id"])
 
 
 def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:

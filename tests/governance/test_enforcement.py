@@ -46,3 +46,21 @@ def test_an_invalid_contract_holds_only_its_own_flow(small_place, tmp_path):
     held = [r for r in receipts.values() if r.status == "quarantined"]
     assert len(held) == 1 and "dpia_reference" in held[0].reason
     assert receipts["csc_referrals"].status == "accepted"
+
+
+def test_a_removed_contract_file_is_audited_and_named_as_excluded(small_place, tmp_path):
+    from pipelines.governance import excluded_flows, record_flow_statuses
+
+    settings = small_place.stage_hub(tmp_path, datasets=[])
+    audit = AuditLog(settings.audit_dir)
+    contracts = small_place.contracts
+    on = dt.date(2026, 11, 1)
+    with connect(settings) as con:
+        record_flow_statuses(con, flow_statuses(contracts, {}, on), contracts, audit)
+        fewer = {k: v for k, v in contracts.items() if k != "vcs-family-support"}
+        statuses = flow_statuses(fewer, {}, on)
+        record_flow_statuses(con, statuses, fewer, audit)
+        assert [f["contract_id"] for f in excluded_flows(statuses, con)] == ["vcs-family-support"]
+    (changed,) = [e for e in audit.events() if e["event"] == "contract_status_changed"]
+    assert (changed["contract"], changed["previous_status"], changed["status"]) == (
+        "vcs-family-support", "approved", "missing")
