@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from pipelines.governance import excluded_flows, flow_statuses, flows_in_use, table_lineage, today
+from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
+                                  table_lineage, today)
 from pipelines.publish import publish
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
@@ -24,11 +25,12 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     in_use = flows_in_use(contracts, today())
     with placelink.warehouse() as con:
         excluded = excluded_flows(flow_statuses(contracts, problems, today()), con)
+        deleted = deleted_extracts(con)
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count
                        FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name
-                   """).fetchall() if row[0] in in_use]
+                   """).fetchall() if row[0] in in_use and row[3] not in deleted]
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
                          table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded)

@@ -161,6 +161,13 @@ def excluded_flows(statuses: dict[str, FlowStatus],
     return sorted(flows, key=lambda f: f["contract_id"])
 
 
+def deleted_extracts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Extract ids removed by retention (no longer behind any published figure)."""
+    if not table_exists(con, "hub", "retention_deletions"):
+        return set()
+    return {row[0] for row in con.execute("SELECT extract_id FROM hub.retention_deletions").fetchall()}
+
+
 def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
     """Every table a model reads, directly or through other models."""
     seen: set[str] = set()

@@ -177,6 +177,8 @@ def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(govern
     reinstated = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "contract_status_changed"][-1]
     assert (reinstated["contract"], reinstated["status"]) == (NHS, "approved")
     assert not _published(settings, "SELECT * FROM _lineage WHERE contract_id = 'vcs-family-support'")
+    about = dict(_published(settings, "SELECT key, value FROM _about"))
+    assert "vcs-family-support" not in about["lineage"] and NHS in about["lineage"]
     assert _published(settings, f"SELECT count(*) FROM _lineage WHERE contract_id = '{NHS}'")[0][0] > 0
 
 
