@@ -33,8 +33,19 @@ def contracts_check(folder: Path | None) -> None:
     if not folder.is_dir():
         fail(f"contracts folder {folder} does not exist; pass --dir or set PLACELINK_CONTRACTS")
     valid, problems = load_contracts(folder)
+    from pipelines.governance import today
+
+    on = today()
     for contract in valid.values():
-        click.echo(f"ok     {contract.path.name}: {contract.label}, {contract.terms.approval_status}")
+        t = contract.terms
+        click.echo(f"ok     {contract.path.name}: {contract.label}, {t.approval_status}")
+        # Valid files that still need an IG officer's attention (warnings: exit code unchanged).
+        if t.approval_status == "approved" and on > t.expires:
+            click.echo(f"WARN   {contract.path.name}: approved but expired on {t.expires}; no extract is "
+                       "accepted. Fix: renew it (new expires, re-approval) or set approval_status: expired")
+        elif t.approval_status == "approved" and on > t.review_by:
+            click.echo(f"WARN   {contract.path.name}: review was due by {t.review_by}. Fix: review the "
+                       "agreement and set a new review_by")
     for path, error in problems.items():
         for line in str(error).splitlines():
             click.echo(f"ERROR  {line}")

@@ -138,3 +138,10 @@ def test_expiring_lists_agreements_ending_within_the_window(tmp_path):
     assert "nhs-acute-mental-health" not in result.output
     later = CliRunner().invoke(main, ["contracts", "expiring", "--days", "10", "--dir", str(folder)])
     assert "vcs-family-support\tapproved\treview due" in later.output  # review falls in the window
+
+
+def test_check_warns_about_an_approved_agreement_past_its_expiry(tmp_path):
+    folder = _folder_with_dates(tmp_path, {"council-place-services": -5})
+    result = CliRunner().invoke(main, ["contracts", "check", "--dir", str(folder)])
+    assert result.exit_code == 0  # the file is valid; the flow is simply not in force
+    assert "WARN   council-place-services.yaml: approved but expired on" in result.output
