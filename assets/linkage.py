@@ -2,18 +2,24 @@
 
 import dagster as dg
 
+from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
 from pipelines.linkage.person_records import build_person_records, landed_datasets
 from pipelines.resources import PlacelinkResource
 
 
+# Contract status and retention run first, so a suspended flow or an expired extract is
+# already out when records are gathered for linkage.
+GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION]
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(["hub", "record_identity"], group_name="linkage",
-                        deps=[s.key for s in landing_specs()],
+                        deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
                         description="Every landed record with the identity record it belongs to."),
            dg.AssetSpec(["hub", "person_records"], group_name="linkage",
-                        deps=[s.key for s in landing_specs()],
+                        deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
                         description="One row per distinct identity per partner: Splink's input.")],
     can_subset=False,
 )

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
+                                  table_lineage, today)
 from pipelines.publish import publish
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
@@ -18,16 +20,23 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
     settings = placelink.settings()
     models = discover(settings.sql_dir)
+    contracts, problems = placelink.contracts()
+    # Agreements not in force today: their data was left out of linkage, so of every table.
+    in_use = flows_in_use(contracts, today())
     with placelink.warehouse() as con:
+        excluded = excluded_flows(flow_statuses(contracts, problems, today()), con)
+        deleted = deleted_extracts(con)
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count
                        FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name
-                   """).fetchall()]
+                   """).fetchall() if row[0] in in_use and row[3] not in deleted]
         tables = publish(con, models, settings.published,
-                         definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage)
+                         definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
+                         table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded)
     placelink.audit().append("published", file=str(settings.published), tables=[t.name for t in tables],
                              contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+                             excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
                              redacted_cells=sum(t.redacted_cells for t in tables))
     context.log.info(f"published {len(tables)} tables to {settings.published}")
     return dg.MaterializeResult(metadata={

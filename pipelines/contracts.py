@@ -77,6 +77,9 @@ class AgreementTerms(_Strict):
     purpose: str
     prohibited_uses: list[str]
     lawful_basis_article6: str
+    # Health or social-care data is special category data (UK GDPR Art. 9): the agreement
+    # must say so explicitly, and then an Article 9(2) condition is required.
+    special_category_data: bool
     article9_condition: str | None = None
     legal_gateway: str
     common_law_duty_of_confidentiality: str
@@ -106,11 +109,18 @@ class AgreementTerms(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> "AgreementTerms":
+    def _terms_agree(self) -> "AgreementTerms":
+        # Checked together so `contracts check` reports every problem in one pass.
+        problems = []
+        if self.special_category_data and not self.article9_condition:
+            problems.append("special_category_data is true (health or social-care data) but "
+                            "article9_condition is missing")
         if self.expires <= self.valid_from:
-            raise ValueError(f"expires ({self.expires}) must be after valid_from ({self.valid_from})")
-        if not (self.valid_from <= self.review_by <= self.expires):
-            raise ValueError(f"review_by ({self.review_by}) must fall between valid_from and expires")
+            problems.append(f"expires ({self.expires}) must be after valid_from ({self.valid_from})")
+        elif not (self.valid_from <= self.review_by <= self.expires):
+            problems.append(f"review_by ({self.review_by}) must fall between valid_from and expires")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -197,6 +207,49 @@ def _where(error: jsonschema.ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+# What to do about each DSA term, shown with the error so an IG officer can fix the file.
+TERM_FIXES = {
+    "partner_id": "the short partner id the partner kit writes in every extract, e.g. 'nhs'",
+    "provider": "the organisation sending the data: {name: ..., role: controller}",
+    "recipient": "the organisation receiving the data: {name: ..., role: controller}",
+    "controllership": "'joint' or 'separate' controllers",
+    "purpose": "the specific purpose the data is shared for, in one or two sentences",
+    "prohibited_uses": "a list of what the data may NOT be used for",
+    "lawful_basis_article6": "one of " + ", ".join(f"'{c} {n}'" for c, n in ARTICLE6_BASES.items()),
+    "special_category_data": "true for health or social-care data (then give article9_condition), else false",
+    "article9_condition": "an Article 9(2) condition such as '9(2)(h) health or social care' "
+                          "or '9(2)(g) substantial public interest'",
+    "legal_gateway": "the statutory power or legal gateway that permits the sharing",
+    "common_law_duty_of_confidentiality": "how the common-law duty of confidentiality is satisfied "
+                                          "(consent, s.251 support, de-identified at source, not applicable because ...)",
+    "national_data_opt_out_applies": "true if the National Data Opt-out must be applied at source, else false",
+    "dpia_reference": "the reference of the DPIA that covers this flow, e.g. 'DPIA-ORG-2026-001'",
+    "retention": "{period_months: N, deletion_method: ...}",
+    "retention.period_months": "a whole number of months, more than 0",
+    "retention.deletion_method": "how the hub deletes the data at the end of retention",
+    "valid_from": "the first date extracts may be accepted, as YYYY-MM-DD",
+    "review_by": "the date the agreement must be reviewed, between valid_from and expires",
+    "expires": "the last date extracts may be accepted, after valid_from, as YYYY-MM-DD",
+    "approval_status": "one of " + ", ".join(APPROVAL_STATUSES),
+    "approvers": "a list of {name, role, date} for everyone who signed the agreement off",
+}
+
+
+def _term_problems(path: Path, error: dict) -> list[str]:
+    loc = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+    lines = []
+    for message in error["msg"].removeprefix("Value error, ").split("\n"):
+        key = loc or next((k for k in ("article9_condition", "review_by", "expires") if k in message), "")
+        if error["type"] == "missing":
+            message = "required term is missing"
+        elif error["type"] == "extra_forbidden":
+            message = "is not a DSA term (check the spelling)"
+        fix = TERM_FIXES.get(key) or TERM_FIXES.get(key.split(".")[0])
+        where = f"DSA term '{key}'" if key else "DSA terms"
+        lines.append(f"{path.name}: {where}: {message}" + (f". Fix: set it to {fix}" if fix else ""))
+    return lines
+
+
 def load_contract(path: Path) -> Contract:
     """Read and validate one contract file; raise :class:`ContractError` naming the file and field."""
     path = Path(path)
@@ -216,7 +269,9 @@ def load_contract(path: Path) -> Contract:
                     key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
-        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}")
+        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}. "
+                            "Fix: add or correct that field as the Open Data Contract Standard v3 "
+                            "defines it (compare with another file in contracts/)")
     try:
         odcs = OpenDataContractStandard.model_validate(document)
     except ValidationError as exc:
@@ -230,22 +285,25 @@ def load_contract(path: Path) -> Contract:
     try:
         terms = AgreementTerms.model_validate(dsa)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(map(str, first["loc"])) or "(terms)"
-        raise ContractError(f"{path.name}: DSA term '{loc}': {first['msg']}") from None
+        raise ContractError("\n".join(line for error in exc.errors()
+                                      for line in _term_problems(path, error))) from None
 
     datasets: dict[str, Dataset] = {}
+    item_problems: list[str] = []
     for obj in odcs.schema_ or []:
         items = []
         for prop in obj.properties or []:
             custom = {cp.property: cp.value for cp in prop.customProperties or []}
             if prop.classification not in CLASSIFICATIONS:
-                raise ContractError(
+                item_problems.append(
                     f"{path.name}: data item '{obj.name}.{prop.name}' has classification "
-                    f"'{prop.classification}'; use one of {', '.join(CLASSIFICATIONS)}")
+                    f"'{prop.classification}'. Fix: use one of {', '.join(CLASSIFICATIONS)}")
+                continue
             if not custom.get("reason"):
-                raise ContractError(f"{path.name}: data item '{obj.name}.{prop.name}' has no 'reason' "
-                                    "customProperty: say why the item is needed (data minimisation)")
+                item_problems.append(
+                    f"{path.name}: data item '{obj.name}.{prop.name}' has no 'reason' customProperty. "
+                    "Fix: add one saying why the item is needed (data minimisation)")
+                continue
             allowed = custom.get("allowedValues")
             items.append(DataItem(
                 name=prop.name, logical_type=prop.logicalType or "string",
@@ -254,8 +312,11 @@ def load_contract(path: Path) -> Contract:
                 allowed_values=tuple(allowed) if allowed else None,
             ))
         datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items))
+    if item_problems:
+        raise ContractError("\n".join(item_problems))
     if not datasets:
-        raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'")
+        raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'. "
+                            "Fix: add one schema object per dataset the partner may send")
     return Contract(id=odcs.id, version=odcs.version, name=odcs.name or odcs.id, path=path,
                     terms=terms, datasets=datasets)
 
@@ -277,3 +338,20 @@ def load_contracts(folder: Path) -> tuple[dict[str, Contract], dict[Path, Contra
             continue
         contracts[contract.id] = contract
     return contracts, problems
+
+
+def declared_datasets(path: Path) -> list[str]:
+    """The dataset names a contract file declares, read leniently (no validation).
+
+    Used for contracts that fail validation: their flow is held, but the tables it fed
+    must stay known so the rest of the pipeline still loads and runs. [] if unreadable.
+    """
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if not isinstance(schema, list):
+        return []
+    return [str(obj["name"]) for obj in schema
+            if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].isidentifier()]

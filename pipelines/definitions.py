@@ -3,22 +3,24 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.governance import contract_status, held_landing_tables, ig_register, retention_deletions
 from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records
 from assets.publish import shared_outcomes
 from assets.sql_models import HUB_SOURCES, sql_model_assets
-from pipelines.jobs import refresh_job
+from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
-from pipelines.schedules import monthly_refresh
+from pipelines.schedules import daily_retention, monthly_refresh
 from pipelines.sensors import inbox_sensor
 
-_sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()}
+_sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()} | held_landing_tables()
 
 defs = dg.Definitions(
     assets=[received_extracts, area_reference, person_records, linked_persons,
-            *sql_model_assets(_sources), shared_outcomes],
-    jobs=[refresh_job],
+            *sql_model_assets(_sources), shared_outcomes,
+            contract_status, retention_deletions, ig_register],
+    jobs=[refresh_job, retention_job],
     sensors=[inbox_sensor],
-    schedules=[monthly_refresh],
+    schedules=[monthly_refresh, daily_retention],
     resources={"placelink": PlacelinkResource()},
 )

@@ -5,3 +5,13 @@ refresh_job = dg.define_asset_job(
     "placelink_refresh", selection=dg.AssetSelection.all(),
     description="Receive inbox extracts, link persons, run the SQL models and publish shared outcomes.",
 )
+
+# Contract status and retention, then everything that depends on linked records, so deleted
+# rows (and flows whose agreement lapsed) also leave the models and the published file.
+retention_job = dg.define_asset_job(
+    "placelink_retention",
+    selection=(dg.AssetSelection.assets(dg.AssetKey(["hub", "contract_status"])).downstream()
+               | dg.AssetSelection.key_prefixes("landing").downstream(include_self=False)),
+    description="Delete extracts past their data-sharing agreement's retention (audited), then "
+                "rebuild linkage, models, the published file and the IG register without them.",
+)

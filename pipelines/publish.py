@@ -32,8 +32,14 @@ class PublishedTable:
 
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
-            now: dt.datetime | None = None) -> list[PublishedTable]:
-    """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically."""
+            now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
+            excluded_flows: list[dict] | None = None) -> list[PublishedTable]:
+    """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
+
+    ``table_lineage`` (one row per published table and extract it relies on) becomes the
+    ``_lineage`` table; ``excluded_flows`` (agreements not in force, whose data was left
+    out) goes into ``_about``.
+    """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
     for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
@@ -69,14 +75,33 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "disclosure_parameters": json.dumps({"threshold": rule.threshold, "rounding_base": rule.rounding_base}),
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
+            "excluded_flows": json.dumps(excluded_flows or []),
         }
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR)")
         out.executemany("INSERT INTO _definitions VALUES (?, ?, ?)",
                         [(m.table, m.schema, m.description) for m in definitions])
+        _write_lineage(out, table_lineage or [])
         out.execute("CHECKPOINT")
     finally:
         out.close()
     # An analyst holding the old file open keeps reading it; new readers get the new one.
     os.replace(building, target)
     return results
+
+
+LINEAGE_COLUMNS = ("published_table", "contract_id", "contract_version", "dataset", "extract_id",
+                   "rows", "relation")
+
+
+def _write_lineage(out: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    """``_lineage``: which agreements (id, version) and extracts each published table relies on."""
+    out.execute("CREATE TABLE _lineage (published_table VARCHAR, contract_id VARCHAR, "
+                "contract_version VARCHAR, dataset VARCHAR, extract_id VARCHAR, rows BIGINT, "
+                "relation VARCHAR)")
+    out.execute("COMMENT ON TABLE _lineage IS 'Which data-sharing agreements (id, version) and which "
+                "extracts each published table relies on; relation = source (the table reads the "
+                "dataset) or linkage (the records only took part in matching people)'")
+    if rows:
+        out.executemany("INSERT INTO _lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [tuple(r[c] for c in LINEAGE_COLUMNS) for r in rows])

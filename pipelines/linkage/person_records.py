@@ -10,6 +10,7 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.contracts import Contract
+from pipelines.governance import flows_in_use
 from pipelines.warehouse import table_exists
 
 # Columns Splink compares; a dataset whose contract omits one gets NULL for it.
@@ -37,7 +38,9 @@ IDENTITY_KEY = ("nhs_number_token", "given_name_token", "family_name_token",
 
 
 def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[tuple[Contract, str]]:
-    return [(c, name) for c in contracts.values() for name in c.datasets
+    # Only flows whose agreement is in force today: a suspended, terminated or expired
+    # contract's rows stay landed but are left out of linkage and so of every model.
+    return [(c, name) for c in flows_in_use(contracts).values() for name in c.datasets
             if table_exists(con, "landing", name)]
 
 

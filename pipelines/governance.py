@@ -1,0 +1,294 @@
+"""Which data flows the hub may use today, and what each published table relies on.
+
+A *flow* is everything delivered under one contract. Its landed data is linked and
+published only while the contract is in force (approved and within its validity
+window). A suspended, terminated, expired or invalid contract keeps its rows in
+``landing`` (nothing a partner sent is deleted except by retention) but the next run
+leaves them out of linkage, and so out of every model and published table; the
+published file's ``_about`` says which flows were left out and why.
+
+The hub remembers the status it saw for each contract (``hub.contract_status``) and
+writes an audit event whenever it changes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipelines.audit import AuditLog
+from pipelines.contracts import Contract, ContractError
+from pipelines.sql_models import SqlModel
+from pipelines.warehouse import table_exists
+
+# Hub tables built by linkage from every flow in use: a model reading one of them relies
+# on every agreement whose records took part in matching people.
+LINKAGE_TABLES = frozenset({"hub.record_person", "hub.person_keys", "hub.record_identity",
+                            "hub.person_records"})
+
+CONTRACT_STATUS_DDL = """
+CREATE TABLE IF NOT EXISTS hub.contract_status (
+    contract_id VARCHAR PRIMARY KEY,
+    contract_version VARCHAR,
+    partner_id VARCHAR,
+    status VARCHAR NOT NULL,      -- approval status, or expired / not_yet_valid / invalid / missing
+    in_use BOOLEAN NOT NULL,      -- whether its data is linked and published
+    reason VARCHAR,
+    file VARCHAR,
+    seen_at TIMESTAMP NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class FlowStatus:
+    """The state of one contract's flow on a given day."""
+
+    contract_id: str
+    version: str | None
+    partner_id: str | None
+    status: str
+    in_use: bool
+    reason: str
+    file: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.contract_id} v{self.version}" if self.version else self.contract_id
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def flow_status(contract: Contract, on: dt.date) -> FlowStatus:
+    """In use only when approved and within ``valid_from``..``expires`` on ``on``."""
+    in_force, why = contract.in_force(on)
+    status = contract.terms.approval_status
+    if status == "approved" and on > contract.terms.expires:
+        status = "expired"
+    elif status == "approved" and on < contract.terms.valid_from:
+        status = "not_yet_valid"
+    return FlowStatus(contract.id, contract.version, contract.partner_id, status, in_force,
+                      why, contract.path.name)
+
+
+def flow_statuses(contracts: dict[str, Contract], problems: dict[str, ContractError],
+                  on: dt.date) -> dict[str, FlowStatus]:
+    """Every contract by id, valid or not; an invalid contract's flow is held (not in use)."""
+    statuses = {cid: flow_status(c, on) for cid, c in contracts.items()}
+    for claimed_id, error in problems.items():
+        statuses.setdefault(claimed_id, FlowStatus(
+            claimed_id, None, None, "invalid", False,
+            f"the contract file is invalid, so its flow is held: {str(error).splitlines()[0]}",
+            str(error).split(":", 1)[0]))
+    return statuses
+
+
+def flows_in_use(contracts: dict[str, Contract], on: dt.date | None = None) -> dict[str, Contract]:
+    """The contracts whose landed data may be linked and published on ``on`` (default today)."""
+    on = on or today()
+    return {cid: c for cid, c in contracts.items() if c.in_force(on)[0]}
+
+
+def landed_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> int:
+    return sum(con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]
+               for name in contract.datasets if table_exists(con, "landing", name))
+
+
+def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, FlowStatus],
+                         contracts: dict[str, Contract], audit: AuditLog,
+                         now: dt.datetime | None = None) -> list[dict]:
+    """Store each contract's status and audit every change since the last run.
+
+    Also audits, for every flow not in use that still has landed rows, that this run
+    leaves those rows out of linkage and publication. Returns the excluded flows as
+    they go into the published file's ``_about``.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    con.execute(CONTRACT_STATUS_DDL)
+    before = {row[0]: row[1:] for row in con.execute(
+        "SELECT contract_id, contract_version, status, in_use FROM hub.contract_status").fetchall()}
+    # A contract file that was removed is no longer an agreement the hub can use.
+    for contract_id, (version, status, _) in before.items():
+        if contract_id not in statuses and status != "missing":
+            statuses = {**statuses, contract_id: FlowStatus(
+                contract_id, version, None, "missing", False,
+                "the contract file is no longer in the contracts folder", "")}
+    excluded: list[dict] = []
+    for contract_id, flow in sorted(statuses.items()):
+        previous = before.get(contract_id)
+        if previous is None:
+            audit.append("contract_status_recorded", at=now, contract=contract_id,
+                         contract_version=flow.version, status=flow.status, in_use=flow.in_use,
+                         reason=flow.reason)
+        elif (previous[1], previous[0]) != (flow.status, flow.version):
+            audit.append("contract_status_changed", at=now, contract=contract_id,
+                         contract_version=flow.version, previous_version=previous[0],
+                         previous_status=previous[1], status=flow.status, in_use=flow.in_use,
+                         reason=flow.reason)
+        con.execute("DELETE FROM hub.contract_status WHERE contract_id = ?", [contract_id])
+        con.execute("INSERT INTO hub.contract_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [contract_id, flow.version, flow.partner_id, flow.status, flow.in_use,
+                     flow.reason, flow.file, now.replace(tzinfo=None)])
+        if not flow.in_use:
+            contract = contracts.get(contract_id)
+            rows = landed_rows(con, contract) if contract else None
+            if rows:
+                audit.append("flow_excluded", at=now, contract=contract_id,
+                             contract_version=flow.version, status=flow.status, landed_rows=rows,
+                             reason=f"{flow.reason}: its landed rows are left out of linkage and "
+                                    "of every published table until the agreement is in force again")
+            excluded.append({"contract_id": contract_id, "contract_version": flow.version,
+                             "status": flow.status, "reason": flow.reason, "landed_rows": rows})
+    return excluded
+
+
+def excluded_flows(statuses: dict[str, FlowStatus],
+                   con: duckdb.DuckDBPyConnection | None = None) -> list[dict]:
+    """The flows not in use, as recorded in the published file's ``_about``; with ``con``,
+    also agreements whose file was removed since an earlier run."""
+    flows = [{k: v for k, v in asdict(f).items() if k in ("contract_id", "version", "status", "reason")}
+             for f in statuses.values() if not f.in_use]
+    if con is not None and table_exists(con, "hub", "contract_status"):
+        flows += [{"contract_id": cid, "version": version, "status": "missing", "reason": reason}
+                  for cid, version, reason in con.execute(
+                      "SELECT contract_id, contract_version, reason FROM hub.contract_status "
+                      "WHERE status = 'missing'").fetchall() if cid not in statuses]
+    return sorted(flows, key=lambda f: f["contract_id"])
+
+
+def deleted_extracts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Extract ids removed by retention (no longer behind any published figure)."""
+    if not table_exists(con, "hub", "retention_deletions"):
+        return set()
+    return {row[0] for row in con.execute("SELECT extract_id FROM hub.retention_deletions").fetchall()}
+
+
+def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
+    """Every table a model reads, directly or through other models."""
+    seen: set[str] = set()
+    stack = list(model.depends_on)
+    while stack:
+        table = stack.pop()
+        if table in seen:
+            continue
+        seen.add(table)
+        if table in models:
+            stack.extend(models[table].depends_on)
+    return seen
+
+
+def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
+                  in_use: dict[str, Contract]) -> list[dict]:
+    """One row per (published table, extract) the table relies on.
+
+    ``relation`` is ``source`` when the table reads the extract's dataset (through the
+    model graph), ``linkage`` when the extract only took part in matching people.
+    Extracts are those whose rows are in ``landing`` now (a corrected record replaces
+    the earlier one; retention removes old ones); flows not in use are left out.
+    """
+    by_dataset = {name: c for c in in_use.values() for name in c.datasets}
+    extracts: dict[str, list[tuple]] = {}
+    for name, contract in by_dataset.items():
+        if not table_exists(con, "landing", name):
+            continue
+        extracts[name] = con.execute(f"""
+            SELECT l._extract_id, any_value(d.contract_version), count(*)
+            FROM landing.{name} l
+            LEFT JOIN hub.deliveries d ON d.extract_id = l._extract_id AND d.status = 'accepted'
+            GROUP BY l._extract_id ORDER BY l._extract_id
+        """).fetchall() if table_exists(con, "hub", "deliveries") else con.execute(
+            f"SELECT _extract_id, NULL, count(*) FROM landing.{name} GROUP BY 1 ORDER BY 1").fetchall()
+    rows: list[dict] = []
+    for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
+        upstream = upstream_tables(model, models)
+        sources = {t.split(".", 1)[1] for t in upstream if t.startswith("landing.")}
+        linked = bool(upstream & LINKAGE_TABLES)
+        for name in sorted(extracts):
+            if name not in sources and not linked:
+                continue
+            contract = by_dataset[name]
+            for extract_id, version, count in extracts[name]:
+                rows.append({"published_table": model.name, "contract_id": contract.id,
+                             "contract_version": version or contract.version, "dataset": name,
+                             "extract_id": extract_id, "rows": count,
+                             "relation": "source" if name in sources else "linkage"})
+    return rows
+
+
+def lineage_summary(rows: list[dict]) -> str:
+    """A JSON list of the contracts each published table relies on (for logs and _about)."""
+    summary: dict[str, set[str]] = {}
+    for row in rows:
+        summary.setdefault(row["published_table"], set()).add(f"{row['contract_id']} v{row['contract_version']}")
+    return json.dumps({table: sorted(labels) for table, labels in sorted(summary.items())})
+
+
+@dataclass
+class FlowHistory:
+    """What flowed under one contract, read from the audit log (counts only)."""
+
+    deliveries: int = 0
+    rows: int = 0
+    last_accepted: str | None = None
+    quarantined: int = 0
+    last_quarantined: str | None = None
+    extracts_deleted: int = 0
+
+
+def _contract_id(value) -> str | None:
+    # Events name a contract by id or by label ("id vX.Y.Z").
+    if not isinstance(value, str) or not value:
+        return None
+    return value.split(" v", 1)[0]
+
+
+def flow_history(audit: AuditLog) -> dict[str, FlowHistory]:
+    """Deliveries, rows, last accepted and quarantined extracts per contract id."""
+    history: dict[str, FlowHistory] = {}
+    for event in audit.events():
+        contract_id = _contract_id(event.get("contract"))
+        if contract_id is None:
+            continue
+        h = history.setdefault(contract_id, FlowHistory())
+        if event["event"] == "extract_accepted":
+            h.deliveries += 1
+            h.rows += int(event.get("rows") or 0)
+            h.last_accepted = event["at"]
+        elif event["event"] == "extract_quarantined":
+            h.quarantined += 1
+            h.last_quarantined = event["at"]
+        elif event["event"] == "retention_deleted":
+            h.extracts_deleted += 1
+    return history
+
+
+def contract_events(audit: AuditLog, contract_id: str) -> list[dict]:
+    """Every audit event about one contract, oldest first."""
+    return [e for e in audit.events() if _contract_id(e.get("contract")) == contract_id]
+
+
+def published_dependants(published: Path) -> dict[str, list[tuple[str, str]]]:
+    """Contract id -> [(published table, 'source' or 'linkage')], read from ``_lineage``."""
+    path = Path(published)
+    if not path.exists():
+        return {}
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return {}  # being replaced right now; the register says "unknown"
+    try:
+        if not table_exists(con, "main", "_lineage"):
+            return {}
+        dependants: dict[str, list[tuple[str, str]]] = {}
+        for cid, table, direct in con.execute("""
+                SELECT contract_id, published_table, bool_or(relation = 'source')
+                FROM _lineage GROUP BY ALL ORDER BY contract_id, published_table""").fetchall():
+            dependants.setdefault(cid, []).append((table, "source" if direct else "linkage"))
+        return dependants
+    finally:
+        con.close()

@@ -1,0 +1,147 @@
+"""IG officer tools: diff (significant vs editorial), show, list and expiring."""
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipelines.audit import AuditLog
+from pipelines.cli import main
+from pipelines.contract_review import compare_contracts
+from pipelines.settings import REPO_ROOT
+
+CONTRACTS = REPO_ROOT / "contracts"
+NHS = CONTRACTS / "nhs-acute-mental-health.yaml"
+
+
+def _terms(document):
+    return document["customProperties"][0]["value"]
+
+
+def _changed(tmp_path: Path, mutate) -> Path:
+    document = yaml.safe_load(NHS.read_text())
+    mutate(document)
+    path = tmp_path / "nhs-acute-mental-health.v2.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _new_item(document):
+    document["schema"][0]["properties"].append({
+        "name": "chief_complaint", "logicalType": "string", "classification": "payload",
+        "customProperties": [{"property": "reason", "value": "Presenting complaint."}]})
+
+
+@pytest.mark.parametrize("mutate, topic", [
+    (lambda d: _terms(d).update(lawful_basis_article6="6(1)(f) legitimate interests"), "lawful basis"),
+    (lambda d: _terms(d).update(article9_condition="9(2)(g) substantial public interest"), "Article 9"),
+    (lambda d: _terms(d).update(purpose="Any analysis the hub likes."), "purpose"),
+    (lambda d: _terms(d)["prohibited_uses"].pop(), "prohibited uses"),
+    (lambda d: d["description"].update(purpose="Something else."), "purpose"),
+    (_new_item, "new data item"),
+    (lambda d: d["schema"][0]["properties"][16].update(classification="payload"), "classification"),
+    (lambda d: _terms(d)["retention"].update(period_months=120), "retention"),
+    (lambda d: _terms(d)["recipient"].update(name="A commercial analytics company"), "parties"),
+    (lambda d: _terms(d).update(controllership="joint"), "parties"),
+    (lambda d: _terms(d).update(national_data_opt_out_applies=False), "National Data Opt-out"),
+    (lambda d: _terms(d).update(approval_status="suspended"), "approval status"),
+    (lambda d: _terms(d).update(expires="2031-03-31"), "validity"),
+])
+def test_governance_significant_changes_are_flagged(tmp_path, mutate, topic):
+    changes = compare_contracts(NHS, _changed(tmp_path, mutate))
+    assert changes and all(c.significant for c in changes), [c.describe() for c in changes]
+    assert any(topic in c.topic for c in changes)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d.update(version="1.0.1"),
+    lambda d: d.update(name="Northshire NHS FT: acute and mental-health data to the Place hub"),
+    lambda d: d["schema"][0]["properties"][0]["customProperties"][0].update(value="Reworded reason."),
+    lambda d: d["schema"][0].update(description="Type 1 A&E attendances, one row each."),
+    lambda d: d["description"].update(usage="Reworded usage note."),
+    lambda d: _terms(d).update(review_by="2027-06-30"),
+])
+def test_editorial_changes_are_not_flagged(tmp_path, mutate):
+    changes = compare_contracts(NHS, _changed(tmp_path, mutate))
+    assert len(changes) == 1 and not changes[0].significant, [c.describe() for c in changes]
+
+
+def test_diff_command_lists_both_kinds_and_can_fail_ci(tmp_path):
+    def mixed(d):
+        _terms(d).update(lawful_basis_article6="6(1)(f) legitimate interests")
+        d.update(version="1.1.0")
+        _new_item(d)
+    new = _changed(tmp_path, mixed)
+    result = CliRunner().invoke(main, ["contracts", "diff", str(NHS), str(new)])
+    assert result.exit_code == 0, result.output
+    significant, editorial = result.output.split("Editorial changes")
+    assert "Governance-significant changes (2)" in significant
+    assert "'6(1)(e) public task' to '6(1)(f) legitimate interests'" in significant
+    assert "ae_attendances.chief_complaint' added" in significant
+    assert "version" in editorial and "lawful" not in editorial
+    gate = CliRunner().invoke(main, ["contracts", "diff", "--fail-on-significant", str(NHS), str(new)])
+    assert gate.exit_code == 1
+    same = CliRunner().invoke(main, ["contracts", "diff", "--fail-on-significant", str(NHS), str(NHS)])
+    assert same.exit_code == 0 and "word for word" in same.output
+
+
+def test_show_explains_the_agreement_in_plain_english():
+    result = CliRunner().invoke(main, ["contracts", "show", "nhs-acute-mental-health"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for expected in ("Northshire NHS Foundation Trust (controller) shares data with",
+                     "separate controllers", "Not to be used for:", "Article 6(1)(e) public task",
+                     "Article 9 condition: 9(2)(h)", "Health and Social Care Act 2012",
+                     "National Data Opt-out:", "removes the records of people who opted out",
+                     "DPIA-NNFT-2026-007", "kept for 84 months", "expires 2029-03-31",
+                     "Caldicott Guardian", "arrival_mode (string [ambulance, walk_in, other])"):
+        assert expected in text, expected
+    unknown = CliRunner().invoke(main, ["contracts", "show", "no-such-agreement"])
+    assert unknown.exit_code == 2 and "known: council-place-services" in unknown.output
+
+
+def test_list_shows_status_partner_purpose_expiry_and_last_delivery(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLACELINK_HOME", str(tmp_path))
+    AuditLog(tmp_path / "audit").append("extract_accepted", at=dt.datetime(2026, 10, 3, 9, 0, tzinfo=dt.UTC),
+                                        contract="vcs-family-support", extract_id="e1", rows=12)
+    result = CliRunner().invoke(main, ["contracts", "list"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert set(lines) == {"council-place-services", "nhs-acute-mental-health", "vcs-family-support"}
+    assert "2026-10-03" in lines["vcs-family-support"] and "never" in lines["nhs-acute-mental-health"]
+    assert "approved" in lines["nhs-acute-mental-health"] and " nhs " in lines["nhs-acute-mental-health"]
+    assert "2029-03-31" in lines["council-place-services"] and "Measure whether" in lines["council-place-services"]
+
+
+def _folder_with_dates(tmp_path, expires_in_days: dict[str, int]) -> Path:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    today = dt.datetime.now(dt.UTC).date()
+    for path in CONTRACTS.glob("*.yaml"):
+        document = yaml.safe_load(path.read_text())
+        days = expires_in_days.get(document["id"])
+        if days is not None:
+            expires = today + dt.timedelta(days=days)
+            _terms(document).update(valid_from=str(expires - dt.timedelta(days=900)),
+                                    review_by=str(expires - dt.timedelta(days=15)), expires=str(expires))
+        (folder / path.name).write_text(yaml.safe_dump(document, sort_keys=False))
+    return folder
+
+
+def test_expiring_lists_agreements_ending_within_the_window(tmp_path):
+    folder = _folder_with_dates(tmp_path, {"vcs-family-support": 20, "council-place-services": -5})
+    result = CliRunner().invoke(main, ["contracts", "expiring", "--days", "30", "--dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "vcs-family-support\tapproved\texpires" in result.output and "in 20 days" in result.output
+    assert "council-place-services\texpired\texpired" in result.output
+    assert "nhs-acute-mental-health" not in result.output
+    later = CliRunner().invoke(main, ["contracts", "expiring", "--days", "10", "--dir", str(folder)])
+    assert "vcs-family-support\tapproved\treview due" in later.output  # review falls in the window
+
+
+def test_check_warns_about_an_approved_agreement_past_its_expiry(tmp_path):
+    folder = _folder_with_dates(tmp_path, {"council-place-services": -5})
+    result = CliRunner().invoke(main, ["contracts", "check", "--dir", str(folder)])
+    assert result.exit_code == 0  # the file is valid; the flow is simply not in force
+    assert "WARN   council-place-services.yaml: approved but expired on" in result.output

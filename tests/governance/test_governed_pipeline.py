@@ -1,0 +1,195 @@
+"""The whole graph under governance: a suspended agreement leaves the next publication,
+every published table names the agreements it relies on, the IG register renders in a
+real browser, the audit log tells the story without identifiers, retention runs as a job."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from browser import rendered_dom
+from pipelines.audit import AuditLog
+from pipelines.cli import main
+from pipelines.definitions import defs
+from pipelines.resources import PlacelinkResource
+from pipelines.settings import REPO_ROOT
+
+NHS = "nhs-acute-mental-health"
+NHS_OUTCOMES = {"ae_attendance", "emergency_admission", "mental_health_referral"}
+
+
+def _published(settings, sql):
+    con = duckdb.connect(str(settings.published), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _set_status(contracts_dir: Path, contract_file: str, status: str) -> None:
+    path = contracts_dir / contract_file
+    document = yaml.safe_load(path.read_text())
+    document["customProperties"][0]["value"]["approval_status"] = status
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def governed_hub(small_place, tmp_path_factory):
+    root = tmp_path_factory.mktemp("governed")
+    contracts_dir = root / "contracts"
+    shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
+    settings = small_place.stage_hub(root / "home")
+    resource = PlacelinkResource(home=str(settings.home), contracts_dir=str(contracts_dir))
+
+    first = dg.materialize(list(defs.assets), resources={"placelink": resource})
+    assert first.success
+    before = {
+        "outcomes": {r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")},
+        "lineage": _published(settings, "SELECT * FROM _lineage"),
+        "register": (settings.reports / "ig_register.html").read_text(),
+    }
+
+    # The IG officer suspends the NHS agreement; someone also drops a broken draft in.
+    _set_status(contracts_dir, f"{NHS}.yaml", "suspended")
+    (contracts_dir / "zz-draft.yaml").write_text("id: zz-draft\nschema: [unclosed\n")
+    second = dg.materialize(list(defs.assets), resources={"placelink": resource})
+    assert second.success
+    return settings, contracts_dir, before
+
+
+def test_every_published_table_names_the_agreements_and_extracts_it_relies_on(governed_hub, small_place):
+    settings, _, before = governed_hub
+    lineage = before["lineage"]
+    tables = {row[0] for row in lineage}
+    assert tables == {"outcomes_before_after", "outcomes_by_ward"}
+    extract_ids = {e.header.extract_id for e in small_place.extracts}
+    for table in tables:
+        rows = [r for r in lineage if r[0] == table]
+        assert {(r[1], r[2]) for r in rows} == {("council-place-services", "1.0.0"),
+                                               (NHS, "1.0.0"), ("vcs-family-support", "1.0.0")}
+        assert {r[4] for r in rows} <= extract_ids
+        # every dataset feeds the outcomes or the person attributes (school attendance: age, ward)
+        assert {r[3] for r in rows if r[6] == "source"} == {
+            "ae_attendances", "emergency_admissions", "mental_health_referrals", "csc_referrals",
+            "school_attendance", "homelessness_applications", "family_support_enrolments"}
+
+
+def test_a_suspended_agreement_leaves_the_next_publication(governed_hub):
+    settings, _, before = governed_hub
+    assert NHS_OUTCOMES <= before["outcomes"]
+    after = {r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")}
+    assert after and not (after & NHS_OUTCOMES)
+    assert not _published(settings, f"SELECT * FROM _lineage WHERE contract_id = '{NHS}'")
+    about = dict(_published(settings, "SELECT key, value FROM _about"))
+    excluded = {x["contract_id"]: x for x in json.loads(about["excluded_flows"])}
+    assert excluded[NHS]["status"] == "suspended" and "zz-draft" in excluded
+    assert NHS not in about["lineage"]
+    # nothing the NHS sent was deleted: it is held, ready if the agreement is reinstated
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM landing.ae_attendances").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM hub.record_identity WHERE partner_id = 'nhs'").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def test_the_audit_log_says_what_changed_and_what_was_left_out(governed_hub):
+    settings, _, _ = governed_hub
+    log = AuditLog(settings.audit_dir)
+    assert log.verify() is None
+    events = list(log.events())
+    changed = [e for e in events if e["event"] == "contract_status_changed"]
+    assert [(e["contract"], e["previous_status"], e["status"]) for e in changed] == [(NHS, "approved", "suspended")]
+    assert any(e["event"] == "flow_excluded" and e["contract"] == NHS and e["landed_rows"] > 0 for e in events)
+    assert any(e["event"] == "contract_status_recorded" and e["contract"] == "zz-draft"
+               and e["status"] == "invalid" for e in events)
+    last_publication = [e for e in events if e["event"] == "published"][-1]
+    assert f"{NHS} (suspended)" in last_publication["excluded_flows"]
+    assert not any(NHS in c for c in last_publication["contracts"])
+
+
+def test_audit_show_lists_one_flows_history(governed_hub, monkeypatch):
+    settings, _, _ = governed_hub
+    monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
+    result = CliRunner().invoke(main, ["audit", "show", "--contract", NHS])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()[:-1]
+    kinds = [line.split()[1] for line in lines]
+    assert kinds.count("extract_accepted") == 3
+    assert {"contract_status_recorded", "contract_status_changed", "flow_excluded"} <= set(kinds)
+    assert "vcs-family-support" not in result.output and "csc_referrals" not in result.output
+
+
+def test_the_audit_log_never_holds_a_token_or_identifier(governed_hub, small_place):
+    settings, _, _ = governed_hub
+    text = settings.audit_dir.joinpath("audit.jsonl").read_text()
+    hex_words = set(re.findall(r"[0-9a-f]{32,}", text))
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        tokens = {r[0] for r in con.execute("""
+            SELECT record_token FROM landing.ae_attendances UNION SELECT nhs_number_token FROM landing.ae_attendances
+            UNION SELECT family_token FROM landing.family_support_enrolments
+            UNION SELECT date_of_birth_token FROM landing.csc_referrals""").fetchall() if r[0]}
+    finally:
+        con.close()
+    assert len(tokens) > 1000 and not (hex_words & tokens)
+    raw_nhs_numbers = set(re.findall(r"\b\d{10}\b", (small_place.place / "raw" / "nhs" / "ae_attendances.csv").read_text()))
+    assert raw_nhs_numbers and not (set(re.findall(r"\d{10}", text)) & raw_nhs_numbers)
+
+
+def test_the_ig_register_renders_one_row_per_agreement_in_a_browser(governed_hub):
+    settings, _, before = governed_hub
+    page = settings.reports / "ig_register.html"
+    dom = rendered_dom(page)
+    body = dom.split('<table id="agreements">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr data-contract="([^"]+)"', body)
+    assert sorted(rows) == ["council-place-services", NHS, "vcs-family-support", "zz-draft"]
+    nhs_row = body.split(f'<tr data-contract="{NHS}"', 1)[1].split("</tr>", 1)[0]
+    assert "suspended" in nhs_row and "left out of linkage and publication" in nhs_row
+    assert "<b>3</b> deliveries" in nhs_row
+    vcs_row = body.split('<tr data-contract="vcs-family-support"', 1)[1].split("</tr>", 1)[0]
+    assert "outcomes_before_after (source)" in vcs_row and "outcomes_by_ward (source)" in vcs_row
+    assert "The audit log is intact" in dom
+    # before the suspension the NHS agreement fed both published tables
+    assert "outcomes_by_ward (source)" in before["register"].split(f'data-contract="{NHS}"', 1)[1].split("</tr>")[0]
+
+
+def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, monkeypatch):
+    settings, contracts_dir, _ = governed_hub
+    _set_status(contracts_dir, f"{NHS}.yaml", "approved")
+    monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
+    monkeypatch.setenv("PLACELINK_CONTRACTS", str(contracts_dir))
+    assert defs.resolve_schedule_def("daily_retention").cron_schedule == "30 2 * * *"
+    job = defs.resolve_job_def("placelink_retention")
+    # a fake clock: 61 months on, past the VCS agreement's 60 months, inside the others' 84
+    result = job.execute_in_process(run_config={"ops": {"hub__retention_deletions": {"config": {
+        "as_of": "2031-12-01T03:00:00+00:00"}}}})
+    assert result.success
+    deleted = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "retention_deleted"]
+    assert [e["contract"] for e in deleted] == ["vcs-family-support"]
+    reinstated = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "contract_status_changed"][-1]
+    assert (reinstated["contract"], reinstated["status"]) == (NHS, "approved")
+    assert not _published(settings, "SELECT * FROM _lineage WHERE contract_id = 'vcs-family-support'")
+    about = dict(_published(settings, "SELECT key, value FROM _about"))
+    assert "vcs-family-support" not in about["lineage"] and NHS in about["lineage"]
+    assert _published(settings, f"SELECT count(*) FROM _lineage WHERE contract_id = '{NHS}'")[0][0] > 0
+
+
+def test_definitions_still_load_when_a_contract_is_invalid(tmp_path):
+    contracts_dir = tmp_path / "contracts"
+    shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
+    vcs = contracts_dir / "vcs-family-support.yaml"
+    vcs.write_text(vcs.read_text().replace("    dpia_reference: DPIA-NFHT-2026-002\n", ""))
+    code = ("from pipelines.definitions import defs; "
+            "print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PLACELINK_CONTRACTS": str(contracts_dir),
+                               "PLACELINK_HOME": str(tmp_path / "home")}, cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
