@@ -44,7 +44,8 @@ def _set_status(contracts_dir: Path, contract_file: str, status: str) -> None:
 def governed_hub(small_place, tmp_path_factory):
     root = tmp_path_factory.mktemp("governed")
     contracts_dir = root / "contracts"
-    shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
+    # the fixture's contracts name each partner's registered signing key
+    shutil.copytree(small_place.contracts_dir, contracts_dir)
     settings = small_place.stage_hub(root / "home")
     resource = PlacelinkResource(home=str(settings.home), contracts_dir=str(contracts_dir))
 

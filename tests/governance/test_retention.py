@@ -36,12 +36,12 @@ def test_add_months_keeps_to_real_calendar_days():
 
 def test_nothing_is_deleted_inside_the_retention_period(hub):
     settings, con, contracts = hub
-    vaulted = sorted(settings.vault.rglob("*.parquet"))
+    vaulted = sorted(settings.vault.rglob("*.plx"))
     # the VCS agreement keeps extracts 60 months: the last day is 2031-10-05
     result = apply_retention(settings, con, contracts, AuditLog(settings.audit_dir),
                              now=dt.datetime(2031, 10, 5, 23, 0, tzinfo=dt.UTC))
     assert result.deleted == []
-    assert sorted(settings.vault.rglob("*.parquet")) == vaulted
+    assert sorted(settings.vault.rglob("*.plx")) == vaulted
     assert not [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "retention_deleted"]
 
 
@@ -60,10 +60,10 @@ def test_extracts_past_retention_are_deleted_with_their_derived_rows(hub, small_
     assert result.deleted[0].landing_rows == vcs_rows and result.deleted[0].file_deleted
     assert _count(con, "SELECT count(*) FROM landing.family_support_enrolments") == 0
     assert _count(con, "SELECT count(*) FROM hub.record_identity WHERE dataset = 'family_support_enrolments'") == 0
-    assert not list((settings.vault / "vcs-family-support").glob("*.parquet"))
+    assert not list((settings.vault / "vcs-family-support").glob("*.plx"))
     # everything else is untouched
     assert _count(con, "SELECT count(*) FROM landing.ae_attendances") == other_landing
-    assert list((settings.vault / "nhs-acute-mental-health").glob("*.parquet"))
+    assert list((settings.vault / "nhs-acute-mental-health").glob("*.plx"))
     assert outside.exists()
 
     events = [e for e in audit.events() if e["event"] == "retention_deleted"]
@@ -83,7 +83,7 @@ def test_after_the_longest_retention_every_extract_is_gone(hub):
     result = apply_retention(settings, con, contracts, AuditLog(settings.audit_dir),
                              now=dt.datetime(2033, 10, 6, tzinfo=dt.UTC))
     assert len(result.deleted) == 7
-    assert not list(settings.vault.rglob("*.parquet"))
+    assert not list(settings.vault.rglob("*.plx"))
     for dataset in ("ae_attendances", "csc_referrals", "family_support_enrolments"):
         assert _count(con, f"SELECT count(*) FROM landing.{dataset}") == 0
 
