@@ -6,6 +6,7 @@ suppressed wherever a count they use is redacted.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -83,8 +84,11 @@ class TableSpec:
 
     ``totals`` maps a dimension to the label of its total rows (e.g. ``{"age_band": "All ages"}``):
     the publisher adds, for every combination of the other dimensions, a row summing the counts
-    over that dimension. ``population`` is the count of people behind a row: every rate in a row
-    is hidden when it is redacted, so no rate describes fewer than ``threshold + 1`` people.
+    over that dimension. ``subtotals`` adds rows summing a named subset of a dimension's values,
+    e.g. ``("age_band", "0-17", ("0-4", "5-10", "11-17"))``. Every total and subtotal is a margin
+    that secondary suppression protects. ``population`` is the count of people behind a row:
+    every rate in a row is hidden when it is redacted, so no rate describes fewer than
+    ``threshold + 1`` people.
     """
 
     dimensions: tuple[str, ...]
@@ -92,40 +96,62 @@ class TableSpec:
     rates: tuple[Rate, ...] = ()
     population: str | None = None
     totals: tuple[tuple[str, str], ...] = ()
+    subtotals: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     @property
     def total_labels(self) -> dict[str, str]:
         return dict(self.totals)
 
+    def margins(self) -> list[tuple[str, str, tuple[str, ...] | None]]:
+        """(dimension, label, member values or None for all values) of every total row kind."""
+        return ([(d, label, None) for d, label in self.totals]
+                + [(d, label, tuple(members)) for d, label, members in self.subtotals])
+
+    def labels(self, dimension: str) -> set[str]:
+        return {label for d, label, _ in self.margins() if d == dimension}
+
+
+def _members(column: str, members: tuple[str, ...] | None, labels: set[str]) -> pl.Expr:
+    """Rows whose ``column`` is a plain value (not a total label) inside the margin."""
+    plain = ~pl.col(column).is_in(sorted(labels)) if labels else pl.lit(True)
+    return plain & pl.col(column).is_in(list(members)) if members is not None else plain
+
 
 def add_totals(table: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
-    """``table`` (dimensions as text) plus total rows over each declared totals dimension.
+    """``table`` (dimensions as text) plus total and subtotal rows for every declared margin,
+    and for every combination of margins over different dimensions.
 
     Totals are sums of the unrounded counts, so each is the true margin; disclosure control
     is applied to them like any other cell.
     """
     table = table.with_columns(pl.col(d).cast(pl.String) for d in spec.dimensions)
-    labels = spec.total_labels
+    by_dim: dict[str, list[tuple[str, tuple[str, ...] | None]]] = {}
+    for dim, label, members in spec.margins():
+        by_dim.setdefault(dim, []).append((label, members))
+    dims = list(by_dim)
     frames = [table]
-    dims = list(labels)
-    for mask in range(1, 2 ** len(dims)):
-        over = [d for i, d in enumerate(dims) if mask >> i & 1]
-        keep = [d for d in spec.dimensions if d not in over]
-        summed = table.group_by(keep, maintain_order=True).agg(pl.col(c).sum() for c in spec.counts)
-        summed = summed.with_columns(pl.lit(labels[d]).alias(d) for d in over)
+    for combination in itertools.product(*[[None] + by_dim[d] for d in dims]):
+        chosen = [(d, c) for d, c in zip(dims, combination) if c is not None]
+        if not chosen:
+            continue
+        subset = table
+        for dim, (_, members) in chosen:
+            subset = subset.filter(_members(dim, members, set()))
+        keep = [d for d in spec.dimensions if d not in {dim for dim, _ in chosen}]
+        summed = subset.group_by(keep, maintain_order=True).agg(pl.col(c).sum() for c in spec.counts)
+        summed = summed.with_columns(pl.lit(label).alias(dim) for dim, (label, _) in chosen)
         frames.append(summed.select(table.columns).cast(table.schema))
     return pl.concat(frames)
 
 
 def _margin_groups(table: pl.DataFrame, spec: TableSpec) -> list[tuple[list[int], int | None]]:
-    """(cell rows, total row) for every margin: cells that add up to a total row."""
+    """(cell rows, total row) for every margin: cells that add up to a total or subtotal row."""
     groups = []
-    labels = spec.total_labels
     indexed = table.with_row_index("_row")
-    for dim, label in labels.items():
+    for dim, label, members in spec.margins():
         others = [d for d in spec.dimensions if d != dim]
         grouped = indexed.group_by(others, maintain_order=True).agg(
-            cells=pl.col("_row").filter(pl.col(dim) != label),
+            cells=pl.col("_row").filter(_members(dim, members, spec.labels(dim))),
             total=pl.col("_row").filter(pl.col(dim) == label).first())
         for cells, total in grouped.select("cells", "total").iter_rows():
             groups.append((list(cells), total))
@@ -173,10 +199,10 @@ def control_table(raw: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = Dis
                + ([spec.population] if spec.population else []) if c not in raw.columns]
     if missing:
         raise ValueError(f"columns named for disclosure control are not in the table: {', '.join(missing)}")
-    table = add_totals(raw.select(declared), spec) if spec.totals else raw.select(declared)
+    table = add_totals(raw.select(declared), spec) if spec.margins() else raw.select(declared)
     primary = {c: table.get_column(c).is_between(1, rule.threshold).fill_null(False).to_list()
                for c in spec.counts}
-    redacted = secondary_suppression(table, spec, primary) if spec.totals else primary
+    redacted = secondary_suppression(table, spec, primary) if spec.margins() else primary
     masks = {c: pl.Series(f"_hide_{c}", redacted[c], dtype=pl.Boolean) for c in spec.counts}
     out = table.with_columns(masks.values())
     rate_exprs = []

@@ -92,12 +92,15 @@ def table_spec(model: SqlModel) -> TableSpec:
     totals = model.header.get("totals") or {}
     if isinstance(totals, str):
         totals = {name.strip(): "All" for name in totals.split(",") if name.strip()}
+    subtotals = model.header.get("subtotals") or {}  # {dimension: {label: [values]}}
     return TableSpec(
         dimensions=tuple(model.list_option("dimensions")),
         counts=tuple(model.list_option("counts")),
         rates=tuple(Rate.parse(r) for r in model.list_option("rates")),
         population=model.header.get("population") or None,
         totals=tuple((str(k), str(v)) for k, v in totals.items()),
+        subtotals=tuple((str(dim), str(label), tuple(str(v) for v in values))
+                        for dim, labelled in subtotals.items() for label, values in labelled.items()),
     )
 
 
@@ -117,7 +120,7 @@ def check_publishable(model: SqlModel, raw: pl.DataFrame, spec: TableSpec) -> No
         raise PublishRefused(f"{where}: refused: column(s) {', '.join(undeclared)} are neither a declared "
                              "dimension nor a declared count; declare them in the header (dimensions: [...], "
                              "counts: [...]; rates are derived by the publisher)")
-    unknown = sorted({t for t, _ in spec.totals} - set(spec.dimensions)
+    unknown = sorted({d for d, _, _ in spec.margins()} - set(spec.dimensions)
                      | ({spec.population} - set(spec.counts) if spec.population else set()))
     if unknown:
         raise PublishRefused(f"{where}: totals/population name(s) {', '.join(unknown)} are not declared "

@@ -8,7 +8,7 @@ description: >
   window would pick comparison people at a random high or low and make their 'after' counts
   regress to the mean, a change that is not an effect. Each candidate first takes the index date of a cohort member from the same IMD quintile
   (a fixed hash draw), so both groups are measured over the same calendar windows; age band and
-  prior service use are then measured at that date, and up to five comparison people per cohort
+  prior service use are then measured at that date, and up to ten comparison people per cohort
   member are drawn (fixed hash order) within each stratum of age band x IMD quintile x prior use.
 materialized: table
 columns:
@@ -71,4 +71,4 @@ candidates AS (
 )
 SELECT person_key, index_date, age_band, imd_quintile, prior_use
 FROM candidates
-WHERE draw <= 5 * cohort_members
+WHERE draw <= 10 * cohort_members  -- ten per member keeps the comparison's noise well below the programme's
