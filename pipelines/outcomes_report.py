@@ -77,11 +77,13 @@ def _chart_svg(panel: OutcomePanel) -> str:
         strokeWidth=alt.condition(alt.datum.state == SUPPRESSED, alt.value(1), alt.value(0)),
     )
     placeholder = base.transform_filter(alt.datum.state == SUPPRESSED).mark_bar(
-        fill="#eeeeee", stroke="#555", strokeDash=[3, 2]).encode(y=alt.datum(top * 0.25))
-    labels = base.mark_text(dy=-6, fontSize=9, angle=0).encode(
-        y=alt.Y("shown:Q"), text="label:N",
-        color=alt.condition(alt.datum.state == SUPPRESSED, alt.value("#b00020"), alt.value("#222")))
-    chart = (alt.layer(bars, placeholder, labels)
+        fill="#eeeeee", stroke="#555", strokeDash=[3, 2]).encode(y=alt.datum(top * 0.25))  # a fixed height: not a value
+    labels = base.transform_filter(alt.datum.state != SUPPRESSED).mark_text(dy=-6, fontSize=9).encode(
+        y=alt.Y("shown:Q"), text="label:N", color=alt.value("#222"))
+    # Written upright inside the placeholder, so neighbouring suppressed bars stay legible.
+    suppressed = base.transform_filter(alt.datum.state == SUPPRESSED).mark_text(
+        angle=270, fontSize=9, color="#b00020").encode(y=alt.datum(top * 0.125), text="label:N")
+    chart = (alt.layer(bars, placeholder, labels, suppressed)
              .properties(width=150, height=170)
              .facet(column=alt.Column("age_band:N", sort=bands, title=None), data=alt.Data(values=data))
              .properties(title=f"{panel.outcome.replace('_', ' ')}: {panel.measure}"))
