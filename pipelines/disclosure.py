@@ -155,6 +155,21 @@ def _margin_groups(table: pl.DataFrame, spec: TableSpec) -> list[tuple[list[int]
             total=pl.col("_row").filter(pl.col(dim) == label).first())
         for cells, total in grouped.select("cells", "total").iter_rows():
             groups.append((list(cells), total))
+    # Subtotals that do not overlap also add up to the total, with the values no subtotal covers:
+    # e.g. All ages = 0-17 + 18+. An attacker can use that equation, so it is a margin too.
+    for dim, total_label in spec.totals:
+        parts = [(label, members) for d, label, members in spec.subtotals if d == dim]
+        covered = [v for _, members in parts for v in members]
+        if not parts or len(covered) != len(set(covered)):
+            continue
+        others = [d for d in spec.dimensions if d != dim]
+        in_equation = pl.col(dim).is_in([label for label, _ in parts]) | (
+            ~pl.col(dim).is_in(sorted(spec.labels(dim))) & ~pl.col(dim).is_in(covered))
+        grouped = indexed.group_by(others, maintain_order=True).agg(
+            cells=pl.col("_row").filter(in_equation),
+            total=pl.col("_row").filter(pl.col(dim) == total_label).first())
+        for cells, total in grouped.select("cells", "total").iter_rows():
+            groups.append((list(cells), total))
     return groups
 
 

@@ -134,3 +134,30 @@ def test_a_subtotal_is_a_margin_too():
     naive = suppress_small_counts(add_totals(raw, spec), ["people"], [], naive_rule)
     assert [(r.low, r.high) for r in differencing_attack(naive, spec, naive_rule)][0] == (3.0, 3.0)
     assert differencing_attack(control_table(raw, spec, naive_rule), spec, naive_rule) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5),
+       st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5))
+def test_no_redacted_cell_is_given_away_by_totals_and_subtotals_together(programme, comparison):
+    spec = TableSpec(dimensions=("cohort", "age_band"), counts=("people",), totals=(("age_band", "All ages"),),
+                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
+    bands = ["0-4", "5-10", "11-17", "18-64", "65+"]
+    raw = pl.DataFrame({"cohort": ["p"] * 5 + ["c"] * 5, "age_band": bands * 2, "people": programme + comparison})
+    for rule in (DisclosureRule(), DisclosureRule(threshold=7, rounding_base=1)):
+        out = control_table(raw, spec, rule)
+        assert differencing_attack(out, spec, rule) == []
+        assert unsafe_cells(out, ["people"], rule) == 0
+
+
+def test_subtotals_and_the_total_form_a_margin_of_their_own():
+    # All ages = 0-17 + 18+: with the small children hidden, 0-17 (= 3) would be All ages - 18+.
+    spec = TableSpec(dimensions=("age_band",), counts=("people",), totals=(("age_band", "All ages"),),
+                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
+    raw = pl.DataFrame({"age_band": ["0-4", "5-10", "11-17", "18-64", "65+"], "people": [1, 1, 1, 30, 40]})
+    rule = DisclosureRule(threshold=7, rounding_base=1)
+    naive = suppress_small_counts(add_totals(raw, spec), ["people"], [], rule)
+    assert any(r.low == r.high == 3.0 for r in differencing_attack(naive, spec, rule))
+    out = dict(control_table(raw, spec, rule).select("age_band", "people").iter_rows())
+    assert out["0-17"] is None and out["18+"] is None and out["All ages"] == 73
+    assert differencing_attack(control_table(raw, spec, rule), spec, rule) == []
