@@ -23,7 +23,9 @@ class DisclosureRule:
     def describe(self) -> str:
         return (f"counts of 1-{self.threshold} redacted (NULL); all other counts rounded to the nearest "
                 f"{self.rounding_base}; rates computed from unrounded counts and suppressed where their "
-                f"numerator or denominator is redacted")
+                f"numerator, denominator or the row's population count is redacted; totals and subtotals "
+                f"computed from unrounded counts, and further cells redacted (secondary suppression) "
+                f"until no redacted cell can be recovered by subtraction from a published total")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
             "model_versions": json.dumps(model_versions(models)),
+            "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
         }
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
@@ -175,8 +176,8 @@ def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
 
 METADATA_COMMENTS = {
     "_about": ("How and when this file was built: key/value pairs.", {
-        "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, lineage (contracts and "
-               "extracts that fed the file), tables, model_versions.",
+        "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
+               "(contracts and extracts that fed the file), tables, model_versions.",
         "value": "The value; JSON for lineage, tables, model_versions and disclosure_parameters."}),
     "_definitions": ("Definitions of the cohorts, outcomes and models behind the published tables.", {
         "model": "The model (dbt_like_sql/<schema>/<name>.sql) that holds the definition.",
@@ -208,3 +209,16 @@ def outcome_definitions(models: dict[str, SqlModel]) -> list[tuple[str, str, str
             for name, text in outcomes.items():
                 rows.append((model.table, "outcome", " ".join(str(text).split()), str(name), model.version))
     return rows
+
+
+def disclosure_margins(published: list[SqlModel]) -> dict[str, dict]:
+    """Per published table: the margins that secondary suppression protects, and the population count."""
+    margins = {}
+    for model in published:
+        spec = table_spec(model)
+        margins[model.name] = {
+            "totals": {dim: label for dim, label in spec.totals},
+            "subtotals": {label: {"dimension": dim, "of": list(members)} for dim, label, members in spec.subtotals},
+            "population": spec.population,
+        }
+    return margins

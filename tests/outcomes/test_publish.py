@@ -71,6 +71,8 @@ def test_published_tables_carry_comments_versions_and_definitions(warehouse, tmp
         sha = hashlib.sha256((tmp_path / "sql" / "publish" / "by_age.sql").read_bytes()).hexdigest()[:16]
         assert json.loads(about["model_versions"]) == {"publish.by_age": sha}
         assert json.loads(about["disclosure_parameters"]) == {"threshold": 7, "rounding_base": 5}
+        assert json.loads(about["disclosure_margins"])["by_age"]["totals"] == {"age_band": "All ages"}
+        assert "secondary suppression" in about["disclosure_rule"]
         # no cell can be recovered by subtraction from 'All ages'
         rows = con.execute("SELECT cohort, age_band, people FROM by_age").fetchall()
         for cohort in ("programme", "comparison"):
