@@ -94,10 +94,18 @@ def table_spec(model: SqlModel) -> TableSpec:
     if isinstance(totals, str):
         totals = {name.strip(): "All" for name in totals.split(",") if name.strip()}
     subtotals = model.header.get("subtotals") or {}  # {dimension: {label: [values]}}
+    if not isinstance(totals, dict) or not isinstance(subtotals, dict) or not all(
+            isinstance(v, dict) and all(isinstance(m, list) for m in v.values()) for v in subtotals.values()):
+        raise PublishRefused(f"{model.path}: 'totals' must look like {{age_band: All ages}} and 'subtotals' like "
+                             "{age_band: {'0-17': ['0-4', '5-10', '11-17']}}")
+    try:
+        rates = tuple(Rate.parse(r) for r in model.list_option("rates"))
+    except ValueError as exc:
+        raise PublishRefused(f"{model.path}: {exc}") from None
     return TableSpec(
         dimensions=tuple(model.list_option("dimensions")),
         counts=tuple(model.list_option("counts")),
-        rates=tuple(Rate.parse(r) for r in model.list_option("rates")),
+        rates=rates,
         population=model.header.get("population") or None,
         totals=tuple((str(k), str(v)) for k, v in totals.items()),
         subtotals=tuple((str(dim), str(label), tuple(str(v) for v in values))

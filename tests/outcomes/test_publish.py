@@ -95,6 +95,11 @@ def test_published_tables_carry_comments_versions_and_definitions(warehouse, tmp
     ("/*\ndescription: rows\ndimensions: [cohort]\ncounts: [people]\ncolumns: {cohort: c}\n*/\n"
      "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL", r"column\(s\) people has no description"),
     ("-- description: no counts\nSELECT cohort FROM src.persons GROUP BY ALL", r"must declare its count columns"),
+    ("/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\ntotals: [cohort]\ncolumns: {cohort: c, people: n}\n*/\n"
+     "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL", r"'totals' must look like"),
+    ("/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\nrates: ['r = people per 100']\n"
+     "columns: {cohort: c, people: n}\n*/\nSELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL",
+     r"numerator / denominator"),
 ])
 def test_row_level_or_undeclared_tables_are_refused_and_nothing_is_published(warehouse, tmp_path, sql, message):
     models = _models(tmp_path / "sql", good=GOOD, bad=sql)
