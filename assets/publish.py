@@ -1,9 +1,12 @@
 """Stage 4: disclosure control and the published DuckDB file analysts query."""
 
+import json
+
 import dagster as dg
 
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage, today)
+from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publish import publish
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
@@ -43,4 +46,15 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         "path": dg.MetadataValue.path(str(settings.published)),
         "tables": dg.MetadataValue.json({t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells}
                                          for t in tables}),
+    })
+
+
+@dg.asset(key=["reports", "outcomes"], group_name="publish", deps=[dg.AssetKey(["published", "shared_outcomes"])])
+def outcomes_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
+    """reports/outcomes.html: charts of each outcome before/after, from the published file only."""
+    settings = placelink.settings()
+    page = build_outcomes_report(settings.published, settings.reports / "outcomes.html")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(page)),
+        "suppressed_cells_by_outcome": dg.MetadataValue.json(json.loads(report_summary(settings.published))),
     })

@@ -17,7 +17,12 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(dep.split(".")) for dep in sorted(model.depends_on)],
         group_name=f"models_{model.schema}",
         description=model.description or None,
-        metadata={"sql_file": dg.MetadataValue.path(str(model.path)), "materialized": model.materialized},
+        # The SQL file's hash: Dagster marks downstream assets stale when a model's SQL changes.
+        code_version=model.version,
+        metadata={"sql_file": dg.MetadataValue.path(str(model.path)), "materialized": model.materialized,
+                  **({"dagster/column_schema": dg.TableSchema(columns=[
+                      dg.TableColumn(name, description=text) for name, text in model.columns.items()])}
+                     if model.columns else {})},
     )
     def _run(placelink: PlacelinkResource) -> dg.MaterializeResult:
         with placelink.warehouse() as con:

@@ -213,6 +213,7 @@ def format_summary(report: DemoReport) -> str:
     home = report.home
     lines += [
         f"Published file:   {home / 'published' / 'shared_outcomes.duckdb'}",
+        f"Outcomes report:  {home / 'reports' / 'outcomes.html'}",
         f"Hub warehouse:    {home / 'warehouse.duckdb'}",
         f"Audit log:        {home / 'audit' / 'audit.jsonl'}",
         f"Quarantine:       {home / 'quarantine'}",

@@ -1,21 +1,26 @@
 """Build the analysts' DuckDB file apart and swap it in atomically.
 
-Only models in the ``publish`` folder are published, and only after disclosure control;
-a model that declares no counts is refused. The file carries ``_about`` (build time,
-rule, the contracts and extracts that fed it) and ``_definitions`` (model descriptions).
+Only models in the ``publish`` folder are published, and only after disclosure control.
+A publish model must declare what each column is (dimension, count; rates are derived)
+and describe every column; a model that declares no counts, has an undeclared or
+identifier-like column, or looks row-level is refused before anything is written. The
+file carries ``_about`` (build time, rule, model versions, the contracts and extracts
+that fed it), ``_definitions`` (cohort, outcome and model definitions) and a
+``COMMENT ON`` for every table and column.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipelines.disclosure import DisclosureRule, Rate, suppress_small_counts, unsafe_cells
+from pipelines.disclosure import DisclosureRule, Rate, TableSpec, control_table, differencing_attack, unsafe_cells
 from pipelines.sql_models import SqlModel
 
 
@@ -43,17 +48,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
     for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
-        counts = model.list_option("counts")
-        if not counts:
-            raise PublishRefused(f"{model.path}: a published model must declare its count columns "
-                                 "('-- counts: ...') so disclosure control can be applied")
-        rates = [Rate.parse(r) for r in model.list_option("rates")]
-        raw = pl.from_arrow(warehouse.sql(f"SELECT * FROM {model.table}").to_arrow_table())
-        safe = suppress_small_counts(raw, counts, rates, rule)
-        if unsafe_cells(safe, counts, rule):
-            raise PublishRefused(f"{model.path}: disclosure check failed after control")
-        redacted = sum(int(safe.get_column(c).is_null().sum() - raw.get_column(c).is_null().sum()) for c in counts)
-        controlled.append((model, safe, redacted))
+        controlled.append(_controlled_table(warehouse, model, rule))
 
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.building")
@@ -65,8 +60,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             out.register("incoming", table.to_arrow())
             out.execute(f'CREATE TABLE "{model.name}" AS SELECT * FROM incoming')
             out.unregister("incoming")
-            if model.description:
-                out.execute(f"COMMENT ON TABLE \"{model.name}\" IS '{model.description.replace(chr(39), chr(39) * 2)}'")
+            _comment(out, model)
             results.append(PublishedTable(model.name, table.height, redacted))
         out.execute("CREATE TABLE _about (key VARCHAR, value VARCHAR)")
         about = {
@@ -76,12 +70,17 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
             "excluded_flows": json.dumps(excluded_flows or []),
+            "model_versions": json.dumps(model_versions(models)),
+            "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
         }
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
-        out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR)")
-        out.executemany("INSERT INTO _definitions VALUES (?, ?, ?)",
-                        [(m.table, m.schema, m.description) for m in definitions])
+        out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
+                    "name VARCHAR, model_version VARCHAR)")
+        out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)",
+                        [(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
+                        + outcome_definitions(models))
         _write_lineage(out, table_lineage or [])
+        _comment_metadata(out)
         out.execute("CHECKPOINT")
     finally:
         out.close()
@@ -105,3 +104,154 @@ def _write_lineage(out: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
     if rows:
         out.executemany("INSERT INTO _lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [tuple(r[c] for c in LINEAGE_COLUMNS) for r in rows])
+
+
+# Column names that only a row-level (person-level) table has.
+IDENTIFIER_COLUMNS = re.compile(r"person_key|token|record_id|nhs_number|date_of_birth|postcode|given_name"
+                                r"|family_name|^name$|family_id", re.IGNORECASE)
+# A dimension with a distinct value on every row of a table this long is an identifier.
+ROW_LEVEL_MIN_ROWS = 20
+
+
+def table_spec(model: SqlModel) -> TableSpec:
+    """The disclosure-control declaration in a publish model's header."""
+    totals = model.header.get("totals") or {}
+    if isinstance(totals, str):
+        totals = {name.strip(): "All" for name in totals.split(",") if name.strip()}
+    subtotals = model.header.get("subtotals") or {}  # {dimension: {label: [values]}}
+    if not isinstance(totals, dict) or not isinstance(subtotals, dict) or not all(
+            isinstance(v, dict) and all(isinstance(m, list) for m in v.values()) for v in subtotals.values()):
+        raise PublishRefused(f"{model.path}: 'totals' must look like {{age_band: All ages}} and 'subtotals' like "
+                             "{age_band: {'0-17': ['0-4', '5-10', '11-17']}}")
+    try:
+        rates = tuple(Rate.parse(r) for r in model.list_option("rates"))
+    except ValueError as exc:
+        raise PublishRefused(f"{model.path}: {exc}") from None
+    return TableSpec(
+        dimensions=tuple(model.list_option("dimensions")),
+        counts=tuple(model.list_option("counts")),
+        rates=rates,
+        population=model.header.get("population") or None,
+        totals=tuple((str(k), str(v)) for k, v in totals.items()),
+        subtotals=tuple((str(dim), str(label), tuple(str(v) for v in values))
+                        for dim, labelled in subtotals.items() for label, values in labelled.items()),
+    )
+
+
+def check_publishable(model: SqlModel, raw: pl.DataFrame, spec: TableSpec) -> None:
+    """Raise PublishRefused unless the model's output is an aggregate table that declares every column."""
+    where = f"{model.path}"
+    if not spec.counts:
+        raise PublishRefused(f"{where}: a published model must declare its count columns (counts: [...]) "
+                             "so disclosure control can be applied")
+    identifiers = [c for c in raw.columns if IDENTIFIER_COLUMNS.search(c)]
+    if identifiers:
+        raise PublishRefused(f"{where}: refused: column(s) {', '.join(identifiers)} identify people or records; "
+                             "published tables hold aggregates only - group by dimensions and count instead")
+    declared = set(spec.dimensions) | set(spec.counts)
+    undeclared = [c for c in raw.columns if c not in declared]
+    if undeclared:
+        raise PublishRefused(f"{where}: refused: column(s) {', '.join(undeclared)} are neither a declared "
+                             "dimension nor a declared count; declare them in the header (dimensions: [...], "
+                             "counts: [...]; rates are derived by the publisher)")
+    unknown = sorted({d for d, _, _ in spec.margins()} - set(spec.dimensions)
+                     | ({spec.population} - set(spec.counts) if spec.population else set()))
+    if unknown:
+        raise PublishRefused(f"{where}: totals/population name(s) {', '.join(unknown)} are not declared "
+                             "dimensions/counts")
+    if raw.height >= ROW_LEVEL_MIN_ROWS:
+        for dim in spec.dimensions:
+            if raw.get_column(dim).n_unique() == raw.height:
+                raise PublishRefused(f"{where}: refused: dimension '{dim}' has a different value on every one "
+                                     f"of the {raw.height} rows, so the table is row-level, not an aggregate")
+    if spec.population and raw.height and raw.get_column(spec.population).max() == 1:
+        raise PublishRefused(f"{where}: refused: every row counts at most one person ({spec.population}), "
+                             "so the table is person-level")
+    described = model.columns
+    columns = list(raw.columns) + [r.name for r in spec.rates]
+    undescribed = [c for c in columns if not described.get(c)]
+    if not model.description or undescribed:
+        what = "the table" if not model.description else "column(s) " + ", ".join(undescribed)
+        raise PublishRefused(f"{where}: {what} has no description; analysts read them as COMMENT ON - add "
+                             "'description:' and 'columns:' to the model's header")
+
+
+def _controlled_table(warehouse: duckdb.DuckDBPyConnection, model: SqlModel,
+                      rule: DisclosureRule) -> tuple[SqlModel, pl.DataFrame, int]:
+    """The model's rows after disclosure control, and how many cells were redacted."""
+    spec = table_spec(model)
+    raw = pl.from_arrow(warehouse.sql(f"SELECT * FROM {model.table}").to_arrow_table())
+    check_publishable(model, raw, spec)
+    safe = control_table(raw, spec, rule)
+    if unsafe_cells(safe, list(spec.counts), rule):
+        raise PublishRefused(f"{model.path}: disclosure check failed after control (a count in 1-"
+                             f"{rule.threshold} or not a multiple of {rule.rounding_base})")
+    if differencing_attack(safe, spec, rule):
+        raise PublishRefused(f"{model.path}: disclosure check failed: a redacted cell can be recovered "
+                             "from a total by subtraction")
+    redacted = sum(int(safe.get_column(c).is_null().sum()) for c in spec.counts)
+    return model, safe, redacted
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
+    """COMMENT ON the published table and each of its columns (the model's header descriptions)."""
+    out.execute(f'COMMENT ON TABLE "{model.name}" IS {_quote(model.description)}')
+    for column, text in model.columns.items():
+        exists = out.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? "
+                             "AND column_name = ?", [model.name, column]).fetchall()[0][0]
+        if exists:
+            out.execute(f'COMMENT ON COLUMN "{model.name}"."{column}" IS {_quote(text)}')
+
+
+METADATA_COMMENTS = {
+    "_about": ("How and when this file was built: key/value pairs.", {
+        "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
+               "(contracts and extracts that fed the file), tables, model_versions.",
+        "value": "The value; JSON for lineage, tables, model_versions and disclosure_parameters."}),
+    "_definitions": ("Definitions of the cohorts, outcomes and models behind the published tables.", {
+        "model": "The model (dbt_like_sql/<schema>/<name>.sql) that holds the definition.",
+        "kind": "cohorts, outcomes, publish (model descriptions) or outcome (one outcome's definition).",
+        "definition": "The definition, as written in the model's header.",
+        "name": "The model's or the outcome's name.",
+        "model_version": "First 16 hex digits of the SHA-256 of the model's SQL file."}),
+}
+
+
+def _comment_metadata(out: duckdb.DuckDBPyConnection) -> None:
+    for table, (text, columns) in METADATA_COMMENTS.items():
+        out.execute(f"COMMENT ON TABLE {table} IS {_quote(text)}")
+        for column, description in columns.items():
+            out.execute(f"COMMENT ON COLUMN {table}.{column} IS {_quote(description)}")
+
+
+def model_versions(models: dict[str, SqlModel]) -> dict[str, str]:
+    """``schema.name`` -> SHA-256 prefix of the model's SQL file, for every model."""
+    return {name: models[name].version for name in sorted(models)}
+
+
+def outcome_definitions(models: dict[str, SqlModel]) -> list[tuple[str, str, str, str, str]]:
+    """Rows for _definitions from every model's ``outcomes:`` header mapping."""
+    rows = []
+    for model in sorted(models.values(), key=lambda m: m.table):
+        outcomes = model.header.get("outcomes")
+        if isinstance(outcomes, dict):
+            for name, text in outcomes.items():
+                rows.append((model.table, "outcome", " ".join(str(text).split()), str(name), model.version))
+    return rows
+
+
+def disclosure_margins(published: list[SqlModel]) -> dict[str, dict]:
+    """Per published table: the margins that secondary suppression protects, and the population count."""
+    margins = {}
+    for model in published:
+        spec = table_spec(model)
+        margins[model.name] = {
+            "totals": {dim: label for dim, label in spec.totals},
+            "subtotals": {label: {"dimension": dim, "of": list(members)} for dim, label, members in spec.subtotals},
+            "population": spec.population,
+        }
+    return margins

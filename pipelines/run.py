@@ -45,5 +45,7 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # the library's own error (file, contract, rule), not Dagster's wrapper
             messages.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
     return messages

@@ -1,19 +1,25 @@
 """dbt-like SQL models: one ``.sql`` file per table or view, dependencies read from the SQL.
 
 ``dbt_like_sql/<schema>/<name>.sql`` is the model ``<schema>.<name>``. An optional
-header of ``-- key: value`` comment lines at the top sets ``materialized`` (``table``
-or ``view``) and ``description``; publish models may also declare ``counts`` (count
-columns) and ``rates`` (``rate = numerator / denominator``) for disclosure control.
+header at the top sets ``materialized`` (``table`` or ``view``) and ``description``:
+either ``-- key: value`` comment lines, or a small YAML block in a leading
+``/* ... */`` comment (which can also describe each column under ``columns:``).
+Publish models also declare ``dimensions``, ``counts`` (count columns), ``rates``
+(``rate = numerator / denominator [* scale]``), ``population`` (the count of people
+behind a row) and ``totals`` (dimensions to add margins over) for disclosure control.
 Dependencies are the tables the SQL reads, found with sqlglot's scope-aware traversal,
 so CTEs and table functions are never mistaken for tables.
 """
 from __future__ import annotations
 
 import graphlib
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlglot
+import yaml
 from sqlglot import exp
 from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
@@ -32,14 +38,49 @@ class SqlModel:
     materialized: str
     description: str
     depends_on: frozenset[str]
-    header: dict[str, str] = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
 
     @property
     def table(self) -> str:
         return f"{self.schema}.{self.name}"
 
+    @property
+    def version(self) -> str:
+        """First 16 hex digits of the SHA-256 of the model's SQL file: changes whenever the file does."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Column descriptions from the header's ``columns:`` mapping (may be empty)."""
+        columns = self.header.get("columns") or {}
+        return {str(k): " ".join(str(v).split()) for k, v in columns.items()} if isinstance(columns, dict) else {}
+
     def list_option(self, key: str) -> list[str]:
-        return [v.strip() for v in self.header.get(key, "").split(",") if v.strip()]
+        value = self.header.get(key, "")
+        if isinstance(value, list):
+            return [str(v).strip() for v in value if str(v).strip()]
+        return [v.strip() for v in str(value or "").split(",") if v.strip()]
+
+
+_YAML_BLOCK = re.compile(r"\A\s*/\*(.*?)\*/", re.DOTALL)
+
+
+def _yaml_header(sql: str, source: str) -> dict | None:
+    """The mapping in a leading ``/* ... */`` YAML block, or None when there is no such block."""
+    match = _YAML_BLOCK.match(sql)
+    if not match:
+        return None
+    try:
+        document = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1 + sql[:match.start(1)].count(chr(10))}" if mark else ""
+        raise ModelError(f"{source}: the YAML header block is not valid YAML{where}: "
+                         f"{getattr(exc, 'problem', exc)}") from None
+    if not isinstance(document, dict):
+        raise ModelError(f"{source}: the /* ... */ header block must be a YAML mapping "
+                         "(description: ..., materialized: ..., columns: {...})")
+    return {str(k).lower(): (" ".join(v.split()) if isinstance(v, str) else v) for k, v in document.items()}
 
 
 def _header(sql: str) -> dict[str, str]:
@@ -86,11 +127,14 @@ def discover(folder: Path) -> dict[str, SqlModel]:
     models: dict[str, SqlModel] = {}
     for path in sorted(Path(folder).glob("*/*.sql")):
         sql = path.read_text(encoding="utf-8")
-        header = _header(sql)
+        header = _yaml_header(sql, str(path))
+        if header is None:
+            header = _header(sql)
         materialized = header.get("materialized", "table")
         if materialized not in ("table", "view"):
             raise ModelError(f"{path}: 'materialized: {materialized}' must be 'table' or 'view'")
-        model = SqlModel(schema=path.parent.name, name=path.stem, path=path, sql=sql.strip().rstrip(";"),
+        # Keep leading lines so line numbers in DuckDB's errors are the file's line numbers.
+        model = SqlModel(schema=path.parent.name, name=path.stem, path=path, sql=sql.rstrip().rstrip(";"),
                          materialized=materialized, description=header.get("description", ""),
                          depends_on=frozenset(referenced_tables(sql, str(path))), header=header)
         models[model.table] = model
@@ -117,12 +161,25 @@ def run_model(con, model: SqlModel) -> int | None:
     """Create or replace the model's table or view; returns the row count for tables."""
     kind = "TABLE" if model.materialized == "table" else "VIEW"
     try:
+        # The model's SQL starts on the statement's first line, so DuckDB's LINE n is the file's.
         con.execute(f"CREATE OR REPLACE {kind} {model.table} AS {model.sql}")
     except Exception as exc:
-        raise ModelError(f"{model.path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(_runtime_error(model, exc)) from None
     if model.description:
         escaped = model.description.replace("'", "''")
         con.execute(f"COMMENT ON {kind} {model.table} IS '{escaped}'")
     if kind == "TABLE":
-        return con.execute(f"SELECT count(*) FROM {model.table}").fetchone()[0]
+        return con.execute(f"SELECT count(*) FROM {model.table}").fetchall()[0][0]
     return None
+
+
+_DUCKDB_LINE = re.compile(r"^LINE (\d+):", re.MULTILINE)
+
+
+def _runtime_error(model: SqlModel, exc: Exception) -> str:
+    """``file:line: error`` from a DuckDB error (which reports lines of the statement run)."""
+    text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    line = _DUCKDB_LINE.search(text)
+    where = f"{model.path}:{line.group(1)}" if line else str(model.path)
+    return f"{where}: {type(exc).__name__}: {first} (fix the SQL in {model.path.name} and re-run)"

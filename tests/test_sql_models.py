@@ -13,6 +13,21 @@ from pipelines.sql_models import ModelError, check_graph, discover, referenced_t
     ("SELECT (SELECT max(a) FROM outcomes.z) FROM staging.y WHERE b IN (SELECT b FROM hub.x)",
      {"outcomes.z", "staging.y", "hub.x"}),
     ("SELECT * FROM a.b JOIN (SELECT * FROM c.d) s USING (k)", {"a.b", "c.d"}),
+    # a CTE named like a real table, used next to that table: only the qualified one is a table
+    ("WITH persons AS (SELECT * FROM hub.person_keys) SELECT * FROM persons JOIN staging.persons USING (k)",
+     {"hub.person_keys", "staging.persons"}),
+    # a CTE inside a subquery, and a CTE that reads another CTE
+    ("SELECT * FROM (WITH x AS (SELECT * FROM s.t) SELECT * FROM x) q", {"s.t"}),
+    ("WITH a AS (SELECT * FROM s.one), b AS (SELECT * FROM a) SELECT * FROM b", {"s.one"}),
+    # correlated subquery, EXISTS, UNION and a table function that is not a table
+    ("SELECT *, (SELECT count(*) FROM s.e WHERE e.k = p.k) FROM s.p p "
+     "WHERE EXISTS (SELECT 1 FROM s.x WHERE x.k = p.k) UNION ALL SELECT * FROM range(3) r(k)",
+     {"s.e", "s.p", "s.x"}),
+    ("SELECT * FROM read_parquet('a.parquet') p JOIN read_csv_auto('b.csv') c USING (k) JOIN s.t USING (k)",
+     {"s.t"}),
+    ('SELECT * FROM "staging"."persons" AS "weird name"', {"staging.persons"}),
+    # a column or alias that looks like a table is not one
+    ("SELECT staging.persons FROM s.t AS staging", {"s.t"}),
 ])
 def test_dependencies_come_from_the_sql(sql, expected):
     assert referenced_tables(sql) == expected
@@ -56,3 +71,32 @@ def test_project_models_form_a_valid_graph():
                                         "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference"}
     order = check_graph(models, sources)
     assert order.index("staging.persons") < order.index("cohorts.comparison_group") < order.index("publish.outcomes_by_ward")
+
+
+def test_runtime_sql_error_names_file_and_line(tmp_path):
+    import duckdb
+    from pipelines.sql_models import run_model
+    _write(tmp_path, "staging/a.sql", "-- description: x\nSELECT 1 AS a,\n       no_such_column AS b\n")
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA staging")
+    with pytest.raises(ModelError, match=r"staging/a\.sql:3: BinderException: .*no_such_column"):
+        run_model(con, discover(tmp_path)["staging.a"])
+
+
+def test_yaml_header_block_describes_model_and_columns(tmp_path):
+    _write(tmp_path, "publish/t.sql", "/*\ndescription: >\n  Counts by\n  cohort.\nmaterialized: view\n"
+                                      "counts: [people]\ncolumns:\n  people: People in the group.\n*/\n"
+                                      "SELECT 'a' AS cohort, 10 AS people")
+    model = discover(tmp_path)["publish.t"]
+    assert (model.description, model.materialized) == ("Counts by cohort.", "view")
+    assert model.list_option("counts") == ["people"]
+    assert model.columns == {"people": "People in the group."}
+    before = model.version
+    _write(tmp_path, "publish/t.sql", model.path.read_text() + " -- edited")
+    assert discover(tmp_path)["publish.t"].version != before
+
+
+def test_invalid_yaml_header_names_the_file_and_line(tmp_path):
+    _write(tmp_path, "staging/bad.sql", "/*\ndescription: ok\ncolumns: [unclosed\n*/\nSELECT 1")
+    with pytest.raises(ModelError, match=r"staging/bad\.sql: the YAML header block is not valid YAML at line \d"):
+        discover(tmp_path)

@@ -1,46 +1,74 @@
--- description: Comparison group: people never enrolled in the programme, matched to the cohort
---   by age band and deprivation quintile (exact strata). Each comparison person takes the index
---   date of a cohort member in the same stratum (assigned by a fixed hash order), with up to
---   five comparison people per cohort member, so both groups are measured over the same calendar
---   windows.
--- materialized: table
-WITH cohort AS (
-    SELECT c.person_key, c.index_date,
-           CASE WHEN year(c.index_date) - p.year_of_birth < 5 THEN '0-4'
-                WHEN year(c.index_date) - p.year_of_birth < 11 THEN '5-10'
-                WHEN year(c.index_date) - p.year_of_birth < 18 THEN '11-17'
-                WHEN year(c.index_date) - p.year_of_birth < 65 THEN '18-64'
-                ELSE '65+' END AS age_band,
-           (p.imd_decile + 1) // 2 AS imd_quintile
-    FROM cohorts.programme_cohort c JOIN staging.persons p USING (person_key)
+/*
+description: >
+  Comparison group: linked people never enrolled in the programme, matched to the programme
+  cohort on age band, area deprivation (IMD quintile of the LSOA of residence) and prior service
+  use: none, one, or two or more outcome events of any kind in the year before the 'before'
+  window, [index - 24 months, index - 12 months), cut at the start of the data. Prior use is
+  measured outside both outcome windows on purpose: matching on events inside the 'before'
+  window would pick comparison people at a random high or low and make their 'after' counts
+  regress to the mean, a change that is not an effect. Each candidate first takes the index date of a cohort member from the same IMD quintile
+  (a fixed hash draw), so both groups are measured over the same calendar windows; age band and
+  prior service use are then measured at that date, and up to ten comparison people per cohort
+  member are drawn (fixed hash order) within each stratum of age band x IMD quintile x prior use.
+materialized: table
+columns:
+  person_key: The hub's linked-person key (never published).
+  index_date: Index date taken from a cohort member of the same IMD quintile.
+  age_band: Age band at the index date.
+  imd_quintile: IMD quintile of the LSOA of residence (1 = most deprived).
+  prior_use: Outcome events of any kind in [index - 24 months, index - 12 months) (none, one, two or more).
+*/
+WITH people AS (
+    SELECT p.person_key, p.year_of_birth, (p.imd_decile + 1) // 2 AS imd_quintile,
+           c.person_key IS NOT NULL AS enrolled, c.index_date
+    FROM staging.persons p
+    LEFT JOIN cohorts.programme_cohort c USING (person_key)
     WHERE p.year_of_birth IS NOT NULL AND p.imd_decile IS NOT NULL
 ),
-cohort_ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY age_band, imd_quintile ORDER BY hash(person_key)) - 1 AS slot,
-           count(*) OVER (PARTITION BY age_band, imd_quintile) AS stratum_size
-    FROM cohort
+cohort_dates AS (
+    SELECT imd_quintile, index_date,
+           row_number() OVER (PARTITION BY imd_quintile ORDER BY hash(person_key)) - 1 AS slot,
+           count(*) OVER (PARTITION BY imd_quintile) AS dates
+    FROM people WHERE enrolled
 ),
-strata AS (SELECT DISTINCT age_band, imd_quintile, stratum_size FROM cohort_ranked),
+dated AS (
+    -- cohort members keep their own index date; candidates draw one from their quintile
+    SELECT person_key, year_of_birth, imd_quintile, enrolled, index_date FROM people WHERE enrolled
+    UNION ALL
+    SELECT p.person_key, p.year_of_birth, p.imd_quintile, FALSE, d.index_date
+    FROM people p
+    JOIN (SELECT DISTINCT imd_quintile, dates FROM cohort_dates) n USING (imd_quintile)
+    JOIN cohort_dates d ON d.imd_quintile = p.imd_quintile AND d.slot = hash(p.person_key || 'index') % n.dates
+    WHERE NOT p.enrolled
+),
+prior AS (
+    SELECT d.person_key, count(e.event_date) AS events
+    FROM dated d
+    LEFT JOIN staging.outcome_events e
+           ON e.person_key = d.person_key
+          AND e.event_date >= d.index_date - INTERVAL 24 MONTH
+          AND e.event_date < d.index_date - INTERVAL 12 MONTH
+    GROUP BY d.person_key
+),
+stratified AS (
+    SELECT d.person_key, d.enrolled, d.index_date, b.age_band, d.imd_quintile,
+           CASE WHEN pr.events = 0 THEN 'none' WHEN pr.events = 1 THEN 'one' ELSE 'two or more' END AS prior_use
+    FROM dated d
+    JOIN prior pr USING (person_key)
+    JOIN staging.age_bands b ON year(d.index_date) - d.year_of_birth BETWEEN b.min_age AND b.max_age
+),
+strata AS (
+    SELECT age_band, imd_quintile, prior_use, count(*) AS cohort_members
+    FROM stratified WHERE enrolled GROUP BY ALL
+),
 candidates AS (
-    SELECT p.person_key, s.age_band, s.imd_quintile, s.stratum_size, t.index_date AS reference_date
-    FROM staging.persons p
-    JOIN strata s ON (p.imd_decile + 1) // 2 = s.imd_quintile
-    -- age is judged at the median index date of the stratum's cohort members
-    JOIN (SELECT age_band, imd_quintile, CAST(quantile_disc(index_date, 0.5) AS DATE) AS index_date
-          FROM cohort GROUP BY ALL) t USING (age_band, imd_quintile)
-    WHERE p.person_key NOT IN (SELECT person_key FROM cohorts.programme_cohort)
-      AND CASE WHEN year(t.index_date) - p.year_of_birth < 5 THEN '0-4'
-               WHEN year(t.index_date) - p.year_of_birth < 11 THEN '5-10'
-               WHEN year(t.index_date) - p.year_of_birth < 18 THEN '11-17'
-               WHEN year(t.index_date) - p.year_of_birth < 65 THEN '18-64'
-               ELSE '65+' END = s.age_band
-),
-candidates_ranked AS (
-    SELECT *, row_number() OVER (PARTITION BY age_band, imd_quintile ORDER BY hash(person_key || 'comparison')) - 1 AS draw
-    FROM candidates
+    SELECT s.*, st.cohort_members,
+           row_number() OVER (PARTITION BY s.age_band, s.imd_quintile, s.prior_use
+                              ORDER BY hash(s.person_key || 'comparison')) AS draw
+    FROM stratified s
+    JOIN strata st USING (age_band, imd_quintile, prior_use)
+    WHERE NOT s.enrolled
 )
-SELECT c.person_key, r.index_date, c.age_band, c.imd_quintile
-FROM candidates_ranked c
-JOIN cohort_ranked r ON r.age_band = c.age_band AND r.imd_quintile = c.imd_quintile
-                    AND r.slot = c.draw % c.stratum_size
-WHERE c.draw < 5 * c.stratum_size
+SELECT person_key, index_date, age_band, imd_quintile, prior_use
+FROM candidates
+WHERE draw <= 10 * cohort_members  -- ten per member keeps the comparison's noise well below the programme's

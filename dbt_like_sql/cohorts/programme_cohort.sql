@@ -1,7 +1,14 @@
--- description: Programme cohort: every linked person recorded by the VCS partner as a member of
---   a family enrolled in the family-support programme. Index date = the person's first
---   enrolment date; programme type = the type of that first enrolment.
--- materialized: table
+/*
+description: >
+  Programme cohort: every linked person recorded by the VCS partner as a member of a family
+  enrolled in the family-support programme (adults and children). Index date = the person's
+  first enrolment date; programme type = the type of that first enrolment.
+materialized: table
+columns:
+  person_key: The hub's linked-person key (never published).
+  index_date: First enrolment date of the person's family in the programme.
+  programme_type: Programme type of that first enrolment.
+*/
 SELECT rp.person_key,
        min(e.enrolment_date) AS index_date,
        arg_min(e.programme_type, e.enrolment_date) AS programme_type

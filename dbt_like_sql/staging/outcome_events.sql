@@ -1,7 +1,30 @@
--- description: Every outcome event of a linked person, one row per event: A&E attendances,
---   emergency admissions, mental-health referrals, children's social-care referrals and
---   homelessness applications, each with its person_key and event date.
--- materialized: table
+/*
+description: >
+  Every count outcome event of a linked person, one row per event, with its person_key and
+  event date. The outcomes are defined under 'outcomes' in this header; the published file
+  carries these definitions in _definitions.
+materialized: table
+columns:
+  person_key: The hub's linked-person key (never published).
+  outcome: Outcome name (see _definitions, kind 'outcome').
+  event_date: Date of the event.
+outcomes:
+  ae_attendance: >
+    An attendance at an emergency department (A&E), from the acute trust's A&E extract; one
+    event per attendance, dated by arrival date.
+  emergency_admission: >
+    An emergency (non-elective) hospital admission, from the acute trust's admissions extract;
+    one event per admission, dated by admission date.
+  mental_health_referral: >
+    A referral to secondary mental-health services, from the mental-health trust's extract; one
+    event per referral, dated by referral date.
+  childrens_social_care_referral: >
+    A referral to the council's children's social care, from the council's extract; one event per
+    referral, dated by referral date.
+  homelessness_application: >
+    A homelessness application to the council's housing service, recorded against the household's
+    applicant; one event per application, dated by application date.
+*/
 SELECT rp.person_key, 'ae_attendance' AS outcome, a.arrival_date AS event_date
 FROM landing.ae_attendances a
 JOIN hub.record_person rp ON rp.dataset = 'ae_attendances' AND rp.record_token = a.record_token
