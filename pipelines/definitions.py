@@ -23,4 +23,7 @@ defs = dg.Definitions(
     sensors=[inbox_sensor],
     schedules=[monthly_refresh, daily_retention],
     resources={"placelink": PlacelinkResource()},
+    # DuckDB allows one writer per file: steps that run side by side in separate processes
+    # (Dagster's default for UI-launched runs) would fail on warehouse.duckdb's lock.
+    executor=dg.in_process_executor,
 )

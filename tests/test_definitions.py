@@ -37,3 +37,10 @@ def test_inbox_sensor_requests_one_run_per_new_set_of_files(tmp_path, monkeypatc
     (inbox / "b.parquet").write_bytes(b"y")
     second = inbox_sensor(dg.build_sensor_context(cursor=first.run_key.removeprefix("inbox-")))
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+
+
+def test_jobs_run_in_one_process_because_the_warehouse_has_one_writer():
+    from pipelines.definitions import defs
+
+    for name in ("placelink_refresh", "placelink_retention"):
+        assert defs.resolve_job_def(name).executor_def.name == "in_process"
