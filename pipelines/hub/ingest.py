@@ -21,6 +21,7 @@ from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.extract_file import EXTRACT_FORMAT, read_extract_header
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
+from pipelines.quality.validate import check_quality
 from pipelines.settings import Settings
 
 DELIVERIES_DDL = """
@@ -188,6 +189,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         audit.append("extract_received", file=path.name, bytes=path.stat().st_size)
         try:
             header, contract = check_extract(path, contracts, contract_problems, seen, now.date())
+            check_quality(con, pq.read_table(path), header, contract, path.name, now)  # holds on ERROR rules
         except ExtractRejected as rejected:
             r = rejected.rejection
             held = hold(path, settings.quarantine, r, now)

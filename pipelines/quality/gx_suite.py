@@ -1,0 +1,136 @@
+"""Run quality rules with Great Expectations 1.x on a pandas frame (handed over via Arrow).
+
+Great Expectations is slow to import and initialise, so the ephemeral context and one
+pandas data asset per dataset are made once per process. Results are reduced to counts
+and *row numbers*: GX's own result carries sample values, which may be tokens, so they
+never leave this module.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+from pipelines.quality.rules import Rule
+
+SAMPLE_ROWS = 5
+_lock = threading.Lock()
+_state: dict = {}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule found in one delivery: never a value, only counts and row numbers."""
+
+    rule: Rule
+    passed: bool
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample_rows: tuple[int, ...] = ()     # 1 = first data row of the delivery
+    observed: str | None = None           # aggregate only: a row count or a column type
+    error: str | None = None              # the rule could not be evaluated (e.g. wrong type)
+    checked_rows: int = 0
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{self.rule.name}: passed"
+        if self.error:
+            return f"{self.rule.name}: could not be checked ({self.error})"
+        if self.unexpected_count is not None:
+            rows = f" (rows {', '.join(map(str, self.sample_rows))}{', ...' if self.unexpected_count > len(self.sample_rows) else ''})" \
+                if self.sample_rows else ""
+            return f"{self.rule.name}: {self.unexpected_count:,} of {self.checked_rows:,} rows fail{rows}"
+        return f"{self.rule.name}: failed{f' (found {self.observed})' if self.observed else ''}"
+
+
+def _gx():
+    """Import Great Expectations quietly: no usage statistics, no progress bars."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    return gx
+
+
+def _batch_definition(dataset: str):
+    with _lock:
+        if "context" not in _state:
+            gx = _gx()
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            _state["context"] = context
+            _state["source"] = context.data_sources.add_pandas("placelink_deliveries")
+            _state["batches"] = {}
+        batches = _state["batches"]
+        if dataset not in batches:
+            asset = _state["source"].add_dataframe_asset(dataset)
+            batches[dataset] = asset.add_batch_definition_whole_dataframe("delivery")
+        return batches[dataset]
+
+
+def build_suite(name: str, rules: list[Rule]):
+    """A GX ``ExpectationSuite`` for ``rules``; each expectation's ``meta`` names its rule."""
+    gx = _gx()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    expectations = []
+    for index, rule in enumerate(rules):
+        config = ExpectationConfiguration(type=rule.expectation, kwargs=rule.kwargs,
+                                          meta={"rule_index": index, "rule": rule.name,
+                                                "severity": rule.severity})
+        expectations.append(config.to_domain_obj())
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas for GX: dates as datetime64 so range rules compare dates, not objects;
+    text as plain ``object`` columns, because GX's type rules do not recognise pandas 3's
+    default string dtype."""
+    frame = table.to_pandas(date_as_object=False)
+    for name, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.StringDtype):
+            frame[name] = frame[name].astype(object)
+        elif pa.types.is_binary(table.schema.field(name).type):
+            frame[name] = frame[name].map(bytes.hex, na_action="ignore")  # Bloom filters
+    return frame
+
+
+def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
+    """Validate ``frame`` against ``rules``; one result per rule, in order."""
+    if isinstance(frame, pa.Table):
+        frame = to_pandas(frame)
+    frame = frame.reset_index(drop=True)  # row numbers below are positions in the delivery
+    # A missing column fails its 'present' rule; its other rules cannot be run.
+    runnable = [r for r in rules if r.column is None or r.column in frame.columns]
+    suite = build_suite(f"{dataset}_delivery", runnable)
+    batch = _batch_definition(dataset).get_batch(batch_parameters={"dataframe": frame})
+    validation = batch.validate(suite, result_format={"result_format": "SUMMARY",
+                                                      "partial_unexpected_count": SAMPLE_ROWS})
+    by_index = {r.expectation_config.meta["rule_index"]: r for r in validation.results}
+    return [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+
+
+def _reduce(rule: Rule, result, rows: int) -> RuleResult:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        # The message can quote values; keep the kind of failure only.
+        kind = str(info.get("exception_message", "")).split(":", 1)[0][:80] or "error"
+        return RuleResult(rule, False, error=f"{kind}; check the column's type", checked_rows=rows)
+    r = result.result or {}
+    observed = r.get("observed_value")
+    if rule.expectation == "expect_table_columns_to_match_set":
+        details = (r.get("details") or {}).get("mismatched") or {}
+        observed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
+    elif rule.expectation in ("expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
+                            "expect_column_proportion_of_non_null_values_to_be_between"):
+        observed = None if observed is None else (f"{observed:.1%} filled" if isinstance(observed, float)
+                                                  else str(observed))
+    else:
+        observed = None  # may be a value (a min, a max): not kept
+    indices = r.get("partial_unexpected_index_list") or []
+    sample = tuple(int(i) + 1 for i in indices[:SAMPLE_ROWS] if isinstance(i, (int,)) or hasattr(i, "__int__"))
+    return RuleResult(rule, bool(result.success), r.get("unexpected_count"),
+                      r.get("unexpected_percent"), sample, observed, None, rows)
