@@ -6,6 +6,7 @@ import dagster as dg
 from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records
 from assets.publish import shared_outcomes
+from assets.quality import quality_checks, quality_report
 from assets.sql_models import HUB_SOURCES, sql_model_assets
 from pipelines.jobs import refresh_job
 from pipelines.resources import PlacelinkResource
@@ -16,7 +17,8 @@ _sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()}
 
 defs = dg.Definitions(
     assets=[received_extracts, area_reference, person_records, linked_persons,
-            *sql_model_assets(_sources), shared_outcomes],
+            *sql_model_assets(_sources), shared_outcomes, quality_report],
+    asset_checks=quality_checks,
     jobs=[refresh_job],
     sensors=[inbox_sensor],
     schedules=[monthly_refresh],

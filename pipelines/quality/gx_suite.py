@@ -43,7 +43,8 @@ class RuleResult:
             rows = f" (rows {', '.join(map(str, self.sample_rows))}{', ...' if self.unexpected_count > len(self.sample_rows) else ''})" \
                 if self.sample_rows else ""
             return f"{self.rule.name}: {self.unexpected_count:,} of {self.checked_rows:,} rows fail{rows}"
-        return f"{self.rule.name}: failed{f' (found {self.observed})' if self.observed else ''}"
+        found = f"found {self.observed}; " if self.observed else ""
+        return f"{self.rule.name}: failed ({found}expected {self.rule.description})"
 
 
 def _gx():
