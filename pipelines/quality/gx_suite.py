@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import pyarrow as pa
@@ -39,7 +39,7 @@ class RuleResult:
             return f"{self.rule.name}: passed"
         if self.error:
             return f"{self.rule.name}: could not be checked ({self.error})"
-        if self.unexpected_count is not None:
+        if self.unexpected_count is not None and self.rule.on == "rows":
             rows = f" (rows {', '.join(map(str, self.sample_rows))}{', ...' if self.unexpected_count > len(self.sample_rows) else ''})" \
                 if self.sample_rows else ""
             return f"{self.rule.name}: {self.unexpected_count:,} of {self.checked_rows:,} rows fail{rows}"
@@ -125,21 +125,37 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     if isinstance(frame, pa.Table):
         frame = to_pandas(frame)
     frame = frame.reset_index(drop=True)  # row numbers below are positions in the delivery
+    profile = column_profile(frame)
     # A missing column fails the columns rule; its own rules cannot be run.
-    runnable = [r for r in rules if all(c in frame.columns for c in _columns(r))]
-    groups: dict[tuple[str, ...], list[int]] = {}
+    runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
+    groups: dict[tuple, list[int]] = {}
     for index, rule in enumerate(runnable):
-        groups.setdefault(_columns(rule), []).append(index)
+        groups.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(index)
     by_index = {}
     definition = _batch_definition(dataset)
     for columns, indices in groups.items():
-        part = frame[list(columns)] if columns else frame
+        part = profile if columns == ("columns",) else frame[list(columns)] if columns else frame
         suite = build_suite(f"{dataset}_delivery", [runnable[i] for i in indices])
         validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
             suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS})
         for result in validation.results:
             by_index[indices[result.expectation_config.meta["rule_index"]]] = result
-    return [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+    results = [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+    return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
+
+
+def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per column of the delivery: its name and how many rows have a value."""
+    return pd.DataFrame({"column": list(frame.columns), "values": frame.notna().sum().to_numpy()})
+
+
+def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:
+    """A column-profile result names columns (from its 'row numbers'), not rows."""
+    if result.passed:
+        return replace(result, checked_rows=len(profile))
+    named = [profile["column"].iloc[i - 1] for i in result.sample_rows]
+    return replace(result, sample_rows=(), checked_rows=len(profile),
+                   observed=f"{result.unexpected_count} column(s): {', '.join(named)}")
 
 
 def _reduce(rule: Rule, result, rows: int) -> RuleResult:

@@ -75,14 +75,15 @@ def _duplicated_tokens(t):
 
 
 @pytest.mark.parametrize("mutate, rule, rows", [
-    (_all_null("nhs_number_token"), "nhs_number_token: not entirely empty", None),
+    (_all_null("nhs_number_token"), "columns: none entirely empty", "found 1 column(s): nhs_number_token;"),
     (_future_dates, "arrival_date: plausible date", "rows 1, 2, 3)"),
     (_unknown_category, "arrival_mode: allowed values", "rows 5)"),
     (_duplicated_tokens, "record_token: unique", "4 of "),
 ])
 def test_bad_delivery_is_held_by_the_right_rule_and_others_land(small_place, tmp_path, mutate, rule, rows):
     settings = small_place.stage_hub(tmp_path, datasets=[OTHER])
-    bad = _write(small_place.extract("ae_attendances").extract_path, settings.inbox / "nhs-ae-bad.parquet", mutate)
+    bad = _write(small_place.extract("ae_attendances").extract_path, settings.inbox / "nhs-ae-bad.parquet",
+                 lambda t: mutate(t.slice(0, 300)))  # a small delivery keeps the test quick
     receipts, landed, quality = _receive(settings)
 
     receipt = receipts[bad.name]
