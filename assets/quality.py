@@ -26,52 +26,61 @@ def _failure_table(found) -> str:
     return _FAILURE_TABLE_HEADER + "\n".join(lines) if lines else "No rule failed."
 
 
-def _delivery_quality_check(key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    dataset = key.path[-1]
-
-    @dg.asset_check(asset=key, name="delivery_quality", blocking=False,
-                    description=f"Great Expectations rules from the contract, run on each {dataset} delivery "
-                                "of the latest ingest before it lands. A delivery failing an ERROR rule was "
-                                "held in quarantine (not landed; downstream ran on earlier accepted data); "
-                                "WARN failures landed and are listed.")
-    def _check(placelink: PlacelinkResource) -> dg.AssetCheckResult:
-        with placelink.warehouse() as con:
-            found = deliveries(con, dataset, latest_run_only=True)
-        held = [d for d in found if d.outcome == "held"]
-        warned = [d for d in found if d.outcome == "warned"]
-        metadata = {
-            "deliveries": len(found), "held": len(held), "landed_with_warnings": len(warned),
-            "rows_checked": sum(d.rows for d in found),
-            "seconds": round(sum(d.seconds for d in found), 2),
-            "failed_rules": dg.MetadataValue.md(_failure_table(found)),
-            "messages": dg.MetadataValue.text("\n".join(d.message() for d in found) or
-                                             f"no {dataset} delivery in the latest ingest"),
-            "report": dg.MetadataValue.path(str(placelink.settings().reports / "quality.html")),
-        }
-        if held:
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-                                       description="; ".join(d.message().splitlines()[0] for d in held))
-        if warned:
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
-        return dg.AssetCheckResult(passed=True, metadata=metadata)
-
-    return _check
+def _delivery_result(dataset: str, found, report: str) -> dg.AssetCheckResult:
+    held = [d for d in found if d.outcome == "held"]
+    warned = [d for d in found if d.outcome == "warned"]
+    metadata = {
+        "deliveries": len(found), "held": len(held), "landed_with_warnings": len(warned),
+        "rows_checked": sum(d.rows for d in found),
+        "seconds": round(sum(d.seconds for d in found), 2),
+        "failed_rules": dg.MetadataValue.md(_failure_table(found)),
+        "messages": dg.MetadataValue.text("\n".join(d.message() for d in found) or
+                                         f"no {dataset} delivery in the latest ingest"),
+        "report": dg.MetadataValue.path(report),
+    }
+    key = dg.AssetKey(["landing", dataset])
+    if held:
+        return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=False,
+                                   severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+                                   description="; ".join(d.message().splitlines()[0] for d in held))
+    if warned:
+        return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=False,
+                                   severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+    return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=True, metadata=metadata)
 
 
-def _only_validated_check(key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    dataset = key.path[-1]
+# One op per kind of check, not one per dataset: each Dagster step has a fixed cost.
+@dg.multi_asset_check(specs=[
+    dg.AssetCheckSpec("delivery_quality", asset=spec.key, blocking=False,
+                      description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
+                                  "delivery of the latest ingest before it lands. A delivery failing an ERROR "
+                                  "rule was held in quarantine (not landed; downstream ran on earlier accepted "
+                                  "data); WARN failures landed and are listed.")
+    for spec in landing_specs()])
+def delivery_quality(placelink: PlacelinkResource):
+    report = str(placelink.settings().reports / "quality.html")
+    with placelink.warehouse() as con:
+        for spec in landing_specs():
+            dataset = spec.key.path[-1]
+            yield _delivery_result(dataset, deliveries(con, dataset, latest_run_only=True), report)
 
-    @dg.asset_check(asset=key, name="only_validated_deliveries", blocking=True,
-                    description=f"Every extract in landing.{dataset} passed the quality gate. Blocking: if "
-                                "unvalidated rows ever reach the landing table, linkage and the models stop.")
-    def _check(placelink: PlacelinkResource) -> dg.AssetCheckResult:
-        with placelink.warehouse() as con:
+
+@dg.multi_asset_check(specs=[
+    dg.AssetCheckSpec("only_validated_deliveries", asset=spec.key, blocking=True,
+                      description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
+                                  "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
+                                  "models stop.")
+    for spec in landing_specs()])
+def only_validated_deliveries(placelink: PlacelinkResource):
+    with placelink.warehouse() as con:
+        for spec in landing_specs():
+            dataset = spec.key.path[-1]
             unvalidated = unvalidated_extracts(con, dataset)
-        return dg.AssetCheckResult(passed=unvalidated == 0, metadata={"unvalidated_extracts": unvalidated},
-                                   description=None if unvalidated == 0 else
-                                   f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result")
-
-    return _check
+            yield dg.AssetCheckResult(
+                asset_key=spec.key, check_name="only_validated_deliveries", passed=unvalidated == 0,
+                metadata={"unvalidated_extracts": unvalidated},
+                description=None if unvalidated == 0 else
+                f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result")
 
 
 @dg.asset_check(asset=["published", "shared_outcomes"], name="disclosure_safe",
@@ -96,8 +105,4 @@ def quality_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
         "held": sum(d.outcome == "held" for d in found)})
 
 
-quality_checks = [
-    *(_delivery_quality_check(spec.key) for spec in landing_specs()),
-    *(_only_validated_check(spec.key) for spec in landing_specs()),
-    published_disclosure_safe,
-]
+quality_checks = [delivery_quality, only_validated_deliveries, published_disclosure_safe]

@@ -40,16 +40,18 @@ class RuleResult:
         if self.error:
             return f"{self.rule.name}: could not be checked ({self.error})"
         if self.unexpected_count is not None and self.rule.on == "rows":
-            rows = f" (rows {', '.join(map(str, self.sample_rows))}{', ...' if self.unexpected_count > len(self.sample_rows) else ''})" \
-                if self.sample_rows else ""
+            rows = ""
+            if self.sample_rows:
+                more = ", ..." if self.unexpected_count > len(self.sample_rows) else ""
+                rows = f" (rows {', '.join(map(str, self.sample_rows))}{more})"
             return f"{self.rule.name}: {self.unexpected_count:,} of {self.checked_rows:,} rows fail{rows}"
         found = f"found {self.observed}; " if self.observed else ""
         return f"{self.rule.name}: failed ({found}expected {self.rule.description})"
 
 
 def _gx():
-    """Import Great Expectations quietly: no usage statistics, no progress bars."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    """Import Great Expectations quietly: no usage statistics (no network), no progress bars."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
     import great_expectations as gx
     return gx
 
@@ -59,7 +61,6 @@ def _batch_definition(dataset: str):
         if "context" not in _state:
             gx = _gx()
             from great_expectations.data_context.types.base import ProgressBarsConfig
-
             from great_expectations.execution_engine import pandas_execution_engine
 
             # GX fingerprints every in-memory batch by hashing all of its values (an MD5 of
@@ -161,8 +162,9 @@ def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:
 def _reduce(rule: Rule, result, rows: int) -> RuleResult:
     info = result.exception_info or {}
     if info.get("raised_exception"):
-        # The message can quote values; keep the kind of failure only.
-        kind = str(info.get("exception_message", "")).split(":", 1)[0][:80] or "error"
+        # The message can quote values; keep the exception's class name only.
+        last = (str(info.get("exception_traceback") or "").strip().splitlines() or ["error"])[-1]
+        kind = last.split(":", 1)[0].strip()[:60] or "error"
         return RuleResult(rule, False, error=f"{kind}; check the column's type", checked_rows=rows)
     r = result.result or {}
     observed = r.get("observed_value")

@@ -130,6 +130,7 @@ def test_text_where_a_date_is_expected_is_caught(small_place, tmp_path):
     failed = {r.rule.name for r in verdict.failed_errors}
     assert "arrival_date: type date" in failed
     assert "nhs-ae-text-dates.parquet" in verdict.message() and "arrival_date: type date" in verdict.message()
+    assert not any(value in verdict.message() for value in table.column("arrival_date").to_pylist()[:50])
 
     settings = small_place.stage_hub(tmp_path, datasets=[OTHER])
     _write(small_place.extract("ae_attendances").extract_path, settings.inbox / "nhs-ae-text.parquet",
