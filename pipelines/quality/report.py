@@ -18,13 +18,17 @@ body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1b;max-width:80rem}
 h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}
 th,td{border-bottom:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}
-th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums} td{overflow-wrap:anywhere}
 .held{color:#fff;background:#b00020;padding:0 .4rem;border-radius:3px}
 .warned{background:#f5c518;padding:0 .4rem;border-radius:3px}
 .passed{color:#fff;background:#2e7d32;padding:0 .4rem;border-radius:3px}
 .error{color:#b00020;font-weight:600} .warn{color:#8a6d00;font-weight:600}
 details{margin:.25rem 0} summary{cursor:pointer}
 """
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value)
 
 
 def _badge(outcome: str) -> str:
@@ -50,7 +54,7 @@ def render(deliveries: list[DeliveryQuality], rules_by_delivery: dict[tuple, lis
     for d in deliveries:
         previous = "" if d.previous_rows is None else f"{d.previous_rows:,}"
         rows.append(
-            f"<tr><td>{escape(str(d.received_at))}</td><td>{escape(d.file_name)}</td>"
+            f"<tr><td>{escape(_when(d.received_at))}</td><td>{escape(d.file_name)}</td>"
             f"<td>{escape(d.contract)}</td><td>{escape(d.dataset)}</td>"
             f'<td class="num">{d.rows:,}</td>'
             f'<td class="num">{previous}</td>'
@@ -64,7 +68,7 @@ def render(deliveries: list[DeliveryQuality], rules_by_delivery: dict[tuple, lis
         open_attr = " open" if d.outcome != "passed" else ""
         sections.append(
             f"<details{open_attr}><summary><b>{escape(d.file_name)}</b> "
-            f"({escape(d.dataset)}, received {escape(str(d.received_at))}) {_badge(d.outcome)}</summary>"
+            f"({escape(d.dataset)}, received {escape(_when(d.received_at))}) {_badge(d.outcome)}</summary>"
             "<table><tr><th>rule</th><th>severity</th><th>result</th><th>failing rows</th>"
             "<th>sample row numbers</th><th>expected</th><th>from</th></tr>"
             f"{body}</table></details>")
