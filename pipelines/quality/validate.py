@@ -151,8 +151,8 @@ def check_quality(con: duckdb.DuckDBPyConnection, table: pa.Table, header: dict,
         raise ExtractRejected(Rejection(
             "quality", f"every ERROR quality rule of dataset {dataset} to pass",
             "; ".join(r.summary() for r in verdict.failed_errors),
-            "the rows are named by number (1 = first data row); the partner can find them with their "
-            "record_id lookup, correct the source and re-send. If the rule is wrong (for example a real "
-            "change in size), ask the IG officer to change the contract's quality entry, then move the "
-            "file from quarantine back to the inbox", contract.label))
+            "rows are named by their position in the extract the partner sent (1 = first data row); the "
+            "partner corrects the source and re-sends. If the rule is wrong (for example a real change in "
+            "size), ask the IG officer to change the contract's quality entry, then move the file from "
+            "quarantine back to the inbox", contract.label))
     return verdict
