@@ -6,7 +6,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+
+from pipelines.envelope import seal
 
 from pipelines.contracts import Contract, load_contracts
 from pipelines.keys import HubKey, SigningKey, register_partner_key
@@ -34,6 +37,28 @@ class PreparedPlace:
 
     def envelope(self, dataset: str) -> SealedExtract:
         return next(e for e in self.envelopes if e.header.dataset == dataset)
+
+    def reseal(self, dataset: str, target: Path, mutate_table=None, signing_key=None, hub_key=None,
+               **header) -> Path:
+        """A new envelope around the partner's extract (its rows changed as a faulty or hostile
+        sender might), signed with the partner's key unless another is given."""
+        sealed = self.envelope(dataset)
+        source = self.extract(dataset).extract_path
+        h = sealed.envelope
+        fields = dict(contract_id=h.contract_id, contract_version=h.contract_version, partner_id=h.partner_id,
+                      dataset=h.dataset, reporting_period=h.reporting_period, created_at=h.created_at,
+                      row_count=h.row_count)
+        if mutate_table:
+            table = mutate_table(pq.read_table(source))
+            source = target.with_name(target.name + ".parquet")
+            pq.write_table(table, source)
+            fields["row_count"] = table.num_rows
+        fields.update(header)
+        seal(source, target, signing_key=signing_key or self.signing_keys[h.partner_id],
+             hub_key=hub_key or self.hub_key.public, **fields)
+        if mutate_table:
+            source.unlink()
+        return target
 
     def stage_hub(self, home: Path, datasets: list[str] | None = None) -> Settings:
         """A hub home with these envelopes in its inbox, the hub key, the partners' registered

@@ -25,6 +25,7 @@ from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
+from pipelines.quality.validate import check_quality
 from pipelines.settings import Settings
 
 DELIVERIES_DDL = """
@@ -291,6 +292,19 @@ def _record(con, receipt_row: dict) -> None:
     con.execute(f"INSERT INTO hub.deliveries ({columns}) VALUES ({marks})", list(receipt_row.values()))
 
 
+def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection: Rejection,
+                now: dt.datetime, claimed: dict) -> Receipt:
+    """Hold one file unchanged, record the delivery and audit it; returns its receipt."""
+    held = hold(path, settings.quarantine, rejection, now)
+    message = rejection.message(path.name)
+    _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
+                  "status": "quarantined", **claimed, "failed_check": rejection.check,
+                  "reason": message, "stored_as": str(held)})
+    audit.append("extract_quarantined", file=path.name, check=rejection.check,
+                 contract=rejection.contract, reason=message)
+    return Receipt(path.name, "quarantined", reason=message)
+
+
 def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                   contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
                   audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:
@@ -312,25 +326,19 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         try:
             opened = check_extract(path, contracts, contract_problems, arrival, now.date())
             header, contract = opened.header, opened.contract
+            # the quality gate: ERROR rules hold the delivery before anything of it lands
+            check_quality(con, opened.table, header, contract, path.name, now)
         except Exception as exc:
             # Any other failure is a defect in the hub, but still only this file's problem:
             # hold it (the exception's message may quote data, so only its type is kept).
             r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
                 "unexpected error", "a file the hub can check", f"a {type(exc).__name__} while checking it",
                 "report this to the hub's data team with the file name; release the file once fixed")
-            claimed = _claimed_header(path)
-            held = hold(path, settings.quarantine, r, now)
-            _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
-                          "status": "quarantined", **claimed, "failed_check": r.check,
-                          "reason": r.message(path.name), "stored_as": str(held)})
-            audit.append("extract_quarantined", file=path.name, check=r.check,
-                         contract=r.contract, reason=r.message(path.name))
-            receipts.append(Receipt(path.name, "quarantined", reason=r.message(path.name)))
+            receipts.append(_quarantine(con, settings, audit, path, r, now, _claimed_header(path)))
             continue
         con.execute("BEGIN TRANSACTION")
         try:
             try:
-                # (quality checks on opened.table go here, before landing)
                 _land(con, opened, now)
             except duckdb.Error as exc:
                 # The database's message can quote values; keep only the kind of failure.
@@ -338,13 +346,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 r = Rejection("load", "rows that load into the dataset's landing table",
                               f"a {type(exc).__name__} while loading",
                               "check the extract's column types against earlier deliveries", contract.label)
-                held = hold(path, settings.quarantine, r, now)
-                _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
-                              "status": "quarantined", "failed_check": r.check,
-                              "reason": r.message(path.name), "stored_as": str(held)})
-                audit.append("extract_quarantined", file=path.name, check=r.check,
-                             contract=contract.id, reason=r.message(path.name))
-                receipts.append(Receipt(path.name, "quarantined", reason=r.message(path.name)))
+                receipts.append(_quarantine(con, settings, audit, path, r, now, _claimed_header(path)))
                 continue
             vault = settings.vault / contract.id
             vault.mkdir(parents=True, exist_ok=True)

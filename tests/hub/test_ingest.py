@@ -11,7 +11,6 @@ import pytest
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import load_contracts
-from pipelines.envelope import seal
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import release
 from pipelines.keys import HubKey
@@ -49,24 +48,7 @@ def _sha(path):
 
 
 def _reseal(place, dataset, target, mutate_table=None, signing_key=None, hub_key=None, **header):
-    """A new envelope around the partner's extract (changed as a faulty or hostile sender
-    might), signed with the partner's key unless another is given."""
-    sealed = place.envelope(dataset)
-    source = place.extract(dataset).extract_path
-    if mutate_table:
-        table = mutate_table(pq.read_table(source))
-        source = target.with_name(target.name + ".parquet")
-        pq.write_table(table, source)
-    h = sealed.envelope
-    fields = dict(contract_id=h.contract_id, contract_version=h.contract_version, partner_id=h.partner_id,
-                  dataset=h.dataset, reporting_period=h.reporting_period, created_at=h.created_at,
-                  row_count=h.row_count)
-    fields.update(header)
-    seal(source, target, signing_key=signing_key or place.signing_keys[h.partner_id],
-         hub_key=hub_key or place.hub_key.public, **fields)
-    if mutate_table:
-        source.unlink()
-    return target
+    return place.reseal(dataset, target, mutate_table, signing_key, hub_key, **header)
 
 
 def _flip(src, dst, offset):

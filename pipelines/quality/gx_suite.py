@@ -1,0 +1,183 @@
+"""Run quality rules with Great Expectations 1.x on a pandas frame (handed over via Arrow).
+
+Great Expectations is slow to import and initialise, so the ephemeral context and one
+pandas data asset per dataset are made once per process. Results are reduced to counts
+and *row numbers*: GX's own result carries sample values, which may be tokens, so they
+never leave this module.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import pyarrow as pa
+
+from pipelines.quality.rules import Rule
+
+SAMPLE_ROWS = 5
+_lock = threading.Lock()
+_state: dict = {}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule found in one delivery: never a value, only counts and row numbers."""
+
+    rule: Rule
+    passed: bool
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    sample_rows: tuple[int, ...] = ()     # 1 = first data row of the delivery
+    observed: str | None = None           # aggregate only: a row count or a column type
+    error: str | None = None              # the rule could not be evaluated (e.g. wrong type)
+    checked_rows: int = 0
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{self.rule.name}: passed"
+        if self.error:
+            return f"{self.rule.name}: could not be checked ({self.error})"
+        if self.unexpected_count is not None and self.rule.on == "rows":
+            rows = ""
+            if self.sample_rows:
+                more = ", ..." if self.unexpected_count > len(self.sample_rows) else ""
+                rows = f" (rows {', '.join(map(str, self.sample_rows))}{more})"
+            return f"{self.rule.name}: {self.unexpected_count:,} of {self.checked_rows:,} rows fail{rows}"
+        found = f"found {self.observed}; " if self.observed else ""
+        return f"{self.rule.name}: failed ({found}expected {self.rule.description})"
+
+
+def _gx():
+    """Import Great Expectations quietly: no usage statistics (no network), no progress bars."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations as gx
+    return gx
+
+
+def _batch_definition(dataset: str):
+    with _lock:
+        if "context" not in _state:
+            gx = _gx()
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+            from great_expectations.execution_engine import pandas_execution_engine
+
+            # GX fingerprints every in-memory batch by hashing all of its values (an MD5 of
+            # pandas' row hashes), only to label the batch; we never use the label, and on a
+            # wide extract the hash costs more than every check together. Off for our batches.
+            pandas_execution_engine.HASH_THRESHOLD = 0
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            _state["context"] = context
+            _state["source"] = context.data_sources.add_pandas("placelink_deliveries")
+            _state["batches"] = {}
+        batches = _state["batches"]
+        if dataset not in batches:
+            asset = _state["source"].add_dataframe_asset(dataset)
+            batches[dataset] = asset.add_batch_definition_whole_dataframe("delivery")
+        return batches[dataset]
+
+
+def build_suite(name: str, rules: list[Rule]):
+    """A GX ``ExpectationSuite`` for ``rules``; each expectation's ``meta`` names its rule."""
+    gx = _gx()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    expectations = []
+    for index, rule in enumerate(rules):
+        config = ExpectationConfiguration(type=rule.expectation, kwargs=rule.kwargs,
+                                          meta={"rule_index": index, "rule": rule.name,
+                                                "severity": rule.severity})
+        expectations.append(config.to_domain_obj())
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas in the shapes GX checks fast and correctly: dates as datetime64[ns]
+    and integers as int64 (or float64 with nulls), which GX compares vectorised (other dtypes
+    fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
+    null and regex checks); Bloom filters as hex text, as GX measures lengths of text."""
+    frame = table.to_pandas(date_as_object=False)
+    for name, dtype in frame.dtypes.items():
+        kind = table.schema.field(name).type
+        if pa.types.is_binary(kind):
+            frame[name] = frame[name].map(bytes.hex, na_action="ignore").astype("str")
+        elif pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+            frame[name] = frame[name].astype("datetime64[ns]")
+        elif pa.types.is_integer(kind) and pd.api.types.is_integer_dtype(dtype):
+            frame[name] = frame[name].astype("int64")
+    return frame
+
+
+def _columns(rule: Rule) -> tuple[str, ...]:
+    kwargs = rule.kwargs
+    named = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+    named += list(kwargs.get("column_list") or [])
+    return tuple(dict.fromkeys(named))
+
+
+def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
+    """Validate ``frame`` against ``rules``; one result per rule that could run, in order.
+
+    Rules on a column run on a frame of that column only: GX copies the whole frame to drop
+    a column's nulls, which on a wide extract costs more than the checks themselves.
+    """
+    if isinstance(frame, pa.Table):
+        frame = to_pandas(frame)
+    frame = frame.reset_index(drop=True)  # row numbers below are positions in the delivery
+    profile = column_profile(frame)
+    # A missing column fails the columns rule; its own rules cannot be run.
+    runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
+    groups: dict[tuple, list[int]] = {}
+    for index, rule in enumerate(runnable):
+        groups.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(index)
+    by_index = {}
+    definition = _batch_definition(dataset)
+    for columns, indices in groups.items():
+        part = profile if columns == ("columns",) else frame[list(columns)] if columns else frame
+        suite = build_suite(f"{dataset}_delivery", [runnable[i] for i in indices])
+        validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
+            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS})
+        for result in validation.results:
+            by_index[indices[result.expectation_config.meta["rule_index"]]] = result
+    results = [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+    return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
+
+
+def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per column of the delivery: its name and how many rows have a value."""
+    return pd.DataFrame({"column": list(frame.columns), "values": frame.notna().sum().to_numpy()})
+
+
+def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:
+    """A column-profile result names columns (from its 'row numbers'), not rows."""
+    if result.passed:
+        return replace(result, checked_rows=len(profile))
+    named = [profile["column"].iloc[i - 1] for i in result.sample_rows]
+    return replace(result, sample_rows=(), checked_rows=len(profile),
+                   observed=f"{result.unexpected_count} column(s): {', '.join(named)}")
+
+
+def _reduce(rule: Rule, result, rows: int) -> RuleResult:
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        # The message can quote values; keep the exception's class name only.
+        last = (str(info.get("exception_traceback") or "").strip().splitlines() or ["error"])[-1]
+        kind = last.split(":", 1)[0].strip()[:60] or "error"
+        return RuleResult(rule, False, error=f"{kind}; check the column's type", checked_rows=rows)
+    r = result.result or {}
+    observed = r.get("observed_value")
+    if rule.expectation == "expect_table_columns_to_match_set":
+        details = (r.get("details") or {}).get("mismatched") or {}
+        observed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
+    elif rule.expectation in ("expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
+                            "expect_column_proportion_of_non_null_values_to_be_between"):
+        observed = None if observed is None else (f"{observed:.1%} filled" if isinstance(observed, float)
+                                                  else str(observed))
+    else:
+        observed = None  # may be a value (a min, a max): not kept
+    indices = r.get("partial_unexpected_index_list") or []
+    sample = tuple(int(i) + 1 for i in indices[:SAMPLE_ROWS] if isinstance(i, (int,)) or hasattr(i, "__int__"))
+    return RuleResult(rule, bool(result.success), r.get("unexpected_count"),
+                      r.get("unexpected_percent"), sample, observed, None, rows)
