@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
+from pipelines.linkage.qa import REPORT_FILE, check_linkage, linkage_qa, previous_link_rate
 from pipelines.linkage.person_records import build_person_records, landed_datasets
 from pipelines.resources import PlacelinkResource
 
@@ -47,10 +48,30 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
                              persons=result.persons, links=result.links,
                              model_trained_at=result.model_trained_at, retrained=result.model_retrained)
     context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons")
+    changes = result.key_changes
     yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
+        "link_rate": round(result.qa.link_rate, 4), "max_cluster_size": result.qa.max_cluster_size,
+        "keys_new": changes.new, "keys_merged": changes.merges, "keys_split": changes.splits,
+        "identity_records_with_changed_key": changes.identity_records_with_changed_key,
+        "qa_report": dg.MetadataValue.path(str(settings.reports / REPORT_FILE)),
         "identity_records": result.identity_records, "persons": result.persons,
         "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
         "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
         "threshold": settings.linkage_threshold,
     })
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
+
+
+@dg.asset_check(asset=["hub", "person_keys"], blocking=True,
+                description="Fails on an implausibly large person (over-linking) or a sharp move of "
+                            "the link rate since the last run; downstream models then do not run.")
+def plausible_linkage(placelink: PlacelinkResource) -> dg.AssetCheckResult:
+    settings = placelink.settings()
+    with placelink.warehouse() as con:
+        outcome = check_linkage(linkage_qa(con), previous_link_rate(con), settings.linkage_max_cluster_size,
+                                settings.linkage_max_link_rate_change)
+    metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
+    if outcome.problems:
+        metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
+    return dg.AssetCheckResult(passed=outcome.passed, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata)

@@ -20,6 +20,9 @@ class Settings:
     sql_dir: Path
     # Pairs at or above this Splink match probability join one person (README: linkage).
     linkage_threshold: float = 0.9
+    # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
+    linkage_max_cluster_size: int = 40
+    linkage_max_link_rate_change: float = 0.05
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -30,6 +33,8 @@ class Settings:
             contracts_dir=Path(env.get("PLACELINK_CONTRACTS", REPO_ROOT / "contracts")).resolve(),
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
+            linkage_max_cluster_size=int(env.get("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "40")),
+            linkage_max_link_rate_change=float(env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")),
         )
 
     @property

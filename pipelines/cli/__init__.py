@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli import audit, contracts, hub, partner, place
+from pipelines.cli import audit, bench, contracts, hub, partner, place
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +18,4 @@ main.add_command(contracts.contracts)
 main.add_command(audit.audit)
 main.add_command(place.run)
 main.add_command(place.demo)
+main.add_command(bench.bench)

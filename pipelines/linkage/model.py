@@ -32,17 +32,31 @@ def _dice(column: str) -> str:
             f"nullif(bit_count({left}) + bit_count({right}), 0))")
 
 
-def name_comparison(name: str) -> cl.CustomComparison:
-    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.6 -> else."""
+# The clear-text benchmark baseline (pipelines/bench/linkage.py) compares the names as
+# written with Jaro-Winkler where the hub compares Bloom filters with Dice.
+JARO_WINKLER_HIGH, JARO_WINKLER_LOW = 0.92, 0.8
+
+
+def name_comparison(name: str, similarity: str = "bloom") -> cl.CustomComparison:
+    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.6 -> else.
+
+    ``similarity="clear"`` replaces the Dice levels with Jaro-Winkler on ``<name>_clear``
+    (only for the benchmark's clear-text baseline; the hub never holds clear names).
+    """
     token, phonetic, bloom = f"{name}_token", f"{name}_phonetic_token", f"{name}_bloom"
+    if similarity == "bloom":
+        fuzzy = [cll.CustomLevel(f"{_dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
+                 cll.CustomLevel(f"{_dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}")]
+    else:
+        fuzzy = [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
+                 cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
     return cl.CustomComparison(
         output_column_name=name,
         comparison_levels=[
             cll.NullLevel(token),
             cll.ExactMatchLevel(token, term_frequency_adjustments=True),
             cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal"),
-            cll.CustomLevel(f"{_dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
-            cll.CustomLevel(f"{_dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}"),
+            *fuzzy,
             cll.ElseLevel(),
         ],
     )
@@ -87,14 +101,14 @@ BLOCKING_RULES = [
 ]
 
 
-def splink_settings(prior: float = 1e-4) -> SettingsCreator:
+def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom") -> SettingsCreator:
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=[
             cl.ExactMatch("nhs_number_token").configure(term_frequency_adjustments=True),
-            name_comparison("given_name"),
-            name_comparison("family_name"),
+            name_comparison("given_name", name_similarity),
+            name_comparison("family_name", name_similarity),
             date_of_birth_comparison(),
             postcode_comparison(),
             cl.ExactMatch("sex"),
@@ -152,10 +166,11 @@ def _linker(records: pa.Table, settings: SettingsCreator | dict,
     return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
 
 
-def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> TrainedModel:
+def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
+          name_similarity: str = "bloom") -> TrainedModel:
     """Estimate the prior, u by random sampling and m by EM on two blocking passes."""
     count = records.num_rows
-    linker, _ = _linker(records, splink_settings(), temp_dir)
+    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir)
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("nhs_number_token"),
@@ -165,7 +180,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> Tr
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        linker, _ = _linker(records, splink_settings(prior), temp_dir)
+        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
@@ -175,9 +190,20 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> Tr
     return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One scoring run: the clusters and what a reviewer needs to judge them."""
+
+    clusters: pa.Table  # unique_id, cluster_id
+    scored_pairs: int
+    links_above_threshold: int
+    match_weights_chart: dict[str, Any]  # Splink's Vega-Lite spec of the model's match weights
+
+
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
-                     temp_dir: Path | None = None) -> tuple[pa.Table, dict[str, int]]:
-    """Score blocked pairs and cluster at ``threshold``; returns (unique_id, cluster_id) and counts."""
+                     temp_dir: Path | None = None) -> Prediction:
+    """Score blocked pairs and cluster at ``threshold`` (connected components of the
+    pairs at or above it)."""
     linker, con = _linker(records, model.splink_settings, temp_dir)
     predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
@@ -185,5 +211,7 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
     table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
     pairs, scored = con.execute(
         f"SELECT count(*) FILTER (WHERE match_probability >= ?), count(*) FROM {predictions.physical_name}",
-        [threshold]).fetchone()
-    return table, {"scored_pairs": int(scored), "links_above_threshold": int(pairs)}
+        [threshold]).fetchall()[0]
+    chart = linker.visualisations.match_weights_chart().chart_dict
+    con.close()
+    return Prediction(table, int(scored), int(pairs), chart)

@@ -74,5 +74,5 @@ def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Con
     """)
     records, identities = con.execute(
         "SELECT (SELECT count(*) FROM hub.record_identity), (SELECT count(*) FROM hub.person_records)"
-    ).fetchone()
+    ).fetchall()[0]
     return {"records": records, "identity_records": identities}

@@ -1,0 +1,1 @@
+"""Benchmarks (`placelink bench ...`): figures measured on synthetic places, not tests."""
