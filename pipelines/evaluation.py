@@ -88,18 +88,24 @@ class ClusterScores:
 
 
 def cluster_scores(con: duckdb.DuckDBPyConnection, table: str) -> ClusterScores:
-    true_persons, predicted, exact, split, merged = con.execute(f"""
-        WITH by_truth AS (SELECT person_id, count(DISTINCT person_key) AS keys, count(*) AS n
-                          FROM {table} GROUP BY person_id),
-             by_key AS (SELECT person_key, count(DISTINCT person_id) AS ids, count(*) AS n
-                        FROM {table} GROUP BY person_key),
-             pair AS (SELECT person_id, person_key, count(*) AS n FROM {table} GROUP BY ALL)
-        SELECT (SELECT count(*) FROM by_truth), (SELECT count(*) FROM by_key),
-               (SELECT count(*) FROM pair p JOIN by_truth t USING (person_id) JOIN by_key k USING (person_key)
-                WHERE p.n = t.n AND p.n = k.n),
-               (SELECT count(*) FROM by_truth WHERE keys > 1),
-               (SELECT count(*) FROM by_key WHERE ids > 1)
+    true_persons, predicted, split, merged = con.execute(f"""
+        SELECT count(DISTINCT person_id), count(DISTINCT person_key),
+               (SELECT count(*) FROM (SELECT person_id FROM {table} GROUP BY person_id
+                                      HAVING count(DISTINCT person_key) > 1)),
+               (SELECT count(*) FROM (SELECT person_key FROM {table} GROUP BY person_key
+                                      HAVING count(DISTINCT person_id) > 1))
+        FROM {table}
     """).fetchall()[0]
+    exact = con.execute(f"""
+        WITH sized AS (SELECT person_id, person_key,
+                              count(*) OVER (PARTITION BY person_id) AS true_size,
+                              count(*) OVER (PARTITION BY person_key) AS key_size
+                       FROM {table})
+        SELECT count(*) FROM (
+            SELECT person_id, person_key, count(*) AS n, min(true_size) AS true_size, min(key_size) AS key_size
+            FROM sized GROUP BY person_id, person_key)
+        WHERE n = true_size AND n = key_size
+    """).fetchall()[0][0]
     return ClusterScores(int(true_persons), int(predicted), int(exact), int(split), int(merged))
 
 

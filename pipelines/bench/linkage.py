@@ -43,7 +43,7 @@ from pipelines.evaluation import (ClusterScores, PairwiseScores, cluster_scores,
                                   pairwise_scores_touching)
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage import link_person_records
-from pipelines.linkage.model import predict_clusters, train
+from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
 from pipelines.partner_kit.features import IDENTITY_FEATURES, IdentityInputs, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
@@ -106,7 +106,8 @@ class LinkageBench:
     identity_records: int
     seconds: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: float = 0.0
-    scored_pairs: int = 0
+    scored_pairs: int = 0  # pairs Splink kept at match probability >= 0.5
+    blocked: list[tuple[str, int]] = field(default_factory=list)  # (blocking rule, pairs it adds)
     scores: dict[str, MethodScores] = field(default_factory=dict)
     stability: dict[str, float] = field(default_factory=dict)
 
@@ -255,6 +256,8 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     bench.peak_memory_mb = memory["peak_mb"]
     bench.scored_pairs = result.scored_pairs
     con.execute("CREATE OR REPLACE TABLE bench_tokens AS SELECT * FROM hub.person_keys")
+    bench.blocked = blocked_comparisons(con.sql("SELECT * FROM hub.person_records").to_arrow_table(),
+                                        settings.duckdb_temp)
 
     con.execute("""
         CREATE OR REPLACE TABLE bench_nhs_number_only AS
@@ -331,7 +334,11 @@ def _fmt(s: PairwiseScores) -> str:
 
 def format_bench(bench: LinkageBench) -> str:
     lines = [f"Linkage benchmark: {bench.people:,} people (seed {bench.seed}), {bench.records:,} records, "
-             f"{bench.identity_records:,} identity records, {bench.scored_pairs:,} scored pairs"]
+             f"{bench.identity_records:,} identity records"]
+    total = sum(n for _, n in bench.blocked)
+    lines.append(f"  blocking: {total:,} comparisons ({total / max(1, bench.identity_records):.1f} per identity "
+                 f"record); {bench.scored_pairs:,} pairs at match probability >= 0.5")
+    lines += [f"    + {n:>12,}  {rule}" for rule, n in bench.blocked]
     label = {"tokens": "tokens (hub)", "nhs_number_only": "NHS number only", "clear_text": "clear text"}
     rows = [("identity records", lambda m: m.identity_records), ("records", lambda m: m.records),
             ("no NHS number", lambda m: m.no_nhs_number), ("VCS partner", lambda m: m.vcs)]
@@ -361,6 +368,7 @@ def bench_to_json(bench: LinkageBench) -> dict:
     return {
         "people": bench.people, "seed": bench.seed, "records": bench.records,
         "identity_records": bench.identity_records, "scored_pairs": bench.scored_pairs,
+        "blocked_comparisons": dict(bench.blocked),
         "seconds": bench.seconds, "peak_memory_mb": bench.peak_memory_mb, "stability": bench.stability,
         "methods": {m: {"identity_records": scores(s.identity_records), "records": scores(s.records),
                         "no_nhs_number": scores(s.no_nhs_number), "vcs": scores(s.vcs),

@@ -19,6 +19,7 @@ import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,23 @@ class TrainedModel:
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict,
             temp_dir: Path | None) -> tuple[Linker, duckdb.DuckDBPyConnection]:
+    db_api, con = _duckdb_records(records, temp_dir)
+    return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
+
+
+def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list[tuple[str, int]]:
+    """Pairs each blocking rule adds (beyond the rules before it), counted exactly."""
+    db_api, con = _duckdb_records(records, temp_dir)
+    try:
+        counts = count_comparisons_from_blocking_rules(
+            db_api.register("person_records"), blocking_rules=BLOCKING_RULES, link_type="dedupe_only",
+            record_sample_proportion=1.0)
+        return [(c["blocking_rule"], int(c["marginal_comparison_count"])) for c in counts]
+    finally:
+        con.close()
+
+
+def _duckdb_records(records: pa.Table, temp_dir: Path | None) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection]:
     con = duckdb.connect()
     if temp_dir is not None:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
@@ -162,8 +180,7 @@ def _linker(records: pa.Table, settings: SettingsCreator | dict,
     replace = f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in bloom)})" if bloom else ""
     con.execute(f"CREATE TABLE person_records AS SELECT *{replace} FROM person_records_arrow")
     con.unregister("person_records_arrow")
-    db_api = DuckDBAPI(connection=con)
-    return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
+    return DuckDBAPI(connection=con), con
 
 
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
