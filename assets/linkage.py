@@ -68,7 +68,8 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
 def plausible_linkage(placelink: PlacelinkResource) -> dg.AssetCheckResult:
     settings = placelink.settings()
     with placelink.warehouse() as con:
-        outcome = check_linkage(linkage_qa(con), previous_link_rate(con), settings.linkage_max_cluster_size,
+        outcome = check_linkage(linkage_qa(con), previous_link_rate(con, skip_latest=True),
+                                settings.linkage_max_cluster_size,
                                 settings.linkage_max_link_rate_change)
     metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
     if outcome.problems:

@@ -51,9 +51,9 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     """)
     persons = con.execute("SELECT count(DISTINCT person_key) FROM hub.person_keys").fetchall()[0][0]
     qa = linkage_qa(con)
-    record_linkage_run(con, qa, changes)
     check = check_linkage(qa, previous_link_rate(con), settings.linkage_max_cluster_size,
                           settings.linkage_max_link_rate_change)
+    record_linkage_run(con, qa, changes, check.passed)
     trained_at = model.trained_at.isoformat(timespec="seconds")
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
                     settings.linkage_threshold, trained_at)

@@ -95,11 +95,14 @@ def postcode_comparison() -> cl.CustomComparison:
     )
 
 
+# Rules 2 and 4 grow with the square of the population (same key, more people); adding
+# sex halves them, which keeps 1 million identity records well under 100 million
+# comparisons (docs/linkage.md: measured 10k/100k, extrapolated).
 BLOCKING_RULES = [
     block_on("nhs_number_token"),
-    block_on("date_of_birth_token"),
+    block_on("date_of_birth_token", "sex"),
     block_on("given_name_phonetic_token", "family_name_phonetic_token"),
-    block_on("family_name_token", "dob_year_token"),
+    block_on("family_name_token", "dob_year_token", "sex"),
     block_on("postcode_token", "given_name_phonetic_token"),
     block_on("dob_unordered_token", "family_name_phonetic_token"),
 ]

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS hub.linkage_runs (
     keys_new INTEGER,
     keys_merged INTEGER,
     keys_split INTEGER,
-    identity_records_with_changed_key INTEGER
+    identity_records_with_changed_key INTEGER,
+    check_passed BOOLEAN
 )"""
 
 
@@ -98,20 +99,30 @@ def linkage_qa(con: duckdb.DuckDBPyConnection) -> LinkageQA:
 
 
 def record_linkage_run(con: duckdb.DuckDBPyConnection, qa: LinkageQA, changes: KeyChanges | None,
-                       now: dt.datetime | None = None) -> None:
+                       check_passed: bool | None = None, now: dt.datetime | None = None) -> None:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     con.execute(RUNS_DDL)
-    con.execute("INSERT INTO hub.linkage_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    con.execute("INSERT INTO hub.linkage_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         now, qa.identity_records, qa.persons, qa.link_rate, qa.max_cluster_size,
         changes.new if changes else None, changes.merges if changes else None,
         changes.splits if changes else None,
-        changes.identity_records_with_changed_key if changes else None])
+        changes.identity_records_with_changed_key if changes else None, check_passed])
 
 
-def previous_link_rate(con: duckdb.DuckDBPyConnection) -> float | None:
-    """The link rate of the run before the latest recorded one (None on a first run)."""
+def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = False) -> float | None:
+    """The link rate of the latest recorded run that passed the check (None if none did).
+
+    ``skip_latest`` leaves out the newest run (the one being checked, when it has
+    already been recorded). Runs that failed are never the baseline, so re-running a
+    failed run does not quietly accept its link rate: fix the cause, or raise
+    PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE for the one run that legitimately moves it
+    (a new partner's first extract, say).
+    """
     try:
-        rows = con.execute("SELECT link_rate FROM hub.linkage_runs ORDER BY run_at DESC LIMIT 1 OFFSET 1").fetchall()
+        rows = con.execute(f"""
+            SELECT link_rate FROM (SELECT * FROM hub.linkage_runs ORDER BY run_at DESC OFFSET {int(skip_latest)})
+            WHERE coalesce(check_passed, true) ORDER BY run_at DESC LIMIT 1
+        """).fetchall()
     except duckdb.CatalogException:
         return None
     return float(rows[0][0]) if rows else None

@@ -56,12 +56,15 @@ def test_check_fails_on_a_planted_giant_cluster_and_passes_without_it():
 def test_check_fails_when_the_link_rate_moves_sharply_from_the_last_run():
     con = duckdb.connect()
     plant(con, NORMAL)
-    record_linkage_run(con, linkage_qa(con), None)
+    record_linkage_run(con, linkage_qa(con), None, check_passed=True)
     plant(con, [["nhs", "council"]] * 90 + [["nhs"]] * 10)
-    record_linkage_run(con, linkage_qa(con), None)
-    assert previous_link_rate(con) == pytest.approx(0.6)
     outcome = check_linkage(linkage_qa(con), previous_link_rate(con), 40, 0.05)
-    assert not outcome.passed and "link rate moved from 60.0% to" in outcome.problems[0]
+    assert not outcome.passed and "link rate moved from 60.0% to 94.7%" in outcome.problems[0]
+    record_linkage_run(con, linkage_qa(con), None, check_passed=False)
+    # Re-running does not accept the new rate: the baseline stays the last run that passed.
+    assert previous_link_rate(con) == pytest.approx(0.6)
+    assert previous_link_rate(con, skip_latest=True) == pytest.approx(0.6)
+    assert not check_linkage(linkage_qa(con), previous_link_rate(con), 40, 0.05).passed
 
 
 def test_blocking_asset_check_fails_on_a_giant_cluster_in_the_warehouse(tmp_path):
