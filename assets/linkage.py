@@ -46,7 +46,11 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
         result = link_person_records(con, settings, retrain=config.retrain)
     placelink.audit().append("linkage_run", identity_records=result.identity_records,
                              persons=result.persons, links=result.links,
-                             model_trained_at=result.model_trained_at, retrained=result.model_retrained)
+                             model_trained_at=result.model_trained_at, retrained=result.model_retrained,
+                             keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
+                             keys_split=result.key_changes.splits,
+                             identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
+                             qa_check_passed=result.check.passed)
     context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons")
     changes = result.key_changes
     yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
