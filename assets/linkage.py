@@ -66,10 +66,20 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
 
 
-@dg.asset_check(asset=["hub", "person_keys"], blocking=True,
-                description="Fails on an implausibly large person (over-linking) or a sharp move of "
-                            "the link rate since the last run; downstream models then do not run.")
-def plausible_linkage(placelink: PlacelinkResource) -> dg.AssetCheckResult:
+_CHECKED = (["hub", "person_keys"], ["hub", "record_person"])
+
+
+# On both outputs of linked_persons: the SQL models read hub.record_person, and a
+# blocking check only stops what is downstream of the asset it is on.
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec("plausible_linkage", asset=key, blocking=True,
+                             description="Fails on an implausibly large person (over-linking) or a sharp "
+                                         "move of the link rate since the last run that passed; the "
+                                         "models that read person keys then do not run.")
+           for key in _CHECKED],
+    can_subset=False,
+)
+def plausible_linkage(placelink: PlacelinkResource):
     settings = placelink.settings()
     with placelink.warehouse() as con:
         outcome = check_linkage(linkage_qa(con), previous_link_rate(con, skip_latest=True),
@@ -78,5 +88,6 @@ def plausible_linkage(placelink: PlacelinkResource) -> dg.AssetCheckResult:
     metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
-    return dg.AssetCheckResult(passed=outcome.passed, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata)
+    for key in _CHECKED:
+        yield dg.AssetCheckResult(asset_key=key, check_name="plausible_linkage", passed=outcome.passed,
+                                  severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)

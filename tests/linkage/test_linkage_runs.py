@@ -1,4 +1,6 @@
 """Linkage through Dagster on a small place: month one without the VCS extract, month two with it."""
+import shutil
+
 import duckdb
 import dagster as dg
 import pytest
@@ -41,8 +43,9 @@ def test_both_months_pass_the_blocking_linkage_check(months):
     _, first, _, second, _ = months
     assert first.success and second.success
     for result in (first, second):
-        (evaluation,) = check_results(result)
-        assert evaluation.passed, evaluation.metadata
+        evaluations = check_results(result)
+        assert len(evaluations) == 2  # on hub/person_keys and hub/record_person
+        assert all(e.passed for e in evaluations), [e.metadata for e in evaluations]
 
 
 def test_a_new_months_records_keep_existing_people_on_their_keys(months):
@@ -87,3 +90,24 @@ def test_qa_report_shows_every_partner_and_the_chart(months):
     for partner in ("council", "nhs", "vcs"):
         assert f"<td>{partner}</td>" in dom
     assert "keys carried forward" in dom
+
+
+def test_a_failed_linkage_check_stops_the_assets_downstream(months, tmp_path, monkeypatch):
+    settings, *_ = months
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home)
+    # Largest real person on the small place holds several identity records: call 2 implausible.
+    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "2")
+
+    @dg.asset(deps=[["hub", "record_person"]])
+    def downstream_model() -> None:
+        """Stands for the SQL models that read person keys."""
+
+    result = dg.materialize([person_records, linked_persons, plausible_linkage, downstream_model],
+                            resources={"placelink": PlacelinkResource(home=str(home))}, raise_on_error=False)
+    evaluations = check_results(result)
+    assert {e.asset_key.to_user_string() for e in evaluations} == {"hub/person_keys", "hub/record_person"}
+    assert not any(e.passed for e in evaluations)
+    assert "over-linking" in evaluations[0].metadata["problems"].value
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "hub/person_keys" in materialised and "downstream_model" not in materialised
