@@ -5,7 +5,8 @@ import dagster as dg
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
-from pipelines.linkage.person_records import build_person_records, landed_datasets
+from pipelines.linkage.qa import REPORT_FILE, check_linkage, linkage_qa, previous_link_rate
+from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets
 from pipelines.resources import PlacelinkResource
 
 
@@ -26,7 +27,10 @@ GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION]
 def person_records(placelink: PlacelinkResource):
     contracts, _ = placelink.contracts()
     with placelink.warehouse() as con:
-        counts = build_person_records(con, landed_datasets(con, contracts))
+        try:
+            counts = build_person_records(con, landed_datasets(con, contracts))
+        except NothingToLink as exc:
+            raise dg.Failure(description=str(exc)) from None
     yield dg.MaterializeResult(asset_key=["hub", "record_identity"], metadata={"records": counts["records"]})
     yield dg.MaterializeResult(asset_key=["hub", "person_records"],
                                metadata={"identity_records": counts["identity_records"]})
@@ -48,15 +52,54 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
     """Link person records across partners; the saved model is reused unless retrain is set."""
     settings = placelink.settings()
     with placelink.warehouse() as con:
-        result = link_person_records(con, settings, retrain=config.retrain)
+        try:
+            result = link_person_records(con, settings, retrain=config.retrain)
+        except NothingToLink as exc:
+            raise dg.Failure(description=str(exc)) from None
     placelink.audit().append("linkage_run", identity_records=result.identity_records,
                              persons=result.persons, links=result.links,
-                             model_trained_at=result.model_trained_at, retrained=result.model_retrained)
+                             model_trained_at=result.model_trained_at, retrained=result.model_retrained,
+                             keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
+                             keys_split=result.key_changes.splits,
+                             identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
+                             qa_check_passed=result.check.passed)
     context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons")
+    changes = result.key_changes
     yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
+        "link_rate": round(result.qa.link_rate, 4), "max_cluster_size": result.qa.max_cluster_size,
+        "keys_new": changes.new, "keys_merged": changes.merges, "keys_split": changes.splits,
+        "identity_records_with_changed_key": changes.identity_records_with_changed_key,
+        "qa_report": dg.MetadataValue.path(str(settings.reports / REPORT_FILE)),
         "identity_records": result.identity_records, "persons": result.persons,
         "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
         "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
         "threshold": settings.linkage_threshold,
     })
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
+
+
+_CHECKED = (["hub", "person_keys"], ["hub", "record_person"])
+
+
+# On both outputs of linked_persons: the SQL models read hub.record_person, and a
+# blocking check only stops what is downstream of the asset it is on.
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec("plausible_linkage", asset=key, blocking=True,
+                             description="Fails on an implausibly large person (over-linking) or a sharp "
+                                         "move of the link rate since the last run that passed; the "
+                                         "models that read person keys then do not run.")
+           for key in _CHECKED],
+    can_subset=False,
+)
+def plausible_linkage(placelink: PlacelinkResource):
+    settings = placelink.settings()
+    with placelink.warehouse() as con:
+        outcome = check_linkage(linkage_qa(con), previous_link_rate(con, skip_latest=True),
+                                settings.linkage_max_cluster_size,
+                                settings.linkage_max_link_rate_change)
+    metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
+    if outcome.problems:
+        metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
+    for key in _CHECKED:
+        yield dg.AssetCheckResult(asset_key=key, check_name="plausible_linkage", passed=outcome.passed,
+                                  severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)

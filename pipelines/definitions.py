@@ -5,7 +5,7 @@ import dagster as dg
 
 from assets.governance import contract_status, held_landing_tables, ig_register, retention_deletions
 from assets.ingest import area_reference, landing_specs, received_extracts
-from assets.linkage import linked_persons, person_records
+from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
 from assets.sql_models import HUB_SOURCES, sql_model_assets
@@ -20,7 +20,7 @@ defs = dg.Definitions(
     assets=[received_extracts, area_reference, person_records, linked_persons,
             *sql_model_assets(_sources), shared_outcomes, outcomes_report, quality_report,
             contract_status, retention_deletions, ig_register],
-    asset_checks=quality_checks,
+    asset_checks=[*quality_checks, plausible_linkage],
     jobs=[refresh_job, retention_job],
     sensors=[inbox_sensor],
     schedules=[monthly_refresh, daily_retention],

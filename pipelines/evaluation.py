@@ -39,15 +39,74 @@ class LinkageAccuracy:
     identity_records: PairwiseScores
 
 
-def _pairwise(con: duckdb.DuckDBPyConnection, table: str) -> PairwiseScores:
+def _pairwise(con: duckdb.DuckDBPyConnection, table: str, where: str = "true") -> PairwiseScores:
     pairs = "sum(n * (n - 1) / 2)"
     records, true_pairs, predicted, correct = con.execute(f"""
-        SELECT (SELECT count(*) FROM {table}),
-               (SELECT {pairs} FROM (SELECT count(*) AS n FROM {table} GROUP BY person_id)),
-               (SELECT {pairs} FROM (SELECT count(*) AS n FROM {table} GROUP BY person_key)),
-               (SELECT {pairs} FROM (SELECT count(*) AS n FROM {table} GROUP BY person_id, person_key))
-    """).fetchone()
+        WITH t AS (SELECT * FROM {table} WHERE {where})
+        SELECT (SELECT count(*) FROM t),
+               (SELECT {pairs} FROM (SELECT count(*) AS n FROM t GROUP BY person_id)),
+               (SELECT {pairs} FROM (SELECT count(*) AS n FROM t GROUP BY person_key)),
+               (SELECT {pairs} FROM (SELECT count(*) AS n FROM t GROUP BY person_id, person_key))
+    """).fetchall()[0]
     return PairwiseScores(int(records), int(true_pairs or 0), int(predicted or 0), int(correct or 0))
+
+
+def pairwise_scores(con: duckdb.DuckDBPyConnection, table: str) -> PairwiseScores:
+    """Pairwise scores of ``table`` (columns person_id: the truth, person_key: the linkage)."""
+    return _pairwise(con, table)
+
+
+def pairwise_scores_touching(con: duckdb.DuckDBPyConnection, table: str, subgroup: str) -> PairwiseScores:
+    """Pairwise scores over the pairs with at least one record in ``subgroup`` (a SQL
+    condition on ``table``): how well those records are linked to anyone, inside or
+    outside the subgroup. ``records`` counts the subgroup's records."""
+    everything = _pairwise(con, table)
+    outside = _pairwise(con, table, f"NOT coalesce({subgroup}, false)")
+    return PairwiseScores(everything.records - outside.records, everything.true_pairs - outside.true_pairs,
+                          everything.predicted_pairs - outside.predicted_pairs,
+                          everything.correct_pairs - outside.correct_pairs)
+
+
+@dataclass(frozen=True)
+class ClusterScores:
+    """Whole-person agreement: a person is *exact* when the records of one true person
+    form exactly one predicted person, nothing more and nothing less."""
+
+    true_persons: int
+    predicted_persons: int
+    exact: int
+    split_persons: int  # true persons spread over several predicted persons
+    merged_persons: int  # predicted persons holding records of several true persons
+
+    @property
+    def exact_recall(self) -> float:
+        return self.exact / self.true_persons if self.true_persons else 1.0
+
+    @property
+    def exact_precision(self) -> float:
+        return self.exact / self.predicted_persons if self.predicted_persons else 1.0
+
+
+def cluster_scores(con: duckdb.DuckDBPyConnection, table: str) -> ClusterScores:
+    true_persons, predicted, split, merged = con.execute(f"""
+        SELECT count(DISTINCT person_id), count(DISTINCT person_key),
+               (SELECT count(*) FROM (SELECT person_id FROM {table} GROUP BY person_id
+                                      HAVING count(DISTINCT person_key) > 1)),
+               (SELECT count(*) FROM (SELECT person_key FROM {table} GROUP BY person_key
+                                      HAVING count(DISTINCT person_id) > 1))
+        FROM {table}
+    """).fetchall()[0]
+    exact = con.execute(f"""
+        WITH sized AS (SELECT person_id, person_key,
+                              count(*) OVER (PARTITION BY person_id) AS true_size,
+                              count(*) OVER (PARTITION BY person_key) AS key_size
+                       FROM {table})
+        SELECT count(*) FROM (
+            SELECT person_id, person_key, count(*) AS n, min(true_size) AS true_size, min(key_size) AS key_size
+            FROM sized GROUP BY person_id, person_key)
+        WHERE n = true_size AND n = key_size
+    """).fetchall()[0][0]
+    return ClusterScores(int(true_persons), int(predicted), int(exact), int(split), int(merged))
 
 
 def linkage_accuracy(warehouse: Path, ground_truth: Path, lookups: list[tuple[str, Path]]) -> LinkageAccuracy:

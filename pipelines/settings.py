@@ -29,6 +29,9 @@ class Settings:
     linkage_threshold: float = 0.9
     # Passphrase of the hub's decryption key, if it has one (PLACELINK_HUB_KEY_PASSPHRASE).
     hub_key_passphrase: bytes | None = None
+    # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
+    linkage_max_cluster_size: int = 40
+    linkage_max_link_rate_change: float = 0.05
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -40,6 +43,8 @@ class Settings:
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
+            linkage_max_cluster_size=int(env.get("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "40")),
+            linkage_max_link_rate_change=float(env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")),
         )
 
     @property

@@ -1,7 +1,6 @@
 """A small synthetic place, prepared by every partner with a key made for the test run."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +62,12 @@ class PreparedPlace:
     def stage_hub(self, home: Path, datasets: list[str] | None = None) -> Settings:
         """A hub home with these envelopes in its inbox, the hub key, the partners' registered
         public keys and the area reference in place."""
-        settings = dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(home)}),
-                                       contracts_dir=self.contracts_dir)
+        # The hub keeps its registered contracts in PLACELINK_HOME/contracts, as the demo does,
+        # so anything that only knows the home (a resource, the CLI) finds the signing keys.
+        if not (home / "contracts").exists():
+            shutil.copytree(self.contracts_dir, home / "contracts")
+        settings = Settings.from_env({"PLACELINK_HOME": str(home)})
+        assert settings.contracts_dir == (home / "contracts").resolve()
         settings.ensure_dirs()
         if not settings.hub_key_path.exists():
             self.hub_key.save(settings.hub_key_path)

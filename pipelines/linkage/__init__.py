@@ -5,7 +5,13 @@ from dataclasses import dataclass
 
 import duckdb
 
+import polars as pl
+
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
+from pipelines.linkage.person_keys import KeyChanges, assign_person_keys
+from pipelines.linkage.person_records import NothingToLink
+from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
+                                  record_linkage_run, write_qa_report)
 from pipelines.settings import Settings
 
 
@@ -17,38 +23,45 @@ class LinkageResult:
     links: int
     model_trained_at: str
     model_retrained: bool
+    key_changes: KeyChanges
+    qa: LinkageQA
+    check: CheckOutcome
 
 
 def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                         retrain: bool = False) -> LinkageResult:
     """Link ``hub.person_records`` and write ``hub.person_keys`` and ``hub.record_person``.
 
-    The saved model is reused unless ``retrain`` is set or none exists yet.
+    The saved model is reused unless ``retrain`` is set or none exists yet. Person keys
+    are carried forward from the previous run (see :mod:`pipelines.linkage.person_keys`).
     """
     records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
+    if records.num_rows < 2:
+        # Splink cannot train or score fewer than two records (it divides by the pair count).
+        raise NothingToLink(
+            f"only {records.num_rows} person record(s) have landed, so there is nothing to link: every "
+            "delivery may have been held (see `placelink hub quarantine list` and hub/deliveries)")
     model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:
         model = train(records, settings.duckdb_temp)
         model.save(settings.models)
-    clusters, counts = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp)
-    con.register("clusters_arrow", clusters)
-    try:
-        # A person's key is derived from the smallest identity id in their cluster, so
-        # re-running on unchanged inputs gives every person the same key.
-        con.execute("""
-            CREATE OR REPLACE TABLE hub.person_keys AS
-            SELECT unique_id AS identity_id,
-                   'PK' || upper(substr(sha256(min(unique_id) OVER (PARTITION BY cluster_id)), 1, 14)) AS person_key
-            FROM clusters_arrow
-        """)
-    finally:
-        con.unregister("clusters_arrow")
+    prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp)
+    # Keys are carried forward from the previous run by overlap (person_keys.py), so a
+    # person keeps their key from month to month.
+    changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))
     con.execute("""
         CREATE OR REPLACE TABLE hub.record_person AS
         SELECT r.dataset, r.partner_id, r.record_token, k.person_key
         FROM hub.record_identity r JOIN hub.person_keys k USING (identity_id)
     """)
-    persons = con.execute("SELECT count(DISTINCT person_key) FROM hub.person_keys").fetchone()[0]
-    return LinkageResult(records.num_rows, persons, counts["scored_pairs"], counts["links_above_threshold"],
-                         model.trained_at.isoformat(timespec="seconds"), retrained)
+    persons = con.execute("SELECT count(DISTINCT person_key) FROM hub.person_keys").fetchall()[0][0]
+    qa = linkage_qa(con)
+    check = check_linkage(qa, previous_link_rate(con), settings.linkage_max_cluster_size,
+                          settings.linkage_max_link_rate_change)
+    record_linkage_run(con, qa, changes, check.passed)
+    trained_at = model.trained_at.isoformat(timespec="seconds")
+    write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
+                    settings.linkage_threshold, trained_at)
+    return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
+                         trained_at, retrained, changes, qa, check)

@@ -19,11 +19,15 @@ import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "linkage_model.json"
-DICE_HIGH, DICE_LOW = 0.8, 0.6
+# Measured on 2,500 synthetic names (docs/linkage-features.md): unrelated pairs reach
+# Dice >= 0.7 in 0.6% of cases and >= 0.8 in 0.02%; one-character typos in 90% and 62%.
+# (At 0.6, 12% of unrelated pairs would qualify: the level would carry little evidence.)
+DICE_HIGH, DICE_LOW = 0.8, 0.7
 
 
 def _dice(column: str) -> str:
@@ -32,17 +36,31 @@ def _dice(column: str) -> str:
             f"nullif(bit_count({left}) + bit_count({right}), 0))")
 
 
-def name_comparison(name: str) -> cl.CustomComparison:
-    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.6 -> else."""
+# The clear-text benchmark baseline (pipelines/bench/linkage.py) compares the names as
+# written with Jaro-Winkler where the hub compares Bloom filters with Dice.
+JARO_WINKLER_HIGH, JARO_WINKLER_LOW = 0.92, 0.8
+
+
+def name_comparison(name: str, similarity: str = "bloom") -> cl.CustomComparison:
+    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> else.
+
+    ``similarity="clear"`` replaces the Dice levels with Jaro-Winkler on ``<name>_clear``
+    (only for the benchmark's clear-text baseline; the hub never holds clear names).
+    """
     token, phonetic, bloom = f"{name}_token", f"{name}_phonetic_token", f"{name}_bloom"
+    if similarity == "bloom":
+        fuzzy = [cll.CustomLevel(f"{_dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
+                 cll.CustomLevel(f"{_dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}")]
+    else:
+        fuzzy = [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
+                 cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
     return cl.CustomComparison(
         output_column_name=name,
         comparison_levels=[
             cll.NullLevel(token),
             cll.ExactMatchLevel(token, term_frequency_adjustments=True),
             cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal"),
-            cll.CustomLevel(f"{_dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
-            cll.CustomLevel(f"{_dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}"),
+            *fuzzy,
             cll.ElseLevel(),
         ],
     )
@@ -77,24 +95,27 @@ def postcode_comparison() -> cl.CustomComparison:
     )
 
 
+# Rules 2 and 4 grow with the square of the population (same key, more people); adding
+# sex halves them, which keeps 1 million identity records well under 100 million
+# comparisons (docs/linkage.md: measured 10k/100k, extrapolated).
 BLOCKING_RULES = [
     block_on("nhs_number_token"),
-    block_on("date_of_birth_token"),
+    block_on("date_of_birth_token", "sex"),
     block_on("given_name_phonetic_token", "family_name_phonetic_token"),
-    block_on("family_name_token", "dob_year_token"),
+    block_on("family_name_token", "dob_year_token", "sex"),
     block_on("postcode_token", "given_name_phonetic_token"),
     block_on("dob_unordered_token", "family_name_phonetic_token"),
 ]
 
 
-def splink_settings(prior: float = 1e-4) -> SettingsCreator:
+def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom") -> SettingsCreator:
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=[
             cl.ExactMatch("nhs_number_token").configure(term_frequency_adjustments=True),
-            name_comparison("given_name"),
-            name_comparison("family_name"),
+            name_comparison("given_name", name_similarity),
+            name_comparison("family_name", name_similarity),
             date_of_birth_comparison(),
             postcode_comparison(),
             cl.ExactMatch("sex"),
@@ -139,6 +160,23 @@ class TrainedModel:
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict,
             temp_dir: Path | None) -> tuple[Linker, duckdb.DuckDBPyConnection]:
+    db_api, con = _duckdb_records(records, temp_dir)
+    return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
+
+
+def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list[tuple[str, int]]:
+    """Pairs each blocking rule adds (beyond the rules before it), counted exactly."""
+    db_api, con = _duckdb_records(records, temp_dir)
+    try:
+        counts = count_comparisons_from_blocking_rules(
+            db_api.register("person_records"), blocking_rules=BLOCKING_RULES, link_type="dedupe_only",
+            record_sample_proportion=1.0)
+        return [(c["blocking_rule"], int(c["marginal_comparison_count"])) for c in counts]
+    finally:
+        con.close()
+
+
+def _duckdb_records(records: pa.Table, temp_dir: Path | None) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection]:
     con = duckdb.connect()
     if temp_dir is not None:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
@@ -148,14 +186,14 @@ def _linker(records: pa.Table, settings: SettingsCreator | dict,
     replace = f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in bloom)})" if bloom else ""
     con.execute(f"CREATE TABLE person_records AS SELECT *{replace} FROM person_records_arrow")
     con.unregister("person_records_arrow")
-    db_api = DuckDBAPI(connection=con)
-    return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
+    return DuckDBAPI(connection=con), con
 
 
-def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> TrainedModel:
+def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
+          name_similarity: str = "bloom") -> TrainedModel:
     """Estimate the prior, u by random sampling and m by EM on two blocking passes."""
     count = records.num_rows
-    linker, _ = _linker(records, splink_settings(), temp_dir)
+    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir)
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("nhs_number_token"),
@@ -165,7 +203,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> Tr
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        linker, _ = _linker(records, splink_settings(prior), temp_dir)
+        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
@@ -175,9 +213,20 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42) -> Tr
     return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One scoring run: the clusters and what a reviewer needs to judge them."""
+
+    clusters: pa.Table  # unique_id, cluster_id
+    scored_pairs: int
+    links_above_threshold: int
+    match_weights_chart: dict[str, Any]  # Splink's Vega-Lite spec of the model's match weights
+
+
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
-                     temp_dir: Path | None = None) -> tuple[pa.Table, dict[str, int]]:
-    """Score blocked pairs and cluster at ``threshold``; returns (unique_id, cluster_id) and counts."""
+                     temp_dir: Path | None = None) -> Prediction:
+    """Score blocked pairs and cluster at ``threshold`` (connected components of the
+    pairs at or above it)."""
     linker, con = _linker(records, model.splink_settings, temp_dir)
     predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
@@ -185,5 +234,7 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
     table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
     pairs, scored = con.execute(
         f"SELECT count(*) FILTER (WHERE match_probability >= ?), count(*) FROM {predictions.physical_name}",
-        [threshold]).fetchone()
-    return table, {"scored_pairs": int(scored), "links_above_threshold": int(pairs)}
+        [threshold]).fetchall()[0]
+    chart = linker.visualisations.match_weights_chart().chart_dict
+    con.close()
+    return Prediction(table, int(scored), int(pairs), chart)

@@ -37,6 +37,10 @@ IDENTITY_KEY = ("nhs_number_token", "given_name_token", "family_name_token",
                 "date_of_birth_token", "postcode_token", "sex")
 
 
+class NothingToLink(ValueError):
+    """No accepted records to link; the message says where to look."""
+
+
 def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[tuple[Contract, str]]:
     # Only flows whose agreement is in force today: a suspended, terminated or expired
     # contract's rows stay landed but are left out of linkage and so of every model.
@@ -55,7 +59,7 @@ def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Con
         selects.append(f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, "
                        f"record_token, {columns} FROM landing.{name}")
     if not selects:
-        raise ValueError("no extracts have been accepted yet: nothing to link")
+        raise NothingToLink("no extracts have been accepted yet: nothing to link")
     key_parts = ", ".join(f"coalesce({c}, '')" for c in IDENTITY_KEY)
     con.execute(f"""
         CREATE OR REPLACE TABLE hub.record_identity AS
@@ -77,5 +81,5 @@ def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Con
     """)
     records, identities = con.execute(
         "SELECT (SELECT count(*) FROM hub.record_identity), (SELECT count(*) FROM hub.person_records)"
-    ).fetchone()
+    ).fetchall()[0]
     return {"records": records, "identity_records": identities}

@@ -1,0 +1,228 @@
+"""Linkage QA: what a reviewer looks at before trusting this month's person keys.
+
+:func:`linkage_qa` summarises ``hub.person_keys`` (cluster sizes, match rates between
+partners, records linked to nobody), :func:`record_linkage_run` keeps the summary of
+every run in ``hub.linkage_runs`` so the next run can be compared with it,
+:func:`check_linkage` says whether the run looks implausible (a giant cluster is the
+sign of over-linking; a sharp move of the link rate, of a model or input gone wrong),
+and :func:`write_qa_report` writes ``reports/linkage_qa.html``. Counts only: no token,
+identifier or key appears in the report.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.linkage.person_keys import KeyChanges
+
+REPORT_FILE = "linkage_qa.html"
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS hub.linkage_runs (
+    run_at TIMESTAMP NOT NULL,
+    identity_records INTEGER NOT NULL,
+    persons INTEGER NOT NULL,
+    link_rate DOUBLE NOT NULL,
+    max_cluster_size INTEGER NOT NULL,
+    keys_new INTEGER,
+    keys_merged INTEGER,
+    keys_split INTEGER,
+    identity_records_with_changed_key INTEGER,
+    check_passed BOOLEAN
+)"""
+
+
+@dataclass(frozen=True)
+class LinkageQA:
+    identity_records: int
+    persons: int
+    link_rate: float  # share of identity records that share a person with another identity record
+    max_cluster_size: int  # identity records in the largest person
+    cluster_sizes: list[tuple[int, int]]  # (identity records per person, persons)
+    partner_match: list[tuple[str, str, int, float]]  # (partner, other partner, records, share linked)
+    unlinked: list[tuple[str, int, int]]  # (partner, identity records, linked to nobody)
+
+    def unlinked_share(self, partner: str) -> float:
+        for name, total, alone in self.unlinked:
+            if name == partner:
+                return alone / total if total else 0.0
+        raise KeyError(partner)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def linkage_qa(con: duckdb.DuckDBPyConnection) -> LinkageQA:
+    """Summarise ``hub.person_keys`` joined to ``hub.person_records`` (for the partner)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE qa_members AS
+        SELECT k.person_key, r.partner_id, count(*) OVER (PARTITION BY k.person_key) AS size
+        FROM hub.person_keys k JOIN hub.person_records r ON r.unique_id = k.identity_id
+    """)
+    total, persons, linked, largest = con.execute("""
+        SELECT count(*), count(DISTINCT person_key), count(*) FILTER (WHERE size > 1), coalesce(max(size), 0)
+        FROM qa_members
+    """).fetchall()[0]
+    sizes = con.execute("""
+        SELECT size, count(DISTINCT person_key) FROM qa_members GROUP BY size ORDER BY size
+    """).fetchall()
+    partner_match = con.execute("""
+        WITH partners_of AS (SELECT DISTINCT person_key, partner_id FROM qa_members),
+             totals AS (SELECT partner_id, count(*) AS n FROM qa_members GROUP BY partner_id)
+        SELECT a.partner_id, b.partner_id, t.n,
+               count(*) FILTER (WHERE p.partner_id IS NOT NULL) / t.n
+        FROM qa_members a
+        CROSS JOIN (SELECT DISTINCT partner_id FROM qa_members) b
+        JOIN totals t ON t.partner_id = a.partner_id
+        LEFT JOIN partners_of p ON p.person_key = a.person_key AND p.partner_id = b.partner_id
+        WHERE a.partner_id <> b.partner_id
+        GROUP BY a.partner_id, b.partner_id, t.n ORDER BY 1, 2
+    """).fetchall()
+    unlinked = con.execute("""
+        SELECT partner_id, count(*), count(*) FILTER (WHERE size = 1)
+        FROM qa_members GROUP BY partner_id ORDER BY partner_id
+    """).fetchall()
+    con.execute("DROP TABLE qa_members")
+    return LinkageQA(int(total), int(persons), linked / total if total else 0.0, int(largest),
+                     [(int(s), int(n)) for s, n in sizes],
+                     [(a, b, int(n), float(r)) for a, b, n, r in partner_match],
+                     [(p, int(n), int(u)) for p, n, u in unlinked])
+
+
+def record_linkage_run(con: duckdb.DuckDBPyConnection, qa: LinkageQA, changes: KeyChanges | None,
+                       check_passed: bool | None = None, now: dt.datetime | None = None) -> None:
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    con.execute(RUNS_DDL)
+    con.execute("INSERT INTO hub.linkage_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        now, qa.identity_records, qa.persons, qa.link_rate, qa.max_cluster_size,
+        changes.new if changes else None, changes.merges if changes else None,
+        changes.splits if changes else None,
+        changes.identity_records_with_changed_key if changes else None, check_passed])
+
+
+def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = False) -> float | None:
+    """The link rate of the latest recorded run that passed the check (None if none did).
+
+    ``skip_latest`` leaves out the newest run (the one being checked, when it has
+    already been recorded). Runs that failed are never the baseline, so re-running a
+    failed run does not quietly accept its link rate: fix the cause, or raise
+    PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE for the one run that legitimately moves it
+    (a new partner's first extract, say).
+    """
+    try:
+        rows = con.execute(f"""
+            SELECT link_rate FROM (SELECT * FROM hub.linkage_runs ORDER BY run_at DESC OFFSET {int(skip_latest)})
+            WHERE coalesce(check_passed, true) ORDER BY run_at DESC LIMIT 1
+        """).fetchall()
+    except duckdb.CatalogException:
+        return None
+    return float(rows[0][0]) if rows else None
+
+
+def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: int,
+                  max_link_rate_change: float) -> CheckOutcome:
+    """Fail when a person holds implausibly many identity records, or the link rate moved
+    more than ``max_link_rate_change`` (absolute) from the previous run."""
+    problems = []
+    if qa.max_cluster_size > max_cluster_size:
+        giant = sum(n for size, n in qa.cluster_sizes if size > max_cluster_size)
+        problems.append(
+            f"over-linking: {giant} person(s) hold more than {max_cluster_size} identity records "
+            f"(largest: {qa.max_cluster_size}). Look at reports/{REPORT_FILE}; usually a shared "
+            "placeholder value (a default date of birth, a dummy NHS number) or a threshold set "
+            "too low (PLACELINK_LINKAGE_THRESHOLD). Retrain with `placelink run --retrain` after fixing.")
+    if previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
+        problems.append(
+            f"link rate moved from {previous_rate:.1%} to {qa.link_rate:.1%} since the last run "
+            f"(more than {max_link_rate_change:.0%} points). Check which extract changed "
+            f"(reports/{REPORT_FILE}, match rates by partner) before publishing.")
+    metadata = {"max_cluster_size": qa.max_cluster_size, "link_rate": round(qa.link_rate, 4),
+                "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
+                "plausible_cluster_size": max_cluster_size}
+    return CheckOutcome(not problems, problems, metadata)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _bar(share: float) -> str:
+    return (f'<span class="bar" style="width:{max(0.0, min(1.0, share)) * 200:.0f}px"></span> '
+            f"{share:.1%}")
+
+
+def _chart_fragment(spec: dict[str, Any] | None) -> str:
+    if not spec:
+        return "<p>No match-weights chart (no model).</p>"
+    # Splink's own chart renderer, with vega inlined so the page works offline
+    # (the hub need not reach a CDN).
+    from splink.internals.html_utils import chart_html
+    return chart_html(spec, inline=True, fullhtml=False)
+
+
+def write_qa_report(folder: Path, qa: LinkageQA, match_weights_chart: dict[str, Any] | None,
+                    changes: KeyChanges | None, outcome: CheckOutcome, threshold: float,
+                    model_trained_at: str) -> Path:
+    """Write ``reports/linkage_qa.html`` (counts and shares only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    largest = max((n for _, n in qa.cluster_sizes), default=1)
+    size_rows = [[str(size), f"{n:,}", f'<span class="bar" style="width:{n / largest * 200:.0f}px"></span>']
+                 for size, n in qa.cluster_sizes]
+    partners = sorted({p for p, *_ in qa.unlinked})
+    rates = {(a, b): r for a, b, _, r in qa.partner_match}
+    match_rows = [[html.escape(a)] + [("—" if a == b else _bar(rates.get((a, b), 0.0))) for b in partners]
+                  for a in partners]
+    unlinked_rows = [[html.escape(p), f"{n:,}", f"{u:,}", _bar(u / n if n else 0.0)] for p, n, u in qa.unlinked]
+    status = ("<p class='pass'>Linkage check passed.</p>" if outcome.passed else
+              "<div class='fail'><p>Linkage check FAILED:</p><ul>"
+              + "".join(f"<li>{html.escape(p)}</li>" for p in outcome.problems) + "</ul></div>")
+    key_lines = ("<p>First run: every person got a new key.</p>" if changes is None or changes.carried == 0 else
+                 f"<p>{changes.carried:,} keys carried forward, {changes.new:,} new, {changes.merges:,} merges, "
+                 f"{changes.splits:,} splits; {changes.identity_records_with_changed_key:,} identity records "
+                 "changed key since the last run.</p>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>placelink linkage QA</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; max-width: 70rem; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; }}
+.bar {{ display: inline-block; height: 0.8rem; background: #4c78a8; vertical-align: middle; }}
+.pass {{ color: #1a7f37; font-weight: bold; }} .fail {{ color: #b42318; font-weight: bold; }}
+</style></head><body>
+<h1>Linkage QA</h1>
+{status}
+<p id="summary">{qa.identity_records:,} identity records linked into {qa.persons:,} persons at match
+probability &ge; {threshold}; {qa.link_rate:.1%} of identity records share a person with another record;
+largest person: {qa.max_cluster_size} identity records. Model trained {html.escape(model_trained_at)}.</p>
+{key_lines}
+<h2>Match weights of the model</h2>
+<p>Splink's chart: how much each comparison level adds to or takes from the evidence that two records
+are the same person.</p>
+<div id="match-weights">{_chart_fragment(match_weights_chart)}</div>
+<h2>Persons by number of identity records</h2>
+<div id="cluster-sizes">{_table(["identity records", "persons", ""], size_rows)}</div>
+<h2>Match rates between partners</h2>
+<p>Row partner's identity records that belong to a person the column partner also holds.</p>
+<div id="partner-match">{_table(["partner"] + partners, match_rows)}</div>
+<h2>Records linked to nobody</h2>
+<div id="unlinked">{_table(["partner", "identity records", "linked to nobody", "share"], unlinked_rows)}</div>
+<script type="application/json" id="qa-data">{json.dumps({"link_rate": qa.link_rate,
+                                                          "max_cluster_size": qa.max_cluster_size})}</script>
+</body></html>
+"""
+    path = folder / REPORT_FILE
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

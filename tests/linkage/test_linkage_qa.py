@@ -1,0 +1,94 @@
+"""Linkage QA: the summary a reviewer reads, the report, and the check that blocks a bad run."""
+import logging
+
+import duckdb
+import pytest
+from splink import DuckDBAPI, Linker
+
+from assets.linkage import plausible_linkage
+from pipelines.linkage.model import splink_settings
+from pipelines.linkage.person_records import LINKAGE_FEATURES
+from pipelines.linkage.qa import (check_linkage, linkage_qa, previous_link_rate, record_linkage_run,
+                                  write_qa_report)
+from pipelines.resources import PlacelinkResource
+from pipelines.settings import Settings
+from pipelines.warehouse import connect
+from tests.browser import rendered_dom
+
+
+def plant(con, persons: list[list[str]]) -> None:
+    """hub.person_records and hub.person_keys for persons given as lists of partner ids."""
+    rows = [(f"id{p}-{i}", partner, f"PK{p}") for p, members in enumerate(persons)
+            for i, partner in enumerate(members)]
+    con.execute("CREATE SCHEMA IF NOT EXISTS hub")
+    con.execute("CREATE OR REPLACE TABLE hub.person_records (unique_id VARCHAR, partner_id VARCHAR)")
+    con.execute("CREATE OR REPLACE TABLE hub.person_keys (identity_id VARCHAR, person_key VARCHAR)")
+    con.executemany("INSERT INTO hub.person_records VALUES (?, ?)", [(i, p) for i, p, _ in rows])
+    con.executemany("INSERT INTO hub.person_keys VALUES (?, ?)", [(i, k) for i, _, k in rows])
+
+
+NORMAL = [["nhs", "council"]] * 30 + [["nhs"]] * 50 + [["vcs", "nhs", "council"]] * 10 + [["vcs"]] * 10
+
+
+def test_summary_counts_match_rates_and_records_linked_to_nobody():
+    con = duckdb.connect()
+    plant(con, NORMAL)
+    qa = linkage_qa(con)
+    assert (qa.identity_records, qa.persons, qa.max_cluster_size) == (60 + 50 + 30 + 10, 100, 3)
+    assert qa.link_rate == pytest.approx(90 / 150)
+    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[("vcs", "nhs")] == pytest.approx(0.5)
+    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[("council", "vcs")] == pytest.approx(10 / 40)
+    assert qa.unlinked_share("nhs") == pytest.approx(50 / 90)
+    assert qa.unlinked_share("council") == 0
+    assert qa.cluster_sizes == [(1, 60), (2, 30), (3, 10)]
+
+
+def test_check_fails_on_a_planted_giant_cluster_and_passes_without_it():
+    con = duckdb.connect()
+    plant(con, NORMAL)
+    assert check_linkage(linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=0.05).passed
+    plant(con, NORMAL + [["nhs"] * 300])  # a dummy NHS number shared by 300 registrations
+    outcome = check_linkage(linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=1.0)
+    assert not outcome.passed
+    assert "over-linking" in outcome.problems[0] and "largest: 300" in outcome.problems[0]
+
+
+def test_check_fails_when_the_link_rate_moves_sharply_from_the_last_run():
+    con = duckdb.connect()
+    plant(con, NORMAL)
+    record_linkage_run(con, linkage_qa(con), None, check_passed=True)
+    plant(con, [["nhs", "council"]] * 90 + [["nhs"]] * 10)
+    outcome = check_linkage(linkage_qa(con), previous_link_rate(con), 40, 0.05)
+    assert not outcome.passed and "link rate moved from 60.0% to 94.7%" in outcome.problems[0]
+    record_linkage_run(con, linkage_qa(con), None, check_passed=False)
+    # Re-running does not accept the new rate: the baseline stays the last run that passed.
+    assert previous_link_rate(con) == pytest.approx(0.6)
+    assert previous_link_rate(con, skip_latest=True) == pytest.approx(0.6)
+    assert not check_linkage(linkage_qa(con), previous_link_rate(con), 40, 0.05).passed
+
+
+def test_blocking_asset_check_fails_on_a_giant_cluster_in_the_warehouse(tmp_path):
+    settings = Settings.from_env({"PLACELINK_HOME": str(tmp_path)})
+    con = connect(settings)
+    plant(con, NORMAL + [["council"] * 45])
+    con.close()
+    results = list(plausible_linkage(placelink=PlacelinkResource(home=str(tmp_path))))
+    assert len(results) == 2 and not any(r.passed for r in results)
+    assert results[0].metadata["max_cluster_size"].value == 45
+    assert "over-linking" in results[0].metadata["problems"].value
+
+
+def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
+    con = duckdb.connect()
+    plant(con, NORMAL)
+    qa = linkage_qa(con)
+    columns = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in LINKAGE_FEATURES.items())
+    con.execute(f"CREATE TABLE one AS SELECT 'a' AS unique_id, 'nhs' AS partner_id, {columns}")
+    linker = Linker(DuckDBAPI(connection=con).register("one"), splink_settings(), log_level=logging.WARNING)
+    chart = linker.visualisations.match_weights_chart().chart_dict
+    page = write_qa_report(tmp_path, qa, chart, None, check_linkage(qa, None, 40, 0.05), 0.9, "2026-11-01")
+    dom = rendered_dom(page)
+    assert "Linkage check passed" in dom
+    assert "<svg" in dom or "<canvas" in dom  # vega drew the chart offline (libraries inlined)
+    assert "Records linked to nobody" in dom and "55.6%" in dom  # nhs: 50 of 90
+    assert "PK" not in dom.split("<script")[0]  # no person keys on the page

@@ -1,0 +1,124 @@
+"""Linkage through Dagster on a small place: month one without the VCS extract, month two with it."""
+import shutil
+
+import duckdb
+import dagster as dg
+import pytest
+
+from assets.ingest import received_extracts
+from assets.linkage import linked_persons, person_records, plausible_linkage
+from pipelines.linkage.model import TrainedModel
+from pipelines.resources import PlacelinkResource
+from tests.browser import rendered_dom
+
+LINKAGE = [received_extracts, person_records, linked_persons, plausible_linkage]
+
+
+def keys(settings) -> dict[str, str]:
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def months(small_place, tmp_path_factory):
+    vcs = "family_support_enrolments"
+    others = [e.header.dataset for e in small_place.extracts if e.header.dataset != vcs]
+    settings = small_place.stage_hub(tmp_path_factory.mktemp("linkage_months"), datasets=others)
+    resources = {"placelink": PlacelinkResource(home=str(settings.home))}
+    first = dg.materialize(LINKAGE, resources=resources, raise_on_error=False)
+    month_one = keys(settings)
+    small_place.stage_hub(settings.home, datasets=[vcs])
+    second = dg.materialize(LINKAGE, resources=resources, raise_on_error=False)
+    return settings, first, month_one, second, keys(settings)
+
+
+def check_results(result) -> list[dg.AssetCheckEvaluation]:
+    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
+def test_both_months_pass_the_blocking_linkage_check(months):
+    _, first, _, second, _ = months
+    assert first.success and second.success
+    for result in (first, second):
+        evaluations = check_results(result)
+        assert len(evaluations) == 2  # on hub/person_keys and hub/record_person
+        assert all(e.passed for e in evaluations), [e.metadata for e in evaluations]
+
+
+def test_a_new_months_records_keep_existing_people_on_their_keys(months):
+    settings, _, month_one, _, month_two = months
+    assert len(month_two) > len(month_one)  # the VCS identity records arrived
+    changed = sum(1 for i, k in month_one.items() if month_two[i] != k)
+    assert changed / len(month_one) < 0.005
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        events = dict(con.execute("SELECT event, count(*) FROM hub.person_key_events "
+                                  "WHERE run_at = (SELECT max(run_at) FROM hub.person_key_events) GROUP BY 1").fetchall())
+    finally:
+        con.close()
+    assert events.get("new", 0) >= 1  # VCS-only people
+    # a key only changes through a recorded merge or split
+    assert changed == 0 or events.get("merge", 0) + events.get("split", 0) >= 1
+
+
+def test_the_model_is_saved_once_and_reused(months):
+    settings, first, _, second, _ = months
+
+    def retrained(result):
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["hub", "person_keys"]]
+        return event.materialization.metadata["model_retrained"].value
+
+    assert retrained(first) is True and retrained(second) is False
+    model = TrainedModel.load(settings.models)
+    assert model is not None and model.training_records > 0
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        runs = con.execute("SELECT count(*) FROM hub.linkage_runs").fetchall()[0][0]
+    finally:
+        con.close()
+    assert runs == 2
+
+
+def test_qa_report_shows_every_partner_and_the_chart(months):
+    settings, *_ = months
+    dom = rendered_dom(settings.reports / "linkage_qa.html")
+    assert "Linkage check passed" in dom
+    assert "<svg" in dom or "<canvas" in dom
+    for partner in ("council", "nhs", "vcs"):
+        assert f"<td>{partner}</td>" in dom
+    assert "keys carried forward" in dom
+
+
+def test_a_failed_linkage_check_stops_the_assets_downstream(months, tmp_path, monkeypatch):
+    settings, *_ = months
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home)
+    # Largest real person on the small place holds several identity records: call 2 implausible.
+    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "2")
+
+    @dg.asset(deps=[["hub", "record_person"]])
+    def downstream_model() -> None:
+        """Stands for the SQL models that read person keys."""
+
+    result = dg.materialize([person_records, linked_persons, plausible_linkage, downstream_model],
+                            resources={"placelink": PlacelinkResource(home=str(home))}, raise_on_error=False)
+    evaluations = check_results(result)
+    assert {e.asset_key.to_user_string() for e in evaluations} == {"hub/person_keys", "hub/record_person"}
+    assert not any(e.passed for e in evaluations)
+    assert "over-linking" in evaluations[0].metadata["problems"].value
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "hub/person_keys" in materialised and "downstream_model" not in materialised
+
+
+def test_a_month_where_every_delivery_was_held_stops_linkage_with_a_reason(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path, datasets=[])
+    (settings.inbox / "junk.plx").write_bytes(b"not an envelope")
+    result = dg.materialize([received_extracts, person_records, linked_persons],
+                            resources={"placelink": PlacelinkResource(home=str(settings.home))},
+                            raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "nothing to link" in failure.step_failure_data.user_failure_data.description

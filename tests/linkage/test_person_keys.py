@@ -1,0 +1,93 @@
+"""Person keys carried forward from one month's linkage to the next."""
+import datetime as dt
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipelines.linkage.person_keys import assign_person_keys, carry_forward
+
+
+def clusters(*groups: str) -> pl.DataFrame:
+    """One cluster per string of identity ids: clusters("abc", "d") -> {a,b,c}, {d}."""
+    rows = [(i, f"c{n}") for n, group in enumerate(groups) for i in group]
+    return pl.DataFrame(rows, schema={"identity_id": pl.String, "cluster_id": pl.String}, orient="row")
+
+
+def keyed(keys: pl.DataFrame) -> dict[str, str]:
+    return dict(keys.iter_rows())
+
+
+@pytest.fixture()
+def hub():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA hub")
+    yield con
+    con.close()
+
+
+def run(con, *groups, day=1):
+    changes = assign_person_keys(con, clusters(*groups), now=dt.datetime(2026, 10, day))
+    return dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()), changes
+
+
+def test_unchanged_clusters_keep_every_key_even_when_cluster_ids_change(hub):
+    first, _ = run(hub, "abc", "de", "f")
+    again, changes = run(hub, "f", "ed", "cab", day=2)  # same people, Splink numbered them differently
+    assert again == first
+    assert changes.new == changes.merges == changes.splits == changes.identity_records_with_changed_key == 0
+
+
+def test_new_records_join_their_person_and_new_people_get_new_keys(hub):
+    first, _ = run(hub, "abc", "de")
+    now, changes = run(hub, "abcx", "de", "y", day=2)
+    assert now["x"] == first["a"] and now["d"] == first["d"]
+    assert now["y"] not in first.values()
+    assert (changes.new, changes.identity_records_with_changed_key) == (1, 0)
+
+
+def test_a_merge_keeps_the_larger_persons_key_and_retires_the_other(hub):
+    first, _ = run(hub, "abc", "de")
+    now, changes = run(hub, "abcde", day=2)
+    assert set(now.values()) == {first["a"]}
+    assert changes.merges == 1 and changes.identity_records_with_changed_key == 2
+    merge = hub.execute("SELECT person_key, other_person_key FROM hub.person_key_events WHERE event = 'merge'").fetchall()
+    assert merge == [(first["a"], first["d"])]
+    retired = hub.execute("SELECT retired_into FROM hub.person_key_register WHERE person_key = ?",
+                          [first["d"]]).fetchall()
+    assert retired == [(first["a"],)]
+
+
+def test_a_split_keeps_the_key_on_the_larger_part_and_records_the_new_key(hub):
+    first, _ = run(hub, "abcde")
+    now, changes = run(hub, "abc", "de", day=2)
+    assert now["a"] == first["a"]
+    assert now["d"] == now["e"] != first["a"]
+    assert changes.splits == 1 and changes.new == 1
+    split = hub.execute("SELECT person_key, other_person_key, identity_records FROM hub.person_key_events "
+                        "WHERE event = 'split'").fetchall()
+    assert split == [(first["a"], now["d"], 2)]
+
+
+def test_a_retired_key_is_never_issued_again(hub):
+    # {a, b} is keyed from "a"; "a" then leaves and later comes back on its own: the key
+    # derived from "a" stays with b's person, and a's new person gets a different key.
+    first, _ = run(hub, "abz")
+    second, _ = run(hub, "a", "bz", day=2)
+    assert second["b"] == first["a"] and second["a"] != first["a"]
+    third, _ = run(hub, "abz", day=3)  # merge again: one key survives, the other is retired
+    fourth, _ = run(hub, "a", "bz", day=4)
+    issued = [k for (k,) in hub.execute("SELECT person_key FROM hub.person_key_register").fetchall()]
+    assert len(issued) == len(set(issued))
+    assert fourth["b"] == third["b"]
+
+
+def test_carry_forward_prefers_the_largest_overlap():
+    previous = pl.DataFrame({"identity_id": list("abcde"), "person_key": ["K1"] * 2 + ["K2"] * 3})
+    keys, events = carry_forward(clusters("ab", "cde"), previous, {"K1", "K2"})
+    assert keyed(keys) == {"a": "K1", "b": "K1", "c": "K2", "d": "K2", "e": "K2"}
+    assert events == []
+    keys, events = carry_forward(clusters("abc", "de"), previous, {"K1", "K2"})
+    # c moved from K2's person to K1's: K1 keeps {a,b,c}, K2 keeps {d,e}; a split of K2 is recorded
+    assert keyed(keys)["c"] == "K1" and keyed(keys)["d"] == "K2"
+    assert [e[0] for e in events] == ["split"]
