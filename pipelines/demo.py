@@ -219,6 +219,7 @@ def format_summary(report: DemoReport) -> str:
         f"Quarantine:       {home / 'quarantine'}",
         f"IG register:      {home / 'reports' / 'ig_register.html'} (`placelink contracts list`)",
         f"Linkage QA:       {home / 'reports' / 'linkage_qa.html'}",
+        f"Quality report:   {home / 'reports' / 'quality.html'}",
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]

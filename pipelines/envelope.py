@@ -247,7 +247,7 @@ def decrypt_chunks(stream: BinaryIO, sealed: SealedHeader, hub_key: HubKey) -> I
             plain = hpke_suite.decrypt(body, private, info=_chunk_info(digest, index, final))
         except Exception:  # InvalidTag and malformed-encapsulation errors alike
             raise EnvelopeError("decryption", f"chunk {index} to decrypt and authenticate",
-                                "a chunk that does not (altered, reordered or from another envelope)") from None
+                                "a chunk that fails authentication (altered, reordered or from another envelope)") from None
         yield plain
         if final:
             break
