@@ -9,6 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.extract_file import (
     EXTRACT_FORMAT,
     ExtractFileError,
@@ -18,15 +19,7 @@ from pipelines.extract_file import (
 from pipelines.partner_kit import PartnerKitError, prepare_extract
 from pipelines.partner_kit.tokens import tokenise
 
-RAW_IDENTITY = (
-    "record_id",
-    "nhs_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-)
+RAW_IDENTITY = IDENTITY_COLUMNS
 
 
 @pytest.fixture()

@@ -9,6 +9,7 @@ import re
 import polars as pl
 import pytest
 
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.readers import (
     allowed_raw_columns,
@@ -21,13 +22,7 @@ from pipelines.partner_kit.readers import (
 )
 
 AE = [
-    "record_id",
-    "nhs_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
+    *IDENTITY_COLUMNS,
     "arrival_date",
     "arrival_mode",
 ]
