@@ -19,10 +19,11 @@ from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
 from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
-from pipelines.partner_kit.seal import seal_prepared
+from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import REPO_ROOT, Settings
+from pipelines.stages import stage
 from pipelines.synth import generate_place
 from pipelines.hub.quarantine import held_files
 
@@ -102,6 +103,26 @@ def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, h
     echo("Two deliberately bad deliveries join the inbox: one damaged in transit, one sent twice.")
 
 
+def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageKey,
+                       signing_keys: dict[str, SigningKey], hub_public, period: str) -> list[SealedExtract]:
+    """Every partner runs its kit on each dataset of its contracts, then seals the extract for
+    the hub (``outbox/<partner>/<stem>.plx``). The synthetic place's opt-out list is applied
+    where a contract says the National Data Opt-out applies."""
+    sealed_extracts = []
+    for contract in contracts.values():
+        for dataset in contract.datasets:
+            raw = place / "raw" / contract.partner_id / f"{dataset}.csv"
+            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
+                        if contract.terms.national_data_opt_out_applies else None)
+            with stage("partner kit"):
+                prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
+                                           place / "reference" / "postcode_lookup.csv",
+                                           opt_outs=opt_outs, period=period)
+            with stage("envelope: encrypt and sign"):
+                sealed_extracts.append(seal_prepared(prepared, signing_keys[contract.partner_id], hub_public))
+    return sealed_extracts
+
+
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
              echo=print) -> DemoReport:
     if settings.contracts_dir.is_relative_to(settings.home):
@@ -127,19 +148,10 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
         raise DemoRefused("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.load(key_path)
     echo("Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ...")
-    sealed_extracts = []
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            raw = place / "raw" / contract.partner_id / f"{dataset}.csv"
-            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
-                        if contract.terms.national_data_opt_out_applies else None)
-            prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
-                                       place / "reference" / "postcode_lookup.csv",
-                                       opt_outs=opt_outs, period=period)
-            sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_public)
-            sealed_extracts.append(sealed)
-            report.prepared.append(sealed.prepared)
-            shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
+    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, period)
+    for sealed in sealed_extracts:
+        report.prepared.append(sealed.prepared)
+        shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
     deliver_bad_examples(settings, sealed_extracts, signing_keys, hub_public, echo)
     shutil.copy2(place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
     report.timings["partner kit"] = time.perf_counter() - started

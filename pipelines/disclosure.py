@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipelines.stages import stage
+
 RATE_PATTERN = re.compile(r"^(\w+)\s*=\s*(\w+)\s*/\s*(\w+)(?:\s*\*\s*([0-9.]+))?$")
 
 
@@ -208,6 +210,7 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
     return result
 
 
+@stage("disclosure control")
 def control_table(raw: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
     """The table as it may be published: totals added, small counts redacted, margins protected,
     counts rounded, rates derived from unrounded counts and hidden with their inputs."""

@@ -22,6 +22,7 @@ import duckdb
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.sql_models import SqlModel
+from pipelines.stages import stage
 from pipelines.warehouse import table_exists
 
 # Hub tables built by linkage from every flow in use: a model reading one of them relies
@@ -99,6 +100,7 @@ def landed_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> int:
                for name in contract.datasets if table_exists(con, "landing", name))
 
 
+@stage("governance: contract status and retention")
 def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, FlowStatus],
                          contracts: dict[str, Contract], audit: AuditLog,
                          now: dt.datetime | None = None) -> list[dict]:

@@ -18,6 +18,8 @@ import duckdb
 import polars as pl
 import vl_convert as vlc
 
+from pipelines.stages import stage
+
 SUPPRESSED = "suppressed"
 PERIODS = ["before", "after"]
 COHORTS = ["programme", "comparison"]
@@ -133,6 +135,7 @@ comparison = matched non-enrolled people (see <code>_definitions</code>).</p>
 """
 
 
+@stage("reports")
 def build_outcomes_report(published: Path, out: Path, now: dt.datetime | None = None) -> Path:
     """Write the HTML report for ``published`` to ``out``; returns ``out``."""
     now = now or dt.datetime.now(dt.UTC)

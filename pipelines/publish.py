@@ -22,6 +22,7 @@ import polars as pl
 
 from pipelines.disclosure import DisclosureRule, Rate, TableSpec, control_table, differencing_attack, unsafe_cells
 from pipelines.sql_models import SqlModel
+from pipelines.stages import stage
 
 
 class PublishRefused(ValueError):
@@ -35,6 +36,7 @@ class PublishedTable:
     redacted_cells: int
 
 
+@stage("publish")
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,

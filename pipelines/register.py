@@ -16,6 +16,7 @@ from pipelines.contracts import ARTICLE6_BASES, Contract, ContractError
 from pipelines.governance import (FlowHistory, FlowStatus, flow_history, flow_statuses,
                                   published_dependants, today)
 from pipelines.settings import Settings
+from pipelines.stages import stage
 
 REGISTER_NAME = "ig_register.html"
 QUALITY_REPORT = "quality.html"
@@ -134,6 +135,7 @@ from <code>contracts/</code>, the audit log and the published file. Article 6 ba
 """
 
 
+@stage("reports")
 def write_register(settings: Settings, contracts: dict[str, Contract], problems: dict[str, ContractError],
                    on: dt.date | None = None, now: dt.datetime | None = None) -> Path:
     """Write ``reports/ig_register.html`` and return its path."""

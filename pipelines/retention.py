@@ -19,6 +19,7 @@ import duckdb
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract
 from pipelines.settings import Settings
+from pipelines.stages import stage
 from pipelines.warehouse import table_exists
 
 DELETIONS_DDL = """
@@ -82,6 +83,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+@stage("governance: contract status and retention")
 def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
                     audit: AuditLog, now: dt.datetime | None = None) -> RetentionResult:
     """Delete every accepted extract past its contract's retention (``now`` is the clock)."""

@@ -6,6 +6,7 @@ import os
 import dagster as dg
 
 from pipelines.settings import Settings
+from pipelines.stages import stage
 
 DAGSTER_YAML = """# Dagster's local instance for placelink (runs, event logs, schedules).
 telemetry:
@@ -31,9 +32,10 @@ def run_pipeline(settings: Settings, retrain: bool = False,
     os.environ["PLACELINK_HOME"] = str(settings.home)
     os.environ["PLACELINK_CONTRACTS"] = str(settings.contracts_dir)
     os.environ["PLACELINK_SQL"] = str(settings.sql_dir)
-    from pipelines.definitions import defs  # after the environment names this home
+    with stage("Dagster: load definitions"):
+        from pipelines.definitions import defs  # after the environment names this home
 
-    job = defs.resolve_job_def("placelink_refresh")
+        job = defs.resolve_job_def("placelink_refresh")
     run_config = {"ops": {"linked_persons": {"config": {"retrain": retrain}}},
                   "loggers": {"console": {"config": {"log_level": log_level}}}}
     with dagster_instance(settings) as instance:

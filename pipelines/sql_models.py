@@ -24,6 +24,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
 
+from pipelines.stages import stage
+
 
 class ModelError(ValueError):
     """A model that cannot be run; the message names the file."""
@@ -157,6 +159,7 @@ def check_graph(models: dict[str, SqlModel], sources: set[str]) -> list[str]:
         raise ModelError("models form a cycle: " + " -> ".join(str(models[n].path) for n in cycle)) from None
 
 
+@stage("SQL models")
 def run_model(con, model: SqlModel) -> int | None:
     """Create or replace the model's table or view; returns the row count for tables."""
     kind = "TABLE" if model.materialized == "table" else "VIEW"

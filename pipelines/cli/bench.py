@@ -46,3 +46,26 @@ def linkage(sizes: tuple[int, ...], seed: int, work: Path | None, out: Path | No
     from pipelines.bench.linkage import run_benchmarks
 
     run_benchmarks(list(sizes), seed, work, out, echo=click.echo)
+
+
+@bench.command("stages")
+@click.option("--people", "sizes", multiple=True, type=int, default=(10_000, 100_000, 1_000_000),
+              show_default=True, help="People in each synthetic place (repeat for several sizes).")
+@click.option("--stage", "steps", multiple=True, type=click.Choice(["synth", "kit", "envelope", "hub", "reference"]),
+              help="Time only these steps (repeatable; default all). Steps they need still run, unmeasured.")
+@click.option("--repeats", default=3, show_default=True, help="Runs per size; figures are medians.")
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic places.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Keep each run's place, extracts and hub under this folder (default: a temp folder, removed).")
+@click.option("--reports", type=click.Path(path_type=Path), default=None,
+              help="Where to write benchmark_stages.json and .md (default: PLACELINK_HOME/reports).")
+def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: int, work: Path | None,
+           reports: Path | None) -> None:
+    """Wall time and peak memory of every stage, from synth to publish, with bare clear-text
+    Splink on the same records as the reference. Each run is a fresh process."""
+    from pipelines.bench.stages import STEPS, run_benchmark
+    from pipelines.settings import Settings
+
+    reports = reports or Settings.from_env().reports
+    run_benchmark(list(sizes), seed, repeats, tuple(steps) or STEPS, work, reports, echo=click.echo)
+    click.echo(f"Figures written to {reports / 'benchmark_stages.json'} and {reports / 'benchmark_stages.md'}")

@@ -27,6 +27,7 @@ from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality.validate import check_quality
 from pipelines.settings import Settings
+from pipelines.stages import stage
 
 DELIVERIES_DDL = """
 CREATE TABLE IF NOT EXISTS hub.deliveries (
@@ -305,6 +306,7 @@ def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection:
     return Receipt(path.name, "quarantined", reason=message)
 
 
+@stage("ingest and verification")
 def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                   contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
                   audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:

@@ -13,6 +13,7 @@ from pipelines.linkage.person_records import NothingToLink
 from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
                                   record_linkage_run, write_qa_report)
 from pipelines.settings import Settings
+from pipelines.stages import stage
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class LinkageResult:
     check: CheckOutcome
 
 
+@stage("linkage: person keys and QA")
 def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                         retrain: bool = False) -> LinkageResult:
     """Link ``hub.person_records`` and write ``hub.person_keys`` and ``hub.record_person``.

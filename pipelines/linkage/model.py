@@ -21,6 +21,8 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
+from pipelines.stages import stage
+
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "linkage_model.json"
@@ -189,6 +191,7 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None) -> tuple[DuckDBAPI
     return DuckDBAPI(connection=con), con
 
 
+@stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
           name_similarity: str = "bloom") -> TrainedModel:
     """Estimate the prior, u by random sampling and m by EM on two blocking passes."""
@@ -228,10 +231,12 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it)."""
     linker, con = _linker(records, model.splink_settings, temp_dir)
-    predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=threshold)
-    table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
+    with stage("linkage: predict"):
+        predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
+    with stage("linkage: cluster"):
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            predictions, threshold_match_probability=threshold)
+        table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
     pairs, scored = con.execute(
         f"SELECT count(*) FILTER (WHERE match_probability >= ?), count(*) FROM {predictions.physical_name}",
         [threshold]).fetchall()[0]

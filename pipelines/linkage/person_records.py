@@ -11,6 +11,7 @@ import duckdb
 
 from pipelines.contracts import Contract
 from pipelines.governance import flows_in_use
+from pipelines.stages import stage
 from pipelines.warehouse import table_exists
 
 # Columns Splink compares; a dataset whose contract omits one gets NULL for it.
@@ -48,6 +49,7 @@ def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contrac
             if table_exists(con, "landing", name)]
 
 
+@stage("linkage: person records")
 def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> dict[str, int]:
     """(Re)build ``hub.record_identity`` (one row per landed record) and
     ``hub.person_records`` (one row per identity record, Splink's input)."""

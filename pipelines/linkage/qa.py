@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from pipelines.linkage.person_keys import KeyChanges
+from pipelines.stages import stage
 
 REPORT_FILE = "linkage_qa.html"
 RUNS_DDL = """
@@ -171,6 +172,7 @@ def _chart_fragment(spec: dict[str, Any] | None) -> str:
     return chart_html(spec, inline=True, fullhtml=False)
 
 
+@stage("reports")
 def write_qa_report(folder: Path, qa: LinkageQA, match_weights_chart: dict[str, Any] | None,
                     changes: KeyChanges | None, outcome: CheckOutcome, threshold: float,
                     model_trained_at: str) -> Path:

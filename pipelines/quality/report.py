@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 
 from pipelines.quality.results import DeliveryQuality, deliveries
+from pipelines.stages import stage
 from pipelines.warehouse import table_exists
 
 _STYLE = """
@@ -93,6 +94,7 @@ Rows are named by number (1 = first data row of the delivery); values are never 
 """
 
 
+@stage("reports")
 def write_report(con, target: Path, now: dt.datetime | None = None) -> Path:
     """Write the report for every validated delivery in the warehouse to ``target``."""
     found = deliveries(con)

@@ -21,6 +21,7 @@ from pipelines.contracts import Contract
 from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality.gx_suite import RuleResult, run_rules
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for
+from pipelines.stages import stage
 
 QUALITY_DDL = """
 CREATE TABLE IF NOT EXISTS hub.quality_deliveries (
@@ -139,6 +140,7 @@ def record_verdict(con: duckdb.DuckDBPyConnection, verdict: QualityVerdict, extr
         for r in verdict.results])
 
 
+@stage("quality checks")
 def check_quality(con: duckdb.DuckDBPyConnection, table: pa.Table, header: dict, contract: Contract,
                   file_name: str, now: dt.datetime) -> QualityVerdict:
     """Validate and record one delivery; raise :class:`ExtractRejected` (check ``quality``) if an

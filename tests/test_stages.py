@@ -1,0 +1,75 @@
+"""The stage clock the benchmark reads: time goes to the innermost stage, and nothing is
+measured (or broken) when no clock runs."""
+import time
+
+import pytest
+
+from pipelines.bench.stages import (HUB_STAGES, LINKAGE_CORE, StageFigures, StageRun, format_table,
+                                    nlogn_ratio, summarise)
+from pipelines.stages import StageClock, stage
+
+
+def test_nested_stages_add_up_to_the_wall_time_without_counting_twice():
+    started = time.perf_counter()
+    with StageClock() as clock:
+        with stage("outer"):
+            time.sleep(0.05)
+            with stage("inner"):
+                time.sleep(0.1)
+            time.sleep(0.05)
+        with stage("inner"):
+            time.sleep(0.02)
+    wall = time.perf_counter() - started
+    outer, inner = clock.stages["outer"], clock.stages["inner"]
+    assert inner.calls == 2 and outer.calls == 1
+    assert 0.11 < inner.seconds < 0.2
+    assert 0.09 < outer.seconds < 0.15  # its own time only, not the inner stage's
+    assert clock.total_seconds <= wall
+    assert inner.peak_mb > 0 and clock.peak_mb >= inner.peak_mb
+
+
+def test_marks_do_nothing_without_a_clock_and_one_clock_at_a_time():
+    @stage("decorated")
+    def work(x):
+        return x * 2
+
+    assert work(21) == 42  # no clock: the mark is only a call
+    with StageClock() as clock:
+        assert work(1) == 2
+        with pytest.raises(RuntimeError, match="already running"):
+            StageClock().__enter__()
+    assert clock.stages["decorated"].calls == 1
+    with StageClock() as again:  # the first one stopped cleanly
+        work(2)
+    assert again.stages["decorated"].calls == 1
+
+
+def test_a_failing_stage_still_closes_and_is_charged():
+    with StageClock() as clock:
+        with pytest.raises(ValueError):
+            with stage("fails"):
+                raise ValueError("boom")
+        with stage("after"):
+            pass
+    assert set(clock.stages) == {"fails", "after"}
+
+
+def _run(people: int, records: int, scale: float) -> StageRun:
+    stages = {name: StageFigures(scale, 100.0) for name in (*HUB_STAGES, "partner kit")}
+    stages |= {f"reference: {s}": StageFigures(scale / 2, 100.0) for s in ("train", "predict", "cluster")}
+    return StageRun(people, 1, records=records, identity_records=records // 3, persons=people, stages=stages,
+                    process_peak_mb=500.0, identity_f1=0.99, reference_f1=0.995)
+
+
+def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
+    small = summarise([_run(10_000, 30_000, s) for s in (1.0, 3.0, 2.0)])
+    large = summarise([_run(100_000, 300_000, s) for s in (40.0, 60.0, 50.0)])
+    assert small.seconds["linkage: train"] == 2.0 and small.runs == 3
+    assert small.total(LINKAGE_CORE) == 6.0 and small.reference_seconds == 3.0
+    table = format_table([small, large])
+    assert "| hub linkage ÷ bare Splink | 2.00 | 2.00 |" in table
+    assert "| partner kit, records/s per core | 15,000 | 6,000 |" in table
+    bound = nlogn_ratio(30_000, 300_000)
+    assert 11 < bound < 13
+    assert f"| n·log n of records | {bound:.1f}× |" in table
+    assert "| linkage: train | 25.0× (above) |" in table  # 2 s -> 50 s grows faster than n·log n
