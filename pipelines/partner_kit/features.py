@@ -38,6 +38,7 @@ from pipelines.partner_kit.normalise import (
     sex_codes,
     valid_nhs_numbers,
 )
+from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey, tokenise
 
 IDENTITY_COLUMNS = (
@@ -51,6 +52,7 @@ IDENTITY_COLUMNS = (
 )
 
 
+@step("phonetic")
 def phonetic_codes(names: pl.Series) -> pl.Series:
     """NYSIIS code of each normalised name (a phonetic code designed for names)."""
     return pl.Series(
@@ -91,6 +93,7 @@ class IdentityInputs:
         self.postcodes_not_in_lookup = 0
         self._fields: dict[str, Factorised] = {}
 
+    @step("normalise")
     def field(self, column: str) -> Factorised:
         """The raw column factorised (an absent column reads as all blank)."""
         if column not in self._fields:
@@ -102,6 +105,7 @@ class IdentityInputs:
             self._fields[column] = Factorised.of(raw.cast(pl.String))
         return self._fields[column]
 
+    @step("normalise")
     def _normalise(self, column: str, transform: Callable[[pl.Series], pl.Series]) -> pl.Series:
         """``transform`` of the column's distinct values, counting blank and unusable rows."""
         field = self.field(column)
@@ -119,6 +123,7 @@ class IdentityInputs:
         return tokenise(values, field_name, self.key, all_distinct=all_distinct).alias(field_name)
 
     @cached_property
+    @step("normalise")
     def record_id(self) -> pl.Series:
         """Per row (record ids are all different, so there is nothing to share)."""
         values = self.raw["record_id"].cast(pl.String).str.strip_chars().replace("", None)
@@ -138,6 +143,7 @@ class IdentityInputs:
         return self._normalise("given_name", clean_names)
 
     @cached_property
+    @step("normalise")
     def given_name_canonical(self) -> pl.Series:
         return canonical_given_names(self.given_name)
 
@@ -160,6 +166,7 @@ class IdentityInputs:
         return self._normalise("sex", sex_codes)
 
     @cached_property
+    @step("normalise")
     def areas(self) -> pl.DataFrame:
         """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
         if self.postcode_lookup is None:
@@ -176,10 +183,12 @@ class IdentityInputs:
         )
         return areas
 
+    @step("normalise")
     def date_part(self, fmt: str) -> pl.Series:
         return self.date_of_birth.dt.strftime(fmt)
 
 
+@step("normalise")
 def _prefixed(prefix: str, values: pl.Series) -> pl.Series:
     """``prefix|value`` for each value; null where the value is null."""
     return (
@@ -189,6 +198,7 @@ def _prefixed(prefix: str, values: pl.Series) -> pl.Series:
     )
 
 
+@step("normalise")
 def _unordered_date(inputs: IdentityInputs) -> pl.Series:
     # Year plus the day and month in sorted order: 1990-03-07 and 1990-07-03 (a
     # day/month swap) give the same string, "1990|03|07".

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.steps import step
 
 KEY_BYTES = 32
 TOKEN_BYTES = 16
@@ -136,6 +137,7 @@ def _hex(digests: list[bytes]) -> pl.Series:
     return pl.Series(digests, dtype=pl.Binary).bin.encode("hex")
 
 
+@step("HMAC tokens")
 def tokenise(
     series: pl.Series, field_name: str, key: LinkageKey, *, all_distinct: bool = False
 ) -> pl.Series:
