@@ -47,6 +47,7 @@ class DatasetRuns:
     cpu_s: list[float] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)
     steps_s: list[dict[str, float]] = field(default_factory=list)
+    steps_cpu_s: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> dict:
         wall = statistics.median(self.wall_s)
@@ -63,6 +64,7 @@ class DatasetRuns:
             "records_per_cpu_s": self.records / cpu,
             "peak_rss_mb": max(self.peak_rss_mb),
             "steps_s": {s: statistics.median(r[s] for r in self.steps_s) for s in STEPS},
+            "steps_cpu_s": {s: statistics.median(r[s] for r in self.steps_cpu_s) for s in STEPS},
         }
 
 
@@ -139,7 +141,8 @@ def measure(place: Path, repeats: int, scratch: Path, echo=print) -> list[Datase
                 entry.wall_s.append(wall)
                 entry.cpu_s.append(_cpu_s() - cpu)
                 entry.peak_rss_mb.append(_peak_rss_mb())
-                entry.steps_s.append(steps)
+                entry.steps_s.append(steps.wall)
+                entry.steps_cpu_s.append(steps.cpu)
         shutil.rmtree(out, ignore_errors=True)
         total = sum(r.wall_s[-1] for r in runs.values())
         echo(f"  repeat {repeat + 1} of {repeats}: {total:.2f} s")
@@ -153,6 +156,9 @@ def totals(runs: list[DatasetRuns]) -> dict:
     wall = [sum(r.wall_s[i] for r in runs) for i in range(repeats)]
     cpu = [sum(r.cpu_s[i] for r in runs) for i in range(repeats)]
     steps = [{s: sum(r.steps_s[i][s] for r in runs) for s in STEPS} for i in range(repeats)]
+    steps_cpu = [
+        {s: sum(r.steps_cpu_s[i][s] for r in runs) for s in STEPS} for i in range(repeats)
+    ]
     median_wall, median_cpu = statistics.median(wall), statistics.median(cpu)
     return {
         "records": records,
@@ -164,6 +170,7 @@ def totals(runs: list[DatasetRuns]) -> dict:
         "records_per_cpu_s": records / median_cpu,
         "peak_rss_mb": max(max(r.peak_rss_mb) for r in runs),
         "steps_s": {s: statistics.median(x[s] for x in steps) for s in STEPS},
+        "steps_cpu_s": {s: statistics.median(x[s] for x in steps_cpu) for s in STEPS},
     }
 
 
@@ -184,11 +191,14 @@ def format_report(result: dict) -> list[str]:
 
     lines += [row(d["dataset"], d) for d in result["datasets"]]
     lines.append(row("total", result["total"]))
-    steps = result["total"]["steps_s"]
-    whole = sum(steps.values()) or 1.0
+    wall, cpu = result["total"]["steps_s"], result["total"]["steps_cpu_s"]
+    whole_wall, whole_cpu = sum(wall.values()) or 1.0, sum(cpu.values()) or 1.0
     lines.append("  where the time goes (all datasets, median seconds per run):")
+    lines.append(f"    {'step':12} {'wall s':>8} {'share':>6} {'CPU s':>8} {'share':>6}")
     lines += [
-        f"    {name:12} {seconds:7.2f} s  {seconds / whole:5.1%}" for name, seconds in steps.items()
+        f"    {name:12} {wall[name]:8.2f} {wall[name] / whole_wall:6.1%} "
+        f"{cpu[name]:8.2f} {cpu[name] / whole_cpu:6.1%}"
+        for name in STEPS
     ]
     return lines
 

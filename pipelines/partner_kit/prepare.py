@@ -114,7 +114,8 @@ def _arrow_table(columns: dict[str, pa.Array | pl.Series], order: tuple[str, ...
 
 def _write_private(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    # Both columns are one value per row: a dictionary or min/max statistics only cost time.
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=False, write_statistics=False)
     os.chmod(tmp, 0o600)  # the lookup re-identifies tokens: owner-only
     os.replace(tmp, path)
 

@@ -195,6 +195,17 @@ def _rows(mask: pl.Series) -> str:
     return ", ".join(map(str, lines)) + (f" and {more} more" if more > 0 else "")
 
 
+def _all_different(ids: pl.Series) -> bool:
+    """True if no value repeats. Extracts are often in record_id order, and strictly
+    increasing values cannot repeat: a comparison of neighbours is ~30x cheaper than
+    hashing every id, which is the fallback."""
+    if ids.len() < 2:
+        return True
+    if (ids.slice(1) > ids.slice(0, ids.len() - 1)).all():
+        return True
+    return ids.n_unique() == ids.len()
+
+
 def check_record_ids(frame: pl.DataFrame, path: Path) -> None:
     """Every row needs a record_id, unique within the extract."""
     path = Path(path)
@@ -205,6 +216,8 @@ def check_record_ids(frame: pl.DataFrame, path: Path) -> None:
             f"raw extract {path.name}: record_id is empty on line(s) {_rows(blank)}: every "
             "record needs its source-system identifier"
         )
+    if _all_different(ids):
+        return
     repeated = ids.is_duplicated()
     if repeated.any():
         raise PartnerKitError(
