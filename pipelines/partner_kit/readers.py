@@ -20,6 +20,7 @@ from pipelines.contracts import Contract, Dataset
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
 from pipelines.partner_kit.normalise import (
+    Factorised,
     map_distinct,
     normalise_dates,
     normalise_nhs_numbers,
@@ -301,13 +302,15 @@ def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> 
                 "which the partner kit cannot send (use one of "
                 f"{', '.join(PAYLOAD_DTYPES)})"
             )
-        raw = frame[item.name]
-        parsed = _parse_item(raw, item.logical_type, item.allowed_values).cast(
+        # Payload values repeat heavily (dates, counts, codes): each distinct value is
+        # parsed once and the result spread over the rows.
+        raw = Factorised.of(frame[item.name])
+        parsed = _parse_item(raw.distinct, item.logical_type, item.allowed_values).cast(
             PAYLOAD_DTYPES[item.logical_type]
         )
-        present = raw.str.strip_chars().replace("", None).is_not_null()
-        invalid[item.name] = int((present & parsed.is_null()).sum())
-        columns[item.name] = parsed.alias(item.name)
+        present = raw.distinct.str.strip_chars() != ""
+        invalid[item.name] = raw.count_rows(present & parsed.is_null())
+        columns[item.name] = raw.expand(parsed).alias(item.name)
     return Payload(columns=columns, invalid=invalid)
 
 
