@@ -35,6 +35,7 @@ ui: $(STAMP)
 # Benchmarks are measured, not timed tests: medians of several runs on this machine.
 bench: $(STAMP)
 	$(BIN)/placelink bench envelope
+	$(BIN)/placelink bench kit
 	$(BIN)/placelink bench linkage
 
 clean:

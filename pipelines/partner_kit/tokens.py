@@ -133,11 +133,6 @@ def hmac_digests(values: Iterable[bytes], field_key: bytes, prefix: bytes = b"")
     return out
 
 
-def token_digests(values: Iterable[bytes], field_key: bytes) -> list[bytes]:
-    """First 16 bytes of HMAC-SHA256(field_key, value) for each value."""
-    return [digest[:TOKEN_BYTES] for digest in hmac_digests(values, field_key)]
-
-
 # Values per Arrow chunk: keeps each chunk's 32-byte-per-value text far below the 2 GiB
 # that a string array's 32-bit offsets can address.
 _CHUNK_VALUES = 1 << 20
