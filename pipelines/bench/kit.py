@@ -94,7 +94,7 @@ def _cpu_s() -> float:
 
 
 def ensure_place(people: int, seed: int, work: Path, echo=print) -> Path:
-    """The synthetic place for ``people``/``seed`` under ``work``, generated unless already there."""
+    """The place for ``people`` and ``seed`` under ``work``, generated unless already there."""
     place = Path(work) / f"place-{people}-seed{seed}"
     manifest = place / "manifest.json"
     if manifest.exists():
@@ -177,7 +177,8 @@ def totals(runs: list[DatasetRuns]) -> dict:
 def format_report(result: dict) -> list[str]:
     lines = [
         f"partner kit, {result['people']:,} people, {result['total']['records']:,} records, "
-        f"median of {result['repeats']} runs (1 process; Polars threads: {result['polars_threads']}):",
+        f"median of {result['repeats']} runs "
+        f"(1 process; Polars threads: {result['polars_threads']}):",
         f"  {'dataset':28} {'records':>10} {'wall s':>8} {'records/s':>10} "
         f"{'/s/core':>10} {'/CPU-s':>10} {'peak RSS':>9}",
     ]
