@@ -38,6 +38,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/placelink bench stages
 	$(BIN)/placelink bench envelope
+	$(BIN)/placelink bench kit
 	$(BIN)/placelink bench linkage
 
 clean:

@@ -69,3 +69,20 @@ def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: i
     reports = reports or Settings.from_env().reports
     run_benchmark(list(sizes), seed, repeats, tuple(steps) or STEPS, work, reports, echo=click.echo)
     click.echo(f"Figures written to {reports / 'benchmark_stages.json'} and {reports / 'benchmark_stages.md'}")
+
+
+@bench.command("kit")
+@click.option("--people", default=100_000, show_default=True, type=click.IntRange(min=50),
+              help="People in the synthetic place (1,000,000 for the scale target).")
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--work", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep the synthetic place under this folder and reuse it on later runs "
+                   "(default: a temp folder, removed).")
+@click.option("--json", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write the figures as JSON to this file.")
+def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | None) -> None:
+    """Partner-kit throughput: prepare every contract dataset; records/s and time per step."""
+    from pipelines.bench.kit import run_benchmark
+
+    run_benchmark(people=people, seed=seed, repeats=repeats, work=work, out=out, echo=click.echo)

@@ -35,6 +35,7 @@ from functools import lru_cache
 import polars as pl
 
 from pipelines.partner_kit.normalise import map_distinct
+from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey
 
 BLOOM_BITS = 256
@@ -83,6 +84,7 @@ def _encoder(field_key: bytes) -> _NameEncoder:
     return _NameEncoder(field_key)
 
 
+@step("Bloom")
 def bloom_encode_names(names: pl.Series, field_name: str, key: LinkageKey) -> pl.Series:
     """32-byte Bloom filter of each already-normalised name; nulls and empty names stay null.
 

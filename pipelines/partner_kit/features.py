@@ -38,7 +38,8 @@ from pipelines.partner_kit.normalise import (
     sex_codes,
     valid_nhs_numbers,
 )
-from pipelines.partner_kit.tokens import LinkageKey, tokenise
+from pipelines.partner_kit.steps import step
+from pipelines.partner_kit.tokens import LinkageKey, token_array, tokenise
 
 IDENTITY_COLUMNS = (
     "record_id",
@@ -51,6 +52,7 @@ IDENTITY_COLUMNS = (
 )
 
 
+@step("phonetic")
 def phonetic_codes(names: pl.Series) -> pl.Series:
     """NYSIIS code of each normalised name (a phonetic code designed for names)."""
     return pl.Series(
@@ -91,6 +93,7 @@ class IdentityInputs:
         self.postcodes_not_in_lookup = 0
         self._fields: dict[str, Factorised] = {}
 
+    @step("normalise")
     def field(self, column: str) -> Factorised:
         """The raw column factorised (an absent column reads as all blank)."""
         if column not in self._fields:
@@ -102,6 +105,7 @@ class IdentityInputs:
             self._fields[column] = Factorised.of(raw.cast(pl.String))
         return self._fields[column]
 
+    @step("normalise")
     def _normalise(self, column: str, transform: Callable[[pl.Series], pl.Series]) -> pl.Series:
         """``transform`` of the column's distinct values, counting blank and unusable rows."""
         field = self.field(column)
@@ -118,7 +122,14 @@ class IdentityInputs:
     def token(self, field_name: str, values: pl.Series, *, all_distinct: bool = False) -> pl.Series:
         return tokenise(values, field_name, self.key, all_distinct=all_distinct).alias(field_name)
 
+    def token_array(
+        self, field_name: str, values: pl.Series, *, prefix: str = ""
+    ) -> pa.Array | pa.ChunkedArray:
+        """Tokens of ``prefix + value`` for values that are present and each hashed once."""
+        return token_array(values, field_name, self.key, prefix=prefix)
+
     @cached_property
+    @step("normalise")
     def record_id(self) -> pl.Series:
         """Per row (record ids are all different, so there is nothing to share)."""
         values = self.raw["record_id"].cast(pl.String).str.strip_chars().replace("", None)
@@ -138,6 +149,7 @@ class IdentityInputs:
         return self._normalise("given_name", clean_names)
 
     @cached_property
+    @step("normalise")
     def given_name_canonical(self) -> pl.Series:
         return canonical_given_names(self.given_name)
 
@@ -160,6 +172,7 @@ class IdentityInputs:
         return self._normalise("sex", sex_codes)
 
     @cached_property
+    @step("normalise")
     def areas(self) -> pl.DataFrame:
         """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
         if self.postcode_lookup is None:
@@ -176,10 +189,12 @@ class IdentityInputs:
         )
         return areas
 
+    @step("normalise")
     def date_part(self, fmt: str) -> pl.Series:
         return self.date_of_birth.dt.strftime(fmt)
 
 
+@step("normalise")
 def _prefixed(prefix: str, values: pl.Series) -> pl.Series:
     """``prefix|value`` for each value; null where the value is null."""
     return (
@@ -189,6 +204,7 @@ def _prefixed(prefix: str, values: pl.Series) -> pl.Series:
     )
 
 
+@step("normalise")
 def _unordered_date(inputs: IdentityInputs) -> pl.Series:
     # Year plus the day and month in sorted order: 1990-03-07 and 1990-07-03 (a
     # day/month swap) give the same string, "1990|03|07".
@@ -208,6 +224,10 @@ class IdentityFeature:
 
     ``compute`` returns one value per distinct value of the ``source`` column
     (aligned with ``inputs.field(source).distinct``), or one per row if ``per_row``.
+    A token feature also says what it is a token of: ``token_of`` gives the clear
+    values (aligned as ``compute``'s) and ``token_prefix`` a text put before each, so
+    :meth:`arrow` can hash each distinct value once and hand the tokens straight to
+    the file; ``compute`` is then the same tokens through :meth:`IdentityInputs.token`.
     """
 
     name: str
@@ -216,6 +236,8 @@ class IdentityFeature:
     compute: Callable[[IdentityInputs], pl.Series]
     description: str
     per_row: bool = False
+    token_of: Callable[[IdentityInputs], pl.Series] | None = None
+    token_prefix: Callable[[IdentityInputs], str] | None = None
 
     def rows(self, inputs: IdentityInputs) -> pl.Series:
         """The feature's value for every row of the extract, typed."""
@@ -231,6 +253,8 @@ class IdentityFeature:
         distinct values: each distinct token is handed to the Parquet writer once,
         with a small index per row, instead of being copied into every row.
         """
+        if self.token_of is not None:
+            return self._token_arrow(inputs)
         arrow_type = ARROW_TYPES[self.dtype]
         values = self.compute(inputs).cast(self.dtype)
         if self.per_row or self.dtype not in (pl.String, pl.Binary):
@@ -238,24 +262,42 @@ class IdentityFeature:
                 values = inputs.rows(self.source, values)
             return values.to_arrow().cast(arrow_type)
         # Dictionary of the distinct non-null results (several raw spellings can give
-        # one token), and per row the position of its result in that dictionary.
-        dictionary = values.drop_nulls().unique()
-        positions = values.replace_strict(
-            dictionary,
-            pl.Series(range(dictionary.len()), dtype=pl.Int32),
-            default=None,
-            return_dtype=pl.Int32,
-        )
-        indices = positions.gather(inputs.field(self.source).codes)
+        # one value), and per row the position of its result in that dictionary.
+        results = inputs.field(self.source).refactor(values)
         return pa.DictionaryArray.from_arrays(
-            indices.to_arrow(), dictionary.to_arrow().cast(arrow_type)
+            results.codes.to_arrow(), results.distinct.to_arrow().cast(arrow_type)
         )
+
+    def _token_arrow(self, inputs: IdentityInputs) -> pa.Array | pa.ChunkedArray:
+        values = self.token_of(inputs).cast(pl.String)
+        prefix = self.token_prefix(inputs) if self.token_prefix else ""
+        if not prefix:
+            values = values.replace("", None)  # as tokenise: an empty value has no token
+        if self.per_row:
+            present = values.drop_nulls()
+            tokens = inputs.token_array(self.name, present, prefix=prefix)
+            if present.len() == values.len():
+                return tokens
+            # Not in prepare_extract (it checks every record id is present): place the
+            # tokens among the nulls.
+            rows = pl.Series(self.name, [None] * values.len(), dtype=pl.String)
+            rows = rows.scatter(values.is_not_null().arg_true(), pl.Series(tokens, dtype=pl.String))
+            return rows.to_arrow().cast(pa.string())
+        # Hash each distinct clear value once (several raw spellings can give one value);
+        # each row points at its token in the dictionary.
+        clear = inputs.field(self.source).refactor(values)
+        tokens = inputs.token_array(self.name, clear.distinct, prefix=prefix)
+        if isinstance(tokens, pa.ChunkedArray):
+            tokens = tokens.combine_chunks()
+        return pa.DictionaryArray.from_arrays(clear.codes.to_arrow(), tokens)
 
 
 def _token(
     name: str, source: str, values: Callable[[IdentityInputs], pl.Series], description: str
 ) -> IdentityFeature:
-    return IdentityFeature(name, source, pl.String, lambda i: i.token(name, values(i)), description)
+    return IdentityFeature(
+        name, source, pl.String, lambda i: i.token(name, values(i)), description, token_of=values
+    )
 
 
 _FEATURES = (
@@ -269,6 +311,8 @@ _FEATURES = (
         ),
         "token of partner_id|dataset|record_id: stable across deliveries",
         per_row=True,
+        token_of=lambda i: i.record_id,
+        token_prefix=lambda i: f"{i.partner_id}|{i.dataset}|",
     ),
     _token(
         "nhs_number_token",
@@ -373,11 +417,14 @@ _FEATURES = (
         lambda i: i.areas["ward_code"],
         "electoral ward of the postcode, from the postcode lookup",
     ),
-    _token(
+    IdentityFeature(
         "family_token",
         "family_id",
-        lambda i: _prefixed(i.partner_id, i.family_id),
+        pl.String,
+        lambda i: i.token("family_token", _prefixed(i.partner_id, i.family_id)),
         "token of partner_id|family_id: groups the members of one family",
+        token_of=lambda i: i.family_id,
+        token_prefix=lambda i: f"{i.partner_id}|",
     ),
 )
 

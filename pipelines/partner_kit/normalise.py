@@ -35,9 +35,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from nicknames import NickNamer
 
 EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
@@ -179,6 +182,8 @@ class Factorised:
 
     Work that depends only on the value (normalising, tokenising) is done once per
     distinct value and spread back over the rows with :meth:`expand`, a plain gather.
+    ``distinct`` holds no nulls and is in order of first appearance; a null row has a
+    null code.
     """
 
     distinct: pl.Series
@@ -186,10 +191,21 @@ class Factorised:
 
     @classmethod
     def of(cls, series: pl.Series) -> "Factorised":
-        distinct = series.drop_nulls().unique()
-        positions = pl.Series(range(distinct.len()), dtype=pl.UInt32)
-        codes = series.replace_strict(distinct, positions, default=None, return_dtype=pl.UInt32)
-        return cls(distinct=distinct.alias(series.name), codes=codes)
+        # One hash pass gives both the distinct values and each row's position (Arrow's
+        # dictionary encoding), where unique() and a lookup back would take two.
+        encoded = pc.dictionary_encode(series.rechunk().to_arrow())
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        distinct = pl.Series(series.name, encoded.dictionary, dtype=series.dtype)
+        codes = pl.Series(series.name, encoded.indices, dtype=pl.Int32)
+        return cls(distinct=distinct, codes=codes)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """How many rows hold each distinct value (aligned with :attr:`distinct`)."""
+        return np.bincount(
+            self.codes.drop_nulls().to_numpy(), minlength=self.distinct.len()
+        ).astype(np.int64)
 
     def expand(self, per_distinct: pl.Series) -> pl.Series:
         """Per-row values from values aligned with :attr:`distinct`; null where the row was null."""
@@ -197,7 +213,15 @@ class Factorised:
 
     def count_rows(self, per_distinct_mask: pl.Series) -> int:
         """How many rows have a value for which ``per_distinct_mask`` is true."""
-        return int(self.expand(per_distinct_mask).sum() or 0)
+        mask = per_distinct_mask.fill_null(False).to_numpy()
+        return int(self.counts[mask].sum())
+
+    def refactor(self, per_distinct: pl.Series) -> "Factorised":
+        """The rows' values of ``per_distinct`` (aligned with :attr:`distinct`) factorised:
+        several distinct raw values may give one result (``Bob``, ``BOB``), which then
+        appears once. Costs a pass over the distinct values and one gather over the rows."""
+        inner = Factorised.of(per_distinct)
+        return Factorised(distinct=inner.distinct, codes=inner.codes.gather(self.codes))
 
 
 def map_distinct(

@@ -52,6 +52,7 @@ from pipelines.partner_kit.readers import (
     read_postcode_lookup,
     read_raw_extract,
 )
+from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey
 
 
@@ -113,7 +114,8 @@ def _arrow_table(columns: dict[str, pa.Array | pl.Series], order: tuple[str, ...
 
 def _write_private(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    # Both columns are one value per row: a dictionary or min/max statistics only cost time.
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=False, write_statistics=False)
     os.chmod(tmp, 0o600)  # the lookup re-identifies tokens: owner-only
     os.replace(tmp, path)
 
@@ -150,12 +152,14 @@ def prepare_extract(
     if not PERIOD_PATTERN.match(period):
         raise PartnerKitError(f"reporting period '{period}' is not YYYY-MM (e.g. 2026-10)")
     spec = contract.dataset(dataset)
-    opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
+    with step("read"):
+        opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
     key = linkage_key if isinstance(linkage_key, LinkageKey) else LinkageKey.load(linkage_key)
     features = contract_features(contract, spec)
     needs_areas = any(f.name in ("lsoa_code", "ward_code") for f in features)
     if isinstance(postcode_lookup, (str, Path)):
-        lookup = read_postcode_lookup(Path(postcode_lookup)) if needs_areas else None
+        with step("read"):
+            lookup = read_postcode_lookup(Path(postcode_lookup)) if needs_areas else None
     else:
         lookup = postcode_lookup
     if needs_areas and lookup is None:
@@ -164,11 +168,12 @@ def prepare_extract(
             "pass the postcode lookup file with --postcode-lookup"
         )
 
-    raw = read_raw_extract(input_path)
-    check_raw_columns(raw, input_path, contract, spec)
-    check_record_ids(raw, input_path)
-    rows_in = raw.height
-    raw, opted_out_rows = _remove_opted_out(raw, opted_out)
+    with step("read"):
+        raw = read_raw_extract(input_path)
+        check_raw_columns(raw, input_path, contract, spec)
+        check_record_ids(raw, input_path)
+        rows_in = raw.height
+        raw, opted_out_rows = _remove_opted_out(raw, opted_out)
 
     inputs = IdentityInputs(
         raw,
@@ -178,10 +183,11 @@ def prepare_extract(
         today=now.date(),
         postcode_lookup=lookup,
     )
-    columns: dict[str, pa.Array | pl.Series] = dict(compute_identity_columns(features, inputs))
-    payload = parse_payload(raw, contract, spec)
-    columns.update(payload.columns)
-    table = _arrow_table(columns, spec.columns)
+    with step("assemble"):
+        columns: dict[str, pa.Array | pl.Series] = dict(compute_identity_columns(features, inputs))
+        payload = parse_payload(raw, contract, spec)
+        columns.update(payload.columns)
+        table = _arrow_table(columns, spec.columns)
 
     invalid = {field: n for field, n in inputs.invalid.items() if field != "record_id"}
     header = ExtractHeader(
@@ -200,19 +206,22 @@ def prepare_extract(
     stem = extract_stem(contract.id, dataset, period, header.extract_id)
     private_dir = out_dir / PARTNER_ONLY_DIR
     private_dir.mkdir(parents=True, exist_ok=True)
-    extract_path = write_extract(table, header, out_dir / f"{stem}{EXTRACT_SUFFIX}")
+    with step("write"):
+        extract_path = write_extract(table, header, out_dir / f"{stem}{EXTRACT_SUFFIX}")
 
     lookup_path = private_dir / f"{stem}{LOOKUP_SUFFIX}"
     record_tokens = columns.get("record_token")
     if record_tokens is None:  # the lookup is the partner's way back, whatever the hub is sent
-        record_tokens = IDENTITY_FEATURES["record_token"].arrow(inputs)
-    _write_private(
-        _arrow_table(
-            {"record_id": inputs.record_id, "record_token": record_tokens},
-            ("record_id", "record_token"),
-        ),
-        lookup_path,
-    )
+        with step("assemble"):
+            record_tokens = IDENTITY_FEATURES["record_token"].arrow(inputs)
+    with step("write"):
+        _write_private(
+            _arrow_table(
+                {"record_id": inputs.record_id, "record_token": record_tokens},
+                ("record_id", "record_token"),
+            ),
+            lookup_path,
+        )
 
     report = {
         "extract_file": extract_path.name,

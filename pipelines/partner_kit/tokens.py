@@ -11,8 +11,7 @@ Token = lower-case hex of the first 16 bytes of HMAC-SHA256(field_key, value utf
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import binascii
 import os
 import secrets
 from collections.abc import Iterable
@@ -20,11 +19,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.normalise import Factorised
+from pipelines.partner_kit.steps import step
 
 KEY_BYTES = 32
 TOKEN_BYTES = 16
@@ -102,40 +106,72 @@ class LinkageKey:
         return _derive_field_key(self.secret, field_name)
 
 
-def _keyed_hmac_sha256(field_key: bytes):
-    """An HMAC-SHA256 object with the key already absorbed, ready to be copied per value."""
-    try:
-        # OpenSSL's HMAC, the same object `hmac.new(key, digestmod=hashlib.sha256)`
-        # wraps; used directly because the wrapper's Python-level copy() costs a third
-        # of the time per token.
-        import _hashlib
-
-        return _hashlib.hmac_new(field_key, digestmod="sha256")
-    except (ImportError, AttributeError, ValueError):  # a Python built without OpenSSL
-        return hmac.new(field_key, digestmod=hashlib.sha256)
+def _keyed_hmac(field_key: bytes, prefix: bytes = b"") -> crypto_hmac.HMAC:
+    """HMAC-SHA256 (``cryptography``, i.e. OpenSSL) keyed with ``field_key``, ``prefix`` absorbed."""
+    mac = crypto_hmac.HMAC(field_key, hashes.SHA256())
+    if prefix:
+        mac.update(prefix)
+    return mac
 
 
-def token_digests(values: Iterable[bytes], field_key: bytes) -> list[bytes]:
-    """First 16 bytes of HMAC-SHA256(field_key, value) for each value."""
-    # Standard HMAC-SHA256 (RFC 2104) from OpenSSL, not a home-made construction.
-    # The key is absorbed once and the keyed state copied for each value, which
-    # skips re-keying: 1.7 us a value against 3.7-4.7 us for the one-shot
-    # hmac.digest on the reference machine. Tokenising is most of the partner kit's
-    # run time, and record tokens are one HMAC per row.
-    fresh = _keyed_hmac_sha256(field_key).copy
+def hmac_digests(values: Iterable[bytes], field_key: bytes, prefix: bytes = b"") -> list[bytes]:
+    """HMAC-SHA256(field_key, prefix + value), all 32 bytes, for each value."""
+    # Standard HMAC-SHA256 (RFC 2104) from OpenSSL through `cryptography`, not a home-made
+    # construction. The key (and any shared prefix) is absorbed once and the keyed state
+    # copied for each value, as HMAC's copy() is meant for: values sharing an initial
+    # substring. Measured per 30-byte value: 0.45 us against 0.70 us for the stdlib
+    # _hashlib HMAC copy and 1.3-1.5 us for the one-shot hmac.digest. Tokenising is most
+    # of the partner kit's run time, and record tokens are one HMAC per row; the
+    # truncation to TOKEN_BYTES happens in bulk in token_array, not per value here.
+    copy = _keyed_hmac(field_key, prefix).copy
     out = []
     append = out.append
     for value in values:
-        mac = fresh()
+        mac = copy()
         mac.update(value)
-        append(mac.digest()[:TOKEN_BYTES])
+        append(mac.finalize())
     return out
 
 
-def _hex(digests: list[bytes]) -> pl.Series:
-    return pl.Series(digests, dtype=pl.Binary).bin.encode("hex")
+# Values per Arrow chunk: keeps each chunk's 32-byte-per-value text far below the 2 GiB
+# that a string array's 32-bit offsets can address.
+_CHUNK_VALUES = 1 << 20
 
 
+def _hex_chunk(digests: list[bytes]) -> pa.StringArray:
+    count = len(digests)
+    if not count:
+        return pa.array([], pa.string())
+    width = 2 * TOKEN_BYTES
+    whole = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(count, -1)
+    text = binascii.hexlify(np.ascontiguousarray(whole[:, :TOKEN_BYTES]).tobytes())
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+@step("HMAC tokens")
+def token_array(
+    values: pl.Series, field_name: str, key: LinkageKey, *, prefix: str = ""
+) -> pa.Array | pa.ChunkedArray:
+    """Token of ``prefix + value`` for each value, as an Arrow string array (chunked when long).
+
+    The caller passes values that need no lookup (each value once, or all different, as
+    record ids are) and no nulls; see :func:`tokenise` for any Series.
+    """
+    field_key = key.field_key(field_name)
+    data = values.cast(pl.String).cast(pl.Binary)
+    chunks = []
+    for start in range(0, max(data.len(), 1), _CHUNK_VALUES):
+        part = data.slice(start, _CHUNK_VALUES).to_list()
+        chunks.append(_hex_chunk(hmac_digests(part, field_key, prefix.encode())))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, pa.string())
+
+
+def _series(array: pa.Array | pa.ChunkedArray, name: str) -> pl.Series:
+    return pl.Series(name, array, dtype=pl.String)
+
+
+@step("HMAC tokens")
 def tokenise(
     series: pl.Series, field_name: str, key: LinkageKey, *, all_distinct: bool = False
 ) -> pl.Series:
@@ -148,15 +184,12 @@ def tokenise(
     """
     name = series.name
     values = series.cast(pl.String).replace("", None)
-    field_key = key.field_key(field_name)
-    present = values.len() - values.null_count()
-    distinct = None if all_distinct else values.unique().drop_nulls()
-    if distinct is None or distinct.len() == present:
-        # Every value is different (record ids): hash in place, no lookup needed.
-        hexes = _hex(token_digests(values.drop_nulls().cast(pl.Binary).to_list(), field_key))
-        if present == values.len():
-            return hexes.alias(name)
-        empty = pl.Series(name, [None] * values.len(), dtype=pl.String)
-        return empty.scatter(values.is_not_null().arg_true(), hexes)
-    hexes = _hex(token_digests(distinct.cast(pl.Binary).to_list(), field_key))
-    return values.replace_strict(distinct, hexes, default=None, return_dtype=pl.String).alias(name)
+    if not all_distinct:
+        factorised = Factorised.of(values)
+        return factorised.expand(_series(token_array(factorised.distinct, field_name, key), name))
+    present = values.drop_nulls()
+    tokens = _series(token_array(present, field_name, key), name)
+    if present.len() == values.len():
+        return tokens
+    empty = pl.Series(name, [None] * values.len(), dtype=pl.String)
+    return empty.scatter(values.is_not_null().arg_true(), tokens)

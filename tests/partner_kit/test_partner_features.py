@@ -93,10 +93,11 @@ def test_record_token_depends_on_partner_dataset_and_record_id(key):
 def test_arrow_columns_match_the_per_row_columns(key):
     raw = pl.DataFrame(
         {
-            "record_id": ["1", "2", "3", "4"],
-            "given_name": ["Bob", "Robert", None, "123"],
-            "date_of_birth": ["1990-03-07", "bad", "1990-03-07", None],
-            "sex": ["M", "M", "x", None],
+            "record_id": ["1", "2", "3", "4", " "],
+            "given_name": ["Bob", "Robert", None, "123", "bob"],
+            "date_of_birth": ["1990-03-07", "bad", "1990-03-07", None, "1990-07-03"],
+            "sex": ["M", "M", "x", None, "m"],
+            "family_id": ["F1", "", "F1", None, "F2"],
         }
     )
     inputs = IdentityInputs(raw, partner_id="nhs", dataset="d", key=key, today=TODAY)

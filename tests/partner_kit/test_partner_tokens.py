@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit import tokens
 from pipelines.partner_kit.tokens import LinkageKey, tokenise
 
 
@@ -49,6 +50,22 @@ def test_all_distinct_shortcut_gives_the_same_tokens(key):
         tokenise(ids, "record_token", key, all_distinct=True).to_list()
         == tokenise(ids, "record_token", key).to_list()
     )
+
+
+def test_long_columns_and_prefixed_values_keep_the_documented_construction(key, monkeypatch):
+    # Tokens are built in chunks of rows; make the chunks tiny so a short column spans several.
+    monkeypatch.setattr(tokens, "_CHUNK_VALUES", 7)
+    ids = [f"R{i}" for i in range(30)]
+    field_key = key.field_key("record_token")
+
+    def expected(value: str) -> str:
+        return hmac.new(field_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    plain = tokens.token_array(pl.Series(ids), "record_token", key)
+    prefixed = tokens.token_array(pl.Series(ids), "record_token", key, prefix="nhs|ae|")
+    assert plain.to_pylist() == [expected(i) for i in ids]
+    assert prefixed.to_pylist() == [expected(f"nhs|ae|{i}") for i in ids]
+    assert tokens.token_array(pl.Series([], dtype=pl.String), "record_token", key).to_pylist() == []
 
 
 def test_key_file_round_trip_is_owner_only(tmp_path, key):

@@ -1,0 +1,134 @@
+"""The partner kit's outputs are fixed: same key and inputs, same values in every file.
+
+The hub's saved linkage models and stable person keys depend on every token and Bloom
+filter staying exactly as it is, so any change to how the kit computes them (a faster
+path, a library upgrade) must give the very same values. This test prepares every
+dataset of a small seeded synthetic place, plus hand-made edge cases, with a key
+derived here from a fixed seed (a test key: it protects nothing), and compares a
+SHA-256 digest of the decoded files with digests recorded from the kit before it was
+optimised. The digests are over whole columns: no token, filter or raw value is shown.
+
+If the *inputs* digest fails, the synthetic generator changed (not the kit): record
+new digests with the kit from before your change, then re-apply it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.contracts import load_contracts
+from pipelines.partner_kit.prepare import prepare_extract
+from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.settings import REPO_ROOT
+from pipelines.synth import generate_place
+
+from tests.partner_kit.conftest import AE_HEADER, ae_rows, write_csv
+
+NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.timezone.utc)
+PEOPLE, SEED = 1500, 7
+# Things that differ on every run by design: a fresh extract id and the file names built from it.
+VOLATILE_REPORT_KEYS = ("extract_file", "extract_id", "created_at", "input_file")
+
+INPUT_DIGEST = "efb16d7a3a911cad37f64c45e794d85356227cfec5ba6abcadf10bba0ae1a4f5"
+# Recorded with the kit as of commit 5c18354 (before the throughput work of issue 8).
+OUTPUT_DIGESTS = {
+    "csc_referrals:csc_referrals": "24b32cee0bd8ea14388609d8f5e1e7119dba0e812b2247ee4fc770e96a962731",
+    "school_attendance:school_attendance": "27ecb0912a57621e9d4f706aa09c48195004f0797afa49a054e7afb9848e4a63",
+    "homelessness_applications:homelessness_applications": "14f464b63b49424479b09d810a0921c08018984dc2afe65d2451d3494540dbdd",
+    "ae_attendances:ae_attendances": "7163871ce0ce123c75cc49737573d42312696be7045e8c45e50e75fb39c30372",
+    "emergency_admissions:emergency_admissions": "2acb39836c97248860a8f0b7acdfdca0092eea075314d45686df965ab78ceb02",
+    "mental_health_referrals:mental_health_referrals": "afdd9ce28e2bc3c827dac63e77accc2454b0a357144da8e4bfaf8f67343ccae3",
+    "family_support_enrolments:family_support_enrolments": "eef0fcfd37e0500595b04b2572313592f73fb132b84f8b8dfe27906d15c9b6ba",
+    "edge:ae_attendances": "1d5fb00d6dc30ef5869f2e7919d2455907a556a14c0bc8c71581fd0553cb0fa7",
+}
+
+
+def _test_key() -> LinkageKey:
+    return LinkageKey(hashlib.sha256(b"placelink fixed-output test key, seed 1").digest())
+
+
+def _json_value(value):
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _file_digest(path: Path) -> str:
+    """Digest of a Parquet file's decoded schema and values (not its bytes: the writer's
+    encoding choices may change without changing what the hub reads)."""
+    table = pq.read_table(path)
+    digest = hashlib.sha256()
+    for field, column in zip(table.schema, table.columns, strict=True):
+        digest.update(f"{field.name}:{field.type}\n".encode())
+        digest.update(json.dumps(column.to_pylist(), default=_json_value).encode())
+    return digest.hexdigest()
+
+
+def _prepared_digests(root: Path) -> tuple[str, dict[str, str]]:
+    place = root / "place"
+    generate_place(people=PEOPLE, seed=SEED, out=place)
+    # Hand-made edge cases (accents, nicknames, bad dates, blanks) as one more council-side file.
+    edge = write_csv(root / "edge.csv", AE_HEADER, ae_rows())
+    contracts, problems = load_contracts(REPO_ROOT / "contracts")
+    assert not problems
+    key = _test_key()
+    runs = []
+    for contract in contracts.values():
+        for dataset in contract.datasets:
+            runs.append((contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv"))
+    nhs = contracts["nhs-acute-mental-health"]
+    runs.append((nhs, "ae_attendances", edge))
+
+    inputs = hashlib.sha256()
+    for reference in ("postcode_lookup.csv", "national_data_opt_outs.csv"):
+        inputs.update((place / "reference" / reference).read_bytes())
+    outputs = {}
+    for contract, dataset, raw in runs:
+        inputs.update(raw.read_bytes())
+        opt_outs = (
+            place / "reference" / "national_data_opt_outs.csv"
+            if contract.terms.national_data_opt_out_applies
+            else None
+        )
+        prepared = prepare_extract(
+            contract,
+            dataset,
+            raw,
+            root / "out" / raw.stem,
+            key,
+            place / "reference" / "postcode_lookup.csv",
+            opt_outs=opt_outs,
+            period="2026-10",
+            now=NOW,
+        )
+        report = {k: v for k, v in prepared.report.items() if k not in VOLATILE_REPORT_KEYS}
+        digest = hashlib.sha256(json.dumps(report, sort_keys=True).encode())
+        digest.update(_file_digest(prepared.extract_path).encode())
+        digest.update(_file_digest(prepared.lookup_path).encode())
+        outputs[f"{raw.stem}:{dataset}"] = digest.hexdigest()
+    return inputs.hexdigest(), outputs
+
+
+@pytest.fixture(scope="module")
+def digests(tmp_path_factory):
+    return _prepared_digests(tmp_path_factory.mktemp("fixed_outputs"))
+
+
+def test_the_synthetic_inputs_are_the_ones_the_digests_were_recorded_from(digests):
+    assert digests[0] == INPUT_DIGEST, (
+        "the synthetic place changed, so the output digests below cannot be compared: "
+        "record new ones with the kit from before your change"
+    )
+
+
+def test_every_prepared_file_is_unchanged(digests):
+    changed = sorted(name for name, d in digests[1].items() if OUTPUT_DIGESTS.get(name) != d)
+    assert not changed, f"prepared outputs changed for: {', '.join(changed)}"
