@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import pandas as pd
 import pyarrow as pa
@@ -28,7 +29,6 @@ class RuleResult:
     rule: Rule
     passed: bool
     unexpected_count: int | None = None
-    unexpected_percent: float | None = None
     sample_rows: tuple[int, ...] = ()     # 1 = first data row of the delivery
     observed: str | None = None           # aggregate only: a row count or a column type
     error: str | None = None              # the rule could not be evaluated (e.g. wrong type)
@@ -117,8 +117,27 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(dict.fromkeys(named))
 
 
+# A passing result of these says more than "passed": a value we keep (a column type, a row
+# count, a share of filled rows), so they always run with the full result format.
+_KEEPS_OBSERVED = frozenset({"expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
+                             "expect_column_proportion_of_non_null_values_to_be_between"})
+# Per-value checks whose arguments do not depend on the column: several columns with the same
+# arguments are checked as one column of all their values (e.g. the 14 token columns).
+_STACKABLE = frozenset({"expect_column_values_to_match_regex", "expect_column_value_lengths_to_equal"})
+_STACKED = "values of several columns"
+_PASS_OR_FAIL = {"result_format": "BOOLEAN_ONLY"}
+_DETAILED = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS}
+
+
 def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
     """Validate ``frame`` against ``rules``; one result per rule that could run, in order.
+
+    Two passes, so the common case (everything passes) asks GX for the least work. First,
+    every rule whose passing result is just "passed" runs for pass or fail only
+    (``BOOLEAN_ONLY``), with same-argument value checks on several columns run as one.
+    Then the rules that failed, and those whose result carries more (``mostly``, a column
+    type, a row count), run with counts and sample row numbers, one column at a time: so a
+    failed rule's result is exactly what a single detailed run would give.
 
     Rules on a column run on a frame of that column only: GX copies the whole frame to drop
     a column's nulls, which on a wide extract costs more than the checks themselves.
@@ -129,20 +148,72 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     profile = column_profile(frame)
     # A missing column fails the columns rule; its own rules cannot be run.
     runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
-    groups: dict[tuple, list[int]] = {}
-    for index, rule in enumerate(runnable):
-        groups.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(index)
-    by_index = {}
     definition = _batch_definition(dataset)
-    for columns, indices in groups.items():
-        part = profile if columns == ("columns",) else frame[list(columns)] if columns else frame
-        suite = build_suite(f"{dataset}_delivery", [runnable[i] for i in indices])
-        validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
-            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS})
-        for result in validation.results:
-            by_index[indices[result.expectation_config.meta["rule_index"]]] = result
-    results = [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+    quick = [i for i, r in enumerate(runnable) if r.expectation not in _KEEPS_OBSERVED and "mostly" not in r.kwargs]
+    by_index = {}
+    for indices, result in _validate(definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True):
+        if result.success:
+            map_rule = _is_map(result.expectation_config.type)
+            for i in indices:
+                by_index[i] = RuleResult(runnable[i], True, 0 if map_rule else None, checked_rows=len(frame))
+    detailed = [i for i in range(len(runnable)) if i not in by_index]
+    for (i,), result in _validate(definition, dataset, frame, profile, runnable, detailed, _DETAILED, stack=False):
+        by_index[i] = _reduce(runnable[i], result, len(frame))
+    results = [by_index[i] for i in range(len(runnable))]
     return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
+
+
+def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFrame, rules: list[Rule], indices: list[int],
+              result_format: dict, stack: bool):
+    """Run ``rules[i]`` for ``i`` in ``indices``, one GX validation per column (or stack of
+    columns); yields (the rule indices a GX result stands for, the result)."""
+    calls: dict[tuple, list[tuple[list[int], Rule]]] = {}
+    stacks: dict[tuple, list[int]] = {}
+    for i in indices:
+        rule = rules[i]
+        if stack and rule.expectation in _STACKABLE and "mostly" not in rule.kwargs and \
+                _arrow_text(frame[rule.kwargs["column"]]):
+            same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
+            stacks.setdefault((rule.expectation, same), []).append(i)
+        else:
+            calls.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(([i], rule))
+    parts = [(profile if key == ("columns",) else frame[list(key)] if key else frame, members)
+             for key, members in calls.items()]
+    for members in stacks.values():
+        rule = replace(rules[members[0]], kwargs={**rules[members[0]].kwargs, "column": _STACKED})
+        parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members]), [(members, rule)]))
+    for part, members in parts:
+        suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
+        validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
+            suite, result_format=result_format)
+        for result in validation.results:
+            yield members[result.expectation_config.meta["rule_index"]][0], result
+
+
+def _arrow_text(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
+
+
+def _stacked(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One column of every value of ``columns`` (Arrow-backed text), in one contiguous Arrow
+    array: GX's null filter copies it, and copying many small chunks is several times slower."""
+    chunks = []
+    for column in columns:
+        values = pa.array(frame[column])  # no copy: the column's own Arrow data
+        chunks += values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    kind = chunks[0].type
+    return pa.table({_STACKED: pa.concat_arrays([c.cast(kind) for c in chunks])}).to_pandas()
+
+
+@lru_cache(maxsize=None)
+def _is_map(expectation: str) -> bool:
+    """Whether a GX expectation counts failing values (its passing result counts 0 of them)."""
+    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
+                                                             MulticolumnMapExpectation)
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    return issubclass(get_expectation_impl(expectation),
+                      (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
 
 
 def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
@@ -179,5 +250,4 @@ def _reduce(rule: Rule, result, rows: int) -> RuleResult:
         observed = None  # may be a value (a min, a max): not kept
     indices = r.get("partial_unexpected_index_list") or []
     sample = tuple(int(i) + 1 for i in indices[:SAMPLE_ROWS] if isinstance(i, (int,)) or hasattr(i, "__int__"))
-    return RuleResult(rule, bool(result.success), r.get("unexpected_count"),
-                      r.get("unexpected_percent"), sample, observed, None, rows)
+    return RuleResult(rule, bool(result.success), r.get("unexpected_count"), sample, observed, None, rows)
