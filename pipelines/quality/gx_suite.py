@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -98,16 +99,36 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     and integers as int64 (or float64 with nulls), which GX compares vectorised (other dtypes
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
     null and regex checks); Bloom filters as hex text, as GX measures lengths of text."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type):
+            table = table.set_column(index, field.name, hex_text(table.column(index)))
     frame = table.to_pandas(date_as_object=False)
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
-        if pa.types.is_binary(kind):
-            frame[name] = frame[name].map(bytes.hex, na_action="ignore").astype("str")
-        elif pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+        if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
             frame[name] = frame[name].astype("datetime64[ns]")
         elif pa.types.is_integer(kind) and pd.api.types.is_integer_dtype(dtype):
             frame[name] = frame[name].astype("int64")
     return frame
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Binary values as lower-case hex text (nulls stay null), without a Python call per value."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = pa.concat_arrays([values.cast(pa.large_binary())])  # 64-bit offsets, starting at row 0
+    validity, offsets, data = values.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64, count=len(values) + 1)
+    data = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else \
+        np.empty(0, dtype=np.uint8)
+    text = np.empty(data.size * 2, dtype=np.uint8)
+    text[0::2], text[1::2] = _HEX_DIGITS[data >> 4], _HEX_DIGITS[data & 0x0F]
+    return pa.Array.from_buffers(pa.large_string(), len(values),
+                                 [validity, pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(text)],
+                                 null_count=values.null_count)
 
 
 def _columns(rule: Rule) -> tuple[str, ...]:
