@@ -24,7 +24,9 @@ from pipelines.contracts import Contract, Dataset, DataItem
 ERROR = "error"
 WARN = "warn"
 
-TOKEN_PATTERN = r"^[0-9a-f]{32}$"   # first 16 bytes of HMAC-SHA256, lower-case hex
+# First 16 bytes of HMAC-SHA256, lower-case hex. \Z, not $: $ also matches before a final
+# newline, and pandas then scans every value for newlines before it can use Arrow's regex.
+TOKEN_PATTERN = r"^[0-9a-f]{32}\Z"
 BLOOM_BYTES = 32                    # 256-bit Bloom filter
 EARLIEST_EVENT = dt.date(1990, 1, 1)
 EARLIEST_BIRTH_YEAR = 1900

@@ -129,6 +129,18 @@ def test_text_where_a_date_is_expected_is_caught(small_place, tmp_path):
     assert landed[OTHER] == small_place.extract(OTHER).rows_out
 
 
+def test_a_token_with_a_trailing_newline_is_held(small_place):
+    # 32 hex characters and a newline is not a token (a regex ending in $ would let it pass).
+    table = pq.read_table(small_place.extract("ae_attendances").extract_path)
+    tokens = table.column("postcode_token").to_pylist()
+    row = next(i for i, t in enumerate(tokens) if t)
+    tokens[row] += "\n"
+    verdict = validate_delivery(_set(table, "postcode_token", tokens), small_place.contracts["nhs-acute-mental-health"],
+                                "ae_attendances", "nhs-ae-newline.parquet", NOW.date())
+    assert verdict.outcome == "held"
+    assert f"postcode_token: token format: 1 of {table.num_rows:,} rows fail (rows {row + 1})" in verdict.message()
+
+
 def test_warning_rules_land_the_delivery_and_are_recorded(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=[])
 
