@@ -216,14 +216,17 @@ def _arrow_text(column: pd.Series) -> bool:
 
 
 def _stacked(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """One column of every value of ``columns`` (Arrow-backed text), in one contiguous Arrow
-    array: GX's null filter copies it, and copying many small chunks is several times slower."""
-    chunks = []
-    for column in columns:
-        values = pa.array(frame[column])  # no copy: the column's own Arrow data
-        chunks += values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    kind = chunks[0].type
-    return pa.table({_STACKED: pa.concat_arrays([c.cast(kind) for c in chunks])}).to_pandas()
+    """One column of every non-null value of ``columns`` (Arrow-backed text), contiguous.
+
+    Both stackable expectations skip nulls, so leaving them out changes no verdict; it spares
+    GX's null filter a copy of every value (pandas copies nothing when no row is dropped).
+    """
+    arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
+    kind = arrays[0].type
+    chunks = [c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])]
+    values = pa.concat_arrays([(c.drop_null() if c.null_count else c).cast(kind) for c in chunks]) \
+        if chunks else pa.array([], kind)
+    return pa.table({_STACKED: values}).to_pandas()
 
 
 @lru_cache(maxsize=None)
