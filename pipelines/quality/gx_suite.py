@@ -156,11 +156,8 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     every rule whose passing result is just "passed" runs for pass or fail only
     (``BOOLEAN_ONLY``), with same-argument value checks on several columns run as one.
     Then the rules that failed, and those whose result carries more (``mostly``, a column
-    type, a row count), run with counts and sample row numbers, one column at a time: so a
-    failed rule's result is exactly what a single detailed run would give.
-
-    Rules on a column run on a frame of that column only: GX copies the whole frame to drop
-    a column's nulls, which on a wide extract costs more than the checks themselves.
+    type, a row count), run with counts and sample row numbers: a failed rule's result is
+    exactly what a detailed run of that rule alone would give.
     """
     if isinstance(frame, pa.Table):
         frame = to_pandas(frame)
@@ -185,8 +182,9 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
 
 def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFrame, rules: list[Rule], indices: list[int],
               result_format: dict, stack: bool):
-    """Run ``rules[i]`` for ``i`` in ``indices``, one GX validation per column (or stack of
-    columns); yields (the rule indices a GX result stands for, the result)."""
+    """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the whole frame, one per
+    column with nulls and one per stack of columns; yields (the rule indices a GX result
+    stands for, the result)."""
     calls: dict[tuple, list[tuple[list[int], Rule]]] = {}
     stacks: dict[tuple, list[int]] = {}
     for i in indices:
@@ -195,8 +193,15 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
                 _arrow_text(frame[rule.kwargs["column"]]):
             same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
             stacks.setdefault((rule.expectation, same), []).append(i)
+        elif rule.on == "columns":
+            calls.setdefault(("columns",), []).append(([i], rule))
         else:
-            calls.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(([i], rule))
+            # GX drops a column's nulls by copying the frame it checks; pandas copies nothing
+            # when no row is dropped. So rules on columns without nulls share the whole frame
+            # (one GX run), and a column with nulls gets a frame of its own.
+            columns = _columns(rule)
+            with_nulls = [c for c in columns if frame[c].hasnans]
+            calls.setdefault(columns if with_nulls else (), []).append(([i], rule))
     parts = [(profile if key == ("columns",) else frame[list(key)] if key else frame, members)
              for key, members in calls.items()]
     for members in stacks.values():
