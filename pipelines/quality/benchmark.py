@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     from pipelines.quality.gx_suite import _batch_definition  # noqa: PLC0415 (timed on purpose)
     from pipelines.quality.validate import validate_delivery
-    _batch_definition("warm-up")
+    _batch_definition()
     setup = time.perf_counter() - started
 
     source = pq.read_table(args.extract)

@@ -1,7 +1,9 @@
 """Run quality rules with Great Expectations 1.x on a pandas frame (handed over via Arrow).
 
-Great Expectations is slow to import and initialise, so the ephemeral context and one
-pandas data asset per dataset are made once per process. Results are reduced to counts
+Great Expectations is slow to import and initialise, so the ephemeral context and its one
+pandas data asset are made once per process. Most of the rest of its cost is
+per expectation and per metric, not per row, and copies of the delivery: see
+:func:`run_rules` for how both are kept down. Results are reduced to counts
 and *row numbers*: GX's own result carries sample values, which may be tokens, so they
 never leave this module.
 """
@@ -57,9 +59,11 @@ def _gx():
     return gx
 
 
-def _batch_definition(dataset: str):
+def _batch_definition():
+    """The one GX batch definition every delivery is validated through (made once per process:
+    each data asset or batch definition added to a context re-serialises its whole config)."""
     with _lock:
-        if "context" not in _state:
+        if "definition" not in _state:
             gx = _gx()
             from great_expectations.data_context.types.base import ProgressBarsConfig
             from great_expectations.execution_engine import pandas_execution_engine
@@ -70,14 +74,10 @@ def _batch_definition(dataset: str):
             pandas_execution_engine.HASH_THRESHOLD = 0
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            asset = context.data_sources.add_pandas("placelink_deliveries").add_dataframe_asset("delivery")
             _state["context"] = context
-            _state["source"] = context.data_sources.add_pandas("placelink_deliveries")
-            _state["batches"] = {}
-        batches = _state["batches"]
-        if dataset not in batches:
-            asset = _state["source"].add_dataframe_asset(dataset)
-            batches[dataset] = asset.add_batch_definition_whole_dataframe("delivery")
-        return batches[dataset]
+            _state["definition"] = asset.add_batch_definition_whole_dataframe("delivery")
+        return _state["definition"]
 
 
 def build_suite(name: str, rules: list[Rule]):
@@ -165,7 +165,7 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     profile = column_profile(frame)
     # A missing column fails the columns rule; its own rules cannot be run.
     runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
-    definition = _batch_definition(dataset)
+    definition = _batch_definition()
     quick = [i for i, r in enumerate(runnable) if r.expectation not in _KEEPS_OBSERVED and "mostly" not in r.kwargs]
     by_index = {}
     for indices, result in _validate(definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True):
