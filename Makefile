@@ -36,6 +36,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/placelink bench envelope
 	$(BIN)/placelink bench linkage
+	$(BIN)/placelink bench quality
 
 clean:
 	rm -rf $(PLACELINK_HOME)
