@@ -9,9 +9,7 @@ never leave this module.
 """
 from __future__ import annotations
 
-import gc
 import os
-import sys
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -58,17 +56,6 @@ class RuleResult:
 def _gx():
     """Import Great Expectations quietly: no usage statistics (no network), no progress bars."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    if "great_expectations" not in sys.modules:
-        # The import makes ~1,500 modules' worth of objects that live as long as the process;
-        # with the cyclic GC on, Python scans the growing heap again and again while importing
-        # (about a fifth of the import's time in a pipeline run). Nothing it makes is garbage.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            import great_expectations  # noqa: F401
-        finally:
-            if was_enabled:
-                gc.enable()
     import great_expectations as gx
     return gx
 
