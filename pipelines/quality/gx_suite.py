@@ -140,7 +140,8 @@ def _columns(rule: Rule) -> tuple[str, ...]:
 
 # A passing result of these says more than "passed": a value we keep (a column type, a row
 # count, a share of filled rows), so they always run with the full result format.
-_KEEPS_OBSERVED = frozenset({"expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
+_TYPE_RULE = "expect_column_values_to_be_in_type_list"
+_KEEPS_OBSERVED = frozenset({_TYPE_RULE, "expect_table_row_count_to_be_between",
                              "expect_column_proportion_of_non_null_values_to_be_between"})
 # Per-value checks whose arguments do not depend on the column: several columns with the same
 # arguments are checked as one column of all their values (e.g. the 14 token columns).
@@ -199,9 +200,10 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
         else:
             # GX drops a column's nulls by copying the frame it checks; pandas copies nothing
             # when no row is dropped. So rules on columns without nulls share the whole frame
-            # (one GX run), and a column with nulls gets a frame of its own.
+            # (one GX run), and a column with nulls gets a frame of its own. A type rule reads
+            # the column's dtype (per value only for text), so it never needs one.
             columns = _columns(rule)
-            with_nulls = [c for c in columns if frame[c].hasnans]
+            with_nulls = [c for c in columns if frame[c].hasnans] if rule.expectation != _TYPE_RULE else []
             calls.setdefault(columns if with_nulls else (), []).append(([i], rule))
     parts = [(profile if key == ("columns",) else frame[list(key)] if key else frame, members)
              for key, members in calls.items()]
