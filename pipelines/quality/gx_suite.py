@@ -141,6 +141,7 @@ def _columns(rule: Rule) -> tuple[str, ...]:
 # A passing result of these says more than "passed": a value we keep (a column type, a row
 # count, a share of filled rows), so they always run with the full result format.
 _TYPE_RULE = "expect_column_values_to_be_in_type_list"
+_UNIQUE_RULE = "expect_column_values_to_be_unique"
 _KEEPS_OBSERVED = frozenset({_TYPE_RULE, "expect_table_row_count_to_be_between",
                              "expect_column_proportion_of_non_null_values_to_be_between"})
 # Per-value checks whose arguments do not depend on the column: several columns with the same
@@ -207,9 +208,11 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
             calls.setdefault(columns if with_nulls else (), []).append(([i], rule))
     parts = [(profile if key == ("columns",) else frame[list(key)] if key else frame, members)
              for key, members in calls.items()]
+    # A column that must be unique has as many distinct values as rows: not worth collecting.
+    unique = {r.kwargs["column"] for r in rules if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs}
     for members in stacks.values():
         rule = replace(rules[members[0]], kwargs={**rules[members[0]].kwargs, "column": _STACKED})
-        parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members]), [(members, rule)]))
+        parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members], unique), [(members, rule)]))
     for part, members in parts:
         suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
         validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
@@ -222,8 +225,9 @@ def _arrow_text(column: pd.Series) -> bool:
     return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
 
 
-def _stacked(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """One column of the distinct non-null values of each of ``columns`` (Arrow-backed text).
+def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.DataFrame:
+    """One column of the distinct non-null values of each of ``columns`` (Arrow-backed text);
+    of the ``unique`` columns, every non-null value.
 
     Both stackable expectations judge each value on its own and skip nulls, so every row
     passes if and only if every distinct value does: the verdict is the same, for about a
@@ -232,8 +236,10 @@ def _stacked(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """
     arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
     kind = arrays[0].type
-    values = pa.chunked_array([pc.unique(a).drop_null().cast(kind) for a in arrays], kind)
-    return pa.table({_STACKED: values}).to_pandas()
+    values = [(a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
+              for c, a in zip(columns, arrays)]
+    chunks = [c.cast(kind) for v in values for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])]
+    return pa.table({_STACKED: pa.chunked_array(chunks, kind)}).to_pandas()
 
 
 @lru_cache(maxsize=None)
