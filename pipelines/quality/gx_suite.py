@@ -99,11 +99,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow to pandas in the shapes GX checks fast and correctly: dates as datetime64[ns]
     and integers as int64 (or float64 with nulls), which GX compares vectorised (other dtypes
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
-    null and regex checks); Bloom filters as hex text, as GX measures lengths of text."""
-    for index, field in enumerate(table.schema):
-        if pa.types.is_binary(field.type):
-            table = table.set_column(index, field.name, hex_text(table.column(index)))
-    frame = table.to_pandas(date_as_object=False)
+    null and regex checks); Bloom filters stay Arrow binary, and become hex text (GX measures
+    lengths of text) only where a check needs them: see :func:`_for_gx`."""
+    frame = table.to_pandas(date_as_object=False,
+                            types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_binary(kind) else None)
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
         if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
@@ -193,7 +192,7 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
     for i in indices:
         rule = rules[i]
         if stack and rule.expectation in _STACKABLE and "mostly" not in rule.kwargs and \
-                _arrow_text(frame[rule.kwargs["column"]]):
+                (_arrow_text(frame[rule.kwargs["column"]]) or _binary(frame[rule.kwargs["column"]])):
             same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
             stacks.setdefault((rule.expectation, same), []).append(i)
         elif rule.on == "columns":
@@ -203,10 +202,12 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
             # when no row is dropped. So rules on columns without nulls share the whole frame
             # (one GX run), and a column with nulls gets a frame of its own. A type rule reads
             # the column's dtype (per value only for text), so it never needs one.
+            # Binary columns are converted for the rules that need them, on a frame of their own.
             columns = _columns(rule)
-            with_nulls = [c for c in columns if frame[c].hasnans] if rule.expectation != _TYPE_RULE else []
-            calls.setdefault(columns if with_nulls else (), []).append(([i], rule))
-    parts = [(profile if key == ("columns",) else frame[list(key)] if key else frame, members)
+            own = [c for c in columns if frame[c].hasnans or _binary(frame[c])] if rule.expectation != _TYPE_RULE \
+                else []
+            calls.setdefault(columns if own else (), []).append(([i], rule))
+    parts = [(profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
              for key, members in calls.items()]
     # A column that must be unique has as many distinct values as rows: not worth collecting.
     unique = {r.kwargs["column"] for r in rules if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs}
@@ -225,9 +226,21 @@ def _arrow_text(column: pd.Series) -> bool:
     return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
 
 
+def _binary(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_binary(column.dtype.pyarrow_dtype)
+
+
+def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
+    """``part`` with its Arrow binary columns (Bloom filters) as hex text, which GX can check."""
+    binary = [c for c in part.columns if _binary(part[c])]
+    if not binary:
+        return part
+    return part.assign(**{c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas()[c] for c in binary})
+
+
 def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.DataFrame:
-    """One column of the distinct non-null values of each of ``columns`` (Arrow-backed text);
-    of the ``unique`` columns, every non-null value.
+    """One text column of the distinct non-null values of each of ``columns`` (Arrow-backed
+    text, or binary as hex); of the ``unique`` columns, every non-null value.
 
     Both stackable expectations judge each value on its own and skip nulls, so every row
     passes if and only if every distinct value does: the verdict is the same, for about a
@@ -235,11 +248,11 @@ def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.Da
     counted and located afterwards on the column's own rows (see :func:`run_rules`).
     """
     arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
-    kind = arrays[0].type
     values = [(a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
               for c, a in zip(columns, arrays)]
-    chunks = [c.cast(kind) for v in values for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])]
-    return pa.table({_STACKED: pa.chunked_array(chunks, kind)}).to_pandas()
+    values = [hex_text(v) if pa.types.is_binary(v.type) else v for v in values]  # Bloom filters
+    chunks = [c.cast(pa.large_string()) for v in values for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])]
+    return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas()
 
 
 @lru_cache(maxsize=None)
