@@ -137,10 +137,10 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(dict.fromkeys(named))
 
 
-# A passing result of these says more than "passed": a value we keep (a column type, a row
-# count, a share of filled rows), so they always run with the full result format.
 _TYPE_RULE = "expect_column_values_to_be_in_type_list"
 _UNIQUE_RULE = "expect_column_values_to_be_unique"
+# A passing result of these says more than "passed": a value we keep (a column type, a row
+# count, a share of filled rows), so they always run with the full result format.
 _KEEPS_OBSERVED = frozenset({_TYPE_RULE, "expect_table_row_count_to_be_between",
                              "expect_column_proportion_of_non_null_values_to_be_between"})
 # Per-value checks whose arguments do not depend on the column: several columns with the same
@@ -185,14 +185,14 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
 def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFrame, rules: list[Rule], indices: list[int],
               result_format: dict, stack: bool):
     """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the whole frame, one per
-    column with nulls and one per stack of columns; yields (the rule indices a GX result
-    stands for, the result)."""
+    column with nulls (or binary) and one per stack of columns; yields (the rule indices a GX
+    result stands for, the result)."""
     calls: dict[tuple, list[tuple[list[int], Rule]]] = {}
     stacks: dict[tuple, list[int]] = {}
     for i in indices:
         rule = rules[i]
         if stack and rule.expectation in _STACKABLE and "mostly" not in rule.kwargs and \
-                (_arrow_text(frame[rule.kwargs["column"]]) or _binary(frame[rule.kwargs["column"]])):
+                _stackable(frame[rule.kwargs["column"]]):
             same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
             stacks.setdefault((rule.expectation, same), []).append(i)
         elif rule.on == "columns":
@@ -200,12 +200,11 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
         else:
             # GX drops a column's nulls by copying the frame it checks; pandas copies nothing
             # when no row is dropped. So rules on columns without nulls share the whole frame
-            # (one GX run), and a column with nulls gets a frame of its own. A type rule reads
-            # the column's dtype (per value only for text), so it never needs one.
-            # Binary columns are converted for the rules that need them, on a frame of their own.
+            # (one GX run), and a column with nulls gets a frame of its own, as does a binary
+            # column (converted to hex for it). A type rule reads the column's dtype (per value
+            # only for text): it never needs a frame of its own.
             columns = _columns(rule)
-            own = [c for c in columns if frame[c].hasnans or _binary(frame[c])] if rule.expectation != _TYPE_RULE \
-                else []
+            own = rule.expectation != _TYPE_RULE and any(frame[c].hasnans or _binary(frame[c]) for c in columns)
             calls.setdefault(columns if own else (), []).append(([i], rule))
     parts = [(profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
              for key, members in calls.items()]
@@ -222,12 +221,14 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
             yield members[result.expectation_config.meta["rule_index"]][0], result
 
 
-def _arrow_text(column: pd.Series) -> bool:
-    return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
-
-
 def _binary(column: pd.Series) -> bool:
     return isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_binary(column.dtype.pyarrow_dtype)
+
+
+def _stackable(column: pd.Series) -> bool:
+    """Arrow-backed text or binary: its values can be stacked without a Python object each."""
+    text = isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
+    return text or _binary(column)
 
 
 def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
@@ -292,8 +293,7 @@ def _reduce(rule: Rule, result, rows: int) -> RuleResult:
     if rule.expectation == "expect_table_columns_to_match_set":
         details = (r.get("details") or {}).get("mismatched") or {}
         observed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
-    elif rule.expectation in ("expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
-                            "expect_column_proportion_of_non_null_values_to_be_between"):
+    elif rule.expectation in _KEEPS_OBSERVED:
         observed = None if observed is None else (f"{observed:.1%} filled" if isinstance(observed, float)
                                                   else str(observed))
     else:

@@ -129,16 +129,21 @@ def test_text_where_a_date_is_expected_is_caught(small_place, tmp_path):
     assert landed[OTHER] == small_place.extract(OTHER).rows_out
 
 
-def test_a_token_with_a_trailing_newline_is_held(small_place):
+@pytest.mark.parametrize("column, spoil, rule", [
     # 32 hex characters and a newline is not a token (a regex ending in $ would let it pass).
+    ("postcode_token", lambda token: token + "\n", "postcode_token: token format"),
+    ("given_name_bloom", lambda bloom: bloom[:31], "given_name_bloom: 32-byte Bloom filter"),
+])
+def test_one_malformed_value_is_held_with_its_rule_and_row(small_place, column, spoil, rule):
     table = pq.read_table(small_place.extract("ae_attendances").extract_path)
-    tokens = table.column("postcode_token").to_pylist()
-    row = next(i for i, t in enumerate(tokens) if t)
-    tokens[row] += "\n"
-    verdict = validate_delivery(_set(table, "postcode_token", tokens), small_place.contracts["nhs-acute-mental-health"],
-                                "ae_attendances", "nhs-ae-newline.parquet", NOW.date())
+    values = table.column(column).to_pylist()
+    row = next(i for i, v in enumerate(values) if v)
+    values[row] = spoil(values[row])
+    verdict = validate_delivery(_set(table, column, values), small_place.contracts["nhs-acute-mental-health"],
+                                "ae_attendances", "nhs-ae-malformed.parquet", NOW.date())
     assert verdict.outcome == "held"
-    assert f"postcode_token: token format: 1 of {table.num_rows:,} rows fail (rows {row + 1})" in verdict.message()
+    assert [r.rule.name for r in verdict.failed] == [rule]
+    assert f"{rule}: 1 of {table.num_rows:,} rows fail (rows {row + 1})" in verdict.message()
 
 
 def test_warning_rules_land_the_delivery_and_are_recorded(small_place, tmp_path):
