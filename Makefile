@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/placelink bench envelope
 	$(BIN)/placelink bench kit
 	$(BIN)/placelink bench linkage
+	$(BIN)/placelink bench quality
 
 clean:
 	rm -rf $(PLACELINK_HOME)

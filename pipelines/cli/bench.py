@@ -86,3 +86,19 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
     from pipelines.bench.kit import run_benchmark
 
     run_benchmark(people=people, seed=seed, repeats=repeats, work=work, out=out, echo=click.echo)
+
+
+@bench.command("quality")
+@click.option("--people", "sizes", multiple=True, type=int, default=(100_000,), show_default=True,
+              help="People in the demo's synthetic place (repeat for several sizes).")
+@click.option("--runs", default=3, show_default=True, help="Demo runs per size, each in a new process.")
+@click.option("--seed", default=2026, show_default=True)
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
+              help="Where to make the temporary demo homes (default: the system temp folder).")
+def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -> None:
+    """The quality gate's share of the hub pipeline, and its seconds per 100k rows (whole demo runs)."""
+    from pipelines.bench.quality import run, summary
+
+    for people in sizes:
+        click.echo(f"{people:,} people: {runs} demo runs ...")
+        click.echo(summary(people, run(people, runs, seed, folder, echo=click.echo)))

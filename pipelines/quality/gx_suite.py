@@ -1,7 +1,9 @@
 """Run quality rules with Great Expectations 1.x on a pandas frame (handed over via Arrow).
 
-Great Expectations is slow to import and initialise, so the ephemeral context and one
-pandas data asset per dataset are made once per process. Results are reduced to counts
+Great Expectations is slow to import and initialise, so the ephemeral context and its one
+pandas data asset are made once per process. Most of the rest of its cost is
+per expectation and per metric, not per row, and copies of the delivery: see
+:func:`run_rules` for how both are kept down. Results are reduced to counts
 and *row numbers*: GX's own result carries sample values, which may be tokens, so they
 never leave this module.
 """
@@ -10,9 +12,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.quality.rules import Rule
 
@@ -28,7 +33,6 @@ class RuleResult:
     rule: Rule
     passed: bool
     unexpected_count: int | None = None
-    unexpected_percent: float | None = None
     sample_rows: tuple[int, ...] = ()     # 1 = first data row of the delivery
     observed: str | None = None           # aggregate only: a row count or a column type
     error: str | None = None              # the rule could not be evaluated (e.g. wrong type)
@@ -56,9 +60,11 @@ def _gx():
     return gx
 
 
-def _batch_definition(dataset: str):
+def _batch_definition():
+    """The one GX batch definition every delivery is validated through (made once per process:
+    each data asset or batch definition added to a context re-serialises its whole config)."""
     with _lock:
-        if "context" not in _state:
+        if "definition" not in _state:
             gx = _gx()
             from great_expectations.data_context.types.base import ProgressBarsConfig
             from great_expectations.execution_engine import pandas_execution_engine
@@ -69,14 +75,10 @@ def _batch_definition(dataset: str):
             pandas_execution_engine.HASH_THRESHOLD = 0
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            asset = context.data_sources.add_pandas("placelink_deliveries").add_dataframe_asset("delivery")
             _state["context"] = context
-            _state["source"] = context.data_sources.add_pandas("placelink_deliveries")
-            _state["batches"] = {}
-        batches = _state["batches"]
-        if dataset not in batches:
-            asset = _state["source"].add_dataframe_asset(dataset)
-            batches[dataset] = asset.add_batch_definition_whole_dataframe("delivery")
-        return batches[dataset]
+            _state["definition"] = asset.add_batch_definition_whole_dataframe("delivery")
+        return _state["definition"]
 
 
 def build_suite(name: str, rules: list[Rule]):
@@ -97,17 +99,35 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow to pandas in the shapes GX checks fast and correctly: dates as datetime64[ns]
     and integers as int64 (or float64 with nulls), which GX compares vectorised (other dtypes
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
-    null and regex checks); Bloom filters as hex text, as GX measures lengths of text."""
-    frame = table.to_pandas(date_as_object=False)
+    null and regex checks); Bloom filters stay Arrow binary, and become hex text (GX measures
+    lengths of text) only where a check needs them: see :func:`_for_gx`."""
+    frame = table.to_pandas(date_as_object=False,
+                            types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_binary(kind) else None)
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
-        if pa.types.is_binary(kind):
-            frame[name] = frame[name].map(bytes.hex, na_action="ignore").astype("str")
-        elif pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+        if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
             frame[name] = frame[name].astype("datetime64[ns]")
         elif pa.types.is_integer(kind) and pd.api.types.is_integer_dtype(dtype):
             frame[name] = frame[name].astype("int64")
     return frame
+
+
+# The two hex digits of each byte value, as one 2-byte unit in memory order (digits[0] first).
+_HEX_PAIRS = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint16)
+
+
+def hex_text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Binary values as lower-case hex text (nulls stay null), without a Python call per value."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = pa.concat_arrays([values.cast(pa.large_binary())])  # 64-bit offsets, starting at row 0
+    validity, offsets, data = values.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64, count=len(values) + 1)
+    data = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else \
+        np.empty(0, dtype=np.uint8)
+    return pa.Array.from_buffers(pa.large_string(), len(values),
+                                 [validity, pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(_HEX_PAIRS[data])],
+                                 null_count=values.null_count)
 
 
 def _columns(rule: Rule) -> tuple[str, ...]:
@@ -117,11 +137,29 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(dict.fromkeys(named))
 
 
+_TYPE_RULE = "expect_column_values_to_be_in_type_list"
+_UNIQUE_RULE = "expect_column_values_to_be_unique"
+# A passing result of these says more than "passed": a value we keep (a column type, a row
+# count, a share of filled rows), so they always run with the full result format.
+_KEEPS_OBSERVED = frozenset({_TYPE_RULE, "expect_table_row_count_to_be_between",
+                             "expect_column_proportion_of_non_null_values_to_be_between"})
+# Per-value checks whose arguments do not depend on the column: several columns with the same
+# arguments are checked as one column of all their values (e.g. the 14 token columns).
+_STACKABLE = frozenset({"expect_column_values_to_match_regex", "expect_column_value_lengths_to_equal"})
+_STACKED = "values of several columns"
+_PASS_OR_FAIL = {"result_format": "BOOLEAN_ONLY"}
+_DETAILED = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS}
+
+
 def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
     """Validate ``frame`` against ``rules``; one result per rule that could run, in order.
 
-    Rules on a column run on a frame of that column only: GX copies the whole frame to drop
-    a column's nulls, which on a wide extract costs more than the checks themselves.
+    Two passes, so the common case (everything passes) asks GX for the least work. First,
+    every rule whose passing result is just "passed" runs for pass or fail only
+    (``BOOLEAN_ONLY``), with same-argument value checks on several columns run as one.
+    Then the rules that failed, and those whose result carries more (``mostly``, a column
+    type, a row count), run with counts and sample row numbers: a failed rule's result is
+    exactly what a detailed run of that rule alone would give.
     """
     if isinstance(frame, pa.Table):
         frame = to_pandas(frame)
@@ -129,20 +167,104 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     profile = column_profile(frame)
     # A missing column fails the columns rule; its own rules cannot be run.
     runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
-    groups: dict[tuple, list[int]] = {}
-    for index, rule in enumerate(runnable):
-        groups.setdefault(("columns",) if rule.on == "columns" else _columns(rule), []).append(index)
+    definition = _batch_definition()
+    quick = [i for i, r in enumerate(runnable) if r.expectation not in _KEEPS_OBSERVED and "mostly" not in r.kwargs]
     by_index = {}
-    definition = _batch_definition(dataset)
-    for columns, indices in groups.items():
-        part = profile if columns == ("columns",) else frame[list(columns)] if columns else frame
-        suite = build_suite(f"{dataset}_delivery", [runnable[i] for i in indices])
-        validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
-            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS})
-        for result in validation.results:
-            by_index[indices[result.expectation_config.meta["rule_index"]]] = result
-    results = [_reduce(runnable[i], by_index[i], len(frame)) for i in range(len(runnable))]
+    for indices, result in _validate(definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True):
+        if result.success:
+            map_rule = _is_map(result.expectation_config.type)
+            for i in indices:
+                by_index[i] = RuleResult(runnable[i], True, 0 if map_rule else None, checked_rows=len(frame))
+    detailed = [i for i in range(len(runnable)) if i not in by_index]
+    for (i,), result in _validate(definition, dataset, frame, profile, runnable, detailed, _DETAILED, stack=False):
+        by_index[i] = _reduce(runnable[i], result, len(frame))
+    results = [by_index[i] for i in range(len(runnable))]
     return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
+
+
+def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFrame, rules: list[Rule], indices: list[int],
+              result_format: dict, stack: bool):
+    """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the whole frame, one per
+    column with nulls (or binary) and one per stack of columns; yields (the rule indices a GX
+    result stands for, the result)."""
+    calls: dict[tuple, list[tuple[list[int], Rule]]] = {}
+    stacks: dict[tuple, list[int]] = {}
+    for i in indices:
+        rule = rules[i]
+        if stack and rule.expectation in _STACKABLE and "mostly" not in rule.kwargs and \
+                _stackable(frame[rule.kwargs["column"]]):
+            same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
+            stacks.setdefault((rule.expectation, same), []).append(i)
+        elif rule.on == "columns":
+            calls.setdefault(("columns",), []).append(([i], rule))
+        else:
+            # GX drops a column's nulls by copying the frame it checks; pandas copies nothing
+            # when no row is dropped. So rules on columns without nulls share the whole frame
+            # (one GX run), and a column with nulls gets a frame of its own, as does a binary
+            # column (converted to hex for it). A type rule reads the column's dtype (per value
+            # only for text): it never needs a frame of its own.
+            columns = _columns(rule)
+            own = rule.expectation != _TYPE_RULE and any(frame[c].hasnans or _binary(frame[c]) for c in columns)
+            calls.setdefault(columns if own else (), []).append(([i], rule))
+    parts = [(profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
+             for key, members in calls.items()]
+    # A column that must be unique has as many distinct values as rows: not worth collecting.
+    unique = {r.kwargs["column"] for r in rules if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs}
+    for members in stacks.values():
+        rule = replace(rules[members[0]], kwargs={**rules[members[0]].kwargs, "column": _STACKED})
+        parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members], unique), [(members, rule)]))
+    for part, members in parts:
+        suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
+        validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
+            suite, result_format=result_format)
+        for result in validation.results:
+            yield members[result.expectation_config.meta["rule_index"]][0], result
+
+
+def _binary(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_binary(column.dtype.pyarrow_dtype)
+
+
+def _stackable(column: pd.Series) -> bool:
+    """Arrow-backed text or binary: its values can be stacked without a Python object each."""
+    text = isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
+    return text or _binary(column)
+
+
+def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
+    """``part`` with its Arrow binary columns (Bloom filters) as hex text, which GX can check."""
+    binary = [c for c in part.columns if _binary(part[c])]
+    if not binary:
+        return part
+    return part.assign(**{c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas()[c] for c in binary})
+
+
+def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.DataFrame:
+    """One text column of the distinct non-null values of each of ``columns`` (Arrow-backed
+    text, or binary as hex); of the ``unique`` columns, every non-null value.
+
+    Both stackable expectations judge each value on its own and skip nulls, so every row
+    passes if and only if every distinct value does: the verdict is the same, for about a
+    tenth of the values (a column of birth-year tokens has a few dozen). A failure is
+    counted and located afterwards on the column's own rows (see :func:`run_rules`).
+    """
+    arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
+    values = [(a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
+              for c, a in zip(columns, arrays)]
+    values = [hex_text(v) if pa.types.is_binary(v.type) else v for v in values]  # Bloom filters
+    chunks = [c.cast(pa.large_string()) for v in values for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])]
+    return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas()
+
+
+@lru_cache(maxsize=None)
+def _is_map(expectation: str) -> bool:
+    """Whether a GX expectation counts failing values (its passing result counts 0 of them)."""
+    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
+                                                             MulticolumnMapExpectation)
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    return issubclass(get_expectation_impl(expectation),
+                      (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
 
 
 def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
@@ -171,13 +293,11 @@ def _reduce(rule: Rule, result, rows: int) -> RuleResult:
     if rule.expectation == "expect_table_columns_to_match_set":
         details = (r.get("details") or {}).get("mismatched") or {}
         observed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
-    elif rule.expectation in ("expect_column_values_to_be_in_type_list", "expect_table_row_count_to_be_between",
-                            "expect_column_proportion_of_non_null_values_to_be_between"):
+    elif rule.expectation in _KEEPS_OBSERVED:
         observed = None if observed is None else (f"{observed:.1%} filled" if isinstance(observed, float)
                                                   else str(observed))
     else:
         observed = None  # may be a value (a min, a max): not kept
     indices = r.get("partial_unexpected_index_list") or []
     sample = tuple(int(i) + 1 for i in indices[:SAMPLE_ROWS] if isinstance(i, (int,)) or hasattr(i, "__int__"))
-    return RuleResult(rule, bool(result.success), r.get("unexpected_count"),
-                      r.get("unexpected_percent"), sample, observed, None, rows)
+    return RuleResult(rule, bool(result.success), r.get("unexpected_count"), sample, observed, None, rows)

@@ -129,6 +129,23 @@ def test_text_where_a_date_is_expected_is_caught(small_place, tmp_path):
     assert landed[OTHER] == small_place.extract(OTHER).rows_out
 
 
+@pytest.mark.parametrize("column, spoil, rule", [
+    # 32 hex characters and a newline is not a token (a regex ending in $ would let it pass).
+    ("postcode_token", lambda token: token + "\n", "postcode_token: token format"),
+    ("given_name_bloom", lambda bloom: bloom[:31], "given_name_bloom: 32-byte Bloom filter"),
+])
+def test_one_malformed_value_is_held_with_its_rule_and_row(small_place, column, spoil, rule):
+    table = pq.read_table(small_place.extract("ae_attendances").extract_path)
+    values = table.column(column).to_pylist()
+    row = next(i for i, v in enumerate(values) if v)
+    values[row] = spoil(values[row])
+    verdict = validate_delivery(_set(table, column, values), small_place.contracts["nhs-acute-mental-health"],
+                                "ae_attendances", "nhs-ae-malformed.parquet", NOW.date())
+    assert verdict.outcome == "held"
+    assert [r.rule.name for r in verdict.failed] == [rule]
+    assert f"{rule}: 1 of {table.num_rows:,} rows fail (rows {row + 1})" in verdict.message()
+
+
 def test_warning_rules_land_the_delivery_and_are_recorded(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=[])
 

@@ -23,7 +23,7 @@ def _by_name(rules):
 
 def test_schema_gives_token_date_category_and_uniqueness_rules(contracts):
     rules = _by_name(rules_for(contracts["nhs-acute-mental-health"], "ae_attendances", 1000, TODAY))
-    assert rules["nhs_number_token: token format"].kwargs["regex"] == "^[0-9a-f]{32}$"
+    assert rules["nhs_number_token: token format"].kwargs["regex"] == r"^[0-9a-f]{32}\Z"
     assert rules["given_name_bloom: 32-byte Bloom filter"].kwargs["value"] == 64  # hex of 32 bytes
     assert rules["record_token: unique"].severity == ERROR
     assert rules["record_token: not null"].expectation == "expect_column_values_to_not_be_null"

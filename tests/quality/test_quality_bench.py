@@ -1,0 +1,15 @@
+"""`placelink bench quality` splits a run's validation time the way its report says."""
+import pytest
+
+from pipelines.bench.quality import QualityRun
+
+
+@pytest.mark.parametrize("one_off, per_delivery, per_100k", [(2.0, 0.05, 0.4), (0.0, 0.2, 1.5)])
+def test_split_recovers_one_off_per_delivery_and_per_row_costs(one_off, per_delivery, per_100k):
+    rows = [4_873, 2_228, 178_155, 137_986, 36_877, 12_118, 1_701]
+    seconds = [per_delivery + r * per_100k / 100_000 for r in rows]
+    seconds[0] += one_off  # the first delivery of a process imports Great Expectations
+    run = QualityRun(hub_seconds=40.0, deliveries=tuple(zip(rows, seconds)))
+    assert run.split() == pytest.approx((one_off, per_delivery, per_100k))
+    assert run.share == pytest.approx(sum(seconds) / 40.0)
+    assert run.rows == sum(rows)
