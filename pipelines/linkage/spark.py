@@ -143,8 +143,9 @@ def _new_session(settings: Settings) -> "SparkSession":
     local = settings.spark_master.startswith("local")
     java_options = [f"-Djava.io.tmpdir={scratch / 'tmp'}", f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"]
     if local:
-        # A local run is a few short jobs: the JIT's slow tier never pays back. Measured on the
-        # 3,000-person test place (2 cores): cold predict + cluster 21 s with, 56-61 s without.
+        # A local run is a few short jobs that the optimising JIT tier does not repay. Measured
+        # on the 3,000-person test place (2 shared cores): session start 6 s instead of 11-12 s,
+        # first run 20-22 s instead of 25-26 s, warm runs no different (docs/linkage.md).
         java_options.append("-XX:TieredStopAtLevel=1")
     builder = (SparkSession.builder.master(settings.spark_master).appName("placelink-linkage")
                # Splink's similarity UDFs; SparkAPI registers them from this jar.

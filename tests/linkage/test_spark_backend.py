@@ -1,6 +1,6 @@
 """Linkage on Spark (local mode, the machine's Java) with the model DuckDB trained: same clusters.
 
-Spark starts once for the module (about 10 s on two cores); without Java 17+ the tests
+Spark starts once for the module (6-12 s on two shared cores); without Java 17+ the tests
 fail with the message that says what to install, they are not skipped.
 """
 import hashlib
