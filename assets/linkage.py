@@ -59,11 +59,13 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
     placelink.audit().append("linkage_run", identity_records=result.identity_records,
                              persons=result.persons, links=result.links,
                              model_trained_at=result.model_trained_at, retrained=result.model_retrained,
+                             backend=result.backend,
                              keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
                              keys_split=result.key_changes.splits,
                              identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
                              qa_check_passed=result.check.passed)
-    context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons")
+    context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons "
+                     f"(scored on {result.backend})")
     changes = result.key_changes
     yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
         "link_rate": round(result.qa.link_rate, 4), "max_cluster_size": result.qa.max_cluster_size,
@@ -73,7 +75,7 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
         "identity_records": result.identity_records, "persons": result.persons,
         "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
         "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
-        "threshold": settings.linkage_threshold,
+        "threshold": settings.linkage_threshold, "linkage_backend": result.backend,
     })
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
 

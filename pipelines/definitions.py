@@ -16,16 +16,27 @@ from pipelines.sensors import inbox_sensor
 
 _sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()} | held_landing_tables()
 
-defs = dg.Definitions(
-    assets=[received_extracts, area_reference, person_records, linked_persons,
-            *sql_model_assets(_sources), shared_outcomes, outcomes_report, quality_report,
-            contract_status, retention_deletions, ig_register],
-    asset_checks=[*quality_checks, plausible_linkage],
-    jobs=[refresh_job, retention_job],
-    sensors=[inbox_sensor],
-    schedules=[monthly_refresh, daily_retention],
-    resources={"placelink": PlacelinkResource()},
-    # DuckDB allows one writer per file: steps that run side by side in separate processes
-    # (Dagster's default for UI-launched runs) would fail on warehouse.duckdb's lock.
-    executor=dg.in_process_executor,
-)
+
+def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
+    """Everything in the code location, run by ``executor``.
+
+    Every asset opens warehouse.duckdb, and DuckDB allows one writer per file: steps that
+    ran side by side in separate processes (Dagster's default for UI-launched runs) would
+    fail on its lock. So steps run in one process by default; a deployment that wants each
+    step in its own process or pod passes an executor limited to one step at a time
+    (README: Scaling out).
+    """
+    return dg.Definitions(
+        assets=[received_extracts, area_reference, person_records, linked_persons,
+                *sql_model_assets(_sources), shared_outcomes, outcomes_report, quality_report,
+                contract_status, retention_deletions, ig_register],
+        asset_checks=[*quality_checks, plausible_linkage],
+        jobs=[refresh_job, retention_job],
+        sensors=[inbox_sensor],
+        schedules=[monthly_refresh, daily_retention],
+        resources={"placelink": PlacelinkResource()},
+        executor=executor,
+    )
+
+
+defs = placelink_definitions()

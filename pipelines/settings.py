@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
+LINKAGE_BACKENDS = ("duckdb", "spark")
 
 
 def _default_contracts(home: Path) -> Path:
@@ -32,6 +34,22 @@ class Settings:
     # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
     linkage_max_cluster_size: int = 40
     linkage_max_link_rate_change: float = 0.05
+    # "duckdb" (one machine) or "spark": the same saved model scored by Splink's SparkAPI.
+    linkage_backend: str = "duckdb"
+    # Spark's master URL: local[*] runs Spark inside this process's machine; a cluster's URL
+    # (spark://, yarn, k8s://) scales out.
+    spark_master: str = "local[*]"
+    # Splink writes intermediate tables here (parquet). A cluster needs a path every executor
+    # can reach (hdfs://, s3a://); empty means PLACELINK_HOME/spark/checkpoints.
+    spark_checkpoint_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.linkage_backend not in LINKAGE_BACKENDS:
+            raise ValueError(
+                f"PLACELINK_LINKAGE_BACKEND is {self.linkage_backend!r}: use 'duckdb' (one machine, the "
+                "default) or 'spark' (Splink on a Spark cluster or local Spark; README: Scaling out)")
+        if not self.spark_checkpoint_dir:
+            object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -45,6 +63,9 @@ class Settings:
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
             linkage_max_cluster_size=int(env.get("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "40")),
             linkage_max_link_rate_change=float(env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")),
+            linkage_backend=env.get("PLACELINK_LINKAGE_BACKEND", "duckdb").strip().lower(),
+            spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
+            spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
         )
 
     @property
@@ -102,6 +123,11 @@ class Settings:
     def duckdb_temp(self) -> Path:
         # DuckDB spills large joins to ./.tmp by default; keep that under our home.
         return self.home / "duckdb_tmp"
+
+    @property
+    def spark_dir(self) -> Path:
+        """Spark's scratch space on this machine: spill, temp files, its (unused) SQL warehouse."""
+        return self.home / "spark"
 
     def ensure_dirs(self) -> None:
         for path in (self.inbox, self.quarantine, self.vault, self.reference, self.audit_dir,

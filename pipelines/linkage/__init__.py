@@ -1,4 +1,4 @@
-"""Linkage of person records across partners into ``person_key``s (Splink on DuckDB)."""
+"""Linkage of person records across partners into ``person_key``s (Splink on DuckDB, or on Spark)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +10,7 @@ import polars as pl
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.person_keys import KeyChanges, assign_person_keys
 from pipelines.linkage.person_records import NothingToLink
+from pipelines.linkage.spark import spark_session
 from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
                                   record_linkage_run, write_qa_report)
 from pipelines.settings import Settings
@@ -24,6 +25,7 @@ class LinkageResult:
     links: int
     model_trained_at: str
     model_retrained: bool
+    backend: str  # where pairs were scored and clustered: "duckdb" or "spark"
     key_changes: KeyChanges
     qa: LinkageQA
     check: CheckOutcome
@@ -34,8 +36,9 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                         retrain: bool = False) -> LinkageResult:
     """Link ``hub.person_records`` and write ``hub.person_keys`` and ``hub.record_person``.
 
-    The saved model is reused unless ``retrain`` is set or none exists yet. Person keys
-    are carried forward from the previous run (see :mod:`pipelines.linkage.person_keys`).
+    The saved model is reused unless ``retrain`` is set or none exists yet. Training runs on
+    DuckDB; scoring and clustering on ``settings.linkage_backend`` with the same saved model.
+    Person keys are carried forward from the previous run (see :mod:`pipelines.linkage.person_keys`).
     """
     records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
     if records.num_rows < 2:
@@ -48,7 +51,11 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     if model is None:
         model = train(records, settings.duckdb_temp)
         model.save(settings.models)
-    prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp)
+    if settings.linkage_backend == "spark":
+        with spark_session(settings) as spark:
+            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
+    else:
+        prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp)
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))
@@ -66,4 +73,4 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
                     settings.linkage_threshold, trained_at)
     return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
-                         trained_at, retrained, changes, qa, check)
+                         trained_at, retrained, prediction.backend, changes, qa, check)

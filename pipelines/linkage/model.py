@@ -4,15 +4,18 @@ Comparisons read like the domain; names fall back from the exact token to the
 phonetic token to a Dice similarity of the keyed Bloom encodings (computed in DuckDB
 with ``bit_count`` on ``BIT`` columns). A trained model is data: JSON under
 ``PLACELINK_HOME/models`` with its training date, reused until retraining is asked for.
+Training runs on DuckDB; scoring and clustering run on DuckDB or, with the same JSON, on
+Spark (:mod:`pipelines.linkage.spark`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -22,6 +25,9 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
 from pipelines.stages import stage
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -224,22 +230,76 @@ class Prediction:
     scored_pairs: int
     links_above_threshold: int
     match_weights_chart: dict[str, Any]  # Splink's Vega-Lite spec of the model's match weights
+    backend: str  # "duckdb" or "spark": where the pairs were scored and clustered
+    # unique_id_l, unique_id_r, match_probability of every scored pair; only if asked for.
+    pairs: pa.Table | None = None
+
+
+# Scoring keeps the pairs at or above this probability, or at or above the threshold if that
+# is lower: pairs below the threshold join no cluster.
+KEEP_PAIRS_FROM = 0.5
+
+
+@contextmanager
+def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
+                    spark: "SparkSession | None") -> Iterator[Linker]:
+    if spark is None:
+        linker, con = _linker(records, model.splink_settings, temp_dir)
+        try:
+            yield linker
+        finally:
+            con.close()
+        return
+    from splink import SparkAPI
+
+    from pipelines.linkage.spark import bloom_as_words, bloom_columns, spark_model_settings
+
+    settings = spark_model_settings(model.splink_settings, set(bloom_columns(records)))
+    views_before = {t.name for t in spark.catalog.listTables() if t.isTemporary}
+    linker = Linker(SparkAPI(spark_session=spark).register(bloom_as_words(records), table_name="person_records"),
+                    settings, log_level=logging.WARNING)
+    try:
+        yield linker
+    finally:
+        # Splink leaves its temp views behind; in a reused session they would outlive the
+        # run, pointing at checkpoint files that are deleted with it.
+        for view in spark.catalog.listTables():
+            if view.isTemporary and view.name not in views_before:
+                spark.catalog.dropTempView(view.name)
+
+
+def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any]:
+    """Splink's Vega-Lite chart of the saved model's match weights, its SQL as saved.
+
+    Drawn from the model alone (no rows are read), so it is the same whichever backend scored.
+    """
+    linker, con = _linker(records.slice(0, 0), model.splink_settings, None)
+    try:
+        return linker.visualisations.match_weights_chart().chart_dict
+    finally:
+        con.close()
 
 
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
-                     temp_dir: Path | None = None) -> Prediction:
+                     temp_dir: Path | None = None, spark: "SparkSession | None" = None,
+                     keep_pairs: bool = False) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
-    pairs at or above it)."""
-    linker, con = _linker(records, model.splink_settings, temp_dir)
-    with stage("linkage: predict"):
-        predictions = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
-    with stage("linkage: cluster"):
-        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-            predictions, threshold_match_probability=threshold)
-        table = con.sql(f"SELECT unique_id, cluster_id FROM {clusters.physical_name}").to_arrow_table()
-    pairs, scored = con.execute(
-        f"SELECT count(*) FILTER (WHERE match_probability >= ?), count(*) FROM {predictions.physical_name}",
-        [threshold]).fetchall()[0]
-    chart = linker.visualisations.match_weights_chart().chart_dict
-    con.close()
-    return Prediction(table, int(scored), int(pairs), chart)
+    pairs at or above it).
+
+    On DuckDB unless a Spark session is given; both score the same saved model and give the
+    same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run).
+    """
+    with _scoring_linker(records, model, temp_dir, spark) as linker:
+        with stage("linkage: predict"):
+            predictions = linker.inference.predict(threshold_match_probability=min(KEEP_PAIRS_FROM, threshold))
+        with stage("linkage: cluster"):
+            clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+                predictions, threshold_match_probability=threshold)
+            table = clusters.query_sql("SELECT unique_id, cluster_id FROM {this}").as_pyarrow_table()
+        counts = predictions.query_sql(
+            f"SELECT coalesce(sum(CASE WHEN match_probability >= {float(threshold)!r} THEN 1 ELSE 0 END), 0) "
+            "AS links, count(*) AS scored FROM {this}").as_record_list()[0]
+        pairs = (predictions.query_sql("SELECT unique_id_l, unique_id_r, match_probability FROM {this}")
+                 .as_pyarrow_table() if keep_pairs else None)
+    return Prediction(table, int(counts["scored"]), int(counts["links"]), match_weights_chart(model, records),
+                      "duckdb" if spark is None else "spark", pairs)
