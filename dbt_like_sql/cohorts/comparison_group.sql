@@ -27,19 +27,27 @@ WITH people AS (
 ),
 cohort_dates AS (
     SELECT imd_quintile, index_date,
-           row_number() OVER (PARTITION BY imd_quintile ORDER BY hash(person_key)) - 1 AS slot,
+           CAST(row_number() OVER (PARTITION BY imd_quintile ORDER BY hash(person_key)) - 1 AS BIGINT) AS slot,
            count(*) OVER (PARTITION BY imd_quintile) AS dates
     FROM people WHERE enrolled
+),
+candidate_slots AS (
+    -- each candidate's draw, computed before the join so that the join is on equal keys
+    -- (a join condition over three tables made DuckDB compare every candidate with every
+    -- cohort member of the quintile: 444 s at 1 million people)
+    SELECT p.person_key, p.year_of_birth, p.imd_quintile,
+           CAST(hash(p.person_key || 'index') % n.dates AS BIGINT) AS slot
+    FROM people p
+    JOIN (SELECT DISTINCT imd_quintile, dates FROM cohort_dates) n USING (imd_quintile)
+    WHERE NOT p.enrolled
 ),
 dated AS (
     -- cohort members keep their own index date; candidates draw one from their quintile
     SELECT person_key, year_of_birth, imd_quintile, enrolled, index_date FROM people WHERE enrolled
     UNION ALL
-    SELECT p.person_key, p.year_of_birth, p.imd_quintile, FALSE, d.index_date
-    FROM people p
-    JOIN (SELECT DISTINCT imd_quintile, dates FROM cohort_dates) n USING (imd_quintile)
-    JOIN cohort_dates d ON d.imd_quintile = p.imd_quintile AND d.slot = hash(p.person_key || 'index') % n.dates
-    WHERE NOT p.enrolled
+    SELECT c.person_key, c.year_of_birth, c.imd_quintile, FALSE, d.index_date
+    FROM candidate_slots c
+    JOIN cohort_dates d USING (imd_quintile, slot)
 ),
 prior AS (
     SELECT d.person_key, count(e.event_date) AS events
