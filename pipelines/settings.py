@@ -5,12 +5,14 @@ Everything the hub writes lives under ``PLACELINK_HOME`` (default ``./.placelink
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
 LINKAGE_BACKENDS = ("duckdb", "spark")
+MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 def _default_contracts(home: Path) -> Path:
@@ -42,12 +44,20 @@ class Settings:
     # Splink writes intermediate tables here (parquet). A cluster needs a path every executor
     # can reach (hdfs://, s3a://); empty means PLACELINK_HOME/spark/checkpoints.
     spark_checkpoint_dir: str = ""
+    # The most memory each DuckDB database of a run may use before it spills to
+    # PLACELINK_HOME/duckdb_tmp ("6GB"); empty keeps DuckDB's default, 80% of the machine's RAM.
+    # The warehouse and Splink's scratch database each get this much (docs/benchmarks.md).
+    duckdb_memory_limit: str = ""
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
             raise ValueError(
                 f"PLACELINK_LINKAGE_BACKEND is {self.linkage_backend!r}: use 'duckdb' (one machine, the "
                 "default) or 'spark' (Splink on a Spark cluster or local Spark; README: Scaling out)")
+        if self.duckdb_memory_limit and not MEMORY_LIMIT.fullmatch(self.duckdb_memory_limit):
+            raise ValueError(
+                f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '6GB' or "
+                "'512MB' (or leave it empty for DuckDB's default, 80% of this machine's memory)")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
 
@@ -66,6 +76,7 @@ class Settings:
             linkage_backend=env.get("PLACELINK_LINKAGE_BACKEND", "duckdb").strip().lower(),
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
+            duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", "").strip(),
         )
 
     @property

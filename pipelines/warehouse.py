@@ -15,6 +15,8 @@ def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPy
     settings.ensure_dirs()
     con = duckdb.connect(str(database or settings.warehouse))
     con.execute("SET temp_directory = ?", [str(settings.duckdb_temp)])
+    if settings.duckdb_memory_limit:
+        con.execute("SET memory_limit = ?", [settings.duckdb_memory_limit])
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     return con

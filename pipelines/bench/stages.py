@@ -134,7 +134,8 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     if last < STEPS.index("kit"):
         return _finish(run)
 
-    settings = dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(home)}),
+    # The environment's settings (memory limit, linkage backend) apply; the home is the run's own.
+    settings = dataclasses.replace(Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}),
                                    contracts_dir=REPO_ROOT / "contracts")
     settings.ensure_dirs()
     settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None)
@@ -183,8 +184,9 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     finally:
         con.close()
     with StageClock() as clock:
-        model = train(clear, settings.duckdb_temp, name_similarity="clear")
-        prediction = predict_clusters(clear, model, settings.linkage_threshold, settings.duckdb_temp)
+        model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit)
+        prediction = predict_clusters(clear, model, settings.linkage_threshold, settings.duckdb_temp,
+                                     memory_limit=settings.duckdb_memory_limit)
     for step in ("train", "predict", "cluster"):
         measured = clock.stages[f"linkage: {step}"]
         run.stages[f"reference: {step}"] = StageFigures(measured.seconds, measured.peak_mb)

@@ -49,13 +49,14 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:
-        model = train(records, settings.duckdb_temp)
+        model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit)
         model.save(settings.models)
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
             prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
     else:
-        prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp)
+        prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
+                                         memory_limit=settings.duckdb_memory_limit)
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))

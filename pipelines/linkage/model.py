@@ -103,6 +103,12 @@ def postcode_comparison() -> cl.CustomComparison:
     )
 
 
+# EM estimates m from at most this many blocked pairs per training rule: Splink samples records
+# on both sides by a hash, so matches and non-matches keep their proportion. Up to ~200k identity
+# records the date-of-birth block is smaller and nothing is sampled; at 1M people it holds
+# ~20M pairs, which took most of the training time (docs/benchmarks.md).
+EM_MAX_PAIRS = 5_000_000
+
 # Rules 2 and 4 grow with the square of the population (same key, more people); adding
 # sex halves them, which keeps 1 million identity records well under 100 million
 # comparisons (docs/linkage.md: measured 10k/100k, extrapolated).
@@ -166,9 +172,9 @@ class TrainedModel:
                    saved["prior_method"], saved["splink_settings"])
 
 
-def _linker(records: pa.Table, settings: SettingsCreator | dict,
-            temp_dir: Path | None) -> tuple[Linker, duckdb.DuckDBPyConnection]:
-    db_api, con = _duckdb_records(records, temp_dir)
+def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
+            memory_limit: str = "") -> tuple[Linker, duckdb.DuckDBPyConnection]:
+    db_api, con = _duckdb_records(records, temp_dir, memory_limit)
     return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
 
 
@@ -184,10 +190,15 @@ def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list
         con.close()
 
 
-def _duckdb_records(records: pa.Table, temp_dir: Path | None) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection]:
+def _duckdb_records(records: pa.Table, temp_dir: Path | None,
+                    memory_limit: str = "") -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection]:
+    """Splink's scratch database, in memory, spilling to ``temp_dir`` beyond ``memory_limit``
+    (Settings.duckdb_memory_limit; empty: DuckDB's default)."""
     con = duckdb.connect()
     if temp_dir is not None:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
     con.register("person_records_arrow", records)
     # BIT travels through Arrow as binary; cast back so Dice is a bit_count on BIT.
     bloom = [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
@@ -199,10 +210,11 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None) -> tuple[DuckDBAPI
 
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
-          name_similarity: str = "bloom") -> TrainedModel:
-    """Estimate the prior, u by random sampling and m by EM on two blocking passes."""
+          name_similarity: str = "bloom", memory_limit: str = "") -> TrainedModel:
+    """Estimate the prior, u by random sampling and m by EM on two blocking passes
+    (each on at most :data:`EM_MAX_PAIRS` blocked pairs)."""
     count = records.num_rows
-    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir)
+    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir, memory_limit)
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("nhs_number_token"),
@@ -212,12 +224,11 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir)
+        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir, memory_limit)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, record_sample_proportion=1.0)
+        linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=EM_MAX_PAIRS)
     settings = linker.misc.save_model_to_json()
     return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
 
@@ -242,9 +253,9 @@ KEEP_PAIRS_FROM = 0.5
 
 @contextmanager
 def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
-                    spark: "SparkSession | None") -> Iterator[Linker]:
+                    spark: "SparkSession | None", memory_limit: str = "") -> Iterator[Linker]:
     if spark is None:
-        linker, con = _linker(records, model.splink_settings, temp_dir)
+        linker, con = _linker(records, model.splink_settings, temp_dir, memory_limit)
         try:
             yield linker
         finally:
@@ -282,14 +293,14 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
 
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
                      temp_dir: Path | None = None, spark: "SparkSession | None" = None,
-                     keep_pairs: bool = False) -> Prediction:
+                     keep_pairs: bool = False, memory_limit: str = "") -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
 
     On DuckDB unless a Spark session is given; both score the same saved model and give the
     same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run).
     """
-    with _scoring_linker(records, model, temp_dir, spark) as linker:
+    with _scoring_linker(records, model, temp_dir, spark, memory_limit) as linker:
         with stage("linkage: predict"):
             predictions = linker.inference.predict(threshold_match_probability=min(KEEP_PAIRS_FROM, threshold))
         with stage("linkage: cluster"):
