@@ -1,8 +1,9 @@
 """`placelink bench linkage`: linkage accuracy on synthetic places, against two baselines.
 
 For each size the benchmark generates a synthetic place, runs every partner's kit
-with a fresh linkage key, lands the extracts in a hub warehouse, and links the same
-identity records three ways:
+with a fresh linkage key, seals each extract for the hub as partners do (the demo's
+key ceremony and deliveries), lands them through the hub's arrival checks, and links
+the same identity records three ways:
 
 - **tokens**: the hub's Splink model on the partners' tokens (what production runs);
 - **NHS number only**: deterministic matching on the NHS-number token, the common
@@ -20,6 +21,7 @@ person-key stability: a re-run on unchanged inputs, and a "next month" where abo
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -39,6 +41,7 @@ import pyarrow as pa
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import load_contracts
+from pipelines.demo import partner_deliveries, register_demo_keys
 from pipelines.evaluation import (ClusterScores, PairwiseScores, cluster_scores, pairwise_scores,
                                   pairwise_scores_touching)
 from pipelines.hub.ingest import receive_inbox
@@ -46,7 +49,7 @@ from pipelines.linkage import link_person_records
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
 from pipelines.partner_kit.features import IDENTITY_FEATURES, IdentityInputs, contract_features
-from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
+from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.readers import read_raw_extract
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT, Settings
@@ -112,21 +115,21 @@ class LinkageBench:
     stability: dict[str, float] = field(default_factory=dict)
 
 
-def _prepare(place: Path, root: Path) -> tuple[dict, list[PreparedExtract]]:
-    key = LinkageKey.generate()
-    contracts, problems = load_contracts(REPO_ROOT / "contracts")
+def _deliver(place: Path, outbox: Path,
+             settings: Settings) -> tuple[Settings, dict, list[PreparedExtract]]:
+    """Every partner's kit with a fresh linkage key, each extract sealed for the hub and put in
+    its inbox, as in the demo: the hub accepts only sealed envelopes. Returns settings that read
+    the contracts with the partners' keys registered, those contracts, and the prepared extracts
+    (their record lookups are the partners' own, used for scoring)."""
+    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None)
+    contracts, problems = load_contracts(settings.contracts_dir)
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
-    extracts = []
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
-                        if contract.terms.national_data_opt_out_applies else None)
-            extracts.append(prepare_extract(
-                contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
-                root / "outbox" / contract.partner_id, key, place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs, period="2026-10"))
-    return contracts, extracts
+    key = LinkageKey.generate()
+    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, "2026-10")
+    for s in sealed:
+        shutil.copy2(s.envelope_path, settings.inbox / s.envelope_path.name)
+    return settings, contracts, [s.prepared for s in sealed]
 
 
 def _clear_records(con: duckdb.DuckDBPyConnection, place: Path, contracts: dict,
@@ -237,14 +240,21 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     place = work / "place"
     echo(f"[{people:,} people] generating the synthetic place ...")
     generate_place(people=people, seed=seed, out=place)
-    echo(f"[{people:,} people] partners prepare their extracts ...")
-    contracts, extracts = _prepare(place, work)
-    settings = Settings.from_env({"PLACELINK_HOME": str(work / "hub")})
+    echo(f"[{people:,} people] partners prepare and seal their extracts ...")
+    settings = dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(work / "hub")}),
+                                   contracts_dir=REPO_ROOT / "contracts")
     settings.ensure_dirs()
-    for prepared in extracts:
-        shutil.copy2(prepared.extract_path, settings.inbox / prepared.extract_path.name)
+    settings, contracts, extracts = _deliver(place, work / "outbox", settings)
+    # Opening the envelopes is part of ingest, before any timed step: the linkage times
+    # below are linkage only, comparable with clear-text Splink.
     con = connect(settings)
-    receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))
+    receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))
+    held = [r for r in receipts if r.status != "accepted"]
+    if held:
+        # Scores over a partial landing would not compare with the baselines: stop here.
+        reasons = "; ".join(r.reason or r.file_name for r in held)
+        raise RuntimeError(f"the hub held {len(held)} of {len(receipts)} benchmark extract(s) in "
+                           f"{settings.quarantine}: {reasons}")
     counts = build_person_records(con, landed_datasets(con, contracts))
     bench = LinkageBench(people, seed, counts["records"], counts["identity_records"])
 
