@@ -12,6 +12,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
 LINKAGE_BACKENDS = ("duckdb", "spark")
+DEFAULT_MEMORY_LIMIT = "3GB"
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
@@ -45,9 +46,10 @@ class Settings:
     # can reach (hdfs://, s3a://); empty means PLACELINK_HOME/spark/checkpoints.
     spark_checkpoint_dir: str = ""
     # The most memory each DuckDB database of a run may use before it spills to
-    # PLACELINK_HOME/duckdb_tmp ("6GB"); empty keeps DuckDB's default, 80% of the machine's RAM.
-    # The warehouse and Splink's scratch database each get this much (docs/benchmarks.md).
-    duckdb_memory_limit: str = ""
+    # PLACELINK_HOME/duckdb_tmp. The warehouse and Splink's scratch database each get this much:
+    # with 3GB, 1M people ran in 6.3 GB at peak (docs/benchmarks.md). "" gives DuckDB's own
+    # default, 80% of the machine's RAM for each.
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -56,8 +58,8 @@ class Settings:
                 "default) or 'spark' (Splink on a Spark cluster or local Spark; README: Scaling out)")
         if self.duckdb_memory_limit and not MEMORY_LIMIT.fullmatch(self.duckdb_memory_limit):
             raise ValueError(
-                f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '6GB' or "
-                "'512MB' (or leave it empty for DuckDB's default, 80% of this machine's memory)")
+                f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '3GB' (the "
+                "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
 
@@ -76,7 +78,7 @@ class Settings:
             linkage_backend=env.get("PLACELINK_LINKAGE_BACKEND", "duckdb").strip().lower(),
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
-            duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", "").strip(),
+            duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
         )
 
     @property

@@ -25,7 +25,8 @@ from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
-from pipelines.quality.validate import check_quality
+from pipelines.quality import worker as quality_worker
+from pipelines.quality.validate import finish_quality_check, start_quality_check
 from pipelines.settings import Settings
 from pipelines.stages import stage
 
@@ -306,6 +307,34 @@ def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection:
     return Receipt(path.name, "quarantined", reason=message)
 
 
+def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
+          arrival: Arrival, now: dt.datetime) -> OpenedExtract | Exception:
+    """check_extract, with its failure returned rather than raised (files may be opened ahead)."""
+    try:
+        return check_extract(path, contracts, contract_problems, arrival, now.date())
+    except Exception as exc:
+        return exc
+
+
+@dataclass
+class _Opened:
+    """A file opened while the file before it was still being validated.
+
+    The file before may since have been accepted, so if this one claims that file's envelope
+    id or content it is opened again against what the hub knows now: the outcome is always the
+    one opening the files one after the other would give.
+    """
+
+    path: Path
+    opened: OpenedExtract | Exception
+
+    def stale(self, arrival: Arrival) -> bool:
+        """Whether it claims an envelope id or content accepted since it was opened."""
+        header = self.opened.header if isinstance(self.opened, OpenedExtract) else _claimed_header(self.path)
+        return (header.get("extract_id") in arrival.seen_extract_ids
+                or header.get("content_sha256") in arrival.seen_content)
+
+
 @stage("ingest and verification")
 def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                   contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -323,13 +352,26 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         if content:
             arrival.seen_content[content] = extract_id
     receipts: list[Receipt] = []
-    for path in sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+    paths = sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    if paths:
+        quality_worker.start()  # it imports Great Expectations while the first file is opened
+    ahead: _Opened | None = None  # the next file, opened while this one was validated
+    for index, path in enumerate(paths):
         audit.append("extract_received", file=path.name, bytes=path.stat().st_size)
+        opened = (ahead.opened if ahead is not None and not ahead.stale(arrival)
+                  else _open(path, contracts, contract_problems, arrival, now))
+        ahead = None
         try:
-            opened = check_extract(path, contracts, contract_problems, arrival, now.date())
+            if isinstance(opened, Exception):
+                raise opened
             header, contract = opened.header, opened.contract
             # the quality gate: ERROR rules hold the delivery before anything of it lands
-            check_quality(con, opened.table, header, contract, path.name, now)
+            pending = start_quality_check(con, opened.table, header, contract, path.name, now)
+            if index + 1 < len(paths):
+                # Open (decrypt, check) the next file while the worker validates this one.
+                ahead = _Opened(paths[index + 1], _open(paths[index + 1], contracts, contract_problems,
+                                                        arrival, now))
+            finish_quality_check(con, pending, header, contract, now)
         except Exception as exc:
             # Any other failure is a defect in the hub, but still only this file's problem:
             # hold it (the exception's message may quote data, so only its type is kept).

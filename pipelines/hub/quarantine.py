@@ -29,6 +29,10 @@ class ExtractRejected(Exception):
         super().__init__(rejection.check)
         self.rejection = rejection
 
+    def __reduce__(self):
+        # Raised in the quality worker process too: pickle the rejection, not the message.
+        return type(self), (self.rejection,)
+
 
 def free_name(folder: Path, name: str) -> Path:
     """A path in ``folder`` for ``name`` that does not overwrite an earlier file."""

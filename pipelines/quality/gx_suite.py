@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -56,7 +57,11 @@ class RuleResult:
 def _gx():
     """Import Great Expectations quietly: no usage statistics (no network), no progress bars."""
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    import great_expectations as gx
+    with warnings.catch_warnings():
+        # GX imports pyspark when it is installed (the Spark linkage backend brings it), and
+        # pyspark warns on every import that it does not support pandas 3 yet: not our concern.
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        import great_expectations as gx
     return gx
 
 

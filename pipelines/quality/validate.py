@@ -1,6 +1,8 @@
 """The quality gate of ingest: validate one delivery before it lands, record what was found.
 
-``check_quality`` is the one call ingest makes, between the contract checks and landing.
+Ingest calls ``start_quality_check`` after a file passes the contract checks and
+``finish_quality_check`` before landing it; in between the delivery is validated in a worker
+process (:mod:`pipelines.quality.worker`) while ingest opens the next file.
 A delivery that fails an ``error`` rule is held (:class:`ExtractRejected` with check
 ``quality``), so it never reaches ``landing.<dataset>`` and nothing downstream sees it;
 ``warn`` failures land and are recorded. Either way the results go to
@@ -19,6 +21,7 @@ import pyarrow as pa
 
 from pipelines.contracts import Contract
 from pipelines.hub.quarantine import ExtractRejected, Rejection
+from pipelines.quality import worker
 from pipelines.quality.gx_suite import RuleResult, run_rules
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for
 from pipelines.stages import stage
@@ -37,8 +40,10 @@ CREATE TABLE IF NOT EXISTS hub.quality_deliveries (
     rules BIGINT,
     failed_errors BIGINT,
     failed_warnings BIGINT,
-    seconds DOUBLE
+    seconds DOUBLE                      -- validating, in the quality worker process
 );
+-- how long ingest waited for the verdict: what the gate added to the run (quality/worker.py)
+ALTER TABLE hub.quality_deliveries ADD COLUMN IF NOT EXISTS waited_seconds DOUBLE;
 CREATE TABLE IF NOT EXISTS hub.quality_results (
     file_name VARCHAR NOT NULL,
     received_at TIMESTAMP NOT NULL,
@@ -125,14 +130,17 @@ def previous_row_count(con: duckdb.DuckDBPyConnection, contract_id: str, dataset
 
 
 def record_verdict(con: duckdb.DuckDBPyConnection, verdict: QualityVerdict, extract_id: str | None,
-                   received_at: dt.datetime) -> None:
+                   received_at: dt.datetime, waited: float | None = None) -> None:
     con.execute(QUALITY_DDL)
     at = received_at.replace(tzinfo=None)
     c = verdict.contract
-    con.execute("INSERT INTO hub.quality_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    con.execute("INSERT INTO hub.quality_deliveries (file_name, received_at, extract_id, contract_id, "
+                "contract_version, dataset, row_count, previous_row_count, outcome, rules, failed_errors, "
+                "failed_warnings, seconds, waited_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         verdict.file_name, at, extract_id, c.id, c.version, verdict.dataset, verdict.rows,
         verdict.previous_rows, verdict.outcome, len(verdict.results), len(verdict.failed_errors),
-        len(verdict.failed_warnings), round(verdict.seconds, 3)])
+        len(verdict.failed_warnings), round(verdict.seconds, 3),
+        None if waited is None else round(waited, 3)])
     rows = [[verdict.file_name, at, extract_id, c.id, verdict.dataset, r.rule.name, r.rule.column,
              r.rule.severity, r.rule.source, r.rule.expectation, r.rule.description, r.passed,
              r.unexpected_count, r.checked_rows, json.dumps(list(r.sample_rows)), r.observed, r.summary()]
@@ -145,17 +153,24 @@ def record_verdict(con: duckdb.DuckDBPyConnection, verdict: QualityVerdict, extr
 
 
 @stage("quality checks")
-def check_quality(con: duckdb.DuckDBPyConnection, table: pa.Table, header: dict, contract: Contract,
-                  file_name: str, now: dt.datetime) -> QualityVerdict:
-    """Validate and record one delivery; raise :class:`ExtractRejected` (check ``quality``) if an
-    ``error`` rule failed, so ingest holds it and lands the others."""
+def start_quality_check(con: duckdb.DuckDBPyConnection, table: pa.Table, header: dict, contract: Contract,
+                        file_name: str, now: dt.datetime) -> worker.PendingVerdict:
+    """Hand one delivery to the quality worker; ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
     previous = previous_row_count(con, contract.id, dataset)
-    verdict = validate_delivery(table, contract, dataset, file_name, now.date(), previous)
-    record_verdict(con, verdict, header.get("extract_id"), now)
+    return worker.submit(table, contract, dataset, file_name, now.date(), previous)
+
+
+@stage("quality checks")
+def finish_quality_check(con: duckdb.DuckDBPyConnection, pending: worker.PendingVerdict, header: dict,
+                         contract: Contract, now: dt.datetime) -> QualityVerdict:
+    """Wait for one delivery's verdict and record it; raise :class:`ExtractRejected` (check
+    ``quality``) if an ``error`` rule failed, so ingest holds it and lands the others."""
+    verdict = pending.result()
+    record_verdict(con, verdict, header.get("extract_id"), now, pending.waited)
     if verdict.failed_errors:
         raise ExtractRejected(Rejection(
-            "quality", f"every ERROR quality rule of dataset {dataset} to pass",
+            "quality", f"every ERROR quality rule of dataset {verdict.dataset} to pass",
             "; ".join(r.summary() for r in verdict.failed_errors),
             "rows are named by their position in the extract the partner sent (1 = first data row); the "
             "partner corrects the source and re-sends. If the rule is wrong (for example a real change in "

@@ -229,3 +229,24 @@ def test_no_token_values_in_audit_or_reasons(small_place, tmp_path):
     written = (settings.audit_dir / "audit.jsonl").read_text() + "".join(
         p.read_text() for p in settings.quarantine.glob("*.json"))
     assert not any(t and t in written for t in tokens)
+
+
+def test_a_replay_and_a_duplicate_in_the_same_inbox_are_held_although_opened_ahead(small_place, tmp_path):
+    # Ingest opens each file while the one before it is validated, before that one is accepted:
+    # the copies must still be held as if the files were taken one after the other.
+    settings = small_place.stage_hub(tmp_path, datasets=["mental_health_referrals"])
+    original = small_place.envelope("mental_health_referrals").envelope_path.name
+    shutil.copy2(settings.inbox / original, settings.inbox / "zz-again.plx")
+    _reseal(small_place, "mental_health_referrals", settings.inbox / "zz-resent.plx")
+    receipts, landed = _receive(settings)
+    assert receipts[original].status == "accepted"
+    assert landed["mental_health_referrals"] == small_place.extract("mental_health_referrals").rows_out
+    checks = {name: json.loads((settings.quarantine / f"{name}.reason.json").read_text())["check"]
+              for name in ("zz-again.plx", "zz-resent.plx")}
+    assert checks == {"zz-again.plx": "replay", "zz-resent.plx": "duplicate"}
+    # The audit trail still reads file by file.
+    events = [(e["event"], e.get("file")) for e in AuditLog(settings.audit_dir).events()
+              if e["event"].startswith("extract_")]
+    assert events == [("extract_received", original), ("extract_accepted", original),
+                      ("extract_received", "zz-again.plx"), ("extract_quarantined", "zz-again.plx"),
+                      ("extract_received", "zz-resent.plx"), ("extract_quarantined", "zz-resent.plx")]

@@ -9,7 +9,7 @@ def test_split_recovers_one_off_per_delivery_and_per_row_costs(one_off, per_deli
     rows = [4_873, 2_228, 178_155, 137_986, 36_877, 12_118, 1_701]
     seconds = [per_delivery + r * per_100k / 100_000 for r in rows]
     seconds[0] += one_off  # the first delivery of a process imports Great Expectations
-    run = QualityRun(hub_seconds=40.0, deliveries=tuple(zip(rows, seconds)))
+    run = QualityRun(hub_seconds=40.0, deliveries=tuple(zip(rows, seconds)), waited=(0.5, 0.25, 0.25))
     assert run.split() == pytest.approx((one_off, per_delivery, per_100k))
-    assert run.share == pytest.approx(sum(seconds) / 40.0)
+    assert run.waited_share == pytest.approx(1.0 / 40.0)
     assert run.rows == sum(rows)

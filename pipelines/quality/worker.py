@@ -1,0 +1,119 @@
+"""Validation in a worker process, so the quality gate runs beside ingest instead of inside it.
+
+Great Expectations costs ~2.7 s of one core to import in each process, and validating a
+delivery is pure Python and pandas work that holds the GIL. Ingest therefore hands each
+decrypted delivery (an Arrow table, pickled through a pipe) to one worker process and, while it
+is validated there, decrypts and checks the next file on the other core. The worker is started
+(and imports Great Expectations) when ingest begins, before the first file is opened, and is
+kept for the life of the process, so a second run in the same process starts warm.
+
+Verdicts are the same as validating in the process itself: the worker calls the same
+:func:`pipelines.quality.validate.validate_delivery`. If the worker cannot be started or dies,
+validation falls back to this process (slower, never skipped) and says so in the log.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import multiprocessing
+import multiprocessing.util
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import pyarrow as pa
+
+from pipelines.contracts import Contract
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _warm_up() -> None:
+    """Runs in the worker: import and set up Great Expectations once."""
+    from pipelines.quality.gx_suite import _batch_definition
+
+    _batch_definition()
+
+
+def _validate(table: pa.Table, contract: Contract, dataset: str, file_name: str, today: dt.date,
+              previous_rows: int | None):
+    from pipelines.quality.validate import validate_delivery
+
+    return validate_delivery(table, contract, dataset, file_name, today, previous_rows)
+
+
+def _shutdown(wait: bool = False) -> None:
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+
+def _worker() -> ProcessPoolExecutor | None:
+    """The worker process, started (and warming up) on first use; None if it cannot start."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            try:
+                # spawn, not fork: ingest's process runs DuckDB and Dagster threads.
+                _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                _pool.submit(_warm_up)
+                # Stop it when this process exits. A multiprocessing finalizer, not atexit: when
+                # ingest runs in a multiprocessing child (Dagster's multiprocess executor, the
+                # benchmarks), the child skips atexit and joins its children first, so the worker
+                # would wait for work forever. Registered here, not at import: a spawned child
+                # imports modules before it starts, and then clears the finalizers. Priority 100
+                # runs it before the pool's own queues stop (priority 10), which it still needs.
+                multiprocessing.util.Finalize(_pool, _shutdown, kwargs={"wait": True}, exitpriority=100)
+            except (OSError, RuntimeError) as exc:
+                log.warning("quality checks run in the ingest process: no worker process (%s)",
+                            type(exc).__name__)
+                return None
+        return _pool
+
+
+def start() -> None:
+    """Start the worker (if it is not running) so it imports Great Expectations now."""
+    _worker()
+
+
+class PendingVerdict:
+    """A delivery being validated; :meth:`result` waits for its verdict."""
+
+    def __init__(self, future: Future | None, inline: tuple) -> None:
+        self._future, self._inline = future, inline
+        self.waited = 0.0  # seconds the caller spent waiting in result()
+
+    def result(self):
+        started = time.perf_counter()
+        try:
+            if self._future is not None:
+                try:
+                    return self._future.result()
+                except BrokenProcessPool:
+                    log.warning("the quality worker process stopped; validating in the ingest process")
+                    _shutdown()
+            return _validate(*self._inline)
+        finally:
+            self.waited = time.perf_counter() - started
+
+
+def submit(table: pa.Table, contract: Contract, dataset: str, file_name: str, today: dt.date,
+           previous_rows: int | None) -> PendingVerdict:
+    """Validate one delivery in the worker; the verdict (or the ``ExtractRejected`` raised for
+    a contract rule placelink cannot run) comes from :meth:`PendingVerdict.result`."""
+    arguments = (table, contract, dataset, file_name, today, previous_rows)
+    pool = _worker()
+    if pool is None:
+        return PendingVerdict(None, arguments)
+    try:
+        return PendingVerdict(pool.submit(_validate, *arguments), arguments)
+    except (BrokenProcessPool, RuntimeError):
+        _shutdown()
+        return PendingVerdict(None, arguments)

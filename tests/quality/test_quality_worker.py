@@ -1,0 +1,112 @@
+"""The quality worker process: the same verdicts as validating in ingest's own process."""
+import datetime as dt
+import logging
+import pickle
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.audit import AuditLog
+from pipelines.contracts import load_contracts
+from pipelines.hub.ingest import receive_inbox
+from pipelines.hub.quarantine import ExtractRejected, Rejection
+from pipelines.quality import worker
+from pipelines.quality.validate import validate_delivery
+from pipelines.warehouse import connect
+
+NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
+
+
+def _spoiled(small_place) -> pa.Table:
+    table = pq.read_table(small_place.extract("ae_attendances").extract_path)
+    modes = table.column("arrival_mode").to_pylist()
+    modes[3] = "helicopter"
+    tokens = table.column("record_token").to_pylist()
+    tokens[9] = tokens[8]
+    table = table.set_column(table.schema.get_field_index("arrival_mode"), "arrival_mode", pa.array(modes))
+    return table.set_column(table.schema.get_field_index("record_token"), "record_token", pa.array(tokens))
+
+
+def _results(verdict):
+    return [(r.rule.name, r.passed, r.unexpected_count, r.checked_rows, r.sample_rows, r.observed)
+            for r in verdict.results]
+
+
+def test_the_worker_gives_the_same_verdict_as_this_process(small_place):
+    table, contract = _spoiled(small_place), small_place.contracts["nhs-acute-mental-health"]
+    here = validate_delivery(table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500)
+    there = worker.submit(table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500).result()
+    assert here.outcome == there.outcome == "held"
+    assert _results(there) == _results(here)
+    assert there.message() == here.message()
+
+
+def test_a_rejection_raised_in_the_worker_arrives_whole():
+    rejection = Rejection("quality", "quality rules that placelink can run", "an unknown rule", "fix it", "c v1")
+    again = pickle.loads(pickle.dumps(ExtractRejected(rejection)))
+    assert isinstance(again, ExtractRejected) and again.rejection == rejection
+
+
+def _receive(settings):
+    contracts, _ = load_contracts(settings.contracts_dir)
+    con = connect(settings)
+    try:
+        receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=NOW)
+        waits = con.execute("SELECT file_name, outcome, seconds, waited_seconds FROM hub.quality_deliveries "
+                            "ORDER BY file_name").fetchall()
+    finally:
+        con.close()
+    return {r.file_name: r.status for r in receipts}, waits
+
+
+def test_without_a_worker_process_ingest_validates_itself(small_place, tmp_path, monkeypatch, caplog):
+    datasets = ["ae_attendances", "family_support_enrolments"]
+    with_worker = _receive(small_place.stage_hub(tmp_path / "with", datasets=datasets))
+
+    def no_processes(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(worker, "_pool", None)
+    monkeypatch.setattr(worker, "ProcessPoolExecutor", no_processes)
+    with caplog.at_level(logging.WARNING, logger="pipelines.quality.worker"):
+        without = _receive(small_place.stage_hub(tmp_path / "without", datasets=datasets))
+    assert "quality checks run in the ingest process: no worker process (OSError)" in caplog.text
+    assert without[0] == with_worker[0] and set(with_worker[0].values()) == {"accepted"}
+    assert [w[:2] for w in without[1]] == [w[:2] for w in with_worker[1]]
+    # Each delivery records how long validating took and how long ingest waited for it.
+    assert all(seconds > 0 and waited is not None for _, _, seconds, waited in with_worker[1])
+
+
+def test_a_worker_that_dies_is_replaced_by_validating_here(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path, datasets=["ae_attendances"])
+    pool = worker._worker()
+    for process in list(pool._processes.values()):
+        process.kill()
+        process.join()
+    statuses, waits = _receive(settings)
+    assert set(statuses.values()) == {"accepted"} and [w[1] for w in waits] == ["passed"]
+    assert worker._worker() is not pool  # a new worker for the next run
+
+
+def _start_the_worker_and_return() -> str:
+    import multiprocessing.util
+
+    # What a spawned child does after importing its main module (placelink's CLI imports ingest):
+    # it forgets every finalizer registered so far.
+    multiprocessing.util._finalizer_registry.clear()
+    worker.start()
+    worker.submit(pa.table({"x": [1]}), None, "none", "none", NOW.date(), None)  # fails in the worker: fine
+    return "done"
+
+
+def test_a_process_that_used_the_worker_exits_cleanly_even_as_a_multiprocessing_child():
+    # Dagster's multiprocess executor runs ingest in such a child; it must not hang at exit.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        assert child.submit(_start_the_worker_and_return).result(timeout=120) == "done"
+        process = next(iter(child._processes.values()))
+    process.join(timeout=120)
+    assert process.exitcode == 0
