@@ -69,6 +69,9 @@ class StageRun:
     stages: dict[str, StageFigures] = field(default_factory=dict)
     hub_seconds: float = 0.0
     process_peak_mb: float = 0.0
+    # The quality worker process (pipelines/quality/worker.py) holds each delivery as it is
+    # validated, beside the hub's process: its own peak, measured when it has stopped.
+    worker_peak_mb: float = 0.0
     identity_f1: float | None = None
     reference_f1: float | None = None
 
@@ -223,7 +226,11 @@ def _reference_f1(prediction, settings, place: Path, sealed) -> float:
 def _finish(run: StageRun) -> StageRun:
     import resource
 
+    from pipelines.quality import worker
+
+    worker._shutdown(wait=True)
     run.process_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    run.worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return run
 
 
@@ -255,6 +262,7 @@ class SizeSummary:
     peak_mb: dict[str, float]
     seconds_by_run: dict[str, list[float]]
     process_peak_mb: float
+    worker_peak_mb: float
     identity_f1: float | None
     reference_f1: float | None
 
@@ -283,6 +291,7 @@ def summarise(runs: list[StageRun]) -> SizeSummary:
         peak_mb={n: statistics.median(r.stages[n].peak_mb for r in runs if n in r.stages) for n in names},
         seconds_by_run=by_run,
         process_peak_mb=statistics.median(r.process_peak_mb for r in runs),
+        worker_peak_mb=statistics.median(r.worker_peak_mb for r in runs),
         identity_f1=None if first.identity_f1 is None else statistics.median(r.identity_f1 for r in runs),
         reference_f1=None if first.reference_f1 is None else statistics.median(r.reference_f1 for r in runs),
     )
@@ -315,6 +324,7 @@ def format_table(summaries: list[SizeSummary]) -> str:
         ("partner kit, records/s per core", lambda s: f"{s.records / s.seconds['partner kit']:,.0f}"
          if s.seconds.get("partner kit") else "–"),
         ("peak resident memory of the run, MB", lambda s: f"{s.process_peak_mb:,.0f}"),
+        ("peak of its largest child process (the quality worker), MB", lambda s: f"{s.worker_peak_mb:,.0f}"),
         ("identity-record F1: tokens / clear text", lambda s: f"{_f(s.identity_f1)} / {_f(s.reference_f1)}"),
         ("runs (medians of)", lambda s: str(s.runs)),
     ]

@@ -90,6 +90,10 @@ class PendingVerdict:
         self._future, self._inline = future, inline
         self.waited = 0.0  # seconds the caller spent waiting in result()
 
+    def done(self) -> bool:
+        """Whether the verdict is ready (validating here happens in result(): always ready)."""
+        return self._future is None or self._future.done()
+
     def result(self):
         started = time.perf_counter()
         try:
