@@ -41,6 +41,7 @@ class QualityRun:
     hub_seconds: float
     deliveries: tuple[tuple[int, float], ...]  # (rows, seconds validating in the worker)
     waited: tuple[float, ...] = ()  # seconds ingest waited for each verdict
+    accepted: tuple[tuple[str, int], ...] = ()  # (dataset, rows) accepted: did two runs do the same work?
 
     @property
     def rows(self) -> int:
@@ -83,19 +84,43 @@ def validated_deliveries(warehouse: Path) -> tuple[tuple[tuple[int, float], ...]
     return tuple((r, s) for r, s, _ in rows), tuple(w for *_, w in rows)
 
 
+def accepted_deliveries(warehouse: Path) -> tuple[tuple[str, int], ...]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return tuple(con.execute("SELECT dataset, row_count FROM hub.deliveries WHERE status = 'accepted' "
+                                 "ORDER BY dataset, row_count").fetchall())
+    finally:
+        con.close()
+
+
 def _without_gate() -> None:
     """In this (benchmark) process only: every delivery passes with an empty verdict, recorded
     as the real gate records it, and no worker process is started."""
     from pipelines.hub import ingest
     from pipelines.quality import validate
 
+    class Ready:
+        """A verdict that is ready at once, as PendingVerdict gives it."""
+
+        waited = 0.0
+
+        def __init__(self, verdict: validate.QualityVerdict) -> None:
+            self.verdict = verdict
+
+        def done(self) -> bool:
+            return True
+
+        def result(self) -> validate.QualityVerdict:
+            return self.verdict
+
     def start(con, table, header, contract, file_name, now):
         previous = validate.previous_row_count(con, contract.id, header["dataset"])
-        return validate.QualityVerdict(file_name, contract, header["dataset"], table.num_rows, previous, (), 0.0)
+        return Ready(validate.QualityVerdict(file_name, contract, header["dataset"], table.num_rows, previous,
+                                             (), 0.0))
 
-    def finish(con, verdict, header, contract, now):
-        validate.record_verdict(con, verdict, header.get("extract_id"), now, 0.0)
-        return verdict
+    def finish(con, pending, header, contract, now):
+        validate.record_verdict(con, pending.verdict, header.get("extract_id"), now, 0.0)
+        return pending.verdict
 
     ingest.start_quality_check, ingest.finish_quality_check = start, finish
     ingest.quality_worker.start = lambda: None
@@ -115,7 +140,8 @@ def _one_run(people: int, seed: int, home: str, gate: bool = True) -> QualityRun
                           echo=lambda *_: None)
     if report.failures:
         raise RuntimeError("the demo failed: " + "; ".join(report.failures))
-    return QualityRun(report.timings["hub pipeline"], *validated_deliveries(Path(home) / "warehouse.duckdb"))
+    warehouse = Path(home) / "warehouse.duckdb"
+    return QualityRun(report.timings["hub pipeline"], *validated_deliveries(warehouse), accepted_deliveries(warehouse))
 
 
 def _in_new_process(people: int, seed: int, work: Path | None, gate: bool) -> QualityRun:
@@ -132,6 +158,10 @@ def run(people: int = 100_000, runs: int = 3, seed: int = 2026, work: Path | Non
     for i in range(runs):
         result = _in_new_process(people, seed, work, gate=True)
         baseline = _in_new_process(people, seed, work, gate=False)
+        if baseline.accepted != result.accepted or not result.accepted:
+            raise RuntimeError(
+                f"the runs with and without the gate accepted different deliveries ({len(result.accepted)} and "
+                f"{len(baseline.accepted)}): their times cannot be compared")
         fixed, per_delivery, per_rows = result.split()
         echo(f"  run {i + 1}: hub pipeline {result.hub_seconds:.1f} s with the gate, {baseline.hub_seconds:.1f} s "
              f"without; waited {result.waited_seconds:.2f} s ({result.waited_share:.1%}); worker validated for "
