@@ -108,6 +108,9 @@ def postcode_comparison() -> cl.CustomComparison:
 # records the date-of-birth block is smaller and nothing is sampled; at 1M people it holds
 # ~20M pairs, which took most of the training time (docs/benchmarks.md).
 EM_MAX_PAIRS = 5_000_000
+# Below this many records the cap is not passed at all: Splink probes for a sample first and,
+# on small inputs, logs that the probe found no pairs (harmless, but it reads like a fault).
+EM_SAMPLE_FROM_RECORDS = 200_000
 
 # Rules 2 and 4 grow with the square of the population (same key, more people); adding
 # sex halves them, which keeps 1 million identity records well under 100 million
@@ -227,8 +230,9 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir, memory_limit)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+    cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
-        linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=EM_MAX_PAIRS)
+        linker.training.estimate_parameters_using_expectation_maximisation(rule, **cap)
     settings = linker.misc.save_model_to_json()
     return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
 
