@@ -8,12 +8,14 @@ Time is attributed to the innermost open stage: a stage's ``seconds`` exclude th
 stages nested in it (quality checks run inside ingest; the Splink steps inside
 linkage), so the stages of one run add up to the run's wall time, and what no stage
 claims (Dagster's own work, reports) is left for the caller to show as the rest.
-Memory is the process's resident set (``/proc/self/statm``), sampled every 50 ms and
-at each stage boundary; a stage's ``peak_mb`` is the highest sample while it was the
-innermost stage.
+Memory is the resident set of the process **and its child processes** together (the
+quality gate validates in a worker process, pipelines/quality/worker.py), read from
+``/proc`` every 50 ms and at each stage boundary; a stage's ``peak_mb`` is the highest
+sample while it was the innermost stage.
 """
 from __future__ import annotations
 
+import glob
 import os
 import threading
 import time
@@ -25,10 +27,39 @@ _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _active: "StageClock | None" = None
 
 
-def resident_mb() -> float:
-    """This process's resident memory now, in MiB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE_MB
+def _resident_pages(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        parent = pending.pop()
+        for listing in glob.glob(f"/proc/{parent}/task/*/children"):
+            try:
+                with open(listing) as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:  # the thread or process ended meanwhile
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def resident_mb(children: bool = True) -> float:
+    """Resident memory of this process now, with its descendants' unless ``children`` is false, in MiB.
+
+    Child processes are spawned, not forked (the quality worker), so their pages are their own
+    and the sum does not count shared pages twice.
+    """
+    pages = _resident_pages(os.getpid())
+    for pid in _descendants(os.getpid()) if children else ():
+        try:
+            pages += _resident_pages(pid)
+        except (OSError, IndexError, ValueError):  # ended between listing and reading
+            continue
+    return pages * _PAGE_MB
 
 
 @dataclass
@@ -43,7 +74,7 @@ class StageClock:
 
     def __init__(self, interval: float = 0.05) -> None:
         self.stages: dict[str, StageTime] = {}
-        self.peak_mb = 0.0  # the whole process, over the clock's life
+        self.peak_mb = 0.0  # the process and its children together, over the clock's life
         self._stack: list[tuple[str, float]] = []  # (name, when it last became innermost)
         self._lock = threading.Lock()
         self._stop = threading.Event()

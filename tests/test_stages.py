@@ -1,12 +1,14 @@
 """The stage clock the benchmark reads: time goes to the innermost stage, and nothing is
 measured (or broken) when no clock runs."""
+import subprocess
+import sys
 import time
 
 import pytest
 
 from pipelines.bench.stages import (HUB_STAGES, LINKAGE_CORE, StageFigures, StageRun, format_table,
                                     nlogn_ratio, summarise)
-from pipelines.stages import StageClock, stage
+from pipelines.stages import StageClock, resident_mb, stage
 
 
 def test_nested_stages_add_up_to_the_wall_time_without_counting_twice():
@@ -44,6 +46,24 @@ def test_marks_do_nothing_without_a_clock_and_one_clock_at_a_time():
     assert again.stages["decorated"].calls == 1
 
 
+def test_memory_counts_child_processes_like_the_quality_worker():
+    # A child holding 300 MB: the quality worker holds a delivery beside the hub's process.
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; b = bytearray(300 * 2**20); print('ready', flush=True); "
+                              "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        alone, together = resident_mb(children=False), resident_mb()
+        assert together - alone > 280
+        with StageClock() as clock:
+            with stage("with a child"):
+                time.sleep(0.12)
+        assert clock.stages["with a child"].peak_mb > alone + 280
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+
+
 def test_a_failing_stage_still_closes_and_is_charged():
     with StageClock() as clock:
         with pytest.raises(ValueError):
@@ -58,7 +78,7 @@ def _run(people: int, records: int, scale: float) -> StageRun:
     stages = {name: StageFigures(scale, 100.0) for name in (*HUB_STAGES, "partner kit")}
     stages |= {f"reference: {s}": StageFigures(scale / 2, 100.0) for s in ("train", "predict", "cluster")}
     return StageRun(people, 1, records=records, identity_records=records // 3, persons=people, stages=stages,
-                    process_peak_mb=500.0, identity_f1=0.99, reference_f1=0.995)
+                    peak_mb=700.0, process_peak_mb=500.0, identity_f1=0.99, reference_f1=0.995)
 
 
 def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
@@ -69,6 +89,7 @@ def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
     table = format_table([small, large])
     assert "| hub linkage ÷ bare Splink | 2.00 | 2.00 |" in table
     assert "| partner kit, records/s per core | 15,000 | 6,000 |" in table
+    assert "| peak resident memory of the run, with the quality worker's, MB | **700** | **700** |" in table
     bound = nlogn_ratio(30_000, 300_000)
     assert 11 < bound < 13
     assert f"| n·log n of records | {bound:.1f}× |" in table

@@ -27,6 +27,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from pipelines.linkage.model import bloom_bit_counts
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def bloom_columns(records: pa.Table) -> list[str]:
 
 
 def bloom_as_words(records: pa.Table) -> pa.Table:
-    """The records with each Bloom filter as a list of signed 64-bit words, for Spark.
+    """The records with each Bloom filter as a list of signed 64-bit words, for Spark, and
+    its popcount beside it (:func:`~pipelines.linkage.model.bloom_bit_counts`, as on DuckDB).
 
     The bits are DuckDB's own ``CAST(... AS BIT)`` of the column (as the DuckDB backend
     compares them), cut into 64-bit pieces in order; the last piece may be shorter. Two
@@ -63,7 +65,8 @@ def bloom_as_words(records: pa.Table) -> pa.Table:
     con = duckdb.connect()
     try:
         con.register("person_records_arrow", records)
-        return con.sql(f"SELECT * REPLACE ({as_words}) FROM person_records_arrow").to_arrow_table()
+        return con.sql(f"SELECT * REPLACE ({as_words}), {bloom_bit_counts(columns)} "
+                       "FROM person_records_arrow").to_arrow_table()
     finally:
         con.close()
 

@@ -3,7 +3,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.linkage.model import (date_of_birth_comparison, name_comparison, postcode_comparison,
+from pipelines.linkage.model import (BLOOM_BITS, date_of_birth_comparison, name_comparison, postcode_comparison,
                                      splink_settings)
 from pipelines.partner_kit.bloom import bloom_encode_names
 from pipelines.partner_kit.features import phonetic_codes
@@ -25,7 +25,10 @@ def level(comparison, left: dict, right: dict) -> str:
     try:
         con.register("pair_arrow", pl.DataFrame([columns]).to_arrow())
         blooms = [c for c in columns if c.endswith(("_bloom_l", "_bloom_r"))]
-        casts = f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in blooms)})" if blooms else ""
+        # As the linkage's records table has them: BIT, with each filter's popcount beside it.
+        casts = (f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in blooms)}), "
+                 + ", ".join(f"bit_count(CAST({c} AS BIT)) AS {c[:-2]}{BLOOM_BITS}{c[-2:]}" for c in blooms)
+                 if blooms else "")
         con.execute(f"CREATE TABLE pair AS SELECT *{casts} FROM pair_arrow")
         return con.execute(f"SELECT CASE {cases} ELSE 'else' END FROM pair").fetchall()[0][0]
     finally:

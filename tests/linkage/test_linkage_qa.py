@@ -1,12 +1,11 @@
 """Linkage QA: the summary a reviewer reads, the report, and the check that blocks a bad run."""
-import logging
+import datetime as dt
 
 import duckdb
 import pytest
-from splink import DuckDBAPI, Linker
 
 from assets.linkage import plausible_linkage
-from pipelines.linkage.model import splink_settings
+from pipelines.linkage.model import TrainedModel, match_weights_chart, splink_settings
 from pipelines.linkage.person_records import LINKAGE_FEATURES
 from pipelines.linkage.qa import (check_linkage, linkage_qa, previous_link_rate, record_linkage_run,
                                   write_qa_report)
@@ -83,9 +82,10 @@ def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
     plant(con, NORMAL)
     qa = linkage_qa(con)
     columns = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in LINKAGE_FEATURES.items())
-    con.execute(f"CREATE TABLE one AS SELECT 'a' AS unique_id, 'nhs' AS partner_id, {columns}")
-    linker = Linker(DuckDBAPI(connection=con).register("one"), splink_settings(), log_level=logging.WARNING)
-    chart = linker.visualisations.match_weights_chart().chart_dict
+    records = con.sql(f"SELECT 'a' AS unique_id, 'nhs' AS partner_id, {columns}").to_arrow_table()
+    untrained = TrainedModel(dt.datetime.now(dt.UTC), 0, "not trained",
+                             splink_settings().create_settings_dict("duckdb"))
+    chart = match_weights_chart(untrained, records)
     page = write_qa_report(tmp_path, qa, chart, None, check_linkage(qa, None, 40, 0.05), 0.9, "2026-11-01")
     dom = rendered_dom(page)
     assert "Linkage check passed" in dom

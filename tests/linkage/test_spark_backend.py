@@ -128,9 +128,11 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
     })
     con = duckdb.connect()
     con.register("raw", raw)
-    # As hub.person_records hands them over: landed as BIT, read back through Arrow.
+    # As the linkage's records have them: landed as BIT, read back through Arrow, popcounts beside.
     pairs = con.sql("SELECT pair_id, CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
-                    "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r FROM raw").to_arrow_table()
+                    "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r, "
+                    "bit_count(CAST(given_name_bloom_l AS BIT)) AS given_name_bloom_bits_l, "
+                    "bit_count(CAST(given_name_bloom_r AS BIT)) AS given_name_bloom_bits_r FROM raw").to_arrow_table()
     given = [c for c in conditions if "given_name" in c]
     con.register("pairs_arrow", pairs)
     con.execute("CREATE TABLE pairs AS SELECT * REPLACE (CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
