@@ -89,6 +89,7 @@ class OpenedExtract:
     header: dict
     contract: Contract
     table: pa.Table
+    parquet: bytes | None = None  # the decrypted extract the table was read from (quality worker)
 
 
 def load_arrival(settings: Settings) -> Arrival:
@@ -246,7 +247,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         inner = {}  # the counts are informative only; the signed envelope header is what counts
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
               "extract_id": header["envelope_id"]}
-    return OpenedExtract(header, contract, table.replace_schema_metadata(None))
+    return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
 
 
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
@@ -376,7 +377,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 raise opened
             header, contract = opened.header, opened.contract
             # the quality gate: ERROR rules hold the delivery before anything of it lands
-            pending = start_quality_check(con, opened.table, header, contract, path.name, now)
+            pending = start_quality_check(con, opened.table, header, contract, path.name, now, opened.parquet)
             # Open (decrypt, check) the next files while the worker validates this one: always
             # the next, and more while the verdict is not ready (at the start of a run the worker
             # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.

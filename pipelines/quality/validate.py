@@ -154,11 +154,12 @@ def record_verdict(con: duckdb.DuckDBPyConnection, verdict: QualityVerdict, extr
 
 @stage("quality checks")
 def start_quality_check(con: duckdb.DuckDBPyConnection, table: pa.Table, header: dict, contract: Contract,
-                        file_name: str, now: dt.datetime) -> worker.PendingVerdict:
-    """Hand one delivery to the quality worker; ingest goes on with the next file meanwhile."""
+                        file_name: str, now: dt.datetime, parquet: bytes | None = None) -> worker.PendingVerdict:
+    """Hand one delivery to the quality worker (as its decrypted ``parquet`` when given, see
+    :func:`worker.submit`); ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
     previous = previous_row_count(con, contract.id, dataset)
-    return worker.submit(table, contract, dataset, file_name, now.date(), previous)
+    return worker.submit(table, contract, dataset, file_name, now.date(), previous, parquet)
 
 
 @stage("quality checks")
