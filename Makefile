@@ -33,7 +33,7 @@ ui: $(STAMP)
 	DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
 
 # Benchmarks are measured, not timed tests: medians of several runs on this machine.
-# `bench stages` (10k, 100k and 1M people, three runs each) takes about an hour here;
+# `bench stages` (10k, 100k and 1M people, three runs each) takes about 20 minutes here;
 # `placelink bench stages --people 100000 --repeats 1` is the quick look.
 bench: $(STAMP)
 	$(BIN)/placelink bench stages
