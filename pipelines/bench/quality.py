@@ -113,7 +113,7 @@ def _without_gate() -> None:
         def result(self) -> validate.QualityVerdict:
             return self.verdict
 
-    def start(con, table, header, contract, file_name, now):
+    def start(con, table, header, contract, file_name, now, parquet=None):
         previous = validate.previous_row_count(con, contract.id, header["dataset"])
         return Ready(validate.QualityVerdict(file_name, contract, header["dataset"], table.num_rows, previous,
                                              (), 0.0))
