@@ -50,8 +50,8 @@ def _descendants(pid: int) -> list[int]:
 def resident_mb(children: bool = True) -> float:
     """Resident memory of this process now, with its descendants' unless ``children`` is false, in MiB.
 
-    Child processes are spawned, not forked (the quality worker), so their pages are their own
-    and the sum does not count shared pages twice.
+    Child processes are spawned, not forked (the quality worker), so their heaps are their own;
+    only shared-library pages (tens of MB) are counted once per process.
     """
     pages = _resident_pages(os.getpid())
     for pid in _descendants(os.getpid()) if children else ():
