@@ -11,11 +11,11 @@ the cost). Two figures per run, from ``hub.quality_deliveries``:
   over every delivery but the first: seconds = per delivery + rows x per row; what the first
   delivery took beyond that line is the one-off cost per process.
 
-Waiting is not the whole cost: handing a delivery to the worker (pickling it) and the worker's
-CPU share the machine with ingest. So each run with the gate is paired with a run without it
-(the gate replaced by one that records an empty verdict, so every downstream step runs as
-before), alternating, and what the gate **adds** is the difference of the two medians of the
-hub pipeline's time. The issue's target: below 10% of the pipeline's time.
+Waiting is not the whole cost: handing a delivery to the worker (its Parquet bytes, through a
+pipe) and the worker's CPU share the machine with ingest. So each run with the gate is paired
+with a run without it (the gate replaced by one that records an empty verdict, so every
+downstream step runs as before), alternating, and what the gate **adds** is the difference of
+the two medians of the hub pipeline's time. The issue's target: below 10% of the pipeline's time.
 """
 from __future__ import annotations
 

@@ -232,7 +232,7 @@ def _finish(run: StageRun) -> StageRun:
 
     from pipelines.quality import worker
 
-    worker._shutdown(wait=True)
+    worker.stop()  # so its peak is known: RUSAGE_CHILDREN counts children that have exited
     run.process_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     run.worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return run

@@ -57,6 +57,10 @@ def _shutdown(wait: bool = False) -> None:
         pool.shutdown(wait=wait, cancel_futures=True)
 
 
+def stop() -> None:
+    """Stop the worker and wait for it to exit (the next delivery starts a new one)."""
+    _shutdown(wait=True)
+
 
 def _worker() -> ProcessPoolExecutor | None:
     """The worker process, started (and warming up) on first use; None if it cannot start."""
