@@ -35,7 +35,7 @@ def test_the_warehouse_and_splinks_database_get_the_limit(tmp_path):
         assert limit.startswith(("286", "300"))  # DuckDB shows it in MiB or MB
     finally:
         warehouse.close()
-    _, splink = _duckdb_records(pa.table({"unique_id": [1, 2]}), tmp_path, "300MB")
+    _, splink, _ = _duckdb_records(pa.table({"unique_id": [1, 2]}), tmp_path, "300MB")
     try:
         assert memory_limit(splink) == limit
     finally:

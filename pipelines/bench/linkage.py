@@ -278,9 +278,10 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     echo(f"[{people:,} people] linking the same records on clear text (baseline) ...")
     started = time.perf_counter()
     clear = _clear_records(con, place, contracts, extracts)
-    model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit)
+    model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit,
+                  token_ids=False)
     prediction = predict_clusters(clear, model, settings.linkage_threshold, settings.duckdb_temp,
-                                     memory_limit=settings.duckdb_memory_limit)
+                                     memory_limit=settings.duckdb_memory_limit, token_ids=False)
     bench.seconds["clear text: train, link"] = time.perf_counter() - started
     con.register("clear_clusters", prediction.clusters)
     con.execute("CREATE OR REPLACE TABLE bench_clear_text AS SELECT unique_id AS identity_id, "

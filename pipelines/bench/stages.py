@@ -190,9 +190,10 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     finally:
         con.close()
     with StageClock() as clock:
-        model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit)
+        model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit,
+                      token_ids=False)
         prediction = predict_clusters(clear, model, settings.linkage_threshold, settings.duckdb_temp,
-                                     memory_limit=settings.duckdb_memory_limit)
+                                     memory_limit=settings.duckdb_memory_limit, token_ids=False)
     run.peak_mb = max(run.peak_mb, clock.peak_mb)
     for step in ("train", "predict", "cluster"):
         measured = clock.stages[f"linkage: {step}"]

@@ -9,6 +9,7 @@ Spark (:mod:`pipelines.linkage.spark`).
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
+import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
+from sqlglot import exp
 
 from pipelines.stages import stage
 
@@ -52,6 +56,65 @@ def _dice(column: str) -> str:
     left, right = f"{column}_l", f"{column}_r"
     return (f"(2.0 * bit_count({left} & {right}) / "
             f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))")
+
+
+# For scoring on DuckDB, each Bloom filter is also cut into 64-bit words, columns
+# ``<bloom>_w0``, ``_w1``...: the popcount of ``a & b`` is then a sum of popcounts of integers,
+# where on ``BIT`` each pair allocates the AND of two bit strings. The saved model keeps
+# ``bit_count(a & b)``; only the scoring connection's copy is rewritten (:func:`dice_on_words`).
+WORD = "_w"
+
+
+def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
+    """The filters of a binary column as 64-bit words (the bytes in order, the last word
+    zero-padded), or None unless every filter has the same length.
+
+    Any cut of equal-length filters into the same words keeps ``bit_count(a & b)``: it is the
+    sum over the words of the popcount of their AND.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) == 0 or array.null_count == len(array):
+        return None
+    offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(valid)
+    lengths = np.diff(offsets)[rows]
+    if lengths.min() != lengths.max() or lengths[0] == 0:
+        return None
+    size = int(lengths[0])
+    padded = np.zeros((len(array), -(-size // 8) * 8), dtype=np.uint8)
+    padded[rows, :size] = data[offsets[:-1][rows, None] + np.arange(size)]
+    words = padded.view(np.int64)
+    return [pa.array(words[:, i], mask=~valid) for i in range(words.shape[1])]
+
+
+def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, Any]:
+    """A copy of a saved model whose ``bit_count(<bloom>_l & <bloom>_r)`` reads the filters'
+    64-bit words (``words``: the number of words of each Bloom column). Other SQL is untouched."""
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        argument = (node.expressions[0] if isinstance(node, exp.Anonymous) and node.name.lower() == "bit_count"
+                    and len(node.expressions) == 1 else node.this if isinstance(node, exp.BitwiseCount) else None)
+        if not isinstance(argument, exp.BitwiseAnd):
+            return node
+        left, right = argument.this, argument.expression
+        if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+            return node
+        bloom = left.name.removesuffix("_l")
+        if left.name != f"{bloom}_l" or right.name != f"{bloom}_r" or bloom not in words:
+            return node
+        summed = " + ".join(f"CAST(bit_count({bloom}{WORD}{i}_l & {bloom}{WORD}{i}_r) AS BIGINT)"
+                            for i in range(words[bloom]))
+        return sqlglot.parse_one(f"({summed})", read="duckdb")
+
+    rewritten = copy.deepcopy(settings)
+    for comparison in rewritten["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            sql = level["sql_condition"]
+            if "bit_count" in sql.lower():
+                level["sql_condition"] = sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql("duckdb")
+    return rewritten
 
 
 # The clear-text benchmark baseline (pipelines/bench/linkage.py) compares the names as
@@ -186,14 +249,19 @@ class TrainedModel:
 
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
-            memory_limit: str = "") -> tuple[Linker, duckdb.DuckDBPyConnection]:
-    db_api, con = _duckdb_records(records, temp_dir, memory_limit)
+            memory_limit: str = "", token_ids: bool = True) -> tuple[Linker, duckdb.DuckDBPyConnection]:
+    """A Linker on Splink's scratch database. A saved model (a dict) scores the Bloom filters
+    as 64-bit words (:func:`dice_on_words`); training (a SettingsCreator) reads them as ``BIT``."""
+    words = isinstance(settings, dict)
+    db_api, con, counts = _duckdb_records(records, temp_dir, memory_limit, token_ids, words)
+    if counts:
+        settings = dice_on_words(settings, counts)
     return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
 
 
 def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list[tuple[str, int]]:
     """Pairs each blocking rule adds (beyond the rules before it), counted exactly."""
-    db_api, con = _duckdb_records(records, temp_dir)
+    db_api, con, _ = _duckdb_records(records, temp_dir)
     try:
         counts = count_comparisons_from_blocking_rules(
             db_api.register("person_records"), blocking_rules=BLOCKING_RULES, link_type="dedupe_only",
@@ -203,10 +271,46 @@ def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list
         con.close()
 
 
-def _duckdb_records(records: pa.Table, temp_dir: Path | None,
-                    memory_limit: str = "") -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection]:
+def token_id(column: str) -> str:
+    """SQL: a token's 64-bit id in Splink's scratch table (DuckDB's ``hash``; NULL stays NULL)."""
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE hash({column}) END"
+
+
+def _token_id_columns(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> list[str]:
+    """The token columns that can be compared as 64-bit ids: those where no two different
+    tokens share an id (a column where two would keeps its tokens, with a warning)."""
+    tokens = [f.name for f in schema if f.name.endswith("_token")
+              and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type))]
+    if not tokens:
+        return []
+    counts = con.execute("SELECT " + ", ".join(
+        f"count(DISTINCT {c}), count(DISTINCT {token_id(c)})" for c in tokens) + f" FROM {table}").fetchone()
+    exact = []
+    for i, column in enumerate(tokens):
+        if counts[2 * i] == counts[2 * i + 1]:
+            exact.append(column)
+        else:
+            log.warning("linkage compares %s as text: two of its %d distinct tokens share a 64-bit id",
+                        column, counts[2 * i])
+    return exact
+
+
+def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str = "", token_ids: bool = True,
+                    words: bool = False) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection, dict[str, int]]:
     """Splink's scratch database, in memory, spilling to ``temp_dir`` beyond ``memory_limit``
-    (Settings.duckdb_memory_limit; empty: DuckDB's default)."""
+    (Settings.duckdb_memory_limit; empty: DuckDB's default).
+
+    With ``token_ids``, each token column holds a 64-bit id of the token (:func:`token_id`)
+    instead of its 32 hex characters. A token is a keyed hash: equality is all that can be
+    compared on it (exact-match levels, blocking, term frequencies), and equal ids are equal
+    tokens (checked per column, :func:`_token_id_columns`). Scored pairs are narrower and
+    compared as integers: at 1M people prediction took 33 s instead of 49 s, with the same
+    pairs and match weights (docs/benchmarks.md). The clear-text reference in the benchmark
+    passes ``token_ids=False``: it is bare Splink on the values as written.
+
+    With ``words``, each Bloom filter of one length throughout is also held as 64-bit words
+    (:func:`bloom_words`); the third value returned is the number of words of each such column.
+    """
     con = duckdb.connect()
     if temp_dir is not None:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
@@ -215,20 +319,33 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None,
     con.register("person_records_arrow", records)
     # BIT travels through Arrow as binary; cast back so Dice is a bit_count on BIT.
     bloom = [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-    replace = (f" REPLACE ({', '.join(f'CAST({c} AS BIT) AS {c}' for c in bloom)}), {bloom_bit_counts(bloom)}"
-               if bloom else "")
-    con.execute(f"CREATE TABLE person_records AS SELECT *{replace} FROM person_records_arrow")
+    counts: dict[str, int] = {}
+    if words:
+        for column in bloom:
+            cut = bloom_words(records.column(column))
+            if cut is not None:
+                counts[column] = len(cut)
+                for i, word in enumerate(cut):
+                    records = records.append_column(f"{column}{WORD}{i}", word)
+        con.unregister("person_records_arrow")
+        con.register("person_records_arrow", records)
+    replaced = [f"CAST({c} AS BIT) AS {c}" for c in bloom]
+    if token_ids:
+        replaced += [f"{token_id(c)} AS {c}" for c in _token_id_columns(con, "person_records_arrow", records.schema)]
+    replace = f" REPLACE ({', '.join(replaced)})" if replaced else ""
+    bits = f", {bloom_bit_counts(bloom)}" if bloom else ""
+    con.execute(f"CREATE TABLE person_records AS SELECT *{replace}{bits} FROM person_records_arrow")
     con.unregister("person_records_arrow")
-    return DuckDBAPI(connection=con), con
+    return DuckDBAPI(connection=con), con, counts
 
 
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
-          name_similarity: str = "bloom", memory_limit: str = "") -> TrainedModel:
+          name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True) -> TrainedModel:
     """Estimate the prior, u by random sampling and m by EM on two blocking passes
     (each on at most :data:`EM_MAX_PAIRS` blocked pairs)."""
     count = records.num_rows
-    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir, memory_limit)
+    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir, memory_limit, token_ids)
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("nhs_number_token"),
@@ -238,7 +355,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir, memory_limit)
+        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir, memory_limit, token_ids)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
@@ -268,9 +385,9 @@ KEEP_PAIRS_FROM = 0.5
 
 @contextmanager
 def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
-                    spark: "SparkSession | None", memory_limit: str = "") -> Iterator[Linker]:
+                    spark: "SparkSession | None", memory_limit: str = "", token_ids: bool = True) -> Iterator[Linker]:
     if spark is None:
-        linker, con = _linker(records, model.splink_settings, temp_dir, memory_limit)
+        linker, con = _linker(records, model.splink_settings, temp_dir, memory_limit, token_ids)
         try:
             yield linker
         finally:
@@ -308,14 +425,15 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
 
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
                      temp_dir: Path | None = None, spark: "SparkSession | None" = None,
-                     keep_pairs: bool = False, memory_limit: str = "") -> Prediction:
+                     keep_pairs: bool = False, memory_limit: str = "", token_ids: bool = True) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
 
     On DuckDB unless a Spark session is given; both score the same saved model and give the
-    same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run).
+    same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run);
+    ``token_ids=False`` compares the token columns as text (:func:`_duckdb_records`).
     """
-    with _scoring_linker(records, model, temp_dir, spark, memory_limit) as linker:
+    with _scoring_linker(records, model, temp_dir, spark, memory_limit, token_ids) as linker:
         with stage("linkage: predict"):
             predictions = linker.inference.predict(threshold_match_probability=min(KEEP_PAIRS_FROM, threshold))
         with stage("linkage: cluster"):
