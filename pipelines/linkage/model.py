@@ -250,10 +250,11 @@ class TrainedModel:
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
             memory_limit: str = "", token_ids: bool = True) -> tuple[Linker, duckdb.DuckDBPyConnection]:
-    """A Linker on Splink's scratch database. A saved model (a dict) scores the Bloom filters
-    as 64-bit words (:func:`dice_on_words`); training (a SettingsCreator) reads them as ``BIT``."""
-    words = isinstance(settings, dict)
-    db_api, con, counts = _duckdb_records(records, temp_dir, memory_limit, token_ids, words)
+    """A Linker on Splink's scratch database, whose copy of the settings reads the Bloom filters
+    as 64-bit words (:func:`dice_on_words`; a trained model is saved as defined, :func:`train`)."""
+    if isinstance(settings, SettingsCreator):
+        settings = settings.create_settings_dict("duckdb")
+    db_api, con, counts = _duckdb_records(records, temp_dir, memory_limit, token_ids, words=True)
     if counts:
         settings = dice_on_words(settings, counts)
     return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
@@ -345,7 +346,8 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     """Estimate the prior, u by random sampling and m by EM on two blocking passes
     (each on at most :data:`EM_MAX_PAIRS` blocked pairs)."""
     count = records.num_rows
-    linker, _ = _linker(records, splink_settings(name_similarity=name_similarity), temp_dir, memory_limit, token_ids)
+    defined = splink_settings(name_similarity=name_similarity)
+    linker, _ = _linker(records, defined, temp_dir, memory_limit, token_ids)
     try:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("nhs_number_token"),
@@ -355,14 +357,25 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        linker, _ = _linker(records, splink_settings(prior, name_similarity), temp_dir, memory_limit, token_ids)
+        defined = splink_settings(prior, name_similarity)
+        linker, _ = _linker(records, defined, temp_dir, memory_limit, token_ids)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
     cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule, **cap)
-    settings = linker.misc.save_model_to_json()
+    settings = _as_defined(linker.misc.save_model_to_json(), defined.create_settings_dict("duckdb"))
     return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
+
+
+def _as_defined(trained: dict[str, Any], defined: dict[str, Any]) -> dict[str, Any]:
+    """The trained model with each level's SQL as defined, not as the scratch table's words
+    rewrote it: the saved model stays readable, and scores on any backend."""
+    for comparison, as_defined in zip(trained["comparisons"], defined["comparisons"], strict=True):
+        for level, level_defined in zip(comparison["comparison_levels"], as_defined["comparison_levels"],
+                                        strict=True):
+            level["sql_condition"] = level_defined["sql_condition"]
+    return trained
 
 
 @dataclass(frozen=True)

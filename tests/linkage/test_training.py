@@ -112,3 +112,18 @@ def test_only_bloom_bit_counts_are_rewritten_for_words(model):
     changed = [(b, a) for b, a in zip(before, after) if b != a]
     assert len(changed) == 4 and all("bit_count" in b and "_bloom_w4_l & " in a for b, a in changed)
     assert all("bit_count(given_name_bloom_l" not in a for a in after)
+
+
+def test_training_on_words_saves_the_model_training_on_bit_strings_saves(records, model, monkeypatch):
+    monkeypatch.setattr(linkage_model, "bloom_words", lambda column: None)
+    on_bits = train(records)
+
+    def levels(settings):
+        return [l for c in settings["comparisons"] for l in c["comparison_levels"]]
+    assert [l["sql_condition"] for l in levels(model.splink_settings)] == [
+        l["sql_condition"] for l in levels(on_bits.splink_settings)]
+    for words_level, bits_level in zip(levels(model.splink_settings), levels(on_bits.splink_settings)):
+        for p in ("m_probability", "u_probability"):
+            assert (words_level.get(p) is None) == (bits_level.get(p) is None)
+            if bits_level.get(p) is not None:
+                assert words_level[p] == pytest.approx(bits_level[p], rel=1e-9)
