@@ -4,8 +4,9 @@ Great Expectations costs ~2.7 s of one core to import in each process, and valid
 delivery is pure Python and pandas work that holds the GIL. Ingest therefore hands each
 decrypted delivery (its Parquet bytes, through a pipe: never to disk) to one worker process and, while it
 is validated there, decrypts and checks the next file on the other core. The worker is started
-(and imports Great Expectations) when ingest begins, before the first file is opened, and is
-kept for the life of the process, so a second run in the same process starts warm.
+(and imports Great Expectations) before Dagster loads its definitions in a headless run
+(:func:`pipelines.run.run_pipeline`), otherwise when ingest begins, before the first file is
+opened; it is kept for the life of the process, so a second run in the same process starts warm.
 
 Verdicts are the same as validating in the process itself: the worker calls the same
 :func:`pipelines.quality.validate.validate_delivery`. If the worker cannot be started or dies,
