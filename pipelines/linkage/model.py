@@ -58,11 +58,25 @@ def _dice(column: str) -> str:
             f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))")
 
 
-# For scoring on DuckDB, each Bloom filter is also cut into 64-bit words, columns
+# On DuckDB (training and scoring), each Bloom filter is also cut into 64-bit words, columns
 # ``<bloom>_w0``, ``_w1``...: the popcount of ``a & b`` is then a sum of popcounts of integers,
 # where on ``BIT`` each pair allocates the AND of two bit strings. The saved model keeps
-# ``bit_count(a & b)``; only the scoring connection's copy is rewritten (:func:`dice_on_words`).
+# ``bit_count(a & b)``; only the connection's copy is rewritten (:func:`dice_on_words`).
 WORD = "_w"
+
+
+def bloom_columns(records: pa.Table) -> list[str]:
+    """The Bloom-filter columns: DuckDB ``BIT`` travels through Arrow as binary."""
+    return [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+
+
+def bit_count_argument(node: exp.Expression) -> exp.Expression | None:
+    """What a one-argument ``bit_count(...)`` counts (sqlglot parses it either way), else None."""
+    if isinstance(node, exp.BitwiseCount):
+        return node.this
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "bit_count" and len(node.expressions) == 1:
+        return node.expressions[0]
+    return None
 
 
 def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
@@ -94,15 +108,13 @@ def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, 
     """A copy of a saved model whose ``bit_count(<bloom>_l & <bloom>_r)`` reads the filters'
     64-bit words (``words``: the number of words of each Bloom column). Other SQL is untouched."""
     def rewrite(node: exp.Expression) -> exp.Expression:
-        argument = (node.expressions[0] if isinstance(node, exp.Anonymous) and node.name.lower() == "bit_count"
-                    and len(node.expressions) == 1 else node.this if isinstance(node, exp.BitwiseCount) else None)
+        argument = bit_count_argument(node)
         if not isinstance(argument, exp.BitwiseAnd):
             return node
         left, right = argument.this, argument.expression
-        if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
-            return node
-        bloom = left.name.removesuffix("_l")
-        if left.name != f"{bloom}_l" or right.name != f"{bloom}_r" or bloom not in words:
+        bloom = left.name.removesuffix("_l") if isinstance(left, exp.Column) else ""
+        if bloom not in words or left.name != f"{bloom}_l" or not (
+                isinstance(right, exp.Column) and right.name == f"{bloom}_r"):
             return node
         summed = " + ".join(f"CAST(bit_count({bloom}{WORD}{i}_l & {bloom}{WORD}{i}_r) AS BIGINT)"
                             for i in range(words[bloom]))
@@ -291,8 +303,8 @@ def _token_id_columns(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Sch
         if counts[2 * i] == counts[2 * i + 1]:
             exact.append(column)
         else:
-            log.warning("linkage compares %s as text: two of its %d distinct tokens share a 64-bit id",
-                        column, counts[2 * i])
+            log.warning("linkage compares %s as text: two of its %d distinct tokens share a 64-bit id "
+                        "(the same pairs and weights, scored more slowly; nothing to do)", column, counts[2 * i])
     return exact
 
 
@@ -317,19 +329,16 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str 
         con.execute("SET temp_directory = ?", [str(temp_dir)])
     if memory_limit:
         con.execute("SET memory_limit = ?", [memory_limit])
-    con.register("person_records_arrow", records)
     # BIT travels through Arrow as binary; cast back so Dice is a bit_count on BIT.
-    bloom = [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    bloom = bloom_columns(records)
     counts: dict[str, int] = {}
-    if words:
-        for column in bloom:
-            cut = bloom_words(records.column(column))
-            if cut is not None:
-                counts[column] = len(cut)
-                for i, word in enumerate(cut):
-                    records = records.append_column(f"{column}{WORD}{i}", word)
-        con.unregister("person_records_arrow")
-        con.register("person_records_arrow", records)
+    for column in bloom if words else ():
+        cut = bloom_words(records.column(column))
+        if cut is not None:
+            counts[column] = len(cut)
+            for i, word in enumerate(cut):
+                records = records.append_column(f"{column}{WORD}{i}", word)
+    con.register("person_records_arrow", records)
     replaced = [f"CAST({c} AS BIT) AS {c}" for c in bloom]
     if token_ids:
         replaced += [f"{token_id(c)} AS {c}" for c in _token_id_columns(con, "person_records_arrow", records.schema)]
@@ -408,7 +417,7 @@ def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | Non
         return
     from splink import SparkAPI
 
-    from pipelines.linkage.spark import bloom_as_words, bloom_columns, spark_model_settings
+    from pipelines.linkage.spark import bloom_as_words, spark_model_settings
 
     settings = spark_model_settings(model.splink_settings, set(bloom_columns(records)))
     views_before = {t.name for t in spark.catalog.listTables() if t.isTemporary}

@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from pipelines.linkage.model import bloom_bit_counts
+from pipelines.linkage.model import bit_count_argument, bloom_bit_counts, bloom_columns
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,11 +39,6 @@ LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
 class SparkUnavailable(RuntimeError):
     """The Spark backend was asked for but cannot start here; the message says what to install."""
-
-
-def bloom_columns(records: pa.Table) -> list[str]:
-    """The Bloom-filter columns: DuckDB ``BIT`` travels through Arrow as binary."""
-    return [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
 
 
 def bloom_as_words(records: pa.Table) -> pa.Table:
@@ -92,11 +87,8 @@ def spark_condition(sql: str, from_dialect: str, blooms: set[str]) -> str:
         return sql
 
     def rewrite(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Anonymous) and node.name.lower() == "bit_count" and len(node.expressions) == 1:
-            return _summed_bit_counts(node.expressions[0], blooms, sql)
-        if isinstance(node, exp.BitwiseCount):
-            return _summed_bit_counts(node.this, blooms, sql)
-        return node
+        argument = bit_count_argument(node)
+        return node if argument is None else _summed_bit_counts(argument, blooms, sql)
 
     return sqlglot.parse_one(sql, read=from_dialect).transform(rewrite).sql(dialect="spark")
 
