@@ -26,6 +26,7 @@ import splink.comparison_library as cl
 import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
+from splink.blocking_rule_library import CustomRule
 from sqlglot import exp
 
 from pipelines.stages import stage
@@ -197,16 +198,27 @@ EM_MAX_PAIRS = 5_000_000
 # on small inputs, logs that the probe found no pairs (harmless, but it reads like a fault).
 EM_SAMPLE_FROM_RECORDS = 200_000
 
-# Rules 2 and 4 grow with the square of the population (same key, more people); adding
-# sex halves them, which keeps 1 million identity records well under 100 million
-# comparisons (docs/linkage.md: measured 10k/100k, extrapolated).
+# Every rule pairs a date, place or name key with a second key, so the people sharing a key
+# stay few as the population grows and comparisons grow close to linearly (docs/linkage.md:
+# 1.98M at 1M people, 13x the 149k at 100k). Rules on names alone, or date of birth + sex,
+# grew with the square of the population (40M at 1M) and the 1M run scored no better with them.
+# Names alone are still a block for records that carry nothing else to block on: no date of
+# birth and no postcode (one rule per side; Splink scores each pair once, l before r).
+_SAME_NAMES = ("l.given_name_phonetic_token = r.given_name_phonetic_token"
+               " AND l.family_name_phonetic_token = r.family_name_phonetic_token")
 BLOCKING_RULES = [
     block_on("nhs_number_token"),
-    block_on("date_of_birth_token", "sex"),
-    block_on("given_name_phonetic_token", "family_name_phonetic_token"),
-    block_on("family_name_token", "dob_year_token", "sex"),
+    block_on("date_of_birth_token", "given_name_phonetic_token"),
+    block_on("date_of_birth_token", "family_name_phonetic_token"),
+    block_on("date_of_birth_token", "postcode_district_token"),
+    block_on("given_name_phonetic_token", "family_name_phonetic_token", "postcode_district_token"),
+    block_on("given_name_phonetic_token", "family_name_phonetic_token", "dob_year_token"),
+    block_on("family_name_token", "dob_year_token", "postcode_district_token"),
     block_on("postcode_token", "given_name_phonetic_token"),
     block_on("dob_unordered_token", "family_name_phonetic_token"),
+    block_on("given_name_phonetic_token", "family_name_phonetic_token", "dob_month_token", "dob_day_token"),
+    CustomRule(_SAME_NAMES + " AND l.date_of_birth_token IS NULL AND l.postcode_token IS NULL"),
+    CustomRule(_SAME_NAMES + " AND r.date_of_birth_token IS NULL AND r.postcode_token IS NULL"),
 ]
 
 
