@@ -2,6 +2,8 @@
 import datetime as dt
 import logging
 import pickle
+import subprocess
+import sys
 
 import duckdb
 import pyarrow as pa
@@ -123,3 +125,21 @@ def test_a_process_that_used_the_worker_exits_cleanly_even_as_a_multiprocessing_
         process = next(iter(child._processes.values()))
     process.join(timeout=120)
     assert process.exitcode == 0
+
+
+def test_the_worker_imports_great_expectations_without_what_it_never_uses():
+    """Spark, SQL and the KL-divergence expectation's scipy.stats and altair are not loaded
+    (half of GX's start-up); a deferred module still works when something does use it."""
+    script = """
+import sys
+from pipelines.quality.worker import _lean_imports, _warm_up
+_lean_imports()
+_warm_up()
+loaded = [m for m in ("pyspark", "sqlalchemy", "scipy.stats._stats_py", "altair.vegalite") if sys.modules.get(m)]
+from scipy import stats
+import altair
+print(loaded, round(float(stats.entropy([0.5, 0.5], [0.9, 0.1])), 6), altair.Chart.__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "0.510826", "Chart"]
