@@ -24,8 +24,8 @@ import importlib.machinery
 import logging
 import multiprocessing
 import multiprocessing.util
-import threading
 import sys
+import threading
 import time
 import types
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -57,7 +57,7 @@ class _Deferred(types.ModuleType):
     this on Python 3.11: the import statement itself reads ``__spec__`` and loads the module.)"""
 
     def __getattr__(self, attribute: str):
-        if attribute.startswith("__"):
+        if attribute.startswith("__") and attribute != "__path__":  # __path__: a submodule is imported
             raise AttributeError(attribute)
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
