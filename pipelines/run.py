@@ -33,9 +33,9 @@ def run_pipeline(settings: Settings, retrain: bool = False,
     os.environ["PLACELINK_HOME"] = str(settings.home)
     os.environ["PLACELINK_CONTRACTS"] = str(settings.contracts_dir)
     os.environ["PLACELINK_SQL"] = str(settings.sql_dir)
-    if any(p.is_file() and not p.name.startswith(".") for p in settings.inbox.iterdir()):
+    if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
-        # Great Expectations (~2.7 s of one core) runs beside Dagster's start-up, not ingest's.
+        # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
         quality_worker.start()
     with stage("Dagster: load definitions"):
         from pipelines.definitions import defs  # after the environment names this home

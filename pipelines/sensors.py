@@ -11,9 +11,7 @@ from pipelines.settings import Settings
 
 def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
     """(number of waiting files, a fingerprint of their names, sizes and times)."""
-    if not settings.inbox.exists():
-        return 0, ""
-    files = sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = settings.inbox_files()
     digest = hashlib.sha256()
     for path in files:
         stat = path.stat()

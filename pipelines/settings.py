@@ -47,7 +47,7 @@ class Settings:
     spark_checkpoint_dir: str = ""
     # The most memory each DuckDB database of a run may use before it spills to
     # PLACELINK_HOME/duckdb_tmp. The warehouse and Splink's scratch database each get this much:
-    # with 3GB, 1M people ran in 6.6 GB at peak, quality worker included (docs/benchmarks.md). "" gives DuckDB's own
+    # with 3GB, 1M people ran in 6.5 GB at peak, quality worker included (docs/benchmarks.md). "" gives DuckDB's own
     # default, 80% of the machine's RAM for each.
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
 
@@ -84,6 +84,13 @@ class Settings:
     @property
     def inbox(self) -> Path:
         return self.home / "inbox"
+
+    def inbox_files(self) -> list[Path]:
+        """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
+        upload, are not deliveries); none if there is no inbox yet."""
+        if not self.inbox.exists():
+            return []
+        return sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
 
     @property
     def quarantine(self) -> Path:

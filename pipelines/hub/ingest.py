@@ -364,7 +364,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         if content:
             arrival.seen_content[content] = extract_id
     receipts: list[Receipt] = []
-    paths = sorted(p for p in settings.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    paths = settings.inbox_files()
     if paths:
         quality_worker.start()  # it imports Great Expectations while the first file is opened
     ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated

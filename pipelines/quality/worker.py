@@ -1,6 +1,6 @@
 """Validation in a worker process, so the quality gate runs beside ingest instead of inside it.
 
-Great Expectations costs ~2.7 s of one core to import in each process, and validating a
+Great Expectations costs seconds of one core to import in each process, and validating a
 delivery is pure Python and pandas work that holds the GIL. Ingest therefore hands each
 decrypted delivery (its Parquet bytes, through a pipe: never to disk) to one worker process and, while it
 is validated there, decrypts and checks the next file on the other core. The worker is started

@@ -1,30 +1,17 @@
 """Blocking: which pairs are scored at all. Every rule pairs two keys so the people sharing a
 key stay few as a place grows; records that carry only names are still compared by name."""
-import dagster as dg
-import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import person_records
 from pipelines.linkage.model import blocked_comparisons
-from pipelines.resources import PlacelinkResource
 
 NAMES = ("given_name_phonetic_token", "family_name_phonetic_token")
 
 
 @pytest.fixture(scope="module")
-def full_record(small_place, tmp_path_factory) -> tuple[pa.Schema, dict]:
+def full_record(small_place_person_records) -> tuple[pa.Schema, dict]:
     """One identity record of the small place with every linkage feature present."""
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("blocking_hub"))
-    result = dg.materialize([received_extracts, person_records],
-                            resources={"placelink": PlacelinkResource(home=str(settings.home))})
-    assert result.success
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        table = con.sql("SELECT * FROM hub.person_records").to_arrow_table()
-    finally:
-        con.close()
+    table = small_place_person_records
     for row in table.to_pylist():
         if all(value is not None for value in row.values()):
             return table.schema, row

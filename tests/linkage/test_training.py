@@ -3,31 +3,18 @@ words score exactly as the tokens and bit strings they stand for."""
 import json
 import logging
 
-import dagster as dg
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import person_records
 from pipelines.linkage import model as linkage_model
 from pipelines.linkage.model import (EM_SAMPLE_FROM_RECORDS, _duckdb_records, bloom_words, dice_on_words,
                                      predict_clusters, train)
-from pipelines.resources import PlacelinkResource
 
 
 @pytest.fixture(scope="module")
-def records(small_place, tmp_path_factory):
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("training_hub"))
-    result = dg.materialize([received_extracts, person_records],
-                            resources={"placelink": PlacelinkResource(home=str(settings.home))})
-    assert result.success
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
-    finally:
-        con.close()
+def records(small_place_person_records):
+    return small_place_person_records
 
 
 def test_a_small_place_trains_without_sampling_warnings(records, caplog):
