@@ -1,6 +1,7 @@
 """The whole graph under governance: a suspended agreement leaves the next publication,
 every published table names the agreements it relies on, the IG register renders in a
 real browser, the audit log tells the story without identifiers, retention runs as a job."""
+import datetime as dt
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from pipelines.audit import AuditLog
 from pipelines.cli import main
 from pipelines.definitions import defs
 from pipelines.resources import PlacelinkResource
+from pipelines.retention import add_months
 from pipelines.settings import REPO_ROOT
 
 NHS = "nhs-acute-mental-health"
@@ -175,9 +177,17 @@ def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(govern
     monkeypatch.setenv("PLACELINK_CONTRACTS", str(contracts_dir))
     assert defs.resolve_schedule_def("daily_retention").cron_schedule == "30 2 * * *"
     job = defs.resolve_job_def("placelink_retention")
-    # a fake clock: 61 months on, past the VCS agreement's 60 months, inside the others' 84
+    # A fake clock 61 months after the VCS delivery arrived: past that agreement's 60 months,
+    # inside the others' 84. Relative to the delivery's own date, so it holds on any day.
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        (received,) = con.execute("SELECT max(received_at) FROM hub.deliveries "
+                                  "WHERE contract_id = 'vcs-family-support' AND status = 'accepted'").fetchone()
+    finally:
+        con.close()
+    as_of = dt.datetime.combine(add_months(received.date(), 61), dt.time(3), tzinfo=dt.UTC)
     result = job.execute_in_process(run_config={"ops": {"hub__retention_deletions": {"config": {
-        "as_of": "2031-12-01T03:00:00+00:00"}}}})
+        "as_of": as_of.isoformat()}}}})
     assert result.success
     deleted = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "retention_deleted"]
     assert [e["contract"] for e in deleted] == ["vcs-family-support"]
