@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +88,13 @@ class Settings:
 
     def inbox_files(self) -> list[Path]:
         """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
-        upload, are not deliveries); none if there is no inbox yet."""
+        upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
+        listed too, without being followed or opened, so that ingest holds them (only regular
+        files are accepted); folders are not deliveries."""
         if not self.inbox.exists():
             return []
-        return sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        return sorted(p for p in self.inbox.iterdir()
+                      if not p.name.startswith(".") and not stat.S_ISDIR(p.lstat().st_mode))
 
     @property
     def quarantine(self) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
+from pipelines.hub.inbox import NotADelivery, move_delivery, open_delivery, printable_name
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality import worker as quality_worker
@@ -116,7 +116,14 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     duplicate -> columns -> types -> identifiers. In-force and dataset come before
     decryption so the hub never decrypts data it may not receive.
     """
-    with open(path, "rb") as stream:
+    try:
+        delivered = open_delivery(path)
+    except NotADelivery as exc:
+        _reject("format", "a regular file delivered into the inbox",
+                f"a {exc.kind}, not a regular file (the hub never follows links or opens devices, "
+                "FIFOs or sockets: it would read something the partner did not send)",
+                "ask the partner to upload the extract file itself; the entry was moved out of the inbox")
+    with delivered as stream:
         try:
             sealed = read_header(stream)
         except EnvelopeError as exc:
@@ -299,14 +306,15 @@ def _record(con, receipt_row: dict) -> None:
 def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection: Rejection,
                 now: dt.datetime, claimed: dict) -> Receipt:
     """Hold one file unchanged, record the delivery and audit it; returns its receipt."""
-    held = hold(path, settings.quarantine, rejection, now)
-    message = rejection.message(path.name)
-    _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
+    label = printable_name(path.name)
+    held = hold(path, settings.quarantine, rejection, now, label)
+    message = rejection.message(label)
+    _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None),
                   "status": "quarantined", **claimed, "failed_check": rejection.check,
                   "reason": message, "stored_as": str(held)})
-    audit.append("extract_quarantined", file=path.name, check=rejection.check,
+    audit.append("extract_quarantined", file=label, check=rejection.check,
                  contract=rejection.contract, reason=message)
-    return Receipt(path.name, "quarantined", reason=message)
+    return Receipt(label, "quarantined", reason=message)
 
 
 def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -369,7 +377,8 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         quality_worker.start()  # it imports Great Expectations while the first file is opened
     ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated
     for index, path in enumerate(paths):
-        audit.append("extract_received", file=path.name, bytes=path.stat().st_size)
+        label = printable_name(path.name)  # names can hold new lines, escapes, bytes that are not UTF-8
+        audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         early = ahead.popleft() if ahead else None
         opened = (early.opened if early is not None and not early.stale(arrival)
                   else _open(path, contracts, contract_problems, arrival, now))
@@ -378,7 +387,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 raise opened
             header, contract = opened.header, opened.contract
             # the quality gate: ERROR rules hold the delivery before anything of it lands
-            pending = start_quality_check(con, opened.table, header, contract, path.name, now, opened.parquet)
+            pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
             # Open (decrypt, check) the next files while the worker validates this one: always
             # the next, and more while the verdict is not ready (at the start of a run the worker
             # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
@@ -411,7 +420,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
             vault.mkdir(parents=True, exist_ok=True)
             stored = free_name(vault, path.name)
             _record(con, {
-                "file_name": path.name, "received_at": now.replace(tzinfo=None), "status": "accepted",
+                "file_name": label, "received_at": now.replace(tzinfo=None), "status": "accepted",
                 "extract_id": header["extract_id"], "contract_id": contract.id,
                 "contract_version": contract.version, "partner_id": contract.partner_id,
                 "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
@@ -423,13 +432,13 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         except Exception:
             con.execute("ROLLBACK")
             raise
-        shutil.move(str(path), stored)  # the vault keeps the envelope encrypted, as received
+        move_delivery(path, stored)  # the vault keeps the envelope encrypted, as received
         arrival.seen_extract_ids.add(header["extract_id"])
         arrival.seen_content[header["content_sha256"]] = header["extract_id"]
-        audit.append("extract_accepted", file=path.name, extract_id=header["extract_id"],
+        audit.append("extract_accepted", file=label, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
                      dataset=header["dataset"], rows=header["row_count"])
-        receipts.append(Receipt(path.name, "accepted", contract.id, header["dataset"],
+        receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
     return receipts
 
@@ -439,7 +448,7 @@ def _claimed_header(path: Path) -> dict:
     so hub.deliveries can still tell which contract and partner a held file claims; {} if
     the header cannot be read."""
     try:
-        with open(path, "rb") as stream:
+        with open_delivery(path) as stream:
             h = read_header(stream).header
     except Exception:
         return {}
