@@ -121,20 +121,21 @@ def _line_numbers(lines: list[int], total: int) -> str:
 def _refuse_nul_bytes(path: Path, what: str) -> None:
     """Refuse a text file with a NUL byte anywhere (a damaged or binary export), naming its lines."""
     lines: list[int] = []
-    total, newlines = 0, 0
+    total, newlines = 0, 0  # total: lines with a NUL byte
     with path.open("rb") as handle:
         while block := handle.read(4 * 1024 * 1024):
             at = block.find(b"\x00")
             while at != -1:
-                total += 1
                 line = newlines + block.count(b"\n", 0, at) + 1
-                if len(lines) < _MAX_ROWS_NAMED and (not lines or lines[-1] != line):
-                    lines.append(line)
+                if not lines or lines[-1] != line:
+                    total += 1
+                    if len(lines) < _MAX_ROWS_NAMED:
+                        lines.append(line)
                 at = block.find(b"\x00", at + 1)
             newlines += block.count(b"\n")
     if total:
         raise PartnerKitError(
-            f"{what} {path.name} has NUL bytes on line(s) {_line_numbers(lines, len(lines))}: the export "
+            f"{what} {path.name} has NUL bytes on line(s) {_line_numbers(lines, total)}: the export "
             "is damaged or not text; export it again as 'CSV UTF-8'"
         )
 
