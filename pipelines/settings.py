@@ -51,6 +51,10 @@ class Settings:
     # with 3GB, 1M people ran in 6.5 GB at peak, quality worker included (docs/benchmarks.md). "" gives DuckDB's own
     # default, 80% of the machine's RAM for each.
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # Where the demo keeps what only partners hold (raw extracts, the linkage key, signing keys,
+    # record lookups, outboxes): outside the hub's home, as in a deployment. Empty means the
+    # sibling folder "<home>-partners" (PLACELINK_DEMO_PARTNERS).
+    demo_partners: Path | None = None
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -63,6 +67,8 @@ class Settings:
                 "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
+        if self.demo_partners is None:
+            object.__setattr__(self, "demo_partners", self.home.with_name(f"{self.home.name}-partners"))
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -80,6 +86,8 @@ class Settings:
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
             duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
+            demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
+            if env.get("PLACELINK_DEMO_PARTNERS") else None,
         )
 
     @property
