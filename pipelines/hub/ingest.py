@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.audit import AuditLog
@@ -51,6 +53,14 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
 )
 """
 DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+
+
+# A decrypted extract may take this much memory when read (the largest measured, school
+# attendance at 1M people, is about 1.3 GB) unless it also decompresses to more than
+# MAX_COMPRESSION_RATIO times its size, which no extract of tokens does.
+MAX_DECOMPRESSED_BYTES = 4 * 2**30
+MAX_COMPRESSION_RATIO = 50
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass
@@ -204,6 +214,13 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     except Exception as exc:  # whatever pyarrow raises on bytes that are not Parquet
         _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
                 "prepare the extract with `placelink partner prepare` and re-send it", label)
+    unpacked = sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
+        # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
+        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
     if rows != header.get("row_count"):
         _reject("row count", f"{header.get('row_count')} rows (header)", f"{rows} rows",
                 "the extract does not match its header; ask the partner to re-send", label)
@@ -222,8 +239,13 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     extra = [c for c in schema.names if c not in allowed]
     missing = [c for c in allowed if c not in schema.names]
     if extra:
+        # A column name is the partner's text: name only those that look like column names.
+        shown = [c for c in extra if _COLUMN_NAME.fullmatch(c)][:10]
+        hidden = len(extra) - len(shown)
+        listed = ", ".join(shown) + (f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
+                                     "like column names)" if hidden else "")
         _reject("columns", f"only the contract's columns ({', '.join(allowed)})",
-                f"column(s) not in the contract: {', '.join(extra)}",
+                f"column(s) not in the contract: {listed}",
                 "remove them at the partner, or ask the IG officer to add them to the contract "
                 "(a governance-significant change)", label)
     if missing:
@@ -237,11 +259,28 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         _reject("types", "column types as the contract declares them",
                 "; ".join(wrong_types), "fix the column types at the partner and re-send", label)
 
+    # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
+    # is another way to make a small file that takes gigabytes once read.
+    encoded = sorted({parquet.metadata.row_group(g).column(c).path_in_schema
+                      for g in range(parquet.metadata.num_row_groups)
+                      for c in range(parquet.metadata.num_columns)
+                      if parquet.metadata.row_group(g).column(c).has_dictionary_page}
+                     & {f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                        or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)})
     try:
-        table = parquet.read()
+        table = pq.ParquetFile(pa.BufferReader(plain.getbuffer()), read_dictionary=encoded).read()
     except Exception as exc:  # damaged pages: signed by the partner, but unreadable
         _reject("content", "a readable Parquet extract", f"pages that cannot be read ({type(exc).__name__})",
                 "ask the partner to re-prepare and re-send the extract", label)
+    unpacked = max(unpacked, sum(_decoded_bytes(table.column(name)) for name in encoded))
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
+        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
+    for name in encoded:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type))
     suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
     if suspicions:
         _reject("identifiers", "pseudonymised values only (no clear identifiers)",
@@ -255,6 +294,18 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
               "extract_id": header["envelope_id"]}
     return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
+
+
+def _decoded_bytes(column: pa.ChunkedArray) -> int:
+    """The bytes a dictionary-encoded text column takes once each row holds its own value."""
+    total = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type) and (pa.types.is_string(chunk.type.value_type)
+                                                   or pa.types.is_large_string(chunk.type.value_type)
+                                                   or pa.types.is_binary(chunk.type.value_type)):
+            lengths = pc.binary_length(chunk.dictionary)
+            total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    return total
 
 
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
