@@ -42,8 +42,8 @@ from pipelines.partner_kit.normalise import clean_names
 
 # Ordinary words: at least this frequent (Zipf scale: 3 = once per million words) in a language.
 _ORDINARY_ZIPF = 3.0
-# Common English words (Will, May, Mark, Hope, Green, Road): a pair with one counts only when
-# both words are written as names.
+# Common words of any language (Will, May, Hope, Road; le, von, niño, domingo): a pair with one
+# counts only when both words are written as names.
 _COMMON_ZIPF = 5.0
 # Function words (the, and, as, an): never part of a name.
 _FUNCTION_ZIPF = 5.8
@@ -51,12 +51,14 @@ _FUNCTION_ZIPF = 5.8
 # A word: a letter, then letters, combining marks, apostrophes and hyphens (O'Brien, Smith-Jones).
 WORD = r"\p{L}[\p{L}\p{M}'’\-]*"
 # What may stand between two words of one name: spaces, or a middle initial ("Zara J. Quixote").
-_GAP = r"[^\S\n]+(?:\p{L}\.?[^\S\n]+)?"
+_GAP = r"[^\S\n]+(?:[\p{Lu}\p{Ll}]\.?[^\S\n]+)?"
 
 
 def _fold(words) -> frozenset[str]:
     folded = clean_names(pl.Series(list(words), dtype=pl.String))
-    return frozenset(folded.filter(folded.str.len_chars() >= 2).unique().to_list())
+    # One-letter words only in scripts without case, where one character is a whole name (李).
+    keep = (folded.str.len_chars() >= 2) | ~folded.str.contains(r"[\p{Lu}\p{Ll}]")
+    return frozenset(folded.filter(keep).unique().to_list())
 
 
 def _person_lists() -> tuple[set[str], set[str]]:
@@ -105,10 +107,13 @@ def name_words() -> "NameWords":
     given, family = _person_lists()
     namer = NickNamer()
     given |= set(namer.nickname_lookup) | set(namer.canonical_lookup)
-    ordinary = [w for language in sorted(available_languages())
-                for w in _words_at_least(language, _ORDINARY_ZIPF)]
+    ordinary, common = [], []
+    for language in sorted(available_languages()):
+        ordinary += _words_at_least(language, _ORDINARY_ZIPF)
+        common += _words_at_least(language, _COMMON_ZIPF)
     return NameWords(given=_fold(given), family=_fold(family), ordinary=_fold(ordinary),
-                     everyday=_fold(_everyday_words()), common=_fold(_words_at_least("en", _COMMON_ZIPF)),
+                     everyday=_fold(_everyday_words()), common=_fold(common),
+                     common_english=_fold(_words_at_least("en", _COMMON_ZIPF)),
                      function=_fold(_words_at_least("en", _FUNCTION_ZIPF)))
 
 
@@ -123,6 +128,7 @@ class NameWords:
     ordinary: frozenset[str]
     everyday: frozenset[str]
     common: frozenset[str]
+    common_english: frozenset[str]
     function: frozenset[str]
 
     def is_everyday(self, word: str) -> bool:
@@ -147,11 +153,12 @@ class NameWords:
             "ordinary": [w in self.ordinary for w in whole],
             "everyday": [self.is_everyday(w) for w in whole],
             "common": [w in self.common for w in whole],
+            "common_english": [w in self.common_english for w in whole],
             "function": [w in self.function for w in whole],
         }, schema={"key": pl.String, **{c: pl.Boolean for c in _KINDS}})
 
 
-_KINDS = ("given", "family", "ordinary", "everyday", "common", "function")
+_KINDS = ("given", "family", "ordinary", "everyday", "common", "common_english", "function")
 # English endings and what may have been dropped before them (invok-ing: invoke).
 _ENDINGS = (("IES", ("Y",)), ("ING", ("", "E")), ("ED", ("", "E")), ("ES", ("", "E")), ("S", ("",)),
             ("ER", ("", "E")), ("LY", ("",)))
@@ -185,7 +192,9 @@ def name_pairs(values: pl.Series) -> pl.DataFrame:
     neighbours = pl.col("joined") & ~pl.col("comma") & (pl.col("key") != nxt["key"]) & ~nxt["function"]
     as_names = pl.col("style").is_in(["title", "upper"]) & nxt["style"].is_in(["title", "upper"])
     same_style = pl.col("style") == nxt["style"]
-    known_next = (nxt["family"] | nxt["given"]) & (~nxt["common"] | as_names)
+    # Names in scripts without case (Chinese, Arabic, Devanagari) may be one character long.
+    known_next = ((nxt["family"] | nxt["given"]) & (~nxt["common"] | as_names)
+                  & ((nxt["letters"] >= 2) | (nxt["style"] == "uncased")))
     unknown_next = ~nxt["ordinary"] & ~nxt["everyday"] & (nxt["letters"] >= 3) & same_style
     unlisted_next = as_names & same_style & ~nxt["everyday"] & ~nxt["common"]
     return words.with_columns(
@@ -194,12 +203,15 @@ def name_pairs(values: pl.Series) -> pl.DataFrame:
         # Brown", "ZARA QUIXOTEUPPER", "Mary-Ann O'Neil". A given name that is a common word
         # or an everyday word (Will, May, Mark, Hence) counts only when both are written as
         # names: not "will attend".
-        given_first=neighbours & pl.col("given") & (pl.col("letters") >= 2)
+        given_first=neighbours & pl.col("given") & ((pl.col("letters") >= 2) | (pl.col("style") == "uncased"))
         & (known_next | unknown_next | unlisted_next)
-        & ((~pl.col("common") & ~pl.col("everyday")) | as_names),
-        # 2. a family name, a comma, a given name: "SMITH, Jane"
-        family_first=pl.col("family") & pl.col("comma") & nxt["given"] & ~nxt["function"]
-        & (~nxt["common"] | as_names),
+        & ((~pl.col("common") & ~pl.col("everyday")) | as_names
+           # a name common in another language (José, Juan) before a word no language knows
+           | (~pl.col("common_english") & ~pl.col("everyday") & unknown_next)),
+        # 2. a family name (or, both written as names, a word that is no ordinary word), a comma,
+        # a given name: "SMITH, Jane", "ZIEJA, Cezary"
+        family_first=(pl.col("family") | (as_names & ~pl.col("ordinary") & ~pl.col("everyday")))
+        & pl.col("comma") & nxt["given"] & ~nxt["function"] & (~nxt["common"] | as_names),
         # 3. two capitalised words that are neither ordinary nor in a dictionary: "Zebedee Quixotl"
         both_rare=neighbours & (pl.col("style") == "title") & same_style & ~pl.col("ordinary")
         & ~pl.col("everyday") & (pl.col("letters") >= 3) & unknown_next,
