@@ -9,7 +9,7 @@ libraries (no list is kept in this repository):
 * given names and family names of ~90 locales, in their own scripts (Faker's person data),
   and the English nickname table (``nicknames``);
 * ordinary words: every word at least once per million words (Zipf 3) in any of 42 languages,
-  and the most frequent English words (``wordfreq``);
+  common words (Zipf 5) of any language and of English, and English function words (``wordfreq``);
 * everyday English words: what Webster's and GCIDE list in lower case (``english-words``),
   also when inflected ("Patterns", "INVOKING").
 
@@ -21,13 +21,16 @@ Two neighbouring words (spaces, or a middle initial, between them) are a name wh
 1. a given name is followed by a family name, another given name, a word that is ordinary in
    no language and in no dictionary (``ZARA QUIXOTEUPPER``, ``josé quixoteblöm``), or, both
    written as names, a word no English dictionary lists (``Mary-Ann O'Neil``);
-2. a family name, a comma, then a given name (``SMITH, Jane``);
+2. a family name (or, written as names, a word no language or dictionary knows), a comma, then a
+   given name (``SMITH, Jane``, ``ZIEJA, Cezary``);
 3. two capitalised words that are neither ordinary nor in a dictionary (``Zebedee Quixotl``).
 
-A given name that is also a common or everyday English word (``Will``, ``May``, ``Mark``,
-``Hope``) counts only when both words are written as names (``Will Green``, ``WILL GREEN``),
-so ``will attend`` or ``may need`` never do; function words (``the``, ``as``) are never part of
-a name. What this finds and cannot find, with measured false alarms: docs/identifier-scan.md.
+A given name that is also a common or everyday word (``Will``, ``May``, ``Mark``, ``Hope``,
+``le``, ``domingo``) counts only when both words are written as names (``Will Green``,
+``WILL GREEN``), or, for a name common only outside English (``José``), before a word no
+language knows; so ``will attend`` or ``may need`` never do. Function words (``the``, ``as``)
+are never part of a name. What this finds and cannot find, with measured false alarms:
+docs/identifier-scan.md.
 """
 from __future__ import annotations
 
