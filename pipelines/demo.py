@@ -9,6 +9,7 @@ only what a hub holds: its own key, partners' public keys, and sealed envelopes 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.clock import Clock
 from pipelines.contracts import load_contracts
 from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
@@ -27,6 +29,7 @@ from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
@@ -39,7 +42,7 @@ class DemoRefused(RuntimeError):
 @dataclass
 class DemoReport:
     home: Path
-    partners: Path
+    partners: Path | None = None  # the partner side (raw extracts, keys, lookups), outside the home
     timings: dict[str, float] = field(default_factory=dict)
     prepared: list = field(default_factory=list)
     deliveries: list[tuple] = field(default_factory=list)
@@ -49,6 +52,7 @@ class DemoReport:
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    as_of: dt.datetime | None = None
 
 
 def reset_home(settings: Settings) -> None:
@@ -122,11 +126,26 @@ def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, h
     echo("Two deliberately bad deliveries join the inbox: one damaged in transit, one sent twice.")
 
 
+def on_delivery_day(settings: Settings) -> Settings:
+    """Settings whose clock starts on the day the synthetic place's extracts are delivered
+    (:data:`~pipelines.synth.study.DELIVERED_AT`), unless PLACELINK_AS_OF already sets one.
+
+    The place's events end in September 2026 and its agreements run from April 2026 to March
+    2029: run on the calendar, a demo cloned in 2030 would find every agreement expired and hold
+    every delivery, as a real hub must. On its own day it shows what it was built to show.
+    """
+    if settings.clock.as_of is not None:
+        return settings
+    return dataclasses.replace(settings, clock=Clock(DELIVERED_AT))
+
+
 def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageKey,
-                       signing_keys: dict[str, SigningKey], hub_public, period: str) -> list[SealedExtract]:
+                       signing_keys: dict[str, SigningKey], hub_public, now: dt.datetime,
+                       period: str = DELIVERY_PERIOD) -> list[SealedExtract]:
     """Every partner runs its kit on each dataset of its contracts, then seals the extract for
     the hub (``outbox/<partner>/<stem>.plx``). The synthetic place's opt-out list is applied
-    where a contract says the National Data Opt-out applies."""
+    where a contract says the National Data Opt-out applies. ``now`` is the partners' clock
+    (the extract's creation time, and the last plausible date of birth)."""
     sealed_extracts = []
     for contract in contracts.values():
         for dataset in contract.datasets:
@@ -136,17 +155,18 @@ def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageK
             with stage("partner kit"):
                 prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
                                            place / "reference" / "postcode_lookup.csv",
-                                           opt_outs=opt_outs, period=period)
+                                           opt_outs=opt_outs, period=period, now=now)
             with stage("envelope: encrypt and sign"):
                 sealed_extracts.append(seal_prepared(prepared, signing_keys[contract.partner_id], hub_public))
     return sealed_extracts
 
 
-def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
+def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
                  echo=print) -> tuple[Settings, DemoReport]:
     """Everything before the hub's run: fresh hub and partner folders, a synthetic place, the key
     ceremony, every partner's kit, envelopes (and two bad ones) in the hub's inbox. Returns
-    settings that read the registered contracts, and the report so far."""
+    settings (on the place's delivery day, reading the registered contracts) and the report so far."""
+    settings = on_delivery_day(settings)
     if settings.contracts_dir.is_relative_to(settings.home):
         # The registered copy from an earlier demo is about to be wiped: start from the repo's.
         settings = dataclasses.replace(settings, contracts_dir=REPO_ROOT / "contracts")
@@ -154,7 +174,7 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
     reset_home(settings)
     settings.ensure_dirs()
     partners = settings.demo_partners
-    report = DemoReport(settings.home, partners)
+    report = DemoReport(settings.home, partners, as_of=settings.clock.as_of)
     place = partners / "place"
     outbox = partners / "outbox"
 
@@ -172,7 +192,10 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
         raise DemoRefused("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.load(key_path)
     echo("Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ...")
-    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, period)
+    echo(f"The hub runs as of {settings.now():%d %B %Y}, the day the partners deliver the place's "
+         f"{period} extracts (PLACELINK_AS_OF; a real hub runs on the calendar).")
+    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public,
+                                         settings.now(), period)
     for sealed in sealed_extracts:
         report.prepared.append(sealed.prepared)
         shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
@@ -182,7 +205,7 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
     return settings, report
 
 
-def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
+def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
              echo=print) -> DemoReport:
     settings, report = prepare_demo(settings, people, seed, period, echo)
     place = settings.demo_partners / "place"
@@ -268,4 +291,7 @@ def format_summary(report: DemoReport) -> str:
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]
+    if report.as_of is not None:
+        lines.append(f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
+                     f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`.")
     return "\n".join(lines)
