@@ -1,8 +1,10 @@
 """The main job on embedded defaults: a synthetic place, every partner's kit, the hub, a summary.
 
 The demo plays every party on one machine. It keeps the parties' files apart the way
-they would be in real life: partner-only files (raw extracts, lookups, the linkage
-key) under ``demo/``, and only pseudonymised extracts in the hub's inbox.
+they would be in real life: what only partners hold (raw extracts, the linkage key, their
+signing keys, record lookups, outboxes) in a partner-side folder outside the hub's home
+(``Settings.demo_partners``, by default ``<PLACELINK_HOME>-partners``), and in the hub's home
+only what a hub holds: its own key, partners' public keys, and sealed envelopes in the inbox.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class DemoRefused(RuntimeError):
 @dataclass
 class DemoReport:
     home: Path
+    partners: Path | None = None  # the partner side (raw extracts, keys, lookups), outside the home
     timings: dict[str, float] = field(default_factory=dict)
     prepared: list = field(default_factory=list)
     deliveries: list[tuple] = field(default_factory=list)
@@ -54,24 +57,40 @@ class DemoReport:
 
 def reset_home(settings: Settings) -> None:
     """Start from an empty home, but never wipe a folder that is not a demo home."""
-    home = settings.home
-    if home.exists() and any(home.iterdir()) and not (home / DEMO_MARKER).exists():
-        raise DemoRefused(f"PLACELINK_HOME={home} already holds files that are not from a demo; "
-                          "the demo starts from scratch, so point PLACELINK_HOME at an empty folder")
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    (home / DEMO_MARKER).write_text("This folder was created by `placelink demo` and is rebuilt by it.\n")
+    _reset(settings.home, "PLACELINK_HOME")
 
 
-def register_demo_keys(settings: Settings, echo=print) -> tuple[Settings, dict[str, SigningKey], object]:
+def reset_partners(settings: Settings) -> None:
+    """Start the partner-side folder from empty too, refusing one the demo did not make, or
+    one inside the hub's home (or around it): the hub must never hold partner material."""
+    partners, home = settings.demo_partners, settings.home
+    if partners.is_relative_to(home) or home.is_relative_to(partners):
+        raise DemoRefused(f"the demo's partner folder {partners} must be outside PLACELINK_HOME={home} (the hub "
+                          "never holds the linkage key or raw extracts): set PLACELINK_DEMO_PARTNERS elsewhere")
+    _reset(partners, "PLACELINK_DEMO_PARTNERS")
+
+
+def _reset(folder: Path, variable: str) -> None:
+    if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
+        raise DemoRefused(f"{variable}={folder} already holds files that are not from a demo; "
+                          f"the demo starts from scratch, so point {variable} at an empty folder")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / DEMO_MARKER).write_text("This folder was created by `placelink demo` and is rebuilt by it.\n")
+
+
+def register_demo_keys(settings: Settings, echo=print,
+                       partner_keys: Path | None = None) -> tuple[Settings, dict[str, SigningKey], object]:
     """Play the key ceremony: the hub makes its HPKE key, each partner its signing key, and the
     IG officer registers each partner's public key in a copy of the contracts under the home.
 
     Keys are made fresh for every demo (never committed). Partner private keys stay on the
-    partner side (``demo/partner-keys/``); the hub keeps ``keys/hub.key`` and the registered
-    public keys in ``keys/partners/``. Returns settings that read the registered contracts.
+    partner side (``partner_keys``, by default ``<demo partners>/signing-keys/``), outside the
+    hub's home; the hub keeps ``keys/hub.key`` and the registered public keys in
+    ``keys/partners/``. Returns settings that read the registered contracts.
     """
+    partner_keys = partner_keys or settings.demo_partners / "signing-keys"
     hub_key = HubKey.generate()
     hub_key.save(settings.hub_key_path)
     hub_key.public.save(settings.hub_key_path.with_suffix(".pub"))
@@ -84,7 +103,7 @@ def register_demo_keys(settings: Settings, echo=print) -> tuple[Settings, dict[s
         partner = contract.partner_id
         if partner not in signing_keys:
             signing_keys[partner] = SigningKey.generate(partner)
-            signing_keys[partner].save(settings.home / "demo" / "partner-keys" / f"{partner}.key")
+            signing_keys[partner].save(partner_keys / f"{partner}.key")
         register_partner_key(contract.path, signing_keys[partner].public, settings.partner_keys)
     echo(f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
          f"in {registered}")
@@ -142,17 +161,22 @@ def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageK
     return sealed_extracts
 
 
-def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
-             echo=print) -> DemoReport:
+def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
+                 echo=print) -> tuple[Settings, DemoReport]:
+    """Everything before the hub's run: fresh hub and partner folders, a synthetic place, the key
+    ceremony, every partner's kit, envelopes (and two bad ones) in the hub's inbox. Returns
+    settings (on the place's delivery day, reading the registered contracts) and the report so far."""
     settings = on_delivery_day(settings)
     if settings.contracts_dir.is_relative_to(settings.home):
         # The registered copy from an earlier demo is about to be wiped: start from the repo's.
         settings = dataclasses.replace(settings, contracts_dir=REPO_ROOT / "contracts")
+    reset_partners(settings)
     reset_home(settings)
     settings.ensure_dirs()
-    report = DemoReport(settings.home, as_of=settings.clock.as_of)
-    place = settings.home / "demo" / "place"
-    outbox = settings.home / "demo" / "outbox"
+    partners = settings.demo_partners
+    report = DemoReport(settings.home, partners, as_of=settings.clock.as_of)
+    place = partners / "place"
+    outbox = partners / "outbox"
 
     started = time.perf_counter()
     echo(f"Generating a synthetic place of {people:,} people (seed {seed}) ...")
@@ -160,7 +184,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     report.timings["synthetic place"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    key_path = settings.keys / "demo-linkage.key"
+    key_path = partners / "linkage.key"  # shared among the partners, never given to the hub
     LinkageKey.generate().save(key_path)
     settings, signing_keys, hub_public = register_demo_keys(settings, echo)
     contracts, problems = load_contracts(settings.contracts_dir)
@@ -178,6 +202,13 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     deliver_bad_examples(settings, sealed_extracts, signing_keys, hub_public, echo)
     shutil.copy2(place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
     report.timings["partner kit"] = time.perf_counter() - started
+    return settings, report
+
+
+def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
+             echo=print) -> DemoReport:
+    settings, report = prepare_demo(settings, people, seed, period, echo)
+    place = settings.demo_partners / "place"
 
     started = time.perf_counter()
     echo("The hub runs the pipeline (Dagster, headless) ...")
@@ -255,6 +286,8 @@ def format_summary(report: DemoReport) -> str:
         f"IG register:      {home / 'reports' / 'ig_register.html'} (`placelink contracts list`)",
         f"Linkage QA:       {home / 'reports' / 'linkage_qa.html'}",
         f"Quality report:   {home / 'reports' / 'quality.html'}",
+        f"Partner side:     {report.partners} (outside the hub's home: raw extracts, the linkage key, "
+        "signing keys, record lookups, outboxes; the hub never holds these)",
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import uuid
 from dataclasses import asdict, dataclass
@@ -47,6 +48,22 @@ AEAD = "AES_256_GCM"
 _HEADER_FIELDS = ("format", "envelope_id", "contract_id", "contract_version", "partner_id", "dataset",
                   "reporting_period", "created_at", "row_count", "content_sha256", "content_bytes",
                   "chunk_bytes", "kem", "kdf", "aead", "recipient_key", "signer_key")
+
+
+_ID = (re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"), "an id (letters, digits, . _ : -; at most 128)")
+_FINGERPRINT = (re.compile(r"sha256:[0-9a-f]{64}"), "a key fingerprint (sha256: and 64 hex digits)")
+_HEADER_SHAPES = {
+    "format": (re.compile(re.escape(ENVELOPE_FORMAT)), ENVELOPE_FORMAT),
+    "envelope_id": (re.compile(r"[0-9a-f]{32}"), "32 hex digits"),
+    "contract_id": _ID, "contract_version": _ID, "partner_id": _ID, "dataset": _ID,
+    "reporting_period": (re.compile(r"\d{4}-(0[1-9]|1[0-2])"), "YYYY-MM"),
+    "created_at": (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"),
+                   "an ISO 8601 time"),
+    "content_sha256": (re.compile(r"[0-9a-f]{64}"), "64 hex digits"),
+    "kem": (re.compile(r"MLKEM768_X25519|X25519"), "MLKEM768_X25519 or X25519"),
+    "kdf": (re.compile(re.escape(KDF)), KDF), "aead": (re.compile(re.escape(AEAD)), AEAD),
+    "recipient_key": _FINGERPRINT, "signer_key": _FINGERPRINT,
+}
 
 
 class EnvelopeError(ValueError):
@@ -96,7 +113,10 @@ class EnvelopeHeader:
         if not isinstance(data, dict):
             raise EnvelopeError("format", "a JSON object as envelope header", type(data).__name__)
         if data.get("format") != ENVELOPE_FORMAT:
-            raise EnvelopeError("format", f"format '{ENVELOPE_FORMAT}'", f"format '{data.get('format')}'")
+            claimed = data.get("format")
+            shown = (f"format '{claimed}'" if isinstance(claimed, str) and re.fullmatch(r"[\w./-]{1,64}", claimed)
+                     else "another format (not shown)")
+            raise EnvelopeError("format", f"format '{ENVELOPE_FORMAT}'", shown)
         missing = [f for f in _HEADER_FIELDS if f not in data]
         if missing:
             raise EnvelopeError("format", "every header field", f"no {', '.join(missing)}")
@@ -106,6 +126,14 @@ class EnvelopeHeader:
             if not isinstance(data[name], want) or isinstance(data[name], bool):
                 raise EnvelopeError("format", f"header field '{name}' as {want.__name__}",
                                     type(data[name]).__name__)
+        for name, (pattern, shape) in _HEADER_SHAPES.items():
+            # Before the signature is checked the header is anyone's text: a field of another
+            # shape is never quoted back (it could hold an identifier or a terminal escape).
+            if not pattern.fullmatch(data[name]):
+                raise EnvelopeError("format", f"header field '{name}' as {shape}",
+                                    f"a value of another shape ({len(data[name])} characters, not shown)")
+        if data["row_count"] < 0 or data["content_bytes"] < 0:
+            raise EnvelopeError("format", "row_count and content_bytes of 0 or more", "a negative count")
         if not 0 < data["chunk_bytes"] <= MAX_CHUNK_BYTES:
             raise EnvelopeError("format", f"chunk_bytes between 1 and {MAX_CHUNK_BYTES}", str(data["chunk_bytes"]))
         if data["kdf"] != KDF or data["aead"] != AEAD or data["kem"] not in ("MLKEM768_X25519", "X25519"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import dagster as dg
 
@@ -14,8 +15,8 @@ def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
     files = settings.inbox_files()
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        entry = path.lstat()  # never through a link: ingest holds links without following them
+        digest.update(os.fsencode(path.name) + f"\0{entry.st_size}\0{entry.st_mtime_ns}\n".encode())
     return len(files), digest.hexdigest()[:16]
 
 

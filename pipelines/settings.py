@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class Settings:
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
     clock: Clock = Clock()
+    # Where the demo keeps what only partners hold (raw extracts, the linkage key, signing keys,
+    # record lookups, outboxes): outside the hub's home, as in a deployment. Empty means the
+    # sibling folder "<home>-partners" (PLACELINK_DEMO_PARTNERS).
+    demo_partners: Path | None = None
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -67,6 +72,8 @@ class Settings:
                 "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
+        if self.demo_partners is None:
+            object.__setattr__(self, "demo_partners", self.home.with_name(f"{self.home.name}-partners"))
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
@@ -85,6 +92,8 @@ class Settings:
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
             duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
             clock=Clock.from_env(env),
+            demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
+            if env.get("PLACELINK_DEMO_PARTNERS") else None,
         )
 
     def now(self) -> dt.datetime:
@@ -100,10 +109,13 @@ class Settings:
 
     def inbox_files(self) -> list[Path]:
         """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
-        upload, are not deliveries); none if there is no inbox yet."""
+        upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
+        listed too, without being followed or opened, so that ingest holds them (only regular
+        files are accepted); folders are not deliveries."""
         if not self.inbox.exists():
             return []
-        return sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+        return sorted(p for p in self.inbox.iterdir()
+                      if not p.name.startswith(".") and not stat.S_ISDIR(p.lstat().st_mode))
 
     @property
     def quarantine(self) -> Path:

@@ -28,6 +28,11 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     assert report.persons > 0 and dict(report.published)["outcomes_before_after"] > 0
     summary = format_summary(report)
     assert "The hub ran as of 2026-11-02" in summary and "PLACELINK_AS_OF=2026-11-02 make ui" in summary
+    # what only partners hold stays beside the hub's home, never in it (issue 18)
+    assert report.partners == tmp_path / "home-partners" and (report.partners / "linkage.key").is_file()
+    assert f"Partner side:     {report.partners}" in summary
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.suffix in (".csv", ".key") and p.name != "hub.key"
+                and p.parent.name != "reference"]
     # the audit log tells the story on the place's own day
     first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
     assert first["at"].startswith("2026-11-02")

@@ -120,7 +120,8 @@ def _deliver(place: Path, outbox: Path,
     its inbox, as in the demo: the hub accepts only sealed envelopes. Returns settings that read
     the contracts with the partners' keys registered, those contracts, and the prepared extracts
     (their record lookups are the partners' own, used for scoring)."""
-    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None)
+    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None,
+                                                            partner_keys=outbox.parent / "signing-keys")
     contracts, problems = load_contracts(settings.contracts_dir)
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))

@@ -136,8 +136,8 @@ def _one_run(people: int, seed: int, home: str, gate: bool = True) -> QualityRun
 
     # The demo's two deliberately bad deliveries are logged as Dagster warnings: not news here.
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-        report = run_demo(Settings.from_env({"PLACELINK_HOME": home}), people=people, seed=seed,
-                          echo=lambda *_: None)
+        report = run_demo(Settings.from_env({"PLACELINK_HOME": home, "PLACELINK_DEMO_PARTNERS": f"{home}-partners"}),
+                          people=people, seed=seed, echo=lambda *_: None)
     if report.failures:
         raise RuntimeError("the demo failed: " + "; ".join(report.failures))
     warehouse = Path(home) / "warehouse.duckdb"
@@ -145,9 +145,10 @@ def _one_run(people: int, seed: int, home: str, gate: bool = True) -> QualityRun
 
 
 def _in_new_process(people: int, seed: int, work: Path | None, gate: bool) -> QualityRun:
-    with tempfile.TemporaryDirectory(prefix="placelink-bench-quality-", dir=work) as home:
+    # The demo's partner side goes beside its home (outside it), in the same temporary folder.
+    with tempfile.TemporaryDirectory(prefix="placelink-bench-quality-", dir=work) as folder:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
-            return process.submit(_one_run, people, seed, home, gate).result()
+            return process.submit(_one_run, people, seed, str(Path(folder) / "hub"), gate).result()
 
 
 def run(people: int = 100_000, runs: int = 3, seed: int = 2026, work: Path | None = None,

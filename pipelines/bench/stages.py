@@ -144,7 +144,8 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     settings = on_delivery_day(dataclasses.replace(
         Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}), contracts_dir=REPO_ROOT / "contracts"))
     settings.ensure_dirs()
-    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None)
+    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None,
+                                                            partner_keys=work / "partners" / "signing-keys")
     contracts, problems = load_contracts(settings.contracts_dir)
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))

@@ -108,6 +108,8 @@ def quarantine_show(name: str) -> None:
             click.echo(item["message"])
             click.echo(f"check:    {item['check']}\nexpected: {item['expected']}\nfound:    {item['found']}\n"
                        f"to do:    {item['action']}\nheld at:  {item['received_at']}")
+            if item.get("held_content"):
+                click.echo(f"held:     {item['held_content']}")
             return
     fail(f"no held extract named {name}; see `placelink hub quarantine list`")
 

@@ -1,30 +1,48 @@
 """Spot clear identifiers a partner should have tokenised, before the hub accepts an extract.
 
-Looks at every text column of a decrypted extract for values shaped like direct
-identifiers: valid NHS numbers (modulus 11), full UK postcodes (outside columns the
-contract classifies as ``area``), e-mail addresses, UK phone numbers, and - in free-text
-payload columns (text without a list of allowed values) - strings that look like a
-personal name. Returns counts per column and kind, never the values.
+A safety net, not the control: the contract's data items decide what a partner may send, and
+the partner kit tokenises every identity column. This scan looks at every text column of a
+decrypted extract for values that still hold a direct identifier, anywhere in the text and in
+any case: NHS numbers (valid modulus 11, written whole or in 3-3-4 groups split by spaces,
+dashes, dots or a short word), full UK postcodes (outside columns the contract classifies as
+``area``), e-mail addresses, UK phone numbers, dates of birth (a date after "DOB", "born",
+"date of birth") and, in text columns without a list of allowed values, people's names
+(:mod:`pipelines.hub.names_in_text`). Text is NFKC-normalised first, so full-width digits and
+letters count. Returns counts per column and kind, never the values. What it finds and what it
+cannot: docs/identifier-scan.md.
 """
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+from stdnum.gb import nhs
 
 from pipelines.contracts import Dataset
-from pipelines.partner_kit.normalise import valid_nhs_numbers
+from pipelines.hub.names_in_text import contains_names
 
 # Postcodes and e-mail addresses are found anywhere in a value ("Flat 2, SW1A 1AA"), but only
 # as whole words, so a run of letters and digits inside a hex token never counts.
-FULL_POSTCODE = r"\b[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}\b"
-EMAIL = r"\b[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\b"
-UK_PHONE = r"^(?:\+44\s?|0)(?:[\s\-()]?[0-9]){9,10}$"
-# Two or more capitalised words ("Jane Smith", "Mary-Ann O'Neil"): a strict shape, so codes
-# ("A&E", "E01000001") and lower-case category values do not trip it.
-_NAME_WORD = r"[A-Z](?:[a-z]+|'[A-Z][a-z]+)(?:-[A-Z][a-z]+)*"
-PERSONAL_NAME = rf"^{_NAME_WORD}(?:\s+{_NAME_WORD})+$"
+FULL_POSTCODE = r"(?i)\b[A-Z]{1,2}[0-9][A-Z0-9]?[^\S\n]*[0-9][A-Z]{2}\b"
+EMAIL = r"[\p{L}\p{N}._%+'\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"
+# +44 7700 900123, +44 (0)161 496 0000, 07700 900123, (0161) 496 0000: a 0 (or +44) then
+# 9 or 10 digits with single spaces, dashes or brackets between them.
+UK_PHONE = (r"(?:\+[^\S\n]?44[^\S\n]?(?:\(0\)[^\S\n]?)?|(?:^|[^\p{L}\p{N}+])\(?0)[1-9]"
+            r"(?:[^\S\n\d]?[\-()]?[^\S\n]?\d){8,9}\b")
+# An NHS number written whole, or as 3, 3 and 4 digits with a space, dash, dot or slash
+# (or a short word: "401 then 234 then 5678") between the groups; checked with modulus 11 after.
+_NHS_GAP = r"(?:[^\S\n]*[\-./][^\S\n]*|[^\S\n]+(?:\p{L}{1,5}[^\S\n]+)?)"
+NHS_IN_TEXT = rf"\b(?:\d{{10}}|\d{{3}}{_NHS_GAP}\d{{3}}{_NHS_GAP}\d{{4}})\b"
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_DATE = (rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
+         rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
+         rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})")
+DATE_OF_BIRTH = (r"(?i)\b(?:d\.?\s?o\.?\s?b|date\s+of\s+birth|birth\s?date|born|birthday)\b\.?"
+                 rf"[\s:;,.\-]*(?:(?:on|is|was)\s+)?{_DATE}\b")
 
 
 @dataclass(frozen=True)
@@ -37,30 +55,58 @@ class Suspicion:
         return f"column '{self.column}': {self.count} value(s) that look like {self.kind}"
 
 
+def _ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.digit(c)) for c in text if unicodedata.digit(c, None) is not None)
+
+
+def nhs_numbers_in_text(values: pl.Series) -> pl.Series:
+    """Whether each text holds a valid NHS number (modulus 11, not one digit repeated: the
+    placeholders 0000000000 and 1111111111 pass modulus 11); null stays null."""
+    frame = pl.DataFrame({"text": values}).with_row_index("row")
+    candidates = (frame.select("row", candidate=pl.col("text").str.extract_all(NHS_IN_TEXT))
+                  .explode("candidate").drop_nulls("candidate"))
+    # Few values get this far (a 10-digit run or 3-3-4 groups), so stdnum checks each one.
+    digits = [_ascii_digits(c) for c in candidates["candidate"].to_list()]
+    valid = pl.Series([nhs.is_valid(d) and len(set(d)) > 1 for d in digits], dtype=pl.Boolean)
+    rows = candidates.filter(valid)["row"]
+    return frame.select(pl.when(pl.col("text").is_not_null()).then(pl.col("row").is_in(rows.implode()))
+                        ).to_series().alias(values.name)
+
+
+def _matches(pattern: str) -> Callable[[pl.Series], pl.Series]:
+    return lambda values: values.str.contains(pattern)
+
+
 def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
-    """Every (column, kind) with at least one suspicious value, with the count of such values."""
+    """Every (column, kind) with at least one suspicious value, with the count of such values
+    (rows). Each distinct value is looked at once."""
     found: list[Suspicion] = []
     for name in table.column_names:
         column = table.column(name)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
-        values = pl.from_arrow(column).cast(pl.String).drop_nulls().str.strip_chars()
-        if values.is_empty():
+        counted = (pl.from_arrow(column).cast(pl.String).drop_nulls().str.normalize("NFKC")
+                   .str.strip_chars().value_counts(name="rows"))
+        if counted.is_empty():
             continue
+        values = counted.get_column(counted.columns[0])
         try:
             item = dataset.item(name)
         except KeyError:
             item = None
-        checks = {"NHS numbers (valid modulus-11 check digit)":
-                  lambda v: valid_nhs_numbers(v).is_not_null(),
-                  "e-mail addresses": lambda v: v.str.contains(EMAIL),
-                  "UK phone numbers": lambda v: v.str.contains(UK_PHONE)}
+        checks: dict[str, Callable[[pl.Series], pl.Series]] = {
+            "NHS numbers (valid modulus-11 check digit)": nhs_numbers_in_text,
+            "e-mail addresses": _matches(EMAIL),
+            "UK phone numbers": _matches(UK_PHONE),
+            "dates of birth (a date after DOB, born or date of birth)": _matches(DATE_OF_BIRTH),
+        }
         if item is None or item.classification != "area":
-            checks["full UK postcodes"] = lambda v: v.str.to_uppercase().str.contains(FULL_POSTCODE)
-        if item is not None and item.classification == "payload" and not item.allowed_values:
-            checks["personal names (free text)"] = lambda v: v.str.contains(PERSONAL_NAME)
+            checks["full UK postcodes"] = _matches(FULL_POSTCODE)
+        if item is None or not item.allowed_values:
+            # Coded columns hold only the contract's values (the quality gate checks them).
+            checks["personal names (free text)"] = contains_names
         for kind, test in checks.items():
-            count = int(test(values).fill_null(False).sum())
+            count = int(counted.filter(test(values).fill_null(False))["rows"].sum())
             if count:
                 found.append(Suspicion(name, kind, count))
     return found

@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import shutil
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.audit import AuditLog
@@ -24,6 +25,7 @@ from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
+from pipelines.hub.inbox import NotADelivery, move_delivery, open_delivery, printable_name
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality import worker as quality_worker
@@ -51,6 +53,14 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
 )
 """
 DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+
+
+# A decrypted extract may take this much memory when read (the largest measured, school
+# attendance at 1M people, is about 1.3 GB) unless it also decompresses to more than
+# MAX_COMPRESSION_RATIO times its size, which no extract of tokens does.
+MAX_DECOMPRESSED_BYTES = 4 * 2**30
+MAX_COMPRESSION_RATIO = 50
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass
@@ -116,7 +126,14 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     duplicate -> columns -> types -> identifiers. In-force and dataset come before
     decryption so the hub never decrypts data it may not receive.
     """
-    with open(path, "rb") as stream:
+    try:
+        delivered = open_delivery(path)
+    except NotADelivery as exc:
+        _reject("format", "a regular file delivered into the inbox",
+                f"a {exc.kind}, not a regular file (the hub never follows links or opens devices, "
+                "FIFOs or sockets: it would read something the partner did not send)",
+                "ask the partner to upload the extract file itself; the entry was moved out of the inbox")
+    with delivered as stream:
         try:
             sealed = read_header(stream)
         except EnvelopeError as exc:
@@ -197,6 +214,13 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     except Exception as exc:  # whatever pyarrow raises on bytes that are not Parquet
         _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
                 "prepare the extract with `placelink partner prepare` and re-send it", label)
+    unpacked = sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
+        # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
+        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
     if rows != header.get("row_count"):
         _reject("row count", f"{header.get('row_count')} rows (header)", f"{rows} rows",
                 "the extract does not match its header; ask the partner to re-send", label)
@@ -215,8 +239,13 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     extra = [c for c in schema.names if c not in allowed]
     missing = [c for c in allowed if c not in schema.names]
     if extra:
+        # A column name is the partner's text: name only those that look like column names.
+        shown = [c for c in extra if _COLUMN_NAME.fullmatch(c)][:10]
+        hidden = len(extra) - len(shown)
+        listed = ", ".join(shown) + (f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
+                                     "like column names)" if hidden else "")
         _reject("columns", f"only the contract's columns ({', '.join(allowed)})",
-                f"column(s) not in the contract: {', '.join(extra)}",
+                f"column(s) not in the contract: {listed}",
                 "remove them at the partner, or ask the IG officer to add them to the contract "
                 "(a governance-significant change)", label)
     if missing:
@@ -230,11 +259,28 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         _reject("types", "column types as the contract declares them",
                 "; ".join(wrong_types), "fix the column types at the partner and re-send", label)
 
+    # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
+    # is another way to make a small file that takes gigabytes once read.
+    encoded = sorted({parquet.metadata.row_group(g).column(c).path_in_schema
+                      for g in range(parquet.metadata.num_row_groups)
+                      for c in range(parquet.metadata.num_columns)
+                      if parquet.metadata.row_group(g).column(c).has_dictionary_page}
+                     & {f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                        or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)})
     try:
-        table = parquet.read()
+        table = pq.ParquetFile(pa.BufferReader(plain.getbuffer()), read_dictionary=encoded).read()
     except Exception as exc:  # damaged pages: signed by the partner, but unreadable
         _reject("content", "a readable Parquet extract", f"pages that cannot be read ({type(exc).__name__})",
                 "ask the partner to re-prepare and re-send the extract", label)
+    unpacked = max(unpacked, sum(_decoded_bytes(table.column(name)) for name in encoded))
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
+        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
+    for name in encoded:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type))
     suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
     if suspicions:
         _reject("identifiers", "pseudonymised values only (no clear identifiers)",
@@ -248,6 +294,18 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
               "extract_id": header["envelope_id"]}
     return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
+
+
+def _decoded_bytes(column: pa.ChunkedArray) -> int:
+    """The bytes a dictionary-encoded text column takes once each row holds its own value."""
+    total = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type) and (pa.types.is_string(chunk.type.value_type)
+                                                   or pa.types.is_large_string(chunk.type.value_type)
+                                                   or pa.types.is_binary(chunk.type.value_type)):
+            lengths = pc.binary_length(chunk.dictionary)
+            total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    return total
 
 
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
@@ -299,14 +357,15 @@ def _record(con, receipt_row: dict) -> None:
 def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection: Rejection,
                 now: dt.datetime, claimed: dict) -> Receipt:
     """Hold one file unchanged, record the delivery and audit it; returns its receipt."""
-    held = hold(path, settings.quarantine, rejection, now)
-    message = rejection.message(path.name)
-    _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
+    label = printable_name(path.name)
+    held = hold(path, settings.quarantine, rejection, now, label)
+    message = rejection.message(label)
+    _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None),
                   "status": "quarantined", **claimed, "failed_check": rejection.check,
                   "reason": message, "stored_as": str(held)})
-    audit.append("extract_quarantined", file=path.name, check=rejection.check,
+    audit.append("extract_quarantined", file=label, check=rejection.check,
                  contract=rejection.contract, reason=message)
-    return Receipt(path.name, "quarantined", reason=message)
+    return Receipt(label, "quarantined", reason=message)
 
 
 def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -369,7 +428,8 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         quality_worker.start()  # it imports Great Expectations while the first file is opened
     ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated
     for index, path in enumerate(paths):
-        audit.append("extract_received", file=path.name, bytes=path.stat().st_size)
+        label = printable_name(path.name)  # names can hold new lines, escapes, bytes that are not UTF-8
+        audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         early = ahead.popleft() if ahead else None
         opened = (early.opened if early is not None and not early.stale(arrival)
                   else _open(path, contracts, contract_problems, arrival, now))
@@ -378,7 +438,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 raise opened
             header, contract = opened.header, opened.contract
             # the quality gate: ERROR rules hold the delivery before anything of it lands
-            pending = start_quality_check(con, opened.table, header, contract, path.name, now, opened.parquet)
+            pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
             # Open (decrypt, check) the next files while the worker validates this one: always
             # the next, and more while the verdict is not ready (at the start of a run the worker
             # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
@@ -411,7 +471,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
             vault.mkdir(parents=True, exist_ok=True)
             stored = free_name(vault, path.name)
             _record(con, {
-                "file_name": path.name, "received_at": now.replace(tzinfo=None), "status": "accepted",
+                "file_name": label, "received_at": now.replace(tzinfo=None), "status": "accepted",
                 "extract_id": header["extract_id"], "contract_id": contract.id,
                 "contract_version": contract.version, "partner_id": contract.partner_id,
                 "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
@@ -423,13 +483,13 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         except Exception:
             con.execute("ROLLBACK")
             raise
-        shutil.move(str(path), stored)  # the vault keeps the envelope encrypted, as received
+        move_delivery(path, stored)  # the vault keeps the envelope encrypted, as received
         arrival.seen_extract_ids.add(header["extract_id"])
         arrival.seen_content[header["content_sha256"]] = header["extract_id"]
-        audit.append("extract_accepted", file=path.name, extract_id=header["extract_id"],
+        audit.append("extract_accepted", file=label, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
                      dataset=header["dataset"], rows=header["row_count"])
-        receipts.append(Receipt(path.name, "accepted", contract.id, header["dataset"],
+        receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
     return receipts
 
@@ -439,7 +499,7 @@ def _claimed_header(path: Path) -> dict:
     so hub.deliveries can still tell which contract and partner a held file claims; {} if
     the header cannot be read."""
     try:
-        with open(path, "rb") as stream:
+        with open_delivery(path) as stream:
             h = read_header(stream).header
     except Exception:
         return {}

@@ -51,6 +51,20 @@ IDENTITY_COLUMNS = (
     "postcode",
 )
 
+# The longest value of each raw identity column that can be real; anything longer is a damaged
+# or hostile value and counts as invalid. An NHS number with spaces is 12 characters, a UK
+# postcode 8; the longest names in England and Wales registers are under 60 characters.
+MAX_IDENTIFIER_CHARS = {
+    "nhs_number": 32,
+    "given_name": 100,
+    "family_name": 100,
+    "date_of_birth": 32,
+    "sex": 32,
+    "postcode": 16,
+    "family_id": 64,
+}
+_MAX_OTHER_CHARS = 256
+
 
 @step("phonetic")
 def phonetic_codes(names: pl.Series) -> pl.Series:
@@ -107,9 +121,13 @@ class IdentityInputs:
 
     @step("normalise")
     def _normalise(self, column: str, transform: Callable[[pl.Series], pl.Series]) -> pl.Series:
-        """``transform`` of the column's distinct values, counting blank and unusable rows."""
+        """``transform`` of the column's distinct values, counting blank and unusable rows.
+
+        A value longer than any real one (:data:`MAX_IDENTIFIER_CHARS`) is unusable: counted
+        invalid and sent empty, never cut to fit."""
         field = self.field(column)
-        values = transform(field.distinct)
+        too_long = field.distinct.str.len_chars() > MAX_IDENTIFIER_CHARS.get(column, _MAX_OTHER_CHARS)
+        values = transform(field.distinct.zip_with(~too_long, pl.Series([None], dtype=pl.String)))
         blank = field.distinct.str.strip_chars() == ""
         self.missing[column] = field.codes.null_count() + field.count_rows(blank)
         self.invalid[column] = field.count_rows(~blank & values.is_null())

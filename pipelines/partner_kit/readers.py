@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from pipelines.partner_kit.normalise import (
 
 _SNIFF_BYTES = 64 * 1024
 _MAX_ROWS_NAMED = 5
+# A source system's record id; anything longer is a value from another column, not an id.
+MAX_RECORD_ID_CHARS = 256
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # Magic numbers of files partners are likely to pick by mistake.
 _KNOWN_BINARY = (
@@ -64,10 +68,22 @@ def sniff_format(path: Path, what: str = "raw extract") -> str:
                 f"{what} {path.name} is {kind}, not a CSV or Parquet file: export the "
                 "extract as CSV (UTF-8, with a header row) or Parquet"
             )
-    if b"\x00" in head:
+    if _utf16(head):
         raise PartnerKitError(
-            f"{what} {path.name} is a binary file, not a CSV or Parquet file: export the "
-            "extract as CSV (UTF-8, with a header row) or Parquet"
+            f"{what} {path.name} is UTF-16 text (Excel's 'Unicode Text'): save it as 'CSV UTF-8' "
+            "(in Excel: Save As > CSV UTF-8)"
+        )
+    if b"\x00" in head:
+        if not _utf8(head.replace(b"\x00", b"")):
+            raise PartnerKitError(
+                f"{what} {path.name} is a binary file, not a CSV or Parquet file: export the "
+                "extract as CSV (UTF-8, with a header row) or Parquet"
+            )
+        _refuse_nul_bytes(path, what)
+    if b"\r" in head and b"\n" not in head:
+        raise PartnerKitError(
+            f"{what} {path.name} ends its lines with a carriage return only (old Mac line endings), "
+            "so it reads as one line: save it as 'CSV UTF-8', which ends lines with CR LF or LF"
         )
     try:
         # Incremental decoder: the sniffed block may end inside a multi-byte character.
@@ -78,6 +94,93 @@ def sniff_format(path: Path, what: str = "raw extract") -> str:
             "save it as 'CSV UTF-8' (in Excel: Save As > CSV UTF-8)"
         ) from None
     return "csv"
+
+
+def _utf8(block: bytes) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(block, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _utf16(head: bytes) -> bool:
+    """A byte order mark of UTF-16, or text whose every other byte is 0 (UTF-16 without one)."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    sample = head[:512]
+    return len(sample) >= 16 and (sample[1::2].count(0) > 0.9 * len(sample[1::2])
+                                  or sample[0::2].count(0) > 0.9 * len(sample[0::2]))
+
+
+def _line_numbers(lines: list[int], total: int) -> str:
+    more = total - len(lines)
+    return ", ".join(map(str, lines)) + (f" and {more} more" if more > 0 else "")
+
+
+def _refuse_nul_bytes(path: Path, what: str) -> None:
+    """Refuse a text file with a NUL byte anywhere (a damaged or binary export), naming its lines."""
+    lines: list[int] = []
+    total, newlines = 0, 0  # total: lines with a NUL byte
+    with path.open("rb") as handle:
+        while block := handle.read(4 * 1024 * 1024):
+            at = block.find(b"\x00")
+            while at != -1:
+                line = newlines + block.count(b"\n", 0, at) + 1
+                if not lines or lines[-1] != line:
+                    total += 1
+                    if len(lines) < _MAX_ROWS_NAMED:
+                        lines.append(line)
+                at = block.find(b"\x00", at + 1)
+            newlines += block.count(b"\n")
+    if total:
+        raise PartnerKitError(
+            f"{what} {path.name} has NUL bytes on line(s) {_line_numbers(lines, total)}: the export "
+            "is damaged or not text; export it again as 'CSV UTF-8'"
+        )
+
+
+def _refuse_ragged_records(path: Path, what: str) -> None:
+    """Refuse a CSV in which any record, wherever it is, has fewer or more fields than the
+    header. Polars fills a short record with empty values, so Python's csv reader (the same
+    quoting rules: quoted commas and line breaks are values) counts each record's fields."""
+    short: list[int] = []
+    long: list[int] = []
+    counts = {"fewer": 0, "more": 0}
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # an overlong value is counted invalid later, not refused here
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            width = len(next(reader, []))
+            start = reader.line_num + 1
+            for record in reader:
+                if record and len(record) != width:
+                    kind, lines = ("fewer", short) if len(record) < width else ("more", long)
+                    counts[kind] += 1
+                    if len(lines) < _MAX_ROWS_NAMED:
+                        lines.append(start)
+                start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError):
+        return  # Polars reports files it cannot read
+    finally:
+        csv.field_size_limit(limit)
+    problems = []
+    if short:
+        problems.append(
+            f"rows with fewer fields than the header on line(s) {_line_numbers(short, counts['fewer'])} "
+            "(a line break inside a value that is not in quotes splits a record in two)"
+        )
+    if long:
+        problems.append(
+            f"rows with more fields than the header on line(s) {_line_numbers(long, counts['more'])} "
+            "(an unquoted comma inside a value?)"
+        )
+    if problems:
+        raise PartnerKitError(
+            f"{what} {path.name} has {' and '.join(problems)}: quote values that contain commas or line "
+            "breaks (Excel's 'CSV UTF-8' does) and export it again"
+        )
 
 
 def read_raw_extract(path: Path, what: str = "raw extract") -> pl.DataFrame:
@@ -104,6 +207,7 @@ def read_raw_extract(path: Path, what: str = "raw extract") -> pl.DataFrame:
     except (pl.exceptions.PolarsError, OSError) as exc:
         problem = str(exc)
         if "more fields" in problem:
+            _refuse_ragged_records(path, what)  # names the lines, if the csv reader finds them
             hint = (
                 "a row has more fields than the header (an unquoted comma inside a "
                 "value?): quote values that contain commas"
@@ -116,6 +220,9 @@ def read_raw_extract(path: Path, what: str = "raw extract") -> pl.DataFrame:
             f"{what} {path.name} could not be read as {fmt.upper()}: {hint}"
         ) from None
 
+    if fmt == "csv":
+        _refuse_ragged_records(path, what)
+        _refuse_nul_bytes(path, what)
     names = [name.strip() for name in frame.columns]
     header = _csv_header(path) if fmt == "csv" else names
     if len(set(names)) != len(names) or len({h.strip() for h in header}) != len(header):
@@ -170,8 +277,16 @@ def check_raw_columns(
     unknown = [name for name in frame.columns if name not in allowed]
     if unknown:
         plural = "s" if len(unknown) > 1 else ""
+        # A header row may be a row of data (a file exported without one): name only columns
+        # whose names look like column names, and only the first few.
+        shown = [u for u in unknown if _COLUMN_NAME.match(u)][:_MAX_ROWS_NAMED]
+        hidden = len(unknown) - len(shown)
+        listed = ", ".join(repr(u) for u in shown)
+        if hidden:
+            listed += (" and " if shown else "") + (
+                f"{hidden} not shown (names that are not like column names: is the first line data?)")
         raise PartnerKitError(
-            f"{where}: column{plural} {', '.join(repr(u) for u in unknown)} not allowed by "
+            f"{where}: column{plural} {listed} not allowed by "
             f"contract {contract.label} for dataset '{dataset.name}' "
             f"(allowed: {', '.join(allowed)}). Remove the column{plural} from the extract, "
             "or ask your IG officer to add the item to the contract."
@@ -208,7 +323,8 @@ def _all_different(ids: pl.Series) -> bool:
 
 
 def check_record_ids(frame: pl.DataFrame, path: Path) -> None:
-    """Every row needs a record_id, unique within the extract."""
+    """Every row needs a record_id, unique within the extract, of at most
+    :data:`MAX_RECORD_ID_CHARS` characters."""
     path = Path(path)
     ids = frame["record_id"].str.strip_chars().replace("", None)
     blank = ids.is_null()
@@ -216,6 +332,12 @@ def check_record_ids(frame: pl.DataFrame, path: Path) -> None:
         raise PartnerKitError(
             f"raw extract {path.name}: record_id is empty on line(s) {_rows(blank)}: every "
             "record needs its source-system identifier"
+        )
+    too_long = ids.str.len_chars() > MAX_RECORD_ID_CHARS
+    if too_long.any():
+        raise PartnerKitError(
+            f"raw extract {path.name}: record_id is longer than {MAX_RECORD_ID_CHARS} characters on "
+            f"line(s) {_rows(too_long)}: is another column's value in record_id (a broken line?)"
         )
     if _all_different(ids):
         return

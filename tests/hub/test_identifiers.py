@@ -42,3 +42,50 @@ def test_clear_identifiers_are_counted_by_column(column, values, kind, count):
 
 def test_postcodes_are_allowed_in_area_columns_and_names_in_coded_columns():
     assert _scan(ward_code=["SW1A 1AA"] * 6, referral_source=["Jane Smith"] * 6) == {}
+
+
+# Identifiers in free text as people write them (issue 18): any case, accents, other scripts,
+# NHS numbers in groups inside a sentence. NHS numbers here are valid (modulus 11); the
+# same digits with a wrong check digit must not count.
+@pytest.mark.parametrize("text, kind", [
+    ("ZARA QUIXOTEUPPER", "personal names"),
+    ("José Quixoteblöm", "personal names"),
+    ("spoke to josé quixoteblöm about the housing form", "personal names"),
+    ("called re nhs no 401 023 2137 about the appointment", "NHS numbers"),
+    ("NHS number 401-023-2137.", "NHS numbers"),
+    ("nhs no: 401 then 023 then 2137", "NHS numbers"),
+    ("NHS ４０１０２３２１３７ (fullwidth digits)", "NHS numbers"),
+    ("mum Mary Brown rang back", "personal names"),
+    ("SMITH, Jane attended", "personal names"),
+    ("Siobhán O'Brien was seen", "personal names"),
+    ("Анна Петрова пришла на приём", "personal names"),
+    ("lives at flat 2, sw1a 1aa since may", "full UK postcodes"),
+    ("write to JOSÉ.B@EXAMPLE.ORG please", "e-mail addresses"),
+    ("ring 07700 900123 after 5pm", "UK phone numbers"),
+    ("tel +44 (0)161 496 0000", "UK phone numbers"),
+    ("DOB 07/03/1990", "dates of birth"),
+    ("born 7th March 1990 in Leeds", "dates of birth"),
+    ("d.o.b. 1990-03-07", "dates of birth"),
+    ("Date of birth: Mar 7, 1990", "dates of birth"),
+])
+def test_identifiers_inside_free_text_are_found_in_any_case_and_script(text, kind):
+    found = _scan(notes=[text, "seen", "ok", None, "", "y"])
+    assert found.get(("notes", kind)) == 1, found
+
+
+@pytest.mark.parametrize("text", [
+    "Will attend clinic on 12/03/2024 at 14:30",
+    "Grace period of 28 days agreed with the landlord",
+    "May need support from Early Help; Family Hub referral made",
+    "WILL ATTEND CLINIC NEXT WEEK, MUM AWARE",
+    "Scored 120 out of 150 in 2024",
+    "Seen 3 times in A&E since 01/01/2024",
+    "Mark as complete. Hope to see improvement by June.",
+    "Invoice 1234567 paid £45.00 on 2024-03-07",
+    "nhs no 401 023 2138 was read out wrong",  # wrong check digit: not an NHS number
+    "Referred by school nurse to CAMHS, Leeds team; letter sent by Royal Mail",
+    "appointment 10:30 tues 5 march, room 401",
+    "Rose and Frank Road allotments closed",
+])
+def test_ordinary_free_text_raises_nothing(text):
+    assert _scan(notes=[text, "seen", "ok", None, "", "y"]) == {}
