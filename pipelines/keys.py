@@ -280,3 +280,85 @@ def register_partner_key(contract_path: Path, public: SigningPublicKey, partner_
     contract_path.write_text(_FINGERPRINT_LINE.sub(lambda m: f"{m.group(1)} {public.fingerprint}", text),
                              encoding="utf-8")
     return target
+
+
+# --- approvers' signing keys (Ed25519) ----------------------------------------------------
+
+APPROVER_KEY_FORMAT = "placelink-approver-key/1"
+APPROVER_PUBLIC_FORMAT = "placelink-approver-public-key/1"
+
+
+@dataclass(frozen=True)
+class ApproverPublicKey:
+    """An approver's public key with who they are: name, role (``caldicott_guardian``, ``siro``,
+    ``dpo``, ``information_governance_lead``) and organisation. The hub's IG officer checks those
+    when registering the key; the hub then trusts the registered copy, not what a signature claims."""
+
+    name: str
+    role: str
+    organisation: str
+    key: ed25519.Ed25519PublicKey
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(_raw_public(self.key))
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            self.key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def save(self, path: Path) -> Path:
+        return _write_new(path, {"format": APPROVER_PUBLIC_FORMAT, "name": self.name, "role": self.role,
+                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
+                                 "public_key": _pem_public(self.key)}, private=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "ApproverPublicKey":
+        document = _read(path, APPROVER_PUBLIC_FORMAT)
+        key = serialization.load_pem_public_key(document["public_key"].encode())
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise KeyFileError(f"{path}: not an Ed25519 public key")
+        return cls(document["name"], document["role"], document["organisation"], key)
+
+
+@dataclass(frozen=True)
+class ApproverKey:
+    """An approver's Ed25519 key: signs the agreements they approve (``placelink contracts approve``).
+    Kept by the approver, never by the hub."""
+
+    name: str
+    role: str
+    organisation: str
+    key: ed25519.Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls, name: str, role: str, organisation: str) -> "ApproverKey":
+        return cls(name, role, organisation, ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def public(self) -> ApproverPublicKey:
+        return ApproverPublicKey(self.name, self.role, self.organisation, self.key.public_key())
+
+    @property
+    def fingerprint(self) -> str:
+        return self.public.fingerprint
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
+
+    def save(self, path: Path, passphrase: bytes | None = None) -> Path:
+        return _write_new(path, {"format": APPROVER_KEY_FORMAT, "name": self.name, "role": self.role,
+                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
+                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+
+    @classmethod
+    def load(cls, path: Path, passphrase: bytes | None = None) -> "ApproverKey":
+        document = _read(path, APPROVER_KEY_FORMAT)
+        key = _load_private_pem(document["private_key"], passphrase, Path(path))
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise KeyFileError(f"{path}: not an Ed25519 signing key")
+        return cls(document["name"], document["role"], document["organisation"], key)
+

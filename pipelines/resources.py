@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
 import duckdb
-import yaml
 
 from pipelines.audit import AuditLog
-from pipelines.contracts import Contract, ContractError, load_contracts
+from pipelines.contracts import Contract, ContractError, claimed_id
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
 
@@ -46,16 +44,7 @@ class PlacelinkResource(dg.ConfigurableResource):
         return self.settings().audit_log()
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
-        """Valid contracts by id, and the errors of invalid ones by the id they claim."""
-        contracts, problems = load_contracts(self.settings().contracts_dir)
-        return contracts, {_claimed_id(path): error for path, error in problems.items()}
-
-
-def _claimed_id(path: Path) -> str:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(document, dict) and isinstance(document.get("id"), str):
-            return document["id"]
-    except (OSError, yaml.YAMLError):
-        pass
-    return path.stem
+        """Valid contracts by id (signatures checked against the hub's approver registry), and
+        the errors of invalid ones by the id they claim."""
+        contracts, problems = self.settings().load_contracts()
+        return contracts, {claimed_id(path): error for path, error in problems.items()}

@@ -19,11 +19,21 @@ DEFAULT_MEMORY_LIMIT = "3GB"
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
-def _default_contracts(home: Path) -> Path:
-    """The hub's own registered contracts (``PLACELINK_HOME/contracts``, with partners' key
-    fingerprints filled in, as the demo makes them) if it has them, else the repo's."""
+# Where the agreements are read from, first match wins (README "Data-sharing agreements").
+CONTRACTS_PRECEDENCE = ("a command's --dir; else PLACELINK_CONTRACTS; else PLACELINK_HOME/contracts "
+                        "(the hub's agreements, with partners' keys registered and approvers' signatures) "
+                        "when that folder exists; else the repository's contracts/ (unsigned templates)")
+
+
+def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tuple[Path, str]:
+    """The one folder of agreements the hub and every command read, and why that one."""
+    if env.get("PLACELINK_CONTRACTS"):
+        return Path(env["PLACELINK_CONTRACTS"]).expanduser().resolve(), "PLACELINK_CONTRACTS"
     registered = home / "contracts"
-    return registered if registered.is_dir() else REPO_ROOT / "contracts"
+    if registered.is_dir():
+        return registered.resolve(), "the hub's agreements, PLACELINK_HOME/contracts"
+    return (REPO_ROOT / "contracts").resolve(), ("the repository's templates: PLACELINK_HOME/contracts "
+                                                 "does not exist yet")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class Settings:
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
     clock: Clock = Clock()
+    # Why contracts_dir is the folder it is (CONTRACTS_PRECEDENCE).
+    contracts_source: str = "given"
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -72,9 +84,11 @@ class Settings:
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
+        contracts_dir, contracts_source = contracts_location(env, home)
         return cls(
             home=home,
-            contracts_dir=Path(env.get("PLACELINK_CONTRACTS", _default_contracts(home))).resolve(),
+            contracts_dir=contracts_dir,
+            contracts_source=contracts_source,
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
@@ -135,6 +149,23 @@ class Settings:
         from pipelines.audit import AuditLog
 
         return AuditLog(self.audit_dir, self.clock)
+
+    @property
+    def approver_keys(self) -> Path:
+        """The approvers' public keys the hub trusts, ``<fingerprint hex>.pub`` (pipelines.approvals)."""
+        return self.keys / "approvers"
+
+    def approver_registry(self) -> "ApproverRegistry":
+        from pipelines.approvals import ApproverRegistry
+
+        return ApproverRegistry(self.approver_keys)
+
+    def load_contracts(self, folder: Path | None = None):
+        """Every agreement in ``folder`` (default: :attr:`contracts_dir`), signatures checked
+        against this hub's approver registry; returns (valid by id, problems by file)."""
+        from pipelines.contracts import load_contracts
+
+        return load_contracts(folder or self.contracts_dir, self.approver_registry())
 
     @property
     def reports(self) -> Path:

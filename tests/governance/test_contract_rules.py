@@ -36,9 +36,11 @@ def test_every_project_contract_carries_every_dsa_term():
         assert t.provider.name and t.recipient.name and t.controllership in ("joint", "separate")
         assert t.purpose and t.prohibited_uses and t.legal_gateway and t.common_law_duty_of_confidentiality
         assert t.lawful_basis_article6.startswith("6(1)(")
-        assert t.special_category_data and t.article9_condition.startswith("9(2)(")
+        assert not t.special_category_data or t.article9_condition.startswith("9(2)(")
         assert t.dpia_reference and t.retention.period_months > 0 and t.retention.deletion_method
-        assert t.valid_from < t.review_by < t.expires and t.approvers
+        assert t.valid_from < t.review_by < t.expires
+        # both sides sign off; nothing is approved by a list of names
+        assert {r.party for r in t.required_signatures} == {"provider", "recipient"} and not t.approvers
     assert [c.id for c in contracts.values() if c.terms.national_data_opt_out_applies] == ["nhs-acute-mental-health"]
 
 
@@ -61,8 +63,8 @@ def test_data_that_is_not_special_category_needs_no_article9_condition(tmp_path)
     def plain(d):
         _terms(d).update(special_category_data=False)
         _terms(d).pop("article9_condition")
-    folder = _folder_with(tmp_path, plain, "vcs-family-support.yaml")
-    assert load_contract(folder / "vcs-family-support.yaml").terms.article9_condition is None
+    folder = _folder_with(tmp_path, plain, "council-place-services.yaml")
+    assert load_contract(folder / "council-place-services.yaml").terms.article9_condition is None
 
 
 @pytest.mark.parametrize("mutate, field, fix", [
