@@ -37,7 +37,7 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
         context.log.warning(f"contract {contract_id} is invalid and its flow is held: {error}")
     with placelink.warehouse() as con:
         con.execute(DELIVERIES_DDL)
-        receipts = receive_inbox(settings, con, contracts, problems, placelink.audit())
+        receipts = receive_inbox(settings, con, contracts, problems, placelink.audit(context))
         for receipt in receipts:
             if receipt.status == "quarantined":
                 context.log.warning(receipt.reason)

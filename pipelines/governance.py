@@ -279,9 +279,27 @@ def flow_history(audit: AuditLog) -> dict[str, FlowHistory]:
     return history
 
 
+def linked_contracts(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[str]:
+    """The agreements (``id vX.Y.Z``) whose records this linkage run matched, for its audit event."""
+    if not table_exists(con, "hub", "record_identity"):
+        return []
+    by_dataset = {name: c for c in contracts.values() for name in c.datasets}
+    datasets = {row[0] for row in con.execute("SELECT DISTINCT dataset FROM hub.record_identity").fetchall()}
+    return sorted({by_dataset[d].label for d in datasets if d in by_dataset})
+
+
+def uses_contract(event: dict, contract_id: str) -> bool:
+    """Whether an event used the agreement's data without being about it: a linkage run that
+    matched its records, a publication that relied on them (they list agreements in ``contracts``)."""
+    return any(_contract_id(label) == contract_id for label in event.get("contracts") or []
+               if isinstance(label, str))
+
+
 def contract_events(audit: AuditLog, contract_id: str) -> list[dict]:
-    """Every audit event about one contract, oldest first."""
-    return [e for e in audit.events() if _contract_id(e.get("contract")) == contract_id]
+    """Every audit event about one contract (status, signatures, deliveries, quarantines, exclusions,
+    withdrawals, deletions) and every linkage run and publication that used its data, oldest first."""
+    return [e for e in audit.events()
+            if _contract_id(e.get("contract")) == contract_id or uses_contract(e, contract_id)]
 
 
 def published_dependants(published: Path) -> dict[str, list[tuple[str, str]]]:

@@ -362,3 +362,70 @@ class ApproverKey:
             raise KeyFileError(f"{path}: not an Ed25519 signing key")
         return cls(document["name"], document["role"], document["organisation"], key)
 
+
+# --- the hub's audit key (Ed25519): signs the audit log's head -----------------------------
+
+AUDIT_KEY_FORMAT = "placelink-audit-key/1"
+AUDIT_PUBLIC_FORMAT = "placelink-audit-public-key/1"
+
+
+@dataclass(frozen=True)
+class AuditPublicKey:
+    key: ed25519.Ed25519PublicKey
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(_raw_public(self.key))
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            self.key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def save(self, path: Path) -> Path:
+        return _write_new(path, {"format": AUDIT_PUBLIC_FORMAT, "fingerprint": self.fingerprint,
+                                 "public_key": _pem_public(self.key)}, private=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "AuditPublicKey":
+        document = _read(path, AUDIT_PUBLIC_FORMAT)
+        key = serialization.load_pem_public_key(document["public_key"].encode())
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise KeyFileError(f"{path}: not an Ed25519 public key")
+        return cls(key)
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """The hub's key for signing the audit log's head (``PLACELINK_HOME/keys/audit.key``)."""
+
+    key: ed25519.Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> "AuditKey":
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def public(self) -> AuditPublicKey:
+        return AuditPublicKey(self.key.public_key())
+
+    @property
+    def fingerprint(self) -> str:
+        return self.public.fingerprint
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
+
+    def save(self, path: Path, passphrase: bytes | None = None) -> Path:
+        return _write_new(path, {"format": AUDIT_KEY_FORMAT, "fingerprint": self.fingerprint,
+                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+
+    @classmethod
+    def load(cls, path: Path, passphrase: bytes | None = None) -> "AuditKey":
+        document = _read(path, AUDIT_KEY_FORMAT)
+        key = _load_private_pem(document["private_key"], passphrase, Path(path))
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise KeyFileError(f"{path}: not an Ed25519 signing key")
+        return cls(key)

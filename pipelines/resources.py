@@ -8,7 +8,7 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from pipelines.audit import AuditLog
+from pipelines.audit import AuditLog, run_actor
 from pipelines.contracts import Contract, ContractError, claimed_id
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
@@ -40,8 +40,12 @@ class PlacelinkResource(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def audit(self) -> AuditLog:
-        return self.settings().audit_log()
+    def audit(self, context: dg.OpExecutionContext | dg.AssetExecutionContext | None = None) -> AuditLog:
+        """The audit log; given the step's ``context``, every event names its Dagster run and who
+        started it (a sensor, a schedule, or the user of the process)."""
+        if context is None:
+            return self.settings().audit_log()
+        return self.settings().audit_log(actor=run_actor(context.run.tags), run_id=context.run.run_id)
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
         """Valid contracts by id (signatures checked against the hub's approver registry), and

@@ -144,11 +144,24 @@ class Settings:
     def audit_dir(self) -> Path:
         return self.home / "audit"
 
-    def audit_log(self) -> "AuditLog":
-        """The hub's audit log, stamped with this installation's clock."""
-        from pipelines.audit import AuditLog
+    def audit_log(self, actor: str | None = None, run_id: str | None = None) -> "AuditLog":
+        """The hub's audit log, stamped with this installation's clock, the ``actor`` (default:
+        ``user:<the operating-system user>``) and the Dagster ``run_id`` of the events it writes;
+        every append re-signs the log's head with the hub's audit key (pipelines.audit)."""
+        from pipelines.audit import AuditHead, AuditLog, user_actor
 
-        return AuditLog(self.audit_dir, self.clock)
+        return AuditLog(self.audit_dir, self.clock, actor=actor or user_actor(), run_id=run_id,
+                        head=AuditHead(self.audit_head_path, self.audit_key_path))
+
+    @property
+    def audit_head_path(self) -> Path:
+        """The audit log's signed head (count and hash of its last event), kept apart from the log."""
+        return self.home / "audit_head.json"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The hub's Ed25519 key that signs the audit log's head (``audit.pub`` beside it)."""
+        return self.keys / "audit.key"
 
     @property
     def approver_keys(self) -> Path:

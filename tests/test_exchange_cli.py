@@ -87,3 +87,5 @@ def test_keygen_register_prepare_receive_and_release(small_place, tmp_path, monk
     history = json.loads((settings.quarantine / "released" / "vcs enrolments.sent again ✓.plx.reason.json").read_text())
     assert history["check"] == "replay" and history["released_at"]
     assert AuditLog(settings.audit_dir).verify() is None
+    verified = run(main, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output

@@ -177,6 +177,7 @@ def test_approvers_sign_with_their_own_keys_and_the_last_signature_approves(tmp_
     assert contract.terms.approval_status == "approved" and contract.signed_off
     events = [e for e in Settings.from_env().audit_log().events()]
     assert [e["event"] for e in events].count("contract_signed") == 3
+    assert all(e["actor"].startswith("user:") for e in events)
 
     # a key for a role the agreement does not ask for is refused, and the file is left alone
     before = vcs.read_text()
