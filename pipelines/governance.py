@@ -250,6 +250,8 @@ class FlowHistory:
     quarantined: int = 0
     last_quarantined: str | None = None
     extracts_deleted: int = 0
+    withdrawals: int = 0          # withdrawal lists accepted
+    records_withdrawn: int = 0    # records they removed from the hub
 
 
 def _contract_id(value) -> str | None:
@@ -276,6 +278,9 @@ def flow_history(audit: AuditLog) -> dict[str, FlowHistory]:
             h.last_quarantined = event["at"]
         elif event["event"] == "retention_deleted":
             h.extracts_deleted += 1
+        elif event["event"] == "records_withdrawn":
+            h.withdrawals += 1
+            h.records_withdrawn += int(event.get("landing_rows_deleted") or 0)
     return history
 
 

@@ -20,9 +20,9 @@ MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGN
 
 
 # Where the agreements are read from, first match wins (README "Data-sharing agreements").
-CONTRACTS_PRECEDENCE = ("a command's --dir; else PLACELINK_CONTRACTS; else PLACELINK_HOME/contracts "
-                        "(the hub's agreements, with partners' keys registered and approvers' signatures) "
-                        "when that folder exists; else the repository's contracts/ (unsigned templates)")
+CONTRACTS_PRECEDENCE = ("PLACELINK_CONTRACTS if set; else PLACELINK_HOME/contracts (the hub's own agreements, "
+                        "with partners' keys registered and approvers' signatures) if that folder exists; else "
+                        "the repository's contracts/ (unsigned templates)")
 
 
 def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tuple[Path, str]:

@@ -10,9 +10,10 @@ from pipelines.cli.common import fail
 from pipelines.settings import CONTRACTS_PRECEDENCE, Settings
 
 
-@click.group()
+@click.group(help="Data-sharing agreements (for IG officers and approvers).\n\nEvery command reads one folder "
+                  "of agreements, the one the hub enforces: --dir if given, else " + CONTRACTS_PRECEDENCE + ".")
 def contracts() -> None:
-    """Data-sharing agreements (for IG officers)."""
+    pass
 
 
 def _folder(folder: Path | None) -> tuple[Path, str]:
@@ -293,3 +294,22 @@ def contracts_approve(contract: str, key_path: Path, passphrase_file: Path | Non
         click.echo("Every required role has signed: approval_status is now approved; the hub accepts extracts "
                    f"from {signed.contract.terms.valid_from} to {signed.contract.terms.expires}.")
 
+
+@contracts.command("register")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for ig_register.html and ig_register.csv (created if missing).")
+@_DIR
+def contracts_register(out: Path, folder: Path | None) -> None:
+    """Write the IG register (HTML and CSV) now, from the agreements, the audit log and the
+    published file, without a pipeline run. Reads only; the hub's own copy is in PLACELINK_HOME/reports."""
+    import dataclasses
+
+    from pipelines.contracts import claimed_id
+    from pipelines.register import REGISTER_CSV, write_register
+
+    valid, problems, where, source = _load(folder)
+    settings = dataclasses.replace(Settings.from_env(), contracts_dir=where, contracts_source=source)
+    page = write_register(settings, valid, {claimed_id(p): e for p, e in problems.items()}, out=out)
+    click.echo(f"register of {len(valid) + len(problems)} agreement(s) from {where} ({source}), as of {settings.today()}:")
+    click.echo(f"  {page}")
+    click.echo(f"  {page.with_name(REGISTER_CSV)}")

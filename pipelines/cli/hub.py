@@ -67,7 +67,7 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
     click.echo(f"contract {contract.label}: signing_key_fingerprint set to {public.fingerprint}")
     click.echo(f"public key kept at {stored}")
     if contract_path.resolve().parent != settings.contracts_dir:
-        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} (PLACELINK_CONTRACTS)")
+        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} ({settings.contracts_source})")
 
 
 @hub.group()

@@ -1,6 +1,7 @@
 """The whole graph under governance: a suspended agreement leaves the next publication,
 every published table names the agreements it relies on, the IG register renders in a
 real browser, the audit log tells the story without identifiers, retention runs as a job."""
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from browser import rendered_dom
+from browser import layout_at, rendered_dom
 from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
 from pipelines.definitions import defs
@@ -212,17 +213,35 @@ def test_the_ig_register_renders_one_row_per_agreement_in_a_browser(governed_hub
     settings, _, before = governed_hub
     page = settings.reports / "ig_register.html"
     dom = rendered_dom(page)
-    body = dom.split('<table id="agreements">', 1)[1].split("</table>", 1)[0]
+    body = dom.split('<table id="agreements"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r'<tr data-contract="([^"]+)"', body)
     assert sorted(rows) == ["council-place-services", NHS, "vcs-family-support", "zz-draft"]
     nhs_row = body.split(f'<tr data-contract="{NHS}"', 1)[1].split("</tr>", 1)[0]
-    assert "suspended" in nhs_row and "left out of linkage and publication" in nhs_row
-    assert "<b>3</b> deliveries" in nhs_row
-    vcs_row = body.split('<tr data-contract="vcs-family-support"', 1)[1].split("</tr>", 1)[0]
-    assert "outcomes_before_after (source)" in vcs_row and "outcomes_by_ward (source)" in vcs_row
+    assert "suspended" in nhs_row and "3 deliveries" in nhs_row and "4 of 4" in nhs_row
+    nhs = dom.split(f'<section class="agreement" id="c-{NHS}"', 1)[1].split("</section>", 1)[0]
+    assert "left out of linkage and publication" in nhs
+    vcs = dom.split('<section class="agreement" id="c-vcs-family-support"', 1)[1].split("</section>", 1)[0]
+    assert "outcomes_before_after (source)" in vcs and "outcomes_by_ward (source)" in vcs
+    # who signed what, when; DPIA, retention and the (not yet stated) cadence
+    assert "Information Governance Lead of Northshire Family Hub Trust (registered charity) (provider)" in vcs
+    assert "2026-11-02" in vcs and "DPIA-NFHT-2026-002" in vcs and "60 months from receipt" in vcs
+    assert "Delivery cadence" in vcs and "1 delivery," in vcs  # one extract, one delivery
     assert "The audit log is intact" in dom
     # before the suspension the NHS agreement fed both published tables
-    assert "outcomes_by_ward (source)" in before["register"].split(f'data-contract="{NHS}"', 1)[1].split("</tr>")[0]
+    assert "outcomes_by_ward (source)" in before["register"].split(f'id="c-{NHS}"', 1)[1].split("</section>")[0]
+    csv_rows = list(csv.DictReader((settings.reports / "ig_register.csv").open()))
+    by_id = {r["contract_id"]: r for r in csv_rows}
+    assert set(by_id) == {"council-place-services", NHS, "vcs-family-support", "zz-draft"}
+    assert by_id[NHS]["status"] == "suspended" and by_id[NHS]["deliveries"] == "3"
+    assert by_id[NHS]["signatures_valid"] == "4" and by_id[NHS]["dpia"] == "DPIA-NNFT-2026-007"
+
+
+@pytest.mark.parametrize("width", [800, 1600])
+def test_the_ig_register_reads_at_any_width_without_clipping(governed_hub, width):
+    settings, _, _ = governed_hub
+    layout = layout_at(settings.reports / "ig_register.html", width)
+    assert layout["inner_width"] == width and layout["page_width"] <= width
+    assert layout["problems"] == []
 
 
 def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, monkeypatch):
