@@ -97,7 +97,7 @@ def test_diff_command_lists_both_kinds_and_can_fail_ci(tmp_path):
     significant, editorial = result.output.split("Editorial changes")
     assert "Governance-significant changes (2)" in significant
     words = " ".join(significant.split())
-    assert "[-6(1)(e) public task-] {+6(1)(f) legitimate interests+}" in words
+    assert "[-6(1)(e) public task: the Trust's functions" in words and "{+6(1)(f) legitimate interests+}" in words
     assert "ae_attendances.chief_complaint' added" in significant
     assert "version" in editorial and "lawful" not in editorial
     assert "Signed content: changed" in result.output
@@ -113,7 +113,7 @@ def test_show_explains_the_agreement_in_plain_english(signed_home):
     text = result.output
     for expected in ("Northshire NHS Foundation Trust (controller) shares data with",
                      "separate controllers", "Not to be used for:", "Article 6(1)(e) public task",
-                     "Article 9 condition: 9(2)(h)", "NHS Act 2006 s.82",
+                     "Article 9 condition: 9(2)(h)", "NHS Act 2006 s.82", "Section 251 support",
                      "National Data Opt-out:", "removes the records of people who opted out",
                      "DPIA-NNFT-2026-007", "kept for 84 months", "expires 2029-03-31",
                      "Caldicott Guardian of Northshire NHS Foundation Trust (provider): signed by",

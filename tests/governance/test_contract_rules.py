@@ -44,6 +44,33 @@ def test_every_project_contract_carries_every_dsa_term():
     assert [c.id for c in contracts.values() if c.terms.national_data_opt_out_applies] == ["nhs-acute-mental-health"]
 
 
+def test_the_demo_agreements_cite_legal_bases_that_fit_what_they_allow():
+    """docs/governance.md says why each provision fits; these are the mistakes it must not repeat."""
+    contracts, _ = load_contracts(CONTRACTS)
+    nhs, council, vcs = (contracts[k].terms for k in ("nhs-acute-mental-health", "council-place-services",
+                                                       "vcs-family-support"))
+    for terms in (nhs, council, vcs):
+        cited = " ".join([terms.lawful_basis_article6, terms.article9_condition or "", terms.legal_gateway,
+                          terms.common_law_duty_of_confidentiality])
+        # s.251B (and 251C) of the 2012 Act are the duty to share for direct care: every flow here
+        # is for evaluation, and every agreement prohibits use for decisions about individuals
+        assert "251B" not in cited and "251C" not in cited
+        assert "Local Government Act 2000 s.2" not in cited  # the well-being power, repealed in England
+        assert "Sch 1 Pt 1 para 2" not in terms.legal_gateway  # a DPA condition, not a gateway
+    assert any("direct care" in use for use in nhs.prohibited_uses)
+    # NHS confidential patient information for evaluation: s.251 support, with the opt-out applied
+    assert "s.251" in nhs.common_law_duty_of_confidentiality and "regulation 5" in nhs.common_law_duty_of_confidentiality
+    assert nhs.national_data_opt_out_applies
+    assert nhs.article9_condition.startswith("9(2)(h)") and "para 2(2)(f)" in nhs.article9_condition
+    assert "NHS Act 2006 s.82" in nhs.legal_gateway
+    # children's social care is outside the National Data Opt-out; the council relies on the public interest
+    assert not council.national_data_opt_out_applies and "Public interest" in council.common_law_duty_of_confidentiality
+    assert "Children Act 2004 s.10" in council.legal_gateway and "Localism Act 2011 s.1" in council.legal_gateway
+    # the charity: legitimate interests (not a public authority), consent for confidentiality, no health data
+    assert vcs.lawful_basis_article6.startswith("6(1)(f)") and vcs.common_law_duty_of_confidentiality.startswith("Consent")
+    assert not vcs.special_category_data and vcs.article9_condition is None
+
+
 def test_health_data_without_an_article9_condition_is_refused(tmp_path):
     folder = _folder_with(tmp_path, lambda d: _terms(d).pop("article9_condition"))
     with pytest.raises(ContractError) as error:
