@@ -34,7 +34,8 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count
-                       FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name
+                       FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
+                       ORDER BY received_at, file_name
                    """).fetchall() if row[0] in in_use and row[3] not in deleted]
         # The file carries the audit log's signed head as it stands now, just before "published".
         head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
