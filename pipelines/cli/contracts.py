@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, write_key_pair
 from pipelines.settings import CONTRACTS_PRECEDENCE, Settings
 
 
@@ -226,21 +226,10 @@ def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str)
 def approver_keygen(name: str, role: str, organisation: str, out: Path, passphrase_file: Path | None) -> None:
     """(Approver) Create your Ed25519 key for signing agreements; send only the .pub to the hub's IG officer."""
     from pipelines.cli.partner import read_passphrase
-    from pipelines.keys import ApproverKey, KeyFileError
+    from pipelines.keys import ApproverKey
 
-    public_path = out.with_name(out.name.removesuffix(".key") + ".pub")
-    if out.exists() or public_path.exists():
-        fail(f"{out if out.exists() else public_path} exists; key files are never overwritten")
     passphrase = read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
-    key = ApproverKey.generate(name, role, organisation)
-    try:
-        key.save(out, passphrase)
-        key.public.save(public_path)
-    except KeyFileError as exc:
-        fail(str(exc))
-    click.echo(f"approver key (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}")
-    click.echo(f"public key for the hub's IG officer: {public_path}")
-    click.echo(f"fingerprint: {key.fingerprint}")
+    public_path = write_key_pair(ApproverKey.generate(name, role, organisation), out, passphrase, "approver key")
     click.echo("The IG officer registers it: `placelink hub register-approver-key --public-key "
                f"{public_path.name}`; then sign with `placelink contracts approve --key {out.name} CONTRACT`")
 

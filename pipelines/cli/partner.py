@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, write_key_pair
 
 
 @click.group()
@@ -44,21 +44,10 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
                    "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
-    from pipelines.keys import KeyFileError, SigningKey
+    from pipelines.keys import SigningKey
 
-    public_path = out.with_name(out.name.removesuffix(".key") + ".pub")
-    if out.exists() or public_path.exists():
-        fail(f"{out if out.exists() else public_path} exists; key files are never overwritten")
     passphrase = read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
-    key = SigningKey.generate(partner_id)
-    try:
-        key.save(out, passphrase)
-        key.public.save(public_path)
-    except KeyFileError as exc:
-        fail(str(exc))
-    click.echo(f"signing key (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}")
-    click.echo(f"public key for the hub's IG officer: {public_path}")
-    click.echo(f"fingerprint: {key.fingerprint}")
+    public_path = write_key_pair(SigningKey.generate(partner_id), out, passphrase, "signing key")
     click.echo("The IG officer registers it: `placelink hub register-partner-key --contract CONTRACT.yaml "
                f"--public-key {public_path.name}`")
 
