@@ -229,6 +229,11 @@ class AuditLog:
         if self.head is None:
             return 0
         head = self.head.read()
+        if head is not None and not self.head.key_path.exists():
+            raise AuditLogTampered(
+                f"the hub's audit key {self.head.key_path} is missing but the log has a signed head: restore "
+                "the key from the hub's backup (a new key would let anyone re-sign the log). Nothing more is "
+                "written to the log")
         if head is not None:
             if (head.bytes, head.last_hash) != (size, last_hash):
                 raise AuditLogTampered(

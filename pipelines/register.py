@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 
 from pipelines.audit import AuditHead, AuditLog, published_head, verify_log
-from pipelines.contracts import ARTICLE6_BASES, Contract, ContractError
+from pipelines.contracts import ARTICLE6_BASES, SIGNING_ROLES, Contract, ContractError
 from pipelines.governance import (FlowHistory, FlowStatus, flow_history, flow_statuses,
                                   published_dependants)
 from pipelines.settings import Settings
@@ -98,7 +98,8 @@ def _signatures(contract: Contract) -> list[dict]:
                      "signed_by": check.signer.name if check else "",
                      "signed_on": check.signed_on if check else "", "counts": bool(check), "problem": ""})
     for check in approval.void:
-        rows.append({"role": check.entry.role + " of the " + check.entry.party, "signed_by": check.who,
+        role = SIGNING_ROLES.get(check.entry.role, check.entry.role)
+        rows.append({"role": f"{role} of the {check.entry.party}", "signed_by": check.who,
                      "signed_on": check.signed_on, "counts": False, "problem": check.problem})
     return rows
 

@@ -141,3 +141,9 @@ def test_a_log_written_before_heads_existed_is_signed_from_the_hubs_first_signed
 def test_signed_head_round_trips_as_json(log, settings):
     head = _head(settings).read()
     assert SignedHead.from_json(json.loads(json.dumps(head.to_json()))) == head
+
+
+def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(log, settings):
+    settings.audit_key_path.unlink()
+    with pytest.raises(AuditLogTampered, match="audit key .* is missing"):
+        settings.audit_log().append("published", tables=[])
