@@ -130,11 +130,15 @@ class ApprovalCheck:
         return [c for c in self.signatures if not c.valid]
 
     def shortfall(self) -> str:
-        """Why the agreement is not signed off, naming each missing role and void signature."""
-        parts = [f"not signed by {len(self.missing)} of the {len(self.required)} required roles: "
-                 + "; ".join(self.labels[r] for r in self.missing)]
-        parts += [f"the signature of {c.who} on {c.signed_on} does not count: {c.problem}" for c in self.void]
-        return ". ".join(parts)
+        """Why the agreement is not signed off, naming each missing role (one line; the signatures
+        that do not count, and why, are in :attr:`void`)."""
+        text = (f"not signed by {len(self.missing)} of the {len(self.required)} required roles: "
+                + "; ".join(self.labels[r] for r in self.missing))
+        if self.void:
+            reasons = sorted({c.problem.split(":", 1)[0] if c.problem.startswith("void") else c.problem
+                              for c in self.void})
+            text += f" ({len(self.void)} signature(s) on it do not count: {'; '.join(reasons)})"
+        return text
 
     def summary(self) -> str:
         """One line: ``signed by 3 of 4 required roles; missing: ...``."""

@@ -63,6 +63,8 @@ def contracts_check(folder: Path | None) -> None:
                        "missing approver signs with `placelink contracts approve --key KEY "
                        f"{name}`; a key the hub does not know is registered with `placelink hub "
                        "register-approver-key`; or set approval_status: draft")
+            for check in approval.void:
+                click.echo(f"         - {check.who}, {check.signed_on}: {check.problem}")
             continue
         click.echo(f"ok     {name}: {contract.label}, {t.approval_status}; {approval.summary()}")
         for check in approval.void:

@@ -92,7 +92,8 @@ def test_a_significant_edit_voids_the_signatures_and_holds_the_flow_until_re_sig
     result = _check(settings.home)
     assert result.exit_code == 1
     assert "not signed by 4 of the 4 required roles" in result.output
-    assert result.output.count("does not count: void: the agreement's signed content changed") == 4
+    assert result.output.count(": void: the agreement's signed content changed after it was signed") == 4
+    assert "(4 signature(s) on it do not count: void)" in result.output
     receipts, _ = _receive(settings)
     assert receipts[NHS].status == "quarantined"
 
