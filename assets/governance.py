@@ -30,7 +30,7 @@ def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     now = placelink.settings().now()
     statuses = flow_statuses(contracts, problems, now.date())
     with placelink.warehouse() as con:
-        excluded = record_flow_statuses(con, statuses, contracts, placelink.audit(), now)
+        excluded = record_flow_statuses(con, statuses, contracts, placelink.audit(context), now)
     for flow in excluded:
         context.log.warning(f"contract {flow['contract_id']} is {flow['status']}: its data is left out "
                             f"of linkage and publication ({flow['reason']})")
@@ -54,7 +54,7 @@ def retention_deletions(context: dg.AssetExecutionContext, config: RetentionConf
     now = parse_as_of(config.as_of) if config.as_of else settings.now()
     contracts, _ = placelink.contracts()
     with placelink.warehouse() as con:
-        result = apply_retention(settings, con, contracts, placelink.audit(), now)
+        result = apply_retention(settings, con, contracts, placelink.audit(context), now)
     for deletion in result.deleted:
         context.log.info(f"retention: deleted extract {deletion.extract_id} ({deletion.contract_id}, "
                          f"{deletion.dataset}, kept until {deletion.retain_until}): "

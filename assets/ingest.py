@@ -37,14 +37,13 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
         context.log.warning(f"contract {contract_id} is invalid and its flow is held: {error}")
     with placelink.warehouse() as con:
         con.execute(DELIVERIES_DDL)
-        receipts = receive_inbox(settings, con, contracts, problems, placelink.audit())
+        receipts = receive_inbox(settings, con, contracts, problems, placelink.audit(context))
         for receipt in receipts:
             if receipt.status == "quarantined":
                 context.log.warning(receipt.reason)
             else:
-                context.log.info(f"accepted {receipt.file_name}: {receipt.row_count} rows into "
-                                 f"landing.{receipt.dataset}")
-        landed = {r.dataset: r for r in receipts if r.status == "accepted"}
+                context.log.info(f"{receipt.file_name}: {delivery_outcome(receipt)}")
+        landed = {r.dataset: r for r in receipts if r.status == "accepted" and r.kind == "extract"}
         yield dg.MaterializeResult(asset_key=["hub", "deliveries"], metadata={
             "files_received": len(receipts),
             "accepted": sum(r.status == "accepted" for r in receipts),

@@ -7,6 +7,7 @@ from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
 from pipelines.linkage.qa import REPORT_FILE, check_linkage, linkage_qa, previous_link_rate
 from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets
+from pipelines.governance import linked_contracts
 from pipelines.resources import PlacelinkResource
 
 
@@ -52,12 +53,14 @@ class LinkageConfig(dg.Config):
 def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, placelink: PlacelinkResource):
     """Link person records across partners; the saved model is reused unless retrain is set."""
     settings = placelink.settings()
+    contracts, _ = placelink.contracts()
     with placelink.warehouse() as con:
         try:
             result = link_person_records(con, settings, retrain=config.retrain)
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
-    placelink.audit().append("linkage_run", identity_records=result.identity_records,
+        linked = linked_contracts(con, contracts)
+    placelink.audit(context).append("linkage_run", contracts=linked, identity_records=result.identity_records,
                              persons=result.persons, links=result.links,
                              model_trained_at=result.model_trained_at, retrained=result.model_retrained,
                              backend=result.backend,

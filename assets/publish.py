@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from pipelines.audit import AuditHead
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
@@ -33,13 +34,17 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count
-                       FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name
+                       FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
+                       ORDER BY received_at, file_name
                    """).fetchall() if row[0] in in_use and row[3] not in deleted]
+        # The file carries the audit log's signed head as it stands now, just before "published".
+        head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
                          table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded,
-                         now=now)
-    placelink.audit().append("published", file=str(settings.published), tables=[t.name for t in tables],
+                         now=now, audit_head=head.to_json() if head else None)
+    placelink.audit(context).append("published", file=str(settings.published), tables=[t.name for t in tables],
+                                    audit_head_events=head.events if head else None,
                              contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
                              excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
                              redacted_cells=sum(t.redacted_cells for t in tables))

@@ -1,14 +1,17 @@
 """What an IG officer reads: an agreement in plain English, and what changed between two versions.
 
-:func:`compare_contracts` classifies every change as *governance-significant* (purpose,
-lawful basis, parties, data items, retention, opt-out, validity, status ...) or
-*editorial* (wording of reasons and descriptions, names, version label, approvers
-record). A change to a field it does not know is treated as significant: an unknown
-change should be read by a person, not waved through.
+:func:`compare_files` classifies every change as *governance-significant* (it changes the
+content approvers sign: purpose, lawful basis, parties, who must sign, data items, retention,
+opt-out, validity, DPIA ...), a *status* change (approval status) or *editorial* (wording of
+reasons and descriptions, names, version label, review date, the signatures). The classes
+come from :mod:`pipelines.contract_content`, so a change is significant exactly when it voids
+the signatures. Changed text is shown in full, word by word.
 """
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import json
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.contract_content import (EDITORIAL, SIGNIFICANT, STATUS, absent, classify, content_digest,
+                                        normalise, same_significance, significant_leaves)
 from pipelines.contracts import CLASSIFICATIONS, DSA_PROPERTY, Contract, ContractError
 from pipelines.governance import FlowHistory, flow_status
 
@@ -63,9 +68,8 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
                     f"receives it, then deleted by the daily retention job: {t.retention.deletion_method}."),
               f"Dates: valid from {t.valid_from}, review by {t.review_by}, expires {t.expires} "
               f"({(t.expires - on).days} days from {on}).",
-              f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}",
-              "Approved by:"]
-    lines += [f"  - {a.name}, {a.role}, on {a.date}" for a in t.approvers] or ["  nobody yet"]
+              f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}"]
+    lines += signature_lines(contract)
     if history is not None:
         lines += ["What has flowed:",
                   f"  {history.deliveries} extract(s) accepted ({history.rows:,} rows), last on "
@@ -89,133 +93,152 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
     return "\n".join(lines)
 
 
+def signature_lines(contract: Contract) -> list[str]:
+    """Who must sign, who has (when, with which registered key), and signatures that do not count."""
+    approval = contract.approval
+    lines = [f"Signatures (over the signed content {contract.content_sha256[:19]}...):"]
+    if approval is None:
+        return lines + ["  not checked (no approver registry given)"]
+    met = approval.met
+    for requirement in approval.required:
+        check = met.get(requirement)
+        lines.append(_wrap(f"{approval.labels[requirement]}: " + (
+            f"signed by {check.signer.name} on {check.signed_on}" if check else "NOT SIGNED")))
+    lines += [_wrap(f"does not count: {c.who}, {c.signed_on}: {c.problem}") for c in approval.void]
+    lines.append(_wrap(approval.summary()))
+    return lines
+
+
 # ---------------------------------------------------------------- diff
 
 @dataclass(frozen=True)
 class Change:
-    significant: bool
+    """One difference between two versions of an agreement.
+
+    ``category`` is ``significant`` (it changes the signed content: re-approval needed),
+    ``status`` (the approval status: audited, signatures stand) or ``editorial``.
+    """
+
+    category: str
     topic: str
     where: str
     kind: str  # added | removed | changed
     old: Any = None
     new: Any = None
+    path: tuple[str, ...] = ()
+
+    @property
+    def significant(self) -> bool:
+        return self.category == SIGNIFICANT
 
     def describe(self) -> str:
+        """One line: what changed where (the full old and new text: :func:`change_details`)."""
         if self.kind == "added":
-            return f"{self.topic}: {self.where} added" + (f": {_short(self.new)}" if _is_leaf(self.new) else "")
+            return f"{self.topic}: {self.where} added"
         if self.kind == "removed":
-            return f"{self.topic}: {self.where} removed" + (f" (was {_short(self.old)})" if _is_leaf(self.old) else "")
-        return f"{self.topic}: {self.where} changed from {_short(self.old)} to {_short(self.new)}"
+            return f"{self.topic}: {self.where} removed"
+        return f"{self.topic}: {self.where} changed"
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"category": self.category, "significant": self.significant,
+                                  "topic": self.topic, "where": self.where, "path": list(self.path),
+                                  "kind": self.kind, "old": _plain(self.old), "new": _plain(self.new)}
+        if isinstance(self.old, str) and isinstance(self.new, str):
+            record["word_diff"] = [{"op": op, "text": text} for op, text in word_diff(self.old, self.new)]
+        elif _is_text_list(self.old) and _is_text_list(self.new):
+            record["items"] = [{"op": op, "text": text, **({"word_diff": [{"op": o, "text": t} for o, t in words]}
+                                                         if words else {})}
+                               for op, text, words in list_diff(self.old, self.new)]
+        return record
 
 
-def _is_leaf(value: Any) -> bool:
-    return not isinstance(value, (dict, list))
+def _plain(value: Any) -> Any:
+    return None if value is absent() else value
 
 
-def _short(value: Any, width: int = 90) -> str:
-    text = " ".join(str(value).split()) if _is_leaf(value) else yaml.safe_dump(value, default_flow_style=True,
-                                                                                width=10_000).strip()
-    text = text if len(text) <= width else text[: width - 3] + "..."
-    return repr(text) if isinstance(value, str) else text
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-# DSA term -> (significant?, topic)
-_TERMS = {
-    "purpose": (True, "purpose"),
-    "prohibited_uses": (True, "purpose (prohibited uses)"),
-    "lawful_basis_article6": (True, "lawful basis"),
-    "article9_condition": (True, "lawful basis (Article 9 condition)"),
-    "special_category_data": (True, "lawful basis (special category data)"),
-    "legal_gateway": (True, "lawful basis (legal gateway)"),
-    "common_law_duty_of_confidentiality": (True, "confidentiality basis"),
-    "partner_id": (True, "parties"),
-    "provider": (True, "parties"),
-    "recipient": (True, "parties"),
-    "controllership": (True, "parties (controllership)"),
-    "national_data_opt_out_applies": (True, "National Data Opt-out"),
-    "retention": (True, "retention"),
-    "approval_status": (True, "approval status"),
-    "valid_from": (True, "validity dates"),
-    "expires": (True, "validity dates"),
-    "dpia_reference": (True, "DPIA"),
-    "signing_key_fingerprint": (True, "partner's signing key"),
-    "review_by": (False, "review date"),
-    "approvers": (False, "approvals record"),
-}
-_EDITORIAL_TOP = {"version": "version label", "name": "title", "status": "ODCS status",
-                  "apiVersion": "ODCS version", "kind": "ODCS kind", "domain": "domain",
-                  "tags": "tags", "authoritativeDefinitions": "links"}
-_ITEM_FIELDS = {"classification": (True, "data item classification"),
-                "logicalType": (True, "data item type"),
-                "physicalType": (True, "data item type"),
-                "allowedValues": (True, "data item allowed values"),
-                "reason": (False, "data item reason (wording)"),
-                "description": (False, "data item description"),
-                "required": (False, "data item expectations"),
-                "unique": (False, "data item expectations"),
-                "businessName": (False, "data item description"),
-                "examples": (False, "data item description")}
+def _words(text: str) -> list[str]:
+    return str(text).split()
 
 
-def _classify(path: tuple[str, ...], kind: str) -> tuple[bool, str]:
-    head = path[0]
-    if head == "customProperties":
-        if len(path) >= 4 and path[1] == DSA_PROPERTY and path[2] == "value":
-            return _TERMS.get(path[3], (True, f"DSA term '{path[3]}' (not a known term)"))
-        if len(path) >= 2 and path[1] == DSA_PROPERTY:
-            return True, "data-sharing agreement terms"
-        return True, "contract custom property"
-    if head == "id":
-        return True, "agreement id (a different agreement)"
-    if head == "description":
-        sub = path[1] if len(path) > 1 else ""
-        if sub in ("purpose", "limitations"):
-            return True, "purpose" if sub == "purpose" else "purpose (limitations)"
-        return False, "description"
-    if head == "schema":
-        if len(path) == 2:
-            return True, "new dataset" if kind == "added" else "dataset removed"
-        if len(path) >= 4 and path[2] == "properties":
-            if len(path) == 4:
-                return True, "new data item" if kind == "added" else "data item removed"
-            if path[4] == "customProperties":
-                field = path[5] if len(path) >= 6 else "customProperties"
-            else:
-                field = path[4]
-            return _ITEM_FIELDS.get(field, (True, f"data item field '{field}'"))
-        if len(path) == 3 and path[2] in ("description", "businessName", "physicalName"):
-            return False, "dataset description"
-        return True, "dataset definition"
-    if head in _EDITORIAL_TOP:
-        return False, _EDITORIAL_TOP[head]
-    return True, f"field '{head}' (not a known editorial field)"
+def word_diff(old: str, new: str) -> list[tuple[str, str]]:
+    """Word by word (difflib): ``[(op, text)]`` with op ``equal``, ``removed`` or ``added``;
+    whitespace is not significant in contract text (YAML folds it)."""
+    a, b = _words(old), _words(new)
+    parts: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            parts.append(("equal", " ".join(a[i1:i2])))
+            continue
+        if op in ("delete", "replace"):
+            parts.append(("removed", " ".join(a[i1:i2])))
+        if op in ("insert", "replace"):
+            parts.append(("added", " ".join(b[j1:j2])))
+    return parts
 
 
-def _keyed(items: list) -> dict | None:
-    """A list of mappings named by 'name' or 'property', as a dict by that name; else None."""
-    for key in ("name", "property"):
-        if items and all(isinstance(i, dict) and key in i for i in items):
-            names = [str(i[key]) for i in items]
-            if len(set(names)) == len(names):
-                return dict(zip(names, items))
-    return None
+def render_word_diff(parts: list[tuple[str, str]]) -> str:
+    """``[-removed words-]{+added words+}`` around the words that changed (git's plain word diff)."""
+    marks = {"equal": "{}", "removed": "[-{}-]", "added": "{{+{}+}}"}
+    return " ".join(marks[op].format(text) for op, text in parts)
 
 
-def _walk(old: Any, new: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], str, Any, Any]]) -> None:
-    if isinstance(old, list) and isinstance(new, list):
-        old_k, new_k = _keyed(old), _keyed(new)
-        if old_k is not None and new_k is not None:
-            old, new = old_k, new_k
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            if key not in new:
-                out.append((path + (str(key),), "removed", old[key], None))
-            elif key not in old:
-                out.append((path + (str(key),), "added", None, new[key]))
-            else:
-                _walk(old[key], new[key], path + (str(key),), out)
-    elif old != new:
-        out.append((path, "changed", old, new))
+def list_diff(old: list[str], new: list[str]) -> list[tuple[str, str, list[tuple[str, str]] | None]]:
+    """Items of a list of texts: (``removed``/``added``/``changed``/``unchanged``, text, word diff
+    of a changed item)."""
+    out: list[tuple[str, str, list[tuple[str, str]] | None]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [("unchanged", item, None) for item in old[i1:i2]]
+        elif op == "replace" and i2 - i1 == j2 - j1:
+            out += [("changed", b, word_diff(a, b)) for a, b in zip(old[i1:i2], new[j1:j2])]
+        else:
+            out += [("removed", item, None) for item in old[i1:i2]]
+            out += [("added", item, None) for item in new[j1:j2]]
+    return out
+
+
+def _block(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=10_000).rstrip()
+
+
+def _wrapped(text: str, indent: str) -> list[str]:
+    """Wrapped at 100 columns on spaces, never cut: every word is kept."""
+    lines = []
+    for paragraph in str(text).splitlines() or [""]:
+        lines += textwrap.wrap(paragraph, width=100, initial_indent=indent, subsequent_indent=indent,
+                               break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+    return lines
+
+
+def change_details(change: Change, indent: str = "      ") -> list[str]:
+    """The full old and new values of a change: a word diff of changed text, every item of a
+    changed list, the whole of an added or removed part. Nothing is shortened."""
+    old, new = change.old, change.new
+    if change.kind == "added":
+        return [f"{indent}new: " + line.lstrip() if n == 0 else line
+                for n, line in enumerate(_wrapped(_block(new), indent + "     "))]
+    if change.kind == "removed":
+        return [f"{indent}was: " + line.lstrip() if n == 0 else line
+                for n, line in enumerate(_wrapped(_block(old), indent + "     "))]
+    if isinstance(old, str) and isinstance(new, str):
+        return _wrapped(render_word_diff(word_diff(old, new)), indent)
+    if _is_text_list(old) and _is_text_list(new):
+        lines = []
+        signs = {"removed": "- ", "added": "+ ", "changed": "~ ", "unchanged": "  "}
+        for op, text, words in list_diff(old, new):
+            body = render_word_diff(words) if words else text
+            wrapped = _wrapped(body, indent + "  ")
+            lines += [indent + signs[op] + wrapped[0].lstrip()] + wrapped[1:]
+        return lines
+    return (_wrapped("was: " + _block(old), indent) + _wrapped("now: " + _block(new), indent))
 
 
 def _where(path: tuple[str, ...]) -> str:
@@ -249,25 +272,126 @@ def _read(path: Path) -> dict:
     return document
 
 
+def _walk(old: Any, new: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], str, Any, Any]]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            if key not in new:
+                out.append((path + (key,), "removed", old[key], absent()))
+            elif key not in old:
+                out.append((path + (key,), "added", absent(), new[key]))
+            else:
+                _walk(old[key], new[key], path + (key,), out)
+    elif old != new:
+        out.append((path, "changed", old, new))
+
+
+def _categorise(path: tuple[str, ...], kind: str, old: Any, new: Any) -> tuple[str, str]:
+    """Significant exactly when the signed content differs under ``path``; the topic names
+    the first significant field that differs when the part as a whole is editorial."""
+    category, topic = classify(path, kind)
+    if not same_significance(old, new, path):
+        if category != SIGNIFICANT:
+            for value in (new, old):
+                leaf = next(significant_leaves(value, path), None)
+                if leaf is not None:
+                    return SIGNIFICANT, classify(leaf, kind)[1]
+        return SIGNIFICANT, topic
+    return (STATUS if category == STATUS else EDITORIAL), topic
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two versions of an agreement: every change, and the digests of their signed content."""
+
+    old_name: str
+    new_name: str
+    changes: list[Change]
+    old_content: str
+    new_content: str
+
+    @property
+    def signatures_void(self) -> bool:
+        return self.old_content != self.new_content
+
+    def of(self, category: str) -> list[Change]:
+        return [c for c in self.changes if c.category == category]
+
+
+def _as_written(document: Any, path: tuple[str, ...]) -> Any:
+    """The value at a normalised ``path`` as the file writes it (named lists as lists), for display."""
+    value = document
+    for key in path:
+        if isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list):
+            value = next((item for item in value if isinstance(item, dict)
+                          and key in (str(item.get("name")), str(item.get("property")))), None)
+        else:
+            return None
+    return value
+
+
+def compare_documents(old: dict, new: dict, old_name: str = "old", new_name: str = "new") -> Comparison:
+    """Every difference between two parsed contract documents, significant ones first."""
+    a, b = normalise(old), normalise(new)
+    raw: list[tuple[tuple[str, ...], str, Any, Any]] = []
+    _walk(a, b, (), raw)
+    changes = []
+    for path, kind, before, after in raw:
+        category, topic = _categorise(path, kind, before, after)
+        # Added and removed parts are shown as written; changed leaves are plain values anyway.
+        shown_old = _as_written(old, path) if kind == "removed" else before
+        shown_new = _as_written(new, path) if kind == "added" else after
+        changes.append(Change(category, topic, _where(path), kind, shown_old, shown_new, path))
+    order = {SIGNIFICANT: 0, STATUS: 1, EDITORIAL: 2}
+    changes.sort(key=lambda c: (order[c.category], c.topic))
+    return Comparison(old_name, new_name, changes, content_digest(old), content_digest(new))
+
+
 def compare_contracts(old_path: Path, new_path: Path) -> list[Change]:
     """Every difference between two contract files, significant ones first."""
-    raw: list[tuple[tuple[str, ...], str, Any, Any]] = []
-    _walk(_read(old_path), _read(new_path), (), raw)
-    changes = []
-    for path, kind, old, new in raw:
-        significant, topic = _classify(path, kind)
-        changes.append(Change(significant, topic, _where(path), kind, old, new))
-    return sorted(changes, key=lambda c: (not c.significant, c.topic))
+    return compare_files(old_path, new_path).changes
 
 
-def format_changes(changes: list[Change], old_name: str, new_name: str) -> str:
-    if not changes:
-        return f"{old_name} and {new_name} are the same agreement, word for word."
-    significant = [c for c in changes if c.significant]
-    editorial = [c for c in changes if not c.significant]
-    lines = [f"Comparing {old_name} -> {new_name}", "",
-             f"Governance-significant changes ({len(significant)}): need IG review and re-approval"]
-    lines += [f"  ! {c.describe()}" for c in significant] or ["  none"]
-    lines += ["", f"Editorial changes ({len(editorial)}):"]
-    lines += [f"  - {c.describe()}" for c in editorial] or ["  none"]
+def compare_files(old_path: Path, new_path: Path) -> Comparison:
+    return compare_documents(_read(old_path), _read(new_path), str(old_path), str(new_path))
+
+
+def format_changes(comparison: Comparison) -> str:
+    """The diff an IG officer reads: each change with its full old and new text."""
+    if not comparison.changes:
+        return f"{comparison.old_name} and {comparison.new_name} are the same agreement, word for word."
+    lines = [f"Comparing {comparison.old_name} -> {comparison.new_name}",
+             "  (word changes: [-removed-] {+added+})"]
+    sections = [(SIGNIFICANT, "Governance-significant changes ({n}): they change the signed content, "
+                              "so the approvals are void and the flow is held until the agreement is re-signed"),
+                (STATUS, "Status changes ({n}): recorded and audited; the signatures stand"),
+                (EDITORIAL, "Editorial changes ({n}): the signatures stand")]
+    for category, title in sections:
+        changes = comparison.of(category)
+        if not changes and category == STATUS:
+            continue
+        lines += ["", title.format(n=len(changes))]
+        mark = "!" if category == SIGNIFICANT else "-"
+        for change in changes:
+            lines.append(f"  {mark} {change.describe()}")
+            lines += change_details(change)
+        if not changes:
+            lines.append("  none")
+    lines += ["", "Signed content: " + (
+        f"changed ({comparison.old_content[:19]}... -> {comparison.new_content[:19]}...): "
+        "every signature on the old version is void" if comparison.signatures_void
+        else f"unchanged ({comparison.new_content[:19]}...): signatures on the old version still hold")]
     return "\n".join(lines)
+
+
+def comparison_json(comparison: Comparison, new_problems: list[str] | None = None) -> dict[str, Any]:
+    """The same comparison for tools (``placelink contracts diff --format json``)."""
+    return {
+        "old": comparison.old_name, "new": comparison.new_name,
+        "signed_content": {"old": comparison.old_content, "new": comparison.new_content,
+                           "signatures_void": comparison.signatures_void},
+        "summary": {category: len(comparison.of(category)) for category in (SIGNIFICANT, STATUS, EDITORIAL)},
+        "changes": [c.to_json() for c in comparison.changes],
+        "new_is_valid": not new_problems, "new_problems": new_problems or [],
+    }

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import jsonschema
 import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from pipelines.contract_content import DSA_PROPERTY, content_digest
+
+if TYPE_CHECKING:
+    from pipelines.approvals import ApprovalCheck
 
 CLASSIFICATIONS = ("token", "quasi_identifier", "area", "payload")
 APPROVAL_STATUSES = ("draft", "approved", "suspended", "expired", "terminated")
@@ -33,7 +38,16 @@ ARTICLE6_BASES = {
     "6(1)(f)": "legitimate interests",
 }
 ARTICLE9_CONDITIONS = {f"9(2)({letter})" for letter in "abcdefghij"}
-DSA_PROPERTY = "dataSharingAgreement"
+# Who may sign an agreement off (pipelines.approvals): a role at the provider or the recipient.
+SIGNING_ROLES = {
+    "caldicott_guardian": "Caldicott Guardian",
+    "siro": "Senior Information Risk Owner",
+    "dpo": "Data Protection Officer",
+    "information_governance_lead": "Information Governance Lead",
+}
+PARTIES = ("provider", "recipient")
+# libyaml's safe loader when PyYAML has it (the same documents, several times faster).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ContractError(ValueError):
@@ -62,9 +76,39 @@ class Retention(_Strict):
 
 
 class Approver(_Strict):
+    """The text record of approvers that agreements carried before approvals were signatures:
+    still read, never trusted (``contracts check`` warns)."""
+
     name: str
     role: str
     date: dt.date
+
+
+class RequiredSignature(_Strict):
+    """A role that must sign the agreement off: e.g. the provider's Caldicott Guardian."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["caldicott_guardian", "siro", "dpo", "information_governance_lead"]
+    party: Literal["provider", "recipient"]
+
+    @property
+    def role_name(self) -> str:
+        return SIGNING_ROLES[self.role]
+
+
+class ApprovalSignature(_Strict):
+    """One approver's signature over the agreement's signed content (pipelines.approvals).
+
+    ``signed_at`` is kept as the exact text that was signed."""
+
+    role: str
+    party: str
+    name: str
+    key: str
+    signed_at: str
+    content_sha256: str
+    signature: str
 
 
 class AgreementTerms(_Strict):
@@ -91,7 +135,15 @@ class AgreementTerms(_Strict):
     expires: dt.date
     signing_key_fingerprint: str | None = None
     approval_status: Literal["draft", "approved", "suspended", "expired", "terminated"]
-    approvers: list[Approver]
+    # Who must sign (both sides), and their signatures; approval is these, not a list of names.
+    required_signatures: list[RequiredSignature]
+    approvals: list[ApprovalSignature] = []
+    approvers: list[Approver] = []
+
+    @field_validator("approvals", "approvers", mode="before")
+    @classmethod
+    def _empty_list(cls, value):
+        return [] if value is None else value  # "approvals:" with nothing under it
 
     @field_validator("lawful_basis_article6")
     @classmethod
@@ -115,6 +167,13 @@ class AgreementTerms(_Strict):
         if self.special_category_data and not self.article9_condition:
             problems.append("special_category_data is true (health or social-care data) but "
                             "article9_condition is missing")
+        parties = {r.party for r in self.required_signatures}
+        if set(PARTIES) - parties:
+            problems.append("required_signatures names no role at the " + " or ".join(sorted(set(PARTIES) - parties))
+                            + ": both sides sign an agreement off")
+        pairs = [(r.role, r.party) for r in self.required_signatures]
+        if len(set(pairs)) != len(pairs):
+            problems.append("required_signatures lists the same role of the same party twice")
         if self.expires <= self.valid_from:
             problems.append(f"expires ({self.expires}) must be after valid_from ({self.valid_from})")
         elif not (self.valid_from <= self.review_by <= self.expires):
@@ -167,6 +226,10 @@ class Contract:
     path: Path
     terms: AgreementTerms
     datasets: dict[str, Dataset] = field(default_factory=dict)
+    # sha256 of the signed content (pipelines.contract_content): what every approver signs.
+    content_sha256: str = ""
+    # The signatures as checked against the hub's approver registry; None when not checked.
+    approval: "ApprovalCheck | None" = field(default=None, compare=False)
 
     @property
     def partner_id(self) -> str:
@@ -185,11 +248,21 @@ class Contract:
                 f"(datasets: {', '.join(sorted(self.datasets))})"
             ) from None
 
+    @property
+    def signed_off(self) -> bool:
+        """Every required role has a valid signature over the current content (checked against
+        the hub's approver registry when the contract was loaded)."""
+        return self.approval is not None and self.approval.complete
+
     def in_force(self, on: dt.date) -> tuple[bool, str]:
         """Whether extracts may be accepted on ``on``, and why not if they may not."""
         t = self.terms
         if t.approval_status != "approved":
             return False, f"approval status is '{t.approval_status}', not 'approved'"
+        if self.approval is None:
+            return False, "its approval signatures were not checked against the hub's approver registry"
+        if not self.approval.complete:
+            return False, self.approval.shortfall()
         if on < t.valid_from:
             return False, f"not valid until {t.valid_from}"
         if on > t.expires:
@@ -231,7 +304,11 @@ TERM_FIXES = {
     "review_by": "the date the agreement must be reviewed, between valid_from and expires",
     "expires": "the last date extracts may be accepted, after valid_from, as YYYY-MM-DD",
     "approval_status": "one of " + ", ".join(APPROVAL_STATUSES),
-    "approvers": "a list of {name, role, date} for everyone who signed the agreement off",
+    "required_signatures": "a list of {role, party} that must sign, with role one of "
+                           + ", ".join(SIGNING_ROLES) + " and party provider or recipient, e.g. "
+                           "[{role: caldicott_guardian, party: provider}, {role: siro, party: recipient}]",
+    "approvals": "the signatures written by `placelink contracts approve` (do not edit them by hand)",
+    "approvers": "nothing: approvals are signatures now (`placelink contracts approve`); remove it",
 }
 
 
@@ -239,7 +316,8 @@ def _term_problems(path: Path, error: dict) -> list[str]:
     loc = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
     lines = []
     for message in error["msg"].removeprefix("Value error, ").split("\n"):
-        key = loc or next((k for k in ("article9_condition", "review_by", "expires") if k in message), "")
+        key = loc or next((k for k in ("article9_condition", "review_by", "expires", "required_signatures")
+                           if k in message), "")
         if error["type"] == "missing":
             message = "required term is missing"
         elif error["type"] == "extra_forbidden":
@@ -254,7 +332,7 @@ def load_contract(path: Path) -> Contract:
     """Read and validate one contract file; raise :class:`ContractError` naming the file and field."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -318,12 +396,23 @@ def load_contract(path: Path) -> Contract:
         raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'. "
                             "Fix: add one schema object per dataset the partner may send")
     return Contract(id=odcs.id, version=odcs.version, name=odcs.name or odcs.id, path=path,
-                    terms=terms, datasets=datasets)
+                    terms=terms, datasets=datasets, content_sha256=content_digest(document))
 
 
-def load_contracts(folder: Path) -> tuple[dict[str, Contract], dict[Path, ContractError]]:
+class ApprovalChecker(Protocol):
+    """What checks a contract's signatures: :class:`pipelines.approvals.ApproverRegistry`."""
+
+    def check(self, contract: Contract) -> Any: ...
+
+
+def load_contracts(folder: Path, approvers: ApprovalChecker | None = None
+                   ) -> tuple[dict[str, Contract], dict[Path, ContractError]]:
     """Load every ``*.yaml`` contract in ``folder``; invalid ones are returned, not raised,
-    so one bad agreement holds only its own flow."""
+    so one bad agreement holds only its own flow.
+
+    With ``approvers`` (the hub's approver registry), each contract's signatures are checked
+    and kept on it (``Contract.approval``); without, no contract counts as signed off.
+    """
     contracts: dict[str, Contract] = {}
     problems: dict[Path, ContractError] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
@@ -332,6 +421,8 @@ def load_contracts(folder: Path) -> tuple[dict[str, Contract], dict[Path, Contra
         except ContractError as exc:
             problems[path] = exc
             continue
+        if approvers is not None:
+            contract = replace(contract, approval=approvers.check(contract))
         if contract.id in contracts:
             problems[path] = ContractError(
                 f"{path.name}: contract id '{contract.id}' is also used by {contracts[contract.id].path.name}")
@@ -355,3 +446,14 @@ def declared_datasets(path: Path) -> list[str]:
         return []
     return [str(obj["name"]) for obj in schema
             if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].isidentifier()]
+
+
+def claimed_id(path: Path) -> str:
+    """The id an invalid contract file claims (its file name if it claims none)."""
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        if isinstance(document, dict) and isinstance(document.get("id"), str):
+            return document["id"]
+    except (OSError, yaml.YAMLError):
+        pass
+    return path.stem

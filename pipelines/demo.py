@@ -21,6 +21,7 @@ from pipelines.clock import Clock
 from pipelines.contracts import load_contracts
 from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
+from pipelines.approvals import keys_for_required_roles, sign_off
 from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
@@ -33,6 +34,17 @@ from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
+# The people the demo plays when it signs the agreements off: (role, organisation) -> name.
+HUB = "Northshire Place Partnership Data Hub (hosted by Northshire Borough Council)"
+APPROVERS = {
+    ("caldicott_guardian", "Northshire NHS Foundation Trust"): "Dr J. Whitmore",
+    ("siro", "Northshire NHS Foundation Trust"): "S. Begum",
+    ("caldicott_guardian", "Northshire Borough Council"): "R. Patel",
+    ("siro", "Northshire Borough Council"): "D. Clarke",
+    ("information_governance_lead", "Northshire Family Hub Trust (registered charity)"): "M. Hughes",
+    ("siro", HUB): "K. Adeyemi",
+    ("dpo", HUB): "A. Okafor",
+}
 
 
 class DemoRefused(RuntimeError):
@@ -53,6 +65,12 @@ class DemoReport:
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
     as_of: dt.datetime | None = None
+
+
+def approver_side(settings: Settings) -> Path:
+    """Where the demo's approvers keep their private keys: on the partner side, never in the hub's
+    home (``<demo partners>/approvers``), as each approver would keep theirs on their own machine."""
+    return settings.demo_partners / "approvers"
 
 
 def reset_home(settings: Settings) -> None:
@@ -82,13 +100,16 @@ def _reset(folder: Path, variable: str) -> None:
 
 def register_demo_keys(settings: Settings, echo=print,
                        partner_keys: Path | None = None) -> tuple[Settings, dict[str, SigningKey], object]:
-    """Play the key ceremony: the hub makes its HPKE key, each partner its signing key, and the
-    IG officer registers each partner's public key in a copy of the contracts under the home.
+    """Play the key ceremony: the hub makes its HPKE key, each partner its signing key, the IG
+    officer registers each partner's public key in a copy of the contracts under the home, and
+    the approvers each agreement names (Caldicott Guardians, SIROs, DPO...) sign it off.
 
     Keys are made fresh for every demo (never committed). Partner private keys stay on the
-    partner side (``partner_keys``, by default ``<demo partners>/signing-keys/``), outside the
-    hub's home; the hub keeps ``keys/hub.key`` and the registered public keys in
-    ``keys/partners/``. Returns settings that read the registered contracts.
+    partner side (``partner_keys``, by default ``<demo partners>/signing-keys/``), approvers' keys
+    too (:func:`approver_side`); the hub keeps ``keys/hub.key`` and the registered public keys in
+    ``keys/partners/`` and ``keys/approvers/``. The repo's agreements are unsigned drafts; signed
+    by every required role, the hub's copies become approved. Returns settings that read the
+    hub's copies.
     """
     partner_keys = partner_keys or settings.demo_partners / "signing-keys"
     hub_key = HubKey.generate()
@@ -105,8 +126,22 @@ def register_demo_keys(settings: Settings, echo=print,
             signing_keys[partner] = SigningKey.generate(partner)
             signing_keys[partner].save(partner_keys / f"{partner}.key")
         register_partner_key(contract.path, signing_keys[partner].public, settings.partner_keys)
+    approver_keys = keys_for_required_roles(contracts.values(), APPROVERS)
+    for key in approver_keys.values():
+        key.save(approver_side(settings) / f"{key.role}--{key.name.replace(' ', '').replace('.', '')}.key")
+    signed = sign_off([c.path for c in contracts.values()], approver_keys, settings.now(),
+                      settings.approver_registry())
+    audit = settings.audit_log()
+    for key in approver_keys.values():
+        audit.append("approver_key_registered", approver=key.name, role=key.role, organisation=key.organisation,
+                     key=key.fingerprint)
+    for s in signed:
+        audit.append("contract_signed", contract=s.contract.id, contract_version=s.contract.version,
+                     role=s.requirement.role, party=s.requirement.party, approver=s.entry.name, key=s.entry.key,
+                     content_sha256=s.entry.content_sha256, file=s.contract.path.name)
     echo(f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
-         f"in {registered}")
+         f"in {registered}; {len(approver_keys)} approvers signed the agreements off "
+         f"({len(signed)} signatures; their keys in {approver_side(settings)})")
     return settings, signing_keys, hub_key.public
 
 

@@ -48,6 +48,9 @@ AEAD = "AES_256_GCM"
 _HEADER_FIELDS = ("format", "envelope_id", "contract_id", "contract_version", "partner_id", "dataset",
                   "reporting_period", "created_at", "row_count", "content_sha256", "content_bytes",
                   "chunk_bytes", "kem", "kdf", "aead", "recipient_key", "signer_key")
+# What the envelope holds: an extract (the default, and all an envelope without ``kind`` can be)
+# or a withdrawal list (record tokens whose records the hub must delete; docs/governance.md).
+KINDS = ("extract", "withdrawal")
 
 
 _ID = (re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"), "an id (letters, digits, . _ : -; at most 128)")
@@ -95,11 +98,14 @@ class EnvelopeHeader:
     kdf: str = KDF
     aead: str = AEAD
     format: str = ENVELOPE_FORMAT
+    kind: str = "extract"
 
     def to_bytes(self) -> bytes:
         data = asdict(self)
-        return json.dumps({k: data[k] for k in _HEADER_FIELDS}, separators=(",", ":"),
-                          ensure_ascii=True).encode("ascii")
+        fields = {k: data[k] for k in _HEADER_FIELDS}
+        if self.kind != "extract":  # an extract's header is byte for byte what it always was
+            fields["kind"] = self.kind
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,7 +145,10 @@ class EnvelopeHeader:
         if data["kdf"] != KDF or data["aead"] != AEAD or data["kem"] not in ("MLKEM768_X25519", "X25519"):
             raise EnvelopeError("format", f"HPKE suite MLKEM768_X25519 or X25519 / {KDF} / {AEAD}",
                                 f"{data['kem']} / {data['kdf']} / {data['aead']}")
-        return cls(**{k: data[k] for k in _HEADER_FIELDS})
+        kind = data.get("kind", "extract")
+        if kind not in KINDS:
+            raise EnvelopeError("format", f"kind {' or '.join(KINDS)}", f"kind {kind!r}")
+        return cls(**{k: data[k] for k in _HEADER_FIELDS}, kind=kind)
 
 
 def suite(kem: str) -> hpke.Suite:
@@ -168,7 +177,7 @@ def plaintext_digest(path: Path, block: int = DEFAULT_CHUNK_BYTES) -> tuple[str,
 def seal(plaintext: Path, out: Path, *, contract_id: str, contract_version: str, partner_id: str,
          dataset: str, reporting_period: str, created_at: str, row_count: int,
          signing_key: SigningKey, hub_key: HubPublicKey, envelope_id: str | None = None,
-         chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> EnvelopeHeader:
+         chunk_bytes: int = DEFAULT_CHUNK_BYTES, kind: str = "extract") -> EnvelopeHeader:
     """Encrypt ``plaintext`` for the hub and sign it, streaming in chunks; write ``out`` atomically.
 
     Reads the plaintext twice (once to hash, once to encrypt); memory holds one chunk.
@@ -179,7 +188,7 @@ def seal(plaintext: Path, out: Path, *, contract_id: str, contract_version: str,
         contract_version=contract_version, partner_id=partner_id, dataset=dataset,
         reporting_period=reporting_period, created_at=created_at, row_count=row_count,
         content_sha256=content_sha256, content_bytes=content_bytes, chunk_bytes=chunk_bytes,
-        kem=hub_key.kem, recipient_key=hub_key.fingerprint, signer_key=signing_key.fingerprint)
+        kem=hub_key.kem, recipient_key=hub_key.fingerprint, signer_key=signing_key.fingerprint, kind=kind)
     raw_header = header.to_bytes()
     digest = hashlib.sha256(raw_header).digest()
     hpke_suite = suite(hub_key.kem)

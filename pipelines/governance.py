@@ -35,13 +35,15 @@ CREATE TABLE IF NOT EXISTS hub.contract_status (
     contract_id VARCHAR PRIMARY KEY,
     contract_version VARCHAR,
     partner_id VARCHAR,
-    status VARCHAR NOT NULL,      -- approval status, or expired / not_yet_valid / invalid / missing
+    status VARCHAR NOT NULL,      -- approval status, or unsigned / expired / not_yet_valid / invalid / missing
     in_use BOOLEAN NOT NULL,      -- whether its data is linked and published
     reason VARCHAR,
     file VARCHAR,
     seen_at TIMESTAMP NOT NULL
 )
 """
+# The digest of the signed content this run saw (pipelines.contract_content): a change is audited.
+CONTRACT_CONTENT_COLUMN = "ALTER TABLE hub.contract_status ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class FlowStatus:
     in_use: bool
     reason: str
     file: str
+    content_sha256: str | None = None
+    signatures: str | None = None  # e.g. "signed by 3 of 4 required roles; missing: ..."
 
     @property
     def label(self) -> str:
@@ -62,15 +66,20 @@ class FlowStatus:
 
 
 def flow_status(contract: Contract, on: dt.date) -> FlowStatus:
-    """In use only when approved and within ``valid_from``..``expires`` on ``on``."""
+    """In use only when approved, signed off by every required role over its current content,
+    and within ``valid_from``..``expires`` on ``on``. An approved agreement that lacks a valid
+    signature is ``unsigned``: its flow is held until it is (re-)signed."""
     in_force, why = contract.in_force(on)
     status = contract.terms.approval_status
-    if status == "approved" and on > contract.terms.expires:
+    if status == "approved" and not contract.signed_off:
+        status = "unsigned"
+    elif status == "approved" and on > contract.terms.expires:
         status = "expired"
     elif status == "approved" and on < contract.terms.valid_from:
         status = "not_yet_valid"
+    signatures = contract.approval.summary() if contract.approval is not None else "signatures not checked"
     return FlowStatus(contract.id, contract.version, contract.partner_id, status, in_force,
-                      why, contract.path.name)
+                      why, contract.path.name, contract.content_sha256, signatures)
 
 
 def flow_statuses(contracts: dict[str, Contract], problems: dict[str, ContractError],
@@ -106,10 +115,11 @@ def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, Flo
     they go into the published file's ``_about``.
     """
     con.execute(CONTRACT_STATUS_DDL)
+    con.execute(CONTRACT_CONTENT_COLUMN)
     before = {row[0]: row[1:] for row in con.execute(
-        "SELECT contract_id, contract_version, status, in_use FROM hub.contract_status").fetchall()}
+        "SELECT contract_id, contract_version, status, in_use, content_sha256 FROM hub.contract_status").fetchall()}
     # A contract file that was removed is no longer an agreement the hub can use.
-    for contract_id, (version, status, _) in before.items():
+    for contract_id, (version, status, _, _) in before.items():
         if contract_id not in statuses and status != "missing":
             statuses = {**statuses, contract_id: FlowStatus(
                 contract_id, version, None, "missing", False,
@@ -120,16 +130,22 @@ def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, Flo
         if previous is None:
             audit.append("contract_status_recorded", at=now, contract=contract_id,
                          contract_version=flow.version, status=flow.status, in_use=flow.in_use,
-                         reason=flow.reason)
+                         reason=flow.reason, content_sha256=flow.content_sha256, signatures=flow.signatures)
         elif (previous[1], previous[0]) != (flow.status, flow.version):
             audit.append("contract_status_changed", at=now, contract=contract_id,
                          contract_version=flow.version, previous_version=previous[0],
                          previous_status=previous[1], status=flow.status, in_use=flow.in_use,
-                         reason=flow.reason)
+                         reason=flow.reason, content_sha256=flow.content_sha256, signatures=flow.signatures)
+        elif flow.content_sha256 and previous[3] and previous[3] != flow.content_sha256:
+            # New terms under the same version label and status (a draft being edited, say).
+            audit.append("contract_content_changed", at=now, contract=contract_id,
+                         contract_version=flow.version, previous_content_sha256=previous[3],
+                         content_sha256=flow.content_sha256, status=flow.status, signatures=flow.signatures)
         con.execute("DELETE FROM hub.contract_status WHERE contract_id = ?", [contract_id])
-        con.execute("INSERT INTO hub.contract_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        con.execute("INSERT INTO hub.contract_status (contract_id, contract_version, partner_id, status, in_use, "
+                    "reason, file, seen_at, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [contract_id, flow.version, flow.partner_id, flow.status, flow.in_use,
-                     flow.reason, flow.file, now.replace(tzinfo=None)])
+                     flow.reason, flow.file, now.replace(tzinfo=None), flow.content_sha256])
         if not flow.in_use:
             contract = contracts.get(contract_id)
             rows = landed_rows(con, contract) if contract else None
@@ -234,6 +250,8 @@ class FlowHistory:
     quarantined: int = 0
     last_quarantined: str | None = None
     extracts_deleted: int = 0
+    withdrawals: int = 0          # withdrawal lists accepted
+    records_withdrawn: int = 0    # records they removed from the hub
 
 
 def _contract_id(value) -> str | None:
@@ -260,12 +278,33 @@ def flow_history(audit: AuditLog) -> dict[str, FlowHistory]:
             h.last_quarantined = event["at"]
         elif event["event"] == "retention_deleted":
             h.extracts_deleted += 1
+        elif event["event"] == "records_withdrawn":
+            h.withdrawals += 1
+            h.records_withdrawn += int(event.get("landing_rows_deleted") or 0)
     return history
 
 
+def linked_contracts(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[str]:
+    """The agreements (``id vX.Y.Z``) whose records this linkage run matched, for its audit event."""
+    if not table_exists(con, "hub", "record_identity"):
+        return []
+    by_dataset = {name: c for c in contracts.values() for name in c.datasets}
+    datasets = {row[0] for row in con.execute("SELECT DISTINCT dataset FROM hub.record_identity").fetchall()}
+    return sorted({by_dataset[d].label for d in datasets if d in by_dataset})
+
+
+def uses_contract(event: dict, contract_id: str) -> bool:
+    """Whether an event used the agreement's data without being about it: a linkage run that
+    matched its records, a publication that relied on them (they list agreements in ``contracts``)."""
+    return any(_contract_id(label) == contract_id for label in event.get("contracts") or []
+               if isinstance(label, str))
+
+
 def contract_events(audit: AuditLog, contract_id: str) -> list[dict]:
-    """Every audit event about one contract, oldest first."""
-    return [e for e in audit.events() if _contract_id(e.get("contract")) == contract_id]
+    """Every audit event about one contract (status, signatures, deliveries, quarantines, exclusions,
+    withdrawals, deletions) and every linkage run and publication that used its data, oldest first."""
+    return [e for e in audit.events()
+            if _contract_id(e.get("contract")) == contract_id or uses_contract(e, contract_id)]
 
 
 def published_dependants(published: Path) -> dict[str, list[tuple[str, str]]]:

@@ -97,11 +97,34 @@ def _load_private_pem(pem: str, passphrase: bytes | None, path: Path):
         raise KeyFileError(f"{path}: wrong passphrase, or the key file is damaged") from None
 
 
-# --- partner signing keys (Ed25519) -------------------------------------------------------
+def _verified(key: ed25519.Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
-@dataclass(frozen=True)
-class SigningPublicKey:
-    partner_id: str
+
+def _ed25519_public(path: Path, expected_format: str) -> tuple[dict, ed25519.Ed25519PublicKey]:
+    document = _read(path, expected_format)
+    key = serialization.load_pem_public_key(document["public_key"].encode())
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
+    return document, key
+
+
+def _ed25519_private(path: Path, expected_format: str,
+                     passphrase: bytes | None) -> tuple[dict, ed25519.Ed25519PrivateKey]:
+    document = _read(path, expected_format)
+    key = _load_private_pem(document["private_key"], passphrase, Path(path))
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 signing key")
+    return document, key
+
+
+class _PublicEd25519:
+    """Fingerprint and verification shared by the Ed25519 public keys (partners, approvers, audit)."""
+
     key: ed25519.Ed25519PublicKey
 
     @property
@@ -109,11 +132,28 @@ class SigningPublicKey:
         return fingerprint(_raw_public(self.key))
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            self.key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return _verified(self.key, signature, message)
+
+
+class _PrivateEd25519:
+    """Fingerprint and signing shared by the Ed25519 private keys; ``public`` is the class's own."""
+
+    key: ed25519.Ed25519PrivateKey
+
+    @property
+    def fingerprint(self) -> str:
+        return self.public.fingerprint
+
+    def sign(self, message: bytes) -> bytes:
+        return self.key.sign(message)
+
+
+# --- partner signing keys (Ed25519) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class SigningPublicKey(_PublicEd25519):
+    partner_id: str
+    key: ed25519.Ed25519PublicKey
 
     def save(self, path: Path) -> Path:
         return _write_new(path, {"format": SIGNING_PUBLIC_FORMAT, "partner_id": self.partner_id,
@@ -122,15 +162,12 @@ class SigningPublicKey:
 
     @classmethod
     def load(cls, path: Path) -> "SigningPublicKey":
-        document = _read(path, SIGNING_PUBLIC_FORMAT)
-        key = serialization.load_pem_public_key(document["public_key"].encode())
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise KeyFileError(f"{path}: not an Ed25519 public key")
+        document, key = _ed25519_public(path, SIGNING_PUBLIC_FORMAT)
         return cls(document["partner_id"], key)
 
 
 @dataclass(frozen=True)
-class SigningKey:
+class SigningKey(_PrivateEd25519):
     """A partner's Ed25519 signing key."""
 
     partner_id: str
@@ -144,13 +181,6 @@ class SigningKey:
     def public(self) -> SigningPublicKey:
         return SigningPublicKey(self.partner_id, self.key.public_key())
 
-    @property
-    def fingerprint(self) -> str:
-        return self.public.fingerprint
-
-    def sign(self, message: bytes) -> bytes:
-        return self.key.sign(message)
-
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
         return _write_new(path, {"format": SIGNING_KEY_FORMAT, "partner_id": self.partner_id,
                                  "fingerprint": self.fingerprint,
@@ -158,10 +188,7 @@ class SigningKey:
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> "SigningKey":
-        document = _read(path, SIGNING_KEY_FORMAT)
-        key = _load_private_pem(document["private_key"], passphrase, Path(path))
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise KeyFileError(f"{path}: not an Ed25519 signing key")
+        document, key = _ed25519_private(path, SIGNING_KEY_FORMAT, passphrase)
         return cls(document["partner_id"], key)
 
 
@@ -280,3 +307,102 @@ def register_partner_key(contract_path: Path, public: SigningPublicKey, partner_
     contract_path.write_text(_FINGERPRINT_LINE.sub(lambda m: f"{m.group(1)} {public.fingerprint}", text),
                              encoding="utf-8")
     return target
+
+
+# --- approvers' signing keys (Ed25519) ----------------------------------------------------
+
+APPROVER_KEY_FORMAT = "placelink-approver-key/1"
+APPROVER_PUBLIC_FORMAT = "placelink-approver-public-key/1"
+
+
+@dataclass(frozen=True)
+class ApproverPublicKey(_PublicEd25519):
+    """An approver's public key with who they are: name, role (``caldicott_guardian``, ``siro``,
+    ``dpo``, ``information_governance_lead``) and organisation. The hub's IG officer checks those
+    when registering the key; the hub then trusts the registered copy, not what a signature claims."""
+
+    name: str
+    role: str
+    organisation: str
+    key: ed25519.Ed25519PublicKey
+
+    def save(self, path: Path) -> Path:
+        return _write_new(path, {"format": APPROVER_PUBLIC_FORMAT, "name": self.name, "role": self.role,
+                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
+                                 "public_key": _pem_public(self.key)}, private=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "ApproverPublicKey":
+        document, key = _ed25519_public(path, APPROVER_PUBLIC_FORMAT)
+        return cls(document["name"], document["role"], document["organisation"], key)
+
+
+@dataclass(frozen=True)
+class ApproverKey(_PrivateEd25519):
+    """An approver's Ed25519 key: signs the agreements they approve (``placelink contracts approve``).
+    Kept by the approver, never by the hub."""
+
+    name: str
+    role: str
+    organisation: str
+    key: ed25519.Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls, name: str, role: str, organisation: str) -> "ApproverKey":
+        return cls(name, role, organisation, ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def public(self) -> ApproverPublicKey:
+        return ApproverPublicKey(self.name, self.role, self.organisation, self.key.public_key())
+
+    def save(self, path: Path, passphrase: bytes | None = None) -> Path:
+        return _write_new(path, {"format": APPROVER_KEY_FORMAT, "name": self.name, "role": self.role,
+                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
+                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+
+    @classmethod
+    def load(cls, path: Path, passphrase: bytes | None = None) -> "ApproverKey":
+        document, key = _ed25519_private(path, APPROVER_KEY_FORMAT, passphrase)
+        return cls(document["name"], document["role"], document["organisation"], key)
+
+
+# --- the hub's audit key (Ed25519): signs the audit log's head -----------------------------
+
+AUDIT_KEY_FORMAT = "placelink-audit-key/1"
+AUDIT_PUBLIC_FORMAT = "placelink-audit-public-key/1"
+
+
+@dataclass(frozen=True)
+class AuditPublicKey(_PublicEd25519):
+    key: ed25519.Ed25519PublicKey
+
+    def save(self, path: Path) -> Path:
+        return _write_new(path, {"format": AUDIT_PUBLIC_FORMAT, "fingerprint": self.fingerprint,
+                                 "public_key": _pem_public(self.key)}, private=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "AuditPublicKey":
+        return cls(_ed25519_public(path, AUDIT_PUBLIC_FORMAT)[1])
+
+
+@dataclass(frozen=True)
+class AuditKey(_PrivateEd25519):
+    """The hub's key for signing the audit log's head (``PLACELINK_HOME/keys/audit.key``)."""
+
+    key: ed25519.Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> "AuditKey":
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def public(self) -> AuditPublicKey:
+        return AuditPublicKey(self.key.public_key())
+
+    def save(self, path: Path, passphrase: bytes | None = None) -> Path:
+        return _write_new(path, {"format": AUDIT_KEY_FORMAT, "fingerprint": self.fingerprint,
+                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+
+    @classmethod
+    def load(cls, path: Path, passphrase: bytes | None = None) -> "AuditKey":
+        return cls(_ed25519_private(path, AUDIT_KEY_FORMAT, passphrase)[1])

@@ -40,12 +40,14 @@ class PublishedTable:
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
-            excluded_flows: list[dict] | None = None) -> list[PublishedTable]:
+            excluded_flows: list[dict] | None = None, audit_head: dict | None = None) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
     ``_lineage`` table; ``excluded_flows`` (agreements not in force, whose data was left
-    out) goes into ``_about``.
+    out) goes into ``_about``, and so does ``audit_head``: the audit log's signed head when the
+    file was built, so any copy of the file can later show the log was not cut back
+    (``placelink audit verify --published``).
     """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
@@ -75,6 +77,8 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "model_versions": json.dumps(model_versions(models)),
             "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
         }
+        if audit_head is not None:
+            about["audit_head"] = json.dumps(audit_head)
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
                     "name VARCHAR, model_version VARCHAR)")
@@ -212,7 +216,8 @@ def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
 METADATA_COMMENTS = {
     "_about": ("How and when this file was built: key/value pairs.", {
         "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
-               "(contracts and extracts that fed the file), tables, model_versions.",
+               "(contracts and extracts that fed the file), tables, model_versions, excluded_flows, audit_head "
+               "(the audit log's signed head when the file was built).",
         "value": "The value; JSON for lineage, tables, model_versions and disclosure_parameters."}),
     "_definitions": ("Definitions of the cohorts, outcomes and models behind the published tables.", {
         "model": "The model (dbt_like_sql/<schema>/<name>.sql) that holds the definition.",

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
 import duckdb
-import yaml
 
-from pipelines.audit import AuditLog
-from pipelines.contracts import Contract, ContractError, load_contracts
+from pipelines.audit import AuditLog, run_actor
+from pipelines.contracts import Contract, ContractError, claimed_id
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
 
@@ -42,20 +40,15 @@ class PlacelinkResource(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def audit(self) -> AuditLog:
-        return self.settings().audit_log()
+    def audit(self, context: dg.OpExecutionContext | dg.AssetExecutionContext | None = None) -> AuditLog:
+        """The audit log; given the step's ``context``, every event names its Dagster run and who
+        started it (a sensor, a schedule, or the user of the process)."""
+        if context is None:
+            return self.settings().audit_log()
+        return self.settings().audit_log(actor=run_actor(context.run.tags), run_id=context.run.run_id)
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
-        """Valid contracts by id, and the errors of invalid ones by the id they claim."""
-        contracts, problems = load_contracts(self.settings().contracts_dir)
-        return contracts, {_claimed_id(path): error for path, error in problems.items()}
-
-
-def _claimed_id(path: Path) -> str:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(document, dict) and isinstance(document.get("id"), str):
-            return document["id"]
-    except (OSError, yaml.YAMLError):
-        pass
-    return path.stem
+        """Valid contracts by id (signatures checked against the hub's approver registry), and
+        the errors of invalid ones by the id they claim."""
+        contracts, problems = self.settings().load_contracts()
+        return contracts, {claimed_id(path): error for path, error in problems.items()}

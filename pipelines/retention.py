@@ -91,10 +91,12 @@ def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contract
     if not table_exists(con, "hub", "deliveries"):
         return RetentionResult([], [])
     con.execute(DELETIONS_DDL)
+    con.execute("ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR")
+    # Extracts only: a withdrawal list (tokens of records already deleted) is kept as the evidence.
     candidates = con.execute("""
         SELECT d.extract_id, d.contract_id, d.contract_version, d.dataset, d.received_at, d.stored_as
         FROM hub.deliveries d
-        WHERE d.status = 'accepted' AND d.extract_id IS NOT NULL
+        WHERE d.status = 'accepted' AND d.extract_id IS NOT NULL AND d.kind IS DISTINCT FROM 'withdrawal'
           AND d.extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)
         ORDER BY d.received_at, d.extract_id
     """).fetchall()

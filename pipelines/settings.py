@@ -20,11 +20,21 @@ DEFAULT_MEMORY_LIMIT = "3GB"
 MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
-def _default_contracts(home: Path) -> Path:
-    """The hub's own registered contracts (``PLACELINK_HOME/contracts``, with partners' key
-    fingerprints filled in, as the demo makes them) if it has them, else the repo's."""
+# Where the agreements are read from, first match wins (README "Data-sharing agreements").
+CONTRACTS_PRECEDENCE = ("PLACELINK_CONTRACTS if set; else PLACELINK_HOME/contracts (the hub's own agreements, "
+                        "with partners' keys registered and approvers' signatures) if that folder exists; else "
+                        "the repository's contracts/ (unsigned templates)")
+
+
+def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tuple[Path, str]:
+    """The one folder of agreements the hub and every command read, and why that one."""
+    if env.get("PLACELINK_CONTRACTS"):
+        return Path(env["PLACELINK_CONTRACTS"]).expanduser().resolve(), "PLACELINK_CONTRACTS"
     registered = home / "contracts"
-    return registered if registered.is_dir() else REPO_ROOT / "contracts"
+    if registered.is_dir():
+        return registered.resolve(), "the hub's agreements, PLACELINK_HOME/contracts"
+    return (REPO_ROOT / "contracts").resolve(), ("the repository's templates: PLACELINK_HOME/contracts "
+                                                 "does not exist yet")
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,8 @@ class Settings:
     # record lookups, outboxes): outside the hub's home, as in a deployment. Empty means the
     # sibling folder "<home>-partners" (PLACELINK_DEMO_PARTNERS).
     demo_partners: Path | None = None
+    # Why contracts_dir is the folder it is (CONTRACTS_PRECEDENCE).
+    contracts_source: str = "given"
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -79,9 +91,11 @@ class Settings:
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
+        contracts_dir, contracts_source = contracts_location(env, home)
         return cls(
             home=home,
-            contracts_dir=Path(env.get("PLACELINK_CONTRACTS", _default_contracts(home))).resolve(),
+            contracts_dir=contracts_dir,
+            contracts_source=contracts_source,
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
             linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
@@ -142,11 +156,41 @@ class Settings:
     def audit_dir(self) -> Path:
         return self.home / "audit"
 
-    def audit_log(self) -> "AuditLog":
-        """The hub's audit log, stamped with this installation's clock."""
-        from pipelines.audit import AuditLog
+    def audit_log(self, actor: str | None = None, run_id: str | None = None) -> "AuditLog":
+        """The hub's audit log, stamped with this installation's clock, the ``actor`` (default:
+        ``user:<the operating-system user>``) and the Dagster ``run_id`` of the events it writes;
+        every append re-signs the log's head with the hub's audit key (pipelines.audit)."""
+        from pipelines.audit import AuditHead, AuditLog, user_actor
 
-        return AuditLog(self.audit_dir, self.clock)
+        return AuditLog(self.audit_dir, self.clock, actor=actor or user_actor(), run_id=run_id,
+                        head=AuditHead(self.audit_head_path, self.audit_key_path))
+
+    @property
+    def audit_head_path(self) -> Path:
+        """The audit log's signed head (count and hash of its last event), kept apart from the log."""
+        return self.home / "audit_head.json"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The hub's Ed25519 key that signs the audit log's head (``audit.pub`` beside it)."""
+        return self.keys / "audit.key"
+
+    @property
+    def approver_keys(self) -> Path:
+        """The approvers' public keys the hub trusts, ``<fingerprint hex>.pub`` (pipelines.approvals)."""
+        return self.keys / "approvers"
+
+    def approver_registry(self) -> "ApproverRegistry":
+        from pipelines.approvals import ApproverRegistry
+
+        return ApproverRegistry(self.approver_keys)
+
+    def load_contracts(self, folder: Path | None = None):
+        """Every agreement in ``folder`` (default: :attr:`contracts_dir`), signatures checked
+        against this hub's approver registry; returns (valid by id, problems by file)."""
+        from pipelines.contracts import load_contracts
+
+        return load_contracts(folder or self.contracts_dir, self.approver_registry())
 
     @property
     def reports(self) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 
 from pipelines.envelope import seal
 
+from approvers import sign_contracts
+from pipelines.approvals import ApproverRegistry, keys_for_required_roles, sign_off
 from pipelines.contracts import Contract, load_contracts
-from pipelines.keys import HubKey, SigningKey, register_partner_key
+from pipelines.keys import ApproverKey, HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
@@ -20,12 +23,20 @@ from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
 from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
-
-def pytest_configure(config):
-    # The suite runs as of the day the synthetic place's extracts are delivered (the injected
-    # clock, pipelines/clock.py), so the shipped agreements are in force and its dates plausible
-    # whatever the calendar says. Tests about other days set their own date.
-    os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
+# Set when this file is imported, before pytest loads the conftests of the paths it was given
+# (tests/linkage/conftest.py imports the assets, which read the contracts at import), which is
+# before any pytest_configure hook runs.
+#
+# The suite runs as of the day the synthetic place's extracts are delivered (the injected clock,
+# pipelines/clock.py), so the shipped agreements are in force and its dates plausible whatever
+# the calendar says. Tests about other days set their own date.
+os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
+# Nothing in the suite may read or write the developer's own hub (./.placelink, or wherever
+# PLACELINK_HOME points): what is read at import (the landing assets come from the contracts in
+# the home) would depend on the last demo run there. Tests that need a home make their own.
+_HOME = Path(tempfile.mkdtemp(prefix="placelink-test-home-")) / ".placelink"
+os.environ["PLACELINK_HOME"] = str(_HOME)
+os.environ["PLACELINK_DEMO_PARTNERS"] = str(_HOME.with_name(".placelink-partners"))
 
 
 @dataclass(frozen=True)
@@ -34,10 +45,12 @@ class PreparedPlace:
     contracts: dict[str, Contract]
     extracts: list[PreparedExtract]
     envelopes: list[SealedExtract]
-    contracts_dir: Path          # the repo's contracts with each partner's key fingerprint registered
+    contracts_dir: Path          # the repo's contracts with each partner's key registered, signed off
     signing_keys: dict[str, SigningKey]
     hub_key: HubKey
     partner_keys: Path           # registered public keys, as the hub keeps them
+    approver_keys: dict[tuple[str, str], ApproverKey]  # (role, organisation) -> the approver's key
+    approver_registry: Path      # the approvers' registered public keys, as the hub keeps them
 
     def extract(self, dataset: str) -> PreparedExtract:
         """The partner's clear copy of a prepared extract (what the envelope wraps)."""
@@ -82,6 +95,7 @@ class PreparedPlace:
         if not settings.hub_key_path.exists():
             self.hub_key.save(settings.hub_key_path)
         shutil.copytree(self.partner_keys, settings.partner_keys, dirs_exist_ok=True)
+        shutil.copytree(self.approver_registry, settings.approver_keys, dirs_exist_ok=True)
         for sealed in self.envelopes:
             if datasets is None or sealed.header.dataset in datasets:
                 shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
@@ -101,8 +115,13 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
     signing_keys = {c.partner_id: SigningKey.generate(c.partner_id) for c in contracts.values()}
     for contract in contracts.values():
         register_partner_key(contract.path, signing_keys[contract.partner_id].public, partner_keys)
-    contracts, problems = load_contracts(contracts_dir)
-    assert not problems
+    # The approvers sign off the repo's draft agreements (after the partners' keys are in them:
+    # the key is part of the signed content), so they are approved and in force.
+    registry = ApproverRegistry(root / "hub-keys" / "approvers")
+    approver_keys = keys_for_required_roles(contracts.values())
+    sign_off([c.path for c in contracts.values()], approver_keys, DELIVERED_AT, registry)
+    contracts, problems = load_contracts(contracts_dir, registry)
+    assert not problems and all(c.signed_off for c in contracts.values())
     extracts, envelopes = [], []
     for contract in contracts.values():
         for dataset in contract.datasets:
@@ -116,7 +135,18 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
             envelopes.append(sealed)
             extracts.append(sealed.prepared)
     return PreparedPlace(place, contracts, extracts, envelopes, contracts_dir, signing_keys, hub_key,
-                         partner_keys)
+                         partner_keys, approver_keys, registry.folder)
+
+
+@pytest.fixture
+def signed_home(tmp_path, monkeypatch) -> Path:
+    """A hub home (PLACELINK_HOME) holding the repo's agreements, signed off and approved."""
+    home = tmp_path / "home"
+    shutil.copytree(REPO_ROOT / "contracts", home / "contracts")
+    sign_contracts(home / "contracts", home / "keys" / "approvers")
+    monkeypatch.setenv("PLACELINK_HOME", str(home))
+    monkeypatch.delenv("PLACELINK_CONTRACTS", raising=False)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -1,46 +1,149 @@
+"""The audit log: a hash chain whose end is signed, so cutting it short or putting an older copy
+back is caught, and each event says who and in which run."""
 import json
+import shutil
 
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.audit import AuditHead, AuditLog, AuditLogTampered, SignedHead, verify_log
+from pipelines.settings import Settings
 
 
 @pytest.fixture
-def log(tmp_path):
-    log = AuditLog(tmp_path)
+def settings(tmp_path):
+    return Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2026-11-02"})
+
+
+@pytest.fixture
+def log(settings):
+    log = settings.audit_log(actor="service:test", run_id="run-1")
     for n in range(5):
         log.append("extract_accepted", file=f"x{n}.parquet", rows=n)
     return log
 
 
-def test_intact_log_verifies(log):
-    assert log.verify() is None
-    assert [e["rows"] for e in log.events()] == [0, 1, 2, 3, 4]
+def _head(settings):
+    return AuditHead(settings.audit_head_path, settings.audit_key_path)
+
+
+def _failures(settings, published=None):
+    return [f for f in verify_log(settings.audit_log(), _head(settings), published) if not f.ok]
+
+
+def _rewrite(log, change):
+    lines = log.path.read_text().splitlines()
+    change(lines)
+    log.path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_intact_log_verifies_and_every_event_names_who_and_which_run(log, settings):
+    assert log.verify() is None and _failures(settings) == []
+    events = list(log.events())
+    assert [e["rows"] for e in events] == [0, 1, 2, 3, 4]
+    assert {(e["actor"], e["run_id"]) for e in events} == {("service:test", "run-1")}
+    head = _head(settings).read()
+    assert head.events == 5 and head.signed_by(_head(settings).public_key())
+    # the head is kept apart from the log, and the hub's audit key is private
+    assert settings.audit_head_path.parent != log.path.parent
+    assert oct(settings.audit_key_path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_edited_line_is_named(log):
-    lines = log.path.read_text().splitlines()
-    event = json.loads(lines[2])
-    event["rows"] = 99
-    lines[2] = json.dumps(event)
-    log.path.write_text("\n".join(lines) + "\n")
+    def edit(lines):
+        event = json.loads(lines[2])
+        event["rows"] = 99
+        lines[2] = json.dumps(event)
+    _rewrite(log, edit)
     assert log.verify().line == 4  # the line after the edit no longer chains
 
 
 def test_deleted_line_is_named(log):
-    lines = log.path.read_text().splitlines()
-    del lines[1]
-    log.path.write_text("\n".join(lines) + "\n")
+    _rewrite(log, lambda lines: lines.pop(1))
     assert log.verify().line == 2
 
 
 def test_reordered_lines_are_caught(log):
-    lines = log.path.read_text().splitlines()
-    lines[1], lines[2] = lines[2], lines[1]
-    log.path.write_text("\n".join(lines) + "\n")
+    def swap(lines):
+        lines[1], lines[2] = lines[2], lines[1]
+    _rewrite(log, swap)
     assert log.verify().line == 2
 
 
-def test_appends_continue_the_chain_across_instances(log, tmp_path):
-    AuditLog(tmp_path).append("published", tables=["t"])
+def test_removing_the_last_line_is_caught(log, settings):
+    _rewrite(log, lambda lines: lines.pop())
+    assert log.verify() is None  # the chain alone cannot tell
+    (failure,) = _failures(settings)
+    assert failure.check == "signed head" and "TRUNCATED" in failure.detail and "events 5-5 are missing" in failure.detail
+    # and the hub refuses to write on top of it (it would otherwise sign the cut log)
+    with pytest.raises(AuditLogTampered, match="does not end where the hub last signed it"):
+        settings.audit_log().append("published", tables=[])
+
+
+def test_restoring_an_older_copy_is_caught(log, settings, tmp_path):
+    older = tmp_path / "backup.jsonl"
+    shutil.copy(log.path, older)
+    log.append("published", tables=["t"])
+    log.append("retention_deleted", extract_id="e1")
+    shutil.copy(older, log.path)
     assert log.verify() is None
+    (failure,) = _failures(settings)
+    assert "TRUNCATED or ROLLED BACK" in failure.detail and "the hub signed 7 events" in failure.detail
+
+
+def test_an_older_copy_with_events_added_by_something_else_is_caught(log, settings, tmp_path):
+    older = tmp_path / "backup.jsonl"
+    shutil.copy(log.path, older)
+    log.append("published", tables=["t"])
+    shutil.copy(older, log.path)
+    AuditLog(log.path.parent).append("published", tables=["forged"])  # chains, but is not the hub's event
+    (failure,) = _failures(settings)
+    assert "ROLLED BACK or REWRITTEN: event 6 is not the event the hub signed" in failure.detail
+
+
+def test_an_older_log_with_its_older_head_is_caught_by_the_head_a_publication_carries(log, settings, tmp_path):
+    saved_log, saved_head = tmp_path / "log", tmp_path / "head"
+    shutil.copy(log.path, saved_log)
+    shutil.copy(settings.audit_head_path, saved_head)
+    log.append("published", tables=["t"])
+    published = _head(settings).read()  # what _about.audit_head carries
+    log.append("linkage_run", persons=3)
+    shutil.copy(saved_log, log.path)
+    shutil.copy(saved_head, settings.audit_head_path)
+    assert _failures(settings) == []  # the log and its head agree with each other...
+    (failure,) = _failures(settings, published)
+    assert "events 6-6 are missing" in failure.detail  # ...but not with the published file
+
+
+def test_a_removed_or_forged_head_is_caught(log, settings):
+    head = json.loads(settings.audit_head_path.read_text())
+    settings.audit_head_path.write_text(json.dumps({**head, "events": 4}))
+    assert "signature does not verify" in _failures(settings)[0].detail
+    settings.audit_head_path.unlink()
+    assert "no signed head" in _failures(settings)[0].detail
+    with pytest.raises(AuditLogTampered, match="head was removed"):
+        settings.audit_log().append("published", tables=[])
+
+
+def test_appends_continue_the_chain_across_instances(log, settings):
+    settings.audit_log().append("published", tables=["t"])
+    assert log.verify() is None and _failures(settings) == []
+    assert _head(settings).read().events == 6
+
+
+def test_a_log_written_before_heads_existed_is_signed_from_the_hubs_first_signed_write(settings):
+    unsigned = AuditLog(settings.audit_dir)
+    unsigned.append("extract_accepted", rows=1)
+    unsigned.append("extract_accepted", rows=2)
+    settings.audit_log().append("published", tables=[])
+    assert _failures(settings) == [] and _head(settings).read().events == 3
+
+
+def test_signed_head_round_trips_as_json(log, settings):
+    head = _head(settings).read()
+    assert SignedHead.from_json(json.loads(json.dumps(head.to_json()))) == head
+
+
+def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(log, settings):
+    settings.audit_key_path.unlink()
+    with pytest.raises(AuditLogTampered, match="audit key .* is missing"):
+        settings.audit_log().append("published", tables=[])

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.clock import Clock, parse_as_of
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.settings import Settings
 
 
 def test_as_of_sets_the_day_and_time_moves_on_from_it():
@@ -28,8 +28,8 @@ def test_a_bad_value_says_what_to_give():
         Settings.from_env({"PLACELINK_AS_OF": "next tuesday"})
 
 
-def test_the_ig_commands_check_agreements_on_the_clocks_day(monkeypatch):
-    contracts = str(REPO_ROOT / "contracts")
+def test_the_ig_commands_check_agreements_on_the_clocks_day(signed_home, monkeypatch):
+    contracts = str(signed_home / "contracts")  # the shipped agreements, signed off by their approvers
     monkeypatch.setenv("PLACELINK_AS_OF", "2026-11-02")
     in_force = CliRunner().invoke(main, ["contracts", "check", "--dir", contracts])
     assert in_force.exit_code == 0 and "WARN" not in in_force.output

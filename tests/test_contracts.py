@@ -42,6 +42,11 @@ def _terms(document):
     (lambda d: _terms(d).update(expires="2020-01-01"), "expires"),
     (lambda d: d["schema"][0]["properties"][0].update(classification="secret"), "classification 'secret'"),
     (lambda d: d.pop("id"), "id"),
+    (lambda d: _terms(d).pop("required_signatures"), "required_signatures"),
+    (lambda d: _terms(d).update(required_signatures=[{"role": "siro", "party": "recipient"}]),
+     "required_signatures names no role at the provider"),
+    (lambda d: _terms(d).update(required_signatures=[{"role": "chief_executive", "party": "provider"}]),
+     "required_signatures"),
 ])
 def test_bad_contracts_name_file_and_field(tmp_path, mutate, message):
     with pytest.raises(ContractError, match=message) as error:
@@ -64,8 +69,10 @@ def test_invalid_contract_does_not_hide_the_others(tmp_path):
     assert len(contracts) == 3 and list(problems) == [tmp_path / "zz-broken.yaml"]
 
 
-def test_contract_in_force_only_when_approved_and_in_window():
-    contract = load_contract(CONTRACTS / "vcs-family-support.yaml")
+def test_contract_in_force_only_when_approved_signed_and_in_window(small_place):
+    template = load_contract(CONTRACTS / "vcs-family-support.yaml")
+    assert not template.in_force(dt.date(2026, 11, 1))[0]  # the repo's draft, unsigned
+    contract = small_place.contracts["vcs-family-support"]  # signed off by every required role
     assert contract.in_force(dt.date(2026, 11, 1))[0]
     assert not contract.in_force(dt.date(2026, 1, 1))[0]
     assert "expired" in contract.in_force(dt.date(2030, 1, 1))[1]

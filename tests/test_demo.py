@@ -31,8 +31,9 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     # what only partners hold stays beside the hub's home, never in it (issue 18)
     assert report.partners == tmp_path / "home-partners" and (report.partners / "linkage.key").is_file()
     assert f"Partner side:     {report.partners}" in summary
-    assert not [p for p in (tmp_path / "home").rglob("*") if p.suffix in (".csv", ".key") and p.name != "hub.key"
-                and p.parent.name != "reference"]
+    # (the hub's own keys: decryption and audit signing; its CSVs: the area reference and the IG register)
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.suffix in (".csv", ".key")
+                and p.name not in ("hub.key", "audit.key", "ig_register.csv") and p.parent.name != "reference"]
     # the audit log tells the story on the place's own day
     first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
     assert first["at"].startswith("2026-11-02")

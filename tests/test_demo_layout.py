@@ -38,9 +38,12 @@ def test_the_hub_home_holds_no_partner_secret_or_clear_data(demo):
     files = [p for p in home.rglob("*") if p.is_file()]
     assert not [p for p in files if p.read_bytes() == linkage_key or "linkage" in p.name]
     private = [p for p in files if p.suffix == ".key"]
-    assert private == [settings.hub_key_path]  # the hub's own decryption key only
+    # the hub's own keys only: its decryption key and the key that signs the audit log's head
+    assert sorted(private) == sorted([settings.hub_key_path, settings.audit_key_path])
     HubKey.load(settings.hub_key_path)
-    assert not [p for p in files if p.suffix in (".csv", ".parquet") and p.parent != settings.reference]
+    # CSVs: the area reference, and the IG register of agreements (no records)
+    assert not [p for p in files if p.suffix in (".csv", ".parquet") and p.parent != settings.reference
+                and p != settings.reports / "ig_register.csv"]
     assert not list(home.rglob("partner-only")) and not (home / "demo").exists()
     assert sorted(p.suffix for p in settings.inbox.iterdir()) == [".plx"] * len(list(settings.inbox.iterdir()))
     with pytest.raises(Exception):

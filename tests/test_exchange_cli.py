@@ -8,18 +8,17 @@ from click.testing import CliRunner
 
 from pipelines.audit import AuditLog
 from pipelines.cli import main
-from pipelines.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.warehouse import connect
 
 
 def _receive(settings):
-    contracts, problems = load_contracts(settings.contracts_dir)
+    contracts, problems = settings.load_contracts()
     con = connect(settings)
     try:
         return {r.file_name: r for r in receive_inbox(
-            settings, con, contracts, {p.stem: e for p, e in problems.items()}, AuditLog(settings.audit_dir),
+            settings, con, contracts, {p.stem: e for p, e in problems.items()}, settings.audit_log(),
             now=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))}
     finally:
         con.close()
@@ -43,6 +42,17 @@ def test_keygen_register_prepare_receive_and_release(small_place, tmp_path, monk
                             "--public-key", str(partner / "vcs.pub")])
     assert registered.exit_code == 0, registered.output
     assert "signing_key_fingerprint: sha256:" in contract.read_text()
+    # the agreement's approvers (the charity's IG lead, the hub's SIRO and DPO) sign it off
+    hub = "Northshire Place Partnership Data Hub (hosted by Northshire Borough Council)"
+    for role, organisation in (("information_governance_lead", "Northshire Family Hub Trust (registered charity)"),
+                               ("siro", hub), ("dpo", hub)):
+        key = tmp_path / "approvers" / f"{role}.key"
+        assert run(main, ["contracts", "approver-keygen", "--name", f"The {role}", "--role", role,
+                          "--organisation", organisation, "--out", str(key)]).exit_code == 0
+        assert run(main, ["hub", "register-approver-key", "--public-key", str(key.with_suffix(".pub"))]).exit_code == 0
+        approved = run(main, ["contracts", "approve", str(contract), "--key", str(key)])
+        assert approved.exit_code == 0, approved.output
+    assert "approval_status is now approved" in approved.output
 
     place = small_place.place
     args = ["partner", "prepare", "--contract", str(contract), "--input",
@@ -77,3 +87,5 @@ def test_keygen_register_prepare_receive_and_release(small_place, tmp_path, monk
     history = json.loads((settings.quarantine / "released" / "vcs enrolments.sent again ✓.plx.reason.json").read_text())
     assert history["check"] == "replay" and history["released_at"]
     assert AuditLog(settings.audit_dir).verify() is None
+    verified = run(main, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output

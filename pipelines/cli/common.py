@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -10,3 +11,23 @@ def fail(message: str) -> None:
     """Print a user-facing error and exit 2 (bad input), never a traceback."""
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+def write_key_pair(key, out: Path, passphrase: bytes | None, what: str) -> Path:
+    """Save a new private ``key`` at ``out`` (mode 0600, passphrase-protected if given) and its public
+    half beside it as ``.pub``, never overwriting either; print where, and the fingerprint. Returns
+    the public key's path (what goes to the hub's IG officer)."""
+    from pipelines.keys import KeyFileError
+
+    public_path = out.with_name(out.name.removesuffix(".key") + ".pub")
+    if out.exists() or public_path.exists():
+        fail(f"{out if out.exists() else public_path} exists; key files are never overwritten")
+    try:
+        key.save(out, passphrase)
+        key.public.save(public_path)
+    except KeyFileError as exc:
+        fail(str(exc))
+    click.echo(f"{what} (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}")
+    click.echo(f"public key for the hub's IG officer: {public_path}")
+    click.echo(f"fingerprint: {key.fingerprint}")
+    return public_path

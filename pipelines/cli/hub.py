@@ -67,7 +67,7 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
     click.echo(f"contract {contract.label}: signing_key_fingerprint set to {public.fingerprint}")
     click.echo(f"public key kept at {stored}")
     if contract_path.resolve().parent != settings.contracts_dir:
-        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} (PLACELINK_CONTRACTS)")
+        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} ({settings.contracts_source})")
 
 
 @hub.group()
@@ -130,3 +130,30 @@ def quarantine_release(name: str) -> None:
     except ReleaseError as exc:
         fail(str(exc))
     click.echo(f"released {name} to {target}; the next run (or the inbox sensor) checks it again")
+
+
+@hub.command("register-approver-key")
+@click.option("--public-key", "public_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="The approver's .pub file from `placelink contracts approver-keygen`.")
+def register_approver_key(public_path: Path) -> None:
+    """(IG officer) Trust an approver's key for the role and organisation it names, after checking
+    them with the person; keeps it in PLACELINK_HOME/keys/approvers and audits it."""
+    from pipelines.contracts import SIGNING_ROLES
+    from pipelines.keys import ApproverPublicKey, KeyFileError
+
+    settings = Settings.from_env()
+    try:
+        public = ApproverPublicKey.load(public_path)
+        stored = settings.approver_registry().register(public)
+    except (KeyFileError, OSError) as exc:
+        fail(str(exc))
+    settings.audit_log().append("approver_key_registered", approver=public.name, role=public.role,
+                                organisation=public.organisation, key=public.fingerprint)
+    click.echo(f"registered {public.name}, {SIGNING_ROLES[public.role]}, {public.organisation}: {public.fingerprint}")
+    click.echo(f"public key kept at {stored}")
+    contracts, _ = settings.load_contracts()
+    can_sign = [f"{c.id} ({r.party})" for c in contracts.values() for r in c.terms.required_signatures
+                if r.role == public.role and (c.terms.provider if r.party == "provider" else c.terms.recipient).name
+                == public.organisation]
+    click.echo("may sign: " + (", ".join(can_sign) if can_sign else
+                               f"no agreement in {settings.contracts_dir} asks for this role at this organisation"))

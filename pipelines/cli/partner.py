@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, write_key_pair
 
 
 @click.group()
@@ -44,21 +44,10 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
                    "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
-    from pipelines.keys import KeyFileError, SigningKey
+    from pipelines.keys import SigningKey
 
-    public_path = out.with_name(out.name.removesuffix(".key") + ".pub")
-    if out.exists() or public_path.exists():
-        fail(f"{out if out.exists() else public_path} exists; key files are never overwritten")
     passphrase = read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
-    key = SigningKey.generate(partner_id)
-    try:
-        key.save(out, passphrase)
-        key.public.save(public_path)
-    except KeyFileError as exc:
-        fail(str(exc))
-    click.echo(f"signing key (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}")
-    click.echo(f"public key for the hub's IG officer: {public_path}")
-    click.echo(f"fingerprint: {key.fingerprint}")
+    public_path = write_key_pair(SigningKey.generate(partner_id), out, passphrase, "signing key")
     click.echo("The IG officer registers it: `placelink hub register-partner-key --contract CONTRACT.yaml "
                f"--public-key {public_path.name}`")
 
@@ -121,3 +110,45 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Pat
     invalid = {k: v for k, v in prepared.header.invalid_counts.items() if v}
     if invalid:
         click.echo("invalid values (sent as empty tokens): " + ", ".join(f"{k} {v:,}" for k, v in sorted(invalid.items())))
+
+
+@partner.command()
+@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--dataset", required=True, help="The contract dataset the records were sent in.")
+@click.option("--record-ids", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="CSV with a record_id column (or one id per line): the records to withdraw.")
+@click.option("--lookups", "lookup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              required=True, help="The outbox (or its partner-only folder) where `partner prepare` kept the "
+                                  "record_id -> record_token lookups of this dataset's extracts.")
+@click.option("--reason", type=click.Choice(["opt_out", "erasure"]), required=True,
+              help="opt_out: the person opted out after delivery; erasure: the record must be erased.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the envelope to send.")
+@click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
+@click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True)
+def withdraw(contract_path: Path, dataset: str, record_ids: Path, lookup_dir: Path, reason: str, out: Path,
+             signing_key_path: Path, passphrase_file: Path | None, hub_key_path: Path) -> None:
+    """Withdraw records already sent: a signed, encrypted list of their record tokens (found in
+    your own lookups) for the hub, which deletes them and everything derived from them."""
+    from pipelines.clock import Clock
+    from pipelines.contracts import ContractError, load_contract
+    from pipelines.keys import HubPublicKey, KeyFileError, SigningKey
+    from pipelines.partner_kit.errors import PartnerKitError
+    from pipelines.partner_kit.withdraw import partner_lookups, prepare_withdrawal
+
+    try:
+        signing_key = SigningKey.load(signing_key_path,
+                                      read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE"))
+        contract = load_contract(contract_path)
+        prepared = prepare_withdrawal(contract, dataset, record_ids, partner_lookups(lookup_dir, contract, dataset),
+                                      out, signing_key, HubPublicKey.load(hub_key_path), reason,
+                                      Clock.from_env().now())
+    except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"withdrawal list for the hub: {prepared.envelope_path} ({prepared.withdrawn:,} record(s), "
+               f"reason {reason}; encrypted for the hub and signed)")
+    if prepared.not_found:
+        click.echo(f"{prepared.not_found:,} record id(s) were in none of your lookups for {contract.id}/{dataset} "
+                   "(never sent to the hub under this dataset): nothing to withdraw for them")
+    click.echo(f"partner-only copy and counts: {prepared.list_path.parent}")

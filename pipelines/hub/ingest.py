@@ -27,6 +27,7 @@ from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import NotADelivery, move_delivery, open_delivery, printable_name
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
+from pipelines.hub.withdrawals import apply_withdrawal, drop_withdrawn, withdrawal_list_spec
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality import worker as quality_worker
 from pipelines.quality.validate import finish_quality_check, start_quality_check
@@ -53,6 +54,8 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
 )
 """
 DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+# extract | withdrawal (a list of records the partner withdraws: pipelines.hub.withdrawals)
+DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR"
 
 
 # A decrypted extract may take this much memory when read (the largest measured, school
@@ -74,6 +77,7 @@ class Receipt:
     row_count: int | None = None
     reason: str | None = None
     header: dict = field(default_factory=dict)
+    kind: str = "extract"
 
 
 def _reject(check: str, expected: str, found: str, action: str, contract: str | None = None):
@@ -100,6 +104,7 @@ class OpenedExtract:
     contract: Contract
     table: pa.Table
     parquet: bytes | None = None  # the decrypted extract the table was read from (quality worker)
+    kind: str = "extract"         # or "withdrawal": a list of record tokens to delete
 
 
 def load_arrival(settings: Settings) -> Arrival:
@@ -125,6 +130,10 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     contract in force -> dataset -> decryption -> content (hash, row count) -> replay ->
     duplicate -> columns -> types -> identifiers. In-force and dataset come before
     decryption so the hub never decrypts data it may not receive.
+
+    A withdrawal list (envelope ``kind: withdrawal``) passes the same checks except in-force
+    (data held under a lapsed agreement must still be withdrawable) and duplicate, and must be
+    one column of record tokens (pipelines.hub.withdrawals).
     """
     try:
         delivered = open_delivery(path)
@@ -182,8 +191,9 @@ def check_extract(path: Path, contracts: dict[str, Contract],
                     "a signature that does not verify (the header was altered, or signed by another key)",
                     "ask the partner to re-send the extract as prepared; do not edit envelopes", label)
 
+        withdrawal = header.get("kind") == "withdrawal"
         in_force, why = contract.in_force(today)
-        if not in_force:
+        if not in_force and not withdrawal:
             _reject("contract in force", "an approved contract within its validity window", why,
                     "the IG officer must approve or renew the agreement; then release the extract", label)
         dataset_name = header.get("dataset")
@@ -228,6 +238,8 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         _reject("replay", "an envelope id not received before",
                 f"envelope id {header['envelope_id']} was already accepted",
                 "nothing: the earlier delivery is in use. Re-prepare to send new data", label)
+    if withdrawal:
+        return _withdrawal_list(parquet, schema, header, contract, dataset_name, label)
     if header["content_sha256"] in arrival.seen_content:
         _reject("duplicate", "content not received before",
                 f"a probable duplicate: new envelope id, but the same content as accepted envelope "
@@ -308,6 +320,28 @@ def _decoded_bytes(column: pa.ChunkedArray) -> int:
     return total
 
 
+def _withdrawal_list(parquet: pq.ParquetFile, schema: pa.Schema, header: dict, contract: Contract,
+                     dataset_name: str, label: str) -> OpenedExtract:
+    """A withdrawal list that passed the envelope checks: exactly one text column of record tokens."""
+    if schema.names != ["record_token"] or not _type_fits(schema.field("record_token").type, "string"):
+        _reject("columns", "a withdrawal list: one text column, record_token",
+                f"column(s) {', '.join(schema.names)}",
+                "make the list with `placelink partner withdraw` and re-send it", label)
+    table = parquet.read()
+    suspicions = scan_for_identifiers(table, withdrawal_list_spec(dataset_name))
+    if suspicions:
+        _reject("identifiers", "record tokens only", "; ".join(s.describe() for s in suspicions),
+                "make the list with `placelink partner withdraw` (it sends tokens, never record ids) and "
+                "re-send it; tell the IG officer", label)
+    try:
+        inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
+    except ValueError:
+        inner = {}
+    reason = inner.get("reason") if inner.get("reason") in ("opt_out", "erasure") else None
+    return OpenedExtract({**header, "extract_id": header["envelope_id"], "reason": reason}, contract,
+                         table.replace_schema_metadata(None), kind="withdrawal")
+
+
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
     if pa.types.is_null(arrow_type):
         return True  # an all-empty column carries no type; quality checks judge emptiness
@@ -322,7 +356,9 @@ def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_binary(arrow_type)
 
 
-def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> None:
+def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> int:
+    """Land the rows (replacing earlier rows with the same record_token); returns how many rows were
+    left out because the partner had withdrawn those records before."""
     header, contract = opened.header, opened.contract
     dataset = contract.datasets[header["dataset"]]
     schema = opened.table.schema
@@ -342,10 +378,12 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     finally:
         con.unregister("decrypted_extract")
     try:
+        withdrawn = drop_withdrawn(con, "incoming", dataset.name)
         con.execute(f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM incoming)")
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
     finally:
         con.execute("DROP TABLE incoming")
+    return withdrawn
 
 
 def _record(con, receipt_row: dict) -> None:
@@ -414,6 +452,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     now = now or settings.now()
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
+    con.execute(DELIVERIES_KIND_COLUMN)
     ensure_landing_tables(con, contracts)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -437,6 +476,10 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
             if isinstance(opened, Exception):
                 raise opened
             header, contract = opened.header, opened.contract
+            if opened.kind == "withdrawal":
+                receipts.append(_withdraw(con, settings, audit, path, opened, now))
+                arrival.seen_extract_ids.add(header["extract_id"])
+                continue
             # the quality gate: ERROR rules hold the delivery before anything of it lands
             pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
             # Open (decrypt, check) the next files while the worker validates this one: always
@@ -458,7 +501,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         con.execute("BEGIN TRANSACTION")
         try:
             try:
-                _land(con, opened, now)
+                withdrawn_rows = _land(con, opened, now)
             except duckdb.Error as exc:
                 # The database's message can quote values; keep only the kind of failure.
                 con.execute("ROLLBACK")
@@ -478,7 +521,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 "row_count": header["row_count"],
                 "invalid_counts": json.dumps(header.get("invalid_counts", {})),
                 "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored),
-                "content_sha256": header["content_sha256"]})
+                "content_sha256": header["content_sha256"], "kind": "extract"})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -488,10 +531,37 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         arrival.seen_content[header["content_sha256"]] = header["extract_id"]
         audit.append("extract_accepted", file=label, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
-                     dataset=header["dataset"], rows=header["row_count"])
+                     dataset=header["dataset"], rows=header["row_count"],
+                     **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}))
         receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
     return receipts
+
+
+def _withdraw(con: duckdb.DuckDBPyConnection, settings: Settings, audit: AuditLog, path: Path,
+              opened: OpenedExtract, now: dt.datetime) -> Receipt:
+    """Apply a verified withdrawal list, keep its envelope in the vault, record and audit it (counts only)."""
+    header, contract = opened.header, opened.contract
+    label = printable_name(path.name)
+    done = apply_withdrawal(con, contract, header["dataset"], opened.table, header["extract_id"],
+                            header.get("reason"), now)
+    vault = settings.vault / contract.id
+    vault.mkdir(parents=True, exist_ok=True)
+    stored = free_name(vault, path.name)
+    _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None), "status": "accepted",
+                  "extract_id": header["extract_id"], "contract_id": contract.id,
+                  "contract_version": contract.version, "partner_id": contract.partner_id,
+                  "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
+                  "row_count": header["row_count"], "stored_as": str(stored),
+                  "content_sha256": header["content_sha256"], "kind": "withdrawal"})
+    move_delivery(path, stored)
+    audit.append("records_withdrawn", file=label, withdrawal_id=header["extract_id"], contract=contract.id,
+                 contract_version=contract.version, dataset=header["dataset"], reason=header.get("reason"),
+                 records_listed=done.tokens, landing_rows_deleted=done.landing_rows,
+                 derived_rows_deleted=done.derived_rows, identity_records_erased=done.identity_records,
+                 person_keys_retired=done.person_keys_retired)
+    return Receipt(label, "accepted", contract.id, header["dataset"], done.landing_rows, header=header,
+                   kind="withdrawal")
 
 
 def _claimed_header(path: Path) -> dict:
@@ -505,11 +575,13 @@ def _claimed_header(path: Path) -> dict:
         return {}
     return {"extract_id": h.envelope_id, "contract_id": h.contract_id, "contract_version": h.contract_version,
             "partner_id": h.partner_id, "dataset": h.dataset, "reporting_period": h.reporting_period,
-            "row_count": h.row_count, "content_sha256": h.content_sha256}
+            "row_count": h.row_count, "content_sha256": h.content_sha256, "kind": h.kind}
 
 
 def delivery_outcome(receipt: Receipt) -> str:
     """One line for a person: where an accepted file went, or which check held it and why."""
+    if receipt.status == "accepted" and receipt.kind == "withdrawal":
+        return f"withdrawal accepted: {receipt.row_count} rows deleted from landing.{receipt.dataset}"
     if receipt.status == "accepted":
         return f"accepted: {receipt.row_count} rows into landing.{receipt.dataset}"
     return "HELD in quarantine: " + (receipt.reason or "").split(": ", 1)[-1]

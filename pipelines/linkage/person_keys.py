@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS hub.person_key_register (
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS hub.person_key_events (
     run_at TIMESTAMP NOT NULL,
-    event VARCHAR NOT NULL,          -- new | merge | split | retired
+    event VARCHAR NOT NULL,          -- new | merge | split | retired | erased (withdrawn)
     person_key VARCHAR NOT NULL,     -- the key the event is about
     other_person_key VARCHAR,        -- merge: the key absorbed; split: the key split off
     identity_records INTEGER         -- identity records moved by the event
@@ -174,3 +174,41 @@ def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     persons = keys["person_key"].n_unique()
     return KeyChanges(persons, persons - count["new"], count["new"], count["merge"], count["split"],
                       count["retired"] + count["merge"], changed)
+
+
+def forget_identities(con: duckdb.DuckDBPyConnection, identity_ids: list[str],
+                      now: dt.datetime | None = None) -> int:
+    """Erase withdrawn identity records from the key history (pipelines.hub.withdrawals).
+
+    They leave ``hub.person_keys``, so the next run cannot carry a key forward through them;
+    a key left with no identity record is retired as ``erased`` in the register (and so, like
+    every key ever issued, never issued again, even to the same person returning). Returns how
+    many keys were retired.
+    """
+    exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                         "WHERE table_schema = 'hub' AND table_name = 'person_keys'").fetchall()[0][0]
+    if not exists or not identity_ids:
+        return 0
+    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+
+    def run(sql: str, params: list | None = None) -> list:
+        # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
+        return con.execute(sql, params or []).fetchall()
+
+    run(REGISTER_DDL)
+    run(EVENTS_DDL)
+    con.register("forgotten_identities", pl.DataFrame({"identity_id": identity_ids}).to_arrow())
+    try:
+        run("""CREATE OR REPLACE TEMP TABLE erased_keys AS
+               SELECT person_key, count(*) AS identity_records FROM hub.person_keys
+               WHERE identity_id IN (SELECT identity_id FROM forgotten_identities) GROUP BY person_key""")
+        run("DELETE FROM hub.person_keys WHERE identity_id IN (SELECT identity_id FROM forgotten_identities)")
+        run("DELETE FROM erased_keys WHERE person_key IN (SELECT person_key FROM hub.person_keys)")
+        run("INSERT INTO hub.person_key_events SELECT ?::TIMESTAMP, 'erased', person_key, NULL, identity_records "
+            "FROM erased_keys", [now])
+        run("UPDATE hub.person_key_register SET retired_at = ?::TIMESTAMP WHERE retired_at IS NULL "
+            "AND person_key IN (SELECT person_key FROM erased_keys)", [now])
+        return run("SELECT count(*) FROM erased_keys")[0][0]
+    finally:
+        run("DROP TABLE IF EXISTS erased_keys")
+        con.unregister("forgotten_identities")

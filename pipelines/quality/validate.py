@@ -124,7 +124,7 @@ def previous_row_count(con: duckdb.DuckDBPyConnection, contract_id: str, dataset
     """Rows of the latest accepted delivery of this contract and dataset, if any."""
     row = con.execute("""
         SELECT row_count FROM hub.deliveries
-        WHERE status = 'accepted' AND contract_id = ? AND dataset = ?
+        WHERE status = 'accepted' AND contract_id = ? AND dataset = ? AND kind IS DISTINCT FROM 'withdrawal'
         ORDER BY received_at DESC LIMIT 1""", [contract_id, dataset]).fetchone()
     return row[0] if row else None
 

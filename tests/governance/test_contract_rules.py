@@ -36,10 +36,39 @@ def test_every_project_contract_carries_every_dsa_term():
         assert t.provider.name and t.recipient.name and t.controllership in ("joint", "separate")
         assert t.purpose and t.prohibited_uses and t.legal_gateway and t.common_law_duty_of_confidentiality
         assert t.lawful_basis_article6.startswith("6(1)(")
-        assert t.special_category_data and t.article9_condition.startswith("9(2)(")
+        assert not t.special_category_data or t.article9_condition.startswith("9(2)(")
         assert t.dpia_reference and t.retention.period_months > 0 and t.retention.deletion_method
-        assert t.valid_from < t.review_by < t.expires and t.approvers
+        assert t.valid_from < t.review_by < t.expires
+        # both sides sign off; nothing is approved by a list of names
+        assert {r.party for r in t.required_signatures} == {"provider", "recipient"} and not t.approvers
     assert [c.id for c in contracts.values() if c.terms.national_data_opt_out_applies] == ["nhs-acute-mental-health"]
+
+
+def test_the_demo_agreements_cite_legal_bases_that_fit_what_they_allow():
+    """docs/governance.md says why each provision fits; these are the mistakes it must not repeat."""
+    contracts, _ = load_contracts(CONTRACTS)
+    nhs, council, vcs = (contracts[k].terms for k in ("nhs-acute-mental-health", "council-place-services",
+                                                       "vcs-family-support"))
+    for terms in (nhs, council, vcs):
+        cited = " ".join([terms.lawful_basis_article6, terms.article9_condition or "", terms.legal_gateway,
+                          terms.common_law_duty_of_confidentiality])
+        # s.251B (and 251C) of the 2012 Act are the duty to share for direct care: every flow here
+        # is for evaluation, and every agreement prohibits use for decisions about individuals
+        assert "251B" not in cited and "251C" not in cited
+        assert "Local Government Act 2000 s.2" not in cited  # the well-being power, repealed in England
+        assert "Sch 1 Pt 1 para 2" not in terms.legal_gateway  # a DPA condition, not a gateway
+    assert any("direct care" in use for use in nhs.prohibited_uses)
+    # NHS confidential patient information for evaluation: s.251 support, with the opt-out applied
+    assert "s.251" in nhs.common_law_duty_of_confidentiality and "regulation 5" in nhs.common_law_duty_of_confidentiality
+    assert nhs.national_data_opt_out_applies
+    assert nhs.article9_condition.startswith("9(2)(h)") and "para 2(2)(f)" in nhs.article9_condition
+    assert "NHS Act 2006 s.82" in nhs.legal_gateway
+    # children's social care is outside the National Data Opt-out; the council relies on the public interest
+    assert not council.national_data_opt_out_applies and "Public interest" in council.common_law_duty_of_confidentiality
+    assert "Children Act 2004 s.10" in council.legal_gateway and "Localism Act 2011 s.1" in council.legal_gateway
+    # the charity: legitimate interests (not a public authority), consent for confidentiality, no health data
+    assert vcs.lawful_basis_article6.startswith("6(1)(f)") and vcs.common_law_duty_of_confidentiality.startswith("Consent")
+    assert not vcs.special_category_data and vcs.article9_condition is None
 
 
 def test_health_data_without_an_article9_condition_is_refused(tmp_path):
@@ -61,8 +90,8 @@ def test_data_that_is_not_special_category_needs_no_article9_condition(tmp_path)
     def plain(d):
         _terms(d).update(special_category_data=False)
         _terms(d).pop("article9_condition")
-    folder = _folder_with(tmp_path, plain, "vcs-family-support.yaml")
-    assert load_contract(folder / "vcs-family-support.yaml").terms.article9_condition is None
+    folder = _folder_with(tmp_path, plain, "council-place-services.yaml")
+    assert load_contract(folder / "council-place-services.yaml").terms.article9_condition is None
 
 
 @pytest.mark.parametrize("mutate, field, fix", [

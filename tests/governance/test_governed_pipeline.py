@@ -1,8 +1,10 @@
 """The whole graph under governance: a suspended agreement leaves the next publication,
 every published table names the agreements it relies on, the IG register renders in a
 real browser, the audit log tells the story without identifiers, retention runs as a job."""
+import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 import shutil
@@ -16,8 +18,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from browser import rendered_dom
-from pipelines.audit import AuditLog
+from browser import layout_at, rendered_dom
+from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
 from pipelines.definitions import defs
 from pipelines.resources import PlacelinkResource
@@ -125,6 +127,55 @@ def test_the_audit_log_says_what_changed_and_what_was_left_out(governed_hub):
     assert not any(NHS in c for c in last_publication["contracts"])
 
 
+def test_every_event_names_who_and_which_run_and_the_publication_carries_the_signed_head(governed_hub):
+    settings, _, _ = governed_hub
+    events = list(AuditLog(settings.audit_dir).events())
+    in_runs = [e for e in events if e["event"] in ("extract_accepted", "linkage_run", "published", "flow_excluded")]
+    assert in_runs and all(e["run_id"] and e["actor"].startswith(("user:", "service:")) for e in in_runs)
+    assert len({e["run_id"] for e in in_runs}) == 2  # the two materialisations
+    linkage = [e for e in events if e["event"] == "linkage_run"]
+    assert f"{NHS} v1.0.0" in linkage[0]["contracts"] and f"{NHS} v1.0.0" not in linkage[-1]["contracts"]
+    about = dict(_published(settings, "SELECT key, value FROM _about"))
+    head = json.loads(about["audit_head"])
+    published = [e for e in events if e["event"] == "published"][-1]
+    assert head["events"] == published["audit_head_events"] and head["format"] == "placelink-audit-head/1"
+
+
+def _copy_of_the_hub(settings, tmp_path, monkeypatch):
+    home = tmp_path / "copy"
+    for part in ("audit", "keys", "published"):
+        shutil.copytree(settings.home / part, home / part)
+    shutil.copy(settings.audit_head_path, home / settings.audit_head_path.name)
+    monkeypatch.setenv("PLACELINK_HOME", str(home))
+    return home
+
+
+def test_cutting_the_last_line_or_restoring_an_older_log_fails_verify(governed_hub, tmp_path, monkeypatch):
+    settings, _, _ = governed_hub
+    home = _copy_of_the_hub(settings, tmp_path, monkeypatch)
+    log = home / "audit" / "audit.jsonl"
+    intact = CliRunner().invoke(main, ["audit", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "ok    head in shared_outcomes.duckdb" in intact.output
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]))  # the last event removed
+    cut = CliRunner().invoke(main, ["audit", "verify"])
+    assert cut.exit_code == 1 and "TRUNCATED" in cut.output
+    # an older copy put back together with a head that matches it (as a backup of both would be):
+    # the log and its head agree, but the published file carries a later head
+    first_publication = next(i for i, line in enumerate(lines) if '"event": "published"' in line)
+    older = "".join(lines[:first_publication])
+    log.write_text(older)
+    head = AuditHead(home / "audit_head.json", home / "keys" / "audit.key")
+    key, _ = head.signing_key()
+    head.sign(key, first_publication, len(older.encode()),
+              hashlib.sha256(lines[first_publication - 1].rstrip("\n").encode()).hexdigest(), settings.now())
+    rolled = CliRunner().invoke(main, ["audit", "verify"])
+    assert rolled.exit_code == 1, rolled.output
+    assert "ok    signed head" in rolled.output
+    assert "FAIL  head in shared_outcomes.duckdb: TRUNCATED or ROLLED BACK" in rolled.output
+
+
 def test_audit_show_lists_one_flows_history(governed_hub, monkeypatch):
     settings, _, _ = governed_hub
     monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
@@ -134,7 +185,12 @@ def test_audit_show_lists_one_flows_history(governed_hub, monkeypatch):
     kinds = [line.split()[1] for line in lines]
     assert kinds.count("extract_accepted") == 3
     assert {"contract_status_recorded", "contract_status_changed", "flow_excluded"} <= set(kinds)
-    assert "vcs-family-support" not in result.output and "csc_referrals" not in result.output
+    assert "csc_referrals" not in result.output
+    # lineage: the first run's linkage and publication used the NHS data; after the suspension, neither did
+    used = [line.split()[1] for line in lines if line.endswith("(used its data)")]
+    assert used == ["linkage_run", "published"]
+    unknown = CliRunner().invoke(main, ["audit", "show", "--contract", "nonexistent"])
+    assert unknown.exit_code == 2 and "no agreement 'nonexistent'" in unknown.output
 
 
 def test_the_audit_log_never_holds_a_token_or_identifier(governed_hub, small_place):
@@ -158,17 +214,35 @@ def test_the_ig_register_renders_one_row_per_agreement_in_a_browser(governed_hub
     settings, _, before = governed_hub
     page = settings.reports / "ig_register.html"
     dom = rendered_dom(page)
-    body = dom.split('<table id="agreements">', 1)[1].split("</table>", 1)[0]
+    body = dom.split('<table id="agreements"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r'<tr data-contract="([^"]+)"', body)
     assert sorted(rows) == ["council-place-services", NHS, "vcs-family-support", "zz-draft"]
     nhs_row = body.split(f'<tr data-contract="{NHS}"', 1)[1].split("</tr>", 1)[0]
-    assert "suspended" in nhs_row and "left out of linkage and publication" in nhs_row
-    assert "<b>3</b> deliveries" in nhs_row
-    vcs_row = body.split('<tr data-contract="vcs-family-support"', 1)[1].split("</tr>", 1)[0]
-    assert "outcomes_before_after (source)" in vcs_row and "outcomes_by_ward (source)" in vcs_row
+    assert "suspended" in nhs_row and "3 deliveries" in nhs_row and "4 of 4" in nhs_row
+    nhs = dom.split(f'<section class="agreement" id="c-{NHS}"', 1)[1].split("</section>", 1)[0]
+    assert "left out of linkage and publication" in nhs
+    vcs = dom.split('<section class="agreement" id="c-vcs-family-support"', 1)[1].split("</section>", 1)[0]
+    assert "outcomes_before_after (source)" in vcs and "outcomes_by_ward (source)" in vcs
+    # who signed what, when; DPIA, retention and the (not yet stated) cadence
+    assert "Information Governance Lead of Northshire Family Hub Trust (registered charity) (provider)" in vcs
+    assert "2026-11-02" in vcs and "DPIA-NFHT-2026-002" in vcs and "60 months from receipt" in vcs
+    assert "Delivery cadence" in vcs and "1 delivery," in vcs  # one extract, one delivery
     assert "The audit log is intact" in dom
     # before the suspension the NHS agreement fed both published tables
-    assert "outcomes_by_ward (source)" in before["register"].split(f'data-contract="{NHS}"', 1)[1].split("</tr>")[0]
+    assert "outcomes_by_ward (source)" in before["register"].split(f'id="c-{NHS}"', 1)[1].split("</section>")[0]
+    csv_rows = list(csv.DictReader((settings.reports / "ig_register.csv").open()))
+    by_id = {r["contract_id"]: r for r in csv_rows}
+    assert set(by_id) == {"council-place-services", NHS, "vcs-family-support", "zz-draft"}
+    assert by_id[NHS]["status"] == "suspended" and by_id[NHS]["deliveries"] == "3"
+    assert by_id[NHS]["signatures_valid"] == "4" and by_id[NHS]["dpia"] == "DPIA-NNFT-2026-007"
+
+
+@pytest.mark.parametrize("width", [800, 1600])
+def test_the_ig_register_reads_at_any_width_without_clipping(governed_hub, width):
+    settings, _, _ = governed_hub
+    layout = layout_at(settings.reports / "ig_register.html", width)
+    assert layout["inner_width"] == width and layout["page_width"] <= width
+    assert layout["problems"] == []
 
 
 def _own_copy(settings, contracts_dir: Path, target: Path):

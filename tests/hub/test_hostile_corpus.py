@@ -15,6 +15,7 @@ import pytest
 from pipelines.audit import AuditLog
 from pipelines.hub.quarantine import held_files
 
+from tests.approvers import sign_contracts
 from tests.hub.test_ingest import _receive
 
 OTHER = "emergency_admissions"
@@ -32,14 +33,24 @@ NOTES_ITEM = """  - name: notes
 
 @pytest.fixture(scope="module")
 def contracts_with_notes(small_place, tmp_path_factory):
-    """The place's contracts, with a free-text 'notes' item in the VCS enrolments dataset."""
-    folder = tmp_path_factory.mktemp("contracts") / "contracts"
+    """The place's contracts, with a free-text 'notes' item in the VCS enrolments dataset, signed
+    off again after the edit (an edit voids the approvers' signatures) by keys registered in
+    ``<folder>/../approvers``: :func:`_stage` copies them into each hub."""
+    root = tmp_path_factory.mktemp("contracts")
+    folder = root / "contracts"
     shutil.copytree(small_place.contracts_dir, folder)
     vcs = folder / "vcs-family-support.yaml"
     text = vcs.read_text()
     anchor = "  - name: family_token\n"
     vcs.write_text(text.replace(anchor, NOTES_ITEM + anchor, 1))
+    sign_contracts(folder, root / "approvers")
     return folder
+
+
+def _stage(small_place, home, contracts_with_notes, datasets):
+    settings = small_place.stage_hub(home, datasets=datasets)
+    shutil.copytree(contracts_with_notes.parent / "approvers", settings.approver_keys, dirs_exist_ok=True)
+    return settings
 
 
 def _with_notes(notes):
@@ -91,7 +102,7 @@ CASES = {
 def test_hostile_envelopes_are_held_with_a_reason_and_quote_nothing(small_place, contracts_with_notes, tmp_path,
                                                                     name):
     make, check = CASES[name]
-    settings = small_place.stage_hub(tmp_path / "home", datasets=[OTHER])
+    settings = _stage(small_place, tmp_path / "home", contracts_with_notes, [OTHER])
     bad = settings.inbox / name
     small_place.reseal("family_support_enrolments", bad, **make)
     before = _sha(bad)
@@ -112,7 +123,7 @@ def test_hostile_envelopes_are_held_with_a_reason_and_quote_nothing(small_place,
 
 
 def test_the_scan_names_every_kind_it_found_by_column_and_count(small_place, contracts_with_notes, tmp_path):
-    settings = small_place.stage_hub(tmp_path / "home", datasets=[])
+    settings = _stage(small_place, tmp_path / "home", contracts_with_notes, [])
     small_place.reseal("family_support_enrolments", settings.inbox / "notes.plx",
                        mutate_table=_with_notes(HOSTILE_NOTES))
     receipts, _ = _receive(settings, contracts_with_notes)
@@ -123,7 +134,7 @@ def test_the_scan_names_every_kind_it_found_by_column_and_count(small_place, con
 
 
 def test_ordinary_free_text_lands(small_place, contracts_with_notes, tmp_path):
-    settings = small_place.stage_hub(tmp_path / "home", datasets=[])
+    settings = _stage(small_place, tmp_path / "home", contracts_with_notes, [])
     notes = ["Will attend clinic on 12/03/2024 at 14:30", "WILL ATTEND CLINIC NEXT WEEK, MUM AWARE",
              "May need support from Early Help", "Grace period agreed with the landlord", None, ""]
     small_place.reseal("family_support_enrolments", settings.inbox / "notes.plx", mutate_table=_with_notes(notes))
@@ -140,7 +151,7 @@ def test_a_parquet_that_decompresses_far_beyond_its_size_is_held_before_it_is_re
     # The real limits are gigabytes; shrink them so a small, very repetitive extract is the bomb.
     monkeypatch.setattr(ingest, "MAX_DECOMPRESSED_BYTES", 1_000_000)
     monkeypatch.setattr(ingest, "MAX_COMPRESSION_RATIO", 20)
-    settings = small_place.stage_hub(tmp_path / "home", datasets=[OTHER])
+    settings = _stage(small_place, tmp_path / "home", contracts_with_notes, [OTHER])
     small_place.reseal("family_support_enrolments", settings.inbox / "bomb.plx",
                        mutate_table=_with_notes(["a" * 200_000]))
     receipts, landed = _receive(settings, contracts_with_notes)

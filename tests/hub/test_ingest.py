@@ -22,16 +22,17 @@ NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 _loaded = {}
 
 
-def _contracts(folder):
-    """load_contracts, cached on the files' contents (validation is the slow part of a test)."""
+def _contracts(folder, approvers):
+    """load_contracts (signatures checked against the hub's approver registry), cached on the
+    files' contents (validation is the slow part of a test)."""
     key = (str(folder), tuple((p.name, p.read_bytes()) for p in sorted(folder.glob("*.yaml"))))
     if key not in _loaded:
-        _loaded[key] = load_contracts(folder)
+        _loaded[key] = load_contracts(folder, approvers)
     return _loaded[key]
 
 
 def _receive(settings, contracts_dir=None, now=NOW):
-    contracts, problems = _contracts(contracts_dir or settings.contracts_dir)
+    contracts, problems = _contracts(contracts_dir or settings.contracts_dir, settings.approver_registry())
     con = connect(settings)
     try:
         receipts = receive_inbox(settings, con, contracts, {p.stem: e for p, e in problems.items()},

@@ -3,7 +3,6 @@ import pytest
 
 from pipelines.audit import AuditLog
 from pipelines.bench.quality import QualityRun, _without_gate
-from pipelines.contracts import load_contracts
 from pipelines.hub import ingest
 from pipelines.warehouse import connect
 
@@ -27,7 +26,7 @@ def test_the_baseline_without_a_gate_lands_every_delivery_and_records_an_empty_v
     monkeypatch.setattr(ingest.quality_worker, "start", ingest.quality_worker.start)
     _without_gate()
     settings = small_place.stage_hub(tmp_path, datasets=["ae_attendances", "family_support_enrolments"])
-    contracts, _ = load_contracts(settings.contracts_dir)
+    contracts, _ = settings.load_contracts()
     con = connect(settings)
     try:
         receipts = ingest.receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))

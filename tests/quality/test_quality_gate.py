@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.audit import AuditLog
-from pipelines.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
 from pipelines.quality.validate import validate_delivery
 from pipelines.warehouse import connect
@@ -20,7 +19,7 @@ OTHER = "family_support_enrolments"  # another partner's delivery that must flow
 
 
 def _receive(settings, now=NOW):
-    contracts, problems = load_contracts(settings.contracts_dir)
+    contracts, problems = settings.load_contracts()
     con = connect(settings)
     try:
         receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=now)

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.audit import AuditLog
-from pipelines.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality import worker
@@ -64,7 +63,7 @@ def test_a_rejection_raised_in_the_worker_arrives_whole():
 
 
 def _receive(settings):
-    contracts, _ = load_contracts(settings.contracts_dir)
+    contracts, _ = settings.load_contracts()
     con = connect(settings)
     try:
         receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=NOW)

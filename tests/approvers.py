@@ -1,0 +1,20 @@
+"""The tests play the approvers: fresh keys for every role an agreement asks to sign, never committed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.approvals import ApproverRegistry, keys_for_required_roles, sign_off
+from pipelines.contracts import load_contracts
+from pipelines.keys import ApproverKey
+from pipelines.synth.study import DELIVERED_AT
+
+
+def sign_contracts(folder: Path, registry_dir: Path, now=DELIVERED_AT) -> dict[tuple[str, str], ApproverKey]:
+    """Every agreement in ``folder`` signed off by fresh keys for each required role, registered in
+    ``registry_dir`` (a hub's ``keys/approvers``): drafts become approved. Returns the keys."""
+    registry = ApproverRegistry(registry_dir)
+    contracts, problems = load_contracts(folder)
+    assert not problems
+    keys = keys_for_required_roles(contracts.values())
+    sign_off([c.path for c in contracts.values()], keys, now, registry)
+    return keys
