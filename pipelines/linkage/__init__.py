@@ -26,6 +26,8 @@ class LinkageResult:
     model_trained_at: str
     model_retrained: bool
     backend: str  # where pairs were scored and clustered: "duckdb" or "spark"
+    threshold: float  # the match probability pairs were linked at
+    threshold_method: str  # calibrated, saved with the model, or configured
     key_changes: KeyChanges
     qa: LinkageQA
     check: CheckOutcome
@@ -50,13 +52,18 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     retrained = model is None
     if model is None:
         model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit)
-        model.save(settings.models)
+    # PLACELINK_LINKAGE_THRESHOLD if set; else the model's calibrated threshold, calibrated on
+    # this run's scores when the model is new (pipelines/linkage/threshold.py).
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
             prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
     else:
         prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
                                          memory_limit=settings.duckdb_memory_limit)
+    if retrained:
+        if settings.linkage_threshold is None:
+            model = model.with_threshold(prediction.threshold, prediction.threshold_method)
+        model.save(settings.models)
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))
@@ -72,6 +79,7 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     record_linkage_run(con, qa, changes, check.passed)
     trained_at = model.trained_at.isoformat(timespec="seconds")
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
-                    settings.linkage_threshold, trained_at)
+                    prediction.threshold, trained_at)
     return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
-                         trained_at, retrained, prediction.backend, changes, qa, check)
+                         trained_at, retrained, prediction.backend, prediction.threshold,
+                         prediction.threshold_method, changes, qa, check)

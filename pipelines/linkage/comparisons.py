@@ -9,9 +9,9 @@ evidence it would have given (issue 17). With every column present they are the 
 Comparisons read like the domain; names fall back from the exact token to the phonetic token
 to a Dice similarity of the keyed Bloom encodings (computed in DuckDB with ``bit_count`` on
 ``BIT`` columns), then to a shared name part (middle names, double-barrelled names) and an
-initial. A separate comparison scores given and family names written the other way round,
-from the name-part tokens the partner kit makes under one key for both fields
-(docs/linkage-features.md says what that reveals).
+initial. Given and family names written the other way round are recognised from the name-part
+tokens the partner kit makes under one key for both fields (docs/linkage-features.md says
+what that reveals).
 """
 from __future__ import annotations
 
@@ -96,6 +96,19 @@ def name_comparison(name: str, similarity: str = "bloom", have: Iterable[str] | 
         levels += [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
                    cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
     first, last = NAME_PARTS[name]
+    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
+    if given in have and family in have:
+        # Given and family names written the other way round: the evidence is counted once, on
+        # the given name; on the family name the pair is neither agreement nor disagreement
+        # (a null level), so transposed pairs do not water down what "else" means for either.
+        swapped = cll.CustomLevel(f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
+                                  label_for_charts="given and family names transposed")
+        levels.append(swapped if name == "given_name" else swapped.configure(is_null_level=True))
+        if name == "given_name":
+            # Transposed with one of the names also misspelt, or a family name entered as the
+            # given name: weaker, and only on the given name.
+            levels.append(cll.CustomLevel(f"{given}_l = {family}_r OR {family}_l = {given}_r",
+                                          label_for_charts="one name found in the other field"))
     if first in have and last in have:
         levels.append(cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees"))
     if name == "given_name" and GIVEN_INITIAL in have and first in have:
@@ -104,25 +117,6 @@ def name_comparison(name: str, similarity: str = "bloom", have: Iterable[str] | 
             label_for_charts="initial agrees (one side has only the initial)"))
     levels.append(cll.ElseLevel())
     return cl.CustomComparison(output_column_name=name, comparison_levels=levels)
-
-
-def names_swapped_comparison() -> cl.CustomComparison:
-    """Given and family names written the other way round (the first parts, compared across
-    the fields), or one of them found in the other field; weighs nothing when they are not."""
-    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
-    null = " OR ".join(f"{c}_{s} IS NULL" for c in (given, family) for s in "lr")
-    return cl.CustomComparison(
-        output_column_name="names_swapped",
-        comparison_levels=[
-            cll.CustomLevel(null, label_for_charts="a name is missing").configure(is_null_level=True),
-            cll.CustomLevel(f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
-                            label_for_charts="given and family names transposed"),
-            cll.CustomLevel(f"({given}_l = {family}_r OR {family}_l = {given}_r) AND {given}_l <> {given}_r "
-                            f"AND {family}_l <> {family}_r",
-                            label_for_charts="one name found in the other field"),
-            cll.ElseLevel(),
-        ],
-    )
 
 
 def date_of_birth_comparison(have: Iterable[str] | None = None) -> cl.CustomComparison:
@@ -179,8 +173,6 @@ def comparisons(have: Iterable[str] | None = None, name_similarity: str = "bloom
     for name in ("given_name", "family_name"):
         if f"{name}_token" in have:
             out.append(name_comparison(name, name_similarity, have))
-    if {NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]} <= have:
-        out.append(names_swapped_comparison())
     if "date_of_birth_token" in have:
         out.append(date_of_birth_comparison(have))
     if "postcode_token" in have:

@@ -10,13 +10,14 @@ Spark (:mod:`pipelines.linkage.spark`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -32,6 +33,8 @@ from pipelines.linkage.comparisons import (BLOOM_BITS, DICE_HIGH, DICE_LOW, JARO
                                            JARO_WINKLER_LOW, MODEL_COLUMNS, NAME_PARTS, blocking_rules,
                                            comparisons, date_of_birth_comparison, name_comparison,
                                            postcode_comparison)
+from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
+from pipelines.linkage.threshold import calibrate as calibrate_threshold
 from pipelines.stages import stage
 
 if TYPE_CHECKING:
@@ -159,12 +162,17 @@ PRIOR_RULES: tuple[tuple[str, ...], ...] = (
 
 
 def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom",
-                    have: frozenset[str] | set[str] | None = None) -> SettingsCreator:
-    """The model for the columns in ``have`` (default: every column the model can read)."""
+                    have: frozenset[str] | set[str] | None = None,
+                    comparisons_for: Callable[[frozenset[str]], list] | None = None) -> SettingsCreator:
+    """The model for the columns in ``have`` (default: every column the model can read).
+
+    ``comparisons_for`` replaces the hub's comparisons (the benchmark's clear-text reference
+    model: :mod:`pipelines.bench.linkage_profiles`); blocking stays the same."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=comparisons(have, name_similarity),
+        comparisons=(comparisons(have, name_similarity) if comparisons_for is None
+                     else comparisons_for(frozenset(have or MODEL_COLUMNS))),
         blocking_rules_to_generate_predictions=blocking_rules(have),
         probability_two_random_records_match=prior,
         additional_columns_to_retain=["partner_id"],
@@ -187,6 +195,16 @@ class TrainedModel:
     # not be estimated (comparison and level labels only).
     training_rules: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Models trained before placeholder detection score values as they are, so a hub keeps its
+    # person keys until it retrains; newer models treat placeholder values as missing.
+    masks_placeholders: bool = True
+    # The match threshold calibrated on the first run's scores (None until then; models saved
+    # before calibration have none and use the configured or default threshold).
+    threshold: float | None = None
+    threshold_method: str = ""
+
+    def with_threshold(self, threshold: float, method: str) -> "TrainedModel":
+        return dataclasses.replace(self, threshold=threshold, threshold_method=method)
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -198,6 +216,10 @@ class TrainedModel:
             "prior_method": self.prior_method,
             "training_rules": self.training_rules,
             "training_warnings": self.warnings,
+            "placeholder_values": "treated as missing" if self.masks_placeholders else "compared as values",
+            "match_threshold": self.threshold,
+            "match_threshold_method": self.threshold_method,
+
             "splink_settings": self.splink_settings,
         }, indent=2))
         tmp.replace(path)
@@ -211,7 +233,9 @@ class TrainedModel:
         saved = json.loads(path.read_text())
         return cls(dt.datetime.fromisoformat(saved["trained_at"]), saved["training_records"],
                    saved["prior_method"], saved["splink_settings"], saved.get("training_rules", []),
-                   saved.get("training_warnings", []))
+                   saved.get("training_warnings", []),
+                   saved.get("placeholder_values") == "treated as missing",
+                   saved.get("match_threshold"), saved.get("match_threshold_method", ""))
 
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
@@ -383,22 +407,47 @@ def _fill_untrained_levels(settings: dict[str, Any], u_pairs: float) -> list[str
     return filled
 
 
+# Twins and siblings share a family name, a postcode, an address and (twins) a date of birth:
+# every field but the given name agrees. Splink's u values come from random pairs, which are
+# almost never relatives, so a model trusting its estimates adds those agreements up to near
+# certainty: on issue 17's stress profiles most false links at p >= 0.99 were twins, on tokens
+# and on clear text alike. Given names that share nothing the model can see (not the token, the
+# phonetic code, a Dice level, a name part, an initial, nor transposed) are therefore taken as
+# this strong evidence against: outweighing date of birth, family name and postcode together,
+# not an equal NHS number.
+GIVEN_NAMES_DIFFER_WEIGHT = -20.0
+
+
+def _given_names_that_share_nothing(settings: dict[str, Any]) -> None:
+    for comparison in settings["comparisons"]:
+        if comparison["output_column_name"] != "given_name":
+            continue
+        level = comparison["comparison_levels"][-1]
+        u = level.get("u_probability")
+        if isinstance(u, float) and u > 0:
+            level["m_probability"] = min(level["m_probability"], u * 2 ** GIVEN_NAMES_DIFFER_WEIGHT)
+
+
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
           name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True,
-          now: dt.datetime | None = None) -> TrainedModel:
+          now: dt.datetime | None = None,
+          comparisons_for: Callable[[frozenset[str]], list] | None = None) -> TrainedModel:
     """Train a model on ``records`` from the fields they hold: the prior from deterministic
     rules, u by random sampling and m by EM on the training rules the data supports (each on
     at most :data:`EM_MAX_PAIRS` blocked pairs).
 
+    Placeholder values (:mod:`pipelines.linkage.placeholders`) are treated as missing first.
     Never fails for lack of a field: comparisons, blocking and training rules are chosen from
     the columns present (:func:`present_columns`); a level that cannot be estimated is given a
     neutral value with a warning (:func:`_fill_untrained_levels`), listed in ``warnings``.
     """
+    records = mask_placeholders(records, find_placeholders(records))
     count = records.num_rows
     have = present_columns(records)
-    clear = {f"{n}_clear" for n in ("given_name", "family_name") if n + "_clear" in records.column_names}
-    defined = splink_settings(name_similarity=name_similarity, have=have | clear)
+    clear = {c for c in records.column_names
+             if c.endswith("_clear") and records.column(c).null_count < records.num_rows}
+    defined = splink_settings(name_similarity=name_similarity, have=have | clear, comparisons_for=comparisons_for)
     linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
     warnings: list[str] = []
     prior_rules = _prior_rules(have)
@@ -413,7 +462,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        defined = splink_settings(prior, name_similarity, have | clear)
+        defined = splink_settings(prior, name_similarity, have | clear, comparisons_for)
         con.close()
         linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
@@ -434,6 +483,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         con.close()
     settings = _as_defined(trained, defined.create_settings_dict("duckdb"))
     warnings += [f"level not estimated, {w}" for w in _fill_untrained_levels(settings, U_PAIRS)]
+    _given_names_that_share_nothing(settings)
     for warning in warnings:
         log.warning("linkage training: %s", warning)
     return TrainedModel(now or dt.datetime.now(dt.UTC), count, prior_method, settings,
@@ -459,8 +509,10 @@ class Prediction:
     links_above_threshold: int
     match_weights_chart: dict[str, Any]  # Splink's Vega-Lite spec of the model's match weights
     backend: str  # "duckdb" or "spark": where the pairs were scored and clustered
-    # unique_id_l, unique_id_r, match_probability of every scored pair; only if asked for.
+    # unique_id_l, unique_id_r, match_probability of every pair scored >= 0.5; only if asked for.
     pairs: pa.Table | None = None
+    threshold: float = 0.9  # the match probability the clusters were cut at
+    threshold_method: str = "as configured"  # where it came from (calibrated, saved, configured)
 
 
 # Scoring keeps the pairs at or above this probability, or at or above the threshold if that
@@ -471,8 +523,9 @@ KEEP_PAIRS_FROM = 0.5
 @contextmanager
 def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
                     spark: "SparkSession | None", memory_limit: str = "", token_ids: bool = True) -> Iterator[Linker]:
+    scoring = model.splink_settings
     if spark is None:
-        linker, con = _linker(records, model.splink_settings, temp_dir, memory_limit, token_ids)
+        linker, con = _linker(records, scoring, temp_dir, memory_limit, token_ids)
         try:
             yield linker
         finally:
@@ -482,7 +535,7 @@ def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | Non
 
     from pipelines.linkage.spark import bloom_as_words, spark_model_settings
 
-    settings = spark_model_settings(model.splink_settings, set(bloom_columns(records)))
+    settings = spark_model_settings(scoring, set(bloom_columns(records)))
     views_before = {t.name for t in spark.catalog.listTables() if t.isTemporary}
     linker = Linker(SparkAPI(spark_session=spark).register(bloom_as_words(records), table_name="person_records"),
                     settings, log_level=logging.WARNING)
@@ -508,27 +561,45 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
         con.close()
 
 
-def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float,
+def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | None = None,
                      temp_dir: Path | None = None, spark: "SparkSession | None" = None,
                      keep_pairs: bool = False, memory_limit: str = "", token_ids: bool = True) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
 
+    ``threshold`` None takes the model's calibrated threshold, or calibrates one on this run's
+    scores (:mod:`pipelines.linkage.threshold`; :attr:`Prediction.threshold` says which, so the
+    caller can save it with the model). A model trained with placeholder detection treats this
+    run's placeholder values as missing (:mod:`pipelines.linkage.placeholders`).
     On DuckDB unless a Spark session is given; both score the same saved model and give the
     same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run);
     ``token_ids=False`` compares the token columns as text (:func:`_duckdb_records`).
     """
+    if model.masks_placeholders:
+        records = mask_placeholders(records, find_placeholders(records))
+    if threshold is None and model.threshold is not None:
+        threshold, method = model.threshold, model.threshold_method
+    else:
+        method = "as configured"
     with _scoring_linker(records, model, temp_dir, spark, memory_limit, token_ids) as linker:
         with stage("linkage: predict"):
-            predictions = linker.inference.predict(threshold_match_probability=min(KEEP_PAIRS_FROM, threshold))
+            # Calibrating reads every scored pair's weight; otherwise only pairs that may link are kept.
+            keep_from = None if threshold is None else min(KEEP_PAIRS_FROM, threshold)
+            predictions = linker.inference.predict(threshold_match_probability=keep_from)
+        if threshold is None:
+            weights = predictions.query_sql("SELECT match_weight FROM {this}").as_pyarrow_table()
+            threshold, method = calibrate_threshold(weights.column(0).to_numpy())
         with stage("linkage: cluster"):
             clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
                 predictions, threshold_match_probability=threshold)
             table = clusters.query_sql("SELECT unique_id, cluster_id FROM {this}").as_pyarrow_table()
+        kept = min(KEEP_PAIRS_FROM, float(threshold))
         counts = predictions.query_sql(
             f"SELECT coalesce(sum(CASE WHEN match_probability >= {float(threshold)!r} THEN 1 ELSE 0 END), 0) "
-            "AS links, count(*) AS scored FROM {this}").as_record_list()[0]
-        pairs = (predictions.query_sql("SELECT unique_id_l, unique_id_r, match_probability FROM {this}")
+            f"AS links, count(*) FILTER (WHERE match_probability >= {kept!r}) AS scored FROM {{this}}"
+        ).as_record_list()[0]
+        pairs = (predictions.query_sql(f"SELECT unique_id_l, unique_id_r, match_probability FROM {{this}} "
+                                       f"WHERE match_probability >= {KEEP_PAIRS_FROM}")
                  .as_pyarrow_table() if keep_pairs else None)
     return Prediction(table, int(counts["scored"]), int(counts["links"]), match_weights_chart(model, records),
-                      "duckdb" if spark is None else "spark", pairs)
+                      "duckdb" if spark is None else "spark", pairs, threshold, method)
