@@ -57,30 +57,32 @@ def _features_of(raw: pl.DataFrame) -> list[str]:
             and IDENTITY_FEATURES[name].source in raw.columns]
 
 
-def person_records(files: StressFiles, clear: bool = False) -> pa.Table:
-    """The hub's person records of both files (one per record), as tokens or, with ``clear``,
-    as the clear values the tokens are made from (plus ``<name>_clear`` for the Bloom-encoded
-    fields)."""
-    key = LinkageKey.generate()
-    frames = []
-    for partner, raw in (("first", files.first), ("second", files.second)):
-        inputs = (ClearInputs if clear else IdentityInputs)(raw, partner_id=partner, dataset=partner, key=key,
-                                                           today=TODAY)
-        columns: dict[str, pl.Series] = {"unique_id": raw["record_id"],
-                                         "partner_id": pl.Series([partner] * raw.height)}
-        sent = set(_features_of(raw))
-        for name, sql_type in LINKAGE_FEATURES.items():
-            if clear and sql_type == "BIT":
-                source = IDENTITY_FEATURES[name].source
-                values = inputs.rows(source, getattr(inputs, source)) if name in sent else None
-                columns[f"{source}_clear"] = (values if values is not None
-                                              else pl.Series([None] * raw.height, dtype=pl.String))
-                continue
-            dtype = pl.Binary if sql_type == "BIT" else pl.String
-            columns[name] = (IDENTITY_FEATURES[name].rows(inputs).cast(dtype) if name in sent
-                             else pl.Series([None] * raw.height, dtype=dtype))
-        frames.append(pl.DataFrame(columns))
-    return pl.concat(frames).to_arrow()
+def partner_records(raw: pl.DataFrame, partner: str, key: LinkageKey, clear: bool = False) -> pl.DataFrame:
+    """One partner file's person records (one per record, ``unique_id`` = ``record_id``): the
+    partner kit's features as the hub receives them or, with ``clear``, the clear values the
+    tokens are made from (and ``<name>_clear`` for each Bloom-encoded field)."""
+    inputs = (ClearInputs if clear else IdentityInputs)(raw, partner_id=partner, dataset=partner, key=key,
+                                                       today=TODAY)
+    columns: dict[str, pl.Series] = {"unique_id": raw["record_id"], "partner_id": pl.Series([partner] * raw.height)}
+    sent = set(_features_of(raw))
+    for name, sql_type in LINKAGE_FEATURES.items():
+        if clear and sql_type == "BIT":
+            source = IDENTITY_FEATURES[name].source
+            values = inputs.rows(source, getattr(inputs, source)) if name in sent else None
+            columns[f"{source}_clear"] = (values if values is not None
+                                          else pl.Series([None] * raw.height, dtype=pl.String))
+            continue
+        dtype = pl.Binary if sql_type == "BIT" else pl.String
+        columns[name] = (IDENTITY_FEATURES[name].rows(inputs).cast(dtype) if name in sent
+                         else pl.Series([None] * raw.height, dtype=dtype))
+    return pl.DataFrame(columns)
+
+
+def person_records(files: StressFiles, clear: bool = False, key: LinkageKey | None = None) -> pa.Table:
+    """The hub's person records of both files (see :func:`partner_records`), under one key."""
+    key = key or LinkageKey.generate()
+    return pl.concat([partner_records(files.first, "first", key, clear),
+                      partner_records(files.second, "second", key, clear)]).to_arrow()
 
 
 def reference_comparisons(have: frozenset[str]) -> list:

@@ -416,6 +416,7 @@ def _fill_untrained_levels(settings: dict[str, Any], u_pairs: float) -> list[str
 # this strong evidence against: outweighing date of birth, family name and postcode together,
 # not an equal NHS number.
 GIVEN_NAMES_DIFFER_WEIGHT = -20.0
+MIN_PROBABILITY = 1e-12
 
 
 def _given_names_that_share_nothing(settings: dict[str, Any]) -> None:
@@ -426,6 +427,12 @@ def _given_names_that_share_nothing(settings: dict[str, Any]) -> None:
         u = level.get("u_probability")
         if isinstance(u, float) and u > 0:
             level["m_probability"] = min(level["m_probability"], u * 2 ** GIVEN_NAMES_DIFFER_WEIGHT)
+    # EM can drive a level's m to exactly 0 (no training pair in it), which Splink refuses to load.
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            for p in ("m_probability", "u_probability"):
+                if isinstance(level.get(p), float) and level[p] < MIN_PROBABILITY:
+                    level[p] = MIN_PROBABILITY
 
 
 @stage("linkage: train")
@@ -471,9 +478,15 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
         rules, untrained = training_rules(con, defined.create_settings_dict("duckdb"), have)
         for rule in rules:
+            # A failed session leaves the linker's settings without the comparisons it set
+            # aside: keep a copy to put back.
+            before = linker._settings_obj.core_model_settings.copy()
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule), **cap)
-            except EMTrainingException as exc:
+            except (EMTrainingException, ValueError, ArithmeticError) as exc:
+                linker._settings_obj.core_model_settings = before
+                # Splink refuses an m that underflows to 0 (a level no pair reached) and cannot
+                # train on a rule whose pairs all agree: this rule's estimates are left out.
                 warnings.append(f"EM on {' + '.join(rule)} failed ({type(exc).__name__}); its comparisons keep "
                                 "the estimates of the other rules")
         if untrained:

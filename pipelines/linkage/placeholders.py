@@ -11,11 +11,13 @@ also loses its sector and district), and the linkage QA report says how many rec
 partner lost which field. Counts only: the values themselves are never shown or logged.
 
 A value is a placeholder when it is held by at least :data:`MIN_RECORDS` identity records and
-by more than ``ratio`` times the 95th percentile of the counts of the field's values (the
-count a common real value reaches). The percentile barely moves for one dominant value, so
-a postcode held by half the records stands out against the few dozen that a busy real
-postcode holds. Names are distributed very unevenly (KHAN, SINGH or WANG are common in some
-communities), so a name is only a placeholder when it stands out far more (``ratio`` 50):
+either by more than ``ratio`` times the 95th percentile of the counts of the field's values
+(the count a common real value reaches; the percentile barely moves for one dominant value),
+or by more than 5% of the records that have the field and ten times as many as the median
+value: in a small place with few postcodes each real one may hold 5%, but not ten times its
+neighbours' share. Names are
+distributed very unevenly (KHAN, SINGH or WANG are common in some communities), so a name is
+only a placeholder when it stands out far more (50 times, or a fifth of the records):
 treating a common name as missing would cost one group its recall.
 """
 from __future__ import annotations
@@ -27,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MIN_RECORDS = 20
+SHARE, NAME_SHARE = 0.05, 0.20
+OVER_MEDIAN = 10
 
 # field: (the column whose values are counted, every column made from the same raw value, ratio)
 FIELDS: dict[str, tuple[str, tuple[str, ...], float]] = {
@@ -73,7 +77,9 @@ def find_placeholders(records: pa.Table) -> list[Placeholders]:
         counts = pc.value_counts(values.drop_null() if isinstance(values, pa.ChunkedArray) else values.drop_null())
         n = counts.field("counts").to_numpy()
         typical = float(np.percentile(n, 95))
-        flagged = n >= max(MIN_RECORDS, ratio * typical + 1)
+        share = NAME_SHARE if field in ("given_name", "family_name") else SHARE
+        dominant = (n > share * present) & (n > OVER_MEDIAN * float(np.median(n)))
+        flagged = (n >= MIN_RECORDS) & ((n > ratio * typical) | dominant)
         if not flagged.any():
             continue
         value_set = counts.field("values").filter(pa.array(flagged))
