@@ -438,7 +438,7 @@ def _given_names_that_share_nothing(settings: dict[str, Any]) -> None:
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
           name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True,
-          now: dt.datetime | None = None,
+          trained_at: dt.datetime | None = None,
           comparisons_for: Callable[[frozenset[str]], list] | None = None) -> TrainedModel:
     """Train a model on ``records`` from the fields they hold: the prior from deterministic
     rules, u by random sampling and m by EM on the training rules the data supports (each on
@@ -448,6 +448,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     Never fails for lack of a field: comparisons, blocking and training rules are chosen from
     the columns present (:func:`present_columns`); a level that cannot be estimated is given a
     neutral value with a warning (:func:`_fill_untrained_levels`), listed in ``warnings``.
+    ``trained_at`` is the hub's clock (default: the calendar).
     """
     records = mask_placeholders(records, find_placeholders(records))
     count = records.num_rows
@@ -499,7 +500,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     _given_names_that_share_nothing(settings)
     for warning in warnings:
         log.warning("linkage training: %s", warning)
-    return TrainedModel(now or dt.datetime.now(dt.UTC), count, prior_method, settings,
+    return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings,
                         training_rules=[" + ".join(r) for r in rules], warnings=warnings)
 
 
