@@ -5,9 +5,10 @@ and on real data they are not (a family shares a surname, a postcode and often a
 pattern), so the probabilities are over-confident near the boundary and no single cut-off suits
 every place. What is stable is the shape of the scores: the blocked pairs form two humps of
 match weight, strangers on the left and the same people on the right, with few pairs in
-between. The threshold is put at the bottom of that valley (the middle of its lowest stretch,
-in one-bit bins smoothed over three), where moving it either way changes fewest links, and
-kept within [:data:`LOWEST`, :data:`HIGHEST`] so that no place links on less than even odds.
+between. The threshold is put where that valley is lowest between probabilities
+:data:`LOWEST` and :data:`HIGHEST` (match weights 0 to +6.6 bits; one-bit bins smoothed over
+three, the middle of the lowest stretch), where moving it either way changes fewest links and
+no place links on less than even odds.
 
 It is calibrated once, on the scores of the run that trained the model, and saved with it, so
 the threshold changes only on retraining; ``PLACELINK_LINKAGE_THRESHOLD`` overrides it.
@@ -32,7 +33,10 @@ def probability(match_weight: float) -> float:
 
 
 def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
-    """The threshold for a model, from the match weights of every pair it scored, and how."""
+    """The threshold for a model, from the match weights of every pair it scored, and how.
+
+    The valley is looked for between the match weights of :data:`LOWEST` and :data:`HIGHEST`
+    (0 and +6.6 bits): the lowest smoothed count of pairs there, the middle of its stretch."""
     weights = match_weights[np.isfinite(match_weights)]
     if len(weights) < MIN_PAIRS or not (weights > 0).any() or not (weights < 0).any():
         return DEFAULT, f"default {DEFAULT} (too few scored pairs to calibrate)"
@@ -40,19 +44,18 @@ def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
     counts, edges = np.histogram(weights, bins=np.arange(low, high + BIN_BITS, BIN_BITS))
     smooth = np.convolve(counts, np.ones(3) / 3, mode="same")
     centres = (edges[:-1] + edges[1:]) / 2
-    left = np.flatnonzero(centres < 0)
-    right = np.flatnonzero(centres > 0)
-    strangers = left[np.argmax(smooth[left])]
-    same = right[np.argmax(smooth[right])]
-    if same - strangers < 2:
-        return DEFAULT, f"default {DEFAULT} (no valley between the scores of strangers and matches)"
-    between = np.arange(strangers + 1, same)
-    lowest = smooth[between].min()
-    floor = between[smooth[between] <= lowest + 1e-9]
-    # The middle of the lowest stretch (the first run of bins at the minimum).
+    window = np.flatnonzero((centres >= _weight(LOWEST)) & (centres <= _weight(HIGHEST)))
+    if len(window) == 0:
+        return DEFAULT, f"default {DEFAULT} (no scores between {LOWEST} and {HIGHEST})"
+    lowest = smooth[window].min()
+    floor = window[smooth[window] <= lowest + 1e-9]
     run_end = floor[0]
     while run_end + 1 in floor:
         run_end += 1
     valley = (centres[floor[0]] + centres[run_end]) / 2
     threshold = min(HIGHEST, max(LOWEST, probability(valley)))
     return round(threshold, 4), f"{METHOD} (match weight {valley:+.1f})"
+
+
+def _weight(p: float) -> float:
+    return math.log2(p / (1 - p))
