@@ -54,7 +54,7 @@ def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
         run_end += 1
     valley = (centres[floor[0]] + centres[run_end]) / 2
     threshold = min(HIGHEST, max(LOWEST, probability(valley)))
-    return round(threshold, 4), f"{METHOD} (match weight {valley:+.1f})"
+    return float(round(threshold, 4)), f"{METHOD} (match weight {float(valley):+.1f})"
 
 
 def _weight(p: float) -> float:
