@@ -407,26 +407,10 @@ def _fill_untrained_levels(settings: dict[str, Any], u_pairs: float) -> list[str
     return filled
 
 
-# Twins and siblings share a family name, a postcode, an address and (twins) a date of birth:
-# every field but the given name agrees. Splink's u values come from random pairs, which are
-# almost never relatives, so a model trusting its estimates adds those agreements up to near
-# certainty: on issue 17's stress profiles most false links at p >= 0.99 were twins, on tokens
-# and on clear text alike. Given names that share nothing the model can see (not the token, the
-# phonetic code, a Dice level, a name part, an initial, nor transposed) are therefore taken as
-# this strong evidence against: outweighing date of birth, family name and postcode together,
-# not an equal NHS number.
-GIVEN_NAMES_DIFFER_WEIGHT = -20.0
 MIN_PROBABILITY = 1e-12
 
 
-def _given_names_that_share_nothing(settings: dict[str, Any]) -> None:
-    for comparison in settings["comparisons"]:
-        if comparison["output_column_name"] != "given_name":
-            continue
-        level = comparison["comparison_levels"][-1]
-        u = level.get("u_probability")
-        if isinstance(u, float) and u > 0:
-            level["m_probability"] = min(level["m_probability"], u * 2 ** GIVEN_NAMES_DIFFER_WEIGHT)
+def _clamp_probabilities(settings: dict[str, Any]) -> None:
     # EM can drive a level's m to exactly 0 (no training pair in it), which Splink refuses to load.
     for comparison in settings["comparisons"]:
         for level in comparison["comparison_levels"]:
@@ -497,7 +481,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         con.close()
     settings = _as_defined(trained, defined.create_settings_dict("duckdb"))
     warnings += [f"level not estimated, {w}" for w in _fill_untrained_levels(settings, U_PAIRS)]
-    _given_names_that_share_nothing(settings)
+    _clamp_probabilities(settings)
     for warning in warnings:
         log.warning("linkage training: %s", warning)
     return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings,

@@ -51,8 +51,20 @@ def _pools(seed: int, locales: tuple[str, ...]) -> dict[str, tuple[list[str], li
         faker.seed_instance(seed * 31 + offset)
         size = POOL_SIZE.get(locale, DEFAULT_POOL)
         if locale == "zh_CN":
-            given = [faker.first_romanized_name() for _ in range(size)]
+            # Faker romanises only a couple of dozen given names; Chinese given names are mostly
+            # two syllables written as one word (Xiaoming, Jianguo), so most are composed of two.
+            syllables = sorted({faker.first_romanized_name() for _ in range(500)})
+            given = [syllables[i] + (syllables[j].lower() if k < 0.7 else "") for i, j, k in
+                     zip(faker.random.choices(range(len(syllables)), k=size),
+                         faker.random.choices(range(len(syllables)), k=size),
+                         (faker.random.random() for _ in range(size)))]
             pools[locale] = (given, given, [faker.last_romanized_name() for _ in range(size)])
+        elif locale == "en_NG":
+            # en_NG alone has 40 given and 20 family names: add Faker's Yoruba names (yo_NG).
+            yoruba = Faker("yo_NG")
+            yoruba.seed_instance(seed * 31 + offset)
+            pools[locale] = tuple([getattr(f, method)() for f in (faker, yoruba) for _ in range(size // 2)]
+                                  for method in ("first_name_female", "first_name_male", "last_name"))
         else:
             pools[locale] = ([faker.first_name_female() for _ in range(size)],
                              [faker.first_name_male() for _ in range(size)],
