@@ -55,6 +55,8 @@ def test_the_same_person_written_differently_links(place, change, why):
     assert linked(place, PERSON, PERSON | change), why
 
 
+@pytest.mark.xfail(strict=True, reason="known limitation (docs/linkage.md, Twins and siblings): twins agree on "
+                   "every field but the given name, and the model adds that up to a link")
 def test_twins_are_two_people(place):
     twin = PERSON | {"given_name": "Zuzanna"}
     assert not linked(place, PERSON, twin)
