@@ -23,8 +23,8 @@ def pairs_scored(schema: pa.Schema, rows: list[dict]) -> list[tuple[str, int]]:
     return [(rule, n) for rule, n in blocked_comparisons(pa.Table.from_pylist(rows, schema=schema)) if n]
 
 
-def other(value: str) -> str:
-    return "other-" + value
+def other(value: str | None) -> str | None:
+    return None if value is None else "other-" + value
 
 
 def test_a_record_with_only_names_is_compared_with_records_of_the_same_names(full_record):
