@@ -7,7 +7,8 @@ every place. What is stable is the shape of the scores: the blocked pairs form t
 match weight, strangers on the left and the same people on the right, with few pairs in
 between. The threshold is put where that valley is lowest between probabilities
 :data:`LOWEST` and :data:`HIGHEST` (match weights 0 to +6.6 bits; one-bit bins smoothed over
-three, the middle of the lowest stretch), where moving it either way changes fewest links and
+three; bins within a quarter of the lowest count are the floor, and of several stretches the
+highest), where moving it either way changes fewest links and
 no place links on less than even odds.
 
 It is calibrated once, on the scores of the run that trained the model, and saved with it, so
@@ -48,11 +49,15 @@ def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
     if len(window) == 0:
         return DEFAULT, f"default {DEFAULT} (no scores between {LOWEST} and {HIGHEST})"
     lowest = smooth[window].min()
-    floor = window[smooth[window] <= lowest + 1e-9]
-    run_end = floor[0]
-    while run_end + 1 in floor:
-        run_end += 1
-    valley = (centres[floor[0]] + centres[run_end]) / 2
+    # Counts in the valley are small and noisy: bins within a quarter (or one pair) of the lowest
+    # count are taken as the floor.
+    floor = window[smooth[window] <= max(lowest * 1.25, lowest + 1.0)]
+    # Of several equally low stretches, the highest: a wrong link merges whole persons (and
+    # every record of both), a missed one splits off one record, so ties go to fewer links.
+    run_start = floor[-1]
+    while run_start - 1 in floor:
+        run_start -= 1
+    valley = (centres[run_start] + centres[floor[-1]]) / 2
     threshold = min(HIGHEST, max(LOWEST, probability(valley)))
     return float(round(threshold, 4)), f"{METHOD} (match weight {float(valley):+.1f})"
 
