@@ -79,7 +79,8 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
         "identity_records": result.identity_records, "persons": result.persons,
         "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
         "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
-        "threshold": settings.linkage_threshold, "linkage_backend": result.backend,
+        "threshold": result.threshold, "threshold_method": result.threshold_method,
+        "linkage_backend": result.backend,
     })
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
 

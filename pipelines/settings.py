@@ -45,7 +45,7 @@ class Settings:
     contracts_dir: Path
     sql_dir: Path
     # Pairs at or above this Splink match probability join one person (README: linkage).
-    linkage_threshold: float = 0.9
+    linkage_threshold: float | None = None  # None: the model's calibrated threshold
     # Passphrase of the hub's decryption key, if it has one (PLACELINK_HUB_KEY_PASSPHRASE).
     hub_key_passphrase: bytes | None = None
     # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
@@ -97,7 +97,8 @@ class Settings:
             contracts_dir=contracts_dir,
             contracts_source=contracts_source,
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
-            linkage_threshold=float(env.get("PLACELINK_LINKAGE_THRESHOLD", "0.9")),
+            linkage_threshold=(float(env["PLACELINK_LINKAGE_THRESHOLD"])
+                               if env.get("PLACELINK_LINKAGE_THRESHOLD", "").strip() else None),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
             linkage_max_cluster_size=int(env.get("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "40")),
             linkage_max_link_rate_change=float(env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")),

@@ -45,7 +45,8 @@ from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage import link_person_records
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
-from pipelines.partner_kit.features import IDENTITY_FEATURES, IdentityInputs, contract_features
+from pipelines.bench.linkage_profiles import ClearInputs
+from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.readers import read_raw_extract
 from pipelines.partner_kit.tokens import LinkageKey
@@ -59,11 +60,8 @@ METHODS = ("tokens", "nhs_number_only", "clear_text")
 NEW_NEXT_MONTH = 0.08  # share of identity records held back from the first month
 
 
-class _ClearInputs(IdentityInputs):
-    """The partner kit's normalisation without the tokenising: clear values."""
-
-    def token(self, field_name: str, values: pl.Series, *, all_distinct: bool = False) -> pl.Series:
-        return values.alias(field_name)
+# The partner kit's normalisation without the tokenising: clear values.
+_ClearInputs = ClearInputs
 
 
 @contextmanager

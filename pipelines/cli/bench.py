@@ -41,8 +41,23 @@ def bench_envelope(megabytes: int, repeats: int, kem: str, chunk_mb: int, folder
               help="Keep each place, extracts and warehouse under this folder (default: a temp folder, removed).")
 @click.option("--json", "out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON to this file.")
-def linkage(sizes: tuple[int, ...], seed: int, work: Path | None, out: Path | None) -> None:
+@click.option("--profile", "profiles", multiple=True,
+              help="A stress profile (pipelines/stress/profiles.py; repeatable, or 'all'): tokens against "
+                   "clear-text Splink on the profile's two partner files instead of the synthetic place.")
+def linkage(sizes: tuple[int, ...], seed: int, work: Path | None, out: Path | None,
+            profiles: tuple[str, ...]) -> None:
     """Linkage accuracy on tokens vs NHS-number-only matching vs clear-text Splink, against ground truth."""
+    if profiles:
+        from pipelines.stress import PROFILES
+
+        unknown = [p for p in profiles if p != "all" and p not in PROFILES]
+        if unknown:
+            raise click.BadParameter(f"unknown profile(s) {', '.join(unknown)}; known: all, {', '.join(PROFILES)}",
+                                     param_hint="--profile")
+        from pipelines.bench.linkage_profiles import run_profiles
+
+        run_profiles(list(profiles), seed, out, echo=click.echo)
+        return
     from pipelines.bench.linkage import run_benchmarks
 
     run_benchmarks(list(sizes), seed, work, out, echo=click.echo)

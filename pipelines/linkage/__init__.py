@@ -10,6 +10,7 @@ import polars as pl
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.person_keys import KeyChanges, assign_person_keys
 from pipelines.linkage.person_records import NothingToLink
+from pipelines.linkage.placeholders import find_placeholders
 from pipelines.linkage.spark import spark_session
 from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
                                   record_linkage_run, write_qa_report)
@@ -26,6 +27,8 @@ class LinkageResult:
     model_trained_at: str
     model_retrained: bool
     backend: str  # where pairs were scored and clustered: "duckdb" or "spark"
+    threshold: float  # the match probability pairs were linked at
+    threshold_method: str  # calibrated, saved with the model, or configured
     key_changes: KeyChanges
     qa: LinkageQA
     check: CheckOutcome
@@ -51,13 +54,18 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     if model is None:
         model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit,
                       trained_at=settings.now())
-        model.save(settings.models)
+    # PLACELINK_LINKAGE_THRESHOLD if set; else the model's calibrated threshold, calibrated on
+    # this run's scores when the model is new (pipelines/linkage/threshold.py).
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
             prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
     else:
         prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
                                          memory_limit=settings.duckdb_memory_limit)
+    if retrained:
+        if settings.linkage_threshold is None:
+            model = model.with_threshold(prediction.threshold, prediction.threshold_method)
+        model.save(settings.models)
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
@@ -73,7 +81,11 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                           settings.linkage_max_link_rate_change)
     record_linkage_run(con, qa, changes, check.passed, now=settings.now())
     trained_at = model.trained_at.isoformat(timespec="seconds")
+    placeholders = find_placeholders(records) if model.masks_placeholders else []
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
-                    settings.linkage_threshold, trained_at)
+                    prediction.threshold, trained_at, placeholders,
+                    {"rules": model.training_rules, "warnings": model.warnings,
+                     "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})"})
     return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
-                         trained_at, retrained, prediction.backend, changes, qa, check)
+                         trained_at, retrained, prediction.backend, prediction.threshold,
+                         prediction.threshold_method, changes, qa, check)

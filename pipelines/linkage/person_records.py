@@ -25,14 +25,24 @@ LINKAGE_FEATURES: dict[str, str] = {
     "family_name_token": "VARCHAR",
     "family_name_phonetic_token": "VARCHAR",
     "family_name_bloom": "BIT",
+    # Name parts and the given name's initial, under one key for both name fields: transposed
+    # names, middle names, double-barrelled names, initials (docs/linkage-features.md).
+    "given_name_first_part_token": "VARCHAR",
+    "given_name_last_part_token": "VARCHAR",
+    "family_name_first_part_token": "VARCHAR",
+    "family_name_last_part_token": "VARCHAR",
+    "given_name_initial_token": "VARCHAR",
     "date_of_birth_token": "VARCHAR",
     "dob_year_token": "VARCHAR",
     "dob_month_token": "VARCHAR",
     "dob_day_token": "VARCHAR",
     "dob_unordered_token": "VARCHAR",
+    "dob_year_next_token": "VARCHAR",
     "postcode_token": "VARCHAR",
     "postcode_sector_token": "VARCHAR",
     "postcode_district_token": "VARCHAR",
+    "address_line_bloom": "BIT",
+    "uprn_token": "VARCHAR",
     "sex": "VARCHAR",
 }
 # The features that define an identity; the rest are derived from these by the partner kit.

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from pipelines.linkage.person_keys import KeyChanges
+from pipelines.linkage.placeholders import Placeholders
 from pipelines.stages import stage
 
 REPORT_FILE = "linkage_qa.html"
@@ -172,11 +173,38 @@ def _chart_fragment(spec: dict[str, Any] | None) -> str:
     return chart_html(spec, inline=True, fullhtml=False)
 
 
+def _placeholder_section(placeholders: list[Placeholders]) -> str:
+    if not placeholders:
+        return "<p>No field holds a value shared by implausibly many records.</p>"
+    rows = [[html.escape(p.field.replace("_", " ")), f"{p.values:,}", f"{p.records:,}", _bar(p.share),
+             html.escape(", ".join(f"{partner}: {n:,}" for partner, n in p.by_partner))] for p in placeholders]
+    return ("<p>Values shared by far more identity records than the field's values usually are "
+            "(a system's value for \"not known\"). They are treated as missing for training, blocking and "
+            "scoring, so they neither link strangers nor teach the model that the field means little. "
+            "Ask the partner what the value stands for.</p>"
+            + _table(["field", "values", "identity records holding one", "share of those with the field",
+                      "by partner"], rows))
+
+
+def _training_section(training: dict[str, Any] | None) -> str:
+    if not training:
+        return ""
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in training.get("warnings", []))
+    return (f"<p>Trained on the fields present; EM training rules: "
+            f"{html.escape('; '.join(training.get('rules', [])) or 'none')}. "
+            f"Threshold: {html.escape(str(training.get('threshold_method', '')))}.</p>"
+            + (f"<ul>{warnings}</ul>" if warnings else ""))
+
+
 @stage("reports")
 def write_qa_report(folder: Path, qa: LinkageQA, match_weights_chart: dict[str, Any] | None,
                     changes: KeyChanges | None, outcome: CheckOutcome, threshold: float,
-                    model_trained_at: str) -> Path:
-    """Write ``reports/linkage_qa.html`` (counts and shares only)."""
+                    model_trained_at: str, placeholders: list[Placeholders] | None = None,
+                    training: dict[str, Any] | None = None) -> Path:
+    """Write ``reports/linkage_qa.html`` (counts and shares only).
+
+    ``placeholders``: the fields whose placeholder values were treated as missing;
+    ``training``: the model's EM rules, warnings and threshold method (labels only)."""
     folder.mkdir(parents=True, exist_ok=True)
     largest = max((n for _, n in qa.cluster_sizes), default=1)
     size_rows = [[str(size), f"{n:,}", f'<span class="bar" style="width:{n / largest * 200:.0f}px"></span>']
@@ -208,7 +236,10 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: l
 probability &ge; {threshold}; {qa.link_rate:.1%} of identity records share a person with another record;
 largest person: {qa.max_cluster_size} identity records. Model trained {html.escape(model_trained_at)}.</p>
 {key_lines}
+<h2>Placeholder values</h2>
+<div id="placeholders">{_placeholder_section(placeholders or [])}</div>
 <h2>Match weights of the model</h2>
+<div id="training">{_training_section(training)}</div>
 <p>Splink's chart: how much each comparison level adds to or takes from the evidence that two records
 are the same person.</p>
 <div id="match-weights">{_chart_fragment(match_weights_chart)}</div>

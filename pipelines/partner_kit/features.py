@@ -24,19 +24,22 @@ import pyarrow as pa
 
 from pipelines.contracts import Contract, Dataset
 from pipelines.extract_file import ARROW_TYPES
-from pipelines.partner_kit.bloom import bloom_encode_names
+from pipelines.partner_kit.bloom import ADDRESS_HASHES, bloom_encode_names
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.normalise import (
     EARLIEST_DATE_OF_BIRTH,
     Factorised,
+    address_lines,
     canonical_given_names,
     clean_names,
+    name_parts,
     format_postcodes,
     parse_iso_dates,
     postcode_districts,
     postcode_sectors,
     sex_codes,
     valid_nhs_numbers,
+    valid_uprns,
 )
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey, token_array, tokenise
@@ -106,6 +109,7 @@ class IdentityInputs:
         self.missing: dict[str, int] = {}
         self.postcodes_not_in_lookup = 0
         self._fields: dict[str, Factorised] = {}
+        self._parts: dict[str, pl.DataFrame] = {}
 
     @step("normalise")
     def field(self, column: str) -> Factorised:
@@ -190,6 +194,27 @@ class IdentityInputs:
         return self._normalise("sex", sex_codes)
 
     @cached_property
+    def address_line(self) -> pl.Series:
+        return self._normalise("address_line", address_lines)
+
+    @cached_property
+    def uprn(self) -> pl.Series:
+        return self._normalise("uprn", valid_uprns)
+
+    @step("normalise")
+    def name_parts(self, column: str) -> pl.DataFrame:
+        """First and last part of each distinct raw name (see ``normalise.name_parts``)."""
+        if column not in self._parts:
+            self._parts[column] = name_parts(self.field(column).distinct)
+        return self._parts[column]
+
+    @cached_property
+    @step("normalise")
+    def given_name_initial(self) -> pl.Series:
+        """Initial of the canonical form of the given name's first part (BOB -> R, for ROBERT)."""
+        return canonical_given_names(self.name_parts("given_name")["first"]).str.head(1)
+
+    @cached_property
     @step("normalise")
     def areas(self) -> pl.DataFrame:
         """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
@@ -256,6 +281,9 @@ class IdentityFeature:
     per_row: bool = False
     token_of: Callable[[IdentityInputs], pl.Series] | None = None
     token_prefix: Callable[[IdentityInputs], str] | None = None
+    # The field key the token is made under, if not the feature's own (name parts of both
+    # fields share one key so the hub can compare them across fields).
+    key: str | None = None
 
     def rows(self, inputs: IdentityInputs) -> pl.Series:
         """The feature's value for every row of the extract, typed."""
@@ -289,11 +317,12 @@ class IdentityFeature:
     def _token_arrow(self, inputs: IdentityInputs) -> pa.Array | pa.ChunkedArray:
         values = self.token_of(inputs).cast(pl.String)
         prefix = self.token_prefix(inputs) if self.token_prefix else ""
+        key = self.key or self.name
         if not prefix:
             values = values.replace("", None)  # as tokenise: an empty value has no token
         if self.per_row:
             present = values.drop_nulls()
-            tokens = inputs.token_array(self.name, present, prefix=prefix)
+            tokens = inputs.token_array(key, present, prefix=prefix)
             if present.len() == values.len():
                 return tokens
             # Not in prepare_extract (it checks every record id is present): place the
@@ -304,18 +333,37 @@ class IdentityFeature:
         # Hash each distinct clear value once (several raw spellings can give one value);
         # each row points at its token in the dictionary.
         clear = inputs.field(self.source).refactor(values)
-        tokens = inputs.token_array(self.name, clear.distinct, prefix=prefix)
+        tokens = inputs.token_array(key, clear.distinct, prefix=prefix)
         if isinstance(tokens, pa.ChunkedArray):
             tokens = tokens.combine_chunks()
         return pa.DictionaryArray.from_arrays(clear.codes.to_arrow(), tokens)
 
 
 def _token(
-    name: str, source: str, values: Callable[[IdentityInputs], pl.Series], description: str
+    name: str,
+    source: str,
+    values: Callable[[IdentityInputs], pl.Series],
+    description: str,
+    key: str | None = None,
 ) -> IdentityFeature:
     return IdentityFeature(
-        name, source, pl.String, lambda i: i.token(name, values(i)), description, token_of=values
+        name,
+        source,
+        pl.String,
+        lambda i: i.token(key or name, values(i)).alias(name),
+        description,
+        token_of=values,
+        key=key,
     )
+
+
+# Name parts and the given name's initial are made under one key for both name fields, so
+# the hub can see that one record's given name is another's family name (transposed names).
+NAME_PART_KEY = "name_part"
+
+
+def _year_after(inputs: IdentityInputs) -> pl.Series:
+    return (inputs.date_of_birth.dt.year() + 1).cast(pl.String)
 
 
 _FEATURES = (
@@ -413,6 +461,40 @@ _FEATURES = (
         lambda i: postcode_districts(i.postcode),
         "token of the postcode district (AB1)",
     ),
+    *(
+        _token(
+            f"{name}_{end}_part_token",
+            name,
+            lambda i, name=name, end=end: i.name_parts(name)[end],
+            f"token of the {end} part of the {name.replace('_', ' ')} as written (MARY-ANNE: "
+            f"{'MARY' if end == 'first' else 'ANNE'}), under the key shared by both name fields",
+            key=NAME_PART_KEY,
+        )
+        for name in ("given_name", "family_name")
+        for end in ("first", "last")
+    ),
+    _token(
+        "given_name_initial_token",
+        "given_name",
+        lambda i: i.given_name_initial,
+        "token of the initial of the given name (canonical form), under the name-part key",
+        key=NAME_PART_KEY,
+    ),
+    _token(
+        "dob_year_next_token",
+        "date_of_birth",
+        _year_after,
+        "token of the year after the year of birth, under the year's key: years one apart agree",
+        key="dob_year_token",
+    ),
+    IdentityFeature(
+        "address_line_bloom",
+        "address_line",
+        pl.Binary,
+        lambda i: bloom_encode_names(i.address_line, "address_line_bloom", i.key, ADDRESS_HASHES),
+        "256-bit keyed Bloom filter of the first line of the address's bigrams",
+    ),
+    _token("uprn_token", "uprn", lambda i: i.uprn, "token of the Unique Property Reference Number"),
     IdentityFeature("sex", "sex", pl.String, lambda i: i.sex, "M, F or U"),
     IdentityFeature(
         "year_of_birth",

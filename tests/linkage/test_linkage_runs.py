@@ -122,3 +122,16 @@ def test_a_month_where_every_delivery_was_held_stops_linkage_with_a_reason(small
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "nothing to link" in failure.step_failure_data.user_failure_data.description
+
+
+def test_the_first_run_calibrates_a_threshold_that_the_next_run_reuses(months):
+    settings, first, _, second, _ = months
+    model = TrainedModel.load(settings.models)
+    assert model.threshold is not None and 0.5 <= model.threshold <= 0.99
+    assert "valley" in model.threshold_method and model.masks_placeholders
+    used = [m.metadata["threshold"].value for r in (first, second) for m in r.asset_materializations_for_node(
+        "linked_persons") if "threshold" in m.metadata]
+    assert used == [model.threshold, model.threshold]
+    report = (settings.reports / "linkage_qa.html").read_text()
+    assert "No field holds a value shared by implausibly many records" in report
+    assert "EM training rules: date_of_birth_token" in report

@@ -1,0 +1,50 @@
+"""The stress generator: each profile's files hold the fields it names, with its failure class,
+and the same profile and seed give the same files."""
+import dataclasses
+
+import polars as pl
+import pytest
+
+from pipelines.stress import PROFILES, generate
+from pipelines.stress.generate import PLACEHOLDER_POSTCODE
+
+
+def small(name: str, **changes):
+    return dataclasses.replace(PROFILES[name], people=600, **changes)
+
+
+def test_the_same_profile_and_seed_give_the_same_files():
+    one, two = generate(small("baseline"), seed=4), generate(small("baseline"), seed=4)
+    assert one.first.equals(two.first) and one.second.equals(two.second) and one.truth.equals(two.truth)
+    assert not generate(small("baseline"), seed=5).first.equals(one.first)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_each_profile_sends_the_fields_it_names(name):
+    files = generate(small(name), seed=1)
+    assert files.first.columns[0] == files.second.columns[0] == "record_id"
+    assert set(files.first.columns[1:]) == set(PROFILES[name].first_fields)
+    assert set(files.second.columns[1:]) == set(PROFILES[name].second_fields)
+    assert files.truth.height == files.first.height + files.second.height
+    # People appear in both files, and every origin is represented.
+    both = files.truth.group_by("person_id").agg(pl.col("file").n_unique()).filter(pl.col("file") == 2)
+    assert both.height > 100
+    assert set(files.truth["origin"]) == set(PROFILES[name].origins)
+
+
+def test_the_placeholder_profile_fills_most_of_the_second_files_postcodes_with_one_value():
+    files = generate(small("placeholder_postcode"), seed=2)
+    share = (files.second["postcode"] == PLACEHOLDER_POSTCODE).mean()
+    assert 0.7 < share < 0.9
+    assert (files.first["postcode"] == PLACEHOLDER_POSTCODE).sum() == 0
+
+
+def test_transposed_names_are_written_the_other_way_round():
+    files = generate(small("transposed_names", errors=dataclasses.replace(PROFILES["transposed_names"].errors,
+                                                                         transposed=1.0)), seed=3)
+    truth = files.truth.filter(pl.col("file") == 2).join(files.second, on="record_id")
+    first = files.truth.filter(pl.col("file") == 1).join(files.first, on="record_id")
+    pairs = truth.join(first, on="person_id", suffix="_1")
+    swapped = pairs.filter(pl.col("given_name").str.to_uppercase() == pl.col("family_name_1").str.to_uppercase())
+    # The second file always transposes, the first at half the rate (both partners make mistakes).
+    assert swapped.height > 0.3 * pairs.height
