@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.contracts import CLASSIFICATIONS, DSA_PROPERTY, Contract, ContractError
+from pipelines.contracts import CLASSIFICATIONS, DATE_FORMAT_PROPERTY, DSA_PROPERTY, Contract, ContractError
 from pipelines.governance import FlowHistory, flow_status
 
 _CLASS_NAMES = {"token": "keyed tokens (pseudonyms the hub cannot reverse)",
@@ -157,7 +157,14 @@ _ITEM_FIELDS = {"classification": (True, "data item classification"),
                 "examples": (False, "data item description")}
 
 
-def _classify(path: tuple[str, ...], kind: str) -> tuple[bool, str]:
+def _only_date_formats(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and v.get("property") == DATE_FORMAT_PROPERTY for v in value)
+
+
+def _classify(path: tuple[str, ...], kind: str, value: Any = None) -> tuple[bool, str]:
+    """Whether a change at ``path`` is governance-significant, and its topic; ``value`` is what
+    was added or removed (the new value of a change)."""
     head = path[0]
     if head == "customProperties":
         if len(path) >= 4 and path[1] == DSA_PROPERTY and path[2] == "value":
@@ -185,6 +192,10 @@ def _classify(path: tuple[str, ...], kind: str) -> tuple[bool, str]:
             return _ITEM_FIELDS.get(field, (True, f"data item field '{field}'"))
         if len(path) == 3 and path[2] in ("description", "businessName", "physicalName"):
             return False, "dataset description"
+        if len(path) >= 3 and path[2] == "customProperties" and \
+                (path[3:4] == (DATE_FORMAT_PROPERTY,) or _only_date_formats(value)):
+            # How the partner's own system writes dates: the kit reads them, nothing else is shared.
+            return False, "partner's raw date format"
         return True, "dataset definition"
     if head in _EDITORIAL_TOP:
         return False, _EDITORIAL_TOP[head]
@@ -255,7 +266,7 @@ def compare_contracts(old_path: Path, new_path: Path) -> list[Change]:
     _walk(_read(old_path), _read(new_path), (), raw)
     changes = []
     for path, kind, old, new in raw:
-        significant, topic = _classify(path, kind)
+        significant, topic = _classify(path, kind, old if kind == "removed" else new)
         changes.append(Change(significant, topic, _where(path), kind, old, new))
     return sorted(changes, key=lambda c: (not c.significant, c.topic))
 

@@ -22,7 +22,7 @@ import jellyfish
 import polars as pl
 import pyarrow as pa
 
-from pipelines.contracts import Contract, Dataset
+from pipelines.contracts import Contract, Dataset, DateFormat
 from pipelines.extract_file import ARROW_TYPES
 from pipelines.partner_kit.bloom import bloom_encode_names
 from pipelines.partner_kit.errors import PartnerKitError
@@ -81,6 +81,7 @@ class IdentityInputs:
         key: LinkageKey,
         today: dt.date,
         postcode_lookup: pl.DataFrame | None = None,
+        date_formats: tuple[DateFormat, ...] = (),
     ) -> None:
         self.raw = raw
         self.partner_id = partner_id
@@ -88,6 +89,7 @@ class IdentityInputs:
         self.key = key
         self.today = today
         self.postcode_lookup = postcode_lookup
+        self.date_formats = date_formats
         self.invalid: dict[str, int] = {}
         self.missing: dict[str, int] = {}
         self.postcodes_not_in_lookup = 0
@@ -160,7 +162,8 @@ class IdentityInputs:
     @cached_property
     def date_of_birth(self) -> pl.Series:
         return self._normalise(
-            "date_of_birth", lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today)
+            "date_of_birth",
+            lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today, self.date_formats),
         )
 
     @cached_property

@@ -182,6 +182,7 @@ def prepare_extract(
         key=key,
         today=now.date(),
         postcode_lookup=lookup,
+        date_formats=spec.date_formats,
     )
     with step("assemble"):
         columns: dict[str, pa.Array | pl.Series] = dict(compute_identity_columns(features, inputs))

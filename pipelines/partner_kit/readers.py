@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.contracts import Contract, Dataset
+from pipelines.contracts import Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
 from pipelines.partner_kit.normalise import (
@@ -235,11 +235,14 @@ _FALSE = ("FALSE", "F", "NO", "N", "0")
 
 
 def _parse_item(
-    values: pl.Series, logical_type: str, allowed_values: tuple[str, ...] | None
+    values: pl.Series,
+    logical_type: str,
+    allowed_values: tuple[str, ...] | None,
+    date_formats: tuple[DateFormat, ...] = (),
 ) -> pl.Series:
     text = values.str.strip_chars().replace("", None)
     if logical_type == "date":
-        return normalise_dates(text).values
+        return normalise_dates(text, formats=date_formats).values
     frame = pl.DataFrame({"v": text})
     if logical_type == "integer":
         number = pl.col("v").str.replace(r"^\+", "").str.to_integer(strict=False)
@@ -305,7 +308,9 @@ def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> 
         # Payload values repeat heavily (dates, counts, codes): each distinct value is
         # parsed once and the result spread over the rows.
         raw = Factorised.of(frame[item.name])
-        parsed = _parse_item(raw.distinct, item.logical_type, item.allowed_values).cast(
+        parsed = _parse_item(
+            raw.distinct, item.logical_type, item.allowed_values, dataset.date_formats
+        ).cast(
             PAYLOAD_DTYPES[item.logical_type]
         )
         present = raw.distinct.str.strip_chars() != ""
