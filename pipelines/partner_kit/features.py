@@ -41,6 +41,9 @@ from pipelines.partner_kit.normalise import (
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey, token_array, tokenise
 
+# Hub columns looked up from the postcode with the partner's postcode lookup.
+AREA_FEATURES = ("lsoa_code", "ward_code")
+
 IDENTITY_COLUMNS = (
     "record_id",
     "nhs_number",
@@ -177,15 +180,15 @@ class IdentityInputs:
     @cached_property
     @step("normalise")
     def areas(self) -> pl.DataFrame:
-        """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
+        """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown,
+        and everywhere when there is no postcode lookup (the report says so)."""
+        distinct = pl.DataFrame({"postcode": self.postcode})
         if self.postcode_lookup is None:
-            raise PartnerKitError(
-                "the contract asks for lsoa_code/ward_code, which are looked up from the "
-                "postcode: pass the postcode lookup file (--postcode-lookup)"
+            return distinct.with_columns(
+                lsoa_code=pl.lit(None, pl.String), ward_code=pl.lit(None, pl.String)
             )
         # One row per postcode, or the join would duplicate rows and misalign them.
         lookup = self.postcode_lookup.unique("postcode", keep="first", maintain_order=True)
-        distinct = pl.DataFrame({"postcode": self.postcode})
         areas = distinct.join(lookup, on="postcode", how="left", maintain_order="left")
         self.postcodes_not_in_lookup = self.field("postcode").count_rows(
             areas["postcode"].is_not_null() & areas["lsoa_code"].is_null()
