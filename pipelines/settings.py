@@ -4,10 +4,13 @@ Everything the hub writes lives under ``PLACELINK_HOME`` (default ``./.placelink
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -50,6 +53,8 @@ class Settings:
     # with 3GB, 1M people ran in 6.5 GB at peak, quality worker included (docs/benchmarks.md). "" gives DuckDB's own
     # default, 80% of the machine's RAM for each.
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
+    clock: Clock = Clock()
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -79,7 +84,15 @@ class Settings:
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
             duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
+            clock=Clock.from_env(env),
         )
+
+    def now(self) -> dt.datetime:
+        """The hub's "now" (UTC): the calendar's unless PLACELINK_AS_OF moves it (pipelines.clock)."""
+        return self.clock.now()
+
+    def today(self) -> dt.date:
+        return self.clock.today()
 
     @property
     def inbox(self) -> Path:
@@ -116,6 +129,12 @@ class Settings:
     @property
     def audit_dir(self) -> Path:
         return self.home / "audit"
+
+    def audit_log(self) -> "AuditLog":
+        """The hub's audit log, stamped with this installation's clock."""
+        from pipelines.audit import AuditLog
+
+        return AuditLog(self.audit_dir, self.clock)
 
     @property
     def reports(self) -> Path:

@@ -1,6 +1,7 @@
 """A small synthetic place, prepared by every partner with a key made for the test run."""
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,14 @@ from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
+
+
+def pytest_configure(config):
+    # The suite runs as of the day the synthetic place's extracts are delivered (the injected
+    # clock, pipelines/clock.py), so the shipped agreements are in force and its dates plausible
+    # whatever the calendar says. Tests about other days set their own date.
+    os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
             prepared = prepare_extract(
                 contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
                 root / "outbox" / contract.partner_id, key, place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs, period="2026-10")
+                opt_outs=opt_outs, period=DELIVERY_PERIOD, now=DELIVERED_AT)
             sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
             envelopes.append(sealed)
             extracts.append(sealed.prepared)
