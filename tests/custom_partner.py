@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.clock import Clock
 from pipelines.settings import REPO_ROOT
 
 # The hub items each raw identity column gives (partner_kit.features).
@@ -37,8 +38,8 @@ def write_custom_contract(folder: Path, *, contract_id: str = "clinic-referrals"
                           date_formats: str | list[str] | None = None, today: dt.date | None = None) -> Path:
     """A valid ODCS contract for one dataset: ``record_token``, the hub items of the raw
     ``identity`` columns, and a required ``referral_date`` payload; in force from a year
-    before ``today`` (default: the real date) for three years."""
-    today = today or dt.date.today()
+    before ``today`` (default: the hub's clock, PLACELINK_AS_OF in the tests) for three years."""
+    today = today or Clock.from_env().today()
     template = yaml.safe_load((REPO_ROOT / "contracts" / "vcs-family-support.yaml").read_text())
     terms = template["customProperties"][0]["value"]
     terms.update(partner_id=partner_id, signing_key_fingerprint=None,
