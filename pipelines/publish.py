@@ -40,12 +40,14 @@ class PublishedTable:
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
-            excluded_flows: list[dict] | None = None) -> list[PublishedTable]:
+            excluded_flows: list[dict] | None = None,
+            models_left_out: dict[str, str] | None = None) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
     ``_lineage`` table; ``excluded_flows`` (agreements not in force, whose data was left
-    out) goes into ``_about``.
+    out) and ``models_left_out`` (models whose datasets no contract provides, with why) go
+    into ``_about``.
     """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
@@ -72,6 +74,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
             "excluded_flows": json.dumps(excluded_flows or []),
+            "models_left_out": json.dumps(models_left_out or {}),
             "model_versions": json.dumps(model_versions(models)),
             "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
         }
