@@ -14,21 +14,24 @@ import datetime as dt
 import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import splink.comparison_level_library as cll
-import splink.comparison_library as cl
 import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
-from splink.blocking_rule_library import CustomRule
+from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+from splink.internals.exceptions import EMTrainingException
 from sqlglot import exp
 
+from pipelines.linkage.comparisons import (BLOOM_BITS, DICE_HIGH, DICE_LOW, JARO_WINKLER_HIGH,  # noqa: F401
+                                           JARO_WINKLER_LOW, MODEL_COLUMNS, NAME_PARTS, blocking_rules,
+                                           comparisons, date_of_birth_comparison, name_comparison,
+                                           postcode_comparison)
 from pipelines.stages import stage
 
 if TYPE_CHECKING:
@@ -37,26 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "linkage_model.json"
-# Measured on 2,500 synthetic names (docs/linkage-features.md): unrelated pairs reach
-# Dice >= 0.7 in 0.6% of cases and >= 0.8 in 0.02%; one-character typos in 90% and 62%.
-# (At 0.6, 12% of unrelated pairs would qualify: the level would carry little evidence.)
-DICE_HIGH, DICE_LOW = 0.8, 0.7
-
-
-# A Bloom filter's popcount is counted once per record, in a column named with this suffix,
-# rather than twice per pair and level: at 1M people that took about a sixth of scoring.
-BLOOM_BITS = "_bits"
 
 
 def bloom_bit_counts(columns: list[str]) -> str:
     """SQL select items: each Bloom-filter column's popcount (the columns are ``BIT`` or binary)."""
     return ", ".join(f"bit_count(CAST({c} AS BIT)) AS {c}{BLOOM_BITS}" for c in columns)
-
-
-def _dice(column: str) -> str:
-    left, right = f"{column}_l", f"{column}_r"
-    return (f"(2.0 * bit_count({left} & {right}) / "
-            f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))")
 
 
 # On DuckDB (training and scoring), each Bloom filter is also cut into 64-bit words, columns
@@ -130,65 +118,6 @@ def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, 
     return rewritten
 
 
-# The clear-text benchmark baseline (pipelines/bench/linkage.py) compares the names as
-# written with Jaro-Winkler where the hub compares Bloom filters with Dice.
-JARO_WINKLER_HIGH, JARO_WINKLER_LOW = 0.92, 0.8
-
-
-def name_comparison(name: str, similarity: str = "bloom") -> cl.CustomComparison:
-    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> else.
-
-    ``similarity="clear"`` replaces the Dice levels with Jaro-Winkler on ``<name>_clear``
-    (only for the benchmark's clear-text baseline; the hub never holds clear names).
-    """
-    token, phonetic, bloom = f"{name}_token", f"{name}_phonetic_token", f"{name}_bloom"
-    if similarity == "bloom":
-        fuzzy = [cll.CustomLevel(f"{_dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
-                 cll.CustomLevel(f"{_dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}")]
-    else:
-        fuzzy = [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
-                 cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
-    return cl.CustomComparison(
-        output_column_name=name,
-        comparison_levels=[
-            cll.NullLevel(token),
-            cll.ExactMatchLevel(token, term_frequency_adjustments=True),
-            cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal"),
-            *fuzzy,
-            cll.ElseLevel(),
-        ],
-    )
-
-
-def date_of_birth_comparison() -> cl.CustomComparison:
-    parts = " + ".join(f"coalesce(CAST({p}_l = {p}_r AS INTEGER), 0)"
-                       for p in ("dob_year_token", "dob_month_token", "dob_day_token"))
-    return cl.CustomComparison(
-        output_column_name="date_of_birth",
-        comparison_levels=[
-            cll.NullLevel("date_of_birth_token"),
-            cll.ExactMatchLevel("date_of_birth_token"),
-            cll.CustomLevel("dob_unordered_token_l = dob_unordered_token_r",
-                            label_for_charts="day and month swapped"),
-            cll.CustomLevel(f"({parts}) >= 2", label_for_charts="2 of 3 parts equal"),
-            cll.ElseLevel(),
-        ],
-    )
-
-
-def postcode_comparison() -> cl.CustomComparison:
-    return cl.CustomComparison(
-        output_column_name="postcode",
-        comparison_levels=[
-            cll.NullLevel("postcode_token"),
-            cll.ExactMatchLevel("postcode_token"),
-            cll.CustomLevel("postcode_sector_token_l = postcode_sector_token_r", label_for_charts="same sector"),
-            cll.CustomLevel("postcode_district_token_l = postcode_district_token_r", label_for_charts="same district"),
-            cll.ElseLevel(),
-        ],
-    )
-
-
 # EM estimates m from at most this many blocked pairs per training rule: Splink samples records
 # on both sides by a hash, so matches and non-matches keep their proportion. Up to ~200k identity
 # records the date-of-birth block is smaller and nothing is sampled; at 1M people it holds
@@ -197,49 +126,55 @@ EM_MAX_PAIRS = 5_000_000
 # Below this many records the cap is not passed at all: Splink probes for a sample first and,
 # on small inputs, logs that the probe found no pairs (harmless, but it reads like a fault).
 EM_SAMPLE_FROM_RECORDS = 200_000
+# A training rule is used only if it pairs at least this many records: EM needs a few hundred
+# to a few thousand pairs to separate matches from non-matches (Splink's own advice).
+EM_MIN_PAIRS = 500
+# Random pairs for u. Splink stops early once every level has been seen 100 times; a level
+# rarer than that (names transposed, about one pair in a million) is given u = 1 / U_PAIRS.
+U_PAIRS = 2_000_000
 
-# Every rule pairs a date, place or name key with a second key, so the people sharing a key
-# stay few as the population grows and comparisons grow close to linearly (docs/linkage.md:
-# 1.98M at 1M people, 13x the 149k at 100k). Rules on names alone, or date of birth + sex,
-# grew with the square of the population (40M at 1M) and the 1M run scored no better with them.
-# Names alone are still a block for records that carry nothing else to block on: no date of
-# birth and no postcode (one rule per side; Splink scores each pair once, l before r).
-_SAME_NAMES = ("l.given_name_phonetic_token = r.given_name_phonetic_token"
-               " AND l.family_name_phonetic_token = r.family_name_phonetic_token")
-BLOCKING_RULES = [
-    block_on("nhs_number_token"),
-    block_on("date_of_birth_token", "given_name_phonetic_token"),
-    block_on("date_of_birth_token", "family_name_phonetic_token"),
-    block_on("date_of_birth_token", "postcode_district_token"),
-    block_on("given_name_phonetic_token", "family_name_phonetic_token", "postcode_district_token"),
-    block_on("given_name_phonetic_token", "family_name_phonetic_token", "dob_year_token"),
-    block_on("family_name_token", "dob_year_token", "postcode_district_token"),
-    block_on("postcode_token", "given_name_phonetic_token"),
-    block_on("dob_unordered_token", "family_name_phonetic_token"),
-    block_on("given_name_phonetic_token", "family_name_phonetic_token", "dob_month_token", "dob_day_token"),
-    CustomRule(_SAME_NAMES + " AND l.date_of_birth_token IS NULL AND l.postcode_token IS NULL"),
-    CustomRule(_SAME_NAMES + " AND r.date_of_birth_token IS NULL AND r.postcode_token IS NULL"),
-]
+# Training rules in order of preference; each trains every comparison that reads none of its
+# columns. Date of birth first (pairs sharing it are the same person or strangers who agree on
+# little else); then the full name, the NHS number, and place + name for data without dates.
+# Postcode + family name pairs are mostly members of one household, so EM fitted on them alone
+# learns "same household" rather than "same person": it comes after the person-level keys.
+EM_TRAINING_RULES: tuple[tuple[str, ...], ...] = (
+    ("date_of_birth_token",),
+    ("given_name_token", "family_name_token", "given_name_first_part_token", "family_name_first_part_token"),
+    ("given_name_token", "family_name_token"),
+    ("nhs_number_token",),
+    ("postcode_token", "family_name_token"),
+    ("postcode_token", "given_name_token"),
+    ("family_name_token", "dob_year_token"),
+    ("uprn_token",),
+    ("postcode_token",),
+)
+# Deterministic rules for the prior (probability that two random records match), first that
+# the data can evaluate: Splink counts the pairs they find and assumes they find 80% of matches.
+PRIOR_RULES: tuple[tuple[str, ...], ...] = (
+    ("nhs_number_token",),
+    ("given_name_token", "family_name_token", "date_of_birth_token"),
+    ("given_name_token", "family_name_token", "postcode_token"),
+)
 
 
-def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom") -> SettingsCreator:
+def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom",
+                    have: frozenset[str] | set[str] | None = None) -> SettingsCreator:
+    """The model for the columns in ``have`` (default: every column the model can read)."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=[
-            cl.ExactMatch("nhs_number_token").configure(term_frequency_adjustments=True),
-            name_comparison("given_name", name_similarity),
-            name_comparison("family_name", name_similarity),
-            date_of_birth_comparison(),
-            postcode_comparison(),
-            cl.ExactMatch("sex"),
-        ],
-        blocking_rules_to_generate_predictions=BLOCKING_RULES,
+        comparisons=comparisons(have, name_similarity),
+        blocking_rules_to_generate_predictions=blocking_rules(have),
         probability_two_random_records_match=prior,
         additional_columns_to_retain=["partner_id"],
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
+
+
+# Kept for readers of the rules as a list (tests, the benchmark): every column present.
+BLOCKING_RULES = blocking_rules()
 
 
 @dataclass(frozen=True)
@@ -248,6 +183,10 @@ class TrainedModel:
     training_records: int
     prior_method: str
     splink_settings: dict[str, Any]
+    # What training did, for the QA report: the EM rules the data supported, and what could
+    # not be estimated (comparison and level labels only).
+    training_rules: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -257,6 +196,8 @@ class TrainedModel:
             "trained_at": self.trained_at.isoformat(timespec="seconds"),
             "training_records": self.training_records,
             "prior_method": self.prior_method,
+            "training_rules": self.training_rules,
+            "training_warnings": self.warnings,
             "splink_settings": self.splink_settings,
         }, indent=2))
         tmp.replace(path)
@@ -269,7 +210,8 @@ class TrainedModel:
             return None
         saved = json.loads(path.read_text())
         return cls(dt.datetime.fromisoformat(saved["trained_at"]), saved["training_records"],
-                   saved["prior_method"], saved["splink_settings"])
+                   saved["prior_method"], saved["splink_settings"], saved.get("training_rules", []),
+                   saved.get("training_warnings", []))
 
 
 def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
@@ -289,7 +231,8 @@ def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list
     db_api, con, _ = _duckdb_records(records, temp_dir)
     try:
         counts = count_comparisons_from_blocking_rules(
-            db_api.register("person_records"), blocking_rules=BLOCKING_RULES, link_type="dedupe_only",
+            db_api.register("person_records"), blocking_rules=blocking_rules(present_columns(records)),
+            link_type="dedupe_only",
             record_sample_proportion=1.0)
         return [(c["blocking_rule"], int(c["marginal_comparison_count"])) for c in counts]
     finally:
@@ -361,34 +304,141 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str 
     return DuckDBAPI(connection=con), con, counts
 
 
+def present_columns(records: pa.Table) -> frozenset[str]:
+    """The model's columns that hold a value in some record: the fields the data has.
+
+    A column a contract does not list, or that every partner leaves empty, is absent; the model
+    is then built without it (:mod:`pipelines.linkage.comparisons`)."""
+    columns = [c for c in records.column_names if c in MODEL_COLUMNS]
+    return frozenset(c for c in columns if records.column(c).null_count < records.num_rows)
+
+
+def _pairs_sharing(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...]) -> int:
+    """How many pairs of records agree on every one of ``columns`` (all present)."""
+    keys = ", ".join(columns)
+    present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+    return int(con.execute(f"""
+        SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (
+            SELECT count(*) AS n FROM person_records WHERE {present} GROUP BY {keys})
+    """).fetchall()[0][0])
+
+
+def _comparison_columns(settings: dict[str, Any], have: frozenset[str]) -> dict[str, set[str]]:
+    """Each comparison's output name and the model columns its levels read."""
+    return {c["output_column_name"]: {column for column in have for level in c["comparison_levels"]
+                                       if f"{column}_l" in level["sql_condition"]}
+            for c in settings["comparisons"]}
+
+
+def training_rules(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], have: frozenset[str],
+                   min_pairs: int = EM_MIN_PAIRS) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The EM training rules for these records, and the comparisons no rule can train.
+
+    Rules are taken in :data:`EM_TRAINING_RULES` order when every column is present, they pair
+    at least ``min_pairs`` records and they train a comparison no chosen rule trains yet (a rule
+    trains the comparisons that read none of its columns), until every comparison is trained."""
+    reads = _comparison_columns(settings, have)
+    untrained = set(reads)
+    chosen = []
+    for rule in EM_TRAINING_RULES:
+        if not untrained:
+            break
+        if not set(rule) <= have:
+            continue
+        trains = {name for name in untrained if not reads[name] & set(rule)}
+        if trains and _pairs_sharing(con, rule) >= min_pairs:
+            chosen.append(rule)
+            untrained -= trains
+    return chosen, sorted(untrained)
+
+
+def _prior_rules(have: frozenset[str]) -> list[tuple[str, ...]]:
+    rules = [rule for rule in PRIOR_RULES if set(rule) <= have]
+    # One full-name rule is enough; with dates of birth, the one on dates.
+    names = [rule for rule in rules if "given_name_token" in rule]
+    return [rule for rule in rules if "given_name_token" not in rule] + names[:1]
+
+
+def _fill_untrained_levels(settings: dict[str, Any], u_pairs: float) -> list[str]:
+    """Give each level Splink could not estimate a value that neither invents nor hides
+    evidence, and say which (comparison and level labels only, never values):
+
+    - u not seen among ``u_pairs`` random pairs: u = 1 / ``u_pairs`` (at most that rare);
+    - m not estimated (no training pair fell in the level, or no rule could train the
+      comparison): m = u, a level that weighs nothing either way.
+    """
+    filled = []
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            label = f"{comparison['output_column_name']}: {level.get('label_for_charts', '')}"
+            u, m = level.get("u_probability"), level.get("m_probability")
+            if u is None or u == LEVEL_NOT_OBSERVED_TEXT:
+                level["u_probability"] = u = 1.0 / u_pairs
+                filled.append(f"{label} (u: not seen in {u_pairs:,.0f} random pairs)")
+            if m is None or m == LEVEL_NOT_OBSERVED_TEXT:
+                level["m_probability"] = u
+                filled.append(f"{label} (m: not trained, weighs nothing)")
+    return filled
+
+
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
           name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True,
           trained_at: dt.datetime | None = None) -> TrainedModel:
-    """Estimate the prior, u by random sampling and m by EM on two blocking passes
-    (each on at most :data:`EM_MAX_PAIRS` blocked pairs). ``trained_at`` is the hub's clock
-    (default: the calendar)."""
+    """Train a model on ``records`` from the fields they hold: the prior from deterministic
+    rules, u by random sampling and m by EM on the training rules the data supports (each on
+    at most :data:`EM_MAX_PAIRS` blocked pairs). ``trained_at`` is the hub's clock (default:
+    the calendar).
+
+    Never fails for lack of a field: comparisons, blocking and training rules are chosen from
+    the columns present (:func:`present_columns`); a level that cannot be estimated is given a
+    neutral value with a warning (:func:`_fill_untrained_levels`), listed in ``warnings``.
+    """
     count = records.num_rows
-    defined = splink_settings(name_similarity=name_similarity)
-    linker, _ = _linker(records, defined, temp_dir, memory_limit, token_ids)
+    have = present_columns(records)
+    clear = {f"{n}_clear" for n in ("given_name", "family_name") if n + "_clear" in records.column_names}
+    defined = splink_settings(name_similarity=name_similarity, have=have | clear)
+    linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
+    warnings: list[str] = []
+    prior_rules = _prior_rules(have)
     try:
+        if not prior_rules:
+            raise ValueError("no deterministic rule can be evaluated on these fields")
         linker.training.estimate_probability_two_random_records_match(
-            [block_on("nhs_number_token"),
-             block_on("given_name_token", "family_name_token", "date_of_birth_token")], recall=0.8)
-        prior_method = "deterministic rules (NHS-number token; names + date of birth), recall 0.8"
+            [block_on(*rule) for rule in prior_rules], recall=0.8)
+        prior_method = ("deterministic rules (" + "; ".join(" + ".join(r) for r in prior_rules)
+                        + "), recall 0.8")
     except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        defined = splink_settings(prior, name_similarity)
-        linker, _ = _linker(records, defined, temp_dir, memory_limit, token_ids)
+        defined = splink_settings(prior, name_similarity, have | clear)
+        con.close()
+        linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"
-    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
-    cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
-    for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
-        linker.training.estimate_parameters_using_expectation_maximisation(rule, **cap)
-    settings = _as_defined(linker.misc.save_model_to_json(), defined.create_settings_dict("duckdb"))
-    return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings)
+    try:
+        linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
+        cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
+        rules, untrained = training_rules(con, defined.create_settings_dict("duckdb"), have)
+        for rule in rules:
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule), **cap)
+            except EMTrainingException as exc:
+                warnings.append(f"EM on {' + '.join(rule)} failed ({type(exc).__name__}); its comparisons keep "
+                                "the estimates of the other rules")
+        if untrained:
+            warnings.append("no training rule has enough pairs to estimate m for: " + ", ".join(untrained))
+        trained = linker.misc.save_model_to_json()
+    finally:
+        con.close()
+    settings = _as_defined(trained, defined.create_settings_dict("duckdb"))
+    warnings += [f"level not estimated, {w}" for w in _fill_untrained_levels(settings, U_PAIRS)]
+    for warning in warnings:
+        log.warning("linkage training: %s", warning)
+    return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings,
+                        training_rules=[" + ".join(r) for r in rules], warnings=warnings)
 
 
 def _as_defined(trained: dict[str, Any], defined: dict[str, Any]) -> dict[str, Any]:

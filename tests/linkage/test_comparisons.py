@@ -3,6 +3,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from pipelines.linkage.comparisons import MODEL_COLUMNS
 from pipelines.linkage.model import (BLOOM_BITS, date_of_birth_comparison, name_comparison, postcode_comparison,
                                      splink_settings)
 from pipelines.partner_kit.bloom import bloom_encode_names
@@ -21,6 +22,8 @@ def level(comparison, left: dict, right: dict) -> str:
     cases = " ".join(f"WHEN {lv.sql_condition} THEN '{lv.label_for_charts}'"
                      for lv in levels if lv.sql_condition != "ELSE")
     columns = {f"{k}_l": v for k, v in left.items()} | {f"{k}_r": v for k, v in right.items()}
+    # Columns the pair does not set are missing, as for a partner that does not send them.
+    columns = {f"{c}_{s}": None for c in MODEL_COLUMNS for s in "lr" if not c.endswith("_bloom")} | columns
     con = duckdb.connect()
     try:
         con.register("pair_arrow", pl.DataFrame([columns]).to_arrow())

@@ -1,0 +1,237 @@
+"""The model's comparisons and blocking rules, built from the columns the records hold.
+
+A partnership's datasets differ: one has no postcode, another no sex or NHS number, a third
+sends only names and a date of birth. :func:`comparisons` and :func:`blocking_rules` take
+the set of hub columns that hold values (``have``) and leave out every comparison level and
+blocking rule that would read a column nobody sends, so a missing field costs only the
+evidence it would have given (issue 17). With every column present they are the full model.
+
+Comparisons read like the domain; names fall back from the exact token to the phonetic token
+to a Dice similarity of the keyed Bloom encodings (computed in DuckDB with ``bit_count`` on
+``BIT`` columns), then to a shared name part (middle names, double-barrelled names) and an
+initial. A separate comparison scores given and family names written the other way round,
+from the name-part tokens the partner kit makes under one key for both fields
+(docs/linkage-features.md says what that reveals).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from splink import block_on
+from splink.blocking_rule_library import CustomRule
+from splink.internals.blocking_rule_creator import BlockingRuleCreator
+
+# Measured on 2,500 synthetic names (docs/linkage-features.md): unrelated pairs reach
+# Dice >= 0.7 in 0.6% of cases and >= 0.8 in 0.02%; one-character typos in 90% and 62%.
+# (At 0.6, 12% of unrelated pairs would qualify: the level would carry little evidence.)
+DICE_HIGH, DICE_LOW = 0.8, 0.7
+# First line of address: the same line written differently (AVE / AVENUE, a missing flat
+# number) keeps most bigrams; a neighbour's line differs only in the house number, so the
+# top level asks for the whole filter.
+ADDRESS_DICE_SAME, ADDRESS_DICE_SIMILAR = 1.0, 0.8
+
+# The clear-text benchmark baseline compares the names as written with Jaro-Winkler where the
+# hub compares Bloom filters with Dice.
+JARO_WINKLER_HIGH, JARO_WINKLER_LOW = 0.92, 0.8
+
+# A Bloom filter's popcount is counted once per record, in a column named with this suffix,
+# rather than twice per pair and level: at 1M people that took about a sixth of scoring.
+BLOOM_BITS = "_bits"
+
+# Name-part tokens: the first and the last part of a name written with spaces or hyphens
+# (MARY ANNE, SMITH-JONES), and the initial of the given name, all under one shared key so
+# that a part of one field can be compared with a part of the other.
+NAME_PARTS = {name: (f"{name}_first_part_token", f"{name}_last_part_token")
+              for name in ("given_name", "family_name")}
+GIVEN_INITIAL = "given_name_initial_token"
+
+# Every hub column the model may read. A set of present columns is a subset of these.
+MODEL_COLUMNS = frozenset({
+    "nhs_number_token",
+    "given_name_token", "given_name_phonetic_token", "given_name_bloom",
+    "family_name_token", "family_name_phonetic_token", "family_name_bloom",
+    *NAME_PARTS["given_name"], *NAME_PARTS["family_name"], GIVEN_INITIAL,
+    "date_of_birth_token", "dob_year_token", "dob_month_token", "dob_day_token", "dob_unordered_token",
+    "dob_year_next_token",
+    "postcode_token", "postcode_sector_token", "postcode_district_token",
+    "sex", "address_line_bloom", "uprn_token",
+})
+
+
+def dice(column: str) -> str:
+    """SQL: the Dice coefficient of a pair's Bloom filters (each record's popcount precomputed)."""
+    left, right = f"{column}_l", f"{column}_r"
+    return (f"(2.0 * bit_count({left} & {right}) / "
+            f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))")
+
+
+def _all(have: Iterable[str] | None) -> frozenset[str]:
+    return MODEL_COLUMNS if have is None else frozenset(have)
+
+
+def _parts_agree(first: str, last: str) -> str:
+    """SQL: some part of one side's name is a part of the other's (first or last, either way)."""
+    return " OR ".join(f"{a}_l = {b}_r" for a in (first, last) for b in (first, last))
+
+
+def name_comparison(name: str, similarity: str = "bloom", have: Iterable[str] | None = None) -> cl.CustomComparison:
+    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> a name part
+    agrees -> (given names) an initial agrees where one side has only the initial -> else.
+
+    Levels whose columns are not in ``have`` are left out. ``similarity="clear"`` replaces the
+    Dice levels with Jaro-Winkler on ``<name>_clear`` (only for the benchmark's clear-text
+    baseline; the hub never holds clear names).
+    """
+    have = _all(have) | ({f"{name}_clear"} if similarity == "clear" else set())
+    token, phonetic, bloom = f"{name}_token", f"{name}_phonetic_token", f"{name}_bloom"
+    levels = [cll.NullLevel(token), cll.ExactMatchLevel(token, term_frequency_adjustments=True)]
+    if phonetic in have:
+        levels.append(cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal"))
+    if similarity == "bloom" and bloom in have:
+        levels += [cll.CustomLevel(f"{dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
+                   cll.CustomLevel(f"{dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}")]
+    elif similarity == "clear" and f"{name}_clear" in have:
+        levels += [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
+                   cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
+    first, last = NAME_PARTS[name]
+    if first in have and last in have:
+        levels.append(cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees"))
+    if name == "given_name" and GIVEN_INITIAL in have and first in have:
+        levels.append(cll.CustomLevel(
+            f"{GIVEN_INITIAL}_l = {GIVEN_INITIAL}_r AND ({first}_l = {GIVEN_INITIAL}_l OR {first}_r = {GIVEN_INITIAL}_r)",
+            label_for_charts="initial agrees (one side has only the initial)"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name=name, comparison_levels=levels)
+
+
+def names_swapped_comparison() -> cl.CustomComparison:
+    """Given and family names written the other way round (the first parts, compared across
+    the fields), or one of them found in the other field; weighs nothing when they are not."""
+    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
+    null = " OR ".join(f"{c}_{s} IS NULL" for c in (given, family) for s in "lr")
+    return cl.CustomComparison(
+        output_column_name="names_swapped",
+        comparison_levels=[
+            cll.CustomLevel(null, label_for_charts="a name is missing").configure(is_null_level=True),
+            cll.CustomLevel(f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
+                            label_for_charts="given and family names transposed"),
+            cll.CustomLevel(f"({given}_l = {family}_r OR {family}_l = {given}_r) AND {given}_l <> {given}_r "
+                            f"AND {family}_l <> {family}_r",
+                            label_for_charts="one name found in the other field"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def date_of_birth_comparison(have: Iterable[str] | None = None) -> cl.CustomComparison:
+    """Exact -> day and month swapped -> year one apart with day and month equal -> two of
+    three parts equal (one wrong part, transposed digits in a day) -> else."""
+    have = _all(have)
+    parts = ("dob_year_token", "dob_month_token", "dob_day_token")
+    levels = [cll.NullLevel("date_of_birth_token"), cll.ExactMatchLevel("date_of_birth_token")]
+    if "dob_unordered_token" in have:
+        levels.append(cll.CustomLevel("dob_unordered_token_l = dob_unordered_token_r",
+                                      label_for_charts="day and month swapped"))
+    if "dob_year_next_token" in have and all(p in have for p in parts):
+        levels.append(cll.CustomLevel(
+            "(dob_year_next_token_l = dob_year_token_r OR dob_year_token_l = dob_year_next_token_r) "
+            "AND dob_month_token_l = dob_month_token_r AND dob_day_token_l = dob_day_token_r",
+            label_for_charts="year one apart"))
+    if all(p in have for p in parts):
+        agree = " + ".join(f"coalesce(CAST({p}_l = {p}_r AS INTEGER), 0)" for p in parts)
+        levels.append(cll.CustomLevel(f"({agree}) >= 2", label_for_charts="2 of 3 parts equal"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name="date_of_birth", comparison_levels=levels)
+
+
+def postcode_comparison(have: Iterable[str] | None = None) -> cl.CustomComparison:
+    have = _all(have)
+    levels = [cll.NullLevel("postcode_token"), cll.ExactMatchLevel("postcode_token")]
+    for column, label in (("postcode_sector_token", "same sector"), ("postcode_district_token", "same district")):
+        if column in have:
+            levels.append(cll.CustomLevel(f"{column}_l = {column}_r", label_for_charts=label))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(output_column_name="postcode", comparison_levels=levels)
+
+
+def address_line_comparison() -> cl.CustomComparison:
+    bloom = "address_line_bloom"
+    return cl.CustomComparison(
+        output_column_name="address_line",
+        comparison_levels=[
+            cll.NullLevel(bloom),
+            cll.CustomLevel(f"{dice(bloom)} >= {ADDRESS_DICE_SAME}", label_for_charts="same first line"),
+            cll.CustomLevel(f"{dice(bloom)} >= {ADDRESS_DICE_SIMILAR}",
+                            label_for_charts=f"Dice >= {ADDRESS_DICE_SIMILAR}"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def comparisons(have: Iterable[str] | None = None, name_similarity: str = "bloom") -> list[cl.CustomComparison]:
+    """The model's comparisons for the columns in ``have`` (default: every column)."""
+    have = _all(have)
+    out: list = []
+    if "nhs_number_token" in have:
+        out.append(cl.ExactMatch("nhs_number_token").configure(term_frequency_adjustments=True))
+    for name in ("given_name", "family_name"):
+        if f"{name}_token" in have:
+            out.append(name_comparison(name, name_similarity, have))
+    if {NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]} <= have:
+        out.append(names_swapped_comparison())
+    if "date_of_birth_token" in have:
+        out.append(date_of_birth_comparison(have))
+    if "postcode_token" in have:
+        out.append(postcode_comparison(have))
+    if "address_line_bloom" in have:
+        out.append(address_line_comparison())
+    if "uprn_token" in have:
+        out.append(cl.ExactMatch("uprn_token").configure(term_frequency_adjustments=True))
+    if "sex" in have:
+        out.append(cl.ExactMatch("sex"))
+    return out
+
+
+# Every rule pairs a date, place or name key with a second key, so the people sharing a key
+# stay few as the population grows and comparisons grow close to linearly (docs/linkage.md:
+# 1.98M at 1M people, 13x the 149k at 100k). Rules on names alone, or date of birth + sex,
+# grew with the square of the population (40M at 1M) and the 1M run scored no better with them.
+_KEYED_RULES: tuple[tuple[str, ...], ...] = (
+    ("nhs_number_token",),
+    ("date_of_birth_token", "given_name_phonetic_token"),
+    ("date_of_birth_token", "family_name_phonetic_token"),
+    ("date_of_birth_token", "postcode_district_token"),
+    ("given_name_phonetic_token", "family_name_phonetic_token", "postcode_district_token"),
+    ("given_name_phonetic_token", "family_name_phonetic_token", "dob_year_token"),
+    ("family_name_token", "dob_year_token", "postcode_district_token"),
+    ("postcode_token", "given_name_phonetic_token"),
+    ("dob_unordered_token", "family_name_phonetic_token"),
+    ("given_name_phonetic_token", "family_name_phonetic_token", "dob_month_token", "dob_day_token"),
+    ("uprn_token", "given_name_phonetic_token"),
+    ("uprn_token", "date_of_birth_token"),
+)
+_SAME_NAMES = ("l.given_name_phonetic_token = r.given_name_phonetic_token"
+               " AND l.family_name_phonetic_token = r.family_name_phonetic_token")
+_SWAPPED_NAMES = ("l.given_name_first_part_token = r.family_name_first_part_token"
+                  " AND l.family_name_first_part_token = r.given_name_first_part_token")
+
+
+def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreator]:
+    """The rules that choose which pairs are scored (a pair is scored if any holds), for the
+    columns in ``have``: a rule on a column nobody sends would block nothing."""
+    have = _all(have)
+    rules: list[BlockingRuleCreator] = [block_on(*columns) for columns in _KEYED_RULES if set(columns) <= have]
+    if {"given_name_first_part_token", "family_name_first_part_token", "dob_year_token"} <= have:
+        rules.append(CustomRule(_SWAPPED_NAMES + " AND l.dob_year_token = r.dob_year_token"))
+    # Names alone are still a block for records that carry nothing else to block on: no date of
+    # birth and no postcode (one rule per side; Splink scores each pair once, l before r).
+    if {"given_name_phonetic_token", "family_name_phonetic_token"} <= have:
+        others = [c for c in ("date_of_birth_token", "postcode_token") if c in have]
+        if not others:
+            rules.append(CustomRule(_SAME_NAMES))
+        else:
+            for side in "lr":
+                rules.append(CustomRule(_SAME_NAMES + "".join(f" AND {side}.{c} IS NULL" for c in others)))
+    return rules
