@@ -81,9 +81,10 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
                     "name VARCHAR, model_version VARCHAR)")
-        out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)",
-                        [(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
-                        + outcome_definitions(models))
+        described = ([(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
+                     + outcome_definitions(models))
+        if described:  # a hub whose contracts leave every model out publishes none
+            out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)", described)
         _write_lineage(out, table_lineage or [])
         _comment_metadata(out)
         out.execute("CHECKPOINT")
