@@ -137,9 +137,10 @@ class ColumnMapping:
         return used
 
     def apply(self, frame: pl.DataFrame, input_path: Path, contract: Contract, dataset: Dataset,
-              allowed: tuple[str, ...]) -> MappedExtract:
+              allowed: tuple[str, ...], used: tuple[str, ...] | None = None) -> MappedExtract:
         """``frame`` (the export, as read) with the kit's column names; ``allowed`` are the raw
-        columns the contract lets the kit read for ``dataset``."""
+        columns the contract lets the kit read for ``dataset``, ``used`` those it needs (named
+        in messages; default ``allowed``)."""
         where = f"mapping file {self.path.name} (raw extract {Path(input_path).name}, contract " \
                 f"{contract.label}, dataset '{dataset.name}')"
         targets = set(self.columns)
@@ -147,7 +148,7 @@ class ColumnMapping:
         if unknown:
             raise PartnerKitError(
                 f"{where}: {', '.join(repr(u) for u in unknown)} is not a column the kit takes for this "
-                f"dataset (it takes: {', '.join(allowed)}, or full_name): correct the name on the left "
+                f"dataset (it takes: {', '.join(used or allowed)}, or full_name): correct the name on the left "
                 "of the mapping, or ask your IG officer whether the contract should list it")
         if FULL_NAME in targets and targets & {"given_name", "family_name"}:
             raise PartnerKitError(f"{where}: map either full_name or given_name and family_name, not both")

@@ -54,6 +54,7 @@ from pipelines.partner_kit.readers import (
     read_opt_outs,
     read_postcode_lookup,
     read_raw_extract,
+    used_raw_columns,
 )
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey
@@ -185,7 +186,8 @@ def prepare_extract(
         raw = read_raw_extract(input_path, sheet=sheet or (mapping.sheet if mapping else None))
         unusable: dict[str, int] = {}
         if mapping is not None:
-            mapped = mapping.apply(raw, input_path, contract, spec, allowed_raw_columns(contract, spec))
+            mapped = mapping.apply(raw, input_path, contract, spec, allowed_raw_columns(contract, spec),
+                                   used_raw_columns(contract, spec))
             raw, unusable = mapped.frame, mapped.unusable
         check_raw_columns(raw, input_path, contract, spec)
         check_record_ids(raw, input_path)

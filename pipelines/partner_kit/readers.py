@@ -168,6 +168,16 @@ def allowed_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]
     return tuple(allowed)
 
 
+def used_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]:
+    """The raw columns the kit reads for ``dataset``: ``record_id``, the identity columns its
+    contract's items are made from and its payload items (what a header row should hold)."""
+    used = ["record_id"]
+    for feature in contract_features(contract, dataset):
+        if feature.source not in used:
+            used.append(feature.source)
+    return tuple(used + [n for n in dataset.columns_classified("payload") if n not in used])
+
+
 def check_raw_columns(
     frame: pl.DataFrame, path: Path, contract: Contract, dataset: Dataset
 ) -> None:
@@ -178,10 +188,10 @@ def check_raw_columns(
     if "record_id" not in frame.columns:
         # Do not list the columns found: without a header row they would be data values.
         raise PartnerKitError(
-            f"{where} has no 'record_id' column: the first line must be the header row, starting "
-            f"record_id,{','.join(IDENTITY_COLUMNS[1:])} followed by the payload columns "
-            "of dataset "
-            f"'{dataset.name}'"
+            f"{where} has no 'record_id' column: the first line must be the header row, with "
+            f"{','.join(used_raw_columns(contract, dataset))} for dataset '{dataset.name}' of "
+            f"contract {contract.label}; if your export names its columns otherwise, say which is "
+            "which in a mapping file (--mapping; README: your own export)"
         )
     allowed = allowed_raw_columns(contract, dataset)
     unknown = [name for name in frame.columns if name not in allowed]

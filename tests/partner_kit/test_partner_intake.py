@@ -193,6 +193,17 @@ def test_a_mapping_file_reads_the_partners_own_columns(tmp_path, key, now):
     assert b"Staff" not in text  # an ignored column is neither read nor sent
 
 
+def test_an_export_in_its_own_column_names_without_a_mapping_is_told_about_one(tmp_path, key, now):
+    contract = write_custom_contract(tmp_path / "c")
+    export = write_csv(tmp_path / "export.csv", EXPORT_HEADER, EXPORT_ROWS)
+    with pytest.raises(PartnerKitError) as error:
+        _prepare(contract, export, tmp_path, key, now)
+    message = str(error.value)
+    # the columns this contract's kit reads, not every identifier the kit knows
+    assert "record_id,given_name,family_name,date_of_birth,referral_date" in message
+    assert "nhs_number" not in message and "--mapping" in message
+
+
 @pytest.mark.parametrize("text, message", [
     ("columns:\n  forename: Client Name\n", r"'forename' is not a column the kit takes.*given_name"),
     ("columns:\n  record_id: Client Reference\nignore: [Client Name, DOB Day, DOB Month, DOB Year, "
