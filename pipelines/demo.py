@@ -49,6 +49,7 @@ class DemoReport:
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    as_of: dt.datetime | None = None
 
 
 def reset_home(settings: Settings) -> None:
@@ -149,7 +150,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
         settings = dataclasses.replace(settings, contracts_dir=REPO_ROOT / "contracts")
     reset_home(settings)
     settings.ensure_dirs()
-    report = DemoReport(settings.home)
+    report = DemoReport(settings.home, as_of=settings.clock.as_of)
     place = settings.home / "demo" / "place"
     outbox = settings.home / "demo" / "outbox"
 
@@ -257,4 +258,7 @@ def format_summary(report: DemoReport) -> str:
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]
+    if report.as_of is not None:
+        lines.append(f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
+                     f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`.")
     return "\n".join(lines)

@@ -75,7 +75,8 @@ class PreparedPlace:
         # so anything that only knows the home (a resource, the CLI) finds the signing keys.
         if not (home / "contracts").exists():
             shutil.copytree(self.contracts_dir, home / "contracts")
-        settings = Settings.from_env({"PLACELINK_HOME": str(home)})
+        # The suite's clock (PLACELINK_AS_OF, set in pytest_configure), the rest from nothing.
+        settings = Settings.from_env({"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]})
         assert settings.contracts_dir == (home / "contracts").resolve()
         settings.ensure_dirs()
         if not settings.hub_key_path.exists():
