@@ -1,9 +1,9 @@
 """Read a partner's raw extract and its reference files, with errors a partner can act on.
 
 A raw extract is CSV (UTF-8, header row), Parquet or an Excel workbook (.xlsx, one sheet:
-see ``workbooks``); the format is recognised from the file's content, not its name. All columns are read as text so nothing is
-guessed: identity columns are normalised by ``normalise``, payload columns are typed
-by :func:`parse_payload` against the contract. Error messages name the file, the
+see ``workbooks``); the format is recognised from the file's content, not its name. All
+columns are read as text so nothing is guessed: identity columns are normalised by
+``normalise``, payload columns are typed by :func:`parse_payload` against the contract. Error messages name the file, the
 column or row, and what to do; they never quote an identifier value.
 """
 
@@ -45,10 +45,6 @@ _KNOWN_BINARY = (
 )
 
 
-_NOT_READ = "not a CSV, Parquet or Excel .xlsx file"
-_EXPORT_AS = "export the extract as CSV (UTF-8, with a header row), Parquet or an .xlsx workbook"
-
-
 def _is_workbook(path: Path) -> bool:
     """An .xlsx (Office Open XML) workbook: a ZIP archive holding ``xl/workbook.xml``."""
     try:
@@ -79,9 +75,15 @@ def sniff_format(path: Path, what: str = "raw extract") -> str:
         return "xlsx"
     for magic, kind in _KNOWN_BINARY:
         if head.startswith(magic):
-            raise PartnerKitError(f"{what} {path.name} is {kind}, {_NOT_READ}: {_EXPORT_AS}")
+            raise PartnerKitError(
+                f"{what} {path.name} is {kind}, not a CSV or Parquet file: export the "
+                "extract as CSV (UTF-8, with a header row) or Parquet"
+            )
     if b"\x00" in head:
-        raise PartnerKitError(f"{what} {path.name} is a binary file, {_NOT_READ}: {_EXPORT_AS}")
+        raise PartnerKitError(
+            f"{what} {path.name} is a binary file, not a CSV or Parquet file: export the "
+            "extract as CSV (UTF-8, with a header row) or Parquet"
+        )
     try:
         # Incremental decoder: the sniffed block may end inside a multi-byte character.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
