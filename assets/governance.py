@@ -3,22 +3,13 @@
 import dagster as dg
 
 from pipelines.clock import parse_as_of
-from pipelines.contracts import declared_datasets, load_contracts
 from pipelines.governance import flow_statuses, record_flow_statuses
 from pipelines.register import write_register
 from pipelines.resources import PlacelinkResource
 from pipelines.retention import apply_retention
-from pipelines.settings import Settings
 
 CONTRACT_STATUS = dg.AssetKey(["hub", "contract_status"])
 RETENTION = dg.AssetKey(["hub", "retention_deletions"])
-
-
-def held_landing_tables() -> set[str]:
-    """Landing tables of contracts that fail validation: their flow is held, but the models
-    that read them must still load, so one bad agreement never takes the pipeline down."""
-    _, problems = load_contracts(Settings.from_env().contracts_dir)
-    return {f"landing.{name}" for path in problems for name in declared_datasets(path)}
 
 
 # Chained after ingest (and retention after status) so these never hold the warehouse

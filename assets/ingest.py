@@ -64,15 +64,29 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             })
 
 
+_AREA_REFERENCE = pl.Schema({"lsoa_code": pl.String, "ward_code": pl.String, "ward_name": pl.String,
+                             "imd_decile": pl.Int8})
+
+
 @dg.asset(key=["hub", "lsoa_reference"], group_name="ingest")
-def area_reference(placelink: PlacelinkResource) -> dg.MaterializeResult:
+def area_reference(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
     """Public area reference data (LSOA -> ward, deprivation decile) from PLACELINK_HOME/reference."""
     settings = placelink.settings()
     source = settings.reference / "lsoa_reference.csv"
     if not source.exists():
-        raise dg.Failure(f"area reference {source} is missing: copy the LSOA reference file "
-                         "(lsoa_code, ward_code, ward_name, imd_decile) there")
-    table = pl.read_csv(source, schema_overrides={"imd_decile": pl.Int8}).to_arrow()
+        contracts, _ = placelink.contracts()
+        with_areas = sorted(c.label for c in contracts.values() for d in c.datasets.values()
+                            if "lsoa_code" in d.columns)
+        if with_areas:
+            raise dg.Failure(f"area reference {source} is missing, and contract(s) {', '.join(with_areas)} "
+                             "send LSOAs: copy the LSOA reference file (lsoa_code, ward_code, ward_name, "
+                             "imd_decile) there (README: the postcode lookup)")
+        # No partner sends areas: every person's area is unknown, which the tables show as such.
+        context.log.warning(f"no area reference at {source}, and no contract sends LSOAs: every "
+                            "person's area is unknown")
+        table = _AREA_REFERENCE.to_frame().to_arrow()
+    else:
+        table = pl.read_csv(source, schema_overrides={"imd_decile": pl.Int8}).to_arrow()
     with placelink.warehouse() as con:
         con.register("incoming", table)
         con.execute("CREATE OR REPLACE TABLE hub.lsoa_reference AS SELECT * FROM incoming")

@@ -9,21 +9,26 @@ from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuse
                                   table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publish import publish
+from assets.sql_models import model_plan
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
-from pipelines.sql_models import discover
 
 
 def _publish_deps() -> list[dg.AssetKey]:
-    return [dg.AssetKey(["publish", m.name]) for m in discover(Settings.from_env().sql_dir).values()
-            if m.schema == "publish"]
+    # The publish models that run, and linkage itself: a hub whose contracts leave every publish
+    # model out still publishes (_about says why), but only after its records were linked.
+    return [dg.AssetKey(["publish", m.name]) for m in model_plan(Settings.from_env()).models.values()
+            if m.schema == "publish"] + [dg.AssetKey(["hub", "record_person"])]
 
 
 @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
 def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
     """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
     settings = placelink.settings()
-    models = discover(settings.sql_dir)
+    plan = model_plan(settings)  # the models that ran: those whose datasets have a contract
+    models = plan.models
+    for message in plan.messages():
+        context.log.warning(message)
     contracts, problems = placelink.contracts()
     # Agreements not in force today: their data was left out of linkage, so of every table.
     now = settings.now()
@@ -42,17 +47,19 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
                          table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded,
-                         now=now, audit_head=head.to_json() if head else None)
+                         now=now, audit_head=head.to_json() if head else None, models_left_out=plan.left_out)
     placelink.audit(context).append("published", file=str(settings.published), tables=[t.name for t in tables],
                                     audit_head_events=head.events if head else None,
-                             contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
-                             excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
-                             redacted_cells=sum(t.redacted_cells for t in tables))
+                                    contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+                                    excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
+                                    redacted_cells=sum(t.redacted_cells for t in tables),
+                                    models_left_out=sorted(plan.left_out))
     context.log.info(f"published {len(tables)} tables to {settings.published}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(settings.published)),
         "tables": dg.MetadataValue.json({t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells}
                                          for t in tables}),
+        "models_left_out": dg.MetadataValue.md("\n".join(f"- {m}" for m in plan.messages()) or "none"),
     })
 
 

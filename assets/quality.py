@@ -9,10 +9,10 @@ These checks show what the gate found, per dataset, for the latest ingest run.
 import dagster as dg
 
 from assets.ingest import landing_specs
+from assets.sql_models import model_plan
 from pipelines.quality.report import write_report
 from pipelines.quality.results import deliveries, published_unsafe_cells, unvalidated_extracts
 from pipelines.resources import PlacelinkResource
-from pipelines.sql_models import discover
 
 _FAILURE_TABLE_HEADER = "| delivery | severity | rule | failing rows | sample row numbers |\n|---|---|---|---|---|\n"
 
@@ -85,7 +85,7 @@ def only_validated_deliveries(placelink: PlacelinkResource):
                 description="No published count in 1-7 and every count a multiple of 5 (read back from the file).")
 def published_disclosure_safe(placelink: PlacelinkResource) -> dg.AssetCheckResult:
     settings = placelink.settings()
-    counts = {m.name: m.list_option("counts") for m in discover(settings.sql_dir).values()
+    counts = {m.name: m.list_option("counts") for m in model_plan(settings).models.values()
               if m.schema == "publish"}
     unsafe = published_unsafe_cells(settings.published, counts)
     return dg.AssetCheckResult(passed=not any(unsafe.values()), metadata={"unsafe_cells": dg.MetadataValue.json(unsafe)})

@@ -1,14 +1,57 @@
-"""Stage 3: the dbt_like_sql models, one Dagster asset per SQL file, lineage read from the SQL."""
+"""Stage 3: the dbt_like_sql models, one Dagster asset per SQL file, lineage read from the SQL.
+
+The graph is built from the contracts present: a model whose source dataset no contract
+provides is left out (with the reason in the Dagster log, the published file's ``_about`` and
+`placelink run`'s summary), not a traceback at load.
+"""
+import logging
+from pathlib import Path
 
 import dagster as dg
 
+from assets.ingest import landing_specs
+from assets.linkage import GOVERNANCE_DEPS
+from pipelines.contracts import declared_datasets, load_contracts
+from pipelines.linkage.person_records import landed_datasets
+from pipelines.record_attributes import RECORD_ATTRIBUTES, build_record_attributes
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
-from pipelines.sql_models import SqlModel, check_graph, discover, run_model
+from pipelines.sql_models import ModelPlan, SqlModel, check_graph, discover, plan_models, run_model
 
 # Tables written by Python assets that models may read.
 HUB_SOURCES = {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records",
-               "hub.lsoa_reference", "hub.deliveries"}
+               "hub.lsoa_reference", "hub.deliveries", RECORD_ATTRIBUTES}
+
+log = logging.getLogger(__name__)
+
+
+def model_sources(contracts_dir: Path) -> set[str]:
+    """Every table the models may read: the hub's own, and a landing table per dataset of every
+    contract in ``contracts_dir`` (of an invalid one too: its flow is held, but the models that
+    read its table stay in the graph, so one bad agreement never takes the pipeline down)."""
+    contracts, problems = load_contracts(contracts_dir)
+    landing = {f"landing.{name}" for c in contracts.values() for name in c.datasets}
+    held = {f"landing.{name}" for path in problems for name in declared_datasets(path)}
+    return HUB_SOURCES | landing | held
+
+
+def model_plan(settings: Settings) -> ModelPlan:
+    """The models this hub runs with its contracts, and those left out with the reason."""
+    return plan_models(discover(settings.sql_dir), model_sources(settings.contracts_dir))
+
+
+@dg.asset(key=["hub", "record_attributes"], group_name="models_staging",
+          deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
+          description="Year of birth, sex and area of every landed record in use (NULL where its "
+                      "dataset has no such column): what staging.persons describes people by.")
+def record_attributes(placelink: PlacelinkResource) -> dg.MaterializeResult:
+    contracts, _ = placelink.contracts()
+    with placelink.warehouse() as con:
+        lacking = build_record_attributes(con, landed_datasets(con, contracts, placelink.settings().today()))
+    return dg.MaterializeResult(metadata={
+        "datasets": len(lacking),
+        "attributes_not_held": dg.MetadataValue.json({d: a for d, a in lacking.items() if a}),
+    })
 
 
 def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -32,7 +75,11 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
     return _run
 
 
-def sql_model_assets(sources: set[str]) -> list[dg.AssetsDefinition]:
-    models = discover(Settings.from_env().sql_dir)
-    check_graph(models, sources)
-    return [_model_asset(m) for m in models.values()]
+def sql_model_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """One asset per model this hub runs (``record_attributes`` first); a model left out is
+    logged with its reason."""
+    plan = model_plan(settings)
+    check_graph(plan.models, model_sources(settings.contracts_dir))
+    for message in plan.messages():
+        log.warning(message)
+    return [record_attributes, *(_model_asset(m) for m in plan.models.values())]

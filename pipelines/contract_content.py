@@ -30,6 +30,9 @@ import json
 from typing import Any, Iterator
 
 DSA_PROPERTY = "dataSharingAgreement"
+# A dataset's custom property saying how the partner's own system writes dates: the kit reads
+# them with it, nothing shared changes, so it is editorial (pipelines.contracts).
+DATE_FORMAT_PROPERTY = "dateFormats"
 SIGNIFICANT, STATUS, EDITORIAL = "significant", "status", "editorial"
 
 # DSA term -> (class, topic)
@@ -102,6 +105,8 @@ def classify(path: tuple[str, ...], kind: str = "changed") -> tuple[str, str]:
             return ITEM_FIELDS.get(field, (SIGNIFICANT, f"data item field '{field}'"))
         if len(path) == 3 and path[2] in ("description", "businessName", "physicalName"):
             return EDITORIAL, "dataset description"
+        if len(path) >= 4 and path[2] == "customProperties" and path[3] == DATE_FORMAT_PROPERTY:
+            return EDITORIAL, "partner's raw date format"
         return SIGNIFICANT, "dataset definition"
     if head in EDITORIAL_TOP:
         return EDITORIAL, EDITORIAL_TOP[head]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -22,7 +23,7 @@ import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from pipelines.contract_content import DSA_PROPERTY, content_digest
+from pipelines.contract_content import DATE_FORMAT_PROPERTY, DSA_PROPERTY, content_digest
 
 if TYPE_CHECKING:
     from pipelines.approvals import ApprovalCheck
@@ -196,11 +197,63 @@ class DataItem:
     allowed_values: tuple[str, ...] | None = None
 
 
+# How a date may be written in a partner's raw extract: the parts a declared format is made
+# of, each with the strftime directive that reads it and the shape its text must have.
+# Two-digit years are refused: 01/02/03 cannot say which century a date of birth is in.
+_DATE_PARTS = {"yyyy": ("%Y", r"\d{4}"), "month": ("%B", r"[A-Za-z]{3,9}"),
+               "mon": ("%b", r"[A-Za-z]{3}"), "mm": ("%m", r"\d{1,2}"), "dd": ("%d", r"\d{1,2}")}
+_DATE_SEPARATORS = "/-. "
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    """A date format a partner's raw extract may use (declared in the contract, e.g.
+    ``dd/mm/yyyy``): ``strftime`` reads it, and only text of the ``shape`` (a regex) is read."""
+
+    declared: str
+    strftime: str
+    shape: str
+
+    @classmethod
+    def parse(cls, declared: str) -> "DateFormat":
+        """``dd/mm/yyyy``, ``yyyy-mm-dd``, ``dd-mon-yyyy``, ``dd month yyyy``, ``yyyymmdd`` ...;
+        raises ValueError saying what is wrong."""
+        text, strftime, shape, seen = str(declared).strip().lower(), "", "", []
+        while text:
+            part = next((p for p in _DATE_PARTS if text.startswith(p)), None)
+            if part is not None:
+                directive, pattern = _DATE_PARTS[part]
+                strftime, shape = strftime + directive, shape + pattern
+                seen.append("month" if part in ("mm", "mon", "month") else part)
+                text = text[len(part):]
+            elif text[0] in _DATE_SEPARATORS:
+                strftime, shape = strftime + text[0], shape + re.escape(text[0])
+                text = text[1:]
+            elif text.startswith("yy"):
+                raise ValueError("two-digit years (yy) cannot tell 1925 from 2025: ask for four-digit "
+                                 "years (yyyy)")
+            else:
+                raise ValueError(f"'{text[0]}' is neither a date part (dd, mm, mon, month, yyyy) nor a "
+                                 f"separator ({' '.join(repr(c) for c in _DATE_SEPARATORS)})")
+        if not any(c in declared for c in _DATE_SEPARATORS):
+            # Without separators (yyyymmdd) only fixed widths tell where a part ends.
+            shape = shape.replace(r"\d{1,2}", r"\d{2}")
+        if sorted(seen) != ["dd", "month", "yyyy"]:
+            raise ValueError("a date format has each of day (dd), month (mm, mon or month) and year "
+                             "(yyyy) exactly once")
+        return cls(declared=str(declared).strip(), strftime=strftime, shape=f"^{shape}$")
+
+
+ISO_DATE = DateFormat("yyyy-mm-dd", "%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$")
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
     description: str
     items: tuple[DataItem, ...]
+    # How dates are written in the partner's raw extract (besides ISO yyyy-mm-dd, always read).
+    date_formats: tuple[DateFormat, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -389,7 +442,12 @@ def load_contract(path: Path) -> Contract:
                 unique=bool(prop.unique), reason=str(custom["reason"]),
                 allowed_values=tuple(allowed) if allowed else None,
             ))
-        datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items))
+        formats, problem = _date_formats(obj)
+        if problem:
+            item_problems.append(f"{path.name}: dataset '{obj.name}' customProperty "
+                                 f"'{DATE_FORMAT_PROPERTY}': {problem}")
+        datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items),
+                                     date_formats=formats)
     if item_problems:
         raise ContractError("\n".join(item_problems))
     if not datasets:
@@ -397,6 +455,28 @@ def load_contract(path: Path) -> Contract:
                             "Fix: add one schema object per dataset the partner may send")
     return Contract(id=odcs.id, version=odcs.version, name=odcs.name or odcs.id, path=path,
                     terms=terms, datasets=datasets, content_sha256=content_digest(document))
+
+
+def _date_formats(obj) -> tuple[tuple[DateFormat, ...], str | None]:
+    """The dataset's declared raw date formats (a string or a list), or the problem with them."""
+    custom = {cp.property: cp.value for cp in obj.customProperties or []}
+    declared = custom.get(DATE_FORMAT_PROPERTY)
+    if declared is None:
+        return (), None
+    declared = [declared] if isinstance(declared, str) else declared
+    if not isinstance(declared, list) or not declared or not all(isinstance(d, str) for d in declared):
+        return (), "give one format such as 'dd/mm/yyyy', or a list of them"
+    formats = []
+    for text in declared:
+        try:
+            formats.append(DateFormat.parse(text))
+        except ValueError as exc:
+            return (), f"'{text}': {exc}"
+    shapes = [f.shape for f in [ISO_DATE, *formats]]
+    if len(set(shapes)) != len(shapes):
+        return (), ("two formats read the same text differently (such as dd/mm/yyyy and mm/dd/yyyy) "
+                    "or repeat one: keep the one the partner's system writes")
+    return tuple(formats), None
 
 
 class ApprovalChecker(Protocol):

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.governance import contract_status, held_landing_tables, ig_register, retention_deletions
-from assets.ingest import area_reference, landing_specs, received_extracts
+from assets.governance import contract_status, ig_register, retention_deletions
+from assets.ingest import area_reference, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
-from assets.sql_models import HUB_SOURCES, sql_model_assets
+from assets.sql_models import sql_model_assets
 from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
 from pipelines.schedules import daily_retention, monthly_refresh
+from pipelines.settings import Settings
 from pipelines.sensors import inbox_sensor
-
-_sources = HUB_SOURCES | {".".join(spec.key.path) for spec in landing_specs()} | held_landing_tables()
 
 
 def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
@@ -28,7 +27,7 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     """
     return dg.Definitions(
         assets=[received_extracts, area_reference, person_records, linked_persons,
-                *sql_model_assets(_sources), shared_outcomes, outcomes_report, quality_report,
+                *sql_model_assets(Settings.from_env()), shared_outcomes, outcomes_report, quality_report,
                 contract_status, retention_deletions, ig_register],
         asset_checks=[*quality_checks, plausible_linkage],
         jobs=[refresh_job, retention_job],

@@ -21,6 +21,7 @@ import duckdb
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
+from pipelines.record_attributes import RECORD_ATTRIBUTES
 from pipelines.sql_models import SqlModel
 from pipelines.stages import stage
 from pipelines.warehouse import table_exists
@@ -219,6 +220,8 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
     for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
         upstream = upstream_tables(model, models)
         sources = {t.split(".", 1)[1] for t in upstream if t.startswith("landing.")}
+        if RECORD_ATTRIBUTES in upstream:  # a view over every landed dataset in use
+            sources |= set(extracts)
         linked = bool(upstream & LINKAGE_TABLES)
         for name in sorted(extracts):
             if name not in sources and not linked:

@@ -40,13 +40,15 @@ class PublishedTable:
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
-            excluded_flows: list[dict] | None = None, audit_head: dict | None = None) -> list[PublishedTable]:
+            excluded_flows: list[dict] | None = None, audit_head: dict | None = None,
+            models_left_out: dict[str, str] | None = None) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
     ``_lineage`` table; ``excluded_flows`` (agreements not in force, whose data was left
-    out) goes into ``_about``, and so does ``audit_head``: the audit log's signed head when the
-    file was built, so any copy of the file can later show the log was not cut back
+    out) and ``models_left_out`` (models whose datasets no contract provides, with why) go into
+    ``_about``, and so does ``audit_head``: the audit log's signed head when the file was built,
+    so any copy of the file can later show the log was not cut back
     (``placelink audit verify --published``).
     """
     now = now or dt.datetime.now(dt.UTC)
@@ -74,6 +76,7 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
             "excluded_flows": json.dumps(excluded_flows or []),
+            "models_left_out": json.dumps(models_left_out or {}),
             "model_versions": json.dumps(model_versions(models)),
             "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
         }
@@ -82,9 +85,10 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
                     "name VARCHAR, model_version VARCHAR)")
-        out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)",
-                        [(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
-                        + outcome_definitions(models))
+        described = ([(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
+                     + outcome_definitions(models))
+        if described:  # a hub whose contracts leave every model out publishes none
+            out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)", described)
         _write_lineage(out, table_lineage or [])
         _comment_metadata(out)
         out.execute("CHECKPOINT")

@@ -143,6 +143,74 @@ def discover(folder: Path) -> dict[str, SqlModel]:
     return models
 
 
+@dataclass(frozen=True)
+class ModelPlan:
+    """Which models a hub runs: ``models`` (those whose inputs all exist) and, for each model
+    left out, why (``left_out``: table -> a sentence naming the missing landing tables;
+    ``missing``: table -> those tables)."""
+
+    models: dict[str, SqlModel]
+    left_out: dict[str, str]
+    missing: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def messages(self) -> list[str]:
+        """What an operator reads in the run's log and summary: the left-out models grouped by
+        the datasets they lack, one line per group, then what to do."""
+        if not self.left_out:
+            return []
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for table in sorted(self.left_out):
+            groups.setdefault(self.missing.get(table, ()), []).append(table)
+        lines = [f"model{'s' if len(tables) > 1 else ''} {', '.join(tables)} left out: no contract provides "
+                 f"{', '.join(needed)}" for needed, tables in sorted(groups.items(), key=lambda g: (len(g[0]), g))]
+        lines.append("to run them, add the partners' contracts to contracts/; if this partnership does not "
+                     "need them, remove their .sql files (the published file's _about.models_left_out says why "
+                     "each was left out)")
+        return lines
+
+
+def plan_models(models: dict[str, SqlModel], sources: set[str]) -> ModelPlan:
+    """The models to run when the hub's sources are ``sources``.
+
+    A model that reads a landing table no contract provides (a partnership without the
+    family-support partner has no ``landing.family_support_enrolments``) is left out, and so
+    is every model that reads a left-out model: each reason names the landing tables it
+    needed. Any other unknown table is an error in the SQL and raises :class:`ModelError`, as
+    :func:`check_graph` does for a cycle among the models that run.
+    """
+    for model in models.values():
+        not_landing = sorted(d for d in model.depends_on
+                             if d not in models and d not in sources and not d.startswith("landing."))
+        if not_landing:
+            raise ModelError(f"{model.path}: reads unknown table(s) {', '.join(not_landing)} "
+                             f"(neither a model nor a hub source table)")
+    needs: dict[str, frozenset[str]] = {}
+
+    def missing_landing(table: str, visiting: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The landing tables without a contract that ``table`` reads, directly or through models."""
+        if table not in needs:
+            if table in visiting:
+                return frozenset()  # a cycle: check_graph names it
+            model = models[table]
+            found = {d for d in model.depends_on if d not in models and d not in sources}
+            for dep in model.depends_on & models.keys():
+                found |= missing_landing(dep, visiting | {table})
+            needs[table] = frozenset(found)
+        return needs[table]
+
+    left_out, missing = {}, {}
+    for table, model in models.items():
+        if missing_landing(table):
+            missing[table] = tuple(sorted(needs[table]))
+            through = sorted(d for d in model.depends_on & models.keys() if missing_landing(d))
+            via = f" (through {', '.join(through)})" if through else ""
+            what = "that dataset" if len(needs[table]) == 1 else "those datasets"
+            left_out[table] = (f"it needs {', '.join(sorted(needs[table]))}{via}, and no contract in "
+                               f"contracts/ provides {what} (add the partner's contract, or remove "
+                               f"{model.path.name} if the partnership does not need it)")
+    return ModelPlan({t: m for t, m in models.items() if t not in left_out}, left_out, missing)
+
+
 def check_graph(models: dict[str, SqlModel], sources: set[str]) -> list[str]:
     """Models in run order; raises ModelError for unknown tables and cycles, naming the files."""
     for model in models.values():

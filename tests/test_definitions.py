@@ -61,3 +61,24 @@ def test_jobs_run_in_one_process_because_the_warehouse_has_one_writer():
 
     for name in ("placelink_refresh", "placelink_retention"):
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
+
+
+def test_without_a_contract_its_models_are_left_out_with_a_message_not_a_traceback(tmp_path):
+    # A partnership without the family-support partner: only the council's and the NHS's contracts.
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    for name in ("council-place-services.yaml", "nhs-acute-mental-health.yaml"):
+        (contracts / name).write_bytes((REPO_ROOT / "contracts" / name).read_bytes())
+    load = ("import json\nfrom pipelines.definitions import defs\n"
+            "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))")
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home"),
+                               "PLACELINK_CONTRACTS": str(contracts)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    keys = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"staging/persons", "staging/outcome_events", "published/shared_outcomes"} <= keys
+    assert not keys & {"cohorts/programme_cohort", "publish/outcomes_by_ward", "landing/family_support_enrolments"}
+    (left_out,) = [line for line in done.stderr.splitlines() if "cohorts.programme_cohort" in line]
+    assert left_out.endswith("left out: no contract provides landing.family_support_enrolments")
+    assert "publish.outcomes_by_ward" in left_out and "add the partners' contracts" in done.stderr

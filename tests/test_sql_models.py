@@ -1,7 +1,7 @@
 import pytest
 
 from pipelines.settings import REPO_ROOT
-from pipelines.sql_models import ModelError, check_graph, discover, referenced_tables
+from pipelines.sql_models import ModelError, check_graph, discover, plan_models, referenced_tables
 
 
 @pytest.mark.parametrize("sql, expected", [
@@ -57,6 +57,39 @@ def test_unknown_table_names_the_file(tmp_path):
         check_graph(discover(tmp_path), {"hub.person_keys"})
 
 
+def test_a_model_whose_dataset_has_no_contract_is_left_out_with_its_downstream(tmp_path):
+    _write(tmp_path, "staging/events.sql", "SELECT * FROM landing.a UNION ALL SELECT * FROM landing.b")
+    _write(tmp_path, "staging/people.sql", "SELECT * FROM hub.record_person")
+    _write(tmp_path, "publish/by_area.sql", "SELECT * FROM staging.events JOIN staging.people USING (k)")
+    _write(tmp_path, "publish/people.sql", "SELECT * FROM staging.people")
+    plan = plan_models(discover(tmp_path), {"landing.a", "hub.record_person"})
+    assert sorted(plan.models) == ["publish.people", "staging.people"]
+    assert sorted(plan.left_out) == ["publish.by_area", "staging.events"]
+    assert "needs landing.b, and no contract in contracts/ provides" in plan.left_out["staging.events"]
+    assert "needs landing.b (through staging.events)" in plan.left_out["publish.by_area"]
+    assert "events.sql" in plan.left_out["staging.events"]
+    assert check_graph(plan.models, {"landing.a", "hub.record_person"}) == ["staging.people", "publish.people"]
+
+
+def test_a_misspelt_hub_table_is_still_an_error_not_a_left_out_model(tmp_path):
+    _write(tmp_path, "staging/a.sql", "SELECT * FROM hub.record_persn")
+    with pytest.raises(ModelError, match=r"staging/a\.sql: reads unknown table\(s\) hub\.record_persn"):
+        plan_models(discover(tmp_path), {"hub.record_person"})
+
+
+def test_the_project_models_without_the_family_support_contract():
+    # A partnership without the VCS partner: its cohort and everything built on it are left out,
+    # what does not need it still runs.
+    models = discover(REPO_ROOT / "dbt_like_sql")
+    sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
+                                        "csc_referrals", "school_attendance", "homelessness_applications")}
+    sources |= {"hub.record_person", "hub.lsoa_reference", "hub.record_attributes"}
+    plan = plan_models(models, sources)
+    assert "cohorts.programme_cohort" in plan.left_out and "publish.outcomes_by_ward" in plan.left_out
+    assert {"staging.persons", "staging.outcome_events", "staging.school_attendance"} <= set(plan.models)
+    assert "landing.family_support_enrolments" in plan.left_out["publish.outcomes_by_ward"]
+
+
 def test_header_sets_description_and_counts(tmp_path):
     _write(tmp_path, "publish/t.sql", "-- description: A table\n--   over two lines.\n-- counts: people, events\nSELECT 1")
     model = discover(tmp_path)["publish.t"]
@@ -68,7 +101,8 @@ def test_project_models_form_a_valid_graph():
     models = discover(REPO_ROOT / "dbt_like_sql")
     sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
                                         "csc_referrals", "school_attendance", "homelessness_applications",
-                                        "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference"}
+                                        "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference",
+                                                                         "hub.record_attributes"}
     order = check_graph(models, sources)
     assert order.index("staging.persons") < order.index("cohorts.comparison_group") < order.index("publish.outcomes_by_ward")
 

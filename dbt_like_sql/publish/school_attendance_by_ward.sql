@@ -11,14 +11,14 @@ population: pupils
 rates: ["absence_rate_pct = sessions_missed / sessions_possible * 100"]
 columns:
   cohort: programme or comparison.
-  ward_code: "Electoral ward of residence (ONS code), or 'All wards'."
+  ward_code: "Electoral ward of residence (ONS code), 'unknown area' where no record of the person gave a known area, or 'All wards'."
   period: before or after the index date (12-month windows).
   pupils: Pupils with at least one term starting in the window (rounded to 5; NULL = redacted).
   sessions_possible: Half-day sessions possible (rounded to 5; NULL = redacted).
   sessions_missed: Half-day sessions missed (rounded to 5; NULL = redacted).
   absence_rate_pct: Sessions missed per 100 sessions possible, from unrounded counts (NULL where hidden).
 */
-SELECT cohort, coalesce(ward_code, 'unknown') AS ward_code, period,
+SELECT cohort, coalesce(ward_code, 'unknown area') AS ward_code, period,
        count(DISTINCT person_key) AS pupils,
        CAST(sum(sessions_possible) AS BIGINT) AS sessions_possible,
        CAST(sum(sessions_missed) AS BIGINT) AS sessions_missed

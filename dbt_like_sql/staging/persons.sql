@@ -3,13 +3,8 @@
 --   the number of partners holding a record of the person.
 -- materialized: table
 WITH attributes AS (
-    SELECT record_token, 'ae_attendances' AS dataset, year_of_birth, sex, lsoa_code FROM landing.ae_attendances
-    UNION ALL SELECT record_token, 'emergency_admissions', year_of_birth, sex, lsoa_code FROM landing.emergency_admissions
-    UNION ALL SELECT record_token, 'mental_health_referrals', year_of_birth, sex, lsoa_code FROM landing.mental_health_referrals
-    UNION ALL SELECT record_token, 'csc_referrals', year_of_birth, sex, lsoa_code FROM landing.csc_referrals
-    UNION ALL SELECT record_token, 'school_attendance', year_of_birth, sex, lsoa_code FROM landing.school_attendance
-    UNION ALL SELECT record_token, 'homelessness_applications', year_of_birth, sex, lsoa_code FROM landing.homelessness_applications
-    UNION ALL SELECT record_token, 'family_support_enrolments', year_of_birth, sex, lsoa_code FROM landing.family_support_enrolments
+    -- every landed dataset's records; NULL where a dataset's contract has no such column
+    SELECT record_token, dataset, year_of_birth, sex, lsoa_code FROM hub.record_attributes
 ),
 linked AS (
     SELECT rp.person_key, rp.partner_id, a.year_of_birth, a.sex, a.lsoa_code

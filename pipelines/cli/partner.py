@@ -56,11 +56,15 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 @click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--dataset", help="Dataset of the contract (default: the only one, or the input file's stem).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
-              help="Raw extract (CSV or Parquet) with clear identifiers.")
+              help="Raw extract (CSV, Parquet or an Excel .xlsx workbook) with clear identifiers.")
+@click.option("--sheet", help="The sheet of an .xlsx workbook that holds the extract (needed when it has several).")
+@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="YAML file naming which of your columns holds what (README: your own column names).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the hub-bound extract.")
 @click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--postcode-lookup", type=click.Path(path_type=Path, exists=True), required=True,
-              help="postcode -> lsoa_code, ward_code CSV (ONSPD-like).")
+@click.option("--postcode-lookup", type=click.Path(path_type=Path, exists=True),
+              help="Postcode -> LSOA (and ward) lookup: ONS's, as downloaded, or a CSV of postcode, "
+                   "lsoa_code, ward_code. Without it, area columns are sent empty.")
 @click.option("--opt-outs", type=click.Path(path_type=Path, exists=True),
               help="National Data Opt-out list (NHS numbers); required when the contract says it applies.")
 @click.option("--period", help="Reporting period YYYY-MM (default: this month; PLACELINK_AS_OF moves it).")
@@ -70,8 +74,9 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
               help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
 @click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True,
               help="The hub's public key (hub.pub, from `placelink hub keygen`).")
-def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Path, key_path: Path,
-            postcode_lookup: Path, opt_outs: Path | None, period: str | None, signing_key_path: Path,
+def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: str | None,
+            mapping_path: Path | None, out: Path, key_path: Path, postcode_lookup: Path | None,
+            opt_outs: Path | None, period: str | None, signing_key_path: Path,
             passphrase_file: Path | None, hub_key_path: Path) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
@@ -96,7 +101,7 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Pat
             dataset = next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
         prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
                                    postcode_lookup, opt_outs=opt_outs, period=period,
-                                   now=Clock.from_env().now())
+                                   now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet)
         sealed = seal_prepared(prepared, signing_key, hub_key)
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))
@@ -110,6 +115,16 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Pat
     invalid = {k: v for k, v in prepared.header.invalid_counts.items() if v}
     if invalid:
         click.echo("invalid values (sent as empty tokens): " + ", ".join(f"{k} {v:,}" for k, v in sorted(invalid.items())))
+    report = prepared.report
+    if report["absent_identity_columns"]:
+        click.echo("not in your extract (sent empty): " + ", ".join(report["absent_identity_columns"]))
+    if report.get("areas_not_looked_up"):
+        click.echo(f"no postcode lookup given: {', '.join(report['areas_not_looked_up'])} sent empty "
+                   "(the hub shows these people under 'unknown area'); README: where to get ONS's lookup")
+    unsplit = report.get("mapping_unusable_values", {})
+    if any(unsplit.values()):
+        click.echo("values your mapping could not use (sent empty): "
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(unsplit.items()) if v))
 
 
 @partner.command()

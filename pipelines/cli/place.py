@@ -31,9 +31,12 @@ def synth(people: int, seed: int, out: Path) -> None:
 @click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
 def run(retrain: bool) -> None:
     """Materialise every asset headless (inbox -> published file)."""
+    from assets.sql_models import model_plan
     from pipelines.run import failure_messages, run_pipeline
 
     result = run_pipeline(Settings.from_env(), retrain=retrain)
+    for message in model_plan(Settings.from_env()).messages():
+        click.echo(f"note: {message}")
     if not result.success:
         for message in failure_messages(result):
             click.echo(f"failed: {message}", err=True)

@@ -426,7 +426,8 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
           comparisons_for: Callable[[frozenset[str]], list] | None = None) -> TrainedModel:
     """Train a model on ``records`` from the fields they hold: the prior from deterministic
     rules, u by random sampling and m by EM on the training rules the data supports (each on
-    at most :data:`EM_MAX_PAIRS` blocked pairs).
+    at most :data:`EM_MAX_PAIRS` blocked pairs). ``trained_at`` is the hub's clock (default:
+    the calendar).
 
     Placeholder values (:mod:`pipelines.linkage.placeholders`) are treated as missing first.
     Never fails for lack of a field: comparisons, blocking and training rules are chosen from
@@ -448,6 +449,10 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
             raise ValueError("no deterministic rule can be evaluated on these fields")
         linker.training.estimate_probability_two_random_records_match(
             [block_on(*rule) for rule in prior_rules], recall=0.8)
+        if not 0 < linker._settings_obj._probability_two_random_records_match < 1:
+            # No pair agrees on any rule (one partner whose identical identities are already
+            # one identity record): a prior of 0 would score every pair at log(0).
+            raise ValueError("the deterministic rules found no pair")
         prior_method = ("deterministic rules (" + "; ".join(" + ".join(r) for r in prior_rules)
                         + "), recall 0.8")
     except (ValueError, ZeroDivisionError, ArithmeticError) as exc:

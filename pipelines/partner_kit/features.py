@@ -22,7 +22,7 @@ import jellyfish
 import polars as pl
 import pyarrow as pa
 
-from pipelines.contracts import Contract, Dataset
+from pipelines.contracts import Contract, Dataset, DateFormat
 from pipelines.extract_file import ARROW_TYPES
 from pipelines.partner_kit.bloom import ADDRESS_HASHES, bloom_encode_names
 from pipelines.partner_kit.errors import PartnerKitError
@@ -43,6 +43,9 @@ from pipelines.partner_kit.normalise import (
 )
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey, token_array, tokenise
+
+# Hub columns looked up from the postcode with the partner's postcode lookup.
+AREA_FEATURES = ("lsoa_code", "ward_code")
 
 IDENTITY_COLUMNS = (
     "record_id",
@@ -98,6 +101,7 @@ class IdentityInputs:
         key: LinkageKey,
         today: dt.date,
         postcode_lookup: pl.DataFrame | None = None,
+        date_formats: tuple[DateFormat, ...] = (),
     ) -> None:
         self.raw = raw
         self.partner_id = partner_id
@@ -105,6 +109,7 @@ class IdentityInputs:
         self.key = key
         self.today = today
         self.postcode_lookup = postcode_lookup
+        self.date_formats = date_formats
         self.invalid: dict[str, int] = {}
         self.missing: dict[str, int] = {}
         self.postcodes_not_in_lookup = 0
@@ -182,7 +187,8 @@ class IdentityInputs:
     @cached_property
     def date_of_birth(self) -> pl.Series:
         return self._normalise(
-            "date_of_birth", lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today)
+            "date_of_birth",
+            lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today, self.date_formats),
         )
 
     @cached_property
@@ -217,15 +223,15 @@ class IdentityInputs:
     @cached_property
     @step("normalise")
     def areas(self) -> pl.DataFrame:
-        """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown."""
+        """lsoa_code and ward_code per distinct raw postcode; null where the postcode is unknown,
+        and everywhere when there is no postcode lookup (the report says so)."""
+        distinct = pl.DataFrame({"postcode": self.postcode})
         if self.postcode_lookup is None:
-            raise PartnerKitError(
-                "the contract asks for lsoa_code/ward_code, which are looked up from the "
-                "postcode: pass the postcode lookup file (--postcode-lookup)"
+            return distinct.with_columns(
+                lsoa_code=pl.lit(None, pl.String), ward_code=pl.lit(None, pl.String)
             )
         # One row per postcode, or the join would duplicate rows and misalign them.
         lookup = self.postcode_lookup.unique("postcode", keep="first", maintain_order=True)
-        distinct = pl.DataFrame({"postcode": self.postcode})
         areas = distinct.join(lookup, on="postcode", how="left", maintain_order="left")
         self.postcodes_not_in_lookup = self.field("postcode").count_rows(
             areas["postcode"].is_not_null() & areas["lsoa_code"].is_null()

@@ -22,7 +22,10 @@ NHS number   spaces and dashes removed; valid only if 10 digits, the mod-11 chec
              digit agrees, and the digits are not all the same (0000000000 and
              1111111111 pass mod-11 but are placeholder values used by systems, and
              would link unrelated people).
-dates        ISO ``YYYY-MM-DD`` only; a date of birth must fall in 1900-01-01..today.
+dates        ISO ``YYYY-MM-DD``, or a format the contract declares for the dataset
+             (``dateFormats``, e.g. UK ``dd/mm/yyyy``); a time of day after the date
+             (``2001-03-05 00:00:00``, as spreadsheets and databases export dates) is
+             ignored; a date of birth must fall in 1900-01-01..today.
 postcode     upper-case, spaces removed, checked against the UK postcode format,
              then written with one space before the 3-character inward code
              ("ab12cd" -> "AB1 2CD"); sector "AB1 2", district "AB1".
@@ -42,6 +45,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from nicknames import NickNamer
+
+from pipelines.contracts import ISO_DATE, DateFormat
 
 EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
 
@@ -396,13 +401,24 @@ def normalise_nhs_numbers(series: pl.Series) -> Normalised:
 # ---------------------------------------------------------------- dates
 
 
+# A time of day after a date: "2001-03-05 00:00:00", "05/03/2001 13:45", "2001-03-05T00:00".
+_TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$"
+
+
 def parse_iso_dates(
-    values: pl.Series, earliest: dt.date | None = None, latest: dt.date | None = None
+    values: pl.Series,
+    earliest: dt.date | None = None,
+    latest: dt.date | None = None,
+    formats: tuple[DateFormat, ...] = (),
 ) -> pl.Series:
-    """Each ``YYYY-MM-DD`` string as a Date if a real date in [earliest, latest], else null."""
-    frame = pl.DataFrame({"s": values.str.strip_chars()})
-    parsed = pl.when(pl.col("s").str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(
-        pl.col("s").str.to_date("%Y-%m-%d", strict=False)
+    """Each string as a Date if it is a real date in [earliest, latest] written as ISO
+    ``YYYY-MM-DD`` or in one of ``formats`` (the contract's declared raw date formats),
+    else null. Only text of a format's exact shape is read by it, so ``05/03/01`` is
+    never read as the year 1 by ``dd/mm/yyyy``."""
+    frame = pl.DataFrame({"s": values.str.strip_chars().str.replace(_TIME_OF_DAY, "")})
+    parsed = pl.coalesce(
+        pl.when(pl.col("s").str.contains(f.shape)).then(pl.col("s").str.to_date(f.strftime, strict=False))
+        for f in (ISO_DATE, *formats)
     )
     frame = frame.select(parsed.alias("d"))
     in_range = pl.lit(True)
@@ -414,18 +430,24 @@ def parse_iso_dates(
 
 
 def normalise_dates(
-    series: pl.Series, earliest: dt.date | None = None, latest: dt.date | None = None
+    series: pl.Series,
+    earliest: dt.date | None = None,
+    latest: dt.date | None = None,
+    formats: tuple[DateFormat, ...] = (),
 ) -> Normalised:
-    """ISO ``YYYY-MM-DD`` strings -> Date; anything else (or out of range) -> null, counted."""
+    """ISO ``YYYY-MM-DD`` strings (or ``formats``) -> Date; anything else (or out of range)
+    -> null, counted."""
     values = map_distinct(
-        series.cast(pl.String), lambda d: parse_iso_dates(d, earliest, latest), pl.Date
+        series.cast(pl.String), lambda d: parse_iso_dates(d, earliest, latest, formats), pl.Date
     )
     return _normalised(series, values)
 
 
-def normalise_dates_of_birth(series: pl.Series, today: dt.date) -> Normalised:
-    """Dates of birth: ISO and plausible (1900-01-01 .. ``today``)."""
-    return normalise_dates(series, EARLIEST_DATE_OF_BIRTH, today)
+def normalise_dates_of_birth(
+    series: pl.Series, today: dt.date, formats: tuple[DateFormat, ...] = ()
+) -> Normalised:
+    """Dates of birth: ISO (or ``formats``) and plausible (1900-01-01 .. ``today``)."""
+    return normalise_dates(series, EARLIEST_DATE_OF_BIRTH, today, formats)
 
 
 # ---------------------------------------------------------------- postcodes

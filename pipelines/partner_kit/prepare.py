@@ -39,18 +39,22 @@ from pipelines.extract_file import (
 )
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import (
+    AREA_FEATURES,
     IDENTITY_FEATURES,
     IdentityInputs,
     compute_identity_columns,
     contract_features,
 )
+from pipelines.partner_kit.mapping import ColumnMapping
 from pipelines.partner_kit.readers import (
+    allowed_raw_columns,
     check_raw_columns,
     check_record_ids,
     parse_payload,
     read_opt_outs,
     read_postcode_lookup,
     read_raw_extract,
+    used_raw_columns,
 )
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey
@@ -130,6 +134,8 @@ def prepare_extract(
     opt_outs: Path | None = None,
     period: str | None = None,
     now: dt.datetime | None = None,
+    mapping: ColumnMapping | Path | None = None,
+    sheet: str | None = None,
 ) -> PreparedExtract:
     """Turn a raw extract into the hub extract, the partner-only lookup and the counts report.
 
@@ -142,6 +148,10 @@ def prepare_extract(
 
     ``period`` is the reporting period ``YYYY-MM`` (default: the month of ``now``);
     ``now`` (default: the current UTC time) also bounds plausible dates of birth.
+    ``mapping`` (a :class:`ColumnMapping` or its file) renames the partner's own columns;
+    ``sheet`` names the sheet of an .xlsx workbook (default: the mapping's, or the only one).
+    Without ``postcode_lookup``, a contract's optional ``lsoa_code``/``ward_code`` are sent
+    empty and the report says so; a contract that requires them needs the lookup.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -156,20 +166,29 @@ def prepare_extract(
         opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
     key = linkage_key if isinstance(linkage_key, LinkageKey) else LinkageKey.load(linkage_key)
     features = contract_features(contract, spec)
-    needs_areas = any(f.name in ("lsoa_code", "ward_code") for f in features)
+    areas = [f.name for f in features if f.name in AREA_FEATURES]
     if isinstance(postcode_lookup, (str, Path)):
         with step("read"):
-            lookup = read_postcode_lookup(Path(postcode_lookup)) if needs_areas else None
+            lookup = read_postcode_lookup(Path(postcode_lookup)) if areas else None
     else:
         lookup = postcode_lookup
-    if needs_areas and lookup is None:
+    required_areas = [name for name in areas if spec.item(name).required]
+    if required_areas and lookup is None:
         raise PartnerKitError(
-            f"contract {contract.label} asks for lsoa_code/ward_code for dataset '{dataset}': "
-            "pass the postcode lookup file with --postcode-lookup"
+            f"contract {contract.label} requires {'/'.join(required_areas)} for dataset '{dataset}', "
+            "which are looked up from the postcode: pass the postcode lookup file with "
+            "--postcode-lookup (README: where to get ONS's postcode lookup)"
         )
+    if isinstance(mapping, (str, Path)):
+        mapping = ColumnMapping.load(Path(mapping))
 
     with step("read"):
-        raw = read_raw_extract(input_path)
+        raw = read_raw_extract(input_path, sheet=sheet or (mapping.sheet if mapping else None))
+        unusable: dict[str, int] = {}
+        if mapping is not None:
+            mapped = mapping.apply(raw, input_path, contract, spec, allowed_raw_columns(contract, spec),
+                                   used_raw_columns(contract, spec))
+            raw, unusable = mapped.frame, mapped.unusable
         check_raw_columns(raw, input_path, contract, spec)
         check_record_ids(raw, input_path)
         rows_in = raw.height
@@ -182,6 +201,7 @@ def prepare_extract(
         key=key,
         today=now.date(),
         postcode_lookup=lookup,
+        date_formats=spec.date_formats,
     )
     with step("assemble"):
         columns: dict[str, pa.Array | pl.Series] = dict(compute_identity_columns(features, inputs))
@@ -243,6 +263,12 @@ def prepare_extract(
         "absent_identity_columns": [c for c in inputs.missing if c not in raw.columns],
         "columns_sent": list(spec.columns),
     }
+    # Said only where it applies, so a report of an ordinary run keeps its fields.
+    if areas and lookup is None:
+        report["areas_not_looked_up"] = areas
+    if mapping is not None:
+        report["mapping_file"] = mapping.path.name
+        report["mapping_unusable_values"] = unusable
     report_path = private_dir / f"{stem}{REPORT_SUFFIX}"
     report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return PreparedExtract(

@@ -1,9 +1,9 @@
 """Read a partner's raw extract and its reference files, with errors a partner can act on.
 
-A raw extract is CSV (UTF-8, header row) or Parquet; the format is recognised from
-the file's content, not its name. All columns are read as text so nothing is
-guessed: identity columns are normalised by ``normalise``, payload columns are typed
-by :func:`parse_payload` against the contract. Error messages name the file, the
+A raw extract is CSV (UTF-8, header row), Parquet or an Excel workbook (.xlsx, one sheet:
+see ``workbooks``); the format is recognised from the file's content, not its name. All
+columns are read as text so nothing is guessed: identity columns are normalised by
+``normalise``, payload columns are typed by :func:`parse_payload` against the contract. Error messages name the file, the
 column or row, and what to do; they never quote an identifier value.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from pipelines.contracts import Contract, Dataset
+from pipelines.contracts import Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
 from pipelines.partner_kit.normalise import (
@@ -27,6 +28,7 @@ from pipelines.partner_kit.normalise import (
     normalise_nhs_numbers,
     normalise_postcodes,
 )
+from pipelines.partner_kit.workbooks import read_workbook
 
 _SNIFF_BYTES = 64 * 1024
 _MAX_ROWS_NAMED = 5
@@ -39,15 +41,25 @@ _KNOWN_BINARY = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive or an Excel .xlsx workbook"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook (or a password-protected one)"),
     (b"\x1f\x8b", "a gzip-compressed file"),
     (b"SQLite format 3", "an SQLite database"),
 )
 
 
+def _is_workbook(path: Path) -> bool:
+    """An .xlsx (Office Open XML) workbook: a ZIP archive holding ``xl/workbook.xml``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.startswith("xl/workbook.") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def sniff_format(path: Path, what: str = "raw extract") -> str:
-    """``"parquet"`` or ``"csv"`` from the file's first bytes, else :class:`PartnerKitError`."""
+    """``"parquet"``, ``"xlsx"`` or ``"csv"`` from the file's content, else
+    :class:`PartnerKitError`."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -62,6 +74,8 @@ def sniff_format(path: Path, what: str = "raw extract") -> str:
         raise PartnerKitError(f"{what} {path.name} is empty: export it again")
     if head.startswith(b"PAR1"):
         return "parquet"
+    if head.startswith(b"PK\x03\x04") and _is_workbook(path):
+        return "xlsx"
     for magic, kind in _KNOWN_BINARY:
         if head.startswith(magic):
             raise PartnerKitError(
@@ -183,15 +197,19 @@ def _refuse_ragged_records(path: Path, what: str) -> None:
         )
 
 
-def read_raw_extract(path: Path, what: str = "raw extract") -> pl.DataFrame:
-    """Read a raw extract (CSV or Parquet) with every column as text.
+def read_raw_extract(
+    path: Path, what: str = "raw extract", sheet: str | None = None
+) -> pl.DataFrame:
+    """Read a raw extract (CSV, Parquet or an .xlsx workbook's ``sheet``) with every column
+    as text.
 
     Column names have surrounding spaces removed. Raises :class:`PartnerKitError` for an
-    empty file, a file that is neither CSV nor Parquet, an unparseable CSV, or
-    repeated column names.
+    empty file, a file that is none of these, an unparseable CSV, or repeated column names.
     """
     path = Path(path)
     fmt = sniff_format(path, what)
+    if fmt == "xlsx":
+        return read_workbook(path, what, sheet)
     try:
         if fmt == "parquet":
             frame = pl.read_parquet(path)
@@ -258,6 +276,16 @@ def allowed_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]
     return tuple(allowed)
 
 
+def used_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]:
+    """The raw columns the kit reads for ``dataset``: ``record_id``, the identity columns its
+    contract's items are made from and its payload items (what a header row should hold)."""
+    used = ["record_id"]
+    for feature in contract_features(contract, dataset):
+        if feature.source not in used:
+            used.append(feature.source)
+    return tuple(used + [n for n in dataset.columns_classified("payload") if n not in used])
+
+
 def check_raw_columns(
     frame: pl.DataFrame, path: Path, contract: Contract, dataset: Dataset
 ) -> None:
@@ -268,10 +296,10 @@ def check_raw_columns(
     if "record_id" not in frame.columns:
         # Do not list the columns found: without a header row they would be data values.
         raise PartnerKitError(
-            f"{where} has no 'record_id' column: the first line must be the header row, starting "
-            f"record_id,{','.join(IDENTITY_COLUMNS[1:])} followed by the payload columns "
-            "of dataset "
-            f"'{dataset.name}'"
+            f"{where} has no 'record_id' column: the first line must be the header row, with "
+            f"{','.join(used_raw_columns(contract, dataset))} for dataset '{dataset.name}' of "
+            f"contract {contract.label}; if your export names its columns otherwise, say which is "
+            "which in a mapping file (--mapping; README: your own export)"
         )
     allowed = allowed_raw_columns(contract, dataset)
     unknown = [name for name in frame.columns if name not in allowed]
@@ -357,11 +385,14 @@ _FALSE = ("FALSE", "F", "NO", "N", "0")
 
 
 def _parse_item(
-    values: pl.Series, logical_type: str, allowed_values: tuple[str, ...] | None
+    values: pl.Series,
+    logical_type: str,
+    allowed_values: tuple[str, ...] | None,
+    date_formats: tuple[DateFormat, ...] = (),
 ) -> pl.Series:
     text = values.str.strip_chars().replace("", None)
     if logical_type == "date":
-        return normalise_dates(text).values
+        return normalise_dates(text, formats=date_formats).values
     frame = pl.DataFrame({"v": text})
     if logical_type == "integer":
         number = pl.col("v").str.replace(r"^\+", "").str.to_integer(strict=False)
@@ -427,7 +458,9 @@ def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> 
         # Payload values repeat heavily (dates, counts, codes): each distinct value is
         # parsed once and the result spread over the rows.
         raw = Factorised.of(frame[item.name])
-        parsed = _parse_item(raw.distinct, item.logical_type, item.allowed_values).cast(
+        parsed = _parse_item(
+            raw.distinct, item.logical_type, item.allowed_values, dataset.date_formats
+        ).cast(
             PAYLOAD_DTYPES[item.logical_type]
         )
         present = raw.distinct.str.strip_chars() != ""
@@ -436,11 +469,53 @@ def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> 
     return Payload(columns=columns, invalid=invalid)
 
 
+# The lookup's columns under the names the kit uses and under ONS's names: the ONS Postcode
+# Directory (ONSPD: pcds, lsoa21, osward) and ONS's "PCD to OA to LSOA to MSOA to LAD" best-fit
+# lookup (PCDS, LSOA21CD; it has no ward). First listed, first taken: 2021 LSOAs before 2011.
+LOOKUP_COLUMNS = {
+    "postcode": ("postcode", "pcds", "pcd", "pcd7", "pcd8", "pcd2"),
+    "lsoa_code": ("lsoa_code", "lsoa21cd", "lsoa21", "lsoa11cd", "lsoa11"),
+    "ward_code": ("ward_code", "osward"),
+}
+_WARD_CODE = re.compile(r"wd\d{2}cd")  # ONS names ward codes by their year: WD24CD
+
+
+def _lookup_column(names: list[str], wanted: str) -> str | None:
+    lower = {name.strip().lower(): name for name in names}
+    found = next((lower[c] for c in LOOKUP_COLUMNS[wanted] if c in lower), None)
+    if found is None and wanted == "ward_code":
+        found = next((lower[c] for c in sorted(lower, reverse=True) if _WARD_CODE.fullmatch(c)), None)
+    return found
+
+
 def read_postcode_lookup(path: Path) -> pl.DataFrame:
-    """The partner-side postcode lookup: ``postcode, lsoa_code, ward_code`` (CSV or Parquet),
-    postcodes normalised like the extract's; one row per postcode."""
+    """The partner-side postcode lookup as ``postcode, lsoa_code, ward_code``, postcodes
+    normalised like the extract's; one row per postcode.
+
+    The file is CSV or Parquet with the kit's column names or ONS's (see
+    :data:`LOOKUP_COLUMNS`), so ONS's files are used as downloaded; only the three columns
+    are read. A lookup without wards gives ``ward_code`` empty.
+    """
     path = Path(path)
-    frame = _read_reference(path, "postcode lookup", ("postcode", "lsoa_code", "ward_code"))
+    what = "postcode lookup"
+    fmt = sniff_format(path, what)
+    names = _csv_header(path) if fmt == "csv" else read_raw_extract(path, what).columns
+    chosen = {wanted: _lookup_column(names, wanted) for wanted in LOOKUP_COLUMNS}
+    missing = [w for w in ("postcode", "lsoa_code") if chosen[w] is None]
+    if missing:
+        raise PartnerKitError(
+            f"{what} {path.name} has no {' or '.join(missing)} column: expected a header row with "
+            "postcode, lsoa_code and (optionally) ward_code, or ONS's names (pcds, lsoa21cd, osward)"
+        )
+    source = [c for c in chosen.values() if c is not None]
+    if fmt == "csv":
+        frame = pl.scan_csv(path, infer_schema=False, encoding="utf8").select(source).collect()
+    else:
+        frame = read_raw_extract(path, what).select(source)
+    frame = frame.select(
+        pl.col(c).cast(pl.String).alias(wanted) if c else pl.lit(None, pl.String).alias(wanted)
+        for wanted, c in chosen.items()
+    )
     postcodes = normalise_postcodes(frame["postcode"]).values
     lookup = (
         frame.select(pl.col("lsoa_code", "ward_code").str.strip_chars().replace("", None))

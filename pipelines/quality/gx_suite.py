@@ -220,8 +220,12 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
         parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members], unique), [(members, rule)]))
     for part, members in parts:
         suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
+        part_format = result_format
+        if part is profile and "partial_unexpected_count" in result_format:
+            # A profile's "rows" are columns, named in full: a warning lists every empty column.
+            part_format = {**result_format, "partial_unexpected_count": max(len(profile), SAMPLE_ROWS)}
         validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
-            suite, result_format=result_format)
+            suite, result_format=part_format)
         for result in validation.results:
             yield members[result.expectation_config.meta["rule_index"]][0], result
 
@@ -281,6 +285,9 @@ def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:
     """A column-profile result names columns (from its 'row numbers'), not rows."""
     if result.passed:
         return replace(result, checked_rows=len(profile))
+    if result.unexpected_count is None:  # a rule on the columns together, such as a sum
+        return replace(result, sample_rows=(), checked_rows=len(profile),
+                       observed="no value in any of these columns")
     named = [profile["column"].iloc[i - 1] for i in result.sample_rows]
     return replace(result, sample_rows=(), checked_rows=len(profile),
                    observed=f"{result.unexpected_count} column(s): {', '.join(named)}")
@@ -304,5 +311,7 @@ def _reduce(rule: Rule, result, rows: int) -> RuleResult:
     else:
         observed = None  # may be a value (a min, a max): not kept
     indices = r.get("partial_unexpected_index_list") or []
-    sample = tuple(int(i) + 1 for i in indices[:SAMPLE_ROWS] if isinstance(i, (int,)) or hasattr(i, "__int__"))
+    if rule.on != "columns":
+        indices = indices[:SAMPLE_ROWS]
+    sample = tuple(int(i) + 1 for i in indices if isinstance(i, (int,)) or hasattr(i, "__int__"))
     return RuleResult(rule, bool(result.success), r.get("unexpected_count"), sample, observed, None, rows)

@@ -81,13 +81,56 @@ def schema_rules(dataset: Dataset, today: dt.date) -> list[Rule]:
     columns = list(dataset.columns)
     rules = [Rule("columns: as the contract lists", ERROR,
                   f"exactly the contract's {len(columns)} columns, none missing, none added",
-                  "expect_table_columns_to_match_set", {"column_set": columns, "exact_match": True}),
-             Rule("columns: none entirely empty", ERROR,
-                  "every column has a value in at least one row (an all-empty column is an extract fault)",
-                  "expect_column_values_to_be_between", {"column": "values", "min_value": 1},
-                  on="columns")]
+                  "expect_table_columns_to_match_set", {"column_set": columns, "exact_match": True})]
+    rules += _empty_column_rules(dataset)
     for item in dataset.items:
         rules += _item_rules(item, today)
+    return rules
+
+
+# Record and family keys say which record or family a row is, not who the person is.
+_NOT_IDENTITY = ("record_token", "family_token")
+
+
+def _among(columns: list[str]) -> dict:
+    """Arguments that limit a column-profile rule to the profile rows of ``columns`` (a GX row
+    condition in its serialised form: plain data, like the rest of a rule)."""
+    return {"row_condition": {"type": "comparison", "column": {"name": "column"}, "operator": "IN",
+                              "parameter": columns}}
+
+
+def _empty_column_rules(dataset: Dataset) -> list[Rule]:
+    """Completeness of whole columns, checked on the delivery's column profile.
+
+    A required item with no value in any row is an extract fault (ERROR). An optional item
+    may be entirely empty: a partner that does not hold sex or NHS numbers still sends its
+    records, and the delivery lands with a WARN naming the empty columns. A delivery in which
+    no identifier has a value at all cannot be linked and is held.
+    """
+    required = [i.name for i in dataset.items if i.required]
+    optional = [i.name for i in dataset.items if not i.required]
+    identity = [i.name for i in dataset.items if i.classification in ("token", "quasi_identifier")
+                and i.name not in _NOT_IDENTITY]
+    rules = []
+    if required:
+        rules.append(Rule("columns: no required column entirely empty", ERROR,
+                          "every required column has a value in at least one row (an all-empty "
+                          "required column is an extract fault)",
+                          "expect_column_values_to_be_between",
+                          {"column": "values", "min_value": 1, **_among(required)}, on="columns"))
+    if optional:
+        rules.append(Rule("columns: optional columns have values", WARN,
+                          "optional columns have a value in at least one row; an entirely empty one "
+                          "lands, and linkage and the models treat it as not known for every record "
+                          "of the delivery",
+                          "expect_column_values_to_be_between",
+                          {"column": "values", "min_value": 1, **_among(optional)}, on="columns"))
+    if identity:
+        rules.append(Rule("columns: some identifier has values", ERROR,
+                          f"at least one of the {len(identity)} identifier columns has a value "
+                          "(without any, no record of the delivery can be linked)",
+                          "expect_column_sum_to_be_between",
+                          {"column": "values", "min_value": 1, **_among(identity)}, on="columns"))
     return rules
 
 

@@ -72,6 +72,8 @@ def test_governance_significant_changes_are_flagged(tmp_path, mutate, topic):
     lambda d: d["description"].update(usage="Reworded usage note."),
     lambda d: _terms(d).update(review_by="2027-06-30"),
     lambda d: d["schema"][0]["properties"].reverse(),  # order of data items carries no meaning
+    # how the partner's system writes dates: read by its kit, not shared
+    lambda d: d["schema"][0].update(customProperties=[{"property": "dateFormats", "value": "dd/mm/yyyy"}]),
 ])
 def test_editorial_changes_are_not_flagged(tmp_path, mutate):
     comparison = compare_files(NHS, _changed(tmp_path, mutate))

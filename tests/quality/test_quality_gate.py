@@ -65,7 +65,7 @@ def _duplicated_tokens(t):
 
 
 @pytest.mark.parametrize("mutate, rule, rows", [
-    (_all_null("nhs_number_token"), "columns: none entirely empty", "found 1 column(s): nhs_number_token;"),
+    (_all_null("arrival_date"), "columns: no required column entirely empty", "found 1 column(s): arrival_date;"),
     (_future_dates, "arrival_date: plausible date", "rows 1, 2, 3)"),
     (_unknown_category, "arrival_mode: allowed values", "rows 5)"),
     (_duplicated_tokens, "record_token: unique", "4 of "),
@@ -163,6 +163,36 @@ def test_warning_rules_land_the_delivery_and_are_recorded(small_place, tmp_path)
                          "WHERE NOT passed").fetchall()
     con.close()
     assert failed == [("sex: recorded sex code", "warn", 1, "[3]")]
+
+
+def test_a_partner_without_nhs_numbers_or_sex_lands_with_a_warning_naming_the_columns(small_place, tmp_path):
+    # Optional items (required: false) that this partner does not hold arrive entirely empty.
+    settings = small_place.stage_hub(tmp_path, datasets=[])
+
+    def no_nhs_number_or_sex(t):
+        return _all_null("sex")(_all_null("nhs_number_token")(t))
+
+    _write(small_place, settings.inbox / "nhs-ae-partial.plx", no_nhs_number_or_sex)
+    receipts, landed, quality = _receive(settings)
+    assert receipts["nhs-ae-partial.plx"].status == "accepted", receipts["nhs-ae-partial.plx"].reason
+    assert landed["ae_attendances"] == small_place.extract("ae_attendances").rows_out
+    assert quality == {"nhs-ae-partial.plx": "warned"}
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    failed = con.execute("SELECT rule, severity, observed FROM hub.quality_results WHERE NOT passed").fetchall()
+    con.close()
+    assert failed == [("columns: optional columns have values", "warn", "2 column(s): nhs_number_token, sex")]
+
+
+def test_a_delivery_with_no_identifier_at_all_is_held(small_place):
+    table = pq.read_table(small_place.extract("ae_attendances").extract_path).slice(0, 50)
+    contract = small_place.contracts["nhs-acute-mental-health"]
+    for item in contract.datasets["ae_attendances"].items:
+        if item.classification in ("token", "quasi_identifier") and item.name != "record_token":
+            table = _all_null(item.name)(table)
+    verdict = validate_delivery(table, contract, "ae_attendances", "nhs-ae-anonymous.parquet", NOW.date())
+    assert verdict.outcome == "held"
+    assert [r.rule.name for r in verdict.failed_errors] == ["columns: some identifier has values"]
+    assert "no value in any of these columns" in verdict.message()
 
 
 def test_results_hold_row_numbers_never_values(small_place, tmp_path):

@@ -32,7 +32,11 @@ def test_schema_gives_token_date_category_and_uniqueness_rules(contracts):
     assert date["min_value"].date() == dt.date(1990, 1, 1) and date["max_value"].date() == TODAY
     assert rules["year_of_birth: plausible year"].kwargs["max_value"] == 2026
     assert rules["arrival_date: type date"].kwargs["type_list"][0].startswith("datetime64")
-    assert "columns: none entirely empty" in rules
+    # an optional item (sex, NHS number) may be entirely empty: a warning; a required one holds
+    assert rules["columns: no required column entirely empty"].severity == ERROR
+    assert rules["columns: optional columns have values"].severity == WARN
+    assert "nhs_number_token" in rules["columns: optional columns have values"].kwargs["row_condition"]["parameter"]
+    assert "arrival_date" in rules["columns: no required column entirely empty"].kwargs["row_condition"]["parameter"]
     # a first delivery has nothing to compare its size with
     assert not any(r.name.startswith("row count") for r in rules.values())
 
