@@ -27,7 +27,7 @@ WITH people AS (
 ),
 cohort_dates AS (
     SELECT imd_quintile, index_date,
-           CAST(row_number() OVER (PARTITION BY imd_quintile ORDER BY hash(person_key)) - 1 AS BIGINT) AS slot,
+           CAST(row_number() OVER (PARTITION BY imd_quintile ORDER BY hash(person_key), person_key) - 1 AS BIGINT) AS slot,
            count(*) OVER (PARTITION BY imd_quintile) AS dates
     FROM people WHERE enrolled
 ),
@@ -72,7 +72,7 @@ strata AS (
 candidates AS (
     SELECT s.*, st.cohort_members,
            row_number() OVER (PARTITION BY s.age_band, s.imd_quintile, s.prior_use
-                              ORDER BY hash(s.person_key || 'comparison')) AS draw
+                              ORDER BY hash(s.person_key || 'comparison'), s.person_key) AS draw
     FROM stratified s
     JOIN strata st USING (age_band, imd_quintile, prior_use)
     WHERE NOT s.enrolled
