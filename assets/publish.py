@@ -4,6 +4,8 @@ import json
 
 import dagster as dg
 
+from assets.effects import ESTIMATES, LINKAGE_SENSITIVITY
+from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage, today)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
@@ -15,7 +17,7 @@ from pipelines.sql_models import discover
 
 def _publish_deps() -> list[dg.AssetKey]:
     return [dg.AssetKey(["publish", m.name]) for m in discover(Settings.from_env().sql_dir).values()
-            if m.schema == "publish"]
+            if m.schema == "publish"] + [ESTIMATES, LINKAGE_SENSITIVITY, dg.AssetKey(["cohorts", "matching_balance"])]
 
 
 @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
@@ -36,7 +38,8 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
                    """).fetchall() if row[0] in in_use and row[3] not in deleted]
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
-                         table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded)
+                         table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
+                         derived=derived_tables(con))
     placelink.audit().append("published", file=str(settings.published), tables=[t.name for t in tables],
                              contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
                              excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],

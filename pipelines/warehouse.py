@@ -23,6 +23,7 @@ def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPy
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    # fetchall, not fetchone: DuckDB 2.0 refuses the connection's next query while a result is unfinished.
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name]).fetchone()[0])
+        [schema, name]).fetchall()[0][0])

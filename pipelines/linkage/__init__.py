@@ -53,10 +53,18 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         model.save(settings.models)
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
-            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
+            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark,
+                                          keep_pairs=True)
     else:
         prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
-                                         memory_limit=settings.duckdb_memory_limit)
+                                         memory_limit=settings.duckdb_memory_limit, keep_pairs=True)
+    # The scored pairs (match probability 0.5 and up) stay in the warehouse, so the effects can be
+    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/effects/sensitivity.py).
+    con.register("scored_pairs", prediction.pairs)
+    try:
+        con.execute("CREATE OR REPLACE TABLE hub.linkage_pairs AS SELECT * FROM scored_pairs")
+    finally:
+        con.unregister("scored_pairs")
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))
