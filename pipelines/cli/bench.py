@@ -13,9 +13,9 @@ def bench() -> None:
 
 @bench.command("envelope")
 @click.option("--mb", "megabytes", default=100, show_default=True, help="Size of the synthetic extract.")
-@click.option("--repeats", default=5, show_default=True)
+@click.option("--repeats", default=5, show_default=True, help="Runs; figures are medians.")
 @click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
-              show_default=True)
+              show_default=True, help="Hub key type to seal for: post-quantum hybrid or classical X25519.")
 @click.option("--chunk-mb", default=4, show_default=True, help="Plaintext MiB per envelope chunk.")
 @click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
               help="Where to write the temporary files (default: the system temp folder).")
@@ -75,7 +75,8 @@ def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: i
 @click.option("--people", default=100_000, show_default=True, type=click.IntRange(min=50),
               help="People in the synthetic place (1,000,000 for the scale target).")
 @click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Runs; figures are medians.")
 @click.option("--work", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Keep the synthetic place under this folder and reuse it on later runs "
                    "(default: a temp folder, removed).")
@@ -92,7 +93,7 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
 @click.option("--people", "sizes", multiple=True, type=int, default=(100_000,), show_default=True,
               help="People in the demo's synthetic place (repeat for several sizes).")
 @click.option("--runs", default=3, show_default=True, help="Demo runs per size, each in a new process.")
-@click.option("--seed", default=2026, show_default=True)
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
 @click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
               help="Where to make the temporary demo homes (default: the system temp folder).")
 def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -> None:

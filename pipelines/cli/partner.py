@@ -14,7 +14,8 @@ def partner() -> None:
 
 
 @partner.command("linkage-key")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="File to write the new linkage key to (keep it among the partners; never send it to the hub).")
 def linkage_key(out: Path) -> None:
     """Create a new linkage key (shared among partners, never with the hub)."""
     from pipelines.partner_kit.tokens import LinkageKey
@@ -64,12 +65,14 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 
 
 @partner.command()
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The data-sharing agreement (contracts/<id>.yaml) the extract is sent under.")
 @click.option("--dataset", help="Dataset of the contract (default: the only one, or the input file's stem).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
               help="Raw extract (CSV or Parquet) with clear identifiers.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the hub-bound extract.")
-@click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The partners' shared linkage key (from `placelink partner linkage-key`).")
 @click.option("--postcode-lookup", type=click.Path(path_type=Path, exists=True), required=True,
               help="postcode -> lsoa_code, ward_code CSV (ONSPD-like).")
 @click.option("--opt-outs", type=click.Path(path_type=Path, exists=True),
