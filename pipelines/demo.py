@@ -21,6 +21,7 @@ from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.outcomes_report import headline_effect
 from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
@@ -46,6 +47,7 @@ class DemoReport:
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    headline: str | None = None
 
 
 def reset_home(settings: Settings) -> None:
@@ -183,6 +185,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
             report.published.append((name, published.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]))
     finally:
         published.close()
+    report.headline = headline_effect(settings.published)
 
     started = time.perf_counter()
     report.accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
@@ -235,4 +238,7 @@ def format_summary(report: DemoReport) -> str:
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]
+    if report.headline:
+        lines += ["Headline effect (table effects in the published file; every outcome in the outcomes report):",
+                  f"  {report.headline}"]
     return "\n".join(lines)
