@@ -103,3 +103,26 @@ def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -
     for people in sizes:
         click.echo(f"{people:,} people: {runs} demo runs ...")
         click.echo(summary(people, run(people, runs, seed, folder, echo=click.echo)))
+
+
+@bench.command("validity")
+@click.option("--seeds", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic places per planted effect (seeds first-seed, first-seed + 1, ...).")
+@click.option("--first-seed", default=1, show_default=True, help="Seed of the first place.")
+@click.option("--people", default=4000, show_default=True, type=click.IntRange(min=500),
+              help="People per place (small places keep hundreds of them affordable).")
+@click.option("--enrolment-share", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5),
+              help="Share of families with children that enrol (the demo's place: 0.04); sets how many "
+                   "programme families each small place has.")
+@click.option("--effect", "effects", multiple=True, type=float, default=(-0.30, 0.0), show_default=True,
+              help="Planted relative change in enrolled children's A&E attendances (repeat; 0 plants none).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also append every place's estimates to this file (JSON lines) as they come.")
+def validity(seeds: int, first_seed: int, people: int, enrolment_share: float, effects: tuple[float, ...],
+             out: Path | None) -> None:
+    """Coverage and bias of the effects' 95% intervals over many synthetic places with a known truth."""
+    from pipelines.bench.validity import run
+
+    click.echo(f"{seeds} places per planted effect ({', '.join(f'{e:+.2f}' for e in effects)}), "
+               f"{people:,} people each ...")
+    run(range(first_seed, first_seed + seeds), people, effects, enrolment_share, out, echo=click.echo)
