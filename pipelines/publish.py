@@ -115,6 +115,8 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "excluded_flows": json.dumps(excluded_flows or []),
             "model_versions": json.dumps(model_versions(models)),
             "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
+            # One definition, the one the pipeline reports too: count cells published as NULL.
+            "redacted_cells": json.dumps({r.name: r.redacted_cells for r in results}),
         }
         for table in extra:
             about.update(table.about)
@@ -255,8 +257,11 @@ def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
 METADATA_COMMENTS = {
     "_about": ("How and when this file was built: key/value pairs.", {
         "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
-               "(contracts and extracts that fed the file), tables, model_versions.",
-        "value": "The value; JSON for lineage, tables, model_versions and disclosure_parameters."}),
+               "(contracts and extracts that fed the file), tables, model_versions, redacted_cells (per table: "
+               "count cells published as NULL by disclosure control; for effects tables, estimates hidden), "
+               "effects_method, effects_parameters, linkage_sensitivity_thresholds.",
+        "value": "The value; JSON for lineage, tables, model_versions, disclosure_parameters, disclosure_margins, "
+                 "redacted_cells, effects_parameters and linkage_sensitivity_thresholds."}),
     "_definitions": ("Definitions of the cohorts, outcomes, methods and models behind the published tables.", {
         "model": "The model (dbt_like_sql/<schema>/<name>.sql) or code that holds the definition.",
         "kind": "cohort (a cohort model), outcome (one outcome), table (a published table's model), method (how "
