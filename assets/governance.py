@@ -1,9 +1,8 @@
 """Governance: contract status (audited), retention deletions, and the IG register page."""
 
-import datetime as dt
-
 import dagster as dg
 
+from pipelines.clock import parse_as_of
 from pipelines.contracts import declared_datasets, load_contracts
 from pipelines.governance import flow_statuses, record_flow_statuses
 from pipelines.register import write_register
@@ -28,7 +27,7 @@ def held_landing_tables() -> set[str]:
 def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
     """The status of every data-sharing agreement this run; changes and excluded flows are audited."""
     contracts, problems = placelink.contracts()
-    now = dt.datetime.now(dt.UTC)
+    now = placelink.settings().now()
     statuses = flow_statuses(contracts, problems, now.date())
     with placelink.warehouse() as con:
         excluded = record_flow_statuses(con, statuses, contracts, placelink.audit(), now)
@@ -43,7 +42,7 @@ def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResou
 
 
 class RetentionConfig(dg.Config):
-    # ISO date-time to use as "now" (tests, or re-running a missed day); empty = the clock.
+    # ISO date-time to use as "now" (tests, or re-running a missed day); empty = the hub's clock.
     as_of: str = ""
 
 
@@ -51,12 +50,11 @@ class RetentionConfig(dg.Config):
 def retention_deletions(context: dg.AssetExecutionContext, config: RetentionConfig,
                         placelink: PlacelinkResource) -> dg.MaterializeResult:
     """Extracts past their agreement's retention: vaulted file, landed and derived rows deleted, audited."""
-    now = dt.datetime.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(dt.UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
+    settings = placelink.settings()
+    now = parse_as_of(config.as_of) if config.as_of else settings.now()
     contracts, _ = placelink.contracts()
     with placelink.warehouse() as con:
-        result = apply_retention(placelink.settings(), con, contracts, placelink.audit(), now)
+        result = apply_retention(settings, con, contracts, placelink.audit(), now)
     for deletion in result.deleted:
         context.log.info(f"retention: deleted extract {deletion.extract_id} ({deletion.contract_id}, "
                          f"{deletion.dataset}, kept until {deletion.retain_until}): "

@@ -26,9 +26,10 @@ GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION]
 )
 def person_records(placelink: PlacelinkResource):
     contracts, _ = placelink.contracts()
+    today = placelink.settings().today()
     with placelink.warehouse() as con:
         try:
-            counts = build_person_records(con, landed_datasets(con, contracts))
+            counts = build_person_records(con, landed_datasets(con, contracts, today))
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
     yield dg.MaterializeResult(asset_key=["hub", "record_identity"], metadata={"records": counts["records"]})

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.effects import ESTIMATES, LINKAGE_SENSITIVITY
 from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
-                                  table_lineage, today)
+                                  table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publish import publish
 from pipelines.resources import PlacelinkResource
@@ -27,9 +27,10 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     models = discover(settings.sql_dir)
     contracts, problems = placelink.contracts()
     # Agreements not in force today: their data was left out of linkage, so of every table.
-    in_use = flows_in_use(contracts, today())
+    now = settings.now()
+    in_use = flows_in_use(contracts, now.date())
     with placelink.warehouse() as con:
-        excluded = excluded_flows(flow_statuses(contracts, problems, today()), con)
+        excluded = excluded_flows(flow_statuses(contracts, problems, now.date()), con)
         deleted = deleted_extracts(con)
         lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
                    for row in con.execute("""
@@ -39,7 +40,7 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
                          table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
-                         derived=derived_tables(con))
+                         derived=derived_tables(con), now=now)
     placelink.audit().append("published", file=str(settings.published), tables=[t.name for t in tables],
                              contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
                              excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
@@ -56,7 +57,7 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
 def outcomes_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
     """reports/outcomes.html: charts of each outcome before/after, from the published file only."""
     settings = placelink.settings()
-    page = build_outcomes_report(settings.published, settings.reports / "outcomes.html")
+    page = build_outcomes_report(settings.published, settings.reports / "outcomes.html", settings.now())
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(page)),
         "suppressed_cells_by_outcome": dg.MetadataValue.json(json.loads(report_summary(settings.published))),

@@ -6,8 +6,6 @@ ERROR rule is held in quarantine and never lands, so the other partners' data fl
 These checks show what the gate found, per dataset, for the latest ingest run.
 """
 
-import datetime as dt
-
 import dagster as dg
 
 from assets.ingest import landing_specs
@@ -98,7 +96,7 @@ def published_disclosure_safe(placelink: PlacelinkResource) -> dg.AssetCheckResu
 def quality_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
     settings = placelink.settings()
     with placelink.warehouse() as con:
-        path = write_report(con, settings.reports / "quality.html", dt.datetime.now(dt.UTC))
+        path = write_report(con, settings.reports / "quality.html", settings.now())
         found = deliveries(con)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)), "deliveries": len(found),

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipelines.clock import Clock
+
 GENESIS = "0" * 64
 LOG_NAME = "audit.jsonl"
 
@@ -28,8 +30,9 @@ class Tampering:
 class AuditLog:
     """The hub's audit trail under ``PLACELINK_HOME/audit/audit.jsonl``."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, clock: Clock = Clock()):
         self.path = Path(folder) / LOG_NAME
+        self.clock = clock
 
     def _last_hash(self) -> str:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -50,7 +53,7 @@ class AuditLog:
     def append(self, event: str, *, at: dt.datetime | None = None, **fields: Any) -> dict[str, Any]:
         """Write one event; returns it as written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"at": (at or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+        record = {"at": (at or self.clock.now()).isoformat(timespec="seconds"),
                   "event": event, **fields, "prev": self._last_hash()}
         line = json.dumps(record, sort_keys=False, default=str, ensure_ascii=False)
         with self.path.open("a", encoding="utf-8") as handle:

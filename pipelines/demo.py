@@ -7,6 +7,7 @@ key) under ``demo/``, and only pseudonymised extracts in the hub's inbox.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.clock import Clock
 from pipelines.contracts import load_contracts
 from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
@@ -26,6 +28,7 @@ from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
@@ -48,6 +51,7 @@ class DemoReport:
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
     headline: str | None = None
+    as_of: dt.datetime | None = None
 
 
 def reset_home(settings: Settings) -> None:
@@ -105,11 +109,26 @@ def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, h
     echo("Two deliberately bad deliveries join the inbox: one damaged in transit, one sent twice.")
 
 
+def on_delivery_day(settings: Settings) -> Settings:
+    """Settings whose clock starts on the day the synthetic place's extracts are delivered
+    (:data:`~pipelines.synth.study.DELIVERED_AT`), unless PLACELINK_AS_OF already sets one.
+
+    The place's events end in September 2026 and its agreements run from April 2026 to March
+    2029: run on the calendar, a demo cloned in 2030 would find every agreement expired and hold
+    every delivery, as a real hub must. On its own day it shows what it was built to show.
+    """
+    if settings.clock.as_of is not None:
+        return settings
+    return dataclasses.replace(settings, clock=Clock(DELIVERED_AT))
+
+
 def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageKey,
-                       signing_keys: dict[str, SigningKey], hub_public, period: str) -> list[SealedExtract]:
+                       signing_keys: dict[str, SigningKey], hub_public, now: dt.datetime,
+                       period: str = DELIVERY_PERIOD) -> list[SealedExtract]:
     """Every partner runs its kit on each dataset of its contracts, then seals the extract for
     the hub (``outbox/<partner>/<stem>.plx``). The synthetic place's opt-out list is applied
-    where a contract says the National Data Opt-out applies."""
+    where a contract says the National Data Opt-out applies. ``now`` is the partners' clock
+    (the extract's creation time, and the last plausible date of birth)."""
     sealed_extracts = []
     for contract in contracts.values():
         for dataset in contract.datasets:
@@ -119,20 +138,21 @@ def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageK
             with stage("partner kit"):
                 prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
                                            place / "reference" / "postcode_lookup.csv",
-                                           opt_outs=opt_outs, period=period)
+                                           opt_outs=opt_outs, period=period, now=now)
             with stage("envelope: encrypt and sign"):
                 sealed_extracts.append(seal_prepared(prepared, signing_keys[contract.partner_id], hub_public))
     return sealed_extracts
 
 
-def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = "2026-10",
+def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
              echo=print) -> DemoReport:
+    settings = on_delivery_day(settings)
     if settings.contracts_dir.is_relative_to(settings.home):
         # The registered copy from an earlier demo is about to be wiped: start from the repo's.
         settings = dataclasses.replace(settings, contracts_dir=REPO_ROOT / "contracts")
     reset_home(settings)
     settings.ensure_dirs()
-    report = DemoReport(settings.home)
+    report = DemoReport(settings.home, as_of=settings.clock.as_of)
     place = settings.home / "demo" / "place"
     outbox = settings.home / "demo" / "outbox"
 
@@ -150,7 +170,10 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
         raise DemoRefused("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.load(key_path)
     echo("Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ...")
-    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, period)
+    echo(f"The hub runs as of {settings.now():%d %B %Y}, the day the partners deliver the place's "
+         f"{period} extracts (PLACELINK_AS_OF; a real hub runs on the calendar).")
+    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public,
+                                         settings.now(), period)
     for sealed in sealed_extracts:
         report.prepared.append(sealed.prepared)
         shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
@@ -238,6 +261,9 @@ def format_summary(report: DemoReport) -> str:
         "Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()),
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]
+    if report.as_of is not None:
+        lines.append(f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
+                     f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`.")
     if report.headline:
         lines += ["Headline effect (table effects in the published file; every outcome in the outcomes report):",
                   f"  {report.headline}"]

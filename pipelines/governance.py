@@ -61,10 +61,6 @@ class FlowStatus:
         return f"{self.contract_id} v{self.version}" if self.version else self.contract_id
 
 
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
 def flow_status(contract: Contract, on: dt.date) -> FlowStatus:
     """In use only when approved and within ``valid_from``..``expires`` on ``on``."""
     in_force, why = contract.in_force(on)
@@ -89,9 +85,8 @@ def flow_statuses(contracts: dict[str, Contract], problems: dict[str, ContractEr
     return statuses
 
 
-def flows_in_use(contracts: dict[str, Contract], on: dt.date | None = None) -> dict[str, Contract]:
-    """The contracts whose landed data may be linked and published on ``on`` (default today)."""
-    on = on or today()
+def flows_in_use(contracts: dict[str, Contract], on: dt.date) -> dict[str, Contract]:
+    """The contracts whose landed data may be linked and published on ``on``."""
     return {cid: c for cid, c in contracts.items() if c.in_force(on)[0]}
 
 
@@ -103,14 +98,13 @@ def landed_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> int:
 @stage("governance: contract status and retention")
 def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, FlowStatus],
                          contracts: dict[str, Contract], audit: AuditLog,
-                         now: dt.datetime | None = None) -> list[dict]:
+                         now: dt.datetime) -> list[dict]:
     """Store each contract's status and audit every change since the last run.
 
     Also audits, for every flow not in use that still has landed rows, that this run
     leaves those rows out of linkage and publication. Returns the excluded flows as
     they go into the published file's ``_about``.
     """
-    now = now or dt.datetime.now(dt.UTC)
     con.execute(CONTRACT_STATUS_DDL)
     before = {row[0]: row[1:] for row in con.execute(
         "SELECT contract_id, contract_version, status, in_use FROM hub.contract_status").fetchall()}

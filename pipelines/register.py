@@ -14,7 +14,7 @@ from pathlib import Path
 from pipelines.audit import AuditLog
 from pipelines.contracts import ARTICLE6_BASES, Contract, ContractError
 from pipelines.governance import (FlowHistory, FlowStatus, flow_history, flow_statuses,
-                                  published_dependants, today)
+                                  published_dependants)
 from pipelines.settings import Settings
 from pipelines.stages import stage
 
@@ -141,9 +141,9 @@ def write_register(settings: Settings, contracts: dict[str, Contract], problems:
     """Write ``reports/ig_register.html`` and return its path."""
     settings.reports.mkdir(parents=True, exist_ok=True)
     page = settings.reports / REGISTER_NAME
-    html = render_register(contracts, problems, AuditLog(settings.audit_dir), settings.published,
-                           settings.reports / QUALITY_REPORT, on or today(),
-                           now or dt.datetime.now(dt.UTC))
+    html = render_register(contracts, problems, settings.audit_log(), settings.published,
+                           settings.reports / QUALITY_REPORT, on or settings.today(),
+                           now or settings.now())
     building = page.with_name(f".{page.name}.building")
     building.write_text(html, encoding="utf-8")
     building.replace(page)

@@ -21,6 +21,8 @@ class PlacelinkResource(dg.ConfigurableResource):
 
     home: str = ""
     contracts_dir: str = ""
+    # ISO date or date-time the run happens as of (pipelines.clock); empty: the calendar.
+    as_of: str = ""
 
     def settings(self) -> Settings:
         env = dict(os.environ)
@@ -28,6 +30,8 @@ class PlacelinkResource(dg.ConfigurableResource):
             env["PLACELINK_HOME"] = self.home
         if self.contracts_dir:
             env["PLACELINK_CONTRACTS"] = self.contracts_dir
+        if self.as_of:
+            env["PLACELINK_AS_OF"] = self.as_of
         return Settings.from_env(env)
 
     @contextmanager
@@ -39,7 +43,7 @@ class PlacelinkResource(dg.ConfigurableResource):
             con.close()
 
     def audit(self) -> AuditLog:
-        return AuditLog(self.settings().audit_dir)
+        return self.settings().audit_log()
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
         """Valid contracts by id, and the errors of invalid ones by the id they claim."""

@@ -86,8 +86,8 @@ def _inside(path: Path, folder: Path) -> bool:
 @stage("governance: contract status and retention")
 def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
                     audit: AuditLog, now: dt.datetime | None = None) -> RetentionResult:
-    """Delete every accepted extract past its contract's retention (``now`` is the clock)."""
-    now = now or dt.datetime.now(dt.UTC)
+    """Delete every accepted extract past its contract's retention (``now``: default, the hub's clock)."""
+    now = now or settings.now()
     if not table_exists(con, "hub", "deliveries"):
         return RetentionResult([], [])
     con.execute(DELETIONS_DDL)

@@ -33,6 +33,8 @@ def run_pipeline(settings: Settings, retrain: bool = False,
     os.environ["PLACELINK_HOME"] = str(settings.home)
     os.environ["PLACELINK_CONTRACTS"] = str(settings.contracts_dir)
     os.environ["PLACELINK_SQL"] = str(settings.sql_dir)
+    if settings.clock.as_of is not None:
+        os.environ["PLACELINK_AS_OF"] = settings.clock.as_of.isoformat()
     if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.

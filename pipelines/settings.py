@@ -4,10 +4,13 @@ Everything the hub writes lives under ``PLACELINK_HOME`` (default ``./.placelink
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -53,6 +56,8 @@ class Settings:
     # The effects are re-estimated with persons linked at these thresholds too (a looser and a
     # stricter one), from the pairs scored at 0.5 and up (docs/outcomes.md: linkage sensitivity).
     linkage_sensitivity_thresholds: tuple[float, ...] = (0.5, 0.99)
+    # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
+    clock: Clock = Clock()
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -85,7 +90,15 @@ class Settings:
             linkage_sensitivity_thresholds=tuple(
                 float(t) for t in env.get("PLACELINK_LINKAGE_SENSITIVITY_THRESHOLDS", "0.5,0.99").split(",")
                 if t.strip()),
+            clock=Clock.from_env(env),
         )
+
+    def now(self) -> dt.datetime:
+        """The hub's "now" (UTC): the calendar's unless PLACELINK_AS_OF moves it (pipelines.clock)."""
+        return self.clock.now()
+
+    def today(self) -> dt.date:
+        return self.clock.today()
 
     @property
     def inbox(self) -> Path:
@@ -122,6 +135,12 @@ class Settings:
     @property
     def audit_dir(self) -> Path:
         return self.home / "audit"
+
+    def audit_log(self) -> "AuditLog":
+        """The hub's audit log, stamped with this installation's clock."""
+        from pipelines.audit import AuditLog
+
+        return AuditLog(self.audit_dir, self.clock)
 
     @property
     def reports(self) -> Path:

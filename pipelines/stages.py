@@ -19,7 +19,7 @@ import glob
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -70,9 +70,13 @@ class StageTime:
 
 
 class StageClock:
-    """Collects :class:`StageTime` per stage name while it is running (one at a time)."""
+    """Collects :class:`StageTime` per stage name while it is running (one at a time).
 
-    def __init__(self, interval: float = 0.05) -> None:
+    ``timer`` gives seconds (``time.perf_counter`` unless a test hands in a fake one).
+    """
+
+    def __init__(self, interval: float = 0.05, timer: Callable[[], float] = time.perf_counter) -> None:
+        self._timer = timer
         self.stages: dict[str, StageTime] = {}
         self.peak_mb = 0.0  # the process and its children together, over the clock's life
         self._stack: list[tuple[str, float]] = []  # (name, when it last became innermost)
@@ -117,7 +121,7 @@ class StageClock:
     def enter(self, name: str) -> None:
         self._sample()
         with self._lock:
-            now = time.perf_counter()
+            now = self._timer()
             self._charge_innermost(now)
             self.stages.setdefault(name, StageTime()).calls += 1
             self._stack.append((name, now))
@@ -125,7 +129,7 @@ class StageClock:
     def exit(self) -> None:
         self._sample()
         with self._lock:
-            now = time.perf_counter()
+            now = self._timer()
             self._charge_innermost(now)
             self._stack.pop()
             if self._stack:  # the enclosing stage is innermost again from now

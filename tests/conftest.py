@@ -1,6 +1,7 @@
 """A small synthetic place, prepared by every partner with a key made for the test run."""
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,14 @@ from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
+
+
+def pytest_configure(config):
+    # The suite runs as of the day the synthetic place's extracts are delivered (the injected
+    # clock, pipelines/clock.py), so the shipped agreements are in force and its dates plausible
+    # whatever the calendar says. Tests about other days set their own date.
+    os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class PreparedPlace:
         # so anything that only knows the home (a resource, the CLI) finds the signing keys.
         if not (home / "contracts").exists():
             shutil.copytree(self.contracts_dir, home / "contracts")
-        settings = Settings.from_env({"PLACELINK_HOME": str(home)})
+        # The suite's clock (PLACELINK_AS_OF, set in pytest_configure), the rest from nothing.
+        settings = Settings.from_env({"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]})
         assert settings.contracts_dir == (home / "contracts").resolve()
         settings.ensure_dirs()
         if not settings.hub_key_path.exists():
@@ -101,7 +111,7 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
             prepared = prepare_extract(
                 contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
                 root / "outbox" / contract.partner_id, key, place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs, period="2026-10")
+                opt_outs=opt_outs, period=DELIVERY_PERIOD, now=DELIVERED_AT)
             sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
             envelopes.append(sealed)
             extracts.append(sealed.prepared)

@@ -1,6 +1,7 @@
 """The secure exchange as a new partner and hub would do it, command by command."""
 import datetime as dt
 import json
+import os
 import shutil
 
 from click.testing import CliRunner
@@ -57,7 +58,7 @@ def test_keygen_register_prepare_receive_and_release(small_place, tmp_path, monk
     (envelope,) = (partner / "outbox").glob("*.plx")
     assert not list((partner / "outbox").glob("*.parquet"))  # only the envelope is there to send
 
-    settings = Settings.from_env({"PLACELINK_HOME": str(home)})
+    settings = Settings.from_env({"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]})
     assert settings.contracts_dir == home / "contracts"  # the hub's registered contracts
     settings.ensure_dirs()
     shutil.copy2(envelope, settings.inbox / "vcs enrolments.plx")

@@ -2,7 +2,6 @@
 measured (or broken) when no clock runs."""
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -11,22 +10,35 @@ from pipelines.bench.stages import (HUB_STAGES, LINKAGE_CORE, StageFigures, Stag
 from pipelines.stages import StageClock, resident_mb, stage
 
 
+class FakeTimer:
+    """Seconds that pass only when the test says so: the clock's arithmetic, not the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_nested_stages_add_up_to_the_wall_time_without_counting_twice():
-    started = time.perf_counter()
-    with StageClock() as clock:
+    timer = FakeTimer()
+    with StageClock(timer=timer) as clock:
         with stage("outer"):
-            time.sleep(0.05)
+            timer.advance(0.05)
             with stage("inner"):
-                time.sleep(0.1)
-            time.sleep(0.05)
+                timer.advance(0.1)
+            timer.advance(0.05)
+        timer.advance(7.0)  # between stages: nobody's time
         with stage("inner"):
-            time.sleep(0.02)
-    wall = time.perf_counter() - started
+            timer.advance(0.02)
     outer, inner = clock.stages["outer"], clock.stages["inner"]
     assert inner.calls == 2 and outer.calls == 1
-    assert 0.11 < inner.seconds < 0.2
-    assert 0.09 < outer.seconds < 0.15  # its own time only, not the inner stage's
-    assert clock.total_seconds <= wall
+    assert inner.seconds == pytest.approx(0.12)
+    assert outer.seconds == pytest.approx(0.10)  # its own time only, not the inner stage's
+    assert clock.total_seconds == pytest.approx(0.22)
     assert inner.peak_mb > 0 and clock.peak_mb >= inner.peak_mb
 
 
@@ -49,15 +61,15 @@ def test_marks_do_nothing_without_a_clock_and_one_clock_at_a_time():
 def test_memory_counts_child_processes_like_the_quality_worker():
     # A child holding 300 MB: the quality worker holds a delivery beside the hub's process.
     child = subprocess.Popen([sys.executable, "-c",
-                              "import sys, time; b = bytearray(300 * 2**20); print('ready', flush=True); "
+                              "import sys; b = bytearray(300 * 2**20); print('ready', flush=True); "
                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
         alone, together = resident_mb(children=False), resident_mb()
         assert together - alone > 280
         with StageClock() as clock:
-            with stage("with a child"):
-                time.sleep(0.12)
+            with stage("with a child"):  # memory is read as a stage opens and closes
+                pass
         assert clock.stages["with a child"].peak_mb > alone + 280
     finally:
         child.stdin.close()

@@ -32,6 +32,7 @@ from pipelines.partner_kit.steps import STEPS, recording
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
 CORES = 1  # prepare_extract runs in one process
 
@@ -131,7 +132,7 @@ def measure(place: Path, repeats: int, scratch: Path, echo=print) -> list[Datase
                 with recording() as steps:
                     prepared = prepare_extract(
                         contract, dataset, raw, out / contract.partner_id, key, lookup,
-                        opt_outs=opt_outs, period="2026-10",
+                        opt_outs=opt_outs, period=DELIVERY_PERIOD, now=DELIVERED_AT,
                     )
                 wall = time.perf_counter() - started
                 entry = runs.setdefault(

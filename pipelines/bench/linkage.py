@@ -22,7 +22,6 @@ person-key stability: a re-run on unchanged inputs, and a "next month" where abo
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 import resource
@@ -39,9 +38,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.audit import AuditLog
 from pipelines.contracts import load_contracts
-from pipelines.demo import partner_deliveries, register_demo_keys
+from pipelines.demo import on_delivery_day, partner_deliveries, register_demo_keys
 from pipelines.evaluation import (ClusterScores, PairwiseScores, cluster_scores, pairwise_scores,
                                   pairwise_scores_touching)
 from pipelines.hub.ingest import receive_inbox
@@ -55,6 +53,7 @@ from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.synth import generate_place
 from pipelines.synth.names import draw_name_pools
+from pipelines.synth.study import DELIVERED_AT
 from pipelines.warehouse import connect
 
 METHODS = ("tokens", "nhs_number_only", "clear_text")
@@ -126,7 +125,7 @@ def _deliver(place: Path, outbox: Path,
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.generate()
-    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, "2026-10")
+    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, settings.now())
     for s in sealed:
         shutil.copy2(s.envelope_path, settings.inbox / s.envelope_path.name)
     return settings, contracts, [s.prepared for s in sealed]
@@ -143,7 +142,7 @@ def _clear_records(con: duckdb.DuckDBPyConnection, place: Path, contracts: dict,
         dataset, contract = prepared.header.dataset, contracts[prepared.header.contract_id]
         raw = read_raw_extract(place / "raw" / contract.partner_id / f"{dataset}.csv")
         inputs = _ClearInputs(raw, partner_id=contract.partner_id, dataset=dataset, key=key,
-                              today=dt.date(2026, 11, 1))
+                              today=DELIVERED_AT.date())
         sent = {f.name for f in contract_features(contract, contract.dataset(dataset))}
         columns = {"record_id": raw["record_id"].cast(pl.String)}
         for name in LINKAGE_FEATURES:
@@ -241,21 +240,21 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     echo(f"[{people:,} people] generating the synthetic place ...")
     generate_place(people=people, seed=seed, out=place)
     echo(f"[{people:,} people] partners prepare and seal their extracts ...")
-    settings = dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(work / "hub")}),
-                                   contracts_dir=REPO_ROOT / "contracts")
+    settings = on_delivery_day(dataclasses.replace(Settings.from_env({"PLACELINK_HOME": str(work / "hub")}),
+                                                   contracts_dir=REPO_ROOT / "contracts"))
     settings.ensure_dirs()
     settings, contracts, extracts = _deliver(place, work / "outbox", settings)
     # Opening the envelopes is part of ingest, before any timed step: the linkage times
     # below are linkage only, comparable with clear-text Splink.
     con = connect(settings)
-    receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))
+    receipts = receive_inbox(settings, con, contracts, {}, settings.audit_log())
     held = [r for r in receipts if r.status != "accepted"]
     if held:
         # Scores over a partial landing would not compare with the baselines: stop here.
         reasons = "; ".join(r.reason or r.file_name for r in held)
         raise RuntimeError(f"the hub held {len(held)} of {len(receipts)} benchmark extract(s) in "
                            f"{settings.quarantine}: {reasons}")
-    counts = build_person_records(con, landed_datasets(con, contracts))
+    counts = build_person_records(con, landed_datasets(con, contracts, settings.today()))
     bench = LinkageBench(people, seed, counts["records"], counts["identity_records"])
 
     echo(f"[{people:,} people] linking {counts['identity_records']:,} identity records on tokens ...")

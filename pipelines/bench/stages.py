@@ -119,7 +119,7 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     """One measured run in this process; ``steps`` are timed, the others run unmeasured
     when a timed step needs their output."""
     from pipelines.bench.linkage import _clear_records
-    from pipelines.demo import partner_deliveries, register_demo_keys
+    from pipelines.demo import on_delivery_day, partner_deliveries, register_demo_keys
     from pipelines.evaluation import linkage_accuracy
     from pipelines.linkage.model import predict_clusters, train
     from pipelines.partner_kit.tokens import LinkageKey
@@ -141,8 +141,8 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
         return _finish(run)
 
     # The environment's settings (memory limit, linkage backend) apply; the home is the run's own.
-    settings = dataclasses.replace(Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}),
-                                   contracts_dir=REPO_ROOT / "contracts")
+    settings = on_delivery_day(dataclasses.replace(
+        Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}), contracts_dir=REPO_ROOT / "contracts"))
     settings.ensure_dirs()
     settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None)
     contracts, problems = load_contracts(settings.contracts_dir)
@@ -151,7 +151,7 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     key = LinkageKey.generate()
     clock = _clock_if("kit" in steps or "envelope" in steps)
     with _Maybe(clock):
-        sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, "2026-10")
+        sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, settings.now())
     _collect(run, clock, ("partner kit",) * ("kit" in steps) + ("envelope: encrypt and sign",) * ("envelope" in steps))
     run.records = sum(s.prepared.rows_out for s in sealed)
     if last < STEPS.index("hub"):

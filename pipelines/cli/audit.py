@@ -16,9 +16,8 @@ def audit() -> None:
 @audit.command("verify")
 def audit_verify() -> None:
     """Exit 0 if the hash chain is intact; otherwise name the first bad line."""
-    from pipelines.audit import AuditLog
 
-    log = AuditLog(Settings.from_env().audit_dir)
+    log = Settings.from_env().audit_log()
     problem = log.verify()
     if problem:
         click.echo(f"audit log {log.path} is NOT intact: line {problem.line}: {problem.reason}", err=True)
@@ -30,10 +29,9 @@ def audit_verify() -> None:
 @click.option("--contract", "contract_id", required=True, help="Contract id, e.g. nhs-acute-mental-health.")
 def audit_show(contract_id: str) -> None:
     """Every audit event about one contract's flow, oldest first."""
-    from pipelines.audit import AuditLog
     from pipelines.governance import contract_events
 
-    log = AuditLog(Settings.from_env().audit_dir)
+    log = Settings.from_env().audit_log()
     events = contract_events(log, contract_id)
     if not events:
         click.echo(f"no audit events for contract '{contract_id}' in {log.path}")

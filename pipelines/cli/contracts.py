@@ -33,9 +33,7 @@ def contracts_check(folder: Path | None) -> None:
     if not folder.is_dir():
         fail(f"contracts folder {folder} does not exist; pass --dir or set PLACELINK_CONTRACTS")
     valid, problems = load_contracts(folder)
-    from pipelines.governance import today
-
-    on = today()
+    on = Settings.from_env().today()
     for contract in valid.values():
         t = contract.terms
         click.echo(f"ok     {contract.path.name}: {contract.label}, {t.approval_status}")
@@ -64,13 +62,13 @@ def _short(text: str, width: int) -> str:
 @_DIR
 def contracts_list(folder: Path | None) -> None:
     """Every agreement: status today, partner, purpose, expiry and last delivery."""
-    from pipelines.audit import AuditLog
     from pipelines.contracts import load_contracts
-    from pipelines.governance import flow_history, flow_status, today
+    from pipelines.governance import flow_history, flow_status
 
     valid, problems = load_contracts(_folder(folder))
-    history = flow_history(AuditLog(Settings.from_env().audit_dir))
-    on = today()
+    settings = Settings.from_env()
+    history = flow_history(settings.audit_log())
+    on = settings.today()
     rows = [("CONTRACT", "VERSION", "STATUS", "PARTNER", "EXPIRES", "LAST DELIVERY", "PURPOSE")]
     for c in valid.values():
         h = history.get(c.id)
@@ -90,10 +88,9 @@ def contracts_list(folder: Path | None) -> None:
 @_DIR
 def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
     """One agreement in plain English."""
-    from pipelines.audit import AuditLog
     from pipelines.contract_review import describe
     from pipelines.contracts import load_contracts
-    from pipelines.governance import flow_history, today
+    from pipelines.governance import flow_history
 
     valid, problems = load_contracts(_folder(folder))
     contract = valid.get(contract_id)
@@ -102,24 +99,25 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
         if broken:
             fail(f"contract {contract_id} is invalid: {broken[0]}")
         fail(f"no contract with id '{contract_id}' (known: {', '.join(sorted(valid)) or 'none'})")
-    history = flow_history(AuditLog(Settings.from_env().audit_dir)).get(contract.id)
+    settings = Settings.from_env()
+    history = flow_history(settings.audit_log()).get(contract.id)
     from pipelines.governance import FlowHistory
 
-    click.echo(describe(contract, today(), history or FlowHistory(), full=full))
+    click.echo(describe(contract, settings.today(), history or FlowHistory(), full=full))
 
 
 @contracts.command("expiring")
-@click.option("--days", default=90, show_default=True, help="Window in days from today.")
+@click.option("--days", default=90, show_default=True, help="Window in days from today (PLACELINK_AS_OF moves today).")
 @_DIR
 def contracts_expiring(days: int, folder: Path | None) -> None:
     """Agreements that expire, or are due for review, within --days (and ones already expired)."""
     import datetime as dt
 
     from pipelines.contracts import load_contracts
-    from pipelines.governance import flow_status, today
+    from pipelines.governance import flow_status
 
     valid, _ = load_contracts(_folder(folder))
-    on = today()
+    on = Settings.from_env().today()
     horizon = on + dt.timedelta(days=days)
     found = False
     for c in sorted(valid.values(), key=lambda c: c.terms.expires):

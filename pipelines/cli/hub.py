@@ -121,13 +121,12 @@ def quarantine_release(name: str) -> None:
     (for example after the contract was fixed)."""
     import getpass
 
-    from pipelines.audit import AuditLog
     from pipelines.hub.quarantine import ReleaseError, release
 
     settings = Settings.from_env()
     try:
-        target = release(settings.quarantine, name, settings.inbox, AuditLog(settings.audit_dir),
-                         by=getpass.getuser())
+        target = release(settings.quarantine, name, settings.inbox, settings.audit_log(),
+                         released_at=settings.now(), by=getpass.getuser())
     except ReleaseError as exc:
         fail(str(exc))
     click.echo(f"released {name} to {target}; the next run (or the inbox sensor) checks it again")

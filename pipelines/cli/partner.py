@@ -77,7 +77,7 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
               help="postcode -> lsoa_code, ward_code CSV (ONSPD-like).")
 @click.option("--opt-outs", type=click.Path(path_type=Path, exists=True),
               help="National Data Opt-out list (NHS numbers); required when the contract says it applies.")
-@click.option("--period", help="Reporting period YYYY-MM (default: this month).")
+@click.option("--period", help="Reporting period YYYY-MM (default: this month; PLACELINK_AS_OF moves it).")
 @click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True,
               help="Your signing key (`placelink partner keygen`).")
 @click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -89,6 +89,7 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Pat
             passphrase_file: Path | None, hub_key_path: Path) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
+    from pipelines.clock import Clock
     from pipelines.contracts import ContractError, load_contract
     from pipelines.keys import HubPublicKey, KeyFileError, SigningKey
     from pipelines.partner_kit.errors import PartnerKitError
@@ -108,7 +109,8 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, out: Pat
         if dataset is None:
             dataset = next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
         prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
-                                   postcode_lookup, opt_outs=opt_outs, period=period)
+                                   postcode_lookup, opt_outs=opt_outs, period=period,
+                                   now=Clock.from_env().now())
         sealed = seal_prepared(prepared, signing_key, hub_key)
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))

@@ -352,7 +352,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                   contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
                   audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:
     """Check, land or hold every file in the inbox; returns one receipt per file."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or settings.now()
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
     ensure_landing_tables(con, contracts)

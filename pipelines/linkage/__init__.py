@@ -49,7 +49,8 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:
-        model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit)
+        model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit,
+                      trained_at=settings.now())
         model.save(settings.models)
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
@@ -67,7 +68,8 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         con.unregister("scored_pairs")
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
-    changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}))
+    changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
+                                 now=settings.now())
     con.execute("""
         CREATE OR REPLACE TABLE hub.record_person AS
         SELECT r.dataset, r.partner_id, r.record_token, k.person_key
@@ -77,7 +79,7 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     qa = linkage_qa(con)
     check = check_linkage(qa, previous_link_rate(con), settings.linkage_max_cluster_size,
                           settings.linkage_max_link_rate_change)
-    record_linkage_run(con, qa, changes, check.passed)
+    record_linkage_run(con, qa, changes, check.passed, now=settings.now())
     trained_at = model.trained_at.isoformat(timespec="seconds")
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
                     settings.linkage_threshold, trained_at)

@@ -363,9 +363,11 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str 
 
 @stage("linkage: train")
 def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
-          name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True) -> TrainedModel:
+          name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True,
+          trained_at: dt.datetime | None = None) -> TrainedModel:
     """Estimate the prior, u by random sampling and m by EM on two blocking passes
-    (each on at most :data:`EM_MAX_PAIRS` blocked pairs)."""
+    (each on at most :data:`EM_MAX_PAIRS` blocked pairs). ``trained_at`` is the hub's clock
+    (default: the calendar)."""
     count = records.num_rows
     defined = splink_settings(name_similarity=name_similarity)
     linker, _ = _linker(records, defined, temp_dir, memory_limit, token_ids)
@@ -386,7 +388,7 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     for rule in (block_on("date_of_birth_token"), block_on("postcode_token", "family_name_token")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule, **cap)
     settings = _as_defined(linker.misc.save_model_to_json(), defined.create_settings_dict("duckdb"))
-    return TrainedModel(dt.datetime.now(dt.UTC), count, prior_method, settings)
+    return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings)
 
 
 def _as_defined(trained: dict[str, Any], defined: dict[str, Any]) -> dict[str, Any]:

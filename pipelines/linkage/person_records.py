@@ -7,6 +7,8 @@ be sure (no NHS-number token and not all of names and date of birth) stay on the
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 
 from pipelines.contracts import Contract
@@ -42,10 +44,11 @@ class NothingToLink(ValueError):
     """No accepted records to link; the message says where to look."""
 
 
-def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> list[tuple[Contract, str]]:
-    # Only flows whose agreement is in force today: a suspended, terminated or expired
-    # contract's rows stay landed but are left out of linkage and so of every model.
-    return [(c, name) for c in flows_in_use(contracts).values() for name in c.datasets
+def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
+                    on: dt.date) -> list[tuple[Contract, str]]:
+    # Only flows whose agreement is in force on the hub's today: a suspended, terminated or
+    # expired contract's rows stay landed but are left out of linkage and so of every model.
+    return [(c, name) for c in flows_in_use(contracts, on).values() for name in c.datasets
             if table_exists(con, "landing", name)]
 
 

@@ -5,7 +5,7 @@ that whole populations can be shifted and compared with numpy.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
@@ -15,6 +15,12 @@ STUDY_END = date(2026, 9, 30)
 # Ages are drawn as at the start of the window and nobody is born or dies inside
 # it, so no event can fall before a person's birth.
 POPULATION_DATE = STUDY_START
+
+# The partners send the place's extracts for October 2026 on this day. The demo and the
+# benchmarks run the hub as of it (PLACELINK_AS_OF, pipelines.clock), so the place's agreements
+# are in force and its dates plausible whatever the calendar says when someone runs them.
+DELIVERY_PERIOD = "2026-10"
+DELIVERED_AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 ENROLMENT_FIRST = date(2023, 6, 1)
 ENROLMENT_LAST = date(2025, 6, 30)

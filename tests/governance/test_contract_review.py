@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from pipelines.audit import AuditLog
 from pipelines.cli import main
 from pipelines.contract_review import compare_contracts
+from pipelines.clock import Clock
 from pipelines.settings import REPO_ROOT
 
 CONTRACTS = REPO_ROOT / "contracts"
@@ -117,7 +118,7 @@ def test_list_shows_status_partner_purpose_expiry_and_last_delivery(tmp_path, mo
 def _folder_with_dates(tmp_path, expires_in_days: dict[str, int]) -> Path:
     folder = tmp_path / "contracts"
     folder.mkdir()
-    today = dt.datetime.now(dt.UTC).date()
+    today = Clock.from_env().today()  # the day the CLI will check on (PLACELINK_AS_OF)
     for path in CONTRACTS.glob("*.yaml"):
         document = yaml.safe_load(path.read_text())
         days = expires_in_days.get(document["id"])

@@ -41,7 +41,7 @@ def test_an_invalid_contract_holds_only_its_own_flow(small_place, tmp_path):
     with connect(settings) as con:
         receipts = {r.dataset or r.file_name: r for r in receive_inbox(
             settings, con, contracts, problems, AuditLog(settings.audit_dir))}
-        linked = {name for _, name in landed_datasets(con, contracts)}
+        linked = {name for _, name in landed_datasets(con, contracts, settings.today())}
         assert "csc_referrals" in linked and "family_support_enrolments" not in linked
     held = [r for r in receipts.values() if r.status == "quarantined"]
     assert len(held) == 1 and "dpia_reference" in held[0].reason
@@ -54,12 +54,12 @@ def test_a_removed_contract_file_is_audited_and_named_as_excluded(small_place, t
     settings = small_place.stage_hub(tmp_path, datasets=[])
     audit = AuditLog(settings.audit_dir)
     contracts = small_place.contracts
-    on = dt.date(2026, 11, 1)
+    now = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
     with connect(settings) as con:
-        record_flow_statuses(con, flow_statuses(contracts, {}, on), contracts, audit)
+        record_flow_statuses(con, flow_statuses(contracts, {}, now.date()), contracts, audit, now)
         fewer = {k: v for k, v in contracts.items() if k != "vcs-family-support"}
-        statuses = flow_statuses(fewer, {}, on)
-        record_flow_statuses(con, statuses, fewer, audit)
+        statuses = flow_statuses(fewer, {}, now.date())
+        record_flow_statuses(con, statuses, fewer, audit, now)
         assert [f["contract_id"] for f in excluded_flows(statuses, con)] == ["vcs-family-support"]
     (changed,) = [e for e in audit.events() if e["event"] == "contract_status_changed"]
     assert (changed["contract"], changed["previous_status"], changed["status"]) == (

@@ -19,7 +19,7 @@ def hub(small_place, tmp_path):
     contracts = small_place.contracts
     receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=RECEIVED)
     assert all(r.status == "accepted" for r in receipts)
-    build_person_records(con, landed_datasets(con, contracts))
+    build_person_records(con, landed_datasets(con, contracts, RECEIVED.date()))
     yield settings, con, contracts
     con.close()
 

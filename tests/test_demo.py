@@ -1,0 +1,34 @@
+"""The demo on a small place: it runs as of its place's delivery day, whatever the calendar says."""
+import datetime as dt
+
+from pipelines.clock import Clock
+from pipelines.demo import format_summary, on_delivery_day, run_demo
+from pipelines.settings import Settings
+from pipelines.synth.study import DELIVERED_AT
+
+
+def test_the_demo_runs_as_of_its_delivery_day_unless_told_otherwise(tmp_path):
+    on_the_calendar = Settings.from_env({"PLACELINK_HOME": str(tmp_path)})
+    assert on_the_calendar.clock.as_of is None
+    assert on_delivery_day(on_the_calendar).clock.as_of == DELIVERED_AT
+    chosen = Settings.from_env({"PLACELINK_HOME": str(tmp_path), "PLACELINK_AS_OF": "2030-01-01"})
+    assert on_delivery_day(chosen).clock.as_of == dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, monkeypatch):
+    # The headless run still hands its settings to Dagster through the environment: put it back after.
+    for name in ("PLACELINK_HOME", "PLACELINK_CONTRACTS", "PLACELINK_SQL", "PLACELINK_AS_OF", "DAGSTER_HOME"):
+        monkeypatch.setenv(name, "unset-by-test")
+        monkeypatch.delenv(name)
+    settings = Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")})  # no PLACELINK_AS_OF
+    report = run_demo(settings, people=1500, seed=5, echo=lambda *_: None)
+    assert not report.failures
+    statuses = [d[1] for d in report.deliveries]
+    assert statuses.count("accepted") == 7 and statuses.count("quarantined") == 2
+    assert report.persons > 0 and dict(report.published)["outcomes_before_after"] > 0
+    summary = format_summary(report)
+    assert "The hub ran as of 2026-11-02" in summary and "PLACELINK_AS_OF=2026-11-02 make ui" in summary
+    # the audit log tells the story on the place's own day
+    first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
+    assert first["at"].startswith("2026-11-02")
+    assert Clock.from_env({}).as_of is None  # the demo moved its own clock, not the process's
