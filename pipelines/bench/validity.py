@@ -44,6 +44,7 @@ from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT
 from pipelines.sql_models import check_graph, discover, run_model
 from pipelines.synth import generate_place
+from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
 CHILDREN = Band("0-17", ("0-4", "5-10", "11-17"))
 ADULTS = Band("18+", ("18-64", "65+"))
@@ -82,7 +83,7 @@ def _landing(con: duckdb.DuckDBPyConnection, place: Path, work: Path) -> list[tu
             prepared = prepare_extract(contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
                                        work / "outbox" / contract.partner_id, key,
                                        place / "reference" / "postcode_lookup.csv", opt_outs=opt_outs,
-                                       period="2026-10")
+                                       period=DELIVERY_PERIOD, now=DELIVERED_AT)
             columns = ", ".join(f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
                                 for c in contract.datasets[dataset].columns)
             con.execute(f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id "
