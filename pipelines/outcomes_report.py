@@ -167,6 +167,13 @@ def _table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame | None:
     return pl.from_arrow(con.sql(f'SELECT * FROM "{name}"').to_arrow_table()) if name in tables else None
 
 
+def _in_band_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows by outcome, then age band as the charts show them (0-4, 5-10, 11-17, 0-17, ...)."""
+    order = {band: i for i, band in enumerate(AGE_ORDER)}
+    return frame.with_columns(_band=pl.col("age_band").replace_strict(order, default=len(order))).sort(
+        "outcome", "_band").drop("_band")
+
+
 def _interval(value, low, high, decimals: int) -> str:
     if value is None:
         return ""
@@ -181,7 +188,7 @@ def _forest_svg(effects: pl.DataFrame, labels: dict[str, tuple[str, str]]) -> st
     data = [{"row": f"{labels.get(r['outcome'], (r['outcome'],))[0]} · {r['age_band']}",
              "rate_ratio": r["rate_ratio"], "low": r["rate_ratio_ci_low"], "high": r["rate_ratio_ci_high"],
              "interval": _interval(r["rate_ratio"], r["rate_ratio_ci_low"], r["rate_ratio_ci_high"], 2)}
-            for r in shown.sort("outcome", "age_band").iter_rows(named=True)]
+            for r in _in_band_order(shown).iter_rows(named=True)]
     order = [d["row"] for d in data]
     low = min(min(d["low"] for d in data), 0.9)
     high = max(max(d["high"] for d in data), 1.1)
@@ -197,14 +204,14 @@ def _forest_svg(effects: pl.DataFrame, labels: dict[str, tuple[str, str]]) -> st
     no_effect = alt.Chart(alt.Data(values=[{"x": 1.0}])).mark_rule(color="#b00020", strokeDash=[4, 3]).encode(
         x=alt.X("x:Q", scale=scale))
     chart = (alt.layer(no_effect, whiskers, points, text)
-             .properties(width=560, height=22 * len(data),
+             .properties(width=640, height=26 * len(data),
                          title="Effect of the programme: rate ratio with 95% confidence interval"))
     return vlc.vegalite_to_svg(chart.to_dict(), vl_version=VL_VERSION)
 
 
 def _effects_html(effects: pl.DataFrame, labels: dict[str, tuple[str, str]]) -> str:
     rows = []
-    for r in effects.sort("outcome", "age_band").iter_rows(named=True):
+    for r in _in_band_order(effects).iter_rows(named=True):
         label = labels.get(r["outcome"], (r["outcome"],))[0]
         status = "" if r["status"] == "estimated" else f'<td class="suppressed" colspan="2">{html.escape(r["status"])}</td>'
         cells = status or (f"<td>{_interval(r['rate_difference'], r['rate_difference_ci_low'], r['rate_difference_ci_high'], 1)}</td>"
@@ -222,7 +229,8 @@ def _sensitivity_html(sensitivity: pl.DataFrame, labels: dict[str, tuple[str, st
     head = "".join(f"<th>{t:g} ({html.escape(kinds[t])})</th>" for t in thresholds)
     index = {(r["outcome"], r["age_band"], r["linkage_threshold"]): r for r in sensitivity.iter_rows(named=True)}
     rows = []
-    for outcome, band in sorted({(o, b) for o, b, _ in index}):
+    for outcome, band in sorted({(o, b) for o, b, _ in index},
+                                key=lambda k: (k[0], AGE_ORDER.index(k[1]) if k[1] in AGE_ORDER else 99)):
         cells = []
         for t in thresholds:
             r = index.get((outcome, band, t))

@@ -28,6 +28,10 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     assert report.persons > 0 and dict(report.published)["outcomes_before_after"] > 0
     summary = format_summary(report)
     assert "The hub ran as of 2026-11-02" in summary and "PLACELINK_AS_OF=2026-11-02 make ui" in summary
+    # it ends with the headline effect: an estimate with its interval, or why there is none at this size
+    headline = summary.splitlines()[-1]
+    assert summary.splitlines()[-2].startswith("Headline effect") and headline.startswith("  A&E attendances, ages 0-17")
+    assert "95% CI" in headline or "no estimate" in headline
     # the audit log tells the story on the place's own day
     first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
     assert first["at"].startswith("2026-11-02")
