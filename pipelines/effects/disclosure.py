@@ -74,7 +74,8 @@ def _controlled(row: dict, passes: bool) -> dict:
     for name in ESTIMATES:
         value = row[name] if estimated and passes else None
         decimals = RATIO_DECIMALS if name.startswith("rate_ratio") else DIFFERENCE_DECIMALS
-        out[name] = None if value is None or not math.isfinite(value) else round(value, decimals)
+        # "+ 0.0" turns a rounded -0.0 into 0.0
+        out[name] = None if value is None or not math.isfinite(value) else round(value, decimals) + 0.0
     out["status"] = row["status"] if not estimated else ("estimated" if passes else HIDDEN)
     return out
 
@@ -150,7 +151,7 @@ def publishable_balance(counts: pl.DataFrame, rule: DisclosureRule = DisclosureR
         for name, other in (("smd_before_matching", "candidates"), ("smd_after_matching", "comparison")):
             value = (standardised_difference(share["programme"], share[other])
                      if level != "All" and share["programme"] is not None and share[other] is not None else None)
-            row[name] = None if value is None else round(value, SMD_DECIMALS)
+            row[name] = None if value is None else round(value, SMD_DECIMALS) + 0.0
         rows.append(row)
     schema = {"variable": pl.String, "level": pl.String,
               **{f"{s}_people": pl.Int64 for s in SAMPLES}, **{f"{s}_pct": pl.Float64 for s in SAMPLES},
