@@ -68,7 +68,8 @@ def test_project_models_form_a_valid_graph():
     models = discover(REPO_ROOT / "dbt_like_sql")
     sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
                                         "csc_referrals", "school_attendance", "homelessness_applications",
-                                        "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference"}
+                                        "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference",
+                                                                         "hub.record_identity"}
     order = check_graph(models, sources)
     assert order.index("staging.persons") < order.index("cohorts.comparison_group") < order.index("publish.outcomes_by_ward")
 
