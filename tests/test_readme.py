@@ -72,13 +72,6 @@ def test_readme_python_for_analysts_runs_as_written(checkout):
     assert "ward_code" in done.stdout and "ae_attendance" in done.stdout and "column_name" in done.stdout
 
 
-def test_bare_placelink_is_not_found_until_the_environment_is_activated(checkout):
-    # What the README's first line fixes: without it a new shell has no `placelink`.
-    done = subprocess.run(["bash", "-c", "placelink --version"], cwd=checkout, env=_environment(),
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 127
-
-
 def _commands(command: click.Command, path: tuple[str, ...] = ("placelink",)):
     yield path, command
     if isinstance(command, click.Group):
