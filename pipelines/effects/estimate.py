@@ -45,12 +45,6 @@ RATE_SCALE = 100.0
 
 
 @dataclass(frozen=True)
-class Measure:
-    outcome: str
-    label: str  # the unit of the rates and of the difference, e.g. "events per 100 people"
-
-
-@dataclass(frozen=True)
 class Band:
     """An age band the effects are estimated for: a published band, or a subtotal/total of several."""
 
