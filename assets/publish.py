@@ -4,7 +4,9 @@ import json
 
 import dagster as dg
 
+from assets.effects import effect_keys
 from pipelines.audit import AuditHead
+from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
@@ -15,10 +17,12 @@ from pipelines.settings import Settings
 
 
 def _publish_deps() -> list[dg.AssetKey]:
-    # The publish models that run, and linkage itself: a hub whose contracts leave every publish
-    # model out still publishes (_about says why), but only after its records were linked.
-    return [dg.AssetKey(["publish", m.name]) for m in model_plan(Settings.from_env()).models.values()
-            if m.schema == "publish"] + [dg.AssetKey(["hub", "record_person"])]
+    # The publish models that run, the effect estimates when their models run, and linkage itself:
+    # a hub whose contracts leave every publish model out still publishes (_about says why), but
+    # only after its records were linked.
+    settings = Settings.from_env()
+    return [dg.AssetKey(["publish", m.name]) for m in model_plan(settings).models.values()
+            if m.schema == "publish"] + effect_keys(settings) + [dg.AssetKey(["hub", "record_person"])]
 
 
 @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
@@ -46,8 +50,9 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
         head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
-                         table_lineage=table_lineage(con, models, in_use), excluded_flows=excluded,
-                         now=now, audit_head=head.to_json() if head else None, models_left_out=plan.left_out)
+                         table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
+                         derived=derived_tables(con), now=now, audit_head=head.to_json() if head else None,
+                         models_left_out=plan.left_out)
     placelink.audit(context).append("published", file=str(settings.published), tables=[t.name for t in tables],
                                     audit_head_events=head.events if head else None,
                                     contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.effects import effect_assets
 from assets.governance import contract_status, ig_register, retention_deletions
 from assets.ingest import area_reference, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
@@ -27,7 +28,8 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     """
     return dg.Definitions(
         assets=[received_extracts, area_reference, person_records, linked_persons,
-                *sql_model_assets(Settings.from_env()), shared_outcomes, outcomes_report, quality_report,
+                *sql_model_assets(Settings.from_env()), *effect_assets(Settings.from_env()), shared_outcomes,
+                outcomes_report, quality_report,
                 contract_status, retention_deletions, ig_register],
         asset_checks=[*quality_checks, plausible_linkage],
         jobs=[refresh_job, retention_job],

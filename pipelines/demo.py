@@ -26,6 +26,7 @@ from pipelines.keys import HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.outcomes_report import headline_effect
 from pipelines.run import failure_messages, run_pipeline
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
@@ -64,6 +65,7 @@ class DemoReport:
     published: list[tuple[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     held: list[dict] = field(default_factory=list)
+    headline: str | None = None
     as_of: dt.datetime | None = None
 
 
@@ -272,6 +274,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
             report.published.append((name, published.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]))
     finally:
         published.close()
+    report.headline = headline_effect(settings.published)
 
     started = time.perf_counter()
     report.accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
@@ -329,4 +332,7 @@ def format_summary(report: DemoReport) -> str:
     if report.as_of is not None:
         lines.append(f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
                      f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`.")
+    if report.headline:
+        lines += ["Headline effect (table effects in the published file; every outcome in the outcomes report):",
+                  f"  {report.headline}"]
     return "\n".join(lines)

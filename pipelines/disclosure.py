@@ -182,30 +182,40 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
     """Redact more cells until no margin has exactly one redacted cell.
 
     A margin (the cells over one totals dimension plus their total row) with a single redacted
-    member gives that member away by subtraction; so the smallest non-zero visible member is
-    redacted as well (ties broken by the dimension values, so the same choice is made in every
-    table that repeats the same counts), and this repeats until every margin is safe.
+    member gives that member away by subtraction, so another visible, non-zero member is redacted
+    too, one cell at a time until every margin is safe. Each time, the cell chosen is the one that
+    protects the most exposed margins while exposing the fewest safe ones (so the fewest cells end
+    up hidden: a total that two exposed margins share beats a subtotal whose own margin would then
+    need another cell), then the smallest count, then the first by dimension values (so tables
+    that repeat the same counts, e.g. ``people`` per outcome, make the same choice).
     """
-    groups = _margin_groups(table, spec)
+    groups = [(members, total) for cells, total in _margin_groups(table, spec) if total is not None
+              for members in [cells + [total]]]
+    of_cell: dict[int, list[int]] = {}
+    for g, (members, _) in enumerate(groups):
+        for i in members:
+            of_cell.setdefault(i, []).append(g)
     sort_keys = [tuple(str(v) for v in row) for row in table.select(spec.dimensions).iter_rows()]
     result = {}
     for column in spec.counts:
         values = table.get_column(column).to_list()
         mask = list(redacted[column])
-        changed = True
-        while changed:
-            changed = False
-            for cells, total in groups:
-                members = cells + ([total] if total is not None else [])
-                if total is None or sum(mask[i] for i in members) != 1:
-                    continue
-                visible = [i for i in members if not mask[i] and (values[i] or 0) > 0]
-                if not visible:
-                    continue  # every other member is an exact zero: then the total is redacted too
-                # Prefer a cell over the total row, then the smallest count.
-                choice = min(visible, key=lambda i: (i == total, values[i], sort_keys[i]))
-                mask[choice] = True
-                changed = True
+        hidden = [sum(mask[i] for i in members) for members, _ in groups]
+        while True:
+            exposed = [g for g, n in enumerate(hidden) if n == 1]
+            candidates = {i for g in exposed for i in groups[g][0] if not mask[i] and (values[i] or 0) > 0}
+            if not candidates:
+                break  # every exposed margin's other members are exact zeros: then its total is hidden too
+
+            def cost(i: int) -> tuple:
+                protects = sum(1 for g in of_cell[i] if hidden[g] == 1)
+                exposes = sum(1 for g in of_cell[i] if hidden[g] == 0)
+                return exposes - protects, values[i], sort_keys[i]
+
+            choice = min(candidates, key=cost)
+            mask[choice] = True
+            for g in of_cell[choice]:
+                hidden[g] += 1
         result[column] = mask
     return result
 

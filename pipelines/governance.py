@@ -196,11 +196,12 @@ def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
 
 
 def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
-                  in_use: dict[str, Contract]) -> list[dict]:
+                  in_use: dict[str, Contract], derived: dict[str, set[str]] | None = None) -> list[dict]:
     """One row per (published table, extract) the table relies on.
 
     ``relation`` is ``source`` when the table reads the extract's dataset (through the
     model graph), ``linkage`` when the extract only took part in matching people.
+    ``derived`` names published tables computed in Python (effects) with the models they read.
     Extracts are those whose rows are in ``landing`` now (a corrected record replaces
     the earlier one; retention removes old ones); flows not in use are left out.
     """
@@ -217,8 +218,10 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
         """).fetchall() if table_exists(con, "hub", "deliveries") else con.execute(
             f"SELECT _extract_id, NULL, count(*) FROM landing.{name} GROUP BY 1 ORDER BY 1").fetchall()
     rows: list[dict] = []
-    for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
-        upstream = upstream_tables(model, models)
+    readers = {m.name: upstream_tables(m, models) for m in models.values() if m.schema == "publish"}
+    for name, read in (derived or {}).items():
+        readers[name] = set(read).union(*(upstream_tables(models[t], models) for t in read if t in models))
+    for published, upstream in sorted(readers.items()):
         sources = {t.split(".", 1)[1] for t in upstream if t.startswith("landing.")}
         if RECORD_ATTRIBUTES in upstream:  # a view over every landed dataset in use
             sources |= set(extracts)
@@ -228,7 +231,7 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
                 continue
             contract = by_dataset[name]
             for extract_id, version, count in extracts[name]:
-                rows.append({"published_table": model.name, "contract_id": contract.id,
+                rows.append({"published_table": published, "contract_id": contract.id,
                              "contract_version": version or contract.version, "dataset": name,
                              "extract_id": extract_id, "rows": count,
                              "relation": "source" if name in sources else "linkage"})

@@ -14,7 +14,8 @@ import datetime as dt
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -36,12 +37,37 @@ class PublishedTable:
     redacted_cells: int
 
 
+@dataclass(frozen=True)
+class DerivedTable:
+    """A table computed in the hub from unrounded data (effect estimates, matching balance), not by a
+    publish model: the caller applies its disclosure control, the publisher writes and describes it.
+
+    ``counts`` are its count columns (checked again: none may be 1..threshold or off the base);
+    ``redacted`` is how many of its cells the caller's control hid; ``about`` adds ``_about`` keys
+    and ``definitions`` adds ``_definitions`` rows (name, definition) of kind 'method'.
+    """
+
+    name: str
+    frame: pl.DataFrame
+    description: str
+    columns: dict[str, str]
+    counts: tuple[str, ...] = ()
+    redacted: int = 0
+    about: dict[str, str] = field(default_factory=dict)
+    definitions: list[tuple[str, str]] = field(default_factory=list)
+
+
+# _definitions.kind of each model folder; outcomes and methods are their own kinds.
+DEFINITION_KINDS = {"cohorts": "cohort", "publish": "table"}
+
+
 @stage("publish")
 def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
             definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
             excluded_flows: list[dict] | None = None, audit_head: dict | None = None,
-            models_left_out: dict[str, str] | None = None) -> list[PublishedTable]:
+            models_left_out: dict[str, str] | None = None,
+            derived: Callable[[dict[str, pl.DataFrame]], list[DerivedTable]] | None = None) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
@@ -49,12 +75,19 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
     out) and ``models_left_out`` (models whose datasets no contract provides, with why) go into
     ``_about``, and so does ``audit_head``: the audit log's signed head when the file was built,
     so any copy of the file can later show the log was not cut back
-    (``placelink audit verify --published``).
+    (``placelink audit verify --published``). ``derived`` is handed the controlled publish tables
+    by name and returns further tables to publish beside them (:class:`DerivedTable`), e.g. effect
+    estimates that may only show where the cells they rest on are visible.
     """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
     for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
         controlled.append(_controlled_table(warehouse, model, rule))
+    extra = derived({m.name: table for m, table, _ in controlled}) if derived else []
+    for table in extra:
+        if unsafe_cells(table.frame, list(table.counts), rule):
+            raise PublishRefused(f"{table.name}: disclosure check failed (a count in 1-{rule.threshold} or not a "
+                                 f"multiple of {rule.rounding_base})")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.building")
@@ -68,6 +101,14 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             out.unregister("incoming")
             _comment(out, model)
             results.append(PublishedTable(model.name, table.height, redacted))
+        for table in extra:
+            out.register("incoming", table.frame.to_arrow())
+            out.execute(f'CREATE TABLE "{table.name}" AS SELECT * FROM incoming')
+            out.unregister("incoming")
+            out.execute(f'COMMENT ON TABLE "{table.name}" IS {_quote(table.description)}')
+            for column, text in table.columns.items():
+                out.execute(f'COMMENT ON COLUMN "{table.name}"."{column}" IS {_quote(text)}')
+            results.append(PublishedTable(table.name, table.frame.height, table.redacted))
         out.execute("CREATE TABLE _about (key VARCHAR, value VARCHAR)")
         about = {
             "built_at": now.isoformat(timespec="seconds"),
@@ -79,16 +120,23 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             "models_left_out": json.dumps(models_left_out or {}),
             "model_versions": json.dumps(model_versions(models)),
             "disclosure_margins": json.dumps(disclosure_margins([m for m, _, _ in controlled])),
+            # One definition, the one the pipeline reports too: count cells published as NULL.
+            "redacted_cells": json.dumps({r.name: r.redacted_cells for r in results}),
         }
         if audit_head is not None:
             about["audit_head"] = json.dumps(audit_head)
+        for table in extra:
+            about.update(table.about)
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
         out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
-                    "name VARCHAR, model_version VARCHAR)")
-        described = ([(m.table, m.schema, m.description, m.name, m.version) for m in definitions]
-                     + outcome_definitions(models))
+                    "name VARCHAR, model_version VARCHAR, label VARCHAR)")
+        described = ([(m.table, DEFINITION_KINDS.get(m.schema, "model"), m.description, m.name, m.version,
+                       m.name.replace("_", " ")) for m in definitions]
+                     + outcome_definitions(models)
+                     + [(f"pipelines.effects ({t.name})", "method", text, name, None, name.replace("_", " "))
+                        for t in extra for name, text in t.definitions])
         if described:  # a hub whose contracts leave every model out publishes none
-            out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?)", described)
+            out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?, ?)", described)
         _write_lineage(out, table_lineage or [])
         _comment_metadata(out)
         out.execute("CHECKPOINT")
@@ -108,9 +156,6 @@ def _write_lineage(out: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
     out.execute("CREATE TABLE _lineage (published_table VARCHAR, contract_id VARCHAR, "
                 "contract_version VARCHAR, dataset VARCHAR, extract_id VARCHAR, rows BIGINT, "
                 "relation VARCHAR)")
-    out.execute("COMMENT ON TABLE _lineage IS 'Which data-sharing agreements (id, version) and which "
-                "extracts each published table relies on; relation = source (the table reads the "
-                "dataset) or linkage (the records only took part in matching people)'")
     if rows:
         out.executemany("INSERT INTO _lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [tuple(r[c] for c in LINEAGE_COLUMNS) for r in rows])
@@ -220,15 +265,32 @@ def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
 METADATA_COMMENTS = {
     "_about": ("How and when this file was built: key/value pairs.", {
         "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
-               "(contracts and extracts that fed the file), tables, model_versions, excluded_flows, audit_head "
-               "(the audit log's signed head when the file was built).",
-        "value": "The value; JSON for lineage, tables, model_versions and disclosure_parameters."}),
-    "_definitions": ("Definitions of the cohorts, outcomes and models behind the published tables.", {
-        "model": "The model (dbt_like_sql/<schema>/<name>.sql) that holds the definition.",
-        "kind": "cohorts, outcomes, publish (model descriptions) or outcome (one outcome's definition).",
-        "definition": "The definition, as written in the model's header.",
-        "name": "The model's or the outcome's name.",
-        "model_version": "First 16 hex digits of the SHA-256 of the model's SQL file."}),
+               "(contracts and extracts that fed the file), tables, model_versions, redacted_cells (per table: "
+               "count cells published as NULL by disclosure control; for effects tables, estimates hidden), "
+               "effects_method, effects_parameters, linkage_sensitivity_thresholds, excluded_flows, models_left_out "
+               "(models whose datasets no contract provides, with why), audit_head (the audit log's signed head "
+               "when the file was built).",
+        "value": "The value; JSON for lineage, tables, model_versions, disclosure_parameters, disclosure_margins, "
+                 "redacted_cells, effects_parameters and linkage_sensitivity_thresholds."}),
+    "_definitions": ("Definitions of the cohorts, outcomes, methods and models behind the published tables.", {
+        "model": "The model (dbt_like_sql/<schema>/<name>.sql) or code that holds the definition.",
+        "kind": "cohort (a cohort model), outcome (one outcome), table (a published table's model), method (how "
+                "effects or balance are computed) or model (an intermediate model).",
+        "definition": "The definition, as written in the model's header or the code.",
+        "name": "The name: of the model, the outcome (as in the tables' outcome column) or the method.",
+        "model_version": "First 16 hex digits of the SHA-256 of the model's SQL file (NULL for a method).",
+        "label": "A readable name for reports, e.g. 'A&E attendances' for ae_attendance."}),
+    "_lineage": ("Which data-sharing agreements (id, version) and which extracts each published table relies on; "
+                 "relation = source (the table reads the dataset) or linkage (the records only took part in "
+                 "matching people)", {
+        "published_table": "The published table (a table of this file).",
+        "contract_id": "The data-sharing agreement (contract id in contracts/) the extract came under.",
+        "contract_version": "The agreement's version the extract was accepted under.",
+        "dataset": "The dataset of the agreement (a landed table).",
+        "extract_id": "The extract (one delivery) whose rows are in the table.",
+        "rows": "Rows the extract delivered (the whole delivery, not rows of this table).",
+        "relation": "source: the table reads the dataset; linkage: the extract's records only took part in "
+                    "matching people across partners."}),
 }
 
 
@@ -244,14 +306,17 @@ def model_versions(models: dict[str, SqlModel]) -> dict[str, str]:
     return {name: models[name].version for name in sorted(models)}
 
 
-def outcome_definitions(models: dict[str, SqlModel]) -> list[tuple[str, str, str, str, str]]:
-    """Rows for _definitions from every model's ``outcomes:`` header mapping."""
+def outcome_definitions(models: dict[str, SqlModel]) -> list[tuple[str, str, str, str, str, str]]:
+    """Rows for _definitions from every model's ``outcomes:`` header mapping: ``name: definition``,
+    or ``name: {label: ..., definition: ...}`` to give the outcome a readable name."""
     rows = []
     for model in sorted(models.values(), key=lambda m: m.table):
         outcomes = model.header.get("outcomes")
         if isinstance(outcomes, dict):
-            for name, text in outcomes.items():
-                rows.append((model.table, "outcome", " ".join(str(text).split()), str(name), model.version))
+            for name, entry in outcomes.items():
+                text, label = (entry.get("definition", ""), entry.get("label")) if isinstance(entry, dict) else (entry, None)
+                rows.append((model.table, "outcome", " ".join(str(text).split()), str(name), model.version,
+                             str(label or str(name).replace("_", " "))))
     return rows
 
 

@@ -64,6 +64,9 @@ class Settings:
     # with 3GB, 1M people ran in 6.5 GB at peak, quality worker included (docs/benchmarks.md). "" gives DuckDB's own
     # default, 80% of the machine's RAM for each.
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # The effects are re-estimated with persons linked at these thresholds too (a looser and a
+    # stricter one), from the pairs scored at 0.5 and up (docs/outcomes.md: linkage sensitivity).
+    linkage_sensitivity_thresholds: tuple[float, ...] = (0.5, 0.99)
     # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
     clock: Clock = Clock()
     # Where the demo keeps what only partners hold (raw extracts, the linkage key, signing keys,
@@ -106,6 +109,9 @@ class Settings:
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
             duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
+            linkage_sensitivity_thresholds=tuple(
+                float(t) for t in env.get("PLACELINK_LINKAGE_SENSITIVITY_THRESHOLDS", "0.5,0.99").split(",")
+                if t.strip()),
             clock=Clock.from_env(env),
             demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
             if env.get("PLACELINK_DEMO_PARTNERS") else None,

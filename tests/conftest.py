@@ -152,3 +152,22 @@ def signed_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def small_place(tmp_path_factory) -> PreparedPlace:
     return prepare_place(people=3000, seed=11, root=tmp_path_factory.mktemp("small_place"))
+
+
+@pytest.fixture(scope="session")
+def outcomes_hub(tmp_path_factory) -> tuple[PreparedPlace, Settings]:
+    """A hub home after a whole run on a 12,000-person place, as `make demo` leaves one (published
+    file, reports, audit log, registered contracts). The session's `small_place` of 3,000 has too
+    few enrolled children for a before/after comparison to mean anything once counts are rounded."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.resources import PlacelinkResource
+
+    root = tmp_path_factory.mktemp("outcomes_place")
+    place = prepare_place(people=12_000, seed=23, root=root)
+    settings = place.stage_hub(root / "hub")
+    result = dg.materialize(list(defs.assets), resources={"placelink": PlacelinkResource(
+        home=str(settings.home), contracts_dir=str(settings.contracts_dir))})
+    assert result.success
+    return place, settings

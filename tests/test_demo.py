@@ -34,6 +34,10 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     # (the hub's own keys: decryption and audit signing; its CSVs: the area reference and the IG register)
     assert not [p for p in (tmp_path / "home").rglob("*") if p.suffix in (".csv", ".key")
                 and p.name not in ("hub.key", "audit.key", "ig_register.csv") and p.parent.name != "reference"]
+    # it ends with the headline effect: an estimate with its interval, or why there is none at this size
+    headline = summary.splitlines()[-1]
+    assert summary.splitlines()[-2].startswith("Headline effect") and headline.startswith("  A&E attendances, ages 0-17")
+    assert "95% CI" in headline or "no estimate" in headline
     # the audit log tells the story on the place's own day
     first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
     assert first["at"].startswith("2026-11-02")

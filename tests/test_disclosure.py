@@ -159,5 +159,24 @@ def test_subtotals_and_the_total_form_a_margin_of_their_own():
     naive = suppress_small_counts(add_totals(raw, spec), ["people"], [], rule)
     assert any(r.low == r.high == 3.0 for r in differencing_attack(naive, spec, rule))
     out = dict(control_table(raw, spec, rule).select("age_band", "people").iter_rows())
-    assert out["0-17"] is None and out["18+"] is None and out["All ages"] == 73
+    # Hiding 'All ages' protects that equation at the cost of one cell; hiding '18+' instead would
+    # expose 18+ = 18-64 + 65+ and cost a second cell, so the adults' rows stay visible.
+    assert out["0-17"] is None and out["All ages"] is None
+    assert (out["18+"], out["18-64"], out["65+"]) == (70, 30, 40)
     assert differencing_attack(control_table(raw, spec, rule), spec, rule) == []
+
+
+def test_secondary_suppression_hides_the_fewest_cells_not_a_large_subtotal():
+    # The comparison group's children's social-care referrals in one window: 16, 16 and 17 in the
+    # children's bands, one referral among adults. An earlier rule hid the 0-4 and 5-10 cells and
+    # then the whole '0-17' row (49 referrals among 670 children) to protect that one adult; hiding
+    # 'All ages' alone protects it as well.
+    spec = TableSpec(dimensions=("age_band",), counts=("events",), totals=(("age_band", "All ages"),),
+                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
+    raw = pl.DataFrame({"age_band": ["0-4", "5-10", "11-17", "18-64"], "events": [16, 16, 17, 1]})
+    rule = DisclosureRule()
+    controlled = control_table(raw, spec, rule)
+    out = dict(controlled.select("age_band", "events").iter_rows())
+    assert (out["0-4"], out["5-10"], out["11-17"], out["0-17"]) == (15, 15, 15, 50)
+    assert sorted(band for band, value in out.items() if value is None) == ["18+", "18-64", "All ages"]
+    assert differencing_attack(controlled, spec, rule) == []

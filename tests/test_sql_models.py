@@ -83,7 +83,7 @@ def test_the_project_models_without_the_family_support_contract():
     models = discover(REPO_ROOT / "dbt_like_sql")
     sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
                                         "csc_referrals", "school_attendance", "homelessness_applications")}
-    sources |= {"hub.record_person", "hub.lsoa_reference", "hub.record_attributes"}
+    sources |= {"hub.record_person", "hub.lsoa_reference", "hub.record_attributes", "hub.record_identity"}
     plan = plan_models(models, sources)
     assert "cohorts.programme_cohort" in plan.left_out and "publish.outcomes_by_ward" in plan.left_out
     assert {"staging.persons", "staging.outcome_events", "staging.school_attendance"} <= set(plan.models)
@@ -102,7 +102,7 @@ def test_project_models_form_a_valid_graph():
     sources = {f"landing.{d}" for d in ("ae_attendances", "emergency_admissions", "mental_health_referrals",
                                         "csc_referrals", "school_attendance", "homelessness_applications",
                                         "family_support_enrolments")} | {"hub.record_person", "hub.lsoa_reference",
-                                                                         "hub.record_attributes"}
+                                                                         "hub.record_attributes", "hub.record_identity"}
     order = check_graph(models, sources)
     assert order.index("staging.persons") < order.index("cohorts.comparison_group") < order.index("publish.outcomes_by_ward")
 

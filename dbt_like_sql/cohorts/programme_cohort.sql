@@ -11,7 +11,8 @@ columns:
 */
 SELECT rp.person_key,
        min(e.enrolment_date) AS index_date,
-       arg_min(e.programme_type, e.enrolment_date) AS programme_type
+       -- a tie on the first date goes to the first type by name, the same in every run
+       arg_min(e.programme_type, (e.enrolment_date, e.programme_type)) AS programme_type
 FROM landing.family_support_enrolments e
 JOIN hub.record_person rp ON rp.dataset = 'family_support_enrolments' AND rp.record_token = e.record_token
 GROUP BY rp.person_key

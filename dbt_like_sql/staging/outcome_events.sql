@@ -9,21 +9,31 @@ columns:
   outcome: Outcome name (see _definitions, kind 'outcome').
   event_date: Date of the event.
 outcomes:
-  ae_attendance: >
-    An attendance at an emergency department (A&E), from the acute trust's A&E extract; one
-    event per attendance, dated by arrival date.
-  emergency_admission: >
-    An emergency (non-elective) hospital admission, from the acute trust's admissions extract;
-    one event per admission, dated by admission date.
-  mental_health_referral: >
-    A referral to secondary mental-health services, from the mental-health trust's extract; one
-    event per referral, dated by referral date.
-  childrens_social_care_referral: >
-    A referral to the council's children's social care, from the council's extract; one event per
-    referral, dated by referral date.
-  homelessness_application: >
-    A homelessness application to the council's housing service, recorded against the household's
-    applicant; one event per application, dated by application date.
+  ae_attendance:
+    label: "A&E attendances"
+    definition: >
+      An attendance at an emergency department (A&E), from the acute trust's A&E extract; one
+      event per attendance, dated by arrival date.
+  emergency_admission:
+    label: "Emergency admissions"
+    definition: >
+      An emergency (non-elective) hospital admission, from the acute trust's admissions extract;
+      one event per admission, dated by admission date.
+  mental_health_referral:
+    label: "Mental-health referrals"
+    definition: >
+      A referral to secondary mental-health services, from the mental-health trust's extract; one
+      event per referral, dated by referral date.
+  childrens_social_care_referral:
+    label: "Children's social-care referrals"
+    definition: >
+      A referral to the council's children's social care, from the council's extract; one event per
+      referral, dated by referral date.
+  homelessness_application:
+    label: "Homelessness applications"
+    definition: >
+      A homelessness application to the council's housing service, recorded against the household's
+      applicant; one event per application, dated by application date.
 */
 SELECT rp.person_key, 'ae_attendance' AS outcome, a.arrival_date AS event_date
 FROM landing.ae_attendances a

@@ -10,10 +10,12 @@ columns:
   sessions_possible: Half-day sessions the pupil could have attended in the term.
   sessions_missed: Sessions possible minus sessions attended (authorised and unauthorised absence).
 outcomes:
-  school_absence: >
-    Overall school absence rate: half-day sessions missed (authorised or unauthorised) as a
-    percentage of sessions possible, over the terms that start inside the window, for pupils with
-    at least one such term (Reception to Year 11), from the council's school attendance extract.
+  school_absence:
+    label: "School absence"
+    definition: >
+      Overall school absence rate: half-day sessions missed (authorised or unauthorised) as a
+      percentage of sessions possible, over the terms that start inside the window, for pupils with
+      at least one such term (Reception to Year 11), from the council's school attendance extract.
 */
 SELECT rp.person_key, s.term_start_date,
        CAST(s.sessions_possible AS BIGINT) AS sessions_possible,

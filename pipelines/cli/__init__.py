@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli import audit, bench, contracts, hub, partner, place
+from pipelines.cli import analyst, audit, bench, contracts, hub, partner, place
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="placelink", prog_name="placelink", message="%(prog)s %(version)s")
 def main() -> None:
     """placelink: pseudonymise at source, enforce data-sharing agreements, link, publish outcomes."""
 
@@ -19,3 +20,4 @@ main.add_command(audit.audit)
 main.add_command(place.run)
 main.add_command(place.demo)
 main.add_command(bench.bench)
+main.add_command(analyst.sql)

@@ -13,9 +13,9 @@ def bench() -> None:
 
 @bench.command("envelope")
 @click.option("--mb", "megabytes", default=100, show_default=True, help="Size of the synthetic extract.")
-@click.option("--repeats", default=5, show_default=True)
+@click.option("--repeats", default=5, show_default=True, help="Runs; figures are medians.")
 @click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
-              show_default=True)
+              show_default=True, help="Hub key type to seal for: post-quantum hybrid or classical X25519.")
 @click.option("--chunk-mb", default=4, show_default=True, help="Plaintext MiB per envelope chunk.")
 @click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
               help="Where to write the temporary files (default: the system temp folder).")
@@ -90,7 +90,8 @@ def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: i
 @click.option("--people", default=100_000, show_default=True, type=click.IntRange(min=50),
               help="People in the synthetic place (1,000,000 for the scale target).")
 @click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Runs; figures are medians.")
 @click.option("--work", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Keep the synthetic place under this folder and reuse it on later runs "
                    "(default: a temp folder, removed).")
@@ -107,7 +108,7 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
 @click.option("--people", "sizes", multiple=True, type=int, default=(100_000,), show_default=True,
               help="People in the demo's synthetic place (repeat for several sizes).")
 @click.option("--runs", default=3, show_default=True, help="Demo runs per size, each in a new process.")
-@click.option("--seed", default=2026, show_default=True)
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
 @click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
               help="Where to make the temporary demo homes (default: the system temp folder).")
 def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -> None:
@@ -117,3 +118,26 @@ def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -
     for people in sizes:
         click.echo(f"{people:,} people: {runs} demo runs ...")
         click.echo(summary(people, run(people, runs, seed, folder, echo=click.echo)))
+
+
+@bench.command("validity")
+@click.option("--seeds", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Synthetic places per planted effect (seeds first-seed, first-seed + 1, ...).")
+@click.option("--first-seed", default=1, show_default=True, help="Seed of the first place.")
+@click.option("--people", default=4000, show_default=True, type=click.IntRange(min=500),
+              help="People per place (small places keep hundreds of them affordable).")
+@click.option("--enrolment-share", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5),
+              help="Share of families with children that enrol (the demo's place: 0.04); sets how many "
+                   "programme families each small place has.")
+@click.option("--effect", "effects", multiple=True, type=float, default=(-0.30, 0.0), show_default=True,
+              help="Planted relative change in enrolled children's A&E attendances (repeat; 0 plants none).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also append every place's estimates to this file (JSON lines) as they come.")
+def validity(seeds: int, first_seed: int, people: int, enrolment_share: float, effects: tuple[float, ...],
+             out: Path | None) -> None:
+    """Coverage and bias of the effects' 95% intervals over many synthetic places with a known truth."""
+    from pipelines.bench.validity import run
+
+    click.echo(f"{seeds} places per planted effect ({', '.join(f'{e:+.2f}' for e in effects)}), "
+               f"{people:,} people each ...")
+    run(range(first_seed, first_seed + seeds), people, effects, enrolment_share, out, echo=click.echo)

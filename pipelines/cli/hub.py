@@ -101,6 +101,8 @@ def quarantine_list() -> None:
 @quarantine.command("show")
 @click.argument("name")
 def quarantine_show(name: str) -> None:
+    """Why the held extract NAME (as `hub quarantine list` names it) was held: the check, what was
+    expected, what was found and what to do."""
     from pipelines.hub.quarantine import held_files
 
     for item in held_files(Settings.from_env().quarantine):

@@ -14,7 +14,8 @@ def partner() -> None:
 
 
 @partner.command("linkage-key")
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="File to write the new linkage key to (keep it among the partners; never send it to the hub).")
 def linkage_key(out: Path) -> None:
     """Create a new linkage key (shared among partners, never with the hub)."""
     from pipelines.partner_kit.tokens import LinkageKey
@@ -53,7 +54,8 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 
 
 @partner.command()
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The data-sharing agreement (contracts/<id>.yaml) the extract is sent under.")
 @click.option("--dataset", help="Dataset of the contract (default: the only one, or the input file's stem).")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
               help="Raw extract (CSV, Parquet or an Excel .xlsx workbook) with clear identifiers.")
@@ -61,7 +63,8 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 @click.option("--mapping", "mapping_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="YAML file naming which of your columns holds what (README: your own column names).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the hub-bound extract.")
-@click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The partners' shared linkage key (from `placelink partner linkage-key`).")
 @click.option("--postcode-lookup", type=click.Path(path_type=Path, exists=True),
               help="Postcode -> LSOA (and ward) lookup: ONS's, as downloaded, or a CSV of postcode, "
                    "lsoa_code, ward_code. Without it, area columns are sent empty.")
@@ -128,7 +131,8 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
 
 
 @partner.command()
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The data-sharing agreement (contracts/<id>.yaml) the records were sent under.")
 @click.option("--dataset", required=True, help="The contract dataset the records were sent in.")
 @click.option("--record-ids", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
               help="CSV with a record_id column (or one id per line): the records to withdraw.")
@@ -138,10 +142,12 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
 @click.option("--reason", type=click.Choice(["opt_out", "erasure"]), required=True,
               help="opt_out: the person opted out after delivery; erasure: the record must be erased.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the envelope to send.")
-@click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="Your partner signing key (from `placelink partner keygen`).")
 @click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
-@click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The hub's public key (hub.pub, from the hub's IG officer).")
 def withdraw(contract_path: Path, dataset: str, record_ids: Path, lookup_dir: Path, reason: str, out: Path,
              signing_key_path: Path, passphrase_file: Path | None, hub_key_path: Path) -> None:
     """Withdraw records already sent: a signed, encrypted list of their record tokens (found in

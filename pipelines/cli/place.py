@@ -45,8 +45,8 @@ def run(retrain: bool) -> None:
 
 
 @click.command()
-@click.option("--people", default=20_000, show_default=True)
-@click.option("--seed", default=2026, show_default=True)
+@click.option("--people", default=20_000, show_default=True, help="People in the demo's synthetic place.")
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place (same seed, same place).")
 def demo(people: int, seed: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo

@@ -34,6 +34,15 @@ class LinkageResult:
     check: CheckOutcome
 
 
+def threshold_in_use(settings: Settings) -> float:
+    """The match probability persons are cut at: PLACELINK_LINKAGE_THRESHOLD if set, else the
+    saved model's calibrated threshold (the one the last run used), else the default 0.9."""
+    if settings.linkage_threshold is not None:
+        return settings.linkage_threshold
+    model = TrainedModel.load(settings.models)
+    return model.threshold if model is not None and model.threshold is not None else 0.9
+
+
 @stage("linkage: person keys and QA")
 def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                         retrain: bool = False) -> LinkageResult:
@@ -58,14 +67,22 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
     # this run's scores when the model is new (pipelines/linkage/threshold.py).
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
-            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark)
+            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark,
+                                          keep_pairs=True)
     else:
         prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
-                                         memory_limit=settings.duckdb_memory_limit)
+                                         memory_limit=settings.duckdb_memory_limit, keep_pairs=True)
     if retrained:
         if settings.linkage_threshold is None:
             model = model.with_threshold(prediction.threshold, prediction.threshold_method)
         model.save(settings.models)
+    # The scored pairs (match probability 0.5 and up) stay in the warehouse, so the effects can be
+    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/effects/sensitivity.py).
+    con.register("scored_pairs", prediction.pairs)
+    try:
+        con.execute("CREATE OR REPLACE TABLE hub.linkage_pairs AS SELECT * FROM scored_pairs")
+    finally:
+        con.unregister("scored_pairs")
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),

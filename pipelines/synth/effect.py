@@ -33,17 +33,17 @@ ARRIVAL_MODES = ("ambulance", "walk_in", "other")
 
 
 def enrol_families(rng: np.random.Generator, households: pl.DataFrame,
-                   decile: np.ndarray) -> pl.DataFrame:
+                   decile: np.ndarray, enrolment_share: float = ENROLMENT_SHARE) -> pl.DataFrame:
     """Add enrolled, enrolment_day, programme_type and vcs_family_id to households.
 
-    `decile` is the IMD decile of each household's LSOA. About ENROLMENT_SHARE of
+    `decile` is the IMD decile of each household's LSOA. About `enrolment_share` of
     families with children enrol; higher need and deprivation make enrolment likelier.
     """
     need = households["need"].to_numpy()
     eligible = households["n_children"].to_numpy() > 0
     weight = np.exp(1.1 * need + 0.08 * (10 - decile)) * eligible
     mean_weight = weight[eligible].mean() if eligible.any() else 1.0
-    probability = np.clip(ENROLMENT_SHARE * weight / mean_weight, 0.0, 0.9)
+    probability = np.clip(enrolment_share * weight / mean_weight, 0.0, 0.9)
     enrolled = rng.random(len(need)) < probability
     first, last = to_day(study.ENROLMENT_FIRST), to_day(study.ENROLMENT_LAST)
     enrolment_day = rng.integers(first, last + 1, len(need))
@@ -95,11 +95,13 @@ def effect_windows(enrolment_day: np.ndarray, dob_day: np.ndarray) -> tuple[np.n
 
 
 def ae_attendances(rng: np.random.Generator, rate: np.ndarray, age: np.ndarray,
-                   window_start: np.ndarray, window_end: np.ndarray) -> pl.DataFrame:
-    """A&E attendances: person_idx, arrival_date, arrival_mode (constant rates, plus the effect)."""
+                   window_start: np.ndarray, window_end: np.ndarray,
+                   relative_change: float = EFFECT_RELATIVE_CHANGE) -> pl.DataFrame:
+    """A&E attendances: person_idx, arrival_date, arrival_mode (constant rates, plus the effect:
+    ``rate * (1 + relative_change)`` inside each person's effect window)."""
     inside_days = window_end - window_start
     outside_days = WINDOW_DAYS - inside_days
-    inside = rng.poisson(rate * (1 + EFFECT_RELATIVE_CHANGE) * inside_days / DAYS_PER_YEAR)
+    inside = rng.poisson(rate * (1 + relative_change) * inside_days / DAYS_PER_YEAR)
     outside = rng.poisson(rate * outside_days / DAYS_PER_YEAR)
 
     person_out = np.repeat(np.arange(len(rate)), outside)
@@ -127,7 +129,8 @@ def ae_attendances(rng: np.random.Generator, rate: np.ndarray, age: np.ndarray,
     )
 
 
-def planted_effect_statement(people: pl.DataFrame, ae: pl.DataFrame) -> dict:
+def planted_effect_statement(people: pl.DataFrame, ae: pl.DataFrame,
+                             relative_change: float = EFFECT_RELATIVE_CHANGE) -> dict:
     """The planted effect, stated precisely, with the realised before/after counts.
 
     `people` needs person_idx, enrolled, enrolment_day, date_of_birth; `ae` needs
@@ -164,11 +167,11 @@ def planted_effect_statement(people: pl.DataFrame, ae: pl.DataFrame) -> dict:
         "window_months": EFFECT_WINDOW_MONTHS,
         "before_window": "[index_date - 12 months, index_date)",
         "after_window": "[index_date, index_date + 12 months)",
-        "relative_change": EFFECT_RELATIVE_CHANGE,
+        "relative_change": relative_change,
         "mechanism": (
             "each person has a constant latent A&E rate (gamma frailty x age band x "
             "deprivation x family need); for the population above it is multiplied by "
-            f"{1 + EFFECT_RELATIVE_CHANGE:.2f} during the after window only; there is no "
+            f"{1 + relative_change:.2f} during the after window only; there is no "
             "secular trend and enrolment does not depend on recent events"
         ),
         "enrolment_model": (

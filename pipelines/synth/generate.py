@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.synth import effect, events
+from pipelines.synth import effect as effect_model, events, study
 from pipelines.synth.geography import build_lsoas
 from pipelines.synth.names import draw_name_pools
 from pipelines.synth.noise import draw_registrations, recorded_identities
@@ -68,8 +68,14 @@ class PlaceManifest:
         return content
 
 
-def generate_place(people: int, seed: int, out: Path) -> PlaceManifest:
+def generate_place(people: int, seed: int, out: Path, effect: float = study.EFFECT_RELATIVE_CHANGE,
+                   enrolment_share: float = effect_model.ENROLMENT_SHARE) -> PlaceManifest:
     """Write a synthetic place of `people` people to `out`; same seed, same bytes.
+
+    `effect` is the planted relative change in enrolled children's A&E attendances in the 12
+    months from enrolment (default -0.30; 0.0 plants none); `enrolment_share` the share of
+    families with children that enrol (default 0.04). Both are recorded in
+    truth/planted_effect.json.
 
     Files (relative to out): raw/<partner>/<dataset>.csv, reference/postcode_lookup.csv,
     reference/lsoa_reference.csv, reference/national_data_opt_outs.csv,
@@ -85,9 +91,9 @@ def generate_place(people: int, seed: int, out: Path) -> PlaceManifest:
     lsoas = build_lsoas(rng_for(seed, "geography"), faker, people)
     population = build_population(rng_for(seed, "population"), people, lsoas, pools)
     decile_of_lsoa = lsoas["imd_decile"].to_numpy().astype(float)
-    households = effect.enrol_families(
+    households = effect_model.enrol_families(
         rng_for(seed, "enrolment"), population.households,
-        decile_of_lsoa[population.households["lsoa_idx"].to_numpy()],
+        decile_of_lsoa[population.households["lsoa_idx"].to_numpy()], enrolment_share,
     )
     persons = _with_household_facts(population.people, households)
 
@@ -97,8 +103,8 @@ def generate_place(people: int, seed: int, out: Path) -> PlaceManifest:
     dob_day = persons["date_of_birth"].cast(pl.Int32).to_numpy().astype(np.int64)
     enrolment_day = persons["enrolment_day"].fill_null(-1).to_numpy().astype(np.int64)
 
-    ae_rate, frailty = effect.latent_ae_rates(rng_for(seed, "ae_rate"), age, decile, need)
-    window_start, window_end = effect.effect_windows(enrolment_day, dob_day)
+    ae_rate, frailty = effect_model.latent_ae_rates(rng_for(seed, "ae_rate"), age, decile, need)
+    window_start, window_end = effect_model.effect_windows(enrolment_day, dob_day)
     household_need = households["need"].to_numpy()
     head = persons.filter(pl.col("member_no") == 0)["person_idx"].to_numpy()
     by_dataset = {
@@ -107,8 +113,8 @@ def generate_place(people: int, seed: int, out: Path) -> PlaceManifest:
         "homelessness_applications": events.homelessness_applications(
             rng_for(seed, "homelessness"), household_need,
             decile_of_lsoa[households["lsoa_idx"].to_numpy()], head, age[head]),
-        "ae_attendances": effect.ae_attendances(
-            rng_for(seed, "ae"), ae_rate, age, window_start, window_end),
+        "ae_attendances": effect_model.ae_attendances(
+            rng_for(seed, "ae"), ae_rate, age, window_start, window_end, effect),
         "emergency_admissions": events.emergency_admissions(
             rng_for(seed, "admissions"), age, decile, frailty),
         "mental_health_referrals": events.mental_health_referrals(
@@ -135,7 +141,8 @@ def generate_place(people: int, seed: int, out: Path) -> PlaceManifest:
     truth.mkdir(parents=True, exist_ok=True)
     pl.concat(truth_parts).write_csv(truth / "ground_truth.csv")
     _people_truth(persons, lsoas, ae_rate).write_csv(truth / "people.csv")
-    statement = effect.planted_effect_statement(persons, by_dataset["ae_attendances"])
+    statement = effect_model.planted_effect_statement(persons, by_dataset["ae_attendances"], effect)
+    statement["enrolment_share"] = enrolment_share
     _write_json(truth / "planted_effect.json", statement)
 
     enrolled = households.filter(pl.col("enrolled"))
