@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.alerts import AlertSettings
 from pipelines.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,14 @@ def _default_contracts(home: Path) -> Path:
     fingerprints filled in, as the demo makes them) if it has them, else the repo's."""
     registered = home / "contracts"
     return registered if registered.is_dir() else REPO_ROOT / "contracts"
+
+
+def _whole_days(text: str) -> int:
+    try:
+        return int(text.strip() or "0")
+    except ValueError:
+        raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {text!r}: give a whole number of days, "
+                         "e.g. 90, or 0 to keep held files until they are released") from None
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,14 @@ class Settings:
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Where every date a check uses and every time the hub records come from (PLACELINK_AS_OF).
     clock: Clock = Clock()
+    # Where alerts go: a Slack-compatible webhook and/or e-mail (PLACELINK_ALERT_*; pipelines/alerts.py).
+    alerts: AlertSettings = AlertSettings()
+    # Held files (and their reasons) older than this many days are deleted from quarantine by the
+    # nightly housekeeping, audited (PLACELINK_QUARANTINE_KEEP_DAYS; 0 keeps them for ever).
+    quarantine_keep_days: int = 90
+    # Dagster's instance folder (DAGSTER_HOME; dagster.yaml there says where runs are stored).
+    # Empty: PLACELINK_HOME/dagster, the local instance `make ui` and `placelink run` share.
+    dagster_home_override: str = ""
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -65,6 +82,9 @@ class Settings:
             raise ValueError(
                 f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '3GB' (the "
                 "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
+        if self.quarantine_keep_days < 0:
+            raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {self.quarantine_keep_days}: give a number of "
+                             "days (90 by default), or 0 to keep held files until someone releases them")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
 
@@ -85,6 +105,9 @@ class Settings:
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
             duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
             clock=Clock.from_env(env),
+            alerts=AlertSettings.from_env(env),
+            quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
+            dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
         )
 
     def now(self) -> dt.datetime:
@@ -104,6 +127,12 @@ class Settings:
         if not self.inbox.exists():
             return []
         return sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance's folder: DAGSTER_HOME if set (a deployment's, docs/deployment.md),
+        else ``PLACELINK_HOME/dagster``."""
+        return Path(self.dagster_home_override) if self.dagster_home_override else self.home / "dagster"
 
     @property
     def quarantine(self) -> Path:
