@@ -34,6 +34,8 @@ ARTICLE6_BASES = {
 }
 ARTICLE9_CONDITIONS = {f"9(2)({letter})" for letter in "abcdefghij"}
 DSA_PROPERTY = "dataSharingAgreement"
+DELIVERY_FREQUENCIES = ("monthly", "quarterly")
+DELIVERY_KINDS = ("full", "delta")
 
 
 class ContractError(ValueError):
@@ -67,6 +69,56 @@ class Approver(_Strict):
     date: dt.date
 
 
+def _due_day(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 28:
+        raise ValueError(f"due_day {value} is not a day that every month has (1 to 28)")
+    return value
+
+
+class DatasetDelivery(_Strict):
+    """A dataset's own cadence where it differs from the agreement's (any term may be left out)."""
+
+    frequency: Literal["monthly", "quarterly"] | None = None
+    due_day: int | None = None
+    kind: Literal["full", "delta"] | None = None
+
+    @field_validator("due_day")
+    @classmethod
+    def _every_month_has_it(cls, value: int | None) -> int | None:
+        return _due_day(value)
+
+
+class DeliveryTerms(_Strict):
+    """When the partner delivers (issue 21): every month (or quarter), the period's extract is due
+    by ``due_day`` of the month after it ends; ``kind`` says whether a regular delivery is a full
+    snapshot of the partner's records or a delta (the records new or changed since the last one).
+    ``datasets`` overrides any of these for one dataset."""
+
+    frequency: Literal["monthly", "quarterly"]
+    due_day: int
+    kind: Literal["full", "delta"] = "full"
+    datasets: dict[str, DatasetDelivery] = {}
+
+    @field_validator("due_day")
+    @classmethod
+    def _every_month_has_it(cls, value: int) -> int:
+        return _due_day(value)
+
+
+@dataclass(frozen=True)
+class DeliverySchedule:
+    """One dataset's cadence: ``frequency``, the ``due_day`` of the month after the period, ``kind``."""
+
+    frequency: str
+    due_day: int
+    kind: str
+
+    def describe(self) -> str:
+        every = "every month" if self.frequency == "monthly" else "every quarter"
+        what = "a full snapshot" if self.kind == "full" else "a delta (new and changed records)"
+        return f"{what} {every}, due by day {self.due_day} of the following month"
+
+
 class AgreementTerms(_Strict):
     """The DSA terms an IG officer signs off, carried in the contract's customProperties."""
 
@@ -92,6 +144,8 @@ class AgreementTerms(_Strict):
     signing_key_fingerprint: str | None = None
     approval_status: Literal["draft", "approved", "suspended", "expired", "terminated"]
     approvers: list[Approver]
+    # Optional: when deliveries are due (a missing or late delivery is then reported).
+    delivery: DeliveryTerms | None = None
 
     @field_validator("lawful_basis_article6")
     @classmethod
@@ -185,6 +239,15 @@ class Contract:
                 f"(datasets: {', '.join(sorted(self.datasets))})"
             ) from None
 
+    def delivery_schedule(self, dataset: str) -> DeliverySchedule | None:
+        """When ``dataset`` is due, from the agreement's ``delivery`` term; None if it sets none."""
+        terms = self.terms.delivery
+        if terms is None:
+            return None
+        own = terms.datasets.get(dataset) or DatasetDelivery()
+        return DeliverySchedule(own.frequency or terms.frequency, own.due_day or terms.due_day,
+                                own.kind or terms.kind)
+
     def in_force(self, on: dt.date) -> tuple[bool, str]:
         """Whether extracts may be accepted on ``on``, and why not if they may not."""
         t = self.terms
@@ -232,6 +295,8 @@ TERM_FIXES = {
     "expires": "the last date extracts may be accepted, after valid_from, as YYYY-MM-DD",
     "approval_status": "one of " + ", ".join(APPROVAL_STATUSES),
     "approvers": "a list of {name, role, date} for everyone who signed the agreement off",
+    "delivery": "{frequency: monthly or quarterly, due_day: 1-28 (day of the month after the period), "
+                "kind: full or delta, datasets: {DATASET: {any of those}}}, or leave it out",
 }
 
 
@@ -314,6 +379,11 @@ def load_contract(path: Path) -> Contract:
         datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items))
     if item_problems:
         raise ContractError("\n".join(item_problems))
+    unknown = sorted(set(terms.delivery.datasets) - set(datasets)) if terms.delivery else []
+    if unknown:
+        raise ContractError(f"{path.name}: DSA term 'delivery.datasets' names {', '.join(unknown)}, which the "
+                            f"contract does not list under 'schema' (datasets: {', '.join(datasets)}). Fix: "
+                            "use the dataset names of the schema, or remove the entry")
     if not datasets:
         raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'. "
                             "Fix: add one schema object per dataset the partner may send")

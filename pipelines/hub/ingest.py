@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
 )
 """
 DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+# full | delta, as the partner's extract header states it (NULL before it was recorded: full).
+DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Receipt:
     row_count: int | None = None
     reason: str | None = None
     header: dict = field(default_factory=dict)
+    check: str | None = None  # the arrival check that held it
 
 
 def _reject(check: str, expected: str, found: str, action: str, contract: str | None = None):
@@ -246,7 +249,9 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     except ValueError:
         inner = {}  # the counts are informative only; the signed envelope header is what counts
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
-              "extract_id": header["envelope_id"]}
+              "extract_id": header["envelope_id"],
+              # inside the signed content; anything but a delta is compared as a full snapshot
+              "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full"}
     return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
 
 
@@ -306,7 +311,8 @@ def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection:
                   "reason": message, "stored_as": str(held)})
     audit.append("extract_quarantined", file=path.name, check=rejection.check,
                  contract=rejection.contract, reason=message)
-    return Receipt(path.name, "quarantined", reason=message)
+    return Receipt(path.name, "quarantined", contract_id=claimed.get("contract_id"), reason=message,
+                   check=rejection.check)
 
 
 def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -355,6 +361,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     now = now or settings.now()
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
+    con.execute(DELIVERIES_KIND_COLUMN)
     ensure_landing_tables(con, contracts)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -418,7 +425,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 "row_count": header["row_count"],
                 "invalid_counts": json.dumps(header.get("invalid_counts", {})),
                 "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored),
-                "content_sha256": header["content_sha256"]})
+                "content_sha256": header["content_sha256"], "delivery_kind": header["delivery_kind"]})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -428,7 +435,8 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         arrival.seen_content[header["content_sha256"]] = header["extract_id"]
         audit.append("extract_accepted", file=path.name, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
-                     dataset=header["dataset"], rows=header["row_count"])
+                     dataset=header["dataset"], rows=header["row_count"],
+                     reporting_period=header.get("reporting_period"), delivery_kind=header["delivery_kind"])
         receipts.append(Receipt(path.name, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
     return receipts

@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.contracts import Contract
+from pipelines.contracts import DELIVERY_KINDS, Contract
 from pipelines.extract_file import (
     ARROW_TYPES,
     EXTRACT_SUFFIX,
@@ -130,6 +130,7 @@ def prepare_extract(
     opt_outs: Path | None = None,
     period: str | None = None,
     now: dt.datetime | None = None,
+    delivery_kind: str | None = None,
 ) -> PreparedExtract:
     """Turn a raw extract into the hub extract, the partner-only lookup and the counts report.
 
@@ -142,6 +143,8 @@ def prepare_extract(
 
     ``period`` is the reporting period ``YYYY-MM`` (default: the month of ``now``);
     ``now`` (default: the current UTC time) also bounds plausible dates of birth.
+    ``delivery_kind`` is ``full`` (a snapshot) or ``delta`` (new and changed records); by default
+    what the contract's delivery term says for the dataset, else ``full``.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -152,6 +155,10 @@ def prepare_extract(
     if not PERIOD_PATTERN.match(period):
         raise PartnerKitError(f"reporting period '{period}' is not YYYY-MM (e.g. 2026-10)")
     spec = contract.dataset(dataset)
+    schedule = contract.delivery_schedule(dataset)
+    delivery_kind = delivery_kind or (schedule.kind if schedule else "full")
+    if delivery_kind not in DELIVERY_KINDS:
+        raise PartnerKitError(f"delivery kind '{delivery_kind}' is not one of {', '.join(DELIVERY_KINDS)}")
     with step("read"):
         opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
     key = linkage_key if isinstance(linkage_key, LinkageKey) else LinkageKey.load(linkage_key)
@@ -201,6 +208,7 @@ def prepare_extract(
         row_count=table.num_rows,
         invalid_counts={**invalid, **payload.invalid},
         opted_out_rows=opted_out_rows,
+        delivery_kind=delivery_kind,
     )
 
     stem = extract_stem(contract.id, dataset, period, header.extract_id)
@@ -231,6 +239,7 @@ def prepare_extract(
         "partner_id": contract.partner_id,
         "dataset": dataset,
         "reporting_period": period,
+        "delivery_kind": delivery_kind,
         "extract_id": header.extract_id,
         "created_at": header.created_at,
         "rows_in": rows_in,
