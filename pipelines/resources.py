@@ -13,7 +13,7 @@ import yaml
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError, load_contracts
 from pipelines.settings import Settings
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, database_error_action, describe_database_error
 
 
 class PlacelinkResource(dg.ConfigurableResource):
@@ -36,9 +36,18 @@ class PlacelinkResource(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect(self.settings())
+        """The warehouse, open for one step. A DuckDB error inside becomes a :class:`dg.Failure`
+        whose description is the database's message (values removed) and what to do, so the failed
+        step in the UI says what went wrong instead of "Error occurred while executing op"."""
+        settings = self.settings()
+        try:
+            con = connect(settings)
+        except duckdb.Error as exc:
+            raise _failure(f"the warehouse {settings.warehouse} could not be opened", exc) from exc
         try:
             yield con
+        except duckdb.Error as exc:
+            raise _failure("a warehouse query failed", exc) from exc
         finally:
             con.close()
 
@@ -49,6 +58,11 @@ class PlacelinkResource(dg.ConfigurableResource):
         """Valid contracts by id, and the errors of invalid ones by the id they claim."""
         contracts, problems = load_contracts(self.settings().contracts_dir)
         return contracts, {_claimed_id(path): error for path, error in problems.items()}
+
+
+def _failure(what: str, exc: duckdb.Error) -> dg.Failure:
+    return dg.Failure(description=f"{what}: {describe_database_error(exc)}. What to do: {database_error_action(exc)}",
+                      metadata={"error": type(exc).__name__})
 
 
 def _claimed_id(path: Path) -> str:

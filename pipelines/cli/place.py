@@ -33,7 +33,8 @@ def run(retrain: bool) -> None:
     """Materialise every asset headless (inbox -> published file)."""
     from pipelines.run import failure_messages, run_pipeline
 
-    result = run_pipeline(Settings.from_env(), retrain=retrain)
+    result = run_pipeline(Settings.from_env(), retrain=retrain,
+                          on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     if not result.success:
         for message in failure_messages(result):
             click.echo(f"failed: {message}", err=True)
