@@ -2,7 +2,8 @@
 
 A contract's optional ``delivery`` term (:class:`~pipelines.contracts.DeliveryTerms`) says a
 dataset is delivered every month or quarter, due by a day of the month after the period ends.
-On a given day the hub expects the latest period whose due date has passed; a dataset is
+On a given day the hub expects the latest period whose due date has passed (and that ended after
+the agreement began: nothing is owed for a period before it); a dataset is
 *overdue* when no accepted delivery covers that period (a delivery of a later period covers the
 earlier ones: a partner that sent October's extract is not late with September's).
 
@@ -144,19 +145,23 @@ def delivery_status(contract: Contract, dataset: str, delivered: Iterable[Accept
     last = max(mine, key=lambda d: (_month_index(d.period), d.accepted_at), default=None)
     expected = expected_period(schedule, on)
     due = due_date(schedule, expected)
-    if due < contract.terms.valid_from:
-        expected = None  # due before the agreement began: not expected under it
+    start = contract.terms.valid_from
+    first = _covering_index(schedule, start.year * 12 + start.month - 1)
+    if _covering_index(schedule, _month_index(expected)) < first:
+        expected = None  # a period that ended before the agreement began is not owed under it
     covered = expected is None or (last is not None and _covering_index(schedule, _month_index(last.period))
                                    >= _covering_index(schedule, _month_index(expected)))
     in_force = contract.in_force(on)[0]
     late = 0 if covered or not in_force else (on - due).days
+    # The next period due: after the one expected and after the last delivered, and not before the
+    # agreement began.
     step = 1 if schedule.frequency == "monthly" else 3
-    following = _period(_covering_index(schedule, _month_index(expected)) + step) if expected else None
-    if following is None:  # the first period whose due date falls inside the agreement
-        index = _covering_index(schedule, contract.terms.valid_from.year * 12 + contract.terms.valid_from.month - 1)
-        while due_date(schedule, _period(index)) < contract.terms.valid_from:
-            index += step
-        following = _period(index)
+    candidates = [first]
+    if expected:
+        candidates.append(_covering_index(schedule, _month_index(expected)) + step)
+    if last:
+        candidates.append(_covering_index(schedule, _month_index(last.period)) + step)
+    following = _period(max(candidates))
     return DeliveryStatus(
         contract.id, dataset, schedule.frequency, schedule.due_day, schedule.kind,
         last.period if last else None, last.accepted_at if last else None,

@@ -63,6 +63,7 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
                     f"receives it, then deleted by the daily retention job: {t.retention.deletion_method}."),
               f"Dates: valid from {t.valid_from}, review by {t.review_by}, expires {t.expires} "
               f"({(t.expires - on).days} days from {on}).",
+              *_delivery_lines(contract),
               f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}",
               "Approved by:"]
     lines += [f"  - {a.name}, {a.role}, on {a.date}" for a in t.approvers] or ["  nobody yet"]
@@ -87,6 +88,16 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
                 values = f" [{', '.join(item.allowed_values)}]" if item.allowed_values else ""
                 lines.append(_wrap(f"{item.name} ({item.logical_type}{values}): {item.reason}", "      "))
     return "\n".join(lines)
+
+
+def _delivery_lines(contract: Contract) -> list[str]:
+    """When extracts are due, per dataset (one line when every dataset has the same cadence)."""
+    if contract.terms.delivery is None:
+        return ["Deliveries: no cadence agreed (a late or missing extract is not reported)."]
+    schedules = {name: contract.delivery_schedule(name) for name in contract.datasets}
+    if len(set(schedules.values())) == 1:
+        return ["Deliveries:", _wrap(f"{next(iter(schedules.values())).describe()}.")]
+    return ["Deliveries:"] + [_wrap(f"{name}: {schedule.describe()}.") for name, schedule in schedules.items()]
 
 
 # ---------------------------------------------------------------- diff

@@ -114,9 +114,8 @@ class DeliverySchedule:
     kind: str
 
     def describe(self) -> str:
-        every = "every month" if self.frequency == "monthly" else "every quarter"
-        what = "a full snapshot" if self.kind == "full" else "a delta (new and changed records)"
-        return f"{what} {every}, due by day {self.due_day} of the following month"
+        what = "a full snapshot" if self.kind == "full" else "a delta (records new or changed since the last one)"
+        return f"{self.frequency}, as {what}, due by day {self.due_day} of the month after the period ends"
 
 
 class AgreementTerms(_Strict):
