@@ -38,11 +38,19 @@ def _events(instance: dg.DagsterInstance, run_id: str, *types: dg.DagsterEventTy
     return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
 
 
-def _root_error_kind(error) -> str:
-    """The class of the error at the bottom of the cause chain (e.g. IOException), not its text."""
-    while error is not None and error.cause is not None:
+def _step_failure(event) -> str:
+    """``step KEY failed (KIND)``: the kind of error (e.g. ConversionException, from the cause chain or
+    the ``error`` a placelink dg.Failure records), never its text."""
+    data = event.step_failure_data
+    described = data.user_failure_data
+    kind = None
+    if described is not None and "error" in (described.metadata or {}):
+        kind = getattr(described.metadata["error"], "value", described.metadata["error"])
+    error = data.error
+    while kind is None and error is not None and error.cause is not None:
         error = error.cause
-    return error.cls_name if error is not None and error.cls_name else "error"
+    kind = kind or (error.cls_name if error is not None else None)
+    return f"step {event.step_key} failed" + (f" ({kind})" if kind and kind != "Failure" else "")
 
 
 def run_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: AlertSettings,
@@ -51,13 +59,12 @@ def run_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: Alert
     alerts: list[Alert] = []
     link = _run_link(settings, run.run_id)
     short = run.run_id[:8]
-    failures = [(e.step_key, _root_error_kind(e.step_failure_data.error))
-                for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)]
+    failures = [_step_failure(e) for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)]
     checks = [e.event_specific_data for e in
               _events(instance, run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
     blocking_failed = [c for c in checks if not c.passed and c.blocking]
     if run.status == dg.DagsterRunStatus.FAILURE:
-        facts = [f"step {step} failed ({kind})" for step, kind in failures] or ["the run failed before any step ran"]
+        facts = failures or ["the run failed before any step ran"]
         facts += [f"blocking check {c.check_name} on {c.asset_key.to_user_string()} failed" for c in blocking_failed]
         alerts.append(Alert(
             RUN_FAILED, f"Run {short} of {run.job_name} FAILED: {len(failures)} step(s) failed", tuple(facts),

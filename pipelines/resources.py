@@ -38,16 +38,18 @@ class PlacelinkResource(dg.ConfigurableResource):
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The warehouse, open for one step. A DuckDB error inside becomes a :class:`dg.Failure`
         whose description is the database's message (values removed) and what to do, so the failed
-        step in the UI says what went wrong instead of "Error occurred while executing op"."""
+        step in the UI says what went wrong instead of "Error occurred while executing op". The
+        database's own exception is not chained: its message may quote a value, and Dagster would
+        store it in the run's event log."""
         settings = self.settings()
         try:
             con = connect(settings)
         except duckdb.Error as exc:
-            raise _failure(f"the warehouse {settings.warehouse} could not be opened", exc) from exc
+            raise _failure(f"the warehouse {settings.warehouse} could not be opened", exc) from None
         try:
             yield con
         except duckdb.Error as exc:
-            raise _failure("a warehouse query failed", exc) from exc
+            raise _failure("a warehouse query failed", exc) from None
         finally:
             con.close()
 

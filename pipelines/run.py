@@ -30,8 +30,9 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     config = folder / "dagster.yaml"
     if not config.exists() and not settings.dagster_home_override:
         config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(folder)
-    return dg.DagsterInstance.get()
+    # from_config, not DAGSTER_HOME: this process's environment keeps naming no instance, so a
+    # later hub in the same process (the tests, the demo) never records its runs in this one.
+    return dg.DagsterInstance.from_config(str(folder))
 
 
 def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "INFO",

@@ -55,4 +55,4 @@ def database_error_action(exc: duckdb.Error) -> str:
     if "No space left" in text:
         return "free disk space under PLACELINK_HOME (DuckDB spills to duckdb_tmp/), then re-run"
     return ("re-run once the cause is fixed; if it happens again, report it to the hub's data team with the run "
-            "id (the full error is in the run's log)")
+            "id and step (the step's log in the Dagster UI shows where it failed)")
