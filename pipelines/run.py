@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
@@ -21,15 +22,21 @@ run_queue:
 """
 
 
-def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The instance the UI also reads, so headless runs show there too: DAGSTER_HOME's if it is set
-    (a deployment's, with its own dagster.yaml), else the local one under PLACELINK_HOME/dagster,
-    whose dagster.yaml is written if missing."""
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Dagster's instance folder: DAGSTER_HOME's if it is set (a deployment's, with its own
+    dagster.yaml: deploy/dagster.yaml), else the local one under PLACELINK_HOME/dagster, whose
+    dagster.yaml is written if missing."""
     folder = settings.dagster_home
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists() and not settings.dagster_home_override:
         config.write_text(DAGSTER_YAML)
+    return folder
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance the UI also reads, so headless runs show there too (:func:`ensure_dagster_home`)."""
+    folder = ensure_dagster_home(settings)
     # from_config, not DAGSTER_HOME: this process's environment keeps naming no instance, so a
     # later hub in the same process (the tests, the demo) never records its runs in this one.
     return dg.DagsterInstance.from_config(str(folder))

@@ -70,6 +70,15 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
         click.echo(f"note: the hub reads contracts from {settings.contracts_dir} (PLACELINK_CONTRACTS)")
 
 
+@hub.command("dagster-home")
+def dagster_home() -> None:
+    """Print Dagster's instance folder for this hub (DAGSTER_HOME, else PLACELINK_HOME/dagster), writing
+    the local instance's dagster.yaml there if it has none (`make ui` runs this first)."""
+    from pipelines.run import ensure_dagster_home
+
+    click.echo(ensure_dagster_home(Settings.from_env()))
+
+
 @hub.command("deliveries")
 @click.option("--overdue", is_flag=True, help="Only the datasets whose latest due delivery has not arrived.")
 def deliveries(overdue: bool) -> None:
