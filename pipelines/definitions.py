@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.cadence import cadence_checks
 from assets.governance import contract_status, held_landing_tables, ig_register, retention_deletions
+from assets.housekeeping import quarantine_purge
 from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
@@ -31,7 +32,7 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     return dg.Definitions(
         assets=[received_extracts, area_reference, person_records, linked_persons,
                 *sql_model_assets(_sources), shared_outcomes, outcomes_report, quality_report,
-                contract_status, retention_deletions, ig_register],
+                contract_status, retention_deletions, ig_register, quarantine_purge],
         asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],
         jobs=[refresh_job, retention_job],
         sensors=[inbox_sensor, *alert_sensors],

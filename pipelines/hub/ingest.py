@@ -23,6 +23,7 @@ from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
+from pipelines.housekeeping import migrate_stored_paths, stored_path
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
@@ -308,7 +309,7 @@ def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection:
     message = rejection.message(path.name)
     _record(con, {"file_name": path.name, "received_at": now.replace(tzinfo=None),
                   "status": "quarantined", **claimed, "failed_check": rejection.check,
-                  "reason": message, "stored_as": str(held)})
+                  "reason": message, "stored_as": stored_path(held, settings.home)})
     audit.append("extract_quarantined", file=path.name, check=rejection.check,
                  contract=rejection.contract, reason=message)
     return Receipt(path.name, "quarantined", contract_id=claimed.get("contract_id"), reason=message,
@@ -362,6 +363,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
     con.execute(DELIVERIES_KIND_COLUMN)
+    migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -424,7 +426,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
                 "row_count": header["row_count"],
                 "invalid_counts": json.dumps(header.get("invalid_counts", {})),
-                "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored),
+                "opted_out_rows": header.get("opted_out_rows"), "stored_as": stored_path(stored, settings.home),
                 "content_sha256": header["content_sha256"], "delivery_kind": header["delivery_kind"]})
             con.execute("COMMIT")
         except Exception:
