@@ -1,6 +1,7 @@
 """The whole graph under governance: a suspended agreement leaves the next publication,
 every published table names the agreements it relies on, the IG register renders in a
 real browser, the audit log tells the story without identifiers, retention runs as a job."""
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -170,8 +171,24 @@ def test_the_ig_register_renders_one_row_per_agreement_in_a_browser(governed_hub
     assert "outcomes_by_ward (source)" in before["register"].split(f'data-contract="{NHS}"', 1)[1].split("</tr>")[0]
 
 
-def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, monkeypatch):
-    settings, contracts_dir, _ = governed_hub
+def _own_copy(settings, contracts_dir: Path, target: Path):
+    """A copy of the shared hub for a test that changes it, so the others see it as built."""
+    root = settings.home.parent
+    assert contracts_dir.parent == root
+    shutil.copytree(root, target)
+    copy = dataclasses.replace(settings, home=target / settings.home.name,
+                               contracts_dir=target / contracts_dir.name)
+    con = duckdb.connect(str(copy.warehouse))
+    try:  # the vaulted envelopes' paths point into the copy
+        con.execute("UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
+                    [str(settings.home), str(copy.home)])
+    finally:
+        con.close()
+    return copy, copy.contracts_dir
+
+
+def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, monkeypatch, tmp_path):
+    settings, contracts_dir = _own_copy(*governed_hub[:2], tmp_path / "governed")
     _set_status(contracts_dir, f"{NHS}.yaml", "approved")
     monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
     monkeypatch.setenv("PLACELINK_CONTRACTS", str(contracts_dir))
