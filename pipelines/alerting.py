@@ -108,10 +108,8 @@ def _send_and_log(alerts: list[Alert], settings: AlertSettings, log) -> list[Sen
     return sent
 
 
-@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Sends an alert (webhook, e-mail: PLACELINK_ALERT_*) when a run fails, naming "
-                                   "the failed steps and blocking checks and any held deliveries.")
-def run_failure_alert(context: dg.RunFailureSensorContext):
+def _report_run(context: dg.RunStatusSensorContext) -> None:
+    """Alerts for a run the daemon saw end; overdue deliveries are the hourly sensor's to report."""
     if context.dagster_run.tags.get(HEADLESS_TAG):
         return
     settings = Settings.from_env().alerts
@@ -119,6 +117,13 @@ def run_failure_alert(context: dg.RunFailureSensorContext):
         return
     _send_and_log(run_alerts(context.instance, context.dagster_run, settings, include_overdue=False),
                   settings, context.log)
+
+
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Sends an alert (webhook, e-mail: PLACELINK_ALERT_*) when a run fails, naming "
+                                   "the failed steps and blocking checks and any held deliveries.")
+def run_failure_alert(context: dg.RunFailureSensorContext):
+    _report_run(context)
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="run_success_alert",
@@ -126,13 +131,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext):
                       description="Sends an alert when a successful run held deliveries in quarantine or a "
                                   "blocking check failed.")
 def run_success_alert(context: dg.RunStatusSensorContext):
-    if context.dagster_run.tags.get(HEADLESS_TAG):
-        return
-    settings = Settings.from_env().alerts
-    if not settings.channels:
-        return
-    _send_and_log(run_alerts(context.instance, context.dagster_run, settings, include_overdue=False),
-                  settings, context.log)
+    _report_run(context)
 
 
 def _alerted(cursor: str | None) -> set[str]:
