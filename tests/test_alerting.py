@@ -153,3 +153,26 @@ def test_a_successful_run_with_held_deliveries_alerts_from_the_daemons_sensor(se
     posted, email = _both(servers)
     assert posted["blocks"][0]["text"]["text"] == f"1 delivery(ies) held in quarantine by run {result.run_id[:8]}"
     assert "council__csc.damaged.plx: held by check 'format'" in email.get_content()
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("no_giant_cluster", asset="clusters", blocking=True)])
+def clusters():
+    yield dg.Output(None)
+    yield dg.AssetCheckResult(check_name="no_giant_cluster", passed=False, metadata={"largest": 412})
+
+
+@dg.asset(deps=[clusters])
+def published() -> None:
+    pass
+
+
+def test_a_failed_blocking_check_is_named_in_the_alert(servers):
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([clusters, published], instance=instance, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        run_failure_alert(dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,
+            dagster_run=result.dagster_run).for_run_failure())
+    posted, email = _both(servers)
+    assert "blocking check no_giant_cluster on clusters failed" in posted["text"]
+    assert "blocking check no_giant_cluster on clusters failed" in email.get_content()
