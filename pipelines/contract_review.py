@@ -152,6 +152,8 @@ _TERMS = {
     "signing_key_fingerprint": (True, "partner's signing key"),
     "review_by": (False, "review date"),
     "approvers": (False, "approvals record"),
+    # When deliveries are due: what the partner commits to send, so a change is reviewed (issue 21).
+    "delivery": (True, "delivery cadence"),
 }
 _EDITORIAL_TOP = {"version": "version label", "name": "title", "status": "ODCS status",
                   "apiVersion": "ODCS version", "kind": "ODCS kind", "domain": "domain",
