@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PLACELINK_HOME ?= $(CURDIR)/.placelink
 
-.PHONY: install demo test test-slow ui bench clean
+.PHONY: install demo test test-slow ui bench clean postgres
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,14 +23,25 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+# The deployment tests run a throwaway PostgreSQL server (tests/postgres_server.py): Debian's.
+POSTGRES_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
+postgres:
+	@test -n "$(POSTGRES_BIN)" || command -v pg_ctl >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: $(STAMP) $(CHROMIUM) postgres
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) postgres
 	$(BIN)/python -m pytest -m slow
 
+# `dg dev` (dagster-dg-cli) supersedes `dagster dev` in Dagster 1.13: it reads the project from
+# pyproject.toml ([tool.dg]). VIRTUAL_ENV tells it which environment the project runs in. The
+# local instance's dagster.yaml (one run at a time) is written by `placelink hub dagster-home`.
+UI_PORT ?= 3000
 ui: $(STAMP)
-	DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/placelink hub dagster-home >/dev/null
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dg dev --port $(UI_PORT)
 
 # Benchmarks are measured, not timed tests: medians of several runs on this machine.
 # `bench stages` (10k, 100k and 1M people, three runs each) takes about 20 minutes here;

@@ -50,6 +50,9 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             "quarantined": sum(r.status == "quarantined" for r in receipts),
             "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
             "files": dg.MetadataValue.md(delivery_table(receipts)),
+            # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
+            "held": dg.MetadataValue.json([{"file": r.file_name, "contract": r.contract_id, "check": r.check}
+                                           for r in receipts if r.status == "quarantined"]),
             # One line per file, shown as it is on the asset page: accepted, or held and why.
             **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
         })

@@ -55,6 +55,8 @@ TERMS: dict[str, tuple[str, str]] = {
     "dpia_reference": (SIGNIFICANT, "DPIA"),
     "signing_key_fingerprint": (SIGNIFICANT, "partner's signing key"),
     "required_signatures": (SIGNIFICANT, "who must sign"),
+    # When deliveries are due: what the partner commits to send, so a change is reviewed (issue 21).
+    "delivery": (SIGNIFICANT, "delivery cadence"),
     "approval_status": (STATUS, "approval status"),
     "review_by": (EDITORIAL, "review date"),
     "approvals": (EDITORIAL, "signatures"),

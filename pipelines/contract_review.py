@@ -68,6 +68,7 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
                     f"receives it, then deleted by the daily retention job: {t.retention.deletion_method}."),
               f"Dates: valid from {t.valid_from}, review by {t.review_by}, expires {t.expires} "
               f"({(t.expires - on).days} days from {on}).",
+              *_delivery_lines(contract),
               f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}"]
     lines += signature_lines(contract)
     if history is not None:
@@ -107,6 +108,16 @@ def signature_lines(contract: Contract) -> list[str]:
     lines += [_wrap(f"does not count: {c.who}, {c.signed_on}: {c.problem}") for c in approval.void]
     lines.append(_wrap(approval.summary()))
     return lines
+
+
+def _delivery_lines(contract: Contract) -> list[str]:
+    """When extracts are due, per dataset (one line when every dataset has the same cadence)."""
+    if contract.terms.delivery is None:
+        return ["Deliveries: no cadence agreed (a late or missing extract is not reported)."]
+    schedules = {name: contract.delivery_schedule(name) for name in contract.datasets}
+    if len(set(schedules.values())) == 1:
+        return ["Deliveries:", _wrap(f"{next(iter(schedules.values())).describe()}.")]
+    return ["Deliveries:"] + [_wrap(f"{name}: {schedule.describe()}.") for name, schedule in schedules.items()]
 
 
 # ---------------------------------------------------------------- diff

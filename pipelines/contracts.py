@@ -49,6 +49,8 @@ SIGNING_ROLES = {
 PARTIES = ("provider", "recipient")
 # libyaml's safe loader when PyYAML has it (the same documents, several times faster).
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+DELIVERY_FREQUENCIES = ("monthly", "quarterly")
+DELIVERY_KINDS = ("full", "delta")
 
 
 class ContractError(ValueError):
@@ -112,6 +114,55 @@ class ApprovalSignature(_Strict):
     signature: str
 
 
+def _due_day(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 28:
+        raise ValueError(f"due_day {value} is not a day that every month has (1 to 28)")
+    return value
+
+
+class DatasetDelivery(_Strict):
+    """A dataset's own cadence where it differs from the agreement's (any term may be left out)."""
+
+    frequency: Literal["monthly", "quarterly"] | None = None
+    due_day: int | None = None
+    kind: Literal["full", "delta"] | None = None
+
+    @field_validator("due_day")
+    @classmethod
+    def _every_month_has_it(cls, value: int | None) -> int | None:
+        return _due_day(value)
+
+
+class DeliveryTerms(_Strict):
+    """When the partner delivers (issue 21): every month (or quarter), the period's extract is due
+    by ``due_day`` of the month after it ends; ``kind`` says whether a regular delivery is a full
+    snapshot of the partner's records or a delta (the records new or changed since the last one).
+    ``datasets`` overrides any of these for one dataset."""
+
+    frequency: Literal["monthly", "quarterly"]
+    due_day: int
+    kind: Literal["full", "delta"] = "full"
+    datasets: dict[str, DatasetDelivery] = {}
+
+    @field_validator("due_day")
+    @classmethod
+    def _every_month_has_it(cls, value: int) -> int:
+        return _due_day(value)
+
+
+@dataclass(frozen=True)
+class DeliverySchedule:
+    """One dataset's cadence: ``frequency``, the ``due_day`` of the month after the period, ``kind``."""
+
+    frequency: str
+    due_day: int
+    kind: str
+
+    def describe(self) -> str:
+        what = "a full snapshot" if self.kind == "full" else "a delta (records new or changed since the last one)"
+        return f"{self.frequency}, as {what}, due by day {self.due_day} of the month after the period ends"
+
+
 class AgreementTerms(_Strict):
     """The DSA terms an IG officer signs off, carried in the contract's customProperties."""
 
@@ -145,6 +196,8 @@ class AgreementTerms(_Strict):
     @classmethod
     def _empty_list(cls, value):
         return [] if value is None else value  # "approvals:" with nothing under it
+    # Optional: when deliveries are due (a missing or late delivery is then reported).
+    delivery: DeliveryTerms | None = None
 
     @field_validator("lawful_basis_article6")
     @classmethod
@@ -307,6 +360,15 @@ class Contract:
         the hub's approver registry when the contract was loaded)."""
         return self.approval is not None and self.approval.complete
 
+    def delivery_schedule(self, dataset: str) -> DeliverySchedule | None:
+        """When ``dataset`` is due, from the agreement's ``delivery`` term; None if it sets none."""
+        terms = self.terms.delivery
+        if terms is None:
+            return None
+        own = terms.datasets.get(dataset) or DatasetDelivery()
+        return DeliverySchedule(own.frequency or terms.frequency, own.due_day or terms.due_day,
+                                own.kind or terms.kind)
+
     def in_force(self, on: dt.date) -> tuple[bool, str]:
         """Whether extracts may be accepted on ``on``, and why not if they may not."""
         t = self.terms
@@ -362,6 +424,8 @@ TERM_FIXES = {
                            "[{role: caldicott_guardian, party: provider}, {role: siro, party: recipient}]",
     "approvals": "the signatures written by `placelink contracts approve` (do not edit them by hand)",
     "approvers": "nothing: approvals are signatures now (`placelink contracts approve`); remove it",
+    "delivery": "{frequency: monthly or quarterly, due_day: 1-28 (day of the month after the period), "
+                "kind: full or delta, datasets: {DATASET: {any of those}}}, or leave it out",
 }
 
 
@@ -450,6 +514,11 @@ def load_contract(path: Path) -> Contract:
                                      date_formats=formats)
     if item_problems:
         raise ContractError("\n".join(item_problems))
+    unknown = sorted(set(terms.delivery.datasets) - set(datasets)) if terms.delivery else []
+    if unknown:
+        raise ContractError(f"{path.name}: DSA term 'delivery.datasets' names {', '.join(unknown)}, which the "
+                            f"contract does not list under 'schema' (datasets: {', '.join(datasets)}). Fix: "
+                            "use the dataset names of the schema, or remove the entry")
     if not datasets:
         raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'. "
                             "Fix: add one schema object per dataset the partner may send")

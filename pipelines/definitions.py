@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.cadence import cadence_checks
 from assets.effects import effect_assets
 from assets.governance import contract_status, ig_register, retention_deletions
+from assets.housekeeping import quarantine_purge
 from assets.ingest import area_reference, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
 from assets.sql_models import sql_model_assets
+from pipelines.alerting import alert_sensors
 from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
 from pipelines.schedules import daily_retention, monthly_refresh
@@ -29,11 +32,10 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     return dg.Definitions(
         assets=[received_extracts, area_reference, person_records, linked_persons,
                 *sql_model_assets(Settings.from_env()), *effect_assets(Settings.from_env()), shared_outcomes,
-                outcomes_report, quality_report,
-                contract_status, retention_deletions, ig_register],
-        asset_checks=[*quality_checks, plausible_linkage],
+                outcomes_report, quality_report, contract_status, retention_deletions, ig_register, quarantine_purge],
+        asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],
         jobs=[refresh_job, retention_job],
-        sensors=[inbox_sensor],
+        sensors=[inbox_sensor, *alert_sensors],
         schedules=[monthly_refresh, daily_retention],
         resources={"placelink": PlacelinkResource()},
         executor=executor,

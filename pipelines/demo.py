@@ -22,7 +22,7 @@ from pipelines.contracts import load_contracts
 from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
 from pipelines.approvals import keys_for_required_roles, sign_off
-from pipelines.keys import HubKey, SigningKey, register_partner_key
+from pipelines.keys import HubKey, HubPublicKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
@@ -67,6 +67,7 @@ class DemoReport:
     held: list[dict] = field(default_factory=list)
     headline: str | None = None
     as_of: dt.datetime | None = None
+    later_months: list[str] = field(default_factory=list)  # one summary line per later month
 
 
 def approver_side(settings: Settings) -> Path:
@@ -178,24 +179,91 @@ def on_delivery_day(settings: Settings) -> Settings:
 
 def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageKey,
                        signing_keys: dict[str, SigningKey], hub_public, now: dt.datetime,
-                       period: str = DELIVERY_PERIOD) -> list[SealedExtract]:
+                       period: str = DELIVERY_PERIOD, delivery_kind: str | None = "full",
+                       inputs: dict[str, Path] | None = None, opt_outs_list: Path | None = None) -> list[SealedExtract]:
     """Every partner runs its kit on each dataset of its contracts, then seals the extract for
     the hub (``outbox/<partner>/<stem>.plx``). The synthetic place's opt-out list is applied
     where a contract says the National Data Opt-out applies. ``now`` is the partners' clock
-    (the extract's creation time, and the last plausible date of birth)."""
+    (the extract's creation time, and the last plausible date of birth). A first delivery is a
+    ``full`` snapshot whatever the contract's cadence; ``delivery_kind=None`` takes the contract's.
+    ``inputs`` (dataset -> raw file) limits the deliveries to those datasets, from those files."""
     sealed_extracts = []
     for contract in contracts.values():
         for dataset in contract.datasets:
-            raw = place / "raw" / contract.partner_id / f"{dataset}.csv"
-            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
+            if inputs is not None and dataset not in inputs:
+                continue
+            raw = inputs[dataset] if inputs is not None else place / "raw" / contract.partner_id / f"{dataset}.csv"
+            opt_outs = ((opt_outs_list or place / "reference" / "national_data_opt_outs.csv")
                         if contract.terms.national_data_opt_out_applies else None)
             with stage("partner kit"):
                 prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
                                            place / "reference" / "postcode_lookup.csv",
-                                           opt_outs=opt_outs, period=period, now=now)
+                                           opt_outs=opt_outs, period=period, now=now,
+                                           delivery_kind=delivery_kind)
             with stage("envelope: encrypt and sign"):
                 sealed_extracts.append(seal_prepared(prepared, signing_keys[contract.partner_id], hub_public))
     return sealed_extracts
+
+
+def deliver_later_month(settings: Settings, contracts: dict, place: Path, month: int, key: LinkageKey,
+                        signing_keys: dict[str, SigningKey], hub_public, echo=print) -> str:
+    """Month ``month`` of the place (pipelines/synth/months.py): each partner sends what its contract's
+    cadence says (a delta of the month's records, or a full snapshot; a quarterly dataset only at a
+    quarter's end), the hub runs as of that month's delivery day. Returns a one-line summary."""
+    from pipelines.cadence import due_date
+    from pipelines.synth.months import delivered_at, generate_months, month_folder, period_of, snapshot
+
+    (manifest,) = generate_months(place, month, first=month)
+    period, folder = period_of(month), month_folder(place, month)
+    at = delivered_at(month)
+    inputs: dict[str, Path] = {}
+    for contract in contracts.values():
+        for dataset in contract.datasets:
+            schedule = contract.delivery_schedule(dataset)
+            if schedule and schedule.frequency == "quarterly" and due_date(schedule, period).month != at.month:
+                continue  # not due this month
+            source = folder / "raw" / contract.partner_id / f"{dataset}.csv"
+            if schedule is None or schedule.kind == "full":
+                source = folder / "snapshots" / contract.partner_id / f"{dataset}.csv"
+                source.parent.mkdir(parents=True, exist_ok=True)
+                snapshot(place, dataset, month).write_csv(source)
+            if sum(1 for _ in source.open()) > 1:  # a delta with no new record is not sent
+                inputs[dataset] = source
+    outbox = settings.demo_partners / "outbox" / period
+    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, at, period,
+                                delivery_kind=None, inputs=inputs,
+                                opt_outs_list=folder / "reference" / "national_data_opt_outs.csv")
+    for envelope in sealed:
+        shutil.copy2(envelope.envelope_path, settings.inbox / envelope.envelope_path.name)
+    on_day = dataclasses.replace(settings, clock=Clock(at))
+    echo(f"Month {month} ({period}): {manifest.records:,} new records ({manifest.born} born, {manifest.moved_in} "
+         f"moved in, {manifest.households_moved} households moved, {manifest.names_changed} names changed); "
+         f"{len(sealed)} extract(s) delivered on {at:%d %B %Y}; the hub runs again ...")
+    before = _person_keys(settings)
+    result = run_pipeline(on_day, log_level="WARNING")
+    if not result.success:
+        return f"month {month} ({period}): the run FAILED: " + "; ".join(failure_messages(result))
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        accepted, held = con.execute(
+            "SELECT count(*) FILTER (WHERE status = 'accepted'), count(*) FILTER (WHERE status = 'quarantined') "
+            "FROM hub.deliveries WHERE received_at >= ?", [at.replace(tzinfo=None) - dt.timedelta(hours=1)]).fetchone()
+    finally:
+        con.close()
+    after = _person_keys(settings)
+    kept = sum(1 for record, person in before.items() if after.get(record) == person)
+    return (f"month {month} ({period}): {accepted} extract(s) accepted, {held} held; {len(after):,} records linked, "
+            f"{kept:,} of {len(before):,} earlier records kept their person_key")
+
+
+def _person_keys(settings: Settings) -> dict[tuple, str]:
+    """Each landed record's person_key (hub.record_person)."""
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return {(d, t): k for d, t, k in con.execute(
+            "SELECT dataset, record_token, person_key FROM hub.record_person").fetchall()}
+    finally:
+        con.close()
 
 
 def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
@@ -243,7 +311,7 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
 
 
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
-             echo=print) -> DemoReport:
+             echo=print, months: int = 1) -> DemoReport:
     settings, report = prepare_demo(settings, people, seed, period, echo)
     place = settings.demo_partners / "place"
 
@@ -280,6 +348,21 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     report.accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
                                     [(p.header.dataset, p.lookup_path) for p in report.prepared])
     report.timings["evaluation"] = time.perf_counter() - started
+    if months > 1:
+        # The partners' own material for their later deliveries, from the partner side.
+        contracts, _ = load_contracts(settings.contracts_dir)
+        key = LinkageKey.load(settings.demo_partners / "linkage.key")
+        signing_keys = {c.partner_id: SigningKey.load(settings.demo_partners / "signing-keys" / f"{c.partner_id}.key")
+                        for c in contracts.values()}
+        hub_public = HubPublicKey.load(settings.hub_key_path.with_suffix(".pub"))
+    for month in range(2, months + 1):
+        started = time.perf_counter()
+        report.later_months.append(deliver_later_month(settings, contracts, place, month, key, signing_keys,
+                                                       hub_public, echo))
+        report.timings[f"month {month}"] = time.perf_counter() - started
+        if "FAILED" in report.later_months[-1]:
+            report.failures.append(report.later_months[-1])
+            break
     return report
 
 
@@ -311,6 +394,9 @@ def format_summary(report: DemoReport) -> str:
                          ("identity records", report.accuracy.identity_records)):
             lines.append(f"  {label:17} {s.records:>8,}: precision {s.precision:.4f}, recall {s.recall:.4f}, "
                          f"F1 {s.f1:.4f}")
+    if report.later_months:
+        lines.append("Later months (the same place, delivered as each contract's cadence says):")
+        lines += [f"  {line}" for line in report.later_months]
     lines.append("Published tables (disclosure-controlled):")
     for name, rows in report.published:
         lines.append(f"  {name}: {rows} rows")

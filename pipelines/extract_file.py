@@ -81,6 +81,10 @@ class ExtractHeader:
     invalid_counts: dict[str, int] = field(default_factory=dict)
     opted_out_rows: int = 0
     format: str = EXTRACT_FORMAT
+    # "full" (a snapshot of the partner's records) or "delta" (records new or changed since the
+    # last delivery): the hub compares a delivery's size with the previous one of the same kind.
+    # Optional in the header, so extracts made before it was added still read (as "full").
+    delivery_kind: str = "full"
 
     @property
     def stem(self) -> str:
@@ -88,7 +92,7 @@ class ExtractHeader:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        return {name: data[name] for name in _HEADER_FIELDS}
+        return {**{name: data[name] for name in _HEADER_FIELDS}, "delivery_kind": self.delivery_kind}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
@@ -103,7 +107,8 @@ class ExtractHeader:
                 f"{source}: header format is '{data['format']}', expected '{EXTRACT_FORMAT}' "
                 "(made by a different partner-kit version?)"
             )
-        return cls(**{name: data[name] for name in _HEADER_FIELDS})
+        return cls(**{name: data[name] for name in _HEADER_FIELDS},
+                   delivery_kind=data.get("delivery_kind") or "full")
 
 
 def extract_stem(contract_id: str, dataset: str, period: str, extract_id: str) -> str:

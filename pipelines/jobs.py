@@ -11,7 +11,9 @@ refresh_job = dg.define_asset_job(
 retention_job = dg.define_asset_job(
     "placelink_retention",
     selection=(dg.AssetSelection.assets(dg.AssetKey(["hub", "contract_status"])).downstream()
-               | dg.AssetSelection.key_prefixes("landing").downstream(include_self=False)),
+               | dg.AssetSelection.key_prefixes("landing").downstream(include_self=False)
+               | dg.AssetSelection.assets(dg.AssetKey(["hub", "quarantine_purge"]))),
     description="Delete extracts past their data-sharing agreement's retention (audited), then "
-                "rebuild linkage, models, the published file and the IG register without them.",
+                "rebuild linkage, models, the published file and the IG register without them; "
+                "delete held files older than PLACELINK_QUARANTINE_KEEP_DAYS from quarantine (audited).",
 )

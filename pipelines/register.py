@@ -70,9 +70,13 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 def cadence(contract: Contract) -> str:
-    """How often the partner delivers, as the agreement says. Agreements do not state it yet
-    (issue 21 adds a delivery cadence to the contract); this is the one place that reads it."""
-    return getattr(contract.terms, "delivery_cadence", None) or "not stated in the agreement"
+    """When the agreement says each dataset is delivered (its ``delivery`` term), in words."""
+    if contract.terms.delivery is None:
+        return "not stated in the agreement (a late or missing extract is not reported)"
+    schedules = {name: contract.delivery_schedule(name) for name in contract.datasets}
+    if len(set(schedules.values())) == 1:
+        return next(iter(schedules.values())).describe()
+    return "; ".join(f"{name}: {schedule.describe()}" for name, schedule in schedules.items())
 
 
 @dataclass(frozen=True)

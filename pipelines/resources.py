@@ -11,7 +11,7 @@ import duckdb
 from pipelines.audit import AuditLog, run_actor
 from pipelines.contracts import Contract, ContractError, claimed_id
 from pipelines.settings import Settings
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, database_error_action, describe_database_error
 
 
 class PlacelinkResource(dg.ConfigurableResource):
@@ -34,9 +34,20 @@ class PlacelinkResource(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = connect(self.settings())
+        """The warehouse, open for one step. A DuckDB error inside becomes a :class:`dg.Failure`
+        whose description is the database's message (values removed) and what to do, so the failed
+        step in the UI says what went wrong instead of "Error occurred while executing op". The
+        database's own exception is not chained: its message may quote a value, and Dagster would
+        store it in the run's event log."""
+        settings = self.settings()
+        try:
+            con = connect(settings)
+        except duckdb.Error as exc:
+            raise _failure(f"the warehouse {settings.warehouse} could not be opened", exc) from None
         try:
             yield con
+        except duckdb.Error as exc:
+            raise _failure("a warehouse query failed", exc) from None
         finally:
             con.close()
 
@@ -52,3 +63,8 @@ class PlacelinkResource(dg.ConfigurableResource):
         the errors of invalid ones by the id they claim."""
         contracts, problems = self.settings().load_contracts()
         return contracts, {claimed_id(path): error for path, error in problems.items()}
+
+
+def _failure(what: str, exc: duckdb.Error) -> dg.Failure:
+    return dg.Failure(description=f"{what}: {describe_database_error(exc)}. What to do: {database_error_action(exc)}",
+                      metadata={"error": type(exc).__name__})

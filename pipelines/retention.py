@@ -18,6 +18,7 @@ import duckdb
 
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract
+from pipelines.housekeeping import migrate_stored_paths, resolve_stored
 from pipelines.settings import Settings
 from pipelines.stages import stage
 from pipelines.warehouse import table_exists
@@ -91,6 +92,7 @@ def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contract
     if not table_exists(con, "hub", "deliveries"):
         return RetentionResult([], [])
     con.execute(DELETIONS_DDL)
+    migrate_stored_paths(con, settings.home, audit, now)
     con.execute("ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR")
     # Extracts only: a withdrawal list (tokens of records already deleted) is kept as the evidence.
     candidates = con.execute("""
@@ -152,7 +154,7 @@ def _delete_extract(settings: Settings, con: duckdb.DuckDBPyConnection, extract_
         raise
     file_deleted = False
     if stored_as:
-        stored = Path(stored_as)
+        stored = resolve_stored(stored_as, settings.home)
         # Only ever a file inside the vault: retention never deletes anything else.
         if _inside(stored, settings.vault) and stored.is_file():
             stored.unlink()

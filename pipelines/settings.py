@@ -11,6 +11,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.alerts import AlertSettings
 from pipelines.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,14 @@ def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tu
         return registered.resolve(), "the hub's agreements, PLACELINK_HOME/contracts"
     return (REPO_ROOT / "contracts").resolve(), ("the repository's templates: PLACELINK_HOME/contracts "
                                                  "does not exist yet")
+
+
+def _whole_days(text: str) -> int:
+    try:
+        return int(text.strip() or "0")
+    except ValueError:
+        raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {text!r}: give a whole number of days, "
+                         "e.g. 90, or 0 to keep held files until they are released") from None
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,14 @@ class Settings:
     demo_partners: Path | None = None
     # Why contracts_dir is the folder it is (CONTRACTS_PRECEDENCE).
     contracts_source: str = "given"
+    # Where alerts go: a Slack-compatible webhook and/or e-mail (PLACELINK_ALERT_*; pipelines/alerts.py).
+    alerts: AlertSettings = AlertSettings()
+    # Held files (and their reasons) older than this many days are deleted from quarantine by the
+    # nightly housekeeping, audited (PLACELINK_QUARANTINE_KEEP_DAYS; 0 keeps them for ever).
+    quarantine_keep_days: int = 90
+    # Dagster's instance folder (DAGSTER_HOME; dagster.yaml there says where runs are stored).
+    # Empty: PLACELINK_HOME/dagster, the local instance `make ui` and `placelink run` share.
+    dagster_home_override: str = ""
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -85,6 +102,9 @@ class Settings:
             raise ValueError(
                 f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '3GB' (the "
                 "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
+        if self.quarantine_keep_days < 0:
+            raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {self.quarantine_keep_days}: give a number of "
+                             "days (90 by default), or 0 to keep held files until someone releases them")
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
         if self.demo_partners is None:
@@ -115,6 +135,9 @@ class Settings:
             clock=Clock.from_env(env),
             demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
             if env.get("PLACELINK_DEMO_PARTNERS") else None,
+            alerts=AlertSettings.from_env(env),
+            quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
+            dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
         )
 
     def now(self) -> dt.datetime:
@@ -137,6 +160,12 @@ class Settings:
             return []
         return sorted(p for p in self.inbox.iterdir()
                       if not p.name.startswith(".") and not stat.S_ISDIR(p.lstat().st_mode))
+
+    @property
+    def dagster_home(self) -> Path:
+        """The Dagster instance's folder: DAGSTER_HOME if set (a deployment's, docs/deployment.md),
+        else ``PLACELINK_HOME/dagster``."""
+        return Path(self.dagster_home_override) if self.dagster_home_override else self.home / "dagster"
 
     @property
     def quarantine(self) -> Path:

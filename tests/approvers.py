@@ -18,3 +18,16 @@ def sign_contracts(folder: Path, registry_dir: Path, now=DELIVERED_AT) -> dict[t
     keys = keys_for_required_roles(contracts.values())
     sign_off([c.path for c in contracts.values()], keys, now, registry)
     return keys
+
+
+def signed_hub_contracts(home: Path) -> Path:
+    """A hub home whose ``contracts/`` are the repo's agreements, signed off by fresh approvers
+    registered in its ``keys/approvers`` (as `placelink demo` leaves them). Returns the folder."""
+    import shutil
+
+    from pipelines.settings import REPO_ROOT
+
+    folder = home / "contracts"
+    shutil.copytree(REPO_ROOT / "contracts", folder)
+    sign_contracts(folder, home / "keys" / "approvers")
+    return folder

@@ -70,6 +70,44 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
         click.echo(f"note: the hub reads contracts from {settings.contracts_dir} ({settings.contracts_source})")
 
 
+@hub.command("dagster-home")
+def dagster_home() -> None:
+    """Print Dagster's instance folder for this hub (DAGSTER_HOME, else PLACELINK_HOME/dagster), writing
+    the local instance's dagster.yaml there if it has none (`make ui` runs this first)."""
+    from pipelines.run import ensure_dagster_home
+
+    click.echo(ensure_dagster_home(Settings.from_env()))
+
+
+@hub.command("deliveries")
+@click.option("--overdue", is_flag=True, help="Only the datasets whose latest due delivery has not arrived.")
+def deliveries(overdue: bool) -> None:
+    """Each dataset's delivery cadence, what arrived last and when the next is due (from the contracts
+    and the audit log; the warehouse is not opened, so this never disturbs a run)."""
+    from pipelines.cadence import accepted_deliveries, delivery_statuses
+
+    settings = Settings.from_env()
+    contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
+    statuses = delivery_statuses(contracts, accepted_deliveries(settings.audit_log()), settings.today())
+    without = sorted(f"{c.id}" for c in contracts.values() if c.terms.delivery is None)
+    shown = [s for s in statuses if s.overdue] if overdue else statuses
+    if overdue and not shown:
+        click.echo(f"no delivery is overdue on {settings.today()}")
+    rows = [("CONTRACT", "DATASET", "CADENCE", "LAST PERIOD", "ACCEPTED", "STATUS")]
+    for s in shown:
+        cadence = f"{s.frequency}, {s.kind}, due day {s.due_day}"
+        state = (f"OVERDUE {s.days_overdue} day(s): {s.expected_period} was due by {s.due_on}" if s.overdue
+                 else f"on time; next {s.next_period} due by {s.next_due_on}")
+        rows.append((s.contract_id, s.dataset, cadence, s.last_period or "none",
+                     (s.last_accepted_at or "never")[:10], state))
+    if len(rows) > 1:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+    if without and not overdue:
+        click.echo(f"no delivery term (lateness not tracked): {', '.join(without)}")
+
+
 @hub.group()
 def quarantine() -> None:
     """Extracts held at arrival, with the reason."""

@@ -71,6 +71,9 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 @click.option("--opt-outs", type=click.Path(path_type=Path, exists=True),
               help="National Data Opt-out list (NHS numbers); required when the contract says it applies.")
 @click.option("--period", help="Reporting period YYYY-MM (default: this month; PLACELINK_AS_OF moves it).")
+@click.option("--delivery", "delivery_kind", type=click.Choice(["full", "delta"]),
+              help="A full snapshot of your records, or a delta (new and changed records since the last "
+                   "delivery); default: what the contract's delivery term says, else full.")
 @click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True,
               help="Your signing key (`placelink partner keygen`).")
 @click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -79,7 +82,7 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
               help="The hub's public key (hub.pub, from `placelink hub keygen`).")
 def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: str | None,
             mapping_path: Path | None, out: Path, key_path: Path, postcode_lookup: Path | None,
-            opt_outs: Path | None, period: str | None, signing_key_path: Path,
+            opt_outs: Path | None, period: str | None, delivery_kind: str | None, signing_key_path: Path,
             passphrase_file: Path | None, hub_key_path: Path) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
@@ -104,7 +107,8 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
             dataset = next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
         prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
                                    postcode_lookup, opt_outs=opt_outs, period=period,
-                                   now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet)
+                                   now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet,
+                                   delivery_kind=delivery_kind)
         sealed = seal_prepared(prepared, signing_key, hub_key)
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))

@@ -24,6 +24,7 @@ from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
+from pipelines.housekeeping import migrate_stored_paths, stored_path
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import NotADelivery, move_delivery, open_delivery, printable_name
 from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
 DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
 # extract | withdrawal (a list of records the partner withdraws: pipelines.hub.withdrawals)
 DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR"
+# full | delta, as the partner's extract header states it (NULL before it was recorded: full).
+DELIVERIES_DELIVERY_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
 
 
 # A decrypted extract may take this much memory when read (the largest measured, school
@@ -78,6 +81,7 @@ class Receipt:
     reason: str | None = None
     header: dict = field(default_factory=dict)
     kind: str = "extract"
+    check: str | None = None  # the arrival check that held it
 
 
 def _reject(check: str, expected: str, found: str, action: str, contract: str | None = None):
@@ -304,7 +308,9 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     except ValueError:
         inner = {}  # the counts are informative only; the signed envelope header is what counts
     header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
-              "extract_id": header["envelope_id"]}
+              "extract_id": header["envelope_id"],
+              # inside the signed content; anything but a delta is compared as a full snapshot
+              "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full"}
     return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
 
 
@@ -400,10 +406,11 @@ def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection:
     message = rejection.message(label)
     _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None),
                   "status": "quarantined", **claimed, "failed_check": rejection.check,
-                  "reason": message, "stored_as": str(held)})
+                  "reason": message, "stored_as": stored_path(held, settings.home)})
     audit.append("extract_quarantined", file=label, check=rejection.check,
                  contract=rejection.contract, reason=message)
-    return Receipt(label, "quarantined", reason=message)
+    return Receipt(label, "quarantined", contract_id=claimed.get("contract_id"), reason=message,
+                   check=rejection.check)
 
 
 def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -453,6 +460,8 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
     con.execute(DELIVERIES_KIND_COLUMN)
+    con.execute(DELIVERIES_DELIVERY_KIND_COLUMN)
+    migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -520,8 +529,9 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                 "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
                 "row_count": header["row_count"],
                 "invalid_counts": json.dumps(header.get("invalid_counts", {})),
-                "opted_out_rows": header.get("opted_out_rows"), "stored_as": str(stored),
-                "content_sha256": header["content_sha256"], "kind": "extract"})
+                "opted_out_rows": header.get("opted_out_rows"), "stored_as": stored_path(stored, settings.home),
+                "content_sha256": header["content_sha256"], "kind": "extract",
+                "delivery_kind": header["delivery_kind"]})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -532,6 +542,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         audit.append("extract_accepted", file=label, extract_id=header["extract_id"],
                      contract=contract.id, contract_version=contract.version,
                      dataset=header["dataset"], rows=header["row_count"],
+                     reporting_period=header.get("reporting_period"), delivery_kind=header["delivery_kind"],
                      **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}))
         receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
@@ -552,7 +563,7 @@ def _withdraw(con: duckdb.DuckDBPyConnection, settings: Settings, audit: AuditLo
                   "extract_id": header["extract_id"], "contract_id": contract.id,
                   "contract_version": contract.version, "partner_id": contract.partner_id,
                   "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
-                  "row_count": header["row_count"], "stored_as": str(stored),
+                  "row_count": header["row_count"], "stored_as": stored_path(stored, settings.home),
                   "content_sha256": header["content_sha256"], "kind": "withdrawal"})
     move_delivery(path, stored)
     audit.append("records_withdrawn", file=label, withdrawal_id=header["extract_id"], contract=contract.id,

@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.contracts import Contract
+from pipelines.contracts import DELIVERY_KINDS, Contract
 from pipelines.extract_file import (
     ARROW_TYPES,
     EXTRACT_SUFFIX,
@@ -136,6 +136,7 @@ def prepare_extract(
     now: dt.datetime | None = None,
     mapping: ColumnMapping | Path | None = None,
     sheet: str | None = None,
+    delivery_kind: str | None = None,
 ) -> PreparedExtract:
     """Turn a raw extract into the hub extract, the partner-only lookup and the counts report.
 
@@ -152,6 +153,8 @@ def prepare_extract(
     ``sheet`` names the sheet of an .xlsx workbook (default: the mapping's, or the only one).
     Without ``postcode_lookup``, a contract's optional ``lsoa_code``/``ward_code`` are sent
     empty and the report says so; a contract that requires them needs the lookup.
+    ``delivery_kind`` is ``full`` (a snapshot) or ``delta`` (new and changed records); by default
+    what the contract's delivery term says for the dataset, else ``full``.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -162,6 +165,10 @@ def prepare_extract(
     if not PERIOD_PATTERN.match(period):
         raise PartnerKitError(f"reporting period '{period}' is not YYYY-MM (e.g. 2026-10)")
     spec = contract.dataset(dataset)
+    schedule = contract.delivery_schedule(dataset)
+    delivery_kind = delivery_kind or (schedule.kind if schedule else "full")
+    if delivery_kind not in DELIVERY_KINDS:
+        raise PartnerKitError(f"delivery kind '{delivery_kind}' is not one of {', '.join(DELIVERY_KINDS)}")
     with step("read"):
         opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
     key = linkage_key if isinstance(linkage_key, LinkageKey) else LinkageKey.load(linkage_key)
@@ -221,6 +228,7 @@ def prepare_extract(
         row_count=table.num_rows,
         invalid_counts={**invalid, **payload.invalid},
         opted_out_rows=opted_out_rows,
+        delivery_kind=delivery_kind,
     )
 
     stem = extract_stem(contract.id, dataset, period, header.extract_id)
@@ -251,6 +259,7 @@ def prepare_extract(
         "partner_id": contract.partner_id,
         "dataset": dataset,
         "reporting_period": period,
+        "delivery_kind": delivery_kind,
         "extract_id": header.extract_id,
         "created_at": header.created_at,
         "rows_in": rows_in,

@@ -120,12 +120,15 @@ def validate_delivery(table: pa.Table, contract: Contract, dataset: str, file_na
                           time.perf_counter() - started)
 
 
-def previous_row_count(con: duckdb.DuckDBPyConnection, contract_id: str, dataset: str) -> int | None:
-    """Rows of the latest accepted delivery of this contract and dataset, if any."""
+def previous_row_count(con: duckdb.DuckDBPyConnection, contract_id: str, dataset: str,
+                       kind: str = "full") -> int | None:
+    """Rows of the latest accepted delivery of this contract and dataset of the same ``kind``
+    (a 20-row delta is compared with the last delta, not the last full snapshot), if any."""
     row = con.execute("""
         SELECT row_count FROM hub.deliveries
         WHERE status = 'accepted' AND contract_id = ? AND dataset = ? AND kind IS DISTINCT FROM 'withdrawal'
-        ORDER BY received_at DESC LIMIT 1""", [contract_id, dataset]).fetchone()
+          AND coalesce(delivery_kind, 'full') = ?
+        ORDER BY received_at DESC LIMIT 1""", [contract_id, dataset, kind]).fetchone()
     return row[0] if row else None
 
 
@@ -158,7 +161,7 @@ def start_quality_check(con: duckdb.DuckDBPyConnection, table: pa.Table, header:
     """Hand one delivery to the quality worker (as its decrypted ``parquet`` when given, see
     :func:`worker.submit`); ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
-    previous = previous_row_count(con, contract.id, dataset)
+    previous = previous_row_count(con, contract.id, dataset, header.get("delivery_kind", "full"))
     return worker.submit(table, contract, dataset, file_name, now.date(), previous, parquet)
 
 

@@ -57,7 +57,8 @@ def draw_registrations(
             reg_no=pl.Series(np.where(second, 2, 1), dtype=pl.Int8))
         twice = registered[duplicated[registered]]
         registrations.append(pl.DataFrame({
-            "dataset": layout.dataset,
+            # typed: a dataset with no event this month (pipelines/synth/months.py) has no rows
+            "dataset": pl.Series([layout.dataset] * (len(registered) + len(twice)), dtype=pl.String),
             "person_idx": np.concatenate([registered, twice]).astype(np.int64),
             "reg_no": np.repeat(np.array([1, 2], dtype=np.int8), [len(registered), len(twice)]),
         }))

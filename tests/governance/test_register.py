@@ -43,4 +43,7 @@ def test_register_command_writes_html_and_csv_without_a_run(signed_home, tmp_pat
     assert "3 data-sharing agreements" in html and "signed by 4 of 4 required roles" in html
     rows = list(csv.DictReader((out / "ig_register.csv").open()))
     assert {r["status"] for r in rows} == {"approved"} and {r["deliveries"] for r in rows} == {"0"}
+    # each agreement's delivery term, in words (the NHS trust sends monthly deltas)
+    nhs = next(r for r in rows if r["contract_id"] == "nhs-acute-mental-health")
+    assert nhs["delivery_cadence"].startswith("monthly, as a delta") and "due by day 10" in nhs["delivery_cadence"]
     assert not (signed_home / "reports").exists()  # the hub's own reports are left alone

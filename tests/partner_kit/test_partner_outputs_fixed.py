@@ -34,6 +34,9 @@ NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.timezone.utc)
 PEOPLE, SEED = 1500, 7
 # Things that differ on every run by design: a fresh extract id and the file names built from it.
 VOLATILE_REPORT_KEYS = ("extract_file", "extract_id", "created_at", "input_file")
+# Report keys added after the digests were recorded (they carry no token or value; each is tested
+# where it was added): the delivery kind (issue 21, tests/partner_kit/test_delivery_kind_header.py).
+ADDED_REPORT_KEYS = ("delivery_kind",)
 
 INPUT_DIGEST = "efb16d7a3a911cad37f64c45e794d85356227cfec5ba6abcadf10bba0ae1a4f5"
 # Recorded with the kit as of commit 5c18354 (before the throughput work of issue 8). The four
@@ -121,7 +124,8 @@ def _prepared_digests(root: Path) -> tuple[str, dict[str, str]]:
             period="2026-10",
             now=NOW,
         )
-        report = {k: v for k, v in prepared.report.items() if k not in VOLATILE_REPORT_KEYS}
+        report = {k: v for k, v in prepared.report.items()
+                  if k not in VOLATILE_REPORT_KEYS and k not in ADDED_REPORT_KEYS}
         report["columns_sent"] = [c for c in report["columns_sent"] if c not in ADDED_FEATURES]
         digest = hashlib.sha256(json.dumps(report, sort_keys=True).encode())
         digest.update(_file_digest(prepared.extract_path).encode())
