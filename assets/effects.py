@@ -6,12 +6,11 @@ controls them against the published before/after tables (pipelines/effects/discl
 
 import dagster as dg
 
-from assets.sql_models import HUB_SOURCES, model_plan
+from assets.sql_models import HUB_SOURCES
 from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.linkage import threshold_in_use
 from pipelines.resources import PlacelinkResource
-from pipelines.settings import Settings
-from pipelines.sql_models import discover
+from pipelines.sql_models import ModelPlan, discover
 
 ESTIMATES = dg.AssetKey(["effects", "estimates"])
 LINKAGE_SENSITIVITY = dg.AssetKey(["effects", "linkage_sensitivity"])
@@ -53,15 +52,15 @@ def linkage_sensitivity(placelink: PlacelinkResource) -> dg.MaterializeResult:
     })
 
 
-def effect_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    """The effect assets, when every model they read runs with this hub's contracts."""
-    planned = model_plan(settings).models
-    return [effect_estimates, linkage_sensitivity] if all(m in planned for m in ESTIMATE_INPUTS) else []
+def effect_assets(plan: ModelPlan) -> list[dg.AssetsDefinition]:
+    """The effect assets, when every model they read is in this hub's ``plan``
+    (:func:`assets.sql_models.model_plan`)."""
+    return [effect_estimates, linkage_sensitivity] if all(m in plan.models for m in ESTIMATE_INPUTS) else []
 
 
-def effect_keys(settings: Settings) -> list[dg.AssetKey]:
-    """What the published file's effect and balance tables are built from (those that run)."""
-    keys = [a.key for a in effect_assets(settings)]
-    if BALANCE in model_plan(settings).models:
+def effect_keys(plan: ModelPlan) -> list[dg.AssetKey]:
+    """What the published file's effect and balance tables are built from (those in ``plan``)."""
+    keys = [a.key for a in effect_assets(plan)]
+    if BALANCE in plan.models:
         keys.append(dg.AssetKey(BALANCE.split(".")))
     return keys

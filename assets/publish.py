@@ -20,9 +20,9 @@ def _publish_deps() -> list[dg.AssetKey]:
     # The publish models that run, the effect estimates when their models run, and linkage itself:
     # a hub whose contracts leave every publish model out still publishes (_about says why), but
     # only after its records were linked.
-    settings = Settings.from_env()
-    return [dg.AssetKey(["publish", m.name]) for m in model_plan(settings).models.values()
-            if m.schema == "publish"] + effect_keys(settings) + [dg.AssetKey(["hub", "record_person"])]
+    plan = model_plan(Settings.from_env())
+    return [dg.AssetKey(["publish", m.name]) for m in plan.models.values()
+            if m.schema == "publish"] + effect_keys(plan) + [dg.AssetKey(["hub", "record_person"])]
 
 
 @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())

@@ -75,10 +75,10 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
     return _run
 
 
-def sql_model_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    """One asset per model this hub runs (``record_attributes`` first); a model left out is
-    logged with its reason."""
-    plan = model_plan(settings)
+def sql_model_assets(settings: Settings, plan: ModelPlan | None = None) -> list[dg.AssetsDefinition]:
+    """One asset per model this hub runs (``record_attributes`` first; ``plan``: the hub's
+    :func:`model_plan`, made here if not given); a model left out is logged with its reason."""
+    plan = plan or model_plan(settings)
     check_graph(plan.models, model_sources(settings.contracts_dir))
     for message in plan.messages():
         log.warning(message)

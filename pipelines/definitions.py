@@ -11,7 +11,7 @@ from assets.ingest import area_reference, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
-from assets.sql_models import sql_model_assets
+from assets.sql_models import model_plan, sql_model_assets
 from pipelines.alerting import alert_sensors
 from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
@@ -29,9 +29,11 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     step in its own process or pod passes an executor limited to one step at a time
     (README: Scaling out).
     """
+    settings = Settings.from_env()
+    plan = model_plan(settings)  # which models (and so which effect assets) this hub's contracts allow
     return dg.Definitions(
         assets=[received_extracts, area_reference, person_records, linked_persons,
-                *sql_model_assets(Settings.from_env()), *effect_assets(Settings.from_env()), shared_outcomes,
+                *sql_model_assets(settings, plan), *effect_assets(plan), shared_outcomes,
                 outcomes_report, quality_report, contract_status, retention_deletions, ig_register, quarantine_purge],
         asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],
         jobs=[refresh_job, retention_job],
