@@ -5,7 +5,8 @@ import dagster as dg
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
-from pipelines.linkage.qa import REPORT_FILE, check_linkage, linkage_qa, previous_link_rate
+from pipelines.linkage.accepted_changes import pending_changes
+from pipelines.linkage.qa import REPORT_FILE, latest_run
 from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets
 from pipelines.governance import linked_contracts
 from pipelines.resources import PlacelinkResource
@@ -54,20 +55,28 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
     """Link person records across partners; the saved model is reused unless retrain is set."""
     settings = placelink.settings()
     contracts, _ = placelink.contracts()
+    audit = placelink.audit(context)
     with placelink.warehouse() as con:
         try:
-            result = link_person_records(con, settings, retrain=config.retrain)
+            result = link_person_records(con, settings, retrain=config.retrain,
+                                         accepted=pending_changes(con, audit))
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
         linked = linked_contracts(con, contracts)
-    placelink.audit(context).append("linkage_run", contracts=linked, identity_records=result.identity_records,
+    if not result.keys_saved:
+        context.log.error("linkage check failed: no person key was saved (the last passing run's keys stay); "
+                          + " ".join(result.check.problems))
+    audit.append("linkage_run", contracts=linked, identity_records=result.identity_records,
                              persons=result.persons, links=result.links,
                              model_trained_at=result.model_trained_at, retrained=result.model_retrained,
                              backend=result.backend,
                              keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
                              keys_split=result.key_changes.splits,
                              identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
-                             qa_check_passed=result.check.passed)
+                             qa_check_passed=result.check.passed, keys_saved=result.keys_saved,
+                             link_rate=round(result.qa.link_rate, 4),
+                             previous_link_rate=result.check.metadata.get("previous_link_rate"),
+                             accepted_changes=list(result.check.accepted))
     context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons "
                      f"(scored on {result.backend})")
     changes = result.key_changes
@@ -80,7 +89,7 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
         "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
         "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
         "threshold": result.threshold, "threshold_method": result.threshold_method,
-        "linkage_backend": result.backend,
+        "linkage_backend": result.backend, "keys_saved": result.keys_saved,
     })
     yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
 
@@ -99,12 +108,14 @@ _CHECKED = (["hub", "person_keys"], ["hub", "record_person"])
     can_subset=False,
 )
 def plausible_linkage(placelink: PlacelinkResource):
-    settings = placelink.settings()
+    # The check itself ran inside linked_persons, on the staged keys, before any was saved (a
+    # failed check saves none); this reports what it found, as hub.linkage_runs recorded it.
     with placelink.warehouse() as con:
-        outcome = check_linkage(linkage_qa(con), previous_link_rate(con, skip_latest=True),
-                                settings.linkage_max_cluster_size,
-                                settings.linkage_max_link_rate_change)
+        outcome = latest_run(con)
+    if outcome is None:
+        raise dg.Failure(description="no linkage run is recorded in hub.linkage_runs: run linkage first")
     metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
+    metadata["plausible_cluster_size"] = placelink.settings().linkage_max_cluster_size
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
     for key in _CHECKED:

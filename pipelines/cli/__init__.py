@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli import analyst, audit, bench, contracts, hub, partner, place
+from pipelines.cli import analyst, audit, bench, contracts, hub, linkage, partner, place
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +15,7 @@ def main() -> None:
 main.add_command(place.synth)
 main.add_command(partner.partner)
 main.add_command(hub.hub)
+main.add_command(linkage.linkage)
 main.add_command(contracts.contracts)
 main.add_command(audit.audit)
 main.add_command(place.run)

@@ -8,7 +8,8 @@ import duckdb
 import polars as pl
 
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
-from pipelines.linkage.person_keys import KeyChanges, assign_person_keys
+from pipelines.linkage.accepted_changes import AcceptedChange
+from pipelines.linkage.person_keys import STAGED_KEYS, KeyChanges, promote_person_keys, stage_person_keys
 from pipelines.linkage.person_records import NothingToLink
 from pipelines.linkage.placeholders import find_placeholders
 from pipelines.linkage.spark import spark_session
@@ -32,6 +33,7 @@ class LinkageResult:
     key_changes: KeyChanges
     qa: LinkageQA
     check: CheckOutcome
+    keys_saved: bool  # False: the check failed, so the saved keys are the last passing run's
 
 
 def threshold_in_use(settings: Settings) -> float:
@@ -45,12 +47,16 @@ def threshold_in_use(settings: Settings) -> float:
 
 @stage("linkage: person keys and QA")
 def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
-                        retrain: bool = False) -> LinkageResult:
-    """Link ``hub.person_records`` and write ``hub.person_keys`` and ``hub.record_person``.
+                        retrain: bool = False, accepted: list[AcceptedChange] | None = None) -> LinkageResult:
+    """Link ``hub.person_records`` and, if the linkage check passes, write ``hub.person_keys`` and
+    ``hub.record_person``.
 
     The saved model is reused unless ``retrain`` is set or none exists yet. Training runs on
     DuckDB; scoring and clustering on ``settings.linkage_backend`` with the same saved model.
-    Person keys are carried forward from the previous run (see :mod:`pipelines.linkage.person_keys`).
+    Person keys are carried forward from the previous run (see :mod:`pipelines.linkage.person_keys`)
+    into a staging table; the check (:func:`check_linkage`, with the ``accepted`` changes) runs on
+    them, and only a run that passes makes them the saved keys, in one transaction. A run that
+    fails leaves every saved key, the register of issued keys and the key history as they were.
     """
     records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
     if records.num_rows < 2:
@@ -85,18 +91,19 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         con.unregister("scored_pairs")
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
-    changes = assign_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
-                                 now=settings.now())
-    con.execute("""
-        CREATE OR REPLACE TABLE hub.record_person AS
-        SELECT r.dataset, r.partner_id, r.record_token, k.person_key
-        FROM hub.record_identity r JOIN hub.person_keys k USING (identity_id)
-    """)
-    persons = con.execute("SELECT count(DISTINCT person_key) FROM hub.person_keys").fetchall()[0][0]
-    qa = linkage_qa(con)
+    changes = stage_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
+                                now=settings.now())
+    persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[0][0]
+    qa = linkage_qa(con, STAGED_KEYS)
     check = check_linkage(qa, previous_link_rate(con), settings.linkage_max_cluster_size,
-                          settings.linkage_max_link_rate_change)
-    record_linkage_run(con, qa, changes, check.passed, now=settings.now())
+                          settings.linkage_max_link_rate_change, accepted or [])
+    if check.passed:
+        promote_person_keys(con, also=("""
+            CREATE OR REPLACE TABLE hub.record_person AS
+            SELECT r.dataset, r.partner_id, r.record_token, k.person_key
+            FROM hub.record_identity r JOIN hub.person_keys k USING (identity_id)
+        """,))
+    record_linkage_run(con, qa, changes, check.passed, now=settings.now(), outcome=check)
     trained_at = model.trained_at.isoformat(timespec="seconds")
     placeholders = find_placeholders(records) if model.masks_placeholders else []
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
@@ -105,4 +112,4 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
                      "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})"})
     return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
                          trained_at, retrained, prediction.backend, prediction.threshold,
-                         prediction.threshold_method, changes, qa, check)
+                         prediction.threshold_method, changes, qa, check, check.passed)

@@ -125,10 +125,18 @@ def carry_forward(clusters: pl.DataFrame, previous: pl.DataFrame | None,
     return clusters.join(keys, on="cluster_id").select("identity_id", "person_key"), events
 
 
-def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
-                       now: dt.datetime | None = None) -> KeyChanges:
-    """Write ``hub.person_keys`` for this run's clusters, carrying keys forward from the
-    previous ``hub.person_keys``, and record the changes."""
+STAGED_KEYS = "hub.person_keys_staged"
+STAGED_EVENTS = "hub.person_key_events_staged"
+
+
+def stage_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
+                      now: dt.datetime | None = None) -> KeyChanges:
+    """Work out this run's keys, carried forward from the saved ``hub.person_keys``, into
+    ``hub.person_keys_staged`` (and their events into ``hub.person_key_events_staged``).
+
+    Nothing saved changes: the keys in use, the register of issued keys and the key history stay
+    as they were until :func:`promote_person_keys` (issue 20: keys only from a run whose linkage
+    check passed). Staging again replaces the previous staging."""
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     con.execute(REGISTER_DDL)
     con.execute(EVENTS_DDL)
@@ -138,33 +146,19 @@ def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     previous = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl() if exists else None
     issued = {k for (k,) in con.execute("SELECT person_key FROM hub.person_key_register").fetchall()}
     keys, events = carry_forward(clusters, previous, issued)
-    con.register("new_person_keys", keys.to_arrow())
-    try:
-        con.execute("CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM new_person_keys")
-        # Every key in use is in the register (also keys from before the register existed).
-        con.execute("INSERT INTO hub.person_key_register SELECT DISTINCT person_key, ?::TIMESTAMP, NULL, NULL "
-                    "FROM new_person_keys ON CONFLICT DO NOTHING", [now])
-    finally:
-        con.unregister("new_person_keys")
     # Bulk, through Arrow: one INSERT per event row is far too slow for 100k new keys.
     frame = pl.DataFrame(events, schema={"event": pl.String, "person_key": pl.String,
                                          "other_person_key": pl.String, "identity_records": pl.Int32},
                          orient="row").with_columns(run_at=pl.lit(now))
+    con.register("new_person_keys", keys.to_arrow())
     con.register("key_events_arrow", frame.to_arrow())
     try:
-        con.execute("""INSERT INTO hub.person_key_events
-                       SELECT run_at, event, person_key, other_person_key, identity_records FROM key_events_arrow""")
-        # A key absorbed by a merge, or whose records are gone, is retired (never reissued).
-        con.execute("""
-            UPDATE hub.person_key_register r
-            SET retired_at = e.run_at, retired_into = e.merged_into
-            FROM (SELECT CASE WHEN event = 'merge' THEN other_person_key ELSE person_key END AS key,
-                         any_value(run_at) AS run_at,
-                         any_value(CASE WHEN event = 'merge' THEN person_key END) AS merged_into
-                  FROM key_events_arrow WHERE event IN ('merge', 'retired') GROUP BY key) e
-            WHERE r.person_key = e.key AND r.retired_at IS NULL
-        """)
+        con.execute(f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
+                    "SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM new_person_keys", [now])
+        con.execute(f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
+                    "SELECT run_at, event, person_key, other_person_key, identity_records FROM key_events_arrow")
     finally:
+        con.unregister("new_person_keys")
         con.unregister("key_events_arrow")
     changed = 0
     if previous is not None:
@@ -174,6 +168,48 @@ def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     persons = keys["person_key"].n_unique()
     return KeyChanges(persons, persons - count["new"], count["new"], count["merge"], count["split"],
                       count["retired"] + count["merge"], changed)
+
+
+def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...] = ()) -> None:
+    """Make the staged keys the saved ones, in one transaction: ``hub.person_keys``, the register
+    of issued keys, the key history and the retirement of merged or vanished keys all change
+    together or not at all (a run killed here leaves yesterday's keys). ``also``: further SQL
+    statements to run in the same transaction (e.g. rebuilding ``hub.record_person``)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM {STAGED_KEYS}")
+        # Every key in use is in the register (also keys from before the register existed).
+        con.execute("INSERT INTO hub.person_key_register SELECT DISTINCT person_key, staged_at, NULL, NULL "
+                    f"FROM {STAGED_KEYS} ON CONFLICT DO NOTHING")
+        con.execute(f"""INSERT INTO hub.person_key_events
+                       SELECT run_at, event, person_key, other_person_key, identity_records FROM {STAGED_EVENTS}""")
+        # A key absorbed by a merge, or whose records are gone, is retired (never reissued).
+        con.execute(f"""
+            UPDATE hub.person_key_register r
+            SET retired_at = e.run_at, retired_into = e.merged_into
+            FROM (SELECT CASE WHEN event = 'merge' THEN other_person_key ELSE person_key END AS key,
+                         any_value(run_at) AS run_at,
+                         any_value(CASE WHEN event = 'merge' THEN person_key END) AS merged_into
+                  FROM {STAGED_EVENTS} WHERE event IN ('merge', 'retired') GROUP BY key) e
+            WHERE r.person_key = e.key AND r.retired_at IS NULL
+        """)
+        for statement in also:
+            con.execute(statement)
+        con.execute(f"DROP TABLE {STAGED_KEYS}")
+        con.execute(f"DROP TABLE {STAGED_EVENTS}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
+                       now: dt.datetime | None = None) -> KeyChanges:
+    """Write ``hub.person_keys`` for this run's clusters, carrying keys forward from the
+    previous ``hub.person_keys``, and record the changes (staged, then promoted at once)."""
+    changes = stage_person_keys(con, clusters, now)
+    promote_person_keys(con)
+    return changes
 
 
 def forget_identities(con: duckdb.DuckDBPyConnection, identity_ids: list[str],

@@ -14,14 +14,18 @@ import datetime as dt
 import html
 import json
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from pipelines.linkage.person_keys import KeyChanges
 from pipelines.linkage.placeholders import Placeholders
 from pipelines.stages import stage
+
+if TYPE_CHECKING:
+    from pipelines.linkage.accepted_changes import AcceptedChange
 
 REPORT_FILE = "linkage_qa.html"
 RUNS_DDL = """
@@ -37,6 +41,10 @@ CREATE TABLE IF NOT EXISTS hub.linkage_runs (
     identity_records_with_changed_key INTEGER,
     check_passed BOOLEAN
 )"""
+# Columns added later (issue 20): what the check found, against which baseline, and which
+# accepted changes (ids of `linkage_change_accepted` audit events) this run used up.
+RUNS_COLUMNS = ("previous_link_rate DOUBLE", "problems VARCHAR", "accepted_changes VARCHAR")
+ACCEPT_COMMAND = 'placelink linkage accept-change --reason "..."'
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,17 @@ class CheckOutcome:
     passed: bool
     problems: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # ids of the accepted changes (pipelines.linkage.accepted_changes) the check used
+    accepted: tuple[str, ...] = ()
 
 
-def linkage_qa(con: duckdb.DuckDBPyConnection) -> LinkageQA:
-    """Summarise ``hub.person_keys`` joined to ``hub.person_records`` (for the partner)."""
-    con.execute("""
+def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_keys") -> LinkageQA:
+    """Summarise ``keys_table`` (``hub.person_keys``, or this run's staged keys) joined to
+    ``hub.person_records`` (for the partner)."""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE qa_members AS
         SELECT k.person_key, r.partner_id, count(*) OVER (PARTITION BY k.person_key) AS size
-        FROM hub.person_keys k JOIN hub.person_records r ON r.unique_id = k.identity_id
+        FROM {keys_table} k JOIN hub.person_records r ON r.unique_id = k.identity_id
     """)
     total, persons, linked, largest = con.execute("""
         SELECT count(*), count(DISTINCT person_key), count(*) FILTER (WHERE size > 1), coalesce(max(size), 0)
@@ -101,14 +112,57 @@ def linkage_qa(con: duckdb.DuckDBPyConnection) -> LinkageQA:
 
 
 def record_linkage_run(con: duckdb.DuckDBPyConnection, qa: LinkageQA, changes: KeyChanges | None,
-                       check_passed: bool | None = None, now: dt.datetime | None = None) -> None:
+                       check_passed: bool | None = None, now: dt.datetime | None = None,
+                       outcome: "CheckOutcome | None" = None) -> None:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    con.execute(RUNS_DDL)
-    con.execute("INSERT INTO hub.linkage_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    ensure_runs_table(con)
+    problems = json.dumps(outcome.problems) if outcome is not None else None
+    accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
+    previous = outcome.metadata.get("previous_link_rate") if outcome is not None else None
+    con.execute("""INSERT INTO hub.linkage_runs (run_at, identity_records, persons, link_rate, max_cluster_size,
+                       keys_new, keys_merged, keys_split, identity_records_with_changed_key, check_passed,
+                       previous_link_rate, problems, accepted_changes)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
         now, qa.identity_records, qa.persons, qa.link_rate, qa.max_cluster_size,
         changes.new if changes else None, changes.merges if changes else None,
         changes.splits if changes else None,
-        changes.identity_records_with_changed_key if changes else None, check_passed])
+        changes.identity_records_with_changed_key if changes else None, check_passed,
+        previous, problems, accepted])
+
+
+def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
+    """``hub.linkage_runs`` with every column (a warehouse from before issue 20 gains the new ones)."""
+    con.execute(RUNS_DDL)
+    for column in RUNS_COLUMNS:
+        con.execute(f"ALTER TABLE hub.linkage_runs ADD COLUMN IF NOT EXISTS {column}")
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """What the latest linkage run's check found, as recorded (the blocking asset check reports it)."""
+
+    passed: bool
+    problems: list[str]
+    metadata: dict[str, Any]
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> RecordedRun | None:
+    """The newest row of ``hub.linkage_runs`` (None if linkage never ran)."""
+    try:
+        ensure_runs_table(con)
+    except duckdb.Error:
+        return None
+    rows = con.execute("""SELECT check_passed, problems, link_rate, max_cluster_size, previous_link_rate,
+                                 accepted_changes
+                          FROM hub.linkage_runs ORDER BY run_at DESC, rowid DESC LIMIT 1""").fetchall()
+    if not rows:
+        return None
+    passed, problems, rate, largest, previous, accepted = rows[0]
+    metadata = {"max_cluster_size": largest, "link_rate": round(rate, 4),
+                "previous_link_rate": None if previous is None else round(previous, 4)}
+    if accepted and json.loads(accepted):
+        metadata["accepted_changes"] = ", ".join(json.loads(accepted))
+    return RecordedRun(bool(passed) if passed is not None else True, json.loads(problems or "[]"), metadata)
 
 
 def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = False) -> float | None:
@@ -116,13 +170,14 @@ def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = Fa
 
     ``skip_latest`` leaves out the newest run (the one being checked, when it has
     already been recorded). Runs that failed are never the baseline, so re-running a
-    failed run does not quietly accept its link rate: fix the cause, or raise
-    PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE for the one run that legitimately moves it
-    (a new partner's first extract, say).
+    failed run does not quietly accept its link rate: fix the cause, or, for a change that is
+    known (a partner's first extract, a dataset deleted by retention), accept it with
+    `placelink linkage accept-change`; the next run then passes and becomes the baseline.
     """
     try:
         rows = con.execute(f"""
-            SELECT link_rate FROM (SELECT * FROM hub.linkage_runs ORDER BY run_at DESC OFFSET {int(skip_latest)})
+            SELECT link_rate FROM (SELECT * FROM hub.linkage_runs ORDER BY run_at DESC, rowid DESC
+                                   OFFSET {int(skip_latest)})
             WHERE coalesce(check_passed, true) ORDER BY run_at DESC LIMIT 1
         """).fetchall()
     except duckdb.CatalogException:
@@ -131,10 +186,16 @@ def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = Fa
 
 
 def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: int,
-                  max_link_rate_change: float) -> CheckOutcome:
+                  max_link_rate_change: float, accepted: "Sequence[AcceptedChange]" = ()) -> CheckOutcome:
     """Fail when a person holds implausibly many identity records, or the link rate moved
-    more than ``max_link_rate_change`` (absolute) from the previous run."""
+    more than ``max_link_rate_change`` (absolute) from the previous run.
+
+    ``accepted``: changes an operator (or retention) accepted for this run
+    (pipelines.linkage.accepted_changes). One that covers this run's link rate (it measured a
+    rate within ``max_link_rate_change`` of this one, or measured none) lets the move pass; the
+    check's outcome names it. Over-linking is never accepted this way."""
     problems = []
+    used: tuple[str, ...] = ()
     if qa.max_cluster_size > max_cluster_size:
         giant = sum(n for size, n in qa.cluster_sizes if size > max_cluster_size)
         problems.append(
@@ -142,15 +203,22 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
             f"(largest: {qa.max_cluster_size}). Look at reports/{REPORT_FILE}; usually a shared "
             "placeholder value (a default date of birth, a dummy NHS number) or a threshold set "
             "too low (PLACELINK_LINKAGE_THRESHOLD). Retrain with `placelink run --retrain` after fixing.")
+    covering = [a for a in accepted if a.covers(qa.link_rate, max_link_rate_change)]
     if previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
-        problems.append(
-            f"link rate moved from {previous_rate:.1%} to {qa.link_rate:.1%} since the last run "
-            f"(more than {max_link_rate_change:.0%} points). Check which extract changed "
-            f"(reports/{REPORT_FILE}, match rates by partner) before publishing.")
+        if covering:
+            used = tuple(a.id for a in covering)
+        else:
+            problems.append(
+                f"link rate moved from {previous_rate:.1%} to {qa.link_rate:.1%} since the last run that passed "
+                f"(more than {max_link_rate_change:.0%} points). Check which extract changed "
+                f"(reports/{REPORT_FILE}, match rates by partner) before publishing; no saved person key "
+                f"changed. If the change is known and right, accept it with `{ACCEPT_COMMAND}` and run again.")
     metadata = {"max_cluster_size": qa.max_cluster_size, "link_rate": round(qa.link_rate, 4),
                 "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
                 "plausible_cluster_size": max_cluster_size}
-    return CheckOutcome(not problems, problems, metadata)
+    if used:
+        metadata["accepted_change"] = "; ".join(f"{a.reason} ({a.actor})" for a in covering)
+    return CheckOutcome(not problems, problems, metadata, used)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -135,3 +135,88 @@ def test_the_first_run_calibrates_a_threshold_that_the_next_run_reuses(months):
     report = (settings.reports / "linkage_qa.html").read_text()
     assert "No field holds a value shared by implausibly many records" in report
     assert "EM training rules: date_of_birth_token" in report
+
+
+def saved_key_state(settings) -> tuple[dict[str, str], list, int, list]:
+    """The saved keys, the register of issued keys, the key history's length and record_person."""
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return (dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()),
+                sorted(con.execute("SELECT * FROM hub.person_key_register").fetchall()),
+                con.execute("SELECT count(*) FROM hub.person_key_events").fetchall()[0][0],
+                sorted(con.execute("SELECT * FROM hub.record_person").fetchall()))
+    finally:
+        con.close()
+
+
+def materialised(result, key: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_same_keys(months, tmp_path,
+                                                                                        monkeypatch):
+    settings, *_ = months
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home)
+    copy = type(settings).from_env({"PLACELINK_HOME": str(home)})
+    before = saved_key_state(copy)
+    resources = {"placelink": PlacelinkResource(home=str(home))}
+    # A bad run: pairs linked far too loosely, so people merge (and keys would retire for good).
+    monkeypatch.setenv("PLACELINK_LINKAGE_THRESHOLD", "0.5")
+    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "2")
+    bad = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    assert not any(e.passed for e in check_results(bad))
+    staged = materialised(bad, "hub/person_keys")
+    assert staged["keys_saved"] is False
+    assert staged["identity_records_with_changed_key"] > 0  # the bad run would have moved keys
+    assert saved_key_state(copy) == before  # keys, register, history and record_person untouched
+
+    monkeypatch.delenv("PLACELINK_LINKAGE_THRESHOLD")
+    monkeypatch.delenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE")
+    rerun = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    assert rerun.success and all(e.passed for e in check_results(rerun))
+    after = saved_key_state(copy)
+    assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
+    assert materialised(rerun, "hub/person_keys")["identity_records_with_changed_key"] == 0
+
+
+def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(months, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipelines.audit import AuditLog
+    from pipelines.cli import main
+
+    settings, *_ = months
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home)
+    copy = type(settings).from_env({"PLACELINK_HOME": str(home)})
+    resources = {"placelink": PlacelinkResource(home=str(home))}
+    before = saved_key_state(copy)
+    # A known, lasting change of the link rate (here: a looser threshold) with a strict tolerance.
+    monkeypatch.setenv("PLACELINK_LINKAGE_THRESHOLD", "0.5")
+    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.0005")
+    for _ in range(2):  # without an acceptance, every run fails and names the command
+        failed = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+        (evaluation, _) = check_results(failed)
+        assert not evaluation.passed
+        assert "placelink linkage accept-change" in evaluation.metadata["problems"].value
+        assert saved_key_state(copy) == before
+
+    monkeypatch.setenv("PLACELINK_HOME", str(home))
+    accepted = CliRunner().invoke(main, ["linkage", "accept-change", "--reason", "threshold lowered on review"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "accepted the link rate's move from" in accepted.output
+    (event,) = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_change_accepted"]
+    assert event["reason"] == "threshold lowered on review" and event["actor"].startswith("user:")
+    assert event["from_link_rate"] is not None and event["to_link_rate"] > event["from_link_rate"]
+
+    cleared = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    assert cleared.success and all(e.passed for e in check_results(cleared))
+    metadata = materialised(cleared, "hub/person_keys")
+    assert metadata["keys_saved"] is True and metadata["link_rate"] == pytest.approx(event["to_link_rate"], abs=1e-4)
+    # the baseline moved: the run after passes without a new acceptance, and the acceptance is used up
+    again = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    assert again.success and all(e.passed for e in check_results(again))
+    runs = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_run"]
+    assert runs[-2]["accepted_changes"] == [event["change_id"]] and runs[-1]["accepted_changes"] == []
