@@ -8,6 +8,8 @@ only what a hub holds: its own key, partners' public keys, and sealed envelopes 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dataclasses
 import datetime as dt
 import shutil
@@ -28,6 +30,7 @@ from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.outcomes_report import headline_effect
 from pipelines.run import failure_messages, run_pipeline
+from pipelines.run_outcome import RunOutcome, run_outcome
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
 from pipelines.synth import generate_place
@@ -68,6 +71,9 @@ class DemoReport:
     headline: str | None = None
     as_of: dt.datetime | None = None
     later_months: list[str] = field(default_factory=list)  # one summary line per later month
+    # The worst run outcome (pipelines.run_outcome): its exit code and summary line.
+    exit_code: int = 0
+    outcome: str = ""
 
 
 def approver_side(settings: Settings) -> Path:
@@ -206,7 +212,8 @@ def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageK
 
 
 def deliver_later_month(settings: Settings, contracts: dict, place: Path, month: int, key: LinkageKey,
-                        signing_keys: dict[str, SigningKey], hub_public, echo=print) -> str:
+                        signing_keys: dict[str, SigningKey], hub_public, echo=print,
+                        on_outcome: Callable[[RunOutcome], None] | None = None) -> str:
     """Month ``month`` of the place (pipelines/synth/months.py): each partner sends what its contract's
     cadence says (a delta of the month's records, or a full snapshot; a quarterly dataset only at a
     quarter's end), the hub runs as of that month's delivery day. Returns a one-line summary."""
@@ -241,6 +248,8 @@ def deliver_later_month(settings: Settings, contracts: dict, place: Path, month:
          f"{len(sealed)} extract(s) delivered on {at:%d %B %Y}; the hub runs again ...")
     before = _person_keys(settings)
     result = run_pipeline(on_day, log_level="WARNING")
+    if on_outcome is not None:
+        on_outcome(run_outcome(result, str(settings.published)))
     if not result.success:
         return f"month {month} ({period}): the run FAILED: " + "; ".join(failure_messages(result))
     con = duckdb.connect(str(settings.warehouse), read_only=True)
@@ -310,6 +319,12 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
     return settings, report
 
 
+def _note_outcome(report: DemoReport, outcome: RunOutcome) -> None:
+    """Keep the first non-zero outcome of the demo's runs (a scheduled demo exits with it)."""
+    if outcome.code and not report.exit_code:
+        report.exit_code, report.outcome = outcome.code, outcome.summary
+
+
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
              echo=print, months: int = 1) -> DemoReport:
     settings, report = prepare_demo(settings, people, seed, period, echo)
@@ -320,6 +335,7 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     result = run_pipeline(settings, log_level="WARNING")
     report.timings["hub pipeline"] = time.perf_counter() - started
     report.failures = failure_messages(result)
+    _note_outcome(report, run_outcome(result, str(settings.published)))
     if not result.success:
         return report
 
@@ -358,7 +374,8 @@ def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period:
     for month in range(2, months + 1):
         started = time.perf_counter()
         report.later_months.append(deliver_later_month(settings, contracts, place, month, key, signing_keys,
-                                                       hub_public, echo))
+                                                       hub_public, echo,
+                                                       on_outcome=lambda o: _note_outcome(report, o)))
         report.timings[f"month {month}"] = time.perf_counter() - started
         if "FAILED" in report.later_months[-1]:
             report.failures.append(report.later_months[-1])

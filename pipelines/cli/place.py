@@ -48,19 +48,35 @@ def _later_months(out: Path, month: int) -> None:
 @click.command()
 @click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
 def run(retrain: bool) -> None:
-    """Materialise every asset headless (inbox -> published file)."""
-    from assets.sql_models import model_plan
-    from pipelines.run import failure_messages, run_pipeline
+    """Materialise every asset headless (inbox -> published file).
 
-    result = run_pipeline(Settings.from_env(), retrain=retrain,
+    Exit codes (README: exit codes): 0 succeeded; 1 failed; 3 completed with deliveries held;
+    4 publication blocked (it would have lost a source); 5 a pre-flight check failed."""
+    from assets.sql_models import model_plan
+    from pipelines.preflight import PreflightFailed, preflight
+    from pipelines.run import failure_messages, run_pipeline
+    from pipelines.run_outcome import PREFLIGHT_FAILED, run_outcome
+
+    settings = Settings.from_env()
+    try:
+        preflight(settings)
+    except PreflightFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True)
+        sys.exit(PREFLIGHT_FAILED)
+    result = run_pipeline(settings, retrain=retrain,
                           on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
+    outcome = run_outcome(result, str(settings.published))
     if not result.success:
         for message in failure_messages(result):
             click.echo(f"failed: {message}", err=True)
-        sys.exit(1)
-    click.echo(f"pipeline run {result.run_id} succeeded; published {Settings.from_env().published}")
+    for line in outcome.details:
+        click.echo(line, err=not outcome.success)
+    click.echo(outcome.summary, err=not outcome.success)
+    if outcome.code:
+        sys.exit(outcome.code)
 
 
 @click.command()
@@ -72,11 +88,21 @@ def run(retrain: bool) -> None:
 def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo
+    from pipelines.preflight import PreflightFailed, preflight
+    from pipelines.run_outcome import PREFLIGHT_FAILED
 
+    try:
+        preflight(Settings.from_env())
+    except PreflightFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(PREFLIGHT_FAILED)
     try:
         report = run_demo(Settings.from_env(), people=people, seed=seed, echo=click.echo, months=months)
     except DemoRefused as exc:
         fail(str(exc))
     click.echo(format_summary(report))
+    if report.exit_code:
+        click.echo(report.outcome, err=True)
+        sys.exit(report.exit_code)
     if report.failures:
         sys.exit(1)
