@@ -10,7 +10,10 @@ from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
+from pipelines.publication_guard import (blocked_message, find_losses, known_source_reasons, last_publication,
+                                         pending_acceptances)
 from pipelines.publish import publish
+from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
 from assets.sql_models import model_plan
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
@@ -48,23 +51,48 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
                    """).fetchall() if row[0] in in_use and row[3] not in deleted]
         # The file carries the audit log's signed head as it stands now, just before "published".
         head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
+        audit = placelink.audit(context)
+        last = last_publication(settings.published)
+        accepted = pending_acceptances(audit)
+        known_losses: list[str] = []
+
+        def guard(built) -> None:
+            # Nothing the last publication had may vanish without a known, audited reason (issue 20).
+            if last is None:
+                return
+            losses = find_losses(last, {(x["contract_id"], x["dataset"]) for x in lineage},
+                                 {t.name: t.rows for t in built},
+                                 known_source_reasons(con, excluded, last.built_at), plan.left_out, accepted)
+            if any(loss.reason is None for loss in losses):
+                audit.append("publication_blocked", file=str(settings.published),
+                             lost=[{"kind": x.kind, "name": x.name, "known_reason": x.reason} for x in losses])
+                raise dg.Failure(description=blocked_message(losses, settings.published, last.built_at),
+                                 metadata={OUTCOME_KEY: BLOCKED})
+            known_losses.extend(loss.describe() for loss in losses)
+
         tables = publish(con, models, settings.published,
                          definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
                          table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
                          derived=derived_tables(con), now=now, audit_head=head.to_json() if head else None,
-                         models_left_out=plan.left_out)
-    placelink.audit(context).append("published", file=str(settings.published), tables=[t.name for t in tables],
-                                    audit_head_events=head.events if head else None,
-                                    contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
-                                    excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
-                                    redacted_cells=sum(t.redacted_cells for t in tables),
-                                    models_left_out=sorted(plan.left_out))
+                         models_left_out=plan.left_out, guard=guard)
+    for loss in known_losses:
+        context.log.warning(f"published without: {loss}")
+    audit.append("published", file=str(settings.published), tables=[t.name for t in tables],
+                 audit_head_events=head.events if head else None,
+                 contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+                 excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
+                 redacted_cells=sum(t.redacted_cells for t in tables),
+                 models_left_out=sorted(plan.left_out),
+                 # what the file lost from the last one and why; the operators' acceptances it used up
+                 known_losses=known_losses, accepted_changes=[e["change_id"] for e in accepted])
     context.log.info(f"published {len(tables)} tables to {settings.published}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(settings.published)),
         "tables": dg.MetadataValue.json({t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells}
                                          for t in tables}),
         "models_left_out": dg.MetadataValue.md("\n".join(f"- {m}" for m in plan.messages()) or "none"),
+        # What this file lost from the last one, each with its known reason (pipelines.publication_guard).
+        "known_losses": dg.MetadataValue.json(known_losses),
     })
 
 

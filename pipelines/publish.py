@@ -67,7 +67,8 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
             now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
             excluded_flows: list[dict] | None = None, audit_head: dict | None = None,
             models_left_out: dict[str, str] | None = None,
-            derived: Callable[[dict[str, pl.DataFrame]], list[DerivedTable]] | None = None) -> list[PublishedTable]:
+            derived: Callable[[dict[str, pl.DataFrame]], list[DerivedTable]] | None = None,
+            guard: Callable[[list[PublishedTable]], None] | None = None) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
@@ -77,7 +78,9 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
     so any copy of the file can later show the log was not cut back
     (``placelink audit verify --published``). ``derived`` is handed the controlled publish tables
     by name and returns further tables to publish beside them (:class:`DerivedTable`), e.g. effect
-    estimates that may only show where the cells they rest on are visible.
+    estimates that may only show where the cells they rest on are visible. ``guard`` sees the
+    tables built, before the file is swapped in; if it raises, the published file is left as it
+    was (pipelines.publication_guard).
     """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
@@ -142,6 +145,12 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
         out.execute("CHECKPOINT")
     finally:
         out.close()
+    if guard is not None:
+        try:
+            guard(results)
+        except BaseException:
+            building.unlink(missing_ok=True)
+            raise
     # An analyst holding the old file open keeps reading it; new readers get the new one.
     os.replace(building, target)
     return results

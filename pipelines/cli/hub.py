@@ -197,3 +197,22 @@ def register_approver_key(public_path: Path) -> None:
                 == public.organisation]
     click.echo("may sign: " + (", ".join(can_sign) if can_sign else
                                f"no agreement in {settings.contracts_dir} asks for this role at this organisation"))
+
+
+@hub.command("accept-publication")
+@click.option("--reason", required=True,
+              help="Why the next publication may lose a source or empty a table (e.g. 'the council ended "
+                   "the homelessness flow'); written to the audit log for the IG officer.")
+def accept_publication(reason: str) -> None:
+    """Let the next run publish although it drops a source or empties a table (audited).
+
+    Without this, a publication that loses what the last one had, for no known reason (retention,
+    an agreement out of force, a withdrawal), is blocked and `placelink run` exits 4."""
+    from pipelines.publication_guard import ACCEPT_EVENT, record_acceptance
+
+    settings = Settings.from_env()
+    if not reason.strip():
+        fail("give the reason for accepting the loss (--reason \"...\"): the IG officer reads it in the audit log")
+    event = record_acceptance(settings.audit_log(), reason)
+    click.echo(f"the next publication may drop a source or empty a table (audited as {ACCEPT_EVENT} "
+               f"{event['change_id']}); it names each loss and this reason")
