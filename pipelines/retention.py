@@ -126,11 +126,33 @@ def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contract
                      derived_rows_deleted=deletion.derived_rows, file_deleted=deletion.file_deleted,
                      deletion_method=contract.terms.retention.deletion_method)
         deleted.append(deletion)
+    emptied = whole_datasets_deleted(con, deleted)
+    if emptied:
+        # Linkage will see these datasets' records gone, and its link rate may move sharply: a known
+        # change, accepted here for the next linkage run (pipelines.linkage.accepted_changes).
+        from pipelines.linkage.accepted_changes import record_acceptance
+
+        record_acceptance(audit, "retention deleted every extract of " + ", ".join(
+            f"{dataset} ({contract})" for contract, dataset in emptied), datasets=[d for _, d in emptied])
     if unknown:
         audit.append("retention_skipped", at=now, extracts=len(unknown),
                      reason="their contract is unknown or invalid, so the retention period cannot be "
                             "read; fix the contract (see `placelink contracts check`)")
     return RetentionResult(deleted, unknown)
+
+
+def whole_datasets_deleted(con: duckdb.DuckDBPyConnection, deleted: list[Deletion]) -> list[tuple[str, str]]:
+    """(contract, dataset) of the datasets whose last accepted extract ``deleted`` holds."""
+    gone = sorted({(d.contract_id, d.dataset) for d in deleted})
+    emptied = []
+    for contract_id, dataset in gone:
+        left = con.execute("""
+            SELECT count(*) FROM hub.deliveries
+            WHERE status = 'accepted' AND dataset = ? AND kind IS DISTINCT FROM 'withdrawal'
+              AND extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)""", [dataset]).fetchall()[0][0]
+        if not left:
+            emptied.append((contract_id, dataset))
+    return emptied
 
 
 def _delete_extract(settings: Settings, con: duckdb.DuckDBPyConnection, extract_id: str,
