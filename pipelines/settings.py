@@ -92,6 +92,9 @@ class Settings:
     # Dagster's instance folder (DAGSTER_HOME; dagster.yaml there says where runs are stored).
     # Empty: PLACELINK_HOME/dagster, the local instance `make ui` and `placelink run` share.
     dagster_home_override: str = ""
+    # Free space a run needs on the home's file system before it starts (PLACELINK_MIN_FREE_DISK,
+    # e.g. "5GB"; "0" skips the check; empty: twice the inbox and warehouse, pipelines/preflight.py).
+    min_free_disk: str = ""
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -138,6 +141,7 @@ class Settings:
             alerts=AlertSettings.from_env(env),
             quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
             dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
+            min_free_disk=env.get("PLACELINK_MIN_FREE_DISK", "").strip(),
         )
 
     def now(self) -> dt.datetime:

@@ -76,10 +76,16 @@ def move_delivery(file: Path, target: Path) -> None:
 def write_new(path: Path, data: bytes) -> None:
     """Write a file that must not exist yet (never through a link), and flush it to disk."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        # A full disk (ENOSPC) or a kill mid-write must not leave a short or 0-byte file behind (a
+        # held delivery's reason read as empty, issue 20): the caller's step fails and says why.
+        path.unlink(missing_ok=True)
+        raise
 
 
 def open_delivery(path: Path) -> BinaryIO:
