@@ -137,6 +137,14 @@ def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, Flo
                          contract_version=flow.version, previous_version=previous[0],
                          previous_status=previous[1], status=flow.status, in_use=flow.in_use,
                          reason=flow.reason, content_sha256=flow.content_sha256, signatures=flow.signatures)
+            if bool(previous[2]) != flow.in_use:
+                # The flow's records leave (or rejoin) linkage, so the link rate may move sharply: a
+                # known change, accepted for the next linkage run (pipelines.linkage.accepted_changes).
+                from pipelines.linkage.accepted_changes import record_acceptance
+
+                record_acceptance(audit, f"agreement {contract_id} is now {flow.status} (was {previous[1]}): its "
+                                         f"records {'rejoin' if flow.in_use else 'leave'} linkage",
+                                  contract=contract_id)
         elif flow.content_sha256 and previous[3] and previous[3] != flow.content_sha256:
             # New terms under the same version label and status (a draft being edited, say).
             audit.append("contract_content_changed", at=now, contract=contract_id,

@@ -193,7 +193,8 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
     ``accepted``: changes an operator (or retention) accepted for this run
     (pipelines.linkage.accepted_changes). One that covers this run's link rate (it measured a
     rate within ``max_link_rate_change`` of this one, or measured none) lets the move pass; the
-    check's outcome names it. Over-linking is never accepted this way."""
+    check's outcome names it. Over-linking is never accepted this way. A run that passes uses up
+    every acceptance given (``CheckOutcome.accepted``); one that fails leaves them for the next."""
     problems = []
     used: tuple[str, ...] = ()
     if qa.max_cluster_size > max_cluster_size:
@@ -204,9 +205,10 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
             "placeholder value (a default date of birth, a dummy NHS number) or a threshold set "
             "too low (PLACELINK_LINKAGE_THRESHOLD). Retrain with `placelink run --retrain` after fixing.")
     covering = [a for a in accepted if a.covers(qa.link_rate, max_link_rate_change)]
+    waived = False
     if previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
         if covering:
-            used = tuple(a.id for a in covering)
+            waived = True
         else:
             problems.append(
                 f"link rate moved from {previous_rate:.1%} to {qa.link_rate:.1%} since the last run that passed "
@@ -216,8 +218,12 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
     metadata = {"max_cluster_size": qa.max_cluster_size, "link_rate": round(qa.link_rate, 4),
                 "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
                 "plausible_cluster_size": max_cluster_size}
-    if used:
+    if waived:
         metadata["accepted_change"] = "; ".join(f"{a.reason} ({a.actor})" for a in covering)
+    if not problems:
+        # A run that passes uses up every pending acceptance, whether or not it needed one: an
+        # acceptance is for the next run, never a standing waiver for a later, different move.
+        used = tuple(a.id for a in accepted)
     return CheckOutcome(not problems, problems, metadata, used)
 
 

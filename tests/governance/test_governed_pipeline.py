@@ -125,6 +125,14 @@ def test_the_audit_log_says_what_changed_and_what_was_left_out(governed_hub):
     last_publication = [e for e in events if e["event"] == "published"][-1]
     assert f"{NHS} (suspended)" in last_publication["excluded_flows"]
     assert not any(NHS in c for c in last_publication["contracts"])
+    # the NHS records leaving linkage is a known change of the link rate, used up by that run's linkage
+    (accepted,) = [e for e in events if e["event"] == "linkage_change_accepted"]
+    assert accepted["contract"] == NHS and "leave linkage" in accepted["reason"]
+    linkage = [e for e in events if e["event"] == "linkage_run"][-1]
+    assert linkage["keys_saved"] and linkage["accepted_changes"] == [accepted["change_id"]]
+    # losing the NHS sources was allowed (suspended), and the publication says so
+    assert any(loss.startswith(f"source {NHS}/ae_attendances") and "suspended" in loss
+               for loss in last_publication["known_losses"])
 
 
 def test_every_event_names_who_and_which_run_and_the_publication_carries_the_signed_head(governed_hub):
@@ -288,6 +296,18 @@ def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(govern
     about = dict(_published(settings, "SELECT key, value FROM _about"))
     assert "vcs-family-support" not in about["lineage"] and NHS in about["lineage"]
     assert _published(settings, f"SELECT count(*) FROM _lineage WHERE contract_id = '{NHS}'")[0][0] > 0
+    # The republication lost the VCS source: allowed, because retention deleted it, and said so (issue 20).
+    (materialised,) = [e.materialization for e in result.get_asset_materialization_events()
+                       if e.asset_key.to_user_string() == "published/shared_outcomes"]
+    losses = materialised.metadata["known_losses"].value
+    assert any(loss.startswith("source vcs-family-support/family_support_enrolments") and "retention deleted" in loss
+               for loss in losses), losses
+    events = list(AuditLog(settings.audit_dir).events())
+    assert [e for e in events if e["event"] == "published"][-1]["known_losses"] == losses
+    # and linkage took the dataset's deletion as a known change, recorded by the run that deleted it
+    (accepted,) = [e for e in events if e["event"] == "linkage_change_accepted" and e["run_id"] == result.run_id
+                   and "retention" in e["reason"]]
+    assert "family_support_enrolments (vcs-family-support)" in accepted["reason"]
 
 
 def test_definitions_still_load_when_a_contract_is_invalid(tmp_path):

@@ -96,3 +96,24 @@ def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
     assert "<svg" in dom or "<canvas" in dom  # vega drew the chart offline (libraries inlined)
     assert "Records linked to nobody" in dom and "55.6%" in dom  # nhs: 50 of 90
     assert "PK" not in dom.split("<script")[0]  # no person keys on the page
+
+
+def test_an_accepted_change_covers_only_the_move_it_measured_and_is_used_up_by_a_passing_run():
+    from pipelines.linkage.accepted_changes import AcceptedChange
+
+    con = duckdb.connect()
+    plant(con, NORMAL)
+    record_linkage_run(con, linkage_qa(con), None, check_passed=True)
+    plant(con, [["nhs", "council"]] * 90 + [["nhs"]] * 10)  # link rate 60% -> 94.7%
+    qa = linkage_qa(con)
+    measured = AcceptedChange("a1", "user:ops", "new partner's first extract", 0.6, 0.947)
+    elsewhere = AcceptedChange("a2", "user:ops", "another move", 0.6, 0.80)
+    unmeasured = AcceptedChange("a3", "service:retention", "retention deleted a dataset", None, None)
+    assert not check_linkage(qa, previous_link_rate(con), 40, 0.05, [elsewhere]).passed
+    assert check_linkage(qa, previous_link_rate(con), 40, 0.05, [unmeasured]).passed
+    outcome = check_linkage(qa, previous_link_rate(con), 40, 0.05, [measured, elsewhere])
+    assert outcome.passed and outcome.accepted == ("a1", "a2")  # both used up: neither waives a later move
+    assert "new partner's first extract (user:ops)" == outcome.metadata["accepted_change"]
+    # over-linking is never accepted
+    plant(con, NORMAL + [["nhs"] * 300])
+    assert not check_linkage(linkage_qa(con), None, 40, 1.0, [unmeasured]).passed
