@@ -42,6 +42,7 @@ from pipelines.demo import on_delivery_day, partner_deliveries, register_demo_ke
 from pipelines.evaluation import (ClusterScores, PairwiseScores, cluster_scores, pairwise_scores,
                                   pairwise_scores_touching)
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage import link_person_records
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
@@ -322,7 +323,9 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     month1 = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
     con.execute("CREATE OR REPLACE TABLE hub.person_records AS SELECT * FROM bench_all_records")
     started = time.perf_counter()
-    link_person_records(con, settings)
+    # The 8% held back move the link rate; the benchmark measures key stability, not the check, so
+    # the move is accepted (keys are saved only by a run whose check passes).
+    link_person_records(con, settings, accepted=[AcceptedChange("bench", "bench", "next month's records", None, None)])
     bench.seconds["tokens: link next month with the saved model"] = time.perf_counter() - started
     month2 = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
     both, changed, persons, persons_changed = _key_changes(month1, month2)
