@@ -67,16 +67,16 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
         context.log.error("linkage check failed: no person key was saved (the last passing run's keys stay); "
                           + " ".join(result.check.problems))
     audit.append("linkage_run", contracts=linked, identity_records=result.identity_records,
-                             persons=result.persons, links=result.links,
-                             model_trained_at=result.model_trained_at, retrained=result.model_retrained,
-                             backend=result.backend,
-                             keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
-                             keys_split=result.key_changes.splits,
-                             identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
-                             qa_check_passed=result.check.passed, keys_saved=result.keys_saved,
-                             link_rate=round(result.qa.link_rate, 4),
-                             previous_link_rate=result.check.metadata.get("previous_link_rate"),
-                             accepted_changes=list(result.check.accepted))
+                 persons=result.persons, links=result.links,
+                 model_trained_at=result.model_trained_at, retrained=result.model_retrained,
+                 backend=result.backend,
+                 keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
+                 keys_split=result.key_changes.splits,
+                 identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
+                 qa_check_passed=result.check.passed, keys_saved=result.keys_saved,
+                 link_rate=round(result.qa.link_rate, 4),
+                 previous_link_rate=result.check.metadata.get("previous_link_rate"),
+                 accepted_changes=list(result.check.accepted))
     context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons "
                      f"(scored on {result.backend})")
     changes = result.key_changes
