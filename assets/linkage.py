@@ -83,6 +83,7 @@ def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, pla
     yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
         "link_rate": round(result.qa.link_rate, 4), "max_cluster_size": result.qa.max_cluster_size,
         "keys_new": changes.new, "keys_merged": changes.merges, "keys_split": changes.splits,
+        "keys_retired": changes.retired,
         "identity_records_with_changed_key": changes.identity_records_with_changed_key,
         "qa_report": dg.MetadataValue.path(str(settings.reports / REPORT_FILE)),
         "identity_records": result.identity_records, "persons": result.persons,

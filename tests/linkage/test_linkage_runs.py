@@ -154,27 +154,33 @@ def materialised(result, key: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_same_keys(months, tmp_path,
-                                                                                        monkeypatch):
+def without_partner(settings, partner: str) -> None:
+    """The identity records as if one partner's datasets had gone missing (a bad month's input)."""
+    con = duckdb.connect(str(settings.warehouse))
+    try:
+        con.execute("DELETE FROM hub.person_records WHERE partner_id = ?", [partner])
+    finally:
+        con.close()
+
+
+def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_same_keys(months, tmp_path):
     settings, *_ = months
     home = tmp_path / "home"
     shutil.copytree(settings.home, home)
     copy = type(settings).from_env({"PLACELINK_HOME": str(home)})
     before = saved_key_state(copy)
     resources = {"placelink": PlacelinkResource(home=str(home))}
-    # A bad run: pairs linked far too loosely, so people merge (and keys would retire for good).
-    monkeypatch.setenv("PLACELINK_LINKAGE_THRESHOLD", "0.5")
-    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "2")
-    bad = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
-    assert not any(e.passed for e in check_results(bad))
+    # A bad run: the council's records are missing, so its people's keys would retire for good.
+    without_partner(copy, "council")
+    bad = dg.materialize([linked_persons, plausible_linkage], resources=resources, raise_on_error=False)
+    (evaluation, _) = check_results(bad)
+    assert not evaluation.passed and "link rate moved" in evaluation.metadata["problems"].value
     staged = materialised(bad, "hub/person_keys")
     assert staged["keys_saved"] is False
-    assert staged["identity_records_with_changed_key"] > 0  # the bad run would have moved keys
+    assert staged["keys_retired"] > 0  # what the bad run would have done to the saved keys
     assert saved_key_state(copy) == before  # keys, register, history and record_person untouched
 
-    monkeypatch.delenv("PLACELINK_LINKAGE_THRESHOLD")
-    monkeypatch.delenv("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE")
-    rerun = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    rerun = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)  # records rebuilt
     assert rerun.success and all(e.passed for e in check_results(rerun))
     after = saved_key_state(copy)
     assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
@@ -193,30 +199,30 @@ def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(months, t
     copy = type(settings).from_env({"PLACELINK_HOME": str(home)})
     resources = {"placelink": PlacelinkResource(home=str(home))}
     before = saved_key_state(copy)
-    # A known, lasting change of the link rate (here: a looser threshold) with a strict tolerance.
-    monkeypatch.setenv("PLACELINK_LINKAGE_THRESHOLD", "0.5")
-    monkeypatch.setenv("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.0005")
+    # A known, lasting change of the link rate: the council's records are gone (its agreement ended).
+    without_partner(copy, "council")
+    checked = [linked_persons, plausible_linkage]
     for _ in range(2):  # without an acceptance, every run fails and names the command
-        failed = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+        failed = dg.materialize(checked, resources=resources, raise_on_error=False)
         (evaluation, _) = check_results(failed)
         assert not evaluation.passed
         assert "placelink linkage accept-change" in evaluation.metadata["problems"].value
         assert saved_key_state(copy) == before
 
     monkeypatch.setenv("PLACELINK_HOME", str(home))
-    accepted = CliRunner().invoke(main, ["linkage", "accept-change", "--reason", "threshold lowered on review"])
+    accepted = CliRunner().invoke(main, ["linkage", "accept-change", "--reason", "council agreement ended"])
     assert accepted.exit_code == 0, accepted.output
     assert "accepted the link rate's move from" in accepted.output
     (event,) = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_change_accepted"]
-    assert event["reason"] == "threshold lowered on review" and event["actor"].startswith("user:")
-    assert event["from_link_rate"] is not None and event["to_link_rate"] > event["from_link_rate"]
+    assert event["reason"] == "council agreement ended" and event["actor"].startswith("user:")
+    assert abs(event["to_link_rate"] - event["from_link_rate"]) > 0.05
 
-    cleared = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    cleared = dg.materialize(checked, resources=resources, raise_on_error=False)
     assert cleared.success and all(e.passed for e in check_results(cleared))
     metadata = materialised(cleared, "hub/person_keys")
     assert metadata["keys_saved"] is True and metadata["link_rate"] == pytest.approx(event["to_link_rate"], abs=1e-4)
     # the baseline moved: the run after passes without a new acceptance, and the acceptance is used up
-    again = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)
+    again = dg.materialize(checked, resources=resources, raise_on_error=False)
     assert again.success and all(e.passed for e in check_results(again))
     runs = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_run"]
     assert runs[-2]["accepted_changes"] == [event["change_id"]] and runs[-1]["accepted_changes"] == []
