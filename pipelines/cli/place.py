@@ -45,15 +45,41 @@ def _later_months(out: Path, month: int) -> None:
                    f"{later.names_changed} names changed -> {later.out}")
 
 
+def refuse_busy(exc) -> None:
+    """Another run holds the hub's run lock: say who and what to do, exit 75 (EX_TEMPFAIL, try later)."""
+    from pipelines.run_lock import EXIT_LOCKED
+
+    click.echo(f"refused: {exc}", err=True)
+    sys.exit(EXIT_LOCKED)
+
+
+def _waiting(holder) -> None:
+    click.echo(f"waiting: {holder.describe() if holder else 'another run'} holds the hub's run lock; "
+               "this run starts when it ends", err=True)
+
+
 @click.command()
 @click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
-def run(retrain: bool) -> None:
-    """Materialise every asset headless (inbox -> published file)."""
+@click.option("--wait", "wait", type=click.FloatRange(min=0), is_flag=False, flag_value=float("inf"), default=None,
+              metavar="[SECONDS]",
+              help="If another run holds the hub's run lock, wait for it (at most SECONDS if given) instead of "
+                   "refusing at once with exit code 75.")
+def run(retrain: bool, wait: float | None) -> None:
+    """Materialise every asset headless (inbox -> published file).
+
+    One run at a time writes the warehouse: if another holds the hub's run lock, this exits 75
+    at once naming it (or waits, with --wait). Exit codes: 0 succeeded, 1 the run failed, 75 busy."""
     from assets.sql_models import model_plan
     from pipelines.run import failure_messages, run_pipeline
+    from pipelines.run_lock import RunLockBusy
 
-    result = run_pipeline(Settings.from_env(), retrain=retrain,
-                          on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+    try:
+        result = run_pipeline(Settings.from_env(), retrain=retrain,
+                              on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)),
+                              wait=0 if wait is None else (None if wait == float("inf") else wait),
+                              on_wait=_waiting)
+    except RunLockBusy as exc:
+        refuse_busy(exc)
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
     if not result.success:
@@ -72,11 +98,14 @@ def run(retrain: bool) -> None:
 def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo
+    from pipelines.run_lock import RunLockBusy
 
     try:
         report = run_demo(Settings.from_env(), people=people, seed=seed, echo=click.echo, months=months)
     except DemoRefused as exc:
         fail(str(exc))
+    except RunLockBusy as exc:
+        refuse_busy(exc)
     click.echo(format_summary(report))
     if report.failures:
         sys.exit(1)
