@@ -59,11 +59,8 @@ class RunLockBusy(RuntimeError):
         self.lock_path, self.holder, self.waited = lock_path, holder, waited
         who = holder.describe() if holder else "another process (it has not said which run yet)"
         after = f" after waiting {waited:.0f} s" if waited else ""
-        super().__init__(
-            f"the hub is busy{after}: {who} holds the run lock {lock_path}; one run at a time writes "
-            "the warehouse. What to do: let it finish (it shows in the Dagster UI), then run again, or "
-            "`placelink run --wait` to start as soon as it ends. Operators' commands (`placelink hub "
-            "quarantine list`, `hub deliveries`, `contracts ...`, `audit ...`, `sql`) are safe meanwhile.")
+        super().__init__(f"the hub is busy{after}: {who} holds the run lock {lock_path}; one run at a time "
+                         "writes the warehouse")
 
 
 def lock_path(home: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, refuse_busy
 from pipelines.settings import Settings
 
 
@@ -45,14 +45,6 @@ def _later_months(out: Path, month: int) -> None:
                    f"{later.names_changed} names changed -> {later.out}")
 
 
-def refuse_busy(exc) -> None:
-    """Another run holds the hub's run lock: say who and what to do, exit 75 (EX_TEMPFAIL, try later)."""
-    from pipelines.run_lock import EXIT_LOCKED
-
-    click.echo(f"refused: {exc}", err=True)
-    sys.exit(EXIT_LOCKED)
-
-
 def _waiting(holder) -> None:
     click.echo(f"waiting: {holder.describe() if holder else 'another run'} holds the hub's run lock; "
                "this run starts when it ends", err=True)
@@ -79,7 +71,8 @@ def run(retrain: bool, wait: float | None) -> None:
                               wait=0 if wait is None else (None if wait == float("inf") else wait),
                               on_wait=_waiting)
     except RunLockBusy as exc:
-        refuse_busy(exc)
+        refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
+                         "to start as soon as it ends")
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
     if not result.success:
