@@ -98,7 +98,8 @@ def run_lock(home: Path, command: str, run_id: str | None = None, wait: float | 
     Args:
         home: PLACELINK_HOME (the lock is ``home/run.lock``).
         command: what is running, for the holder's description (``placelink run``, ``dagster run``).
-        run_id: the Dagster run id, if known; a re-entry from the same process may add it later.
+        run_id: the Dagster run id, if known; a re-entry from the same process may add it later. A
+            process of the run that holds the lock (a step in its own process) goes ahead.
         wait: seconds to wait for another holder: 0 refuses at once, None waits as long as it takes.
         on_wait: called once with the current holder when the lock is busy and the call waits.
 
@@ -122,17 +123,19 @@ def run_lock(home: Path, command: str, run_id: str | None = None, wait: float | 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    if not _try(lock, 0):
+        holder = current_holder(path.parent)
+        if run_id and holder is not None and holder.run_id == run_id and holder.pid != os.getpid():
+            # A step process of the run whose orchestrating process holds the lock (an executor
+            # that runs each step in its own process): that process keeps it for the whole run.
+            yield holder
+            return
         if wait == 0:
-            raise RunLockBusy(path, current_holder(path.parent), None) from None
+            raise RunLockBusy(path, holder, None)
         if on_wait is not None:
-            on_wait(current_holder(path.parent))
-        try:
-            lock.acquire(timeout=-1 if wait is None else wait)
-        except Timeout:
-            raise RunLockBusy(path, current_holder(path.parent), wait) from None
+            on_wait(holder)
+        if not _try(lock, -1 if wait is None else wait):
+            raise RunLockBusy(path, current_holder(path.parent), wait)
     holder = Holder(os.getpid(), command, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), run_id)
     with _guard:
         _held[path] = [1, lock, holder]
@@ -141,6 +144,14 @@ def run_lock(home: Path, command: str, run_id: str | None = None, wait: float | 
         yield holder
     finally:
         _leave(path)
+
+
+def _try(lock: FileLock, timeout: float) -> bool:
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        return False
+    return True
 
 
 def _leave(path: Path) -> None:

@@ -216,3 +216,51 @@ def test_a_deployments_dagster_yaml_is_never_rewritten_but_a_loose_queue_is_name
     ensure_dagster_home(settings, warn=warned.append)
     assert (deployment / "dagster.yaml").read_text() == loose
     assert "allows 4 runs at once" in warned[0]
+
+
+PER_STEP_DEFINITIONS = '''
+import os
+
+import dagster as dg
+
+from pipelines.definitions import holding_the_run_lock
+from pipelines.resources import PlacelinkResource
+from pipelines.run_lock import current_holder, is_locked
+
+
+def _holder(context, placelink):
+    home = placelink.settings().home
+    holder = current_holder(home)
+    # the run's own process holds the lock (not this step's process), for this run
+    assert is_locked(home) and holder.run_id == context.run_id and holder.pid != os.getpid()
+    return {"holder": holder.pid, "step": os.getpid()}
+
+
+@dg.asset
+def first_step(context, placelink: PlacelinkResource) -> dict:
+    return _holder(context, placelink)
+
+
+@dg.asset
+def second_step(context, first_step: dict, placelink: PlacelinkResource) -> dict:
+    here = _holder(context, placelink)
+    assert here["holder"] == first_step["holder"] and here["step"] != first_step["step"]
+    return here
+
+
+defs = dg.Definitions(assets=[first_step, second_step], resources={"placelink": PlacelinkResource()},
+                      executor=holding_the_run_lock(dg.multiprocess_executor.configured({"max_concurrent": 1})))
+'''
+
+
+def test_a_run_with_a_process_per_step_holds_the_lock_from_its_first_step_to_its_last(tmp_path):
+    home = tmp_path / "hub"
+    definitions = tmp_path / "per_step_definitions.py"
+    definitions.write_text(PER_STEP_DEFINITIONS, encoding="utf-8")
+    (tmp_path / "dagster").mkdir()
+    run = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-f", str(definitions),
+                          "-j", "__ASSET_JOB"], env=hub_env(home, DAGSTER_HOME=str(tmp_path / "dagster")),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=SAFETY)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "RUN_SUCCESS" in run.stdout + run.stderr
+    assert not is_locked(home) and current_holder(home) is None
