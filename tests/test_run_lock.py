@@ -264,3 +264,68 @@ def test_a_run_with_a_process_per_step_holds_the_lock_from_its_first_step_to_its
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "RUN_SUCCESS" in run.stdout + run.stderr
     assert not is_locked(home) and current_holder(home) is None
+
+
+PAUSING_DEFINITIONS = '''
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.definitions import holding_the_run_lock
+from pipelines.resources import PlacelinkResource
+
+
+@dg.asset
+def writes_the_warehouse(placelink: PlacelinkResource) -> None:
+    pause = os.environ.get("TEST_PAUSE")
+    if pause:  # say "locked", then wait for "go": the test's barrier, never a sleep
+        (Path(pause) / "locked").write_text(str(os.getpid()))
+        (Path(pause) / "go").read_text()
+    with placelink.warehouse() as con:
+        con.execute("CREATE TABLE IF NOT EXISTS hub.writes (pid INTEGER)")
+        con.execute("INSERT INTO hub.writes VALUES (?)", [os.getpid()])
+
+
+defs = dg.Definitions(assets=[writes_the_warehouse], resources={"placelink": PlacelinkResource()},
+                      executor=holding_the_run_lock(dg.in_process_executor))
+'''
+
+
+def test_two_dagster_runs_launched_together_run_one_after_the_other_and_both_succeed(tmp_path):
+    home = tmp_path / "hub"
+    definitions = tmp_path / "pausing_definitions.py"
+    definitions.write_text(PAUSING_DEFINITIONS, encoding="utf-8")
+    (tmp_path / "dagster").mkdir()
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    os.mkfifo(pause / "locked")
+    os.mkfifo(pause / "go")
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-f", str(definitions), "-j", "__ASSET_JOB"]
+    env = hub_env(home, DAGSTER_HOME=str(tmp_path / "dagster"))
+    first = subprocess.Popen(command, env={**env, "TEST_PAUSE": str(pause)}, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_pid = int(_in_thread(lambda: (pause / "locked").read_text()))
+    second = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+
+    def until_waiting() -> str:
+        seen = []
+        for line in second.stdout:
+            seen.append(line)
+            if "waiting for the hub's run lock" in line:
+                return line
+        return "".join(seen[-30:])
+    waiting = _in_thread(until_waiting)
+    assert "waiting for the hub's run lock" in waiting and f"pid {first_pid}" in waiting, waiting
+
+    _in_thread(lambda: (pause / "go").write_text("go"))
+    first_out, _ = first.communicate(timeout=SAFETY)
+    second_out, _ = second.communicate(timeout=SAFETY)
+    assert first.returncode == 0, first_out[-3000:]
+    assert second.returncode == 0, second_out[-3000:]
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM hub.writes").fetchone()[0] == 2
+    finally:
+        con.close()
