@@ -61,15 +61,19 @@ def run(retrain: bool, wait: float | None) -> None:
 
     One run at a time writes the warehouse: if another holds the hub's run lock, this exits 75
     at once naming it (or waits, with --wait). Exit codes: 0 succeeded, 1 the run failed, 75 busy."""
-    from assets.sql_models import model_plan
-    from pipelines.run import failure_messages, run_pipeline
-    from pipelines.run_lock import RunLockBusy
+    from pipelines.run_lock import RunLockBusy, run_lock
 
+    settings = Settings.from_env()
+    patience = 0 if wait is None else (None if wait == float("inf") else wait)  # None: as long as it takes
     try:
-        result = run_pipeline(Settings.from_env(), retrain=retrain,
-                              on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)),
-                              wait=0 if wait is None else (None if wait == float("inf") else wait),
-                              on_wait=_waiting)
+        # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
+        # run_pipeline takes it again (same process) and names its run in it.
+        with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
+            from assets.sql_models import model_plan
+            from pipelines.run import failure_messages, run_pipeline
+
+            result = run_pipeline(settings, retrain=retrain,
+                                  on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     except RunLockBusy as exc:
         refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
                          "to start as soon as it ends")
