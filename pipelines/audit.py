@@ -257,6 +257,8 @@ class AuditLog:
             return
         with self.path.open(encoding="utf-8") as handle:
             for line in handle:
+                if not line.endswith("\n"):
+                    return  # being appended right now (readers take no lock: they never hold up a run)
                 if line.strip():
                     yield json.loads(line)
 

@@ -15,13 +15,56 @@ from assets.sql_models import model_plan, sql_model_assets
 from pipelines.alerting import alert_sensors
 from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
+from pipelines.run_lock import RunLockBusy, run_lock
 from pipelines.schedules import daily_retention, monthly_refresh
 from pipelines.settings import Settings
 from pipelines.sensors import inbox_sensor
 
 
+class _RunLockedExecutor(dg.Executor):
+    """Runs the plan with ``inner`` while the run's own process holds the hub's run lock."""
+
+    def __init__(self, inner: Executor):
+        self.inner = inner
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        settings = Settings.from_env()
+
+        def waiting(holder) -> None:
+            plan_context.log.warning(f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
+                                     f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)")
+        try:
+            with run_lock(settings.home, "dagster run", run_id=plan_context.run_id,
+                          wait=settings.run_lock_wait_seconds, on_wait=waiting):
+                yield from self.inner.execute(plan_context, execution_plan)
+        except RunLockBusy as exc:
+            raise dg.Failure(description=str(exc)) from None
+
+
+def holding_the_run_lock(executor: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+    """``executor``, with the run's orchestrating process holding the hub's run lock from the first
+    step to the last, whichever process each step runs in (pipelines/run_lock.py). With the
+    in-process executor the resource would hold it for the run anyway; with one that starts a
+    process per step, this keeps another run from taking the lock between two steps."""
+    def create(init_context):
+        return _RunLockedExecutor(executor.executor_creation_fn(init_context))
+
+    return dg.ExecutorDefinition(name=executor.name, config_schema=executor.config_schema,
+                                 requirements=executor.get_requirements, executor_creation_fn=create,
+                                 description=executor.description)
+
+
 def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
-    """Everything in the code location, run by ``executor``.
+    """Everything in the code location, run by ``executor``, whose runs hold the hub's run lock
+    throughout (:func:`holding_the_run_lock`).
 
     Every asset opens warehouse.duckdb, and DuckDB allows one writer per file: steps that
     ran side by side in separate processes (Dagster's default for UI-launched runs) would
@@ -40,7 +83,7 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
         sensors=[inbox_sensor, *alert_sensors],
         schedules=[monthly_refresh, daily_retention],
         resources={"placelink": PlacelinkResource()},
-        executor=executor,
+        executor=holding_the_run_lock(executor),
     )
 
 

@@ -30,6 +30,7 @@ from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.outcomes_report import headline_effect
 from pipelines.run import failure_messages, run_pipeline
+from pipelines.run_lock import HOLDER_NAME, LOCK_NAME, run_lock
 from pipelines.run_outcome import RunOutcome, run_outcome
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
@@ -38,6 +39,7 @@ from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
+RUN_LOCK_FILES = (LOCK_NAME, HOLDER_NAME)
 # The people the demo plays when it signs the agreements off: (role, organisation) -> name.
 HUB = "Northshire Place Partnership Data Hub (hosted by Northshire Borough Council)"
 APPROVERS = {
@@ -98,12 +100,19 @@ def reset_partners(settings: Settings) -> None:
 
 
 def _reset(folder: Path, variable: str) -> None:
-    if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
+    # The run lock the demo holds stays: a new file there would let another run take it meanwhile.
+    if (folder.exists() and any(p.name not in RUN_LOCK_FILES for p in folder.iterdir())
+            and not (folder / DEMO_MARKER).exists()):
         raise DemoRefused(f"{variable}={folder} already holds files that are not from a demo; "
                           f"the demo starts from scratch, so point {variable} at an empty folder")
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.name in RUN_LOCK_FILES:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     (folder / DEMO_MARKER).write_text("This folder was created by `placelink demo` and is rebuilt by it.\n")
 
 
@@ -327,6 +336,13 @@ def _note_outcome(report: DemoReport, outcome: RunOutcome) -> None:
 
 def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
              echo=print, months: int = 1) -> DemoReport:
+    """The whole demo, holding the hub's run lock from before the home is rebuilt until the last
+    read of the warehouse (pipelines/run_lock.py): raises RunLockBusy if a run holds it."""
+    with run_lock(settings.home, "placelink demo"):
+        return _run_demo(settings, people, seed, period, echo, months)
+
+
+def _run_demo(settings: Settings, people: int, seed: int, period: str, echo, months: int) -> DemoReport:
     settings, report = prepare_demo(settings, people, seed, period, echo)
     place = settings.demo_partners / "place"
 

@@ -1,8 +1,13 @@
-"""The one job: everything from the inbox to the published file."""
+"""The jobs: everything from the inbox to the published file, and the nightly retention."""
 import dagster as dg
 
+# Every job writes the warehouse: the instance's run queue lets one run with this tag start at a
+# time (pipelines/run.py, deploy/dagster.yaml), and each run holds the hub's run lock as well.
+WAREHOUSE_TAG = "placelink/warehouse"
+WRITER_TAGS = {WAREHOUSE_TAG: "writer"}
+
 refresh_job = dg.define_asset_job(
-    "placelink_refresh", selection=dg.AssetSelection.all(),
+    "placelink_refresh", selection=dg.AssetSelection.all(), tags=WRITER_TAGS,
     description="Receive inbox extracts, link persons, run the SQL models and publish shared outcomes.",
 )
 
@@ -13,6 +18,7 @@ retention_job = dg.define_asset_job(
     selection=(dg.AssetSelection.assets(dg.AssetKey(["hub", "contract_status"])).downstream()
                | dg.AssetSelection.key_prefixes("landing").downstream(include_self=False)
                | dg.AssetSelection.assets(dg.AssetKey(["hub", "quarantine_purge"]))),
+    tags=WRITER_TAGS,
     description="Delete extracts past their data-sharing agreement's retention (audited), then "
                 "rebuild linkage, models, the published file and the IG register without them; "
                 "delete held files older than PLACELINK_QUARANTINE_KEEP_DAYS from quarantine (audited).",

@@ -10,6 +10,7 @@ import duckdb
 
 from pipelines.audit import AuditLog, run_actor
 from pipelines.contracts import Contract, ContractError, claimed_id
+from pipelines.run_lock import RunLockBusy, run_lock
 from pipelines.settings import Settings
 from pipelines.warehouse import connect, database_error_action, describe_database_error
 
@@ -31,6 +32,32 @@ class PlacelinkResource(dg.ConfigurableResource):
         if self.as_of:
             env["PLACELINK_AS_OF"] = self.as_of
         return Settings.from_env(env)
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlacelinkResource"]:
+        """Hold the hub's run lock while this process executes the run's steps (pipelines/run_lock.py).
+
+        Dagster builds resources once per process that executes steps: once for the whole run with
+        the in-process executor (the default), so the lock covers the run from its first step to its
+        last. A run launched while another holds the lock (``placelink run``, or a run the queue
+        let through) waits for it, up to PLACELINK_RUN_LOCK_WAIT_SECONDS, instead of failing on the
+        warehouse's lock in whichever step it reached; ``placelink run`` already holds it (re-entry)."""
+        run = context.run
+        if run is None:  # resources built outside a run (a test, a sensor): nothing to write
+            yield self
+            return
+        settings = self.settings()
+
+        def waiting(holder) -> None:
+            context.log.warning(f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
+                                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)")
+
+        try:
+            with run_lock(settings.home, "dagster run", run_id=run.run_id,
+                          wait=settings.run_lock_wait_seconds, on_wait=waiting):
+                yield self
+        except RunLockBusy as exc:
+            raise dg.Failure(description=str(exc)) from None
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:

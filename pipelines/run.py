@@ -2,36 +2,98 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from pipelines.alerts import Sent
+from pipelines.jobs import WAREHOUSE_TAG
 from pipelines.quality import worker as quality_worker
+from pipelines.run_lock import Holder, run_lock
 from pipelines.settings import Settings
 from pipelines.stages import stage
 
-DAGSTER_YAML = """# Dagster's local instance for placelink (runs, event logs, schedules).
+# The run queue the hub needs: one run at a time, and at most one run tagged as a warehouse
+# writer even if someone raises max_concurrent_runs for other code locations.
+RUN_QUEUE = {"max_concurrent_runs": 1, "tag_concurrency_limits": [{"key": WAREHOUSE_TAG, "limit": 1}]}
+DAGSTER_YAML = f"""# Dagster's local instance for placelink (runs, event logs, schedules).
 telemetry:
   enabled: false
 # The hub's warehouse takes one writer: runs launched from the UI, the inbox sensor and the
 # schedules wait in the queue, one at a time (a deployment's dagster.yaml: deploy/dagster.yaml).
 run_queue:
   max_concurrent_runs: 1
+  tag_concurrency_limits:
+    - key: {WAREHOUSE_TAG}
+      limit: 1
 """
 
 
-def ensure_dagster_home(settings: Settings) -> Path:
+def queue_problem(config: dict | None) -> str | None:
+    """Why a dagster.yaml's instance would run two of the hub's runs at once (None: it would not).
+
+    Runs launched through the instance (UI, sensor, schedules) are queued by its run coordinator:
+    the queued coordinator configured by ``run_queue`` or ``run_coordinator`` must start one at a
+    time."""
+    config = config or {}
+    coordinator = config.get("run_coordinator")
+    if coordinator:
+        if coordinator.get("class") != "QueuedRunCoordinator":
+            return (f"its run_coordinator is {coordinator.get('class')!r}, which starts every run at once; use "
+                    "QueuedRunCoordinator with max_concurrent_runs: 1 (deploy/dagster.yaml)")
+        queue = coordinator.get("config") or {}
+    else:
+        queue = config.get("run_queue") or {}
+    limit = queue.get("max_concurrent_runs")
+    tagged = any(rule.get("key") == WAREHOUSE_TAG and rule.get("limit") == 1
+                 for rule in queue.get("tag_concurrency_limits") or [] if isinstance(rule, dict))
+    if limit != 1 and not tagged:
+        return (f"its run queue allows {limit if limit is not None else 'the default of 10'} runs at once and no "
+                f"limit of 1 on the {WAREHOUSE_TAG} tag; set max_concurrent_runs: 1")
+    return None
+
+
+def ensure_dagster_home(settings: Settings, warn: Callable[[str], None] | None = None) -> Path:
     """Dagster's instance folder: DAGSTER_HOME's if it is set (a deployment's, with its own
-    dagster.yaml: deploy/dagster.yaml), else the local one under PLACELINK_HOME/dagster, whose
-    dagster.yaml is written if missing."""
+    dagster.yaml: deploy/dagster.yaml), else the local one under PLACELINK_HOME/dagster.
+
+    The local dagster.yaml is written if missing, and brought up to one run at a time if an older
+    one lets runs overlap (its other settings are kept); a deployment's is never changed, but
+    ``warn`` hears what is wrong with it."""
     folder = settings.dagster_home
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
-    if not config.exists() and not settings.dagster_home_override:
-        config.write_text(DAGSTER_YAML)
+    if not config.exists():
+        if not settings.dagster_home_override:
+            config.write_text(DAGSTER_YAML)
+        return folder
+    try:
+        content = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        if warn is not None:
+            warn(f"{config} is not valid YAML ({exc.__class__.__name__}); Dagster will not start with it")
+        return folder
+    problem = queue_problem(content if isinstance(content, dict) else None)
+    if problem is None:
+        return folder
+    if settings.dagster_home_override:
+        if warn is not None:
+            warn(f"{config} lets runs overlap: {problem}. Runs still take the hub's run lock one at a time, "
+                 "but a second one waits for it instead of queueing")
+        return folder
+    content = dict(content) if isinstance(content, dict) else {}
+    content.pop("run_coordinator", None)
+    content["run_queue"] = {**(content.get("run_queue") or {}), **RUN_QUEUE}
+    partial = config.with_name(".dagster.yaml.partial")
+    partial.write_text("# Updated by placelink: one run at a time (run_queue).\n"
+                       + yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    os.replace(partial, config)
+    if warn is not None:
+        warn(f"{config} let runs overlap ({problem}); set run_queue to one run at a time")
     return folder
 
 
@@ -44,20 +106,44 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "INFO",
-                 on_alert: Callable[[Sent], None] | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise every asset once; raises nothing, the result says what failed.
+                 on_alert: Callable[[Sent], None] | None = None, wait: float | None = 0,
+                 on_wait: Callable[[Holder | None], None] | None = None,
+                 command: str = "placelink run") -> dg.ExecuteInProcessResult:
+    """Materialise every asset once, holding the hub's run lock throughout; the result says what failed.
+
+    Another run holding the lock: wait up to ``wait`` seconds for it (None: as long as it takes,
+    0: not at all; ``on_wait`` hears who holds it), then raise
+    :class:`pipelines.run_lock.RunLockBusy`; nothing else is raised.
 
     When the run ends, its alerts (failure, failed blocking checks, held and overdue deliveries;
     pipelines/alerting.py) go to the configured channels, as the daemon's sensors do for runs it
     launches; ``on_alert`` hears what became of each."""
     settings.ensure_dirs()
+    run_id = str(uuid.uuid4())  # as Dagster makes them; known before the run, so the lock names it
+    with run_lock(settings.home, command, run_id=run_id, wait=wait, on_wait=on_wait):
+        _fault_pause(settings)
+        return _locked_run(settings, retrain, log_level, on_alert, run_id)
+
+
+def _fault_pause(settings: Settings) -> None:
+    """A fault hook for tests of the lock (PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK, a folder of two
+    FIFOs): say "locked" with this pid, then wait until told "go" (or killed)."""
+    folder = settings.fault_pause_after_run_lock
+    if folder is None:
+        return
+    (folder / "locked").write_text(f"{os.getpid()}\n")  # a FIFO: blocks until the test reads
+    (folder / "go").read_text()
+
+
+def _locked_run(settings: Settings, retrain: bool, log_level: str, on_alert: Callable[[Sent], None] | None,
+                run_id: str) -> dg.ExecuteInProcessResult:
     # The assets read their settings from the environment (PlacelinkResource): name this home for
     # the run, and put the process's own environment back afterwards, so nothing later in the same
     # process (a CLI command, the next test) reads this run's home, contracts or clock.
     with _environment({"PLACELINK_HOME": str(settings.home), "PLACELINK_CONTRACTS": str(settings.contracts_dir),
                        "PLACELINK_SQL": str(settings.sql_dir),
                        "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None}):
-        return _run(settings, retrain, log_level, on_alert)
+        return _run(settings, retrain, log_level, on_alert, run_id)
 
 
 @contextmanager
@@ -76,7 +162,7 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
 
 
 def _run(settings: Settings, retrain: bool, log_level: str,
-         on_alert: Callable[[Sent], None] | None) -> dg.ExecuteInProcessResult:
+         on_alert: Callable[[Sent], None] | None, run_id: str) -> dg.ExecuteInProcessResult:
     if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
@@ -92,7 +178,7 @@ def _run(settings: Settings, retrain: bool, log_level: str,
 
     with dagster_instance(settings) as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
-                                        tags={HEADLESS_TAG: "true"})
+                                        tags={HEADLESS_TAG: "true"}, run_id=run_id)
         if settings.alerts.channels:
             run = instance.get_run_by_id(result.run_id)
             for sent in send_all(run_alerts(instance, run, settings.alerts), settings.alerts):

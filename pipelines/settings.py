@@ -95,6 +95,12 @@ class Settings:
     # Free space a run needs on the home's file system before it starts (PLACELINK_MIN_FREE_DISK,
     # e.g. "5GB"; "0" skips the check; empty: twice the inbox and warehouse, pipelines/preflight.py).
     min_free_disk: str = ""
+    # How long a run Dagster launched (UI, sensor, schedule) waits for another run holding the hub's
+    # run lock before it fails saying so (PLACELINK_RUN_LOCK_WAIT_SECONDS; pipelines/run_lock.py).
+    run_lock_wait_seconds: float = 6 * 3600
+    # A fault hook for the lock's tests: a folder of two FIFOs, "locked" and "go"; a headless run
+    # that took the lock says so in the first and waits for the second (pipelines/run.py).
+    fault_pause_after_run_lock: Path | None = None
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -142,6 +148,9 @@ class Settings:
             quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
             dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
             min_free_disk=env.get("PLACELINK_MIN_FREE_DISK", "").strip(),
+            run_lock_wait_seconds=float(env.get("PLACELINK_RUN_LOCK_WAIT_SECONDS", "").strip() or 6 * 3600),
+            fault_pause_after_run_lock=Path(env["PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK"])
+            if env.get("PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK") else None,
         )
 
     def now(self) -> dt.datetime:

@@ -50,8 +50,10 @@ def database_error_action(exc: duckdb.Error) -> str:
     """What an operator does about a DuckDB error, in a sentence."""
     text = str(exc)
     if "Could not set lock" in text or "Conflicting lock" in text:
-        return ("another process holds the warehouse (a second run, or a command reading it): wait for it to "
-                "finish and re-run; runs from the UI, sensors and schedules queue one at a time")
+        # Runs take the hub's run lock and operators' commands never open the warehouse, so the
+        # holder is something else: a DuckDB shell or a script of someone's own.
+        return ("a process outside placelink's runs holds the warehouse (a DuckDB shell, a notebook or a script "
+                "opening warehouse.duckdb): close it and re-run; analysts query the published file instead")
     if isinstance(exc, duckdb.OutOfMemoryException) or "memory" in text.lower():
         return "raise PLACELINK_DUCKDB_MEMORY_LIMIT or free memory on the machine, then re-run"
     if "No space left" in text:

@@ -13,6 +13,16 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def refuse_busy(exc, to_do: str = "let it finish (it shows in the Dagster UI), then try again") -> None:
+    """Another run holds the hub's run lock: say who and what to do, exit 75 (EX_TEMPFAIL, try later)."""
+    from pipelines.run_lock import EXIT_LOCKED
+
+    click.echo(f"refused: {exc}. What to do: {to_do}. Meanwhile operators' commands (`placelink hub quarantine "
+               "list`, `hub deliveries`, `contracts ...`, `audit ...`, `sql`) are safe: they never open the "
+               "warehouse.", err=True)
+    sys.exit(EXIT_LOCKED)
+
+
 def write_key_pair(key, out: Path, passphrase: bytes | None, what: str) -> Path:
     """Save a new private ``key`` at ``out`` (mode 0600, passphrase-protected if given) and its public
     half beside it as ``.pub``, never overwriting either; print where, and the fingerprint. Returns

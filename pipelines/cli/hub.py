@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, refuse_busy
 from pipelines.settings import Settings
 
 
@@ -73,10 +73,11 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
 @hub.command("dagster-home")
 def dagster_home() -> None:
     """Print Dagster's instance folder for this hub (DAGSTER_HOME, else PLACELINK_HOME/dagster), writing
-    the local instance's dagster.yaml there if it has none (`make ui` runs this first)."""
+    the local instance's dagster.yaml there if it has none, or bringing an older one up to one run at a
+    time; a deployment's (DAGSTER_HOME) is only checked (`make ui` runs this first)."""
     from pipelines.run import ensure_dagster_home
 
-    click.echo(ensure_dagster_home(Settings.from_env()))
+    click.echo(ensure_dagster_home(Settings.from_env(), warn=lambda message: click.echo(f"note: {message}", err=True)))
 
 
 @hub.command("deliveries")
@@ -115,12 +116,13 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 def quarantine_list() -> None:
-    """Every file that reached the inbox: held (with the failed check and reason) or accepted."""
+    """Every file that reached the inbox: held (with the failed check and reason, from the quarantine
+    folder) or accepted (from the audit log). Safe during a run: the warehouse is not opened."""
     from pipelines.hub.quarantine import accepted_deliveries, held_files
 
     settings = Settings.from_env()
     held = held_files(settings.quarantine)
-    accepted, problem = accepted_deliveries(settings.warehouse)
+    accepted = accepted_deliveries(settings.audit_log())
     if not held:
         click.echo("no extracts are held in quarantine")
     for item in held:
@@ -129,8 +131,6 @@ def quarantine_list() -> None:
     for row in accepted:
         click.echo(f"ACCEPTED  {row['file_name']}\t{row['received_at']}\t{row['contract']}\t"
                    f"{row['dataset']}\t{row['row_count']} rows")
-    if problem:
-        click.echo(f"(accepted files not listed: {problem})", err=True)
     if held:
         click.echo("See why with `placelink hub quarantine show NAME`; re-submit after a fix with "
                    "`placelink hub quarantine release NAME`.")
@@ -163,12 +163,18 @@ def quarantine_release(name: str) -> None:
 
     from pipelines.hub.quarantine import ReleaseError, release
 
+    from pipelines.run_lock import RunLockBusy, run_lock
+
     settings = Settings.from_env()
     try:
-        target = release(settings.quarantine, name, settings.inbox, settings.audit_log(),
-                         released_at=settings.now(), by=getpass.getuser())
+        # The run moves files into quarantine and deletes old held ones: release between runs.
+        with run_lock(settings.home, "placelink hub quarantine release"):
+            target = release(settings.quarantine, name, settings.inbox, settings.audit_log(),
+                             released_at=settings.now(), by=getpass.getuser())
     except ReleaseError as exc:
         fail(str(exc))
+    except RunLockBusy as exc:
+        refuse_busy(exc, f"release {name} after the run ends; it stays held, unchanged, meanwhile")
     click.echo(f"released {name} to {target}; the next run (or the inbox sensor) checks it again")
 
 

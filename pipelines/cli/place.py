@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import fail, refuse_busy
 from pipelines.settings import Settings
 
 
@@ -45,27 +45,49 @@ def _later_months(out: Path, month: int) -> None:
                    f"{later.names_changed} names changed -> {later.out}")
 
 
+def _waiting(holder) -> None:
+    click.echo(f"waiting: {holder.describe() if holder else 'another run'} holds the hub's run lock; "
+               "this run starts when it ends", err=True)
+
+
 @click.command()
 @click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
-def run(retrain: bool) -> None:
+@click.option("--wait", "wait", type=click.FloatRange(min=0), is_flag=False, flag_value=float("inf"), default=None,
+              metavar="[SECONDS]",
+              help="If another run holds the hub's run lock, wait for it (at most SECONDS if given) instead of "
+                   "refusing at once with exit code 75.")
+def run(retrain: bool, wait: float | None) -> None:
     """Materialise every asset headless (inbox -> published file).
 
-    Exit codes (README: exit codes): 0 succeeded; 1 failed; 3 completed with deliveries held;
-    4 publication blocked (it would have lost a source); 5 a pre-flight check failed."""
-    from assets.sql_models import model_plan
+    One run at a time writes the warehouse: if another holds the hub's run lock, this exits 75
+    at once naming it (or waits, with --wait). Exit codes (README: exit codes): 0 succeeded;
+    1 failed; 3 completed with deliveries held; 4 publication blocked (it would have lost a
+    source); 5 a pre-flight check failed; 75 another run holds the hub."""
     from pipelines.preflight import PreflightFailed, preflight
-    from pipelines.run import failure_messages, run_pipeline
+    from pipelines.run_lock import RunLockBusy, run_lock
     from pipelines.run_outcome import PREFLIGHT_FAILED, run_outcome
 
     settings = Settings.from_env()
+    patience = 0 if wait is None else (None if wait == float("inf") else wait)  # None: as long as it takes
     try:
-        preflight(settings)
-    except PreflightFailed as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True)
-        sys.exit(PREFLIGHT_FAILED)
-    result = run_pipeline(settings, retrain=retrain,
-                          on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+        # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
+        # run_pipeline takes it again (same process) and names its run in it.
+        with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
+            try:
+                preflight(settings)
+            except PreflightFailed as exc:
+                click.echo(f"error: {exc}", err=True)
+                click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed",
+                           err=True)
+                sys.exit(PREFLIGHT_FAILED)
+            from assets.sql_models import model_plan
+            from pipelines.run import failure_messages, run_pipeline
+
+            result = run_pipeline(settings, retrain=retrain,
+                                  on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+    except RunLockBusy as exc:
+        refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
+                         "to start as soon as it ends")
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
     outcome = run_outcome(result, str(settings.published))
@@ -89,6 +111,7 @@ def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo
     from pipelines.preflight import PreflightFailed, preflight
+    from pipelines.run_lock import RunLockBusy
     from pipelines.run_outcome import PREFLIGHT_FAILED
 
     try:
@@ -100,6 +123,8 @@ def demo(people: int, seed: int, months: int) -> None:
         report = run_demo(Settings.from_env(), people=people, seed=seed, echo=click.echo, months=months)
     except DemoRefused as exc:
         fail(str(exc))
+    except RunLockBusy as exc:
+        refuse_busy(exc)
     click.echo(format_summary(report))
     if report.exit_code:
         click.echo(report.outcome, err=True)

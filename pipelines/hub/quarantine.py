@@ -273,24 +273,16 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
     return target
 
 
-def accepted_deliveries(warehouse: Path) -> tuple[list[dict], str | None]:
-    """Accepted deliveries from the hub's record, and why they could not be read (if so)."""
-    import duckdb
-
-    if not Path(warehouse).exists():
-        return [], None
-    try:
-        con = duckdb.connect(str(warehouse), read_only=True)
-    except duckdb.Error:
-        return [], "the warehouse is busy (a pipeline run holds it); try again after the run"
-    try:
-        rows = con.execute("""
-            SELECT file_name, strftime(received_at, '%Y-%m-%dT%H:%M:%S'), contract_id || ' v' || contract_version,
-                   dataset, row_count
-            FROM hub.deliveries WHERE status = 'accepted' ORDER BY received_at, file_name""").fetchall()
-    except duckdb.Error:
-        return [], None
-    finally:
-        con.close()
-    keys = ("file_name", "received_at", "contract", "dataset", "row_count")
-    return [dict(zip(keys, row)) for row in rows], None
+def accepted_deliveries(audit) -> list[dict]:
+    """Every accepted delivery, oldest first, as the audit log records it: a run appends
+    ``extract_accepted`` as it accepts each file. The warehouse is never opened, so an operator
+    listing deliveries never holds up (or fails) a run that is writing it."""
+    rows = []
+    for event in audit.events():
+        if event.get("event") != "extract_accepted":
+            continue
+        version = event.get("contract_version")
+        rows.append({"file_name": event.get("file"), "received_at": str(event.get("at", ""))[:19],
+                     "contract": f"{event.get('contract')} v{version}" if version else str(event.get("contract")),
+                     "dataset": event.get("dataset"), "row_count": event.get("rows")})
+    return rows
