@@ -70,16 +70,15 @@ def run(retrain: bool, wait: float | None) -> None:
     settings = Settings.from_env()
     patience = 0 if wait is None else (None if wait == float("inf") else wait)  # None: as long as it takes
     try:
+        preflight(settings)  # reads only: a run that cannot start leaves no file behind, not even the lock's
+    except PreflightFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True)
+        sys.exit(PREFLIGHT_FAILED)
+    try:
         # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
         # run_pipeline takes it again (same process) and names its run in it.
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
-            try:
-                preflight(settings)
-            except PreflightFailed as exc:
-                click.echo(f"error: {exc}", err=True)
-                click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed",
-                           err=True)
-                sys.exit(PREFLIGHT_FAILED)
             from assets.sql_models import model_plan
             from pipelines.run import failure_messages, run_pipeline
 
