@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.alerts import AlertSettings
 from pipelines.clock import Clock
+from pipelines.hub.journal import FAULT_VARIABLE, parse_fault, waiting_entries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -92,6 +92,9 @@ class Settings:
     # Dagster's instance folder (DAGSTER_HOME; dagster.yaml there says where runs are stored).
     # Empty: PLACELINK_HOME/dagster, the local instance `make ui` and `placelink run` share.
     dagster_home_override: str = ""
+    # A test hook: PLACELINK_FAULT=ingest:<step> kills the process at that step of ingest
+    # (pipelines.hub.journal.INGEST_STEPS). None in production.
+    fault: str | None = None
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -138,6 +141,7 @@ class Settings:
             alerts=AlertSettings.from_env(env),
             quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
             dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
+            fault=parse_fault(env.get(FAULT_VARIABLE, "")),
         )
 
     def now(self) -> dt.datetime:
@@ -155,11 +159,13 @@ class Settings:
         """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
         upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
         listed too, without being followed or opened, so that ingest holds them (only regular
-        files are accepted); folders are not deliveries."""
-        if not self.inbox.exists():
-            return []
-        return sorted(p for p in self.inbox.iterdir()
-                      if not p.name.startswith(".") and not stat.S_ISDIR(p.lstat().st_mode))
+        files are accepted). Files already received from an inbox the hub cannot change (still
+        there, unchanged) are not waiting; folders are not deliveries (:meth:`inbox_folders`)."""
+        return waiting_entries(self.inbox, self.home)[0]
+
+    def inbox_folders(self) -> list[Path]:
+        """Folders someone put in the inbox: never deliveries, reported by every run."""
+        return waiting_entries(self.inbox, self.home)[1]
 
     @property
     def dagster_home(self) -> Path:
