@@ -234,6 +234,10 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
         raise ReleaseError(f"{target} already exists in the inbox; wait for the next run or move it away")
     released_at = released_at or dt.datetime.now(dt.UTC)
     inbox.mkdir(parents=True, exist_ok=True)
+    if not os.access(inbox, os.W_OK | os.X_OK):
+        raise ReleaseError(f"the hub cannot write to the inbox {inbox} (a read-only drop folder): ask the partner "
+                           "to upload the file again (a new upload is checked as a new delivery), or let the hub "
+                           "write there and release it again; docs/ingest-states.md")
     shutil.move(held, target)
     history = quarantine / RELEASED_DIR
     history.mkdir(exist_ok=True)

@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from pipelines.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
@@ -179,3 +180,129 @@ def test_recovery_killed_itself_is_finished_by_the_run_after(small_place, tmp_pa
 def test_a_fault_naming_no_step_is_refused():
     with pytest.raises(ValueError, match="PLACELINK_FAULT"):
         Settings.from_env({"PLACELINK_HOME": "/tmp/x", "PLACELINK_FAULT": "ingest:landing"})
+
+
+# --- what a crash or a partner can leave that is not a journalled step -------------------------
+
+def _receive_here(settings, now=NOW):
+    from tests.hub.test_ingest import _receive
+
+    return _receive(settings, now=now)
+
+
+@pytest.mark.parametrize("how", ["replaced", "rewritten in place"])
+def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_bytes(small_place, tmp_path,
+                                                                                   monkeypatch, how):
+    import pipelines.hub.ingest as ingest
+
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
+    (path,) = settings.inbox.iterdir()
+    other = small_place.envelope("family_support_enrolments").envelope_path.read_bytes()
+    real_check, swapped = ingest.check_extract, []
+
+    def check_then_change(file, *args, **kwargs):
+        opened = real_check(file, *args, **kwargs)
+        if file.name == path.name and not swapped:  # the partner's client writes while the hub reads
+            if how == "replaced":
+                (settings.inbox / ".upload.tmp").write_bytes(other)
+                os.replace(settings.inbox / ".upload.tmp", path)
+            else:
+                with open(path, "r+b") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    last = handle.read(1)
+                    handle.seek(-1, os.SEEK_END)
+                    handle.write(bytes([last[0] ^ 1]))
+                os.utime(path, ns=(0, 0))
+            swapped.append(_sha(path))
+        return opened
+    monkeypatch.setattr(ingest, "check_extract", check_then_change)
+
+    receipts, landed = _receive_here(settings)
+
+    receipt = receipts[path.name]
+    assert receipt.status == "quarantined" and receipt.check == "unchanged while received"
+    assert landed == {}  # nothing of the checked bytes landed under a file that is not them
+    con = connect(settings)
+    try:
+        assert con.execute("SELECT count(*) FROM landing.emergency_admissions").fetchone()[0] == 0
+        assert con.execute("SELECT status FROM hub.deliveries").fetchall() == [("quarantined",)]
+    finally:
+        con.close()
+    (held,) = held_files(settings.quarantine)
+    assert held["check"] == "unchanged while received" and "release" in held["action"]
+    assert _sha(settings.quarantine / held["held_as"]) == swapped[0]  # what arrived is kept, as it is now
+    assert not [p for p in settings.vault.rglob("*") if p.is_file()]
+
+
+def test_stale_temporary_reasons_a_crash_left_are_tidied_and_audited(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path / "home", datasets=[])
+    quarantine = settings.quarantine
+    quarantine.mkdir(exist_ok=True)
+    # killed after writing a reason, before moving its file: the file stayed in the inbox
+    (quarantine / ".gone.plx.reason.json.tmp").write_text(json.dumps({"file": "gone.plx", "check": "format"}))
+    # an older version killed after moving the file, before renaming its reason
+    (quarantine / "old.plx").write_bytes(b"held bytes")
+    (quarantine / ".old.plx.reason.json.tmp").write_text(json.dumps(
+        {"file": "old.plx", "check": "signature", "expected": "e", "found": "f", "action": "a", "message": "m",
+         "received_at": "2026-10-01T00:00:00+00:00"}))
+    # a reason half written when the run was killed
+    (quarantine / "..x.plx.reason.json.tmp.1a2b3c4d.tmp").write_text('{"fi')
+
+    _receive_here(settings)
+
+    assert sorted(p.name for p in quarantine.iterdir()) == ["old.plx", "old.plx.reason.json"]
+    assert [(i["file"], i["check"]) for i in held_files(quarantine)] == [("old.plx", "signature")]
+    events = list(AuditLog(settings.audit_dir).events())
+    removed = [e for e in events if e["event"] == "stale_reason_removed"]
+    assert [e["file"] for e in removed] == ["gone.plx"] and "never moved" in removed[0]["reason"]
+    assert [e["held_as"] for e in events if e["event"] == "ingest_recovered"] == ["old.plx"]
+
+
+def test_a_folder_in_the_inbox_is_reported_and_left_while_the_other_deliveries_carry_on(small_place, tmp_path):
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
+    folder = settings.inbox / "october upload"
+    folder.mkdir()
+    shutil.copy2(small_place.envelope("family_support_enrolments").envelope_path, folder / "inside.plx")
+
+    receipts, landed = _receive_here(settings)
+    again, _ = _receive_here(settings)
+
+    assert landed == {"emergency_admissions": small_place.extract("emergency_admissions").rows_out}
+    for seen in (receipts, again):
+        ignored = seen["october upload"]
+        assert ignored.status == "ignored"
+        assert "october upload" in ignored.reason and "move the folder out of the inbox" in ignored.reason
+    assert (folder / "inside.plx").exists()  # left as it is: nothing a partner sent is moved or changed
+    events = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "inbox_entry_ignored"]
+    assert [e["file"] for e in events] == ["october upload"]  # audited once, reported every run
+
+
+def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_called_a_replay(small_place,
+                                                                                              tmp_path):
+    # What the issue found: killed between the commit and the move, before the journal existed.
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
+    (path,) = settings.inbox.iterdir()
+    _receive_here(settings)
+    con = connect(settings)
+    try:
+        (stored_as,) = con.execute("SELECT stored_as FROM hub.deliveries").fetchone()
+        con.execute("ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_id VARCHAR")
+        con.execute("UPDATE hub.deliveries SET delivery_id = NULL")  # as an older version recorded it
+    finally:
+        con.close()
+    os.rename(settings.home / stored_as, path)
+    log = AuditLog(settings.audit_dir)
+    kept = [e for e in log.events() if e["event"] != "extract_accepted"]
+    log.path.unlink()
+    for event in kept:
+        fields = {k: v for k, v in event.items() if k not in ("at", "event", "actor", "run_id", "prev")}
+        log.append(event["event"], **fields)
+
+    receipts, _ = _receive_here(settings)
+
+    assert receipts == {}  # nothing was waiting: no false replay
+    assert (settings.home / stored_as).is_file() and not list(settings.inbox.iterdir())
+    events = list(AuditLog(settings.audit_dir).events())
+    assert [e["event"] for e in events].count("extract_accepted") == 1
+    assert [e["event"] for e in events if e["event"] == "ingest_recovered"] == ["ingest_recovered"]
+    assert not held_files(settings.quarantine)
