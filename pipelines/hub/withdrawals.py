@@ -75,8 +75,7 @@ def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
         return con.execute(sql, params or []).fetchall()
 
-    if not in_transaction:
-        run(WITHDRAWN_DDL)
+    run(WITHDRAWN_DDL)
     con.register("withdrawal_list", tokens.select(["record_token"]))
     if not in_transaction:
         run("BEGIN TRANSACTION")
