@@ -259,7 +259,8 @@ def _put(source: Path, target: Path, entry: Entry, journal: Journal, verify: boo
         except OSError as exc:
             if exc.errno not in _CANNOT_MOVE:
                 raise
-        entry.copy = exc.errno != errno.EXDEV
+            refused = exc.errno
+        entry.copy = refused != errno.EXDEV
         if not entry.copy:  # another file system: copy, then remove the inbox's file
             ok, _ = copy_verified(source, target, entry.envelope_sha256 if verify else None, journal)
             if ok:

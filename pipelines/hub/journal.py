@@ -237,9 +237,10 @@ class ReceivedLedger:
         self._write(entries)
         return True
 
-    def received(self, path: Path) -> dict | None:
-        """What became of ``path`` if it is an inbox file already received, unchanged since."""
-        entry = self._read().get(name_key(path.name))
+    def received(self, path: Path, entries: dict[str, dict] | None = None) -> dict | None:
+        """What became of ``path`` if it is an inbox file already received, unchanged since
+        (``entries``: the ledger as read once for many paths)."""
+        entry = (self._read() if entries is None else entries).get(name_key(path.name))
         if entry is None:
             return None
         now = Identity.at(path)
@@ -269,6 +270,7 @@ def waiting_entries(inbox: Path, home: Path) -> tuple[list[Path], list[Path]]:
     if not inbox.exists():
         return [], []
     ledger = ReceivedLedger(home)
+    received = ledger._read()
     files, folders = [], []
     for path in sorted(inbox.iterdir()):
         if path.name.startswith("."):
@@ -279,6 +281,6 @@ def waiting_entries(inbox: Path, home: Path) -> tuple[list[Path], list[Path]]:
             continue
         if stat.S_ISDIR(mode):
             folders.append(path)
-        elif ledger.received(path) is None:
+        elif ledger.received(path, received) is None:
             files.append(path)
     return files, folders

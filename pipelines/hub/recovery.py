@@ -101,10 +101,12 @@ def _tidy_quarantine(flow: Flow) -> list[dict]:
             continue
         _discard(path)
         fields = {"file": about} if about else {}
+        why = ("with no held file beside it: the file it was about was never moved into quarantine (it was "
+               "checked again)" if not os.path.lexists(held)
+               else "beside a held file that already has its reason")
         events.append(flow.audit.append(
             "stale_reason_removed", **fields, temporary=printable_name(name),
-            reason="a temporary reason file a stopped run left, with no held file beside it: the file it "
-                   "was about was never moved into quarantine (it was checked again)"))
+            reason=f"a temporary reason file a stopped run left, {why}"))
     return events
 
 

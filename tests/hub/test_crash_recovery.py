@@ -306,3 +306,24 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     assert [e["event"] for e in events].count("extract_accepted") == 1
     assert [e["event"] for e in events if e["event"] == "ingest_recovered"] == ["ingest_recovered"]
     assert not held_files(settings.quarantine)
+
+
+def test_a_file_the_hub_may_not_move_from_a_writable_inbox_is_copied_and_noted_received(small_place, tmp_path):
+    # The inbox looks writable, but this one file may not be moved (immutable, or owned by the
+    # partner in a sticky folder): found out at the move, copied instead, noted as received.
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("needs root and chattr to make one file unmovable")
+    settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
+    (path,) = settings.inbox.iterdir()
+    sent = _sha(path)
+    if subprocess.run(["chattr", "+i", str(path)]).returncode:
+        pytest.skip("this file system has no immutable files")
+    try:
+        receipts, landed = _receive_here(settings)
+        again, _ = _receive_here(settings)
+        assert receipts[path.name].status == "accepted" and again == {}
+        assert landed == {"emergency_admissions": small_place.extract("emergency_admissions").rows_out}
+        assert [_sha(p) for p in settings.vault.rglob("*.plx")] == [sent] and path.exists()
+        assert ReceivedLedger(settings.home).received(path)["outcome"] == "accept"
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
