@@ -39,15 +39,16 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
         con.execute(DELIVERIES_DDL)
         receipts = receive_inbox(settings, con, contracts, problems, placelink.audit(context))
         for receipt in receipts:
-            if receipt.status == "quarantined":
+            if receipt.status in ("quarantined", "ignored"):
                 context.log.warning(receipt.reason)
             else:
                 context.log.info(f"{receipt.file_name}: {delivery_outcome(receipt)}")
         landed = {r.dataset: r for r in receipts if r.status == "accepted" and r.kind == "extract"}
         yield dg.MaterializeResult(asset_key=["hub", "deliveries"], metadata={
-            "files_received": len(receipts),
+            "files_received": sum(r.status != "ignored" for r in receipts),
             "accepted": sum(r.status == "accepted" for r in receipts),
             "quarantined": sum(r.status == "quarantined" for r in receipts),
+            "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
             "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
             "files": dg.MetadataValue.md(delivery_table(receipts)),
             # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).

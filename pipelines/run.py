@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -177,14 +178,58 @@ def _run(settings: Settings, retrain: bool, log_level: str,
     from pipelines.alerts import send_all
 
     with dagster_instance(settings) as instance:
+        fail_abandoned_runs(instance)
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
-                                        tags={HEADLESS_TAG: "true"}, run_id=run_id)
+                                        tags={HEADLESS_TAG: "true", **process_tags()}, run_id=run_id)
         if settings.alerts.channels:
             run = instance.get_run_by_id(result.run_id)
             for sent in send_all(run_alerts(instance, run, settings.alerts), settings.alerts):
                 if on_alert is not None:
                     on_alert(sent)
         return result
+
+
+# Which process runs a headless run, so that the next start can tell a run whose process was
+# killed (it stays STARTED in Dagster's instance for ever) from one still running.
+PID_TAG, PROCESS_START_TAG, HOST_TAG = "placelink/pid", "placelink/process_started", "placelink/host"
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), None if it
+    is not running: with the pid, it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming this process, put on each headless run (:func:`fail_abandoned_runs`)."""
+    return {PID_TAG: str(os.getpid()), PROCESS_START_TAG: _process_start(os.getpid()) or "",
+            HOST_TAG: socket.gethostname()}
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed every headless run of this machine still STARTING or STARTED whose process is
+    gone (killed: it could not say so itself); returns their run ids. Runs of other machines, and
+    runs whose process is alive, are left alone."""
+    abandoned = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING,
+                                                          dg.DagsterRunStatus.STARTED])):
+        tags = run.tags
+        if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
+            continue
+        started = _process_start(int(tags[PID_TAG]))
+        if started is not None and started == tags.get(PROCESS_START_TAG):
+            continue
+        instance.report_run_failed(run, message=(
+            f"run {run.run_id} stopped without finishing: its process ({tags[PID_TAG]}) ended while the run was "
+            f"{run.status.value} (killed, or the machine restarted). Marked failed when the next run started; the "
+            "next run finished or undid what it left in ingest (docs/ingest-states.md)"))
+        abandoned.append(run.run_id)
+    return abandoned
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.alerts import AlertSettings
 from pipelines.clock import Clock
+from pipelines.hub.journal import FAULT_VARIABLE, parse_fault, waiting_entries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -101,6 +101,9 @@ class Settings:
     # A fault hook for the lock's tests: a folder of two FIFOs, "locked" and "go"; a headless run
     # that took the lock says so in the first and waits for the second (pipelines/run.py).
     fault_pause_after_run_lock: Path | None = None
+    # A test hook: PLACELINK_FAULT=ingest:<step> kills the process at that step of ingest
+    # (pipelines.hub.journal.INGEST_STEPS). None in production.
+    fault: str | None = None
 
     def __post_init__(self) -> None:
         if self.linkage_backend not in LINKAGE_BACKENDS:
@@ -151,6 +154,7 @@ class Settings:
             run_lock_wait_seconds=float(env.get("PLACELINK_RUN_LOCK_WAIT_SECONDS", "").strip() or 6 * 3600),
             fault_pause_after_run_lock=Path(env["PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK"])
             if env.get("PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK") else None,
+            fault=parse_fault(env.get(FAULT_VARIABLE, "")),
         )
 
     def now(self) -> dt.datetime:
@@ -168,11 +172,13 @@ class Settings:
         """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
         upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
         listed too, without being followed or opened, so that ingest holds them (only regular
-        files are accepted); folders are not deliveries."""
-        if not self.inbox.exists():
-            return []
-        return sorted(p for p in self.inbox.iterdir()
-                      if not p.name.startswith(".") and not stat.S_ISDIR(p.lstat().st_mode))
+        files are accepted). Files already received from an inbox the hub cannot change (still
+        there, unchanged) are not waiting; folders are not deliveries (:meth:`inbox_folders`)."""
+        return waiting_entries(self.inbox, self.home)[0]
+
+    def inbox_folders(self) -> list[Path]:
+        """Folders someone put in the inbox: never deliveries, reported by every run."""
+        return waiting_entries(self.inbox, self.home)[1]
 
     @property
     def dagster_home(self) -> Path:

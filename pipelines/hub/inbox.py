@@ -8,6 +8,7 @@ read without end). Names are shown as printable text wherever they leave the fil
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -106,6 +107,28 @@ def open_delivery(path: Path) -> BinaryIO:
         raise NotADelivery("special file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+class DigestingReader:
+    """A delivery's stream that hashes every byte read from it, and remembers which file it is
+    (:meth:`identity`), so what is later moved can be compared with what was checked."""
+
+    def __init__(self, handle: BinaryIO):
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self.status = os.fstat(handle.fileno())
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._handle.read(n)
+        if data:
+            self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        """SHA-256 of the whole file as read (what was not read yet is read now)."""
+        while block := self.read(1 << 20):
+            pass
+        return self._digest.hexdigest()
 
 
 class NotADelivery(OSError):

@@ -7,12 +7,13 @@ re-sending a corrected record), so a dataset's landing table is its latest state
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -24,10 +25,14 @@ from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
 from pipelines.extract_file import HEADER_METADATA_KEY
-from pipelines.housekeeping import migrate_stored_paths, stored_path
+from pipelines.housekeeping import migrate_stored_paths
 from pipelines.hub.identifiers import scan_for_identifiers
-from pipelines.hub.inbox import NotADelivery, move_delivery, open_delivery, printable_name
-from pipelines.hub.quarantine import ExtractRejected, Rejection, free_name, hold
+from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
+from pipelines.hub.delivery_states import (DELIVERIES_ID_COLUMN, PENDING_AUDIT_DDL, Flow, drive_hold, inbox_changeable,
+                                           land_accepted, place_in_vault, plan_accept, plan_hold)
+from pipelines.hub.journal import Entry, Identity, Journal
+from pipelines.hub.quarantine import ExtractRejected, Rejection
+from pipelines.hub.recovery import recover
 from pipelines.hub.withdrawals import apply_withdrawal, drop_withdrawn, withdrawal_list_spec
 from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality import worker as quality_worker
@@ -109,6 +114,8 @@ class OpenedExtract:
     table: pa.Table
     parquet: bytes | None = None  # the decrypted extract the table was read from (quality worker)
     kind: str = "extract"         # or "withdrawal": a list of record tokens to delete
+    envelope_sha256: str | None = None  # of the envelope's bytes as they were read and checked
+    identity: dict | None = None        # which inbox file was read (pipelines.hub.journal.Identity)
 
 
 def load_arrival(settings: Settings) -> Arrival:
@@ -146,7 +153,8 @@ def check_extract(path: Path, contracts: dict[str, Contract],
                 f"a {exc.kind}, not a regular file (the hub never follows links or opens devices, "
                 "FIFOs or sockets: it would read something the partner did not send)",
                 "ask the partner to upload the extract file itself; the entry was moved out of the inbox")
-    with delivered as stream:
+    with delivered as handle:
+        stream = DigestingReader(handle)
         try:
             sealed = read_header(stream)
         except EnvelopeError as exc:
@@ -216,6 +224,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
             _reject("decryption", exc.expected, exc.found,
                     "ask the partner to re-send the extract (encrypted for the current hub public key)",
                     label)
+        read_as = {"envelope_sha256": stream.hexdigest(), "identity": asdict(Identity.of(stream.status))}
 
     if content_sha256 != header["content_sha256"]:
         _reject("content", f"content SHA-256 {header['content_sha256'][:16]}… (header)",
@@ -243,7 +252,8 @@ def check_extract(path: Path, contracts: dict[str, Contract],
                 f"envelope id {header['envelope_id']} was already accepted",
                 "nothing: the earlier delivery is in use. Re-prepare to send new data", label)
     if withdrawal:
-        return _withdrawal_list(parquet, schema, header, contract, dataset_name, label)
+        return dataclasses.replace(_withdrawal_list(parquet, schema, header, contract, dataset_name, label),
+                                   **read_as)
     if header["content_sha256"] in arrival.seen_content:
         _reject("duplicate", "content not received before",
                 f"a probable duplicate: new envelope id, but the same content as accepted envelope "
@@ -311,7 +321,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
               "extract_id": header["envelope_id"],
               # inside the signed content; anything but a delta is compared as a full snapshot
               "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full"}
-    return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue())
+    return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue(), **read_as)
 
 
 def _decoded_bytes(column: pa.ChunkedArray) -> int:
@@ -392,25 +402,24 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     return withdrawn
 
 
-def _record(con, receipt_row: dict) -> None:
-    columns = ", ".join(receipt_row)
-    marks = ", ".join("?" for _ in receipt_row)
-    con.execute(f"INSERT INTO hub.deliveries ({columns}) VALUES ({marks})", list(receipt_row.values()))
-
-
-def _quarantine(con, settings: Settings, audit: AuditLog, path: Path, rejection: Rejection,
-                now: dt.datetime, claimed: dict) -> Receipt:
-    """Hold one file unchanged, record the delivery and audit it; returns its receipt."""
+def _hold(flow: Flow, path: Path, rejection: Rejection, claimed: dict, copy: bool,
+          entry: Entry | None = None) -> Receipt:
+    """Hold one file unchanged with its reason, record the delivery and audit it (journalled:
+    pipelines.hub.delivery_states); returns its receipt."""
     label = printable_name(path.name)
-    held = hold(path, settings.quarantine, rejection, now, label)
-    message = rejection.message(label)
-    _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None),
-                  "status": "quarantined", **claimed, "failed_check": rejection.check,
-                  "reason": message, "stored_as": stored_path(held, settings.home)})
-    audit.append("extract_quarantined", file=label, check=rejection.check,
-                 contract=rejection.contract, reason=message)
-    return Receipt(label, "quarantined", contract_id=claimed.get("contract_id"), reason=message,
+    inbox_name = flow.path(entry.source).name if entry is not None else path.name
+    entry = plan_hold(flow, path, inbox_name, label, rejection, claimed, copy, entry)
+    drive_hold(flow, entry)
+    return Receipt(label, "quarantined", contract_id=claimed.get("contract_id"), reason=rejection.message(label),
                    check=rejection.check)
+
+
+_CHANGED = Rejection(
+    "unchanged while received", "the bytes the hub checked",
+    "a file that was replaced or changed while the hub read it (a partner's upload still in progress, "
+    "or a second upload under the same name)",
+    "ask the partner whether an upload was still running; release it to check it again "
+    "(`placelink hub quarantine release`)")
 
 
 def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
@@ -451,18 +460,33 @@ class _Opened:
                 or header.get("content_sha256") in arrival.seen_content)
 
 
-@stage("ingest and verification")
-def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
-                  contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
-                  audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:
-    """Check, land or hold every file in the inbox; returns one receipt per file."""
-    now = now or settings.now()
+def prepare_deliveries_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """hub.deliveries and hub.pending_audit as this version writes them (older hubs' tables gain columns)."""
     con.execute(DELIVERIES_DDL)
     con.execute(DELIVERIES_CONTENT_COLUMN)
     con.execute(DELIVERIES_KIND_COLUMN)
     con.execute(DELIVERIES_DELIVERY_KIND_COLUMN)
+    con.execute(DELIVERIES_ID_COLUMN)
+    con.execute(PENDING_AUDIT_DDL)
+
+
+FOLDER_IN_INBOX = ("a folder is not a delivery: the hub receives files put directly in the inbox, and leaves "
+                   "folders where they are. What to do: move the folder out of the inbox and ask the partner to "
+                   "upload its extract files themselves")
+
+
+@stage("ingest and verification")
+def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
+                  contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
+                  audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:
+    """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
+    file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
+    now = now or settings.now()
+    prepare_deliveries_tables(con)
     migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
+    flow = Flow(settings.home, con, audit, Journal(settings.home, settings.fault), now)
+    recover(flow)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
             "SELECT extract_id, content_sha256 FROM hub.deliveries "
@@ -470,14 +494,16 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
         arrival.seen_extract_ids.add(extract_id)
         if content:
             arrival.seen_content[content] = extract_id
-    receipts: list[Receipt] = []
+    receipts: list[Receipt] = [_folder_found(flow, folder) for folder in settings.inbox_folders()]
     paths = settings.inbox_files()
+    copy = bool(paths) and not inbox_changeable(settings.inbox)
     if paths:
         quality_worker.start()  # it imports Great Expectations while the first file is opened
     ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated
     for index, path in enumerate(paths):
         label = printable_name(path.name)  # names can hold new lines, escapes, bytes that are not UTF-8
         audit.append("extract_received", file=label, bytes=path.lstat().st_size)
+        flow.journal.step("received")
         early = ahead.popleft() if ahead else None
         opened = (early.opened if early is not None and not early.stale(arrival)
                   else _open(path, contracts, contract_problems, arrival, now))
@@ -485,94 +511,92 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
             if isinstance(opened, Exception):
                 raise opened
             header, contract = opened.header, opened.contract
-            if opened.kind == "withdrawal":
-                receipts.append(_withdraw(con, settings, audit, path, opened, now))
-                arrival.seen_extract_ids.add(header["extract_id"])
-                continue
-            # the quality gate: ERROR rules hold the delivery before anything of it lands
-            pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
-            # Open (decrypt, check) the next files while the worker validates this one: always
-            # the next, and more while the verdict is not ready (at the start of a run the worker
-            # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
-            while index + 1 + len(ahead) < len(paths) and (
-                    not ahead or (not pending.done() and _rows(ahead) < LOOKAHEAD_ROWS)):
-                following = paths[index + 1 + len(ahead)]
-                ahead.append(_Opened(following, _open(following, contracts, contract_problems, arrival, now)))
-            finish_quality_check(con, pending, header, contract, now)
+            if opened.kind != "withdrawal":
+                # the quality gate: ERROR rules hold the delivery before anything of it lands
+                pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
+                # Open (decrypt, check) the next files while the worker validates this one: always
+                # the next, and more while the verdict is not ready (at the start of a run the worker
+                # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
+                while index + 1 + len(ahead) < len(paths) and (
+                        not ahead or (not pending.done() and _rows(ahead) < LOOKAHEAD_ROWS)):
+                    following = paths[index + 1 + len(ahead)]
+                    ahead.append(_Opened(following, _open(following, contracts, contract_problems, arrival, now)))
+                finish_quality_check(con, pending, header, contract, now)
         except Exception as exc:
             # Any other failure is a defect in the hub, but still only this file's problem:
             # hold it (the exception's message may quote data, so only its type is kept).
             r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
                 "unexpected error", "a file the hub can check", f"a {type(exc).__name__} while checking it",
                 "report this to the hub's data team with the file name; release the file once fixed")
-            receipts.append(_quarantine(con, settings, audit, path, r, now, _claimed_header(path)))
+            receipts.append(_hold(flow, path, r, _claimed_header(path), copy))
             continue
-        con.execute("BEGIN TRANSACTION")
+        entry = plan_accept(flow, path, label, settings.vault / contract.id, opened.identity,
+                            opened.envelope_sha256, copy)
+        if not place_in_vault(flow, entry):
+            held_from = flow.path(entry.source)
+            receipts.append(_hold(flow, held_from, _CHANGED, _claimed_header(held_from), entry.copy, entry))
+            continue
         try:
-            try:
-                withdrawn_rows = _land(con, opened, now)
-            except duckdb.Error as exc:
-                # The database's message can quote values; keep only the kind of failure.
-                con.execute("ROLLBACK")
-                r = Rejection("load", "rows that load into the dataset's landing table",
-                              f"a {type(exc).__name__} while loading",
-                              "check the extract's column types against earlier deliveries", contract.label)
-                receipts.append(_quarantine(con, settings, audit, path, r, now, _claimed_header(path)))
-                continue
-            vault = settings.vault / contract.id
-            vault.mkdir(parents=True, exist_ok=True)
-            stored = free_name(vault, path.name)
-            _record(con, {
-                "file_name": label, "received_at": now.replace(tzinfo=None), "status": "accepted",
-                "extract_id": header["extract_id"], "contract_id": contract.id,
-                "contract_version": contract.version, "partner_id": contract.partner_id,
-                "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
-                "row_count": header["row_count"],
-                "invalid_counts": json.dumps(header.get("invalid_counts", {})),
-                "opted_out_rows": header.get("opted_out_rows"), "stored_as": stored_path(stored, settings.home),
-                "content_sha256": header["content_sha256"], "kind": "extract",
-                "delivery_kind": header["delivery_kind"]})
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        move_delivery(path, stored)  # the vault keeps the envelope encrypted, as received
+            receipts.append(_land_delivery(flow, entry, opened))
+        except duckdb.Error as exc:
+            # The database's message can quote values; keep only the kind of failure.
+            r = Rejection("load", "rows that load into the dataset's landing table",
+                          f"a {type(exc).__name__} while loading",
+                          "check the extract's column types against earlier deliveries", contract.label)
+            vaulted = flow.path(entry.target)
+            receipts.append(_hold(flow, vaulted, r, _claimed_header(vaulted), entry.copy, entry))
+            continue
         arrival.seen_extract_ids.add(header["extract_id"])
-        arrival.seen_content[header["content_sha256"]] = header["extract_id"]
-        audit.append("extract_accepted", file=label, extract_id=header["extract_id"],
-                     contract=contract.id, contract_version=contract.version,
-                     dataset=header["dataset"], rows=header["row_count"],
-                     reporting_period=header.get("reporting_period"), delivery_kind=header["delivery_kind"],
-                     **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}))
-        receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
-                                header["row_count"], header=header))
+        if opened.kind != "withdrawal":
+            arrival.seen_content[header["content_sha256"]] = header["extract_id"]
     return receipts
 
 
-def _withdraw(con: duckdb.DuckDBPyConnection, settings: Settings, audit: AuditLog, path: Path,
-              opened: OpenedExtract, now: dt.datetime) -> Receipt:
-    """Apply a verified withdrawal list, keep its envelope in the vault, record and audit it (counts only)."""
+def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
+    """Land the vaulted delivery's rows (or apply its withdrawal), record and audit it."""
     header, contract = opened.header, opened.contract
-    label = printable_name(path.name)
-    done = apply_withdrawal(con, contract, header["dataset"], opened.table, header["extract_id"],
-                            header.get("reason"), now)
-    vault = settings.vault / contract.id
-    vault.mkdir(parents=True, exist_ok=True)
-    stored = free_name(vault, path.name)
-    _record(con, {"file_name": label, "received_at": now.replace(tzinfo=None), "status": "accepted",
-                  "extract_id": header["extract_id"], "contract_id": contract.id,
-                  "contract_version": contract.version, "partner_id": contract.partner_id,
-                  "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
-                  "row_count": header["row_count"], "stored_as": stored_path(stored, settings.home),
-                  "content_sha256": header["content_sha256"], "kind": "withdrawal"})
-    move_delivery(path, stored)
-    audit.append("records_withdrawn", file=label, withdrawal_id=header["extract_id"], contract=contract.id,
-                 contract_version=contract.version, dataset=header["dataset"], reason=header.get("reason"),
-                 records_listed=done.tokens, landing_rows_deleted=done.landing_rows,
-                 derived_rows_deleted=done.derived_rows, identity_records_erased=done.identity_records,
-                 person_keys_retired=done.person_keys_retired)
-    return Receipt(label, "accepted", contract.id, header["dataset"], done.landing_rows, header=header,
-                   kind="withdrawal")
+    row = {"file_name": entry.label, "received_at": flow.now.replace(tzinfo=None), "status": "accepted",
+           "extract_id": header["extract_id"], "contract_id": contract.id,
+           "contract_version": contract.version, "partner_id": contract.partner_id,
+           "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
+           "row_count": header["row_count"], "stored_as": entry.target,
+           "content_sha256": header["content_sha256"], "kind": opened.kind}
+    if opened.kind == "withdrawal":
+        done = []
+
+        def land() -> dict:
+            done.append(apply_withdrawal(flow.con, contract, header["dataset"], opened.table, header["extract_id"],
+                                         header.get("reason"), flow.now, in_transaction=True))
+            w = done[0]
+            return {"event": "records_withdrawn", "file": entry.label, "withdrawal_id": header["extract_id"],
+                    "contract": contract.id, "contract_version": contract.version, "dataset": header["dataset"],
+                    "reason": header.get("reason"), "records_listed": w.tokens,
+                    "landing_rows_deleted": w.landing_rows, "derived_rows_deleted": w.derived_rows,
+                    "identity_records_erased": w.identity_records, "person_keys_retired": w.person_keys_retired}
+        land_accepted(flow, entry, land, row)
+        return Receipt(entry.label, "accepted", contract.id, header["dataset"], done[0].landing_rows,
+                       header=header, kind="withdrawal")
+
+    def land() -> dict:
+        withdrawn_rows = _land(flow.con, opened, flow.now)
+        return {"event": "extract_accepted", "file": entry.label, "extract_id": header["extract_id"],
+                "contract": contract.id, "contract_version": contract.version, "dataset": header["dataset"],
+                "rows": header["row_count"], "reporting_period": header.get("reporting_period"),
+                "delivery_kind": header["delivery_kind"],
+                **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {})}
+    land_accepted(flow, entry, land, {
+        **row, "invalid_counts": json.dumps(header.get("invalid_counts", {})),
+        "opted_out_rows": header.get("opted_out_rows"), "delivery_kind": header["delivery_kind"]})
+    return Receipt(entry.label, "accepted", contract.id, header["dataset"], header["row_count"], header=header)
+
+
+def _folder_found(flow: Flow, folder: Path) -> Receipt:
+    """A folder in the inbox: left where it is, reported in every run, audited the first time."""
+    label = printable_name(folder.name)
+    message = f"inbox entry {label} ignored: {FOLDER_IN_INBOX}"
+    if flow.ledger.note_folder(folder):
+        flow.audit.append("inbox_entry_ignored", file=label, arrived_as="folder", reason=message)
+    return Receipt(label, "ignored", reason=message, check="format")
 
 
 def _claimed_header(path: Path) -> dict:
@@ -595,6 +619,8 @@ def delivery_outcome(receipt: Receipt) -> str:
         return f"withdrawal accepted: {receipt.row_count} rows deleted from landing.{receipt.dataset}"
     if receipt.status == "accepted":
         return f"accepted: {receipt.row_count} rows into landing.{receipt.dataset}"
+    if receipt.status == "ignored":
+        return "IGNORED: " + (receipt.reason or "").split(" ignored: ", 1)[-1]
     return "HELD in quarantine: " + (receipt.reason or "").split(": ", 1)[-1]
 
 

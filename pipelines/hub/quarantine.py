@@ -11,7 +11,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.hub.inbox import delivery_kind, move_delivery, printable_name, write_new
+from pipelines.hub.inbox import delivery_kind, printable_name, write_new
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _safe_base(name: str) -> str:
     return base
 
 
-def _pending_reason(held: Path) -> Path:
+def pending_reason(held: Path) -> Path:
     """Where a held file's reason is written before it is renamed beside the file."""
     return held.with_name(f".{held.name}{REASON_SUFFIX}.tmp")
 
@@ -78,49 +78,23 @@ def free_name(folder: Path, name: str) -> Path:
     base = _safe_base(name)
     for counter in itertools.count():
         candidate = folder / (base if counter == 0 else f"{base}.{counter}")
-        if not any(os.path.lexists(p) for p in (candidate, reason_path(candidate), _pending_reason(candidate))):
+        if not any(os.path.lexists(p) for p in (candidate, reason_path(candidate), pending_reason(candidate))):
             return candidate
     raise AssertionError("unreachable")
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _NOT_A_FILE = {"symbolic link": "the link's target path as text (the link was not followed)"}
 
 
-def hold(file: Path, quarantine: Path, rejection: Rejection, received_at: dt.datetime,
-         label: str | None = None) -> Path:
-    """Move ``file`` unchanged into quarantine with ``<held name>.reason.json`` beside it.
-
-    The held name is the file's own name when that is safe (else a printable, shorter one;
-    ``label`` or the printable name is recorded as ``file`` in the reason). The reason is
-    written first under a hidden temporary name, then the file is moved, then the reason is
-    renamed beside it: a kill at any point leaves the delivery in the inbox (checked again by
-    the next run) or held with its reason, or held with the reason still under its temporary
-    name, which :func:`held_files` reads. An inbox entry that is not a regular file is held as
-    a regular file of the bytes that arrived (see :func:`move_delivery`), never as a link.
-    """
-    quarantine.mkdir(parents=True, exist_ok=True)
-    label = label or printable_name(file.name)
-    target = free_name(quarantine, file.name)
+def reason_record(label: str, rejection: Rejection, received_at: dt.datetime, file: Path) -> dict:
+    """What ``<held name>.reason.json`` holds for ``file`` (the inbox entry as it arrived)."""
     reason = {"file": label, "received_at": received_at.isoformat(timespec="seconds"),
               **asdict(rejection), "message": rejection.message(label)}
-    kind = delivery_kind(file)
+    kind = delivery_kind(file) if os.path.lexists(file) else None
     if kind is not None:
         reason["held_content"] = _NOT_A_FILE.get(kind, f"nothing: a {kind} carries no delivered bytes")
         reason["arrived_as"] = kind
-    pending = _pending_reason(target)
-    write_new(pending, (json.dumps(reason, indent=2) + "\n").encode())
-    move_delivery(file, target)
-    os.replace(pending, reason_path(target))
-    _sync_folder(quarantine)
-    return target
+    return reason
 
 
 _REASON_FIELDS = ("check", "expected", "found", "action", "message", "received_at")
@@ -128,7 +102,7 @@ _REASON_FIELDS = ("check", "expected", "found", "action", "message", "received_a
 
 def _read_reason(held: Path) -> tuple[dict, str | None]:
     """The recorded reason of a held file, or ({}, why it cannot be read)."""
-    for candidate in (reason_path(held), _pending_reason(held)):
+    for candidate in (reason_path(held), pending_reason(held)):
         try:
             if not stat.S_ISREG(os.lstat(candidate).st_mode):
                 continue
@@ -260,12 +234,16 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
         raise ReleaseError(f"{target} already exists in the inbox; wait for the next run or move it away")
     released_at = released_at or dt.datetime.now(dt.UTC)
     inbox.mkdir(parents=True, exist_ok=True)
+    if not os.access(inbox, os.W_OK | os.X_OK):
+        raise ReleaseError(f"the hub cannot write to the inbox {inbox} (a read-only drop folder): ask the partner "
+                           "to upload the file again (a new upload is checked as a new delivery), or let the hub "
+                           "write there and release it again; docs/ingest-states.md")
     shutil.move(held, target)
     history = quarantine / RELEASED_DIR
     history.mkdir(exist_ok=True)
     record = {**item, "released_at": released_at.isoformat(timespec="seconds")}
     write_new(_history_name(history, held_as), (json.dumps(record, indent=2) + "\n").encode())
-    for leftover in (reason_path(held), _pending_reason(held)):
+    for leftover in (reason_path(held), pending_reason(held)):
         if os.path.lexists(leftover):
             os.unlink(leftover)
     audit.append("extract_released", file=original, held_as=held_as, check=item["check"],

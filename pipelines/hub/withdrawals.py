@@ -64,8 +64,12 @@ class Withdrawal:
 
 
 def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset: str, tokens: pa.Table,
-                     withdrawal_id: str, reason: str | None, now: dt.datetime) -> Withdrawal:
-    """Delete the listed records of ``dataset`` and what was derived from them; remember the tokens."""
+                     withdrawal_id: str, reason: str | None, now: dt.datetime,
+                     in_transaction: bool = False) -> Withdrawal:
+    """Delete the listed records of ``dataset`` and what was derived from them; remember the tokens.
+
+    In its own transaction, unless ``in_transaction`` (the caller's, which then commits it together
+    with the delivery's record: pipelines.hub.delivery_states)."""
 
     def run(sql: str, params: list | None = None) -> list:
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
@@ -73,7 +77,8 @@ def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset
 
     run(WITHDRAWN_DDL)
     con.register("withdrawal_list", tokens.select(["record_token"]))
-    run("BEGIN TRANSACTION")
+    if not in_transaction:
+        run("BEGIN TRANSACTION")
     try:
         run("CREATE OR REPLACE TEMP TABLE withdrawn AS "
             "SELECT DISTINCT record_token FROM withdrawal_list WHERE record_token IS NOT NULL")
@@ -106,9 +111,11 @@ def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset
             "ON CONFLICT DO NOTHING", [contract.id, dataset, withdrawal_id, reason, now.replace(tzinfo=None)])
         count = run("SELECT count(*) FROM withdrawn")[0][0]
         run("DROP TABLE withdrawn")
-        run("COMMIT")
+        if not in_transaction:
+            run("COMMIT")
     except Exception:
-        run("ROLLBACK")
+        if not in_transaction:
+            run("ROLLBACK")
         raise
     finally:
         con.unregister("withdrawal_list")

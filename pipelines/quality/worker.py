@@ -23,7 +23,9 @@ import importlib
 import importlib.machinery
 import logging
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.util
+import os
 import sys
 import threading
 import time
@@ -64,8 +66,32 @@ class _Deferred(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attribute)
 
 
+def _exit_with_parent() -> None:
+    """Runs first in the worker: end it the moment the process that started it ends.
+
+    A ProcessPoolExecutor's worker waits for work for ever, so when ingest's process is killed
+    (SIGKILL, the OOM killer: no clean-up runs) it would be left orphaned, holding memory and the
+    killed run's output pipes. multiprocessing keeps a pipe from the parent open in every spawned
+    child (``parent_process().sentinel``), which becomes readable when the parent dies, however it
+    dies: a thread waits on it and exits the worker."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="placelink-exit-with-parent", daemon=True).start()
+
+
+def _start_worker() -> None:
+    _exit_with_parent()
+    _lean_imports()
+
+
 def _lean_imports() -> None:
-    """Runs first in the worker: leave out and defer the modules above (not any already imported)."""
+    """Leave out and defer the modules above (not any already imported); runs first in the worker."""
     for name in _LEFT_OUT:
         sys.modules.setdefault(name, None)  # None in sys.modules: `import name` raises ImportError
     for name in _DEFERRED:
@@ -112,7 +138,7 @@ def _worker() -> ProcessPoolExecutor | None:
             try:
                 # spawn, not fork: ingest's process runs DuckDB and Dagster threads.
                 _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_lean_imports)
+                                            initializer=_start_worker)
                 _pool.submit(_warm_up)
                 # Stop it when this process exits. A multiprocessing finalizer, not atexit: when
                 # ingest runs in a multiprocessing child (Dagster's multiprocess executor, the

@@ -144,3 +144,42 @@ print(loaded, round(float(stats.entropy([0.5, 0.5], [0.9, 0.1])), 6), altair.Cha
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]", "0.510826", "Chart", "0.5"]
+
+
+def _ended(pid: int, within: float) -> bool:
+    """Whether process ``pid`` ends within ``within`` seconds (woken by its end, not by polling)."""
+    import os
+    import select
+
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([handle], [], [], within)[0])
+    finally:
+        os.close(handle)
+
+
+def test_killing_ingest_s_process_ends_its_quality_worker(tmp_path):
+    # The process that runs ingest starts the worker, then is killed as the OOM killer or kill -9
+    # would kill it: the worker must not be left behind holding memory and the run's output.
+    child = (
+        "import os, signal, sys\n"
+        "from pipelines.quality import worker\n"
+        "pid = worker._worker().submit(os.getpid).result()\n"
+        "open(sys.argv[1], 'w').write(str(pid))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    found = tmp_path / "worker.pid"
+    with open(tmp_path / "output.log", "w") as output:  # not a pipe: a left-behind worker would hold it
+        done = subprocess.run([sys.executable, "-c", child, str(found)], stdout=output, stderr=subprocess.STDOUT,
+                              timeout=300)
+    assert done.returncode == -9
+    pid = int(found.read_text())
+    try:
+        assert _ended(pid, within=60), "the quality worker outlived the process that started it"
+    finally:
+        if not _ended(pid, within=0):
+            import os
+            import signal
+            os.kill(pid, signal.SIGKILL)
