@@ -52,8 +52,11 @@ def run(retrain: bool) -> None:
     from assets.sql_models import model_plan
     from pipelines.run import failure_messages, run_pipeline
 
-    result = run_pipeline(Settings.from_env(), retrain=retrain,
-                          on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+    from pipelines import progress
+
+    with progress.showing():  # bars on a terminal, a line every 30 s otherwise; on standard error
+        result = run_pipeline(Settings.from_env(), retrain=retrain,
+                              on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
     if not result.success:

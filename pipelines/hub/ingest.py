@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import progress
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
@@ -482,7 +483,9 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     if paths:
         quality_worker.start()  # it imports Great Expectations while the first file is opened
     ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated
+    shown = progress.task("ingest: deliveries checked", len(paths), "files")
     for index, path in enumerate(paths):
+        shown.advance(index - shown.completed)  # the files before this one are done
         label = printable_name(path.name)  # names can hold new lines, escapes, bytes that are not UTF-8
         audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         early = ahead.popleft() if ahead else None
@@ -553,6 +556,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                      **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}))
         receipts.append(Receipt(label, "accepted", contract.id, header["dataset"],
                                 header["row_count"], header=header))
+    shown.done()
     return receipts
 
 
