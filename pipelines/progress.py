@@ -2,7 +2,7 @@
 
 Library code marks long work with ``task = progress.task("ingest: deliveries", total=7,
 unit="files")`` and ``task.advance()``; every outermost :func:`pipelines.stages.stage` (ingest,
-linkage: train, SQL models...) and every step of the partner kit is shown as a step of its own.
+linkage, SQL models...; with the stage running inside it) and every step of the partner kit is shown as a step of its own.
 Nothing is shown unless a command turns it on with :func:`showing` (``placelink run``,
 ``placelink partner prepare``, ``placelink bench stages``), so tests, the Dagster UI and library
 callers see nothing, and each mark costs a function call.
@@ -86,7 +86,7 @@ class Reporter:
         self.stream, self.terminal, self.interval, self.timer = stream, terminal, interval, timer
         self.tasks: list[Task] = []
         self._last = timer()
-        self._depth = 0  # stages open now: only the outermost is shown
+        self._open: list[str] = []  # stages open now, outermost first: one task shows them
         self._stages: list[Task] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -137,14 +137,28 @@ class Reporter:
                     self.tasks.remove(task)
 
     def stage_started(self, name: str) -> None:
-        self._depth += 1
-        if self._depth == 1:
+        self._open.append(name)
+        if len(self._open) == 1:
             self._stages.append(self.task(name, None))
+        else:
+            self._describe()
 
     def stage_finished(self) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._stages:
+        self._open.pop()
+        if not self._open and self._stages:
             self._stages.pop().done()
+        elif self._open:
+            self._describe()
+
+    def _describe(self) -> None:
+        """The outermost stage's task names the stage running inside it now (training runs
+        inside "linkage: person keys and QA", the quality gate inside ingest)."""
+        if not self._stages:
+            return
+        shown = self._stages[-1]
+        shown.description = self._open[0] + ("" if len(self._open) == 1 else f" › {self._open[-1]}")
+        if self._live is not None and shown._bar is not None:
+            self._live.update(shown._bar, description=shown.description)
 
     def tick(self) -> str | None:
         """Write (and return) the line of unfinished tasks if ``interval`` has passed since the last."""

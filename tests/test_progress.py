@@ -39,15 +39,18 @@ def test_off_a_terminal_one_plain_line_per_interval_names_the_work_still_running
             assert reporter.tick() is None
             files.done()
             with stage("linkage: train"):
-                with stage("linkage: predict"):  # nested: only the outermost stage is shown
+                with stage("linkage: predict"):  # nested: shown inside the outermost stage's line
                     timer.now = 70
-                    assert reporter.tick() == "progress: linkage: train: running for 30 s"
+                    assert reporter.tick() == "progress: linkage: train › linkage: predict: running for 30 s"
+                timer.now = 100
+                assert reporter.tick() == "progress: linkage: train: running for 60 s"
             timer.now = 200
             assert reporter.tick() is None  # everything finished: nothing to say
         finally:
             progress._reporter = previous
     assert out.getvalue().splitlines() == ["progress: ingest: deliveries checked: 3 of 7 files (43%) after 31 s",
-                                           "progress: linkage: train: running for 30 s"]
+                                           "progress: linkage: train › linkage: predict: running for 30 s",
+                                           "progress: linkage: train: running for 60 s"]
 
 
 def test_the_partner_kit_shows_each_of_its_steps():
