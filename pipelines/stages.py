@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pipelines import progress
+
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _active: "StageClock | None" = None
 
@@ -144,11 +146,15 @@ class StageClock:
 def stage(name: str) -> Iterator[None]:
     """Mark a stage of the pipeline (measured only while a :class:`StageClock` runs)."""
     clock = _active
-    if clock is None:
-        yield
-        return
-    clock.enter(name)
+    progress.stage_started(name)  # shown while a command shows progress (pipelines/progress.py)
     try:
-        yield
+        if clock is None:
+            yield
+            return
+        clock.enter(name)
+        try:
+            yield
+        finally:
+            clock.exit()
     finally:
-        clock.exit()
+        progress.stage_finished()

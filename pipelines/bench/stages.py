@@ -412,7 +412,10 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--steps", default=",".join(STEPS))
     args = parser.parse_args(argv)
-    run = run_once(args.people, args.seed, args.work, tuple(args.steps.split(",")))
+    from pipelines import progress
+
+    with progress.showing():  # each stage as it runs, on standard error (bars on a terminal)
+        run = run_once(args.people, args.seed, args.work, tuple(args.steps.split(",")))
     args.json.write_text(json.dumps(asdict(run)))
 
 

@@ -92,7 +92,9 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
     from pipelines.partner_kit.errors import PartnerKitError
     from pipelines.partner_kit.prepare import prepare_extract
     from pipelines.partner_kit.seal import seal_prepared
+    from pipelines import progress
     from pipelines.partner_kit.tokens import LinkageKey
+    from pipelines.stages import stage
 
     try:
         # Keys first: a wrong passphrase should stop the run before any work is done.
@@ -105,11 +107,13 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
                  f"{contract.label} is for partner '{contract.partner_id}'")
         if dataset is None:
             dataset = next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
-        prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
-                                   postcode_lookup, opt_outs=opt_outs, period=period,
-                                   now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet,
-                                   delivery_kind=delivery_kind)
-        sealed = seal_prepared(prepared, signing_key, hub_key)
+        with progress.showing():  # each step of the kit, on standard error
+            prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
+                                       postcode_lookup, opt_outs=opt_outs, period=period,
+                                       now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet,
+                                       delivery_kind=delivery_kind)
+            with stage("envelope: encrypt and sign"):
+                sealed = seal_prepared(prepared, signing_key, hub_key)
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))
     prepared = sealed.prepared

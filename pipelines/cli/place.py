@@ -80,10 +80,12 @@ def run(retrain: bool, wait: float | None) -> None:
         # run_pipeline takes it again (same process) and names its run in it.
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
             from assets.sql_models import model_plan
+            from pipelines import progress
             from pipelines.run import failure_messages, run_pipeline
 
-            result = run_pipeline(settings, retrain=retrain,
-                                  on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+            with progress.showing():  # bars on a terminal, a line every 30 s otherwise; on standard error
+                result = run_pipeline(settings, retrain=retrain,
+                                      on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     except RunLockBusy as exc:
         refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
                          "to start as soon as it ends")

@@ -73,6 +73,16 @@ def nhs_numbers_in_text(values: pl.Series) -> pl.Series:
                         ).to_series().alias(values.name)
 
 
+# A value that is one run of at least 16 hex digits (every token the partner kit writes: 32)
+# cannot hold anything the checks below find, so it is not looked at: each identifier pattern is
+# either bounded by word boundaries, and so must be the whole value, with at most 13 characters
+# (an NHS number 10 digits, a phone number 11, a postcode 8), or needs a character no hex run
+# has (an "@", a space, a letter after f); and names need two words. A token column then costs
+# one vectorised match instead of every check on every distinct value (docs/benchmarks.md).
+# tests/hub/test_identifiers.py holds the checks to that.
+HEX_RUN = r"^[0-9A-Fa-f]{16,}$"
+
+
 def _matches(pattern: str) -> Callable[[pl.Series], pl.Series]:
     return lambda values: values.str.contains(pattern)
 
@@ -85,11 +95,16 @@ def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
         column = table.column(name)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             continue
-        counted = (pl.from_arrow(column).cast(pl.String).drop_nulls().str.normalize("NFKC")
-                   .str.strip_chars().value_counts(name="rows"))
-        if counted.is_empty():
+        # Distinct values first, then normalised: a column of tokens has a few hundred thousand
+        # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
+        # same before and after normalising and can be dropped before.
+        distinct = pl.from_arrow(column).cast(pl.String).drop_nulls().rename("value").value_counts(name="rows")
+        distinct = distinct.filter(~pl.col("value").str.contains(HEX_RUN))
+        if distinct.is_empty():
             continue
-        values = counted.get_column(counted.columns[0])
+        counted = (distinct.with_columns(pl.col("value").str.normalize("NFKC").str.strip_chars())
+                   .group_by("value").agg(pl.col("rows").sum()))
+        values = counted.get_column("value")
         try:
             item = dataset.item(name)
         except KeyError:

@@ -120,12 +120,3 @@ def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset
     finally:
         con.unregister("withdrawal_list")
     return Withdrawal(count, landing, derived, len(erased), keys_retired)
-
-
-def drop_withdrawn(con: duckdb.DuckDBPyConnection, table: str, dataset: str) -> int:
-    """Remove from ``table`` (rows about to land) any record the partner has withdrawn before;
-    returns how many."""
-    if not table_exists(con, "hub", "withdrawn_records"):
-        return 0
-    return con.execute(f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM "
-                       "hub.withdrawn_records WHERE dataset = ?)", [dataset]).fetchall()[0][0]

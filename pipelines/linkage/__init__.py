@@ -11,7 +11,6 @@ from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.person_keys import STAGED_KEYS, KeyChanges, promote_person_keys, stage_person_keys
 from pipelines.linkage.person_records import NothingToLink
-from pipelines.linkage.placeholders import find_placeholders
 from pipelines.linkage.spark import spark_session
 from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
                                   record_linkage_run, write_qa_report)
@@ -105,9 +104,8 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         """,))
     record_linkage_run(con, qa, changes, check.passed, now=settings.now(), outcome=check)
     trained_at = model.trained_at.isoformat(timespec="seconds")
-    placeholders = find_placeholders(records) if model.masks_placeholders else []
     write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
-                    prediction.threshold, trained_at, placeholders,
+                    prediction.threshold, trained_at, prediction.placeholders,
                     {"rules": model.training_rules, "warnings": model.warnings,
                      "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})"})
     return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,

@@ -516,6 +516,8 @@ class Prediction:
     pairs: pa.Table | None = None
     threshold: float = 0.9  # the match probability the clusters were cut at
     threshold_method: str = "as configured"  # where it came from (calibrated, saved, configured)
+    # The placeholder values masked as missing (a model that masks them), for the QA report.
+    placeholders: list = field(default_factory=list)
 
 
 # Scoring keeps the pairs at or above this probability, or at or above the threshold if that
@@ -578,8 +580,9 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | 
     same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run);
     ``token_ids=False`` compares the token columns as text (:func:`_duckdb_records`).
     """
+    placeholders = find_placeholders(records) if model.masks_placeholders else []
     if model.masks_placeholders:
-        records = mask_placeholders(records, find_placeholders(records))
+        records = mask_placeholders(records, placeholders)
     if threshold is None and model.threshold is not None:
         threshold, method = model.threshold, model.threshold_method
     else:
@@ -605,4 +608,4 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | 
                                        f"WHERE match_probability >= {KEEP_PAIRS_FROM}")
                  .as_pyarrow_table() if keep_pairs else None)
     return Prediction(table, int(counts["scored"]), int(counts["links"]), match_weights_chart(model, records),
-                      "duckdb" if spark is None else "spark", pairs, threshold, method)
+                      "duckdb" if spark is None else "spark", pairs, threshold, method, placeholders)

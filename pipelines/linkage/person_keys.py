@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 
 REGISTER_DDL = """
@@ -70,59 +71,126 @@ def carry_forward(clusters: pl.DataFrame, previous: pl.DataFrame | None,
     person_key (last run) or None. ``issued``: every key ever issued (never reused).
     Returns (identity_id, person_key) and events as (event, person_key, other_key, records).
     """
-    clusters = clusters.select(pl.col("identity_id").cast(pl.String), pl.col("cluster_id").cast(pl.String))
-    firsts = clusters.group_by("cluster_id").agg(pl.col("identity_id").min().alias("first_id"),
-                                                 pl.len().alias("size"))
-    assigned: dict[str, str] = {}
-    events: list[tuple[str, str, str | None, int]] = []
-    if previous is not None and previous.height:
-        prev = previous.select(pl.col("identity_id").cast(pl.String), pl.col("person_key").cast(pl.String))
-        prev_size = prev.group_by("person_key").agg(pl.len().alias("prev_size"))
-        overlap = (clusters.join(prev, on="identity_id", how="inner")
-                   .group_by("cluster_id", "person_key").agg(pl.len().alias("overlap"))
-                   .join(prev_size, on="person_key")
-                   .sort(["overlap", "prev_size", "person_key", "cluster_id"],
-                         descending=[True, True, False, False]))
-        used_keys: set[str] = set()
-        for cluster_id, key, _, _ in overlap.iter_rows():
-            if cluster_id in assigned or key in used_keys:
-                continue
-            assigned[cluster_id] = key
-            used_keys.add(key)
-        # Merges: a cluster that holds records of keys other than the one it kept.
-        for cluster_id, key, n, _ in overlap.iter_rows():
-            kept = assigned.get(cluster_id)
-            if kept is not None and kept != key and key not in used_keys:
-                events.append(("merge", kept, key, n))
-        # Splits: a previous key whose records also went to clusters that kept another key or a new one.
-        split_parts = overlap.filter(
-            pl.col("person_key").is_in(list(used_keys))
-        ).rows()
-        owner_of_key = {k: c for c, k in assigned.items()}
-        pending_splits = [(key, cluster_id, n) for cluster_id, key, n, _ in split_parts
-                          if owner_of_key.get(key) != cluster_id]
-        retired = set(prev["person_key"].unique().to_list()) - used_keys
-        absorbed = {e[2] for e in events}
-        events += [("retired", k, None, 0) for k in sorted(retired - absorbed)]
-    else:
-        pending_splits = []
-    taken = set(issued) | set(assigned.values())
+    con = duckdb.connect()  # in memory: the frames are scanned through Arrow, not copied
+    try:
+        con.register("pk_clusters_in", clusters.select(pl.col("identity_id").cast(pl.String),
+                                                       pl.col("cluster_id").cast(pl.String)).to_arrow())
+        if previous is not None:
+            con.register("pk_previous_in", previous.select(pl.col("identity_id").cast(pl.String),
+                                                           pl.col("person_key").cast(pl.String)).to_arrow())
+        con.register("pk_issued_in", pl.DataFrame({"person_key": sorted(issued)},
+                                                  schema={"person_key": pl.String}).to_arrow())
+        keys, events = _carry_forward_sql(con, "pk_clusters_in", "pk_previous_in" if previous is not None else None,
+                                          "pk_issued_in")
+        return pl.from_arrow(keys), list(zip(*(column.to_pylist() for column in events.columns)))
+    finally:
+        con.close()
+
+
+def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: str | None,
+                       issued: str) -> tuple[pa.Table, pa.Table]:
+    """:func:`carry_forward` as set-based SQL in ``con`` over the relations named: ``clusters``
+    (identity_id, cluster_id), ``previous`` (identity_id, person_key; None on a first run) and
+    ``issued`` (person_key). Returns (identity_id, person_key) and the events (event, person_key,
+    other_person_key, identity_records) in the order :func:`carry_forward` lists them.
+
+    The greedy pairing (largest overlap first; ties by the larger previous person, then the
+    smaller key, then the smaller cluster id: a strict order) is taken in rounds: every pair
+    that is the first remaining pair of both its cluster and its key is taken at once. The
+    first remaining pair overall always is, and a pair taken in a round can never lose to a
+    pair after it, so the rounds give exactly the pairs the one-at-a-time greedy gives
+    (tests/linkage/test_person_keys.py compares them on random histories).
+    """
+    def run(sql: str, params: list | None = None) -> list:
+        return con.execute(sql, params or []).fetchall()  # fetchall: DuckDB refuses work while a result is open
+
+    run(f"CREATE OR REPLACE TEMP TABLE pk_clusters AS SELECT CAST(identity_id AS VARCHAR) AS identity_id, "
+        f"CAST(cluster_id AS VARCHAR) AS cluster_id FROM {clusters}")
+    run("""CREATE OR REPLACE TEMP TABLE pk_firsts AS
+           SELECT cluster_id, min(identity_id) AS first_id, count(*) AS size FROM pk_clusters GROUP BY cluster_id""")
+    run("CREATE OR REPLACE TEMP TABLE pk_assigned (cluster_id VARCHAR, person_key VARCHAR)")
+    run("CREATE OR REPLACE TEMP TABLE pk_events (position BIGINT, event VARCHAR, person_key VARCHAR, "
+        "other_person_key VARCHAR, identity_records INTEGER)")
+    prev_keys = "(SELECT NULL::VARCHAR AS person_key WHERE false)"
     if previous is not None:
-        taken |= set(previous["person_key"].cast(pl.String).to_list())
-    for cluster_id, first_id, size in firsts.sort("first_id").iter_rows():
-        if cluster_id in assigned:
-            continue
-        n = 0
-        while (key := new_key(first_id, n)) in taken:
-            n += 1
-        assigned[cluster_id] = key
-        taken.add(key)
-        events.append(("new", key, None, size))
-    for key, cluster_id, n in pending_splits:
-        events.append(("split", key, assigned[cluster_id], n))
-    keys = pl.DataFrame({"cluster_id": list(assigned), "person_key": list(assigned.values())},
-                        schema={"cluster_id": pl.String, "person_key": pl.String})
-    return clusters.join(keys, on="cluster_id").select("identity_id", "person_key"), events
+        prev_keys = f"(SELECT DISTINCT CAST(person_key AS VARCHAR) AS person_key FROM {previous})"
+        run(f"""CREATE OR REPLACE TEMP TABLE pk_overlap AS
+                WITH prev AS (SELECT CAST(identity_id AS VARCHAR) AS identity_id,
+                                     CAST(person_key AS VARCHAR) AS person_key FROM {previous}),
+                     sizes AS (SELECT person_key, count(*) AS prev_size FROM prev GROUP BY person_key),
+                     shared AS (SELECT c.cluster_id, p.person_key, count(*) AS overlap
+                                FROM pk_clusters c JOIN prev p USING (identity_id) GROUP BY ALL)
+                SELECT s.*, z.prev_size,
+                       row_number() OVER (ORDER BY s.overlap DESC, z.prev_size DESC, s.person_key, s.cluster_id) AS rank
+                FROM shared s JOIN sizes z USING (person_key)""")
+        run("CREATE OR REPLACE TEMP TABLE pk_free AS SELECT cluster_id, person_key, rank FROM pk_overlap")
+        while True:
+            taken = run("""
+                INSERT INTO pk_assigned
+                WITH by_cluster AS (SELECT cluster_id, min(rank) AS rank FROM pk_free GROUP BY cluster_id),
+                     by_key AS (SELECT person_key, min(rank) AS rank FROM pk_free GROUP BY person_key)
+                SELECT f.cluster_id, f.person_key FROM pk_free f
+                JOIN by_cluster USING (rank) JOIN by_key USING (rank)""")[0][0]
+            if not taken:
+                break
+            run("""DELETE FROM pk_free WHERE cluster_id IN (SELECT cluster_id FROM pk_assigned)
+                   OR person_key IN (SELECT person_key FROM pk_assigned)""")
+        # Merges: a cluster that holds records of keys other than the one it kept (overlap order).
+        run("""INSERT INTO pk_events
+               SELECT o.rank, 'merge', a.person_key, o.person_key, o.overlap FROM pk_overlap o
+               JOIN pk_assigned a USING (cluster_id)
+               WHERE a.person_key <> o.person_key AND o.person_key NOT IN (SELECT person_key FROM pk_assigned)""")
+        # Keys of the previous run that no cluster kept and no merge absorbed (in key order).
+        run(f"""INSERT INTO pk_events
+                SELECT 1000000000000 + row_number() OVER (ORDER BY person_key), 'retired', person_key, NULL, 0
+                FROM {prev_keys} k
+                WHERE person_key NOT IN (SELECT person_key FROM pk_assigned)
+                  AND person_key NOT IN (SELECT other_person_key FROM pk_events WHERE event = 'merge')""")
+    # New keys, from each remaining cluster's smallest identity id, never one issued or in use.
+    run("""
+        CREATE OR REPLACE TEMP TABLE pk_fresh AS
+        SELECT f.cluster_id, f.first_id, f.size, 'PK' || upper(substr(sha256(f.first_id), 1, 14)) AS person_key
+        FROM pk_firsts f ANTI JOIN pk_assigned a USING (cluster_id)""")
+    clashes = run(f"""
+        SELECT count(*) FROM pk_fresh
+        WHERE person_key IN (SELECT person_key FROM {issued}) OR person_key IN (SELECT person_key FROM pk_assigned)
+           OR person_key IN (SELECT person_key FROM {prev_keys})
+           OR person_key IN (SELECT person_key FROM pk_fresh GROUP BY person_key HAVING count(*) > 1)""")[0][0]
+    if clashes:
+        # A first identity id whose key was issued before (its person was retired or erased), or two
+        # clusters whose keys share 56 bits: number them one by one, as they always were.
+        taken = {k for (k,) in run(f"SELECT person_key FROM {issued} UNION SELECT person_key FROM pk_assigned "
+                                   f"UNION SELECT person_key FROM {prev_keys}") if k is not None}
+        rows = run("SELECT cluster_id, first_id FROM pk_fresh ORDER BY first_id")
+        numbered = []
+        for cluster_id, first_id in rows:
+            n = 0
+            while (key := new_key(first_id, n)) in taken:
+                n += 1
+            taken.add(key)
+            numbered.append((cluster_id, key))
+        con.register("pk_numbered", pa.table({"cluster_id": [c for c, _ in numbered],
+                                              "person_key": [k for _, k in numbered]}))
+        run("""CREATE OR REPLACE TEMP TABLE pk_fresh AS
+               SELECT f.cluster_id, f.first_id, f.size, n.person_key FROM pk_fresh f JOIN pk_numbered n USING (cluster_id)""")
+        con.unregister("pk_numbered")
+    run("""INSERT INTO pk_events
+           SELECT 2000000000000 + row_number() OVER (ORDER BY first_id), 'new', person_key, NULL, size FROM pk_fresh""")
+    run("INSERT INTO pk_assigned SELECT cluster_id, person_key FROM pk_fresh")
+    if previous is not None:
+        # Splits: a previous key whose records also went to a cluster that kept another key or a new one.
+        run("""INSERT INTO pk_events
+               SELECT 3000000000000 + o.rank, 'split', o.person_key, a.person_key, o.overlap FROM pk_overlap o
+               JOIN pk_assigned a USING (cluster_id)
+               WHERE o.person_key <> a.person_key
+                 AND o.person_key IN (SELECT person_key FROM pk_assigned)""")
+    keys = con.sql("SELECT c.identity_id, a.person_key FROM pk_clusters c JOIN pk_assigned a USING (cluster_id)"
+                   ).to_arrow_table()
+    events = con.sql("SELECT event, person_key, other_person_key, identity_records FROM pk_events ORDER BY position"
+                     ).to_arrow_table()
+    for table in ("pk_clusters", "pk_firsts", "pk_assigned", "pk_events", "pk_overlap", "pk_free", "pk_fresh"):
+        run(f"DROP TABLE IF EXISTS {table}")
+    return keys, events
 
 
 STAGED_KEYS = "hub.person_keys_staged"
@@ -143,29 +211,29 @@ def stage_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     # fetchall, not fetchone: DuckDB 2.0 refuses new queries while a result is unfinished.
     exists = con.execute("SELECT count(*) FROM information_schema.tables "
                          "WHERE table_schema = 'hub' AND table_name = 'person_keys'").fetchall()[0][0]
-    previous = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl() if exists else None
-    issued = {k for (k,) in con.execute("SELECT person_key FROM hub.person_key_register").fetchall()}
-    keys, events = carry_forward(clusters, previous, issued)
-    # Bulk, through Arrow: one INSERT per event row is far too slow for 100k new keys.
-    frame = pl.DataFrame(events, schema={"event": pl.String, "person_key": pl.String,
-                                         "other_person_key": pl.String, "identity_records": pl.Int32},
-                         orient="row").with_columns(run_at=pl.lit(now))
-    con.register("new_person_keys", keys.to_arrow())
-    con.register("key_events_arrow", frame.to_arrow())
+    # Set-based in the warehouse: no key, identity id or event passes through Python (issue 24).
+    con.register("this_run_clusters", clusters.to_arrow())
+    try:
+        keys, events = _carry_forward_sql(con, "this_run_clusters", "hub.person_keys" if exists else None,
+                                          "hub.person_key_register")
+    finally:
+        con.unregister("this_run_clusters")
+    con.register("new_person_keys", keys)
+    con.register("key_events_arrow", events)
     try:
         con.execute(f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
                     "SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM new_person_keys", [now])
         con.execute(f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
-                    "SELECT run_at, event, person_key, other_person_key, identity_records FROM key_events_arrow")
+                    "SELECT ?::TIMESTAMP AS run_at, event, person_key, other_person_key, identity_records "
+                    "FROM key_events_arrow", [now])
+        changed = con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
+                                  WHERE p.person_key <> n.person_key""").fetchall()[0][0] if exists else 0
+        persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[0][0]
+        count = dict(con.execute(f"SELECT event, count(*) FROM {STAGED_EVENTS} GROUP BY event").fetchall())
     finally:
         con.unregister("new_person_keys")
         con.unregister("key_events_arrow")
-    changed = 0
-    if previous is not None:
-        joined = previous.join(keys, on="identity_id", how="inner", suffix="_now")
-        changed = joined.filter(pl.col("person_key") != pl.col("person_key_now")).height
-    count = {e: sum(1 for ev in events if ev[0] == e) for e in ("new", "merge", "split", "retired")}
-    persons = keys["person_key"].n_unique()
+    count = {e: count.get(e, 0) for e in ("new", "merge", "split", "retired")}
     return KeyChanges(persons, persons - count["new"], count["new"], count["merge"], count["split"],
                       count["retired"] + count["merge"], changed)
 

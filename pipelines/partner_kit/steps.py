@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from pipelines import progress
+
 # In pipeline order; "assemble" is building the hub columns (spreading per-value results
 # over the rows, dictionaries, the payload), "other" is whatever no step claimed.
 STEPS = ("read", "normalise", "HMAC tokens", "Bloom", "phonetic", "assemble", "write", "other")
@@ -70,14 +72,18 @@ _clock: ContextVar[StepClock | None] = ContextVar("partner_kit_step_clock", defa
 def step(name: str) -> Iterator[None]:
     """Charge the time inside the block to step ``name`` (one of :data:`STEPS`) if recording."""
     clock = _clock.get()
-    if clock is None:
-        yield
-        return
-    clock.enter(name)
+    progress.stage_started(f"partner kit: {name}")  # shown by `placelink partner prepare`
     try:
-        yield
+        if clock is None:
+            yield
+            return
+        clock.enter(name)
+        try:
+            yield
+        finally:
+            clock.leave()
     finally:
-        clock.leave()
+        progress.stage_finished()
 
 
 @contextmanager

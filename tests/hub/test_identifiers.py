@@ -89,3 +89,31 @@ def test_identifiers_inside_free_text_are_found_in_any_case_and_script(text, kin
 ])
 def test_ordinary_free_text_raises_nothing(text):
     assert _scan(notes=[text, "seen", "ok", None, "", "y"]) == {}
+
+
+# Hex runs the scan skips (HEX_RUN), chosen to sit as close to an identifier as a run can:
+# digits only, an NHS number or a phone number at either end, letters that spell words.
+HEX_RUNS = ["9434765919000000", "0000009434765919", "07700900123abcde", "abcde07700900123",
+            "4010232137401023", "deadbeefdeadbeef", "DEADBEEFCAFEBABE", "face0bad0bed0fed",
+            "0161496000001614", TOKENS[0], TOKENS[1].upper()]
+
+
+def test_every_check_finds_nothing_in_the_hex_runs_the_scan_skips():
+    # The fast path is only sound while no check can match a hex run: this fails if a pattern
+    # is widened so that it could (the skipped values would then hide identifiers).
+    import polars as pl
+
+    from pipelines.hub import identifiers
+    from pipelines.hub.names_in_text import contains_names
+
+    values = pl.Series("v", HEX_RUNS)
+    assert values.str.contains(identifiers.HEX_RUN).all()
+    checks = [identifiers.nhs_numbers_in_text, contains_names] + [identifiers._matches(p) for p in (
+        identifiers.EMAIL, identifiers.UK_PHONE, identifiers.DATE_OF_BIRTH, identifiers.FULL_POSTCODE)]
+    for check in checks:
+        assert not check(values).any(), check
+
+
+def test_short_digit_runs_are_still_scanned_in_token_columns():
+    # Ten digits are hex digits too, but too short to be skipped: an NHS number in a token column.
+    assert _scan(record_token=["9434765919"] + TOKENS[1:]) == {("record_token", "NHS numbers"): 1}

@@ -5,7 +5,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.linkage.person_keys import assign_person_keys, carry_forward
+from pipelines.linkage.person_keys import assign_person_keys, carry_forward, new_key
 
 
 def clusters(*groups: str) -> pl.DataFrame:
@@ -91,3 +91,45 @@ def test_carry_forward_prefers_the_largest_overlap():
     # c moved from K2's person to K1's: K1 keeps {a,b,c}, K2 keeps {d,e}; a split of K2 is recorded
     assert keyed(keys)["c"] == "K1" and keyed(keys)["d"] == "K2"
     assert [e[0] for e in events] == ["split"]
+
+
+def _history(seed: int, people: int = 60):
+    """A random month-to-month history: previous keys, and this month's clusters that keep,
+    merge, split and add people, with some first identity ids whose key was issued before."""
+    import random
+
+    from tests.linkage.greedy_person_keys import greedy_carry_forward
+
+    rng = random.Random(seed)
+    ids = [f"id{n:03d}" for n in range(people)]
+    before = {i: f"g{rng.randrange(people // 3)}" for i in ids if rng.random() < 0.8}
+    previous_clusters = pl.DataFrame({"identity_id": list(before), "cluster_id": list(before.values())})
+    previous, _ = greedy_carry_forward(previous_clusters, None, set())
+    now = {}
+    for i in ids + [f"new{n}" for n in range(people // 5)]:
+        roll, group = rng.random(), before.get(i, f"s{i}")
+        if roll < 0.1:
+            continue  # withdrawn or gone: a key may lose every record and retire
+        if roll < 0.5:
+            now[i] = group  # the same person
+        elif roll < 0.7:
+            now[i] = f"joined{sum(map(ord, group)) % (people // 6)}"  # whole persons merged together
+        elif roll < 0.9:
+            now[i] = f"m{rng.randrange(people // 4)}"  # records moved between persons
+        else:
+            now[i] = f"s{i}"  # split off alone
+    issued = set(previous["person_key"]) | {new_key(i) for i in rng.sample(sorted(now), 5)}
+    return pl.DataFrame({"identity_id": list(now), "cluster_id": list(now.values())}), previous, issued
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_set_based_keys_equal_the_one_at_a_time_greedy(seed):
+    # The keys and events are exactly those of the Python code they replaced (issue 24).
+    from tests.linkage.greedy_person_keys import greedy_carry_forward
+
+    now, previous, issued = _history(seed)
+    for prev, known in ((previous, issued), (None, set()), (None, issued)):
+        keys, events = carry_forward(now, prev, known)
+        want_keys, want_events = greedy_carry_forward(now, prev, known)
+        assert keyed(keys) == keyed(want_keys)
+        assert events == want_events
