@@ -13,11 +13,13 @@ from click.testing import CliRunner
 
 from pipelines.audit import AuditLog
 from pipelines.cli import main
-from pipelines.hub import inbox as inbox_module
-from pipelines.hub.quarantine import Rejection, hold
+from pipelines.hub import delivery_states
+from pipelines.hub.ingest import receive_inbox
+from pipelines.hub.quarantine import held_files
 from pipelines.preflight import PreflightFailed, preflight, required_free_space
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
+from pipelines.warehouse import connect
 
 AE = "ae_attendances"
 AE_SOURCE = "nhs-acute-mental-health/ae_attendances"
@@ -136,25 +138,46 @@ def test_preflight_needs_a_readable_inbox_folder(tmp_path):
         preflight(settings)
 
 
-def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(tmp_path, monkeypatch):
-    inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
-    inbox.mkdir()
-    delivery = inbox / "council__csc.plx"
+def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(small_place, tmp_path, monkeypatch):
+    """The disk fills while the hub writes a held delivery's reason: nothing half-written is left
+    (no 0-byte reason, no held file without its reason), the delivery stays in the inbox, and the
+    next run, with space again, holds it with its reason."""
+    settings = small_place.stage_hub(tmp_path / "hub", datasets=[])
+    delivery = settings.inbox / "council__csc.plx"
     delivery.write_bytes(b"some delivered bytes")
+    real_write, real_fsync = delivery_states.write_durably, os.fsync
 
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(inbox_module.os, "fsync", disk_full)
+    def write_on_a_full_disk(path, data):
+        if "reason" not in path.name:
+            return real_write(path, data)
+        monkeypatch.setattr(os, "fsync", disk_full)  # the reason's bytes are written, then the disk is full
+        try:
+            return real_write(path, data)
+        finally:
+            monkeypatch.setattr(os, "fsync", real_fsync)
+
+    monkeypatch.setattr(delivery_states, "write_durably", write_on_a_full_disk)
     with pytest.raises(OSError) as raised:
-        hold(delivery, quarantine, Rejection("format", "an envelope", "garbage", "re-send"),
-             dt_now())
+        _receive(settings)
     assert raised.value.errno == errno.ENOSPC
-    assert list(quarantine.iterdir()) == []  # no 0-byte or partial reason, no held file
+    assert [p.name for p in settings.quarantine.iterdir() if p.is_file()] == []  # no reason, no held file
     assert delivery.read_bytes() == b"some delivered bytes"  # still in the inbox for the next run
 
+    monkeypatch.setattr(delivery_states, "write_durably", real_write)  # space again
+    (receipt,) = _receive(settings)
+    assert receipt.status == "quarantined"
+    (held,) = held_files(settings.quarantine)
+    assert held["file"] == "council__csc.plx" and held["check"] not in ("reason missing", "")
+    assert not delivery.exists()
 
-def dt_now():
-    import datetime as dt
 
-    return dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
+def _receive(settings):
+    contracts, _ = settings.load_contracts()
+    con = connect(settings)
+    try:
+        return receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=settings.now())
+    finally:
+        con.close()
