@@ -10,6 +10,7 @@ from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
                                   table_lineage)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
+from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
 from assets.sql_models import model_plan
 from pipelines.resources import PlacelinkResource
@@ -53,6 +54,8 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
                          table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
                          derived=derived_tables(con), now=now, audit_head=head.to_json() if head else None,
                          models_left_out=plan.left_out)
+        # Last: what this file was built from, so a later run with nothing new leaves it be.
+        record_publication(settings, con, contracts, problems, context.run.run_id, now)
     placelink.audit(context).append("published", file=str(settings.published), tables=[t.name for t in tables],
                                     audit_head_events=head.events if head else None,
                                     contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
