@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
 from pipelines.alerts import Sent
+from pipelines.delivery_months import MONTHS_TAG, parse_month
 from pipelines.quality import worker as quality_worker
 from pipelines.settings import Settings
 from pipelines.stages import stage
@@ -44,8 +45,15 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "INFO",
-                 on_alert: Callable[[Sent], None] | None = None) -> dg.ExecuteInProcessResult:
+                 on_alert: Callable[[Sent], None] | None = None,
+                 months: Sequence[str] = ()) -> dg.ExecuteInProcessResult:
     """Materialise every asset once; raises nothing, the result says what failed.
+
+    ``months`` (``YYYY-MM``): reporting months to re-materialise (a backfill): each partner-month
+    the hub holds for them is reported again on its landing partition, and linkage, the models and
+    the published file are rebuilt even if nothing else is new. Whatever is in the inbox is received
+    as in any run. Without ``months``, a run with an empty inbox and nothing else new since the last
+    publication skips linkage and publication (:func:`nothing_new`).
 
     When the run ends, its alerts (failure, failed blocking checks, held and overdue deliveries;
     pipelines/alerting.py) go to the configured channels, as the daemon's sensors do for runs it
@@ -57,7 +65,7 @@ def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "IN
     with _environment({"PLACELINK_HOME": str(settings.home), "PLACELINK_CONTRACTS": str(settings.contracts_dir),
                        "PLACELINK_SQL": str(settings.sql_dir),
                        "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None}):
-        return _run(settings, retrain, log_level, on_alert)
+        return _run(settings, retrain, log_level, on_alert, [parse_month(m) for m in months])
 
 
 @contextmanager
@@ -76,7 +84,7 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
 
 
 def _run(settings: Settings, retrain: bool, log_level: str,
-         on_alert: Callable[[Sent], None] | None) -> dg.ExecuteInProcessResult:
+         on_alert: Callable[[Sent], None] | None, months: list[str]) -> dg.ExecuteInProcessResult:
     if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
@@ -91,14 +99,27 @@ def _run(settings: Settings, retrain: bool, log_level: str,
     from pipelines.alerts import send_all
 
     with dagster_instance(settings) as instance:
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
-                                        tags={HEADLESS_TAG: "true"})
+        tags = {HEADLESS_TAG: "true", **({MONTHS_TAG: ",".join(sorted(set(months)))} if months else {})}
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
         if settings.alerts.channels:
             run = instance.get_run_by_id(result.run_id)
             for sent in send_all(run_alerts(instance, run, settings.alerts), settings.alerts):
                 if on_alert is not None:
                     on_alert(sent)
         return result
+
+
+def nothing_new(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why a finished run skipped linkage and publication (nothing new since the last one), or None."""
+    from assets.changes import nothing_new_reason
+
+    return nothing_new_reason(result.all_events)
+
+
+def partner_months(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The partner-months a finished run materialised on the landing partitions, as ``dataset YYYY-MM``."""
+    return sorted(f"{event.asset_key.path[-1]} {event.partition}" for event in result.all_events
+                  if event.is_step_materialization and event.asset_key.path[0] == "landing")
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

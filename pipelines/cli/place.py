@@ -47,12 +47,23 @@ def _later_months(out: Path, month: int) -> None:
 
 @click.command()
 @click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
-def run(retrain: bool) -> None:
-    """Materialise every asset headless (inbox -> published file)."""
-    from assets.sql_models import model_plan
-    from pipelines.run import failure_messages, run_pipeline
+@click.option("--month", "months", multiple=True, metavar="YYYY-MM",
+              help="Backfill a reporting month (repeatable): re-materialise its landing partitions from the "
+                   "deliveries the hub holds for it, then link, model and publish again.")
+def run(retrain: bool, months: tuple[str, ...]) -> None:
+    """Materialise every asset headless (inbox -> published file).
 
-    result = run_pipeline(Settings.from_env(), retrain=retrain,
+    A run with an empty inbox and nothing else new since the last publication skips linkage and
+    publication and says so; the published file stays as it is."""
+    from assets.sql_models import model_plan
+    from pipelines.delivery_months import parse_month
+    from pipelines.run import failure_messages, nothing_new, partner_months, run_pipeline
+
+    try:
+        months = tuple(parse_month(m) for m in months)
+    except ValueError as exc:
+        fail(str(exc))
+    result = run_pipeline(Settings.from_env(), retrain=retrain, months=months,
                           on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
@@ -60,6 +71,15 @@ def run(retrain: bool) -> None:
         for message in failure_messages(result):
             click.echo(f"failed: {message}", err=True)
         sys.exit(1)
+    landed = partner_months(result)
+    if landed:
+        click.echo(f"partner-months materialised: {', '.join(landed)}")
+    elif months:
+        click.echo(f"no delivery held for {', '.join(months)}: no landing partition to re-materialise")
+    skipped = nothing_new(result)
+    if skipped:
+        click.echo(f"pipeline run {result.run_id} succeeded: {skipped}")
+        return
     click.echo(f"pipeline run {result.run_id} succeeded; published {Settings.from_env().published}")
 
 
