@@ -8,7 +8,7 @@ tell the data team (pipelines/alerting.py).
 
 import dagster as dg
 
-from assets.ingest import landing_specs
+from assets.ingest import DELIVERIES, landing_specs
 from pipelines.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
 from pipelines.resources import PlacelinkResource
 
@@ -16,7 +16,8 @@ from pipelines.resources import PlacelinkResource
 @dg.multi_asset_check(specs=[
     dg.AssetCheckSpec(OVERDUE_CHECK, asset=spec.key, blocking=False,
                       description=f"The latest {spec.key.path[-1]} delivery that the contract's delivery term "
-                                  "says is due has arrived (warns when it is overdue; read from the audit log).")
+                                  "says is due has arrived (warns when it is overdue; read from the audit log).",
+                      additional_deps=[DELIVERIES])
     for spec in landing_specs()])
 def delivery_on_time(placelink: PlacelinkResource):
     settings = placelink.settings()

@@ -1,4 +1,13 @@
-"""Stage 1: receive extracts from the inbox and land them, one table per contract dataset."""
+"""Stage 1: receive extracts from the inbox and land them, one table per contract dataset.
+
+Each landing table is partitioned by reporting month in the Dagster UI: ingest writes the tables
+and reports, for every partner-month it landed, a materialisation of that month's partition (rows,
+full or delta, the delivery's id and when it arrived), so the partition view shows which
+partner-months arrived and which are missing. A late or corrected delivery for an earlier month
+re-materialises that month; a run tagged ``placelink/months`` (``placelink run --month``)
+re-materialises the months it names from what the hub holds (a backfill). Linkage, the models and
+the published file are not partitioned: they read every month.
+"""
 
 from functools import cache
 
@@ -6,32 +15,65 @@ import dagster as dg
 import polars as pl
 
 from pipelines.contracts import load_contracts
+from pipelines.delivery_months import (MONTHS_TAG, MonthDelivery, first_month, month_deliveries,
+                                      month_start, months_after_calendar, parse_month)
 from pipelines.hub.ingest import DELIVERIES_DDL, delivery_outcome, delivery_table, receive_inbox
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 
+DELIVERIES = dg.AssetKey(["hub", "deliveries"])
+
+
+@cache
+def delivery_months() -> dg.MonthlyPartitionsDefinition:
+    """Reporting months, ``YYYY-MM``, from the month before the earliest agreement begins to the
+    calendar's month, moving on with it, or to the hub's clock's month if PLACELINK_AS_OF puts it later."""
+    settings = Settings.from_env()
+    contracts, _ = load_contracts(settings.contracts_dir)
+    start = first_month(contracts.values(), settings.clock)
+    # Dagster counts monthly partitions to the last complete month, plus end_offset months.
+    return dg.MonthlyPartitionsDefinition(start_date=f"{start:%Y-%m}", fmt="%Y-%m",
+                                          end_offset=months_after_calendar(month_start(settings.today())) + 1)
+
 
 @cache
 def landing_specs() -> tuple[dg.AssetSpec, ...]:
-    """One landing asset per dataset of every valid contract (read once per process)."""
+    """One landing asset per dataset of every valid contract (read once per process), partitioned by
+    reporting month. Ingest writes them (their partner-months are reported by `received_extracts`)."""
     contracts, _ = load_contracts(Settings.from_env().contracts_dir)
     return tuple(
-        dg.AssetSpec(["landing", name], group_name="ingest",
-                     description=f"{dataset.description} Latest accepted rows under contract {c.label}.",
+        dg.AssetSpec(["landing", name], group_name="ingest", deps=[DELIVERIES], partitions_def=delivery_months(),
+                     description=f"{dataset.description} Latest accepted rows under contract {c.label}; "
+                                 "one partition per reporting month delivered.",
                      metadata={"contract": c.label, "partner": c.partner_id})
         for c in contracts.values() for name, dataset in c.datasets.items()
     )
 
 
-@dg.multi_asset(
-    specs=[dg.AssetSpec(["hub", "deliveries"], group_name="ingest",
-                        description="Every file that reached the inbox: accepted or quarantined, with the reason."),
-           *landing_specs()],
-    can_subset=False,
-)
+def backfill_months(tags: dict[str, str]) -> list[str]:
+    """The reporting months a run was asked to re-materialise (its ``placelink/months`` tag)."""
+    text = tags.get(MONTHS_TAG, "")
+    return sorted({parse_month(m) for m in text.split(",") if m.strip()})
+
+
+def partner_month_metadata(deliveries: list[MonthDelivery], table_rows: int) -> dict:
+    """What the UI shows for one dataset's month: its latest delivery, and how many there were."""
+    latest = deliveries[-1]
+    return {
+        "rows": sum(d.rows_in_use for d in deliveries), "rows_delivered": latest.rows_delivered,
+        "delivery_kind": latest.delivery_kind, "delivery_id": latest.extract_id, "file": latest.file_name,
+        "received_at": latest.received_at.isoformat(sep=" ", timespec="seconds"),
+        "deliveries": len(deliveries), "rows_in_landing_table": table_rows,
+    }
+
+
+@dg.asset(key=DELIVERIES, group_name="ingest",
+          description="Every file that reached the inbox: accepted or quarantined, with the reason.")
 def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkResource):
-    """Check every inbox file against its contract; land it or hold it in quarantine."""
+    """Check every inbox file against its contract; land it or hold it in quarantine; report each
+    partner-month landed (and the months a backfill names) on its landing asset's partition."""
     settings = placelink.settings()
+    asked = backfill_months(context.run.tags)
     contracts, problems = placelink.contracts()
     for contract_id, error in problems.items():
         context.log.warning(f"contract {contract_id} is invalid and its flow is held: {error}")
@@ -43,29 +85,51 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
                 context.log.warning(receipt.reason)
             else:
                 context.log.info(f"{receipt.file_name}: {delivery_outcome(receipt)}")
-        landed = {r.dataset: r for r in receipts if r.status == "accepted" and r.kind == "extract"}
-        yield dg.MaterializeResult(asset_key=["hub", "deliveries"], metadata={
-            "files_received": sum(r.status != "ignored" for r in receipts),
-            "accepted": sum(r.status == "accepted" for r in receipts),
-            "quarantined": sum(r.status == "quarantined" for r in receipts),
-            "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
-            "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
-            "files": dg.MetadataValue.md(delivery_table(receipts)),
-            # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
-            "held": dg.MetadataValue.json([{"file": r.file_name, "contract": r.contract_id, "check": r.check}
-                                           for r in receipts if r.status == "quarantined"]),
-            # One line per file, shown as it is on the asset page: accepted, or held and why.
-            **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
-        })
-        for spec in context.assets_def.specs:
-            if spec.key.path[0] != "landing":
+        landed = {(r.dataset, r.header.get("reporting_period")) for r in receipts
+                  if r.status == "accepted" and r.kind == "extract"}
+        recorded = _report_partner_months(context, con, landed, asked)
+    return dg.MaterializeResult(metadata={
+        "files_received": sum(r.status != "ignored" for r in receipts),
+        "accepted": sum(r.status == "accepted" for r in receipts),
+        "quarantined": sum(r.status == "quarantined" for r in receipts),
+        "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
+        "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
+        "files": dg.MetadataValue.md(delivery_table(receipts)),
+        # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
+        "held": dg.MetadataValue.json([{"file": r.file_name, "contract": r.contract_id, "check": r.check}
+                                       for r in receipts if r.status == "quarantined"]),
+        "partner_months": dg.MetadataValue.json(recorded),
+        **({"backfill_months": dg.MetadataValue.json(asked)} if asked else {}),
+        # One line per file, shown as it is on the asset page: accepted, or held and why.
+        **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
+    })
+
+
+def _report_partner_months(context: dg.AssetExecutionContext, con, landed: set[tuple[str, str]],
+                           asked: list[str]) -> list[str]:
+    """A materialisation of ``landing/<dataset>`` partition ``month`` for each partner-month landed
+    now, and for every dataset delivered in a month asked for; returns them as ``dataset month``."""
+    partitions = delivery_months()
+    datasets = [spec.key.path[1] for spec in landing_specs()]
+    recorded = []
+    for month in sorted({m for _, m in landed if m} | set(asked)):
+        if not partitions.has_partition_key(month):
+            context.log.warning(f"reporting month {month} is outside the landing partitions "
+                                f"({partitions.get_first_partition_key()} to {partitions.get_last_partition_key()}): "
+                                "its rows landed, but no partition shows them")
+            continue
+        found = month_deliveries(con, month, datasets)
+        for dataset in datasets:
+            if month in asked and dataset not in found:
+                context.log.info(f"landing/{dataset} {month}: no delivery held for this month")
+            if dataset not in found or (month not in asked and (dataset, month) not in landed):
                 continue
-            name = spec.key.path[1]
-            rows = con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]
-            yield dg.MaterializeResult(asset_key=spec.key, metadata={
-                "rows": rows, "new_delivery": name in landed,
-                "rows_in_new_delivery": landed[name].row_count if name in landed else 0,
-            })
+            table_rows = con.execute(f"SELECT count(*) FROM landing.{dataset}").fetchall()[0][0]
+            context.log_event(dg.AssetMaterialization(
+                asset_key=["landing", dataset], partition=month,
+                metadata=partner_month_metadata(found[dataset], table_rows)))
+            recorded.append(f"{dataset} {month}")
+    return recorded
 
 
 _AREA_REFERENCE = pl.Schema({"lsoa_code": pl.String, "ward_code": pl.String, "ward_name": pl.String,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.changes import NEW_INPUTS
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.ingest import landing_specs
 from pipelines.linkage import link_person_records
@@ -13,8 +14,9 @@ from pipelines.resources import PlacelinkResource
 
 
 # Contract status and retention run first, so a suspended flow or an expired extract is
-# already out when records are gathered for linkage.
-GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION]
+# already out when records are gathered for linkage; and nothing is linked when nothing is new
+# since the last publication (assets/changes.py: that step's output is then left out).
+GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION, NEW_INPUTS]
 
 
 @dg.multi_asset(

@@ -12,6 +12,7 @@ from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuse
 from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publication_guard import (blocked_message, find_losses, known_source_reasons, last_publication,
                                          pending_acceptances)
+from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
 from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
 from assets.sql_models import model_plan
@@ -75,6 +76,8 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
                          table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
                          derived=derived_tables(con), now=now, audit_head=head.to_json() if head else None,
                          models_left_out=plan.left_out, guard=guard)
+        # Last: what this file was built from, so a later run with nothing new leaves it be.
+        record_publication(settings, con, contracts, problems, context.run.run_id, now)
     for loss in known_losses:
         context.log.warning(f"published without: {loss}")
     audit.append("published", file=str(settings.published), tables=[t.name for t in tables],

@@ -8,7 +8,8 @@ These checks show what the gate found, per dataset, for the latest ingest run.
 
 import dagster as dg
 
-from assets.ingest import landing_specs
+# The landing tables are written by ingest (hub/deliveries): these checks run after it.
+from assets.ingest import DELIVERIES, landing_specs
 from assets.sql_models import model_plan
 from pipelines.quality.report import write_report
 from pipelines.quality.results import deliveries, published_unsafe_cells, unvalidated_extracts
@@ -53,7 +54,8 @@ def _delivery_result(dataset: str, found, report: str) -> dg.AssetCheckResult:
                       description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
                                   "delivery of the latest ingest before it lands. A delivery failing an ERROR "
                                   "rule was held in quarantine (not landed; downstream ran on earlier accepted "
-                                  "data); WARN failures landed and are listed.")
+                                  "data); WARN failures landed and are listed.",
+                      additional_deps=[DELIVERIES])
     for spec in landing_specs()])
 def delivery_quality(placelink: PlacelinkResource):
     report = str(placelink.settings().reports / "quality.html")
@@ -67,7 +69,8 @@ def delivery_quality(placelink: PlacelinkResource):
     dg.AssetCheckSpec("only_validated_deliveries", asset=spec.key, blocking=True,
                       description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
                                   "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
-                                  "models stop.")
+                                  "models stop.",
+                      additional_deps=[DELIVERIES])
     for spec in landing_specs()])
 def only_validated_deliveries(placelink: PlacelinkResource):
     with placelink.warehouse() as con:

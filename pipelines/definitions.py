@@ -4,10 +4,11 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.cadence import cadence_checks
+from assets.changes import new_since_publication
 from assets.effects import effect_assets
 from assets.governance import contract_status, ig_register, retention_deletions
 from assets.housekeeping import quarantine_purge
-from assets.ingest import area_reference, received_extracts
+from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
@@ -75,7 +76,7 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     settings = Settings.from_env()
     plan = model_plan(settings)  # which models (and so which effect assets) this hub's contracts allow
     return dg.Definitions(
-        assets=[received_extracts, area_reference, person_records, linked_persons,
+        assets=[received_extracts, *landing_specs(), new_since_publication, area_reference, person_records, linked_persons,
                 *sql_model_assets(settings, plan), *effect_assets(plan), shared_outcomes,
                 outcomes_report, quality_report, contract_status, retention_deletions, ig_register, quarantine_purge],
         asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],

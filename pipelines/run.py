@@ -1,10 +1,11 @@
 """Run the whole pipeline headless on Dagster's local instance (``PLACELINK_HOME/dagster``)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import dagster as dg
 import yaml
 
 from pipelines.alerts import Sent
+from pipelines.delivery_months import MONTHS_TAG, parse_month
 from pipelines.jobs import WAREHOUSE_TAG
 from pipelines.quality import worker as quality_worker
 from pipelines.run_lock import Holder, run_lock
@@ -56,6 +58,16 @@ def queue_problem(config: dict | None) -> str | None:
         return (f"its run queue allows {limit if limit is not None else 'the default of 10'} runs at once and no "
                 f"limit of 1 on the {WAREHOUSE_TAG} tag; set max_concurrent_runs: 1")
     return None
+
+
+class _SkippedCheckNotice(logging.Filter):
+    """Drops Dagster's warning that a blocking check "emitted no result" and that what is downstream
+    "will proceed without gating on it". In placelink a check emits no result only when its step was
+    skipped, which happens only when a run has nothing new (assets/changes.py) and everything
+    downstream is skipped too: the warning would tell the operator the opposite of what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "emitted no result in step" not in record.getMessage()
 
 
 def ensure_dagster_home(settings: Settings, warn: Callable[[str], None] | None = None) -> Path:
@@ -109,12 +121,18 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
 def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "INFO",
                  on_alert: Callable[[Sent], None] | None = None, wait: float | None = 0,
                  on_wait: Callable[[Holder | None], None] | None = None,
-                 command: str = "placelink run") -> dg.ExecuteInProcessResult:
+                 command: str = "placelink run", months: Sequence[str] = ()) -> dg.ExecuteInProcessResult:
     """Materialise every asset once, holding the hub's run lock throughout; the result says what failed.
 
     Another run holding the lock: wait up to ``wait`` seconds for it (None: as long as it takes,
     0: not at all; ``on_wait`` hears who holds it), then raise
     :class:`pipelines.run_lock.RunLockBusy`; nothing else is raised.
+
+    ``months`` (``YYYY-MM``): reporting months to re-materialise (a backfill): each partner-month
+    the hub holds for them is reported again on its landing partition, and linkage, the models and
+    the published file are rebuilt even if nothing else is new. Whatever is in the inbox is received
+    as in any run. Without ``months``, a run with an empty inbox and nothing else new since the last
+    publication skips linkage and publication (:func:`nothing_new`).
 
     When the run ends, its alerts (failure, failed blocking checks, held and overdue deliveries;
     pipelines/alerting.py) go to the configured channels, as the daemon's sensors do for runs it
@@ -123,7 +141,7 @@ def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "IN
     run_id = str(uuid.uuid4())  # as Dagster makes them; known before the run, so the lock names it
     with run_lock(settings.home, command, run_id=run_id, wait=wait, on_wait=on_wait):
         _fault_pause(settings)
-        return _locked_run(settings, retrain, log_level, on_alert, run_id)
+        return _locked_run(settings, retrain, log_level, on_alert, run_id, months)
 
 
 def _fault_pause(settings: Settings) -> None:
@@ -137,14 +155,14 @@ def _fault_pause(settings: Settings) -> None:
 
 
 def _locked_run(settings: Settings, retrain: bool, log_level: str, on_alert: Callable[[Sent], None] | None,
-                run_id: str) -> dg.ExecuteInProcessResult:
+                run_id: str, months: Sequence[str]) -> dg.ExecuteInProcessResult:
     # The assets read their settings from the environment (PlacelinkResource): name this home for
     # the run, and put the process's own environment back afterwards, so nothing later in the same
     # process (a CLI command, the next test) reads this run's home, contracts or clock.
     with _environment({"PLACELINK_HOME": str(settings.home), "PLACELINK_CONTRACTS": str(settings.contracts_dir),
                        "PLACELINK_SQL": str(settings.sql_dir),
                        "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None}):
-        return _run(settings, retrain, log_level, on_alert, run_id)
+        return _run(settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months])
 
 
 @contextmanager
@@ -163,7 +181,7 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
 
 
 def _run(settings: Settings, retrain: bool, log_level: str,
-         on_alert: Callable[[Sent], None] | None, run_id: str) -> dg.ExecuteInProcessResult:
+         on_alert: Callable[[Sent], None] | None, run_id: str, months: list[str]) -> dg.ExecuteInProcessResult:
     if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
@@ -177,10 +195,17 @@ def _run(settings: Settings, retrain: bool, log_level: str,
     from pipelines.alerting import HEADLESS_TAG, run_alerts
     from pipelines.alerts import send_all
 
+    notice, skipped_check = logging.getLogger("dagster._core.execution.plan.active"), _SkippedCheckNotice()
+    notice.addFilter(skipped_check)
     with dagster_instance(settings) as instance:
         fail_abandoned_runs(instance)
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
-                                        tags={HEADLESS_TAG: "true", **process_tags()}, run_id=run_id)
+        tags = {HEADLESS_TAG: "true", **process_tags(),
+                **({MONTHS_TAG: ",".join(sorted(set(months)))} if months else {})}
+        try:
+            result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
+                                            tags=tags, run_id=run_id)
+        finally:
+            notice.removeFilter(skipped_check)
         if settings.alerts.channels:
             run = instance.get_run_by_id(result.run_id)
             for sent in send_all(run_alerts(instance, run, settings.alerts), settings.alerts):
@@ -230,6 +255,19 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
             "next run finished or undid what it left in ingest (docs/ingest-states.md)"))
         abandoned.append(run.run_id)
     return abandoned
+
+
+def nothing_new(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why a finished run skipped linkage and publication (nothing new since the last one), or None."""
+    from assets.changes import nothing_new_reason
+
+    return nothing_new_reason(result.all_events)
+
+
+def partner_months(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The partner-months a finished run materialised on the landing partitions, as ``dataset YYYY-MM``."""
+    return sorted(f"{event.asset_key.path[-1]} {event.partition}" for event in result.all_events
+                  if event.is_step_materialization and event.asset_key.path[0] == "landing")
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:

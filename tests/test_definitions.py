@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 import os
 import subprocess
@@ -20,6 +21,8 @@ print(json.dumps({
     "cohort_upstream": sorted(k.to_user_string() for k in cohort.parent_keys),
     "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
     "monthly_refresh": defs.resolve_schedule_def("monthly_refresh").cron_schedule,
+    "months": [(p := graph.get(__import__("dagster").AssetKey(["landing", "ae_attendances"])).partitions_def)
+               .get_first_partition_key(), p.get_last_partition_key()],
 }))
 """
 
@@ -36,6 +39,16 @@ def test_definitions_load_and_resolve_without_warnings(tmp_path):
     assert loaded["cohort_upstream"] == ["hub/record_person", "landing/family_support_enrolments"]
     assert "placelink_refresh" in loaded["jobs"]
     assert loaded["monthly_refresh"] == "0 6 2 * *"
+    # reporting months: from the month before the agreements begin (April 2026) to the calendar's month
+    # (the suite's clock, November 2026, is not later than the calendar's)
+    assert loaded["months"] == ["2026-03", f"{dt.date.today():%Y-%m}"]
+
+
+def test_the_landing_partitions_reach_a_clock_set_after_the_calendar(tmp_path):
+    later = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                           env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2131-02-10"})
+    assert later.returncode == 0, later.stderr[-3000:]
+    assert json.loads(later.stdout.strip().splitlines()[-1])["months"] == ["2026-03", "2131-02"]
 
 
 def test_inbox_sensor_requests_one_run_per_new_set_of_files(tmp_path, monkeypatch):

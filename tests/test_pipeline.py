@@ -81,8 +81,8 @@ def test_rerun_on_unchanged_inputs_keeps_every_person_key(hub):
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     before = dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())
     con.close()
-    again = dg.materialize([a for a in defs.assets if "linked_persons" in str(a.node_def.name)
-                            or "person_records" in str(a.node_def.name)],
+    again = dg.materialize([a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and (
+                                "linked_persons" in str(a.node_def.name) or "person_records" in str(a.node_def.name))],
                            resources={"placelink": PlacelinkResource(home=str(settings.home),
                                                                      contracts_dir=str(settings.contracts_dir))})
     assert again.success

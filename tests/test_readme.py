@@ -58,6 +58,9 @@ def test_readme_shell_commands_run_as_written(checkout):
     assert "placelink 0.1.0" in out
     assert "audit log" in out and "is intact" in out
     assert "ae_attendance" in out and "rate_ratio_ci_low" in out and "smd_after_matching" in out
+    # the backfill re-materialised October's partner-months, and the run after it had nothing new
+    assert "partner-months materialised: ae_attendances 2026-10, csc_referrals 2026-10" in out
+    assert "succeeded: nothing new since the publication of" in out and "published file is unchanged" in out
 
 
 def test_readme_python_for_analysts_runs_as_written(checkout):

@@ -56,17 +56,28 @@ def _waiting(holder) -> None:
               metavar="[SECONDS]",
               help="If another run holds the hub's run lock, wait for it (at most SECONDS if given) instead of "
                    "refusing at once with exit code 75.")
-def run(retrain: bool, wait: float | None) -> None:
+@click.option("--month", "months", multiple=True, metavar="YYYY-MM",
+              help="Backfill a reporting month (repeatable): re-materialise its landing partitions from the "
+                   "deliveries the hub holds for it, then link, model and publish again.")
+def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     """Materialise every asset headless (inbox -> published file).
+
+    A run with an empty inbox and nothing else new since the last publication skips linkage and
+    publication and says so; the published file stays as it is.
 
     One run at a time writes the warehouse: if another holds the hub's run lock, this exits 75
     at once naming it (or waits, with --wait). Exit codes (README: exit codes): 0 succeeded;
     1 failed; 3 completed with deliveries held; 4 publication blocked (it would have lost a
     source); 5 a pre-flight check failed; 75 another run holds the hub."""
+    from pipelines.delivery_months import parse_month
     from pipelines.preflight import PreflightFailed, preflight
     from pipelines.run_lock import RunLockBusy, run_lock
     from pipelines.run_outcome import PREFLIGHT_FAILED, run_outcome
 
+    try:
+        months = tuple(parse_month(m) for m in months)
+    except ValueError as exc:
+        fail(str(exc))
     settings = Settings.from_env()
     patience = 0 if wait is None else (None if wait == float("inf") else wait)  # None: as long as it takes
     try:
@@ -81,10 +92,10 @@ def run(retrain: bool, wait: float | None) -> None:
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
             from assets.sql_models import model_plan
             from pipelines import progress
-            from pipelines.run import failure_messages, run_pipeline
+            from pipelines.run import failure_messages, nothing_new, partner_months, run_pipeline
 
             with progress.showing():  # bars on a terminal, a line every 30 s otherwise; on standard error
-                result = run_pipeline(settings, retrain=retrain,
+                result = run_pipeline(settings, retrain=retrain, months=months,
                                       on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
     except RunLockBusy as exc:
         refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
@@ -95,9 +106,16 @@ def run(retrain: bool, wait: float | None) -> None:
     if not result.success:
         for message in failure_messages(result):
             click.echo(f"failed: {message}", err=True)
+    landed = partner_months(result)
+    if landed:
+        click.echo(f"partner-months materialised: {', '.join(landed)}")
+    elif months and result.success:
+        click.echo(f"no delivery held for {', '.join(months)}: no landing partition to re-materialise")
     for line in outcome.details:
         click.echo(line, err=not outcome.success)
-    click.echo(outcome.summary, err=not outcome.success)
+    skipped = nothing_new(result) if outcome.success else None
+    click.echo(f"pipeline run {result.run_id} succeeded: {skipped}" if skipped else outcome.summary,
+               err=not outcome.success)
     if outcome.code:
         sys.exit(outcome.code)
 
