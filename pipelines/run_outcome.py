@@ -36,14 +36,15 @@ class RunOutcome:
     code: int
     summary: str                                        # the final line
     details: list[str] = field(default_factory=list)   # one line per held delivery / known loss
+    held_files: tuple[str, ...] = ()                    # the names of the deliveries held
 
     @property
     def success(self) -> bool:
         return self.code == SUCCEEDED
 
 
-def _held(result: dg.ExecuteInProcessResult) -> list[str]:
-    """``file: why`` for each delivery this run held (ingest's own one-line reason)."""
+def _held(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """(file, ``file: why``) for each delivery this run held (ingest's own one-line reason)."""
     lines = []
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
@@ -54,7 +55,7 @@ def _held(result: dg.ExecuteInProcessResult) -> list[str]:
             why = materialization.metadata.get(f"file {entry['file']}")
             reason = str(why.value).removeprefix("HELD in quarantine: ") if why is not None else ""
             check = f"check '{entry['check']}'" if entry.get("check") else "held"
-            lines.append(f"{entry['file']}: {check}" + (f": {reason}" if reason else ""))
+            lines.append((entry["file"], f"{entry['file']}: {check}" + (f": {reason}" if reason else "")))
     return lines
 
 
@@ -81,19 +82,20 @@ def _blocked(result: dg.ExecuteInProcessResult) -> list[str]:
 
 def run_outcome(result: dg.ExecuteInProcessResult, published: str) -> RunOutcome:
     """The exit code and the final summary line of a finished run (``published``: the file's path)."""
-    held = [f"held: {line}" for line in _held(result)]
+    held_now = _held(result)
+    held = [f"held: {line}" for _, line in held_now]
+    names = tuple(name for name, _ in held_now)
     run = result.run_id
     blocked = _blocked(result)
     if blocked:
         return RunOutcome(PUBLICATION_BLOCKED, f"pipeline run {run} PUBLICATION BLOCKED (exit 4): {blocked[0]}",
-                          held)
+                          held, names)
     if not result.success:
         return RunOutcome(FAILED, f"pipeline run {run} FAILED (exit 1): see the failed steps above"
-                          + (f"; {len(held)} delivery(ies) also held" if held else ""), held)
+                          + (f"; {len(held)} delivery(ies) also held" if held else ""), held, names)
     losses = [f"published without: {line}" for line in _known_losses(result)]
     if held:
-        names = ", ".join(line.removeprefix("held: ").split(":", 1)[0] for line in held)
         return RunOutcome(HELD, f"pipeline run {run} completed with {len(held)} delivery(ies) held in quarantine "
-                                f"(exit 3): {names}; published {published} without them. See why with "
-                                "`placelink hub quarantine show NAME`", held + losses)
+                                f"(exit 3): {', '.join(names)}; published {published} without them. See why with "
+                                "`placelink hub quarantine show NAME`", held + losses, names)
     return RunOutcome(SUCCEEDED, f"pipeline run {run} succeeded; published {published}", losses)

@@ -25,6 +25,9 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     assert not report.failures
     statuses = [d[1] for d in report.deliveries]
     assert statuses.count("accepted") == 7 and statuses.count("quarantined") == 2
+    # holding the two deliveries the demo spoils on purpose is the demo working: `make demo` exits 0
+    assert {d[0] for d in report.deliveries if d[1] == "quarantined"} == report.expected_held
+    assert report.exit_code == 0, report.outcome
     assert report.persons > 0 and dict(report.published)["outcomes_before_after"] > 0
     summary = format_summary(report)
     assert "The hub ran as of 2026-11-02" in summary and "PLACELINK_AS_OF=2026-11-02 make ui" in summary
@@ -42,3 +45,14 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
     assert first["at"].startswith("2026-11-02")
     assert Clock.from_env({}).as_of is None  # the demo moved its own clock, not the process's
+
+
+def test_a_held_delivery_the_demo_did_not_spoil_makes_it_exit_3(tmp_path):
+    from pipelines.demo import DemoReport, _note_outcome
+    from pipelines.run_outcome import HELD, RunOutcome
+
+    report = DemoReport(tmp_path, expected_held={"a.damaged in transit.plx"})
+    _note_outcome(report, RunOutcome(HELD, "held: a", held_files=("a.damaged in transit.plx",)))
+    assert report.exit_code == 0
+    _note_outcome(report, RunOutcome(HELD, "held: b", held_files=("a.damaged in transit.plx", "b.plx")))
+    assert report.exit_code == HELD and report.outcome == "held: b"
