@@ -316,8 +316,9 @@ def write_figures(runs: list[MonthRun], people: int, seed: int, out: Path) -> li
     names = [n for n in (*HUB_STAGES, HUB_REST) if any(n in r.stages for r in runs)]
     with paths[1].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["month", "period", "as_of", "extracts", "records_sent", "run_seconds", "records_landed", "rows_delivered",
-                         "identity_records", "persons", "peak_mb", "partner_seconds", "succeeded", "failed_run_seconds", *names])
+        writer.writerow(["month", "period", "as_of", "extracts", "records_sent", "run_seconds", "records_landed",
+                         "rows_delivered", "identity_records", "persons", "peak_mb", "partner_seconds", "succeeded",
+                         "failed_run_seconds", *names])
         for r in runs:
             writer.writerow([r.month, r.period, r.as_of, r.extracts, r.records_sent, f"{r.run_seconds:.3f}",
                              r.records_landed, r.rows_delivered, r.identity_records, r.persons, f"{r.peak_mb:.0f}",
