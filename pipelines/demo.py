@@ -232,31 +232,11 @@ def deliver_later_month(settings: Settings, contracts: dict, place: Path, month:
     """Month ``month`` of the place (pipelines/synth/months.py): each partner sends what its contract's
     cadence says (a delta of the month's records, or a full snapshot; a quarterly dataset only at a
     quarter's end), the hub runs as of that month's delivery day. Returns a one-line summary."""
-    from pipelines.cadence import due_date
-    from pipelines.synth.months import delivered_at, generate_months, month_folder, period_of, snapshot
+    from pipelines.synth.months import generate_months, period_of
 
     (manifest,) = generate_months(place, month, first=month)
-    period, folder = period_of(month), month_folder(place, month)
-    at = delivered_at(month)
-    inputs: dict[str, Path] = {}
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            schedule = contract.delivery_schedule(dataset)
-            if schedule and schedule.frequency == "quarterly" and due_date(schedule, period).month != at.month:
-                continue  # not due this month
-            source = folder / "raw" / contract.partner_id / f"{dataset}.csv"
-            if schedule is None or schedule.kind == "full":
-                source = folder / "snapshots" / contract.partner_id / f"{dataset}.csv"
-                source.parent.mkdir(parents=True, exist_ok=True)
-                snapshot(place, dataset, month).write_csv(source)
-            if sum(1 for _ in source.open()) > 1:  # a delta with no new record is not sent
-                inputs[dataset] = source
-    outbox = settings.demo_partners / "outbox" / period
-    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, at, period,
-                                delivery_kind=None, inputs=inputs,
-                                opt_outs_list=folder / "reference" / "national_data_opt_outs.csv")
-    for envelope in sealed:
-        shutil.copy2(envelope.envelope_path, settings.inbox / envelope.envelope_path.name)
+    period = period_of(month)
+    sealed, at = send_later_month(settings, contracts, place, month, key, signing_keys, hub_public)
     on_day = dataclasses.replace(settings, clock=Clock(at))
     echo(f"Month {month} ({period}): {manifest.records:,} new records ({manifest.born} born, {manifest.moved_in} "
          f"moved in, {manifest.households_moved} households moved, {manifest.names_changed} names changed); "
@@ -278,6 +258,40 @@ def deliver_later_month(settings: Settings, contracts: dict, place: Path, month:
     kept = sum(1 for record, person in before.items() if after.get(record) == person)
     return (f"month {month} ({period}): {accepted} extract(s) accepted, {held} held; {len(after):,} records linked, "
             f"{kept:,} of {len(before):,} earlier records kept their person_key")
+
+
+def send_later_month(settings: Settings, contracts: dict, place: Path, month: int, key: LinkageKey,
+                     signing_keys: dict[str, SigningKey], hub_public) -> tuple[list[SealedExtract], dt.datetime]:
+    """The partners' side of month ``month`` (already written by
+    :func:`~pipelines.synth.months.generate_months`): each partner runs its kit on what its contract's
+    cadence says is due (a delta of the month's records, or a full snapshot; a quarterly dataset only
+    at a quarter's end), seals it, and drops it in the hub's inbox. Returns the sealed extracts and
+    the month's delivery day (when the hub should run)."""
+    from pipelines.cadence import due_date
+    from pipelines.synth.months import delivered_at, month_folder, period_of, snapshot
+
+    period, folder = period_of(month), month_folder(place, month)
+    at = delivered_at(month)
+    inputs: dict[str, Path] = {}
+    for contract in contracts.values():
+        for dataset in contract.datasets:
+            schedule = contract.delivery_schedule(dataset)
+            if schedule and schedule.frequency == "quarterly" and due_date(schedule, period).month != at.month:
+                continue  # not due this month
+            source = folder / "raw" / contract.partner_id / f"{dataset}.csv"
+            if schedule is None or schedule.kind == "full":
+                source = folder / "snapshots" / contract.partner_id / f"{dataset}.csv"
+                source.parent.mkdir(parents=True, exist_ok=True)
+                snapshot(place, dataset, month).write_csv(source)
+            if sum(1 for _ in source.open()) > 1:  # a delta with no new record is not sent
+                inputs[dataset] = source
+    outbox = settings.demo_partners / "outbox" / period
+    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, at, period,
+                                delivery_kind=None, inputs=inputs,
+                                opt_outs_list=folder / "reference" / "national_data_opt_outs.csv")
+    for envelope in sealed:
+        shutil.copy2(envelope.envelope_path, settings.inbox / envelope.envelope_path.name)
+    return sealed, at
 
 
 def _person_keys(settings: Settings) -> dict[tuple, str]:

@@ -86,6 +86,29 @@ def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: i
     click.echo(f"Figures written to {reports / 'benchmark_stages.json'} and {reports / 'benchmark_stages.md'}")
 
 
+@bench.command("history")
+@click.option("--people", default=10_000, show_default=True, type=click.IntRange(min=500),
+              help="People in the synthetic place.")
+@click.option("--months", default=12, show_default=True, type=click.IntRange(min=1),
+              help="Consecutive monthly runs (month 1 is the place's first delivery).")
+@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Keep the place, the partners' side and the hub under this folder (default: a temp folder, removed).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where to write history.json, .csv, .md and .svg (default: PLACELINK_HOME/reports).")
+def history(people: int, months: int, seed: int, work: Path | None, out: Path | None) -> None:
+    """The hub's monthly run, month after month, on the same place: each month's extracts go
+    through the partner kit by each contract's cadence and the hub runs as of that month's delivery
+    day; prints each run's wall time, its stages, what the hub holds, and peak memory."""
+    from pipelines.bench.history import run_benchmark
+    from pipelines.settings import Settings
+
+    out = out or Settings.from_env().reports
+    run_benchmark(people, months, seed, work, out, echo=click.echo)
+    click.echo(f"Figures written to {out}: history.json, history.csv, history.md and history.svg "
+               "(run time per month)")
+
+
 @bench.command("kit")
 @click.option("--people", default=100_000, show_default=True, type=click.IntRange(min=50),
               help="People in the synthetic place (1,000,000 for the scale target).")
