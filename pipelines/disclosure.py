@@ -46,31 +46,6 @@ class Rate:
         return cls(name, num, den, float(scale) if scale else 1.0)
 
 
-def suppress_small_counts(table: pl.DataFrame, counts: list[str], rates: list[Rate],
-                          rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
-    """Apply the rule to ``counts`` and derive ``rates``; other columns pass unchanged."""
-    missing = [c for c in counts + [r.numerator for r in rates] + [r.denominator for r in rates]
-               if c not in table.columns]
-    if missing:
-        raise ValueError(f"columns named for disclosure control are not in the table: {', '.join(missing)}")
-    redacted = {c: pl.col(c).is_between(1, rule.threshold) for c in counts}
-    rate_exprs = []
-    for rate in rates:
-        # Float division: DuckDB sums arrive as integer-scale decimals that would truncate.
-        unrounded = (pl.col(rate.numerator).cast(pl.Float64) / pl.col(rate.denominator).cast(pl.Float64)
-                     * rate.scale)
-        hidden = pl.lit(False)
-        for column in (rate.numerator, rate.denominator):
-            if column in redacted:
-                hidden = hidden | redacted[column]
-        rate_exprs.append(pl.when(hidden | (pl.col(rate.denominator) == 0)).then(None)
-                          .otherwise(unrounded.round(2)).alias(rate.name))
-    base = rule.rounding_base
-    count_exprs = [pl.when(redacted[c]).then(None)
-                   .otherwise(((pl.col(c) / base).round(0) * base).cast(pl.Int64)).alias(c) for c in counts]
-    return table.with_columns(rate_exprs).with_columns(count_exprs)
-
-
 def unsafe_cells(table: pl.DataFrame, counts: list[str], rule: DisclosureRule = DisclosureRule()) -> int:
     """Cells that break the rule (a count in 1..threshold, or not a multiple of the base)."""
     bad = 0

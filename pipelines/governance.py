@@ -13,7 +13,6 @@ writes an audit event whenever it changes.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -244,14 +243,6 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
                              "extract_id": extract_id, "rows": count,
                              "relation": "source" if name in sources else "linkage"})
     return rows
-
-
-def lineage_summary(rows: list[dict]) -> str:
-    """A JSON list of the contracts each published table relies on (for logs and _about)."""
-    summary: dict[str, set[str]] = {}
-    for row in rows:
-        summary.setdefault(row["published_table"], set()).add(f"{row['contract_id']} v{row['contract_version']}")
-    return json.dumps({table: sorted(labels) for table, labels in sorted(summary.items())})
 
 
 @dataclass

@@ -57,7 +57,7 @@ class Settings:
     linkage_threshold: float | None = None  # None: the model's calibrated threshold
     # Passphrase of the hub's decryption key, if it has one (PLACELINK_HUB_KEY_PASSPHRASE).
     hub_key_passphrase: bytes | None = None
-    # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
+    # The linkage QA check fails above these (docs/linkage.md, "Linkage QA").
     linkage_max_cluster_size: int = 40
     linkage_max_link_rate_change: float = 0.05
     # "duckdb" (one machine) or "spark": the same saved model scored by Splink's SparkAPI.

@@ -276,11 +276,6 @@ def clean_names(values: pl.Series) -> pl.Series:
     )
 
 
-def normalise_names(series: pl.Series) -> Normalised:
-    """Upper-case letters only, accents removed (see module docstring)."""
-    values = map_distinct(series.cast(pl.String), clean_names, pl.String)
-    return _normalised(series, values)
-
 
 @cache
 def nickname_table() -> dict[str, str]:
@@ -443,12 +438,6 @@ def normalise_dates(
     return _normalised(series, values)
 
 
-def normalise_dates_of_birth(
-    series: pl.Series, today: dt.date, formats: tuple[DateFormat, ...] = ()
-) -> Normalised:
-    """Dates of birth: ISO (or ``formats``) and plausible (1900-01-01 .. ``today``)."""
-    return normalise_dates(series, EARLIEST_DATE_OF_BIRTH, today, formats)
-
 
 # ---------------------------------------------------------------- postcodes
 
@@ -489,9 +478,3 @@ def sex_codes(values: pl.Series) -> pl.Series:
         .str.replace_all(r"\s+", " ")
         .replace_strict(SEX_ALIASES, default=None, return_dtype=pl.String)
     )
-
-
-def normalise_sex(series: pl.Series) -> Normalised:
-    """M / F / U (aliases in :data:`SEX_ALIASES`); unrecognised values -> null, counted."""
-    values = map_distinct(series.cast(pl.String), sex_codes, pl.String)
-    return _normalised(series, values)
