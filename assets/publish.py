@@ -15,7 +15,7 @@ from pipelines.publication_guard import (blocked_message, find_losses, known_sou
 from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
 from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
-from assets.sql_models import model_plan
+from pipelines.sql_models import model_plan
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 

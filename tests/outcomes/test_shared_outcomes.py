@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.sql_models import HUB_SOURCES
+from pipelines.sql_models import HUB_SOURCES
 from pipelines.definitions import defs
 from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.effects.disclosure import derived_tables
