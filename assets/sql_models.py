@@ -14,7 +14,14 @@ from pipelines.linkage.person_records import landed_datasets
 from pipelines.record_attributes import build_record_attributes
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
-from pipelines.sql_models import ModelPlan, SqlModel, check_graph, model_plan, model_sources, run_model
+from pipelines.sql_models import (
+    ModelPlan,
+    SqlModel,
+    check_graph,
+    model_plan,
+    model_sources,
+    run_model,
+)
 
 log = logging.getLogger(__name__)
 

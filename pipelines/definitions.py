@@ -18,15 +18,15 @@ from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
 from pipelines.run_lock import RunLockBusy, run_lock
 from pipelines.schedules import daily_retention, monthly_refresh
+from pipelines.sensors import inbox_sensor
 from pipelines.settings import Settings
 from pipelines.sql_models import model_plan
-from pipelines.sensors import inbox_sensor
 
 
 class _RunLockedExecutor(dg.Executor):
     """Runs the plan with ``inner`` while the run's own process holds the hub's run lock."""
 
-    def __init__(self, inner: Executor):
+    def __init__(self, inner: dg.Executor):
         self.inner = inner
 
     @property

@@ -38,7 +38,7 @@ class Rate:
     scale: float = 1.0
 
     @classmethod
-    def parse(cls, text: str) -> "Rate":
+    def parse(cls, text: str) -> Rate:
         match = RATE_PATTERN.match(text.strip())
         if not match:
             raise ValueError(f"rate '{text}' must look like 'name = numerator / denominator [* scale]'")
@@ -182,7 +182,7 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
             if not candidates:
                 break  # every exposed margin's other members are exact zeros: then its total is hidden too
 
-            def cost(i: int) -> tuple:
+            def cost(i: int, hidden: list[int] = hidden, values: list = values) -> tuple:
                 protects = sum(1 for g in of_cell[i] if hidden[g] == 1)
                 exposes = sum(1 for g in of_cell[i] if hidden[g] == 0)
                 return exposes - protects, values[i], sort_keys[i]

@@ -214,7 +214,7 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
     """
     by_dataset = {name: c for c in in_use.values() for name in c.datasets}
     extracts: dict[str, list[tuple]] = {}
-    for name, contract in by_dataset.items():
+    for name in by_dataset:
         if not table_exists(con, "landing", name):
             continue
         extracts[name] = con.execute(f"""

@@ -237,7 +237,7 @@ def run_model(con, model: SqlModel) -> int | None:
     try:
         # The model's SQL starts on the statement's first line, so DuckDB's LINE n is the file's.
         con.execute(f"CREATE OR REPLACE {kind} {model.table} AS {model.sql}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any DuckDB error becomes the model's own, with its line
         raise ModelError(_runtime_error(model, exc)) from None
     if model.description:
         escaped = model.description.replace("'", "''")

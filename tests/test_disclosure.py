@@ -1,7 +1,17 @@
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipelines.disclosure import DisclosureRule, Rate, TableSpec, control_table, unsafe_cells
+from pipelines.disclosure import (
+    DisclosureRule,
+    Rate,
+    TableSpec,
+    add_totals,
+    control_table,
+    differencing_attack,
+    unsafe_cells,
+)
 
 PER_100 = Rate.parse("per_100 = events / people * 100")
 
@@ -51,10 +61,6 @@ def test_rates_from_decimal_sums_are_not_truncated():
 
 
 # --- margins, secondary suppression and the differencing attack ---------------------------------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from pipelines.disclosure import add_totals, differencing_attack  # noqa: E402
 
 SPEC = TableSpec(dimensions=("cohort", "age_band"), counts=("people", "events"),
                  rates=(Rate.parse("per_100 = events / people * 100"),), population="people",

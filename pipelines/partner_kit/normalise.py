@@ -195,7 +195,7 @@ class Factorised:
     codes: pl.Series
 
     @classmethod
-    def of(cls, series: pl.Series) -> "Factorised":
+    def of(cls, series: pl.Series) -> Factorised:
         # One hash pass gives both the distinct values and each row's position (Arrow's
         # dictionary encoding), where unique() and a lookup back would take two.
         encoded = pc.dictionary_encode(series.rechunk().to_arrow())
@@ -221,7 +221,7 @@ class Factorised:
         mask = per_distinct_mask.fill_null(False).to_numpy()
         return int(self.counts[mask].sum())
 
-    def refactor(self, per_distinct: pl.Series) -> "Factorised":
+    def refactor(self, per_distinct: pl.Series) -> Factorised:
         """The rows' values of ``per_distinct`` (aligned with :attr:`distinct`) factorised:
         several distinct raw values may give one result (``Bob``, ``BOB``), which then
         appears once. Costs a pass over the distinct values and one gather over the rows."""
