@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PLACELINK_HOME ?= $(CURDIR)/.placelink
 
-.PHONY: install demo test test-slow ui bench clean postgres
+.PHONY: install demo lint test test-slow ui bench clean postgres
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/placelink demo
+
+# The style (ruff, pyproject.toml [tool.ruff]) and the import rules (lint-imports,
+# [tool.importlinter]; docs/architecture.md). Nothing to install beyond the dev extras.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # HTML reports are checked in a real browser: Debian's headless chromium.
 CHROMIUM := /usr/bin/chromium

@@ -6,11 +6,10 @@ controls them against the published before/after tables (pipelines/effects/discl
 
 import dagster as dg
 
-from assets.sql_models import HUB_SOURCES
 from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.linkage import threshold_in_use
 from pipelines.resources import PlacelinkResource
-from pipelines.sql_models import ModelPlan, discover
+from pipelines.sql_models import HUB_SOURCES, ModelPlan, discover
 
 ESTIMATES = dg.AssetKey(["effects", "estimates"])
 LINKAGE_SENSITIVITY = dg.AssetKey(["effects", "linkage_sensitivity"])
@@ -54,7 +53,7 @@ def linkage_sensitivity(placelink: PlacelinkResource) -> dg.MaterializeResult:
 
 def effect_assets(plan: ModelPlan) -> list[dg.AssetsDefinition]:
     """The effect assets, when every model they read is in this hub's ``plan``
-    (:func:`assets.sql_models.model_plan`)."""
+    (:func:`pipelines.sql_models.model_plan`)."""
     return [effect_estimates, linkage_sensitivity] if all(m in plan.models for m in ESTIMATE_INPUTS) else []
 
 

@@ -15,8 +15,15 @@ import dagster as dg
 import polars as pl
 
 from pipelines.contracts import load_contracts
-from pipelines.delivery_months import (MONTHS_TAG, MonthDelivery, first_month, month_deliveries,
-                                      month_start, months_after_calendar, parse_month)
+from pipelines.delivery_months import (
+    MONTHS_TAG,
+    MonthDelivery,
+    first_month,
+    month_deliveries,
+    month_start,
+    months_after_calendar,
+    parse_month,
+)
 from pipelines.hub.ingest import DELIVERIES_DDL, delivery_outcome, delivery_table, receive_inbox
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings

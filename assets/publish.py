@@ -7,17 +7,27 @@ import dagster as dg
 from assets.effects import effect_keys
 from pipelines.audit import AuditHead
 from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
-from pipelines.governance import (deleted_extracts, excluded_flows, flow_statuses, flows_in_use,
-                                  table_lineage)
+from pipelines.governance import (
+    deleted_extracts,
+    excluded_flows,
+    flow_statuses,
+    flows_in_use,
+    table_lineage,
+)
 from pipelines.outcomes_report import build_outcomes_report, report_summary
-from pipelines.publication_guard import (blocked_message, find_losses, known_source_reasons, last_publication,
-                                         pending_acceptances)
+from pipelines.publication_guard import (
+    blocked_message,
+    find_losses,
+    known_source_reasons,
+    last_publication,
+    pending_acceptances,
+)
 from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
-from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
-from assets.sql_models import model_plan
 from pipelines.resources import PlacelinkResource
+from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
 from pipelines.settings import Settings
+from pipelines.sql_models import model_plan
 
 
 def _publish_deps() -> list[dg.AssetKey]:

@@ -5,39 +5,25 @@ provides is left out (with the reason in the Dagster log, the published file's `
 `placelink run`'s summary), not a traceback at load.
 """
 import logging
-from pathlib import Path
 
 import dagster as dg
 
 from assets.ingest import landing_specs
 from assets.linkage import GOVERNANCE_DEPS
-from pipelines.contracts import declared_datasets, load_contracts
 from pipelines.linkage.person_records import landed_datasets
-from pipelines.record_attributes import RECORD_ATTRIBUTES, build_record_attributes
+from pipelines.record_attributes import build_record_attributes
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
-from pipelines.sql_models import ModelPlan, SqlModel, check_graph, discover, plan_models, run_model
-
-# Tables written by Python assets that models may read.
-HUB_SOURCES = {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records",
-               "hub.lsoa_reference", "hub.deliveries", RECORD_ATTRIBUTES}
+from pipelines.sql_models import (
+    ModelPlan,
+    SqlModel,
+    check_graph,
+    model_plan,
+    model_sources,
+    run_model,
+)
 
 log = logging.getLogger(__name__)
-
-
-def model_sources(contracts_dir: Path) -> set[str]:
-    """Every table the models may read: the hub's own, and a landing table per dataset of every
-    contract in ``contracts_dir`` (of an invalid one too: its flow is held, but the models that
-    read its table stay in the graph, so one bad agreement never takes the pipeline down)."""
-    contracts, problems = load_contracts(contracts_dir)
-    landing = {f"landing.{name}" for c in contracts.values() for name in c.datasets}
-    held = {f"landing.{name}" for path in problems for name in declared_datasets(path)}
-    return HUB_SOURCES | landing | held
-
-
-def model_plan(settings: Settings) -> ModelPlan:
-    """The models this hub runs with its contracts, and those left out with the reason."""
-    return plan_models(discover(settings.sql_dir), model_sources(settings.contracts_dir))
 
 
 @dg.asset(key=["hub", "record_attributes"], group_name="models_staging",

@@ -19,7 +19,13 @@ from collections.abc import Iterable
 import dagster as dg
 
 from pipelines.alerts import (
-    CHECKS_FAILED, DELIVERIES_HELD, DELIVERIES_OVERDUE, RUN_FAILED, Alert, AlertSettings, Sent, send_all,
+    CHECKS_FAILED,
+    DELIVERIES_HELD,
+    RUN_FAILED,
+    Alert,
+    AlertSettings,
+    Sent,
+    send_all,
 )
 from pipelines.cadence import OVERDUE_CHECK, DeliveryStatus, overdue_alert, overdue_deliveries
 from pipelines.settings import Settings

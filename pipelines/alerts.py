@@ -78,7 +78,7 @@ class AlertSettings:
             raise ValueError("PLACELINK_ALERT_WEBHOOK_URL must be an http(s) URL (an incoming webhook)")
 
     @classmethod
-    def from_env(cls, env) -> "AlertSettings":
+    def from_env(cls, env) -> AlertSettings:
         def text(name: str, default: str = "") -> str:
             return env.get(f"PLACELINK_ALERT_{name}", default).strip()
 

@@ -24,15 +24,21 @@ import base64
 import datetime as dt
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import yaml
 
 from pipelines.contract_content import DSA_PROPERTY, canonical_json, content_digest
-from pipelines.contracts import (SIGNING_ROLES, ApprovalSignature, Contract, ContractError, RequiredSignature,
-                                 load_contract)
+from pipelines.contracts import (
+    SIGNING_ROLES,
+    ApprovalSignature,
+    Contract,
+    ContractError,
+    RequiredSignature,
+    load_contract,
+)
 from pipelines.keys import ApproverKey, ApproverPublicKey, KeyFileError
 
 STATEMENT_CONTEXT = b"placelink-contract-approval/1\x00"
@@ -66,7 +72,7 @@ class Signer:
     fingerprint: str
 
     @classmethod
-    def of(cls, public: ApproverPublicKey) -> "Signer":
+    def of(cls, public: ApproverPublicKey) -> Signer:
         return cls(public.name, public.role, public.organisation, public.fingerprint)
 
 

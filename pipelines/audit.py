@@ -26,9 +26,10 @@ import getpass
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from pipelines.clock import Clock
 from pipelines.contract_content import canonical_json
@@ -92,7 +93,7 @@ class SignedHead:
         return {**self.fields(), "signature": self.signature}
 
     @classmethod
-    def from_json(cls, data: Any) -> "SignedHead":
+    def from_json(cls, data: Any) -> SignedHead:
         if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
             raise ValueError(f"not a {HEAD_FORMAT} document")
         return cls(int(data["events"]), int(data["bytes"]), str(data["last_hash"]), str(data["signed_at"]),

@@ -126,7 +126,7 @@ class DeliveryStatus:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping) -> "DeliveryStatus | None":
+    def from_metadata(cls, metadata: Mapping) -> DeliveryStatus | None:
         """Rebuilt from an asset check's metadata (Dagster wraps each value); None if it is not one."""
         values = {k: getattr(v, "value", v) for k, v in metadata.items()}
         try:

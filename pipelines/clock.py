@@ -38,7 +38,7 @@ class Clock:
     as_of: dt.datetime | None = None
 
     @classmethod
-    def from_env(cls, environ=None) -> "Clock":
+    def from_env(cls, environ=None) -> Clock:
         value = (os.environ if environ is None else environ).get(AS_OF_VARIABLE, "").strip()
         return cls(parse_as_of(value) if value else None)
 

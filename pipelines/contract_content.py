@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 DSA_PROPERTY = "dataSharingAgreement"
 # A dataset's custom property saying how the partner's own system writes dates: the kit reads

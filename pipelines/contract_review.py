@@ -19,8 +19,17 @@ from typing import Any
 
 import yaml
 
-from pipelines.contract_content import (EDITORIAL, SIGNIFICANT, STATUS, absent, classify, content_digest,
-                                        normalise, same_significance, significant_leaves)
+from pipelines.contract_content import (
+    EDITORIAL,
+    SIGNIFICANT,
+    STATUS,
+    absent,
+    classify,
+    content_digest,
+    normalise,
+    same_significance,
+    significant_leaves,
+)
 from pipelines.contracts import CLASSIFICATIONS, DSA_PROPERTY, Contract, ContractError
 from pipelines.governance import FlowHistory, flow_status
 

@@ -215,7 +215,7 @@ class AgreementTerms(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _terms_agree(self) -> "AgreementTerms":
+    def _terms_agree(self) -> AgreementTerms:
         # Checked together so `contracts check` reports every problem in one pass.
         problems = []
         if self.special_category_data and not self.article9_condition:
@@ -268,7 +268,7 @@ class DateFormat:
     shape: str
 
     @classmethod
-    def parse(cls, declared: str) -> "DateFormat":
+    def parse(cls, declared: str) -> DateFormat:
         """``dd/mm/yyyy``, ``yyyy-mm-dd``, ``dd-mon-yyyy``, ``dd month yyyy``, ``yyyymmdd`` ...;
         raises ValueError saying what is wrong."""
         text, strftime, shape, seen = str(declared).strip().lower(), "", "", []
@@ -335,7 +335,7 @@ class Contract:
     # sha256 of the signed content (pipelines.contract_content): what every approver signs.
     content_sha256: str = ""
     # The signatures as checked against the hub's approver registry; None when not checked.
-    approval: "ApprovalCheck | None" = field(default=None, compare=False)
+    approval: ApprovalCheck | None = field(default=None, compare=False)
 
     @property
     def partner_id(self) -> str:

@@ -12,20 +12,21 @@ from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
-from assets.sql_models import model_plan, sql_model_assets
+from assets.sql_models import sql_model_assets
 from pipelines.alerting import alert_sensors
 from pipelines.jobs import refresh_job, retention_job
 from pipelines.resources import PlacelinkResource
 from pipelines.run_lock import RunLockBusy, run_lock
 from pipelines.schedules import daily_retention, monthly_refresh
-from pipelines.settings import Settings
 from pipelines.sensors import inbox_sensor
+from pipelines.settings import Settings
+from pipelines.sql_models import model_plan
 
 
 class _RunLockedExecutor(dg.Executor):
     """Runs the plan with ``inner`` while the run's own process holds the hub's run lock."""
 
-    def __init__(self, inner: Executor):
+    def __init__(self, inner: dg.Executor):
         self.inner = inner
 
     @property

@@ -8,27 +8,27 @@ only what a hub holds: its own key, partners' public keys, and sealed envelopes 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import dataclasses
 import datetime as dt
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from pipelines.approvals import keys_for_required_roles, sign_off
 from pipelines.clock import Clock
 from pipelines.contracts import load_contracts
 from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
-from pipelines.approvals import keys_for_required_roles, sign_off
+from pipelines.hub.quarantine import held_files
 from pipelines.keys import HubKey, HubPublicKey, SigningKey, register_partner_key
+from pipelines.outcomes_report import headline_effect
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.outcomes_report import headline_effect
 from pipelines.run import failure_messages, run_pipeline
 from pipelines.run_lock import HOLDER_NAME, LOCK_NAME, run_lock
 from pipelines.run_outcome import HELD, RunOutcome, run_outcome
@@ -36,7 +36,6 @@ from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
 from pipelines.synth import generate_place
 from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
-from pipelines.hub.quarantine import held_files
 
 DEMO_MARKER = ".placelink-demo"
 RUN_LOCK_FILES = (LOCK_NAME, HOLDER_NAME)
@@ -431,7 +430,7 @@ def format_summary(report: DemoReport) -> str:
     accepted = [d for d in report.deliveries if d[1] == "accepted"]
     lines.append(f"Extracts accepted: {len(accepted)} of {len(report.deliveries)} "
                  f"(quarantined: {len(report.deliveries) - len(accepted)})")
-    for file_name, status, dataset, rows, check in report.deliveries:
+    for file_name, status, _dataset, _rows, check in report.deliveries:
         lines.append(f"  {status:11} {file_name}" + (f"  [{check}]" if check else ""))
     if report.held:
         lines.append("Held in quarantine (see `placelink hub quarantine list`):")

@@ -38,37 +38,12 @@ class Rate:
     scale: float = 1.0
 
     @classmethod
-    def parse(cls, text: str) -> "Rate":
+    def parse(cls, text: str) -> Rate:
         match = RATE_PATTERN.match(text.strip())
         if not match:
             raise ValueError(f"rate '{text}' must look like 'name = numerator / denominator [* scale]'")
         name, num, den, scale = match.groups()
         return cls(name, num, den, float(scale) if scale else 1.0)
-
-
-def suppress_small_counts(table: pl.DataFrame, counts: list[str], rates: list[Rate],
-                          rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
-    """Apply the rule to ``counts`` and derive ``rates``; other columns pass unchanged."""
-    missing = [c for c in counts + [r.numerator for r in rates] + [r.denominator for r in rates]
-               if c not in table.columns]
-    if missing:
-        raise ValueError(f"columns named for disclosure control are not in the table: {', '.join(missing)}")
-    redacted = {c: pl.col(c).is_between(1, rule.threshold) for c in counts}
-    rate_exprs = []
-    for rate in rates:
-        # Float division: DuckDB sums arrive as integer-scale decimals that would truncate.
-        unrounded = (pl.col(rate.numerator).cast(pl.Float64) / pl.col(rate.denominator).cast(pl.Float64)
-                     * rate.scale)
-        hidden = pl.lit(False)
-        for column in (rate.numerator, rate.denominator):
-            if column in redacted:
-                hidden = hidden | redacted[column]
-        rate_exprs.append(pl.when(hidden | (pl.col(rate.denominator) == 0)).then(None)
-                          .otherwise(unrounded.round(2)).alias(rate.name))
-    base = rule.rounding_base
-    count_exprs = [pl.when(redacted[c]).then(None)
-                   .otherwise(((pl.col(c) / base).round(0) * base).cast(pl.Int64)).alias(c) for c in counts]
-    return table.with_columns(rate_exprs).with_columns(count_exprs)
 
 
 def unsafe_cells(table: pl.DataFrame, counts: list[str], rule: DisclosureRule = DisclosureRule()) -> int:
@@ -207,7 +182,7 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
             if not candidates:
                 break  # every exposed margin's other members are exact zeros: then its total is hidden too
 
-            def cost(i: int) -> tuple:
+            def cost(i: int, hidden: list[int] = hidden, values: list = values) -> tuple:
                 protects = sum(1 for g in of_cell[i] if hidden[g] == 1)
                 exposes = sum(1 for g in of_cell[i] if hidden[g] == 0)
                 return exposes - protects, values[i], sort_keys[i]

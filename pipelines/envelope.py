@@ -25,9 +25,10 @@ import os
 import re
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives import hpke
 
@@ -111,7 +112,7 @@ class EnvelopeHeader:
         return asdict(self)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "EnvelopeHeader":
+    def from_bytes(cls, raw: bytes) -> EnvelopeHeader:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -282,7 +283,7 @@ def decrypt_chunks(stream: BinaryIO, sealed: SealedHeader, hub_key: HubKey) -> I
         final = index == chunks - 1
         try:
             plain = hpke_suite.decrypt(body, private, info=_chunk_info(digest, index, final))
-        except Exception:  # InvalidTag and malformed-encapsulation errors alike
+        except Exception:  # noqa: BLE001 - InvalidTag and malformed-encapsulation errors alike
             raise EnvelopeError("decryption", f"chunk {index} to decrypt and authenticate",
                                 "a chunk that fails authentication (altered, reordered or from another envelope)") from None
         yield plain

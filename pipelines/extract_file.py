@@ -98,7 +98,7 @@ class ExtractHeader:
         return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "extract header") -> "ExtractHeader":
+    def from_dict(cls, data: dict, *, source: str = "extract header") -> ExtractHeader:
         missing = [name for name in _HEADER_FIELDS if name not in data]
         if missing:
             raise ExtractFileError(f"{source}: header lacks {', '.join(missing)}")
@@ -128,14 +128,14 @@ def _plain_where_values_rarely_repeat(table: pa.Table) -> tuple[pa.Table, set[st
     writing plain values, for a file of the same size. The values are the same.
     Returns the table and the names of the columns decoded."""
     decoded = set()
-    for index, field in enumerate(table.schema):
-        if not pa.types.is_dictionary(field.type):
+    for index, schema_field in enumerate(table.schema):
+        if not pa.types.is_dictionary(schema_field.type):
             continue
         column = table.column(index)
         entries = sum(len(chunk.dictionary) for chunk in column.chunks)
         if entries * MIN_DICTIONARY_REPEATS > len(column):
-            table = table.set_column(index, field.name, column.cast(field.type.value_type))
-            decoded.add(field.name)
+            table = table.set_column(index, schema_field.name, column.cast(schema_field.type.value_type))
+            decoded.add(schema_field.name)
     return table, decoded
 
 

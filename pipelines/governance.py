@@ -13,7 +13,6 @@ writes an audit event whenever it changes.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -215,7 +214,7 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
     """
     by_dataset = {name: c for c in in_use.values() for name in c.datasets}
     extracts: dict[str, list[tuple]] = {}
-    for name, contract in by_dataset.items():
+    for name in by_dataset:
         if not table_exists(con, "landing", name):
             continue
         extracts[name] = con.execute(f"""
@@ -244,14 +243,6 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
                              "extract_id": extract_id, "rows": count,
                              "relation": "source" if name in sources else "linkage"})
     return rows
-
-
-def lineage_summary(rows: list[dict]) -> str:
-    """A JSON list of the contracts each published table relies on (for logs and _about)."""
-    summary: dict[str, set[str]] = {}
-    for row in rows:
-        summary.setdefault(row["published_table"], set()).add(f"{row['contract_id']} v{row['contract_version']}")
-    return json.dumps({table: sorted(labels) for table, labels in sorted(summary.items())})
 
 
 @dataclass

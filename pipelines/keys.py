@@ -161,7 +161,7 @@ class SigningPublicKey(_PublicEd25519):
                           private=False)
 
     @classmethod
-    def load(cls, path: Path) -> "SigningPublicKey":
+    def load(cls, path: Path) -> SigningPublicKey:
         document, key = _ed25519_public(path, SIGNING_PUBLIC_FORMAT)
         return cls(document["partner_id"], key)
 
@@ -174,7 +174,7 @@ class SigningKey(_PrivateEd25519):
     key: ed25519.Ed25519PrivateKey
 
     @classmethod
-    def generate(cls, partner_id: str) -> "SigningKey":
+    def generate(cls, partner_id: str) -> SigningKey:
         return cls(partner_id, ed25519.Ed25519PrivateKey.generate())
 
     @property
@@ -187,7 +187,7 @@ class SigningKey(_PrivateEd25519):
                                  "private_key": _pem_private(self.key, passphrase)}, private=True)
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> "SigningKey":
+    def load(cls, path: Path, passphrase: bytes | None = None) -> SigningKey:
         document, key = _ed25519_private(path, SIGNING_KEY_FORMAT, passphrase)
         return cls(document["partner_id"], key)
 
@@ -213,7 +213,7 @@ class HubPublicKey:
                           private=False)
 
     @classmethod
-    def load(cls, path: Path) -> "HubPublicKey":
+    def load(cls, path: Path) -> HubPublicKey:
         document = _read(path, HUB_PUBLIC_FORMAT)
         kem = document.get("kem")
         keys = [serialization.load_pem_public_key(p.encode()) for p in document.get("public_keys", [])]
@@ -244,7 +244,7 @@ class HubKey:
     parts: tuple  # (MLKEM768PrivateKey, X25519PrivateKey) or (X25519PrivateKey,)
 
     @classmethod
-    def generate(cls, kem: str = DEFAULT_HUB_KEM) -> "HubKey":
+    def generate(cls, kem: str = DEFAULT_HUB_KEM) -> HubKey:
         if kem == "MLKEM768_X25519":
             return cls(kem, (mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()))
         if kem == "X25519":
@@ -272,11 +272,11 @@ class HubKey:
                           private=True)
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> "HubKey":
+    def load(cls, path: Path, passphrase: bytes | None = None) -> HubKey:
         document = _read(path, HUB_KEY_FORMAT)
         parts = tuple(_load_private_pem(p, passphrase, Path(path)) for p in document.get("private_keys", []))
         key = cls(document.get("kem"), parts)
-        key.public  # validates the kem and the parts
+        _ = key.public  # validates the kem and the parts
         return key
 
 
@@ -332,7 +332,7 @@ class ApproverPublicKey(_PublicEd25519):
                                  "public_key": _pem_public(self.key)}, private=False)
 
     @classmethod
-    def load(cls, path: Path) -> "ApproverPublicKey":
+    def load(cls, path: Path) -> ApproverPublicKey:
         document, key = _ed25519_public(path, APPROVER_PUBLIC_FORMAT)
         return cls(document["name"], document["role"], document["organisation"], key)
 
@@ -348,7 +348,7 @@ class ApproverKey(_PrivateEd25519):
     key: ed25519.Ed25519PrivateKey
 
     @classmethod
-    def generate(cls, name: str, role: str, organisation: str) -> "ApproverKey":
+    def generate(cls, name: str, role: str, organisation: str) -> ApproverKey:
         return cls(name, role, organisation, ed25519.Ed25519PrivateKey.generate())
 
     @property
@@ -361,7 +361,7 @@ class ApproverKey(_PrivateEd25519):
                                  "private_key": _pem_private(self.key, passphrase)}, private=True)
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> "ApproverKey":
+    def load(cls, path: Path, passphrase: bytes | None = None) -> ApproverKey:
         document, key = _ed25519_private(path, APPROVER_KEY_FORMAT, passphrase)
         return cls(document["name"], document["role"], document["organisation"], key)
 
@@ -381,7 +381,7 @@ class AuditPublicKey(_PublicEd25519):
                                  "public_key": _pem_public(self.key)}, private=False)
 
     @classmethod
-    def load(cls, path: Path) -> "AuditPublicKey":
+    def load(cls, path: Path) -> AuditPublicKey:
         return cls(_ed25519_public(path, AUDIT_PUBLIC_FORMAT)[1])
 
 
@@ -392,7 +392,7 @@ class AuditKey(_PrivateEd25519):
     key: ed25519.Ed25519PrivateKey
 
     @classmethod
-    def generate(cls) -> "AuditKey":
+    def generate(cls) -> AuditKey:
         return cls(ed25519.Ed25519PrivateKey.generate())
 
     @property
@@ -404,5 +404,5 @@ class AuditKey(_PrivateEd25519):
                                  "private_key": _pem_private(self.key, passphrase)}, private=True)
 
     @classmethod
-    def load(cls, path: Path, passphrase: bytes | None = None) -> "AuditKey":
+    def load(cls, path: Path, passphrase: bytes | None = None) -> AuditKey:
         return cls(_ed25519_private(path, AUDIT_KEY_FORMAT, passphrase)[1])

@@ -24,7 +24,7 @@ from typing import IO
 
 INTERVAL = 30.0  # seconds between plain lines when standard error is not a terminal
 
-_reporter: "Reporter | None" = None
+_reporter: Reporter | None = None
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Task:
     started: float
     completed: int = 0
     finished: bool = False
-    _reporter: "Reporter | None" = field(default=None, repr=False)
+    _reporter: Reporter | None = field(default=None, repr=False)
     _bar: int | None = field(default=None, repr=False)
 
     def advance(self, n: int = 1) -> None:
@@ -94,8 +94,14 @@ class Reporter:
         self._live = None
         if terminal:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             # Two refreshes a second: the display's thread must not take the work's time.
             self._live = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -104,7 +110,7 @@ class Reporter:
         elif background:
             self._thread = threading.Thread(target=self._tick_until_stopped, daemon=True)
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         if self._live is not None:
             self._live.start()
         if self._thread is not None:

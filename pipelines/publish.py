@@ -21,7 +21,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.disclosure import DisclosureRule, Rate, TableSpec, control_table, differencing_attack, unsafe_cells
+from pipelines.disclosure import (
+    DisclosureRule,
+    Rate,
+    TableSpec,
+    control_table,
+    differencing_attack,
+    unsafe_cells,
+)
 from pipelines.sql_models import SqlModel
 from pipelines.stages import stage
 

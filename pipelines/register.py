@@ -25,8 +25,13 @@ from pathlib import Path
 
 from pipelines.audit import AuditHead, AuditLog, published_head, verify_log
 from pipelines.contracts import ARTICLE6_BASES, SIGNING_ROLES, Contract, ContractError
-from pipelines.governance import (FlowHistory, FlowStatus, flow_history, flow_statuses,
-                                  published_dependants)
+from pipelines.governance import (
+    FlowHistory,
+    FlowStatus,
+    flow_history,
+    flow_statuses,
+    published_dependants,
+)
 from pipelines.settings import Settings
 from pipelines.stages import stage
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import dagster as dg
 import duckdb
@@ -34,7 +34,7 @@ class PlacelinkResource(dg.ConfigurableResource):
         return Settings.from_env(env)
 
     @contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlacelinkResource"]:
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[PlacelinkResource]:
         """Hold the hub's run lock while this process executes the run's steps (pipelines/run_lock.py).
 
         Dagster builds resources once per process that executes steps: once for the whole run with

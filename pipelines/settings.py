@@ -9,10 +9,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.alerts import AlertSettings
 from pipelines.clock import Clock
 from pipelines.hub.journal import FAULT_VARIABLE, parse_fault, waiting_entries
+
+if TYPE_CHECKING:  # imported where used: both import settings themselves
+    from pipelines.approvals import ApproverRegistry
+    from pipelines.audit import AuditLog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -57,7 +62,7 @@ class Settings:
     linkage_threshold: float | None = None  # None: the model's calibrated threshold
     # Passphrase of the hub's decryption key, if it has one (PLACELINK_HUB_KEY_PASSPHRASE).
     hub_key_passphrase: bytes | None = None
-    # The linkage QA check fails above these (README: linkage; docs/linkage-qa.md).
+    # The linkage QA check fails above these (docs/linkage.md, "Linkage QA").
     linkage_max_cluster_size: int = 40
     linkage_max_link_rate_change: float = 0.05
     # "duckdb" (one machine) or "spark": the same saved model scored by Splink's SparkAPI.
@@ -123,7 +128,7 @@ class Settings:
             object.__setattr__(self, "demo_partners", self.home.with_name(f"{self.home.name}-partners"))
 
     @classmethod
-    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
         contracts_dir, contracts_source = contracts_location(env, home)
@@ -211,7 +216,7 @@ class Settings:
     def audit_dir(self) -> Path:
         return self.home / "audit"
 
-    def audit_log(self, actor: str | None = None, run_id: str | None = None) -> "AuditLog":
+    def audit_log(self, actor: str | None = None, run_id: str | None = None) -> AuditLog:
         """The hub's audit log, stamped with this installation's clock, the ``actor`` (default:
         ``user:<the operating-system user>``) and the Dagster ``run_id`` of the events it writes;
         every append re-signs the log's head with the hub's audit key (pipelines.audit)."""
@@ -235,7 +240,7 @@ class Settings:
         """The approvers' public keys the hub trusts, ``<fingerprint hex>.pub`` (pipelines.approvals)."""
         return self.keys / "approvers"
 
-    def approver_registry(self) -> "ApproverRegistry":
+    def approver_registry(self) -> ApproverRegistry:
         from pipelines.approvals import ApproverRegistry
 
         return ApproverRegistry(self.approver_keys)

@@ -24,6 +24,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
 
+from pipelines.contracts import declared_datasets, load_contracts
+from pipelines.record_attributes import RECORD_ATTRIBUTES
+from pipelines.settings import Settings
 from pipelines.stages import stage
 
 
@@ -234,7 +237,7 @@ def run_model(con, model: SqlModel) -> int | None:
     try:
         # The model's SQL starts on the statement's first line, so DuckDB's LINE n is the file's.
         con.execute(f"CREATE OR REPLACE {kind} {model.table} AS {model.sql}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any DuckDB error becomes the model's own, with its line
         raise ModelError(_runtime_error(model, exc)) from None
     if model.description:
         escaped = model.description.replace("'", "''")
@@ -254,3 +257,22 @@ def _runtime_error(model: SqlModel, exc: Exception) -> str:
     line = _DUCKDB_LINE.search(text)
     where = f"{model.path}:{line.group(1)}" if line else str(model.path)
     return f"{where}: {type(exc).__name__}: {first} (fix the SQL in {model.path.name} and re-run)"
+
+
+# Tables written by Python assets that models may read.
+HUB_SOURCES = {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records",
+               "hub.lsoa_reference", "hub.deliveries", RECORD_ATTRIBUTES}
+
+def model_sources(contracts_dir: Path) -> set[str]:
+    """Every table the models may read: the hub's own, and a landing table per dataset of every
+    contract in ``contracts_dir`` (of an invalid one too: its flow is held, but the models that
+    read its table stay in the graph, so one bad agreement never takes the pipeline down)."""
+    contracts, problems = load_contracts(contracts_dir)
+    landing = {f"landing.{name}" for c in contracts.values() for name in c.datasets}
+    held = {f"landing.{name}" for path in problems for name in declared_datasets(path)}
+    return HUB_SOURCES | landing | held
+
+
+def model_plan(settings: Settings) -> ModelPlan:
+    """The models this hub runs with its contracts, and those left out with the reason."""
+    return plan_models(discover(settings.sql_dir), model_sources(settings.contracts_dir))

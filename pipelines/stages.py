@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pipelines import progress
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
-_active: "StageClock | None" = None
+_active: StageClock | None = None
 
 
 def _resident_pages(pid: int) -> int:
@@ -87,7 +87,7 @@ class StageClock:
         self._interval = interval
         self._sampler: threading.Thread | None = None
 
-    def __enter__(self) -> "StageClock":
+    def __enter__(self) -> StageClock:
         global _active
         if _active is not None:
             raise RuntimeError("a stage clock is already running in this process")

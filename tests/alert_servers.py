@@ -28,7 +28,7 @@ def free_port() -> int:
 @dataclass
 class Webhook:
     url: str
-    received: "queue.Queue[dict]"
+    received: queue.Queue[dict]
 
     def next(self) -> dict:
         return self.received.get(timeout=WAIT)
@@ -39,7 +39,7 @@ def webhook_server(status: int = 200) -> Iterator[Webhook]:
     received: queue.Queue = queue.Queue()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.put({"path": self.path, "content_type": self.headers["Content-Type"],
                           "json": json.loads(body)})
@@ -65,7 +65,7 @@ def webhook_server(status: int = 200) -> Iterator[Webhook]:
 class Mailbox:
     host: str
     port: int
-    received: "queue.Queue[tuple[str, list[str], EmailMessage]]"
+    received: queue.Queue[tuple[str, list[str], EmailMessage]]
 
     def next(self) -> tuple[str, list[str], EmailMessage]:
         return self.received.get(timeout=WAIT)
@@ -76,7 +76,7 @@ def smtp_server() -> Iterator[Mailbox]:
     received: queue.Queue = queue.Queue()
 
     class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        async def handle_DATA(self, server, session, envelope):
             received.put((envelope.mail_from, list(envelope.rcpt_tos),
                           message_from_bytes(envelope.content, policy=policy.default)))
             return "250 Message accepted for delivery"

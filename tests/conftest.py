@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from pipelines.envelope import seal
-
 from approvers import sign_contracts
+
 from pipelines.approvals import ApproverRegistry, keys_for_required_roles, sign_off
 from pipelines.contracts import Contract, load_contracts
+from pipelines.envelope import seal
 from pipelines.keys import ApproverKey, HubKey, SigningKey, register_partner_key
 from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared

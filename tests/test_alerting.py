@@ -4,7 +4,6 @@ overdue deliveries (the hourly sensor, once per late period)."""
 import datetime as dt
 import json
 import os
-import shutil
 
 import dagster as dg
 import pytest
@@ -13,9 +12,9 @@ from pipelines.alerting import overdue_deliveries_alert, run_failure_alert, run_
 from pipelines.audit import AuditLog
 from pipelines.resources import PlacelinkResource
 from pipelines.run import failure_messages, run_pipeline
-from pipelines.settings import REPO_ROOT, Settings
-from tests.approvers import signed_hub_contracts
+from pipelines.settings import Settings
 from tests.alert_servers import alert_env, smtp_server, webhook_server
+from tests.approvers import signed_hub_contracts
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 
 import duckdb
-import pytest
 import yaml
 from click.testing import CliRunner
 from faker import Faker
 
 from pipelines.cli import main
-
 from tests.custom_partner import write_custom_contract
 
 MAPPING = """\

@@ -1,7 +1,6 @@
 """Delivery cadence: the contract's delivery term, which period is due on a day, what is overdue,
 and `placelink hub deliveries --overdue`, which reads the audit log and never the warehouse."""
 import datetime as dt
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -9,8 +8,14 @@ from click.testing import CliRunner
 from pipelines.approvals import ApproverRegistry
 from pipelines.audit import AuditLog
 from pipelines.cadence import (
-    AcceptedDelivery, DeliveryStatus, accepted_deliveries, delivery_status, delivery_statuses, due_date,
-    expected_period, overdue_alert,
+    AcceptedDelivery,
+    DeliveryStatus,
+    accepted_deliveries,
+    delivery_status,
+    delivery_statuses,
+    due_date,
+    expected_period,
+    overdue_alert,
 )
 from pipelines.cli import main
 from pipelines.contracts import ContractError, DeliverySchedule, load_contract, load_contracts

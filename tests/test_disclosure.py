@@ -1,19 +1,40 @@
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipelines.disclosure import DisclosureRule, Rate, suppress_small_counts, unsafe_cells
+from pipelines.disclosure import (
+    DisclosureRule,
+    Rate,
+    TableSpec,
+    add_totals,
+    control_table,
+    differencing_attack,
+    unsafe_cells,
+)
+
+PER_100 = Rate.parse("per_100 = events / people * 100")
+
+
+def cell_by_cell(table: pl.DataFrame, counts: list[str], rates: list[Rate] = (),
+                 rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
+    """The publisher's rule applied to each cell alone (no margins declared, so none protected):
+    every column not in ``counts`` is a dimension and passes unchanged."""
+    spec = TableSpec(dimensions=tuple(c for c in table.columns if c not in counts), counts=tuple(counts),
+                     rates=tuple(rates))
+    return control_table(table, spec, rule)
 
 
 def test_small_counts_redacted_and_others_rounded():
     table = pl.DataFrame({"group": list("abcdef"), "people": [0, 1, 7, 8, 12, 103]})
-    out = suppress_small_counts(table, ["people"], [])
+    out = cell_by_cell(table, ["people"], [])
     assert out["people"].to_list() == [0, None, None, 10, 10, 105]
     assert unsafe_cells(out, ["people"]) == 0
 
 
 def test_rates_use_unrounded_counts_and_hide_with_their_inputs():
     table = pl.DataFrame({"people": [40, 40, 5], "events": [12, 3, 20]})
-    out = suppress_small_counts(table, ["people", "events"], [Rate.parse("per_100 = events / people * 100")])
+    out = cell_by_cell(table, ["people", "events"], [PER_100])
     assert out["per_100"].to_list() == [30.0, None, None]  # 12/40 unrounded; 3 and 5 redacted
     assert out["events"].to_list() == [10, None, 20]
 
@@ -35,15 +56,11 @@ def test_rates_from_decimal_sums_are_not_truncated():
     import decimal
     table = pl.DataFrame({"people": [40], "events": [decimal.Decimal(13)]},
                          schema={"people": pl.Int64, "events": pl.Decimal(38, 0)})
-    out = suppress_small_counts(table, ["people", "events"], [Rate.parse("per_100 = events / people * 100")])
+    out = cell_by_cell(table, ["people", "events"], [PER_100])
     assert out["per_100"].to_list() == [32.5]
 
 
 # --- margins, secondary suppression and the differencing attack ---------------------------------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from pipelines.disclosure import TableSpec, add_totals, control_table, differencing_attack  # noqa: E402
 
 SPEC = TableSpec(dimensions=("cohort", "age_band"), counts=("people", "events"),
                  rates=(Rate.parse("per_100 = events / people * 100"),), population="people",
@@ -68,7 +85,7 @@ def test_a_single_redacted_cell_is_recovered_from_its_total_without_secondary_su
     # Without rounding (base 1, plain small-number suppression) subtraction gives the exact value.
     naive_rule = DisclosureRule(threshold=7, rounding_base=1)
     table = add_totals(_by_age([3, 41, 57]), SPEC)
-    naive = suppress_small_counts(table, ["people", "events"], [], naive_rule)
+    naive = cell_by_cell(table, ["people", "events"], [], naive_rule)
     recovered = differencing_attack(naive, SPEC, naive_rule)
     people = [r for r in recovered if r.column == "people"]
     assert [(r.row, r.low, r.high) for r in people] == [(0, 3.0, 3.0)]  # exactly the hidden 3
@@ -86,7 +103,7 @@ def test_differencing_attack_fails_after_secondary_suppression():
 def test_rounded_margin_still_narrows_a_lone_redacted_cell_so_it_is_protected():
     # Even with rounding, a lone redaction next to a total tells an attacker more than '1-7'.
     table = add_totals(_by_age([1, 8]), SPEC)
-    naive = suppress_small_counts(table, ["people"], [])
+    naive = cell_by_cell(table, ["people"], [])
     found = [r for r in differencing_attack(naive, SPEC) if r.column == "people"]
     assert found and found[0].high < 7
     assert differencing_attack(control_table(_by_age([1, 8]), SPEC), SPEC) == []
@@ -131,7 +148,7 @@ def test_a_subtotal_is_a_margin_too():
     # '0-17' = 23 would give the 3 away next to a visible 20, so the 20 is hidden (not the 30)
     assert out == {"0-4": None, "5-10": None, "18-64": 30, "65+": 40, "0-17": 25, "All ages": 95}
     naive_rule = DisclosureRule(threshold=7, rounding_base=1)
-    naive = suppress_small_counts(add_totals(raw, spec), ["people"], [], naive_rule)
+    naive = cell_by_cell(add_totals(raw, spec), ["people"], [], naive_rule)
     assert [(r.low, r.high) for r in differencing_attack(naive, spec, naive_rule)][0] == (3.0, 3.0)
     assert differencing_attack(control_table(raw, spec, naive_rule), spec, naive_rule) == []
 
@@ -156,7 +173,7 @@ def test_subtotals_and_the_total_form_a_margin_of_their_own():
                      subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
     raw = pl.DataFrame({"age_band": ["0-4", "5-10", "11-17", "18-64", "65+"], "people": [1, 1, 1, 30, 40]})
     rule = DisclosureRule(threshold=7, rounding_base=1)
-    naive = suppress_small_counts(add_totals(raw, spec), ["people"], [], rule)
+    naive = cell_by_cell(add_totals(raw, spec), ["people"], [], rule)
     assert any(r.low == r.high == 3.0 for r in differencing_attack(naive, spec, rule))
     out = dict(control_table(raw, spec, rule).select("age_band", "people").iter_rows())
     # Hiding 'All ages' protects that equation at the cost of one cell; hiding '18+' instead would

@@ -6,7 +6,8 @@ import stat
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.cli import main
 from pipelines.envelope import EnvelopeError, decrypt_chunks, read_header, seal, signature_valid

@@ -1,6 +1,6 @@
 """The whole graph, materialised with Dagster on a small synthetic place in a temp folder."""
-import duckdb
 import dagster as dg
+import duckdb
 import pytest
 
 from pipelines.audit import AuditLog

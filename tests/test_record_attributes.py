@@ -7,7 +7,6 @@ from pipelines.contracts import load_contract
 from pipelines.record_attributes import build_record_attributes
 from pipelines.settings import REPO_ROOT
 from pipelines.sql_models import discover, run_model
-
 from tests.custom_partner import write_custom_contract
 
 

@@ -133,7 +133,7 @@ def _hold_lock_in_another_process(home: Path, run_id: str) -> subprocess.Popen:
 
 def test_the_lock_is_reentrant_in_its_process_and_refuses_others_until_released(tmp_path):
     home = tmp_path / "hub"
-    with run_lock(home, "outer") as outer:
+    with run_lock(home, "outer"):
         with run_lock(home, "inner", run_id="r-2") as inner:
             assert inner.pid == os.getpid() and inner.command == "outer" and inner.run_id == "r-2"
         assert is_locked(home)  # the inner block leaves it held

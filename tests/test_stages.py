@@ -5,8 +5,15 @@ import sys
 
 import pytest
 
-from pipelines.bench.stages import (HUB_STAGES, LINKAGE_CORE, StageFigures, StageRun, format_table,
-                                    nlogn_ratio, summarise)
+from pipelines.bench.stages import (
+    HUB_STAGES,
+    LINKAGE_CORE,
+    StageFigures,
+    StageRun,
+    format_table,
+    nlogn_ratio,
+    summarise,
+)
 from pipelines.stages import StageClock, resident_mb, stage
 
 

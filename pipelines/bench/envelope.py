@@ -18,8 +18,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipelines.envelope import (DEFAULT_CHUNK_BYTES, decrypt_chunks, hash_and_collect, read_header, seal,
-                                signature_valid)
+from pipelines.envelope import (
+    DEFAULT_CHUNK_BYTES,
+    decrypt_chunks,
+    hash_and_collect,
+    read_header,
+    seal,
+    signature_valid,
+)
 from pipelines.keys import HubKey, SigningKey
 
 

@@ -29,24 +29,29 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from pipelines.bench.linkage_profiles import ClearInputs
 from pipelines.demo import on_delivery_day, partner_deliveries, register_demo_keys
-from pipelines.evaluation import (ClusterScores, PairwiseScores, cluster_scores, pairwise_scores,
-                                  pairwise_scores_touching)
+from pipelines.evaluation import (
+    ClusterScores,
+    PairwiseScores,
+    cluster_scores,
+    pairwise_scores,
+    pairwise_scores_touching,
+)
 from pipelines.hub.ingest import receive_inbox
-from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage import link_person_records
+from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
-from pipelines.bench.linkage_profiles import ClearInputs
 from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.readers import read_raw_extract

@@ -35,15 +35,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from assets.sql_models import HUB_SOURCES
 from pipelines.contracts import load_contracts
 from pipelines.effects.estimate import Band, analysis_frame, estimate_one
 from pipelines.linkage.person_records import build_person_records
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.settings import REPO_ROOT
 from pipelines.record_attributes import build_record_attributes
-from pipelines.sql_models import check_graph, discover, run_model
+from pipelines.settings import REPO_ROOT
+from pipelines.sql_models import HUB_SOURCES, check_graph, discover, run_model
 from pipelines.synth import generate_place
 from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 

@@ -83,7 +83,7 @@ def contracts_check(folder: Path | None) -> None:
         elif t.approval_status == "approved" and on > t.review_by:
             click.echo(f"WARN   {name}: review was due by {t.review_by}. Fix: review the "
                        "agreement and set a new review_by")
-    for path, error in problems.items():
+    for error in problems.values():
         for line in str(error).splitlines():
             click.echo(f"ERROR  {line}")
     if not valid and not problems:

@@ -51,7 +51,8 @@ def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
 def register_partner_key(contract_path: Path, public_path: Path) -> None:
     """(IG officer) Name a partner's public key in its contract and keep it where the hub finds it."""
     from pipelines.contracts import ContractError, load_contract
-    from pipelines.keys import KeyFileError, SigningPublicKey, register_partner_key as register
+    from pipelines.keys import KeyFileError, SigningPublicKey
+    from pipelines.keys import register_partner_key as register
 
     settings = Settings.from_env()
     try:
@@ -162,7 +163,6 @@ def quarantine_release(name: str) -> None:
     import getpass
 
     from pipelines.hub.quarantine import ReleaseError, release
-
     from pipelines.run_lock import RunLockBusy, run_lock
 
     settings = Settings.from_env()

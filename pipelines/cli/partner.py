@@ -86,13 +86,13 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
             passphrase_file: Path | None, hub_key_path: Path) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
+    from pipelines import progress
     from pipelines.clock import Clock
     from pipelines.contracts import ContractError, load_contract
     from pipelines.keys import HubPublicKey, KeyFileError, SigningKey
     from pipelines.partner_kit.errors import PartnerKitError
     from pipelines.partner_kit.prepare import prepare_extract
     from pipelines.partner_kit.seal import seal_prepared
-    from pipelines import progress
     from pipelines.partner_kit.tokens import LinkageKey
     from pipelines.stages import stage
 

@@ -90,9 +90,9 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
         # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
         # run_pipeline takes it again (same process) and names its run in it.
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
-            from assets.sql_models import model_plan
             from pipelines import progress
             from pipelines.run import failure_messages, nothing_new, partner_months, run_pipeline
+            from pipelines.sql_models import model_plan
 
             with progress.showing():  # bars on a terminal, a line every 30 s otherwise; on standard error
                 result = run_pipeline(settings, retrain=retrain, months=months,

@@ -23,7 +23,13 @@ import math
 import duckdb
 import polars as pl
 
-from pipelines.disclosure import DisclosureRule, TableSpec, control_table, differencing_attack, unsafe_cells
+from pipelines.disclosure import (
+    DisclosureRule,
+    TableSpec,
+    control_table,
+    differencing_attack,
+    unsafe_cells,
+)
 from pipelines.effects.estimate import COHORTS, PERIODS, method_parameters
 from pipelines.publish import DerivedTable
 from pipelines.warehouse import table_exists

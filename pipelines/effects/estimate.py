@@ -31,7 +31,11 @@ import duckdb
 import numpy as np
 import polars as pl
 import statsmodels.api as sm
-from statsmodels.tools.sm_exceptions import DomainWarning, PerfectSeparationWarning, SpecificationWarning
+from statsmodels.tools.sm_exceptions import (
+    DomainWarning,
+    PerfectSeparationWarning,
+    SpecificationWarning,
+)
 
 from pipelines.stages import stage
 

@@ -21,17 +21,31 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
 from pipelines.audit import AuditLog
 from pipelines.housekeeping import stored_path
 from pipelines.hub.inbox import delivery_kind, move_delivery, open_delivery
-from pipelines.hub.journal import Entry, Identity, Journal, ReceivedLedger, name_from_key, sync_folder, write_durably
-from pipelines.hub.quarantine import Rejection, free_name, pending_reason, reason_path, reason_record
+from pipelines.hub.journal import (
+    Entry,
+    Identity,
+    Journal,
+    ReceivedLedger,
+    name_from_key,
+    sync_folder,
+    write_durably,
+)
+from pipelines.hub.quarantine import (
+    Rejection,
+    free_name,
+    pending_reason,
+    reason_path,
+    reason_record,
+)
 
 PENDING_AUDIT_DDL = """
 CREATE TABLE IF NOT EXISTS hub.pending_audit (

@@ -126,7 +126,7 @@ class DigestingReader:
 
     def hexdigest(self) -> str:
         """SHA-256 of the whole file as read (what was not read yet is read now)."""
-        while block := self.read(1 << 20):
+        while self.read(1 << 20):
             pass
         return self._digest.hexdigest()
 

@@ -24,13 +24,28 @@ import pyarrow.parquet as pq
 from pipelines import progress
 from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
-from pipelines.envelope import EnvelopeError, decrypt_chunks, hash_and_collect, read_header, signature_valid
+from pipelines.envelope import (
+    EnvelopeError,
+    decrypt_chunks,
+    hash_and_collect,
+    read_header,
+    signature_valid,
+)
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.housekeeping import migrate_stored_paths
+from pipelines.hub.delivery_states import (
+    DELIVERIES_ID_COLUMN,
+    PENDING_AUDIT_DDL,
+    Flow,
+    drive_hold,
+    inbox_changeable,
+    land_accepted,
+    place_in_vault,
+    plan_accept,
+    plan_hold,
+)
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
-from pipelines.hub.delivery_states import (DELIVERIES_ID_COLUMN, PENDING_AUDIT_DDL, Flow, drive_hold, inbox_changeable,
-                                           land_accepted, place_in_vault, plan_accept, plan_hold)
 from pipelines.hub.journal import Entry, Identity, Journal
 from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.hub.recovery import recover
@@ -236,7 +251,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))
         schema = parquet.schema_arrow
         rows = parquet.metadata.num_rows
-    except Exception as exc:  # whatever pyarrow raises on bytes that are not Parquet
+    except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises on bytes that are not Parquet
         _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
                 "prepare the extract with `placelink partner prepare` and re-send it", label)
     unpacked = sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
@@ -297,7 +312,7 @@ def check_extract(path: Path, contracts: dict[str, Contract],
                         or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)})
     try:
         table = pq.ParquetFile(pa.BufferReader(plain.getbuffer()), read_dictionary=encoded).read()
-    except Exception as exc:  # damaged pages: signed by the partner, but unreadable
+    except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
         _reject("content", "a readable Parquet extract", f"pages that cannot be read ({type(exc).__name__})",
                 "ask the partner to re-prepare and re-send the extract", label)
     unpacked = max(unpacked, sum(_decoded_bytes(table.column(name)) for name in encoded))
@@ -435,7 +450,7 @@ def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[st
     """check_extract, with its failure returned rather than raised (files may be opened ahead)."""
     try:
         return check_extract(path, contracts, contract_problems, arrival, now.date())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - handed back whole: the caller holds the file with it
         return exc
 
 
@@ -532,7 +547,7 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
                     following = paths[index + 1 + len(ahead)]
                     ahead.append(_Opened(following, _open(following, contracts, contract_problems, arrival, now)))
                 finish_quality_check(con, pending, header, contract, now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - see below
             # Any other failure is a defect in the hub, but still only this file's problem:
             # hold it (the exception's message may quote data, so only its type is kept).
             r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
@@ -617,7 +632,7 @@ def _claimed_header(path: Path) -> dict:
     try:
         with open_delivery(path) as stream:
             h = read_header(stream).header
-    except Exception:
+    except Exception:  # noqa: BLE001 - the file is held already; an unreadable header claims nothing
         return {}
     return {"extract_id": h.envelope_id, "contract_id": h.contract_id, "contract_version": h.contract_version,
             "partner_id": h.partner_id, "dataset": h.dataset, "reporting_period": h.reporting_period,

@@ -106,11 +106,11 @@ class Identity:
     mtime_ns: int
 
     @classmethod
-    def of(cls, status: os.stat_result) -> "Identity":
+    def of(cls, status: os.stat_result) -> Identity:
         return cls(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
     @classmethod
-    def at(cls, path: Path) -> "Identity | None":
+    def at(cls, path: Path) -> Identity | None:
         try:
             return cls.of(os.lstat(path))
         except FileNotFoundError:

@@ -102,7 +102,7 @@ def _everyday_words() -> set[str]:
 
 
 @cache
-def name_words() -> "NameWords":
+def name_words() -> NameWords:
     """The folded word lists, built once per process (a few seconds: 42 languages' words)."""
     from nicknames import NickNamer
     from wordfreq import available_languages

@@ -24,8 +24,14 @@ import os
 from pathlib import Path
 
 from pipelines.housekeeping import resolve_stored, stored_path
-from pipelines.hub.delivery_states import (Flow, _discard, _recorded, drive_hold, finish_landed,
-                                           roll_back_accept)
+from pipelines.hub.delivery_states import (
+    Flow,
+    _discard,
+    _recorded,
+    drive_hold,
+    finish_landed,
+    roll_back_accept,
+)
 from pipelines.hub.inbox import delivery_kind, open_delivery, printable_name
 from pipelines.hub.journal import Entry, ReceivedLedger, sync_folder
 from pipelines.hub.quarantine import REASON_SUFFIX, pending_reason, reason_path
@@ -169,5 +175,5 @@ def _envelope_id(path: Path) -> str | None:
     try:
         with open_delivery(path) as stream:
             return read_header(stream).header.envelope_id
-    except Exception:
+    except Exception:  # noqa: BLE001 - recovery names what it can; an unreadable header names nothing
         return None

@@ -4,16 +4,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
-
 import polars as pl
 
-from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.accepted_changes import AcceptedChange
-from pipelines.linkage.person_keys import STAGED_KEYS, KeyChanges, promote_person_keys, stage_person_keys
+from pipelines.linkage.model import TrainedModel, predict_clusters, train
+from pipelines.linkage.person_keys import (
+    STAGED_KEYS,
+    KeyChanges,
+    promote_person_keys,
+    stage_person_keys,
+)
 from pipelines.linkage.person_records import NothingToLink
+from pipelines.linkage.qa import (
+    CheckOutcome,
+    LinkageQA,
+    check_linkage,
+    linkage_qa,
+    previous_link_rate,
+    record_linkage_run,
+    write_qa_report,
+)
 from pipelines.linkage.spark import spark_session
-from pipelines.linkage.qa import (CheckOutcome, LinkageQA, check_linkage, linkage_qa, previous_link_rate,
-                                  record_linkage_run, write_qa_report)
 from pipelines.settings import Settings
 from pipelines.stages import stage
 

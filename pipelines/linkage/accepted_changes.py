@@ -51,7 +51,7 @@ class AcceptedChange:
         return f"{self.reason} ({self.actor}; {shift})"
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> "AcceptedChange":
+    def from_event(cls, event: dict[str, Any]) -> AcceptedChange:
         return cls(str(event["change_id"]), str(event.get("actor", "")), str(event.get("reason", "")),
                    event.get("from_link_rate"), event.get("to_link_rate"))
 

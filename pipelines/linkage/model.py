@@ -14,10 +14,11 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -29,10 +30,20 @@ from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.exceptions import EMTrainingException
 from sqlglot import exp
 
-from pipelines.linkage.comparisons import (BLOOM_BITS, DICE_HIGH, DICE_LOW, JARO_WINKLER_HIGH,  # noqa: F401
-                                           JARO_WINKLER_LOW, MODEL_COLUMNS, NAME_PARTS, blocking_rules,
-                                           comparisons, date_of_birth_comparison, name_comparison,
-                                           postcode_comparison)
+from pipelines.linkage.comparisons import (  # noqa: F401
+    BLOOM_BITS,
+    DICE_HIGH,
+    DICE_LOW,
+    JARO_WINKLER_HIGH,
+    JARO_WINKLER_LOW,
+    MODEL_COLUMNS,
+    NAME_PARTS,
+    blocking_rules,
+    comparisons,
+    date_of_birth_comparison,
+    name_comparison,
+    postcode_comparison,
+)
 from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
 from pipelines.linkage.threshold import calibrate as calibrate_threshold
 from pipelines.stages import stage
@@ -203,7 +214,7 @@ class TrainedModel:
     threshold: float | None = None
     threshold_method: str = ""
 
-    def with_threshold(self, threshold: float, method: str) -> "TrainedModel":
+    def with_threshold(self, threshold: float, method: str) -> TrainedModel:
         return dataclasses.replace(self, threshold=threshold, threshold_method=method)
 
     def save(self, folder: Path) -> Path:
@@ -226,7 +237,7 @@ class TrainedModel:
         return path
 
     @classmethod
-    def load(cls, folder: Path) -> "TrainedModel | None":
+    def load(cls, folder: Path) -> TrainedModel | None:
         path = folder / MODEL_FILE
         if not path.exists():
             return None
@@ -527,7 +538,7 @@ KEEP_PAIRS_FROM = 0.5
 
 @contextmanager
 def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
-                    spark: "SparkSession | None", memory_limit: str = "", token_ids: bool = True) -> Iterator[Linker]:
+                    spark: SparkSession | None, memory_limit: str = "", token_ids: bool = True) -> Iterator[Linker]:
     scoring = model.splink_settings
     if spark is None:
         linker, con = _linker(records, scoring, temp_dir, memory_limit, token_ids)
@@ -567,7 +578,7 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
 
 
 def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | None = None,
-                     temp_dir: Path | None = None, spark: "SparkSession | None" = None,
+                     temp_dir: Path | None = None, spark: SparkSession | None = None,
                      keep_pairs: bool = False, memory_limit: str = "", token_ids: bool = True) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).

@@ -27,7 +27,6 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-
 REGISTER_DDL = """
 CREATE TABLE IF NOT EXISTS hub.person_key_register (
     person_key VARCHAR PRIMARY KEY,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +113,7 @@ def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_key
 
 def record_linkage_run(con: duckdb.DuckDBPyConnection, qa: LinkageQA, changes: KeyChanges | None,
                        check_passed: bool | None = None, now: dt.datetime | None = None,
-                       outcome: "CheckOutcome | None" = None) -> None:
+                       outcome: CheckOutcome | None = None) -> None:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     ensure_runs_table(con)
     problems = json.dumps(outcome.problems) if outcome is not None else None
@@ -186,7 +186,7 @@ def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = Fa
 
 
 def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: int,
-                  max_link_rate_change: float, accepted: "Sequence[AcceptedChange]" = ()) -> CheckOutcome:
+                  max_link_rate_change: float, accepted: Sequence[AcceptedChange] = ()) -> CheckOutcome:
     """Fail when a person holds implausibly many identity records, or the link rate moved
     more than ``max_link_rate_change`` (absolute) from the previous run.
 

@@ -18,9 +18,10 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -128,7 +129,7 @@ def require_java() -> str:
     return java
 
 
-def _new_session(settings: Settings) -> "SparkSession":
+def _new_session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
@@ -160,7 +161,7 @@ def _new_session(settings: Settings) -> "SparkSession":
 
 
 @contextmanager
-def spark_session(settings: Settings) -> Iterator["SparkSession"]:
+def spark_session(settings: Settings) -> Iterator[SparkSession]:
     """A Spark session for one linkage run, with a checkpoint folder of its own.
 
     Reuses the process's active session if there is one (a notebook, a cluster job, a test)
@@ -187,7 +188,7 @@ def spark_session(settings: Settings) -> Iterator["SparkSession"]:
             session.stop()
 
 
-def _delete(session: "SparkSession", folder: str) -> None:
+def _delete(session: SparkSession, folder: str) -> None:
     # Through Hadoop's file system, so an hdfs:// or s3a:// checkpoint folder goes too.
     jvm = session.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(folder)

@@ -91,7 +91,7 @@ class ColumnMapping:
     ignore: tuple[str, ...]
 
     @classmethod
-    def load(cls, path: Path) -> "ColumnMapping":
+    def load(cls, path: Path) -> ColumnMapping:
         """Read and check the file's shape; raises :class:`PartnerKitError` naming the key."""
         path = Path(path)
         where = f"mapping file {path.name}"

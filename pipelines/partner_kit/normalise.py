@@ -195,7 +195,7 @@ class Factorised:
     codes: pl.Series
 
     @classmethod
-    def of(cls, series: pl.Series) -> "Factorised":
+    def of(cls, series: pl.Series) -> Factorised:
         # One hash pass gives both the distinct values and each row's position (Arrow's
         # dictionary encoding), where unique() and a lookup back would take two.
         encoded = pc.dictionary_encode(series.rechunk().to_arrow())
@@ -221,7 +221,7 @@ class Factorised:
         mask = per_distinct_mask.fill_null(False).to_numpy()
         return int(self.counts[mask].sum())
 
-    def refactor(self, per_distinct: pl.Series) -> "Factorised":
+    def refactor(self, per_distinct: pl.Series) -> Factorised:
         """The rows' values of ``per_distinct`` (aligned with :attr:`distinct`) factorised:
         several distinct raw values may give one result (``Bob``, ``BOB``), which then
         appears once. Costs a pass over the distinct values and one gather over the rows."""
@@ -275,11 +275,6 @@ def clean_names(values: pl.Series) -> pl.Series:
         .replace("", None)
     )
 
-
-def normalise_names(series: pl.Series) -> Normalised:
-    """Upper-case letters only, accents removed (see module docstring)."""
-    values = map_distinct(series.cast(pl.String), clean_names, pl.String)
-    return _normalised(series, values)
 
 
 @cache
@@ -443,12 +438,6 @@ def normalise_dates(
     return _normalised(series, values)
 
 
-def normalise_dates_of_birth(
-    series: pl.Series, today: dt.date, formats: tuple[DateFormat, ...] = ()
-) -> Normalised:
-    """Dates of birth: ISO (or ``formats``) and plausible (1900-01-01 .. ``today``)."""
-    return normalise_dates(series, EARLIEST_DATE_OF_BIRTH, today, formats)
-
 
 # ---------------------------------------------------------------- postcodes
 
@@ -489,9 +478,3 @@ def sex_codes(values: pl.Series) -> pl.Series:
         .str.replace_all(r"\s+", " ")
         .replace_strict(SEX_ALIASES, default=None, return_dtype=pl.String)
     )
-
-
-def normalise_sex(series: pl.Series) -> Normalised:
-    """M / F / U (aliases in :data:`SEX_ALIASES`); unrecognised values -> null, counted."""
-    values = map_distinct(series.cast(pl.String), sex_codes, pl.String)
-    return _normalised(series, values)

@@ -157,10 +157,10 @@ def prepare_extract(
     what the contract's delivery term says for the dataset, else ``full``.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
-    now = now.astimezone(dt.timezone.utc)
+        now = now.replace(tzinfo=dt.UTC)
+    now = now.astimezone(dt.UTC)
     period = period or now.strftime("%Y-%m")
     if not PERIOD_PATTERN.match(period):
         raise PartnerKitError(f"reporting period '{period}' is not YYYY-MM (e.g. 2026-10)")

@@ -49,7 +49,7 @@ class StepClock:
         self._charge()
         self._stack.pop()
 
-    def stop(self) -> "StepTimes":
+    def stop(self) -> StepTimes:
         self._charge()
         return StepTimes(
             wall={name: self.wall.get(name, 0.0) for name in STEPS},

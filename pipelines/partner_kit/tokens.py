@@ -56,11 +56,11 @@ class LinkageKey:
             raise PartnerKitError(f"a linkage key is {KEY_BYTES} bytes, got {len(self.secret)}")
 
     @classmethod
-    def generate(cls) -> "LinkageKey":
+    def generate(cls) -> LinkageKey:
         return cls(secrets.token_bytes(KEY_BYTES))
 
     @classmethod
-    def load(cls, path: Path) -> "LinkageKey":
+    def load(cls, path: Path) -> LinkageKey:
         """Read a key file: 64 hex characters on one line."""
         path = Path(path)
         try:

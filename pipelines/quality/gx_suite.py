@@ -13,7 +13,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -265,11 +265,14 @@ def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.Da
     return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_map(expectation: str) -> bool:
     """Whether a GX expectation counts failing values (its passing result counts 0 of them)."""
-    from great_expectations.expectations.expectation import (ColumnMapExpectation, ColumnPairMapExpectation,
-                                                             MulticolumnMapExpectation)
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
     from great_expectations.expectations.registry import get_expectation_impl
 
     return issubclass(get_expectation_impl(expectation),

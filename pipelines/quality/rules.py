@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.contracts import Contract, Dataset, DataItem
+from pipelines.contracts import Contract, DataItem, Dataset
 
 ERROR = "error"
 WARN = "warn"

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.synth import effect as effect_model, events, study
+from pipelines.synth import effect as effect_model
+from pipelines.synth import events, study
 from pipelines.synth.geography import build_lsoas
 from pipelines.synth.names import draw_name_pools
 from pipelines.synth.noise import draw_registrations, recorded_identities

@@ -36,7 +36,14 @@ from pipelines.synth.nhs_numbers import draw_nhs_numbers
 from pipelines.synth.noise import draw_registrations, recorded_identities
 from pipelines.synth.partners import DATASETS, DatasetLayout
 from pipelines.synth.population import OPT_OUT_SHARE
-from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD, START_DAY, END_DAY, DAYS_PER_YEAR, rng_for
+from pipelines.synth.study import (
+    DAYS_PER_YEAR,
+    DELIVERED_AT,
+    DELIVERY_PERIOD,
+    END_DAY,
+    START_DAY,
+    rng_for,
+)
 
 # Shares of the population per month (a UK borough: ~11 births per 1,000 a year, a few per cent
 # moving in or moving home each year, marriages and divorces changing some surnames).

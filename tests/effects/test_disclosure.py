@@ -5,8 +5,12 @@ import polars as pl
 import pytest
 
 from pipelines.disclosure import DisclosureRule
-from pipelines.effects.disclosure import (HIDDEN, publishable_balance, publishable_effects,
-                                          standardised_difference)
+from pipelines.effects.disclosure import (
+    HIDDEN,
+    publishable_balance,
+    publishable_effects,
+    standardised_difference,
+)
 from pipelines.effects.estimate import COHORTS, ESTIMATE_COLUMNS, PERIODS
 
 CELLS = {(c, p) for c in COHORTS for p in PERIODS}

@@ -4,9 +4,9 @@ import re
 import shutil
 
 import pytest
+from approvers import sign_contracts
 from click.testing import CliRunner
 
-from approvers import sign_contracts
 from pipelines.approvals import ApproverRegistry, sign_contract
 from pipelines.cli import main
 from pipelines.contracts import load_contract

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from approvers import sign_contracts
 from click.testing import CliRunner
 
-from approvers import sign_contracts
 from pipelines.audit import AuditLog
 from pipelines.cli import main
-from pipelines.contract_review import compare_files
 from pipelines.clock import Clock
+from pipelines.contract_review import compare_files
 from pipelines.settings import REPO_ROOT
 
 CONTRACTS = REPO_ROOT / "contracts"

@@ -16,9 +16,9 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from browser import layout_at, rendered_dom
 from click.testing import CliRunner
 
-from browser import layout_at, rendered_dom
 from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
 from pipelines.definitions import defs

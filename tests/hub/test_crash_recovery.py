@@ -23,7 +23,6 @@ from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.warehouse import connect
-
 from tests.hub.test_ingest import NOW
 
 GOOD = ("emergency_admissions", "family_support_enrolments")

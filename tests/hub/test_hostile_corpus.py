@@ -14,7 +14,6 @@ import pytest
 
 from pipelines.audit import AuditLog
 from pipelines.hub.quarantine import held_files
-
 from tests.approvers import sign_contracts
 from tests.hub.test_ingest import _receive
 

@@ -5,7 +5,6 @@ deliveries carry on, and quarantine keeps exactly the bytes that arrived, each w
 """
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -15,7 +14,6 @@ import pytest
 from pipelines.audit import AuditLog
 from pipelines.hub.quarantine import held_files, release
 from pipelines.sensors import inbox_fingerprint
-
 from tests.hub.test_ingest import NOW, _receive
 
 OTHER = "emergency_admissions"

@@ -4,8 +4,13 @@ import polars as pl
 import pytest
 
 from pipelines.linkage.comparisons import MODEL_COLUMNS
-from pipelines.linkage.model import (BLOOM_BITS, date_of_birth_comparison, name_comparison, postcode_comparison,
-                                     splink_settings)
+from pipelines.linkage.model import (
+    BLOOM_BITS,
+    date_of_birth_comparison,
+    name_comparison,
+    postcode_comparison,
+    splink_settings,
+)
 from pipelines.partner_kit.bloom import bloom_encode_names
 from pipelines.partner_kit.features import phonetic_codes
 from pipelines.partner_kit.tokens import LinkageKey, tokenise

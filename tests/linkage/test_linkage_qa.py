@@ -7,8 +7,13 @@ import pytest
 from assets.linkage import plausible_linkage
 from pipelines.linkage.model import TrainedModel, match_weights_chart, splink_settings
 from pipelines.linkage.person_records import LINKAGE_FEATURES
-from pipelines.linkage.qa import (check_linkage, linkage_qa, previous_link_rate, record_linkage_run,
-                                  write_qa_report)
+from pipelines.linkage.qa import (
+    check_linkage,
+    linkage_qa,
+    previous_link_rate,
+    record_linkage_run,
+    write_qa_report,
+)
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 from pipelines.warehouse import connect

@@ -1,8 +1,8 @@
 """Linkage through Dagster on a small place: month one without the VCS extract, month two with it."""
 import shutil
 
-import duckdb
 import dagster as dg
+import duckdb
 import pytest
 
 from assets.ingest import received_extracts

@@ -16,7 +16,13 @@ from assets.ingest import received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from pipelines.audit import AuditLog
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters
-from pipelines.linkage.spark import SparkUnavailable, bloom_as_words, require_java, spark_condition, spark_session
+from pipelines.linkage.spark import (
+    SparkUnavailable,
+    bloom_as_words,
+    require_java,
+    spark_condition,
+    spark_session,
+)
 from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 

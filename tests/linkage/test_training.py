@@ -8,8 +8,14 @@ import pyarrow as pa
 import pytest
 
 from pipelines.linkage import model as linkage_model
-from pipelines.linkage.model import (EM_SAMPLE_FROM_RECORDS, _duckdb_records, bloom_words, dice_on_words,
-                                     predict_clusters, train)
+from pipelines.linkage.model import (
+    EM_SAMPLE_FROM_RECORDS,
+    _duckdb_records,
+    bloom_words,
+    dice_on_words,
+    predict_clusters,
+    train,
+)
 
 
 @pytest.fixture(scope="module")

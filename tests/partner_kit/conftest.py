@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.contracts import load_contract
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.tokens import LinkageKey
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.UTC)
 IDENTITY_HEADER = list(IDENTITY_COLUMNS)
 
 # Valid NHS numbers (mod 11) for hand-made rows.

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from pipelines.contracts import load_contract
 from pipelines.partner_kit import PartnerKitError, prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
-
 from tests.partner_kit.conftest import AE_HEADER, NHS_A, NOW, REPO, write_csv
 
 MARK = "Ǫ"  # in every value drawn to stand for an identifier: it must never be quoted back

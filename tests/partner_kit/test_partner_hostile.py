@@ -10,7 +10,6 @@ import pytest
 
 from pipelines.partner_kit import PartnerKitError, prepare_extract
 from pipelines.partner_kit.readers import read_raw_extract
-
 from tests.partner_kit.conftest import AE_HEADER, NHS_A, NHS_B, ae_rows
 
 CANARY = "Quixoteblöm"  # a value no message may quote

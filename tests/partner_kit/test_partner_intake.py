@@ -15,7 +15,6 @@ from pipelines.contracts import ContractError, load_contract
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.readers import read_postcode_lookup
-
 from tests.custom_partner import write_custom_contract
 from tests.partner_kit.conftest import REPO, write_csv
 

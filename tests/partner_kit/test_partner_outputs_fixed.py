@@ -27,10 +27,9 @@ from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.settings import REPO_ROOT
 from pipelines.synth import generate_place
-
 from tests.partner_kit.conftest import AE_HEADER, ae_rows, write_csv
 
-NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.UTC)
 PEOPLE, SEED = 1500, 7
 # Things that differ on every run by design: a fresh extract id and the file names built from it.
 VOLATILE_REPORT_KEYS = ("extract_file", "extract_id", "created_at", "input_file")

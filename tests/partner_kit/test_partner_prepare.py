@@ -9,7 +9,6 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.extract_file import (
     EXTRACT_FORMAT,
     ExtractFileError,
@@ -17,6 +16,7 @@ from pipelines.extract_file import (
     read_extract_header,
 )
 from pipelines.partner_kit import PartnerKitError, prepare_extract
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.tokens import tokenise
 
 RAW_IDENTITY = IDENTITY_COLUMNS

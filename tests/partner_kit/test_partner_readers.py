@@ -9,8 +9,8 @@ import re
 import polars as pl
 import pytest
 
-from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.readers import (
     allowed_raw_columns,
     check_raw_columns,

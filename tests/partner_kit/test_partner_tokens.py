@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit import tokens
+from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.tokens import LinkageKey, tokenise
 
 

@@ -5,7 +5,6 @@ import pickle
 import subprocess
 import sys
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
