@@ -20,7 +20,13 @@ NEW_INPUTS = dg.AssetKey(["hub", "new_since_publication"])
 
 def forced_by(run: dg.DagsterRun) -> str | None:
     """Why a run rebuilds everything whatever its inputs say: a retrain, or a backfill of months."""
-    retrain = (run.run_config or {}).get("ops", {}).get("linked_persons", {}).get("config", {}).get("retrain")
+    retrain = (
+        (run.run_config or {})
+        .get("ops", {})
+        .get("linked_persons", {})
+        .get("config", {})
+        .get("retrain")
+    )
     if retrain:
         return "the linkage model is retrained (--retrain)"
     if run.tags.get(MONTHS_TAG):
@@ -29,23 +35,42 @@ def forced_by(run: dg.DagsterRun) -> str | None:
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(NEW_INPUTS, group_name="governance", skippable=True,
-                        deps=[dg.AssetKey(["hub", "deliveries"]), CONTRACT_STATUS, RETENTION],
-                        description="What changed since the last publication. Not materialised when nothing "
-                                    "did: linkage, the models and publication are then skipped.")],
+    specs=[
+        dg.AssetSpec(
+            NEW_INPUTS,
+            group_name="governance",
+            skippable=True,
+            deps=[dg.AssetKey(["hub", "deliveries"]), CONTRACT_STATUS, RETENTION],
+            description="What changed since the last publication. Not materialised when nothing "
+            "did: linkage, the models and publication are then skipped.",
+        )
+    ],
 )
 def new_since_publication(context: dg.AssetExecutionContext, placelink: PlacelinkResource):
     settings = placelink.settings()
     contracts, problems = placelink.contracts()
     with placelink.warehouse() as con:
         verdict = anything_new(settings, con, contracts, problems, forced_by(context.run))
-    last = ({"last_publication_run": verdict.last.run_id or "",
-             "last_published_at": f"{verdict.last.published_at:%Y-%m-%d %H:%M:%S}"} if verdict.last else {})
+    last = (
+        {
+            "last_publication_run": verdict.last.run_id or "",
+            "last_published_at": f"{verdict.last.published_at:%Y-%m-%d %H:%M:%S}",
+        }
+        if verdict.last
+        else {}
+    )
     if verdict.nothing_new:
         context.log.info(verdict.reason)
-        context.log_event(dg.AssetObservation(asset_key=NEW_INPUTS, metadata={"nothing_new": verdict.reason, **last}))
-        placelink.audit(context).append("run_nothing_new", reason="no input changed since the last publication",
-                                        last_publication_run=verdict.last.run_id)
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=NEW_INPUTS, metadata={"nothing_new": verdict.reason, **last}
+            )
+        )
+        placelink.audit(context).append(
+            "run_nothing_new",
+            reason="no input changed since the last publication",
+            last_publication_run=verdict.last.run_id,
+        )
         return
     context.log.info(f"linking and publishing: {verdict.reason}")
     yield dg.MaterializeResult(asset_key=NEW_INPUTS, metadata={"why": verdict.reason, **last})

@@ -15,7 +15,9 @@ RETENTION = dg.AssetKey(["hub", "retention_deletions"])
 # Chained after ingest (and retention after status) so these never hold the warehouse
 # at the same time as another step: DuckDB allows one writer.
 @dg.asset(key=CONTRACT_STATUS, group_name="governance", deps=[dg.AssetKey(["hub", "deliveries"])])
-def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
+def contract_status(
+    context: dg.AssetExecutionContext, placelink: PlacelinkResource
+) -> dg.MaterializeResult:
     """The status of every data-sharing agreement this run; changes and excluded flows are audited."""
     contracts, problems = placelink.contracts()
     now = placelink.settings().now()
@@ -23,13 +25,17 @@ def contract_status(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     with placelink.warehouse() as con:
         excluded = record_flow_statuses(con, statuses, contracts, placelink.audit(context), now)
     for flow in excluded:
-        context.log.warning(f"contract {flow['contract_id']} is {flow['status']}: its data is left out "
-                            f"of linkage and publication ({flow['reason']})")
-    return dg.MaterializeResult(metadata={
-        "contracts": len(statuses),
-        "in_use": sum(s.in_use for s in statuses.values()),
-        "excluded": dg.MetadataValue.json(excluded),
-    })
+        context.log.warning(
+            f"contract {flow['contract_id']} is {flow['status']}: its data is left out "
+            f"of linkage and publication ({flow['reason']})"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "contracts": len(statuses),
+            "in_use": sum(s.in_use for s in statuses.values()),
+            "excluded": dg.MetadataValue.json(excluded),
+        }
+    )
 
 
 class RetentionConfig(dg.Config):
@@ -38,8 +44,9 @@ class RetentionConfig(dg.Config):
 
 
 @dg.asset(key=RETENTION, group_name="governance", deps=[CONTRACT_STATUS])
-def retention_deletions(context: dg.AssetExecutionContext, config: RetentionConfig,
-                        placelink: PlacelinkResource) -> dg.MaterializeResult:
+def retention_deletions(
+    context: dg.AssetExecutionContext, config: RetentionConfig, placelink: PlacelinkResource
+) -> dg.MaterializeResult:
     """Extracts past their agreement's retention: vaulted file, landed and derived rows deleted, audited."""
     settings = placelink.settings()
     now = parse_as_of(config.as_of) if config.as_of else settings.now()
@@ -47,26 +54,43 @@ def retention_deletions(context: dg.AssetExecutionContext, config: RetentionConf
     with placelink.warehouse() as con:
         result = apply_retention(settings, con, contracts, placelink.audit(context), now)
     for deletion in result.deleted:
-        context.log.info(f"retention: deleted extract {deletion.extract_id} ({deletion.contract_id}, "
-                         f"{deletion.dataset}, kept until {deletion.retain_until}): "
-                         f"{deletion.landing_rows} landed rows")
+        context.log.info(
+            f"retention: deleted extract {deletion.extract_id} ({deletion.contract_id}, "
+            f"{deletion.dataset}, kept until {deletion.retain_until}): "
+            f"{deletion.landing_rows} landed rows"
+        )
     if result.kept_unknown_contract:
-        context.log.warning(f"retention: {len(result.kept_unknown_contract)} extract(s) kept because "
-                            "their contract is unknown or invalid")
-    return dg.MaterializeResult(metadata={
-        "extracts_deleted": len(result.deleted),
-        "landing_rows_deleted": sum(d.landing_rows for d in result.deleted),
-        "kept_unknown_contract": len(result.kept_unknown_contract),
-    })
+        context.log.warning(
+            f"retention: {len(result.kept_unknown_contract)} extract(s) kept because "
+            "their contract is unknown or invalid"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "extracts_deleted": len(result.deleted),
+            "landing_rows_deleted": sum(d.landing_rows for d in result.deleted),
+            "kept_unknown_contract": len(result.kept_unknown_contract),
+        }
+    )
 
 
-@dg.asset(key=["reports", "ig_register"], group_name="governance",
-          deps=[CONTRACT_STATUS, RETENTION, dg.AssetKey(["hub", "deliveries"]),
-                dg.AssetKey(["published", "shared_outcomes"])])
+@dg.asset(
+    key=["reports", "ig_register"],
+    group_name="governance",
+    deps=[
+        CONTRACT_STATUS,
+        RETENTION,
+        dg.AssetKey(["hub", "deliveries"]),
+        dg.AssetKey(["published", "shared_outcomes"]),
+    ],
+)
 def ig_register(placelink: PlacelinkResource) -> dg.MaterializeResult:
     """reports/ig_register.html: one row per agreement, what flowed under it, what relies on it."""
     settings = placelink.settings()
     contracts, problems = placelink.contracts()
     page = write_register(settings, contracts, problems)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(page)),
-                                          "agreements": len(contracts) + len(problems)})
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(page)),
+            "agreements": len(contracts) + len(problems),
+        }
+    )

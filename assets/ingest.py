@@ -39,8 +39,11 @@ def delivery_months() -> dg.MonthlyPartitionsDefinition:
     contracts, _ = load_contracts(settings.contracts_dir)
     start = first_month(contracts.values(), settings.clock)
     # Dagster counts monthly partitions to the last complete month, plus end_offset months.
-    return dg.MonthlyPartitionsDefinition(start_date=f"{start:%Y-%m}", fmt="%Y-%m",
-                                          end_offset=months_after_calendar(month_start(settings.today())) + 1)
+    return dg.MonthlyPartitionsDefinition(
+        start_date=f"{start:%Y-%m}",
+        fmt="%Y-%m",
+        end_offset=months_after_calendar(month_start(settings.today())) + 1,
+    )
 
 
 @cache
@@ -49,11 +52,17 @@ def landing_specs() -> tuple[dg.AssetSpec, ...]:
     reporting month. Ingest writes them (their partner-months are reported by `received_extracts`)."""
     contracts, _ = load_contracts(Settings.from_env().contracts_dir)
     return tuple(
-        dg.AssetSpec(["landing", name], group_name="ingest", deps=[DELIVERIES], partitions_def=delivery_months(),
-                     description=f"{dataset.description} Latest accepted rows under contract {c.label}; "
-                                 "one partition per reporting month delivered.",
-                     metadata={"contract": c.label, "partner": c.partner_id})
-        for c in contracts.values() for name, dataset in c.datasets.items()
+        dg.AssetSpec(
+            ["landing", name],
+            group_name="ingest",
+            deps=[DELIVERIES],
+            partitions_def=delivery_months(),
+            description=f"{dataset.description} Latest accepted rows under contract {c.label}; "
+            "one partition per reporting month delivered.",
+            metadata={"contract": c.label, "partner": c.partner_id},
+        )
+        for c in contracts.values()
+        for name, dataset in c.datasets.items()
     )
 
 
@@ -67,15 +76,22 @@ def partner_month_metadata(deliveries: list[MonthDelivery], table_rows: int) -> 
     """What the UI shows for one dataset's month: its latest delivery, and how many there were."""
     latest = deliveries[-1]
     return {
-        "rows": sum(d.rows_in_use for d in deliveries), "rows_delivered": latest.rows_delivered,
-        "delivery_kind": latest.delivery_kind, "delivery_id": latest.extract_id, "file": latest.file_name,
+        "rows": sum(d.rows_in_use for d in deliveries),
+        "rows_delivered": latest.rows_delivered,
+        "delivery_kind": latest.delivery_kind,
+        "delivery_id": latest.extract_id,
+        "file": latest.file_name,
         "received_at": latest.received_at.isoformat(sep=" ", timespec="seconds"),
-        "deliveries": len(deliveries), "rows_in_landing_table": table_rows,
+        "deliveries": len(deliveries),
+        "rows_in_landing_table": table_rows,
     }
 
 
-@dg.asset(key=DELIVERIES, group_name="ingest",
-          description="Every file that reached the inbox: accepted or quarantined, with the reason.")
+@dg.asset(
+    key=DELIVERIES,
+    group_name="ingest",
+    description="Every file that reached the inbox: accepted or quarantined, with the reason.",
+)
 def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkResource):
     """Check every inbox file against its contract; land it or hold it in quarantine; report each
     partner-month landed (and the months a backfill names) on its landing asset's partition."""
@@ -92,28 +108,39 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
                 context.log.warning(receipt.reason)
             else:
                 context.log.info(f"{receipt.file_name}: {delivery_outcome(receipt)}")
-        landed = {(r.dataset, r.header.get("reporting_period")) for r in receipts
-                  if r.status == "accepted" and r.kind == "extract"}
+        landed = {
+            (r.dataset, r.header.get("reporting_period"))
+            for r in receipts
+            if r.status == "accepted" and r.kind == "extract"
+        }
         recorded = _report_partner_months(context, con, landed, asked)
-    return dg.MaterializeResult(metadata={
-        "files_received": sum(r.status != "ignored" for r in receipts),
-        "accepted": sum(r.status == "accepted" for r in receipts),
-        "quarantined": sum(r.status == "quarantined" for r in receipts),
-        "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
-        "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
-        "files": dg.MetadataValue.md(delivery_table(receipts)),
-        # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
-        "held": dg.MetadataValue.json([{"file": r.file_name, "contract": r.contract_id, "check": r.check}
-                                       for r in receipts if r.status == "quarantined"]),
-        "partner_months": dg.MetadataValue.json(recorded),
-        **({"backfill_months": dg.MetadataValue.json(asked)} if asked else {}),
-        # One line per file, shown as it is on the asset page: accepted, or held and why.
-        **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "files_received": sum(r.status != "ignored" for r in receipts),
+            "accepted": sum(r.status == "accepted" for r in receipts),
+            "quarantined": sum(r.status == "quarantined" for r in receipts),
+            "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
+            "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
+            "files": dg.MetadataValue.md(delivery_table(receipts)),
+            # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
+            "held": dg.MetadataValue.json(
+                [
+                    {"file": r.file_name, "contract": r.contract_id, "check": r.check}
+                    for r in receipts
+                    if r.status == "quarantined"
+                ]
+            ),
+            "partner_months": dg.MetadataValue.json(recorded),
+            **({"backfill_months": dg.MetadataValue.json(asked)} if asked else {}),
+            # One line per file, shown as it is on the asset page: accepted, or held and why.
+            **{f"file {r.file_name}": delivery_outcome(r) for r in receipts},
+        }
+    )
 
 
-def _report_partner_months(context: dg.AssetExecutionContext, con, landed: set[tuple[str, str]],
-                           asked: list[str]) -> list[str]:
+def _report_partner_months(
+    context: dg.AssetExecutionContext, con, landed: set[tuple[str, str]], asked: list[str]
+) -> list[str]:
     """A materialisation of ``landing/<dataset>`` partition ``month`` for each partner-month landed
     now, and for every dataset delivered in a month asked for; returns them as ``dataset month``."""
     partitions = delivery_months()
@@ -121,9 +148,11 @@ def _report_partner_months(context: dg.AssetExecutionContext, con, landed: set[t
     recorded = []
     for month in sorted({m for _, m in landed if m} | set(asked)):
         if not partitions.has_partition_key(month):
-            context.log.warning(f"reporting month {month} is outside the landing partitions "
-                                f"({partitions.get_first_partition_key()} to {partitions.get_last_partition_key()}): "
-                                "its rows landed, but no partition shows them")
+            context.log.warning(
+                f"reporting month {month} is outside the landing partitions "
+                f"({partitions.get_first_partition_key()} to {partitions.get_last_partition_key()}): "
+                "its rows landed, but no partition shows them"
+            )
             continue
         found = month_deliveries(con, month, datasets)
         for dataset in datasets:
@@ -132,33 +161,48 @@ def _report_partner_months(context: dg.AssetExecutionContext, con, landed: set[t
             if dataset not in found or (month not in asked and (dataset, month) not in landed):
                 continue
             table_rows = con.execute(f"SELECT count(*) FROM landing.{dataset}").fetchall()[0][0]
-            context.log_event(dg.AssetMaterialization(
-                asset_key=["landing", dataset], partition=month,
-                metadata=partner_month_metadata(found[dataset], table_rows)))
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=["landing", dataset],
+                    partition=month,
+                    metadata=partner_month_metadata(found[dataset], table_rows),
+                )
+            )
             recorded.append(f"{dataset} {month}")
     return recorded
 
 
-_AREA_REFERENCE = pl.Schema({"lsoa_code": pl.String, "ward_code": pl.String, "ward_name": pl.String,
-                             "imd_decile": pl.Int8})
+_AREA_REFERENCE = pl.Schema(
+    {"lsoa_code": pl.String, "ward_code": pl.String, "ward_name": pl.String, "imd_decile": pl.Int8}
+)
 
 
 @dg.asset(key=["hub", "lsoa_reference"], group_name="ingest")
-def area_reference(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
+def area_reference(
+    context: dg.AssetExecutionContext, placelink: PlacelinkResource
+) -> dg.MaterializeResult:
     """Public area reference data (LSOA -> ward, deprivation decile) from PLACELINK_HOME/reference."""
     settings = placelink.settings()
     source = settings.reference / "lsoa_reference.csv"
     if not source.exists():
         contracts, _ = placelink.contracts()
-        with_areas = sorted(c.label for c in contracts.values() for d in c.datasets.values()
-                            if "lsoa_code" in d.columns)
+        with_areas = sorted(
+            c.label
+            for c in contracts.values()
+            for d in c.datasets.values()
+            if "lsoa_code" in d.columns
+        )
         if with_areas:
-            raise dg.Failure(f"area reference {source} is missing, and contract(s) {', '.join(with_areas)} "
-                             "send LSOAs: copy the LSOA reference file (lsoa_code, ward_code, ward_name, "
-                             "imd_decile) there (README: the postcode lookup)")
+            raise dg.Failure(
+                f"area reference {source} is missing, and contract(s) {', '.join(with_areas)} "
+                "send LSOAs: copy the LSOA reference file (lsoa_code, ward_code, ward_name, "
+                "imd_decile) there (README: the postcode lookup)"
+            )
         # No partner sends areas: every person's area is unknown, which the tables show as such.
-        context.log.warning(f"no area reference at {source}, and no contract sends LSOAs: every "
-                            "person's area is unknown")
+        context.log.warning(
+            f"no area reference at {source}, and no contract sends LSOAs: every "
+            "person's area is unknown"
+        )
         table = _AREA_REFERENCE.to_frame().to_arrow()
     else:
         table = pl.read_csv(source, schema_overrides={"imd_decile": pl.Int8}).to_arrow()
@@ -166,4 +210,6 @@ def area_reference(context: dg.AssetExecutionContext, placelink: PlacelinkResour
         con.register("incoming", table)
         con.execute("CREATE OR REPLACE TABLE hub.lsoa_reference AS SELECT * FROM incoming")
         con.unregister("incoming")
-    return dg.MaterializeResult(metadata={"lsoas": table.num_rows, "source": dg.MetadataValue.path(str(source))})
+    return dg.MaterializeResult(
+        metadata={"lsoas": table.num_rows, "source": dg.MetadataValue.path(str(source))}
+    )

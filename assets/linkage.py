@@ -19,12 +19,20 @@ GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION, NEW_INPUTS]
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(["hub", "record_identity"], group_name="linkage",
-                        deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-                        description="Every landed record with the identity record it belongs to."),
-           dg.AssetSpec(["hub", "person_records"], group_name="linkage",
-                        deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-                        description="One row per distinct identity per partner: Splink's input.")],
+    specs=[
+        dg.AssetSpec(
+            ["hub", "record_identity"],
+            group_name="linkage",
+            deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
+            description="Every landed record with the identity record it belongs to.",
+        ),
+        dg.AssetSpec(
+            ["hub", "person_records"],
+            group_name="linkage",
+            deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
+            description="One row per distinct identity per partner: Splink's input.",
+        ),
+    ],
     can_subset=False,
 )
 def person_records(placelink: PlacelinkResource):
@@ -35,9 +43,13 @@ def person_records(placelink: PlacelinkResource):
             counts = build_person_records(con, landed_datasets(con, contracts, today))
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
-    yield dg.MaterializeResult(asset_key=["hub", "record_identity"], metadata={"records": counts["records"]})
-    yield dg.MaterializeResult(asset_key=["hub", "person_records"],
-                               metadata={"identity_records": counts["identity_records"]})
+    yield dg.MaterializeResult(
+        asset_key=["hub", "record_identity"], metadata={"records": counts["records"]}
+    )
+    yield dg.MaterializeResult(
+        asset_key=["hub", "person_records"],
+        metadata={"identity_records": counts["identity_records"]},
+    )
 
 
 class LinkageConfig(dg.Config):
@@ -45,55 +57,92 @@ class LinkageConfig(dg.Config):
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(["hub", "person_keys"], group_name="linkage", deps=[["hub", "person_records"]],
-                        description="The person_key of every identity record (Splink clusters)."),
-           dg.AssetSpec(["hub", "record_person"], group_name="linkage",
-                        deps=[["hub", "person_records"], ["hub", "record_identity"]],
-                        description="The person_key of every landed record.")],
+    specs=[
+        dg.AssetSpec(
+            ["hub", "person_keys"],
+            group_name="linkage",
+            deps=[["hub", "person_records"]],
+            description="The person_key of every identity record (Splink clusters).",
+        ),
+        dg.AssetSpec(
+            ["hub", "record_person"],
+            group_name="linkage",
+            deps=[["hub", "person_records"], ["hub", "record_identity"]],
+            description="The person_key of every landed record.",
+        ),
+    ],
     can_subset=False,
 )
-def linked_persons(context: dg.AssetExecutionContext, config: LinkageConfig, placelink: PlacelinkResource):
+def linked_persons(
+    context: dg.AssetExecutionContext, config: LinkageConfig, placelink: PlacelinkResource
+):
     """Link person records across partners; the saved model is reused unless retrain is set."""
     settings = placelink.settings()
     contracts, _ = placelink.contracts()
     audit = placelink.audit(context)
     with placelink.warehouse() as con:
         try:
-            result = link_person_records(con, settings, retrain=config.retrain,
-                                         accepted=pending_changes(con, audit))
+            result = link_person_records(
+                con, settings, retrain=config.retrain, accepted=pending_changes(con, audit)
+            )
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
         linked = linked_contracts(con, contracts)
     if not result.keys_saved:
-        context.log.error("linkage check failed: no person key was saved (the last passing run's keys stay); "
-                          + " ".join(result.check.problems))
-    audit.append("linkage_run", contracts=linked, identity_records=result.identity_records,
-                 persons=result.persons, links=result.links,
-                 model_trained_at=result.model_trained_at, retrained=result.model_retrained,
-                 backend=result.backend,
-                 keys_new=result.key_changes.new, keys_merged=result.key_changes.merges,
-                 keys_split=result.key_changes.splits,
-                 identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
-                 qa_check_passed=result.check.passed, keys_saved=result.keys_saved,
-                 link_rate=round(result.qa.link_rate, 4),
-                 previous_link_rate=result.check.metadata.get("previous_link_rate"),
-                 accepted_changes=list(result.check.accepted))
-    context.log.info(f"linked {result.identity_records} identity records into {result.persons} persons "
-                     f"(scored on {result.backend})")
+        context.log.error(
+            "linkage check failed: no person key was saved (the last passing run's keys stay); "
+            + " ".join(result.check.problems)
+        )
+    audit.append(
+        "linkage_run",
+        contracts=linked,
+        identity_records=result.identity_records,
+        persons=result.persons,
+        links=result.links,
+        model_trained_at=result.model_trained_at,
+        retrained=result.model_retrained,
+        backend=result.backend,
+        keys_new=result.key_changes.new,
+        keys_merged=result.key_changes.merges,
+        keys_split=result.key_changes.splits,
+        identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
+        qa_check_passed=result.check.passed,
+        keys_saved=result.keys_saved,
+        link_rate=round(result.qa.link_rate, 4),
+        previous_link_rate=result.check.metadata.get("previous_link_rate"),
+        accepted_changes=list(result.check.accepted),
+    )
+    context.log.info(
+        f"linked {result.identity_records} identity records into {result.persons} persons "
+        f"(scored on {result.backend})"
+    )
     changes = result.key_changes
-    yield dg.MaterializeResult(asset_key=["hub", "person_keys"], metadata={
-        "link_rate": round(result.qa.link_rate, 4), "max_cluster_size": result.qa.max_cluster_size,
-        "keys_new": changes.new, "keys_merged": changes.merges, "keys_split": changes.splits,
-        "keys_retired": changes.retired,
-        "identity_records_with_changed_key": changes.identity_records_with_changed_key,
-        "qa_report": dg.MetadataValue.path(str(settings.reports / REPORT_FILE)),
-        "identity_records": result.identity_records, "persons": result.persons,
-        "scored_pairs": result.scored_pairs, "links_above_threshold": result.links,
-        "model_trained_at": result.model_trained_at, "model_retrained": result.model_retrained,
-        "threshold": result.threshold, "threshold_method": result.threshold_method,
-        "linkage_backend": result.backend, "keys_saved": result.keys_saved,
-    })
-    yield dg.MaterializeResult(asset_key=["hub", "record_person"], metadata={"persons": result.persons})
+    yield dg.MaterializeResult(
+        asset_key=["hub", "person_keys"],
+        metadata={
+            "link_rate": round(result.qa.link_rate, 4),
+            "max_cluster_size": result.qa.max_cluster_size,
+            "keys_new": changes.new,
+            "keys_merged": changes.merges,
+            "keys_split": changes.splits,
+            "keys_retired": changes.retired,
+            "identity_records_with_changed_key": changes.identity_records_with_changed_key,
+            "qa_report": dg.MetadataValue.path(str(settings.reports / REPORT_FILE)),
+            "identity_records": result.identity_records,
+            "persons": result.persons,
+            "scored_pairs": result.scored_pairs,
+            "links_above_threshold": result.links,
+            "model_trained_at": result.model_trained_at,
+            "model_retrained": result.model_retrained,
+            "threshold": result.threshold,
+            "threshold_method": result.threshold_method,
+            "linkage_backend": result.backend,
+            "keys_saved": result.keys_saved,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=["hub", "record_person"], metadata={"persons": result.persons}
+    )
 
 
 _CHECKED = (["hub", "person_keys"], ["hub", "record_person"])
@@ -102,11 +151,17 @@ _CHECKED = (["hub", "person_keys"], ["hub", "record_person"])
 # On both outputs of linked_persons: the SQL models read hub.record_person, and a
 # blocking check only stops what is downstream of the asset it is on.
 @dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec("plausible_linkage", asset=key, blocking=True,
-                             description="Fails on an implausibly large person (over-linking) or a sharp "
-                                         "move of the link rate since the last run that passed; the "
-                                         "models that read person keys then do not run.")
-           for key in _CHECKED],
+    specs=[
+        dg.AssetCheckSpec(
+            "plausible_linkage",
+            asset=key,
+            blocking=True,
+            description="Fails on an implausibly large person (over-linking) or a sharp "
+            "move of the link rate since the last run that passed; the "
+            "models that read person keys then do not run.",
+        )
+        for key in _CHECKED
+    ],
     can_subset=False,
 )
 def plausible_linkage(placelink: PlacelinkResource):
@@ -115,11 +170,18 @@ def plausible_linkage(placelink: PlacelinkResource):
     with placelink.warehouse() as con:
         outcome = latest_run(con)
     if outcome is None:
-        raise dg.Failure(description="no linkage run is recorded in hub.linkage_runs: run linkage first")
+        raise dg.Failure(
+            description="no linkage run is recorded in hub.linkage_runs: run linkage first"
+        )
     metadata = {k: v for k, v in outcome.metadata.items() if v is not None}
     metadata["plausible_cluster_size"] = placelink.settings().linkage_max_cluster_size
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
     for key in _CHECKED:
-        yield dg.AssetCheckResult(asset_key=key, check_name="plausible_linkage", passed=outcome.passed,
-                                  severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="plausible_linkage",
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+        )

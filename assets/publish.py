@@ -35,12 +35,17 @@ def _publish_deps() -> list[dg.AssetKey]:
     # a hub whose contracts leave every publish model out still publishes (_about says why), but
     # only after its records were linked.
     plan = model_plan(Settings.from_env())
-    return [dg.AssetKey(["publish", m.name]) for m in plan.models.values()
-            if m.schema == "publish"] + effect_keys(plan) + [dg.AssetKey(["hub", "record_person"])]
+    return (
+        [dg.AssetKey(["publish", m.name]) for m in plan.models.values() if m.schema == "publish"]
+        + effect_keys(plan)
+        + [dg.AssetKey(["hub", "record_person"])]
+    )
 
 
 @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
-def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResource) -> dg.MaterializeResult:
+def shared_outcomes(
+    context: dg.AssetExecutionContext, placelink: PlacelinkResource
+) -> dg.MaterializeResult:
     """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
     settings = placelink.settings()
     plan = model_plan(settings)  # the models that ran: those whose datasets have a contract
@@ -54,12 +59,15 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
     with placelink.warehouse() as con:
         excluded = excluded_flows(flow_statuses(contracts, problems, now.date()), con)
         deleted = deleted_extracts(con)
-        lineage = [dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
-                   for row in con.execute("""
+        lineage = [
+            dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
+            for row in con.execute("""
                        SELECT contract_id, contract_version, dataset, extract_id, row_count
                        FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
                        ORDER BY received_at, file_name
-                   """).fetchall() if row[0] in in_use and row[3] not in deleted]
+                   """).fetchall()
+            if row[0] in in_use and row[3] not in deleted
+        ]
         # The file carries the audit log's signed head as it stands now, just before "published".
         head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
         audit = placelink.audit(context)
@@ -71,50 +79,91 @@ def shared_outcomes(context: dg.AssetExecutionContext, placelink: PlacelinkResou
             # Nothing the last publication had may vanish without a known, audited reason (issue 20).
             if last is None:
                 return
-            losses = find_losses(last, {(x["contract_id"], x["dataset"]) for x in lineage},
-                                 {t.name: t.rows for t in built},
-                                 known_source_reasons(con, excluded, last.built_at), plan.left_out, accepted)
+            losses = find_losses(
+                last,
+                {(x["contract_id"], x["dataset"]) for x in lineage},
+                {t.name: t.rows for t in built},
+                known_source_reasons(con, excluded, last.built_at),
+                plan.left_out,
+                accepted,
+            )
             if any(loss.reason is None for loss in losses):
-                audit.append("publication_blocked", file=str(settings.published),
-                             lost=[{"kind": x.kind, "name": x.name, "known_reason": x.reason} for x in losses])
-                raise dg.Failure(description=blocked_message(losses, settings.published, last.built_at),
-                                 metadata={OUTCOME_KEY: BLOCKED})
+                audit.append(
+                    "publication_blocked",
+                    file=str(settings.published),
+                    lost=[
+                        {"kind": x.kind, "name": x.name, "known_reason": x.reason} for x in losses
+                    ],
+                )
+                raise dg.Failure(
+                    description=blocked_message(losses, settings.published, last.built_at),
+                    metadata={OUTCOME_KEY: BLOCKED},
+                )
             known_losses.extend(loss.describe() for loss in losses)
 
-        tables = publish(con, models, settings.published,
-                         definitions=[m for m in models.values() if m.schema != "staging"], lineage=lineage,
-                         table_lineage=table_lineage(con, models, in_use, DERIVED_FROM), excluded_flows=excluded,
-                         derived=derived_tables(con), now=now, audit_head=head.to_json() if head else None,
-                         models_left_out=plan.left_out, guard=guard)
+        tables = publish(
+            con,
+            models,
+            settings.published,
+            definitions=[m for m in models.values() if m.schema != "staging"],
+            lineage=lineage,
+            table_lineage=table_lineage(con, models, in_use, DERIVED_FROM),
+            excluded_flows=excluded,
+            derived=derived_tables(con),
+            now=now,
+            audit_head=head.to_json() if head else None,
+            models_left_out=plan.left_out,
+            guard=guard,
+        )
         # Last: what this file was built from, so a later run with nothing new leaves it be.
         record_publication(settings, con, contracts, problems, context.run.run_id, now)
     for loss in known_losses:
         context.log.warning(f"published without: {loss}")
-    audit.append("published", file=str(settings.published), tables=[t.name for t in tables],
-                 audit_head_events=head.events if head else None,
-                 contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
-                 excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
-                 redacted_cells=sum(t.redacted_cells for t in tables),
-                 models_left_out=sorted(plan.left_out),
-                 # what the file lost from the last one and why; the operators' acceptances it used up
-                 known_losses=known_losses, accepted_changes=[e["change_id"] for e in accepted])
+    audit.append(
+        "published",
+        file=str(settings.published),
+        tables=[t.name for t in tables],
+        audit_head_events=head.events if head else None,
+        contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+        excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
+        redacted_cells=sum(t.redacted_cells for t in tables),
+        models_left_out=sorted(plan.left_out),
+        # what the file lost from the last one and why; the operators' acceptances it used up
+        known_losses=known_losses,
+        accepted_changes=[e["change_id"] for e in accepted],
+    )
     context.log.info(f"published {len(tables)} tables to {settings.published}")
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(settings.published)),
-        "tables": dg.MetadataValue.json({t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells}
-                                         for t in tables}),
-        "models_left_out": dg.MetadataValue.md("\n".join(f"- {m}" for m in plan.messages()) or "none"),
-        # What this file lost from the last one, each with its known reason (pipelines.publication_guard).
-        "known_losses": dg.MetadataValue.json(known_losses),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(settings.published)),
+            "tables": dg.MetadataValue.json(
+                {t.name: {"rows": t.rows, "redacted_cells": t.redacted_cells} for t in tables}
+            ),
+            "models_left_out": dg.MetadataValue.md(
+                "\n".join(f"- {m}" for m in plan.messages()) or "none"
+            ),
+            # What this file lost from the last one, each with its known reason (pipelines.publication_guard).
+            "known_losses": dg.MetadataValue.json(known_losses),
+        }
+    )
 
 
-@dg.asset(key=["reports", "outcomes"], group_name="publish", deps=[dg.AssetKey(["published", "shared_outcomes"])])
+@dg.asset(
+    key=["reports", "outcomes"],
+    group_name="publish",
+    deps=[dg.AssetKey(["published", "shared_outcomes"])],
+)
 def outcomes_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
     """reports/outcomes.html: charts of each outcome before/after, from the published file only."""
     settings = placelink.settings()
-    page = build_outcomes_report(settings.published, settings.reports / "outcomes.html", settings.now())
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(page)),
-        "suppressed_cells_by_outcome": dg.MetadataValue.json(json.loads(report_summary(settings.published))),
-    })
+    page = build_outcomes_report(
+        settings.published, settings.reports / "outcomes.html", settings.now()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(page)),
+            "suppressed_cells_by_outcome": dg.MetadataValue.json(
+                json.loads(report_summary(settings.published))
+            ),
+        }
+    )

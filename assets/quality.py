@@ -15,13 +15,19 @@ from pipelines.quality.results import deliveries, published_unsafe_cells, unvali
 from pipelines.resources import PlacelinkResource
 from pipelines.sql_models import model_plan
 
-_FAILURE_TABLE_HEADER = "| delivery | severity | rule | failing rows | sample row numbers |\n|---|---|---|---|---|\n"
+_FAILURE_TABLE_HEADER = (
+    "| delivery | severity | rule | failing rows | sample row numbers |\n|---|---|---|---|---|\n"
+)
 
 
 def _failure_table(found) -> str:
-    lines = [f"| {d.file_name} | {f['severity'].upper()} | {f['rule']} | "
-             f"{'' if f['failing_rows'] is None else f['failing_rows']} | "
-             f"{', '.join(map(str, f['sample_rows']))} |" for d in found for f in d.failures]
+    lines = [
+        f"| {d.file_name} | {f['severity'].upper()} | {f['rule']} | "
+        f"{'' if f['failing_rows'] is None else f['failing_rows']} | "
+        f"{', '.join(map(str, f['sample_rows']))} |"
+        for d in found
+        for f in d.failures
+    ]
     return _FAILURE_TABLE_HEADER + "\n".join(lines) if lines else "No rule failed."
 
 
@@ -29,34 +35,56 @@ def _delivery_result(dataset: str, found, report: str) -> dg.AssetCheckResult:
     held = [d for d in found if d.outcome == "held"]
     warned = [d for d in found if d.outcome == "warned"]
     metadata = {
-        "deliveries": len(found), "held": len(held), "landed_with_warnings": len(warned),
+        "deliveries": len(found),
+        "held": len(held),
+        "landed_with_warnings": len(warned),
         "rows_checked": sum(d.rows for d in found),
         "seconds": round(sum(d.seconds for d in found), 2),
         "failed_rules": dg.MetadataValue.md(_failure_table(found)),
-        "messages": dg.MetadataValue.text("\n".join(d.message() for d in found) or
-                                         f"no {dataset} delivery in the latest ingest"),
+        "messages": dg.MetadataValue.text(
+            "\n".join(d.message() for d in found) or f"no {dataset} delivery in the latest ingest"
+        ),
         "report": dg.MetadataValue.path(report),
     }
     key = dg.AssetKey(["landing", dataset])
     if held:
-        return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=False,
-                                   severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-                                   description="; ".join(d.message().splitlines()[0] for d in held))
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name="delivery_quality",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+            description="; ".join(d.message().splitlines()[0] for d in held),
+        )
     if warned:
-        return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=False,
-                                   severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
-    return dg.AssetCheckResult(asset_key=key, check_name="delivery_quality", passed=True, metadata=metadata)
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name="delivery_quality",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(
+        asset_key=key, check_name="delivery_quality", passed=True, metadata=metadata
+    )
 
 
 # One op per kind of check, not one per dataset: each Dagster step has a fixed cost.
-@dg.multi_asset_check(specs=[
-    dg.AssetCheckSpec("delivery_quality", asset=spec.key, blocking=False,
-                      description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
-                                  "delivery of the latest ingest before it lands. A delivery failing an ERROR "
-                                  "rule was held in quarantine (not landed; downstream ran on earlier accepted "
-                                  "data); WARN failures landed and are listed.",
-                      additional_deps=[DELIVERIES])
-    for spec in landing_specs()])
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "delivery_quality",
+            asset=spec.key,
+            blocking=False,
+            description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
+            "delivery of the latest ingest before it lands. A delivery failing an ERROR "
+            "rule was held in quarantine (not landed; downstream ran on earlier accepted "
+            "data); WARN failures landed and are listed.",
+            additional_deps=[DELIVERIES],
+        )
+        for spec in landing_specs()
+    ]
+)
 def delivery_quality(placelink: PlacelinkResource):
     report = str(placelink.settings().reports / "quality.html")
     with placelink.warehouse() as con:
@@ -65,45 +93,72 @@ def delivery_quality(placelink: PlacelinkResource):
             yield _delivery_result(dataset, deliveries(con, dataset, latest_run_only=True), report)
 
 
-@dg.multi_asset_check(specs=[
-    dg.AssetCheckSpec("only_validated_deliveries", asset=spec.key, blocking=True,
-                      description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
-                                  "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
-                                  "models stop.",
-                      additional_deps=[DELIVERIES])
-    for spec in landing_specs()])
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "only_validated_deliveries",
+            asset=spec.key,
+            blocking=True,
+            description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
+            "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
+            "models stop.",
+            additional_deps=[DELIVERIES],
+        )
+        for spec in landing_specs()
+    ]
+)
 def only_validated_deliveries(placelink: PlacelinkResource):
     with placelink.warehouse() as con:
         for spec in landing_specs():
             dataset = spec.key.path[-1]
             unvalidated = unvalidated_extracts(con, dataset)
             yield dg.AssetCheckResult(
-                asset_key=spec.key, check_name="only_validated_deliveries", passed=unvalidated == 0,
+                asset_key=spec.key,
+                check_name="only_validated_deliveries",
+                passed=unvalidated == 0,
                 metadata={"unvalidated_extracts": unvalidated},
-                description=None if unvalidated == 0 else
-                f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result")
+                description=None
+                if unvalidated == 0
+                else f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result",
+            )
 
 
-@dg.asset_check(asset=["published", "shared_outcomes"], name="disclosure_safe",
-                description="No published count in 1-7 and every count a multiple of 5 (read back from the file).")
+@dg.asset_check(
+    asset=["published", "shared_outcomes"],
+    name="disclosure_safe",
+    description="No published count in 1-7 and every count a multiple of 5 (read back from the file).",
+)
 def published_disclosure_safe(placelink: PlacelinkResource) -> dg.AssetCheckResult:
     settings = placelink.settings()
-    counts = {m.name: m.list_option("counts") for m in model_plan(settings).models.values()
-              if m.schema == "publish"}
+    counts = {
+        m.name: m.list_option("counts")
+        for m in model_plan(settings).models.values()
+        if m.schema == "publish"
+    }
     unsafe = published_unsafe_cells(settings.published, counts)
-    return dg.AssetCheckResult(passed=not any(unsafe.values()), metadata={"unsafe_cells": dg.MetadataValue.json(unsafe)})
+    return dg.AssetCheckResult(
+        passed=not any(unsafe.values()), metadata={"unsafe_cells": dg.MetadataValue.json(unsafe)}
+    )
 
 
-@dg.asset(key=["reports", "quality"], group_name="quality", deps=[["hub", "deliveries"]],
-          description="reports/quality.html: every delivery, every quality rule, pass or fail with counts.")
+@dg.asset(
+    key=["reports", "quality"],
+    group_name="quality",
+    deps=[["hub", "deliveries"]],
+    description="reports/quality.html: every delivery, every quality rule, pass or fail with counts.",
+)
 def quality_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
     settings = placelink.settings()
     with placelink.warehouse() as con:
         path = write_report(con, settings.reports / "quality.html", settings.now())
         found = deliveries(con)
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)), "deliveries": len(found),
-        "held": sum(d.outcome == "held" for d in found)})
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "deliveries": len(found),
+            "held": sum(d.outcome == "held" for d in found),
+        }
+    )
 
 
 quality_checks = [delivery_quality, only_validated_deliveries, published_disclosure_safe]

@@ -4,6 +4,7 @@ The graph is built from the contracts present: a model whose source dataset no c
 provides is left out (with the reason in the Dagster log, the published file's ``_about`` and
 `placelink run`'s summary), not a traceback at load.
 """
+
 import logging
 
 import dagster as dg
@@ -26,18 +27,25 @@ from pipelines.sql_models import (
 log = logging.getLogger(__name__)
 
 
-@dg.asset(key=["hub", "record_attributes"], group_name="models_staging",
-          deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-          description="Year of birth, sex and area of every landed record in use (NULL where its "
-                      "dataset has no such column): what staging.persons describes people by.")
+@dg.asset(
+    key=["hub", "record_attributes"],
+    group_name="models_staging",
+    deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
+    description="Year of birth, sex and area of every landed record in use (NULL where its "
+    "dataset has no such column): what staging.persons describes people by.",
+)
 def record_attributes(placelink: PlacelinkResource) -> dg.MaterializeResult:
     contracts, _ = placelink.contracts()
     with placelink.warehouse() as con:
-        lacking = build_record_attributes(con, landed_datasets(con, contracts, placelink.settings().today()))
-    return dg.MaterializeResult(metadata={
-        "datasets": len(lacking),
-        "attributes_not_held": dg.MetadataValue.json({d: a for d, a in lacking.items() if a}),
-    })
+        lacking = build_record_attributes(
+            con, landed_datasets(con, contracts, placelink.settings().today())
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "datasets": len(lacking),
+            "attributes_not_held": dg.MetadataValue.json({d: a for d, a in lacking.items() if a}),
+        }
+    )
 
 
 def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -48,10 +56,22 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
         description=model.description or None,
         # The SQL file's hash: Dagster marks downstream assets stale when a model's SQL changes.
         code_version=model.version,
-        metadata={"sql_file": dg.MetadataValue.path(str(model.path)), "materialized": model.materialized,
-                  **({"dagster/column_schema": dg.TableSchema(columns=[
-                      dg.TableColumn(name, description=text) for name, text in model.columns.items()])}
-                     if model.columns else {})},
+        metadata={
+            "sql_file": dg.MetadataValue.path(str(model.path)),
+            "materialized": model.materialized,
+            **(
+                {
+                    "dagster/column_schema": dg.TableSchema(
+                        columns=[
+                            dg.TableColumn(name, description=text)
+                            for name, text in model.columns.items()
+                        ]
+                    )
+                }
+                if model.columns
+                else {}
+            ),
+        },
     )
     def _run(placelink: PlacelinkResource) -> dg.MaterializeResult:
         with placelink.warehouse() as con:
@@ -61,7 +81,9 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
     return _run
 
 
-def sql_model_assets(settings: Settings, plan: ModelPlan | None = None) -> list[dg.AssetsDefinition]:
+def sql_model_assets(
+    settings: Settings, plan: ModelPlan | None = None
+) -> list[dg.AssetsDefinition]:
     """One asset per model this hub runs (``record_attributes`` first; ``plan``: the hub's
     :func:`model_plan`, made here if not given); a model left out is logged with its reason."""
     plan = plan or model_plan(settings)

@@ -11,6 +11,7 @@ daemon watches it. Overdue deliveries are also looked for on the clock, by
 Alert facts are file names, contract ids, step and check names, counts and dates; a failed
 step is reported by the kind of error, never its message (which may quote a value).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,39 +60,76 @@ def _step_failure(event) -> str:
     return f"step {event.step_key} failed" + (f" ({kind})" if kind and kind != "Failure" else "")
 
 
-def run_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, settings: AlertSettings,
-               include_overdue: bool = True) -> list[Alert]:
+def run_alerts(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    settings: AlertSettings,
+    include_overdue: bool = True,
+) -> list[Alert]:
     """Alerts for one finished run: failure, failed blocking checks, held and overdue deliveries."""
     alerts: list[Alert] = []
     link = _run_link(settings, run.run_id)
     short = run.run_id[:8]
-    failures = [_step_failure(e) for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)]
-    checks = [e.event_specific_data for e in
-              _events(instance, run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    failures = [
+        _step_failure(e) for e in _events(instance, run.run_id, dg.DagsterEventType.STEP_FAILURE)
+    ]
+    checks = [
+        e.event_specific_data
+        for e in _events(instance, run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
     blocking_failed = [c for c in checks if not c.passed and c.blocking]
     if run.status == dg.DagsterRunStatus.FAILURE:
         facts = failures or ["the run failed before any step ran"]
-        facts += [f"blocking check {c.check_name} on {c.asset_key.to_user_string()} failed" for c in blocking_failed]
-        alerts.append(Alert(
-            RUN_FAILED, f"Run {short} of {run.job_name} FAILED: {len(failures)} step(s) failed", tuple(facts),
-            "open the run in the Dagster UI (or `placelink run` output) for each step's error; fix the cause "
-            "and re-run: nothing from a failed step was published", link))
+        facts += [
+            f"blocking check {c.check_name} on {c.asset_key.to_user_string()} failed"
+            for c in blocking_failed
+        ]
+        alerts.append(
+            Alert(
+                RUN_FAILED,
+                f"Run {short} of {run.job_name} FAILED: {len(failures)} step(s) failed",
+                tuple(facts),
+                "open the run in the Dagster UI (or `placelink run` output) for each step's error; fix the cause "
+                "and re-run: nothing from a failed step was published",
+                link,
+            )
+        )
     elif blocking_failed:
-        alerts.append(Alert(
-            CHECKS_FAILED, f"Run {short} of {run.job_name}: {len(blocking_failed)} blocking check(s) failed",
-            tuple(f"check {c.check_name} on {c.asset_key.to_user_string()} failed" for c in blocking_failed),
-            "the steps after a failed blocking check did not run; see the check in the Dagster UI", link))
+        alerts.append(
+            Alert(
+                CHECKS_FAILED,
+                f"Run {short} of {run.job_name}: {len(blocking_failed)} blocking check(s) failed",
+                tuple(
+                    f"check {c.check_name} on {c.asset_key.to_user_string()} failed"
+                    for c in blocking_failed
+                ),
+                "the steps after a failed blocking check did not run; see the check in the Dagster UI",
+                link,
+            )
+        )
     held = _held_deliveries(instance, run.run_id)
     if held:
-        facts = tuple(f"{h['file']}: held by check '{h['check']}'"
-                      + (f" (contract {h['contract']})" if h.get("contract") else "") for h in held)
-        alerts.append(Alert(
-            DELIVERIES_HELD, f"{len(held)} delivery(ies) held in quarantine by run {short}", facts,
-            "see why with `placelink hub quarantine show NAME`; the partner re-sends, or release the file "
-            "after a fix with `placelink hub quarantine release NAME`", link))
+        facts = tuple(
+            f"{h['file']}: held by check '{h['check']}'"
+            + (f" (contract {h['contract']})" if h.get("contract") else "")
+            for h in held
+        )
+        alerts.append(
+            Alert(
+                DELIVERIES_HELD,
+                f"{len(held)} delivery(ies) held in quarantine by run {short}",
+                facts,
+                "see why with `placelink hub quarantine show NAME`; the partner re-sends, or release the file "
+                "after a fix with `placelink hub quarantine release NAME`",
+                link,
+            )
+        )
     if include_overdue:
-        overdue = [DeliveryStatus.from_metadata(c.metadata) for c in checks
-                   if c.check_name == OVERDUE_CHECK and not c.passed]
+        overdue = [
+            DeliveryStatus.from_metadata(c.metadata)
+            for c in checks
+            if c.check_name == OVERDUE_CHECK and not c.passed
+        ]
         overdue = [o for o in overdue if o is not None]
         if overdue:
             alerts.append(overdue_alert(overdue, link))
@@ -121,21 +159,30 @@ def _report_run(context: dg.RunStatusSensorContext) -> None:
     settings = Settings.from_env().alerts
     if not settings.channels:
         return
-    _send_and_log(run_alerts(context.instance, context.dagster_run, settings, include_overdue=False),
-                  settings, context.log)
+    _send_and_log(
+        run_alerts(context.instance, context.dagster_run, settings, include_overdue=False),
+        settings,
+        context.log,
+    )
 
 
-@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Sends an alert (webhook, e-mail: PLACELINK_ALERT_*) when a run fails, naming "
-                                   "the failed steps and blocking checks and any held deliveries.")
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends an alert (webhook, e-mail: PLACELINK_ALERT_*) when a run fails, naming "
+    "the failed steps and blocking checks and any held deliveries.",
+)
 def run_failure_alert(context: dg.RunFailureSensorContext):
     _report_run(context)
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="run_success_alert",
-                      default_status=dg.DefaultSensorStatus.RUNNING,
-                      description="Sends an alert when a successful run held deliveries in quarantine or a "
-                                  "blocking check failed.")
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="run_success_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends an alert when a successful run held deliveries in quarantine or a "
+    "blocking check failed.",
+)
 def run_success_alert(context: dg.RunStatusSensorContext):
     _report_run(context)
 
@@ -147,10 +194,13 @@ def _alerted(cursor: str | None) -> set[str]:
         return set()
 
 
-@dg.sensor(name="overdue_deliveries_alert", minimum_interval_seconds=3600,
-           default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Every hour: deliveries the contracts' cadence says are overdue (read from the audit "
-                       "log, never the warehouse); each overdue dataset and period is alerted once.")
+@dg.sensor(
+    name="overdue_deliveries_alert",
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every hour: deliveries the contracts' cadence says are overdue (read from the audit "
+    "log, never the warehouse); each overdue dataset and period is alerted once.",
+)
 def overdue_deliveries_alert(context: dg.SensorEvaluationContext):
     settings = Settings.from_env()
     overdue = overdue_deliveries(settings)
@@ -160,13 +210,22 @@ def overdue_deliveries_alert(context: dg.SensorEvaluationContext):
     # again later is alerted again.
     context.update_cursor(json.dumps(sorted({o.key for o in overdue})))
     if not new:
-        return dg.SkipReason(f"{len(overdue)} overdue delivery(ies), none new" if overdue
-                             else "no delivery is overdue")
+        return dg.SkipReason(
+            f"{len(overdue)} overdue delivery(ies), none new"
+            if overdue
+            else "no delivery is overdue"
+        )
     if not settings.alerts.channels:
-        return dg.SkipReason(f"{len(new)} delivery(ies) newly overdue; no alert channel is configured "
-                             "(PLACELINK_ALERT_WEBHOOK_URL, PLACELINK_ALERT_SMTP_HOST)")
+        return dg.SkipReason(
+            f"{len(new)} delivery(ies) newly overdue; no alert channel is configured "
+            "(PLACELINK_ALERT_WEBHOOK_URL, PLACELINK_ALERT_SMTP_HOST)"
+        )
     sent = _send_and_log([overdue_alert(new, settings.alerts.ui_url)], settings.alerts, context.log)
     return dg.SkipReason("; ".join(s.describe() for s in sent))
 
 
-alert_sensors: Iterable[dg.SensorDefinition] = (run_failure_alert, run_success_alert, overdue_deliveries_alert)
+alert_sensors: Iterable[dg.SensorDefinition] = (
+    run_failure_alert,
+    run_success_alert,
+    overdue_deliveries_alert,
+)

@@ -22,6 +22,7 @@ Sending never raises: a channel that fails is reported in the returned :class:`S
 (the kind of failure only), so an unreachable mail server cannot fail the pipeline run
 it is reporting on. No Dagster imports.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,14 +69,20 @@ class AlertSettings:
 
     def __post_init__(self) -> None:
         if self.smtp_security not in SMTP_SECURITY:
-            raise ValueError(f"PLACELINK_ALERT_SMTP_SECURITY is {self.smtp_security!r}: use none, starttls "
-                             "(port 587, usually) or ssl (port 465)")
+            raise ValueError(
+                f"PLACELINK_ALERT_SMTP_SECURITY is {self.smtp_security!r}: use none, starttls "
+                "(port 587, usually) or ssl (port 465)"
+            )
         if self.smtp_host and not (self.smtp_from and self.smtp_to):
-            raise ValueError("PLACELINK_ALERT_SMTP_HOST is set but PLACELINK_ALERT_SMTP_FROM or "
-                             "PLACELINK_ALERT_SMTP_TO is empty: give the sender and the recipients "
-                             "(comma-separated), or leave PLACELINK_ALERT_SMTP_HOST empty")
+            raise ValueError(
+                "PLACELINK_ALERT_SMTP_HOST is set but PLACELINK_ALERT_SMTP_FROM or "
+                "PLACELINK_ALERT_SMTP_TO is empty: give the sender and the recipients "
+                "(comma-separated), or leave PLACELINK_ALERT_SMTP_HOST empty"
+            )
         if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
-            raise ValueError("PLACELINK_ALERT_WEBHOOK_URL must be an http(s) URL (an incoming webhook)")
+            raise ValueError(
+                "PLACELINK_ALERT_WEBHOOK_URL must be an http(s) URL (an incoming webhook)"
+            )
 
     @classmethod
     def from_env(cls, env) -> AlertSettings:
@@ -86,13 +93,17 @@ class AlertSettings:
         try:
             smtp_port = int(port) if port else 25
         except ValueError:
-            raise ValueError(f"PLACELINK_ALERT_SMTP_PORT is {port!r}: give a port number such as 25, "
-                             "587 or 465") from None
+            raise ValueError(
+                f"PLACELINK_ALERT_SMTP_PORT is {port!r}: give a port number such as 25, 587 or 465"
+            ) from None
         return cls(
             webhook_url=text("WEBHOOK_URL"),
-            smtp_host=text("SMTP_HOST"), smtp_port=smtp_port, smtp_from=text("SMTP_FROM"),
+            smtp_host=text("SMTP_HOST"),
+            smtp_port=smtp_port,
+            smtp_from=text("SMTP_FROM"),
             smtp_to=tuple(a.strip() for a in text("SMTP_TO").split(",") if a.strip()),
-            smtp_user=text("SMTP_USER"), smtp_password=env.get("PLACELINK_ALERT_SMTP_PASSWORD", ""),
+            smtp_user=text("SMTP_USER"),
+            smtp_password=env.get("PLACELINK_ALERT_SMTP_PASSWORD", ""),
             smtp_security=text("SMTP_SECURITY", "none").lower() or "none",
             hub_name=text("HUB_NAME", "placelink hub") or "placelink hub",
             ui_url=text("UI_URL").rstrip("/"),
@@ -100,7 +111,9 @@ class AlertSettings:
 
     @property
     def channels(self) -> tuple[str, ...]:
-        return tuple(name for name, on in (("webhook", self.webhook_url), ("email", self.smtp_host)) if on)
+        return tuple(
+            name for name, on in (("webhook", self.webhook_url), ("email", self.smtp_host)) if on
+        )
 
 
 @dataclass(frozen=True)
@@ -136,10 +149,17 @@ class Alert:
             body += f"\n*What to do:* {self.action}"
         if self.link:
             body += f"\n<{self.link}|Open in Dagster>"
-        blocks = [{"type": "header", "text": {"type": "plain_text", "text": scrub(self.title)[:150]}},
-                  {"type": "context", "elements": [{"type": "mrkdwn", "text": scrub(f"{hub} · {self.kind}")}]}]
+        blocks = [
+            {"type": "header", "text": {"type": "plain_text", "text": scrub(self.title)[:150]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": scrub(f"{hub} · {self.kind}")}],
+            },
+        ]
         if body:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": scrub(body)[:3000]}})
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": scrub(body)[:3000]}}
+            )
         return {"text": self.text(hub), "blocks": blocks}
 
     def email(self, settings: AlertSettings) -> EmailMessage:
@@ -172,8 +192,12 @@ class Sent:
 
 def _post_webhook(alert: Alert, settings: AlertSettings) -> None:
     body = json.dumps(alert.webhook_payload(settings.hub_name)).encode("utf-8")
-    request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    request = urllib.request.Request(
+        settings.webhook_url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     with urllib.request.urlopen(request, timeout=settings.timeout_seconds) as response:
         response.read()
 
@@ -181,10 +205,16 @@ def _post_webhook(alert: Alert, settings: AlertSettings) -> None:
 def _send_email(alert: Alert, settings: AlertSettings) -> None:
     message = alert.email(settings)
     if settings.smtp_security == "ssl":
-        smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.timeout_seconds,
-                                context=ssl.create_default_context())
+        smtp = smtplib.SMTP_SSL(
+            settings.smtp_host,
+            settings.smtp_port,
+            timeout=settings.timeout_seconds,
+            context=ssl.create_default_context(),
+        )
     else:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.timeout_seconds)
+        smtp = smtplib.SMTP(
+            settings.smtp_host, settings.smtp_port, timeout=settings.timeout_seconds
+        )
     with smtp:
         if settings.smtp_security == "starttls":
             smtp.starttls(context=ssl.create_default_context())

@@ -18,6 +18,7 @@ The hub trusts a signature only through its **approver registry**
 count, not what the signature entry says. A required role is met by a valid signature from a
 registered key with that role at that party's organisation, over the current content.
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,12 +54,29 @@ def requirement_label(contract: Contract, requirement: RequiredSignature) -> str
     return f"{requirement.role_name} of {party_organisation(contract, requirement.party)} ({requirement.party})"
 
 
-def approval_statement(contract_id: str, content_sha256: str, role: str, party: str, organisation: str,
-                       name: str, key: str, signed_at: str) -> bytes:
+def approval_statement(
+    contract_id: str,
+    content_sha256: str,
+    role: str,
+    party: str,
+    organisation: str,
+    name: str,
+    key: str,
+    signed_at: str,
+) -> bytes:
     """The exact bytes an approver signs."""
-    return STATEMENT_CONTEXT + canonical_json({
-        "contract_id": contract_id, "content_sha256": content_sha256, "role": role, "party": party,
-        "organisation": organisation, "name": name, "key": key, "signed_at": signed_at})
+    return STATEMENT_CONTEXT + canonical_json(
+        {
+            "contract_id": contract_id,
+            "content_sha256": content_sha256,
+            "role": role,
+            "party": party,
+            "organisation": organisation,
+            "name": name,
+            "key": key,
+            "signed_at": signed_at,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -138,11 +156,17 @@ class ApprovalCheck:
     def shortfall(self) -> str:
         """Why the agreement is not signed off, naming each missing role (one line; the signatures
         that do not count, and why, are in :attr:`void`)."""
-        text = (f"not signed by {len(self.missing)} of the {len(self.required)} required roles: "
-                + "; ".join(self.labels[r] for r in self.missing))
+        text = (
+            f"not signed by {len(self.missing)} of the {len(self.required)} required roles: "
+            + "; ".join(self.labels[r] for r in self.missing)
+        )
         if self.void:
-            reasons = sorted({c.problem.split(":", 1)[0] if c.problem.startswith("void") else c.problem
-                              for c in self.void})
+            reasons = sorted(
+                {
+                    c.problem.split(":", 1)[0] if c.problem.startswith("void") else c.problem
+                    for c in self.void
+                }
+            )
             text += f" ({len(self.void)} signature(s) on it do not count: {'; '.join(reasons)})"
         return text
 
@@ -174,7 +198,9 @@ class ApproverRegistry:
                 key = ApproverPublicKey.load(path) if path.is_file() else None
             except KeyFileError:
                 key = None
-            self._cache[fingerprint] = key if key is not None and key.fingerprint == fingerprint else None
+            self._cache[fingerprint] = (
+                key if key is not None and key.fingerprint == fingerprint else None
+            )
         return self._cache[fingerprint]
 
     def keys(self) -> list[ApproverPublicKey]:
@@ -188,7 +214,9 @@ class ApproverRegistry:
     def register(self, public: ApproverPublicKey) -> Path:
         """Keep ``public`` where the hub finds it (the IG officer's step); returns its path."""
         if public.role not in SIGNING_ROLES:
-            raise KeyFileError(f"role '{public.role}' is not a signing role (use one of {', '.join(SIGNING_ROLES)})")
+            raise KeyFileError(
+                f"role '{public.role}' is not a signing role (use one of {', '.join(SIGNING_ROLES)})"
+            )
         target = self.path_for(public.fingerprint)
         if not target.exists():
             public.save(target)
@@ -202,36 +230,59 @@ class ApproverRegistry:
         checks = tuple(self._judge(contract, entry, required) for entry in contract.terms.approvals)
         return ApprovalCheck(contract.id, required, labels, checks, str(self.folder))
 
-    def _judge(self, contract: Contract, entry: ApprovalSignature,
-               required: tuple[RequiredSignature, ...]) -> SignatureCheck:
+    def _judge(
+        self, contract: Contract, entry: ApprovalSignature, required: tuple[RequiredSignature, ...]
+    ) -> SignatureCheck:
         signer = self.get(entry.key)
-        requirement = next((r for r in required if (r.role, r.party) == (entry.role, entry.party)), None)
+        requirement = next(
+            (r for r in required if (r.role, r.party) == (entry.role, entry.party)), None
+        )
 
         def judged(problem: str | None) -> SignatureCheck:
-            return SignatureCheck(entry, Signer.of(signer) if signer else None, requirement, problem)
+            return SignatureCheck(
+                entry, Signer.of(signer) if signer else None, requirement, problem
+            )
 
         if signer is None:
-            return judged(f"key {entry.key} is not in the hub's approver registry; the IG officer registers "
-                          "it with `placelink hub register-approver-key`")
+            return judged(
+                f"key {entry.key} is not in the hub's approver registry; the IG officer registers "
+                "it with `placelink hub register-approver-key`"
+            )
         if requirement is None:
-            return judged(f"the agreement does not ask for a {SIGNING_ROLES.get(entry.role, entry.role)} "
-                          f"of the {entry.party} (required_signatures)")
+            return judged(
+                f"the agreement does not ask for a {SIGNING_ROLES.get(entry.role, entry.role)} "
+                f"of the {entry.party} (required_signatures)"
+            )
         organisation = party_organisation(contract, entry.party)
         if (signer.role, signer.organisation) != (entry.role, organisation):
-            return judged(f"key {entry.key[:19]}... is registered to {signer.name} as "
-                          f"{SIGNING_ROLES.get(signer.role, signer.role)} of {signer.organisation}, not as "
-                          f"{SIGNING_ROLES.get(entry.role, entry.role)} of {organisation}")
+            return judged(
+                f"key {entry.key[:19]}... is registered to {signer.name} as "
+                f"{SIGNING_ROLES.get(signer.role, signer.role)} of {signer.organisation}, not as "
+                f"{SIGNING_ROLES.get(entry.role, entry.role)} of {organisation}"
+            )
         try:
             signature = base64.b64decode(entry.signature, validate=True)
         except ValueError:
             signature = b""
-        statement = approval_statement(contract.id, entry.content_sha256, entry.role, entry.party,
-                                       organisation, entry.name, entry.key, entry.signed_at)
+        statement = approval_statement(
+            contract.id,
+            entry.content_sha256,
+            entry.role,
+            entry.party,
+            organisation,
+            entry.name,
+            entry.key,
+            entry.signed_at,
+        )
         if not signer.verify(signature, statement):
-            return judged("the signature does not verify (the entry was edited, or signed by another key)")
+            return judged(
+                "the signature does not verify (the entry was edited, or signed by another key)"
+            )
         if entry.content_sha256 != contract.content_sha256:
-            return judged("void: the agreement's signed content changed after it was signed (a governance-"
-                          "significant change; see `placelink contracts diff`), so it must be signed again")
+            return judged(
+                "void: the agreement's signed content changed after it was signed (a governance-"
+                "significant change; see `placelink contracts diff`), so it must be signed again"
+            )
         return judged(None)
 
 
@@ -251,7 +302,9 @@ def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> st
     found = _key_lines(text, key)
     lines = text.splitlines(keepends=True)
     if len(found) > 1:
-        raise ContractError(f"expected one '{key}:' line in the agreement terms, found {len(found)}")
+        raise ContractError(
+            f"expected one '{key}:' line in the agreement terms, found {len(found)}"
+        )
     if found:
         match = found[0]
         start = text.count("\n", 0, match.start())
@@ -262,7 +315,9 @@ def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> st
                 line = lines[end]
                 stripped = line.lstrip(" ")
                 depth = len(line) - len(stripped)
-                if stripped.strip() and (depth > indent or (depth == indent and stripped.startswith("- "))):
+                if stripped.strip() and (
+                    depth > indent or (depth == indent and stripped.startswith("- "))
+                ):
                     end += 1
                 else:
                     break
@@ -274,8 +329,14 @@ def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> st
         indent = len(anchor[0].group("indent"))
     pad = " " * indent
     block = [f"{pad}{key}:{'' if items else ' []'}\n"]
-    block += [f"{pad}- " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1_000_000,
-                                           allow_unicode=True).strip() + "\n" for item in items]
+    block += [
+        f"{pad}- "
+        + yaml.safe_dump(
+            item, default_flow_style=True, sort_keys=False, width=1_000_000, allow_unicode=True
+        ).strip()
+        + "\n"
+        for item in items
+    ]
     if end == len(lines) and lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     return "".join(lines[:start] + block + lines[end:])
@@ -286,7 +347,11 @@ def _set_status(text: str, status: str) -> str:
     if len(found) != 1:
         raise ContractError("expected one 'approval_status:' line in the agreement terms")
     match = found[0]
-    return text[:match.start()] + f"{match.group('indent')}approval_status: {status}" + text[match.end():]
+    return (
+        text[: match.start()]
+        + f"{match.group('indent')}approval_status: {status}"
+        + text[match.end() :]
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -307,8 +372,13 @@ class Signed:
     approved_now: bool
 
 
-def sign_contract(path: Path, key: ApproverKey, now: dt.datetime,
-                  registry: ApproverRegistry | None = None, loaded: Contract | None = None) -> Signed:
+def sign_contract(
+    path: Path,
+    key: ApproverKey,
+    now: dt.datetime,
+    registry: ApproverRegistry | None = None,
+    loaded: Contract | None = None,
+) -> Signed:
     """Sign the agreement in ``path`` as ``key``'s holder, in place.
 
     The approver's earlier signatures for the same role are replaced; nothing else in the file
@@ -321,37 +391,68 @@ def sign_contract(path: Path, key: ApproverKey, now: dt.datetime,
     path = Path(path)
     contract = loaded or load_contract(path)
     public = key.public
-    requirement = next((r for r in contract.terms.required_signatures
-                        if r.role == key.role and party_organisation(contract, r.party) == key.organisation), None)
+    requirement = next(
+        (
+            r
+            for r in contract.terms.required_signatures
+            if r.role == key.role and party_organisation(contract, r.party) == key.organisation
+        ),
+        None,
+    )
     if requirement is None:
-        needed = "; ".join(requirement_label(contract, r) for r in contract.terms.required_signatures)
+        needed = "; ".join(
+            requirement_label(contract, r) for r in contract.terms.required_signatures
+        )
         raise ContractError(
             f"{path.name}: agreement {contract.label} does not ask for a signature from "
             f"{SIGNING_ROLES.get(key.role, key.role)} of {key.organisation} (your key). It needs: {needed}. "
-            "Fix: sign with the key of one of those roles, or change required_signatures (a significant change)")
+            "Fix: sign with the key of one of those roles, or change required_signatures (a significant change)"
+        )
     signed_at = now.astimezone(dt.UTC).isoformat(timespec="seconds")
     organisation = party_organisation(contract, requirement.party)
-    statement = approval_statement(contract.id, contract.content_sha256, requirement.role, requirement.party,
-                                   organisation, key.name, public.fingerprint, signed_at)
-    entry = ApprovalSignature(role=requirement.role, party=requirement.party, name=key.name,
-                              key=public.fingerprint, signed_at=signed_at,
-                              content_sha256=contract.content_sha256,
-                              signature=base64.b64encode(key.sign(statement)).decode("ascii"))
-    approvals = [a for a in contract.terms.approvals
-                 if not (a.key == entry.key and (a.role, a.party) == (entry.role, entry.party))] + [entry]
+    statement = approval_statement(
+        contract.id,
+        contract.content_sha256,
+        requirement.role,
+        requirement.party,
+        organisation,
+        key.name,
+        public.fingerprint,
+        signed_at,
+    )
+    entry = ApprovalSignature(
+        role=requirement.role,
+        party=requirement.party,
+        name=key.name,
+        key=public.fingerprint,
+        signed_at=signed_at,
+        content_sha256=contract.content_sha256,
+        signature=base64.b64encode(key.sign(statement)).decode("ascii"),
+    )
+    approvals = [
+        a
+        for a in contract.terms.approvals
+        if not (a.key == entry.key and (a.role, a.party) == (entry.role, entry.party))
+    ] + [entry]
     status = contract.terms.approval_status
     signed = replace(contract, terms=contract.terms.model_copy(update={"approvals": approvals}))
     approval = registry.check(signed) if registry is not None else None
     approved_now = approval is not None and approval.complete and status == "draft"
     if approved_now:
-        signed = replace(signed, terms=signed.terms.model_copy(update={"approval_status": "approved"}))
+        signed = replace(
+            signed, terms=signed.terms.model_copy(update={"approval_status": "approved"})
+        )
     original = path.read_text(encoding="utf-8")
-    text = _replace_block(original, _APPROVALS_KEY, "approval_status", [a.model_dump() for a in approvals])
+    text = _replace_block(
+        original, _APPROVALS_KEY, "approval_status", [a.model_dump() for a in approvals]
+    )
     if approved_now:
         text = _set_status(text, "approved")
     _check_rewrite(path, text, signed)
     _write_atomically(path, text)
-    return Signed(signed, requirement, requirement_label(contract, requirement), entry, approval, approved_now)
+    return Signed(
+        signed, requirement, requirement_label(contract, requirement), entry, approval, approved_now
+    )
 
 
 def _check_rewrite(path: Path, text: str, expected: Contract) -> None:
@@ -359,23 +460,31 @@ def _check_rewrite(path: Path, text: str, expected: Contract) -> None:
     expected signatures and status: the edit must not have touched anything else."""
     try:
         document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        terms = next(p["value"] for p in document["customProperties"] if p.get("property") == DSA_PROPERTY)
-        same = (content_digest(document) == expected.content_sha256
-                and [ApprovalSignature.model_validate(a) for a in terms.get("approvals") or []]
-                == expected.terms.approvals
-                and terms.get("approval_status") == expected.terms.approval_status)
+        terms = next(
+            p["value"] for p in document["customProperties"] if p.get("property") == DSA_PROPERTY
+        )
+        same = (
+            content_digest(document) == expected.content_sha256
+            and [ApprovalSignature.model_validate(a) for a in terms.get("approvals") or []]
+            == expected.terms.approvals
+            and terms.get("approval_status") == expected.terms.approval_status
+        )
     except (yaml.YAMLError, KeyError, TypeError, StopIteration, ValueError):
         same = False
     if not same:
-        raise ContractError(f"{path.name}: the signature could not be added without changing the rest of the "
-                            "file (its 'approvals:' block is not a plain YAML list?). The file was left as it "
-                            "was. Fix: write 'approvals: []' as the last DSA term and sign again")
+        raise ContractError(
+            f"{path.name}: the signature could not be added without changing the rest of the "
+            "file (its 'approvals:' block is not a plain YAML list?). The file was left as it "
+            "was. Fix: write 'approvals: []' as the last DSA term and sign again"
+        )
 
 
 # ---------------------------------------------------------------- demos and tests
 
-def keys_for_required_roles(contracts: Iterable[Contract],
-                            names: Mapping[tuple[str, str], str] | None = None) -> dict[tuple[str, str], ApproverKey]:
+
+def keys_for_required_roles(
+    contracts: Iterable[Contract], names: Mapping[tuple[str, str], str] | None = None
+) -> dict[tuple[str, str], ApproverKey]:
     """A fresh key for every (role, organisation) the agreements ask to sign, named from ``names``
     (default: the role and organisation). For the demo and the tests, which play the approvers;
     a real approver makes their own key with ``placelink contracts approver-keygen``."""
@@ -389,8 +498,12 @@ def keys_for_required_roles(contracts: Iterable[Contract],
     return keys
 
 
-def sign_off(paths: Iterable[Path], keys: Mapping[tuple[str, str], ApproverKey], now: dt.datetime,
-             registry: ApproverRegistry) -> list[Signed]:
+def sign_off(
+    paths: Iterable[Path],
+    keys: Mapping[tuple[str, str], ApproverKey],
+    now: dt.datetime,
+    registry: ApproverRegistry,
+) -> list[Signed]:
     """Every required role of each agreement in ``paths`` signs it with its key in ``keys``
     (registered in ``registry`` first), so drafts become approved."""
     for key in keys.values():

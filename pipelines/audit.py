@@ -17,6 +17,7 @@ such copy: a log shorter than a signed head, or whose event N is not the one the
 fails. Before appending, the hub checks that the log still ends where its head says; if it
 does not, it refuses to write (and so to sign over a cut or rolled-back log).
 """
+
 from __future__ import annotations
 
 import base64
@@ -86,8 +87,14 @@ class SignedHead:
     signature: str
 
     def fields(self) -> dict[str, Any]:
-        return {"format": HEAD_FORMAT, "events": self.events, "bytes": self.bytes,
-                "last_hash": self.last_hash, "signed_at": self.signed_at, "key": self.key}
+        return {
+            "format": HEAD_FORMAT,
+            "events": self.events,
+            "bytes": self.bytes,
+            "last_hash": self.last_hash,
+            "signed_at": self.signed_at,
+            "key": self.key,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {**self.fields(), "signature": self.signature}
@@ -96,8 +103,14 @@ class SignedHead:
     def from_json(cls, data: Any) -> SignedHead:
         if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
             raise ValueError(f"not a {HEAD_FORMAT} document")
-        return cls(int(data["events"]), int(data["bytes"]), str(data["last_hash"]), str(data["signed_at"]),
-                   str(data["key"]), str(data["signature"]))
+        return cls(
+            int(data["events"]),
+            int(data["bytes"]),
+            str(data["last_hash"]),
+            str(data["signed_at"]),
+            str(data["key"]),
+            str(data["signature"]),
+        )
 
     def message(self) -> bytes:
         return HEAD_CONTEXT + canonical_json(self.fields())
@@ -143,10 +156,20 @@ class AuditHead:
         key.public.save(self.public_path)
         return key, True
 
-    def sign(self, key: AuditKey, events: int, size: int, last_hash: str, at: dt.datetime) -> SignedHead:
-        unsigned = SignedHead(events, size, last_hash, at.isoformat(timespec="seconds"), key.fingerprint, "")
-        head = SignedHead(events, size, last_hash, unsigned.signed_at, key.fingerprint,
-                          base64.b64encode(key.sign(unsigned.message())).decode("ascii"))
+    def sign(
+        self, key: AuditKey, events: int, size: int, last_hash: str, at: dt.datetime
+    ) -> SignedHead:
+        unsigned = SignedHead(
+            events, size, last_hash, at.isoformat(timespec="seconds"), key.fingerprint, ""
+        )
+        head = SignedHead(
+            events,
+            size,
+            last_hash,
+            unsigned.signed_at,
+            key.fingerprint,
+            base64.b64encode(key.sign(unsigned.message())).decode("ascii"),
+        )
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -178,8 +201,14 @@ class AuditLog:
     log ends where the signed head says, then re-signs the head; without, it only chains.
     """
 
-    def __init__(self, folder: Path, clock: Clock = Clock(), actor: str | None = None,
-                 run_id: str | None = None, head: AuditHead | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        clock: Clock = Clock(),
+        actor: str | None = None,
+        run_id: str | None = None,
+        head: AuditHead | None = None,
+    ):
         self.path = Path(folder) / LOG_NAME
         self.clock = clock
         self.actor = actor or user_actor()
@@ -210,16 +239,26 @@ class AuditLog:
                 last = _last_line(handle, size)
                 previous = GENESIS if last is None else hashlib.sha256(last).hexdigest()
                 events = self._events_before(handle, size, previous, at)
-                record = {"at": at.isoformat(timespec="seconds"), "event": event, "actor": self.actor,
-                          "run_id": self.run_id, **fields, "prev": previous}
-                line = json.dumps(record, sort_keys=False, default=str, ensure_ascii=False).encode("utf-8")
+                record = {
+                    "at": at.isoformat(timespec="seconds"),
+                    "event": event,
+                    "actor": self.actor,
+                    "run_id": self.run_id,
+                    **fields,
+                    "prev": previous,
+                }
+                line = json.dumps(record, sort_keys=False, default=str, ensure_ascii=False).encode(
+                    "utf-8"
+                )
                 handle.seek(0, os.SEEK_END)
                 handle.write(line + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
                 if self.head is not None:
                     key, _ = self.head.signing_key()
-                    self.head.sign(key, events + 1, size + len(line) + 1, hashlib.sha256(line).hexdigest(), at)
+                    self.head.sign(
+                        key, events + 1, size + len(line) + 1, hashlib.sha256(line).hexdigest(), at
+                    )
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return record
@@ -234,21 +273,24 @@ class AuditLog:
             raise AuditLogTampered(
                 f"the hub's audit key {self.head.key_path} is missing but the log has a signed head: restore "
                 "the key from the hub's backup (a new key would let anyone re-sign the log). Nothing more is "
-                "written to the log")
+                "written to the log"
+            )
         if head is not None:
             if (head.bytes, head.last_hash) != (size, last_hash):
                 raise AuditLogTampered(
                     f"audit log {self.path} does not end where the hub last signed it ({head.describe()}; "
                     f"the file now has {size} bytes): it was cut short, replaced by another copy or written "
                     "by something other than the hub. Nothing more is written to it. Run `placelink audit "
-                    "verify` and have the IG officer investigate before the hub runs again")
+                    "verify` and have the IG officer investigate before the hub runs again"
+                )
             return head.events
         key_existed = self.head.key_path.exists()
         if size and key_existed:
             raise AuditLogTampered(
                 f"audit log {self.path} has events but its signed head {self.head.path} is missing, although "
                 "the hub's audit key exists: the head was removed. Nothing more is written to the log. Run "
-                "`placelink audit verify` and have the IG officer investigate")
+                "`placelink audit verify` and have the IG officer investigate"
+            )
         handle.seek(0)
         # First signed write on this hub: the events written so far are counted and signed over.
         return sum(1 for raw in handle if raw.strip())
@@ -280,10 +322,21 @@ def chain_state(path: Path) -> tuple[Tampering | None, list[str], int]:
             try:
                 prev = json.loads(line)["prev"]
             except (ValueError, KeyError, TypeError):
-                return Tampering(number, "not a valid audit event (JSON with a 'prev' hash)"), hashes, 0
+                return (
+                    Tampering(number, "not a valid audit event (JSON with a 'prev' hash)"),
+                    hashes,
+                    0,
+                )
             if prev != expected:
-                return Tampering(number, "its 'prev' hash does not match the line before it "
-                                         "(a line was edited, removed or reordered)"), hashes, 0
+                return (
+                    Tampering(
+                        number,
+                        "its 'prev' hash does not match the line before it "
+                        "(a line was edited, removed or reordered)",
+                    ),
+                    hashes,
+                    0,
+                )
             expected = hashlib.sha256(line).hexdigest()
             hashes.append(expected)
     return None, hashes, path.stat().st_size
@@ -298,34 +351,71 @@ class Finding:
     detail: str
 
 
-def _against(head: SignedHead, hashes: list[str], public: AuditPublicKey | None, what: str,
-             exact: bool, size: int) -> Finding:
+def _against(
+    head: SignedHead,
+    hashes: list[str],
+    public: AuditPublicKey | None,
+    what: str,
+    exact: bool,
+    size: int,
+) -> Finding:
     if public is None:
-        return Finding(what, False, f"the hub's audit public key is missing, so the head ({head.describe()}) "
-                                    "cannot be checked")
+        return Finding(
+            what,
+            False,
+            f"the hub's audit public key is missing, so the head ({head.describe()}) "
+            "cannot be checked",
+        )
     if not head.signed_by(public):
-        return Finding(what, False, f"the head's signature does not verify with the hub's audit key "
-                                    f"{public.fingerprint[:19]}... (the head was edited or made with another key)")
+        return Finding(
+            what,
+            False,
+            f"the head's signature does not verify with the hub's audit key "
+            f"{public.fingerprint[:19]}... (the head was edited or made with another key)",
+        )
     if len(hashes) < head.events:
-        return Finding(what, False, f"TRUNCATED or ROLLED BACK: the hub signed {head.events} events "
-                                    f"({head.signed_at}), the log holds {len(hashes)}: events "
-                                    f"{len(hashes) + 1}-{head.events} are missing")
+        return Finding(
+            what,
+            False,
+            f"TRUNCATED or ROLLED BACK: the hub signed {head.events} events "
+            f"({head.signed_at}), the log holds {len(hashes)}: events "
+            f"{len(hashes) + 1}-{head.events} are missing",
+        )
     if head.events and hashes[head.events - 1] != head.last_hash:
-        return Finding(what, False, f"ROLLED BACK or REWRITTEN: event {head.events} is not the event the hub "
-                                    f"signed on {head.signed_at} (another copy of the log was put in place)")
+        return Finding(
+            what,
+            False,
+            f"ROLLED BACK or REWRITTEN: event {head.events} is not the event the hub "
+            f"signed on {head.signed_at} (another copy of the log was put in place)",
+        )
     if exact and (len(hashes) != head.events or size != head.bytes):
-        return Finding(what, False, f"{len(hashes) - head.events} event(s) after the signed head "
-                                    f"({head.describe()}) were not written by the hub")
-    return Finding(what, True, f"the log holds the {head.events} events the hub signed ({head.signed_at})")
+        return Finding(
+            what,
+            False,
+            f"{len(hashes) - head.events} event(s) after the signed head "
+            f"({head.describe()}) were not written by the hub",
+        )
+    return Finding(
+        what, True, f"the log holds the {head.events} events the hub signed ({head.signed_at})"
+    )
 
 
-def verify_log(log: AuditLog, head: AuditHead, published_head: SignedHead | None = None,
-               published_name: str = "the published file") -> list[Finding]:
+def verify_log(
+    log: AuditLog,
+    head: AuditHead,
+    published_head: SignedHead | None = None,
+    published_name: str = "the published file",
+) -> list[Finding]:
     """Every check an IG officer relies on: the chain, the signed head kept apart from the log,
     and the head the published file carries. The log is intact only if every finding is ok."""
     broken, hashes, size = chain_state(log.path)
-    findings = [Finding("hash chain", broken is None,
-                        f"line {broken.line}: {broken.reason}" if broken else f"{len(hashes)} events chain")]
+    findings = [
+        Finding(
+            "hash chain",
+            broken is None,
+            f"line {broken.line}: {broken.reason}" if broken else f"{len(hashes)} events chain",
+        )
+    ]
     try:
         public = head.public_key()
     except KeyFileError as exc:
@@ -338,16 +428,26 @@ def verify_log(log: AuditLog, head: AuditHead, published_head: SignedHead | None
         findings.append(Finding("signed head", False, f"{head.path} is not a signed audit head"))
     else:
         if signed is None:
-            findings.append(Finding("signed head", False, f"no signed head at {head.path}: the end of the log "
-                                                          "cannot be vouched for (was it removed?)"))
+            findings.append(
+                Finding(
+                    "signed head",
+                    False,
+                    f"no signed head at {head.path}: the end of the log "
+                    "cannot be vouched for (was it removed?)",
+                )
+            )
         else:
             findings.append(_against(signed, hashes, public, "signed head", True, size))
     if published_head is not None:
         finding = _against(published_head, hashes, public, f"head in {published_name}", False, size)
         if finding.ok and signed is not None and published_head.events > signed.events:
-            finding = Finding(finding.check, False, f"ROLLED BACK: {published_name} was published at event "
-                                                    f"{published_head.events}, after the signed head kept by the "
-                                                    f"hub ({signed.events} events): an older head was put back")
+            finding = Finding(
+                finding.check,
+                False,
+                f"ROLLED BACK: {published_name} was published at event "
+                f"{published_head.events}, after the signed head kept by the "
+                f"hub ({signed.events} events): an older head was put back",
+            )
         findings.append(finding)
     return findings
 

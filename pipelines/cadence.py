@@ -13,6 +13,7 @@ overdue sensor never open the database a run is writing. Periods are counted onl
 agreement is in force: nothing is expected before ``valid_from`` or from a suspended flow.
 No Dagster imports.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,8 +65,8 @@ class AcceptedDelivery:
 
     contract_id: str
     dataset: str
-    period: str          # the reporting period the partner stated (YYYY-MM)
-    accepted_at: str     # ISO date-time
+    period: str  # the reporting period the partner stated (YYYY-MM)
+    accepted_at: str  # ISO date-time
     kind: str = "full"
 
 
@@ -83,8 +84,15 @@ def accepted_deliveries(audit: AuditLog) -> list[AcceptedDelivery]:
             continue
         contract = str(event.get("contract") or "").split(" v", 1)[0]
         period = event.get("reporting_period") or _fallback_period(event["at"])
-        found.append(AcceptedDelivery(contract, event["dataset"], period, event["at"],
-                                      event.get("delivery_kind") or "full"))
+        found.append(
+            AcceptedDelivery(
+                contract,
+                event["dataset"],
+                period,
+                event["at"],
+                event.get("delivery_kind") or "full",
+            )
+        )
     return found
 
 
@@ -99,7 +107,7 @@ class DeliveryStatus:
     kind: str
     last_period: str | None
     last_accepted_at: str | None
-    expected_period: str | None   # None: nothing due yet under this agreement
+    expected_period: str | None  # None: nothing due yet under this agreement
     due_on: str | None
     days_overdue: int
     next_period: str
@@ -115,11 +123,16 @@ class DeliveryStatus:
         return f"{self.contract_id}/{self.dataset}/{self.expected_period}"
 
     def describe(self) -> str:
-        last = (f"last delivered period {self.last_period} (accepted {self.last_accepted_at[:10]})"
-                if self.last_period else "nothing delivered yet")
+        last = (
+            f"last delivered period {self.last_period} (accepted {self.last_accepted_at[:10]})"
+            if self.last_period
+            else "nothing delivered yet"
+        )
         if self.overdue:
-            return (f"{self.contract_id} {self.dataset}: period {self.expected_period} was due by {self.due_on}, "
-                    f"{self.days_overdue} day(s) overdue; {last}")
+            return (
+                f"{self.contract_id} {self.dataset}: period {self.expected_period} was due by {self.due_on}, "
+                f"{self.days_overdue} day(s) overdue; {last}"
+            )
         return f"{self.contract_id} {self.dataset}: on time; {last}; next due {self.next_due_on} ({self.next_period})"
 
     def to_metadata(self) -> dict:
@@ -135,8 +148,9 @@ class DeliveryStatus:
             return None
 
 
-def delivery_status(contract: Contract, dataset: str, delivered: Iterable[AcceptedDelivery],
-                    on: dt.date) -> DeliveryStatus | None:
+def delivery_status(
+    contract: Contract, dataset: str, delivered: Iterable[AcceptedDelivery], on: dt.date
+) -> DeliveryStatus | None:
     """Where ``dataset`` of ``contract`` stands on ``on``; None if the contract sets no cadence."""
     schedule = contract.delivery_schedule(dataset)
     if schedule is None:
@@ -149,8 +163,11 @@ def delivery_status(contract: Contract, dataset: str, delivered: Iterable[Accept
     first = _covering_index(schedule, start.year * 12 + start.month - 1)
     if _covering_index(schedule, _month_index(expected)) < first:
         expected = None  # a period that ended before the agreement began is not owed under it
-    covered = expected is None or (last is not None and _covering_index(schedule, _month_index(last.period))
-                                   >= _covering_index(schedule, _month_index(expected)))
+    covered = expected is None or (
+        last is not None
+        and _covering_index(schedule, _month_index(last.period))
+        >= _covering_index(schedule, _month_index(expected))
+    )
     in_force = contract.in_force(on)[0]
     late = 0 if covered or not in_force else (on - due).days
     # The next period due: after the one expected and after the last delivered, and not before the
@@ -163,14 +180,24 @@ def delivery_status(contract: Contract, dataset: str, delivered: Iterable[Accept
         candidates.append(_covering_index(schedule, _month_index(last.period)) + step)
     following = _period(max(candidates))
     return DeliveryStatus(
-        contract.id, dataset, schedule.frequency, schedule.due_day, schedule.kind,
-        last.period if last else None, last.accepted_at if last else None,
-        expected, due.isoformat() if expected else None, late,
-        following, due_date(schedule, following).isoformat())
+        contract.id,
+        dataset,
+        schedule.frequency,
+        schedule.due_day,
+        schedule.kind,
+        last.period if last else None,
+        last.accepted_at if last else None,
+        expected,
+        due.isoformat() if expected else None,
+        late,
+        following,
+        due_date(schedule, following).isoformat(),
+    )
 
 
-def delivery_statuses(contracts: Mapping[str, Contract], delivered: list[AcceptedDelivery],
-                      on: dt.date) -> list[DeliveryStatus]:
+def delivery_statuses(
+    contracts: Mapping[str, Contract], delivered: list[AcceptedDelivery], on: dt.date
+) -> list[DeliveryStatus]:
     """Every dataset with a cadence, in contract and dataset order."""
     found = []
     for contract in sorted(contracts.values(), key=lambda c: c.id):
@@ -185,16 +212,25 @@ def overdue_deliveries(settings) -> list[DeliveryStatus]:
     """The datasets overdue on the hub's today (``settings``: :class:`pipelines.settings.Settings`),
     from its contracts and audit log; opens nothing for writing."""
     contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
-    statuses = delivery_statuses(contracts, accepted_deliveries(settings.audit_log()), settings.today())
+    statuses = delivery_statuses(
+        contracts, accepted_deliveries(settings.audit_log()), settings.today()
+    )
     return [s for s in statuses if s.overdue]
 
 
 def overdue_alert(overdue: list[DeliveryStatus], link: str = "") -> Alert:
     """One alert listing every overdue dataset (contract id, dataset, period, due date, days late)."""
-    facts = tuple(f"{o.contract_id} / {o.dataset}: period {o.expected_period} due by {o.due_on}, "
-                  f"{o.days_overdue} day(s) overdue" + (f" (last delivered: {o.last_period})" if o.last_period
-                                                        else " (nothing delivered yet)")
-                  for o in overdue)
-    return Alert(DELIVERIES_OVERDUE, f"{len(overdue)} delivery(ies) overdue", facts,
-                 "ask the partner when the extract will come (`placelink hub deliveries --overdue` lists them); "
-                 "if the agreement's cadence changed, the IG officer updates its delivery term", link)
+    facts = tuple(
+        f"{o.contract_id} / {o.dataset}: period {o.expected_period} due by {o.due_on}, "
+        f"{o.days_overdue} day(s) overdue"
+        + (f" (last delivered: {o.last_period})" if o.last_period else " (nothing delivered yet)")
+        for o in overdue
+    )
+    return Alert(
+        DELIVERIES_OVERDUE,
+        f"{len(overdue)} delivery(ies) overdue",
+        facts,
+        "ask the partner when the extract will come (`placelink hub deliveries --overdue` lists them); "
+        "if the agreement's cadence changed, the IG officer updates its delivery term",
+        link,
+    )

@@ -8,6 +8,7 @@ order and durations stay true. The demo runs as of its synthetic place's deliver
 (``pipelines.synth.study.DELIVERED_AT``), which is why it works whatever today's date is; a real
 hub leaves the variable unset and runs on the calendar.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,10 @@ def parse_as_of(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{AS_OF_VARIABLE} is {text!r}: give an ISO date such as 2026-11-02 or a date-time "
-                         "such as 2026-11-02T09:00:00+00:00, or leave it unset to use the calendar") from None
+        raise ValueError(
+            f"{AS_OF_VARIABLE} is {text!r}: give an ISO date such as 2026-11-02 or a date-time "
+            "such as 2026-11-02T09:00:00+00:00, or leave it unset to use the calendar"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
@@ -45,7 +48,9 @@ class Clock:
     def now(self) -> dt.datetime:
         if self.as_of is None:
             return dt.datetime.now(dt.UTC)
-        return (self.as_of + dt.timedelta(seconds=time.monotonic() - _PROCESS_START)).astimezone(dt.UTC)
+        return (self.as_of + dt.timedelta(seconds=time.monotonic() - _PROCESS_START)).astimezone(
+            dt.UTC
+        )
 
     def today(self) -> dt.date:
         return self.now().date()

@@ -22,6 +22,7 @@ content, so "diff says significant" and "the signatures are void" can never disa
 No imports from the rest of placelink: the contract loader, the diff and the approvals all
 build on this module.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -63,19 +64,28 @@ TERMS: dict[str, tuple[str, str]] = {
     "approvals": (EDITORIAL, "signatures"),
     "approvers": (EDITORIAL, "approvals record (text)"),
 }
-EDITORIAL_TOP = {"version": "version label", "name": "title", "status": "ODCS status",
-                 "apiVersion": "ODCS version", "kind": "ODCS kind", "domain": "domain",
-                 "tags": "tags", "authoritativeDefinitions": "links"}
-ITEM_FIELDS = {"classification": (SIGNIFICANT, "data item classification"),
-               "logicalType": (SIGNIFICANT, "data item type"),
-               "physicalType": (SIGNIFICANT, "data item type"),
-               "allowedValues": (SIGNIFICANT, "data item allowed values"),
-               "reason": (EDITORIAL, "data item reason (wording)"),
-               "description": (EDITORIAL, "data item description"),
-               "required": (EDITORIAL, "data item expectations"),
-               "unique": (EDITORIAL, "data item expectations"),
-               "businessName": (EDITORIAL, "data item description"),
-               "examples": (EDITORIAL, "data item description")}
+EDITORIAL_TOP = {
+    "version": "version label",
+    "name": "title",
+    "status": "ODCS status",
+    "apiVersion": "ODCS version",
+    "kind": "ODCS kind",
+    "domain": "domain",
+    "tags": "tags",
+    "authoritativeDefinitions": "links",
+}
+ITEM_FIELDS = {
+    "classification": (SIGNIFICANT, "data item classification"),
+    "logicalType": (SIGNIFICANT, "data item type"),
+    "physicalType": (SIGNIFICANT, "data item type"),
+    "allowedValues": (SIGNIFICANT, "data item allowed values"),
+    "reason": (EDITORIAL, "data item reason (wording)"),
+    "description": (EDITORIAL, "data item description"),
+    "required": (EDITORIAL, "data item expectations"),
+    "unique": (EDITORIAL, "data item expectations"),
+    "businessName": (EDITORIAL, "data item description"),
+    "examples": (EDITORIAL, "data item description"),
+}
 
 
 def classify(path: tuple[str, ...], kind: str = "changed") -> tuple[str, str]:
@@ -97,14 +107,29 @@ def classify(path: tuple[str, ...], kind: str = "changed") -> tuple[str, str]:
         return EDITORIAL, "description"
     if head == "schema":
         if len(path) == 2:
-            return SIGNIFICANT, "new dataset" if kind == "added" else "dataset removed" if kind == "removed" \
-                else "dataset definition"
+            return (
+                SIGNIFICANT,
+                "new dataset"
+                if kind == "added"
+                else "dataset removed"
+                if kind == "removed"
+                else "dataset definition",
+            )
         if len(path) >= 4 and path[2] == "properties":
             if len(path) == 4:
-                return SIGNIFICANT, "new data item" if kind == "added" else "data item removed" \
-                    if kind == "removed" else "data item definition"
-            field = (path[5] if len(path) >= 6 else "customProperties") if path[4] == "customProperties" \
+                return (
+                    SIGNIFICANT,
+                    "new data item"
+                    if kind == "added"
+                    else "data item removed"
+                    if kind == "removed"
+                    else "data item definition",
+                )
+            field = (
+                (path[5] if len(path) >= 6 else "customProperties")
+                if path[4] == "customProperties"
                 else path[4]
+            )
             return ITEM_FIELDS.get(field, (SIGNIFICANT, f"data item field '{field}'"))
         if len(path) == 3 and path[2] in ("description", "businessName", "physicalName"):
             return EDITORIAL, "dataset description"
@@ -180,8 +205,9 @@ def same_significance(old: Any, new: Any, path: tuple[str, ...]) -> bool:
 def canonical_json(value: Any) -> bytes:
     """Keys sorted, no insignificant spaces, UTF-8: the same bytes on every machine for the
     values contracts hold (text, integers, booleans, null, lists and mappings)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def signed_content(document: dict) -> bytes:

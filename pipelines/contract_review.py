@@ -7,6 +7,7 @@ reasons and descriptions, names, version label, review date, the signatures). Th
 come from :mod:`pipelines.contract_content`, so a change is significant exactly when it voids
 the signatures. Changed text is shown in full, word by word.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,8 +34,12 @@ from pipelines.contract_content import (
 from pipelines.contracts import CLASSIFICATIONS, DSA_PROPERTY, Contract, ContractError
 from pipelines.governance import FlowHistory, flow_status
 
-_CLASS_NAMES = {"token": "keyed tokens (pseudonyms the hub cannot reverse)",
-                "quasi_identifier": "quasi-identifiers", "area": "area codes", "payload": "payload"}
+_CLASS_NAMES = {
+    "token": "keyed tokens (pseudonyms the hub cannot reverse)",
+    "quasi_identifier": "quasi-identifiers",
+    "area": "area codes",
+    "payload": "payload",
+}
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
@@ -43,8 +48,9 @@ def _wrap(text: str, indent: str = "  ") -> str:
     return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=hanging)
 
 
-def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None,
-             full: bool = False) -> str:
+def describe(
+    contract: Contract, on: dt.date, history: FlowHistory | None = None, full: bool = False
+) -> str:
     """The agreement as an IG officer would explain it, from the terms in the file."""
     t = contract.terms
     flow = flow_status(contract, on)
@@ -52,39 +58,63 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
     state = "in force today" if flow.in_use else f"NOT in force today: {flow.reason}"
     lines.append(f"Status: {flow.status.replace('_', ' ')} ({state})")
     if not flow.in_use:
-        lines.append("  Data already received under it is left out of linkage and of every published table.")
-    lines += ["", "Who:",
-              _wrap(f"{t.provider.name} ({t.provider.role.replace('_', ' ')}) shares data with "
-                    f"{t.recipient.name} ({t.recipient.role.replace('_', ' ')}); they are "
-                    f"{t.controllership} controllers. Partner id in extracts: '{t.partner_id}'."),
-              "Why (purpose):", _wrap(t.purpose), "Not to be used for:"]
+        lines.append(
+            "  Data already received under it is left out of linkage and of every published table."
+        )
+    lines += [
+        "",
+        "Who:",
+        _wrap(
+            f"{t.provider.name} ({t.provider.role.replace('_', ' ')}) shares data with "
+            f"{t.recipient.name} ({t.recipient.role.replace('_', ' ')}); they are "
+            f"{t.controllership} controllers. Partner id in extracts: '{t.partner_id}'."
+        ),
+        "Why (purpose):",
+        _wrap(t.purpose),
+        "Not to be used for:",
+    ]
     lines += [_wrap(f"- {use}") for use in t.prohibited_uses]
     lines += ["Lawful basis:", _wrap(f"UK GDPR Article {t.lawful_basis_article6}.")]
     if t.special_category_data:
-        lines.append(_wrap(f"Includes health or social-care (special category) data; Article 9 "
-                           f"condition: {t.article9_condition}."))
+        lines.append(
+            _wrap(
+                f"Includes health or social-care (special category) data; Article 9 "
+                f"condition: {t.article9_condition}."
+            )
+        )
     else:
         lines.append("  No special category (health or social-care) data.")
-    lines += ["Legal gateway / statutory power:", _wrap(t.legal_gateway),
-              "Common-law duty of confidentiality:", _wrap(t.common_law_duty_of_confidentiality),
-              "National Data Opt-out:",
-              _wrap("applies: the partner kit removes the records of people who opted out, before "
-                    "tokenising, so they never leave the partner." if t.national_data_opt_out_applies
-                    else "does not apply to this flow."),
-              f"DPIA: {t.dpia_reference}",
-              "Retention:",
-              _wrap(f"each extract is kept for {t.retention.period_months} months after the hub "
-                    f"receives it, then deleted by the daily retention job: {t.retention.deletion_method}."),
-              f"Dates: valid from {t.valid_from}, review by {t.review_by}, expires {t.expires} "
-              f"({(t.expires - on).days} days from {on}).",
-              *_delivery_lines(contract),
-              f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}"]
+    lines += [
+        "Legal gateway / statutory power:",
+        _wrap(t.legal_gateway),
+        "Common-law duty of confidentiality:",
+        _wrap(t.common_law_duty_of_confidentiality),
+        "National Data Opt-out:",
+        _wrap(
+            "applies: the partner kit removes the records of people who opted out, before "
+            "tokenising, so they never leave the partner."
+            if t.national_data_opt_out_applies
+            else "does not apply to this flow."
+        ),
+        f"DPIA: {t.dpia_reference}",
+        "Retention:",
+        _wrap(
+            f"each extract is kept for {t.retention.period_months} months after the hub "
+            f"receives it, then deleted by the daily retention job: {t.retention.deletion_method}."
+        ),
+        f"Dates: valid from {t.valid_from}, review by {t.review_by}, expires {t.expires} "
+        f"({(t.expires - on).days} days from {on}).",
+        *_delivery_lines(contract),
+        f"Partner's signing key fingerprint: {t.signing_key_fingerprint or 'not registered yet'}",
+    ]
     lines += signature_lines(contract)
     if history is not None:
-        lines += ["What has flowed:",
-                  f"  {history.deliveries} extract(s) accepted ({history.rows:,} rows), last on "
-                  f"{history.last_accepted or 'never'}; {history.quarantined} quarantined; "
-                  f"{history.extracts_deleted} deleted by retention."]
+        lines += [
+            "What has flowed:",
+            f"  {history.deliveries} extract(s) accepted ({history.rows:,} rows), last on "
+            f"{history.last_accepted or 'never'}; {history.quarantined} quarantined; "
+            f"{history.extracts_deleted} deleted by retention.",
+        ]
     lines += ["", f"What may be sent ({len(contract.datasets)} dataset(s)):"]
     for dataset in contract.datasets.values():
         lines.append(f"  {dataset.name}: {dataset.description}")
@@ -93,13 +123,21 @@ def describe(contract: Contract, on: dt.date, history: FlowHistory | None = None
             if not items:
                 continue
             if classification == "token" and not full:
-                lines.append(_wrap(f"{_CLASS_NAMES[classification]}: " + ", ".join(i.name for i in items)
-                                   + " (reasons: --full)", "    "))
+                lines.append(
+                    _wrap(
+                        f"{_CLASS_NAMES[classification]}: "
+                        + ", ".join(i.name for i in items)
+                        + " (reasons: --full)",
+                        "    ",
+                    )
+                )
                 continue
             lines.append(f"    {_CLASS_NAMES[classification]}:")
             for item in items:
                 values = f" [{', '.join(item.allowed_values)}]" if item.allowed_values else ""
-                lines.append(_wrap(f"{item.name} ({item.logical_type}{values}): {item.reason}", "      "))
+                lines.append(
+                    _wrap(f"{item.name} ({item.logical_type}{values}): {item.reason}", "      ")
+                )
     return "\n".join(lines)
 
 
@@ -112,8 +150,12 @@ def signature_lines(contract: Contract) -> list[str]:
     met = approval.met
     for requirement in approval.required:
         check = met.get(requirement)
-        lines.append(_wrap(f"{approval.labels[requirement]}: " + (
-            f"signed by {check.signer.name} on {check.signed_on}" if check else "NOT SIGNED")))
+        lines.append(
+            _wrap(
+                f"{approval.labels[requirement]}: "
+                + (f"signed by {check.signer.name} on {check.signed_on}" if check else "NOT SIGNED")
+            )
+        )
     lines += [_wrap(f"does not count: {c.who}, {c.signed_on}: {c.problem}") for c in approval.void]
     lines.append(_wrap(approval.summary()))
     return lines
@@ -126,10 +168,13 @@ def _delivery_lines(contract: Contract) -> list[str]:
     schedules = {name: contract.delivery_schedule(name) for name in contract.datasets}
     if len(set(schedules.values())) == 1:
         return ["Deliveries:", _wrap(f"{next(iter(schedules.values())).describe()}.")]
-    return ["Deliveries:"] + [_wrap(f"{name}: {schedule.describe()}.") for name, schedule in schedules.items()]
+    return ["Deliveries:"] + [
+        _wrap(f"{name}: {schedule.describe()}.") for name, schedule in schedules.items()
+    ]
 
 
 # ---------------------------------------------------------------- diff
+
 
 @dataclass(frozen=True)
 class Change:
@@ -160,15 +205,29 @@ class Change:
         return f"{self.topic}: {self.where} changed"
 
     def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"category": self.category, "significant": self.significant,
-                                  "topic": self.topic, "where": self.where, "path": list(self.path),
-                                  "kind": self.kind, "old": _plain(self.old), "new": _plain(self.new)}
+        record: dict[str, Any] = {
+            "category": self.category,
+            "significant": self.significant,
+            "topic": self.topic,
+            "where": self.where,
+            "path": list(self.path),
+            "kind": self.kind,
+            "old": _plain(self.old),
+            "new": _plain(self.new),
+        }
         if isinstance(self.old, str) and isinstance(self.new, str):
-            record["word_diff"] = [{"op": op, "text": text} for op, text in word_diff(self.old, self.new)]
+            record["word_diff"] = [
+                {"op": op, "text": text} for op, text in word_diff(self.old, self.new)
+            ]
         elif _is_text_list(self.old) and _is_text_list(self.new):
-            record["items"] = [{"op": op, "text": text, **({"word_diff": [{"op": o, "text": t} for o, t in words]}
-                                                         if words else {})}
-                               for op, text, words in list_diff(self.old, self.new)]
+            record["items"] = [
+                {
+                    "op": op,
+                    "text": text,
+                    **({"word_diff": [{"op": o, "text": t} for o, t in words]} if words else {}),
+                }
+                for op, text, words in list_diff(self.old, self.new)
+            ]
         return record
 
 
@@ -206,7 +265,9 @@ def render_word_diff(parts: list[tuple[str, str]]) -> str:
     return " ".join(marks[op].format(text) for op, text in parts)
 
 
-def list_diff(old: list[str], new: list[str]) -> list[tuple[str, str, list[tuple[str, str]] | None]]:
+def list_diff(
+    old: list[str], new: list[str]
+) -> list[tuple[str, str, list[tuple[str, str]] | None]]:
     """Items of a list of texts: (``removed``/``added``/``changed``/``unchanged``, text, word diff
     of a changed item)."""
     out: list[tuple[str, str, list[tuple[str, str]] | None]] = []
@@ -233,8 +294,14 @@ def _wrapped(text: str, indent: str) -> list[str]:
     """Wrapped at 100 columns on spaces, never cut: every word is kept."""
     lines = []
     for paragraph in str(text).splitlines() or [""]:
-        lines += textwrap.wrap(paragraph, width=100, initial_indent=indent, subsequent_indent=indent,
-                               break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+        lines += textwrap.wrap(
+            paragraph,
+            width=100,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [indent.rstrip()]
     return lines
 
 
@@ -243,11 +310,15 @@ def change_details(change: Change, indent: str = "      ") -> list[str]:
     changed list, the whole of an added or removed part. Nothing is shortened."""
     old, new = change.old, change.new
     if change.kind == "added":
-        return [f"{indent}new: " + line.lstrip() if n == 0 else line
-                for n, line in enumerate(_wrapped(_block(new), indent + "     "))]
+        return [
+            f"{indent}new: " + line.lstrip() if n == 0 else line
+            for n, line in enumerate(_wrapped(_block(new), indent + "     "))
+        ]
     if change.kind == "removed":
-        return [f"{indent}was: " + line.lstrip() if n == 0 else line
-                for n, line in enumerate(_wrapped(_block(old), indent + "     "))]
+        return [
+            f"{indent}was: " + line.lstrip() if n == 0 else line
+            for n, line in enumerate(_wrapped(_block(old), indent + "     "))
+        ]
     if isinstance(old, str) and isinstance(new, str):
         return _wrapped(render_word_diff(word_diff(old, new)), indent)
     if _is_text_list(old) and _is_text_list(new):
@@ -258,7 +329,7 @@ def change_details(change: Change, indent: str = "      ") -> list[str]:
             wrapped = _wrapped(body, indent + "  ")
             lines += [indent + signs[op] + wrapped[0].lstrip()] + wrapped[1:]
         return lines
-    return (_wrapped("was: " + _block(old), indent) + _wrapped("now: " + _block(new), indent))
+    return _wrapped("was: " + _block(old), indent) + _wrapped("now: " + _block(new), indent)
 
 
 def _where(path: tuple[str, ...]) -> str:
@@ -284,7 +355,9 @@ def _read(path: Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ContractError(f"{Path(path).name}: not valid YAML{where}; fix it before comparing") from None
+        raise ContractError(
+            f"{Path(path).name}: not valid YAML{where}; fix it before comparing"
+        ) from None
     except OSError as exc:
         raise ContractError(f"{path}: cannot be read ({exc.strerror})") from None
     if not isinstance(document, dict):
@@ -292,7 +365,9 @@ def _read(path: Path) -> dict:
     return document
 
 
-def _walk(old: Any, new: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], str, Any, Any]]) -> None:
+def _walk(
+    old: Any, new: Any, path: tuple[str, ...], out: list[tuple[tuple[str, ...], str, Any, Any]]
+) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(old) + [k for k in new if k not in old]:
             if key not in new:
@@ -344,14 +419,23 @@ def _as_written(document: Any, path: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
             value = value.get(key)
         elif isinstance(value, list):
-            value = next((item for item in value if isinstance(item, dict)
-                          and key in (str(item.get("name")), str(item.get("property")))), None)
+            value = next(
+                (
+                    item
+                    for item in value
+                    if isinstance(item, dict)
+                    and key in (str(item.get("name")), str(item.get("property")))
+                ),
+                None,
+            )
         else:
             return None
     return value
 
 
-def compare_documents(old: dict, new: dict, old_name: str = "old", new_name: str = "new") -> Comparison:
+def compare_documents(
+    old: dict, new: dict, old_name: str = "old", new_name: str = "new"
+) -> Comparison:
     """Every difference between two parsed contract documents, significant ones first."""
     a, b = normalise(old), normalise(new)
     raw: list[tuple[tuple[str, ...], str, Any, Any]] = []
@@ -381,12 +465,19 @@ def format_changes(comparison: Comparison) -> str:
     """The diff an IG officer reads: each change with its full old and new text."""
     if not comparison.changes:
         return f"{comparison.old_name} and {comparison.new_name} are the same agreement, word for word."
-    lines = [f"Comparing {comparison.old_name} -> {comparison.new_name}",
-             "  (word changes: [-removed-] {+added+})"]
-    sections = [(SIGNIFICANT, "Governance-significant changes ({n}): they change the signed content, "
-                              "so the approvals are void and the flow is held until the agreement is re-signed"),
-                (STATUS, "Status changes ({n}): recorded and audited; the signatures stand"),
-                (EDITORIAL, "Editorial changes ({n}): the signatures stand")]
+    lines = [
+        f"Comparing {comparison.old_name} -> {comparison.new_name}",
+        "  (word changes: [-removed-] {+added+})",
+    ]
+    sections = [
+        (
+            SIGNIFICANT,
+            "Governance-significant changes ({n}): they change the signed content, "
+            "so the approvals are void and the flow is held until the agreement is re-signed",
+        ),
+        (STATUS, "Status changes ({n}): recorded and audited; the signatures stand"),
+        (EDITORIAL, "Editorial changes ({n}): the signatures stand"),
+    ]
     for category, title in sections:
         changes = comparison.of(category)
         if not changes and category == STATUS:
@@ -398,20 +489,35 @@ def format_changes(comparison: Comparison) -> str:
             lines += change_details(change)
         if not changes:
             lines.append("  none")
-    lines += ["", "Signed content: " + (
-        f"changed ({comparison.old_content[:19]}... -> {comparison.new_content[:19]}...): "
-        "every signature on the old version is void" if comparison.signatures_void
-        else f"unchanged ({comparison.new_content[:19]}...): signatures on the old version still hold")]
+    lines += [
+        "",
+        "Signed content: "
+        + (
+            f"changed ({comparison.old_content[:19]}... -> {comparison.new_content[:19]}...): "
+            "every signature on the old version is void"
+            if comparison.signatures_void
+            else f"unchanged ({comparison.new_content[:19]}...): signatures on the old version still hold"
+        ),
+    ]
     return "\n".join(lines)
 
 
-def comparison_json(comparison: Comparison, new_problems: list[str] | None = None) -> dict[str, Any]:
+def comparison_json(
+    comparison: Comparison, new_problems: list[str] | None = None
+) -> dict[str, Any]:
     """The same comparison for tools (``placelink contracts diff --format json``)."""
     return {
-        "old": comparison.old_name, "new": comparison.new_name,
-        "signed_content": {"old": comparison.old_content, "new": comparison.new_content,
-                           "signatures_void": comparison.signatures_void},
-        "summary": {category: len(comparison.of(category)) for category in (SIGNIFICANT, STATUS, EDITORIAL)},
+        "old": comparison.old_name,
+        "new": comparison.new_name,
+        "signed_content": {
+            "old": comparison.old_content,
+            "new": comparison.new_content,
+            "signatures_void": comparison.signatures_void,
+        },
+        "summary": {
+            category: len(comparison.of(category)) for category in (SIGNIFICANT, STATUS, EDITORIAL)
+        },
         "changes": [c.to_json() for c in comparison.changes],
-        "new_is_valid": not new_problems, "new_problems": new_problems or [],
+        "new_is_valid": not new_problems,
+        "new_problems": new_problems or [],
     }

@@ -7,6 +7,7 @@ validated by :class:`AgreementTerms`. Each ODCS schema object is one dataset the
 partner may deliver; each property is one data item with a classification and a
 reason (data minimisation).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -159,7 +160,11 @@ class DeliverySchedule:
     kind: str
 
     def describe(self) -> str:
-        what = "a full snapshot" if self.kind == "full" else "a delta (records new or changed since the last one)"
+        what = (
+            "a full snapshot"
+            if self.kind == "full"
+            else "a delta (records new or changed since the last one)"
+        )
         return f"{self.frequency}, as {what}, due by day {self.due_day} of the month after the period ends"
 
 
@@ -196,6 +201,7 @@ class AgreementTerms(_Strict):
     @classmethod
     def _empty_list(cls, value):
         return [] if value is None else value  # "approvals:" with nothing under it
+
     # Optional: when deliveries are due (a missing or late delivery is then reported).
     delivery: DeliveryTerms | None = None
 
@@ -204,14 +210,18 @@ class AgreementTerms(_Strict):
     def _article6(cls, value: str) -> str:
         if not any(value.strip().startswith(code) for code in ARTICLE6_BASES):
             allowed = ", ".join(f"{code} {name}" for code, name in ARTICLE6_BASES.items())
-            raise ValueError(f"'{value}' is not a UK GDPR Article 6 lawful basis (use one of: {allowed})")
+            raise ValueError(
+                f"'{value}' is not a UK GDPR Article 6 lawful basis (use one of: {allowed})"
+            )
         return value
 
     @field_validator("article9_condition")
     @classmethod
     def _article9(cls, value: str | None) -> str | None:
         if value is not None and not any(value.strip().startswith(c) for c in ARTICLE9_CONDITIONS):
-            raise ValueError(f"'{value}' is not a UK GDPR Article 9(2) condition (e.g. '9(2)(h) health or social care')")
+            raise ValueError(
+                f"'{value}' is not a UK GDPR Article 9(2) condition (e.g. '9(2)(h) health or social care')"
+            )
         return value
 
     @model_validator(mode="after")
@@ -219,19 +229,28 @@ class AgreementTerms(_Strict):
         # Checked together so `contracts check` reports every problem in one pass.
         problems = []
         if self.special_category_data and not self.article9_condition:
-            problems.append("special_category_data is true (health or social-care data) but "
-                            "article9_condition is missing")
+            problems.append(
+                "special_category_data is true (health or social-care data) but "
+                "article9_condition is missing"
+            )
         parties = {r.party for r in self.required_signatures}
         if set(PARTIES) - parties:
-            problems.append("required_signatures names no role at the " + " or ".join(sorted(set(PARTIES) - parties))
-                            + ": both sides sign an agreement off")
+            problems.append(
+                "required_signatures names no role at the "
+                + " or ".join(sorted(set(PARTIES) - parties))
+                + ": both sides sign an agreement off"
+            )
         pairs = [(r.role, r.party) for r in self.required_signatures]
         if len(set(pairs)) != len(pairs):
             problems.append("required_signatures lists the same role of the same party twice")
         if self.expires <= self.valid_from:
-            problems.append(f"expires ({self.expires}) must be after valid_from ({self.valid_from})")
+            problems.append(
+                f"expires ({self.expires}) must be after valid_from ({self.valid_from})"
+            )
         elif not (self.valid_from <= self.review_by <= self.expires):
-            problems.append(f"review_by ({self.review_by}) must fall between valid_from and expires")
+            problems.append(
+                f"review_by ({self.review_by}) must fall between valid_from and expires"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -253,8 +272,13 @@ class DataItem:
 # How a date may be written in a partner's raw extract: the parts a declared format is made
 # of, each with the strftime directive that reads it and the shape its text must have.
 # Two-digit years are refused: 01/02/03 cannot say which century a date of birth is in.
-_DATE_PARTS = {"yyyy": ("%Y", r"\d{4}"), "month": ("%B", r"[A-Za-z]{3,9}"),
-               "mon": ("%b", r"[A-Za-z]{3}"), "mm": ("%m", r"\d{1,2}"), "dd": ("%d", r"\d{1,2}")}
+_DATE_PARTS = {
+    "yyyy": ("%Y", r"\d{4}"),
+    "month": ("%B", r"[A-Za-z]{3,9}"),
+    "mon": ("%b", r"[A-Za-z]{3}"),
+    "mm": ("%m", r"\d{1,2}"),
+    "dd": ("%d", r"\d{1,2}"),
+}
 _DATE_SEPARATORS = "/-. "
 
 
@@ -278,22 +302,28 @@ class DateFormat:
                 directive, pattern = _DATE_PARTS[part]
                 strftime, shape = strftime + directive, shape + pattern
                 seen.append("month" if part in ("mm", "mon", "month") else part)
-                text = text[len(part):]
+                text = text[len(part) :]
             elif text[0] in _DATE_SEPARATORS:
                 strftime, shape = strftime + text[0], shape + re.escape(text[0])
                 text = text[1:]
             elif text.startswith("yy"):
-                raise ValueError("two-digit years (yy) cannot tell 1925 from 2025: ask for four-digit "
-                                 "years (yyyy)")
+                raise ValueError(
+                    "two-digit years (yy) cannot tell 1925 from 2025: ask for four-digit "
+                    "years (yyyy)"
+                )
             else:
-                raise ValueError(f"'{text[0]}' is neither a date part (dd, mm, mon, month, yyyy) nor a "
-                                 f"separator ({' '.join(repr(c) for c in _DATE_SEPARATORS)})")
+                raise ValueError(
+                    f"'{text[0]}' is neither a date part (dd, mm, mon, month, yyyy) nor a "
+                    f"separator ({' '.join(repr(c) for c in _DATE_SEPARATORS)})"
+                )
         if not any(c in declared for c in _DATE_SEPARATORS):
             # Without separators (yyyymmdd) only fixed widths tell where a part ends.
             shape = shape.replace(r"\d{1,2}", r"\d{2}")
         if sorted(seen) != ["dd", "month", "yyyy"]:
-            raise ValueError("a date format has each of day (dd), month (mm, mon or month) and year "
-                             "(yyyy) exactly once")
+            raise ValueError(
+                "a date format has each of day (dd), month (mm, mon or month) and year "
+                "(yyyy) exactly once"
+            )
         return cls(declared=str(declared).strip(), strftime=strftime, shape=f"^{shape}$")
 
 
@@ -366,8 +396,9 @@ class Contract:
         if terms is None:
             return None
         own = terms.datasets.get(dataset) or DatasetDelivery()
-        return DeliverySchedule(own.frequency or terms.frequency, own.due_day or terms.due_day,
-                                own.kind or terms.kind)
+        return DeliverySchedule(
+            own.frequency or terms.frequency, own.due_day or terms.due_day, own.kind or terms.kind
+        )
 
     def in_force(self, on: dt.date) -> tuple[bool, str]:
         """Whether extracts may be accepted on ``on``, and why not if they may not."""
@@ -375,7 +406,10 @@ class Contract:
         if t.approval_status != "approved":
             return False, f"approval status is '{t.approval_status}', not 'approved'"
         if self.approval is None:
-            return False, "its approval signatures were not checked against the hub's approver registry"
+            return (
+                False,
+                "its approval signatures were not checked against the hub's approver registry",
+            )
         if not self.approval.complete:
             return False, self.approval.shortfall()
         if on < t.valid_from:
@@ -406,10 +440,10 @@ TERM_FIXES = {
     "lawful_basis_article6": "one of " + ", ".join(f"'{c} {n}'" for c, n in ARTICLE6_BASES.items()),
     "special_category_data": "true for health or social-care data (then give article9_condition), else false",
     "article9_condition": "an Article 9(2) condition such as '9(2)(h) health or social care' "
-                          "or '9(2)(g) substantial public interest'",
+    "or '9(2)(g) substantial public interest'",
     "legal_gateway": "the statutory power or legal gateway that permits the sharing",
     "common_law_duty_of_confidentiality": "how the common-law duty of confidentiality is satisfied "
-                                          "(consent, s.251 support, de-identified at source, not applicable because ...)",
+    "(consent, s.251 support, de-identified at source, not applicable because ...)",
     "national_data_opt_out_applies": "true if the National Data Opt-out must be applied at source, else false",
     "dpia_reference": "the reference of the DPIA that covers this flow, e.g. 'DPIA-ORG-2026-001'",
     "retention": "{period_months: N, deletion_method: ...}",
@@ -420,12 +454,13 @@ TERM_FIXES = {
     "expires": "the last date extracts may be accepted, after valid_from, as YYYY-MM-DD",
     "approval_status": "one of " + ", ".join(APPROVAL_STATUSES),
     "required_signatures": "a list of {role, party} that must sign, with role one of "
-                           + ", ".join(SIGNING_ROLES) + " and party provider or recipient, e.g. "
-                           "[{role: caldicott_guardian, party: provider}, {role: siro, party: recipient}]",
+    + ", ".join(SIGNING_ROLES)
+    + " and party provider or recipient, e.g. "
+    "[{role: caldicott_guardian, party: provider}, {role: siro, party: recipient}]",
     "approvals": "the signatures written by `placelink contracts approve` (do not edit them by hand)",
     "approvers": "nothing: approvals are signatures now (`placelink contracts approve`); remove it",
     "delivery": "{frequency: monthly or quarterly, due_day: 1-28 (day of the month after the period), "
-                "kind: full or delta, datasets: {DATASET: {any of those}}}, or leave it out",
+    "kind: full or delta, datasets: {DATASET: {any of those}}}, or leave it out",
 }
 
 
@@ -433,15 +468,23 @@ def _term_problems(path: Path, error: dict) -> list[str]:
     loc = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
     lines = []
     for message in error["msg"].removeprefix("Value error, ").split("\n"):
-        key = loc or next((k for k in ("article9_condition", "review_by", "expires", "required_signatures")
-                           if k in message), "")
+        key = loc or next(
+            (
+                k
+                for k in ("article9_condition", "review_by", "expires", "required_signatures")
+                if k in message
+            ),
+            "",
+        )
         if error["type"] == "missing":
             message = "required term is missing"
         elif error["type"] == "extra_forbidden":
             message = "is not a DSA term (check the spelling)"
         fix = TERM_FIXES.get(key) or TERM_FIXES.get(key.split(".")[0])
         where = f"DSA term '{key}'" if key else "DSA terms"
-        lines.append(f"{path.name}: {where}: {message}" + (f". Fix: set it to {fix}" if fix else ""))
+        lines.append(
+            f"{path.name}: {where}: {message}" + (f". Fix: set it to {fix}" if fix else "")
+        )
     return lines
 
 
@@ -453,35 +496,50 @@ def load_contract(path: Path) -> Contract:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ContractError(f"{path.name}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. "
-                            "Fix the YAML syntax and run `placelink contracts check`.") from None
+        raise ContractError(
+            f"{path.name}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. "
+            "Fix the YAML syntax and run `placelink contracts check`."
+        ) from None
     except OSError as exc:
         raise ContractError(f"{path.name}: cannot be read ({exc.strerror})") from None
     if not isinstance(document, dict):
-        raise ContractError(f"{path.name}: expected an ODCS contract (a YAML mapping), found {type(document).__name__}")
+        raise ContractError(
+            f"{path.name}: expected an ODCS contract (a YAML mapping), found {type(document).__name__}"
+        )
 
-    errors = sorted(jsonschema.Draft201909Validator(_odcs_json_schema()).iter_errors(document),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        jsonschema.Draft201909Validator(_odcs_json_schema()).iter_errors(document),
+        key=lambda e: list(e.absolute_path),
+    )
     if errors:
         first = errors[0]
-        raise ContractError(f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}. "
-                            "Fix: add or correct that field as the Open Data Contract Standard v3 "
-                            "defines it (compare with another file in contracts/)")
+        raise ContractError(
+            f"{path.name}: field '{_where(first)}' does not follow ODCS v3: {first.message}. "
+            "Fix: add or correct that field as the Open Data Contract Standard v3 "
+            "defines it (compare with another file in contracts/)"
+        )
     try:
         odcs = OpenDataContractStandard.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ContractError(f"{path.name}: field '{'/'.join(map(str, first['loc']))}' {first['msg']}") from None
+        raise ContractError(
+            f"{path.name}: field '{'/'.join(map(str, first['loc']))}' {first['msg']}"
+        ) from None
 
-    dsa = next((cp.value for cp in odcs.customProperties or [] if cp.property == DSA_PROPERTY), None)
+    dsa = next(
+        (cp.value for cp in odcs.customProperties or [] if cp.property == DSA_PROPERTY), None
+    )
     if dsa is None:
-        raise ContractError(f"{path.name}: no data-sharing agreement terms: add a customProperties entry "
-                            f"with property '{DSA_PROPERTY}'")
+        raise ContractError(
+            f"{path.name}: no data-sharing agreement terms: add a customProperties entry "
+            f"with property '{DSA_PROPERTY}'"
+        )
     try:
         terms = AgreementTerms.model_validate(dsa)
     except ValidationError as exc:
-        raise ContractError("\n".join(line for error in exc.errors()
-                                      for line in _term_problems(path, error))) from None
+        raise ContractError(
+            "\n".join(line for error in exc.errors() for line in _term_problems(path, error))
+        ) from None
 
     datasets: dict[str, Dataset] = {}
     item_problems: list[str] = []
@@ -492,38 +550,62 @@ def load_contract(path: Path) -> Contract:
             if prop.classification not in CLASSIFICATIONS:
                 item_problems.append(
                     f"{path.name}: data item '{obj.name}.{prop.name}' has classification "
-                    f"'{prop.classification}'. Fix: use one of {', '.join(CLASSIFICATIONS)}")
+                    f"'{prop.classification}'. Fix: use one of {', '.join(CLASSIFICATIONS)}"
+                )
                 continue
             if not custom.get("reason"):
                 item_problems.append(
                     f"{path.name}: data item '{obj.name}.{prop.name}' has no 'reason' customProperty. "
-                    "Fix: add one saying why the item is needed (data minimisation)")
+                    "Fix: add one saying why the item is needed (data minimisation)"
+                )
                 continue
             allowed = custom.get("allowedValues")
-            items.append(DataItem(
-                name=prop.name, logical_type=prop.logicalType or "string",
-                classification=prop.classification, required=bool(prop.required),
-                unique=bool(prop.unique), reason=str(custom["reason"]),
-                allowed_values=tuple(allowed) if allowed else None,
-            ))
+            items.append(
+                DataItem(
+                    name=prop.name,
+                    logical_type=prop.logicalType or "string",
+                    classification=prop.classification,
+                    required=bool(prop.required),
+                    unique=bool(prop.unique),
+                    reason=str(custom["reason"]),
+                    allowed_values=tuple(allowed) if allowed else None,
+                )
+            )
         formats, problem = _date_formats(obj)
         if problem:
-            item_problems.append(f"{path.name}: dataset '{obj.name}' customProperty "
-                                 f"'{DATE_FORMAT_PROPERTY}': {problem}")
-        datasets[obj.name] = Dataset(name=obj.name, description=obj.description or "", items=tuple(items),
-                                     date_formats=formats)
+            item_problems.append(
+                f"{path.name}: dataset '{obj.name}' customProperty "
+                f"'{DATE_FORMAT_PROPERTY}': {problem}"
+            )
+        datasets[obj.name] = Dataset(
+            name=obj.name,
+            description=obj.description or "",
+            items=tuple(items),
+            date_formats=formats,
+        )
     if item_problems:
         raise ContractError("\n".join(item_problems))
     unknown = sorted(set(terms.delivery.datasets) - set(datasets)) if terms.delivery else []
     if unknown:
-        raise ContractError(f"{path.name}: DSA term 'delivery.datasets' names {', '.join(unknown)}, which the "
-                            f"contract does not list under 'schema' (datasets: {', '.join(datasets)}). Fix: "
-                            "use the dataset names of the schema, or remove the entry")
+        raise ContractError(
+            f"{path.name}: DSA term 'delivery.datasets' names {', '.join(unknown)}, which the "
+            f"contract does not list under 'schema' (datasets: {', '.join(datasets)}). Fix: "
+            "use the dataset names of the schema, or remove the entry"
+        )
     if not datasets:
-        raise ContractError(f"{path.name}: the contract lists no datasets under 'schema'. "
-                            "Fix: add one schema object per dataset the partner may send")
-    return Contract(id=odcs.id, version=odcs.version, name=odcs.name or odcs.id, path=path,
-                    terms=terms, datasets=datasets, content_sha256=content_digest(document))
+        raise ContractError(
+            f"{path.name}: the contract lists no datasets under 'schema'. "
+            "Fix: add one schema object per dataset the partner may send"
+        )
+    return Contract(
+        id=odcs.id,
+        version=odcs.version,
+        name=odcs.name or odcs.id,
+        path=path,
+        terms=terms,
+        datasets=datasets,
+        content_sha256=content_digest(document),
+    )
 
 
 def _date_formats(obj) -> tuple[tuple[DateFormat, ...], str | None]:
@@ -533,7 +615,11 @@ def _date_formats(obj) -> tuple[tuple[DateFormat, ...], str | None]:
     if declared is None:
         return (), None
     declared = [declared] if isinstance(declared, str) else declared
-    if not isinstance(declared, list) or not declared or not all(isinstance(d, str) for d in declared):
+    if (
+        not isinstance(declared, list)
+        or not declared
+        or not all(isinstance(d, str) for d in declared)
+    ):
         return (), "give one format such as 'dd/mm/yyyy', or a list of them"
     formats = []
     for text in declared:
@@ -543,8 +629,10 @@ def _date_formats(obj) -> tuple[tuple[DateFormat, ...], str | None]:
             return (), f"'{text}': {exc}"
     shapes = [f.shape for f in [ISO_DATE, *formats]]
     if len(set(shapes)) != len(shapes):
-        return (), ("two formats read the same text differently (such as dd/mm/yyyy and mm/dd/yyyy) "
-                    "or repeat one: keep the one the partner's system writes")
+        return (), (
+            "two formats read the same text differently (such as dd/mm/yyyy and mm/dd/yyyy) "
+            "or repeat one: keep the one the partner's system writes"
+        )
     return tuple(formats), None
 
 
@@ -554,8 +642,9 @@ class ApprovalChecker(Protocol):
     def check(self, contract: Contract) -> Any: ...
 
 
-def load_contracts(folder: Path, approvers: ApprovalChecker | None = None
-                   ) -> tuple[dict[str, Contract], dict[Path, ContractError]]:
+def load_contracts(
+    folder: Path, approvers: ApprovalChecker | None = None
+) -> tuple[dict[str, Contract], dict[Path, ContractError]]:
     """Load every ``*.yaml`` contract in ``folder``; invalid ones are returned, not raised,
     so one bad agreement holds only its own flow.
 
@@ -574,7 +663,8 @@ def load_contracts(folder: Path, approvers: ApprovalChecker | None = None
             contract = replace(contract, approval=approvers.check(contract))
         if contract.id in contracts:
             problems[path] = ContractError(
-                f"{path.name}: contract id '{contract.id}' is also used by {contracts[contract.id].path.name}")
+                f"{path.name}: contract id '{contract.id}' is also used by {contracts[contract.id].path.name}"
+            )
             continue
         contracts[contract.id] = contract
     return contracts, problems
@@ -593,8 +683,11 @@ def declared_datasets(path: Path) -> list[str]:
     schema = document.get("schema") if isinstance(document, dict) else None
     if not isinstance(schema, list):
         return []
-    return [str(obj["name"]) for obj in schema
-            if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].isidentifier()]
+    return [
+        str(obj["name"])
+        for obj in schema
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].isidentifier()
+    ]
 
 
 def claimed_id(path: Path) -> str:

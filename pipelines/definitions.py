@@ -1,4 +1,5 @@
 """The Dagster code location: gathers the assets, resources, job, sensor and schedule."""
+
 from __future__ import annotations
 
 import dagster as dg
@@ -41,11 +42,19 @@ class _RunLockedExecutor(dg.Executor):
         settings = Settings.from_env()
 
         def waiting(holder) -> None:
-            plan_context.log.warning(f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
-                                     f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)")
+            plan_context.log.warning(
+                f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
+                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)"
+            )
+
         try:
-            with run_lock(settings.home, "dagster run", run_id=plan_context.run_id,
-                          wait=settings.run_lock_wait_seconds, on_wait=waiting):
+            with run_lock(
+                settings.home,
+                "dagster run",
+                run_id=plan_context.run_id,
+                wait=settings.run_lock_wait_seconds,
+                on_wait=waiting,
+            ):
                 yield from self.inner.execute(plan_context, execution_plan)
         except RunLockBusy as exc:
             raise dg.Failure(description=str(exc)) from None
@@ -56,15 +65,22 @@ def holding_the_run_lock(executor: dg.ExecutorDefinition) -> dg.ExecutorDefiniti
     step to the last, whichever process each step runs in (pipelines/run_lock.py). With the
     in-process executor the resource would hold it for the run anyway; with one that starts a
     process per step, this keeps another run from taking the lock between two steps."""
+
     def create(init_context):
         return _RunLockedExecutor(executor.executor_creation_fn(init_context))
 
-    return dg.ExecutorDefinition(name=executor.name, config_schema=executor.config_schema,
-                                 requirements=executor.get_requirements, executor_creation_fn=create,
-                                 description=executor.description)
+    return dg.ExecutorDefinition(
+        name=executor.name,
+        config_schema=executor.config_schema,
+        requirements=executor.get_requirements,
+        executor_creation_fn=create,
+        description=executor.description,
+    )
 
 
-def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
+def placelink_definitions(
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
+) -> dg.Definitions:
     """Everything in the code location, run by ``executor``, whose runs hold the hub's run lock
     throughout (:func:`holding_the_run_lock`).
 
@@ -75,11 +91,27 @@ def placelink_definitions(executor: dg.ExecutorDefinition = dg.in_process_execut
     (README: Scaling out).
     """
     settings = Settings.from_env()
-    plan = model_plan(settings)  # which models (and so which effect assets) this hub's contracts allow
+    plan = model_plan(
+        settings
+    )  # which models (and so which effect assets) this hub's contracts allow
     return dg.Definitions(
-        assets=[received_extracts, *landing_specs(), new_since_publication, area_reference, person_records, linked_persons,
-                *sql_model_assets(settings, plan), *effect_assets(plan), shared_outcomes,
-                outcomes_report, quality_report, contract_status, retention_deletions, ig_register, quarantine_purge],
+        assets=[
+            received_extracts,
+            *landing_specs(),
+            new_since_publication,
+            area_reference,
+            person_records,
+            linked_persons,
+            *sql_model_assets(settings, plan),
+            *effect_assets(plan),
+            shared_outcomes,
+            outcomes_report,
+            quality_report,
+            contract_status,
+            retention_deletions,
+            ig_register,
+            quarantine_purge,
+        ],
         asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],
         jobs=[refresh_job, retention_job],
         sensors=[inbox_sensor, *alert_sensors],

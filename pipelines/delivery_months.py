@@ -5,6 +5,7 @@ A delivery's month is its envelope's ``reporting_period`` (``YYYY-MM``, signed b
 not the day it arrived: a late or corrected October extract that arrives in December is
 October's. Plain Python over ``hub.deliveries``; no Dagster here.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,7 +44,9 @@ def first_month(contracts: Iterable[Contract], clock: Clock) -> dt.date:
 
 def months_after_calendar(month: dt.date) -> int:
     """How many months ``month`` is after the calendar's (0 if it is not)."""
-    calendar = dt.date.today()  # Dagster's partitions follow the calendar, whatever the hub's clock says
+    calendar = (
+        dt.date.today()
+    )  # Dagster's partitions follow the calendar, whatever the hub's clock says
     return max(0, (month.year - calendar.year) * 12 + month.month - calendar.month)
 
 
@@ -60,34 +63,47 @@ class MonthDelivery:
 
     file_name: str
     extract_id: str
-    delivery_kind: str           # full | delta (full when the header predates the field)
+    delivery_kind: str  # full | delta (full when the header predates the field)
     rows_delivered: int
-    rows_in_use: int             # its rows still in the landing table (later deliveries replace rows)
+    rows_in_use: int  # its rows still in the landing table (later deliveries replace rows)
     received_at: dt.datetime
 
 
-def month_deliveries(con: duckdb.DuckDBPyConnection, month: str,
-                     datasets: Iterable[str]) -> dict[str, list[MonthDelivery]]:
+def month_deliveries(
+    con: duckdb.DuckDBPyConnection, month: str, datasets: Iterable[str]
+) -> dict[str, list[MonthDelivery]]:
     """The accepted extracts of reporting ``month`` by dataset (of ``datasets`` only), oldest first,
     leaving out those retention has deleted. A dataset with none is absent."""
     if not table_exists(con, "hub", "deliveries"):
         return {}
     wanted = sorted(set(datasets))
-    deleted = ("AND extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)"
-               if table_exists(con, "hub", "retention_deletions") else "")
-    rows = con.execute(f"""
+    deleted = (
+        "AND extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)"
+        if table_exists(con, "hub", "retention_deletions")
+        else ""
+    )
+    rows = con.execute(
+        f"""
         SELECT dataset, file_name, extract_id, coalesce(delivery_kind, 'full'), row_count, received_at
         FROM hub.deliveries
         WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal' AND reporting_period = ?
           AND list_contains(?, dataset) {deleted}
         ORDER BY received_at, file_name
-    """, [month, wanted]).fetchall()
+    """,
+        [month, wanted],
+    ).fetchall()
     found: dict[str, list[MonthDelivery]] = {}
     for dataset, file_name, extract_id, kind, row_count, received_at in rows:
-        in_use = (con.execute(f"SELECT count(*) FROM landing.{dataset} WHERE _extract_id = ?", [extract_id]
-                              ).fetchall()[0][0] if table_exists(con, "landing", dataset) else 0)
+        in_use = (
+            con.execute(
+                f"SELECT count(*) FROM landing.{dataset} WHERE _extract_id = ?", [extract_id]
+            ).fetchall()[0][0]
+            if table_exists(con, "landing", dataset)
+            else 0
+        )
         found.setdefault(dataset, []).append(
-            MonthDelivery(file_name, extract_id, kind, row_count or 0, in_use, received_at))
+            MonthDelivery(file_name, extract_id, kind, row_count or 0, in_use, received_at)
+        )
     return found
 
 
@@ -96,6 +112,11 @@ def months_of(con: duckdb.DuckDBPyConnection, extract_ids: Iterable[str]) -> lis
     ids = sorted(set(extract_ids))
     if not ids:
         return []
-    return [row[0] for row in con.execute(
-        "SELECT DISTINCT reporting_period FROM hub.deliveries WHERE list_contains(?, extract_id) "
-        "AND reporting_period IS NOT NULL ORDER BY 1", [ids]).fetchall()]
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT reporting_period FROM hub.deliveries WHERE list_contains(?, extract_id) "
+            "AND reporting_period IS NOT NULL ORDER BY 1",
+            [ids],
+        ).fetchall()
+    ]

@@ -6,6 +6,7 @@ signing keys, record lookups, outboxes) in a partner-side folder outside the hub
 (``Settings.demo_partners``, by default ``<PLACELINK_HOME>-partners``), and in the hub's home
 only what a hub holds: its own key, partners' public keys, and sealed envelopes in the inbox.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,7 +47,10 @@ APPROVERS = {
     ("siro", "Northshire NHS Foundation Trust"): "S. Begum",
     ("caldicott_guardian", "Northshire Borough Council"): "R. Patel",
     ("siro", "Northshire Borough Council"): "D. Clarke",
-    ("information_governance_lead", "Northshire Family Hub Trust (registered charity)"): "M. Hughes",
+    (
+        "information_governance_lead",
+        "Northshire Family Hub Trust (registered charity)",
+    ): "M. Hughes",
     ("siro", HUB): "K. Adeyemi",
     ("dpo", HUB): "A. Okafor",
 }
@@ -96,17 +100,24 @@ def reset_partners(settings: Settings) -> None:
     one inside the hub's home (or around it): the hub must never hold partner material."""
     partners, home = settings.demo_partners, settings.home
     if partners.is_relative_to(home) or home.is_relative_to(partners):
-        raise DemoRefused(f"the demo's partner folder {partners} must be outside PLACELINK_HOME={home} (the hub "
-                          "never holds the linkage key or raw extracts): set PLACELINK_DEMO_PARTNERS elsewhere")
+        raise DemoRefused(
+            f"the demo's partner folder {partners} must be outside PLACELINK_HOME={home} (the hub "
+            "never holds the linkage key or raw extracts): set PLACELINK_DEMO_PARTNERS elsewhere"
+        )
     _reset(partners, "PLACELINK_DEMO_PARTNERS")
 
 
 def _reset(folder: Path, variable: str) -> None:
     # The run lock the demo holds stays: a new file there would let another run take it meanwhile.
-    if (folder.exists() and any(p.name not in RUN_LOCK_FILES for p in folder.iterdir())
-            and not (folder / DEMO_MARKER).exists()):
-        raise DemoRefused(f"{variable}={folder} already holds files that are not from a demo; "
-                          f"the demo starts from scratch, so point {variable} at an empty folder")
+    if (
+        folder.exists()
+        and any(p.name not in RUN_LOCK_FILES for p in folder.iterdir())
+        and not (folder / DEMO_MARKER).exists()
+    ):
+        raise DemoRefused(
+            f"{variable}={folder} already holds files that are not from a demo; "
+            f"the demo starts from scratch, so point {variable} at an empty folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for entry in folder.iterdir():
         if entry.name in RUN_LOCK_FILES:
@@ -115,11 +126,14 @@ def _reset(folder: Path, variable: str) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    (folder / DEMO_MARKER).write_text("This folder was created by `placelink demo` and is rebuilt by it.\n")
+    (folder / DEMO_MARKER).write_text(
+        "This folder was created by `placelink demo` and is rebuilt by it.\n"
+    )
 
 
-def register_demo_keys(settings: Settings, echo=print,
-                       partner_keys: Path | None = None) -> tuple[Settings, dict[str, SigningKey], object]:
+def register_demo_keys(
+    settings: Settings, echo=print, partner_keys: Path | None = None
+) -> tuple[Settings, dict[str, SigningKey], object]:
     """Play the key ceremony: the hub makes its HPKE key, each partner its signing key, the IG
     officer registers each partner's public key in a copy of the contracts under the home, and
     the approvers each agreement names (Caldicott Guardians, SIROs, DPO...) sign it off.
@@ -148,38 +162,72 @@ def register_demo_keys(settings: Settings, echo=print,
         register_partner_key(contract.path, signing_keys[partner].public, settings.partner_keys)
     approver_keys = keys_for_required_roles(contracts.values(), APPROVERS)
     for key in approver_keys.values():
-        key.save(approver_side(settings) / f"{key.role}--{key.name.replace(' ', '').replace('.', '')}.key")
-    signed = sign_off([c.path for c in contracts.values()], approver_keys, settings.now(),
-                      settings.approver_registry())
+        key.save(
+            approver_side(settings)
+            / f"{key.role}--{key.name.replace(' ', '').replace('.', '')}.key"
+        )
+    signed = sign_off(
+        [c.path for c in contracts.values()],
+        approver_keys,
+        settings.now(),
+        settings.approver_registry(),
+    )
     audit = settings.audit_log()
     for key in approver_keys.values():
-        audit.append("approver_key_registered", approver=key.name, role=key.role, organisation=key.organisation,
-                     key=key.fingerprint)
+        audit.append(
+            "approver_key_registered",
+            approver=key.name,
+            role=key.role,
+            organisation=key.organisation,
+            key=key.fingerprint,
+        )
     for s in signed:
-        audit.append("contract_signed", contract=s.contract.id, contract_version=s.contract.version,
-                     role=s.requirement.role, party=s.requirement.party, approver=s.entry.name, key=s.entry.key,
-                     content_sha256=s.entry.content_sha256, file=s.contract.path.name)
-    echo(f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
-         f"in {registered}; {len(approver_keys)} approvers signed the agreements off "
-         f"({len(signed)} signatures; their keys in {approver_side(settings)})")
+        audit.append(
+            "contract_signed",
+            contract=s.contract.id,
+            contract_version=s.contract.version,
+            role=s.requirement.role,
+            party=s.requirement.party,
+            approver=s.entry.name,
+            key=s.entry.key,
+            content_sha256=s.entry.content_sha256,
+            file=s.contract.path.name,
+        )
+    echo(
+        f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
+        f"in {registered}; {len(approver_keys)} approvers signed the agreements off "
+        f"({len(signed)} signatures; their keys in {approver_side(settings)})"
+    )
     return settings, signing_keys, hub_key.public
 
 
-def deliver_bad_examples(settings: Settings, sealed: list, signing_keys: dict, hub_public,
-                         echo=print) -> set[str]:
+def deliver_bad_examples(
+    settings: Settings, sealed: list, signing_keys: dict, hub_public, echo=print
+) -> set[str]:
     """Two deliveries the hub must hold, to show the arrival checks at work: an envelope damaged
     in transit, and the same extract re-sent in a new envelope (a probable duplicate). Returns
     their file names."""
     first = sealed[0]
     damaged = bytearray(first.envelope_path.read_bytes())
     damaged[-100] ^= 0x01
-    (settings.inbox / f"{first.envelope_path.stem}.damaged in transit.plx").write_bytes(bytes(damaged))
+    (settings.inbox / f"{first.envelope_path.stem}.damaged in transit.plx").write_bytes(
+        bytes(damaged)
+    )
     h = first.envelope
     resent = settings.inbox / f"{first.envelope_path.stem}.sent again.plx"
-    seal(first.prepared.extract_path, resent, contract_id=h.contract_id, contract_version=h.contract_version,
-         partner_id=h.partner_id, dataset=h.dataset, reporting_period=h.reporting_period,
-         created_at=h.created_at, row_count=h.row_count, signing_key=signing_keys[h.partner_id],
-         hub_key=hub_public)
+    seal(
+        first.prepared.extract_path,
+        resent,
+        contract_id=h.contract_id,
+        contract_version=h.contract_version,
+        partner_id=h.partner_id,
+        dataset=h.dataset,
+        reporting_period=h.reporting_period,
+        created_at=h.created_at,
+        row_count=h.row_count,
+        signing_key=signing_keys[h.partner_id],
+        hub_key=hub_public,
+    )
     echo("Two deliberately bad deliveries join the inbox: one damaged in transit, one sent twice.")
     return {f"{first.envelope_path.stem}.damaged in transit.plx", resent.name}
 
@@ -197,10 +245,19 @@ def on_delivery_day(settings: Settings) -> Settings:
     return dataclasses.replace(settings, clock=Clock(DELIVERED_AT))
 
 
-def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageKey,
-                       signing_keys: dict[str, SigningKey], hub_public, now: dt.datetime,
-                       period: str = DELIVERY_PERIOD, delivery_kind: str | None = "full",
-                       inputs: dict[str, Path] | None = None, opt_outs_list: Path | None = None) -> list[SealedExtract]:
+def partner_deliveries(
+    contracts: dict,
+    place: Path,
+    outbox: Path,
+    key: LinkageKey,
+    signing_keys: dict[str, SigningKey],
+    hub_public,
+    now: dt.datetime,
+    period: str = DELIVERY_PERIOD,
+    delivery_kind: str | None = "full",
+    inputs: dict[str, Path] | None = None,
+    opt_outs_list: Path | None = None,
+) -> list[SealedExtract]:
     """Every partner runs its kit on each dataset of its contracts, then seals the extract for
     the hub (``outbox/<partner>/<stem>.plx``). The synthetic place's opt-out list is applied
     where a contract says the National Data Opt-out applies. ``now`` is the partners' clock
@@ -212,22 +269,47 @@ def partner_deliveries(contracts: dict, place: Path, outbox: Path, key: LinkageK
         for dataset in contract.datasets:
             if inputs is not None and dataset not in inputs:
                 continue
-            raw = inputs[dataset] if inputs is not None else place / "raw" / contract.partner_id / f"{dataset}.csv"
-            opt_outs = ((opt_outs_list or place / "reference" / "national_data_opt_outs.csv")
-                        if contract.terms.national_data_opt_out_applies else None)
+            raw = (
+                inputs[dataset]
+                if inputs is not None
+                else place / "raw" / contract.partner_id / f"{dataset}.csv"
+            )
+            opt_outs = (
+                (opt_outs_list or place / "reference" / "national_data_opt_outs.csv")
+                if contract.terms.national_data_opt_out_applies
+                else None
+            )
             with stage("partner kit"):
-                prepared = prepare_extract(contract, dataset, raw, outbox / contract.partner_id, key,
-                                           place / "reference" / "postcode_lookup.csv",
-                                           opt_outs=opt_outs, period=period, now=now,
-                                           delivery_kind=delivery_kind)
+                prepared = prepare_extract(
+                    contract,
+                    dataset,
+                    raw,
+                    outbox / contract.partner_id,
+                    key,
+                    place / "reference" / "postcode_lookup.csv",
+                    opt_outs=opt_outs,
+                    period=period,
+                    now=now,
+                    delivery_kind=delivery_kind,
+                )
             with stage("envelope: encrypt and sign"):
-                sealed_extracts.append(seal_prepared(prepared, signing_keys[contract.partner_id], hub_public))
+                sealed_extracts.append(
+                    seal_prepared(prepared, signing_keys[contract.partner_id], hub_public)
+                )
     return sealed_extracts
 
 
-def deliver_later_month(settings: Settings, contracts: dict, place: Path, month: int, key: LinkageKey,
-                        signing_keys: dict[str, SigningKey], hub_public, echo=print,
-                        on_outcome: Callable[[RunOutcome], None] | None = None) -> str:
+def deliver_later_month(
+    settings: Settings,
+    contracts: dict,
+    place: Path,
+    month: int,
+    key: LinkageKey,
+    signing_keys: dict[str, SigningKey],
+    hub_public,
+    echo=print,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+) -> str:
     """Month ``month`` of the place (pipelines/synth/months.py): each partner sends what its contract's
     cadence says (a delta of the month's records, or a full snapshot; a quarterly dataset only at a
     quarter's end), the hub runs as of that month's delivery day. Returns a one-line summary."""
@@ -237,9 +319,11 @@ def deliver_later_month(settings: Settings, contracts: dict, place: Path, month:
     period = period_of(month)
     sealed, at = send_later_month(settings, contracts, place, month, key, signing_keys, hub_public)
     on_day = dataclasses.replace(settings, clock=Clock(at))
-    echo(f"Month {month} ({period}): {manifest.records:,} new records ({manifest.born} born, {manifest.moved_in} "
-         f"moved in, {manifest.households_moved} households moved, {manifest.names_changed} names changed); "
-         f"{len(sealed)} extract(s) delivered on {at:%d %B %Y}; the hub runs again ...")
+    echo(
+        f"Month {month} ({period}): {manifest.records:,} new records ({manifest.born} born, {manifest.moved_in} "
+        f"moved in, {manifest.households_moved} households moved, {manifest.names_changed} names changed); "
+        f"{len(sealed)} extract(s) delivered on {at:%d %B %Y}; the hub runs again ..."
+    )
     before = _person_keys(settings)
     result = run_pipeline(on_day, log_level="WARNING")
     if on_outcome is not None:
@@ -250,17 +334,28 @@ def deliver_later_month(settings: Settings, contracts: dict, place: Path, month:
     try:
         accepted, held = con.execute(
             "SELECT count(*) FILTER (WHERE status = 'accepted'), count(*) FILTER (WHERE status = 'quarantined') "
-            "FROM hub.deliveries WHERE received_at >= ?", [at.replace(tzinfo=None) - dt.timedelta(hours=1)]).fetchone()
+            "FROM hub.deliveries WHERE received_at >= ?",
+            [at.replace(tzinfo=None) - dt.timedelta(hours=1)],
+        ).fetchone()
     finally:
         con.close()
     after = _person_keys(settings)
     kept = sum(1 for record, person in before.items() if after.get(record) == person)
-    return (f"month {month} ({period}): {accepted} extract(s) accepted, {held} held; {len(after):,} records linked, "
-            f"{kept:,} of {len(before):,} earlier records kept their person_key")
+    return (
+        f"month {month} ({period}): {accepted} extract(s) accepted, {held} held; {len(after):,} records linked, "
+        f"{kept:,} of {len(before):,} earlier records kept their person_key"
+    )
 
 
-def send_later_month(settings: Settings, contracts: dict, place: Path, month: int, key: LinkageKey,
-                     signing_keys: dict[str, SigningKey], hub_public) -> tuple[list[SealedExtract], dt.datetime]:
+def send_later_month(
+    settings: Settings,
+    contracts: dict,
+    place: Path,
+    month: int,
+    key: LinkageKey,
+    signing_keys: dict[str, SigningKey],
+    hub_public,
+) -> tuple[list[SealedExtract], dt.datetime]:
     """The partners' side of month ``month`` (already written by
     :func:`~pipelines.synth.months.generate_months`): each partner runs its kit on what its contract's
     cadence says is due (a delta of the month's records, or a full snapshot; a quarterly dataset only
@@ -275,7 +370,11 @@ def send_later_month(settings: Settings, contracts: dict, place: Path, month: in
     for contract in contracts.values():
         for dataset in contract.datasets:
             schedule = contract.delivery_schedule(dataset)
-            if schedule and schedule.frequency == "quarterly" and due_date(schedule, period).month != at.month:
+            if (
+                schedule
+                and schedule.frequency == "quarterly"
+                and due_date(schedule, period).month != at.month
+            ):
                 continue  # not due this month
             source = folder / "raw" / contract.partner_id / f"{dataset}.csv"
             if schedule is None or schedule.kind == "full":
@@ -285,9 +384,19 @@ def send_later_month(settings: Settings, contracts: dict, place: Path, month: in
             if sum(1 for _ in source.open()) > 1:  # a delta with no new record is not sent
                 inputs[dataset] = source
     outbox = settings.demo_partners / "outbox" / period
-    sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, at, period,
-                                delivery_kind=None, inputs=inputs,
-                                opt_outs_list=folder / "reference" / "national_data_opt_outs.csv")
+    sealed = partner_deliveries(
+        contracts,
+        place,
+        outbox,
+        key,
+        signing_keys,
+        hub_public,
+        at,
+        period,
+        delivery_kind=None,
+        inputs=inputs,
+        opt_outs_list=folder / "reference" / "national_data_opt_outs.csv",
+    )
     for envelope in sealed:
         shutil.copy2(envelope.envelope_path, settings.inbox / envelope.envelope_path.name)
     return sealed, at
@@ -297,14 +406,23 @@ def _person_keys(settings: Settings) -> dict[tuple, str]:
     """Each landed record's person_key (hub.record_person)."""
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        return {(d, t): k for d, t, k in con.execute(
-            "SELECT dataset, record_token, person_key FROM hub.record_person").fetchall()}
+        return {
+            (d, t): k
+            for d, t, k in con.execute(
+                "SELECT dataset, record_token, person_key FROM hub.record_person"
+            ).fetchall()
+        }
     finally:
         con.close()
 
 
-def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
-                 echo=print) -> tuple[Settings, DemoReport]:
+def prepare_demo(
+    settings: Settings,
+    people: int = 20_000,
+    seed: int = 2026,
+    period: str = DELIVERY_PERIOD,
+    echo=print,
+) -> tuple[Settings, DemoReport]:
     """Everything before the hub's run: fresh hub and partner folders, a synthetic place, the key
     ceremony, every partner's kit, envelopes (and two bad ones) in the hub's inbox. Returns
     settings (on the place's delivery day, reading the registered contracts) and the report so far."""
@@ -333,16 +451,25 @@ def prepare_demo(settings: Settings, people: int = 20_000, seed: int = 2026, per
     if problems:
         raise DemoRefused("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.load(key_path)
-    echo("Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ...")
-    echo(f"The hub runs as of {settings.now():%d %B %Y}, the day the partners deliver the place's "
-         f"{period} extracts (PLACELINK_AS_OF; a real hub runs on the calendar).")
-    sealed_extracts = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public,
-                                         settings.now(), period)
+    echo(
+        "Partners prepare their extracts with the partner kit, encrypt them for the hub and sign them ..."
+    )
+    echo(
+        f"The hub runs as of {settings.now():%d %B %Y}, the day the partners deliver the place's "
+        f"{period} extracts (PLACELINK_AS_OF; a real hub runs on the calendar)."
+    )
+    sealed_extracts = partner_deliveries(
+        contracts, place, outbox, key, signing_keys, hub_public, settings.now(), period
+    )
     for sealed in sealed_extracts:
         report.prepared.append(sealed.prepared)
         shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
-    report.expected_held = deliver_bad_examples(settings, sealed_extracts, signing_keys, hub_public, echo)
-    shutil.copy2(place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
+    report.expected_held = deliver_bad_examples(
+        settings, sealed_extracts, signing_keys, hub_public, echo
+    )
+    shutil.copy2(
+        place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv"
+    )
     report.timings["partner kit"] = time.perf_counter() - started
     return settings, report
 
@@ -356,15 +483,23 @@ def _note_outcome(report: DemoReport, outcome: RunOutcome) -> None:
         report.exit_code, report.outcome = outcome.code, outcome.summary
 
 
-def run_demo(settings: Settings, people: int = 20_000, seed: int = 2026, period: str = DELIVERY_PERIOD,
-             echo=print, months: int = 1) -> DemoReport:
+def run_demo(
+    settings: Settings,
+    people: int = 20_000,
+    seed: int = 2026,
+    period: str = DELIVERY_PERIOD,
+    echo=print,
+    months: int = 1,
+) -> DemoReport:
     """The whole demo, holding the hub's run lock from before the home is rebuilt until the last
     read of the warehouse (pipelines/run_lock.py): raises RunLockBusy if a run holds it."""
     with run_lock(settings.home, "placelink demo"):
         return _run_demo(settings, people, seed, period, echo, months)
 
 
-def _run_demo(settings: Settings, people: int, seed: int, period: str, echo, months: int) -> DemoReport:
+def _run_demo(
+    settings: Settings, people: int, seed: int, period: str, echo, months: int
+) -> DemoReport:
     settings, report = prepare_demo(settings, people, seed, period, echo)
     place = settings.demo_partners / "place"
 
@@ -385,35 +520,56 @@ def _run_demo(settings: Settings, people: int, seed: int, period: str, echo, mon
         """).fetchall()
         report.held = held_files(settings.quarantine)
         report.identity_records, report.persons = con.execute(
-            "SELECT count(*), count(DISTINCT person_key) FROM hub.person_keys").fetchone()
+            "SELECT count(*), count(DISTINCT person_key) FROM hub.person_keys"
+        ).fetchone()
     finally:
         con.close()
     published = duckdb.connect(str(settings.published), read_only=True)
     try:
         for (name,) in published.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' "
-                "ORDER BY 1").fetchall():
-            report.published.append((name, published.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]))
+            "SELECT table_name FROM information_schema.tables WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' "
+            "ORDER BY 1"
+        ).fetchall():
+            report.published.append(
+                (name, published.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
+            )
     finally:
         published.close()
     report.headline = headline_effect(settings.published)
 
     started = time.perf_counter()
-    report.accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
-                                    [(p.header.dataset, p.lookup_path) for p in report.prepared])
+    report.accuracy = linkage_accuracy(
+        settings.warehouse,
+        place / "truth" / "ground_truth.csv",
+        [(p.header.dataset, p.lookup_path) for p in report.prepared],
+    )
     report.timings["evaluation"] = time.perf_counter() - started
     if months > 1:
         # The partners' own material for their later deliveries, from the partner side.
         contracts, _ = load_contracts(settings.contracts_dir)
         key = LinkageKey.load(settings.demo_partners / "linkage.key")
-        signing_keys = {c.partner_id: SigningKey.load(settings.demo_partners / "signing-keys" / f"{c.partner_id}.key")
-                        for c in contracts.values()}
+        signing_keys = {
+            c.partner_id: SigningKey.load(
+                settings.demo_partners / "signing-keys" / f"{c.partner_id}.key"
+            )
+            for c in contracts.values()
+        }
         hub_public = HubPublicKey.load(settings.hub_key_path.with_suffix(".pub"))
     for month in range(2, months + 1):
         started = time.perf_counter()
-        report.later_months.append(deliver_later_month(settings, contracts, place, month, key, signing_keys,
-                                                       hub_public, echo,
-                                                       on_outcome=lambda o: _note_outcome(report, o)))
+        report.later_months.append(
+            deliver_later_month(
+                settings,
+                contracts,
+                place,
+                month,
+                key,
+                signing_keys,
+                hub_public,
+                echo,
+                on_outcome=lambda o: _note_outcome(report, o),
+            )
+        )
         report.timings[f"month {month}"] = time.perf_counter() - started
         if "FAILED" in report.later_months[-1]:
             report.failures.append(report.later_months[-1])
@@ -428,27 +584,41 @@ def format_summary(report: DemoReport) -> str:
         lines += [f"  - {m}" for m in report.failures]
         return "\n".join(lines)
     accepted = [d for d in report.deliveries if d[1] == "accepted"]
-    lines.append(f"Extracts accepted: {len(accepted)} of {len(report.deliveries)} "
-                 f"(quarantined: {len(report.deliveries) - len(accepted)})")
+    lines.append(
+        f"Extracts accepted: {len(accepted)} of {len(report.deliveries)} "
+        f"(quarantined: {len(report.deliveries) - len(accepted)})"
+    )
     for file_name, status, _dataset, _rows, check in report.deliveries:
         lines.append(f"  {status:11} {file_name}" + (f"  [{check}]" if check else ""))
     if report.held:
         lines.append("Held in quarantine (see `placelink hub quarantine list`):")
         for item in report.held:
             lines.append(f"  {item['held_as']}: check '{item['check']}': {item['found']}")
-    lines.append("Records per partner extract (rows sent; invalid identifier values became empty tokens):")
+    lines.append(
+        "Records per partner extract (rows sent; invalid identifier values became empty tokens):"
+    )
     for p in report.prepared:
         h = p.header
         invalid = ", ".join(f"{k} {v}" for k, v in sorted(h.invalid_counts.items()) if v) or "none"
         opted = f", {p.opted_out_rows} opted out" if p.opted_out_rows else ""
-        lines.append(f"  {h.partner_id:8} {h.dataset:26} {p.rows_out:>8,} rows{opted}; invalid values: {invalid}")
-    lines.append(f"Persons linked: {report.persons:,} from {report.identity_records:,} identity records")
+        lines.append(
+            f"  {h.partner_id:8} {h.dataset:26} {p.rows_out:>8,} rows{opted}; invalid values: {invalid}"
+        )
+    lines.append(
+        f"Persons linked: {report.persons:,} from {report.identity_records:,} identity records"
+    )
     if report.accuracy:
-        lines.append("Linkage vs ground truth (pairwise, from person_keys and the partners' record lookups):")
-        for label, s in (("records", report.accuracy.records),
-                         ("identity records", report.accuracy.identity_records)):
-            lines.append(f"  {label:17} {s.records:>8,}: precision {s.precision:.4f}, recall {s.recall:.4f}, "
-                         f"F1 {s.f1:.4f}")
+        lines.append(
+            "Linkage vs ground truth (pairwise, from person_keys and the partners' record lookups):"
+        )
+        for label, s in (
+            ("records", report.accuracy.records),
+            ("identity records", report.accuracy.identity_records),
+        ):
+            lines.append(
+                f"  {label:17} {s.records:>8,}: precision {s.precision:.4f}, recall {s.recall:.4f}, "
+                f"F1 {s.f1:.4f}"
+            )
     if report.later_months:
         lines.append("Later months (the same place, delivered as each contract's cadence says):")
         lines += [f"  {line}" for line in report.later_months]
@@ -471,9 +641,13 @@ def format_summary(report: DemoReport) -> str:
         "Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see the assets and this run.",
     ]
     if report.as_of is not None:
-        lines.append(f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
-                     f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`.")
+        lines.append(
+            f"The hub ran as of {report.as_of:%Y-%m-%d}, the place's delivery day; to run its assets again "
+            f"as of that day: `PLACELINK_AS_OF={report.as_of:%Y-%m-%d} make ui`."
+        )
     if report.headline:
-        lines += ["Headline effect (table effects in the published file; every outcome in the outcomes report):",
-                  f"  {report.headline}"]
+        lines += [
+            "Headline effect (table effects in the published file; every outcome in the outcomes report):",
+            f"  {report.headline}",
+        ]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ Counts of 1..``threshold`` are redacted (NULL) and every other count is rounded 
 nearest ``base``; zero stays zero. Rates are computed from the unrounded counts, then
 suppressed wherever a count they use is redacted.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -23,11 +24,13 @@ class DisclosureRule:
     rounding_base: int = 5
 
     def describe(self) -> str:
-        return (f"counts of 1-{self.threshold} redacted (NULL); all other counts rounded to the nearest "
-                f"{self.rounding_base}; rates computed from unrounded counts and suppressed where their "
-                f"numerator, denominator or the row's population count is redacted; totals and subtotals "
-                f"computed from unrounded counts, and further cells redacted (secondary suppression) "
-                f"until no redacted cell can be recovered by subtraction from a published total")
+        return (
+            f"counts of 1-{self.threshold} redacted (NULL); all other counts rounded to the nearest "
+            f"{self.rounding_base}; rates computed from unrounded counts and suppressed where their "
+            f"numerator, denominator or the row's population count is redacted; totals and subtotals "
+            f"computed from unrounded counts, and further cells redacted (secondary suppression) "
+            f"until no redacted cell can be recovered by subtraction from a published total"
+        )
 
 
 @dataclass(frozen=True)
@@ -41,21 +44,28 @@ class Rate:
     def parse(cls, text: str) -> Rate:
         match = RATE_PATTERN.match(text.strip())
         if not match:
-            raise ValueError(f"rate '{text}' must look like 'name = numerator / denominator [* scale]'")
+            raise ValueError(
+                f"rate '{text}' must look like 'name = numerator / denominator [* scale]'"
+            )
         name, num, den, scale = match.groups()
         return cls(name, num, den, float(scale) if scale else 1.0)
 
 
-def unsafe_cells(table: pl.DataFrame, counts: list[str], rule: DisclosureRule = DisclosureRule()) -> int:
+def unsafe_cells(
+    table: pl.DataFrame, counts: list[str], rule: DisclosureRule = DisclosureRule()
+) -> int:
     """Cells that break the rule (a count in 1..threshold, or not a multiple of the base)."""
     bad = 0
     for c in counts:
         values = table.get_column(c).drop_nulls()
-        bad += int((values.is_between(1, rule.threshold) | (values % rule.rounding_base != 0)).sum())
+        bad += int(
+            (values.is_between(1, rule.threshold) | (values % rule.rounding_base != 0)).sum()
+        )
     return bad
 
 
 # --- Tables with margins: totals, secondary suppression and the differencing check -------------
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -83,8 +93,9 @@ class TableSpec:
 
     def margins(self) -> list[tuple[str, str, tuple[str, ...] | None]]:
         """(dimension, label, member values or None for all values) of every total row kind."""
-        return ([(d, label, None) for d, label in self.totals]
-                + [(d, label, tuple(members)) for d, label, members in self.subtotals])
+        return [(d, label, None) for d, label in self.totals] + [
+            (d, label, tuple(members)) for d, label, members in self.subtotals
+        ]
 
     def labels(self, dimension: str) -> set[str]:
         return {label for d, label, _ in self.margins() if d == dimension}
@@ -117,7 +128,9 @@ def add_totals(table: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
         for dim, (_, members) in chosen:
             subset = subset.filter(_members(dim, members, set()))
         keep = [d for d in spec.dimensions if d not in {dim for dim, _ in chosen}]
-        summed = subset.group_by(keep, maintain_order=True).agg(pl.col(c).sum() for c in spec.counts)
+        summed = subset.group_by(keep, maintain_order=True).agg(
+            pl.col(c).sum() for c in spec.counts
+        )
         summed = summed.with_columns(pl.lit(label).alias(dim) for dim, (label, _) in chosen)
         frames.append(summed.select(table.columns).cast(table.schema))
     return pl.concat(frames)
@@ -131,7 +144,8 @@ def _margin_groups(table: pl.DataFrame, spec: TableSpec) -> list[tuple[list[int]
         others = [d for d in spec.dimensions if d != dim]
         grouped = indexed.group_by(others, maintain_order=True).agg(
             cells=pl.col("_row").filter(_members(dim, members, spec.labels(dim))),
-            total=pl.col("_row").filter(pl.col(dim) == label).first())
+            total=pl.col("_row").filter(pl.col(dim) == label).first(),
+        )
         for cells, total in grouped.select("cells", "total").iter_rows():
             groups.append((list(cells), total))
     # Subtotals that do not overlap also add up to the total, with the values no subtotal covers:
@@ -143,17 +157,20 @@ def _margin_groups(table: pl.DataFrame, spec: TableSpec) -> list[tuple[list[int]
             continue
         others = [d for d in spec.dimensions if d != dim]
         in_equation = pl.col(dim).is_in([label for label, _ in parts]) | (
-            ~pl.col(dim).is_in(sorted(spec.labels(dim))) & ~pl.col(dim).is_in(covered))
+            ~pl.col(dim).is_in(sorted(spec.labels(dim))) & ~pl.col(dim).is_in(covered)
+        )
         grouped = indexed.group_by(others, maintain_order=True).agg(
             cells=pl.col("_row").filter(in_equation),
-            total=pl.col("_row").filter(pl.col(dim) == total_label).first())
+            total=pl.col("_row").filter(pl.col(dim) == total_label).first(),
+        )
         for cells, total in grouped.select("cells", "total").iter_rows():
             groups.append((list(cells), total))
     return groups
 
 
-def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[str, list[bool]]
-                          ) -> dict[str, list[bool]]:
+def secondary_suppression(
+    table: pl.DataFrame, spec: TableSpec, redacted: dict[str, list[bool]]
+) -> dict[str, list[bool]]:
     """Redact more cells until no margin has exactly one redacted cell.
 
     A margin (the cells over one totals dimension plus their total row) with a single redacted
@@ -164,8 +181,12 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
     need another cell), then the smallest count, then the first by dimension values (so tables
     that repeat the same counts, e.g. ``people`` per outcome, make the same choice).
     """
-    groups = [(members, total) for cells, total in _margin_groups(table, spec) if total is not None
-              for members in [cells + [total]]]
+    groups = [
+        (members, total)
+        for cells, total in _margin_groups(table, spec)
+        if total is not None
+        for members in [cells + [total]]
+    ]
     of_cell: dict[int, list[int]] = {}
     for g, (members, _) in enumerate(groups):
         for i in members:
@@ -178,7 +199,9 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
         hidden = [sum(mask[i] for i in members) for members, _ in groups]
         while True:
             exposed = [g for g, n in enumerate(hidden) if n == 1]
-            candidates = {i for g in exposed for i in groups[g][0] if not mask[i] and (values[i] or 0) > 0}
+            candidates = {
+                i for g in exposed for i in groups[g][0] if not mask[i] and (values[i] or 0) > 0
+            }
             if not candidates:
                 break  # every exposed margin's other members are exact zeros: then its total is hidden too
 
@@ -196,17 +219,29 @@ def secondary_suppression(table: pl.DataFrame, spec: TableSpec, redacted: dict[s
 
 
 @stage("disclosure control")
-def control_table(raw: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
+def control_table(
+    raw: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = DisclosureRule()
+) -> pl.DataFrame:
     """The table as it may be published: totals added, small counts redacted, margins protected,
     counts rounded, rates derived from unrounded counts and hidden with their inputs."""
     declared = list(spec.dimensions) + list(spec.counts)
-    missing = [c for c in declared + [r.numerator for r in spec.rates] + [r.denominator for r in spec.rates]
-               + ([spec.population] if spec.population else []) if c not in raw.columns]
+    missing = [
+        c
+        for c in declared
+        + [r.numerator for r in spec.rates]
+        + [r.denominator for r in spec.rates]
+        + ([spec.population] if spec.population else [])
+        if c not in raw.columns
+    ]
     if missing:
-        raise ValueError(f"columns named for disclosure control are not in the table: {', '.join(missing)}")
+        raise ValueError(
+            f"columns named for disclosure control are not in the table: {', '.join(missing)}"
+        )
     table = add_totals(raw.select(declared), spec) if spec.margins() else raw.select(declared)
-    primary = {c: table.get_column(c).is_between(1, rule.threshold).fill_null(False).to_list()
-               for c in spec.counts}
+    primary = {
+        c: table.get_column(c).is_between(1, rule.threshold).fill_null(False).to_list()
+        for c in spec.counts
+    }
     redacted = secondary_suppression(table, spec, primary) if spec.margins() else primary
     masks = {c: pl.Series(f"_hide_{c}", redacted[c], dtype=pl.Boolean) for c in spec.counts}
     out = table.with_columns(masks.values())
@@ -216,14 +251,25 @@ def control_table(raw: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = Dis
         for column in {rate.numerator, rate.denominator, spec.population} - {None}:
             if column in masks:
                 hidden = hidden | pl.col(f"_hide_{column}")
-        unrounded = (pl.col(rate.numerator).cast(pl.Float64) / pl.col(rate.denominator).cast(pl.Float64)
-                     * rate.scale)
+        unrounded = (
+            pl.col(rate.numerator).cast(pl.Float64)
+            / pl.col(rate.denominator).cast(pl.Float64)
+            * rate.scale
+        )
         rate_exprs.append(pl.when(hidden).then(None).otherwise(unrounded.round(2)).alias(rate.name))
     base = rule.rounding_base
-    count_exprs = [pl.when(pl.col(f"_hide_{c}")).then(None)
-                   .otherwise(((pl.col(c) / base).round(0) * base).cast(pl.Int64)).alias(c) for c in spec.counts]
-    return (out.with_columns(rate_exprs).with_columns(count_exprs)
-            .drop([f"_hide_{c}" for c in spec.counts]))
+    count_exprs = [
+        pl.when(pl.col(f"_hide_{c}"))
+        .then(None)
+        .otherwise(((pl.col(c) / base).round(0) * base).cast(pl.Int64))
+        .alias(c)
+        for c in spec.counts
+    ]
+    return (
+        out.with_columns(rate_exprs)
+        .with_columns(count_exprs)
+        .drop([f"_hide_{c}" for c in spec.counts])
+    )
 
 
 @dataclass(frozen=True)
@@ -236,8 +282,9 @@ class Recovered:
     high: float
 
 
-def differencing_attack(published: pl.DataFrame, spec: TableSpec,
-                        rule: DisclosureRule = DisclosureRule()) -> list[Recovered]:
+def differencing_attack(
+    published: pl.DataFrame, spec: TableSpec, rule: DisclosureRule = DisclosureRule()
+) -> list[Recovered]:
     """What an attacker learns by subtracting visible cells from margins, repeated to a fixpoint.
 
     A margin with exactly one unknown member yields that member as total minus the other
@@ -251,7 +298,10 @@ def differencing_attack(published: pl.DataFrame, spec: TableSpec,
     for column in spec.counts:
         values = published.get_column(column).to_list()
         bounds: dict[int, tuple[float, float]] = {
-            i: (v - half, v + half) if v else (0.0, 0.0) for i, v in enumerate(values) if v is not None}
+            i: (v - half, v + half) if v else (0.0, 0.0)
+            for i, v in enumerate(values)
+            if v is not None
+        }
         changed = True
         while changed:
             changed = False

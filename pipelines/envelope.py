@@ -17,6 +17,7 @@ that after decryption, so the partner's signature vouches for the exact bytes de
 
 No Dagster imports: plain library code used by the partner kit and the hub.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,27 +47,53 @@ CHUNK_CONTEXT = b"placelink-envelope/1 chunk\x00"
 KDF = "HKDF_SHA256"
 AEAD = "AES_256_GCM"
 
-_HEADER_FIELDS = ("format", "envelope_id", "contract_id", "contract_version", "partner_id", "dataset",
-                  "reporting_period", "created_at", "row_count", "content_sha256", "content_bytes",
-                  "chunk_bytes", "kem", "kdf", "aead", "recipient_key", "signer_key")
+_HEADER_FIELDS = (
+    "format",
+    "envelope_id",
+    "contract_id",
+    "contract_version",
+    "partner_id",
+    "dataset",
+    "reporting_period",
+    "created_at",
+    "row_count",
+    "content_sha256",
+    "content_bytes",
+    "chunk_bytes",
+    "kem",
+    "kdf",
+    "aead",
+    "recipient_key",
+    "signer_key",
+)
 # What the envelope holds: an extract (the default, and all an envelope without ``kind`` can be)
 # or a withdrawal list (record tokens whose records the hub must delete; docs/governance.md).
 KINDS = ("extract", "withdrawal")
 
 
-_ID = (re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"), "an id (letters, digits, . _ : -; at most 128)")
+_ID = (
+    re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"),
+    "an id (letters, digits, . _ : -; at most 128)",
+)
 _FINGERPRINT = (re.compile(r"sha256:[0-9a-f]{64}"), "a key fingerprint (sha256: and 64 hex digits)")
 _HEADER_SHAPES = {
     "format": (re.compile(re.escape(ENVELOPE_FORMAT)), ENVELOPE_FORMAT),
     "envelope_id": (re.compile(r"[0-9a-f]{32}"), "32 hex digits"),
-    "contract_id": _ID, "contract_version": _ID, "partner_id": _ID, "dataset": _ID,
+    "contract_id": _ID,
+    "contract_version": _ID,
+    "partner_id": _ID,
+    "dataset": _ID,
     "reporting_period": (re.compile(r"\d{4}-(0[1-9]|1[0-2])"), "YYYY-MM"),
-    "created_at": (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"),
-                   "an ISO 8601 time"),
+    "created_at": (
+        re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"),
+        "an ISO 8601 time",
+    ),
     "content_sha256": (re.compile(r"[0-9a-f]{64}"), "64 hex digits"),
     "kem": (re.compile(r"MLKEM768_X25519|X25519"), "MLKEM768_X25519 or X25519"),
-    "kdf": (re.compile(re.escape(KDF)), KDF), "aead": (re.compile(re.escape(AEAD)), AEAD),
-    "recipient_key": _FINGERPRINT, "signer_key": _FINGERPRINT,
+    "kdf": (re.compile(re.escape(KDF)), KDF),
+    "aead": (re.compile(re.escape(AEAD)), AEAD),
+    "recipient_key": _FINGERPRINT,
+    "signer_key": _FINGERPRINT,
 }
 
 
@@ -116,13 +143,18 @@ class EnvelopeHeader:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise EnvelopeError("format", "a JSON envelope header", "bytes that are not JSON") from None
+            raise EnvelopeError(
+                "format", "a JSON envelope header", "bytes that are not JSON"
+            ) from None
         if not isinstance(data, dict):
             raise EnvelopeError("format", "a JSON object as envelope header", type(data).__name__)
         if data.get("format") != ENVELOPE_FORMAT:
             claimed = data.get("format")
-            shown = (f"format '{claimed}'" if isinstance(claimed, str) and re.fullmatch(r"[\w./-]{1,64}", claimed)
-                     else "another format (not shown)")
+            shown = (
+                f"format '{claimed}'"
+                if isinstance(claimed, str) and re.fullmatch(r"[\w./-]{1,64}", claimed)
+                else "another format (not shown)"
+            )
             raise EnvelopeError("format", f"format '{ENVELOPE_FORMAT}'", shown)
         missing = [f for f in _HEADER_FIELDS if f not in data]
         if missing:
@@ -131,21 +163,36 @@ class EnvelopeHeader:
         for name in _HEADER_FIELDS:
             want = types.get(name, str)
             if not isinstance(data[name], want) or isinstance(data[name], bool):
-                raise EnvelopeError("format", f"header field '{name}' as {want.__name__}",
-                                    type(data[name]).__name__)
+                raise EnvelopeError(
+                    "format", f"header field '{name}' as {want.__name__}", type(data[name]).__name__
+                )
         for name, (pattern, shape) in _HEADER_SHAPES.items():
             # Before the signature is checked the header is anyone's text: a field of another
             # shape is never quoted back (it could hold an identifier or a terminal escape).
             if not pattern.fullmatch(data[name]):
-                raise EnvelopeError("format", f"header field '{name}' as {shape}",
-                                    f"a value of another shape ({len(data[name])} characters, not shown)")
+                raise EnvelopeError(
+                    "format",
+                    f"header field '{name}' as {shape}",
+                    f"a value of another shape ({len(data[name])} characters, not shown)",
+                )
         if data["row_count"] < 0 or data["content_bytes"] < 0:
-            raise EnvelopeError("format", "row_count and content_bytes of 0 or more", "a negative count")
+            raise EnvelopeError(
+                "format", "row_count and content_bytes of 0 or more", "a negative count"
+            )
         if not 0 < data["chunk_bytes"] <= MAX_CHUNK_BYTES:
-            raise EnvelopeError("format", f"chunk_bytes between 1 and {MAX_CHUNK_BYTES}", str(data["chunk_bytes"]))
-        if data["kdf"] != KDF or data["aead"] != AEAD or data["kem"] not in ("MLKEM768_X25519", "X25519"):
-            raise EnvelopeError("format", f"HPKE suite MLKEM768_X25519 or X25519 / {KDF} / {AEAD}",
-                                f"{data['kem']} / {data['kdf']} / {data['aead']}")
+            raise EnvelopeError(
+                "format", f"chunk_bytes between 1 and {MAX_CHUNK_BYTES}", str(data["chunk_bytes"])
+            )
+        if (
+            data["kdf"] != KDF
+            or data["aead"] != AEAD
+            or data["kem"] not in ("MLKEM768_X25519", "X25519")
+        ):
+            raise EnvelopeError(
+                "format",
+                f"HPKE suite MLKEM768_X25519 or X25519 / {KDF} / {AEAD}",
+                f"{data['kem']} / {data['kdf']} / {data['aead']}",
+            )
         kind = data.get("kind", "extract")
         if kind not in KINDS:
             raise EnvelopeError("format", f"kind {' or '.join(KINDS)}", f"kind {kind!r}")
@@ -175,21 +222,45 @@ def plaintext_digest(path: Path, block: int = DEFAULT_CHUNK_BYTES) -> tuple[str,
     return digest.hexdigest(), size
 
 
-def seal(plaintext: Path, out: Path, *, contract_id: str, contract_version: str, partner_id: str,
-         dataset: str, reporting_period: str, created_at: str, row_count: int,
-         signing_key: SigningKey, hub_key: HubPublicKey, envelope_id: str | None = None,
-         chunk_bytes: int = DEFAULT_CHUNK_BYTES, kind: str = "extract") -> EnvelopeHeader:
+def seal(
+    plaintext: Path,
+    out: Path,
+    *,
+    contract_id: str,
+    contract_version: str,
+    partner_id: str,
+    dataset: str,
+    reporting_period: str,
+    created_at: str,
+    row_count: int,
+    signing_key: SigningKey,
+    hub_key: HubPublicKey,
+    envelope_id: str | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    kind: str = "extract",
+) -> EnvelopeHeader:
     """Encrypt ``plaintext`` for the hub and sign it, streaming in chunks; write ``out`` atomically.
 
     Reads the plaintext twice (once to hash, once to encrypt); memory holds one chunk.
     """
     content_sha256, content_bytes = plaintext_digest(plaintext)
     header = EnvelopeHeader(
-        envelope_id=envelope_id or uuid.uuid4().hex, contract_id=contract_id,
-        contract_version=contract_version, partner_id=partner_id, dataset=dataset,
-        reporting_period=reporting_period, created_at=created_at, row_count=row_count,
-        content_sha256=content_sha256, content_bytes=content_bytes, chunk_bytes=chunk_bytes,
-        kem=hub_key.kem, recipient_key=hub_key.fingerprint, signer_key=signing_key.fingerprint, kind=kind)
+        envelope_id=envelope_id or uuid.uuid4().hex,
+        contract_id=contract_id,
+        contract_version=contract_version,
+        partner_id=partner_id,
+        dataset=dataset,
+        reporting_period=reporting_period,
+        created_at=created_at,
+        row_count=row_count,
+        content_sha256=content_sha256,
+        content_bytes=content_bytes,
+        chunk_bytes=chunk_bytes,
+        kem=hub_key.kem,
+        recipient_key=hub_key.fingerprint,
+        signer_key=signing_key.fingerprint,
+        kind=kind,
+    )
     raw_header = header.to_bytes()
     digest = hashlib.sha256(raw_header).digest()
     hpke_suite = suite(hub_key.kem)
@@ -230,21 +301,30 @@ def read_header(stream: BinaryIO) -> SealedHeader:
     if len(magic) == 0:
         raise EnvelopeError("format", f"a {ENVELOPE_FORMAT} file", "an empty (0-byte) file")
     if magic != MAGIC:
-        raise EnvelopeError("format", f"a {ENVELOPE_FORMAT} file (starting with the .plx signature bytes)",
-                            "a file that is not an envelope")
+        raise EnvelopeError(
+            "format",
+            f"a {ENVELOPE_FORMAT} file (starting with the .plx signature bytes)",
+            "a file that is not an envelope",
+        )
     size = _read_exact(stream, 4)
     if len(size) < 4:
-        raise EnvelopeError("format", "a header length after the signature bytes", "the file ends (truncated)")
+        raise EnvelopeError(
+            "format", "a header length after the signature bytes", "the file ends (truncated)"
+        )
     (length,) = struct.unpack(">I", size)
     if not 0 < length <= MAX_HEADER_BYTES:
-        raise EnvelopeError("format", f"a header of 1 to {MAX_HEADER_BYTES} bytes", f"{length} bytes")
+        raise EnvelopeError(
+            "format", f"a header of 1 to {MAX_HEADER_BYTES} bytes", f"{length} bytes"
+        )
     raw = _read_exact(stream, length)
     if len(raw) < length:
         raise EnvelopeError("format", f"a {length}-byte header", f"{len(raw)} bytes (truncated)")
     header = EnvelopeHeader.from_bytes(raw)
     signature = _read_exact(stream, SIGNATURE_BYTES)
     if len(signature) < SIGNATURE_BYTES:
-        raise EnvelopeError("format", "a 64-byte signature after the header", "the file ends (truncated)")
+        raise EnvelopeError(
+            "format", "a 64-byte signature after the header", "the file ends (truncated)"
+        )
     return SealedHeader(header, raw, signature, len(MAGIC) + 4 + length + SIGNATURE_BYTES)
 
 
@@ -257,9 +337,11 @@ def decrypt_chunks(stream: BinaryIO, sealed: SealedHeader, hub_key: HubKey) -> I
     on any chunk that does not decrypt, a missing final chunk, or bytes after it."""
     header = sealed.header
     if header.recipient_key != hub_key.fingerprint:
-        raise EnvelopeError("decryption", f"an envelope for the hub key {hub_key.fingerprint[:19]}…",
-                            f"one for key {header.recipient_key[:19]}… (encrypted with another hub "
-                            "public key)")
+        raise EnvelopeError(
+            "decryption",
+            f"an envelope for the hub key {hub_key.fingerprint[:19]}…",
+            f"one for key {header.recipient_key[:19]}… (encrypted with another hub public key)",
+        )
     hpke_suite = suite(header.kem)
     private = hub_key.private
     digest = hashlib.sha256(sealed.raw).digest()
@@ -271,21 +353,30 @@ def decrypt_chunks(stream: BinaryIO, sealed: SealedHeader, hub_key: HubKey) -> I
     while True:
         size = _read_exact(stream, 4)
         if len(size) < 4:
-            raise EnvelopeError("decryption", f"chunk {index} (the envelope has no final chunk yet)",
-                                "the file ends (truncated)")
+            raise EnvelopeError(
+                "decryption",
+                f"chunk {index} (the envelope has no final chunk yet)",
+                "the file ends (truncated)",
+            )
         (length,) = struct.unpack(">I", size)
         if length > limit:
-            raise EnvelopeError("decryption", f"chunk {index} of at most {limit} bytes", f"{length} bytes")
+            raise EnvelopeError(
+                "decryption", f"chunk {index} of at most {limit} bytes", f"{length} bytes"
+            )
         body = _read_exact(stream, length)
         if len(body) < length:
-            raise EnvelopeError("decryption", f"chunk {index} of {length} bytes",
-                                f"{len(body)} bytes (truncated)")
+            raise EnvelopeError(
+                "decryption", f"chunk {index} of {length} bytes", f"{len(body)} bytes (truncated)"
+            )
         final = index == chunks - 1
         try:
             plain = hpke_suite.decrypt(body, private, info=_chunk_info(digest, index, final))
         except Exception:  # noqa: BLE001 - InvalidTag and malformed-encapsulation errors alike
-            raise EnvelopeError("decryption", f"chunk {index} to decrypt and authenticate",
-                                "a chunk that fails authentication (altered, reordered or from another envelope)") from None
+            raise EnvelopeError(
+                "decryption",
+                f"chunk {index} to decrypt and authenticate",
+                "a chunk that fails authentication (altered, reordered or from another envelope)",
+            ) from None
         yield plain
         if final:
             break

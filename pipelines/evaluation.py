@@ -4,6 +4,7 @@ Only for synthetic places: it needs the partners' record_id lookups and the grou
 truth, which a real hub never holds. Pairwise metrics count record pairs: a pair is
 predicted when both records share a person_key, true when both share a person_id.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ def _pairwise(con: duckdb.DuckDBPyConnection, table: str, where: str = "true") -
                (SELECT {pairs} FROM (SELECT count(*) AS n FROM t GROUP BY person_key)),
                (SELECT {pairs} FROM (SELECT count(*) AS n FROM t GROUP BY person_id, person_key))
     """).fetchall()[0]
-    return PairwiseScores(int(records), int(true_pairs or 0), int(predicted or 0), int(correct or 0))
+    return PairwiseScores(
+        int(records), int(true_pairs or 0), int(predicted or 0), int(correct or 0)
+    )
 
 
 def pairwise_scores(con: duckdb.DuckDBPyConnection, table: str) -> PairwiseScores:
@@ -56,15 +59,20 @@ def pairwise_scores(con: duckdb.DuckDBPyConnection, table: str) -> PairwiseScore
     return _pairwise(con, table)
 
 
-def pairwise_scores_touching(con: duckdb.DuckDBPyConnection, table: str, subgroup: str) -> PairwiseScores:
+def pairwise_scores_touching(
+    con: duckdb.DuckDBPyConnection, table: str, subgroup: str
+) -> PairwiseScores:
     """Pairwise scores over the pairs with at least one record in ``subgroup`` (a SQL
     condition on ``table``): how well those records are linked to anyone, inside or
     outside the subgroup. ``records`` counts the subgroup's records."""
     everything = _pairwise(con, table)
     outside = _pairwise(con, table, f"NOT coalesce({subgroup}, false)")
-    return PairwiseScores(everything.records - outside.records, everything.true_pairs - outside.true_pairs,
-                          everything.predicted_pairs - outside.predicted_pairs,
-                          everything.correct_pairs - outside.correct_pairs)
+    return PairwiseScores(
+        everything.records - outside.records,
+        everything.true_pairs - outside.true_pairs,
+        everything.predicted_pairs - outside.predicted_pairs,
+        everything.correct_pairs - outside.correct_pairs,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,9 @@ def cluster_scores(con: duckdb.DuckDBPyConnection, table: str) -> ClusterScores:
     return ClusterScores(int(true_persons), int(predicted), int(exact), int(split), int(merged))
 
 
-def linkage_accuracy(warehouse: Path, ground_truth: Path, lookups: list[tuple[str, Path]]) -> LinkageAccuracy:
+def linkage_accuracy(
+    warehouse: Path, ground_truth: Path, lookups: list[tuple[str, Path]]
+) -> LinkageAccuracy:
     """Compare hub person_keys with true person_ids over the records that reached the hub.
 
     Scored twice: over every record (event rows; many pairs are the same registration
@@ -121,15 +131,20 @@ def linkage_accuracy(warehouse: Path, ground_truth: Path, lookups: list[tuple[st
     con.execute("ATTACH ? AS wh (READ_ONLY)", [str(warehouse)])
     union = " UNION ALL ".join(
         f"SELECT '{dataset}' AS dataset, CAST(record_id AS VARCHAR) AS record_id, record_token "
-        f"FROM read_parquet('{path}')" for dataset, path in lookups)
-    con.execute(f"""
+        f"FROM read_parquet('{path}')"
+        for dataset, path in lookups
+    )
+    con.execute(
+        f"""
         CREATE TEMP TABLE scored AS
         SELECT t.person_id, rp.person_key, ri.identity_id
         FROM read_csv(?, all_varchar = true) t
         JOIN ({union}) l ON l.dataset = t.source AND l.record_id = t.record_id
         JOIN wh.hub.record_person rp ON rp.dataset = l.dataset AND rp.record_token = l.record_token
         JOIN wh.hub.record_identity ri ON ri.dataset = l.dataset AND ri.record_token = l.record_token
-    """, [str(ground_truth)])
+    """,
+        [str(ground_truth)],
+    )
     con.execute("""
         CREATE TEMP TABLE scored_identities AS
         SELECT identity_id, mode(person_id) AS person_id, any_value(person_key) AS person_key

@@ -92,7 +92,10 @@ class ExtractHeader:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        return {**{name: data[name] for name in _HEADER_FIELDS}, "delivery_kind": self.delivery_kind}
+        return {
+            **{name: data[name] for name in _HEADER_FIELDS},
+            "delivery_kind": self.delivery_kind,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False, separators=(",", ":"))
@@ -107,8 +110,10 @@ class ExtractHeader:
                 f"{source}: header format is '{data['format']}', expected '{EXTRACT_FORMAT}' "
                 "(made by a different partner-kit version?)"
             )
-        return cls(**{name: data[name] for name in _HEADER_FIELDS},
-                   delivery_kind=data.get("delivery_kind") or "full")
+        return cls(
+            **{name: data[name] for name in _HEADER_FIELDS},
+            delivery_kind=data.get("delivery_kind") or "full",
+        )
 
 
 def extract_stem(contract_id: str, dataset: str, period: str, extract_id: str) -> str:
@@ -134,7 +139,9 @@ def _plain_where_values_rarely_repeat(table: pa.Table) -> tuple[pa.Table, set[st
         column = table.column(index)
         entries = sum(len(chunk.dictionary) for chunk in column.chunks)
         if entries * MIN_DICTIONARY_REPEATS > len(column):
-            table = table.set_column(index, schema_field.name, column.cast(schema_field.type.value_type))
+            table = table.set_column(
+                index, schema_field.name, column.cast(schema_field.type.value_type)
+            )
             decoded.add(schema_field.name)
     return table, decoded
 

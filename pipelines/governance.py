@@ -10,6 +10,7 @@ published file's ``_about`` says which flows were left out and why.
 The hub remembers the status it saw for each contract (``hub.contract_status``) and
 writes an audit event whenever it changes.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,8 +28,9 @@ from pipelines.warehouse import table_exists
 
 # Hub tables built by linkage from every flow in use: a model reading one of them relies
 # on every agreement whose records took part in matching people.
-LINKAGE_TABLES = frozenset({"hub.record_person", "hub.person_keys", "hub.record_identity",
-                            "hub.person_records"})
+LINKAGE_TABLES = frozenset(
+    {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records"}
+)
 
 CONTRACT_STATUS_DDL = """
 CREATE TABLE IF NOT EXISTS hub.contract_status (
@@ -43,7 +45,9 @@ CREATE TABLE IF NOT EXISTS hub.contract_status (
 )
 """
 # The digest of the signed content this run saw (pipelines.contract_content): a change is audited.
-CONTRACT_CONTENT_COLUMN = "ALTER TABLE hub.contract_status ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+CONTRACT_CONTENT_COLUMN = (
+    "ALTER TABLE hub.contract_status ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+)
 
 
 @dataclass(frozen=True)
@@ -77,20 +81,40 @@ def flow_status(contract: Contract, on: dt.date) -> FlowStatus:
         status = "expired"
     elif status == "approved" and on < contract.terms.valid_from:
         status = "not_yet_valid"
-    signatures = contract.approval.summary() if contract.approval is not None else "signatures not checked"
-    return FlowStatus(contract.id, contract.version, contract.partner_id, status, in_force,
-                      why, contract.path.name, contract.content_sha256, signatures)
+    signatures = (
+        contract.approval.summary() if contract.approval is not None else "signatures not checked"
+    )
+    return FlowStatus(
+        contract.id,
+        contract.version,
+        contract.partner_id,
+        status,
+        in_force,
+        why,
+        contract.path.name,
+        contract.content_sha256,
+        signatures,
+    )
 
 
-def flow_statuses(contracts: dict[str, Contract], problems: dict[str, ContractError],
-                  on: dt.date) -> dict[str, FlowStatus]:
+def flow_statuses(
+    contracts: dict[str, Contract], problems: dict[str, ContractError], on: dt.date
+) -> dict[str, FlowStatus]:
     """Every contract by id, valid or not; an invalid contract's flow is held (not in use)."""
     statuses = {cid: flow_status(c, on) for cid, c in contracts.items()}
     for claimed_id, error in problems.items():
-        statuses.setdefault(claimed_id, FlowStatus(
-            claimed_id, None, None, "invalid", False,
-            f"the contract file is invalid, so its flow is held: {str(error).splitlines()[0]}",
-            str(error).split(":", 1)[0]))
+        statuses.setdefault(
+            claimed_id,
+            FlowStatus(
+                claimed_id,
+                None,
+                None,
+                "invalid",
+                False,
+                f"the contract file is invalid, so its flow is held: {str(error).splitlines()[0]}",
+                str(error).split(":", 1)[0],
+            ),
+        )
     return statuses
 
 
@@ -100,14 +124,21 @@ def flows_in_use(contracts: dict[str, Contract], on: dt.date) -> dict[str, Contr
 
 
 def landed_rows(con: duckdb.DuckDBPyConnection, contract: Contract) -> int:
-    return sum(con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]
-               for name in contract.datasets if table_exists(con, "landing", name))
+    return sum(
+        con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]
+        for name in contract.datasets
+        if table_exists(con, "landing", name)
+    )
 
 
 @stage("governance: contract status and retention")
-def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, FlowStatus],
-                         contracts: dict[str, Contract], audit: AuditLog,
-                         now: dt.datetime) -> list[dict]:
+def record_flow_statuses(
+    con: duckdb.DuckDBPyConnection,
+    statuses: dict[str, FlowStatus],
+    contracts: dict[str, Contract],
+    audit: AuditLog,
+    now: dt.datetime,
+) -> list[dict]:
     """Store each contract's status and audit every change since the last run.
 
     Also audits, for every flow not in use that still has landed rows, that this run
@@ -116,68 +147,140 @@ def record_flow_statuses(con: duckdb.DuckDBPyConnection, statuses: dict[str, Flo
     """
     con.execute(CONTRACT_STATUS_DDL)
     con.execute(CONTRACT_CONTENT_COLUMN)
-    before = {row[0]: row[1:] for row in con.execute(
-        "SELECT contract_id, contract_version, status, in_use, content_sha256 FROM hub.contract_status").fetchall()}
+    before = {
+        row[0]: row[1:]
+        for row in con.execute(
+            "SELECT contract_id, contract_version, status, in_use, content_sha256 FROM hub.contract_status"
+        ).fetchall()
+    }
     # A contract file that was removed is no longer an agreement the hub can use.
     for contract_id, (version, status, _, _) in before.items():
         if contract_id not in statuses and status != "missing":
-            statuses = {**statuses, contract_id: FlowStatus(
-                contract_id, version, None, "missing", False,
-                "the contract file is no longer in the contracts folder", "")}
+            statuses = {
+                **statuses,
+                contract_id: FlowStatus(
+                    contract_id,
+                    version,
+                    None,
+                    "missing",
+                    False,
+                    "the contract file is no longer in the contracts folder",
+                    "",
+                ),
+            }
     excluded: list[dict] = []
     for contract_id, flow in sorted(statuses.items()):
         previous = before.get(contract_id)
         if previous is None:
-            audit.append("contract_status_recorded", at=now, contract=contract_id,
-                         contract_version=flow.version, status=flow.status, in_use=flow.in_use,
-                         reason=flow.reason, content_sha256=flow.content_sha256, signatures=flow.signatures)
+            audit.append(
+                "contract_status_recorded",
+                at=now,
+                contract=contract_id,
+                contract_version=flow.version,
+                status=flow.status,
+                in_use=flow.in_use,
+                reason=flow.reason,
+                content_sha256=flow.content_sha256,
+                signatures=flow.signatures,
+            )
         elif (previous[1], previous[0]) != (flow.status, flow.version):
-            audit.append("contract_status_changed", at=now, contract=contract_id,
-                         contract_version=flow.version, previous_version=previous[0],
-                         previous_status=previous[1], status=flow.status, in_use=flow.in_use,
-                         reason=flow.reason, content_sha256=flow.content_sha256, signatures=flow.signatures)
+            audit.append(
+                "contract_status_changed",
+                at=now,
+                contract=contract_id,
+                contract_version=flow.version,
+                previous_version=previous[0],
+                previous_status=previous[1],
+                status=flow.status,
+                in_use=flow.in_use,
+                reason=flow.reason,
+                content_sha256=flow.content_sha256,
+                signatures=flow.signatures,
+            )
             if bool(previous[2]) != flow.in_use:
                 # The flow's records leave (or rejoin) linkage, so the link rate may move sharply: a
                 # known change, accepted for the next linkage run (pipelines.linkage.accepted_changes).
                 from pipelines.linkage.accepted_changes import record_acceptance
 
-                record_acceptance(audit, f"agreement {contract_id} is now {flow.status} (was {previous[1]}): its "
-                                         f"records {'rejoin' if flow.in_use else 'leave'} linkage",
-                                  contract=contract_id)
+                record_acceptance(
+                    audit,
+                    f"agreement {contract_id} is now {flow.status} (was {previous[1]}): its "
+                    f"records {'rejoin' if flow.in_use else 'leave'} linkage",
+                    contract=contract_id,
+                )
         elif flow.content_sha256 and previous[3] and previous[3] != flow.content_sha256:
             # New terms under the same version label and status (a draft being edited, say).
-            audit.append("contract_content_changed", at=now, contract=contract_id,
-                         contract_version=flow.version, previous_content_sha256=previous[3],
-                         content_sha256=flow.content_sha256, status=flow.status, signatures=flow.signatures)
+            audit.append(
+                "contract_content_changed",
+                at=now,
+                contract=contract_id,
+                contract_version=flow.version,
+                previous_content_sha256=previous[3],
+                content_sha256=flow.content_sha256,
+                status=flow.status,
+                signatures=flow.signatures,
+            )
         con.execute("DELETE FROM hub.contract_status WHERE contract_id = ?", [contract_id])
-        con.execute("INSERT INTO hub.contract_status (contract_id, contract_version, partner_id, status, in_use, "
-                    "reason, file, seen_at, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [contract_id, flow.version, flow.partner_id, flow.status, flow.in_use,
-                     flow.reason, flow.file, now.replace(tzinfo=None), flow.content_sha256])
+        con.execute(
+            "INSERT INTO hub.contract_status (contract_id, contract_version, partner_id, status, in_use, "
+            "reason, file, seen_at, content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                contract_id,
+                flow.version,
+                flow.partner_id,
+                flow.status,
+                flow.in_use,
+                flow.reason,
+                flow.file,
+                now.replace(tzinfo=None),
+                flow.content_sha256,
+            ],
+        )
         if not flow.in_use:
             contract = contracts.get(contract_id)
             rows = landed_rows(con, contract) if contract else None
             if rows:
-                audit.append("flow_excluded", at=now, contract=contract_id,
-                             contract_version=flow.version, status=flow.status, landed_rows=rows,
-                             reason=f"{flow.reason}: its landed rows are left out of linkage and "
-                                    "of every published table until the agreement is in force again")
-            excluded.append({"contract_id": contract_id, "contract_version": flow.version,
-                             "status": flow.status, "reason": flow.reason, "landed_rows": rows})
+                audit.append(
+                    "flow_excluded",
+                    at=now,
+                    contract=contract_id,
+                    contract_version=flow.version,
+                    status=flow.status,
+                    landed_rows=rows,
+                    reason=f"{flow.reason}: its landed rows are left out of linkage and "
+                    "of every published table until the agreement is in force again",
+                )
+            excluded.append(
+                {
+                    "contract_id": contract_id,
+                    "contract_version": flow.version,
+                    "status": flow.status,
+                    "reason": flow.reason,
+                    "landed_rows": rows,
+                }
+            )
     return excluded
 
 
-def excluded_flows(statuses: dict[str, FlowStatus],
-                   con: duckdb.DuckDBPyConnection | None = None) -> list[dict]:
+def excluded_flows(
+    statuses: dict[str, FlowStatus], con: duckdb.DuckDBPyConnection | None = None
+) -> list[dict]:
     """The flows not in use, as recorded in the published file's ``_about``; with ``con``,
     also agreements whose file was removed since an earlier run."""
-    flows = [{k: v for k, v in asdict(f).items() if k in ("contract_id", "version", "status", "reason")}
-             for f in statuses.values() if not f.in_use]
+    flows = [
+        {k: v for k, v in asdict(f).items() if k in ("contract_id", "version", "status", "reason")}
+        for f in statuses.values()
+        if not f.in_use
+    ]
     if con is not None and table_exists(con, "hub", "contract_status"):
-        flows += [{"contract_id": cid, "version": version, "status": "missing", "reason": reason}
-                  for cid, version, reason in con.execute(
-                      "SELECT contract_id, contract_version, reason FROM hub.contract_status "
-                      "WHERE status = 'missing'").fetchall() if cid not in statuses]
+        flows += [
+            {"contract_id": cid, "version": version, "status": "missing", "reason": reason}
+            for cid, version, reason in con.execute(
+                "SELECT contract_id, contract_version, reason FROM hub.contract_status "
+                "WHERE status = 'missing'"
+            ).fetchall()
+            if cid not in statuses
+        ]
     return sorted(flows, key=lambda f: f["contract_id"])
 
 
@@ -185,7 +288,9 @@ def deleted_extracts(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Extract ids removed by retention (no longer behind any published figure)."""
     if not table_exists(con, "hub", "retention_deletions"):
         return set()
-    return {row[0] for row in con.execute("SELECT extract_id FROM hub.retention_deletions").fetchall()}
+    return {
+        row[0] for row in con.execute("SELECT extract_id FROM hub.retention_deletions").fetchall()
+    }
 
 
 def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
@@ -202,8 +307,12 @@ def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
     return seen
 
 
-def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
-                  in_use: dict[str, Contract], derived: dict[str, set[str]] | None = None) -> list[dict]:
+def table_lineage(
+    con: duckdb.DuckDBPyConnection,
+    models: dict[str, SqlModel],
+    in_use: dict[str, Contract],
+    derived: dict[str, set[str]] | None = None,
+) -> list[dict]:
     """One row per (published table, extract) the table relies on.
 
     ``relation`` is ``source`` when the table reads the extract's dataset (through the
@@ -217,17 +326,24 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
     for name in by_dataset:
         if not table_exists(con, "landing", name):
             continue
-        extracts[name] = con.execute(f"""
+        extracts[name] = (
+            con.execute(f"""
             SELECT l._extract_id, any_value(d.contract_version), count(*)
             FROM landing.{name} l
             LEFT JOIN hub.deliveries d ON d.extract_id = l._extract_id AND d.status = 'accepted'
             GROUP BY l._extract_id ORDER BY l._extract_id
-        """).fetchall() if table_exists(con, "hub", "deliveries") else con.execute(
-            f"SELECT _extract_id, NULL, count(*) FROM landing.{name} GROUP BY 1 ORDER BY 1").fetchall()
+        """).fetchall()
+            if table_exists(con, "hub", "deliveries")
+            else con.execute(
+                f"SELECT _extract_id, NULL, count(*) FROM landing.{name} GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
     rows: list[dict] = []
     readers = {m.name: upstream_tables(m, models) for m in models.values() if m.schema == "publish"}
     for name, read in (derived or {}).items():
-        readers[name] = set(read).union(*(upstream_tables(models[t], models) for t in read if t in models))
+        readers[name] = set(read).union(
+            *(upstream_tables(models[t], models) for t in read if t in models)
+        )
     for published, upstream in sorted(readers.items()):
         sources = {t.split(".", 1)[1] for t in upstream if t.startswith("landing.")}
         if RECORD_ATTRIBUTES in upstream:  # a view over every landed dataset in use
@@ -238,10 +354,17 @@ def table_lineage(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel],
                 continue
             contract = by_dataset[name]
             for extract_id, version, count in extracts[name]:
-                rows.append({"published_table": published, "contract_id": contract.id,
-                             "contract_version": version or contract.version, "dataset": name,
-                             "extract_id": extract_id, "rows": count,
-                             "relation": "source" if name in sources else "linkage"})
+                rows.append(
+                    {
+                        "published_table": published,
+                        "contract_id": contract.id,
+                        "contract_version": version or contract.version,
+                        "dataset": name,
+                        "extract_id": extract_id,
+                        "rows": count,
+                        "relation": "source" if name in sources else "linkage",
+                    }
+                )
     return rows
 
 
@@ -255,8 +378,8 @@ class FlowHistory:
     quarantined: int = 0
     last_quarantined: str | None = None
     extracts_deleted: int = 0
-    withdrawals: int = 0          # withdrawal lists accepted
-    records_withdrawn: int = 0    # records they removed from the hub
+    withdrawals: int = 0  # withdrawal lists accepted
+    records_withdrawn: int = 0  # records they removed from the hub
 
 
 def _contract_id(value) -> str | None:
@@ -294,22 +417,30 @@ def linked_contracts(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contra
     if not table_exists(con, "hub", "record_identity"):
         return []
     by_dataset = {name: c for c in contracts.values() for name in c.datasets}
-    datasets = {row[0] for row in con.execute("SELECT DISTINCT dataset FROM hub.record_identity").fetchall()}
+    datasets = {
+        row[0] for row in con.execute("SELECT DISTINCT dataset FROM hub.record_identity").fetchall()
+    }
     return sorted({by_dataset[d].label for d in datasets if d in by_dataset})
 
 
 def uses_contract(event: dict, contract_id: str) -> bool:
     """Whether an event used the agreement's data without being about it: a linkage run that
     matched its records, a publication that relied on them (they list agreements in ``contracts``)."""
-    return any(_contract_id(label) == contract_id for label in event.get("contracts") or []
-               if isinstance(label, str))
+    return any(
+        _contract_id(label) == contract_id
+        for label in event.get("contracts") or []
+        if isinstance(label, str)
+    )
 
 
 def contract_events(audit: AuditLog, contract_id: str) -> list[dict]:
     """Every audit event about one contract (status, signatures, deliveries, quarantines, exclusions,
     withdrawals, deletions) and every linkage run and publication that used its data, oldest first."""
-    return [e for e in audit.events()
-            if _contract_id(e.get("contract")) == contract_id or uses_contract(e, contract_id)]
+    return [
+        e
+        for e in audit.events()
+        if _contract_id(e.get("contract")) == contract_id or uses_contract(e, contract_id)
+    ]
 
 
 def published_dependants(published: Path) -> dict[str, list[tuple[str, str]]]:

@@ -12,6 +12,7 @@ reason file in the quarantine folder names, in that folder, and nothing else (no
 ``released/`` history, not a file a link points to).
 No Dagster imports.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,19 +55,26 @@ def relative_stored(stored_as: str, home: Path) -> str | None:
     return None
 
 
-def migrate_stored_paths(con: duckdb.DuckDBPyConnection, home: Path, audit: AuditLog,
-                         now: dt.datetime) -> int:
+def migrate_stored_paths(
+    con: duckdb.DuckDBPyConnection, home: Path, audit: AuditLog, now: dt.datetime
+) -> int:
     """Rewrite absolute ``stored_as`` values as paths relative to ``home``; audits how many (once)."""
     if not table_exists(con, "hub", "deliveries"):
         return 0
-    rows = con.execute("SELECT DISTINCT stored_as FROM hub.deliveries WHERE stored_as LIKE '/%'").fetchall()
+    rows = con.execute(
+        "SELECT DISTINCT stored_as FROM hub.deliveries WHERE stored_as LIKE '/%'"
+    ).fetchall()
     changes = {old: relative_stored(old, home) for (old,) in rows}
     changes = {old: new for old, new in changes.items() if new is not None}
     for old, new in changes.items():
         con.execute("UPDATE hub.deliveries SET stored_as = ? WHERE stored_as = ?", [new, old])
     if changes:
-        audit.append("stored_paths_migrated", at=now, paths=len(changes),
-                     reason="hub.deliveries.stored_as now names files relative to PLACELINK_HOME")
+        audit.append(
+            "stored_paths_migrated",
+            at=now,
+            paths=len(changes),
+            reason="hub.deliveries.stored_as now names files relative to PLACELINK_HOME",
+        )
     return len(changes)
 
 
@@ -78,7 +86,9 @@ class Purged:
     received_at: str
 
 
-def purge_quarantine(quarantine: Path, keep_days: int, audit: AuditLog, now: dt.datetime) -> list[Purged]:
+def purge_quarantine(
+    quarantine: Path, keep_days: int, audit: AuditLog, now: dt.datetime
+) -> list[Purged]:
     """Delete held files (and their reasons) received more than ``keep_days`` days before ``now``;
     ``keep_days`` 0 keeps everything. Returns what was deleted, each audited."""
     if keep_days <= 0 or not quarantine.is_dir():
@@ -105,8 +115,15 @@ def purge_quarantine(quarantine: Path, keep_days: int, audit: AuditLog, now: dt.
             held.unlink()  # a link is removed, never what it points to
         reason_file.unlink()
         item = Purged(held_as, reason.get("check"), reason.get("contract"), reason["received_at"])
-        audit.append("quarantine_purged", at=now, file=reason.get("file") or held_as, held_as=held_as,
-                     check=item.check, contract=item.contract, received_at=item.received_at,
-                     kept_days=keep_days)
+        audit.append(
+            "quarantine_purged",
+            at=now,
+            file=reason.get("file") or held_as,
+            held_as=held_as,
+            check=item.check,
+            contract=item.contract,
+            received_at=item.received_at,
+            kept_days=keep_days,
+        )
         purged.append(item)
     return purged

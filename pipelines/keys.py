@@ -13,6 +13,7 @@ SubjectPublicKeyInfo for public keys). Private key files are created with mode 0
 and never overwritten. A fingerprint is ``sha256:`` + the hex SHA-256 of the raw
 public key bytes (for the hybrid key, ML-KEM-768 public bytes then X25519 public bytes).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,15 +44,20 @@ def fingerprint(raw_public: bytes) -> str:
 
 
 def _pem_private(key, passphrase: bytes | None) -> str:
-    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
-                  else serialization.NoEncryption())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             encryption).decode()
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
 
 
 def _pem_public(key) -> str:
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def _raw_public(key) -> bytes:
@@ -77,7 +83,9 @@ def _read(path: Path, expected_format: str) -> dict:
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot be read ({exc.strerror})") from None
     except ValueError:
-        raise KeyFileError(f"{path}: not a placelink key file (expected JSON '{expected_format}')") from None
+        raise KeyFileError(
+            f"{path}: not a placelink key file (expected JSON '{expected_format}')"
+        ) from None
     if not isinstance(document, dict) or document.get("format") != expected_format:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise KeyFileError(f"{path}: is a '{found}' file, expected '{expected_format}'")
@@ -89,10 +97,14 @@ def _load_private_pem(pem: str, passphrase: bytes | None, path: Path):
         return serialization.load_pem_private_key(pem.encode(), password=passphrase or None)
     except TypeError:
         if passphrase:
-            raise KeyFileError(f"{path}: the key is not passphrase-protected; omit the passphrase") from None
-        raise KeyFileError(f"{path}: the key is passphrase-protected; give the passphrase "
-                           "(--passphrase-file, PLACELINK_SIGNING_KEY_PASSPHRASE for a partner key, "
-                           "PLACELINK_HUB_KEY_PASSPHRASE for the hub key)") from None
+            raise KeyFileError(
+                f"{path}: the key is not passphrase-protected; omit the passphrase"
+            ) from None
+        raise KeyFileError(
+            f"{path}: the key is passphrase-protected; give the passphrase "
+            "(--passphrase-file, PLACELINK_SIGNING_KEY_PASSPHRASE for a partner key, "
+            "PLACELINK_HUB_KEY_PASSPHRASE for the hub key)"
+        ) from None
     except ValueError:
         raise KeyFileError(f"{path}: wrong passphrase, or the key file is damaged") from None
 
@@ -113,8 +125,9 @@ def _ed25519_public(path: Path, expected_format: str) -> tuple[dict, ed25519.Ed2
     return document, key
 
 
-def _ed25519_private(path: Path, expected_format: str,
-                     passphrase: bytes | None) -> tuple[dict, ed25519.Ed25519PrivateKey]:
+def _ed25519_private(
+    path: Path, expected_format: str, passphrase: bytes | None
+) -> tuple[dict, ed25519.Ed25519PrivateKey]:
     document = _read(path, expected_format)
     key = _load_private_pem(document["private_key"], passphrase, Path(path))
     if not isinstance(key, ed25519.Ed25519PrivateKey):
@@ -150,15 +163,23 @@ class _PrivateEd25519:
 
 # --- partner signing keys (Ed25519) -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SigningPublicKey(_PublicEd25519):
     partner_id: str
     key: ed25519.Ed25519PublicKey
 
     def save(self, path: Path) -> Path:
-        return _write_new(path, {"format": SIGNING_PUBLIC_FORMAT, "partner_id": self.partner_id,
-                                 "fingerprint": self.fingerprint, "public_key": _pem_public(self.key)},
-                          private=False)
+        return _write_new(
+            path,
+            {
+                "format": SIGNING_PUBLIC_FORMAT,
+                "partner_id": self.partner_id,
+                "fingerprint": self.fingerprint,
+                "public_key": _pem_public(self.key),
+            },
+            private=False,
+        )
 
     @classmethod
     def load(cls, path: Path) -> SigningPublicKey:
@@ -182,9 +203,16 @@ class SigningKey(_PrivateEd25519):
         return SigningPublicKey(self.partner_id, self.key.public_key())
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
-        return _write_new(path, {"format": SIGNING_KEY_FORMAT, "partner_id": self.partner_id,
-                                 "fingerprint": self.fingerprint,
-                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+        return _write_new(
+            path,
+            {
+                "format": SIGNING_KEY_FORMAT,
+                "partner_id": self.partner_id,
+                "fingerprint": self.fingerprint,
+                "private_key": _pem_private(self.key, passphrase),
+            },
+            private=True,
+        )
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> SigningKey:
@@ -193,6 +221,7 @@ class SigningKey(_PrivateEd25519):
 
 
 # --- hub decryption keys (HPKE) -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HubPublicKey:
@@ -208,27 +237,44 @@ class HubPublicKey:
         return fingerprint(self._raw)
 
     def save(self, path: Path) -> Path:
-        return _write_new(path, {"format": HUB_PUBLIC_FORMAT, "kem": self.kem,
-                                 "fingerprint": self.fingerprint, "public_keys": list(self._pems)},
-                          private=False)
+        return _write_new(
+            path,
+            {
+                "format": HUB_PUBLIC_FORMAT,
+                "kem": self.kem,
+                "fingerprint": self.fingerprint,
+                "public_keys": list(self._pems),
+            },
+            private=False,
+        )
 
     @classmethod
     def load(cls, path: Path) -> HubPublicKey:
         document = _read(path, HUB_PUBLIC_FORMAT)
         kem = document.get("kem")
-        keys = [serialization.load_pem_public_key(p.encode()) for p in document.get("public_keys", [])]
+        keys = [
+            serialization.load_pem_public_key(p.encode()) for p in document.get("public_keys", [])
+        ]
         return _hub_public(kem, keys, Path(path))
 
 
 def _hub_public(kem: str, keys: list, path: Path | None) -> HubPublicKey:
     where = f"{path}: " if path else ""
     if kem == "MLKEM768_X25519":
-        if len(keys) != 2 or not isinstance(keys[0], mlkem.MLKEM768PublicKey) \
-                or not isinstance(keys[1], x25519.X25519PublicKey):
-            raise KeyFileError(f"{where}a MLKEM768_X25519 key needs an ML-KEM-768 and an X25519 public key")
-        return HubPublicKey(kem, hpke.MLKEM768X25519PublicKey(keys[0], keys[1]),
-                            keys[0].public_bytes_raw() + _raw_public(keys[1]),
-                            tuple(_pem_public(k) for k in keys))
+        if (
+            len(keys) != 2
+            or not isinstance(keys[0], mlkem.MLKEM768PublicKey)
+            or not isinstance(keys[1], x25519.X25519PublicKey)
+        ):
+            raise KeyFileError(
+                f"{where}a MLKEM768_X25519 key needs an ML-KEM-768 and an X25519 public key"
+            )
+        return HubPublicKey(
+            kem,
+            hpke.MLKEM768X25519PublicKey(keys[0], keys[1]),
+            keys[0].public_bytes_raw() + _raw_public(keys[1]),
+            tuple(_pem_public(k) for k in keys),
+        )
     if kem == "X25519":
         if len(keys) != 1 or not isinstance(keys[0], x25519.X25519PublicKey):
             raise KeyFileError(f"{where}a X25519 key needs one X25519 public key")
@@ -246,7 +292,9 @@ class HubKey:
     @classmethod
     def generate(cls, kem: str = DEFAULT_HUB_KEM) -> HubKey:
         if kem == "MLKEM768_X25519":
-            return cls(kem, (mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()))
+            return cls(
+                kem, (mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate())
+            )
         if kem == "X25519":
             return cls(kem, (x25519.X25519PrivateKey.generate(),))
         raise KeyFileError(f"unknown KEM '{kem}' (supported: {', '.join(HUB_KEMS)})")
@@ -267,14 +315,23 @@ class HubKey:
         return self.public.fingerprint
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
-        return _write_new(path, {"format": HUB_KEY_FORMAT, "kem": self.kem, "fingerprint": self.fingerprint,
-                                 "private_keys": [_pem_private(p, passphrase) for p in self.parts]},
-                          private=True)
+        return _write_new(
+            path,
+            {
+                "format": HUB_KEY_FORMAT,
+                "kem": self.kem,
+                "fingerprint": self.fingerprint,
+                "private_keys": [_pem_private(p, passphrase) for p in self.parts],
+            },
+            private=True,
+        )
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> HubKey:
         document = _read(path, HUB_KEY_FORMAT)
-        parts = tuple(_load_private_pem(p, passphrase, Path(path)) for p in document.get("private_keys", []))
+        parts = tuple(
+            _load_private_pem(p, passphrase, Path(path)) for p in document.get("private_keys", [])
+        )
         key = cls(document.get("kem"), parts)
         _ = key.public  # validates the kem and the parts
         return key
@@ -299,13 +356,17 @@ def register_partner_key(contract_path: Path, public: SigningPublicKey, partner_
     contract_path = Path(contract_path)
     text = contract_path.read_text(encoding="utf-8")
     if len(_FINGERPRINT_LINE.findall(text)) != 1:
-        raise KeyFileError(f"{contract_path.name}: expected one 'signing_key_fingerprint:' line in the "
-                           "dataSharingAgreement terms")
+        raise KeyFileError(
+            f"{contract_path.name}: expected one 'signing_key_fingerprint:' line in the "
+            "dataSharingAgreement terms"
+        )
     target = partner_key_path(partner_keys, public.fingerprint)
     if not target.exists():
         public.save(target)
-    contract_path.write_text(_FINGERPRINT_LINE.sub(lambda m: f"{m.group(1)} {public.fingerprint}", text),
-                             encoding="utf-8")
+    contract_path.write_text(
+        _FINGERPRINT_LINE.sub(lambda m: f"{m.group(1)} {public.fingerprint}", text),
+        encoding="utf-8",
+    )
     return target
 
 
@@ -327,9 +388,18 @@ class ApproverPublicKey(_PublicEd25519):
     key: ed25519.Ed25519PublicKey
 
     def save(self, path: Path) -> Path:
-        return _write_new(path, {"format": APPROVER_PUBLIC_FORMAT, "name": self.name, "role": self.role,
-                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
-                                 "public_key": _pem_public(self.key)}, private=False)
+        return _write_new(
+            path,
+            {
+                "format": APPROVER_PUBLIC_FORMAT,
+                "name": self.name,
+                "role": self.role,
+                "organisation": self.organisation,
+                "fingerprint": self.fingerprint,
+                "public_key": _pem_public(self.key),
+            },
+            private=False,
+        )
 
     @classmethod
     def load(cls, path: Path) -> ApproverPublicKey:
@@ -356,9 +426,18 @@ class ApproverKey(_PrivateEd25519):
         return ApproverPublicKey(self.name, self.role, self.organisation, self.key.public_key())
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
-        return _write_new(path, {"format": APPROVER_KEY_FORMAT, "name": self.name, "role": self.role,
-                                 "organisation": self.organisation, "fingerprint": self.fingerprint,
-                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+        return _write_new(
+            path,
+            {
+                "format": APPROVER_KEY_FORMAT,
+                "name": self.name,
+                "role": self.role,
+                "organisation": self.organisation,
+                "fingerprint": self.fingerprint,
+                "private_key": _pem_private(self.key, passphrase),
+            },
+            private=True,
+        )
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> ApproverKey:
@@ -377,8 +456,15 @@ class AuditPublicKey(_PublicEd25519):
     key: ed25519.Ed25519PublicKey
 
     def save(self, path: Path) -> Path:
-        return _write_new(path, {"format": AUDIT_PUBLIC_FORMAT, "fingerprint": self.fingerprint,
-                                 "public_key": _pem_public(self.key)}, private=False)
+        return _write_new(
+            path,
+            {
+                "format": AUDIT_PUBLIC_FORMAT,
+                "fingerprint": self.fingerprint,
+                "public_key": _pem_public(self.key),
+            },
+            private=False,
+        )
 
     @classmethod
     def load(cls, path: Path) -> AuditPublicKey:
@@ -400,8 +486,15 @@ class AuditKey(_PrivateEd25519):
         return AuditPublicKey(self.key.public_key())
 
     def save(self, path: Path, passphrase: bytes | None = None) -> Path:
-        return _write_new(path, {"format": AUDIT_KEY_FORMAT, "fingerprint": self.fingerprint,
-                                 "private_key": _pem_private(self.key, passphrase)}, private=True)
+        return _write_new(
+            path,
+            {
+                "format": AUDIT_KEY_FORMAT,
+                "fingerprint": self.fingerprint,
+                "private_key": _pem_private(self.key, passphrase),
+            },
+            private=True,
+        )
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> AuditKey:

@@ -11,6 +11,7 @@ write lost); one whose vault or published folder cannot be written fails after i
 - the home, vault, quarantine and published folders can be written (a file is created and removed
   in each that exists, in its nearest existing parent otherwise), and the inbox can be read.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,20 @@ from pathlib import Path
 
 from pipelines.settings import Settings
 
-FLOOR = 256 * 1024 ** 2
+FLOOR = 256 * 1024**2
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "G": 1024 ** 3, "GB": 1024 ** 3,
-          "T": 1024 ** 4, "TB": 1024 ** 4}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1024,
+    "M": 1024**2,
+    "MB": 1024**2,
+    "G": 1024**3,
+    "GB": 1024**3,
+    "T": 1024**4,
+    "TB": 1024**4,
+}
 
 
 class PreflightFailed(RuntimeError):
@@ -35,8 +46,10 @@ def parse_size(text: str) -> int:
     """``5GB``, ``512MB``, ``0`` -> bytes (binary units)."""
     match = _SIZE.fullmatch(text or "")
     if not match:
-        raise PreflightFailed(f"PLACELINK_MIN_FREE_DISK is {text!r}: give a size such as '5GB' or '512MB', "
-                              "or 0 to skip the free-space check")
+        raise PreflightFailed(
+            f"PLACELINK_MIN_FREE_DISK is {text!r}: give a size such as '5GB' or '512MB', "
+            "or 0 to skip the free-space check"
+        )
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
@@ -72,31 +85,42 @@ def _existing(path: Path) -> Path:
 def _check_writable(path: Path, what: str) -> None:
     folder = _existing(path)
     if not folder.is_dir():
-        raise PreflightFailed(f"{what} {path} cannot be made: {folder} is a file, not a folder. Move it away "
-                              "(or point PLACELINK_HOME elsewhere) and run again")
+        raise PreflightFailed(
+            f"{what} {path} cannot be made: {folder} is a file, not a folder. Move it away "
+            "(or point PLACELINK_HOME elsewhere) and run again"
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".placelink-preflight-"):
             pass
     except OSError as exc:
-        raise PreflightFailed(f"{what} {folder} is not writable by this user ({exc.strerror}). Give the hub's "
-                              "user write access to it (or point PLACELINK_HOME elsewhere) and run again") from None
+        raise PreflightFailed(
+            f"{what} {folder} is not writable by this user ({exc.strerror}). Give the hub's "
+            "user write access to it (or point PLACELINK_HOME elsewhere) and run again"
+        ) from None
 
 
 def preflight(settings: Settings) -> None:
     """Raise :class:`PreflightFailed` if the run should not start; touches nothing it keeps."""
-    for path, what in ((settings.home, "the hub's home (PLACELINK_HOME)"), (settings.vault, "the vault"),
-                       (settings.quarantine, "the quarantine folder"),
-                       (settings.published.parent, "the published folder")):
+    for path, what in (
+        (settings.home, "the hub's home (PLACELINK_HOME)"),
+        (settings.vault, "the vault"),
+        (settings.quarantine, "the quarantine folder"),
+        (settings.published.parent, "the published folder"),
+    ):
         _check_writable(path, what)
     inbox = settings.inbox
     if inbox.exists():
         if not inbox.is_dir():
-            raise PreflightFailed(f"the inbox {inbox} is not a folder: move the file away and run again")
+            raise PreflightFailed(
+                f"the inbox {inbox} is not a folder: move the file away and run again"
+            )
         try:
             os.listdir(inbox)
         except OSError as exc:
-            raise PreflightFailed(f"the inbox {inbox} cannot be read ({exc.strerror}). Give the hub's user read "
-                                  "access to it and run again") from None
+            raise PreflightFailed(
+                f"the inbox {inbox} cannot be read ({exc.strerror}). Give the hub's user read "
+                "access to it and run again"
+            ) from None
     need = required_free_space(settings)
     if need:
         free = shutil.disk_usage(_existing(settings.home)).free
@@ -105,4 +129,5 @@ def preflight(settings: Settings) -> None:
                 f"only {_human(free)} free on the file system of {settings.home}; a run needs at least "
                 f"{_human(need)} ({'PLACELINK_MIN_FREE_DISK' if settings.min_free_disk.strip() else 'twice the inbox and the warehouse, at least 256 MB'}). "
                 "Free space (old files in quarantine: `placelink hub quarantine list`; DuckDB spill files in "
-                f"{settings.duckdb_temp}) or set PLACELINK_MIN_FREE_DISK, and run again. Nothing was touched")
+                f"{settings.duckdb_temp}) or set PLACELINK_MIN_FREE_DISK, and run again. Nothing was touched"
+            )

@@ -12,6 +12,7 @@ plain line lists the work still running once every ``interval`` seconds (30 by d
 quick run prints nothing, a long one a line every half-minute, never one per file or row, and
 standard output stays as it was for whatever reads it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -81,8 +82,14 @@ class Reporter:
     writes one plain line of every unfinished task once ``interval`` seconds have passed since
     the last (a background thread calls it unless ``background`` is false, as in tests)."""
 
-    def __init__(self, stream: IO[str], terminal: bool, interval: float = INTERVAL,
-                 timer: Callable[[], float] = time.monotonic, background: bool = True) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        terminal: bool,
+        interval: float = INTERVAL,
+        timer: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
         self.stream, self.terminal, self.interval, self.timer = stream, terminal, interval, timer
         self.tasks: list[Task] = []
         self._last = timer()
@@ -104,9 +111,15 @@ class Reporter:
             )
 
             # Two refreshes a second: the display's thread must not take the work's time.
-            self._live = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                  console=Console(file=stream), refresh_per_second=2)
+            self._live = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=stream),
+                refresh_per_second=2,
+            )
         elif background:
             self._thread = threading.Thread(target=self._tick_until_stopped, daemon=True)
 

@@ -18,6 +18,7 @@ published file stays as it was and the run fails with a message naming the table
 what to do. Allowed losses are named in the run's summary and the ``published`` audit event, never
 silent. Names and counts only: no value from any table.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,23 +40,24 @@ ACCEPT_COMMAND = 'placelink hub accept-publication --reason "..."'
 @dataclass(frozen=True)
 class LastPublication:
     built_at: str
-    sources: set[tuple[str, str]]                    # (contract_id, dataset)
+    sources: set[tuple[str, str]]  # (contract_id, dataset)
     table_rows: dict[str, int]
     table_sources: dict[str, set[tuple[str, str]]]  # published table -> sources it relied on
 
 
 @dataclass(frozen=True)
 class Loss:
-    kind: str           # "source" or "table"
-    name: str           # contract/dataset, or the table
-    before: str         # what the last publication had, e.g. "1,234 rows"
+    kind: str  # "source" or "table"
+    name: str  # contract/dataset, or the table
+    before: str  # what the last publication had, e.g. "1,234 rows"
     reason: str | None  # the known reason, or None: unexplained
 
     def describe(self) -> str:
         what = f"source {self.name}" if self.kind == "source" else f"table {self.name}"
         lost = "contributes nothing now" if self.kind == "source" else "has no rows now"
         return f"{what} ({self.before} in the last publication) {lost}" + (
-            f": {self.reason}" if self.reason else "")
+            f": {self.reason}" if self.reason else ""
+        )
 
 
 def last_publication(path: Path) -> LastPublication | None:
@@ -65,44 +67,63 @@ def last_publication(path: Path) -> LastPublication | None:
     con = duckdb.connect(str(path), read_only=True)
     try:
         about = dict(con.execute("SELECT key, value FROM _about").fetchall())
-        sources = {(x["contract_id"], x["dataset"]) for x in json.loads(about.get("lineage") or "[]")}
+        sources = {
+            (x["contract_id"], x["dataset"]) for x in json.loads(about.get("lineage") or "[]")
+        }
         tables = json.loads(about.get("tables") or "[]")
         rows = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables}
         table_sources: dict[str, set[tuple[str, str]]] = {}
         if table_exists(con, "main", "_lineage"):
             for table, contract, dataset in con.execute(
-                    "SELECT DISTINCT published_table, contract_id, dataset FROM _lineage").fetchall():
+                "SELECT DISTINCT published_table, contract_id, dataset FROM _lineage"
+            ).fetchall():
                 table_sources.setdefault(table, set()).add((contract, dataset))
     finally:
         con.close()
     return LastPublication(about.get("built_at", "?"), sources, rows, table_sources)
 
 
-def known_source_reasons(con: duckdb.DuckDBPyConnection, excluded: list[dict],
-                         since: str) -> dict[tuple[str, str] | str, str]:
+def known_source_reasons(
+    con: duckdb.DuckDBPyConnection, excluded: list[dict], since: str
+) -> dict[tuple[str, str] | str, str]:
     """Why a source may be missing, by (contract, dataset), or by contract id for a whole agreement."""
     reasons: dict[tuple[str, str] | str, str] = {}
     for flow in excluded:
-        reasons[flow["contract_id"]] = (f"agreement {flow['contract_id']} is {flow['status']} "
-                                        f"({flow.get('reason') or 'not in force'})")
+        reasons[flow["contract_id"]] = (
+            f"agreement {flow['contract_id']} is {flow['status']} "
+            f"({flow.get('reason') or 'not in force'})"
+        )
     if table_exists(con, "hub", "retention_deletions"):
         for contract, dataset, extracts in con.execute(
-                "SELECT contract_id, dataset, count(*) FROM hub.retention_deletions GROUP BY 1, 2").fetchall():
-            reasons[(contract, dataset)] = (f"retention deleted {extracts} extract(s) of it at the end of the "
-                                            "agreement's retention period (audited: retention_deleted)")
+            "SELECT contract_id, dataset, count(*) FROM hub.retention_deletions GROUP BY 1, 2"
+        ).fetchall():
+            reasons[(contract, dataset)] = (
+                f"retention deleted {extracts} extract(s) of it at the end of the "
+                "agreement's retention period (audited: retention_deleted)"
+            )
     if table_exists(con, "hub", "deliveries"):
-        columns = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                             "table_schema = 'hub' AND table_name = 'deliveries'").fetchall()}
+        columns = {
+            c
+            for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE "
+                "table_schema = 'hub' AND table_name = 'deliveries'"
+            ).fetchall()
+        }
         if "kind" in columns:
             try:
                 after = dt.datetime.fromisoformat(since).replace(tzinfo=None)
             except ValueError:
                 after = dt.datetime.min
             for contract, dataset in con.execute(
-                    "SELECT DISTINCT contract_id, dataset FROM hub.deliveries WHERE kind = 'withdrawal' "
-                    "AND status = 'accepted' AND received_at >= ?", [after]).fetchall():
-                reasons.setdefault((contract, dataset), "the partner withdrew records of it since the last "
-                                                        "publication (audited: withdrawal)")
+                "SELECT DISTINCT contract_id, dataset FROM hub.deliveries WHERE kind = 'withdrawal' "
+                "AND status = 'accepted' AND received_at >= ?",
+                [after],
+            ).fetchall():
+                reasons.setdefault(
+                    (contract, dataset),
+                    "the partner withdrew records of it since the last "
+                    "publication (audited: withdrawal)",
+                )
     return reasons
 
 
@@ -120,16 +141,28 @@ def pending_acceptances(audit: AuditLog) -> list[dict[str, Any]]:
 
 def record_acceptance(audit: AuditLog, reason: str) -> dict[str, Any]:
     if not reason.strip():
-        raise ValueError("give the reason for accepting the loss (--reason): the IG officer reads it")
+        raise ValueError(
+            "give the reason for accepting the loss (--reason): the IG officer reads it"
+        )
     return audit.append(ACCEPT_EVENT, change_id=uuid.uuid4().hex[:16], reason=reason.strip())
 
 
-def find_losses(last: LastPublication, sources_now: set[tuple[str, str]], rows_now: dict[str, int],
-                known: dict[tuple[str, str] | str, str], models_left_out: dict[str, str],
-                accepted: list[dict[str, Any]]) -> list[Loss]:
+def find_losses(
+    last: LastPublication,
+    sources_now: set[tuple[str, str]],
+    rows_now: dict[str, int],
+    known: dict[tuple[str, str] | str, str],
+    models_left_out: dict[str, str],
+    accepted: list[dict[str, Any]],
+) -> list[Loss]:
     """Every loss from ``last`` to the new file, each with its known reason or None."""
-    operator = "; ".join(f"accepted by {e.get('actor')}: {e.get('reason')} (audited: {ACCEPT_EVENT})"
-                         for e in accepted) or None
+    operator = (
+        "; ".join(
+            f"accepted by {e.get('actor')}: {e.get('reason')} (audited: {ACCEPT_EVENT})"
+            for e in accepted
+        )
+        or None
+    )
     losses: list[Loss] = []
     lost_sources: dict[tuple[str, str], str | None] = {}
     for contract, dataset in sorted(last.sources - sources_now):
@@ -142,8 +175,15 @@ def find_losses(last: LastPublication, sources_now: set[tuple[str, str]], rows_n
         relied_on = last.table_sources.get(table, set())
         known_reasons = [lost_sources[s] for s in sorted(relied_on) if lost_sources.get(s)]
         left_out = models_left_out.get(f"publish.{table}") or models_left_out.get(table)
-        reason = (known_reasons[0] if known_reasons else
-                  (f"its model was left out: {left_out}" if left_out and table not in rows_now else None)) or operator
+        reason = (
+            known_reasons[0]
+            if known_reasons
+            else (
+                f"its model was left out: {left_out}"
+                if left_out and table not in rows_now
+                else None
+            )
+        ) or operator
         losses.append(Loss("table", table, f"{before:,} rows", reason))
     return losses
 
@@ -151,8 +191,10 @@ def find_losses(last: LastPublication, sources_now: set[tuple[str, str]], rows_n
 def blocked_message(losses: list[Loss], published: Path, built_at: str) -> str:
     unexplained = [loss for loss in losses if loss.reason is None]
     names = "; ".join(loss.describe() for loss in unexplained)
-    return (f"publication blocked: {names}. Nothing explains it (no retention deletion, agreement out of force "
-            f"or withdrawal), so {published} was left as it was (built {built_at}). Find why: a delivery "
-            "held in quarantine (`placelink hub quarantine list`), a partner that did not send "
-            "(`placelink hub deliveries --overdue`); fix it and run again. If the loss is right, accept it "
-            f"for the next run with `{ACCEPT_COMMAND}` (audited).")
+    return (
+        f"publication blocked: {names}. Nothing explains it (no retention deletion, agreement out of force "
+        f"or withdrawal), so {published} was left as it was (built {built_at}). Find why: a delivery "
+        "held in quarantine (`placelink hub quarantine list`), a partner that did not send "
+        "(`placelink hub deliveries --overdue`); fix it and run again. If the loss is right, accept it "
+        f"for the next run with `{ACCEPT_COMMAND}` (audited)."
+    )

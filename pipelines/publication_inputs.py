@@ -12,6 +12,7 @@ publication's, and whose published file is the one that publication wrote, has n
 Recording is the last thing a publication does: a run killed before it is simply not a
 publication, and the next run builds the file again.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -90,59 +91,104 @@ def _file_digest(path: Path) -> str:
 
 
 def _folder_digest(folder: Path, pattern: str) -> str:
-    return _digest(part for path in _files(folder, pattern)
-                   for part in (path.relative_to(folder).as_posix(), _file_digest(path)))
+    return _digest(
+        part
+        for path in _files(folder, pattern)
+        for part in (path.relative_to(folder).as_posix(), _file_digest(path))
+    )
 
 
-def current_inputs(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
-                   problems: dict[str, ContractError]) -> dict[str, str]:
+def current_inputs(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    problems: dict[str, ContractError],
+) -> dict[str, str]:
     """The SHA-256 of each input of a publication as the hub stands now (INPUT_NAMES)."""
-    deliveries = (con.execute("SELECT extract_id, coalesce(kind, 'extract') FROM hub.deliveries "
-                              "WHERE status = 'accepted' ORDER BY 1, 2").fetchall()
-                  if table_exists(con, "hub", "deliveries") else [])
-    deleted = (con.execute("SELECT extract_id FROM hub.retention_deletions ORDER BY 1").fetchall()
-               if table_exists(con, "hub", "retention_deletions") else [])
+    deliveries = (
+        con.execute(
+            "SELECT extract_id, coalesce(kind, 'extract') FROM hub.deliveries "
+            "WHERE status = 'accepted' ORDER BY 1, 2"
+        ).fetchall()
+        if table_exists(con, "hub", "deliveries")
+        else []
+    )
+    deleted = (
+        con.execute("SELECT extract_id FROM hub.retention_deletions ORDER BY 1").fetchall()
+        if table_exists(con, "hub", "retention_deletions")
+        else []
+    )
     statuses = flow_statuses(contracts, problems, settings.today())
     return {
         "deliveries": _digest(f"{extract_id} {kind}" for extract_id, kind in deliveries),
         "retention": _digest(row[0] for row in deleted),
-        "agreements": _digest([_folder_digest(settings.contracts_dir, "*.yaml"),
-                               *(f"{s.contract_id} {s.version} {s.status} {s.in_use}"
-                                 for _, s in sorted(statuses.items()))]),
+        "agreements": _digest(
+            [
+                _folder_digest(settings.contracts_dir, "*.yaml"),
+                *(
+                    f"{s.contract_id} {s.version} {s.status} {s.in_use}"
+                    for _, s in sorted(statuses.items())
+                ),
+            ]
+        ),
         "linkage_model": _file_digest(settings.models / MODEL_FILE),
         "sql_models": _folder_digest(settings.sql_dir, "*.sql"),
         "code": _digest(_folder_digest(REPO_ROOT / folder, "*.py") for folder in CODE_FOLDERS),
         "area_reference": _file_digest(settings.reference / "lsoa_reference.csv"),
-        "settings": _digest([settings.linkage_threshold, settings.linkage_max_cluster_size,
-                             settings.linkage_max_link_rate_change, settings.linkage_backend,
-                             settings.linkage_sensitivity_thresholds]),
+        "settings": _digest(
+            [
+                settings.linkage_threshold,
+                settings.linkage_max_cluster_size,
+                settings.linkage_max_link_rate_change,
+                settings.linkage_backend,
+                settings.linkage_sensitivity_thresholds,
+            ]
+        ),
     }
 
 
 def last_publication(con: duckdb.DuckDBPyConnection) -> Publication | None:
     if not table_exists(con, "hub", "publications"):
         return None
-    rows = con.execute("SELECT run_id, published_at, inputs, published_sha256 FROM hub.publications").fetchall()
+    rows = con.execute(
+        "SELECT run_id, published_at, inputs, published_sha256 FROM hub.publications"
+    ).fetchall()
     if not rows:
         return None
     run_id, published_at, inputs, published_sha256 = rows[0]
     return Publication(run_id, published_at, json.loads(inputs), published_sha256)
 
 
-def record_publication(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
-                       problems: dict[str, ContractError], run_id: str | None, now: dt.datetime) -> Publication:
+def record_publication(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    problems: dict[str, ContractError],
+    run_id: str | None,
+    now: dt.datetime,
+) -> Publication:
     """Record what the file just published was built from (the last step of a publication)."""
     con.execute(PUBLICATIONS_DDL)
-    publication = Publication(run_id, now.replace(tzinfo=None), current_inputs(settings, con, contracts, problems),
-                              _file_digest(settings.published))
+    publication = Publication(
+        run_id,
+        now.replace(tzinfo=None),
+        current_inputs(settings, con, contracts, problems),
+        _file_digest(settings.published),
+    )
     # One row, the latest publication's: by when it was written, not by the clock's times (a hub's clock
     # may be set back; the audit log keeps every publication).
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM hub.publications")
-        con.execute("INSERT INTO hub.publications VALUES (?, ?, ?, ?)",
-                    [publication.run_id, publication.published_at, json.dumps(publication.inputs, sort_keys=True),
-                     publication.published_sha256])
+        con.execute(
+            "INSERT INTO hub.publications VALUES (?, ?, ?, ?)",
+            [
+                publication.run_id,
+                publication.published_at,
+                json.dumps(publication.inputs, sort_keys=True),
+                publication.published_sha256,
+            ],
+        )
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -150,8 +196,13 @@ def record_publication(settings: Settings, con: duckdb.DuckDBPyConnection, contr
     return publication
 
 
-def anything_new(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
-                 problems: dict[str, ContractError], forced: str | None = None) -> Verdict:
+def anything_new(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    problems: dict[str, ContractError],
+    forced: str | None = None,
+) -> Verdict:
     """Whether linkage and publication have anything new to do since the last publication.
 
     ``forced``: why this run rebuilds whatever the inputs say (a retrain, a backfill), or None."""
@@ -161,12 +212,25 @@ def anything_new(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: 
     if last is None:
         return Verdict(False, "nothing has been published yet", [], None)
     now = current_inputs(settings, con, contracts, problems)
-    changed = [INPUT_NAMES.get(name, name) for name in INPUT_NAMES if now.get(name) != last.inputs.get(name)]
+    changed = [
+        INPUT_NAMES.get(name, name)
+        for name in INPUT_NAMES
+        if now.get(name) != last.inputs.get(name)
+    ]
     if _file_digest(settings.published) != last.published_sha256:
         changed.append("the published file is missing or not the one last published")
-    when = f"{last.published_at:%Y-%m-%d %H:%M} UTC" + (f" by run {last.run_id}" if last.run_id else "")
+    when = f"{last.published_at:%Y-%m-%d %H:%M} UTC" + (
+        f" by run {last.run_id}" if last.run_id else ""
+    )
     if changed:
-        return Verdict(False, f"changed since the publication of {when}: {', '.join(changed)}", changed, last)
-    return Verdict(True, f"nothing new since the publication of {when} (no new delivery, withdrawal, retention "
-                         "deletion, agreement change, model retrain, or code or SQL change): linkage, the models "
-                         "and publication are skipped and the published file is unchanged", [], last)
+        return Verdict(
+            False, f"changed since the publication of {when}: {', '.join(changed)}", changed, last
+        )
+    return Verdict(
+        True,
+        f"nothing new since the publication of {when} (no new delivery, withdrawal, retention "
+        "deletion, agreement change, model retrain, or code or SQL change): linkage, the models "
+        "and publication are skipped and the published file is unchanged",
+        [],
+        last,
+    )

@@ -8,6 +8,7 @@ file carries ``_about`` (build time, rule, model versions, the contracts and ext
 that fed it), ``_definitions`` (cohort, outcome and model definitions) and a
 ``COMMENT ON`` for every table and column.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -69,13 +70,21 @@ DEFINITION_KINDS = {"cohorts": "cohort", "publish": "table"}
 
 
 @stage("publish")
-def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], target: Path,
-            definitions: list[SqlModel], lineage: list[dict], rule: DisclosureRule = DisclosureRule(),
-            now: dt.datetime | None = None, table_lineage: list[dict] | None = None,
-            excluded_flows: list[dict] | None = None, audit_head: dict | None = None,
-            models_left_out: dict[str, str] | None = None,
-            derived: Callable[[dict[str, pl.DataFrame]], list[DerivedTable]] | None = None,
-            guard: Callable[[list[PublishedTable]], None] | None = None) -> list[PublishedTable]:
+def publish(
+    warehouse: duckdb.DuckDBPyConnection,
+    models: dict[str, SqlModel],
+    target: Path,
+    definitions: list[SqlModel],
+    lineage: list[dict],
+    rule: DisclosureRule = DisclosureRule(),
+    now: dt.datetime | None = None,
+    table_lineage: list[dict] | None = None,
+    excluded_flows: list[dict] | None = None,
+    audit_head: dict | None = None,
+    models_left_out: dict[str, str] | None = None,
+    derived: Callable[[dict[str, pl.DataFrame]], list[DerivedTable]] | None = None,
+    guard: Callable[[list[PublishedTable]], None] | None = None,
+) -> list[PublishedTable]:
     """Write every ``publish.*`` model, disclosure-controlled, to ``target`` atomically.
 
     ``table_lineage`` (one row per published table and extract it relies on) becomes the
@@ -91,13 +100,17 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
     """
     now = now or dt.datetime.now(dt.UTC)
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
-    for model in sorted((m for m in models.values() if m.schema == "publish"), key=lambda m: m.name):
+    for model in sorted(
+        (m for m in models.values() if m.schema == "publish"), key=lambda m: m.name
+    ):
         controlled.append(_controlled_table(warehouse, model, rule))
     extra = derived({m.name: table for m, table, _ in controlled}) if derived else []
     for table in extra:
         if unsafe_cells(table.frame, list(table.counts), rule):
-            raise PublishRefused(f"{table.name}: disclosure check failed (a count in 1-{rule.threshold} or not a "
-                                 f"multiple of {rule.rounding_base})")
+            raise PublishRefused(
+                f"{table.name}: disclosure check failed (a count in 1-{rule.threshold} or not a "
+                f"multiple of {rule.rounding_base})"
+            )
 
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.building")
@@ -123,7 +136,9 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
         about = {
             "built_at": now.isoformat(timespec="seconds"),
             "disclosure_rule": rule.describe(),
-            "disclosure_parameters": json.dumps({"threshold": rule.threshold, "rounding_base": rule.rounding_base}),
+            "disclosure_parameters": json.dumps(
+                {"threshold": rule.threshold, "rounding_base": rule.rounding_base}
+            ),
             "lineage": json.dumps(lineage),
             "tables": json.dumps([r.name for r in results]),
             "excluded_flows": json.dumps(excluded_flows or []),
@@ -138,13 +153,36 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
         for table in extra:
             about.update(table.about)
         out.executemany("INSERT INTO _about VALUES (?, ?)", list(about.items()))
-        out.execute("CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
-                    "name VARCHAR, model_version VARCHAR, label VARCHAR)")
-        described = ([(m.table, DEFINITION_KINDS.get(m.schema, "model"), m.description, m.name, m.version,
-                       m.name.replace("_", " ")) for m in definitions]
-                     + outcome_definitions(models)
-                     + [(f"pipelines.effects ({t.name})", "method", text, name, None, name.replace("_", " "))
-                        for t in extra for name, text in t.definitions])
+        out.execute(
+            "CREATE TABLE _definitions (model VARCHAR, kind VARCHAR, definition VARCHAR, "
+            "name VARCHAR, model_version VARCHAR, label VARCHAR)"
+        )
+        described = (
+            [
+                (
+                    m.table,
+                    DEFINITION_KINDS.get(m.schema, "model"),
+                    m.description,
+                    m.name,
+                    m.version,
+                    m.name.replace("_", " "),
+                )
+                for m in definitions
+            ]
+            + outcome_definitions(models)
+            + [
+                (
+                    f"pipelines.effects ({t.name})",
+                    "method",
+                    text,
+                    name,
+                    None,
+                    name.replace("_", " "),
+                )
+                for t in extra
+                for name, text in t.definitions
+            ]
+        )
         if described:  # a hub whose contracts leave every model out publishes none
             out.executemany("INSERT INTO _definitions VALUES (?, ?, ?, ?, ?, ?)", described)
         _write_lineage(out, table_lineage or [])
@@ -163,23 +201,37 @@ def publish(warehouse: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], t
     return results
 
 
-LINEAGE_COLUMNS = ("published_table", "contract_id", "contract_version", "dataset", "extract_id",
-                   "rows", "relation")
+LINEAGE_COLUMNS = (
+    "published_table",
+    "contract_id",
+    "contract_version",
+    "dataset",
+    "extract_id",
+    "rows",
+    "relation",
+)
 
 
 def _write_lineage(out: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
     """``_lineage``: which agreements (id, version) and extracts each published table relies on."""
-    out.execute("CREATE TABLE _lineage (published_table VARCHAR, contract_id VARCHAR, "
-                "contract_version VARCHAR, dataset VARCHAR, extract_id VARCHAR, rows BIGINT, "
-                "relation VARCHAR)")
+    out.execute(
+        "CREATE TABLE _lineage (published_table VARCHAR, contract_id VARCHAR, "
+        "contract_version VARCHAR, dataset VARCHAR, extract_id VARCHAR, rows BIGINT, "
+        "relation VARCHAR)"
+    )
     if rows:
-        out.executemany("INSERT INTO _lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [tuple(r[c] for c in LINEAGE_COLUMNS) for r in rows])
+        out.executemany(
+            "INSERT INTO _lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [tuple(r[c] for c in LINEAGE_COLUMNS) for r in rows],
+        )
 
 
 # Column names that only a row-level (person-level) table has.
-IDENTIFIER_COLUMNS = re.compile(r"person_key|token|record_id|nhs_number|date_of_birth|postcode|given_name"
-                                r"|family_name|^name$|family_id", re.IGNORECASE)
+IDENTIFIER_COLUMNS = re.compile(
+    r"person_key|token|record_id|nhs_number|date_of_birth|postcode|given_name"
+    r"|family_name|^name$|family_id",
+    re.IGNORECASE,
+)
 # A dimension with a distinct value on every row of a table this long is an identifier.
 ROW_LEVEL_MIN_ROWS = 20
 
@@ -190,10 +242,18 @@ def table_spec(model: SqlModel) -> TableSpec:
     if isinstance(totals, str):
         totals = {name.strip(): "All" for name in totals.split(",") if name.strip()}
     subtotals = model.header.get("subtotals") or {}  # {dimension: {label: [values]}}
-    if not isinstance(totals, dict) or not isinstance(subtotals, dict) or not all(
-            isinstance(v, dict) and all(isinstance(m, list) for m in v.values()) for v in subtotals.values()):
-        raise PublishRefused(f"{model.path}: 'totals' must look like {{age_band: All ages}} and 'subtotals' like "
-                             "{age_band: {'0-17': ['0-4', '5-10', '11-17']}}")
+    if (
+        not isinstance(totals, dict)
+        or not isinstance(subtotals, dict)
+        or not all(
+            isinstance(v, dict) and all(isinstance(m, list) for m in v.values())
+            for v in subtotals.values()
+        )
+    ):
+        raise PublishRefused(
+            f"{model.path}: 'totals' must look like {{age_band: All ages}} and 'subtotals' like "
+            "{age_band: {'0-17': ['0-4', '5-10', '11-17']}}"
+        )
     try:
         rates = tuple(Rate.parse(r) for r in model.list_option("rates"))
     except ValueError as exc:
@@ -204,8 +264,11 @@ def table_spec(model: SqlModel) -> TableSpec:
         rates=rates,
         population=model.header.get("population") or None,
         totals=tuple((str(k), str(v)) for k, v in totals.items()),
-        subtotals=tuple((str(dim), str(label), tuple(str(v) for v in values))
-                        for dim, labelled in subtotals.items() for label, values in labelled.items()),
+        subtotals=tuple(
+            (str(dim), str(label), tuple(str(v) for v in values))
+            for dim, labelled in subtotals.items()
+            for label, values in labelled.items()
+        ),
     )
 
 
@@ -213,53 +276,74 @@ def check_publishable(model: SqlModel, raw: pl.DataFrame, spec: TableSpec) -> No
     """Raise PublishRefused unless the model's output is an aggregate table that declares every column."""
     where = f"{model.path}"
     if not spec.counts:
-        raise PublishRefused(f"{where}: a published model must declare its count columns (counts: [...]) "
-                             "so disclosure control can be applied")
+        raise PublishRefused(
+            f"{where}: a published model must declare its count columns (counts: [...]) "
+            "so disclosure control can be applied"
+        )
     identifiers = [c for c in raw.columns if IDENTIFIER_COLUMNS.search(c)]
     if identifiers:
-        raise PublishRefused(f"{where}: refused: column(s) {', '.join(identifiers)} identify people or records; "
-                             "published tables hold aggregates only - group by dimensions and count instead")
+        raise PublishRefused(
+            f"{where}: refused: column(s) {', '.join(identifiers)} identify people or records; "
+            "published tables hold aggregates only - group by dimensions and count instead"
+        )
     declared = set(spec.dimensions) | set(spec.counts)
     undeclared = [c for c in raw.columns if c not in declared]
     if undeclared:
-        raise PublishRefused(f"{where}: refused: column(s) {', '.join(undeclared)} are neither a declared "
-                             "dimension nor a declared count; declare them in the header (dimensions: [...], "
-                             "counts: [...]; rates are derived by the publisher)")
-    unknown = sorted({d for d, _, _ in spec.margins()} - set(spec.dimensions)
-                     | ({spec.population} - set(spec.counts) if spec.population else set()))
+        raise PublishRefused(
+            f"{where}: refused: column(s) {', '.join(undeclared)} are neither a declared "
+            "dimension nor a declared count; declare them in the header (dimensions: [...], "
+            "counts: [...]; rates are derived by the publisher)"
+        )
+    unknown = sorted(
+        {d for d, _, _ in spec.margins()} - set(spec.dimensions)
+        | ({spec.population} - set(spec.counts) if spec.population else set())
+    )
     if unknown:
-        raise PublishRefused(f"{where}: totals/population name(s) {', '.join(unknown)} are not declared "
-                             "dimensions/counts")
+        raise PublishRefused(
+            f"{where}: totals/population name(s) {', '.join(unknown)} are not declared "
+            "dimensions/counts"
+        )
     if raw.height >= ROW_LEVEL_MIN_ROWS:
         for dim in spec.dimensions:
             if raw.get_column(dim).n_unique() == raw.height:
-                raise PublishRefused(f"{where}: refused: dimension '{dim}' has a different value on every one "
-                                     f"of the {raw.height} rows, so the table is row-level, not an aggregate")
+                raise PublishRefused(
+                    f"{where}: refused: dimension '{dim}' has a different value on every one "
+                    f"of the {raw.height} rows, so the table is row-level, not an aggregate"
+                )
     if spec.population and raw.height and raw.get_column(spec.population).max() == 1:
-        raise PublishRefused(f"{where}: refused: every row counts at most one person ({spec.population}), "
-                             "so the table is person-level")
+        raise PublishRefused(
+            f"{where}: refused: every row counts at most one person ({spec.population}), "
+            "so the table is person-level"
+        )
     described = model.columns
     columns = list(raw.columns) + [r.name for r in spec.rates]
     undescribed = [c for c in columns if not described.get(c)]
     if not model.description or undescribed:
         what = "the table" if not model.description else "column(s) " + ", ".join(undescribed)
-        raise PublishRefused(f"{where}: {what} has no description; analysts read them as COMMENT ON - add "
-                             "'description:' and 'columns:' to the model's header")
+        raise PublishRefused(
+            f"{where}: {what} has no description; analysts read them as COMMENT ON - add "
+            "'description:' and 'columns:' to the model's header"
+        )
 
 
-def _controlled_table(warehouse: duckdb.DuckDBPyConnection, model: SqlModel,
-                      rule: DisclosureRule) -> tuple[SqlModel, pl.DataFrame, int]:
+def _controlled_table(
+    warehouse: duckdb.DuckDBPyConnection, model: SqlModel, rule: DisclosureRule
+) -> tuple[SqlModel, pl.DataFrame, int]:
     """The model's rows after disclosure control, and how many cells were redacted."""
     spec = table_spec(model)
     raw = pl.from_arrow(warehouse.sql(f"SELECT * FROM {model.table}").to_arrow_table())
     check_publishable(model, raw, spec)
     safe = control_table(raw, spec, rule)
     if unsafe_cells(safe, list(spec.counts), rule):
-        raise PublishRefused(f"{model.path}: disclosure check failed after control (a count in 1-"
-                             f"{rule.threshold} or not a multiple of {rule.rounding_base})")
+        raise PublishRefused(
+            f"{model.path}: disclosure check failed after control (a count in 1-"
+            f"{rule.threshold} or not a multiple of {rule.rounding_base})"
+        )
     if differencing_attack(safe, spec, rule):
-        raise PublishRefused(f"{model.path}: disclosure check failed: a redacted cell can be recovered "
-                             "from a total by subtraction")
+        raise PublishRefused(
+            f"{model.path}: disclosure check failed: a redacted cell can be recovered "
+            "from a total by subtraction"
+        )
     redacted = sum(int(safe.get_column(c).is_null().sum()) for c in spec.counts)
     return model, safe, redacted
 
@@ -272,41 +356,56 @@ def _comment(out: duckdb.DuckDBPyConnection, model: SqlModel) -> None:
     """COMMENT ON the published table and each of its columns (the model's header descriptions)."""
     out.execute(f'COMMENT ON TABLE "{model.name}" IS {_quote(model.description)}')
     for column, text in model.columns.items():
-        exists = out.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? "
-                             "AND column_name = ?", [model.name, column]).fetchall()[0][0]
+        exists = out.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = ? "
+            "AND column_name = ?",
+            [model.name, column],
+        ).fetchall()[0][0]
         if exists:
             out.execute(f'COMMENT ON COLUMN "{model.name}"."{column}" IS {_quote(text)}')
 
 
 METADATA_COMMENTS = {
-    "_about": ("How and when this file was built: key/value pairs.", {
-        "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
-               "(contracts and extracts that fed the file), tables, model_versions, redacted_cells (per table: "
-               "count cells published as NULL by disclosure control; for effects tables, estimates hidden), "
-               "effects_method, effects_parameters, linkage_sensitivity_thresholds, excluded_flows, models_left_out "
-               "(models whose datasets no contract provides, with why), audit_head (the audit log's signed head "
-               "when the file was built).",
-        "value": "The value; JSON for lineage, tables, model_versions, disclosure_parameters, disclosure_margins, "
-                 "redacted_cells, effects_parameters and linkage_sensitivity_thresholds."}),
-    "_definitions": ("Definitions of the cohorts, outcomes, methods and models behind the published tables.", {
-        "model": "The model (dbt_like_sql/<schema>/<name>.sql) or code that holds the definition.",
-        "kind": "cohort (a cohort model), outcome (one outcome), table (a published table's model), method (how "
-                "effects or balance are computed) or model (an intermediate model).",
-        "definition": "The definition, as written in the model's header or the code.",
-        "name": "The name: of the model, the outcome (as in the tables' outcome column) or the method.",
-        "model_version": "First 16 hex digits of the SHA-256 of the model's SQL file (NULL for a method).",
-        "label": "A readable name for reports, e.g. 'A&E attendances' for ae_attendance."}),
-    "_lineage": ("Which data-sharing agreements (id, version) and which extracts each published table relies on; "
-                 "relation = source (the table reads the dataset) or linkage (the records only took part in "
-                 "matching people)", {
-        "published_table": "The published table (a table of this file).",
-        "contract_id": "The data-sharing agreement (contract id in contracts/) the extract came under.",
-        "contract_version": "The agreement's version the extract was accepted under.",
-        "dataset": "The dataset of the agreement (a landed table).",
-        "extract_id": "The extract (one delivery) whose rows are in the table.",
-        "rows": "Rows the extract delivered (the whole delivery, not rows of this table).",
-        "relation": "source: the table reads the dataset; linkage: the extract's records only took part in "
-                    "matching people across partners."}),
+    "_about": (
+        "How and when this file was built: key/value pairs.",
+        {
+            "key": "What the value is: built_at, disclosure_rule, disclosure_parameters, disclosure_margins, lineage "
+            "(contracts and extracts that fed the file), tables, model_versions, redacted_cells (per table: "
+            "count cells published as NULL by disclosure control; for effects tables, estimates hidden), "
+            "effects_method, effects_parameters, linkage_sensitivity_thresholds, excluded_flows, models_left_out "
+            "(models whose datasets no contract provides, with why), audit_head (the audit log's signed head "
+            "when the file was built).",
+            "value": "The value; JSON for lineage, tables, model_versions, disclosure_parameters, disclosure_margins, "
+            "redacted_cells, effects_parameters and linkage_sensitivity_thresholds.",
+        },
+    ),
+    "_definitions": (
+        "Definitions of the cohorts, outcomes, methods and models behind the published tables.",
+        {
+            "model": "The model (dbt_like_sql/<schema>/<name>.sql) or code that holds the definition.",
+            "kind": "cohort (a cohort model), outcome (one outcome), table (a published table's model), method (how "
+            "effects or balance are computed) or model (an intermediate model).",
+            "definition": "The definition, as written in the model's header or the code.",
+            "name": "The name: of the model, the outcome (as in the tables' outcome column) or the method.",
+            "model_version": "First 16 hex digits of the SHA-256 of the model's SQL file (NULL for a method).",
+            "label": "A readable name for reports, e.g. 'A&E attendances' for ae_attendance.",
+        },
+    ),
+    "_lineage": (
+        "Which data-sharing agreements (id, version) and which extracts each published table relies on; "
+        "relation = source (the table reads the dataset) or linkage (the records only took part in "
+        "matching people)",
+        {
+            "published_table": "The published table (a table of this file).",
+            "contract_id": "The data-sharing agreement (contract id in contracts/) the extract came under.",
+            "contract_version": "The agreement's version the extract was accepted under.",
+            "dataset": "The dataset of the agreement (a landed table).",
+            "extract_id": "The extract (one delivery) whose rows are in the table.",
+            "rows": "Rows the extract delivered (the whole delivery, not rows of this table).",
+            "relation": "source: the table reads the dataset; linkage: the extract's records only took part in "
+            "matching people across partners.",
+        },
+    ),
 }
 
 
@@ -330,9 +429,21 @@ def outcome_definitions(models: dict[str, SqlModel]) -> list[tuple[str, str, str
         outcomes = model.header.get("outcomes")
         if isinstance(outcomes, dict):
             for name, entry in outcomes.items():
-                text, label = (entry.get("definition", ""), entry.get("label")) if isinstance(entry, dict) else (entry, None)
-                rows.append((model.table, "outcome", " ".join(str(text).split()), str(name), model.version,
-                             str(label or str(name).replace("_", " "))))
+                text, label = (
+                    (entry.get("definition", ""), entry.get("label"))
+                    if isinstance(entry, dict)
+                    else (entry, None)
+                )
+                rows.append(
+                    (
+                        model.table,
+                        "outcome",
+                        " ".join(str(text).split()),
+                        str(name),
+                        model.version,
+                        str(label or str(name).replace("_", " ")),
+                    )
+                )
     return rows
 
 
@@ -343,7 +454,10 @@ def disclosure_margins(published: list[SqlModel]) -> dict[str, dict]:
         spec = table_spec(model)
         margins[model.name] = {
             "totals": {dim: label for dim, label in spec.totals},
-            "subtotals": {label: {"dimension": dim, "of": list(members)} for dim, label, members in spec.subtotals},
+            "subtotals": {
+                label: {"dimension": dim, "of": list(members)}
+                for dim, label, members in spec.subtotals
+            },
             "population": spec.population,
         }
     return margins

@@ -1,4 +1,5 @@
 """Dagster resources, built once from the environment (see :mod:`pipelines.settings`)."""
+
 from __future__ import annotations
 
 import os
@@ -49,12 +50,19 @@ class PlacelinkResource(dg.ConfigurableResource):
         settings = self.settings()
 
         def waiting(holder) -> None:
-            context.log.warning(f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
-                                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)")
+            context.log.warning(
+                f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
+                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)"
+            )
 
         try:
-            with run_lock(settings.home, "dagster run", run_id=run.run_id,
-                          wait=settings.run_lock_wait_seconds, on_wait=waiting):
+            with run_lock(
+                settings.home,
+                "dagster run",
+                run_id=run.run_id,
+                wait=settings.run_lock_wait_seconds,
+                on_wait=waiting,
+            ):
                 yield self
         except RunLockBusy as exc:
             raise dg.Failure(description=str(exc)) from None
@@ -78,12 +86,16 @@ class PlacelinkResource(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def audit(self, context: dg.OpExecutionContext | dg.AssetExecutionContext | None = None) -> AuditLog:
+    def audit(
+        self, context: dg.OpExecutionContext | dg.AssetExecutionContext | None = None
+    ) -> AuditLog:
         """The audit log; given the step's ``context``, every event names its Dagster run and who
         started it (a sensor, a schedule, or the user of the process)."""
         if context is None:
             return self.settings().audit_log()
-        return self.settings().audit_log(actor=run_actor(context.run.tags), run_id=context.run.run_id)
+        return self.settings().audit_log(
+            actor=run_actor(context.run.tags), run_id=context.run.run_id
+        )
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
         """Valid contracts by id (signatures checked against the hub's approver registry), and
@@ -93,5 +105,7 @@ class PlacelinkResource(dg.ConfigurableResource):
 
 
 def _failure(what: str, exc: duckdb.Error) -> dg.Failure:
-    return dg.Failure(description=f"{what}: {describe_database_error(exc)}. What to do: {database_error_action(exc)}",
-                      metadata={"error": type(exc).__name__})
+    return dg.Failure(
+        description=f"{what}: {describe_database_error(exc)}. What to do: {database_error_action(exc)}",
+        metadata={"error": type(exc).__name__},
+    )

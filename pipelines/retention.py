@@ -8,6 +8,7 @@ per extract (counts and ids, never values). It deletes nothing else: a file outs
 vault is never touched, and an extract whose contract is unknown or invalid is kept
 (its retention period cannot be read) and reported.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -85,8 +86,13 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 @stage("governance: contract status and retention")
-def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
-                    audit: AuditLog, now: dt.datetime | None = None) -> RetentionResult:
+def apply_retention(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    audit: AuditLog,
+    now: dt.datetime | None = None,
+) -> RetentionResult:
     """Delete every accepted extract past its contract's retention (``now``: default, the hub's clock)."""
     now = now or settings.now()
     if not table_exists(con, "hub", "deliveries"):
@@ -114,17 +120,36 @@ def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contract
             continue
         deletion = _delete_extract(settings, con, extract_id, dataset, stored_as)
         deletion = Deletion(extract_id, contract_id, dataset, until, *deletion)
-        con.execute("INSERT INTO hub.retention_deletions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [extract_id, contract_id, version, dataset, received_at, until,
-                     now.replace(tzinfo=None), deletion.landing_rows, deletion.derived_rows,
-                     deletion.file_deleted])
-        audit.append("retention_deleted", at=now, contract=contract_id, contract_version=version,
-                     dataset=dataset, extract_id=extract_id,
-                     received_at=received_at.isoformat(timespec="seconds"),
-                     retention_months=contract.terms.retention.period_months,
-                     retain_until=until.isoformat(), landing_rows_deleted=deletion.landing_rows,
-                     derived_rows_deleted=deletion.derived_rows, file_deleted=deletion.file_deleted,
-                     deletion_method=contract.terms.retention.deletion_method)
+        con.execute(
+            "INSERT INTO hub.retention_deletions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                extract_id,
+                contract_id,
+                version,
+                dataset,
+                received_at,
+                until,
+                now.replace(tzinfo=None),
+                deletion.landing_rows,
+                deletion.derived_rows,
+                deletion.file_deleted,
+            ],
+        )
+        audit.append(
+            "retention_deleted",
+            at=now,
+            contract=contract_id,
+            contract_version=version,
+            dataset=dataset,
+            extract_id=extract_id,
+            received_at=received_at.isoformat(timespec="seconds"),
+            retention_months=contract.terms.retention.period_months,
+            retain_until=until.isoformat(),
+            landing_rows_deleted=deletion.landing_rows,
+            derived_rows_deleted=deletion.derived_rows,
+            file_deleted=deletion.file_deleted,
+            deletion_method=contract.terms.retention.deletion_method,
+        )
         deleted.append(deletion)
     emptied = whole_datasets_deleted(con, deleted)
     if emptied:
@@ -132,31 +157,49 @@ def apply_retention(settings: Settings, con: duckdb.DuckDBPyConnection, contract
         # change, accepted here for the next linkage run (pipelines.linkage.accepted_changes).
         from pipelines.linkage.accepted_changes import record_acceptance
 
-        record_acceptance(audit, "retention deleted every extract of " + ", ".join(
-            f"{dataset} ({contract})" for contract, dataset in emptied), datasets=[d for _, d in emptied])
+        record_acceptance(
+            audit,
+            "retention deleted every extract of "
+            + ", ".join(f"{dataset} ({contract})" for contract, dataset in emptied),
+            datasets=[d for _, d in emptied],
+        )
     if unknown:
-        audit.append("retention_skipped", at=now, extracts=len(unknown),
-                     reason="their contract is unknown or invalid, so the retention period cannot be "
-                            "read; fix the contract (see `placelink contracts check`)")
+        audit.append(
+            "retention_skipped",
+            at=now,
+            extracts=len(unknown),
+            reason="their contract is unknown or invalid, so the retention period cannot be "
+            "read; fix the contract (see `placelink contracts check`)",
+        )
     return RetentionResult(deleted, unknown)
 
 
-def whole_datasets_deleted(con: duckdb.DuckDBPyConnection, deleted: list[Deletion]) -> list[tuple[str, str]]:
+def whole_datasets_deleted(
+    con: duckdb.DuckDBPyConnection, deleted: list[Deletion]
+) -> list[tuple[str, str]]:
     """(contract, dataset) of the datasets whose last accepted extract ``deleted`` holds."""
     gone = sorted({(d.contract_id, d.dataset) for d in deleted})
     emptied = []
     for contract_id, dataset in gone:
-        left = con.execute("""
+        left = con.execute(
+            """
             SELECT count(*) FROM hub.deliveries
             WHERE status = 'accepted' AND dataset = ? AND kind IS DISTINCT FROM 'withdrawal'
-              AND extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)""", [dataset]).fetchall()[0][0]
+              AND extract_id NOT IN (SELECT extract_id FROM hub.retention_deletions)""",
+            [dataset],
+        ).fetchall()[0][0]
         if not left:
             emptied.append((contract_id, dataset))
     return emptied
 
 
-def _delete_extract(settings: Settings, con: duckdb.DuckDBPyConnection, extract_id: str,
-                    dataset: str, stored_as: str | None) -> tuple[int, int, bool]:
+def _delete_extract(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    extract_id: str,
+    dataset: str,
+    stored_as: str | None,
+) -> tuple[int, int, bool]:
     landing_rows = derived_rows = 0
     con.execute("BEGIN TRANSACTION")
     try:
@@ -167,9 +210,11 @@ def _delete_extract(settings: Settings, con: duckdb.DuckDBPyConnection, extract_
                 if table_exists(con, schema, name):
                     derived_rows += con.execute(
                         f"DELETE FROM {table} WHERE dataset = ? AND record_token IN ({tokens})",
-                        [dataset, extract_id]).fetchone()[0]
-            landing_rows = con.execute(f"DELETE FROM landing.{dataset} WHERE _extract_id = ?",
-                                       [extract_id]).fetchone()[0]
+                        [dataset, extract_id],
+                    ).fetchone()[0]
+            landing_rows = con.execute(
+                f"DELETE FROM landing.{dataset} WHERE _extract_id = ?", [extract_id]
+            ).fetchone()[0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -1,4 +1,5 @@
 """Run the whole pipeline headless on Dagster's local instance (``PLACELINK_HOME/dagster``)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,10 @@ from pipelines.stages import stage
 
 # The run queue the hub needs: one run at a time, and at most one run tagged as a warehouse
 # writer even if someone raises max_concurrent_runs for other code locations.
-RUN_QUEUE = {"max_concurrent_runs": 1, "tag_concurrency_limits": [{"key": WAREHOUSE_TAG, "limit": 1}]}
+RUN_QUEUE = {
+    "max_concurrent_runs": 1,
+    "tag_concurrency_limits": [{"key": WAREHOUSE_TAG, "limit": 1}],
+}
 DAGSTER_YAML = f"""# Dagster's local instance for placelink (runs, event logs, schedules).
 telemetry:
   enabled: false
@@ -46,17 +50,24 @@ def queue_problem(config: dict | None) -> str | None:
     coordinator = config.get("run_coordinator")
     if coordinator:
         if coordinator.get("class") != "QueuedRunCoordinator":
-            return (f"its run_coordinator is {coordinator.get('class')!r}, which starts every run at once; use "
-                    "QueuedRunCoordinator with max_concurrent_runs: 1 (deploy/dagster.yaml)")
+            return (
+                f"its run_coordinator is {coordinator.get('class')!r}, which starts every run at once; use "
+                "QueuedRunCoordinator with max_concurrent_runs: 1 (deploy/dagster.yaml)"
+            )
         queue = coordinator.get("config") or {}
     else:
         queue = config.get("run_queue") or {}
     limit = queue.get("max_concurrent_runs")
-    tagged = any(rule.get("key") == WAREHOUSE_TAG and rule.get("limit") == 1
-                 for rule in queue.get("tag_concurrency_limits") or [] if isinstance(rule, dict))
+    tagged = any(
+        rule.get("key") == WAREHOUSE_TAG and rule.get("limit") == 1
+        for rule in queue.get("tag_concurrency_limits") or []
+        if isinstance(rule, dict)
+    )
     if limit != 1 and not tagged:
-        return (f"its run queue allows {limit if limit is not None else 'the default of 10'} runs at once and no "
-                f"limit of 1 on the {WAREHOUSE_TAG} tag; set max_concurrent_runs: 1")
+        return (
+            f"its run queue allows {limit if limit is not None else 'the default of 10'} runs at once and no "
+            f"limit of 1 on the {WAREHOUSE_TAG} tag; set max_concurrent_runs: 1"
+        )
     return None
 
 
@@ -88,22 +99,29 @@ def ensure_dagster_home(settings: Settings, warn: Callable[[str], None] | None =
         content = yaml.safe_load(config.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         if warn is not None:
-            warn(f"{config} is not valid YAML ({exc.__class__.__name__}); Dagster will not start with it")
+            warn(
+                f"{config} is not valid YAML ({exc.__class__.__name__}); Dagster will not start with it"
+            )
         return folder
     problem = queue_problem(content if isinstance(content, dict) else None)
     if problem is None:
         return folder
     if settings.dagster_home_override:
         if warn is not None:
-            warn(f"{config} lets runs overlap: {problem}. Runs still take the hub's run lock one at a time, "
-                 "but a second one waits for it instead of queueing")
+            warn(
+                f"{config} lets runs overlap: {problem}. Runs still take the hub's run lock one at a time, "
+                "but a second one waits for it instead of queueing"
+            )
         return folder
     content = dict(content) if isinstance(content, dict) else {}
     content.pop("run_coordinator", None)
     content["run_queue"] = {**(content.get("run_queue") or {}), **RUN_QUEUE}
     partial = config.with_name(".dagster.yaml.partial")
-    partial.write_text("# Updated by placelink: one run at a time (run_queue).\n"
-                       + yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    partial.write_text(
+        "# Updated by placelink: one run at a time (run_queue).\n"
+        + yaml.safe_dump(content, sort_keys=False),
+        encoding="utf-8",
+    )
     os.replace(partial, config)
     if warn is not None:
         warn(f"{config} let runs overlap ({problem}); set run_queue to one run at a time")
@@ -118,10 +136,16 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(folder))
 
 
-def run_pipeline(settings: Settings, retrain: bool = False, log_level: str = "INFO",
-                 on_alert: Callable[[Sent], None] | None = None, wait: float | None = 0,
-                 on_wait: Callable[[Holder | None], None] | None = None,
-                 command: str = "placelink run", months: Sequence[str] = ()) -> dg.ExecuteInProcessResult:
+def run_pipeline(
+    settings: Settings,
+    retrain: bool = False,
+    log_level: str = "INFO",
+    on_alert: Callable[[Sent], None] | None = None,
+    wait: float | None = 0,
+    on_wait: Callable[[Holder | None], None] | None = None,
+    command: str = "placelink run",
+    months: Sequence[str] = (),
+) -> dg.ExecuteInProcessResult:
     """Materialise every asset once, holding the hub's run lock throughout; the result says what failed.
 
     Another run holding the lock: wait up to ``wait`` seconds for it (None: as long as it takes,
@@ -154,15 +178,28 @@ def _fault_pause(settings: Settings) -> None:
     (folder / "go").read_text()
 
 
-def _locked_run(settings: Settings, retrain: bool, log_level: str, on_alert: Callable[[Sent], None] | None,
-                run_id: str, months: Sequence[str]) -> dg.ExecuteInProcessResult:
+def _locked_run(
+    settings: Settings,
+    retrain: bool,
+    log_level: str,
+    on_alert: Callable[[Sent], None] | None,
+    run_id: str,
+    months: Sequence[str],
+) -> dg.ExecuteInProcessResult:
     # The assets read their settings from the environment (PlacelinkResource): name this home for
     # the run, and put the process's own environment back afterwards, so nothing later in the same
     # process (a CLI command, the next test) reads this run's home, contracts or clock.
-    with _environment({"PLACELINK_HOME": str(settings.home), "PLACELINK_CONTRACTS": str(settings.contracts_dir),
-                       "PLACELINK_SQL": str(settings.sql_dir),
-                       "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None}):
-        return _run(settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months])
+    with _environment(
+        {
+            "PLACELINK_HOME": str(settings.home),
+            "PLACELINK_CONTRACTS": str(settings.contracts_dir),
+            "PLACELINK_SQL": str(settings.sql_dir),
+            "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None,
+        }
+    ):
+        return _run(
+            settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months]
+        )
 
 
 @contextmanager
@@ -180,8 +217,14 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _run(settings: Settings, retrain: bool, log_level: str,
-         on_alert: Callable[[Sent], None] | None, run_id: str, months: list[str]) -> dg.ExecuteInProcessResult:
+def _run(
+    settings: Settings,
+    retrain: bool,
+    log_level: str,
+    on_alert: Callable[[Sent], None] | None,
+    run_id: str,
+    months: list[str],
+) -> dg.ExecuteInProcessResult:
     if settings.inbox_files():
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
@@ -190,20 +233,33 @@ def _run(settings: Settings, retrain: bool, log_level: str,
         from pipelines.definitions import defs  # after the environment names this home
 
         job = defs.resolve_job_def("placelink_refresh")
-    run_config = {"ops": {"linked_persons": {"config": {"retrain": retrain}}},
-                  "loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = {
+        "ops": {"linked_persons": {"config": {"retrain": retrain}}},
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
     from pipelines.alerting import HEADLESS_TAG, run_alerts
     from pipelines.alerts import send_all
 
-    notice, skipped_check = logging.getLogger("dagster._core.execution.plan.active"), _SkippedCheckNotice()
+    notice, skipped_check = (
+        logging.getLogger("dagster._core.execution.plan.active"),
+        _SkippedCheckNotice(),
+    )
     notice.addFilter(skipped_check)
     with dagster_instance(settings) as instance:
         fail_abandoned_runs(instance)
-        tags = {HEADLESS_TAG: "true", **process_tags(),
-                **({MONTHS_TAG: ",".join(sorted(set(months)))} if months else {})}
+        tags = {
+            HEADLESS_TAG: "true",
+            **process_tags(),
+            **({MONTHS_TAG: ",".join(sorted(set(months)))} if months else {}),
+        }
         try:
-            result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
-                                            tags=tags, run_id=run_id)
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+                tags=tags,
+                run_id=run_id,
+            )
         finally:
             notice.removeFilter(skipped_check)
         if settings.alerts.channels:
@@ -216,7 +272,11 @@ def _run(settings: Settings, retrain: bool, log_level: str,
 
 # Which process runs a headless run, so that the next start can tell a run whose process was
 # killed (it stays STARTED in Dagster's instance for ever) from one still running.
-PID_TAG, PROCESS_START_TAG, HOST_TAG = "placelink/pid", "placelink/process_started", "placelink/host"
+PID_TAG, PROCESS_START_TAG, HOST_TAG = (
+    "placelink/pid",
+    "placelink/process_started",
+    "placelink/host",
+)
 
 
 def _process_start(pid: int) -> str | None:
@@ -226,14 +286,17 @@ def _process_start(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def process_tags() -> dict[str, str]:
     """Tags naming this process, put on each headless run (:func:`fail_abandoned_runs`)."""
-    return {PID_TAG: str(os.getpid()), PROCESS_START_TAG: _process_start(os.getpid()) or "",
-            HOST_TAG: socket.gethostname()}
+    return {
+        PID_TAG: str(os.getpid()),
+        PROCESS_START_TAG: _process_start(os.getpid()) or "",
+        HOST_TAG: socket.gethostname(),
+    }
 
 
 def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -241,18 +304,23 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     gone (killed: it could not say so itself); returns their run ids. Runs of other machines, and
     runs whose process is alive, are left alone."""
     abandoned = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING,
-                                                          dg.DagsterRunStatus.STARTED])):
+    for run in instance.get_runs(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    ):
         tags = run.tags
         if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname():
             continue
         started = _process_start(int(tags[PID_TAG]))
         if started is not None and started == tags.get(PROCESS_START_TAG):
             continue
-        instance.report_run_failed(run, message=(
-            f"run {run.run_id} stopped without finishing: its process ({tags[PID_TAG]}) ended while the run was "
-            f"{run.status.value} (killed, or the machine restarted). Marked failed when the next run started; the "
-            "next run finished or undid what it left in ingest (docs/ingest-states.md)"))
+        instance.report_run_failed(
+            run,
+            message=(
+                f"run {run.run_id} stopped without finishing: its process ({tags[PID_TAG]}) ended while the run was "
+                f"{run.status.value} (killed, or the machine restarted). Marked failed when the next run started; the "
+                "next run finished or undid what it left in ingest (docs/ingest-states.md)"
+            ),
+        )
         abandoned.append(run.run_id)
     return abandoned
 
@@ -266,8 +334,11 @@ def nothing_new(result: dg.ExecuteInProcessResult) -> str | None:
 
 def partner_months(result: dg.ExecuteInProcessResult) -> list[str]:
     """The partner-months a finished run materialised on the landing partitions, as ``dataset YYYY-MM``."""
-    return sorted(f"{event.asset_key.path[-1]} {event.partition}" for event in result.all_events
-                  if event.is_step_materialization and event.asset_key.path[0] == "landing")
+    return sorted(
+        f"{event.asset_key.path[-1]} {event.partition}"
+        for event in result.all_events
+        if event.is_step_materialization and event.asset_key.path[0] == "landing"
+    )
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -281,6 +352,8 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
                 continue
             error = event.step_failure_data.error
             while error is not None and error.cause is not None:
-                error = error.cause  # the library's own error (file, contract, rule), not Dagster's wrapper
+                error = (
+                    error.cause
+                )  # the library's own error (file, contract, rule), not Dagster's wrapper
             messages.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
     return messages

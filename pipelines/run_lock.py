@@ -15,6 +15,7 @@ used to decide whether the lock is free.
 Within one process the lock is re-entrant: ``placelink run`` takes it before Dagster starts, and
 the run's resource takes it again for the steps it executes in that same process.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,7 +35,9 @@ EXIT_LOCKED = 75
 LOCK_NAME = "run.lock"
 HOLDER_NAME = "run.lock.json"
 
-_held: dict[Path, list] = {}  # lock path -> [depth, FileLock, Holder] for the locks this process holds
+_held: dict[
+    Path, list
+] = {}  # lock path -> [depth, FileLock, Holder] for the locks this process holds
 _guard = threading.Lock()
 
 
@@ -59,8 +62,10 @@ class RunLockBusy(RuntimeError):
         self.lock_path, self.holder, self.waited = lock_path, holder, waited
         who = holder.describe() if holder else "another process (it has not said which run yet)"
         after = f" after waiting {waited:.0f} s" if waited else ""
-        super().__init__(f"the hub is busy{after}: {who} holds the run lock {lock_path}; one run at a time "
-                         "writes the warehouse")
+        super().__init__(
+            f"the hub is busy{after}: {who} holds the run lock {lock_path}; one run at a time "
+            "writes the warehouse"
+        )
 
 
 def lock_path(home: Path) -> Path:
@@ -71,7 +76,9 @@ def current_holder(home: Path) -> Holder | None:
     """Who said they hold the lock under ``home`` (None if no one has; may be stale: see the module)."""
     try:
         data = json.loads((Path(home) / HOLDER_NAME).read_text(encoding="utf-8"))
-        return Holder(int(data["pid"]), str(data["command"]), str(data["started_at"]), data.get("run_id"))
+        return Holder(
+            int(data["pid"]), str(data["command"]), str(data["started_at"]), data.get("run_id")
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -91,8 +98,13 @@ def is_locked(home: Path) -> bool:
 
 
 @contextmanager
-def run_lock(home: Path, command: str, run_id: str | None = None, wait: float | None = 0,
-             on_wait: Callable[[Holder | None], None] | None = None) -> Iterator[Holder]:
+def run_lock(
+    home: Path,
+    command: str,
+    run_id: str | None = None,
+    wait: float | None = 0,
+    on_wait: Callable[[Holder | None], None] | None = None,
+) -> Iterator[Holder]:
     """Hold the hub's run lock for the block.
 
     Args:
@@ -136,7 +148,9 @@ def run_lock(home: Path, command: str, run_id: str | None = None, wait: float | 
             on_wait(holder)
         if not _try(lock, -1 if wait is None else wait):
             raise RunLockBusy(path, current_holder(path.parent), wait)
-    holder = Holder(os.getpid(), command, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), run_id)
+    holder = Holder(
+        os.getpid(), command, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), run_id
+    )
     with _guard:
         _held[path] = [1, lock, holder]
     try:

@@ -16,6 +16,7 @@ code      meaning
 5         pre-flight check failed (disk space, a folder not writable): nothing was touched
 ========  ==============================================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,9 @@ PUBLISHED = dg.AssetKey(["published", "shared_outcomes"])
 @dataclass(frozen=True)
 class RunOutcome:
     code: int
-    summary: str                                        # the final line
-    details: list[str] = field(default_factory=list)   # one line per held delivery / known loss
-    held_files: tuple[str, ...] = ()                    # the names of the deliveries held
+    summary: str  # the final line
+    details: list[str] = field(default_factory=list)  # one line per held delivery / known loss
+    held_files: tuple[str, ...] = ()  # the names of the deliveries held
 
     @property
     def success(self) -> bool:
@@ -55,7 +56,9 @@ def _held(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
             why = materialization.metadata.get(f"file {entry['file']}")
             reason = str(why.value).removeprefix("HELD in quarantine: ") if why is not None else ""
             check = f"check '{entry['check']}'" if entry.get("check") else "held"
-            lines.append((entry["file"], f"{entry['file']}: {check}" + (f": {reason}" if reason else "")))
+            lines.append(
+                (entry["file"], f"{entry['file']}: {check}" + (f": {reason}" if reason else ""))
+            )
     return lines
 
 
@@ -88,14 +91,28 @@ def run_outcome(result: dg.ExecuteInProcessResult, published: str) -> RunOutcome
     run = result.run_id
     blocked = _blocked(result)
     if blocked:
-        return RunOutcome(PUBLICATION_BLOCKED, f"pipeline run {run} PUBLICATION BLOCKED (exit 4): {blocked[0]}",
-                          held, names)
+        return RunOutcome(
+            PUBLICATION_BLOCKED,
+            f"pipeline run {run} PUBLICATION BLOCKED (exit 4): {blocked[0]}",
+            held,
+            names,
+        )
     if not result.success:
-        return RunOutcome(FAILED, f"pipeline run {run} FAILED (exit 1): see the failed steps above"
-                          + (f"; {len(held)} delivery(ies) also held" if held else ""), held, names)
+        return RunOutcome(
+            FAILED,
+            f"pipeline run {run} FAILED (exit 1): see the failed steps above"
+            + (f"; {len(held)} delivery(ies) also held" if held else ""),
+            held,
+            names,
+        )
     losses = [f"published without: {line}" for line in _known_losses(result)]
     if held:
-        return RunOutcome(HELD, f"pipeline run {run} completed with {len(held)} delivery(ies) held in quarantine "
-                                f"(exit 3): {', '.join(names)}; published {published} without them. See why with "
-                                "`placelink hub quarantine show NAME`", held + losses, names)
+        return RunOutcome(
+            HELD,
+            f"pipeline run {run} completed with {len(held)} delivery(ies) held in quarantine "
+            f"(exit 3): {', '.join(names)}; published {published} without them. See why with "
+            "`placelink hub quarantine show NAME`",
+            held + losses,
+            names,
+        )
     return RunOutcome(SUCCEEDED, f"pipeline run {run} succeeded; published {published}", losses)

@@ -1,4 +1,5 @@
 """Run the pipeline when new files land in the inbox."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,9 @@ def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
     return len(files), digest.hexdigest()[:16]
 
 
-@dg.sensor(job=refresh_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=refresh_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED
+)
 def inbox_sensor(context: dg.SensorEvaluationContext):
     """Request one run per new set of inbox files; a run picks up everything waiting."""
     count, fingerprint = inbox_fingerprint(Settings.from_env())

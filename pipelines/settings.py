@@ -2,6 +2,7 @@
 
 Everything the hub writes lives under ``PLACELINK_HOME`` (default ``./.placelink``).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,9 +28,11 @@ MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGN
 
 
 # Where the agreements are read from, first match wins (README "Data-sharing agreements").
-CONTRACTS_PRECEDENCE = ("PLACELINK_CONTRACTS if set; else PLACELINK_HOME/contracts (the hub's own agreements, "
-                        "with partners' keys registered and approvers' signatures) if that folder exists; else "
-                        "the repository's contracts/ (unsigned templates)")
+CONTRACTS_PRECEDENCE = (
+    "PLACELINK_CONTRACTS if set; else PLACELINK_HOME/contracts (the hub's own agreements, "
+    "with partners' keys registered and approvers' signatures) if that folder exists; else "
+    "the repository's contracts/ (unsigned templates)"
+)
 
 
 def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tuple[Path, str]:
@@ -39,16 +42,19 @@ def contracts_location(env: os._Environ[str] | dict[str, str], home: Path) -> tu
     registered = home / "contracts"
     if registered.is_dir():
         return registered.resolve(), "the hub's agreements, PLACELINK_HOME/contracts"
-    return (REPO_ROOT / "contracts").resolve(), ("the repository's templates: PLACELINK_HOME/contracts "
-                                                 "does not exist yet")
+    return (REPO_ROOT / "contracts").resolve(), (
+        "the repository's templates: PLACELINK_HOME/contracts does not exist yet"
+    )
 
 
 def _whole_days(text: str) -> int:
     try:
         return int(text.strip() or "0")
     except ValueError:
-        raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {text!r}: give a whole number of days, "
-                         "e.g. 90, or 0 to keep held files until they are released") from None
+        raise ValueError(
+            f"PLACELINK_QUARANTINE_KEEP_DAYS is {text!r}: give a whole number of days, "
+            "e.g. 90, or 0 to keep held files until they are released"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -114,18 +120,24 @@ class Settings:
         if self.linkage_backend not in LINKAGE_BACKENDS:
             raise ValueError(
                 f"PLACELINK_LINKAGE_BACKEND is {self.linkage_backend!r}: use 'duckdb' (one machine, the "
-                "default) or 'spark' (Splink on a Spark cluster or local Spark; README: Scaling out)")
+                "default) or 'spark' (Splink on a Spark cluster or local Spark; README: Scaling out)"
+            )
         if self.duckdb_memory_limit and not MEMORY_LIMIT.fullmatch(self.duckdb_memory_limit):
             raise ValueError(
                 f"PLACELINK_DUCKDB_MEMORY_LIMIT is {self.duckdb_memory_limit!r}: give a size such as '3GB' (the "
-                "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory")
+                "default) or '512MB', or set it empty for DuckDB's own default, 80% of this machine's memory"
+            )
         if self.quarantine_keep_days < 0:
-            raise ValueError(f"PLACELINK_QUARANTINE_KEEP_DAYS is {self.quarantine_keep_days}: give a number of "
-                             "days (90 by default), or 0 to keep held files until someone releases them")
+            raise ValueError(
+                f"PLACELINK_QUARANTINE_KEEP_DAYS is {self.quarantine_keep_days}: give a number of "
+                "days (90 by default), or 0 to keep held files until someone releases them"
+            )
         if not self.spark_checkpoint_dir:
             object.__setattr__(self, "spark_checkpoint_dir", str(self.spark_dir / "checkpoints"))
         if self.demo_partners is None:
-            object.__setattr__(self, "demo_partners", self.home.with_name(f"{self.home.name}-partners"))
+            object.__setattr__(
+                self, "demo_partners", self.home.with_name(f"{self.home.name}-partners")
+            )
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
@@ -137,28 +149,41 @@ class Settings:
             contracts_dir=contracts_dir,
             contracts_source=contracts_source,
             sql_dir=Path(env.get("PLACELINK_SQL", REPO_ROOT / "dbt_like_sql")).resolve(),
-            linkage_threshold=(float(env["PLACELINK_LINKAGE_THRESHOLD"])
-                               if env.get("PLACELINK_LINKAGE_THRESHOLD", "").strip() else None),
+            linkage_threshold=(
+                float(env["PLACELINK_LINKAGE_THRESHOLD"])
+                if env.get("PLACELINK_LINKAGE_THRESHOLD", "").strip()
+                else None
+            ),
             hub_key_passphrase=env.get("PLACELINK_HUB_KEY_PASSPHRASE", "").encode() or None,
             linkage_max_cluster_size=int(env.get("PLACELINK_LINKAGE_MAX_CLUSTER_SIZE", "40")),
-            linkage_max_link_rate_change=float(env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")),
+            linkage_max_link_rate_change=float(
+                env.get("PLACELINK_LINKAGE_MAX_LINK_RATE_CHANGE", "0.05")
+            ),
             linkage_backend=env.get("PLACELINK_LINKAGE_BACKEND", "duckdb").strip().lower(),
             spark_master=env.get("PLACELINK_SPARK_MASTER", "local[*]"),
             spark_checkpoint_dir=env.get("PLACELINK_SPARK_CHECKPOINT_DIR", ""),
-            duckdb_memory_limit=env.get("PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip(),
+            duckdb_memory_limit=env.get(
+                "PLACELINK_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT
+            ).strip(),
             linkage_sensitivity_thresholds=tuple(
-                float(t) for t in env.get("PLACELINK_LINKAGE_SENSITIVITY_THRESHOLDS", "0.5,0.99").split(",")
-                if t.strip()),
+                float(t)
+                for t in env.get("PLACELINK_LINKAGE_SENSITIVITY_THRESHOLDS", "0.5,0.99").split(",")
+                if t.strip()
+            ),
             clock=Clock.from_env(env),
             demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
-            if env.get("PLACELINK_DEMO_PARTNERS") else None,
+            if env.get("PLACELINK_DEMO_PARTNERS")
+            else None,
             alerts=AlertSettings.from_env(env),
             quarantine_keep_days=_whole_days(env.get("PLACELINK_QUARANTINE_KEEP_DAYS", "90")),
             dagster_home_override=env.get("DAGSTER_HOME", "").strip(),
             min_free_disk=env.get("PLACELINK_MIN_FREE_DISK", "").strip(),
-            run_lock_wait_seconds=float(env.get("PLACELINK_RUN_LOCK_WAIT_SECONDS", "").strip() or 6 * 3600),
+            run_lock_wait_seconds=float(
+                env.get("PLACELINK_RUN_LOCK_WAIT_SECONDS", "").strip() or 6 * 3600
+            ),
             fault_pause_after_run_lock=Path(env["PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK"])
-            if env.get("PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK") else None,
+            if env.get("PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK")
+            else None,
             fault=parse_fault(env.get(FAULT_VARIABLE, "")),
         )
 
@@ -189,7 +214,11 @@ class Settings:
     def dagster_home(self) -> Path:
         """The Dagster instance's folder: DAGSTER_HOME if set (a deployment's, docs/deployment.md),
         else ``PLACELINK_HOME/dagster``."""
-        return Path(self.dagster_home_override) if self.dagster_home_override else self.home / "dagster"
+        return (
+            Path(self.dagster_home_override)
+            if self.dagster_home_override
+            else self.home / "dagster"
+        )
 
     @property
     def quarantine(self) -> Path:
@@ -222,8 +251,13 @@ class Settings:
         every append re-signs the log's head with the hub's audit key (pipelines.audit)."""
         from pipelines.audit import AuditHead, AuditLog, user_actor
 
-        return AuditLog(self.audit_dir, self.clock, actor=actor or user_actor(), run_id=run_id,
-                        head=AuditHead(self.audit_head_path, self.audit_key_path))
+        return AuditLog(
+            self.audit_dir,
+            self.clock,
+            actor=actor or user_actor(),
+            run_id=run_id,
+            head=AuditHead(self.audit_head_path, self.audit_key_path),
+        )
 
     @property
     def audit_head_path(self) -> Path:
@@ -285,6 +319,16 @@ class Settings:
         return self.home / "spark"
 
     def ensure_dirs(self) -> None:
-        for path in (self.inbox, self.quarantine, self.vault, self.reference, self.audit_dir,
-                     self.reports, self.models, self.keys, self.duckdb_temp, self.published.parent):
+        for path in (
+            self.inbox,
+            self.quarantine,
+            self.vault,
+            self.reference,
+            self.audit_dir,
+            self.reports,
+            self.models,
+            self.keys,
+            self.duckdb_temp,
+            self.published.parent,
+        ):
             path.mkdir(parents=True, exist_ok=True)

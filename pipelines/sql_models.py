@@ -10,6 +10,7 @@ behind a row) and ``totals`` (dimensions to add margins over) for disclosure con
 Dependencies are the tables the SQL reads, found with sqlglot's scope-aware traversal,
 so CTEs and table functions are never mistaken for tables.
 """
+
 from __future__ import annotations
 
 import graphlib
@@ -58,7 +59,11 @@ class SqlModel:
     def columns(self) -> dict[str, str]:
         """Column descriptions from the header's ``columns:`` mapping (may be empty)."""
         columns = self.header.get("columns") or {}
-        return {str(k): " ".join(str(v).split()) for k, v in columns.items()} if isinstance(columns, dict) else {}
+        return (
+            {str(k): " ".join(str(v).split()) for k, v in columns.items()}
+            if isinstance(columns, dict)
+            else {}
+        )
 
     def list_option(self, key: str) -> list[str]:
         value = self.header.get(key, "")
@@ -79,13 +84,20 @@ def _yaml_header(sql: str, source: str) -> dict | None:
         document = yaml.safe_load(match.group(1))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1 + sql[:match.start(1)].count(chr(10))}" if mark else ""
-        raise ModelError(f"{source}: the YAML header block is not valid YAML{where}: "
-                         f"{getattr(exc, 'problem', exc)}") from None
+        where = f" at line {mark.line + 1 + sql[: match.start(1)].count(chr(10))}" if mark else ""
+        raise ModelError(
+            f"{source}: the YAML header block is not valid YAML{where}: "
+            f"{getattr(exc, 'problem', exc)}"
+        ) from None
     if not isinstance(document, dict):
-        raise ModelError(f"{source}: the /* ... */ header block must be a YAML mapping "
-                         "(description: ..., materialized: ..., columns: {...})")
-    return {str(k).lower(): (" ".join(v.split()) if isinstance(v, str) else v) for k, v in document.items()}
+        raise ModelError(
+            f"{source}: the /* ... */ header block must be a YAML mapping "
+            "(description: ..., materialized: ..., columns: {...})"
+        )
+    return {
+        str(k).lower(): (" ".join(v.split()) if isinstance(v, str) else v)
+        for k, v in document.items()
+    }
 
 
 def _header(sql: str) -> dict[str, str]:
@@ -113,8 +125,10 @@ def referenced_tables(sql: str, source: str = "<sql>") -> set[str]:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
-        raise ModelError(f"{source}: SQL error at line {first.get('line', '?')}, column "
-                         f"{first.get('col', '?')}: {first.get('description', exc)}") from None
+        raise ModelError(
+            f"{source}: SQL error at line {first.get('line', '?')}, column "
+            f"{first.get('col', '?')}: {first.get('description', exc)}"
+        ) from None
     tables: set[str] = set()
     for scope in traverse_scope(tree):
         for source_node in scope.sources.values():
@@ -139,9 +153,16 @@ def discover(folder: Path) -> dict[str, SqlModel]:
         if materialized not in ("table", "view"):
             raise ModelError(f"{path}: 'materialized: {materialized}' must be 'table' or 'view'")
         # Keep leading lines so line numbers in DuckDB's errors are the file's line numbers.
-        model = SqlModel(schema=path.parent.name, name=path.stem, path=path, sql=sql.rstrip().rstrip(";"),
-                         materialized=materialized, description=header.get("description", ""),
-                         depends_on=frozenset(referenced_tables(sql, str(path))), header=header)
+        model = SqlModel(
+            schema=path.parent.name,
+            name=path.stem,
+            path=path,
+            sql=sql.rstrip().rstrip(";"),
+            materialized=materialized,
+            description=header.get("description", ""),
+            depends_on=frozenset(referenced_tables(sql, str(path))),
+            header=header,
+        )
         models[model.table] = model
     return models
 
@@ -164,11 +185,16 @@ class ModelPlan:
         groups: dict[tuple[str, ...], list[str]] = {}
         for table in sorted(self.left_out):
             groups.setdefault(self.missing.get(table, ()), []).append(table)
-        lines = [f"model{'s' if len(tables) > 1 else ''} {', '.join(tables)} left out: no contract provides "
-                 f"{', '.join(needed)}" for needed, tables in sorted(groups.items(), key=lambda g: (len(g[0]), g))]
-        lines.append("to run them, add the partners' contracts to contracts/; if this partnership does not "
-                     "need them, remove their .sql files (the published file's _about.models_left_out says why "
-                     "each was left out)")
+        lines = [
+            f"model{'s' if len(tables) > 1 else ''} {', '.join(tables)} left out: no contract provides "
+            f"{', '.join(needed)}"
+            for needed, tables in sorted(groups.items(), key=lambda g: (len(g[0]), g))
+        ]
+        lines.append(
+            "to run them, add the partners' contracts to contracts/; if this partnership does not "
+            "need them, remove their .sql files (the published file's _about.models_left_out says why "
+            "each was left out)"
+        )
         return lines
 
 
@@ -182,11 +208,16 @@ def plan_models(models: dict[str, SqlModel], sources: set[str]) -> ModelPlan:
     :func:`check_graph` does for a cycle among the models that run.
     """
     for model in models.values():
-        not_landing = sorted(d for d in model.depends_on
-                             if d not in models and d not in sources and not d.startswith("landing."))
+        not_landing = sorted(
+            d
+            for d in model.depends_on
+            if d not in models and d not in sources and not d.startswith("landing.")
+        )
         if not_landing:
-            raise ModelError(f"{model.path}: reads unknown table(s) {', '.join(not_landing)} "
-                             f"(neither a model nor a hub source table)")
+            raise ModelError(
+                f"{model.path}: reads unknown table(s) {', '.join(not_landing)} "
+                f"(neither a model nor a hub source table)"
+            )
     needs: dict[str, frozenset[str]] = {}
 
     def missing_landing(table: str, visiting: frozenset[str] = frozenset()) -> frozenset[str]:
@@ -208,9 +239,11 @@ def plan_models(models: dict[str, SqlModel], sources: set[str]) -> ModelPlan:
             through = sorted(d for d in model.depends_on & models.keys() if missing_landing(d))
             via = f" (through {', '.join(through)})" if through else ""
             what = "that dataset" if len(needs[table]) == 1 else "those datasets"
-            left_out[table] = (f"it needs {', '.join(sorted(needs[table]))}{via}, and no contract in "
-                               f"contracts/ provides {what} (add the partner's contract, or remove "
-                               f"{model.path.name} if the partnership does not need it)")
+            left_out[table] = (
+                f"it needs {', '.join(sorted(needs[table]))}{via}, and no contract in "
+                f"contracts/ provides {what} (add the partner's contract, or remove "
+                f"{model.path.name} if the partnership does not need it)"
+            )
     return ModelPlan({t: m for t, m in models.items() if t not in left_out}, left_out, missing)
 
 
@@ -219,15 +252,20 @@ def check_graph(models: dict[str, SqlModel], sources: set[str]) -> list[str]:
     for model in models.values():
         unknown = sorted(d for d in model.depends_on if d not in models and d not in sources)
         if unknown:
-            raise ModelError(f"{model.path}: reads unknown table(s) {', '.join(unknown)} "
-                             f"(neither a model nor a hub source table)")
+            raise ModelError(
+                f"{model.path}: reads unknown table(s) {', '.join(unknown)} "
+                f"(neither a model nor a hub source table)"
+            )
     sorter = graphlib.TopologicalSorter(
-        {name: {d for d in m.depends_on if d in models} for name, m in models.items()})
+        {name: {d for d in m.depends_on if d in models} for name, m in models.items()}
+    )
     try:
         return list(sorter.static_order())
     except graphlib.CycleError as exc:
         cycle = exc.args[1]
-        raise ModelError("models form a cycle: " + " -> ".join(str(models[n].path) for n in cycle)) from None
+        raise ModelError(
+            "models form a cycle: " + " -> ".join(str(models[n].path) for n in cycle)
+        ) from None
 
 
 @stage("SQL models")
@@ -260,8 +298,16 @@ def _runtime_error(model: SqlModel, exc: Exception) -> str:
 
 
 # Tables written by Python assets that models may read.
-HUB_SOURCES = {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records",
-               "hub.lsoa_reference", "hub.deliveries", RECORD_ATTRIBUTES}
+HUB_SOURCES = {
+    "hub.record_person",
+    "hub.person_keys",
+    "hub.record_identity",
+    "hub.person_records",
+    "hub.lsoa_reference",
+    "hub.deliveries",
+    RECORD_ATTRIBUTES,
+}
+
 
 def model_sources(contracts_dir: Path) -> set[str]:
     """Every table the models may read: the hub's own, and a landing table per dataset of every

@@ -13,6 +13,7 @@ quality gate validates in a worker process, pipelines/quality/worker.py), read f
 ``/proc`` every 50 ms and at each stage boundary; a stage's ``peak_mb`` is the highest
 sample while it was the innermost stage.
 """
+
 from __future__ import annotations
 
 import glob
@@ -77,7 +78,9 @@ class StageClock:
     ``timer`` gives seconds (``time.perf_counter`` unless a test hands in a fake one).
     """
 
-    def __init__(self, interval: float = 0.05, timer: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, interval: float = 0.05, timer: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._timer = timer
         self.stages: dict[str, StageTime] = {}
         self.peak_mb = 0.0  # the process and its children together, over the clock's life

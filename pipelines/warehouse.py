@@ -1,4 +1,5 @@
 """The hub's working DuckDB database (``warehouse.duckdb``)."""
+
 from __future__ import annotations
 
 import re
@@ -26,9 +27,12 @@ def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPy
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     # fetchall, not fetchone: DuckDB 2.0 refuses some work (registering a table) while a result
     # is unfinished, and fetchone leaves it so.
-    return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name]).fetchall()[0][0])
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
 
 
 # DuckDB quotes values in single quotes (a conversion error quotes the value that failed) and
@@ -52,11 +56,15 @@ def database_error_action(exc: duckdb.Error) -> str:
     if "Could not set lock" in text or "Conflicting lock" in text:
         # Runs take the hub's run lock and operators' commands never open the warehouse, so the
         # holder is something else: a DuckDB shell or a script of someone's own.
-        return ("a process outside placelink's runs holds the warehouse (a DuckDB shell, a notebook or a script "
-                "opening warehouse.duckdb): close it and re-run; analysts query the published file instead")
+        return (
+            "a process outside placelink's runs holds the warehouse (a DuckDB shell, a notebook or a script "
+            "opening warehouse.duckdb): close it and re-run; analysts query the published file instead"
+        )
     if isinstance(exc, duckdb.OutOfMemoryException) or "memory" in text.lower():
         return "raise PLACELINK_DUCKDB_MEMORY_LIMIT or free memory on the machine, then re-run"
     if "No space left" in text:
         return "free disk space under PLACELINK_HOME (DuckDB spills to duckdb_tmp/), then re-run"
-    return ("re-run once the cause is fixed; if it happens again, report it to the hub's data team with the run "
-            "id and step (the step's log in the Dagster UI shows where it failed)")
+    return (
+        "re-run once the cause is fixed; if it happens again, report it to the hub's data team with the run "
+        "id and step (the step's log in the Dagster UI shows where it failed)"
+    )

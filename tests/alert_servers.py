@@ -1,6 +1,7 @@
 """Real servers on localhost that alerts are sent to in the tests: an HTTP server taking webhook
 posts (as Slack's incoming webhooks do) and an SMTP server (aiosmtpd). Each puts what it receives
 on a queue, so a test waits for an alert with a timeout instead of sleeping."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,13 @@ def webhook_server(status: int = 200) -> Iterator[Webhook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.put({"path": self.path, "content_type": self.headers["Content-Type"],
-                          "json": json.loads(body)})
+            received.put(
+                {
+                    "path": self.path,
+                    "content_type": self.headers["Content-Type"],
+                    "json": json.loads(body),
+                }
+            )
             self.send_response(status)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -77,8 +83,13 @@ def smtp_server() -> Iterator[Mailbox]:
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
-            received.put((envelope.mail_from, list(envelope.rcpt_tos),
-                          message_from_bytes(envelope.content, policy=policy.default)))
+            received.put(
+                (
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    message_from_bytes(envelope.content, policy=policy.default),
+                )
+            )
             return "250 Message accepted for delivery"
 
     controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
@@ -91,11 +102,17 @@ def smtp_server() -> Iterator[Mailbox]:
 
 def alert_env(webhook: Webhook | None = None, mailbox: Mailbox | None = None) -> dict[str, str]:
     """PLACELINK_ALERT_* variables sending to these servers."""
-    env = {"PLACELINK_ALERT_HUB_NAME": "test hub", "PLACELINK_ALERT_UI_URL": "http://127.0.0.1:3000"}
+    env = {
+        "PLACELINK_ALERT_HUB_NAME": "test hub",
+        "PLACELINK_ALERT_UI_URL": "http://127.0.0.1:3000",
+    }
     if webhook:
         env["PLACELINK_ALERT_WEBHOOK_URL"] = webhook.url
     if mailbox:
-        env |= {"PLACELINK_ALERT_SMTP_HOST": mailbox.host, "PLACELINK_ALERT_SMTP_PORT": str(mailbox.port),
-                "PLACELINK_ALERT_SMTP_FROM": "hub@placelink.test",
-                "PLACELINK_ALERT_SMTP_TO": "data-team@placelink.test, ig@placelink.test"}
+        env |= {
+            "PLACELINK_ALERT_SMTP_HOST": mailbox.host,
+            "PLACELINK_ALERT_SMTP_PORT": str(mailbox.port),
+            "PLACELINK_ALERT_SMTP_FROM": "hub@placelink.test",
+            "PLACELINK_ALERT_SMTP_TO": "data-team@placelink.test, ig@placelink.test",
+        }
     return env

@@ -1,4 +1,5 @@
 """The tests play the approvers: fresh keys for every role an agreement asks to sign, never committed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ from pipelines.keys import ApproverKey
 from pipelines.synth.study import DELIVERED_AT
 
 
-def sign_contracts(folder: Path, registry_dir: Path, now=DELIVERED_AT) -> dict[tuple[str, str], ApproverKey]:
+def sign_contracts(
+    folder: Path, registry_dir: Path, now=DELIVERED_AT
+) -> dict[tuple[str, str], ApproverKey]:
     """Every agreement in ``folder`` signed off by fresh keys for each required role, registered in
     ``registry_dir`` (a hub's ``keys/approvers``): drafts become approved. Returns the keys."""
     registry = ApproverRegistry(registry_dir)

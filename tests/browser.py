@@ -1,4 +1,5 @@
 """Render a page in Debian's headless chromium, as the project's HTML reports are checked."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,8 +7,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium() -> str:
@@ -21,17 +29,38 @@ def rendered_dom(page: Path, wait_ms: int = 3000) -> str:
     """The DOM after the page's scripts ran (charts drawn, tables built)."""
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={wait_ms}",
-             "--dump-dom", page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120, check=True)
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={wait_ms}",
+                "--dump-dom",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     return done.stdout
 
 
 def screenshot(page: Path, out: Path, size: str = "1400,1000") -> Path:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size}",
-                        "--virtual-time-budget=3000", f"--screenshot={out}", page.resolve().as_uri()],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={size}",
+                "--virtual-time-budget=3000",
+                f"--screenshot={out}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     return out
 
 
@@ -69,9 +98,21 @@ def layout_at(page: Path, width: int) -> dict:
         measured = Path(folder) / page.name
         measured.write_text(html.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
         done = subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},1000",
-             "--hide-scrollbars", "--virtual-time-budget=3000", "--dump-dom", measured.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120, check=True)
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},1000",
+                "--hide-scrollbars",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                measured.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     found = re.search(r'<pre id="layout-report">(.*?)</pre>', done.stdout, re.S)
     if not found:
         raise RuntimeError("the page did not report its layout")

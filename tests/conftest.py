@@ -1,4 +1,5 @@
 """A small synthetic place, prepared by every partner with a key made for the test run."""
+
 from __future__ import annotations
 
 import os
@@ -44,12 +45,12 @@ class PreparedPlace:
     contracts: dict[str, Contract]
     extracts: list[PreparedExtract]
     envelopes: list[SealedExtract]
-    contracts_dir: Path          # the repo's contracts with each partner's key registered, signed off
+    contracts_dir: Path  # the repo's contracts with each partner's key registered, signed off
     signing_keys: dict[str, SigningKey]
     hub_key: HubKey
-    partner_keys: Path           # registered public keys, as the hub keeps them
+    partner_keys: Path  # registered public keys, as the hub keeps them
     approver_keys: dict[tuple[str, str], ApproverKey]  # (role, organisation) -> the approver's key
-    approver_registry: Path      # the approvers' registered public keys, as the hub keeps them
+    approver_registry: Path  # the approvers' registered public keys, as the hub keeps them
 
     def extract(self, dataset: str) -> PreparedExtract:
         """The partner's clear copy of a prepared extract (what the envelope wraps)."""
@@ -58,24 +59,42 @@ class PreparedPlace:
     def envelope(self, dataset: str) -> SealedExtract:
         return next(e for e in self.envelopes if e.header.dataset == dataset)
 
-    def reseal(self, dataset: str, target: Path, mutate_table=None, signing_key=None, hub_key=None,
-               **header) -> Path:
+    def reseal(
+        self,
+        dataset: str,
+        target: Path,
+        mutate_table=None,
+        signing_key=None,
+        hub_key=None,
+        **header,
+    ) -> Path:
         """A new envelope around the partner's extract (its rows changed as a faulty or hostile
         sender might), signed with the partner's key unless another is given."""
         sealed = self.envelope(dataset)
         source = self.extract(dataset).extract_path
         h = sealed.envelope
-        fields = dict(contract_id=h.contract_id, contract_version=h.contract_version, partner_id=h.partner_id,
-                      dataset=h.dataset, reporting_period=h.reporting_period, created_at=h.created_at,
-                      row_count=h.row_count)
+        fields = dict(
+            contract_id=h.contract_id,
+            contract_version=h.contract_version,
+            partner_id=h.partner_id,
+            dataset=h.dataset,
+            reporting_period=h.reporting_period,
+            created_at=h.created_at,
+            row_count=h.row_count,
+        )
         if mutate_table:
             table = mutate_table(pq.read_table(source))
             source = target.with_name(target.name + ".parquet")
             pq.write_table(table, source)
             fields["row_count"] = table.num_rows
         fields.update(header)
-        seal(source, target, signing_key=signing_key or self.signing_keys[h.partner_id],
-             hub_key=hub_key or self.hub_key.public, **fields)
+        seal(
+            source,
+            target,
+            signing_key=signing_key or self.signing_keys[h.partner_id],
+            hub_key=hub_key or self.hub_key.public,
+            **fields,
+        )
         if mutate_table:
             source.unlink()
         return target
@@ -88,7 +107,9 @@ class PreparedPlace:
         if not (home / "contracts").exists():
             shutil.copytree(self.contracts_dir, home / "contracts")
         # The suite's clock (PLACELINK_AS_OF, set in pytest_configure), the rest from nothing.
-        settings = Settings.from_env({"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]})
+        settings = Settings.from_env(
+            {"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}
+        )
         assert settings.contracts_dir == (home / "contracts").resolve()
         settings.ensure_dirs()
         if not settings.hub_key_path.exists():
@@ -98,7 +119,10 @@ class PreparedPlace:
         for sealed in self.envelopes:
             if datasets is None or sealed.header.dataset in datasets:
                 shutil.copy2(sealed.envelope_path, settings.inbox / sealed.envelope_path.name)
-        shutil.copy2(self.place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
+        shutil.copy2(
+            self.place / "reference" / "lsoa_reference.csv",
+            settings.reference / "lsoa_reference.csv",
+        )
         return settings
 
 
@@ -124,17 +148,37 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
     extracts, envelopes = [], []
     for contract in contracts.values():
         for dataset in contract.datasets:
-            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
-                        if contract.terms.national_data_opt_out_applies else None)
+            opt_outs = (
+                place / "reference" / "national_data_opt_outs.csv"
+                if contract.terms.national_data_opt_out_applies
+                else None
+            )
             prepared = prepare_extract(
-                contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
-                root / "outbox" / contract.partner_id, key, place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs, period=DELIVERY_PERIOD, now=DELIVERED_AT)
+                contract,
+                dataset,
+                place / "raw" / contract.partner_id / f"{dataset}.csv",
+                root / "outbox" / contract.partner_id,
+                key,
+                place / "reference" / "postcode_lookup.csv",
+                opt_outs=opt_outs,
+                period=DELIVERY_PERIOD,
+                now=DELIVERED_AT,
+            )
             sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
             envelopes.append(sealed)
             extracts.append(sealed.prepared)
-    return PreparedPlace(place, contracts, extracts, envelopes, contracts_dir, signing_keys, hub_key,
-                         partner_keys, approver_keys, registry.folder)
+    return PreparedPlace(
+        place,
+        contracts,
+        extracts,
+        envelopes,
+        contracts_dir,
+        signing_keys,
+        hub_key,
+        partner_keys,
+        approver_keys,
+        registry.folder,
+    )
 
 
 @pytest.fixture
@@ -166,7 +210,13 @@ def outcomes_hub(tmp_path_factory) -> tuple[PreparedPlace, Settings]:
     root = tmp_path_factory.mktemp("outcomes_place")
     place = prepare_place(people=12_000, seed=23, root=root)
     settings = place.stage_hub(root / "hub")
-    result = dg.materialize(list(defs.assets), resources={"placelink": PlacelinkResource(
-        home=str(settings.home), contracts_dir=str(settings.contracts_dir))})
+    result = dg.materialize(
+        list(defs.assets),
+        resources={
+            "placelink": PlacelinkResource(
+                home=str(settings.home), contracts_dir=str(settings.contracts_dir)
+            )
+        },
+    )
     assert result.success
     return place, settings

@@ -1,6 +1,7 @@
 """Alerts from runs and from the clock arrive at a real webhook and a real SMTP server on localhost:
 a failed run (from the daemon's sensor and from a headless `placelink run`), held deliveries, and
 overdue deliveries (the hourly sensor, once per late period)."""
+
 import datetime as dt
 import json
 import os
@@ -41,20 +42,33 @@ def broken_model(placelink: PlacelinkResource) -> None:
         con.execute(f"SELECT CAST('{TOKEN}' AS INTEGER)")
 
 
-def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(servers, tmp_path, monkeypatch):
+def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(
+    servers, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "home"))
     with dg.instance_for_test() as instance:
-        result = dg.materialize([broken_model], instance=instance, raise_on_error=False,
-                                resources={"placelink": PlacelinkResource(home=str(tmp_path / "home"))})
+        result = dg.materialize(
+            [broken_model],
+            instance=instance,
+            raise_on_error=False,
+            resources={"placelink": PlacelinkResource(home=str(tmp_path / "home"))},
+        )
         assert not result.success
         # the failed step says what went wrong, without the value, instead of a generic error
         (message,) = failure_messages(result)
-        assert message.startswith("broken_model: a warehouse query failed: ConversionException: Conversion "
-                                  "Error: Could not convert string '…' to INT32. What to do:")
-        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        assert message.startswith(
+            "broken_model: a warehouse query failed: ConversionException: Conversion "
+            "Error: Could not convert string '…' to INT32. What to do:"
+        )
+        failure = next(
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
+        )
         context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,
-            dagster_run=result.dagster_run).for_run_failure()
+            sensor_name="run_failure_alert",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()
         run_failure_alert(context)
     posted, email = _both(servers)
     title = f"Run {result.run_id[:8]} of __ephemeral_asset_job__ FAILED: 1 step(s) failed"
@@ -67,13 +81,22 @@ def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(
 
 def test_the_sensors_leave_headless_runs_to_report_themselves(servers, tmp_path):
     with dg.instance_for_test() as instance:
-        result = dg.materialize([broken_model], instance=instance, raise_on_error=False,
-                                tags={"placelink/headless": "true"},
-                                resources={"placelink": PlacelinkResource(home=str(tmp_path / "home"))})
-        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        result = dg.materialize(
+            [broken_model],
+            instance=instance,
+            raise_on_error=False,
+            tags={"placelink/headless": "true"},
+            resources={"placelink": PlacelinkResource(home=str(tmp_path / "home"))},
+        )
+        failure = next(
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
+        )
         context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,
-            dagster_run=result.dagster_run).for_run_failure()
+            sensor_name="run_failure_alert",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()
         run_failure_alert(context)
     hook, mail = servers
     assert hook.received.empty() and mail.received.empty()
@@ -81,25 +104,38 @@ def test_the_sensors_leave_headless_runs_to_report_themselves(servers, tmp_path)
 
 def _hub(tmp_path) -> Settings:
     home = tmp_path / "home"
-    signed_hub_contracts(home)  # approved agreements: a draft is in force nowhere, so nothing is due
+    signed_hub_contracts(
+        home
+    )  # approved agreements: a draft is in force nowhere, so nothing is due
     return home
 
 
 def test_an_overdue_delivery_alerts_once_from_the_hourly_sensor(servers, tmp_path, monkeypatch):
     home = _hub(tmp_path)
-    AuditLog(home / "audit").append("extract_accepted", at=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
-                                    file="nhs__ae.plx", extract_id="e1", contract="nhs-acute-mental-health",
-                                    dataset="ae_attendances", rows=20, reporting_period="2026-11")
+    AuditLog(home / "audit").append(
+        "extract_accepted",
+        at=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+        file="nhs__ae.plx",
+        extract_id="e1",
+        contract="nhs-acute-mental-health",
+        dataset="ae_attendances",
+        rows=20,
+        reporting_period="2026-11",
+    )
     monkeypatch.setenv("PLACELINK_HOME", str(home))
     monkeypatch.setenv("PLACELINK_AS_OF", "2026-12-14")
     first = overdue_deliveries_alert(dg.build_sensor_context())  # no cursor: nothing alerted yet
     posted, email = _both(servers)
     assert posted["blocks"][0]["text"]["text"] == "6 delivery(ies) overdue"
     assert email["Subject"].strip() == "[test hub] 6 delivery(ies) overdue"
-    assert "council-place-services / csc_referrals: period 2026-11 due by 2026-12-10, 4 day(s) overdue " \
-           "(last delivered: " not in posted["text"]  # nothing of it was delivered
-    assert "council-place-services / csc_referrals: period 2026-11 due by 2026-12-10, 4 day(s) overdue " \
-           "(nothing delivered yet)" in email.get_content()
+    assert (
+        "council-place-services / csc_referrals: period 2026-11 due by 2026-12-10, 4 day(s) overdue "
+        "(last delivered: " not in posted["text"]
+    )  # nothing of it was delivered
+    assert (
+        "council-place-services / csc_referrals: period 2026-11 due by 2026-12-10, 4 day(s) overdue "
+        "(nothing delivered yet)" in email.get_content()
+    )
     assert "ae_attendances" not in posted["text"]  # November's arrived
     assert "sent by webhook, email" in first.skip_message
     # an hour later: the same late periods are not alerted again
@@ -128,40 +164,61 @@ def test_a_headless_run_alerts_on_its_failure_held_files_and_overdue_deliveries(
     assert dict(os.environ) == environment  # the run named its home only while it ran
     titles = sorted(s.alert.title for s in heard)
     assert all(s.delivered == ("webhook", "email") for s in heard)
-    posted = sorted((hook.next()["json"] for _ in heard), key=lambda p: p["blocks"][0]["text"]["text"])
+    posted = sorted(
+        (hook.next()["json"] for _ in heard), key=lambda p: p["blocks"][0]["text"]["text"]
+    )
     mails = sorted((mail.next()[2] for _ in heard), key=lambda m: m["Subject"])
     assert [p["blocks"][0]["text"]["text"] for p in posted] == titles
     assert [m["Subject"].strip().removeprefix("[test hub] ") for m in mails] == titles
     kinds = {s.alert.kind: s.alert for s in heard}
     assert set(kinds) == {"run_failed", "deliveries_held", "deliveries_overdue"}
-    assert "step hub__lsoa_reference failed" in kinds["run_failed"].facts  # the area reference is missing
+    assert (
+        "step hub__lsoa_reference failed" in kinds["run_failed"].facts
+    )  # the area reference is missing
     assert kinds["deliveries_held"].facts == ("not-an-envelope.plx: held by check 'format'",)
     assert len(kinds["deliveries_overdue"].facts) == 7
     run = dg.DagsterInstance.from_config(str(home / "dagster")).get_run_by_id(result.run_id)
     assert run.tags["placelink/headless"] == "true"
 
 
-def test_a_successful_run_with_held_deliveries_alerts_from_the_daemons_sensor(servers, small_place, tmp_path):
+def test_a_successful_run_with_held_deliveries_alerts_from_the_daemons_sensor(
+    servers, small_place, tmp_path
+):
     settings = small_place.stage_hub(tmp_path / "hub", datasets=[])
     (settings.inbox / "council__csc.damaged.plx").write_bytes(b"\x89PLX\r\n\x1a\n" + b"\0" * 40)
     from assets.ingest import received_extracts
 
     with dg.instance_for_test() as instance:
-        result = dg.materialize([received_extracts], instance=instance, resources={
-            "placelink": PlacelinkResource(home=str(settings.home))})
-        success = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
-        run_success_alert(dg.build_run_status_sensor_context(
-            sensor_name="run_success_alert", dagster_event=success, dagster_instance=instance,
-            dagster_run=result.dagster_run))
+        result = dg.materialize(
+            [received_extracts],
+            instance=instance,
+            resources={"placelink": PlacelinkResource(home=str(settings.home))},
+        )
+        success = next(
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS
+        )
+        run_success_alert(
+            dg.build_run_status_sensor_context(
+                sensor_name="run_success_alert",
+                dagster_event=success,
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+            )
+        )
     posted, email = _both(servers)
-    assert posted["blocks"][0]["text"]["text"] == f"1 delivery(ies) held in quarantine by run {result.run_id[:8]}"
+    assert (
+        posted["blocks"][0]["text"]["text"]
+        == f"1 delivery(ies) held in quarantine by run {result.run_id[:8]}"
+    )
     assert "council__csc.damaged.plx: held by check 'format'" in email.get_content()
 
 
 @dg.asset(check_specs=[dg.AssetCheckSpec("no_giant_cluster", asset="clusters", blocking=True)])
 def clusters():
     yield dg.Output(None)
-    yield dg.AssetCheckResult(check_name="no_giant_cluster", passed=False, metadata={"largest": 412})
+    yield dg.AssetCheckResult(
+        check_name="no_giant_cluster", passed=False, metadata={"largest": 412}
+    )
 
 
 @dg.asset(deps=[clusters])
@@ -172,10 +229,17 @@ def published() -> None:
 def test_a_failed_blocking_check_is_named_in_the_alert(servers):
     with dg.instance_for_test() as instance:
         result = dg.materialize([clusters, published], instance=instance, raise_on_error=False)
-        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-        run_failure_alert(dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,
-            dagster_run=result.dagster_run).for_run_failure())
+        failure = next(
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
+        )
+        run_failure_alert(
+            dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert",
+                dagster_event=failure,
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+            ).for_run_failure()
+        )
     posted, email = _both(servers)
     assert "blocking check no_giant_cluster on clusters failed" in posted["text"]
     assert "blocking check no_giant_cluster on clusters failed" in email.get_content()

@@ -1,5 +1,6 @@
 """Alerts reach a real webhook (HTTP on localhost) and a real SMTP server (aiosmtpd), say what
 happened in facts a person acts on, and carry no token-shaped value."""
+
 import pytest
 
 from pipelines.alerts import DELIVERIES_HELD, Alert, AlertSettings, scrub, send, send_all
@@ -9,9 +10,13 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def _alert(**changes) -> Alert:
-    fields = dict(kind=DELIVERIES_HELD, title="1 delivery(ies) held in quarantine by run 1a2b3c4d",
-                  facts=("nhs__ae.plx: held by check 'quality' (contract nhs-acute-mental-health)",),
-                  action="see `placelink hub quarantine show NAME`", link="http://127.0.0.1:3000/runs/1a2b")
+    fields = dict(
+        kind=DELIVERIES_HELD,
+        title="1 delivery(ies) held in quarantine by run 1a2b3c4d",
+        facts=("nhs__ae.plx: held by check 'quality' (contract nhs-acute-mental-health)",),
+        action="see `placelink hub quarantine show NAME`",
+        link="http://127.0.0.1:3000/runs/1a2b",
+    )
     return Alert(**{**fields, **changes})
 
 
@@ -36,8 +41,10 @@ def test_an_alert_arrives_at_the_webhook_and_by_email():
 
 def test_a_token_shaped_value_never_leaves_in_an_alert():
     with webhook_server() as hook, smtp_server() as mail:
-        send(_alert(title=f"held {TOKEN}", facts=(f"value {TOKEN.upper()}",)),
-             AlertSettings.from_env(alert_env(hook, mail)))
+        send(
+            _alert(title=f"held {TOKEN}", facts=(f"value {TOKEN.upper()}",)),
+            AlertSettings.from_env(alert_env(hook, mail)),
+        )
         posted, (_, _, message) = hook.next(), mail.next()
     for text in (str(posted["json"]), message.as_string()):
         assert TOKEN not in text.lower() and "[redacted]" in text
@@ -56,8 +63,13 @@ def test_a_failing_channel_is_reported_without_its_address_and_the_other_still_g
 
 
 def test_an_unreachable_mail_server_does_not_raise():
-    settings = AlertSettings(smtp_host="127.0.0.1", smtp_port=_closed_port(), smtp_from="a@b.test",
-                             smtp_to=("c@d.test",), timeout_seconds=5)
+    settings = AlertSettings(
+        smtp_host="127.0.0.1",
+        smtp_port=_closed_port(),
+        smtp_from="a@b.test",
+        smtp_to=("c@d.test",),
+        timeout_seconds=5,
+    )
     sent = send(_alert(), settings)
     assert sent.delivered == () and sent.failed == ("email: ConnectionRefusedError",)
 
@@ -66,12 +78,18 @@ def test_nothing_is_sent_without_a_channel():
     assert send_all([_alert()], AlertSettings()) == []
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"PLACELINK_ALERT_SMTP_HOST": "mail"}, "PLACELINK_ALERT_SMTP_FROM or PLACELINK_ALERT_SMTP_TO is empty"),
-    ({"PLACELINK_ALERT_SMTP_PORT": "twenty-five"}, "give a port number"),
-    ({"PLACELINK_ALERT_SMTP_SECURITY": "tls"}, "use none, starttls"),
-    ({"PLACELINK_ALERT_WEBHOOK_URL": "hooks.example"}, "must be an http.s. URL"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"PLACELINK_ALERT_SMTP_HOST": "mail"},
+            "PLACELINK_ALERT_SMTP_FROM or PLACELINK_ALERT_SMTP_TO is empty",
+        ),
+        ({"PLACELINK_ALERT_SMTP_PORT": "twenty-five"}, "give a port number"),
+        ({"PLACELINK_ALERT_SMTP_SECURITY": "tls"}, "use none, starttls"),
+        ({"PLACELINK_ALERT_WEBHOOK_URL": "hooks.example"}, "must be an http.s. URL"),
+    ],
+)
 def test_a_wrong_setting_says_which_variable_and_what_to_give(env, message):
     with pytest.raises(ValueError, match=message):
         AlertSettings.from_env(env)

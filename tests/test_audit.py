@@ -1,5 +1,6 @@
 """The audit log: a hash chain whose end is signed, so cutting it short or putting an older copy
 back is caught, and each event says who and in which run."""
+
 import json
 import shutil
 
@@ -11,7 +12,9 @@ from pipelines.settings import Settings
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2026-11-02"})
+    return Settings.from_env(
+        {"PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2026-11-02"}
+    )
 
 
 @pytest.fixture
@@ -53,6 +56,7 @@ def test_edited_line_is_named(log):
         event = json.loads(lines[2])
         event["rows"] = 99
         lines[2] = json.dumps(event)
+
     _rewrite(log, edit)
     assert log.verify().line == 4  # the line after the edit no longer chains
 
@@ -65,6 +69,7 @@ def test_deleted_line_is_named(log):
 def test_reordered_lines_are_caught(log):
     def swap(lines):
         lines[1], lines[2] = lines[2], lines[1]
+
     _rewrite(log, swap)
     assert log.verify().line == 2
 
@@ -73,7 +78,11 @@ def test_removing_the_last_line_is_caught(log, settings):
     _rewrite(log, lambda lines: lines.pop())
     assert log.verify() is None  # the chain alone cannot tell
     (failure,) = _failures(settings)
-    assert failure.check == "signed head" and "TRUNCATED" in failure.detail and "events 5-5 are missing" in failure.detail
+    assert (
+        failure.check == "signed head"
+        and "TRUNCATED" in failure.detail
+        and "events 5-5 are missing" in failure.detail
+    )
     # and the hub refuses to write on top of it (it would otherwise sign the cut log)
     with pytest.raises(AuditLogTampered, match="does not end where the hub last signed it"):
         settings.audit_log().append("published", tables=[])
@@ -87,7 +96,9 @@ def test_restoring_an_older_copy_is_caught(log, settings, tmp_path):
     shutil.copy(older, log.path)
     assert log.verify() is None
     (failure,) = _failures(settings)
-    assert "TRUNCATED or ROLLED BACK" in failure.detail and "the hub signed 7 events" in failure.detail
+    assert (
+        "TRUNCATED or ROLLED BACK" in failure.detail and "the hub signed 7 events" in failure.detail
+    )
 
 
 def test_an_older_copy_with_events_added_by_something_else_is_caught(log, settings, tmp_path):
@@ -95,12 +106,16 @@ def test_an_older_copy_with_events_added_by_something_else_is_caught(log, settin
     shutil.copy(log.path, older)
     log.append("published", tables=["t"])
     shutil.copy(older, log.path)
-    AuditLog(log.path.parent).append("published", tables=["forged"])  # chains, but is not the hub's event
+    AuditLog(log.path.parent).append(
+        "published", tables=["forged"]
+    )  # chains, but is not the hub's event
     (failure,) = _failures(settings)
     assert "ROLLED BACK or REWRITTEN: event 6 is not the event the hub signed" in failure.detail
 
 
-def test_an_older_log_with_its_older_head_is_caught_by_the_head_a_publication_carries(log, settings, tmp_path):
+def test_an_older_log_with_its_older_head_is_caught_by_the_head_a_publication_carries(
+    log, settings, tmp_path
+):
     saved_log, saved_head = tmp_path / "log", tmp_path / "head"
     shutil.copy(log.path, saved_log)
     shutil.copy(settings.audit_head_path, saved_head)

@@ -1,4 +1,5 @@
 """The injected clock: PLACELINK_AS_OF moves the hub's today for every check, and time still runs."""
+
 import datetime as dt
 
 import pytest
@@ -29,7 +30,9 @@ def test_a_bad_value_says_what_to_give():
 
 
 def test_the_ig_commands_check_agreements_on_the_clocks_day(signed_home, monkeypatch):
-    contracts = str(signed_home / "contracts")  # the shipped agreements, signed off by their approvers
+    contracts = str(
+        signed_home / "contracts"
+    )  # the shipped agreements, signed off by their approvers
     monkeypatch.setenv("PLACELINK_AS_OF", "2026-11-02")
     in_force = CliRunner().invoke(main, ["contracts", "check", "--dir", contracts])
     assert in_force.exit_code == 0 and "WARN" not in in_force.output

@@ -36,18 +36,35 @@ def _terms(document):
     return document["customProperties"][0]["value"]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: _terms(d).pop("dpia_reference"), "dpia_reference"),
-    (lambda d: _terms(d).update(lawful_basis_article6="because we want to"), "not a UK GDPR Article 6"),
-    (lambda d: _terms(d).update(expires="2020-01-01"), "expires"),
-    (lambda d: d["schema"][0]["properties"][0].update(classification="secret"), "classification 'secret'"),
-    (lambda d: d.pop("id"), "id"),
-    (lambda d: _terms(d).pop("required_signatures"), "required_signatures"),
-    (lambda d: _terms(d).update(required_signatures=[{"role": "siro", "party": "recipient"}]),
-     "required_signatures names no role at the provider"),
-    (lambda d: _terms(d).update(required_signatures=[{"role": "chief_executive", "party": "provider"}]),
-     "required_signatures"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: _terms(d).pop("dpia_reference"), "dpia_reference"),
+        (
+            lambda d: _terms(d).update(lawful_basis_article6="because we want to"),
+            "not a UK GDPR Article 6",
+        ),
+        (lambda d: _terms(d).update(expires="2020-01-01"), "expires"),
+        (
+            lambda d: d["schema"][0]["properties"][0].update(classification="secret"),
+            "classification 'secret'",
+        ),
+        (lambda d: d.pop("id"), "id"),
+        (lambda d: _terms(d).pop("required_signatures"), "required_signatures"),
+        (
+            lambda d: _terms(d).update(
+                required_signatures=[{"role": "siro", "party": "recipient"}]
+            ),
+            "required_signatures names no role at the provider",
+        ),
+        (
+            lambda d: _terms(d).update(
+                required_signatures=[{"role": "chief_executive", "party": "provider"}]
+            ),
+            "required_signatures",
+        ),
+    ],
+)
 def test_bad_contracts_name_file_and_field(tmp_path, mutate, message):
     with pytest.raises(ContractError, match=message) as error:
         load_contract(_broken(tmp_path, mutate))

@@ -28,13 +28,23 @@ print(json.dumps({
 
 
 def test_definitions_load_and_resolve_without_warnings(tmp_path):
-    done = subprocess.run([sys.executable, "-W", "error", "-c", _LOAD], capture_output=True, text=True,
-                          env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home")}, cwd=REPO_ROOT,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _LOAD],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home")},
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"hub/deliveries", "landing/ae_attendances", "hub/person_keys",
-            "cohorts/programme_cohort", "published/shared_outcomes"} <= set(loaded["keys"])
+    assert {
+        "hub/deliveries",
+        "landing/ae_attendances",
+        "hub/person_keys",
+        "cohorts/programme_cohort",
+        "published/shared_outcomes",
+    } <= set(loaded["keys"])
     # lineage read from the SQL: the cohort depends on linked persons through staging
     assert loaded["cohort_upstream"] == ["hub/record_person", "landing/family_support_enrolments"]
     assert "placelink_refresh" in loaded["jobs"]
@@ -45,8 +55,18 @@ def test_definitions_load_and_resolve_without_warnings(tmp_path):
 
 
 def test_the_landing_partitions_reach_a_clock_set_after_the_calendar(tmp_path):
-    later = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-                           env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2131-02-10"})
+    later = subprocess.run(
+        [sys.executable, "-c", _LOAD],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        env={
+            **os.environ,
+            "PLACELINK_HOME": str(tmp_path / "home"),
+            "PLACELINK_AS_OF": "2131-02-10",
+        },
+    )
     assert later.returncode == 0, later.stderr[-3000:]
     assert json.loads(later.stdout.strip().splitlines()[-1])["months"] == ["2026-03", "2131-02"]
 
@@ -82,16 +102,31 @@ def test_without_a_contract_its_models_are_left_out_with_a_message_not_a_traceba
     contracts.mkdir()
     for name in ("council-place-services.yaml", "nhs-acute-mental-health.yaml"):
         (contracts / name).write_bytes((REPO_ROOT / "contracts" / name).read_bytes())
-    load = ("import json\nfrom pipelines.definitions import defs\n"
-            "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))")
-    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-                          env={**os.environ, "PLACELINK_HOME": str(tmp_path / "home"),
-                               "PLACELINK_CONTRACTS": str(contracts)})
+    load = (
+        "import json\nfrom pipelines.definitions import defs\n"
+        "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", load],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        env={
+            **os.environ,
+            "PLACELINK_HOME": str(tmp_path / "home"),
+            "PLACELINK_CONTRACTS": str(contracts),
+        },
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     keys = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert {"staging/persons", "staging/outcome_events", "published/shared_outcomes"} <= keys
-    assert not keys & {"cohorts/programme_cohort", "publish/outcomes_by_ward", "landing/family_support_enrolments"}
+    assert not keys & {
+        "cohorts/programme_cohort",
+        "publish/outcomes_by_ward",
+        "landing/family_support_enrolments",
+    }
     (left_out,) = [line for line in done.stderr.splitlines() if "cohorts.programme_cohort" in line]
     assert left_out.endswith("left out: no contract provides landing.family_support_enrolments")
     assert "publish.outcomes_by_ward" in left_out and "add the partners' contracts" in done.stderr

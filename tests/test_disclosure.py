@@ -16,12 +16,19 @@ from pipelines.disclosure import (
 PER_100 = Rate.parse("per_100 = events / people * 100")
 
 
-def cell_by_cell(table: pl.DataFrame, counts: list[str], rates: list[Rate] = (),
-                 rule: DisclosureRule = DisclosureRule()) -> pl.DataFrame:
+def cell_by_cell(
+    table: pl.DataFrame,
+    counts: list[str],
+    rates: list[Rate] = (),
+    rule: DisclosureRule = DisclosureRule(),
+) -> pl.DataFrame:
     """The publisher's rule applied to each cell alone (no margins declared, so none protected):
     every column not in ``counts`` is a dimension and passes unchanged."""
-    spec = TableSpec(dimensions=tuple(c for c in table.columns if c not in counts), counts=tuple(counts),
-                     rates=tuple(rates))
+    spec = TableSpec(
+        dimensions=tuple(c for c in table.columns if c not in counts),
+        counts=tuple(counts),
+        rates=tuple(rates),
+    )
     return control_table(table, spec, rule)
 
 
@@ -54,23 +61,36 @@ def test_rule_describes_itself():
 
 def test_rates_from_decimal_sums_are_not_truncated():
     import decimal
-    table = pl.DataFrame({"people": [40], "events": [decimal.Decimal(13)]},
-                         schema={"people": pl.Int64, "events": pl.Decimal(38, 0)})
+
+    table = pl.DataFrame(
+        {"people": [40], "events": [decimal.Decimal(13)]},
+        schema={"people": pl.Int64, "events": pl.Decimal(38, 0)},
+    )
     out = cell_by_cell(table, ["people", "events"], [PER_100])
     assert out["per_100"].to_list() == [32.5]
 
 
 # --- margins, secondary suppression and the differencing attack ---------------------------------
 
-SPEC = TableSpec(dimensions=("cohort", "age_band"), counts=("people", "events"),
-                 rates=(Rate.parse("per_100 = events / people * 100"),), population="people",
-                 totals=(("age_band", "All ages"),))
+SPEC = TableSpec(
+    dimensions=("cohort", "age_band"),
+    counts=("people", "events"),
+    rates=(Rate.parse("per_100 = events / people * 100"),),
+    population="people",
+    totals=(("age_band", "All ages"),),
+)
 
 
 def _by_age(people, events=None):
     bands = [f"band{i}" for i in range(len(people))]
-    return pl.DataFrame({"cohort": ["programme"] * len(people), "age_band": bands,
-                         "people": people, "events": events or [p * 2 for p in people]})
+    return pl.DataFrame(
+        {
+            "cohort": ["programme"] * len(people),
+            "age_band": bands,
+            "people": people,
+            "events": events or [p * 2 for p in people],
+        }
+    )
 
 
 def test_totals_are_true_margins_then_controlled():
@@ -94,7 +114,12 @@ def test_a_single_redacted_cell_is_recovered_from_its_total_without_secondary_su
 def test_differencing_attack_fails_after_secondary_suppression():
     for rule in (DisclosureRule(), DisclosureRule(threshold=7, rounding_base=1)):
         out = control_table(_by_age([3, 41, 57]), SPEC, rule)
-        assert out["people"].to_list() == [None, None, 55 if rule.rounding_base == 5 else 57, 100 if rule.rounding_base == 5 else 101]
+        assert out["people"].to_list() == [
+            None,
+            None,
+            55 if rule.rounding_base == 5 else 57,
+            100 if rule.rounding_base == 5 else 101,
+        ]
         assert differencing_attack(out, SPEC, rule) == []
         # the rate of a row whose people are redacted is hidden too, even if its events are not
         assert out["per_100"].to_list()[:2] == [None, None]
@@ -110,23 +135,44 @@ def test_rounded_margin_still_narrows_a_lone_redacted_cell_so_it_is_protected():
 
 
 def test_totals_over_two_dimensions_are_each_protected():
-    spec = TableSpec(dimensions=("ward", "age_band"), counts=("people",),
-                     totals=(("ward", "All wards"), ("age_band", "All ages")))
-    raw = pl.DataFrame({"ward": ["w1", "w1", "w2", "w2"], "age_band": ["a", "b", "a", "b"],
-                        "people": [5, 30, 40, 50]})
+    spec = TableSpec(
+        dimensions=("ward", "age_band"),
+        counts=("people",),
+        totals=(("ward", "All wards"), ("age_band", "All ages")),
+    )
+    raw = pl.DataFrame(
+        {
+            "ward": ["w1", "w1", "w2", "w2"],
+            "age_band": ["a", "b", "a", "b"],
+            "people": [5, 30, 40, 50],
+        }
+    )
     out = control_table(raw, spec)
-    assert out.height == 4 + 2 + 2 + 1  # cells, ward totals per band, band totals per ward, grand total
-    assert out.filter((pl.col("ward") == "All wards") & (pl.col("age_band") == "All ages"))["people"].to_list() == [125]
+    assert (
+        out.height == 4 + 2 + 2 + 1
+    )  # cells, ward totals per band, band totals per ward, grand total
+    assert out.filter((pl.col("ward") == "All wards") & (pl.col("age_band") == "All ages"))[
+        "people"
+    ].to_list() == [125]
     assert differencing_attack(out, spec) == []
     assert unsafe_cells(out, ["people"]) == 0
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.integers(min_value=0, max_value=60), min_size=2, max_size=6), min_size=1, max_size=4),
-       st.sampled_from([1, 5]))
+@given(
+    st.lists(
+        st.lists(st.integers(min_value=0, max_value=60), min_size=2, max_size=6),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([1, 5]),
+)
 def test_no_published_table_gives_a_redacted_cell_away(groups, base):
-    rows = [{"cohort": f"c{g}", "age_band": f"b{i}", "people": v, "events": v}
-            for g, values in enumerate(groups) for i, v in enumerate(values)]
+    rows = [
+        {"cohort": f"c{g}", "age_band": f"b{i}", "people": v, "events": v}
+        for g, values in enumerate(groups)
+        for i, v in enumerate(values)
+    ]
     rule = DisclosureRule(threshold=7, rounding_base=base)
     out = control_table(pl.DataFrame(rows), SPEC, rule)
     assert differencing_attack(out, SPEC, rule) == []
@@ -136,13 +182,19 @@ def test_no_published_table_gives_a_redacted_cell_away(groups, base):
     for r in rows:
         raw_total[r["cohort"]] += r["people"]
     for cohort, total in raw_total.items():
-        published = out.filter((pl.col("cohort") == cohort) & (pl.col("age_band") == "All ages"))["people"][0]
+        published = out.filter((pl.col("cohort") == cohort) & (pl.col("age_band") == "All ages"))[
+            "people"
+        ][0]
         assert published is None or abs(published - total) <= base / 2
 
 
 def test_a_subtotal_is_a_margin_too():
-    spec = TableSpec(dimensions=("age_band",), counts=("people",), totals=(("age_band", "All ages"),),
-                     subtotals=(("age_band", "0-17", ("0-4", "5-10")),))
+    spec = TableSpec(
+        dimensions=("age_band",),
+        counts=("people",),
+        totals=(("age_band", "All ages"),),
+        subtotals=(("age_band", "0-17", ("0-4", "5-10")),),
+    )
     raw = pl.DataFrame({"age_band": ["0-4", "5-10", "18-64", "65+"], "people": [3, 20, 30, 40]})
     out = dict(control_table(raw, spec).select("age_band", "people").iter_rows())
     # '0-17' = 23 would give the 3 away next to a visible 20, so the 20 is hidden (not the 30)
@@ -154,13 +206,24 @@ def test_a_subtotal_is_a_margin_too():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5),
-       st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5))
+@given(
+    st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5),
+    st.lists(st.integers(min_value=0, max_value=40), min_size=5, max_size=5),
+)
 def test_no_redacted_cell_is_given_away_by_totals_and_subtotals_together(programme, comparison):
-    spec = TableSpec(dimensions=("cohort", "age_band"), counts=("people",), totals=(("age_band", "All ages"),),
-                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
+    spec = TableSpec(
+        dimensions=("cohort", "age_band"),
+        counts=("people",),
+        totals=(("age_band", "All ages"),),
+        subtotals=(
+            ("age_band", "0-17", ("0-4", "5-10", "11-17")),
+            ("age_band", "18+", ("18-64", "65+")),
+        ),
+    )
     bands = ["0-4", "5-10", "11-17", "18-64", "65+"]
-    raw = pl.DataFrame({"cohort": ["p"] * 5 + ["c"] * 5, "age_band": bands * 2, "people": programme + comparison})
+    raw = pl.DataFrame(
+        {"cohort": ["p"] * 5 + ["c"] * 5, "age_band": bands * 2, "people": programme + comparison}
+    )
     for rule in (DisclosureRule(), DisclosureRule(threshold=7, rounding_base=1)):
         out = control_table(raw, spec, rule)
         assert differencing_attack(out, spec, rule) == []
@@ -169,9 +232,18 @@ def test_no_redacted_cell_is_given_away_by_totals_and_subtotals_together(program
 
 def test_subtotals_and_the_total_form_a_margin_of_their_own():
     # All ages = 0-17 + 18+: with the small children hidden, 0-17 (= 3) would be All ages - 18+.
-    spec = TableSpec(dimensions=("age_band",), counts=("people",), totals=(("age_band", "All ages"),),
-                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
-    raw = pl.DataFrame({"age_band": ["0-4", "5-10", "11-17", "18-64", "65+"], "people": [1, 1, 1, 30, 40]})
+    spec = TableSpec(
+        dimensions=("age_band",),
+        counts=("people",),
+        totals=(("age_band", "All ages"),),
+        subtotals=(
+            ("age_band", "0-17", ("0-4", "5-10", "11-17")),
+            ("age_band", "18+", ("18-64", "65+")),
+        ),
+    )
+    raw = pl.DataFrame(
+        {"age_band": ["0-4", "5-10", "11-17", "18-64", "65+"], "people": [1, 1, 1, 30, 40]}
+    )
     rule = DisclosureRule(threshold=7, rounding_base=1)
     naive = cell_by_cell(add_totals(raw, spec), ["people"], [], rule)
     assert any(r.low == r.high == 3.0 for r in differencing_attack(naive, spec, rule))
@@ -188,12 +260,23 @@ def test_secondary_suppression_hides_the_fewest_cells_not_a_large_subtotal():
     # children's bands, one referral among adults. An earlier rule hid the 0-4 and 5-10 cells and
     # then the whole '0-17' row (49 referrals among 670 children) to protect that one adult; hiding
     # 'All ages' alone protects it as well.
-    spec = TableSpec(dimensions=("age_band",), counts=("events",), totals=(("age_band", "All ages"),),
-                     subtotals=(("age_band", "0-17", ("0-4", "5-10", "11-17")), ("age_band", "18+", ("18-64", "65+"))))
+    spec = TableSpec(
+        dimensions=("age_band",),
+        counts=("events",),
+        totals=(("age_band", "All ages"),),
+        subtotals=(
+            ("age_band", "0-17", ("0-4", "5-10", "11-17")),
+            ("age_band", "18+", ("18-64", "65+")),
+        ),
+    )
     raw = pl.DataFrame({"age_band": ["0-4", "5-10", "11-17", "18-64"], "events": [16, 16, 17, 1]})
     rule = DisclosureRule()
     controlled = control_table(raw, spec, rule)
     out = dict(controlled.select("age_band", "events").iter_rows())
     assert (out["0-4"], out["5-10"], out["11-17"], out["0-17"]) == (15, 15, 15, 50)
-    assert sorted(band for band, value in out.items() if value is None) == ["18+", "18-64", "All ages"]
+    assert sorted(band for band, value in out.items() if value is None) == [
+        "18+",
+        "18-64",
+        "All ages",
+    ]
     assert differencing_attack(controlled, spec, rule) == []

@@ -1,4 +1,5 @@
 """The .plx envelope and its keys, without the hub: round trips, tampering, key files, the CLI."""
+
 import hashlib
 import io
 import os
@@ -13,9 +14,15 @@ from pipelines.cli import main
 from pipelines.envelope import EnvelopeError, decrypt_chunks, read_header, seal, signature_valid
 from pipelines.keys import HubKey, HubPublicKey, KeyFileError, SigningKey, SigningPublicKey
 
-HEADER = dict(contract_id="vcs-family-support", contract_version="1.0.0", partner_id="vcs",
-              dataset="family_support_enrolments", reporting_period="2026-10",
-              created_at="2026-10-31T09:00:00+00:00", row_count=12)
+HEADER = dict(
+    contract_id="vcs-family-support",
+    contract_version="1.0.0",
+    partner_id="vcs",
+    dataset="family_support_enrolments",
+    reporting_period="2026-10",
+    created_at="2026-10-31T09:00:00+00:00",
+    row_count=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +42,22 @@ def _open(data: bytes, signer: SigningPublicKey, hub: HubKey) -> bytes:
     return plain
 
 
-@pytest.mark.parametrize("kem_index, size, chunk", [(1, 0, 64), (1, 1000, 64), (1, 1024, 256),
-                                                    (2, 5000, 4096), (2, 3, 1 << 20)])
+@pytest.mark.parametrize(
+    "kem_index, size, chunk",
+    [(1, 0, 64), (1, 1000, 64), (1, 1024, 256), (2, 5000, 4096), (2, 3, 1 << 20)],
+)
 def test_round_trip_in_chunks_for_both_kems(keys, tmp_path, kem_index, size, chunk):
     signer, hub = keys[0], keys[kem_index]
     plain = os.urandom(size)
     (tmp_path / "extract.parquet").write_bytes(plain)
-    header = seal(tmp_path / "extract.parquet", tmp_path / "e.plx", signing_key=signer,
-                  hub_key=hub.public, chunk_bytes=chunk, **HEADER)
+    header = seal(
+        tmp_path / "extract.parquet",
+        tmp_path / "e.plx",
+        signing_key=signer,
+        hub_key=hub.public,
+        chunk_bytes=chunk,
+        **HEADER,
+    )
     assert header.kem == hub.kem and header.content_bytes == size
     assert _open((tmp_path / "e.plx").read_bytes(), signer.public, hub) == plain
     assert plain[:32] not in (tmp_path / "e.plx").read_bytes() or size < 32
@@ -53,16 +68,30 @@ def small_envelope(keys, tmp_path_factory):
     folder = tmp_path_factory.mktemp("envelope")
     (folder / "x.parquet").write_bytes(os.urandom(700))
     # Small chunks, so mutations land in chunk lengths, encapsulations, ciphertexts and tags.
-    seal(folder / "x.parquet", folder / "x.plx", signing_key=keys[0], hub_key=keys[2].public,
-         chunk_bytes=256, **HEADER)
+    seal(
+        folder / "x.parquet",
+        folder / "x.plx",
+        signing_key=keys[0],
+        hub_key=keys[2].public,
+        chunk_bytes=256,
+        **HEADER,
+    )
     return (folder / "x.plx").read_bytes()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_every_flipped_byte_is_rejected(keys, small_envelope, data):
-    flips = data.draw(st.lists(st.tuples(st.integers(0, len(small_envelope) - 1), st.integers(1, 255)),
-                               min_size=1, max_size=4, unique_by=lambda f: f[0]))
+    flips = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, len(small_envelope) - 1), st.integers(1, 255)),
+            min_size=1,
+            max_size=4,
+            unique_by=lambda f: f[0],
+        )
+    )
     mutated = bytearray(small_envelope)
     for offset, mask in flips:
         mutated[offset] ^= mask
@@ -110,7 +139,9 @@ def test_private_keys_are_owner_only_and_passphrase_protected(tmp_path):
 def test_keygen_commands_never_print_a_private_key(tmp_path, monkeypatch):
     monkeypatch.setenv("PLACELINK_HOME", str(tmp_path / "home"))
     runner = CliRunner()
-    partner = runner.invoke(main, ["partner", "keygen", "--partner", "vcs", "--out", str(tmp_path / "vcs.key")])
+    partner = runner.invoke(
+        main, ["partner", "keygen", "--partner", "vcs", "--out", str(tmp_path / "vcs.key")]
+    )
     hub = runner.invoke(main, ["hub", "keygen", "--kem", "X25519"])
     assert partner.exit_code == 0 and hub.exit_code == 0
     assert "fingerprint: sha256:" in partner.output and "fingerprint: sha256:" in hub.output

@@ -1,9 +1,9 @@
 """`placelink bench history`: the same place's monthly runs, each measured and reported."""
+
 import csv
 import json
 
 import pytest
-
 from click.testing import CliRunner
 
 from pipelines.bench.history import MonthRun, chart_svg, format_table
@@ -12,8 +12,21 @@ from pipelines.cli import main
 
 def test_three_months_of_a_small_place_are_each_run_and_reported(tmp_path):
     out = tmp_path / "figures"
-    result = CliRunner().invoke(main, ["bench", "history", "--people", "2000", "--months", "3",
-                                       "--work", str(tmp_path / "work"), "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "history",
+            "--people",
+            "2000",
+            "--months",
+            "3",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     runs = json.loads((out / "history.json").read_text())["runs"]
     assert [r["month"] for r in runs] == [1, 2, 3]
@@ -48,9 +61,19 @@ def test_three_months_of_a_small_place_are_each_run_and_reported(tmp_path):
 
 
 def _run(month: int, seconds: float, predict: float) -> MonthRun:
-    return MonthRun(month, f"2027-{month:02d}", f"2027-{month:02d}-07", extracts=3, records_sent=100,
-                    run_seconds=seconds, stages={"linkage: predict": predict, "ingest and verification": 1.0},
-                    peak_mb=500.0, records_landed=1000 * month, identity_records=900 * month, persons=800 * month)
+    return MonthRun(
+        month,
+        f"2027-{month:02d}",
+        f"2027-{month:02d}-07",
+        extracts=3,
+        records_sent=100,
+        run_seconds=seconds,
+        stages={"linkage: predict": predict, "ingest and verification": 1.0},
+        peak_mb=500.0,
+        records_landed=1000 * month,
+        identity_records=900 * month,
+        persons=800 * month,
+    )
 
 
 def test_the_table_gives_the_ratio_and_what_grew_most():

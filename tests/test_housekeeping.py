@@ -1,6 +1,7 @@
 """Housekeeping: stored paths relative to the hub's home (a moved hub still deletes its expired
 envelopes; old absolute rows are migrated), and held files purged from quarantine after the
 configured time, audited, touching nothing else."""
+
 import datetime as dt
 import json
 import shutil
@@ -43,7 +44,9 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
     shutil.move(settings.home, moved.home)
     con = connect(moved)
     try:
-        result = apply_retention(moved, con, small_place.contracts, moved.audit_log(), now=AFTER_VCS_RETENTION)
+        result = apply_retention(
+            moved, con, small_place.contracts, moved.audit_log(), now=AFTER_VCS_RETENTION
+        )
     finally:
         con.close()
     assert [d.file_deleted for d in result.deleted] == [True]
@@ -56,33 +59,56 @@ def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_
     receive_inbox(settings, con, small_place.contracts, {}, settings.audit_log(), now=RECEIVED)
     # as an older hub wrote them: absolute, and from a folder the hub has since left
     con.execute("UPDATE hub.deliveries SET stored_as = '/srv/old-hub/' || stored_as")
-    con.execute("INSERT INTO hub.deliveries (file_name, received_at, status, stored_as) "
-                "VALUES ('elsewhere.plx', now(), 'quarantined', '/tmp/not-a-hub-file.plx')")
-    result = apply_retention(settings, con, small_place.contracts, settings.audit_log(), now=AFTER_VCS_RETENTION)
+    con.execute(
+        "INSERT INTO hub.deliveries (file_name, received_at, status, stored_as) "
+        "VALUES ('elsewhere.plx', now(), 'quarantined', '/tmp/not-a-hub-file.plx')"
+    )
+    result = apply_retention(
+        settings, con, small_place.contracts, settings.audit_log(), now=AFTER_VCS_RETENTION
+    )
     rows = dict(con.execute("SELECT file_name, stored_as FROM hub.deliveries").fetchall())
     con.close()
     assert [d.file_deleted for d in result.deleted] == [True]
     assert all(v.startswith("vault/") for k, v in rows.items() if k != "elsewhere.plx")
-    assert rows["elsewhere.plx"] == "/tmp/not-a-hub-file.plx"  # neither vault nor quarantine: left as it was
-    (migrated,) = [e for e in settings.audit_log().events() if e["event"] == "stored_paths_migrated"]
+    assert (
+        rows["elsewhere.plx"] == "/tmp/not-a-hub-file.plx"
+    )  # neither vault nor quarantine: left as it was
+    (migrated,) = [
+        e for e in settings.audit_log().events() if e["event"] == "stored_paths_migrated"
+    ]
     assert migrated["paths"] == 1
 
 
-@pytest.mark.parametrize("stored, relative", [
-    ("/srv/hub/vault/c/a.plx", "vault/c/a.plx"),
-    ("/home/x/.placelink/quarantine/b.plx.1", "quarantine/b.plx.1"),
-    ("/data/vault/hub/vault/c/a.plx", "vault/c/a.plx"),  # the last vault folder is the hub's
-    ("/tmp/other.plx", None),
-])
-def test_an_absolute_path_from_another_folder_is_read_from_its_vault_or_quarantine_on(stored, relative):
+@pytest.mark.parametrize(
+    "stored, relative",
+    [
+        ("/srv/hub/vault/c/a.plx", "vault/c/a.plx"),
+        ("/home/x/.placelink/quarantine/b.plx.1", "quarantine/b.plx.1"),
+        ("/data/vault/hub/vault/c/a.plx", "vault/c/a.plx"),  # the last vault folder is the hub's
+        ("/tmp/other.plx", None),
+    ],
+)
+def test_an_absolute_path_from_another_folder_is_read_from_its_vault_or_quarantine_on(
+    stored, relative
+):
     assert relative_stored(stored, Path("/elsewhere")) == relative
 
 
 def _hold(quarantine, name, received_at, check="format"):
     (quarantine / name).write_bytes(b"held bytes")
-    (quarantine / f"{name}.reason.json").write_text(json.dumps(
-        {"file": name, "received_at": received_at.isoformat(timespec="seconds"), "check": check,
-         "contract": "nhs-acute-mental-health v1.0.0", "expected": "x", "found": "y", "action": "z"}))
+    (quarantine / f"{name}.reason.json").write_text(
+        json.dumps(
+            {
+                "file": name,
+                "received_at": received_at.isoformat(timespec="seconds"),
+                "check": check,
+                "contract": "nhs-acute-mental-health v1.0.0",
+                "expected": "x",
+                "found": "y",
+                "action": "z",
+            }
+        )
+    )
 
 
 def test_held_files_older_than_the_setting_are_purged_and_audited_and_nothing_else(tmp_path):
@@ -95,8 +121,11 @@ def test_held_files_older_than_the_setting_are_purged_and_audited_and_nothing_el
     precious = tmp_path / "precious.parquet"
     precious.write_bytes(b"not the hub's to delete")
     (quarantine / "linked.plx").symlink_to(precious)
-    (quarantine / "linked.plx.reason.json").write_text(json.dumps(
-        {"file": "linked.plx", "received_at": "2026-01-01T00:00:00+00:00", "check": "format"}))
+    (quarantine / "linked.plx.reason.json").write_text(
+        json.dumps(
+            {"file": "linked.plx", "received_at": "2026-01-01T00:00:00+00:00", "check": "format"}
+        )
+    )
     (quarantine / "unreadable.plx.reason.json").write_text("{not json")
     audit = AuditLog(tmp_path / "audit")
 
@@ -104,19 +133,33 @@ def test_held_files_older_than_the_setting_are_purged_and_audited_and_nothing_el
 
     assert sorted(p.held_as for p in purged) == ["linked.plx", "old.plx"]
     assert sorted(p.name for p in quarantine.iterdir()) == [
-        "recent.plx", "recent.plx.reason.json", "released", "unreadable.plx.reason.json"]
+        "recent.plx",
+        "recent.plx.reason.json",
+        "released",
+        "unreadable.plx.reason.json",
+    ]
     assert precious.read_bytes() == b"not the hub's to delete"  # the link went, not its target
     assert (quarantine / "released" / "earlier.plx.reason.json").exists()
     events = [e for e in audit.events() if e["event"] == "quarantine_purged"]
-    assert [(e["file"], e["check"], e["kept_days"]) for e in events] == [("linked.plx", "format", 90),
-                                                                         ("old.plx", "format", 90)]
+    assert [(e["file"], e["check"], e["kept_days"]) for e in events] == [
+        ("linked.plx", "format", 90),
+        ("old.plx", "format", 90),
+    ]
     assert audit.verify() is None
-    assert purge_quarantine(quarantine, 0, audit, now + dt.timedelta(days=400)) == []  # 0 keeps for ever
+    assert (
+        purge_quarantine(quarantine, 0, audit, now + dt.timedelta(days=400)) == []
+    )  # 0 keeps for ever
 
 
 def test_the_keep_days_setting_is_read_from_the_environment(tmp_path):
     assert Settings.from_env({"PLACELINK_HOME": str(tmp_path)}).quarantine_keep_days == 90
-    assert Settings.from_env({"PLACELINK_HOME": str(tmp_path), "PLACELINK_QUARANTINE_KEEP_DAYS": "30"}
-                             ).quarantine_keep_days == 30
+    assert (
+        Settings.from_env(
+            {"PLACELINK_HOME": str(tmp_path), "PLACELINK_QUARANTINE_KEEP_DAYS": "30"}
+        ).quarantine_keep_days
+        == 30
+    )
     with pytest.raises(ValueError, match="PLACELINK_QUARANTINE_KEEP_DAYS is 'soon'"):
-        Settings.from_env({"PLACELINK_HOME": str(tmp_path), "PLACELINK_QUARANTINE_KEEP_DAYS": "soon"})
+        Settings.from_env(
+            {"PLACELINK_HOME": str(tmp_path), "PLACELINK_QUARANTINE_KEEP_DAYS": "soon"}
+        )

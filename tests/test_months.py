@@ -2,14 +2,22 @@
 each partner-month shows as a partition of its landing asset, a later or corrected delivery lands in
 its own month's partition, a backfill re-materialises a month, and a run with nothing new skips
 linkage and publication, says so and leaves the published file as it was."""
+
 import dagster as dg
 import duckdb
 import pytest
 
 from pipelines.run import dagster_instance, nothing_new, partner_months, run_pipeline
 
-DATASETS = {"csc_referrals", "school_attendance", "homelessness_applications", "ae_attendances",
-            "emergency_admissions", "mental_health_referrals", "family_support_enrolments"}
+DATASETS = {
+    "csc_referrals",
+    "school_attendance",
+    "homelessness_applications",
+    "ae_attendances",
+    "emergency_admissions",
+    "mental_health_referrals",
+    "family_support_enrolments",
+}
 
 
 def _partitions(settings, dataset: str) -> set[str]:
@@ -21,8 +29,12 @@ def _materialisations(settings, dataset: str, month: str) -> list[dict]:
     """The metadata of every materialisation of one partner-month, oldest first."""
     with dagster_instance(settings) as instance:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["landing", dataset]), asset_partitions=[month]),
-            limit=100, ascending=True).records
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["landing", dataset]), asset_partitions=[month]
+            ),
+            limit=100,
+            ascending=True,
+        ).records
     return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records]
 
 
@@ -48,10 +60,17 @@ def months_hub(small_place, tmp_path_factory):
 
     run("month 1")
     run("nothing new")
-    small_place.reseal("ae_attendances", settings.inbox / "nhs-ae-2026-11.plx", mutate_table=_without_one_row,
-                       reporting_period="2026-11")
-    small_place.reseal("csc_referrals", settings.inbox / "council-csc-2026-10-corrected.plx",
-                       mutate_table=_without_one_row)
+    small_place.reseal(
+        "ae_attendances",
+        settings.inbox / "nhs-ae-2026-11.plx",
+        mutate_table=_without_one_row,
+        reporting_period="2026-11",
+    )
+    small_place.reseal(
+        "csc_referrals",
+        settings.inbox / "council-csc-2026-10-corrected.plx",
+        mutate_table=_without_one_row,
+    )
     run("month 2")
     run("backfill", months=["2026-10"])
     run("nothing new again")
@@ -79,7 +98,9 @@ def test_a_later_month_lands_in_its_own_partition_and_the_others_stay_missing(mo
     assert partner_months(result) == ["ae_attendances 2026-11", "csc_referrals 2026-10"]
     assert _partitions(settings, "ae_attendances") == {"2026-10", "2026-11"}
     for dataset in DATASETS - {"ae_attendances"}:
-        assert _partitions(settings, dataset) == {"2026-10"}, dataset  # 2026-11 missing: not delivered
+        assert _partitions(settings, dataset) == {"2026-10"}, (
+            dataset
+        )  # 2026-11 missing: not delivered
 
 
 def test_a_corrected_delivery_rematerialises_its_month(months_hub, small_place):
@@ -93,11 +114,15 @@ def test_a_run_with_one_new_delivery_links_and_publishes_again(months_hub):
     settings, runs = months_hub
     result, published = runs["month 2"]
     assert nothing_new(result) is None
-    assert "hub__person_keys" not in _skipped_steps(result) and "published__shared_outcomes" not in _skipped_steps(result)
+    assert "hub__person_keys" not in _skipped_steps(
+        result
+    ) and "published__shared_outcomes" not in _skipped_steps(result)
     assert published != runs["month 1"][1]
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
-        (periods,) = con.execute("SELECT list(DISTINCT reporting_period ORDER BY reporting_period) FROM hub.deliveries "
-                                 "WHERE status = 'accepted'").fetchone()
+        (periods,) = con.execute(
+            "SELECT list(DISTINCT reporting_period ORDER BY reporting_period) FROM hub.deliveries "
+            "WHERE status = 'accepted'"
+        ).fetchone()
     assert periods == ["2026-10", "2026-11"]
 
 
@@ -106,11 +131,17 @@ def test_a_run_with_nothing_new_skips_linkage_and_publication_and_says_so(months
     for before, name in (("month 1", "nothing new"), ("backfill", "nothing new again")):
         result, published = runs[name]
         reason = nothing_new(result)
-        assert reason is not None and reason.startswith("nothing new since the publication of"), name
+        assert reason is not None and reason.startswith("nothing new since the publication of"), (
+            name
+        )
         assert "skipped" in reason and "unchanged" in reason
         skipped = _skipped_steps(result)
-        assert {"person_records", "linked_persons", "published__shared_outcomes"} <= skipped, skipped
-        assert published == runs[before][1], name  # byte for byte the file the last publication wrote
+        assert {"person_records", "linked_persons", "published__shared_outcomes"} <= skipped, (
+            skipped
+        )
+        assert published == runs[before][1], (
+            name
+        )  # byte for byte the file the last publication wrote
         assert partner_months(result) == []
     events = [e for e in settings.audit_log().events() if e["event"] == "run_nothing_new"]
     assert len(events) == 2
@@ -122,7 +153,9 @@ def test_backfilling_a_month_rematerialises_its_partitions_and_what_depends_on_i
     result, published = runs["backfill"]
     assert partner_months(result) == sorted(f"{d} 2026-10" for d in DATASETS)
     assert nothing_new(result) is None  # nothing arrived, but a backfill rebuilds downstream
-    assert not {"person_records", "linked_persons", "published__shared_outcomes"} & _skipped_steps(result)
+    assert not {"person_records", "linked_persons", "published__shared_outcomes"} & _skipped_steps(
+        result
+    )
     assert result.dagster_run.tags["placelink/months"] == "2026-10"
     assert len(_materialisations(settings, "school_attendance", "2026-10")) == 2
     assert _partitions(settings, "ae_attendances") == {"2026-10", "2026-11"}  # 2026-11 untouched

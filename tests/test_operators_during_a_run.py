@@ -1,6 +1,7 @@
 """Operators' commands during a run: they never open warehouse.duckdb, so they neither fail on a
 run's lock nor make the run fail on theirs (DuckDB lets one process hold the file: even a read-only
 open from another fails while a writer holds it, and blocks the writer while it is open)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -22,7 +23,9 @@ DATASETS = ["ae_attendances", "family_support_enrolments"]
 @pytest.fixture(scope="module")
 def hub_after_a_run(small_place, tmp_path_factory):
     """A hub after one run: two accepted extracts, one held file, a published file, an audit log."""
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("operators") / "hub", datasets=DATASETS)
+    settings = small_place.stage_hub(
+        tmp_path_factory.mktemp("operators") / "hub", datasets=DATASETS
+    )
     (settings.inbox / "not-an-envelope.plx").write_bytes(b"this is not a sealed extract\n")
     result = run_pipeline(settings, log_level="WARNING")
     assert result.success
@@ -38,20 +41,33 @@ def operator(hub_after_a_run, monkeypatch):
 
     def run(*args: str):
         result = runner.invoke(main, list(args), catch_exceptions=False)
-        return result.exit_code, result.output + (result.stderr if result.stderr_bytes is not None else "")
+        return result.exit_code, result.output + (
+            result.stderr if result.stderr_bytes is not None else ""
+        )
+
     return run
 
 
 def test_operators_commands_answer_in_full_while_a_writer_holds_the_warehouse_and_it_keeps_writing(
-        hub_after_a_run, operator, tmp_path):
+    hub_after_a_run, operator, tmp_path
+):
     settings = hub_after_a_run
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb\n"
-         f"con = duckdb.connect({str(settings.warehouse)!r})\n"
-         "con.execute('CREATE TABLE hub.before_commands AS SELECT 1 AS n')\n"
-         "print('holding', flush=True); sys.stdin.readline()\n"
-         "con.execute('CREATE TABLE hub.after_commands AS SELECT 2 AS n'); con.close(); print('wrote', flush=True)"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb\n"
+            f"con = duckdb.connect({str(settings.warehouse)!r})\n"
+            "con.execute('CREATE TABLE hub.before_commands AS SELECT 1 AS n')\n"
+            "print('holding', flush=True); sys.stdin.readline()\n"
+            "con.execute('CREATE TABLE hub.after_commands AS SELECT 2 AS n'); con.close(); print('wrote', flush=True)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     try:
         assert _in_thread(writer.stdout.readline) == "holding\n"
         (held,) = held_files(settings.quarantine)
@@ -63,7 +79,9 @@ def test_operators_commands_answer_in_full_while_a_writer_holds_the_warehouse_an
             "contracts list": operator("contracts", "list"),
             "contracts check": operator("contracts", "check"),
             "contracts show": operator("contracts", "show", contract),
-            "contracts register": operator("contracts", "register", "--out", str(tmp_path / "register")),
+            "contracts register": operator(
+                "contracts", "register", "--out", str(tmp_path / "register")
+            ),
             "audit verify": operator("audit", "verify"),
             "audit show": operator("audit", "show", "--contract", contract),
             "sql": operator("sql", "SELECT count(*) AS tables FROM information_schema.tables"),
@@ -76,14 +94,18 @@ def test_operators_commands_answer_in_full_while_a_writer_holds_the_warehouse_an
         assert "lock" not in output.lower() and "busy" not in output.lower(), f"{command}: {output}"
     listed = answers["quarantine list"][1]
     for dataset in DATASETS:
-        assert any(line.startswith("ACCEPTED") and f"\t{dataset}\t" in line for line in listed.splitlines()), listed
+        assert any(
+            line.startswith("ACCEPTED") and f"\t{dataset}\t" in line for line in listed.splitlines()
+        ), listed
     assert f"HELD      {held['held_as']}" in listed
     assert "ae_attendances" in answers["deliveries"][1]
     assert "is intact" in answers["audit verify"][1]
     assert "effects" in answers["sql"][1] or "tables" in answers["sql"][1]
 
 
-def test_a_release_during_a_run_is_refused_and_the_file_stays_held(hub_after_a_run, operator, tmp_path):
+def test_a_release_during_a_run_is_refused_and_the_file_stays_held(
+    hub_after_a_run, operator, tmp_path
+):
     settings = hub_after_a_run
     (held,) = held_files(settings.quarantine)
     holder = _hold_lock_in_another_process(settings.home, "r-busy")

@@ -1,5 +1,6 @@
 """Progress of long work: nothing unless a command shows it; plain lines at most every interval
 off a terminal; bars on a terminal."""
+
 import io
 
 from pipelines import progress
@@ -26,7 +27,9 @@ def test_nothing_is_shown_or_kept_unless_a_command_shows_progress(capsys):
 
 def test_off_a_terminal_one_plain_line_per_interval_names_the_work_still_running():
     timer, out = FakeTimer(), io.StringIO()
-    with progress.Reporter(out, terminal=False, interval=30, timer=timer, background=False) as reporter:
+    with progress.Reporter(
+        out, terminal=False, interval=30, timer=timer, background=False
+    ) as reporter:
         previous, progress._reporter = progress._reporter, reporter
         try:
             files = progress.task("ingest: deliveries checked", 7, "files")
@@ -34,30 +37,40 @@ def test_off_a_terminal_one_plain_line_per_interval_names_the_work_still_running
             timer.now = 12
             assert reporter.tick() is None  # less than the interval since the start: quiet
             timer.now = 31
-            assert reporter.tick() == "progress: ingest: deliveries checked: 3 of 7 files (43%) after 31 s"
+            assert (
+                reporter.tick()
+                == "progress: ingest: deliveries checked: 3 of 7 files (43%) after 31 s"
+            )
             timer.now = 40
             assert reporter.tick() is None
             files.done()
             with stage("linkage: train"):
                 with stage("linkage: predict"):  # nested: shown inside the outermost stage's line
                     timer.now = 70
-                    assert reporter.tick() == "progress: linkage: train › linkage: predict: running for 30 s"
+                    assert (
+                        reporter.tick()
+                        == "progress: linkage: train › linkage: predict: running for 30 s"
+                    )
                 timer.now = 100
                 assert reporter.tick() == "progress: linkage: train: running for 60 s"
             timer.now = 200
             assert reporter.tick() is None  # everything finished: nothing to say
         finally:
             progress._reporter = previous
-    assert out.getvalue().splitlines() == ["progress: ingest: deliveries checked: 3 of 7 files (43%) after 31 s",
-                                           "progress: linkage: train › linkage: predict: running for 30 s",
-                                           "progress: linkage: train: running for 60 s"]
+    assert out.getvalue().splitlines() == [
+        "progress: ingest: deliveries checked: 3 of 7 files (43%) after 31 s",
+        "progress: linkage: train › linkage: predict: running for 30 s",
+        "progress: linkage: train: running for 60 s",
+    ]
 
 
 def test_the_partner_kit_shows_each_of_its_steps():
     from pipelines.partner_kit.steps import step
 
     timer, out = FakeTimer(), io.StringIO()
-    with progress.Reporter(out, terminal=False, interval=30, timer=timer, background=False) as reporter:
+    with progress.Reporter(
+        out, terminal=False, interval=30, timer=timer, background=False
+    ) as reporter:
         previous, progress._reporter = progress._reporter, reporter
         try:
             with step("tokenise"):

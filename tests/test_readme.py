@@ -7,6 +7,7 @@ project's environment) and ``.placelink`` (a hub home after a whole run, the ses
 The table of who does what shows templates (KEY, ID, RAW.csv): the test suites of those
 commands cover them.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,21 +39,34 @@ def checkout(outcomes_hub, tmp_path_factory) -> Path:
 
 
 def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLACELINK_") and k != "VIRTUAL_ENV"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PLACELINK_") and k != "VIRTUAL_ENV"
+    }
     # A user's shell: the environment's bin folder is not on PATH until they activate it.
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if Path(p).resolve() != Path(sys.prefix, "bin").resolve())
+    env["PATH"] = os.pathsep.join(
+        p
+        for p in env.get("PATH", "").split(os.pathsep)
+        if Path(p).resolve() != Path(sys.prefix, "bin").resolve()
+    )
     return env
 
 
 def test_readme_shell_commands_run_as_written(checkout):
     blocks = [b for b in _blocks("sh") if not b.lstrip().startswith("make ")]
-    commands = [line for b in blocks for line in b.splitlines() if line.strip() and not line.startswith("#")]
+    commands = [
+        line for b in blocks for line in b.splitlines() if line.strip() and not line.startswith("#")
+    ]
     assert any(c.startswith("source .venv/bin/activate") for c in commands)
     assert sum(c.startswith("placelink sql") for c in commands) >= 4
     script = "set -euo pipefail\n" + "\n".join(blocks)
-    done = subprocess.run(["bash", "-c", script], cwd=checkout, env=_environment(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=checkout,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "placelink 0.1.0" in out
@@ -60,19 +74,32 @@ def test_readme_shell_commands_run_as_written(checkout):
     assert "ae_attendance" in out and "rate_ratio_ci_low" in out and "smd_after_matching" in out
     # the backfill re-materialised October's partner-months, and the run after it had nothing new
     assert "partner-months materialised: ae_attendances 2026-10, csc_referrals 2026-10" in out
-    assert "succeeded: nothing new since the publication of" in out and "published file is unchanged" in out
+    assert (
+        "succeeded: nothing new since the publication of" in out
+        and "published file is unchanged" in out
+    )
 
 
 def test_readme_python_for_analysts_runs_as_written(checkout):
     section = README.split("## For analysts", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 1
-    done = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-c", blocks[0]], cwd=checkout,
-                          env=_environment(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(checkout / ".venv" / "bin" / "python"), "-c", blocks[0]],
+        cwd=checkout,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     # (DuckDB's .show() drops middle columns to fit a narrow terminal, so look at the first ones)
     assert "redacted_cells" in done.stdout and "disclosure_rule" in done.stdout
-    assert "ward_code" in done.stdout and "ae_attendance" in done.stdout and "column_name" in done.stdout
+    assert (
+        "ward_code" in done.stdout
+        and "ae_attendance" in done.stdout
+        and "column_name" in done.stdout
+    )
 
 
 def _commands(command: click.Command, path: tuple[str, ...] = ("placelink",)):
@@ -88,7 +115,11 @@ def test_every_command_and_option_has_help():
         if not (command.help or "").strip():
             missing.append(" ".join(path))
         for param in command.params:
-            if isinstance(param, click.Option) and param.name != "help" and not (param.help or "").strip():
+            if (
+                isinstance(param, click.Option)
+                and param.name != "help"
+                and not (param.help or "").strip()
+            ):
                 missing.append(f"{' '.join(path)} {param.opts[0]}")
     assert missing == []
     assert sum(1 for _ in _commands(main)) > 30

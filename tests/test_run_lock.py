@@ -3,6 +3,7 @@
 Processes are synchronised with the lock itself and with the headless run's fault hook
 (PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK: two FIFOs, "locked" and "go"), never with sleeps.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,12 @@ class PausedRun:
         os.mkfifo(self.fifos / "locked")
         os.mkfifo(self.fifos / "go")
         self.process = subprocess.Popen(
-            [PLACELINK, "run"], env=hub_env(home, PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK=str(self.fifos)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [PLACELINK, "run"],
+            env=hub_env(home, PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK=str(self.fifos)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.pid = int(_in_thread(lambda: (self.fifos / "locked").read_text()).strip())
 
     def go(self) -> subprocess.CompletedProcess:
@@ -62,24 +67,40 @@ def _in_thread(action):
 def published_tables(settings: Settings) -> list[str]:
     con = duckdb.connect(str(settings.published), read_only=True)
     try:
-        return [name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        return [
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables"
+            ).fetchall()
+        ]
     finally:
         con.close()
 
 
-def test_a_second_run_is_refused_at_once_naming_the_first_and_the_first_publishes(small_place, tmp_path):
-    settings = small_place.stage_hub(tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"])
+def test_a_second_run_is_refused_at_once_naming_the_first_and_the_first_publishes(
+    small_place, tmp_path
+):
+    settings = small_place.stage_hub(
+        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
+    )
     first = PausedRun(settings.home, tmp_path)
     holder = current_holder(settings.home)
     assert holder is not None and holder.pid == first.pid and holder.run_id
 
-    second = subprocess.run([PLACELINK, "run"], env=hub_env(settings.home), capture_output=True, text=True,
-                            timeout=SAFETY)
+    second = subprocess.run(
+        [PLACELINK, "run"],
+        env=hub_env(settings.home),
+        capture_output=True,
+        text=True,
+        timeout=SAFETY,
+    )
     assert second.returncode == EXIT_LOCKED, second.stderr
     assert f"run {holder.run_id}" in second.stderr and f"pid {first.pid}" in second.stderr
     assert "placelink run --wait" in second.stderr and "Traceback" not in second.stderr
     assert "Could not set lock" not in second.stdout + second.stderr
-    assert not settings.warehouse.exists() and not settings.published.exists()  # the refused one wrote nothing
+    assert (
+        not settings.warehouse.exists() and not settings.published.exists()
+    )  # the refused one wrote nothing
 
     done = first.go()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -89,10 +110,17 @@ def test_a_second_run_is_refused_at_once_naming_the_first_and_the_first_publishe
 
 
 def test_run_with_wait_starts_when_the_run_holding_the_lock_ends(small_place, tmp_path):
-    settings = small_place.stage_hub(tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"])
+    settings = small_place.stage_hub(
+        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
+    )
     first = PausedRun(settings.home, tmp_path)
-    second = subprocess.Popen([PLACELINK, "run", "--wait"], env=hub_env(settings.home), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [PLACELINK, "run", "--wait"],
+        env=hub_env(settings.home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     waiting = _in_thread(second.stderr.readline)  # it says so once it found the lock held
     assert waiting.startswith("waiting:") and f"pid {first.pid}" in waiting
 
@@ -100,14 +128,20 @@ def test_run_with_wait_starts_when_the_run_holding_the_lock_ends(small_place, tm
     out, err = second.communicate(timeout=SAFETY)
     assert second.returncode == 0, err[-3000:]
     with dg.DagsterInstance.from_config(str(settings.home / "dagster")) as instance:
-        runs = sorted(instance.get_runs(), key=lambda r: instance.get_run_record_by_id(r.run_id).start_time)
+        runs = sorted(
+            instance.get_runs(), key=lambda r: instance.get_run_record_by_id(r.run_id).start_time
+        )
         assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
         first_record, second_record = (instance.get_run_record_by_id(r.run_id) for r in runs)
-        assert first_record.end_time <= second_record.start_time  # one after the other, never together
+        assert (
+            first_record.end_time <= second_record.start_time
+        )  # one after the other, never together
 
 
 def test_a_killed_run_leaves_no_lock_behind(small_place, tmp_path):
-    settings = small_place.stage_hub(tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"])
+    settings = small_place.stage_hub(
+        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
+    )
     first = PausedRun(settings.home, tmp_path)
     assert is_locked(settings.home)
     os.kill(first.pid, signal.SIGKILL)
@@ -115,18 +149,31 @@ def test_a_killed_run_leaves_no_lock_behind(small_place, tmp_path):
     assert current_holder(settings.home).pid == first.pid  # its note is stale; the lock is not
     assert not is_locked(settings.home)
 
-    after = subprocess.run([PLACELINK, "run"], env=hub_env(settings.home), capture_output=True, text=True,
-                           timeout=SAFETY)
+    after = subprocess.run(
+        [PLACELINK, "run"],
+        env=hub_env(settings.home),
+        capture_output=True,
+        text=True,
+        timeout=SAFETY,
+    )
     assert after.returncode == 0, after.stderr[-3000:]
     assert "effects" in published_tables(settings)
 
 
 def _hold_lock_in_another_process(home: Path, run_id: str) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pipelines.run_lock import run_lock\n"
-         f"with run_lock({str(home)!r}, 'a test holder', run_id={run_id!r}):\n"
-         "    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pipelines.run_lock import run_lock\n"
+            f"with run_lock({str(home)!r}, 'a test holder', run_id={run_id!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert _in_thread(holder.stdout.readline) == "held\n"
     return holder
 
@@ -144,7 +191,10 @@ def test_the_lock_is_reentrant_in_its_process_and_refuses_others_until_released(
         with pytest.raises(RunLockBusy) as refused:
             with run_lock(home, "second"):
                 pass
-        assert "run r-1 (a test holder" in str(refused.value) and refused.value.holder.pid == holder.pid
+        assert (
+            "run r-1 (a test holder" in str(refused.value)
+            and refused.value.holder.pid == holder.pid
+        )
         with pytest.raises(RunLockBusy, match="after waiting"):
             with run_lock(home, "second", wait=0.01):
                 pass
@@ -161,7 +211,9 @@ def warehouse_writer(placelink: PlacelinkResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"written": True})
 
 
-def test_a_dagster_run_holds_the_lock_and_one_that_finds_it_taken_says_who_has_it(tmp_path, monkeypatch):
+def test_a_dagster_run_holds_the_lock_and_one_that_finds_it_taken_says_who_has_it(
+    tmp_path, monkeypatch
+):
     home = tmp_path / "hub"
     resource = PlacelinkResource(home=str(home))
     result = dg.materialize([warehouse_writer], resources={"placelink": resource})
@@ -170,7 +222,9 @@ def test_a_dagster_run_holds_the_lock_and_one_that_finds_it_taken_says_who_has_i
     monkeypatch.setenv("PLACELINK_RUN_LOCK_WAIT_SECONDS", "0.01")
     holder = _hold_lock_in_another_process(home, "r-1")
     try:
-        busy = dg.materialize([warehouse_writer], resources={"placelink": resource}, raise_on_error=False)
+        busy = dg.materialize(
+            [warehouse_writer], resources={"placelink": resource}, raise_on_error=False
+        )
     finally:
         holder.communicate("", timeout=SAFETY)
     assert not busy.success
@@ -179,7 +233,9 @@ def test_a_dagster_run_holds_the_lock_and_one_that_finds_it_taken_says_who_has_i
     assert "Could not set lock" not in str(failure.event_specific_data)
 
 
-def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_brought_up_to_it(tmp_path):
+def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_brought_up_to_it(
+    tmp_path,
+):
     from pipelines.jobs import WAREHOUSE_TAG, refresh_job, retention_job
     from pipelines.run import dagster_instance, ensure_dagster_home
 
@@ -191,12 +247,17 @@ def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_
     warned: list[str] = []
     assert ensure_dagster_home(settings, warn=warned.append) == folder
     assert warned and "let runs overlap" in warned[0]
-    assert yaml.safe_load((folder / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}  # kept
+    assert yaml.safe_load((folder / "dagster.yaml").read_text())["telemetry"] == {
+        "enabled": False
+    }  # kept
     with dagster_instance(settings) as instance:
         queue = instance.run_coordinator.get_run_queue_config()
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert queue.max_concurrent_runs == 1
-        assert any(rule["key"] == WAREHOUSE_TAG and rule["limit"] == 1 for rule in queue.tag_concurrency_limits)
+        assert any(
+            rule["key"] == WAREHOUSE_TAG and rule["limit"] == 1
+            for rule in queue.tag_concurrency_limits
+        )
     assert refresh_job.tags[WAREHOUSE_TAG] and retention_job.tags[WAREHOUSE_TAG]
     warned.clear()
     ensure_dagster_home(settings, warn=warned.append)
@@ -206,19 +267,23 @@ def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_
 def test_a_deployments_dagster_yaml_is_never_rewritten_but_a_loose_queue_is_named(tmp_path):
     from pipelines.run import ensure_dagster_home, queue_problem
 
-    assert queue_problem(yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())) is None
+    assert (
+        queue_problem(yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())) is None
+    )
     deployment = tmp_path / "dagster"
     deployment.mkdir()
     loose = "run_queue:\n  max_concurrent_runs: 4\n"
     (deployment / "dagster.yaml").write_text(loose)
-    settings = Settings.from_env({"PLACELINK_HOME": str(tmp_path / "hub"), "DAGSTER_HOME": str(deployment)})
+    settings = Settings.from_env(
+        {"PLACELINK_HOME": str(tmp_path / "hub"), "DAGSTER_HOME": str(deployment)}
+    )
     warned: list[str] = []
     ensure_dagster_home(settings, warn=warned.append)
     assert (deployment / "dagster.yaml").read_text() == loose
     assert "allows 4 runs at once" in warned[0]
 
 
-PER_STEP_DEFINITIONS = '''
+PER_STEP_DEFINITIONS = """
 import os
 
 import dagster as dg
@@ -250,7 +315,7 @@ def second_step(context, first_step: dict, placelink: PlacelinkResource) -> dict
 
 defs = dg.Definitions(assets=[first_step, second_step], resources={"placelink": PlacelinkResource()},
                       executor=holding_the_run_lock(dg.multiprocess_executor.configured({"max_concurrent": 1})))
-'''
+"""
 
 
 def test_a_run_with_a_process_per_step_holds_the_lock_from_its_first_step_to_its_last(tmp_path):
@@ -258,15 +323,30 @@ def test_a_run_with_a_process_per_step_holds_the_lock_from_its_first_step_to_its
     definitions = tmp_path / "per_step_definitions.py"
     definitions.write_text(PER_STEP_DEFINITIONS, encoding="utf-8")
     (tmp_path / "dagster").mkdir()
-    run = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-f", str(definitions),
-                          "-j", "__ASSET_JOB"], env=hub_env(home, DAGSTER_HOME=str(tmp_path / "dagster")),
-                         cwd=tmp_path, capture_output=True, text=True, timeout=SAFETY)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-f",
+            str(definitions),
+            "-j",
+            "__ASSET_JOB",
+        ],
+        env=hub_env(home, DAGSTER_HOME=str(tmp_path / "dagster")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=SAFETY,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "RUN_SUCCESS" in run.stdout + run.stderr
     assert not is_locked(home) and current_holder(home) is None
 
 
-PAUSING_DEFINITIONS = '''
+PAUSING_DEFINITIONS = """
 import os
 from pathlib import Path
 
@@ -289,7 +369,7 @@ def writes_the_warehouse(placelink: PlacelinkResource) -> None:
 
 defs = dg.Definitions(assets=[writes_the_warehouse], resources={"placelink": PlacelinkResource()},
                       executor=holding_the_run_lock(dg.in_process_executor))
-'''
+"""
 
 
 def test_two_dagster_runs_launched_together_run_one_after_the_other_and_both_succeed(tmp_path):
@@ -301,13 +381,30 @@ def test_two_dagster_runs_launched_together_run_one_after_the_other_and_both_suc
     pause.mkdir()
     os.mkfifo(pause / "locked")
     os.mkfifo(pause / "go")
-    command = [sys.executable, "-m", "dagster", "job", "execute", "-f", str(definitions), "-j", "__ASSET_JOB"]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-f",
+        str(definitions),
+        "-j",
+        "__ASSET_JOB",
+    ]
     env = hub_env(home, DAGSTER_HOME=str(tmp_path / "dagster"))
-    first = subprocess.Popen(command, env={**env, "TEST_PAUSE": str(pause)}, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        command,
+        env={**env, "TEST_PAUSE": str(pause)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first_pid = int(_in_thread(lambda: (pause / "locked").read_text()))
-    second = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    second = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
     def until_waiting() -> str:
         seen = []
@@ -316,6 +413,7 @@ def test_two_dagster_runs_launched_together_run_one_after_the_other_and_both_suc
             if "waiting for the hub's run lock" in line:
                 return line
         return "".join(seen[-30:])
+
     waiting = _in_thread(until_waiting)
     assert "waiting for the hub's run lock" in waiting and f"pid {first_pid}" in waiting, waiting
 

@@ -1,5 +1,6 @@
 """Nothing fails silently (issue 20): `placelink run` exit codes and summary, the publication guard,
 the pre-flight checks, and a full disk while holding a delivery."""
+
 import errno
 import os
 import shutil
@@ -29,8 +30,13 @@ def placelink(home, *args, **env):
     """`placelink ARGS` in a fresh process, as a scheduled job runs it."""
     environment = {**os.environ, "PLACELINK_HOME": str(home), **env}
     environment.pop("PLACELINK_CONTRACTS", None)
-    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main; main()", *args],
-                          env=environment, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", "from pipelines.cli import main; main()", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +45,24 @@ def published_hub(small_place, tmp_path_factory):
     from pipelines.definitions import defs
 
     settings = small_place.stage_hub(tmp_path_factory.mktemp("run_outcome") / "home")
-    result = dg.materialize(list(defs.assets), resources={"placelink": PlacelinkResource(home=str(settings.home))})
+    result = dg.materialize(
+        list(defs.assets), resources={"placelink": PlacelinkResource(home=str(settings.home))}
+    )
     assert result.success
     return settings
 
 
 def _copy(settings, target):
     shutil.copytree(settings.home, target)
-    copy = Settings.from_env({"PLACELINK_HOME": str(target), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]})
+    copy = Settings.from_env(
+        {"PLACELINK_HOME": str(target), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}
+    )
     con = duckdb.connect(str(copy.warehouse))
     try:  # the vaulted envelopes' paths point into the copy
-        con.execute("UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
-                    [str(settings.home), str(copy.home)])
+        con.execute(
+            "UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
+            [str(settings.home), str(copy.home)],
+        )
     finally:
         con.close()
     return copy
@@ -67,11 +79,15 @@ def test_a_run_that_held_a_delivery_exits_3_and_names_it(published_hub, tmp_path
     assert "Traceback" not in run.stdout + run.stderr
 
 
-def test_a_run_that_would_publish_without_a_source_is_blocked_until_accepted(published_hub, small_place, tmp_path):
+def test_a_run_that_would_publish_without_a_source_is_blocked_until_accepted(
+    published_hub, small_place, tmp_path
+):
     # The disk filled while the A&E extract arrived: the hub rebuilt from the other deliveries, and the
     # A&E envelope came in damaged. The last publication had A&E.
-    settings = small_place.stage_hub(tmp_path / "home",
-                                     datasets=[e.header.dataset for e in small_place.extracts if e.header.dataset != AE])
+    settings = small_place.stage_hub(
+        tmp_path / "home",
+        datasets=[e.header.dataset for e in small_place.extracts if e.header.dataset != AE],
+    )
     envelope = small_place.envelope(AE).envelope_path
     (settings.inbox / envelope.name).write_bytes(envelope.read_bytes()[:200])
     shutil.copy2(published_hub.published, settings.published)
@@ -84,10 +100,14 @@ def test_a_run_that_would_publish_without_a_source_is_blocked_until_accepted(pub
     assert "placelink hub accept-publication" in last
     assert f"held: {envelope.name}" in blocked.stderr  # and why the source is missing
     assert settings.published.read_bytes() == before  # the published file was left as it was
-    (event,) = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "publication_blocked"]
+    (event,) = [
+        e for e in AuditLog(settings.audit_dir).events() if e["event"] == "publication_blocked"
+    ]
     assert {"kind": "source", "name": AE_SOURCE, "known_reason": None} in event["lost"]
 
-    accepted = placelink(settings.home, "hub", "accept-publication", "--reason", "A&E re-sends next month")
+    accepted = placelink(
+        settings.home, "hub", "accept-publication", "--reason", "A&E re-sends next month"
+    )
     assert accepted.returncode == 0, accepted.stderr
     published = placelink(settings.home, "run")
     assert published.returncode == 0, published.stdout[-2000:] + published.stderr[-3000:]
@@ -98,15 +118,22 @@ def test_a_run_that_would_publish_without_a_source_is_blocked_until_accepted(pub
     assert any(AE_SOURCE in loss for loss in event["known_losses"]) and event["accepted_changes"]
 
 
-def test_preflight_names_a_published_folder_it_cannot_make_and_the_run_touches_nothing(tmp_path, monkeypatch):
+def test_preflight_names_a_published_folder_it_cannot_make_and_the_run_touches_nothing(
+    tmp_path, monkeypatch
+):
     home = tmp_path / "home"
     home.mkdir()
     (home / "published").write_text("a file where the published folder belongs")
     monkeypatch.setenv("PLACELINK_HOME", str(home))
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code == 5
-    assert f"the published folder {home / 'published'} cannot be made: {home / 'published'} is a file" in result.output
-    assert sorted(p.name for p in home.iterdir()) == ["published"]  # no warehouse, inbox or vault made
+    assert (
+        f"the published folder {home / 'published'} cannot be made: {home / 'published'} is a file"
+        in result.output
+    )
+    assert sorted(p.name for p in home.iterdir()) == [
+        "published"
+    ]  # no warehouse, inbox or vault made
 
 
 def test_preflight_stops_a_run_when_the_disk_is_short_of_the_threshold(tmp_path, monkeypatch):
@@ -115,18 +142,25 @@ def test_preflight_stops_a_run_when_the_disk_is_short_of_the_threshold(tmp_path,
     monkeypatch.setenv("PLACELINK_MIN_FREE_DISK", "100000TB")
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code == 5
-    assert f"free on the file system of {home}" in result.output and "PLACELINK_MIN_FREE_DISK" in result.output
+    assert (
+        f"free on the file system of {home}" in result.output
+        and "PLACELINK_MIN_FREE_DISK" in result.output
+    )
     assert not home.exists()
 
     # The default threshold follows what the run will copy: twice the inbox and the warehouse.
     monkeypatch.delenv("PLACELINK_MIN_FREE_DISK")
     settings = Settings.from_env()
     settings.inbox.mkdir(parents=True)
-    (settings.inbox / "big.plx").write_bytes(b"\0" * (300 * 1024 ** 2 // 2))
-    assert required_free_space(settings) == 300 * 1024 ** 2
-    monkeypatch.setattr("pipelines.preflight.shutil.disk_usage",
-                        lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 200 * 1024 ** 2, 200 * 1024 ** 2))
-    with pytest.raises(PreflightFailed, match=r"only 200\.0 MB free .* at least 300\.0 MB \(twice the inbox"):
+    (settings.inbox / "big.plx").write_bytes(b"\0" * (300 * 1024**2 // 2))
+    assert required_free_space(settings) == 300 * 1024**2
+    monkeypatch.setattr(
+        "pipelines.preflight.shutil.disk_usage",
+        lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 200 * 1024**2, 200 * 1024**2),
+    )
+    with pytest.raises(
+        PreflightFailed, match=r"only 200\.0 MB free .* at least 300\.0 MB \(twice the inbox"
+    ):
         preflight(settings)
 
 
@@ -138,7 +172,9 @@ def test_preflight_needs_a_readable_inbox_folder(tmp_path):
         preflight(settings)
 
 
-def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(small_place, tmp_path, monkeypatch):
+def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(
+    small_place, tmp_path, monkeypatch
+):
     """The disk fills while the hub writes a held delivery's reason: nothing half-written is left
     (no 0-byte reason, no held file without its reason), the delivery stays in the inbox, and the
     next run, with space again, holds it with its reason."""
@@ -153,7 +189,9 @@ def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(small_place
     def write_on_a_full_disk(path, data):
         if "reason" not in path.name:
             return real_write(path, data)
-        monkeypatch.setattr(os, "fsync", disk_full)  # the reason's bytes are written, then the disk is full
+        monkeypatch.setattr(
+            os, "fsync", disk_full
+        )  # the reason's bytes are written, then the disk is full
         try:
             return real_write(path, data)
         finally:
@@ -163,7 +201,9 @@ def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(small_place
     with pytest.raises(OSError) as raised:
         _receive(settings)
     assert raised.value.errno == errno.ENOSPC
-    assert [p.name for p in settings.quarantine.iterdir() if p.is_file()] == []  # no reason, no held file
+    assert [
+        p.name for p in settings.quarantine.iterdir() if p.is_file()
+    ] == []  # no reason, no held file
     assert delivery.read_bytes() == b"some delivered bytes"  # still in the inbox for the next run
 
     monkeypatch.setattr(delivery_states, "write_durably", real_write)  # space again
@@ -178,6 +218,8 @@ def _receive(settings):
     contracts, _ = settings.load_contracts()
     con = connect(settings)
     try:
-        return receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=settings.now())
+        return receive_inbox(
+            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=settings.now()
+        )
     finally:
         con.close()

@@ -3,6 +3,7 @@
 Slow (a few minutes: each of the ~27 steps starts its own Python process, and the linkage
 step its own Spark); run with `make test-slow`.
 """
+
 import os
 import re
 import subprocess
@@ -23,7 +24,9 @@ def readme_deployment_block() -> str:
 
 
 @pytest.mark.slow
-def test_the_readme_deployment_runs_each_step_in_its_own_process_with_linkage_on_spark(tmp_path, monkeypatch):
+def test_the_readme_deployment_runs_each_step_in_its_own_process_with_linkage_on_spark(
+    tmp_path, monkeypatch
+):
     place = prepare_place(people=1000, seed=23, root=tmp_path / "partners")
     settings = place.stage_hub(tmp_path / "home")
     deployment = tmp_path / "deployment_definitions.py"
@@ -31,11 +34,30 @@ def test_the_readme_deployment_runs_each_step_in_its_own_process_with_linkage_on
     monkeypatch.setenv("DAGSTER_HOME", str(settings.home / "dagster"))
     with dagster_instance(settings):  # writes the instance's dagster.yaml
         pass
-    env = dict(os.environ, PLACELINK_HOME=str(settings.home), PLACELINK_LINKAGE_BACKEND="spark",
-               DAGSTER_HOME=str(settings.home / "dagster"))
-    run = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-f", str(deployment),
-                          "-j", "placelink_refresh"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=1800)
+    env = dict(
+        os.environ,
+        PLACELINK_HOME=str(settings.home),
+        PLACELINK_LINKAGE_BACKEND="spark",
+        DAGSTER_HOME=str(settings.home / "dagster"),
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-f",
+            str(deployment),
+            "-j",
+            "placelink_refresh",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     with dagster_instance(settings) as instance:
@@ -43,7 +65,9 @@ def test_the_readme_deployment_runs_each_step_in_its_own_process_with_linkage_on
         assert record.status == dg.DagsterRunStatus.SUCCESS
         starts = instance.all_logs(record.run_id, of_type=dg.DagsterEventType.STEP_START)
         assert len(starts) > 20
-        assert len({entry.dagster_event.pid for entry in starts}) == len(starts)  # a process per step
+        assert len({entry.dagster_event.pid for entry in starts}) == len(
+            starts
+        )  # a process per step
         linkage = instance.get_latest_materialization_event(dg.AssetKey(["hub", "person_keys"]))
         assert linkage.asset_materialization.metadata["linkage_backend"].value == "spark"
     assert settings.published.exists()

@@ -1,5 +1,6 @@
 """The stage clock the benchmark reads: time goes to the innermost stage, and nothing is
 measured (or broken) when no clock runs."""
+
 import subprocess
 import sys
 
@@ -67,9 +68,16 @@ def test_marks_do_nothing_without_a_clock_and_one_clock_at_a_time():
 
 def test_memory_counts_child_processes_like_the_quality_worker():
     # A child holding 300 MB: the quality worker holds a delivery beside the hub's process.
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import sys; b = bytearray(300 * 2**20); print('ready', flush=True); "
-                              "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; b = bytearray(300 * 2**20); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "ready"
         alone, together = resident_mb(children=False), resident_mb()
@@ -95,9 +103,21 @@ def test_a_failing_stage_still_closes_and_is_charged():
 
 def _run(people: int, records: int, scale: float) -> StageRun:
     stages = {name: StageFigures(scale, 100.0) for name in (*HUB_STAGES, "partner kit")}
-    stages |= {f"reference: {s}": StageFigures(scale / 2, 100.0) for s in ("train", "predict", "cluster")}
-    return StageRun(people, 1, records=records, identity_records=records // 3, persons=people, stages=stages,
-                    peak_mb=700.0, process_peak_mb=500.0, identity_f1=0.99, reference_f1=0.995)
+    stages |= {
+        f"reference: {s}": StageFigures(scale / 2, 100.0) for s in ("train", "predict", "cluster")
+    }
+    return StageRun(
+        people,
+        1,
+        records=records,
+        identity_records=records // 3,
+        persons=people,
+        stages=stages,
+        peak_mb=700.0,
+        process_peak_mb=500.0,
+        identity_f1=0.99,
+        reference_f1=0.995,
+    )
 
 
 def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
@@ -108,7 +128,10 @@ def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
     table = format_table([small, large])
     assert "| hub linkage ÷ bare Splink | 2.00 | 2.00 |" in table
     assert "| partner kit, records/s per core | 15,000 | 6,000 |" in table
-    assert "| peak resident memory of the run, with the quality worker's, MB | **700** | **700** |" in table
+    assert (
+        "| peak resident memory of the run, with the quality worker's, MB | **700** | **700** |"
+        in table
+    )
     bound = nlogn_ratio(30_000, 300_000)
     assert 11 < bound < 13
     assert f"| n·log n of records | {bound:.1f}× |" in table

@@ -1,6 +1,7 @@
 """`make ui` starts the Dagster UI with `dg dev` (no deprecation warning) and stops promptly on Ctrl-C:
 SIGINT to its process group, as a terminal sends it, and every process of the group is gone soon
 after (the pipe they all write to reaches its end), measured rather than assumed."""
+
 import os
 import queue
 import signal
@@ -15,8 +16,8 @@ import pytest
 from pipelines.settings import REPO_ROOT
 from tests.alert_servers import free_port
 
-STARTUP = 240      # seconds: loading the definitions on a busy 2-core machine
-PROMPT_EXIT = 30   # seconds from Ctrl-C until every process of `make ui` has exited
+STARTUP = 240  # seconds: loading the definitions on a busy 2-core machine
+PROMPT_EXIT = 30  # seconds from Ctrl-C until every process of `make ui` has exited
 
 
 def _lines(stream, into: queue.Queue) -> None:
@@ -30,10 +31,17 @@ def test_make_ui_serves_with_dg_dev_and_stops_promptly_on_ctrl_c(tmp_path):
     port = free_port()
     env = {**os.environ, "PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_AS_OF": "2026-11-02"}
     env.pop("DAGSTER_HOME", None)
-    ui = subprocess.Popen(["make", "--no-print-directory", "ui", f"UI_PORT={port}"], cwd=REPO_ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                          # a terminal's foreground job takes SIGINT (a background `&` job ignores it)
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    ui = subprocess.Popen(
+        ["make", "--no-print-directory", "ui", f"UI_PORT={port}"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # a terminal's foreground job takes SIGINT (a background `&` job ignores it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     output: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(ui.stdout, output), daemon=True).start()
     seen = []
@@ -46,7 +54,9 @@ def test_make_ui_serves_with_dg_dev_and_stops_promptly_on_ctrl_c(tmp_path):
         # logged just before uvicorn binds the port: between tries, wait on the output, not a sleep
         for _ in range(60):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=30) as answer:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/server_info", timeout=30
+                ) as answer:
                     assert answer.status == 200
                 break
             except urllib.error.URLError:

@@ -5,6 +5,7 @@ from the same file in the same chunk size and written to a file beside it: what 
 alone costs on this machine. Peak memory is the growth of the process's maximum resident
 set while the step runs, to show that memory stays flat whatever the extract's size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,11 +74,19 @@ def _open(envelope: Path, signer, hub_key: HubKey) -> None:
     with open(envelope, "rb") as stream:
         sealed = read_header(stream)
         assert signature_valid(sealed, signer)
-        assert hash_and_collect(decrypt_chunks(stream, sealed, hub_key)) == sealed.header.content_sha256
+        assert (
+            hash_and_collect(decrypt_chunks(stream, sealed, hub_key))
+            == sealed.header.content_sha256
+        )
 
 
-def run(megabytes: int = 100, repeats: int = 3, kem: str = "MLKEM768_X25519",
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES, folder: Path | None = None) -> list[Measurement]:
+def run(
+    megabytes: int = 100,
+    repeats: int = 3,
+    kem: str = "MLKEM768_X25519",
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    folder: Path | None = None,
+) -> list[Measurement]:
     """Median MB/s over ``repeats`` runs of each step on a ``megabytes`` MB extract."""
     signer, hub_key = SigningKey.generate("bench"), HubKey.generate(kem)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -86,13 +95,29 @@ def run(megabytes: int = 100, repeats: int = 3, kem: str = "MLKEM768_X25519",
         _write_extract(extract, megabytes)
         key = AESGCM.generate_key(256)
         steps = {
-            "AES-256-GCM encrypt (baseline)": lambda: _aes_gcm_pass(extract, baseline, chunk_bytes, key),
+            "AES-256-GCM encrypt (baseline)": lambda: _aes_gcm_pass(
+                extract, baseline, chunk_bytes, key
+            ),
             "envelope seal: hash + HPKE encrypt + sign": lambda: seal(
-                extract, envelope, contract_id="bench", contract_version="1", partner_id="bench",
-                dataset="bench", reporting_period="2026-10", created_at="2026-10-31T00:00:00+00:00",
-                row_count=0, signing_key=signer, hub_key=hub_key.public, chunk_bytes=chunk_bytes),
-            "AES-256-GCM decrypt (baseline)": lambda: _aes_gcm_decrypt_pass(baseline, chunk_bytes, key),
-            "envelope open: verify + HPKE decrypt + hash": lambda: _open(envelope, signer.public, hub_key),
+                extract,
+                envelope,
+                contract_id="bench",
+                contract_version="1",
+                partner_id="bench",
+                dataset="bench",
+                reporting_period="2026-10",
+                created_at="2026-10-31T00:00:00+00:00",
+                row_count=0,
+                signing_key=signer,
+                hub_key=hub_key.public,
+                chunk_bytes=chunk_bytes,
+            ),
+            "AES-256-GCM decrypt (baseline)": lambda: _aes_gcm_decrypt_pass(
+                baseline, chunk_bytes, key
+            ),
+            "envelope open: verify + HPKE decrypt + hash": lambda: _open(
+                envelope, signer.public, hub_key
+            ),
         }
         # Steps take turns within each repeat, so a busy neighbour on a shared machine slows
         # the baseline and the envelope alike rather than whichever ran at the time.

@@ -131,8 +131,15 @@ def measure(place: Path, repeats: int, scratch: Path, echo=print) -> list[Datase
                 cpu, started = _cpu_s(), time.perf_counter()
                 with recording() as steps:
                     prepared = prepare_extract(
-                        contract, dataset, raw, out / contract.partner_id, key, lookup,
-                        opt_outs=opt_outs, period=DELIVERY_PERIOD, now=DELIVERED_AT,
+                        contract,
+                        dataset,
+                        raw,
+                        out / contract.partner_id,
+                        key,
+                        lookup,
+                        opt_outs=opt_outs,
+                        period=DELIVERY_PERIOD,
+                        now=DELIVERED_AT,
                     )
                 wall = time.perf_counter() - started
                 entry = runs.setdefault(
@@ -157,9 +164,7 @@ def totals(runs: list[DatasetRuns]) -> dict:
     wall = [sum(r.wall_s[i] for r in runs) for i in range(repeats)]
     cpu = [sum(r.cpu_s[i] for r in runs) for i in range(repeats)]
     steps = [{s: sum(r.steps_s[i][s] for r in runs) for s in STEPS} for i in range(repeats)]
-    steps_cpu = [
-        {s: sum(r.steps_cpu_s[i][s] for r in runs) for s in STEPS} for i in range(repeats)
-    ]
+    steps_cpu = [{s: sum(r.steps_cpu_s[i][s] for r in runs) for s in STEPS} for i in range(repeats)]
     median_wall, median_cpu = statistics.median(wall), statistics.median(cpu)
     return {
         "records": records,

@@ -17,6 +17,7 @@ with a run without it (the gate replaced by one that records an empty verdict, s
 downstream step runs as before), alternating, and what the gate **adds** is the difference of
 the two medians of the hub pipeline's time. The issue's target: below 10% of the pipeline's time.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,7 +42,9 @@ class QualityRun:
     hub_seconds: float
     deliveries: tuple[tuple[int, float], ...]  # (rows, seconds validating in the worker)
     waited: tuple[float, ...] = ()  # seconds ingest waited for each verdict
-    accepted: tuple[tuple[str, int], ...] = ()  # (dataset, rows) accepted: did two runs do the same work?
+    accepted: tuple[
+        tuple[str, int], ...
+    ] = ()  # (dataset, rows) accepted: did two runs do the same work?
 
     @property
     def rows(self) -> int:
@@ -66,19 +69,27 @@ class QualityRun:
         n, mean_rows = len(rest), statistics.fmean(r for r, _ in rest)
         mean_seconds = statistics.fmean(s for _, s in rest)
         spread = sum((r - mean_rows) ** 2 for r, _ in rest)
-        per_row = sum((r - mean_rows) * (s - mean_seconds) for r, s in rest) / spread if n > 1 and spread else 0.0
+        per_row = (
+            sum((r - mean_rows) * (s - mean_seconds) for r, s in rest) / spread
+            if n > 1 and spread
+            else 0.0
+        )
         per_delivery = mean_seconds - per_row * mean_rows
         first_rows, first_seconds = self.deliveries[0]
         return first_seconds - per_delivery - per_row * first_rows, per_delivery, per_row * PER_ROWS
 
 
-def validated_deliveries(warehouse: Path) -> tuple[tuple[tuple[int, float], ...], tuple[float, ...]]:
+def validated_deliveries(
+    warehouse: Path,
+) -> tuple[tuple[tuple[int, float], ...], tuple[float, ...]]:
     """(rows, seconds validating) of each delivery the gate validated, in the order ingest took
     them, and the seconds ingest waited for each verdict."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        rows = con.execute("SELECT row_count, seconds, waited_seconds FROM hub.quality_deliveries "
-                           "ORDER BY received_at, file_name").fetchall()
+        rows = con.execute(
+            "SELECT row_count, seconds, waited_seconds FROM hub.quality_deliveries "
+            "ORDER BY received_at, file_name"
+        ).fetchall()
     finally:
         con.close()
     return tuple((r, s) for r, s, _ in rows), tuple(w for *_, w in rows)
@@ -87,8 +98,12 @@ def validated_deliveries(warehouse: Path) -> tuple[tuple[tuple[int, float], ...]
 def accepted_deliveries(warehouse: Path) -> tuple[tuple[str, int], ...]:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return tuple(con.execute("SELECT dataset, row_count FROM hub.deliveries WHERE status = 'accepted' "
-                                 "ORDER BY dataset, row_count").fetchall())
+        return tuple(
+            con.execute(
+                "SELECT dataset, row_count FROM hub.deliveries WHERE status = 'accepted' "
+                "ORDER BY dataset, row_count"
+            ).fetchall()
+        )
     finally:
         con.close()
 
@@ -115,8 +130,11 @@ def _without_gate() -> None:
 
     def start(con, table, header, contract, file_name, now, parquet=None):
         previous = validate.previous_row_count(con, contract.id, header["dataset"])
-        return Ready(validate.QualityVerdict(file_name, contract, header["dataset"], table.num_rows, previous,
-                                             (), 0.0))
+        return Ready(
+            validate.QualityVerdict(
+                file_name, contract, header["dataset"], table.num_rows, previous, (), 0.0
+            )
+        )
 
     def finish(con, pending, header, contract, now):
         validate.record_verdict(con, pending.verdict, header.get("extract_id"), now, 0.0)
@@ -136,12 +154,22 @@ def _one_run(people: int, seed: int, home: str, gate: bool = True) -> QualityRun
 
     # The demo's two deliberately bad deliveries are logged as Dagster warnings: not news here.
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-        report = run_demo(Settings.from_env({"PLACELINK_HOME": home, "PLACELINK_DEMO_PARTNERS": f"{home}-partners"}),
-                          people=people, seed=seed, echo=lambda *_: None)
+        report = run_demo(
+            Settings.from_env(
+                {"PLACELINK_HOME": home, "PLACELINK_DEMO_PARTNERS": f"{home}-partners"}
+            ),
+            people=people,
+            seed=seed,
+            echo=lambda *_: None,
+        )
     if report.failures:
         raise RuntimeError("the demo failed: " + "; ".join(report.failures))
     warehouse = Path(home) / "warehouse.duckdb"
-    return QualityRun(report.timings["hub pipeline"], *validated_deliveries(warehouse), accepted_deliveries(warehouse))
+    return QualityRun(
+        report.timings["hub pipeline"],
+        *validated_deliveries(warehouse),
+        accepted_deliveries(warehouse),
+    )
 
 
 def _in_new_process(people: int, seed: int, work: Path | None, gate: bool) -> QualityRun:
@@ -151,8 +179,9 @@ def _in_new_process(people: int, seed: int, work: Path | None, gate: bool) -> Qu
             return process.submit(_one_run, people, seed, str(Path(folder) / "hub"), gate).result()
 
 
-def run(people: int = 100_000, runs: int = 3, seed: int = 2026, work: Path | None = None,
-        echo=print) -> tuple[list[QualityRun], list[QualityRun]]:
+def run(
+    people: int = 100_000, runs: int = 3, seed: int = 2026, work: Path | None = None, echo=print
+) -> tuple[list[QualityRun], list[QualityRun]]:
     """``runs`` pairs of demo runs of ``people`` people, with and without the gate, alternating,
     each in a new process; returns (with the gate, without)."""
     gated, ungated = [], []
@@ -162,12 +191,15 @@ def run(people: int = 100_000, runs: int = 3, seed: int = 2026, work: Path | Non
         if baseline.accepted != result.accepted or not result.accepted:
             raise RuntimeError(
                 f"the runs with and without the gate accepted different deliveries ({len(result.accepted)} and "
-                f"{len(baseline.accepted)}): their times cannot be compared")
+                f"{len(baseline.accepted)}): their times cannot be compared"
+            )
         fixed, per_delivery, per_rows = result.split()
-        echo(f"  run {i + 1}: hub pipeline {result.hub_seconds:.1f} s with the gate, {baseline.hub_seconds:.1f} s "
-             f"without; waited {result.waited_seconds:.2f} s ({result.waited_share:.1%}); worker validated for "
-             f"{result.validation_seconds:.2f} s: one-off {fixed:.2f} s, {per_delivery:.3f} s per delivery, "
-             f"{per_rows:.2f} s per 100k rows")
+        echo(
+            f"  run {i + 1}: hub pipeline {result.hub_seconds:.1f} s with the gate, {baseline.hub_seconds:.1f} s "
+            f"without; waited {result.waited_seconds:.2f} s ({result.waited_share:.1%}); worker validated for "
+            f"{result.validation_seconds:.2f} s: one-off {fixed:.2f} s, {per_delivery:.3f} s per delivery, "
+            f"{per_rows:.2f} s per 100k rows"
+        )
         gated.append(result)
         ungated.append(baseline)
     return gated, ungated
@@ -178,21 +210,26 @@ def summary(people: int, results: tuple[list[QualityRun], list[QualityRun]]) -> 
     median = statistics.median
     first = gated[0]
     splits = [r.split() for r in gated]
-    with_gate, without = median(r.hub_seconds for r in gated), median(r.hub_seconds for r in ungated)
+    with_gate, without = (
+        median(r.hub_seconds for r in gated),
+        median(r.hub_seconds for r in ungated),
+    )
     added = with_gate - without
-    return "\n".join([
-        f"{people:,} people: {len(first.deliveries)} deliveries, {first.rows:,} rows; medians of {len(gated)} "
-        "runs each:",
-        f"  hub pipeline      {with_gate:6.1f} s with the gate, {without:.1f} s without (runs: "
-        f"{', '.join(f'{r.hub_seconds:.1f}' for r in gated)} / {', '.join(f'{r.hub_seconds:.1f}' for r in ungated)})",
-        f"  gate added        {added:6.2f} s = {added / with_gate:.1%} of the pipeline "
-        f"({added / first.rows * PER_ROWS:.2f} s per 100k rows)",
-        f"  ingest waited     {median(r.waited_seconds for r in gated):6.2f} s = "
-        f"{median(r.waited_share for r in gated):.1%} (runs: {', '.join(f'{r.waited_share:.1%}' for r in gated)})",
-        f"  worker validating {median(r.validation_seconds for r in gated):6.2f} s "
-        f"({median(r.validation_seconds / r.rows * PER_ROWS for r in gated):.2f} s per 100k rows, all in)",
-        f"  one-off/process   {median(s[0] for s in splits):6.2f} s   (starting the worker, importing Great "
-        "Expectations)",
-        f"  per delivery      {median(s[1] for s in splits):6.3f} s",
-        f"  per 100k rows     {median(s[2] for s in splits):6.2f} s",
-    ])
+    return "\n".join(
+        [
+            f"{people:,} people: {len(first.deliveries)} deliveries, {first.rows:,} rows; medians of {len(gated)} "
+            "runs each:",
+            f"  hub pipeline      {with_gate:6.1f} s with the gate, {without:.1f} s without (runs: "
+            f"{', '.join(f'{r.hub_seconds:.1f}' for r in gated)} / {', '.join(f'{r.hub_seconds:.1f}' for r in ungated)})",
+            f"  gate added        {added:6.2f} s = {added / with_gate:.1%} of the pipeline "
+            f"({added / first.rows * PER_ROWS:.2f} s per 100k rows)",
+            f"  ingest waited     {median(r.waited_seconds for r in gated):6.2f} s = "
+            f"{median(r.waited_share for r in gated):.1%} (runs: {', '.join(f'{r.waited_share:.1%}' for r in gated)})",
+            f"  worker validating {median(r.validation_seconds for r in gated):6.2f} s "
+            f"({median(r.validation_seconds / r.rows * PER_ROWS for r in gated):.2f} s per 100k rows, all in)",
+            f"  one-off/process   {median(s[0] for s in splits):6.2f} s   (starting the worker, importing Great "
+            "Expectations)",
+            f"  per delivery      {median(s[1] for s in splits):6.3f} s",
+            f"  per 100k rows     {median(s[2] for s in splits):6.2f} s",
+        ]
+    )

@@ -14,6 +14,7 @@ time excluding the stages nested in it; what no mark claims inside the hub's run
 (Dagster's own work, the reports) is shown as its own line, so the stages add up to
 the measured wall time. Several runs give medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,21 @@ from pipelines.stages import StageClock, stage
 
 # Stages in the order the data flows, as the library's marks name them.
 PARTNER_STAGES = ("synth", "partner kit", "envelope: encrypt and sign")
-HUB_STAGES = ("Dagster: load definitions", "ingest and verification", "quality checks",
-              "governance: contract status and retention", "linkage: person records", "linkage: train",
-              "linkage: predict", "linkage: cluster", "linkage: person keys and QA", "SQL models",
-              "disclosure control", "publish", "reports")
+HUB_STAGES = (
+    "Dagster: load definitions",
+    "ingest and verification",
+    "quality checks",
+    "governance: contract status and retention",
+    "linkage: person records",
+    "linkage: train",
+    "linkage: predict",
+    "linkage: cluster",
+    "linkage: person keys and QA",
+    "SQL models",
+    "disclosure control",
+    "publish",
+    "reports",
+)
 HUB_REST = "Dagster: run and step overhead (rest of the hub run)"
 REFERENCE_STAGES = ("reference: train", "reference: predict", "reference: cluster")
 LINKAGE_CORE = ("linkage: train", "linkage: predict", "linkage: cluster")
@@ -81,10 +93,14 @@ class StageRun:
 def _reset(work: Path) -> None:
     if work.exists() and any(work.iterdir()):
         if not (work / BENCH_MARKER).exists():
-            raise RuntimeError(f"{work} holds files that are not from a benchmark; pass an empty --work folder")
+            raise RuntimeError(
+                f"{work} holds files that are not from a benchmark; pass an empty --work folder"
+            )
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / BENCH_MARKER).write_text("Created by `placelink bench stages`; emptied by its next run.\n")
+    (work / BENCH_MARKER).write_text(
+        "Created by `placelink bench stages`; emptied by its next run.\n"
+    )
 
 
 def _clock_if(on: bool) -> StageClock | None:
@@ -141,26 +157,40 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
         return _finish(run)
 
     # The environment's settings (memory limit, linkage backend) apply; the home is the run's own.
-    settings = on_delivery_day(dataclasses.replace(
-        Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}), contracts_dir=REPO_ROOT / "contracts"))
+    settings = on_delivery_day(
+        dataclasses.replace(
+            Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}),
+            contracts_dir=REPO_ROOT / "contracts",
+        )
+    )
     settings.ensure_dirs()
-    settings, signing_keys, hub_public = register_demo_keys(settings, echo=lambda *_: None,
-                                                            partner_keys=work / "partners" / "signing-keys")
+    settings, signing_keys, hub_public = register_demo_keys(
+        settings, echo=lambda *_: None, partner_keys=work / "partners" / "signing-keys"
+    )
     contracts, problems = load_contracts(settings.contracts_dir)
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.generate()
     clock = _clock_if("kit" in steps or "envelope" in steps)
     with _Maybe(clock):
-        sealed = partner_deliveries(contracts, place, outbox, key, signing_keys, hub_public, settings.now())
-    _collect(run, clock, ("partner kit",) * ("kit" in steps) + ("envelope: encrypt and sign",) * ("envelope" in steps))
+        sealed = partner_deliveries(
+            contracts, place, outbox, key, signing_keys, hub_public, settings.now()
+        )
+    _collect(
+        run,
+        clock,
+        ("partner kit",) * ("kit" in steps)
+        + ("envelope: encrypt and sign",) * ("envelope" in steps),
+    )
     run.records = sum(s.prepared.rows_out for s in sealed)
     if last < STEPS.index("hub"):
         return _finish(run)
 
     for s in sealed:
         shutil.copy2(s.envelope_path, settings.inbox / s.envelope_path.name)
-    shutil.copy2(place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv")
+    shutil.copy2(
+        place / "reference" / "lsoa_reference.csv", settings.reference / "lsoa_reference.csv"
+    )
     clock = _clock_if("hub" in steps)
     with _Maybe(clock):
         started = time.perf_counter()
@@ -175,11 +205,15 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         run.identity_records, run.persons = con.execute(
-            "SELECT count(*), count(DISTINCT person_key) FROM hub.person_keys").fetchone()
+            "SELECT count(*), count(DISTINCT person_key) FROM hub.person_keys"
+        ).fetchone()
     finally:
         con.close()
-    accuracy = linkage_accuracy(settings.warehouse, place / "truth" / "ground_truth.csv",
-                                [(s.prepared.header.dataset, s.prepared.lookup_path) for s in sealed])
+    accuracy = linkage_accuracy(
+        settings.warehouse,
+        place / "truth" / "ground_truth.csv",
+        [(s.prepared.header.dataset, s.prepared.lookup_path) for s in sealed],
+    )
     run.identity_f1 = accuracy.identity_records.f1
     if last < STEPS.index("reference"):
         return _finish(run)
@@ -191,10 +225,21 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     finally:
         con.close()
     with StageClock() as clock:
-        model = train(clear, settings.duckdb_temp, name_similarity="clear", memory_limit=settings.duckdb_memory_limit,
-                      token_ids=False)
-        prediction = predict_clusters(clear, model, settings.linkage_threshold, settings.duckdb_temp,
-                                     memory_limit=settings.duckdb_memory_limit, token_ids=False)
+        model = train(
+            clear,
+            settings.duckdb_temp,
+            name_similarity="clear",
+            memory_limit=settings.duckdb_memory_limit,
+            token_ids=False,
+        )
+        prediction = predict_clusters(
+            clear,
+            model,
+            settings.linkage_threshold,
+            settings.duckdb_temp,
+            memory_limit=settings.duckdb_memory_limit,
+            token_ids=False,
+        )
     run.peak_mb = max(run.peak_mb, clock.peak_mb)
     for step in ("train", "predict", "cluster"):
         measured = clock.stages[f"linkage: {step}"]
@@ -213,8 +258,10 @@ def _reference_f1(prediction, settings, place: Path, sealed) -> float:
     con = duckdb.connect(str(scratch))
     try:
         con.register("clear_clusters", prediction.clusters)
-        con.execute("CREATE OR REPLACE TABLE hub.person_keys AS SELECT unique_id AS identity_id, "
-                    "CAST(cluster_id AS VARCHAR) AS person_key FROM clear_clusters")
+        con.execute(
+            "CREATE OR REPLACE TABLE hub.person_keys AS SELECT unique_id AS identity_id, "
+            "CAST(cluster_id AS VARCHAR) AS person_key FROM clear_clusters"
+        )
         con.unregister("clear_clusters")
         con.execute("""CREATE OR REPLACE TABLE hub.record_person AS
                        SELECT r.dataset, r.partner_id, r.record_token, k.person_key
@@ -222,9 +269,11 @@ def _reference_f1(prediction, settings, place: Path, sealed) -> float:
     finally:
         con.close()
     try:
-        return linkage_accuracy(scratch, place / "truth" / "ground_truth.csv",
-                                [(s.prepared.header.dataset, s.prepared.lookup_path) for s in sealed]
-                                ).identity_records.f1
+        return linkage_accuracy(
+            scratch,
+            place / "truth" / "ground_truth.csv",
+            [(s.prepared.header.dataset, s.prepared.lookup_path) for s in sealed],
+        ).identity_records.f1
     finally:
         scratch.unlink(missing_ok=True)
 
@@ -245,8 +294,21 @@ def _finish(run: StageRun) -> StageRun:
 
 def run_in_subprocess(people: int, seed: int, work: Path, steps: tuple[str, ...]) -> StageRun:
     out = work.with_name(work.name + ".json")
-    command = [sys.executable, "-m", "pipelines.bench.stages", "--people", str(people), "--seed", str(seed),
-               "--work", str(work), "--json", str(out), "--steps", ",".join(steps)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.bench.stages",
+        "--people",
+        str(people),
+        "--seed",
+        str(seed),
+        "--work",
+        str(work),
+        "--json",
+        str(out),
+        "--steps",
+        ",".join(steps),
+    ]
     subprocess.run(command, check=True)
     data = json.loads(out.read_text())
     out.unlink()
@@ -291,17 +353,26 @@ def summarise(runs: list[StageRun]) -> SizeSummary:
     by_run = {n: [r.stages[n].seconds for r in runs if n in r.stages] for n in names}
     first = runs[0]
     return SizeSummary(
-        people=first.people, runs=len(runs), records=first.records, identity_records=first.identity_records,
+        people=first.people,
+        runs=len(runs),
+        records=first.records,
+        identity_records=first.identity_records,
         persons=int(statistics.median(r.persons for r in runs)),
         comparisons_scored=int(statistics.median(r.comparisons_scored for r in runs)),
         seconds={n: statistics.median(v) for n, v in by_run.items()},
-        peak_mb={n: statistics.median(r.stages[n].peak_mb for r in runs if n in r.stages) for n in names},
+        peak_mb={
+            n: statistics.median(r.stages[n].peak_mb for r in runs if n in r.stages) for n in names
+        },
         seconds_by_run=by_run,
         run_peak_mb=statistics.median(r.peak_mb for r in runs),
         process_peak_mb=statistics.median(r.process_peak_mb for r in runs),
         worker_peak_mb=statistics.median(r.worker_peak_mb for r in runs),
-        identity_f1=None if first.identity_f1 is None else statistics.median(r.identity_f1 for r in runs),
-        reference_f1=None if first.reference_f1 is None else statistics.median(r.reference_f1 for r in runs),
+        identity_f1=None
+        if first.identity_f1 is None
+        else statistics.median(r.identity_f1 for r in runs),
+        reference_f1=None
+        if first.reference_f1 is None
+        else statistics.median(r.reference_f1 for r in runs),
     )
 
 
@@ -315,37 +386,66 @@ def format_table(summaries: list[SizeSummary]) -> str:
     sizes = [s for s in summaries]
     head = "| stage | " + " | ".join(f"{s.people:,} people: s (peak MB)" for s in sizes) + " |"
     lines = [head, "|---|" + "---:|" * len(sizes)]
-    names = [n for n in (*PARTNER_STAGES, *HUB_STAGES, HUB_REST, *REFERENCE_STAGES)
-             if any(n in s.seconds for s in sizes)]
+    names = [
+        n
+        for n in (*PARTNER_STAGES, *HUB_STAGES, HUB_REST, *REFERENCE_STAGES)
+        if any(n in s.seconds for s in sizes)
+    ]
     for name in names:
-        cells = [f"{s.seconds[name]:.2f} ({s.peak_mb[name]:,.0f})" if name in s.seconds else "–" for s in sizes]
+        cells = [
+            f"{s.seconds[name]:.2f} ({s.peak_mb[name]:,.0f})" if name in s.seconds else "–"
+            for s in sizes
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     rows = [
         ("records (all partners)", lambda s: f"{s.records:,}"),
         ("identity records linked / persons", lambda s: f"{s.identity_records:,} / {s.persons:,}"),
         ("pipeline: kit + envelope + hub, s", lambda s: f"**{s.pipeline_seconds:.1f}**"),
         ("hub linkage (train + predict + cluster), s", lambda s: f"{s.total(LINKAGE_CORE):.1f}"),
-        ("bare Splink on clear text (train + predict + cluster), s",
-         lambda s: f"{s.reference_seconds:.1f}" if s.reference_seconds else "–"),
+        (
+            "bare Splink on clear text (train + predict + cluster), s",
+            lambda s: f"{s.reference_seconds:.1f}" if s.reference_seconds else "–",
+        ),
         ("pipeline ÷ bare Splink", lambda s: _ratio(s.pipeline_seconds, s.reference_seconds)),
         ("hub linkage ÷ bare Splink", lambda s: _ratio(s.total(LINKAGE_CORE), s.reference_seconds)),
-        ("partner kit, records/s per core", lambda s: f"{s.records / s.seconds['partner kit']:,.0f}"
-         if s.seconds.get("partner kit") else "–"),
-        ("peak resident memory of the run, with the quality worker's, MB", lambda s: f"**{s.run_peak_mb:,.0f}**"),
+        (
+            "partner kit, records/s per core",
+            lambda s: (
+                f"{s.records / s.seconds['partner kit']:,.0f}"
+                if s.seconds.get("partner kit")
+                else "–"
+            ),
+        ),
+        (
+            "peak resident memory of the run, with the quality worker's, MB",
+            lambda s: f"**{s.run_peak_mb:,.0f}**",
+        ),
         ("peak of the main process alone, MB", lambda s: f"{s.process_peak_mb:,.0f}"),
         ("peak of the quality worker process alone, MB", lambda s: f"{s.worker_peak_mb:,.0f}"),
-        ("identity-record F1: tokens / clear text", lambda s: f"{_f(s.identity_f1)} / {_f(s.reference_f1)}"),
+        (
+            "identity-record F1: tokens / clear text",
+            lambda s: f"{_f(s.identity_f1)} / {_f(s.reference_f1)}",
+        ),
         ("runs (medians of)", lambda s: str(s.runs)),
     ]
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(s) for s in sizes) + " |")
     if len(sizes) > 1:
-        lines += ["", "Growth of each stage's time from one size to the next, against n·log n of the records:", ""]
+        lines += [
+            "",
+            "Growth of each stage's time from one size to the next, against n·log n of the records:",
+            "",
+        ]
         pairs = list(zip(sizes, sizes[1:]))
-        lines.append("| stage | " + " | ".join(f"{a.people:,} → {b.people:,}" for a, b in pairs) + " |")
+        lines.append(
+            "| stage | " + " | ".join(f"{a.people:,} → {b.people:,}" for a, b in pairs) + " |"
+        )
         lines.append("|---|" + "---:|" * len(pairs))
-        lines.append("| n·log n of records | " + " | ".join(
-            f"{nlogn_ratio(a.records, b.records):.1f}×" for a, b in pairs) + " |")
+        lines.append(
+            "| n·log n of records | "
+            + " | ".join(f"{nlogn_ratio(a.records, b.records):.1f}×" for a, b in pairs)
+            + " |"
+        )
         for name in names:
             cells = []
             for a, b in pairs:
@@ -367,8 +467,15 @@ def _f(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def run_benchmark(sizes: list[int], seed: int, repeats: int, steps: tuple[str, ...], work: Path | None,
-                  reports: Path, echo=print) -> list[SizeSummary]:
+def run_benchmark(
+    sizes: list[int],
+    seed: int,
+    repeats: int,
+    steps: tuple[str, ...],
+    work: Path | None,
+    reports: Path,
+    echo=print,
+) -> list[SizeSummary]:
     summaries = []
     root = work or Path(tempfile.mkdtemp(prefix="placelink-bench-stages-"))
     try:
@@ -389,16 +496,26 @@ def run_benchmark(sizes: list[int], seed: int, repeats: int, steps: tuple[str, .
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "duckdb": duckdb.__version__}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "duckdb": duckdb.__version__,
+    }
 
 
 def _write(summaries: list[SizeSummary], seed: int, reports: Path) -> None:
     reports.mkdir(parents=True, exist_ok=True)
-    data = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "seed": seed,
-            "machine": machine(), "sizes": [asdict(s) | {"pipeline_seconds": s.pipeline_seconds,
-                                                          "reference_seconds": s.reference_seconds}
-                                            for s in summaries]}
+    data = {
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "machine": machine(),
+        "sizes": [
+            asdict(s)
+            | {"pipeline_seconds": s.pipeline_seconds, "reference_seconds": s.reference_seconds}
+            for s in summaries
+        ],
+    }
     (reports / "benchmark_stages.json").write_text(json.dumps(data, indent=2))
     (reports / "benchmark_stages.md").write_text(format_table(summaries) + "\n")
 

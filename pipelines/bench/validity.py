@@ -22,6 +22,7 @@ computation finds the few who were still 17 on the enrolment date. Outcomes with
 planted (emergency admissions, mental-health referrals) have a rate ratio of 1 and a
 difference of 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,16 +79,30 @@ def _landing(con: duckdb.DuckDBPyConnection, place: Path, work: Path) -> list[tu
     sources, lookups = [], []
     for contract in contracts.values():
         for dataset in contract.datasets:
-            opt_outs = (place / "reference" / "national_data_opt_outs.csv"
-                        if contract.terms.national_data_opt_out_applies else None)
-            prepared = prepare_extract(contract, dataset, place / "raw" / contract.partner_id / f"{dataset}.csv",
-                                       work / "outbox" / contract.partner_id, key,
-                                       place / "reference" / "postcode_lookup.csv", opt_outs=opt_outs,
-                                       period=DELIVERY_PERIOD, now=DELIVERED_AT)
-            columns = ", ".join(f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
-                                for c in contract.datasets[dataset].columns)
-            con.execute(f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id "
-                        f"FROM read_parquet('{prepared.extract_path}')")
+            opt_outs = (
+                place / "reference" / "national_data_opt_outs.csv"
+                if contract.terms.national_data_opt_out_applies
+                else None
+            )
+            prepared = prepare_extract(
+                contract,
+                dataset,
+                place / "raw" / contract.partner_id / f"{dataset}.csv",
+                work / "outbox" / contract.partner_id,
+                key,
+                place / "reference" / "postcode_lookup.csv",
+                opt_outs=opt_outs,
+                period=DELIVERY_PERIOD,
+                now=DELIVERED_AT,
+            )
+            columns = ", ".join(
+                f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
+                for c in contract.datasets[dataset].columns
+            )
+            con.execute(
+                f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id "
+                f"FROM read_parquet('{prepared.extract_path}')"
+            )
             sources.append((contract, dataset))
             lookups.append((dataset, prepared.lookup_path))
     build_person_records(con, sources)
@@ -101,8 +116,11 @@ def build_hub(place: Path, work: Path) -> duckdb.DuckDBPyConnection:
     for schema in ("landing", "hub", "staging", "cohorts", "outcomes"):
         con.execute(f"CREATE SCHEMA {schema}")
     lookups = _landing(con, place, work)
-    union = " UNION ALL ".join(f"SELECT '{d}' AS dataset, CAST(record_id AS VARCHAR) AS record_id, record_token "
-                               f"FROM read_parquet('{p}')" for d, p in lookups)
+    union = " UNION ALL ".join(
+        f"SELECT '{d}' AS dataset, CAST(record_id AS VARCHAR) AS record_id, record_token "
+        f"FROM read_parquet('{p}')"
+        for d, p in lookups
+    )
     con.execute(f"""
         CREATE TABLE hub.record_person AS
         SELECT r.dataset, r.partner_id, r.record_token, t.person_id AS person_key
@@ -110,26 +128,37 @@ def build_hub(place: Path, work: Path) -> duckdb.DuckDBPyConnection:
         JOIN ({union}) l USING (dataset, record_token)
         JOIN read_csv('{place / "truth" / "ground_truth.csv"}', all_varchar = true) t
           ON t.source = l.dataset AND t.record_id = l.record_id""")
-    reference = pl.read_csv(place / "reference" / "lsoa_reference.csv", schema_overrides={"imd_decile": pl.Int8})
+    reference = pl.read_csv(
+        place / "reference" / "lsoa_reference.csv", schema_overrides={"imd_decile": pl.Int8}
+    )
     con.register("reference", reference.to_arrow())
     con.execute("CREATE TABLE hub.lsoa_reference AS SELECT * FROM reference")
     con.unregister("reference")
-    models = {n: m for n, m in discover(REPO_ROOT / "dbt_like_sql").items() if m.schema != "publish"}
-    landed = {f"landing.{t}" for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'landing'").fetchall()}
+    models = {
+        n: m for n, m in discover(REPO_ROOT / "dbt_like_sql").items() if m.schema != "publish"
+    }
+    landed = {
+        f"landing.{t}"
+        for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'landing'"
+        ).fetchall()
+    }
     for name in check_graph(models, HUB_SOURCES | landed):
         run_model(con, models[name])
     return con
 
 
-def truth_for(con: duckdb.DuckDBPyConnection, place: Path, effect: float, band: Band) -> dict[str, float]:
+def truth_for(
+    con: duckdb.DuckDBPyConnection, place: Path, effect: float, band: Band
+) -> dict[str, float]:
     """The true A&E effects in ``band`` on the hub's own programme cohort (see the module docstring).
 
     A programme member's expected after/before ratio is ``1 + effect`` if they were under 18 on
     their family's enrolment date (by exact date of birth: a few of the hub's 18-64 band were
     still 17), else 1; their latent rate weighs them in the band's ratio, and is zero where their
     NHS records were withheld."""
-    rate, treated_rate, people = con.execute(f"""
+    rate, treated_rate, people = con.execute(
+        f"""
         WITH truth AS (
             SELECT person_id,
                    CASE WHEN national_data_opt_out = 'true' THEN 0 ELSE CAST(ae_rate_per_year AS DOUBLE) END AS rate,
@@ -140,40 +169,72 @@ def truth_for(con: duckdb.DuckDBPyConnection, place: Path, effect: float, band: 
         FROM (SELECT DISTINCT person_key FROM outcomes.person_periods
               WHERE cohort = 'programme' AND age_band IN (SELECT unnest(?))) p
         JOIN truth t ON t.person_id = p.person_key
-    """, [list(band.members)]).fetchall()[0]
+    """,
+        [list(band.members)],
+    ).fetchall()[0]
     if not people or not rate:
         return {"rate_ratio": math.nan, "rate_difference": math.nan}
-    return {"rate_ratio": (rate + effect * treated_rate) / rate,
-            "rate_difference": effect * treated_rate / people * 100}
+    return {
+        "rate_ratio": (rate + effect * treated_rate) / rate,
+        "rate_difference": effect * treated_rate / people * 100,
+    }
 
 
-TARGETS = (("A&E 0-17", "ae_attendance", CHILDREN), ("A&E 18+", "ae_attendance", ADULTS),
-           ("emergency admissions 0-17 (null)", "emergency_admission", CHILDREN),
-           ("mental-health referrals 18+ (null)", "mental_health_referral", ADULTS))
+TARGETS = (
+    ("A&E 0-17", "ae_attendance", CHILDREN),
+    ("A&E 18+", "ae_attendance", ADULTS),
+    ("emergency admissions 0-17 (null)", "emergency_admission", CHILDREN),
+    ("mental-health referrals 18+ (null)", "mental_health_referral", ADULTS),
+)
 
 
-def one_place(seed: int, people: int, effect: float, enrolment_share: float, root: Path) -> list[Estimate]:
+def one_place(
+    seed: int, people: int, effect: float, enrolment_share: float, root: Path
+) -> list[Estimate]:
     work = root / f"place-{seed}"
     try:
-        generate_place(people=people, seed=seed, out=work / "place", effect=effect,
-                       enrolment_share=enrolment_share)
+        generate_place(
+            people=people,
+            seed=seed,
+            out=work / "place",
+            effect=effect,
+            enrolment_share=enrolment_share,
+        )
         con = build_hub(work / "place", work)
         try:
-            truth = {band.label: truth_for(con, work / "place", effect, band) for band in (CHILDREN, ADULTS)}
+            truth = {
+                band.label: truth_for(con, work / "place", effect, band)
+                for band in (CHILDREN, ADULTS)
+            }
             frame = analysis_frame(con)
         finally:
             con.close()
         found = []
         for target, outcome, band in TARGETS:
-            subset = frame.filter((pl.col("outcome") == outcome) & pl.col("age_band").is_in(list(band.members)))
+            subset = frame.filter(
+                (pl.col("outcome") == outcome) & pl.col("age_band").is_in(list(band.members))
+            )
             row = estimate_one(subset, outcome, band.label)
             for measure in ("rate_ratio", "rate_difference"):
-                value = (truth[band.label][measure] if outcome == "ae_attendance"
-                         else (1.0 if measure == "rate_ratio" else 0.0))
+                value = (
+                    truth[band.label][measure]
+                    if outcome == "ae_attendance"
+                    else (1.0 if measure == "rate_ratio" else 0.0)
+                )
                 ok = row["status"] == "estimated"
-                found.append(Estimate(seed, effect, target, measure, value,
-                                      row[measure] if ok else None, row[f"{measure}_ci_low"] if ok else None,
-                                      row[f"{measure}_ci_high"] if ok else None, int(row["programme_clusters"] or 0)))
+                found.append(
+                    Estimate(
+                        seed,
+                        effect,
+                        target,
+                        measure,
+                        value,
+                        row[measure] if ok else None,
+                        row[f"{measure}_ci_low"] if ok else None,
+                        row[f"{measure}_ci_high"] if ok else None,
+                        int(row["programme_clusters"] or 0),
+                    )
+                )
         return found
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -192,16 +253,20 @@ def summarise_frame(frame: pl.DataFrame) -> pl.DataFrame:
     log(estimate) - log(truth), the scale the model works on (a ratio estimated from few events
     is skewed upwards on its own scale even when its logarithm is unbiased)."""
     ratio = pl.col("measure") == "rate_ratio"
-    return (frame.group_by("effect", "target", "measure", maintain_order=True).agg(
-        places=pl.len(),
-        estimated=pl.col("estimate").is_not_null().sum(),
-        coverage=pl.col("covered").cast(pl.Float64).mean(),
-        mean_truth=pl.col("truth").mean(),
-        bias=(pl.col("estimate") - pl.col("truth")).mean(),
-        log_bias=pl.when(ratio).then(pl.col("estimate").log() - pl.col("truth").log()).mean(),
-        mean_width=(pl.col("high") - pl.col("low")).mean(),
-        median_families=pl.col("programme_families").median(),
-    ).sort("effect", "target", "measure"))
+    return (
+        frame.group_by("effect", "target", "measure", maintain_order=True)
+        .agg(
+            places=pl.len(),
+            estimated=pl.col("estimate").is_not_null().sum(),
+            coverage=pl.col("covered").cast(pl.Float64).mean(),
+            mean_truth=pl.col("truth").mean(),
+            bias=(pl.col("estimate") - pl.col("truth")).mean(),
+            log_bias=pl.when(ratio).then(pl.col("estimate").log() - pl.col("truth").log()).mean(),
+            mean_width=(pl.col("high") - pl.col("low")).mean(),
+            median_families=pl.col("programme_families").median(),
+        )
+        .sort("effect", "target", "measure")
+    )
 
 
 def coverage_interval(covered: int, places: int) -> tuple[float, float]:
@@ -215,28 +280,42 @@ def coverage_interval(covered: int, places: int) -> tuple[float, float]:
 def markdown(summary: pl.DataFrame, people: int, enrolment_share: float, seconds: float) -> str:
     """The coverage table for docs/outcomes.md. ``bias / effect`` compares the bias with the size
     of the planted effect on that measure (rate ratio: on the log scale)."""
-    lines = [f"{people:,} people per place, enrolment share {enrolment_share:g}; {seconds / 60:.0f} min.", "",
-             "| planted effect | target | measure | places | estimated | coverage (95% CI) | mean truth | bias "
-             "| bias of log | \\|bias\\| / effect | mean CI width | median families |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{people:,} people per place, enrolment share {enrolment_share:g}; {seconds / 60:.0f} min.",
+        "",
+        "| planted effect | target | measure | places | estimated | coverage (95% CI) | mean truth | bias "
+        "| bias of log | \\|bias\\| / effect | mean CI width | median families |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary.iter_rows(named=True):
         covered = round(r["coverage"] * r["estimated"]) if r["coverage"] is not None else 0
-        low, high = coverage_interval(covered, r["estimated"]) if r["estimated"] else (math.nan, math.nan)
+        low, high = (
+            coverage_interval(covered, r["estimated"]) if r["estimated"] else (math.nan, math.nan)
+        )
         ratio = r["measure"] == "rate_ratio"
         size = abs(math.log(r["mean_truth"])) if ratio else abs(r["mean_truth"])
         bias = r["log_bias"] if ratio else r["bias"]
-        planted = r["target"] == "A&E 0-17" and r["effect"] != 0  # the one effect large enough to compare with
+        planted = (
+            r["target"] == "A&E 0-17" and r["effect"] != 0
+        )  # the one effect large enough to compare with
         share = f"{abs(bias) / size:.3f}" if planted and bias is not None else "-"
         log_bias = f"{r['log_bias']:+.3f}" if ratio else ""
         lines.append(
             f"| {r['effect']:+.2f} | {r['target']} | {r['measure']} | {r['places']} | {r['estimated']} | "
             f"{r['coverage']:.3f} ({low:.3f}-{high:.3f}) | {r['mean_truth']:.3f} | {r['bias']:+.3f} | {log_bias} | "
-            f"{share} | {r['mean_width']:.3f} | {r['median_families']:.0f} |")
+            f"{share} | {r['mean_width']:.3f} | {r['median_families']:.0f} |"
+        )
     return "\n".join(lines)
 
 
-def run(seeds: range, people: int, effects: tuple[float, ...], enrolment_share: float,
-        out: Path | None = None, echo=print) -> pl.DataFrame:
+def run(
+    seeds: range,
+    people: int,
+    effects: tuple[float, ...],
+    enrolment_share: float,
+    out: Path | None = None,
+    echo=print,
+) -> pl.DataFrame:
     """Every seed at every planted effect; writes the per-place estimates (JSON lines) to ``out``
     as it goes, so a long run can be followed and resumed figures are not lost."""
     started = time.perf_counter()

@@ -1,4 +1,5 @@
 """The `placelink` command, grouped by who uses it; each module registers its own group."""
+
 from __future__ import annotations
 
 import click
@@ -7,7 +8,9 @@ from pipelines.cli import analyst, audit, bench, contracts, hub, linkage, partne
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="placelink", prog_name="placelink", message="%(prog)s %(version)s")
+@click.version_option(
+    package_name="placelink", prog_name="placelink", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """placelink: pseudonymise at source, enforce data-sharing agreements, link, publish outcomes."""
 

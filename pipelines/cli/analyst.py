@@ -4,6 +4,7 @@ PyPI's ``duckdb-cli`` (1.5.6 at the time of writing) cannot open files written b
 ("version number 69, but we can only read versions between 64 and 68"), so the project ships
 this command, which uses the project's own DuckDB.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,11 +17,22 @@ from pipelines.settings import Settings
 
 @click.command("sql")
 @click.argument("query")
-@click.option("--db", "database", type=click.Path(path_type=Path, dir_okay=False),
-              help="DuckDB file to query (default: PLACELINK_HOME/published/shared_outcomes.duckdb).")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then rows) instead of a table.")
-@click.option("--max-rows", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Rows to show in the table (all rows with --csv).")
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="DuckDB file to query (default: PLACELINK_HOME/published/shared_outcomes.duckdb).",
+)
+@click.option(
+    "--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then rows) instead of a table."
+)
+@click.option(
+    "--max-rows",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows to show in the table (all rows with --csv).",
+)
 def sql(query: str, database: Path | None, as_csv: bool, max_rows: int) -> None:
     """Run QUERY (SQL) on the published shared-outcomes file, opened read-only.
 
@@ -30,7 +42,9 @@ def sql(query: str, database: Path | None, as_csv: bool, max_rows: int) -> None:
 
     path = database or Settings.from_env().published
     if not path.exists():
-        fail(f"{path} does not exist: run `make demo` (or `placelink run`) first, or pass --db FILE")
+        fail(
+            f"{path} does not exist: run `make demo` (or `placelink run`) first, or pass --db FILE"
+        )
     con = duckdb.connect(str(path), read_only=True)
     try:
         try:

@@ -1,4 +1,5 @@
 """`placelink audit ...`: the append-only audit log."""
+
 from __future__ import annotations
 
 import sys
@@ -16,9 +17,13 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--published", "published_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Also check the head carried by this copy of the published file (default: the hub's own "
-                   "published/shared_outcomes.duckdb, if there is one).")
+@click.option(
+    "--published",
+    "published_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Also check the head carried by this copy of the published file (default: the hub's own "
+    "published/shared_outcomes.duckdb, if there is one).",
+)
 def audit_verify(published_path: Path | None) -> None:
     """Exit 0 only if the log is whole: its hash chain holds, it ends exactly where the hub last
     signed it (so no event was cut off the end and no older copy was put back), and it holds the
@@ -43,12 +48,16 @@ def audit_verify(published_path: Path | None) -> None:
         click.echo(f"audit log {log.path} is NOT intact: {where}", err=True)
         sys.exit(1)
     events = sum(1 for _ in log.events())
-    click.echo(f"audit log {log.path} is intact ({events} events; its end is signed by the hub's audit key, "
-               f"head kept at {head.path})")
+    click.echo(
+        f"audit log {log.path} is intact ({events} events; its end is signed by the hub's audit key, "
+        f"head kept at {head.path})"
+    )
 
 
 @audit.command("show")
-@click.option("--contract", "contract_id", required=True, help="Contract id, e.g. nhs-acute-mental-health.")
+@click.option(
+    "--contract", "contract_id", required=True, help="Contract id, e.g. nhs-acute-mental-health."
+)
 def audit_show(contract_id: str) -> None:
     """Every audit event about one agreement's flow, and every linkage run and publication that
     used its data, oldest first. An id that is neither an agreement nor in the log is an error."""
@@ -61,18 +70,24 @@ def audit_show(contract_id: str) -> None:
     if not events:
         known, problems = load_contracts(settings.contracts_dir)
         if contract_id not in known and not any(p.stem == contract_id for p in problems):
-            fail(f"no agreement '{contract_id}' in {settings.contracts_dir} and no event about it in {log.path} "
-                 f"(agreements: {', '.join(sorted(known)) or 'none'}); check the id with `placelink contracts list`")
+            fail(
+                f"no agreement '{contract_id}' in {settings.contracts_dir} and no event about it in {log.path} "
+                f"(agreements: {', '.join(sorted(known)) or 'none'}); check the id with `placelink contracts list`"
+            )
         click.echo(f"no audit events for contract '{contract_id}' in {log.path} yet")
         return
     lineage = 0
     for event in events:
         used = uses_contract(event, contract_id) and event.get("contract") is None
         lineage += used
-        skip = ("at", "event", "prev", "contract", "actor", "run_id") + (("contracts",) if used else ())
+        skip = ("at", "event", "prev", "contract", "actor", "run_id") + (
+            ("contracts",) if used else ()
+        )
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip)
         who = f"[{event.get('actor') or '?'}{', run ' + event['run_id'][:8] if event.get('run_id') else ''}]"
         mark = "  (used its data)" if used else ""
         click.echo(f"{event['at']}  {event['event']:<26} {who} {details}{mark}")
-    click.echo(f"{len(events)} event(s), {lineage} of them linkage runs or publications that used its data; "
-               "check the log with `placelink audit verify`")
+    click.echo(
+        f"{len(events)} event(s), {lineage} of them linkage runs or publications that used its data; "
+        "check the log with `placelink audit verify`"
+    )

@@ -1,4 +1,5 @@
 """`placelink bench ...`: benchmarks on synthetic data, measured on demand (medians of several runs)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,48 +13,96 @@ def bench() -> None:
 
 
 @bench.command("envelope")
-@click.option("--mb", "megabytes", default=100, show_default=True, help="Size of the synthetic extract.")
+@click.option(
+    "--mb", "megabytes", default=100, show_default=True, help="Size of the synthetic extract."
+)
 @click.option("--repeats", default=5, show_default=True, help="Runs; figures are medians.")
-@click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
-              show_default=True, help="Hub key type to seal for: post-quantum hybrid or classical X25519.")
+@click.option(
+    "--kem",
+    type=click.Choice(["MLKEM768_X25519", "X25519"]),
+    default="MLKEM768_X25519",
+    show_default=True,
+    help="Hub key type to seal for: post-quantum hybrid or classical X25519.",
+)
 @click.option("--chunk-mb", default=4, show_default=True, help="Plaintext MiB per envelope chunk.")
-@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
-              help="Where to write the temporary files (default: the system temp folder).")
-def bench_envelope(megabytes: int, repeats: int, kem: str, chunk_mb: int, folder: Path | None) -> None:
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write the temporary files (default: the system temp folder).",
+)
+def bench_envelope(
+    megabytes: int, repeats: int, kem: str, chunk_mb: int, folder: Path | None
+) -> None:
     """Envelope seal/open throughput against a plain AES-256-GCM pass over the same bytes."""
     from pipelines.bench.envelope import run
 
-    results = run(megabytes=megabytes, repeats=repeats, kem=kem, chunk_bytes=chunk_mb << 20, folder=folder)
+    results = run(
+        megabytes=megabytes, repeats=repeats, kem=kem, chunk_bytes=chunk_mb << 20, folder=folder
+    )
     click.echo(f"{megabytes} MB extract, {kem}, {chunk_mb} MiB chunks, median of {repeats} runs:")
     for m in results:
         runs = ", ".join(f"{s:.0f}" for s in m.mb_per_s)
-        click.echo(f"  {m.step:46} {m.median:7.0f} MB/s   (runs: {runs}; peak RSS +{m.peak_rss_growth_mb:.0f} MB)")
+        click.echo(
+            f"  {m.step:46} {m.median:7.0f} MB/s   (runs: {runs}; peak RSS +{m.peak_rss_growth_mb:.0f} MB)"
+        )
     enc, dec = results[0].median, results[2].median
-    click.echo(f"  seal at {results[1].median / enc:.0%} of the AES-GCM encrypt pass, "
-               f"open at {results[3].median / dec:.0%} of the AES-GCM decrypt pass")
+    click.echo(
+        f"  seal at {results[1].median / enc:.0%} of the AES-GCM encrypt pass, "
+        f"open at {results[3].median / dec:.0%} of the AES-GCM decrypt pass"
+    )
 
 
 @bench.command("linkage")
-@click.option("--people", "sizes", multiple=True, type=int, default=(10_000, 100_000), show_default=True,
-              help="People in each synthetic place (repeat for several sizes).")
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic places.")
-@click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="Keep each place, extracts and warehouse under this folder (default: a temp folder, removed).")
-@click.option("--json", "out", type=click.Path(path_type=Path), default=None,
-              help="Also write the figures as JSON to this file.")
-@click.option("--profile", "profiles", multiple=True,
-              help="A stress profile (pipelines/stress/profiles.py; repeatable, or 'all'): tokens against "
-                   "clear-text Splink on the profile's two partner files instead of the synthetic place.")
-def linkage(sizes: tuple[int, ...], seed: int, work: Path | None, out: Path | None,
-            profiles: tuple[str, ...]) -> None:
+@click.option(
+    "--people",
+    "sizes",
+    multiple=True,
+    type=int,
+    default=(10_000, 100_000),
+    show_default=True,
+    help="People in each synthetic place (repeat for several sizes).",
+)
+@click.option(
+    "--seed", default=2026, show_default=True, help="Random seed of the synthetic places."
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep each place, extracts and warehouse under this folder (default: a temp folder, removed).",
+)
+@click.option(
+    "--json",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the figures as JSON to this file.",
+)
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="A stress profile (pipelines/stress/profiles.py; repeatable, or 'all'): tokens against "
+    "clear-text Splink on the profile's two partner files instead of the synthetic place.",
+)
+def linkage(
+    sizes: tuple[int, ...],
+    seed: int,
+    work: Path | None,
+    out: Path | None,
+    profiles: tuple[str, ...],
+) -> None:
     """Linkage accuracy on tokens vs NHS-number-only matching vs clear-text Splink, against ground truth."""
     if profiles:
         from pipelines.stress import PROFILES
 
         unknown = [p for p in profiles if p != "all" and p not in PROFILES]
         if unknown:
-            raise click.BadParameter(f"unknown profile(s) {', '.join(unknown)}; known: all, {', '.join(PROFILES)}",
-                                     param_hint="--profile")
+            raise click.BadParameter(
+                f"unknown profile(s) {', '.join(unknown)}; known: all, {', '.join(PROFILES)}",
+                param_hint="--profile",
+            )
         from pipelines.bench.linkage_profiles import run_profiles
 
         run_profiles(list(profiles), seed, out, echo=click.echo)
@@ -64,18 +113,46 @@ def linkage(sizes: tuple[int, ...], seed: int, work: Path | None, out: Path | No
 
 
 @bench.command("stages")
-@click.option("--people", "sizes", multiple=True, type=int, default=(10_000, 100_000, 1_000_000),
-              show_default=True, help="People in each synthetic place (repeat for several sizes).")
-@click.option("--stage", "steps", multiple=True, type=click.Choice(["synth", "kit", "envelope", "hub", "reference"]),
-              help="Time only these steps (repeatable; default all). Steps they need still run, unmeasured.")
+@click.option(
+    "--people",
+    "sizes",
+    multiple=True,
+    type=int,
+    default=(10_000, 100_000, 1_000_000),
+    show_default=True,
+    help="People in each synthetic place (repeat for several sizes).",
+)
+@click.option(
+    "--stage",
+    "steps",
+    multiple=True,
+    type=click.Choice(["synth", "kit", "envelope", "hub", "reference"]),
+    help="Time only these steps (repeatable; default all). Steps they need still run, unmeasured.",
+)
 @click.option("--repeats", default=3, show_default=True, help="Runs per size; figures are medians.")
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic places.")
-@click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="Keep each run's place, extracts and hub under this folder (default: a temp folder, removed).")
-@click.option("--reports", type=click.Path(path_type=Path), default=None,
-              help="Where to write benchmark_stages.json and .md (default: PLACELINK_HOME/reports).")
-def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: int, work: Path | None,
-           reports: Path | None) -> None:
+@click.option(
+    "--seed", default=2026, show_default=True, help="Random seed of the synthetic places."
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep each run's place, extracts and hub under this folder (default: a temp folder, removed).",
+)
+@click.option(
+    "--reports",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write benchmark_stages.json and .md (default: PLACELINK_HOME/reports).",
+)
+def stages(
+    sizes: tuple[int, ...],
+    steps: tuple[str, ...],
+    repeats: int,
+    seed: int,
+    work: Path | None,
+    reports: Path | None,
+) -> None:
     """Wall time and peak memory of every stage, from synth to publish, with bare clear-text
     Splink on the same records as the reference. Each run is a fresh process."""
     from pipelines.bench.stages import STEPS, run_benchmark
@@ -83,19 +160,39 @@ def stages(sizes: tuple[int, ...], steps: tuple[str, ...], repeats: int, seed: i
 
     reports = reports or Settings.from_env().reports
     run_benchmark(list(sizes), seed, repeats, tuple(steps) or STEPS, work, reports, echo=click.echo)
-    click.echo(f"Figures written to {reports / 'benchmark_stages.json'} and {reports / 'benchmark_stages.md'}")
+    click.echo(
+        f"Figures written to {reports / 'benchmark_stages.json'} and {reports / 'benchmark_stages.md'}"
+    )
 
 
 @bench.command("history")
-@click.option("--people", default=10_000, show_default=True, type=click.IntRange(min=500),
-              help="People in the synthetic place.")
-@click.option("--months", default=12, show_default=True, type=click.IntRange(min=1),
-              help="Consecutive monthly runs (month 1 is the place's first delivery).")
+@click.option(
+    "--people",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=500),
+    help="People in the synthetic place.",
+)
+@click.option(
+    "--months",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Consecutive monthly runs (month 1 is the place's first delivery).",
+)
 @click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="Keep the place, the partners' side and the hub under this folder (default: a temp folder, removed).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where to write history.json, .csv, .md and .svg (default: PLACELINK_HOME/reports).")
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep the place, the partners' side and the hub under this folder (default: a temp folder, removed).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where to write history.json, .csv, .md and .svg (default: PLACELINK_HOME/reports).",
+)
 def history(people: int, months: int, seed: int, work: Path | None, out: Path | None) -> None:
     """The hub's monthly run, month after month, on the same place: each month's extracts go
     through the partner kit by each contract's cadence and the hub runs as of that month's delivery
@@ -105,21 +202,42 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
 
     out = out or Settings.from_env().reports
     run_benchmark(people, months, seed, work, out, echo=click.echo)
-    click.echo(f"Figures written to {out}: history.json, history.csv, history.md and history.svg "
-               "(run time per month)")
+    click.echo(
+        f"Figures written to {out}: history.json, history.csv, history.md and history.svg "
+        "(run time per month)"
+    )
 
 
 @bench.command("kit")
-@click.option("--people", default=100_000, show_default=True, type=click.IntRange(min=50),
-              help="People in the synthetic place (1,000,000 for the scale target).")
+@click.option(
+    "--people",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(min=50),
+    help="People in the synthetic place (1,000,000 for the scale target).",
+)
 @click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Runs; figures are medians.")
-@click.option("--work", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Keep the synthetic place under this folder and reuse it on later runs "
-                   "(default: a temp folder, removed).")
-@click.option("--json", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write the figures as JSON to this file.")
+@click.option(
+    "--repeats",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs; figures are medians.",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Keep the synthetic place under this folder and reuse it on later runs "
+    "(default: a temp folder, removed).",
+)
+@click.option(
+    "--json",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the figures as JSON to this file.",
+)
 def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | None) -> None:
     """Partner-kit throughput: prepare every contract dataset; records/s and time per step."""
     from pipelines.bench.kit import run_benchmark
@@ -128,12 +246,25 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
 
 
 @bench.command("quality")
-@click.option("--people", "sizes", multiple=True, type=int, default=(100_000,), show_default=True,
-              help="People in the demo's synthetic place (repeat for several sizes).")
-@click.option("--runs", default=3, show_default=True, help="Demo runs per size, each in a new process.")
+@click.option(
+    "--people",
+    "sizes",
+    multiple=True,
+    type=int,
+    default=(100_000,),
+    show_default=True,
+    help="People in the demo's synthetic place (repeat for several sizes).",
+)
+@click.option(
+    "--runs", default=3, show_default=True, help="Demo runs per size, each in a new process."
+)
 @click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
-              help="Where to make the temporary demo homes (default: the system temp folder).")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to make the temporary demo homes (default: the system temp folder).",
+)
 def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -> None:
     """The quality gate's share of the hub pipeline, and its seconds per 100k rows (whole demo runs)."""
     from pipelines.bench.quality import run, summary
@@ -144,23 +275,64 @@ def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -
 
 
 @bench.command("validity")
-@click.option("--seeds", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Synthetic places per planted effect (seeds first-seed, first-seed + 1, ...).")
+@click.option(
+    "--seeds",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Synthetic places per planted effect (seeds first-seed, first-seed + 1, ...).",
+)
 @click.option("--first-seed", default=1, show_default=True, help="Seed of the first place.")
-@click.option("--people", default=4000, show_default=True, type=click.IntRange(min=500),
-              help="People per place (small places keep hundreds of them affordable).")
-@click.option("--enrolment-share", default=0.15, show_default=True, type=click.FloatRange(0.01, 0.5),
-              help="Share of families with children that enrol (the demo's place: 0.04); sets how many "
-                   "programme families each small place has.")
-@click.option("--effect", "effects", multiple=True, type=float, default=(-0.30, 0.0), show_default=True,
-              help="Planted relative change in enrolled children's A&E attendances (repeat; 0 plants none).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also append every place's estimates to this file (JSON lines) as they come.")
-def validity(seeds: int, first_seed: int, people: int, enrolment_share: float, effects: tuple[float, ...],
-             out: Path | None) -> None:
+@click.option(
+    "--people",
+    default=4000,
+    show_default=True,
+    type=click.IntRange(min=500),
+    help="People per place (small places keep hundreds of them affordable).",
+)
+@click.option(
+    "--enrolment-share",
+    default=0.15,
+    show_default=True,
+    type=click.FloatRange(0.01, 0.5),
+    help="Share of families with children that enrol (the demo's place: 0.04); sets how many "
+    "programme families each small place has.",
+)
+@click.option(
+    "--effect",
+    "effects",
+    multiple=True,
+    type=float,
+    default=(-0.30, 0.0),
+    show_default=True,
+    help="Planted relative change in enrolled children's A&E attendances (repeat; 0 plants none).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also append every place's estimates to this file (JSON lines) as they come.",
+)
+def validity(
+    seeds: int,
+    first_seed: int,
+    people: int,
+    enrolment_share: float,
+    effects: tuple[float, ...],
+    out: Path | None,
+) -> None:
     """Coverage and bias of the effects' 95% intervals over many synthetic places with a known truth."""
     from pipelines.bench.validity import run
 
-    click.echo(f"{seeds} places per planted effect ({', '.join(f'{e:+.2f}' for e in effects)}), "
-               f"{people:,} people each ...")
-    run(range(first_seed, first_seed + seeds), people, effects, enrolment_share, out, echo=click.echo)
+    click.echo(
+        f"{seeds} places per planted effect ({', '.join(f'{e:+.2f}' for e in effects)}), "
+        f"{people:,} people each ..."
+    )
+    run(
+        range(first_seed, first_seed + seeds),
+        people,
+        effects,
+        enrolment_share,
+        out,
+        echo=click.echo,
+    )

@@ -1,4 +1,5 @@
 """What every command group shares."""
+
 from __future__ import annotations
 
 import sys
@@ -13,13 +14,18 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def refuse_busy(exc, to_do: str = "let it finish (it shows in the Dagster UI), then try again") -> None:
+def refuse_busy(
+    exc, to_do: str = "let it finish (it shows in the Dagster UI), then try again"
+) -> None:
     """Another run holds the hub's run lock: say who and what to do, exit 75 (EX_TEMPFAIL, try later)."""
     from pipelines.run_lock import EXIT_LOCKED
 
-    click.echo(f"refused: {exc}. What to do: {to_do}. Meanwhile operators' commands (`placelink hub quarantine "
-               "list`, `hub deliveries`, `contracts ...`, `audit ...`, `sql`) are safe: they never open the "
-               "warehouse.", err=True)
+    click.echo(
+        f"refused: {exc}. What to do: {to_do}. Meanwhile operators' commands (`placelink hub quarantine "
+        "list`, `hub deliveries`, `contracts ...`, `audit ...`, `sql`) are safe: they never open the "
+        "warehouse.",
+        err=True,
+    )
     sys.exit(EXIT_LOCKED)
 
 
@@ -37,7 +43,9 @@ def write_key_pair(key, out: Path, passphrase: bytes | None, what: str) -> Path:
         key.public.save(public_path)
     except KeyFileError as exc:
         fail(str(exc))
-    click.echo(f"{what} (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}")
+    click.echo(
+        f"{what} (private, mode 0600{', passphrase-protected' if passphrase else ''}): {out}"
+    )
     click.echo(f"public key for the hub's IG officer: {public_path}")
     click.echo(f"fingerprint: {key.fingerprint}")
     return public_path

@@ -1,4 +1,5 @@
 """`placelink contracts ...`: data-sharing agreements, for IG officers."""
+
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,10 @@ from pipelines.cli.common import fail, write_key_pair
 from pipelines.settings import CONTRACTS_PRECEDENCE, Settings
 
 
-@click.group(help="Data-sharing agreements (for IG officers and approvers).\n\nEvery command reads one folder "
-                  "of agreements, the one the hub enforces: --dir if given, else " + CONTRACTS_PRECEDENCE + ".")
+@click.group(
+    help="Data-sharing agreements (for IG officers and approvers).\n\nEvery command reads one folder "
+    "of agreements, the one the hub enforces: --dir if given, else " + CONTRACTS_PRECEDENCE + "."
+)
 def contracts() -> None:
     pass
 
@@ -29,13 +32,19 @@ def _load(folder: Path | None):
     problems, folder, why that folder)."""
     where, source = _folder(folder)
     if not where.is_dir():
-        fail(f"contracts folder {where} ({source}) does not exist; pass --dir or set PLACELINK_CONTRACTS")
+        fail(
+            f"contracts folder {where} ({source}) does not exist; pass --dir or set PLACELINK_CONTRACTS"
+        )
     valid, problems = Settings.from_env().load_contracts(where)
     return valid, problems, where, source
 
 
-_DIR = click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
-                    help="Contracts folder. Default: " + CONTRACTS_PRECEDENCE + ".")
+_DIR = click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Contracts folder. Default: " + CONTRACTS_PRECEDENCE + ".",
+)
 
 
 @contracts.command("check")
@@ -58,43 +67,62 @@ def contracts_check(folder: Path | None) -> None:
         name = contract.path.name
         if t.approval_status == "approved" and not approval.complete:
             errors += 1
-            click.echo(f"ERROR  {name}: {contract.label} is approved, but {approval.shortfall()}. The hub holds "
-                       "its flow (no extract is accepted, its data leaves linkage and publication). Fix: each "
-                       "missing approver signs with `placelink contracts approve --key KEY "
-                       f"{name}`; a key the hub does not know is registered with `placelink hub "
-                       "register-approver-key`; or set approval_status: draft")
+            click.echo(
+                f"ERROR  {name}: {contract.label} is approved, but {approval.shortfall()}. The hub holds "
+                "its flow (no extract is accepted, its data leaves linkage and publication). Fix: each "
+                "missing approver signs with `placelink contracts approve --key KEY "
+                f"{name}`; a key the hub does not know is registered with `placelink hub "
+                "register-approver-key`; or set approval_status: draft"
+            )
             for check in approval.void:
                 click.echo(f"         - {check.who}, {check.signed_on}: {check.problem}")
             continue
         click.echo(f"ok     {name}: {contract.label}, {t.approval_status}; {approval.summary()}")
         for check in approval.void:
-            click.echo(f"WARN   {name}: the signature of {check.who} ({check.signed_on}) does not count: "
-                       f"{check.problem}")
+            click.echo(
+                f"WARN   {name}: the signature of {check.who} ({check.signed_on}) does not count: "
+                f"{check.problem}"
+            )
         if t.approval_status == "draft" and approval.complete:
-            click.echo(f"NOTE   {name}: every required role has signed; set approval_status: approved to put it "
-                       "in force (`placelink contracts approve` does this when the last approver signs)")
+            click.echo(
+                f"NOTE   {name}: every required role has signed; set approval_status: approved to put it "
+                "in force (`placelink contracts approve` does this when the last approver signs)"
+            )
         if t.approvers:
-            click.echo(f"WARN   {name}: 'approvers' is a text record that proves nothing: approvals are the "
-                       "signatures in 'approvals'. Fix: remove 'approvers'")
+            click.echo(
+                f"WARN   {name}: 'approvers' is a text record that proves nothing: approvals are the "
+                "signatures in 'approvals'. Fix: remove 'approvers'"
+            )
         # Valid files that still need an IG officer's attention (warnings: exit code unchanged).
         if t.approval_status == "approved" and on > t.expires:
-            click.echo(f"WARN   {name}: approved but expired on {t.expires}; no extract is "
-                       "accepted. Fix: renew it (new expires, re-approval) or set approval_status: expired")
+            click.echo(
+                f"WARN   {name}: approved but expired on {t.expires}; no extract is "
+                "accepted. Fix: renew it (new expires, re-approval) or set approval_status: expired"
+            )
         elif t.approval_status == "approved" and on > t.review_by:
-            click.echo(f"WARN   {name}: review was due by {t.review_by}. Fix: review the "
-                       "agreement and set a new review_by")
+            click.echo(
+                f"WARN   {name}: review was due by {t.review_by}. Fix: review the "
+                "agreement and set a new review_by"
+            )
     for error in problems.values():
         for line in str(error).splitlines():
             click.echo(f"ERROR  {line}")
     if not valid and not problems:
         click.echo(f"no contracts (*.yaml) in {where}")
     if source.startswith("the repository's templates"):
-        click.echo("NOTE   these are the repository's templates: approval is per installation (approvers' keys "
-                   "are never committed), so they ship as unsigned drafts. A hub keeps its own signed copies "
-                   "in PLACELINK_HOME/contracts (README: Data-sharing agreements)")
-    click.echo(f"{len(valid)} valid, {len(problems)} with errors"
-               + (f", {errors - len(problems)} approved without every required signature" if errors > len(problems)
-                  else ""))
+        click.echo(
+            "NOTE   these are the repository's templates: approval is per installation (approvers' keys "
+            "are never committed), so they ship as unsigned drafts. A hub keeps its own signed copies "
+            "in PLACELINK_HOME/contracts (README: Data-sharing agreements)"
+        )
+    click.echo(
+        f"{len(valid)} valid, {len(problems)} with errors"
+        + (
+            f", {errors - len(problems)} approved without every required signature"
+            if errors > len(problems)
+            else ""
+        )
+    )
     sys.exit(1 if errors else 0)
 
 
@@ -113,15 +141,38 @@ def contracts_list(folder: Path | None) -> None:
     settings = Settings.from_env()
     history = flow_history(settings.audit_log())
     on = settings.today()
-    rows = [("CONTRACT", "VERSION", "STATUS", "SIGNED", "PARTNER", "EXPIRES", "LAST DELIVERY", "PURPOSE")]
+    rows = [
+        (
+            "CONTRACT",
+            "VERSION",
+            "STATUS",
+            "SIGNED",
+            "PARTNER",
+            "EXPIRES",
+            "LAST DELIVERY",
+            "PURPOSE",
+        )
+    ]
     for c in valid.values():
         h = history.get(c.id)
         last = (h.last_accepted or "never")[:10] if h else "never"
         signed = f"{len(c.approval.required) - len(c.approval.missing)}/{len(c.approval.required)}"
-        rows.append((c.id, c.version, flow_status(c, on).status, signed, c.partner_id, str(c.terms.expires),
-                     last, _short(c.terms.purpose, 60)))
+        rows.append(
+            (
+                c.id,
+                c.version,
+                flow_status(c, on).status,
+                signed,
+                c.partner_id,
+                str(c.terms.expires),
+                last,
+                _short(c.terms.purpose, 60),
+            )
+        )
     for path in problems:
-        rows.append((path.stem, "-", "INVALID", "-", "-", "-", "-", "see `placelink contracts check`"))
+        rows.append(
+            (path.stem, "-", "INVALID", "-", "-", "-", "-", "see `placelink contracts check`")
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
@@ -152,7 +203,12 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
 
 
 @contracts.command("expiring")
-@click.option("--days", default=90, show_default=True, help="Window in days from today (PLACELINK_AS_OF moves today).")
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    help="Window in days from today (PLACELINK_AS_OF moves today).",
+)
 @_DIR
 def contracts_expiring(days: int, folder: Path | None) -> None:
     """Agreements that expire, or are due for review, within --days (and ones already expired)."""
@@ -174,20 +230,33 @@ def contracts_expiring(days: int, folder: Path | None) -> None:
             click.echo(f"{c.id}\t{status}\texpires {t.expires} (in {(t.expires - on).days} days)")
             found = True
         elif on <= t.review_by <= horizon:
-            click.echo(f"{c.id}\t{status}\treview due {t.review_by} (in {(t.review_by - on).days} days); "
-                       f"expires {t.expires}")
+            click.echo(
+                f"{c.id}\t{status}\treview due {t.review_by} (in {(t.review_by - on).days} days); "
+                f"expires {t.expires}"
+            )
             found = True
     if not found:
-        click.echo(f"no agreement expires or is due for review in the next {days} days (to {horizon})")
+        click.echo(
+            f"no agreement expires or is due for review in the next {days} days (to {horizon})"
+        )
 
 
 @contracts.command("diff")
 @click.argument("old", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.argument("new", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--fail-on-significant", is_flag=True,
-              help="Exit 1 if any change is governance-significant (for CI on contract changes).")
-@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text for a person (changed text word by word, nothing shortened); json for tools.")
+@click.option(
+    "--fail-on-significant",
+    is_flag=True,
+    help="Exit 1 if any change is governance-significant (for CI on contract changes).",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for a person (changed text word by word, nothing shortened); json for tools.",
+)
 def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str) -> None:
     """Every change between two versions of a contract: governance-significant (voids the
     signatures), status, or editorial; changed text shown word by word, in full."""
@@ -206,44 +275,82 @@ def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str)
     except ContractError as exc:
         problems = str(exc).splitlines()
     if output == "json":
-        click.echo(json.dumps(comparison_json(comparison, problems), indent=2, ensure_ascii=False, default=str))
+        click.echo(
+            json.dumps(
+                comparison_json(comparison, problems), indent=2, ensure_ascii=False, default=str
+            )
+        )
     else:
         click.echo(format_changes(comparison))
         if problems:
-            click.echo("\nnote: the new version is not a valid contract yet:\n" + "\n".join(problems))
+            click.echo(
+                "\nnote: the new version is not a valid contract yet:\n" + "\n".join(problems)
+            )
     if fail_on_significant and any(c.significant for c in comparison.changes):
         sys.exit(1)
 
 
 @contracts.command("approver-keygen")
-@click.option("--name", required=True, help="The approver's name as it should appear in the register.")
-@click.option("--role", type=click.Choice(["caldicott_guardian", "siro", "dpo", "information_governance_lead"]),
-              required=True, help="The role this key signs as (one key per role).")
-@click.option("--organisation", required=True,
-              help="The organisation, exactly as the agreements name the provider or recipient.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Private key file to create (mode 0600); the public key goes beside it as .pub.")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Protect the private key with this passphrase (or set PLACELINK_APPROVER_KEY_PASSPHRASE).")
-def approver_keygen(name: str, role: str, organisation: str, out: Path, passphrase_file: Path | None) -> None:
+@click.option(
+    "--name", required=True, help="The approver's name as it should appear in the register."
+)
+@click.option(
+    "--role",
+    type=click.Choice(["caldicott_guardian", "siro", "dpo", "information_governance_lead"]),
+    required=True,
+    help="The role this key signs as (one key per role).",
+)
+@click.option(
+    "--organisation",
+    required=True,
+    help="The organisation, exactly as the agreements name the provider or recipient.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Protect the private key with this passphrase (or set PLACELINK_APPROVER_KEY_PASSPHRASE).",
+)
+def approver_keygen(
+    name: str, role: str, organisation: str, out: Path, passphrase_file: Path | None
+) -> None:
     """(Approver) Create your Ed25519 key for signing agreements; send only the .pub to the hub's IG officer."""
     from pipelines.cli.partner import read_passphrase
     from pipelines.keys import ApproverKey
 
     passphrase = read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
-    public_path = write_key_pair(ApproverKey.generate(name, role, organisation), out, passphrase, "approver key")
-    click.echo("The IG officer registers it: `placelink hub register-approver-key --public-key "
-               f"{public_path.name}`; then sign with `placelink contracts approve --key {out.name} CONTRACT`")
+    public_path = write_key_pair(
+        ApproverKey.generate(name, role, organisation), out, passphrase, "approver key"
+    )
+    click.echo(
+        "The IG officer registers it: `placelink hub register-approver-key --public-key "
+        f"{public_path.name}`; then sign with `placelink contracts approve --key {out.name} CONTRACT`"
+    )
 
 
 @contracts.command("approve")
 @click.argument("contract")
-@click.option("--key", "key_path", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
-              help="Your approver key (`placelink contracts approver-keygen`).")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Passphrase of the key (or set PLACELINK_APPROVER_KEY_PASSPHRASE).")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="Your approver key (`placelink contracts approver-keygen`).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Passphrase of the key (or set PLACELINK_APPROVER_KEY_PASSPHRASE).",
+)
 @_DIR
-def contracts_approve(contract: str, key_path: Path, passphrase_file: Path | None, folder: Path | None) -> None:
+def contracts_approve(
+    contract: str, key_path: Path, passphrase_file: Path | None, folder: Path | None
+) -> None:
     """(Approver) Sign CONTRACT (a file, or an id in the contracts folder) off in your role.
 
     Your signature covers the agreement's signed content (its governance-significant terms,
@@ -263,32 +370,51 @@ def contracts_approve(contract: str, key_path: Path, passphrase_file: Path | Non
         if not path.is_file():
             fail(f"no contract file {contract}, and no {path.name} in {where} ({source})")
     try:
-        key = ApproverKey.load(key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE"))
+        key = ApproverKey.load(
+            key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
+        )
         signed = sign_contract(path, key, settings.now(), settings.approver_registry())
     except (KeyFileError, ContractError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append("contract_signed", contract=signed.contract.id,
-                                contract_version=signed.contract.version, role=signed.requirement.role,
-                                party=signed.requirement.party, approver=key.name, key=key.fingerprint,
-                                content_sha256=signed.entry.content_sha256, file=path.name)
-    click.echo(f"signed {signed.contract.label} ({path}) as {signed.label}, {signed.entry.signed_at}")
+    settings.audit_log().append(
+        "contract_signed",
+        contract=signed.contract.id,
+        contract_version=signed.contract.version,
+        role=signed.requirement.role,
+        party=signed.requirement.party,
+        approver=key.name,
+        key=key.fingerprint,
+        content_sha256=signed.entry.content_sha256,
+        file=path.name,
+    )
+    click.echo(
+        f"signed {signed.contract.label} ({path}) as {signed.label}, {signed.entry.signed_at}"
+    )
     click.echo(f"signed content {signed.entry.content_sha256}")
     approval = signed.approval
     if approval is None:
         return
     if not approval.met.get(signed.requirement):
-        click.echo(f"note: the hub does not accept this signature yet: "
-                   f"{next(c.problem for c in approval.void if c.entry == signed.entry)}")
+        click.echo(
+            f"note: the hub does not accept this signature yet: "
+            f"{next(c.problem for c in approval.void if c.entry == signed.entry)}"
+        )
     summary = approval.summary()
     click.echo(summary[0].upper() + summary[1:] + ".")
     if signed.approved_now:
-        click.echo("Every required role has signed: approval_status is now approved; the hub accepts extracts "
-                   f"from {signed.contract.terms.valid_from} to {signed.contract.terms.expires}.")
+        click.echo(
+            "Every required role has signed: approval_status is now approved; the hub accepts extracts "
+            f"from {signed.contract.terms.valid_from} to {signed.contract.terms.expires}."
+        )
 
 
 @contracts.command("register")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder for ig_register.html and ig_register.csv (created if missing).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for ig_register.html and ig_register.csv (created if missing).",
+)
 @_DIR
 def contracts_register(out: Path, folder: Path | None) -> None:
     """Write the IG register (HTML and CSV) now, from the agreements, the audit log and the
@@ -299,8 +425,12 @@ def contracts_register(out: Path, folder: Path | None) -> None:
     from pipelines.register import REGISTER_CSV, write_register
 
     valid, problems, where, source = _load(folder)
-    settings = dataclasses.replace(Settings.from_env(), contracts_dir=where, contracts_source=source)
+    settings = dataclasses.replace(
+        Settings.from_env(), contracts_dir=where, contracts_source=source
+    )
     page = write_register(settings, valid, {claimed_id(p): e for p, e in problems.items()}, out=out)
-    click.echo(f"register of {len(valid) + len(problems)} agreement(s) from {where} ({source}), as of {settings.today()}:")
+    click.echo(
+        f"register of {len(valid) + len(problems)} agreement(s) from {where} ({source}), as of {settings.today()}:"
+    )
     click.echo(f"  {page}")
     click.echo(f"  {page.with_name(REGISTER_CSV)}")

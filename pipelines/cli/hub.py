@@ -1,4 +1,5 @@
 """`placelink hub ...`: hub operations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,11 +16,19 @@ def hub() -> None:
 
 
 @hub.command("keygen")
-@click.option("--kem", type=click.Choice(["MLKEM768_X25519", "X25519"]), default="MLKEM768_X25519",
-              show_default=True, help="Post-quantum hybrid (ML-KEM-768 + X25519) or classical X25519.")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Protect the private key with this passphrase; the hub then reads it from "
-                   "PLACELINK_HUB_KEY_PASSPHRASE.")
+@click.option(
+    "--kem",
+    type=click.Choice(["MLKEM768_X25519", "X25519"]),
+    default="MLKEM768_X25519",
+    show_default=True,
+    help="Post-quantum hybrid (ML-KEM-768 + X25519) or classical X25519.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Protect the private key with this passphrase; the hub then reads it from "
+    "PLACELINK_HUB_KEY_PASSPHRASE.",
+)
 def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
     """Create the hub's HPKE key pair in PLACELINK_HOME/keys (hub.key private, hub.pub for partners)."""
     from pipelines.cli.partner import read_passphrase
@@ -28,11 +37,15 @@ def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
     settings = Settings.from_env()
     public_path = settings.hub_key_path.with_suffix(".pub")
     if settings.hub_key_path.exists():
-        fail(f"{settings.hub_key_path} exists; the hub key is never overwritten (envelopes in flight "
-             "were encrypted for it). Move it away first to rotate it.")
+        fail(
+            f"{settings.hub_key_path} exists; the hub key is never overwritten (envelopes in flight "
+            "were encrypted for it). Move it away first to rotate it."
+        )
     key = HubKey.generate(kem)
     try:
-        key.save(settings.hub_key_path, read_passphrase(passphrase_file, "PLACELINK_HUB_KEY_PASSPHRASE"))
+        key.save(
+            settings.hub_key_path, read_passphrase(passphrase_file, "PLACELINK_HUB_KEY_PASSPHRASE")
+        )
         if public_path.exists():
             public_path.unlink()  # a stale public key for a key that no longer exists
         key.public.save(public_path)
@@ -44,10 +57,20 @@ def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
 
 
 @hub.command("register-partner-key")
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              required=True, help="The contract whose extracts this key may sign.")
-@click.option("--public-key", "public_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              required=True, help="The partner's .pub file from `placelink partner keygen`.")
+@click.option(
+    "--contract",
+    "contract_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="The contract whose extracts this key may sign.",
+)
+@click.option(
+    "--public-key",
+    "public_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="The partner's .pub file from `placelink partner keygen`.",
+)
 def register_partner_key(contract_path: Path, public_path: Path) -> None:
     """(IG officer) Name a partner's public key in its contract and keep it where the hub finds it."""
     from pipelines.contracts import ContractError, load_contract
@@ -59,8 +82,10 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
         public = SigningPublicKey.load(public_path)
         contract = load_contract(contract_path)
         if public.partner_id != contract.partner_id:
-            fail(f"{public_path.name} is partner '{public.partner_id}'s key; contract {contract.label} "
-                 f"is for partner '{contract.partner_id}'")
+            fail(
+                f"{public_path.name} is partner '{public.partner_id}'s key; contract {contract.label} "
+                f"is for partner '{contract.partner_id}'"
+            )
         stored = register(contract_path, public, settings.partner_keys)
         load_contract(contract_path)
     except (KeyFileError, ContractError, OSError) as exc:
@@ -68,7 +93,9 @@ def register_partner_key(contract_path: Path, public_path: Path) -> None:
     click.echo(f"contract {contract.label}: signing_key_fingerprint set to {public.fingerprint}")
     click.echo(f"public key kept at {stored}")
     if contract_path.resolve().parent != settings.contracts_dir:
-        click.echo(f"note: the hub reads contracts from {settings.contracts_dir} ({settings.contracts_source})")
+        click.echo(
+            f"note: the hub reads contracts from {settings.contracts_dir} ({settings.contracts_source})"
+        )
 
 
 @hub.command("dagster-home")
@@ -78,11 +105,17 @@ def dagster_home() -> None:
     time; a deployment's (DAGSTER_HOME) is only checked (`make ui` runs this first)."""
     from pipelines.run import ensure_dagster_home
 
-    click.echo(ensure_dagster_home(Settings.from_env(), warn=lambda message: click.echo(f"note: {message}", err=True)))
+    click.echo(
+        ensure_dagster_home(
+            Settings.from_env(), warn=lambda message: click.echo(f"note: {message}", err=True)
+        )
+    )
 
 
 @hub.command("deliveries")
-@click.option("--overdue", is_flag=True, help="Only the datasets whose latest due delivery has not arrived.")
+@click.option(
+    "--overdue", is_flag=True, help="Only the datasets whose latest due delivery has not arrived."
+)
 def deliveries(overdue: bool) -> None:
     """Each dataset's delivery cadence, what arrived last and when the next is due (from the contracts
     and the audit log; the warehouse is not opened, so this never disturbs a run)."""
@@ -90,7 +123,9 @@ def deliveries(overdue: bool) -> None:
 
     settings = Settings.from_env()
     contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
-    statuses = delivery_statuses(contracts, accepted_deliveries(settings.audit_log()), settings.today())
+    statuses = delivery_statuses(
+        contracts, accepted_deliveries(settings.audit_log()), settings.today()
+    )
     without = sorted(f"{c.id}" for c in contracts.values() if c.terms.delivery is None)
     shown = [s for s in statuses if s.overdue] if overdue else statuses
     if overdue and not shown:
@@ -98,10 +133,21 @@ def deliveries(overdue: bool) -> None:
     rows = [("CONTRACT", "DATASET", "CADENCE", "LAST PERIOD", "ACCEPTED", "STATUS")]
     for s in shown:
         cadence = f"{s.frequency}, {s.kind}, due day {s.due_day}"
-        state = (f"OVERDUE {s.days_overdue} day(s): {s.expected_period} was due by {s.due_on}" if s.overdue
-                 else f"on time; next {s.next_period} due by {s.next_due_on}")
-        rows.append((s.contract_id, s.dataset, cadence, s.last_period or "none",
-                     (s.last_accepted_at or "never")[:10], state))
+        state = (
+            f"OVERDUE {s.days_overdue} day(s): {s.expected_period} was due by {s.due_on}"
+            if s.overdue
+            else f"on time; next {s.next_period} due by {s.next_due_on}"
+        )
+        rows.append(
+            (
+                s.contract_id,
+                s.dataset,
+                cadence,
+                s.last_period or "none",
+                (s.last_accepted_at or "never")[:10],
+                state,
+            )
+        )
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for row in rows:
@@ -127,14 +173,20 @@ def quarantine_list() -> None:
     if not held:
         click.echo("no extracts are held in quarantine")
     for item in held:
-        click.echo(f"HELD      {item['held_as']}\t{item['received_at']}\t{item['check']}\t"
-                   f"{item.get('contract') or '-'}\t{item['found']}")
+        click.echo(
+            f"HELD      {item['held_as']}\t{item['received_at']}\t{item['check']}\t"
+            f"{item.get('contract') or '-'}\t{item['found']}"
+        )
     for row in accepted:
-        click.echo(f"ACCEPTED  {row['file_name']}\t{row['received_at']}\t{row['contract']}\t"
-                   f"{row['dataset']}\t{row['row_count']} rows")
+        click.echo(
+            f"ACCEPTED  {row['file_name']}\t{row['received_at']}\t{row['contract']}\t"
+            f"{row['dataset']}\t{row['row_count']} rows"
+        )
     if held:
-        click.echo("See why with `placelink hub quarantine show NAME`; re-submit after a fix with "
-                   "`placelink hub quarantine release NAME`.")
+        click.echo(
+            "See why with `placelink hub quarantine show NAME`; re-submit after a fix with "
+            "`placelink hub quarantine release NAME`."
+        )
 
 
 @quarantine.command("show")
@@ -147,8 +199,10 @@ def quarantine_show(name: str) -> None:
     for item in held_files(Settings.from_env().quarantine):
         if item["held_as"] == name:
             click.echo(item["message"])
-            click.echo(f"check:    {item['check']}\nexpected: {item['expected']}\nfound:    {item['found']}\n"
-                       f"to do:    {item['action']}\nheld at:  {item['received_at']}")
+            click.echo(
+                f"check:    {item['check']}\nexpected: {item['expected']}\nfound:    {item['found']}\n"
+                f"to do:    {item['action']}\nheld at:  {item['received_at']}"
+            )
             if item.get("held_content"):
                 click.echo(f"held:     {item['held_content']}")
             return
@@ -169,8 +223,14 @@ def quarantine_release(name: str) -> None:
     try:
         # The run moves files into quarantine and deletes old held ones: release between runs.
         with run_lock(settings.home, "placelink hub quarantine release"):
-            target = release(settings.quarantine, name, settings.inbox, settings.audit_log(),
-                             released_at=settings.now(), by=getpass.getuser())
+            target = release(
+                settings.quarantine,
+                name,
+                settings.inbox,
+                settings.audit_log(),
+                released_at=settings.now(),
+                by=getpass.getuser(),
+            )
     except ReleaseError as exc:
         fail(str(exc))
     except RunLockBusy as exc:
@@ -179,8 +239,13 @@ def quarantine_release(name: str) -> None:
 
 
 @hub.command("register-approver-key")
-@click.option("--public-key", "public_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              required=True, help="The approver's .pub file from `placelink contracts approver-keygen`.")
+@click.option(
+    "--public-key",
+    "public_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="The approver's .pub file from `placelink contracts approver-keygen`.",
+)
 def register_approver_key(public_path: Path) -> None:
     """(IG officer) Trust an approver's key for the role and organisation it names, after checking
     them with the person; keeps it in PLACELINK_HOME/keys/approvers and audits it."""
@@ -193,22 +258,43 @@ def register_approver_key(public_path: Path) -> None:
         stored = settings.approver_registry().register(public)
     except (KeyFileError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append("approver_key_registered", approver=public.name, role=public.role,
-                                organisation=public.organisation, key=public.fingerprint)
-    click.echo(f"registered {public.name}, {SIGNING_ROLES[public.role]}, {public.organisation}: {public.fingerprint}")
+    settings.audit_log().append(
+        "approver_key_registered",
+        approver=public.name,
+        role=public.role,
+        organisation=public.organisation,
+        key=public.fingerprint,
+    )
+    click.echo(
+        f"registered {public.name}, {SIGNING_ROLES[public.role]}, {public.organisation}: {public.fingerprint}"
+    )
     click.echo(f"public key kept at {stored}")
     contracts, _ = settings.load_contracts()
-    can_sign = [f"{c.id} ({r.party})" for c in contracts.values() for r in c.terms.required_signatures
-                if r.role == public.role and (c.terms.provider if r.party == "provider" else c.terms.recipient).name
-                == public.organisation]
-    click.echo("may sign: " + (", ".join(can_sign) if can_sign else
-                               f"no agreement in {settings.contracts_dir} asks for this role at this organisation"))
+    can_sign = [
+        f"{c.id} ({r.party})"
+        for c in contracts.values()
+        for r in c.terms.required_signatures
+        if r.role == public.role
+        and (c.terms.provider if r.party == "provider" else c.terms.recipient).name
+        == public.organisation
+    ]
+    click.echo(
+        "may sign: "
+        + (
+            ", ".join(can_sign)
+            if can_sign
+            else f"no agreement in {settings.contracts_dir} asks for this role at this organisation"
+        )
+    )
 
 
 @hub.command("accept-publication")
-@click.option("--reason", required=True,
-              help="Why the next publication may lose a source or empty a table (e.g. 'the council ended "
-                   "the homelessness flow'); written to the audit log for the IG officer.")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why the next publication may lose a source or empty a table (e.g. 'the council ended "
+    "the homelessness flow'); written to the audit log for the IG officer.",
+)
 def accept_publication(reason: str) -> None:
     """Let the next run publish although it drops a source or empties a table (audited).
 
@@ -218,7 +304,11 @@ def accept_publication(reason: str) -> None:
 
     settings = Settings.from_env()
     if not reason.strip():
-        fail("give the reason for accepting the loss (--reason \"...\"): the IG officer reads it in the audit log")
+        fail(
+            'give the reason for accepting the loss (--reason "..."): the IG officer reads it in the audit log'
+        )
     event = record_acceptance(settings.audit_log(), reason)
-    click.echo(f"the next publication may drop a source or empty a table (audited as {ACCEPT_EVENT} "
-               f"{event['change_id']}); it names each loss and this reason")
+    click.echo(
+        f"the next publication may drop a source or empty a table (audited as {ACCEPT_EVENT} "
+        f"{event['change_id']}); it names each loss and this reason"
+    )

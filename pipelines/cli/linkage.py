@@ -1,4 +1,5 @@
 """`placelink linkage ...`: operators' decisions about linkage (issue 20)."""
+
 from __future__ import annotations
 
 import click
@@ -13,9 +14,12 @@ def linkage() -> None:
 
 
 @linkage.command("accept-change")
-@click.option("--reason", required=True,
-              help="Why the link rate moved and why that is right (e.g. 'retention deleted the VCS "
-                   "enrolments'); written to the audit log for the IG officer.")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why the link rate moved and why that is right (e.g. 'retention deleted the VCS "
+    "enrolments'); written to the audit log for the IG officer.",
+)
 def accept_change(reason: str) -> None:
     """Accept the link-rate move that failed the last run's linkage check, for the next run.
 
@@ -28,26 +32,38 @@ def accept_change(reason: str) -> None:
 
     settings = Settings.from_env()
     if not reason.strip():
-        fail("give the reason for accepting the change (--reason \"...\"): the IG officer reads it in the "
-             "audit log")
+        fail(
+            'give the reason for accepting the change (--reason "..."): the IG officer reads it in the '
+            "audit log"
+        )
     shift = None
     if settings.warehouse.exists():
         try:
             con = duckdb.connect(str(settings.warehouse), read_only=True)
         except duckdb.Error:
-            fail(f"the warehouse {settings.warehouse} is in use by a run: wait for it to finish, then accept "
-                 "the change")
+            fail(
+                f"the warehouse {settings.warehouse} is in use by a run: wait for it to finish, then accept "
+                "the change"
+            )
         try:
             shift = last_measured_shift(con)
         finally:
             con.close()
-    change = record_acceptance(settings.audit_log(), reason,
-                               from_rate=shift[0] if shift else None, to_rate=shift[1] if shift else None)
+    change = record_acceptance(
+        settings.audit_log(),
+        reason,
+        from_rate=shift[0] if shift else None,
+        to_rate=shift[1] if shift else None,
+    )
     if shift:
-        click.echo(f"accepted the link rate's move from {shift[0]:.1%} to {shift[1]:.1%} for the next run "
-                   f"(audited as linkage_change_accepted {change.id}): the next run passes the linkage check "
-                   "if its link rate is this one, and its rate becomes the baseline")
+        click.echo(
+            f"accepted the link rate's move from {shift[0]:.1%} to {shift[1]:.1%} for the next run "
+            f"(audited as linkage_change_accepted {change.id}): the next run passes the linkage check "
+            "if its link rate is this one, and its rate becomes the baseline"
+        )
     else:
-        click.echo(f"the last linkage run did not fail on a move of the link rate, so no shift was measured; "
-                   f"accepted a move for the next run whatever it is (audited as linkage_change_accepted "
-                   f"{change.id})")
+        click.echo(
+            f"the last linkage run did not fail on a move of the link rate, so no shift was measured; "
+            f"accepted a move for the next run whatever it is (audited as linkage_change_accepted "
+            f"{change.id})"
+        )

@@ -1,4 +1,5 @@
 """`placelink partner ...`: the partner kit, run at the partner on clear data before anything is sent."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,12 @@ def partner() -> None:
 
 
 @partner.command("linkage-key")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="File to write the new linkage key to (keep it among the partners; never send it to the hub).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="File to write the new linkage key to (keep it among the partners; never send it to the hub).",
+)
 def linkage_key(out: Path) -> None:
     """Create a new linkage key (shared among partners, never with the hub)."""
     from pipelines.partner_kit.tokens import LinkageKey
@@ -23,7 +28,9 @@ def linkage_key(out: Path) -> None:
     if out.exists():
         fail(f"{out} exists; a linkage key is never overwritten (every token depends on it)")
     LinkageKey.generate().save(out)
-    click.echo(f"wrote a new linkage key to {out} (mode 0600). Share it only with partners, never the hub.")
+    click.echo(
+        f"wrote a new linkage key to {out} (mode 0600). Share it only with partners, never the hub."
+    )
 
 
 def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
@@ -37,53 +44,130 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
 
 
 @partner.command("keygen")
-@click.option("--partner", "partner_id", required=True, help="Partner id as in the contracts (e.g. nhs).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Private key file to create (mode 0600); the public key goes beside it as .pub.")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Protect the private key with the passphrase in this file "
-                   "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
+@click.option(
+    "--partner", "partner_id", required=True, help="Partner id as in the contracts (e.g. nhs)."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Protect the private key with the passphrase in this file "
+    "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
+)
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
     from pipelines.keys import SigningKey
 
     passphrase = read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
     public_path = write_key_pair(SigningKey.generate(partner_id), out, passphrase, "signing key")
-    click.echo("The IG officer registers it: `placelink hub register-partner-key --contract CONTRACT.yaml "
-               f"--public-key {public_path.name}`")
+    click.echo(
+        "The IG officer registers it: `placelink hub register-partner-key --contract CONTRACT.yaml "
+        f"--public-key {public_path.name}`"
+    )
 
 
 @partner.command()
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="The data-sharing agreement (contracts/<id>.yaml) the extract is sent under.")
-@click.option("--dataset", help="Dataset of the contract (default: the only one, or the input file's stem).")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
-              help="Raw extract (CSV, Parquet or an Excel .xlsx workbook) with clear identifiers.")
-@click.option("--sheet", help="The sheet of an .xlsx workbook that holds the extract (needed when it has several).")
-@click.option("--mapping", "mapping_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="YAML file naming which of your columns holds what (README: your own column names).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the hub-bound extract.")
-@click.option("--linkage-key", "key_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="The partners' shared linkage key (from `placelink partner linkage-key`).")
-@click.option("--postcode-lookup", type=click.Path(path_type=Path, exists=True),
-              help="Postcode -> LSOA (and ward) lookup: ONS's, as downloaded, or a CSV of postcode, "
-                   "lsoa_code, ward_code. Without it, area columns are sent empty.")
-@click.option("--opt-outs", type=click.Path(path_type=Path, exists=True),
-              help="National Data Opt-out list (NHS numbers); required when the contract says it applies.")
-@click.option("--period", help="Reporting period YYYY-MM (default: this month; PLACELINK_AS_OF moves it).")
-@click.option("--delivery", "delivery_kind", type=click.Choice(["full", "delta"]),
-              help="A full snapshot of your records, or a delta (new and changed records since the last "
-                   "delivery); default: what the contract's delivery term says, else full.")
-@click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="Your signing key (`placelink partner keygen`).")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
-@click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="The hub's public key (hub.pub, from `placelink hub keygen`).")
-def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: str | None,
-            mapping_path: Path | None, out: Path, key_path: Path, postcode_lookup: Path | None,
-            opt_outs: Path | None, period: str | None, delivery_kind: str | None, signing_key_path: Path,
-            passphrase_file: Path | None, hub_key_path: Path) -> None:
+@click.option(
+    "--contract",
+    "contract_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The data-sharing agreement (contracts/<id>.yaml) the extract is sent under.",
+)
+@click.option(
+    "--dataset", help="Dataset of the contract (default: the only one, or the input file's stem)."
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Raw extract (CSV, Parquet or an Excel .xlsx workbook) with clear identifiers.",
+)
+@click.option(
+    "--sheet",
+    help="The sheet of an .xlsx workbook that holds the extract (needed when it has several).",
+)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="YAML file naming which of your columns holds what (README: your own column names).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the hub-bound extract.",
+)
+@click.option(
+    "--linkage-key",
+    "key_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The partners' shared linkage key (from `placelink partner linkage-key`).",
+)
+@click.option(
+    "--postcode-lookup",
+    type=click.Path(path_type=Path, exists=True),
+    help="Postcode -> LSOA (and ward) lookup: ONS's, as downloaded, or a CSV of postcode, "
+    "lsoa_code, ward_code. Without it, area columns are sent empty.",
+)
+@click.option(
+    "--opt-outs",
+    type=click.Path(path_type=Path, exists=True),
+    help="National Data Opt-out list (NHS numbers); required when the contract says it applies.",
+)
+@click.option(
+    "--period", help="Reporting period YYYY-MM (default: this month; PLACELINK_AS_OF moves it)."
+)
+@click.option(
+    "--delivery",
+    "delivery_kind",
+    type=click.Choice(["full", "delta"]),
+    help="A full snapshot of your records, or a delta (new and changed records since the last "
+    "delivery); default: what the contract's delivery term says, else full.",
+)
+@click.option(
+    "--signing-key",
+    "signing_key_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="Your signing key (`placelink partner keygen`).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
+)
+@click.option(
+    "--hub-key",
+    "hub_key_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The hub's public key (hub.pub, from `placelink hub keygen`).",
+)
+def prepare(
+    contract_path: Path,
+    dataset: str | None,
+    input_path: Path,
+    sheet: str | None,
+    mapping_path: Path | None,
+    out: Path,
+    key_path: Path,
+    postcode_lookup: Path | None,
+    opt_outs: Path | None,
+    period: str | None,
+    delivery_kind: str | None,
+    signing_key_path: Path,
+    passphrase_file: Path | None,
+    hub_key_path: Path,
+) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
     from pipelines import progress
@@ -98,66 +182,142 @@ def prepare(contract_path: Path, dataset: str | None, input_path: Path, sheet: s
 
     try:
         # Keys first: a wrong passphrase should stop the run before any work is done.
-        signing_key = SigningKey.load(signing_key_path,
-                                      read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE"))
+        signing_key = SigningKey.load(
+            signing_key_path, read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
+        )
         hub_key = HubPublicKey.load(hub_key_path)
         contract = load_contract(contract_path)
         if signing_key.partner_id != contract.partner_id:
-            fail(f"{signing_key_path.name} is partner '{signing_key.partner_id}'s signing key, but contract "
-                 f"{contract.label} is for partner '{contract.partner_id}'")
+            fail(
+                f"{signing_key_path.name} is partner '{signing_key.partner_id}'s signing key, but contract "
+                f"{contract.label} is for partner '{contract.partner_id}'"
+            )
         if dataset is None:
-            dataset = next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
+            dataset = (
+                next(iter(contract.datasets)) if len(contract.datasets) == 1 else input_path.stem
+            )
         with progress.showing():  # each step of the kit, on standard error
-            prepared = prepare_extract(contract, dataset, input_path, out, LinkageKey.load(key_path),
-                                       postcode_lookup, opt_outs=opt_outs, period=period,
-                                       now=Clock.from_env().now(), mapping=mapping_path, sheet=sheet,
-                                       delivery_kind=delivery_kind)
+            prepared = prepare_extract(
+                contract,
+                dataset,
+                input_path,
+                out,
+                LinkageKey.load(key_path),
+                postcode_lookup,
+                opt_outs=opt_outs,
+                period=period,
+                now=Clock.from_env().now(),
+                mapping=mapping_path,
+                sheet=sheet,
+                delivery_kind=delivery_kind,
+            )
             with stage("envelope: encrypt and sign"):
                 sealed = seal_prepared(prepared, signing_key, hub_key)
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))
     prepared = sealed.prepared
-    click.echo(f"envelope for the hub:  {sealed.envelope_path} (encrypted for hub key "
-               f"{hub_key.fingerprint[:23]}…, {hub_key.kem}; signed by {signing_key.fingerprint[:23]}…)")
-    click.echo(f"partner-only copy:     {prepared.extract_path} (the clear extract inside the envelope)")
+    click.echo(
+        f"envelope for the hub:  {sealed.envelope_path} (encrypted for hub key "
+        f"{hub_key.fingerprint[:23]}…, {hub_key.kem}; signed by {signing_key.fingerprint[:23]}…)"
+    )
+    click.echo(
+        f"partner-only copy:     {prepared.extract_path} (the clear extract inside the envelope)"
+    )
     click.echo(f"partner-only lookup:   {prepared.lookup_path} (never send this file)")
-    click.echo(f"rows: {prepared.rows_in:,} in, {prepared.rows_out:,} out"
-               + (f", {prepared.opted_out_rows:,} removed by the National Data Opt-out" if prepared.opted_out_rows else ""))
+    click.echo(
+        f"rows: {prepared.rows_in:,} in, {prepared.rows_out:,} out"
+        + (
+            f", {prepared.opted_out_rows:,} removed by the National Data Opt-out"
+            if prepared.opted_out_rows
+            else ""
+        )
+    )
     invalid = {k: v for k, v in prepared.header.invalid_counts.items() if v}
     if invalid:
-        click.echo("invalid values (sent as empty tokens): " + ", ".join(f"{k} {v:,}" for k, v in sorted(invalid.items())))
+        click.echo(
+            "invalid values (sent as empty tokens): "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(invalid.items()))
+        )
     report = prepared.report
     if report["absent_identity_columns"]:
-        click.echo("not in your extract (sent empty): " + ", ".join(report["absent_identity_columns"]))
+        click.echo(
+            "not in your extract (sent empty): " + ", ".join(report["absent_identity_columns"])
+        )
     if report.get("areas_not_looked_up"):
-        click.echo(f"no postcode lookup given: {', '.join(report['areas_not_looked_up'])} sent empty "
-                   "(the hub shows these people under 'unknown area'); README: where to get ONS's lookup")
+        click.echo(
+            f"no postcode lookup given: {', '.join(report['areas_not_looked_up'])} sent empty "
+            "(the hub shows these people under 'unknown area'); README: where to get ONS's lookup"
+        )
     unsplit = report.get("mapping_unusable_values", {})
     if any(unsplit.values()):
-        click.echo("values your mapping could not use (sent empty): "
-                   + ", ".join(f"{k} {v:,}" for k, v in sorted(unsplit.items()) if v))
+        click.echo(
+            "values your mapping could not use (sent empty): "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(unsplit.items()) if v)
+        )
 
 
 @partner.command()
-@click.option("--contract", "contract_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="The data-sharing agreement (contracts/<id>.yaml) the records were sent under.")
+@click.option(
+    "--contract",
+    "contract_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The data-sharing agreement (contracts/<id>.yaml) the records were sent under.",
+)
 @click.option("--dataset", required=True, help="The contract dataset the records were sent in.")
-@click.option("--record-ids", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
-              help="CSV with a record_id column (or one id per line): the records to withdraw.")
-@click.option("--lookups", "lookup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False),
-              required=True, help="The outbox (or its partner-only folder) where `partner prepare` kept the "
-                                  "record_id -> record_token lookups of this dataset's extracts.")
-@click.option("--reason", type=click.Choice(["opt_out", "erasure"]), required=True,
-              help="opt_out: the person opted out after delivery; erasure: the record must be erased.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the envelope to send.")
-@click.option("--signing-key", "signing_key_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="Your partner signing key (from `placelink partner keygen`).")
-@click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).")
-@click.option("--hub-key", "hub_key_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="The hub's public key (hub.pub, from the hub's IG officer).")
-def withdraw(contract_path: Path, dataset: str, record_ids: Path, lookup_dir: Path, reason: str, out: Path,
-             signing_key_path: Path, passphrase_file: Path | None, hub_key_path: Path) -> None:
+@click.option(
+    "--record-ids",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="CSV with a record_id column (or one id per line): the records to withdraw.",
+)
+@click.option(
+    "--lookups",
+    "lookup_dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    required=True,
+    help="The outbox (or its partner-only folder) where `partner prepare` kept the "
+    "record_id -> record_token lookups of this dataset's extracts.",
+)
+@click.option(
+    "--reason",
+    type=click.Choice(["opt_out", "erasure"]),
+    required=True,
+    help="opt_out: the person opted out after delivery; erasure: the record must be erased.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Folder for the envelope to send."
+)
+@click.option(
+    "--signing-key",
+    "signing_key_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="Your partner signing key (from `placelink partner keygen`).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
+)
+@click.option(
+    "--hub-key",
+    "hub_key_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The hub's public key (hub.pub, from the hub's IG officer).",
+)
+def withdraw(
+    contract_path: Path,
+    dataset: str,
+    record_ids: Path,
+    lookup_dir: Path,
+    reason: str,
+    out: Path,
+    signing_key_path: Path,
+    passphrase_file: Path | None,
+    hub_key_path: Path,
+) -> None:
     """Withdraw records already sent: a signed, encrypted list of their record tokens (found in
     your own lookups) for the hub, which deletes them and everything derived from them."""
     from pipelines.clock import Clock
@@ -167,17 +327,30 @@ def withdraw(contract_path: Path, dataset: str, record_ids: Path, lookup_dir: Pa
     from pipelines.partner_kit.withdraw import partner_lookups, prepare_withdrawal
 
     try:
-        signing_key = SigningKey.load(signing_key_path,
-                                      read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE"))
+        signing_key = SigningKey.load(
+            signing_key_path, read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
+        )
         contract = load_contract(contract_path)
-        prepared = prepare_withdrawal(contract, dataset, record_ids, partner_lookups(lookup_dir, contract, dataset),
-                                      out, signing_key, HubPublicKey.load(hub_key_path), reason,
-                                      Clock.from_env().now())
+        prepared = prepare_withdrawal(
+            contract,
+            dataset,
+            record_ids,
+            partner_lookups(lookup_dir, contract, dataset),
+            out,
+            signing_key,
+            HubPublicKey.load(hub_key_path),
+            reason,
+            Clock.from_env().now(),
+        )
     except (ContractError, PartnerKitError, KeyFileError, OSError) as exc:
         fail(str(exc))
-    click.echo(f"withdrawal list for the hub: {prepared.envelope_path} ({prepared.withdrawn:,} record(s), "
-               f"reason {reason}; encrypted for the hub and signed)")
+    click.echo(
+        f"withdrawal list for the hub: {prepared.envelope_path} ({prepared.withdrawn:,} record(s), "
+        f"reason {reason}; encrypted for the hub and signed)"
+    )
     if prepared.not_found:
-        click.echo(f"{prepared.not_found:,} record id(s) were in none of your lookups for {contract.id}/{dataset} "
-                   "(never sent to the hub under this dataset): nothing to withdraw for them")
+        click.echo(
+            f"{prepared.not_found:,} record id(s) were in none of your lookups for {contract.id}/{dataset} "
+            "(never sent to the hub under this dataset): nothing to withdraw for them"
+        )
     click.echo(f"partner-only copy and counts: {prepared.list_path.parent}")

@@ -1,4 +1,5 @@
 """`placelink synth`, `run` and `demo`: a synthetic place, the pipeline headless, the main job."""
+
 from __future__ import annotations
 
 import sys
@@ -12,12 +13,21 @@ from pipelines.settings import Settings
 
 @click.command()
 @click.option("--people", default=20_000, show_default=True, help="People in the synthetic place.")
-@click.option("--seed", default=2026, show_default=True, help="Random seed (same seed, same files).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write the place to.")
-@click.option("--month", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Also write the place's later months up to this one (2 = the month after the first "
-                   "delivery) under OUT/months/<period>/: new events, births and people moving in, moves "
-                   "and name changes. Month 1 is generated first if OUT has none.")
+@click.option(
+    "--seed", default=2026, show_default=True, help="Random seed (same seed, same files)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Folder to write the place to."
+)
+@click.option(
+    "--month",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Also write the place's later months up to this one (2 = the month after the first "
+    "delivery) under OUT/months/<period>/: new events, births and people moving in, moves "
+    "and name changes. Month 1 is generated first if OUT has none.",
+)
 def synth(people: int, seed: int, out: Path, month: int) -> None:
     """Generate a synthetic place: partner extracts, reference data and ground truth."""
     from pipelines.synth import generate_place
@@ -26,12 +36,16 @@ def synth(people: int, seed: int, out: Path, month: int) -> None:
         _later_months(out, month)
         return
     manifest = generate_place(people=people, seed=seed, out=out)
-    click.echo(f"wrote a synthetic place of {people:,} people in {manifest.households:,} households "
-               f"({manifest.wards} wards, {manifest.lsoas} LSOAs) to {out}")
+    click.echo(
+        f"wrote a synthetic place of {people:,} people in {manifest.households:,} households "
+        f"({manifest.wards} wards, {manifest.lsoas} LSOAs) to {out}"
+    )
     for summary in manifest.datasets:
         click.echo(f"  {summary.partner:8} {summary.dataset:28} {summary.rows:>10,} records")
-    click.echo(f"ground truth: {out / 'truth' / 'ground_truth.csv'}; planted effect: "
-               f"{out / 'truth' / 'planted_effect.json'}")
+    click.echo(
+        f"ground truth: {out / 'truth' / 'ground_truth.csv'}; planted effect: "
+        f"{out / 'truth' / 'planted_effect.json'}"
+    )
     if month > 1:
         _later_months(out, month)
 
@@ -40,25 +54,44 @@ def _later_months(out: Path, month: int) -> None:
     from pipelines.synth.months import generate_months
 
     for later in generate_months(out, month):
-        click.echo(f"month {later.month} ({later.period}): {later.records:,} new records, {later.born} born, "
-                   f"{later.moved_in} moved in, {later.households_moved} households moved, "
-                   f"{later.names_changed} names changed -> {later.out}")
+        click.echo(
+            f"month {later.month} ({later.period}): {later.records:,} new records, {later.born} born, "
+            f"{later.moved_in} moved in, {later.households_moved} households moved, "
+            f"{later.names_changed} names changed -> {later.out}"
+        )
 
 
 def _waiting(holder) -> None:
-    click.echo(f"waiting: {holder.describe() if holder else 'another run'} holds the hub's run lock; "
-               "this run starts when it ends", err=True)
+    click.echo(
+        f"waiting: {holder.describe() if holder else 'another run'} holds the hub's run lock; "
+        "this run starts when it ends",
+        err=True,
+    )
 
 
 @click.command()
-@click.option("--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one.")
-@click.option("--wait", "wait", type=click.FloatRange(min=0), is_flag=False, flag_value=float("inf"), default=None,
-              metavar="[SECONDS]",
-              help="If another run holds the hub's run lock, wait for it (at most SECONDS if given) instead of "
-                   "refusing at once with exit code 75.")
-@click.option("--month", "months", multiple=True, metavar="YYYY-MM",
-              help="Backfill a reporting month (repeatable): re-materialise its landing partitions from the "
-                   "deliveries the hub holds for it, then link, model and publish again.")
+@click.option(
+    "--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one."
+)
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    is_flag=False,
+    flag_value=float("inf"),
+    default=None,
+    metavar="[SECONDS]",
+    help="If another run holds the hub's run lock, wait for it (at most SECONDS if given) instead of "
+    "refusing at once with exit code 75.",
+)
+@click.option(
+    "--month",
+    "months",
+    multiple=True,
+    metavar="YYYY-MM",
+    help="Backfill a reporting month (repeatable): re-materialise its landing partitions from the "
+    "deliveries the hub holds for it, then link, model and publish again.",
+)
 def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     """Materialise every asset headless (inbox -> published file).
 
@@ -79,12 +112,18 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     except ValueError as exc:
         fail(str(exc))
     settings = Settings.from_env()
-    patience = 0 if wait is None else (None if wait == float("inf") else wait)  # None: as long as it takes
+    patience = (
+        0 if wait is None else (None if wait == float("inf") else wait)
+    )  # None: as long as it takes
     try:
-        preflight(settings)  # reads only: a run that cannot start leaves no file behind, not even the lock's
+        preflight(
+            settings
+        )  # reads only: a run that cannot start leaves no file behind, not even the lock's
     except PreflightFailed as exc:
         click.echo(f"error: {exc}", err=True)
-        click.echo(f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True)
+        click.echo(
+            f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True
+        )
         sys.exit(PREFLIGHT_FAILED)
     try:
         # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
@@ -94,12 +133,21 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
             from pipelines.run import failure_messages, nothing_new, partner_months, run_pipeline
             from pipelines.sql_models import model_plan
 
-            with progress.showing():  # bars on a terminal, a line every 30 s otherwise; on standard error
-                result = run_pipeline(settings, retrain=retrain, months=months,
-                                      on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)))
+            with (
+                progress.showing()
+            ):  # bars on a terminal, a line every 30 s otherwise; on standard error
+                result = run_pipeline(
+                    settings,
+                    retrain=retrain,
+                    months=months,
+                    on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)),
+                )
     except RunLockBusy as exc:
-        refuse_busy(exc, "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
-                         "to start as soon as it ends")
+        refuse_busy(
+            exc,
+            "let it finish (it shows in the Dagster UI), then run again, or `placelink run --wait` "
+            "to start as soon as it ends",
+        )
     for message in model_plan(Settings.from_env()).messages():
         click.echo(f"note: {message}")
     outcome = run_outcome(result, str(settings.published))
@@ -110,22 +158,38 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     if landed:
         click.echo(f"partner-months materialised: {', '.join(landed)}")
     elif months and result.success:
-        click.echo(f"no delivery held for {', '.join(months)}: no landing partition to re-materialise")
+        click.echo(
+            f"no delivery held for {', '.join(months)}: no landing partition to re-materialise"
+        )
     for line in outcome.details:
         click.echo(line, err=not outcome.success)
     skipped = nothing_new(result) if outcome.success else None
-    click.echo(f"pipeline run {result.run_id} succeeded: {skipped}" if skipped else outcome.summary,
-               err=not outcome.success)
+    click.echo(
+        f"pipeline run {result.run_id} succeeded: {skipped}" if skipped else outcome.summary,
+        err=not outcome.success,
+    )
     if outcome.code:
         sys.exit(outcome.code)
 
 
 @click.command()
-@click.option("--people", default=20_000, show_default=True, help="People in the demo's synthetic place.")
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place (same seed, same place).")
-@click.option("--months", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Run the hub month after month: 2 also delivers and runs the place's next month "
-                   "(NHS deltas, council snapshots) as of its delivery day.")
+@click.option(
+    "--people", default=20_000, show_default=True, help="People in the demo's synthetic place."
+)
+@click.option(
+    "--seed",
+    default=2026,
+    show_default=True,
+    help="Random seed of the synthetic place (same seed, same place).",
+)
+@click.option(
+    "--months",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Run the hub month after month: 2 also delivers and runs the place's next month "
+    "(NHS deltas, council snapshots) as of its delivery day.",
+)
 def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo
@@ -139,7 +203,9 @@ def demo(people: int, seed: int, months: int) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(PREFLIGHT_FAILED)
     try:
-        report = run_demo(Settings.from_env(), people=people, seed=seed, echo=click.echo, months=months)
+        report = run_demo(
+            Settings.from_env(), people=people, seed=seed, echo=click.echo, months=months
+        )
     except DemoRefused as exc:
         fail(str(exc))
     except RunLockBusy as exc:

@@ -22,6 +22,7 @@ sums of the people's, so the estimates and the sandwich are the person-level one
 factor (N - 1)/(N - K) counts cluster rows instead of person rows and is a shade larger), and
 the cost grows with clusters, not people.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -60,19 +61,19 @@ def method_parameters() -> dict:
     """The method's parameters, as published in ``_about.effects_parameters``."""
     return {
         "design": "difference in differences: programme vs matched comparison, 12 months after vs 12 months "
-                  "before the index date",
+        "before the index date",
         "model": "Poisson GLM (statsmodels), saturated design 1 + programme + after + programme:after",
         "rate_ratio": "exp(programme:after) from the log-link model with exposure = people (school absence: "
-                      "sessions possible)",
+        "sessions possible)",
         "rate_difference": "programme:after from the identity-link model on the rate, weighted by the exposure; "
-                           "per 100 people (school absence: percentage points of sessions missed)",
+        "per 100 people (school absence: percentage points of sessions missed)",
         "confidence": CONFIDENCE,
         "standard_errors": "cluster-robust sandwich (CR1), t distribution with clusters - 1 degrees of freedom",
         "clusters": "programme: the family of the first enrolment; comparison: the most often recorded postcode "
-                    "(a household proxy); person alone when none",
+        "(a household proxy); person alone when none",
         "min_clusters_per_group": MIN_CLUSTERS,
         "estimated_from": "unrounded person-level counts in the hub (outcomes.person_outcomes, "
-                          "outcomes.person_school_attendance)",
+        "outcomes.person_school_attendance)",
     }
 
 
@@ -82,7 +83,8 @@ def analysis_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     Count outcomes have exposure 1 (one 12-month window per person and period); school absence
     has sessions missed as events and sessions possible as exposure.
     """
-    return pl.from_arrow(con.sql("""
+    return pl.from_arrow(
+        con.sql("""
         SELECT o.outcome, o.cohort, o.period, o.age_band, c.cluster_key,
                CAST(o.events AS DOUBLE) AS events, 1.0 AS exposure
         FROM outcomes.person_outcomes o JOIN outcomes.person_clusters c USING (person_key)
@@ -90,7 +92,8 @@ def analysis_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         SELECT 'school_absence', s.cohort, s.period, s.age_band, c.cluster_key,
                CAST(s.sessions_missed AS DOUBLE), CAST(s.sessions_possible AS DOUBLE)
         FROM outcomes.person_school_attendance s JOIN outcomes.person_clusters c USING (person_key)
-    """).to_arrow_table())
+    """).to_arrow_table()
+    )
 
 
 def measure_label(outcome: str) -> str:
@@ -98,11 +101,24 @@ def measure_label(outcome: str) -> str:
 
 
 ESTIMATE_COLUMNS = {
-    "outcome": pl.String, "age_band": pl.String, "measure": pl.String, "status": pl.String,
-    "rate_difference": pl.Float64, "rate_difference_ci_low": pl.Float64, "rate_difference_ci_high": pl.Float64,
-    "rate_ratio": pl.Float64, "rate_ratio_ci_low": pl.Float64, "rate_ratio_ci_high": pl.Float64,
-    "programme_clusters": pl.Int64, "comparison_clusters": pl.Int64,
-    **{f"{c}_{p}_{k}": pl.Float64 for c in COHORTS for p in PERIODS for k in ("people", "events", "exposure")},
+    "outcome": pl.String,
+    "age_band": pl.String,
+    "measure": pl.String,
+    "status": pl.String,
+    "rate_difference": pl.Float64,
+    "rate_difference_ci_low": pl.Float64,
+    "rate_difference_ci_high": pl.Float64,
+    "rate_ratio": pl.Float64,
+    "rate_ratio_ci_low": pl.Float64,
+    "rate_ratio_ci_high": pl.Float64,
+    "programme_clusters": pl.Int64,
+    "comparison_clusters": pl.Int64,
+    **{
+        f"{c}_{p}_{k}": pl.Float64
+        for c in COHORTS
+        for p in PERIODS
+        for k in ("people", "events", "exposure")
+    },
 }
 
 
@@ -120,8 +136,11 @@ def estimate_effects(frame: pl.DataFrame, bands: list[Band]) -> pl.DataFrame:
         for band in bands:
             subset = of_outcome.filter(pl.col("age_band").is_in(list(band.members)))
             rows.append(estimate_one(subset, outcome, band.label))
-    return pl.DataFrame(rows, schema=ESTIMATE_COLUMNS, orient="row") if rows else pl.DataFrame(
-        schema=ESTIMATE_COLUMNS)
+    return (
+        pl.DataFrame(rows, schema=ESTIMATE_COLUMNS, orient="row")
+        if rows
+        else pl.DataFrame(schema=ESTIMATE_COLUMNS)
+    )
 
 
 def estimate_one(subset: pl.DataFrame, outcome: str, band: str) -> dict:
@@ -129,23 +148,38 @@ def estimate_one(subset: pl.DataFrame, outcome: str, band: str) -> dict:
     row: dict = {c: None for c in ESTIMATE_COLUMNS}
     row.update(outcome=outcome, age_band=band, measure=measure_label(outcome))
     cells = subset.group_by("cohort", "period").agg(
-        people=pl.len().cast(pl.Float64), events=pl.col("events").sum(), exposure=pl.col("exposure").sum())
+        people=pl.len().cast(pl.Float64),
+        events=pl.col("events").sum(),
+        exposure=pl.col("exposure").sum(),
+    )
     for cohort, period, people, events, exposure in cells.iter_rows():
-        row.update({f"{cohort}_{period}_people": people, f"{cohort}_{period}_events": events,
-                    f"{cohort}_{period}_exposure": exposure})
+        row.update(
+            {
+                f"{cohort}_{period}_people": people,
+                f"{cohort}_{period}_events": events,
+                f"{cohort}_{period}_exposure": exposure,
+            }
+        )
     clusters = subset.group_by("cohort").agg(pl.col("cluster_key").n_unique())
     counted = dict(clusters.iter_rows())
-    row["programme_clusters"], row["comparison_clusters"] = counted.get("programme", 0), counted.get("comparison", 0)
+    row["programme_clusters"], row["comparison_clusters"] = (
+        counted.get("programme", 0),
+        counted.get("comparison", 0),
+    )
     if any(not row[f"{c}_{p}_events"] for c in COHORTS for p in PERIODS):
         row["status"] = "not estimable: a cell has no events (or no one)"
         return row
     if min(row["programme_clusters"], row["comparison_clusters"]) < MIN_CLUSTERS:
-        row["status"] = f"not estimable: fewer than {MIN_CLUSTERS} families or households in a group"
+        row["status"] = (
+            f"not estimable: fewer than {MIN_CLUSTERS} families or households in a group"
+        )
         return row
-    totals = (subset.group_by("cluster_key", "cohort", "period")
-              .agg(events=pl.col("events").sum(), exposure=pl.col("exposure").sum())
-              .filter(pl.col("exposure") > 0)
-              .sort("cluster_key", "cohort", "period"))
+    totals = (
+        subset.group_by("cluster_key", "cohort", "period")
+        .agg(events=pl.col("events").sum(), exposure=pl.col("exposure").sum())
+        .filter(pl.col("exposure") > 0)
+        .sort("cluster_key", "cohort", "period")
+    )
     programme = (totals["cohort"] == "programme").cast(pl.Float64).to_numpy()
     after = (totals["period"] == "after").cast(pl.Float64).to_numpy()
     design = np.column_stack([np.ones(totals.height), programme, after, programme * after])
@@ -162,18 +196,27 @@ def estimate_one(subset: pl.DataFrame, outcome: str, band: str) -> dict:
             warnings.simplefilter("ignore", SpecificationWarning)
             warnings.simplefilter("error", PerfectSeparationWarning)
             log = sm.GLM(events, design, family=sm.families.Poisson(), exposure=exposure).fit(**fit)
-            identity = sm.GLM(events / exposure, design,
-                              family=sm.families.Poisson(link=sm.families.links.Identity()),
-                              var_weights=exposure).fit(**fit)
+            identity = sm.GLM(
+                events / exposure,
+                design,
+                family=sm.families.Poisson(link=sm.families.links.Identity()),
+                var_weights=exposure,
+            ).fit(**fit)
     except (ValueError, np.linalg.LinAlgError, PerfectSeparationWarning) as exc:
         row["status"] = f"not estimable: the model did not fit ({type(exc).__name__})"
         return row
     alpha = 1 - CONFIDENCE
     low, high = log.conf_int(alpha=alpha)[3]
-    row.update(rate_ratio=float(np.exp(log.params[3])), rate_ratio_ci_low=float(np.exp(low)),
-               rate_ratio_ci_high=float(np.exp(high)))
+    row.update(
+        rate_ratio=float(np.exp(log.params[3])),
+        rate_ratio_ci_low=float(np.exp(low)),
+        rate_ratio_ci_high=float(np.exp(high)),
+    )
     low, high = identity.conf_int(alpha=alpha)[3]
-    row.update(rate_difference=float(identity.params[3]) * RATE_SCALE,
-               rate_difference_ci_low=float(low) * RATE_SCALE, rate_difference_ci_high=float(high) * RATE_SCALE)
+    row.update(
+        rate_difference=float(identity.params[3]) * RATE_SCALE,
+        rate_difference_ci_low=float(low) * RATE_SCALE,
+        rate_difference_ci_high=float(high) * RATE_SCALE,
+    )
     row["status"] = "estimated"
     return row

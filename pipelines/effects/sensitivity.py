@@ -8,6 +8,7 @@ as linkage carries keys from month to month) in a scratch database attached to t
 (the landed extracts and hub tables are read through views; nothing in the warehouse changes),
 and the effects are estimated exactly as for the main run.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -31,8 +32,12 @@ def recluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
     con = duckdb.connect()
     try:
         clusters = cluster_pairwise_predictions_at_threshold(
-            nodes, pairs, db_api=DuckDBAPI(connection=con), node_id_column_name="unique_id",
-            threshold_match_probability=threshold)
+            nodes,
+            pairs,
+            db_api=DuckDBAPI(connection=con),
+            node_id_column_name="unique_id",
+            threshold_match_probability=threshold,
+        )
         return clusters.as_duckdbpyrelation().select("unique_id", "cluster_id").to_arrow_table()
     finally:
         con.close()
@@ -41,24 +46,34 @@ def recluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
 def _views(con: duckdb.DuckDBPyConnection, home: str, hub_sources: set[str]) -> None:
     # Tables and views (hub.record_attributes is a view over the landing tables).
     for schema, name in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $home "
-            "AND (schema_name = 'landing' OR schema_name || '.' || table_name IN (SELECT unnest($hub))) "
-            "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = $home "
-            "AND NOT internal AND schema_name || '.' || view_name IN (SELECT unnest($hub))",
-            {"home": home, "hub": sorted(hub_sources)}).fetchall():
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $home "
+        "AND (schema_name = 'landing' OR schema_name || '.' || table_name IN (SELECT unnest($hub))) "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = $home "
+        "AND NOT internal AND schema_name || '.' || view_name IN (SELECT unnest($hub))",
+        {"home": home, "hub": sorted(hub_sources)},
+    ).fetchall():
         con.execute(f'CREATE VIEW {schema}."{name}" AS SELECT * FROM "{home}".{schema}."{name}"')
 
 
 @stage("effects: linkage sensitivity")
-def estimates_at_threshold(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel], hub_sources: set[str],
-                           threshold: float, bands: list[Band]) -> tuple[pl.DataFrame, int]:
+def estimates_at_threshold(
+    con: duckdb.DuckDBPyConnection,
+    models: dict[str, SqlModel],
+    hub_sources: set[str],
+    threshold: float,
+    bands: list[Band],
+) -> tuple[pl.DataFrame, int]:
     """The effects if persons had been linked at ``threshold``, and how many persons that makes.
 
     ``con`` is the warehouse connection; ``hub_sources`` the hub tables the models may read.
     """
     nodes = con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table()
-    pairs = con.sql("SELECT unique_id_l, unique_id_r, match_probability FROM hub.linkage_pairs").to_arrow_table()
-    clusters = pl.from_arrow(recluster(nodes, pairs, threshold)).rename({"unique_id": "identity_id"})
+    pairs = con.sql(
+        "SELECT unique_id_l, unique_id_r, match_probability FROM hub.linkage_pairs"
+    ).to_arrow_table()
+    clusters = pl.from_arrow(recluster(nodes, pairs, threshold)).rename(
+        {"unique_id": "identity_id"}
+    )
     # Persons keep their main-run key wherever the clusters overlap (as from one month to the next),
     # so the comparison group's hash-ordered draws change only where linkage changed who is who.
     main_keys = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
@@ -77,7 +92,9 @@ def estimates_at_threshold(con: duckdb.DuckDBPyConnection, models: dict[str, Sql
             SELECT r.dataset, r.partner_id, r.record_token, c.person_key
             FROM "{home}".hub.record_identity r JOIN reclustered c ON c.identity_id = r.identity_id""")
         con.unregister("reclustered")
-        persons = con.execute("SELECT count(DISTINCT person_key) FROM hub.record_person").fetchall()[0][0]
+        persons = con.execute(
+            "SELECT count(DISTINCT person_key) FROM hub.record_person"
+        ).fetchall()[0][0]
         wanted = {name: m for name, m in models.items() if m.schema in RERUN_SCHEMAS}
         for name in check_graph(wanted, sources):
             run_model(con, wanted[name])
@@ -89,6 +106,10 @@ def estimates_at_threshold(con: duckdb.DuckDBPyConnection, models: dict[str, Sql
 
 
 def _landing(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [f"landing.{t}" for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'landing'").fetchall()]
+    return [
+        f"landing.{t}"
+        for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'landing'"
+        ).fetchall()
+    ]

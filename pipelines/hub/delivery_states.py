@@ -14,6 +14,7 @@ so doing a step twice never does it twice. The order (docs/ingest-states.md):
 * held: reason written (hidden), file moved, reason renamed beside it, record and pending
   event committed, event written.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -90,7 +91,9 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def copy_verified(source: Path, target: Path, expected_sha256: str | None, journal: Journal) -> tuple[bool, dict]:
+def copy_verified(
+    source: Path, target: Path, expected_sha256: str | None, journal: Journal
+) -> tuple[bool, dict]:
     """Copy ``source`` to ``target`` (which must not exist) through a hidden partial file that is
     fsynced and renamed into place; returns (whether the copy's digest is ``expected_sha256``,
     the source's Identity as read). A copy that does not match is removed, never renamed."""
@@ -118,22 +121,53 @@ def copy_verified(source: Path, target: Path, expected_sha256: str | None, journ
 
 # --- held ----------------------------------------------------------------------------------
 
-def plan_hold(flow: Flow, source: Path, inbox_name: str, label: str, rejection: Rejection, claimed: dict,
-              copy: bool, entry: Entry | None = None) -> Entry:
+
+def plan_hold(
+    flow: Flow,
+    source: Path,
+    inbox_name: str,
+    label: str,
+    rejection: Rejection,
+    claimed: dict,
+    copy: bool,
+    entry: Entry | None = None,
+) -> Entry:
     """Journal that ``source`` is held and why (state ``held``); ``entry`` turns an accepted
     delivery whose file changed into a held one."""
     quarantine = flow.home / "quarantine"
     quarantine.mkdir(parents=True, exist_ok=True)
     target = free_name(quarantine, source.name if source.parent != quarantine else inbox_name)
     reason = reason_record(label, rejection, flow.now, source)
-    row = {"file_name": label, "received_at": flow.now.replace(tzinfo=None).isoformat(), "status": "quarantined",
-           **claimed, "failed_check": rejection.check, "reason": rejection.message(label),
-           "stored_as": stored_path(target, flow.home)}
-    event = {"event": "extract_quarantined", "file": label, "check": rejection.check,
-             "contract": rejection.contract, "reason": rejection.message(label), "held_as": target.name}
-    fields = dict(outcome="hold", state="held", label=label, source=stored_path(source, flow.home),
-                  inbox_name=os.fsencode(inbox_name).hex(), target=stored_path(target, flow.home), copy=copy,
-                  reason=reason, row=row, event=event, audit_bytes=_audit_size(flow.audit))
+    row = {
+        "file_name": label,
+        "received_at": flow.now.replace(tzinfo=None).isoformat(),
+        "status": "quarantined",
+        **claimed,
+        "failed_check": rejection.check,
+        "reason": rejection.message(label),
+        "stored_as": stored_path(target, flow.home),
+    }
+    event = {
+        "event": "extract_quarantined",
+        "file": label,
+        "check": rejection.check,
+        "contract": rejection.contract,
+        "reason": rejection.message(label),
+        "held_as": target.name,
+    }
+    fields = dict(
+        outcome="hold",
+        state="held",
+        label=label,
+        source=stored_path(source, flow.home),
+        inbox_name=os.fsencode(inbox_name).hex(),
+        target=stored_path(target, flow.home),
+        copy=copy,
+        reason=reason,
+        row=row,
+        event=event,
+        audit_bytes=_audit_size(flow.audit),
+    )
     if entry is None:
         entry = Entry(id=Journal.new_id(), **fields)
     else:
@@ -183,15 +217,32 @@ def drive_hold(flow: Flow, entry: Entry) -> bool:
 
 # --- accepted ------------------------------------------------------------------------------
 
-def plan_accept(flow: Flow, source: Path, label: str, vault: Path, identity: dict | None,
-                envelope_sha256: str, copy: bool) -> Entry:
+
+def plan_accept(
+    flow: Flow,
+    source: Path,
+    label: str,
+    vault: Path,
+    identity: dict | None,
+    envelope_sha256: str,
+    copy: bool,
+) -> Entry:
     """Journal that ``source`` passed every check and where in the vault it goes (``checked``)."""
     vault.mkdir(parents=True, exist_ok=True)
     target = free_name(vault, source.name)
-    entry = Entry(id=Journal.new_id(), outcome="accept", state="checked", label=label,
-                  source=stored_path(source, flow.home), inbox_name=os.fsencode(source.name).hex(),
-                  target=stored_path(target, flow.home), copy=copy, identity=identity,
-                  envelope_sha256=envelope_sha256, audit_bytes=_audit_size(flow.audit))
+    entry = Entry(
+        id=Journal.new_id(),
+        outcome="accept",
+        state="checked",
+        label=label,
+        source=stored_path(source, flow.home),
+        inbox_name=os.fsencode(source.name).hex(),
+        target=stored_path(target, flow.home),
+        copy=copy,
+        identity=identity,
+        envelope_sha256=envelope_sha256,
+        audit_bytes=_audit_size(flow.audit),
+    )
     flow.journal.begin(entry)
     flow.journal.step("checked")
     return entry
@@ -201,7 +252,11 @@ def place_in_vault(flow: Flow, entry: Entry) -> bool:
     """Move (or copy) the checked envelope into the vault; False if what arrived there is not
     the bytes that were checked (the file was replaced or changed while it was read)."""
     source, target = flow.path(entry.source), flow.path(entry.target)
-    if not entry.copy and Identity.at(source) is not None and asdict(Identity.at(source)) != entry.identity:
+    if (
+        not entry.copy
+        and Identity.at(source) is not None
+        and asdict(Identity.at(source)) != entry.identity
+    ):
         return False  # replaced since it was checked: its bytes are not the ones that were checked
     placed = _put(source, target, entry, flow.journal, verify=True)
     if placed and not entry.copy and _file_sha256(target) != entry.envelope_sha256:
@@ -246,8 +301,14 @@ def roll_back_accept(flow: Flow, entry: Entry) -> str:
         _discard(target)
         return "the copy in the vault was removed; the file in the inbox is checked again"
     if os.path.lexists(target):
-        if os.path.lexists(source) and delivery_kind(source) is None and _file_sha256(source) == _file_sha256(target):
-            os.unlink(target)  # killed between copying to another file system and removing the original
+        if (
+            os.path.lexists(source)
+            and delivery_kind(source) is None
+            and _file_sha256(source) == _file_sha256(target)
+        ):
+            os.unlink(
+                target
+            )  # killed between copying to another file system and removing the original
             return "the envelope was still in the inbox and is checked again"
         back = source if not os.path.lexists(source) else free_name(source.parent, source.name)
         os.rename(target, back)
@@ -257,6 +318,7 @@ def roll_back_accept(flow: Flow, entry: Entry) -> str:
 
 
 # --- shared --------------------------------------------------------------------------------
+
 
 def _put(source: Path, target: Path, entry: Entry, journal: Journal, verify: bool) -> bool:
     """Move ``source`` to ``target``, or copy it (verified against the checked digest when
@@ -268,7 +330,9 @@ def _put(source: Path, target: Path, entry: Entry, journal: Journal, verify: boo
                 sync_folder(target.parent)
                 sync_folder(source.parent)
                 return True
-            move_delivery(source, target)  # a link, FIFO or device: kept as a file of what it carried
+            move_delivery(
+                source, target
+            )  # a link, FIFO or device: kept as a file of what it carried
             return True
         except OSError as exc:
             if exc.errno not in _CANNOT_MOVE:
@@ -276,7 +340,9 @@ def _put(source: Path, target: Path, entry: Entry, journal: Journal, verify: boo
             refused = exc.errno
         entry.copy = refused != errno.EXDEV
         if not entry.copy:  # another file system: copy, then remove the inbox's file
-            ok, _ = copy_verified(source, target, entry.envelope_sha256 if verify else None, journal)
+            ok, _ = copy_verified(
+                source, target, entry.envelope_sha256 if verify else None, journal
+            )
             if ok:
                 os.unlink(source)
             return ok
@@ -296,8 +362,11 @@ def move_delivery_copy(source: Path, target: Path) -> None:
 
 
 def _recorded(flow: Flow, entry: Entry) -> bool:
-    return bool(flow.con.execute("SELECT count(*) FROM hub.deliveries WHERE delivery_id = ?",
-                                 [entry.id]).fetchall()[0][0])
+    return bool(
+        flow.con.execute(
+            "SELECT count(*) FROM hub.deliveries WHERE delivery_id = ?", [entry.id]
+        ).fetchall()[0][0]
+    )
 
 
 def _record(flow: Flow, entry: Entry) -> None:
@@ -312,25 +381,35 @@ def _record(flow: Flow, entry: Entry) -> None:
 
 
 def _insert(flow: Flow, entry: Entry) -> None:
-    row = {**entry.row, "received_at": dt.datetime.fromisoformat(entry.row["received_at"]),
-           "delivery_id": entry.id}
+    row = {
+        **entry.row,
+        "received_at": dt.datetime.fromisoformat(entry.row["received_at"]),
+        "delivery_id": entry.id,
+    }
     columns, marks = ", ".join(row), ", ".join("?" for _ in row)
     flow.con.execute(f"INSERT INTO hub.deliveries ({columns}) VALUES ({marks})", list(row.values()))
     event = {**entry.event, "delivery_id": entry.id}
-    flow.con.execute("INSERT INTO hub.pending_audit VALUES (?, ?)", [entry.id, json.dumps(event, default=str)])
+    flow.con.execute(
+        "INSERT INTO hub.pending_audit VALUES (?, ?)", [entry.id, json.dumps(event, default=str)]
+    )
 
 
 def _note_received(flow: Flow, entry: Entry) -> None:
     """An inbox the hub cannot change keeps the file: remember it was received."""
     if entry.copy and entry.identity is not None and entry.source.startswith("inbox/"):
         inbox_file = flow.home / "inbox" / name_from_key(entry.inbox_name)
-        if Identity.at(inbox_file) is not None and asdict(Identity.at(inbox_file)) == entry.identity:
+        if (
+            Identity.at(inbox_file) is not None
+            and asdict(Identity.at(inbox_file)) == entry.identity
+        ):
             flow.ledger.note(inbox_file.name, entry.identity, entry.outcome, entry.target)
 
 
 def _write_event(flow: Flow, entry: Entry, step: str) -> None:
     """Write the pending audit event once: not again if a killed run already wrote it."""
-    pending = flow.con.execute("SELECT event FROM hub.pending_audit WHERE delivery_id = ?", [entry.id]).fetchall()
+    pending = flow.con.execute(
+        "SELECT event FROM hub.pending_audit WHERE delivery_id = ?", [entry.id]
+    ).fetchall()
     if pending:
         event = json.loads(pending[0][0])
         if not _already_audited(flow.audit, entry, event["event"]):
@@ -365,5 +444,3 @@ def _already_audited(audit: AuditLog, entry: Entry, name: str) -> bool:
 def _discard(path: Path) -> None:
     if os.path.lexists(path):
         os.unlink(path)
-
-

@@ -11,6 +11,7 @@ dashes, dots or a short word), full UK postcodes (outside columns the contract c
 letters count. Returns counts per column and kind, never the values. What it finds and what it
 cannot: docs/identifier-scan.md.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -30,19 +31,27 @@ FULL_POSTCODE = r"(?i)\b[A-Z]{1,2}[0-9][A-Z0-9]?[^\S\n]*[0-9][A-Z]{2}\b"
 EMAIL = r"[\p{L}\p{N}._%+'\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"
 # +44 7700 900123, +44 (0)161 496 0000, 07700 900123, (0161) 496 0000: a 0 (or +44) then
 # 9 or 10 digits with single spaces, dashes or brackets between them.
-UK_PHONE = (r"(?:\+[^\S\n]?44[^\S\n]?(?:\(0\)[^\S\n]?)?|(?:^|[^\p{L}\p{N}+])\(?0)[1-9]"
-            r"(?:[^\S\n\d]?[\-()]?[^\S\n]?\d){8,9}\b")
+UK_PHONE = (
+    r"(?:\+[^\S\n]?44[^\S\n]?(?:\(0\)[^\S\n]?)?|(?:^|[^\p{L}\p{N}+])\(?0)[1-9]"
+    r"(?:[^\S\n\d]?[\-()]?[^\S\n]?\d){8,9}\b"
+)
 # An NHS number written whole, or as 3, 3 and 4 digits with a space, dash, dot or slash
 # (or a short word: "401 then 234 then 5678") between the groups; checked with modulus 11 after.
 _NHS_GAP = r"(?:[^\S\n]*[\-./][^\S\n]*|[^\S\n]+(?:\p{L}{1,5}[^\S\n]+)?)"
 NHS_IN_TEXT = rf"\b(?:\d{{10}}|\d{{3}}{_NHS_GAP}\d{{3}}{_NHS_GAP}\d{{4}})\b"
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
-_DATE = (rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
-         rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
-         rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})")
-DATE_OF_BIRTH = (r"(?i)\b(?:d\.?\s?o\.?\s?b|date\s+of\s+birth|birth\s?date|born|birthday)\b\.?"
-                 rf"[\s:;,.\-]*(?:(?:on|is|was)\s+)?{_DATE}\b")
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DATE = (
+    rf"(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{2,4}}"
+    rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}})"
+)
+DATE_OF_BIRTH = (
+    r"(?i)\b(?:d\.?\s?o\.?\s?b|date\s+of\s+birth|birth\s?date|born|birthday)\b\.?"
+    rf"[\s:;,.\-]*(?:(?:on|is|was)\s+)?{_DATE}\b"
+)
 
 
 @dataclass(frozen=True)
@@ -56,21 +65,31 @@ class Suspicion:
 
 
 def _ascii_digits(text: str) -> str:
-    return "".join(str(unicodedata.digit(c)) for c in text if unicodedata.digit(c, None) is not None)
+    return "".join(
+        str(unicodedata.digit(c)) for c in text if unicodedata.digit(c, None) is not None
+    )
 
 
 def nhs_numbers_in_text(values: pl.Series) -> pl.Series:
     """Whether each text holds a valid NHS number (modulus 11, not one digit repeated: the
     placeholders 0000000000 and 1111111111 pass modulus 11); null stays null."""
     frame = pl.DataFrame({"text": values}).with_row_index("row")
-    candidates = (frame.select("row", candidate=pl.col("text").str.extract_all(NHS_IN_TEXT))
-                  .explode("candidate").drop_nulls("candidate"))
+    candidates = (
+        frame.select("row", candidate=pl.col("text").str.extract_all(NHS_IN_TEXT))
+        .explode("candidate")
+        .drop_nulls("candidate")
+    )
     # Few values get this far (a 10-digit run or 3-3-4 groups), so stdnum checks each one.
     digits = [_ascii_digits(c) for c in candidates["candidate"].to_list()]
     valid = pl.Series([nhs.is_valid(d) and len(set(d)) > 1 for d in digits], dtype=pl.Boolean)
     rows = candidates.filter(valid)["row"]
-    return frame.select(pl.when(pl.col("text").is_not_null()).then(pl.col("row").is_in(rows.implode()))
-                        ).to_series().alias(values.name)
+    return (
+        frame.select(
+            pl.when(pl.col("text").is_not_null()).then(pl.col("row").is_in(rows.implode()))
+        )
+        .to_series()
+        .alias(values.name)
+    )
 
 
 # A value that is one run of at least 16 hex digits (every token the partner kit writes: 32)
@@ -98,12 +117,21 @@ def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
         # Distinct values first, then normalised: a column of tokens has a few hundred thousand
         # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
         # same before and after normalising and can be dropped before.
-        distinct = pl.from_arrow(column).cast(pl.String).drop_nulls().rename("value").value_counts(name="rows")
+        distinct = (
+            pl.from_arrow(column)
+            .cast(pl.String)
+            .drop_nulls()
+            .rename("value")
+            .value_counts(name="rows")
+        )
         distinct = distinct.filter(~pl.col("value").str.contains(HEX_RUN))
         if distinct.is_empty():
             continue
-        counted = (distinct.with_columns(pl.col("value").str.normalize("NFKC").str.strip_chars())
-                   .group_by("value").agg(pl.col("rows").sum()))
+        counted = (
+            distinct.with_columns(pl.col("value").str.normalize("NFKC").str.strip_chars())
+            .group_by("value")
+            .agg(pl.col("rows").sum())
+        )
         values = counted.get_column("value")
         try:
             item = dataset.item(name)

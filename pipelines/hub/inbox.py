@@ -5,6 +5,7 @@ could point at a file the partner never sent, such as another partner's extract 
 own key), and FIFOs, devices and sockets are never opened (opening one can block for ever or
 read without end). Names are shown as printable text wherever they leave the file system.
 """
+
 from __future__ import annotations
 
 import errno
@@ -38,9 +39,14 @@ def delivery_kind(path: Path) -> str | None:
     mode = os.lstat(path).st_mode
     if stat.S_ISREG(mode):
         return None
-    for test, kind in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISFIFO, "FIFO (named pipe)"),
-                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder")):
+    for test, kind in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "folder"),
+    ):
         if test(mode):
             return kind
     return "special file"

@@ -5,6 +5,7 @@ reason and never stops the others. Checks run in a fixed order and stop at the f
 failure. Accepted rows replace earlier rows with the same ``record_token`` (a partner
 re-sending a corrected record), so a dataset's landing table is its latest state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,11 +77,15 @@ CREATE TABLE IF NOT EXISTS hub.deliveries (
     stored_as VARCHAR
 )
 """
-DELIVERIES_CONTENT_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+DELIVERIES_CONTENT_COLUMN = (
+    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
+)
 # extract | withdrawal (a list of records the partner withdraws: pipelines.hub.withdrawals)
 DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR"
 # full | delta, as the partner's extract header states it (NULL before it was recorded: full).
-DELIVERIES_DELIVERY_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
+DELIVERIES_DELIVERY_KIND_COLUMN = (
+    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
+)
 
 
 # A decrypted extract may take this much memory when read (the largest measured, school
@@ -130,17 +135,19 @@ class OpenedExtract:
     contract: Contract
     table: pa.Table
     parquet: bytes | None = None  # the decrypted extract the table was read from (quality worker)
-    kind: str = "extract"         # or "withdrawal": a list of record tokens to delete
+    kind: str = "extract"  # or "withdrawal": a list of record tokens to delete
     envelope_sha256: str | None = None  # of the envelope's bytes as they were read and checked
-    identity: dict | None = None        # which inbox file was read (pipelines.hub.journal.Identity)
+    identity: dict | None = None  # which inbox file was read (pipelines.hub.journal.Identity)
 
 
 def load_arrival(settings: Settings) -> Arrival:
     """The hub's key (or why it cannot be used) and where partner public keys are registered."""
     hub_key, problem = None, None
     if not settings.hub_key_path.exists():
-        problem = (f"the hub has no decryption key at {settings.hub_key_path}: "
-                   "run `placelink hub keygen` and give partners the public key")
+        problem = (
+            f"the hub has no decryption key at {settings.hub_key_path}: "
+            "run `placelink hub keygen` and give partners the public key"
+        )
     else:
         try:
             hub_key = HubKey.load(settings.hub_key_path, settings.hub_key_passphrase)
@@ -149,9 +156,13 @@ def load_arrival(settings: Settings) -> Arrival:
     return Arrival(hub_key, problem, settings.partner_keys)
 
 
-def check_extract(path: Path, contracts: dict[str, Contract],
-                  contract_problems: dict[str, ContractError], arrival: Arrival,
-                  today: dt.date) -> OpenedExtract:
+def check_extract(
+    path: Path,
+    contracts: dict[str, Contract],
+    contract_problems: dict[str, ContractError],
+    arrival: Arrival,
+    today: dt.date,
+) -> OpenedExtract:
     """Run the arrival checks in order and stop at the first failure (raise ExtractRejected).
 
     format -> contract (exists, names this partner) -> signature (the contract's key) ->
@@ -166,117 +177,212 @@ def check_extract(path: Path, contracts: dict[str, Contract],
     try:
         delivered = open_delivery(path)
     except NotADelivery as exc:
-        _reject("format", "a regular file delivered into the inbox",
-                f"a {exc.kind}, not a regular file (the hub never follows links or opens devices, "
-                "FIFOs or sockets: it would read something the partner did not send)",
-                "ask the partner to upload the extract file itself; the entry was moved out of the inbox")
+        _reject(
+            "format",
+            "a regular file delivered into the inbox",
+            f"a {exc.kind}, not a regular file (the hub never follows links or opens devices, "
+            "FIFOs or sockets: it would read something the partner did not send)",
+            "ask the partner to upload the extract file itself; the entry was moved out of the inbox",
+        )
     with delivered as handle:
         stream = DigestingReader(handle)
         try:
             sealed = read_header(stream)
         except EnvelopeError as exc:
-            what = ("ask the partner to re-send the extract; the transfer probably failed"
-                    if "empty" in exc.found or "truncated" in exc.found
-                    else "prepare the extract with `placelink partner prepare` and re-send it")
+            what = (
+                "ask the partner to re-send the extract; the transfer probably failed"
+                if "empty" in exc.found or "truncated" in exc.found
+                else "prepare the extract with `placelink partner prepare` and re-send it"
+            )
             _reject("format", exc.expected, exc.found, what)
         header = sealed.header.to_dict()
 
         contract_id = header.get("contract_id")
         if contract_id in contract_problems:
-            _reject("contract", f"a valid contract '{contract_id}'",
-                    f"the contract file is invalid: {contract_problems[contract_id]}",
-                    "fix the contract (see `placelink contracts check`), then release the extract")
+            _reject(
+                "contract",
+                f"a valid contract '{contract_id}'",
+                f"the contract file is invalid: {contract_problems[contract_id]}",
+                "fix the contract (see `placelink contracts check`), then release the extract",
+            )
         contract = contracts.get(contract_id)
         if contract is None:
-            _reject("contract", "a contract id known to the hub", f"'{contract_id}'",
-                    f"check the --contract used by the partner; known: {', '.join(sorted(contracts))}")
+            _reject(
+                "contract",
+                "a contract id known to the hub",
+                f"'{contract_id}'",
+                f"check the --contract used by the partner; known: {', '.join(sorted(contracts))}",
+            )
         label = contract.label
         if header.get("partner_id") != contract.partner_id:
-            _reject("contract", f"partner '{contract.partner_id}'", f"partner '{header.get('partner_id')}'",
-                    "only the partner named in the contract may send under it", label)
+            _reject(
+                "contract",
+                f"partner '{contract.partner_id}'",
+                f"partner '{header.get('partner_id')}'",
+                "only the partner named in the contract may send under it",
+                label,
+            )
 
         registered = contract.terms.signing_key_fingerprint
         if not registered:
-            _reject("signature", "a signature by the key the contract names",
-                    "a contract that names no signing key (signing_key_fingerprint is empty)",
-                    f"the IG officer registers partner '{contract.partner_id}'s public key in the "
-                    "contract (see docs/envelope.md), then releases the extract", label)
+            _reject(
+                "signature",
+                "a signature by the key the contract names",
+                "a contract that names no signing key (signing_key_fingerprint is empty)",
+                f"the IG officer registers partner '{contract.partner_id}'s public key in the "
+                "contract (see docs/envelope.md), then releases the extract",
+                label,
+            )
         if header["signer_key"] != registered:
-            _reject("signature", f"a signature by key {registered}",
-                    f"an envelope signed by key {header['signer_key']}",
-                    "the partner must sign with the key registered in its contract; if the partner "
-                    "changed keys, the IG officer updates the contract first", label)
+            _reject(
+                "signature",
+                f"a signature by key {registered}",
+                f"an envelope signed by key {header['signer_key']}",
+                "the partner must sign with the key registered in its contract; if the partner "
+                "changed keys, the IG officer updates the contract first",
+                label,
+            )
         key_file = partner_key_path(arrival.partner_keys, registered)
         try:
             public = SigningPublicKey.load(key_file)
         except KeyFileError as exc:
-            _reject("signature", f"the registered public key file {key_file.name}", str(exc),
-                    f"register partner '{contract.partner_id}'s public key at {key_file}", label)
+            _reject(
+                "signature",
+                f"the registered public key file {key_file.name}",
+                str(exc),
+                f"register partner '{contract.partner_id}'s public key at {key_file}",
+                label,
+            )
         if public.fingerprint != registered:
-            _reject("signature", f"public key {registered} in {key_file.name}",
-                    f"a file holding key {public.fingerprint}", "re-register the partner's public key", label)
+            _reject(
+                "signature",
+                f"public key {registered} in {key_file.name}",
+                f"a file holding key {public.fingerprint}",
+                "re-register the partner's public key",
+                label,
+            )
         if not signature_valid(sealed, public):
-            _reject("signature", f"a valid Ed25519 signature by {registered}",
-                    "a signature that does not verify (the header was altered, or signed by another key)",
-                    "ask the partner to re-send the extract as prepared; do not edit envelopes", label)
+            _reject(
+                "signature",
+                f"a valid Ed25519 signature by {registered}",
+                "a signature that does not verify (the header was altered, or signed by another key)",
+                "ask the partner to re-send the extract as prepared; do not edit envelopes",
+                label,
+            )
 
         withdrawal = header.get("kind") == "withdrawal"
         in_force, why = contract.in_force(today)
         if not in_force and not withdrawal:
-            _reject("contract in force", "an approved contract within its validity window", why,
-                    "the IG officer must approve or renew the agreement; then release the extract", label)
+            _reject(
+                "contract in force",
+                "an approved contract within its validity window",
+                why,
+                "the IG officer must approve or renew the agreement; then release the extract",
+                label,
+            )
         dataset_name = header.get("dataset")
         if dataset_name not in contract.datasets:
-            _reject("dataset", f"one of {', '.join(contract.datasets)}", f"'{dataset_name}'",
-                    "send only datasets the agreement lists", label)
+            _reject(
+                "dataset",
+                f"one of {', '.join(contract.datasets)}",
+                f"'{dataset_name}'",
+                "send only datasets the agreement lists",
+                label,
+            )
 
         if arrival.hub_key is None:
-            _reject("decryption", "a hub decryption key", arrival.hub_key_problem or "none",
-                    "set up the hub key, then release the extract", label)
+            _reject(
+                "decryption",
+                "a hub decryption key",
+                arrival.hub_key_problem or "none",
+                "set up the hub key, then release the extract",
+                label,
+            )
         # Decrypt into memory, hashing as we go: the hub never writes a decrypted extract to disk.
         plain = io.BytesIO()
         try:
-            content_sha256 = hash_and_collect(decrypt_chunks(stream, sealed, arrival.hub_key), plain)
+            content_sha256 = hash_and_collect(
+                decrypt_chunks(stream, sealed, arrival.hub_key), plain
+            )
         except EnvelopeError as exc:
-            _reject("decryption", exc.expected, exc.found,
-                    "ask the partner to re-send the extract (encrypted for the current hub public key)",
-                    label)
-        read_as = {"envelope_sha256": stream.hexdigest(), "identity": asdict(Identity.of(stream.status))}
+            _reject(
+                "decryption",
+                exc.expected,
+                exc.found,
+                "ask the partner to re-send the extract (encrypted for the current hub public key)",
+                label,
+            )
+        read_as = {
+            "envelope_sha256": stream.hexdigest(),
+            "identity": asdict(Identity.of(stream.status)),
+        }
 
     if content_sha256 != header["content_sha256"]:
-        _reject("content", f"content SHA-256 {header['content_sha256'][:16]}… (header)",
-                f"{content_sha256[:16]}… after decryption",
-                "ask the partner to re-send the extract; it does not match what they signed", label)
+        _reject(
+            "content",
+            f"content SHA-256 {header['content_sha256'][:16]}… (header)",
+            f"{content_sha256[:16]}… after decryption",
+            "ask the partner to re-send the extract; it does not match what they signed",
+            label,
+        )
     try:
         parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))
         schema = parquet.schema_arrow
         rows = parquet.metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises on bytes that are not Parquet
-        _reject("content", "a Parquet extract inside the envelope", f"content that is not ({type(exc).__name__})",
-                "prepare the extract with `placelink partner prepare` and re-send it", label)
-    unpacked = sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
-    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
+        _reject(
+            "content",
+            "a Parquet extract inside the envelope",
+            f"content that is not ({type(exc).__name__})",
+            "prepare the extract with `placelink partner prepare` and re-send it",
+            label,
+        )
+    unpacked = sum(
+        parquet.metadata.row_group(i).total_byte_size
+        for i in range(parquet.metadata.num_row_groups)
+    )
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(
+        1, len(plain.getbuffer())
+    ):
         # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
-        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
-                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
-                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
-                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
+        _reject(
+            "content",
+            f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+            f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+            f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+            "ask the partner why; an extract made by `placelink partner prepare` never does this",
+            label,
+        )
     if rows != header.get("row_count"):
-        _reject("row count", f"{header.get('row_count')} rows (header)", f"{rows} rows",
-                "the extract does not match its header; ask the partner to re-send", label)
+        _reject(
+            "row count",
+            f"{header.get('row_count')} rows (header)",
+            f"{rows} rows",
+            "the extract does not match its header; ask the partner to re-send",
+            label,
+        )
     if header["envelope_id"] in arrival.seen_extract_ids:
-        _reject("replay", "an envelope id not received before",
-                f"envelope id {header['envelope_id']} was already accepted",
-                "nothing: the earlier delivery is in use. Re-prepare to send new data", label)
+        _reject(
+            "replay",
+            "an envelope id not received before",
+            f"envelope id {header['envelope_id']} was already accepted",
+            "nothing: the earlier delivery is in use. Re-prepare to send new data",
+            label,
+        )
     if withdrawal:
-        return dataclasses.replace(_withdrawal_list(parquet, schema, header, contract, dataset_name, label),
-                                   **read_as)
+        return dataclasses.replace(
+            _withdrawal_list(parquet, schema, header, contract, dataset_name, label), **read_as
+        )
     if header["content_sha256"] in arrival.seen_content:
-        _reject("duplicate", "content not received before",
-                f"a probable duplicate: new envelope id, but the same content as accepted envelope "
-                f"{arrival.seen_content[header['content_sha256']]}",
-                "check with the partner whether this was re-sent by mistake; release it only if "
-                "the data really is meant to be delivered twice", label)
+        _reject(
+            "duplicate",
+            "content not received before",
+            f"a probable duplicate: new envelope id, but the same content as accepted envelope "
+            f"{arrival.seen_content[header['content_sha256']]}",
+            "check with the partner whether this was re-sent by mistake; release it only if "
+            "the data really is meant to be delivered twice",
+            label,
+        )
 
     allowed = list(contract.datasets[dataset_name].columns)
     extra = [c for c in schema.names if c not in allowed]
@@ -285,94 +391,171 @@ def check_extract(path: Path, contracts: dict[str, Contract],
         # A column name is the partner's text: name only those that look like column names.
         shown = [c for c in extra if _COLUMN_NAME.fullmatch(c)][:10]
         hidden = len(extra) - len(shown)
-        listed = ", ".join(shown) + (f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
-                                     "like column names)" if hidden else "")
-        _reject("columns", f"only the contract's columns ({', '.join(allowed)})",
-                f"column(s) not in the contract: {listed}",
-                "remove them at the partner, or ask the IG officer to add them to the contract "
-                "(a governance-significant change)", label)
+        listed = ", ".join(shown) + (
+            f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
+            "like column names)"
+            if hidden
+            else ""
+        )
+        _reject(
+            "columns",
+            f"only the contract's columns ({', '.join(allowed)})",
+            f"column(s) not in the contract: {listed}",
+            "remove them at the partner, or ask the IG officer to add them to the contract "
+            "(a governance-significant change)",
+            label,
+        )
     if missing:
-        _reject("columns", "every column of the contract",
-                f"missing column(s): {', '.join(missing)}",
-                "re-prepare the extract with the current contract", label)
+        _reject(
+            "columns",
+            "every column of the contract",
+            f"missing column(s): {', '.join(missing)}",
+            "re-prepare the extract with the current contract",
+            label,
+        )
 
-    wrong_types = [f"{c} ({schema.field(c).type}, contract says {contract.datasets[dataset_name].item(c).logical_type})"
-                   for c in allowed if not _type_fits(schema.field(c).type, contract.datasets[dataset_name].item(c).logical_type)]
+    wrong_types = [
+        f"{c} ({schema.field(c).type}, contract says {contract.datasets[dataset_name].item(c).logical_type})"
+        for c in allowed
+        if not _type_fits(
+            schema.field(c).type, contract.datasets[dataset_name].item(c).logical_type
+        )
+    ]
     if wrong_types:
-        _reject("types", "column types as the contract declares them",
-                "; ".join(wrong_types), "fix the column types at the partner and re-send", label)
+        _reject(
+            "types",
+            "column types as the contract declares them",
+            "; ".join(wrong_types),
+            "fix the column types at the partner and re-send",
+            label,
+        )
 
     # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
     # is another way to make a small file that takes gigabytes once read.
-    encoded = sorted({parquet.metadata.row_group(g).column(c).path_in_schema
-                      for g in range(parquet.metadata.num_row_groups)
-                      for c in range(parquet.metadata.num_columns)
-                      if parquet.metadata.row_group(g).column(c).has_dictionary_page}
-                     & {f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                        or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)})
+    encoded = sorted(
+        {
+            parquet.metadata.row_group(g).column(c).path_in_schema
+            for g in range(parquet.metadata.num_row_groups)
+            for c in range(parquet.metadata.num_columns)
+            if parquet.metadata.row_group(g).column(c).has_dictionary_page
+        }
+        & {
+            f.name
+            for f in schema
+            if pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type)
+            or pa.types.is_large_binary(f.type)
+        }
+    )
     try:
         table = pq.ParquetFile(pa.BufferReader(plain.getbuffer()), read_dictionary=encoded).read()
     except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
-        _reject("content", "a readable Parquet extract", f"pages that cannot be read ({type(exc).__name__})",
-                "ask the partner to re-prepare and re-send the extract", label)
+        _reject(
+            "content",
+            "a readable Parquet extract",
+            f"pages that cannot be read ({type(exc).__name__})",
+            "ask the partner to re-prepare and re-send the extract",
+            label,
+        )
     unpacked = max(unpacked, sum(_decoded_bytes(table.column(name)) for name in encoded))
-    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(1, len(plain.getbuffer())):
-        _reject("content", f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
-                f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
-                f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
-                "ask the partner why; an extract made by `placelink partner prepare` never does this", label)
+    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(
+        1, len(plain.getbuffer())
+    ):
+        _reject(
+            "content",
+            f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
+            f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
+            f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+            "ask the partner why; an extract made by `placelink partner prepare` never does this",
+            label,
+        )
     for name in encoded:
         index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type))
+        table = table.set_column(
+            index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type)
+        )
     suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
     if suspicions:
-        _reject("identifiers", "pseudonymised values only (no clear identifiers)",
-                "; ".join(s.describe() for s in suspicions),
-                "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
-                "tell the IG officer (clear identifiers reached the hub)", label)
+        _reject(
+            "identifiers",
+            "pseudonymised values only (no clear identifiers)",
+            "; ".join(s.describe() for s in suspicions),
+            "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
+            "tell the IG officer (clear identifiers reached the hub)",
+            label,
+        )
     try:
         inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
     except ValueError:
         inner = {}  # the counts are informative only; the signed envelope header is what counts
-    header = {**{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner}, **header,
-              "extract_id": header["envelope_id"],
-              # inside the signed content; anything but a delta is compared as a full snapshot
-              "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full"}
-    return OpenedExtract(header, contract, table.replace_schema_metadata(None), plain.getvalue(), **read_as)
+    header = {
+        **{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner},
+        **header,
+        "extract_id": header["envelope_id"],
+        # inside the signed content; anything but a delta is compared as a full snapshot
+        "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full",
+    }
+    return OpenedExtract(
+        header, contract, table.replace_schema_metadata(None), plain.getvalue(), **read_as
+    )
 
 
 def _decoded_bytes(column: pa.ChunkedArray) -> int:
     """The bytes a dictionary-encoded text column takes once each row holds its own value."""
     total = 0
     for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type) and (pa.types.is_string(chunk.type.value_type)
-                                                   or pa.types.is_large_string(chunk.type.value_type)
-                                                   or pa.types.is_binary(chunk.type.value_type)):
+        if pa.types.is_dictionary(chunk.type) and (
+            pa.types.is_string(chunk.type.value_type)
+            or pa.types.is_large_string(chunk.type.value_type)
+            or pa.types.is_binary(chunk.type.value_type)
+        ):
             lengths = pc.binary_length(chunk.dictionary)
             total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
     return total
 
 
-def _withdrawal_list(parquet: pq.ParquetFile, schema: pa.Schema, header: dict, contract: Contract,
-                     dataset_name: str, label: str) -> OpenedExtract:
+def _withdrawal_list(
+    parquet: pq.ParquetFile,
+    schema: pa.Schema,
+    header: dict,
+    contract: Contract,
+    dataset_name: str,
+    label: str,
+) -> OpenedExtract:
     """A withdrawal list that passed the envelope checks: exactly one text column of record tokens."""
-    if schema.names != ["record_token"] or not _type_fits(schema.field("record_token").type, "string"):
-        _reject("columns", "a withdrawal list: one text column, record_token",
-                f"column(s) {', '.join(schema.names)}",
-                "make the list with `placelink partner withdraw` and re-send it", label)
+    if schema.names != ["record_token"] or not _type_fits(
+        schema.field("record_token").type, "string"
+    ):
+        _reject(
+            "columns",
+            "a withdrawal list: one text column, record_token",
+            f"column(s) {', '.join(schema.names)}",
+            "make the list with `placelink partner withdraw` and re-send it",
+            label,
+        )
     table = parquet.read()
     suspicions = scan_for_identifiers(table, withdrawal_list_spec(dataset_name))
     if suspicions:
-        _reject("identifiers", "record tokens only", "; ".join(s.describe() for s in suspicions),
-                "make the list with `placelink partner withdraw` (it sends tokens, never record ids) and "
-                "re-send it; tell the IG officer", label)
+        _reject(
+            "identifiers",
+            "record tokens only",
+            "; ".join(s.describe() for s in suspicions),
+            "make the list with `placelink partner withdraw` (it sends tokens, never record ids) and "
+            "re-send it; tell the IG officer",
+            label,
+        )
     try:
         inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
     except ValueError:
         inner = {}
     reason = inner.get("reason") if inner.get("reason") in ("opt_out", "erasure") else None
-    return OpenedExtract({**header, "extract_id": header["envelope_id"], "reason": reason}, contract,
-                         table.replace_schema_metadata(None), kind="withdrawal")
+    return OpenedExtract(
+        {**header, "extract_id": header["envelope_id"], "reason": reason},
+        contract,
+        table.replace_schema_metadata(None),
+        kind="withdrawal",
+    )
 
 
 def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
@@ -386,7 +569,11 @@ def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
         return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
     if logical_type == "boolean":
         return pa.types.is_boolean(arrow_type)
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_binary(arrow_type)
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_binary(arrow_type)
+    )
 
 
 def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> int:
@@ -399,8 +586,11 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     for column in dataset.columns:
         # Bloom encodings arrive as raw bytes; BIT makes Dice a bit_count in linkage.
         kind = str(schema.field(column).type)
-        selects.append(f'CAST("{column}" AS BIT) AS "{column}"' if kind in ("binary", "large_binary")
-                       else f'"{column}"')
+        selects.append(
+            f'CAST("{column}" AS BIT) AS "{column}"'
+            if kind in ("binary", "large_binary")
+            else f'"{column}"'
+        )
     select = ", ".join(selects)
     table = f"landing.{dataset.name}"
     # Straight from the Arrow table into the landing table (DuckDB scans Arrow without a copy), with
@@ -410,43 +600,71 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     con.register("decrypted_extract", opened.table)
     try:
         if table_exists(con, "hub", "withdrawn_records"):
-            keep = ("WHERE record_token IS NULL OR record_token NOT IN "
-                    "(SELECT record_token FROM hub.withdrawn_records WHERE dataset = ?)")
+            keep = (
+                "WHERE record_token IS NULL OR record_token NOT IN "
+                "(SELECT record_token FROM hub.withdrawn_records WHERE dataset = ?)"
+            )
             params = [dataset.name]
-            withdrawn = opened.table.num_rows - con.execute(
-                f"SELECT count(*) FROM decrypted_extract {keep}", params).fetchall()[0][0]
-        con.execute(f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM decrypted_extract {keep})",
-                    params)
-        con.execute(f"INSERT INTO {table} BY NAME SELECT {select}, ? AS _extract_id, "
-                    f"CAST(? AS TIMESTAMP) AS _received_at FROM decrypted_extract {keep}",
-                    [header["extract_id"], received_at.replace(tzinfo=None), *params])
+            withdrawn = (
+                opened.table.num_rows
+                - con.execute(f"SELECT count(*) FROM decrypted_extract {keep}", params).fetchall()[
+                    0
+                ][0]
+            )
+        con.execute(
+            f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM decrypted_extract {keep})",
+            params,
+        )
+        con.execute(
+            f"INSERT INTO {table} BY NAME SELECT {select}, ? AS _extract_id, "
+            f"CAST(? AS TIMESTAMP) AS _received_at FROM decrypted_extract {keep}",
+            [header["extract_id"], received_at.replace(tzinfo=None), *params],
+        )
     finally:
         con.unregister("decrypted_extract")
     return withdrawn
 
 
-def _hold(flow: Flow, path: Path, rejection: Rejection, claimed: dict, copy: bool,
-          entry: Entry | None = None) -> Receipt:
+def _hold(
+    flow: Flow,
+    path: Path,
+    rejection: Rejection,
+    claimed: dict,
+    copy: bool,
+    entry: Entry | None = None,
+) -> Receipt:
     """Hold one file unchanged with its reason, record the delivery and audit it (journalled:
     pipelines.hub.delivery_states); returns its receipt."""
     label = printable_name(path.name)
     inbox_name = flow.path(entry.source).name if entry is not None else path.name
     entry = plan_hold(flow, path, inbox_name, label, rejection, claimed, copy, entry)
     drive_hold(flow, entry)
-    return Receipt(label, "quarantined", contract_id=claimed.get("contract_id"), reason=rejection.message(label),
-                   check=rejection.check)
+    return Receipt(
+        label,
+        "quarantined",
+        contract_id=claimed.get("contract_id"),
+        reason=rejection.message(label),
+        check=rejection.check,
+    )
 
 
 _CHANGED = Rejection(
-    "unchanged while received", "the bytes the hub checked",
+    "unchanged while received",
+    "the bytes the hub checked",
     "a file that was replaced or changed while the hub read it (a partner's upload still in progress, "
     "or a second upload under the same name)",
     "ask the partner whether an upload was still running; release it to check it again "
-    "(`placelink hub quarantine release`)")
+    "(`placelink hub quarantine release`)",
+)
 
 
-def _open(path: Path, contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
-          arrival: Arrival, now: dt.datetime) -> OpenedExtract | Exception:
+def _open(
+    path: Path,
+    contracts: dict[str, Contract],
+    contract_problems: dict[str, ContractError],
+    arrival: Arrival,
+    now: dt.datetime,
+) -> OpenedExtract | Exception:
     """check_extract, with its failure returned rather than raised (files may be opened ahead)."""
     try:
         return check_extract(path, contracts, contract_problems, arrival, now.date())
@@ -478,9 +696,15 @@ class _Opened:
 
     def stale(self, arrival: Arrival) -> bool:
         """Whether it claims an envelope id or content accepted since it was opened."""
-        header = self.opened.header if isinstance(self.opened, OpenedExtract) else _claimed_header(self.path)
-        return (header.get("extract_id") in arrival.seen_extract_ids
-                or header.get("content_sha256") in arrival.seen_content)
+        header = (
+            self.opened.header
+            if isinstance(self.opened, OpenedExtract)
+            else _claimed_header(self.path)
+        )
+        return (
+            header.get("extract_id") in arrival.seen_extract_ids
+            or header.get("content_sha256") in arrival.seen_content
+        )
 
 
 def prepare_deliveries_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -493,15 +717,22 @@ def prepare_deliveries_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PENDING_AUDIT_DDL)
 
 
-FOLDER_IN_INBOX = ("a folder is not a delivery: the hub receives files put directly in the inbox, and leaves "
-                   "folders where they are. What to do: move the folder out of the inbox and ask the partner to "
-                   "upload its extract files themselves")
+FOLDER_IN_INBOX = (
+    "a folder is not a delivery: the hub receives files put directly in the inbox, and leaves "
+    "folders where they are. What to do: move the folder out of the inbox and ask the partner to "
+    "upload its extract files themselves"
+)
 
 
 @stage("ingest and verification")
-def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
-                  contracts: dict[str, Contract], contract_problems: dict[str, ContractError],
-                  audit: AuditLog, now: dt.datetime | None = None) -> list[Receipt]:
+def receive_inbox(
+    settings: Settings,
+    con: duckdb.DuckDBPyConnection,
+    contracts: dict[str, Contract],
+    contract_problems: dict[str, ContractError],
+    audit: AuditLog,
+    now: dt.datetime | None = None,
+) -> list[Receipt]:
     """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
     file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
     now = now or settings.now()
@@ -512,8 +743,9 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     recover(flow)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
-            "SELECT extract_id, content_sha256 FROM hub.deliveries "
-            "WHERE status = 'accepted' AND extract_id IS NOT NULL").fetchall():
+        "SELECT extract_id, content_sha256 FROM hub.deliveries "
+        "WHERE status = 'accepted' AND extract_id IS NOT NULL"
+    ).fetchall():
         arrival.seen_extract_ids.add(extract_id)
         if content:
             arrival.seen_content[content] = extract_id
@@ -526,48 +758,80 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
     shown = progress.task("ingest: deliveries checked", len(paths), "files")
     for index, path in enumerate(paths):
         shown.advance(index - shown.completed)  # the files before this one are done
-        label = printable_name(path.name)  # names can hold new lines, escapes, bytes that are not UTF-8
+        label = printable_name(
+            path.name
+        )  # names can hold new lines, escapes, bytes that are not UTF-8
         audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         flow.journal.step("received")
         early = ahead.popleft() if ahead else None
-        opened = (early.opened if early is not None and not early.stale(arrival)
-                  else _open(path, contracts, contract_problems, arrival, now))
+        opened = (
+            early.opened
+            if early is not None and not early.stale(arrival)
+            else _open(path, contracts, contract_problems, arrival, now)
+        )
         try:
             if isinstance(opened, Exception):
                 raise opened
             header, contract = opened.header, opened.contract
             if opened.kind != "withdrawal":
                 # the quality gate: ERROR rules hold the delivery before anything of it lands
-                pending = start_quality_check(con, opened.table, header, contract, label, now, opened.parquet)
+                pending = start_quality_check(
+                    con, opened.table, header, contract, label, now, opened.parquet
+                )
                 # Open (decrypt, check) the next files while the worker validates this one: always
                 # the next, and more while the verdict is not ready (at the start of a run the worker
                 # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
                 while index + 1 + len(ahead) < len(paths) and (
-                        not ahead or (not pending.done() and _rows(ahead) < LOOKAHEAD_ROWS)):
+                    not ahead or (not pending.done() and _rows(ahead) < LOOKAHEAD_ROWS)
+                ):
                     following = paths[index + 1 + len(ahead)]
-                    ahead.append(_Opened(following, _open(following, contracts, contract_problems, arrival, now)))
+                    ahead.append(
+                        _Opened(
+                            following, _open(following, contracts, contract_problems, arrival, now)
+                        )
+                    )
                 finish_quality_check(con, pending, header, contract, now)
         except Exception as exc:  # noqa: BLE001 - see below
             # Any other failure is a defect in the hub, but still only this file's problem:
             # hold it (the exception's message may quote data, so only its type is kept).
-            r = exc.rejection if isinstance(exc, ExtractRejected) else Rejection(
-                "unexpected error", "a file the hub can check", f"a {type(exc).__name__} while checking it",
-                "report this to the hub's data team with the file name; release the file once fixed")
+            r = (
+                exc.rejection
+                if isinstance(exc, ExtractRejected)
+                else Rejection(
+                    "unexpected error",
+                    "a file the hub can check",
+                    f"a {type(exc).__name__} while checking it",
+                    "report this to the hub's data team with the file name; release the file once fixed",
+                )
+            )
             receipts.append(_hold(flow, path, r, _claimed_header(path), copy))
             continue
-        entry = plan_accept(flow, path, label, settings.vault / contract.id, opened.identity,
-                            opened.envelope_sha256, copy)
+        entry = plan_accept(
+            flow,
+            path,
+            label,
+            settings.vault / contract.id,
+            opened.identity,
+            opened.envelope_sha256,
+            copy,
+        )
         if not place_in_vault(flow, entry):
             held_from = flow.path(entry.source)
-            receipts.append(_hold(flow, held_from, _CHANGED, _claimed_header(held_from), entry.copy, entry))
+            receipts.append(
+                _hold(flow, held_from, _CHANGED, _claimed_header(held_from), entry.copy, entry)
+            )
             continue
         try:
             receipts.append(_land_delivery(flow, entry, opened))
         except duckdb.Error as exc:
             # The database's message can quote values; keep only the kind of failure.
-            r = Rejection("load", "rows that load into the dataset's landing table",
-                          f"a {type(exc).__name__} while loading",
-                          "check the extract's column types against earlier deliveries", contract.label)
+            r = Rejection(
+                "load",
+                "rows that load into the dataset's landing table",
+                f"a {type(exc).__name__} while loading",
+                "check the extract's column types against earlier deliveries",
+                contract.label,
+            )
             vaulted = flow.path(entry.target)
             receipts.append(_hold(flow, vaulted, r, _claimed_header(vaulted), entry.copy, entry))
             continue
@@ -581,39 +845,93 @@ def receive_inbox(settings: Settings, con: duckdb.DuckDBPyConnection,
 def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
     """Land the vaulted delivery's rows (or apply its withdrawal), record and audit it."""
     header, contract = opened.header, opened.contract
-    row = {"file_name": entry.label, "received_at": flow.now.replace(tzinfo=None), "status": "accepted",
-           "extract_id": header["extract_id"], "contract_id": contract.id,
-           "contract_version": contract.version, "partner_id": contract.partner_id,
-           "dataset": header["dataset"], "reporting_period": header.get("reporting_period"),
-           "row_count": header["row_count"], "stored_as": entry.target,
-           "content_sha256": header["content_sha256"], "kind": opened.kind}
+    row = {
+        "file_name": entry.label,
+        "received_at": flow.now.replace(tzinfo=None),
+        "status": "accepted",
+        "extract_id": header["extract_id"],
+        "contract_id": contract.id,
+        "contract_version": contract.version,
+        "partner_id": contract.partner_id,
+        "dataset": header["dataset"],
+        "reporting_period": header.get("reporting_period"),
+        "row_count": header["row_count"],
+        "stored_as": entry.target,
+        "content_sha256": header["content_sha256"],
+        "kind": opened.kind,
+    }
     if opened.kind == "withdrawal":
         done = []
 
         def land() -> dict:
-            done.append(apply_withdrawal(flow.con, contract, header["dataset"], opened.table, header["extract_id"],
-                                         header.get("reason"), flow.now, in_transaction=True))
+            done.append(
+                apply_withdrawal(
+                    flow.con,
+                    contract,
+                    header["dataset"],
+                    opened.table,
+                    header["extract_id"],
+                    header.get("reason"),
+                    flow.now,
+                    in_transaction=True,
+                )
+            )
             w = done[0]
-            return {"event": "records_withdrawn", "file": entry.label, "withdrawal_id": header["extract_id"],
-                    "contract": contract.id, "contract_version": contract.version, "dataset": header["dataset"],
-                    "reason": header.get("reason"), "records_listed": w.tokens,
-                    "landing_rows_deleted": w.landing_rows, "derived_rows_deleted": w.derived_rows,
-                    "identity_records_erased": w.identity_records, "person_keys_retired": w.person_keys_retired}
+            return {
+                "event": "records_withdrawn",
+                "file": entry.label,
+                "withdrawal_id": header["extract_id"],
+                "contract": contract.id,
+                "contract_version": contract.version,
+                "dataset": header["dataset"],
+                "reason": header.get("reason"),
+                "records_listed": w.tokens,
+                "landing_rows_deleted": w.landing_rows,
+                "derived_rows_deleted": w.derived_rows,
+                "identity_records_erased": w.identity_records,
+                "person_keys_retired": w.person_keys_retired,
+            }
+
         land_accepted(flow, entry, land, row)
-        return Receipt(entry.label, "accepted", contract.id, header["dataset"], done[0].landing_rows,
-                       header=header, kind="withdrawal")
+        return Receipt(
+            entry.label,
+            "accepted",
+            contract.id,
+            header["dataset"],
+            done[0].landing_rows,
+            header=header,
+            kind="withdrawal",
+        )
 
     def land() -> dict:
         withdrawn_rows = _land(flow.con, opened, flow.now)
-        return {"event": "extract_accepted", "file": entry.label, "extract_id": header["extract_id"],
-                "contract": contract.id, "contract_version": contract.version, "dataset": header["dataset"],
-                "rows": header["row_count"], "reporting_period": header.get("reporting_period"),
-                "delivery_kind": header["delivery_kind"],
-                **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {})}
-    land_accepted(flow, entry, land, {
-        **row, "invalid_counts": json.dumps(header.get("invalid_counts", {})),
-        "opted_out_rows": header.get("opted_out_rows"), "delivery_kind": header["delivery_kind"]})
-    return Receipt(entry.label, "accepted", contract.id, header["dataset"], header["row_count"], header=header)
+        return {
+            "event": "extract_accepted",
+            "file": entry.label,
+            "extract_id": header["extract_id"],
+            "contract": contract.id,
+            "contract_version": contract.version,
+            "dataset": header["dataset"],
+            "rows": header["row_count"],
+            "reporting_period": header.get("reporting_period"),
+            "delivery_kind": header["delivery_kind"],
+            **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}),
+        }
+
+    land_accepted(
+        flow,
+        entry,
+        land,
+        {
+            **row,
+            "invalid_counts": json.dumps(header.get("invalid_counts", {})),
+            "opted_out_rows": header.get("opted_out_rows"),
+            "delivery_kind": header["delivery_kind"],
+        },
+    )
+    return Receipt(
+        entry.label, "accepted", contract.id, header["dataset"], header["row_count"], header=header
+    )
 
 
 def _folder_found(flow: Flow, folder: Path) -> Receipt:
@@ -634,15 +952,25 @@ def _claimed_header(path: Path) -> dict:
             h = read_header(stream).header
     except Exception:  # noqa: BLE001 - the file is held already; an unreadable header claims nothing
         return {}
-    return {"extract_id": h.envelope_id, "contract_id": h.contract_id, "contract_version": h.contract_version,
-            "partner_id": h.partner_id, "dataset": h.dataset, "reporting_period": h.reporting_period,
-            "row_count": h.row_count, "content_sha256": h.content_sha256, "kind": h.kind}
+    return {
+        "extract_id": h.envelope_id,
+        "contract_id": h.contract_id,
+        "contract_version": h.contract_version,
+        "partner_id": h.partner_id,
+        "dataset": h.dataset,
+        "reporting_period": h.reporting_period,
+        "row_count": h.row_count,
+        "content_sha256": h.content_sha256,
+        "kind": h.kind,
+    }
 
 
 def delivery_outcome(receipt: Receipt) -> str:
     """One line for a person: where an accepted file went, or which check held it and why."""
     if receipt.status == "accepted" and receipt.kind == "withdrawal":
-        return f"withdrawal accepted: {receipt.row_count} rows deleted from landing.{receipt.dataset}"
+        return (
+            f"withdrawal accepted: {receipt.row_count} rows deleted from landing.{receipt.dataset}"
+        )
     if receipt.status == "accepted":
         return f"accepted: {receipt.row_count} rows into landing.{receipt.dataset}"
     if receipt.status == "ignored":
@@ -655,13 +983,20 @@ def delivery_table(receipts: list[Receipt]) -> str:
     lines = ["| file | status | dataset | rows | reason |", "|---|---|---|---|---|"]
     for r in receipts:
         reason, name = ((text or "").replace("|", "\\|") for text in (r.reason, r.file_name))
-        lines.append(f"| {name} | {r.status} | {r.dataset or '-'} | "
-                     f"{r.row_count if r.row_count is not None else '-'} | {reason or '-'} |")
+        lines.append(
+            f"| {name} | {r.status} | {r.dataset or '-'} | "
+            f"{r.row_count if r.row_count is not None else '-'} | {reason or '-'} |"
+        )
     return "\n".join(lines) if receipts else "no files were waiting in the inbox"
 
 
-_DUCKDB_TYPES = {"date": "DATE", "integer": "INTEGER", "number": "DOUBLE", "boolean": "BOOLEAN",
-                 "timestamp": "TIMESTAMP"}
+_DUCKDB_TYPES = {
+    "date": "DATE",
+    "integer": "INTEGER",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+}
 
 
 def _landing_type(item) -> str:
@@ -678,5 +1013,7 @@ def ensure_landing_tables(con: duckdb.DuckDBPyConnection, contracts: dict[str, C
     for contract in contracts.values():
         for dataset in contract.datasets.values():
             columns = ", ".join(f'"{i.name}" {_landing_type(i)}' for i in dataset.items)
-            con.execute(f"CREATE TABLE IF NOT EXISTS landing.{dataset.name} "
-                        f"({columns}, _extract_id VARCHAR, _received_at TIMESTAMP)")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS landing.{dataset.name} "
+                f"({columns}, _extract_id VARCHAR, _received_at TIMESTAMP)"
+            )

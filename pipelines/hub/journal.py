@@ -20,6 +20,7 @@ remembers such files so later runs neither land them again nor call them replays
 For tests, ``PLACELINK_FAULT=ingest:<step>`` kills the process at a named step boundary
 (:data:`INGEST_STEPS`; :meth:`Journal.step`).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,20 +34,20 @@ from pathlib import Path
 # Every boundary at which PLACELINK_FAULT can kill ingest, in the order a delivery meets them.
 # The one list: Settings validates PLACELINK_FAULT against it, and the tests kill at each.
 INGEST_STEPS = (
-    "received",        # extract_received audited; nothing decided yet
-    "checked",         # accepted by every check: journal says where in the vault it goes
-    "vault-copied",    # (inbox the hub cannot change) a copy under a hidden name in the vault
-    "vaulted",         # the envelope is in the vault; nothing has landed
-    "landed",          # rows, delivery record and pending audit event committed
+    "received",  # extract_received audited; nothing decided yet
+    "checked",  # accepted by every check: journal says where in the vault it goes
+    "vault-copied",  # (inbox the hub cannot change) a copy under a hidden name in the vault
+    "vaulted",  # the envelope is in the vault; nothing has landed
+    "landed",  # rows, delivery record and pending audit event committed
     "accept-audited",  # extract_accepted written; the pending event not yet cleared
-    "held",            # journal says it is held, why and where
+    "held",  # journal says it is held, why and where
     "reason-written",  # the reason under its hidden temporary name in quarantine
-    "moved",           # the held file in quarantine; its reason still temporary
-    "reason-placed",   # the reason beside the held file
-    "hold-recorded",   # delivery record and pending audit event committed
-    "hold-audited",    # extract_quarantined written; the pending event not yet cleared
-    "cleared",         # the pending event cleared; the journal file not yet removed
-    "recovered",       # recovery finished one delivery a killed run left
+    "moved",  # the held file in quarantine; its reason still temporary
+    "reason-placed",  # the reason beside the held file
+    "hold-recorded",  # delivery record and pending audit event committed
+    "hold-audited",  # extract_quarantined written; the pending event not yet cleared
+    "cleared",  # the pending event cleared; the journal file not yet removed
+    "recovered",  # recovery finished one delivery a killed run left
 )
 FAULT_VARIABLE = "PLACELINK_FAULT"
 
@@ -59,8 +60,10 @@ def parse_fault(value: str) -> str | None:
         return None
     area, _, step = value.partition(":")
     if area != "ingest" or step not in INGEST_STEPS:
-        raise ValueError(f"{FAULT_VARIABLE} is {value!r}: use ingest:<step>, one of {', '.join(INGEST_STEPS)} "
-                         "(a test hook: it kills the process there; leave it unset in production)")
+        raise ValueError(
+            f"{FAULT_VARIABLE} is {value!r}: use ingest:<step>, one of {', '.join(INGEST_STEPS)} "
+            "(a test hook: it kills the process there; leave it unset in production)"
+        )
     return step
 
 
@@ -131,19 +134,19 @@ class Entry:
     """One delivery's journal: where it came from, what was decided and how far it got."""
 
     id: str
-    outcome: str                    # accept | hold
+    outcome: str  # accept | hold
     state: str
-    label: str                      # the printable file name (messages, audit)
-    source: str                     # where the file is taken from, relative to the home (inbox or vault)
-    inbox_name: str                 # name_key of the inbox entry it arrived as
-    target: str                     # where it goes, relative to the home (vault or quarantine)
-    copy: bool = False              # the inbox cannot be changed: copy, and note the inbox file received
-    identity: dict | None = None    # Identity of the inbox entry as checked
+    label: str  # the printable file name (messages, audit)
+    source: str  # where the file is taken from, relative to the home (inbox or vault)
+    inbox_name: str  # name_key of the inbox entry it arrived as
+    target: str  # where it goes, relative to the home (vault or quarantine)
+    copy: bool = False  # the inbox cannot be changed: copy, and note the inbox file received
+    identity: dict | None = None  # Identity of the inbox entry as checked
     envelope_sha256: str | None = None  # of the envelope bytes that were checked (accept)
-    reason: dict | None = None      # the reason file's content (hold)
-    row: dict = field(default_factory=dict)    # the hub.deliveries record
+    reason: dict | None = None  # the reason file's content (hold)
+    row: dict = field(default_factory=dict)  # the hub.deliveries record
     event: dict = field(default_factory=dict)  # the audit event: {"event": name, **fields}
-    audit_bytes: int = 0            # the audit log's size when the journal was begun
+    audit_bytes: int = 0  # the audit log's size when the journal was begun
 
 
 class Journal:
@@ -170,7 +173,9 @@ class Journal:
         self.write(entry)
 
     def write(self, entry: Entry) -> None:
-        write_durably(self.folder / f"{entry.id}.json", (json.dumps(asdict(entry), indent=1) + "\n").encode())
+        write_durably(
+            self.folder / f"{entry.id}.json", (json.dumps(asdict(entry), indent=1) + "\n").encode()
+        )
 
     def finish(self, entry: Entry) -> None:
         self.step("cleared")
@@ -224,14 +229,21 @@ class ReceivedLedger:
 
     def note(self, inbox_name: str, identity: dict, outcome: str, stored_as: str) -> None:
         entries = self._read()
-        entries[name_key(inbox_name)] = {"identity": identity, "outcome": outcome, "stored_as": stored_as}
+        entries[name_key(inbox_name)] = {
+            "identity": identity,
+            "outcome": outcome,
+            "stored_as": stored_as,
+        }
         self._write(entries)
 
     def note_folder(self, folder: Path) -> bool:
         """Remember a folder found in the inbox; True the first time it is seen (to audit it once)."""
         entries = self._read()
         key, identity = "folder:" + name_key(folder.name), Identity.at(folder)
-        if identity is None or entries.get(key, {}).get("identity", {}).get("inode") == identity.inode:
+        if (
+            identity is None
+            or entries.get(key, {}).get("identity", {}).get("inode") == identity.inode
+        ):
             return False
         entries[key] = {"identity": asdict(identity), "outcome": "ignored", "stored_as": None}
         self._write(entries)
@@ -255,6 +267,7 @@ class ReceivedLedger:
             if key.startswith("folder:"):
                 return now is not None and now.inode == entry["identity"]["inode"]
             return now is not None and asdict(now) == entry["identity"]
+
         kept = {key: entry for key, entry in entries.items() if still_there(key, entry)}
         if len(kept) != len(entries):
             self._write(kept)

@@ -32,6 +32,7 @@ language knows; so ``will attend`` or ``may need`` never do. Function words (``t
 are never part of a name. What this finds and cannot find, with measured false alarms:
 docs/identifier-scan.md.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -70,16 +71,27 @@ def _person_lists() -> tuple[set[str], set[str]]:
 
     given, family = [], []
     for module in pkgutil.iter_modules(person.__path__):
-        provider = getattr(importlib.import_module(f"{person.__name__}.{module.name}"), "Provider", None)
+        provider = getattr(
+            importlib.import_module(f"{person.__name__}.{module.name}"), "Provider", None
+        )
         for attribute, value in vars(provider or object).items():
             if not isinstance(value, (list, tuple, dict)):
                 continue
-            target = (given if attribute.startswith("first_names")
-                      else family if attribute.startswith("last_names") else None)
+            target = (
+                given
+                if attribute.startswith("first_names")
+                else family
+                if attribute.startswith("last_names")
+                else None
+            )
             if target is not None:
                 # Multi-word entries ("De la Cruz") add each word of three letters or more.
-                target += [part for name in value for part in str(name).replace("-", " ").split()
-                           if len(part) >= 3 or " " not in str(name)]
+                target += [
+                    part
+                    for name in value
+                    for part in str(name).replace("-", " ").split()
+                    if len(part) >= 3 or " " not in str(name)
+                ]
     return set(given), set(family)
 
 
@@ -98,7 +110,9 @@ def _everyday_words() -> set[str]:
     to names it lists only capitalised (Jose, John): from Webster's and GCIDE (``english_words``)."""
     from english_words import get_english_words_set
 
-    return {w for w in get_english_words_set(["web2", "gcide"], lower=False, alpha=True) if w.islower()}
+    return {
+        w for w in get_english_words_set(["web2", "gcide"], lower=False, alpha=True) if w.islower()
+    }
 
 
 @cache
@@ -114,10 +128,15 @@ def name_words() -> NameWords:
     for language in sorted(available_languages()):
         ordinary += _words_at_least(language, _ORDINARY_ZIPF)
         common += _words_at_least(language, _COMMON_ZIPF)
-    return NameWords(given=_fold(given), family=_fold(family), ordinary=_fold(ordinary),
-                     everyday=_fold(_everyday_words()), common=_fold(common),
-                     common_english=_fold(_words_at_least("en", _COMMON_ZIPF)),
-                     function=_fold(_words_at_least("en", _FUNCTION_ZIPF)))
+    return NameWords(
+        given=_fold(given),
+        family=_fold(family),
+        ordinary=_fold(ordinary),
+        everyday=_fold(_everyday_words()),
+        common=_fold(common),
+        common_english=_fold(_words_at_least("en", _COMMON_ZIPF)),
+        function=_fold(_words_at_least("en", _FUNCTION_ZIPF)),
+    )
 
 
 @dataclass(frozen=True)
@@ -139,7 +158,9 @@ class NameWords:
         lists "invoke" and "pattern", text says "INVOKING" and "Patterns"."""
         if word in self.everyday:
             return True
-        stems = [word[:-len(end)] + add for end, adds in _ENDINGS if word.endswith(end) for add in adds]
+        stems = [
+            word[: -len(end)] + add for end, adds in _ENDINGS if word.endswith(end) for add in adds
+        ]
         return any(len(stem) >= 3 and stem in self.everyday for stem in stems)
 
     def describe(self, keys: pl.Series) -> pl.DataFrame:
@@ -148,23 +169,35 @@ class NameWords:
         words = keys.unique().drop_nulls().to_list()
         whole = [w.replace("-", "") for w in words]
         parts = [[p for p in w.split("-") if p] for w in words]
-        return pl.DataFrame({
-            "key": words,
-            "given": [w in self.given or (len(ps) > 1 and all(p in self.given for p in ps))
-                      for w, ps in zip(whole, parts)],
-            "family": [w in self.family for w in whole],
-            "ordinary": [w in self.ordinary for w in whole],
-            "everyday": [self.is_everyday(w) for w in whole],
-            "common": [w in self.common for w in whole],
-            "common_english": [w in self.common_english for w in whole],
-            "function": [w in self.function for w in whole],
-        }, schema={"key": pl.String, **{c: pl.Boolean for c in _KINDS}})
+        return pl.DataFrame(
+            {
+                "key": words,
+                "given": [
+                    w in self.given or (len(ps) > 1 and all(p in self.given for p in ps))
+                    for w, ps in zip(whole, parts)
+                ],
+                "family": [w in self.family for w in whole],
+                "ordinary": [w in self.ordinary for w in whole],
+                "everyday": [self.is_everyday(w) for w in whole],
+                "common": [w in self.common for w in whole],
+                "common_english": [w in self.common_english for w in whole],
+                "function": [w in self.function for w in whole],
+            },
+            schema={"key": pl.String, **{c: pl.Boolean for c in _KINDS}},
+        )
 
 
 _KINDS = ("given", "family", "ordinary", "everyday", "common", "common_english", "function")
 # English endings and what may have been dropped before them (invok-ing: invoke).
-_ENDINGS = (("IES", ("Y",)), ("ING", ("", "E")), ("ED", ("", "E")), ("ES", ("", "E")), ("S", ("",)),
-            ("ER", ("", "E")), ("LY", ("",)))
+_ENDINGS = (
+    ("IES", ("Y",)),
+    ("ING", ("", "E")),
+    ("ED", ("", "E")),
+    ("ES", ("", "E")),
+    ("S", ("",)),
+    ("ER", ("", "E")),
+    ("LY", ("",)),
+)
 
 
 def name_pairs(values: pl.Series) -> pl.DataFrame:
@@ -176,28 +209,57 @@ def name_pairs(values: pl.Series) -> pl.DataFrame:
     pairs = frame.filter(pl.col("text").str.contains(r"\p{L}(?:[^\S\n]|,)[^\S\n]*\p{L}"))
     # Each word with the separator after it, so neighbours are told apart from words split by
     # punctuation, digits or a line break.
-    pieces = (pairs.select("row", piece=pl.col("text").str.normalize("NFKC").str.extract_all(
-        rf"{WORD}(?:{_GAP}|[^\S\n]*,[^\S\n]*)?"))
-        .explode("piece").drop_nulls("piece").with_row_index("position")
-        .with_columns(word=pl.col("piece").str.extract(rf"^({WORD})"),
-                      comma=pl.col("piece").str.contains(","),
-                      joined=pl.col("piece").str.contains(r"[^\S\n]$"))
-        .with_columns(key=pl.col("word").str.normalize("NFKD").str.to_uppercase()
-                      .str.replace_all(r"[^\p{L}\-]", "")))
+    pieces = (
+        pairs.select(
+            "row",
+            piece=pl.col("text")
+            .str.normalize("NFKC")
+            .str.extract_all(rf"{WORD}(?:{_GAP}|[^\S\n]*,[^\S\n]*)?"),
+        )
+        .explode("piece")
+        .drop_nulls("piece")
+        .with_row_index("position")
+        .with_columns(
+            word=pl.col("piece").str.extract(rf"^({WORD})"),
+            comma=pl.col("piece").str.contains(","),
+            joined=pl.col("piece").str.contains(r"[^\S\n]$"),
+        )
+        .with_columns(
+            key=pl.col("word")
+            .str.normalize("NFKD")
+            .str.to_uppercase()
+            .str.replace_all(r"[^\p{L}\-]", "")
+        )
+    )
     if pieces.is_empty():  # no word pairs at all: the word lists are not even built
-        return pieces.with_columns(**{c: pl.lit(False) for c in ("given_first", "family_first", "both_rare")})
-    words = (pieces.join(name_words().describe(pieces["key"]), on="key", how="left").sort("position")
-             .with_columns(style=_style(pl.col("word")), letters=pl.col("key").str.replace_all("-", "")
-                           .str.len_chars()))
+        return pieces.with_columns(
+            **{c: pl.lit(False) for c in ("given_first", "family_first", "both_rare")}
+        )
+    words = (
+        pieces.join(name_words().describe(pieces["key"]), on="key", how="left")
+        .sort("position")
+        .with_columns(
+            style=_style(pl.col("word")),
+            letters=pl.col("key").str.replace_all("-", "").str.len_chars(),
+        )
+    )
     # Words are in text order, so the next word is the next row when it belongs to the same text.
     same_text = pl.col("row") == pl.col("row").shift(-1)
-    nxt = {name: pl.when(same_text).then(pl.col(name).shift(-1)) for name in (*_KINDS, "style", "letters", "key")}
-    neighbours = pl.col("joined") & ~pl.col("comma") & (pl.col("key") != nxt["key"]) & ~nxt["function"]
+    nxt = {
+        name: pl.when(same_text).then(pl.col(name).shift(-1))
+        for name in (*_KINDS, "style", "letters", "key")
+    }
+    neighbours = (
+        pl.col("joined") & ~pl.col("comma") & (pl.col("key") != nxt["key"]) & ~nxt["function"]
+    )
     as_names = pl.col("style").is_in(["title", "upper"]) & nxt["style"].is_in(["title", "upper"])
     same_style = pl.col("style") == nxt["style"]
     # Names in scripts without case (Chinese, Arabic, Devanagari) may be one character long.
-    known_next = ((nxt["family"] | nxt["given"]) & (~nxt["common"] | as_names)
-                  & ((nxt["letters"] >= 2) | (nxt["style"] == "uncased")))
+    known_next = (
+        (nxt["family"] | nxt["given"])
+        & (~nxt["common"] | as_names)
+        & ((nxt["letters"] >= 2) | (nxt["style"] == "uncased"))
+    )
     unknown_next = ~nxt["ordinary"] & ~nxt["everyday"] & (nxt["letters"] >= 3) & same_style
     unlisted_next = as_names & same_style & ~nxt["everyday"] & ~nxt["common"]
     return words.with_columns(
@@ -206,35 +268,62 @@ def name_pairs(values: pl.Series) -> pl.DataFrame:
         # Brown", "ZARA QUIXOTEUPPER", "Mary-Ann O'Neil". A given name that is a common word
         # or an everyday word (Will, May, Mark, Hence) counts only when both are written as
         # names: not "will attend".
-        given_first=neighbours & pl.col("given") & ((pl.col("letters") >= 2) | (pl.col("style") == "uncased"))
+        given_first=neighbours
+        & pl.col("given")
+        & ((pl.col("letters") >= 2) | (pl.col("style") == "uncased"))
         & (known_next | unknown_next | unlisted_next)
-        & ((~pl.col("common") & ~pl.col("everyday")) | as_names
-           # a name common in another language (José, Juan) before a word no language knows
-           | (~pl.col("common_english") & ~pl.col("everyday") & unknown_next)),
+        & (
+            (~pl.col("common") & ~pl.col("everyday"))
+            | as_names
+            # a name common in another language (José, Juan) before a word no language knows
+            | (~pl.col("common_english") & ~pl.col("everyday") & unknown_next)
+        ),
         # 2. a family name (or, both written as names, a word that is no ordinary word), a comma,
         # a given name: "SMITH, Jane", "ZIEJA, Cezary"
         family_first=(pl.col("family") | (as_names & ~pl.col("ordinary") & ~pl.col("everyday")))
-        & pl.col("comma") & nxt["given"] & ~nxt["function"] & (~nxt["common"] | as_names),
+        & pl.col("comma")
+        & nxt["given"]
+        & ~nxt["function"]
+        & (~nxt["common"] | as_names),
         # 3. two capitalised words that are neither ordinary nor in a dictionary: "Zebedee Quixotl"
-        both_rare=neighbours & (pl.col("style") == "title") & same_style & ~pl.col("ordinary")
-        & ~pl.col("everyday") & (pl.col("letters") >= 3) & unknown_next,
+        both_rare=neighbours
+        & (pl.col("style") == "title")
+        & same_style
+        & ~pl.col("ordinary")
+        & ~pl.col("everyday")
+        & (pl.col("letters") >= 3)
+        & unknown_next,
     ).with_columns(pl.col("given_first", "family_first", "both_rare").fill_null(False))
 
 
 def _style(word: pl.Expr) -> pl.Expr:
     """How a word is written: "upper" (JANE), "title" (Jane, O'Brien, McDonald), "lower", or
     "uncased" (scripts without capitals: Arabic, Devanagari, Chinese)."""
-    return (pl.when(word.str.contains(r"^[^\p{Lu}\p{Ll}]+$")).then(pl.lit("uncased"))
-            .when(~word.str.contains(r"\p{Ll}")).then(pl.lit("upper"))
-            .when(word.str.contains(r"^\p{Lu}")).then(pl.lit("title"))
-            .otherwise(pl.lit("lower")))
+    return (
+        pl.when(word.str.contains(r"^[^\p{Lu}\p{Ll}]+$"))
+        .then(pl.lit("uncased"))
+        .when(~word.str.contains(r"\p{Ll}"))
+        .then(pl.lit("upper"))
+        .when(word.str.contains(r"^\p{Lu}"))
+        .then(pl.lit("title"))
+        .otherwise(pl.lit("lower"))
+    )
 
 
 def contains_names(values: pl.Series) -> pl.Series:
     """For each text, whether it holds a pair of words that reads as a person's name (module
     docstring); null stays null."""
-    hits = (name_pairs(values)
-            .group_by("row").agg(name=pl.any_horizontal("given_first", "family_first", "both_rare").any()))
-    return (pl.DataFrame({"text": values}).with_row_index("row").join(hits, on="row", how="left").sort("row")
-            .select(pl.when(pl.col("text").is_not_null()).then(pl.col("name").fill_null(False)))
-            .to_series().alias(values.name))
+    hits = (
+        name_pairs(values)
+        .group_by("row")
+        .agg(name=pl.any_horizontal("given_first", "family_first", "both_rare").any())
+    )
+    return (
+        pl.DataFrame({"text": values})
+        .with_row_index("row")
+        .join(hits, on="row", how="left")
+        .sort("row")
+        .select(pl.when(pl.col("text").is_not_null()).then(pl.col("name").fill_null(False)))
+        .to_series()
+        .alias(values.name)
+    )

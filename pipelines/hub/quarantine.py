@@ -1,4 +1,5 @@
 """Where extracts the hub will not accept are held, byte for byte, with the reason beside them."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,10 @@ class Rejection:
 
     def message(self, file_name: str) -> str:
         under = f" under contract {self.contract}" if self.contract else ""
-        return (f"extract {file_name} rejected{under}: check '{self.check}' failed: expected "
-                f"{self.expected}; found {self.found}. What to do: {self.action}")
+        return (
+            f"extract {file_name} rejected{under}: check '{self.check}' failed: expected "
+            f"{self.expected}; found {self.found}. What to do: {self.action}"
+        )
 
 
 class ExtractRejected(Exception):
@@ -57,7 +60,9 @@ def _safe_base(name: str) -> str:
     if len(base.encode()) > _MAX_NAME_BYTES:
         digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
         suffix = Path(base).suffix[:16]
-        head = base.encode()[:_MAX_NAME_BYTES - len(digest) - len(suffix) - 2].decode("utf-8", "ignore")
+        head = base.encode()[: _MAX_NAME_BYTES - len(digest) - len(suffix) - 2].decode(
+            "utf-8", "ignore"
+        )
         base = f"{head}~{digest}{suffix}"
     return base
 
@@ -78,7 +83,10 @@ def free_name(folder: Path, name: str) -> Path:
     base = _safe_base(name)
     for counter in itertools.count():
         candidate = folder / (base if counter == 0 else f"{base}.{counter}")
-        if not any(os.path.lexists(p) for p in (candidate, reason_path(candidate), pending_reason(candidate))):
+        if not any(
+            os.path.lexists(p)
+            for p in (candidate, reason_path(candidate), pending_reason(candidate))
+        ):
             return candidate
     raise AssertionError("unreachable")
 
@@ -88,11 +96,17 @@ _NOT_A_FILE = {"symbolic link": "the link's target path as text (the link was no
 
 def reason_record(label: str, rejection: Rejection, received_at: dt.datetime, file: Path) -> dict:
     """What ``<held name>.reason.json`` holds for ``file`` (the inbox entry as it arrived)."""
-    reason = {"file": label, "received_at": received_at.isoformat(timespec="seconds"),
-              **asdict(rejection), "message": rejection.message(label)}
+    reason = {
+        "file": label,
+        "received_at": received_at.isoformat(timespec="seconds"),
+        **asdict(rejection),
+        "message": rejection.message(label),
+    }
     kind = delivery_kind(file) if os.path.lexists(file) else None
     if kind is not None:
-        reason["held_content"] = _NOT_A_FILE.get(kind, f"nothing: a {kind} carries no delivered bytes")
+        reason["held_content"] = _NOT_A_FILE.get(
+            kind, f"nothing: a {kind} carries no delivered bytes"
+        )
         reason["arrived_as"] = kind
     return reason
 
@@ -130,15 +144,22 @@ def _describe(held: Path, reason: dict, problem: str | None) -> dict:
     """One held file as the operator commands show it: every field present, all printable text."""
     if problem is not None:
         name = printable_name(held.name)
-        item = {"file": name, "check": "reason missing", "expected": "a readable reason beside the held file",
-                "found": f"{name} is held but {problem}",
-                "action": "the held bytes are as they arrived; see `placelink audit show` and hub.deliveries "
-                          "for why it was held, then release it or ask the partner to re-send",
-                "contract": None, "message": f"extract {name} is held without a readable reason: {problem}",
-                "received_at": "unknown"}
+        item = {
+            "file": name,
+            "check": "reason missing",
+            "expected": "a readable reason beside the held file",
+            "found": f"{name} is held but {problem}",
+            "action": "the held bytes are as they arrived; see `placelink audit show` and hub.deliveries "
+            "for why it was held, then release it or ask the partner to re-send",
+            "contract": None,
+            "message": f"extract {name} is held without a readable reason: {problem}",
+            "received_at": "unknown",
+        }
     else:
-        item = {key: printable_name(str(value)) if isinstance(value, str) else value
-                for key, value in reason.items()}
+        item = {
+            key: printable_name(str(value)) if isinstance(value, str) else value
+            for key, value in reason.items()
+        }
         for key in _REASON_FIELDS:
             if not isinstance(item.get(key), str) or not item[key]:
                 item[key] = "not recorded"
@@ -164,8 +185,11 @@ def _held_paths(quarantine: Path) -> list[Path]:
             continue
         # A reason sits beside its held file. A file named like a reason with nothing beside it,
         # or with a reason of its own (a delivery held by an older version), is a held file.
-        if (name.endswith(REASON_SUFFIX) and name.removesuffix(REASON_SUFFIX) in entries
-                and name + REASON_SUFFIX not in entries):
+        if (
+            name.endswith(REASON_SUFFIX)
+            and name.removesuffix(REASON_SUFFIX) in entries
+            and name + REASON_SUFFIX not in entries
+        ):
             continue
         held.append(path)
 
@@ -174,6 +198,7 @@ def _held_paths(quarantine: Path) -> list[Path]:
             return os.lstat(reason_path(path)).st_mtime, path.name
         except OSError:
             return os.lstat(path).st_mtime, path.name
+
     return sorted(held, key=arrived)
 
 
@@ -197,8 +222,13 @@ class ReleaseError(ValueError):
 
 def _plain_name(name: str) -> bool:
     """Whether ``name`` can be used as one file's name inside a folder (no path, not hidden)."""
-    return (bool(name) and "/" not in name and "\0" not in name and not name.startswith(".")
-            and len(os.fsencode(name)) <= 255)
+    return (
+        bool(name)
+        and "/" not in name
+        and "\0" not in name
+        and not name.startswith(".")
+        and len(os.fsencode(name)) <= 255
+    )
 
 
 def _history_name(history: Path, held_as: str) -> Path:
@@ -211,8 +241,14 @@ def _history_name(history: Path, held_as: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.datetime | None = None,
-            by: str | None = None) -> Path:
+def release(
+    quarantine: Path,
+    held_as: str,
+    inbox: Path,
+    audit,
+    released_at: dt.datetime | None = None,
+    by: str | None = None,
+) -> Path:
     """Move a held file back, unchanged, into the inbox so the next run checks it again.
 
     It goes back under the name it arrived with (if that is a plain file name, else its held
@@ -223,21 +259,29 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
     """
     item = next((i for i in held_files(quarantine) if i["held_as"] == held_as), None)
     if item is None:
-        raise ReleaseError(f"no held extract named {printable_name(held_as)}; see `placelink hub quarantine list`")
+        raise ReleaseError(
+            f"no held extract named {printable_name(held_as)}; see `placelink hub quarantine list`"
+        )
     held = quarantine / held_as
     if item.get("arrived_as"):
-        raise ReleaseError(f"{held_as} arrived as a {item['arrived_as']}, not a file: there is nothing to "
-                           "check again; ask the partner to upload the extract itself")
+        raise ReleaseError(
+            f"{held_as} arrived as a {item['arrived_as']}, not a file: there is nothing to "
+            "check again; ask the partner to upload the extract itself"
+        )
     original = item["file"] if _plain_name(item["file"]) else held_as
     target = inbox / original
     if os.path.lexists(target):
-        raise ReleaseError(f"{target} already exists in the inbox; wait for the next run or move it away")
+        raise ReleaseError(
+            f"{target} already exists in the inbox; wait for the next run or move it away"
+        )
     released_at = released_at or dt.datetime.now(dt.UTC)
     inbox.mkdir(parents=True, exist_ok=True)
     if not os.access(inbox, os.W_OK | os.X_OK):
-        raise ReleaseError(f"the hub cannot write to the inbox {inbox} (a read-only drop folder): ask the partner "
-                           "to upload the file again (a new upload is checked as a new delivery), or let the hub "
-                           "write there and release it again; docs/ingest-states.md")
+        raise ReleaseError(
+            f"the hub cannot write to the inbox {inbox} (a read-only drop folder): ask the partner "
+            "to upload the file again (a new upload is checked as a new delivery), or let the hub "
+            "write there and release it again; docs/ingest-states.md"
+        )
     shutil.move(held, target)
     history = quarantine / RELEASED_DIR
     history.mkdir(exist_ok=True)
@@ -246,8 +290,14 @@ def release(quarantine: Path, held_as: str, inbox: Path, audit, released_at: dt.
     for leftover in (reason_path(held), pending_reason(held)):
         if os.path.lexists(leftover):
             os.unlink(leftover)
-    audit.append("extract_released", file=original, held_as=held_as, check=item["check"],
-                 contract=item.get("contract"), by=by)
+    audit.append(
+        "extract_released",
+        file=original,
+        held_as=held_as,
+        check=item["check"],
+        contract=item.get("contract"),
+        by=by,
+    )
     return target
 
 
@@ -260,7 +310,15 @@ def accepted_deliveries(audit) -> list[dict]:
         if event.get("event") != "extract_accepted":
             continue
         version = event.get("contract_version")
-        rows.append({"file_name": event.get("file"), "received_at": str(event.get("at", ""))[:19],
-                     "contract": f"{event.get('contract')} v{version}" if version else str(event.get("contract")),
-                     "dataset": event.get("dataset"), "row_count": event.get("rows")})
+        rows.append(
+            {
+                "file_name": event.get("file"),
+                "received_at": str(event.get("at", ""))[:19],
+                "contract": f"{event.get('contract')} v{version}"
+                if version
+                else str(event.get("contract")),
+                "dataset": event.get("dataset"),
+                "row_count": event.get("rows"),
+            }
+        )
     return rows

@@ -17,6 +17,7 @@ delivery whose envelope never left the inbox (killed between the commit and the 
 this journal existed) is moved where its record says. Every repair is audited
 (``ingest_recovered``, ``stale_reason_removed``); docs/ingest-states.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,18 +59,29 @@ def _recover_delivery(flow: Flow, entry: Entry) -> dict:
     recorded = _recorded(flow, entry)
     target = flow.path(entry.target)
     if entry.outcome == "accept":
-        action = ("finished: the delivery had landed; its audit event is written once" if recorded
-                  else None)
+        action = (
+            "finished: the delivery had landed; its audit event is written once"
+            if recorded
+            else None
+        )
     elif recorded or os.path.lexists(target) or not entry.source.startswith("inbox/"):
         action = "finished: the file is held in quarantine with its reason"
     else:
         action = None
     if action is None:
-        action = ("undone: nothing had landed; " + roll_back_accept(flow, entry) if entry.outcome == "accept"
-                  else "undone: the file had not left the inbox and is checked again")
-    event = flow.audit.append("ingest_recovered", file=entry.label, delivery_id=entry.id,
-                              outcome="accepted" if entry.outcome == "accept" else "held",
-                              stopped_after=entry.state, action=action)
+        action = (
+            "undone: nothing had landed; " + roll_back_accept(flow, entry)
+            if entry.outcome == "accept"
+            else "undone: the file had not left the inbox and is checked again"
+        )
+    event = flow.audit.append(
+        "ingest_recovered",
+        file=entry.label,
+        delivery_id=entry.id,
+        outcome="accepted" if entry.outcome == "accept" else "held",
+        stopped_after=entry.state,
+        action=action,
+    )
     if action.startswith("undone"):
         if entry.outcome == "hold":
             _discard(pending_reason(target))
@@ -101,18 +113,32 @@ def _tidy_quarantine(flow: Flow) -> list[dict]:
         if os.path.lexists(held) and not os.path.lexists(reason_path(held)):
             os.replace(path, reason_path(held))
             sync_folder(quarantine)
-            events.append(flow.audit.append(
-                "ingest_recovered", file=about or printable_name(held.name), held_as=held.name,
-                outcome="held", action="finished: the held file's reason was put beside it"))
+            events.append(
+                flow.audit.append(
+                    "ingest_recovered",
+                    file=about or printable_name(held.name),
+                    held_as=held.name,
+                    outcome="held",
+                    action="finished: the held file's reason was put beside it",
+                )
+            )
             continue
         _discard(path)
         fields = {"file": about} if about else {}
-        why = ("with no held file beside it: the file it was about was never moved into quarantine (it was "
-               "checked again)" if not os.path.lexists(held)
-               else "beside a held file that already has its reason")
-        events.append(flow.audit.append(
-            "stale_reason_removed", **fields, temporary=printable_name(name),
-            reason=f"a temporary reason file a stopped run left, {why}"))
+        why = (
+            "with no held file beside it: the file it was about was never moved into quarantine (it was "
+            "checked again)"
+            if not os.path.lexists(held)
+            else "beside a held file that already has its reason"
+        )
+        events.append(
+            flow.audit.append(
+                "stale_reason_removed",
+                **fields,
+                temporary=printable_name(name),
+                reason=f"a temporary reason file a stopped run left, {why}",
+            )
+        )
     return events
 
 
@@ -123,7 +149,11 @@ def _reason_file_name(path: Path) -> str | None:
             reason = json.loads(handle.read(1 << 20))
     except (OSError, ValueError):
         return None
-    return printable_name(reason["file"]) if isinstance(reason, dict) and isinstance(reason.get("file"), str) else None
+    return (
+        printable_name(reason["file"])
+        if isinstance(reason, dict) and isinstance(reason.get("file"), str)
+        else None
+    )
 
 
 def _tidy_vault(flow: Flow) -> None:
@@ -141,31 +171,64 @@ def _finish_legacy_accepts(flow: Flow) -> list[dict]:
     rows = flow.con.execute(
         "SELECT file_name, extract_id, stored_as, contract_id, contract_version, dataset, row_count, "
         "reporting_period, delivery_kind FROM hub.deliveries WHERE status = 'accepted' AND kind = 'extract' "
-        "AND delivery_id IS NULL AND stored_as IS NOT NULL").fetchall()
+        "AND delivery_id IS NULL AND stored_as IS NOT NULL"
+    ).fetchall()
     missing = [row for row in rows if not os.path.lexists(resolve_stored(row[2], flow.home))]
     if not missing:
         return []
     inbox = flow.home / "inbox"
-    audited = {e.get("extract_id") for e in flow.audit.events() if e.get("event") == "extract_accepted"}
+    audited = {
+        e.get("extract_id") for e in flow.audit.events() if e.get("event") == "extract_accepted"
+    }
     events = []
-    for file_name, extract_id, stored_as, contract, version, dataset, rows_, period, kind in missing:
+    for (
+        file_name,
+        extract_id,
+        stored_as,
+        contract,
+        version,
+        dataset,
+        rows_,
+        period,
+        kind,
+    ) in missing:
         candidates = [inbox / name for name in dict.fromkeys((file_name, Path(stored_as).name))]
-        source = next((c for c in candidates if os.path.lexists(c) and delivery_kind(c) is None
-                       and _envelope_id(c) == extract_id), None)
+        source = next(
+            (
+                c
+                for c in candidates
+                if os.path.lexists(c) and delivery_kind(c) is None and _envelope_id(c) == extract_id
+            ),
+            None,
+        )
         if source is None:
             continue
         target = resolve_stored(stored_as, flow.home)
         target.parent.mkdir(parents=True, exist_ok=True)
-        events.append(flow.audit.append(
-            "ingest_recovered", file=file_name, extract_id=extract_id, outcome="accepted",
-            action="finished: the accepted envelope was still in the inbox; moved to the vault as recorded"))
+        events.append(
+            flow.audit.append(
+                "ingest_recovered",
+                file=file_name,
+                extract_id=extract_id,
+                outcome="accepted",
+                action="finished: the accepted envelope was still in the inbox; moved to the vault as recorded",
+            )
+        )
         os.rename(source, target)
         sync_folder(target.parent)
         if extract_id not in audited:
-            flow.audit.append("extract_accepted", file=file_name, extract_id=extract_id,
-                              contract=contract, contract_version=version, dataset=dataset, rows=rows_,
-                              reporting_period=period, delivery_kind=kind or "full",
-                              stored_as=stored_path(target, flow.home))
+            flow.audit.append(
+                "extract_accepted",
+                file=file_name,
+                extract_id=extract_id,
+                contract=contract,
+                contract_version=version,
+                dataset=dataset,
+                rows=rows_,
+                reporting_period=period,
+                delivery_kind=kind or "full",
+                stored_as=stored_path(target, flow.home),
+            )
     return events
 
 

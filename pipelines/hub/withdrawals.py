@@ -19,6 +19,7 @@ built without them. The audit log gets one ``records_withdrawn`` event: counts, 
 The vaulted envelopes the records arrived in stay encrypted as received (they are the partner's
 signed deliveries) until retention deletes them; nothing is ever landed from them again.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,8 +49,11 @@ DERIVED_TABLES = ("hub.record_identity", "hub.record_person")
 
 def withdrawal_list_spec(dataset: str) -> Dataset:
     """What a withdrawal list may hold: one column of record tokens (for the identifier scan)."""
-    return Dataset(dataset, "withdrawal list", (DataItem(
-        "record_token", "string", "token", True, True, "the record to withdraw"),))
+    return Dataset(
+        dataset,
+        "withdrawal list",
+        (DataItem("record_token", "string", "token", True, True, "the record to withdraw"),),
+    )
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,16 @@ class Withdrawal:
     person_keys_retired: int
 
 
-def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset: str, tokens: pa.Table,
-                     withdrawal_id: str, reason: str | None, now: dt.datetime,
-                     in_transaction: bool = False) -> Withdrawal:
+def apply_withdrawal(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    dataset: str,
+    tokens: pa.Table,
+    withdrawal_id: str,
+    reason: str | None,
+    now: dt.datetime,
+    in_transaction: bool = False,
+) -> Withdrawal:
     """Delete the listed records of ``dataset`` and what was derived from them; remember the tokens.
 
     In its own transaction, unless ``in_transaction`` (the caller's, which then commits it together
@@ -80,35 +91,61 @@ def apply_withdrawal(con: duckdb.DuckDBPyConnection, contract: Contract, dataset
     if not in_transaction:
         run("BEGIN TRANSACTION")
     try:
-        run("CREATE OR REPLACE TEMP TABLE withdrawn AS "
-            "SELECT DISTINCT record_token FROM withdrawal_list WHERE record_token IS NOT NULL")
+        run(
+            "CREATE OR REPLACE TEMP TABLE withdrawn AS "
+            "SELECT DISTINCT record_token FROM withdrawal_list WHERE record_token IS NOT NULL"
+        )
         listed = "(SELECT record_token FROM withdrawn)"
         identities: list[str] = []
         if table_exists(con, "hub", "record_identity"):
-            identities = [row[0] for row in run("SELECT DISTINCT identity_id FROM hub.record_identity "
-                                                f"WHERE dataset = ? AND record_token IN {listed}", [dataset])]
-        derived = sum(run(f"DELETE FROM {table} WHERE dataset = ? AND record_token IN {listed}", [dataset])[0][0]
-                      for table in DERIVED_TABLES if table_exists(con, *table.split(".")))
-        landing = (run(f"DELETE FROM landing.{dataset} WHERE record_token IN {listed}")[0][0]
-                   if table_exists(con, "landing", dataset) else 0)
+            identities = [
+                row[0]
+                for row in run(
+                    "SELECT DISTINCT identity_id FROM hub.record_identity "
+                    f"WHERE dataset = ? AND record_token IN {listed}",
+                    [dataset],
+                )
+            ]
+        derived = sum(
+            run(f"DELETE FROM {table} WHERE dataset = ? AND record_token IN {listed}", [dataset])[
+                0
+            ][0]
+            for table in DERIVED_TABLES
+            if table_exists(con, *table.split("."))
+        )
+        landing = (
+            run(f"DELETE FROM landing.{dataset} WHERE record_token IN {listed}")[0][0]
+            if table_exists(con, "landing", dataset)
+            else 0
+        )
         # Identity records with no record left are gone from the hub, and from the key history.
         erased: list[str] = []
         if identities:
             con.register("touched_identities", pa.table({"identity_id": identities}))
             try:
-                erased = [row[0] for row in run("SELECT identity_id FROM touched_identities WHERE identity_id "
-                                                "NOT IN (SELECT identity_id FROM hub.record_identity)")]
+                erased = [
+                    row[0]
+                    for row in run(
+                        "SELECT identity_id FROM touched_identities WHERE identity_id "
+                        "NOT IN (SELECT identity_id FROM hub.record_identity)"
+                    )
+                ]
             finally:
                 con.unregister("touched_identities")
         if erased and table_exists(con, "hub", "person_records"):
             con.register("erased_identities", pa.table({"identity_id": erased}))
             try:
-                run("DELETE FROM hub.person_records WHERE unique_id IN (SELECT identity_id FROM erased_identities)")
+                run(
+                    "DELETE FROM hub.person_records WHERE unique_id IN (SELECT identity_id FROM erased_identities)"
+                )
             finally:
                 con.unregister("erased_identities")
         keys_retired = forget_identities(con, erased, now)
-        run("INSERT INTO hub.withdrawn_records SELECT ?, ?, record_token, ?, ?, ?::TIMESTAMP FROM withdrawn "
-            "ON CONFLICT DO NOTHING", [contract.id, dataset, withdrawal_id, reason, now.replace(tzinfo=None)])
+        run(
+            "INSERT INTO hub.withdrawn_records SELECT ?, ?, record_token, ?, ?, ?::TIMESTAMP FROM withdrawn "
+            "ON CONFLICT DO NOTHING",
+            [contract.id, dataset, withdrawal_id, reason, now.replace(tzinfo=None)],
+        )
         count = run("SELECT count(*) FROM withdrawn")[0][0]
         run("DROP TABLE withdrawn")
         if not in_transaction:

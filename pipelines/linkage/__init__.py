@@ -1,4 +1,5 @@
 """Linkage of person records across partners into ``person_key``s (Splink on DuckDB, or on Spark)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,12 @@ def threshold_in_use(settings: Settings) -> float:
 
 
 @stage("linkage: person keys and QA")
-def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
-                        retrain: bool = False, accepted: list[AcceptedChange] | None = None) -> LinkageResult:
+def link_person_records(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    retrain: bool = False,
+    accepted: list[AcceptedChange] | None = None,
+) -> LinkageResult:
     """Link ``hub.person_records`` and, if the linkage check passes, write ``hub.person_keys`` and
     ``hub.record_person``.
 
@@ -73,21 +78,33 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         # Splink cannot train or score fewer than two records (it divides by the pair count).
         raise NothingToLink(
             f"only {records.num_rows} person record(s) have landed, so there is nothing to link: every "
-            "delivery may have been held (see `placelink hub quarantine list` and hub/deliveries)")
+            "delivery may have been held (see `placelink hub quarantine list` and hub/deliveries)"
+        )
     model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:
-        model = train(records, settings.duckdb_temp, memory_limit=settings.duckdb_memory_limit,
-                      trained_at=settings.now())
+        model = train(
+            records,
+            settings.duckdb_temp,
+            memory_limit=settings.duckdb_memory_limit,
+            trained_at=settings.now(),
+        )
     # PLACELINK_LINKAGE_THRESHOLD if set; else the model's calibrated threshold, calibrated on
     # this run's scores when the model is new (pipelines/linkage/threshold.py).
     if settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
-            prediction = predict_clusters(records, model, settings.linkage_threshold, spark=spark,
-                                          keep_pairs=True)
+            prediction = predict_clusters(
+                records, model, settings.linkage_threshold, spark=spark, keep_pairs=True
+            )
     else:
-        prediction = predict_clusters(records, model, settings.linkage_threshold, settings.duckdb_temp,
-                                         memory_limit=settings.duckdb_memory_limit, keep_pairs=True)
+        prediction = predict_clusters(
+            records,
+            model,
+            settings.linkage_threshold,
+            settings.duckdb_temp,
+            memory_limit=settings.duckdb_memory_limit,
+            keep_pairs=True,
+        )
     if retrained:
         if settings.linkage_threshold is None:
             model = model.with_threshold(prediction.threshold, prediction.threshold_method)
@@ -101,24 +118,60 @@ def link_person_records(con: duckdb.DuckDBPyConnection, settings: Settings,
         con.unregister("scored_pairs")
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
-    changes = stage_person_keys(con, pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
-                                now=settings.now())
+    changes = stage_person_keys(
+        con,
+        pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
+        now=settings.now(),
+    )
     persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[0][0]
     qa = linkage_qa(con, STAGED_KEYS)
-    check = check_linkage(qa, previous_link_rate(con), settings.linkage_max_cluster_size,
-                          settings.linkage_max_link_rate_change, accepted or [])
+    check = check_linkage(
+        qa,
+        previous_link_rate(con),
+        settings.linkage_max_cluster_size,
+        settings.linkage_max_link_rate_change,
+        accepted or [],
+    )
     if check.passed:
-        promote_person_keys(con, also=("""
+        promote_person_keys(
+            con,
+            also=(
+                """
             CREATE OR REPLACE TABLE hub.record_person AS
             SELECT r.dataset, r.partner_id, r.record_token, k.person_key
             FROM hub.record_identity r JOIN hub.person_keys k USING (identity_id)
-        """,))
+        """,
+            ),
+        )
     record_linkage_run(con, qa, changes, check.passed, now=settings.now(), outcome=check)
     trained_at = model.trained_at.isoformat(timespec="seconds")
-    write_qa_report(settings.reports, qa, prediction.match_weights_chart, changes, check,
-                    prediction.threshold, trained_at, prediction.placeholders,
-                    {"rules": model.training_rules, "warnings": model.warnings,
-                     "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})"})
-    return LinkageResult(records.num_rows, persons, prediction.scored_pairs, prediction.links_above_threshold,
-                         trained_at, retrained, prediction.backend, prediction.threshold,
-                         prediction.threshold_method, changes, qa, check, check.passed)
+    write_qa_report(
+        settings.reports,
+        qa,
+        prediction.match_weights_chart,
+        changes,
+        check,
+        prediction.threshold,
+        trained_at,
+        prediction.placeholders,
+        {
+            "rules": model.training_rules,
+            "warnings": model.warnings,
+            "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})",
+        },
+    )
+    return LinkageResult(
+        records.num_rows,
+        persons,
+        prediction.scored_pairs,
+        prediction.links_above_threshold,
+        trained_at,
+        retrained,
+        prediction.backend,
+        prediction.threshold,
+        prediction.threshold_method,
+        changes,
+        qa,
+        check,
+        check.passed,
+    )

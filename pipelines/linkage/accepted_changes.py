@@ -16,6 +16,7 @@ The audit log is the record: the next linkage run reads the events no run has us
 used in ``hub.linkage_runs.accepted_changes``, so each acceptance clears one run and the baseline
 moves to that run's link rate. Counts and rates only: no identifier or key.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ class AcceptedChange:
     actor: str
     reason: str
     from_rate: float | None  # the baseline the accepted shift moved from (None: not measured)
-    to_rate: float | None    # the link rate the failed run measured (None: not measured)
+    to_rate: float | None  # the link rate the failed run measured (None: not measured)
 
     def covers(self, link_rate: float, tolerance: float) -> bool:
         """Whether a run linking at ``link_rate`` is the change accepted: any rate when no shift was
@@ -46,27 +47,41 @@ class AcceptedChange:
         return self.to_rate is None or abs(link_rate - self.to_rate) <= tolerance
 
     def describe(self) -> str:
-        shift = (f"link rate {self.from_rate:.1%} -> {self.to_rate:.1%}"
-                 if self.from_rate is not None and self.to_rate is not None else "shift not yet measured")
+        shift = (
+            f"link rate {self.from_rate:.1%} -> {self.to_rate:.1%}"
+            if self.from_rate is not None and self.to_rate is not None
+            else "shift not yet measured"
+        )
         return f"{self.reason} ({self.actor}; {shift})"
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> AcceptedChange:
-        return cls(str(event["change_id"]), str(event.get("actor", "")), str(event.get("reason", "")),
-                   event.get("from_link_rate"), event.get("to_link_rate"))
+        return cls(
+            str(event["change_id"]),
+            str(event.get("actor", "")),
+            str(event.get("reason", "")),
+            event.get("from_link_rate"),
+            event.get("to_link_rate"),
+        )
 
 
 def used_change_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Ids of accepted changes some linkage run already used."""
     if not table_exists(con, "hub", "linkage_runs"):
         return set()
-    columns = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                         "table_schema = 'hub' AND table_name = 'linkage_runs'").fetchall()}
+    columns = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE "
+            "table_schema = 'hub' AND table_name = 'linkage_runs'"
+        ).fetchall()
+    }
     if "accepted_changes" not in columns:
         return set()
     used: set[str] = set()
-    for (ids,) in con.execute("SELECT accepted_changes FROM hub.linkage_runs "
-                              "WHERE accepted_changes IS NOT NULL").fetchall():
+    for (ids,) in con.execute(
+        "SELECT accepted_changes FROM hub.linkage_runs WHERE accepted_changes IS NOT NULL"
+    ).fetchall():
         used.update(json.loads(ids))
     return used
 
@@ -74,21 +89,36 @@ def used_change_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
 def pending_changes(con: duckdb.DuckDBPyConnection, audit: AuditLog) -> list[AcceptedChange]:
     """Accepted changes in the audit log that no linkage run has used yet, oldest first."""
     used = used_change_ids(con)
-    return [AcceptedChange.from_event(e) for e in audit.events()
-            if e.get("event") == EVENT and e.get("change_id") and e["change_id"] not in used]
+    return [
+        AcceptedChange.from_event(e)
+        for e in audit.events()
+        if e.get("event") == EVENT and e.get("change_id") and e["change_id"] not in used
+    ]
 
 
-def record_acceptance(audit: AuditLog, reason: str, *, from_rate: float | None = None,
-                      to_rate: float | None = None, **fields: Any) -> AcceptedChange:
+def record_acceptance(
+    audit: AuditLog,
+    reason: str,
+    *,
+    from_rate: float | None = None,
+    to_rate: float | None = None,
+    **fields: Any,
+) -> AcceptedChange:
     """Append the ``linkage_change_accepted`` event (the audit log's actor is who accepted)."""
     if not reason.strip():
-        raise ValueError("give the reason for accepting the change (--reason): the IG officer reads it "
-                         "in the audit log")
+        raise ValueError(
+            "give the reason for accepting the change (--reason): the IG officer reads it "
+            "in the audit log"
+        )
     change_id = uuid.uuid4().hex[:16]
-    event = audit.append(EVENT, change_id=change_id, reason=reason.strip(),
-                         from_link_rate=None if from_rate is None else round(from_rate, 4),
-                         to_link_rate=None if to_rate is None else round(to_rate, 4),
-                         **fields)
+    event = audit.append(
+        EVENT,
+        change_id=change_id,
+        reason=reason.strip(),
+        from_link_rate=None if from_rate is None else round(from_rate, 4),
+        to_link_rate=None if to_rate is None else round(to_rate, 4),
+        **fields,
+    )
     return AcceptedChange.from_event(event)
 
 
@@ -97,12 +127,19 @@ def last_measured_shift(con: duckdb.DuckDBPyConnection) -> tuple[float, float] |
     link rate; None if the latest run passed or linkage never ran."""
     if not table_exists(con, "hub", "linkage_runs"):
         return None
-    columns = {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                         "table_schema = 'hub' AND table_name = 'linkage_runs'").fetchall()}
+    columns = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE "
+            "table_schema = 'hub' AND table_name = 'linkage_runs'"
+        ).fetchall()
+    }
     if "previous_link_rate" not in columns:
         return None
-    rows = con.execute("SELECT check_passed, previous_link_rate, link_rate FROM hub.linkage_runs "
-                       "ORDER BY run_at DESC, rowid DESC LIMIT 1").fetchall()
+    rows = con.execute(
+        "SELECT check_passed, previous_link_rate, link_rate FROM hub.linkage_runs "
+        "ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchall()
     if not rows or rows[0][0] is not False or rows[0][1] is None:
         return None
     return float(rows[0][1]), float(rows[0][2])

@@ -13,6 +13,7 @@ initial. Given and family names written the other way round are recognised from 
 tokens the partner kit makes under one key for both fields (docs/linkage-features.md says
 what that reveals).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -43,28 +44,48 @@ BLOOM_BITS = "_bits"
 # Name-part tokens: the first and the last part of a name written with spaces or hyphens
 # (MARY ANNE, SMITH-JONES), and the initial of the given name, all under one shared key so
 # that a part of one field can be compared with a part of the other.
-NAME_PARTS = {name: (f"{name}_first_part_token", f"{name}_last_part_token")
-              for name in ("given_name", "family_name")}
+NAME_PARTS = {
+    name: (f"{name}_first_part_token", f"{name}_last_part_token")
+    for name in ("given_name", "family_name")
+}
 GIVEN_INITIAL = "given_name_initial_token"
 
 # Every hub column the model may read. A set of present columns is a subset of these.
-MODEL_COLUMNS = frozenset({
-    "nhs_number_token",
-    "given_name_token", "given_name_phonetic_token", "given_name_bloom",
-    "family_name_token", "family_name_phonetic_token", "family_name_bloom",
-    *NAME_PARTS["given_name"], *NAME_PARTS["family_name"], GIVEN_INITIAL,
-    "date_of_birth_token", "dob_year_token", "dob_month_token", "dob_day_token", "dob_unordered_token",
-    "dob_year_next_token",
-    "postcode_token", "postcode_sector_token", "postcode_district_token",
-    "sex", "address_line_bloom", "uprn_token",
-})
+MODEL_COLUMNS = frozenset(
+    {
+        "nhs_number_token",
+        "given_name_token",
+        "given_name_phonetic_token",
+        "given_name_bloom",
+        "family_name_token",
+        "family_name_phonetic_token",
+        "family_name_bloom",
+        *NAME_PARTS["given_name"],
+        *NAME_PARTS["family_name"],
+        GIVEN_INITIAL,
+        "date_of_birth_token",
+        "dob_year_token",
+        "dob_month_token",
+        "dob_day_token",
+        "dob_unordered_token",
+        "dob_year_next_token",
+        "postcode_token",
+        "postcode_sector_token",
+        "postcode_district_token",
+        "sex",
+        "address_line_bloom",
+        "uprn_token",
+    }
+)
 
 
 def dice(column: str) -> str:
     """SQL: the Dice coefficient of a pair's Bloom filters (each record's popcount precomputed)."""
     left, right = f"{column}_l", f"{column}_r"
-    return (f"(2.0 * bit_count({left} & {right}) / "
-            f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))")
+    return (
+        f"(2.0 * bit_count({left} & {right}) / "
+        f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))"
+    )
 
 
 def _all(have: Iterable[str] | None) -> frozenset[str]:
@@ -76,7 +97,9 @@ def _parts_agree(first: str, last: str) -> str:
     return " OR ".join(f"{a}_l = {b}_r" for a in (first, last) for b in (first, last))
 
 
-def name_comparison(name: str, similarity: str = "bloom", have: Iterable[str] | None = None) -> cl.CustomComparison:
+def name_comparison(
+    name: str, similarity: str = "bloom", have: Iterable[str] | None = None
+) -> cl.CustomComparison:
     """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> a name part
     agrees -> (given names) an initial agrees where one side has only the initial -> else.
 
@@ -88,33 +111,52 @@ def name_comparison(name: str, similarity: str = "bloom", have: Iterable[str] | 
     token, phonetic, bloom = f"{name}_token", f"{name}_phonetic_token", f"{name}_bloom"
     levels = [cll.NullLevel(token), cll.ExactMatchLevel(token, term_frequency_adjustments=True)]
     if phonetic in have:
-        levels.append(cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal"))
+        levels.append(
+            cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal")
+        )
     if similarity == "bloom" and bloom in have:
-        levels += [cll.CustomLevel(f"{dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"),
-                   cll.CustomLevel(f"{dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}")]
+        levels += [
+            cll.CustomLevel(
+                f"{dice(bloom)} >= {DICE_HIGH}", label_for_charts=f"Dice >= {DICE_HIGH}"
+            ),
+            cll.CustomLevel(f"{dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}"),
+        ]
     elif similarity == "clear" and f"{name}_clear" in have:
-        levels += [cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
-                   cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW)]
+        levels += [
+            cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
+            cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW),
+        ]
     first, last = NAME_PARTS[name]
     given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
     if given in have and family in have:
         # Given and family names written the other way round: the evidence is counted once, on
         # the given name; on the family name the pair is neither agreement nor disagreement
         # (a null level), so transposed pairs do not water down what "else" means for either.
-        swapped = cll.CustomLevel(f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
-                                  label_for_charts="given and family names transposed")
+        swapped = cll.CustomLevel(
+            f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
+            label_for_charts="given and family names transposed",
+        )
         levels.append(swapped if name == "given_name" else swapped.configure(is_null_level=True))
         if name == "given_name":
             # Transposed with one of the names also misspelt, or a family name entered as the
             # given name: weaker, and only on the given name.
-            levels.append(cll.CustomLevel(f"{given}_l = {family}_r OR {family}_l = {given}_r",
-                                          label_for_charts="one name found in the other field"))
+            levels.append(
+                cll.CustomLevel(
+                    f"{given}_l = {family}_r OR {family}_l = {given}_r",
+                    label_for_charts="one name found in the other field",
+                )
+            )
     if first in have and last in have:
-        levels.append(cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees"))
+        levels.append(
+            cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees")
+        )
     if name == "given_name" and GIVEN_INITIAL in have and first in have:
-        levels.append(cll.CustomLevel(
-            f"{GIVEN_INITIAL}_l = {GIVEN_INITIAL}_r AND ({first}_l = {GIVEN_INITIAL}_l OR {first}_r = {GIVEN_INITIAL}_r)",
-            label_for_charts="initial agrees (one side has only the initial)"))
+        levels.append(
+            cll.CustomLevel(
+                f"{GIVEN_INITIAL}_l = {GIVEN_INITIAL}_r AND ({first}_l = {GIVEN_INITIAL}_l OR {first}_r = {GIVEN_INITIAL}_r)",
+                label_for_charts="initial agrees (one side has only the initial)",
+            )
+        )
     levels.append(cll.ElseLevel())
     return cl.CustomComparison(output_column_name=name, comparison_levels=levels)
 
@@ -126,13 +168,20 @@ def date_of_birth_comparison(have: Iterable[str] | None = None) -> cl.CustomComp
     parts = ("dob_year_token", "dob_month_token", "dob_day_token")
     levels = [cll.NullLevel("date_of_birth_token"), cll.ExactMatchLevel("date_of_birth_token")]
     if "dob_unordered_token" in have:
-        levels.append(cll.CustomLevel("dob_unordered_token_l = dob_unordered_token_r",
-                                      label_for_charts="day and month swapped"))
+        levels.append(
+            cll.CustomLevel(
+                "dob_unordered_token_l = dob_unordered_token_r",
+                label_for_charts="day and month swapped",
+            )
+        )
     if "dob_year_next_token" in have and all(p in have for p in parts):
-        levels.append(cll.CustomLevel(
-            "(dob_year_next_token_l = dob_year_token_r OR dob_year_token_l = dob_year_next_token_r) "
-            "AND dob_month_token_l = dob_month_token_r AND dob_day_token_l = dob_day_token_r",
-            label_for_charts="year one apart"))
+        levels.append(
+            cll.CustomLevel(
+                "(dob_year_next_token_l = dob_year_token_r OR dob_year_token_l = dob_year_next_token_r) "
+                "AND dob_month_token_l = dob_month_token_r AND dob_day_token_l = dob_day_token_r",
+                label_for_charts="year one apart",
+            )
+        )
     if all(p in have for p in parts):
         agree = " + ".join(f"coalesce(CAST({p}_l = {p}_r AS INTEGER), 0)" for p in parts)
         levels.append(cll.CustomLevel(f"({agree}) >= 2", label_for_charts="2 of 3 parts equal"))
@@ -143,7 +192,10 @@ def date_of_birth_comparison(have: Iterable[str] | None = None) -> cl.CustomComp
 def postcode_comparison(have: Iterable[str] | None = None) -> cl.CustomComparison:
     have = _all(have)
     levels = [cll.NullLevel("postcode_token"), cll.ExactMatchLevel("postcode_token")]
-    for column, label in (("postcode_sector_token", "same sector"), ("postcode_district_token", "same district")):
+    for column, label in (
+        ("postcode_sector_token", "same sector"),
+        ("postcode_district_token", "same district"),
+    ):
         if column in have:
             levels.append(cll.CustomLevel(f"{column}_l = {column}_r", label_for_charts=label))
     levels.append(cll.ElseLevel())
@@ -156,15 +208,21 @@ def address_line_comparison() -> cl.CustomComparison:
         output_column_name="address_line",
         comparison_levels=[
             cll.NullLevel(bloom),
-            cll.CustomLevel(f"{dice(bloom)} >= {ADDRESS_DICE_SAME}", label_for_charts="same first line"),
-            cll.CustomLevel(f"{dice(bloom)} >= {ADDRESS_DICE_SIMILAR}",
-                            label_for_charts=f"Dice >= {ADDRESS_DICE_SIMILAR}"),
+            cll.CustomLevel(
+                f"{dice(bloom)} >= {ADDRESS_DICE_SAME}", label_for_charts="same first line"
+            ),
+            cll.CustomLevel(
+                f"{dice(bloom)} >= {ADDRESS_DICE_SIMILAR}",
+                label_for_charts=f"Dice >= {ADDRESS_DICE_SIMILAR}",
+            ),
             cll.ElseLevel(),
         ],
     )
 
 
-def comparisons(have: Iterable[str] | None = None, name_similarity: str = "bloom") -> list[cl.CustomComparison]:
+def comparisons(
+    have: Iterable[str] | None = None, name_similarity: str = "bloom"
+) -> list[cl.CustomComparison]:
     """The model's comparisons for the columns in ``have`` (default: every column)."""
     have = _all(have)
     out: list = []
@@ -204,17 +262,23 @@ _KEYED_RULES: tuple[tuple[str, ...], ...] = (
     ("uprn_token", "given_name_phonetic_token"),
     ("uprn_token", "date_of_birth_token"),
 )
-_SAME_NAMES = ("l.given_name_phonetic_token = r.given_name_phonetic_token"
-               " AND l.family_name_phonetic_token = r.family_name_phonetic_token")
-_SWAPPED_NAMES = ("l.given_name_first_part_token = r.family_name_first_part_token"
-                  " AND l.family_name_first_part_token = r.given_name_first_part_token")
+_SAME_NAMES = (
+    "l.given_name_phonetic_token = r.given_name_phonetic_token"
+    " AND l.family_name_phonetic_token = r.family_name_phonetic_token"
+)
+_SWAPPED_NAMES = (
+    "l.given_name_first_part_token = r.family_name_first_part_token"
+    " AND l.family_name_first_part_token = r.given_name_first_part_token"
+)
 
 
 def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreator]:
     """The rules that choose which pairs are scored (a pair is scored if any holds), for the
     columns in ``have``: a rule on a column nobody sends would block nothing."""
     have = _all(have)
-    rules: list[BlockingRuleCreator] = [block_on(*columns) for columns in _KEYED_RULES if set(columns) <= have]
+    rules: list[BlockingRuleCreator] = [
+        block_on(*columns) for columns in _KEYED_RULES if set(columns) <= have
+    ]
     if {"given_name_first_part_token", "family_name_first_part_token", "dob_year_token"} <= have:
         rules.append(CustomRule(_SWAPPED_NAMES + " AND l.dob_year_token = r.dob_year_token"))
     # Names alone are still a block for records that carry nothing else to block on: no date of
@@ -225,5 +289,7 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
             rules.append(CustomRule(_SAME_NAMES))
         else:
             for side in "lr":
-                rules.append(CustomRule(_SAME_NAMES + "".join(f" AND {side}.{c} IS NULL" for c in others)))
+                rules.append(
+                    CustomRule(_SAME_NAMES + "".join(f" AND {side}.{c} IS NULL" for c in others))
+                )
     return rules

@@ -7,6 +7,7 @@ with ``bit_count`` on ``BIT`` columns). A trained model is data: JSON under
 Training runs on DuckDB; scoring and clustering run on DuckDB or, with the same JSON, on
 Spark (:mod:`pipelines.linkage.spark`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,14 +71,22 @@ WORD = "_w"
 
 def bloom_columns(records: pa.Table) -> list[str]:
     """The Bloom-filter columns: DuckDB ``BIT`` travels through Arrow as binary."""
-    return [f.name for f in records.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    return [
+        f.name
+        for f in records.schema
+        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
+    ]
 
 
 def bit_count_argument(node: exp.Expression) -> exp.Expression | None:
     """What a one-argument ``bit_count(...)`` counts (sqlglot parses it either way), else None."""
     if isinstance(node, exp.BitwiseCount):
         return node.this
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "bit_count" and len(node.expressions) == 1:
+    if (
+        isinstance(node, exp.Anonymous)
+        and node.name.lower() == "bit_count"
+        and len(node.expressions) == 1
+    ):
         return node.expressions[0]
     return None
 
@@ -93,7 +102,9 @@ def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
     if len(array) == 0 or array.null_count == len(array):
         return None
     offset_type = np.int64 if pa.types.is_large_binary(array.type) else np.int32
-    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[array.offset:array.offset + len(array) + 1]
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[
+        array.offset : array.offset + len(array) + 1
+    ]
     data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
     valid = array.is_valid().to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(valid)
@@ -110,17 +121,23 @@ def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
 def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, Any]:
     """A copy of a saved model whose ``bit_count(<bloom>_l & <bloom>_r)`` reads the filters'
     64-bit words (``words``: the number of words of each Bloom column). Other SQL is untouched."""
+
     def rewrite(node: exp.Expression) -> exp.Expression:
         argument = bit_count_argument(node)
         if not isinstance(argument, exp.BitwiseAnd):
             return node
         left, right = argument.this, argument.expression
         bloom = left.name.removesuffix("_l") if isinstance(left, exp.Column) else ""
-        if bloom not in words or left.name != f"{bloom}_l" or not (
-                isinstance(right, exp.Column) and right.name == f"{bloom}_r"):
+        if (
+            bloom not in words
+            or left.name != f"{bloom}_l"
+            or not (isinstance(right, exp.Column) and right.name == f"{bloom}_r")
+        ):
             return node
-        summed = " + ".join(f"CAST(bit_count({bloom}{WORD}{i}_l & {bloom}{WORD}{i}_r) AS BIGINT)"
-                            for i in range(words[bloom]))
+        summed = " + ".join(
+            f"CAST(bit_count({bloom}{WORD}{i}_l & {bloom}{WORD}{i}_r) AS BIGINT)"
+            for i in range(words[bloom])
+        )
         return sqlglot.parse_one(f"({summed})", read="duckdb")
 
     rewritten = copy.deepcopy(settings)
@@ -128,7 +145,9 @@ def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, 
         for level in comparison["comparison_levels"]:
             sql = level["sql_condition"]
             if "bit_count" in sql.lower():
-                level["sql_condition"] = sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql("duckdb")
+                level["sql_condition"] = (
+                    sqlglot.parse_one(sql, read="duckdb").transform(rewrite).sql("duckdb")
+                )
     return rewritten
 
 
@@ -154,7 +173,12 @@ U_PAIRS = 2_000_000
 # learns "same household" rather than "same person": it comes after the person-level keys.
 EM_TRAINING_RULES: tuple[tuple[str, ...], ...] = (
     ("date_of_birth_token",),
-    ("given_name_token", "family_name_token", "given_name_first_part_token", "family_name_first_part_token"),
+    (
+        "given_name_token",
+        "family_name_token",
+        "given_name_first_part_token",
+        "family_name_first_part_token",
+    ),
     ("given_name_token", "family_name_token"),
     ("nhs_number_token",),
     ("postcode_token", "family_name_token"),
@@ -172,9 +196,12 @@ PRIOR_RULES: tuple[tuple[str, ...], ...] = (
 )
 
 
-def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom",
-                    have: frozenset[str] | set[str] | None = None,
-                    comparisons_for: Callable[[frozenset[str]], list] | None = None) -> SettingsCreator:
+def splink_settings(
+    prior: float = 1e-4,
+    name_similarity: str = "bloom",
+    have: frozenset[str] | set[str] | None = None,
+    comparisons_for: Callable[[frozenset[str]], list] | None = None,
+) -> SettingsCreator:
     """The model for the columns in ``have`` (default: every column the model can read).
 
     ``comparisons_for`` replaces the hub's comparisons (the benchmark's clear-text reference
@@ -182,8 +209,11 @@ def splink_settings(prior: float = 1e-4, name_similarity: str = "bloom",
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=(comparisons(have, name_similarity) if comparisons_for is None
-                     else comparisons_for(frozenset(have or MODEL_COLUMNS))),
+        comparisons=(
+            comparisons(have, name_similarity)
+            if comparisons_for is None
+            else comparisons_for(frozenset(have or MODEL_COLUMNS))
+        ),
         blocking_rules_to_generate_predictions=blocking_rules(have),
         probability_two_random_records_match=prior,
         additional_columns_to_retain=["partner_id"],
@@ -221,18 +251,24 @@ class TrainedModel:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / MODEL_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({
-            "trained_at": self.trained_at.isoformat(timespec="seconds"),
-            "training_records": self.training_records,
-            "prior_method": self.prior_method,
-            "training_rules": self.training_rules,
-            "training_warnings": self.warnings,
-            "placeholder_values": "treated as missing" if self.masks_placeholders else "compared as values",
-            "match_threshold": self.threshold,
-            "match_threshold_method": self.threshold_method,
-
-            "splink_settings": self.splink_settings,
-        }, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "trained_at": self.trained_at.isoformat(timespec="seconds"),
+                    "training_records": self.training_records,
+                    "prior_method": self.prior_method,
+                    "training_rules": self.training_rules,
+                    "training_warnings": self.warnings,
+                    "placeholder_values": "treated as missing"
+                    if self.masks_placeholders
+                    else "compared as values",
+                    "match_threshold": self.threshold,
+                    "match_threshold_method": self.threshold_method,
+                    "splink_settings": self.splink_settings,
+                },
+                indent=2,
+            )
+        )
         tmp.replace(path)
         return path
 
@@ -242,15 +278,26 @@ class TrainedModel:
         if not path.exists():
             return None
         saved = json.loads(path.read_text())
-        return cls(dt.datetime.fromisoformat(saved["trained_at"]), saved["training_records"],
-                   saved["prior_method"], saved["splink_settings"], saved.get("training_rules", []),
-                   saved.get("training_warnings", []),
-                   saved.get("placeholder_values") == "treated as missing",
-                   saved.get("match_threshold"), saved.get("match_threshold_method", ""))
+        return cls(
+            dt.datetime.fromisoformat(saved["trained_at"]),
+            saved["training_records"],
+            saved["prior_method"],
+            saved["splink_settings"],
+            saved.get("training_rules", []),
+            saved.get("training_warnings", []),
+            saved.get("placeholder_values") == "treated as missing",
+            saved.get("match_threshold"),
+            saved.get("match_threshold_method", ""),
+        )
 
 
-def _linker(records: pa.Table, settings: SettingsCreator | dict, temp_dir: Path | None,
-            memory_limit: str = "", token_ids: bool = True) -> tuple[Linker, duckdb.DuckDBPyConnection]:
+def _linker(
+    records: pa.Table,
+    settings: SettingsCreator | dict,
+    temp_dir: Path | None,
+    memory_limit: str = "",
+    token_ids: bool = True,
+) -> tuple[Linker, duckdb.DuckDBPyConnection]:
     """A Linker on Splink's scratch database, whose copy of the settings reads the Bloom filters
     as 64-bit words (:func:`dice_on_words`; a trained model is saved as defined, :func:`train`)."""
     if isinstance(settings, SettingsCreator):
@@ -266,9 +313,11 @@ def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list
     db_api, con, _ = _duckdb_records(records, temp_dir)
     try:
         counts = count_comparisons_from_blocking_rules(
-            db_api.register("person_records"), blocking_rules=blocking_rules(present_columns(records)),
+            db_api.register("person_records"),
+            blocking_rules=blocking_rules(present_columns(records)),
             link_type="dedupe_only",
-            record_sample_proportion=1.0)
+            record_sample_proportion=1.0,
+        )
         return [(c["blocking_rule"], int(c["marginal_comparison_count"])) for c in counts]
     finally:
         con.close()
@@ -282,24 +331,44 @@ def token_id(column: str) -> str:
 def _token_id_columns(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> list[str]:
     """The token columns that can be compared as 64-bit ids: those where no two different
     tokens share an id (a column where two would keeps its tokens, with a warning)."""
-    tokens = [f.name for f in schema if f.name.endswith("_token")
-              and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type))]
+    tokens = [
+        f.name
+        for f in schema
+        if f.name.endswith("_token")
+        and (
+            pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_string_view(f.type)
+        )
+    ]
     if not tokens:
         return []
-    counts = con.execute("SELECT " + ", ".join(
-        f"count(DISTINCT {c}), count(DISTINCT {token_id(c)})" for c in tokens) + f" FROM {table}").fetchone()
+    counts = con.execute(
+        "SELECT "
+        + ", ".join(f"count(DISTINCT {c}), count(DISTINCT {token_id(c)})" for c in tokens)
+        + f" FROM {table}"
+    ).fetchone()
     exact = []
     for i, column in enumerate(tokens):
         if counts[2 * i] == counts[2 * i + 1]:
             exact.append(column)
         else:
-            log.warning("linkage compares %s as text: two of its %d distinct tokens share a 64-bit id "
-                        "(the same pairs and weights, scored more slowly; nothing to do)", column, counts[2 * i])
+            log.warning(
+                "linkage compares %s as text: two of its %d distinct tokens share a 64-bit id "
+                "(the same pairs and weights, scored more slowly; nothing to do)",
+                column,
+                counts[2 * i],
+            )
     return exact
 
 
-def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str = "", token_ids: bool = True,
-                    words: bool = False) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection, dict[str, int]]:
+def _duckdb_records(
+    records: pa.Table,
+    temp_dir: Path | None,
+    memory_limit: str = "",
+    token_ids: bool = True,
+    words: bool = False,
+) -> tuple[DuckDBAPI, duckdb.DuckDBPyConnection, dict[str, int]]:
     """Splink's scratch database, in memory, spilling to ``temp_dir`` beyond ``memory_limit``
     (Settings.duckdb_memory_limit; empty: DuckDB's default).
 
@@ -331,7 +400,10 @@ def _duckdb_records(records: pa.Table, temp_dir: Path | None, memory_limit: str 
     con.register("person_records_arrow", records)
     replaced = [f"CAST({c} AS BIT) AS {c}" for c in bloom]
     if token_ids:
-        replaced += [f"{token_id(c)} AS {c}" for c in _token_id_columns(con, "person_records_arrow", records.schema)]
+        replaced += [
+            f"{token_id(c)} AS {c}"
+            for c in _token_id_columns(con, "person_records_arrow", records.schema)
+        ]
     replace = f" REPLACE ({', '.join(replaced)})" if replaced else ""
     bits = f", {bloom_bit_counts(bloom)}" if bloom else ""
     con.execute(f"CREATE TABLE person_records AS SELECT *{replace}{bits} FROM person_records_arrow")
@@ -352,21 +424,33 @@ def _pairs_sharing(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...]) -> 
     """How many pairs of records agree on every one of ``columns`` (all present)."""
     keys = ", ".join(columns)
     present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
-    return int(con.execute(f"""
+    return int(
+        con.execute(f"""
         SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (
             SELECT count(*) AS n FROM person_records WHERE {present} GROUP BY {keys})
-    """).fetchall()[0][0])
+    """).fetchall()[0][0]
+    )
 
 
 def _comparison_columns(settings: dict[str, Any], have: frozenset[str]) -> dict[str, set[str]]:
     """Each comparison's output name and the model columns its levels read."""
-    return {c["output_column_name"]: {column for column in have for level in c["comparison_levels"]
-                                       if f"{column}_l" in level["sql_condition"]}
-            for c in settings["comparisons"]}
+    return {
+        c["output_column_name"]: {
+            column
+            for column in have
+            for level in c["comparison_levels"]
+            if f"{column}_l" in level["sql_condition"]
+        }
+        for c in settings["comparisons"]
+    }
 
 
-def training_rules(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], have: frozenset[str],
-                   min_pairs: int = EM_MIN_PAIRS) -> tuple[list[tuple[str, ...]], list[str]]:
+def training_rules(
+    con: duckdb.DuckDBPyConnection,
+    settings: dict[str, Any],
+    have: frozenset[str],
+    min_pairs: int = EM_MIN_PAIRS,
+) -> tuple[list[tuple[str, ...]], list[str]]:
     """The EM training rules for these records, and the comparisons no rule can train.
 
     Rules are taken in :data:`EM_TRAINING_RULES` order when every column is present, they pair
@@ -431,10 +515,16 @@ def _clamp_probabilities(settings: dict[str, Any]) -> None:
 
 
 @stage("linkage: train")
-def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
-          name_similarity: str = "bloom", memory_limit: str = "", token_ids: bool = True,
-          trained_at: dt.datetime | None = None,
-          comparisons_for: Callable[[frozenset[str]], list] | None = None) -> TrainedModel:
+def train(
+    records: pa.Table,
+    temp_dir: Path | None = None,
+    seed: int = 42,
+    name_similarity: str = "bloom",
+    memory_limit: str = "",
+    token_ids: bool = True,
+    trained_at: dt.datetime | None = None,
+    comparisons_for: Callable[[frozenset[str]], list] | None = None,
+) -> TrainedModel:
     """Train a model on ``records`` from the fields they hold: the prior from deterministic
     rules, u by random sampling and m by EM on the training rules the data supports (each on
     at most :data:`EM_MAX_PAIRS` blocked pairs). ``trained_at`` is the hub's clock (default:
@@ -449,9 +539,14 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     records = mask_placeholders(records, find_placeholders(records))
     count = records.num_rows
     have = present_columns(records)
-    clear = {c for c in records.column_names
-             if c.endswith("_clear") and records.column(c).null_count < records.num_rows}
-    defined = splink_settings(name_similarity=name_similarity, have=have | clear, comparisons_for=comparisons_for)
+    clear = {
+        c
+        for c in records.column_names
+        if c.endswith("_clear") and records.column(c).null_count < records.num_rows
+    }
+    defined = splink_settings(
+        name_similarity=name_similarity, have=have | clear, comparisons_for=comparisons_for
+    )
     linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
     warnings: list[str] = []
     prior_rules = _prior_rules(have)
@@ -459,13 +554,17 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
         if not prior_rules:
             raise ValueError("no deterministic rule can be evaluated on these fields")
         linker.training.estimate_probability_two_random_records_match(
-            [block_on(*rule) for rule in prior_rules], recall=0.8)
+            [block_on(*rule) for rule in prior_rules], recall=0.8
+        )
         if not 0 < linker._settings_obj._probability_two_random_records_match < 1:
             # No pair agrees on any rule (one partner whose identical identities are already
             # one identity record): a prior of 0 would score every pair at log(0).
             raise ValueError("the deterministic rules found no pair")
-        prior_method = ("deterministic rules (" + "; ".join(" + ".join(r) for r in prior_rules)
-                        + "), recall 0.8")
+        prior_method = (
+            "deterministic rules ("
+            + "; ".join(" + ".join(r) for r in prior_rules)
+            + "), recall 0.8"
+        )
     except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
@@ -483,15 +582,21 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
             # aside: keep a copy to put back.
             before = linker._settings_obj.core_model_settings.copy()
             try:
-                linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule), **cap)
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*rule), **cap
+                )
             except (EMTrainingException, ValueError, ArithmeticError) as exc:
                 linker._settings_obj.core_model_settings = before
                 # Splink refuses an m that underflows to 0 (a level no pair reached) and cannot
                 # train on a rule whose pairs all agree: this rule's estimates are left out.
-                warnings.append(f"EM on {' + '.join(rule)} failed ({type(exc).__name__}); its comparisons keep "
-                                "the estimates of the other rules")
+                warnings.append(
+                    f"EM on {' + '.join(rule)} failed ({type(exc).__name__}); its comparisons keep "
+                    "the estimates of the other rules"
+                )
         if untrained:
-            warnings.append("no training rule has enough pairs to estimate m for: " + ", ".join(untrained))
+            warnings.append(
+                "no training rule has enough pairs to estimate m for: " + ", ".join(untrained)
+            )
         trained = linker.misc.save_model_to_json()
     finally:
         con.close()
@@ -500,16 +605,23 @@ def train(records: pa.Table, temp_dir: Path | None = None, seed: int = 42,
     _clamp_probabilities(settings)
     for warning in warnings:
         log.warning("linkage training: %s", warning)
-    return TrainedModel(trained_at or dt.datetime.now(dt.UTC), count, prior_method, settings,
-                        training_rules=[" + ".join(r) for r in rules], warnings=warnings)
+    return TrainedModel(
+        trained_at or dt.datetime.now(dt.UTC),
+        count,
+        prior_method,
+        settings,
+        training_rules=[" + ".join(r) for r in rules],
+        warnings=warnings,
+    )
 
 
 def _as_defined(trained: dict[str, Any], defined: dict[str, Any]) -> dict[str, Any]:
     """The trained model with each level's SQL as defined, not as the scratch table's words
     rewrote it: the saved model stays readable, and scores on any backend."""
     for comparison, as_defined in zip(trained["comparisons"], defined["comparisons"], strict=True):
-        for level, level_defined in zip(comparison["comparison_levels"], as_defined["comparison_levels"],
-                                        strict=True):
+        for level, level_defined in zip(
+            comparison["comparison_levels"], as_defined["comparison_levels"], strict=True
+        ):
             level["sql_condition"] = level_defined["sql_condition"]
     return trained
 
@@ -537,8 +649,14 @@ KEEP_PAIRS_FROM = 0.5
 
 
 @contextmanager
-def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | None,
-                    spark: SparkSession | None, memory_limit: str = "", token_ids: bool = True) -> Iterator[Linker]:
+def _scoring_linker(
+    records: pa.Table,
+    model: TrainedModel,
+    temp_dir: Path | None,
+    spark: SparkSession | None,
+    memory_limit: str = "",
+    token_ids: bool = True,
+) -> Iterator[Linker]:
     scoring = model.splink_settings
     if spark is None:
         linker, con = _linker(records, scoring, temp_dir, memory_limit, token_ids)
@@ -553,8 +671,13 @@ def _scoring_linker(records: pa.Table, model: TrainedModel, temp_dir: Path | Non
 
     settings = spark_model_settings(scoring, set(bloom_columns(records)))
     views_before = {t.name for t in spark.catalog.listTables() if t.isTemporary}
-    linker = Linker(SparkAPI(spark_session=spark).register(bloom_as_words(records), table_name="person_records"),
-                    settings, log_level=logging.WARNING)
+    linker = Linker(
+        SparkAPI(spark_session=spark).register(
+            bloom_as_words(records), table_name="person_records"
+        ),
+        settings,
+        log_level=logging.WARNING,
+    )
     try:
         yield linker
     finally:
@@ -577,9 +700,16 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
         con.close()
 
 
-def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | None = None,
-                     temp_dir: Path | None = None, spark: SparkSession | None = None,
-                     keep_pairs: bool = False, memory_limit: str = "", token_ids: bool = True) -> Prediction:
+def predict_clusters(
+    records: pa.Table,
+    model: TrainedModel,
+    threshold: float | None = None,
+    temp_dir: Path | None = None,
+    spark: SparkSession | None = None,
+    keep_pairs: bool = False,
+    memory_limit: str = "",
+    token_ids: bool = True,
+) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
 
@@ -608,15 +738,32 @@ def predict_clusters(records: pa.Table, model: TrainedModel, threshold: float | 
             threshold, method = calibrate_threshold(weights.column(0).to_numpy())
         with stage("linkage: cluster"):
             clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-                predictions, threshold_match_probability=threshold)
-            table = clusters.query_sql("SELECT unique_id, cluster_id FROM {this}").as_pyarrow_table()
+                predictions, threshold_match_probability=threshold
+            )
+            table = clusters.query_sql(
+                "SELECT unique_id, cluster_id FROM {this}"
+            ).as_pyarrow_table()
         kept = min(KEEP_PAIRS_FROM, float(threshold))
         counts = predictions.query_sql(
             f"SELECT coalesce(sum(CASE WHEN match_probability >= {float(threshold)!r} THEN 1 ELSE 0 END), 0) "
             f"AS links, count(*) FILTER (WHERE match_probability >= {kept!r}) AS scored FROM {{this}}"
         ).as_record_list()[0]
-        pairs = (predictions.query_sql(f"SELECT unique_id_l, unique_id_r, match_probability FROM {{this}} "
-                                       f"WHERE match_probability >= {KEEP_PAIRS_FROM}")
-                 .as_pyarrow_table() if keep_pairs else None)
-    return Prediction(table, int(counts["scored"]), int(counts["links"]), match_weights_chart(model, records),
-                      "duckdb" if spark is None else "spark", pairs, threshold, method, placeholders)
+        pairs = (
+            predictions.query_sql(
+                f"SELECT unique_id_l, unique_id_r, match_probability FROM {{this}} "
+                f"WHERE match_probability >= {KEEP_PAIRS_FROM}"
+            ).as_pyarrow_table()
+            if keep_pairs
+            else None
+        )
+    return Prediction(
+        table,
+        int(counts["scored"]),
+        int(counts["links"]),
+        match_weights_chart(model, records),
+        "duckdb" if spark is None else "spark",
+        pairs,
+        threshold,
+        method,
+        placeholders,
+    )

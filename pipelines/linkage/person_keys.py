@@ -17,6 +17,7 @@ Re-running on unchanged inputs therefore changes no key, and new records only mo
 keys of the people they merge or split. Every merge, split, new and retired key is a
 row in ``hub.person_key_events``; ``hub.person_key_register`` holds every key ever issued.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +63,9 @@ def new_key(seed: str, n: int = 0) -> str:
     return "PK" + hashlib.sha256(text.encode()).hexdigest()[:14].upper()
 
 
-def carry_forward(clusters: pl.DataFrame, previous: pl.DataFrame | None,
-                  issued: set[str]) -> tuple[pl.DataFrame, list[tuple[str, str, str | None, int]]]:
+def carry_forward(
+    clusters: pl.DataFrame, previous: pl.DataFrame | None, issued: set[str]
+) -> tuple[pl.DataFrame, list[tuple[str, str, str | None, int]]]:
     """Assign a person_key to every cluster.
 
     ``clusters``: identity_id, cluster_id (this run). ``previous``: identity_id,
@@ -72,22 +74,39 @@ def carry_forward(clusters: pl.DataFrame, previous: pl.DataFrame | None,
     """
     con = duckdb.connect()  # in memory: the frames are scanned through Arrow, not copied
     try:
-        con.register("pk_clusters_in", clusters.select(pl.col("identity_id").cast(pl.String),
-                                                       pl.col("cluster_id").cast(pl.String)).to_arrow())
+        con.register(
+            "pk_clusters_in",
+            clusters.select(
+                pl.col("identity_id").cast(pl.String), pl.col("cluster_id").cast(pl.String)
+            ).to_arrow(),
+        )
         if previous is not None:
-            con.register("pk_previous_in", previous.select(pl.col("identity_id").cast(pl.String),
-                                                           pl.col("person_key").cast(pl.String)).to_arrow())
-        con.register("pk_issued_in", pl.DataFrame({"person_key": sorted(issued)},
-                                                  schema={"person_key": pl.String}).to_arrow())
-        keys, events = _carry_forward_sql(con, "pk_clusters_in", "pk_previous_in" if previous is not None else None,
-                                          "pk_issued_in")
+            con.register(
+                "pk_previous_in",
+                previous.select(
+                    pl.col("identity_id").cast(pl.String), pl.col("person_key").cast(pl.String)
+                ).to_arrow(),
+            )
+        con.register(
+            "pk_issued_in",
+            pl.DataFrame(
+                {"person_key": sorted(issued)}, schema={"person_key": pl.String}
+            ).to_arrow(),
+        )
+        keys, events = _carry_forward_sql(
+            con,
+            "pk_clusters_in",
+            "pk_previous_in" if previous is not None else None,
+            "pk_issued_in",
+        )
         return pl.from_arrow(keys), list(zip(*(column.to_pylist() for column in events.columns)))
     finally:
         con.close()
 
 
-def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: str | None,
-                       issued: str) -> tuple[pa.Table, pa.Table]:
+def _carry_forward_sql(
+    con: duckdb.DuckDBPyConnection, clusters: str, previous: str | None, issued: str
+) -> tuple[pa.Table, pa.Table]:
     """:func:`carry_forward` as set-based SQL in ``con`` over the relations named: ``clusters``
     (identity_id, cluster_id), ``previous`` (identity_id, person_key; None on a first run) and
     ``issued`` (person_key). Returns (identity_id, person_key) and the events (event, person_key,
@@ -100,16 +119,23 @@ def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: 
     pair after it, so the rounds give exactly the pairs the one-at-a-time greedy gives
     (tests/linkage/test_person_keys.py compares them on random histories).
     """
-    def run(sql: str, params: list | None = None) -> list:
-        return con.execute(sql, params or []).fetchall()  # fetchall: DuckDB refuses work while a result is open
 
-    run(f"CREATE OR REPLACE TEMP TABLE pk_clusters AS SELECT CAST(identity_id AS VARCHAR) AS identity_id, "
-        f"CAST(cluster_id AS VARCHAR) AS cluster_id FROM {clusters}")
+    def run(sql: str, params: list | None = None) -> list:
+        return con.execute(
+            sql, params or []
+        ).fetchall()  # fetchall: DuckDB refuses work while a result is open
+
+    run(
+        f"CREATE OR REPLACE TEMP TABLE pk_clusters AS SELECT CAST(identity_id AS VARCHAR) AS identity_id, "
+        f"CAST(cluster_id AS VARCHAR) AS cluster_id FROM {clusters}"
+    )
     run("""CREATE OR REPLACE TEMP TABLE pk_firsts AS
            SELECT cluster_id, min(identity_id) AS first_id, count(*) AS size FROM pk_clusters GROUP BY cluster_id""")
     run("CREATE OR REPLACE TEMP TABLE pk_assigned (cluster_id VARCHAR, person_key VARCHAR)")
-    run("CREATE OR REPLACE TEMP TABLE pk_events (position BIGINT, event VARCHAR, person_key VARCHAR, "
-        "other_person_key VARCHAR, identity_records INTEGER)")
+    run(
+        "CREATE OR REPLACE TEMP TABLE pk_events (position BIGINT, event VARCHAR, person_key VARCHAR, "
+        "other_person_key VARCHAR, identity_records INTEGER)"
+    )
     prev_keys = "(SELECT NULL::VARCHAR AS person_key WHERE false)"
     if previous is not None:
         prev_keys = f"(SELECT DISTINCT CAST(person_key AS VARCHAR) AS person_key FROM {previous})"
@@ -122,7 +148,9 @@ def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: 
                 SELECT s.*, z.prev_size,
                        row_number() OVER (ORDER BY s.overlap DESC, z.prev_size DESC, s.person_key, s.cluster_id) AS rank
                 FROM shared s JOIN sizes z USING (person_key)""")
-        run("CREATE OR REPLACE TEMP TABLE pk_free AS SELECT cluster_id, person_key, rank FROM pk_overlap")
+        run(
+            "CREATE OR REPLACE TEMP TABLE pk_free AS SELECT cluster_id, person_key, rank FROM pk_overlap"
+        )
         while True:
             taken = run("""
                 INSERT INTO pk_assigned
@@ -154,12 +182,20 @@ def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: 
         SELECT count(*) FROM pk_fresh
         WHERE person_key IN (SELECT person_key FROM {issued}) OR person_key IN (SELECT person_key FROM pk_assigned)
            OR person_key IN (SELECT person_key FROM {prev_keys})
-           OR person_key IN (SELECT person_key FROM pk_fresh GROUP BY person_key HAVING count(*) > 1)""")[0][0]
+           OR person_key IN (SELECT person_key FROM pk_fresh GROUP BY person_key HAVING count(*) > 1)""")[
+        0
+    ][0]
     if clashes:
         # A first identity id whose key was issued before (its person was retired or erased), or two
         # clusters whose keys share 56 bits: number them one by one, as they always were.
-        taken = {k for (k,) in run(f"SELECT person_key FROM {issued} UNION SELECT person_key FROM pk_assigned "
-                                   f"UNION SELECT person_key FROM {prev_keys}") if k is not None}
+        taken = {
+            k
+            for (k,) in run(
+                f"SELECT person_key FROM {issued} UNION SELECT person_key FROM pk_assigned "
+                f"UNION SELECT person_key FROM {prev_keys}"
+            )
+            if k is not None
+        }
         rows = run("SELECT cluster_id, first_id FROM pk_fresh ORDER BY first_id")
         numbered = []
         for cluster_id, first_id in rows:
@@ -168,8 +204,12 @@ def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: 
                 n += 1
             taken.add(key)
             numbered.append((cluster_id, key))
-        con.register("pk_numbered", pa.table({"cluster_id": [c for c, _ in numbered],
-                                              "person_key": [k for _, k in numbered]}))
+        con.register(
+            "pk_numbered",
+            pa.table(
+                {"cluster_id": [c for c, _ in numbered], "person_key": [k for _, k in numbered]}
+            ),
+        )
         run("""CREATE OR REPLACE TEMP TABLE pk_fresh AS
                SELECT f.cluster_id, f.first_id, f.size, n.person_key FROM pk_fresh f JOIN pk_numbered n USING (cluster_id)""")
         con.unregister("pk_numbered")
@@ -183,11 +223,21 @@ def _carry_forward_sql(con: duckdb.DuckDBPyConnection, clusters: str, previous: 
                JOIN pk_assigned a USING (cluster_id)
                WHERE o.person_key <> a.person_key
                  AND o.person_key IN (SELECT person_key FROM pk_assigned)""")
-    keys = con.sql("SELECT c.identity_id, a.person_key FROM pk_clusters c JOIN pk_assigned a USING (cluster_id)"
-                   ).to_arrow_table()
-    events = con.sql("SELECT event, person_key, other_person_key, identity_records FROM pk_events ORDER BY position"
-                     ).to_arrow_table()
-    for table in ("pk_clusters", "pk_firsts", "pk_assigned", "pk_events", "pk_overlap", "pk_free", "pk_fresh"):
+    keys = con.sql(
+        "SELECT c.identity_id, a.person_key FROM pk_clusters c JOIN pk_assigned a USING (cluster_id)"
+    ).to_arrow_table()
+    events = con.sql(
+        "SELECT event, person_key, other_person_key, identity_records FROM pk_events ORDER BY position"
+    ).to_arrow_table()
+    for table in (
+        "pk_clusters",
+        "pk_firsts",
+        "pk_assigned",
+        "pk_events",
+        "pk_overlap",
+        "pk_free",
+        "pk_fresh",
+    ):
         run(f"DROP TABLE IF EXISTS {table}")
     return keys, events
 
@@ -196,8 +246,9 @@ STAGED_KEYS = "hub.person_keys_staged"
 STAGED_EVENTS = "hub.person_key_events_staged"
 
 
-def stage_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
-                      now: dt.datetime | None = None) -> KeyChanges:
+def stage_person_keys(
+    con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame, now: dt.datetime | None = None
+) -> KeyChanges:
     """Work out this run's keys, carried forward from the saved ``hub.person_keys``, into
     ``hub.person_keys_staged`` (and their events into ``hub.person_key_events_staged``).
 
@@ -208,33 +259,60 @@ def stage_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     con.execute(REGISTER_DDL)
     con.execute(EVENTS_DDL)
     # fetchall, not fetchone: DuckDB 2.0 refuses new queries while a result is unfinished.
-    exists = con.execute("SELECT count(*) FROM information_schema.tables "
-                         "WHERE table_schema = 'hub' AND table_name = 'person_keys'").fetchall()[0][0]
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'hub' AND table_name = 'person_keys'"
+    ).fetchall()[0][0]
     # Set-based in the warehouse: no key, identity id or event passes through Python (issue 24).
     con.register("this_run_clusters", clusters.to_arrow())
     try:
-        keys, events = _carry_forward_sql(con, "this_run_clusters", "hub.person_keys" if exists else None,
-                                          "hub.person_key_register")
+        keys, events = _carry_forward_sql(
+            con,
+            "this_run_clusters",
+            "hub.person_keys" if exists else None,
+            "hub.person_key_register",
+        )
     finally:
         con.unregister("this_run_clusters")
     con.register("new_person_keys", keys)
     con.register("key_events_arrow", events)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
-                    "SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM new_person_keys", [now])
-        con.execute(f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
-                    "SELECT ?::TIMESTAMP AS run_at, event, person_key, other_person_key, identity_records "
-                    "FROM key_events_arrow", [now])
-        changed = con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
-                                  WHERE p.person_key <> n.person_key""").fetchall()[0][0] if exists else 0
-        persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[0][0]
-        count = dict(con.execute(f"SELECT event, count(*) FROM {STAGED_EVENTS} GROUP BY event").fetchall())
+        con.execute(
+            f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
+            "SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM new_person_keys",
+            [now],
+        )
+        con.execute(
+            f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
+            "SELECT ?::TIMESTAMP AS run_at, event, person_key, other_person_key, identity_records "
+            "FROM key_events_arrow",
+            [now],
+        )
+        changed = (
+            con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
+                                  WHERE p.person_key <> n.person_key""").fetchall()[0][0]
+            if exists
+            else 0
+        )
+        persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[
+            0
+        ][0]
+        count = dict(
+            con.execute(f"SELECT event, count(*) FROM {STAGED_EVENTS} GROUP BY event").fetchall()
+        )
     finally:
         con.unregister("new_person_keys")
         con.unregister("key_events_arrow")
     count = {e: count.get(e, 0) for e in ("new", "merge", "split", "retired")}
-    return KeyChanges(persons, persons - count["new"], count["new"], count["merge"], count["split"],
-                      count["retired"] + count["merge"], changed)
+    return KeyChanges(
+        persons,
+        persons - count["new"],
+        count["new"],
+        count["merge"],
+        count["split"],
+        count["retired"] + count["merge"],
+        changed,
+    )
 
 
 def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...] = ()) -> None:
@@ -244,10 +322,14 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
     statements to run in the same transaction (e.g. rebuilding ``hub.record_person``)."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM {STAGED_KEYS}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM {STAGED_KEYS}"
+        )
         # Every key in use is in the register (also keys from before the register existed).
-        con.execute("INSERT INTO hub.person_key_register SELECT DISTINCT person_key, staged_at, NULL, NULL "
-                    f"FROM {STAGED_KEYS} ON CONFLICT DO NOTHING")
+        con.execute(
+            "INSERT INTO hub.person_key_register SELECT DISTINCT person_key, staged_at, NULL, NULL "
+            f"FROM {STAGED_KEYS} ON CONFLICT DO NOTHING"
+        )
         con.execute(f"""INSERT INTO hub.person_key_events
                        SELECT run_at, event, person_key, other_person_key, identity_records FROM {STAGED_EVENTS}""")
         # A key absorbed by a merge, or whose records are gone, is retired (never reissued).
@@ -270,8 +352,9 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
         raise
 
 
-def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
-                       now: dt.datetime | None = None) -> KeyChanges:
+def assign_person_keys(
+    con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame, now: dt.datetime | None = None
+) -> KeyChanges:
     """Write ``hub.person_keys`` for this run's clusters, carrying keys forward from the
     previous ``hub.person_keys``, and record the changes (staged, then promoted at once)."""
     changes = stage_person_keys(con, clusters, now)
@@ -279,8 +362,9 @@ def assign_person_keys(con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame,
     return changes
 
 
-def forget_identities(con: duckdb.DuckDBPyConnection, identity_ids: list[str],
-                      now: dt.datetime | None = None) -> int:
+def forget_identities(
+    con: duckdb.DuckDBPyConnection, identity_ids: list[str], now: dt.datetime | None = None
+) -> int:
     """Erase withdrawn identity records from the key history (pipelines.hub.withdrawals).
 
     They leave ``hub.person_keys``, so the next run cannot carry a key forward through them;
@@ -288,8 +372,10 @@ def forget_identities(con: duckdb.DuckDBPyConnection, identity_ids: list[str],
     every key ever issued, never issued again, even to the same person returning). Returns how
     many keys were retired.
     """
-    exists = con.execute("SELECT count(*) FROM information_schema.tables "
-                         "WHERE table_schema = 'hub' AND table_name = 'person_keys'").fetchall()[0][0]
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'hub' AND table_name = 'person_keys'"
+    ).fetchall()[0][0]
     if not exists or not identity_ids:
         return 0
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
@@ -305,12 +391,20 @@ def forget_identities(con: duckdb.DuckDBPyConnection, identity_ids: list[str],
         run("""CREATE OR REPLACE TEMP TABLE erased_keys AS
                SELECT person_key, count(*) AS identity_records FROM hub.person_keys
                WHERE identity_id IN (SELECT identity_id FROM forgotten_identities) GROUP BY person_key""")
-        run("DELETE FROM hub.person_keys WHERE identity_id IN (SELECT identity_id FROM forgotten_identities)")
+        run(
+            "DELETE FROM hub.person_keys WHERE identity_id IN (SELECT identity_id FROM forgotten_identities)"
+        )
         run("DELETE FROM erased_keys WHERE person_key IN (SELECT person_key FROM hub.person_keys)")
-        run("INSERT INTO hub.person_key_events SELECT ?::TIMESTAMP, 'erased', person_key, NULL, identity_records "
-            "FROM erased_keys", [now])
-        run("UPDATE hub.person_key_register SET retired_at = ?::TIMESTAMP WHERE retired_at IS NULL "
-            "AND person_key IN (SELECT person_key FROM erased_keys)", [now])
+        run(
+            "INSERT INTO hub.person_key_events SELECT ?::TIMESTAMP, 'erased', person_key, NULL, identity_records "
+            "FROM erased_keys",
+            [now],
+        )
+        run(
+            "UPDATE hub.person_key_register SET retired_at = ?::TIMESTAMP WHERE retired_at IS NULL "
+            "AND person_key IN (SELECT person_key FROM erased_keys)",
+            [now],
+        )
         return run("SELECT count(*) FROM erased_keys")[0][0]
     finally:
         run("DROP TABLE IF EXISTS erased_keys")

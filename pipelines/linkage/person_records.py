@@ -5,6 +5,7 @@ registration seen in many A&E attendances, say) are one *identity record*; linka
 then works on identity records, not on every event. Rows with too little identity to
 be sure (no NHS-number token and not all of names and date of birth) stay on their own.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,39 +47,56 @@ LINKAGE_FEATURES: dict[str, str] = {
     "sex": "VARCHAR",
 }
 # The features that define an identity; the rest are derived from these by the partner kit.
-IDENTITY_KEY = ("nhs_number_token", "given_name_token", "family_name_token",
-                "date_of_birth_token", "postcode_token", "sex")
+IDENTITY_KEY = (
+    "nhs_number_token",
+    "given_name_token",
+    "family_name_token",
+    "date_of_birth_token",
+    "postcode_token",
+    "sex",
+)
 
 
 class NothingToLink(ValueError):
     """No accepted records to link; the message says where to look."""
 
 
-def landed_datasets(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract],
-                    on: dt.date) -> list[tuple[Contract, str]]:
+def landed_datasets(
+    con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract], on: dt.date
+) -> list[tuple[Contract, str]]:
     # Only flows whose agreement is in force on the hub's today: a suspended, terminated or
     # expired contract's rows stay landed but are left out of linkage and so of every model.
-    return [(c, name) for c in flows_in_use(contracts, on).values() for name in c.datasets
-            if table_exists(con, "landing", name)]
+    return [
+        (c, name)
+        for c in flows_in_use(contracts, on).values()
+        for name in c.datasets
+        if table_exists(con, "landing", name)
+    ]
 
 
 @stage("linkage: person records")
-def build_person_records(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> dict[str, int]:
+def build_person_records(
+    con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]
+) -> dict[str, int]:
     """(Re)build ``hub.record_identity`` (one row per landed record) and
     ``hub.person_records`` (one row per identity record, Splink's input)."""
     selects = []
     for contract, name in sources:
         have = set(contract.datasets[name].columns)
-        columns = ", ".join(f'"{f}"' if f in have else f"CAST(NULL AS {t}) AS {f}"
-                            for f, t in LINKAGE_FEATURES.items())
-        selects.append(f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, "
-                       f"record_token, {columns} FROM landing.{name}")
+        columns = ", ".join(
+            f'"{f}"' if f in have else f"CAST(NULL AS {t}) AS {f}"
+            for f, t in LINKAGE_FEATURES.items()
+        )
+        selects.append(
+            f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, "
+            f"record_token, {columns} FROM landing.{name}"
+        )
     if not selects:
         raise NothingToLink("no extracts have been accepted yet: nothing to link")
     key_parts = ", ".join(f"coalesce({c}, '')" for c in IDENTITY_KEY)
     con.execute(f"""
         CREATE OR REPLACE TABLE hub.record_identity AS
-        WITH records AS ({' UNION ALL '.join(selects)})
+        WITH records AS ({" UNION ALL ".join(selects)})
         SELECT *,
                CASE WHEN nhs_number_token IS NOT NULL
                          OR (given_name_token IS NOT NULL AND family_name_token IS NOT NULL

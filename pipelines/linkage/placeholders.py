@@ -20,6 +20,7 @@ distributed very unevenly (KHAN, SINGH or WANG are common in some communities), 
 only a placeholder when it stands out far more (50 times, or a fifth of the records):
 treating a common name as missing would cost one group its recall.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,14 +36,46 @@ OVER_MEDIAN = 10
 # field: (the column whose values are counted, every column made from the same raw value, ratio)
 FIELDS: dict[str, tuple[str, tuple[str, ...], float]] = {
     "nhs_number": ("nhs_number_token", ("nhs_number_token",), 20.0),
-    "given_name": ("given_name_token", ("given_name_token", "given_name_phonetic_token", "given_name_bloom",
-                                        "given_name_first_part_token", "given_name_last_part_token",
-                                        "given_name_initial_token"), 50.0),
-    "family_name": ("family_name_token", ("family_name_token", "family_name_phonetic_token", "family_name_bloom",
-                                          "family_name_first_part_token", "family_name_last_part_token"), 50.0),
-    "date_of_birth": ("date_of_birth_token", ("date_of_birth_token", "dob_year_token", "dob_month_token",
-                                              "dob_day_token", "dob_unordered_token", "dob_year_next_token"), 20.0),
-    "postcode": ("postcode_token", ("postcode_token", "postcode_sector_token", "postcode_district_token"), 20.0),
+    "given_name": (
+        "given_name_token",
+        (
+            "given_name_token",
+            "given_name_phonetic_token",
+            "given_name_bloom",
+            "given_name_first_part_token",
+            "given_name_last_part_token",
+            "given_name_initial_token",
+        ),
+        50.0,
+    ),
+    "family_name": (
+        "family_name_token",
+        (
+            "family_name_token",
+            "family_name_phonetic_token",
+            "family_name_bloom",
+            "family_name_first_part_token",
+            "family_name_last_part_token",
+        ),
+        50.0,
+    ),
+    "date_of_birth": (
+        "date_of_birth_token",
+        (
+            "date_of_birth_token",
+            "dob_year_token",
+            "dob_month_token",
+            "dob_day_token",
+            "dob_unordered_token",
+            "dob_year_next_token",
+        ),
+        20.0,
+    ),
+    "postcode": (
+        "postcode_token",
+        ("postcode_token", "postcode_sector_token", "postcode_district_token"),
+        20.0,
+    ),
     "uprn": ("uprn_token", ("uprn_token",), 20.0),
     "address_line": ("address_line_bloom", ("address_line_bloom",), 20.0),
 }
@@ -60,8 +93,10 @@ class Placeholders:
     _value_set: pa.Array  # the values themselves: used to mask, never shown
 
     def __repr__(self) -> str:  # the values stay out of logs and tracebacks
-        return (f"Placeholders(field={self.field!r}, values={self.values}, records={self.records}, "
-                f"share={self.share:.3f}, by_partner={self.by_partner!r})")
+        return (
+            f"Placeholders(field={self.field!r}, values={self.values}, records={self.records}, "
+            f"share={self.share:.3f}, by_partner={self.by_partner!r})"
+        )
 
 
 def find_placeholders(records: pa.Table) -> list[Placeholders]:
@@ -74,7 +109,9 @@ def find_placeholders(records: pa.Table) -> list[Placeholders]:
         present = len(values) - values.null_count
         if present < MIN_RECORDS:
             continue
-        counts = pc.value_counts(values.drop_null() if isinstance(values, pa.ChunkedArray) else values.drop_null())
+        counts = pc.value_counts(
+            values.drop_null() if isinstance(values, pa.ChunkedArray) else values.drop_null()
+        )
         n = counts.field("counts").to_numpy()
         typical = float(np.percentile(n, 95))
         share = NAME_SHARE if field in ("given_name", "family_name") else SHARE
@@ -84,13 +121,22 @@ def find_placeholders(records: pa.Table) -> list[Placeholders]:
             continue
         value_set = counts.field("values").filter(pa.array(flagged))
         holds = pc.is_in(values, value_set=value_set)
-        partners = pc.value_counts(pc.filter(records.column("partner_id"), holds)) \
-            if "partner_id" in records.column_names else pa.array([], pa.struct([("values", pa.string()),
-                                                                                  ("counts", pa.int64())]))
+        partners = (
+            pc.value_counts(pc.filter(records.column("partner_id"), holds))
+            if "partner_id" in records.column_names
+            else pa.array([], pa.struct([("values", pa.string()), ("counts", pa.int64())]))
+        )
         held = int(n[flagged].sum())
-        found.append(Placeholders(
-            field, int(flagged.sum()), held, held / present,
-            tuple(sorted((str(p["values"]), int(p["counts"])) for p in partners.to_pylist())), value_set))
+        found.append(
+            Placeholders(
+                field,
+                int(flagged.sum()),
+                held,
+                held / present,
+                tuple(sorted((str(p["values"]), int(p["counts"])) for p in partners.to_pylist())),
+                value_set,
+            )
+        )
     return found
 
 
@@ -98,11 +144,14 @@ def mask_placeholders(records: pa.Table, found: list[Placeholders]) -> pa.Table:
     """``records`` with each placeholder value, and every column made from it, set to NULL."""
     for placeholders in found:
         column, derived, _ = FIELDS[placeholders.field]
-        holds = pc.fill_null(pc.is_in(records.column(column), value_set=placeholders._value_set), False)
+        holds = pc.fill_null(
+            pc.is_in(records.column(column), value_set=placeholders._value_set), False
+        )
         for name in derived:
             if name in records.column_names:
                 index = records.schema.get_field_index(name)
                 values = records.column(name)
-                records = records.set_column(index, name, pc.if_else(holds, pa.nulls(len(values), values.type),
-                                                                     values))
+                records = records.set_column(
+                    index, name, pc.if_else(holds, pa.nulls(len(values), values.type), values)
+                )
     return records

@@ -8,6 +8,7 @@ sign of over-linking; a sharp move of the link rate, of a model or input gone wr
 and :func:`write_qa_report` writes ``reports/linkage_qa.html``. Counts only: no token,
 identifier or key appears in the report.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,7 +55,9 @@ class LinkageQA:
     link_rate: float  # share of identity records that share a person with another identity record
     max_cluster_size: int  # identity records in the largest person
     cluster_sizes: list[tuple[int, int]]  # (identity records per person, persons)
-    partner_match: list[tuple[str, str, int, float]]  # (partner, other partner, records, share linked)
+    partner_match: list[
+        tuple[str, str, int, float]
+    ]  # (partner, other partner, records, share linked)
     unlinked: list[tuple[str, int, int]]  # (partner, identity records, linked to nobody)
 
     def unlinked_share(self, partner: str) -> float:
@@ -105,29 +108,51 @@ def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_key
         FROM qa_members GROUP BY partner_id ORDER BY partner_id
     """).fetchall()
     con.execute("DROP TABLE qa_members")
-    return LinkageQA(int(total), int(persons), linked / total if total else 0.0, int(largest),
-                     [(int(s), int(n)) for s, n in sizes],
-                     [(a, b, int(n), float(r)) for a, b, n, r in partner_match],
-                     [(p, int(n), int(u)) for p, n, u in unlinked])
+    return LinkageQA(
+        int(total),
+        int(persons),
+        linked / total if total else 0.0,
+        int(largest),
+        [(int(s), int(n)) for s, n in sizes],
+        [(a, b, int(n), float(r)) for a, b, n, r in partner_match],
+        [(p, int(n), int(u)) for p, n, u in unlinked],
+    )
 
 
-def record_linkage_run(con: duckdb.DuckDBPyConnection, qa: LinkageQA, changes: KeyChanges | None,
-                       check_passed: bool | None = None, now: dt.datetime | None = None,
-                       outcome: CheckOutcome | None = None) -> None:
+def record_linkage_run(
+    con: duckdb.DuckDBPyConnection,
+    qa: LinkageQA,
+    changes: KeyChanges | None,
+    check_passed: bool | None = None,
+    now: dt.datetime | None = None,
+    outcome: CheckOutcome | None = None,
+) -> None:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     ensure_runs_table(con)
     problems = json.dumps(outcome.problems) if outcome is not None else None
     accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
     previous = outcome.metadata.get("previous_link_rate") if outcome is not None else None
-    con.execute("""INSERT INTO hub.linkage_runs (run_at, identity_records, persons, link_rate, max_cluster_size,
+    con.execute(
+        """INSERT INTO hub.linkage_runs (run_at, identity_records, persons, link_rate, max_cluster_size,
                        keys_new, keys_merged, keys_split, identity_records_with_changed_key, check_passed,
                        previous_link_rate, problems, accepted_changes)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
-        now, qa.identity_records, qa.persons, qa.link_rate, qa.max_cluster_size,
-        changes.new if changes else None, changes.merges if changes else None,
-        changes.splits if changes else None,
-        changes.identity_records_with_changed_key if changes else None, check_passed,
-        previous, problems, accepted])
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            now,
+            qa.identity_records,
+            qa.persons,
+            qa.link_rate,
+            qa.max_cluster_size,
+            changes.new if changes else None,
+            changes.merges if changes else None,
+            changes.splits if changes else None,
+            changes.identity_records_with_changed_key if changes else None,
+            check_passed,
+            previous,
+            problems,
+            accepted,
+        ],
+    )
 
 
 def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -158,14 +183,21 @@ def latest_run(con: duckdb.DuckDBPyConnection) -> RecordedRun | None:
     if not rows:
         return None
     passed, problems, rate, largest, previous, accepted = rows[0]
-    metadata = {"max_cluster_size": largest, "link_rate": round(rate, 4),
-                "previous_link_rate": None if previous is None else round(previous, 4)}
+    metadata = {
+        "max_cluster_size": largest,
+        "link_rate": round(rate, 4),
+        "previous_link_rate": None if previous is None else round(previous, 4),
+    }
     if accepted and json.loads(accepted):
         metadata["accepted_changes"] = ", ".join(json.loads(accepted))
-    return RecordedRun(bool(passed) if passed is not None else True, json.loads(problems or "[]"), metadata)
+    return RecordedRun(
+        bool(passed) if passed is not None else True, json.loads(problems or "[]"), metadata
+    )
 
 
-def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = False) -> float | None:
+def previous_link_rate(
+    con: duckdb.DuckDBPyConnection, *, skip_latest: bool = False
+) -> float | None:
     """The link rate of the latest recorded run that passed the check (None if none did).
 
     ``skip_latest`` leaves out the newest run (the one being checked, when it has
@@ -185,8 +217,13 @@ def previous_link_rate(con: duckdb.DuckDBPyConnection, *, skip_latest: bool = Fa
     return float(rows[0][0]) if rows else None
 
 
-def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: int,
-                  max_link_rate_change: float, accepted: Sequence[AcceptedChange] = ()) -> CheckOutcome:
+def check_linkage(
+    qa: LinkageQA,
+    previous_rate: float | None,
+    max_cluster_size: int,
+    max_link_rate_change: float,
+    accepted: Sequence[AcceptedChange] = (),
+) -> CheckOutcome:
     """Fail when a person holds implausibly many identity records, or the link rate moved
     more than ``max_link_rate_change`` (absolute) from the previous run.
 
@@ -203,7 +240,8 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
             f"over-linking: {giant} person(s) hold more than {max_cluster_size} identity records "
             f"(largest: {qa.max_cluster_size}). Look at reports/{REPORT_FILE}; usually a shared "
             "placeholder value (a default date of birth, a dummy NHS number) or a threshold set "
-            "too low (PLACELINK_LINKAGE_THRESHOLD). Retrain with `placelink run --retrain` after fixing.")
+            "too low (PLACELINK_LINKAGE_THRESHOLD). Retrain with `placelink run --retrain` after fixing."
+        )
     covering = [a for a in accepted if a.covers(qa.link_rate, max_link_rate_change)]
     waived = False
     if previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
@@ -214,10 +252,14 @@ def check_linkage(qa: LinkageQA, previous_rate: float | None, max_cluster_size: 
                 f"link rate moved from {previous_rate:.1%} to {qa.link_rate:.1%} since the last run that passed "
                 f"(more than {max_link_rate_change:.0%} points). Check which extract changed "
                 f"(reports/{REPORT_FILE}, match rates by partner) before publishing; no saved person key "
-                f"changed. If the change is known and right, accept it with `{ACCEPT_COMMAND}` and run again.")
-    metadata = {"max_cluster_size": qa.max_cluster_size, "link_rate": round(qa.link_rate, 4),
-                "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
-                "plausible_cluster_size": max_cluster_size}
+                f"changed. If the change is known and right, accept it with `{ACCEPT_COMMAND}` and run again."
+            )
+    metadata = {
+        "max_cluster_size": qa.max_cluster_size,
+        "link_rate": round(qa.link_rate, 4),
+        "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
+        "plausible_cluster_size": max_cluster_size,
+    }
     if waived:
         metadata["accepted_change"] = "; ".join(f"{a.reason} ({a.actor})" for a in covering)
     if not problems:
@@ -234,8 +276,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _bar(share: float) -> str:
-    return (f'<span class="bar" style="width:{max(0.0, min(1.0, share)) * 200:.0f}px"></span> '
-            f"{share:.1%}")
+    return (
+        f'<span class="bar" style="width:{max(0.0, min(1.0, share)) * 200:.0f}px"></span> '
+        f"{share:.1%}"
+    )
 
 
 def _chart_fragment(spec: dict[str, Any] | None) -> str:
@@ -244,57 +288,98 @@ def _chart_fragment(spec: dict[str, Any] | None) -> str:
     # Splink's own chart renderer, with vega inlined so the page works offline
     # (the hub need not reach a CDN).
     from splink.internals.html_utils import chart_html
+
     return chart_html(spec, inline=True, fullhtml=False)
 
 
 def _placeholder_section(placeholders: list[Placeholders]) -> str:
     if not placeholders:
         return "<p>No field holds a value shared by implausibly many records.</p>"
-    rows = [[html.escape(p.field.replace("_", " ")), f"{p.values:,}", f"{p.records:,}", _bar(p.share),
-             html.escape(", ".join(f"{partner}: {n:,}" for partner, n in p.by_partner))] for p in placeholders]
-    return ("<p>Values shared by far more identity records than the field's values usually are "
-            "(a system's value for \"not known\"). They are treated as missing for training, blocking and "
-            "scoring, so they neither link strangers nor teach the model that the field means little. "
-            "Ask the partner what the value stands for.</p>"
-            + _table(["field", "values", "identity records holding one", "share of those with the field",
-                      "by partner"], rows))
+    rows = [
+        [
+            html.escape(p.field.replace("_", " ")),
+            f"{p.values:,}",
+            f"{p.records:,}",
+            _bar(p.share),
+            html.escape(", ".join(f"{partner}: {n:,}" for partner, n in p.by_partner)),
+        ]
+        for p in placeholders
+    ]
+    return (
+        "<p>Values shared by far more identity records than the field's values usually are "
+        '(a system\'s value for "not known"). They are treated as missing for training, blocking and '
+        "scoring, so they neither link strangers nor teach the model that the field means little. "
+        "Ask the partner what the value stands for.</p>"
+        + _table(
+            [
+                "field",
+                "values",
+                "identity records holding one",
+                "share of those with the field",
+                "by partner",
+            ],
+            rows,
+        )
+    )
 
 
 def _training_section(training: dict[str, Any] | None) -> str:
     if not training:
         return ""
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in training.get("warnings", []))
-    return (f"<p>Trained on the fields present; EM training rules: "
-            f"{html.escape('; '.join(training.get('rules', [])) or 'none')}. "
-            f"Threshold: {html.escape(str(training.get('threshold_method', '')))}.</p>"
-            + (f"<ul>{warnings}</ul>" if warnings else ""))
+    return (
+        f"<p>Trained on the fields present; EM training rules: "
+        f"{html.escape('; '.join(training.get('rules', [])) or 'none')}. "
+        f"Threshold: {html.escape(str(training.get('threshold_method', '')))}.</p>"
+        + (f"<ul>{warnings}</ul>" if warnings else "")
+    )
 
 
 @stage("reports")
-def write_qa_report(folder: Path, qa: LinkageQA, match_weights_chart: dict[str, Any] | None,
-                    changes: KeyChanges | None, outcome: CheckOutcome, threshold: float,
-                    model_trained_at: str, placeholders: list[Placeholders] | None = None,
-                    training: dict[str, Any] | None = None) -> Path:
+def write_qa_report(
+    folder: Path,
+    qa: LinkageQA,
+    match_weights_chart: dict[str, Any] | None,
+    changes: KeyChanges | None,
+    outcome: CheckOutcome,
+    threshold: float,
+    model_trained_at: str,
+    placeholders: list[Placeholders] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
     """Write ``reports/linkage_qa.html`` (counts and shares only).
 
     ``placeholders``: the fields whose placeholder values were treated as missing;
     ``training``: the model's EM rules, warnings and threshold method (labels only)."""
     folder.mkdir(parents=True, exist_ok=True)
     largest = max((n for _, n in qa.cluster_sizes), default=1)
-    size_rows = [[str(size), f"{n:,}", f'<span class="bar" style="width:{n / largest * 200:.0f}px"></span>']
-                 for size, n in qa.cluster_sizes]
+    size_rows = [
+        [str(size), f"{n:,}", f'<span class="bar" style="width:{n / largest * 200:.0f}px"></span>']
+        for size, n in qa.cluster_sizes
+    ]
     partners = sorted({p for p, *_ in qa.unlinked})
     rates = {(a, b): r for a, b, _, r in qa.partner_match}
-    match_rows = [[html.escape(a)] + [("—" if a == b else _bar(rates.get((a, b), 0.0))) for b in partners]
-                  for a in partners]
-    unlinked_rows = [[html.escape(p), f"{n:,}", f"{u:,}", _bar(u / n if n else 0.0)] for p, n, u in qa.unlinked]
-    status = ("<p class='pass'>Linkage check passed.</p>" if outcome.passed else
-              "<div class='fail'><p>Linkage check FAILED:</p><ul>"
-              + "".join(f"<li>{html.escape(p)}</li>" for p in outcome.problems) + "</ul></div>")
-    key_lines = ("<p>First run: every person got a new key.</p>" if changes is None or changes.carried == 0 else
-                 f"<p>{changes.carried:,} keys carried forward, {changes.new:,} new, {changes.merges:,} merges, "
-                 f"{changes.splits:,} splits; {changes.identity_records_with_changed_key:,} identity records "
-                 "changed key since the last run.</p>")
+    match_rows = [
+        [html.escape(a)] + [("—" if a == b else _bar(rates.get((a, b), 0.0))) for b in partners]
+        for a in partners
+    ]
+    unlinked_rows = [
+        [html.escape(p), f"{n:,}", f"{u:,}", _bar(u / n if n else 0.0)] for p, n, u in qa.unlinked
+    ]
+    status = (
+        "<p class='pass'>Linkage check passed.</p>"
+        if outcome.passed
+        else "<div class='fail'><p>Linkage check FAILED:</p><ul>"
+        + "".join(f"<li>{html.escape(p)}</li>" for p in outcome.problems)
+        + "</ul></div>"
+    )
+    key_lines = (
+        "<p>First run: every person got a new key.</p>"
+        if changes is None or changes.carried == 0
+        else f"<p>{changes.carried:,} keys carried forward, {changes.new:,} new, {changes.merges:,} merges, "
+        f"{changes.splits:,} splits; {changes.identity_records_with_changed_key:,} identity records "
+        "changed key since the last run.</p>"
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>placelink linkage QA</title>
 <style>
@@ -307,8 +392,11 @@ th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: l
 <h1>Linkage QA</h1>
 {status}
 <p id="summary">{qa.identity_records:,} identity records linked into {qa.persons:,} persons at match
-probability &ge; {threshold}; {qa.link_rate:.1%} of identity records share a person with another record;
-largest person: {qa.max_cluster_size} identity records. Model trained {html.escape(model_trained_at)}.</p>
+probability &ge; {threshold}; {
+        qa.link_rate:.1%} of identity records share a person with another record;
+largest person: {qa.max_cluster_size} identity records. Model trained {
+        html.escape(model_trained_at)
+    }.</p>
 {key_lines}
 <h2>Placeholder values</h2>
 <div id="placeholders">{_placeholder_section(placeholders or [])}</div>
@@ -323,9 +411,12 @@ are the same person.</p>
 <p>Row partner's identity records that belong to a person the column partner also holds.</p>
 <div id="partner-match">{_table(["partner"] + partners, match_rows)}</div>
 <h2>Records linked to nobody</h2>
-<div id="unlinked">{_table(["partner", "identity records", "linked to nobody", "share"], unlinked_rows)}</div>
-<script type="application/json" id="qa-data">{json.dumps({"link_rate": qa.link_rate,
-                                                          "max_cluster_size": qa.max_cluster_size})}</script>
+<div id="unlinked">{
+        _table(["partner", "identity records", "linked to nobody", "share"], unlinked_rows)
+    }</div>
+<script type="application/json" id="qa-data">{
+        json.dumps({"link_rate": qa.link_rate, "max_cluster_size": qa.max_cluster_size})
+    }</script>
 </body></html>
 """
     path = folder / REPORT_FILE

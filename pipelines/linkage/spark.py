@@ -10,6 +10,7 @@ cut in order), where ``bit_count(a & b)`` becomes the sum over word pairs of
 ``bit_count(x & y)``. Popcounts are the same integers, so Dice, every comparison level, every
 match weight and every cluster are the same as on DuckDB (tests/linkage/test_spark_backend.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,12 +58,14 @@ def bloom_as_words(records: pa.Table) -> pa.Table:
     as_words = ", ".join(
         f"list_transform(range(0, (bit_length(CAST({c} AS BIT)) + 63) // 64), lambda i: "
         f"CAST(CAST(substring(CAST(CAST({c} AS BIT) AS VARCHAR), 64 * i + 1, 64) AS BIT) AS BIGINT)) AS {c}"
-        for c in columns)
+        for c in columns
+    )
     con = duckdb.connect()
     try:
         con.register("person_records_arrow", records)
-        return con.sql(f"SELECT * REPLACE ({as_words}), {bloom_bit_counts(columns)} "
-                       "FROM person_records_arrow").to_arrow_table()
+        return con.sql(
+            f"SELECT * REPLACE ({as_words}), {bloom_bit_counts(columns)} FROM person_records_arrow"
+        ).to_arrow_table()
     finally:
         con.close()
 
@@ -71,8 +74,10 @@ def _summed_bit_counts(argument: exp.Expression, blooms: set[str], level: str) -
     def bloom(column: exp.Expression) -> str:
         name = column.name if isinstance(column, exp.Column) else ""
         if re.sub(r"_[lr]$", "", name) not in blooms:
-            raise ValueError(f"model level {level!r}: bit_count is only translated for Spark on Bloom-filter "
-                             f"columns ({', '.join(sorted(blooms))}), not on {column.sql('duckdb')!r}")
+            raise ValueError(
+                f"model level {level!r}: bit_count is only translated for Spark on Bloom-filter "
+                f"columns ({', '.join(sorted(blooms))}), not on {column.sql('duckdb')!r}"
+            )
         return exp.column(name).sql("spark")
 
     if isinstance(argument, exp.BitwiseAnd):
@@ -114,10 +119,15 @@ def require_java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java or not Path(java).is_file():
-        where = f"JAVA_HOME ({java_home}) has no bin/java" if java_home else "no java on PATH and JAVA_HOME unset"
+        where = (
+            f"JAVA_HOME ({java_home}) has no bin/java"
+            if java_home
+            else "no java on PATH and JAVA_HOME unset"
+        )
         raise SparkUnavailable(
             f"linkage backend 'spark' needs Java {MIN_JAVA} or newer: {where}. Install a JDK "
-            f"(e.g. apt-get install openjdk-{MIN_JAVA}-jre-headless) or set PLACELINK_LINKAGE_BACKEND=duckdb")
+            f"(e.g. apt-get install openjdk-{MIN_JAVA}-jre-headless) or set PLACELINK_LINKAGE_BACKEND=duckdb"
+        )
     banner = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
     found = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
     major = (int(found.group(2)) if found.group(1) == "1" else int(found.group(1))) if found else 0
@@ -125,7 +135,8 @@ def require_java() -> str:
         raise SparkUnavailable(
             f"linkage backend 'spark' needs Java {MIN_JAVA} or newer; {java} is "
             f"{'version ' + str(major) if major else 'of an unknown version'}. Point JAVA_HOME at a newer JDK "
-            "or set PLACELINK_LINKAGE_BACKEND=duckdb")
+            "or set PLACELINK_LINKAGE_BACKEND=duckdb"
+        )
     return java
 
 
@@ -137,24 +148,31 @@ def _new_session(settings: Settings) -> SparkSession:
     for folder in ("local", "tmp", "warehouse"):
         (scratch / folder).mkdir(parents=True, exist_ok=True)
     local = settings.spark_master.startswith("local")
-    java_options = [f"-Djava.io.tmpdir={scratch / 'tmp'}", f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"]
+    java_options = [
+        f"-Djava.io.tmpdir={scratch / 'tmp'}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+    ]
     if local:
         # A local run is a few short jobs that the optimising JIT tier does not repay. Measured
         # on the 3,000-person test place (2 shared cores): session start 6 s instead of 11-12 s,
         # first run 20-22 s instead of 25-26 s, warm runs no different (docs/linkage.md).
         java_options.append("-XX:TieredStopAtLevel=1")
-    builder = (SparkSession.builder.master(settings.spark_master).appName("placelink-linkage")
-               # Splink's similarity UDFs; SparkAPI registers them from this jar.
-               .config("spark.jars", similarity_jar_location())
-               .config("spark.driver.extraJavaOptions", " ".join(java_options))
-               .config("spark.local.dir", str(scratch / "local"))
-               .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
-               .config("spark.ui.showConsoleProgress", "false"))
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName("placelink-linkage")
+        # Splink's similarity UDFs; SparkAPI registers them from this jar.
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.driver.extraJavaOptions", " ".join(java_options))
+        .config("spark.local.dir", str(scratch / "local"))
+        .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
+        .config("spark.ui.showConsoleProgress", "false")
+    )
     if local:
         # Spark's default of 200 shuffle partitions is for clusters; on one machine each
         # partition of a small place is pure overhead. A cluster keeps its spark-defaults.conf.
-        builder = (builder.config("spark.sql.shuffle.partitions", str(os.cpu_count() or 1))
-                   .config("spark.ui.enabled", "false"))
+        builder = builder.config("spark.sql.shuffle.partitions", str(os.cpu_count() or 1)).config(
+            "spark.ui.enabled", "false"
+        )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
@@ -173,7 +191,9 @@ def spark_session(settings: Settings) -> Iterator[SparkSession]:
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
-        raise SparkUnavailable("linkage backend 'spark' needs pyspark: pip install 'placelink[spark]'") from exc
+        raise SparkUnavailable(
+            "linkage backend 'spark' needs pyspark: pip install 'placelink[spark]'"
+        ) from exc
     active = SparkSession.getActiveSession()
     session = active or _new_session(settings)
     checkpoints = f"{settings.spark_checkpoint_dir.rstrip('/')}/run-{uuid.uuid4().hex}"

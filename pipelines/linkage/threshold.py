@@ -14,6 +14,7 @@ no place links on less than even odds.
 It is calibrated once, on the scores of the run that trained the model, and saved with it, so
 the threshold changes only on retraining; ``PLACELINK_LINKAGE_THRESHOLD`` overrides it.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ METHOD = "valley of the match-weight distribution of the training run's scored p
 
 
 def probability(match_weight: float) -> float:
-    return 1.0 / (1.0 + 2.0 ** -match_weight)
+    return 1.0 / (1.0 + 2.0**-match_weight)
 
 
 def calibrate(match_weights: np.ndarray) -> tuple[float, str]:

@@ -92,8 +92,9 @@ ADDRESS_HASHES = 10
 
 
 @step("Bloom")
-def bloom_encode_names(names: pl.Series, field_name: str, key: LinkageKey,
-                       hashes: int = BLOOM_HASHES) -> pl.Series:
+def bloom_encode_names(
+    names: pl.Series, field_name: str, key: LinkageKey, hashes: int = BLOOM_HASHES
+) -> pl.Series:
     """32-byte Bloom filter of each already-normalised name (or address line, with
     ``hashes`` = :data:`ADDRESS_HASHES`); nulls and empty values stay null.
 

@@ -135,7 +135,9 @@ class IdentityInputs:
         A value longer than any real one (:data:`MAX_IDENTIFIER_CHARS`) is unusable: counted
         invalid and sent empty, never cut to fit."""
         field = self.field(column)
-        too_long = field.distinct.str.len_chars() > MAX_IDENTIFIER_CHARS.get(column, _MAX_OTHER_CHARS)
+        too_long = field.distinct.str.len_chars() > MAX_IDENTIFIER_CHARS.get(
+            column, _MAX_OTHER_CHARS
+        )
         values = transform(field.distinct.zip_with(~too_long, pl.Series([None], dtype=pl.String)))
         blank = field.distinct.str.strip_chars() == ""
         self.missing[column] = field.codes.null_count() + field.count_rows(blank)

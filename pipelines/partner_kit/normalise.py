@@ -252,8 +252,25 @@ def _normalised(raw: pl.Series, values: pl.Series) -> Normalised:
 # ---------------------------------------------------------------- names
 
 
-_UNDECOMPOSED = {"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "ß": "ss", "ẞ": "SS", "Đ": "D", "đ": "d",
-                 "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe", "ı": "i", "Ħ": "H", "ħ": "h", "Þ": "TH", "þ": "th"}
+_UNDECOMPOSED = {
+    "Ł": "L",
+    "ł": "l",
+    "Ø": "O",
+    "ø": "o",
+    "ß": "ss",
+    "ẞ": "SS",
+    "Đ": "D",
+    "đ": "d",
+    "Æ": "AE",
+    "æ": "ae",
+    "Œ": "OE",
+    "œ": "oe",
+    "ı": "i",
+    "Ħ": "H",
+    "ħ": "h",
+    "Þ": "TH",
+    "þ": "th",
+}
 
 
 def clean_names(values: pl.Series) -> pl.Series:
@@ -274,7 +291,6 @@ def clean_names(values: pl.Series) -> pl.Series:
         .str.replace_all(r"[^\p{L}]", "")
         .replace("", None)
     )
-
 
 
 @cache
@@ -333,30 +349,69 @@ def name_parts(values: pl.Series) -> pl.DataFrame:
     (``Mary-Anne`` -> MARY, ANNE; ``Smith Jones`` -> SMITH, JONES; ``Ann`` -> ANN, ANN), each
     cleaned as :func:`clean_names`; null where the name has no letters. Columns ``first``,
     ``last``, aligned with ``values``."""
-    frame = pl.DataFrame({"part": values.cast(pl.String).str.extract_all(r"[^\s\-]+")}).with_row_index("row")
-    parts = frame.explode("part").with_columns(part=clean_names(frame.explode("part")["part"])).drop_nulls("part")
-    ends = parts.group_by("row", maintain_order=True).agg(first=pl.col("part").first(), last=pl.col("part").last())
+    frame = pl.DataFrame(
+        {"part": values.cast(pl.String).str.extract_all(r"[^\s\-]+")}
+    ).with_row_index("row")
+    parts = (
+        frame.explode("part")
+        .with_columns(part=clean_names(frame.explode("part")["part"]))
+        .drop_nulls("part")
+    )
+    ends = parts.group_by("row", maintain_order=True).agg(
+        first=pl.col("part").first(), last=pl.col("part").last()
+    )
     return frame.select("row").join(ends, on="row", how="left", maintain_order="left").drop("row")
 
 
 # Words of an address line written in more than one way, to one form (both sides alike, so
 # ST may stand for SAINT as well as STREET without harm).
-ADDRESS_WORDS = {"RD": "ROAD", "ST": "STREET", "AVE": "AVENUE", "AV": "AVENUE", "LN": "LANE", "DR": "DRIVE",
-                 "CT": "COURT", "CL": "CLOSE", "CRES": "CRESCENT", "CRESC": "CRESCENT", "PL": "PLACE",
-                 "GDNS": "GARDENS", "GRN": "GREEN", "TER": "TERRACE", "TERR": "TERRACE", "SQ": "SQUARE",
-                 "HSE": "HOUSE", "APT": "FLAT", "APARTMENT": "FLAT", "WY": "WAY", "GRO": "GROVE"}
+ADDRESS_WORDS = {
+    "RD": "ROAD",
+    "ST": "STREET",
+    "AVE": "AVENUE",
+    "AV": "AVENUE",
+    "LN": "LANE",
+    "DR": "DRIVE",
+    "CT": "COURT",
+    "CL": "CLOSE",
+    "CRES": "CRESCENT",
+    "CRESC": "CRESCENT",
+    "PL": "PLACE",
+    "GDNS": "GARDENS",
+    "GRN": "GREEN",
+    "TER": "TERRACE",
+    "TERR": "TERRACE",
+    "SQ": "SQUARE",
+    "HSE": "HOUSE",
+    "APT": "FLAT",
+    "APARTMENT": "FLAT",
+    "WY": "WAY",
+    "GRO": "GROVE",
+}
 
 
 def address_lines(values: pl.Series) -> pl.Series:
     """First line of an address: upper case, accents and punctuation removed, one space
     between words, common abbreviations written out (RD -> ROAD); null if nothing is left."""
-    words = (values.cast(pl.String).str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_uppercase()
-             .str.replace_all(r"['’]", "").str.replace_all(r"[^A-Z0-9 ]", " ").str.strip_chars().str.split(" "))
+    words = (
+        values.cast(pl.String)
+        .str.normalize("NFKD")
+        .str.replace_all(r"\p{M}", "")
+        .str.to_uppercase()
+        .str.replace_all(r"['’]", "")
+        .str.replace_all(r"[^A-Z0-9 ]", " ")
+        .str.strip_chars()
+        .str.split(" ")
+    )
     frame = pl.DataFrame({"w": words}).with_row_index("row").explode("w").filter(pl.col("w") != "")
     frame = frame.with_columns(w=pl.col("w").replace(ADDRESS_WORDS))
     lines = frame.group_by("row", maintain_order=True).agg(pl.col("w").str.join(" "))
     out = pl.DataFrame({"row": pl.arange(0, values.len(), eager=True).cast(pl.UInt32)})
-    return out.join(lines, on="row", how="left", maintain_order="left")["w"].replace("", None).alias(values.name)
+    return (
+        out.join(lines, on="row", how="left", maintain_order="left")["w"]
+        .replace("", None)
+        .alias(values.name)
+    )
 
 
 def valid_uprns(values: pl.Series) -> pl.Series:
@@ -365,7 +420,9 @@ def valid_uprns(values: pl.Series) -> pl.Series:
     digits = values.cast(pl.String).str.replace_all(r"[\s]", "")
     frame = pl.DataFrame({"d": digits})
     ok = pl.col("d").str.contains(r"^\d{1,12}$") & (pl.col("d").cast(pl.Int64, strict=False) > 0)
-    return frame.select(pl.when(ok).then(pl.col("d").cast(pl.Int64, strict=False).cast(pl.String))).to_series()
+    return frame.select(
+        pl.when(ok).then(pl.col("d").cast(pl.Int64, strict=False).cast(pl.String))
+    ).to_series()
 
 
 # ---------------------------------------------------------------- NHS number
@@ -412,7 +469,9 @@ def parse_iso_dates(
     never read as the year 1 by ``dd/mm/yyyy``."""
     frame = pl.DataFrame({"s": values.str.strip_chars().str.replace(_TIME_OF_DAY, "")})
     parsed = pl.coalesce(
-        pl.when(pl.col("s").str.contains(f.shape)).then(pl.col("s").str.to_date(f.strftime, strict=False))
+        pl.when(pl.col("s").str.contains(f.shape)).then(
+            pl.col("s").str.to_date(f.strftime, strict=False)
+        )
         for f in (ISO_DATE, *formats)
     )
     frame = frame.select(parsed.alias("d"))
@@ -436,7 +495,6 @@ def normalise_dates(
         series.cast(pl.String), lambda d: parse_iso_dates(d, earliest, latest, formats), pl.Date
     )
     return _normalised(series, values)
-
 
 
 # ---------------------------------------------------------------- postcodes

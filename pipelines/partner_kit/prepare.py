@@ -168,9 +168,13 @@ def prepare_extract(
     schedule = contract.delivery_schedule(dataset)
     delivery_kind = delivery_kind or (schedule.kind if schedule else "full")
     if delivery_kind not in DELIVERY_KINDS:
-        raise PartnerKitError(f"delivery kind '{delivery_kind}' is not one of {', '.join(DELIVERY_KINDS)}")
+        raise PartnerKitError(
+            f"delivery kind '{delivery_kind}' is not one of {', '.join(DELIVERY_KINDS)}"
+        )
     with step("read"):
-        opted_out = _opt_out_list(contract, opt_outs)  # before any work: a missing list stops the run
+        opted_out = _opt_out_list(
+            contract, opt_outs
+        )  # before any work: a missing list stops the run
     key = linkage_key if isinstance(linkage_key, LinkageKey) else LinkageKey.load(linkage_key)
     features = contract_features(contract, spec)
     areas = [f.name for f in features if f.name in AREA_FEATURES]
@@ -193,8 +197,14 @@ def prepare_extract(
         raw = read_raw_extract(input_path, sheet=sheet or (mapping.sheet if mapping else None))
         unusable: dict[str, int] = {}
         if mapping is not None:
-            mapped = mapping.apply(raw, input_path, contract, spec, allowed_raw_columns(contract, spec),
-                                   used_raw_columns(contract, spec))
+            mapped = mapping.apply(
+                raw,
+                input_path,
+                contract,
+                spec,
+                allowed_raw_columns(contract, spec),
+                used_raw_columns(contract, spec),
+            )
             raw, unusable = mapped.frame, mapped.unusable
         check_raw_columns(raw, input_path, contract, spec)
         check_record_ids(raw, input_path)

@@ -123,8 +123,10 @@ def _utf16(head: bytes) -> bool:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return True
     sample = head[:512]
-    return len(sample) >= 16 and (sample[1::2].count(0) > 0.9 * len(sample[1::2])
-                                  or sample[0::2].count(0) > 0.9 * len(sample[0::2]))
+    return len(sample) >= 16 and (
+        sample[1::2].count(0) > 0.9 * len(sample[1::2])
+        or sample[0::2].count(0) > 0.9 * len(sample[0::2])
+    )
 
 
 def _line_numbers(lines: list[int], total: int) -> str:
@@ -312,7 +314,8 @@ def check_raw_columns(
         listed = ", ".join(repr(u) for u in shown)
         if hidden:
             listed += (" and " if shown else "") + (
-                f"{hidden} not shown (names that are not like column names: is the first line data?)")
+                f"{hidden} not shown (names that are not like column names: is the first line data?)"
+            )
         raise PartnerKitError(
             f"{where}: column{plural} {listed} not allowed by "
             f"contract {contract.label} for dataset '{dataset.name}' "
@@ -460,9 +463,7 @@ def parse_payload(frame: pl.DataFrame, contract: Contract, dataset: Dataset) -> 
         raw = Factorised.of(frame[item.name])
         parsed = _parse_item(
             raw.distinct, item.logical_type, item.allowed_values, dataset.date_formats
-        ).cast(
-            PAYLOAD_DTYPES[item.logical_type]
-        )
+        ).cast(PAYLOAD_DTYPES[item.logical_type])
         present = raw.distinct.str.strip_chars() != ""
         invalid[item.name] = raw.count_rows(present & parsed.is_null())
         columns[item.name] = raw.expand(parsed).alias(item.name)
@@ -484,7 +485,9 @@ def _lookup_column(names: list[str], wanted: str) -> str | None:
     lower = {name.strip().lower(): name for name in names}
     found = next((lower[c] for c in LOOKUP_COLUMNS[wanted] if c in lower), None)
     if found is None and wanted == "ward_code":
-        found = next((lower[c] for c in sorted(lower, reverse=True) if _WARD_CODE.fullmatch(c)), None)
+        found = next(
+            (lower[c] for c in sorted(lower, reverse=True) if _WARD_CODE.fullmatch(c)), None
+        )
     return found
 
 

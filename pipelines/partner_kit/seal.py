@@ -4,6 +4,7 @@ The last step of ``placelink partner prepare``. The envelope ``OUT/<stem>.plx`` 
 only file that goes to the hub; the clear (pseudonymised) Parquet it wraps moves to
 ``OUT/partner-only/<stem>.parquet``, the partner's own record of exactly what was sent.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,20 +33,36 @@ class SealedExtract:
         return self.prepared.header
 
 
-def seal_prepared(prepared: PreparedExtract, signing_key: SigningKey, hub_key: HubPublicKey,
-                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> SealedExtract:
+def seal_prepared(
+    prepared: PreparedExtract,
+    signing_key: SigningKey,
+    hub_key: HubPublicKey,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> SealedExtract:
     """Encrypt and sign ``prepared``; the envelope id is the extract id inside the Parquet header."""
     h = prepared.header
     if signing_key.partner_id != h.partner_id:
         raise PartnerKitError(
             f"signing key is partner '{signing_key.partner_id}'s, but contract {h.contract_id} is for "
-            f"partner '{h.partner_id}': sign with your own key (`placelink partner keygen`)")
+            f"partner '{h.partner_id}': sign with your own key (`placelink partner keygen`)"
+        )
     source = prepared.extract_path
     envelope_path = source.with_name(source.name.removesuffix(".parquet") + ENVELOPE_SUFFIX)
-    envelope = seal(source, envelope_path, contract_id=h.contract_id, contract_version=h.contract_version,
-                    partner_id=h.partner_id, dataset=h.dataset, reporting_period=h.reporting_period,
-                    created_at=h.created_at, row_count=h.row_count, signing_key=signing_key,
-                    hub_key=hub_key, envelope_id=h.extract_id, chunk_bytes=chunk_bytes)
+    envelope = seal(
+        source,
+        envelope_path,
+        contract_id=h.contract_id,
+        contract_version=h.contract_version,
+        partner_id=h.partner_id,
+        dataset=h.dataset,
+        reporting_period=h.reporting_period,
+        created_at=h.created_at,
+        row_count=h.row_count,
+        signing_key=signing_key,
+        hub_key=hub_key,
+        envelope_id=h.extract_id,
+        chunk_bytes=chunk_bytes,
+    )
     kept = source.parent / PARTNER_ONLY_DIR / source.name
     os.replace(source, kept)
     return SealedExtract(envelope_path, envelope, dataclasses.replace(prepared, extract_path=kept))

@@ -9,6 +9,7 @@ partner. The list is then sealed like an extract (encrypted for the hub, signed 
 envelope ``kind: withdrawal``); the hub deletes those records and everything derived from them
 (:mod:`pipelines.hub.withdrawals`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,10 +39,10 @@ class PreparedWithdrawal:
 
     envelope_path: Path
     envelope: EnvelopeHeader
-    list_path: Path       # partner-only: the clear list inside the envelope
-    report_path: Path     # partner-only: counts
-    withdrawn: int        # record tokens in the list
-    not_found: int        # record ids in no lookup (never sent, or sent under another dataset)
+    list_path: Path  # partner-only: the clear list inside the envelope
+    report_path: Path  # partner-only: counts
+    withdrawn: int  # record tokens in the list
+    not_found: int  # record ids in no lookup (never sent, or sent under another dataset)
 
 
 def read_record_ids(path: Path) -> pl.Series:
@@ -50,10 +51,14 @@ def read_record_ids(path: Path) -> pl.Series:
     try:
         frame = pl.read_csv(path, infer_schema=False)
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise PartnerKitError(f"{path.name}: cannot be read as CSV ({type(exc).__name__})") from None
+        raise PartnerKitError(
+            f"{path.name}: cannot be read as CSV ({type(exc).__name__})"
+        ) from None
     if "record_id" not in frame.columns:
         if len(frame.columns) != 1:
-            raise PartnerKitError(f"{path.name}: needs a 'record_id' column (found: {', '.join(frame.columns)})")
+            raise PartnerKitError(
+                f"{path.name}: needs a 'record_id' column (found: {', '.join(frame.columns)})"
+            )
         frame = pl.read_csv(path, infer_schema=False, has_header=False, new_columns=["record_id"])
     ids = frame["record_id"].str.strip_chars().drop_nulls()
     return ids.filter(ids != "").unique()
@@ -68,9 +73,17 @@ def partner_lookups(folder: Path, contract: Contract, dataset: str) -> list[Path
     return sorted(folder.glob(f"{contract.id}__{dataset}__*{LOOKUP_SUFFIX}"))
 
 
-def prepare_withdrawal(contract: Contract, dataset: str, record_ids: Path | pl.Series, lookups: list[Path],
-                       out_dir: Path, signing_key: SigningKey, hub_key: HubPublicKey, reason: str,
-                       now: dt.datetime) -> PreparedWithdrawal:
+def prepare_withdrawal(
+    contract: Contract,
+    dataset: str,
+    record_ids: Path | pl.Series,
+    lookups: list[Path],
+    out_dir: Path,
+    signing_key: SigningKey,
+    hub_key: HubPublicKey,
+    reason: str,
+    now: dt.datetime,
+) -> PreparedWithdrawal:
     """Seal a withdrawal list of the records ``record_ids`` names, found through ``lookups``.
 
     The caller may rely on: only record tokens reach the envelope; ids found in no lookup are
@@ -80,29 +93,51 @@ def prepare_withdrawal(contract: Contract, dataset: str, record_ids: Path | pl.S
     if reason not in REASONS:
         raise PartnerKitError(f"reason '{reason}': use one of {', '.join(REASONS)}")
     if signing_key.partner_id != contract.partner_id:
-        raise PartnerKitError(f"signing key is partner '{signing_key.partner_id}'s, but contract {contract.label} "
-                              f"is for partner '{contract.partner_id}'")
+        raise PartnerKitError(
+            f"signing key is partner '{signing_key.partner_id}'s, but contract {contract.label} "
+            f"is for partner '{contract.partner_id}'"
+        )
     if not lookups:
-        raise PartnerKitError(f"no record lookup for {contract.id}/{dataset}: withdraw from the folder where "
-                              "`placelink partner prepare` wrote this dataset's extracts (its partner-only lookups)")
-    ids = read_record_ids(record_ids) if isinstance(record_ids, (str, Path)) else record_ids.cast(pl.String)
-    table = pl.concat([pl.read_parquet(p).select(pl.col("record_id").cast(pl.String), "record_token")
-                       for p in lookups]).unique()
+        raise PartnerKitError(
+            f"no record lookup for {contract.id}/{dataset}: withdraw from the folder where "
+            "`placelink partner prepare` wrote this dataset's extracts (its partner-only lookups)"
+        )
+    ids = (
+        read_record_ids(record_ids)
+        if isinstance(record_ids, (str, Path))
+        else record_ids.cast(pl.String)
+    )
+    table = pl.concat(
+        [
+            pl.read_parquet(p).select(pl.col("record_id").cast(pl.String), "record_token")
+            for p in lookups
+        ]
+    ).unique()
     found = table.join(ids.to_frame("record_id"), on="record_id", how="inner")
     tokens = found["record_token"].unique().sort()
     not_found = ids.len() - found["record_id"].n_unique()
     if tokens.is_empty():
-        raise PartnerKitError(f"none of the {ids.len()} record id(s) is in the {len(lookups)} lookup(s) for "
-                              f"{contract.id}/{dataset}: nothing the hub holds to withdraw")
+        raise PartnerKitError(
+            f"none of the {ids.len()} record id(s) is in the {len(lookups)} lookup(s) for "
+            f"{contract.id}/{dataset}: nothing the hub holds to withdraw"
+        )
 
     withdrawal_id = uuid.uuid4().hex
     period = now.strftime("%Y-%m")
     stem = f"{contract.id}__{dataset}__withdrawal__{withdrawal_id[:8]}"
     private = Path(out_dir) / PARTNER_ONLY_DIR
     private.mkdir(parents=True, exist_ok=True)
-    header = {"format": WITHDRAWAL_FORMAT, "withdrawal_id": withdrawal_id, "contract_id": contract.id,
-              "contract_version": contract.version, "partner_id": contract.partner_id, "dataset": dataset,
-              "reason": reason, "created_at": now.isoformat(timespec="seconds"), "row_count": tokens.len()}
+    header = {
+        "format": WITHDRAWAL_FORMAT,
+        "withdrawal_id": withdrawal_id,
+        "contract_id": contract.id,
+        "contract_version": contract.version,
+        "partner_id": contract.partner_id,
+        "dataset": dataset,
+        "reason": reason,
+        "created_at": now.isoformat(timespec="seconds"),
+        "row_count": tokens.len(),
+    }
     arrow = pa.table({"record_token": tokens.to_arrow().cast(pa.string())})
     arrow = arrow.replace_schema_metadata({HEADER_METADATA_KEY: json.dumps(header)})
     list_path = private / f"{stem}.parquet"
@@ -110,11 +145,35 @@ def prepare_withdrawal(contract: Contract, dataset: str, record_ids: Path | pl.S
     pq.write_table(arrow, tmp, compression="zstd")
     os.replace(tmp, list_path)
     envelope_path = Path(out_dir) / f"{stem}{ENVELOPE_SUFFIX}"
-    envelope = seal(list_path, envelope_path, contract_id=contract.id, contract_version=contract.version,
-                    partner_id=contract.partner_id, dataset=dataset, reporting_period=period,
-                    created_at=header["created_at"], row_count=tokens.len(), signing_key=signing_key,
-                    hub_key=hub_key, envelope_id=withdrawal_id, kind="withdrawal")
+    envelope = seal(
+        list_path,
+        envelope_path,
+        contract_id=contract.id,
+        contract_version=contract.version,
+        partner_id=contract.partner_id,
+        dataset=dataset,
+        reporting_period=period,
+        created_at=header["created_at"],
+        row_count=tokens.len(),
+        signing_key=signing_key,
+        hub_key=hub_key,
+        envelope_id=withdrawal_id,
+        kind="withdrawal",
+    )
     report_path = private / f"{stem}.report.json"
-    report_path.write_text(json.dumps({**header, "record_ids_given": ids.len(), "not_found": not_found,
-                                       "lookups": [p.name for p in lookups]}, indent=2) + "\n", encoding="utf-8")
-    return PreparedWithdrawal(envelope_path, envelope, list_path, report_path, tokens.len(), not_found)
+    report_path.write_text(
+        json.dumps(
+            {
+                **header,
+                "record_ids_given": ids.len(),
+                "not_found": not_found,
+                "lookups": [p.name for p in lookups],
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return PreparedWithdrawal(
+        envelope_path, envelope, list_path, report_path, tokens.len(), not_found
+    )

@@ -66,8 +66,11 @@ def read_workbook(path: Path, what: str = "raw extract", sheet: str | None = Non
         frame = reader.load_sheet(name, header_row=None, skip_rows=1, dtypes="string").to_polars()
     except fastexcel.FastExcelError as exc:
         # Not calamine's message: a cell error can quote the cell.
-        problem = ("a cell could not be read" if isinstance(exc, fastexcel.CalamineCellError)
-                   else "it is damaged, password-protected or not an .xlsx workbook")
+        problem = (
+            "a cell could not be read"
+            if isinstance(exc, fastexcel.CalamineCellError)
+            else "it is damaged, password-protected or not an .xlsx workbook"
+        )
         raise PartnerKitError(
             f"{what} {path.name} could not be read as an Excel workbook ({problem}): check that it "
             "opens in Excel, then save it again as .xlsx (Excel Workbook) or as CSV UTF-8"
@@ -91,5 +94,7 @@ def read_workbook(path: Path, what: str = "raw extract", sheet: str | None = Non
             )
         columns[title] = column.cast(pl.String).alias(title)
     if not columns:
-        raise PartnerKitError(f"{what} {path.name}, sheet '{name}', has no header row: export it again")
+        raise PartnerKitError(
+            f"{what} {path.name}, sheet '{name}', has no header row: export it again"
+        )
     return pl.DataFrame(list(columns.values()))

@@ -7,6 +7,7 @@ per expectation and per metric, not per row, and copies of the delivery: see
 and *row numbers*: GX's own result carries sample values, which may be tokens, so they
 never leave this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,9 @@ class RuleResult:
     rule: Rule
     passed: bool
     unexpected_count: int | None = None
-    sample_rows: tuple[int, ...] = ()     # 1 = first data row of the delivery
-    observed: str | None = None           # aggregate only: a row count or a column type
-    error: str | None = None              # the rule could not be evaluated (e.g. wrong type)
+    sample_rows: tuple[int, ...] = ()  # 1 = first data row of the delivery
+    observed: str | None = None  # aggregate only: a row count or a column type
+    error: str | None = None  # the rule could not be evaluated (e.g. wrong type)
     checked_rows: int = 0
 
     def summary(self) -> str:
@@ -60,7 +61,9 @@ def _gx():
     with warnings.catch_warnings():
         # GX imports pyspark when it is installed (the Spark linkage backend brings it), and
         # pyspark warns on every import that it does not support pandas 3 yet: not our concern.
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+        )
         import great_expectations as gx
     return gx
 
@@ -79,8 +82,12 @@ def _batch_definition():
             # wide extract the hash costs more than every check together. Off for our batches.
             pandas_execution_engine.HASH_THRESHOLD = 0
             context = gx.get_context(mode="ephemeral")
-            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-            asset = context.data_sources.add_pandas("placelink_deliveries").add_dataframe_asset("delivery")
+            context.variables.progress_bars = ProgressBarsConfig(
+                globally=False, metric_calculations=False
+            )
+            asset = context.data_sources.add_pandas("placelink_deliveries").add_dataframe_asset(
+                "delivery"
+            )
             _state["context"] = context
             _state["definition"] = asset.add_batch_definition_whole_dataframe("delivery")
         return _state["definition"]
@@ -93,9 +100,11 @@ def build_suite(name: str, rules: list[Rule]):
 
     expectations = []
     for index, rule in enumerate(rules):
-        config = ExpectationConfiguration(type=rule.expectation, kwargs=rule.kwargs,
-                                          meta={"rule_index": index, "rule": rule.name,
-                                                "severity": rule.severity})
+        config = ExpectationConfiguration(
+            type=rule.expectation,
+            kwargs=rule.kwargs,
+            meta={"rule_index": index, "rule": rule.name, "severity": rule.severity},
+        )
         expectations.append(config.to_domain_obj())
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
@@ -106,8 +115,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
     null and regex checks); Bloom filters stay Arrow binary, and become hex text (GX measures
     lengths of text) only where a check needs them: see :func:`_for_gx`."""
-    frame = table.to_pandas(date_as_object=False,
-                            types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_binary(kind) else None)
+    frame = table.to_pandas(
+        date_as_object=False,
+        types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_binary(kind) else None,
+    )
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
         if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
@@ -128,11 +139,17 @@ def hex_text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     values = pa.concat_arrays([values.cast(pa.large_binary())])  # 64-bit offsets, starting at row 0
     validity, offsets, data = values.buffers()
     offsets = np.frombuffer(offsets, dtype=np.int64, count=len(values) + 1)
-    data = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else \
-        np.empty(0, dtype=np.uint8)
-    return pa.Array.from_buffers(pa.large_string(), len(values),
-                                 [validity, pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(_HEX_PAIRS[data])],
-                                 null_count=values.null_count)
+    data = (
+        np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+        if data is not None
+        else np.empty(0, dtype=np.uint8)
+    )
+    return pa.Array.from_buffers(
+        pa.large_string(),
+        len(values),
+        [validity, pa.py_buffer((offsets - offsets[0]) * 2), pa.py_buffer(_HEX_PAIRS[data])],
+        null_count=values.null_count,
+    )
 
 
 def _columns(rule: Rule) -> tuple[str, ...]:
@@ -146,11 +163,18 @@ _TYPE_RULE = "expect_column_values_to_be_in_type_list"
 _UNIQUE_RULE = "expect_column_values_to_be_unique"
 # A passing result of these says more than "passed": a value we keep (a column type, a row
 # count, a share of filled rows), so they always run with the full result format.
-_KEEPS_OBSERVED = frozenset({_TYPE_RULE, "expect_table_row_count_to_be_between",
-                             "expect_column_proportion_of_non_null_values_to_be_between"})
+_KEEPS_OBSERVED = frozenset(
+    {
+        _TYPE_RULE,
+        "expect_table_row_count_to_be_between",
+        "expect_column_proportion_of_non_null_values_to_be_between",
+    }
+)
 # Per-value checks whose arguments do not depend on the column: several columns with the same
 # arguments are checked as one column of all their values (e.g. the 14 token columns).
-_STACKABLE = frozenset({"expect_column_values_to_match_regex", "expect_column_value_lengths_to_equal"})
+_STACKABLE = frozenset(
+    {"expect_column_values_to_match_regex", "expect_column_value_lengths_to_equal"}
+)
 _STACKED = "values of several columns"
 _PASS_OR_FAIL = {"result_format": "BOOLEAN_ONLY"}
 _DETAILED = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS}
@@ -171,24 +195,44 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     frame = frame.reset_index(drop=True)  # row numbers below are positions in the delivery
     profile = column_profile(frame)
     # A missing column fails the columns rule; its own rules cannot be run.
-    runnable = [r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))]
+    runnable = [
+        r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))
+    ]
     definition = _batch_definition()
-    quick = [i for i, r in enumerate(runnable) if r.expectation not in _KEEPS_OBSERVED and "mostly" not in r.kwargs]
+    quick = [
+        i
+        for i, r in enumerate(runnable)
+        if r.expectation not in _KEEPS_OBSERVED and "mostly" not in r.kwargs
+    ]
     by_index = {}
-    for indices, result in _validate(definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True):
+    for indices, result in _validate(
+        definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True
+    ):
         if result.success:
             map_rule = _is_map(result.expectation_config.type)
             for i in indices:
-                by_index[i] = RuleResult(runnable[i], True, 0 if map_rule else None, checked_rows=len(frame))
+                by_index[i] = RuleResult(
+                    runnable[i], True, 0 if map_rule else None, checked_rows=len(frame)
+                )
     detailed = [i for i in range(len(runnable)) if i not in by_index]
-    for (i,), result in _validate(definition, dataset, frame, profile, runnable, detailed, _DETAILED, stack=False):
+    for (i,), result in _validate(
+        definition, dataset, frame, profile, runnable, detailed, _DETAILED, stack=False
+    ):
         by_index[i] = _reduce(runnable[i], result, len(frame))
     results = [by_index[i] for i in range(len(runnable))]
     return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
 
 
-def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFrame, rules: list[Rule], indices: list[int],
-              result_format: dict, stack: bool):
+def _validate(
+    definition,
+    dataset: str,
+    frame: pd.DataFrame,
+    profile: pd.DataFrame,
+    rules: list[Rule],
+    indices: list[int],
+    result_format: dict,
+    stack: bool,
+):
     """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the whole frame, one per
     column with nulls (or binary) and one per stack of columns; yields (the rule indices a GX
     result stands for, the result)."""
@@ -196,8 +240,12 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
     stacks: dict[tuple, list[int]] = {}
     for i in indices:
         rule = rules[i]
-        if stack and rule.expectation in _STACKABLE and "mostly" not in rule.kwargs and \
-                _stackable(frame[rule.kwargs["column"]]):
+        if (
+            stack
+            and rule.expectation in _STACKABLE
+            and "mostly" not in rule.kwargs
+            and _stackable(frame[rule.kwargs["column"]])
+        ):
             same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
             stacks.setdefault((rule.expectation, same), []).append(i)
         elif rule.on == "columns":
@@ -209,29 +257,48 @@ def _validate(definition, dataset: str, frame: pd.DataFrame, profile: pd.DataFra
             # column (converted to hex for it). A type rule reads the column's dtype (per value
             # only for text): it never needs a frame of its own.
             columns = _columns(rule)
-            own = rule.expectation != _TYPE_RULE and any(frame[c].hasnans or _binary(frame[c]) for c in columns)
+            own = rule.expectation != _TYPE_RULE and any(
+                frame[c].hasnans or _binary(frame[c]) for c in columns
+            )
             calls.setdefault(columns if own else (), []).append(([i], rule))
-    parts = [(profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
-             for key, members in calls.items()]
+    parts = [
+        (profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
+        for key, members in calls.items()
+    ]
     # A column that must be unique has as many distinct values as rows: not worth collecting.
-    unique = {r.kwargs["column"] for r in rules if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs}
+    unique = {
+        r.kwargs["column"]
+        for r in rules
+        if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs
+    }
     for members in stacks.values():
         rule = replace(rules[members[0]], kwargs={**rules[members[0]].kwargs, "column": _STACKED})
-        parts.append((_stacked(frame, [rules[i].kwargs["column"] for i in members], unique), [(members, rule)]))
+        parts.append(
+            (
+                _stacked(frame, [rules[i].kwargs["column"] for i in members], unique),
+                [(members, rule)],
+            )
+        )
     for part, members in parts:
         suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
         part_format = result_format
         if part is profile and "partial_unexpected_count" in result_format:
             # A profile's "rows" are columns, named in full: a warning lists every empty column.
-            part_format = {**result_format, "partial_unexpected_count": max(len(profile), SAMPLE_ROWS)}
+            part_format = {
+                **result_format,
+                "partial_unexpected_count": max(len(profile), SAMPLE_ROWS),
+            }
         validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
-            suite, result_format=part_format)
+            suite, result_format=part_format
+        )
         for result in validation.results:
             yield members[result.expectation_config.meta["rule_index"]][0], result
 
 
 def _binary(column: pd.Series) -> bool:
-    return isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_binary(column.dtype.pyarrow_dtype)
+    return isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_binary(
+        column.dtype.pyarrow_dtype
+    )
 
 
 def _stackable(column: pd.Series) -> bool:
@@ -245,7 +312,9 @@ def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
     binary = [c for c in part.columns if _binary(part[c])]
     if not binary:
         return part
-    return part.assign(**{c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas()[c] for c in binary})
+    return part.assign(
+        **{c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas()[c] for c in binary}
+    )
 
 
 def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.DataFrame:
@@ -258,10 +327,16 @@ def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.Da
     counted and located afterwards on the column's own rows (see :func:`run_rules`).
     """
     arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
-    values = [(a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
-              for c, a in zip(columns, arrays)]
+    values = [
+        (a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
+        for c, a in zip(columns, arrays)
+    ]
     values = [hex_text(v) if pa.types.is_binary(v.type) else v for v in values]  # Bloom filters
-    chunks = [c.cast(pa.large_string()) for v in values for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])]
+    chunks = [
+        c.cast(pa.large_string())
+        for v in values
+        for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])
+    ]
     return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas()
 
 
@@ -275,8 +350,10 @@ def _is_map(expectation: str) -> bool:
     )
     from great_expectations.expectations.registry import get_expectation_impl
 
-    return issubclass(get_expectation_impl(expectation),
-                      (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation))
+    return issubclass(
+        get_expectation_impl(expectation),
+        (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation),
+    )
 
 
 def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
@@ -289,11 +366,19 @@ def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:
     if result.passed:
         return replace(result, checked_rows=len(profile))
     if result.unexpected_count is None:  # a rule on the columns together, such as a sum
-        return replace(result, sample_rows=(), checked_rows=len(profile),
-                       observed="no value in any of these columns")
+        return replace(
+            result,
+            sample_rows=(),
+            checked_rows=len(profile),
+            observed="no value in any of these columns",
+        )
     named = [profile["column"].iloc[i - 1] for i in result.sample_rows]
-    return replace(result, sample_rows=(), checked_rows=len(profile),
-                   observed=f"{result.unexpected_count} column(s): {', '.join(named)}")
+    return replace(
+        result,
+        sample_rows=(),
+        checked_rows=len(profile),
+        observed=f"{result.unexpected_count} column(s): {', '.join(named)}",
+    )
 
 
 def _reduce(rule: Rule, result, rows: int) -> RuleResult:
@@ -307,14 +392,21 @@ def _reduce(rule: Rule, result, rows: int) -> RuleResult:
     observed = r.get("observed_value")
     if rule.expectation == "expect_table_columns_to_match_set":
         details = (r.get("details") or {}).get("mismatched") or {}
-        observed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
+        observed = (
+            "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in details.items() if v) or None
+        )
     elif rule.expectation in _KEEPS_OBSERVED:
-        observed = None if observed is None else (f"{observed:.1%} filled" if isinstance(observed, float)
-                                                  else str(observed))
+        observed = (
+            None
+            if observed is None
+            else (f"{observed:.1%} filled" if isinstance(observed, float) else str(observed))
+        )
     else:
         observed = None  # may be a value (a min, a max): not kept
     indices = r.get("partial_unexpected_index_list") or []
     if rule.on != "columns":
         indices = indices[:SAMPLE_ROWS]
     sample = tuple(int(i) + 1 for i in indices if isinstance(i, (int,)) or hasattr(i, "__int__"))
-    return RuleResult(rule, bool(result.success), r.get("unexpected_count"), sample, observed, None, rows)
+    return RuleResult(
+        rule, bool(result.success), r.get("unexpected_count"), sample, observed, None, rows
+    )

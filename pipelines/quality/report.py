@@ -3,6 +3,7 @@
 A plain page (no scripts, no external assets) so it opens from disk and prints. It shows
 rule names, counts and row numbers only, never values.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,13 +42,18 @@ def _rule_row(r: dict) -> str:
     failing = "" if r["failing_rows"] is None else f"{r['failing_rows']:,}"
     result = "pass" if r["passed"] else "<b>FAIL</b>"
     samples = ", ".join(map(str, r["sample_rows"]))
-    return (f"<tr><td>{escape(r['rule'])}</td><td class=\"{r['severity']}\">{r['severity'].upper()}</td>"
-            f'<td>{result}</td><td class="num">{failing}</td><td>{escape(samples)}</td>'
-            f"<td>{escape(r['expected'] or '')}</td><td>{escape(r['source'] or '')}</td></tr>")
+    return (
+        f'<tr><td>{escape(r["rule"])}</td><td class="{r["severity"]}">{r["severity"].upper()}</td>'
+        f'<td>{result}</td><td class="num">{failing}</td><td>{escape(samples)}</td>'
+        f"<td>{escape(r['expected'] or '')}</td><td>{escape(r['source'] or '')}</td></tr>"
+    )
 
 
-def render(deliveries: list[DeliveryQuality], rules_by_delivery: dict[tuple, list[dict]],
-           generated_at: dt.datetime) -> str:
+def render(
+    deliveries: list[DeliveryQuality],
+    rules_by_delivery: dict[tuple, list[dict]],
+    generated_at: dt.datetime,
+) -> str:
     """The page as a string; ``rules_by_delivery`` maps (file, received_at) to every rule's result."""
     held = sum(d.outcome == "held" for d in deliveries)
     warned = sum(d.outcome == "warned" for d in deliveries)
@@ -59,9 +65,10 @@ def render(deliveries: list[DeliveryQuality], rules_by_delivery: dict[tuple, lis
             f"<td>{escape(d.contract)}</td><td>{escape(d.dataset)}</td>"
             f'<td class="num">{d.rows:,}</td>'
             f'<td class="num">{previous}</td>'
-            f"<td>{_badge(d.outcome)}</td><td class=\"num\">{d.rules}</td>"
+            f'<td>{_badge(d.outcome)}</td><td class="num">{d.rules}</td>'
             f'<td class="num">{d.failed_errors}</td><td class="num">{d.failed_warnings}</td>'
-            f'<td class="num">{d.seconds:.2f}</td></tr>')
+            f'<td class="num">{d.seconds:.2f}</td></tr>'
+        )
     sections = []
     for d in deliveries:
         results = rules_by_delivery.get((d.file_name, d.received_at), [])
@@ -72,12 +79,13 @@ def render(deliveries: list[DeliveryQuality], rules_by_delivery: dict[tuple, lis
             f"({escape(d.dataset)}, received {escape(_when(d.received_at))}) {_badge(d.outcome)}</summary>"
             "<table><tr><th>rule</th><th>severity</th><th>result</th><th>failing rows</th>"
             "<th>sample row numbers</th><th>expected</th><th>from</th></tr>"
-            f"{body}</table></details>")
+            f"{body}</table></details>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>placelink: data quality</title>
 <style>{_STYLE}</style></head><body>
 <h1>Data quality of partner deliveries</h1>
-<p>Generated {escape(generated_at.isoformat(timespec='seconds'))}. {len(deliveries)} deliveries validated:
+<p>Generated {escape(generated_at.isoformat(timespec="seconds"))}. {len(deliveries)} deliveries validated:
 {len(deliveries) - held - warned} passed, {warned} landed with warnings, {held} held in quarantine.
 Each delivery is checked against its data-sharing contract before it lands (Great Expectations suites
 built from the contract). A failed <span class="error">ERROR</span> rule holds the delivery in quarantine
@@ -87,9 +95,9 @@ Rows are named by number (1 = first data row of the delivery); values are never 
 <table id="deliveries"><tr><th>received</th><th>file</th><th>contract</th><th>dataset</th><th>rows</th>
 <th>previous delivery rows</th><th>outcome</th><th>rules</th><th>ERROR failed</th><th>WARN failed</th>
 <th>seconds</th></tr>
-{''.join(rows) or '<tr><td colspan="11">No deliveries validated yet.</td></tr>'}</table>
+{"".join(rows) or '<tr><td colspan="11">No deliveries validated yet.</td></tr>'}</table>
 <h2>Rules per delivery</h2>
-{''.join(sections)}
+{"".join(sections)}
 </body></html>
 """
 
@@ -104,11 +112,21 @@ def write_report(con, target: Path, now: dt.datetime | None = None) -> Path:
                 SELECT file_name, received_at, rule, severity, passed, unexpected_count, sample_rows,
                        description, source
                 FROM hub.quality_results ORDER BY passed, severity, rule""").fetchall():
-            by_delivery.setdefault((row[0], row[1]), []).append({
-                "rule": row[2], "severity": row[3], "passed": row[4], "failing_rows": row[5],
-                "sample_rows": json.loads(row[6] or "[]"), "expected": row[7], "source": row[8]})
+            by_delivery.setdefault((row[0], row[1]), []).append(
+                {
+                    "rule": row[2],
+                    "severity": row[3],
+                    "passed": row[4],
+                    "failing_rows": row[5],
+                    "sample_rows": json.loads(row[6] or "[]"),
+                    "expected": row[7],
+                    "source": row[8],
+                }
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.building")
-    building.write_text(render(found, by_delivery, now or dt.datetime.now(dt.UTC)), encoding="utf-8")
+    building.write_text(
+        render(found, by_delivery, now or dt.datetime.now(dt.UTC)), encoding="utf-8"
+    )
     building.replace(target)
     return target

@@ -2,6 +2,7 @@
 
 Everything here returns counts, rule names and row numbers only, never values.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,28 +32,47 @@ class DeliveryQuality:
     failures: list[dict] = field(default_factory=list)
 
     def message(self) -> str:
-        head = {"held": "HELD in quarantine (not landed)", "warned": "landed with warnings",
-                "passed": "passed"}[self.outcome]
+        head = {
+            "held": "HELD in quarantine (not landed)",
+            "warned": "landed with warnings",
+            "passed": "passed",
+        }[self.outcome]
         lines = [f"{self.file_name} ({self.contract}, {self.dataset}, {self.rows:,} rows): {head}"]
         lines += [f"  [{f['severity'].upper()}] {f['summary']}" for f in self.failures]
         return "\n".join(lines)
 
 
-_DELIVERY_COLUMNS = ("file_name, received_at, contract_id || ' v' || contract_version, dataset, row_count, "
-                     "previous_row_count, outcome, rules, failed_errors, failed_warnings, seconds")
+_DELIVERY_COLUMNS = (
+    "file_name, received_at, contract_id || ' v' || contract_version, dataset, row_count, "
+    "previous_row_count, outcome, rules, failed_errors, failed_warnings, seconds"
+)
 
 
 def _failures(con: duckdb.DuckDBPyConnection, file_name: str, received_at) -> list[dict]:
-    rows = con.execute("""
+    rows = con.execute(
+        """
         SELECT rule, severity, unexpected_count, checked_rows, sample_rows, summary, description
         FROM hub.quality_results WHERE file_name = ? AND received_at = ? AND NOT passed
-        ORDER BY severity, rule""", [file_name, received_at]).fetchall()
-    return [{"rule": r[0], "severity": r[1], "failing_rows": r[2], "checked_rows": r[3],
-             "sample_rows": json.loads(r[4] or "[]"), "summary": r[5], "expected": r[6]} for r in rows]
+        ORDER BY severity, rule""",
+        [file_name, received_at],
+    ).fetchall()
+    return [
+        {
+            "rule": r[0],
+            "severity": r[1],
+            "failing_rows": r[2],
+            "checked_rows": r[3],
+            "sample_rows": json.loads(r[4] or "[]"),
+            "summary": r[5],
+            "expected": r[6],
+        }
+        for r in rows
+    ]
 
 
-def deliveries(con: duckdb.DuckDBPyConnection, dataset: str | None = None,
-               latest_run_only: bool = False) -> list[DeliveryQuality]:
+def deliveries(
+    con: duckdb.DuckDBPyConnection, dataset: str | None = None, latest_run_only: bool = False
+) -> list[DeliveryQuality]:
     """Validated deliveries, newest first; with ``latest_run_only``, those of the latest ingest run."""
     if not table_exists(con, "hub", "quality_deliveries"):
         return []
@@ -63,8 +83,10 @@ def deliveries(con: duckdb.DuckDBPyConnection, dataset: str | None = None,
     if latest_run_only:
         # The latest ingest run over every dataset: a dataset with no delivery in it has none.
         where.append("received_at = (SELECT max(received_at) FROM hub.deliveries)")
-    sql = (f"SELECT {_DELIVERY_COLUMNS} FROM hub.quality_deliveries "
-           f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY received_at DESC, file_name")
+    sql = (
+        f"SELECT {_DELIVERY_COLUMNS} FROM hub.quality_deliveries "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY received_at DESC, file_name"
+    )
     out = []
     for row in con.execute(sql, params).fetchall():
         delivery = DeliveryQuality(*row)
@@ -78,7 +100,9 @@ def unvalidated_extracts(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
     if not table_exists(con, "landing", dataset):
         return 0
     if not table_exists(con, "hub", "quality_deliveries"):
-        return con.execute(f"SELECT count(DISTINCT _extract_id) FROM landing.{dataset}").fetchone()[0]
+        return con.execute(f"SELECT count(DISTINCT _extract_id) FROM landing.{dataset}").fetchone()[
+            0
+        ]
     return con.execute(f"""
         SELECT count(DISTINCT _extract_id) FROM landing.{dataset}
         WHERE _extract_id NOT IN (SELECT extract_id FROM hub.quality_deliveries
@@ -86,14 +110,17 @@ def unvalidated_extracts(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
     """).fetchone()[0]
 
 
-def published_unsafe_cells(published: Path, counts_by_table: dict[str, list[str]],
-                           rule: DisclosureRule = DisclosureRule()) -> dict[str, int]:
+def published_unsafe_cells(
+    published: Path, counts_by_table: dict[str, list[str]], rule: DisclosureRule = DisclosureRule()
+) -> dict[str, int]:
     """Count cells in the published file that break the disclosure rule, per table."""
     con = duckdb.connect(str(published), read_only=True)
     try:
         found = {}
         for table, counts in counts_by_table.items():
-            frame = pl.from_arrow(con.sql(f'SELECT {", ".join(counts)} FROM "{table}"').to_arrow_table())
+            frame = pl.from_arrow(
+                con.sql(f'SELECT {", ".join(counts)} FROM "{table}"').to_arrow_table()
+            )
             found[table] = unsafe_cells(frame, counts, rule)
         return found
     finally:

@@ -16,6 +16,7 @@ Verdicts are the same as validating in the process itself: the worker calls the 
 :func:`pipelines.quality.validate.validate_delivery`. If the worker cannot be started or dies,
 validation falls back to this process (slower, never skipped) and says so in the log.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -59,7 +60,9 @@ class _Deferred(types.ModuleType):
     this on Python 3.11: the import statement itself reads ``__spec__`` and loads the module.)"""
 
     def __getattr__(self, attribute: str):
-        if attribute.startswith("__") and attribute != "__path__":  # __path__: a submodule is imported
+        if (
+            attribute.startswith("__") and attribute != "__path__"
+        ):  # __path__: a submodule is imported
             raise AttributeError(attribute)
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
@@ -108,8 +111,14 @@ def _warm_up() -> None:
     _batch_definition()
 
 
-def _validate(rows: pa.Table | bytes, contract: Contract, dataset: str, file_name: str, today: dt.date,
-              previous_rows: int | None):
+def _validate(
+    rows: pa.Table | bytes,
+    contract: Contract,
+    dataset: str,
+    file_name: str,
+    today: dt.date,
+    previous_rows: int | None,
+):
     from pipelines.quality.validate import validate_delivery
 
     if isinstance(rows, bytes):  # the decrypted Parquet, decoded as ingest decodes it
@@ -137,8 +146,9 @@ def _worker() -> ProcessPoolExecutor | None:
         if _pool is None:
             try:
                 # spawn, not fork: ingest's process runs DuckDB and Dagster threads.
-                _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_worker)
+                _pool = ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+                )
                 _pool.submit(_warm_up)
                 # Stop it when this process exits. A multiprocessing finalizer, not atexit: when
                 # ingest runs in a multiprocessing child (Dagster's multiprocess executor, the
@@ -146,10 +156,14 @@ def _worker() -> ProcessPoolExecutor | None:
                 # would wait for work forever. Registered here, not at import: a spawned child
                 # imports modules before it starts, and then clears the finalizers. Priority 100
                 # runs it before the pool's own queues stop (priority 10), which it still needs.
-                multiprocessing.util.Finalize(_pool, _shutdown, kwargs={"wait": True}, exitpriority=100)
+                multiprocessing.util.Finalize(
+                    _pool, _shutdown, kwargs={"wait": True}, exitpriority=100
+                )
             except (OSError, RuntimeError) as exc:
-                log.warning("quality checks run in the ingest process: no worker process (%s)",
-                            type(exc).__name__)
+                log.warning(
+                    "quality checks run in the ingest process: no worker process (%s)",
+                    type(exc).__name__,
+                )
                 return None
         return _pool
 
@@ -177,15 +191,24 @@ class PendingVerdict:
                 try:
                     return self._future.result()
                 except BrokenProcessPool:
-                    log.warning("the quality worker process stopped; validating in the ingest process")
+                    log.warning(
+                        "the quality worker process stopped; validating in the ingest process"
+                    )
                     _shutdown()
             return _validate(*self._inline)
         finally:
             self.waited = time.perf_counter() - started
 
 
-def submit(table: pa.Table, contract: Contract, dataset: str, file_name: str, today: dt.date,
-           previous_rows: int | None, parquet: bytes | None = None) -> PendingVerdict:
+def submit(
+    table: pa.Table,
+    contract: Contract,
+    dataset: str,
+    file_name: str,
+    today: dt.date,
+    previous_rows: int | None,
+    parquet: bytes | None = None,
+) -> PendingVerdict:
     """Validate one delivery in the worker; the verdict (or the ``ExtractRejected`` raised for
     a contract rule placelink cannot run) comes from :meth:`PendingVerdict.result`.
 

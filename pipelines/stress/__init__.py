@@ -7,6 +7,7 @@ profiles here (:mod:`pipelines.stress.profiles`) take their rates from published
 studies where there are any, and are for measuring, with clear-text Splink beside the tokens
 (``placelink bench linkage --profile NAME``), not for tuning against.
 """
+
 from pipelines.stress.generate import StressFiles, generate
 from pipelines.stress.profiles import PROFILES, Profile
 

@@ -5,6 +5,7 @@ hard non-matches: parents and children, twins); names come from Faker pools of s
 locales. Each file holds a share of the people (some twice), each record written from the
 person's true identity with the profile's errors (:mod:`pipelines.stress.profiles`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,11 +27,40 @@ PLACEHOLDER_POSTCODE = "NS1 9ZZ"
 # Dates of birth are drawn up to this day, a fixed point: the data must not change with today's date.
 BORN_BY = dt.date(2025, 12, 31)
 # Romanisations of the same sounds (applied once, where the name has the pattern).
-VARIANTS = (("OHAMM", "UHAMM"), ("UHAMM", "OHAMM"), ("MM", "M"), ("EE", "I"), ("OO", "U"), ("KH", "K"),
-            ("Q", "K"), ("V", "W"), ("W", "V"), ("AI", "AY"), ("SH", "S"), ("ZH", "J"), ("X", "SH"),
-            ("IA", "YA"), ("OU", "U"), ("U", "OO"), ("A", "E"), ("I", "Y"), ("E", "A"))
+VARIANTS = (
+    ("OHAMM", "UHAMM"),
+    ("UHAMM", "OHAMM"),
+    ("MM", "M"),
+    ("EE", "I"),
+    ("OO", "U"),
+    ("KH", "K"),
+    ("Q", "K"),
+    ("V", "W"),
+    ("W", "V"),
+    ("AI", "AY"),
+    ("SH", "S"),
+    ("ZH", "J"),
+    ("X", "SH"),
+    ("IA", "YA"),
+    ("OU", "U"),
+    ("U", "OO"),
+    ("A", "E"),
+    ("I", "Y"),
+    ("E", "A"),
+)
 TRANSLITERATED = ("en_IN", "en_PK", "zh_CN")
-STREETS = ("Road", "Street", "Avenue", "Lane", "Close", "Drive", "Grove", "Way", "Crescent", "Gardens")
+STREETS = (
+    "Road",
+    "Street",
+    "Avenue",
+    "Lane",
+    "Close",
+    "Drive",
+    "Grove",
+    "Way",
+    "Crescent",
+    "Gardens",
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +73,9 @@ class StressFiles:
 
 
 @lru_cache(maxsize=8)
-def _pools(seed: int, locales: tuple[str, ...]) -> dict[str, tuple[list[str], list[str], list[str]]]:
+def _pools(
+    seed: int, locales: tuple[str, ...]
+) -> dict[str, tuple[list[str], list[str], list[str]]]:
     """Per locale: female given names, male given names, family names (romanised for zh_CN)."""
     pools = {}
     for offset, locale in enumerate(locales):
@@ -54,21 +86,29 @@ def _pools(seed: int, locales: tuple[str, ...]) -> dict[str, tuple[list[str], li
             # Faker romanises only a couple of dozen given names; Chinese given names are mostly
             # two syllables written as one word (Xiaoming, Jianguo), so most are composed of two.
             syllables = sorted({faker.first_romanized_name() for _ in range(500)})
-            given = [syllables[i] + (syllables[j].lower() if k < 0.7 else "") for i, j, k in
-                     zip(faker.random.choices(range(len(syllables)), k=size),
-                         faker.random.choices(range(len(syllables)), k=size),
-                         (faker.random.random() for _ in range(size)))]
+            given = [
+                syllables[i] + (syllables[j].lower() if k < 0.7 else "")
+                for i, j, k in zip(
+                    faker.random.choices(range(len(syllables)), k=size),
+                    faker.random.choices(range(len(syllables)), k=size),
+                    (faker.random.random() for _ in range(size)),
+                )
+            ]
             pools[locale] = (given, given, [faker.last_romanized_name() for _ in range(size)])
         elif locale == "en_NG":
             # en_NG alone has 40 given and 20 family names: add Faker's Yoruba names (yo_NG).
             yoruba = Faker("yo_NG")
             yoruba.seed_instance(seed * 31 + offset)
-            pools[locale] = tuple([getattr(f, method)() for f in (faker, yoruba) for _ in range(size // 2)]
-                                  for method in ("first_name_female", "first_name_male", "last_name"))
+            pools[locale] = tuple(
+                [getattr(f, method)() for f in (faker, yoruba) for _ in range(size // 2)]
+                for method in ("first_name_female", "first_name_male", "last_name")
+            )
         else:
-            pools[locale] = ([faker.first_name_female() for _ in range(size)],
-                             [faker.first_name_male() for _ in range(size)],
-                             [faker.last_name() for _ in range(size)])
+            pools[locale] = (
+                [faker.first_name_female() for _ in range(size)],
+                [faker.first_name_male() for _ in range(size)],
+                [faker.last_name() for _ in range(size)],
+            )
     return pools
 
 
@@ -86,8 +126,12 @@ def _people(profile: Profile, rng: np.random.Generator, seed: int) -> list[dict]
     pools = _pools(seed, locales)
     shares = np.array(list(profile.origins.values()))
     shares = shares / shares.sum()
-    postcodes = [f"NS{d} {s}{a}{b}" for d in range(2, 10) for s in range(1, 10)
-                 for a, b in zip("ABDEFGHJLNPQRSTUWXY", "ZYXWUTSRQPNLJHGFEDB")]
+    postcodes = [
+        f"NS{d} {s}{a}{b}"
+        for d in range(2, 10)
+        for s in range(1, 10)
+        for a, b in zip("ABDEFGHJLNPQRSTUWXY", "ZYXWUTSRQPNLJHGFEDB")
+    ]
     rng.shuffle(postcodes)
     postcodes = postcodes[: max(10, profile.people // 40)]
     streets = [f"{Faker('en_GB').last_name()} {STREETS[i % len(STREETS)]}" for i in range(60)]
@@ -113,17 +157,34 @@ def _people(profile: Profile, rng: np.random.Generator, seed: int) -> list[dict]
             sex = "F" if rng.random() < 0.5 else "M"
             names = female if sex == "F" else male
             given = names[rng.integers(len(names))]
-            middle = names[rng.integers(len(names))] if rng.random() < 0.25 and origin != "zh_CN" else None
-            people.append({
-                "person_id": f"P{len(people):06d}", "household": household, "origin": origin,
-                "given_name": given, "middle_name": middle, "family_name": surname, "born": born,
-                "sex": sex, "postcode": postcode, "address_line": address, "uprn": uprn,
-                "nhs_number": _nhs_number(rng), "adult": adult,
-                "previous": (postcodes[rng.integers(len(postcodes))],
-                             f"{rng.integers(1, 200)} {streets[rng.integers(len(streets))]}",
-                             str(rng.integers(10**9, 10**12))),
-                "other_surname": family[rng.integers(len(family))],
-            })
+            middle = (
+                names[rng.integers(len(names))]
+                if rng.random() < 0.25 and origin != "zh_CN"
+                else None
+            )
+            people.append(
+                {
+                    "person_id": f"P{len(people):06d}",
+                    "household": household,
+                    "origin": origin,
+                    "given_name": given,
+                    "middle_name": middle,
+                    "family_name": surname,
+                    "born": born,
+                    "sex": sex,
+                    "postcode": postcode,
+                    "address_line": address,
+                    "uprn": uprn,
+                    "nhs_number": _nhs_number(rng),
+                    "adult": adult,
+                    "previous": (
+                        postcodes[rng.integers(len(postcodes))],
+                        f"{rng.integers(1, 200)} {streets[rng.integers(len(streets))]}",
+                        str(rng.integers(10**9, 10**12)),
+                    ),
+                    "other_surname": family[rng.integers(len(family))],
+                }
+            )
     return people[: profile.people]
 
 
@@ -134,12 +195,12 @@ def _typo(name: str, rng: np.random.Generator) -> str:
     letter = "abcdefghijklmnopqrstuvwxyz"[rng.integers(26)]
     op = rng.random()
     if op < 0.25:
-        return name[:pos] + name[pos + 1:]
+        return name[:pos] + name[pos + 1 :]
     if op < 0.5:
         return name[:pos] + letter + name[pos:]
     if op < 0.75 and name[pos] != name[pos + 1]:
-        return name[:pos] + name[pos + 1] + name[pos] + name[pos + 2:]
-    return name[:pos] + (letter if letter != name[pos].lower() else "z") + name[pos + 1:]
+        return name[:pos] + name[pos + 1] + name[pos] + name[pos + 2 :]
+    return name[:pos] + (letter if letter != name[pos].lower() else "z") + name[pos + 1 :]
 
 
 def _variant(name: str, origin: str, rng: np.random.Generator) -> str:
@@ -191,8 +252,13 @@ def _date(born: dt.date, e, scale: float, rng: np.random.Generator) -> str | Non
         return born.isoformat()
 
 
-def _record(person: dict, profile: Profile, scale: float, rng: np.random.Generator,
-            nicknames: dict[str, list[str]]) -> dict:
+def _record(
+    person: dict,
+    profile: Profile,
+    scale: float,
+    rng: np.random.Generator,
+    nicknames: dict[str, list[str]],
+) -> dict:
     e, origin = profile.errors, person["origin"]
     given, family = person["given_name"], person["family_name"]
 
@@ -235,10 +301,13 @@ def _record(person: dict, profile: Profile, scale: float, rng: np.random.Generat
     case = str.upper if style < 0.15 else (str.lower if style < 0.2 else str)
     return {
         "nhs_number": None if chance(e.nhs_missing) else person["nhs_number"],
-        "given_name": case(given), "family_name": case(family),
+        "given_name": case(given),
+        "family_name": case(family),
         "date_of_birth": _date(person["born"], e, scale, rng),
         "sex": None if chance(e.sex_missing) else person["sex"],
-        "postcode": postcode, "address_line": address, "uprn": uprn,
+        "postcode": postcode,
+        "address_line": address,
+        "uprn": uprn,
     }
 
 
@@ -248,8 +317,12 @@ def generate(profile: Profile, seed: int = 2026) -> StressFiles:
     people = _people(profile, rng, seed)
     nicknames = nicknames_for(sorted({p["given_name"] for p in people}))
     files, truth = [], []
-    for index, (share, fields, scale) in enumerate(((profile.in_first, profile.first_fields, 0.5),
-                                                    (profile.in_second, profile.second_fields, 1.0))):
+    for index, (share, fields, scale) in enumerate(
+        (
+            (profile.in_first, profile.first_fields, 0.5),
+            (profile.in_second, profile.second_fields, 1.0),
+        )
+    ):
         rows = []
         for person in people:
             if rng.random() >= share:
@@ -258,8 +331,14 @@ def generate(profile: Profile, seed: int = 2026) -> StressFiles:
                 record = _record(person, profile, scale, rng, nicknames)
                 record_id = f"F{index + 1}-{len(rows):06d}"
                 rows.append({"record_id": record_id, **{f: record[f] for f in fields}})
-                truth.append({"file": index + 1, "record_id": record_id, "person_id": person["person_id"],
-                              "origin": person["origin"]})
+                truth.append(
+                    {
+                        "file": index + 1,
+                        "record_id": record_id,
+                        "person_id": person["person_id"],
+                        "origin": person["origin"],
+                    }
+                )
         schema = {"record_id": pl.String, **{f: pl.String for f in ALL_FIELDS if f in fields}}
         files.append(pl.DataFrame(rows, schema=schema))
     return StressFiles(files[0], files[1], pl.DataFrame(truth))

@@ -20,6 +20,7 @@ comes from a study it says so:
 
 Profiles resembling the issue's two external benchmarks are ``a_like`` and ``b_like``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,16 @@ ORIGINS: dict[str, float] = {
     "en_NG": 0.10,  # Nigerian (West African)
 }
 
-ALL_FIELDS = ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode",
-              "address_line", "uprn")
+ALL_FIELDS = (
+    "nhs_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address_line",
+    "uprn",
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,22 @@ class Profile:
     in_first: float = 0.75  # share of people in the first file
     in_second: float = 0.75  # ... and in the second (independently: about 56% in both)
     duplicates: float = 0.02  # people recorded twice in one file
-    first_fields: tuple[str, ...] = ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode")
-    second_fields: tuple[str, ...] = ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode")
+    first_fields: tuple[str, ...] = (
+        "nhs_number",
+        "given_name",
+        "family_name",
+        "date_of_birth",
+        "sex",
+        "postcode",
+    )
+    second_fields: tuple[str, ...] = (
+        "nhs_number",
+        "given_name",
+        "family_name",
+        "date_of_birth",
+        "sex",
+        "postcode",
+    )
     errors: Errors = field(default_factory=Errors)
     origins: dict[str, float] = field(default_factory=lambda: dict(ORIGINS))
 
@@ -94,36 +117,83 @@ def _profile(name: str, description: str, **changes) -> Profile:
     return Profile(name, description, errors=dataclasses.replace(_BASE, **errors), **changes)
 
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (
-    _profile("baseline", "every field, the demo's kind of noise: the reference point for the others"),
-    _profile("transposed_names", "given and family names transposed in 8% of records [Just2016; Issue17A]",
-             errors={"transposed": 0.08}),
-    _profile("both_names_changed", "both names different in 8% of records: a typo or variant in each "
-             "[Issue17A: 35% of missed pairs]", errors={"both_names": 0.08}),
-    _profile("partner_without_postcode", "the second partner sends no postcode at all",
-             second_fields=("nhs_number", "given_name", "family_name", "date_of_birth", "sex")),
-    _profile("placeholder_postcode", "80% of the second partner's postcodes are one placeholder value",
-             errors={"postcode_placeholder": 0.80}),
-    _profile("no_sex", "neither partner records sex", first_fields=("nhs_number", "given_name", "family_name",
-                                                                   "date_of_birth", "postcode"),
-             second_fields=("nhs_number", "given_name", "family_name", "date_of_birth", "postcode")),
-    _profile("no_nhs_number", "neither partner records an NHS number", first_fields=NO_NHS, second_fields=NO_NHS),
-    _profile("heavy_typos", "names disagree as often as between two collection points of a cohort: "
-             "forenames 12%, surnames 18% [Lam2024], mostly misspellings [Just2016]; dates and "
-             "postcodes as often as in HES against PDS [Harron2017: postcode 53%]",
-             errors={"typo": 0.10, "surname_change": 0.05, "moved": 0.50, "dob_other": 0.005}),
-    _profile("initials_only", "the given name is only an initial in 10% of records",
-             errors={"initial_only": 0.10}),
-    _profile("a_like", "like issue 17's benchmark A: two files of a few thousand records, names, date of "
-             "birth and postcode, no sex or NHS number; names transposed ~4%, both names different ~5%, "
-             "one name different ~8% of pairs [Issue17A]",
-             people=5000, first_fields=NAMES_DOB_POSTCODE, second_fields=NAMES_DOB_POSTCODE,
-             errors={"transposed": 0.04, "both_names": 0.05, "typo": 0.04, "nickname": 0.04}),
-    _profile("b_like", "like issue 17's benchmark B: about 10,000 records, names, date of birth and sex; "
-             "the first file has no address, nearly all the second's postcodes are one placeholder",
-             people=7000, first_fields=NAMES_DOB_SEX, second_fields=(*NAMES_DOB_SEX, "postcode"),
-             errors={"postcode_placeholder": 0.95}),
-    _profile("council_address", "the second partner is a council that also sends the first line of the "
-             "address and the UPRN; no NHS numbers", first_fields=(*NO_NHS, "address_line", "uprn"),
-             second_fields=(*NO_NHS, "address_line", "uprn"), errors={"moved": 0.20}),
-)}
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        _profile(
+            "baseline", "every field, the demo's kind of noise: the reference point for the others"
+        ),
+        _profile(
+            "transposed_names",
+            "given and family names transposed in 8% of records [Just2016; Issue17A]",
+            errors={"transposed": 0.08},
+        ),
+        _profile(
+            "both_names_changed",
+            "both names different in 8% of records: a typo or variant in each "
+            "[Issue17A: 35% of missed pairs]",
+            errors={"both_names": 0.08},
+        ),
+        _profile(
+            "partner_without_postcode",
+            "the second partner sends no postcode at all",
+            second_fields=("nhs_number", "given_name", "family_name", "date_of_birth", "sex"),
+        ),
+        _profile(
+            "placeholder_postcode",
+            "80% of the second partner's postcodes are one placeholder value",
+            errors={"postcode_placeholder": 0.80},
+        ),
+        _profile(
+            "no_sex",
+            "neither partner records sex",
+            first_fields=("nhs_number", "given_name", "family_name", "date_of_birth", "postcode"),
+            second_fields=("nhs_number", "given_name", "family_name", "date_of_birth", "postcode"),
+        ),
+        _profile(
+            "no_nhs_number",
+            "neither partner records an NHS number",
+            first_fields=NO_NHS,
+            second_fields=NO_NHS,
+        ),
+        _profile(
+            "heavy_typos",
+            "names disagree as often as between two collection points of a cohort: "
+            "forenames 12%, surnames 18% [Lam2024], mostly misspellings [Just2016]; dates and "
+            "postcodes as often as in HES against PDS [Harron2017: postcode 53%]",
+            errors={"typo": 0.10, "surname_change": 0.05, "moved": 0.50, "dob_other": 0.005},
+        ),
+        _profile(
+            "initials_only",
+            "the given name is only an initial in 10% of records",
+            errors={"initial_only": 0.10},
+        ),
+        _profile(
+            "a_like",
+            "like issue 17's benchmark A: two files of a few thousand records, names, date of "
+            "birth and postcode, no sex or NHS number; names transposed ~4%, both names different ~5%, "
+            "one name different ~8% of pairs [Issue17A]",
+            people=5000,
+            first_fields=NAMES_DOB_POSTCODE,
+            second_fields=NAMES_DOB_POSTCODE,
+            errors={"transposed": 0.04, "both_names": 0.05, "typo": 0.04, "nickname": 0.04},
+        ),
+        _profile(
+            "b_like",
+            "like issue 17's benchmark B: about 10,000 records, names, date of birth and sex; "
+            "the first file has no address, nearly all the second's postcodes are one placeholder",
+            people=7000,
+            first_fields=NAMES_DOB_SEX,
+            second_fields=(*NAMES_DOB_SEX, "postcode"),
+            errors={"postcode_placeholder": 0.95},
+        ),
+        _profile(
+            "council_address",
+            "the second partner is a council that also sends the first line of the "
+            "address and the UPRN; no NHS numbers",
+            first_fields=(*NO_NHS, "address_line", "uprn"),
+            second_fields=(*NO_NHS, "address_line", "uprn"),
+            errors={"moved": 0.20},
+        ),
+    )
+}

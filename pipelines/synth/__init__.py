@@ -3,6 +3,7 @@
 `generate_place(people, seed, out)` writes the place (layout in INTERFACES.md) and
 returns a `PlaceManifest`. The same seed gives byte-identical files.
 """
+
 from pipelines.synth.generate import (
     GENERATOR_VERSION,
     DatasetSummary,

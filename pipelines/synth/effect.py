@@ -7,6 +7,7 @@ families attend A&E at (1 + EFFECT_RELATIVE_CHANGE) times their own rate for the
 12 months from enrolment. Enrolment depends on family need and deprivation, never
 on recent events, so there is no pre-enrolment spike and no regression to the mean.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,12 @@ PROGRAMME_TYPES = ("intensive_family_support", "parenting", "early_help")
 ARRIVAL_MODES = ("ambulance", "walk_in", "other")
 
 
-def enrol_families(rng: np.random.Generator, households: pl.DataFrame,
-                   decile: np.ndarray, enrolment_share: float = ENROLMENT_SHARE) -> pl.DataFrame:
+def enrol_families(
+    rng: np.random.Generator,
+    households: pl.DataFrame,
+    decile: np.ndarray,
+    enrolment_share: float = ENROLMENT_SHARE,
+) -> pl.DataFrame:
     """Add enrolled, enrolment_day, programme_type and vcs_family_id to households.
 
     `decile` is the IMD decile of each household's LSOA. About `enrolment_share` of
@@ -69,8 +74,9 @@ def enrol_families(rng: np.random.Generator, households: pl.DataFrame,
     )
 
 
-def latent_ae_rates(rng: np.random.Generator, age: np.ndarray, decile: np.ndarray,
-                    need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def latent_ae_rates(
+    rng: np.random.Generator, age: np.ndarray, decile: np.ndarray, need: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Stable per-person A&E rates (per year, mean AE_RATE_PER_YEAR) and the gamma frailty."""
     age_factor = np.select(
         [age < 5, age < 16, age < 25, age < 65, age < 80], [2.0, 0.9, 1.3, 0.8, 1.0], 1.8
@@ -94,9 +100,14 @@ def effect_windows(enrolment_day: np.ndarray, dob_day: np.ndarray) -> tuple[np.n
     return start, np.where(treated, end, start)
 
 
-def ae_attendances(rng: np.random.Generator, rate: np.ndarray, age: np.ndarray,
-                   window_start: np.ndarray, window_end: np.ndarray,
-                   relative_change: float = EFFECT_RELATIVE_CHANGE) -> pl.DataFrame:
+def ae_attendances(
+    rng: np.random.Generator,
+    rate: np.ndarray,
+    age: np.ndarray,
+    window_start: np.ndarray,
+    window_end: np.ndarray,
+    relative_change: float = EFFECT_RELATIVE_CHANGE,
+) -> pl.DataFrame:
     """A&E attendances: person_idx, arrival_date, arrival_mode (constant rates, plus the effect:
     ``rate * (1 + relative_change)`` inside each person's effect window)."""
     inside_days = window_end - window_start
@@ -105,14 +116,17 @@ def ae_attendances(rng: np.random.Generator, rate: np.ndarray, age: np.ndarray,
     outside = rng.poisson(rate * outside_days / DAYS_PER_YEAR)
 
     person_out = np.repeat(np.arange(len(rate)), outside)
-    day_out = START_DAY + np.floor(
-        rng.random(len(person_out)) * outside_days[person_out]).astype(np.int64)
+    day_out = START_DAY + np.floor(rng.random(len(person_out)) * outside_days[person_out]).astype(
+        np.int64
+    )
     # Days of the effect window are skipped, so outside events stay outside it.
-    day_out = np.where(day_out >= window_start[person_out],
-                       day_out + inside_days[person_out], day_out)
+    day_out = np.where(
+        day_out >= window_start[person_out], day_out + inside_days[person_out], day_out
+    )
     person_in = np.repeat(np.arange(len(rate)), inside)
     day_in = window_start[person_in] + np.floor(
-        rng.random(len(person_in)) * inside_days[person_in]).astype(np.int64)
+        rng.random(len(person_in)) * inside_days[person_in]
+    ).astype(np.int64)
 
     person = np.concatenate([person_out, person_in])
     day = np.concatenate([day_out, day_in])
@@ -129,8 +143,9 @@ def ae_attendances(rng: np.random.Generator, rate: np.ndarray, age: np.ndarray,
     )
 
 
-def planted_effect_statement(people: pl.DataFrame, ae: pl.DataFrame,
-                             relative_change: float = EFFECT_RELATIVE_CHANGE) -> dict:
+def planted_effect_statement(
+    people: pl.DataFrame, ae: pl.DataFrame, relative_change: float = EFFECT_RELATIVE_CHANGE
+) -> dict:
     """The planted effect, stated precisely, with the realised before/after counts.
 
     `people` needs person_idx, enrolled, enrolment_day, date_of_birth; `ae` needs
@@ -142,18 +157,26 @@ def planted_effect_statement(people: pl.DataFrame, ae: pl.DataFrame,
     children = enrolled.filter(
         pl.col("date_of_birth").dt.offset_by(f"{EFFECT_AGE_LIMIT_YEARS}y") > enrolment
     ).select(
-        "person_idx", "household_idx",
+        "person_idx",
+        "household_idx",
         index_day=pl.col("enrolment_day"),
         before_day=enrolment.dt.offset_by(f"-{EFFECT_WINDOW_MONTHS}mo").cast(pl.Int32),
         after_day=enrolment.dt.offset_by(f"{EFFECT_WINDOW_MONTHS}mo").cast(pl.Int32),
     )
     events = ae.join(children, on="person_idx", how="inner")
-    before = events.filter((pl.col("event_day") >= pl.col("before_day"))
-                           & (pl.col("event_day") < pl.col("index_day"))).height
-    after = events.filter((pl.col("event_day") >= pl.col("index_day"))
-                          & (pl.col("event_day") < pl.col("after_day"))).height
-    no_effect = ["emergency_admissions", "mental_health_referrals", "csc_referrals",
-                 "school_attendance", "homelessness_applications"]
+    before = events.filter(
+        (pl.col("event_day") >= pl.col("before_day")) & (pl.col("event_day") < pl.col("index_day"))
+    ).height
+    after = events.filter(
+        (pl.col("event_day") >= pl.col("index_day")) & (pl.col("event_day") < pl.col("after_day"))
+    ).height
+    no_effect = [
+        "emergency_admissions",
+        "mental_health_referrals",
+        "csc_referrals",
+        "school_attendance",
+        "homelessness_applications",
+    ]
     return {
         "outcome": EFFECT_OUTCOME,
         "dataset": "nhs/ae_attendances",

@@ -4,6 +4,7 @@ Each function returns a frame with person_idx, event_day (days since 1970) and t
 dataset's payload columns. Rates are per person-year over the study window and
 are normalised so the place-wide mean matches the stated figure.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -52,8 +53,13 @@ def emergency_admissions(rng, age, decile, frailty) -> pl.DataFrame:
     same_day = rng.random(len(person)) < 0.25
     stay = rng.geometric(np.where(older, 1 / 8, 1 / 3))
     stay = np.where(same_day, 0, np.minimum(stay, 120))
-    return pl.DataFrame({"person_idx": person, "event_day": day.astype(np.int32),
-                         "length_of_stay_days": stay.astype(np.int32)})
+    return pl.DataFrame(
+        {
+            "person_idx": person,
+            "event_day": day.astype(np.int32),
+            "length_of_stay_days": stay.astype(np.int32),
+        }
+    )
 
 
 def mental_health_referrals(rng, age, need, dob_day) -> pl.DataFrame:
@@ -66,10 +72,12 @@ def mental_health_referrals(rng, age, need, dob_day) -> pl.DataFrame:
     keep = day >= twelfth[person]
     person, day = person[keep], day[keep]
     adult_service = np.array(ADULT_SERVICES)[
-        np.searchsorted([0.4, 0.85], rng.random(len(person)), side="right")]
+        np.searchsorted([0.4, 0.85], rng.random(len(person)), side="right")
+    ]
     service = np.where(day < eighteenth[person], "camhs", adult_service)
-    return pl.DataFrame({"person_idx": person, "event_day": day.astype(np.int32),
-                         "service": service})
+    return pl.DataFrame(
+        {"person_idx": person, "event_day": day.astype(np.int32), "service": service}
+    )
 
 
 def csc_referrals(rng, is_child_age, need, dob_day) -> pl.DataFrame:
@@ -80,9 +88,11 @@ def csc_referrals(rng, is_child_age, need, dob_day) -> pl.DataFrame:
     keep = day < offset_days(dob_day, "18y")[person]
     person, day = person[keep], day[keep]
     source = np.array(REFERRAL_SOURCES)[
-        np.searchsorted([0.2, 0.5, 0.65, 0.75], rng.random(len(person)), side="right")]
-    return pl.DataFrame({"person_idx": person, "event_day": day.astype(np.int32),
-                         "referral_source": source})
+        np.searchsorted([0.2, 0.5, 0.65, 0.75], rng.random(len(person)), side="right")
+    ]
+    return pl.DataFrame(
+        {"person_idx": person, "event_day": day.astype(np.int32), "referral_source": source}
+    )
 
 
 def school_attendance(rng, dob_day, need) -> pl.DataFrame:
@@ -98,27 +108,37 @@ def school_attendance(rng, dob_day, need) -> pl.DataFrame:
             term_day = to_day(date(year if month >= 9 else year + 1, month, day))
             possible = rng.integers(120, 131, len(pupils))
             attended = rng.binomial(possible, 1.0 - absence[pupils])
-            frames.append(pl.DataFrame({
-                "person_idx": pupils.astype(np.int64),
-                "event_day": np.full(len(pupils), term_day, dtype=np.int32),
-                "sessions_possible": possible.astype(np.int32),
-                "sessions_attended": attended.astype(np.int32),
-            }))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "person_idx": pupils.astype(np.int64),
+                        "event_day": np.full(len(pupils), term_day, dtype=np.int32),
+                        "sessions_possible": possible.astype(np.int32),
+                        "sessions_attended": attended.astype(np.int32),
+                    }
+                )
+            )
     return pl.concat(frames)
 
 
-def homelessness_applications(rng, household_need, household_decile, head_of_household,
-                              head_age) -> pl.DataFrame:
+def homelessness_applications(
+    rng, household_need, household_decile, head_of_household, head_age
+) -> pl.DataFrame:
     """Applications by households (recorded against the household's first adult)."""
     age_factor = np.select([head_age < 30, head_age < 60], [2.0, 1.0], 0.3)
     weight = np.exp(0.8 * household_need) * (1 + 0.05 * (10 - household_decile)) * age_factor
     rate = _normalised(weight, HOMELESSNESS_RATE)
     household, day = _poisson_days(rng, rate)
     duty = np.array(DUTY_TYPES)[
-        np.searchsorted([0.55, 0.9], rng.random(len(household)), side="right")]
-    return pl.DataFrame({"person_idx": head_of_household[household],
-                         "event_day": day.astype(np.int32),
-                         "duty_type": duty})
+        np.searchsorted([0.55, 0.9], rng.random(len(household)), side="right")
+    ]
+    return pl.DataFrame(
+        {
+            "person_idx": head_of_household[household],
+            "event_day": day.astype(np.int32),
+            "duty_type": duty,
+        }
+    )
 
 
 def family_support_enrolments(people: pl.DataFrame) -> pl.DataFrame:

@@ -6,6 +6,7 @@ very large places) that pass the usual UK postcode format checks but belong to
 no real place. People who moved in from outside the borough carry an old ZY
 postcode, which is well formed but not in the lookup.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,18 @@ SECTORS_PER_DISTRICT = 10
 DISTRICTS_PER_AREA = 99
 # Letters allowed in the inward code's last two positions (no C, I, K, M, O, V).
 INWARD_LETTERS = np.array(list("ABDEFGHJLNPQRSTUWXYZ"))
-WARD_SUFFIXES = ("Park", "Green", "Vale", "Central", "Hill", "Fields", "Common", "Bridge",
-                 "Heath", "Moor")
+WARD_SUFFIXES = (
+    "Park",
+    "Green",
+    "Vale",
+    "Central",
+    "Hill",
+    "Fields",
+    "Common",
+    "Bridge",
+    "Heath",
+    "Moor",
+)
 
 
 def build_lsoas(rng: np.random.Generator, faker: Faker, people: int) -> pl.DataFrame:
@@ -34,17 +45,17 @@ def build_lsoas(rng: np.random.Generator, faker: Faker, people: int) -> pl.DataF
     n_lsoas = max(1, round(people / PEOPLE_PER_LSOA))
     n_wards = max(1, round(n_lsoas / LSOAS_PER_WARD))
     ward_of_lsoa = np.concatenate(
-        [np.full(len(part), w)
-         for w, part in enumerate(np.array_split(np.arange(n_lsoas), n_wards))]
+        [
+            np.full(len(part), w)
+            for w, part in enumerate(np.array_split(np.arange(n_lsoas), n_wards))
+        ]
     )
     # Deprivation clusters by ward, as it does in real places.
     ward_mean = rng.uniform(1.5, 9.5, size=n_wards)
     decile = np.clip(np.rint(ward_mean[ward_of_lsoa] + rng.normal(0, 1.6, n_lsoas)), 1, 10)
     weight = rng.lognormal(0.0, 0.18, size=n_lsoas)
     ward_names = _ward_names(faker, n_wards)
-    lsoa_names = [
-        f"{BOROUGH_NAME} {i // 5 + 1:03d}{'ABCDE'[i % 5]}" for i in range(n_lsoas)
-    ]
+    lsoa_names = [f"{BOROUGH_NAME} {i // 5 + 1:03d}{'ABCDE'[i % 5]}" for i in range(n_lsoas)]
     return pl.DataFrame(
         {
             "lsoa_idx": np.arange(n_lsoas, dtype=np.int32),
@@ -79,11 +90,14 @@ def build_postcodes(
     Returns (postcodes with columns postcode_idx, postcode, lsoa_idx; postcode_idx per household).
     """
     if n_lsoas > len(PLACE_AREAS) * DISTRICTS_PER_AREA * SECTORS_PER_DISTRICT:
-        raise ValueError(f"a place of {n_lsoas} LSOAs is too large for the synthetic postcode "
-                         f"scheme; generate fewer people")
+        raise ValueError(
+            f"a place of {n_lsoas} LSOAs is too large for the synthetic postcode "
+            f"scheme; generate fewer people"
+        )
     households_per_lsoa = np.bincount(lsoa_of_household, minlength=n_lsoas)
-    units_per_lsoa = np.maximum(
-        1, np.rint(households_per_lsoa / HOUSEHOLDS_PER_POSTCODE)).astype(int)
+    units_per_lsoa = np.maximum(1, np.rint(households_per_lsoa / HOUSEHOLDS_PER_POSTCODE)).astype(
+        int
+    )
     first_unit = np.concatenate([[0], np.cumsum(units_per_lsoa)[:-1]])
     local_unit = np.floor(rng.random(len(lsoa_of_household)) * units_per_lsoa[lsoa_of_household])
     postcode_of_household = first_unit[lsoa_of_household] + local_unit.astype(np.int64)
@@ -95,7 +109,8 @@ def build_postcodes(
         area_idx, district = divmod(district_seq, DISTRICTS_PER_AREA)
         outward = f"{PLACE_AREAS[area_idx]}{district + 1}"
         pairs = np.sort(
-            rng.choice(len(INWARD_LETTERS) ** 2, size=units_per_lsoa[lsoa], replace=False))
+            rng.choice(len(INWARD_LETTERS) ** 2, size=units_per_lsoa[lsoa], replace=False)
+        )
         for pair in pairs:
             first, second = divmod(int(pair), len(INWARD_LETTERS))
             codes.append(f"{outward} {sector}{INWARD_LETTERS[first]}{INWARD_LETTERS[second]}")
@@ -120,8 +135,14 @@ def outside_postcodes(rng: np.random.Generator, n: int) -> np.ndarray:
         pl.DataFrame({"d": district, "s": sector, "a": first, "b": second})
         .select(
             pl.concat_str(
-                [pl.lit(OUTSIDE_AREA), pl.col("d").cast(pl.String), pl.lit(" "),
-                 pl.col("s").cast(pl.String), pl.col("a"), pl.col("b")]
+                [
+                    pl.lit(OUTSIDE_AREA),
+                    pl.col("d").cast(pl.String),
+                    pl.lit(" "),
+                    pl.col("s").cast(pl.String),
+                    pl.col("a"),
+                    pl.col("b"),
+                ]
             )
         )
         .to_series()

@@ -5,6 +5,7 @@ place, not once per person: people then draw from the pools with numpy.
 The locale mix gives the accents (Zoé, Łukasz), apostrophes (O'Mara) and
 hyphens (Julie-Anne) that make normalisation matter in UK data.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -84,8 +85,21 @@ def nicknames_for(names: list[str]) -> dict[str, list[str]]:
 
 
 # Letters that do not decompose under NFKD but that ASCII-only systems flatten.
-_ASCII_FALLBACK = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "ß": "ss", "Đ": "D",
-                                 "đ": "d", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe"})
+_ASCII_FALLBACK = str.maketrans(
+    {
+        "Ł": "L",
+        "ł": "l",
+        "Ø": "O",
+        "ø": "o",
+        "ß": "ss",
+        "Đ": "D",
+        "đ": "d",
+        "Æ": "AE",
+        "æ": "ae",
+        "Œ": "OE",
+        "œ": "oe",
+    }
+)
 
 
 def ascii_fold(name: str) -> str:

@@ -4,6 +4,7 @@ All numbers start with 9: England and Wales issue 400-499 and 600-799,
 Northern Ireland 320-399, and Scottish CHI numbers start with a day of month,
 so a 9xx number never belongs to a real patient.
 """
+
 from __future__ import annotations
 
 import numpy as np

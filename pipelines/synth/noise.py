@@ -7,6 +7,7 @@ consistent within a system and differs between systems, as in real data.
 
 Rates are per registration and are the module constants below.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,35 +55,54 @@ def draw_registrations(
         duplicated[registered[rng.random(len(registered)) < DUPLICATE_REGISTRATION]] = True
         second = duplicated[person] & (rng.random(len(person)) < SECOND_REGISTRATION_USE)
         tagged[layout.dataset] = frame.with_columns(
-            reg_no=pl.Series(np.where(second, 2, 1), dtype=pl.Int8))
+            reg_no=pl.Series(np.where(second, 2, 1), dtype=pl.Int8)
+        )
         twice = registered[duplicated[registered]]
-        registrations.append(pl.DataFrame({
-            # typed: a dataset with no event this month (pipelines/synth/months.py) has no rows
-            "dataset": pl.Series([layout.dataset] * (len(registered) + len(twice)), dtype=pl.String),
-            "person_idx": np.concatenate([registered, twice]).astype(np.int64),
-            "reg_no": np.repeat(np.array([1, 2], dtype=np.int8), [len(registered), len(twice)]),
-        }))
+        registrations.append(
+            pl.DataFrame(
+                {
+                    # typed: a dataset with no event this month (pipelines/synth/months.py) has no rows
+                    "dataset": pl.Series(
+                        [layout.dataset] * (len(registered) + len(twice)), dtype=pl.String
+                    ),
+                    "person_idx": np.concatenate([registered, twice]).astype(np.int64),
+                    "reg_no": np.repeat(
+                        np.array([1, 2], dtype=np.int8), [len(registered), len(twice)]
+                    ),
+                }
+            )
+        )
     return pl.concat(registrations), tagged
 
 
-def recorded_identities(rng: np.random.Generator, registrations: pl.DataFrame,
-                        people: pl.DataFrame) -> pl.DataFrame:
+def recorded_identities(
+    rng: np.random.Generator, registrations: pl.DataFrame, people: pl.DataFrame
+) -> pl.DataFrame:
     """Identity columns as each registration records them, with noise applied.
 
     Returns dataset, person_idx, reg_no, nhs_number, given_name, family_name,
     date_of_birth, sex, postcode (all strings, any may be null).
     """
     n = registrations.height
-    habits = pl.DataFrame({
-        "dataset": [d.dataset for d in DATASETS],
-        "p_nhs": [d.nhs_number_recorded for d in DATASETS],
-        "p_nick": [d.nickname for d in DATASETS],
-        "ascii_only": [d.ascii_only for d in DATASETS],
-        "p_upper_family": [d.upper_family_name for d in DATASETS],
-    })
+    habits = pl.DataFrame(
+        {
+            "dataset": [d.dataset for d in DATASETS],
+            "p_nhs": [d.nhs_number_recorded for d in DATASETS],
+            "p_nick": [d.nickname for d in DATASETS],
+            "ascii_only": [d.ascii_only for d in DATASETS],
+            "p_upper_family": [d.upper_family_name for d in DATASETS],
+        }
+    )
     truth = people.select(
-        "given_name", "family_name", "date_of_birth", "sex", "nhs_number", "postcode",
-        "previous_postcode", "previous_family_name", adult=pl.col("age") >= 18,
+        "given_name",
+        "family_name",
+        "date_of_birth",
+        "sex",
+        "nhs_number",
+        "postcode",
+        "previous_postcode",
+        "previous_family_name",
+        adult=pl.col("age") >= 18,
     )[registrations["person_idx"].to_numpy()]
     second = registrations["reg_no"].to_numpy() == 2
     # A duplicate registration always differs from the person in at least one way.
@@ -103,7 +123,9 @@ def recorded_identities(rng: np.random.Generator, registrations: pl.DataFrame,
     )
     frame = _with_draws(rng, frame, "u_nhs", "u_sex", "u_move", "u_pc_missing", "u_pc_format")
     return frame.select(
-        "dataset", "person_idx", "reg_no",
+        "dataset",
+        "person_idx",
+        "reg_no",
         nhs_number=_nhs_recorded(),
         given_name="recorded_given",
         family_name="recorded_family",
@@ -134,18 +156,28 @@ def _typo(column: str) -> pl.Expr:
     length = name.str.len_chars().cast(pl.Int64)
     pos = (pl.col("u_pos") * length).floor().cast(pl.Int64)
     here = name.str.slice(pos, 1)
-    new = (pl.when(pl.col("letter") == here.str.to_lowercase()).then(pl.col("alt_letter"))
-           .otherwise(pl.col("letter")))
+    new = (
+        pl.when(pl.col("letter") == here.str.to_lowercase())
+        .then(pl.col("alt_letter"))
+        .otherwise(pl.col("letter"))
+    )
     new = pl.when(pos == 0).then(new.str.to_uppercase()).otherwise(new)
     head, rest = name.str.slice(0, pos), name.str.slice(pos + 1)
     swap_at = pl.max_horizontal(pl.min_horizontal(pos, length - 2), 0)
-    transposed = (name.str.slice(0, swap_at) + name.str.slice(swap_at + 1, 1)
-                  + name.str.slice(swap_at, 1) + name.str.slice(swap_at + 2))
+    transposed = (
+        name.str.slice(0, swap_at)
+        + name.str.slice(swap_at + 1, 1)
+        + name.str.slice(swap_at, 1)
+        + name.str.slice(swap_at + 2)
+    )
     op = pl.col("u_op")
     return (
-        pl.when((op < 0.25) & (length >= 3)).then(head + rest)
-        .when(op < 0.45).then(head + new + name.str.slice(pos))
-        .when((op < 0.65) & (length >= 2) & (transposed != name)).then(transposed)
+        pl.when((op < 0.25) & (length >= 3))
+        .then(head + rest)
+        .when(op < 0.45)
+        .then(head + new + name.str.slice(pos))
+        .when((op < 0.65) & (length >= 2) & (transposed != name))
+        .then(transposed)
         .otherwise(head + new + rest)
     )
 
@@ -153,12 +185,20 @@ def _typo(column: str) -> pl.Expr:
 def _presentation(column: str, p_upper: pl.Expr | float = NAME_UPPER) -> pl.Expr:
     """Capitals, lower case, stray spaces, the odd missing value (draws u_case, u_pad, u_gone)."""
     name, u_case, u_pad = pl.col(column), pl.col("u_case"), pl.col("u_pad")
-    cased = (pl.when(u_case < p_upper).then(name.str.to_uppercase())
-             .when(u_case < p_upper + NAME_LOWER).then(name.str.to_lowercase())
-             .otherwise(name))
-    padded = (pl.when(u_pad < NAME_PADDED / 2).then(pl.lit("  ") + cased + pl.lit(" "))
-              .when(u_pad < NAME_PADDED).then(cased + pl.lit(" "))
-              .otherwise(cased))
+    cased = (
+        pl.when(u_case < p_upper)
+        .then(name.str.to_uppercase())
+        .when(u_case < p_upper + NAME_LOWER)
+        .then(name.str.to_lowercase())
+        .otherwise(name)
+    )
+    padded = (
+        pl.when(u_pad < NAME_PADDED / 2)
+        .then(pl.lit("  ") + cased + pl.lit(" "))
+        .when(u_pad < NAME_PADDED)
+        .then(cased + pl.lit(" "))
+        .otherwise(cased)
+    )
     return pl.when(pl.col("u_gone") < NAME_MISSING).then(None).otherwise(padded)
 
 
@@ -170,13 +210,17 @@ def _accent_stages(column: str, names: pl.Series) -> list[pl.Expr]:
     ascii_only, name = pl.col("ascii_only"), pl.col(column)
     folded = {n: ascii_fold(n) for n in names.unique().drop_nulls().sort() if not n.isascii()}
     without_accents = name.replace(folded) if folded else name
-    accents = (pl.when(ascii_only | (pl.col("u_accent") < ACCENTS_DROPPED)).then(without_accents)
-               .otherwise(name))
+    accents = (
+        pl.when(ascii_only | (pl.col("u_accent") < ACCENTS_DROPPED))
+        .then(without_accents)
+        .otherwise(name)
+    )
     u_apostrophe = pl.col("u_apostrophe")
     apostrophes = (
         pl.when(ascii_only & (u_apostrophe < APOSTROPHE_DROPPED_ASCII))
         .then(name.str.replace_all("'", ""))
-        .when(u_apostrophe < APOSTROPHE_SPACED).then(name.str.replace_all("'", " "))
+        .when(u_apostrophe < APOSTROPHE_SPACED)
+        .then(name.str.replace_all("'", " "))
         .otherwise(name)
     )
     return [accents, apostrophes]
@@ -185,9 +229,15 @@ def _accent_stages(column: str, names: pl.Series) -> list[pl.Expr]:
 _NAME_DRAWS = ("u_accent", "u_apostrophe", "u_typo", "u_op", "u_pos", "u_case", "u_pad", "u_gone")
 
 
-def _noisy_name(rng: np.random.Generator, frame: pl.DataFrame, column: str, first_stage: pl.Expr,
-                names: pl.Series, forced_typo: np.ndarray,
-                p_upper: pl.Expr | float = NAME_UPPER) -> pl.DataFrame:
+def _noisy_name(
+    rng: np.random.Generator,
+    frame: pl.DataFrame,
+    column: str,
+    first_stage: pl.Expr,
+    names: pl.Series,
+    forced_typo: np.ndarray,
+    p_upper: pl.Expr | float = NAME_UPPER,
+) -> pl.DataFrame:
     """Apply the name stages one after another into `column`.
 
     One with_columns per stage keeps each expression small; nesting the stages
@@ -206,8 +256,9 @@ def _noisy_name(rng: np.random.Generator, frame: pl.DataFrame, column: str, firs
     return frame.drop(*_NAME_DRAWS, "letter", "alt_letter")
 
 
-def _given_names(rng: np.random.Generator, frame: pl.DataFrame,
-                 forced_typo: np.ndarray) -> pl.DataFrame:
+def _given_names(
+    rng: np.random.Generator, frame: pl.DataFrame, forced_typo: np.ndarray
+) -> pl.DataFrame:
     table = nicknames_for(frame["given_name"].unique().sort().to_list())
     nick_frame = pl.DataFrame(
         {"given_name": list(table), "nicknames": list(table.values())},
@@ -219,28 +270,43 @@ def _given_names(rng: np.random.Generator, frame: pl.DataFrame,
     pick = (pl.col("u_pick") * nicknames.list.len()).floor().cast(pl.Int64)
     # Rates are of all given names, but only some names have a nickname to use.
     with_nickname = max(frame["nicknames"].is_not_null().mean() or 0.0, 1e-9)
-    nicknamed = (pl.when((pl.col("u_nick") * with_nickname < pl.col("p_nick"))
-                         & nicknames.is_not_null())
-                 .then(nicknames.list.get(pick, null_on_oob=True))
-                 .otherwise(pl.col("given_name")))
+    nicknamed = (
+        pl.when((pl.col("u_nick") * with_nickname < pl.col("p_nick")) & nicknames.is_not_null())
+        .then(nicknames.list.get(pick, null_on_oob=True))
+        .otherwise(pl.col("given_name"))
+    )
     frame = _noisy_name(rng, frame, "recorded_given", nicknamed, frame["given_name"], forced_typo)
     return frame.drop("nicknames", "u_nick", "u_pick")
 
 
-def _family_names(rng: np.random.Generator, frame: pl.DataFrame,
-                  forced_typo: np.ndarray) -> pl.DataFrame:
+def _family_names(
+    rng: np.random.Generator, frame: pl.DataFrame, forced_typo: np.ndarray
+) -> pl.DataFrame:
     frame = _with_draws(rng, frame, "u_change")
     truth, u_change = pl.col("family_name"), pl.col("u_change")
     former = pl.coalesce("previous_family_name", "other_surname")
-    barrelled = (pl.when(truth.str.contains("-", literal=True))
-                 .then(truth.str.split("-").list.first())
-                 .otherwise(truth + pl.lit("-") + pl.col("other_surname")))
-    changed = (pl.when(pl.col("adult") & (u_change < SURNAME_CHANGED)).then(former)
-               .when(u_change > 1 - SURNAME_DOUBLE_BARRELLED).then(barrelled)
-               .otherwise(truth))
+    barrelled = (
+        pl.when(truth.str.contains("-", literal=True))
+        .then(truth.str.split("-").list.first())
+        .otherwise(truth + pl.lit("-") + pl.col("other_surname"))
+    )
+    changed = (
+        pl.when(pl.col("adult") & (u_change < SURNAME_CHANGED))
+        .then(former)
+        .when(u_change > 1 - SURNAME_DOUBLE_BARRELLED)
+        .then(barrelled)
+        .otherwise(truth)
+    )
     names = pl.concat([frame["family_name"], frame["previous_family_name"], frame["other_surname"]])
-    frame = _noisy_name(rng, frame, "recorded_family", changed, names, forced_typo,
-                        pl.col("p_upper_family") + NAME_UPPER)
+    frame = _noisy_name(
+        rng,
+        frame,
+        "recorded_family",
+        changed,
+        names,
+        forced_typo,
+        pl.col("p_upper_family") + NAME_UPPER,
+    )
     return frame.drop("u_change")
 
 
@@ -258,8 +324,9 @@ def _dates_of_birth(rng: np.random.Generator, dob: pl.Series, forced: np.ndarray
     day_shift = rng.integers(1, 4, n)
     # Every change keeps a real calendar date: days stay within 1..28 when moved.
     new_year = np.where(wrong & (part == 0), year + year_shift, year)
-    new_day = np.where(wrong & (part == 1),
-                       np.where(day + day_shift <= 28, day + day_shift, day - day_shift), day)
+    new_day = np.where(
+        wrong & (part == 1), np.where(day + day_shift <= 28, day + day_shift, day - day_shift), day
+    )
     new_month = np.where(wrong & (part == 2), np.where(month < 12, month + 1, month - 1), month)
     new_day = np.where(wrong & (part == 2), np.minimum(new_day, 28), new_day)
     new_day = np.where(wrong & (part == 0) & (month == 2) & (day == 29), 28, new_day)
@@ -267,21 +334,33 @@ def _dates_of_birth(rng: np.random.Generator, dob: pl.Series, forced: np.ndarray
     variant = rng.integers(0, 3, n)
     missing = rng.random(n) < DOB_MISSING
 
-    parts = pl.DataFrame({
-        "y": new_year,
-        "m": np.where(swapped, day, new_month),
-        "d": np.where(swapped, month, new_day),
-        "true_y": year,
-        "variant": variant,
-        "malformed": malformed,
-        "missing": missing,
-    })
-    iso = pl.concat_str([pl.col("y").cast(pl.String), pl.col("m").cast(pl.String).str.zfill(2),
-                         pl.col("d").cast(pl.String).str.zfill(2)], separator="-")
+    parts = pl.DataFrame(
+        {
+            "y": new_year,
+            "m": np.where(swapped, day, new_month),
+            "d": np.where(swapped, month, new_day),
+            "true_y": year,
+            "variant": variant,
+            "malformed": malformed,
+            "missing": missing,
+        }
+    )
+    iso = pl.concat_str(
+        [
+            pl.col("y").cast(pl.String),
+            pl.col("m").cast(pl.String).str.zfill(2),
+            pl.col("d").cast(pl.String).str.zfill(2),
+        ],
+        separator="-",
+    )
     true_year = pl.col("true_y").cast(pl.String)
-    bad = (pl.when(pl.col("variant") == 0).then(pl.lit("31/02/") + true_year)
-           .when(pl.col("variant") == 1).then(true_year + pl.lit("-13-01"))
-           .otherwise(true_year + pl.lit("-02-30")))
+    bad = (
+        pl.when(pl.col("variant") == 0)
+        .then(pl.lit("31/02/") + true_year)
+        .when(pl.col("variant") == 1)
+        .then(true_year + pl.lit("-13-01"))
+        .otherwise(true_year + pl.lit("-02-30"))
+    )
     return parts.select(
         pl.when(pl.col("missing")).then(None).when(pl.col("malformed")).then(bad).otherwise(iso)
     ).to_series()
@@ -295,11 +374,15 @@ def _nhs_numbers(rng: np.random.Generator, numbers: pl.Series) -> pl.Series:
     number = np.where(invalid, spoil_check_digit(number, rng.integers(1, 10, n)), number)
     spaced = rng.random(n) < NHS_SPACED
     digits = pl.col("digits")
-    return pl.DataFrame({"digits": pl.Series(number).cast(pl.String), "spaced": spaced}).select(
-        pl.when(pl.col("spaced"))
-        .then(digits.str.slice(0, 3) + " " + digits.str.slice(3, 3) + " " + digits.str.slice(6))
-        .otherwise(digits)
-    ).to_series()
+    return (
+        pl.DataFrame({"digits": pl.Series(number).cast(pl.String), "spaced": spaced})
+        .select(
+            pl.when(pl.col("spaced"))
+            .then(digits.str.slice(0, 3) + " " + digits.str.slice(3, 3) + " " + digits.str.slice(6))
+            .otherwise(digits)
+        )
+        .to_series()
+    )
 
 
 def _nhs_recorded() -> pl.Expr:
@@ -310,9 +393,13 @@ def _nhs_recorded() -> pl.Expr:
 
 def _sex_recorded() -> pl.Expr:
     u_sex = pl.col("u_sex")
-    return (pl.when(u_sex < SEX_MISSING).then(None)
-            .when(u_sex < SEX_MISSING + SEX_UNKNOWN).then(pl.lit("U"))
-            .otherwise(pl.col("sex")))
+    return (
+        pl.when(u_sex < SEX_MISSING)
+        .then(None)
+        .when(u_sex < SEX_MISSING + SEX_UNKNOWN)
+        .then(pl.lit("U"))
+        .otherwise(pl.col("sex"))
+    )
 
 
 def _postcode_recorded(forced_move: np.ndarray) -> pl.Expr:
@@ -320,9 +407,12 @@ def _postcode_recorded(forced_move: np.ndarray) -> pl.Expr:
     postcode = pl.when(moved).then(pl.col("previous_postcode")).otherwise(pl.col("postcode"))
     u_format = pl.col("u_pc_format")
     return (
-        pl.when(pl.col("u_pc_missing") < POSTCODE_MISSING).then(None)
-        .when(u_format < POSTCODE_LOWER).then(postcode.str.to_lowercase())
-        .when(u_format < POSTCODE_LOWER + POSTCODE_NO_SPACE).then(postcode.str.replace(" ", ""))
+        pl.when(pl.col("u_pc_missing") < POSTCODE_MISSING)
+        .then(None)
+        .when(u_format < POSTCODE_LOWER)
+        .then(postcode.str.to_lowercase())
+        .when(u_format < POSTCODE_LOWER + POSTCODE_NO_SPACE)
+        .then(postcode.str.replace(" ", ""))
         .when(u_format < POSTCODE_LOWER + POSTCODE_NO_SPACE + POSTCODE_PADDED)
         .then(pl.lit(" ") + postcode.str.replace(" ", "  ") + pl.lit(" "))
         .otherwise(postcode)

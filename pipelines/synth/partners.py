@@ -5,12 +5,20 @@ The recording habits (how often an NHS number is captured, whether the system
 keeps accents, how often staff type a known-as name) are what make the same
 person look different from one system to the next.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-IDENTITY_COLUMNS = ("record_id", "nhs_number", "given_name", "family_name", "date_of_birth", "sex",
-                    "postcode")
+IDENTITY_COLUMNS = (
+    "record_id",
+    "nhs_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+)
 
 
 @dataclass(frozen=True)
@@ -35,20 +43,75 @@ class DatasetLayout:
 
 
 DATASETS: tuple[DatasetLayout, ...] = (
-    DatasetLayout("council", "csc_referrals", "referral_date", ("referral_source",), "CSC",
-                  0.60, 0.08, True, 0.0),
-    DatasetLayout("council", "school_attendance", "term_start_date",
-                  ("sessions_possible", "sessions_attended"), "SCH", 0.60, 0.08, False, 0.0),
-    DatasetLayout("council", "homelessness_applications", "application_date", ("duty_type",), "HOM",
-                  0.60, 0.08, True, 0.2),
-    DatasetLayout("nhs", "ae_attendances", "arrival_date", ("arrival_mode",), "AE",
-                  0.985, 0.01, False, 0.5),
-    DatasetLayout("nhs", "emergency_admissions", "admission_date", ("length_of_stay_days",), "EA",
-                  0.985, 0.01, False, 0.3),
-    DatasetLayout("nhs", "mental_health_referrals", "referral_date", ("service",), "MH",
-                  0.985, 0.02, False, 0.0),
-    DatasetLayout("vcs", "family_support_enrolments", "enrolment_date",
-                  ("programme_type", "family_id"), "VCS", 0.10, 0.10, False, 0.0),
+    DatasetLayout(
+        "council",
+        "csc_referrals",
+        "referral_date",
+        ("referral_source",),
+        "CSC",
+        0.60,
+        0.08,
+        True,
+        0.0,
+    ),
+    DatasetLayout(
+        "council",
+        "school_attendance",
+        "term_start_date",
+        ("sessions_possible", "sessions_attended"),
+        "SCH",
+        0.60,
+        0.08,
+        False,
+        0.0,
+    ),
+    DatasetLayout(
+        "council",
+        "homelessness_applications",
+        "application_date",
+        ("duty_type",),
+        "HOM",
+        0.60,
+        0.08,
+        True,
+        0.2,
+    ),
+    DatasetLayout(
+        "nhs", "ae_attendances", "arrival_date", ("arrival_mode",), "AE", 0.985, 0.01, False, 0.5
+    ),
+    DatasetLayout(
+        "nhs",
+        "emergency_admissions",
+        "admission_date",
+        ("length_of_stay_days",),
+        "EA",
+        0.985,
+        0.01,
+        False,
+        0.3,
+    ),
+    DatasetLayout(
+        "nhs",
+        "mental_health_referrals",
+        "referral_date",
+        ("service",),
+        "MH",
+        0.985,
+        0.02,
+        False,
+        0.0,
+    ),
+    DatasetLayout(
+        "vcs",
+        "family_support_enrolments",
+        "enrolment_date",
+        ("programme_type", "family_id"),
+        "VCS",
+        0.10,
+        0.10,
+        False,
+        0.0,
+    ),
 )
 
 DATASET_BY_NAME = {layout.dataset: layout for layout in DATASETS}

@@ -5,6 +5,7 @@ Family need is a household-level latent score (standard normal overall, higher i
 deprived LSOAs and lone-parent households); it drives service use and programme
 enrolment, which is what makes a matched comparison group possible.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,9 @@ def build_population(
     kind = _draw_kinds(rng, decile)
     n_children = np.zeros(guess, dtype=np.int64)
     with_couple = kind == COUPLE_WITH_CHILDREN
-    n_children[with_couple] = rng.choice([1, 2, 3, 4], size=with_couple.sum(),
-                                         p=[0.42, 0.40, 0.13, 0.05])
+    n_children[with_couple] = rng.choice(
+        [1, 2, 3, 4], size=with_couple.sum(), p=[0.42, 0.40, 0.13, 0.05]
+    )
     lone = kind == LONE_PARENT
     n_children[lone] = rng.choice([1, 2, 3], size=lone.sum(), p=[0.5, 0.35, 0.15])
     n_adults = np.choose(kind, [1, 2, 2, 1, 3]).astype(np.int64)
@@ -72,8 +74,9 @@ def build_population(
     n_children = size - n_adults
 
     deprivation = (5.5 - decile) / 2.87
-    need = (0.5 * deprivation + 0.3 * (kind == LONE_PARENT)
-            + 0.85 * rng.standard_normal(n_households))
+    need = (
+        0.5 * deprivation + 0.3 * (kind == LONE_PARENT) + 0.85 * rng.standard_normal(n_households)
+    )
     postcodes, postcode_of_household = build_postcodes(rng, lsoa, n_lsoas)
 
     household_of = np.repeat(np.arange(n_households), size)
@@ -84,7 +87,8 @@ def build_population(
     dob_day = START_DAY - np.floor(age * DAYS_PER_YEAR).astype(np.int64) - 1
 
     given, family, previous_family = _names(
-        rng, pools, kind, household_of, member_no, is_child, sex)
+        rng, pools, kind, household_of, member_no, is_child, sex
+    )
     nhs_number = draw_nhs_numbers(rng, people)
     opted_out = rng.random(people) < OPT_OUT_SHARE
     postcode_text = postcodes["postcode"].to_numpy()
@@ -136,8 +140,13 @@ def _draw_kinds(rng: np.random.Generator, decile: np.ndarray) -> np.ndarray:
     # Lone-parent households are about three times as common in the most deprived areas.
     lone = 0.035 + 0.009 * (10 - decile)
     probs = np.column_stack(
-        [np.full_like(lone, 0.31), np.full_like(lone, 0.30), np.full_like(lone, 0.19), lone,
-         np.full_like(lone, 0.08)]
+        [
+            np.full_like(lone, 0.31),
+            np.full_like(lone, 0.30),
+            np.full_like(lone, 0.19),
+            lone,
+            np.full_like(lone, 0.08),
+        ]
     )
     cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
     return (rng.random(len(decile))[:, None] > cumulative[:, :-1]).sum(axis=1)
@@ -153,8 +162,9 @@ def _ages_and_sexes(rng, kind, household_of, member_no, is_child, n_children):
         oldest_child + rng.uniform(20.0, 38.0, n_households),
     )
     older = rng.random(n_households) < 0.6
-    single_age = np.where(older, rng.uniform(60, 95, n_households),
-                          rng.uniform(20, 60, n_households))
+    single_age = np.where(
+        older, rng.uniform(60, 95, n_households), rng.uniform(20, 60, n_households)
+    )
     band = rng.random(n_households)
     couple_age = np.select(
         [band < 0.35, band < 0.60],
@@ -179,14 +189,19 @@ def _ages_and_sexes(rng, kind, household_of, member_no, is_child, n_children):
     child_age = np.where(child_age < 0, rng.uniform(0.0, 0.9, n), child_age)
     age[is_child] = child_age[is_child]
 
-    female_head = np.where(kind == LONE_PARENT, rng.random(n_households) < 0.9,
-                           rng.random(n_households) < 0.55)
+    female_head = np.where(
+        kind == LONE_PARENT, rng.random(n_households) < 0.9, rng.random(n_households) < 0.55
+    )
     opposite = rng.random(n) < 0.95
     own = rng.random(n) < 0.5
     sex = np.where(
-        is_child | (kind_p == SHARED), own,
-        np.where(member_no == 0, female_head[household_of],
-                 np.where(opposite, ~female_head[household_of], female_head[household_of])),
+        is_child | (kind_p == SHARED),
+        own,
+        np.where(
+            member_no == 0,
+            female_head[household_of],
+            np.where(opposite, ~female_head[household_of], female_head[household_of]),
+        ),
     ).astype(np.int8)
     return age, sex
 
@@ -201,14 +216,16 @@ def _names(rng, pools: NamePools, kind, household_of, member_no, is_child, sex):
         sizes = np.array([len(pool) for pool in which])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         picks = offsets[owner_locale] + np.floor(
-            rng.random(len(owner_locale)) * sizes[owner_locale])
+            rng.random(len(owner_locale)) * sizes[owner_locale]
+        )
         return pl.Series(np.concatenate(which)).gather(picks.astype(np.int64))
 
     surname = from_pool(pools.family, locale)
     second = from_pool(pools.family, locale)
     barrelled = pl.Series((rng.random(n_households) < DOUBLE_BARRELLED_HOUSEHOLDS) & (locale == 0))
     surname = pl.select(
-        pl.when(barrelled).then(surname + "-" + second).otherwise(surname)).to_series()
+        pl.when(barrelled).then(surname + "-" + second).otherwise(surname)
+    ).to_series()
     # Some partners (and lone parents) keep a surname the children do not share.
     kind_p = kind[household_of]
     keeps_own = (~is_child) & (kind_p != SHARED) & (rng.random(n) < OWN_SURNAME_PARTNER)

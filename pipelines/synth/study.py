@@ -3,6 +3,7 @@
 Dates are handled as integer days since 1970-01-01 (Polars' own Date encoding) so
 that whole populations can be shifted and compared with numpy.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime

@@ -1,4 +1,5 @@
 """Effect estimates: the point estimates are the published rates', the intervals allow for families."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,9 @@ import statsmodels.api as sm
 from pipelines.effects.estimate import estimate_one
 
 
-def _people(seed: int, families: int, per_family: int, family_sd: float, effect: float = 0.0) -> pl.DataFrame:
+def _people(
+    seed: int, families: int, per_family: int, family_sd: float, effect: float = 0.0
+) -> pl.DataFrame:
     """Person-period rows: half the families in the programme; each family shares a rate in each
     period (log-normal with ``family_sd``: a hard year hits the whole family), and each person is
     observed before and after."""
@@ -17,27 +20,46 @@ def _people(seed: int, families: int, per_family: int, family_sd: float, effect:
     rows = []
     for f in range(families):
         cohort = "programme" if f % 2 == 0 else "comparison"
-        family_rate = {period: 0.5 * np.exp(rng.normal(0, family_sd)) for period in ("before", "after")}
+        family_rate = {
+            period: 0.5 * np.exp(rng.normal(0, family_sd)) for period in ("before", "after")
+        }
         for p in range(per_family):
             for period in ("before", "after"):
-                rate = family_rate[period] * (1 + effect if cohort == "programme" and period == "after" else 1)
-                rows.append({"outcome": "ae_attendance", "cohort": cohort, "period": period, "age_band": "0-4",
-                             "cluster_key": f"family:{f}", "person": f"{f}-{p}",
-                             "events": float(rng.poisson(rate)), "exposure": 1.0})
+                rate = family_rate[period] * (
+                    1 + effect if cohort == "programme" and period == "after" else 1
+                )
+                rows.append(
+                    {
+                        "outcome": "ae_attendance",
+                        "cohort": cohort,
+                        "period": period,
+                        "age_band": "0-4",
+                        "cluster_key": f"family:{f}",
+                        "person": f"{f}-{p}",
+                        "events": float(rng.poisson(rate)),
+                        "exposure": 1.0,
+                    }
+                )
     return pl.DataFrame(rows)
 
 
 def test_point_estimates_are_those_of_the_four_published_rates():
     frame = _people(1, 200, 3, 0.5, effect=-0.3)
     row = estimate_one(frame, "ae_attendance", "0-4")
-    rates = {(c, p): frame.filter((pl.col("cohort") == c) & (pl.col("period") == p))["events"].mean()
-             for c in ("programme", "comparison") for p in ("before", "after")}
+    rates = {
+        (c, p): frame.filter((pl.col("cohort") == c) & (pl.col("period") == p))["events"].mean()
+        for c in ("programme", "comparison")
+        for p in ("before", "after")
+    }
     assert row["status"] == "estimated"
     ratio = (rates["programme", "after"] / rates["programme", "before"]) / (
-        rates["comparison", "after"] / rates["comparison", "before"])
+        rates["comparison", "after"] / rates["comparison", "before"]
+    )
     assert row["rate_ratio"] == pytest.approx(ratio, rel=1e-9)
-    difference = ((rates["programme", "after"] - rates["programme", "before"])
-                  - (rates["comparison", "after"] - rates["comparison", "before"])) * 100
+    difference = (
+        (rates["programme", "after"] - rates["programme", "before"])
+        - (rates["comparison", "after"] - rates["comparison", "before"])
+    ) * 100
     assert row["rate_difference"] == pytest.approx(difference, rel=1e-9)
     assert row["rate_ratio_ci_low"] < row["rate_ratio"] < row["rate_ratio_ci_high"]
     assert row["rate_difference_ci_low"] < row["rate_difference"] < row["rate_difference_ci_high"]
@@ -50,7 +72,9 @@ def test_intervals_widen_when_family_members_are_alike():
     # intervals that are too narrow.
     frame = _people(2, 200, 4, 1.0)
     by_family = estimate_one(frame, "ae_attendance", "0-4")
-    by_person = estimate_one(frame.with_columns(cluster_key=pl.col("person")), "ae_attendance", "0-4")
+    by_person = estimate_one(
+        frame.with_columns(cluster_key=pl.col("person")), "ae_attendance", "0-4"
+    )
     family_width = by_family["rate_ratio_ci_high"] / by_family["rate_ratio_ci_low"]
     person_width = by_person["rate_ratio_ci_high"] / by_person["rate_ratio_ci_low"]
     assert family_width > 1.2 * person_width
@@ -67,7 +91,8 @@ def test_per_cluster_totals_give_the_person_level_sandwich():
     design = np.column_stack([np.ones(frame.height), programme, after, programme * after])
     groups = frame["cluster_key"].cast(pl.Categorical).to_physical().to_numpy()
     fit = sm.GLM(frame["events"].to_numpy(), design, family=sm.families.Poisson()).fit(
-        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
     low, high = np.exp(fit.conf_int()[3])
     assert row["rate_ratio_ci_low"] == pytest.approx(low, rel=0.02)
     assert row["rate_ratio_ci_high"] == pytest.approx(high, rel=0.02)
@@ -75,7 +100,9 @@ def test_per_cluster_totals_give_the_person_level_sandwich():
 
 def test_no_estimate_when_a_cell_has_no_events():
     frame = _people(4, 40, 2, 0.3).with_columns(
-        events=pl.when((pl.col("cohort") == "programme") & (pl.col("period") == "after")).then(0.0)
-        .otherwise(pl.col("events")))
+        events=pl.when((pl.col("cohort") == "programme") & (pl.col("period") == "after"))
+        .then(0.0)
+        .otherwise(pl.col("events"))
+    )
     row = estimate_one(frame, "ae_attendance", "0-4")
     assert row["status"].startswith("not estimable") and row["rate_ratio"] is None

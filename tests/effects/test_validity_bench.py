@@ -1,4 +1,5 @@
 """The machinery of `placelink bench validity` on one tiny place (the benchmark itself is not a test)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """`placelink audit verify` and `audit show` as an IG officer uses them."""
+
 import json
 
 import pytest
@@ -17,7 +18,11 @@ def home(tmp_path, monkeypatch):
     log.append("extract_accepted", contract="vcs-family-support", extract_id="e1", rows=10)
     log.append("extract_quarantined", contract="nhs-acute-mental-health v1.0.0", check="columns")
     log.append("extract_accepted", contract="nhs-acute-mental-health", extract_id="e2", rows=20)
-    log.append("linkage_run", contracts=["nhs-acute-mental-health v1.0.0", "vcs-family-support v1.0.0"], persons=9)
+    log.append(
+        "linkage_run",
+        contracts=["nhs-acute-mental-health v1.0.0", "vcs-family-support v1.0.0"],
+        persons=9,
+    )
     log.append("published", tables=["outcomes_by_ward"], contracts=["vcs-family-support v1.0.0"])
     return log
 
@@ -69,10 +74,20 @@ def test_show_lists_one_contracts_history_and_the_runs_that_used_its_data(home):
     result = CliRunner().invoke(main, ["audit", "show", "--contract", "nhs-acute-mental-health"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()[:-1]
-    assert [line.split()[1] for line in lines] == ["extract_quarantined", "extract_accepted", "linkage_run"]
-    assert lines[-1].endswith("(used its data)") and "[service:sensor/inbox_sensor, run 3f2a9c1e]" in lines[-1]
+    assert [line.split()[1] for line in lines] == [
+        "extract_quarantined",
+        "extract_accepted",
+        "linkage_run",
+    ]
+    assert (
+        lines[-1].endswith("(used its data)")
+        and "[service:sensor/inbox_sensor, run 3f2a9c1e]" in lines[-1]
+    )
     vcs = CliRunner().invoke(main, ["audit", "show", "--contract", "vcs-family-support"])
-    assert [line.split()[1] for line in vcs.output.splitlines()[:-1]][-2:] == ["linkage_run", "published"]
+    assert [line.split()[1] for line in vcs.output.splitlines()[:-1]][-2:] == [
+        "linkage_run",
+        "published",
+    ]
     assert "2 of them linkage runs or publications that used its data" in vcs.output
 
 
@@ -82,4 +97,7 @@ def test_show_an_unknown_contract_is_an_error(home):
     assert "no agreement 'no-such'" in none.output and "council-place-services" in none.output
     # a known agreement with nothing in the log yet is not an error
     quiet = CliRunner().invoke(main, ["audit", "show", "--contract", "council-place-services"])
-    assert quiet.exit_code == 0 and "no audit events for contract 'council-place-services'" in quiet.output
+    assert (
+        quiet.exit_code == 0
+        and "no audit events for contract 'council-place-services'" in quiet.output
+    )

@@ -1,6 +1,7 @@
 """The whole graph under governance: a suspended agreement leaves the next publication,
 every published table names the agreements it relies on, the IG register renders in a
 real browser, the audit log tells the story without identifiers, retention runs as a job."""
+
 import csv
 import dataclasses
 import datetime as dt
@@ -57,7 +58,9 @@ def governed_hub(small_place, tmp_path_factory):
     first = dg.materialize(list(defs.assets), resources={"placelink": resource})
     assert first.success
     before = {
-        "outcomes": {r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")},
+        "outcomes": {
+            r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")
+        },
         "lineage": _published(settings, "SELECT * FROM _lineage"),
         "register": (settings.reports / "ig_register.html").read_text(),
     }
@@ -70,18 +73,29 @@ def governed_hub(small_place, tmp_path_factory):
     return settings, contracts_dir, before
 
 
-def test_every_published_table_names_the_agreements_and_extracts_it_relies_on(governed_hub, small_place):
+def test_every_published_table_names_the_agreements_and_extracts_it_relies_on(
+    governed_hub, small_place
+):
     settings, _, before = governed_hub
     lineage = before["lineage"]
     tables = {row[0] for row in lineage}
-    published = {r[0] for r in _published(settings, "SELECT table_name FROM information_schema.tables "
-                                                    "WHERE table_name NOT LIKE '\\_%' ESCAPE '\\'")}
+    published = {
+        r[0]
+        for r in _published(
+            settings,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name NOT LIKE '\\_%' ESCAPE '\\'",
+        )
+    }
     assert tables == published and {"outcomes_before_after", "outcomes_by_ward"} <= tables
     extract_ids = {e.header.extract_id for e in small_place.extracts}
     for table in tables:
         rows = [r for r in lineage if r[0] == table]
-        assert {(r[1], r[2]) for r in rows} == {("council-place-services", "1.0.0"),
-                                               (NHS, "1.0.0"), ("vcs-family-support", "1.0.0")}
+        assert {(r[1], r[2]) for r in rows} == {
+            ("council-place-services", "1.0.0"),
+            (NHS, "1.0.0"),
+            ("vcs-family-support", "1.0.0"),
+        }
         assert {r[4] for r in rows} <= extract_ids
         sources = {r[3] for r in rows if r[6] == "source"}
         if table.startswith("school_attendance"):
@@ -89,14 +103,22 @@ def test_every_published_table_names_the_agreements_and_extracts_it_relies_on(go
             continue
         # every dataset feeds the outcomes or the person attributes (school attendance: age, ward)
         assert sources == {
-            "ae_attendances", "emergency_admissions", "mental_health_referrals", "csc_referrals",
-            "school_attendance", "homelessness_applications", "family_support_enrolments"}
+            "ae_attendances",
+            "emergency_admissions",
+            "mental_health_referrals",
+            "csc_referrals",
+            "school_attendance",
+            "homelessness_applications",
+            "family_support_enrolments",
+        }
 
 
 def test_a_suspended_agreement_leaves_the_next_publication(governed_hub):
     settings, _, before = governed_hub
     assert NHS_OUTCOMES <= before["outcomes"]
-    after = {r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")}
+    after = {
+        r[0] for r in _published(settings, "SELECT DISTINCT outcome FROM outcomes_before_after")
+    }
     assert after and not (after & NHS_OUTCOMES)
     assert not _published(settings, f"SELECT * FROM _lineage WHERE contract_id = '{NHS}'")
     about = dict(_published(settings, "SELECT key, value FROM _about"))
@@ -107,7 +129,12 @@ def test_a_suspended_agreement_leaves_the_next_publication(governed_hub):
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM landing.ae_attendances").fetchone()[0] > 0
-        assert con.execute("SELECT count(*) FROM hub.record_identity WHERE partner_id = 'nhs'").fetchone()[0] == 0
+        assert (
+            con.execute(
+                "SELECT count(*) FROM hub.record_identity WHERE partner_id = 'nhs'"
+            ).fetchone()[0]
+            == 0
+        )
     finally:
         con.close()
 
@@ -118,10 +145,19 @@ def test_the_audit_log_says_what_changed_and_what_was_left_out(governed_hub):
     assert log.verify() is None
     events = list(log.events())
     changed = [e for e in events if e["event"] == "contract_status_changed"]
-    assert [(e["contract"], e["previous_status"], e["status"]) for e in changed] == [(NHS, "approved", "suspended")]
-    assert any(e["event"] == "flow_excluded" and e["contract"] == NHS and e["landed_rows"] > 0 for e in events)
-    assert any(e["event"] == "contract_status_recorded" and e["contract"] == "zz-draft"
-               and e["status"] == "invalid" for e in events)
+    assert [(e["contract"], e["previous_status"], e["status"]) for e in changed] == [
+        (NHS, "approved", "suspended")
+    ]
+    assert any(
+        e["event"] == "flow_excluded" and e["contract"] == NHS and e["landed_rows"] > 0
+        for e in events
+    )
+    assert any(
+        e["event"] == "contract_status_recorded"
+        and e["contract"] == "zz-draft"
+        and e["status"] == "invalid"
+        for e in events
+    )
     last_publication = [e for e in events if e["event"] == "published"][-1]
     assert f"{NHS} (suspended)" in last_publication["excluded_flows"]
     assert not any(NHS in c for c in last_publication["contracts"])
@@ -131,22 +167,38 @@ def test_the_audit_log_says_what_changed_and_what_was_left_out(governed_hub):
     linkage = [e for e in events if e["event"] == "linkage_run"][-1]
     assert linkage["keys_saved"] and linkage["accepted_changes"] == [accepted["change_id"]]
     # losing the NHS sources was allowed (suspended), and the publication says so
-    assert any(loss.startswith(f"source {NHS}/ae_attendances") and "suspended" in loss
-               for loss in last_publication["known_losses"])
+    assert any(
+        loss.startswith(f"source {NHS}/ae_attendances") and "suspended" in loss
+        for loss in last_publication["known_losses"]
+    )
 
 
-def test_every_event_names_who_and_which_run_and_the_publication_carries_the_signed_head(governed_hub):
+def test_every_event_names_who_and_which_run_and_the_publication_carries_the_signed_head(
+    governed_hub,
+):
     settings, _, _ = governed_hub
     events = list(AuditLog(settings.audit_dir).events())
-    in_runs = [e for e in events if e["event"] in ("extract_accepted", "linkage_run", "published", "flow_excluded")]
-    assert in_runs and all(e["run_id"] and e["actor"].startswith(("user:", "service:")) for e in in_runs)
+    in_runs = [
+        e
+        for e in events
+        if e["event"] in ("extract_accepted", "linkage_run", "published", "flow_excluded")
+    ]
+    assert in_runs and all(
+        e["run_id"] and e["actor"].startswith(("user:", "service:")) for e in in_runs
+    )
     assert len({e["run_id"] for e in in_runs}) == 2  # the two materialisations
     linkage = [e for e in events if e["event"] == "linkage_run"]
-    assert f"{NHS} v1.0.0" in linkage[0]["contracts"] and f"{NHS} v1.0.0" not in linkage[-1]["contracts"]
+    assert (
+        f"{NHS} v1.0.0" in linkage[0]["contracts"]
+        and f"{NHS} v1.0.0" not in linkage[-1]["contracts"]
+    )
     about = dict(_published(settings, "SELECT key, value FROM _about"))
     head = json.loads(about["audit_head"])
     published = [e for e in events if e["event"] == "published"][-1]
-    assert head["events"] == published["audit_head_events"] and head["format"] == "placelink-audit-head/1"
+    assert (
+        head["events"] == published["audit_head_events"]
+        and head["format"] == "placelink-audit-head/1"
+    )
 
 
 def _copy_of_the_hub(settings, tmp_path, monkeypatch):
@@ -158,7 +210,9 @@ def _copy_of_the_hub(settings, tmp_path, monkeypatch):
     return home
 
 
-def test_cutting_the_last_line_or_restoring_an_older_log_fails_verify(governed_hub, tmp_path, monkeypatch):
+def test_cutting_the_last_line_or_restoring_an_older_log_fails_verify(
+    governed_hub, tmp_path, monkeypatch
+):
     settings, _, _ = governed_hub
     home = _copy_of_the_hub(settings, tmp_path, monkeypatch)
     log = home / "audit" / "audit.jsonl"
@@ -176,8 +230,13 @@ def test_cutting_the_last_line_or_restoring_an_older_log_fails_verify(governed_h
     log.write_text(older)
     head = AuditHead(home / "audit_head.json", home / "keys" / "audit.key")
     key, _ = head.signing_key()
-    head.sign(key, first_publication, len(older.encode()),
-              hashlib.sha256(lines[first_publication - 1].rstrip("\n").encode()).hexdigest(), settings.now())
+    head.sign(
+        key,
+        first_publication,
+        len(older.encode()),
+        hashlib.sha256(lines[first_publication - 1].rstrip("\n").encode()).hexdigest(),
+        settings.now(),
+    )
     rolled = CliRunner().invoke(main, ["audit", "verify"])
     assert rolled.exit_code == 1, rolled.output
     assert "ok    signed head" in rolled.output
@@ -207,14 +266,22 @@ def test_the_audit_log_never_holds_a_token_or_identifier(governed_hub, small_pla
     hex_words = set(re.findall(r"[0-9a-f]{32,}", text))
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        tokens = {r[0] for r in con.execute("""
+        tokens = {
+            r[0]
+            for r in con.execute("""
             SELECT record_token FROM landing.ae_attendances UNION SELECT nhs_number_token FROM landing.ae_attendances
             UNION SELECT family_token FROM landing.family_support_enrolments
-            UNION SELECT date_of_birth_token FROM landing.csc_referrals""").fetchall() if r[0]}
+            UNION SELECT date_of_birth_token FROM landing.csc_referrals""").fetchall()
+            if r[0]
+        }
     finally:
         con.close()
     assert len(tokens) > 1000 and not (hex_words & tokens)
-    raw_nhs_numbers = set(re.findall(r"\b\d{10}\b", (small_place.place / "raw" / "nhs" / "ae_attendances.csv").read_text()))
+    raw_nhs_numbers = set(
+        re.findall(
+            r"\b\d{10}\b", (small_place.place / "raw" / "nhs" / "ae_attendances.csv").read_text()
+        )
+    )
     assert raw_nhs_numbers and not (set(re.findall(r"\d{10}", text)) & raw_nhs_numbers)
 
 
@@ -229,15 +296,23 @@ def test_the_ig_register_renders_one_row_per_agreement_in_a_browser(governed_hub
     assert "suspended" in nhs_row and "3 deliveries" in nhs_row and "4 of 4" in nhs_row
     nhs = dom.split(f'<section class="agreement" id="c-{NHS}"', 1)[1].split("</section>", 1)[0]
     assert "left out of linkage and publication" in nhs
-    vcs = dom.split('<section class="agreement" id="c-vcs-family-support"', 1)[1].split("</section>", 1)[0]
+    vcs = dom.split('<section class="agreement" id="c-vcs-family-support"', 1)[1].split(
+        "</section>", 1
+    )[0]
     assert "outcomes_before_after (source)" in vcs and "outcomes_by_ward (source)" in vcs
     # who signed what, when; DPIA, retention and the (not yet stated) cadence
-    assert "Information Governance Lead of Northshire Family Hub Trust (registered charity) (provider)" in vcs
+    assert (
+        "Information Governance Lead of Northshire Family Hub Trust (registered charity) (provider)"
+        in vcs
+    )
     assert "2026-11-02" in vcs and "DPIA-NFHT-2026-002" in vcs and "60 months from receipt" in vcs
     assert "Delivery cadence" in vcs and "1 delivery," in vcs  # one extract, one delivery
     assert "The audit log is intact" in dom
     # before the suspension the NHS agreement fed both published tables
-    assert "outcomes_by_ward (source)" in before["register"].split(f'id="c-{NHS}"', 1)[1].split("</section>")[0]
+    assert (
+        "outcomes_by_ward (source)"
+        in before["register"].split(f'id="c-{NHS}"', 1)[1].split("</section>")[0]
+    )
     csv_rows = list(csv.DictReader((settings.reports / "ig_register.csv").open()))
     by_id = {r["contract_id"]: r for r in csv_rows}
     assert set(by_id) == {"council-place-services", NHS, "vcs-family-support", "zz-draft"}
@@ -258,18 +333,23 @@ def _own_copy(settings, contracts_dir: Path, target: Path):
     root = settings.home.parent
     assert contracts_dir.parent == root
     shutil.copytree(root, target)
-    copy = dataclasses.replace(settings, home=target / settings.home.name,
-                               contracts_dir=target / contracts_dir.name)
+    copy = dataclasses.replace(
+        settings, home=target / settings.home.name, contracts_dir=target / contracts_dir.name
+    )
     con = duckdb.connect(str(copy.warehouse))
     try:  # the vaulted envelopes' paths point into the copy
-        con.execute("UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
-                    [str(settings.home), str(copy.home)])
+        con.execute(
+            "UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
+            [str(settings.home), str(copy.home)],
+        )
     finally:
         con.close()
     return copy, copy.contracts_dir
 
 
-def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, monkeypatch, tmp_path):
+def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(
+    governed_hub, monkeypatch, tmp_path
+):
     settings, contracts_dir = _own_copy(*governed_hub[:2], tmp_path / "governed")
     _set_status(contracts_dir, f"{NHS}.yaml", "approved")
     monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
@@ -280,33 +360,55 @@ def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(govern
     # inside the others' 84. Relative to the delivery's own date, so it holds on any day.
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        (received,) = con.execute("SELECT max(received_at) FROM hub.deliveries "
-                                  "WHERE contract_id = 'vcs-family-support' AND status = 'accepted'").fetchone()
+        (received,) = con.execute(
+            "SELECT max(received_at) FROM hub.deliveries "
+            "WHERE contract_id = 'vcs-family-support' AND status = 'accepted'"
+        ).fetchone()
     finally:
         con.close()
     as_of = dt.datetime.combine(add_months(received.date(), 61), dt.time(3), tzinfo=dt.UTC)
-    result = job.execute_in_process(run_config={"ops": {"hub__retention_deletions": {"config": {
-        "as_of": as_of.isoformat()}}}})
+    result = job.execute_in_process(
+        run_config={"ops": {"hub__retention_deletions": {"config": {"as_of": as_of.isoformat()}}}}
+    )
     assert result.success
-    deleted = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "retention_deleted"]
+    deleted = [
+        e for e in AuditLog(settings.audit_dir).events() if e["event"] == "retention_deleted"
+    ]
     assert [e["contract"] for e in deleted] == ["vcs-family-support"]
-    reinstated = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "contract_status_changed"][-1]
+    reinstated = [
+        e for e in AuditLog(settings.audit_dir).events() if e["event"] == "contract_status_changed"
+    ][-1]
     assert (reinstated["contract"], reinstated["status"]) == (NHS, "approved")
-    assert not _published(settings, "SELECT * FROM _lineage WHERE contract_id = 'vcs-family-support'")
+    assert not _published(
+        settings, "SELECT * FROM _lineage WHERE contract_id = 'vcs-family-support'"
+    )
     about = dict(_published(settings, "SELECT key, value FROM _about"))
     assert "vcs-family-support" not in about["lineage"] and NHS in about["lineage"]
-    assert _published(settings, f"SELECT count(*) FROM _lineage WHERE contract_id = '{NHS}'")[0][0] > 0
+    assert (
+        _published(settings, f"SELECT count(*) FROM _lineage WHERE contract_id = '{NHS}'")[0][0] > 0
+    )
     # The republication lost the VCS source: allowed, because retention deleted it, and said so (issue 20).
-    (materialised,) = [e.materialization for e in result.get_asset_materialization_events()
-                       if e.asset_key.to_user_string() == "published/shared_outcomes"]
+    (materialised,) = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "published/shared_outcomes"
+    ]
     losses = materialised.metadata["known_losses"].value
-    assert any(loss.startswith("source vcs-family-support/family_support_enrolments") and "retention deleted" in loss
-               for loss in losses), losses
+    assert any(
+        loss.startswith("source vcs-family-support/family_support_enrolments")
+        and "retention deleted" in loss
+        for loss in losses
+    ), losses
     events = list(AuditLog(settings.audit_dir).events())
     assert [e for e in events if e["event"] == "published"][-1]["known_losses"] == losses
     # and linkage took the dataset's deletion as a known change, recorded by the run that deleted it
-    (accepted,) = [e for e in events if e["event"] == "linkage_change_accepted" and e["run_id"] == result.run_id
-                   and "retention" in e["reason"]]
+    (accepted,) = [
+        e
+        for e in events
+        if e["event"] == "linkage_change_accepted"
+        and e["run_id"] == result.run_id
+        and "retention" in e["reason"]
+    ]
     assert "family_support_enrolments (vcs-family-support)" in accepted["reason"]
 
 
@@ -315,9 +417,20 @@ def test_definitions_still_load_when_a_contract_is_invalid(tmp_path):
     shutil.copytree(REPO_ROOT / "contracts", contracts_dir)
     vcs = contracts_dir / "vcs-family-support.yaml"
     vcs.write_text(vcs.read_text().replace("    dpia_reference: DPIA-NFHT-2026-002\n", ""))
-    code = ("from pipelines.definitions import defs; "
-            "print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))")
-    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PLACELINK_CONTRACTS": str(contracts_dir),
-                               "PLACELINK_HOME": str(tmp_path / "home")}, cwd=REPO_ROOT, timeout=120)
+    code = (
+        "from pipelines.definitions import defs; "
+        "print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PLACELINK_CONTRACTS": str(contracts_dir),
+            "PLACELINK_HOME": str(tmp_path / "home"),
+        },
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]

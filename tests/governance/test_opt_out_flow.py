@@ -1,10 +1,13 @@
 """The National Data Opt-out, as a contract term: applied at the partner, before tokenising."""
+
 import polars as pl
 
 
 def _opted_out_record_ids(small_place, partner: str, dataset: str) -> set[str]:
-    opt_outs = pl.read_csv(small_place.place / "reference" / "national_data_opt_outs.csv",
-                           schema_overrides={"nhs_number": pl.String})["nhs_number"]
+    opt_outs = pl.read_csv(
+        small_place.place / "reference" / "national_data_opt_outs.csv",
+        schema_overrides={"nhs_number": pl.String},
+    )["nhs_number"]
     raw = pl.read_csv(small_place.place / "raw" / partner / f"{dataset}.csv", infer_schema=False)
     digits = raw["nhs_number"].str.replace_all(r"\s", "")
     return set(raw.filter(digits.is_in(opt_outs.implode()).fill_null(False))["record_id"])

@@ -6,6 +6,7 @@ services, dates, times, amounts, rooms and counts in every case. Identifying tex
 templates with a person's name (Faker, several locales), an NHS number, a postcode, a phone
 number, an e-mail address or a date of birth written as people write them.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,10 +15,37 @@ import re
 from faker import Faker
 from stdnum.gb import nhs
 
-SERVICES = ["Early Help", "Family Hub", "CAMHS", "school nurse", "GP", "A&E", "health visitor", "housing team",
-            "Job Centre", "food bank", "youth club", "SENCO", "social worker", "midwife", "Citizens Advice"]
-VERBS = ["Will attend", "May need", "Seen by", "Referred to", "Spoke with", "Mark as done for", "Hope to hear from",
-         "Grace period agreed with", "Frank discussion with", "Rang", "Visit booked with", "Letter from"]
+SERVICES = [
+    "Early Help",
+    "Family Hub",
+    "CAMHS",
+    "school nurse",
+    "GP",
+    "A&E",
+    "health visitor",
+    "housing team",
+    "Job Centre",
+    "food bank",
+    "youth club",
+    "SENCO",
+    "social worker",
+    "midwife",
+    "Citizens Advice",
+]
+VERBS = [
+    "Will attend",
+    "May need",
+    "Seen by",
+    "Referred to",
+    "Spoke with",
+    "Mark as done for",
+    "Hope to hear from",
+    "Grace period agreed with",
+    "Frank discussion with",
+    "Rang",
+    "Visit booked with",
+    "Letter from",
+]
 TEMPLATES = [
     "{verb} {service} on {date} at {time}.",
     "{verb} {service}; next review {date}.",
@@ -33,12 +61,19 @@ DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
 
 def _fill(rng: random.Random, template: str, **extra) -> str:
     return template.format(
-        verb=rng.choice(VERBS), service=rng.choice(SERVICES), n=rng.randint(1, 400), m=rng.randint(1, 400),
-        year=rng.randint(2015, 2026), amount=f"{rng.randint(1, 900)}.{rng.randint(0, 99):02d}",
-        ref=rng.randint(10**5, 10**8), day=rng.choice(DAYS),
-        date=rng.choice(["%02d/%02d/%d", "%d-%02d-%02d"]) % ((rng.randint(1, 28), rng.randint(1, 12),
-                                                              rng.randint(2015, 2026))),
-        time=f"{rng.randint(8, 18)}:{rng.choice(['00', '15', '30', '45'])}", **extra)
+        verb=rng.choice(VERBS),
+        service=rng.choice(SERVICES),
+        n=rng.randint(1, 400),
+        m=rng.randint(1, 400),
+        year=rng.randint(2015, 2026),
+        amount=f"{rng.randint(1, 900)}.{rng.randint(0, 99):02d}",
+        ref=rng.randint(10**5, 10**8),
+        day=rng.choice(DAYS),
+        date=rng.choice(["%02d/%02d/%d", "%d-%02d-%02d"])
+        % ((rng.randint(1, 28), rng.randint(1, 12), rng.randint(2015, 2026))),
+        time=f"{rng.randint(8, 18)}:{rng.choice(['00', '15', '30', '45'])}",
+        **extra,
+    )
 
 
 def _cased(rng: random.Random, text: str) -> str:
@@ -62,8 +97,21 @@ LOCALES = ["en_GB", "fr_FR", "de_DE", "es_ES", "pl_PL", "ru_RU", "ar_AA", "hi_IN
 
 
 # Locales whose Faker word lists are words of their language (others repeat Latin lorem ipsum).
-TEXT_LOCALES = ["fr_FR", "de_DE", "es_ES", "it_IT", "nl_NL", "pl_PL", "ru_RU", "uk_UA", "el_GR", "ar_AA", "fa_IR",
-                "bn_BD", "zh_CN"]
+TEXT_LOCALES = [
+    "fr_FR",
+    "de_DE",
+    "es_ES",
+    "it_IT",
+    "nl_NL",
+    "pl_PL",
+    "ru_RU",
+    "uk_UA",
+    "el_GR",
+    "ar_AA",
+    "fa_IR",
+    "bn_BD",
+    "zh_CN",
+]
 
 
 def other_languages(per_locale: int, seed: int = 18) -> list[str]:
@@ -84,10 +132,17 @@ def valid_nhs_number(rng: random.Random) -> str:
 
 IDENTIFYING = {
     "personal names": [
-        "Spoke with {name} about {service}.", "{NAME} did not attend {service}.", "mum {lower} rang back",
-        "{surname_upper}, {given} seen by {service}", "Letter to {name} re {service}.",
+        "Spoke with {name} about {service}.",
+        "{NAME} did not attend {service}.",
+        "mum {lower} rang back",
+        "{surname_upper}, {given} seen by {service}",
+        "Letter to {name} re {service}.",
     ],
-    "NHS numbers": ["nhs no {nhs_spaced} confirmed", "NHS number: {nhs}", "called re nhs no {nhs_dashed}"],
+    "NHS numbers": [
+        "nhs no {nhs_spaced} confirmed",
+        "NHS number: {nhs}",
+        "called re nhs no {nhs_dashed}",
+    ],
     "full UK postcodes": ["moved to {postcode}", "lives at flat 2, {postcode_lower}"],
     "UK phone numbers": ["ring {phone} after 5", "tel {phone}"],
     "e-mail addresses": ["email {email}", "sent to {email_upper}"],
@@ -107,14 +162,26 @@ def identifying(kind: str, count: int, seed: int = 18) -> list[str]:
         given, surname = fake.first_name(), fake.last_name()
         number = valid_nhs_number(rng)
         dob = gb.date_of_birth(minimum_age=0, maximum_age=90)
-        out.append(rng.choice(IDENTIFYING[kind]).format(
-            name=f"{given} {surname}", NAME=f"{given} {surname}".upper(), lower=f"{given} {surname}".lower(),
-            given=given, surname_upper=surname.upper(), service=rng.choice(SERVICES),
-            nhs=number, nhs_spaced=f"{number[:3]} {number[3:6]} {number[6:]}",
-            nhs_dashed=f"{number[:3]}-{number[3:6]}-{number[6:]}", postcode=gb.postcode(),
-            postcode_lower=gb.postcode().lower(), phone=rng.choice([gb.phone_number(), gb.cellphone_number()]),
-            email=gb.email(), email_upper=gb.email().upper(), dob=dob.strftime("%d/%m/%Y"),
-            dob_words=dob.strftime("%d %B %Y")))
+        out.append(
+            rng.choice(IDENTIFYING[kind]).format(
+                name=f"{given} {surname}",
+                NAME=f"{given} {surname}".upper(),
+                lower=f"{given} {surname}".lower(),
+                given=given,
+                surname_upper=surname.upper(),
+                service=rng.choice(SERVICES),
+                nhs=number,
+                nhs_spaced=f"{number[:3]} {number[3:6]} {number[6:]}",
+                nhs_dashed=f"{number[:3]}-{number[3:6]}-{number[6:]}",
+                postcode=gb.postcode(),
+                postcode_lower=gb.postcode().lower(),
+                phone=rng.choice([gb.phone_number(), gb.cellphone_number()]),
+                email=gb.email(),
+                email_upper=gb.email().upper(),
+                dob=dob.strftime("%d/%m/%Y"),
+                dob_words=dob.strftime("%d %B %Y"),
+            )
+        )
     return out
 
 
@@ -129,7 +196,9 @@ def measure(values: list[str]) -> dict[str, int]:
     from pipelines.hub.identifiers import scan_for_identifiers
 
     # One row per value, made distinct by its position, so counts are per value.
-    dataset = Dataset("notes", "", (DataItem("notes", "string", "payload", False, False, "why", None),))
+    dataset = Dataset(
+        "notes", "", (DataItem("notes", "string", "payload", False, False, "why", None),)
+    )
     found = {kind: 0 for kind in KINDS}
     for suspicion in scan_for_identifiers(pa.table({"notes": values}), dataset):
         kind = next(k for k in KINDS if suspicion.kind.startswith(k))
@@ -138,8 +207,11 @@ def measure(values: list[str]) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    for label, values in (("case notes", case_notes(5000)), ("Python documentation", python_docs()),
-                          ("13 other languages", other_languages(300))):
+    for label, values in (
+        ("case notes", case_notes(5000)),
+        ("Python documentation", python_docs()),
+        ("13 other languages", other_languages(300)),
+    ):
         found = measure(values)
         print(f"{label}: {len(values)} texts, flagged {found}")
     for kind in KINDS:

@@ -6,6 +6,7 @@ data team and an IG officer would: every delivery's rows landed once, one accept
 audit event per delivery and a chain that verifies, every envelope in exactly one of the
 inbox / vault / quarantine, quarantine list and release working.
 """
+
 import contextlib
 import hashlib
 import json
@@ -48,12 +49,23 @@ def _sha(path):
 
 def _run_killed(settings, step):
     """Ingest in a child process killed at ``step``; returns its exit status."""
-    env = {**os.environ, "PLACELINK_HOME": str(settings.home), "PLACELINK_CONTRACTS": str(settings.contracts_dir),
-           "PLACELINK_FAULT": f"ingest:{step}", "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        "PLACELINK_HOME": str(settings.home),
+        "PLACELINK_CONTRACTS": str(settings.contracts_dir),
+        "PLACELINK_FAULT": f"ingest:{step}",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     # Output to a file, not a pipe: a process the killed one left behind must not hold the test.
     with open(settings.home.parent / f"killed at {step}.log", "w+") as output:
-        done = subprocess.run([sys.executable, "-c", CHILD, NOW.isoformat()], env=env, cwd=REPO_ROOT,
-                              stdout=output, stderr=subprocess.STDOUT, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, NOW.isoformat()],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
         output.seek(0)
         assert done.returncode == -signal.SIGKILL, (step, done.returncode, output.read()[-3000:])
 
@@ -62,8 +74,14 @@ def _receive_again(settings):
     contracts, problems = settings.load_contracts()
     con = connect(settings)
     try:
-        return receive_inbox(settings, con, contracts, {p.stem: e for p, e in problems.items()},
-                             settings.audit_log(), now=NOW)
+        return receive_inbox(
+            settings,
+            con,
+            contracts,
+            {p.stem: e for p, e in problems.items()},
+            settings.audit_log(),
+            now=NOW,
+        )
     finally:
         con.close()
 
@@ -72,7 +90,10 @@ def _receive_again(settings):
 def _unchangeable(folder):
     """``folder`` as an SFTP drop folder often is to the hub: files can be read, not moved or removed."""
     if os.geteuid() == 0:  # root ignores permission bits; an immutable folder stops it too
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode:
+        if (
+            shutil.which("chattr") is None
+            or subprocess.run(["chattr", "+i", str(folder)]).returncode
+        ):
             pytest.skip("cannot make a folder unchangeable for root here (chattr +i)")
         try:
             yield
@@ -90,21 +111,31 @@ def _staged(small_place, root):
     settings = small_place.stage_hub(root / "home", datasets=list(GOOD))
     (settings.inbox / BAD).write_bytes(b"")  # held by the format check
     sent = {p.name: _sha(p) for p in settings.inbox.iterdir()}
-    return Settings.from_env({"PLACELINK_HOME": str(settings.home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}), sent
+    return Settings.from_env(
+        {"PLACELINK_HOME": str(settings.home), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}
+    ), sent
 
 
 def _check_everything_once(small_place, settings, sent, read_only):
     con = connect(settings)
     try:
-        deliveries = con.execute("SELECT file_name, status, extract_id, stored_as FROM hub.deliveries").fetchall()
+        deliveries = con.execute(
+            "SELECT file_name, status, extract_id, stored_as FROM hub.deliveries"
+        ).fetchall()
         for dataset in GOOD:
-            rows, extracts = con.execute(f"SELECT count(*), count(DISTINCT _extract_id) FROM landing.{dataset}").fetchone()
+            rows, extracts = con.execute(
+                f"SELECT count(*), count(DISTINCT _extract_id) FROM landing.{dataset}"
+            ).fetchone()
             assert (rows, extracts) == (small_place.extract(dataset).rows_out, 1), dataset
         assert not con.execute("SELECT count(*) FROM hub.pending_audit").fetchone()[0]
     finally:
         con.close()
     # one record per delivery, no false replay, every stored_as names a file that is there
-    assert sorted(status for _, status, _, _ in deliveries) == ["accepted", "accepted", "quarantined"], deliveries
+    assert sorted(status for _, status, _, _ in deliveries) == [
+        "accepted",
+        "accepted",
+        "quarantined",
+    ], deliveries
     assert all((settings.home / stored_as).is_file() for *_, stored_as in deliveries)
 
     audit = settings.audit_log()
@@ -118,15 +149,24 @@ def _check_everything_once(small_place, settings, sent, read_only):
 
     # every envelope in exactly one place: the vault, quarantine, or (received) the inbox
     def files(folder):
-        return [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(REASON_SUFFIX)
-                and "released" not in p.parts]
+        return [
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(REASON_SUFFIX) and "released" not in p.parts
+        ]
+
     kept = [_sha(p) for folder in (settings.vault, settings.quarantine) for p in files(folder)]
     assert sorted(kept) == sorted(sent.values())
-    assert not [p for p in settings.home.rglob(".*") if p.is_file() and "dagster" not in p.parts
-                and p.parent != settings.home]  # no half-made copies, temporary reasons or journals
+    assert not [
+        p
+        for p in settings.home.rglob(".*")
+        if p.is_file() and "dagster" not in p.parts and p.parent != settings.home
+    ]  # no half-made copies, temporary reasons or journals
     assert not list((settings.home / "ingest" / "journal").glob("*"))
     if read_only:
-        assert sorted(p.name for p in settings.inbox.iterdir()) == sorted(sent)  # still there, untouched
+        assert sorted(p.name for p in settings.inbox.iterdir()) == sorted(
+            sent
+        )  # still there, untouched
         assert all(ReceivedLedger(settings.home).received(settings.inbox / n) for n in sent)
         assert settings.inbox_files() == []
     else:
@@ -156,15 +196,22 @@ def test_ingest_killed_at_each_step_is_finished_by_the_next_run(small_place, tmp
 _COPY_STEPS = ("vault-copied", "vaulted", "landed", "moved", "hold-recorded", "cleared")
 
 
-@pytest.mark.parametrize("step", [s if s in _COPY_STEPS else pytest.param(s, marks=pytest.mark.slow)
-                                  for s in _boundaries(read_only=True)])
+@pytest.mark.parametrize(
+    "step",
+    [
+        s if s in _COPY_STEPS else pytest.param(s, marks=pytest.mark.slow)
+        for s in _boundaries(read_only=True)
+    ],
+)
 def test_ingest_from_an_unchangeable_inbox_killed_at_each_step(small_place, tmp_path, step):
     settings, sent = _staged(small_place, tmp_path)
     with _unchangeable(settings.inbox):
         _run_killed(settings, step)
         _receive_again(settings)
         _check_everything_once(small_place, settings, sent, read_only=True)
-        again = _receive_again(settings)  # a later run: nothing waiting, nothing re-landed or replayed
+        again = _receive_again(
+            settings
+        )  # a later run: nothing waiting, nothing re-landed or replayed
         assert again == []
         _check_everything_once(small_place, settings, sent, read_only=True)
 
@@ -187,6 +234,7 @@ def test_a_fault_naming_no_step_is_refused():
 
 # --- what a crash or a partner can leave that is not a journalled step -------------------------
 
+
 def _receive_here(settings, now=NOW):
     from tests.hub.test_ingest import _receive
 
@@ -194,8 +242,9 @@ def _receive_here(settings, now=NOW):
 
 
 @pytest.mark.parametrize("how", ["replaced", "rewritten in place"])
-def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_bytes(small_place, tmp_path,
-                                                                                   monkeypatch, how):
+def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_bytes(
+    small_place, tmp_path, monkeypatch, how
+):
     import pipelines.hub.ingest as ingest
 
     settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
@@ -205,7 +254,9 @@ def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_byte
 
     def check_then_change(file, *args, **kwargs):
         opened = real_check(file, *args, **kwargs)
-        if file.name == path.name and not swapped:  # the partner's client writes while the hub reads
+        if (
+            file.name == path.name and not swapped
+        ):  # the partner's client writes while the hub reads
             if how == "replaced":
                 (settings.inbox / ".upload.tmp").write_bytes(other)
                 os.replace(settings.inbox / ".upload.tmp", path)
@@ -218,6 +269,7 @@ def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_byte
                 os.utime(path, ns=(0, 0))
             swapped.append(_sha(path))
         return opened
+
     monkeypatch.setattr(ingest, "check_extract", check_then_change)
 
     receipts, landed = _receive_here(settings)
@@ -233,7 +285,9 @@ def test_a_file_changed_while_it_was_read_is_held_not_landed_as_the_checked_byte
         con.close()
     (held,) = held_files(settings.quarantine)
     assert held["check"] == "unchanged while received" and "release" in held["action"]
-    assert _sha(settings.quarantine / held["held_as"]) == swapped[0]  # what arrived is kept, as it is now
+    assert (
+        _sha(settings.quarantine / held["held_as"]) == swapped[0]
+    )  # what arrived is kept, as it is now
     assert not [p for p in settings.vault.rglob("*") if p.is_file()]
 
 
@@ -242,12 +296,24 @@ def test_stale_temporary_reasons_a_crash_left_are_tidied_and_audited(small_place
     quarantine = settings.quarantine
     quarantine.mkdir(exist_ok=True)
     # killed after writing a reason, before moving its file: the file stayed in the inbox
-    (quarantine / ".gone.plx.reason.json.tmp").write_text(json.dumps({"file": "gone.plx", "check": "format"}))
+    (quarantine / ".gone.plx.reason.json.tmp").write_text(
+        json.dumps({"file": "gone.plx", "check": "format"})
+    )
     # an older version killed after moving the file, before renaming its reason
     (quarantine / "old.plx").write_bytes(b"held bytes")
-    (quarantine / ".old.plx.reason.json.tmp").write_text(json.dumps(
-        {"file": "old.plx", "check": "signature", "expected": "e", "found": "f", "action": "a", "message": "m",
-         "received_at": "2026-10-01T00:00:00+00:00"}))
+    (quarantine / ".old.plx.reason.json.tmp").write_text(
+        json.dumps(
+            {
+                "file": "old.plx",
+                "check": "signature",
+                "expected": "e",
+                "found": "f",
+                "action": "a",
+                "message": "m",
+                "received_at": "2026-10-01T00:00:00+00:00",
+            }
+        )
+    )
     # a reason half written when the run was killed
     (quarantine / "..x.plx.reason.json.tmp.1a2b3c4d.tmp").write_text('{"fi')
 
@@ -261,11 +327,15 @@ def test_stale_temporary_reasons_a_crash_left_are_tidied_and_audited(small_place
     assert [e["held_as"] for e in events if e["event"] == "ingest_recovered"] == ["old.plx"]
 
 
-def test_a_folder_in_the_inbox_is_reported_and_left_while_the_other_deliveries_carry_on(small_place, tmp_path):
+def test_a_folder_in_the_inbox_is_reported_and_left_while_the_other_deliveries_carry_on(
+    small_place, tmp_path
+):
     settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
     folder = settings.inbox / "october upload"
     folder.mkdir()
-    shutil.copy2(small_place.envelope("family_support_enrolments").envelope_path, folder / "inside.plx")
+    shutil.copy2(
+        small_place.envelope("family_support_enrolments").envelope_path, folder / "inside.plx"
+    )
 
     receipts, landed = _receive_here(settings)
     again, _ = _receive_here(settings)
@@ -274,14 +344,22 @@ def test_a_folder_in_the_inbox_is_reported_and_left_while_the_other_deliveries_c
     for seen in (receipts, again):
         ignored = seen["october upload"]
         assert ignored.status == "ignored"
-        assert "october upload" in ignored.reason and "move the folder out of the inbox" in ignored.reason
-    assert (folder / "inside.plx").exists()  # left as it is: nothing a partner sent is moved or changed
-    events = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "inbox_entry_ignored"]
+        assert (
+            "october upload" in ignored.reason
+            and "move the folder out of the inbox" in ignored.reason
+        )
+    assert (
+        folder / "inside.plx"
+    ).exists()  # left as it is: nothing a partner sent is moved or changed
+    events = [
+        e for e in AuditLog(settings.audit_dir).events() if e["event"] == "inbox_entry_ignored"
+    ]
     assert [e["file"] for e in events] == ["october upload"]  # audited once, reported every run
 
 
-def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_called_a_replay(small_place,
-                                                                                              tmp_path):
+def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_called_a_replay(
+    small_place, tmp_path
+):
     # What the issue found: killed between the commit and the move, before the journal existed.
     settings = small_place.stage_hub(tmp_path / "home", datasets=["emergency_admissions"])
     (path,) = settings.inbox.iterdir()
@@ -290,7 +368,9 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     try:
         (stored_as,) = con.execute("SELECT stored_as FROM hub.deliveries").fetchone()
         con.execute("ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_id VARCHAR")
-        con.execute("UPDATE hub.deliveries SET delivery_id = NULL")  # as an older version recorded it
+        con.execute(
+            "UPDATE hub.deliveries SET delivery_id = NULL"
+        )  # as an older version recorded it
     finally:
         con.close()
     os.rename(settings.home / stored_as, path)
@@ -298,7 +378,9 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     kept = [e for e in log.events() if e["event"] != "extract_accepted"]
     log.path.unlink()
     for event in kept:
-        fields = {k: v for k, v in event.items() if k not in ("at", "event", "actor", "run_id", "prev")}
+        fields = {
+            k: v for k, v in event.items() if k not in ("at", "event", "actor", "run_id", "prev")
+        }
         log.append(event["event"], **fields)
 
     receipts, _ = _receive_here(settings)
@@ -311,7 +393,9 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     assert not held_files(settings.quarantine)
 
 
-def test_a_file_the_hub_may_not_move_from_a_writable_inbox_is_copied_and_noted_received(small_place, tmp_path):
+def test_a_file_the_hub_may_not_move_from_a_writable_inbox_is_copied_and_noted_received(
+    small_place, tmp_path
+):
     # The inbox looks writable, but this one file may not be moved (immutable, or owned by the
     # partner in a sticky folder): found out at the move, copied instead, noted as received.
     if os.geteuid() != 0 or shutil.which("chattr") is None:
@@ -325,7 +409,9 @@ def test_a_file_the_hub_may_not_move_from_a_writable_inbox_is_copied_and_noted_r
         receipts, landed = _receive_here(settings)
         again, _ = _receive_here(settings)
         assert receipts[path.name].status == "accepted" and again == {}
-        assert landed == {"emergency_admissions": small_place.extract("emergency_admissions").rows_out}
+        assert landed == {
+            "emergency_admissions": small_place.extract("emergency_admissions").rows_out
+        }
         assert [_sha(p) for p in settings.vault.rglob("*.plx")] == [sent] and path.exists()
         assert ReceivedLedger(settings.home).received(path)["outcome"] == "accept"
     finally:

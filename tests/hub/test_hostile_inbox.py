@@ -3,6 +3,7 @@
 Whatever reaches the inbox is held (never followed, never opened if it is not a file), the other
 deliveries carry on, and quarantine keeps exactly the bytes that arrived, each with its own reason.
 """
+
 import datetime as dt
 import hashlib
 import os
@@ -94,7 +95,9 @@ def test_a_fifo_and_a_device_are_held_without_being_opened(small_place, tmp_path
     receipts, landed = _receive(settings)
 
     for name in names:
-        assert receipts[name].status == "quarantined" and "not a regular file" in receipts[name].reason
+        assert (
+            receipts[name].status == "quarantined" and "not a regular file" in receipts[name].reason
+        )
     assert landed == {OTHER: small_place.extract(OTHER).rows_out}
     assert not list(settings.inbox.iterdir())
     _assert_nothing_in_quarantine_is_a_link(settings)
@@ -112,8 +115,10 @@ def test_a_delivery_named_like_a_reason_is_never_overwritten_by_one(small_place,
 
     held = _held(settings)
     assert set(held) == {"X.plx.reason.json", "X.plx"}
-    for name, content in (("X.plx.reason.json", b"first delivery: not an envelope"),
-                          ("X.plx", b"second delivery: not an envelope either")):
+    for name, content in (
+        ("X.plx.reason.json", b"first delivery: not an envelope"),
+        ("X.plx", b"second delivery: not an envelope either"),
+    ):
         item = held[name]
         assert (settings.quarantine / item["held_as"]).read_bytes() == content
         assert item["check"] == "format"
@@ -125,17 +130,24 @@ def test_the_same_name_delivered_twice_keeps_both_and_their_reasons(small_place,
         (settings.inbox / "again.plx").write_bytes(content)
         _receive(settings, now=NOW + dt.timedelta(days=day))
     held = held_files(settings.quarantine)
-    assert sorted((settings.quarantine / h["held_as"]).read_bytes() for h in held) == [b"one", b"three", b"two"]
+    assert sorted((settings.quarantine / h["held_as"]).read_bytes() for h in held) == [
+        b"one",
+        b"three",
+        b"two",
+    ]
     assert {h["file"] for h in held} == {"again.plx"} and len({h["held_as"] for h in held}) == 3
 
 
-@pytest.mark.parametrize("name", [
-    "line\nbreak.plx",                         # a new line in a file name
-    "tab\tand\x1b[31mescape.plx",              # terminal escapes
-    "x" * 240 + ".plx",                        # too long to add '.reason.json' to
-    os.fsdecode(b"latin-1 caf\xe9.plx"),       # bytes that are not UTF-8
-    "back\\slash .. and ✓ \u202eevil.plx",     # a backslash, dots, a right-to-left override
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "line\nbreak.plx",  # a new line in a file name
+        "tab\tand\x1b[31mescape.plx",  # terminal escapes
+        "x" * 240 + ".plx",  # too long to add '.reason.json' to
+        os.fsdecode(b"latin-1 caf\xe9.plx"),  # bytes that are not UTF-8
+        "back\\slash .. and ✓ \u202eevil.plx",  # a backslash, dots, a right-to-left override
+    ],
+)
 def test_odd_file_names_are_held_with_a_reason_and_printable(small_place, tmp_path, name):
     settings = small_place.stage_hub(tmp_path / "home", datasets=[OTHER])
     (settings.inbox / name).write_bytes(b"not an envelope")
@@ -149,8 +161,12 @@ def test_odd_file_names_are_held_with_a_reason_and_printable(small_place, tmp_pa
     assert item["check"] == "format" and item["held_as"].isprintable()
     assert (settings.quarantine / item["held_as"]).read_bytes() == b"not an envelope"
     assert AuditLog(settings.audit_dir).verify() is None
-    events = [e for e in AuditLog(settings.audit_dir).events() if e["event"] == "extract_quarantined"]
+    events = [
+        e for e in AuditLog(settings.audit_dir).events() if e["event"] == "extract_quarantined"
+    ]
     assert [e["file"] for e in events] == [receipt.file_name]
     # Released, it goes back to the inbox, unchanged, under a name the next run can read.
-    back = release(settings.quarantine, item["held_as"], settings.inbox, AuditLog(settings.audit_dir))
+    back = release(
+        settings.quarantine, item["held_as"], settings.inbox, AuditLog(settings.audit_dir)
+    )
     assert back.parent == settings.inbox and back.read_bytes() == b"not an envelope"

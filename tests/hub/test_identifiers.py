@@ -11,31 +11,74 @@ def _item(name, classification, allowed=None):
     return DataItem(name, "string", classification, False, False, "why", allowed)
 
 
-DATASET = Dataset("referrals", "", (
-    _item("record_token", "token"), _item("ward_code", "area"), _item("lsoa_code", "area"),
-    _item("referral_source", "payload", ("gp", "school", "self")), _item("notes", "payload"),
-))
+DATASET = Dataset(
+    "referrals",
+    "",
+    (
+        _item("record_token", "token"),
+        _item("ward_code", "area"),
+        _item("lsoa_code", "area"),
+        _item("referral_source", "payload", ("gp", "school", "self")),
+        _item("notes", "payload"),
+    ),
+)
 TOKENS = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(6)]
 
 
 def _scan(**columns):
-    base = {"record_token": TOKENS, "ward_code": ["E05000001"] * 6, "lsoa_code": ["E01000001"] * 6,
-            "referral_source": ["gp", "school", "self", "gp", "gp", None], "notes": ["seen", "ok", None, "", "x", "y"]}
+    base = {
+        "record_token": TOKENS,
+        "ward_code": ["E05000001"] * 6,
+        "lsoa_code": ["E01000001"] * 6,
+        "referral_source": ["gp", "school", "self", "gp", "gp", None],
+        "notes": ["seen", "ok", None, "", "x", "y"],
+    }
     base.update(columns)
-    return {(s.column, s.kind.split(" (")[0]): s.count for s in scan_for_identifiers(pa.table(base), DATASET)}
+    return {
+        (s.column, s.kind.split(" (")[0]): s.count
+        for s in scan_for_identifiers(pa.table(base), DATASET)
+    }
 
 
 def test_pseudonymised_extract_raises_nothing():
     assert _scan() == {}
 
 
-@pytest.mark.parametrize("column, values, kind, count", [
-    ("record_token", ["9434765919", "943 476 5919", "9434765918"] + TOKENS[:3], "NHS numbers", 2),
-    ("notes", ["Flat 2, SW1A 1AA", "SW1A 1AA", "sw1a1aa", "ok", None, "E1 6AN"], "full UK postcodes", 4),
-    ("notes", ["jo@example.org", "a@b", "write to jo.b@nhs.net", "y", "z", "w"], "e-mail addresses", 2),
-    ("notes", ["07700 900123", "+44 7700 900123", "0161 496 0000", "12", "x", "y"], "UK phone numbers", 3),
-    ("notes", ["Jane Smith", "Mary-Ann O'Neil", "seen by gp", "A&E", "ok", "Smith"], "personal names", 2),
-])
+@pytest.mark.parametrize(
+    "column, values, kind, count",
+    [
+        (
+            "record_token",
+            ["9434765919", "943 476 5919", "9434765918"] + TOKENS[:3],
+            "NHS numbers",
+            2,
+        ),
+        (
+            "notes",
+            ["Flat 2, SW1A 1AA", "SW1A 1AA", "sw1a1aa", "ok", None, "E1 6AN"],
+            "full UK postcodes",
+            4,
+        ),
+        (
+            "notes",
+            ["jo@example.org", "a@b", "write to jo.b@nhs.net", "y", "z", "w"],
+            "e-mail addresses",
+            2,
+        ),
+        (
+            "notes",
+            ["07700 900123", "+44 7700 900123", "0161 496 0000", "12", "x", "y"],
+            "UK phone numbers",
+            3,
+        ),
+        (
+            "notes",
+            ["Jane Smith", "Mary-Ann O'Neil", "seen by gp", "A&E", "ok", "Smith"],
+            "personal names",
+            2,
+        ),
+    ],
+)
 def test_clear_identifiers_are_counted_by_column(column, values, kind, count):
     assert _scan(**{column: values}) == {(column, kind): count}
 
@@ -47,55 +90,71 @@ def test_postcodes_are_allowed_in_area_columns_and_names_in_coded_columns():
 # Identifiers in free text as people write them (issue 18): any case, accents, other scripts,
 # NHS numbers in groups inside a sentence. NHS numbers here are valid (modulus 11); the
 # same digits with a wrong check digit must not count.
-@pytest.mark.parametrize("text, kind", [
-    ("ZARA QUIXOTEUPPER", "personal names"),
-    ("José Quixoteblöm", "personal names"),
-    ("spoke to josé quixoteblöm about the housing form", "personal names"),
-    ("called re nhs no 401 023 2137 about the appointment", "NHS numbers"),
-    ("NHS number 401-023-2137.", "NHS numbers"),
-    ("nhs no: 401 then 023 then 2137", "NHS numbers"),
-    ("NHS ４０１０２３２１３７ (fullwidth digits)", "NHS numbers"),
-    ("mum Mary Brown rang back", "personal names"),
-    ("SMITH, Jane attended", "personal names"),
-    ("Siobhán O'Brien was seen", "personal names"),
-    ("Анна Петрова пришла на приём", "personal names"),
-    ("lives at flat 2, sw1a 1aa since may", "full UK postcodes"),
-    ("write to JOSÉ.B@EXAMPLE.ORG please", "e-mail addresses"),
-    ("ring 07700 900123 after 5pm", "UK phone numbers"),
-    ("tel +44 (0)161 496 0000", "UK phone numbers"),
-    ("DOB 07/03/1990", "dates of birth"),
-    ("born 7th March 1990 in Leeds", "dates of birth"),
-    ("d.o.b. 1990-03-07", "dates of birth"),
-    ("Date of birth: Mar 7, 1990", "dates of birth"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("ZARA QUIXOTEUPPER", "personal names"),
+        ("José Quixoteblöm", "personal names"),
+        ("spoke to josé quixoteblöm about the housing form", "personal names"),
+        ("called re nhs no 401 023 2137 about the appointment", "NHS numbers"),
+        ("NHS number 401-023-2137.", "NHS numbers"),
+        ("nhs no: 401 then 023 then 2137", "NHS numbers"),
+        ("NHS ４０１０２３２１３７ (fullwidth digits)", "NHS numbers"),
+        ("mum Mary Brown rang back", "personal names"),
+        ("SMITH, Jane attended", "personal names"),
+        ("Siobhán O'Brien was seen", "personal names"),
+        ("Анна Петрова пришла на приём", "personal names"),
+        ("lives at flat 2, sw1a 1aa since may", "full UK postcodes"),
+        ("write to JOSÉ.B@EXAMPLE.ORG please", "e-mail addresses"),
+        ("ring 07700 900123 after 5pm", "UK phone numbers"),
+        ("tel +44 (0)161 496 0000", "UK phone numbers"),
+        ("DOB 07/03/1990", "dates of birth"),
+        ("born 7th March 1990 in Leeds", "dates of birth"),
+        ("d.o.b. 1990-03-07", "dates of birth"),
+        ("Date of birth: Mar 7, 1990", "dates of birth"),
+    ],
+)
 def test_identifiers_inside_free_text_are_found_in_any_case_and_script(text, kind):
     found = _scan(notes=[text, "seen", "ok", None, "", "y"])
     assert found.get(("notes", kind)) == 1, found
 
 
-@pytest.mark.parametrize("text", [
-    "Will attend clinic on 12/03/2024 at 14:30",
-    "Grace period of 28 days agreed with the landlord",
-    "May need support from Early Help; Family Hub referral made",
-    "WILL ATTEND CLINIC NEXT WEEK, MUM AWARE",
-    "Scored 120 out of 150 in 2024",
-    "Seen 3 times in A&E since 01/01/2024",
-    "Mark as complete. Hope to see improvement by June.",
-    "Invoice 1234567 paid £45.00 on 2024-03-07",
-    "nhs no 401 023 2138 was read out wrong",  # wrong check digit: not an NHS number
-    "Referred by school nurse to CAMHS, Leeds team; letter sent by Royal Mail",
-    "appointment 10:30 tues 5 march, room 401",
-    "Rose and Frank Road allotments closed",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Will attend clinic on 12/03/2024 at 14:30",
+        "Grace period of 28 days agreed with the landlord",
+        "May need support from Early Help; Family Hub referral made",
+        "WILL ATTEND CLINIC NEXT WEEK, MUM AWARE",
+        "Scored 120 out of 150 in 2024",
+        "Seen 3 times in A&E since 01/01/2024",
+        "Mark as complete. Hope to see improvement by June.",
+        "Invoice 1234567 paid £45.00 on 2024-03-07",
+        "nhs no 401 023 2138 was read out wrong",  # wrong check digit: not an NHS number
+        "Referred by school nurse to CAMHS, Leeds team; letter sent by Royal Mail",
+        "appointment 10:30 tues 5 march, room 401",
+        "Rose and Frank Road allotments closed",
+    ],
+)
 def test_ordinary_free_text_raises_nothing(text):
     assert _scan(notes=[text, "seen", "ok", None, "", "y"]) == {}
 
 
 # Hex runs the scan skips (HEX_RUN), chosen to sit as close to an identifier as a run can:
 # digits only, an NHS number or a phone number at either end, letters that spell words.
-HEX_RUNS = ["9434765919000000", "0000009434765919", "07700900123abcde", "abcde07700900123",
-            "4010232137401023", "deadbeefdeadbeef", "DEADBEEFCAFEBABE", "face0bad0bed0fed",
-            "0161496000001614", TOKENS[0], TOKENS[1].upper()]
+HEX_RUNS = [
+    "9434765919000000",
+    "0000009434765919",
+    "07700900123abcde",
+    "abcde07700900123",
+    "4010232137401023",
+    "deadbeefdeadbeef",
+    "DEADBEEFCAFEBABE",
+    "face0bad0bed0fed",
+    "0161496000001614",
+    TOKENS[0],
+    TOKENS[1].upper(),
+]
 
 
 def test_every_check_finds_nothing_in_the_hex_runs_the_scan_skips():
@@ -108,8 +167,15 @@ def test_every_check_finds_nothing_in_the_hex_runs_the_scan_skips():
 
     values = pl.Series("v", HEX_RUNS)
     assert values.str.contains(identifiers.HEX_RUN).all()
-    checks = [identifiers.nhs_numbers_in_text, contains_names] + [identifiers._matches(p) for p in (
-        identifiers.EMAIL, identifiers.UK_PHONE, identifiers.DATE_OF_BIRTH, identifiers.FULL_POSTCODE)]
+    checks = [identifiers.nhs_numbers_in_text, contains_names] + [
+        identifiers._matches(p)
+        for p in (
+            identifiers.EMAIL,
+            identifiers.UK_PHONE,
+            identifiers.DATE_OF_BIRTH,
+            identifiers.FULL_POSTCODE,
+        )
+    ]
     for check in checks:
         assert not check(values).any(), check
 

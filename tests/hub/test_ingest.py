@@ -32,13 +32,24 @@ def _contracts(folder, approvers):
 
 
 def _receive(settings, contracts_dir=None, now=NOW):
-    contracts, problems = _contracts(contracts_dir or settings.contracts_dir, settings.approver_registry())
+    contracts, problems = _contracts(
+        contracts_dir or settings.contracts_dir, settings.approver_registry()
+    )
     con = connect(settings)
     try:
-        receipts = receive_inbox(settings, con, contracts, {p.stem: e for p, e in problems.items()},
-                                 AuditLog(settings.audit_dir), now=now)
-        landed = {r.dataset: con.execute(f"SELECT count(*) FROM landing.{r.dataset}").fetchone()[0]
-                  for r in receipts if r.status == "accepted"}
+        receipts = receive_inbox(
+            settings,
+            con,
+            contracts,
+            {p.stem: e for p, e in problems.items()},
+            AuditLog(settings.audit_dir),
+            now=now,
+        )
+        landed = {
+            r.dataset: con.execute(f"SELECT count(*) FROM landing.{r.dataset}").fetchone()[0]
+            for r in receipts
+            if r.status == "accepted"
+        }
     finally:
         con.close()
     return {r.file_name: r for r in receipts}, landed
@@ -69,8 +80,12 @@ def _flip_in_header(src, dst):
 
 def _with_clear_identifiers(table):
     n = table.num_rows
-    nhs = pa.array(["9434765919"] * n)  # a valid modulus-11 NHS number, as a careless partner might send
-    return table.set_column(table.schema.get_field_index("nhs_number_token"), "nhs_number_token", nhs)
+    nhs = pa.array(
+        ["9434765919"] * n
+    )  # a valid modulus-11 NHS number, as a careless partner might send
+    return table.set_column(
+        table.schema.get_field_index("nhs_number_token"), "nhs_number_token", nhs
+    )
 
 
 def test_valid_envelopes_are_accepted_and_vaulted_encrypted(small_place, tmp_path):
@@ -96,34 +111,96 @@ def _other_hub_key():
     return HubKey.generate("X25519").public
 
 
-@pytest.mark.parametrize("name, make, check", [
-    ("not an envelope.plx", lambda p, dst: dst.write_bytes(b"\x89PNG\r\n\x1a\n not a table"), "format"),
-    ("empty.plx", lambda p, dst: dst.write_bytes(b""), "format"),
-    ("truncated.plx", lambda p, dst: dst.write_bytes(
-        p.envelope("ae_attendances").envelope_path.read_bytes()[:-500]), "decryption"),
-    ("flipped ciphertext.plx", lambda p, dst: _flip(p.envelope("ae_attendances").envelope_path, dst, -200),
-     "decryption"),
-    ("flipped header.plx", lambda p, dst: _flip_in_header(p.envelope("ae_attendances").envelope_path, dst),
-     "signature"),
-    ("signed by another partner.plx",
-     lambda p, dst: _reseal(p, "ae_attendances", dst, signing_key=p.signing_keys["council"]), "signature"),
-    ("for another hub key.plx",
-     lambda p, dst: _reseal(p, "ae_attendances", dst, hub_key=_other_hub_key()), "decryption"),
-    ("unknown contract.plx",
-     lambda p, dst: _reseal(p, "ae_attendances", dst, contract_id="no-such-contract"), "contract"),
-    ("other partner.plx",
-     lambda p, dst: _reseal(p, "ae_attendances", dst, partner_id="council"), "contract"),
-    ("extra column.plx", lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=lambda t: t.append_column(
-        "home_address", pa.array(["x"] * t.num_rows))), "columns"),
-    ("row count lies.plx", lambda p, dst: _reseal(
-        p, "ae_attendances", dst, row_count=p.envelope("ae_attendances").envelope.row_count + 5), "row count"),
-    ("wrong type.plx", lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=lambda t: t.set_column(
-        t.schema.get_field_index("arrival_date"), "arrival_date", pa.array(["2024-01-01"] * t.num_rows))),
-     "types"),
-    ("clear identifiers.plx",
-     lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=_with_clear_identifiers), "identifiers"),
-    ("naïve café extract ✓.plx", lambda p, dst: dst.write_bytes(b"garbage"), "format"),
-])
+@pytest.mark.parametrize(
+    "name, make, check",
+    [
+        (
+            "not an envelope.plx",
+            lambda p, dst: dst.write_bytes(b"\x89PNG\r\n\x1a\n not a table"),
+            "format",
+        ),
+        ("empty.plx", lambda p, dst: dst.write_bytes(b""), "format"),
+        (
+            "truncated.plx",
+            lambda p, dst: dst.write_bytes(
+                p.envelope("ae_attendances").envelope_path.read_bytes()[:-500]
+            ),
+            "decryption",
+        ),
+        (
+            "flipped ciphertext.plx",
+            lambda p, dst: _flip(p.envelope("ae_attendances").envelope_path, dst, -200),
+            "decryption",
+        ),
+        (
+            "flipped header.plx",
+            lambda p, dst: _flip_in_header(p.envelope("ae_attendances").envelope_path, dst),
+            "signature",
+        ),
+        (
+            "signed by another partner.plx",
+            lambda p, dst: _reseal(p, "ae_attendances", dst, signing_key=p.signing_keys["council"]),
+            "signature",
+        ),
+        (
+            "for another hub key.plx",
+            lambda p, dst: _reseal(p, "ae_attendances", dst, hub_key=_other_hub_key()),
+            "decryption",
+        ),
+        (
+            "unknown contract.plx",
+            lambda p, dst: _reseal(p, "ae_attendances", dst, contract_id="no-such-contract"),
+            "contract",
+        ),
+        (
+            "other partner.plx",
+            lambda p, dst: _reseal(p, "ae_attendances", dst, partner_id="council"),
+            "contract",
+        ),
+        (
+            "extra column.plx",
+            lambda p, dst: _reseal(
+                p,
+                "ae_attendances",
+                dst,
+                mutate_table=lambda t: t.append_column(
+                    "home_address", pa.array(["x"] * t.num_rows)
+                ),
+            ),
+            "columns",
+        ),
+        (
+            "row count lies.plx",
+            lambda p, dst: _reseal(
+                p,
+                "ae_attendances",
+                dst,
+                row_count=p.envelope("ae_attendances").envelope.row_count + 5,
+            ),
+            "row count",
+        ),
+        (
+            "wrong type.plx",
+            lambda p, dst: _reseal(
+                p,
+                "ae_attendances",
+                dst,
+                mutate_table=lambda t: t.set_column(
+                    t.schema.get_field_index("arrival_date"),
+                    "arrival_date",
+                    pa.array(["2024-01-01"] * t.num_rows),
+                ),
+            ),
+            "types",
+        ),
+        (
+            "clear identifiers.plx",
+            lambda p, dst: _reseal(p, "ae_attendances", dst, mutate_table=_with_clear_identifiers),
+            "identifiers",
+        ),
+        ("naïve café extract ✓.plx", lambda p, dst: dst.write_bytes(b"garbage"), "format"),
+    ],
+)
 def test_bad_deliveries_are_held_unchanged_with_a_reason(small_place, tmp_path, name, make, check):
     settings = small_place.stage_hub(tmp_path, datasets=["emergency_admissions"])
     bad = settings.inbox / name
@@ -138,18 +215,28 @@ def test_bad_deliveries_are_held_unchanged_with_a_reason(small_place, tmp_path, 
     assert name in receipts[name].reason and "rejected" in receipts[name].reason
     # the other partner's file carried on
     assert landed == {"emergency_admissions": small_place.extract("emergency_admissions").rows_out}
-    assert [e["check"] for e in AuditLog(settings.audit_dir).events() if e["event"] == "extract_quarantined"] == [check]
+    assert [
+        e["check"]
+        for e in AuditLog(settings.audit_dir).events()
+        if e["event"] == "extract_quarantined"
+    ] == [check]
 
 
 def test_clear_identifiers_are_reported_by_column_and_count_never_value(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=[])
-    _reseal(small_place, "ae_attendances", settings.inbox / "careless.plx", mutate_table=_with_clear_identifiers)
+    _reseal(
+        small_place,
+        "ae_attendances",
+        settings.inbox / "careless.plx",
+        mutate_table=_with_clear_identifiers,
+    )
     receipts, _ = _receive(settings)
     rows = small_place.extract("ae_attendances").rows_out
     reason = receipts["careless.plx"].reason
     assert f"column 'nhs_number_token': {rows} value(s) that look like NHS numbers" in reason
     written = (settings.quarantine / "careless.plx.reason.json").read_text() + (
-        settings.audit_dir / "audit.jsonl").read_text()
+        settings.audit_dir / "audit.jsonl"
+    ).read_text()
     assert "9434765919" not in written
 
 
@@ -162,7 +249,9 @@ def test_hub_key_passphrase_missing_holds_files_until_given(small_place, tmp_pat
     reason = json.loads((settings.quarantine / f"{name}.reason.json").read_text())
     assert reason["check"] == "decryption" and "passphrase-protected" in reason["found"]
     with connect(settings) as con:
-        claimed = con.execute("SELECT contract_id, partner_id, dataset FROM hub.deliveries").fetchall()
+        claimed = con.execute(
+            "SELECT contract_id, partner_id, dataset FROM hub.deliveries"
+        ).fetchall()
     assert claimed == [("vcs-family-support", "vcs", "family_support_enrolments")]
     release(settings.quarantine, name, settings.inbox, AuditLog(settings.audit_dir))
     receipts, landed = _receive(dataclasses.replace(settings, hub_key_passphrase=b"hub passphrase"))
@@ -173,11 +262,17 @@ def test_contract_without_a_registered_key_holds_its_extracts(small_place, tmp_p
     contracts_dir = tmp_path / "contracts"
     shutil.copytree(small_place.contracts_dir, contracts_dir)
     vcs = contracts_dir / "vcs-family-support.yaml"
-    vcs.write_text(re.sub(r"signing_key_fingerprint: \S+", "signing_key_fingerprint: null", vcs.read_text()))
+    vcs.write_text(
+        re.sub(r"signing_key_fingerprint: \S+", "signing_key_fingerprint: null", vcs.read_text())
+    )
     settings = small_place.stage_hub(tmp_path / "home", datasets=["family_support_enrolments"])
     receipts, landed = _receive(settings, contracts_dir)
     (receipt,) = receipts.values()
-    assert receipt.status == "quarantined" and "names no signing key" in receipt.reason and landed == {}
+    assert (
+        receipt.status == "quarantined"
+        and "names no signing key" in receipt.reason
+        and landed == {}
+    )
 
 
 def test_held_extract_is_released_after_the_contract_is_fixed(small_place, tmp_path):
@@ -199,10 +294,14 @@ def test_held_extract_is_released_after_the_contract_is_fixed(small_place, tmp_p
 def test_replayed_extract_is_held(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=["mental_health_referrals"])
     _receive(settings)
-    shutil.copy2(small_place.envelope("mental_health_referrals").envelope_path, settings.inbox / "again.plx")
+    shutil.copy2(
+        small_place.envelope("mental_health_referrals").envelope_path, settings.inbox / "again.plx"
+    )
     receipts, _ = _receive(settings)
     assert receipts["again.plx"].status == "quarantined"
-    assert json.loads((settings.quarantine / "again.plx.reason.json").read_text())["check"] == "replay"
+    assert (
+        json.loads((settings.quarantine / "again.plx.reason.json").read_text())["check"] == "replay"
+    )
 
 
 def test_same_content_in_a_new_envelope_is_held_as_a_probable_duplicate(small_place, tmp_path):
@@ -218,7 +317,9 @@ def test_extract_under_a_suspended_contract_is_held(small_place, tmp_path):
     contracts_dir = tmp_path / "contracts"
     shutil.copytree(small_place.contracts_dir, contracts_dir)
     vcs = contracts_dir / "vcs-family-support.yaml"
-    vcs.write_text(vcs.read_text().replace("approval_status: approved", "approval_status: suspended"))
+    vcs.write_text(
+        vcs.read_text().replace("approval_status: approved", "approval_status: suspended")
+    )
     settings = small_place.stage_hub(tmp_path / "home", datasets=["family_support_enrolments"])
     receipts, landed = _receive(settings, contracts_dir)
     (receipt,) = receipts.values()
@@ -229,14 +330,23 @@ def test_no_token_values_in_audit_or_reasons(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path)
     (settings.inbox / "junk.plx").write_bytes(b"junk")
     _receive(settings)
-    tokens = set(pq.read_table(small_place.extract("ae_attendances").extract_path,
-                               columns=["record_token", "nhs_number_token"]).to_pylist()[0].values())
+    tokens = set(
+        pq.read_table(
+            small_place.extract("ae_attendances").extract_path,
+            columns=["record_token", "nhs_number_token"],
+        )
+        .to_pylist()[0]
+        .values()
+    )
     written = (settings.audit_dir / "audit.jsonl").read_text() + "".join(
-        p.read_text() for p in settings.quarantine.glob("*.json"))
+        p.read_text() for p in settings.quarantine.glob("*.json")
+    )
     assert not any(t and t in written for t in tokens)
 
 
-def test_a_replay_and_a_duplicate_in_the_same_inbox_are_held_although_opened_ahead(small_place, tmp_path):
+def test_a_replay_and_a_duplicate_in_the_same_inbox_are_held_although_opened_ahead(
+    small_place, tmp_path
+):
     # Ingest opens each file while the one before it is validated, before that one is accepted:
     # the copies must still be held as if the files were taken one after the other.
     settings = small_place.stage_hub(tmp_path, datasets=["mental_health_referrals"])
@@ -245,13 +355,25 @@ def test_a_replay_and_a_duplicate_in_the_same_inbox_are_held_although_opened_ahe
     _reseal(small_place, "mental_health_referrals", settings.inbox / "zz-resent.plx")
     receipts, landed = _receive(settings)
     assert receipts[original].status == "accepted"
-    assert landed["mental_health_referrals"] == small_place.extract("mental_health_referrals").rows_out
-    checks = {name: json.loads((settings.quarantine / f"{name}.reason.json").read_text())["check"]
-              for name in ("zz-again.plx", "zz-resent.plx")}
+    assert (
+        landed["mental_health_referrals"] == small_place.extract("mental_health_referrals").rows_out
+    )
+    checks = {
+        name: json.loads((settings.quarantine / f"{name}.reason.json").read_text())["check"]
+        for name in ("zz-again.plx", "zz-resent.plx")
+    }
     assert checks == {"zz-again.plx": "replay", "zz-resent.plx": "duplicate"}
     # The audit trail still reads file by file.
-    events = [(e["event"], e.get("file")) for e in AuditLog(settings.audit_dir).events()
-              if e["event"].startswith("extract_")]
-    assert events == [("extract_received", original), ("extract_accepted", original),
-                      ("extract_received", "zz-again.plx"), ("extract_quarantined", "zz-again.plx"),
-                      ("extract_received", "zz-resent.plx"), ("extract_quarantined", "zz-resent.plx")]
+    events = [
+        (e["event"], e.get("file"))
+        for e in AuditLog(settings.audit_dir).events()
+        if e["event"].startswith("extract_")
+    ]
+    assert events == [
+        ("extract_received", original),
+        ("extract_accepted", original),
+        ("extract_received", "zz-again.plx"),
+        ("extract_quarantined", "zz-again.plx"),
+        ("extract_received", "zz-resent.plx"),
+        ("extract_quarantined", "zz-resent.plx"),
+    ]

@@ -4,6 +4,7 @@ A full disk leaves a 0-byte reason, an old version or a hostile partner leaves a
 like a reason, an operator removes a file by hand: each is still listed, shown and (where it makes
 sense) released, with an error message rather than a traceback where it does not.
 """
+
 import json
 
 import pytest
@@ -15,9 +16,16 @@ from pipelines.hub.quarantine import ReleaseError, held_files, release
 
 
 def _reason(check="format", file="a.plx"):
-    return {"file": file, "received_at": "2026-11-02T06:00:00+00:00", "check": check,
-            "expected": "an envelope", "found": "something else", "action": "ask the partner",
-            "contract": None, "message": f"extract {file} rejected: check '{check}' failed"}
+    return {
+        "file": file,
+        "received_at": "2026-11-02T06:00:00+00:00",
+        "check": check,
+        "expected": "an envelope",
+        "found": "something else",
+        "action": "ask the partner",
+        "contract": None,
+        "message": f"extract {file} rejected: check '{check}' failed",
+    }
 
 
 @pytest.fixture()
@@ -31,7 +39,7 @@ def quarantine(tmp_path, monkeypatch):
     (folder / "good.plx.reason.json").write_text(json.dumps(_reason(file="good.plx")))
     (folder / "empty-reason.plx").write_bytes(b"held bytes")
     (folder / "empty-reason.plx.reason.json").write_bytes(b"")  # the disk filled up
-    (folder / "no-reason.plx").write_bytes(b"held bytes")        # killed before the reason
+    (folder / "no-reason.plx").write_bytes(b"held bytes")  # killed before the reason
     (folder / "notes.reason.json").write_bytes(b"this is a held delivery, not JSON")
     (folder / "list-reason.plx").write_bytes(b"held bytes")
     (folder / "list-reason.plx.reason.json").write_text("[1, 2, 3]")
@@ -43,8 +51,15 @@ def quarantine(tmp_path, monkeypatch):
     return folder
 
 
-EVERY = {"good.plx", "empty-reason.plx", "no-reason.plx", "notes.reason.json", "list-reason.plx",
-         "partial.plx", "bad-utf8.plx"}
+EVERY = {
+    "good.plx",
+    "empty-reason.plx",
+    "no-reason.plx",
+    "notes.reason.json",
+    "list-reason.plx",
+    "partial.plx",
+    "bad-utf8.plx",
+}
 
 
 def test_every_held_file_is_listed_and_unreadable_reasons_say_so(quarantine):
@@ -75,20 +90,30 @@ def test_release_of_a_file_without_a_readable_reason_keeps_its_name(quarantine, 
     audit = AuditLog(tmp_path / "home" / "audit")
     for name in ("no-reason.plx", "empty-reason.plx", "notes.reason.json"):
         back = release(quarantine, name, inbox, audit)
-        assert back == inbox / name and back.read_bytes().startswith(b"this is") or back.read_bytes() == b"held bytes"
+        assert (
+            back == inbox / name
+            and back.read_bytes().startswith(b"this is")
+            or back.read_bytes() == b"held bytes"
+        )
         assert not (quarantine / name).exists()
     assert {e["event"] for e in audit.events()} == {"extract_released"}
     assert audit.verify() is None
 
 
-@pytest.mark.parametrize("name", ["../good.plx", "released", "good.plx.reason.json", "/etc/passwd", ""])
+@pytest.mark.parametrize(
+    "name", ["../good.plx", "released", "good.plx.reason.json", "/etc/passwd", ""]
+)
 def test_release_refuses_anything_but_a_held_file(quarantine, tmp_path, name):
     with pytest.raises(ReleaseError, match="no held extract named"):
-        release(quarantine, name, tmp_path / "home" / "inbox", AuditLog(tmp_path / "home" / "audit"))
+        release(
+            quarantine, name, tmp_path / "home" / "inbox", AuditLog(tmp_path / "home" / "audit")
+        )
     assert (quarantine / "good.plx").read_bytes() == b"held bytes"
 
 
-def test_a_reason_naming_a_path_outside_the_inbox_is_released_under_its_held_name(quarantine, tmp_path):
+def test_a_reason_naming_a_path_outside_the_inbox_is_released_under_its_held_name(
+    quarantine, tmp_path
+):
     (quarantine / "good.plx.reason.json").write_text(json.dumps(_reason(file="../../escaped.plx")))
     inbox = tmp_path / "home" / "inbox"
     back = release(quarantine, "good.plx", inbox, AuditLog(tmp_path / "home" / "audit"))

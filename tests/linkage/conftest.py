@@ -1,4 +1,5 @@
 """The small place's identity records, as linkage reads them (built once per test session)."""
+
 import dagster as dg
 import duckdb
 import pyarrow as pa
@@ -13,8 +14,10 @@ from pipelines.resources import PlacelinkResource
 def small_place_person_records(small_place, tmp_path_factory) -> pa.Table:
     """``hub.person_records`` of the small place, ordered by ``unique_id``."""
     settings = small_place.stage_hub(tmp_path_factory.mktemp("person_records_hub"))
-    result = dg.materialize([received_extracts, person_records],
-                            resources={"placelink": PlacelinkResource(home=str(settings.home))})
+    result = dg.materialize(
+        [received_extracts, person_records],
+        resources={"placelink": PlacelinkResource(home=str(settings.home))},
+    )
     assert result.success
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:

@@ -1,5 +1,6 @@
 """Blocking: which pairs are scored at all. Every rule pairs two keys so the people sharing a
 key stay few as a place grows; records that carry only names are still compared by name."""
+
 import pyarrow as pa
 import pytest
 
@@ -20,7 +21,9 @@ def full_record(small_place_person_records) -> tuple[pa.Schema, dict]:
 
 
 def pairs_scored(schema: pa.Schema, rows: list[dict]) -> list[tuple[str, int]]:
-    return [(rule, n) for rule, n in blocked_comparisons(pa.Table.from_pylist(rows, schema=schema)) if n]
+    return [
+        (rule, n) for rule, n in blocked_comparisons(pa.Table.from_pylist(rows, schema=schema)) if n
+    ]
 
 
 def other(value: str | None) -> str | None:
@@ -29,10 +32,19 @@ def other(value: str | None) -> str | None:
 
 def test_a_record_with_only_names_is_compared_with_records_of_the_same_names(full_record):
     schema, a = full_record
-    only_names = {key: (value if key in (*NAMES, "given_name_token", "family_name_token", "partner_id") else None)
-                  for key, value in a.items()} | {"unique_id": "b"}
+    only_names = {
+        key: (
+            value
+            if key in (*NAMES, "given_name_token", "family_name_token", "partner_id")
+            else None
+        )
+        for key, value in a.items()
+    } | {"unique_id": "b"}
 
-    for first, second in ((a | {"unique_id": "a"}, only_names), (only_names | {"unique_id": "0"}, a | {"unique_id": "z"})):
+    for first, second in (
+        (a | {"unique_id": "a"}, only_names),
+        (only_names | {"unique_id": "0"}, a | {"unique_id": "z"}),
+    ):
         scored = pairs_scored(schema, [first, second])
         assert len(scored) == 1 and scored[0][1] == 1
         assert "IS NULL" in scored[0][0]  # the names-only rule, whichever side lacks the rest
@@ -41,9 +53,18 @@ def test_a_record_with_only_names_is_compared_with_records_of_the_same_names(ful
 def test_sharing_only_a_date_of_birth_and_sex_is_not_a_reason_to_compare(full_record):
     """Date of birth + sex alone blocked pairs that grew with the square of the population."""
     schema, a = full_record
-    different = {key: (other(value) if key.endswith("_token") and not key.startswith(("date_of_birth", "dob_"))
-                       else value) for key, value in a.items()} | {"unique_id": "b"}
-    assert different["sex"] == a["sex"] and different["date_of_birth_token"] == a["date_of_birth_token"]
+    different = {
+        key: (
+            other(value)
+            if key.endswith("_token") and not key.startswith(("date_of_birth", "dob_"))
+            else value
+        )
+        for key, value in a.items()
+    } | {"unique_id": "b"}
+    assert (
+        different["sex"] == a["sex"]
+        and different["date_of_birth_token"] == a["date_of_birth_token"]
+    )
 
     assert pairs_scored(schema, [a | {"unique_id": "a"}, different]) == []
     # ... but with one more key in common (here the postcode district) the pair is scored.
@@ -53,6 +74,14 @@ def test_sharing_only_a_date_of_birth_and_sex_is_not_a_reason_to_compare(full_re
 
 def test_the_same_names_with_nothing_else_in_common_are_not_compared(full_record):
     schema, a = full_record
-    namesakes = {key: (value if key in (*NAMES, "given_name_token", "family_name_token", "partner_id", "sex")
-                       else other(value) if key.endswith("_token") else value) for key, value in a.items()}
+    namesakes = {
+        key: (
+            value
+            if key in (*NAMES, "given_name_token", "family_name_token", "partner_id", "sex")
+            else other(value)
+            if key.endswith("_token")
+            else value
+        )
+        for key, value in a.items()
+    }
     assert pairs_scored(schema, [a | {"unique_id": "a"}, namesakes | {"unique_id": "b"}]) == []

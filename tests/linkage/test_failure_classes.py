@@ -1,6 +1,7 @@
 """Each failure class of issue 17 on hand-made records, scored by a model trained on a small
 stress place (pipelines/stress): the pair a user would call the same person links, the pair
 they would call two people does not."""
+
 import dataclasses
 
 import polars as pl
@@ -29,34 +30,50 @@ def place():
 def linked(place, left: dict, right: dict) -> bool:
     """Whether two hand-made records end up as one person among the place's records."""
     key, records, model = place
-    rows = pl.DataFrame([{"record_id": "HAND-L", **left}, {"record_id": "HAND-R", **right}],
-                        schema={"record_id": pl.String, **{f: pl.String for f in FIELDS}})
+    rows = pl.DataFrame(
+        [{"record_id": "HAND-L", **left}, {"record_id": "HAND-R", **right}],
+        schema={"record_id": pl.String, **{f: pl.String for f in FIELDS}},
+    )
     hand = partner_records(rows, "hand", key).to_arrow().cast(records.schema)
     clusters = predict_clusters(pa.concat_tables([records, hand]), model).clusters.to_pylist()
     of = {c["unique_id"]: c["cluster_id"] for c in clusters}
     return of["HAND-L"] == of["HAND-R"]
 
 
-PERSON = {"given_name": "Aleksandra", "family_name": "Wiśniewska", "date_of_birth": "1987-03-07",
-          "sex": "F", "postcode": "NS4 2QX"}
+PERSON = {
+    "given_name": "Aleksandra",
+    "family_name": "Wiśniewska",
+    "date_of_birth": "1987-03-07",
+    "sex": "F",
+    "postcode": "NS4 2QX",
+}
 
 
-@pytest.mark.parametrize(("change", "why"), [
-    ({"given_name": "Wiśniewska", "family_name": "Aleksandra"}, "given and family names transposed"),
-    ({"date_of_birth": "1987-07-03"}, "day and month swapped"),
-    ({"date_of_birth": "1988-03-07"}, "year of birth one out"),
-    ({"given_name": "A."}, "only the initial of the given name"),
-    ({"given_name": "Aleksandra Maria"}, "a middle name written into the given name"),
-    ({"family_name": "Wiśniewska-Nowak"}, "a second family name added with a hyphen"),
-    ({"given_name": "Aleksandra", "family_name": "Wisniewska"}, "Polish letters flattened"),
-    ({"sex": None}, "sex not recorded"),
-])
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            {"given_name": "Wiśniewska", "family_name": "Aleksandra"},
+            "given and family names transposed",
+        ),
+        ({"date_of_birth": "1987-07-03"}, "day and month swapped"),
+        ({"date_of_birth": "1988-03-07"}, "year of birth one out"),
+        ({"given_name": "A."}, "only the initial of the given name"),
+        ({"given_name": "Aleksandra Maria"}, "a middle name written into the given name"),
+        ({"family_name": "Wiśniewska-Nowak"}, "a second family name added with a hyphen"),
+        ({"given_name": "Aleksandra", "family_name": "Wisniewska"}, "Polish letters flattened"),
+        ({"sex": None}, "sex not recorded"),
+    ],
+)
 def test_the_same_person_written_differently_links(place, change, why):
     assert linked(place, PERSON, PERSON | change), why
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (docs/linkage.md, Twins and siblings): twins agree on "
-                   "every field but the given name, and the model adds that up to a link")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation (docs/linkage.md, Twins and siblings): twins agree on "
+    "every field but the given name, and the model adds that up to a link",
+)
 def test_twins_are_two_people(place):
     twin = PERSON | {"given_name": "Zuzanna"}
     assert not linked(place, PERSON, twin)
@@ -83,6 +100,8 @@ def test_a_placeholder_postcode_is_treated_as_missing_and_links_no_strangers():
     model = train(records)  # masks the placeholder itself before training
     # The model learnt what a shared postcode means from real postcodes, not the placeholder's
     # thousands of strangers: agreeing on the full postcode is still strong evidence.
-    postcode = next(c for c in model.splink_settings["comparisons"] if c["output_column_name"] == "postcode")
+    postcode = next(
+        c for c in model.splink_settings["comparisons"] if c["output_column_name"] == "postcode"
+    )
     exact = postcode["comparison_levels"][1]
     assert exact["m_probability"] / exact["u_probability"] > 20

@@ -1,4 +1,5 @@
 """Linkage QA: the summary a reviewer reads, the report, and the check that blocks a bad run."""
+
 import datetime as dt
 
 import duckdb
@@ -22,16 +23,23 @@ from tests.browser import rendered_dom
 
 def plant(con, persons: list[list[str]]) -> None:
     """hub.person_records and hub.person_keys for persons given as lists of partner ids."""
-    rows = [(f"id{p}-{i}", partner, f"PK{p}") for p, members in enumerate(persons)
-            for i, partner in enumerate(members)]
+    rows = [
+        (f"id{p}-{i}", partner, f"PK{p}")
+        for p, members in enumerate(persons)
+        for i, partner in enumerate(members)
+    ]
     con.execute("CREATE SCHEMA IF NOT EXISTS hub")
-    con.execute("CREATE OR REPLACE TABLE hub.person_records (unique_id VARCHAR, partner_id VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TABLE hub.person_records (unique_id VARCHAR, partner_id VARCHAR)"
+    )
     con.execute("CREATE OR REPLACE TABLE hub.person_keys (identity_id VARCHAR, person_key VARCHAR)")
     con.executemany("INSERT INTO hub.person_records VALUES (?, ?)", [(i, p) for i, p, _ in rows])
     con.executemany("INSERT INTO hub.person_keys VALUES (?, ?)", [(i, k) for i, _, k in rows])
 
 
-NORMAL = [["nhs", "council"]] * 30 + [["nhs"]] * 50 + [["vcs", "nhs", "council"]] * 10 + [["vcs"]] * 10
+NORMAL = (
+    [["nhs", "council"]] * 30 + [["nhs"]] * 50 + [["vcs", "nhs", "council"]] * 10 + [["vcs"]] * 10
+)
 
 
 def test_summary_counts_match_rates_and_records_linked_to_nobody():
@@ -40,8 +48,12 @@ def test_summary_counts_match_rates_and_records_linked_to_nobody():
     qa = linkage_qa(con)
     assert (qa.identity_records, qa.persons, qa.max_cluster_size) == (60 + 50 + 30 + 10, 100, 3)
     assert qa.link_rate == pytest.approx(90 / 150)
-    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[("vcs", "nhs")] == pytest.approx(0.5)
-    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[("council", "vcs")] == pytest.approx(10 / 40)
+    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[("vcs", "nhs")] == pytest.approx(
+        0.5
+    )
+    assert dict(((a, b), r) for a, b, _, r in qa.partner_match)[
+        ("council", "vcs")
+    ] == pytest.approx(10 / 40)
     assert qa.unlinked_share("nhs") == pytest.approx(50 / 90)
     assert qa.unlinked_share("council") == 0
     assert qa.cluster_sizes == [(1, 60), (2, 30), (3, 10)]
@@ -50,7 +62,9 @@ def test_summary_counts_match_rates_and_records_linked_to_nobody():
 def test_check_fails_on_a_planted_giant_cluster_and_passes_without_it():
     con = duckdb.connect()
     plant(con, NORMAL)
-    assert check_linkage(linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=0.05).passed
+    assert check_linkage(
+        linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=0.05
+    ).passed
     plant(con, NORMAL + [["nhs"] * 300])  # a dummy NHS number shared by 300 registrations
     outcome = check_linkage(linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=1.0)
     assert not outcome.passed
@@ -92,10 +106,13 @@ def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
     qa = linkage_qa(con)
     columns = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in LINKAGE_FEATURES.items())
     records = con.sql(f"SELECT 'a' AS unique_id, 'nhs' AS partner_id, {columns}").to_arrow_table()
-    untrained = TrainedModel(dt.datetime.now(dt.UTC), 0, "not trained",
-                             splink_settings().create_settings_dict("duckdb"))
+    untrained = TrainedModel(
+        dt.datetime.now(dt.UTC), 0, "not trained", splink_settings().create_settings_dict("duckdb")
+    )
     chart = match_weights_chart(untrained, records)
-    page = write_qa_report(tmp_path, qa, chart, None, check_linkage(qa, None, 40, 0.05), 0.9, "2026-11-01")
+    page = write_qa_report(
+        tmp_path, qa, chart, None, check_linkage(qa, None, 40, 0.05), 0.9, "2026-11-01"
+    )
     dom = rendered_dom(page)
     assert "Linkage check passed" in dom
     assert "<svg" in dom or "<canvas" in dom  # vega drew the chart offline (libraries inlined)
@@ -113,11 +130,16 @@ def test_an_accepted_change_covers_only_the_move_it_measured_and_is_used_up_by_a
     qa = linkage_qa(con)
     measured = AcceptedChange("a1", "user:ops", "new partner's first extract", 0.6, 0.947)
     elsewhere = AcceptedChange("a2", "user:ops", "another move", 0.6, 0.80)
-    unmeasured = AcceptedChange("a3", "service:retention", "retention deleted a dataset", None, None)
+    unmeasured = AcceptedChange(
+        "a3", "service:retention", "retention deleted a dataset", None, None
+    )
     assert not check_linkage(qa, previous_link_rate(con), 40, 0.05, [elsewhere]).passed
     assert check_linkage(qa, previous_link_rate(con), 40, 0.05, [unmeasured]).passed
     outcome = check_linkage(qa, previous_link_rate(con), 40, 0.05, [measured, elsewhere])
-    assert outcome.passed and outcome.accepted == ("a1", "a2")  # both used up: neither waives a later move
+    assert outcome.passed and outcome.accepted == (
+        "a1",
+        "a2",
+    )  # both used up: neither waives a later move
     assert "new partner's first extract (user:ops)" == outcome.metadata["accepted_change"]
     # over-linking is never accepted
     plant(con, NORMAL + [["nhs"] * 300])

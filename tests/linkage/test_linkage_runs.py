@@ -1,4 +1,5 @@
 """Linkage through Dagster on a small place: month one without the VCS extract, month two with it."""
+
 import shutil
 
 import dagster as dg
@@ -36,7 +37,11 @@ def months(small_place, tmp_path_factory):
 
 
 def check_results(result) -> list[dg.AssetCheckEvaluation]:
-    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    return [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
 
 
 def test_both_months_pass_the_blocking_linkage_check(months):
@@ -55,8 +60,12 @@ def test_a_new_months_records_keep_existing_people_on_their_keys(months):
     assert changed / len(month_one) < 0.005
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        events = dict(con.execute("SELECT event, count(*) FROM hub.person_key_events "
-                                  "WHERE run_at = (SELECT max(run_at) FROM hub.person_key_events) GROUP BY 1").fetchall())
+        events = dict(
+            con.execute(
+                "SELECT event, count(*) FROM hub.person_key_events "
+                "WHERE run_at = (SELECT max(run_at) FROM hub.person_key_events) GROUP BY 1"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert events.get("new", 0) >= 1  # VCS-only people
@@ -68,7 +77,11 @@ def test_the_model_is_saved_once_and_reused(months):
     settings, first, _, second, _ = months
 
     def retrained(result):
-        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["hub", "person_keys"]]
+        (event,) = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path == ["hub", "person_keys"]
+        ]
         return event.materialization.metadata["model_retrained"].value
 
     assert retrained(first) is True and retrained(second) is False
@@ -103,10 +116,16 @@ def test_a_failed_linkage_check_stops_the_assets_downstream(months, tmp_path, mo
     def downstream_model() -> None:
         """Stands for the SQL models that read person keys."""
 
-    result = dg.materialize([person_records, linked_persons, plausible_linkage, downstream_model],
-                            resources={"placelink": PlacelinkResource(home=str(home))}, raise_on_error=False)
+    result = dg.materialize(
+        [person_records, linked_persons, plausible_linkage, downstream_model],
+        resources={"placelink": PlacelinkResource(home=str(home))},
+        raise_on_error=False,
+    )
     evaluations = check_results(result)
-    assert {e.asset_key.to_user_string() for e in evaluations} == {"hub/person_keys", "hub/record_person"}
+    assert {e.asset_key.to_user_string() for e in evaluations} == {
+        "hub/person_keys",
+        "hub/record_person",
+    }
     assert not any(e.passed for e in evaluations)
     assert "over-linking" in evaluations[0].metadata["problems"].value
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -116,9 +135,11 @@ def test_a_failed_linkage_check_stops_the_assets_downstream(months, tmp_path, mo
 def test_a_month_where_every_delivery_was_held_stops_linkage_with_a_reason(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path, datasets=[])
     (settings.inbox / "junk.plx").write_bytes(b"not an envelope")
-    result = dg.materialize([received_extracts, person_records, linked_persons],
-                            resources={"placelink": PlacelinkResource(home=str(settings.home))},
-                            raise_on_error=False)
+    result = dg.materialize(
+        [received_extracts, person_records, linked_persons],
+        resources={"placelink": PlacelinkResource(home=str(settings.home))},
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "nothing to link" in failure.step_failure_data.user_failure_data.description
@@ -129,8 +150,12 @@ def test_the_first_run_calibrates_a_threshold_that_the_next_run_reuses(months):
     model = TrainedModel.load(settings.models)
     assert model.threshold is not None and 0.5 <= model.threshold <= 0.99
     assert "valley" in model.threshold_method and model.masks_placeholders
-    used = [m.metadata["threshold"].value for r in (first, second) for m in r.asset_materializations_for_node(
-        "linked_persons") if "threshold" in m.metadata]
+    used = [
+        m.metadata["threshold"].value
+        for r in (first, second)
+        for m in r.asset_materializations_for_node("linked_persons")
+        if "threshold" in m.metadata
+    ]
     assert used == [model.threshold, model.threshold]
     report = (settings.reports / "linkage_qa.html").read_text()
     assert "No field holds a value shared by implausibly many records" in report
@@ -141,16 +166,20 @@ def saved_key_state(settings) -> tuple[dict[str, str], list, int, list]:
     """The saved keys, the register of issued keys, the key history's length and record_person."""
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        return (dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()),
-                sorted(con.execute("SELECT * FROM hub.person_key_register").fetchall()),
-                con.execute("SELECT count(*) FROM hub.person_key_events").fetchall()[0][0],
-                sorted(con.execute("SELECT * FROM hub.record_person").fetchall()))
+        return (
+            dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()),
+            sorted(con.execute("SELECT * FROM hub.person_key_register").fetchall()),
+            con.execute("SELECT count(*) FROM hub.person_key_events").fetchall()[0][0],
+            sorted(con.execute("SELECT * FROM hub.record_person").fetchall()),
+        )
     finally:
         con.close()
 
 
 def materialised(result, key: str) -> dict:
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key
+    ]
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
@@ -163,7 +192,9 @@ def without_partner(settings, partner: str) -> None:
         con.close()
 
 
-def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_same_keys(months, tmp_path):
+def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_same_keys(
+    months, tmp_path
+):
     settings, *_ = months
     home = tmp_path / "home"
     shutil.copytree(settings.home, home)
@@ -172,7 +203,9 @@ def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_sa
     resources = {"placelink": PlacelinkResource(home=str(home))}
     # A bad run: the council's records are missing, so its people's keys would retire for good.
     without_partner(copy, "council")
-    bad = dg.materialize([linked_persons, plausible_linkage], resources=resources, raise_on_error=False)
+    bad = dg.materialize(
+        [linked_persons, plausible_linkage], resources=resources, raise_on_error=False
+    )
     (evaluation, _) = check_results(bad)
     assert not evaluation.passed and "link rate moved" in evaluation.metadata["problems"].value
     staged = materialised(bad, "hub/person_keys")
@@ -180,14 +213,18 @@ def test_a_run_that_fails_the_check_saves_no_key_and_a_normal_rerun_gives_the_sa
     assert staged["keys_retired"] > 0  # what the bad run would have done to the saved keys
     assert saved_key_state(copy) == before  # keys, register, history and record_person untouched
 
-    rerun = dg.materialize(LINKAGE[1:], resources=resources, raise_on_error=False)  # records rebuilt
+    rerun = dg.materialize(
+        LINKAGE[1:], resources=resources, raise_on_error=False
+    )  # records rebuilt
     assert rerun.success and all(e.passed for e in check_results(rerun))
     after = saved_key_state(copy)
     assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
     assert materialised(rerun, "hub/person_keys")["identity_records_with_changed_key"] == 0
 
 
-def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(months, tmp_path, monkeypatch):
+def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(
+    months, tmp_path, monkeypatch
+):
     from click.testing import CliRunner
 
     from pipelines.audit import AuditLog
@@ -210,19 +247,27 @@ def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(months, t
         assert saved_key_state(copy) == before
 
     monkeypatch.setenv("PLACELINK_HOME", str(home))
-    accepted = CliRunner().invoke(main, ["linkage", "accept-change", "--reason", "council agreement ended"])
+    accepted = CliRunner().invoke(
+        main, ["linkage", "accept-change", "--reason", "council agreement ended"]
+    )
     assert accepted.exit_code == 0, accepted.output
     assert "accepted the link rate's move from" in accepted.output
-    (event,) = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_change_accepted"]
+    (event,) = [
+        e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_change_accepted"
+    ]
     assert event["reason"] == "council agreement ended" and event["actor"].startswith("user:")
     assert abs(event["to_link_rate"] - event["from_link_rate"]) > 0.05
 
     cleared = dg.materialize(checked, resources=resources, raise_on_error=False)
     assert cleared.success and all(e.passed for e in check_results(cleared))
     metadata = materialised(cleared, "hub/person_keys")
-    assert metadata["keys_saved"] is True and metadata["link_rate"] == pytest.approx(event["to_link_rate"], abs=1e-4)
+    assert metadata["keys_saved"] is True and metadata["link_rate"] == pytest.approx(
+        event["to_link_rate"], abs=1e-4
+    )
     # the baseline moved: the run after passes without a new acceptance, and the acceptance is used up
     again = dg.materialize(checked, resources=resources, raise_on_error=False)
     assert again.success and all(e.passed for e in check_results(again))
     runs = [e for e in AuditLog(copy.audit_dir).events() if e["event"] == "linkage_run"]
-    assert runs[-2]["accepted_changes"] == [event["change_id"]] and runs[-1]["accepted_changes"] == []
+    assert (
+        runs[-2]["accepted_changes"] == [event["change_id"]] and runs[-1]["accepted_changes"] == []
+    )

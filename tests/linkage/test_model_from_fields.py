@@ -1,6 +1,7 @@
 """The model is built from the fields the records hold: a field no partner sends (no postcode
 anywhere, no sex, no NHS number) costs only the evidence it would have given, and training
 never fails for lack of one (issue 17)."""
+
 import json
 import logging
 
@@ -14,7 +15,9 @@ def without(records: pa.Table, *columns: str) -> pa.Table:
     """``records`` with every value of ``columns`` missing, as when no contract lists them."""
     for column in columns:
         index = records.schema.get_field_index(column)
-        records = records.set_column(index, column, pa.nulls(records.num_rows, records.schema.field(column).type))
+        records = records.set_column(
+            index, column, pa.nulls(records.num_rows, records.schema.field(column).type)
+        )
     return records
 
 
@@ -39,7 +42,9 @@ def test_training_with_no_postcode_anywhere_completes_and_links_what_names_and_d
     model = train(no_postcode)
 
     saved = json.dumps(model.splink_settings)
-    assert "postcode" not in saved  # no comparison level or blocking rule reads a column nobody sends
+    assert (
+        "postcode" not in saved
+    )  # no comparison level or blocking rule reads a column nobody sends
     assert model.training_rules and all("postcode" not in rule for rule in model.training_rules)
     assert all("postcode" not in rule for rule, _ in blocked_comparisons(no_postcode))
     prediction = predict_clusters(no_postcode, model, 0.9, keep_pairs=True)
@@ -57,22 +62,28 @@ def test_a_place_without_sex_or_nhs_numbers_trains_on_names_and_dates(full):
     names = [c["output_column_name"] for c in model.splink_settings["comparisons"]]
     assert "sex" not in names and "nhs_number_token" not in names
     assert "date_of_birth" in names and "given_name" in names
-    assert "nhs_number_token" not in model.prior_method  # the prior comes from names + date of birth
+    assert (
+        "nhs_number_token" not in model.prior_method
+    )  # the prior comes from names + date of birth
     after = linked_pairs(predict_clusters(bare, model, 0.9, keep_pairs=True))
     assert len(linked_pairs(with_all) & after) >= 0.9 * len(linked_pairs(with_all))
 
 
 def test_present_columns_are_those_some_record_holds(small_place_person_records):
     records = without(small_place_person_records, "sex", "nhs_number_token")
-    records = records.set_column(records.schema.get_field_index("nhs_number_token"), "nhs_number_token",
-                                 pa.array(["a"] + [None] * (records.num_rows - 1), pa.string()))
+    records = records.set_column(
+        records.schema.get_field_index("nhs_number_token"),
+        "nhs_number_token",
+        pa.array(["a"] + [None] * (records.num_rows - 1), pa.string()),
+    )
     have = present_columns(records)
     assert "sex" not in have and "nhs_number_token" in have
     assert {"given_name_token", "date_of_birth_token", "postcode_token"} <= have
 
 
 def test_training_on_a_handful_of_records_completes_and_says_what_it_could_not_estimate(
-        small_place_person_records, caplog):
+    small_place_person_records, caplog
+):
     tiny = small_place_person_records.slice(0, 12)
 
     with caplog.at_level(logging.WARNING, logger="pipelines.linkage.model"):
@@ -87,4 +98,6 @@ def test_training_on_a_handful_of_records_completes_and_says_what_it_could_not_e
     for comparison in model.splink_settings["comparisons"]:
         for level in comparison["comparison_levels"]:
             if not level.get("is_null_level"):
-                assert isinstance(level["m_probability"], float) and isinstance(level["u_probability"], float)
+                assert isinstance(level["m_probability"], float) and isinstance(
+                    level["u_probability"], float
+                )

@@ -1,4 +1,5 @@
 """Person keys carried forward from one month's linkage to the next."""
+
 import datetime as dt
 
 import duckdb
@@ -11,7 +12,9 @@ from pipelines.linkage.person_keys import assign_person_keys, carry_forward, new
 def clusters(*groups: str) -> pl.DataFrame:
     """One cluster per string of identity ids: clusters("abc", "d") -> {a,b,c}, {d}."""
     rows = [(i, f"c{n}") for n, group in enumerate(groups) for i in group]
-    return pl.DataFrame(rows, schema={"identity_id": pl.String, "cluster_id": pl.String}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"identity_id": pl.String, "cluster_id": pl.String}, orient="row"
+    )
 
 
 def keyed(keys: pl.DataFrame) -> dict[str, str]:
@@ -28,14 +31,24 @@ def hub():
 
 def run(con, *groups, day=1):
     changes = assign_person_keys(con, clusters(*groups), now=dt.datetime(2026, 10, day))
-    return dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()), changes
+    return dict(
+        con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall()
+    ), changes
 
 
 def test_unchanged_clusters_keep_every_key_even_when_cluster_ids_change(hub):
     first, _ = run(hub, "abc", "de", "f")
-    again, changes = run(hub, "f", "ed", "cab", day=2)  # same people, Splink numbered them differently
+    again, changes = run(
+        hub, "f", "ed", "cab", day=2
+    )  # same people, Splink numbered them differently
     assert again == first
-    assert changes.new == changes.merges == changes.splits == changes.identity_records_with_changed_key == 0
+    assert (
+        changes.new
+        == changes.merges
+        == changes.splits
+        == changes.identity_records_with_changed_key
+        == 0
+    )
 
 
 def test_new_records_join_their_person_and_new_people_get_new_keys(hub):
@@ -51,10 +64,13 @@ def test_a_merge_keeps_the_larger_persons_key_and_retires_the_other(hub):
     now, changes = run(hub, "abcde", day=2)
     assert set(now.values()) == {first["a"]}
     assert changes.merges == 1 and changes.identity_records_with_changed_key == 2
-    merge = hub.execute("SELECT person_key, other_person_key FROM hub.person_key_events WHERE event = 'merge'").fetchall()
+    merge = hub.execute(
+        "SELECT person_key, other_person_key FROM hub.person_key_events WHERE event = 'merge'"
+    ).fetchall()
     assert merge == [(first["a"], first["d"])]
-    retired = hub.execute("SELECT retired_into FROM hub.person_key_register WHERE person_key = ?",
-                          [first["d"]]).fetchall()
+    retired = hub.execute(
+        "SELECT retired_into FROM hub.person_key_register WHERE person_key = ?", [first["d"]]
+    ).fetchall()
     assert retired == [(first["a"],)]
 
 
@@ -64,8 +80,10 @@ def test_a_split_keeps_the_key_on_the_larger_part_and_records_the_new_key(hub):
     assert now["a"] == first["a"]
     assert now["d"] == now["e"] != first["a"]
     assert changes.splits == 1 and changes.new == 1
-    split = hub.execute("SELECT person_key, other_person_key, identity_records FROM hub.person_key_events "
-                        "WHERE event = 'split'").fetchall()
+    split = hub.execute(
+        "SELECT person_key, other_person_key, identity_records FROM hub.person_key_events "
+        "WHERE event = 'split'"
+    ).fetchall()
     assert split == [(first["a"], now["d"], 2)]
 
 
@@ -77,7 +95,9 @@ def test_a_retired_key_is_never_issued_again(hub):
     assert second["b"] == first["a"] and second["a"] != first["a"]
     third, _ = run(hub, "abz", day=3)  # merge again: one key survives, the other is retired
     fourth, _ = run(hub, "a", "bz", day=4)
-    issued = [k for (k,) in hub.execute("SELECT person_key FROM hub.person_key_register").fetchall()]
+    issued = [
+        k for (k,) in hub.execute("SELECT person_key FROM hub.person_key_register").fetchall()
+    ]
     assert len(issued) == len(set(issued))
     assert fourth["b"] == third["b"]
 
@@ -103,7 +123,9 @@ def _history(seed: int, people: int = 60):
     rng = random.Random(seed)
     ids = [f"id{n:03d}" for n in range(people)]
     before = {i: f"g{rng.randrange(people // 3)}" for i in ids if rng.random() < 0.8}
-    previous_clusters = pl.DataFrame({"identity_id": list(before), "cluster_id": list(before.values())})
+    previous_clusters = pl.DataFrame(
+        {"identity_id": list(before), "cluster_id": list(before.values())}
+    )
     previous, _ = greedy_carry_forward(previous_clusters, None, set())
     now = {}
     for i in ids + [f"new{n}" for n in range(people // 5)]:
@@ -113,13 +135,19 @@ def _history(seed: int, people: int = 60):
         if roll < 0.5:
             now[i] = group  # the same person
         elif roll < 0.7:
-            now[i] = f"joined{sum(map(ord, group)) % (people // 6)}"  # whole persons merged together
+            now[i] = (
+                f"joined{sum(map(ord, group)) % (people // 6)}"  # whole persons merged together
+            )
         elif roll < 0.9:
             now[i] = f"m{rng.randrange(people // 4)}"  # records moved between persons
         else:
             now[i] = f"s{i}"  # split off alone
     issued = set(previous["person_key"]) | {new_key(i) for i in rng.sample(sorted(now), 5)}
-    return pl.DataFrame({"identity_id": list(now), "cluster_id": list(now.values())}), previous, issued
+    return (
+        pl.DataFrame({"identity_id": list(now), "cluster_id": list(now.values())}),
+        previous,
+        issued,
+    )
 
 
 @pytest.mark.parametrize("seed", range(12))

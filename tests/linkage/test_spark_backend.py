@@ -3,6 +3,7 @@
 Spark starts once for the module (6-12 s on two shared cores); without Java 17+ the tests
 fail with the message that says what to install, they are not skipped.
 """
+
 import hashlib
 import subprocess
 import sys
@@ -53,15 +54,22 @@ def clusters(table: pa.Table) -> dict[str, str]:
 def hub(small_place, tmp_path_factory):
     """A hub that has linked the small place on DuckDB (training the model there)."""
     settings = small_place.stage_hub(tmp_path_factory.mktemp("spark_hub"))
-    result = dg.materialize(LINKAGE, resources={"placelink": PlacelinkResource(home=str(settings.home))})
+    result = dg.materialize(
+        LINKAGE, resources={"placelink": PlacelinkResource(home=str(settings.home))}
+    )
     assert result.success
     return settings
 
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    settings = Settings.from_env({"PLACELINK_HOME": str(tmp_path_factory.mktemp("spark_home")),
-                                  "PLACELINK_LINKAGE_BACKEND": "spark", "PLACELINK_SPARK_MASTER": "local[2]"})
+    settings = Settings.from_env(
+        {
+            "PLACELINK_HOME": str(tmp_path_factory.mktemp("spark_home")),
+            "PLACELINK_LINKAGE_BACKEND": "spark",
+            "PLACELINK_SPARK_MASTER": "local[2]",
+        }
+    )
     with spark_session(settings) as session:
         yield session
 
@@ -84,13 +92,19 @@ def test_spark_scores_the_saved_model_into_the_same_clusters_as_duckdb(hub, reco
 
     assert (on_duckdb.backend, on_spark.backend) == ("duckdb", "spark")
     assert partition(clusters(on_spark.clusters)) == partition(clusters(on_duckdb.clusters))
-    assert sum(len(c) > 1 for c in partition(clusters(on_duckdb.clusters))) > 200  # real linking happened
-    duck_pairs, spark_pairs = ({(l, r): p for l, r, p in zip(*(t.column(i).to_pylist() for i in range(3)))}
-                               for t in (on_duckdb.pairs, on_spark.pairs))
+    assert (
+        sum(len(c) > 1 for c in partition(clusters(on_duckdb.clusters))) > 200
+    )  # real linking happened
+    duck_pairs, spark_pairs = (
+        {(l, r): p for l, r, p in zip(*(t.column(i).to_pylist() for i in range(3)))}
+        for t in (on_duckdb.pairs, on_spark.pairs)
+    )
     assert spark_pairs.keys() == duck_pairs.keys()
     assert max(abs(spark_pairs[k] - duck_pairs[k]) for k in duck_pairs) < 1e-9
     assert (on_spark.scored_pairs, on_spark.links_above_threshold) == (
-        on_duckdb.scored_pairs, on_duckdb.links_above_threshold)
+        on_duckdb.scored_pairs,
+        on_duckdb.links_above_threshold,
+    )
     assert on_spark.match_weights_chart == on_duckdb.match_weights_chart
     assert hashlib.sha256(model_file.read_bytes()).hexdigest() == saved
 
@@ -101,7 +115,9 @@ def test_spark_scores_the_saved_model_into_the_same_clusters_as_duckdb(hub, reco
     fuzzy = con.execute("""
         SELECT count(*) FROM pairs p JOIN records l ON l.unique_id = p.unique_id_l
                                      JOIN records r ON r.unique_id = p.unique_id_r
-        WHERE l.given_name_token <> r.given_name_token OR l.family_name_token <> r.family_name_token""").fetchall()[0][0]
+        WHERE l.given_name_token <> r.given_name_token OR l.family_name_token <> r.family_name_token""").fetchall()[
+        0
+    ][0]
     assert fuzzy > 10
 
 
@@ -112,42 +128,58 @@ def bloom(*bits: int) -> bytes:
 # Bits in every 64-bit word, including each word's sign bit (63, 127, ...), as Spark sees them.
 SPREAD = (0, 63, 64, 100, 127, 128, 191, 200, 255, 30)
 DICE_CASES = [  # (left bits, right bits, Dice)
-    (SPREAD[:5], SPREAD[:5][:4] + (7,), 0.8),          # 2*4 / (5+5): exactly the upper level
-    (SPREAD, SPREAD[:7] + (1, 2, 3), 0.7),             # 2*7 / (10+10): exactly the lower level
-    (SPREAD[:5], SPREAD[:4] + (7, 8), 8 / 11),         # between the levels
-    (SPREAD, SPREAD[:7] + (1, 2, 3, 4), 14 / 21),      # just below the lower level
+    (SPREAD[:5], SPREAD[:5][:4] + (7,), 0.8),  # 2*4 / (5+5): exactly the upper level
+    (SPREAD, SPREAD[:7] + (1, 2, 3), 0.7),  # 2*7 / (10+10): exactly the lower level
+    (SPREAD[:5], SPREAD[:4] + (7, 8), 8 / 11),  # between the levels
+    (SPREAD, SPREAD[:7] + (1, 2, 3, 4), 14 / 21),  # just below the lower level
     (SPREAD, SPREAD, 1.0),
-    ((), (), None),                                    # two empty filters: no Dice at all
-    (SPREAD, None, None),                              # a missing name
+    ((), (), None),  # two empty filters: no Dice at all
+    (SPREAD, None, None),  # a missing name
 ]
 
 
 def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
     saved = TrainedModel.load(hub.models).splink_settings
-    conditions = [level["sql_condition"] for comparison in saved["comparisons"]
-                  for level in comparison["comparison_levels"] if "bloom" in level["sql_condition"]]
+    conditions = [
+        level["sql_condition"]
+        for comparison in saved["comparisons"]
+        for level in comparison["comparison_levels"]
+        if "bloom" in level["sql_condition"]
+    ]
     assert len(conditions) == 4  # Dice >= 0.8 and >= 0.7, for given and family names
-    raw = pa.table({
-        "pair_id": list(range(len(DICE_CASES))),
-        "given_name_bloom_l": pa.array([bloom(*l) for l, _, _ in DICE_CASES], pa.binary()),
-        "given_name_bloom_r": pa.array([None if r is None else bloom(*r) for _, r, _ in DICE_CASES], pa.binary()),
-    })
+    raw = pa.table(
+        {
+            "pair_id": list(range(len(DICE_CASES))),
+            "given_name_bloom_l": pa.array([bloom(*l) for l, _, _ in DICE_CASES], pa.binary()),
+            "given_name_bloom_r": pa.array(
+                [None if r is None else bloom(*r) for _, r, _ in DICE_CASES], pa.binary()
+            ),
+        }
+    )
     con = duckdb.connect()
     con.register("raw", raw)
     # As the linkage's records have them: landed as BIT, read back through Arrow, popcounts beside.
-    pairs = con.sql("SELECT pair_id, CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
-                    "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r, "
-                    "bit_count(CAST(given_name_bloom_l AS BIT)) AS given_name_bloom_bits_l, "
-                    "bit_count(CAST(given_name_bloom_r AS BIT)) AS given_name_bloom_bits_r FROM raw").to_arrow_table()
+    pairs = con.sql(
+        "SELECT pair_id, CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
+        "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r, "
+        "bit_count(CAST(given_name_bloom_l AS BIT)) AS given_name_bloom_bits_l, "
+        "bit_count(CAST(given_name_bloom_r AS BIT)) AS given_name_bloom_bits_r FROM raw"
+    ).to_arrow_table()
     given = [c for c in conditions if "given_name" in c]
     con.register("pairs_arrow", pairs)
-    con.execute("CREATE TABLE pairs AS SELECT * REPLACE (CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
-                "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r) FROM pairs_arrow")
+    con.execute(
+        "CREATE TABLE pairs AS SELECT * REPLACE (CAST(given_name_bloom_l AS BIT) AS given_name_bloom_l, "
+        "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r) FROM pairs_arrow"
+    )
     on_duckdb = con.execute(f"SELECT {', '.join(given)} FROM pairs ORDER BY pair_id").fetchall()
     spark.createDataFrame(bloom_as_words(pairs)).createOrReplaceTempView("dice_pairs")
     translated = [spark_condition(c, "duckdb", {"given_name_bloom"}) for c in given]
-    on_spark = [tuple(row) for row in spark.sql(
-        f"SELECT {', '.join(translated)} FROM dice_pairs ORDER BY pair_id").collect()]
+    on_spark = [
+        tuple(row)
+        for row in spark.sql(
+            f"SELECT {', '.join(translated)} FROM dice_pairs ORDER BY pair_id"
+        ).collect()
+    ]
     spark.catalog.dropTempView("dice_pairs")
 
     expected = [(None, None) if d is None else (d >= 0.8, d >= 0.7) for _, _, d in DICE_CASES]
@@ -158,10 +190,16 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
 def test_the_pipeline_links_on_spark_when_switched_and_no_person_key_moves(hub, spark, monkeypatch):
     before = person_keys(hub)
     monkeypatch.setenv("PLACELINK_LINKAGE_BACKEND", "spark")
-    result = dg.materialize([linked_persons, plausible_linkage],
-                            resources={"placelink": PlacelinkResource(home=str(hub.home))})
+    result = dg.materialize(
+        [linked_persons, plausible_linkage],
+        resources={"placelink": PlacelinkResource(home=str(hub.home))},
+    )
     assert result.success
-    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["hub", "person_keys"]]
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["hub", "person_keys"]
+    ]
     metadata = event.materialization.metadata
     assert metadata["linkage_backend"].value == "spark"
     assert metadata["model_retrained"].value is False  # scored with the model DuckDB trained
@@ -180,8 +218,11 @@ def test_a_bit_count_on_anything_but_a_bloom_filter_is_refused_for_spark():
 
 def test_without_java_the_spark_backend_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
-    with pytest.raises(SparkUnavailable, match=r"needs Java 17 or newer: JAVA_HOME .* has no bin/java.*"
-                                               r"PLACELINK_LINKAGE_BACKEND=duckdb"):
+    with pytest.raises(
+        SparkUnavailable,
+        match=r"needs Java 17 or newer: JAVA_HOME .* has no bin/java.*"
+        r"PLACELINK_LINKAGE_BACKEND=duckdb",
+    ):
         require_java()
     monkeypatch.delenv("JAVA_HOME")
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -193,18 +234,32 @@ def test_the_backend_switch_is_read_from_the_environment(tmp_path):
     default = Settings.from_env({"PLACELINK_HOME": str(tmp_path)})
     assert default.linkage_backend == "duckdb"
     assert default.spark_checkpoint_dir == str(tmp_path.resolve() / "spark" / "checkpoints")
-    spark = Settings.from_env({"PLACELINK_HOME": str(tmp_path), "PLACELINK_LINKAGE_BACKEND": "Spark",
-                               "PLACELINK_SPARK_MASTER": "spark://cluster:7077",
-                               "PLACELINK_SPARK_CHECKPOINT_DIR": "hdfs:///placelink/checkpoints"})
+    spark = Settings.from_env(
+        {
+            "PLACELINK_HOME": str(tmp_path),
+            "PLACELINK_LINKAGE_BACKEND": "Spark",
+            "PLACELINK_SPARK_MASTER": "spark://cluster:7077",
+            "PLACELINK_SPARK_CHECKPOINT_DIR": "hdfs:///placelink/checkpoints",
+        }
+    )
     assert (spark.linkage_backend, spark.spark_master, spark.spark_checkpoint_dir) == (
-        "spark", "spark://cluster:7077", "hdfs:///placelink/checkpoints")
+        "spark",
+        "spark://cluster:7077",
+        "hdfs:///placelink/checkpoints",
+    )
     with pytest.raises(ValueError, match="PLACELINK_LINKAGE_BACKEND is 'postgres': use 'duckdb'"):
-        Settings.from_env({"PLACELINK_HOME": str(tmp_path), "PLACELINK_LINKAGE_BACKEND": "postgres"})
+        Settings.from_env(
+            {"PLACELINK_HOME": str(tmp_path), "PLACELINK_LINKAGE_BACKEND": "postgres"}
+        )
 
 
 def test_great_expectations_still_imports_where_main_has_no_file():
     # Dagster's spawned step processes look like this to pyspark.sql.connect, which exits the
     # process when its gRPC packages are missing; GX imports it. The 'spark' extra brings them.
-    run = subprocess.run([sys.executable, "-c", "import great_expectations; print('imported')"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", "import great_expectations; print('imported')"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.stdout.strip() == "imported", run.stderr[-2000:]

@@ -1,4 +1,5 @@
 """The match threshold is calibrated on the scores, saved with the model, and overridable."""
+
 import numpy as np
 
 from pipelines.linkage.threshold import DEFAULT, HIGHEST, LOWEST, calibrate, probability

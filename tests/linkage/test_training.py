@@ -1,5 +1,6 @@
 """Training and scoring on a small place: EM without Splink's sampling probe; token ids and Bloom
 words score exactly as the tokens and bit strings they stand for."""
+
 import json
 import logging
 
@@ -30,8 +31,12 @@ def test_a_small_place_trains_without_sampling_warnings(records, caplog):
 
     sampling = [r.getMessage() for r in caplog.records if "[EM sampling]" in r.getMessage()]
     assert sampling == []
-    levels = [level for comparison in model.splink_settings["comparisons"]
-              for level in comparison["comparison_levels"] if not level.get("is_null_level")]
+    levels = [
+        level
+        for comparison in model.splink_settings["comparisons"]
+        for level in comparison["comparison_levels"]
+        if not level.get("is_null_level")
+    ]
     assert levels and all(level.get("m_probability") is not None for level in levels)
 
 
@@ -41,7 +46,9 @@ def model(records):
 
 
 def scored(prediction) -> dict[tuple[str, str], float]:
-    return {(l, r): p for l, r, p in zip(*(prediction.pairs.column(i).to_pylist() for i in range(3)))}
+    return {
+        (l, r): p for l, r, p in zip(*(prediction.pairs.column(i).to_pylist() for i in range(3)))
+    }
 
 
 def test_tokens_compared_as_64_bit_ids_score_exactly_as_the_tokens(records, model):
@@ -50,21 +57,33 @@ def test_tokens_compared_as_64_bit_ids_score_exactly_as_the_tokens(records, mode
 
     assert scored(as_ids).keys() == scored(as_text).keys() and len(scored(as_ids)) > 1000
     assert max(abs(scored(as_ids)[k] - scored(as_text)[k]) for k in scored(as_ids)) < 1e-12
-    assert sorted(as_ids.clusters.to_pylist(), key=str) == sorted(as_text.clusters.to_pylist(), key=str)
+    assert sorted(as_ids.clusters.to_pylist(), key=str) == sorted(
+        as_text.clusters.to_pylist(), key=str
+    )
     # Splink's scratch table really holds integers, not the 32 hex characters
     _, con, _ = _duckdb_records(records, None)
     try:
-        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                 "WHERE table_name = 'person_records'").fetchall())
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'person_records'"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert {types[c] for c in types if c.endswith("_token")} == {"UBIGINT"}
     assert types["given_name_bloom"] == "BIT"
 
 
-def test_a_token_column_whose_ids_would_collide_is_compared_as_text(records, model, monkeypatch, caplog):
+def test_a_token_column_whose_ids_would_collide_is_compared_as_text(
+    records, model, monkeypatch, caplog
+):
     # An id of one bit: every column with more than two distinct tokens has colliding ids.
-    monkeypatch.setattr(linkage_model, "token_id", lambda c: f"CASE WHEN {c} IS NULL THEN NULL ELSE hash({c}) % 2 END")
+    monkeypatch.setattr(
+        linkage_model,
+        "token_id",
+        lambda c: f"CASE WHEN {c} IS NULL THEN NULL ELSE hash({c}) % 2 END",
+    )
     with caplog.at_level(logging.WARNING, logger="pipelines.linkage.model"):
         prediction = predict_clusters(records, model, 0.9, keep_pairs=True)
 
@@ -72,16 +91,27 @@ def test_a_token_column_whose_ids_would_collide_is_compared_as_text(records, mod
     assert scored(prediction) == pytest.approx(scored(as_text), abs=1e-12)
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "linkage compares given_name_token as text" in warned
-    assert not any(t in warned for t in records.column("given_name_token").drop_null().to_pylist()[:50])
+    assert not any(
+        t in warned for t in records.column("given_name_token").drop_null().to_pylist()[:50]
+    )
 
 
-def test_scoring_on_64_bit_words_gives_the_pairs_of_scoring_on_bit_strings(records, model, monkeypatch):
+def test_scoring_on_64_bit_words_gives_the_pairs_of_scoring_on_bit_strings(
+    records, model, monkeypatch
+):
     on_words = predict_clusters(records, model, 0.9, keep_pairs=True)
-    monkeypatch.setattr(linkage_model, "bloom_words", lambda column: None)  # no words: BIT throughout
+    monkeypatch.setattr(
+        linkage_model, "bloom_words", lambda column: None
+    )  # no words: BIT throughout
     on_bits = predict_clusters(records, model, 0.9, keep_pairs=True)
 
-    assert scored(on_words) == pytest.approx(scored(on_bits), abs=1e-12) and len(scored(on_bits)) > 1000
-    assert on_words.match_weights_chart == on_bits.match_weights_chart  # the model itself is unchanged
+    assert (
+        scored(on_words) == pytest.approx(scored(on_bits), abs=1e-12)
+        and len(scored(on_bits)) > 1000
+    )
+    assert (
+        on_words.match_weights_chart == on_bits.match_weights_chart
+    )  # the model itself is unchanged
     assert "bit_count(given_name_bloom_l & given_name_bloom_r)" in json.dumps(model.splink_settings)
 
 
@@ -90,32 +120,52 @@ def test_bloom_words_keep_the_popcount_of_every_and():
     filters = [rng.integers(0, 256, 33, dtype=np.uint8).tobytes() for _ in range(40)] + [None]
     words = bloom_words(pa.array(filters, pa.binary()))
 
-    assert len(words) == 5 and all(w.null_count == 1 for w in words)  # 33 bytes: 4 words and a padded fifth
+    assert len(words) == 5 and all(
+        w.null_count == 1 for w in words
+    )  # 33 bytes: 4 words and a padded fifth
     as_ints = [[w[i].as_py() for w in words] for i in range(40)]
     for a, b in zip(range(40), reversed(range(40))):
-        expected = bin(int.from_bytes(filters[a], "big") & int.from_bytes(filters[b], "big")).count("1")
-        assert sum(bin((x & y) % 2**64).count("1") for x, y in zip(as_ints[a], as_ints[b])) == expected
-    assert bloom_words(pa.array([b"\x01" * 32, b"\x01" * 16], pa.binary())) is None  # lengths differ: BIT only
+        expected = bin(int.from_bytes(filters[a], "big") & int.from_bytes(filters[b], "big")).count(
+            "1"
+        )
+        assert (
+            sum(bin((x & y) % 2**64).count("1") for x, y in zip(as_ints[a], as_ints[b])) == expected
+        )
+    assert (
+        bloom_words(pa.array([b"\x01" * 32, b"\x01" * 16], pa.binary())) is None
+    )  # lengths differ: BIT only
 
 
 def test_only_bloom_bit_counts_are_rewritten_for_words(model):
-    rewritten = dice_on_words(model.splink_settings, {"given_name_bloom": 5, "family_name_bloom": 5})
-    before = [l["sql_condition"] for c in model.splink_settings["comparisons"] for l in c["comparison_levels"]]
+    rewritten = dice_on_words(
+        model.splink_settings, {"given_name_bloom": 5, "family_name_bloom": 5}
+    )
+    before = [
+        l["sql_condition"]
+        for c in model.splink_settings["comparisons"]
+        for l in c["comparison_levels"]
+    ]
     after = [l["sql_condition"] for c in rewritten["comparisons"] for l in c["comparison_levels"]]
     changed = [(b, a) for b, a in zip(before, after) if b != a]
     assert len(changed) == 4 and all("bit_count" in b and "_bloom_w4_l & " in a for b, a in changed)
     assert all("bit_count(given_name_bloom_l" not in a for a in after)
 
 
-def test_training_on_words_saves_the_model_training_on_bit_strings_saves(records, model, monkeypatch):
+def test_training_on_words_saves_the_model_training_on_bit_strings_saves(
+    records, model, monkeypatch
+):
     monkeypatch.setattr(linkage_model, "bloom_words", lambda column: None)
     on_bits = train(records)
 
     def levels(settings):
         return [l for c in settings["comparisons"] for l in c["comparison_levels"]]
+
     assert [l["sql_condition"] for l in levels(model.splink_settings)] == [
-        l["sql_condition"] for l in levels(on_bits.splink_settings)]
-    for words_level, bits_level in zip(levels(model.splink_settings), levels(on_bits.splink_settings)):
+        l["sql_condition"] for l in levels(on_bits.splink_settings)
+    ]
+    for words_level, bits_level in zip(
+        levels(model.splink_settings), levels(on_bits.splink_settings)
+    ):
         for p in ("m_probability", "u_probability"):
             assert (words_level.get(p) is None) == (bits_level.get(p) is None)
             if bits_level.get(p) is not None:

@@ -1,4 +1,5 @@
 """What a data team sees when a model is wrong: the file and line, not Dagster's wrapper."""
+
 import dagster as dg
 import duckdb
 import pytest

@@ -1,4 +1,5 @@
 """Publishing: only described, disclosure-controlled aggregates reach the analysts' file, atomically."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,27 +52,43 @@ def warehouse():
 def _build(con, models, target, now=None):
     for name in check_graph(models, {"src.persons"}):
         run_model(con, models[name])
-    return publish(con, models, target, definitions=list(models.values()), lineage=[{"contract_id": "c1"}],
-                   now=now)
+    return publish(
+        con,
+        models,
+        target,
+        definitions=list(models.values()),
+        lineage=[{"contract_id": "c1"}],
+        now=now,
+    )
 
 
 def test_published_tables_carry_comments_versions_and_definitions(warehouse, tmp_path):
     models = _models(tmp_path / "sql", by_age=GOOD)
     target = tmp_path / "published" / "shared.duckdb"
     [table] = _build(warehouse, models, target)
-    assert table.name == "by_age" and table.redacted_cells >= 2  # the 3 small cells and their complements
+    assert (
+        table.name == "by_age" and table.redacted_cells >= 2
+    )  # the 3 small cells and their complements
     con = duckdb.connect(str(target), read_only=True)
     try:
-        comments = dict(con.execute("SELECT column_name, comment FROM duckdb_columns() "
-                                    "WHERE table_name = 'by_age'").fetchall())
+        comments = dict(
+            con.execute(
+                "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'by_age'"
+            ).fetchall()
+        )
         assert comments["people"] == "People (rounded to 5; NULL = redacted)."
-        assert con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'by_age'").fetchall() == [
-            ("People by cohort and age band.",)]
+        assert con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE table_name = 'by_age'"
+        ).fetchall() == [("People by cohort and age band.",)]
         about = dict(con.execute("SELECT key, value FROM _about").fetchall())
-        sha = hashlib.sha256((tmp_path / "sql" / "publish" / "by_age.sql").read_bytes()).hexdigest()[:16]
+        sha = hashlib.sha256(
+            (tmp_path / "sql" / "publish" / "by_age.sql").read_bytes()
+        ).hexdigest()[:16]
         assert json.loads(about["model_versions"]) == {"publish.by_age": sha}
         assert json.loads(about["disclosure_parameters"]) == {"threshold": 7, "rounding_base": 5}
-        assert json.loads(about["disclosure_margins"])["by_age"]["totals"] == {"age_band": "All ages"}
+        assert json.loads(about["disclosure_margins"])["by_age"]["totals"] == {
+            "age_band": "All ages"
+        }
         assert "secondary suppression" in about["disclosure_rule"]
         # no cell can be recovered by subtraction from 'All ages'
         rows = con.execute("SELECT cohort, age_band, people FROM by_age").fetchall()
@@ -82,26 +99,54 @@ def test_published_tables_carry_comments_versions_and_definitions(warehouse, tmp
         con.close()
 
 
-@pytest.mark.parametrize("sql, message", [
-    ("/*\ndescription: rows\ndimensions: [person_key]\ncounts: [people]\ncolumns: {person_key: k, people: n}\n*/\n"
-     "SELECT person_key, 1 AS people FROM src.persons", r"person_key identify people"),
-    ("/*\ndescription: rows\ndimensions: [cohort]\ncounts: [people]\ncolumns: {cohort: c, people: n}\n*/\n"
-     "SELECT cohort, age_band, count(*) AS people FROM src.persons GROUP BY ALL", r"age_band are neither a declared"),
-    ("/*\ndescription: rows\ndimensions: [row_no]\ncounts: [people]\ncolumns: {row_no: r, people: n}\n*/\n"
-     "SELECT row_number() OVER () AS row_no, 10 AS people FROM src.persons", r"'row_no' has a different value on every"),
-    ("/*\ndescription: rows\ndimensions: [cohort, age_band, k]\ncounts: [people]\npopulation: people\n"
-     "columns: {cohort: c, age_band: a, k: k, people: n}\n*/\n"
-     "SELECT cohort, age_band, hash(person_key) % 50 AS k, 1 AS people FROM src.persons", r"at most one person"),
-    ("/*\ndescription: rows\ndimensions: [cohort]\ncounts: [people]\ncolumns: {cohort: c}\n*/\n"
-     "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL", r"column\(s\) people has no description"),
-    ("-- description: no counts\nSELECT cohort FROM src.persons GROUP BY ALL", r"must declare its count columns"),
-    ("/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\ntotals: [cohort]\ncolumns: {cohort: c, people: n}\n*/\n"
-     "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL", r"'totals' must look like"),
-    ("/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\nrates: ['r = people per 100']\n"
-     "columns: {cohort: c, people: n}\n*/\nSELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL",
-     r"numerator / denominator"),
-])
-def test_row_level_or_undeclared_tables_are_refused_and_nothing_is_published(warehouse, tmp_path, sql, message):
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        (
+            "/*\ndescription: rows\ndimensions: [person_key]\ncounts: [people]\ncolumns: {person_key: k, people: n}\n*/\n"
+            "SELECT person_key, 1 AS people FROM src.persons",
+            r"person_key identify people",
+        ),
+        (
+            "/*\ndescription: rows\ndimensions: [cohort]\ncounts: [people]\ncolumns: {cohort: c, people: n}\n*/\n"
+            "SELECT cohort, age_band, count(*) AS people FROM src.persons GROUP BY ALL",
+            r"age_band are neither a declared",
+        ),
+        (
+            "/*\ndescription: rows\ndimensions: [row_no]\ncounts: [people]\ncolumns: {row_no: r, people: n}\n*/\n"
+            "SELECT row_number() OVER () AS row_no, 10 AS people FROM src.persons",
+            r"'row_no' has a different value on every",
+        ),
+        (
+            "/*\ndescription: rows\ndimensions: [cohort, age_band, k]\ncounts: [people]\npopulation: people\n"
+            "columns: {cohort: c, age_band: a, k: k, people: n}\n*/\n"
+            "SELECT cohort, age_band, hash(person_key) % 50 AS k, 1 AS people FROM src.persons",
+            r"at most one person",
+        ),
+        (
+            "/*\ndescription: rows\ndimensions: [cohort]\ncounts: [people]\ncolumns: {cohort: c}\n*/\n"
+            "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL",
+            r"column\(s\) people has no description",
+        ),
+        (
+            "-- description: no counts\nSELECT cohort FROM src.persons GROUP BY ALL",
+            r"must declare its count columns",
+        ),
+        (
+            "/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\ntotals: [cohort]\ncolumns: {cohort: c, people: n}\n*/\n"
+            "SELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL",
+            r"'totals' must look like",
+        ),
+        (
+            "/*\ndescription: x\ndimensions: [cohort]\ncounts: [people]\nrates: ['r = people per 100']\n"
+            "columns: {cohort: c, people: n}\n*/\nSELECT cohort, count(*) AS people FROM src.persons GROUP BY ALL",
+            r"numerator / denominator",
+        ),
+    ],
+)
+def test_row_level_or_undeclared_tables_are_refused_and_nothing_is_published(
+    warehouse, tmp_path, sql, message
+):
     models = _models(tmp_path / "sql", good=GOOD, bad=sql)
     target = tmp_path / "published" / "shared.duckdb"
     with pytest.raises(PublishRefused, match=r"publish/bad\.sql: .*" + message):
@@ -109,7 +154,9 @@ def test_row_level_or_undeclared_tables_are_refused_and_nothing_is_published(war
     assert not target.exists()
 
 
-def test_an_analyst_reading_the_file_keeps_working_while_it_is_republished(warehouse, tmp_path, monkeypatch):
+def test_an_analyst_reading_the_file_keeps_working_while_it_is_republished(
+    warehouse, tmp_path, monkeypatch
+):
     models = _models(tmp_path / "sql", by_age=GOOD)
     target = tmp_path / "published" / "shared.duckdb"
     first = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
@@ -135,7 +182,12 @@ def test_an_analyst_reading_the_file_keeps_working_while_it_is_republished(wareh
     assert seen_during_build[0] == "2026-10-01T00:00:00+00:00" and seen_during_build[1] > 0
     # the analyst's open connection still answers (from the build it opened) ...
     assert analyst.execute(query).fetchall() == [("2026-10-01T00:00:00+00:00",)]
-    assert analyst.execute("SELECT sum(people) FROM by_age WHERE age_band = 'All ages'").fetchall()[0][0] == 200
+    assert (
+        analyst.execute("SELECT sum(people) FROM by_age WHERE age_band = 'All ages'").fetchall()[0][
+            0
+        ]
+        == 200
+    )
     analyst.close()
     # ... and a new connection sees the new build; no half-written file is left behind
     fresh = duckdb.connect(str(target), read_only=True)

@@ -1,5 +1,6 @@
 """The partner kit states each extract's delivery kind (full snapshot or delta) in the signed extract
 header and its report: the contract's by default, or what the partner says (issue 21)."""
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,10 +12,17 @@ from pipelines.partner_kit.tokens import LinkageKey
 
 def _prepare(small_place, tmp_path, dataset, **kind):
     contract = next(c for c in small_place.contracts.values() if dataset in c.datasets)
-    return prepare_extract(contract, dataset, small_place.place / "raw" / contract.partner_id / f"{dataset}.csv",
-                           tmp_path / "out", LinkageKey.generate(),
-                           small_place.place / "reference" / "postcode_lookup.csv", period="2026-10",
-                           opt_outs=small_place.place / "reference" / "national_data_opt_outs.csv", **kind)
+    return prepare_extract(
+        contract,
+        dataset,
+        small_place.place / "raw" / contract.partner_id / f"{dataset}.csv",
+        tmp_path / "out",
+        LinkageKey.generate(),
+        small_place.place / "reference" / "postcode_lookup.csv",
+        period="2026-10",
+        opt_outs=small_place.place / "reference" / "national_data_opt_outs.csv",
+        **kind,
+    )
 
 
 def test_the_kind_defaults_to_the_contracts_and_can_be_stated(small_place, tmp_path):

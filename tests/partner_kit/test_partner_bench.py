@@ -1,4 +1,5 @@
 """`placelink bench kit` on a small place: every dataset measured, the time split by step."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,18 @@ from pipelines.partner_kit.steps import STEPS
 
 def test_bench_kit_reports_every_dataset_and_where_the_time_goes(tmp_path):
     out, work = tmp_path / "kit.json", tmp_path / "work"
-    args = ["bench", "kit", "--people", "300", "--repeats", "2", "--work", str(work), "--json", str(out)]
+    args = [
+        "bench",
+        "kit",
+        "--people",
+        "300",
+        "--repeats",
+        "2",
+        "--work",
+        str(work),
+        "--json",
+        str(out),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "Generating a synthetic place of 300 people" in result.output

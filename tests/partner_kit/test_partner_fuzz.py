@@ -21,16 +21,23 @@ from pipelines.partner_kit.tokens import LinkageKey
 from tests.partner_kit.conftest import AE_HEADER, NHS_A, NOW, REPO, write_csv
 
 MARK = "Ǫ"  # in every value drawn to stand for an identifier: it must never be quoted back
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
 def kit():
     folder = Path(tempfile.mkdtemp(prefix="kit-fuzz-"))
     contract = load_contract(REPO / "contracts" / "nhs-acute-mental-health.yaml")
-    lookup = write_csv(folder / "postcodes.csv", ["postcode", "lsoa_code", "ward_code"],
-                       [["AB1 2CD", "E01000001", "E05000001"]])
+    lookup = write_csv(
+        folder / "postcodes.csv",
+        ["postcode", "lsoa_code", "ward_code"],
+        [["AB1 2CD", "E01000001", "E05000001"]],
+    )
     opt_outs = write_csv(folder / "opt_outs.csv", ["nhs_number"], [[NHS_A]])
     return folder, contract, LinkageKey.generate(), lookup, opt_outs
 
@@ -43,8 +50,17 @@ def _prepare(kit, content: bytes, name: str, malformed: bool = False) -> None:
         path = Path(work) / name
         path.write_bytes(content)
         try:
-            prepared = prepare_extract(contract, "ae_attendances", path, Path(work) / "out", key, lookup,
-                                       opt_outs=opt_outs, period="2026-10", now=NOW)
+            prepared = prepare_extract(
+                contract,
+                "ae_attendances",
+                path,
+                Path(work) / "out",
+                key,
+                lookup,
+                opt_outs=opt_outs,
+                period="2026-10",
+                now=NOW,
+            )
         except PartnerKitError as error:
             message = str(error)
             assert name in message or "contract" in message, message
@@ -67,23 +83,36 @@ def test_random_bytes_end_in_a_clear_error_or_counted_values(kit, content):
 
 
 _CELL = st.one_of(
-    st.sampled_from([NHS_A, "943 476 5919", "AB1 2CD", "1990-03-07", "F", "other", "2024-01-01", ""]),
+    st.sampled_from(
+        [NHS_A, "943 476 5919", "AB1 2CD", "1990-03-07", "F", "other", "2024-01-01", ""]
+    ),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=20).map(lambda t: MARK + t),
-    st.text(alphabet=',"\n\r ;\t\'' + MARK + "aé9", max_size=12),
+    st.text(alphabet=",\"\n\r ;\t'" + MARK + "aé9", max_size=12),
     st.builds(lambda n, c: MARK + c * n, st.integers(100, 3000), st.sampled_from("x9 ,\n")),
 )
 
 
 @st.composite
 def csv_files(draw) -> tuple[bytes, bool]:
-    header = draw(st.sampled_from(["contract", "shuffled", "any"]).flatmap(lambda kind: {
-        "contract": st.just(AE_HEADER), "shuffled": st.permutations(AE_HEADER),
-        "any": st.lists(st.sampled_from(AE_HEADER + ["notes", MARK + "x"]), min_size=1, max_size=11)}[kind]))
+    header = draw(
+        st.sampled_from(["contract", "shuffled", "any"]).flatmap(
+            lambda kind: {
+                "contract": st.just(AE_HEADER),
+                "shuffled": st.permutations(AE_HEADER),
+                "any": st.lists(
+                    st.sampled_from(AE_HEADER + ["notes", MARK + "x"]), min_size=1, max_size=11
+                ),
+            }[kind]
+        )
+    )
     width = len(header)
     rows = draw(st.lists(st.lists(_CELL, min_size=width, max_size=width), max_size=8))
     if rows:  # one record cut short or run long, anywhere in the file, or none
-        where, change = draw(st.integers(0, len(rows) - 1)), draw(st.sampled_from([0, 0, -1, -3, 1, 2]))
-        rows[where] = rows[where][:width + change] if change < 0 else rows[where] + ["x"] * change
+        where, change = (
+            draw(st.integers(0, len(rows) - 1)),
+            draw(st.sampled_from([0, 0, -1, -3, 1, 2])),
+        )
+        rows[where] = rows[where][: width + change] if change < 0 else rows[where] + ["x"] * change
     if rows and rows[-1] and draw(st.integers(0, 9)) == 0:
         rows[-1][-1] += "\x00"  # now and then a NUL byte, in the last row
     ids = draw(st.booleans())
@@ -102,9 +131,12 @@ def csv_files(draw) -> tuple[bytes, bool]:
     encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]))
     data = text.encode(encoding, errors="replace")
     # Written by a real CSV writer, a record is malformed only if its number of fields is wrong.
-    malformed = "\x00" in text or (written and newline != "\r" and any(
-        row and len(row) != width for row in rows))
-    return (codecs.BOM_UTF8 + data) if encoding == "utf-8-sig" and draw(st.booleans()) else data, malformed
+    malformed = "\x00" in text or (
+        written and newline != "\r" and any(row and len(row) != width for row in rows)
+    )
+    return (codecs.BOM_UTF8 + data) if encoding == "utf-8-sig" and draw(
+        st.booleans()
+    ) else data, malformed
 
 
 @FUZZ

@@ -33,8 +33,17 @@ def _uk(iso: str) -> str:
 
 def _prepare(contract_path, raw, tmp_path, key, now, **kwargs):
     contract = load_contract(contract_path)
-    return prepare_extract(contract, "clinic_referrals", raw, tmp_path / "out", key, None,
-                           period="2026-10", now=now, **kwargs)
+    return prepare_extract(
+        contract,
+        "clinic_referrals",
+        raw,
+        tmp_path / "out",
+        key,
+        None,
+        period="2026-10",
+        now=now,
+        **kwargs,
+    )
 
 
 def _columns(prepared, *names):
@@ -43,45 +52,78 @@ def _columns(prepared, *names):
 
 
 def test_uk_dates_declared_in_the_contract_give_the_same_tokens_as_iso(tmp_path, key, now):
-    iso = _prepare(write_custom_contract(tmp_path / "iso"), write_csv(tmp_path / "iso.csv", HEADER, ISO_ROWS),
-                   tmp_path / "a", key, now)
+    iso = _prepare(
+        write_custom_contract(tmp_path / "iso"),
+        write_csv(tmp_path / "iso.csv", HEADER, ISO_ROWS),
+        tmp_path / "a",
+        key,
+        now,
+    )
     uk_rows = [[r[0], r[1], r[2], _uk(r[3]), _uk(r[4])] for r in ISO_ROWS]
-    uk = _prepare(write_custom_contract(tmp_path / "uk", date_formats="dd/mm/yyyy"),
-                  write_csv(tmp_path / "uk.csv", HEADER, uk_rows), tmp_path / "b", key, now)
+    uk = _prepare(
+        write_custom_contract(tmp_path / "uk", date_formats="dd/mm/yyyy"),
+        write_csv(tmp_path / "uk.csv", HEADER, uk_rows),
+        tmp_path / "b",
+        key,
+        now,
+    )
     wanted = ("date_of_birth_token", "dob_unordered_token", "year_of_birth", "referral_date")
     assert _columns(uk, *wanted) == _columns(iso, *wanted)
-    assert uk.header.invalid_counts["date_of_birth"] == 0 and uk.header.invalid_counts["referral_date"] == 0
+    assert (
+        uk.header.invalid_counts["date_of_birth"] == 0
+        and uk.header.invalid_counts["referral_date"] == 0
+    )
 
 
 def test_uk_dates_without_the_declaration_are_counted_invalid_not_guessed(tmp_path, key, now):
     uk_rows = [[r[0], r[1], r[2], _uk(r[3]), _uk(r[4])] for r in ISO_ROWS]
-    prepared = _prepare(write_custom_contract(tmp_path / "c"), write_csv(tmp_path / "uk.csv", HEADER, uk_rows),
-                        tmp_path, key, now)
+    prepared = _prepare(
+        write_custom_contract(tmp_path / "c"),
+        write_csv(tmp_path / "uk.csv", HEADER, uk_rows),
+        tmp_path,
+        key,
+        now,
+    )
     assert prepared.header.invalid_counts["date_of_birth"] == 3
     assert prepared.header.invalid_counts["referral_date"] == 3
     assert _columns(prepared, "date_of_birth_token")["date_of_birth_token"] == [None] * 3
 
 
 def test_declared_formats_read_only_text_of_their_shape(tmp_path, key, now):
-    rows = [["R1", "Ann", "Lee", "02/01/1990", "06/05/2024"],
-            ["R2", "Bob", "Khan", "30/11/85", "2024-07-01 00:00:00"],    # two-digit year: never year 85
-            ["R3", "Cara", "Ng", "25-Dec-2001", "09/08/2024 13:45"],     # a format not declared
-            ["R4", "Dev", "Roy", "31/02/2001", "1/7/2024"]]              # no 31 February
-    prepared = _prepare(write_custom_contract(tmp_path / "c", date_formats=["dd/mm/yyyy"]),
-                        write_csv(tmp_path / "x.csv", HEADER, rows), tmp_path, key, now)
+    rows = [
+        ["R1", "Ann", "Lee", "02/01/1990", "06/05/2024"],
+        ["R2", "Bob", "Khan", "30/11/85", "2024-07-01 00:00:00"],  # two-digit year: never year 85
+        ["R3", "Cara", "Ng", "25-Dec-2001", "09/08/2024 13:45"],  # a format not declared
+        ["R4", "Dev", "Roy", "31/02/2001", "1/7/2024"],
+    ]  # no 31 February
+    prepared = _prepare(
+        write_custom_contract(tmp_path / "c", date_formats=["dd/mm/yyyy"]),
+        write_csv(tmp_path / "x.csv", HEADER, rows),
+        tmp_path,
+        key,
+        now,
+    )
     years = _columns(prepared, "year_of_birth", "referral_date")
     assert years["year_of_birth"] == [1990, None, None, None]
-    assert [str(d) for d in years["referral_date"]] == ["2024-05-06", "2024-07-01", "2024-08-09", "2024-07-01"]
+    assert [str(d) for d in years["referral_date"]] == [
+        "2024-05-06",
+        "2024-07-01",
+        "2024-08-09",
+        "2024-07-01",
+    ]
     assert prepared.header.invalid_counts["date_of_birth"] == 3
 
 
-@pytest.mark.parametrize("declared, problem", [
-    ("dd/mm/yy", "two-digit years"),
-    ("dd/mm", "exactly once"),
-    ("dd/mm/yyyy hh:mm", "neither a date part"),
-    (["dd/mm/yyyy", "mm/dd/yyyy"], "read the same text differently"),
-    ([], "give one format"),
-])
+@pytest.mark.parametrize(
+    "declared, problem",
+    [
+        ("dd/mm/yy", "two-digit years"),
+        ("dd/mm", "exactly once"),
+        ("dd/mm/yyyy hh:mm", "neither a date part"),
+        (["dd/mm/yyyy", "mm/dd/yyyy"], "read the same text differently"),
+        ([], "give one format"),
+    ],
+)
 def test_unusable_date_formats_are_refused_naming_the_file_and_dataset(tmp_path, declared, problem):
     path = write_custom_contract(tmp_path, date_formats=declared)
     with pytest.raises(ContractError) as error:
@@ -96,6 +138,7 @@ def test_unusable_date_formats_are_refused_naming_the_file_and_dataset(tmp_path,
 
 def _workbook(path, sheets: dict[str, list[list]]):
     import openpyxl  # a dev dependency: a missing install must fail, not skip
+
     book = openpyxl.Workbook()
     book.remove(book.active)
     for name, rows in sheets.items():
@@ -108,14 +151,24 @@ def _workbook(path, sheets: dict[str, list[list]]):
 
 def test_an_excel_workbook_gives_the_same_extract_as_the_csv(tmp_path, key, now):
     contract = write_custom_contract(tmp_path / "c")
-    from_csv = _prepare(contract, write_csv(tmp_path / "x.csv", HEADER, ISO_ROWS), tmp_path / "a", key, now)
+    from_csv = _prepare(
+        contract, write_csv(tmp_path / "x.csv", HEADER, ISO_ROWS), tmp_path / "a", key, now
+    )
     # As a case-management system exports it: typed date cells, a number as a record id.
-    typed = [[101, "Ann", "Lee", dt.date(1990, 1, 2), dt.datetime(2024, 5, 6)],
-             [102, "Bob", "Khan", dt.date(1985, 11, 30), dt.datetime(2024, 7, 1)],
-             [103, "Cara", "Ng", "2001-12-25", "2024-08-09"]]
+    typed = [
+        [101, "Ann", "Lee", dt.date(1990, 1, 2), dt.datetime(2024, 5, 6)],
+        [102, "Bob", "Khan", dt.date(1985, 11, 30), dt.datetime(2024, 7, 1)],
+        [103, "Cara", "Ng", "2001-12-25", "2024-08-09"],
+    ]
     book = _workbook(tmp_path / "referrals.xlsx", {"Referrals": [HEADER, *typed]})
     from_xlsx = _prepare(contract, book, tmp_path / "b", key, now)
-    wanted = ("date_of_birth_token", "given_name_bloom", "family_name_token", "year_of_birth", "referral_date")
+    wanted = (
+        "date_of_birth_token",
+        "given_name_bloom",
+        "family_name_token",
+        "year_of_birth",
+        "referral_date",
+    )
     assert _columns(from_xlsx, *wanted) == _columns(from_csv, *wanted)
     assert from_xlsx.report["invalid_values"] == from_csv.report["invalid_values"]
     lookup = pq.read_table(from_xlsx.lookup_path).column("record_id").to_pylist()
@@ -124,8 +177,12 @@ def test_an_excel_workbook_gives_the_same_extract_as_the_csv(tmp_path, key, now)
 
 def test_a_workbook_with_several_sheets_needs_the_sheet_named(tmp_path, key, now):
     contract = write_custom_contract(tmp_path / "c")
-    book = _workbook(tmp_path / "export.xlsx", {"Notes": [["read me"]], "Referrals": [HEADER, *ISO_ROWS]})
-    with pytest.raises(PartnerKitError, match=r"export\.xlsx has 2 sheets \(Notes, Referrals\).*--sheet"):
+    book = _workbook(
+        tmp_path / "export.xlsx", {"Notes": [["read me"]], "Referrals": [HEADER, *ISO_ROWS]}
+    )
+    with pytest.raises(
+        PartnerKitError, match=r"export\.xlsx has 2 sheets \(Notes, Referrals\).*--sheet"
+    ):
         _prepare(contract, book, tmp_path, key, now)
     with pytest.raises(PartnerKitError, match=r"no sheet named 'Referals'.*Notes, Referrals"):
         _prepare(contract, book, tmp_path, key, now, sheet="Referals")
@@ -133,10 +190,19 @@ def test_a_workbook_with_several_sheets_needs_the_sheet_named(tmp_path, key, now
     assert prepared.rows_out == 3
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([["record_id", "given_name", "given_name"], ["R1", "Ann", "Ann"]], "column name more than once"),
-    ([["record_id", None, "family_name"], ["R1", "Ann", "Lee"]], "column B has values but no name"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            [["record_id", "given_name", "given_name"], ["R1", "Ann", "Ann"]],
+            "column name more than once",
+        ),
+        (
+            [["record_id", None, "family_name"], ["R1", "Ann", "Lee"]],
+            "column B has values but no name",
+        ),
+    ],
+)
 def test_workbook_header_faults_are_named_without_values(tmp_path, key, now, rows, message):
     book = _workbook(tmp_path / "bad.xlsx", {"Sheet1": rows})
     with pytest.raises(PartnerKitError, match=message) as error:
@@ -148,18 +214,29 @@ def test_a_damaged_workbook_says_what_to_do(tmp_path, key, now):
     path = tmp_path / "damaged.xlsx"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("xl/workbook.xml", "not a workbook")
-    with pytest.raises(PartnerKitError, match=r"damaged\.xlsx could not be read as an Excel workbook.*save it again"):
+    with pytest.raises(
+        PartnerKitError,
+        match=r"damaged\.xlsx could not be read as an Excel workbook.*save it again",
+    ):
         _prepare(write_custom_contract(tmp_path / "c"), path, tmp_path, key, now)
 
 
 # ------------------------------------------------------------------ the partner's own column names
 
-EXPORT_HEADER = ["Client Ref", "Client Name", "DOB Day", "DOB Month", "DOB Year", "Date Referred", "Keyworker"]
+EXPORT_HEADER = [
+    "Client Ref",
+    "Client Name",
+    "DOB Day",
+    "DOB Month",
+    "DOB Year",
+    "Date Referred",
+    "Keyworker",
+]
 EXPORT_ROWS = [
     ["R1", "Mrs Ann Lee", "2", "1", "1990", "06/05/2024", "Staff A"],
     ["R2", "KHAN, Bob", "30", "Nov", "1985", "01/07/2024", "Staff B"],
     ["R3", "Cara Jane Ng", "25", "12", "2001", "09/08/2024", "Staff A"],
-    ["R4", "Prince", "", "", "", "09/08/2024", "Staff C"],   # one word: no split; no date of birth
+    ["R4", "Prince", "", "", "", "09/08/2024", "Staff C"],  # one word: no split; no date of birth
 ]
 MAPPING = """\
 columns:
@@ -182,9 +259,20 @@ def test_a_mapping_file_reads_the_partners_own_columns(tmp_path, key, now):
     export = write_csv(tmp_path / "export.csv", EXPORT_HEADER, EXPORT_ROWS)
     mapped = _prepare(contract, export, tmp_path / "a", key, now, mapping=_mapping(tmp_path))
     # the same people, already in the kit's columns
-    plain = _prepare(contract, write_csv(tmp_path / "plain.csv", HEADER, ISO_ROWS + [["R4", "", "", "", "2024-08-09"]]),
-                     tmp_path / "b", key, now)
-    wanted = ("record_token", "given_name_token", "family_name_token", "date_of_birth_token", "referral_date")
+    plain = _prepare(
+        contract,
+        write_csv(tmp_path / "plain.csv", HEADER, ISO_ROWS + [["R4", "", "", "", "2024-08-09"]]),
+        tmp_path / "b",
+        key,
+        now,
+    )
+    wanted = (
+        "record_token",
+        "given_name_token",
+        "family_name_token",
+        "date_of_birth_token",
+        "referral_date",
+    )
     assert _columns(mapped, *wanted) == _columns(plain, *wanted)
     assert mapped.report["mapping_file"] == "mapping.yaml"
     assert mapped.report["mapping_unusable_values"] == {"full_name": 1, "date_of_birth": 0}
@@ -203,20 +291,39 @@ def test_an_export_in_its_own_column_names_without_a_mapping_is_told_about_one(t
     assert "nhs_number" not in message and "--mapping" in message
 
 
-@pytest.mark.parametrize("text, message", [
-    ("columns:\n  forename: Client Name\n", r"'forename' is not a column the kit takes.*given_name"),
-    ("columns:\n  record_id: Client Reference\nignore: [Client Name, DOB Day, DOB Month, DOB Year, "
-     "Date Referred, Keyworker]\n", r"names column\(s\) 'Client Reference'.*check the spelling"),
-    ("columns:\n  record_id: Client Ref\n  referral_date: Date Referred\n",
-     r"'Client Name', 'DOB Day', 'DOB Month', 'DOB Year', 'Keyworker' are neither mapped nor kit columns"),
-    ("columns:\n  record_id: Client Ref\n  given_name: Client Name\n  family_name: Client Name\n",
-     r"'Client Name' are mapped more than once"),
-    ("columns:\n  referral_date: {day: DOB Day, month: DOB Month}\n", r"'columns.referral_date.year'"),
-    ("columns:\n  full_name: {column: Client Name, order: surname_first}\n", r"given_first.*family_first"),
-    ("columns: [record_id]\n", r"'columns'"),
-    ("colums:\n  record_id: Client Ref\n", r"needs a 'columns:' section"),
-    ("columns:\n  record_id: [Client Ref\n", r"not valid YAML at line \d"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "columns:\n  forename: Client Name\n",
+            r"'forename' is not a column the kit takes.*given_name",
+        ),
+        (
+            "columns:\n  record_id: Client Reference\nignore: [Client Name, DOB Day, DOB Month, DOB Year, "
+            "Date Referred, Keyworker]\n",
+            r"names column\(s\) 'Client Reference'.*check the spelling",
+        ),
+        (
+            "columns:\n  record_id: Client Ref\n  referral_date: Date Referred\n",
+            r"'Client Name', 'DOB Day', 'DOB Month', 'DOB Year', 'Keyworker' are neither mapped nor kit columns",
+        ),
+        (
+            "columns:\n  record_id: Client Ref\n  given_name: Client Name\n  family_name: Client Name\n",
+            r"'Client Name' are mapped more than once",
+        ),
+        (
+            "columns:\n  referral_date: {day: DOB Day, month: DOB Month}\n",
+            r"'columns.referral_date.year'",
+        ),
+        (
+            "columns:\n  full_name: {column: Client Name, order: surname_first}\n",
+            r"given_first.*family_first",
+        ),
+        ("columns: [record_id]\n", r"'columns'"),
+        ("colums:\n  record_id: Client Ref\n", r"needs a 'columns:' section"),
+        ("columns:\n  record_id: [Client Ref\n", r"not valid YAML at line \d"),
+    ],
+)
 def test_mapping_mistakes_name_the_file_the_key_and_what_to_do(tmp_path, key, now, text, message):
     contract = write_custom_contract(tmp_path / "c")
     export = write_csv(tmp_path / "export.csv", EXPORT_HEADER, EXPORT_ROWS)
@@ -228,10 +335,13 @@ def test_mapping_mistakes_name_the_file_the_key_and_what_to_do(tmp_path, key, no
 
 def test_a_mapping_can_name_the_sheet_of_a_workbook(tmp_path, key, now):
     contract = write_custom_contract(tmp_path / "c", date_formats="dd/mm/yyyy")
-    book = _workbook(tmp_path / "export.xlsx", {"Cover": [["Monthly export"]],
-                                                "Clients": [EXPORT_HEADER, *EXPORT_ROWS]})
-    prepared = _prepare(contract, book, tmp_path, key, now,
-                        mapping=_mapping(tmp_path, "sheet: Clients\n" + MAPPING))
+    book = _workbook(
+        tmp_path / "export.xlsx",
+        {"Cover": [["Monthly export"]], "Clients": [EXPORT_HEADER, *EXPORT_ROWS]},
+    )
+    prepared = _prepare(
+        contract, book, tmp_path, key, now, mapping=_mapping(tmp_path, "sheet: Clients\n" + MAPPING)
+    )
     assert prepared.rows_out == 4 and prepared.header.invalid_counts["referral_date"] == 0
 
 
@@ -241,37 +351,74 @@ def test_a_mapping_can_name_the_sheet_of_a_workbook(tmp_path, key, now):
 def test_identity_columns_a_partner_does_not_hold_are_sent_empty_and_reported(tmp_path, key, now):
     # The demo's A&E contract lists NHS number, sex and postcode; this trust's export has none.
     contract = load_contract(REPO / "contracts" / "nhs-acute-mental-health.yaml")
-    raw = write_csv(tmp_path / "ae.csv", ["record_id", "given_name", "family_name", "date_of_birth",
-                                          "arrival_date", "arrival_mode"],
-                    [["A1", "Ann", "Lee", "1990-01-02", "2024-01-05", "walk_in"]])
-    prepared = prepare_extract(contract, "ae_attendances", raw, tmp_path / "out", key, None,
-                               opt_outs=write_csv(tmp_path / "optouts.csv", ["nhs_number"], []),
-                               period="2026-10", now=now)
+    raw = write_csv(
+        tmp_path / "ae.csv",
+        ["record_id", "given_name", "family_name", "date_of_birth", "arrival_date", "arrival_mode"],
+        [["A1", "Ann", "Lee", "1990-01-02", "2024-01-05", "walk_in"]],
+    )
+    prepared = prepare_extract(
+        contract,
+        "ae_attendances",
+        raw,
+        tmp_path / "out",
+        key,
+        None,
+        opt_outs=write_csv(tmp_path / "optouts.csv", ["nhs_number"], []),
+        period="2026-10",
+        now=now,
+    )
     assert set(prepared.report["absent_identity_columns"]) == {"nhs_number", "sex", "postcode"}
     assert prepared.report["areas_not_looked_up"] == ["lsoa_code", "ward_code"]
-    sent = _columns(prepared, "nhs_number_token", "sex", "postcode_token", "lsoa_code", "given_name_token")
-    assert sent["nhs_number_token"] == sent["sex"] == sent["postcode_token"] == sent["lsoa_code"] == [None]
+    sent = _columns(
+        prepared, "nhs_number_token", "sex", "postcode_token", "lsoa_code", "given_name_token"
+    )
+    assert (
+        sent["nhs_number_token"]
+        == sent["sex"]
+        == sent["postcode_token"]
+        == sent["lsoa_code"]
+        == [None]
+    )
     assert sent["given_name_token"] != [None]
 
 
 def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to_get_one(
-        tmp_path, key, now, monkeypatch):
+    tmp_path, key, now, monkeypatch
+):
     from click.testing import CliRunner
 
     from pipelines.cli import main
     from pipelines.keys import HubKey, SigningKey
 
-    contract = write_custom_contract(tmp_path / "c", identity=("given_name", "family_name", "date_of_birth",
-                                                               "postcode"))
+    contract = write_custom_contract(
+        tmp_path / "c", identity=("given_name", "family_name", "date_of_birth", "postcode")
+    )
     SigningKey.generate("clinic").save(tmp_path / "clinic.key")
     HubKey.generate().public.save(tmp_path / "hub.pub")
     key.save(tmp_path / "link.key")
     raw = write_csv(tmp_path / "x.csv", HEADER + ["postcode"], [r + ["AB1 2CD"] for r in ISO_ROWS])
     monkeypatch.delenv("PLACELINK_SIGNING_KEY_PASSPHRASE", raising=False)
-    result = CliRunner().invoke(main, [
-        "partner", "prepare", "--contract", str(contract), "--input", str(raw), "--out", str(tmp_path / "out"),
-        "--linkage-key", str(tmp_path / "link.key"), "--signing-key", str(tmp_path / "clinic.key"),
-        "--hub-key", str(tmp_path / "hub.pub"), "--period", "2026-10"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "partner",
+            "prepare",
+            "--contract",
+            str(contract),
+            "--input",
+            str(raw),
+            "--out",
+            str(tmp_path / "out"),
+            "--linkage-key",
+            str(tmp_path / "link.key"),
+            "--signing-key",
+            str(tmp_path / "clinic.key"),
+            "--hub-key",
+            str(tmp_path / "hub.pub"),
+            "--period",
+            "2026-10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "no postcode lookup given: lsoa_code, ward_code sent empty" in result.output
     assert "where to get ONS's lookup" in result.output
@@ -281,13 +428,32 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
 
 def test_ons_lookups_are_read_as_downloaded(tmp_path, key, now):
     # ONS's "PCD to OA to LSOA to MSOA to LAD" best-fit lookup: no ward; the ONSPD: ward as osward.
-    best_fit = write_csv(tmp_path / "PCD_OA21_LSOA21_MSOA21_LAD_EW_LU.csv",
-                         ["PCD7", "PCD8", "PCDS", "DOINTR", "DOTERM", "USERTYPE", "OA21CD", "LSOA21CD", "MSOA21CD"],
-                         [["AB1 2CD", "AB1  2CD", "AB1 2CD", "198001", "", "0", "E00000001", "E01000001", "E02000001"]])
-    onspd = write_csv(tmp_path / "ONSPD.csv", ["pcd", "pcds", "osward", "lsoa11", "lsoa21"],
-                      [["AB1 2CD", "AB1 2CD", "E05000001", "E01999999", "E01000001"]])
+    best_fit = write_csv(
+        tmp_path / "PCD_OA21_LSOA21_MSOA21_LAD_EW_LU.csv",
+        ["PCD7", "PCD8", "PCDS", "DOINTR", "DOTERM", "USERTYPE", "OA21CD", "LSOA21CD", "MSOA21CD"],
+        [
+            [
+                "AB1 2CD",
+                "AB1  2CD",
+                "AB1 2CD",
+                "198001",
+                "",
+                "0",
+                "E00000001",
+                "E01000001",
+                "E02000001",
+            ]
+        ],
+    )
+    onspd = write_csv(
+        tmp_path / "ONSPD.csv",
+        ["pcd", "pcds", "osward", "lsoa11", "lsoa21"],
+        [["AB1 2CD", "AB1 2CD", "E05000001", "E01999999", "E01000001"]],
+    )
     assert read_postcode_lookup(best_fit).rows() == [("AB1 2CD", "E01000001", None)]
     assert read_postcode_lookup(onspd).rows() == [("AB1 2CD", "E01000001", "E05000001")]
     bad = write_csv(tmp_path / "other.csv", ["post_code", "area"], [["AB1 2CD", "x"]])
-    with pytest.raises(PartnerKitError, match=r"other\.csv has no postcode or lsoa_code column.*pcds, lsoa21cd"):
+    with pytest.raises(
+        PartnerKitError, match=r"other\.csv has no postcode or lsoa_code column.*pcds, lsoa21cd"
+    ):
         read_postcode_lookup(bad)

@@ -19,8 +19,13 @@ TODAY = dt.date(2026, 10, 15)
 
 def normalised(column: str, raw: pl.Series, today: dt.date = TODAY) -> n.Normalised:
     """``raw`` as the partner kit normalises the identity column ``column`` of an extract."""
-    inputs = IdentityInputs(pl.DataFrame({column: raw}), partner_id="p", dataset="d",
-                            key=LinkageKey.generate(), today=today)
+    inputs = IdentityInputs(
+        pl.DataFrame({column: raw}),
+        partner_id="p",
+        dataset="d",
+        key=LinkageKey.generate(),
+        today=today,
+    )
     values = inputs.rows(column, getattr(inputs, column))
     return n.Normalised(values, inputs.missing[column], inputs.invalid[column])
 
@@ -39,9 +44,14 @@ def test_names_lose_accents_punctuation_spaces_and_case():
 
 def test_letters_without_a_decomposition_fold_as_ascii_only_systems_write_them():
     # One partner's system keeps Łukasz Dąbrowski, another's writes Lukasz Dabrowski.
-    kept, flattened = pl.Series(["Łukasz", "Dąbrowski", "Søren", "Strauß"]), pl.Series(
-        ["Lukasz", "Dabrowski", "Soren", "Strauss"])
-    assert normalised("family_name", kept).values.to_list() == normalised("family_name", flattened).values.to_list()
+    kept, flattened = (
+        pl.Series(["Łukasz", "Dąbrowski", "Søren", "Strauß"]),
+        pl.Series(["Lukasz", "Dabrowski", "Soren", "Strauss"]),
+    )
+    assert (
+        normalised("family_name", kept).values.to_list()
+        == normalised("family_name", flattened).values.to_list()
+    )
 
 
 def test_name_parts_are_the_first_and_last_words_of_a_name_as_written():

@@ -68,9 +68,16 @@ def _json_value(value):
 
 # Features added since the digests were recorded (issue 17: name parts, initial, year after):
 # new columns, leaving every earlier column as it was. Tested in test_partner_features.py.
-ADDED_FEATURES = frozenset({"given_name_first_part_token", "given_name_last_part_token",
-                            "family_name_first_part_token", "family_name_last_part_token",
-                            "given_name_initial_token", "dob_year_next_token"})
+ADDED_FEATURES = frozenset(
+    {
+        "given_name_first_part_token",
+        "given_name_last_part_token",
+        "family_name_first_part_token",
+        "family_name_last_part_token",
+        "given_name_initial_token",
+        "dob_year_next_token",
+    }
+)
 
 
 def _file_digest(path: Path) -> str:
@@ -123,8 +130,11 @@ def _prepared_digests(root: Path) -> tuple[str, dict[str, str]]:
             period="2026-10",
             now=NOW,
         )
-        report = {k: v for k, v in prepared.report.items()
-                  if k not in VOLATILE_REPORT_KEYS and k not in ADDED_REPORT_KEYS}
+        report = {
+            k: v
+            for k, v in prepared.report.items()
+            if k not in VOLATILE_REPORT_KEYS and k not in ADDED_REPORT_KEYS
+        }
         report["columns_sent"] = [c for c in report["columns_sent"] if c not in ADDED_FEATURES]
         digest = hashlib.sha256(json.dumps(report, sort_keys=True).encode())
         digest.update(_file_digest(prepared.extract_path).encode())

@@ -61,8 +61,11 @@ def test_hub_file_has_exactly_the_contract_columns_typed(prepared, nhs_contract)
 
 def test_no_raw_identifier_value_reaches_the_hub_file(prepared, ae_csv):
     data = prepared.extract_path.read_bytes()
-    hub_values = {str(v) for column in pl.read_parquet(prepared.extract_path).iter_columns()
-                  for v in column.drop_nulls().to_list()}
+    hub_values = {
+        str(v)
+        for column in pl.read_parquet(prepared.extract_path).iter_columns()
+        for v in column.drop_nulls().to_list()
+    }
     raw = pl.read_csv(ae_csv, infer_schema=False)
     for column in DIRECT_IDENTIFIERS:
         for value in raw[column].drop_nulls().to_list():

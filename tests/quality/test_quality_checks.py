@@ -13,17 +13,23 @@ from pipelines.resources import PlacelinkResource
 from tests.browser import rendered_dom, screenshot
 from tests.quality.test_quality_gate import _future_dates, _write
 
-LANDING_CHECKS = [c for c in quality_checks
-                  if all(k.asset_key.path[0] == "landing" for k in c.check_keys)]
+LANDING_CHECKS = [
+    c for c in quality_checks if all(k.asset_key.path[0] == "landing" for k in c.check_keys)
+]
 
 
 def _run(settings, raise_on_error=True):
-    return dg.materialize([received_extracts, person_records, quality_report, *LANDING_CHECKS],
-                          resources={"placelink": PlacelinkResource(
-                              home=str(settings.home), contracts_dir=str(settings.contracts_dir))},
-                          raise_on_error=raise_on_error,
-                          # ingest writes the landing tables, so their checks run only when selected
-                          selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks())
+    return dg.materialize(
+        [received_extracts, person_records, quality_report, *LANDING_CHECKS],
+        resources={
+            "placelink": PlacelinkResource(
+                home=str(settings.home), contracts_dir=str(settings.contracts_dir)
+            )
+        },
+        raise_on_error=raise_on_error,
+        # ingest writes the landing tables, so their checks run only when selected
+        selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
+    )
 
 
 def _checks(result):
@@ -47,8 +53,10 @@ def test_broken_delivery_shows_as_a_failed_check_naming_delivery_and_rule(broken
     assert not ae.passed and ae.severity == dg.AssetCheckSeverity.ERROR
     messages = ae.metadata["messages"].value
     assert "nhs-ae-2026-10-future.plx" in messages and "arrival_date: plausible date" in messages
-    assert "| nhs-ae-2026-10-future.plx | ERROR | arrival_date: plausible date | 3 | 1, 2, 3 |" in \
-        ae.metadata["failed_rules"].value
+    assert (
+        "| nhs-ae-2026-10-future.plx | ERROR | arrival_date: plausible date | 3 | 1, 2, 3 |"
+        in ae.metadata["failed_rules"].value
+    )
     for (dataset, name), evaluation in checks.items():
         if dataset != "ae_attendances" or name != "delivery_quality":
             assert evaluation.passed, (dataset, name)
@@ -71,8 +79,10 @@ def test_quality_report_lists_each_delivery_and_opens_in_a_browser(broken_run, t
 def test_unvalidated_rows_in_a_landing_table_block_downstream(broken_run, small_place):
     settings, _ = broken_run
     con = duckdb.connect(str(settings.warehouse))
-    con.execute("INSERT INTO landing.emergency_admissions (record_token, admission_date, _extract_id, _received_at) "
-                "VALUES (repeat('a', 32), DATE '2026-01-01', 'not-through-the-gate', now()::TIMESTAMP)")
+    con.execute(
+        "INSERT INTO landing.emergency_admissions (record_token, admission_date, _extract_id, _received_at) "
+        "VALUES (repeat('a', 32), DATE '2026-01-01', 'not-through-the-gate', now()::TIMESTAMP)"
+    )
     con.close()
     result = _run(settings, raise_on_error=False)
     checks = _checks(result)
@@ -85,6 +95,10 @@ def test_unvalidated_rows_in_a_landing_table_block_downstream(broken_run, small_
 def test_published_cells_below_the_threshold_are_found(tmp_path):
     path = tmp_path / "shared_outcomes.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE outcomes_by_ward AS SELECT * FROM (VALUES (10, 25), (NULL, 0), (3, 40), (12, 45)) t(people, events)")
+    con.execute(
+        "CREATE TABLE outcomes_by_ward AS SELECT * FROM (VALUES (10, 25), (NULL, 0), (3, 40), (12, 45)) t(people, events)"
+    )
     con.close()
-    assert published_unsafe_cells(path, {"outcomes_by_ward": ["people", "events"]}) == {"outcomes_by_ward": 2}
+    assert published_unsafe_cells(path, {"outcomes_by_ward": ["people", "events"]}) == {
+        "outcomes_by_ward": 2
+    }

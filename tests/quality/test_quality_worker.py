@@ -1,4 +1,5 @@
 """The quality worker process: the same verdicts as validating in ingest's own process."""
+
 import datetime as dt
 import logging
 import pickle
@@ -24,13 +25,19 @@ def _spoiled(small_place) -> pa.Table:
     modes[3] = "helicopter"
     tokens = table.column("record_token").to_pylist()
     tokens[9] = tokens[8]
-    table = table.set_column(table.schema.get_field_index("arrival_mode"), "arrival_mode", pa.array(modes))
-    return table.set_column(table.schema.get_field_index("record_token"), "record_token", pa.array(tokens))
+    table = table.set_column(
+        table.schema.get_field_index("arrival_mode"), "arrival_mode", pa.array(modes)
+    )
+    return table.set_column(
+        table.schema.get_field_index("record_token"), "record_token", pa.array(tokens)
+    )
 
 
 def _results(verdict):
-    return [(r.rule.name, r.passed, r.unexpected_count, r.checked_rows, r.sample_rows, r.observed)
-            for r in verdict.results]
+    return [
+        (r.rule.name, r.passed, r.unexpected_count, r.checked_rows, r.sample_rows, r.observed)
+        for r in verdict.results
+    ]
 
 
 def test_the_worker_gives_the_same_verdict_as_this_process(small_place):
@@ -49,14 +56,23 @@ def test_the_worker_reads_the_decrypted_parquet_into_the_same_verdict(small_plac
     here = validate_delivery(table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500)
     # The table given beside the bytes is only for validating here if the worker is gone: an
     # empty one shows the verdict came from the bytes.
-    there = worker.submit(table.slice(0, 0), contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500,
-                          parquet=sink.getvalue().to_pybytes()).result()
+    there = worker.submit(
+        table.slice(0, 0),
+        contract,
+        "ae_attendances",
+        "nhs-ae.plx",
+        NOW.date(),
+        500,
+        parquet=sink.getvalue().to_pybytes(),
+    ).result()
     assert here.outcome == there.outcome == "held"
     assert _results(there) == _results(here)
 
 
 def test_a_rejection_raised_in_the_worker_arrives_whole():
-    rejection = Rejection("quality", "quality rules that placelink can run", "an unknown rule", "fix it", "c v1")
+    rejection = Rejection(
+        "quality", "quality rules that placelink can run", "an unknown rule", "fix it", "c v1"
+    )
     again = pickle.loads(pickle.dumps(ExtractRejected(rejection)))
     assert isinstance(again, ExtractRejected) and again.rejection == rejection
 
@@ -65,15 +81,21 @@ def _receive(settings):
     contracts, _ = settings.load_contracts()
     con = connect(settings)
     try:
-        receipts = receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir), now=NOW)
-        waits = con.execute("SELECT file_name, outcome, seconds, waited_seconds FROM hub.quality_deliveries "
-                            "ORDER BY file_name").fetchall()
+        receipts = receive_inbox(
+            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=NOW
+        )
+        waits = con.execute(
+            "SELECT file_name, outcome, seconds, waited_seconds FROM hub.quality_deliveries "
+            "ORDER BY file_name"
+        ).fetchall()
     finally:
         con.close()
     return {r.file_name: r.status for r in receipts}, waits
 
 
-def test_without_a_worker_process_ingest_validates_itself(small_place, tmp_path, monkeypatch, caplog):
+def test_without_a_worker_process_ingest_validates_itself(
+    small_place, tmp_path, monkeypatch, caplog
+):
     datasets = ["ae_attendances", "family_support_enrolments"]
     with_worker = _receive(small_place.stage_hub(tmp_path / "with", datasets=datasets))
 
@@ -109,7 +131,9 @@ def _start_the_worker_and_return() -> str:
     # it forgets every finalizer registered so far.
     multiprocessing.util._finalizer_registry.clear()
     worker.start()
-    worker.submit(pa.table({"x": [1]}), None, "none", "none", NOW.date(), None)  # fails in the worker: fine
+    worker.submit(
+        pa.table({"x": [1]}), None, "none", "none", NOW.date(), None
+    )  # fails in the worker: fine
     return "done"
 
 
@@ -140,7 +164,9 @@ import scipy.stats.distributions as distributions
 print(loaded, round(float(stats.entropy([0.5, 0.5], [0.9, 0.1])), 6), altair.Chart.__name__,
       distributions.norm.cdf(0))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]", "0.510826", "Chart", "0.5"]
 
@@ -168,11 +194,18 @@ def test_killing_ingest_s_process_ends_its_quality_worker(tmp_path):
         "from pipelines.quality import worker\n"
         "pid = worker._worker().submit(os.getpid).result()\n"
         "open(sys.argv[1], 'w').write(str(pid))\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n")
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     found = tmp_path / "worker.pid"
-    with open(tmp_path / "output.log", "w") as output:  # not a pipe: a left-behind worker would hold it
-        done = subprocess.run([sys.executable, "-c", child, str(found)], stdout=output, stderr=subprocess.STDOUT,
-                              timeout=300)
+    with open(
+        tmp_path / "output.log", "w"
+    ) as output:  # not a pipe: a left-behind worker would hold it
+        done = subprocess.run(
+            [sys.executable, "-c", child, str(found)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
     assert done.returncode == -9
     pid = int(found.read_text())
     try:
@@ -181,4 +214,5 @@ def test_killing_ingest_s_process_ends_its_quality_worker(tmp_path):
         if not _ended(pid, within=0):
             import os
             import signal
+
             os.kill(pid, signal.SIGKILL)

@@ -1,5 +1,6 @@
 """The stress generator: each profile's files hold the fields it names, with its failure class,
 and the same profile and seed give the same files."""
+
 import dataclasses
 
 import polars as pl
@@ -15,7 +16,11 @@ def small(name: str, **changes):
 
 def test_the_same_profile_and_seed_give_the_same_files():
     one, two = generate(small("baseline"), seed=4), generate(small("baseline"), seed=4)
-    assert one.first.equals(two.first) and one.second.equals(two.second) and one.truth.equals(two.truth)
+    assert (
+        one.first.equals(two.first)
+        and one.second.equals(two.second)
+        and one.truth.equals(two.truth)
+    )
     assert not generate(small("baseline"), seed=5).first.equals(one.first)
 
 
@@ -27,7 +32,9 @@ def test_each_profile_sends_the_fields_it_names(name):
     assert set(files.second.columns[1:]) == set(PROFILES[name].second_fields)
     assert files.truth.height == files.first.height + files.second.height
     # People appear in both files, and every origin is represented.
-    both = files.truth.group_by("person_id").agg(pl.col("file").n_unique()).filter(pl.col("file") == 2)
+    both = (
+        files.truth.group_by("person_id").agg(pl.col("file").n_unique()).filter(pl.col("file") == 2)
+    )
     assert both.height > 100
     assert set(files.truth["origin"]) == set(PROFILES[name].origins)
 
@@ -40,11 +47,18 @@ def test_the_placeholder_profile_fills_most_of_the_second_files_postcodes_with_o
 
 
 def test_transposed_names_are_written_the_other_way_round():
-    files = generate(small("transposed_names", errors=dataclasses.replace(PROFILES["transposed_names"].errors,
-                                                                         transposed=1.0)), seed=3)
+    files = generate(
+        small(
+            "transposed_names",
+            errors=dataclasses.replace(PROFILES["transposed_names"].errors, transposed=1.0),
+        ),
+        seed=3,
+    )
     truth = files.truth.filter(pl.col("file") == 2).join(files.second, on="record_id")
     first = files.truth.filter(pl.col("file") == 1).join(files.first, on="record_id")
     pairs = truth.join(first, on="person_id", suffix="_1")
-    swapped = pairs.filter(pl.col("given_name").str.to_uppercase() == pl.col("family_name_1").str.to_uppercase())
+    swapped = pairs.filter(
+        pl.col("given_name").str.to_uppercase() == pl.col("family_name_1").str.to_uppercase()
+    )
     # The second file always transposes, the first at half the rate (both partners make mistakes).
     assert swapped.height > 0.3 * pairs.height

@@ -1,4 +1,5 @@
 """Synthetic places shared by the synth tests (generated once per test session)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,11 @@ class Place:
     def with_truth(self, dataset: str) -> pl.DataFrame:
         """Raw records joined to the person they belong to (truth columns suffixed _true)."""
         truth = self.ground_truth().filter(pl.col("source") == dataset).drop("source")
-        return (self.raw(dataset).join(truth, on="record_id", how="left")
-                .join(self.people(), on="person_id", how="left", suffix="_true"))
+        return (
+            self.raw(dataset)
+            .join(truth, on="record_id", how="left")
+            .join(self.people(), on="person_id", how="left", suffix="_true")
+        )
 
 
 @pytest.fixture(scope="session")

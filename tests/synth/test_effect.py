@@ -8,6 +8,7 @@ whatever the spread of rates between children. We allow 3 standard errors; in th
 200,000-person place n is about 1,400, so that is about ±0.11 around 0.70, while
 a missing effect (ratio 1.0) would sit 8 standard errors away.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ import pytest
 
 def _attendances(place) -> pl.DataFrame:
     truth = place.ground_truth().filter(pl.col("source") == "ae_attendances")
-    return (place.raw("ae_attendances").select("record_id", pl.col("arrival_date").str.to_date())
-            .join(truth, on="record_id").select("person_id", "arrival_date"))
+    return (
+        place.raw("ae_attendances")
+        .select("record_id", pl.col("arrival_date").str.to_date())
+        .join(truth, on="record_id")
+        .select("person_id", "arrival_date")
+    )
 
 
 def _before_after(attendances: pl.DataFrame, index: pl.DataFrame) -> tuple[int, int]:
@@ -65,8 +70,11 @@ def test_published_realised_counts_match_the_raw_data(large):
     children = people.filter((pl.col("enrolled") == "true") & _children_at(people, enrolment))
     before, after = _before_after(attendances, children.select("person_id", index_date=enrolment))
     realised = statement["realised"]
-    published = (realised["children"], realised["attendances_before"],
-                 realised["attendances_after"])
+    published = (
+        realised["children"],
+        realised["attendances_before"],
+        realised["attendances_after"],
+    )
     assert published == (children.height, before, after)
 
 
@@ -85,13 +93,15 @@ def test_no_change_for_similar_unenrolled_children_at_a_matched_pseudo_index_dat
     _, people, attendances = large
     index_dates = people.filter(pl.col("enrolled") == "true")["enrolment_date"].unique().sort()
     comparison = people.filter(
-        (pl.col("enrolled") == "false") & (pl.col("family_with_need") == "true"))
+        (pl.col("enrolled") == "false") & (pl.col("family_with_need") == "true")
+    )
     # Each comparison family gets the enrolment date of a random enrolled family.
     families = comparison["household_id"].unique().sort()
     picks = np.random.default_rng(0).integers(0, index_dates.len(), families.len())
     pseudo = pl.DataFrame({"household_id": families, "pseudo": index_dates.gather(picks)})
     comparison = comparison.join(pseudo, on="household_id").with_columns(
-        index_date=pl.col("pseudo").str.to_date())
+        index_date=pl.col("pseudo").str.to_date()
+    )
     children = comparison.filter(_children_at(comparison, pl.col("index_date")))
     before, after = _before_after(attendances, children.select("person_id", "index_date"))
     ratio, se = _ratio_and_standard_error(before, after)

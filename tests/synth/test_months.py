@@ -1,5 +1,6 @@
 """Later months of the same synthetic place: deterministic whichever months are asked for, with new
 events dated in their month, new people, moves and name changes, and record ids unique across months."""
+
 import datetime as dt
 
 import polars as pl
@@ -28,9 +29,15 @@ def test_the_same_place_gives_the_same_bytes_for_a_month_however_it_is_asked_for
     generate_place(people=2000, seed=7, out=again)
     (only_three,) = generate_months(again, 3, first=3)
     assert not month_folder(again, 2).exists()
-    for name in ("raw/nhs/ae_attendances.csv", "raw/council/csc_referrals.csv", "truth/people.csv",
-                 "truth/ground_truth.csv"):
-        assert (month_folder(again, 3) / name).read_bytes() == (month_folder(out, 3) / name).read_bytes()
+    for name in (
+        "raw/nhs/ae_attendances.csv",
+        "raw/council/csc_referrals.csv",
+        "truth/people.csv",
+        "truth/ground_truth.csv",
+    ):
+        assert (month_folder(again, 3) / name).read_bytes() == (
+            month_folder(out, 3) / name
+        ).read_bytes()
     assert only_three.records > 0
 
 

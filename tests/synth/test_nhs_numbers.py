@@ -1,4 +1,5 @@
 """Synthetic NHS numbers agree with the NHS mod-11 rule as python-stdnum implements it."""
+
 from __future__ import annotations
 
 import numpy as np

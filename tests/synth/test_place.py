@@ -1,4 +1,5 @@
 """The generated place: files, determinism, ground truth, geography and reference data."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,11 @@ POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 
 
 def _files(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(small_place, tmp_path):
@@ -36,9 +40,13 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(small_pl
 def test_writes_the_documented_layout(small_place):
     names = set(_files(small_place.root))
     expected = {d.path for d in DATASETS} | {
-        "reference/postcode_lookup.csv", "reference/lsoa_reference.csv",
-        "reference/national_data_opt_outs.csv", "truth/ground_truth.csv", "truth/people.csv",
-        "truth/planted_effect.json", "manifest.json",
+        "reference/postcode_lookup.csv",
+        "reference/lsoa_reference.csv",
+        "reference/national_data_opt_outs.csv",
+        "truth/ground_truth.csv",
+        "truth/people.csv",
+        "truth/planted_effect.json",
+        "manifest.json",
     }
     assert names == expected
     for layout in DATASETS:
@@ -105,8 +113,11 @@ def test_raw_postcodes_are_in_the_lookup_unless_the_person_moved_from_outside(me
     for layout in DATASETS:
         records = medium_place.with_truth(layout.dataset).filter(pl.col("postcode").is_not_null())
         records = records.with_columns(normalised=_normalised_postcode("postcode"))
-        assert records["normalised"].map_elements(lambda p: bool(POSTCODE.match(p)),
-                                                  return_dtype=pl.Boolean).all()
+        assert (
+            records["normalised"]
+            .map_elements(lambda p: bool(POSTCODE.match(p)), return_dtype=pl.Boolean)
+            .all()
+        )
         # Every recorded postcode is the person's current or previous address.
         current = records["normalised"] == records["postcode_true"]
         previous = records["normalised"] == records["previous_postcode"]
@@ -121,24 +132,29 @@ def test_nhs_numbers_are_valid_unique_and_opt_outs_are_about_three_percent(mediu
     numbers = people["nhs_number"]
     assert numbers.is_duplicated().sum() == 0
     assert all(nhs.is_valid(n) for n in numbers)
-    opt_outs = pl.read_csv(medium_place.root / "reference" / "national_data_opt_outs.csv",
-                           infer_schema=False)["nhs_number"]
+    opt_outs = pl.read_csv(
+        medium_place.root / "reference" / "national_data_opt_outs.csv", infer_schema=False
+    )["nhs_number"]
     assert opt_outs.str.contains(r"^\d{10}$").all()
     assert set(opt_outs) <= set(numbers)
     assert 0.02 < opt_outs.len() / numbers.len() < 0.04
 
 
-@pytest.mark.parametrize("dataset, low, high", [
-    ("ae_attendances", 0.96, 0.995),
-    ("emergency_admissions", 0.96, 0.995),
-    ("mental_health_referrals", 0.95, 1.0),
-    ("csc_referrals", 0.45, 0.75),
-    ("school_attendance", 0.5, 0.7),
-    ("homelessness_applications", 0.45, 0.75),
-    ("family_support_enrolments", 0.0, 0.25),
-])
+@pytest.mark.parametrize(
+    "dataset, low, high",
+    [
+        ("ae_attendances", 0.96, 0.995),
+        ("emergency_admissions", 0.96, 0.995),
+        ("mental_health_referrals", 0.95, 1.0),
+        ("csc_referrals", 0.45, 0.75),
+        ("school_attendance", 0.5, 0.7),
+        ("homelessness_applications", 0.45, 0.75),
+        ("family_support_enrolments", 0.0, 0.25),
+    ],
+)
 def test_nhs_number_is_recorded_as_often_as_in_each_partner_system(
-        medium_place, dataset, low, high):
+    medium_place, dataset, low, high
+):
     share = medium_place.raw(dataset)["nhs_number"].is_not_null().mean()
     assert low <= share <= high
 
@@ -168,8 +184,11 @@ def test_school_attendance_is_one_row_per_pupil_per_term(medium_place):
     assert age.min() >= 4 and age.max() < 17.1
     # Families with need miss more school.
     rate = school.group_by("family_with_need").agg(
-        (pl.col("sessions_attended").cast(pl.Int32).sum()
-         / pl.col("sessions_possible").cast(pl.Int32).sum()).alias("rate"))
+        (
+            pl.col("sessions_attended").cast(pl.Int32).sum()
+            / pl.col("sessions_possible").cast(pl.Int32).sum()
+        ).alias("rate")
+    )
     by_need = dict(rate.iter_rows())
     assert by_need["true"] < by_need["false"] - 0.01
 
@@ -181,28 +200,36 @@ def test_vcs_enrolments_are_whole_families_inside_the_enrolment_period(medium_pl
     per_family = vcs.group_by("family_id").agg(
         pl.col("household_id").n_unique().alias("households"),
         pl.col("enrolment_date").n_unique().alias("dates"),
-        pl.col("programme_type").n_unique().alias("programmes"))
+        pl.col("programme_type").n_unique().alias("programmes"),
+    )
     assert (per_family["households"] == 1).all() and (per_family["dates"] == 1).all()
     assert (per_family["programmes"] == 1).all()
     people = medium_place.people()
     enrolled = people.filter(pl.col("enrolled") == "true")
     assert set(enrolled["person_id"]) == set(vcs["person_id"])
-    families_with_children = people.filter(pl.col("household_kind").is_in(
-        ["couple_with_children", "lone_parent"]))["household_id"].n_unique()
+    families_with_children = people.filter(
+        pl.col("household_kind").is_in(["couple_with_children", "lone_parent"])
+    )["household_id"].n_unique()
     assert 0.02 < enrolled["household_id"].n_unique() / families_with_children < 0.06
 
 
 def test_enrolment_favours_families_with_need_but_leaves_a_comparison_pool(medium_place):
-    people = medium_place.people().filter(pl.col("household_kind").is_in(
-        ["couple_with_children", "lone_parent"]))
-    families = people.group_by("household_id").agg(pl.col("enrolled").first(),
-                                                    pl.col("family_with_need").first())
-    share = dict(families.group_by("family_with_need").agg(
-        (pl.col("enrolled") == "true").mean().alias("share")).iter_rows())
+    people = medium_place.people().filter(
+        pl.col("household_kind").is_in(["couple_with_children", "lone_parent"])
+    )
+    families = people.group_by("household_id").agg(
+        pl.col("enrolled").first(), pl.col("family_with_need").first()
+    )
+    share = dict(
+        families.group_by("family_with_need")
+        .agg((pl.col("enrolled") == "true").mean().alias("share"))
+        .iter_rows()
+    )
     assert share["true"] > 3 * share["false"]
     pool = families.filter((pl.col("family_with_need") == "true") & (pl.col("enrolled") == "false"))
     enrolled_with_need = families.filter(
-        (pl.col("family_with_need") == "true") & (pl.col("enrolled") == "true"))
+        (pl.col("family_with_need") == "true") & (pl.col("enrolled") == "true")
+    )
     # At least three unenrolled families of similar need for every enrolled one.
     assert pool.height > 3 * enrolled_with_need.height
 
