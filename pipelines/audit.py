@@ -159,10 +159,19 @@ class AuditHead:
     def sign(
         self, key: AuditKey, events: int, size: int, last_hash: str, at: dt.datetime
     ) -> SignedHead:
+        """Sign a head over the log's first ``events`` events and write it."""
+        head = self.signed(key, events, size, last_hash, at)
+        self.write(head)
+        return head
+
+    @staticmethod
+    def signed(
+        key: AuditKey, events: int, size: int, last_hash: str, at: dt.datetime
+    ) -> SignedHead:
         unsigned = SignedHead(
             events, size, last_hash, at.isoformat(timespec="seconds"), key.fingerprint, ""
         )
-        head = SignedHead(
+        return SignedHead(
             events,
             size,
             last_hash,
@@ -170,14 +179,29 @@ class AuditHead:
             key.fingerprint,
             base64.b64encode(key.sign(unsigned.message())).decode("ascii"),
         )
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(head.to_json(), indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        return head
+
+    def write(self, head: SignedHead) -> None:
+        _write_durably(self.path, json.dumps(head.to_json(), indent=2) + "\n")
+
+    @property
+    def pending_path(self) -> Path:
+        """The write-ahead record of an append in progress (:meth:`AuditLog.append`)."""
+        return self.path.with_name(f"{self.path.name}.pending")
+
+
+def _write_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _last_line(handle, size: int) -> bytes | None:
@@ -236,6 +260,8 @@ class AuditLog:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 size = handle.seek(0, os.SEEK_END)
+                if self.head is not None:
+                    size = self._finish_interrupted(handle, size)
                 last = _last_line(handle, size)
                 previous = GENESIS if last is None else hashlib.sha256(last).hexdigest()
                 events = self._events_before(handle, size, previous, at)
@@ -250,18 +276,86 @@ class AuditLog:
                 line = json.dumps(record, sort_keys=False, default=str, ensure_ascii=False).encode(
                     "utf-8"
                 )
+                new_head = None
+                if self.head is not None:
+                    # Write-ahead: the head this append will end at, and the line itself, are on
+                    # disk before the line is; a kill anywhere in between is finished by the next
+                    # append (_finish_interrupted), never read as a log someone else wrote to.
+                    key, _ = self.head.signing_key()
+                    new_head = self.head.signed(
+                        key, events + 1, size + len(line) + 1, hashlib.sha256(line).hexdigest(), at
+                    )
+                    _write_durably(
+                        self.head.pending_path,
+                        json.dumps(
+                            {
+                                "after": {"bytes": size, "last_hash": previous},
+                                "line": line.decode("utf-8"),
+                                "head": new_head.to_json(),
+                            }
+                        ),
+                    )
                 handle.seek(0, os.SEEK_END)
                 handle.write(line + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-                if self.head is not None:
-                    key, _ = self.head.signing_key()
-                    self.head.sign(
-                        key, events + 1, size + len(line) + 1, hashlib.sha256(line).hexdigest(), at
-                    )
+                if new_head is not None:
+                    self.head.write(new_head)
+                    self.head.pending_path.unlink()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return record
+
+    def _finish_interrupted(self, handle, size: int) -> int:
+        """Finish an append that was killed after its write-ahead record (the head it would end
+        at, signed, and its line): the line is completed if it is missing or cut short, the head
+        written, the record removed. Only the hub's own record, signed with its key, for a log
+        that ends where the current head says or inside that very line, is acted on; anything
+        else is left for the tamper check. Returns the log's size."""
+        pending_path = self.head.pending_path
+        if not pending_path.exists():
+            return size
+        try:
+            pending = json.loads(pending_path.read_text(encoding="utf-8"))
+            after, line = pending["after"], pending["line"].encode("utf-8") + b"\n"
+            new_head = SignedHead.from_json(pending["head"])
+        except (ValueError, KeyError, TypeError):
+            pending_path.unlink()  # killed while the record itself was written: no line was
+            return size
+        public = self.head.public_key()
+        current = self.head.read()
+        if (
+            public is None
+            or not new_head.signed_by(public)
+            or new_head.bytes != after["bytes"] + len(line)
+            or new_head.last_hash != hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+        ):
+            return size
+        if current is not None and (current.bytes, current.last_hash) == (
+            new_head.bytes,
+            new_head.last_hash,
+        ):
+            pending_path.unlink()  # killed after the head was written
+            return size
+        if current is not None and (current.bytes, current.last_hash) != (
+            after["bytes"],
+            after["last_hash"],
+        ):
+            return size
+        if not after["bytes"] <= size <= new_head.bytes:
+            return size
+        handle.seek(after["bytes"])
+        written = handle.read(size - after["bytes"])
+        if not line.startswith(written):
+            return size
+        if written != line:
+            handle.seek(0, os.SEEK_END)
+            handle.write(line[len(written) :])
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.head.write(new_head)
+        pending_path.unlink()
+        return new_head.bytes
 
     def _events_before(self, handle, size: int, last_hash: str, at: dt.datetime) -> int:
         """How many events the log holds, vouched for by the signed head (or, on a hub's first

@@ -162,3 +162,77 @@ def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(
     settings.audit_key_path.unlink()
     with pytest.raises(AuditLogTampered, match="audit key .* is missing"):
         settings.audit_log().append("published", tables=[])
+
+
+# A kill inside an append (issue 20): the append writes ahead the head it will end at and its
+# line, so the next append finishes it instead of finding a log "written by something else".
+_KILLED_APPEND = """
+import os, sys
+from pipelines.audit import AuditHead
+from pipelines.settings import Settings
+
+where = sys.argv[1]
+settings = Settings.from_env({"PLACELINK_HOME": sys.argv[2], "PLACELINK_AS_OF": "2026-11-02"})
+if where == "before the line":
+    import pipelines.audit as audit
+
+    real = audit._write_durably
+
+    def then_die(path, text):
+        real(path, text)
+        if path.name.endswith(".pending"):
+            os._exit(9)
+
+    audit._write_durably = then_die
+else:  # after the line, before the head
+    AuditHead.write = lambda self, head: os._exit(9)
+settings.audit_log(actor="service:test").append("extract_accepted", file="x5.parquet", rows=5)
+"""
+
+
+@pytest.mark.parametrize("where", ["before the line", "after the line", "inside the line"])
+def test_an_append_killed_at_any_point_is_finished_by_the_next(log, settings, where):
+    import subprocess
+    import sys
+
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_APPEND,
+            "before the line" if where == "before the line" else "after the line",
+            str(settings.home),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 9, killed.stderr
+    pending = _head(settings).pending_path
+    assert pending.exists()
+    if where == "inside the line":  # the kill came part-way through writing the line itself
+        whole = log.path.read_bytes()
+        log.path.write_bytes(whole[: len(whole) - 40])
+    settings.audit_log(actor="service:test").append("extract_accepted", file="x6.parquet", rows=6)
+    assert not pending.exists()
+    rows = [e["rows"] for e in log.events()]
+    assert rows == [0, 1, 2, 3, 4, 5, 6]  # the event being written when killed is not lost
+    assert log.verify() is None and _failures(settings) == []
+
+
+def test_a_planted_write_ahead_record_does_not_excuse_lines_added_by_something_else(log, settings):
+    head = _head(settings)
+    forged = json.dumps({"prev": "0" * 64, "event": "forged"})
+    before = log.path.stat().st_size
+    head.pending_path.write_text(
+        json.dumps(
+            {
+                "after": {"bytes": before, "last_hash": head.read().last_hash},
+                "line": forged,
+                "head": head.read().to_json(),  # a genuine signature, but not over this line
+            }
+        )
+    )
+    with log.path.open("a") as handle:
+        handle.write(forged + "\n")
+    with pytest.raises(AuditLogTampered):
+        settings.audit_log().append("extract_accepted", file="x9.parquet", rows=9)
