@@ -3,14 +3,14 @@ dataset is overdue under its contract's delivery term (pipelines/cadence.py).
 
 It reads the contracts and the audit log, not the warehouse. A warning, not a failure: a late
 partner never stops the other partners' data; the overdue sensor and a headless run's alerts
-tell the data team (pipelines/alerting.py).
+tell the data team (pipelines/orchestration/alerting.py).
 """
 
 import dagster as dg
 
 from assets.ingest import DELIVERIES, landing_specs
+from assets.resources import PlacelinkResource
 from pipelines.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
-from pipelines.resources import PlacelinkResource
 
 
 @dg.multi_asset_check(

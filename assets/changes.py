@@ -11,9 +11,9 @@ succeeds.
 import dagster as dg
 
 from assets.governance import CONTRACT_STATUS, RETENTION
+from assets.resources import PlacelinkResource
 from pipelines.delivery_months import MONTHS_TAG
 from pipelines.publication_inputs import anything_new
-from pipelines.resources import PlacelinkResource
 
 NEW_INPUTS = dg.AssetKey(["hub", "new_since_publication"])
 

@@ -6,9 +6,9 @@ controls them against the published before/after tables (pipelines/effects/discl
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.linkage import threshold_in_use
-from pipelines.resources import PlacelinkResource
 from pipelines.sql_models import HUB_SOURCES, ModelPlan, discover
 
 ESTIMATES = dg.AssetKey(["effects", "estimates"])

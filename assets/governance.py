@@ -2,10 +2,10 @@
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.clock import parse_as_of
 from pipelines.governance import flow_statuses, record_flow_statuses
 from pipelines.register import write_register
-from pipelines.resources import PlacelinkResource
 from pipelines.retention import apply_retention
 
 CONTRACT_STATUS = dg.AssetKey(["hub", "contract_status"])

@@ -3,8 +3,8 @@
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.housekeeping import purge_quarantine
-from pipelines.resources import PlacelinkResource
 
 QUARANTINE_PURGE = dg.AssetKey(["hub", "quarantine_purge"])
 

@@ -14,6 +14,7 @@ from functools import cache
 import dagster as dg
 import polars as pl
 
+from assets.resources import PlacelinkResource
 from pipelines.contracts import load_contracts
 from pipelines.delivery_months import (
     MONTHS_TAG,
@@ -25,7 +26,6 @@ from pipelines.delivery_months import (
     parse_month,
 )
 from pipelines.hub.ingest import DELIVERIES_DDL, delivery_outcome, delivery_table, receive_inbox
-from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
@@ -122,7 +122,7 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             "ignored": sum(r.status == "ignored" for r in receipts),  # folders: not deliveries
             "quarantine": dg.MetadataValue.path(str(settings.quarantine)),
             "files": dg.MetadataValue.md(delivery_table(receipts)),
-            # What alerts say about held files: names, contracts and checks only (pipelines/alerting.py).
+            # What alerts say about held files: names, contracts and checks only (pipelines/orchestration/alerting.py).
             "held": dg.MetadataValue.json(
                 [
                     {"file": r.file_name, "contract": r.contract_id, "check": r.check}

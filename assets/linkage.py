@@ -5,12 +5,12 @@ import dagster as dg
 from assets.changes import NEW_INPUTS
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.ingest import landing_specs
+from assets.resources import PlacelinkResource
 from pipelines.governance import linked_contracts
 from pipelines.linkage import link_person_records
 from pipelines.linkage.accepted_changes import pending_changes
 from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets
 from pipelines.linkage.qa import REPORT_FILE, latest_run
-from pipelines.resources import PlacelinkResource
 
 # Contract status and retention run first, so a suspended flow or an expired extract is
 # already out when records are gathered for linkage; and nothing is linked when nothing is new

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from assets.effects import effect_keys
+from assets.resources import PlacelinkResource
 from pipelines.audit import AuditHead
 from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (
@@ -16,6 +17,8 @@ from pipelines.governance import (
 )
 from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publication_guard import (
+    BLOCKED,
+    OUTCOME_KEY,
     blocked_message,
     find_losses,
     known_source_reasons,
@@ -24,8 +27,6 @@ from pipelines.publication_guard import (
 )
 from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
-from pipelines.resources import PlacelinkResource
-from pipelines.run_outcome import BLOCKED, OUTCOME_KEY
 from pipelines.settings import Settings
 from pipelines.sql_models import model_plan
 

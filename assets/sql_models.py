@@ -11,9 +11,9 @@ import dagster as dg
 
 from assets.ingest import landing_specs
 from assets.linkage import GOVERNANCE_DEPS
+from assets.resources import PlacelinkResource
 from pipelines.linkage.person_records import landed_datasets
 from pipelines.record_attributes import build_record_attributes
-from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 from pipelines.sql_models import (
     ModelPlan,

@@ -2,7 +2,7 @@
 
 An :class:`Alert` is a title and a few facts a person acts on: file names, contract ids,
 check and step names, counts and dates. It never carries identifiers, token values or
-records: alerts are built only from those facts (see :mod:`pipelines.alerting` for runs and
+records: alerts are built only from those facts (see :mod:`pipelines.orchestration.alerting` for runs and
 :mod:`pipelines.cadence` for overdue deliveries), and :func:`scrub` removes anything shaped
 like a token or a long hexadecimal value before a message leaves the hub, in case a fact
 ever quotes one.

@@ -26,13 +26,13 @@ from pipelines.envelope import seal
 from pipelines.evaluation import LinkageAccuracy, linkage_accuracy
 from pipelines.hub.quarantine import held_files
 from pipelines.keys import HubKey, HubPublicKey, SigningKey, register_partner_key
+from pipelines.orchestration.run import failure_messages, run_pipeline
+from pipelines.orchestration.run_outcome import HELD, RunOutcome, run_outcome
 from pipelines.outcomes_report import headline_effect
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.run import failure_messages, run_pipeline
 from pipelines.run_lock import HOLDER_NAME, LOCK_NAME, run_lock
-from pipelines.run_outcome import HELD, RunOutcome, run_outcome
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.stages import stage
 from pipelines.synth import generate_place
@@ -76,7 +76,7 @@ class DemoReport:
     headline: str | None = None
     as_of: dt.datetime | None = None
     later_months: list[str] = field(default_factory=list)  # one summary line per later month
-    # The worst run outcome (pipelines.run_outcome): its exit code and summary line.
+    # The worst run outcome (pipelines.orchestration.run_outcome): its exit code and summary line.
     exit_code: int = 0
     outcome: str = ""
     # The deliveries the demo spoils on purpose (deliver_bad_examples): holding them is the demo

@@ -35,6 +35,10 @@ from pipelines.warehouse import table_exists
 
 ACCEPT_EVENT = "publication_change_accepted"
 ACCEPT_COMMAND = 'placelink hub accept-publication --reason "..."'
+# The metadata key of the failure by which the publish step says its publication was blocked,
+# and its value: what `placelink run` reads to exit 4 (pipelines/orchestration/run_outcome.py).
+OUTCOME_KEY = "placelink_outcome"
+BLOCKED = "publication_blocked"
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ class Settings:
     # run lock before it fails saying so (PLACELINK_RUN_LOCK_WAIT_SECONDS; pipelines/run_lock.py).
     run_lock_wait_seconds: float = 6 * 3600
     # A fault hook for the lock's tests: a folder of two FIFOs, "locked" and "go"; a headless run
-    # that took the lock says so in the first and waits for the second (pipelines/run.py).
+    # that took the lock says so in the first and waits for the second (pipelines/orchestration/run.py).
     fault_pause_after_run_lock: Path | None = None
     # A test hook: PLACELINK_FAULT=ingest:<step> kills the process at that step of ingest
     # (pipelines.hub.journal.INGEST_STEPS). None in production.

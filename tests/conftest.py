@@ -204,8 +204,8 @@ def outcomes_hub(tmp_path_factory) -> tuple[PreparedPlace, Settings]:
     few enrolled children for a before/after comparison to mean anything once counts are rounded."""
     import dagster as dg
 
-    from pipelines.definitions import defs
-    from pipelines.resources import PlacelinkResource
+    from assets.resources import PlacelinkResource
+    from pipelines.orchestration.definitions import defs
 
     root = tmp_path_factory.mktemp("outcomes_place")
     place = prepare_place(people=12_000, seed=23, root=root)

@@ -6,14 +6,14 @@ import sys
 
 import dagster as dg
 
-from pipelines.sensors import inbox_sensor
+from pipelines.orchestration.sensors import inbox_sensor
 from pipelines.settings import REPO_ROOT
 
 # Run in a fresh interpreter: other test modules import the definitions while pytest collects,
 # so a warning raised at import time would never reach a check made in this process.
 _LOAD = """
 import json
-from pipelines.definitions import defs
+from pipelines.orchestration.definitions import defs
 graph = defs.resolve_asset_graph()
 cohort = graph.get(__import__("dagster").AssetKey(["cohorts", "programme_cohort"]))
 print(json.dumps({
@@ -90,7 +90,7 @@ def test_inbox_sensor_requests_one_run_per_new_set_of_files(tmp_path, monkeypatc
 
 
 def test_jobs_run_in_one_process_because_the_warehouse_has_one_writer():
-    from pipelines.definitions import defs
+    from pipelines.orchestration.definitions import defs
 
     for name in ("placelink_refresh", "placelink_retention"):
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
@@ -103,7 +103,7 @@ def test_without_a_contract_its_models_are_left_out_with_a_message_not_a_traceba
     for name in ("council-place-services.yaml", "nhs-acute-mental-health.yaml"):
         (contracts / name).write_bytes((REPO_ROOT / "contracts" / name).read_bytes())
     load = (
-        "import json\nfrom pipelines.definitions import defs\n"
+        "import json\nfrom pipelines.orchestration.definitions import defs\n"
         "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))"
     )
     done = subprocess.run(

@@ -69,7 +69,7 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
 
 def test_a_held_delivery_the_demo_did_not_spoil_makes_it_exit_3(tmp_path):
     from pipelines.demo import DemoReport, _note_outcome
-    from pipelines.run_outcome import HELD, RunOutcome
+    from pipelines.orchestration.run_outcome import HELD, RunOutcome
 
     report = DemoReport(tmp_path, expected_held={"a.damaged in transit.plx"})
     _note_outcome(report, RunOutcome(HELD, "held: a", held_files=("a.damaged in transit.plx",)))

@@ -62,7 +62,7 @@ def test_the_production_instance_stores_runs_in_postgres_and_queues_one_run_at_a
 def test_the_demo_job_runs_to_success_on_the_postgres_backed_instance(
     dagster_home, postgres, small_place, tmp_path
 ):
-    from pipelines.run import run_pipeline
+    from pipelines.orchestration.run import run_pipeline
 
     staged = small_place.stage_hub(tmp_path / "hub")
     settings = Settings.from_env(

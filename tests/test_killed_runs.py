@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.run import dagster_instance, fail_abandoned_runs, process_tags
+from pipelines.orchestration.run import dagster_instance, fail_abandoned_runs, process_tags
 from pipelines.settings import REPO_ROOT
 
 

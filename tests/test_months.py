@@ -1,4 +1,4 @@
-"""Month after month through `placelink run` (pipelines/run.py), on a small place in a temp folder:
+"""Month after month through `placelink run` (pipelines/orchestration/run.py), on a small place in a temp folder:
 each partner-month shows as a partition of its landing asset, a later or corrected delivery lands in
 its own month's partition, a backfill re-materialises a month, and a run with nothing new skips
 linkage and publication, says so and leaves the published file as it was."""
@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.run import dagster_instance, nothing_new, partner_months, run_pipeline
+from pipelines.orchestration.run import dagster_instance, nothing_new, partner_months, run_pipeline
 
 DATASETS = {
     "csc_referrals",

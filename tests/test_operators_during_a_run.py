@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.hub.quarantine import held_files
-from pipelines.run import run_pipeline
+from pipelines.orchestration.run import run_pipeline
 from pipelines.run_lock import EXIT_LOCKED
 from pipelines.settings import REPO_ROOT
 from tests.test_run_lock import SAFETY, _hold_lock_in_another_process, _in_thread

@@ -4,10 +4,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
-from pipelines.definitions import defs
 from pipelines.evaluation import linkage_accuracy
-from pipelines.resources import PlacelinkResource
+from pipelines.orchestration.definitions import defs
 
 
 @pytest.fixture(scope="module")

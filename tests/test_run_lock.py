@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.resources import PlacelinkResource
+from assets.resources import PlacelinkResource
 from pipelines.run_lock import EXIT_LOCKED, RunLockBusy, current_holder, is_locked, run_lock
 from pipelines.settings import REPO_ROOT, Settings
 
@@ -236,8 +236,8 @@ def test_a_dagster_run_holds_the_lock_and_one_that_finds_it_taken_says_who_has_i
 def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_brought_up_to_it(
     tmp_path,
 ):
-    from pipelines.jobs import WAREHOUSE_TAG, refresh_job, retention_job
-    from pipelines.run import dagster_instance, ensure_dagster_home
+    from pipelines.orchestration.jobs import WAREHOUSE_TAG, refresh_job, retention_job
+    from pipelines.orchestration.run import dagster_instance, ensure_dagster_home
 
     settings = Settings.from_env({"PLACELINK_HOME": str(tmp_path / "hub")})
     folder = settings.home / "dagster"
@@ -265,7 +265,7 @@ def test_the_local_instance_queues_one_run_at_a_time_and_an_old_dagster_yaml_is_
 
 
 def test_a_deployments_dagster_yaml_is_never_rewritten_but_a_loose_queue_is_named(tmp_path):
-    from pipelines.run import ensure_dagster_home, queue_problem
+    from pipelines.orchestration.run import ensure_dagster_home, queue_problem
 
     assert (
         queue_problem(yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())) is None
@@ -288,8 +288,8 @@ import os
 
 import dagster as dg
 
-from pipelines.definitions import holding_the_run_lock
-from pipelines.resources import PlacelinkResource
+from pipelines.orchestration.definitions import holding_the_run_lock
+from assets.resources import PlacelinkResource
 from pipelines.run_lock import current_holder, is_locked
 
 
@@ -352,8 +352,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import holding_the_run_lock
-from pipelines.resources import PlacelinkResource
+from pipelines.orchestration.definitions import holding_the_run_lock
+from assets.resources import PlacelinkResource
 
 
 @dg.asset

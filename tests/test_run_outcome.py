@@ -12,13 +12,13 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
 from pipelines.cli import main
 from pipelines.hub import delivery_states
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import held_files
 from pipelines.preflight import PreflightFailed, preflight, required_free_space
-from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
 
@@ -42,7 +42,7 @@ def placelink(home, *args, **env):
 @pytest.fixture(scope="module")
 def published_hub(small_place, tmp_path_factory):
     """A hub home after one whole run that published every partner's data."""
-    from pipelines.definitions import defs
+    from pipelines.orchestration.definitions import defs
 
     settings = small_place.stage_hub(tmp_path_factory.mktemp("run_outcome") / "home")
     result = dg.materialize(

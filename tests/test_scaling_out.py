@@ -12,7 +12,7 @@ import sys
 import dagster as dg
 import pytest
 
-from pipelines.run import dagster_instance
+from pipelines.orchestration.run import dagster_instance
 from pipelines.settings import REPO_ROOT
 from tests.conftest import prepare_place
 

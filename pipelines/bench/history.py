@@ -244,7 +244,7 @@ def _measured_run(
     settings, month: int, at: dt.datetime, sealed: list, partner_seconds: float
 ) -> MonthRun:
     """One run of the hub as of ``settings``' clock, measured with a stage clock."""
-    from pipelines.run import failure_messages, run_pipeline
+    from pipelines.orchestration.run import failure_messages, run_pipeline
     from pipelines.synth.months import period_of
 
     with StageClock() as clock:

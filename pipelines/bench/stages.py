@@ -138,8 +138,8 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     from pipelines.demo import on_delivery_day, partner_deliveries, register_demo_keys
     from pipelines.evaluation import linkage_accuracy
     from pipelines.linkage.model import predict_clusters, train
+    from pipelines.orchestration.run import failure_messages, run_pipeline
     from pipelines.partner_kit.tokens import LinkageKey
-    from pipelines.run import failure_messages, run_pipeline
     from pipelines.settings import REPO_ROOT, Settings
     from pipelines.synth import generate_place
 

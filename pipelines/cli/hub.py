@@ -103,7 +103,7 @@ def dagster_home() -> None:
     """Print Dagster's instance folder for this hub (DAGSTER_HOME, else PLACELINK_HOME/dagster), writing
     the local instance's dagster.yaml there if it has none, or bringing an older one up to one run at a
     time; a deployment's (DAGSTER_HOME) is only checked (`make ui` runs this first)."""
-    from pipelines.run import ensure_dagster_home
+    from pipelines.orchestration.run import ensure_dagster_home
 
     click.echo(
         ensure_dagster_home(

@@ -103,9 +103,9 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     1 failed; 3 completed with deliveries held; 4 publication blocked (it would have lost a
     source); 5 a pre-flight check failed; 75 another run holds the hub."""
     from pipelines.delivery_months import parse_month
+    from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED, run_outcome
     from pipelines.preflight import PreflightFailed, preflight
     from pipelines.run_lock import RunLockBusy, run_lock
-    from pipelines.run_outcome import PREFLIGHT_FAILED, run_outcome
 
     try:
         months = tuple(parse_month(m) for m in months)
@@ -130,7 +130,12 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
         # run_pipeline takes it again (same process) and names its run in it.
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
             from pipelines import progress
-            from pipelines.run import failure_messages, nothing_new, partner_months, run_pipeline
+            from pipelines.orchestration.run import (
+                failure_messages,
+                nothing_new,
+                partner_months,
+                run_pipeline,
+            )
             from pipelines.sql_models import model_plan
 
             with (
@@ -193,9 +198,9 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
 def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
     from pipelines.demo import DemoRefused, format_summary, run_demo
+    from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED
     from pipelines.preflight import PreflightFailed, preflight
     from pipelines.run_lock import RunLockBusy
-    from pipelines.run_outcome import PREFLIGHT_FAILED
 
     try:
         preflight(Settings.from_env())

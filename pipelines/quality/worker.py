@@ -5,7 +5,7 @@ delivery is pure Python and pandas work that holds the GIL. Ingest therefore han
 decrypted delivery (its Parquet bytes, through a pipe: never to disk) to one worker process and, while it
 is validated there, decrypts and checks the next file on the other core. The worker is started
 (and imports Great Expectations) before Dagster loads its definitions in a headless run
-(:func:`pipelines.run.run_pipeline`), otherwise when ingest begins, before the first file is
+(:func:`pipelines.orchestration.run.run_pipeline`), otherwise when ingest begins, before the first file is
 opened; it is kept for the life of the process, so a second run in the same process starts warm.
 
 The worker imports Great Expectations lean (:func:`_lean_imports`): the modules GX loads at

@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from assets.resources import PlacelinkResource
 from pipelines.cli import main
-from pipelines.definitions import defs
 from pipelines.envelope import seal
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_keys import assign_person_keys, forget_identities
+from pipelines.orchestration.definitions import defs
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.withdraw import prepare_withdrawal
-from pipelines.resources import PlacelinkResource
 from pipelines.synth.study import DELIVERED_AT
 from pipelines.warehouse import connect
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.audit import AuditLog
 from pipelines.hub.quarantine import held_files, release
-from pipelines.sensors import inbox_fingerprint
+from pipelines.orchestration.sensors import inbox_fingerprint
 from tests.hub.test_ingest import NOW, _receive
 
 OTHER = "emergency_admissions"

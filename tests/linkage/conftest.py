@@ -7,7 +7,7 @@ import pytest
 
 from assets.ingest import received_extracts
 from assets.linkage import person_records
-from pipelines.resources import PlacelinkResource
+from assets.resources import PlacelinkResource
 
 
 @pytest.fixture(scope="session")

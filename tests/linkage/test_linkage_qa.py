@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from assets.linkage import plausible_linkage
+from assets.resources import PlacelinkResource
 from pipelines.linkage.model import TrainedModel, match_weights_chart, splink_settings
 from pipelines.linkage.person_records import LINKAGE_FEATURES
 from pipelines.linkage.qa import (
@@ -15,7 +16,6 @@ from pipelines.linkage.qa import (
     record_linkage_run,
     write_qa_report,
 )
-from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
 from tests.browser import rendered_dom

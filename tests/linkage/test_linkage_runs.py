@@ -8,8 +8,8 @@ import pytest
 
 from assets.ingest import received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
+from assets.resources import PlacelinkResource
 from pipelines.linkage.model import TrainedModel
-from pipelines.resources import PlacelinkResource
 from tests.browser import rendered_dom
 
 LINKAGE = [received_extracts, person_records, linked_persons, plausible_linkage]

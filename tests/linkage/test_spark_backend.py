@@ -15,6 +15,7 @@ import pytest
 
 from assets.ingest import received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
+from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters
 from pipelines.linkage.spark import (
@@ -24,7 +25,6 @@ from pipelines.linkage.spark import (
     spark_condition,
     spark_session,
 )
-from pipelines.resources import PlacelinkResource
 from pipelines.settings import Settings
 
 LINKAGE = [received_extracts, person_records, linked_persons, plausible_linkage]

@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.run import failure_messages
+from pipelines.orchestration.run import failure_messages
 from pipelines.sql_models import ModelError, discover, run_model
 
 

@@ -8,8 +8,8 @@ import pytest
 from assets.ingest import received_extracts
 from assets.linkage import person_records
 from assets.quality import quality_checks, quality_report
+from assets.resources import PlacelinkResource
 from pipelines.quality.results import published_unsafe_cells
-from pipelines.resources import PlacelinkResource
 from tests.browser import rendered_dom, screenshot
 from tests.quality.test_quality_gate import _future_dates, _write
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.jobs import refresh_job, retention_job
+from pipelines.orchestration.jobs import refresh_job, retention_job
 
 monthly_refresh = dg.ScheduleDefinition(
     name="monthly_refresh",

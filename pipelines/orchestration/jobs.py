@@ -3,7 +3,7 @@
 import dagster as dg
 
 # Every job writes the warehouse: the instance's run queue lets one run with this tag start at a
-# time (pipelines/run.py, deploy/dagster.yaml), and each run holds the hub's run lock as well.
+# time (pipelines/orchestration/run.py, deploy/dagster.yaml), and each run holds the hub's run lock as well.
 WAREHOUSE_TAG = "placelink/warehouse"
 WRITER_TAGS = {WAREHOUSE_TAG: "writer"}
 

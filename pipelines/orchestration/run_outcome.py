@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipelines.publication_guard import BLOCKED, OUTCOME_KEY
+
 SUCCEEDED, FAILED, BAD_INPUT, HELD, PUBLICATION_BLOCKED, PREFLIGHT_FAILED = 0, 1, 2, 3, 4, 5
-# dg.Failure metadata key by which a step says what kind of stop it is (see run_outcome)
-OUTCOME_KEY = "placelink_outcome"
-BLOCKED = "publication_blocked"
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
 PUBLISHED = dg.AssetKey(["published", "shared_outcomes"])
 

@@ -7,7 +7,7 @@ import os
 
 import dagster as dg
 
-from pipelines.jobs import refresh_job
+from pipelines.orchestration.jobs import refresh_job
 from pipelines.settings import Settings
 
 

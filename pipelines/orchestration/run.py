@@ -15,7 +15,7 @@ import yaml
 
 from pipelines.alerts import Sent
 from pipelines.delivery_months import MONTHS_TAG, parse_month
-from pipelines.jobs import WAREHOUSE_TAG
+from pipelines.orchestration.jobs import WAREHOUSE_TAG
 from pipelines.quality import worker as quality_worker
 from pipelines.run_lock import Holder, run_lock
 from pipelines.settings import Settings
@@ -159,7 +159,7 @@ def run_pipeline(
     publication skips linkage and publication (:func:`nothing_new`).
 
     When the run ends, its alerts (failure, failed blocking checks, held and overdue deliveries;
-    pipelines/alerting.py) go to the configured channels, as the daemon's sensors do for runs it
+    pipelines/orchestration/alerting.py) go to the configured channels, as the daemon's sensors do for runs it
     launches; ``on_alert`` hears what became of each."""
     settings.ensure_dirs()
     run_id = str(uuid.uuid4())  # as Dagster makes them; known before the run, so the lock names it
@@ -230,15 +230,17 @@ def _run(
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
         quality_worker.start()
     with stage("Dagster: load definitions"):
-        from pipelines.definitions import defs  # after the environment names this home
+        from pipelines.orchestration.definitions import (
+            defs,  # after the environment names this home
+        )
 
         job = defs.resolve_job_def("placelink_refresh")
     run_config = {
         "ops": {"linked_persons": {"config": {"retrain": retrain}}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
-    from pipelines.alerting import HEADLESS_TAG, run_alerts
     from pipelines.alerts import send_all
+    from pipelines.orchestration.alerting import HEADLESS_TAG, run_alerts
 
     notice, skipped_check = (
         logging.getLogger("dagster._core.execution.plan.active"),

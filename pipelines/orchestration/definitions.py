@@ -13,13 +13,13 @@ from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes
 from assets.quality import quality_checks, quality_report
+from assets.resources import PlacelinkResource
 from assets.sql_models import sql_model_assets
-from pipelines.alerting import alert_sensors
-from pipelines.jobs import refresh_job, retention_job
-from pipelines.resources import PlacelinkResource
+from pipelines.orchestration.alerting import alert_sensors
+from pipelines.orchestration.jobs import refresh_job, retention_job
+from pipelines.orchestration.schedules import daily_retention, monthly_refresh
+from pipelines.orchestration.sensors import inbox_sensor
 from pipelines.run_lock import RunLockBusy, run_lock
-from pipelines.schedules import daily_retention, monthly_refresh
-from pipelines.sensors import inbox_sensor
 from pipelines.settings import Settings
 from pipelines.sql_models import model_plan
 

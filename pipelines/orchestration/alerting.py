@@ -4,7 +4,7 @@ One function, :func:`run_alerts`, reads a run's event log (failed steps, failed 
 deliveries ingest held, deliveries the cadence check found overdue) and turns it into
 :class:`~pipelines.alerts.Alert` s. Runs launched by the daemon (the UI, the inbox sensor, the
 schedules) are reported by :data:`run_failure_alert` and :data:`run_success_alert`; a headless
-``placelink run`` reports its own run the same way when it ends (:mod:`pipelines.run`), since no
+``placelink run`` reports its own run the same way when it ends (:mod:`pipelines.orchestration.run`), since no
 daemon watches it. Overdue deliveries are also looked for on the clock, by
 :data:`overdue_deliveries_alert`, because a delivery that never arrives starts no run.
 
@@ -31,7 +31,7 @@ from pipelines.alerts import (
 from pipelines.cadence import OVERDUE_CHECK, DeliveryStatus, overdue_alert, overdue_deliveries
 from pipelines.settings import Settings
 
-# Runs of `placelink run` report their own outcome (pipelines/run.py); sensors leave them alone.
+# Runs of `placelink run` report their own outcome (pipelines/orchestration/run.py); sensors leave them alone.
 HEADLESS_TAG = "placelink/headless"
 DELIVERIES_ASSET = dg.AssetKey(["hub", "deliveries"])
 
