@@ -8,52 +8,54 @@ tell the data team (pipelines/orchestration/alerting.py).
 
 import dagster as dg
 
-from assets.ingest import DELIVERIES, landing_specs
+from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
 from pipelines.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            OVERDUE_CHECK,
-            asset=spec.key,
-            blocking=False,
-            description=f"The latest {spec.key.path[-1]} delivery that the contract's delivery term "
-            "says is due has arrived (warns when it is overdue; read from the audit log).",
-            additional_deps=[DELIVERIES],
-        )
-        for spec in landing_specs()
-    ]
-)
-def delivery_on_time(placelink: PlacelinkResource):
-    settings = placelink.settings()
-    contracts, _ = placelink.contracts()
-    statuses = {
-        s.dataset: s
-        for s in delivery_statuses(
-            contracts, accepted_deliveries(settings.audit_log()), settings.today()
-        )
-    }
-    for spec in landing_specs():
-        dataset = spec.key.path[-1]
-        status = statuses.get(dataset)
-        if status is None:
+def cadence_checks(landing: tuple[dg.AssetSpec, ...]) -> list[dg.AssetChecksDefinition]:
+    """The delivery-on-time check on each of the ``landing`` assets (:func:`assets.ingest.landing_specs`)."""
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                OVERDUE_CHECK,
+                asset=spec.key,
+                blocking=False,
+                description=f"The latest {spec.key.path[-1]} delivery that the contract's delivery "
+                "term says is due has arrived (warns when it is overdue; read from the audit log).",
+                additional_deps=[DELIVERIES],
+            )
+            for spec in landing
+        ]
+    )
+    def delivery_on_time(placelink: PlacelinkResource):
+        settings = placelink.settings()
+        contracts, _ = placelink.contracts()
+        statuses = {
+            s.dataset: s
+            for s in delivery_statuses(
+                contracts, accepted_deliveries(settings.audit_log()), settings.today()
+            )
+        }
+        for spec in landing:
+            dataset = spec.key.path[-1]
+            status = statuses.get(dataset)
+            if status is None:
+                yield dg.AssetCheckResult(
+                    asset_key=spec.key,
+                    check_name=OVERDUE_CHECK,
+                    passed=True,
+                    metadata={"cadence": "the contract sets no delivery term"},
+                )
+                continue
             yield dg.AssetCheckResult(
                 asset_key=spec.key,
                 check_name=OVERDUE_CHECK,
-                passed=True,
-                metadata={"cadence": "the contract sets no delivery term"},
+                passed=not status.overdue,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=status.to_metadata(),
+                description=status.describe(),
             )
-            continue
-        yield dg.AssetCheckResult(
-            asset_key=spec.key,
-            check_name=OVERDUE_CHECK,
-            passed=not status.overdue,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=status.to_metadata(),
-            description=status.describe(),
-        )
 
-
-cadence_checks = [delivery_on_time]
+    return [delivery_on_time]

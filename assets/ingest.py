@@ -9,8 +9,6 @@ re-materialises the months it names from what the hub holds (a backfill). Linkag
 the published file are not partitioned: they read every month.
 """
 
-from functools import cache
-
 import dagster as dg
 import polars as pl
 
@@ -31,11 +29,10 @@ from pipelines.settings import Settings
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
 
 
-@cache
-def delivery_months() -> dg.MonthlyPartitionsDefinition:
-    """Reporting months, ``YYYY-MM``, from the month before the earliest agreement begins to the
-    calendar's month, moving on with it, or to the hub's clock's month if PLACELINK_AS_OF puts it later."""
-    settings = Settings.from_env()
+def delivery_months(settings: Settings) -> dg.MonthlyPartitionsDefinition:
+    """Reporting months, ``YYYY-MM``, from the month before the earliest agreement in
+    ``settings``' contracts folder begins to the calendar's month, moving on with it, or to the
+    hub's clock's month if PLACELINK_AS_OF puts it later."""
     contracts, _ = load_contracts(settings.contracts_dir)
     start = first_month(contracts.values(), settings.clock)
     # Dagster counts monthly partitions to the last complete month, plus end_offset months.
@@ -46,17 +43,18 @@ def delivery_months() -> dg.MonthlyPartitionsDefinition:
     )
 
 
-@cache
-def landing_specs() -> tuple[dg.AssetSpec, ...]:
-    """One landing asset per dataset of every valid contract (read once per process), partitioned by
-    reporting month. Ingest writes them (their partner-months are reported by `received_extracts`)."""
-    contracts, _ = load_contracts(Settings.from_env().contracts_dir)
+def landing_specs(settings: Settings) -> tuple[dg.AssetSpec, ...]:
+    """One landing asset per dataset of every valid contract in ``settings``' contracts folder
+    (signed off or not: the graph shows every agreement's tables), partitioned by reporting month.
+    Ingest writes them (their partner-months are reported by `received_extracts`)."""
+    contracts, _ = load_contracts(settings.contracts_dir)
+    months = delivery_months(settings)
     return tuple(
         dg.AssetSpec(
             ["landing", name],
             group_name="ingest",
             deps=[DELIVERIES],
-            partitions_def=delivery_months(),
+            partitions_def=months,
             description=f"{dataset.description} Latest accepted rows under contract {c.label}; "
             "one partition per reporting month delivered.",
             metadata={"contract": c.label, "partner": c.partner_id},
@@ -113,7 +111,7 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
             for r in receipts
             if r.status == "accepted" and r.kind == "extract"
         }
-        recorded = _report_partner_months(context, con, landed, asked)
+        recorded = _report_partner_months(context, settings, con, landed, asked)
     return dg.MaterializeResult(
         metadata={
             "files_received": sum(r.status != "ignored" for r in receipts),
@@ -139,12 +137,17 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
 
 
 def _report_partner_months(
-    context: dg.AssetExecutionContext, con, landed: set[tuple[str, str]], asked: list[str]
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    con,
+    landed: set[tuple[str, str]],
+    asked: list[str],
 ) -> list[str]:
     """A materialisation of ``landing/<dataset>`` partition ``month`` for each partner-month landed
     now, and for every dataset delivered in a month asked for; returns them as ``dataset month``."""
-    partitions = delivery_months()
-    datasets = [spec.key.path[1] for spec in landing_specs()]
+    # The landing assets and months of the graph this run's resource was built with.
+    partitions = delivery_months(settings)
+    datasets = [spec.key.path[1] for spec in landing_specs(settings)]
     recorded = []
     for month in sorted({m for _, m in landed if m} | set(asked)):
         if not partitions.has_partition_key(month):

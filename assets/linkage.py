@@ -4,7 +4,6 @@ import dagster as dg
 
 from assets.changes import NEW_INPUTS
 from assets.governance import CONTRACT_STATUS, RETENTION
-from assets.ingest import landing_specs
 from assets.resources import PlacelinkResource
 from pipelines.governance import linked_contracts
 from pipelines.linkage import link_person_records
@@ -18,38 +17,44 @@ from pipelines.linkage.qa import REPORT_FILE, latest_run
 GOVERNANCE_DEPS = [CONTRACT_STATUS, RETENTION, NEW_INPUTS]
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            ["hub", "record_identity"],
-            group_name="linkage",
-            deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-            description="Every landed record with the identity record it belongs to.",
-        ),
-        dg.AssetSpec(
-            ["hub", "person_records"],
-            group_name="linkage",
-            deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-            description="One row per distinct identity per partner: Splink's input.",
-        ),
-    ],
-    can_subset=False,
-)
-def person_records(placelink: PlacelinkResource):
-    contracts, _ = placelink.contracts()
-    today = placelink.settings().today()
-    with placelink.warehouse() as con:
-        try:
-            counts = build_person_records(con, landed_datasets(con, contracts, today))
-        except NothingToLink as exc:
-            raise dg.Failure(description=str(exc)) from None
-    yield dg.MaterializeResult(
-        asset_key=["hub", "record_identity"], metadata={"records": counts["records"]}
+def person_records_asset(landing: tuple[dg.AssetSpec, ...]) -> dg.AssetsDefinition:
+    """Person records, read from the ``landing`` assets (:func:`assets.ingest.landing_specs`)."""
+    deps = [s.key for s in landing] + GOVERNANCE_DEPS
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                ["hub", "record_identity"],
+                group_name="linkage",
+                deps=deps,
+                description="Every landed record with the identity record it belongs to.",
+            ),
+            dg.AssetSpec(
+                ["hub", "person_records"],
+                group_name="linkage",
+                deps=deps,
+                description="One row per distinct identity per partner: Splink's input.",
+            ),
+        ],
+        can_subset=False,
     )
-    yield dg.MaterializeResult(
-        asset_key=["hub", "person_records"],
-        metadata={"identity_records": counts["identity_records"]},
-    )
+    def person_records(placelink: PlacelinkResource):
+        contracts, _ = placelink.contracts()
+        today = placelink.settings().today()
+        with placelink.warehouse() as con:
+            try:
+                counts = build_person_records(con, landed_datasets(con, contracts, today))
+            except NothingToLink as exc:
+                raise dg.Failure(description=str(exc)) from None
+        yield dg.MaterializeResult(
+            asset_key=["hub", "record_identity"], metadata={"records": counts["records"]}
+        )
+        yield dg.MaterializeResult(
+            asset_key=["hub", "person_records"],
+            metadata={"identity_records": counts["identity_records"]},
+        )
+
+    return person_records
 
 
 class LinkageConfig(dg.Config):

@@ -27,15 +27,13 @@ from pipelines.publication_guard import (
 )
 from pipelines.publication_inputs import record_publication
 from pipelines.publish import publish
-from pipelines.settings import Settings
-from pipelines.sql_models import model_plan
+from pipelines.sql_models import ModelPlan, model_plan
 
 
-def _publish_deps() -> list[dg.AssetKey]:
+def _publish_deps(plan: ModelPlan) -> list[dg.AssetKey]:
     # The publish models that run, the effect estimates when their models run, and linkage itself:
     # a hub whose contracts leave every publish model out still publishes (_about says why), but
     # only after its records were linked.
-    plan = model_plan(Settings.from_env())
     return (
         [dg.AssetKey(["publish", m.name]) for m in plan.models.values() if m.schema == "publish"]
         + effect_keys(plan)
@@ -43,11 +41,23 @@ def _publish_deps() -> list[dg.AssetKey]:
     )
 
 
-@dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps())
-def shared_outcomes(
+def shared_outcomes_asset(plan: ModelPlan) -> dg.AssetsDefinition:
+    """The published file, built after the models in ``plan`` (the hub's
+    :func:`pipelines.sql_models.model_plan`) that it publishes."""
+
+    @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps(plan))
+    def shared_outcomes(
+        context: dg.AssetExecutionContext, placelink: PlacelinkResource
+    ) -> dg.MaterializeResult:
+        """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
+        return _shared_outcomes(context, placelink)
+
+    return shared_outcomes
+
+
+def _shared_outcomes(
     context: dg.AssetExecutionContext, placelink: PlacelinkResource
 ) -> dg.MaterializeResult:
-    """published/shared_outcomes.duckdb: disclosure-controlled tables, _about and _definitions."""
     settings = placelink.settings()
     plan = model_plan(settings)  # the models that ran: those whose datasets have a contract
     models = plan.models

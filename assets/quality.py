@@ -9,7 +9,7 @@ These checks show what the gate found, per dataset, for the latest ingest run.
 import dagster as dg
 
 # The landing tables are written by ingest (hub/deliveries): these checks run after it.
-from assets.ingest import DELIVERIES, landing_specs
+from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
 from pipelines.quality.report import write_report
 from pipelines.quality.results import deliveries, published_unsafe_cells, unvalidated_extracts
@@ -69,58 +69,64 @@ def _delivery_result(dataset: str, found, report: str) -> dg.AssetCheckResult:
     )
 
 
-# One op per kind of check, not one per dataset: each Dagster step has a fixed cost.
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "delivery_quality",
-            asset=spec.key,
-            blocking=False,
-            description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
-            "delivery of the latest ingest before it lands. A delivery failing an ERROR "
-            "rule was held in quarantine (not landed; downstream ran on earlier accepted "
-            "data); WARN failures landed and are listed.",
-            additional_deps=[DELIVERIES],
-        )
-        for spec in landing_specs()
-    ]
-)
-def delivery_quality(placelink: PlacelinkResource):
-    report = str(placelink.settings().reports / "quality.html")
-    with placelink.warehouse() as con:
-        for spec in landing_specs():
-            dataset = spec.key.path[-1]
-            yield _delivery_result(dataset, deliveries(con, dataset, latest_run_only=True), report)
+def landing_checks(landing: tuple[dg.AssetSpec, ...]) -> list[dg.AssetChecksDefinition]:
+    """The quality checks on each of the ``landing`` assets (:func:`assets.ingest.landing_specs`)."""
 
-
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            "only_validated_deliveries",
-            asset=spec.key,
-            blocking=True,
-            description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
-            "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
-            "models stop.",
-            additional_deps=[DELIVERIES],
-        )
-        for spec in landing_specs()
-    ]
-)
-def only_validated_deliveries(placelink: PlacelinkResource):
-    with placelink.warehouse() as con:
-        for spec in landing_specs():
-            dataset = spec.key.path[-1]
-            unvalidated = unvalidated_extracts(con, dataset)
-            yield dg.AssetCheckResult(
-                asset_key=spec.key,
-                check_name="only_validated_deliveries",
-                passed=unvalidated == 0,
-                metadata={"unvalidated_extracts": unvalidated},
-                description=None
-                if unvalidated == 0
-                else f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result",
+    # One op per kind of check, not one per dataset: each Dagster step has a fixed cost.
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                "delivery_quality",
+                asset=spec.key,
+                blocking=False,
+                description=f"Great Expectations rules from the contract, run on each {spec.key.path[-1]} "
+                "delivery of the latest ingest before it lands. A delivery failing an ERROR "
+                "rule was held in quarantine (not landed; downstream ran on earlier accepted "
+                "data); WARN failures landed and are listed.",
+                additional_deps=[DELIVERIES],
             )
+            for spec in landing
+        ]
+    )
+    def delivery_quality(placelink: PlacelinkResource):
+        report = str(placelink.settings().reports / "quality.html")
+        with placelink.warehouse() as con:
+            for spec in landing:
+                dataset = spec.key.path[-1]
+                yield _delivery_result(
+                    dataset, deliveries(con, dataset, latest_run_only=True), report
+                )
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                "only_validated_deliveries",
+                asset=spec.key,
+                blocking=True,
+                description=f"Every extract in landing.{spec.key.path[-1]} passed the quality gate. "
+                "Blocking: if unvalidated rows ever reach the landing table, linkage and the "
+                "models stop.",
+                additional_deps=[DELIVERIES],
+            )
+            for spec in landing
+        ]
+    )
+    def only_validated_deliveries(placelink: PlacelinkResource):
+        with placelink.warehouse() as con:
+            for spec in landing:
+                dataset = spec.key.path[-1]
+                unvalidated = unvalidated_extracts(con, dataset)
+                yield dg.AssetCheckResult(
+                    asset_key=spec.key,
+                    check_name="only_validated_deliveries",
+                    passed=unvalidated == 0,
+                    metadata={"unvalidated_extracts": unvalidated},
+                    description=None
+                    if unvalidated == 0
+                    else f"{unvalidated} extract(s) in landing.{dataset} have no passing quality result",
+                )
+
+    return [delivery_quality, only_validated_deliveries]
 
 
 @dg.asset_check(
@@ -161,4 +167,6 @@ def quality_report(placelink: PlacelinkResource) -> dg.MaterializeResult:
     )
 
 
-quality_checks = [delivery_quality, only_validated_deliveries, published_disclosure_safe]
+def quality_checks(landing: tuple[dg.AssetSpec, ...]) -> list[dg.AssetChecksDefinition]:
+    """Every quality check: those on the ``landing`` assets, and the published file's."""
+    return [*landing_checks(landing), published_disclosure_safe]

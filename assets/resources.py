@@ -1,8 +1,13 @@
-"""Dagster resources, built once from the environment (see :mod:`pipelines.settings`)."""
+"""The resource every asset takes: the hub's :class:`~pipelines.settings.Settings`, and what the
+assets open with them (the warehouse, the audit log, the contracts).
 
-from __future__ import annotations
+The code location gives it the settings it was built with (``placelink_definitions(settings)``,
+pipelines/orchestration/definitions.py), so a run reads the home, contracts and clock its graph
+was made from, never the process's environment. Only one built without settings (a test's
+``dg.materialize``, a script) reads the environment, as :meth:`Settings.from_env` does, with its
+fields over it.
+"""
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,25 +22,30 @@ from pipelines.warehouse import connect, database_error_action, describe_databas
 
 
 class PlacelinkResource(dg.ConfigurableResource):
-    """Where the hub keeps its files; empty fields fall back to the environment."""
+    """Where the hub keeps its files and how it runs: ``hub`` (the settings the code location was
+    built with) if given, else the environment's, with the fields below in place of theirs."""
 
+    # Not configuration: an object handed over whole (Dagster keeps it as a nested resource), so
+    # secrets in it (the hub key's passphrase, SMTP password) never show as config in the UI.
+    # (No `from __future__ import annotations` in this module: Dagster reads this annotation.)
+    hub: dg.ResourceDependency[Settings | None] = None
+    # Only without ``hub``: PLACELINK_HOME, PLACELINK_CONTRACTS and PLACELINK_AS_OF (an ISO date
+    # or date-time, pipelines.clock) for this resource; empty: the environment's.
     home: str = ""
     contracts_dir: str = ""
-    # ISO date or date-time the run happens as of (pipelines.clock); empty: the calendar.
     as_of: str = ""
 
     def settings(self) -> Settings:
-        env = dict(os.environ)
-        if self.home:
-            env["PLACELINK_HOME"] = self.home
-        if self.contracts_dir:
-            env["PLACELINK_CONTRACTS"] = self.contracts_dir
-        if self.as_of:
-            env["PLACELINK_AS_OF"] = self.as_of
-        return Settings.from_env(env)
+        if self.hub is not None:
+            return self.hub
+        return Settings.from_env(
+            home=self.home or None,
+            contracts_dir=self.contracts_dir or None,
+            as_of=self.as_of or None,
+        )
 
     @contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[PlacelinkResource]:
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlacelinkResource"]:
         """Hold the hub's run lock while this process executes the run's steps (pipelines/run_lock.py).
 
         Dagster builds resources once per process that executes steps: once for the whole run with

@@ -9,7 +9,6 @@ import logging
 
 import dagster as dg
 
-from assets.ingest import landing_specs
 from assets.linkage import GOVERNANCE_DEPS
 from assets.resources import PlacelinkResource
 from pipelines.linkage.person_records import landed_datasets
@@ -19,7 +18,6 @@ from pipelines.sql_models import (
     ModelPlan,
     SqlModel,
     check_graph,
-    model_plan,
     model_sources,
     run_model,
 )
@@ -27,25 +25,32 @@ from pipelines.sql_models import (
 log = logging.getLogger(__name__)
 
 
-@dg.asset(
-    key=["hub", "record_attributes"],
-    group_name="models_staging",
-    deps=[s.key for s in landing_specs()] + GOVERNANCE_DEPS,
-    description="Year of birth, sex and area of every landed record in use (NULL where its "
-    "dataset has no such column): what staging.persons describes people by.",
-)
-def record_attributes(placelink: PlacelinkResource) -> dg.MaterializeResult:
-    contracts, _ = placelink.contracts()
-    with placelink.warehouse() as con:
-        lacking = build_record_attributes(
-            con, landed_datasets(con, contracts, placelink.settings().today())
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "datasets": len(lacking),
-            "attributes_not_held": dg.MetadataValue.json({d: a for d, a in lacking.items() if a}),
-        }
+def record_attributes_asset(landing: tuple[dg.AssetSpec, ...]) -> dg.AssetsDefinition:
+    """Record attributes, read from the ``landing`` assets (:func:`assets.ingest.landing_specs`)."""
+
+    @dg.asset(
+        key=["hub", "record_attributes"],
+        group_name="models_staging",
+        deps=[s.key for s in landing] + GOVERNANCE_DEPS,
+        description="Year of birth, sex and area of every landed record in use (NULL where its "
+        "dataset has no such column): what staging.persons describes people by.",
     )
+    def record_attributes(placelink: PlacelinkResource) -> dg.MaterializeResult:
+        contracts, _ = placelink.contracts()
+        with placelink.warehouse() as con:
+            lacking = build_record_attributes(
+                con, landed_datasets(con, contracts, placelink.settings().today())
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "datasets": len(lacking),
+                "attributes_not_held": dg.MetadataValue.json(
+                    {d: a for d, a in lacking.items() if a}
+                ),
+            }
+        )
+
+    return record_attributes
 
 
 def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
@@ -82,12 +87,12 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
 
 
 def sql_model_assets(
-    settings: Settings, plan: ModelPlan | None = None
+    settings: Settings, plan: ModelPlan, landing: tuple[dg.AssetSpec, ...]
 ) -> list[dg.AssetsDefinition]:
-    """One asset per model this hub runs (``record_attributes`` first; ``plan``: the hub's
-    :func:`model_plan`, made here if not given); a model left out is logged with its reason."""
-    plan = plan or model_plan(settings)
+    """One asset per model in ``plan`` (the hub's :func:`model_plan` for ``settings``), after
+    ``record_attributes`` (read from the ``landing`` assets); a model left out is logged with its
+    reason."""
     check_graph(plan.models, model_sources(settings.contracts_dir))
     for message in plan.messages():
         log.warning(message)
-    return [record_attributes, *(_model_asset(m) for m in plan.models.values())]
+    return [record_attributes_asset(landing), *(_model_asset(m) for m in plan.models.values())]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.alerts import AlertSettings
-from pipelines.clock import Clock
+from pipelines.clock import Clock, parse_as_of
 from pipelines.hub.journal import FAULT_VARIABLE, parse_fault, waiting_entries
 
 if TYPE_CHECKING:  # imported where used: both import settings themselves
@@ -140,10 +140,28 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
+    def from_env(
+        cls,
+        environ: os._Environ[str] | dict[str, str] | None = None,
+        *,
+        home: str | Path | None = None,
+        contracts_dir: str | Path | None = None,
+        as_of: str | None = None,
+    ) -> Settings:
+        """The settings the environment gives (``environ``, default: this process's), with
+        ``home``, ``contracts_dir`` and ``as_of`` (an ISO date or date-time), where given, in place
+        of PLACELINK_HOME, PLACELINK_CONTRACTS and PLACELINK_AS_OF. Read once, when a process
+        starts or a resource is built: nothing here writes the environment."""
         env = os.environ if environ is None else environ
-        home = Path(env.get("PLACELINK_HOME", Path.cwd() / ".placelink")).expanduser().resolve()
-        contracts_dir, contracts_source = contracts_location(env, home)
+        home = (
+            Path(home or env.get("PLACELINK_HOME", Path.cwd() / ".placelink"))
+            .expanduser()
+            .resolve()
+        )
+        if contracts_dir:
+            contracts_dir, contracts_source = Path(contracts_dir).expanduser().resolve(), "given"
+        else:
+            contracts_dir, contracts_source = contracts_location(env, home)
         return cls(
             home=home,
             contracts_dir=contracts_dir,
@@ -170,7 +188,7 @@ class Settings:
                 for t in env.get("PLACELINK_LINKAGE_SENSITIVITY_THRESHOLDS", "0.5,0.99").split(",")
                 if t.strip()
             ),
-            clock=Clock.from_env(env),
+            clock=Clock(parse_as_of(as_of)) if as_of else Clock.from_env(env),
             demo_partners=Path(env["PLACELINK_DEMO_PARTNERS"]).expanduser().resolve()
             if env.get("PLACELINK_DEMO_PARTNERS")
             else None,

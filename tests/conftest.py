@@ -205,7 +205,7 @@ def outcomes_hub(tmp_path_factory) -> tuple[PreparedPlace, Settings]:
     import dagster as dg
 
     from assets.resources import PlacelinkResource
-    from pipelines.orchestration.definitions import defs
+    from pipelines.orchestration.code_location import defs
 
     root = tmp_path_factory.mktemp("outcomes_place")
     place = prepare_place(people=12_000, seed=23, root=root)

@@ -22,6 +22,14 @@ from tests.alert_servers import alert_env, smtp_server, webhook_server
 from tests.approvers import signed_hub_contracts
 
 TOKEN = "0123456789abcdef0123456789abcdef"
+# The sensors read the hub's settings from their resource: here, the environment each test sets.
+FROM_THE_ENVIRONMENT = {"placelink": PlacelinkResource()}
+
+
+def _evaluate(sensor, context):
+    """``sensor`` evaluated in ``context``, its resource open as the daemon opens it."""
+    with context:
+        return sensor(context)
 
 
 @pytest.fixture
@@ -72,8 +80,9 @@ def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(
             dagster_event=failure,
             dagster_instance=instance,
             dagster_run=result.dagster_run,
+            resources=FROM_THE_ENVIRONMENT,
         ).for_run_failure()
-        run_failure_alert(context)
+        _evaluate(run_failure_alert, context)
     posted, email = _both(servers)
     title = f"Run {result.run_id[:8]} of __ephemeral_asset_job__ FAILED: 1 step(s) failed"
     assert posted["blocks"][0]["text"]["text"] == title
@@ -100,8 +109,9 @@ def test_the_sensors_leave_headless_runs_to_report_themselves(servers, tmp_path)
             dagster_event=failure,
             dagster_instance=instance,
             dagster_run=result.dagster_run,
+            resources=FROM_THE_ENVIRONMENT,
         ).for_run_failure()
-        run_failure_alert(context)
+        _evaluate(run_failure_alert, context)
     hook, mail = servers
     assert hook.received.empty() and mail.received.empty()
 
@@ -128,7 +138,9 @@ def test_an_overdue_delivery_alerts_once_from_the_hourly_sensor(servers, tmp_pat
     )
     monkeypatch.setenv("PLACELINK_HOME", str(home))
     monkeypatch.setenv("PLACELINK_AS_OF", "2026-12-14")
-    first = overdue_deliveries_alert(dg.build_sensor_context())  # no cursor: nothing alerted yet
+    first = _evaluate(
+        overdue_deliveries_alert, dg.build_sensor_context(resources=FROM_THE_ENVIRONMENT)
+    )  # no cursor: nothing alerted yet
     posted, email = _both(servers)
     assert posted["blocks"][0]["text"]["text"] == "6 delivery(ies) overdue"
     assert email["Subject"].strip() == "[test hub] 6 delivery(ies) overdue"
@@ -143,10 +155,13 @@ def test_an_overdue_delivery_alerts_once_from_the_hourly_sensor(servers, tmp_pat
     assert "ae_attendances" not in posted["text"]  # November's arrived
     assert "sent by webhook, email" in first.skip_message
     # an hour later: the same late periods are not alerted again
-    context = dg.build_sensor_context()
-    overdue_deliveries_alert(context)
+    context = dg.build_sensor_context(resources=FROM_THE_ENVIRONMENT)
+    _evaluate(overdue_deliveries_alert, context)
     _both(servers)
-    again = overdue_deliveries_alert(dg.build_sensor_context(cursor=context.cursor))
+    again = _evaluate(
+        overdue_deliveries_alert,
+        dg.build_sensor_context(cursor=context.cursor, resources=FROM_THE_ENVIRONMENT),
+    )
     assert again.skip_message == "6 overdue delivery(ies), none new"
     assert sorted(json.loads(context.cursor))[0] == "council-place-services/csc_referrals/2026-11"
     hook, mail = servers
@@ -201,13 +216,15 @@ def test_a_successful_run_with_held_deliveries_alerts_from_the_daemons_sensor(
         success = next(
             e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS
         )
-        run_success_alert(
+        _evaluate(
+            run_success_alert,
             dg.build_run_status_sensor_context(
                 sensor_name="run_success_alert",
                 dagster_event=success,
                 dagster_instance=instance,
                 dagster_run=result.dagster_run,
-            )
+                resources=FROM_THE_ENVIRONMENT,
+            ),
         )
     posted, email = _both(servers)
     assert (
@@ -236,13 +253,15 @@ def test_a_failed_blocking_check_is_named_in_the_alert(servers):
         failure = next(
             e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
         )
-        run_failure_alert(
+        _evaluate(
+            run_failure_alert,
             dg.build_run_status_sensor_context(
                 sensor_name="run_failure_alert",
                 dagster_event=failure,
                 dagster_instance=instance,
                 dagster_run=result.dagster_run,
-            ).for_run_failure()
+                resources=FROM_THE_ENVIRONMENT,
+            ).for_run_failure(),
         )
     posted, email = _both(servers)
     assert "blocking check no_giant_cluster on clusters failed" in posted["text"]

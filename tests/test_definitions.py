@@ -6,14 +6,22 @@ import sys
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.orchestration.sensors import inbox_sensor
 from pipelines.settings import REPO_ROOT
+
+
+def _evaluate(sensor, context):
+    """``sensor`` evaluated in ``context``, its resource open as the daemon opens it."""
+    with context:
+        return sensor(context)
+
 
 # Run in a fresh interpreter: other test modules import the definitions while pytest collects,
 # so a warning raised at import time would never reach a check made in this process.
 _LOAD = """
 import json
-from pipelines.orchestration.definitions import defs
+from pipelines.orchestration.code_location import defs
 graph = defs.resolve_asset_graph()
 cohort = graph.get(__import__("dagster").AssetKey(["cohorts", "programme_cohort"]))
 print(json.dumps({
@@ -71,26 +79,34 @@ def test_the_landing_partitions_reach_a_clock_set_after_the_calendar(tmp_path):
     assert json.loads(later.stdout.strip().splitlines()[-1])["months"] == ["2026-03", "2131-02"]
 
 
-def test_inbox_sensor_requests_one_run_per_new_set_of_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("PLACELINK_HOME", str(tmp_path))
+def test_inbox_sensor_requests_one_run_per_new_set_of_files(tmp_path):
+    hub = {"placelink": PlacelinkResource(home=str(tmp_path))}
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    assert isinstance(inbox_sensor(dg.build_sensor_context()), dg.SkipReason)
+    assert isinstance(
+        _evaluate(inbox_sensor, dg.build_sensor_context(resources=hub)), dg.SkipReason
+    )
 
     (inbox / "a.parquet").write_bytes(b"x")
-    first = inbox_sensor(dg.build_sensor_context())
+    first = _evaluate(inbox_sensor, dg.build_sensor_context(resources=hub))
     assert isinstance(first, dg.RunRequest)
 
-    again = inbox_sensor(dg.build_sensor_context(cursor=first.run_key.removeprefix("inbox-")))
+    again = _evaluate(
+        inbox_sensor,
+        dg.build_sensor_context(cursor=first.run_key.removeprefix("inbox-"), resources=hub),
+    )
     assert isinstance(again, dg.SkipReason)
 
     (inbox / "b.parquet").write_bytes(b"y")
-    second = inbox_sensor(dg.build_sensor_context(cursor=first.run_key.removeprefix("inbox-")))
+    second = _evaluate(
+        inbox_sensor,
+        dg.build_sensor_context(cursor=first.run_key.removeprefix("inbox-"), resources=hub),
+    )
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
 
 
 def test_jobs_run_in_one_process_because_the_warehouse_has_one_writer():
-    from pipelines.orchestration.definitions import defs
+    from pipelines.orchestration.code_location import defs
 
     for name in ("placelink_refresh", "placelink_retention"):
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
@@ -103,7 +119,7 @@ def test_without_a_contract_its_models_are_left_out_with_a_message_not_a_traceba
     for name in ("council-place-services.yaml", "nhs-acute-mental-health.yaml"):
         (contracts / name).write_bytes((REPO_ROOT / "contracts" / name).read_bytes())
     load = (
-        "import json\nfrom pipelines.orchestration.definitions import defs\n"
+        "import json\nfrom pipelines.orchestration.code_location import defs\n"
         "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))"
     )
     done = subprocess.run(

@@ -7,7 +7,7 @@ import pytest
 from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
 from pipelines.evaluation import linkage_accuracy
-from pipelines.orchestration.definitions import defs
+from pipelines.orchestration.code_location import defs
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def placelink(home, *args, **env):
 @pytest.fixture(scope="module")
 def published_hub(small_place, tmp_path_factory):
     """A hub home after one whole run that published every partner's data."""
-    from pipelines.orchestration.definitions import defs
+    from pipelines.orchestration.code_location import defs
 
     settings = small_place.stage_hub(tmp_path_factory.mktemp("run_outcome") / "home")
     result = dg.materialize(

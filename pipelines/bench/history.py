@@ -151,7 +151,7 @@ def run_history(
     # The environment's settings (memory limit, linkage backend) apply; the home is the bench's own.
     settings = on_delivery_day(
         dataclasses.replace(
-            Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}),
+            Settings.from_env(home=home),
             contracts_dir=REPO_ROOT / "contracts",
             demo_partners=partners,
         )

@@ -159,7 +159,7 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     # The environment's settings (memory limit, linkage backend) apply; the home is the run's own.
     settings = on_delivery_day(
         dataclasses.replace(
-            Settings.from_env({**os.environ, "PLACELINK_HOME": str(home)}),
+            Settings.from_env(home=home),
             contracts_dir=REPO_ROOT / "contracts",
         )
     )

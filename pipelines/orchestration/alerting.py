@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.alerts import (
     CHECKS_FAILED,
     DELIVERIES_HELD,
@@ -29,7 +30,6 @@ from pipelines.alerts import (
     send_all,
 )
 from pipelines.cadence import OVERDUE_CHECK, DeliveryStatus, overdue_alert, overdue_deliveries
-from pipelines.settings import Settings
 
 # Runs of `placelink run` report their own outcome (pipelines/orchestration/run.py); sensors leave them alone.
 HEADLESS_TAG = "placelink/headless"
@@ -152,11 +152,11 @@ def _send_and_log(alerts: list[Alert], settings: AlertSettings, log) -> list[Sen
     return sent
 
 
-def _report_run(context: dg.RunStatusSensorContext) -> None:
+def _report_run(context: dg.RunStatusSensorContext, placelink: PlacelinkResource) -> None:
     """Alerts for a run the daemon saw end; overdue deliveries are the hourly sensor's to report."""
     if context.dagster_run.tags.get(HEADLESS_TAG):
         return
-    settings = Settings.from_env().alerts
+    settings = placelink.settings().alerts
     if not settings.channels:
         return
     _send_and_log(
@@ -172,8 +172,8 @@ def _report_run(context: dg.RunStatusSensorContext) -> None:
     description="Sends an alert (webhook, e-mail: PLACELINK_ALERT_*) when a run fails, naming "
     "the failed steps and blocking checks and any held deliveries.",
 )
-def run_failure_alert(context: dg.RunFailureSensorContext):
-    _report_run(context)
+def run_failure_alert(context: dg.RunFailureSensorContext, placelink: PlacelinkResource):
+    _report_run(context, placelink)
 
 
 @dg.run_status_sensor(
@@ -183,8 +183,8 @@ def run_failure_alert(context: dg.RunFailureSensorContext):
     description="Sends an alert when a successful run held deliveries in quarantine or a "
     "blocking check failed.",
 )
-def run_success_alert(context: dg.RunStatusSensorContext):
-    _report_run(context)
+def run_success_alert(context: dg.RunStatusSensorContext, placelink: PlacelinkResource):
+    _report_run(context, placelink)
 
 
 def _alerted(cursor: str | None) -> set[str]:
@@ -201,8 +201,8 @@ def _alerted(cursor: str | None) -> set[str]:
     description="Every hour: deliveries the contracts' cadence says are overdue (read from the audit "
     "log, never the warehouse); each overdue dataset and period is alerted once.",
 )
-def overdue_deliveries_alert(context: dg.SensorEvaluationContext):
-    settings = Settings.from_env()
+def overdue_deliveries_alert(context: dg.SensorEvaluationContext, placelink: PlacelinkResource):
+    settings = placelink.settings()
     overdue = overdue_deliveries(settings)
     already = _alerted(context.cursor)
     new = [o for o in overdue if o.key not in already]

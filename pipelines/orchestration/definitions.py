@@ -1,4 +1,11 @@
-"""The Dagster code location: gathers the assets, resources, job, sensor and schedule."""
+"""The Dagster graph of one hub: :func:`placelink_definitions` gathers the assets, resource, jobs,
+sensors and schedules for the settings it is given.
+
+Nothing here reads the environment: the graph (which landing tables, models and effect assets
+there are) comes from the contracts folder and models of the settings passed in, so two hubs can
+be built side by side in one process. The code location Dagster loads (``dg dev``,
+workspace.yaml) is :mod:`pipelines.orchestration.code_location`, which reads the environment once.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ from assets.effects import effect_assets
 from assets.governance import contract_status, ig_register, retention_deletions
 from assets.housekeeping import quarantine_purge
 from assets.ingest import area_reference, landing_specs, received_extracts
-from assets.linkage import linked_persons, person_records, plausible_linkage
-from assets.publish import outcomes_report, shared_outcomes
+from assets.linkage import linked_persons, person_records_asset, plausible_linkage
+from assets.publish import outcomes_report, shared_outcomes_asset
 from assets.quality import quality_checks, quality_report
 from assets.resources import PlacelinkResource
 from assets.sql_models import sql_model_assets
@@ -25,10 +32,12 @@ from pipelines.sql_models import model_plan
 
 
 class _RunLockedExecutor(dg.Executor):
-    """Runs the plan with ``inner`` while the run's own process holds the hub's run lock."""
+    """Runs the plan with ``inner`` while the run's own process holds the run lock of the hub of
+    ``settings`` (those the definitions were built with)."""
 
-    def __init__(self, inner: dg.Executor):
+    def __init__(self, inner: dg.Executor, settings: Settings):
         self.inner = inner
+        self.settings = settings
 
     @property
     def retries(self):
@@ -39,7 +48,7 @@ class _RunLockedExecutor(dg.Executor):
         return self.inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan):
-        settings = Settings.from_env()
+        settings = self.settings
 
         def waiting(holder) -> None:
             plan_context.log.warning(
@@ -60,14 +69,18 @@ class _RunLockedExecutor(dg.Executor):
             raise dg.Failure(description=str(exc)) from None
 
 
-def holding_the_run_lock(executor: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
-    """``executor``, with the run's orchestrating process holding the hub's run lock from the first
-    step to the last, whichever process each step runs in (pipelines/run_lock.py). With the
-    in-process executor the resource would hold it for the run anyway; with one that starts a
-    process per step, this keeps another run from taking the lock between two steps."""
+def holding_the_run_lock(
+    executor: dg.ExecutorDefinition, settings: Settings | None = None
+) -> dg.ExecutorDefinition:
+    """``executor``, with the run's orchestrating process holding the run lock of the hub of
+    ``settings`` (default: the environment's, read now) from the first step to the last,
+    whichever process each step runs in (pipelines/run_lock.py). With the in-process executor the
+    resource would hold it for the run anyway; with one that starts a process per step, this
+    keeps another run from taking the lock between two steps."""
+    settings = settings or Settings.from_env()
 
     def create(init_context):
-        return _RunLockedExecutor(executor.executor_creation_fn(init_context))
+        return _RunLockedExecutor(executor.executor_creation_fn(init_context), settings)
 
     return dg.ExecutorDefinition(
         name=executor.name,
@@ -79,10 +92,17 @@ def holding_the_run_lock(executor: dg.ExecutorDefinition) -> dg.ExecutorDefiniti
 
 
 def placelink_definitions(
+    settings: Settings | None = None,
     executor: dg.ExecutorDefinition = dg.in_process_executor,
 ) -> dg.Definitions:
-    """Everything in the code location, run by ``executor``, whose runs hold the hub's run lock
-    throughout (:func:`holding_the_run_lock`).
+    """Everything in the code location of the hub of ``settings`` (default: the environment's,
+    read now), run by ``executor``, whose runs hold the hub's run lock throughout
+    (:func:`holding_the_run_lock`).
+
+    The graph follows the agreements in ``settings.contracts_dir`` (one landing asset per
+    dataset) and the models they allow (:func:`pipelines.sql_models.model_plan`); the resource,
+    sensors and the executor's lock use ``settings`` too, so nothing reads the environment
+    after this returns.
 
     Every asset opens warehouse.duckdb, and DuckDB allows one writer per file: steps that
     ran side by side in separate processes (Dagster's default for UI-launched runs) would
@@ -90,21 +110,21 @@ def placelink_definitions(
     step in its own process or pod passes an executor limited to one step at a time
     (README: Scaling out).
     """
-    settings = Settings.from_env()
-    plan = model_plan(
-        settings
-    )  # which models (and so which effect assets) this hub's contracts allow
+    settings = settings or Settings.from_env()
+    landing = landing_specs(settings)
+    # which models (and so which effect assets) this hub's contracts allow
+    plan = model_plan(settings)
     return dg.Definitions(
         assets=[
             received_extracts,
-            *landing_specs(),
+            *landing,
             new_since_publication,
             area_reference,
-            person_records,
+            person_records_asset(landing),
             linked_persons,
-            *sql_model_assets(settings, plan),
+            *sql_model_assets(settings, plan, landing),
             *effect_assets(plan),
-            shared_outcomes,
+            shared_outcomes_asset(plan),
             outcomes_report,
             quality_report,
             contract_status,
@@ -112,13 +132,10 @@ def placelink_definitions(
             ig_register,
             quarantine_purge,
         ],
-        asset_checks=[*quality_checks, plausible_linkage, *cadence_checks],
+        asset_checks=[*quality_checks(landing), plausible_linkage, *cadence_checks(landing)],
         jobs=[refresh_job, retention_job],
         sensors=[inbox_sensor, *alert_sensors],
         schedules=[monthly_refresh, daily_retention],
-        resources={"placelink": PlacelinkResource()},
-        executor=holding_the_run_lock(executor),
+        resources={"placelink": PlacelinkResource(hub=settings)},
+        executor=holding_the_run_lock(executor, settings),
     )
-
-
-defs = placelink_definitions()

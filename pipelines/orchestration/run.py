@@ -6,8 +6,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -165,7 +164,9 @@ def run_pipeline(
     run_id = str(uuid.uuid4())  # as Dagster makes them; known before the run, so the lock names it
     with run_lock(settings.home, command, run_id=run_id, wait=wait, on_wait=on_wait):
         _fault_pause(settings)
-        return _locked_run(settings, retrain, log_level, on_alert, run_id, months)
+        return _run(
+            settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months]
+        )
 
 
 def _fault_pause(settings: Settings) -> None:
@@ -176,45 +177,6 @@ def _fault_pause(settings: Settings) -> None:
         return
     (folder / "locked").write_text(f"{os.getpid()}\n")  # a FIFO: blocks until the test reads
     (folder / "go").read_text()
-
-
-def _locked_run(
-    settings: Settings,
-    retrain: bool,
-    log_level: str,
-    on_alert: Callable[[Sent], None] | None,
-    run_id: str,
-    months: Sequence[str],
-) -> dg.ExecuteInProcessResult:
-    # The assets read their settings from the environment (PlacelinkResource): name this home for
-    # the run, and put the process's own environment back afterwards, so nothing later in the same
-    # process (a CLI command, the next test) reads this run's home, contracts or clock.
-    with _environment(
-        {
-            "PLACELINK_HOME": str(settings.home),
-            "PLACELINK_CONTRACTS": str(settings.contracts_dir),
-            "PLACELINK_SQL": str(settings.sql_dir),
-            "PLACELINK_AS_OF": settings.clock.as_of.isoformat() if settings.clock.as_of else None,
-        }
-    ):
-        return _run(
-            settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months]
-        )
-
-
-@contextmanager
-def _environment(values: dict[str, str | None]) -> Iterator[None]:
-    """``values`` set in ``os.environ`` (None: left as it is) for the block, then restored."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update({name: value for name, value in values.items() if value is not None})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _run(
@@ -230,11 +192,11 @@ def _run(
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
         quality_worker.start()
     with stage("Dagster: load definitions"):
-        from pipelines.orchestration.definitions import (
-            defs,  # after the environment names this home
-        )
+        from pipelines.orchestration.definitions import placelink_definitions
 
-        job = defs.resolve_job_def("placelink_refresh")
+        # This hub's graph and resource, from its settings: nothing in the process's environment
+        # (which may name another home, or none) is read or changed.
+        job = placelink_definitions(settings).resolve_job_def("placelink_refresh")
     run_config = {
         "ops": {"linked_persons": {"config": {"retrain": retrain}}},
         "loggers": {"console": {"config": {"log_level": log_level}}},

@@ -7,6 +7,7 @@ import os
 
 import dagster as dg
 
+from assets.resources import PlacelinkResource
 from pipelines.orchestration.jobs import refresh_job
 from pipelines.settings import Settings
 
@@ -24,9 +25,9 @@ def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
 @dg.sensor(
     job=refresh_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED
 )
-def inbox_sensor(context: dg.SensorEvaluationContext):
+def inbox_sensor(context: dg.SensorEvaluationContext, placelink: PlacelinkResource):
     """Request one run per new set of inbox files; a run picks up everything waiting."""
-    count, fingerprint = inbox_fingerprint(Settings.from_env())
+    count, fingerprint = inbox_fingerprint(placelink.settings())
     if count == 0:
         return dg.SkipReason("the inbox is empty")
     if fingerprint == context.cursor:

@@ -57,6 +57,10 @@ class RuleResult:
 
 def _gx():
     """Import Great Expectations quietly: no usage statistics (no network), no progress bars."""
+    # Left in the environment on purpose (issue 19): GX reads the variable itself, at import and
+    # whenever a context leaves analytics_enabled unset, so it must be set before GX is imported,
+    # in the process that validates (the quality worker, pipelines/quality/worker.py). It is GX's
+    # switch, not placelink configuration: no placelink setting is read from or written to it.
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     with warnings.catch_warnings():
         # GX imports pyspark when it is installed (the Spark linkage backend brings it), and

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from assets.resources import PlacelinkResource
 from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
-from pipelines.orchestration.definitions import defs
+from pipelines.orchestration.code_location import defs
 from pipelines.retention import add_months
 from pipelines.settings import REPO_ROOT
 
@@ -418,7 +418,7 @@ def test_definitions_still_load_when_a_contract_is_invalid(tmp_path):
     vcs = contracts_dir / "vcs-family-support.yaml"
     vcs.write_text(vcs.read_text().replace("    dpia_reference: DPIA-NFHT-2026-002\n", ""))
     code = (
-        "from pipelines.orchestration.definitions import defs; "
+        "from pipelines.orchestration.code_location import defs; "
         "print(len(list(defs.resolve_asset_graph().get_all_asset_keys())))"
     )
     done = subprocess.run(

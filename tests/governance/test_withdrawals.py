@@ -19,7 +19,7 @@ from pipelines.cli import main
 from pipelines.envelope import seal
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_keys import assign_person_keys, forget_identities
-from pipelines.orchestration.definitions import defs
+from pipelines.orchestration.code_location import defs
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.withdraw import prepare_withdrawal
 from pipelines.synth.study import DELIVERED_AT

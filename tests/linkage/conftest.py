@@ -5,9 +5,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import person_records
+from assets.ingest import landing_specs, received_extracts
+from assets.linkage import person_records_asset
 from assets.resources import PlacelinkResource
+from pipelines.settings import Settings
+
+# The graph of the suite's environment (the repository's agreements), as the code location's.
+person_records = person_records_asset(landing_specs(Settings.from_env()))
 
 
 @pytest.fixture(scope="session")

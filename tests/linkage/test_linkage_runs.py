@@ -6,11 +6,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import linked_persons, person_records, plausible_linkage
+from assets.ingest import landing_specs, received_extracts
+from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.resources import PlacelinkResource
 from pipelines.linkage.model import TrainedModel
+from pipelines.settings import Settings
 from tests.browser import rendered_dom
+
+# The graph of the suite's environment (the repository's agreements), as the code location's.
+person_records = person_records_asset(landing_specs(Settings.from_env()))
 
 LINKAGE = [received_extracts, person_records, linked_persons, plausible_linkage]
 

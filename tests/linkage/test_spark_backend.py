@@ -13,8 +13,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import linked_persons, person_records, plausible_linkage
+from assets.ingest import landing_specs, received_extracts
+from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters
@@ -26,6 +26,9 @@ from pipelines.linkage.spark import (
     spark_session,
 )
 from pipelines.settings import Settings
+
+# The graph of the suite's environment (the repository's agreements), as the code location's.
+person_records = person_records_asset(landing_specs(Settings.from_env()))
 
 LINKAGE = [received_extracts, person_records, linked_persons, plausible_linkage]
 

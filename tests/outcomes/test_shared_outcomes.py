@@ -19,7 +19,7 @@ from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.effects.disclosure import derived_tables
 from pipelines.effects.estimate import COHORTS, PERIODS
 from pipelines.linkage import threshold_in_use
-from pipelines.orchestration.definitions import defs
+from pipelines.orchestration.code_location import defs
 from pipelines.publish import publish
 from pipelines.sql_models import HUB_SOURCES, check_graph, discover, run_model
 from tests.browser import rendered_dom

@@ -5,17 +5,19 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.ingest import received_extracts
-from assets.linkage import person_records
-from assets.quality import quality_checks, quality_report
+from assets.ingest import landing_specs, received_extracts
+from assets.linkage import person_records_asset
+from assets.quality import landing_checks, quality_report
 from assets.resources import PlacelinkResource
 from pipelines.quality.results import published_unsafe_cells
+from pipelines.settings import Settings
 from tests.browser import rendered_dom, screenshot
 from tests.quality.test_quality_gate import _future_dates, _write
 
-LANDING_CHECKS = [
-    c for c in quality_checks if all(k.asset_key.path[0] == "landing" for k in c.check_keys)
-]
+# The graph of the suite's environment (the repository's agreements), as the code location's.
+LANDING = landing_specs(Settings.from_env())
+LANDING_CHECKS = landing_checks(LANDING)
+person_records = person_records_asset(LANDING)
 
 
 def _run(settings, raise_on_error=True):
