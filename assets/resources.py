@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.audit import AuditLog, run_actor
-from pipelines.contracts import Contract, ContractError, claimed_id
+from pipelines.contracts import Contract, ContractError
 from pipelines.run_lock import RunLockBusy, run_lock
 from pipelines.settings import Settings
 from pipelines.warehouse import connect, database_error_action, describe_database_error
@@ -110,8 +110,7 @@ class PlacelinkResource(dg.ConfigurableResource):
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
         """Valid contracts by id (signatures checked against the hub's approver registry), and
         the errors of invalid ones by the id they claim."""
-        contracts, problems = self.settings().load_contracts()
-        return contracts, {claimed_id(path): error for path, error in problems.items()}
+        return self.settings().load_contracts()
 
 
 def _failure(what: str, exc: duckdb.Error) -> dg.Failure:

@@ -299,10 +299,13 @@ class Settings:
 
     def load_contracts(self, folder: Path | None = None):
         """Every agreement in ``folder`` (default: :attr:`contracts_dir`), signatures checked
-        against this hub's approver registry; returns (valid by id, problems by file)."""
-        from pipelines.contracts import load_contracts
+        against this hub's approver registry; returns (valid by id, problems by the contract id
+        each invalid file claims), the shape every user of them takes: ingest, governance, the
+        register and the CLI (issue 19)."""
+        from pipelines.contracts import claimed_id, load_contracts
 
-        return load_contracts(folder or self.contracts_dir, self.approver_registry())
+        contracts, problems = load_contracts(folder or self.contracts_dir, self.approver_registry())
+        return contracts, {claimed_id(path): error for path, error in problems.items()}
 
     @property
     def reports(self) -> Path:

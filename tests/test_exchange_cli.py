@@ -24,7 +24,7 @@ def _receive(settings):
                 settings,
                 con,
                 contracts,
-                {p.stem: e for p, e in problems.items()},
+                problems,
                 settings.audit_log(),
                 now=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
             )

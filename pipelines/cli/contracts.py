@@ -169,9 +169,9 @@ def contracts_list(folder: Path | None) -> None:
                 _short(c.terms.purpose, 60),
             )
         )
-    for path in problems:
+    for contract_id in problems:
         rows.append(
-            (path.stem, "-", "INVALID", "-", "-", "-", "-", "see `placelink contracts check`")
+            (contract_id, "-", "INVALID", "-", "-", "-", "-", "see `placelink contracts check`")
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -191,9 +191,8 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
     valid, problems, _, _ = _load(folder)
     contract = valid.get(contract_id)
     if contract is None:
-        broken = [e for p, e in problems.items() if p.stem == contract_id]
-        if broken:
-            fail(f"contract {contract_id} is invalid: {broken[0]}")
+        if contract_id in problems:
+            fail(f"contract {contract_id} is invalid: {problems[contract_id]}")
         fail(f"no contract with id '{contract_id}' (known: {', '.join(sorted(valid)) or 'none'})")
     settings = Settings.from_env()
     history = flow_history(settings.audit_log()).get(contract.id)
@@ -421,14 +420,13 @@ def contracts_register(out: Path, folder: Path | None) -> None:
     published file, without a pipeline run. Reads only; the hub's own copy is in PLACELINK_HOME/reports."""
     import dataclasses
 
-    from pipelines.contracts import claimed_id
     from pipelines.register import REGISTER_CSV, write_register
 
     valid, problems, where, source = _load(folder)
     settings = dataclasses.replace(
         Settings.from_env(), contracts_dir=where, contracts_source=source
     )
-    page = write_register(settings, valid, {claimed_id(p): e for p, e in problems.items()}, out=out)
+    page = write_register(settings, valid, problems, out=out)
     click.echo(
         f"register of {len(valid) + len(problems)} agreement(s) from {where} ({source}), as of {settings.today()}:"
     )

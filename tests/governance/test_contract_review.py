@@ -305,3 +305,22 @@ def test_diff_as_json_for_tools(tmp_path):
     assert {"op": "removed", "text": "No re-identification attempts"} in uses
     assert by_topic["retention"]["old"] == 84 and by_topic["retention"]["new"] == 120
     assert by_topic["new data item"]["new"]["name"] == "ethnicity"
+
+
+def test_an_invalid_agreement_is_listed_and_shown_by_the_id_it_claims_not_its_file_name(
+    signed_home,
+):
+    # Saved under another file name, and broken: the pipeline holds its flow under its id
+    # (nhs-acute-mental-health), and so must what an IG officer reads.
+    nhs = signed_home / "contracts" / "nhs-acute-mental-health.yaml"
+    document = yaml.safe_load(nhs.read_text())
+    del document["customProperties"]
+    (signed_home / "contracts" / "nhs-2027-draft.yaml").write_text(
+        yaml.safe_dump(document, sort_keys=False)
+    )
+    nhs.unlink()
+    listed = CliRunner().invoke(main, ["contracts", "list"])
+    (row,) = [line for line in listed.output.splitlines() if "INVALID" in line]
+    assert row.split()[0] == "nhs-acute-mental-health"
+    shown = CliRunner().invoke(main, ["contracts", "show", "nhs-acute-mental-health"])
+    assert shown.exit_code != 0 and "contract nhs-acute-mental-health is invalid" in shown.output

@@ -37,7 +37,7 @@ from pipelines.warehouse import connect
 settings = Settings.from_env()
 contracts, problems = settings.load_contracts()
 con = connect(settings)
-receive_inbox(settings, con, contracts, {p.stem: e for p, e in problems.items()}, settings.audit_log(),
+receive_inbox(settings, con, contracts, problems, settings.audit_log(),
               now=dt.datetime.fromisoformat(sys.argv[1]))
 con.close()
 """
@@ -78,7 +78,7 @@ def _receive_again(settings):
             settings,
             con,
             contracts,
-            {p.stem: e for p, e in problems.items()},
+            problems,
             settings.audit_log(),
             now=NOW,
         )
