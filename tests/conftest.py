@@ -24,7 +24,7 @@ from pipelines.synth import generate_place
 from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
 # Set when this file is imported, before pytest loads the conftests of the paths it was given
-# (tests/linkage/conftest.py imports the assets, which read the contracts at import), which is
+# (tests/linkage/conftest.py builds assets from the environment's contracts at import), which is
 # before any pytest_configure hook runs.
 #
 # The suite runs as of the day the synthetic place's extracts are delivered (the injected clock,
@@ -32,8 +32,8 @@ from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 # the calendar says. Tests about other days set their own date.
 os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
 # Nothing in the suite may read or write the developer's own hub (./.placelink, or wherever
-# PLACELINK_HOME points): what is read at import (the landing assets come from the contracts in
-# the home) would depend on the last demo run there. Tests that need a home make their own.
+# PLACELINK_HOME points): what the code location reads (its landing assets come from the
+# contracts in the home) would depend on the last demo run there. Tests that need a home make their own.
 _HOME = Path(tempfile.mkdtemp(prefix="placelink-test-home-")) / ".placelink"
 os.environ["PLACELINK_HOME"] = str(_HOME)
 os.environ["PLACELINK_DEMO_PARTNERS"] = str(_HOME.with_name(".placelink-partners"))
