@@ -1,9 +1,9 @@
 """The Dagster graph of one hub: :func:`placelink_definitions` gathers the assets, resource, jobs,
 sensors and schedules for the settings it is given.
 
-Nothing here reads the environment: the graph (which landing tables, models and effect assets
-there are) comes from the contracts folder and models of the settings passed in, so two hubs can
-be built side by side in one process. The code location Dagster loads (``dg dev``,
+Given settings, nothing here reads the environment: the graph (which landing tables, models and
+effect assets there are) comes from the contracts folder and models of the settings passed in, so
+two hubs can be built side by side in one process. The code location Dagster loads (``dg dev``,
 workspace.yaml) is :mod:`pipelines.orchestration.code_location`, which reads the environment once.
 """
 
