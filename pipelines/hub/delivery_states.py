@@ -270,6 +270,33 @@ def place_in_vault(flow: Flow, entry: Entry) -> bool:
     return True
 
 
+def extract_accepted_event(
+    file: str,
+    extract_id: str,
+    contract_id: str,
+    contract_version: str,
+    dataset: str,
+    rows: int,
+    reporting_period: str | None,
+    delivery_kind: str,
+    **more,
+) -> dict:
+    """The ``extract_accepted`` audit event, as ingest writes it when it lands a delivery and
+    recovery when it finishes one a killed run left (``more``: what only one of them knows)."""
+    return {
+        "event": "extract_accepted",
+        "file": file,
+        "extract_id": extract_id,
+        "contract": contract_id,
+        "contract_version": contract_version,
+        "dataset": dataset,
+        "rows": rows,
+        "reporting_period": reporting_period,
+        "delivery_kind": delivery_kind,
+        **more,
+    }
+
+
 def land_accepted(flow: Flow, entry: Entry, land: Callable[[], dict], row: dict) -> None:
     """In one transaction: ``land()`` (which returns the audit event), the delivery's record and
     its pending event; then the event is written to the audit log."""

@@ -41,6 +41,7 @@ from pipelines.hub.delivery_states import (
     PENDING_AUDIT_DDL,
     Flow,
     drive_hold,
+    extract_accepted_event,
     inbox_changeable,
     land_accepted,
     place_in_vault,
@@ -1046,18 +1047,17 @@ def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
 
     def land() -> dict:
         withdrawn_rows = _land(flow.con, opened, flow.now)
-        return {
-            "event": "extract_accepted",
-            "file": entry.label,
-            "extract_id": header["extract_id"],
-            "contract": contract.id,
-            "contract_version": contract.version,
-            "dataset": header["dataset"],
-            "rows": header["row_count"],
-            "reporting_period": header.get("reporting_period"),
-            "delivery_kind": header["delivery_kind"],
+        return extract_accepted_event(
+            entry.label,
+            header["extract_id"],
+            contract.id,
+            contract.version,
+            header["dataset"],
+            header["row_count"],
+            header.get("reporting_period"),
+            header["delivery_kind"],
             **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}),
-        }
+        )
 
     land_accepted(
         flow,
