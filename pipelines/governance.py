@@ -293,6 +293,21 @@ def deleted_extracts(con: duckdb.DuckDBPyConnection) -> set[str]:
     }
 
 
+def extract_lineage(con: duckdb.DuckDBPyConnection, in_use: dict[str, Contract]) -> list[dict]:
+    """The accepted extracts a publication is built from, in the order they were received: those
+    of flows in use (``flows_in_use``) that retention has not deleted; withdrawal lists are not."""
+    deleted = deleted_extracts(con)
+    return [
+        dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
+        for row in con.execute("""
+                   SELECT contract_id, contract_version, dataset, extract_id, row_count
+                   FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
+                   ORDER BY received_at, file_name
+               """).fetchall()
+        if row[0] in in_use and row[3] not in deleted
+    ]
+
+
 def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
     """Every table a model reads, directly or through other models."""
     seen: set[str] = set()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.governance import flow_statuses
 from pipelines.linkage.model import MODEL_FILE
@@ -233,4 +234,13 @@ def anything_new(
         "and publication are skipped and the published file is unchanged",
         [],
         last,
+    )
+
+
+def audit_nothing_new(audit: AuditLog, verdict: Verdict) -> dict:
+    """The ``run_nothing_new`` audit event of a run that skipped linkage and publication."""
+    return audit.append(
+        "run_nothing_new",
+        reason="no input changed since the last publication",
+        last_publication_run=verdict.last.run_id,
     )
