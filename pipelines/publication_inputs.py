@@ -30,15 +30,6 @@ from pipelines.linkage.model import MODEL_FILE
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.warehouse import table_exists
 
-PUBLICATIONS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.publications (   -- the latest publication only
-    run_id VARCHAR,
-    published_at TIMESTAMP NOT NULL,
-    inputs JSON NOT NULL,              -- input name -> SHA-256 of its parts (INPUT_NAMES)
-    published_sha256 VARCHAR NOT NULL
-)
-"""
-
 # What each input is, as a run's output says it changed.
 INPUT_NAMES = {
     "deliveries": "deliveries (new extracts or withdrawals)",
@@ -169,7 +160,6 @@ def record_publication(
     now: dt.datetime,
 ) -> Publication:
     """Record what the file just published was built from (the last step of a publication)."""
-    con.execute(PUBLICATIONS_DDL)
     publication = Publication(
         run_id,
         now.replace(tzinfo=None),

@@ -48,15 +48,6 @@ from pipelines.hub.quarantine import (
     reason_record,
 )
 
-PENDING_AUDIT_DDL = """
-CREATE TABLE IF NOT EXISTS hub.pending_audit (
-    delivery_id VARCHAR PRIMARY KEY,   -- the journal id of the delivery
-    event JSON NOT NULL                -- the audit event to write once the commit is done
-)
-"""
-# The journal id of the delivery that made the record (NULL before issue 20).
-DELIVERIES_ID_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_id VARCHAR"
-
 # What a rename out of an inbox the hub may not change raises (EPERM: immutable or sticky folder,
 # EACCES: no write permission, EROFS: a read-only mount); EXDEV: the inbox is another file system.
 _CANNOT_MOVE = (errno.EPERM, errno.EACCES, errno.EROFS, errno.EXDEV)

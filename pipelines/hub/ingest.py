@@ -37,8 +37,6 @@ from pipelines.envelope import (
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.housekeeping import migrate_stored_paths
 from pipelines.hub.delivery_states import (
-    DELIVERIES_ID_COLUMN,
-    PENDING_AUDIT_DDL,
     Flow,
     drive_hold,
     extract_accepted_event,
@@ -60,36 +58,6 @@ from pipelines.quality.validate import finish_quality_check, start_quality_check
 from pipelines.settings import Settings
 from pipelines.stages import stage
 from pipelines.warehouse import table_exists
-
-DELIVERIES_DDL = """
-CREATE TABLE IF NOT EXISTS hub.deliveries (
-    file_name VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL,
-    status VARCHAR NOT NULL,            -- accepted | quarantined
-    extract_id VARCHAR,
-    contract_id VARCHAR,
-    contract_version VARCHAR,
-    partner_id VARCHAR,
-    dataset VARCHAR,
-    reporting_period VARCHAR,
-    row_count BIGINT,
-    invalid_counts JSON,
-    opted_out_rows BIGINT,
-    failed_check VARCHAR,
-    reason VARCHAR,
-    stored_as VARCHAR
-)
-"""
-DELIVERIES_CONTENT_COLUMN = (
-    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
-)
-# extract | withdrawal (a list of records the partner withdraws: pipelines.hub.withdrawals)
-DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR"
-# full | delta, as the partner's extract header states it (NULL before it was recorded: full).
-DELIVERIES_DELIVERY_KIND_COLUMN = (
-    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
-)
-
 
 # A decrypted extract may take this much memory when read (the largest measured, school
 # attendance at 1M people, is about 1.3 GB) unless it also decompresses to more than
@@ -839,16 +807,6 @@ class OpeningAhead:
             self.ahead.append(_Opened(following, self.open_one(following)))
 
 
-def prepare_deliveries_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """hub.deliveries and hub.pending_audit as this version writes them (older hubs' tables gain columns)."""
-    con.execute(DELIVERIES_DDL)
-    con.execute(DELIVERIES_CONTENT_COLUMN)
-    con.execute(DELIVERIES_KIND_COLUMN)
-    con.execute(DELIVERIES_DELIVERY_KIND_COLUMN)
-    con.execute(DELIVERIES_ID_COLUMN)
-    con.execute(PENDING_AUDIT_DDL)
-
-
 FOLDER_IN_INBOX = (
     "a folder is not a delivery: the hub receives files put directly in the inbox, and leaves "
     "folders where they are. What to do: move the folder out of the inbox and ask the partner to "
@@ -868,7 +826,6 @@ def receive_inbox(
     """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
     file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
     now = now or settings.now()
-    prepare_deliveries_tables(con)
     migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
     flow = Flow(settings.home, con, audit, Journal(settings.home, settings.fault), now)
