@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from pipelines import progress
 from pipelines.audit import AuditLog
+from pipelines.column_types import arrow_type_fits, duckdb_type
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import (
     EnvelopeError,
@@ -426,7 +427,7 @@ def check_duplicate(c: ExtractCheck) -> None:
 def check_columns(c: ExtractCheck) -> None:
     """Exactly the contract's columns (a withdrawal list: one text column of record tokens)."""
     if c.withdrawal:
-        if c.schema.names != ["record_token"] or not _type_fits(
+        if c.schema.names != ["record_token"] or not arrow_type_fits(
             c.schema.field("record_token").type, "string"
         ):
             c.reject(
@@ -477,7 +478,7 @@ def check_types(c: ExtractCheck) -> None:
     wrong_types = [
         f"{n} ({c.schema.field(n).type}, contract says {dataset.item(n).logical_type})"
         for n in dataset.columns
-        if not _type_fits(c.schema.field(n).type, dataset.item(n).logical_type)
+        if not arrow_type_fits(c.schema.field(n).type, dataset.item(n).logical_type)
     ]
     if wrong_types:
         c.reject(
@@ -540,25 +541,21 @@ def _dictionary_text_columns(parquet: pq.ParquetFile, schema: pa.Schema) -> list
 def check_identifiers(c: ExtractCheck) -> None:
     """No clear identifiers in any column (a withdrawal list: record tokens only)."""
     if c.withdrawal:
-        suspicions = scan_for_identifiers(c.table, withdrawal_list_spec(c.dataset_name))
-        if suspicions:
-            c.reject(
-                "identifiers",
-                "record tokens only",
-                "; ".join(s.describe() for s in suspicions),
-                "make the list with `placelink partner withdraw` (it sends tokens, never record "
-                "ids) and re-send it; tell the IG officer",
-            )
-        return
-    suspicions = scan_for_identifiers(c.table, c.contract.datasets[c.dataset_name])
-    if suspicions:
-        c.reject(
-            "identifiers",
-            "pseudonymised values only (no clear identifiers)",
-            "; ".join(s.describe() for s in suspicions),
-            "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
-            "tell the IG officer (clear identifiers reached the hub)",
+        spec, expected = withdrawal_list_spec(c.dataset_name), "record tokens only"
+        action = (
+            "make the list with `placelink partner withdraw` (it sends tokens, never record "
+            "ids) and re-send it; tell the IG officer"
         )
+    else:
+        spec = c.contract.datasets[c.dataset_name]
+        expected = "pseudonymised values only (no clear identifiers)"
+        action = (
+            "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
+            "tell the IG officer (clear identifiers reached the hub)"
+        )
+    suspicions = scan_for_identifiers(c.table, spec)
+    if suspicions:
+        c.reject("identifiers", expected, "; ".join(s.describe() for s in suspicions), action)
 
 
 # The arrival checks, in the order they run. In-force and dataset come before decryption so
@@ -620,24 +617,6 @@ def _decoded_bytes(column: pa.ChunkedArray) -> int:
             lengths = pc.binary_length(chunk.dictionary)
             total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
     return total
-
-
-def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
-    if pa.types.is_null(arrow_type):
-        return True  # an all-empty column carries no type; quality checks judge emptiness
-    if logical_type == "date":
-        return pa.types.is_date(arrow_type)
-    if logical_type == "integer":
-        return pa.types.is_integer(arrow_type)
-    if logical_type == "number":
-        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-    if logical_type == "boolean":
-        return pa.types.is_boolean(arrow_type)
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_binary(arrow_type)
-    )
 
 
 def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> int:
@@ -1088,29 +1067,14 @@ def delivery_table(receipts: list[Receipt]) -> str:
     return "\n".join(lines) if receipts else "no files were waiting in the inbox"
 
 
-_DUCKDB_TYPES = {
-    "date": "DATE",
-    "integer": "INTEGER",
-    "number": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-}
-
-
-def _landing_type(item) -> str:
-    if item.name.endswith("_bloom"):
-        return "BIT"
-    if item.name == "year_of_birth":
-        return "SMALLINT"
-    return _DUCKDB_TYPES.get(item.logical_type, "VARCHAR")
-
-
 def ensure_landing_tables(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> None:
     """Create each contract dataset's landing table (empty until a delivery arrives), so
     models run even before every partner has sent data."""
     for contract in contracts.values():
         for dataset in contract.datasets.values():
-            columns = ", ".join(f'"{i.name}" {_landing_type(i)}' for i in dataset.items)
+            columns = ", ".join(
+                f'"{i.name}" {duckdb_type(i.name, i.logical_type)}' for i in dataset.items
+            )
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS landing.{dataset.name} "
                 f"({columns}, _extract_id VARCHAR, _received_at TIMESTAMP)"

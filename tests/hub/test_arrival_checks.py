@@ -187,10 +187,14 @@ def test_content(good):
     assert r.check == "content" and "not (" in r.found
 
 
-def test_content_that_would_decompress_too_far(good, monkeypatch):
-    c = good(check_content)
+def _limit_decompression_to_nothing(monkeypatch):
     monkeypatch.setattr(ingest, "MAX_DECOMPRESSED_BYTES", 1)
     monkeypatch.setattr(ingest, "MAX_COMPRESSION_RATIO", 0)
+
+
+def test_content_that_would_decompress_too_far(good, monkeypatch):
+    c = good(check_content)
+    _limit_decompression_to_nothing(monkeypatch)
     r = _rejected(check_content, c)
     assert r.check == "content" and "would decompress to" in r.found
 
@@ -268,8 +272,7 @@ def test_readable(good, small_place, monkeypatch):
     assert c.table.num_rows == small_place.extract(DATASET).rows_out
     assert not any(pa.types.is_dictionary(f.type) for f in c.table.schema)
     bomb = good(check_readable)
-    monkeypatch.setattr(ingest, "MAX_DECOMPRESSED_BYTES", 1)
-    monkeypatch.setattr(ingest, "MAX_COMPRESSION_RATIO", 0)
+    _limit_decompression_to_nothing(monkeypatch)
     r = _rejected(check_readable, bomb)
     assert r.check == "content" and "would decompress to" in r.found
 
