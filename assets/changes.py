@@ -13,7 +13,7 @@ import dagster as dg
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.resources import PlacelinkResource
 from pipelines.delivery_months import MONTHS_TAG
-from pipelines.publication_inputs import anything_new
+from pipelines.publication_inputs import anything_new, audit_nothing_new
 
 NEW_INPUTS = dg.AssetKey(["hub", "new_since_publication"])
 
@@ -66,11 +66,7 @@ def new_since_publication(context: dg.AssetExecutionContext, placelink: Placelin
                 asset_key=NEW_INPUTS, metadata={"nothing_new": verdict.reason, **last}
             )
         )
-        placelink.audit(context).append(
-            "run_nothing_new",
-            reason="no input changed since the last publication",
-            last_publication_run=verdict.last.run_id,
-        )
+        audit_nothing_new(placelink.audit(context), verdict)
         return
     context.log.info(f"linking and publishing: {verdict.reason}")
     yield dg.MaterializeResult(asset_key=NEW_INPUTS, metadata={"why": verdict.reason, **last})

@@ -10,20 +10,25 @@ the published file are not partitioned: they read every month.
 """
 
 import dagster as dg
-import polars as pl
 
 from assets.resources import PlacelinkResource
+from pipelines.area_reference import (
+    AREA_REFERENCE_FILE,
+    contracts_sending_areas,
+    load_area_reference,
+)
 from pipelines.contracts import load_contracts
 from pipelines.delivery_months import (
     MONTHS_TAG,
     MonthDelivery,
     first_month,
+    landing_table_rows,
     month_deliveries,
     month_start,
     months_after_calendar,
     parse_month,
 )
-from pipelines.hub.ingest import DELIVERIES_DDL, delivery_outcome, delivery_table, receive_inbox
+from pipelines.hub.ingest import delivery_outcome, delivery_table, receive_inbox
 from pipelines.settings import Settings
 
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
@@ -99,7 +104,6 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
     for contract_id, error in problems.items():
         context.log.warning(f"contract {contract_id} is invalid and its flow is held: {error}")
     with placelink.warehouse() as con:
-        con.execute(DELIVERIES_DDL)
         receipts = receive_inbox(settings, con, contracts, problems, placelink.audit(context))
         for receipt in receipts:
             if receipt.status in ("quarantined", "ignored"):
@@ -163,7 +167,7 @@ def _report_partner_months(
                 context.log.info(f"landing/{dataset} {month}: no delivery held for this month")
             if dataset not in found or (month not in asked and (dataset, month) not in landed):
                 continue
-            table_rows = con.execute(f"SELECT count(*) FROM landing.{dataset}").fetchall()[0][0]
+            table_rows = landing_table_rows(con, dataset)
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=["landing", dataset],
@@ -175,26 +179,16 @@ def _report_partner_months(
     return recorded
 
 
-_AREA_REFERENCE = pl.Schema(
-    {"lsoa_code": pl.String, "ward_code": pl.String, "ward_name": pl.String, "imd_decile": pl.Int8}
-)
-
-
 @dg.asset(key=["hub", "lsoa_reference"], group_name="ingest")
 def area_reference(
     context: dg.AssetExecutionContext, placelink: PlacelinkResource
 ) -> dg.MaterializeResult:
     """Public area reference data (LSOA -> ward, deprivation decile) from PLACELINK_HOME/reference."""
     settings = placelink.settings()
-    source = settings.reference / "lsoa_reference.csv"
+    source = settings.reference / AREA_REFERENCE_FILE
     if not source.exists():
         contracts, _ = placelink.contracts()
-        with_areas = sorted(
-            c.label
-            for c in contracts.values()
-            for d in c.datasets.values()
-            if "lsoa_code" in d.columns
-        )
+        with_areas = contracts_sending_areas(contracts)
         if with_areas:
             raise dg.Failure(
                 f"area reference {source} is missing, and contract(s) {', '.join(with_areas)} "
@@ -206,13 +200,8 @@ def area_reference(
             f"no area reference at {source}, and no contract sends LSOAs: every "
             "person's area is unknown"
         )
-        table = _AREA_REFERENCE.to_frame().to_arrow()
-    else:
-        table = pl.read_csv(source, schema_overrides={"imd_decile": pl.Int8}).to_arrow()
     with placelink.warehouse() as con:
-        con.register("incoming", table)
-        con.execute("CREATE OR REPLACE TABLE hub.lsoa_reference AS SELECT * FROM incoming")
-        con.unregister("incoming")
+        lsoas = load_area_reference(con, source if source.exists() else None)
     return dg.MaterializeResult(
-        metadata={"lsoas": table.num_rows, "source": dg.MetadataValue.path(str(source))}
+        metadata={"lsoas": lsoas, "source": dg.MetadataValue.path(str(source))}
     )

@@ -6,7 +6,7 @@ from assets.changes import NEW_INPUTS
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.resources import PlacelinkResource
 from pipelines.governance import linked_contracts
-from pipelines.linkage import link_person_records
+from pipelines.linkage import audit_linkage_run, link_person_records
 from pipelines.linkage.accepted_changes import pending_changes
 from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets
 from pipelines.linkage.qa import REPORT_FILE, latest_run
@@ -98,25 +98,7 @@ def linked_persons(
             "linkage check failed: no person key was saved (the last passing run's keys stay); "
             + " ".join(result.check.problems)
         )
-    audit.append(
-        "linkage_run",
-        contracts=linked,
-        identity_records=result.identity_records,
-        persons=result.persons,
-        links=result.links,
-        model_trained_at=result.model_trained_at,
-        retrained=result.model_retrained,
-        backend=result.backend,
-        keys_new=result.key_changes.new,
-        keys_merged=result.key_changes.merges,
-        keys_split=result.key_changes.splits,
-        identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
-        qa_check_passed=result.check.passed,
-        keys_saved=result.keys_saved,
-        link_rate=round(result.qa.link_rate, 4),
-        previous_link_rate=result.check.metadata.get("previous_link_rate"),
-        accepted_changes=list(result.check.accepted),
-    )
+    audit_linkage_run(audit, result, linked)
     context.log.info(
         f"linked {result.identity_records} identity records into {result.persons} persons "
         f"(scored on {result.backend})"

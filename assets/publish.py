@@ -9,8 +9,8 @@ from assets.resources import PlacelinkResource
 from pipelines.audit import AuditHead
 from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.governance import (
-    deleted_extracts,
     excluded_flows,
+    extract_lineage,
     flow_statuses,
     flows_in_use,
     table_lineage,
@@ -19,6 +19,7 @@ from pipelines.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publication_guard import (
     BLOCKED,
     OUTCOME_KEY,
+    audit_blocked,
     blocked_message,
     find_losses,
     known_source_reasons,
@@ -26,7 +27,7 @@ from pipelines.publication_guard import (
     pending_acceptances,
 )
 from pipelines.publication_inputs import record_publication
-from pipelines.publish import publish
+from pipelines.publish import audit_published, publish
 from pipelines.sql_models import ModelPlan, model_plan
 
 
@@ -69,16 +70,7 @@ def _shared_outcomes(
     in_use = flows_in_use(contracts, now.date())
     with placelink.warehouse() as con:
         excluded = excluded_flows(flow_statuses(contracts, problems, now.date()), con)
-        deleted = deleted_extracts(con)
-        lineage = [
-            dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
-            for row in con.execute("""
-                       SELECT contract_id, contract_version, dataset, extract_id, row_count
-                       FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
-                       ORDER BY received_at, file_name
-                   """).fetchall()
-            if row[0] in in_use and row[3] not in deleted
-        ]
+        lineage = extract_lineage(con, in_use)
         # The file carries the audit log's signed head as it stands now, just before "published".
         head = AuditHead(settings.audit_head_path, settings.audit_key_path).read()
         audit = placelink.audit(context)
@@ -99,13 +91,7 @@ def _shared_outcomes(
                 accepted,
             )
             if any(loss.reason is None for loss in losses):
-                audit.append(
-                    "publication_blocked",
-                    file=str(settings.published),
-                    lost=[
-                        {"kind": x.kind, "name": x.name, "known_reason": x.reason} for x in losses
-                    ],
-                )
+                audit_blocked(audit, settings.published, losses)
                 raise dg.Failure(
                     description=blocked_message(losses, settings.published, last.built_at),
                     metadata={OUTCOME_KEY: BLOCKED},
@@ -130,18 +116,16 @@ def _shared_outcomes(
         record_publication(settings, con, contracts, problems, context.run.run_id, now)
     for loss in known_losses:
         context.log.warning(f"published without: {loss}")
-    audit.append(
-        "published",
-        file=str(settings.published),
-        tables=[t.name for t in tables],
-        audit_head_events=head.events if head else None,
-        contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
-        excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
-        redacted_cells=sum(t.redacted_cells for t in tables),
-        models_left_out=sorted(plan.left_out),
-        # what the file lost from the last one and why; the operators' acceptances it used up
-        known_losses=known_losses,
-        accepted_changes=[e["change_id"] for e in accepted],
+    audit_published(
+        audit,
+        settings.published,
+        tables,
+        head.events if head else None,
+        lineage,
+        excluded,
+        plan.left_out,
+        known_losses,
+        accepted,
     )
     context.log.info(f"published {len(tables)} tables to {settings.published}")
     return dg.MaterializeResult(

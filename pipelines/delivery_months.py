@@ -120,3 +120,8 @@ def months_of(con: duckdb.DuckDBPyConnection, extract_ids: Iterable[str]) -> lis
             [ids],
         ).fetchall()
     ]
+
+
+def landing_table_rows(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
+    """How many rows a dataset's landing table holds now (every month)."""
+    return con.execute(f"SELECT count(*) FROM landing.{dataset}").fetchall()[0][0]

@@ -18,7 +18,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,18 +28,6 @@ PARTNER_ONLY_DIR = "partner-only"
 LOOKUP_SUFFIX = ".lookup.parquet"
 REPORT_SUFFIX = ".report.json"
 PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-# How each column type of an extract is stored: tokens text, Bloom filters binary,
-# year_of_birth Int16, payload dates Date and integers Int32.
-ARROW_TYPES = {
-    pl.String: pa.string(),
-    pl.Binary: pa.binary(),
-    pl.Int16: pa.int16(),
-    pl.Int32: pa.int32(),
-    pl.Date: pa.date32(),
-    pl.Float64: pa.float64(),
-    pl.Boolean: pa.bool_(),
-}
 
 _HEADER_FIELDS = (
     "format",

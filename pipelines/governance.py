@@ -32,23 +32,6 @@ LINKAGE_TABLES = frozenset(
     {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records"}
 )
 
-CONTRACT_STATUS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.contract_status (
-    contract_id VARCHAR PRIMARY KEY,
-    contract_version VARCHAR,
-    partner_id VARCHAR,
-    status VARCHAR NOT NULL,      -- approval status, or unsigned / expired / not_yet_valid / invalid / missing
-    in_use BOOLEAN NOT NULL,      -- whether its data is linked and published
-    reason VARCHAR,
-    file VARCHAR,
-    seen_at TIMESTAMP NOT NULL
-)
-"""
-# The digest of the signed content this run saw (pipelines.contract_content): a change is audited.
-CONTRACT_CONTENT_COLUMN = (
-    "ALTER TABLE hub.contract_status ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
-)
-
 
 @dataclass(frozen=True)
 class FlowStatus:
@@ -145,8 +128,6 @@ def record_flow_statuses(
     leaves those rows out of linkage and publication. Returns the excluded flows as
     they go into the published file's ``_about``.
     """
-    con.execute(CONTRACT_STATUS_DDL)
-    con.execute(CONTRACT_CONTENT_COLUMN)
     before = {
         row[0]: row[1:]
         for row in con.execute(
@@ -291,6 +272,21 @@ def deleted_extracts(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {
         row[0] for row in con.execute("SELECT extract_id FROM hub.retention_deletions").fetchall()
     }
+
+
+def extract_lineage(con: duckdb.DuckDBPyConnection, in_use: dict[str, Contract]) -> list[dict]:
+    """The accepted extracts a publication is built from, in the order they were received: those
+    of flows in use (``flows_in_use``) that retention has not deleted; withdrawal lists are not."""
+    deleted = deleted_extracts(con)
+    return [
+        dict(zip(("contract_id", "contract_version", "dataset", "extract_id", "rows"), row))
+        for row in con.execute("""
+                   SELECT contract_id, contract_version, dataset, extract_id, row_count
+                   FROM hub.deliveries WHERE status = 'accepted' AND kind IS DISTINCT FROM 'withdrawal'
+                   ORDER BY received_at, file_name
+               """).fetchall()
+        if row[0] in in_use and row[3] not in deleted
+    ]
 
 
 def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:

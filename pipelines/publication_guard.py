@@ -151,6 +151,16 @@ def record_acceptance(audit: AuditLog, reason: str) -> dict[str, Any]:
     return audit.append(ACCEPT_EVENT, change_id=uuid.uuid4().hex[:16], reason=reason.strip())
 
 
+def audit_blocked(audit: AuditLog, published: Path, losses: list[Loss]) -> dict[str, Any]:
+    """The ``publication_blocked`` audit event: what the publication would have lost, and the
+    reasons known for each (none for what blocked it)."""
+    return audit.append(
+        "publication_blocked",
+        file=str(published),
+        lost=[{"kind": x.kind, "name": x.name, "known_reason": x.reason} for x in losses],
+    )
+
+
 def find_losses(
     last: LastPublication,
     sources_now: set[tuple[str, str]],

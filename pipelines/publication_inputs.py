@@ -23,20 +23,12 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.audit import AuditLog
 from pipelines.contracts import Contract, ContractError
 from pipelines.governance import flow_statuses
 from pipelines.linkage.model import MODEL_FILE
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.warehouse import table_exists
-
-PUBLICATIONS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.publications (   -- the latest publication only
-    run_id VARCHAR,
-    published_at TIMESTAMP NOT NULL,
-    inputs JSON NOT NULL,              -- input name -> SHA-256 of its parts (INPUT_NAMES)
-    published_sha256 VARCHAR NOT NULL
-)
-"""
 
 # What each input is, as a run's output says it changed.
 INPUT_NAMES = {
@@ -168,7 +160,6 @@ def record_publication(
     now: dt.datetime,
 ) -> Publication:
     """Record what the file just published was built from (the last step of a publication)."""
-    con.execute(PUBLICATIONS_DDL)
     publication = Publication(
         run_id,
         now.replace(tzinfo=None),
@@ -233,4 +224,13 @@ def anything_new(
         "and publication are skipped and the published file is unchanged",
         [],
         last,
+    )
+
+
+def audit_nothing_new(audit: AuditLog, verdict: Verdict) -> dict:
+    """The ``run_nothing_new`` audit event of a run that skipped linkage and publication."""
+    return audit.append(
+        "run_nothing_new",
+        reason="no input changed since the last publication",
+        last_publication_run=verdict.last.run_id,
     )

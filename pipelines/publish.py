@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.audit import AuditLog
 from pipelines.disclosure import (
     DisclosureRule,
     Rate,
@@ -461,3 +462,31 @@ def disclosure_margins(published: list[SqlModel]) -> dict[str, dict]:
             "population": spec.population,
         }
     return margins
+
+
+def audit_published(
+    audit: AuditLog,
+    published: Path,
+    tables: list[PublishedTable],
+    head_events: int | None,
+    lineage: list[dict],
+    excluded: list[dict],
+    models_left_out,
+    known_losses: list[str],
+    accepted: list[dict],
+) -> dict:
+    """The ``published`` audit event: the file, its tables, the audit head it carries, the
+    contracts it was built from and the flows left out, how many cells were redacted, and what
+    it lost from the last publication with the operators' acceptances it used up."""
+    return audit.append(
+        "published",
+        file=str(published),
+        tables=[t.name for t in tables],
+        audit_head_events=head_events,
+        contracts=sorted({f"{x['contract_id']} v{x['contract_version']}" for x in lineage}),
+        excluded_flows=[f"{x['contract_id']} ({x['status']})" for x in excluded],
+        redacted_cells=sum(t.redacted_cells for t in tables),
+        models_left_out=sorted(models_left_out),
+        known_losses=known_losses,
+        accepted_changes=[e["change_id"] for e in accepted],
+    )

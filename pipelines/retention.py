@@ -24,20 +24,6 @@ from pipelines.settings import Settings
 from pipelines.stages import stage
 from pipelines.warehouse import table_exists
 
-DELETIONS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.retention_deletions (
-    extract_id VARCHAR PRIMARY KEY,
-    contract_id VARCHAR,
-    contract_version VARCHAR,
-    dataset VARCHAR,
-    received_at TIMESTAMP,
-    retain_until DATE,
-    deleted_at TIMESTAMP,
-    landing_rows_deleted BIGINT,
-    derived_rows_deleted BIGINT,
-    file_deleted BOOLEAN
-)
-"""
 # Tables holding one row per landed record, keyed by (dataset, record_token).
 DERIVED_TABLES = ("hub.record_identity", "hub.record_person")
 
@@ -97,9 +83,7 @@ def apply_retention(
     now = now or settings.now()
     if not table_exists(con, "hub", "deliveries"):
         return RetentionResult([], [])
-    con.execute(DELETIONS_DDL)
     migrate_stored_paths(con, settings.home, audit, now)
-    con.execute("ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR")
     # Extracts only: a withdrawal list (tokens of records already deleted) is kept as the evidence.
     candidates = con.execute("""
         SELECT d.extract_id, d.contract_id, d.contract_version, d.dataset, d.received_at, d.stored_as

@@ -70,33 +70,51 @@ class StageTime:
     seconds: float = 0.0
     peak_mb: float = 0.0
     calls: int = 0
+    cpu_seconds: float = 0.0  # CPU time of the whole process (all threads) while innermost
 
 
 class StageClock:
-    """Collects :class:`StageTime` per stage name while it is running (one at a time).
+    """Collects :class:`StageTime` per stage name: a stage's time is its own, excluding the
+    stages nested in it.
 
-    ``timer`` gives seconds (``time.perf_counter`` unless a test hands in a fake one).
+    The one clock of both stage marks: the pipeline's (``with StageClock() as clock:``, one at
+    a time in a process, fed by :func:`stage` and sampling memory every ``interval`` seconds) and
+    the partner kit's (pipelines.partner_kit.steps starts one per recording, with ``outside``
+    naming the stage that time no step claims is charged to, and ``interval=None``: no memory
+    sampling, which would disturb the CPU figures it is read for).
+
+    ``timer`` gives wall seconds and ``cpu_timer`` CPU seconds (``time.perf_counter`` and
+    ``time.process_time`` unless a test hands in fakes).
     """
 
     def __init__(
-        self, interval: float = 0.05, timer: Callable[[], float] = time.perf_counter
+        self,
+        interval: float | None = 0.05,
+        timer: Callable[[], float] = time.perf_counter,
+        cpu_timer: Callable[[], float] = time.process_time,
+        outside: str | None = None,
     ) -> None:
-        self._timer = timer
+        self._timer, self._cpu_timer = timer, cpu_timer
         self.stages: dict[str, StageTime] = {}
         self.peak_mb = 0.0  # the process and its children together, over the clock's life
-        self._stack: list[tuple[str, float]] = []  # (name, when it last became innermost)
+        # (name, wall and CPU seconds when it last became innermost)
+        self._stack: list[tuple[str, float, float]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._interval = interval
         self._sampler: threading.Thread | None = None
+        if outside is not None:
+            self.stages[outside] = StageTime()
+            self._stack.append((outside, timer(), cpu_timer()))
 
     def __enter__(self) -> StageClock:
         global _active
         if _active is not None:
             raise RuntimeError("a stage clock is already running in this process")
         _active = self
-        self._sampler = threading.Thread(target=self._sample_until_stopped, daemon=True)
-        self._sampler.start()
+        if self._interval is not None:
+            self._sampler = threading.Thread(target=self._sample_until_stopped, daemon=True)
+            self._sampler.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -111,6 +129,8 @@ class StageClock:
             self._sample()
 
     def _sample(self) -> None:
+        if self._interval is None:
+            return
         rss = resident_mb()
         with self._lock:
             self.peak_mb = max(self.peak_mb, rss)
@@ -118,27 +138,34 @@ class StageClock:
                 entry = self.stages[self._stack[-1][0]]
                 entry.peak_mb = max(entry.peak_mb, rss)
 
-    def _charge_innermost(self, now: float) -> None:
+    def _charge_innermost(self) -> tuple[float, float]:
+        now, cpu = self._timer(), self._cpu_timer()
         if self._stack:
-            name, since = self._stack[-1]
+            name, since, cpu_since = self._stack[-1]
             self.stages[name].seconds += now - since
+            self.stages[name].cpu_seconds += cpu - cpu_since
+            self._stack[-1] = (name, now, cpu)
+        return now, cpu
 
     def enter(self, name: str) -> None:
         self._sample()
         with self._lock:
-            now = self._timer()
-            self._charge_innermost(now)
+            now, cpu = self._charge_innermost()
             self.stages.setdefault(name, StageTime()).calls += 1
-            self._stack.append((name, now))
+            self._stack.append((name, now, cpu))
 
     def exit(self) -> None:
         self._sample()
         with self._lock:
-            now = self._timer()
-            self._charge_innermost(now)
+            now, cpu = self._charge_innermost()
             self._stack.pop()
             if self._stack:  # the enclosing stage is innermost again from now
-                self._stack[-1] = (self._stack[-1][0], now)
+                self._stack[-1] = (self._stack[-1][0], now, cpu)
+
+    def settle(self) -> None:
+        """Charge the innermost stage (``outside``, once every stage is closed) up to now."""
+        with self._lock:
+            self._charge_innermost()
 
     @property
     def total_seconds(self) -> float:

@@ -8,19 +8,22 @@ from pathlib import Path
 import duckdb
 
 from pipelines.settings import Settings
-
-SCHEMAS = ("landing", "hub", "staging", "cohorts", "outcomes", "publish")
+from pipelines.warehouse_schema import migrate
 
 
 def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (one writer at a time) with spills kept under PLACELINK_HOME."""
+    """Open the warehouse (one writer at a time) with spills kept under PLACELINK_HOME, its
+    schema brought up to date (pipelines.warehouse_schema)."""
     settings.ensure_dirs()
     con = duckdb.connect(str(database or settings.warehouse))
     con.execute("SET temp_directory = ?", [str(settings.duckdb_temp)])
     if settings.duckdb_memory_limit:
         con.execute("SET memory_limit = ?", [settings.duckdb_memory_limit])
-    for schema in SCHEMAS:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    try:
+        migrate(con, settings.now())
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

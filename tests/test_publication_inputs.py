@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 
-from pipelines.hub.ingest import DELIVERIES_DDL, DELIVERIES_KIND_COLUMN
 from pipelines.publication_inputs import anything_new, last_publication, record_publication
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.warehouse import connect
@@ -22,9 +21,7 @@ def hub(tmp_path):
     )
     settings.ensure_dirs()
     settings.published.write_bytes(b"a published file")
-    con = connect(settings)
-    con.execute(DELIVERIES_DDL)
-    con.execute(DELIVERIES_KIND_COLUMN)
+    con = connect(settings)  # with the hub's tables (pipelines.warehouse_schema)
     contracts, problems = settings.load_contracts()
     yield settings, con, contracts, problems
     con.close()

@@ -136,3 +136,36 @@ def test_the_table_shows_medians_ratios_and_growth_against_n_log_n():
     assert 11 < bound < 13
     assert f"| n·log n of records | {bound:.1f}× |" in table
     assert "| linkage: train | 25.0× (above) |" in table  # 2 s -> 50 s grows faster than n·log n
+
+
+def test_the_partner_kits_steps_are_timed_by_the_same_clock_with_cpu_time_and_the_rest_as_other():
+    from pipelines.partner_kit import steps
+
+    wall, cpu = FakeTimer(), FakeTimer()
+
+    def work(seconds: float, cpu_seconds: float) -> None:
+        wall.advance(seconds)
+        cpu.advance(cpu_seconds)
+
+    clock = StageClock(interval=None, timer=wall, cpu_timer=cpu, outside="other")
+    work(1.0, 0.5)  # before any step: the kit's "other"
+    clock.enter("read")
+    work(2.0, 2.0)
+    clock.enter("normalise")  # nested: charged to normalise, not read
+    work(3.0, 1.0)
+    clock.exit()
+    work(0.5, 0.5)
+    clock.exit()
+    clock.settle()
+    assert {n: (t.seconds, t.cpu_seconds) for n, t in clock.stages.items()} == {
+        "other": (1.0, 0.5),
+        "read": (2.5, 2.5),
+        "normalise": (3.0, 1.0),
+    }
+    assert clock.peak_mb == 0  # no memory sampling for the kit
+
+    with steps.recording() as times:  # the kit's recording runs this clock
+        with steps.step("read"):
+            pass
+    assert list(times.wall) == list(steps.STEPS) == list(times.cpu)
+    assert times.wall["read"] >= 0 and sum(times.wall.values()) > 0

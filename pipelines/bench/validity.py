@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.area_reference import AREA_REFERENCE_FILE, load_area_reference
 from pipelines.contracts import load_contracts
 from pipelines.effects.estimate import Band, analysis_frame, estimate_one
 from pipelines.linkage.person_records import build_person_records
@@ -128,12 +129,7 @@ def build_hub(place: Path, work: Path) -> duckdb.DuckDBPyConnection:
         JOIN ({union}) l USING (dataset, record_token)
         JOIN read_csv('{place / "truth" / "ground_truth.csv"}', all_varchar = true) t
           ON t.source = l.dataset AND t.record_id = l.record_id""")
-    reference = pl.read_csv(
-        place / "reference" / "lsoa_reference.csv", schema_overrides={"imd_decile": pl.Int8}
-    )
-    con.register("reference", reference.to_arrow())
-    con.execute("CREATE TABLE hub.lsoa_reference AS SELECT * FROM reference")
-    con.unregister("reference")
+    load_area_reference(con, place / "reference" / AREA_REFERENCE_FILE)
     models = {
         n: m for n, m in discover(REPO_ROOT / "dbt_like_sql").items() if m.schema != "publish"
     }

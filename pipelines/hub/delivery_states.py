@@ -48,15 +48,6 @@ from pipelines.hub.quarantine import (
     reason_record,
 )
 
-PENDING_AUDIT_DDL = """
-CREATE TABLE IF NOT EXISTS hub.pending_audit (
-    delivery_id VARCHAR PRIMARY KEY,   -- the journal id of the delivery
-    event JSON NOT NULL                -- the audit event to write once the commit is done
-)
-"""
-# The journal id of the delivery that made the record (NULL before issue 20).
-DELIVERIES_ID_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_id VARCHAR"
-
 # What a rename out of an inbox the hub may not change raises (EPERM: immutable or sticky folder,
 # EACCES: no write permission, EROFS: a read-only mount); EXDEV: the inbox is another file system.
 _CANNOT_MOVE = (errno.EPERM, errno.EACCES, errno.EROFS, errno.EXDEV)
@@ -268,6 +259,33 @@ def place_in_vault(flow: Flow, entry: Entry) -> bool:
     flow.journal.advance(entry, "vaulted")
     flow.journal.step("vaulted")
     return True
+
+
+def extract_accepted_event(
+    file: str,
+    extract_id: str,
+    contract_id: str,
+    contract_version: str,
+    dataset: str,
+    rows: int,
+    reporting_period: str | None,
+    delivery_kind: str,
+    **more,
+) -> dict:
+    """The ``extract_accepted`` audit event, as ingest writes it when it lands a delivery and
+    recovery when it finishes one a killed run left (``more``: what only one of them knows)."""
+    return {
+        "event": "extract_accepted",
+        "file": file,
+        "extract_id": extract_id,
+        "contract": contract_id,
+        "contract_version": contract_version,
+        "dataset": dataset,
+        "rows": rows,
+        "reporting_period": reporting_period,
+        "delivery_kind": delivery_kind,
+        **more,
+    }
 
 
 def land_accepted(flow: Flow, entry: Entry, land: Callable[[], dict], row: dict) -> None:

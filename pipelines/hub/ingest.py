@@ -8,12 +8,13 @@ re-sending a corrected record), so a dataset's landing table is its latest state
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import io
 import json
 import re
 from collections import deque
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,11 @@ import pyarrow.parquet as pq
 
 from pipelines import progress
 from pipelines.audit import AuditLog
+from pipelines.column_types import arrow_type_fits, duckdb_type
 from pipelines.contracts import Contract, ContractError
 from pipelines.envelope import (
     EnvelopeError,
+    SealedHeader,
     decrypt_chunks,
     hash_and_collect,
     read_header,
@@ -35,10 +38,9 @@ from pipelines.envelope import (
 from pipelines.extract_file import HEADER_METADATA_KEY
 from pipelines.housekeeping import migrate_stored_paths
 from pipelines.hub.delivery_states import (
-    DELIVERIES_ID_COLUMN,
-    PENDING_AUDIT_DDL,
     Flow,
     drive_hold,
+    extract_accepted_event,
     inbox_changeable,
     land_accepted,
     place_in_vault,
@@ -57,36 +59,6 @@ from pipelines.quality.validate import finish_quality_check, start_quality_check
 from pipelines.settings import Settings
 from pipelines.stages import stage
 from pipelines.warehouse import table_exists
-
-DELIVERIES_DDL = """
-CREATE TABLE IF NOT EXISTS hub.deliveries (
-    file_name VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL,
-    status VARCHAR NOT NULL,            -- accepted | quarantined
-    extract_id VARCHAR,
-    contract_id VARCHAR,
-    contract_version VARCHAR,
-    partner_id VARCHAR,
-    dataset VARCHAR,
-    reporting_period VARCHAR,
-    row_count BIGINT,
-    invalid_counts JSON,
-    opted_out_rows BIGINT,
-    failed_check VARCHAR,
-    reason VARCHAR,
-    stored_as VARCHAR
-)
-"""
-DELIVERIES_CONTENT_COLUMN = (
-    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR"
-)
-# extract | withdrawal (a list of records the partner withdraws: pipelines.hub.withdrawals)
-DELIVERIES_KIND_COLUMN = "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS kind VARCHAR"
-# full | delta, as the partner's extract header states it (NULL before it was recorded: full).
-DELIVERIES_DELIVERY_KIND_COLUMN = (
-    "ALTER TABLE hub.deliveries ADD COLUMN IF NOT EXISTS delivery_kind VARCHAR"
-)
-
 
 # A decrypted extract may take this much memory when read (the largest measured, school
 # attendance at 1M people, is about 1.3 GB) unless it also decompresses to more than
@@ -156,26 +128,76 @@ def load_arrival(settings: Settings) -> Arrival:
     return Arrival(hub_key, problem, settings.partner_keys)
 
 
-def check_extract(
-    path: Path,
-    contracts: dict[str, Contract],
-    contract_problems: dict[str, ContractError],
-    arrival: Arrival,
-    today: dt.date,
-) -> OpenedExtract:
-    """Run the arrival checks in order and stop at the first failure (raise ExtractRejected).
+@dataclass
+class ExtractCheck:
+    """One inbox file as the arrival checks see it: what the hub knows when it arrives, and
+    what each check found that the checks after it use (filled in as the checks pass).
 
-    format -> contract (exists, names this partner) -> signature (the contract's key) ->
-    contract in force -> dataset -> decryption -> content (hash, row count) -> replay ->
-    duplicate -> columns -> types -> identifiers. In-force and dataset come before
-    decryption so the hub never decrypts data it may not receive.
-
-    A withdrawal list (envelope ``kind: withdrawal``) passes the same checks except in-force
-    (data held under a lapsed agreement must still be withdrawable) and duplicate, and must be
-    one column of record tokens (pipelines.hub.withdrawals).
+    ``files`` closes the delivery when the checks stop, whether they passed or not; the
+    decryption check closes it as soon as the envelope has been read to its end.
     """
+
+    path: Path
+    contracts: dict[str, Contract]
+    contract_problems: dict[str, ContractError]
+    arrival: Arrival
+    today: dt.date
+    files: ExitStack = field(default_factory=ExitStack)
+    stream: DigestingReader | None = None  # the delivery, hashed as it is read
+    sealed: SealedHeader | None = None
+    header: dict = field(default_factory=dict)  # the signed header (verified once signature passed)
+    contract: Contract | None = None
+    plain: io.BytesIO = field(default_factory=io.BytesIO)  # the decrypted extract, in memory only
+    content_sha256: str | None = None  # of the decrypted extract
+    read_as: dict = field(default_factory=dict)  # envelope_sha256 and identity of the bytes read
+    parquet: pq.ParquetFile | None = None
+    schema: pa.Schema | None = None
+    unpacked: int = 0  # bytes the extract takes once decompressed
+    encoded: list[str] = field(default_factory=list)  # text columns read as dictionaries
+    table: pa.Table | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.contract.label if self.contract is not None else None
+
+    @property
+    def withdrawal(self) -> bool:
+        return self.header.get("kind") == "withdrawal"
+
+    @property
+    def dataset_name(self) -> str | None:
+        return self.header.get("dataset")
+
+    def reject(self, check: str, expected: str, found: str, action: str):
+        _reject(check, expected, found, action, self.label)
+
+    def opened(self) -> OpenedExtract:
+        """What passed: the header completed from inside the signed content, and the rows."""
+        try:
+            inner = json.loads(
+                (self.schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}")
+            )
+        except ValueError:
+            inner = {}  # the counts are informative only; the signed envelope header is what counts
+        table = self.table.replace_schema_metadata(None)
+        if self.withdrawal:
+            reason = inner.get("reason") if inner.get("reason") in ("opt_out", "erasure") else None
+            header = {**self.header, "extract_id": self.header["envelope_id"], "reason": reason}
+            return OpenedExtract(header, self.contract, table, kind="withdrawal", **self.read_as)
+        header = {
+            **{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner},
+            **self.header,
+            "extract_id": self.header["envelope_id"],
+            # inside the signed content; anything but a delta is compared as a full snapshot
+            "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full",
+        }
+        return OpenedExtract(header, self.contract, table, self.plain.getvalue(), **self.read_as)
+
+
+def check_format(c: ExtractCheck) -> None:
+    """A regular file in the inbox whose envelope header can be read."""
     try:
-        delivered = open_delivery(path)
+        delivered = open_delivery(c.path)
     except NotADelivery as exc:
         _reject(
             "format",
@@ -184,260 +206,326 @@ def check_extract(
             "FIFOs or sockets: it would read something the partner did not send)",
             "ask the partner to upload the extract file itself; the entry was moved out of the inbox",
         )
-    with delivered as handle:
-        stream = DigestingReader(handle)
-        try:
-            sealed = read_header(stream)
-        except EnvelopeError as exc:
-            what = (
-                "ask the partner to re-send the extract; the transfer probably failed"
-                if "empty" in exc.found or "truncated" in exc.found
-                else "prepare the extract with `placelink partner prepare` and re-send it"
-            )
-            _reject("format", exc.expected, exc.found, what)
-        header = sealed.header.to_dict()
+    c.stream = DigestingReader(c.files.enter_context(delivered))
+    try:
+        c.sealed = read_header(c.stream)
+    except EnvelopeError as exc:
+        what = (
+            "ask the partner to re-send the extract; the transfer probably failed"
+            if "empty" in exc.found or "truncated" in exc.found
+            else "prepare the extract with `placelink partner prepare` and re-send it"
+        )
+        _reject("format", exc.expected, exc.found, what)
+    c.header = c.sealed.header.to_dict()
 
-        contract_id = header.get("contract_id")
-        if contract_id in contract_problems:
-            _reject(
-                "contract",
-                f"a valid contract '{contract_id}'",
-                f"the contract file is invalid: {contract_problems[contract_id]}",
-                "fix the contract (see `placelink contracts check`), then release the extract",
-            )
-        contract = contracts.get(contract_id)
-        if contract is None:
-            _reject(
-                "contract",
-                "a contract id known to the hub",
-                f"'{contract_id}'",
-                f"check the --contract used by the partner; known: {', '.join(sorted(contracts))}",
-            )
-        label = contract.label
-        if header.get("partner_id") != contract.partner_id:
-            _reject(
-                "contract",
-                f"partner '{contract.partner_id}'",
-                f"partner '{header.get('partner_id')}'",
-                "only the partner named in the contract may send under it",
-                label,
-            )
 
-        registered = contract.terms.signing_key_fingerprint
-        if not registered:
-            _reject(
-                "signature",
-                "a signature by the key the contract names",
-                "a contract that names no signing key (signing_key_fingerprint is empty)",
-                f"the IG officer registers partner '{contract.partner_id}'s public key in the "
-                "contract (see docs/envelope.md), then releases the extract",
-                label,
-            )
-        if header["signer_key"] != registered:
-            _reject(
-                "signature",
-                f"a signature by key {registered}",
-                f"an envelope signed by key {header['signer_key']}",
-                "the partner must sign with the key registered in its contract; if the partner "
-                "changed keys, the IG officer updates the contract first",
-                label,
-            )
-        key_file = partner_key_path(arrival.partner_keys, registered)
-        try:
-            public = SigningPublicKey.load(key_file)
-        except KeyFileError as exc:
-            _reject(
-                "signature",
-                f"the registered public key file {key_file.name}",
-                str(exc),
-                f"register partner '{contract.partner_id}'s public key at {key_file}",
-                label,
-            )
-        if public.fingerprint != registered:
-            _reject(
-                "signature",
-                f"public key {registered} in {key_file.name}",
-                f"a file holding key {public.fingerprint}",
-                "re-register the partner's public key",
-                label,
-            )
-        if not signature_valid(sealed, public):
-            _reject(
-                "signature",
-                f"a valid Ed25519 signature by {registered}",
-                "a signature that does not verify (the header was altered, or signed by another key)",
-                "ask the partner to re-send the extract as prepared; do not edit envelopes",
-                label,
-            )
-
-        withdrawal = header.get("kind") == "withdrawal"
-        in_force, why = contract.in_force(today)
-        if not in_force and not withdrawal:
-            _reject(
-                "contract in force",
-                "an approved contract within its validity window",
-                why,
-                "the IG officer must approve or renew the agreement; then release the extract",
-                label,
-            )
-        dataset_name = header.get("dataset")
-        if dataset_name not in contract.datasets:
-            _reject(
-                "dataset",
-                f"one of {', '.join(contract.datasets)}",
-                f"'{dataset_name}'",
-                "send only datasets the agreement lists",
-                label,
-            )
-
-        if arrival.hub_key is None:
-            _reject(
-                "decryption",
-                "a hub decryption key",
-                arrival.hub_key_problem or "none",
-                "set up the hub key, then release the extract",
-                label,
-            )
-        # Decrypt into memory, hashing as we go: the hub never writes a decrypted extract to disk.
-        plain = io.BytesIO()
-        try:
-            content_sha256 = hash_and_collect(
-                decrypt_chunks(stream, sealed, arrival.hub_key), plain
-            )
-        except EnvelopeError as exc:
-            _reject(
-                "decryption",
-                exc.expected,
-                exc.found,
-                "ask the partner to re-send the extract (encrypted for the current hub public key)",
-                label,
-            )
-        read_as = {
-            "envelope_sha256": stream.hexdigest(),
-            "identity": asdict(Identity.of(stream.status)),
-        }
-
-    if content_sha256 != header["content_sha256"]:
+def check_contract(c: ExtractCheck) -> None:
+    """The header names a valid contract the hub holds, and the partner that contract names."""
+    contract_id = c.header.get("contract_id")
+    if contract_id in c.contract_problems:
         _reject(
-            "content",
-            f"content SHA-256 {header['content_sha256'][:16]}… (header)",
-            f"{content_sha256[:16]}… after decryption",
-            "ask the partner to re-send the extract; it does not match what they signed",
-            label,
+            "contract",
+            f"a valid contract '{contract_id}'",
+            f"the contract file is invalid: {c.contract_problems[contract_id]}",
+            "fix the contract (see `placelink contracts check`), then release the extract",
+        )
+    contract = c.contracts.get(contract_id)
+    if contract is None:
+        _reject(
+            "contract",
+            "a contract id known to the hub",
+            f"'{contract_id}'",
+            f"check the --contract used by the partner; known: {', '.join(sorted(c.contracts))}",
+        )
+    c.contract = contract
+    if c.header.get("partner_id") != contract.partner_id:
+        c.reject(
+            "contract",
+            f"partner '{contract.partner_id}'",
+            f"partner '{c.header.get('partner_id')}'",
+            "only the partner named in the contract may send under it",
+        )
+
+
+def check_signature(c: ExtractCheck) -> None:
+    """The header is signed by the key the contract registers, and the signature verifies."""
+    registered = c.contract.terms.signing_key_fingerprint
+    if not registered:
+        c.reject(
+            "signature",
+            "a signature by the key the contract names",
+            "a contract that names no signing key (signing_key_fingerprint is empty)",
+            f"the IG officer registers partner '{c.contract.partner_id}'s public key in the "
+            "contract (see docs/envelope.md), then releases the extract",
+        )
+    if c.header["signer_key"] != registered:
+        c.reject(
+            "signature",
+            f"a signature by key {registered}",
+            f"an envelope signed by key {c.header['signer_key']}",
+            "the partner must sign with the key registered in its contract; if the partner "
+            "changed keys, the IG officer updates the contract first",
+        )
+    public = _registered_public_key(c, registered)
+    if not signature_valid(c.sealed, public):
+        c.reject(
+            "signature",
+            f"a valid Ed25519 signature by {registered}",
+            "a signature that does not verify (the header was altered, or signed by another key)",
+            "ask the partner to re-send the extract as prepared; do not edit envelopes",
+        )
+
+
+def _registered_public_key(c: ExtractCheck, registered: str) -> SigningPublicKey:
+    """The partner's public key as the hub registered it, holding the fingerprint the contract names."""
+    key_file = partner_key_path(c.arrival.partner_keys, registered)
+    try:
+        public = SigningPublicKey.load(key_file)
+    except KeyFileError as exc:
+        c.reject(
+            "signature",
+            f"the registered public key file {key_file.name}",
+            str(exc),
+            f"register partner '{c.contract.partner_id}'s public key at {key_file}",
+        )
+    if public.fingerprint != registered:
+        c.reject(
+            "signature",
+            f"public key {registered} in {key_file.name}",
+            f"a file holding key {public.fingerprint}",
+            "re-register the partner's public key",
+        )
+    return public
+
+
+def check_in_force(c: ExtractCheck) -> None:
+    """The contract is approved and within its validity window today (a withdrawal list need
+    not be: data held under a lapsed agreement must still be withdrawable)."""
+    in_force, why = c.contract.in_force(c.today)
+    if not in_force and not c.withdrawal:
+        c.reject(
+            "contract in force",
+            "an approved contract within its validity window",
+            why,
+            "the IG officer must approve or renew the agreement; then release the extract",
+        )
+
+
+def check_dataset(c: ExtractCheck) -> None:
+    """The dataset is one the contract lists."""
+    if c.dataset_name not in c.contract.datasets:
+        c.reject(
+            "dataset",
+            f"one of {', '.join(c.contract.datasets)}",
+            f"'{c.dataset_name}'",
+            "send only datasets the agreement lists",
+        )
+
+
+def check_decryption(c: ExtractCheck) -> None:
+    """The hub's key opens every chunk; the extract is decrypted into memory, hashed as it is
+    read (the hub never writes a decrypted extract to disk), and the delivery closed."""
+    if c.arrival.hub_key is None:
+        c.reject(
+            "decryption",
+            "a hub decryption key",
+            c.arrival.hub_key_problem or "none",
+            "set up the hub key, then release the extract",
         )
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(plain.getbuffer()))
-        schema = parquet.schema_arrow
-        rows = parquet.metadata.num_rows
+        c.content_sha256 = hash_and_collect(
+            decrypt_chunks(c.stream, c.sealed, c.arrival.hub_key), c.plain
+        )
+    except EnvelopeError as exc:
+        c.reject(
+            "decryption",
+            exc.expected,
+            exc.found,
+            "ask the partner to re-send the extract (encrypted for the current hub public key)",
+        )
+    c.read_as = {
+        "envelope_sha256": c.stream.hexdigest(),
+        "identity": asdict(Identity.of(c.stream.status)),
+    }
+    c.files.close()
+
+
+def check_content(c: ExtractCheck) -> None:
+    """What was decrypted is what the partner signed, a Parquet extract, and no decompression bomb."""
+    if c.content_sha256 != c.header["content_sha256"]:
+        c.reject(
+            "content",
+            f"content SHA-256 {c.header['content_sha256'][:16]}… (header)",
+            f"{c.content_sha256[:16]}… after decryption",
+            "ask the partner to re-send the extract; it does not match what they signed",
+        )
+    try:
+        c.parquet = pq.ParquetFile(pa.BufferReader(c.plain.getbuffer()))
+        c.schema = c.parquet.schema_arrow
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises on bytes that are not Parquet
-        _reject(
+        c.reject(
             "content",
             "a Parquet extract inside the envelope",
             f"content that is not ({type(exc).__name__})",
             "prepare the extract with `placelink partner prepare` and re-send it",
-            label,
         )
-    unpacked = sum(
-        parquet.metadata.row_group(i).total_byte_size
-        for i in range(parquet.metadata.num_row_groups)
-    )
-    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(
-        1, len(plain.getbuffer())
-    ):
-        # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
-        _reject(
+    metadata = c.parquet.metadata
+    c.unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
+    _check_unpacked_size(c)
+
+
+def _check_unpacked_size(c: ExtractCheck) -> None:
+    packed = len(c.plain.getbuffer())
+    if c.unpacked > MAX_DECOMPRESSED_BYTES and c.unpacked > MAX_COMPRESSION_RATIO * max(1, packed):
+        c.reject(
             "content",
             f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
             f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
-            f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
+            f"{packed:,} bytes that would decompress to {c.unpacked:,} bytes",
             "ask the partner why; an extract made by `placelink partner prepare` never does this",
-            label,
         )
-    if rows != header.get("row_count"):
-        _reject(
+
+
+def check_row_count(c: ExtractCheck) -> None:
+    """The extract holds as many rows as its signed header says."""
+    rows = c.parquet.metadata.num_rows
+    if rows != c.header.get("row_count"):
+        c.reject(
             "row count",
-            f"{header.get('row_count')} rows (header)",
+            f"{c.header.get('row_count')} rows (header)",
             f"{rows} rows",
             "the extract does not match its header; ask the partner to re-send",
-            label,
         )
-    if header["envelope_id"] in arrival.seen_extract_ids:
-        _reject(
+
+
+def check_replay(c: ExtractCheck) -> None:
+    """The envelope id was not accepted before."""
+    if c.header["envelope_id"] in c.arrival.seen_extract_ids:
+        c.reject(
             "replay",
             "an envelope id not received before",
-            f"envelope id {header['envelope_id']} was already accepted",
+            f"envelope id {c.header['envelope_id']} was already accepted",
             "nothing: the earlier delivery is in use. Re-prepare to send new data",
-            label,
         )
-    if withdrawal:
-        return dataclasses.replace(
-            _withdrawal_list(parquet, schema, header, contract, dataset_name, label), **read_as
-        )
-    if header["content_sha256"] in arrival.seen_content:
-        _reject(
+
+
+def check_duplicate(c: ExtractCheck) -> None:
+    """The content was not accepted before under another envelope id (a withdrawal list may
+    repeat an earlier one)."""
+    if not c.withdrawal and c.header["content_sha256"] in c.arrival.seen_content:
+        c.reject(
             "duplicate",
             "content not received before",
             f"a probable duplicate: new envelope id, but the same content as accepted envelope "
-            f"{arrival.seen_content[header['content_sha256']]}",
+            f"{c.arrival.seen_content[c.header['content_sha256']]}",
             "check with the partner whether this was re-sent by mistake; release it only if "
             "the data really is meant to be delivered twice",
-            label,
         )
 
-    allowed = list(contract.datasets[dataset_name].columns)
-    extra = [c for c in schema.names if c not in allowed]
-    missing = [c for c in allowed if c not in schema.names]
+
+def check_columns(c: ExtractCheck) -> None:
+    """Exactly the contract's columns (a withdrawal list: one text column of record tokens)."""
+    if c.withdrawal:
+        if c.schema.names != ["record_token"] or not arrow_type_fits(
+            c.schema.field("record_token").type, "string"
+        ):
+            c.reject(
+                "columns",
+                "a withdrawal list: one text column, record_token",
+                f"column(s) {', '.join(c.schema.names)}",
+                "make the list with `placelink partner withdraw` and re-send it",
+            )
+        return
+    allowed = list(c.contract.datasets[c.dataset_name].columns)
+    extra = [n for n in c.schema.names if n not in allowed]
+    missing = [n for n in allowed if n not in c.schema.names]
     if extra:
-        # A column name is the partner's text: name only those that look like column names.
-        shown = [c for c in extra if _COLUMN_NAME.fullmatch(c)][:10]
-        hidden = len(extra) - len(shown)
-        listed = ", ".join(shown) + (
-            f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
-            "like column names)"
-            if hidden
-            else ""
-        )
-        _reject(
+        c.reject(
             "columns",
             f"only the contract's columns ({', '.join(allowed)})",
-            f"column(s) not in the contract: {listed}",
+            f"column(s) not in the contract: {_column_names(extra)}",
             "remove them at the partner, or ask the IG officer to add them to the contract "
             "(a governance-significant change)",
-            label,
         )
     if missing:
-        _reject(
+        c.reject(
             "columns",
             "every column of the contract",
             f"missing column(s): {', '.join(missing)}",
             "re-prepare the extract with the current contract",
-            label,
         )
 
+
+def _column_names(names: list[str]) -> str:
+    """A column name is the partner's text: name only those that look like column names."""
+    shown = [n for n in names if _COLUMN_NAME.fullmatch(n)][:10]
+    hidden = len(names) - len(shown)
+    return ", ".join(shown) + (
+        f"{' and ' if shown else ''}{hidden} more (names not shown: they do not look "
+        "like column names)"
+        if hidden
+        else ""
+    )
+
+
+def check_types(c: ExtractCheck) -> None:
+    """Each column's type fits the logical type the contract declares (the withdrawal list's
+    one column was checked with the columns)."""
+    if c.withdrawal:
+        return
+    dataset = c.contract.datasets[c.dataset_name]
     wrong_types = [
-        f"{c} ({schema.field(c).type}, contract says {contract.datasets[dataset_name].item(c).logical_type})"
-        for c in allowed
-        if not _type_fits(
-            schema.field(c).type, contract.datasets[dataset_name].item(c).logical_type
-        )
+        f"{n} ({c.schema.field(n).type}, contract says {dataset.item(n).logical_type})"
+        for n in dataset.columns
+        if not arrow_type_fits(c.schema.field(n).type, dataset.item(n).logical_type)
     ]
     if wrong_types:
-        _reject(
+        c.reject(
             "types",
             "column types as the contract declares them",
             "; ".join(wrong_types),
             "fix the column types at the partner and re-send",
-            label,
         )
 
+
+def check_readable(c: ExtractCheck) -> None:
+    """Every page reads, and the rows fit in memory once dictionary-encoded text is decoded."""
+    if c.withdrawal:
+        c.table = c.parquet.read()
+        return
     # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
     # is another way to make a small file that takes gigabytes once read.
-    encoded = sorted(
+    c.encoded = _dictionary_text_columns(c.parquet, c.schema)
+    try:
+        table = pq.ParquetFile(
+            pa.BufferReader(c.plain.getbuffer()), read_dictionary=c.encoded
+        ).read()
+    except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
+        c.reject(
+            "content",
+            "a readable Parquet extract",
+            f"pages that cannot be read ({type(exc).__name__})",
+            "ask the partner to re-prepare and re-send the extract",
+        )
+    c.unpacked = max(c.unpacked, sum(_decoded_bytes(table.column(n)) for n in c.encoded))
+    _check_unpacked_size(c)
+    for name in c.encoded:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(
+            index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type)
+        )
+    c.table = table
+
+
+def _dictionary_text_columns(parquet: pq.ParquetFile, schema: pa.Schema) -> list[str]:
+    metadata = parquet.metadata
+    return sorted(
         {
-            parquet.metadata.row_group(g).column(c).path_in_schema
-            for g in range(parquet.metadata.num_row_groups)
-            for c in range(parquet.metadata.num_columns)
-            if parquet.metadata.row_group(g).column(c).has_dictionary_page
+            metadata.row_group(g).column(i).path_in_schema
+            for g in range(metadata.num_row_groups)
+            for i in range(metadata.num_columns)
+            if metadata.row_group(g).column(i).has_dictionary_page
         }
         & {
             f.name
@@ -448,57 +536,73 @@ def check_extract(
             or pa.types.is_large_binary(f.type)
         }
     )
-    try:
-        table = pq.ParquetFile(pa.BufferReader(plain.getbuffer()), read_dictionary=encoded).read()
-    except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
-        _reject(
-            "content",
-            "a readable Parquet extract",
-            f"pages that cannot be read ({type(exc).__name__})",
-            "ask the partner to re-prepare and re-send the extract",
-            label,
+
+
+def check_identifiers(c: ExtractCheck) -> None:
+    """No clear identifiers in any column (a withdrawal list: record tokens only)."""
+    if c.withdrawal:
+        spec, expected = withdrawal_list_spec(c.dataset_name), "record tokens only"
+        action = (
+            "make the list with `placelink partner withdraw` (it sends tokens, never record "
+            "ids) and re-send it; tell the IG officer"
         )
-    unpacked = max(unpacked, sum(_decoded_bytes(table.column(name)) for name in encoded))
-    if unpacked > MAX_DECOMPRESSED_BYTES and unpacked > MAX_COMPRESSION_RATIO * max(
-        1, len(plain.getbuffer())
-    ):
-        _reject(
-            "content",
-            f"an extract that decompresses to at most {MAX_COMPRESSION_RATIO} times its size "
-            f"(or under {MAX_DECOMPRESSED_BYTES // 2**20} MiB)",
-            f"{len(plain.getbuffer()):,} bytes that would decompress to {unpacked:,} bytes",
-            "ask the partner why; an extract made by `placelink partner prepare` never does this",
-            label,
-        )
-    for name in encoded:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(
-            index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type)
-        )
-    suspicions = scan_for_identifiers(table, contract.datasets[dataset_name])
-    if suspicions:
-        _reject(
-            "identifiers",
-            "pseudonymised values only (no clear identifiers)",
-            "; ".join(s.describe() for s in suspicions),
+    else:
+        spec = c.contract.datasets[c.dataset_name]
+        expected = "pseudonymised values only (no clear identifiers)"
+        action = (
             "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
-            "tell the IG officer (clear identifiers reached the hub)",
-            label,
+            "tell the IG officer (clear identifiers reached the hub)"
         )
-    try:
-        inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
-    except ValueError:
-        inner = {}  # the counts are informative only; the signed envelope header is what counts
-    header = {
-        **{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner},
-        **header,
-        "extract_id": header["envelope_id"],
-        # inside the signed content; anything but a delta is compared as a full snapshot
-        "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full",
-    }
-    return OpenedExtract(
-        header, contract, table.replace_schema_metadata(None), plain.getvalue(), **read_as
-    )
+    suspicions = scan_for_identifiers(c.table, spec)
+    if suspicions:
+        c.reject("identifiers", expected, "; ".join(s.describe() for s in suspicions), action)
+
+
+# The arrival checks, in the order they run. In-force and dataset come before decryption so
+# the hub never decrypts data it may not receive.
+CHECKS = (
+    check_format,
+    check_contract,
+    check_signature,
+    check_in_force,
+    check_dataset,
+    check_decryption,
+    check_content,
+    check_row_count,
+    check_replay,
+    check_duplicate,
+    check_columns,
+    check_types,
+    check_readable,
+    check_identifiers,
+)
+
+
+def check_extract(
+    path: Path,
+    contracts: dict[str, Contract],
+    contract_problems: dict[str, ContractError],
+    arrival: Arrival,
+    today: dt.date,
+) -> OpenedExtract:
+    """Run the arrival checks (CHECKS) in order and stop at the first failure (raise
+    ExtractRejected).
+
+    format -> contract (exists, names this partner) -> signature (the contract's key) ->
+    contract in force -> dataset -> decryption -> content (hash, Parquet, size) -> row count ->
+    replay -> duplicate -> columns -> types -> readable (every page, decoded size) ->
+    identifiers. In-force and dataset come before decryption so the hub never decrypts data it
+    may not receive.
+
+    A withdrawal list (envelope ``kind: withdrawal``) passes the same checks except in-force
+    (data held under a lapsed agreement must still be withdrawable) and duplicate, and must be
+    one column of record tokens (pipelines.hub.withdrawals).
+    """
+    c = ExtractCheck(path, contracts, contract_problems, arrival, today)
+    with c.files:
+        for check in CHECKS:
+            check(c)
+    return c.opened()
 
 
 def _decoded_bytes(column: pa.ChunkedArray) -> int:
@@ -513,67 +617,6 @@ def _decoded_bytes(column: pa.ChunkedArray) -> int:
             lengths = pc.binary_length(chunk.dictionary)
             total += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
     return total
-
-
-def _withdrawal_list(
-    parquet: pq.ParquetFile,
-    schema: pa.Schema,
-    header: dict,
-    contract: Contract,
-    dataset_name: str,
-    label: str,
-) -> OpenedExtract:
-    """A withdrawal list that passed the envelope checks: exactly one text column of record tokens."""
-    if schema.names != ["record_token"] or not _type_fits(
-        schema.field("record_token").type, "string"
-    ):
-        _reject(
-            "columns",
-            "a withdrawal list: one text column, record_token",
-            f"column(s) {', '.join(schema.names)}",
-            "make the list with `placelink partner withdraw` and re-send it",
-            label,
-        )
-    table = parquet.read()
-    suspicions = scan_for_identifiers(table, withdrawal_list_spec(dataset_name))
-    if suspicions:
-        _reject(
-            "identifiers",
-            "record tokens only",
-            "; ".join(s.describe() for s in suspicions),
-            "make the list with `placelink partner withdraw` (it sends tokens, never record ids) and "
-            "re-send it; tell the IG officer",
-            label,
-        )
-    try:
-        inner = json.loads((schema.metadata or {}).get(HEADER_METADATA_KEY.encode(), b"{}"))
-    except ValueError:
-        inner = {}
-    reason = inner.get("reason") if inner.get("reason") in ("opt_out", "erasure") else None
-    return OpenedExtract(
-        {**header, "extract_id": header["envelope_id"], "reason": reason},
-        contract,
-        table.replace_schema_metadata(None),
-        kind="withdrawal",
-    )
-
-
-def _type_fits(arrow_type: pa.DataType, logical_type: str) -> bool:
-    if pa.types.is_null(arrow_type):
-        return True  # an all-empty column carries no type; quality checks judge emptiness
-    if logical_type == "date":
-        return pa.types.is_date(arrow_type)
-    if logical_type == "integer":
-        return pa.types.is_integer(arrow_type)
-    if logical_type == "number":
-        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-    if logical_type == "boolean":
-        return pa.types.is_boolean(arrow_type)
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_binary(arrow_type)
-    )
 
 
 def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt.datetime) -> int:
@@ -707,14 +750,40 @@ class _Opened:
         )
 
 
-def prepare_deliveries_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """hub.deliveries and hub.pending_audit as this version writes them (older hubs' tables gain columns)."""
-    con.execute(DELIVERIES_DDL)
-    con.execute(DELIVERIES_CONTENT_COLUMN)
-    con.execute(DELIVERIES_KIND_COLUMN)
-    con.execute(DELIVERIES_DELIVERY_KIND_COLUMN)
-    con.execute(DELIVERIES_ID_COLUMN)
-    con.execute(PENDING_AUDIT_DDL)
+class OpeningAhead:
+    """The inbox's files opened (decrypted and checked) one after another, some of them ahead:
+    while the quality worker validates one file, the files after it are opened, so decryption
+    and the worker's validation overlap.
+
+    What ``take`` returns is always what opening the files strictly one after the other would
+    give: a file opened ahead that claims an envelope id or content accepted since is opened
+    again against what the hub knows now.
+    """
+
+    def __init__(self, paths: list[Path], open_one: Callable[[Path], OpenedExtract | Exception]):
+        self.paths = paths
+        self.open_one = open_one
+        self.ahead: deque[_Opened] = deque()
+        self.taken = 0  # files handed out by take()
+
+    def take(self, arrival: Arrival) -> OpenedExtract | Exception:
+        """The next file, opened (or why it cannot be)."""
+        path = self.paths[self.taken]
+        self.taken += 1
+        early = self.ahead.popleft() if self.ahead else None
+        if early is not None and not early.stale(arrival):
+            return early.opened
+        return self.open_one(path)
+
+    def open_ahead(self, verdict_ready: Callable[[], bool]) -> None:
+        """Open the next files while the file taken last is validated: always the next, and more
+        while its verdict is not ready (at the start of a run the worker is still importing Great
+        Expectations), up to LOOKAHEAD_ROWS decrypted rows."""
+        while self.taken + len(self.ahead) < len(self.paths) and (
+            not self.ahead or (not verdict_ready() and _rows(self.ahead) < LOOKAHEAD_ROWS)
+        ):
+            following = self.paths[self.taken + len(self.ahead)]
+            self.ahead.append(_Opened(following, self.open_one(following)))
 
 
 FOLDER_IN_INBOX = (
@@ -736,7 +805,6 @@ def receive_inbox(
     """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
     file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
     now = now or settings.now()
-    prepare_deliveries_tables(con)
     migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
     flow = Flow(settings.home, con, audit, Journal(settings.home, settings.fault), now)
@@ -754,7 +822,7 @@ def receive_inbox(
     copy = bool(paths) and not inbox_changeable(settings.inbox)
     if paths:
         quality_worker.start()  # it imports Great Expectations while the first file is opened
-    ahead: deque[_Opened] = deque()  # files opened while an earlier one was validated
+    opening = OpeningAhead(paths, lambda p: _open(p, contracts, contract_problems, arrival, now))
     shown = progress.task("ingest: deliveries checked", len(paths), "files")
     for index, path in enumerate(paths):
         shown.advance(index - shown.completed)  # the files before this one are done
@@ -763,83 +831,93 @@ def receive_inbox(
         )  # names can hold new lines, escapes, bytes that are not UTF-8
         audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         flow.journal.step("received")
-        early = ahead.popleft() if ahead else None
-        opened = (
-            early.opened
-            if early is not None and not early.stale(arrival)
-            else _open(path, contracts, contract_problems, arrival, now)
-        )
-        try:
-            if isinstance(opened, Exception):
-                raise opened
-            header, contract = opened.header, opened.contract
-            if opened.kind != "withdrawal":
-                # the quality gate: ERROR rules hold the delivery before anything of it lands
-                pending = start_quality_check(
-                    con, opened.table, header, contract, label, now, opened.parquet
-                )
-                # Open (decrypt, check) the next files while the worker validates this one: always
-                # the next, and more while the verdict is not ready (at the start of a run the worker
-                # is still importing Great Expectations), up to LOOKAHEAD_ROWS decrypted rows.
-                while index + 1 + len(ahead) < len(paths) and (
-                    not ahead or (not pending.done() and _rows(ahead) < LOOKAHEAD_ROWS)
-                ):
-                    following = paths[index + 1 + len(ahead)]
-                    ahead.append(
-                        _Opened(
-                            following, _open(following, contracts, contract_problems, arrival, now)
-                        )
-                    )
-                finish_quality_check(con, pending, header, contract, now)
-        except Exception as exc:  # noqa: BLE001 - see below
-            # Any other failure is a defect in the hub, but still only this file's problem:
-            # hold it (the exception's message may quote data, so only its type is kept).
-            r = (
-                exc.rejection
-                if isinstance(exc, ExtractRejected)
-                else Rejection(
-                    "unexpected error",
-                    "a file the hub can check",
-                    f"a {type(exc).__name__} while checking it",
-                    "report this to the hub's data team with the file name; release the file once fixed",
-                )
-            )
-            receipts.append(_hold(flow, path, r, _claimed_header(path), copy))
+        opened = opening.take(arrival)
+        rejection = _quality_gate(con, opened, label, now, opening)
+        if rejection is not None:
+            receipts.append(_hold(flow, path, rejection, _claimed_header(path), copy))
             continue
-        entry = plan_accept(
-            flow,
-            path,
-            label,
-            settings.vault / contract.id,
-            opened.identity,
-            opened.envelope_sha256,
-            copy,
-        )
-        if not place_in_vault(flow, entry):
-            held_from = flow.path(entry.source)
-            receipts.append(
-                _hold(flow, held_from, _CHANGED, _claimed_header(held_from), entry.copy, entry)
-            )
-            continue
-        try:
-            receipts.append(_land_delivery(flow, entry, opened))
-        except duckdb.Error as exc:
-            # The database's message can quote values; keep only the kind of failure.
-            r = Rejection(
-                "load",
-                "rows that load into the dataset's landing table",
-                f"a {type(exc).__name__} while loading",
-                "check the extract's column types against earlier deliveries",
-                contract.label,
-            )
-            vaulted = flow.path(entry.target)
-            receipts.append(_hold(flow, vaulted, r, _claimed_header(vaulted), entry.copy, entry))
-            continue
-        arrival.seen_extract_ids.add(header["extract_id"])
-        if opened.kind != "withdrawal":
-            arrival.seen_content[header["content_sha256"]] = header["extract_id"]
+        receipts.append(_accept(flow, settings, path, label, opened, copy, arrival))
     shown.done()
     return receipts
+
+
+def _quality_gate(
+    con: duckdb.DuckDBPyConnection,
+    opened: OpenedExtract | Exception,
+    label: str,
+    now: dt.datetime,
+    opening: OpeningAhead,
+) -> Rejection | None:
+    """Why the file is held (it failed an arrival check, or an ERROR quality rule), or None.
+
+    The quality gate holds a delivery before anything of it lands; the next files are opened
+    while the worker validates this one.
+    """
+    try:
+        if isinstance(opened, Exception):
+            raise opened
+        if opened.kind != "withdrawal":
+            header, contract = opened.header, opened.contract
+            pending = start_quality_check(
+                con, opened.table, header, contract, label, now, opened.parquet
+            )
+            opening.open_ahead(pending.done)
+            finish_quality_check(con, pending, header, contract, now)
+    except ExtractRejected as exc:
+        return exc.rejection
+    except Exception as exc:  # noqa: BLE001 - see below
+        # Any other failure is a defect in the hub, but still only this file's problem:
+        # hold it (the exception's message may quote data, so only its type is kept).
+        return Rejection(
+            "unexpected error",
+            "a file the hub can check",
+            f"a {type(exc).__name__} while checking it",
+            "report this to the hub's data team with the file name; release the file once fixed",
+        )
+    return None
+
+
+def _accept(
+    flow: Flow,
+    settings: Settings,
+    path: Path,
+    label: str,
+    opened: OpenedExtract,
+    copy: bool,
+    arrival: Arrival,
+) -> Receipt:
+    """Vault the checked file and land it (journalled); held instead if it changed while it was
+    read or its rows do not load. What it delivered is then known to the checks of the next files."""
+    header, contract = opened.header, opened.contract
+    entry = plan_accept(
+        flow,
+        path,
+        label,
+        settings.vault / contract.id,
+        opened.identity,
+        opened.envelope_sha256,
+        copy,
+    )
+    if not place_in_vault(flow, entry):
+        held_from = flow.path(entry.source)
+        return _hold(flow, held_from, _CHANGED, _claimed_header(held_from), entry.copy, entry)
+    try:
+        receipt = _land_delivery(flow, entry, opened)
+    except duckdb.Error as exc:
+        # The database's message can quote values; keep only the kind of failure.
+        r = Rejection(
+            "load",
+            "rows that load into the dataset's landing table",
+            f"a {type(exc).__name__} while loading",
+            "check the extract's column types against earlier deliveries",
+            contract.label,
+        )
+        vaulted = flow.path(entry.target)
+        return _hold(flow, vaulted, r, _claimed_header(vaulted), entry.copy, entry)
+    arrival.seen_extract_ids.add(header["extract_id"])
+    if opened.kind != "withdrawal":
+        arrival.seen_content[header["content_sha256"]] = header["extract_id"]
+    return receipt
 
 
 def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
@@ -905,18 +983,17 @@ def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
 
     def land() -> dict:
         withdrawn_rows = _land(flow.con, opened, flow.now)
-        return {
-            "event": "extract_accepted",
-            "file": entry.label,
-            "extract_id": header["extract_id"],
-            "contract": contract.id,
-            "contract_version": contract.version,
-            "dataset": header["dataset"],
-            "rows": header["row_count"],
-            "reporting_period": header.get("reporting_period"),
-            "delivery_kind": header["delivery_kind"],
+        return extract_accepted_event(
+            entry.label,
+            header["extract_id"],
+            contract.id,
+            contract.version,
+            header["dataset"],
+            header["row_count"],
+            header.get("reporting_period"),
+            header["delivery_kind"],
             **({"withdrawn_rows_left_out": withdrawn_rows} if withdrawn_rows else {}),
-        }
+        )
 
     land_accepted(
         flow,
@@ -990,29 +1067,14 @@ def delivery_table(receipts: list[Receipt]) -> str:
     return "\n".join(lines) if receipts else "no files were waiting in the inbox"
 
 
-_DUCKDB_TYPES = {
-    "date": "DATE",
-    "integer": "INTEGER",
-    "number": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-}
-
-
-def _landing_type(item) -> str:
-    if item.name.endswith("_bloom"):
-        return "BIT"
-    if item.name == "year_of_birth":
-        return "SMALLINT"
-    return _DUCKDB_TYPES.get(item.logical_type, "VARCHAR")
-
-
 def ensure_landing_tables(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> None:
     """Create each contract dataset's landing table (empty until a delivery arrives), so
     models run even before every partner has sent data."""
     for contract in contracts.values():
         for dataset in contract.datasets.values():
-            columns = ", ".join(f'"{i.name}" {_landing_type(i)}' for i in dataset.items)
+            columns = ", ".join(
+                f'"{i.name}" {duckdb_type(i.name, i.logical_type)}' for i in dataset.items
+            )
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS landing.{dataset.name} "
                 f"({columns}, _extract_id VARCHAR, _received_at TIMESTAMP)"

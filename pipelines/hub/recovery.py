@@ -30,6 +30,7 @@ from pipelines.hub.delivery_states import (
     _discard,
     _recorded,
     drive_hold,
+    extract_accepted_event,
     finish_landed,
     roll_back_accept,
 )
@@ -217,18 +218,18 @@ def _finish_legacy_accepts(flow: Flow) -> list[dict]:
         os.rename(source, target)
         sync_folder(target.parent)
         if extract_id not in audited:
-            flow.audit.append(
-                "extract_accepted",
-                file=file_name,
-                extract_id=extract_id,
-                contract=contract,
-                contract_version=version,
-                dataset=dataset,
-                rows=rows_,
-                reporting_period=period,
-                delivery_kind=kind or "full",
+            event = extract_accepted_event(
+                file_name,
+                extract_id,
+                contract,
+                version,
+                dataset,
+                rows_,
+                period,
+                kind or "full",
                 stored_as=stored_path(target, flow.home),
             )
+            flow.audit.append(event.pop("event"), **event)
     return events
 
 

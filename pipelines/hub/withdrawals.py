@@ -32,17 +32,6 @@ from pipelines.contracts import Contract, DataItem, Dataset
 from pipelines.linkage.person_keys import forget_identities
 from pipelines.warehouse import table_exists
 
-WITHDRAWN_DDL = """
-CREATE TABLE IF NOT EXISTS hub.withdrawn_records (
-    contract_id VARCHAR NOT NULL,
-    dataset VARCHAR NOT NULL,
-    record_token VARCHAR NOT NULL,
-    withdrawal_id VARCHAR NOT NULL,   -- the withdrawal envelope's id
-    reason VARCHAR,                   -- opt_out | erasure
-    withdrawn_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (dataset, record_token)
-)
-"""
 # Tables holding one row per landed record, keyed by (dataset, record_token).
 DERIVED_TABLES = ("hub.record_identity", "hub.record_person")
 
@@ -86,7 +75,6 @@ def apply_withdrawal(
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
         return con.execute(sql, params or []).fetchall()
 
-    run(WITHDRAWN_DDL)
     con.register("withdrawal_list", tokens.select(["record_token"]))
     if not in_transaction:
         run("BEGIN TRANSACTION")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from pipelines.audit import AuditLog
 from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.person_keys import (
@@ -174,4 +175,28 @@ def link_person_records(
         qa,
         check,
         check.passed,
+    )
+
+
+def audit_linkage_run(audit: AuditLog, result: LinkageResult, contracts: list[str]) -> dict:
+    """The ``linkage_run`` audit event: which contracts' records were linked, with what model,
+    what moved in the person keys, and whether the check let them be saved (counts only)."""
+    return audit.append(
+        "linkage_run",
+        contracts=contracts,
+        identity_records=result.identity_records,
+        persons=result.persons,
+        links=result.links,
+        model_trained_at=result.model_trained_at,
+        retrained=result.model_retrained,
+        backend=result.backend,
+        keys_new=result.key_changes.new,
+        keys_merged=result.key_changes.merges,
+        keys_split=result.key_changes.splits,
+        identity_records_with_changed_key=result.key_changes.identity_records_with_changed_key,
+        qa_check_passed=result.check.passed,
+        keys_saved=result.keys_saved,
+        link_rate=round(result.qa.link_rate, 4),
+        previous_link_rate=result.check.metadata.get("previous_link_rate"),
+        accepted_changes=list(result.check.accepted),
     )

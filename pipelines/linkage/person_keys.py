@@ -28,22 +28,6 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-REGISTER_DDL = """
-CREATE TABLE IF NOT EXISTS hub.person_key_register (
-    person_key VARCHAR PRIMARY KEY,
-    issued_at TIMESTAMP NOT NULL,
-    retired_at TIMESTAMP,
-    retired_into VARCHAR
-)"""
-EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.person_key_events (
-    run_at TIMESTAMP NOT NULL,
-    event VARCHAR NOT NULL,          -- new | merge | split | retired | erased (withdrawn)
-    person_key VARCHAR NOT NULL,     -- the key the event is about
-    other_person_key VARCHAR,        -- merge: the key absorbed; split: the key split off
-    identity_records INTEGER         -- identity records moved by the event
-)"""
-
 
 @dataclass(frozen=True)
 class KeyChanges:
@@ -256,8 +240,6 @@ def stage_person_keys(
     as they were until :func:`promote_person_keys` (issue 20: keys only from a run whose linkage
     check passed). Staging again replaces the previous staging."""
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    con.execute(REGISTER_DDL)
-    con.execute(EVENTS_DDL)
     # fetchall, not fetchone: DuckDB 2.0 refuses new queries while a result is unfinished.
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables "
@@ -384,8 +366,6 @@ def forget_identities(
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
         return con.execute(sql, params or []).fetchall()
 
-    run(REGISTER_DDL)
-    run(EVENTS_DDL)
     con.register("forgotten_identities", pl.DataFrame({"identity_id": identity_ids}).to_arrow())
     try:
         run("""CREATE OR REPLACE TEMP TABLE erased_keys AS

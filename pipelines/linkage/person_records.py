@@ -12,6 +12,7 @@ import datetime as dt
 
 import duckdb
 
+from pipelines.column_types import duckdb_type
 from pipelines.contracts import Contract
 from pipelines.governance import flows_in_use
 from pipelines.stages import stage
@@ -19,32 +20,35 @@ from pipelines.warehouse import table_exists
 
 # Columns Splink compares; a dataset whose contract omits one gets NULL for it.
 LINKAGE_FEATURES: dict[str, str] = {
-    "nhs_number_token": "VARCHAR",
-    "given_name_token": "VARCHAR",
-    "given_name_phonetic_token": "VARCHAR",
-    "given_name_bloom": "BIT",
-    "family_name_token": "VARCHAR",
-    "family_name_phonetic_token": "VARCHAR",
-    "family_name_bloom": "BIT",
-    # Name parts and the given name's initial, under one key for both name fields: transposed
-    # names, middle names, double-barrelled names, initials (docs/linkage-features.md).
-    "given_name_first_part_token": "VARCHAR",
-    "given_name_last_part_token": "VARCHAR",
-    "family_name_first_part_token": "VARCHAR",
-    "family_name_last_part_token": "VARCHAR",
-    "given_name_initial_token": "VARCHAR",
-    "date_of_birth_token": "VARCHAR",
-    "dob_year_token": "VARCHAR",
-    "dob_month_token": "VARCHAR",
-    "dob_day_token": "VARCHAR",
-    "dob_unordered_token": "VARCHAR",
-    "dob_year_next_token": "VARCHAR",
-    "postcode_token": "VARCHAR",
-    "postcode_sector_token": "VARCHAR",
-    "postcode_district_token": "VARCHAR",
-    "address_line_bloom": "BIT",
-    "uprn_token": "VARCHAR",
-    "sex": "VARCHAR",
+    name: duckdb_type(name)
+    for name in (
+        "nhs_number_token",
+        "given_name_token",
+        "given_name_phonetic_token",
+        "given_name_bloom",
+        "family_name_token",
+        "family_name_phonetic_token",
+        "family_name_bloom",
+        # Name parts and the given name's initial, under one key for both name fields: transposed
+        # names, middle names, double-barrelled names, initials (docs/linkage-features.md).
+        "given_name_first_part_token",
+        "given_name_last_part_token",
+        "family_name_first_part_token",
+        "family_name_last_part_token",
+        "given_name_initial_token",
+        "date_of_birth_token",
+        "dob_year_token",
+        "dob_month_token",
+        "dob_day_token",
+        "dob_unordered_token",
+        "dob_year_next_token",
+        "postcode_token",
+        "postcode_sector_token",
+        "postcode_district_token",
+        "address_line_bloom",
+        "uprn_token",
+        "sex",
+    )
 }
 # The features that define an identity; the rest are derived from these by the partner kit.
 IDENTITY_KEY = (

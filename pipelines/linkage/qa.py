@@ -24,27 +24,12 @@ import duckdb
 from pipelines.linkage.person_keys import KeyChanges
 from pipelines.linkage.placeholders import Placeholders
 from pipelines.stages import stage
+from pipelines.warehouse import table_exists
 
 if TYPE_CHECKING:
     from pipelines.linkage.accepted_changes import AcceptedChange
 
 REPORT_FILE = "linkage_qa.html"
-RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS hub.linkage_runs (
-    run_at TIMESTAMP NOT NULL,
-    identity_records INTEGER NOT NULL,
-    persons INTEGER NOT NULL,
-    link_rate DOUBLE NOT NULL,
-    max_cluster_size INTEGER NOT NULL,
-    keys_new INTEGER,
-    keys_merged INTEGER,
-    keys_split INTEGER,
-    identity_records_with_changed_key INTEGER,
-    check_passed BOOLEAN
-)"""
-# Columns added later (issue 20): what the check found, against which baseline, and which
-# accepted changes (ids of `linkage_change_accepted` audit events) this run used up.
-RUNS_COLUMNS = ("previous_link_rate DOUBLE", "problems VARCHAR", "accepted_changes VARCHAR")
 ACCEPT_COMMAND = 'placelink linkage accept-change --reason "..."'
 
 
@@ -128,7 +113,6 @@ def record_linkage_run(
     outcome: CheckOutcome | None = None,
 ) -> None:
     now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
-    ensure_runs_table(con)
     problems = json.dumps(outcome.problems) if outcome is not None else None
     accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
     previous = outcome.metadata.get("previous_link_rate") if outcome is not None else None
@@ -155,13 +139,6 @@ def record_linkage_run(
     )
 
 
-def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
-    """``hub.linkage_runs`` with every column (a warehouse from before issue 20 gains the new ones)."""
-    con.execute(RUNS_DDL)
-    for column in RUNS_COLUMNS:
-        con.execute(f"ALTER TABLE hub.linkage_runs ADD COLUMN IF NOT EXISTS {column}")
-
-
 @dataclass(frozen=True)
 class RecordedRun:
     """What the latest linkage run's check found, as recorded (the blocking asset check reports it)."""
@@ -173,9 +150,7 @@ class RecordedRun:
 
 def latest_run(con: duckdb.DuckDBPyConnection) -> RecordedRun | None:
     """The newest row of ``hub.linkage_runs`` (None if linkage never ran)."""
-    try:
-        ensure_runs_table(con)
-    except duckdb.Error:
+    if not table_exists(con, "hub", "linkage_runs"):
         return None
     rows = con.execute("""SELECT check_passed, problems, link_rate, max_cluster_size, previous_link_rate,
                                  accepted_changes

@@ -25,9 +25,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.column_types import ARROW_TYPES
 from pipelines.contracts import DELIVERY_KINDS, Contract
 from pipelines.extract_file import (
-    ARROW_TYPES,
     EXTRACT_SUFFIX,
     LOOKUP_SUFFIX,
     PARTNER_ONLY_DIR,

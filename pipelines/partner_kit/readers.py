@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.column_types import PAYLOAD_DTYPES
 from pipelines.contracts import Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
@@ -424,15 +425,6 @@ def _parse_item(
             pl.String,
         )
     return text
-
-
-PAYLOAD_DTYPES = {
-    "date": pl.Date,
-    "integer": pl.Int32,
-    "number": pl.Float64,
-    "boolean": pl.Boolean,
-    "string": pl.String,
-}
 
 
 @dataclass(frozen=True)

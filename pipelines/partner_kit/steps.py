@@ -5,56 +5,23 @@ bench kit`` does); otherwise :func:`step` costs one context-variable lookup. The
 marks coarse steps only (each call handles a whole column or file), never a per-row
 loop. Steps nest: time is charged to the innermost step, so a token that normalises
 its column on first use charges the normalising to "normalise", and the figures add
-up to the run's wall time.
+up to the run's wall time. The clock is the hub's own (pipelines.stages.StageClock), with
+CPU time beside wall time: a busy shared machine disturbs CPU time less.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from pipelines import progress
+from pipelines.stages import StageClock, StageTime
 
 # In pipeline order; "assemble" is building the hub columns (spreading per-value results
 # over the rows, dictionaries, the payload), "other" is whatever no step claimed.
 STEPS = ("read", "normalise", "HMAC tokens", "Bloom", "phonetic", "assemble", "write", "other")
-
-
-class StepClock:
-    """Exclusive seconds per step (a step's time excludes the steps inside it): wall time,
-    and CPU time of the whole process (all threads), which a busy shared machine
-    disturbs less."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = defaultdict(float)
-        self.cpu: dict[str, float] = defaultdict(float)
-        self._stack: list[str] = ["other"]
-        self._wall_mark, self._cpu_mark = time.perf_counter(), time.process_time()
-
-    def _charge(self) -> None:
-        wall, cpu = time.perf_counter(), time.process_time()
-        self.wall[self._stack[-1]] += wall - self._wall_mark
-        self.cpu[self._stack[-1]] += cpu - self._cpu_mark
-        self._wall_mark, self._cpu_mark = wall, cpu
-
-    def enter(self, name: str) -> None:
-        self._charge()
-        self._stack.append(name)
-
-    def leave(self) -> None:
-        self._charge()
-        self._stack.pop()
-
-    def stop(self) -> StepTimes:
-        self._charge()
-        return StepTimes(
-            wall={name: self.wall.get(name, 0.0) for name in STEPS},
-            cpu={name: self.cpu.get(name, 0.0) for name in STEPS},
-        )
 
 
 @dataclass
@@ -65,7 +32,7 @@ class StepTimes:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-_clock: ContextVar[StepClock | None] = ContextVar("partner_kit_step_clock", default=None)
+_clock: ContextVar[StageClock | None] = ContextVar("partner_kit_step_clock", default=None)
 
 
 @contextmanager
@@ -81,7 +48,7 @@ def step(name: str) -> Iterator[None]:
         try:
             yield
         finally:
-            clock.leave()
+            clock.exit()
     finally:
         progress.stage_finished()
 
@@ -89,12 +56,15 @@ def step(name: str) -> Iterator[None]:
 @contextmanager
 def recording() -> Iterator[StepTimes]:
     """Record step times of the kit runs inside the block; filled in on exit."""
-    clock = StepClock()
+    # The hub's stage clock, without memory sampling; time outside every step is "other".
+    clock = StageClock(interval=None, outside="other")
     token = _clock.set(clock)
     times = StepTimes()
     try:
         yield times
     finally:
         _clock.reset(token)
-        measured = clock.stop()
-        times.wall, times.cpu = measured.wall, measured.cpu
+        clock.settle()
+        measured = {name: clock.stages.get(name, StageTime()) for name in STEPS}
+        times.wall = {name: t.seconds for name, t in measured.items()}
+        times.cpu = {name: t.cpu_seconds for name, t in measured.items()}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.column_types import YEAR_OF_BIRTH, is_bloom, is_token, pandas_dtypes
 from pipelines.contracts import Contract, DataItem, Dataset
 
 ERROR = "error"
@@ -34,16 +35,6 @@ EARLIEST_BIRTH_YEAR = 1900
 # A delivery outside this band of the previous accepted one (same contract and dataset)
 # is most often a truncated or duplicated extract.
 ROW_COUNT_BAND = (0.5, 2.0)
-
-# pandas dtypes each contract logical type may arrive as (via Arrow; integers with nulls
-# become float64, text is object or pandas' string dtype).
-PANDAS_TYPES = {
-    "date": ["datetime64[ms]", "datetime64[us]", "datetime64[ns]", "datetime64[s]"],
-    "integer": ["int8", "int16", "int32", "int64", "Int8", "Int16", "Int32", "Int64", "float64"],
-    "number": ["int8", "int16", "int32", "int64", "float32", "float64"],
-    "boolean": ["bool", "boolean", "object"],
-    "string": ["object", "str", "string"],
-}
 
 
 @dataclass(frozen=True)
@@ -171,7 +162,7 @@ def _empty_column_rules(dataset: Dataset) -> list[Rule]:
 def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
     c = item.name
     rules = []
-    if c.endswith("_bloom"):
+    if is_bloom(c):
         # Bloom filters reach GX as hex text (GX measures lengths of text, not bytes).
         rules.append(
             Rule(
@@ -186,7 +177,7 @@ def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
     elif item.logical_type != "string":
         # Text columns are held to their format below (tokens, allowed values); typed
         # columns must arrive typed, or ranges cannot be checked.
-        types = PANDAS_TYPES.get(item.logical_type, PANDAS_TYPES["string"])
+        types = pandas_dtypes(item.logical_type)
         rules.append(
             Rule(
                 f"{c}: type {item.logical_type}",
@@ -208,7 +199,7 @@ def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
                 c,
             )
         )
-    if c.endswith("_token"):
+    if is_token(c):
         rules.append(
             Rule(
                 f"{c}: token format",
@@ -235,7 +226,7 @@ def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
                 c,
             )
         )
-    if c == "year_of_birth":
+    if c == YEAR_OF_BIRTH:
         rules.append(
             Rule(
                 f"{c}: plausible year",

@@ -27,45 +27,6 @@ from pipelines.quality.gx_suite import RuleResult, run_rules
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for
 from pipelines.stages import stage
 
-QUALITY_DDL = """
-CREATE TABLE IF NOT EXISTS hub.quality_deliveries (
-    file_name VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL,     -- the ingest run (one per receive_inbox call)
-    extract_id VARCHAR,
-    contract_id VARCHAR,
-    contract_version VARCHAR,
-    dataset VARCHAR,
-    row_count BIGINT,
-    previous_row_count BIGINT,
-    outcome VARCHAR NOT NULL,           -- passed | warned | held
-    rules BIGINT,
-    failed_errors BIGINT,
-    failed_warnings BIGINT,
-    seconds DOUBLE                      -- validating, in the quality worker process
-);
--- how long ingest waited for the verdict: what the gate added to the run (quality/worker.py)
-ALTER TABLE hub.quality_deliveries ADD COLUMN IF NOT EXISTS waited_seconds DOUBLE;
-CREATE TABLE IF NOT EXISTS hub.quality_results (
-    file_name VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL,
-    extract_id VARCHAR,
-    contract_id VARCHAR,
-    dataset VARCHAR,
-    rule VARCHAR NOT NULL,
-    column_name VARCHAR,
-    severity VARCHAR NOT NULL,
-    source VARCHAR,
-    expectation VARCHAR,
-    description VARCHAR,
-    passed BOOLEAN NOT NULL,
-    unexpected_count BIGINT,
-    checked_rows BIGINT,
-    sample_rows JSON,                    -- row numbers only (1 = first data row), never values
-    observed VARCHAR,
-    summary VARCHAR
-);
-"""
-
 
 @dataclass(frozen=True)
 class QualityVerdict:
@@ -165,7 +126,6 @@ def record_verdict(
     received_at: dt.datetime,
     waited: float | None = None,
 ) -> None:
-    con.execute(QUALITY_DDL)
     at = received_at.replace(tzinfo=None)
     c = verdict.contract
     con.execute(

@@ -24,6 +24,7 @@ from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.withdraw import prepare_withdrawal
 from pipelines.synth.study import DELIVERED_AT
 from pipelines.warehouse import connect
+from pipelines.warehouse_schema import migrate
 
 VCS, ENROLMENTS = "vcs-family-support", "family_support_enrolments"
 WITHDRAWN = 15  # enrolment records whose families withdrew their consent after delivery
@@ -295,8 +296,8 @@ def test_the_partner_kit_refuses_a_list_with_nothing_to_withdraw(small_place, tm
 
 def test_an_erased_persons_key_is_never_issued_again(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("CREATE SCHEMA hub")
     now = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    migrate(con, now)
     clusters = pl.DataFrame({"identity_id": ["a1", "a2", "b1"], "cluster_id": ["x", "x", "y"]})
     assign_person_keys(con, clusters, now)
     keys = dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())

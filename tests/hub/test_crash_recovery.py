@@ -376,6 +376,7 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     os.rename(settings.home / stored_as, path)
     log = AuditLog(settings.audit_dir)
     kept = [e for e in log.events() if e["event"] != "extract_accepted"]
+    (accepted,) = [e for e in log.events() if e["event"] == "extract_accepted"]
     log.path.unlink()
     for event in kept:
         fields = {
@@ -389,6 +390,14 @@ def test_an_accepted_envelope_an_older_version_left_in_the_inbox_is_moved_not_ca
     assert (settings.home / stored_as).is_file() and not list(settings.inbox.iterdir())
     events = list(AuditLog(settings.audit_dir).events())
     assert [e["event"] for e in events].count("extract_accepted") == 1
+    # the event recovery writes says what ingest's said, and where the envelope was put (an
+    # older version's accept has no delivery journal, so no delivery_id)
+    (recovered,) = [e for e in events if e["event"] == "extract_accepted"]
+    ingest_fields = {
+        k: v for k, v in accepted.items() if k not in ("at", "run_id", "prev", "delivery_id")
+    }
+    assert {k: v for k, v in recovered.items() if k in ingest_fields} == ingest_fields
+    assert recovered["stored_as"] == stored_as
     assert [e["event"] for e in events if e["event"] == "ingest_recovered"] == ["ingest_recovered"]
     assert not held_files(settings.quarantine)
 

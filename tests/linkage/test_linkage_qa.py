@@ -18,7 +18,15 @@ from pipelines.linkage.qa import (
 )
 from pipelines.settings import Settings
 from pipelines.warehouse import connect
+from pipelines.warehouse_schema import migrate
 from tests.browser import rendered_dom
+
+
+def _warehouse() -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with the hub's tables (hub.linkage_runs among them)."""
+    con = duckdb.connect()
+    migrate(con, dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
+    return con
 
 
 def plant(con, persons: list[list[str]]) -> None:
@@ -43,7 +51,7 @@ NORMAL = (
 
 
 def test_summary_counts_match_rates_and_records_linked_to_nobody():
-    con = duckdb.connect()
+    con = _warehouse()
     plant(con, NORMAL)
     qa = linkage_qa(con)
     assert (qa.identity_records, qa.persons, qa.max_cluster_size) == (60 + 50 + 30 + 10, 100, 3)
@@ -60,7 +68,7 @@ def test_summary_counts_match_rates_and_records_linked_to_nobody():
 
 
 def test_check_fails_on_a_planted_giant_cluster_and_passes_without_it():
-    con = duckdb.connect()
+    con = _warehouse()
     plant(con, NORMAL)
     assert check_linkage(
         linkage_qa(con), None, max_cluster_size=40, max_link_rate_change=0.05
@@ -72,7 +80,7 @@ def test_check_fails_on_a_planted_giant_cluster_and_passes_without_it():
 
 
 def test_check_fails_when_the_link_rate_moves_sharply_from_the_last_run():
-    con = duckdb.connect()
+    con = _warehouse()
     plant(con, NORMAL)
     record_linkage_run(con, linkage_qa(con), None, check_passed=True)
     plant(con, [["nhs", "council"]] * 90 + [["nhs"]] * 10)
@@ -101,7 +109,7 @@ def test_blocking_asset_check_fails_on_a_giant_cluster_in_the_warehouse(tmp_path
 
 
 def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
-    con = duckdb.connect()
+    con = _warehouse()
     plant(con, NORMAL)
     qa = linkage_qa(con)
     columns = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in LINKAGE_FEATURES.items())
@@ -123,7 +131,7 @@ def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
 def test_an_accepted_change_covers_only_the_move_it_measured_and_is_used_up_by_a_passing_run():
     from pipelines.linkage.accepted_changes import AcceptedChange
 
-    con = duckdb.connect()
+    con = _warehouse()
     plant(con, NORMAL)
     record_linkage_run(con, linkage_qa(con), None, check_passed=True)
     plant(con, [["nhs", "council"]] * 90 + [["nhs"]] * 10)  # link rate 60% -> 94.7%

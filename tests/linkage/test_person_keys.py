@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from pipelines.linkage.person_keys import assign_person_keys, carry_forward, new_key
+from pipelines.warehouse_schema import migrate
 
 
 def clusters(*groups: str) -> pl.DataFrame:
@@ -24,7 +25,7 @@ def keyed(keys: pl.DataFrame) -> dict[str, str]:
 @pytest.fixture()
 def hub():
     con = duckdb.connect()
-    con.execute("CREATE SCHEMA hub")
+    migrate(con, dt.datetime(2026, 10, 1))  # the hub's tables, the person-key register among them
     yield con
     con.close()
 
