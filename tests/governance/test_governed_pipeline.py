@@ -24,8 +24,9 @@ from assets.resources import PlacelinkResource
 from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
 from pipelines.orchestration.code_location import defs
+from pipelines.orchestration.definitions import placelink_definitions
 from pipelines.retention import add_months
-from pipelines.settings import REPO_ROOT
+from pipelines.settings import REPO_ROOT, Settings
 
 NHS = "nhs-acute-mental-health"
 NHS_OUTCOMES = {"ae_attendance", "emergency_admission", "mental_health_referral"}
@@ -347,15 +348,14 @@ def _own_copy(settings, contracts_dir: Path, target: Path):
     return copy, copy.contracts_dir
 
 
-def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(
-    governed_hub, monkeypatch, tmp_path
-):
+def test_the_daily_retention_job_deletes_expired_extracts_and_republishes(governed_hub, tmp_path):
     settings, contracts_dir = _own_copy(*governed_hub[:2], tmp_path / "governed")
     _set_status(contracts_dir, f"{NHS}.yaml", "approved")
-    monkeypatch.setenv("PLACELINK_HOME", str(settings.home))
-    monkeypatch.setenv("PLACELINK_CONTRACTS", str(contracts_dir))
-    assert defs.resolve_schedule_def("daily_retention").cron_schedule == "30 2 * * *"
-    job = defs.resolve_job_def("placelink_retention")
+    # This hub's code location, as the daemon would load it with PLACELINK_HOME and
+    # PLACELINK_CONTRACTS naming them.
+    hub = placelink_definitions(Settings.from_env(home=settings.home, contracts_dir=contracts_dir))
+    assert hub.resolve_schedule_def("daily_retention").cron_schedule == "30 2 * * *"
+    job = hub.resolve_job_def("placelink_retention")
     # A fake clock 61 months after the VCS delivery arrived: past that agreement's 60 months,
     # inside the others' 84. Relative to the delivery's own date, so it holds on any day.
     con = duckdb.connect(str(settings.warehouse), read_only=True)
