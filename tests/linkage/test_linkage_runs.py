@@ -9,6 +9,7 @@ import pytest
 from assets.ingest import received_extracts
 from assets.linkage import linked_persons, person_records, plausible_linkage
 from pipelines.linkage.model import TrainedModel
+from pipelines.linkage.threshold import HIGHEST, LOWEST
 from pipelines.resources import PlacelinkResource
 from tests.browser import rendered_dom
 
@@ -148,7 +149,7 @@ def test_a_month_where_every_delivery_was_held_stops_linkage_with_a_reason(small
 def test_the_first_run_calibrates_a_threshold_that_the_next_run_reuses(months):
     settings, first, _, second, _ = months
     model = TrainedModel.load(settings.models)
-    assert model.threshold is not None and 0.5 <= model.threshold <= 0.99
+    assert model.threshold is not None and LOWEST <= model.threshold <= HIGHEST
     assert "valley" in model.threshold_method and model.masks_placeholders
     used = [
         m.metadata["threshold"].value
