@@ -122,6 +122,8 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
     # ids of the accepted changes (pipelines.linkage.accepted_changes) the check used
     accepted: tuple[str, ...] = ()
+    # the like-for-like link rates the check compared (for the QA report)
+    comparisons: tuple[RateComparison, ...] = ()
 
 
 def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_keys") -> LinkageQA:
@@ -418,6 +420,7 @@ def check_linkage(
         "link_rate": round(qa.link_rate, 4),
         "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
         "plausible_cluster_size": max_cluster_size,
+        "max_link_rate_change": max_link_rate_change,
     }
     if comparisons:
         metadata["link_rates_compared"] = "; ".join(c.describe() for c in comparisons)
@@ -427,7 +430,7 @@ def check_linkage(
         # A run that passes uses up every pending acceptance, whether or not it needed one: an
         # acceptance is for the next run, never a standing waiver for a later, different move.
         used = tuple(a.id for a in accepted)
-    return CheckOutcome(not problems, problems, metadata, used)
+    return CheckOutcome(not problems, problems, metadata, used, tuple(comparisons or ()))
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -480,6 +483,30 @@ def _placeholder_section(placeholders: list[Placeholders]) -> str:
                 "by partner",
             ],
             rows,
+        )
+    )
+
+
+def _comparisons_section(outcome: CheckOutcome, max_change: float | None) -> str:
+    if not outcome.comparisons:
+        return "<p>No earlier passing run to compare with.</p>"
+    rows = [
+        [
+            html.escape(c.dataset),
+            {"seen": "seen last run", "new": "new this run", "first": "first extract"}[c.group],
+            f"{c.records:,}",
+            f"{c.before:.1%} ({html.escape(c.baseline)})",
+            f"{c.now:.1%}",
+            "" if max_change is None else ("moved" if c.moved(max_change) else ""),
+        ]
+        for c in outcome.comparisons
+    ]
+    return (
+        "<p>Each dataset's identity records, like with like: those the last passing run held, "
+        "linked now to another record it held, against then; those new this run against the "
+        "dataset's records last run.</p>"
+        + _table(
+            ["dataset", "which records", "identity records", "linked then", "linked now", ""], rows
         )
     )
 
@@ -559,6 +586,10 @@ largest person: {qa.max_cluster_size} identity records. Model trained {
         html.escape(model_trained_at)
     }.</p>
 {key_lines}
+<h2>Link rates compared with the last passing run</h2>
+<div id="link-rates">{
+        _comparisons_section(outcome, outcome.metadata.get("max_link_rate_change"))
+    }</div>
 <h2>Placeholder values</h2>
 <div id="placeholders">{_placeholder_section(placeholders or [])}</div>
 <h2>Match weights of the model</h2>

@@ -12,6 +12,7 @@ from pipelines.linkage.qa import (
     linkage_qa,
     previous_link_rate,
     record_linkage_run,
+    write_qa_report,
 )
 
 STAGED = "hub.person_keys_staged"
@@ -113,6 +114,14 @@ def test_a_partner_whose_new_records_link_to_nothing_fails_naming_the_dataset(co
     assert "dataset gp" not in problem and "dataset school" not in problem
     assert "accept-change" in problem
     assert "vcs:" not in problem.replace("dataset vcs:", "")  # names the dataset, no identity id
+
+
+def test_the_qa_report_shows_each_datasets_rates_and_which_moved(con, tmp_path):
+    qa, outcome = check(con, LAST_RUN + [[v] for v in ids("vcs", 100, 220)])
+    page = write_qa_report(tmp_path, qa, None, None, outcome, 0.9, "2026-11-01").read_text()
+    section = page.split('id="link-rates">')[1].split("</div>")[0]
+    assert "<td>vcs</td><td>new this run</td><td>120</td><td>50.0%" in section
+    assert section.count("moved") == 1 and "PK" not in section and "vcs:" not in section
 
 
 def test_a_model_that_suddenly_links_records_it_kept_apart_fails(con):
