@@ -77,10 +77,12 @@ class RateComparison:
 
     ``group`` is ``"seen"``: the dataset's identity records the last passing run held too, linked now
     to another record that run held, against linked then (the same records; a new record cannot
-    move it, a partner's records gone missing or a model linking differently do); ``"new"``: the dataset's identity records new this run, linked to any other record, against
-    the share of the dataset's records linked last run; or ``"first"``: a dataset the last passing
-    run did not hold, which has no rate of its own, so it is judged by how far it moves the place's
-    rate (``share``: its part of this run's identity records), as the overall check always did.
+    move it, a partner's records gone missing or a model linking differently do); ``"new"``: the
+    dataset's identity records new this run, linked to any other record, against the share of the
+    dataset's records linked last run (only a fall counts, see :meth:`moved`); or ``"first"``: a
+    dataset the last passing run did not hold, which has no rate of its own, so it is judged by how
+    far it moves the place's rate (``share``: its part of this run's identity records), as the
+    overall check always did.
     Counts and rates only."""
 
     dataset: str
@@ -101,6 +103,14 @@ class RateComparison:
         return max(max_change, 3 * spread)
 
     def moved(self, max_change: float) -> bool:
+        """Beyond :meth:`tolerance` either way; a known dataset's new records only if they link less.
+
+        A dataset's new identity records are mostly people it knew whose details changed (a move,
+        a new name), so they link more than its records did on average, and that is no fault
+        (over-linking moves the records seen before, and the largest person); new records that
+        link less than its records did are records whose tokens match nothing."""
+        if self.group == "new":
+            return self.before - self.now > self.tolerance(max_change)
         return abs(self.now - self.before) > self.tolerance(max_change)
 
     def describe(self) -> str:
@@ -402,7 +412,8 @@ def check_linkage(
                 )
                 + ". Records seen before that link differently point at records gone missing (a partner's "
                 "extract not landed), the model or the threshold; a dataset's new records that link to "
-                "nothing, at its extract (a changed linkage key, a broken field). Look at reports/{REPORT_FILE} before publishing; no saved person key "
+                "nothing, at its extract (a changed linkage key, a broken field). Look at "
+                f"reports/{REPORT_FILE} before publishing; no saved person key "
                 f"changed. If the change is known and right, accept it with `{ACCEPT_COMMAND}` and run again."
             )
     elif previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:

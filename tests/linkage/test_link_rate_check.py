@@ -103,6 +103,15 @@ def test_a_term_start_whose_new_rows_link_as_the_school_rows_did_passes(con):
     )
 
 
+def test_a_months_changed_registrations_linking_to_the_people_they_were_pass(con):
+    # A month's GP delta: 90 new identity records, 88 of them people it knew who moved or changed
+    # name (linked to their earlier registration), 2 new arrivals: 98% linked against 72.5%.
+    new = ids("gp", 400, 490)
+    this_run = [[*m, new[n]] if n < 88 else m for n, m in enumerate(LAST_RUN)]
+    _, outcome = check(con, this_run + [[g] for g in new[88:]])
+    assert outcome.passed, outcome.problems
+
+
 def test_a_partner_whose_new_records_link_to_nothing_fails_naming_the_dataset(con):
     # The VCS partner's new enrolments carry tokens made with a changed linkage key: 120 new
     # identity records, none linked, where half of its records linked last run.
