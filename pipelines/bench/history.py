@@ -203,7 +203,8 @@ def run_history(
         run = _measured_run(on_day, month, at, sealed, partner_seconds)
         if not run.succeeded and (shift := _link_rate_shift(settings.warehouse)) is not None:
             # What the failed check tells the operator to do: accept the move (audited), run again.
-            # A new school term adds a row per pupil, and with it a jump in the link rate.
+            # A term start no longer needs this (the check compares each dataset like with like,
+            # issue 17); a month that does is worth a look, and the table marks it.
             record_acceptance(
                 settings.audit_log(),
                 f"placelink bench history: month {month}'s deliveries moved the link rate; "
@@ -318,8 +319,8 @@ def format_table(runs: list[MonthRun]) -> str:
     if any(r.accepted_link_rate for r in runs):
         lines += [
             "",
-            "† the month's first run failed the linkage check on a move of the link rate (a new school "
-            "term adds a row per pupil); the benchmark accepted the move as an operator would "
+            "† the month's first run failed the linkage check on a move of the link rate (see its "
+            "problems in hub.linkage_runs); the benchmark accepted the move as an operator would "
             "(`placelink linkage accept-change`, audited) and the row is the run after it.",
         ]
     if len(runs) > 1 and runs[0].run_seconds > 0:

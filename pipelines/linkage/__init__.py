@@ -21,6 +21,7 @@ from pipelines.linkage.qa import (
     CheckOutcome,
     LinkageQA,
     check_linkage,
+    link_rate_comparisons,
     linkage_qa,
     previous_link_rate,
     record_linkage_run,
@@ -132,6 +133,8 @@ def link_person_records(
         settings.linkage_max_cluster_size,
         settings.linkage_max_link_rate_change,
         accepted or [],
+        # like for like, per dataset, against the saved keys (the last passing run's)
+        link_rate_comparisons(con, STAGED_KEYS),
     )
     if check.passed:
         promote_person_keys(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +54,71 @@ class LinkageQA:
 
 
 @dataclass(frozen=True)
+class RateComparison:
+    """One like-for-like comparison of a dataset's link rate between this run and the last run that
+    passed (issue 17): the same identity records, or a dataset's new records against its own earlier
+    rate, so that a run whose mix of records changed (a school term adds a row per pupil) is not
+    compared with a place that held a different mix.
+
+    ``group`` is ``"seen"``: the dataset's identity records the last passing run held too, linked now
+    to another record that run held, against linked then (the same records; a new record cannot
+    move it, a partner's records gone missing or a model linking differently do); ``"new"``: the
+    dataset's identity records new this run, linked to any other record, against the share of the
+    dataset's records linked last run (only a fall counts, see :meth:`moved`); or ``"first"``: a
+    dataset the last passing run did not hold, which has no rate of its own, so it is judged by how
+    far it moves the place's rate (``share``: its part of this run's identity records), as the
+    overall check always did.
+    Counts and rates only."""
+
+    dataset: str
+    group: str  # "seen", "new" or "first"
+    records: int
+    before: float
+    now: float
+    baseline: str  # what ``before`` is, in words
+    share: float = 1.0  # "first": the dataset's share of this run's identity records
+
+    def tolerance(self, max_change: float) -> float:
+        """``max_change``, or three standard errors of a share of ``records`` records at the
+        earlier rate if that is wider: a dataset's 40 new records may move 10 points by chance. A
+        dataset's first extract may differ from the place by ``max_change`` of the place's rate."""
+        if self.group == "first":
+            return max_change / self.share if self.share else math.inf
+        spread = math.sqrt(self.before * (1 - self.before) / self.records) if self.records else 1.0
+        return max(max_change, 3 * spread)
+
+    def moved(self, max_change: float) -> bool:
+        """Beyond :meth:`tolerance` either way; a known dataset's new records only if they link less.
+
+        A dataset's new identity records are mostly people it knew whose details changed (a move,
+        a new name), so they link more than its records did on average, and that is no fault
+        (over-linking moves the records seen before, and the largest person); new records that
+        link less than its records did are records whose tokens match nothing."""
+        if self.group == "new":
+            return self.before - self.now > self.tolerance(max_change)
+        return abs(self.now - self.before) > self.tolerance(max_change)
+
+    def describe(self) -> str:
+        which = {
+            "seen": "seen in the last passing run",
+            "new": "new this run",
+            "first": f"new this run in its first extract ({self.share:.1%} of the place's)",
+        }[self.group]
+        return (
+            f"dataset {self.dataset}: {self.records:,} identity records {which} link at "
+            f"{self.now:.1%}, against {self.before:.1%} ({self.baseline})"
+        )
+
+
+@dataclass(frozen=True)
 class CheckOutcome:
     passed: bool
     problems: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     # ids of the accepted changes (pipelines.linkage.accepted_changes) the check used
     accepted: tuple[str, ...] = ()
+    # the like-for-like link rates the check compared (for the QA report)
+    comparisons: tuple[RateComparison, ...] = ()
 
 
 def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_keys") -> LinkageQA:
@@ -192,15 +252,110 @@ def previous_link_rate(
     return float(rows[0][0]) if rows else None
 
 
+def link_rate_comparisons(
+    con: duckdb.DuckDBPyConnection,
+    keys_table: str,
+    saved_keys: str = "hub.person_keys",
+) -> list[RateComparison] | None:
+    """This run's link rates (``keys_table``, the staged keys) against the last passing run's
+    (``saved_keys``: only a passing run saves keys), like for like, per dataset of
+    ``hub.record_identity`` (see :class:`RateComparison`). None when there is nothing to compare
+    with (the first run) or no record says its dataset."""
+    if not (
+        _exists(con, saved_keys)
+        and _exists(con, "hub.record_identity")
+        and _exists(con, keys_table)
+    ):
+        return None
+    rows = con.execute(f"""
+        WITH now_keys AS (
+                 SELECT identity_id, count(*) OVER (PARTITION BY person_key) > 1 AS linked
+                 FROM {keys_table}),
+             before_keys AS (
+                 SELECT identity_id, count(*) OVER (PARTITION BY person_key) > 1 AS linked
+                 FROM {saved_keys}),
+             -- the records both runs hold: linked to another record of the last run now (a new
+             -- record cannot move it; a record of the last run gone missing can), and then
+             seen AS (
+                 SELECT n.identity_id,
+                        count(*) OVER (PARTITION BY n.person_key) > 1 AS linked_now,
+                        b.linked AS linked_before
+                 FROM {keys_table} n JOIN before_keys b USING (identity_id)),
+             datasets AS (
+                 SELECT DISTINCT r.dataset, r.identity_id FROM hub.record_identity r
+                 JOIN now_keys USING (identity_id)),
+             place AS (SELECT avg(CAST(linked AS DOUBLE)) AS rate FROM before_keys),
+             per_dataset AS (
+                 SELECT d.dataset,
+                        count(s.identity_id) AS seen,
+                        avg(CAST(s.linked_before AS DOUBLE)) AS seen_before,
+                        avg(CAST(s.linked_now AS DOUBLE)) AS seen_now,
+                        count(*) FILTER (WHERE b.identity_id IS NULL) AS new,
+                        avg(CAST(n.linked AS DOUBLE)) FILTER (WHERE b.identity_id IS NULL) AS new_now,
+                        avg(CAST(b.linked AS DOUBLE)) AS dataset_before
+                 FROM datasets d
+                 JOIN now_keys n USING (identity_id)
+                 LEFT JOIN before_keys b USING (identity_id)
+                 LEFT JOIN seen s USING (identity_id)
+                 GROUP BY d.dataset)
+        SELECT p.*, place.rate, (SELECT count(*) FROM now_keys) FROM per_dataset p, place
+        ORDER BY p.dataset
+    """).fetchall()
+    out = []
+    for dataset, seen, seen_before, seen_now, new, new_now, dataset_before, place, total in rows:
+        if seen:
+            out.append(
+                RateComparison(
+                    dataset, "seen", seen, seen_before, seen_now, "the same records last run"
+                )
+            )
+        if new and dataset_before is not None:
+            out.append(
+                RateComparison(
+                    dataset, "new", new, dataset_before, new_now, "the dataset's records last run"
+                )
+            )
+        elif new and place is not None:
+            out.append(
+                RateComparison(
+                    dataset,
+                    "first",
+                    new,
+                    place,
+                    new_now,
+                    "the place's records last run",
+                    new / total,
+                )
+            )
+    return out
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+    )
+
+
 def check_linkage(
     qa: LinkageQA,
     previous_rate: float | None,
     max_cluster_size: int,
     max_link_rate_change: float,
     accepted: Sequence[AcceptedChange] = (),
+    comparisons: Sequence[RateComparison] | None = None,
 ) -> CheckOutcome:
     """Fail when a person holds implausibly many identity records, or the link rate moved
     more than ``max_link_rate_change`` (absolute) from the previous run.
+
+    ``comparisons`` (:func:`link_rate_comparisons`): the link rate is compared like for like, per
+    dataset, and the check fails naming each dataset whose rate moved beyond
+    :meth:`RateComparison.tolerance`; a run whose mix of records changed (a school term's new rows,
+    linking as that dataset's records do) passes. Without them (no record says its dataset) the
+    overall rate is compared with ``previous_rate``.
 
     ``accepted``: changes an operator (or retention) accepted for this run
     (pipelines.linkage.accepted_changes). One that covers this run's link rate (it measured a
@@ -219,7 +374,24 @@ def check_linkage(
         )
     covering = [a for a in accepted if a.covers(qa.link_rate, max_link_rate_change)]
     waived = False
-    if previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
+    if comparisons is not None:
+        moved = [c for c in comparisons if c.moved(max_link_rate_change)]
+        if moved and covering:
+            waived = True
+        elif moved:
+            problems.append(
+                "link rate moved since the last run that passed: "
+                + "; ".join(
+                    f"{c.describe()} (more than {c.tolerance(max_link_rate_change) * 100:.1f} points)"
+                    for c in moved
+                )
+                + ". Records seen before that link differently point at records gone missing (a partner's "
+                "extract not landed), the model or the threshold; a dataset's new records that link to "
+                "nothing, at its extract (a changed linkage key, a broken field). Look at "
+                f"reports/{REPORT_FILE} before publishing; no saved person key "
+                f"changed. If the change is known and right, accept it with `{ACCEPT_COMMAND}` and run again."
+            )
+    elif previous_rate is not None and abs(qa.link_rate - previous_rate) > max_link_rate_change:
         if covering:
             waived = True
         else:
@@ -234,14 +406,17 @@ def check_linkage(
         "link_rate": round(qa.link_rate, 4),
         "previous_link_rate": None if previous_rate is None else round(previous_rate, 4),
         "plausible_cluster_size": max_cluster_size,
+        "max_link_rate_change": max_link_rate_change,
     }
+    if comparisons:
+        metadata["link_rates_compared"] = "; ".join(c.describe() for c in comparisons)
     if waived:
         metadata["accepted_change"] = "; ".join(f"{a.reason} ({a.actor})" for a in covering)
     if not problems:
         # A run that passes uses up every pending acceptance, whether or not it needed one: an
         # acceptance is for the next run, never a standing waiver for a later, different move.
         used = tuple(a.id for a in accepted)
-    return CheckOutcome(not problems, problems, metadata, used)
+    return CheckOutcome(not problems, problems, metadata, used, tuple(comparisons or ()))
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -294,6 +469,30 @@ def _placeholder_section(placeholders: list[Placeholders]) -> str:
                 "by partner",
             ],
             rows,
+        )
+    )
+
+
+def _comparisons_section(outcome: CheckOutcome, max_change: float | None) -> str:
+    if not outcome.comparisons:
+        return "<p>No earlier passing run to compare with.</p>"
+    rows = [
+        [
+            html.escape(c.dataset),
+            {"seen": "seen last run", "new": "new this run", "first": "first extract"}[c.group],
+            f"{c.records:,}",
+            f"{c.before:.1%} ({html.escape(c.baseline)})",
+            f"{c.now:.1%}",
+            "" if max_change is None else ("moved" if c.moved(max_change) else ""),
+        ]
+        for c in outcome.comparisons
+    ]
+    return (
+        "<p>Each dataset's identity records, like with like: those the last passing run held, "
+        "linked now to another record it held, against then; those new this run against the "
+        "dataset's records last run.</p>"
+        + _table(
+            ["dataset", "which records", "identity records", "linked then", "linked now", ""], rows
         )
     )
 
@@ -373,6 +572,10 @@ largest person: {qa.max_cluster_size} identity records. Model trained {
         html.escape(model_trained_at)
     }.</p>
 {key_lines}
+<h2>Link rates compared with the last passing run</h2>
+<div id="link-rates">{
+        _comparisons_section(outcome, outcome.metadata.get("max_link_rate_change"))
+    }</div>
 <h2>Placeholder values</h2>
 <div id="placeholders">{_placeholder_section(placeholders or [])}</div>
 <h2>Match weights of the model</h2>

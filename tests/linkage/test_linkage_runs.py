@@ -10,6 +10,7 @@ from assets.ingest import landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.resources import PlacelinkResource
 from pipelines.linkage.model import TrainedModel
+from pipelines.linkage.threshold import HIGHEST, LOWEST
 from pipelines.settings import Settings
 from tests.browser import rendered_dom
 
@@ -152,7 +153,7 @@ def test_a_month_where_every_delivery_was_held_stops_linkage_with_a_reason(small
 def test_the_first_run_calibrates_a_threshold_that_the_next_run_reuses(months):
     settings, first, _, second, _ = months
     model = TrainedModel.load(settings.models)
-    assert model.threshold is not None and 0.5 <= model.threshold <= 0.99
+    assert model.threshold is not None and LOWEST <= model.threshold <= HIGHEST
     assert "valley" in model.threshold_method and model.masks_placeholders
     used = [
         m.metadata["threshold"].value
@@ -275,3 +276,24 @@ def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(
     assert (
         runs[-2]["accepted_changes"] == [event["change_id"]] and runs[-1]["accepted_changes"] == []
     )
+
+
+def test_placelink_linkage_threshold_overrides_the_saved_calibrated_threshold(months):
+    from pipelines.linkage import threshold_in_use
+    from pipelines.linkage.model import predict_clusters
+
+    settings, *_ = months
+    model = TrainedModel.load(settings.models)
+    assert threshold_in_use(settings) == model.threshold  # the saved one, without the variable
+    configured = type(settings).from_env(
+        {"PLACELINK_HOME": str(settings.home), "PLACELINK_LINKAGE_THRESHOLD": "0.97"}
+    )
+    assert threshold_in_use(configured) == 0.97
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
+    finally:
+        con.close()
+    prediction = predict_clusters(records, model, configured.linkage_threshold)
+    assert (prediction.threshold, prediction.threshold_method) == (0.97, "as configured")
+    assert TrainedModel.load(settings.models).threshold == model.threshold  # not re-calibrated

@@ -1,0 +1,203 @@
+"""The link-rate rule of the linkage check compares like with like (issue 17): a school term's new
+rows, linking as that dataset's rows always have, pass; a partner whose new records link to nothing,
+and a model that suddenly links records it kept apart last run, fail, naming the dataset."""
+
+import duckdb
+import pytest
+
+from pipelines.linkage.accepted_changes import AcceptedChange
+from pipelines.linkage.qa import (
+    check_linkage,
+    link_rate_comparisons,
+    linkage_qa,
+    previous_link_rate,
+    record_linkage_run,
+    write_qa_report,
+)
+
+STAGED = "hub.person_keys_staged"
+
+
+def keys(con, table: str, persons: list[list[str]]) -> None:
+    """``table`` (identity_id, person_key) for persons given as lists of identity ids."""
+    con.execute(f"CREATE OR REPLACE TABLE {table} (identity_id VARCHAR, person_key VARCHAR)")
+    con.executemany(
+        f"INSERT INTO {table} VALUES (?, ?)",
+        [(i, f"PK{n}") for n, members in enumerate(persons) for i in members],
+    )
+
+
+def records(con, persons: list[list[str]]) -> None:
+    """This run's hub.record_identity and hub.person_records; an id is '<dataset>:<n>'."""
+    ids = [i for members in persons for i in members]
+    con.execute(
+        "CREATE OR REPLACE TABLE hub.record_identity (dataset VARCHAR, identity_id VARCHAR)"
+    )
+    con.executemany(
+        "INSERT INTO hub.record_identity VALUES (?, ?)", [(i.split(":")[0], i) for i in ids]
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE hub.person_records (unique_id VARCHAR, partner_id VARCHAR)"
+    )
+    con.executemany(
+        "INSERT INTO hub.person_records VALUES (?, ?)", [(i, i.split(":")[0]) for i in ids]
+    )
+
+
+def ids(dataset: str, start: int, stop: int) -> list[str]:
+    return [f"{dataset}:{n}" for n in range(start, stop)]
+
+
+# Last run: 400 GP registrations, 240 of them with a pupil's school record and 50 with a VCS
+# enrolment (72.5% linked); 300 school records, 60 of them alone (80% linked); 100 VCS enrolments,
+# half with a GP registration (50%).
+GP, SCHOOL, VCS = ids("gp", 0, 400), ids("school", 0, 300), ids("vcs", 0, 100)
+LAST_RUN = (
+    [[GP[n], SCHOOL[n]] for n in range(240)]
+    + [[GP[n], VCS[n - 240]] for n in range(240, 290)]
+    + [[g] for g in GP[290:]]
+    + [[s] for s in SCHOOL[240:]]
+    + [[v] for v in VCS[50:]]
+)
+
+
+@pytest.fixture
+def con():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA hub")
+    records(con, LAST_RUN)
+    keys(con, "hub.person_keys", LAST_RUN)
+    record_linkage_run(con, linkage_qa(con), None, check_passed=True)
+    return con
+
+
+def check(con, this_run: list[list[str]], accepted=()):
+    records(con, this_run)
+    keys(con, STAGED, this_run)
+    qa = linkage_qa(con, STAGED)
+    comparisons = link_rate_comparisons(con, STAGED)
+    return qa, check_linkage(qa, previous_link_rate(con), 40, 0.05, accepted, comparisons)
+
+
+def test_a_term_start_whose_new_rows_link_as_the_school_rows_did_passes(con):
+    # A new term: a row per pupil, 400 of them; 320 join a pupil's GP registration (80%, the
+    # school dataset's usual rate), 80 are pupils seen nowhere else.
+    new_rows = ids("school", 300, 700)
+    with_gp = [
+        [*members, new_rows[n]] if n < 240 else members for n, members in enumerate(LAST_RUN)
+    ]
+    this_run = (
+        with_gp
+        + [[GP[290 + n], new_rows[240 + n]] for n in range(80)]
+        + [[s] for s in new_rows[320:]]
+    )
+    # LAST_RUN's singleton GP registrations 290..369 now each hold a new school row too
+    this_run = [m for m in this_run if m not in [[g] for g in GP[290:370]]]
+    qa, outcome = check(con, this_run)
+    # the overall rate jumps (the mix changed), which the old overall rule failed on
+    assert qa.link_rate - previous_link_rate(con) > 0.05
+    assert outcome.passed, outcome.problems
+    assert (
+        "dataset school: 400 identity records new this run link at 80.0%"
+        in (outcome.metadata["link_rates_compared"])
+    )
+
+
+def test_a_months_changed_registrations_linking_to_the_people_they_were_pass(con):
+    # A month's GP delta: 90 new identity records, 88 of them people it knew who moved or changed
+    # name (linked to their earlier registration), 2 new arrivals: 98% linked against 72.5%.
+    new = ids("gp", 400, 490)
+    this_run = [[*m, new[n]] if n < 88 else m for n, m in enumerate(LAST_RUN)]
+    _, outcome = check(con, this_run + [[g] for g in new[88:]])
+    assert outcome.passed, outcome.problems
+
+
+def test_a_partner_whose_new_records_link_to_nothing_fails_naming_the_dataset(con):
+    # The VCS partner's new enrolments carry tokens made with a changed linkage key: 120 new
+    # identity records, none linked, where half of its records linked last run.
+    this_run = LAST_RUN + [[v] for v in ids("vcs", 100, 220)]
+    qa, outcome = check(con, this_run)
+    assert not outcome.passed
+    (problem,) = outcome.problems
+    assert "dataset vcs: 120 identity records new this run link at 0.0%, against 50.0%" in problem
+    assert "dataset gp" not in problem and "dataset school" not in problem
+    assert "accept-change" in problem
+    assert "vcs:" not in problem.replace("dataset vcs:", "")  # names the dataset, no identity id
+
+
+def test_the_qa_report_shows_each_datasets_rates_and_which_moved(con, tmp_path):
+    qa, outcome = check(con, LAST_RUN + [[v] for v in ids("vcs", 100, 220)])
+    page = write_qa_report(tmp_path, qa, None, None, outcome, 0.9, "2026-11-01").read_text()
+    section = page.split('id="link-rates">')[1].split("</div>")[0]
+    assert "<td>vcs</td><td>new this run</td><td>120</td><td>50.0%" in section
+    assert section.count("moved") == 1 and "PK" not in section and "vcs:" not in section
+
+
+def test_a_model_that_suddenly_links_records_it_kept_apart_fails(con):
+    # Same records, no new ones; 100 of the GP registrations that were alone are now merged in
+    # pairs (a broken model or a threshold set too low): GP records linked 72.5% -> 97.5%.
+    alone = GP[290:390]
+    this_run = [m for m in LAST_RUN if not (len(m) == 1 and m[0] in alone)]
+    this_run += [[alone[n], alone[n + 1]] for n in range(0, 100, 2)]
+    qa, outcome = check(con, this_run)
+    assert not outcome.passed
+    assert (
+        "dataset gp: 400 identity records seen in the last passing run link at 97.5%"
+        in (outcome.problems[0])
+    )
+    assert "against 72.5% (the same records last run)" in outcome.problems[0]
+
+
+def test_a_small_datasets_new_records_are_allowed_their_chance_spread(con):
+    # 12 new VCS enrolments, 4 of them linked (33% against 50%): 17 points, but three standard
+    # errors of a share of 12 records are 43 points, so this is not evidence of a fault.
+    new = ids("vcs", 100, 112)
+    this_run = LAST_RUN + [[GP[290 + n], new[n]] for n in range(4)] + [[v] for v in new[4:]]
+    this_run = [m for m in this_run if m not in [[g] for g in GP[290:294]]]
+    _, outcome = check(con, this_run)
+    assert outcome.passed, outcome.problems
+
+
+def test_an_accepted_change_still_lets_a_measured_move_pass(con):
+    this_run = LAST_RUN + [[v] for v in ids("vcs", 100, 220)]
+    qa, failed = check(con, this_run)
+    assert not failed.passed
+    measured = AcceptedChange("a1", "user:ops", "VCS rekeyed, re-sending", 0.6625, qa.link_rate)
+    _, outcome = check(con, this_run, [measured])
+    assert outcome.passed and outcome.accepted == ("a1",)
+
+
+def test_the_first_run_has_nothing_to_compare_with():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA hub")
+    records(con, LAST_RUN)
+    keys(con, STAGED, LAST_RUN)
+    assert link_rate_comparisons(con, STAGED) is None
+
+
+def test_a_datasets_first_extract_is_judged_by_how_far_it_moves_the_place(con):
+    # A new partner's first extract has no rate of its own: 40 enrolments linking at 90% pass (they
+    # move the place's rate by about 1 point); 400 that link to nothing (a key made wrongly from
+    # the start) move it by 25 points and fail, naming the dataset.
+    linked = ids("homeless", 0, 40)
+    small = [[*m, linked[n]] if n < 36 else m for n, m in enumerate(LAST_RUN)]
+    _, outcome = check(con, small + [[h] for h in linked[36:]])
+    assert outcome.passed, outcome.problems
+    _, outcome = check(con, LAST_RUN + [[h] for h in ids("homeless", 0, 400)])
+    assert not outcome.passed
+    assert (
+        "dataset homeless: 400 identity records new this run in its first extract"
+        in (outcome.problems[0])
+    )
+
+
+def test_a_partner_whose_records_went_missing_fails_naming_the_datasets_left_unlinked(con):
+    # The school's records did not land this run: the GP registrations that linked to a pupil's
+    # record now link to nothing (a bad month's input, not a change of the place).
+    this_run = [[m for m in members if not m.startswith("school:")] for members in LAST_RUN]
+    _, outcome = check(con, [m for m in this_run if m])
+    assert not outcome.passed
+    assert (
+        "dataset gp: 400 identity records seen in the last passing run link at 12.5%, "
+        in (outcome.problems[0])
+    )
