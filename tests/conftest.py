@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 from approvers import sign_contracts
@@ -220,3 +222,66 @@ def outcomes_hub(tmp_path_factory) -> tuple[PreparedPlace, Settings]:
     )
     assert result.success
     return place, settings
+
+
+@dataclass(frozen=True)
+class PublishedHub:
+    """A hub home after one whole run (every asset materialised), and that run's result."""
+
+    settings: Settings
+    result: object  # dagster's ExecuteInProcessResult (dagster is imported only by the fixture)
+
+    def copy(self, target: Path) -> Settings:
+        """A copy of the hub at ``target`` for a test that changes it: another run, a withdrawal,
+        a delivery. The vaulted envelopes' recorded paths point into the copy."""
+        shutil.copytree(self.settings.home, target)
+        copy = Settings.from_env(
+            {"PLACELINK_HOME": str(target), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}
+        )
+        con = duckdb.connect(str(copy.warehouse))
+        try:
+            con.execute(
+                "UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
+                [str(self.settings.home), str(copy.home)],
+            )
+        finally:
+            con.close()
+        return copy
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def published_small_hub(small_place, tmp_path_factory):
+    """The small place after one whole run, materialised once for the session and shared by every
+    module that only reads a run's outputs (a whole run costs more than most modules' tests). A test
+    that changes a hub works on ``published_small_hub.copy(tmp_path / "home")``; at the end of the
+    session the shared home must be byte for byte as the run left it, or the session errors."""
+    import dagster as dg
+
+    from assets.resources import PlacelinkResource
+    from pipelines.orchestration.code_location import defs
+
+    settings = small_place.stage_hub(tmp_path_factory.mktemp("published_small_hub") / "home")
+    result = dg.materialize(
+        list(defs.assets),
+        resources={
+            "placelink": PlacelinkResource(
+                home=str(settings.home), contracts_dir=str(settings.contracts_dir)
+            )
+        },
+    )
+    assert result.success
+    before = _fingerprint(settings.home)
+    yield PublishedHub(settings, result)
+    after = _fingerprint(settings.home)
+    changed = sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+    assert not changed, f"a test changed the shared hub (use published_small_hub.copy): {changed}"

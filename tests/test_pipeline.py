@@ -11,19 +11,9 @@ from pipelines.orchestration.code_location import defs
 
 
 @pytest.fixture(scope="module")
-def hub(small_place, tmp_path_factory):
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("hub"))
-    assets = list(defs.assets)
-    result = dg.materialize(
-        assets,
-        resources={
-            "placelink": PlacelinkResource(
-                home=str(settings.home), contracts_dir=str(settings.contracts_dir)
-            )
-        },
-    )
-    assert result.success
-    return settings, result
+def hub(published_small_hub):
+    """The session's small place after one whole run (shared: these tests only read it)."""
+    return published_small_hub.settings, published_small_hub.result
 
 
 def test_every_asset_materialises(hub):
@@ -111,8 +101,8 @@ def test_audit_trail_is_intact_and_covers_each_stage(hub):
     assert {"extract_received", "extract_accepted", "linkage_run", "published"} <= events
 
 
-def test_rerun_on_unchanged_inputs_keeps_every_person_key(hub):
-    settings, _ = hub
+def test_rerun_on_unchanged_inputs_keeps_every_person_key(published_small_hub, tmp_path):
+    settings = published_small_hub.copy(tmp_path / "home")
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     before = dict(con.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())
     con.close()

@@ -7,12 +7,9 @@ import shutil
 import subprocess
 import sys
 
-import dagster as dg
-import duckdb
 import pytest
 from click.testing import CliRunner
 
-from assets.resources import PlacelinkResource
 from pipelines.audit import AuditLog
 from pipelines.cli import main
 from pipelines.hub import delivery_states
@@ -40,36 +37,13 @@ def placelink(home, *args, **env):
 
 
 @pytest.fixture(scope="module")
-def published_hub(small_place, tmp_path_factory):
-    """A hub home after one whole run that published every partner's data."""
-    from pipelines.orchestration.code_location import defs
-
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("run_outcome") / "home")
-    result = dg.materialize(
-        list(defs.assets), resources={"placelink": PlacelinkResource(home=str(settings.home))}
-    )
-    assert result.success
-    return settings
+def published_hub(published_small_hub):
+    """A hub home after one whole run that published every partner's data (the session's)."""
+    return published_small_hub.settings
 
 
-def _copy(settings, target):
-    shutil.copytree(settings.home, target)
-    copy = Settings.from_env(
-        {"PLACELINK_HOME": str(target), "PLACELINK_AS_OF": os.environ["PLACELINK_AS_OF"]}
-    )
-    con = duckdb.connect(str(copy.warehouse))
-    try:  # the vaulted envelopes' paths point into the copy
-        con.execute(
-            "UPDATE hub.deliveries SET stored_as = replace(stored_as, ?, ?)",
-            [str(settings.home), str(copy.home)],
-        )
-    finally:
-        con.close()
-    return copy
-
-
-def test_a_run_that_held_a_delivery_exits_3_and_names_it(published_hub, tmp_path):
-    settings = _copy(published_hub, tmp_path / "home")
+def test_a_run_that_held_a_delivery_exits_3_and_names_it(published_small_hub, tmp_path):
+    settings = published_small_hub.copy(tmp_path / "home")
     (settings.inbox / "late-upload.plx").write_bytes(b"partial upload")
     run = placelink(settings.home, "run")
     assert run.returncode == 3, run.stdout[-2000:] + run.stderr[-2000:]

@@ -63,11 +63,10 @@ def _partner_files(small_place, folder):
 
 
 @pytest.fixture(scope="module")
-def withdrawn_hub(small_place, tmp_path_factory):
+def withdrawn_hub(small_place, published_small_hub, tmp_path_factory):
     root = tmp_path_factory.mktemp("withdrawals")
-    settings = small_place.stage_hub(root / "home")
+    settings = published_small_hub.copy(root / "home")  # after a whole run of the small place
     resource = PlacelinkResource(home=str(settings.home), contracts_dir=str(settings.contracts_dir))
-    assert dg.materialize(list(defs.assets), resources={"placelink": resource}).success
     before = {
         "programme": _programme_people(settings),
         "landed": _query(settings.warehouse, f"SELECT count(*) FROM landing.{ENROLMENTS}")[0][0],

@@ -54,14 +54,10 @@ def clusters(table: pa.Table) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def hub(small_place, tmp_path_factory):
-    """A hub that has linked the small place on DuckDB (training the model there)."""
-    settings = small_place.stage_hub(tmp_path_factory.mktemp("spark_hub"))
-    result = dg.materialize(
-        LINKAGE, resources={"placelink": PlacelinkResource(home=str(settings.home))}
-    )
-    assert result.success
-    return settings
+def hub(published_small_hub, tmp_path_factory):
+    """A hub that has linked the small place on DuckDB (training the model there): a copy of the
+    session's, as one test here links it again on Spark."""
+    return published_small_hub.copy(tmp_path_factory.mktemp("spark_hub") / "home")
 
 
 @pytest.fixture(scope="module")
