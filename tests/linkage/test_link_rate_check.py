@@ -2,6 +2,8 @@
 rows, linking as that dataset's rows always have, pass; a partner whose new records link to nothing,
 and a model that suddenly links records it kept apart last run, fail, naming the dataset."""
 
+import datetime as dt
+
 import duckdb
 import pytest
 
@@ -14,6 +16,7 @@ from pipelines.linkage.qa import (
     record_linkage_run,
     write_qa_report,
 )
+from pipelines.warehouse_schema import migrate
 
 STAGED = "hub.person_keys_staged"
 
@@ -64,7 +67,7 @@ LAST_RUN = (
 @pytest.fixture
 def con():
     con = duckdb.connect()
-    con.execute("CREATE SCHEMA hub")
+    migrate(con, dt.datetime(2026, 10, 1))  # the hub's tables, hub.linkage_runs among them
     records(con, LAST_RUN)
     keys(con, "hub.person_keys", LAST_RUN)
     record_linkage_run(con, linkage_qa(con), None, check_passed=True)
@@ -169,7 +172,7 @@ def test_an_accepted_change_still_lets_a_measured_move_pass(con):
 
 def test_the_first_run_has_nothing_to_compare_with():
     con = duckdb.connect()
-    con.execute("CREATE SCHEMA hub")
+    migrate(con, dt.datetime(2026, 10, 1))  # the hub's tables, hub.linkage_runs among them
     records(con, LAST_RUN)
     keys(con, STAGED, LAST_RUN)
     assert link_rate_comparisons(con, STAGED) is None
