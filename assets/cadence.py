@@ -1,5 +1,5 @@
 """Delivery cadence in the Dagster UI: an asset check on every landing table that warns when its
-dataset is overdue under its contract's delivery term (pipelines/cadence.py).
+dataset is overdue under its contract's delivery term (pipelines/governance/cadence.py).
 
 It reads the contracts and the audit log, not the warehouse. A warning, not a failure: a late
 partner never stops the other partners' data; the overdue sensor and a headless run's alerts
@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
-from pipelines.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
+from pipelines.governance.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
 
 
 def cadence_checks(landing: tuple[dg.AssetSpec, ...]) -> list[dg.AssetChecksDefinition]:

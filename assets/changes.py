@@ -1,5 +1,5 @@
 """Nothing-new runs: after ingest, contract status and retention, a run with nothing new since the
-last publication (pipelines/publication_inputs.py) skips linkage, the models and publication, and
+last publication (pipelines/publish/publication_inputs.py) skips linkage, the models and publication, and
 says so in its log, on this asset's page (an observation, with the reason), in `placelink run`'s
 output and in the audit log.
 
@@ -12,8 +12,8 @@ import dagster as dg
 
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.resources import PlacelinkResource
-from pipelines.delivery_months import MONTHS_TAG
-from pipelines.publication_inputs import anything_new, audit_nothing_new
+from pipelines.hub.delivery_months import MONTHS_TAG
+from pipelines.publish.publication_inputs import anything_new, audit_nothing_new
 
 NEW_INPUTS = dg.AssetKey(["hub", "new_since_publication"])
 

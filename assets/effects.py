@@ -1,15 +1,15 @@
 """Stage 3b: effect estimates with confidence intervals, and their sensitivity to the linkage threshold.
 
 Both write unrounded tables to the warehouse's ``effects`` schema (hub only); the publish stage
-controls them against the published before/after tables (pipelines/effects/disclosure.py).
+controls them against the published before/after tables (pipelines/outcomes/effects/disclosure.py).
 """
 
 import dagster as dg
 
 from assets.resources import PlacelinkResource
-from pipelines.effects import write_estimates, write_linkage_sensitivity
 from pipelines.linkage import threshold_in_use
-from pipelines.sql_models import HUB_SOURCES, ModelPlan, discover
+from pipelines.outcomes.effects import write_estimates, write_linkage_sensitivity
+from pipelines.outcomes.sql_models import HUB_SOURCES, ModelPlan, discover
 
 ESTIMATES = dg.AssetKey(["effects", "estimates"])
 LINKAGE_SENSITIVITY = dg.AssetKey(["effects", "linkage_sensitivity"])
@@ -76,7 +76,7 @@ def linkage_sensitivity(placelink: PlacelinkResource) -> dg.MaterializeResult:
 
 def effect_assets(plan: ModelPlan) -> list[dg.AssetsDefinition]:
     """The effect assets, when every model they read is in this hub's ``plan``
-    (:func:`pipelines.sql_models.model_plan`)."""
+    (:func:`pipelines.outcomes.sql_models.model_plan`)."""
     return (
         [effect_estimates, linkage_sensitivity]
         if all(m in plan.models for m in ESTIMATE_INPUTS)

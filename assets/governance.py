@@ -3,10 +3,10 @@
 import dagster as dg
 
 from assets.resources import PlacelinkResource
-from pipelines.clock import parse_as_of
-from pipelines.governance import flow_statuses, record_flow_statuses
-from pipelines.register import write_register
-from pipelines.retention import apply_retention
+from pipelines.core.clock import parse_as_of
+from pipelines.governance.flows import flow_statuses, record_flow_statuses
+from pipelines.governance.register import write_register
+from pipelines.governance.retention import apply_retention
 
 CONTRACT_STATUS = dg.AssetKey(["hub", "contract_status"])
 RETENTION = dg.AssetKey(["hub", "retention_deletions"])

@@ -1,10 +1,10 @@
 """Housekeeping: held files older than PLACELINK_QUARANTINE_KEEP_DAYS leave quarantine, audited
-(pipelines/housekeeping.py). Files and the audit log only; the warehouse is not opened."""
+(pipelines/hub/housekeeping.py). Files and the audit log only; the warehouse is not opened."""
 
 import dagster as dg
 
 from assets.resources import PlacelinkResource
-from pipelines.housekeeping import purge_quarantine
+from pipelines.hub.housekeeping import purge_quarantine
 
 QUARANTINE_PURGE = dg.AssetKey(["hub", "quarantine_purge"])
 

@@ -12,13 +12,14 @@ the published file are not partitioned: they read every month.
 import dagster as dg
 
 from assets.resources import PlacelinkResource
-from pipelines.area_reference import (
+from pipelines.core.settings import Settings
+from pipelines.governance.contracts import load_contracts
+from pipelines.hub.area_reference import (
     AREA_REFERENCE_FILE,
     contracts_sending_areas,
     load_area_reference,
 )
-from pipelines.contracts import load_contracts
-from pipelines.delivery_months import (
+from pipelines.hub.delivery_months import (
     MONTHS_TAG,
     MonthDelivery,
     first_month,
@@ -29,7 +30,6 @@ from pipelines.delivery_months import (
     parse_month,
 )
 from pipelines.hub.ingest import delivery_outcome, delivery_table, receive_inbox
-from pipelines.settings import Settings
 
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
 

@@ -5,7 +5,7 @@ import dagster as dg
 from assets.changes import NEW_INPUTS
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.resources import PlacelinkResource
-from pipelines.governance import linked_contracts
+from pipelines.governance.flows import linked_contracts
 from pipelines.linkage import audit_linkage_run, link_person_records
 from pipelines.linkage.accepted_changes import pending_changes
 from pipelines.linkage.person_records import NothingToLink, build_person_records, landed_datasets

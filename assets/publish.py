@@ -6,17 +6,18 @@ import dagster as dg
 
 from assets.effects import effect_keys
 from assets.resources import PlacelinkResource
-from pipelines.audit import AuditHead
-from pipelines.effects.disclosure import DERIVED_FROM, derived_tables
-from pipelines.governance import (
+from pipelines.governance.audit import AuditHead
+from pipelines.governance.flows import (
     excluded_flows,
     extract_lineage,
     flow_statuses,
     flows_in_use,
     table_lineage,
 )
-from pipelines.outcomes_report import build_outcomes_report, report_summary
-from pipelines.publication_guard import (
+from pipelines.outcomes.effects.disclosure import DERIVED_FROM, derived_tables
+from pipelines.outcomes.sql_models import ModelPlan, model_plan
+from pipelines.publish.outcomes_report import build_outcomes_report, report_summary
+from pipelines.publish.publication_guard import (
     BLOCKED,
     OUTCOME_KEY,
     audit_blocked,
@@ -26,9 +27,8 @@ from pipelines.publication_guard import (
     last_publication,
     pending_acceptances,
 )
-from pipelines.publication_inputs import record_publication
-from pipelines.publish import audit_published, publish
-from pipelines.sql_models import ModelPlan, model_plan
+from pipelines.publish.publication_inputs import record_publication
+from pipelines.publish.published_file import audit_published, publish
 
 
 def _publish_deps(plan: ModelPlan) -> list[dg.AssetKey]:
@@ -44,7 +44,7 @@ def _publish_deps(plan: ModelPlan) -> list[dg.AssetKey]:
 
 def shared_outcomes_asset(plan: ModelPlan) -> dg.AssetsDefinition:
     """The published file, built after the models in ``plan`` (the hub's
-    :func:`pipelines.sql_models.model_plan`) that it publishes."""
+    :func:`pipelines.outcomes.sql_models.model_plan`) that it publishes."""
 
     @dg.asset(key=["published", "shared_outcomes"], group_name="publish", deps=_publish_deps(plan))
     def shared_outcomes(
@@ -137,7 +137,7 @@ def _shared_outcomes(
             "models_left_out": dg.MetadataValue.md(
                 "\n".join(f"- {m}" for m in plan.messages()) or "none"
             ),
-            # What this file lost from the last one, each with its known reason (pipelines.publication_guard).
+            # What this file lost from the last one, each with its known reason (pipelines.publish.publication_guard).
             "known_losses": dg.MetadataValue.json(known_losses),
         }
     )

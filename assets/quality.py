@@ -11,9 +11,9 @@ import dagster as dg
 # The landing tables are written by ingest (hub/deliveries): these checks run after it.
 from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
+from pipelines.outcomes.sql_models import model_plan
 from pipelines.quality.report import write_report
 from pipelines.quality.results import deliveries, published_unsafe_cells, unvalidated_extracts
-from pipelines.sql_models import model_plan
 
 _FAILURE_TABLE_HEADER = (
     "| delivery | severity | rule | failing rows | sample row numbers |\n|---|---|---|---|---|\n"

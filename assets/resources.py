@@ -1,4 +1,4 @@
-"""The resource every asset takes: the hub's :class:`~pipelines.settings.Settings`, and what the
+"""The resource every asset takes: the hub's :class:`~pipelines.core.settings.Settings`, and what the
 assets open with them (the warehouse, the audit log, the contracts).
 
 The code location gives it the settings it was built with (``placelink_definitions(settings)``,
@@ -14,11 +14,11 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 
-from pipelines.audit import AuditLog, run_actor
-from pipelines.contracts import Contract, ContractError
-from pipelines.run_lock import RunLockBusy, run_lock
-from pipelines.settings import Settings
-from pipelines.warehouse import connect, database_error_action, describe_database_error
+from pipelines.core.run_lock import RunLockBusy, run_lock
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect, database_error_action, describe_database_error
+from pipelines.governance.audit import AuditLog, run_actor
+from pipelines.governance.contracts import Contract, ContractError
 
 
 class PlacelinkResource(dg.ConfigurableResource):
@@ -30,7 +30,7 @@ class PlacelinkResource(dg.ConfigurableResource):
     # (No `from __future__ import annotations` in this module: Dagster reads this annotation.)
     hub: dg.ResourceDependency[Settings | None] = None
     # Only without ``hub``: PLACELINK_HOME, PLACELINK_CONTRACTS and PLACELINK_AS_OF (an ISO date
-    # or date-time, pipelines.clock) for this resource; empty: the environment's.
+    # or date-time, pipelines.core.clock) for this resource; empty: the environment's.
     home: str = ""
     contracts_dir: str = ""
     as_of: str = ""
@@ -46,7 +46,7 @@ class PlacelinkResource(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["PlacelinkResource"]:
-        """Hold the hub's run lock while this process executes the run's steps (pipelines/run_lock.py).
+        """Hold the hub's run lock while this process executes the run's steps (pipelines/core/run_lock.py).
 
         Dagster builds resources once per process that executes steps: once for the whole run with
         the in-process executor (the default), so the lock covers the run from its first step to its

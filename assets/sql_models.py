@@ -11,10 +11,10 @@ import dagster as dg
 
 from assets.linkage import GOVERNANCE_DEPS
 from assets.resources import PlacelinkResource
+from pipelines.core.settings import Settings
 from pipelines.linkage.person_records import landed_datasets
-from pipelines.record_attributes import build_record_attributes
-from pipelines.settings import Settings
-from pipelines.sql_models import (
+from pipelines.outcomes.record_attributes import build_record_attributes
+from pipelines.outcomes.sql_models import (
     ModelPlan,
     SqlModel,
     check_graph,

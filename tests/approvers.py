@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.approvals import ApproverRegistry, keys_for_required_roles, sign_off
-from pipelines.contracts import load_contracts
-from pipelines.keys import ApproverKey
-from pipelines.synth.study import DELIVERED_AT
+from pipelines.exchange.keys import ApproverKey
+from pipelines.governance.approvals import ApproverRegistry, keys_for_required_roles, sign_off
+from pipelines.governance.contracts import load_contracts
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 
 def sign_contracts(
@@ -28,7 +28,7 @@ def signed_hub_contracts(home: Path) -> Path:
     registered in its ``keys/approvers`` (as `placelink demo` leaves them). Returns the folder."""
     import shutil
 
-    from pipelines.settings import REPO_ROOT
+    from pipelines.core.settings import REPO_ROOT
 
     folder = home / "contracts"
     shutil.copytree(REPO_ROOT / "contracts", folder)

@@ -14,23 +14,23 @@ import pyarrow.parquet as pq
 import pytest
 from approvers import sign_contracts
 
-from pipelines.approvals import ApproverRegistry, keys_for_required_roles, sign_off
-from pipelines.contracts import Contract, load_contracts
-from pipelines.envelope import seal
-from pipelines.keys import ApproverKey, HubKey, SigningKey, register_partner_key
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.exchange.envelope import seal
+from pipelines.exchange.keys import ApproverKey, HubKey, SigningKey, register_partner_key
+from pipelines.governance.approvals import ApproverRegistry, keys_for_required_roles, sign_off
+from pipelines.governance.contracts import Contract, load_contracts
 from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.settings import REPO_ROOT, Settings
-from pipelines.synth import generate_place
-from pipelines.synth.study import DELIVERED_AT, DELIVERY_PERIOD
+from pipelines.tooling.synth import generate_place
+from pipelines.tooling.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
 # Set when this file is imported, before pytest loads the conftests of the paths it was given
 # (tests/linkage/conftest.py builds assets from the environment's contracts at import), which is
 # before any pytest_configure hook runs.
 #
 # The suite runs as of the day the synthetic place's extracts are delivered (the injected clock,
-# pipelines/clock.py), so the shipped agreements are in force and its dates plausible whatever
+# pipelines/core/clock.py), so the shipped agreements are in force and its dates plausible whatever
 # the calendar says. Tests about other days set their own date.
 os.environ.setdefault("PLACELINK_AS_OF", DELIVERED_AT.isoformat())
 # Nothing in the suite may read or write the developer's own hub (./.placelink, or wherever

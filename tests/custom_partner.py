@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.clock import Clock
-from pipelines.settings import REPO_ROOT
+from pipelines.core.clock import Clock
+from pipelines.core.settings import REPO_ROOT
 
 # The hub items each raw identity column gives (partner_kit.features).
 IDENTITY_ITEMS = {

@@ -10,14 +10,14 @@ import dagster as dg
 import pytest
 
 from assets.resources import PlacelinkResource
-from pipelines.audit import AuditLog
+from pipelines.core.settings import Settings
+from pipelines.governance.audit import AuditLog
 from pipelines.orchestration.alerting import (
     overdue_deliveries_alert,
     run_failure_alert,
     run_success_alert,
 )
 from pipelines.orchestration.run import failure_messages, run_pipeline
-from pipelines.settings import Settings
 from tests.alert_servers import alert_env, smtp_server, webhook_server
 from tests.approvers import signed_hub_contracts
 

@@ -3,7 +3,7 @@ happened in facts a person acts on, and carry no token-shaped value."""
 
 import pytest
 
-from pipelines.alerts import DELIVERIES_HELD, Alert, AlertSettings, scrub, send, send_all
+from pipelines.core.alerts import DELIVERIES_HELD, Alert, AlertSettings, scrub, send, send_all
 from tests.alert_servers import alert_env, smtp_server, webhook_server
 
 TOKEN = "0123456789abcdef0123456789abcdef"

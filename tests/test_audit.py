@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from pipelines.audit import AuditHead, AuditLog, AuditLogTampered, SignedHead, verify_log
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
+from pipelines.governance.audit import AuditHead, AuditLog, AuditLogTampered, SignedHead, verify_log
 
 
 @pytest.fixture
@@ -168,13 +168,13 @@ def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(
 # line, so the next append finishes it instead of finding a log "written by something else".
 _KILLED_APPEND = """
 import os, sys
-from pipelines.audit import AuditHead
-from pipelines.settings import Settings
+from pipelines.governance.audit import AuditHead
+from pipelines.core.settings import Settings
 
 where = sys.argv[1]
 settings = Settings.from_env({"PLACELINK_HOME": sys.argv[2], "PLACELINK_AS_OF": "2026-11-02"})
 if where == "before the line":
-    import pipelines.audit as audit
+    import pipelines.governance.audit as audit
 
     real = audit._write_durably
 

@@ -6,9 +6,11 @@ import datetime as dt
 import pytest
 from click.testing import CliRunner
 
-from pipelines.approvals import ApproverRegistry
-from pipelines.audit import AuditLog
-from pipelines.cadence import (
+from pipelines.cli import main
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.approvals import ApproverRegistry
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.cadence import (
     AcceptedDelivery,
     DeliveryStatus,
     accepted_deliveries,
@@ -18,9 +20,12 @@ from pipelines.cadence import (
     expected_period,
     overdue_alert,
 )
-from pipelines.cli import main
-from pipelines.contracts import ContractError, DeliverySchedule, load_contract, load_contracts
-from pipelines.settings import REPO_ROOT
+from pipelines.governance.contracts import (
+    ContractError,
+    DeliverySchedule,
+    load_contract,
+    load_contracts,
+)
 from tests.approvers import signed_hub_contracts
 
 MONTHLY = DeliverySchedule("monthly", 10, "full")

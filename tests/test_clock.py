@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.clock import Clock, parse_as_of
-from pipelines.settings import Settings
+from pipelines.core.clock import Clock, parse_as_of
+from pipelines.core.settings import Settings
 
 
 def test_as_of_sets_the_day_and_time_moves_on_from_it():

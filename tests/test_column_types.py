@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines.column_types import (
+from pipelines.core.column_types import (
     ARROW_TYPES,
     PAYLOAD_DTYPES,
     arrow_type_fits,

@@ -8,9 +8,9 @@ import shutil
 import dagster as dg
 import pytest
 
+from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.orchestration.definitions import placelink_definitions
 from pipelines.orchestration.run import run_pipeline
-from pipelines.settings import REPO_ROOT, Settings
 
 FAMILY_SUPPORT = "vcs-family-support.yaml"
 # What only the family-support agreement brings: its landing table and the models that read it.

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.contracts import ContractError, load_contract, load_contracts
-from pipelines.settings import REPO_ROOT
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.contracts import ContractError, load_contract, load_contracts
 
 CONTRACTS = REPO_ROOT / "contracts"
 

@@ -7,8 +7,8 @@ import sys
 import dagster as dg
 
 from assets.resources import PlacelinkResource
+from pipelines.core.settings import REPO_ROOT
 from pipelines.orchestration.sensors import inbox_sensor
-from pipelines.settings import REPO_ROOT
 
 
 def _evaluate(sensor, context):

@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from pipelines.clock import Clock
-from pipelines.demo import format_summary, on_delivery_day, run_demo
-from pipelines.settings import Settings
-from pipelines.synth.study import DELIVERED_AT
+from pipelines.core.clock import Clock
+from pipelines.core.settings import Settings
+from pipelines.tooling.demo import format_summary, on_delivery_day, run_demo
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 
 def test_the_demo_runs_as_of_its_delivery_day_unless_told_otherwise(tmp_path):
@@ -68,8 +68,8 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
 
 
 def test_a_held_delivery_the_demo_did_not_spoil_makes_it_exit_3(tmp_path):
-    from pipelines.demo import DemoReport, _note_outcome
     from pipelines.orchestration.run_outcome import HELD, RunOutcome
+    from pipelines.tooling.demo import DemoReport, _note_outcome
 
     report = DemoReport(tmp_path, expected_held={"a.damaged in transit.plx"})
     _note_outcome(report, RunOutcome(HELD, "held: a", held_files=("a.damaged in transit.plx",)))

@@ -6,10 +6,10 @@ record lookups. The demo plays both sides on one machine, so it must keep them a
 
 import pytest
 
-from pipelines.demo import DemoRefused, DemoReport, format_summary, prepare_demo
-from pipelines.keys import HubKey
+from pipelines.core.settings import Settings
+from pipelines.exchange.keys import HubKey
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.settings import Settings
+from pipelines.tooling.demo import DemoRefused, DemoReport, format_summary, prepare_demo
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.core.settings import REPO_ROOT, Settings
 from tests.postgres_server import postgres_server
 
 DEPLOY = REPO_ROOT / "deploy"

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.disclosure import (
+from pipelines.publish.disclosure import (
     DisclosureRule,
     Rate,
     TableSpec,

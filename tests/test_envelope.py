@@ -11,8 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.cli import main
-from pipelines.envelope import EnvelopeError, decrypt_chunks, read_header, seal, signature_valid
-from pipelines.keys import HubKey, HubPublicKey, KeyFileError, SigningKey, SigningPublicKey
+from pipelines.exchange.envelope import (
+    EnvelopeError,
+    decrypt_chunks,
+    read_header,
+    seal,
+    signature_valid,
+)
+from pipelines.exchange.keys import HubKey, HubPublicKey, KeyFileError, SigningKey, SigningPublicKey
 
 HEADER = dict(
     contract_id="vcs-family-support",

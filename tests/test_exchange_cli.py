@@ -7,11 +7,11 @@ import shutil
 
 from click.testing import CliRunner
 
-from pipelines.audit import AuditLog
 from pipelines.cli import main
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
-from pipelines.settings import REPO_ROOT, Settings
-from pipelines.warehouse import connect
 
 
 def _receive(settings):

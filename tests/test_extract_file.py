@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.extract_file import ExtractHeader, read_extract_header, write_extract
+from pipelines.exchange.extract_file import ExtractHeader, read_extract_header, write_extract
 
 
 def _header(rows: int) -> ExtractHeader:

@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipelines.bench.history import MonthRun, chart_svg, format_table
 from pipelines.cli import main
+from pipelines.tooling.bench.history import MonthRun, chart_svg, format_table
 
 
 def test_three_months_of_a_small_place_are_each_run_and_reported(tmp_path):

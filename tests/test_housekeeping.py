@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.audit import AuditLog
-from pipelines.housekeeping import purge_quarantine, relative_stored
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.retention import apply_retention
+from pipelines.hub.housekeeping import purge_quarantine, relative_stored
 from pipelines.hub.ingest import receive_inbox
-from pipelines.retention import apply_retention
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
 
 RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 AFTER_VCS_RETENTION = dt.datetime(2031, 10, 6, 1, 0, tzinfo=dt.UTC)

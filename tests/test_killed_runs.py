@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.core.settings import REPO_ROOT
 from pipelines.orchestration.run import dagster_instance, fail_abandoned_runs, process_tags
-from pipelines.settings import REPO_ROOT
 
 
 def test_a_killed_run_is_marked_failed_at_the_next_start(small_place, tmp_path):

@@ -3,9 +3,9 @@
 import pyarrow as pa
 import pytest
 
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
 from pipelines.linkage.model import _duckdb_records
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
 
 
 def memory_limit(con) -> str:

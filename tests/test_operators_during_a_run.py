@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from pipelines.core.run_lock import EXIT_LOCKED
+from pipelines.core.settings import REPO_ROOT
 from pipelines.hub.quarantine import held_files
 from pipelines.orchestration.run import run_pipeline
-from pipelines.run_lock import EXIT_LOCKED
-from pipelines.settings import REPO_ROOT
 from tests.test_run_lock import SAFETY, _hold_lock_in_another_process, _in_thread
 
 DATASETS = ["ae_attendances", "family_support_enrolments"]

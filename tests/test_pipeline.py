@@ -5,8 +5,8 @@ import duckdb
 import pytest
 
 from assets.resources import PlacelinkResource
-from pipelines.audit import AuditLog
-from pipelines.evaluation import linkage_accuracy
+from pipelines.governance.audit import AuditLog
+from pipelines.linkage.evaluation import linkage_accuracy
 from pipelines.orchestration.code_location import defs
 
 

@@ -3,8 +3,8 @@ off a terminal; bars on a terminal."""
 
 import io
 
-from pipelines import progress
-from pipelines.stages import stage
+from pipelines.core import progress
+from pipelines.core.stages import stage
 
 
 class FakeTimer:

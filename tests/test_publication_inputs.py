@@ -1,4 +1,4 @@
-"""What a publication was built from (pipelines/publication_inputs.py), on a bare warehouse: which input
+"""What a publication was built from (pipelines/publish/publication_inputs.py), on a bare warehouse: which input
 a run names as changed, and that the latest publication is the last one recorded, whatever the clock."""
 
 import datetime as dt
@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from pipelines.publication_inputs import anything_new, last_publication, record_publication
-from pipelines.settings import REPO_ROOT, Settings
-from pipelines.warehouse import connect
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.core.warehouse import connect
+from pipelines.publish.publication_inputs import anything_new, last_publication, record_publication
 
 NOW = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
 
@@ -21,7 +21,7 @@ def hub(tmp_path):
     )
     settings.ensure_dirs()
     settings.published.write_bytes(b"a published file")
-    con = connect(settings)  # with the hub's tables (pipelines.warehouse_schema)
+    con = connect(settings)  # with the hub's tables (pipelines.core.warehouse_schema)
     contracts, problems = settings.load_contracts()
     yield settings, con, contracts, problems
     con.close()

@@ -20,7 +20,7 @@ import click
 import pytest
 
 from pipelines.cli import main
-from pipelines.settings import REPO_ROOT
+from pipelines.core.settings import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -4,10 +4,10 @@ without sex, year of birth or area columns still counts, under 'unknown area'.""
 import duckdb
 import pytest
 
-from pipelines.contracts import load_contract
-from pipelines.record_attributes import build_record_attributes
-from pipelines.settings import REPO_ROOT
-from pipelines.sql_models import discover, run_model
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.contracts import load_contract
+from pipelines.outcomes.record_attributes import build_record_attributes
+from pipelines.outcomes.sql_models import discover, run_model
 from tests.custom_partner import write_custom_contract
 
 

@@ -1,4 +1,4 @@
-"""One writer at a time: the hub's run lock (pipelines/run_lock.py) and the run queue.
+"""One writer at a time: the hub's run lock (pipelines/core/run_lock.py) and the run queue.
 
 Processes are synchronised with the lock itself and with the headless run's fault hook
 (PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK: two FIFOs, "locked" and "go"), never with sleeps.
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from assets.resources import PlacelinkResource
-from pipelines.run_lock import EXIT_LOCKED, RunLockBusy, current_holder, is_locked, run_lock
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.core.run_lock import EXIT_LOCKED, RunLockBusy, current_holder, is_locked, run_lock
+from pipelines.core.settings import REPO_ROOT, Settings
 
 PLACELINK = str(Path(sys.executable).with_name("placelink"))
 SAFETY = 600  # seconds: only so that a broken test fails instead of hanging; never a timing window
@@ -165,7 +165,7 @@ def _hold_lock_in_another_process(home: Path, run_id: str) -> subprocess.Popen:
         [
             sys.executable,
             "-c",
-            "import sys; from pipelines.run_lock import run_lock\n"
+            "import sys; from pipelines.core.run_lock import run_lock\n"
             f"with run_lock({str(home)!r}, 'a test holder', run_id={run_id!r}):\n"
             "    print('held', flush=True); sys.stdin.read()",
         ],
@@ -290,7 +290,7 @@ import dagster as dg
 
 from pipelines.orchestration.definitions import holding_the_run_lock
 from assets.resources import PlacelinkResource
-from pipelines.run_lock import current_holder, is_locked
+from pipelines.core.run_lock import current_holder, is_locked
 
 
 def _holder(context, placelink):

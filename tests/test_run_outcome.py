@@ -10,14 +10,14 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from pipelines.audit import AuditLog
 from pipelines.cli import main
+from pipelines.core.preflight import PreflightFailed, preflight, required_free_space
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub import delivery_states
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import held_files
-from pipelines.preflight import PreflightFailed, preflight, required_free_space
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
 
 AE = "ae_attendances"
 AE_SOURCE = "nhs-acute-mental-health/ae_attendances"
@@ -129,7 +129,7 @@ def test_preflight_stops_a_run_when_the_disk_is_short_of_the_threshold(tmp_path,
     (settings.inbox / "big.plx").write_bytes(b"\0" * (300 * 1024**2 // 2))
     assert required_free_space(settings) == 300 * 1024**2
     monkeypatch.setattr(
-        "pipelines.preflight.shutil.disk_usage",
+        "pipelines.core.preflight.shutil.disk_usage",
         lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 200 * 1024**2, 200 * 1024**2),
     )
     with pytest.raises(

@@ -12,8 +12,8 @@ import sys
 import dagster as dg
 import pytest
 
+from pipelines.core.settings import REPO_ROOT
 from pipelines.orchestration.run import dagster_instance
-from pipelines.settings import REPO_ROOT
 from tests.conftest import prepare_place
 
 

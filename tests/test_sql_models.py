@@ -1,7 +1,13 @@
 import pytest
 
-from pipelines.settings import REPO_ROOT
-from pipelines.sql_models import ModelError, check_graph, discover, plan_models, referenced_tables
+from pipelines.core.settings import REPO_ROOT
+from pipelines.outcomes.sql_models import (
+    ModelError,
+    check_graph,
+    discover,
+    plan_models,
+    referenced_tables,
+)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +177,7 @@ def test_project_models_form_a_valid_graph():
 def test_runtime_sql_error_names_file_and_line(tmp_path):
     import duckdb
 
-    from pipelines.sql_models import run_model
+    from pipelines.outcomes.sql_models import run_model
 
     _write(
         tmp_path, "staging/a.sql", "-- description: x\nSELECT 1 AS a,\n       no_such_column AS b\n"

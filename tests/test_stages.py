@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from pipelines.bench.stages import (
+from pipelines.core.stages import StageClock, resident_mb, stage
+from pipelines.tooling.bench.stages import (
     HUB_STAGES,
     LINKAGE_CORE,
     StageFigures,
@@ -15,7 +16,6 @@ from pipelines.bench.stages import (
     nlogn_ratio,
     summarise,
 )
-from pipelines.stages import StageClock, resident_mb, stage
 
 
 class FakeTimer:

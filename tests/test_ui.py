@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from pipelines.settings import REPO_ROOT
+from pipelines.core.settings import REPO_ROOT
 from tests.alert_servers import free_port
 
 STARTUP = 240  # seconds: loading the definitions on a busy 2-core machine

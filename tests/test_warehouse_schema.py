@@ -4,10 +4,10 @@ opened for writing; a warehouse made before migrations were numbered is upgraded
 import duckdb
 import pytest
 
-from pipelines import warehouse_schema
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
-from pipelines.warehouse_schema import LATEST, Migration, migrate, schema_version
+from pipelines.core import warehouse_schema
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
+from pipelines.core.warehouse_schema import LATEST, Migration, migrate, schema_version
 
 # What a hub of an older version made (hub.deliveries and hub.linkage_runs as they first were,
 # before later versions added columns), and no hub.schema_migrations.

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli.common import fail
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 @click.command("sql")

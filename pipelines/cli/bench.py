@@ -35,7 +35,7 @@ def bench_envelope(
     megabytes: int, repeats: int, kem: str, chunk_mb: int, folder: Path | None
 ) -> None:
     """Envelope seal/open throughput against a plain AES-256-GCM pass over the same bytes."""
-    from pipelines.bench.envelope import run
+    from pipelines.tooling.bench.envelope import run
 
     results = run(
         megabytes=megabytes, repeats=repeats, kem=kem, chunk_bytes=chunk_mb << 20, folder=folder
@@ -83,7 +83,7 @@ def bench_envelope(
     "--profile",
     "profiles",
     multiple=True,
-    help="A stress profile (pipelines/stress/profiles.py; repeatable, or 'all'): tokens against "
+    help="A stress profile (pipelines/tooling/stress/profiles.py; repeatable, or 'all'): tokens against "
     "clear-text Splink on the profile's two partner files instead of the synthetic place.",
 )
 def linkage(
@@ -95,7 +95,7 @@ def linkage(
 ) -> None:
     """Linkage accuracy on tokens vs NHS-number-only matching vs clear-text Splink, against ground truth."""
     if profiles:
-        from pipelines.stress import PROFILES
+        from pipelines.tooling.stress import PROFILES
 
         unknown = [p for p in profiles if p != "all" and p not in PROFILES]
         if unknown:
@@ -103,11 +103,11 @@ def linkage(
                 f"unknown profile(s) {', '.join(unknown)}; known: all, {', '.join(PROFILES)}",
                 param_hint="--profile",
             )
-        from pipelines.bench.linkage_profiles import run_profiles
+        from pipelines.tooling.bench.linkage_profiles import run_profiles
 
         run_profiles(list(profiles), seed, out, echo=click.echo)
         return
-    from pipelines.bench.linkage import run_benchmarks
+    from pipelines.tooling.bench.linkage import run_benchmarks
 
     run_benchmarks(list(sizes), seed, work, out, echo=click.echo)
 
@@ -155,8 +155,8 @@ def stages(
 ) -> None:
     """Wall time and peak memory of every stage, from synth to publish, with bare clear-text
     Splink on the same records as the reference. Each run is a fresh process."""
-    from pipelines.bench.stages import STEPS, run_benchmark
-    from pipelines.settings import Settings
+    from pipelines.core.settings import Settings
+    from pipelines.tooling.bench.stages import STEPS, run_benchmark
 
     reports = reports or Settings.from_env().reports
     run_benchmark(list(sizes), seed, repeats, tuple(steps) or STEPS, work, reports, echo=click.echo)
@@ -197,8 +197,8 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
     """The hub's monthly run, month after month, on the same place: each month's extracts go
     through the partner kit by each contract's cadence and the hub runs as of that month's delivery
     day; prints each run's wall time, its stages, what the hub holds, and peak memory."""
-    from pipelines.bench.history import run_benchmark
-    from pipelines.settings import Settings
+    from pipelines.core.settings import Settings
+    from pipelines.tooling.bench.history import run_benchmark
 
     out = out or Settings.from_env().reports
     run_benchmark(people, months, seed, work, out, echo=click.echo)
@@ -240,7 +240,7 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
 )
 def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | None) -> None:
     """Partner-kit throughput: prepare every contract dataset; records/s and time per step."""
-    from pipelines.bench.kit import run_benchmark
+    from pipelines.tooling.bench.kit import run_benchmark
 
     run_benchmark(people=people, seed=seed, repeats=repeats, work=work, out=out, echo=click.echo)
 
@@ -267,7 +267,7 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
 )
 def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -> None:
     """The quality gate's share of the hub pipeline, and its seconds per 100k rows (whole demo runs)."""
-    from pipelines.bench.quality import run, summary
+    from pipelines.tooling.bench.quality import run, summary
 
     for people in sizes:
         click.echo(f"{people:,} people: {runs} demo runs ...")
@@ -322,7 +322,7 @@ def validity(
     out: Path | None,
 ) -> None:
     """Coverage and bias of the effects' 95% intervals over many synthetic places with a known truth."""
-    from pipelines.bench.validity import run
+    from pipelines.tooling.bench.validity import run
 
     click.echo(
         f"{seeds} places per planted effect ({', '.join(f'{e:+.2f}' for e in effects)}), "

@@ -18,7 +18,7 @@ def refuse_busy(
     exc, to_do: str = "let it finish (it shows in the Dagster UI), then try again"
 ) -> None:
     """Another run holds the hub's run lock: say who and what to do, exit 75 (EX_TEMPFAIL, try later)."""
-    from pipelines.run_lock import EXIT_LOCKED
+    from pipelines.core.run_lock import EXIT_LOCKED
 
     click.echo(
         f"refused: {exc}. What to do: {to_do}. Meanwhile operators' commands (`placelink hub quarantine "
@@ -33,7 +33,7 @@ def write_key_pair(key, out: Path, passphrase: bytes | None, what: str) -> Path:
     """Save a new private ``key`` at ``out`` (mode 0600, passphrase-protected if given) and its public
     half beside it as ``.pub``, never overwriting either; print where, and the fingerprint. Returns
     the public key's path (what goes to the hub's IG officer)."""
-    from pipelines.keys import KeyFileError
+    from pipelines.exchange.keys import KeyFileError
 
     public_path = out.with_name(out.name.removesuffix(".key") + ".pub")
     if out.exists() or public_path.exists():

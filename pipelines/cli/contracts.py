@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli.common import fail, write_key_pair
-from pipelines.settings import CONTRACTS_PRECEDENCE, Settings
+from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
 
 
 @click.group(
@@ -135,7 +135,7 @@ def _short(text: str, width: int) -> str:
 @_DIR
 def contracts_list(folder: Path | None) -> None:
     """Every agreement: status today, signatures, partner, purpose, expiry and last delivery."""
-    from pipelines.governance import flow_history, flow_status
+    from pipelines.governance.flows import flow_history, flow_status
 
     valid, problems, where, source = _load(folder)
     settings = Settings.from_env()
@@ -185,8 +185,8 @@ def contracts_list(folder: Path | None) -> None:
 @_DIR
 def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
     """One agreement in plain English."""
-    from pipelines.contract_review import describe
-    from pipelines.governance import flow_history
+    from pipelines.governance.contract_review import describe
+    from pipelines.governance.flows import flow_history
 
     valid, problems, _, _ = _load(folder)
     contract = valid.get(contract_id)
@@ -196,7 +196,7 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
         fail(f"no contract with id '{contract_id}' (known: {', '.join(sorted(valid)) or 'none'})")
     settings = Settings.from_env()
     history = flow_history(settings.audit_log()).get(contract.id)
-    from pipelines.governance import FlowHistory
+    from pipelines.governance.flows import FlowHistory
 
     click.echo(describe(contract, settings.today(), history or FlowHistory(), full=full))
 
@@ -213,7 +213,7 @@ def contracts_expiring(days: int, folder: Path | None) -> None:
     """Agreements that expire, or are due for review, within --days (and ones already expired)."""
     import datetime as dt
 
-    from pipelines.governance import flow_status
+    from pipelines.governance.flows import flow_status
 
     valid, _, _, _ = _load(folder)
     on = Settings.from_env().today()
@@ -261,8 +261,8 @@ def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str)
     signatures), status, or editorial; changed text shown word by word, in full."""
     import json
 
-    from pipelines.contract_review import compare_files, comparison_json, format_changes
-    from pipelines.contracts import ContractError, load_contract
+    from pipelines.governance.contract_review import compare_files, comparison_json, format_changes
+    from pipelines.governance.contracts import ContractError, load_contract
 
     try:
         comparison = compare_files(old, new)
@@ -320,7 +320,7 @@ def approver_keygen(
 ) -> None:
     """(Approver) Create your Ed25519 key for signing agreements; send only the .pub to the hub's IG officer."""
     from pipelines.cli.partner import read_passphrase
-    from pipelines.keys import ApproverKey
+    from pipelines.exchange.keys import ApproverKey
 
     passphrase = read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
     public_path = write_key_pair(
@@ -356,10 +356,10 @@ def contracts_approve(
     docs/governance.md): a later significant change voids it; an editorial one does not. When
     the last required role signs a draft, it becomes approved.
     """
-    from pipelines.approvals import sign_contract
     from pipelines.cli.partner import read_passphrase
-    from pipelines.contracts import ContractError
-    from pipelines.keys import ApproverKey, KeyFileError
+    from pipelines.exchange.keys import ApproverKey, KeyFileError
+    from pipelines.governance.approvals import sign_contract
+    from pipelines.governance.contracts import ContractError
 
     settings = Settings.from_env()
     path = Path(contract)
@@ -420,7 +420,7 @@ def contracts_register(out: Path, folder: Path | None) -> None:
     published file, without a pipeline run. Reads only; the hub's own copy is in PLACELINK_HOME/reports."""
     import dataclasses
 
-    from pipelines.register import REGISTER_CSV, write_register
+    from pipelines.governance.register import REGISTER_CSV, write_register
 
     valid, problems, where, source = _load(folder)
     settings = dataclasses.replace(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli.common import fail, refuse_busy
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 @click.group()
@@ -32,7 +32,7 @@ def hub() -> None:
 def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
     """Create the hub's HPKE key pair in PLACELINK_HOME/keys (hub.key private, hub.pub for partners)."""
     from pipelines.cli.partner import read_passphrase
-    from pipelines.keys import HubKey, KeyFileError
+    from pipelines.exchange.keys import HubKey, KeyFileError
 
     settings = Settings.from_env()
     public_path = settings.hub_key_path.with_suffix(".pub")
@@ -73,9 +73,9 @@ def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
 )
 def register_partner_key(contract_path: Path, public_path: Path) -> None:
     """(IG officer) Name a partner's public key in its contract and keep it where the hub finds it."""
-    from pipelines.contracts import ContractError, load_contract
-    from pipelines.keys import KeyFileError, SigningPublicKey
-    from pipelines.keys import register_partner_key as register
+    from pipelines.exchange.keys import KeyFileError, SigningPublicKey
+    from pipelines.exchange.keys import register_partner_key as register
+    from pipelines.governance.contracts import ContractError, load_contract
 
     settings = Settings.from_env()
     try:
@@ -119,7 +119,7 @@ def dagster_home() -> None:
 def deliveries(overdue: bool) -> None:
     """Each dataset's delivery cadence, what arrived last and when the next is due (from the contracts
     and the audit log; the warehouse is not opened, so this never disturbs a run)."""
-    from pipelines.cadence import accepted_deliveries, delivery_statuses
+    from pipelines.governance.cadence import accepted_deliveries, delivery_statuses
 
     settings = Settings.from_env()
     contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
@@ -216,8 +216,8 @@ def quarantine_release(name: str) -> None:
     (for example after the contract was fixed)."""
     import getpass
 
+    from pipelines.core.run_lock import RunLockBusy, run_lock
     from pipelines.hub.quarantine import ReleaseError, release
-    from pipelines.run_lock import RunLockBusy, run_lock
 
     settings = Settings.from_env()
     try:
@@ -249,8 +249,8 @@ def quarantine_release(name: str) -> None:
 def register_approver_key(public_path: Path) -> None:
     """(IG officer) Trust an approver's key for the role and organisation it names, after checking
     them with the person; keeps it in PLACELINK_HOME/keys/approvers and audits it."""
-    from pipelines.contracts import SIGNING_ROLES
-    from pipelines.keys import ApproverPublicKey, KeyFileError
+    from pipelines.exchange.keys import ApproverPublicKey, KeyFileError
+    from pipelines.governance.contracts import SIGNING_ROLES
 
     settings = Settings.from_env()
     try:
@@ -300,7 +300,7 @@ def accept_publication(reason: str) -> None:
 
     Without this, a publication that loses what the last one had, for no known reason (retention,
     an agreement out of force, a withdrawal), is blocked and `placelink run` exits 4."""
-    from pipelines.publication_guard import ACCEPT_EVENT, record_acceptance
+    from pipelines.publish.publication_guard import ACCEPT_EVENT, record_acceptance
 
     settings = Settings.from_env()
     if not reason.strip():

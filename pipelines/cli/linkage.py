@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pipelines.cli.common import fail
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 @click.group()

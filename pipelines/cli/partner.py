@@ -61,7 +61,7 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
 )
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
-    from pipelines.keys import SigningKey
+    from pipelines.exchange.keys import SigningKey
 
     passphrase = read_passphrase(passphrase_file, "PLACELINK_SIGNING_KEY_PASSPHRASE")
     public_path = write_key_pair(SigningKey.generate(partner_id), out, passphrase, "signing key")
@@ -170,15 +170,15 @@ def prepare(
 ) -> None:
     """Normalise, minimise, apply opt-outs and tokenise a raw extract, then encrypt it for the
     hub and sign it (a .plx envelope)."""
-    from pipelines import progress
-    from pipelines.clock import Clock
-    from pipelines.contracts import ContractError, load_contract
-    from pipelines.keys import HubPublicKey, KeyFileError, SigningKey
+    from pipelines.core import progress
+    from pipelines.core.clock import Clock
+    from pipelines.core.stages import stage
+    from pipelines.exchange.keys import HubPublicKey, KeyFileError, SigningKey
+    from pipelines.governance.contracts import ContractError, load_contract
     from pipelines.partner_kit.errors import PartnerKitError
     from pipelines.partner_kit.prepare import prepare_extract
     from pipelines.partner_kit.seal import seal_prepared
     from pipelines.partner_kit.tokens import LinkageKey
-    from pipelines.stages import stage
 
     try:
         # Keys first: a wrong passphrase should stop the run before any work is done.
@@ -320,9 +320,9 @@ def withdraw(
 ) -> None:
     """Withdraw records already sent: a signed, encrypted list of their record tokens (found in
     your own lookups) for the hub, which deletes them and everything derived from them."""
-    from pipelines.clock import Clock
-    from pipelines.contracts import ContractError, load_contract
-    from pipelines.keys import HubPublicKey, KeyFileError, SigningKey
+    from pipelines.core.clock import Clock
+    from pipelines.exchange.keys import HubPublicKey, KeyFileError, SigningKey
+    from pipelines.governance.contracts import ContractError, load_contract
     from pipelines.partner_kit.errors import PartnerKitError
     from pipelines.partner_kit.withdraw import partner_lookups, prepare_withdrawal
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli.common import fail, refuse_busy
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 @click.command()
@@ -30,7 +30,7 @@ from pipelines.settings import Settings
 )
 def synth(people: int, seed: int, out: Path, month: int) -> None:
     """Generate a synthetic place: partner extracts, reference data and ground truth."""
-    from pipelines.synth import generate_place
+    from pipelines.tooling.synth import generate_place
 
     if month > 1 and (out / "manifest.json").exists():
         _later_months(out, month)
@@ -51,7 +51,7 @@ def synth(people: int, seed: int, out: Path, month: int) -> None:
 
 
 def _later_months(out: Path, month: int) -> None:
-    from pipelines.synth.months import generate_months
+    from pipelines.tooling.synth.months import generate_months
 
     for later in generate_months(out, month):
         click.echo(
@@ -102,10 +102,10 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     at once naming it (or waits, with --wait). Exit codes (README: exit codes): 0 succeeded;
     1 failed; 3 completed with deliveries held; 4 publication blocked (it would have lost a
     source); 5 a pre-flight check failed; 75 another run holds the hub."""
-    from pipelines.delivery_months import parse_month
+    from pipelines.core.preflight import PreflightFailed, preflight
+    from pipelines.core.run_lock import RunLockBusy, run_lock
+    from pipelines.hub.delivery_months import parse_month
     from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED, run_outcome
-    from pipelines.preflight import PreflightFailed, preflight
-    from pipelines.run_lock import RunLockBusy, run_lock
 
     try:
         months = tuple(parse_month(m) for m in months)
@@ -129,14 +129,14 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
         # Taken before Dagster is imported (seconds on a busy machine), so a refusal comes at once;
         # run_pipeline takes it again (same process) and names its run in it.
         with run_lock(settings.home, "placelink run", wait=patience, on_wait=_waiting):
-            from pipelines import progress
+            from pipelines.core import progress
             from pipelines.orchestration.run import (
                 failure_messages,
                 nothing_new,
                 partner_months,
                 run_pipeline,
             )
-            from pipelines.sql_models import model_plan
+            from pipelines.outcomes.sql_models import model_plan
 
             with (
                 progress.showing()
@@ -197,10 +197,10 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
 )
 def demo(people: int, seed: int, months: int) -> None:
     """Generate a place, run every partner's kit and the hub pipeline, and print a summary."""
-    from pipelines.demo import DemoRefused, format_summary, run_demo
+    from pipelines.core.preflight import PreflightFailed, preflight
+    from pipelines.core.run_lock import RunLockBusy
     from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED
-    from pipelines.preflight import PreflightFailed, preflight
-    from pipelines.run_lock import RunLockBusy
+    from pipelines.tooling.demo import DemoRefused, format_summary, run_demo
 
     try:
         preflight(Settings.from_env())

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 from stdnum.gb import nhs
 
-from pipelines.contracts import Dataset
+from pipelines.governance.contracts import Dataset
 from pipelines.hub.names_in_text import contains_names
 
 # Postcodes and e-mail addresses are found anywhere in a value ("Flat 2, SW1A 1AA"), but only

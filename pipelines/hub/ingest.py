@@ -23,11 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import progress
-from pipelines.audit import AuditLog
-from pipelines.column_types import arrow_type_fits, duckdb_type
-from pipelines.contracts import Contract, ContractError
-from pipelines.envelope import (
+from pipelines.core import progress
+from pipelines.core.column_types import arrow_type_fits, duckdb_type
+from pipelines.core.settings import Settings
+from pipelines.core.stages import stage
+from pipelines.core.warehouse import table_exists
+from pipelines.exchange.envelope import (
     EnvelopeError,
     SealedHeader,
     decrypt_chunks,
@@ -35,8 +36,10 @@ from pipelines.envelope import (
     read_header,
     signature_valid,
 )
-from pipelines.extract_file import HEADER_METADATA_KEY
-from pipelines.housekeeping import migrate_stored_paths
+from pipelines.exchange.extract_file import HEADER_METADATA_KEY
+from pipelines.exchange.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.contracts import Contract, ContractError
 from pipelines.hub.delivery_states import (
     Flow,
     drive_hold,
@@ -47,18 +50,15 @@ from pipelines.hub.delivery_states import (
     plan_accept,
     plan_hold,
 )
+from pipelines.hub.housekeeping import migrate_stored_paths
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
 from pipelines.hub.journal import Entry, Identity, Journal
 from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.hub.recovery import recover
 from pipelines.hub.withdrawals import apply_withdrawal, withdrawal_list_spec
-from pipelines.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.quality import worker as quality_worker
 from pipelines.quality.validate import finish_quality_check, start_quality_check
-from pipelines.settings import Settings
-from pipelines.stages import stage
-from pipelines.warehouse import table_exists
 
 # A decrypted extract may take this much memory when read (the largest measured, school
 # attendance at 1M people, is about 1.3 GB) unless it also decompresses to more than

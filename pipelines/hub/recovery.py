@@ -24,7 +24,6 @@ import json
 import os
 from pathlib import Path
 
-from pipelines.housekeeping import resolve_stored, stored_path
 from pipelines.hub.delivery_states import (
     Flow,
     _discard,
@@ -34,6 +33,7 @@ from pipelines.hub.delivery_states import (
     finish_landed,
     roll_back_accept,
 )
+from pipelines.hub.housekeeping import resolve_stored, stored_path
 from pipelines.hub.inbox import delivery_kind, open_delivery, printable_name
 from pipelines.hub.journal import Entry, ReceivedLedger, sync_folder
 from pipelines.hub.quarantine import REASON_SUFFIX, pending_reason, reason_path
@@ -234,7 +234,7 @@ def _finish_legacy_accepts(flow: Flow) -> list[dict]:
 
 
 def _envelope_id(path: Path) -> str | None:
-    from pipelines.envelope import read_header
+    from pipelines.exchange.envelope import read_header
 
     try:
         with open_delivery(path) as stream:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from pipelines.contracts import Contract, DataItem, Dataset
+from pipelines.core.warehouse import table_exists
+from pipelines.governance.contracts import Contract, DataItem, Dataset
 from pipelines.linkage.person_keys import forget_identities
-from pipelines.warehouse import table_exists
 
 # Tables holding one row per landed record, keyed by (dataset, record_token).
 DERIVED_TABLES = ("hub.record_identity", "hub.record_person")

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from pipelines.audit import AuditLog
+from pipelines.core.settings import Settings
+from pipelines.core.stages import stage
+from pipelines.governance.audit import AuditLog
 from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.model import TrainedModel, predict_clusters, train
 from pipelines.linkage.person_keys import (
@@ -28,8 +30,6 @@ from pipelines.linkage.qa import (
     write_qa_report,
 )
 from pipelines.linkage.spark import spark_session
-from pipelines.settings import Settings
-from pipelines.stages import stage
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def link_person_records(
             model = model.with_threshold(prediction.threshold, prediction.threshold_method)
         model.save(settings.models)
     # The scored pairs (match probability 0.5 and up) stay in the warehouse, so the effects can be
-    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/effects/sensitivity.py).
+    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/outcomes/effects/sensitivity.py).
     con.register("scored_pairs", prediction.pairs)
     try:
         con.execute("CREATE OR REPLACE TABLE hub.linkage_pairs AS SELECT * FROM scored_pairs")

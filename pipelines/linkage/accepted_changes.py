@@ -26,8 +26,8 @@ from typing import Any
 
 import duckdb
 
-from pipelines.audit import AuditLog
-from pipelines.warehouse import table_exists
+from pipelines.core.warehouse import table_exists
+from pipelines.governance.audit import AuditLog
 
 EVENT = "linkage_change_accepted"
 

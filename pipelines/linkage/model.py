@@ -31,6 +31,7 @@ from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.exceptions import EMTrainingException
 from sqlglot import exp
 
+from pipelines.core.stages import stage
 from pipelines.linkage.comparisons import (  # noqa: F401
     BLOOM_BITS,
     DICE_HIGH,
@@ -47,7 +48,6 @@ from pipelines.linkage.comparisons import (  # noqa: F401
 )
 from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
 from pipelines.linkage.threshold import calibrate as calibrate_threshold
-from pipelines.stages import stage
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -205,7 +205,7 @@ def splink_settings(
     """The model for the columns in ``have`` (default: every column the model can read).
 
     ``comparisons_for`` replaces the hub's comparisons (the benchmark's clear-text reference
-    model: :mod:`pipelines.bench.linkage_profiles`); blocking stays the same."""
+    model: :mod:`pipelines.tooling.bench.linkage_profiles`); blocking stays the same."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",

@@ -12,11 +12,11 @@ import datetime as dt
 
 import duckdb
 
-from pipelines.column_types import duckdb_type
-from pipelines.contracts import Contract
-from pipelines.governance import flows_in_use
-from pipelines.stages import stage
-from pipelines.warehouse import table_exists
+from pipelines.core.column_types import duckdb_type
+from pipelines.core.stages import stage
+from pipelines.core.warehouse import table_exists
+from pipelines.governance.contracts import Contract
+from pipelines.governance.flows import flows_in_use
 
 # Columns Splink compares; a dataset whose contract omits one gets NULL for it.
 LINKAGE_FEATURES: dict[str, str] = {

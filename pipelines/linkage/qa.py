@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from pipelines.core.stages import stage
+from pipelines.core.warehouse import table_exists
 from pipelines.linkage.person_keys import KeyChanges
 from pipelines.linkage.placeholders import Placeholders
-from pipelines.stages import stage
-from pipelines.warehouse import table_exists
 
 if TYPE_CHECKING:
     from pipelines.linkage.accepted_changes import AcceptedChange

@@ -29,8 +29,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from pipelines.core.settings import Settings
 from pipelines.linkage.model import bit_count_argument, bloom_bit_counts, bloom_columns
-from pipelines.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

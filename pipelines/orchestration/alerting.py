@@ -2,7 +2,7 @@
 
 One function, :func:`run_alerts`, reads a run's event log (failed steps, failed blocking checks,
 deliveries ingest held, deliveries the cadence check found overdue) and turns it into
-:class:`~pipelines.alerts.Alert` s. Runs launched by the daemon (the UI, the inbox sensor, the
+:class:`~pipelines.core.alerts.Alert` s. Runs launched by the daemon (the UI, the inbox sensor, the
 schedules) are reported by :data:`run_failure_alert` and :data:`run_success_alert`; a headless
 ``placelink run`` reports its own run the same way when it ends (:mod:`pipelines.orchestration.run`), since no
 daemon watches it. Overdue deliveries are also looked for on the clock, by
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from assets.resources import PlacelinkResource
-from pipelines.alerts import (
+from pipelines.core.alerts import (
     CHECKS_FAILED,
     DELIVERIES_HELD,
     RUN_FAILED,
@@ -29,7 +29,12 @@ from pipelines.alerts import (
     Sent,
     send_all,
 )
-from pipelines.cadence import OVERDUE_CHECK, DeliveryStatus, overdue_alert, overdue_deliveries
+from pipelines.governance.cadence import (
+    OVERDUE_CHECK,
+    DeliveryStatus,
+    overdue_alert,
+    overdue_deliveries,
+)
 
 # Runs of `placelink run` report their own outcome (pipelines/orchestration/run.py); sensors leave them alone.
 HEADLESS_TAG = "placelink/headless"

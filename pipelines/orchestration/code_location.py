@@ -7,7 +7,7 @@ another hub (``placelink run``, the demo, the tests) builds its own definitions 
 settings instead of importing this module.
 """
 
+from pipelines.core.settings import Settings
 from pipelines.orchestration.definitions import placelink_definitions
-from pipelines.settings import Settings
 
 defs = placelink_definitions(Settings.from_env())

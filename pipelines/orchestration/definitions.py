@@ -22,13 +22,13 @@ from assets.publish import outcomes_report, shared_outcomes_asset
 from assets.quality import quality_checks, quality_report
 from assets.resources import PlacelinkResource
 from assets.sql_models import sql_model_assets
+from pipelines.core.run_lock import RunLockBusy, run_lock
+from pipelines.core.settings import Settings
 from pipelines.orchestration.alerting import alert_sensors
 from pipelines.orchestration.jobs import refresh_job, retention_job
 from pipelines.orchestration.schedules import daily_retention, monthly_refresh
 from pipelines.orchestration.sensors import inbox_sensor
-from pipelines.run_lock import RunLockBusy, run_lock
-from pipelines.settings import Settings
-from pipelines.sql_models import model_plan
+from pipelines.outcomes.sql_models import model_plan
 
 
 class _RunLockedExecutor(dg.Executor):
@@ -74,7 +74,7 @@ def holding_the_run_lock(
 ) -> dg.ExecutorDefinition:
     """``executor``, with the run's orchestrating process holding the run lock of the hub of
     ``settings`` (default: the environment's, read now) from the first step to the last,
-    whichever process each step runs in (pipelines/run_lock.py). With the in-process executor the
+    whichever process each step runs in (pipelines/core/run_lock.py). With the in-process executor the
     resource would hold it for the run anyway; with one that starts a process per step, this
     keeps another run from taking the lock between two steps."""
     settings = settings or Settings.from_env()
@@ -100,7 +100,7 @@ def placelink_definitions(
     (:func:`holding_the_run_lock`).
 
     The graph follows the agreements in ``settings.contracts_dir`` (one landing asset per
-    dataset) and the models they allow (:func:`pipelines.sql_models.model_plan`); the resource,
+    dataset) and the models they allow (:func:`pipelines.outcomes.sql_models.model_plan`); the resource,
     sensors and the executor's lock use ``settings`` too, so nothing reads the environment
     after this returns.
 

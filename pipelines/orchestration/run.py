@@ -12,13 +12,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from pipelines.alerts import Sent
-from pipelines.delivery_months import MONTHS_TAG, parse_month
+from pipelines.core.alerts import Sent
+from pipelines.core.run_lock import Holder, run_lock
+from pipelines.core.settings import Settings
+from pipelines.core.stages import stage
+from pipelines.hub.delivery_months import MONTHS_TAG, parse_month
 from pipelines.orchestration.jobs import WAREHOUSE_TAG
 from pipelines.quality import worker as quality_worker
-from pipelines.run_lock import Holder, run_lock
-from pipelines.settings import Settings
-from pipelines.stages import stage
 
 # The run queue the hub needs: one run at a time, and at most one run tagged as a warehouse
 # writer even if someone raises max_concurrent_runs for other code locations.
@@ -149,7 +149,7 @@ def run_pipeline(
 
     Another run holding the lock: wait up to ``wait`` seconds for it (None: as long as it takes,
     0: not at all; ``on_wait`` hears who holds it), then raise
-    :class:`pipelines.run_lock.RunLockBusy`; nothing else is raised.
+    :class:`pipelines.core.run_lock.RunLockBusy`; nothing else is raised.
 
     ``months`` (``YYYY-MM``): reporting months to re-materialise (a backfill): each partner-month
     the hub holds for them is reported again on its landing partition, and linkage, the models and
@@ -201,7 +201,7 @@ def _run(
         "ops": {"linked_persons": {"config": {"retrain": retrain}}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
-    from pipelines.alerts import send_all
+    from pipelines.core.alerts import send_all
     from pipelines.orchestration.alerting import HEADLESS_TAG, run_alerts
 
     notice, skipped_check = (

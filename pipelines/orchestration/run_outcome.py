@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from pipelines.publication_guard import BLOCKED, OUTCOME_KEY
+from pipelines.publish.publication_guard import BLOCKED, OUTCOME_KEY
 
 SUCCEEDED, FAILED, BAD_INPUT, HELD, PUBLICATION_BLOCKED, PREFLIGHT_FAILED = 0, 1, 2, 3, 4, 5
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])

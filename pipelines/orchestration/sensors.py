@@ -8,8 +8,8 @@ import os
 import dagster as dg
 
 from assets.resources import PlacelinkResource
+from pipelines.core.settings import Settings
 from pipelines.orchestration.jobs import refresh_job
-from pipelines.settings import Settings
 
 
 def inbox_fingerprint(settings: Settings) -> tuple[int, str]:

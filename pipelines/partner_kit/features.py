@@ -22,8 +22,8 @@ import jellyfish
 import polars as pl
 import pyarrow as pa
 
-from pipelines.column_types import ARROW_TYPES
-from pipelines.contracts import Contract, Dataset, DateFormat
+from pipelines.core.column_types import ARROW_TYPES
+from pipelines.governance.contracts import Contract, Dataset, DateFormat
 from pipelines.partner_kit.bloom import ADDRESS_HASHES, bloom_encode_names
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.normalise import (

@@ -33,7 +33,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipelines.contracts import Contract, Dataset
+from pipelines.governance.contracts import Contract, Dataset
 from pipelines.partner_kit.errors import PartnerKitError
 
 # Titles written before a name in a single name column ("Mrs Jane Smith").

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from nicknames import NickNamer
 
-from pipelines.contracts import ISO_DATE, DateFormat
+from pipelines.governance.contracts import ISO_DATE, DateFormat
 
 EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
 

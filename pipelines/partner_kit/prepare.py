@@ -5,7 +5,7 @@ machine. It writes three files:
 
 * ``OUT/<stem>.parquet`` - the pseudonymised extract for the hub: exactly the
   contract's columns in the contract's order, with the JSON header in the Parquet
-  metadata (see :mod:`pipelines.extract_file`);
+  metadata (see :mod:`pipelines.exchange.extract_file`);
 * ``OUT/partner-only/<stem>.lookup.parquet`` - record_id -> record_token, so the
   partner alone can trace a hub query back to a source record. Never sent;
 * ``OUT/partner-only/<stem>.report.json`` - counts only (rows in and out, opted-out
@@ -25,9 +25,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.column_types import ARROW_TYPES
-from pipelines.contracts import DELIVERY_KINDS, Contract
-from pipelines.extract_file import (
+from pipelines.core.column_types import ARROW_TYPES
+from pipelines.exchange.extract_file import (
     EXTRACT_SUFFIX,
     LOOKUP_SUFFIX,
     PARTNER_ONLY_DIR,
@@ -37,6 +36,7 @@ from pipelines.extract_file import (
     extract_stem,
     write_extract,
 )
+from pipelines.governance.contracts import DELIVERY_KINDS, Contract
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import (
     AREA_FEATURES,

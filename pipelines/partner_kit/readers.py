@@ -18,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.column_types import PAYLOAD_DTYPES
-from pipelines.contracts import Contract, Dataset, DateFormat
+from pipelines.core.column_types import PAYLOAD_DTYPES
+from pipelines.governance.contracts import Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_COLUMNS, contract_features
 from pipelines.partner_kit.normalise import (

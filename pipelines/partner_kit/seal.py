@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.envelope import DEFAULT_CHUNK_BYTES, ENVELOPE_SUFFIX, EnvelopeHeader, seal
-from pipelines.extract_file import PARTNER_ONLY_DIR
-from pipelines.keys import HubPublicKey, SigningKey
+from pipelines.exchange.envelope import DEFAULT_CHUNK_BYTES, ENVELOPE_SUFFIX, EnvelopeHeader, seal
+from pipelines.exchange.extract_file import PARTNER_ONLY_DIR
+from pipelines.exchange.keys import HubPublicKey, SigningKey
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.prepare import PreparedExtract
 

@@ -5,7 +5,7 @@ bench kit`` does); otherwise :func:`step` costs one context-variable lookup. The
 marks coarse steps only (each call handles a whole column or file), never a per-row
 loop. Steps nest: time is charged to the innermost step, so a token that normalises
 its column on first use charges the normalising to "normalise", and the figures add
-up to the run's wall time. The clock is the hub's own (pipelines.stages.StageClock), with
+up to the run's wall time. The clock is the hub's own (pipelines.core.stages.StageClock), with
 CPU time beside wall time: a busy shared machine disturbs CPU time less.
 """
 
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from pipelines import progress
-from pipelines.stages import StageClock, StageTime
+from pipelines.core import progress
+from pipelines.core.stages import StageClock, StageTime
 
 # In pipeline order; "assemble" is building the hub columns (spreading per-value results
 # over the rows, dictionaries, the payload), "other" is whatever no step claimed.

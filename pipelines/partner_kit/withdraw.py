@@ -23,10 +23,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.contracts import Contract
-from pipelines.envelope import ENVELOPE_SUFFIX, EnvelopeHeader, seal
-from pipelines.extract_file import HEADER_METADATA_KEY, LOOKUP_SUFFIX, PARTNER_ONLY_DIR
-from pipelines.keys import HubPublicKey, SigningKey
+from pipelines.exchange.envelope import ENVELOPE_SUFFIX, EnvelopeHeader, seal
+from pipelines.exchange.extract_file import HEADER_METADATA_KEY, LOOKUP_SUFFIX, PARTNER_ONLY_DIR
+from pipelines.exchange.keys import HubPublicKey, SigningKey
+from pipelines.governance.contracts import Contract
 from pipelines.partner_kit.errors import PartnerKitError
 
 WITHDRAWAL_FORMAT = "placelink-withdrawal/1"

@@ -11,9 +11,9 @@ import json
 from html import escape
 from pathlib import Path
 
+from pipelines.core.stages import stage
+from pipelines.core.warehouse import table_exists
 from pipelines.quality.results import DeliveryQuality, deliveries
-from pipelines.stages import stage
-from pipelines.warehouse import table_exists
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1b;max-width:80rem}

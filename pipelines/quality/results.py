@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.disclosure import DisclosureRule, unsafe_cells
-from pipelines.warehouse import table_exists
+from pipelines.core.warehouse import table_exists
+from pipelines.publish.disclosure import DisclosureRule, unsafe_cells
 
 
 @dataclass

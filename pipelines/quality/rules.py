@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.column_types import YEAR_OF_BIRTH, is_bloom, is_token, pandas_dtypes
-from pipelines.contracts import Contract, DataItem, Dataset
+from pipelines.core.column_types import YEAR_OF_BIRTH, is_bloom, is_token, pandas_dtypes
+from pipelines.governance.contracts import Contract, DataItem, Dataset
 
 ERROR = "error"
 WARN = "warn"

@@ -37,7 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.contracts import Contract
+from pipelines.governance.contracts import Contract
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import statsmodels.api as sm
 
-from pipelines.effects.estimate import estimate_one
+from pipelines.outcomes.effects.estimate import estimate_one
 
 
 def _people(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.bench.validity import markdown, one_place, summarise
+from pipelines.tooling.bench.validity import markdown, one_place, summarise
 
 
 def test_one_place_gives_each_target_an_interval_and_its_truth(tmp_path):

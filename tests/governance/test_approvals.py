@@ -8,15 +8,15 @@ import pytest
 from approvers import sign_contracts
 from click.testing import CliRunner
 
-from pipelines.approvals import ApproverRegistry, sign_contract
 from pipelines.cli import main
-from pipelines.contracts import load_contract
-from pipelines.governance import flow_statuses
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.core.warehouse import connect
+from pipelines.exchange.keys import ApproverKey
+from pipelines.governance.approvals import ApproverRegistry, sign_contract
+from pipelines.governance.contracts import load_contract
+from pipelines.governance.flows import flow_statuses
 from pipelines.hub.ingest import receive_inbox
-from pipelines.keys import ApproverKey
-from pipelines.settings import REPO_ROOT, Settings
-from pipelines.synth.study import DELIVERED_AT
-from pipelines.warehouse import connect
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 NHS = "nhs-acute-mental-health"
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.settings import Settings
+from pipelines.core.settings import Settings
 
 
 @pytest.fixture

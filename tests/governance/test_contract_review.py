@@ -9,11 +9,11 @@ import yaml
 from approvers import sign_contracts
 from click.testing import CliRunner
 
-from pipelines.audit import AuditLog
 from pipelines.cli import main
-from pipelines.clock import Clock
-from pipelines.contract_review import compare_files
-from pipelines.settings import REPO_ROOT
+from pipelines.core.clock import Clock
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.contract_review import compare_files
 
 CONTRACTS = REPO_ROOT / "contracts"
 NHS = CONTRACTS / "nhs-acute-mental-health.yaml"

@@ -7,8 +7,8 @@ import yaml
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.contracts import ContractError, load_contract, load_contracts
-from pipelines.settings import REPO_ROOT
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.contracts import ContractError, load_contract, load_contracts
 
 CONTRACTS = REPO_ROOT / "contracts"
 

@@ -2,12 +2,12 @@
 
 import datetime as dt
 
-from pipelines.audit import AuditLog
-from pipelines.contracts import ContractError
-from pipelines.governance import flow_statuses, flows_in_use
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.contracts import ContractError
+from pipelines.governance.flows import flow_statuses, flows_in_use
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_records import landed_datasets
-from pipelines.warehouse import connect
 
 
 def test_flow_status_follows_approval_and_the_validity_window(small_place):
@@ -70,7 +70,7 @@ def test_an_invalid_contract_holds_only_its_own_flow(small_place, tmp_path):
 
 
 def test_a_removed_contract_file_is_audited_and_named_as_excluded(small_place, tmp_path):
-    from pipelines.governance import excluded_flows, record_flow_statuses
+    from pipelines.governance.flows import excluded_flows, record_flow_statuses
 
     settings = small_place.stage_hub(tmp_path, datasets=[])
     audit = AuditLog(settings.audit_dir)

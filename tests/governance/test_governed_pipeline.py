@@ -20,12 +20,12 @@ import yaml
 from click.testing import CliRunner
 
 from assets.resources import PlacelinkResource
-from pipelines.audit import AuditHead, AuditLog
 from pipelines.cli import main
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.governance.audit import AuditHead, AuditLog
+from pipelines.governance.retention import add_months
 from pipelines.orchestration.code_location import defs
 from pipelines.orchestration.definitions import placelink_definitions
-from pipelines.retention import add_months
-from pipelines.settings import REPO_ROOT, Settings
 from tests.browser import layout_at, rendered_dom
 
 NHS = "nhs-acute-mental-health"

@@ -7,8 +7,8 @@ import datetime as dt
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.contracts import ContractError
-from pipelines.register import plural, write_register
+from pipelines.governance.contracts import ContractError
+from pipelines.governance.register import plural, write_register
 
 
 def test_register_lists_invalid_agreements_and_links_the_quality_report(small_place, tmp_path):

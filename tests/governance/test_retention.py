@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.retention import add_months, apply_retention
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_records import build_person_records, landed_datasets
-from pipelines.retention import add_months, apply_retention
-from pipelines.warehouse import connect
 
 RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 

@@ -16,15 +16,15 @@ from click.testing import CliRunner
 
 from assets.resources import PlacelinkResource
 from pipelines.cli import main
-from pipelines.envelope import seal
+from pipelines.core.warehouse import connect
+from pipelines.core.warehouse_schema import migrate
+from pipelines.exchange.envelope import seal
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_keys import assign_person_keys, forget_identities
 from pipelines.orchestration.code_location import defs
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.withdraw import prepare_withdrawal
-from pipelines.synth.study import DELIVERED_AT
-from pipelines.warehouse import connect
-from pipelines.warehouse_schema import migrate
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 VCS, ENROLMENTS = "vcs-family-support", "family_support_enrolments"
 WITHDRAWN = 15  # enrolment records whose families withdrew their consent after delivery

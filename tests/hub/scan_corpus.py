@@ -192,7 +192,7 @@ def measure(values: list[str]) -> dict[str, int]:
     """How many of ``values`` the scan flags, per kind (each value counted once per kind)."""
     import pyarrow as pa
 
-    from pipelines.contracts import DataItem, Dataset
+    from pipelines.governance.contracts import DataItem, Dataset
     from pipelines.hub.identifiers import scan_for_identifiers
 
     # One row per value, made distinct by its position, so counts are per value.

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.exchange.keys import HubKey
 from pipelines.hub import ingest
 from pipelines.hub.ingest import (
     CHECKS,
@@ -31,8 +32,7 @@ from pipelines.hub.ingest import (
     check_types,
 )
 from pipelines.hub.quarantine import ExtractRejected
-from pipelines.keys import HubKey
-from pipelines.synth.study import DELIVERED_AT
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 DATASET = "ae_attendances"
 NHS = "9434765919"  # a valid modulus-11 NHS number, as a careless partner might send

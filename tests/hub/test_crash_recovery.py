@@ -18,12 +18,12 @@ import sys
 
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
-from pipelines.settings import REPO_ROOT, Settings
-from pipelines.warehouse import connect
 from tests.hub.test_ingest import NOW
 
 GOOD = ("emergency_admissions", "family_support_enrolments")
@@ -32,8 +32,8 @@ BAD = "zz broken.plx"  # last in name order: the accepted files come first
 CHILD = """
 import datetime as dt, sys
 from pipelines.hub.ingest import receive_inbox
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
 settings = Settings.from_env()
 contracts, problems = settings.load_contracts()
 con = connect(settings)

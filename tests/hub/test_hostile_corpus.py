@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.quarantine import held_files
 from tests.approvers import sign_contracts
 from tests.hub.test_ingest import _receive

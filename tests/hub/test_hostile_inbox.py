@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.quarantine import held_files, release
 from pipelines.orchestration.sensors import inbox_fingerprint
 from tests.hub.test_ingest import NOW, _receive

@@ -3,7 +3,7 @@ import hashlib
 import pyarrow as pa
 import pytest
 
-from pipelines.contracts import DataItem, Dataset
+from pipelines.governance.contracts import DataItem, Dataset
 from pipelines.hub.identifiers import scan_for_identifiers
 
 

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.audit import AuditLog
-from pipelines.contracts import load_contracts
+from pipelines.core.warehouse import connect
+from pipelines.exchange.keys import HubKey
+from pipelines.governance.audit import AuditLog
+from pipelines.governance.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import release
-from pipelines.keys import HubKey
-from pipelines.warehouse import connect
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 

@@ -10,8 +10,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pipelines.audit import AuditLog
 from pipelines.cli import main
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.quarantine import ReleaseError, held_files, release
 
 

@@ -1,5 +1,5 @@
 """Each failure class of issue 17 on hand-made records, scored by a model trained on a small
-stress place (pipelines/stress): the pair a user would call the same person links, the pair
+stress place (pipelines/tooling/stress): the pair a user would call the same person links, the pair
 they would call two people does not."""
 
 import dataclasses
@@ -8,11 +8,11 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines.bench.linkage_profiles import partner_records, person_records
 from pipelines.linkage.model import predict_clusters, train
 from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.stress import PROFILES, generate
+from pipelines.tooling.bench.linkage_profiles import partner_records, person_records
+from pipelines.tooling.stress import PROFILES, generate
 
 FIELDS = ("given_name", "family_name", "date_of_birth", "sex", "postcode")
 

@@ -7,6 +7,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from pipelines.core.warehouse_schema import migrate
 from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.qa import (
     check_linkage,
@@ -16,7 +17,6 @@ from pipelines.linkage.qa import (
     record_linkage_run,
     write_qa_report,
 )
-from pipelines.warehouse_schema import migrate
 
 STAGED = "hub.person_keys_staged"
 

@@ -7,6 +7,9 @@ import pytest
 
 from assets.linkage import plausible_linkage
 from assets.resources import PlacelinkResource
+from pipelines.core.settings import Settings
+from pipelines.core.warehouse import connect
+from pipelines.core.warehouse_schema import migrate
 from pipelines.linkage.model import TrainedModel, match_weights_chart, splink_settings
 from pipelines.linkage.person_records import LINKAGE_FEATURES
 from pipelines.linkage.qa import (
@@ -16,9 +19,6 @@ from pipelines.linkage.qa import (
     record_linkage_run,
     write_qa_report,
 )
-from pipelines.settings import Settings
-from pipelines.warehouse import connect
-from pipelines.warehouse_schema import migrate
 from tests.browser import rendered_dom
 
 

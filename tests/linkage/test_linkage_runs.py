@@ -9,9 +9,9 @@ import pytest
 from assets.ingest import landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.resources import PlacelinkResource
+from pipelines.core.settings import Settings
 from pipelines.linkage.model import TrainedModel
 from pipelines.linkage.threshold import HIGHEST, LOWEST
-from pipelines.settings import Settings
 from tests.browser import rendered_dom
 
 # The graph of the suite's environment (the repository's agreements), as the code location's.
@@ -232,8 +232,8 @@ def test_an_accepted_change_clears_the_next_run_and_moves_the_baseline(
 ):
     from click.testing import CliRunner
 
-    from pipelines.audit import AuditLog
     from pipelines.cli import main
+    from pipelines.governance.audit import AuditLog
 
     settings, *_ = months
     home = tmp_path / "home"

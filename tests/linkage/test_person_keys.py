@@ -6,8 +6,8 @@ import duckdb
 import polars as pl
 import pytest
 
+from pipelines.core.warehouse_schema import migrate
 from pipelines.linkage.person_keys import assign_person_keys, carry_forward, new_key
-from pipelines.warehouse_schema import migrate
 
 
 def clusters(*groups: str) -> pl.DataFrame:

@@ -16,7 +16,8 @@ import pytest
 from assets.ingest import landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.resources import PlacelinkResource
-from pipelines.audit import AuditLog
+from pipelines.core.settings import Settings
+from pipelines.governance.audit import AuditLog
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters
 from pipelines.linkage.spark import (
     SparkUnavailable,
@@ -25,7 +26,6 @@ from pipelines.linkage.spark import (
     spark_condition,
     spark_session,
 )
-from pipelines.settings import Settings
 
 # The graph of the suite's environment (the repository's agreements), as the code location's.
 person_records = person_records_asset(landing_specs(Settings.from_env()))

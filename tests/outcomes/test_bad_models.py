@@ -5,7 +5,7 @@ import duckdb
 import pytest
 
 from pipelines.orchestration.run import failure_messages
-from pipelines.sql_models import ModelError, discover, run_model
+from pipelines.outcomes.sql_models import ModelError, discover, run_model
 
 
 def test_a_failed_model_run_reports_the_file_and_line(tmp_path):

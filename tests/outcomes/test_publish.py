@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import pipelines.publish as publish_module
-from pipelines.publish import PublishRefused, publish
-from pipelines.sql_models import check_graph, discover, run_model
+import pipelines.publish.published_file as publish_module
+from pipelines.outcomes.sql_models import check_graph, discover, run_model
+from pipelines.publish.published_file import PublishRefused, publish
 
 GOOD = """/*
 description: People by cohort and age band.

@@ -15,13 +15,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.effects import write_estimates, write_linkage_sensitivity
-from pipelines.effects.disclosure import derived_tables
-from pipelines.effects.estimate import COHORTS, PERIODS
 from pipelines.linkage import threshold_in_use
 from pipelines.orchestration.code_location import defs
-from pipelines.publish import publish
-from pipelines.sql_models import HUB_SOURCES, check_graph, discover, run_model
+from pipelines.outcomes.effects import write_estimates, write_linkage_sensitivity
+from pipelines.outcomes.effects.disclosure import derived_tables
+from pipelines.outcomes.effects.estimate import COHORTS, PERIODS
+from pipelines.outcomes.sql_models import HUB_SOURCES, check_graph, discover, run_model
+from pipelines.publish.published_file import publish
 from tests.browser import rendered_dom
 
 CHILD_BANDS = ("0-4", "5-10", "11-17")
@@ -364,8 +364,8 @@ def test_reclustering_at_the_main_threshold_reproduces_the_main_effects(outcomes
     assert main and all(effects[k] == v for k, v in main.items())
     assert {a for _, _, a, _, _ in sensitivity} == {"main", "looser", "stricter"}
     # re-clustering the kept pairs at the main threshold gives back the main run's persons exactly
-    from pipelines.effects import HEADLINE_BANDS, effect_bands
-    from pipelines.effects.sensitivity import estimates_at_threshold
+    from pipelines.outcomes.effects import HEADLINE_BANDS, effect_bands
+    from pipelines.outcomes.effects.sensitivity import estimates_at_threshold
 
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(settings.warehouse, copy)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.contracts import load_contract
+from pipelines.governance.contracts import load_contract
 from pipelines.partner_kit.features import IDENTITY_COLUMNS
 from pipelines.partner_kit.tokens import LinkageKey
 

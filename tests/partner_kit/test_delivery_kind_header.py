@@ -4,7 +4,7 @@ header and its report: the contract's by default, or what the partner says (issu
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.extract_file import ExtractHeader, read_extract_header
+from pipelines.exchange.extract_file import ExtractHeader, read_extract_header
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey

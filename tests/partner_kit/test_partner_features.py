@@ -8,7 +8,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from pipelines.contracts import DataItem
+from pipelines.governance.contracts import DataItem
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import (
     IDENTITY_FEATURES,

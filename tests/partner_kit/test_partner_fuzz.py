@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.contracts import load_contract
+from pipelines.governance.contracts import load_contract
 from pipelines.partner_kit import PartnerKitError, prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
 from tests.partner_kit.conftest import AE_HEADER, NHS_A, NOW, REPO, write_csv

@@ -11,7 +11,7 @@ import zipfile
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.contracts import ContractError, load_contract
+from pipelines.governance.contracts import ContractError, load_contract
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.readers import read_postcode_lookup
@@ -388,7 +388,7 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
     from click.testing import CliRunner
 
     from pipelines.cli import main
-    from pipelines.keys import HubKey, SigningKey
+    from pipelines.exchange.keys import HubKey, SigningKey
 
     contract = write_custom_contract(
         tmp_path / "c", identity=("given_name", "family_name", "date_of_birth", "postcode")

@@ -22,11 +22,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.contracts import load_contracts
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.contracts import load_contracts
 from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.settings import REPO_ROOT
-from pipelines.synth import generate_place
+from pipelines.tooling.synth import generate_place
 from tests.partner_kit.conftest import AE_HEADER, ae_rows, write_csv
 
 NOW = dt.datetime(2026, 10, 15, 9, 30, tzinfo=dt.UTC)

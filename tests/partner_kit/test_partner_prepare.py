@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.extract_file import (
+from pipelines.exchange.extract_file import (
     EXTRACT_FORMAT,
     ExtractFileError,
     ExtractHeader,

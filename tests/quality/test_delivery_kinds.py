@@ -5,9 +5,9 @@ full snapshot is still compared with the last full snapshot (issue 21)."""
 import datetime as dt
 import json
 
-from pipelines.audit import AuditLog
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
-from pipelines.warehouse import connect
 
 DAY = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 

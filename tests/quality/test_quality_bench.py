@@ -2,10 +2,10 @@
 
 import pytest
 
-from pipelines.audit import AuditLog
-from pipelines.bench.quality import QualityRun, _without_gate
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub import ingest
-from pipelines.warehouse import connect
+from pipelines.tooling.bench.quality import QualityRun, _without_gate
 
 
 @pytest.mark.parametrize("one_off, per_delivery, per_100k", [(2.0, 0.05, 0.4), (0.0, 0.2, 1.5)])

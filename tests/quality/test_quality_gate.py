@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.audit import AuditLog
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 from pipelines.quality.validate import validate_delivery
-from pipelines.warehouse import connect
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 OTHER = "family_support_enrolments"  # another partner's delivery that must flow on

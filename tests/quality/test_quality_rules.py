@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from pipelines.contracts import load_contract, load_contracts
+from pipelines.core.settings import REPO_ROOT
+from pipelines.governance.contracts import load_contract, load_contracts
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for
-from pipelines.settings import REPO_ROOT
 
 TODAY = dt.date(2026, 11, 2)
 

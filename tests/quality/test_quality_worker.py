@@ -9,12 +9,12 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.audit import AuditLog
+from pipelines.core.warehouse import connect
+from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality import worker
 from pipelines.quality.validate import validate_delivery
-from pipelines.warehouse import connect
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 

@@ -6,8 +6,8 @@ import dataclasses
 import polars as pl
 import pytest
 
-from pipelines.stress import PROFILES, generate
-from pipelines.stress.generate import PLACEHOLDER_POSTCODE
+from pipelines.tooling.stress import PROFILES, generate
+from pipelines.tooling.stress.generate import PLACEHOLDER_POSTCODE
 
 
 def small(name: str, **changes):

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.synth import PlaceManifest, generate_place
+from pipelines.tooling.synth import PlaceManifest, generate_place
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,14 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from pipelines.synth import generate_place
-from pipelines.synth.months import delivered_at, generate_months, month_folder, period_of, snapshot
+from pipelines.tooling.synth import generate_place
+from pipelines.tooling.synth.months import (
+    delivered_at,
+    generate_months,
+    month_folder,
+    period_of,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")

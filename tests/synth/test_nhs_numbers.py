@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from stdnum.gb import nhs
 
-from pipelines.synth.nhs_numbers import check_digits, draw_nhs_numbers, spoil_check_digit
+from pipelines.tooling.synth.nhs_numbers import check_digits, draw_nhs_numbers, spoil_check_digit
 
 
 def test_check_digit_matches_stdnum_including_unusable_bases():

@@ -7,7 +7,7 @@ import pytest
 from nicknames import NickNamer
 from stdnum.gb import nhs
 
-from pipelines.synth.partners import DATASETS
+from pipelines.tooling.synth.partners import DATASETS
 
 COUNCIL_AND_VCS = [
     "csc_referrals",

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from stdnum.gb import nhs
 
-from pipelines.synth import generate_place
-from pipelines.synth.partners import DATASETS
+from pipelines.tooling.synth import generate_place
+from pipelines.tooling.synth.partners import DATASETS
 
 POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
 

@@ -1,0 +1,333 @@
+"""`placelink bench linkage --profile NAME`: tokens against clear-text Splink on a stress profile.
+
+For a profile of :mod:`pipelines.tooling.stress` it generates the two partners' files, runs the partner
+kit's normalisation and encoders on each (a fresh linkage key), and links the same records two
+ways on the same fields:
+
+- **tokens**: the hub's model, built from the fields present, trained, with the threshold it
+  calibrates itself (what ``placelink run`` does);
+- **clear text**: a strong clear-text Splink model on the values the kit normalised, as a
+  linkage analyst holding clear identifiers would build it: term-frequency adjusted exact
+  names, Damerau-Levenshtein and Jaro-Winkler levels, a names-transposed level, a date of birth
+  with day/month swap, Damerau-Levenshtein and a one-year level, postcode Damerau-Levenshtein,
+  sector and district. Same blocking rules (on the clear values), same training procedure,
+  same threshold calibration, same placeholder handling: the difference is what the features
+  can express, not how hard one side tried.
+
+Scores are pairwise precision, recall and F1 over records against the generator's truth, and
+recall by name origin over the pairs that touch each group's records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+
+from pipelines.linkage.comparisons import NAME_PARTS
+from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores, pairwise_scores_touching
+from pipelines.linkage.model import predict_clusters, train
+from pipelines.linkage.person_records import LINKAGE_FEATURES
+from pipelines.partner_kit.features import IDENTITY_FEATURES, IdentityInputs
+from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.tooling.stress import PROFILES, StressFiles, generate
+
+# The kit's date-of-birth check needs "today": a fixed day after every generated birth date.
+TODAY = dt.date(2026, 1, 1)
+METHODS = ("tokens", "clear_text")
+
+
+class ClearInputs(IdentityInputs):
+    """The partner kit's normalisation without the tokenising: clear values."""
+
+    def token(self, field_name: str, values: pl.Series, *, all_distinct: bool = False) -> pl.Series:
+        return values.alias(field_name)
+
+
+def _features_of(raw: pl.DataFrame) -> list[str]:
+    """The hub columns a file with these raw columns sends (every one its columns can make)."""
+    return [
+        name
+        for name in LINKAGE_FEATURES
+        if name in IDENTITY_FEATURES and IDENTITY_FEATURES[name].source in raw.columns
+    ]
+
+
+def partner_records(
+    raw: pl.DataFrame, partner: str, key: LinkageKey, clear: bool = False
+) -> pl.DataFrame:
+    """One partner file's person records (one per record, ``unique_id`` = ``record_id``): the
+    partner kit's features as the hub receives them or, with ``clear``, the clear values the
+    tokens are made from (and ``<name>_clear`` for each Bloom-encoded field)."""
+    inputs = (ClearInputs if clear else IdentityInputs)(
+        raw, partner_id=partner, dataset=partner, key=key, today=TODAY
+    )
+    columns: dict[str, pl.Series] = {
+        "unique_id": raw["record_id"],
+        "partner_id": pl.Series([partner] * raw.height),
+    }
+    sent = set(_features_of(raw))
+    for name, sql_type in LINKAGE_FEATURES.items():
+        if clear and sql_type == "BIT":
+            source = IDENTITY_FEATURES[name].source
+            values = inputs.rows(source, getattr(inputs, source)) if name in sent else None
+            columns[f"{source}_clear"] = (
+                values if values is not None else pl.Series([None] * raw.height, dtype=pl.String)
+            )
+            continue
+        dtype = pl.Binary if sql_type == "BIT" else pl.String
+        columns[name] = (
+            IDENTITY_FEATURES[name].rows(inputs).cast(dtype)
+            if name in sent
+            else pl.Series([None] * raw.height, dtype=dtype)
+        )
+    return pl.DataFrame(columns)
+
+
+def person_records(
+    files: StressFiles, clear: bool = False, key: LinkageKey | None = None
+) -> pa.Table:
+    """The hub's person records of both files (see :func:`partner_records`), under one key."""
+    key = key or LinkageKey.generate()
+    return pl.concat(
+        [
+            partner_records(files.first, "first", key, clear),
+            partner_records(files.second, "second", key, clear),
+        ]
+    ).to_arrow()
+
+
+def reference_comparisons(have: frozenset[str]) -> list:
+    """A strong clear-text Splink model on the fields present (see the module docstring)."""
+    out: list = []
+    if "nhs_number_token" in have:
+        out.append(
+            cl.CustomComparison(
+                output_column_name="nhs_number",
+                comparison_levels=[
+                    cll.NullLevel("nhs_number_token"),
+                    cll.ExactMatchLevel("nhs_number_token", term_frequency_adjustments=True),
+                    cll.DamerauLevenshteinLevel("nhs_number_token", 1),
+                    cll.ElseLevel(),
+                ],
+            )
+        )
+    for name in ("given_name", "family_name"):
+        written = f"{name}_clear"
+        if f"{name}_token" not in have or written not in have:
+            continue
+        levels = [
+            cll.NullLevel(written),
+            cll.ExactMatchLevel(f"{name}_token", term_frequency_adjustments=True),
+        ]
+        if {"given_name_clear", "family_name_clear"} <= have:
+            # As the hub's model: transposed names weigh on the given name, neutral on the family name.
+            swapped = cll.ColumnsReversedLevel(
+                "given_name_clear", "family_name_clear", symmetrical=True
+            )
+            levels.append(
+                swapped if name == "given_name" else swapped.configure(is_null_level=True)
+            )
+            if name == "given_name":
+                levels.append(
+                    cll.CustomLevel(
+                        "given_name_clear_l = family_name_clear_r OR "
+                        "family_name_clear_l = given_name_clear_r",
+                        label_for_charts="one name found in the other field",
+                    )
+                )
+        levels += [
+            cll.DamerauLevenshteinLevel(written, 1),
+            cll.JaroWinklerLevel(written, 0.9),
+            cll.DamerauLevenshteinLevel(written, 2),
+            cll.JaroWinklerLevel(written, 0.8),
+        ]
+        first, last = NAME_PARTS[name]
+        if first in have:
+            levels.append(
+                cll.CustomLevel(
+                    " OR ".join(f"{a}_l = {b}_r" for a in (first, last) for b in (first, last)),
+                    label_for_charts="a name part agrees",
+                )
+            )
+        levels.append(cll.ElseLevel())
+        out.append(cl.CustomComparison(output_column_name=name, comparison_levels=levels))
+    if "date_of_birth_token" in have:
+        dob = "date_of_birth_token"
+        levels = [cll.NullLevel(dob), cll.ExactMatchLevel(dob)]
+        if "dob_unordered_token" in have:
+            levels.append(
+                cll.CustomLevel(
+                    "dob_unordered_token_l = dob_unordered_token_r",
+                    label_for_charts="day and month swapped",
+                )
+            )
+        levels += [
+            cll.DamerauLevenshteinLevel(dob, 1),
+            cll.AbsoluteDateDifferenceLevel(dob, input_is_string=True, threshold=1, metric="year"),
+            cll.ElseLevel(),
+        ]
+        out.append(
+            cl.CustomComparison(output_column_name="date_of_birth", comparison_levels=levels)
+        )
+    if "postcode_token" in have:
+        levels = [
+            cll.NullLevel("postcode_token"),
+            cll.ExactMatchLevel("postcode_token"),
+            cll.DamerauLevenshteinLevel("postcode_token", 1),
+        ]
+        levels += [
+            cll.CustomLevel(f"{c}_l = {c}_r", label_for_charts=c)
+            for c in ("postcode_sector_token", "postcode_district_token")
+            if c in have
+        ]
+        out.append(
+            cl.CustomComparison(
+                output_column_name="postcode", comparison_levels=[*levels, cll.ElseLevel()]
+            )
+        )
+    if "address_line_clear" in have:
+        out.append(
+            cl.CustomComparison(
+                output_column_name="address_line",
+                comparison_levels=[
+                    cll.NullLevel("address_line_clear"),
+                    cll.ExactMatchLevel("address_line_clear"),
+                    cll.JaroWinklerLevel("address_line_clear", 0.9),
+                    cll.ElseLevel(),
+                ],
+            )
+        )
+    if "uprn_token" in have:
+        out.append(cl.ExactMatch("uprn_token").configure(term_frequency_adjustments=True))
+    if "sex" in have:
+        out.append(cl.ExactMatch("sex"))
+    return out
+
+
+@dataclass
+class MethodResult:
+    scores: PairwiseScores
+    by_origin: dict[str, PairwiseScores]
+    threshold: float
+    seconds: float
+
+
+@dataclass
+class ProfileResult:
+    profile: str
+    description: str
+    seed: int
+    records: int
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+
+
+def _score(
+    clusters: pa.Table, truth: pl.DataFrame, origins: list[str]
+) -> tuple[PairwiseScores, dict]:
+    con = duckdb.connect()
+    try:
+        con.register("clusters_arrow", clusters)
+        con.register("truth_arrow", truth.to_arrow())
+        con.execute("""CREATE TABLE scored AS SELECT t.person_id, t.origin, CAST(c.cluster_id AS VARCHAR) AS person_key
+                       FROM truth_arrow t JOIN clusters_arrow c ON c.unique_id = t.record_id""")
+        return (
+            pairwise_scores(con, "scored"),
+            {o: pairwise_scores_touching(con, "scored", f"origin = '{o}'") for o in origins},
+        )
+    finally:
+        con.close()
+
+
+def run_profile(name: str, seed: int = 2026, echo=print) -> ProfileResult:
+    profile = PROFILES[name]
+    files = generate(profile, seed)
+    origins = sorted(files.truth["origin"].unique().to_list())
+    result = ProfileResult(
+        name, profile.description, seed, files.first.height + files.second.height
+    )
+    for method in METHODS:
+        echo(f"[{name}] linking {result.records:,} records on {method.replace('_', ' ')} ...")
+        records = person_records(files, clear=method == "clear_text")
+        started = time.perf_counter()
+        model = train(
+            records,
+            comparisons_for=reference_comparisons if method == "clear_text" else None,
+            token_ids=method == "tokens",
+        )
+        prediction = predict_clusters(records, model, None, token_ids=method == "tokens")
+        seconds = time.perf_counter() - started
+        scores, by_origin = _score(prediction.clusters, files.truth, origins)
+        result.methods[method] = MethodResult(scores, by_origin, prediction.threshold, seconds)
+    return result
+
+
+def format_result(result: ProfileResult) -> str:
+    tokens, clear = result.methods["tokens"], result.methods["clear_text"]
+    lines = [
+        f"Profile {result.profile} (seed {result.seed}, {result.records:,} records): {result.description}",
+        f"  {'':24}{'tokens (hub)':>34}{'clear-text Splink':>34}",
+    ]
+
+    def row(label: str, a: PairwiseScores, b: PairwiseScores) -> str:
+        fmt = lambda s: f"P {s.precision:.4f} R {s.recall:.4f} F1 {s.f1:.4f}"  # noqa: E731
+        return f"  {label:24}{fmt(a):>34}{fmt(b):>34}"
+
+    lines.append(row("all records", tokens.scores, clear.scores))
+    for origin in tokens.by_origin:
+        lines.append(
+            row(
+                f"origin {origin} ({tokens.by_origin[origin].records:,})",
+                tokens.by_origin[origin],
+                clear.by_origin[origin],
+            )
+        )
+    spread = {
+        m: max(r.recall for r in v.by_origin.values()) - min(r.recall for r in v.by_origin.values())
+        for m, v in result.methods.items()
+    }
+    lines.append(
+        f"  recall best - worst origin: tokens {spread['tokens']:.4f}, clear text {spread['clear_text']:.4f}; "
+        f"F1 tokens - clear text {tokens.scores.f1 - clear.scores.f1:+.4f}; thresholds "
+        f"{tokens.threshold:.3f} / {clear.threshold:.3f}; {tokens.seconds:.1f} s / {clear.seconds:.1f} s"
+    )
+    return "\n".join(lines)
+
+
+def result_to_json(result: ProfileResult) -> dict:
+    def scores(s: PairwiseScores) -> dict:
+        return {**asdict(s), "precision": s.precision, "recall": s.recall, "f1": s.f1}
+
+    return {
+        "profile": result.profile,
+        "seed": result.seed,
+        "records": result.records,
+        "methods": {
+            m: {
+                "all": scores(r.scores),
+                "threshold": r.threshold,
+                "seconds": r.seconds,
+                "by_origin": {o: scores(s) for o, s in r.by_origin.items()},
+            }
+            for m, r in result.methods.items()
+        },
+    }
+
+
+def run_profiles(names: list[str], seed: int, out: Path | None, echo=print) -> list[ProfileResult]:
+    results = []
+    for name in list(PROFILES) if names == ["all"] else names:
+        results.append(run_profile(name, seed, echo))
+        echo(format_result(results[-1]))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps([result_to_json(r) for r in results], indent=2))
+    return results
