@@ -21,6 +21,31 @@ from pipelines.governance.audit import AuditLog, run_actor
 from pipelines.governance.contracts import Contract, ContractError
 
 
+@contextmanager
+def dagster_run_lock(settings: Settings, run_id: str, log) -> Iterator[None]:
+    """The hub's run lock for Dagster run ``run_id``, waiting up to the settings' wait and saying so
+    in ``log``; a run that cannot have it fails with the holder named (pipelines/core/run_lock.py).
+    The resource takes it in each process that executes steps, the executor in the run's own."""
+
+    def waiting(holder) -> None:
+        log.warning(
+            f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
+            f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)"
+        )
+
+    try:
+        with run_lock(
+            settings.home,
+            "dagster run",
+            run_id=run_id,
+            wait=settings.run_lock_wait_seconds,
+            on_wait=waiting,
+        ):
+            yield
+    except RunLockBusy as exc:
+        raise dg.Failure(description=str(exc)) from None
+
+
 class PlacelinkResource(dg.ConfigurableResource):
     """Where the hub keeps its files and how it runs: ``hub`` (the settings the code location was
     built with) if given, else the environment's, with the fields below in place of theirs."""
@@ -57,25 +82,8 @@ class PlacelinkResource(dg.ConfigurableResource):
         if run is None:  # resources built outside a run (a test, a sensor): nothing to write
             yield self
             return
-        settings = self.settings()
-
-        def waiting(holder) -> None:
-            context.log.warning(
-                f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
-                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)"
-            )
-
-        try:
-            with run_lock(
-                settings.home,
-                "dagster run",
-                run_id=run.run_id,
-                wait=settings.run_lock_wait_seconds,
-                on_wait=waiting,
-            ):
-                yield self
-        except RunLockBusy as exc:
-            raise dg.Failure(description=str(exc)) from None
+        with dagster_run_lock(self.settings(), run.run_id, context.log):
+            yield self
 
     @contextmanager
     def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -20,9 +20,8 @@ from assets.ingest import area_reference, landing_specs, received_extracts
 from assets.linkage import linked_persons, person_records_asset, plausible_linkage
 from assets.publish import outcomes_report, shared_outcomes_asset
 from assets.quality import quality_checks, quality_report
-from assets.resources import PlacelinkResource
+from assets.resources import PlacelinkResource, dagster_run_lock
 from assets.sql_models import sql_model_assets
-from pipelines.core.run_lock import RunLockBusy, run_lock
 from pipelines.core.settings import Settings
 from pipelines.orchestration.alerting import alert_sensors
 from pipelines.orchestration.jobs import refresh_job, retention_job
@@ -48,25 +47,8 @@ class _RunLockedExecutor(dg.Executor):
         return self.inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan):
-        settings = self.settings
-
-        def waiting(holder) -> None:
-            plan_context.log.warning(
-                f"waiting for the hub's run lock: {holder.describe() if holder else 'another run'} "
-                f"holds it (up to {settings.run_lock_wait_seconds:.0f} s)"
-            )
-
-        try:
-            with run_lock(
-                settings.home,
-                "dagster run",
-                run_id=plan_context.run_id,
-                wait=settings.run_lock_wait_seconds,
-                on_wait=waiting,
-            ):
-                yield from self.inner.execute(plan_context, execution_plan)
-        except RunLockBusy as exc:
-            raise dg.Failure(description=str(exc)) from None
+        with dagster_run_lock(self.settings, plan_context.run_id, plan_context.log):
+            yield from self.inner.execute(plan_context, execution_plan)
 
 
 def holding_the_run_lock(
