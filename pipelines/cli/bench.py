@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 
 @click.group()
@@ -61,7 +62,9 @@ def bench_envelope(
     type=int,
     default=(10_000, 100_000),
     show_default=True,
-    help="People in each synthetic place (repeat for several sizes).",
+    help="People in each synthetic place (repeat for several sizes). With --profile: the "
+    "profiles' population instead of their own (one size), for recall by name origin with "
+    "narrower intervals.",
 )
 @click.option(
     "--seed", default=2026, show_default=True, help="Random seed of the synthetic places."
@@ -103,9 +106,17 @@ def linkage(
                 f"unknown profile(s) {', '.join(unknown)}; known: all, {', '.join(PROFILES)}",
                 param_hint="--profile",
             )
+        people = None
+        if click.get_current_context().get_parameter_source("sizes") is not ParameterSource.DEFAULT:
+            if len(sizes) != 1:
+                raise click.BadParameter(
+                    "give one --people with --profile (the population of every profile run)",
+                    param_hint="--people",
+                )
+            people = sizes[0]
         from pipelines.tooling.bench.linkage_profiles import run_profiles
 
-        run_profiles(list(profiles), seed, out, echo=click.echo)
+        run_profiles(list(profiles), seed, out, echo=click.echo, people=people)
         return
     from pipelines.tooling.bench.linkage import run_benchmarks
 

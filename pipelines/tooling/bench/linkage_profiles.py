@@ -14,13 +14,21 @@ ways on the same fields:
   same threshold calibration, same placeholder handling: the difference is what the features
   can express, not how hard one side tried.
 
+On the profiles with transposed names (:data:`SWAP_PROFILES`) a third model,
+**clear text without swap**, is the same clear-text model without its name-swap levels (names
+transposed, one name found in the other field): the reference "where clear text has none".
+
 Scores are pairwise precision, recall and F1 over records against the generator's truth, and
-recall by name origin over the pairs that touch each group's records.
+recall by name origin over the pairs that touch each group's records, each with a 95% Wilson
+interval (a few hundred true pairs per origin at a profile's own size: ``people`` makes the
+population larger so that a gap of a point between origins can be told from noise).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +39,7 @@ import polars as pl
 import pyarrow as pa
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
+from statsmodels.stats.proportion import proportion_confint
 
 from pipelines.linkage.comparisons import NAME_PARTS
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores, pairwise_scores_touching
@@ -43,6 +52,10 @@ from pipelines.tooling.stress import PROFILES, StressFiles, generate
 # The kit's date-of-birth check needs "today": a fixed day after every generated birth date.
 TODAY = dt.date(2026, 1, 1)
 METHODS = ("tokens", "clear_text")
+# Profiles where names are transposed often enough to show what the name-swap evidence is worth:
+# these also run clear text without it.
+SWAP_PROFILES = ("transposed_names", "a_like")
+NO_SWAP = "clear_text_no_swap"
 
 
 class ClearInputs(IdentityInputs):
@@ -105,8 +118,9 @@ def person_records(
     ).to_arrow()
 
 
-def reference_comparisons(have: frozenset[str]) -> list:
-    """A strong clear-text Splink model on the fields present (see the module docstring)."""
+def reference_comparisons(have: frozenset[str], swap: bool = True) -> list:
+    """A strong clear-text Splink model on the fields present (see the module docstring);
+    ``swap=False`` leaves out the name-swap levels (transposed, one name in the other field)."""
     out: list = []
     if "nhs_number_token" in have:
         out.append(
@@ -128,7 +142,7 @@ def reference_comparisons(have: frozenset[str]) -> list:
             cll.NullLevel(written),
             cll.ExactMatchLevel(f"{name}_token", term_frequency_adjustments=True),
         ]
-        if {"given_name_clear", "family_name_clear"} <= have:
+        if swap and {"given_name_clear", "family_name_clear"} <= have:
             # As the hub's model: transposed names weigh on the given name, neutral on the family name.
             swapped = cll.ColumnsReversedLevel(
                 "given_name_clear", "family_name_clear", symmetrical=True
@@ -247,23 +261,54 @@ def _score(
         con.close()
 
 
-def run_profile(name: str, seed: int = 2026, echo=print) -> ProfileResult:
+def recall_interval(scores: PairwiseScores) -> tuple[float, float]:
+    """95% Wilson interval of the recall (correct pairs of the true pairs)."""
+    if not scores.true_pairs:
+        return (1.0, 1.0)
+    low, high = proportion_confint(
+        scores.correct_pairs, scores.true_pairs, alpha=0.05, method="wilson"
+    )
+    return float(low), float(high)
+
+
+def recall_spread(by_origin: dict[str, PairwiseScores]) -> tuple[float, bool]:
+    """Best minus worst origin's recall, and whether the gap is beyond noise (the two origins'
+    95% intervals do not overlap)."""
+    best = max(by_origin.values(), key=lambda s: s.recall)
+    worst = min(by_origin.values(), key=lambda s: s.recall)
+    return best.recall - worst.recall, recall_interval(worst)[1] < recall_interval(best)[0]
+
+
+def methods_for(name: str) -> tuple[str, ...]:
+    return (*METHODS, NO_SWAP) if name in SWAP_PROFILES else METHODS
+
+
+def run_profile(
+    name: str, seed: int = 2026, echo=print, people: int | None = None
+) -> ProfileResult:
+    """Link one profile's files on tokens and clear text; ``people`` overrides the profile's
+    population (its rates and fields unchanged)."""
     profile = PROFILES[name]
+    if people is not None:
+        profile = dataclasses.replace(profile, people=people)
     files = generate(profile, seed)
     origins = sorted(files.truth["origin"].unique().to_list())
     result = ProfileResult(
         name, profile.description, seed, files.first.height + files.second.height
     )
-    for method in METHODS:
+    for method in methods_for(name):
         echo(f"[{name}] linking {result.records:,} records on {method.replace('_', ' ')} ...")
-        records = person_records(files, clear=method == "clear_text")
+        clear = method != "tokens"
+        records = person_records(files, clear=clear)
         started = time.perf_counter()
         model = train(
             records,
-            comparisons_for=reference_comparisons if method == "clear_text" else None,
-            token_ids=method == "tokens",
+            comparisons_for=(
+                functools.partial(reference_comparisons, swap=method != NO_SWAP) if clear else None
+            ),
+            token_ids=not clear,
         )
-        prediction = predict_clusters(records, model, None, token_ids=method == "tokens")
+        prediction = predict_clusters(records, model, None, token_ids=not clear)
         seconds = time.perf_counter() - started
         scores, by_origin = _score(prediction.clusters, files.truth, origins)
         result.methods[method] = MethodResult(scores, by_origin, prediction.threshold, seconds)
@@ -271,61 +316,93 @@ def run_profile(name: str, seed: int = 2026, echo=print) -> ProfileResult:
 
 
 def format_result(result: ProfileResult) -> str:
-    tokens, clear = result.methods["tokens"], result.methods["clear_text"]
+    methods = list(result.methods)
+    labels = {
+        "tokens": "tokens (hub)",
+        "clear_text": "clear-text Splink",
+        NO_SWAP: "clear, no swap",
+    }
     lines = [
         f"Profile {result.profile} (seed {result.seed}, {result.records:,} records): {result.description}",
-        f"  {'':24}{'tokens (hub)':>34}{'clear-text Splink':>34}",
+        f"  {'':24}" + "".join(f"{labels[m]:>46}" for m in methods),
     ]
 
-    def row(label: str, a: PairwiseScores, b: PairwiseScores) -> str:
-        fmt = lambda s: f"P {s.precision:.4f} R {s.recall:.4f} F1 {s.f1:.4f}"  # noqa: E731
-        return f"  {label:24}{fmt(a):>34}{fmt(b):>34}"
+    def fmt(s: PairwiseScores, interval: bool) -> str:
+        text = f"P {s.precision:.4f} R {s.recall:.4f} F1 {s.f1:.4f}"
+        if interval:
+            low, high = recall_interval(s)
+            text += f" [{low:.3f}-{high:.3f}]"
+        return text
 
-    lines.append(row("all records", tokens.scores, clear.scores))
-    for origin in tokens.by_origin:
-        lines.append(
-            row(
-                f"origin {origin} ({tokens.by_origin[origin].records:,})",
-                tokens.by_origin[origin],
-                clear.by_origin[origin],
-            )
-        )
-    spread = {
-        m: max(r.recall for r in v.by_origin.values()) - min(r.recall for r in v.by_origin.values())
-        for m, v in result.methods.items()
-    }
     lines.append(
-        f"  recall best - worst origin: tokens {spread['tokens']:.4f}, clear text {spread['clear_text']:.4f}; "
-        f"F1 tokens - clear text {tokens.scores.f1 - clear.scores.f1:+.4f}; thresholds "
-        f"{tokens.threshold:.3f} / {clear.threshold:.3f}; {tokens.seconds:.1f} s / {clear.seconds:.1f} s"
+        f"  {'all records':24}"
+        + "".join(f"{fmt(result.methods[m].scores, False):>46}" for m in methods)
+    )
+    for origin in result.methods["tokens"].by_origin:
+        label = f"origin {origin} ({result.methods['tokens'].by_origin[origin].true_pairs:,} pairs)"
+        lines.append(
+            f"  {label:24}"
+            + "".join(f"{fmt(result.methods[m].by_origin[origin], True):>46}" for m in methods)
+        )
+    spreads = {m: recall_spread(r.by_origin) for m, r in result.methods.items()}
+    tokens, clear = result.methods["tokens"], result.methods["clear_text"]
+    lines.append(
+        "  recall best - worst origin (95% intervals apart?): "
+        + ", ".join(
+            f"{m.replace('_', ' ')} {spread:.4f} ({'yes' if apart else 'no'})"
+            for m, (spread, apart) in spreads.items()
+        )
+    )
+    lines.append(
+        f"  F1 tokens - clear text {tokens.scores.f1 - clear.scores.f1:+.4f}"
+        + (
+            f", tokens - clear text without swap {tokens.scores.f1 - result.methods[NO_SWAP].scores.f1:+.4f}"
+            if NO_SWAP in result.methods
+            else ""
+        )
+        + "; thresholds "
+        + " / ".join(f"{result.methods[m].threshold:.3f}" for m in methods)
+        + "; "
+        + " / ".join(f"{result.methods[m].seconds:.1f} s" for m in methods)
     )
     return "\n".join(lines)
 
 
 def result_to_json(result: ProfileResult) -> dict:
     def scores(s: PairwiseScores) -> dict:
-        return {**asdict(s), "precision": s.precision, "recall": s.recall, "f1": s.f1}
+        return {
+            **asdict(s),
+            "precision": s.precision,
+            "recall": s.recall,
+            "recall_95": list(recall_interval(s)),
+            "f1": s.f1,
+        }
 
     return {
         "profile": result.profile,
         "seed": result.seed,
         "records": result.records,
+        "true_pairs": result.methods["tokens"].scores.true_pairs,
         "methods": {
             m: {
                 "all": scores(r.scores),
                 "threshold": r.threshold,
                 "seconds": r.seconds,
                 "by_origin": {o: scores(s) for o, s in r.by_origin.items()},
+                "recall_spread": recall_spread(r.by_origin)[0],
+                "recall_spread_beyond_noise": recall_spread(r.by_origin)[1],
             }
             for m, r in result.methods.items()
         },
     }
 
 
-def run_profiles(names: list[str], seed: int, out: Path | None, echo=print) -> list[ProfileResult]:
+def run_profiles(
+    names: list[str], seed: int, out: Path | None, echo=print, people: int | None = None
+) -> list[ProfileResult]:
     results = []
     for name in list(PROFILES) if names == ["all"] else names:
-        results.append(run_profile(name, seed, echo))
+        results.append(run_profile(name, seed, echo, people))
         echo(format_result(results[-1]))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
