@@ -324,7 +324,7 @@ def format_result(result: ProfileResult) -> str:
     }
     lines = [
         f"Profile {result.profile} (seed {result.seed}, {result.records:,} records): {result.description}",
-        f"  {'':24}" + "".join(f"{labels[m]:>46}" for m in methods),
+        f"  {'':30}" + "".join(f"{labels[m]:>46}" for m in methods),
     ]
 
     def fmt(s: PairwiseScores, interval: bool) -> str:
@@ -335,13 +335,13 @@ def format_result(result: ProfileResult) -> str:
         return text
 
     lines.append(
-        f"  {'all records':24}"
+        f"  {'all records':30}"
         + "".join(f"{fmt(result.methods[m].scores, False):>46}" for m in methods)
     )
     for origin in result.methods["tokens"].by_origin:
         label = f"origin {origin} ({result.methods['tokens'].by_origin[origin].true_pairs:,} pairs)"
         lines.append(
-            f"  {label:24}"
+            f"  {label:30}"
             + "".join(f"{fmt(result.methods[m].by_origin[origin], True):>46}" for m in methods)
         )
     spreads = {m: recall_spread(r.by_origin) for m, r in result.methods.items()}
