@@ -268,6 +268,11 @@ def recall_interval(scores: PairwiseScores) -> tuple[float, float]:
     low, high = proportion_confint(
         scores.correct_pairs, scores.true_pairs, alpha=0.05, method="wilson"
     )
+    # Wilson's bounds reach 0 and 1 exactly at those recalls; floating point can miss by 1e-16.
+    if scores.correct_pairs == scores.true_pairs:
+        high = 1.0
+    if scores.correct_pairs == 0:
+        low = 0.0
     return float(low), float(high)
 
 
