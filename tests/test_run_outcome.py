@@ -14,6 +14,7 @@ from pipelines.cli import main
 from pipelines.core.preflight import PreflightFailed, preflight, required_free_space
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub import delivery_states
 from pipelines.hub.ingest import receive_inbox
@@ -189,7 +190,7 @@ def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(
 
 
 def _receive(settings):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         return receive_inbox(

@@ -9,6 +9,7 @@ import click
 
 from pipelines.cli.common import fail
 from pipelines.core.settings import Settings
+from pipelines.governance.audit import hub_audit_log
 
 
 @click.group()
@@ -31,7 +32,7 @@ def audit_verify(published_path: Path | None) -> None:
     from pipelines.governance.audit import AuditHead, published_head, verify_log
 
     settings = Settings.from_env()
-    log = settings.audit_log()
+    log = hub_audit_log(settings)
     head = AuditHead(settings.audit_head_path, settings.audit_key_path)
     published = published_path or settings.published
     try:
@@ -65,7 +66,7 @@ def audit_show(contract_id: str) -> None:
     from pipelines.governance.flows import contract_events, uses_contract
 
     settings = Settings.from_env()
-    log = settings.audit_log()
+    log = hub_audit_log(settings)
     events = contract_events(log, contract_id)
     if not events:
         known, problems = load_contracts(settings.contracts_dir)

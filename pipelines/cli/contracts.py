@@ -9,6 +9,8 @@ import click
 
 from pipelines.cli.common import fail, write_key_pair
 from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
+from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
 
 
 @click.group(
@@ -35,7 +37,7 @@ def _load(folder: Path | None):
         fail(
             f"contracts folder {where} ({source}) does not exist; pass --dir or set PLACELINK_CONTRACTS"
         )
-    valid, problems = Settings.from_env().load_contracts(where)
+    valid, problems = load_hub_contracts(Settings.from_env(), where)
     return valid, problems, where, source
 
 
@@ -139,7 +141,7 @@ def contracts_list(folder: Path | None) -> None:
 
     valid, problems, where, source = _load(folder)
     settings = Settings.from_env()
-    history = flow_history(settings.audit_log())
+    history = flow_history(hub_audit_log(settings))
     on = settings.today()
     rows = [
         (
@@ -195,7 +197,7 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
             fail(f"contract {contract_id} is invalid: {problems[contract_id]}")
         fail(f"no contract with id '{contract_id}' (known: {', '.join(sorted(valid)) or 'none'})")
     settings = Settings.from_env()
-    history = flow_history(settings.audit_log()).get(contract.id)
+    history = flow_history(hub_audit_log(settings)).get(contract.id)
     from pipelines.governance.flows import FlowHistory
 
     click.echo(describe(contract, settings.today(), history or FlowHistory(), full=full))
@@ -372,10 +374,10 @@ def contracts_approve(
         key = ApproverKey.load(
             key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
         )
-        signed = sign_contract(path, key, settings.now(), settings.approver_registry())
+        signed = sign_contract(path, key, settings.now(), hub_approver_registry(settings))
     except (KeyFileError, ContractError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append(
+    hub_audit_log(settings).append(
         "contract_signed",
         contract=signed.contract.id,
         contract_version=signed.contract.version,

@@ -8,6 +8,8 @@ import click
 
 from pipelines.cli.common import fail, refuse_busy
 from pipelines.core.settings import Settings
+from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
 
 
 @click.group()
@@ -122,9 +124,9 @@ def deliveries(overdue: bool) -> None:
     from pipelines.governance.cadence import accepted_deliveries, delivery_statuses
 
     settings = Settings.from_env()
-    contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
+    contracts, _ = load_hub_contracts(settings)  # signatures checked: a draft is due nowhere
     statuses = delivery_statuses(
-        contracts, accepted_deliveries(settings.audit_log()), settings.today()
+        contracts, accepted_deliveries(hub_audit_log(settings)), settings.today()
     )
     without = sorted(f"{c.id}" for c in contracts.values() if c.terms.delivery is None)
     shown = [s for s in statuses if s.overdue] if overdue else statuses
@@ -169,7 +171,7 @@ def quarantine_list() -> None:
 
     settings = Settings.from_env()
     held = held_files(settings.quarantine)
-    accepted = accepted_deliveries(settings.audit_log())
+    accepted = accepted_deliveries(hub_audit_log(settings))
     if not held:
         click.echo("no extracts are held in quarantine")
     for item in held:
@@ -227,7 +229,7 @@ def quarantine_release(name: str) -> None:
                 settings.quarantine,
                 name,
                 settings.inbox,
-                settings.audit_log(),
+                hub_audit_log(settings),
                 released_at=settings.now(),
                 by=getpass.getuser(),
             )
@@ -255,10 +257,10 @@ def register_approver_key(public_path: Path) -> None:
     settings = Settings.from_env()
     try:
         public = ApproverPublicKey.load(public_path)
-        stored = settings.approver_registry().register(public)
+        stored = hub_approver_registry(settings).register(public)
     except (KeyFileError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append(
+    hub_audit_log(settings).append(
         "approver_key_registered",
         approver=public.name,
         role=public.role,
@@ -269,7 +271,7 @@ def register_approver_key(public_path: Path) -> None:
         f"registered {public.name}, {SIGNING_ROLES[public.role]}, {public.organisation}: {public.fingerprint}"
     )
     click.echo(f"public key kept at {stored}")
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     can_sign = [
         f"{c.id} ({r.party})"
         for c in contracts.values()
@@ -307,7 +309,7 @@ def accept_publication(reason: str) -> None:
         fail(
             'give the reason for accepting the loss (--reason "..."): the IG officer reads it in the audit log'
         )
-    event = record_acceptance(settings.audit_log(), reason)
+    event = record_acceptance(hub_audit_log(settings), reason)
     click.echo(
         f"the next publication may drop a source or empty a table (audited as {ACCEPT_EVENT} "
         f"{event['change_id']}); it names each loss and this reason"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.core.stored_paths import stored_path
 from pipelines.governance.audit import AuditLog
-from pipelines.hub.housekeeping import stored_path
 from pipelines.hub.inbox import delivery_kind, move_delivery, open_delivery
 from pipelines.hub.journal import (
     Entry,

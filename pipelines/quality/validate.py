@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.core.stages import stage
 from pipelines.governance.contracts import Contract
-from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality import worker
 from pipelines.quality.gx_suite import RuleResult, run_rules
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for

@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.core.warehouse import connect
 from pipelines.exchange.keys import HubKey
+from pipelines.governance.approvals import hub_approver_registry
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
@@ -33,7 +34,7 @@ def _contracts(folder, approvers):
 
 def _receive(settings, contracts_dir=None, now=NOW):
     contracts, problems = _contracts(
-        contracts_dir or settings.contracts_dir, settings.approver_registry()
+        contracts_dir or settings.contracts_dir, hub_approver_registry(settings)
     )
     con = connect(settings)
     try:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 
@@ -26,7 +27,7 @@ def _as(kind: str, rows: slice):
 
 
 def _receive(settings, now):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(

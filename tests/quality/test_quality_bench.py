@@ -3,6 +3,7 @@
 import pytest
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub import ingest
 from pipelines.tooling.bench.quality import QualityRun, _without_gate
@@ -32,7 +33,7 @@ def test_the_baseline_without_a_gate_lands_every_delivery_and_records_an_empty_v
     settings = small_place.stage_hub(
         tmp_path, datasets=["ae_attendances", "family_support_enrolments"]
     )
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = ingest.receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
 from pipelines.quality.validate import validate_delivery
@@ -20,7 +21,7 @@ OTHER = "family_support_enrolments"  # another partner's delivery that must flow
 
 
 def _receive(settings, now=NOW):
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(

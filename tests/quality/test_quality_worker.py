@@ -9,10 +9,11 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
-from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality import worker
 from pipelines.quality.validate import validate_delivery
 
@@ -78,7 +79,7 @@ def test_a_rejection_raised_in_the_worker_arrives_whole():
 
 
 def _receive(settings):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(

@@ -1,7 +1,7 @@
 """Effect estimates an analyst can stand behind: how much the programme changed each outcome,
 with a 95% interval, how well the comparison group was matched, and how much the answer moves
 with the linkage threshold. Computed in the hub from unrounded person-level data; published only
-through :mod:`pipelines.outcomes.effects.disclosure`."""
+through :mod:`pipelines.publish.effects`."""
 
 from __future__ import annotations
 
