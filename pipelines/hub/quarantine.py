@@ -12,8 +12,6 @@ import stat
 from dataclasses import asdict
 from pathlib import Path
 
-# The rejection is shared with the quality gate, which runs below the hub: pipelines.core.rejection.
-from pipelines.core.rejection import ExtractRejected as ExtractRejected
 from pipelines.core.rejection import Rejection
 from pipelines.hub.inbox import delivery_kind, printable_name, write_new
 

@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipelines.core.settings import Settings
-from pipelines.linkage.model import bit_count_argument, bloom_bit_counts, bloom_columns
+from pipelines.linkage.bloom_sql import bit_count_argument, bloom_bit_counts, bloom_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

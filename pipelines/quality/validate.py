@@ -194,7 +194,9 @@ def start_quality_check(
     :func:`worker.submit`); ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
     previous = previous_row_count(con, contract.id, dataset, header.get("delivery_kind", "full"))
-    return worker.submit(table, contract, dataset, file_name, now.date(), previous, parquet)
+    return worker.submit(
+        validate_delivery, table, contract, dataset, file_name, now.date(), previous, parquet
+    )
 
 
 @stage("quality checks")
