@@ -13,6 +13,7 @@ from pipelines.core.warehouse import connect
 from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 
 def _receive(settings):
@@ -28,6 +29,7 @@ def _receive(settings):
                 problems,
                 hub_audit_log(settings),
                 now=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+                erase_identities=forget_identities,
             )
         }
     finally:

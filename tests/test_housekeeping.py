@@ -17,6 +17,7 @@ from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.governance.retention import apply_retention
 from pipelines.hub.housekeeping import purge_quarantine
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 AFTER_VCS_RETENTION = dt.datetime(2031, 10, 6, 1, 0, tzinfo=dt.UTC)
@@ -34,7 +35,15 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
     settings = small_place.stage_hub(tmp_path / "old-place", datasets=["family_support_enrolments"])
     (settings.inbox / "broken.plx").write_bytes(b"not an envelope")
     con = connect(settings)
-    receive_inbox(settings, con, small_place.contracts, {}, hub_audit_log(settings), now=RECEIVED)
+    receive_inbox(
+        settings,
+        con,
+        small_place.contracts,
+        {},
+        hub_audit_log(settings),
+        now=RECEIVED,
+        erase_identities=forget_identities,
+    )
     con.close()
     stored = _stored(settings)
     assert stored["broken.plx"] == "quarantine/broken.plx"
@@ -57,7 +66,15 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
 def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path / "hub", datasets=["family_support_enrolments"])
     con = connect(settings)
-    receive_inbox(settings, con, small_place.contracts, {}, hub_audit_log(settings), now=RECEIVED)
+    receive_inbox(
+        settings,
+        con,
+        small_place.contracts,
+        {},
+        hub_audit_log(settings),
+        now=RECEIVED,
+        erase_identities=forget_identities,
+    )
     # as an older hub wrote them: absolute, and from a folder the hub has since left
     con.execute("UPDATE hub.deliveries SET stored_as = '/srv/old-hub/' || stored_as")
     con.execute(

@@ -19,6 +19,7 @@ from pipelines.governance.audit import AuditLog
 from pipelines.hub import delivery_states
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import held_files
+from pipelines.linkage.person_keys import forget_identities
 
 AE = "ae_attendances"
 AE_SOURCE = "nhs-acute-mental-health/ae_attendances"
@@ -194,7 +195,13 @@ def _receive(settings):
     con = connect(settings)
     try:
         return receive_inbox(
-            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=settings.now()
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            now=settings.now(),
+            erase_identities=forget_identities,
         )
     finally:
         con.close()

@@ -56,7 +56,7 @@ from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
 from pipelines.hub.journal import Entry, Identity, Journal, inbox_files, inbox_folders
 from pipelines.hub.recovery import recover
-from pipelines.hub.withdrawals import apply_withdrawal, withdrawal_list_spec
+from pipelines.hub.withdrawals import IdentityEraser, apply_withdrawal, withdrawal_list_spec
 from pipelines.quality import worker as quality_worker
 from pipelines.quality.validate import finish_quality_check, start_quality_check
 
@@ -801,13 +801,20 @@ def receive_inbox(
     contract_problems: dict[str, ContractError],
     audit: AuditLog,
     now: dt.datetime | None = None,
+    *,
+    erase_identities: IdentityEraser,
 ) -> list[Receipt]:
     """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
-    file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
+    file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there).
+
+    ``erase_identities`` is linkage's :func:`pipelines.linkage.person_keys.forget_identities`, which
+    a withdrawal calls in its delivery's transaction (the hub does not import linkage)."""
     now = now or settings.now()
     migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
-    flow = Flow(settings.home, con, audit, Journal(settings.home, settings.fault), now)
+    flow = Flow(
+        settings.home, con, audit, Journal(settings.home, settings.fault), now, erase_identities
+    )
     recover(flow)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -951,6 +958,7 @@ def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
                     header["extract_id"],
                     header.get("reason"),
                     flow.now,
+                    flow.erase_identities,
                     in_transaction=True,
                 )
             )

@@ -17,6 +17,7 @@ from pipelines.governance.audit import hub_audit_log
 from pipelines.governance.contracts import load_contract
 from pipelines.governance.flows import flow_statuses
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.tooling.synth.study import DELIVERED_AT
 
 NHS = "nhs-acute-mental-health"
@@ -67,7 +68,14 @@ def hub(small_place, tmp_path):
 def _receive(settings):
     contracts, problems = load_hub_contracts(settings)
     with connect(settings) as con:
-        receipts = receive_inbox(settings, con, contracts, {}, hub_audit_log(settings))
+        receipts = receive_inbox(
+            settings,
+            con,
+            contracts,
+            {},
+            hub_audit_log(settings),
+            erase_identities=forget_identities,
+        )
     return {r.file_name.split("__")[0]: r for r in receipts}, contracts
 
 

@@ -211,6 +211,7 @@ def test_a_later_delivery_does_not_bring_withdrawn_records_back(small_place, tmp
             {},
             hub_audit_log(settings),
             now=dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC),
+            erase_identities=forget_identities,
         )
         assert [r.kind for r in receipts] == ["extract", "withdrawal"] and {
             r.status for r in receipts
@@ -224,6 +225,7 @@ def test_a_later_delivery_does_not_bring_withdrawn_records_back(small_place, tmp
             {},
             hub_audit_log(settings),
             now=dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC),
+            erase_identities=forget_identities,
         )
         assert again.status == "accepted", again.reason
         assert (
@@ -267,7 +269,14 @@ def test_a_withdrawal_list_is_verified_like_an_envelope(small_place, tmp_path):
     with connect(settings) as con:
         receipts = {
             r.file_name: r
-            for r in receive_inbox(settings, con, contracts, {}, hub_audit_log(settings))
+            for r in receive_inbox(
+                settings,
+                con,
+                contracts,
+                {},
+                hub_audit_log(settings),
+                erase_identities=forget_identities,
+            )
         }
     assert (
         receipts["forged.plx"].status == "quarantined"

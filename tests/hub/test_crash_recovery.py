@@ -25,6 +25,7 @@ from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger, inbox_files
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
+from pipelines.linkage.person_keys import forget_identities
 from tests.hub.test_ingest import NOW
 
 GOOD = ("emergency_admissions", "family_support_enrolments")
@@ -37,11 +38,12 @@ from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
 from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import hub_audit_log
+from pipelines.linkage.person_keys import forget_identities
 settings = Settings.from_env()
 contracts, problems = load_hub_contracts(settings)
 con = connect(settings)
 receive_inbox(settings, con, contracts, problems, hub_audit_log(settings),
-              now=dt.datetime.fromisoformat(sys.argv[1]))
+              now=dt.datetime.fromisoformat(sys.argv[1]), erase_identities=forget_identities)
 con.close()
 """
 
@@ -84,6 +86,7 @@ def _receive_again(settings):
             problems,
             hub_audit_log(settings),
             now=NOW,
+            erase_identities=forget_identities,
         )
     finally:
         con.close()

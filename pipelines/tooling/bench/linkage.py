@@ -54,6 +54,7 @@ from pipelines.linkage.evaluation import (
     pairwise_scores_touching,
 )
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
 from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract
@@ -284,7 +285,9 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     # Opening the envelopes is part of ingest, before any timed step: the linkage times
     # below are linkage only, comparable with clear-text Splink.
     con = connect(settings)
-    receipts = receive_inbox(settings, con, contracts, {}, hub_audit_log(settings))
+    receipts = receive_inbox(
+        settings, con, contracts, {}, hub_audit_log(settings), erase_identities=forget_identities
+    )
     held = [r for r in receipts if r.status != "accepted"]
     if held:
         # Scores over a partial landing would not compare with the baselines: stop here.
