@@ -12,6 +12,7 @@ import stat
 from dataclasses import asdict
 from pathlib import Path
 
+from pipelines.core.clock import Clock
 from pipelines.core.rejection import Rejection
 from pipelines.hub.inbox import delivery_kind, printable_name, write_new
 
@@ -246,7 +247,7 @@ def release(
         raise ReleaseError(
             f"{target} already exists in the inbox; wait for the next run or move it away"
         )
-    released_at = released_at or dt.datetime.now(dt.UTC)
+    released_at = released_at or Clock.from_env().now()
     inbox.mkdir(parents=True, exist_ok=True)
     if not os.access(inbox, os.W_OK | os.X_OK):
         raise ReleaseError(

@@ -31,6 +31,7 @@ from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.exceptions import EMTrainingException
 from sqlglot import exp
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 from pipelines.linkage.bloom_sql import bit_count_argument, bloom_bit_counts, bloom_columns
 from pipelines.linkage.comparisons import (  # noqa: F401
@@ -580,7 +581,7 @@ def train(
     for warning in warnings:
         log.warning("linkage training: %s", warning)
     return TrainedModel(
-        trained_at or dt.datetime.now(dt.UTC),
+        trained_at or Clock.from_env().now(),
         count,
         prior_method,
         settings,

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 from pipelines.governance.audit import AuditLog
 from pipelines.outcomes.margins import declared_margins
@@ -100,7 +101,7 @@ def publish(
     tables built, before the file is swapped in; if it raises, the published file is left as it
     was (pipelines.publish.publication_guard).
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or Clock.from_env().now()
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
     for model in sorted(
         (m for m in models.values() if m.schema == "publish"), key=lambda m: m.name
