@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, write_key_pair
+from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
 from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
 from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
 from pipelines.governance.audit import hub_audit_log
@@ -306,17 +306,7 @@ def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str)
     required=True,
     help="The organisation, exactly as the agreements name the provider or recipient.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Protect the private key with this passphrase (or set PLACELINK_APPROVER_KEY_PASSPHRASE).",
-)
+@new_key_pair_options("PLACELINK_APPROVER_KEY_PASSPHRASE")
 def approver_keygen(
     name: str, role: str, organisation: str, out: Path, passphrase_file: Path | None
 ) -> None:

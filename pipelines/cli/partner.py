@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, write_key_pair
+from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
 
 
 def sealing_keys(command):
@@ -78,18 +78,7 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
 @click.option(
     "--partner", "partner_id", required=True, help="Partner id as in the contracts (e.g. nhs)."
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Protect the private key with the passphrase in this file "
-    "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
-)
+@new_key_pair_options("PLACELINK_SIGNING_KEY_PASSPHRASE")
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
     from pipelines.exchange.keys import SigningKey
