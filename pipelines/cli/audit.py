@@ -9,7 +9,6 @@ import click
 
 from pipelines.cli.common import fail
 from pipelines.core.settings import Settings
-from pipelines.governance.audit import hub_audit_log
 
 
 @click.group()
@@ -29,7 +28,7 @@ def audit_verify(published_path: Path | None) -> None:
     """Exit 0 only if the log is whole: its hash chain holds, it ends exactly where the hub last
     signed it (so no event was cut off the end and no older copy was put back), and it holds the
     head carried by the published file."""
-    from pipelines.governance.audit import AuditHead, published_head, verify_log
+    from pipelines.governance.audit import AuditHead, hub_audit_log, published_head, verify_log
 
     settings = Settings.from_env()
     log = hub_audit_log(settings)
@@ -62,6 +61,7 @@ def audit_verify(published_path: Path | None) -> None:
 def audit_show(contract_id: str) -> None:
     """Every audit event about one agreement's flow, and every linkage run and publication that
     used its data, oldest first. An id that is neither an agreement nor in the log is an error."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import load_contracts
     from pipelines.governance.flows import contract_events, uses_contract
 

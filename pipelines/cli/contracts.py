@@ -9,8 +9,6 @@ import click
 
 from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
 from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
-from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
-from pipelines.governance.audit import hub_audit_log
 
 
 @click.group(
@@ -32,6 +30,8 @@ def _folder(folder: Path | None) -> tuple[Path, str]:
 def _load(folder: Path | None):
     """(valid contracts with their signatures checked against the hub's approver registry,
     problems, folder, why that folder)."""
+    from pipelines.governance.approvals import load_hub_contracts
+
     where, source = _folder(folder)
     if not where.is_dir():
         fail(
@@ -137,6 +137,7 @@ def _short(text: str, width: int) -> str:
 @_DIR
 def contracts_list(folder: Path | None) -> None:
     """Every agreement: status today, signatures, partner, purpose, expiry and last delivery."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.flows import flow_history, flow_status
 
     valid, problems, where, source = _load(folder)
@@ -187,6 +188,7 @@ def contracts_list(folder: Path | None) -> None:
 @_DIR
 def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
     """One agreement in plain English."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contract_review import describe
     from pipelines.governance.flows import flow_history
 
@@ -350,7 +352,8 @@ def contracts_approve(
     """
     from pipelines.cli.partner import read_passphrase
     from pipelines.exchange.keys import ApproverKey, KeyFileError
-    from pipelines.governance.approvals import sign_contract
+    from pipelines.governance.approvals import hub_approver_registry, sign_contract
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import ContractError
 
     settings = Settings.from_env()

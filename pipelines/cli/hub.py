@@ -8,8 +8,6 @@ import click
 
 from pipelines.cli.common import fail, refuse_busy
 from pipelines.core.settings import Settings
-from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
-from pipelines.governance.audit import hub_audit_log
 
 
 @click.group()
@@ -121,6 +119,8 @@ def dagster_home() -> None:
 def deliveries(overdue: bool) -> None:
     """Each dataset's delivery cadence, what arrived last and when the next is due (from the contracts
     and the audit log; the warehouse is not opened, so this never disturbs a run)."""
+    from pipelines.governance.approvals import load_hub_contracts
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.cadence import accepted_deliveries, delivery_statuses
 
     settings = Settings.from_env()
@@ -167,6 +167,7 @@ def quarantine() -> None:
 def quarantine_list() -> None:
     """Every file that reached the inbox: held (with the failed check and reason, from the quarantine
     folder) or accepted (from the audit log). Safe during a run: the warehouse is not opened."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.hub.quarantine import accepted_deliveries, held_files
 
     settings = Settings.from_env()
@@ -219,6 +220,7 @@ def quarantine_release(name: str) -> None:
     import getpass
 
     from pipelines.core.run_lock import RunLockBusy, run_lock
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.hub.quarantine import ReleaseError, release
 
     settings = Settings.from_env()
@@ -252,6 +254,8 @@ def register_approver_key(public_path: Path) -> None:
     """(IG officer) Trust an approver's key for the role and organisation it names, after checking
     them with the person; keeps it in PLACELINK_HOME/keys/approvers and audits it."""
     from pipelines.exchange.keys import ApproverPublicKey, KeyFileError
+    from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import SIGNING_ROLES
 
     settings = Settings.from_env()
@@ -302,6 +306,7 @@ def accept_publication(reason: str) -> None:
 
     Without this, a publication that loses what the last one had, for no known reason (retention,
     an agreement out of force, a withdrawal), is blocked and `placelink run` exits 4."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.publish.publication_guard import ACCEPT_EVENT, record_acceptance
 
     settings = Settings.from_env()

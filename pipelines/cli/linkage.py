@@ -6,7 +6,6 @@ import click
 
 from pipelines.cli.common import fail
 from pipelines.core.settings import Settings
-from pipelines.governance.audit import hub_audit_log
 
 
 @click.group()
@@ -29,6 +28,7 @@ def accept_change(reason: str) -> None:
     and becomes the baseline. Over-linking (a giant person) cannot be accepted: fix its cause."""
     import duckdb
 
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.linkage_changes import record_acceptance
     from pipelines.linkage.accepted_changes import last_measured_shift
 
