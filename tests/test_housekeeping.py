@@ -23,6 +23,18 @@ RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 AFTER_VCS_RETENTION = dt.datetime(2031, 10, 6, 1, 0, tzinfo=dt.UTC)
 
 
+def _receive(settings, con, contracts):
+    receive_inbox(
+        settings,
+        con,
+        contracts,
+        {},
+        hub_audit_log(settings),
+        now=RECEIVED,
+        erase_identities=forget_identities,
+    )
+
+
 def _stored(settings):
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
@@ -35,15 +47,7 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
     settings = small_place.stage_hub(tmp_path / "old-place", datasets=["family_support_enrolments"])
     (settings.inbox / "broken.plx").write_bytes(b"not an envelope")
     con = connect(settings)
-    receive_inbox(
-        settings,
-        con,
-        small_place.contracts,
-        {},
-        hub_audit_log(settings),
-        now=RECEIVED,
-        erase_identities=forget_identities,
-    )
+    _receive(settings, con, small_place.contracts)
     con.close()
     stored = _stored(settings)
     assert stored["broken.plx"] == "quarantine/broken.plx"
@@ -66,15 +70,7 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
 def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path / "hub", datasets=["family_support_enrolments"])
     con = connect(settings)
-    receive_inbox(
-        settings,
-        con,
-        small_place.contracts,
-        {},
-        hub_audit_log(settings),
-        now=RECEIVED,
-        erase_identities=forget_identities,
-    )
+    _receive(settings, con, small_place.contracts)
     # as an older hub wrote them: absolute, and from a folder the hub has since left
     con.execute("UPDATE hub.deliveries SET stored_as = '/srv/old-hub/' || stored_as")
     con.execute(
