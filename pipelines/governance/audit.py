@@ -224,7 +224,7 @@ class AuditLog:
     """The hub's audit trail under ``PLACELINK_HOME/audit/audit.jsonl``.
 
     ``actor`` and ``run_id`` go into every event it writes. With ``head`` (as
-    :meth:`pipelines.core.settings.Settings.audit_log` gives it), every append first checks that the
+    :func:`hub_audit_log` gives it), every append first checks that the
     log ends where the signed head says, then re-signs the head; without, it only chains.
     """
 
