@@ -292,7 +292,7 @@ def test_signed_hub_copies_of_the_templates(tmp_path):
     assert (
         len(keys) == 7
     )  # CG + SIRO at the Trust and the council, the charity's IG lead, the hub's SIRO and DPO
-    contracts, _ = Settings.from_env({"PLACELINK_HOME": str(tmp_path)}).load_contracts(folder)
+    contracts, _ = load_hub_contracts(Settings.from_env({"PLACELINK_HOME": str(tmp_path)}), folder)
     assert not any(
         c.signed_off for c in contracts.values()
     )  # this hub's registry does not know them
