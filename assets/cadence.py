@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
+from pipelines.governance.audit import hub_audit_log
 from pipelines.governance.cadence import OVERDUE_CHECK, accepted_deliveries, delivery_statuses
 
 
@@ -35,7 +36,7 @@ def cadence_checks(landing: tuple[dg.AssetSpec, ...]) -> list[dg.AssetChecksDefi
         statuses = {
             s.dataset: s
             for s in delivery_statuses(
-                contracts, accepted_deliveries(settings.audit_log()), settings.today()
+                contracts, accepted_deliveries(hub_audit_log(settings)), settings.today()
             )
         }
         for spec in landing:

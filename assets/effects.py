@@ -1,7 +1,7 @@
 """Stage 3b: effect estimates with confidence intervals, and their sensitivity to the linkage threshold.
 
 Both write unrounded tables to the warehouse's ``effects`` schema (hub only); the publish stage
-controls them against the published before/after tables (pipelines/outcomes/effects/disclosure.py).
+controls them against the published before/after tables (pipelines/publish/effects.py).
 """
 
 import dagster as dg

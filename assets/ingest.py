@@ -30,6 +30,7 @@ from pipelines.hub.delivery_months import (
     parse_month,
 )
 from pipelines.hub.ingest import delivery_outcome, delivery_table, receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 DELIVERIES = dg.AssetKey(["hub", "deliveries"])
 
@@ -104,7 +105,14 @@ def received_extracts(context: dg.AssetExecutionContext, placelink: PlacelinkRes
     for contract_id, error in problems.items():
         context.log.warning(f"contract {contract_id} is invalid and its flow is held: {error}")
     with placelink.warehouse() as con:
-        receipts = receive_inbox(settings, con, contracts, problems, placelink.audit(context))
+        receipts = receive_inbox(
+            settings,
+            con,
+            contracts,
+            problems,
+            placelink.audit(context),
+            erase_identities=forget_identities,
+        )
         for receipt in receipts:
             if receipt.status in ("quarantined", "ignored"):
                 context.log.warning(receipt.reason)

@@ -12,10 +12,10 @@ from pipelines.governance.flows import (
     extract_lineage,
     flow_statuses,
     flows_in_use,
-    table_lineage,
 )
-from pipelines.outcomes.effects.disclosure import DERIVED_FROM, derived_tables
 from pipelines.outcomes.sql_models import ModelPlan, model_plan
+from pipelines.publish.effects import DERIVED_FROM, derived_tables
+from pipelines.publish.lineage import table_lineage
 from pipelines.publish.outcomes_report import build_outcomes_report, report_summary
 from pipelines.publish.publication_guard import (
     BLOCKED,

@@ -12,8 +12,9 @@ import dagster as dg
 from assets.ingest import DELIVERIES
 from assets.resources import PlacelinkResource
 from pipelines.outcomes.sql_models import model_plan
+from pipelines.publish.disclosure import published_unsafe_cells
 from pipelines.quality.report import write_report
-from pipelines.quality.results import deliveries, published_unsafe_cells, unvalidated_extracts
+from pipelines.quality.results import deliveries, unvalidated_extracts
 
 _FAILURE_TABLE_HEADER = (
     "| delivery | severity | rule | failing rows | sample row numbers |\n|---|---|---|---|---|\n"

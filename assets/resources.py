@@ -17,7 +17,8 @@ import duckdb
 from pipelines.core.run_lock import RunLockBusy, run_lock
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect, database_error_action, describe_database_error
-from pipelines.governance.audit import AuditLog, run_actor
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import AuditLog, hub_audit_log, run_actor
 from pipelines.governance.contracts import Contract, ContractError
 
 
@@ -110,15 +111,15 @@ class PlacelinkResource(dg.ConfigurableResource):
         """The audit log; given the step's ``context``, every event names its Dagster run and who
         started it (a sensor, a schedule, or the user of the process)."""
         if context is None:
-            return self.settings().audit_log()
-        return self.settings().audit_log(
-            actor=run_actor(context.run.tags), run_id=context.run.run_id
+            return hub_audit_log(self.settings())
+        return hub_audit_log(
+            self.settings(), actor=run_actor(context.run.tags), run_id=context.run.run_id
         )
 
     def contracts(self) -> tuple[dict[str, Contract], dict[str, ContractError]]:
         """Valid contracts by id (signatures checked against the hub's approver registry), and
         the errors of invalid ones by the id they claim."""
-        return self.settings().load_contracts()
+        return load_hub_contracts(self.settings())
 
 
 def _failure(what: str, exc: duckdb.Error) -> dg.Failure:

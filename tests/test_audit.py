@@ -7,7 +7,14 @@ import shutil
 import pytest
 
 from pipelines.core.settings import Settings
-from pipelines.governance.audit import AuditHead, AuditLog, AuditLogTampered, SignedHead, verify_log
+from pipelines.governance.audit import (
+    AuditHead,
+    AuditLog,
+    AuditLogTampered,
+    SignedHead,
+    hub_audit_log,
+    verify_log,
+)
 
 
 @pytest.fixture
@@ -19,7 +26,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def log(settings):
-    log = settings.audit_log(actor="service:test", run_id="run-1")
+    log = hub_audit_log(settings, actor="service:test", run_id="run-1")
     for n in range(5):
         log.append("extract_accepted", file=f"x{n}.parquet", rows=n)
     return log
@@ -30,7 +37,7 @@ def _head(settings):
 
 
 def _failures(settings, published=None):
-    return [f for f in verify_log(settings.audit_log(), _head(settings), published) if not f.ok]
+    return [f for f in verify_log(hub_audit_log(settings), _head(settings), published) if not f.ok]
 
 
 def _rewrite(log, change):
@@ -85,7 +92,7 @@ def test_removing_the_last_line_is_caught(log, settings):
     )
     # and the hub refuses to write on top of it (it would otherwise sign the cut log)
     with pytest.raises(AuditLogTampered, match="does not end where the hub last signed it"):
-        settings.audit_log().append("published", tables=[])
+        hub_audit_log(settings).append("published", tables=[])
 
 
 def test_restoring_an_older_copy_is_caught(log, settings, tmp_path):
@@ -136,11 +143,11 @@ def test_a_removed_or_forged_head_is_caught(log, settings):
     settings.audit_head_path.unlink()
     assert "no signed head" in _failures(settings)[0].detail
     with pytest.raises(AuditLogTampered, match="head was removed"):
-        settings.audit_log().append("published", tables=[])
+        hub_audit_log(settings).append("published", tables=[])
 
 
 def test_appends_continue_the_chain_across_instances(log, settings):
-    settings.audit_log().append("published", tables=["t"])
+    hub_audit_log(settings).append("published", tables=["t"])
     assert log.verify() is None and _failures(settings) == []
     assert _head(settings).read().events == 6
 
@@ -149,7 +156,7 @@ def test_a_log_written_before_heads_existed_is_signed_from_the_hubs_first_signed
     unsigned = AuditLog(settings.audit_dir)
     unsigned.append("extract_accepted", rows=1)
     unsigned.append("extract_accepted", rows=2)
-    settings.audit_log().append("published", tables=[])
+    hub_audit_log(settings).append("published", tables=[])
     assert _failures(settings) == [] and _head(settings).read().events == 3
 
 
@@ -161,7 +168,7 @@ def test_signed_head_round_trips_as_json(log, settings):
 def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(log, settings):
     settings.audit_key_path.unlink()
     with pytest.raises(AuditLogTampered, match="audit key .* is missing"):
-        settings.audit_log().append("published", tables=[])
+        hub_audit_log(settings).append("published", tables=[])
 
 
 # A kill inside an append (issue 20): the append writes ahead the head it will end at and its
@@ -186,7 +193,7 @@ if where == "before the line":
     audit._write_durably = then_die
 else:  # after the line, before the head
     AuditHead.write = lambda self, head: os._exit(9)
-settings.audit_log(actor="service:test").append("extract_accepted", file="x5.parquet", rows=5)
+hub_audit_log(settings, actor="service:test").append("extract_accepted", file="x5.parquet", rows=5)
 """
 
 
@@ -212,7 +219,9 @@ def test_an_append_killed_at_any_point_is_finished_by_the_next(log, settings, wh
     if where == "inside the line":  # the kill came part-way through writing the line itself
         whole = log.path.read_bytes()
         log.path.write_bytes(whole[: len(whole) - 40])
-    settings.audit_log(actor="service:test").append("extract_accepted", file="x6.parquet", rows=6)
+    hub_audit_log(settings, actor="service:test").append(
+        "extract_accepted", file="x6.parquet", rows=6
+    )
     assert not pending.exists()
     rows = [e["rows"] for e in log.events()]
     assert rows == [0, 1, 2, 3, 4, 5, 6]  # the event being written when killed is not lost
@@ -235,4 +244,4 @@ def test_a_planted_write_ahead_record_does_not_excuse_lines_added_by_something_e
     with log.path.open("a") as handle:
         handle.write(forged + "\n")
     with pytest.raises(AuditLogTampered):
-        settings.audit_log().append("extract_accepted", file="x9.parquet", rows=9)
+        hub_audit_log(settings).append("extract_accepted", file="x9.parquet", rows=9)

@@ -1,4 +1,3 @@
-import datetime as dt
 import json
 import os
 import subprocess
@@ -20,9 +19,12 @@ def _evaluate(sensor, context):
 # Run in a fresh interpreter: other test modules import the definitions while pytest collects,
 # so a warning raised at import time would never reach a check made in this process.
 _LOAD = """
-import json
+import datetime as dt, json
 from pipelines.orchestration.code_location import defs
 graph = defs.resolve_asset_graph()
+# The one moment the partitions are read at, and reported with them (Dagster's partitions follow
+# the calendar, so the test compares with this, not with its own reading of the calendar).
+now = dt.datetime.now(dt.UTC)
 cohort = graph.get(__import__("dagster").AssetKey(["cohorts", "programme_cohort"]))
 print(json.dumps({
     "keys": sorted(k.to_user_string() for k in graph.get_all_asset_keys()),
@@ -30,7 +32,8 @@ print(json.dumps({
     "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
     "monthly_refresh": defs.resolve_schedule_def("monthly_refresh").cron_schedule,
     "months": [(p := graph.get(__import__("dagster").AssetKey(["landing", "ae_attendances"])).partitions_def)
-               .get_first_partition_key(), p.get_last_partition_key()],
+               .get_first_partition_key(), p.get_last_partition_key(current_time=now)],
+    "calendar_month": f"{now:%Y-%m}",
 }))
 """
 
@@ -58,8 +61,9 @@ def test_definitions_load_and_resolve_without_warnings(tmp_path):
     assert "placelink_refresh" in loaded["jobs"]
     assert loaded["monthly_refresh"] == "0 6 2 * *"
     # reporting months: from the month before the agreements begin (April 2026) to the calendar's month
-    # (the suite's clock, November 2026, is not later than the calendar's)
-    assert loaded["months"] == ["2026-03", f"{dt.date.today():%Y-%m}"]
+    # when the partitions were read (the suite's clock, November 2026, is not later than it)
+    assert loaded["calendar_month"] >= "2026-11"
+    assert loaded["months"] == ["2026-03", loaded["calendar_month"]]
 
 
 def test_the_landing_partitions_reach_a_clock_set_after_the_calendar(tmp_path):

@@ -4,6 +4,7 @@ import datetime as dt
 
 from pipelines.core.clock import Clock
 from pipelines.core.settings import Settings
+from pipelines.governance.audit import hub_audit_log
 from pipelines.tooling.demo import format_summary, on_delivery_day, run_demo
 from pipelines.tooling.synth.study import DELIVERED_AT
 
@@ -62,7 +63,9 @@ def test_a_small_demo_accepts_every_partners_extract_and_publishes(tmp_path, mon
     )
     assert "95% CI" in headline or "no estimate" in headline
     # the audit log tells the story on the place's own day
-    first = next(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")}).audit_log().events())
+    first = next(
+        hub_audit_log(Settings.from_env({"PLACELINK_HOME": str(tmp_path / "home")})).events()
+    )
     assert first["at"].startswith("2026-11-02")
     assert Clock.from_env({}).as_of is None  # the demo moved its own clock, not the process's
 

@@ -10,12 +10,14 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.warehouse import connect
-from pipelines.governance.audit import AuditLog
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 
 def _receive(settings):
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     con = connect(settings)
     try:
         return {
@@ -25,8 +27,9 @@ def _receive(settings):
                 con,
                 contracts,
                 problems,
-                settings.audit_log(),
+                hub_audit_log(settings),
                 now=dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+                erase_identities=forget_identities,
             )
         }
     finally:

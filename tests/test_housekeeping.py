@@ -11,14 +11,28 @@ import duckdb
 import pytest
 
 from pipelines.core.settings import Settings
+from pipelines.core.stored_paths import relative_stored
 from pipelines.core.warehouse import connect
-from pipelines.governance.audit import AuditLog
+from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.governance.retention import apply_retention
-from pipelines.hub.housekeeping import purge_quarantine, relative_stored
+from pipelines.hub.housekeeping import purge_quarantine
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
 AFTER_VCS_RETENTION = dt.datetime(2031, 10, 6, 1, 0, tzinfo=dt.UTC)
+
+
+def _receive(settings, con, contracts):
+    receive_inbox(
+        settings,
+        con,
+        contracts,
+        {},
+        hub_audit_log(settings),
+        now=RECEIVED,
+        erase_identities=forget_identities,
+    )
 
 
 def _stored(settings):
@@ -33,7 +47,7 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
     settings = small_place.stage_hub(tmp_path / "old-place", datasets=["family_support_enrolments"])
     (settings.inbox / "broken.plx").write_bytes(b"not an envelope")
     con = connect(settings)
-    receive_inbox(settings, con, small_place.contracts, {}, settings.audit_log(), now=RECEIVED)
+    _receive(settings, con, small_place.contracts)
     con.close()
     stored = _stored(settings)
     assert stored["broken.plx"] == "quarantine/broken.plx"
@@ -45,7 +59,7 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
     con = connect(moved)
     try:
         result = apply_retention(
-            moved, con, small_place.contracts, moved.audit_log(), now=AFTER_VCS_RETENTION
+            moved, con, small_place.contracts, hub_audit_log(moved), now=AFTER_VCS_RETENTION
         )
     finally:
         con.close()
@@ -56,7 +70,7 @@ def test_a_moved_hub_still_finds_and_deletes_its_expired_envelopes(small_place, 
 def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path / "hub", datasets=["family_support_enrolments"])
     con = connect(settings)
-    receive_inbox(settings, con, small_place.contracts, {}, settings.audit_log(), now=RECEIVED)
+    _receive(settings, con, small_place.contracts)
     # as an older hub wrote them: absolute, and from a folder the hub has since left
     con.execute("UPDATE hub.deliveries SET stored_as = '/srv/old-hub/' || stored_as")
     con.execute(
@@ -64,7 +78,7 @@ def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_
         "VALUES ('elsewhere.plx', now(), 'quarantined', '/tmp/not-a-hub-file.plx')"
     )
     result = apply_retention(
-        settings, con, small_place.contracts, settings.audit_log(), now=AFTER_VCS_RETENTION
+        settings, con, small_place.contracts, hub_audit_log(settings), now=AFTER_VCS_RETENTION
     )
     rows = dict(con.execute("SELECT file_name, stored_as FROM hub.deliveries").fetchall())
     con.close()
@@ -74,7 +88,7 @@ def test_absolute_paths_written_before_are_made_relative_once_and_audited(small_
         rows["elsewhere.plx"] == "/tmp/not-a-hub-file.plx"
     )  # neither vault nor quarantine: left as it was
     (migrated,) = [
-        e for e in settings.audit_log().events() if e["event"] == "stored_paths_migrated"
+        e for e in hub_audit_log(settings).events() if e["event"] == "stored_paths_migrated"
     ]
     assert migrated["paths"] == 1
 

@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pipelines.governance.audit import hub_audit_log
 from pipelines.orchestration.run import dagster_instance, nothing_new, partner_months, run_pipeline
 
 DATASETS = {
@@ -143,9 +144,9 @@ def test_a_run_with_nothing_new_skips_linkage_and_publication_and_says_so(months
             name
         )  # byte for byte the file the last publication wrote
         assert partner_months(result) == []
-    events = [e for e in settings.audit_log().events() if e["event"] == "run_nothing_new"]
+    events = [e for e in hub_audit_log(settings).events() if e["event"] == "run_nothing_new"]
     assert len(events) == 2
-    assert [e for e in settings.audit_log().events() if e["event"] == "published"].__len__() == 3
+    assert [e for e in hub_audit_log(settings).events() if e["event"] == "published"].__len__() == 3
 
 
 def test_backfilling_a_month_rematerialises_its_partitions_and_what_depends_on_it(months_hub):

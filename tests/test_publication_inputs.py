@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.publish.publication_inputs import anything_new, last_publication, record_publication
 
 NOW = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
@@ -22,7 +23,7 @@ def hub(tmp_path):
     settings.ensure_dirs()
     settings.published.write_bytes(b"a published file")
     con = connect(settings)  # with the hub's tables (pipelines.core.warehouse_schema)
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     yield settings, con, contracts, problems
     con.close()
 
@@ -79,7 +80,7 @@ def test_each_kind_of_change_is_named(hub, change, named):
     settings, con, contracts, problems = hub
     record_publication(settings, con, contracts, problems, "run-1", NOW)
     change(settings)
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     verdict = anything_new(settings, con, contracts, problems)
     assert not verdict.nothing_new and verdict.changed == [named]
 

@@ -14,10 +14,12 @@ from pipelines.cli import main
 from pipelines.core.preflight import PreflightFailed, preflight, required_free_space
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub import delivery_states
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import held_files
+from pipelines.linkage.person_keys import forget_identities
 
 AE = "ae_attendances"
 AE_SOURCE = "nhs-acute-mental-health/ae_attendances"
@@ -189,11 +191,17 @@ def test_a_full_disk_while_holding_a_delivery_leaves_no_empty_reason(
 
 
 def _receive(settings):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         return receive_inbox(
-            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=settings.now()
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            now=settings.now(),
+            erase_identities=forget_identities,
         )
     finally:
         con.close()

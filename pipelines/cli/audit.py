@@ -28,10 +28,10 @@ def audit_verify(published_path: Path | None) -> None:
     """Exit 0 only if the log is whole: its hash chain holds, it ends exactly where the hub last
     signed it (so no event was cut off the end and no older copy was put back), and it holds the
     head carried by the published file."""
-    from pipelines.governance.audit import AuditHead, published_head, verify_log
+    from pipelines.governance.audit import AuditHead, hub_audit_log, published_head, verify_log
 
     settings = Settings.from_env()
-    log = settings.audit_log()
+    log = hub_audit_log(settings)
     head = AuditHead(settings.audit_head_path, settings.audit_key_path)
     published = published_path or settings.published
     try:
@@ -61,11 +61,12 @@ def audit_verify(published_path: Path | None) -> None:
 def audit_show(contract_id: str) -> None:
     """Every audit event about one agreement's flow, and every linkage run and publication that
     used its data, oldest first. An id that is neither an agreement nor in the log is an error."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import load_contracts
     from pipelines.governance.flows import contract_events, uses_contract
 
     settings = Settings.from_env()
-    log = settings.audit_log()
+    log = hub_audit_log(settings)
     events = contract_events(log, contract_id)
     if not events:
         known, problems = load_contracts(settings.contracts_dir)

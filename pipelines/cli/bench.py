@@ -8,6 +8,45 @@ import click
 from click.core import ParameterSource
 
 
+# Options several benchmarks take, written once so that they read the same in every --help.
+def sizes_option(
+    default: tuple[int, ...],
+    help: str = "People in each synthetic place (repeat for several sizes).",
+):
+    """``--people`` repeated, one synthetic place a size (the command's ``sizes``)."""
+    return click.option(
+        "--people", "sizes", multiple=True, type=int, default=default, show_default=True, help=help
+    )
+
+
+def seed_option(places: str = "places"):
+    """``--seed`` of the synthetic place (or places) the benchmark builds."""
+    return click.option(
+        "--seed", default=2026, show_default=True, help=f"Random seed of the synthetic {places}."
+    )
+
+
+def work_option(kept: str):
+    """``--work``: keep what the benchmark builds (``kept``) instead of a removed temp folder."""
+    return click.option(
+        "--work",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"Keep {kept} under this folder (default: a temp folder, removed).",
+    )
+
+
+def json_option(**path):
+    """``--json``: also write the figures as JSON (the command's ``out``)."""
+    return click.option(
+        "--json",
+        "out",
+        type=click.Path(path_type=Path, **path),
+        default=None,
+        help="Also write the figures as JSON to this file.",
+    )
+
+
 @click.group()
 def bench() -> None:
     """Benchmarks (not tests): report medians of several runs on this machine."""
@@ -55,33 +94,15 @@ def bench_envelope(
 
 
 @bench.command("linkage")
-@click.option(
-    "--people",
-    "sizes",
-    multiple=True,
-    type=int,
-    default=(10_000, 100_000),
-    show_default=True,
+@sizes_option(
+    (10_000, 100_000),
     help="People in each synthetic place (repeat for several sizes). With --profile: the "
     "profiles' population instead of their own (one size), for recall by name origin with "
     "narrower intervals.",
 )
-@click.option(
-    "--seed", default=2026, show_default=True, help="Random seed of the synthetic places."
-)
-@click.option(
-    "--work",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Keep each place, extracts and warehouse under this folder (default: a temp folder, removed).",
-)
-@click.option(
-    "--json",
-    "out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the figures as JSON to this file.",
-)
+@seed_option()
+@work_option("each place, extracts and warehouse")
+@json_option()
 @click.option(
     "--profile",
     "profiles",
@@ -124,15 +145,7 @@ def linkage(
 
 
 @bench.command("stages")
-@click.option(
-    "--people",
-    "sizes",
-    multiple=True,
-    type=int,
-    default=(10_000, 100_000, 1_000_000),
-    show_default=True,
-    help="People in each synthetic place (repeat for several sizes).",
-)
+@sizes_option((10_000, 100_000, 1_000_000))
 @click.option(
     "--stage",
     "steps",
@@ -141,15 +154,8 @@ def linkage(
     help="Time only these steps (repeatable; default all). Steps they need still run, unmeasured.",
 )
 @click.option("--repeats", default=3, show_default=True, help="Runs per size; figures are medians.")
-@click.option(
-    "--seed", default=2026, show_default=True, help="Random seed of the synthetic places."
-)
-@click.option(
-    "--work",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Keep each run's place, extracts and hub under this folder (default: a temp folder, removed).",
-)
+@seed_option()
+@work_option("each run's place, extracts and hub")
 @click.option(
     "--reports",
     type=click.Path(path_type=Path),
@@ -191,13 +197,8 @@ def stages(
     type=click.IntRange(min=1),
     help="Consecutive monthly runs (month 1 is the place's first delivery).",
 )
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
-@click.option(
-    "--work",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Keep the place, the partners' side and the hub under this folder (default: a temp folder, removed).",
-)
+@seed_option("place")
+@work_option("the place, the partners' side and the hub")
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -227,7 +228,7 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
     type=click.IntRange(min=50),
     help="People in the synthetic place (1,000,000 for the scale target).",
 )
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
+@seed_option("place")
 @click.option(
     "--repeats",
     default=3,
@@ -242,13 +243,7 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
     help="Keep the synthetic place under this folder and reuse it on later runs "
     "(default: a temp folder, removed).",
 )
-@click.option(
-    "--json",
-    "out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Also write the figures as JSON to this file.",
-)
+@json_option(dir_okay=False)
 def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | None) -> None:
     """Partner-kit throughput: prepare every contract dataset; records/s and time per step."""
     from pipelines.tooling.bench.kit import run_benchmark
@@ -257,19 +252,11 @@ def kit(people: int, seed: int, repeats: int, work: Path | None, out: Path | Non
 
 
 @bench.command("quality")
-@click.option(
-    "--people",
-    "sizes",
-    multiple=True,
-    type=int,
-    default=(100_000,),
-    show_default=True,
-    help="People in the demo's synthetic place (repeat for several sizes).",
-)
+@sizes_option((100_000,), "People in the demo's synthetic place (repeat for several sizes).")
 @click.option(
     "--runs", default=3, show_default=True, help="Demo runs per size, each in a new process."
 )
-@click.option("--seed", default=2026, show_default=True, help="Random seed of the synthetic place.")
+@seed_option("place")
 @click.option(
     "--dir",
     "folder",

@@ -29,6 +29,28 @@ def refuse_busy(
     sys.exit(EXIT_LOCKED)
 
 
+def new_key_pair_options(passphrase_variable: str):
+    """The options of a command that creates a key pair: ``--out`` (the private key file; the public
+    key goes beside it) and ``--passphrase-file`` (or ``passphrase_variable``), the same in every
+    group that makes keys."""
+
+    def add(command):
+        command = click.option(
+            "--passphrase-file",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            help="Protect the private key with the passphrase in this file "
+            f"(or set {passphrase_variable}).",
+        )(command)
+        return click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
+        )(command)
+
+    return add
+
+
 def write_key_pair(key, out: Path, passphrase: bytes | None, what: str) -> Path:
     """Save a new private ``key`` at ``out`` (mode 0600, passphrase-protected if given) and its public
     half beside it as ``.pub``, never overwriting either; print where, and the fingerprint. Returns

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, write_key_pair
+from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
 from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
 
 
@@ -30,12 +30,14 @@ def _folder(folder: Path | None) -> tuple[Path, str]:
 def _load(folder: Path | None):
     """(valid contracts with their signatures checked against the hub's approver registry,
     problems, folder, why that folder)."""
+    from pipelines.governance.approvals import load_hub_contracts
+
     where, source = _folder(folder)
     if not where.is_dir():
         fail(
             f"contracts folder {where} ({source}) does not exist; pass --dir or set PLACELINK_CONTRACTS"
         )
-    valid, problems = Settings.from_env().load_contracts(where)
+    valid, problems = load_hub_contracts(Settings.from_env(), where)
     return valid, problems, where, source
 
 
@@ -135,11 +137,12 @@ def _short(text: str, width: int) -> str:
 @_DIR
 def contracts_list(folder: Path | None) -> None:
     """Every agreement: status today, signatures, partner, purpose, expiry and last delivery."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.flows import flow_history, flow_status
 
     valid, problems, where, source = _load(folder)
     settings = Settings.from_env()
-    history = flow_history(settings.audit_log())
+    history = flow_history(hub_audit_log(settings))
     on = settings.today()
     rows = [
         (
@@ -185,6 +188,7 @@ def contracts_list(folder: Path | None) -> None:
 @_DIR
 def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
     """One agreement in plain English."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contract_review import describe
     from pipelines.governance.flows import flow_history
 
@@ -195,7 +199,7 @@ def contracts_show(contract_id: str, full: bool, folder: Path | None) -> None:
             fail(f"contract {contract_id} is invalid: {problems[contract_id]}")
         fail(f"no contract with id '{contract_id}' (known: {', '.join(sorted(valid)) or 'none'})")
     settings = Settings.from_env()
-    history = flow_history(settings.audit_log()).get(contract.id)
+    history = flow_history(hub_audit_log(settings)).get(contract.id)
     from pipelines.governance.flows import FlowHistory
 
     click.echo(describe(contract, settings.today(), history or FlowHistory(), full=full))
@@ -304,17 +308,7 @@ def contracts_diff(old: Path, new: Path, fail_on_significant: bool, output: str)
     required=True,
     help="The organisation, exactly as the agreements name the provider or recipient.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Protect the private key with this passphrase (or set PLACELINK_APPROVER_KEY_PASSPHRASE).",
-)
+@new_key_pair_options("PLACELINK_APPROVER_KEY_PASSPHRASE")
 def approver_keygen(
     name: str, role: str, organisation: str, out: Path, passphrase_file: Path | None
 ) -> None:
@@ -358,7 +352,8 @@ def contracts_approve(
     """
     from pipelines.cli.partner import read_passphrase
     from pipelines.exchange.keys import ApproverKey, KeyFileError
-    from pipelines.governance.approvals import sign_contract
+    from pipelines.governance.approvals import hub_approver_registry, sign_contract
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import ContractError
 
     settings = Settings.from_env()
@@ -372,10 +367,10 @@ def contracts_approve(
         key = ApproverKey.load(
             key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
         )
-        signed = sign_contract(path, key, settings.now(), settings.approver_registry())
+        signed = sign_contract(path, key, settings.now(), hub_approver_registry(settings))
     except (KeyFileError, ContractError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append(
+    hub_audit_log(settings).append(
         "contract_signed",
         contract=signed.contract.id,
         contract_version=signed.contract.version,

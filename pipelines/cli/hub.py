@@ -119,12 +119,14 @@ def dagster_home() -> None:
 def deliveries(overdue: bool) -> None:
     """Each dataset's delivery cadence, what arrived last and when the next is due (from the contracts
     and the audit log; the warehouse is not opened, so this never disturbs a run)."""
+    from pipelines.governance.approvals import load_hub_contracts
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.cadence import accepted_deliveries, delivery_statuses
 
     settings = Settings.from_env()
-    contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
+    contracts, _ = load_hub_contracts(settings)  # signatures checked: a draft is due nowhere
     statuses = delivery_statuses(
-        contracts, accepted_deliveries(settings.audit_log()), settings.today()
+        contracts, accepted_deliveries(hub_audit_log(settings)), settings.today()
     )
     without = sorted(f"{c.id}" for c in contracts.values() if c.terms.delivery is None)
     shown = [s for s in statuses if s.overdue] if overdue else statuses
@@ -165,11 +167,12 @@ def quarantine() -> None:
 def quarantine_list() -> None:
     """Every file that reached the inbox: held (with the failed check and reason, from the quarantine
     folder) or accepted (from the audit log). Safe during a run: the warehouse is not opened."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.hub.quarantine import accepted_deliveries, held_files
 
     settings = Settings.from_env()
     held = held_files(settings.quarantine)
-    accepted = accepted_deliveries(settings.audit_log())
+    accepted = accepted_deliveries(hub_audit_log(settings))
     if not held:
         click.echo("no extracts are held in quarantine")
     for item in held:
@@ -217,6 +220,7 @@ def quarantine_release(name: str) -> None:
     import getpass
 
     from pipelines.core.run_lock import RunLockBusy, run_lock
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.hub.quarantine import ReleaseError, release
 
     settings = Settings.from_env()
@@ -227,7 +231,7 @@ def quarantine_release(name: str) -> None:
                 settings.quarantine,
                 name,
                 settings.inbox,
-                settings.audit_log(),
+                hub_audit_log(settings),
                 released_at=settings.now(),
                 by=getpass.getuser(),
             )
@@ -250,15 +254,17 @@ def register_approver_key(public_path: Path) -> None:
     """(IG officer) Trust an approver's key for the role and organisation it names, after checking
     them with the person; keeps it in PLACELINK_HOME/keys/approvers and audits it."""
     from pipelines.exchange.keys import ApproverPublicKey, KeyFileError
+    from pipelines.governance.approvals import hub_approver_registry, load_hub_contracts
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import SIGNING_ROLES
 
     settings = Settings.from_env()
     try:
         public = ApproverPublicKey.load(public_path)
-        stored = settings.approver_registry().register(public)
+        stored = hub_approver_registry(settings).register(public)
     except (KeyFileError, OSError) as exc:
         fail(str(exc))
-    settings.audit_log().append(
+    hub_audit_log(settings).append(
         "approver_key_registered",
         approver=public.name,
         role=public.role,
@@ -269,7 +275,7 @@ def register_approver_key(public_path: Path) -> None:
         f"registered {public.name}, {SIGNING_ROLES[public.role]}, {public.organisation}: {public.fingerprint}"
     )
     click.echo(f"public key kept at {stored}")
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     can_sign = [
         f"{c.id} ({r.party})"
         for c in contracts.values()
@@ -300,6 +306,7 @@ def accept_publication(reason: str) -> None:
 
     Without this, a publication that loses what the last one had, for no known reason (retention,
     an agreement out of force, a withdrawal), is blocked and `placelink run` exits 4."""
+    from pipelines.governance.audit import hub_audit_log
     from pipelines.publish.publication_guard import ACCEPT_EVENT, record_acceptance
 
     settings = Settings.from_env()
@@ -307,7 +314,7 @@ def accept_publication(reason: str) -> None:
         fail(
             'give the reason for accepting the loss (--reason "..."): the IG officer reads it in the audit log'
         )
-    event = record_acceptance(settings.audit_log(), reason)
+    event = record_acceptance(hub_audit_log(settings), reason)
     click.echo(
         f"the next publication may drop a source or empty a table (audited as {ACCEPT_EVENT} "
         f"{event['change_id']}); it names each loss and this reason"

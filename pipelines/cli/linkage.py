@@ -28,7 +28,9 @@ def accept_change(reason: str) -> None:
     and becomes the baseline. Over-linking (a giant person) cannot be accepted: fix its cause."""
     import duckdb
 
-    from pipelines.linkage.accepted_changes import last_measured_shift, record_acceptance
+    from pipelines.governance.audit import hub_audit_log
+    from pipelines.governance.linkage_changes import record_acceptance
+    from pipelines.linkage.accepted_changes import last_measured_shift
 
     settings = Settings.from_env()
     if not reason.strip():
@@ -50,7 +52,7 @@ def accept_change(reason: str) -> None:
         finally:
             con.close()
     change = record_acceptance(
-        settings.audit_log(),
+        hub_audit_log(settings),
         reason,
         from_rate=shift[0] if shift else None,
         to_rate=shift[1] if shift else None,

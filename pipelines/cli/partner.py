@@ -6,7 +6,38 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, write_key_pair
+from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
+
+
+def sealing_keys(command):
+    """The options of a command that seals an envelope for the hub: the partner's signing key,
+    its passphrase file, and the hub's public key (``signing_key_path``, ``passphrase_file``,
+    ``hub_key_path``); the same in ``prepare`` and ``withdraw``."""
+    options = [
+        click.option(
+            "--signing-key",
+            "signing_key_path",
+            type=click.Path(path_type=Path, exists=True),
+            required=True,
+            help="Your signing key (from `placelink partner keygen`).",
+        ),
+        click.option(
+            "--passphrase-file",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
+        ),
+        click.option(
+            "--hub-key",
+            "hub_key_path",
+            type=click.Path(path_type=Path, exists=True),
+            required=True,
+            help="The hub's public key (hub.pub, from `placelink hub keygen`: the hub's IG officer "
+            "sends it).",
+        ),
+    ]
+    for option in reversed(options):  # click lists options in the order they are written
+        command = option(command)
+    return command
 
 
 @click.group()
@@ -47,18 +78,7 @@ def read_passphrase(passphrase_file: Path | None, env_var: str) -> bytes | None:
 @click.option(
     "--partner", "partner_id", required=True, help="Partner id as in the contracts (e.g. nhs)."
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Private key file to create (mode 0600); the public key goes beside it as .pub.",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Protect the private key with the passphrase in this file "
-    "(or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
-)
+@new_key_pair_options("PLACELINK_SIGNING_KEY_PASSPHRASE")
 def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     """Create the partner's Ed25519 signing key pair; send only the .pub file to the hub."""
     from pipelines.exchange.keys import SigningKey
@@ -133,25 +153,7 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     help="A full snapshot of your records, or a delta (new and changed records since the last "
     "delivery); default: what the contract's delivery term says, else full.",
 )
-@click.option(
-    "--signing-key",
-    "signing_key_path",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="Your signing key (`placelink partner keygen`).",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
-)
-@click.option(
-    "--hub-key",
-    "hub_key_path",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="The hub's public key (hub.pub, from `placelink hub keygen`).",
-)
+@sealing_keys
 def prepare(
     contract_path: Path,
     dataset: str | None,
@@ -288,25 +290,7 @@ def prepare(
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Folder for the envelope to send."
 )
-@click.option(
-    "--signing-key",
-    "signing_key_path",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="Your partner signing key (from `placelink partner keygen`).",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
-)
-@click.option(
-    "--hub-key",
-    "hub_key_path",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="The hub's public key (hub.pub, from the hub's IG officer).",
-)
+@sealing_keys
 def withdraw(
     contract_path: Path,
     dataset: str,

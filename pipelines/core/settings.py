@@ -10,15 +10,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipelines.core.alerts import AlertSettings
 from pipelines.core.clock import Clock, parse_as_of
-from pipelines.hub.journal import FAULT_VARIABLE, parse_fault, waiting_entries
-
-if TYPE_CHECKING:  # imported where used: both import settings themselves
-    from pipelines.governance.approvals import ApproverRegistry
-    from pipelines.governance.audit import AuditLog
+from pipelines.core.faults import FAULT_VARIABLE, parse_fault
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where Splink scores pairs and clusters them (README: Scaling out). Training is always DuckDB.
@@ -113,7 +108,7 @@ class Settings:
     # that took the lock says so in the first and waits for the second (pipelines/orchestration/run.py).
     fault_pause_after_run_lock: Path | None = None
     # A test hook: PLACELINK_FAULT=ingest:<step> kills the process at that step of ingest
-    # (pipelines.hub.journal.INGEST_STEPS). None in production.
+    # (pipelines.core.faults.INGEST_STEPS). None in production.
     fault: str | None = None
 
     def __post_init__(self) -> None:
@@ -216,18 +211,6 @@ class Settings:
     def inbox(self) -> Path:
         return self.home / "inbox"
 
-    def inbox_files(self) -> list[Path]:
-        """The deliveries waiting in the inbox, in name order (hidden files, such as a partial
-        upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
-        listed too, without being followed or opened, so that ingest holds them (only regular
-        files are accepted). Files already received from an inbox the hub cannot change (still
-        there, unchanged) are not waiting; folders are not deliveries (:meth:`inbox_folders`)."""
-        return waiting_entries(self.inbox, self.home)[0]
-
-    def inbox_folders(self) -> list[Path]:
-        """Folders someone put in the inbox: never deliveries, reported by every run."""
-        return waiting_entries(self.inbox, self.home)[1]
-
     @property
     def dagster_home(self) -> Path:
         """The Dagster instance's folder: DAGSTER_HOME if set (a deployment's, docs/deployment.md),
@@ -263,20 +246,6 @@ class Settings:
     def audit_dir(self) -> Path:
         return self.home / "audit"
 
-    def audit_log(self, actor: str | None = None, run_id: str | None = None) -> AuditLog:
-        """The hub's audit log, stamped with this installation's clock, the ``actor`` (default:
-        ``user:<the operating-system user>``) and the Dagster ``run_id`` of the events it writes;
-        every append re-signs the log's head with the hub's audit key (pipelines.governance.audit)."""
-        from pipelines.governance.audit import AuditHead, AuditLog, user_actor
-
-        return AuditLog(
-            self.audit_dir,
-            self.clock,
-            actor=actor or user_actor(),
-            run_id=run_id,
-            head=AuditHead(self.audit_head_path, self.audit_key_path),
-        )
-
     @property
     def audit_head_path(self) -> Path:
         """The audit log's signed head (count and hash of its last event), kept apart from the log."""
@@ -291,21 +260,6 @@ class Settings:
     def approver_keys(self) -> Path:
         """The approvers' public keys the hub trusts, ``<fingerprint hex>.pub`` (pipelines.governance.approvals)."""
         return self.keys / "approvers"
-
-    def approver_registry(self) -> ApproverRegistry:
-        from pipelines.governance.approvals import ApproverRegistry
-
-        return ApproverRegistry(self.approver_keys)
-
-    def load_contracts(self, folder: Path | None = None):
-        """Every agreement in ``folder`` (default: :attr:`contracts_dir`), signatures checked
-        against this hub's approver registry; returns (valid by id, problems by the contract id
-        each invalid file claims), the shape every user of them takes: ingest, governance, the
-        register and the CLI (issue 19)."""
-        from pipelines.governance.contracts import claimed_id, load_contracts
-
-        contracts, problems = load_contracts(folder or self.contracts_dir, self.approver_registry())
-        return contracts, {claimed_id(path): error for path, error in problems.items()}
 
     @property
     def reports(self) -> Path:

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -39,8 +40,13 @@ from pipelines.governance.contracts import (
     Contract,
     ContractError,
     RequiredSignature,
+    claimed_id,
     load_contract,
+    load_contracts,
 )
+
+if TYPE_CHECKING:
+    from pipelines.core.settings import Settings
 
 STATEMENT_CONTEXT = b"placelink-contract-approval/1\x00"
 
@@ -516,3 +522,21 @@ def sign_off(
             signed.append(sign_contract(path, key, now, registry, loaded=contract))
             contract = signed[-1].contract
     return signed
+
+
+def hub_approver_registry(settings: Settings) -> ApproverRegistry:
+    """The approvers' public keys the hub under ``settings`` trusts (``keys/approvers``)."""
+    return ApproverRegistry(settings.approver_keys)
+
+
+def load_hub_contracts(
+    settings: Settings, folder: Path | None = None
+) -> tuple[dict[str, Contract], dict[str, ContractError]]:
+    """Every agreement in ``folder`` (default: ``settings.contracts_dir``), signatures checked
+    against the hub's approver registry; returns (valid by id, problems by the contract id
+    each invalid file claims), the shape every user of them takes: ingest, governance, the
+    register and the CLI (issue 19)."""
+    contracts, problems = load_contracts(
+        folder or settings.contracts_dir, hub_approver_registry(settings)
+    )
+    return contracts, {claimed_id(path): error for path, error in problems.items()}

@@ -30,11 +30,14 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.core.clock import Clock
 from pipelines.exchange.keys import AuditKey, AuditPublicKey, KeyFileError
 from pipelines.governance.contract_content import canonical_json
+
+if TYPE_CHECKING:
+    from pipelines.core.settings import Settings
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.jsonl"
@@ -221,7 +224,7 @@ class AuditLog:
     """The hub's audit trail under ``PLACELINK_HOME/audit/audit.jsonl``.
 
     ``actor`` and ``run_id`` go into every event it writes. With ``head`` (as
-    :meth:`pipelines.core.settings.Settings.audit_log` gives it), every append first checks that the
+    :func:`hub_audit_log` gives it), every append first checks that the
     log ends where the signed head says, then re-signs the head; without, it only chains.
     """
 
@@ -563,3 +566,18 @@ def published_head(published: Path):
     finally:
         con.close()
     return SignedHead.from_json(json.loads(row[0])) if row and row[0] else None
+
+
+def hub_audit_log(
+    settings: Settings, actor: str | None = None, run_id: str | None = None
+) -> AuditLog:
+    """The hub's audit log under ``settings``, stamped with its clock, the ``actor`` (default:
+    ``user:<the operating-system user>``) and the Dagster ``run_id`` of the events it writes;
+    every append re-signs the log's head with the hub's audit key."""
+    return AuditLog(
+        settings.audit_dir,
+        settings.clock,
+        actor=actor or user_actor(),
+        run_id=run_id,
+        head=AuditHead(settings.audit_head_path, settings.audit_key_path),
+    )

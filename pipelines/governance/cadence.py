@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from pipelines.core.alerts import DELIVERIES_OVERDUE, Alert
-from pipelines.governance.audit import AuditLog
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.governance.contracts import Contract, DeliverySchedule
 
 # The Dagster asset check on every landing table that says whether its dataset is on time.
@@ -211,9 +212,9 @@ def delivery_statuses(
 def overdue_deliveries(settings) -> list[DeliveryStatus]:
     """The datasets overdue on the hub's today (``settings``: :class:`pipelines.core.settings.Settings`),
     from its contracts and audit log; opens nothing for writing."""
-    contracts, _ = settings.load_contracts()  # signatures checked: a draft is due nowhere
+    contracts, _ = load_hub_contracts(settings)  # signatures checked: a draft is due nowhere
     statuses = delivery_statuses(
-        contracts, accepted_deliveries(settings.audit_log()), settings.today()
+        contracts, accepted_deliveries(hub_audit_log(settings)), settings.today()
     )
     return [s for s in statuses if s.overdue]
 

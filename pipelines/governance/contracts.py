@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import jsonschema
 import yaml
@@ -26,8 +26,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from pipelines.governance.contract_content import DATE_FORMAT_PROPERTY, DSA_PROPERTY, content_digest
 
-if TYPE_CHECKING:
-    from pipelines.governance.approvals import ApprovalCheck
+
+class SignOff(Protocol):
+    """What a contract keeps of its checked signatures: whether they are complete and, if not,
+    what is missing (:class:`pipelines.governance.approvals.ApprovalCheck`, which imports this
+    module: the approvals are checked over contracts, not the other way round)."""
+
+    @property
+    def complete(self) -> bool: ...
+
+    def shortfall(self) -> str: ...
+
 
 CLASSIFICATIONS = ("token", "quasi_identifier", "area", "payload")
 APPROVAL_STATUSES = ("draft", "approved", "suspended", "expired", "terminated")
@@ -365,7 +374,7 @@ class Contract:
     # sha256 of the signed content (pipelines.governance.contract_content): what every approver signs.
     content_sha256: str = ""
     # The signatures as checked against the hub's approver registry; None when not checked.
-    approval: ApprovalCheck | None = field(default=None, compare=False)
+    approval: SignOff | None = field(default=None, compare=False)
 
     @property
     def partner_id(self) -> str:
@@ -639,7 +648,7 @@ def _date_formats(obj) -> tuple[tuple[DateFormat, ...], str | None]:
 class ApprovalChecker(Protocol):
     """What checks a contract's signatures: :class:`pipelines.governance.approvals.ApproverRegistry`."""
 
-    def check(self, contract: Contract) -> Any: ...
+    def check(self, contract: Contract) -> SignOff: ...
 
 
 def load_contracts(

@@ -1,4 +1,4 @@
-"""Which data flows the hub may use today, and what each published table relies on.
+"""Which data flows the hub may use today, and which extracts each flow brought.
 
 A *flow* is everything delivered under one contract. Its landed data is linked and
 published only while the contract is in force (approved and within its validity
@@ -23,14 +23,7 @@ from pipelines.core.stages import stage
 from pipelines.core.warehouse import table_exists
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import Contract, ContractError
-from pipelines.outcomes.record_attributes import RECORD_ATTRIBUTES
-from pipelines.outcomes.sql_models import SqlModel
-
-# Hub tables built by linkage from every flow in use: a model reading one of them relies
-# on every agreement whose records took part in matching people.
-LINKAGE_TABLES = frozenset(
-    {"hub.record_person", "hub.person_keys", "hub.record_identity", "hub.person_records"}
-)
+from pipelines.governance.linkage_changes import record_acceptance
 
 
 @dataclass(frozen=True)
@@ -181,8 +174,6 @@ def record_flow_statuses(
             if bool(previous[2]) != flow.in_use:
                 # The flow's records leave (or rejoin) linkage, so the link rate may move sharply: a
                 # known change, accepted for the next linkage run (pipelines.linkage.accepted_changes).
-                from pipelines.linkage.accepted_changes import record_acceptance
-
                 record_acceptance(
                     audit,
                     f"agreement {contract_id} is now {flow.status} (was {previous[1]}): its "
@@ -287,81 +278,6 @@ def extract_lineage(con: duckdb.DuckDBPyConnection, in_use: dict[str, Contract])
                """).fetchall()
         if row[0] in in_use and row[3] not in deleted
     ]
-
-
-def upstream_tables(model: SqlModel, models: dict[str, SqlModel]) -> set[str]:
-    """Every table a model reads, directly or through other models."""
-    seen: set[str] = set()
-    stack = list(model.depends_on)
-    while stack:
-        table = stack.pop()
-        if table in seen:
-            continue
-        seen.add(table)
-        if table in models:
-            stack.extend(models[table].depends_on)
-    return seen
-
-
-def table_lineage(
-    con: duckdb.DuckDBPyConnection,
-    models: dict[str, SqlModel],
-    in_use: dict[str, Contract],
-    derived: dict[str, set[str]] | None = None,
-) -> list[dict]:
-    """One row per (published table, extract) the table relies on.
-
-    ``relation`` is ``source`` when the table reads the extract's dataset (through the
-    model graph), ``linkage`` when the extract only took part in matching people.
-    ``derived`` names published tables computed in Python (effects) with the models they read.
-    Extracts are those whose rows are in ``landing`` now (a corrected record replaces
-    the earlier one; retention removes old ones); flows not in use are left out.
-    """
-    by_dataset = {name: c for c in in_use.values() for name in c.datasets}
-    extracts: dict[str, list[tuple]] = {}
-    for name in by_dataset:
-        if not table_exists(con, "landing", name):
-            continue
-        extracts[name] = (
-            con.execute(f"""
-            SELECT l._extract_id, any_value(d.contract_version), count(*)
-            FROM landing.{name} l
-            LEFT JOIN hub.deliveries d ON d.extract_id = l._extract_id AND d.status = 'accepted'
-            GROUP BY l._extract_id ORDER BY l._extract_id
-        """).fetchall()
-            if table_exists(con, "hub", "deliveries")
-            else con.execute(
-                f"SELECT _extract_id, NULL, count(*) FROM landing.{name} GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        )
-    rows: list[dict] = []
-    readers = {m.name: upstream_tables(m, models) for m in models.values() if m.schema == "publish"}
-    for name, read in (derived or {}).items():
-        readers[name] = set(read).union(
-            *(upstream_tables(models[t], models) for t in read if t in models)
-        )
-    for published, upstream in sorted(readers.items()):
-        sources = {t.split(".", 1)[1] for t in upstream if t.startswith("landing.")}
-        if RECORD_ATTRIBUTES in upstream:  # a view over every landed dataset in use
-            sources |= set(extracts)
-        linked = bool(upstream & LINKAGE_TABLES)
-        for name in sorted(extracts):
-            if name not in sources and not linked:
-                continue
-            contract = by_dataset[name]
-            for extract_id, version, count in extracts[name]:
-                rows.append(
-                    {
-                        "published_table": published,
-                        "contract_id": contract.id,
-                        "contract_version": version or contract.version,
-                        "dataset": name,
-                        "extract_id": extract_id,
-                        "rows": count,
-                        "relation": "source" if name in sources else "linkage",
-                    }
-                )
-    return rows
 
 
 @dataclass

@@ -26,7 +26,13 @@ from pathlib import Path
 
 from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
-from pipelines.governance.audit import AuditHead, AuditLog, published_head, verify_log
+from pipelines.governance.audit import (
+    AuditHead,
+    AuditLog,
+    hub_audit_log,
+    published_head,
+    verify_log,
+)
 from pipelines.governance.contracts import ARTICLE6_BASES, SIGNING_ROLES, Contract, ContractError
 from pipelines.governance.flows import (
     FlowHistory,
@@ -501,7 +507,7 @@ def write_register(
     folder = out or settings.reports
     folder.mkdir(parents=True, exist_ok=True)
     on = on or settings.today()
-    audit = settings.audit_log()
+    audit = hub_audit_log(settings)
     head = AuditHead(settings.audit_head_path, settings.audit_key_path)
     page = folder / REGISTER_NAME
     html = render_register(

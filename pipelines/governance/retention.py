@@ -19,10 +19,11 @@ import duckdb
 
 from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
+from pipelines.core.stored_paths import migrate_stored_paths, resolve_stored
 from pipelines.core.warehouse import table_exists
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import Contract
-from pipelines.hub.housekeeping import migrate_stored_paths, resolve_stored
+from pipelines.governance.linkage_changes import record_acceptance
 
 # Tables holding one row per landed record, keyed by (dataset, record_token).
 DERIVED_TABLES = ("hub.record_identity", "hub.record_person")
@@ -139,8 +140,6 @@ def apply_retention(
     if emptied:
         # Linkage will see these datasets' records gone, and its link rate may move sharply: a known
         # change, accepted here for the next linkage run (pipelines.linkage.accepted_changes).
-        from pipelines.linkage.accepted_changes import record_acceptance
-
         record_acceptance(
             audit,
             "retention deleted every extract of "

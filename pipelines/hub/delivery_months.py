@@ -44,9 +44,9 @@ def first_month(contracts: Iterable[Contract], clock: Clock) -> dt.date:
 
 def months_after_calendar(month: dt.date) -> int:
     """How many months ``month`` is after the calendar's (0 if it is not)."""
-    calendar = (
-        dt.date.today()
-    )  # Dagster's partitions follow the calendar, whatever the hub's clock says
+    # Dagster's partitions follow the calendar, whatever the hub's clock says: a clock without
+    # PLACELINK_AS_OF is the calendar's.
+    calendar = Clock().today()
     return max(0, (month.year - calendar.year) * 12 + month.month - calendar.month)
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.core.stored_paths import stored_path
 from pipelines.governance.audit import AuditLog
-from pipelines.hub.housekeeping import stored_path
 from pipelines.hub.inbox import delivery_kind, move_delivery, open_delivery
 from pipelines.hub.journal import (
     Entry,
@@ -56,13 +56,15 @@ _BLOCK = 1 << 20
 
 @dataclass
 class Flow:
-    """What the steps act on: the hub's home, warehouse, audit log, journal and clock."""
+    """What the steps act on: the hub's home, warehouse, audit log, journal and clock, and how a
+    withdrawal erases identities from linkage's key history (pipelines.hub.withdrawals)."""
 
     home: Path
     con: duckdb.DuckDBPyConnection
     audit: AuditLog
     journal: Journal
     now: dt.datetime
+    erase_identities: Callable[[duckdb.DuckDBPyConnection, list[str], dt.datetime], int]
 
     @property
     def ledger(self) -> ReceivedLedger:

@@ -25,8 +25,10 @@ import pyarrow.parquet as pq
 
 from pipelines.core import progress
 from pipelines.core.column_types import arrow_type_fits, duckdb_type
+from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
+from pipelines.core.stored_paths import migrate_stored_paths
 from pipelines.core.warehouse import table_exists
 from pipelines.exchange.envelope import (
     EnvelopeError,
@@ -50,13 +52,11 @@ from pipelines.hub.delivery_states import (
     plan_accept,
     plan_hold,
 )
-from pipelines.hub.housekeeping import migrate_stored_paths
 from pipelines.hub.identifiers import scan_for_identifiers
 from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
-from pipelines.hub.journal import Entry, Identity, Journal
-from pipelines.hub.quarantine import ExtractRejected, Rejection
+from pipelines.hub.journal import Entry, Identity, Journal, inbox_files, inbox_folders
 from pipelines.hub.recovery import recover
-from pipelines.hub.withdrawals import apply_withdrawal, withdrawal_list_spec
+from pipelines.hub.withdrawals import IdentityEraser, apply_withdrawal, withdrawal_list_spec
 from pipelines.quality import worker as quality_worker
 from pipelines.quality.validate import finish_quality_check, start_quality_check
 
@@ -801,13 +801,20 @@ def receive_inbox(
     contract_problems: dict[str, ContractError],
     audit: AuditLog,
     now: dt.datetime | None = None,
+    *,
+    erase_identities: IdentityEraser,
 ) -> list[Receipt]:
     """Finish what a killed run left (pipelines.hub.recovery), then check, land or hold every
-    file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there)."""
+    file in the inbox; returns one receipt per file (and one, ``ignored``, per folder found there).
+
+    ``erase_identities`` is linkage's :func:`pipelines.linkage.person_keys.forget_identities`, which
+    a withdrawal calls in its delivery's transaction (the hub does not import linkage)."""
     now = now or settings.now()
     migrate_stored_paths(con, settings.home, audit, now)
     ensure_landing_tables(con, contracts)
-    flow = Flow(settings.home, con, audit, Journal(settings.home, settings.fault), now)
+    flow = Flow(
+        settings.home, con, audit, Journal(settings.home, settings.fault), now, erase_identities
+    )
     recover(flow)
     arrival = load_arrival(settings)
     for extract_id, content in con.execute(
@@ -817,8 +824,8 @@ def receive_inbox(
         arrival.seen_extract_ids.add(extract_id)
         if content:
             arrival.seen_content[content] = extract_id
-    receipts: list[Receipt] = [_folder_found(flow, folder) for folder in settings.inbox_folders()]
-    paths = settings.inbox_files()
+    receipts: list[Receipt] = [_folder_found(flow, folder) for folder in inbox_folders(settings)]
+    paths = inbox_files(settings)
     copy = bool(paths) and not inbox_changeable(settings.inbox)
     if paths:
         quality_worker.start()  # it imports Great Expectations while the first file is opened
@@ -951,6 +958,7 @@ def _land_delivery(flow: Flow, entry: Entry, opened: OpenedExtract) -> Receipt:
                     header["extract_id"],
                     header.get("reason"),
                     flow.now,
+                    flow.erase_identities,
                     in_transaction=True,
                 )
             )

@@ -30,41 +30,13 @@ import stat
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# Every boundary at which PLACELINK_FAULT can kill ingest, in the order a delivery meets them.
-# The one list: Settings validates PLACELINK_FAULT against it, and the tests kill at each.
-INGEST_STEPS = (
-    "received",  # extract_received audited; nothing decided yet
-    "checked",  # accepted by every check: journal says where in the vault it goes
-    "vault-copied",  # (inbox the hub cannot change) a copy under a hidden name in the vault
-    "vaulted",  # the envelope is in the vault; nothing has landed
-    "landed",  # rows, delivery record and pending audit event committed
-    "accept-audited",  # extract_accepted written; the pending event not yet cleared
-    "held",  # journal says it is held, why and where
-    "reason-written",  # the reason under its hidden temporary name in quarantine
-    "moved",  # the held file in quarantine; its reason still temporary
-    "reason-placed",  # the reason beside the held file
-    "hold-recorded",  # delivery record and pending audit event committed
-    "hold-audited",  # extract_quarantined written; the pending event not yet cleared
-    "cleared",  # the pending event cleared; the journal file not yet removed
-    "recovered",  # recovery finished one delivery a killed run left
-)
-FAULT_VARIABLE = "PLACELINK_FAULT"
+# The steps a fault can name (PLACELINK_FAULT), kept in core for Settings to validate.
+from pipelines.core.faults import INGEST_STEPS
 
-
-def parse_fault(value: str) -> str | None:
-    """The step named by ``PLACELINK_FAULT`` (``ingest:<step>``), None if unset; ValueError if it
-    names no step (a typo would make a fault test pass without ever killing anything)."""
-    value = value.strip()
-    if not value:
-        return None
-    area, _, step = value.partition(":")
-    if area != "ingest" or step not in INGEST_STEPS:
-        raise ValueError(
-            f"{FAULT_VARIABLE} is {value!r}: use ingest:<step>, one of {', '.join(INGEST_STEPS)} "
-            "(a test hook: it kills the process there; leave it unset in production)"
-        )
-    return step
+if TYPE_CHECKING:
+    from pipelines.core.settings import Settings
 
 
 def _kill_self() -> None:
@@ -297,3 +269,17 @@ def waiting_entries(inbox: Path, home: Path) -> tuple[list[Path], list[Path]]:
         elif ledger.received(path, received) is None:
             files.append(path)
     return files, folders
+
+
+def inbox_files(settings: Settings) -> list[Path]:
+    """The deliveries waiting in the hub's inbox, in name order (hidden files, such as a partial
+    upload, are not deliveries); none if there is no inbox yet. Links, FIFOs and devices are
+    listed too, without being followed or opened, so that ingest holds them (only regular
+    files are accepted). Files already received from an inbox the hub cannot change (still
+    there, unchanged) are not waiting; folders are not deliveries (:func:`inbox_folders`)."""
+    return waiting_entries(settings.inbox, settings.home)[0]
+
+
+def inbox_folders(settings: Settings) -> list[Path]:
+    """Folders someone put in the hub's inbox: never deliveries, reported by every run."""
+    return waiting_entries(settings.inbox, settings.home)[1]

@@ -9,39 +9,12 @@ import json
 import os
 import shutil
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from pipelines.core.clock import Clock
+from pipelines.core.rejection import Rejection
 from pipelines.hub.inbox import delivery_kind, printable_name, write_new
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a delivery was held: which check failed, what was expected and found, what to do."""
-
-    check: str
-    expected: str
-    found: str
-    action: str
-    contract: str | None = None
-
-    def message(self, file_name: str) -> str:
-        under = f" under contract {self.contract}" if self.contract else ""
-        return (
-            f"extract {file_name} rejected{under}: check '{self.check}' failed: expected "
-            f"{self.expected}; found {self.found}. What to do: {self.action}"
-        )
-
-
-class ExtractRejected(Exception):
-    def __init__(self, rejection: Rejection):
-        super().__init__(rejection.check)
-        self.rejection = rejection
-
-    def __reduce__(self):
-        # Raised in the quality worker process too: pickle the rejection, not the message.
-        return type(self), (self.rejection,)
-
 
 REASON_SUFFIX = ".reason.json"
 # A held file's name leaves room for ".reason.json", a counter and the temporary reason's
@@ -274,7 +247,7 @@ def release(
         raise ReleaseError(
             f"{target} already exists in the inbox; wait for the next run or move it away"
         )
-    released_at = released_at or dt.datetime.now(dt.UTC)
+    released_at = released_at or Clock.from_env().now()
     inbox.mkdir(parents=True, exist_ok=True)
     if not os.access(inbox, os.W_OK | os.X_OK):
         raise ReleaseError(

@@ -24,6 +24,7 @@ import json
 import os
 from pathlib import Path
 
+from pipelines.core.stored_paths import resolve_stored, stored_path
 from pipelines.hub.delivery_states import (
     Flow,
     _discard,
@@ -33,7 +34,6 @@ from pipelines.hub.delivery_states import (
     finish_landed,
     roll_back_accept,
 )
-from pipelines.hub.housekeeping import resolve_stored, stored_path
 from pipelines.hub.inbox import delivery_kind, open_delivery, printable_name
 from pipelines.hub.journal import Entry, ReceivedLedger, sync_folder
 from pipelines.hub.quarantine import REASON_SUFFIX, pending_reason, reason_path

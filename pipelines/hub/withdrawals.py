@@ -9,8 +9,9 @@ force: a suspended or expired agreement's data is still held, and must still be 
 
 :func:`apply_withdrawal` then, in one transaction, deletes the records' rows from ``landing``
 and the linkage rows derived from them (``hub.record_identity``, ``hub.record_person``); an
-identity record left with no record leaves ``hub.person_records`` and the key history
-(:func:`pipelines.linkage.person_keys.forget_identities`), so a person whose every record is
+identity record left with no record leaves ``hub.person_records`` and the key history (linkage's
+:func:`pipelines.linkage.person_keys.forget_identities`, which the caller passes in, since the hub
+sits below linkage), so a person whose every record is
 withdrawn loses their ``person_key`` for good. The tokens are remembered in
 ``hub.withdrawn_records``, so a later delivery that still carries one of those records does not
 bring it back (ingest drops and counts it). The next run's linkage, models and publication are
@@ -23,6 +24,7 @@ signed deliveries) until retention deletes them; nothing is ever landed from the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -30,10 +32,14 @@ import pyarrow as pa
 
 from pipelines.core.warehouse import table_exists
 from pipelines.governance.contracts import Contract, DataItem, Dataset
-from pipelines.linkage.person_keys import forget_identities
 
 # Tables holding one row per landed record, keyed by (dataset, record_token).
 DERIVED_TABLES = ("hub.record_identity", "hub.record_person")
+
+
+# Erases identity records from linkage's key history in the caller's transaction and returns how
+# many person keys that retired: pipelines.linkage.person_keys.forget_identities.
+IdentityEraser = Callable[[duckdb.DuckDBPyConnection, list[str], dt.datetime], int]
 
 
 def withdrawal_list_spec(dataset: str) -> Dataset:
@@ -64,12 +70,14 @@ def apply_withdrawal(
     withdrawal_id: str,
     reason: str | None,
     now: dt.datetime,
+    erase_identities: IdentityEraser,
     in_transaction: bool = False,
 ) -> Withdrawal:
     """Delete the listed records of ``dataset`` and what was derived from them; remember the tokens.
 
     In its own transaction, unless ``in_transaction`` (the caller's, which then commits it together
-    with the delivery's record: pipelines.hub.delivery_states)."""
+    with the delivery's record: pipelines.hub.delivery_states). ``erase_identities`` takes the
+    identity records left with no record out of the person-key history."""
 
     def run(sql: str, params: list | None = None) -> list:
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
@@ -128,7 +136,7 @@ def apply_withdrawal(
                 )
             finally:
                 con.unregister("erased_identities")
-        keys_retired = forget_identities(con, erased, now)
+        keys_retired = erase_identities(con, erased, now)
         run(
             "INSERT INTO hub.withdrawn_records SELECT ?, ?, record_token, ?, ?, ?::TIMESTAMP FROM withdrawn "
             "ON CONFLICT DO NOTHING",

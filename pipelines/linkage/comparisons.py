@@ -50,33 +50,39 @@ NAME_PARTS = {
 }
 GIVEN_INITIAL = "given_name_initial_token"
 
-# Every hub column the model may read. A set of present columns is a subset of these.
-MODEL_COLUMNS = frozenset(
-    {
-        "nhs_number_token",
+# Every hub column the model may read, by the field the partner kit made it from: the one list
+# of linkage features. Person records select them in this order (pipelines.linkage.person_records),
+# and a placeholder value of a field masks all of that field's columns (pipelines.linkage.placeholders).
+COLUMNS_BY_FIELD: dict[str, tuple[str, ...]] = {
+    "nhs_number": ("nhs_number_token",),
+    "given_name": (
         "given_name_token",
         "given_name_phonetic_token",
         "given_name_bloom",
+        *NAME_PARTS["given_name"],
+        GIVEN_INITIAL,
+    ),
+    "family_name": (
         "family_name_token",
         "family_name_phonetic_token",
         "family_name_bloom",
-        *NAME_PARTS["given_name"],
         *NAME_PARTS["family_name"],
-        GIVEN_INITIAL,
+    ),
+    "date_of_birth": (
         "date_of_birth_token",
         "dob_year_token",
         "dob_month_token",
         "dob_day_token",
         "dob_unordered_token",
         "dob_year_next_token",
-        "postcode_token",
-        "postcode_sector_token",
-        "postcode_district_token",
-        "sex",
-        "address_line_bloom",
-        "uprn_token",
-    }
-)
+    ),
+    "postcode": ("postcode_token", "postcode_sector_token", "postcode_district_token"),
+    "address_line": ("address_line_bloom",),
+    "uprn": ("uprn_token",),
+    "sex": ("sex",),
+}
+# A set of present columns is a subset of these.
+MODEL_COLUMNS = frozenset(c for columns in COLUMNS_BY_FIELD.values() for c in columns)
 
 
 def dice(column: str) -> str:

@@ -31,7 +31,9 @@ from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.exceptions import EMTrainingException
 from sqlglot import exp
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
+from pipelines.linkage.bloom_sql import bit_count_argument, bloom_bit_counts, bloom_columns
 from pipelines.linkage.comparisons import (  # noqa: F401
     BLOOM_BITS,
     DICE_HIGH,
@@ -57,38 +59,11 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "linkage_model.json"
 
 
-def bloom_bit_counts(columns: list[str]) -> str:
-    """SQL select items: each Bloom-filter column's popcount (the columns are ``BIT`` or binary)."""
-    return ", ".join(f"bit_count(CAST({c} AS BIT)) AS {c}{BLOOM_BITS}" for c in columns)
-
-
 # On DuckDB (training and scoring), each Bloom filter is also cut into 64-bit words, columns
 # ``<bloom>_w0``, ``_w1``...: the popcount of ``a & b`` is then a sum of popcounts of integers,
 # where on ``BIT`` each pair allocates the AND of two bit strings. The saved model keeps
 # ``bit_count(a & b)``; only the connection's copy is rewritten (:func:`dice_on_words`).
 WORD = "_w"
-
-
-def bloom_columns(records: pa.Table) -> list[str]:
-    """The Bloom-filter columns: DuckDB ``BIT`` travels through Arrow as binary."""
-    return [
-        f.name
-        for f in records.schema
-        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
-    ]
-
-
-def bit_count_argument(node: exp.Expression) -> exp.Expression | None:
-    """What a one-argument ``bit_count(...)`` counts (sqlglot parses it either way), else None."""
-    if isinstance(node, exp.BitwiseCount):
-        return node.this
-    if (
-        isinstance(node, exp.Anonymous)
-        and node.name.lower() == "bit_count"
-        and len(node.expressions) == 1
-    ):
-        return node.expressions[0]
-    return None
 
 
 def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
@@ -606,7 +581,7 @@ def train(
     for warning in warnings:
         log.warning("linkage training: %s", warning)
     return TrainedModel(
-        trained_at or dt.datetime.now(dt.UTC),
+        trained_at or Clock.from_env().now(),
         count,
         prior_method,
         settings,

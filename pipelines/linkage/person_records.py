@@ -17,38 +17,12 @@ from pipelines.core.stages import stage
 from pipelines.core.warehouse import table_exists
 from pipelines.governance.contracts import Contract
 from pipelines.governance.flows import flows_in_use
+from pipelines.linkage.comparisons import COLUMNS_BY_FIELD
 
-# Columns Splink compares; a dataset whose contract omits one gets NULL for it.
+# Columns Splink compares (the one list: comparisons.COLUMNS_BY_FIELD); a dataset whose
+# contract omits one gets NULL for it.
 LINKAGE_FEATURES: dict[str, str] = {
-    name: duckdb_type(name)
-    for name in (
-        "nhs_number_token",
-        "given_name_token",
-        "given_name_phonetic_token",
-        "given_name_bloom",
-        "family_name_token",
-        "family_name_phonetic_token",
-        "family_name_bloom",
-        # Name parts and the given name's initial, under one key for both name fields: transposed
-        # names, middle names, double-barrelled names, initials (docs/linkage-features.md).
-        "given_name_first_part_token",
-        "given_name_last_part_token",
-        "family_name_first_part_token",
-        "family_name_last_part_token",
-        "given_name_initial_token",
-        "date_of_birth_token",
-        "dob_year_token",
-        "dob_month_token",
-        "dob_day_token",
-        "dob_unordered_token",
-        "dob_year_next_token",
-        "postcode_token",
-        "postcode_sector_token",
-        "postcode_district_token",
-        "address_line_bloom",
-        "uprn_token",
-        "sex",
-    )
+    name: duckdb_type(name) for columns in COLUMNS_BY_FIELD.values() for name in columns
 }
 # The features that define an identity; the rest are derived from these by the partner kit.
 IDENTITY_KEY = (

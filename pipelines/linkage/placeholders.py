@@ -29,55 +29,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.linkage.comparisons import COLUMNS_BY_FIELD
+
 MIN_RECORDS = 20
 SHARE, NAME_SHARE = 0.05, 0.20
 OVER_MEDIAN = 10
 
+# field: (the column whose values are counted, how many times the 95th percentile a placeholder
+# holds); a placeholder masks every column made from the same raw value (COLUMNS_BY_FIELD).
+_COUNTED: dict[str, tuple[str, float]] = {
+    "nhs_number": ("nhs_number_token", 20.0),
+    "given_name": ("given_name_token", 50.0),
+    "family_name": ("family_name_token", 50.0),
+    "date_of_birth": ("date_of_birth_token", 20.0),
+    "postcode": ("postcode_token", 20.0),
+    "uprn": ("uprn_token", 20.0),
+    "address_line": ("address_line_bloom", 20.0),
+}
 # field: (the column whose values are counted, every column made from the same raw value, ratio)
 FIELDS: dict[str, tuple[str, tuple[str, ...], float]] = {
-    "nhs_number": ("nhs_number_token", ("nhs_number_token",), 20.0),
-    "given_name": (
-        "given_name_token",
-        (
-            "given_name_token",
-            "given_name_phonetic_token",
-            "given_name_bloom",
-            "given_name_first_part_token",
-            "given_name_last_part_token",
-            "given_name_initial_token",
-        ),
-        50.0,
-    ),
-    "family_name": (
-        "family_name_token",
-        (
-            "family_name_token",
-            "family_name_phonetic_token",
-            "family_name_bloom",
-            "family_name_first_part_token",
-            "family_name_last_part_token",
-        ),
-        50.0,
-    ),
-    "date_of_birth": (
-        "date_of_birth_token",
-        (
-            "date_of_birth_token",
-            "dob_year_token",
-            "dob_month_token",
-            "dob_day_token",
-            "dob_unordered_token",
-            "dob_year_next_token",
-        ),
-        20.0,
-    ),
-    "postcode": (
-        "postcode_token",
-        ("postcode_token", "postcode_sector_token", "postcode_district_token"),
-        20.0,
-    ),
-    "uprn": ("uprn_token", ("uprn_token",), 20.0),
-    "address_line": ("address_line_bloom", ("address_line_bloom",), 20.0),
+    field: (column, COLUMNS_BY_FIELD[field], ratio) for field, (column, ratio) in _COUNTED.items()
 }
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 from pipelines.core.warehouse import table_exists
 from pipelines.linkage.person_keys import KeyChanges
@@ -172,7 +173,7 @@ def record_linkage_run(
     now: dt.datetime | None = None,
     outcome: CheckOutcome | None = None,
 ) -> None:
-    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    now = (now or Clock.from_env().now()).replace(tzinfo=None)
     problems = json.dumps(outcome.problems) if outcome is not None else None
     accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
     previous = outcome.metadata.get("previous_link_rate") if outcome is not None else None

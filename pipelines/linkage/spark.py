@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipelines.core.settings import Settings
-from pipelines.linkage.model import bit_count_argument, bloom_bit_counts, bloom_columns
+from pipelines.linkage.bloom_sql import bit_count_argument, bloom_bit_counts, bloom_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -45,7 +45,7 @@ class SparkUnavailable(RuntimeError):
 
 def bloom_as_words(records: pa.Table) -> pa.Table:
     """The records with each Bloom filter as a list of signed 64-bit words, for Spark, and
-    its popcount beside it (:func:`~pipelines.linkage.model.bloom_bit_counts`, as on DuckDB).
+    its popcount beside it (:func:`~pipelines.linkage.bloom_sql.bloom_bit_counts`, as on DuckDB).
 
     The bits are DuckDB's own ``CAST(... AS BIT)`` of the column (as the DuckDB backend
     compares them), cut into 64-bit pieces in order; the last piece may be shorter. Two

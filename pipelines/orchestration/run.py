@@ -17,6 +17,7 @@ from pipelines.core.run_lock import Holder, run_lock
 from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
 from pipelines.hub.delivery_months import MONTHS_TAG, parse_month
+from pipelines.hub.journal import inbox_files
 from pipelines.orchestration.jobs import WAREHOUSE_TAG
 from pipelines.quality import worker as quality_worker
 
@@ -187,7 +188,7 @@ def _run(
     run_id: str,
     months: list[str],
 ) -> dg.ExecuteInProcessResult:
-    if settings.inbox_files():
+    if inbox_files(settings):
         # Ingest will validate deliveries in a worker process; start it now, so its import of
         # Great Expectations (~2 s of one core) runs beside Dagster's start-up, not ingest's.
         quality_worker.start()

@@ -9,12 +9,13 @@ import dagster as dg
 
 from assets.resources import PlacelinkResource
 from pipelines.core.settings import Settings
+from pipelines.hub.journal import inbox_files
 from pipelines.orchestration.jobs import refresh_job
 
 
 def inbox_fingerprint(settings: Settings) -> tuple[int, str]:
     """(number of waiting files, a fingerprint of their names, sizes and times)."""
-    files = settings.inbox_files()
+    files = inbox_files(settings)
     digest = hashlib.sha256()
     for path in files:
         entry = path.lstat()  # never through a link: ingest holds links without following them

@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.core.clock import Clock
 from pipelines.core.column_types import ARROW_TYPES
 from pipelines.exchange.extract_file import (
     EXTRACT_SUFFIX,
@@ -157,7 +158,7 @@ def prepare_extract(
     what the contract's delivery term says for the dataset, else ``full``.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or Clock.from_env().now()
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.UTC)
     now = now.astimezone(dt.UTC)

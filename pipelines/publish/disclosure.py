@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from pipelines.core.stages import stage
@@ -324,3 +326,20 @@ def differencing_attack(
                 found.append(Recovered(target, column, low, high))
                 changed = True
     return found
+
+
+def published_unsafe_cells(
+    published: Path, counts_by_table: dict[str, list[str]], rule: DisclosureRule = DisclosureRule()
+) -> dict[str, int]:
+    """Count cells in the published file that break the disclosure rule, per table."""
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        found = {}
+        for table, counts in counts_by_table.items():
+            frame = pl.from_arrow(
+                con.sql(f'SELECT {", ".join(counts)} FROM "{table}"').to_arrow_table()
+            )
+            found[table] = unsafe_cells(frame, counts, rule)
+        return found
+    finally:
+        con.close()

@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 import vl_convert as vlc
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 
 SUPPRESSED = "suppressed"
@@ -453,7 +454,7 @@ comparison = matched non-enrolled people (see <code>_definitions</code>).</p>
 @stage("reports")
 def build_outcomes_report(published: Path, out: Path, now: dt.datetime | None = None) -> Path:
     """Write the HTML report for ``published`` to ``out``; returns ``out``."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or Clock.from_env().now()
     con = duckdb.connect(str(published), read_only=True)
     try:
         about = dict(con.execute("SELECT key, value FROM _about").fetchall())

@@ -22,8 +22,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 from pipelines.governance.audit import AuditLog
+from pipelines.outcomes.margins import declared_margins
 from pipelines.outcomes.sql_models import SqlModel
 from pipelines.publish.disclosure import (
     DisclosureRule,
@@ -99,7 +101,7 @@ def publish(
     tables built, before the file is swapped in; if it raises, the published file is left as it
     was (pipelines.publish.publication_guard).
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or Clock.from_env().now()
     controlled: list[tuple[SqlModel, pl.DataFrame, int]] = []
     for model in sorted(
         (m for m in models.values() if m.schema == "publish"), key=lambda m: m.name
@@ -239,22 +241,10 @@ ROW_LEVEL_MIN_ROWS = 20
 
 def table_spec(model: SqlModel) -> TableSpec:
     """The disclosure-control declaration in a publish model's header."""
-    totals = model.header.get("totals") or {}
-    if isinstance(totals, str):
-        totals = {name.strip(): "All" for name in totals.split(",") if name.strip()}
-    subtotals = model.header.get("subtotals") or {}  # {dimension: {label: [values]}}
-    if (
-        not isinstance(totals, dict)
-        or not isinstance(subtotals, dict)
-        or not all(
-            isinstance(v, dict) and all(isinstance(m, list) for m in v.values())
-            for v in subtotals.values()
-        )
-    ):
-        raise PublishRefused(
-            f"{model.path}: 'totals' must look like {{age_band: All ages}} and 'subtotals' like "
-            "{age_band: {'0-17': ['0-4', '5-10', '11-17']}}"
-        )
+    try:
+        totals, subtotals = declared_margins(model)  # the message names the file
+    except ValueError as exc:
+        raise PublishRefused(str(exc)) from None
     try:
         rates = tuple(Rate.parse(r) for r in model.list_option("rates"))
     except ValueError as exc:
@@ -264,12 +254,8 @@ def table_spec(model: SqlModel) -> TableSpec:
         counts=tuple(model.list_option("counts")),
         rates=rates,
         population=model.header.get("population") or None,
-        totals=tuple((str(k), str(v)) for k, v in totals.items()),
-        subtotals=tuple(
-            (str(dim), str(label), tuple(str(v) for v in values))
-            for dim, labelled in subtotals.items()
-            for label, values in labelled.items()
-        ),
+        totals=totals,
+        subtotals=subtotals,
     )
 
 

@@ -11,6 +11,7 @@ import json
 from html import escape
 from pathlib import Path
 
+from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
 from pipelines.core.warehouse import table_exists
 from pipelines.quality.results import DeliveryQuality, deliveries
@@ -125,8 +126,6 @@ def write_report(con, target: Path, now: dt.datetime | None = None) -> Path:
             )
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.building")
-    building.write_text(
-        render(found, by_delivery, now or dt.datetime.now(dt.UTC)), encoding="utf-8"
-    )
+    building.write_text(render(found, by_delivery, now or Clock.from_env().now()), encoding="utf-8")
     building.replace(target)
     return target

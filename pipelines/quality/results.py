@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from pipelines.core.warehouse import table_exists
-from pipelines.publish.disclosure import DisclosureRule, unsafe_cells
 
 
 @dataclass
@@ -108,20 +105,3 @@ def unvalidated_extracts(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
         WHERE _extract_id NOT IN (SELECT extract_id FROM hub.quality_deliveries
                                   WHERE outcome IN ('passed', 'warned') AND extract_id IS NOT NULL)
     """).fetchone()[0]
-
-
-def published_unsafe_cells(
-    published: Path, counts_by_table: dict[str, list[str]], rule: DisclosureRule = DisclosureRule()
-) -> dict[str, int]:
-    """Count cells in the published file that break the disclosure rule, per table."""
-    con = duckdb.connect(str(published), read_only=True)
-    try:
-        found = {}
-        for table, counts in counts_by_table.items():
-            frame = pl.from_arrow(
-                con.sql(f'SELECT {", ".join(counts)} FROM "{table}"').to_arrow_table()
-            )
-            found[table] = unsafe_cells(frame, counts, rule)
-        return found
-    finally:
-        con.close()

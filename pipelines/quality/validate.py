@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.core.stages import stage
 from pipelines.governance.contracts import Contract
-from pipelines.hub.quarantine import ExtractRejected, Rejection
 from pipelines.quality import worker
 from pipelines.quality.gx_suite import RuleResult, run_rules
 from pipelines.quality.rules import ERROR, WARN, QualityRuleError, rules_for
@@ -194,7 +194,9 @@ def start_quality_check(
     :func:`worker.submit`); ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
     previous = previous_row_count(con, contract.id, dataset, header.get("delivery_kind", "full"))
-    return worker.submit(table, contract, dataset, file_name, now.date(), previous, parquet)
+    return worker.submit(
+        validate_delivery, table, contract, dataset, file_name, now.date(), previous, parquet
+    )
 
 
 @stage("quality checks")

@@ -12,8 +12,9 @@ The worker imports Great Expectations lean (:func:`_lean_imports`): the modules 
 start-up only for Spark and SQL sources and for one expectation placelink never runs are left
 out or deferred, which halves the import (~4 s to ~2 s of one core here, docs/quality.md).
 
-Verdicts are the same as validating in the process itself: the worker calls the same
-:func:`pipelines.quality.validate.validate_delivery`. If the worker cannot be started or dies,
+Verdicts are the same as validating in the process itself: the worker calls the function it is
+given, :func:`pipelines.quality.validate.validate_delivery` (which imports this module, so this
+module does not import it back). If the worker cannot be started or dies,
 validation falls back to this process (slower, never skipped) and says so in the log.
 """
 
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -40,6 +42,9 @@ import pyarrow.parquet as pq
 from pipelines.governance.contracts import Contract
 
 log = logging.getLogger(__name__)
+
+# What validates one delivery: (rows, contract, dataset, file name, today, previous row count).
+Validator = Callable[[pa.Table, Contract, str, str, dt.date, "int | None"], object]
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -112,6 +117,7 @@ def _warm_up() -> None:
 
 
 def _validate(
+    validate: Validator,
     rows: pa.Table | bytes,
     contract: Contract,
     dataset: str,
@@ -119,11 +125,9 @@ def _validate(
     today: dt.date,
     previous_rows: int | None,
 ):
-    from pipelines.quality.validate import validate_delivery
-
     if isinstance(rows, bytes):  # the decrypted Parquet, decoded as ingest decodes it
         rows = pq.read_table(pa.BufferReader(rows)).replace_schema_metadata(None)
-    return validate_delivery(rows, contract, dataset, file_name, today, previous_rows)
+    return validate(rows, contract, dataset, file_name, today, previous_rows)
 
 
 def _shutdown(wait: bool = False) -> None:
@@ -201,6 +205,7 @@ class PendingVerdict:
 
 
 def submit(
+    validate: Validator,
     table: pa.Table,
     contract: Contract,
     dataset: str,
@@ -209,7 +214,8 @@ def submit(
     previous_rows: int | None,
     parquet: bytes | None = None,
 ) -> PendingVerdict:
-    """Validate one delivery in the worker; the verdict (or the ``ExtractRejected`` raised for
+    """Validate one delivery in the worker with ``validate`` (a module-level function, so that it
+    is sent to the worker by name); the verdict (or the ``ExtractRejected`` raised for
     a contract rule placelink cannot run) comes from :meth:`PendingVerdict.result`.
 
     ``parquet``, the decrypted extract the table was read from, is what goes to the worker when
@@ -217,12 +223,12 @@ def submit(
     distinct value once), so neither process holds a pickled copy of the table. At 1M people
     the largest delivery is 82 MB of Parquet and 1.26 GB of Arrow.
     """
-    arguments = (table, contract, dataset, file_name, today, previous_rows)
+    arguments = (validate, table, contract, dataset, file_name, today, previous_rows)
     pool = _worker()
     if pool is None:
         return PendingVerdict(None, arguments)
     try:
-        sent = arguments if parquet is None else (parquet, *arguments[1:])
+        sent = arguments if parquet is None else (validate, parquet, *arguments[2:])
         return PendingVerdict(pool.submit(_validate, *sent), arguments)
     except (BrokenProcessPool, RuntimeError):
         _shutdown()

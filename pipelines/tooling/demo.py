@@ -25,7 +25,8 @@ from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.stages import stage
 from pipelines.exchange.envelope import seal
 from pipelines.exchange.keys import HubKey, HubPublicKey, SigningKey, register_partner_key
-from pipelines.governance.approvals import keys_for_required_roles, sign_off
+from pipelines.governance.approvals import hub_approver_registry, keys_for_required_roles, sign_off
+from pipelines.governance.audit import hub_audit_log
 from pipelines.governance.contracts import load_contracts
 from pipelines.hub.quarantine import held_files
 from pipelines.linkage.evaluation import LinkageAccuracy, linkage_accuracy
@@ -170,9 +171,9 @@ def register_demo_keys(
         [c.path for c in contracts.values()],
         approver_keys,
         settings.now(),
-        settings.approver_registry(),
+        hub_approver_registry(settings),
     )
-    audit = settings.audit_log()
+    audit = hub_audit_log(settings)
     for key in approver_keys.values():
         audit.append(
             "approver_key_registered",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipelines.outcomes.effects.disclosure import (
+from pipelines.outcomes.effects.estimate import COHORTS, ESTIMATE_COLUMNS, PERIODS
+from pipelines.publish.disclosure import DisclosureRule
+from pipelines.publish.effects import (
     HIDDEN,
     publishable_balance,
     publishable_effects,
     standardised_difference,
 )
-from pipelines.outcomes.effects.estimate import COHORTS, ESTIMATE_COLUMNS, PERIODS
-from pipelines.publish.disclosure import DisclosureRule
 
 CELLS = {(c, p) for c in COHORTS for p in PERIODS}
 

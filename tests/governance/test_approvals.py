@@ -12,10 +12,12 @@ from pipelines.cli import main
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.warehouse import connect
 from pipelines.exchange.keys import ApproverKey
-from pipelines.governance.approvals import ApproverRegistry, sign_contract
+from pipelines.governance.approvals import ApproverRegistry, load_hub_contracts, sign_contract
+from pipelines.governance.audit import hub_audit_log
 from pipelines.governance.contracts import load_contract
 from pipelines.governance.flows import flow_statuses
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.tooling.synth.study import DELIVERED_AT
 
 NHS = "nhs-acute-mental-health"
@@ -64,9 +66,16 @@ def hub(small_place, tmp_path):
 
 
 def _receive(settings):
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     with connect(settings) as con:
-        receipts = receive_inbox(settings, con, contracts, {}, settings.audit_log())
+        receipts = receive_inbox(
+            settings,
+            con,
+            contracts,
+            {},
+            hub_audit_log(settings),
+            erase_identities=forget_identities,
+        )
     return {r.file_name.split("__")[0]: r for r in receipts}, contracts
 
 
@@ -242,9 +251,9 @@ def test_approvers_sign_with_their_own_keys_and_the_last_signature_approves(tmp_
         assert f"Signed by {n + 1} of 3 required roles" in signed.output
     assert "approval_status is now approved" in signed.output
     assert vcs.read_text().splitlines()[:2] == header  # the file's comments are kept
-    contract = Settings.from_env().load_contracts()[0]["vcs-family-support"]
+    contract = load_hub_contracts(Settings.from_env())[0]["vcs-family-support"]
     assert contract.terms.approval_status == "approved" and contract.signed_off
-    events = [e for e in Settings.from_env().audit_log().events()]
+    events = [e for e in hub_audit_log(Settings.from_env()).events()]
     assert [e["event"] for e in events].count("contract_signed") == 3
     assert all(e["actor"].startswith("user:") for e in events)
 
@@ -283,7 +292,7 @@ def test_signed_hub_copies_of_the_templates(tmp_path):
     assert (
         len(keys) == 7
     )  # CG + SIRO at the Trust and the council, the charity's IG lead, the hub's SIRO and DPO
-    contracts, _ = Settings.from_env({"PLACELINK_HOME": str(tmp_path)}).load_contracts(folder)
+    contracts, _ = load_hub_contracts(Settings.from_env({"PLACELINK_HOME": str(tmp_path)}), folder)
     assert not any(
         c.signed_off for c in contracts.values()
     )  # this hub's registry does not know them

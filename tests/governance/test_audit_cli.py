@@ -7,13 +7,16 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.core.settings import Settings
+from pipelines.governance.audit import hub_audit_log
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("PLACELINK_HOME", str(tmp_path))
     monkeypatch.delenv("PLACELINK_CONTRACTS", raising=False)
-    log = Settings.from_env().audit_log(actor="service:sensor/inbox_sensor", run_id="3f2a9c1e-run")
+    log = hub_audit_log(
+        Settings.from_env(), actor="service:sensor/inbox_sensor", run_id="3f2a9c1e-run"
+    )
     log.append("contract_status_recorded", contract="vcs-family-support", status="approved")
     log.append("extract_accepted", contract="vcs-family-support", extract_id="e1", rows=10)
     log.append("extract_quarantined", contract="nhs-acute-mental-health v1.0.0", check="columns")

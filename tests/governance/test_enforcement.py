@@ -7,6 +7,7 @@ from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import ContractError
 from pipelines.governance.flows import flow_statuses, flows_in_use
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.linkage.person_records import landed_datasets
 
 
@@ -42,6 +43,7 @@ def test_extract_arriving_after_its_agreement_expired_is_held(small_place, tmp_p
             {},
             AuditLog(settings.audit_dir),
             now=dt.datetime(2029, 4, 1, 9, 0, tzinfo=dt.UTC),
+            erase_identities=forget_identities,
         )
     assert {r.status for r in receipts} == {"quarantined"}
     assert all("expired on 2029-03-31" in r.reason for r in receipts)
@@ -60,7 +62,14 @@ def test_an_invalid_contract_holds_only_its_own_flow(small_place, tmp_path):
     with connect(settings) as con:
         receipts = {
             r.dataset or r.file_name: r
-            for r in receive_inbox(settings, con, contracts, problems, AuditLog(settings.audit_dir))
+            for r in receive_inbox(
+                settings,
+                con,
+                contracts,
+                problems,
+                AuditLog(settings.audit_dir),
+                erase_identities=forget_identities,
+            )
         }
         linked = {name for _, name in landed_datasets(con, contracts, settings.today())}
         assert "csc_referrals" in linked and "family_support_enrolments" not in linked

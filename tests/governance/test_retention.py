@@ -8,6 +8,7 @@ from pipelines.core.warehouse import connect
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.retention import add_months, apply_retention
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.linkage.person_records import build_person_records, landed_datasets
 
 RECEIVED = dt.datetime(2026, 10, 5, 8, 0, tzinfo=dt.UTC)
@@ -19,7 +20,13 @@ def hub(small_place, tmp_path):
     con = connect(settings)
     contracts = small_place.contracts
     receipts = receive_inbox(
-        settings, con, contracts, {}, AuditLog(settings.audit_dir), now=RECEIVED
+        settings,
+        con,
+        contracts,
+        {},
+        AuditLog(settings.audit_dir),
+        now=RECEIVED,
+        erase_identities=forget_identities,
     )
     assert all(r.status == "accepted" for r in receipts)
     build_person_records(con, landed_datasets(con, contracts, RECEIVED.date()))

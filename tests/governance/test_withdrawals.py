@@ -19,6 +19,8 @@ from pipelines.cli import main
 from pipelines.core.warehouse import connect
 from pipelines.core.warehouse_schema import migrate
 from pipelines.exchange.envelope import seal
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage.person_keys import assign_person_keys, forget_identities
 from pipelines.orchestration.code_location import defs
@@ -160,7 +162,7 @@ def test_the_next_publication_changes_and_lists_no_withdrawal_as_an_extract(with
 
 def test_the_audit_log_records_the_withdrawal_in_counts_only(withdrawn_hub):
     settings, _, tokens, _ = withdrawn_hub
-    events = list(settings.audit_log().events())
+    events = list(hub_audit_log(settings).events())
     (withdrawal,) = [e for e in events if e["event"] == "records_withdrawn"]
     assert withdrawal["contract"] == VCS and withdrawal["reason"] == "opt_out"
     assert (
@@ -181,7 +183,7 @@ def test_the_audit_log_records_the_withdrawal_in_counts_only(withdrawn_hub):
 
 def test_a_later_delivery_does_not_bring_withdrawn_records_back(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path / "home", datasets=[ENROLMENTS])
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     ids = pl.read_csv(small_place.place / "raw" / "vcs" / f"{ENROLMENTS}.csv", infer_schema=False)[
         "record_id"
     ]
@@ -207,8 +209,9 @@ def test_a_later_delivery_does_not_bring_withdrawn_records_back(small_place, tmp
             con,
             contracts,
             {},
-            settings.audit_log(),
+            hub_audit_log(settings),
             now=dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC),
+            erase_identities=forget_identities,
         )
         assert [r.kind for r in receipts] == ["extract", "withdrawal"] and {
             r.status for r in receipts
@@ -220,21 +223,22 @@ def test_a_later_delivery_does_not_bring_withdrawn_records_back(small_place, tmp
             con,
             contracts,
             {},
-            settings.audit_log(),
+            hub_audit_log(settings),
             now=dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC),
+            erase_identities=forget_identities,
         )
         assert again.status == "accepted", again.reason
         assert (
             con.execute(f"SELECT count(*) FROM landing.{ENROLMENTS}").fetchone()[0]
             == after_withdrawal
         )
-    accepted = [e for e in settings.audit_log().events() if e["event"] == "extract_accepted"]
+    accepted = [e for e in hub_audit_log(settings).events() if e["event"] == "extract_accepted"]
     assert accepted[-1]["withdrawn_rows_left_out"] == 5
 
 
 def test_a_withdrawal_list_is_verified_like_an_envelope(small_place, tmp_path):
     settings = small_place.stage_hub(tmp_path / "home", datasets=[])
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     settings.inbox.mkdir(parents=True, exist_ok=True)
 
     def sealed(name, table, signing_key):
@@ -265,7 +269,14 @@ def test_a_withdrawal_list_is_verified_like_an_envelope(small_place, tmp_path):
     with connect(settings) as con:
         receipts = {
             r.file_name: r
-            for r in receive_inbox(settings, con, contracts, {}, settings.audit_log())
+            for r in receive_inbox(
+                settings,
+                con,
+                contracts,
+                {},
+                hub_audit_log(settings),
+                erase_identities=forget_identities,
+            )
         }
     assert (
         receipts["forged.plx"].status == "quarantined"

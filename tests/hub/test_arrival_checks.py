@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.core.rejection import ExtractRejected
 from pipelines.exchange.keys import HubKey
 from pipelines.hub import ingest
 from pipelines.hub.ingest import (
@@ -31,7 +32,6 @@ from pipelines.hub.ingest import (
     check_signature,
     check_types,
 )
-from pipelines.hub.quarantine import ExtractRejected
 from pipelines.tooling.synth.study import DELIVERED_AT
 
 DATASET = "ae_attendances"

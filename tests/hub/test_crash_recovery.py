@@ -20,10 +20,12 @@ import pytest
 
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.warehouse import connect
-from pipelines.governance.audit import AuditLog
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import AuditLog, hub_audit_log
 from pipelines.hub.ingest import receive_inbox
-from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger
+from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger, inbox_files
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
+from pipelines.linkage.person_keys import forget_identities
 from tests.hub.test_ingest import NOW
 
 GOOD = ("emergency_admissions", "family_support_enrolments")
@@ -34,11 +36,14 @@ import datetime as dt, sys
 from pipelines.hub.ingest import receive_inbox
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
+from pipelines.linkage.person_keys import forget_identities
 settings = Settings.from_env()
-contracts, problems = settings.load_contracts()
+contracts, problems = load_hub_contracts(settings)
 con = connect(settings)
-receive_inbox(settings, con, contracts, problems, settings.audit_log(),
-              now=dt.datetime.fromisoformat(sys.argv[1]))
+receive_inbox(settings, con, contracts, problems, hub_audit_log(settings),
+              now=dt.datetime.fromisoformat(sys.argv[1]), erase_identities=forget_identities)
 con.close()
 """
 
@@ -71,7 +76,7 @@ def _run_killed(settings, step):
 
 
 def _receive_again(settings):
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     con = connect(settings)
     try:
         return receive_inbox(
@@ -79,8 +84,9 @@ def _receive_again(settings):
             con,
             contracts,
             problems,
-            settings.audit_log(),
+            hub_audit_log(settings),
             now=NOW,
+            erase_identities=forget_identities,
         )
     finally:
         con.close()
@@ -138,7 +144,7 @@ def _check_everything_once(small_place, settings, sent, read_only):
     ], deliveries
     assert all((settings.home / stored_as).is_file() for *_, stored_as in deliveries)
 
-    audit = settings.audit_log()
+    audit = hub_audit_log(settings)
     events = list(audit.events())
     accepted = [e for e in events if e["event"] == "extract_accepted"]
     held = [e for e in events if e["event"] == "extract_quarantined"]
@@ -168,7 +174,7 @@ def _check_everything_once(small_place, settings, sent, read_only):
             sent
         )  # still there, untouched
         assert all(ReceivedLedger(settings.home).received(settings.inbox / n) for n in sent)
-        assert settings.inbox_files() == []
+        assert inbox_files(settings) == []
     else:
         assert not list(settings.inbox.iterdir())
 
@@ -223,7 +229,7 @@ def test_recovery_killed_itself_is_finished_by_the_run_after(small_place, tmp_pa
     _run_killed(settings, "recovered")
     _receive_again(settings)
     _check_everything_once(small_place, settings, sent, read_only=False)
-    recovered = [e for e in settings.audit_log().events() if e["event"] == "ingest_recovered"]
+    recovered = [e for e in hub_audit_log(settings).events() if e["event"] == "ingest_recovered"]
     assert recovered and all(e["stopped_after"] and e["action"] for e in recovered)
 
 

@@ -11,10 +11,12 @@ import pytest
 
 from pipelines.core.warehouse import connect
 from pipelines.exchange.keys import HubKey
+from pipelines.governance.approvals import hub_approver_registry
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import load_contracts
 from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import release
+from pipelines.linkage.person_keys import forget_identities
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 
@@ -33,7 +35,7 @@ def _contracts(folder, approvers):
 
 def _receive(settings, contracts_dir=None, now=NOW):
     contracts, problems = _contracts(
-        contracts_dir or settings.contracts_dir, settings.approver_registry()
+        contracts_dir or settings.contracts_dir, hub_approver_registry(settings)
     )
     con = connect(settings)
     try:
@@ -44,6 +46,7 @@ def _receive(settings, contracts_dir=None, now=NOW):
             {p.stem: e for p, e in problems.items()},
             AuditLog(settings.audit_dir),
             now=now,
+            erase_identities=forget_identities,
         )
         landed = {
             r.dataset: con.execute(f"SELECT count(*) FROM landing.{r.dataset}").fetchone()[0]

@@ -115,7 +115,10 @@ def test_report_renders_in_a_browser_with_the_match_weights_chart(tmp_path):
     columns = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in LINKAGE_FEATURES.items())
     records = con.sql(f"SELECT 'a' AS unique_id, 'nhs' AS partner_id, {columns}").to_arrow_table()
     untrained = TrainedModel(
-        dt.datetime.now(dt.UTC), 0, "not trained", splink_settings().create_settings_dict("duckdb")
+        Settings.from_env().now(),
+        0,
+        "not trained",
+        splink_settings().create_settings_dict("duckdb"),
     )
     chart = match_weights_chart(untrained, records)
     page = write_qa_report(

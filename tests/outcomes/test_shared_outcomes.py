@@ -18,9 +18,9 @@ import pytest
 from pipelines.linkage import threshold_in_use
 from pipelines.orchestration.code_location import defs
 from pipelines.outcomes.effects import write_estimates, write_linkage_sensitivity
-from pipelines.outcomes.effects.disclosure import derived_tables
 from pipelines.outcomes.effects.estimate import COHORTS, PERIODS
 from pipelines.outcomes.sql_models import HUB_SOURCES, check_graph, discover, run_model
+from pipelines.publish.effects import derived_tables
 from pipelines.publish.published_file import publish
 from tests.browser import rendered_dom
 

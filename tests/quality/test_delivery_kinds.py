@@ -6,8 +6,10 @@ import datetime as dt
 import json
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 
 DAY = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 
@@ -26,11 +28,17 @@ def _as(kind: str, rows: slice):
 
 
 def _receive(settings, now):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(
-            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=now
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            now=now,
+            erase_identities=forget_identities,
         )
         kinds = con.execute("SELECT file_name, delivery_kind FROM hub.deliveries").fetchall()
     finally:

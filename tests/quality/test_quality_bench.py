@@ -3,8 +3,10 @@
 import pytest
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub import ingest
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.tooling.bench.quality import QualityRun, _without_gate
 
 
@@ -32,10 +34,17 @@ def test_the_baseline_without_a_gate_lands_every_delivery_and_records_an_empty_v
     settings = small_place.stage_hub(
         tmp_path, datasets=["ae_attendances", "family_support_enrolments"]
     )
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
-        receipts = ingest.receive_inbox(settings, con, contracts, {}, AuditLog(settings.audit_dir))
+        receipts = ingest.receive_inbox(
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            erase_identities=forget_identities,
+        )
         recorded = con.execute(
             "SELECT count(*), sum(seconds) FROM hub.quality_deliveries"
         ).fetchone()

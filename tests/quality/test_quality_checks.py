@@ -10,7 +10,7 @@ from assets.linkage import person_records_asset
 from assets.quality import landing_checks, quality_report
 from assets.resources import PlacelinkResource
 from pipelines.core.settings import Settings
-from pipelines.quality.results import published_unsafe_cells
+from pipelines.publish.disclosure import published_unsafe_cells
 from tests.browser import rendered_dom, screenshot
 from tests.quality.test_quality_gate import _future_dates, _write
 

@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.quality.validate import validate_delivery
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
@@ -20,11 +22,17 @@ OTHER = "family_support_enrolments"  # another partner's delivery that must flow
 
 
 def _receive(settings, now=NOW):
-    contracts, problems = settings.load_contracts()
+    contracts, problems = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(
-            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=now
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            now=now,
+            erase_identities=forget_identities,
         )
         landed = {
             name: con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]

@@ -9,10 +9,12 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
 from pipelines.hub.ingest import receive_inbox
-from pipelines.hub.quarantine import ExtractRejected, Rejection
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.quality import worker
 from pipelines.quality.validate import validate_delivery
 
@@ -43,7 +45,9 @@ def _results(verdict):
 def test_the_worker_gives_the_same_verdict_as_this_process(small_place):
     table, contract = _spoiled(small_place), small_place.contracts["nhs-acute-mental-health"]
     here = validate_delivery(table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500)
-    there = worker.submit(table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500).result()
+    there = worker.submit(
+        validate_delivery, table, contract, "ae_attendances", "nhs-ae.plx", NOW.date(), 500
+    ).result()
     assert here.outcome == there.outcome == "held"
     assert _results(there) == _results(here)
     assert there.message() == here.message()
@@ -57,6 +61,7 @@ def test_the_worker_reads_the_decrypted_parquet_into_the_same_verdict(small_plac
     # The table given beside the bytes is only for validating here if the worker is gone: an
     # empty one shows the verdict came from the bytes.
     there = worker.submit(
+        validate_delivery,
         table.slice(0, 0),
         contract,
         "ae_attendances",
@@ -78,11 +83,17 @@ def test_a_rejection_raised_in_the_worker_arrives_whole():
 
 
 def _receive(settings):
-    contracts, _ = settings.load_contracts()
+    contracts, _ = load_hub_contracts(settings)
     con = connect(settings)
     try:
         receipts = receive_inbox(
-            settings, con, contracts, {}, AuditLog(settings.audit_dir), now=NOW
+            settings,
+            con,
+            contracts,
+            {},
+            AuditLog(settings.audit_dir),
+            now=NOW,
+            erase_identities=forget_identities,
         )
         waits = con.execute(
             "SELECT file_name, outcome, seconds, waited_seconds FROM hub.quality_deliveries "
@@ -132,7 +143,7 @@ def _start_the_worker_and_return() -> str:
     multiprocessing.util._finalizer_registry.clear()
     worker.start()
     worker.submit(
-        pa.table({"x": [1]}), None, "none", "none", NOW.date(), None
+        validate_delivery, pa.table({"x": [1]}), None, "none", "none", NOW.date(), None
     )  # fails in the worker: fine
     return "done"
 

@@ -1,7 +1,7 @@
 """Effect estimates an analyst can stand behind: how much the programme changed each outcome,
 with a 95% interval, how well the comparison group was matched, and how much the answer moves
 with the linkage threshold. Computed in the hub from unrounded person-level data; published only
-through :mod:`pipelines.outcomes.effects.disclosure`."""
+through :mod:`pipelines.publish.effects`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import polars as pl
 
 from pipelines.outcomes.effects.estimate import Band, analysis_frame, estimate_effects
 from pipelines.outcomes.effects.sensitivity import estimates_at_threshold
+from pipelines.outcomes.margins import declared_margins
 from pipelines.outcomes.sql_models import SqlModel
-from pipelines.publish.published_file import table_spec
 
 # The model whose age bands, subtotals and totals the effects follow (one estimate per published row group).
 BANDS_FROM = "publish.outcomes_before_after"
@@ -30,11 +30,9 @@ def effect_bands(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel]) ->
     ]
     bands = [Band(b, (b,)) for b in fine]
     if BANDS_FROM in models:
-        spec = table_spec(models[BANDS_FROM])
-        bands += [
-            Band(label, members) for dim, label, members in spec.subtotals if dim == "age_band"
-        ]
-        bands += [Band(label, tuple(fine)) for dim, label in spec.totals if dim == "age_band"]
+        totals, subtotals = declared_margins(models[BANDS_FROM])
+        bands += [Band(label, members) for dim, label, members in subtotals if dim == "age_band"]
+        bands += [Band(label, tuple(fine)) for dim, label in totals if dim == "age_band"]
     return bands
 
 

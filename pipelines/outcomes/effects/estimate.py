@@ -128,7 +128,7 @@ def estimate_effects(frame: pl.DataFrame, bands: list[Band]) -> pl.DataFrame:
     intervals, and the people, events and exposure of the four cells each rests on.
 
     ``status`` is ``estimated``, or says why there is no estimate (no events in a cell, too few
-    clusters); disclosure control comes later (:func:`pipelines.outcomes.effects.disclosure.publishable_effects`).
+    clusters); disclosure control comes later (:func:`pipelines.publish.effects.publishable_effects`).
     """
     rows = []
     for outcome in sorted(frame["outcome"].unique().to_list()):

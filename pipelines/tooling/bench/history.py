@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.core.stages import StageClock
+from pipelines.governance.audit import hub_audit_log
 from pipelines.tooling.bench.stages import HUB_REST, HUB_STAGES, machine
 
 BENCH_MARKER = ".placelink-bench-history"
@@ -134,7 +135,7 @@ def run_history(
     from pipelines.core.clock import Clock
     from pipelines.core.settings import REPO_ROOT, Settings
     from pipelines.governance.contracts import load_contracts
-    from pipelines.linkage.accepted_changes import record_acceptance
+    from pipelines.governance.linkage_changes import record_acceptance
     from pipelines.partner_kit.tokens import LinkageKey
     from pipelines.tooling.demo import (
         on_delivery_day,
@@ -206,7 +207,7 @@ def run_history(
             # A term start no longer needs this (the check compares each dataset like with like,
             # issue 17); a month that does is worth a look, and the table marks it.
             record_acceptance(
-                settings.audit_log(),
+                hub_audit_log(settings),
                 f"placelink bench history: month {month}'s deliveries moved the link rate; "
                 "accepted by the benchmark as an operator would, to go on measuring",
                 from_rate=shift[0],

@@ -41,6 +41,8 @@ import pyarrow as pa
 
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage import link_person_records
 from pipelines.linkage.accepted_changes import AcceptedChange
@@ -52,6 +54,7 @@ from pipelines.linkage.evaluation import (
     pairwise_scores_touching,
 )
 from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
+from pipelines.linkage.person_keys import forget_identities
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
 from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract
@@ -128,7 +131,7 @@ def _deliver(
     settings, signing_keys, hub_public = register_demo_keys(
         settings, echo=lambda *_: None, partner_keys=outbox.parent / "signing-keys"
     )
-    contracts, problems = settings.load_contracts()  # signed off by the demo's approvers
+    contracts, problems = load_hub_contracts(settings)  # signed off by the demo's approvers
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.generate()
@@ -282,7 +285,9 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     # Opening the envelopes is part of ingest, before any timed step: the linkage times
     # below are linkage only, comparable with clear-text Splink.
     con = connect(settings)
-    receipts = receive_inbox(settings, con, contracts, {}, settings.audit_log())
+    receipts = receive_inbox(
+        settings, con, contracts, {}, hub_audit_log(settings), erase_identities=forget_identities
+    )
     held = [r for r in receipts if r.status != "accepted"]
     if held:
         # Scores over a partial landing would not compare with the baselines: stop here.
