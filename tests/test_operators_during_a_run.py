@@ -13,22 +13,38 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.core.run_lock import EXIT_LOCKED
 from pipelines.core.settings import REPO_ROOT
+from pipelines.core.warehouse import connect
+from pipelines.governance.approvals import load_hub_contracts
+from pipelines.governance.audit import hub_audit_log
+from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.quarantine import held_files
-from pipelines.orchestration.run import run_pipeline
+from pipelines.linkage.person_keys import forget_identities
 from tests.test_run_lock import SAFETY, _hold_lock_in_another_process, _in_thread
 
 DATASETS = ["ae_attendances", "family_support_enrolments"]
 
 
 @pytest.fixture(scope="module")
-def hub_after_a_run(small_place, tmp_path_factory):
-    """A hub after one run: two accepted extracts, one held file, a published file, an audit log."""
-    settings = small_place.stage_hub(
-        tmp_path_factory.mktemp("operators") / "hub", datasets=DATASETS
-    )
+def hub_after_a_run(published_small_hub, tmp_path_factory):
+    """A hub after a run: accepted extracts (the session's whole run, copied), one held file
+    (received by the hub's ingest after it), a published file, an audit log."""
+    settings = published_small_hub.copy(tmp_path_factory.mktemp("operators") / "hub")
     (settings.inbox / "not-an-envelope.plx").write_bytes(b"this is not a sealed extract\n")
-    result = run_pipeline(settings, log_level="WARNING")
-    assert result.success
+    contracts, problems = load_hub_contracts(settings)
+    con = connect(settings)
+    try:
+        (receipt,) = receive_inbox(
+            settings,
+            con,
+            contracts,
+            problems,
+            hub_audit_log(settings),
+            now=settings.now(),
+            erase_identities=forget_identities,
+        )
+    finally:
+        con.close()
+    assert receipt.status == "quarantined"
     return settings
 
 

@@ -2,8 +2,9 @@
 
 The README's ``sh`` blocks (all but the `make` ones, which build what the others use) run as one
 terminal session would, in order, in a folder laid out like the checkout: ``.venv`` (this
-project's environment) and ``.placelink`` (a hub home after a whole run, the session's
-``outcomes_hub``), with no PLACELINK_* variable set. Its analysts' Python block runs there too.
+project's environment) and ``.placelink`` (a hub home after a whole run: a copy of the session's
+``published_small_hub``, which the README's backfill and run then change), with no PLACELINK_*
+variable set. Its analysts' Python block runs there too.
 The table of who does what shows templates (KEY, ID, RAW.csv): the test suites of those
 commands cover them.
 """
@@ -30,11 +31,10 @@ def _blocks(kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def checkout(outcomes_hub, tmp_path_factory) -> Path:
-    _, settings = outcomes_hub
+def checkout(published_small_hub, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("checkout")
     (folder / ".venv").symlink_to(Path(sys.prefix))
-    (folder / ".placelink").symlink_to(settings.home)
+    published_small_hub.copy(folder / ".placelink")
     return folder
 
 

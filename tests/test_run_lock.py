@@ -32,21 +32,25 @@ def hub_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 class PausedRun:
-    """`placelink run` paused by the fault hook just after it took the run lock."""
+    """`placelink run` (with ``args``) paused by the fault hook just after it took the run lock."""
 
-    def __init__(self, home: Path, tmp_path: Path):
-        self.fifos = tmp_path / "pause"
+    def __init__(self, home: Path, pause: Path, *args: str, wait_for_lock: bool = True):
+        self.fifos = pause
         self.fifos.mkdir()
         os.mkfifo(self.fifos / "locked")
         os.mkfifo(self.fifos / "go")
         self.process = subprocess.Popen(
-            [PLACELINK, "run"],
+            [PLACELINK, "run", *args],
             env=hub_env(home, PLACELINK_FAULT_PAUSE_AFTER_RUN_LOCK=str(self.fifos)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.pid = int(_in_thread(lambda: (self.fifos / "locked").read_text()).strip())
+        self.pid = self.locked() if wait_for_lock else None
+
+    def locked(self) -> int:
+        """Once it holds the lock (and waits to be told to go): its pid, as it wrote it."""
+        return int(_in_thread(lambda: (self.fifos / "locked").read_text()).strip())
 
     def go(self) -> subprocess.CompletedProcess:
         _in_thread(lambda: (self.fifos / "go").write_text("go\n"))
@@ -77,56 +81,82 @@ def published_tables(settings: Settings) -> list[str]:
         con.close()
 
 
-def test_a_second_run_is_refused_at_once_naming_the_first_and_the_first_publishes(
-    small_place, tmp_path
-):
-    settings = small_place.stage_hub(
-        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
-    )
-    first = PausedRun(settings.home, tmp_path)
-    holder = current_holder(settings.home)
-    assert holder is not None and holder.pid == first.pid and holder.run_id
+@pytest.fixture(scope="module")
+def four_runs(small_place, tmp_path_factory) -> dict:
+    """One hub, four `placelink run`s, two of them whole (a whole run is most of this module's
+    time), and what each test below looks at, recorded as it happened:
 
-    second = subprocess.run(
+    1. ``killed`` takes the lock and is killed there (SIGKILL: no clean-up);
+    2. ``first`` takes the lock after it and pauses;
+    3. ``refused``, without --wait, is refused at once;
+    4. ``waiting``, with --wait, says it waits; ``first`` goes on and publishes; ``waiting`` then
+       takes the lock and pauses (so the file ``first`` published is read with no run writing),
+       then goes on and publishes too.
+    """
+    root = tmp_path_factory.mktemp("run_lock")
+    settings = small_place.stage_hub(
+        root / "hub", datasets=["ae_attendances", "family_support_enrolments"]
+    )
+    seen: dict = {"settings": settings}
+
+    killed = PausedRun(settings.home, root / "pause-killed")
+    seen["killed"] = killed.pid
+    seen["locked while paused"] = is_locked(settings.home)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.process.wait(timeout=SAFETY)
+    seen["holder after the kill"] = current_holder(settings.home)
+    seen["locked after the kill"] = is_locked(settings.home)
+
+    first = PausedRun(settings.home, root / "pause-first")
+    seen["first"] = first.pid
+    seen["holder"] = current_holder(settings.home)
+    seen["refused"] = subprocess.run(
         [PLACELINK, "run"],
         env=hub_env(settings.home),
         capture_output=True,
         text=True,
         timeout=SAFETY,
     )
+    seen["written by the refused run"] = [
+        path.name for path in (settings.warehouse, settings.published) if path.exists()
+    ]
+    waiting = PausedRun(settings.home, root / "pause-waiting", "--wait", wait_for_lock=False)
+    seen["waiting says"] = _in_thread(waiting.process.stderr.readline)
+
+    seen["first done"] = first.go()
+    waiting.locked()
+    seen["published by first"] = published_tables(settings)
+    seen["waiting done"] = waiting.go()
+    seen["locked at the end"] = is_locked(settings.home)
+    seen["holder at the end"] = current_holder(settings.home)
+    return seen
+
+
+def test_a_second_run_is_refused_at_once_naming_the_first_and_the_first_publishes(four_runs):
+    first_pid, holder, second = four_runs["first"], four_runs["holder"], four_runs["refused"]
+    assert holder is not None and holder.pid == first_pid and holder.run_id
+
     assert second.returncode == EXIT_LOCKED, second.stderr
-    assert f"run {holder.run_id}" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert f"run {holder.run_id}" in second.stderr and f"pid {first_pid}" in second.stderr
     assert "placelink run --wait" in second.stderr and "Traceback" not in second.stderr
     assert "Could not set lock" not in second.stdout + second.stderr
-    assert (
-        not settings.warehouse.exists() and not settings.published.exists()
-    )  # the refused one wrote nothing
+    assert four_runs["written by the refused run"] == []  # the refused one wrote nothing
 
-    done = first.go()
+    done = four_runs["first done"]
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"pipeline run {holder.run_id} succeeded" in done.stdout
-    assert "effects" in published_tables(settings)
-    assert not is_locked(settings.home) and current_holder(settings.home) is None
+    assert "effects" in four_runs["published by first"]
+    assert not four_runs["locked at the end"] and four_runs["holder at the end"] is None
 
 
-def test_run_with_wait_starts_when_the_run_holding_the_lock_ends(small_place, tmp_path):
-    settings = small_place.stage_hub(
-        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
-    )
-    first = PausedRun(settings.home, tmp_path)
-    second = subprocess.Popen(
-        [PLACELINK, "run", "--wait"],
-        env=hub_env(settings.home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    waiting = _in_thread(second.stderr.readline)  # it says so once it found the lock held
-    assert waiting.startswith("waiting:") and f"pid {first.pid}" in waiting
+def test_run_with_wait_starts_when_the_run_holding_the_lock_ends(four_runs):
+    settings = four_runs["settings"]
+    waiting = four_runs["waiting says"]  # it says so once it found the lock held
+    assert waiting.startswith("waiting:") and f"pid {four_runs['first']}" in waiting
 
-    assert first.go().returncode == 0
-    out, err = second.communicate(timeout=SAFETY)
-    assert second.returncode == 0, err[-3000:]
+    assert four_runs["first done"].returncode == 0
+    second = four_runs["waiting done"]
+    assert second.returncode == 0, second.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(settings.home / "dagster")) as instance:
         runs = sorted(
             instance.get_runs(), key=lambda r: instance.get_run_record_by_id(r.run_id).start_time
@@ -138,26 +168,15 @@ def test_run_with_wait_starts_when_the_run_holding_the_lock_ends(small_place, tm
         )  # one after the other, never together
 
 
-def test_a_killed_run_leaves_no_lock_behind(small_place, tmp_path):
-    settings = small_place.stage_hub(
-        tmp_path / "hub", datasets=["ae_attendances", "family_support_enrolments"]
-    )
-    first = PausedRun(settings.home, tmp_path)
-    assert is_locked(settings.home)
-    os.kill(first.pid, signal.SIGKILL)
-    first.process.wait(timeout=SAFETY)
-    assert current_holder(settings.home).pid == first.pid  # its note is stale; the lock is not
-    assert not is_locked(settings.home)
+def test_a_killed_run_leaves_no_lock_behind(four_runs):
+    assert four_runs["locked while paused"]
+    # its note is stale; the lock is not
+    assert four_runs["holder after the kill"].pid == four_runs["killed"]
+    assert not four_runs["locked after the kill"]
 
-    after = subprocess.run(
-        [PLACELINK, "run"],
-        env=hub_env(settings.home),
-        capture_output=True,
-        text=True,
-        timeout=SAFETY,
-    )
+    after = four_runs["first done"]  # the next run took the lock, ran and published
     assert after.returncode == 0, after.stderr[-3000:]
-    assert "effects" in published_tables(settings)
+    assert "effects" in four_runs["published by first"]
 
 
 def _hold_lock_in_another_process(home: Path, run_id: str) -> subprocess.Popen:

@@ -105,8 +105,9 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     from pipelines.core.preflight import PreflightFailed, preflight
     from pipelines.core.run_lock import RunLockBusy, run_lock
     from pipelines.hub.delivery_months import parse_month
-    from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED, run_outcome
 
+    # Nothing here imports Dagster (seconds on a busy machine) before the run lock is taken, so a
+    # run refused because another holds the hub answers at once.
     try:
         months = tuple(parse_month(m) for m in months)
     except ValueError as exc:
@@ -120,6 +121,8 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
             settings
         )  # reads only: a run that cannot start leaves no file behind, not even the lock's
     except PreflightFailed as exc:
+        from pipelines.orchestration.run_outcome import PREFLIGHT_FAILED
+
         click.echo(f"error: {exc}", err=True)
         click.echo(
             f"pipeline run not started (exit {PREFLIGHT_FAILED}): pre-flight check failed", err=True
@@ -136,6 +139,7 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
                 partner_months,
                 run_pipeline,
             )
+            from pipelines.orchestration.run_outcome import run_outcome
             from pipelines.outcomes.sql_models import model_plan
 
             with (

@@ -1,7 +1,7 @@
 """Ingest killed at every step boundary, then run again: nothing lost, nothing twice.
 
 Each case runs ingest in a child process with ``PLACELINK_FAULT=ingest:<step>`` (it kills
-itself with SIGKILL there: no cleanup of any kind), then runs it again here and checks what a
+itself with SIGKILL there: no cleanup of any kind; tests/hub/killed_ingest.py), then runs it again here and checks what a
 data team and an IG officer would: every delivery's rows landed once, one accepted or held
 audit event per delivery and a chain that verifies, every envelope in exactly one of the
 inbox / vault / quarantine, quarantine list and release working.
@@ -14,11 +14,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from pipelines.core.settings import REPO_ROOT, Settings
+from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
 from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog, hub_audit_log
@@ -26,26 +25,11 @@ from pipelines.hub.ingest import receive_inbox
 from pipelines.hub.journal import INGEST_STEPS, ReceivedLedger, inbox_files
 from pipelines.hub.quarantine import REASON_SUFFIX, held_files, release
 from pipelines.linkage.person_keys import forget_identities
+from tests.hub.killed_ingest import receive_killed
 from tests.hub.test_ingest import NOW
 
 GOOD = ("emergency_admissions", "family_support_enrolments")
 BAD = "zz broken.plx"  # last in name order: the accepted files come first
-
-CHILD = """
-import datetime as dt, sys
-from pipelines.hub.ingest import receive_inbox
-from pipelines.core.settings import Settings
-from pipelines.core.warehouse import connect
-from pipelines.governance.approvals import load_hub_contracts
-from pipelines.governance.audit import hub_audit_log
-from pipelines.linkage.person_keys import forget_identities
-settings = Settings.from_env()
-contracts, problems = load_hub_contracts(settings)
-con = connect(settings)
-receive_inbox(settings, con, contracts, problems, hub_audit_log(settings),
-              now=dt.datetime.fromisoformat(sys.argv[1]), erase_identities=forget_identities)
-con.close()
-"""
 
 
 def _sha(path):
@@ -59,20 +43,11 @@ def _run_killed(settings, step):
         "PLACELINK_HOME": str(settings.home),
         "PLACELINK_CONTRACTS": str(settings.contracts_dir),
         "PLACELINK_FAULT": f"ingest:{step}",
-        "PYTHONPATH": str(REPO_ROOT),
     }
     # Output to a file, not a pipe: a process the killed one left behind must not hold the test.
-    with open(settings.home.parent / f"killed at {step}.log", "w+") as output:
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, NOW.isoformat()],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-        )
-        output.seek(0)
-        assert done.returncode == -signal.SIGKILL, (step, done.returncode, output.read()[-3000:])
+    log = settings.home.parent / f"killed at {step}.log"
+    status = receive_killed(env, NOW, log, timeout=600)
+    assert status == -signal.SIGKILL, (step, status, log.read_text()[-3000:])
 
 
 def _receive_again(settings):
