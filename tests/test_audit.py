@@ -175,7 +175,7 @@ def test_the_hub_will_not_make_a_new_audit_key_for_a_log_it_signed_with_another(
 # line, so the next append finishes it instead of finding a log "written by something else".
 _KILLED_APPEND = """
 import os, sys
-from pipelines.governance.audit import AuditHead
+from pipelines.governance.audit import AuditHead, hub_audit_log
 from pipelines.core.settings import Settings
 
 where = sys.argv[1]

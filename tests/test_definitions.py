@@ -32,7 +32,7 @@ print(json.dumps({
     "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
     "monthly_refresh": defs.resolve_schedule_def("monthly_refresh").cron_schedule,
     "months": [(p := graph.get(__import__("dagster").AssetKey(["landing", "ae_attendances"])).partitions_def)
-               .get_first_partition_key(), p.get_last_partition_key(current_time=now)],
+               .get_first_partition_key(), p.get_partition_keys(current_time=now)[-1]],
     "calendar_month": f"{now:%Y-%m}",
 }))
 """
