@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
-import polars as pl
 
 from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
@@ -122,10 +121,13 @@ def link_person_records(
     # person keeps their key from month to month.
     changes = stage_person_keys(
         con,
-        pl.from_arrow(prediction.clusters).rename({"unique_id": "identity_id"}),
+        # Arrow as Splink gave it, scanned in place by the warehouse (no copy through Polars)
+        prediction.clusters.rename_columns(
+            ["identity_id" if c == "unique_id" else c for c in prediction.clusters.column_names]
+        ),
         now=settings.now(),
     )
-    persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[0][0]
+    persons = changes.persons
     qa = linkage_qa(con, STAGED_KEYS)
     check = check_linkage(
         qa,

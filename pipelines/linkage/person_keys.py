@@ -77,24 +77,52 @@ def carry_forward(
                 {"person_key": sorted(issued)}, schema={"person_key": pl.String}
             ).to_arrow(),
         )
-        keys, events = _carry_forward_sql(
+        _carry_forward_sql(
             con,
             "pk_clusters_in",
             "pk_previous_in" if previous is not None else None,
             "pk_issued_in",
         )
+        keys = con.sql(f"SELECT identity_id, person_key FROM {CARRIED_KEYS}").to_arrow_table()
+        events = con.sql(
+            f"SELECT {EVENT_COLUMNS} FROM {CARRIED_EVENTS} ORDER BY position"
+        ).to_arrow_table()
         return pl.from_arrow(keys), list(zip(*(column.to_pylist() for column in events.columns)))
     finally:
         con.close()
 
 
+# What _carry_forward_sql leaves in its connection until _drop_carry_forward_tables: a temp view of
+# each identity id's key, and the temp table of events (listed in the order of its position column).
+CARRIED_KEYS = "pk_keys"
+CARRIED_EVENTS = "pk_events"  # ORDER BY position
+EVENT_COLUMNS = "event, person_key, other_person_key, identity_records"
+_WORK_TABLES = (
+    "pk_clusters",
+    "pk_firsts",
+    "pk_assigned",
+    "pk_events",
+    "pk_overlap",
+    "pk_free",
+    "pk_fresh",
+)
+
+
+def _drop_carry_forward_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP VIEW IF EXISTS {CARRIED_KEYS}")
+    for table in _WORK_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def _carry_forward_sql(
     con: duckdb.DuckDBPyConnection, clusters: str, previous: str | None, issued: str
-) -> tuple[pa.Table, pa.Table]:
+) -> None:
     """:func:`carry_forward` as set-based SQL in ``con`` over the relations named: ``clusters``
     (identity_id, cluster_id), ``previous`` (identity_id, person_key; None on a first run) and
-    ``issued`` (person_key). Returns (identity_id, person_key) and the events (event, person_key,
-    other_person_key, identity_records) in the order :func:`carry_forward` lists them.
+    ``issued`` (person_key). Leaves the keys (identity_id, person_key) in the temp view
+    ``CARRIED_KEYS`` and the events (event, person_key, other_person_key, identity_records), in
+    the order :func:`carry_forward` lists them, in ``CARRIED_EVENTS``, for the caller to read in
+    SQL and then drop (:func:`_drop_carry_forward_tables`): nothing passes through Python.
 
     The greedy pairing (largest overlap first; ties by the larger previous person, then the
     smaller key, then the smaller cluster id: a strict order) is taken in rounds: every pair
@@ -207,23 +235,10 @@ def _carry_forward_sql(
                JOIN pk_assigned a USING (cluster_id)
                WHERE o.person_key <> a.person_key
                  AND o.person_key IN (SELECT person_key FROM pk_assigned)""")
-    keys = con.sql(
+    run(
+        f"CREATE OR REPLACE TEMP VIEW {CARRIED_KEYS} AS "
         "SELECT c.identity_id, a.person_key FROM pk_clusters c JOIN pk_assigned a USING (cluster_id)"
-    ).to_arrow_table()
-    events = con.sql(
-        "SELECT event, person_key, other_person_key, identity_records FROM pk_events ORDER BY position"
-    ).to_arrow_table()
-    for table in (
-        "pk_clusters",
-        "pk_firsts",
-        "pk_assigned",
-        "pk_events",
-        "pk_overlap",
-        "pk_free",
-        "pk_fresh",
-    ):
-        run(f"DROP TABLE IF EXISTS {table}")
-    return keys, events
+    )
 
 
 STAGED_KEYS = "hub.person_keys_staged"
@@ -231,7 +246,9 @@ STAGED_EVENTS = "hub.person_key_events_staged"
 
 
 def stage_person_keys(
-    con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame, now: dt.datetime | None = None
+    con: duckdb.DuckDBPyConnection,
+    clusters: pl.DataFrame | pa.Table,
+    now: dt.datetime | None = None,
 ) -> KeyChanges:
     """Work out this run's keys, carried forward from the saved ``hub.person_keys``, into
     ``hub.person_keys_staged`` (and their events into ``hub.person_key_events_staged``).
@@ -245,46 +262,41 @@ def stage_person_keys(
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'hub' AND table_name = 'person_keys'"
     ).fetchall()[0][0]
-    # Set-based in the warehouse: no key, identity id or event passes through Python (issue 24).
-    con.register("this_run_clusters", clusters.to_arrow())
+    # Set-based in the warehouse: no key, identity id or event passes through Python (issue 24);
+    # the clusters' Arrow table is scanned in place, not copied.
+    con.register("this_run_clusters", clusters)
     try:
-        keys, events = _carry_forward_sql(
+        _carry_forward_sql(
             con,
             "this_run_clusters",
             "hub.person_keys" if exists else None,
             "hub.person_key_register",
         )
-    finally:
-        con.unregister("this_run_clusters")
-    con.register("new_person_keys", keys)
-    con.register("key_events_arrow", events)
-    try:
         con.execute(
             f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
-            "SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM new_person_keys",
+            f"SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM {CARRIED_KEYS}",
             [now],
         )
         con.execute(
             f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
-            "SELECT ?::TIMESTAMP AS run_at, event, person_key, other_person_key, identity_records "
-            "FROM key_events_arrow",
+            f"SELECT ?::TIMESTAMP AS run_at, {EVENT_COLUMNS} FROM {CARRIED_EVENTS} ORDER BY position",
             [now],
         )
-        changed = (
-            con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
-                                  WHERE p.person_key <> n.person_key""").fetchall()[0][0]
-            if exists
-            else 0
-        )
-        persons = con.execute(f"SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}").fetchall()[
-            0
-        ][0]
-        count = dict(
-            con.execute(f"SELECT event, count(*) FROM {STAGED_EVENTS} GROUP BY event").fetchall()
-        )
     finally:
-        con.unregister("new_person_keys")
-        con.unregister("key_events_arrow")
+        _drop_carry_forward_tables(con)
+        con.unregister("this_run_clusters")
+    changed = (
+        con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
+                        WHERE p.person_key <> n.person_key""").fetchall()[0][0]
+        if exists
+        else 0
+    )
+    persons, count = con.execute(
+        f"""SELECT (SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}),
+                   (SELECT map(list(event), list(n)) FROM
+                        (SELECT event, count(*) AS n FROM {STAGED_EVENTS} GROUP BY event))"""
+    ).fetchall()[0]
+    count = dict(count or {})
     count = {e: count.get(e, 0) for e in ("new", "merge", "split", "retired")}
     return KeyChanges(
         persons,
@@ -335,7 +347,9 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
 
 
 def assign_person_keys(
-    con: duckdb.DuckDBPyConnection, clusters: pl.DataFrame, now: dt.datetime | None = None
+    con: duckdb.DuckDBPyConnection,
+    clusters: pl.DataFrame | pa.Table,
+    now: dt.datetime | None = None,
 ) -> KeyChanges:
     """Write ``hub.person_keys`` for this run's clusters, carrying keys forward from the
     previous ``hub.person_keys``, and record the changes (staged, then promoted at once)."""

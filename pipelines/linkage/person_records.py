@@ -56,8 +56,14 @@ def landed_datasets(
 def build_person_records(
     con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]
 ) -> dict[str, int]:
-    """(Re)build ``hub.record_identity`` (one row per landed record) and
-    ``hub.person_records`` (one row per identity record, Splink's input)."""
+    """(Re)build ``hub.record_identity`` (one row per landed record: its dataset, partner, record
+    token, postcode token and identity id) and ``hub.person_records`` (one row per identity record,
+    Splink's input).
+
+    An identity record's features are those of its latest record (received last; then the larger
+    dataset name and record token), so a rebuild gives the same features whatever order DuckDB
+    reads the rows in. Records of one identity record agree on every identity token but can differ
+    in what is derived from the clear values (a Bloom filter, a name part)."""
     selects = []
     for contract, name in sources:
         have = set(contract.datasets[name].columns)
@@ -67,28 +73,32 @@ def build_person_records(
         )
         selects.append(
             f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, "
-            f"record_token, {columns} FROM landing.{name}"
+            f"record_token, _received_at, {columns} FROM landing.{name}"
         )
     if not selects:
         raise NothingToLink("no extracts have been accepted yet: nothing to link")
     key_parts = ", ".join(f"coalesce({c}, '')" for c in IDENTITY_KEY)
+    identity_id = f"""CASE WHEN nhs_number_token IS NOT NULL
+                             OR (given_name_token IS NOT NULL AND family_name_token IS NOT NULL
+                                 AND date_of_birth_token IS NOT NULL)
+                        THEN md5(concat_ws('|', partner_id, {key_parts}))
+                        ELSE md5(concat_ws('|', 'record', dataset, record_token))
+                   END"""
+    records = " UNION ALL ".join(selects)
+    # Narrow: the wide features are written once, per identity record, not once per landed record
+    # (writing 24 columns of random hex for every record was most of this stage: docs/benchmarks.md).
     con.execute(f"""
         CREATE OR REPLACE TABLE hub.record_identity AS
-        WITH records AS ({" UNION ALL ".join(selects)})
-        SELECT *,
-               CASE WHEN nhs_number_token IS NOT NULL
-                         OR (given_name_token IS NOT NULL AND family_name_token IS NOT NULL
-                             AND date_of_birth_token IS NOT NULL)
-                    THEN md5(concat_ws('|', partner_id, {key_parts}))
-                    ELSE md5(concat_ws('|', 'record', dataset, record_token))
-               END AS identity_id
-        FROM records
+        SELECT dataset, partner_id, record_token, postcode_token, {identity_id} AS identity_id
+        FROM ({records})
     """)
-    feature_list = ", ".join(f"any_value({f}) AS {f}" for f in LINKAGE_FEATURES)
+    features = ", ".join(LINKAGE_FEATURES)
     con.execute(f"""
         CREATE OR REPLACE TABLE hub.person_records AS
-        SELECT identity_id AS unique_id, any_value(partner_id) AS partner_id, {feature_list}
-        FROM hub.record_identity GROUP BY identity_id
+        SELECT unique_id, partner_id, latest.*
+        FROM (SELECT {identity_id} AS unique_id, any_value(partner_id) AS partner_id,
+                     arg_max(struct_pack({features}), (_received_at, dataset, record_token)) AS latest
+              FROM ({records}) GROUP BY unique_id)
     """)
     records, identities = con.execute(
         "SELECT (SELECT count(*) FROM hub.record_identity), (SELECT count(*) FROM hub.person_records)"

@@ -356,11 +356,12 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
     con.execute(
         f"""
         CREATE OR REPLACE TABLE truth_records AS
-        SELECT t.person_id, ri.identity_id, ri.partner_id, ri.nhs_number_token IS NOT NULL AS has_nhs_number,
+        SELECT t.person_id, ri.identity_id, ri.partner_id, pr.nhs_number_token IS NOT NULL AS has_nhs_number,
                coalesce(o.name_origin, 'mixed') AS name_origin
         FROM read_csv(?, all_varchar = true) t
         JOIN ({union}) l ON l.dataset = t.source AND l.record_id = t.record_id
         JOIN hub.record_identity ri ON ri.dataset = l.dataset AND ri.record_token = l.record_token
+        JOIN hub.person_records pr ON pr.unique_id = ri.identity_id
         LEFT JOIN origins_arrow o ON o.person_id = t.person_id
     """,
         [str(place / "truth" / "ground_truth.csv")],
