@@ -5,11 +5,8 @@ full snapshot is still compared with the last full snapshot (issue 21)."""
 import datetime as dt
 import json
 
-from pipelines.core.warehouse import connect
-from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
-from pipelines.hub.ingest import receive_inbox
-from pipelines.linkage.person_keys import forget_identities
+from tests.quality.receiving import receive_then_read
 
 DAY = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 
@@ -28,22 +25,13 @@ def _as(kind: str, rows: slice):
 
 
 def _receive(settings, now):
-    contracts, _ = load_hub_contracts(settings)
-    con = connect(settings)
-    try:
-        receipts = receive_inbox(
-            settings,
-            con,
-            contracts,
-            {},
-            AuditLog(settings.audit_dir),
-            now=now,
-            erase_identities=forget_identities,
-        )
-        kinds = con.execute("SELECT file_name, delivery_kind FROM hub.deliveries").fetchall()
-    finally:
-        con.close()
-    return {r.file_name: r for r in receipts}, dict(kinds)
+    return receive_then_read(
+        settings,
+        now,
+        lambda con: dict(
+            con.execute("SELECT file_name, delivery_kind FROM hub.deliveries").fetchall()
+        ),
+    )
 
 
 def test_each_delivery_is_compared_with_the_previous_one_of_its_kind(small_place, tmp_path):

@@ -10,38 +10,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core.warehouse import connect
-from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog
-from pipelines.hub.ingest import receive_inbox
-from pipelines.linkage.person_keys import forget_identities
 from pipelines.quality.validate import validate_delivery
+from tests.quality.receiving import receive_then_read
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 OTHER = "family_support_enrolments"  # another partner's delivery that must flow on
 
 
 def _receive(settings, now=NOW):
-    contracts, problems = load_hub_contracts(settings)
-    con = connect(settings)
-    try:
-        receipts = receive_inbox(
-            settings,
-            con,
-            contracts,
-            {},
-            AuditLog(settings.audit_dir),
-            now=now,
-            erase_identities=forget_identities,
-        )
+    def read(con):
         landed = {
             name: con.execute(f"SELECT count(*) FROM landing.{name}").fetchone()[0]
             for name in ("ae_attendances", OTHER)
         }
         quality = con.execute("SELECT file_name, outcome FROM hub.quality_deliveries").fetchall()
-    finally:
-        con.close()
-    return {r.file_name: r for r in receipts}, landed, dict(quality)
+        return landed, dict(quality)
+
+    receipts, (landed, quality) = receive_then_read(settings, now, read)
+    return receipts, landed, quality
 
 
 def _write(place, target, mutate_table=None):
