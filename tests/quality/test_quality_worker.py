@@ -10,13 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.core.rejection import ExtractRejected, Rejection
-from pipelines.core.warehouse import connect
-from pipelines.governance.approvals import load_hub_contracts
-from pipelines.governance.audit import AuditLog
-from pipelines.hub.ingest import receive_inbox
-from pipelines.linkage.person_keys import forget_identities
 from pipelines.quality import worker
 from pipelines.quality.validate import validate_delivery
+from tests.quality.receiving import receive_then_read
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 
@@ -83,25 +79,15 @@ def test_a_rejection_raised_in_the_worker_arrives_whole():
 
 
 def _receive(settings):
-    contracts, _ = load_hub_contracts(settings)
-    con = connect(settings)
-    try:
-        receipts = receive_inbox(
-            settings,
-            con,
-            contracts,
-            {},
-            AuditLog(settings.audit_dir),
-            now=NOW,
-            erase_identities=forget_identities,
-        )
-        waits = con.execute(
+    receipts, waits = receive_then_read(
+        settings,
+        NOW,
+        lambda con: con.execute(
             "SELECT file_name, outcome, seconds, waited_seconds FROM hub.quality_deliveries "
             "ORDER BY file_name"
-        ).fetchall()
-    finally:
-        con.close()
-    return {r.file_name: r.status for r in receipts}, waits
+        ).fetchall(),
+    )
+    return {name: r.status for name, r in receipts.items()}, waits
 
 
 def test_without_a_worker_process_ingest_validates_itself(
