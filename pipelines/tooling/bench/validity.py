@@ -100,9 +100,11 @@ def _landing(con: duckdb.DuckDBPyConnection, place: Path, work: Path) -> list[tu
                 f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
                 for c in contract.datasets[dataset].columns
             )
+            # The two columns ingest adds to every landed row (pipelines/hub/ingest.py).
             con.execute(
-                f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id "
-                f"FROM read_parquet('{prepared.extract_path}')"
+                f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id, "
+                f"CAST(? AS TIMESTAMP) AS _received_at FROM read_parquet('{prepared.extract_path}')",
+                [DELIVERED_AT.replace(tzinfo=None)],
             )
             sources.append((contract, dataset))
             lookups.append((dataset, prepared.lookup_path))
