@@ -11,8 +11,9 @@ also loses its sector and district), and the linkage QA report says how many rec
 partner lost which field. Counts only: the values themselves are never shown or logged.
 
 A value is a placeholder when it is held by at least :data:`MIN_RECORDS` identity records and
-either by more than ``ratio`` times the 95th percentile of the counts of the field's values
-(the count a common real value reaches; the percentile barely moves for one dominant value),
+either by more than ``ratio`` times the count a common real value reaches (the 95th percentile of
+the counts of the field's values, or the count of the value the median record holds if larger:
+:func:`_typical_count`; neither moves much for one dominant value),
 or by more than 5% of the records that have the field and ten times as many as the median
 value: in a small place with few postcodes each real one may hold 5%, but not ten times its
 neighbours' share. Names are
@@ -70,6 +71,20 @@ class Placeholders:
         )
 
 
+def _typical_count(n: np.ndarray) -> float:
+    """The count a common real value reaches: the 95th percentile of the values' counts, or the
+    count of the value the median record holds, whichever is larger.
+
+    The first alone fails at scale: typing errors make a long tail of values held once, so among
+    1.1M identity records (1M people) 95% of the given names' distinct values were held by at most
+    14 records, and every real name held by more than 700 was taken for a placeholder (351 names,
+    85% of the records: recall fell from 0.99 to 0.83). The median record's value is a real one
+    whatever the tail, unless one value holds half the records, which the share rule catches."""
+    by_record = np.sort(n)
+    median_record = by_record[np.searchsorted(np.cumsum(by_record), by_record.sum() / 2)]
+    return max(float(np.percentile(n, 95)), float(median_record))
+
+
 def find_placeholders(records: pa.Table) -> list[Placeholders]:
     """The fields of ``records`` (hub person records) that carry placeholder values."""
     found = []
@@ -84,7 +99,7 @@ def find_placeholders(records: pa.Table) -> list[Placeholders]:
             values.drop_null() if isinstance(values, pa.ChunkedArray) else values.drop_null()
         )
         n = counts.field("counts").to_numpy()
-        typical = float(np.percentile(n, 95))
+        typical = _typical_count(n)
         share = NAME_SHARE if field in ("given_name", "family_name") else SHARE
         dominant = (n > share * present) & (n > OVER_MEDIAN * float(np.median(n)))
         flagged = (n >= MIN_RECORDS) & ((n > ratio * typical) | dominant)
