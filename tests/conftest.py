@@ -16,14 +16,16 @@ from approvers import sign_contracts
 
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.exchange.envelope import seal
+from pipelines.exchange.extract_file import delivery_fields
 from pipelines.exchange.keys import ApproverKey, HubKey, SigningKey, register_partner_key
 from pipelines.governance.approvals import ApproverRegistry, keys_for_required_roles, sign_off
 from pipelines.governance.contracts import Contract, load_contracts
-from pipelines.partner_kit.prepare import PreparedExtract, prepare_extract
+from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.tooling.partner_side import contract_datasets, prepare_place_dataset
 from pipelines.tooling.synth import generate_place
-from pipelines.tooling.synth.study import DELIVERED_AT, DELIVERY_PERIOD
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 # Set when this file is imported, before pytest loads the conftests of the paths it was given
 # (tests/linkage/conftest.py builds assets from the environment's contracts at import), which is
@@ -75,15 +77,7 @@ class PreparedPlace:
         sealed = self.envelope(dataset)
         source = self.extract(dataset).extract_path
         h = sealed.envelope
-        fields = dict(
-            contract_id=h.contract_id,
-            contract_version=h.contract_version,
-            partner_id=h.partner_id,
-            dataset=h.dataset,
-            reporting_period=h.reporting_period,
-            created_at=h.created_at,
-            row_count=h.row_count,
-        )
+        fields = delivery_fields(h)
         if mutate_table:
             table = mutate_table(pq.read_table(source))
             source = target.with_name(target.name + ".parquet")
@@ -148,27 +142,11 @@ def prepare_place(people: int, seed: int, root: Path) -> PreparedPlace:
     contracts, problems = load_contracts(contracts_dir, registry)
     assert not problems and all(c.signed_off for c in contracts.values())
     extracts, envelopes = [], []
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            opt_outs = (
-                place / "reference" / "national_data_opt_outs.csv"
-                if contract.terms.national_data_opt_out_applies
-                else None
-            )
-            prepared = prepare_extract(
-                contract,
-                dataset,
-                place / "raw" / contract.partner_id / f"{dataset}.csv",
-                root / "outbox" / contract.partner_id,
-                key,
-                place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs,
-                period=DELIVERY_PERIOD,
-                now=DELIVERED_AT,
-            )
-            sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
-            envelopes.append(sealed)
-            extracts.append(sealed.prepared)
+    for contract, dataset in contract_datasets(contracts.values()):
+        prepared = prepare_place_dataset(contract, dataset, place, root / "outbox", key)
+        sealed = seal_prepared(prepared, signing_keys[contract.partner_id], hub_key.public)
+        envelopes.append(sealed)
+        extracts.append(sealed.prepared)
     return PreparedPlace(
         place,
         contracts,

@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 from cryptography.hazmat.primitives import hpke
 
+from pipelines.exchange.extract_file import DELIVERY_FIELDS
 from pipelines.exchange.keys import HubKey, HubPublicKey, SigningKey, SigningPublicKey
 
 ENVELOPE_FORMAT = "placelink-envelope/1"
@@ -50,13 +51,7 @@ AEAD = "AES_256_GCM"
 _HEADER_FIELDS = (
     "format",
     "envelope_id",
-    "contract_id",
-    "contract_version",
-    "partner_id",
-    "dataset",
-    "reporting_period",
-    "created_at",
-    "row_count",
+    *DELIVERY_FIELDS,
     "content_sha256",
     "content_bytes",
     "chunk_bytes",

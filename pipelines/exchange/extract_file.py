@@ -29,9 +29,9 @@ LOOKUP_SUFFIX = ".lookup.parquet"
 REPORT_SUFFIX = ".report.json"
 PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
-_HEADER_FIELDS = (
-    "format",
-    "extract_id",
+# What says which delivery this is: stated in the extract's header, and again in the header of the
+# envelope that carries it (pipelines.exchange.envelope), so the hub can check the two agree.
+DELIVERY_FIELDS = (
     "contract_id",
     "contract_version",
     "partner_id",
@@ -39,9 +39,8 @@ _HEADER_FIELDS = (
     "reporting_period",
     "created_at",
     "row_count",
-    "invalid_counts",
-    "opted_out_rows",
 )
+_HEADER_FIELDS = ("format", "extract_id", *DELIVERY_FIELDS, "invalid_counts", "opted_out_rows")
 
 
 class ExtractFileError(ValueError):
@@ -101,6 +100,12 @@ class ExtractHeader:
             **{name: data[name] for name in _HEADER_FIELDS},
             delivery_kind=data.get("delivery_kind") or "full",
         )
+
+
+def delivery_fields(header) -> dict:
+    """The :data:`DELIVERY_FIELDS` of an extract's or an envelope's header, as keyword arguments
+    of :func:`pipelines.exchange.envelope.seal` (to seal an extract, or seal it again)."""
+    return {name: getattr(header, name) for name in DELIVERY_FIELDS}
 
 
 def extract_stem(contract_id: str, dataset: str, period: str, extract_id: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.exchange.envelope import DEFAULT_CHUNK_BYTES, ENVELOPE_SUFFIX, EnvelopeHeader, seal
-from pipelines.exchange.extract_file import PARTNER_ONLY_DIR
+from pipelines.exchange.extract_file import PARTNER_ONLY_DIR, delivery_fields
 from pipelines.exchange.keys import HubPublicKey, SigningKey
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.prepare import PreparedExtract
@@ -51,13 +51,7 @@ def seal_prepared(
     envelope = seal(
         source,
         envelope_path,
-        contract_id=h.contract_id,
-        contract_version=h.contract_version,
-        partner_id=h.partner_id,
-        dataset=h.dataset,
-        reporting_period=h.reporting_period,
-        created_at=h.created_at,
-        row_count=h.row_count,
+        **delivery_fields(h),
         signing_key=signing_key,
         hub_key=hub_key,
         envelope_id=h.extract_id,

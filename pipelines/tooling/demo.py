@@ -24,6 +24,7 @@ from pipelines.core.run_lock import HOLDER_NAME, LOCK_NAME, run_lock
 from pipelines.core.settings import REPO_ROOT, Settings
 from pipelines.core.stages import stage
 from pipelines.exchange.envelope import seal
+from pipelines.exchange.extract_file import delivery_fields
 from pipelines.exchange.keys import HubKey, HubPublicKey, SigningKey, register_partner_key
 from pipelines.governance.approvals import hub_approver_registry, keys_for_required_roles, sign_off
 from pipelines.governance.audit import hub_audit_log
@@ -32,10 +33,10 @@ from pipelines.hub.quarantine import held_files
 from pipelines.linkage.evaluation import LinkageAccuracy, linkage_accuracy
 from pipelines.orchestration.run import failure_messages, run_pipeline
 from pipelines.orchestration.run_outcome import HELD, RunOutcome, run_outcome
-from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.seal import SealedExtract, seal_prepared
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.publish.outcomes_report import headline_effect
+from pipelines.tooling.partner_side import contract_datasets, prepare_place_dataset
 from pipelines.tooling.synth import generate_place
 from pipelines.tooling.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
@@ -219,13 +220,7 @@ def deliver_bad_examples(
     seal(
         first.prepared.extract_path,
         resent,
-        contract_id=h.contract_id,
-        contract_version=h.contract_version,
-        partner_id=h.partner_id,
-        dataset=h.dataset,
-        reporting_period=h.reporting_period,
-        created_at=h.created_at,
-        row_count=h.row_count,
+        **delivery_fields(h),
         signing_key=signing_keys[h.partner_id],
         hub_key=hub_public,
     )
@@ -266,37 +261,26 @@ def partner_deliveries(
     ``full`` snapshot whatever the contract's cadence; ``delivery_kind=None`` takes the contract's.
     ``inputs`` (dataset -> raw file) limits the deliveries to those datasets, from those files."""
     sealed_extracts = []
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            if inputs is not None and dataset not in inputs:
-                continue
-            raw = (
-                inputs[dataset]
-                if inputs is not None
-                else place / "raw" / contract.partner_id / f"{dataset}.csv"
+    for contract, dataset in contract_datasets(contracts.values()):
+        if inputs is not None and dataset not in inputs:
+            continue
+        with stage("partner kit"):
+            prepared = prepare_place_dataset(
+                contract,
+                dataset,
+                place,
+                outbox,
+                key,
+                raw=inputs[dataset] if inputs is not None else None,
+                opt_outs_list=opt_outs_list,
+                period=period,
+                now=now,
+                delivery_kind=delivery_kind,
             )
-            opt_outs = (
-                (opt_outs_list or place / "reference" / "national_data_opt_outs.csv")
-                if contract.terms.national_data_opt_out_applies
-                else None
+        with stage("envelope: encrypt and sign"):
+            sealed_extracts.append(
+                seal_prepared(prepared, signing_keys[contract.partner_id], hub_public)
             )
-            with stage("partner kit"):
-                prepared = prepare_extract(
-                    contract,
-                    dataset,
-                    raw,
-                    outbox / contract.partner_id,
-                    key,
-                    place / "reference" / "postcode_lookup.csv",
-                    opt_outs=opt_outs,
-                    period=period,
-                    now=now,
-                    delivery_kind=delivery_kind,
-                )
-            with stage("envelope: encrypt and sign"):
-                sealed_extracts.append(
-                    seal_prepared(prepared, signing_keys[contract.partner_id], hub_public)
-                )
     return sealed_extracts
 
 

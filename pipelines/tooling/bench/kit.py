@@ -28,11 +28,10 @@ import polars as pl
 
 from pipelines.core.settings import REPO_ROOT
 from pipelines.governance.contracts import load_contracts
-from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.steps import STEPS, recording
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.tooling.partner_side import contract_datasets, prepare_place_dataset
 from pipelines.tooling.synth import generate_place
-from pipelines.tooling.synth.study import DELIVERED_AT, DELIVERY_PERIOD
 
 CORES = 1  # prepare_extract runs in one process
 
@@ -115,42 +114,24 @@ def measure(place: Path, repeats: int, scratch: Path, echo=print) -> list[Datase
     if problems:
         raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
     key = LinkageKey.generate()  # in memory only, for this run
-    lookup = place / "reference" / "postcode_lookup.csv"
     runs: dict[tuple[str, str], DatasetRuns] = {}
     for repeat in range(repeats):
         out = scratch / f"repeat-{repeat}"
-        for contract in contracts.values():
-            for dataset in contract.datasets:
-                raw = place / "raw" / contract.partner_id / f"{dataset}.csv"
-                opt_outs = (
-                    place / "reference" / "national_data_opt_outs.csv"
-                    if contract.terms.national_data_opt_out_applies
-                    else None
-                )
-                _reset_peak_rss()
-                cpu, started = _cpu_s(), time.perf_counter()
-                with recording() as steps:
-                    prepared = prepare_extract(
-                        contract,
-                        dataset,
-                        raw,
-                        out / contract.partner_id,
-                        key,
-                        lookup,
-                        opt_outs=opt_outs,
-                        period=DELIVERY_PERIOD,
-                        now=DELIVERED_AT,
-                    )
-                wall = time.perf_counter() - started
-                entry = runs.setdefault(
-                    (contract.partner_id, dataset),
-                    DatasetRuns(dataset, contract.partner_id, prepared.rows_in),
-                )
-                entry.wall_s.append(wall)
-                entry.cpu_s.append(_cpu_s() - cpu)
-                entry.peak_rss_mb.append(_peak_rss_mb())
-                entry.steps_s.append(steps.wall)
-                entry.steps_cpu_s.append(steps.cpu)
+        for contract, dataset in contract_datasets(contracts.values()):
+            _reset_peak_rss()
+            cpu, started = _cpu_s(), time.perf_counter()
+            with recording() as steps:
+                prepared = prepare_place_dataset(contract, dataset, place, out, key)
+            wall = time.perf_counter() - started
+            entry = runs.setdefault(
+                (contract.partner_id, dataset),
+                DatasetRuns(dataset, contract.partner_id, prepared.rows_in),
+            )
+            entry.wall_s.append(wall)
+            entry.cpu_s.append(_cpu_s() - cpu)
+            entry.peak_rss_mb.append(_peak_rss_mb())
+            entry.steps_s.append(steps.wall)
+            entry.steps_cpu_s.append(steps.cpu)
         shutil.rmtree(out, ignore_errors=True)
         total = sum(r.wall_s[-1] for r in runs.values())
         echo(f"  repeat {repeat + 1} of {repeats}: {total:.2f} s")

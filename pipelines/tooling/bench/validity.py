@@ -43,10 +43,10 @@ from pipelines.linkage.person_records import build_person_records
 from pipelines.outcomes.effects.estimate import Band, analysis_frame, estimate_one
 from pipelines.outcomes.record_attributes import build_record_attributes
 from pipelines.outcomes.sql_models import HUB_SOURCES, check_graph, discover, run_model
-from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.tooling.partner_side import contract_datasets, prepare_place_dataset
 from pipelines.tooling.synth import generate_place
-from pipelines.tooling.synth.study import DELIVERED_AT, DELIVERY_PERIOD
+from pipelines.tooling.synth.study import DELIVERED_AT
 
 CHILDREN = Band("0-17", ("0-4", "5-10", "11-17"))
 ADULTS = Band("18+", ("18-64", "65+"))
@@ -78,36 +78,20 @@ def _landing(con: duckdb.DuckDBPyConnection, place: Path, work: Path) -> list[tu
         raise RuntimeError(f"contracts do not load: {sorted(str(p) for p in problems)}")
     key = LinkageKey.generate()
     sources, lookups = [], []
-    for contract in contracts.values():
-        for dataset in contract.datasets:
-            opt_outs = (
-                place / "reference" / "national_data_opt_outs.csv"
-                if contract.terms.national_data_opt_out_applies
-                else None
-            )
-            prepared = prepare_extract(
-                contract,
-                dataset,
-                place / "raw" / contract.partner_id / f"{dataset}.csv",
-                work / "outbox" / contract.partner_id,
-                key,
-                place / "reference" / "postcode_lookup.csv",
-                opt_outs=opt_outs,
-                period=DELIVERY_PERIOD,
-                now=DELIVERED_AT,
-            )
-            columns = ", ".join(
-                f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
-                for c in contract.datasets[dataset].columns
-            )
-            # The two columns ingest adds to every landed row (pipelines/hub/ingest.py).
-            con.execute(
-                f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id, "
-                f"CAST(? AS TIMESTAMP) AS _received_at FROM read_parquet('{prepared.extract_path}')",
-                [DELIVERED_AT.replace(tzinfo=None)],
-            )
-            sources.append((contract, dataset))
-            lookups.append((dataset, prepared.lookup_path))
+    for contract, dataset in contract_datasets(contracts.values()):
+        prepared = prepare_place_dataset(contract, dataset, place, work / "outbox", key)
+        columns = ", ".join(
+            f'CAST("{c}" AS BIT) AS "{c}"' if c.endswith("_bloom") else f'"{c}"'
+            for c in contract.datasets[dataset].columns
+        )
+        # The two columns ingest adds to every landed row (pipelines/hub/ingest.py).
+        con.execute(
+            f"CREATE TABLE landing.{dataset} AS SELECT {columns}, 'bench' AS _extract_id, "
+            f"CAST(? AS TIMESTAMP) AS _received_at FROM read_parquet('{prepared.extract_path}')",
+            [DELIVERED_AT.replace(tzinfo=None)],
+        )
+        sources.append((contract, dataset))
+        lookups.append((dataset, prepared.lookup_path))
     build_person_records(con, sources)
     build_record_attributes(con, sources)
     return lookups
