@@ -53,7 +53,7 @@ from pipelines.linkage.evaluation import (
     pairwise_scores,
     pairwise_scores_touching,
 )
-from pipelines.linkage.model import blocked_comparisons, predict_clusters, train
+from pipelines.linkage.model import Prediction, blocked_comparisons, predict_clusters, train
 from pipelines.linkage.person_keys import forget_identities
 from pipelines.linkage.person_records import LINKAGE_FEATURES, build_person_records, landed_datasets
 from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
@@ -191,6 +191,27 @@ def _clear_records(
         con.unregister("clear_arrow")
 
 
+def clear_reference(clear: pa.Table, settings: Settings) -> Prediction:
+    """Bare Splink on the clear-text records (:func:`_clear_records`): trained and scored at the
+    hub's threshold, with the hub's temporary folder and memory limit, for the hub's tokens to be
+    compared with."""
+    model = train(
+        clear,
+        settings.duckdb_temp,
+        name_similarity="clear",
+        memory_limit=settings.duckdb_memory_limit,
+        token_ids=False,
+    )
+    return predict_clusters(
+        clear,
+        model,
+        settings.linkage_threshold,
+        settings.duckdb_temp,
+        memory_limit=settings.duckdb_memory_limit,
+        token_ids=False,
+    )
+
+
 def _name_origins(place: Path, seed: int) -> pl.DataFrame:
     """person_id -> the Faker locale whose name pools hold the person's true names
     (given and family name both, else family name), 'mixed' if none does."""
@@ -321,22 +342,7 @@ def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> Linkage
 
     echo(f"[{people:,} people] linking the same records on clear text (baseline) ...")
     started = time.perf_counter()
-    clear = _clear_records(con, place, contracts, extracts)
-    model = train(
-        clear,
-        settings.duckdb_temp,
-        name_similarity="clear",
-        memory_limit=settings.duckdb_memory_limit,
-        token_ids=False,
-    )
-    prediction = predict_clusters(
-        clear,
-        model,
-        settings.linkage_threshold,
-        settings.duckdb_temp,
-        memory_limit=settings.duckdb_memory_limit,
-        token_ids=False,
-    )
+    prediction = clear_reference(_clear_records(con, place, contracts, extracts), settings)
     bench.seconds["clear text: train, link"] = time.perf_counter() - started
     con.register("clear_clusters", prediction.clusters)
     con.execute(

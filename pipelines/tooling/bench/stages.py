@@ -136,10 +136,9 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     when a timed step needs their output."""
     from pipelines.core.settings import REPO_ROOT, Settings
     from pipelines.linkage.evaluation import linkage_accuracy
-    from pipelines.linkage.model import predict_clusters, train
     from pipelines.orchestration.run import failure_messages, run_pipeline
     from pipelines.partner_kit.tokens import LinkageKey
-    from pipelines.tooling.bench.linkage import _clear_records
+    from pipelines.tooling.bench.linkage import _clear_records, clear_reference
     from pipelines.tooling.demo import on_delivery_day, partner_deliveries, register_demo_keys
     from pipelines.tooling.synth import generate_place
 
@@ -225,21 +224,7 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     finally:
         con.close()
     with StageClock() as clock:
-        model = train(
-            clear,
-            settings.duckdb_temp,
-            name_similarity="clear",
-            memory_limit=settings.duckdb_memory_limit,
-            token_ids=False,
-        )
-        prediction = predict_clusters(
-            clear,
-            model,
-            settings.linkage_threshold,
-            settings.duckdb_temp,
-            memory_limit=settings.duckdb_memory_limit,
-            token_ids=False,
-        )
+        prediction = clear_reference(clear, settings)
     run.peak_mb = max(run.peak_mb, clock.peak_mb)
     for step in ("train", "predict", "cluster"):
         measured = clock.stages[f"linkage: {step}"]
