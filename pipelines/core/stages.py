@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from pipelines.core import progress
@@ -172,13 +172,25 @@ class StageClock:
         return sum(s.seconds for s in self.stages.values())
 
 
-@contextmanager
-def stage(name: str) -> Iterator[None]:
+def stage(name: str) -> AbstractContextManager[None]:
     """Mark a stage of the pipeline (measured only while a :class:`StageClock` runs)."""
-    clock = _active
-    progress.stage_started(
-        name
-    )  # shown while a command shows progress (pipelines/core/progress.py)
+    return clocked(name, _running_clock)
+
+
+def _running_clock() -> StageClock | None:
+    return _active
+
+
+@contextmanager
+def clocked(
+    name: str, running_clock: Callable[[], StageClock | None], shown: str | None = None
+) -> Iterator[None]:
+    """Charge the time inside the block to stage ``name`` of the clock ``running_clock()`` returns
+    on entry (nothing if None), and show ``shown`` (by default ``name``) while a command shows
+    progress (pipelines/core/progress.py). The clock is looked up on each entry, so a stage used
+    as a decorator is measured by whichever clock runs when the function is called."""
+    clock = running_clock()
+    progress.stage_started(shown or name)
     try:
         if clock is None:
             yield

@@ -12,12 +12,11 @@ CPU time beside wall time: a busy shared machine disturbs CPU time less.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from pipelines.core import progress
-from pipelines.core.stages import StageClock, StageTime
+from pipelines.core.stages import StageClock, StageTime, clocked
 
 # In pipeline order; "assemble" is building the hub columns (spreading per-value results
 # over the rows, dictionaries, the payload), "other" is whatever no step claimed.
@@ -35,22 +34,10 @@ class StepTimes:
 _clock: ContextVar[StageClock | None] = ContextVar("partner_kit_step_clock", default=None)
 
 
-@contextmanager
-def step(name: str) -> Iterator[None]:
+def step(name: str) -> AbstractContextManager[None]:
     """Charge the time inside the block to step ``name`` (one of :data:`STEPS`) if recording."""
-    clock = _clock.get()
-    progress.stage_started(f"partner kit: {name}")  # shown by `placelink partner prepare`
-    try:
-        if clock is None:
-            yield
-            return
-        clock.enter(name)
-        try:
-            yield
-        finally:
-            clock.exit()
-    finally:
-        progress.stage_finished()
+    # Shown by `placelink partner prepare`.
+    return clocked(name, _clock.get, shown=f"partner kit: {name}")
 
 
 @contextmanager
