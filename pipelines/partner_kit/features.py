@@ -47,15 +47,9 @@ from pipelines.partner_kit.tokens import LinkageKey, token_array, tokenise
 # Hub columns looked up from the postcode with the partner's postcode lookup.
 AREA_FEATURES = ("lsoa_code", "ward_code")
 
-IDENTITY_COLUMNS = (
-    "record_id",
-    "nhs_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-)
+# The identifiers of a raw extract, in the order its identity columns follow record_id.
+IDENTIFIERS = ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "postcode")
+IDENTITY_COLUMNS = ("record_id", *IDENTIFIERS)
 
 # The longest value of each raw identity column that can be real; anything longer is a damaged
 # or hostile value and counts as invalid. An NHS number with spaces is 12 characters, a UK

@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from pipelines.partner_kit.features import IDENTIFIERS
+
 # Shares of people by the Faker locale their names come from. Minority groups are
 # over-represented (about a tenth each) so that recall can be measured for each.
 ORIGINS: dict[str, float] = {
@@ -37,16 +39,7 @@ ORIGINS: dict[str, float] = {
     "en_NG": 0.10,  # Nigerian (West African)
 }
 
-ALL_FIELDS = (
-    "nhs_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address_line",
-    "uprn",
-)
+ALL_FIELDS = (*IDENTIFIERS, "address_line", "uprn")
 
 
 @dataclass(frozen=True)

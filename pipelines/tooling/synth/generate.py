@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipelines.partner_kit.features import IDENTIFIERS
 from pipelines.tooling.synth import effect as effect_model
 from pipelines.tooling.synth import events, study
 from pipelines.tooling.synth.geography import build_lsoas
@@ -33,8 +34,28 @@ class DatasetSummary:
     rows: int
 
 
+class DatasetsManifest:
+    """What a manifest says of the datasets it generated (a place's, or a later month's): its
+    ``datasets`` rows, and the content of its manifest.json."""
+
+    datasets: tuple[DatasetSummary, ...]
+
+    @property
+    def records(self) -> int:
+        return sum(d.rows for d in self.datasets)
+
+    def to_json(self) -> dict:
+        """manifest.json content (no output path or timestamps, so it is reproducible)."""
+        content = asdict(self)
+        content.pop("out")
+        content["datasets"] = {
+            f"{d.partner}/{d.dataset}": {"path": d.path, "rows": d.rows} for d in self.datasets
+        }
+        return content
+
+
 @dataclass(frozen=True)
-class PlaceManifest:
+class PlaceManifest(DatasetsManifest):
     """What was generated; the same content is written to DIR/manifest.json."""
 
     generator_version: str
@@ -50,10 +71,6 @@ class PlaceManifest:
     out: Path = field(compare=False)
 
     @property
-    def records(self) -> int:
-        return sum(d.rows for d in self.datasets)
-
-    @property
     def records_per_person(self) -> float:
         return self.records / self.people
 
@@ -61,14 +78,7 @@ class PlaceManifest:
         return next(d.rows for d in self.datasets if d.dataset == dataset)
 
     def to_json(self) -> dict:
-        """manifest.json content (no output path or timestamps, so it is reproducible)."""
-        content = asdict(self)
-        content.pop("out")
-        content["datasets"] = {
-            f"{d.partner}/{d.dataset}": {"path": d.path, "rows": d.rows} for d in self.datasets
-        }
-        content["records"] = self.records
-        return content
+        return {**super().to_json(), "records": self.records}
 
 
 def generate_place(
@@ -224,12 +234,7 @@ def _raw_extract(
     person_id = persons["person_id"].gather(records["person_idx"])
     return records.with_columns(person_id=person_id).select(
         record_id.alias("record_id"),
-        "nhs_number",
-        "given_name",
-        "family_name",
-        "date_of_birth",
-        "sex",
-        "postcode",
+        *IDENTIFIERS,
         pl.col("event_day").cast(pl.Date).alias(layout.date_column),
         *layout.payload,
         "person_id",

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from pipelines.tooling.synth.generate import DatasetSummary
+from pipelines.partner_kit.features import IDENTIFIERS
+from pipelines.tooling.synth.generate import DatasetsManifest, DatasetSummary
 from pipelines.tooling.synth.nhs_numbers import draw_nhs_numbers
 from pipelines.tooling.synth.noise import draw_registrations, recorded_identities
 from pipelines.tooling.synth.partners import DATASETS, DatasetLayout
@@ -81,7 +82,7 @@ def month_folder(place: Path, month: int) -> Path:
 
 
 @dataclass(frozen=True)
-class MonthManifest:
+class MonthManifest(DatasetsManifest):
     """What one later month added; the same content is written to its manifest.json."""
 
     month: int
@@ -94,18 +95,6 @@ class MonthManifest:
     names_changed: int
     datasets: tuple[DatasetSummary, ...]
     out: Path = field(compare=False)
-
-    @property
-    def records(self) -> int:
-        return sum(d.rows for d in self.datasets)
-
-    def to_json(self) -> dict:
-        content = asdict(self)
-        content.pop("out")
-        content["datasets"] = {
-            f"{d.partner}/{d.dataset}": {"path": d.path, "rows": d.rows} for d in self.datasets
-        }
-        return content
 
 
 @dataclass
@@ -346,12 +335,7 @@ def _simulate(place: _Place, month: int) -> tuple[dict[str, pl.DataFrame], dict]
         ).cast(pl.String).str.zfill(6)
         records[layout.dataset] = frame.select(
             record_id.alias("record_id"),
-            "nhs_number",
-            "given_name",
-            "family_name",
-            "date_of_birth",
-            "sex",
-            "postcode",
+            *IDENTIFIERS,
             pl.col("event_day").cast(pl.Date).alias(layout.date_column),
             *layout.payload,
             person_id=place.people["person_id"].gather(frame["person_idx"]),

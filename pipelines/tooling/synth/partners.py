@@ -10,15 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-IDENTITY_COLUMNS = (
-    "record_id",
-    "nhs_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-)
+# The layout the partner kit reads.
+from pipelines.partner_kit.features import IDENTITY_COLUMNS
 
 
 @dataclass(frozen=True)
