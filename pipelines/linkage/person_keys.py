@@ -248,7 +248,7 @@ STAGED_EVENTS = "hub.person_key_events_staged"
 def stage_person_keys(
     con: duckdb.DuckDBPyConnection,
     clusters: pl.DataFrame | pa.Table,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> KeyChanges:
     """Work out this run's keys, carried forward from the saved ``hub.person_keys``, into
     ``hub.person_keys_staged`` (and their events into ``hub.person_key_events_staged``).
@@ -256,7 +256,7 @@ def stage_person_keys(
     Nothing saved changes: the keys in use, the register of issued keys and the key history stay
     as they were until :func:`promote_person_keys` (issue 20: keys only from a run whose linkage
     check passed). Staging again replaces the previous staging."""
-    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    now = now.replace(tzinfo=None)  # the caller's clock: settings.now()
     # fetchall, not fetchone: DuckDB 2.0 refuses new queries while a result is unfinished.
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables "
@@ -349,7 +349,7 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
 def assign_person_keys(
     con: duckdb.DuckDBPyConnection,
     clusters: pl.DataFrame | pa.Table,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> KeyChanges:
     """Write ``hub.person_keys`` for this run's clusters, carrying keys forward from the
     previous ``hub.person_keys``, and record the changes (staged, then promoted at once)."""
@@ -359,7 +359,7 @@ def assign_person_keys(
 
 
 def forget_identities(
-    con: duckdb.DuckDBPyConnection, identity_ids: list[str], now: dt.datetime | None = None
+    con: duckdb.DuckDBPyConnection, identity_ids: list[str], now: dt.datetime
 ) -> int:
     """Erase withdrawn identity records from the key history (pipelines.hub.withdrawals).
 
@@ -374,7 +374,7 @@ def forget_identities(
     ).fetchall()[0][0]
     if not exists or not identity_ids:
         return 0
-    now = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
+    now = now.replace(tzinfo=None)  # the caller's clock: settings.now()
 
     def run(sql: str, params: list | None = None) -> list:
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
