@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import at_least_option, fail
 from pipelines.core.settings import Settings
 
 
@@ -26,12 +26,8 @@ from pipelines.core.settings import Settings
 @click.option(
     "--csv", "as_csv", is_flag=True, help="Print CSV (a header line, then rows) instead of a table."
 )
-@click.option(
-    "--max-rows",
-    default=200,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Rows to show in the table (all rows with --csv).",
+@at_least_option(
+    "--max-rows", default=200, minimum=1, help="Rows to show in the table (all rows with --csv)."
 )
 def sql(query: str, database: Path | None, as_csv: bool, max_rows: int) -> None:
     """Run QUERY (SQL) on the published shared-outcomes file, opened read-only.

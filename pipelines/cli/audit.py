@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail
+from pipelines.cli.common import existing_path_option, fail
 from pipelines.core.settings import Settings
 
 
@@ -17,10 +17,10 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option(
+@existing_path_option(
     "--published",
     "published_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    dir_okay=False,
     help="Also check the head carried by this copy of the published file (default: the hub's own "
     "published/shared_outcomes.duckdb, if there is one).",
 )

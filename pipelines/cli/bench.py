@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from pipelines.cli.common import at_least_option
+
 
 # Options several benchmarks take, written once so that they read the same in every --help.
 def sizes_option(
@@ -183,18 +185,11 @@ def stages(
 
 
 @bench.command("history")
-@click.option(
-    "--people",
-    default=10_000,
-    show_default=True,
-    type=click.IntRange(min=500),
-    help="People in the synthetic place.",
-)
-@click.option(
+@at_least_option("--people", default=10_000, minimum=500, help="People in the synthetic place.")
+@at_least_option(
     "--months",
     default=12,
-    show_default=True,
-    type=click.IntRange(min=1),
+    minimum=1,
     help="Consecutive monthly runs (month 1 is the place's first delivery).",
 )
 @seed_option("place")
@@ -221,21 +216,14 @@ def history(people: int, months: int, seed: int, work: Path | None, out: Path | 
 
 
 @bench.command("kit")
-@click.option(
+@at_least_option(
     "--people",
     default=100_000,
-    show_default=True,
-    type=click.IntRange(min=50),
+    minimum=50,
     help="People in the synthetic place (1,000,000 for the scale target).",
 )
 @seed_option("place")
-@click.option(
-    "--repeats",
-    default=3,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Runs; figures are medians.",
-)
+@at_least_option("--repeats", default=3, minimum=1, help="Runs; figures are medians.")
 @click.option(
     "--work",
     type=click.Path(path_type=Path, file_okay=False),
@@ -273,19 +261,17 @@ def quality(sizes: tuple[int, ...], runs: int, seed: int, folder: Path | None) -
 
 
 @bench.command("validity")
-@click.option(
+@at_least_option(
     "--seeds",
     default=200,
-    show_default=True,
-    type=click.IntRange(min=1),
+    minimum=1,
     help="Synthetic places per planted effect (seeds first-seed, first-seed + 1, ...).",
 )
 @click.option("--first-seed", default=1, show_default=True, help="Seed of the first place.")
-@click.option(
+@at_least_option(
     "--people",
     default=4000,
-    show_default=True,
-    type=click.IntRange(min=500),
+    minimum=500,
     help="People per place (small places keep hundreds of them affordable).",
 )
 @click.option(

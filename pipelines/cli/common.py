@@ -29,15 +29,35 @@ def refuse_busy(
     sys.exit(EXIT_LOCKED)
 
 
+def at_least_option(*names: str, default: int, minimum: int, help: str):
+    """A whole-number option of at least ``minimum`` (click refuses less, naming the option), its
+    default shown in ``--help``."""
+    return click.option(
+        *names, default=default, show_default=True, type=click.IntRange(min=minimum), help=help
+    )
+
+
+def existing_path_option(*names: str, help: str, required: bool = False, **path):
+    """An option naming a file or folder that must exist (click refuses a missing one, naming the
+    option, before the command runs); ``path`` narrows it as :class:`click.Path` does
+    (``dir_okay=False``: a file)."""
+    return click.option(
+        *names,
+        type=click.Path(path_type=Path, exists=True, **path),
+        required=required,
+        help=help,
+    )
+
+
 def new_key_pair_options(passphrase_variable: str):
     """The options of a command that creates a key pair: ``--out`` (the private key file; the public
     key goes beside it) and ``--passphrase-file`` (or ``passphrase_variable``), the same in every
     group that makes keys."""
 
     def add(command):
-        command = click.option(
+        command = existing_path_option(
             "--passphrase-file",
-            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            dir_okay=False,
             help="Protect the private key with the passphrase in this file "
             f"(or set {passphrase_variable}).",
         )(command)

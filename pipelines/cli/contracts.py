@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
+from pipelines.cli.common import existing_path_option, fail, new_key_pair_options, write_key_pair
 from pipelines.core.settings import CONTRACTS_PRECEDENCE, Settings
 
 
@@ -328,16 +328,16 @@ def approver_keygen(
 
 @contracts.command("approve")
 @click.argument("contract")
-@click.option(
+@existing_path_option(
     "--key",
     "key_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
+    dir_okay=False,
     help="Your approver key (`placelink contracts approver-keygen`).",
 )
-@click.option(
+@existing_path_option(
     "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    dir_okay=False,
     help="Passphrase of the key (or set PLACELINK_APPROVER_KEY_PASSPHRASE).",
 )
 @_DIR

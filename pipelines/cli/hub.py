@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, refuse_busy
+from pipelines.cli.common import existing_path_option, fail, refuse_busy
 from pipelines.core.settings import Settings
 
 
@@ -23,9 +23,9 @@ def hub() -> None:
     show_default=True,
     help="Post-quantum hybrid (ML-KEM-768 + X25519) or classical X25519.",
 )
-@click.option(
+@existing_path_option(
     "--passphrase-file",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    dir_okay=False,
     help="Protect the private key with this passphrase; the hub then reads it from "
     "PLACELINK_HUB_KEY_PASSPHRASE.",
 )
@@ -57,18 +57,18 @@ def hub_keygen(kem: str, passphrase_file: Path | None) -> None:
 
 
 @hub.command("register-partner-key")
-@click.option(
+@existing_path_option(
     "--contract",
     "contract_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
+    dir_okay=False,
     help="The contract whose extracts this key may sign.",
 )
-@click.option(
+@existing_path_option(
     "--public-key",
     "public_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
+    dir_okay=False,
     help="The partner's .pub file from `placelink partner keygen`.",
 )
 def register_partner_key(contract_path: Path, public_path: Path) -> None:
@@ -243,11 +243,11 @@ def quarantine_release(name: str) -> None:
 
 
 @hub.command("register-approver-key")
-@click.option(
+@existing_path_option(
     "--public-key",
     "public_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
+    dir_okay=False,
     help="The approver's .pub file from `placelink contracts approver-keygen`.",
 )
 def register_approver_key(public_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, new_key_pair_options, write_key_pair
+from pipelines.cli.common import existing_path_option, fail, new_key_pair_options, write_key_pair
 
 
 def sealing_keys(command):
@@ -14,22 +14,20 @@ def sealing_keys(command):
     its passphrase file, and the hub's public key (``signing_key_path``, ``passphrase_file``,
     ``hub_key_path``); the same in ``prepare`` and ``withdraw``."""
     options = [
-        click.option(
+        existing_path_option(
             "--signing-key",
             "signing_key_path",
-            type=click.Path(path_type=Path, exists=True),
             required=True,
             help="Your signing key (from `placelink partner keygen`).",
         ),
-        click.option(
+        existing_path_option(
             "--passphrase-file",
-            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            dir_okay=False,
             help="Passphrase of the signing key (or set PLACELINK_SIGNING_KEY_PASSPHRASE).",
         ),
-        click.option(
+        existing_path_option(
             "--hub-key",
             "hub_key_path",
-            type=click.Path(path_type=Path, exists=True),
             required=True,
             help="The hub's public key (hub.pub, from `placelink hub keygen`: the hub's IG officer "
             "sends it).",
@@ -92,10 +90,9 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
 
 
 @partner.command()
-@click.option(
+@existing_path_option(
     "--contract",
     "contract_path",
-    type=click.Path(path_type=Path, exists=True),
     required=True,
     help="The data-sharing agreement (contracts/<id>.yaml) the extract is sent under.",
 )
@@ -113,10 +110,10 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     "--sheet",
     help="The sheet of an .xlsx workbook that holds the extract (needed when it has several).",
 )
-@click.option(
+@existing_path_option(
     "--mapping",
     "mapping_path",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    dir_okay=False,
     help="YAML file naming which of your columns holds what (README: your own column names).",
 )
 @click.option(
@@ -125,22 +122,19 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     required=True,
     help="Folder for the hub-bound extract.",
 )
-@click.option(
+@existing_path_option(
     "--linkage-key",
     "key_path",
-    type=click.Path(path_type=Path, exists=True),
     required=True,
     help="The partners' shared linkage key (from `placelink partner linkage-key`).",
 )
-@click.option(
+@existing_path_option(
     "--postcode-lookup",
-    type=click.Path(path_type=Path, exists=True),
     help="Postcode -> LSOA (and ward) lookup: ONS's, as downloaded, or a CSV of postcode, "
     "lsoa_code, ward_code. Without it, area columns are sent empty.",
 )
-@click.option(
+@existing_path_option(
     "--opt-outs",
-    type=click.Path(path_type=Path, exists=True),
     help="National Data Opt-out list (NHS numbers); required when the contract says it applies.",
 )
 @click.option(
@@ -259,25 +253,24 @@ def prepare(
 
 
 @partner.command()
-@click.option(
+@existing_path_option(
     "--contract",
     "contract_path",
-    type=click.Path(path_type=Path, exists=True),
     required=True,
     help="The data-sharing agreement (contracts/<id>.yaml) the records were sent under.",
 )
 @click.option("--dataset", required=True, help="The contract dataset the records were sent in.")
-@click.option(
+@existing_path_option(
     "--record-ids",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
     required=True,
+    dir_okay=False,
     help="CSV with a record_id column (or one id per line): the records to withdraw.",
 )
-@click.option(
+@existing_path_option(
     "--lookups",
     "lookup_dir",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
     required=True,
+    file_okay=False,
     help="The outbox (or its partner-only folder) where `partner prepare` kept the "
     "record_id -> record_token lookups of this dataset's extracts.",
 )

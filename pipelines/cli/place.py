@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli.common import fail, refuse_busy
+from pipelines.cli.common import at_least_option, fail, refuse_busy
 from pipelines.core.settings import Settings
 
 
@@ -19,11 +19,10 @@ from pipelines.core.settings import Settings
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Folder to write the place to."
 )
-@click.option(
+@at_least_option(
     "--month",
     default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
+    minimum=1,
     help="Also write the place's later months up to this one (2 = the month after the first "
     "delivery) under OUT/months/<period>/: new events, births and people moving in, moves "
     "and name changes. Month 1 is generated first if OUT has none.",
@@ -191,11 +190,10 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
     show_default=True,
     help="Random seed of the synthetic place (same seed, same place).",
 )
-@click.option(
+@at_least_option(
     "--months",
     default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
+    minimum=1,
     help="Run the hub month after month: 2 also delivers and runs the place's next month "
     "(NHS deltas, council snapshots) as of its delivery day.",
 )
