@@ -47,26 +47,14 @@ def _delivery_result(dataset: str, found, report: str) -> dg.AssetCheckResult:
         ),
         "report": dg.MetadataValue.path(report),
     }
-    key = dg.AssetKey(["landing", dataset])
-    if held:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name="delivery_quality",
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description="; ".join(d.message().splitlines()[0] for d in held),
-        )
-    if warned:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name="delivery_quality",
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-        )
+    # A held delivery fails the check as an error, saying why; one landed with warnings as a warning.
     return dg.AssetCheckResult(
-        asset_key=key, check_name="delivery_quality", passed=True, metadata=metadata
+        asset_key=dg.AssetKey(["landing", dataset]),
+        check_name="delivery_quality",
+        passed=not held and not warned,
+        severity=dg.AssetCheckSeverity.WARN if warned and not held else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description="; ".join(d.message().splitlines()[0] for d in held) if held else None,
     )
 
 
