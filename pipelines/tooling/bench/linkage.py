@@ -60,6 +60,7 @@ from pipelines.partner_kit.features import IDENTITY_FEATURES, contract_features
 from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.readers import read_raw_extract
 from pipelines.partner_kit.tokens import LinkageKey
+from pipelines.tooling.bench import empty_work_folder
 from pipelines.tooling.bench.linkage_profiles import ClearInputs
 from pipelines.tooling.demo import on_delivery_day, partner_deliveries, register_demo_keys
 from pipelines.tooling.synth import generate_place
@@ -281,16 +282,7 @@ BENCH_MARKER = ".placelink-bench"
 
 def run_linkage_bench(people: int, seed: int, work: Path, echo=print) -> LinkageBench:
     """Run the whole benchmark in ``work`` (emptied first if an earlier benchmark left it)."""
-    if work.exists() and any(work.iterdir()):
-        if not (work / BENCH_MARKER).exists():
-            raise RuntimeError(
-                f"{work} holds files that are not from a benchmark; pass an empty --work folder"
-            )
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / BENCH_MARKER).write_text(
-        "Created by `placelink bench linkage`; emptied by its next run.\n"
-    )
+    empty_work_folder(work, BENCH_MARKER, "linkage")
     place = work / "place"
     echo(f"[{people:,} people] generating the synthetic place ...")
     generate_place(people=people, seed=seed, out=place)

@@ -37,6 +37,7 @@ import duckdb
 
 from pipelines.core.stages import StageClock, stage
 from pipelines.governance.contracts import load_contracts
+from pipelines.tooling.bench import empty_work_folder
 
 # Stages in the order the data flows, as the library's marks name them.
 PARTNER_STAGES = ("synth", "partner kit", "envelope: encrypt and sign")
@@ -90,19 +91,6 @@ class StageRun:
     reference_f1: float | None = None
 
 
-def _reset(work: Path) -> None:
-    if work.exists() and any(work.iterdir()):
-        if not (work / BENCH_MARKER).exists():
-            raise RuntimeError(
-                f"{work} holds files that are not from a benchmark; pass an empty --work folder"
-            )
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / BENCH_MARKER).write_text(
-        "Created by `placelink bench stages`; emptied by its next run.\n"
-    )
-
-
 def _clock_if(on: bool) -> StageClock | None:
     return StageClock() if on else None
 
@@ -142,7 +130,7 @@ def run_once(people: int, seed: int, work: Path, steps: tuple[str, ...] = STEPS)
     from pipelines.tooling.demo import on_delivery_day, partner_deliveries, register_demo_keys
     from pipelines.tooling.synth import generate_place
 
-    _reset(work)
+    empty_work_folder(work, BENCH_MARKER, "stages")
     run = StageRun(people, seed)
     last = max(STEPS.index(s) for s in steps)
     place, outbox = work / "place", work / "partners" / "outbox"
