@@ -72,17 +72,7 @@ def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(
             "broken_model: a warehouse query failed: ConversionException: Conversion "
             "Error: Could not convert string '…' to INT32. What to do:"
         )
-        failure = next(
-            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
-        )
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert",
-            dagster_event=failure,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            resources=FROM_THE_ENVIRONMENT,
-        ).for_run_failure()
-        _evaluate(run_failure_alert, context)
+        _alert_on_failure(instance, result)
     posted, email = _both(servers)
     title = f"Run {result.run_id[:8]} of __ephemeral_asset_job__ FAILED: 1 step(s) failed"
     assert posted["blocks"][0]["text"]["text"] == title
@@ -90,6 +80,19 @@ def test_a_failed_run_alerts_from_the_daemons_sensor_with_the_step_and_no_value(
     assert "step broken_model failed (ConversionException)" in posted["text"]
     assert f"http://127.0.0.1:3000/runs/{result.run_id}" in email.get_content()
     assert TOKEN not in json.dumps(posted) and TOKEN not in email.as_string()
+
+
+def _alert_on_failure(instance, result) -> None:
+    """The run-failure sensor, evaluated on the failure of ``result``'s run as the daemon would."""
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources=FROM_THE_ENVIRONMENT,
+    ).for_run_failure()
+    _evaluate(run_failure_alert, context)
 
 
 def test_the_sensors_leave_headless_runs_to_report_themselves(servers, tmp_path):
@@ -101,17 +104,7 @@ def test_the_sensors_leave_headless_runs_to_report_themselves(servers, tmp_path)
             tags={"placelink/headless": "true"},
             resources={"placelink": PlacelinkResource(home=str(tmp_path / "home"))},
         )
-        failure = next(
-            e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
-        )
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert",
-            dagster_event=failure,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            resources=FROM_THE_ENVIRONMENT,
-        ).for_run_failure()
-        _evaluate(run_failure_alert, context)
+        _alert_on_failure(instance, result)
     hook, mail = servers
     assert hook.received.empty() and mail.received.empty()
 
