@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.governance.contracts import load_contract
 from pipelines.partner_kit.features import IDENTITY_COLUMNS
+from pipelines.partner_kit.prepare import prepare_extract
 from pipelines.partner_kit.tokens import LinkageKey
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,3 +134,23 @@ def opt_outs(tmp_path) -> Path:
     return write_csv(
         tmp_path / "national_data_opt_outs.csv", ["nhs_number"], [[NHS_A], ["not a number"]]
     )
+
+
+@pytest.fixture()
+def kit(key, postcode_lookup, opt_outs, now):
+    """``kit(contract, dataset, raw, out, **given)``: the partner kit (``prepare_extract``) with this
+    test's linkage key, postcode lookup, opt-out list and clock, for period 2026-10; a keyword
+    argument replaces one of them (``period=None``: the kit's default)."""
+
+    def run(contract, dataset: str, raw: Path, out: Path, **given):
+        arguments = {
+            "linkage_key": key,
+            "postcode_lookup": postcode_lookup,
+            "opt_outs": opt_outs,
+            "period": "2026-10",
+            "now": now,
+            **given,
+        }
+        return prepare_extract(contract, dataset, raw, out, **arguments)
+
+    return run

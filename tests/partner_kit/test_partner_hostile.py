@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from pipelines.partner_kit import PartnerKitError, prepare_extract
+from pipelines.partner_kit import PartnerKitError
 from pipelines.partner_kit.readers import read_raw_extract
 from tests.partner_kit.conftest import AE_HEADER, NHS_A, NHS_B, ae_rows
 
@@ -91,7 +91,7 @@ def test_quoted_commas_and_line_breaks_are_values_not_malformed_rows(tmp_path):
     ],
 )
 def test_an_overlong_identifier_is_counted_invalid_never_truncated(
-    tmp_path, nhs_contract, key, postcode_lookup, opt_outs, now, column, value
+    tmp_path, nhs_contract, column, value, kit
 ):
     rows = ae_rows()
     rows[2][AE_HEADER.index(column)] = value  # row A3: not opted out
@@ -99,54 +99,22 @@ def test_an_overlong_identifier_is_counted_invalid_never_truncated(
     path.write_text(
         ",".join(AE_HEADER) + "\n" + "\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8"
     )
-    baseline = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        _rewrite(tmp_path, ae_rows()),
-        tmp_path / "base",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        period="2026-10",
-        now=now,
-    )
-    prepared = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        path,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        period="2026-10",
-        now=now,
-    )
+    baseline = kit(nhs_contract, "ae_attendances", _rewrite(tmp_path, ae_rows()), tmp_path / "base")
+    prepared = kit(nhs_contract, "ae_attendances", path, tmp_path / "out")
     invalid = prepared.header.invalid_counts[column]
     assert invalid == baseline.header.invalid_counts[column] + 1
     report = prepared.report_path.read_text()
     assert value[:50] not in report and json.loads(report)["rows_out"] == baseline.rows_out
 
 
-def test_an_overlong_record_id_refuses_the_file(
-    tmp_path, nhs_contract, key, postcode_lookup, opt_outs, now
-):
+def test_an_overlong_record_id_refuses_the_file(tmp_path, nhs_contract, kit):
     rows = ae_rows()
     rows[2][0] = "R" * 10_000
     path = _rewrite(tmp_path, rows)
     with pytest.raises(
         PartnerKitError, match=r"record_id is longer than \d+ characters on line\(s\) 4"
     ):
-        prepare_extract(
-            nhs_contract,
-            "ae_attendances",
-            path,
-            tmp_path / "out",
-            key,
-            postcode_lookup,
-            opt_outs=opt_outs,
-            period="2026-10",
-            now=now,
-        )
+        kit(nhs_contract, "ae_attendances", path, tmp_path / "out")
 
 
 def _rewrite(tmp_path, rows, name="rows.csv"):

@@ -25,18 +25,8 @@ DIRECT_IDENTIFIERS = tuple(c for c in IDENTITY_COLUMNS if c != "sex")
 
 
 @pytest.fixture()
-def prepared(tmp_path, nhs_contract, ae_csv, key, postcode_lookup, opt_outs, now):
-    return prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        ae_csv,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        period="2026-10",
-        now=now,
-    )
+def prepared(tmp_path, nhs_contract, ae_csv, kit):
+    return kit(nhs_contract, "ae_attendances", ae_csv, tmp_path / "out")
 
 
 def test_files_are_named_and_placed_as_agreed(prepared, tmp_path):
@@ -100,7 +90,7 @@ def test_opt_out_list_is_required_where_the_contract_says_it_applies(
 
 
 def test_opt_outs_are_not_applied_where_the_contract_says_they_do_not(
-    tmp_path, council_contract, raw_csv, key, postcode_lookup, opt_outs, now
+    tmp_path, council_contract, raw_csv, kit
 ):
     header = list(RAW_IDENTITY) + ["referral_date", "referral_source"]
     path = raw_csv(
@@ -130,17 +120,7 @@ def test_opt_outs_are_not_applied_where_the_contract_says_they_do_not(
             ],
         ],
     )
-    result = prepare_extract(
-        council_contract,
-        "csc_referrals",
-        path,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        period="2026-10",
-        now=now,
-    )
+    result = kit(council_contract, "csc_referrals", path, tmp_path / "out")
     assert (result.rows_in, result.opted_out_rows, result.rows_out) == (2, 0, 2)
     assert result.report["national_data_opt_out_applied"] is False
 
@@ -158,9 +138,7 @@ def test_unusable_values_are_null_and_counted_not_fatal(prepared, key):
     assert prepared.report["postcodes_not_in_lookup"] == 0
 
 
-def test_nicknames_and_spellings_agree_in_the_hub_file(
-    tmp_path, nhs_contract, raw_csv, key, postcode_lookup, opt_outs, now
-):
+def test_nicknames_and_spellings_agree_in_the_hub_file(tmp_path, nhs_contract, raw_csv, kit):
     header = list(RAW_IDENTITY) + ["arrival_date", "arrival_mode"]
     path = raw_csv(
         header,
@@ -169,17 +147,7 @@ def test_nicknames_and_spellings_agree_in_the_hub_file(
             ["X2", "", "Robert", "smith jones", "1985-30-11", "M", "ns14xy", "2024-01-01", "other"],
         ],
     )
-    result = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        path,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        period="2026-10",
-        now=now,
-    )
+    result = kit(nhs_contract, "ae_attendances", path, tmp_path / "out")
     lookup = pl.read_parquet(result.lookup_path)
     hub = pl.read_parquet(result.extract_path).join(lookup, on="record_token").sort("record_id")
     for column in (
@@ -245,7 +213,7 @@ def test_report_holds_counts_not_values(prepared, ae_csv):
             assert f'"{value}"' not in text, column
 
 
-def test_vcs_family_token(tmp_path, vcs_contract, raw_csv, key, postcode_lookup, now):
+def test_vcs_family_token(tmp_path, vcs_contract, raw_csv, kit):
     header = list(RAW_IDENTITY) + ["enrolment_date", "programme_type", "family_id"]
     path = raw_csv(
         header,
@@ -288,44 +256,30 @@ def test_vcs_family_token(tmp_path, vcs_contract, raw_csv, key, postcode_lookup,
             ],
         ],
     )
-    result = prepare_extract(
-        vcs_contract,
-        "family_support_enrolments",
-        path,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        period="2026-10",
-        now=now,
-    )
+    result = kit(vcs_contract, "family_support_enrolments", path, tmp_path / "out", opt_outs=None)
     hub = pl.read_parquet(result.extract_path)
     assert hub.columns[-1] == "family_token" and "family_id" not in hub.columns
     assert hub["family_token"].n_unique() == 2
     assert b"FAM-1" not in result.extract_path.read_bytes()
 
 
-def test_required_family_id_column_must_be_present(
-    tmp_path, vcs_contract, raw_csv, key, postcode_lookup, now
-):
+def test_required_family_id_column_must_be_present(tmp_path, vcs_contract, raw_csv, kit):
     header = list(RAW_IDENTITY) + ["enrolment_date", "programme_type"]
     path = raw_csv(
         header, [["V1", "", "Ann", "Lee", "1985-01-02", "F", "AB1 2CD", "2025-03-01", "parenting"]]
     )
     with pytest.raises(PartnerKitError, match="lacks column\\(s\\) family_id"):
-        prepare_extract(
+        kit(
             vcs_contract,
             "family_support_enrolments",
             path,
             tmp_path / "out",
-            key,
-            postcode_lookup,
-            now=now,
+            opt_outs=None,
+            period=None,
         )
 
 
-def test_unknown_raw_column_stops_the_extract(
-    tmp_path, nhs_contract, ae_csv, key, postcode_lookup, opt_outs, now
-):
+def test_unknown_raw_column_stops_the_extract(tmp_path, nhs_contract, ae_csv, kit):
     raw = pl.read_csv(ae_csv, infer_schema=False).with_columns(ethnicity=pl.lit("A"))
     path = tmp_path / "with_extra.csv"
     raw.write_csv(path)
@@ -334,69 +288,21 @@ def test_unknown_raw_column_stops_the_extract(
         match="with_extra.csv: column 'ethnicity' not allowed by contract "
         "nhs-acute-mental-health v1.0.0",
     ):
-        prepare_extract(
-            nhs_contract,
-            "ae_attendances",
-            path,
-            tmp_path / "out",
-            key,
-            postcode_lookup,
-            opt_outs=opt_outs,
-            now=now,
-        )
+        kit(nhs_contract, "ae_attendances", path, tmp_path / "out", period=None)
     assert not list(tmp_path.rglob("*.parquet"))
 
 
-def test_period_defaults_to_the_month_of_now_and_is_checked(
-    tmp_path, nhs_contract, ae_csv, key, postcode_lookup, opt_outs, now
-):
-    result = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        ae_csv,
-        tmp_path / "out",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        now=now,
-    )
+def test_period_defaults_to_the_month_of_now_and_is_checked(tmp_path, nhs_contract, ae_csv, kit):
+    result = kit(nhs_contract, "ae_attendances", ae_csv, tmp_path / "out", period=None)
     assert result.header.reporting_period == "2026-10"
     with pytest.raises(PartnerKitError, match="'2026-13' is not YYYY-MM"):
-        prepare_extract(
-            nhs_contract,
-            "ae_attendances",
-            ae_csv,
-            tmp_path / "out",
-            key,
-            postcode_lookup,
-            opt_outs=opt_outs,
-            period="2026-13",
-            now=now,
-        )
+        kit(nhs_contract, "ae_attendances", ae_csv, tmp_path / "out", period="2026-13")
 
 
-def test_key_file_path_is_accepted(
-    tmp_path, nhs_contract, ae_csv, key, postcode_lookup, opt_outs, now
-):
+def test_key_file_path_is_accepted(tmp_path, nhs_contract, ae_csv, key, kit):
     key_file = key.save(tmp_path / "linkage.key")
-    by_path = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        ae_csv,
-        tmp_path / "a",
-        key_file,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        now=now,
+    by_path = kit(
+        nhs_contract, "ae_attendances", ae_csv, tmp_path / "a", linkage_key=key_file, period=None
     )
-    by_key = prepare_extract(
-        nhs_contract,
-        "ae_attendances",
-        ae_csv,
-        tmp_path / "b",
-        key,
-        postcode_lookup,
-        opt_outs=opt_outs,
-        now=now,
-    )
+    by_key = kit(nhs_contract, "ae_attendances", ae_csv, tmp_path / "b", period=None)
     assert pl.read_parquet(by_path.extract_path).equals(pl.read_parquet(by_key.extract_path))
