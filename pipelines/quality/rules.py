@@ -118,45 +118,46 @@ def _empty_column_rules(dataset: Dataset) -> list[Rule]:
         for i in dataset.items
         if i.classification in ("token", "quasi_identifier") and i.name not in _NOT_IDENTITY
     ]
-    rules = []
-    if required:
-        rules.append(
-            Rule(
-                "columns: no required column entirely empty",
-                ERROR,
-                "every required column has a value in at least one row (an all-empty "
-                "required column is an extract fault)",
-                "expect_column_values_to_be_between",
-                {"column": "values", "min_value": 1, **_among(required)},
-                on="columns",
-            )
+    checks = (
+        (
+            required,
+            "columns: no required column entirely empty",
+            ERROR,
+            "every required column has a value in at least one row (an all-empty "
+            "required column is an extract fault)",
+            "expect_column_values_to_be_between",
+        ),
+        (
+            optional,
+            "columns: optional columns have values",
+            WARN,
+            "optional columns have a value in at least one row; an entirely empty one "
+            "lands, and linkage and the models treat it as not known for every record "
+            "of the delivery",
+            "expect_column_values_to_be_between",
+        ),
+        (
+            identity,
+            "columns: some identifier has values",
+            ERROR,
+            f"at least one of the {len(identity)} identifier columns has a value "
+            "(without any, no record of the delivery can be linked)",
+            "expect_column_sum_to_be_between",
+        ),
+    )
+    # Each is one expectation over the rows of the column profile that belong to its columns.
+    return [
+        Rule(
+            name,
+            severity,
+            description,
+            expectation,
+            {"column": "values", "min_value": 1, **_among(columns)},
+            on="columns",
         )
-    if optional:
-        rules.append(
-            Rule(
-                "columns: optional columns have values",
-                WARN,
-                "optional columns have a value in at least one row; an entirely empty one "
-                "lands, and linkage and the models treat it as not known for every record "
-                "of the delivery",
-                "expect_column_values_to_be_between",
-                {"column": "values", "min_value": 1, **_among(optional)},
-                on="columns",
-            )
-        )
-    if identity:
-        rules.append(
-            Rule(
-                "columns: some identifier has values",
-                ERROR,
-                f"at least one of the {len(identity)} identifier columns has a value "
-                "(without any, no record of the delivery can be linked)",
-                "expect_column_sum_to_be_between",
-                {"column": "values", "min_value": 1, **_among(identity)},
-                on="columns",
-            )
-        )
-    return rules
+        for columns, name, severity, description, expectation in checks
+        if columns
+    ]
 
 
 def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
