@@ -16,23 +16,23 @@ The threshold is put in that valley, found with nothing tuned by eye (issue 17):
   score up to about +6 bits while mostly not the same person at a few thousand people, so the
   valley above them lies at +6 to +8 bits, past the 0.99 (+6.6 bits) this search once stopped
   at; their hump moves up as the place grows (to +9 bits at 32,000 people, the valley above it
-  to +10 to +11 bits, past the +10 bits this search stopped at until December); above about +13
-  bits a dip in the counts separates kinds of true matches (with and without a shared address,
-  say), not strangers from the same people;
+  to +10 to +11 bits, past the +10 bits this search stopped at until 3 December 2026); above
+  about +13 bits a dip in the counts separates kinds of true matches (with and without a
+  shared address, say), not strangers from the same people;
 - **which dip**: pairs are counted within :data:`SMOOTH_BITS` bits of each one-bit step; a
   valley is a step whose count *m* is below the highest count *h* on each side of it (before
   the counts fall below *m* again: its two hills) by more than chance, ``h - m > 2√(h + m)``
   (two standard deviations of the difference of two Poisson counts), since counts of a
-  handful of pairs differ by chance. Of several valleys, the **highest**: a wrong link merges whole persons (and every
-  record of both), a missed one splits off one record, so the choice goes to fewer links. The
-  depth of a valley is measured against its own hills, never against the lowest count
-  elsewhere: the thin valley above the relatives (a few pairs per bit) and the dip where the
-  strangers' tail meets the relatives (near even odds) both grow with the population, and which
-  of the two holds fewer pairs is chance. Until December the floor was every step within noise
-  of the single lowest count and the highest stretch of it was taken; as a place grew, the noise
-  allowance (growing with √n) shrank against the counts (growing with n), the valley above the
-  relatives fell out of the allowance and the threshold dropped to the dip near even odds
-  (0.74-0.89 instead of 0.998, and a fifth more false links, at 16,000 people);
+  handful of pairs differ by chance. Of several valleys, the **highest**: a wrong link merges
+  whole persons (and every record of both), a missed one splits off one record, so the choice
+  goes to fewer links. The depth of a valley is measured against its own hills, never against
+  the lowest count elsewhere: the thin valley above the relatives (a few pairs per bit) and
+  the dip where the strangers' tail meets the relatives (near even odds) both grow with the
+  population, and which of the two holds fewer pairs is chance. Until 3 December 2026 the
+  floor was every step within noise of the single lowest count and the highest stretch of it
+  was taken; as a place grew, the noise allowance (growing with √n) shrank against the counts
+  (growing with n) and the threshold could drop to the dip near even odds (0.74-0.89 instead
+  of about 0.998 on a stress profile at 16,000 people: the relatives linked);
 - **where in it**: the middle of the stretch of steps around the valley's lowest step that are
   within noise of it (at most ``m + 2√m + 1``: two standard deviations of a count, plus one
   pair).
