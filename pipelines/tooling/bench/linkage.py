@@ -273,8 +273,11 @@ def _key_changes(before: pl.DataFrame, after: pl.DataFrame) -> tuple[int, int, i
 
 
 def _reset_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget every key issued so far, as on a new hub. The tables are emptied, not dropped: the
+    warehouse's schema is created once by its migrations when it opens, and the key stages
+    expect it (dropping them made the next-month step fail on a missing register)."""
     for table in ("person_keys", "person_key_register", "person_key_events", "linkage_runs"):
-        con.execute(f"DROP TABLE IF EXISTS hub.{table}")
+        con.execute(f"DELETE FROM hub.{table}")
 
 
 BENCH_MARKER = ".placelink-bench"
