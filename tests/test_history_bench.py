@@ -87,3 +87,56 @@ def test_the_chart_draws_a_bar_per_month_scaled_to_the_slowest():
     svg = chart_svg([_run(1, 10.0, 2.0), _run(2, 5.0, 1.0)], "t")
     heights = [float(part.split('height="')[1].split('"')[0]) for part in svg.split("<rect x=")[1:]]
     assert len(heights) == 2 and heights[0] == pytest.approx(2 * heights[1], abs=0.2)
+
+
+def _shortened(folder, expires: str):
+    """The repo's agreements, ending on ``expires`` (review date the same day): a term that ends
+    inside a short history."""
+    import re
+    import shutil
+
+    from pipelines.core.settings import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "contracts", folder)
+    for path in folder.glob("*.yaml"):
+        text = path.read_text()
+        text = re.sub(r"(?m)^(\s+)expires: '[^']*'", rf"\1expires: '{expires}'", text)
+        text = re.sub(r"(?m)^(\s+)review_by: '[^']*'", rf"\1review_by: '{expires}'", text)
+        path.write_text(text)
+    return folder
+
+
+def test_a_history_past_the_agreements_end_renews_them_and_goes_on_delivering(tmp_path):
+    import duckdb
+
+    from pipelines.tooling.bench.history import run_history
+
+    # Month 1 is delivered on 2026-11-02, month 2 on 2026-12-02: the agreements end between them.
+    contracts = _shortened(tmp_path / "contracts", "2026-11-30")
+    said = []
+    runs = run_history(2000, 2, tmp_path / "work", echo=said.append, contracts_dir=contracts)
+    assert [r.succeeded for r in runs] == [True, True], [r.failures for r in runs]
+    # Month 2, after the old end, was delivered, landed and linked.
+    assert runs[1].extracts > 0 and runs[1].records_landed > runs[0].records_landed
+    renewals = [line for line in said if line.startswith("renewed ")]
+    assert len(renewals) == 3 and all("expires 2029-11-30" in line for line in renewals)
+    home = tmp_path / "work" / "hub"
+    con = duckdb.connect(str(home / "published" / "shared_outcomes.duckdb"), read_only=True)
+    try:
+        published_versions = {
+            v for (v,) in con.execute("SELECT DISTINCT contract_version FROM _lineage").fetchall()
+        }
+        excluded = con.execute("SELECT value FROM _about WHERE key = 'excluded_flows'").fetchone()
+    finally:
+        con.close()
+    # Month 2's extracts came under the renewed versions and are in the published lineage.
+    assert "1.1.0" in published_versions
+    assert json.loads(excluded[0]) == []  # no flow left out as expired
+    events = [
+        json.loads(line) for line in (home / "audit" / "audit.jsonl").read_text().splitlines()
+    ]
+    signed = [
+        e for e in events if e["event"] == "contract_signed" and e["contract_version"] == "1.1.0"
+    ]
+    # every required role signed each renewal again
+    assert len({e["contract"] for e in signed}) == 3 and len(signed) >= 6

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal, Protocol
@@ -498,10 +498,25 @@ def _term_problems(path: Path, error: dict) -> list[str]:
 
 
 def load_contract(path: Path) -> Contract:
-    """Read and validate one contract file; raise :class:`ContractError` naming the file and field."""
+    """Read and validate one contract file; raise :class:`ContractError` naming the file and field.
+
+    A file whose text was validated before in this process is not validated again (the same
+    text at the same path gives the same contract): a run reads the agreements in most of its
+    steps, and the ODCS schema check took about a second for the demo's three on the loaded
+    2-core machine (issue 24), every time."""
     path = Path(path)
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContractError(f"{path.name}: cannot be read ({exc.strerror})") from None
+    return _validated_contract(path, text)
+
+
+@lru_cache(maxsize=256)
+def _validated_contract(path: Path, text: str) -> Contract:
+    # lru_cache keeps only what returned: a file that failed is checked again next time.
+    try:
+        document = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -509,8 +524,6 @@ def load_contract(path: Path) -> Contract:
             f"{path.name}: not valid YAML{where}: {getattr(exc, 'problem', exc)}. "
             "Fix the YAML syntax and run `placelink contracts check`."
         ) from None
-    except OSError as exc:
-        raise ContractError(f"{path.name}: cannot be read ({exc.strerror})") from None
     if not isinstance(document, dict):
         raise ContractError(
             f"{path.name}: expected an ODCS contract (a YAML mapping), found {type(document).__name__}"

@@ -35,6 +35,9 @@ from pipelines.governance.audit import hub_audit_log
 from pipelines.tooling.bench.stages import HUB_REST, HUB_STAGES, machine
 
 BENCH_MARKER = ".placelink-bench-history"
+# How far ahead of its end an agreement is renewed: what `placelink contracts expiring --days 90`
+# lists (README), so the IG officer has renewed it before a delivery could find it expired.
+RENEW_AHEAD = dt.timedelta(days=90)
 # The stages a monthly run's table shows, each a column (the others are summed into "other").
 SHOWN = (
     ("ingest", ("ingest and verification", "quality checks")),
@@ -118,6 +121,64 @@ def _hub_size(warehouse: Path) -> tuple[int, int, int, int]:
     return int(held), int(delivered), int(identity), int(persons)
 
 
+def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = print) -> list[str]:
+    """What the IG officer does before a month's deliveries: every agreement of the hub (under
+    ``settings``) that expires within :data:`RENEW_AHEAD` of ``on`` is renewed for three more
+    years (:func:`pipelines.governance.renewal.renew_agreement`: a new version, unsigned) and then
+    signed again by each role it names, with the keys the demo's approvers keep
+    (:func:`pipelines.tooling.demo.approver_side`), each signature audited as `placelink contracts
+    approve` audits it. Returns the renewed agreements' labels."""
+    from pipelines.exchange.keys import ApproverKey
+    from pipelines.governance.approvals import (
+        hub_approver_registry,
+        party_organisation,
+        sign_contract,
+    )
+    from pipelines.governance.contracts import load_contracts
+    from pipelines.governance.renewal import renew_agreement, renewed_terms
+    from pipelines.tooling.demo import approver_side
+
+    contracts, problems = load_contracts(settings.contracts_dir)
+    if problems:
+        raise RuntimeError("invalid contracts: " + "; ".join(str(e) for e in problems.values()))
+    due = [c for c in contracts.values() if c.terms.expires < (on + RENEW_AHEAD).date()]
+    if not due:
+        return []
+    keys = [ApproverKey.load(p) for p in sorted(approver_side(settings).glob("*.key"))]
+    registry, audit = hub_approver_registry(settings), hub_audit_log(settings)
+    renewed = []
+    for old in due:
+        review_by, expires = renewed_terms(old)
+        contract = renew_agreement(old.path, expires, review_by)
+        for requirement in contract.terms.required_signatures:
+            organisation = party_organisation(contract, requirement.party)
+            key = next(
+                k for k in keys if (k.role, k.organisation) == (requirement.role, organisation)
+            )
+            signed = sign_contract(contract.path, key, on, registry, loaded=contract)
+            audit.append(
+                "contract_signed",
+                at=on,
+                contract=signed.contract.id,
+                contract_version=signed.contract.version,
+                role=signed.requirement.role,
+                party=signed.requirement.party,
+                approver=key.name,
+                key=key.fingerprint,
+                content_sha256=signed.entry.content_sha256,
+                file=contract.path.name,
+            )
+            contract = signed.contract
+        if contract.terms.approval_status != "approved":
+            raise RuntimeError(f"the renewal of {contract.label} was not approved after signing")
+        echo(
+            f"renewed {old.label} (expires {old.terms.expires}) as version {contract.version}, "
+            f"expires {contract.terms.expires}: signed by {len(contract.terms.required_signatures)} roles"
+        )
+        renewed.append(contract.label)
+    return renewed
+
+
 def run_history(
     people: int,
     months: int,
@@ -125,13 +186,18 @@ def run_history(
     seed: int = 2026,
     echo: Callable[[str], None] = print,
     on_month: Callable[[MonthRun], None] | None = None,
+    contracts_dir: Path | None = None,
 ) -> list[MonthRun]:
     """Prepare a place of ``people`` and run the hub for ``months`` consecutive months in ``work``
     (emptied first; refused if it holds anything a benchmark did not make). Returns one
     :class:`MonthRun` per month, in order; ``on_month`` hears each as it is measured. A run that
     fails the linkage check on a move of the link rate is followed by what the check tells an
     operator to do (accept the move, audited, and run again), and the month's row is that second
-    run's; any other failure is recorded (``succeeded`` false) and ends the history there."""
+    run's; any other failure is recorded (``succeeded`` false) and ends the history there.
+
+    The agreements are ``contracts_dir``'s (default: the repo's), signed off as the demo signs
+    them; before each month's deliveries those about to expire are renewed (:func:`renew_expiring`),
+    so a history runs past the end of their first term."""
     from pipelines.core.clock import Clock
     from pipelines.core.settings import REPO_ROOT, Settings
     from pipelines.governance.contracts import load_contracts
@@ -144,7 +210,7 @@ def run_history(
         send_later_month,
     )
     from pipelines.tooling.synth import generate_place
-    from pipelines.tooling.synth.months import generate_months
+    from pipelines.tooling.synth.months import delivered_at, generate_months
     from pipelines.tooling.synth.study import DELIVERY_PERIOD
 
     _reset(work)
@@ -153,7 +219,7 @@ def run_history(
     settings = on_delivery_day(
         dataclasses.replace(
             Settings.from_env(home=home),
-            contracts_dir=REPO_ROOT / "contracts",
+            contracts_dir=contracts_dir or REPO_ROOT / "contracts",
             demo_partners=partners,
         )
     )
@@ -181,6 +247,9 @@ def run_history(
     runs: list[MonthRun] = []
     for month in range(1, months + 1):
         started = time.perf_counter()
+        if renew_expiring(settings, settings.now() if month == 1 else delivered_at(month), echo):
+            # the partners send under the new versions (their extracts name them)
+            contracts, _ = load_contracts(settings.contracts_dir)
         if month == 1:
             at = settings.now()
             sealed = partner_deliveries(

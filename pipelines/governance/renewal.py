@@ -1,0 +1,93 @@
+"""Renewing a data-sharing agreement before it expires.
+
+A renewal is a new version of the agreement with later dates. The dates are signed content, so
+the change voids every signature (docs/governance.md): the new version starts as a draft with no
+approvals, and every role the agreement names signs it again (``placelink contracts approve``,
+:func:`pipelines.governance.approvals.sign_contract`), which makes it approved. The next run
+records the new version in ``hub.contract_status`` and audits the change; extracts already
+landed under the old version stay as they are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import yaml
+
+from pipelines.governance.approvals import _key_lines, _replace_block, _set_status
+from pipelines.governance.contracts import Contract, ContractError, load_contract
+
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+def next_version(version: str) -> str:
+    """The version label a renewal gets: the next minor version of ``X.Y.Z`` (``1.0.0`` →
+    ``1.1.0``). Raises :class:`ContractError` for a label that is not ``X.Y.Z``."""
+    match = _SEMVER.match(version)
+    if match is None:
+        raise ContractError(
+            f"version {version!r} is not X.Y.Z, so the renewal's version cannot be chosen. "
+            "Fix: give the new version explicitly"
+        )
+    major, minor, _ = (int(p) for p in match.groups())
+    return f"{major}.{minor + 1}.0"
+
+
+def renewed_terms(contract: Contract, years: int = 3) -> tuple[dt.date, dt.date]:
+    """(review_by, expires) of a renewal for ``years`` more: both dates moved on by ``years``
+    (29 February becomes 28 February)."""
+
+    def later(day: dt.date) -> dt.date:
+        try:
+            return day.replace(year=day.year + years)
+        except ValueError:
+            return day.replace(year=day.year + years, day=28)
+
+    return later(contract.terms.review_by), later(contract.terms.expires)
+
+
+def _set_line(text: str, key: str, value: str, *, top_level: bool) -> str:
+    found = [m for m in _key_lines(text, key) if not top_level or not m.group("indent")]
+    if len(found) != 1:
+        where = "at the top of the file" if top_level else "in the agreement terms"
+        raise ContractError(f"expected one '{key}:' line {where}, found {len(found)}")
+    match = found[0]
+    return text[: match.start()] + f"{match.group('indent')}{key}: {value}" + text[match.end() :]
+
+
+def renew_agreement(
+    path: Path, expires: dt.date, review_by: dt.date, version: str | None = None
+) -> Contract:
+    """Rewrite the agreement in ``path`` as its renewal: ``version`` (default:
+    :func:`next_version`), the new ``review_by`` and ``expires``, ``approval_status: draft`` and no
+    approvals; every other line (and comment) of the file is kept. Returns the renewed, unsigned
+    agreement. Raises :class:`ContractError`, leaving the file as it was, when ``expires`` is not
+    later than today's end date or the rewritten file is not a valid agreement."""
+    path = Path(path)
+    old = load_contract(path)
+    if expires <= old.terms.expires:
+        raise ContractError(
+            f"{path.name}: a renewal of {old.label} must end after {old.terms.expires} (given {expires}). "
+            "Fix: give a later expires"
+        )
+    version = version or next_version(old.version)
+    text = path.read_text(encoding="utf-8")
+    text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
+    text = _set_line(text, "review_by", f"'{review_by.isoformat()}'", top_level=False)
+    text = _set_line(text, "expires", f"'{expires.isoformat()}'", top_level=False)
+    text = _set_status(text, "draft")
+    text = _replace_block(text, "approvals", "approval_status", [])
+    partial = path.with_name(f".{path.name}.renewal")
+    partial.write_text(text, encoding="utf-8")
+    try:
+        load_contract(partial)
+    except ContractError as exc:
+        partial.unlink()
+        raise ContractError(
+            f"{path.name}: the renewal of {old.label} would not be a valid agreement ({exc}); "
+            "the file was left as it was. Fix: renew it by hand"
+        ) from None
+    partial.replace(path)
+    return load_contract(path)
