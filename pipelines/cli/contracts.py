@@ -370,17 +370,7 @@ def contracts_approve(
         signed = sign_contract(path, key, settings.now(), hub_approver_registry(settings))
     except (KeyFileError, ContractError, OSError) as exc:
         fail(str(exc))
-    hub_audit_log(settings).append(
-        "contract_signed",
-        contract=signed.contract.id,
-        contract_version=signed.contract.version,
-        role=signed.requirement.role,
-        party=signed.requirement.party,
-        approver=key.name,
-        key=key.fingerprint,
-        content_sha256=signed.entry.content_sha256,
-        file=path.name,
-    )
+    signed.audit(hub_audit_log(settings))
     click.echo(
         f"signed {signed.contract.label} ({path}) as {signed.label}, {signed.entry.signed_at}"
     )

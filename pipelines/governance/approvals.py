@@ -47,6 +47,7 @@ from pipelines.governance.contracts import (
 
 if TYPE_CHECKING:
     from pipelines.core.settings import Settings
+    from pipelines.governance.audit import AuditLog
 
 STATEMENT_CONTEXT = b"placelink-contract-approval/1\x00"
 
@@ -376,6 +377,23 @@ class Signed:
     entry: ApprovalSignature
     approval: ApprovalCheck | None
     approved_now: bool
+
+    def audit(self, audit: AuditLog, at: dt.datetime | None = None) -> None:
+        """Write the ``contract_signed`` event for this signature (who signed which version of
+        which agreement, with which key, over which content): the one form the CLI's
+        ``contracts approve``, the demo's sign-off and the history bench's renewals all audit."""
+        audit.append(
+            "contract_signed",
+            at=at,
+            contract=self.contract.id,
+            contract_version=self.contract.version,
+            role=self.requirement.role,
+            party=self.requirement.party,
+            approver=self.entry.name,
+            key=self.entry.key,
+            content_sha256=self.entry.content_sha256,
+            file=self.contract.path.name,
+        )
 
 
 def sign_contract(

@@ -184,17 +184,7 @@ def register_demo_keys(
             key=key.fingerprint,
         )
     for s in signed:
-        audit.append(
-            "contract_signed",
-            contract=s.contract.id,
-            contract_version=s.contract.version,
-            role=s.requirement.role,
-            party=s.requirement.party,
-            approver=s.entry.name,
-            key=s.entry.key,
-            content_sha256=s.entry.content_sha256,
-            file=s.contract.path.name,
-        )
+        s.audit(audit)
     echo(
         f"Keys: hub {hub_key.kem} key {hub_key.fingerprint[:23]}…; partner signing keys registered "
         f"in {registered}; {len(approver_keys)} approvers signed the agreements off "

@@ -156,18 +156,7 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
                 k for k in keys if (k.role, k.organisation) == (requirement.role, organisation)
             )
             signed = sign_contract(contract.path, key, on, registry, loaded=contract)
-            audit.append(
-                "contract_signed",
-                at=on,
-                contract=signed.contract.id,
-                contract_version=signed.contract.version,
-                role=signed.requirement.role,
-                party=signed.requirement.party,
-                approver=key.name,
-                key=key.fingerprint,
-                content_sha256=signed.entry.content_sha256,
-                file=contract.path.name,
-            )
+            signed.audit(audit, at=on)
             contract = signed.contract
         if contract.terms.approval_status != "approved":
             raise RuntimeError(f"the renewal of {contract.label} was not approved after signing")
