@@ -36,8 +36,13 @@ postgres:
 	@test -n "$(POSTGRES_BIN)" || command -v pg_ctl >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
+# Two worker processes (pytest-xdist): most tests wait on DuckDB, subprocesses and chromium, so
+# two share two cores well. Each module runs whole on one worker, and the modules that read the
+# session's whole run share one (tests/conftest.py), so no module or session fixture is built twice
+# for them. `$(BIN)/python -m pytest tests/...` still runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-slow: $(STAMP) postgres
 	$(BIN)/python -m pytest -m slow
