@@ -38,8 +38,8 @@ postgres:
 
 # Two worker processes (pytest-xdist): most tests wait on DuckDB, subprocesses and chromium, so
 # two share two cores well. Each module runs whole on one worker, and the modules that read the
-# session's whole run share one (tests/conftest.py), so no module or session fixture is built twice
-# for them. `$(BIN)/python -m pytest tests/...` still runs in one process.
+# session's whole run share one (tests/conftest.py), so a module's fixtures and that run are built
+# once. `$(BIN)/python -m pytest tests/...` still runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) postgres
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
