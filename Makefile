@@ -37,12 +37,14 @@ postgres:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
 # Two worker processes (pytest-xdist): most tests wait on DuckDB, subprocesses and chromium, so
-# two share two cores well. Each module runs whole on one worker, and the modules that read the
-# session's whole run share one (tests/conftest.py), so a module's fixtures and that run are built
-# once. `$(BIN)/python -m pytest tests/...` still runs in one process.
+# two share two cores well. --dist loadfile keeps each test module whole on one worker, so its
+# module fixtures (a Spark session, a run sequence) are built once; session fixtures (the small
+# place, its published run) are built once per worker that needs them. xdist's loadgroup would
+# group modules further, but with pytest 9 it silently groups nothing (xdist 3.8 sets a node id
+# attribute pytest 9 no longer reads). `$(BIN)/python -m pytest tests/...` still runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) postgres
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP) postgres
 	$(BIN)/python -m pytest -m slow

@@ -286,21 +286,3 @@ def published_small_hub(small_place, tmp_path_factory):
     )
     assert not changed, f"a test changed the shared hub (use published_small_hub.copy): {changed}"
 
-
-# Under pytest-xdist (`make test` runs two workers, --dist loadgroup) each worker is a process of
-# its own: its own PLACELINK_HOME (above), chromium and session fixtures. A module's tests stay
-# together on one worker, so its module-scoped fixtures (a Spark session, a run sequence) are built
-# once; the modules that read the session's whole run (published_small_hub) share one worker, so
-# that run is materialised once, not once per worker.
-SHARED_RUN = "published_small_hub"
-
-
-def pytest_collection_modifyitems(config, items):
-    by_module: dict[str, list] = {}
-    for item in items:
-        by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
-    for module, tests in by_module.items():
-        reads_shared_run = any(SHARED_RUN in test.fixturenames for test in tests)
-        group = SHARED_RUN if reads_shared_run else module
-        for test in tests:
-            test.add_marker(pytest.mark.xdist_group(group))
