@@ -285,4 +285,3 @@ def published_small_hub(small_place, tmp_path_factory):
         name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
     )
     assert not changed, f"a test changed the shared hub (use published_small_hub.copy): {changed}"
-
