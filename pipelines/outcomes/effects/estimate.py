@@ -31,12 +31,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
-from statsmodels.tools.sm_exceptions import (
-    DomainWarning,
-    PerfectSeparationWarning,
-    SpecificationWarning,
-)
 
 from pipelines.core.stages import stage
 
@@ -186,6 +180,16 @@ def estimate_one(subset: pl.DataFrame, outcome: str, band: str) -> dict:
     groups = totals["cluster_key"].cast(pl.Categorical).to_physical().to_numpy()
     events, exposure = totals["events"].to_numpy(), totals["exposure"].to_numpy()
     fit = {"cov_type": "cluster", "cov_kwds": {"groups": groups}, "use_t": True}
+    # Imported here, not with the module: statsmodels (and the scipy.stats it loads) was a fifth of
+    # the code location's import, paid by every Dagster process that loads it (dagster dev, each
+    # step process, `placelink run`) though only the effects step fits a model.
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import (
+        DomainWarning,
+        PerfectSeparationWarning,
+        SpecificationWarning,
+    )
+
     try:
         with warnings.catch_warnings():
             # The identity link is outside the Poisson family's canonical domain, and statsmodels
