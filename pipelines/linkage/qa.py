@@ -54,6 +54,12 @@ class LinkageQA:
         raise KeyError(partner)
 
 
+# A dataset's new records fail the check when they link less than its records did, and chance
+# would give so few linked less often than this: the one-sided tail of three standard errors, as
+# the other comparisons allow (RateComparison.tolerance).
+NEW_RECORDS_CHANCE = 0.00135
+
+
 @dataclass(frozen=True)
 class RateComparison:
     """One like-for-like comparison of a dataset's link rate between this run and the last run that
@@ -88,16 +94,34 @@ class RateComparison:
         spread = math.sqrt(self.before * (1 - self.before) / self.records) if self.records else 1.0
         return max(max_change, 3 * spread)
 
+    def chance(self) -> float:
+        """How often a dataset's new records would link as rarely as these did by chance alone:
+        the binomial probability of at most this many of ``records`` linked, each at the earlier
+        rate. Exact at any size: the normal approximation behind :meth:`tolerance` fails on the
+        few new records a small dataset brings in a month (one record of a dataset that linked
+        at 97.5%, left alone, was "beyond three standard errors", though it happens one month in
+        forty; a 10k place's 60-month history failed the check 12 times that way)."""
+        from scipy.stats import binom  # only the check needs it; scipy is slow to import
+
+        linked = round(self.now * self.records)
+        return float(binom.cdf(linked, self.records, self.before))
+
     def moved(self, max_change: float) -> bool:
-        """Beyond :meth:`tolerance` either way; a known dataset's new records only if they link less.
+        """Beyond :meth:`tolerance` either way; a known dataset's new records only if they link
+        less, by more than ``max_change`` and less often than :data:`NEW_RECORDS_CHANCE` by chance.
 
         A dataset's new identity records are mostly people it knew whose details changed (a move,
         a new name), so they link more than its records did on average, and that is no fault
         (over-linking moves the records seen before, and the largest person); new records that
         link less than its records did are records whose tokens match nothing."""
         if self.group == "new":
-            return self.before - self.now > self.tolerance(max_change)
+            return self.before - self.now > max_change and self.chance() < NEW_RECORDS_CHANCE
         return abs(self.now - self.before) > self.tolerance(max_change)
+
+    def why_moved(self, max_change: float) -> str:
+        if self.group == "new":
+            return f"a fall that chance gives less than once in {1 / NEW_RECORDS_CHANCE:,.0f} runs"
+        return f"more than {self.tolerance(max_change) * 100:.1f} points"
 
     def describe(self) -> str:
         which = {
@@ -382,10 +406,7 @@ def check_linkage(
         elif moved:
             problems.append(
                 "link rate moved since the last run that passed: "
-                + "; ".join(
-                    f"{c.describe()} (more than {c.tolerance(max_link_rate_change) * 100:.1f} points)"
-                    for c in moved
-                )
+                + "; ".join(f"{c.describe()} ({c.why_moved(max_link_rate_change)})" for c in moved)
                 + ". Records seen before that link differently point at records gone missing (a partner's "
                 "extract not landed), the model or the threshold; a dataset's new records that link to "
                 "nothing, at its extract (a changed linkage key, a broken field). Look at "

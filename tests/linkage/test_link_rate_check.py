@@ -161,6 +161,43 @@ def test_a_small_datasets_new_records_are_allowed_their_chance_spread(con):
     assert outcome.passed, outcome.problems
 
 
+def test_a_month_with_a_few_new_records_passes_unless_chance_cannot_explain_them(con):
+    # A hub sees this every month: a council dataset whose records link at 97.5% brings one new
+    # identity record (a child new to the area) that links to nothing. Three standard errors of a
+    # share of one record called that a fault: a 10k place's 60-month history failed 12 times so.
+    # It happens one month in 40; ten new records alone is a changed key.
+    csc = ids("csc", 0, 40)
+    singles = [[g] for g in GP[290:329]]
+    last = [m for m in LAST_RUN if m not in singles]
+    last += [[g[0], csc[n]] for n, g in enumerate(singles)] + [[csc[39]]]
+    records(con, last)
+    keys(con, "hub.person_keys", last)
+    record_linkage_run(con, linkage_qa(con), None, check_passed=True)
+    _, outcome = check(con, last + [[c] for c in ids("csc", 40, 41)])
+    assert outcome.passed, outcome.problems
+    _, outcome = check(con, last + [[c] for c in ids("csc", 40, 50)])
+    assert not outcome.passed
+    assert (
+        "dataset csc: 10 identity records new this run link at 0.0%, against 97.5%"
+        in (outcome.problems[0])
+    )
+
+
+def test_new_records_linking_less_fail_only_past_three_standard_errors_chance(con):
+    # The VCS records linked at 50% last run. Nine new ones all alone happens by chance once in
+    # 2**9 = 512 runs: more often than three standard errors' one-sided tail (once in 741), so it
+    # passes; ten alone, once in 1,024 runs, fails, naming the dataset.
+    nine = LAST_RUN + [[v] for v in ids("vcs", 100, 109)]
+    _, outcome = check(con, nine)
+    assert outcome.passed, outcome.problems
+    ten = LAST_RUN + [[v] for v in ids("vcs", 100, 110)]
+    _, outcome = check(con, ten)
+    assert not outcome.passed
+    (problem,) = outcome.problems
+    assert "dataset vcs: 10 identity records new this run link at 0.0%, against 50.0%" in problem
+    assert "less than once in 741 runs" in problem
+
+
 def test_an_accepted_change_still_lets_a_measured_move_pass(con):
     this_run = LAST_RUN + [[v] for v in ids("vcs", 100, 220)]
     qa, failed = check(con, this_run)
