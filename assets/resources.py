@@ -83,10 +83,7 @@ class PlacelinkResource(dg.ConfigurableResource):
         if run is None:  # resources built outside a run (a test, a sensor): nothing to write
             yield self
             return
-        with (
-            dagster_run_lock(self.settings(), run.run_id, context.log),
-            _warehouse_kept_open(self.settings()),
-        ):
+        with dagster_run_lock(self.settings(), run.run_id, context.log):
             yield self
 
     @contextmanager
@@ -123,29 +120,6 @@ class PlacelinkResource(dg.ConfigurableResource):
         """Valid contracts by id (signatures checked against the hub's approver registry), and
         the errors of invalid ones by the id they claim."""
         return load_hub_contracts(self.settings())
-
-
-@contextmanager
-def _warehouse_kept_open(settings: Settings) -> Iterator[None]:
-    """The warehouse held open while this process executes the run's steps, under the run lock.
-
-    Each step still opens and closes its own connection (:meth:`PlacelinkResource.warehouse`:
-    its temporary tables, registrations and ``USE`` stay its own), but DuckDB shares one open
-    database between the connections of a process, so a step's open no longer reads the file's
-    catalogue again and its close no longer checkpoints and closes the file: that cost was paid
-    some thirty times a run (issue 24). Nothing else may open the file during a run anyway (the run
-    lock; operators' commands never open it). Every commit is in the write-ahead log as before, so
-    a run killed at any point loses nothing: the next open replays the log. When the warehouse
-    cannot be opened here, nothing is held and the first step that needs it fails as it did."""
-    try:
-        keeper = connect(settings)
-    except Exception:  # the step's own open reports it, as a failure that names what to do
-        yield
-        return
-    try:
-        yield
-    finally:
-        keeper.close()
 
 
 def _failure(what: str, exc: duckdb.Error) -> dg.Failure:
