@@ -53,9 +53,12 @@ test-slow: $(STAMP) postgres
 # pyproject.toml ([tool.dg]). VIRTUAL_ENV tells it which environment the project runs in. The
 # local instance's dagster.yaml (one run at a time) is written by `placelink hub dagster-home`.
 UI_PORT ?= 3000
+# --no-check-yaml: the project defines its assets in Python (pipelines.orchestration.code_location)
+# and has no Dagster components; dg's YAML check looks for a `pipelines/defs` components folder
+# and, since dagster-dg-cli 1.13.27 at the latest, stops `dg dev` when there is none.
 ui: $(STAMP)
 	$(BIN)/placelink hub dagster-home >/dev/null
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dg dev --port $(UI_PORT)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) DAGSTER_HOME=$(PLACELINK_HOME)/dagster $(BIN)/dg dev --no-check-yaml --port $(UI_PORT)
 
 # Benchmarks are measured, not timed tests: medians of several runs on this machine.
 # `bench stages` (10k, 100k and 1M people, three runs each) takes about 20 minutes here;
