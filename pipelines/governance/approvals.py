@@ -298,15 +298,18 @@ class ApproverRegistry:
 _APPROVALS_KEY = "approvals"
 
 
-def _key_lines(text: str, key: str) -> list[re.Match]:
+def key_lines(text: str, key: str) -> list[re.Match]:
+    """Every ``key:`` line of an agreement's text, at any indentation (``indent`` and ``rest``
+    groups): the line-level edits of signing and renewal (pipelines/governance/renewal.py) keep
+    every other line and comment of the file as it was."""
     return list(re.finditer(rf"^(?P<indent>[ ]*){key}:(?P<rest>[^\n]*)$", text, re.MULTILINE))
 
 
-def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> str:
+def replace_block(text: str, key: str, after_key: str, items: list[dict]) -> str:
     """``key:`` and the YAML list under it replaced by ``items`` (one flow mapping per line),
     leaving every other line of the file (and its comments) as it was. Without a ``key:`` line
     the list goes right after the ``after_key:`` line, at its indentation."""
-    found = _key_lines(text, key)
+    found = key_lines(text, key)
     lines = text.splitlines(keepends=True)
     if len(found) > 1:
         raise ContractError(
@@ -329,7 +332,7 @@ def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> st
                 else:
                     break
     else:
-        anchor = _key_lines(text, after_key)
+        anchor = key_lines(text, after_key)
         if len(anchor) != 1:
             raise ContractError(f"expected one '{after_key}:' line in the agreement terms")
         start = end = text.count("\n", 0, anchor[0].start()) + 1
@@ -349,8 +352,9 @@ def _replace_block(text: str, key: str, after_key: str, items: list[dict]) -> st
     return "".join(lines[:start] + block + lines[end:])
 
 
-def _set_status(text: str, status: str) -> str:
-    found = _key_lines(text, "approval_status")
+def set_status(text: str, status: str) -> str:
+    """The agreement's one ``approval_status:`` line set to ``status``."""
+    found = key_lines(text, "approval_status")
     if len(found) != 1:
         raise ContractError("expected one 'approval_status:' line in the agreement terms")
     match = found[0]
@@ -467,11 +471,11 @@ def sign_contract(
             signed, terms=signed.terms.model_copy(update={"approval_status": "approved"})
         )
     original = path.read_text(encoding="utf-8")
-    text = _replace_block(
+    text = replace_block(
         original, _APPROVALS_KEY, "approval_status", [a.model_dump() for a in approvals]
     )
     if approved_now:
-        text = _set_status(text, "approved")
+        text = set_status(text, "approved")
     _check_rewrite(path, text, signed)
     _write_atomically(path, text)
     return Signed(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.governance.approvals import _key_lines, _replace_block, _set_status
+from pipelines.governance.approvals import key_lines, replace_block, set_status
 from pipelines.governance.contracts import Contract, ContractError, load_contract
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -49,7 +49,7 @@ def renewed_terms(contract: Contract, years: int = 3) -> tuple[dt.date, dt.date]
 
 
 def _set_line(text: str, key: str, value: str, *, top_level: bool) -> str:
-    found = [m for m in _key_lines(text, key) if not top_level or not m.group("indent")]
+    found = [m for m in key_lines(text, key) if not top_level or not m.group("indent")]
     if len(found) != 1:
         where = "at the top of the file" if top_level else "in the agreement terms"
         raise ContractError(f"expected one '{key}:' line {where}, found {len(found)}")
@@ -77,8 +77,8 @@ def renew_agreement(
     text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
     text = _set_line(text, "review_by", f"'{review_by.isoformat()}'", top_level=False)
     text = _set_line(text, "expires", f"'{expires.isoformat()}'", top_level=False)
-    text = _set_status(text, "draft")
-    text = _replace_block(text, "approvals", "approval_status", [])
+    text = set_status(text, "draft")
+    text = replace_block(text, "approvals", "approval_status", [])
     partial = path.with_name(f".{path.name}.renewal")
     partial.write_text(text, encoding="utf-8")
     try:
