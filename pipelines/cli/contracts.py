@@ -472,11 +472,10 @@ def contracts_renew(
         f"It is a draft until every required role signs it again: {roles}. Each runs "
         f"`placelink contracts approve --key THEIR.key {new.id}`."
     )
-    if old.terms.expires >= settings.today():
-        click.echo(
-            f"Until then the hub holds new deliveries under {new.id}; sign before "
-            f"{old.terms.expires} to keep the flow open."
-        )
+    click.echo(
+        f"Until the last signature the hub holds new deliveries under {new.id} (from now, not "
+        f"only after {old.terms.expires}): collect the signatures before its next delivery."
+    )
 
 
 @contracts.command("register")

@@ -101,7 +101,10 @@ def test_the_ig_officer_renews_from_the_command_line_and_the_old_version_is_kept
     assert "as version 1.1.0: review by 2030-03-31, expires 2032-03-31" in result.output
     assert "placelink contracts approve --key THEIR.key vcs-family-support" in result.output
     assert "siro" in result.output and "dpo" in result.output
-    assert "sign before 2029-03-31" in result.output
+    assert (
+        "holds new deliveries under vcs-family-support (from now, not only after 2029-03-31)"
+        in result.output
+    )
     renewed = load_contract(path)
     assert (renewed.version, renewed.terms.approval_status) == ("1.1.0", "draft")
     kept = hub_home / "contracts" / "superseded" / "vcs-family-support-1.0.0.yaml"
