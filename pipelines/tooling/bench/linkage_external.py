@@ -17,10 +17,10 @@ address), ``partner keygen``, ``hub register-partner-key``, the approvers' sign-
 ``partner prepare``; the envelopes into the inbox; ``placelink run``. Person keys are mapped back
 through each partner's own ``record_id`` lookup and scored against ``rec_id``.
 
-What the bench itself prepares, because FEBRL is Australian, not because a UK partner would need
-it: the first line of the address is written as one column (FEBRL splits it into
-``street_number`` and ``address_1``; a UK export holds it as one line); the 4-digit postcode,
-``state``, ``suburb`` and ``address_2`` are left out (the kit reads UK postcodes only, and a UK
+The first line of the address is FEBRL's ``street_number`` and ``address_1``, joined by the
+mapping file (``address_line: {join: [..]}``). What the bench itself leaves out, because FEBRL is
+Australian, not because a UK partner would: the 4-digit postcode, ``state``, ``suburb`` and
+``address_2`` (the kit reads UK postcodes only, and a UK
 partnership has no other kind: see docs/linkage-benchmark.md); ``soc_sec_id`` is left out (an
 Australian number with no check digit: nothing the kit takes stands for it; the NHS number would
 reject every value). Cells are written as FEBRL has them: leading spaces, blank names and blank
@@ -73,7 +73,7 @@ class FebrlPartner:
     partner_id: str
     dataset: str
     file: str
-    # FEBRL column -> this partner's column; "address_line" is the bench's join of two columns.
+    # FEBRL column -> this partner's column.
     columns: dict[str, str]
 
 
@@ -87,7 +87,8 @@ FEBRL4 = (
             "rec_id": "Client ID",
             "given_name": "First Name",
             "surname": "Surname",
-            "address_line": "Address Line 1",
+            "street_number": "House Number",
+            "address_1": "Street",
             "date_of_birth": "DOB",
             "soc_sec_id": "Soc Sec No",
         },
@@ -100,7 +101,8 @@ FEBRL4 = (
             "rec_id": "ref",
             "given_name": "forename",
             "surname": "family name",
-            "address_line": "addr1",
+            "street_number": "street no",
+            "address_1": "street",
             "date_of_birth": "birth date",
             "soc_sec_id": "ssn",
         },
@@ -117,20 +119,21 @@ FEBRL3 = (
             "rec_id": "Client ID",
             "given_name": "First Name",
             "surname": "Surname",
-            "address_line": "Address Line 1",
+            "street_number": "House Number",
+            "address_1": "Street",
             "date_of_birth": "DOB",
             "soc_sec_id": "Soc Sec No",
         },
     ),
 )
 EXTERNAL = {"febrl4": FEBRL4, "febrl3": FEBRL3}
-# Kit column -> FEBRL column (address_line: built by the bench).
+# Kit column -> FEBRL column (address_line: FEBRL's two columns, joined by the mapping).
 KIT_COLUMNS = {
     "record_id": "rec_id",
     "given_name": "given_name",
     "family_name": "surname",
     "date_of_birth": "date_of_birth",
-    "address_line": "address_line",
+    "address_line": ("street_number", "address_1"),
 }
 
 
@@ -174,23 +177,18 @@ def select_people(frames: list[pl.DataFrame], limit: int | None) -> list[pl.Data
 
 
 def partner_export(febrl: pl.DataFrame, partner: FebrlPartner) -> pl.DataFrame:
-    """The partner's own CSV: FEBRL's cells under the partner's column names. The first line of
-    the address is written as one column, as a UK export holds it (FEBRL: number and street)."""
-    line = pl.concat_str(
-        [pl.col("street_number").str.strip_chars(), pl.col("address_1").str.strip_chars()],
-        separator=" ",
-        ignore_nulls=True,
-    )
-    return febrl.with_columns(address_line=line).select(
-        pl.col(source).alias(own) for source, own in partner.columns.items()
-    )
+    """The partner's own CSV: FEBRL's cells, as written, under the partner's column names."""
+    return febrl.select(pl.col(source).alias(own) for source, own in partner.columns.items())
 
 
 def mapping_document(partner: FebrlPartner) -> dict:
     """The partner's mapping file: kit column -> its column; the rest ignored."""
     own = partner.columns
     return {
-        "columns": {kit: own[source] for kit, source in KIT_COLUMNS.items()},
+        "columns": {
+            kit: own[source] if isinstance(source, str) else {"join": [own[s] for s in source]}
+            for kit, source in KIT_COLUMNS.items()
+        },
         "ignore": [own["soc_sec_id"]],
     }
 
