@@ -148,7 +148,12 @@ def link_person_records(
     elif settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
             prediction = predict_clusters(
-                records, model, settings.linkage_threshold, spark=spark, keep_pairs=True
+                records,
+                model,
+                settings.linkage_threshold,
+                spark=spark,
+                keep_pairs=True,
+                placeholders=placeholders,
             )
     else:
         prediction = predict_clusters(
@@ -158,6 +163,7 @@ def link_person_records(
             settings.duckdb_temp,
             memory_limit=settings.duckdb_memory_limit,
             keep_pairs=True,
+            placeholders=placeholders,
         )
     if retrained:
         if settings.linkage_threshold is None:
