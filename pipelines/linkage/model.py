@@ -704,6 +704,7 @@ def predict_clusters(
     keep_pairs: bool = False,
     memory_limit: str = "",
     token_ids: bool = True,
+    placeholders: list | None = None,
 ) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
@@ -715,8 +716,10 @@ def predict_clusters(
     On DuckDB unless a Spark session is given; both score the same saved model and give the
     same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run);
     ``token_ids=False`` compares the token columns as text (:func:`_duckdb_records`).
+    ``placeholders``: this run's placeholder values if the caller found them already.
     """
-    placeholders = find_placeholders(records) if model.masks_placeholders else []
+    if placeholders is None:
+        placeholders = find_placeholders(records) if model.masks_placeholders else []
     if model.masks_placeholders:
         records = mask_placeholders(records, placeholders)
     if threshold is None and model.threshold is not None:
