@@ -77,21 +77,23 @@ class FebrlPartner:
     columns: dict[str, str]
 
 
+# One export's column names (FEBRL column -> the partner's), used by febrl-a and febrl-c.
+CLIENT_EXPORT = {
+    "rec_id": "Client ID",
+    "given_name": "First Name",
+    "surname": "Surname",
+    "street_number": "House Number",
+    "address_1": "Street",
+    "date_of_birth": "DOB",
+    "soc_sec_id": "Soc Sec No",
+}
 # Two partners with different exports, so that each needs its own mapping.
 FEBRL4 = (
     FebrlPartner(
         "febrl-a",
         "people_a",
         "dataset4a.csv",
-        {
-            "rec_id": "Client ID",
-            "given_name": "First Name",
-            "surname": "Surname",
-            "street_number": "House Number",
-            "address_1": "Street",
-            "date_of_birth": "DOB",
-            "soc_sec_id": "Soc Sec No",
-        },
+        CLIENT_EXPORT,
     ),
     FebrlPartner(
         "febrl-b",
@@ -115,15 +117,7 @@ FEBRL3 = (
         "febrl-c",
         "people_c",
         "dataset3.csv",
-        {
-            "rec_id": "Client ID",
-            "given_name": "First Name",
-            "surname": "Surname",
-            "street_number": "House Number",
-            "address_1": "Street",
-            "date_of_birth": "DOB",
-            "soc_sec_id": "Soc Sec No",
-        },
+        CLIENT_EXPORT,
     ),
 )
 EXTERNAL = {"febrl4": FEBRL4, "febrl3": FEBRL3}
