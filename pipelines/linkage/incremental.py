@@ -21,7 +21,8 @@ The kept pairs, the row hashes and what they were scored with (:class:`Basis`: t
 threshold and the placeholder values masked) are written in one transaction, so they always
 describe the same scoring: a run killed before it leaves the last run's three, which still agree.
 Any difference in the basis, a missing table or an operator's ``--full-relink`` makes the run a
-full relink, and the reason is recorded (``hub.linkage_runs.full_relink_reason``).
+full relink, and the reason is recorded (``hub.linkage_runs.scoring``, the QA report and the
+``linkage_run`` audit event's ``full_relink_reason``).
 
 Term frequencies are not frozen: a new pair is scored with the term frequencies of the whole
 population of this run, as a full relink would, while a kept pair keeps those of the run that
@@ -54,7 +55,7 @@ from pipelines.linkage.model import (
     _scoring_linker,
     match_weights_chart,
 )
-from pipelines.linkage.placeholders import Placeholders, mask_placeholders
+from pipelines.linkage.placeholders import Placeholders, mask_placeholders, placeholders_digest
 
 KEPT_PAIRS = "hub.linkage_pairs"
 SCORED_RECORDS = "hub.linkage_scored_records"  # unique_id, row_hash: the records the pairs are of
@@ -88,13 +89,11 @@ class Basis:
             ),
             sort_keys=True,
         )
-        found = hashlib.sha256()
-        for p in sorted(placeholders, key=lambda p: p.field):
-            found.update(p.field.encode() + b"\0")
-            for value in sorted(str(v) for v in p._value_set.to_pylist()):
-                found.update(value.encode() + b"\0")
-            found.update(b"\1")
-        return cls(hashlib.sha256(saved.encode()).hexdigest(), float(threshold), found.hexdigest())
+        return cls(
+            hashlib.sha256(saved.encode()).hexdigest(),
+            float(threshold),
+            placeholders_digest(placeholders),
+        )
 
 
 def hash_person_records(con: duckdb.DuckDBPyConnection) -> None:
