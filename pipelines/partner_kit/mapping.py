@@ -23,6 +23,10 @@ of the partner's export holds what (``placelink partner prepare --mapping FILE``
 A column of the export that the mapping does not name must be a kit column already, or be
 listed under ``ignore``: nothing is read or dropped without being said. Errors name the
 mapping file, the raw extract and the contract; they never quote a cell.
+
+Every value in the file is a column name, so every value is read as the text written: YAML would
+otherwise read ``No``, ``On`` or ``Y`` as true/false and ``2024`` or ``1e3`` as numbers, and a
+column called "No" (a house number) would be looked for as ``False``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,18 @@ _MONTHS = {
     )
     for name in names
 }
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML's safe loader reading every plain value as text (column names), only an empty value
+    or ``~`` as nothing."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag == "tag:yaml.org,2002:null"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 # A date whose parts are present but do not make a date: read as invalid, and counted so.
 _UNUSABLE_DATE = "unusable date parts"
 FULL_NAME = "full_name"
@@ -126,7 +142,7 @@ class ColumnMapping:
         path = Path(path)
         where = f"mapping file {path.name}"
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextLoader)
         except FileNotFoundError:
             raise PartnerKitError(f"{where} does not exist: check the path") from None
         except (OSError, UnicodeDecodeError) as exc:

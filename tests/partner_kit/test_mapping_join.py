@@ -88,3 +88,31 @@ def test_only_the_address_line_can_be_joined_and_a_join_needs_two_columns(tmp_pa
     mapping.write_text(MAPPING.replace("[Number, Street]", "[Street]"))
     with pytest.raises(PartnerKitError, match=r"'columns.address_line.join'"):
         _prepare(tmp_path, "b", export, key, now, mapping)
+
+
+def test_column_names_yaml_would_read_as_true_false_or_a_number_are_read_as_written(
+    tmp_path, key, now
+):
+    """An export whose house-number column is headed "No" (and a column headed "2024"): YAML
+    reads an unquoted No as false and 2024 as a number; the mapping file reads them as written."""
+    header = [
+        "Ref",
+        "given_name",
+        "family_name",
+        "date_of_birth",
+        "No",
+        "Street",
+        "Referred",
+        "2024",
+    ]
+    rows = [[*row, "x"] for row in SPLIT_ROWS]
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n  record_id: Ref\n  address_line: {join: [No, Street]}\n"
+        "  referral_date: Referred\nignore: [2024]\n"
+    )
+    prepared = _prepare(
+        tmp_path, "no", write_csv(tmp_path / "no.csv", header, rows), key, now, mapping
+    )
+    assert prepared.report["missing_values"]["address_line"] == 1
+    assert prepared.report["invalid_values"]["address_line"] == 0
