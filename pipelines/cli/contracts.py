@@ -42,6 +42,26 @@ def _load(folder: Path | None):
     return valid, problems, where, source
 
 
+def _renewals(where: Path) -> dict[str, str]:
+    """Each renewal waiting for signatures in ``where``'s renewals/ folder, by agreement id, in
+    words: version, end date and signatures so far."""
+    from pipelines.governance.approvals import load_hub_contracts
+    from pipelines.governance.renewal import RENEWALS
+
+    if not (where / RENEWALS).is_dir():
+        return {}
+    waiting, problems = load_hub_contracts(Settings.from_env(), where / RENEWALS)
+    said = {
+        c.id: (
+            f"renewal {c.version} (expires {c.terms.expires}) waiting for signatures: "
+            f"{len(c.approval.required) - len(c.approval.missing)} of {len(c.approval.required)} signed"
+        )
+        for c in waiting.values()
+    }
+    said.update({i: f"renewal in {RENEWALS}/ is invalid: {e}" for i, e in problems.items()})
+    return said
+
+
 _DIR = click.option(
     "--dir",
     "folder",
@@ -180,6 +200,8 @@ def contracts_list(folder: Path | None) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+    for contract_id, said in sorted(_renewals(where).items()):
+        click.echo(f"{contract_id}: {said}")
     click.echo(f"(contracts: {where}, {source})")
 
 
@@ -220,23 +242,29 @@ def contracts_expiring(days: int, folder: Path | None) -> None:
 
     from pipelines.governance.flows import flow_status
 
-    valid, _, _, _ = _load(folder)
+    valid, _, where, _ = _load(folder)
+    renewals = _renewals(where)
     on = Settings.from_env().today()
     horizon = on + dt.timedelta(days=days)
     found = False
     for c in sorted(valid.values(), key=lambda c: c.terms.expires):
         t = c.terms
         status = flow_status(c, on).status
+        renewal = f"; {renewals[c.id]}" if c.id in renewals else ""
         if t.expires < on:
-            click.echo(f"{c.id}\t{status}\texpired {t.expires} ({(on - t.expires).days} days ago)")
+            click.echo(
+                f"{c.id}\t{status}\texpired {t.expires} ({(on - t.expires).days} days ago){renewal}"
+            )
             found = True
         elif t.expires <= horizon:
-            click.echo(f"{c.id}\t{status}\texpires {t.expires} (in {(t.expires - on).days} days)")
+            click.echo(
+                f"{c.id}\t{status}\texpires {t.expires} (in {(t.expires - on).days} days){renewal}"
+            )
             found = True
         elif on <= t.review_by <= horizon:
             click.echo(
                 f"{c.id}\t{status}\treview due {t.review_by} (in {(t.review_by - on).days} days); "
-                f"expires {t.expires}"
+                f"expires {t.expires}{renewal}"
             )
             found = True
     if not found:
@@ -349,27 +377,37 @@ def contracts_approve(
 
     Your signature covers the agreement's signed content (its governance-significant terms,
     docs/governance.md): a later significant change voids it; an editorial one does not. When
-    the last required role signs a draft, it becomes approved.
+    the last required role signs a draft, it becomes approved. An id whose renewal waits for
+    signatures (`placelink contracts renew`) signs the renewal; its last signature puts it in
+    force in place of the version it renews.
     """
     from pipelines.cli.partner import read_passphrase
     from pipelines.exchange.keys import ApproverKey, KeyFileError
     from pipelines.governance.approvals import hub_approver_registry, sign_contract
     from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import ContractError
+    from pipelines.governance.renewal import RENEWALS, renewal_path
 
     settings = Settings.from_env()
     path = _contract_file(contract, folder)
+    if not Path(contract).is_file() and renewal_path(path, contract).is_file():
+        path = renewal_path(path, contract)
+        click.echo(f"signing the renewal of {contract} that waits for signatures ({path})")
+    registry = hub_approver_registry(settings)
     try:
         key = ApproverKey.load(
             key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
         )
-        signed = sign_contract(path, key, settings.now(), hub_approver_registry(settings))
+        signed = sign_contract(path, key, settings.now(), registry)
     except (KeyFileError, ContractError, OSError) as exc:
         fail(str(exc))
-    signed.audit(hub_audit_log(settings))
+    audit = hub_audit_log(settings)
+    signed.audit(audit)
     click.echo(
         f"signed {signed.contract.label} ({path}) as {signed.label}, {signed.entry.signed_at}"
     )
+    if path.parent.name == RENEWALS:
+        _complete_renewal(path, registry, audit, settings.now())
     click.echo(f"signed content {signed.entry.content_sha256}")
     approval = signed.approval
     if approval is None:
@@ -386,6 +424,30 @@ def contracts_approve(
             "Every required role has signed: approval_status is now approved; the hub accepts extracts "
             f"from {signed.contract.terms.valid_from} to {signed.contract.terms.expires}."
         )
+
+
+def _complete_renewal(path: Path, registry, audit, now: dt.datetime) -> None:
+    """Put a fully signed renewal in force (pipelines.governance.renewal.complete_renewal) and
+    say so; nothing while signatures are missing."""
+    from pipelines.governance.contracts import ContractError
+    from pipelines.governance.renewal import SUPERSEDED, audit_renewal, complete_renewal
+
+    try:
+        done = complete_renewal(path, registry)
+    except (ContractError, OSError) as exc:
+        fail(f"the renewal in {path} is signed but could not be put in force: {exc}")
+    if done is None:
+        click.echo(
+            "The version in force stays in force until every required role has signed the renewal."
+        )
+        return
+    old, new = done
+    audit_renewal(audit, old, new, now)
+    click.echo(
+        f"The renewal is in force: {new.label} replaces version {old.version} (expires "
+        f"{old.terms.expires}) and expires {new.terms.expires}; version {old.version} is kept in "
+        f"{new.path.parent / SUPERSEDED}."
+    )
 
 
 def _contract_file(contract: str, folder: Path | None) -> Path:
@@ -431,17 +493,16 @@ def contracts_renew(
 ) -> None:
     """(IG officer) Renew CONTRACT (a file, or an id in the contracts folder) before it expires.
 
-    Writes a new version with later review and end dates as an unsigned draft (the dates are
-    signed content, so every required role signs again with `placelink contracts approve`); every
-    other line is kept. The version it replaces is kept, with its signatures, in the folder's
-    superseded/ subfolder, and the renewal is audited (contract_renewed). Until the last signature,
-    the hub holds new deliveries under it.
+    Writes a new version with later review and end dates as an unsigned draft in the folder's
+    renewals/ subfolder (the dates are signed content, so every required role signs again with
+    `placelink contracts approve`); every other line is kept. The version in force stays in force
+    meanwhile; the last signature puts the renewal in its place and keeps the old version, with
+    its signatures, in superseded/. Both steps are audited.
     """
     from pipelines.governance.audit import hub_audit_log
     from pipelines.governance.contracts import ContractError, load_contract
     from pipelines.governance.renewal import (
-        SUPERSEDED,
-        audit_renewal,
+        audit_renewal_started,
         renew_agreement,
         renewed_terms,
     )
@@ -461,20 +522,20 @@ def contracts_renew(
         new = renew_agreement(path, end, review, version)
     except ContractError as exc:
         fail(str(exc))
-    audit_renewal(hub_audit_log(settings), old, new, settings.now())
+    audit_renewal_started(hub_audit_log(settings), old, new, settings.now())
     click.echo(
-        f"renewed {old.label} (expires {old.terms.expires}) as version {new.version}: "
-        f"review by {new.terms.review_by}, expires {new.terms.expires}; {path}"
+        f"renewal of {old.label} (expires {old.terms.expires}) written as version {new.version}: "
+        f"review by {new.terms.review_by}, expires {new.terms.expires}; {new.path}"
     )
-    click.echo(f"the version it replaces is kept in {path.parent / SUPERSEDED}")
     roles = ", ".join(f"{r.role} ({r.party})" for r in new.terms.required_signatures)
     click.echo(
-        f"It is a draft until every required role signs it again: {roles}. Each runs "
+        f"Every required role signs it: {roles}. Each runs "
         f"`placelink contracts approve --key THEIR.key {new.id}`."
     )
     click.echo(
-        f"Until the last signature the hub holds new deliveries under {new.id} (from now, not "
-        f"only after {old.terms.expires}): collect the signatures before its next delivery."
+        f"Version {old.version} stays in force until the last signature (it expires "
+        f"{old.terms.expires}: collect the signatures before then); then version {new.version} "
+        "takes its place."
     )
 
 

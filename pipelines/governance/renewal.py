@@ -3,24 +3,27 @@
 A renewal is a new version of the agreement with later dates. The dates are signed content, so
 the change voids every signature (docs/governance.md): the new version starts as a draft with no
 approvals, and every role the agreement names signs it again (``placelink contracts approve``,
-:func:`pipelines.governance.approvals.sign_contract`), which makes it approved. The next run
-records the new version in ``hub.contract_status`` and audits the change; extracts already
-landed under the old version stay as they are.
+:func:`pipelines.governance.approvals.sign_contract`).
 
-The version being replaced is kept, word for word with its signatures, in the folder's
-``superseded/`` subfolder (which the hub does not read as agreements), so what was agreed and
-signed before stays on file beside the audit's ``contract_renewed`` event.
+Until then the renewal waits in the folder's ``renewals/`` subfolder and the version in force
+stays in force: the hub reads only the folder's own ``*.yaml`` as agreements, so starting a
+renewal never holds a partner's deliveries. When the last role signs (:func:`complete_renewal`),
+the version being replaced is kept, word for word with its signatures, in ``superseded/`` and the
+renewal takes its place; the next run records the new version in ``hub.contract_status`` and
+audits the change; extracts already landed under the old version stay as they are. Both steps are
+audited (``contract_renewal_started``, ``contract_renewed``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
 import yaml
 
-from pipelines.governance.approvals import key_lines, replace_block, set_status
+from pipelines.governance.approvals import ApproverRegistry, key_lines, replace_block, set_status
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import Contract, ContractError, load_contract
 
@@ -28,6 +31,8 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 # Where a renewal keeps the version it replaces, inside the agreements' folder: not ``*.yaml`` in
 # the folder itself, so never read as an agreement in force.
 SUPERSEDED = "superseded"
+# Where a renewal waits for its signatures, inside the agreements' folder (not read as an agreement).
+RENEWALS = "renewals"
 
 
 def next_version(version: str) -> str:
@@ -70,16 +75,33 @@ def superseded_path(path: Path, contract: Contract) -> Path:
     return Path(path).parent / SUPERSEDED / f"{contract.id}-{contract.version}.yaml"
 
 
+def renewal_path(path: Path, contract_id: str) -> Path:
+    """Where the renewal of the agreement in ``path`` waits for its signatures."""
+    return Path(path).parent / RENEWALS / f"{contract_id}.yaml"
+
+
+def in_force_path(renewal: Path, contract_id: str) -> Path:
+    """The agreement a renewal in ``renewals/`` replaces."""
+    return Path(renewal).parent.parent / f"{contract_id}.yaml"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
 def renew_agreement(
     path: Path, expires: dt.date, review_by: dt.date, version: str | None = None
 ) -> Contract:
-    """Rewrite the agreement in ``path`` as its renewal: ``version`` (default:
-    :func:`next_version`), the new ``review_by`` and ``expires``, ``approval_status: draft`` and no
-    approvals; every other line (and comment) of the file is kept, and the old version is kept
-    as it was in :func:`superseded_path`. Returns the renewed, unsigned agreement. Raises
-    :class:`ContractError`, leaving the file as it was, when ``expires`` is not later than
-    today's end date, ``review_by`` is after ``expires``, the version is not new, or the rewritten
-    file is not a valid agreement."""
+    """Write the renewal of the agreement in ``path`` to :func:`renewal_path`: ``version``
+    (default: :func:`next_version`), the new ``review_by`` and ``expires``, ``approval_status:
+    draft`` and no approvals; every other line (and comment) of the file is kept, and ``path``
+    itself is not touched (it stays in force until :func:`complete_renewal`). Returns the
+    renewal, unsigned. Raises :class:`ContractError`, writing nothing, when ``expires`` is not
+    later than today's end date, ``review_by`` is after ``expires``, the version is not new, a
+    renewal already waits for signatures, or the rewritten file is not a valid agreement."""
     path = Path(path)
     old = load_contract(path)
     if expires <= old.terms.expires:
@@ -91,6 +113,13 @@ def renew_agreement(
         raise ContractError(
             f"{path.name}: the renewal's review date {review_by} is after its end date {expires}. "
             "Fix: give a review date on or before the end date"
+        )
+    waiting = renewal_path(path, old.id)
+    if waiting.exists():
+        raise ContractError(
+            f"{path.name}: a renewal of {old.id} already waits for signatures in "
+            f"{RENEWALS}/{waiting.name}. Fix: have it signed (placelink contracts approve), or "
+            "delete that file to start again"
         )
     version = version or next_version(old.version)
     kept = superseded_path(path, old)
@@ -105,7 +134,8 @@ def renew_agreement(
     text = _set_line(text, "expires", f"'{expires.isoformat()}'", top_level=False)
     text = set_status(text, "draft")
     text = replace_block(text, "approvals", "approval_status", [])
-    partial = path.with_name(f".{path.name}.renewal")
+    waiting.parent.mkdir(parents=True, exist_ok=True)
+    partial = waiting.with_name(f".{waiting.name}.partial")
     partial.write_text(text, encoding="utf-8")
     try:
         load_contract(partial)
@@ -113,21 +143,51 @@ def renew_agreement(
         partial.unlink()
         raise ContractError(
             f"{path.name}: the renewal of {old.label} would not be a valid agreement ({exc}); "
-            "the file was left as it was. Fix: renew it by hand"
+            "nothing was written. Fix: renew it by hand"
         ) from None
-    if not kept.exists():  # a run killed after the copy and before the replace made it already
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        copy = kept.with_name(f".{kept.name}.partial")
-        copy.write_bytes(path.read_bytes())
-        copy.replace(kept)
-    partial.replace(path)
-    return load_contract(path)
+    os.replace(partial, waiting)
+    return load_contract(waiting)
+
+
+def complete_renewal(renewal: Path, registry: ApproverRegistry) -> tuple[Contract, Contract] | None:
+    """Put the renewal in ``renewal`` (a file in ``renewals/``) in force once every required role
+    has signed it (checked against ``registry``): the version it replaces is kept in
+    :func:`superseded_path`, then the renewal replaces it in one rename. Returns (replaced, now in
+    force), or None while signatures are missing. A run killed between the two steps is finished
+    by the next call (the copy is made once)."""
+    renewal = Path(renewal)
+    new = load_contract(renewal)
+    if new.terms.approval_status != "approved" or not registry.check(new).complete:
+        return None
+    path = in_force_path(renewal, new.id)
+    old = load_contract(path)
+    kept = superseded_path(path, old)
+    if not kept.exists():
+        _write_atomically(kept, path.read_bytes())
+    os.replace(renewal, path)
+    return old, load_contract(path)
+
+
+def audit_renewal_started(audit: AuditLog, old: Contract, new: Contract, at: dt.datetime) -> dict:
+    """The ``contract_renewal_started`` event: a renewal written, waiting for signatures (names,
+    versions and dates only)."""
+    return audit.append(
+        "contract_renewal_started",
+        at=at,
+        contract=new.id,
+        file=f"{RENEWALS}/{new.path.name}",
+        from_version=old.version,
+        to_version=new.version,
+        from_expires=old.terms.expires.isoformat(),
+        expires=new.terms.expires.isoformat(),
+        review_by=new.terms.review_by.isoformat(),
+    )
 
 
 def audit_renewal(audit: AuditLog, old: Contract, new: Contract, at: dt.datetime) -> dict:
-    """The ``contract_renewed`` event: which agreement, from which version and end date to which,
-    the replaced version's signed content, and where that version is kept (names, dates and
-    hashes only)."""
+    """The ``contract_renewed`` event, when a signed renewal replaces the version in force: which
+    agreement, from which version and end date to which, the replaced version's signed content,
+    and where that version is kept (names, dates and hashes only)."""
     return audit.append(
         "contract_renewed",
         at=at,

@@ -1,14 +1,22 @@
-"""Renewing an agreement: a new version with later dates, unsigned until every role signs again."""
+"""Renewing an agreement: a new version with later dates, waiting unsigned in renewals/ while the
+version in force stays in force, and put in its place when every role has signed it again."""
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 
 from pipelines.core.settings import REPO_ROOT
 from pipelines.governance.approvals import ApproverRegistry
 from pipelines.governance.contracts import ContractError, load_contract
-from pipelines.governance.renewal import next_version, renew_agreement, renewed_terms
+from pipelines.governance.renewal import (
+    complete_renewal,
+    next_version,
+    renew_agreement,
+    renewed_terms,
+)
+from pipelines.tooling.synth.study import DELIVERED_AT
 from tests.approvers import sign_contracts
 
 NAME = "vcs-family-support.yaml"
@@ -33,11 +41,15 @@ def test_a_renewal_is_a_new_unsigned_version_with_only_its_dates_changed(signed)
 
     renewed = renew_agreement(path, expires, review_by)
 
+    assert renewed.path == path.parent / "renewals" / NAME
+    assert path.read_text().splitlines() == before  # the version in force is untouched
     assert renewed.version == "1.1.0" and renewed.terms.expires == expires
     assert renewed.terms.review_by == review_by and renewed.terms.valid_from == old.terms.valid_from
     assert renewed.terms.approval_status == "draft" and renewed.terms.approvals == []
     assert renewed.content_sha256 != old.content_sha256  # the old signatures are void
-    changed = {b.split(":")[0].strip() for b in set(before) - set(path.read_text().splitlines())}
+    changed = {
+        b.split(":")[0].strip() for b in set(before) - set(renewed.path.read_text().splitlines())
+    }
     # the signature lines went with the approvals block; nothing else in the file changed
     assert (
         changed - {"version", "review_by", "expires", "approval_status", "approvals", "- {role"}
@@ -54,6 +66,65 @@ def test_a_renewal_must_end_later_and_leaves_the_file_alone_otherwise(signed):
     ):
         renew_agreement(path, old.terms.expires, old.terms.review_by)
     assert path.read_text() == text
+    assert not (path.parent / "renewals").exists()
+
+
+def test_a_renewal_goes_in_force_only_when_every_role_has_signed_it(signed, tmp_path):
+    path, keys, registry = signed
+    old_text = path.read_text()
+    old = load_contract(path)
+    renewal = renew_agreement(path, *reversed(renewed_terms(old)))
+    assert complete_renewal(renewal.path, registry) is None  # unsigned: nothing moves
+
+    contract = renewal
+    for n, requirement in enumerate(contract.terms.required_signatures):
+        from pipelines.governance.approvals import party_organisation, sign_contract
+
+        key = keys[(requirement.role, party_organisation(contract, requirement.party))]
+        contract = sign_contract(renewal.path, key, DELIVERED_AT, registry).contract
+        if n < len(renewal.terms.required_signatures) - 1:
+            assert complete_renewal(renewal.path, registry) is None
+            assert path.read_text() == old_text
+
+    replaced, in_force = complete_renewal(renewal.path, registry)
+
+    assert (replaced.version, in_force.version) == ("1.0.0", "1.1.0")
+    assert in_force.path == path and in_force.terms.approval_status == "approved"
+    assert registry.check(in_force).complete
+    kept = path.parent / "superseded" / "vcs-family-support-1.0.0.yaml"
+    assert kept.read_text() == old_text  # word for word, signatures and all
+    assert not renewal.path.exists()
+
+
+def test_a_completion_killed_after_keeping_the_old_version_is_finished_by_the_next(
+    signed, monkeypatch
+):
+    import os
+
+    from pipelines.governance import renewal as renewal_module
+    from tests.approvers import sign_contracts
+
+    path, _, registry = signed
+    old_text = path.read_text()
+    renewal = renew_agreement(path, *reversed(renewed_terms(load_contract(path))))
+    sign_contracts(renewal.path.parent, registry.folder)
+    replace = os.replace
+
+    def killed_before_the_renewal_moves(src, dst):
+        if Path(src) == renewal.path:
+            raise KeyboardInterrupt("killed")
+        replace(src, dst)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(renewal_module.os, "replace", killed_before_the_renewal_moves)
+        with pytest.raises(KeyboardInterrupt):
+            complete_renewal(renewal.path, registry)
+    assert path.read_text() == old_text and renewal.path.exists()
+    assert (path.parent / "superseded" / "vcs-family-support-1.0.0.yaml").exists()
+
+    replaced, in_force = complete_renewal(renewal.path, registry)
+    assert (replaced.version, in_force.version) == ("1.0.0", "1.1.0")
+    assert (path.parent / "superseded" / "vcs-family-support-1.0.0.yaml").read_text() == old_text
 
 
 def test_the_next_version_is_the_next_minor_one():
@@ -62,14 +133,14 @@ def test_the_next_version_is_the_next_minor_one():
         next_version("v1")
 
 
-def _renew(home, *args):
+def _cli(home, *args):
     from click.testing import CliRunner
 
     from pipelines.cli import main
 
     return CliRunner().invoke(
         main,
-        ["contracts", "renew", *args],
+        list(args),
         env={
             "PLACELINK_HOME": str(home),
             "PLACELINK_AS_OF": "2029-01-02",
@@ -78,38 +149,76 @@ def _renew(home, *args):
     )
 
 
+def _renew(home, *args):
+    return _cli(home, "contracts", "renew", *args)
+
+
 @pytest.fixture
 def hub_home(tmp_path):
-    from approvers import signed_hub_contracts
+    """A hub home with the repo's agreements signed off, and the keys of the roles that sign
+    vcs-family-support in files on the approvers' side (not in the hub's home)."""
+    from pipelines.governance.approvals import party_organisation
 
     home = tmp_path / "home"
-    signed_hub_contracts(home)
+    shutil.copytree(REPO_ROOT / "contracts", home / "contracts")
+    keys = sign_contracts(home / "contracts", home / "keys" / "approvers")
+    vcs = load_contract(home / "contracts" / NAME)
+    for n, requirement in enumerate(vcs.terms.required_signatures):
+        key = keys[(requirement.role, party_organisation(vcs, requirement.party))]
+        key.save(tmp_path / "approvers" / f"{n}.key")
     return home
 
 
-def test_the_ig_officer_renews_from_the_command_line_and_the_old_version_is_kept(hub_home):
+def test_the_ig_officer_renews_from_the_command_line_and_the_old_version_stays_in_force_until_signed(
+    hub_home,
+):
     from pipelines.core.settings import Settings
     from pipelines.governance.audit import hub_audit_log
+    from pipelines.governance.contracts import load_contracts
 
     path = hub_home / "contracts" / NAME
     old_text = path.read_text()
     old = load_contract(path)
+    settings = Settings.from_env({"PLACELINK_HOME": str(hub_home)})
 
     result = _renew(hub_home, "vcs-family-support")
 
     assert result.exit_code == 0, result.output
-    assert "as version 1.1.0: review by 2030-03-31, expires 2032-03-31" in result.output
+    assert "written as version 1.1.0: review by 2030-03-31, expires 2032-03-31" in result.output
     assert "placelink contracts approve --key THEIR.key vcs-family-support" in result.output
     assert "siro" in result.output and "dpo" in result.output
+    assert "Version 1.0.0 stays in force until the last signature" in result.output
+    assert path.read_text() == old_text
+    contracts, problems = load_contracts(hub_home / "contracts")
+    assert not problems and contracts["vcs-family-support"].version == "1.0.0"
+    started = [
+        e for e in hub_audit_log(settings).events() if e["event"] == "contract_renewal_started"
+    ]
+    assert len(started) == 1 and started[0]["file"] == "renewals/vcs-family-support.yaml"
+    listed = _cli(hub_home, "contracts", "list")
     assert (
-        "holds new deliveries under vcs-family-support (from now, not only after 2029-03-31)"
-        in result.output
+        "vcs-family-support: renewal 1.1.0 (expires 2032-03-31) waiting for signatures: 0 of 3 signed"
+        in listed.output
     )
+    expiring = _cli(hub_home, "contracts", "expiring", "--days", "120")
+    assert "expires 2029-03-31 (in 88 days); renewal 1.1.0" in expiring.output
+
+    keys = sorted((hub_home.parent / "approvers").glob("*.key"))
+    outputs = []
+    for key in keys:
+        signed = _cli(hub_home, "contracts", "approve", "vcs-family-support", "--key", str(key))
+        assert signed.exit_code == 0, signed.output
+        assert "signing the renewal of vcs-family-support" in signed.output
+        outputs.append(signed.output)
+        if key != keys[-1]:
+            assert path.read_text() == old_text  # not in force before the last signature
+    assert all("stays in force until every required role" in o for o in outputs[:-1])
+    assert "The renewal is in force: " in outputs[-1]
     renewed = load_contract(path)
-    assert (renewed.version, renewed.terms.approval_status) == ("1.1.0", "draft")
+    assert (renewed.version, renewed.terms.approval_status) == ("1.1.0", "approved")
     kept = hub_home / "contracts" / "superseded" / "vcs-family-support-1.0.0.yaml"
     assert kept.read_text() == old_text  # word for word, signatures and all
-    settings = Settings.from_env({"PLACELINK_HOME": str(hub_home)})
+    assert not (hub_home / "contracts" / "renewals" / NAME).exists()
     event = [e for e in hub_audit_log(settings).events() if e["event"] == "contract_renewed"]
     assert len(event) == 1 and event[0]["at"].startswith("2029-01-02")
     assert {k: event[0][k] for k in ("contract", "from_version", "to_version", "expires")} == {
@@ -120,16 +229,23 @@ def test_the_ig_officer_renews_from_the_command_line_and_the_old_version_is_kept
     }
     assert event[0]["superseded_content_sha256"] == old.content_sha256
     assert event[0]["superseded_file"] == "superseded/vcs-family-support-1.0.0.yaml"
-    # the superseded copy is not an agreement the hub reads: the folder still has one per id
-    from pipelines.governance.contracts import load_contracts
-
     contracts, problems = load_contracts(hub_home / "contracts")
     assert not problems and contracts["vcs-family-support"].version == "1.1.0"
 
-    # a second renewal, to a date given, keeps 1.1.0 beside 1.0.0
+    # a second renewal, to a date given, keeps 1.1.0 beside 1.0.0 once signed
     again = _renew(hub_home, str(path), "--expires", "2033-06-30")
     assert again.exit_code == 0, again.output
     assert "as version 1.2.0: review by 2031-06-30, expires 2033-06-30" in again.output
+    twice = _renew(hub_home, "vcs-family-support", "--years", "5")
+    assert twice.exit_code == 2 and "already waits for signatures" in twice.output
+    for key in keys:
+        assert (
+            _cli(
+                hub_home, "contracts", "approve", "vcs-family-support", "--key", str(key)
+            ).exit_code
+            == 0
+        )
+    assert load_contract(path).version == "1.2.0"
     assert (
         kept.parent / "vcs-family-support-1.1.0.yaml"
     ).is_file() and kept.read_text() == old_text
@@ -165,4 +281,5 @@ def test_a_renewal_the_command_refuses_changes_nothing_and_says_what_to_do(hub_h
         assert "Traceback" not in result.output
     assert path.read_text() == text
     assert not (hub_home / "contracts" / "superseded").exists()
+    assert not (hub_home / "contracts" / "renewals").exists()
     assert len(list(hub_audit_log(settings).events())) == events

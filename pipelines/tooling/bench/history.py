@@ -124,8 +124,9 @@ def _hub_size(warehouse: Path) -> tuple[int, int, int, int]:
 def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = print) -> list[str]:
     """What the IG officer does before a month's deliveries: every agreement of the hub (under
     ``settings``) that expires within :data:`RENEW_AHEAD` of ``on`` is renewed for three more
-    years (:func:`pipelines.governance.renewal.renew_agreement`: a new version, unsigned) and then
-    signed again by each role it names, with the keys the demo's approvers keep
+    years (:func:`pipelines.governance.renewal.renew_agreement`: a new version, unsigned, waiting
+    in ``renewals/``), signed again by each role it names and put in force
+    (:func:`pipelines.governance.renewal.complete_renewal`), with the keys the demo's approvers keep
     (:func:`pipelines.tooling.demo.approver_side`), each signature audited as `placelink contracts
     approve` audits it. Returns the renewed agreements' labels."""
     from pipelines.exchange.keys import ApproverKey
@@ -135,7 +136,13 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
         sign_contract,
     )
     from pipelines.governance.contracts import load_contracts
-    from pipelines.governance.renewal import audit_renewal, renew_agreement, renewed_terms
+    from pipelines.governance.renewal import (
+        audit_renewal,
+        audit_renewal_started,
+        complete_renewal,
+        renew_agreement,
+        renewed_terms,
+    )
     from pipelines.tooling.demo import approver_side
 
     contracts, problems = load_contracts(settings.contracts_dir)
@@ -150,7 +157,7 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
     for old in due:
         review_by, expires = renewed_terms(old)
         contract = renew_agreement(old.path, expires, review_by)
-        audit_renewal(audit, old, contract, on)
+        audit_renewal_started(audit, old, contract, on)
         for requirement in contract.terms.required_signatures:
             organisation = party_organisation(contract, requirement.party)
             key = next(
@@ -159,8 +166,11 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
             signed = sign_contract(contract.path, key, on, registry, loaded=contract)
             signed.audit(audit, at=on)
             contract = signed.contract
-        if contract.terms.approval_status != "approved":
+        done = complete_renewal(contract.path, registry)
+        if done is None:
             raise RuntimeError(f"the renewal of {contract.label} was not approved after signing")
+        contract = done[1]
+        audit_renewal(audit, old, contract, on)
         echo(
             f"renewed {old.label} (expires {old.terms.expires}) as version {contract.version}, "
             f"expires {contract.terms.expires}: signed by {len(contract.terms.required_signatures)} roles"
