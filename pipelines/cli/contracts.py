@@ -539,6 +539,133 @@ def contracts_renew(
     )
 
 
+@contracts.command("new")
+@click.argument("contract_id")
+@click.option("--partner", "partner_id", required=True, help="The partner's id (partner_id).")
+@click.option(
+    "--dataset",
+    required=True,
+    help="The dataset's name (the hub's landing table): clinic_referrals.",
+)
+@click.option(
+    "--identifiers",
+    required=True,
+    help="The identifiers the partner holds, comma-separated: given_name,family_name,date_of_birth"
+    " (any of nhs_number, given_name, family_name, date_of_birth, sex, postcode, address_line, "
+    "uprn, family_id).",
+)
+@click.option(
+    "--payload",
+    multiple=True,
+    help="A payload column as name, name:type or name:type:required (repeatable): "
+    "referral_date:date:required.",
+)
+@click.option(
+    "--date-format",
+    "date_formats",
+    multiple=True,
+    help="How the partner's export writes dates, if not yyyy-mm-dd (repeatable): dd/mm/yyyy.",
+)
+@click.option("--provider", help="The partner's legal name (else left for the IG officer).")
+@click.option(
+    "--cadence",
+    type=click.Choice(["monthly", "quarterly"]),
+    default="monthly",
+    show_default=True,
+    help="How often the partner delivers.",
+)
+@click.option(
+    "--years",
+    type=click.IntRange(min=1, max=10),
+    default=3,
+    show_default=True,
+    help="In force from today for this many years.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the draft (default: CONTRACT_ID.yaml here). Never overwrites.",
+)
+@_DIR
+def contracts_new(
+    contract_id: str,
+    partner_id: str,
+    dataset: str,
+    identifiers: str,
+    payload: tuple[str, ...],
+    date_formats: tuple[str, ...],
+    provider: str | None,
+    cadence: str,
+    years: int,
+    out: Path | None,
+    folder: Path | None,
+) -> None:
+    """(IG officer) Draft a new partner's agreement from the identifiers it holds.
+
+    The draft lists exactly the hub items the partner kit makes of those identifiers, each with
+    its reason, and the payload columns. What only people can decide (purpose, lawful basis,
+    confidentiality, retention ...) is marked TO COMPLETE: the agreement is invalid until every
+    marker is written over. The hub's side (recipient, its signing roles) is copied from an
+    agreement in the contracts folder. Check it with `placelink contracts check --dir`, then put
+    it in the hub's contracts folder for signatures.
+    """
+    import yaml
+
+    from pipelines.governance.contracts import TO_COMPLETE, _unwritten
+    from pipelines.partner_kit.contract_draft import PayloadColumn, draft_agreement
+    from pipelines.partner_kit.errors import PartnerKitError
+
+    target = out or Path(f"{contract_id}.yaml")
+    if target.exists():
+        fail(f"{target} already exists: give another --out, or move it away first")
+    where, _ = _folder(folder)
+    hub = None
+    if where.is_dir():
+        valid, _, _, _ = _load(folder)
+        hub = next(iter(sorted(valid.values(), key=lambda c: c.id)), None)
+        if contract_id in valid:
+            fail(
+                f"the contracts folder {where} already has an agreement {contract_id}: choose another id"
+            )
+    try:
+        document = draft_agreement(
+            contract_id,
+            partner_id,
+            dataset,
+            [i.strip() for i in identifiers.split(",") if i.strip()],
+            [PayloadColumn.parse(p) for p in payload],
+            Settings.from_env().today(),
+            provider=provider,
+            hub=hub,
+            date_formats=date_formats,
+            frequency=cadence,
+            years=years,
+        )
+    except PartnerKitError as exc:
+        fail(str(exc))
+    header = (
+        f"# Draft data-sharing agreement for {partner_id}'s {dataset}, written by `placelink contracts new`.\n"
+        f"# Write over every value marked {TO_COMPLETE}, check it with `placelink contracts check --dir"
+        " FOLDER`,\n# then put it in the hub's contracts folder; every required role signs it with"
+        " `placelink contracts approve`.\n"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        header + yaml.safe_dump(document, sort_keys=False, width=100), encoding="utf-8"
+    )
+    items = document["schema"][0]["properties"]
+    todo = list(_unwritten(document))
+    click.echo(
+        f"wrote {target}: agreement {contract_id} (draft) for {dataset} from {partner_id}, "
+        f"{len(items)} items: " + ", ".join(i["name"] for i in items)
+    )
+    if hub is not None:
+        click.echo(f"the hub's side (recipient, its signing roles) is copied from {hub.label}")
+    click.echo(f"{len(todo)} term(s) to write over (marked {TO_COMPLETE}):")
+    for where_ in todo:
+        click.echo(f"  {where_}")
+
+
 @contracts.command("register")
 @click.option(
     "--out",

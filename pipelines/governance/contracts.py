@@ -497,6 +497,30 @@ def _term_problems(path: Path, error: dict) -> list[str]:
     return lines
 
 
+# A value a drafted agreement leaves for the IG officer to write (``placelink contracts new``): an
+# agreement holding one is invalid, so it can be neither signed nor enforced.
+TO_COMPLETE = "TO COMPLETE"
+
+
+def _unwritten(node, where: str = ""):
+    """Where in a contract document a value still starts with :data:`TO_COMPLETE` (a list item is
+    named by its ``name`` or ``property``)."""
+    if isinstance(node, str):
+        if node.strip().startswith(TO_COMPLETE):
+            yield where or "(the document)"
+    elif isinstance(node, dict) and set(node) == {"property", "value"}:
+        yield from _unwritten(node["value"], where)  # a custom property: named by its property
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _unwritten(value, f"{where}/{key}" if where else str(key))
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            label = n
+            if isinstance(value, dict):
+                label = value.get("name") or value.get("property") or n
+            yield from _unwritten(value, f"{where}/{label}")
+
+
 def load_contract(path: Path) -> Contract:
     """Read and validate one contract file; raise :class:`ContractError` naming the file and field.
 
@@ -527,6 +551,13 @@ def _validated_contract(path: Path, text: str) -> Contract:
     if not isinstance(document, dict):
         raise ContractError(
             f"{path.name}: expected an ODCS contract (a YAML mapping), found {type(document).__name__}"
+        )
+    unwritten = list(_unwritten(document))
+    if unwritten:
+        raise ContractError(
+            f"{path.name}: {len(unwritten)} term(s) not written yet (marked {TO_COMPLETE}): "
+            f"{', '.join(unwritten)}. Fix: write each one in place of its marker (the draft from "
+            "`placelink contracts new` leaves them to the IG officer) and run `placelink contracts check`"
         )
 
     errors = sorted(

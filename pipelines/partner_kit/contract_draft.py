@@ -1,0 +1,263 @@
+"""A first draft of a new partner's data-sharing agreement, from what it will send.
+
+``placelink contracts new`` writes it (issue 17, *Bring your own partner*): the IG officer names
+the partner, the dataset, the identifiers the partner holds (``given_name``, ``date_of_birth``,
+``postcode`` ...) and the payload columns; the draft lists exactly the hub items the kit makes of
+those identifiers (:data:`pipelines.partner_kit.features.IDENTITY_FEATURES`, so it cannot ask for
+an item the kit cannot compute or leave one out), each with its reason, plus the payload.
+
+What only people can decide (the purpose, the lawful basis, the common-law duty of
+confidentiality, whether the data is special category, retention) is written as
+:data:`~pipelines.governance.contracts.TO_COMPLETE`: an agreement holding one is invalid, so
+the draft can be neither signed nor enforced until the IG officer has written every one. The
+hub's side (recipient, its signing roles) is copied from an agreement the hub already holds when
+one is given, since it is the same hub for every flow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipelines.core.column_types import LOGICAL_TYPES, YEAR_OF_BIRTH
+from pipelines.governance.contracts import TO_COMPLETE, Contract, DateFormat
+from pipelines.partner_kit.errors import PartnerKitError
+from pipelines.partner_kit.features import IDENTITY_FEATURES
+
+# Identity items that are not keyed tokens: how the contract classifies them.
+_CLASSIFIED = {"sex": "quasi_identifier", YEAR_OF_BIRTH: "quasi_identifier"}
+_AREAS = ("lsoa_code", "ward_code")
+# Raw identifiers a partner can hold, from the kit's registry (family_id groups a family).
+IDENTIFIERS = tuple(dict.fromkeys(f.source for f in IDENTITY_FEATURES.values()))
+
+
+@dataclass(frozen=True)
+class PayloadColumn:
+    """A non-identifying column the partner sends as it is (a referral date, a service type)."""
+
+    name: str
+    logical_type: str = "string"
+    required: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> PayloadColumn:
+        """``name``, ``name:type`` or ``name:type:required``; raises PartnerKitError saying what
+        is wrong."""
+        parts = [p.strip() for p in text.split(":")]
+        name, logical_type = parts[0], parts[1] if len(parts) > 1 and parts[1] else "string"
+        required = len(parts) > 2 and parts[2] == "required"
+        if (
+            not name.isidentifier()
+            or name != name.lower()
+            or len(parts) > 3
+            or (len(parts) == 3 and not required)
+        ):
+            raise PartnerKitError(
+                f"payload column {text!r}: write it as name, name:type or name:type:required, "
+                "with a lower-case name of letters, digits and underscores (referral_date:date:required)"
+            )
+        if logical_type not in LOGICAL_TYPES:
+            raise PartnerKitError(
+                f"payload column {name}: type {logical_type!r} is not one of "
+                f"{', '.join(LOGICAL_TYPES)}"
+            )
+        if name in IDENTITY_FEATURES or name in IDENTIFIERS or name == "record_token":
+            raise PartnerKitError(
+                f"payload column {name}: that is an identifier or a hub item, not payload; list "
+                "identifiers with --identifiers"
+            )
+        return cls(name, logical_type, required)
+
+
+def _item(name: str, classification: str, reason: str, **extra) -> dict:
+    return {
+        "name": name,
+        "logicalType": "integer" if name == YEAR_OF_BIRTH else "string",
+        "classification": classification,
+        "required": False,
+        **extra,
+        "customProperties": [{"property": "reason", "value": reason}],
+    }
+
+
+def identity_items(identifiers: Iterable[str]) -> list[dict]:
+    """The contract items the kit makes of the raw ``identifiers``, in the registry's order, each
+    with its reason. Raises PartnerKitError for an identifier the kit does not know."""
+    wanted = list(dict.fromkeys(identifiers))
+    unknown = [i for i in wanted if i not in IDENTIFIERS]
+    if unknown:
+        raise PartnerKitError(
+            f"identifier(s) {', '.join(repr(u) for u in unknown)} are not ones the partner kit "
+            f"tokenises (it takes: {', '.join(IDENTIFIERS)}); other columns are payload (--payload)"
+        )
+    items = []
+    for feature in IDENTITY_FEATURES.values():
+        if feature.source not in wanted:
+            continue
+        if feature.name in _AREAS:
+            items.append(
+                _item(
+                    feature.name,
+                    "area",
+                    f"Outcomes by area: the {feature.description}, derived by the partner.",
+                )
+            )
+            continue
+        classification = _CLASSIFIED.get(feature.name, "token")
+        what = "Keyed " if classification == "token" else ""
+        items.append(
+            _item(
+                feature.name,
+                classification,
+                f"{what}{feature.description}: evidence for linkage"
+                + (" and an outcome breakdown." if classification != "token" else "."),
+            )
+        )
+    return items
+
+
+def draft_agreement(
+    contract_id: str,
+    partner_id: str,
+    dataset: str,
+    identifiers: Sequence[str],
+    payload: Sequence[PayloadColumn],
+    today: dt.date,
+    *,
+    provider: str | None = None,
+    hub: Contract | None = None,
+    date_formats: Sequence[str] = (),
+    frequency: str = "monthly",
+    years: int = 3,
+) -> dict:
+    """The draft agreement as an ODCS document (see the module's docstring). In force from
+    ``today`` for ``years``, reviewed after one; delivered every ``frequency`` by day 15."""
+    if not identifiers:
+        raise PartnerKitError(
+            "a new agreement needs at least one identifier (--identifiers), or the hub "
+            "cannot link its records to anyone"
+        )
+    for declared in date_formats:
+        try:
+            DateFormat.parse(declared)
+        except ValueError as exc:
+            raise PartnerKitError(f"date format {declared!r}: {exc}") from None
+    if not (contract_id and contract_id.replace("-", "").isalnum() and contract_id.islower()):
+        raise PartnerKitError(
+            f"agreement id {contract_id!r}: use lower-case letters, digits and hyphens "
+            "(clinic-referrals); it names the file"
+        )
+    if not dataset.isidentifier() or dataset != dataset.lower():
+        raise PartnerKitError(
+            f"dataset {dataset!r}: use lower-case letters, digits and underscores (clinic_referrals); "
+            "it names the hub's landing table"
+        )
+    items = [
+        _item(
+            "record_token",
+            "token",
+            "Stable pseudonym of the source record, so a corrected record replaces the earlier "
+            "one and errors can be traced back by the partner (who alone holds the lookup).",
+            unique=True,
+        )
+        | {"required": True},
+        *identity_items(identifiers),
+    ]
+    for column in payload:
+        items.append(
+            {
+                "name": column.name,
+                "logicalType": column.logical_type,
+                "classification": "payload",
+                "required": column.required,
+                "customProperties": [
+                    {
+                        "property": "reason",
+                        "value": f"{TO_COMPLETE}: why the hub needs {column.name}",
+                    }
+                ],
+            }
+        )
+    schema: dict = {
+        "name": dataset,
+        "physicalName": dataset,
+        "physicalType": "table",
+        "description": f"{TO_COMPLETE}: what one row of {dataset} is",
+        "properties": items,
+    }
+    if date_formats:
+        schema["customProperties"] = [
+            {
+                "property": "dateFormats",
+                "value": date_formats[0] if len(date_formats) == 1 else list(date_formats),
+            }
+        ]
+    hub_terms = hub.terms if hub is not None else None
+    recipient = (
+        hub_terms.recipient.model_dump()
+        if hub_terms is not None
+        else {"name": f"{TO_COMPLETE}: the hub's organisation", "role": "controller"}
+    )
+    signatures = [{"role": "information_governance_lead", "party": "provider"}]
+    signatures += (
+        [r.model_dump() for r in hub_terms.required_signatures if r.party == "recipient"]
+        if hub_terms is not None
+        else [{"role": "siro", "party": "recipient"}, {"role": "dpo", "party": "recipient"}]
+    )
+
+    def later(years: int) -> str:
+        try:
+            return today.replace(year=today.year + years).isoformat()
+        except ValueError:  # 29 February
+            return today.replace(year=today.year + years, day=28).isoformat()
+
+    provider_name = provider or f"{TO_COMPLETE}: the legal name of {partner_id}"
+    purpose = f"{TO_COMPLETE}: what the partnership will learn from {dataset}, and why it needs it"
+    terms = {
+        "partner_id": partner_id,
+        "provider": {"name": provider_name, "role": "controller"},
+        "recipient": recipient,
+        "controllership": f"{TO_COMPLETE}: joint or separate",
+        "purpose": purpose,
+        "prohibited_uses": [
+            "No re-identification attempts",
+            "Aggregates only leave the hub",
+        ],
+        "lawful_basis_article6": f"{TO_COMPLETE}: the UK GDPR Article 6 basis, e.g. 6(1)(e) ...",
+        "special_category_data": f"{TO_COMPLETE}: true (health or care data: add "
+        "article9_condition) or false",
+        "legal_gateway": f"{TO_COMPLETE}: the power under which the partner shares",
+        "common_law_duty_of_confidentiality": f"{TO_COMPLETE}: how the duty of confidence is met",
+        "national_data_opt_out_applies": f"{TO_COMPLETE}: true or false",
+        "dpia_reference": f"{TO_COMPLETE}: the DPIA's reference",
+        "retention": {
+            "period_months": f"{TO_COMPLETE}: months the hub keeps each extract",
+            "deletion_method": "Hub deletes the vaulted envelope and all derived rows, and "
+            "records the deletion in the audit log",
+        },
+        "valid_from": today.isoformat(),
+        "review_by": later(1),
+        "expires": later(years),
+        "delivery": {"frequency": frequency, "due_day": 15, "kind": "full"},
+        "signing_key_fingerprint": None,
+        "approval_status": "draft",
+        "required_signatures": signatures,
+        "approvals": [],
+    }
+    return {
+        "apiVersion": "v3.0.2",
+        "kind": "DataContract",
+        "id": contract_id,
+        "name": f"{provider or partner_id}: {dataset} to the place hub",
+        "version": "1.0.0",
+        "status": "active",
+        "description": {
+            "purpose": purpose,
+            "limitations": "No re-identification attempts. Aggregates only leave the hub.",
+            "usage": "Linked by the hub on keyed tokens; outcomes published only after "
+            "disclosure control.",
+        },
+        "schema": [schema],
+        "customProperties": [{"property": "dataSharingAgreement", "value": terms}],
+    }

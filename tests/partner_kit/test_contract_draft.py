@@ -1,0 +1,130 @@
+"""`placelink contracts new`: a new partner's agreement drafted from the identifiers it holds,
+invalid until the IG officer writes every term only people can decide (issue 17)."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.governance.contracts import TO_COMPLETE, ContractError, load_contract
+from pipelines.partner_kit.prepare import prepare_extract
+from tests.partner_kit.conftest import write_csv
+
+WRITTEN = {
+    "controllership": "separate",
+    "lawful_basis_article6": "6(1)(e) public task: the clinic's commissioned service evaluation",
+    "special_category_data": False,
+    "national_data_opt_out_applies": False,
+    "period_months": 60,
+}
+
+
+def _write_over(node):
+    """What an IG officer does: every marked value written over (here with plain answers)."""
+    if isinstance(node, dict):
+        return {
+            k: WRITTEN[k]
+            if isinstance(v, str) and v.startswith(TO_COMPLETE) and k in WRITTEN
+            else _write_over(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_write_over(v) for v in node]
+    if isinstance(node, str) and node.startswith(TO_COMPLETE):
+        return "Written by the IG officer."
+    return node
+
+
+def _new(tmp_path, *args):
+    return CliRunner().invoke(
+        main,
+        ["contracts", "new", *args],
+        env={"PLACELINK_HOME": str(tmp_path / "home"), "PLACELINK_CONTRACTS": None},
+    )
+
+
+def test_a_drafted_agreement_lists_what_the_kit_makes_and_is_invalid_until_written(
+    tmp_path, key, now
+):
+    out = tmp_path / "drafts" / "clinic-referrals.yaml"
+    result = _new(
+        tmp_path,
+        "clinic-referrals",
+        "--partner",
+        "clinic",
+        "--dataset",
+        "clinic_referrals",
+        "--identifiers",
+        "given_name,family_name,date_of_birth",
+        "--payload",
+        "referral_date:date:required",
+        "--date-format",
+        "dd/mm/yyyy",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "terms/" not in result.output and "customProperties/dataSharingAgreement/purpose" in (
+        result.output
+    )
+    with pytest.raises(
+        ContractError, match=r"not written yet \(marked TO COMPLETE\).*lawful_basis"
+    ):
+        load_contract(out)
+    names = [i["name"] for i in yaml.safe_load(out.read_text())["schema"][0]["properties"]]
+    # names and date of birth only: no NHS number, sex or postcode item is asked for
+    assert not {"nhs_number_token", "sex", "postcode_token", "lsoa_code"} & set(names)
+    assert {"given_name_bloom", "family_name_first_part_token", "dob_year_token"} <= set(names)
+
+    document = _write_over(yaml.safe_load(out.read_text()))
+    out.write_text(yaml.safe_dump(document, sort_keys=False))
+    contract = load_contract(out)
+    assert contract.terms.approval_status == "draft" and contract.id == "clinic-referrals"
+    recipient_roles = {r.role for r in contract.terms.required_signatures if r.party == "recipient"}
+    assert recipient_roles == {"siro", "dpo"}  # copied from the hub's own agreements
+
+    # the partner kit prepares an export in the partner's date format under it
+    export = write_csv(
+        tmp_path / "export.csv",
+        ["record_id", "given_name", "family_name", "date_of_birth", "referral_date"],
+        [["R1", "Ann", "Lee", "02/01/1990", "06/05/2024"]],
+    )
+    prepared = prepare_extract(
+        contract, "clinic_referrals", export, tmp_path / "out", key, None, period="2026-10", now=now
+    )
+    columns = pq.read_table(prepared.extract_path).column_names
+    assert "given_name_token" in columns and "referral_date" in columns
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--identifiers", "forename"], r"'forename' are not ones the partner kit tokenises"),
+        (
+            ["--identifiers", "given_name", "--payload", "nhs_number"],
+            r"an identifier or a hub item",
+        ),
+        (["--identifiers", "given_name", "--payload", "when:datetime"], r"type 'datetime'"),
+        (["--identifiers", "given_name", "--date-format", "dd/mm/yy"], r"two-digit years"),
+    ],
+)
+def test_a_draft_the_command_refuses_writes_nothing_and_says_what_to_do(tmp_path, args, message):
+    result = _new(
+        tmp_path,
+        "clinic-referrals",
+        "--partner",
+        "clinic",
+        "--dataset",
+        "clinic_referrals",
+        *args,
+        "--out",
+        str(tmp_path / "d.yaml"),
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "d.yaml").exists()
