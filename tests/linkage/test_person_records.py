@@ -341,9 +341,10 @@ class _StopsAt:
     """A connection that fails at its ``n``-th statement, as a run killed there would stop."""
 
     def __init__(self, con, n: int):
-        self.con, self.left = con, n
+        self.con, self.left, self.statements = con, n, []
 
     def execute(self, sql, params=None):
+        self.statements.append(sql)
         self.left -= 1
         if self.left == 0:
             raise KeyboardInterrupt("killed")
@@ -364,13 +365,13 @@ def test_a_build_stopped_anywhere_leaves_the_last_build_and_the_next_one_repairs
     place.deliver("csc_referrals", "c-02", LATE, [place.record(t) for t in resent])
     _snapshot(hub, "before")
     counting = _StopsAt(hub, 0)
-    build_person_records(counting, sources)  # how many statements a build takes
-    statements = -counting.left
+    build_person_records(counting, sources)  # which statements a build runs
+    commit = counting.statements.index("COMMIT") + 1
     for table in BUILT_TABLES:
         hub.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table}_before")
 
-    # Stopped at every third statement, and at the last (the commit).
-    for n in [*range(1, statements, 3), statements]:
+    # Stopped at every third statement, and at the commit.
+    for n in [*range(1, commit, 3), commit]:
         with pytest.raises(KeyboardInterrupt):
             build_person_records(_StopsAt(hub, n), sources)
         for table in BUILT_TABLES:
