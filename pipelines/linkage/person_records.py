@@ -61,6 +61,9 @@ FEATURES_VERSION = "2"
 # identity id: a collision only regroups one identity record more than needed).
 BUILT_PARTITIONS = "hub.person_record_partitions"
 BUILT_IDENTITIES = "hub.person_record_partition_identities"
+# What a full build writes beside the tables in use, under this suffix, before swapping them in.
+FULL_BUILD = ("hub.record_identity", "hub.person_records", BUILT_IDENTITIES)
+NEXT = "__next"
 
 
 def _identity_id(partner_id: str = "partner_id", dataset: str = "dataset") -> str:
@@ -117,8 +120,9 @@ def build_person_records(
     new and vanished partitions are replaced, and every identity record they held before or hold
     now is regrouped from all its records. The result equals a full build (tests/linkage/
     test_person_records.py). A full build is made when ``full`` is set, when there is no record
-    of the last build, or when :data:`FEATURES_VERSION` changed. One transaction: a build stopped
-    at any point leaves the previous tables, and the next build starts from them."""
+    of the last build, or when :data:`FEATURES_VERSION` changed. The tables change in one
+    transaction (a full build's are written beside them first and swapped in): a build stopped at
+    any point leaves the previous tables, and the next build starts from them."""
     if not sources:
         raise NothingToLink("no extracts have been accepted yet: nothing to link")
 
@@ -127,10 +131,9 @@ def build_person_records(
         return con.execute(sql, params or []).fetchall()
 
     # Neither table has an order (Splink's input is read ORDER BY unique_id); without one DuckDB
-    # writes and groups in parallel with less memory (a full build at 1M ran out of 3GB with it).
+    # writes and groups in parallel with less memory.
     order_kept = run("SELECT current_setting('preserve_insertion_order')")[0][0]
     run("SET preserve_insertion_order = false")
-    run("BEGIN TRANSACTION")
     try:
         run(
             "CREATE OR REPLACE TEMP TABLE landed_partitions AS "
@@ -142,54 +145,66 @@ def build_person_records(
                 for contract, name in sources
             )
         )
-        if full or not _built_before(con):
-            _build_all(con, sources)
-        else:
-            _build_changed(con, sources)
-        run(f"""
-            CREATE OR REPLACE TABLE {BUILT_PARTITIONS} AS
-            SELECT *, '{FEATURES_VERSION}' AS features_version FROM landed_partitions""")
-        run("DROP TABLE landed_partitions")
-        records, identities = run(
-            "SELECT (SELECT count(*) FROM hub.record_identity), "
-            "(SELECT count(*) FROM hub.person_records)"
-        )[0]
-        run("COMMIT")
-    except BaseException:
-        run("ROLLBACK")
-        raise
+        full = full or not _built_before(con)
+        if full:
+            # Built beside the tables in use, each committed as it is written, then swapped in
+            # below: a whole build held in one transaction ran out of the 3GB memory limit at
+            # 1M people (docs/benchmarks.md, fifth round). Stopped before the swap, these are
+            # only leftovers that the next full build replaces.
+            _build_all(con, sources, suffix=NEXT)
+        run("BEGIN TRANSACTION")
+        try:
+            if full:
+                for table in FULL_BUILD:
+                    run(f"DROP TABLE IF EXISTS {table}")
+                    run(f"ALTER TABLE {table}{NEXT} RENAME TO {table.split('.')[1]}")
+            else:
+                _build_changed(con, sources)
+                for table in FULL_BUILD:  # a stopped full build's leftovers
+                    run(f"DROP TABLE IF EXISTS {table}{NEXT}")
+            run(f"""
+                CREATE OR REPLACE TABLE {BUILT_PARTITIONS} AS
+                SELECT *, '{FEATURES_VERSION}' AS features_version FROM landed_partitions""")
+            records, identities = run(
+                "SELECT (SELECT count(*) FROM hub.record_identity), "
+                "(SELECT count(*) FROM hub.person_records)"
+            )[0]
+            run("COMMIT")
+        except BaseException:
+            run("ROLLBACK")
+            raise
     finally:
+        run("DROP TABLE IF EXISTS landed_partitions")
         run(f"SET preserve_insertion_order = {bool(order_kept)}")
     return {"records": records, "identity_records": identities}
 
 
 def _built_before(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the tables hold a complete build by this code, to start from."""
-    if not all(
-        table_exists(con, "hub", t.split(".")[1])
-        for t in ("hub.record_identity", "hub.person_records", BUILT_PARTITIONS, BUILT_IDENTITIES)
-    ):
+    if not all(table_exists(con, "hub", t.split(".")[1]) for t in (*FULL_BUILD, BUILT_PARTITIONS)):
         return False
     versions = con.execute(f"SELECT DISTINCT features_version FROM {BUILT_PARTITIONS}").fetchall()
     return versions == [(FEATURES_VERSION,)]
 
 
-def _build_all(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> None:
+def _build_all(
+    con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]], suffix: str
+) -> None:
     records = " UNION ALL ".join(_dataset_records(c, name) for c, name in sources)
     # Narrow: the wide features are written once, per identity record, not once per landed record
     # (writing 24 columns of random hex for every record was most of this stage: docs/benchmarks.md).
     con.execute(f"""
-        CREATE OR REPLACE TABLE hub.record_identity AS
+        CREATE OR REPLACE TABLE hub.record_identity{suffix} AS
         SELECT dataset, partner_id, record_token, postcode_token, {_identity_id()} AS identity_id,
                extract_id
         FROM ({records})
     """)
     con.execute(f"""
-        CREATE OR REPLACE TABLE {BUILT_IDENTITIES} AS
+        CREATE OR REPLACE TABLE {BUILT_IDENTITIES}{suffix} AS
         SELECT DISTINCT dataset, extract_id, hash(identity_id) AS identity_hash
-        FROM hub.record_identity
+        FROM hub.record_identity{suffix}
     """)
-    con.execute(f"CREATE OR REPLACE TABLE hub.person_records AS {_grouped(records)}")
+    con.execute(f"CREATE OR REPLACE TABLE hub.person_records{suffix} AS {_grouped(records)}")
 
 
 def _grouped(records: str) -> str:

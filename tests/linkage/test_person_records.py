@@ -354,7 +354,8 @@ class _StopsAt:
         return getattr(self.con, name)
 
 
-def test_a_build_stopped_anywhere_leaves_the_last_build_and_the_next_one_repairs(hub):
+@pytest.mark.parametrize("full", [False, True])
+def test_a_build_stopped_anywhere_leaves_the_last_build_and_the_next_one_repairs(hub, full):
     place = _Place(hub, 9)
     sources = _sources("csc_referrals", "ae_attendances")
     place.deliver("ae_attendances", "ae-01", EARLY, [place.record() for _ in range(20)])
@@ -365,7 +366,7 @@ def test_a_build_stopped_anywhere_leaves_the_last_build_and_the_next_one_repairs
     place.deliver("csc_referrals", "c-02", LATE, [place.record(t) for t in resent])
     _snapshot(hub, "before")
     counting = _StopsAt(hub, 0)
-    build_person_records(counting, sources)  # which statements a build runs
+    build_person_records(counting, sources, full=full)  # which statements a build runs
     commit = counting.statements.index("COMMIT") + 1
     for table in BUILT_TABLES:
         hub.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table}_before")
@@ -373,9 +374,12 @@ def test_a_build_stopped_anywhere_leaves_the_last_build_and_the_next_one_repairs
     # Stopped at every third statement, and at the commit.
     for n in [*range(1, commit, 3), commit]:
         with pytest.raises(KeyboardInterrupt):
-            build_person_records(_StopsAt(hub, n), sources)
+            build_person_records(_StopsAt(hub, n), sources, full=full)
         for table in BUILT_TABLES:
             assert _differing_rows(hub, table, f"{table}_before") == 0, (n, table)
 
     build_person_records(hub, sources)
+    assert hub.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE ends_with(table_name, '__next')"
+    ).fetchall() == [(0,)]
     _assert_equals_full_build(hub, sources)
