@@ -184,7 +184,15 @@ def _built_before(con: duckdb.DuckDBPyConnection) -> bool:
     if not all(table_exists(con, "hub", t.split(".")[1]) for t in (*FULL_BUILD, BUILT_PARTITIONS)):
         return False
     versions = con.execute(f"SELECT DISTINCT features_version FROM {BUILT_PARTITIONS}").fetchall()
-    return versions == [(FEATURES_VERSION,)]
+    if versions != [(FEATURES_VERSION,)]:
+        return False
+    # Rows removed from hub.person_records by anything but a build (a withdrawal's erased
+    # identity records, a repair) are not in the manifest: rebuilt in full, as before.
+    built, held = con.execute(
+        f"SELECT (SELECT count(DISTINCT identity_hash) FROM {BUILT_IDENTITIES}), "
+        "(SELECT count(*) FROM hub.person_records)"
+    ).fetchall()[0]
+    return built == held
 
 
 def _build_all(
