@@ -46,8 +46,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) postgres
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test-slow: $(STAMP) postgres
-	$(BIN)/python -m pytest -m slow
+# The slow-marked tests (a 1k-people Spark run, the UI, the deployment, the profile bench, crash
+# recovery at every step): about 5 minutes here; CI runs them after `make test` (.ci/run).
+test-slow: $(STAMP) $(CHROMIUM) postgres
+	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadfile
 
 # `dg dev` (dagster-dg-cli) supersedes `dagster dev` in Dagster 1.13: it reads the project from
 # pyproject.toml ([tool.dg]). VIRTUAL_ENV tells it which environment the project runs in. The

@@ -64,6 +64,9 @@ def person_records_asset(landing: tuple[dg.AssetSpec, ...]) -> dg.AssetsDefiniti
 
 class LinkageConfig(dg.Config):
     retrain: bool = False
+    # Score every pair, not only those touching identity records that changed since the last run
+    # (pipelines/linkage/incremental.py); retraining always does.
+    full_relink: bool = False
 
 
 @dg.multi_asset(
@@ -93,7 +96,11 @@ def linked_persons(
     with placelink.warehouse() as con:
         try:
             result = link_person_records(
-                con, settings, retrain=config.retrain, accepted=pending_changes(con, audit)
+                con,
+                settings,
+                retrain=config.retrain,
+                accepted=pending_changes(con, audit),
+                full_relink=config.full_relink,
             )
         except NothingToLink as exc:
             raise dg.Failure(description=str(exc)) from None
@@ -129,6 +136,10 @@ def linked_persons(
             "threshold": result.threshold,
             "threshold_method": result.threshold_method,
             "linkage_backend": result.backend,
+            "scoring": f"full relink: {result.full_relink_reason}"
+            if result.full_relink_reason
+            else "incremental",
+            "changed_identity_records": result.changed_identity_records,
             "keys_saved": result.keys_saved,
         },
     )

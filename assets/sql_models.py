@@ -1,4 +1,5 @@
-"""Stage 3: the dbt_like_sql models, one Dagster asset per SQL file, lineage read from the SQL.
+"""Stage 3: the dbt_like_sql models, one Dagster asset per SQL file, lineage read from the SQL,
+all run in one step (:func:`models_asset`).
 
 The graph is built from the contracts present: a model whose source dataset no contract
 provides is left out (with the reason in the Dagster log, the published file's ``_about`` and
@@ -53,8 +54,10 @@ def record_attributes_asset(landing: tuple[dg.AssetSpec, ...]) -> dg.AssetsDefin
     return record_attributes
 
 
-def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
-    @dg.asset(
+def _model_spec(model: SqlModel) -> dg.AssetSpec:
+    """The asset of one model: its key, lineage (read from the SQL), group and description, as
+    the UI and the asset graph show them."""
+    return dg.AssetSpec(
         key=[model.schema, model.name],
         deps=[dg.AssetKey(dep.split(".")) for dep in sorted(model.depends_on)],
         group_name=f"models_{model.schema}",
@@ -78,21 +81,49 @@ def _model_asset(model: SqlModel) -> dg.AssetsDefinition:
             ),
         },
     )
-    def _run(placelink: PlacelinkResource) -> dg.MaterializeResult:
-        with placelink.warehouse() as con:
-            rows = run_model(con, model)
-        return dg.MaterializeResult(metadata={} if rows is None else {"rows": rows})
 
-    return _run
+
+def models_asset(models: dict[str, SqlModel], order: list[str]) -> dg.AssetsDefinition:
+    """Every model in one Dagster step, one asset per model (issue 24).
+
+    Each step has a fixed cost outside the models' own SQL (its events in the instance's event
+    log, and one open and close of the warehouse, whose close checkpoints what the step wrote):
+    with a step per model that cost was paid 17 times a run. The assets are unchanged (one per
+    model, with its own key, lineage, group, code version and row count), and any subset of them
+    can still be materialised (``can_subset``): the step runs the selected models in ``order``
+    (:func:`check_graph`'s), each on the tables the others left."""
+
+    @dg.multi_asset(
+        name="sql_models",
+        specs=[_model_spec(models[table]) for table in order],
+        can_subset=True,
+    )
+    def sql_models(context: dg.AssetExecutionContext, placelink: PlacelinkResource):
+        selected = context.selected_asset_keys
+        with placelink.warehouse() as con:
+            for table in order:
+                model = models[table]
+                key = dg.AssetKey([model.schema, model.name])
+                if key not in selected:
+                    continue
+                rows = run_model(con, model)
+                yield dg.MaterializeResult(
+                    asset_key=key, metadata={} if rows is None else {"rows": rows}
+                )
+
+    return sql_models
 
 
 def sql_model_assets(
     settings: Settings, plan: ModelPlan, landing: tuple[dg.AssetSpec, ...]
 ) -> list[dg.AssetsDefinition]:
-    """One asset per model in ``plan`` (the hub's :func:`model_plan` for ``settings``), after
-    ``record_attributes`` (read from the ``landing`` assets); a model left out is logged with its
-    reason."""
-    check_graph(plan.models, model_sources(settings.contracts_dir))
+    """One asset per model in ``plan`` (the hub's :func:`model_plan` for ``settings``), all in one
+    step (:func:`models_asset`), after ``record_attributes`` (read from the ``landing`` assets); a
+    model left out is logged with its reason."""
+    order = check_graph(plan.models, model_sources(settings.contracts_dir))
     for message in plan.messages():
         log.warning(message)
-    return [record_attributes_asset(landing), *(_model_asset(m) for m in plan.models.values())]
+    assets = [record_attributes_asset(landing)]
+    if plan.models:
+        assets.append(models_asset(plan.models, order))
+    return assets

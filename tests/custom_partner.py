@@ -40,6 +40,7 @@ IDENTITY_ITEMS = {
         ("lsoa_code", "area"),
         ("ward_code", "area"),
     ],
+    "address_line": [("address_line_bloom", "token")],
 }
 NAMES_AND_DATE_OF_BIRTH = ("given_name", "family_name", "date_of_birth")
 

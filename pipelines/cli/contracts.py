@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -357,12 +358,7 @@ def contracts_approve(
     from pipelines.governance.contracts import ContractError
 
     settings = Settings.from_env()
-    path = Path(contract)
-    if not path.is_file():
-        where, source = _folder(folder)
-        path = where / f"{contract}.yaml"
-        if not path.is_file():
-            fail(f"no contract file {contract}, and no {path.name} in {where} ({source})")
+    path = _contract_file(contract, folder)
     try:
         key = ApproverKey.load(
             key_path, read_passphrase(passphrase_file, "PLACELINK_APPROVER_KEY_PASSPHRASE")
@@ -390,6 +386,96 @@ def contracts_approve(
             "Every required role has signed: approval_status is now approved; the hub accepts extracts "
             f"from {signed.contract.terms.valid_from} to {signed.contract.terms.expires}."
         )
+
+
+def _contract_file(contract: str, folder: Path | None) -> Path:
+    """CONTRACT as a file: the path given, else ``<id>.yaml`` in the contracts folder."""
+    path = Path(contract)
+    if path.is_file():
+        return path
+    where, source = _folder(folder)
+    path = where / f"{contract}.yaml"
+    if not path.is_file():
+        fail(f"no contract file {contract}, and no {path.name} in {where} ({source})")
+    return path
+
+
+@contracts.command("renew")
+@click.argument("contract")
+@click.option(
+    "--years",
+    type=click.IntRange(min=1, max=10),
+    default=3,
+    show_default=True,
+    help="Move review_by and expires on by this many years (ignored with --expires).",
+)
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The renewal's end date (YYYY-MM-DD) instead of --years.",
+)
+@click.option(
+    "--review-by",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The renewal's review date (YYYY-MM-DD). Default: moved on as far as the end date.",
+)
+@click.option("--version", help="The new version label. Default: the next minor (1.0.0 → 1.1.0).")
+@_DIR
+def contracts_renew(
+    contract: str,
+    years: int,
+    expires: dt.datetime | None,
+    review_by: dt.datetime | None,
+    version: str | None,
+    folder: Path | None,
+) -> None:
+    """(IG officer) Renew CONTRACT (a file, or an id in the contracts folder) before it expires.
+
+    Writes a new version with later review and end dates as an unsigned draft (the dates are
+    signed content, so every required role signs again with `placelink contracts approve`); every
+    other line is kept. The version it replaces is kept, with its signatures, in the folder's
+    superseded/ subfolder, and the renewal is audited (contract_renewed). Until the last signature,
+    the hub holds new deliveries under it.
+    """
+    from pipelines.governance.audit import hub_audit_log
+    from pipelines.governance.contracts import ContractError, load_contract
+    from pipelines.governance.renewal import (
+        SUPERSEDED,
+        audit_renewal,
+        renew_agreement,
+        renewed_terms,
+    )
+
+    settings = Settings.from_env()
+    path = _contract_file(contract, folder)
+    try:
+        old = load_contract(path)
+        default_review, default_expires = renewed_terms(old, years)
+        if expires is not None:
+            end = expires.date()
+            moved = end - old.terms.expires
+            review = review_by.date() if review_by else old.terms.review_by + moved
+        else:
+            end = default_expires
+            review = review_by.date() if review_by else default_review
+        new = renew_agreement(path, end, review, version)
+    except ContractError as exc:
+        fail(str(exc))
+    audit_renewal(hub_audit_log(settings), old, new, settings.now())
+    click.echo(
+        f"renewed {old.label} (expires {old.terms.expires}) as version {new.version}: "
+        f"review by {new.terms.review_by}, expires {new.terms.expires}; {path}"
+    )
+    click.echo(f"the version it replaces is kept in {path.parent / SUPERSEDED}")
+    roles = ", ".join(f"{r.role} ({r.party})" for r in new.terms.required_signatures)
+    click.echo(
+        f"It is a draft until every required role signs it again: {roles}. Each runs "
+        f"`placelink contracts approve --key THEIR.key {new.id}`."
+    )
+    click.echo(
+        f"Until the last signature the hub holds new deliveries under {new.id} (from now, not "
+        f"only after {old.terms.expires}): collect the signatures before its next delivery."
+    )
 
 
 @contracts.command("register")

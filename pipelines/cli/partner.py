@@ -89,6 +89,55 @@ def keygen(partner_id: str, out: Path, passphrase_file: Path | None) -> None:
     )
 
 
+def value_counts_summary(
+    invalid: dict[str, int],
+    blank: dict[str, int],
+    rows: int,
+    date_formats: tuple = (),
+    absent: tuple[str, ...] = (),
+) -> list[str]:
+    """The lines of `partner prepare`'s summary about values sent empty: invalid ones with what
+    the kit expects of each field, blank ones (empty or only spaces), and a warning for a field
+    with no usable value at all (a wrong column mapped, or a format the kit does not read).
+    Counts only, never values."""
+    from pipelines.partner_kit.normalise import EARLIEST_DATE_OF_BIRTH
+
+    formats = " or ".join(["yyyy-mm-dd", *(f.declared for f in date_formats)])
+    expected = {
+        "nhs_number": "not 10 digits with a valid check digit",
+        "given_name": "no letters",
+        "family_name": "no letters",
+        "date_of_birth": f"not a date written {formats} from {EARLIEST_DATE_OF_BIRTH} to today",
+        "postcode": "not a UK postcode (AB1 2CD)",
+        "sex": "not M, F, U or an NHS sex code",
+        "uprn": "not 1-12 digits",
+    }
+    lines = []
+    bad = {k: v for k, v in invalid.items() if v}
+    if bad:
+        lines.append(
+            "invalid values (sent as empty tokens): "
+            + "; ".join(
+                f"{k} {v:,}" + (f" ({expected[k]})" if k in expected else "")
+                for k, v in sorted(bad.items())
+            )
+        )
+    empty = {k: v for k, v in blank.items() if v and k not in absent}
+    if empty:
+        lines.append(
+            "blank values (sent empty): "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(empty.items()))
+        )
+    unusable = sorted(k for k, v in bad.items() if rows and v + blank.get(k, 0) >= rows)
+    if unusable:
+        lines.append(
+            f"warning: no usable value in {', '.join(unusable)}: every value is invalid or blank, "
+            "so the hub gets nothing to link on there; check which column your mapping names and "
+            "the format above"
+        )
+    return lines
+
+
 @partner.command()
 @existing_path_option(
     "--contract",
@@ -228,13 +277,15 @@ def prepare(
             else ""
         )
     )
-    invalid = {k: v for k, v in prepared.header.invalid_counts.items() if v}
-    if invalid:
-        click.echo(
-            "invalid values (sent as empty tokens): "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(invalid.items()))
-        )
     report = prepared.report
+    for line in value_counts_summary(
+        prepared.header.invalid_counts,
+        report["missing_values"],
+        prepared.rows_out,
+        contract.dataset(dataset).date_formats,
+        tuple(report["absent_identity_columns"]),
+    ):
+        click.echo(line)
     if report["absent_identity_columns"]:
         click.echo(
             "not in your extract (sent empty): " + ", ".join(report["absent_identity_columns"])

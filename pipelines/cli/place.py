@@ -73,6 +73,12 @@ def _waiting(holder) -> None:
     "--retrain", is_flag=True, help="Retrain the linkage model instead of reusing the saved one."
 )
 @click.option(
+    "--full-relink",
+    is_flag=True,
+    help="Score every pair of identity records, not only those touching records new or changed "
+    "since the last run (a retrain always does).",
+)
+@click.option(
     "--wait",
     "wait",
     type=click.FloatRange(min=0),
@@ -91,7 +97,7 @@ def _waiting(holder) -> None:
     help="Backfill a reporting month (repeatable): re-materialise its landing partitions from the "
     "deliveries the hub holds for it, then link, model and publish again.",
 )
-def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
+def run(retrain: bool, full_relink: bool, wait: float | None, months: tuple[str, ...]) -> None:
     """Materialise every asset headless (inbox -> published file).
 
     A run with an empty inbox and nothing else new since the last publication skips linkage and
@@ -147,6 +153,7 @@ def run(retrain: bool, wait: float | None, months: tuple[str, ...]) -> None:
                 result = run_pipeline(
                     settings,
                     retrain=retrain,
+                    full_relink=full_relink,
                     months=months,
                     on_alert=lambda sent: click.echo(sent.describe(), err=bool(sent.failed)),
                 )

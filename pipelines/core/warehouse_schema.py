@@ -213,6 +213,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             PUBLICATIONS,
         ),
     ),
+    Migration(
+        2,
+        "hub.linkage_runs.scoring: 'incremental', or 'full relink: ' and why a run scored every pair",
+        _columns("hub.linkage_runs", ("scoring VARCHAR",)),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

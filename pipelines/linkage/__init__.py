@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import duckdb
@@ -10,7 +11,15 @@ from pipelines.core.settings import Settings
 from pipelines.core.stages import stage
 from pipelines.governance.audit import AuditLog
 from pipelines.linkage.accepted_changes import AcceptedChange
-from pipelines.linkage.model import TrainedModel, predict_clusters, train
+from pipelines.linkage.incremental import (
+    Basis,
+    find_changes,
+    full_relink_reason,
+    hash_person_records,
+    keep_pairs,
+    predict_changed,
+)
+from pipelines.linkage.model import KEEP_PAIRS_FROM, TrainedModel, predict_clusters, train
 from pipelines.linkage.person_keys import (
     STAGED_KEYS,
     KeyChanges,
@@ -18,6 +27,7 @@ from pipelines.linkage.person_keys import (
     stage_person_keys,
 )
 from pipelines.linkage.person_records import NothingToLink
+from pipelines.linkage.placeholders import find_placeholders
 from pipelines.linkage.qa import (
     CheckOutcome,
     LinkageQA,
@@ -29,6 +39,8 @@ from pipelines.linkage.qa import (
     write_qa_report,
 )
 from pipelines.linkage.spark import spark_session
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,9 @@ class LinkageResult:
     qa: LinkageQA
     check: CheckOutcome
     keys_saved: bool  # False: the check failed, so the saved keys are the last passing run's
+    # None: only the pairs touching changed identity records were scored; else why all were.
+    full_relink_reason: str | None = None
+    changed_identity_records: int | None = None  # incremental runs: new or changed since the last
 
 
 def threshold_in_use(settings: Settings) -> float:
@@ -63,6 +78,7 @@ def link_person_records(
     settings: Settings,
     retrain: bool = False,
     accepted: list[AcceptedChange] | None = None,
+    full_relink: bool = False,
 ) -> LinkageResult:
     """Link ``hub.person_records`` and, if the linkage check passes, write ``hub.person_keys`` and
     ``hub.record_person``.
@@ -73,6 +89,11 @@ def link_person_records(
     into a staging table; the check (:func:`check_linkage`, with the ``accepted`` changes) runs on
     them, and only a run that passes makes them the saved keys, in one transaction. A run that
     fails leaves every saved key, the register of issued keys and the key history as they were.
+
+    Unless ``full_relink`` is set (or the model, threshold or placeholder values changed, and
+    the other reasons of :func:`pipelines.linkage.incremental.full_relink_reason`), only the
+    pairs touching an identity record new or changed since the last run are scored; the kept
+    pairs between the others are reused (:mod:`pipelines.linkage.incremental`).
     """
     records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
     if records.num_rows < 2:
@@ -92,10 +113,47 @@ def link_person_records(
         )
     # PLACELINK_LINKAGE_THRESHOLD if set; else the model's calibrated threshold, calibrated on
     # this run's scores when the model is new (pipelines/linkage/threshold.py).
-    if settings.linkage_backend == "spark":
+    threshold = (
+        settings.linkage_threshold if settings.linkage_threshold is not None else model.threshold
+    )
+    placeholders = find_placeholders(records) if model.masks_placeholders else []
+    basis = None if threshold is None else Basis.of(model, threshold, placeholders)
+    hash_person_records(con)
+    reason = full_relink_reason(
+        con,
+        basis,
+        retrained=retrained,
+        requested=full_relink,
+        backend=settings.linkage_backend,
+    )
+    changed = None
+    if reason is None:
+        moved = find_changes(con)
+        changed = moved.changed
+        log.info(
+            "linkage: incremental, %d identity records new or changed, %d gone, %d kept pairs reused",
+            moved.changed,
+            moved.vanished,
+            moved.kept_pairs,
+        )
+        prediction = predict_changed(
+            con,
+            records,
+            model,
+            threshold,
+            placeholders,
+            settings.duckdb_temp,
+            memory_limit=settings.duckdb_memory_limit,
+        )
+    elif settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
             prediction = predict_clusters(
-                records, model, settings.linkage_threshold, spark=spark, keep_pairs=True
+                records,
+                model,
+                settings.linkage_threshold,
+                spark=spark,
+                keep_pairs=True,
+                placeholders=placeholders,
             )
     else:
         prediction = predict_clusters(
@@ -105,18 +163,23 @@ def link_person_records(
             settings.duckdb_temp,
             memory_limit=settings.duckdb_memory_limit,
             keep_pairs=True,
+            placeholders=placeholders,
         )
     if retrained:
         if settings.linkage_threshold is None:
             model = model.with_threshold(prediction.threshold, prediction.threshold_method)
         model.save(settings.models)
     # The scored pairs (match probability 0.5 and up) stay in the warehouse, so the effects can be
-    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/outcomes/effects/sensitivity.py).
-    con.register("scored_pairs", prediction.pairs)
-    try:
-        con.execute("CREATE OR REPLACE TABLE hub.linkage_pairs AS SELECT * FROM scored_pairs")
-    finally:
-        con.unregister("scored_pairs")
+    # re-estimated at a looser or stricter threshold by re-clustering them (pipelines/outcomes/effects/sensitivity.py),
+    # and the next run reuses those between unchanged records; with them, in one transaction,
+    # the row hashes of the records they are of and what they were scored with.
+    keep_pairs(
+        con,
+        prediction.pairs,
+        None
+        if prediction.threshold < KEEP_PAIRS_FROM
+        else Basis.of(model, prediction.threshold, prediction.placeholders),
+    )
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
     changes = stage_person_keys(
@@ -149,7 +212,15 @@ def link_person_records(
         """,
             ),
         )
-    record_linkage_run(con, qa, changes, check.passed, now=settings.now(), outcome=check)
+    record_linkage_run(
+        con,
+        qa,
+        changes,
+        check.passed,
+        now=settings.now(),
+        outcome=check,
+        scoring=f"full relink: {reason}" if reason else "incremental",
+    )
     trained_at = model.trained_at.isoformat(timespec="seconds")
     write_qa_report(
         settings.reports,
@@ -164,6 +235,9 @@ def link_person_records(
             "rules": model.training_rules,
             "warnings": model.warnings,
             "threshold_method": f"{prediction.threshold} ({prediction.threshold_method})",
+            "scoring": "full relink: " + reason
+            if reason
+            else f"incremental: {changed:,} identity records new or changed since the last run",
         },
     )
     return LinkageResult(
@@ -180,6 +254,8 @@ def link_person_records(
         qa,
         check,
         check.passed,
+        reason,
+        changed,
     )
 
 
@@ -204,4 +280,5 @@ def audit_linkage_run(audit: AuditLog, result: LinkageResult, contracts: list[st
         link_rate=round(result.qa.link_rate, 4),
         previous_link_rate=result.check.metadata.get("previous_link_rate"),
         accepted_changes=list(result.check.accepted),
+        full_relink_reason=result.full_relink_reason,
     )

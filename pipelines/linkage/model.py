@@ -137,6 +137,11 @@ EM_SAMPLE_FROM_RECORDS = 200_000
 # A training rule is used only if it pairs at least this many records: EM needs a few hundred
 # to a few thousand pairs to separate matches from non-matches (Splink's own advice).
 EM_MIN_PAIRS = 500
+# A comparison no rule can train with EM_MIN_PAIRS is trained, with a warning, on the first rule
+# that pairs at least this many: a few dozen pairs give a rough m, where none would leave the
+# comparison weighing nothing (a small place, or one partner whose exact duplicates are already one
+# identity record, so that the full-name rule pairs only a few hundred; found on FEBRL3).
+EM_FEW_PAIRS = 50
 # Random pairs for u. Splink stops early once every level has been seen 100 times; a level
 # rarer than that (names transposed, about one pair in a million) is given u = 1 / U_PAIRS.
 U_PAIRS = 2_000_000
@@ -425,25 +430,39 @@ def training_rules(
     settings: dict[str, Any],
     have: frozenset[str],
     min_pairs: int = EM_MIN_PAIRS,
-) -> tuple[list[tuple[str, ...]], list[str]]:
-    """The EM training rules for these records, and the comparisons no rule can train.
+    few_pairs: int = EM_FEW_PAIRS,
+) -> tuple[list[tuple[str, ...]], list[str], list[str]]:
+    """The EM training rules for these records, the comparisons no rule can train, and a warning
+    for each rule taken on fewer than ``min_pairs`` pairs.
 
     Rules are taken in :data:`EM_TRAINING_RULES` order when every column is present, they pair
     at least ``min_pairs`` records and they train a comparison no chosen rule trains yet (a rule
-    trains the comparisons that read none of its columns), until every comparison is trained."""
+    trains the comparisons that read none of its columns), until every comparison is trained.
+    Comparisons still untrained then are given the first rule in the same order that pairs at
+    least ``few_pairs`` (a rough estimate, said in the warning, rather than none)."""
     reads = _comparison_columns(settings, have)
     untrained = set(reads)
-    chosen = []
-    for rule in EM_TRAINING_RULES:
-        if not untrained:
-            break
-        if not set(rule) <= have:
-            continue
-        trains = {name for name in untrained if not reads[name] & set(rule)}
-        if trains and _pairs_sharing(con, rule) >= min_pairs:
-            chosen.append(rule)
-            untrained -= trains
-    return chosen, sorted(untrained)
+    chosen: list[tuple[str, ...]] = []
+    thin: list[str] = []
+    for floor in (min_pairs, few_pairs):
+        for rule in EM_TRAINING_RULES:
+            if not untrained:
+                break
+            if rule in chosen or not set(rule) <= have:
+                continue
+            trains = {name for name in untrained if not reads[name] & set(rule)}
+            if not trains:
+                continue
+            pairs = _pairs_sharing(con, rule)
+            if pairs >= floor:
+                chosen.append(rule)
+                untrained -= trains
+                if floor < min_pairs:
+                    thin.append(
+                        f"EM on {' + '.join(rule)} had only {pairs:,} pairs (fewer than "
+                        f"{min_pairs:,}): m for {', '.join(sorted(trains))} is a rough estimate"
+                    )
+    return chosen, sorted(untrained), thin
 
 
 def _prior_rules(have: frozenset[str]) -> list[tuple[str, ...]]:
@@ -551,7 +570,8 @@ def train(
     try:
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
         cap = {"max_pairs": EM_MAX_PAIRS} if count >= EM_SAMPLE_FROM_RECORDS else {}
-        rules, untrained = training_rules(con, defined.create_settings_dict("duckdb"), have)
+        rules, untrained, thin = training_rules(con, defined.create_settings_dict("duckdb"), have)
+        warnings += thin
         for rule in rules:
             # A failed session leaves the linker's settings without the comparisons it set
             # aside: keep a copy to put back.
@@ -684,6 +704,7 @@ def predict_clusters(
     keep_pairs: bool = False,
     memory_limit: str = "",
     token_ids: bool = True,
+    placeholders: list | None = None,
 ) -> Prediction:
     """Score blocked pairs and cluster at ``threshold`` (connected components of the
     pairs at or above it).
@@ -695,8 +716,10 @@ def predict_clusters(
     On DuckDB unless a Spark session is given; both score the same saved model and give the
     same clusters. ``keep_pairs`` returns the scored pairs too (the largest table of a run);
     ``token_ids=False`` compares the token columns as text (:func:`_duckdb_records`).
+    ``placeholders``: this run's placeholder values if the caller found them already.
     """
-    placeholders = find_placeholders(records) if model.masks_placeholders else []
+    if placeholders is None:
+        placeholders = find_placeholders(records) if model.masks_placeholders else []
     if model.masks_placeholders:
         records = mask_placeholders(records, placeholders)
     if threshold is None and model.threshold is not None:

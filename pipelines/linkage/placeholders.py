@@ -24,6 +24,7 @@ treating a common name as missing would cost one group its recall.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,18 @@ class Placeholders:
             f"Placeholders(field={self.field!r}, values={self.values}, records={self.records}, "
             f"share={self.share:.3f}, by_partner={self.by_partner!r})"
         )
+
+
+def placeholders_digest(found: list[Placeholders]) -> str:
+    """SHA-256 of the placeholder values of every field (in field and value order): whether two
+    runs treated the same values as missing, without keeping or showing the values."""
+    digest = hashlib.sha256()
+    for p in sorted(found, key=lambda p: p.field):
+        digest.update(p.field.encode() + b"\0")
+        for value in sorted(str(v) for v in p._value_set.to_pylist()):
+            digest.update(value.encode() + b"\0")
+        digest.update(b"\1")
+    return digest.hexdigest()
 
 
 def _typical_count(n: np.ndarray) -> float:

@@ -196,7 +196,11 @@ def record_linkage_run(
     check_passed: bool | None = None,
     now: dt.datetime | None = None,
     outcome: CheckOutcome | None = None,
+    scoring: str | None = None,
 ) -> None:
+    """Append this run to ``hub.linkage_runs``. ``scoring``: ``incremental`` (only the pairs
+    touching changed identity records were scored, pipelines/linkage/incremental.py) or
+    ``full relink: <why>``."""
     now = (now or Clock.from_env().now()).replace(tzinfo=None)
     problems = json.dumps(outcome.problems) if outcome is not None else None
     accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
@@ -204,8 +208,8 @@ def record_linkage_run(
     con.execute(
         """INSERT INTO hub.linkage_runs (run_at, identity_records, persons, link_rate, max_cluster_size,
                        keys_new, keys_merged, keys_split, identity_records_with_changed_key, check_passed,
-                       previous_link_rate, problems, accepted_changes)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       previous_link_rate, problems, accepted_changes, scoring)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             now,
             qa.identity_records,
@@ -220,6 +224,7 @@ def record_linkage_run(
             previous,
             problems,
             accepted,
+            scoring,
         ],
     )
 
@@ -528,6 +533,11 @@ def _training_section(training: dict[str, Any] | None) -> str:
         f"{html.escape('; '.join(training.get('rules', [])) or 'none')}. "
         f"Threshold: {html.escape(str(training.get('threshold_method', '')))}.</p>"
         + (f"<ul>{warnings}</ul>" if warnings else "")
+        + (
+            f"<p>Scoring: {html.escape(str(training['scoring']))}.</p>"
+            if training.get("scoring")
+            else ""
+        )
     )
 
 

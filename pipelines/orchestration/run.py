@@ -145,12 +145,16 @@ def run_pipeline(
     on_wait: Callable[[Holder | None], None] | None = None,
     command: str = "placelink run",
     months: Sequence[str] = (),
+    full_relink: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialise every asset once, holding the hub's run lock throughout; the result says what failed.
 
     Another run holding the lock: wait up to ``wait`` seconds for it (None: as long as it takes,
     0: not at all; ``on_wait`` hears who holds it), then raise
     :class:`pipelines.core.run_lock.RunLockBusy`; nothing else is raised.
+
+    ``full_relink``: score every pair of identity records, not only those touching records that
+    changed since the last run (pipelines/linkage/incremental.py).
 
     ``months`` (``YYYY-MM``): reporting months to re-materialise (a backfill): each partner-month
     the hub holds for them is reported again on its landing partition, and linkage, the models and
@@ -166,7 +170,13 @@ def run_pipeline(
     with run_lock(settings.home, command, run_id=run_id, wait=wait, on_wait=on_wait):
         _fault_pause(settings)
         return _run(
-            settings, retrain, log_level, on_alert, run_id, [parse_month(m) for m in months]
+            settings,
+            retrain,
+            log_level,
+            on_alert,
+            run_id,
+            [parse_month(m) for m in months],
+            full_relink,
         )
 
 
@@ -187,6 +197,7 @@ def _run(
     on_alert: Callable[[Sent], None] | None,
     run_id: str,
     months: list[str],
+    full_relink: bool = False,
 ) -> dg.ExecuteInProcessResult:
     if inbox_files(settings):
         # Ingest will validate deliveries in a worker process; start it now, so its import of
@@ -199,7 +210,7 @@ def _run(
         # (which may name another home, or none) is read or changed.
         job = placelink_definitions(settings).resolve_job_def("placelink_refresh")
     run_config = {
-        "ops": {"linked_persons": {"config": {"retrain": retrain}}},
+        "ops": {"linked_persons": {"config": {"retrain": retrain, "full_relink": full_relink}}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     from pipelines.core.alerts import send_all

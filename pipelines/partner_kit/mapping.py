@@ -16,6 +16,8 @@ of the partner's export holds what (``placelink partner prepare --mapping FILE``
       # full_name:                # instead of given_name and family_name: one column, split
       #   column: Client Name
       #   order: given_first      # "Jane Mary Smith" (or "Smith, Jane"); family_first: "SMITH Jane"
+      # address_line:             # the first line of the address over several columns
+      #   join: [House No, Street]  # joined in this order with a space, blank parts left out
     ignore: [Notes, Keyworker]    # columns of your export that are neither read nor sent
 
 A column of the export that the mapping does not name must be a kit column already, or be
@@ -31,7 +33,7 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.governance.contracts import Contract, Dataset
 from pipelines.partner_kit.errors import PartnerKitError
@@ -83,9 +85,20 @@ class FullName(_Strict):
     order: Literal["given_first", "family_first"]
 
 
+class JoinedColumns(_Strict):
+    """A text kit column written over several columns of the export (house number, street)."""
+
+    join: list[str] = Field(min_length=2)
+
+
+# Kit columns a mapping may join from several columns: free text, where a space between the
+# parts is what a single column would hold.
+JOINABLE = ("address_line",)
+
+
 class _MappingFile(_Strict):
     sheet: str | None = None
-    columns: dict[str, str | DateParts | FullName] = {}
+    columns: dict[str, str | DateParts | FullName | JoinedColumns] = {}
     ignore: list[str] = []
 
 
@@ -104,7 +117,7 @@ class ColumnMapping:
 
     path: Path
     sheet: str | None
-    columns: dict[str, str | DateParts | FullName]
+    columns: dict[str, str | DateParts | FullName | JoinedColumns]
     ignore: tuple[str, ...]
 
     @classmethod
@@ -137,14 +150,17 @@ class ColumnMapping:
             for error in exc.errors():
                 # pydantic tries each shape of a column's value: name the key, not every attempt.
                 key = ".".join(
-                    str(p) for p in error["loc"] if p not in ("str", "DateParts", "FullName")
+                    str(p)
+                    for p in error["loc"]
+                    if p not in ("str", "DateParts", "FullName", "JoinedColumns")
                 )
                 problems.append(f"'{key}': {error['msg'].removeprefix('Value error, ')}")
             problems = list(dict.fromkeys(problems))
             raise PartnerKitError(
                 f"{where}: {'; '.join(problems)}. A column is mapped as 'kit_column: Your Column', a "
                 "date over three columns as {day: .., month: .., year: ..}, one name column as "
-                "full_name: {column: .., order: given_first or family_first}"
+                "full_name: {column: .., order: given_first or family_first}, an address line over "
+                "several columns as address_line: {join: [.., ..]}"
             ) from None
         columns = {
             k.strip(): v.strip() if isinstance(v, str) else v for k, v in parsed.columns.items()
@@ -160,13 +176,14 @@ class ColumnMapping:
         """Each export column the mapping reads, with the kit columns it feeds."""
         used: dict[str, list[str]] = {}
         for target, source in self.columns.items():
-            names = (
-                [source]
-                if isinstance(source, str)
-                else [source.column]
-                if isinstance(source, FullName)
-                else [source.day, source.month, source.year]
-            )
+            if isinstance(source, str):
+                names = [source]
+            elif isinstance(source, FullName):
+                names = [source.column]
+            elif isinstance(source, JoinedColumns):
+                names = list(source.join)
+            else:
+                names = [source.day, source.month, source.year]
             for name in names:
                 used.setdefault(name, []).append(target)
         return used
@@ -214,6 +231,11 @@ class ColumnMapping:
                 raise PartnerKitError(
                     f"{where}: only full_name is split into given and family names, not '{target}'"
                 )
+            if isinstance(source, JoinedColumns) and target not in JOINABLE:
+                raise PartnerKitError(
+                    f"{where}: '{target}' cannot be joined from several columns (only "
+                    f"{', '.join(JOINABLE)} can): map it to one column"
+                )
         sources = self.sources()
         twice = sorted(name for name, fed in sources.items() if len(fed) > 1)
         if twice:
@@ -256,6 +278,8 @@ class ColumnMapping:
                 built[target] = frame[source].alias(target)
             elif isinstance(source, DateParts):
                 built[target], unusable[target] = _join_date(frame, source, target)
+            elif isinstance(source, JoinedColumns):
+                built[target] = _join_text(frame, source.join, target)
             else:
                 given, family, unsplit = _split_name(frame[source.column], source.order)
                 built["given_name"], built["family_name"] = given, family
@@ -291,6 +315,14 @@ def _join_date(frame: pl.DataFrame, parts: DateParts, target: str) -> tuple[pl.S
         (any_part & ~usable.fill_null(False)).alias("unusable"),
     )
     return result[target], int(result["unusable"].sum())
+
+
+def _join_text(frame: pl.DataFrame, columns: list[str], target: str) -> pl.Series:
+    """The columns' text joined with one space, in order; a blank part is left out, and a row
+    whose parts are all blank is null (missing, as an empty single column would be)."""
+    parts = [pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in columns]
+    joined = pl.concat_str(parts, separator=" ", ignore_nulls=True).replace("", None)
+    return frame.select(joined.alias(target)).to_series()
 
 
 def _split_name(names: pl.Series, order: str) -> tuple[pl.Series, pl.Series, int]:

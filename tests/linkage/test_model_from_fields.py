@@ -101,3 +101,35 @@ def test_training_on_a_handful_of_records_completes_and_says_what_it_could_not_e
                 assert isinstance(level["m_probability"], float) and isinstance(
                     level["u_probability"], float
                 )
+
+
+def test_a_comparison_no_rule_can_train_on_500_pairs_is_trained_on_fewer_with_a_warning():
+    """One partner's exact duplicates are already one identity record, so pairs sharing a full
+    name are few (FEBRL3): the date of birth must still be trained, not left weighing nothing."""
+    import duckdb
+
+    from pipelines.linkage.model import EM_FEW_PAIRS, splink_settings, training_rules
+
+    names = ("given_name_token", "family_name_token")
+    parts = ("given_name_first_part_token", "family_name_first_part_token")
+    have = frozenset((*names, *parts, "date_of_birth_token"))
+    con = duckdb.connect()
+    # 120 pairs share a full name; no two records share a date of birth
+    con.execute(f"""
+        CREATE TABLE person_records AS
+        SELECT i AS unique_id, 'g' || (i // 2) AS {names[0]}, 'f' || (i // 2) AS {names[1]},
+               'g' || (i // 2) AS {parts[0]}, 'f' || (i // 2) AS {parts[1]},
+               'd' || i AS date_of_birth_token
+        FROM range(240) t(i)""")
+    settings = splink_settings(have=have).create_settings_dict("duckdb")
+
+    rules, untrained, thin = training_rules(con, settings, have)
+
+    # the names themselves have no rule (no two records share a date of birth): said, not hidden
+    assert rules == [(*names, *parts)] and untrained == ["family_name", "given_name"]
+    assert len(thin) == 1 and "had only 120 pairs (fewer than 500)" in thin[0]
+    assert "date_of_birth" in thin[0] and "rough estimate" in thin[0]
+    # below the floor nothing is taken: the comparison is reported untrained instead
+    rules, untrained, thin = training_rules(con, settings, have, few_pairs=121)
+    assert rules == [] and "date_of_birth" in untrained and thin == []
+    assert EM_FEW_PAIRS <= 120

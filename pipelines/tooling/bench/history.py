@@ -135,7 +135,7 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
         sign_contract,
     )
     from pipelines.governance.contracts import load_contracts
-    from pipelines.governance.renewal import renew_agreement, renewed_terms
+    from pipelines.governance.renewal import audit_renewal, renew_agreement, renewed_terms
     from pipelines.tooling.demo import approver_side
 
     contracts, problems = load_contracts(settings.contracts_dir)
@@ -150,6 +150,7 @@ def renew_expiring(settings, on: dt.datetime, echo: Callable[[str], None] = prin
     for old in due:
         review_by, expires = renewed_terms(old)
         contract = renew_agreement(old.path, expires, review_by)
+        audit_renewal(audit, old, contract, on)
         for requirement in contract.terms.required_signatures:
             organisation = party_organisation(contract, requirement.party)
             key = next(

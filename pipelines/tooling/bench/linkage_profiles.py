@@ -41,6 +41,7 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from statsmodels.stats.proportion import proportion_confint
 
+from pipelines.governance.contracts import DateFormat
 from pipelines.linkage.comparisons import NAME_PARTS
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores, pairwise_scores_touching
 from pipelines.linkage.model import predict_clusters, train
@@ -75,13 +76,24 @@ def _features_of(raw: pl.DataFrame) -> list[str]:
 
 
 def partner_records(
-    raw: pl.DataFrame, partner: str, key: LinkageKey, clear: bool = False
+    raw: pl.DataFrame,
+    partner: str,
+    key: LinkageKey,
+    clear: bool = False,
+    today: dt.date = TODAY,
+    date_formats: tuple[DateFormat, ...] = (),
 ) -> pl.DataFrame:
     """One partner file's person records (one per record, ``unique_id`` = ``record_id``): the
     partner kit's features as the hub receives them or, with ``clear``, the clear values the
-    tokens are made from (and ``<name>_clear`` for each Bloom-encoded field)."""
+    tokens are made from (and ``<name>_clear`` for each Bloom-encoded field). ``today`` bounds
+    dates of birth and ``date_formats`` are the contract's, as in ``partner prepare``."""
     inputs = (ClearInputs if clear else IdentityInputs)(
-        raw, partner_id=partner, dataset=partner, key=key, today=TODAY
+        raw,
+        partner_id=partner,
+        dataset=partner,
+        key=key,
+        today=today,
+        date_formats=date_formats,
     )
     columns: dict[str, pl.Series] = {
         "unique_id": raw["record_id"],
@@ -227,6 +239,19 @@ def reference_comparisons(have: frozenset[str], swap: bool = True) -> list:
     return out
 
 
+def clear_text_clusters(records: pa.Table, swap: bool = True) -> tuple[pa.Table, float]:
+    """Clear-text Splink on ``records`` (:func:`partner_records` with ``clear``): the strong
+    reference model (:func:`reference_comparisons`), trained and calibrated as the hub's model
+    is. Returns the clusters (``unique_id``, ``cluster_id``) and the threshold it calibrated."""
+    model = train(
+        records,
+        comparisons_for=functools.partial(reference_comparisons, swap=swap),
+        token_ids=False,
+    )
+    prediction = predict_clusters(records, model, None, token_ids=False)
+    return prediction.clusters, prediction.threshold
+
+
 @dataclass
 class MethodResult:
     scores: PairwiseScores
@@ -306,17 +331,14 @@ def run_profile(
         clear = method != "tokens"
         records = person_records(files, clear=clear)
         started = time.perf_counter()
-        model = train(
-            records,
-            comparisons_for=(
-                functools.partial(reference_comparisons, swap=method != NO_SWAP) if clear else None
-            ),
-            token_ids=not clear,
-        )
-        prediction = predict_clusters(records, model, None, token_ids=not clear)
+        if clear:
+            clusters, threshold = clear_text_clusters(records, swap=method != NO_SWAP)
+        else:
+            prediction = predict_clusters(records, train(records), None)
+            clusters, threshold = prediction.clusters, prediction.threshold
         seconds = time.perf_counter() - started
-        scores, by_origin = _score(prediction.clusters, files.truth, origins)
-        result.methods[method] = MethodResult(scores, by_origin, prediction.threshold, seconds)
+        scores, by_origin = _score(clusters, files.truth, origins)
+        result.methods[method] = MethodResult(scores, by_origin, threshold, seconds)
     return result
 
 
