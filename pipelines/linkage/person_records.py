@@ -77,14 +77,16 @@ def _identity_id(partner_id: str = "partner_id", dataset: str = "dataset") -> st
 
 
 def _dataset_records(contract: Contract, name: str) -> str:
-    """Every landed record of ``name`` with its extract, received time and linkage features."""
+    """Every landed record of ``name`` with its extract, received time, row number in its landing
+    table (``landed_row``: valid within one statement) and linkage features."""
     have = set(contract.datasets[name].columns)
     columns = ", ".join(
         f'"{f}"' if f in have else f"CAST(NULL AS {t}) AS {f}" for f, t in LINKAGE_FEATURES.items()
     )
     return (
         f"SELECT '{name}' AS dataset, '{contract.partner_id}' AS partner_id, record_token, "
-        f"_extract_id AS extract_id, _received_at, {columns} FROM landing.{name}"
+        f"_extract_id AS extract_id, _received_at, rowid AS landed_row, {columns} "
+        f"FROM landing.{name}"
     )
 
 
@@ -131,7 +133,8 @@ def build_person_records(
         return con.execute(sql, params or []).fetchall()
 
     # Neither table has an order (Splink's input is read ORDER BY unique_id); without one DuckDB
-    # writes and groups in parallel with less memory.
+    # writes in parallel: faster, and it did not change the memory the grouping needs (measured,
+    # docs/benchmarks.md, sixth round).
     order_kept = run("SELECT current_setting('preserve_insertion_order')")[0][0]
     run("SET preserve_insertion_order = false")
     try:
@@ -212,16 +215,38 @@ def _build_all(
         SELECT DISTINCT dataset, extract_id, hash(identity_id) AS identity_hash
         FROM hub.record_identity{suffix}
     """)
-    con.execute(f"CREATE OR REPLACE TABLE hub.person_records{suffix} AS {_grouped(records)}")
+    con.execute(f"CREATE OR REPLACE TABLE hub.person_records{suffix} AS {_grouped(sources)}")
 
 
-def _grouped(records: str) -> str:
-    features = ", ".join(LINKAGE_FEATURES)
+def _grouped(sources: list[tuple[Contract, str]], only: str = "") -> str:
+    """One row per identity record of ``sources``' landed records (only those matching the
+    condition ``only`` on a record ``r``, if given), with its latest record's features.
+
+    The latest record is chosen narrow: per identity record, the position of its latest record
+    (a dataset number and row number in one BIGINT), then its features are read by that position.
+    An ``arg_max`` over a struct of the 24 features held a copy of the whole struct for each of
+    1.1M identity records, and a new one each time a later record replaced it, in memory that
+    DuckDB cannot spill: the full build at 1M people ran out of the 3GB limit in most runs
+    (docs/benchmarks.md, sixth round). One statement, so that row numbers cannot move between
+    the choice and the read."""
+    # Dataset numbers follow name order, as the tie-break on dataset does.
+    numbered = sorted(sources, key=lambda source: source[1])
+
+    def positions(where: str = "") -> str:
+        return " UNION ALL ".join(
+            f"SELECT *, ({number}::BIGINT << 40) + landed_row AS position "
+            f"FROM ({_dataset_records(contract, name)}) r {where}"
+            for number, (contract, name) in enumerate(numbered)
+        )
+
+    features = ", ".join(f"f.{name}" for name in LINKAGE_FEATURES)
     return f"""
-        SELECT unique_id, partner_id, latest.*
-        FROM (SELECT {_identity_id()} AS unique_id, any_value(partner_id) AS partner_id,
-                     arg_max(struct_pack({features}), (_received_at, dataset, record_token)) AS latest
-              FROM ({records}) GROUP BY unique_id)"""
+        WITH latest AS MATERIALIZED (
+            SELECT {_identity_id()} AS unique_id,
+                   arg_max(position, (_received_at, dataset, record_token)) AS position
+            FROM ({positions(f"WHERE {only}" if only else "")}) GROUP BY unique_id)
+        SELECT l.unique_id, f.partner_id, {features}
+        FROM latest l JOIN ({positions()}) f ON f.position = l.position"""
 
 
 def _build_changed(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> None:
@@ -279,15 +304,11 @@ def _build_changed(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract,
         "WHERE hash(unique_id) IN (SELECT identity_hash FROM touched_identities)"
     )
     touched = {row[0] for row in run("SELECT DISTINCT dataset FROM touched_records")}
-    records = " UNION ALL ".join(
-        f"""SELECT * FROM ({_dataset_records(contract, name)}) r
-            WHERE EXISTS (SELECT 1 FROM touched_records t WHERE {_same_partition("t", "r")}
-                          AND t.record_token IS NOT DISTINCT FROM r.record_token)"""
-        for contract, name in sources
-        if name in touched
-    )
-    if records:
-        run(f"INSERT INTO hub.person_records {_grouped(records)}")
+    if touched:
+        only = f"""EXISTS (SELECT 1 FROM touched_records t WHERE {_same_partition("t", "r")}
+                           AND t.record_token IS NOT DISTINCT FROM r.record_token)"""
+        grouped = _grouped([(c, name) for c, name in sources if name in touched], only)
+        run(f"INSERT INTO hub.person_records {grouped}")
     for temp in (
         "stale_partitions",
         "fresh_partitions",
