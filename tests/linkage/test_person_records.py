@@ -105,6 +105,62 @@ def test_an_identity_record_has_its_latest_records_features_whatever_the_order(c
     ).fetchall() == [(3,)]
 
 
+def test_records_of_one_identity_in_two_datasets_received_together_take_the_later_datasets(con):
+    # Same partner, same identity tokens, same received time: the larger dataset name wins the
+    # tie. Each record is row 0 of its landing table, so the features must be read from the
+    # right table, not just the right row.
+    nhs = [
+        c
+        for c in CONTRACTS.values()
+        if {"ae_attendances", "emergency_admissions"} <= set(c.datasets)
+    ]
+    contract = nhs[0]
+    _land(con, "ae_attendances", [_record("r1", "1010", LATE)])
+    _land(con, "emergency_admissions", [_record("r2", "0110", LATE)])
+    sources = [(contract, "emergency_admissions"), (contract, "ae_attendances")]
+
+    assert build_person_records(con, sources) == {"records": 2, "identity_records": 1}
+    assert con.execute(
+        "SELECT partner_id, given_name_bloom::VARCHAR FROM hub.person_records"
+    ).fetchall() == [(contract.partner_id, "0110")]
+
+
+def test_a_full_build_fits_a_memory_limit_that_the_widest_features_do_not(con, tmp_path):
+    # Issue 24: choosing each identity record's latest record by an arg_max over all its features
+    # held a copy of them per identity record in memory DuckDB cannot spill, and the full build at
+    # 1M people ran out of the default 3GB limit (docs/benchmarks.md, sixth round). Here 20,000
+    # identity records of three records each, with wide features, under a limit that the old
+    # grouping ran out of (measured: it needed between 75MB and 100MB; this one about 40MB).
+    contract, name = _dataset_with("given_name_bloom", "family_name_bloom")
+    have = set(contract.datasets[name].columns)
+    values = ", ".join(
+        f"md5(i::VARCHAR) AS {f}"
+        if f in person_records.IDENTITY_KEY and f != "sex"
+        else f"bitstring(CASE WHEN k = 2 THEN '1' ELSE '0' END, 1000) AS {f}"
+        if t == "BIT"
+        else f"md5(k::VARCHAR || i::VARCHAR || '{f}') AS {f}"
+        for f, t in LINKAGE_FEATURES.items()
+        if f in have and f != "sex"
+    )
+    con.execute(f"""
+        INSERT INTO landing.{name} BY NAME
+        SELECT md5('r' || i || '-' || k) AS record_token, 'x' || k AS _extract_id,
+               TIMESTAMP '2026-10-01' + to_days(CAST(k AS INTEGER)) AS _received_at, {values}
+        FROM range(20000) a(i), range(3) b(k)""")
+    con.execute("SET temp_directory = ?", [str(tmp_path)])
+    con.execute("SET threads = 2")
+    con.execute("SET memory_limit = '64MB'")
+
+    assert build_person_records(con, [(contract, name)]) == {
+        "records": 60000,
+        "identity_records": 20000,
+    }
+    # Every identity record has its latest (third) record's features.
+    assert con.execute(
+        "SELECT count(*) FROM hub.person_records WHERE given_name_bloom = bitstring('1', 1000)"
+    ).fetchall() == [(20000,)]
+
+
 # --- built by partition (issue 24) -------------------------------------------------------------
 
 BUILT_TABLES = (
