@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.changes import NEW_INPUTS
+from assets.changes import NEW_INPUTS, forced_by
 from assets.governance import CONTRACT_STATUS, RETENTION
 from assets.resources import PlacelinkResource
 from pipelines.governance.flows import linked_contracts
@@ -38,12 +38,17 @@ def person_records_asset(landing: tuple[dg.AssetSpec, ...]) -> dg.AssetsDefiniti
         ],
         can_subset=False,
     )
-    def person_records(placelink: PlacelinkResource):
+    def person_records(context: dg.AssetExecutionContext, placelink: PlacelinkResource):
         contracts, _ = placelink.contracts()
         today = placelink.settings().today()
+        # Only the changed landing partitions are rebuilt, but all of them on a retrain or a
+        # backfill (which re-lands a month's extracts under their own extract ids).
+        full = forced_by(context.run) is not None
         with placelink.warehouse() as con:
             try:
-                counts = build_person_records(con, landed_datasets(con, contracts, today))
+                counts = build_person_records(
+                    con, landed_datasets(con, contracts, today), full=full
+                )
             except NothingToLink as exc:
                 raise dg.Failure(description=str(exc)) from None
         yield dg.MaterializeResult(
