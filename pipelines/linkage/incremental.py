@@ -60,8 +60,12 @@ from pipelines.linkage.placeholders import Placeholders, mask_placeholders, plac
 KEPT_PAIRS = "hub.linkage_pairs"
 SCORED_RECORDS = "hub.linkage_scored_records"  # unique_id, row_hash: the records the pairs are of
 BASIS = "hub.linkage_basis"  # one row: what the kept pairs were scored with
+CLUSTERS = (
+    "hub.linkage_clusters"  # unique_id, cluster_id: the kept pairs' clusters at the threshold
+)
 CHANGED = "linkage_changed"  # the records' column (and the temp table) of changed identity records
 _HASHES = "linkage_row_hashes"  # temp: this run's row hashes
+_VANISHED = "linkage_vanished"  # temp: the ids of records scored last time and gone now
 
 
 @dataclass(frozen=True)
@@ -158,9 +162,10 @@ def find_changes(con: duckdb.DuckDBPyConnection) -> Changes:
         CREATE OR REPLACE TEMP TABLE {CHANGED} AS
         SELECT h.unique_id FROM {_HASHES} h LEFT JOIN {SCORED_RECORDS} s USING (unique_id)
         WHERE s.row_hash IS DISTINCT FROM h.row_hash""")
-    vanished = con.execute(
-        f"SELECT count(*) FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id)"
-    ).fetchall()[0][0]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_VANISHED} AS
+        SELECT s.unique_id FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id)""")
+    vanished = con.execute(f"SELECT count(*) FROM {_VANISHED}").fetchall()[0][0]
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE linkage_kept_pairs AS
         SELECT p.* FROM {KEPT_PAIRS} p
@@ -202,44 +207,128 @@ def predict_changed(
     placeholders: list[Placeholders],
     temp_dir: Path | None = None,
     memory_limit: str = "",
-) -> Prediction:
+) -> tuple[Prediction, int | None]:
     """Score the pairs touching the records in ``linkage_changed`` (:func:`find_changes`), add
-    the kept pairs, and cluster every record at ``threshold``: the clusters a full prediction
-    gives (term frequencies aside)."""
-    if model.masks_placeholders:
-        records = mask_placeholders(records, placeholders)
+    the kept pairs, and cluster at ``threshold``: the clusters a full prediction gives (term
+    frequencies aside). Only the clusters the month touched are clustered again
+    (:func:`cluster_touched`); the second value is how many identity records they hold (None: every
+    record was clustered, see there why)."""
     changed = con.sql(f"SELECT unique_id FROM {CHANGED}").to_arrow_table().column(0)
-    flags = pc.is_in(records.column("unique_id"), value_set=changed)
-    records = records.append_column(CHANGED, flags)
-    scoring = dataclasses.replace(model, splink_settings=changed_only(model.splink_settings))
-    with _scoring_linker(records, scoring, temp_dir, None, memory_limit) as linker:
-        with stage("linkage: predict"):
-            if len(changed):
+    new = None
+    if len(changed):
+        # Splink's scratch database is loaded only when there is something to score: a month with
+        # nothing new clusters the kept pairs.
+        scored = mask_placeholders(records, placeholders) if model.masks_placeholders else records
+        flags = pc.is_in(scored.column("unique_id"), value_set=changed)
+        scored = scored.append_column(CHANGED, flags)
+        scoring = dataclasses.replace(model, splink_settings=changed_only(model.splink_settings))
+        with _scoring_linker(scored, scoring, temp_dir, None, memory_limit) as linker:
+            with stage("linkage: predict"):
                 predictions = linker.inference.predict(threshold_match_probability=KEEP_PAIRS_FROM)
                 new = predictions.query_sql(
                     "SELECT unique_id_l, unique_id_r, match_probability FROM {this} "
                     f"WHERE match_probability >= {KEEP_PAIRS_FROM}"
                 ).as_pyarrow_table()
-            else:
-                new = None
     kept = con.sql(
         "SELECT unique_id_l, unique_id_r, match_probability FROM linkage_kept_pairs"
     ).to_arrow_table()
-    pairs = kept if new is None else pa.concat_tables([kept, new.cast(kept.schema)])
+    if new is not None:
+        new = new.cast(kept.schema)
+    pairs = kept if new is None else pa.concat_tables([kept, new])
     with stage("linkage: cluster"):
-        clusters = cluster(records.select(["unique_id"]), pairs, threshold)
+        clusters, reclustered = cluster_touched(
+            con, records.select(["unique_id"]), pairs, new, threshold
+        )
     links = pc.sum(pc.greater_equal(pairs.column("match_probability"), threshold)).as_py()
-    return Prediction(
-        clusters,
-        pairs.num_rows,
-        int(links or 0),
-        match_weights_chart(model, records),
-        "duckdb",
-        pairs,
-        threshold,
-        model.threshold_method if model.threshold == threshold else "as configured",
-        placeholders,
+    return (
+        Prediction(
+            clusters,
+            pairs.num_rows,
+            int(links or 0),
+            match_weights_chart(model, records),
+            "duckdb",
+            pairs,
+            threshold,
+            model.threshold_method if model.threshold == threshold else "as configured",
+            placeholders,
+        ),
+        reclustered,
     )
+
+
+def cluster_touched(
+    con: duckdb.DuckDBPyConnection,
+    nodes: pa.Table,
+    pairs: pa.Table,
+    new: pa.Table | None,
+    threshold: float,
+) -> tuple[pa.Table, int | None]:
+    """The connected components of ``pairs`` at or above ``threshold`` over ``nodes`` (every
+    identity record), as :func:`cluster` gives them, clustering again only the components the
+    month touched; the second value is how many identity records those hold (None: all were
+    clustered, because the last run kept no clusters or one of its records is missing from them).
+
+    A cluster kept with the pairs (``hub.linkage_clusters``, written with them in one
+    transaction, at the same threshold: the basis) is *touched* when it holds a record that
+    changed or vanished, or a record of a new pair at or above ``threshold`` (``new``). Any other
+    kept cluster holds only unchanged records, so all its pairs are kept pairs and no new pair
+    reaches it: it is still a component, and keeps its cluster id (Splink's: the smallest
+    ``unique_id`` of the component, so the id a full clustering gives). A pair at or above the
+    threshold between a touched and an untouched cluster cannot exist (a kept one would have
+    joined them last run, a new one touches both), so the touched clusters' records and the new
+    records are clustered on their own pairs."""
+    ready = (
+        table_exists(con, "hub", CLUSTERS.split(".")[1])
+        and not con.execute(
+            f"SELECT count(*) FROM {_HASHES} h ANTI JOIN {CHANGED} c USING (unique_id) "
+            f"ANTI JOIN {CLUSTERS} k USING (unique_id)"
+        ).fetchall()[0][0]
+    )
+    if not ready:
+        return cluster(nodes, pairs, threshold), None
+    con.register(
+        "linkage_new_pairs",
+        new if new is not None else pairs.schema.empty_table(),
+    )
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE linkage_touched AS
+            SELECT cluster_id FROM {CLUSTERS} WHERE unique_id IN (
+                SELECT unique_id FROM {CHANGED}
+                UNION ALL SELECT unique_id FROM {_VANISHED}
+                UNION ALL SELECT unique_id_l FROM linkage_new_pairs WHERE match_probability >= {threshold!r}
+                UNION ALL SELECT unique_id_r FROM linkage_new_pairs WHERE match_probability >= {threshold!r})
+            GROUP BY cluster_id""")
+    finally:
+        con.unregister("linkage_new_pairs")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE linkage_untouched AS
+        SELECT k.unique_id, k.cluster_id FROM {CLUSTERS} k
+        SEMI JOIN {_HASHES} h USING (unique_id)
+        ANTI JOIN {CHANGED} c USING (unique_id)
+        ANTI JOIN linkage_touched t USING (cluster_id)""")
+    con.register("linkage_all_pairs", pairs)
+    try:
+        again = con.sql(
+            f"SELECT h.unique_id FROM {_HASHES} h ANTI JOIN linkage_untouched u USING (unique_id)"
+        ).to_arrow_table()
+        # Only the pairs that link (the clustering drops the rest), both of whose records are
+        # clustered again: the other side of a linking pair never is untouched (above).
+        touching = con.sql(
+            "SELECT p.* FROM linkage_all_pairs p "
+            "ANTI JOIN linkage_untouched u ON u.unique_id = p.unique_id_l "
+            "ANTI JOIN linkage_untouched v ON v.unique_id = p.unique_id_r "
+            f"WHERE p.match_probability >= {threshold!r}"
+        ).to_arrow_table()
+    finally:
+        con.unregister("linkage_all_pairs")
+    untouched = con.sql("SELECT unique_id, cluster_id FROM linkage_untouched").to_arrow_table()
+    con.execute("DROP TABLE linkage_untouched")
+    con.execute("DROP TABLE linkage_touched")
+    if not again.num_rows:
+        return untouched, 0
+    clustered = cluster(again, touching, threshold)
+    return pa.concat_tables([untouched, clustered.cast(untouched.schema)]), again.num_rows
 
 
 def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
@@ -259,10 +348,14 @@ def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
         con.close()
 
 
-def keep_pairs(con: duckdb.DuckDBPyConnection, pairs: pa.Table, basis: Basis | None) -> None:
-    """Save this run's pairs, the row hashes of the records they are of and their basis, in one
-    transaction (``basis`` None: nothing can be reused from this run, so no hashes are kept)."""
+def keep_pairs(
+    con: duckdb.DuckDBPyConnection, pairs: pa.Table, clusters: pa.Table, basis: Basis | None
+) -> None:
+    """Save this run's pairs, their ``clusters`` (unique_id, cluster_id) at the basis threshold,
+    the row hashes of the records they are of and their basis, in one transaction (``basis``
+    None: nothing can be reused from this run, so no hashes or clusters are kept)."""
     con.register("scored_pairs", pairs)
+    con.register("scored_clusters", clusters)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE OR REPLACE TABLE {KEPT_PAIRS} AS SELECT * FROM scored_pairs")
@@ -272,12 +365,19 @@ def keep_pairs(con: duckdb.DuckDBPyConnection, pairs: pa.Table, basis: Basis | N
         if basis is not None:
             con.execute(f"CREATE OR REPLACE TABLE {SCORED_RECORDS} AS SELECT * FROM {_HASHES}")
             con.execute(
+                f"CREATE OR REPLACE TABLE {CLUSTERS} AS "
+                "SELECT unique_id, cluster_id FROM scored_clusters"
+            )
+            con.execute(
                 f"INSERT INTO {BASIS} VALUES (?, ?, ?)",
                 [basis.model, basis.threshold, basis.placeholders],
             )
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {CLUSTERS}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.unregister("scored_pairs")
+        con.unregister("scored_clusters")
