@@ -129,7 +129,7 @@ def link_person_records(
         requested=full_relink,
         backend=settings.linkage_backend,
     )
-    changed = reclustered = None
+    changed = delta = None
     if reason is None:
         moved = find_changes(con)
         changed = moved.changed
@@ -139,7 +139,7 @@ def link_person_records(
             moved.vanished,
             moved.kept_pairs,
         )
-        prediction, reclustered = predict_changed(
+        prediction, delta = predict_changed(
             con,
             records,
             model,
@@ -150,7 +150,7 @@ def link_person_records(
         )
         log.info(
             "linkage: clustered again %s identity records of touched clusters",
-            "all" if reclustered is None else f"{reclustered:,}",
+            "all" if delta.reclustered is None else f"{delta.reclustered:,}",
         )
     elif settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
@@ -187,6 +187,7 @@ def link_person_records(
         None
         if prediction.threshold < KEEP_PAIRS_FROM
         else Basis.of(model, prediction.threshold, prediction.placeholders),
+        delta,
     )
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
@@ -264,7 +265,7 @@ def link_person_records(
         check.passed,
         reason,
         changed,
-        reclustered,
+        None if delta is None else delta.reclustered,
     )
 
 

@@ -17,9 +17,14 @@ excludes exactly what the original earlier rule did, so the pairs are those of a
 that touch a changed record. A one-sided condition is pushed below the join by DuckDB: the
 month's records are joined to all records, not all records to all.
 
-The kept pairs, the row hashes and what they were scored with (:class:`Basis`: the model, the
-threshold and the placeholder values masked) are written in one transaction, so they always
-describe the same scoring: a run killed before it leaves the last run's three, which still agree.
+Clustering follows what arrived too: the pairs' clusters are kept with them
+(``hub.linkage_clusters``), and only the clusters a month touched are clustered again
+(:func:`cluster_touched` says why the others are still components, with the same ids).
+
+The kept pairs, their clusters, the row hashes and what they were scored with (:class:`Basis`:
+the model, the threshold and the placeholder values masked) are written in one transaction, so
+they always describe the same scoring: a run killed before it leaves the last run's, which still
+agree.
 Any difference in the basis, a missing table or an operator's ``--full-relink`` makes the run a
 full relink, and the reason is recorded (``hub.linkage_runs.scoring``, the QA report and the
 ``linkage_run`` audit event's ``full_relink_reason``).
@@ -207,12 +212,11 @@ def predict_changed(
     placeholders: list[Placeholders],
     temp_dir: Path | None = None,
     memory_limit: str = "",
-) -> tuple[Prediction, int | None]:
+) -> tuple[Prediction, Delta]:
     """Score the pairs touching the records in ``linkage_changed`` (:func:`find_changes`), add
     the kept pairs, and cluster at ``threshold``: the clusters a full prediction gives (term
     frequencies aside). Only the clusters the month touched are clustered again
-    (:func:`cluster_touched`); the second value is how many identity records they hold (None: every
-    record was clustered, see there why)."""
+    (:func:`cluster_touched`); the :class:`Delta` says what, for :func:`keep_pairs`."""
     changed = con.sql(f"SELECT unique_id FROM {CHANGED}").to_arrow_table().column(0)
     new = None
     if len(changed):
@@ -236,7 +240,7 @@ def predict_changed(
         new = new.cast(kept.schema)
     pairs = kept if new is None else pa.concat_tables([kept, new])
     with stage("linkage: cluster"):
-        clusters, reclustered = cluster_touched(
+        clusters, clustered = cluster_touched(
             con, records.select(["unique_id"]), pairs, new, threshold
         )
     links = pc.sum(pc.greater_equal(pairs.column("match_probability"), threshold)).as_py()
@@ -252,8 +256,21 @@ def predict_changed(
             model.threshold_method if model.threshold == threshold else "as configured",
             placeholders,
         ),
-        reclustered,
+        Delta(new, clustered),
     )
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What an incremental run adds to what the last run kept."""
+
+    new_pairs: pa.Table | None  # the pairs it scored (None: nothing changed, nothing scored)
+    # unique_id, cluster_id of the records it clustered again; None: it clustered every record
+    clustered: pa.Table | None
+
+    @property
+    def reclustered(self) -> int | None:
+        return None if self.clustered is None else self.clustered.num_rows
 
 
 def cluster_touched(
@@ -262,11 +279,12 @@ def cluster_touched(
     pairs: pa.Table,
     new: pa.Table | None,
     threshold: float,
-) -> tuple[pa.Table, int | None]:
+) -> tuple[pa.Table, pa.Table | None]:
     """The connected components of ``pairs`` at or above ``threshold`` over ``nodes`` (every
     identity record), as :func:`cluster` gives them, clustering again only the components the
-    month touched; the second value is how many identity records those hold (None: all were
-    clustered, because the last run kept no clusters or one of its records is missing from them).
+    month touched; the second value is those components' records (unique_id, cluster_id; None:
+    all were clustered, because the last run kept no clusters or one of its records is missing
+    from them).
 
     A cluster kept with the pairs (``hub.linkage_clusters``, written with them in one
     transaction, at the same threshold: the basis) is *touched* when it holds a record that
@@ -326,9 +344,9 @@ def cluster_touched(
     con.execute("DROP TABLE linkage_untouched")
     con.execute("DROP TABLE linkage_touched")
     if not again.num_rows:
-        return untouched, 0
-    clustered = cluster(again, touching, threshold)
-    return pa.concat_tables([untouched, clustered.cast(untouched.schema)]), again.num_rows
+        return untouched, untouched.schema.empty_table()
+    clustered = cluster(again, touching, threshold).cast(untouched.schema)
+    return pa.concat_tables([untouched, clustered]), clustered
 
 
 def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
@@ -349,31 +367,28 @@ def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
 
 
 def keep_pairs(
-    con: duckdb.DuckDBPyConnection, pairs: pa.Table, clusters: pa.Table, basis: Basis | None
+    con: duckdb.DuckDBPyConnection,
+    pairs: pa.Table,
+    clusters: pa.Table,
+    basis: Basis | None,
+    delta: Delta | None = None,
 ) -> None:
     """Save this run's pairs, their ``clusters`` (unique_id, cluster_id) at the basis threshold,
     the row hashes of the records they are of and their basis, in one transaction (``basis``
-    None: nothing can be reused from this run, so no hashes or clusters are kept)."""
+    None: nothing can be reused from this run, so no hashes or clusters are kept).
+
+    With the ``delta`` of an incremental run on the same basis, only what moved is written: the
+    kept rows of changed and vanished records are deleted and this run's inserted, which leaves
+    the tables a full rewrite would (the other kept rows are this run's: :func:`find_changes`,
+    :func:`cluster_touched`) at the cost of what arrived."""
     con.register("scored_pairs", pairs)
     con.register("scored_clusters", clusters)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {KEPT_PAIRS} AS SELECT * FROM scored_pairs")
-        con.execute(
-            f"CREATE OR REPLACE TABLE {BASIS} (model VARCHAR, threshold DOUBLE, placeholders VARCHAR)"
-        )
-        if basis is not None:
-            con.execute(f"CREATE OR REPLACE TABLE {SCORED_RECORDS} AS SELECT * FROM {_HASHES}")
-            con.execute(
-                f"CREATE OR REPLACE TABLE {CLUSTERS} AS "
-                "SELECT unique_id, cluster_id FROM scored_clusters"
-            )
-            con.execute(
-                f"INSERT INTO {BASIS} VALUES (?, ?, ?)",
-                [basis.model, basis.threshold, basis.placeholders],
-            )
+        if basis is not None and delta is not None:
+            _keep_delta(con, delta)
         else:
-            con.execute(f"DROP TABLE IF EXISTS {CLUSTERS}")
+            _keep_all(con, basis)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -381,3 +396,66 @@ def keep_pairs(
     finally:
         con.unregister("scored_pairs")
         con.unregister("scored_clusters")
+
+
+def _keep_all(con: duckdb.DuckDBPyConnection, basis: Basis | None) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {KEPT_PAIRS} AS SELECT * FROM scored_pairs")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {BASIS} (model VARCHAR, threshold DOUBLE, placeholders VARCHAR)"
+    )
+    if basis is not None:
+        con.execute(f"CREATE OR REPLACE TABLE {SCORED_RECORDS} AS SELECT * FROM {_HASHES}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {CLUSTERS} AS SELECT unique_id, cluster_id FROM scored_clusters"
+        )
+        con.execute(
+            f"INSERT INTO {BASIS} VALUES (?, ?, ?)",
+            [basis.model, basis.threshold, basis.placeholders],
+        )
+    else:
+        con.execute(f"DROP TABLE IF EXISTS {CLUSTERS}")
+
+
+def _keep_delta(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
+    # Gone from the kept tables: every row of a changed or vanished record (not in this run's
+    # hashes), exactly what find_changes left out of the kept pairs this run reused.
+    gone = (
+        f"(SELECT unique_id FROM {CHANGED} UNION ALL "
+        f"SELECT s.unique_id FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id))"
+    )
+    con.execute(
+        f"DELETE FROM {KEPT_PAIRS} WHERE unique_id_l IN {gone} OR unique_id_r IN {gone} "
+        f"OR unique_id_l NOT IN (SELECT unique_id FROM {_HASHES}) "
+        f"OR unique_id_r NOT IN (SELECT unique_id FROM {_HASHES})"
+    )
+    if delta.new_pairs is not None and delta.new_pairs.num_rows:
+        con.register("new_pairs", delta.new_pairs)
+        try:
+            con.execute(
+                f"INSERT INTO {KEPT_PAIRS} SELECT unique_id_l, unique_id_r, match_probability "
+                "FROM new_pairs"
+            )
+        finally:
+            con.unregister("new_pairs")
+    if delta.clustered is None:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {CLUSTERS} AS SELECT unique_id, cluster_id FROM scored_clusters"
+        )
+    else:
+        con.register("clustered_again", delta.clustered)
+        try:
+            con.execute(
+                f"DELETE FROM {CLUSTERS} WHERE unique_id IN (SELECT unique_id FROM clustered_again) "
+                f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
+            )
+            con.execute(f"INSERT INTO {CLUSTERS} SELECT unique_id, cluster_id FROM clustered_again")
+        finally:
+            con.unregister("clustered_again")
+    # last: the deletes above read the hashes kept by the last run
+    con.execute(
+        f"DELETE FROM {SCORED_RECORDS} WHERE unique_id IN {gone} "
+        f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
+    )
+    con.execute(
+        f"INSERT INTO {SCORED_RECORDS} SELECT h.* FROM {_HASHES} h SEMI JOIN {CHANGED} USING (unique_id)"
+    )

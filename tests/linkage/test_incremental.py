@@ -14,7 +14,14 @@ import pytest
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
 from pipelines.linkage import link_person_records
-from pipelines.linkage.incremental import CLUSTERS, SCORED_RECORDS, changed_only
+from pipelines.linkage.incremental import (
+    BASIS,
+    CLUSTERS,
+    KEPT_PAIRS,
+    SCORED_RECORDS,
+    changed_only,
+    cluster,
+)
 from pipelines.linkage.model import TrainedModel
 
 MONTHS = ("2026-11-02", "2026-12-02", "2027-01-04", "2027-02-02")
@@ -122,6 +129,37 @@ def test_only_the_clusters_a_month_touched_are_clustered_again(months):
         assert 0 < reclustered[n] < identity_records[n] / 2, f"month {n}"
     assert reclustered[3] == 0  # nothing new: every cluster is kept as it was
     assert all(other.reclustered_identity_records is None for _, other, _ in results)
+
+
+def test_what_is_kept_after_incremental_months_is_what_a_rewrite_would_keep(months):
+    # The kept tables are updated by what moved (deletes and inserts); after four months they
+    # must still be this month's row hashes and the connected components of the kept pairs.
+    incremental, _, _ = months
+    con = duckdb.connect(str(incremental / "warehouse.duckdb"), read_only=True)
+    try:
+        hashes = f"""SELECT count(*) FROM (
+            (SELECT unique_id, hash(p) FROM hub.person_records p EXCEPT ALL SELECT * FROM {SCORED_RECORDS})
+            UNION ALL
+            (SELECT * FROM {SCORED_RECORDS} EXCEPT ALL SELECT unique_id, hash(p) FROM hub.person_records p))"""
+        assert con.execute(hashes).fetchall() == [(0,)]
+        (threshold,) = con.execute(f"SELECT threshold FROM {BASIS}").fetchall()[0]
+        nodes = con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table()
+        pairs = con.sql(f"SELECT * FROM {KEPT_PAIRS}").to_arrow_table()
+        assert (
+            con.execute(
+                f"SELECT count(*) FROM {KEPT_PAIRS} GROUP BY unique_id_l, unique_id_r HAVING count(*) > 1"
+            ).fetchall()
+            == []
+        )
+        kept = con.sql(f"SELECT unique_id, cluster_id FROM {CLUSTERS}").to_arrow_table()
+    finally:
+        con.close()
+    components = cluster(nodes, pairs, threshold)
+    assert _rows(kept) == _rows(components)
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return sorted(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
 def test_incremental_months_give_the_person_keys_of_a_full_relink(months):
