@@ -61,6 +61,9 @@ class LinkageResult:
     # None: only the pairs touching changed identity records were scored; else why all were.
     full_relink_reason: str | None = None
     changed_identity_records: int | None = None  # incremental runs: new or changed since the last
+    # Incremental runs: identity records of the clusters the month touched, clustered again (the
+    # others kept their clusters); None: every record was clustered.
+    reclustered_identity_records: int | None = None
 
 
 def threshold_in_use(settings: Settings) -> float:
@@ -126,7 +129,7 @@ def link_person_records(
         requested=full_relink,
         backend=settings.linkage_backend,
     )
-    changed = None
+    changed = delta = None
     if reason is None:
         moved = find_changes(con)
         changed = moved.changed
@@ -136,7 +139,7 @@ def link_person_records(
             moved.vanished,
             moved.kept_pairs,
         )
-        prediction = predict_changed(
+        prediction, delta = predict_changed(
             con,
             records,
             model,
@@ -144,6 +147,10 @@ def link_person_records(
             placeholders,
             settings.duckdb_temp,
             memory_limit=settings.duckdb_memory_limit,
+        )
+        log.info(
+            "linkage: clustered again %s identity records of touched clusters",
+            "all" if delta.reclustered is None else f"{delta.reclustered:,}",
         )
     elif settings.linkage_backend == "spark":
         with spark_session(settings) as spark:
@@ -176,9 +183,11 @@ def link_person_records(
     keep_pairs(
         con,
         prediction.pairs,
+        prediction.clusters,
         None
         if prediction.threshold < KEEP_PAIRS_FROM
         else Basis.of(model, prediction.threshold, prediction.placeholders),
+        delta,
     )
     # Keys are carried forward from the previous run by overlap (person_keys.py), so a
     # person keeps their key from month to month.
@@ -256,6 +265,7 @@ def link_person_records(
         check.passed,
         reason,
         changed,
+        None if delta is None else delta.reclustered,
     )
 
 

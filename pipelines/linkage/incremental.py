@@ -17,9 +17,14 @@ excludes exactly what the original earlier rule did, so the pairs are those of a
 that touch a changed record. A one-sided condition is pushed below the join by DuckDB: the
 month's records are joined to all records, not all records to all.
 
-The kept pairs, the row hashes and what they were scored with (:class:`Basis`: the model, the
-threshold and the placeholder values masked) are written in one transaction, so they always
-describe the same scoring: a run killed before it leaves the last run's three, which still agree.
+Clustering follows what arrived too: the pairs' clusters are kept with them
+(``hub.linkage_clusters``), and only the clusters a month touched are clustered again
+(:func:`cluster_touched` says why the others are still components, with the same ids).
+
+The kept pairs, their clusters, the row hashes and what they were scored with (:class:`Basis`:
+the model, the threshold and the placeholder values masked) are written in one transaction, so
+they always describe the same scoring: a run killed before it leaves the last run's, which still
+agree.
 Any difference in the basis, a missing table or an operator's ``--full-relink`` makes the run a
 full relink, and the reason is recorded (``hub.linkage_runs.scoring``, the QA report and the
 ``linkage_run`` audit event's ``full_relink_reason``).
@@ -60,8 +65,12 @@ from pipelines.linkage.placeholders import Placeholders, mask_placeholders, plac
 KEPT_PAIRS = "hub.linkage_pairs"
 SCORED_RECORDS = "hub.linkage_scored_records"  # unique_id, row_hash: the records the pairs are of
 BASIS = "hub.linkage_basis"  # one row: what the kept pairs were scored with
+CLUSTERS = (
+    "hub.linkage_clusters"  # unique_id, cluster_id: the kept pairs' clusters at the threshold
+)
 CHANGED = "linkage_changed"  # the records' column (and the temp table) of changed identity records
 _HASHES = "linkage_row_hashes"  # temp: this run's row hashes
+_VANISHED = "linkage_vanished"  # temp: the ids of records scored last time and gone now
 
 
 @dataclass(frozen=True)
@@ -158,9 +167,10 @@ def find_changes(con: duckdb.DuckDBPyConnection) -> Changes:
         CREATE OR REPLACE TEMP TABLE {CHANGED} AS
         SELECT h.unique_id FROM {_HASHES} h LEFT JOIN {SCORED_RECORDS} s USING (unique_id)
         WHERE s.row_hash IS DISTINCT FROM h.row_hash""")
-    vanished = con.execute(
-        f"SELECT count(*) FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id)"
-    ).fetchall()[0][0]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {_VANISHED} AS
+        SELECT s.unique_id FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id)""")
+    vanished = con.execute(f"SELECT count(*) FROM {_VANISHED}").fetchall()[0][0]
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE linkage_kept_pairs AS
         SELECT p.* FROM {KEPT_PAIRS} p
@@ -202,44 +212,141 @@ def predict_changed(
     placeholders: list[Placeholders],
     temp_dir: Path | None = None,
     memory_limit: str = "",
-) -> Prediction:
+) -> tuple[Prediction, Delta]:
     """Score the pairs touching the records in ``linkage_changed`` (:func:`find_changes`), add
-    the kept pairs, and cluster every record at ``threshold``: the clusters a full prediction
-    gives (term frequencies aside)."""
-    if model.masks_placeholders:
-        records = mask_placeholders(records, placeholders)
+    the kept pairs, and cluster at ``threshold``: the clusters a full prediction gives (term
+    frequencies aside). Only the clusters the month touched are clustered again
+    (:func:`cluster_touched`); the :class:`Delta` says what, for :func:`keep_pairs`."""
     changed = con.sql(f"SELECT unique_id FROM {CHANGED}").to_arrow_table().column(0)
-    flags = pc.is_in(records.column("unique_id"), value_set=changed)
-    records = records.append_column(CHANGED, flags)
-    scoring = dataclasses.replace(model, splink_settings=changed_only(model.splink_settings))
-    with _scoring_linker(records, scoring, temp_dir, None, memory_limit) as linker:
-        with stage("linkage: predict"):
-            if len(changed):
+    new = None
+    if len(changed):
+        # Splink's scratch database is loaded only when there is something to score: a month with
+        # nothing new clusters the kept pairs.
+        scored = mask_placeholders(records, placeholders) if model.masks_placeholders else records
+        flags = pc.is_in(scored.column("unique_id"), value_set=changed)
+        scored = scored.append_column(CHANGED, flags)
+        scoring = dataclasses.replace(model, splink_settings=changed_only(model.splink_settings))
+        with _scoring_linker(scored, scoring, temp_dir, None, memory_limit) as linker:
+            with stage("linkage: predict"):
                 predictions = linker.inference.predict(threshold_match_probability=KEEP_PAIRS_FROM)
                 new = predictions.query_sql(
                     "SELECT unique_id_l, unique_id_r, match_probability FROM {this} "
                     f"WHERE match_probability >= {KEEP_PAIRS_FROM}"
                 ).as_pyarrow_table()
-            else:
-                new = None
     kept = con.sql(
         "SELECT unique_id_l, unique_id_r, match_probability FROM linkage_kept_pairs"
     ).to_arrow_table()
-    pairs = kept if new is None else pa.concat_tables([kept, new.cast(kept.schema)])
+    if new is not None:
+        new = new.cast(kept.schema)
+    pairs = kept if new is None else pa.concat_tables([kept, new])
     with stage("linkage: cluster"):
-        clusters = cluster(records.select(["unique_id"]), pairs, threshold)
+        clusters, clustered = cluster_touched(
+            con, records.select(["unique_id"]), pairs, new, threshold
+        )
     links = pc.sum(pc.greater_equal(pairs.column("match_probability"), threshold)).as_py()
-    return Prediction(
-        clusters,
-        pairs.num_rows,
-        int(links or 0),
-        match_weights_chart(model, records),
-        "duckdb",
-        pairs,
-        threshold,
-        model.threshold_method if model.threshold == threshold else "as configured",
-        placeholders,
+    return (
+        Prediction(
+            clusters,
+            pairs.num_rows,
+            int(links or 0),
+            match_weights_chart(model, records),
+            "duckdb",
+            pairs,
+            threshold,
+            model.threshold_method if model.threshold == threshold else "as configured",
+            placeholders,
+        ),
+        Delta(new, clustered),
     )
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What an incremental run adds to what the last run kept."""
+
+    new_pairs: pa.Table | None  # the pairs it scored (None: nothing changed, nothing scored)
+    # unique_id, cluster_id of the records it clustered again; None: it clustered every record
+    clustered: pa.Table | None
+
+    @property
+    def reclustered(self) -> int | None:
+        return None if self.clustered is None else self.clustered.num_rows
+
+
+def cluster_touched(
+    con: duckdb.DuckDBPyConnection,
+    nodes: pa.Table,
+    pairs: pa.Table,
+    new: pa.Table | None,
+    threshold: float,
+) -> tuple[pa.Table, pa.Table | None]:
+    """The connected components of ``pairs`` at or above ``threshold`` over ``nodes`` (every
+    identity record), as :func:`cluster` gives them, clustering again only the components the
+    month touched; the second value is those components' records (unique_id, cluster_id; None:
+    all were clustered, because the last run kept no clusters or one of its records is missing
+    from them).
+
+    A cluster kept with the pairs (``hub.linkage_clusters``, written with them in one
+    transaction, at the same threshold: the basis) is *touched* when it holds a record that
+    changed or vanished, or a record of a new pair at or above ``threshold`` (``new``). Any other
+    kept cluster holds only unchanged records, so all its pairs are kept pairs and no new pair
+    reaches it: it is still a component, and keeps its cluster id (Splink's: the smallest
+    ``unique_id`` of the component, so the id a full clustering gives). A pair at or above the
+    threshold between a touched and an untouched cluster cannot exist (a kept one would have
+    joined them last run, a new one touches both), so the touched clusters' records and the new
+    records are clustered on their own pairs."""
+    ready = (
+        table_exists(con, "hub", CLUSTERS.split(".")[1])
+        and not con.execute(
+            f"SELECT count(*) FROM {_HASHES} h ANTI JOIN {CHANGED} c USING (unique_id) "
+            f"ANTI JOIN {CLUSTERS} k USING (unique_id)"
+        ).fetchall()[0][0]
+    )
+    if not ready:
+        return cluster(nodes, pairs, threshold), None
+    con.register(
+        "linkage_new_pairs",
+        new if new is not None else pairs.schema.empty_table(),
+    )
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE linkage_touched AS
+            SELECT cluster_id FROM {CLUSTERS} WHERE unique_id IN (
+                SELECT unique_id FROM {CHANGED}
+                UNION ALL SELECT unique_id FROM {_VANISHED}
+                UNION ALL SELECT unique_id_l FROM linkage_new_pairs WHERE match_probability >= {threshold!r}
+                UNION ALL SELECT unique_id_r FROM linkage_new_pairs WHERE match_probability >= {threshold!r})
+            GROUP BY cluster_id""")
+    finally:
+        con.unregister("linkage_new_pairs")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE linkage_untouched AS
+        SELECT k.unique_id, k.cluster_id FROM {CLUSTERS} k
+        SEMI JOIN {_HASHES} h USING (unique_id)
+        ANTI JOIN {CHANGED} c USING (unique_id)
+        ANTI JOIN linkage_touched t USING (cluster_id)""")
+    con.register("linkage_all_pairs", pairs)
+    try:
+        again = con.sql(
+            f"SELECT h.unique_id FROM {_HASHES} h ANTI JOIN linkage_untouched u USING (unique_id)"
+        ).to_arrow_table()
+        # Only the pairs that link (the clustering drops the rest), both of whose records are
+        # clustered again: the other side of a linking pair never is untouched (above).
+        touching = con.sql(
+            "SELECT p.* FROM linkage_all_pairs p "
+            "ANTI JOIN linkage_untouched u ON u.unique_id = p.unique_id_l "
+            "ANTI JOIN linkage_untouched v ON v.unique_id = p.unique_id_r "
+            f"WHERE p.match_probability >= {threshold!r}"
+        ).to_arrow_table()
+    finally:
+        con.unregister("linkage_all_pairs")
+    untouched = con.sql("SELECT unique_id, cluster_id FROM linkage_untouched").to_arrow_table()
+    con.execute("DROP TABLE linkage_untouched")
+    con.execute("DROP TABLE linkage_touched")
+    if not again.num_rows:
+        return untouched, untouched.schema.empty_table()
+    clustered = cluster(again, touching, threshold).cast(untouched.schema)
+    return pa.concat_tables([untouched, clustered]), clustered
 
 
 def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
@@ -259,25 +366,96 @@ def cluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
         con.close()
 
 
-def keep_pairs(con: duckdb.DuckDBPyConnection, pairs: pa.Table, basis: Basis | None) -> None:
-    """Save this run's pairs, the row hashes of the records they are of and their basis, in one
-    transaction (``basis`` None: nothing can be reused from this run, so no hashes are kept)."""
+def keep_pairs(
+    con: duckdb.DuckDBPyConnection,
+    pairs: pa.Table,
+    clusters: pa.Table,
+    basis: Basis | None,
+    delta: Delta | None = None,
+) -> None:
+    """Save this run's pairs, their ``clusters`` (unique_id, cluster_id) at the basis threshold,
+    the row hashes of the records they are of and their basis, in one transaction (``basis``
+    None: nothing can be reused from this run, so no hashes or clusters are kept).
+
+    With the ``delta`` of an incremental run on the same basis, only what moved is written: the
+    kept rows of changed and vanished records are deleted and this run's inserted, which leaves
+    the tables a full rewrite would (the other kept rows are this run's: :func:`find_changes`,
+    :func:`cluster_touched`) at the cost of what arrived."""
     con.register("scored_pairs", pairs)
+    con.register("scored_clusters", clusters)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {KEPT_PAIRS} AS SELECT * FROM scored_pairs")
-        con.execute(
-            f"CREATE OR REPLACE TABLE {BASIS} (model VARCHAR, threshold DOUBLE, placeholders VARCHAR)"
-        )
-        if basis is not None:
-            con.execute(f"CREATE OR REPLACE TABLE {SCORED_RECORDS} AS SELECT * FROM {_HASHES}")
-            con.execute(
-                f"INSERT INTO {BASIS} VALUES (?, ?, ?)",
-                [basis.model, basis.threshold, basis.placeholders],
-            )
+        if basis is not None and delta is not None:
+            _keep_delta(con, delta)
+        else:
+            _keep_all(con, basis)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.unregister("scored_pairs")
+        con.unregister("scored_clusters")
+
+
+def _keep_all(con: duckdb.DuckDBPyConnection, basis: Basis | None) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {KEPT_PAIRS} AS SELECT * FROM scored_pairs")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {BASIS} (model VARCHAR, threshold DOUBLE, placeholders VARCHAR)"
+    )
+    if basis is not None:
+        con.execute(f"CREATE OR REPLACE TABLE {SCORED_RECORDS} AS SELECT * FROM {_HASHES}")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {CLUSTERS} AS SELECT unique_id, cluster_id FROM scored_clusters"
+        )
+        con.execute(
+            f"INSERT INTO {BASIS} VALUES (?, ?, ?)",
+            [basis.model, basis.threshold, basis.placeholders],
+        )
+    else:
+        con.execute(f"DROP TABLE IF EXISTS {CLUSTERS}")
+
+
+def _keep_delta(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
+    # Gone from the kept tables: every row of a changed or vanished record (not in this run's
+    # hashes), exactly what find_changes left out of the kept pairs this run reused.
+    gone = (
+        f"(SELECT unique_id FROM {CHANGED} UNION ALL "
+        f"SELECT s.unique_id FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id))"
+    )
+    con.execute(
+        f"DELETE FROM {KEPT_PAIRS} WHERE unique_id_l IN {gone} OR unique_id_r IN {gone} "
+        f"OR unique_id_l NOT IN (SELECT unique_id FROM {_HASHES}) "
+        f"OR unique_id_r NOT IN (SELECT unique_id FROM {_HASHES})"
+    )
+    if delta.new_pairs is not None and delta.new_pairs.num_rows:
+        con.register("new_pairs", delta.new_pairs)
+        try:
+            con.execute(
+                f"INSERT INTO {KEPT_PAIRS} SELECT unique_id_l, unique_id_r, match_probability "
+                "FROM new_pairs"
+            )
+        finally:
+            con.unregister("new_pairs")
+    if delta.clustered is None:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {CLUSTERS} AS SELECT unique_id, cluster_id FROM scored_clusters"
+        )
+    else:
+        con.register("clustered_again", delta.clustered)
+        try:
+            con.execute(
+                f"DELETE FROM {CLUSTERS} WHERE unique_id IN (SELECT unique_id FROM clustered_again) "
+                f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
+            )
+            con.execute(f"INSERT INTO {CLUSTERS} SELECT unique_id, cluster_id FROM clustered_again")
+        finally:
+            con.unregister("clustered_again")
+    # last: the deletes above read the hashes kept by the last run
+    con.execute(
+        f"DELETE FROM {SCORED_RECORDS} WHERE unique_id IN {gone} "
+        f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
+    )
+    con.execute(
+        f"INSERT INTO {SCORED_RECORDS} SELECT h.* FROM {_HASHES} h SEMI JOIN {CHANGED} USING (unique_id)"
+    )

@@ -277,15 +277,26 @@ def _linker(
     temp_dir: Path | None,
     memory_limit: str = "",
     token_ids: bool = True,
+    validate: bool = True,
 ) -> tuple[Linker, duckdb.DuckDBPyConnection]:
     """A Linker on Splink's scratch database, whose copy of the settings reads the Bloom filters
-    as 64-bit words (:func:`dice_on_words`; a trained model is saved as defined, :func:`train`)."""
+    as 64-bit words (:func:`dice_on_words`; a trained model is saved as defined, :func:`train`).
+
+    ``validate=False`` skips Splink's check of the settings' columns against the records, which
+    only logs and parses every level's SQL (about a second a run, issue 24): scoring and the
+    chart read a saved model, whose columns were checked when it was trained on them."""
     if isinstance(settings, SettingsCreator):
         settings = settings.create_settings_dict("duckdb")
     db_api, con, counts = _duckdb_records(records, temp_dir, memory_limit, token_ids, words=True)
     if counts:
         settings = dice_on_words(settings, counts)
-    return Linker(db_api.register("person_records"), settings, log_level=logging.WARNING), con
+    linker = Linker(
+        db_api.register("person_records"),
+        settings,
+        log_level=logging.WARNING,
+        validate_settings=validate,
+    )
+    return linker, con
 
 
 def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list[tuple[str, int]]:
@@ -654,7 +665,7 @@ def _scoring_linker(
 ) -> Iterator[Linker]:
     scoring = model.splink_settings
     if spark is None:
-        linker, con = _linker(records, scoring, temp_dir, memory_limit, token_ids)
+        linker, con = _linker(records, scoring, temp_dir, memory_limit, token_ids, validate=False)
         try:
             yield linker
         finally:
@@ -688,7 +699,7 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
 
     Drawn from the model alone (no rows are read), so it is the same whichever backend scored.
     """
-    linker, con = _linker(records.slice(0, 0), model.splink_settings, None)
+    linker, con = _linker(records.slice(0, 0), model.splink_settings, None, validate=False)
     try:
         return linker.visualisations.match_weights_chart().chart_dict
     finally:

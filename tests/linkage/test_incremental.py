@@ -14,7 +14,14 @@ import pytest
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse import connect
 from pipelines.linkage import link_person_records
-from pipelines.linkage.incremental import SCORED_RECORDS, changed_only
+from pipelines.linkage.incremental import (
+    BASIS,
+    CLUSTERS,
+    KEPT_PAIRS,
+    SCORED_RECORDS,
+    changed_only,
+    cluster,
+)
 from pipelines.linkage.model import TrainedModel
 
 MONTHS = ("2026-11-02", "2026-12-02", "2027-01-04", "2027-02-02")
@@ -111,6 +118,48 @@ def test_every_month_after_the_first_scores_only_what_changed(months):
     assert changed[1] > 0 and changed[2] > 0
     assert changed[3] == 0  # nothing new: every pair is a kept one
     assert all(other.full_relink_reason.startswith("asked for") for _, other, _ in results)
+
+
+def test_only_the_clusters_a_month_touched_are_clustered_again(months):
+    _, _, results = months
+    reclustered = [one.reclustered_identity_records for one, _, _ in results]
+    identity_records = [one.identity_records for one, _, _ in results]
+    assert reclustered[0] is None  # the trained month clusters everything
+    for n in (1, 2):
+        assert 0 < reclustered[n] < identity_records[n] / 2, f"month {n}"
+    assert reclustered[3] == 0  # nothing new: every cluster is kept as it was
+    assert all(other.reclustered_identity_records is None for _, other, _ in results)
+
+
+def test_what_is_kept_after_incremental_months_is_what_a_rewrite_would_keep(months):
+    # The kept tables are updated by what moved (deletes and inserts); after four months they
+    # must still be this month's row hashes and the connected components of the kept pairs.
+    incremental, _, _ = months
+    con = duckdb.connect(str(incremental / "warehouse.duckdb"), read_only=True)
+    try:
+        hashes = f"""SELECT count(*) FROM (
+            (SELECT unique_id, hash(p) FROM hub.person_records p EXCEPT ALL SELECT * FROM {SCORED_RECORDS})
+            UNION ALL
+            (SELECT * FROM {SCORED_RECORDS} EXCEPT ALL SELECT unique_id, hash(p) FROM hub.person_records p))"""
+        assert con.execute(hashes).fetchall() == [(0,)]
+        (threshold,) = con.execute(f"SELECT threshold FROM {BASIS}").fetchall()[0]
+        nodes = con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table()
+        pairs = con.sql(f"SELECT * FROM {KEPT_PAIRS}").to_arrow_table()
+        assert (
+            con.execute(
+                f"SELECT count(*) FROM {KEPT_PAIRS} GROUP BY unique_id_l, unique_id_r HAVING count(*) > 1"
+            ).fetchall()
+            == []
+        )
+        kept = con.sql(f"SELECT unique_id, cluster_id FROM {CLUSTERS}").to_arrow_table()
+    finally:
+        con.close()
+    components = cluster(nodes, pairs, threshold)
+    assert _rows(kept) == _rows(components)
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return sorted(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
 def test_incremental_months_give_the_person_keys_of_a_full_relink(months):
@@ -232,6 +281,63 @@ def test_a_run_falls_back_to_a_full_relink_and_says_why(linked_once, change, rea
     finally:
         con.close()
     assert again.full_relink_reason is None and again.changed_identity_records == 0
+    # the full relink kept its clusters with its pairs: nothing is clustered again
+    assert again.reclustered_identity_records == 0
+
+
+def _keys_and_records(home) -> tuple[list, list]:
+    return (
+        sorted(_table(home, "SELECT identity_id, person_key FROM hub.person_keys")),
+        sorted(_table(home, "SELECT * FROM hub.record_person")),
+    )
+
+
+def test_without_kept_clusters_every_record_is_clustered_to_the_same_keys(
+    small_place_person_records, linked_once, tmp_path
+):
+    # Month 1's records land again (withdrawn records back, moves undone): the same pairs are
+    # scored on two copies of the hub, one of which lost its kept clusters (a hub from before
+    # they were kept). It clusters every record, and both give the same keys, exactly.
+    day = MONTHS[-1]
+    without = tmp_path / "without"
+    shutil.copytree(linked_once, without)
+    con = duckdb.connect(str(without / "warehouse.duckdb"))
+    con.execute(f"DROP TABLE {CLUSTERS}")
+    con.close()
+    for home in (linked_once, without):
+        _land(home, _month(small_place_person_records, 1), day)
+    touched, everything = _link(linked_once, day), _link(without, day)
+    assert touched.full_relink_reason is None and everything.full_relink_reason is None
+    assert touched.changed_identity_records == everything.changed_identity_records > 0
+    assert 0 < touched.reclustered_identity_records < touched.identity_records / 2
+    assert everything.reclustered_identity_records is None
+    assert _keys_and_records(linked_once) == _keys_and_records(without)
+    assert _table(linked_once, f"SELECT count(*) FROM {CLUSTERS}") == [(touched.identity_records,)]
+
+
+def test_a_run_killed_before_the_pairs_were_kept_is_followed_by_a_correct_one(
+    small_place_person_records, linked_once, tmp_path, monkeypatch
+):
+    # Killed after scoring and clustering, before anything was kept: the last run's pairs,
+    # hashes, clusters and basis stay, so the next run scores the same changes again.
+    import pipelines.linkage as linkage
+
+    day = MONTHS[-1]
+    _land(linked_once, _month(small_place_person_records, 1), day)
+    untouched = tmp_path / "untouched"
+    shutil.copytree(linked_once, untouched)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(linkage, "keep_pairs", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _link(linked_once, day)
+    monkeypatch.undo()
+    again, uninterrupted = _link(linked_once, day), _link(untouched, day)
+    assert again.changed_identity_records == uninterrupted.changed_identity_records > 0
+    assert again.reclustered_identity_records == uninterrupted.reclustered_identity_records
+    assert _keys_and_records(linked_once) == _keys_and_records(untouched)
 
 
 def test_a_run_killed_after_the_pairs_were_kept_is_followed_by_a_correct_one(
@@ -256,6 +362,7 @@ def test_a_run_killed_after_the_pairs_were_kept_is_followed_by_a_correct_one(
     shutil.copytree(linked_once, full)
     again = _link(linked_once, day)
     assert again.full_relink_reason is None and again.changed_identity_records == 0
+    assert again.reclustered_identity_records == 0  # the killed run's clusters were kept too
     _link(full, day, full_relink=True)
     keys = "SELECT identity_id, person_key FROM hub.person_keys"
     ours, theirs = set(_table(linked_once, keys)), set(_table(full, keys))
