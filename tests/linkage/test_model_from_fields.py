@@ -104,22 +104,24 @@ def test_training_on_a_handful_of_records_completes_and_says_what_it_could_not_e
 
 
 def test_a_comparison_no_rule_can_train_on_500_pairs_is_trained_on_fewer_with_a_warning():
-    """One partner's exact duplicates are already one identity record, so pairs sharing a full
-    name are few (FEBRL3): the date of birth must still be trained, not left weighing nothing."""
+    """Pairs sharing a full name can be few (a small place, or one partner whose exact
+    duplicates are already one identity record): the date of birth must still be trained, not
+    left weighing nothing. (A postcode is sent, so those pairs can share a date of birth:
+    test_one_partner_duplicates.py has the case where they cannot.)"""
     import duckdb
 
     from pipelines.linkage.model import EM_FEW_PAIRS, splink_settings, training_rules
 
     names = ("given_name_token", "family_name_token")
     parts = ("given_name_first_part_token", "family_name_first_part_token")
-    have = frozenset((*names, *parts, "date_of_birth_token"))
+    have = frozenset((*names, *parts, "date_of_birth_token", "postcode_token"))
     con = duckdb.connect()
     # 120 pairs share a full name; no two records share a date of birth
     con.execute(f"""
         CREATE TABLE person_records AS
         SELECT i AS unique_id, 'g' || (i // 2) AS {names[0]}, 'f' || (i // 2) AS {names[1]},
                'g' || (i // 2) AS {parts[0]}, 'f' || (i // 2) AS {parts[1]},
-               'd' || i AS date_of_birth_token
+               'd' || i AS date_of_birth_token, 'p' || i AS postcode_token
         FROM range(240) t(i)""")
     settings = splink_settings(have=have).create_settings_dict("duckdb")
 
