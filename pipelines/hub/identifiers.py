@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from stdnum.gb import nhs
 
 from pipelines.governance.contracts import Dataset
@@ -106,24 +107,64 @@ def _matches(pattern: str) -> Callable[[pl.Series], pl.Series]:
     return lambda values: values.str.contains(pattern)
 
 
-def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
-    """Every (column, kind) with at least one suspicious value, with the count of such values
-    (rows). Each distinct value is looked at once."""
-    found: list[Suspicion] = []
-    for name in table.column_names:
-        column = table.column(name)
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            continue
-        # Distinct values first, then normalised: a column of tokens has a few hundred thousand
-        # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
-        # same before and after normalising and can be dropped before.
-        distinct = (
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _distinct_values(column: pa.ChunkedArray) -> pl.DataFrame:
+    """Each distinct non-null value of a text column (``value``) and the rows holding it (``rows``).
+
+    A dictionary-encoded column (as ingest reads the partner's Parquet: each distinct value
+    stored once) is counted from its indices and its dictionary, so no row's text is copied;
+    a dictionary may hold a value twice or values no row uses, which the sum and the filter on
+    ``rows`` take care of."""
+    if not pa.types.is_dictionary(column.type):
+        return (
             pl.from_arrow(column)
             .cast(pl.String)
             .drop_nulls()
             .rename("value")
             .value_counts(name="rows")
         )
+    parts = []
+    for chunk in column.chunks:
+        counts = pc.value_counts(chunk.indices.drop_null())
+        if len(counts):
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "value": pl.from_arrow(
+                            pc.take(chunk.dictionary, counts.field("values"))
+                        ).cast(pl.String),
+                        "rows": pl.from_arrow(counts.field("counts")).cast(pl.UInt32),
+                    }
+                )
+            )
+    if not parts:
+        return pl.DataFrame(schema={"value": pl.String, "rows": pl.UInt32})
+    return (
+        pl.concat(parts)
+        .drop_nulls("value")
+        .group_by("value")
+        .agg(pl.col("rows").sum())
+        .filter(pl.col("rows") > 0)
+    )
+
+
+def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
+    """Every (column, kind) with at least one suspicious value, with the count of such values
+    (rows). Each distinct value is looked at once."""
+    found: list[Suspicion] = []
+    for name in table.column_names:
+        column = table.column(name)
+        if not _is_text(column.type):
+            continue
+        # Distinct values first, then normalised: a column of tokens has a few hundred thousand
+        # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
+        # same before and after normalising and can be dropped before.
+        distinct = _distinct_values(column)
         distinct = distinct.filter(~pl.col("value").str.contains(HEX_RUN))
         if distinct.is_empty():
             continue

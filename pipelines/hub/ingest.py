@@ -510,11 +510,8 @@ def check_readable(c: ExtractCheck) -> None:
         )
     c.unpacked = max(c.unpacked, sum(_decoded_bytes(table.column(n)) for n in c.encoded))
     _check_unpacked_size(c)
-    for name in c.encoded:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(
-            index, name, pc.cast(table.column(name), table.schema.field(name).type.value_type)
-        )
+    # Kept as dictionaries: the identifier scan counts each distinct value once from them, and
+    # DuckDB lands them without each row's text being copied into a plain column first.
     c.table = table
 
 
@@ -628,10 +625,12 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     selects = []
     for column in dataset.columns:
         # Bloom encodings arrive as raw bytes; BIT makes Dice a bit_count in linkage.
-        kind = str(schema.field(column).type)
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
         selects.append(
             f'CAST("{column}" AS BIT) AS "{column}"'
-            if kind in ("binary", "large_binary")
+            if pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
             else f'"{column}"'
         )
     select = ", ".join(selects)

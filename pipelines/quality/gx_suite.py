@@ -119,10 +119,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
     null and regex checks); Bloom filters stay Arrow binary, and become hex text (GX measures
     lengths of text) only where a check needs them: see :func:`_for_gx`."""
-    frame = table.to_pandas(
-        date_as_object=False,
-        types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_binary(kind) else None,
-    )
+    frame = table.to_pandas(date_as_object=False, types_mapper=_pandas_dtype)
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
         if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
@@ -130,6 +127,21 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         elif pa.types.is_integer(kind) and pd.api.types.is_integer_dtype(dtype):
             frame[name] = frame[name].astype("int64")
     return frame
+
+
+# Text as pandas' Arrow-backed string dtype, which pandas 2 (installed with GX 1.24) does not
+# choose by itself: its default, one Python object per value, made GX's null checks scan every
+# object and kept text columns from being stacked (see _stackable), so each token column's
+# pattern was matched on every row by a Python loop (docs/benchmarks.md, ingest).
+_TEXT = pd.StringDtype("pyarrow")
+
+
+def _pandas_dtype(kind: pa.DataType):
+    if pa.types.is_binary(kind):
+        return pd.ArrowDtype(kind)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _TEXT
+    return None
 
 
 # The two hex digits of each byte value, as one 2-byte unit in memory order (digits[0] first).
@@ -317,7 +329,10 @@ def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
     if not binary:
         return part
     return part.assign(
-        **{c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas()[c] for c in binary}
+        **{
+            c: pa.table({c: hex_text(pa.array(part[c]))}).to_pandas(types_mapper=_pandas_dtype)[c]
+            for c in binary
+        }
     )
 
 
@@ -341,7 +356,9 @@ def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.Da
         for v in values
         for c in (v.chunks if isinstance(v, pa.ChunkedArray) else [v])
     ]
-    return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas()
+    return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas(
+        types_mapper=_pandas_dtype
+    )
 
 
 @cache

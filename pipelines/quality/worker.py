@@ -223,13 +223,16 @@ def submit(
     distinct value once), so neither process holds a pickled copy of the table. At 1M people
     the largest delivery is 82 MB of Parquet and 1.26 GB of Arrow.
     """
-    arguments = (validate, table, contract, dataset, file_name, today, previous_rows)
+    # The Parquet bytes are also what this process validates if the worker cannot: decoded as
+    # the worker decodes them, so the verdict is the same either way (ingest's own table keeps
+    # text columns as dictionaries, which pandas would turn into categoricals).
+    rows = table if parquet is None else parquet
+    arguments = (validate, rows, contract, dataset, file_name, today, previous_rows)
     pool = _worker()
     if pool is None:
         return PendingVerdict(None, arguments)
     try:
-        sent = arguments if parquet is None else (validate, parquet, *arguments[2:])
-        return PendingVerdict(pool.submit(_validate, *sent), arguments)
+        return PendingVerdict(pool.submit(_validate, *arguments), arguments)
     except (BrokenProcessPool, RuntimeError):
         _shutdown()
         return PendingVerdict(None, arguments)

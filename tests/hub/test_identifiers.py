@@ -183,3 +183,36 @@ def test_every_check_finds_nothing_in_the_hex_runs_the_scan_skips():
 def test_short_digit_runs_are_still_scanned_in_token_columns():
     # Ten digits are hex digits too, but too short to be skipped: an NHS number in a token column.
     assert _scan(record_token=["9434765919"] + TOKENS[1:]) == {("record_token", "NHS numbers"): 1}
+
+
+def test_dictionary_encoded_columns_are_counted_like_plain_ones():
+    # Ingest reads text columns as the Parquet stores them, as dictionaries; the counts must be
+    # those of the same rows as plain text, with the values spread over several chunks whose
+    # dictionaries repeat values, hold values no row uses, and have null rows.
+    rows = {
+        "record_token": ["9434765919", TOKENS[1], "9434765919", None, TOKENS[2], "943 476 5919"],
+        "ward_code": ["E05000001"] * 6,
+        "lsoa_code": ["E01000001"] * 6,
+        "referral_source": ["gp", "school", "self", "gp", "gp", None],
+        "notes": ["Jane Smith", "SW1A 1AA", None, "Jane Smith", "ok", "jo@example.org"],
+    }
+    plain = pa.table(rows)
+
+    def chunked(values):
+        halves = (values[:3], values[3:])
+        return pa.chunked_array(
+            [
+                pa.DictionaryArray.from_arrays(
+                    pa.array([None if v is None else half.index(v) + 1 for v in half], pa.int32()),
+                    pa.array(["Mary Brown", *half]),  # index 0: a name no row holds
+                )
+                for half in halves
+            ]
+        )
+
+    encoded = pa.table({name: chunked(values) for name, values in rows.items()})
+    assert pa.types.is_dictionary(encoded.schema.field("notes").type)
+    found = {(s.column, s.kind, s.count) for s in scan_for_identifiers(encoded, DATASET)}
+    assert found == {(s.column, s.kind, s.count) for s in scan_for_identifiers(plain, DATASET)}
+    assert ("record_token", "NHS numbers (valid modulus-11 check digit)", 3) in found
+    assert ("notes", "personal names (free text)", 2) in found
