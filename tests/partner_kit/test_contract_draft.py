@@ -40,6 +40,10 @@ def _write_over(node):
     return node
 
 
+# The new agreement every test here drafts: its id, partner and dataset.
+CLINIC = ("clinic-referrals", "--partner", "clinic", "--dataset", "clinic_referrals")
+
+
 def _new(tmp_path, *args):
     return CliRunner().invoke(
         main,
@@ -54,11 +58,7 @@ def test_a_drafted_agreement_lists_what_the_kit_makes_and_is_invalid_until_writt
     out = tmp_path / "drafts" / "clinic-referrals.yaml"
     result = _new(
         tmp_path,
-        "clinic-referrals",
-        "--partner",
-        "clinic",
-        "--dataset",
-        "clinic_referrals",
+        *CLINIC,
         "--identifiers",
         "given_name,family_name,date_of_birth",
         "--payload",
@@ -116,11 +116,7 @@ def test_a_drafted_agreement_lists_what_the_kit_makes_and_is_invalid_until_writt
 def test_a_draft_the_command_refuses_writes_nothing_and_says_what_to_do(tmp_path, args, message):
     result = _new(
         tmp_path,
-        "clinic-referrals",
-        "--partner",
-        "clinic",
-        "--dataset",
-        "clinic_referrals",
+        *CLINIC,
         *args,
         "--out",
         str(tmp_path / "d.yaml"),
