@@ -19,7 +19,13 @@ from pipelines.linkage.incremental import (
     keep_pairs,
     predict_changed,
 )
-from pipelines.linkage.model import KEEP_PAIRS_FROM, TrainedModel, predict_clusters, train
+from pipelines.linkage.model import (
+    EM_FEW_PAIRS,
+    KEEP_PAIRS_FROM,
+    TrainedModel,
+    predict_clusters,
+    train,
+)
 from pipelines.linkage.person_keys import (
     STAGED_KEYS,
     KeyChanges,
@@ -114,6 +120,18 @@ def link_person_records(
             memory_limit=settings.duckdb_memory_limit,
             trained_at=settings.now(),
         )
+        if not model.training_rules:
+            # Every comparison untrained weighs nothing: every pair scores the prior, and the run
+            # would "succeed" linking no one. Not saved, so the next run trains again.
+            raise NothingToLink(
+                f"the linkage model could not be trained: no training rule finds {EM_FEW_PAIRS} "
+                f"pairs among the {records.num_rows:,} identity records (too few share a full "
+                "name, a date of birth or a postcode), so no comparison could learn what a "
+                "match looks like and no one would be linked. Nothing was linked and no model was "
+                "saved: the next run trains again. Fix: run again when more records have landed "
+                "(a few hundred people per partner is usually enough); the training warnings in "
+                "the run's log say which rules had how many pairs"
+            )
     # PLACELINK_LINKAGE_THRESHOLD if set; else the model's calibrated threshold, calibrated on
     # this run's scores when the model is new (pipelines/linkage/threshold.py).
     threshold = (
