@@ -45,21 +45,9 @@ def _load(folder: Path | None):
 def _renewals(where: Path) -> dict[str, str]:
     """Each renewal waiting for signatures in ``where``'s renewals/ folder, by agreement id, in
     words: version, end date and signatures so far."""
-    from pipelines.governance.approvals import load_hub_contracts
-    from pipelines.governance.renewal import RENEWALS
+    from pipelines.governance.renewal import describe_renewal, waiting_renewals
 
-    if not (where / RENEWALS).is_dir():
-        return {}
-    waiting, problems = load_hub_contracts(Settings.from_env(), where / RENEWALS)
-    said = {
-        c.id: (
-            f"renewal {c.version} (expires {c.terms.expires}) waiting for signatures: "
-            f"{len(c.approval.required) - len(c.approval.missing)} of {len(c.approval.required)} signed"
-        )
-        for c in waiting.values()
-    }
-    said.update({i: f"renewal in {RENEWALS}/ is invalid: {e}" for i, e in problems.items()})
-    return said
+    return {i: describe_renewal(r) for i, r in waiting_renewals(Settings.from_env(), where).items()}
 
 
 _DIR = click.option(

@@ -3,7 +3,8 @@
 One entry per data-sharing agreement (valid or not): status today, parties, purpose and what
 the data may not be used for, lawful basis (Article 6, Article 9, gateway, confidentiality),
 National Data Opt-out, DPIA, retention, delivery cadence, dates, who must sign and who has
-signed (when, and which signatures do not count), what flowed under it (from the audit log:
+signed (when, and which signatures do not count), a renewal waiting for signatures (version,
+end date, who has signed it so far), what flowed under it (from the audit log:
 deliveries, rows, quarantined, withdrawals, deletions by retention) and which published tables
 rely on it (from the published file's ``_lineage``). The page says whether the audit log
 verifies (chain, signed head, the head the published file carries).
@@ -40,6 +41,12 @@ from pipelines.governance.flows import (
     flow_history,
     flow_statuses,
     published_dependants,
+)
+from pipelines.governance.renewal import (
+    RENEWALS,
+    describe_renewal,
+    signed_so_far,
+    waiting_renewals,
 )
 
 REGISTER_NAME = "ig_register.html"
@@ -99,6 +106,8 @@ class Entry:
     contract: Contract | None
     history: FlowHistory
     tables: list[tuple[str, str]]
+    # A renewal waiting in renewals/ for its signatures, or why its file is invalid.
+    renewal: Contract | ContractError | None = None
 
 
 def _signatures(contract: Contract) -> list[dict]:
@@ -179,13 +188,42 @@ def _summary_row(entry: Entry, on: dt.date) -> str:
             _status_badge(flow.status),
             f"{escape(c.terms.provider.name)} &rarr; {escape(c.terms.recipient.name)}",
             signed,
-            _expiry(c.terms.expires, on),
+            _expiry(c.terms.expires, on) + _renewal_note(entry.renewal),
         ]
     cells.append(f"{plural(h.deliveries, 'delivery', 'deliveries')}<br>{plural(h.rows, 'row')}")
     return (
         f'<tr data-contract="{escape(flow.contract_id)}">'
         + "".join(f"<td>{x}</td>" for x in cells)
         + "</tr>"
+    )
+
+
+def _renewal_note(renewal: Contract | ContractError | None) -> str:
+    if renewal is None:
+        return ""
+    if isinstance(renewal, ContractError):
+        return '<br><span class="void">renewal invalid</span>'
+    return f"<br>renewal v{escape(renewal.version)} waiting: {signed_so_far(renewal)}"
+
+
+def _renewal(renewal: Contract | ContractError) -> str:
+    if isinstance(renewal, ContractError):
+        return (
+            f'<span class="void">The renewal in {RENEWALS}/ is not a valid agreement</span>: '
+            f"{escape(str(renewal))}. The version above stays in force. Fix or delete that file "
+            f"(<code>placelink contracts check --dir</code> with the agreements' {RENEWALS}/ "
+            "folder says what is wrong)."
+        )
+    t, approval = renewal.terms, renewal.approval
+    text = (
+        f"Version {escape(renewal.version)} (review by {t.review_by}; expires {t.expires}) waits in "
+        f"<code>{RENEWALS}/{escape(renewal.path.name)}</code> for its signatures"
+    )
+    if approval is not None:
+        text += f": {escape(approval.summary())}"
+    return (
+        text + ". The version above stays in force until the last required role signs the "
+        "renewal (<code>placelink contracts approve</code>)."
     )
 
 
@@ -271,6 +309,8 @@ def _detail(entry: Entry, on: dt.date) -> str:
                 ),
             ),
         ]
+    if entry.renewal is not None:
+        items.append(("Renewal", _renewal(entry.renewal)))
     items += [("What flowed", _flowed(h)), ("Published tables relying on it", tables)]
     title = escape(flow.contract_id) + (
         f" v{escape(c.version)}: {escape(c.name)}" if c else f" ({escape(flow.file)})"
@@ -288,12 +328,20 @@ def register_entries(
     audit: AuditLog,
     published: Path,
     on: dt.date,
+    renewals: dict[str, Contract | ContractError] | None = None,
 ) -> list[Entry]:
     statuses = flow_statuses(contracts, problems, on)
     history = flow_history(audit)
     dependants = published_dependants(published)
+    renewals = renewals or {}
     return [
-        Entry(s, contracts.get(cid), history.get(cid, FlowHistory()), dependants.get(cid, []))
+        Entry(
+            s,
+            contracts.get(cid),
+            history.get(cid, FlowHistory()),
+            dependants.get(cid, []),
+            renewals.get(cid),
+        )
         for cid, s in sorted(statuses.items())
     ]
 
@@ -308,8 +356,9 @@ def render_register(
     generated_at: dt.datetime,
     head: AuditHead | None = None,
     source: str = "the contracts folder",
+    renewals: dict[str, Contract | ContractError] | None = None,
 ) -> str:
-    entries = register_entries(contracts, problems, audit, published, on)
+    entries = register_entries(contracts, problems, audit, published, on, renewals)
     integrity = _integrity(audit, head, published)
     excluded = [e.flow for e in entries if not e.flow.in_use]
     exclusion_note = (
@@ -416,6 +465,9 @@ CSV_COLUMNS = (
     "signatures_valid",
     "signatures",
     "signed_content_sha256",
+    "renewal_version",
+    "renewal_expires",
+    "renewal_signatures",
     "deliveries",
     "rows",
     "last_accepted",
@@ -450,6 +502,16 @@ def register_csv(entries: list[Entry]) -> str:
             "extracts_deleted_by_retention": h.extracts_deleted,
             "published_tables": "; ".join(f"{t} ({rel})" for t, rel in e.tables),
         }
+        if isinstance(e.renewal, Contract):
+            row.update(
+                {
+                    "renewal_version": e.renewal.version,
+                    "renewal_expires": e.renewal.terms.expires,
+                    "renewal_signatures": signed_so_far(e.renewal),
+                }
+            )
+        elif e.renewal is not None:
+            row["renewal_signatures"] = describe_renewal(e.renewal)
         if c is not None:
             t = c.terms
             signatures = _signatures(c)
@@ -509,6 +571,7 @@ def write_register(
     on = on or settings.today()
     audit = hub_audit_log(settings)
     head = AuditHead(settings.audit_head_path, settings.audit_key_path)
+    renewals = waiting_renewals(settings)
     page = folder / REGISTER_NAME
     html = render_register(
         contracts,
@@ -520,10 +583,13 @@ def write_register(
         now or settings.now(),
         head,
         f"{settings.contracts_dir} ({settings.contracts_source})",
+        renewals,
     )
     _write(page, html)
     _write(
         folder / REGISTER_CSV,
-        register_csv(register_entries(contracts, problems, audit, settings.published, on)),
+        register_csv(
+            register_entries(contracts, problems, audit, settings.published, on, renewals)
+        ),
     )
     return page

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.governance.approvals import ApproverRegistry, key_lines, replace_block, set_status
+from pipelines.core.settings import Settings
+from pipelines.governance.approvals import (
+    ApproverRegistry,
+    key_lines,
+    load_hub_contracts,
+    replace_block,
+    set_status,
+)
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import Contract, ContractError, load_contract
 
@@ -166,6 +173,38 @@ def complete_renewal(renewal: Path, registry: ApproverRegistry) -> tuple[Contrac
         _write_atomically(kept, path.read_bytes())
     os.replace(renewal, path)
     return old, load_contract(path)
+
+
+def waiting_renewals(
+    settings: Settings, folder: Path | None = None
+) -> dict[str, Contract | ContractError]:
+    """Each renewal waiting for signatures in the agreements folder's ``renewals/`` (``folder``,
+    default ``settings.contracts_dir``), by agreement id: the renewal, signatures checked against
+    the hub's approver registry, or why its file is not a valid agreement."""
+    waiting = Path(folder or settings.contracts_dir) / RENEWALS
+    if not waiting.is_dir():
+        return {}
+    valid, problems = load_hub_contracts(settings, waiting)
+    return {**problems, **valid}
+
+
+def signed_so_far(renewal: Contract) -> str:
+    """``2 of 4 signed``: how many of the roles the renewal names have signed it."""
+    approval = renewal.approval
+    if approval is None:
+        return "signatures not checked"
+    return f"{len(approval.required) - len(approval.missing)} of {len(approval.required)} signed"
+
+
+def describe_renewal(renewal: Contract | ContractError) -> str:
+    """A waiting renewal in words: its version, end date and signatures so far, or why it is
+    invalid."""
+    if isinstance(renewal, ContractError):
+        return f"renewal in {RENEWALS}/ is invalid: {renewal}"
+    return (
+        f"renewal {renewal.version} (expires {renewal.terms.expires}) waiting for signatures: "
+        f"{signed_so_far(renewal)}"
+    )
 
 
 def audit_renewal_started(audit: AuditLog, old: Contract, new: Contract, at: dt.datetime) -> dict:

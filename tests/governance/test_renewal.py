@@ -283,3 +283,60 @@ def test_a_renewal_the_command_refuses_changes_nothing_and_says_what_to_do(hub_h
     assert not (hub_home / "contracts" / "superseded").exists()
     assert not (hub_home / "contracts" / "renewals").exists()
     assert len(list(hub_audit_log(settings).events())) == events
+
+
+def test_the_ig_register_shows_a_renewal_waiting_for_signatures_until_it_is_in_force(
+    hub_home, tmp_path
+):
+    import csv
+
+    def register() -> tuple[str, dict]:
+        out = tmp_path / "board pack"
+        result = _cli(hub_home, "contracts", "register", "--out", str(out))
+        assert result.exit_code == 0, result.output
+        rows = csv.DictReader((out / "ig_register.csv").open())
+        return (out / "ig_register.html").read_text(), {r["contract_id"]: r for r in rows}
+
+    assert _renew(hub_home, "vcs-family-support").exit_code == 0
+    html, rows = register()
+    vcs = html[html.index('<section class="agreement" id="c-vcs-family-support"') :]
+    vcs = vcs[: vcs.index("</section>")]
+    assert "v1.0.0: " in vcs  # the version in force is the one the register describes
+    assert "Version 1.1.0 (review by 2030-03-31; expires 2032-03-31) waits in" in vcs
+    assert "signed by 0 of 3 required roles" in vcs and "stays in force until" in vcs
+    assert "renewal v1.1.0 waiting: 0 of 3 signed" in html
+    assert (rows["vcs-family-support"]["version"], rows["vcs-family-support"]["expires"]) == (
+        "1.0.0",
+        "2029-03-31",
+    )
+    assert {k: rows["vcs-family-support"][k] for k in ("renewal_version", "renewal_expires")} == {
+        "renewal_version": "1.1.0",
+        "renewal_expires": "2032-03-31",
+    }
+    assert rows["vcs-family-support"]["renewal_signatures"] == "0 of 3 signed"
+    # the other agreements have no renewal, and say none
+    assert rows["council-place-services"]["renewal_version"] == ""
+    assert html.count("waits in <code>renewals/") == 1
+
+    keys = sorted((hub_home.parent / "approvers").glob("*.key"))
+    _cli(hub_home, "contracts", "approve", "vcs-family-support", "--key", str(keys[0]))
+    html, rows = register()
+    assert rows["vcs-family-support"]["renewal_signatures"] == "1 of 3 signed"
+    assert "renewal v1.1.0 waiting: 1 of 3 signed" in html
+
+    for key in keys[1:]:
+        _cli(hub_home, "contracts", "approve", "vcs-family-support", "--key", str(key))
+    html, rows = register()
+    assert rows["vcs-family-support"]["version"] == "1.1.0"
+    assert rows["vcs-family-support"]["renewal_version"] == "" and "waits in" not in html
+
+    # a renewal file someone broke is shown as such; the version in force is unaffected
+    broken = hub_home / "contracts" / "renewals" / NAME
+    broken.parent.mkdir(exist_ok=True)
+    broken.write_text("id: vcs-family-support\nversion: [\n")
+    html, rows = register()
+    assert "renewal invalid" in html and "is not a valid agreement" in html
+    assert rows["vcs-family-support"]["status"] == "approved"
+    assert rows["vcs-family-support"]["renewal_signatures"].startswith(
+        "renewal in renewals/ is invalid"
+    )
