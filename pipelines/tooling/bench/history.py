@@ -47,6 +47,7 @@ SHOWN = (
     ("cluster", ("linkage: cluster",)),
     ("keys + QA", ("linkage: person keys and QA",)),
     ("SQL models", ("SQL models",)),
+    ("effects", ("effects: estimate", "effects: linkage sensitivity")),
     ("reports", ("reports",)),
     ("Dagster", ("Dagster: load definitions", HUB_REST)),
 )

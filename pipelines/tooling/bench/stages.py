@@ -52,6 +52,11 @@ HUB_STAGES = (
     "linkage: cluster",
     "linkage: person keys and QA",
     "SQL models",
+    # The effects (pipelines/outcomes/effects): the estimates, then the headline estimates again
+    # at a looser and a stricter linkage threshold (its SQL models re-run count under "SQL models",
+    # its estimates under "effects: estimate"; this row is the re-clustering and the rest).
+    "effects: estimate",
+    "effects: linkage sensitivity",
     "disclosure control",
     "publish",
     "reports",
