@@ -1,6 +1,7 @@
 """The match threshold is calibrated on the scores, saved with the model, and overridable."""
 
 import numpy as np
+import pytest
 
 from pipelines.linkage.threshold import DEFAULT, LOWEST, calibrate, probability
 
@@ -76,3 +77,69 @@ def test_too_few_scored_pairs_keep_the_default():
     assert calibrate(few) == (DEFAULT, f"default {DEFAULT} (too few scored pairs to calibrate)")
     only_strangers = -np.abs(rng.normal(10, 3, 1_000))
     assert calibrate(only_strangers)[0] == DEFAULT
+
+
+# Scored pairs per one-bit step of match weight, of a stress profile's training run (baseline,
+# development seed 13, tokens): a dip near even odds, relatives at +3 to +6 bits (29 of 31 of them
+# different people), a thin valley at +6 to +10, and the same people from there up.
+RELATIVES = {
+    **{-3: 21, -2: 8, -1: 2, 0: 3, 1: 1, 2: 0, 3: 8, 4: 11, 5: 12, 6: 2, 7: 5, 8: 3, 9: 3},
+    **{10: 5, 11: 7, 12: 8, 13: 14, 14: 9, 15: 8, 16: 11, 17: 20, 18: 15, 19: 16, 20: 27},
+    **{21: 32, 22: 37, 23: 64, 24: 72, 25: 70, 26: 54, 27: 100, 28: 74, 29: 92},
+}
+# The same for the B-like profile (development seed 12): the pairs at +3 to +6 bits are mostly
+# the same people with a name or an address changed, and a shallow dip at +7 to +9 bits lies
+# among the same people.
+TRUE_MATCHES_IN_BETWEEN = {
+    **{-3: 5, -2: 8, -1: 2, 0: 8, 1: 16, 2: 27, 3: 71, 4: 64, 5: 67, 6: 44, 7: 16, 8: 12},
+    **{9: 72, 10: 91, 11: 111, 12: 150, 13: 114, 14: 228, 15: 308, 16: 504, 17: 609},
+    **{18: 510, 19: 514, 20: 382, 21: 220, 22: 56, 23: 11},
+}
+
+
+def scored_pairs(per_bit: dict[int, int], strangers: int, key: int | None = None) -> np.ndarray:
+    """Match weights with ``per_bit`` pairs in each one-bit step, ``strangers`` more below it and
+    as many above it as in its last step; ``key`` moves every weight a little, as a fresh linkage
+    key moves the tokens' collisions (a normal shift of a quarter of a bit)."""
+    rng = np.random.default_rng(0)
+    lowest, highest = min(per_bit), max(per_bit) + 1
+    weights = np.concatenate(
+        [np.linspace(b, b + 1, n, endpoint=False) + 0.5 / n for b, n in per_bit.items() if n]
+        + [
+            lowest - rng.exponential(10, strangers),
+            highest + rng.exponential(5, 20 * per_bit[highest - 1]),
+        ]
+    )
+    if key is not None:
+        weights += np.random.default_rng(key).normal(0, 0.25, len(weights))
+    return weights
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (issue 17): whether the thin valley above the relatives is within noise of the "
+    "dip near even odds turns on a pair, so the key flips the threshold between them",
+)
+def test_a_fresh_linkage_key_does_not_move_the_threshold_below_the_relatives():
+    # With one-bit steps and the highest step within two standard deviations of the lowest, the
+    # thin valley above the relatives is the floor or not by a pair: 11 of these 21 keys put the
+    # threshold near even odds (+1 to +1.5 bits), linking the relatives. A rule that fixed this on
+    # the development seeds cost F1 on held-out ones (docs/linkage-benchmark.md).
+    thresholds = [calibrate(scored_pairs(RELATIVES, 600, key))[0] for key in [None, *range(20)]]
+    assert min(thresholds) >= probability(7.5)  # above the relatives, every key
+    assert max(thresholds) <= probability(10)  # below the same people
+    spread = _weight(max(thresholds)) - _weight(min(thresholds))
+    assert spread <= 1.0  # within a bit of each other
+
+
+def test_a_shallow_dip_among_true_matches_is_not_taken():
+    # The dip near even odds holds 26 pairs per three bits, the one at +7 to +9 bits 72: not
+    # within noise of it, so the threshold stays near even odds whatever the key, and the pairs
+    # in between (mostly the same people) link.
+    for key in [None, *range(10)]:
+        threshold, method = calibrate(scored_pairs(TRUE_MATCHES_IN_BETWEEN, 70, key))
+        assert LOWEST <= threshold <= probability(2) and "valley" in method
+
+
+def _weight(p: float) -> float:
+    return float(np.log2(p / (1 - p)))
