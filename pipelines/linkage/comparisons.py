@@ -34,11 +34,12 @@ DICE_HIGH, DICE_LOW = 0.8, 0.7
 # top level asks for the whole filter.
 ADDRESS_DICE_SAME, ADDRESS_DICE_SIMILAR = 1.0, 0.8
 
-# Full-name filter (the bigrams of both names, k = 12), for pairs where neither name agrees with
-# its own field: over 4,000 synthetic pairs each (docs/linkage-features.md), transposed names with
-# one name written differently reach Dice >= 0.7 in 99.9%, with both written differently in 94%;
-# unrelated people in 0.03% (0.5% of the same name origin).
-FULL_NAME_DICE = 0.7
+# Full-name filter (the bigrams of both names, k = 12): the full names alike (Dice >= 0.7) and
+# each name at least 0.1 less like its own field's. Over 4,000 synthetic pairs of each kind
+# (docs/linkage-features.md): transposed names with one name written differently 99.7%, both
+# 93%; not transposed, both names written differently 0.05%; unrelated people of the same name
+# origin 0.2%.
+FULL_NAME_DICE, FULL_NAME_MARGIN = 0.7, 0.1
 FULL_NAME = "full_name_bloom"
 # Its clear-text equivalent in the benchmark's reference: the two names' bigrams, sorted and
 # joined with this separator (pipelines.tooling.bench.linkage_profiles.full_name_bigrams).
@@ -128,20 +129,37 @@ def clear_dice(column: str, blocking: bool = False) -> str:
     return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
 
 
+def _clear_bigrams(column: str) -> str:
+    """SQL: the set of bigrams of a clear name padded with the Bloom filters' boundary character
+    (pipelines.partner_kit.bloom.bigrams)."""
+    padded = f"('_' || {column} || '_')"
+    return (
+        f"list_distinct(list_transform(range(length({padded}) - 1), "
+        f"lambda i: substr({padded}, i + 1, 2)))"
+    )
+
+
+def _clear_name_dice(name: str) -> str:
+    """SQL: Dice of a pair's clear names' bigram sets (what the name's Bloom filters approximate)."""
+    left, right = (_clear_bigrams(f"{name}_clear_{side}") for side in "lr")
+    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
+
+
 def names_written_differently_and_transposed(similarity: str = "bloom") -> str:
     """SQL: the two full names are alike (Dice of the full-name filters, or of the clear bigrams)
-    while neither name is like the same field's name on the other side: given and family names
-    written the other way round with a typo or another romanisation in one or both. A sibling
-    (the same family name) is not one: the family names are alike."""
+    and each name is clearly less like the same field's name on the other side than the full
+    names are alike: given and family names written the other way round, exactly or with a typo
+    or another romanisation in one or both. Names alike in their own fields are not (the full
+    names are then about as alike as the names), nor siblings (the family names are equal)."""
     if similarity == "clear":
         full = clear_dice(FULL_NAME_CLEAR)
-        alike = [f"jaro_winkler_similarity({n}_clear_l, {n}_clear_r)" for n in _NAMES]
-        low = JARO_WINKLER_LOW
+        alike = [_clear_name_dice(n) for n in _NAMES]
     else:
         full = dice(FULL_NAME)
         alike = [dice(f"{n}_bloom") for n in _NAMES]
-        low = DICE_LOW
-    return f"{full} >= {FULL_NAME_DICE} AND " + " AND ".join(f"{a} < {low}" for a in alike)
+    return f"{full} >= {FULL_NAME_DICE} AND " + " AND ".join(
+        f"{a} <= {full} - {FULL_NAME_MARGIN}" for a in alike
+    )
 
 
 def _full_name_level(name: str, similarity: str, have: frozenset[str]) -> list:
@@ -157,7 +175,7 @@ def _full_name_level(name: str, similarity: str, have: frozenset[str]) -> list:
         return []
     level = cll.CustomLevel(
         names_written_differently_and_transposed(similarity),
-        label_for_charts=f"names transposed and written differently (full name Dice >= {FULL_NAME_DICE})",
+        label_for_charts="names transposed and written differently",
     )
     return [level if name == "given_name" else level.configure(is_null_level=True)]
 
@@ -188,6 +206,26 @@ def name_comparison(
         levels.append(
             cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal")
         )
+    first, last = NAME_PARTS[name]
+    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
+    transposed = given in have and family in have
+    swapped: list = []
+    if transposed:
+        # Given and family names written the other way round: the evidence is counted once, on
+        # the given name; on the family name the pair is neither agreement nor disagreement
+        # (a null level), so transposed pairs do not water down what "else" means for either.
+        level = cll.CustomLevel(
+            f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
+            label_for_charts="given and family names transposed",
+        )
+        swapped = [level if name == "given_name" else level.configure(is_null_level=True)]
+    # Transposed and written differently (a typo, another romanisation) in one or both. With it,
+    # both transposed levels come before the name's own Dice levels: two long unrelated names can
+    # reach Dice 0.7, and a transposed pair then lost its evidence to a weak level. Without the
+    # full-name filter the order is the one before it, so an older contract links as it did.
+    written_differently = _full_name_level(name, similarity, have) if transposed else []
+    if written_differently:
+        levels += [*swapped, *written_differently]
     if similarity == "bloom" and bloom in have:
         levels += [
             cll.CustomLevel(
@@ -200,29 +238,17 @@ def name_comparison(
             cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
             cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW),
         ]
-    first, last = NAME_PARTS[name]
-    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
-    if given in have and family in have:
-        # Given and family names written the other way round: the evidence is counted once, on
-        # the given name; on the family name the pair is neither agreement nor disagreement
-        # (a null level), so transposed pairs do not water down what "else" means for either.
-        swapped = cll.CustomLevel(
-            f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
-            label_for_charts="given and family names transposed",
-        )
-        levels.append(swapped if name == "given_name" else swapped.configure(is_null_level=True))
-        # Above "one name found": a transposed pair with one name misspelt has both names'
-        # evidence here, and the family name is then neutral rather than a disagreement.
-        levels += _full_name_level(name, similarity, have)
-        if name == "given_name":
-            # Transposed with one of the names also misspelt, or a family name entered as the
-            # given name: weaker, and only on the given name.
-            levels.append(
-                cll.CustomLevel(
-                    f"{given}_l = {family}_r OR {family}_l = {given}_r",
-                    label_for_charts="one name found in the other field",
-                )
+    if not written_differently:
+        levels += swapped
+    if transposed and name == "given_name":
+        # One name misspelt beyond the full-name level, or a family name entered as the given
+        # name: weaker, and only on the given name.
+        levels.append(
+            cll.CustomLevel(
+                f"{given}_l = {family}_r OR {family}_l = {given}_r",
+                label_for_charts="one name found in the other field",
             )
+        )
     if first in have and last in have:
         levels.append(
             cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees")
