@@ -174,3 +174,20 @@ def test_a_placeholder_postcode_is_treated_as_missing_and_links_no_strangers():
     )
     exact = postcode["comparison_levels"][1]
     assert exact["m_probability"] / exact["u_probability"] > 20
+
+
+def test_a_placeholder_name_masks_the_full_name_filter_made_from_it():
+    # 400 records named UNKNOWN among 2,000 real given names: the full name made from it is no
+    # evidence either, whichever name field held the placeholder.
+    names = [f"name-{i}" for i in range(2_000)] + ["unknown"] * 400
+    filters = [bytes([i % 256]) * 32 for i in range(len(names))]
+    records = pa.table(
+        {
+            "given_name_token": names,
+            "full_name_bloom": pa.array(filters, pa.binary()),
+            "partner_id": ["nhs"] * len(names),
+        }
+    )
+    (found,) = find_placeholders(records)
+    masked = mask_placeholders(records, [found]).column("full_name_bloom").to_pylist()
+    assert masked[:2_000] == filters[:2_000] and masked[2_000:] == [None] * 400
