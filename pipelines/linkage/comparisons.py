@@ -11,7 +11,8 @@ to a Dice similarity of the keyed Bloom encodings (computed in DuckDB with ``bit
 ``BIT`` columns), then to a shared name part (middle names, double-barrelled names) and an
 initial. Given and family names written the other way round are recognised from the name-part
 tokens the partner kit makes under one key for both fields (docs/linkage-features.md says
-what that reveals).
+what that reveals), and, where they are also written differently (a typo, another
+romanisation), from the order-free full-name Bloom filter.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ DICE_HIGH, DICE_LOW = 0.8, 0.7
 # top level asks for the whole filter.
 ADDRESS_DICE_SAME, ADDRESS_DICE_SIMILAR = 1.0, 0.8
 
+# Full-name filter (the bigrams of both names, k = 12): the full names alike (Dice >= 0.7) and
+# each name at least 0.1 less like its own field's. Over 4,000 synthetic pairs of each kind
+# (docs/linkage-features.md): transposed names with one name written differently 99.7%, both
+# 93%; not transposed, both names written differently 0.05%; unrelated people of the same name
+# origin 0.2%.
+FULL_NAME_DICE, FULL_NAME_MARGIN = 0.7, 0.1
+FULL_NAME = "full_name_bloom"
+# Its clear-text equivalent in the benchmark's reference: the two names' bigrams, sorted and
+# joined with this separator (pipelines.tooling.bench.linkage_profiles.full_name_bigrams).
+FULL_NAME_CLEAR, BIGRAM_SEPARATOR = "full_name_clear", "|"
+
 # The clear-text benchmark baseline compares the names as written with Jaro-Winkler where the
 # hub compares Bloom filters with Dice.
 JARO_WINKLER_HIGH, JARO_WINKLER_LOW = 0.92, 0.8
@@ -49,10 +61,12 @@ NAME_PARTS = {
     for name in ("given_name", "family_name")
 }
 GIVEN_INITIAL = "given_name_initial_token"
+_NAMES = ("given_name", "family_name")
 
-# Every hub column the model may read, by the field the partner kit made it from: the one list
-# of linkage features. Person records select them in this order (pipelines.linkage.person_records),
-# and a placeholder value of a field masks all of that field's columns (pipelines.linkage.placeholders).
+# Every hub column the model may read, by the field the partner kit made it from (a column made
+# from two fields is under both): the one list of linkage features. Person records select them in
+# this order (pipelines.linkage.person_records), and a placeholder value of a field masks all of
+# that field's columns (pipelines.linkage.placeholders).
 COLUMNS_BY_FIELD: dict[str, tuple[str, ...]] = {
     "nhs_number": ("nhs_number_token",),
     "given_name": (
@@ -61,12 +75,15 @@ COLUMNS_BY_FIELD: dict[str, tuple[str, ...]] = {
         "given_name_bloom",
         *NAME_PARTS["given_name"],
         GIVEN_INITIAL,
+        # Made from both names: listed under each, so a placeholder in either masks it.
+        FULL_NAME,
     ),
     "family_name": (
         "family_name_token",
         "family_name_phonetic_token",
         "family_name_bloom",
         *NAME_PARTS["family_name"],
+        FULL_NAME,
     ),
     "date_of_birth": (
         "date_of_birth_token",
@@ -85,13 +102,82 @@ COLUMNS_BY_FIELD: dict[str, tuple[str, ...]] = {
 MODEL_COLUMNS = frozenset(c for columns in COLUMNS_BY_FIELD.values() for c in columns)
 
 
-def dice(column: str) -> str:
-    """SQL: the Dice coefficient of a pair's Bloom filters (each record's popcount precomputed)."""
-    left, right = f"{column}_l", f"{column}_r"
-    return (
-        f"(2.0 * bit_count({left} & {right}) / "
-        f"nullif({column}{BLOOM_BITS}_l + {column}{BLOOM_BITS}_r, 0))"
+def dice(column: str, blocking: bool = False) -> str:
+    """SQL: the Dice coefficient of a pair's Bloom filters (each record's popcount precomputed);
+    ``blocking``: as a blocking rule names the two records' columns (``l.column``)."""
+    left, right = (
+        (f"{side}.{column}" for side in "lr") if blocking else (f"{column}_l", f"{column}_r")
     )
+    bits = (
+        (f"{left}{BLOOM_BITS}", f"{right}{BLOOM_BITS}")
+        if blocking
+        else (
+            f"{column}{BLOOM_BITS}_l",
+            f"{column}{BLOOM_BITS}_r",
+        )
+    )
+    return f"(2.0 * bit_count({left} & {right}) / nullif({bits[0]} + {bits[1]}, 0))"
+
+
+def clear_dice(column: str, blocking: bool = False) -> str:
+    """SQL: the Dice coefficient of a pair's bigram sets, each written as its bigrams joined with
+    :data:`BIGRAM_SEPARATOR` (the clear-text reference's equivalent of :func:`dice`)."""
+    left, right = (
+        f"string_split({f'{side}.{column}' if blocking else f'{column}_{side}'}, '{BIGRAM_SEPARATOR}')"
+        for side in "lr"
+    )
+    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
+
+
+def _clear_bigrams(column: str) -> str:
+    """SQL: the set of bigrams of a clear name padded with the Bloom filters' boundary character
+    (pipelines.partner_kit.bloom.bigrams)."""
+    padded = f"('_' || {column} || '_')"
+    return (
+        f"list_distinct(list_transform(range(length({padded}) - 1), "
+        f"lambda i: substr({padded}, i + 1, 2)))"
+    )
+
+
+def _clear_name_dice(name: str) -> str:
+    """SQL: Dice of a pair's clear names' bigram sets (what the name's Bloom filters approximate)."""
+    left, right = (_clear_bigrams(f"{name}_clear_{side}") for side in "lr")
+    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
+
+
+def names_written_differently_and_transposed(similarity: str = "bloom") -> str:
+    """SQL: the two full names are alike (Dice of the full-name filters, or of the clear bigrams)
+    and each name is clearly less like the same field's name on the other side than the full
+    names are alike: given and family names written the other way round, exactly or with a typo
+    or another romanisation in one or both. Names alike in their own fields are not (the full
+    names are then about as alike as the names), nor siblings (the family names are equal)."""
+    if similarity == "clear":
+        full = clear_dice(FULL_NAME_CLEAR)
+        alike = [_clear_name_dice(n) for n in _NAMES]
+    else:
+        full = dice(FULL_NAME)
+        alike = [dice(f"{n}_bloom") for n in _NAMES]
+    return f"{full} >= {FULL_NAME_DICE} AND " + " AND ".join(
+        f"{a} <= {full} - {FULL_NAME_MARGIN}" for a in alike
+    )
+
+
+def _full_name_level(name: str, similarity: str, have: frozenset[str]) -> list:
+    """The approximate transposed level, weighed on the given name and neutral on the family name
+    (as the exact one), where the records hold the full-name filter and both names' filters (or,
+    for the clear-text baseline, the clear names)."""
+    needed = (
+        {FULL_NAME_CLEAR, *(f"{n}_clear" for n in _NAMES)}
+        if similarity == "clear"
+        else {FULL_NAME, *(f"{n}_bloom" for n in _NAMES)}
+    )
+    if not needed <= have:
+        return []
+    level = cll.CustomLevel(
+        names_written_differently_and_transposed(similarity),
+        label_for_charts="names transposed and written differently",
+    )
+    return [level if name == "given_name" else level.configure(is_null_level=True)]
 
 
 def _all(have: Iterable[str] | None) -> frozenset[str]:
@@ -120,6 +206,26 @@ def name_comparison(
         levels.append(
             cll.CustomLevel(f"{phonetic}_l = {phonetic}_r", label_for_charts="phonetic code equal")
         )
+    first, last = NAME_PARTS[name]
+    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
+    transposed = given in have and family in have
+    swapped: list = []
+    if transposed:
+        # Given and family names written the other way round: the evidence is counted once, on
+        # the given name; on the family name the pair is neither agreement nor disagreement
+        # (a null level), so transposed pairs do not water down what "else" means for either.
+        level = cll.CustomLevel(
+            f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
+            label_for_charts="given and family names transposed",
+        )
+        swapped = [level if name == "given_name" else level.configure(is_null_level=True)]
+    # Transposed and written differently (a typo, another romanisation) in one or both. With it,
+    # both transposed levels come before the name's own Dice levels: two long unrelated names can
+    # reach Dice 0.7, and a transposed pair then lost its evidence to a weak level. Without the
+    # full-name filter the order is the one before it, so an older contract links as it did.
+    written_differently = _full_name_level(name, similarity, have) if transposed else []
+    if written_differently:
+        levels += [*swapped, *written_differently]
     if similarity == "bloom" and bloom in have:
         levels += [
             cll.CustomLevel(
@@ -132,26 +238,17 @@ def name_comparison(
             cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_HIGH),
             cll.JaroWinklerLevel(f"{name}_clear", JARO_WINKLER_LOW),
         ]
-    first, last = NAME_PARTS[name]
-    given, family = NAME_PARTS["given_name"][0], NAME_PARTS["family_name"][0]
-    if given in have and family in have:
-        # Given and family names written the other way round: the evidence is counted once, on
-        # the given name; on the family name the pair is neither agreement nor disagreement
-        # (a null level), so transposed pairs do not water down what "else" means for either.
-        swapped = cll.CustomLevel(
-            f"{given}_l = {family}_r AND {family}_l = {given}_r AND {given}_l <> {given}_r",
-            label_for_charts="given and family names transposed",
-        )
-        levels.append(swapped if name == "given_name" else swapped.configure(is_null_level=True))
-        if name == "given_name":
-            # Transposed with one of the names also misspelt, or a family name entered as the
-            # given name: weaker, and only on the given name.
-            levels.append(
-                cll.CustomLevel(
-                    f"{given}_l = {family}_r OR {family}_l = {given}_r",
-                    label_for_charts="one name found in the other field",
-                )
+    if not written_differently:
+        levels += swapped
+    if transposed and name == "given_name":
+        # One name misspelt beyond the full-name level, or a family name entered as the given
+        # name: weaker, and only on the given name.
+        levels.append(
+            cll.CustomLevel(
+                f"{given}_l = {family}_r OR {family}_l = {given}_r",
+                label_for_charts="one name found in the other field",
             )
+        )
     if first in have and last in have:
         levels.append(
             cll.CustomLevel(_parts_agree(first, last), label_for_charts="a name part agrees")
@@ -296,6 +393,19 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
     rules += [block_on(address, c) for c in _WITH_ADDRESS_LINE if address and c in have]
     if {"given_name_first_part_token", "family_name_first_part_token", "dob_year_token"} <= have:
         rules.append(CustomRule(_SWAPPED_NAMES + " AND l.dob_year_token = r.dob_year_token"))
+    # The same date of birth and alike full names, whichever field each name is in (the clear
+    # bigrams in the benchmark's clear-text reference): pairs whose names each changed a little,
+    # or were transposed and changed, with neither the postcode nor a phonetic code in common
+    # had no block (a_like, seed 101: 21 of the 74 true pairs no rule held). A hash join on the
+    # date, then Dice on the few records sharing it.
+    full = next((c for c in (FULL_NAME, FULL_NAME_CLEAR) if c in have), None)
+    if full and "date_of_birth_token" in have:
+        similar = (dice if full == FULL_NAME else clear_dice)(full, blocking=True)
+        rules.append(
+            CustomRule(
+                f"l.date_of_birth_token = r.date_of_birth_token AND {similar} >= {FULL_NAME_DICE}"
+            )
+        )
     # Names alone are still a block for records that carry nothing else to block on: no date of
     # birth and no postcode (one rule per side; Splink scores each pair once, l before r).
     if {"given_name_phonetic_token", "family_name_phonetic_token"} <= have:

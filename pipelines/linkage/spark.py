@@ -78,7 +78,8 @@ def _summed_bit_counts(argument: exp.Expression, blooms: set[str], level: str) -
                 f"model level {level!r}: bit_count is only translated for Spark on Bloom-filter "
                 f"columns ({', '.join(sorted(blooms))}), not on {column.sql('duckdb')!r}"
             )
-        return exp.column(name).sql("spark")
+        # A blocking rule names the record (l.column): keep it.
+        return exp.column(name, table=column.table or None).sql("spark")
 
     if isinstance(argument, exp.BitwiseAnd):
         words = f"zip_with({bloom(argument.this)}, {bloom(argument.expression)}, (x, y) -> bit_count(x & y))"
@@ -102,14 +103,20 @@ def spark_condition(sql: str, from_dialect: str, blooms: set[str]) -> str:
 def spark_model_settings(saved: dict[str, Any], blooms: set[str]) -> dict[str, Any]:
     """A copy of a saved Splink model with every comparison level's SQL translated for Spark.
 
-    Probabilities, term-frequency settings and blocking rules are untouched (Splink
-    translates blocking rules from the ``sql_dialect`` they were saved with).
+    Probabilities and term-frequency settings are untouched; Splink translates blocking rules
+    from the ``sql_dialect`` they were saved with, except one on a Bloom filter's Dice, whose
+    popcounts are rewritten here as the levels' are.
     """
     from_dialect = saved.get("sql_dialect", "duckdb")
     settings = copy.deepcopy(saved)
     for comparison in settings["comparisons"]:
         for level in comparison["comparison_levels"]:
             level["sql_condition"] = spark_condition(level["sql_condition"], from_dialect, blooms)
+    for rule in settings.get("blocking_rules_to_generate_predictions", []):
+        if "bit_count" in rule.get("blocking_rule", ""):
+            dialect = rule.get("sql_dialect") or from_dialect
+            rule["blocking_rule"] = spark_condition(rule["blocking_rule"], dialect, blooms)
+            rule["sql_dialect"] = "spark"
     settings["sql_dialect"] = "spark"
     return settings
 

@@ -29,7 +29,7 @@ from pipelines.partner_kit.features import IDENTITY_FEATURES
 _CLASSIFIED = {"sex": "quasi_identifier", YEAR_OF_BIRTH: "quasi_identifier"}
 _AREAS = ("lsoa_code", "ward_code")
 # Raw identifiers a partner can hold, from the kit's registry (family_id groups a family).
-IDENTIFIERS = tuple(dict.fromkeys(f.source for f in IDENTITY_FEATURES.values()))
+IDENTIFIERS = tuple(dict.fromkeys(s for f in IDENTITY_FEATURES.values() for s in f.sources))
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def identity_items(identifiers: Iterable[str]) -> list[dict]:
         )
     items = []
     for feature in IDENTITY_FEATURES.values():
-        if feature.source not in wanted:
+        if any(source not in wanted for source in feature.sources):
             continue
         if feature.name in _AREAS:
             items.append(

@@ -24,7 +24,11 @@ import pyarrow as pa
 
 from pipelines.core.column_types import ARROW_TYPES
 from pipelines.governance.contracts import Contract, Dataset, DateFormat
-from pipelines.partner_kit.bloom import ADDRESS_HASHES, bloom_encode_names
+from pipelines.partner_kit.bloom import (
+    ADDRESS_HASHES,
+    bloom_encode_full_names,
+    bloom_encode_names,
+)
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.normalise import (
     EARLIEST_DATE_OF_BIRTH,
@@ -286,6 +290,14 @@ class IdentityFeature:
     # The field key the token is made under, if not the feature's own (name parts of both
     # fields share one key so the hub can compare them across fields).
     key: str | None = None
+    # Further raw columns the feature is made from (the full-name filter reads both names);
+    # such a feature is computed per row.
+    also: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every raw column the feature is made from: ``source`` first."""
+        return (self.source, *self.also)
 
     def rows(self, inputs: IdentityInputs) -> pl.Series:
         """The feature's value for every row of the extract, typed."""
@@ -425,6 +437,21 @@ _FEATURES = (
         pl.Binary,
         lambda i: bloom_encode_names(i.family_name, "family_name_bloom", i.key),
         "256-bit keyed Bloom filter of the family name's bigrams",
+    ),
+    IdentityFeature(
+        "full_name_bloom",
+        "given_name",
+        pl.Binary,
+        lambda i: bloom_encode_full_names(
+            i.rows("given_name", i.given_name),
+            i.rows("family_name", i.family_name),
+            "full_name_bloom",
+            i.key,
+        ),
+        "256-bit keyed Bloom filter of the given and the family name's bigrams together (k = 12), "
+        "the same whichever field each name is written in; only where both names are present",
+        per_row=True,
+        also=("family_name",),
     ),
     _token(
         "date_of_birth_token",

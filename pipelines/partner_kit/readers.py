@@ -274,8 +274,7 @@ def allowed_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]
     allowed = list(IDENTITY_COLUMNS)
     allowed += [name for name in dataset.columns_classified("payload") if name not in allowed]
     for feature in contract_features(contract, dataset):
-        if feature.source not in allowed:
-            allowed.append(feature.source)
+        allowed += [source for source in feature.sources if source not in allowed]
     return tuple(allowed)
 
 
@@ -284,8 +283,7 @@ def used_raw_columns(contract: Contract, dataset: Dataset) -> tuple[str, ...]:
     contract's items are made from and its payload items (what a header row should hold)."""
     used = ["record_id"]
     for feature in contract_features(contract, dataset):
-        if feature.source not in used:
-            used.append(feature.source)
+        used += [source for source in feature.sources if source not in used]
     return tuple(used + [n for n in dataset.columns_classified("payload") if n not in used])
 
 
@@ -326,8 +324,8 @@ def check_raw_columns(
     missing = [name for name in dataset.columns_classified("payload") if name not in frame.columns]
     for feature in contract_features(contract, dataset):
         required = dataset.item(feature.name).required
-        if required and feature.source not in frame.columns and feature.source not in missing:
-            missing.append(feature.source)
+        if required:
+            missing += [s for s in feature.sources if s not in frame.columns and s not in missing]
     if missing:
         raise PartnerKitError(
             f"{where} lacks column(s) {', '.join(missing)} that contract {contract.label} "

@@ -32,9 +32,7 @@ def level(comparison, left: dict, right: dict) -> str:
     )
     columns = {f"{k}_l": v for k, v in left.items()} | {f"{k}_r": v for k, v in right.items()}
     # Columns the pair does not set are missing, as for a partner that does not send them.
-    columns = {
-        f"{c}_{s}": None for c in MODEL_COLUMNS for s in "lr" if not c.endswith("_bloom")
-    } | columns
+    columns = {f"{c}_{s}": None for c in MODEL_COLUMNS for s in "lr"} | columns
     con = duckdb.connect()
     try:
         con.register("pair_arrow", pl.DataFrame([columns]).to_arrow())

@@ -3,6 +3,7 @@ stress place (pipelines/tooling/stress): the pair a user would call the same per
 they would call two people does not."""
 
 import dataclasses
+import json
 
 import polars as pl
 import pyarrow as pa
@@ -69,6 +70,55 @@ def test_the_same_person_written_differently_links(place, change, why):
     assert linked(place, PERSON, PERSON | change), why
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            {"given_name": "Wisniewksa", "family_name": "Aleksanda"},
+            "transposed, and each name misspelt",
+        ),
+        (
+            {"given_name": "Wiśniewska", "family_name": "Aleksanda"},
+            "transposed, and one name misspelt",
+        ),
+    ],
+)
+def test_names_transposed_and_written_differently_link(place, change, why):
+    # The transposed level needs both names exact across the fields; the full-name filter is
+    # the same whichever field each name is in, and tolerates the typos.
+    assert linked(place, PERSON, PERSON | change), why
+
+
+def test_a_delivery_without_the_full_name_filter_links_as_before(place):
+    """A contract that does not list full_name_bloom: the model has no level or block reading
+    it, and names transposed exactly still link."""
+    key, records, _ = place
+    index = records.schema.get_field_index("full_name_bloom")
+    without = records.set_column(
+        index, "full_name_bloom", pa.nulls(records.num_rows, records.schema.field(index).type)
+    )
+    model = train(without)
+    settings = json.dumps(model.splink_settings)
+    assert "full_name" not in settings and "bit_count" in settings  # the other filters are read
+    rows = pl.DataFrame(
+        [
+            {"record_id": "HAND-L", **PERSON},
+            {
+                "record_id": "HAND-R",
+                **PERSON,
+                "given_name": "Wiśniewska",
+                "family_name": "Aleksandra",
+            },
+        ],
+        schema={"record_id": pl.String, **{f: pl.String for f in FIELDS}},
+    )
+    hand = partner_records(rows, "hand", key).to_arrow().cast(records.schema)
+    hand = hand.set_column(index, "full_name_bloom", pa.nulls(2, hand.schema.field(index).type))
+    clusters = predict_clusters(pa.concat_tables([without, hand]), model).clusters.to_pylist()
+    of = {c["unique_id"]: c["cluster_id"] for c in clusters}
+    assert of["HAND-L"] == of["HAND-R"]
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="known limitation (docs/linkage.md, Twins and siblings): twins agree on "
@@ -124,3 +174,20 @@ def test_a_placeholder_postcode_is_treated_as_missing_and_links_no_strangers():
     )
     exact = postcode["comparison_levels"][1]
     assert exact["m_probability"] / exact["u_probability"] > 20
+
+
+def test_a_placeholder_name_masks_the_full_name_filter_made_from_it():
+    # 400 records named UNKNOWN among 2,000 real given names: the full name made from it is no
+    # evidence either, whichever name field held the placeholder.
+    names = [f"name-{i}" for i in range(2_000)] + ["unknown"] * 400
+    filters = [bytes([i % 256]) * 32 for i in range(len(names))]
+    records = pa.table(
+        {
+            "given_name_token": names,
+            "full_name_bloom": pa.array(filters, pa.binary()),
+            "partner_id": ["nhs"] * len(names),
+        }
+    )
+    (found,) = find_placeholders(records)
+    masked = mask_placeholders(records, [found]).column("full_name_bloom").to_pylist()
+    assert masked[:2_000] == filters[:2_000] and masked[2_000:] == [None] * 400

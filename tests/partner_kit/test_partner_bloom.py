@@ -6,7 +6,10 @@ import polars as pl
 
 from pipelines.partner_kit.bloom import (
     BLOOM_BYTES,
+    FULL_NAME_HASHES,
+    _encoder,
     bigrams,
+    bloom_encode_full_names,
     bloom_encode_names,
     dice,
     set_bit_fraction,
@@ -67,3 +70,15 @@ def test_missing_names_have_no_filter(key):
     assert bloom_encode_names(pl.Series(["ANN", None, ""]), "given_name_bloom", key).to_list()[
         1:
     ] == [None, None]
+
+
+def test_the_full_name_filter_is_that_of_both_names_bigrams(key):
+    given = pl.Series(["WEI", "MARY ANNE", None, "ANN"])
+    family = pl.Series(["ZHANG", "SMITH-JONES", "SMITH", ""])
+    full = bloom_encode_full_names(given, family, "full_name_bloom", key).to_list()
+    encoder = _encoder(key.field_key("full_name_bloom"), FULL_NAME_HASHES)
+    # The union of the bigram sets, each name padded on its own (WEI ZHANG: _W ... I_ _Z ... G_).
+    assert full[0] == encoder.encode_bigrams(bigrams("WEI") | bigrams("ZHANG"))
+    assert full[1] == encoder.encode_bigrams(bigrams("MARY ANNE") | bigrams("SMITH-JONES"))
+    assert full[2] is None and full[3] is None  # one name only: no full name
+    assert 0.35 < set_bit_fraction(full[1]) < 0.65  # k = 12: about half of the bits, as a name's

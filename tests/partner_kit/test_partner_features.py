@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 
 from pipelines.governance.contracts import DataItem
+from pipelines.partner_kit.bloom import dice
+from pipelines.partner_kit.contract_draft import identity_items
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import (
     IDENTITY_FEATURES,
@@ -123,3 +125,27 @@ def test_a_contract_item_the_kit_cannot_compute_is_an_error(nhs_contract):
         PartnerKitError, match="'home_address_token'.*not a feature this partner kit can compute"
     ):
         contract_features(nhs_contract, widened)
+
+
+def test_the_full_name_filter_is_the_same_whichever_field_each_name_is_in(key):
+    out, inputs = _features(
+        key,
+        given_name=["Wei", "Zhang", "Zhang", "Wei", "Wei", None],
+        family_name=["Zhang", "Wei", "Zhnag", "Chang", None, "Zhang"],
+    )
+    full = out["full_name_bloom"].to_list()
+    assert full[0] == full[1]  # transposed: the same filter
+    assert out["given_name_bloom"][0] != out["given_name_bloom"][1]  # the per-field ones differ
+    # A typo, or another romanisation, in one name keeps most of the filter.
+    assert dice(full[0], full[2]) >= 0.7 and dice(full[0], full[3]) >= 0.7
+    assert full[2] != full[0] and full[3] != full[0]
+    assert full[4] is None and full[5] is None  # a record with one name has no full name
+    arrays = compute_identity_columns((IDENTITY_FEATURES["full_name_bloom"],), inputs)
+    assert arrays["full_name_bloom"].to_pylist() == full
+
+
+def test_the_full_name_filter_is_listed_where_both_names_are_held():
+    assert IDENTITY_FEATURES["full_name_bloom"].sources == ("given_name", "family_name")
+    given_only = [i["name"] for i in identity_items(["given_name", "date_of_birth"])]
+    both = [i["name"] for i in identity_items(["given_name", "family_name"])]
+    assert "full_name_bloom" not in given_only and "full_name_bloom" in both

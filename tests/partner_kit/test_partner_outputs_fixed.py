@@ -66,7 +66,8 @@ def _json_value(value):
     raise TypeError(type(value).__name__)
 
 
-# Features added since the digests were recorded (issue 17: name parts, initial, year after):
+# Features added since the digests were recorded (issue 17: name parts, initial, year after,
+# the full-name filter):
 # new columns, leaving every earlier column as it was. Tested in test_partner_features.py.
 ADDED_FEATURES = frozenset(
     {
@@ -76,6 +77,7 @@ ADDED_FEATURES = frozenset(
         "family_name_last_part_token",
         "given_name_initial_token",
         "dob_year_next_token",
+        "full_name_bloom",
     }
 )
 

@@ -46,6 +46,7 @@ from pipelines.governance.audit import hub_audit_log
 from pipelines.hub.ingest import receive_inbox
 from pipelines.linkage import link_person_records
 from pipelines.linkage.accepted_changes import AcceptedChange
+from pipelines.linkage.comparisons import FULL_NAME, FULL_NAME_CLEAR
 from pipelines.linkage.evaluation import (
     ClusterScores,
     PairwiseScores,
@@ -61,7 +62,7 @@ from pipelines.partner_kit.prepare import PreparedExtract
 from pipelines.partner_kit.readers import read_raw_extract
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.tooling.bench import empty_work_folder
-from pipelines.tooling.bench.linkage_profiles import ClearInputs
+from pipelines.tooling.bench.linkage_profiles import ClearInputs, full_name_bigrams
 from pipelines.tooling.demo import on_delivery_day, partner_deliveries, register_demo_keys
 from pipelines.tooling.synth import generate_place
 from pipelines.tooling.synth.names import draw_name_pools
@@ -161,7 +162,13 @@ def _clear_records(
         sent = {f.name for f in contract_features(contract, contract.dataset(dataset))}
         columns = {"record_id": raw["record_id"].cast(pl.String)}
         for name in LINKAGE_FEATURES:
-            if name.endswith("_bloom"):
+            if name == FULL_NAME:
+                columns[FULL_NAME_CLEAR] = (
+                    full_name_bigrams(inputs)
+                    if name in sent
+                    else pl.Series([None] * raw.height, dtype=pl.String)
+                )
+            elif name.endswith("_bloom"):
                 source = name.removesuffix("_bloom")
                 values = inputs.rows(source, getattr(inputs, source)) if name in sent else None
                 columns[f"{source}_clear"] = (

@@ -213,7 +213,7 @@ def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     terms["provider"]["name"] = f"{partner.partner_id} (FEBRL benchmark partner)"
     items = [{**_item("record_token", "token"), "unique": True}]
     for name, feature in IDENTITY_FEATURES.items():
-        if feature.source not in IDENTITY:
+        if any(source not in IDENTITY for source in feature.sources):
             continue
         if name == "year_of_birth":
             items.append(_item(name, "quasi_identifier", "integer"))

@@ -42,10 +42,17 @@ import splink.comparison_library as cl
 from statsmodels.stats.proportion import proportion_confint
 
 from pipelines.governance.contracts import DateFormat
-from pipelines.linkage.comparisons import NAME_PARTS
+from pipelines.linkage.comparisons import (
+    BIGRAM_SEPARATOR,
+    FULL_NAME,
+    FULL_NAME_CLEAR,
+    NAME_PARTS,
+    names_written_differently_and_transposed,
+)
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores, pairwise_scores_touching
 from pipelines.linkage.model import predict_clusters, train
 from pipelines.linkage.person_records import LINKAGE_FEATURES
+from pipelines.partner_kit.bloom import bigrams
 from pipelines.partner_kit.features import IDENTITY_FEATURES, IdentityInputs
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.tooling.stress import PROFILES, StressFiles, generate
@@ -71,8 +78,25 @@ def _features_of(raw: pl.DataFrame) -> list[str]:
     return [
         name
         for name in LINKAGE_FEATURES
-        if name in IDENTITY_FEATURES and IDENTITY_FEATURES[name].source in raw.columns
+        if name in IDENTITY_FEATURES
+        and all(s in raw.columns for s in IDENTITY_FEATURES[name].sources)
     ]
+
+
+def full_name_bigrams(inputs: IdentityInputs) -> pl.Series:
+    """Per row, the clear-text equivalent of the full-name Bloom filter: the set of the given
+    name's and the family name's bigrams (each padded on its own), sorted and joined with
+    :data:`~pipelines.linkage.comparisons.BIGRAM_SEPARATOR`; null unless both names are present."""
+    given = inputs.rows("given_name", inputs.given_name).to_list()
+    family = inputs.rows("family_name", inputs.family_name).to_list()
+    return pl.Series(
+        FULL_NAME_CLEAR,
+        [
+            BIGRAM_SEPARATOR.join(sorted(bigrams(g) | bigrams(f))) if g and f else None
+            for g, f in zip(given, family, strict=True)
+        ],
+        dtype=pl.String,
+    )
 
 
 def partner_records(
@@ -101,6 +125,11 @@ def partner_records(
     }
     sent = set(_features_of(raw))
     for name, sql_type in LINKAGE_FEATURES.items():
+        if clear and name == FULL_NAME:
+            columns[FULL_NAME_CLEAR] = (
+                full_name_bigrams(inputs) if name in sent else pl.Series([None] * raw.height)
+            ).cast(pl.String)
+            continue
         if clear and sql_type == "BIT":
             source = IDENTITY_FEATURES[name].source
             values = inputs.rows(source, getattr(inputs, source)) if name in sent else None
@@ -162,6 +191,18 @@ def reference_comparisons(have: frozenset[str], swap: bool = True) -> list:
             levels.append(
                 swapped if name == "given_name" else swapped.configure(is_null_level=True)
             )
+            if FULL_NAME_CLEAR in have:
+                # The tokens' full-name level on the clear names: Dice of the bigram sets (what
+                # the filters approximate), neither name alike by Jaro-Winkler.
+                written_differently = cll.CustomLevel(
+                    names_written_differently_and_transposed("clear"),
+                    label_for_charts="names transposed and written differently",
+                )
+                levels.append(
+                    written_differently
+                    if name == "given_name"
+                    else written_differently.configure(is_null_level=True)
+                )
             if name == "given_name":
                 levels.append(
                     cll.CustomLevel(
