@@ -147,8 +147,17 @@ def test_only_bloom_bit_counts_are_rewritten_for_words(model):
     ]
     after = [l["sql_condition"] for c in rewritten["comparisons"] for l in c["comparison_levels"]]
     changed = [(b, a) for b, a in zip(before, after) if b != a]
-    assert len(changed) == 4 and all("bit_count" in b and "_bloom_w4_l & " in a for b, a in changed)
+    # the levels that read the given or the family name's filter: the names' own Dice levels, and
+    # the transposed levels, which weigh each name's own Dice against the full names'
+    reading = [b for b in before if "given_name_bloom_l" in b or "family_name_bloom_l" in b]
+    assert len(changed) == len(reading) >= 4
+    assert all("bit_count" in b and "_bloom_w4_l & " in a for b, a in changed)
     assert all("bit_count(given_name_bloom_l" not in a for a in after)
+    # a filter given no width (here the full name's) keeps its bit count on BIT strings
+    full = [a for _, a in changed if "full_name_bloom" in a]
+    assert full and all(
+        "bit_count(full_name_bloom_l & full_name_bloom_r)" in a.lower() for a in full
+    )
 
 
 def test_training_on_words_saves_the_model_training_on_bit_strings_saves(
