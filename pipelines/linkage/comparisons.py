@@ -105,18 +105,18 @@ MODEL_COLUMNS = frozenset(c for columns in COLUMNS_BY_FIELD.values() for c in co
 def dice(column: str, blocking: bool = False) -> str:
     """SQL: the Dice coefficient of a pair's Bloom filters (each record's popcount precomputed);
     ``blocking``: as a blocking rule names the two records' columns (``l.column``)."""
-    left, right = (
-        (f"{side}.{column}" for side in "lr") if blocking else (f"{column}_l", f"{column}_r")
-    )
-    bits = (
-        (f"{left}{BLOOM_BITS}", f"{right}{BLOOM_BITS}")
-        if blocking
-        else (
-            f"{column}{BLOOM_BITS}_l",
-            f"{column}{BLOOM_BITS}_r",
-        )
-    )
-    return f"(2.0 * bit_count({left} & {right}) / nullif({bits[0]} + {bits[1]}, 0))"
+    if blocking:
+        left, right = f"l.{column}", f"r.{column}"
+        bits_l, bits_r = f"{left}{BLOOM_BITS}", f"{right}{BLOOM_BITS}"
+    else:
+        left, right = f"{column}_l", f"{column}_r"
+        bits_l, bits_r = f"{column}{BLOOM_BITS}_l", f"{column}{BLOOM_BITS}_r"
+    return f"(2.0 * bit_count({left} & {right}) / nullif({bits_l} + {bits_r}, 0))"
+
+
+def _set_dice(left: str, right: str) -> str:
+    """SQL: the Dice coefficient of two lists of distinct values."""
+    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
 
 
 def clear_dice(column: str, blocking: bool = False) -> str:
@@ -126,7 +126,7 @@ def clear_dice(column: str, blocking: bool = False) -> str:
         f"string_split({f'{side}.{column}' if blocking else f'{column}_{side}'}, '{BIGRAM_SEPARATOR}')"
         for side in "lr"
     )
-    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
+    return _set_dice(left, right)
 
 
 def _clear_bigrams(column: str) -> str:
@@ -141,8 +141,7 @@ def _clear_bigrams(column: str) -> str:
 
 def _clear_name_dice(name: str) -> str:
     """SQL: Dice of a pair's clear names' bigram sets (what the name's Bloom filters approximate)."""
-    left, right = (_clear_bigrams(f"{name}_clear_{side}") for side in "lr")
-    return f"(2.0 * len(list_intersect({left}, {right})) / nullif(len({left}) + len({right}), 0))"
+    return _set_dice(*(_clear_bigrams(f"{name}_clear_{side}") for side in "lr"))
 
 
 def names_written_differently_and_transposed(similarity: str = "bloom") -> str:
