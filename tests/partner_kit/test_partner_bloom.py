@@ -44,7 +44,8 @@ def test_filters_are_256_bits_with_about_half_set(key):
     names = ["JOHNSON", "THOMSON", "HUGHES", "WILLIAMS", "PATEL", "BARKER"]
     for name, bloom in _filters(key, names).items():
         assert len(bloom) == BLOOM_BYTES == 32
-        assert 0.35 <= set_bit_fraction(bloom) <= 0.65, name
+        # 0.35 to 0.65 failed for one key in 2,000 (WILLIAMS, 9 bigrams, sets 0.57 on average).
+        assert 0.3 <= set_bit_fraction(bloom) <= 0.7, name
 
 
 def test_a_typo_keeps_a_high_dice_and_unrelated_names_score_well_below(key):
@@ -81,4 +82,26 @@ def test_the_full_name_filter_is_that_of_both_names_bigrams(key):
     assert full[0] == encoder.encode_bigrams(bigrams("WEI") | bigrams("ZHANG"))
     assert full[1] == encoder.encode_bigrams(bigrams("MARY ANNE") | bigrams("SMITH-JONES"))
     assert full[2] is None and full[3] is None  # one name only: no full name
-    assert 0.35 < set_bit_fraction(full[1]) < 0.65  # k = 12: about half of the bits, as a name's
+
+
+def test_a_typical_full_name_sets_about_half_the_bits(key):
+    # k = 12 brings a full name's bits back to about half, as k = 24 does a single name's. One
+    # long name is no test of that: MARY ANNE SMITH-JONES has 21 bigrams, 252 hashes into 256
+    # bits, so about 63% set, and over 2,000 keys 22% set more than 65% (CI saw one). Over typical
+    # names the mean is steady: 0.417 to 0.458 over 2,000 keys, each name 0.21 to 0.65.
+    names = [
+        ("LI", "WEI"),
+        ("MARY", "SMITH"),
+        ("CATHERINE", "JOHNSON"),
+        ("JOHN", "TAYLOR"),
+        ("AISHA", "KHAN"),
+        ("DAVID", "EVANS"),
+        ("OLUWASEUN", "ADEYEMI"),
+        ("EMMA", "WILSON"),
+    ]
+    full = bloom_encode_full_names(
+        pl.Series([g for g, _ in names]), pl.Series([f for _, f in names]), "full_name_bloom", key
+    ).to_list()
+    fractions = [set_bit_fraction(f) for f in full]
+    assert 0.35 < sum(fractions) / len(fractions) < 0.6  # expected 0.43
+    assert all(0.15 < f < 0.75 for f in fractions)  # LI WEI 0.25 to CATHERINE JOHNSON 0.57
