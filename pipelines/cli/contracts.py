@@ -99,6 +99,12 @@ def contracts_check(folder: Path | None) -> None:
                 f"NOTE   {name}: every required role has signed; set approval_status: approved to put it "
                 "in force (`placelink contracts approve` does this when the last approver signs)"
             )
+        for dataset, items in _not_listed(contract).items():
+            click.echo(
+                f"NOTE   {name}: the partner kit can also make {', '.join(items)} for {dataset} "
+                "from identifiers it already shares (more evidence for linkage). To send it, "
+                f"amend the agreement: `placelink contracts add-items {contract.id} {' '.join(items)}`"
+            )
         if t.approvers:
             click.echo(
                 f"WARN   {name}: 'approvers' is a text record that proves nothing: approvals are the "
@@ -135,6 +141,15 @@ def contracts_check(folder: Path | None) -> None:
         )
     )
     sys.exit(1 if errors else 0)
+
+
+def _not_listed(contract) -> dict[str, list[str]]:
+    """Per dataset, the keyed items the kit could make from what it already shares but the
+    agreement does not list (pipelines.partner_kit.contract_draft.items_not_listed)."""
+    from pipelines.partner_kit.contract_draft import items_not_listed
+
+    found = {name: items_not_listed(ds) for name, ds in contract.datasets.items()}
+    return {name: items for name, items in found.items() if items}
 
 
 def _short(text: str, width: int) -> str:
@@ -431,6 +446,12 @@ def _complete_renewal(path: Path, registry, audit, now: dt.datetime) -> None:
         return
     old, new = done
     audit_renewal(audit, old, new, now)
+    if new.terms.expires == old.terms.expires:
+        click.echo(
+            f"Version {new.version} of {new.id} is in force in place of version {old.version}, "
+            f"which is kept in {new.path.parent / SUPERSEDED}."
+        )
+        return
     click.echo(
         f"The renewal is in force: {new.label} replaces version {old.version} (expires "
         f"{old.terms.expires}) and expires {new.terms.expires}; version {old.version} is kept in "
@@ -524,6 +545,61 @@ def contracts_renew(
         f"Version {old.version} stays in force until the last signature (it expires "
         f"{old.terms.expires}: collect the signatures before then); then version {new.version} "
         "takes its place."
+    )
+
+
+@contracts.command("add-items")
+@click.argument("contract")
+@click.argument("items", nargs=-1, required=True)
+@click.option(
+    "--dataset", help="Add them to this dataset only. Default: every dataset that can take them."
+)
+@click.option("--version", help="The new version label. Default: the next minor (1.0.0 → 1.1.0).")
+@_DIR
+def contracts_add_items(
+    contract: str,
+    items: tuple[str, ...],
+    dataset: str | None,
+    version: str | None,
+    folder: Path | None,
+) -> None:
+    """(IG officer) Amend CONTRACT to list ITEMS the partner kit makes (full_name_bloom).
+
+    For evidence the kit learned to make after the agreement was signed, from identifiers it
+    already shares: each item goes to every dataset that shares what it is made of (or --dataset),
+    with its reason. Writes the next version as an unsigned draft in the folder's renewals/
+    subfolder, every other line kept; new items are signed content, so every required role signs
+    again (`placelink contracts approve`), and the version in force stays in force until the last
+    signature. Audited. A new identifier is not an amendment: draft a new agreement.
+    """
+    from pipelines.governance.audit import hub_audit_log
+    from pipelines.governance.contracts import ContractError, load_contract
+    from pipelines.governance.renewal import amend_agreement, audit_amendment_started
+    from pipelines.partner_kit.contract_draft import items_to_add
+    from pipelines.partner_kit.errors import PartnerKitError
+
+    settings = Settings.from_env()
+    path = _contract_file(contract, folder)
+    try:
+        old = load_contract(path)
+        added = items_to_add(old, items, dataset)
+        new = amend_agreement(path, added, version)
+    except (ContractError, PartnerKitError) as exc:
+        fail(str(exc))
+    audit_amendment_started(hub_audit_log(settings), old, new, added, settings.now())
+    for name, listed in added.items():
+        click.echo(f"{name}: adds {', '.join(i['name'] for i in listed)}")
+    click.echo(f"amendment of {old.label} written as version {new.version}; {new.path}")
+    roles = ", ".join(f"{r.role} ({r.party})" for r in new.terms.required_signatures)
+    click.echo(
+        f"Every required role signs it: {roles}. Each runs "
+        f"`placelink contracts approve --key THEIR.key {new.id}`."
+    )
+    click.echo(
+        f"Version {old.version} stays in force until the last signature; then version "
+        f"{new.version} takes its place. The partner's kit then sends the new items (with the new "
+        "agreement), and the hub's linkage model uses them from its next retraining "
+        "(`placelink run --retrain`); until then it links as before."
     )
 
 

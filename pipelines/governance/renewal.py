@@ -121,20 +121,8 @@ def renew_agreement(
             f"{path.name}: the renewal's review date {review_by} is after its end date {expires}. "
             "Fix: give a review date on or before the end date"
         )
+    version = _new_version(path, old, version, "renewal")
     waiting = renewal_path(path, old.id)
-    if waiting.exists():
-        raise ContractError(
-            f"{path.name}: a renewal of {old.id} already waits for signatures in "
-            f"{RENEWALS}/{waiting.name}. Fix: have it signed (placelink contracts approve), or "
-            "delete that file to start again"
-        )
-    version = version or next_version(old.version)
-    kept = superseded_path(path, old)
-    if version == old.version or kept.with_name(f"{old.id}-{version}.yaml").exists():
-        raise ContractError(
-            f"{path.name}: version {version} of {old.id} already exists, so the renewal needs a new "
-            "version label. Fix: give a later --version"
-        )
     text = path.read_text(encoding="utf-8")
     text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
     text = _set_line(text, "review_by", f"'{review_by.isoformat()}'", top_level=False)
@@ -154,6 +142,133 @@ def renew_agreement(
         ) from None
     os.replace(partial, waiting)
     return load_contract(waiting)
+
+
+def _new_version(path: Path, old: Contract, version: str | None, what: str) -> str:
+    """The next version's label (``version``, or :func:`next_version`); raises ContractError
+    when a version waits for signatures already or the label is not new."""
+    waiting = renewal_path(path, old.id)
+    if waiting.exists():
+        raise ContractError(
+            f"{path.name}: a new version of {old.id} already waits for signatures in "
+            f"{RENEWALS}/{waiting.name}. Fix: have it signed (placelink contracts approve), or "
+            f"delete that file to start again"
+        )
+    version = version or next_version(old.version)
+    kept = superseded_path(path, old)
+    if version == old.version or kept.with_name(f"{old.id}-{version}.yaml").exists():
+        raise ContractError(
+            f"{path.name}: version {version} of {old.id} already exists, so the {what} needs a "
+            "new version label. Fix: give a later --version"
+        )
+    return version
+
+
+def _properties_end(text: str, dataset: str) -> tuple[int, str]:
+    """(offset just after the last item of ``dataset``'s ``properties`` list, the indentation of
+    that list's dashes), found from the YAML's own parse (node positions), so any layout the
+    agreement is written in is edited in place."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def value(node, key):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    return v
+        return None
+
+    schema = value(root, "schema")
+    objects = schema.value if isinstance(schema, yaml.SequenceNode) else []
+    found = [o for o in objects if getattr(value(o, "name"), "value", None) == dataset]
+    properties = value(found[0], "properties") if len(found) == 1 else None
+    if not isinstance(properties, yaml.SequenceNode) or not properties.value:
+        raise ContractError(f"expected one dataset {dataset} with a list of properties")
+    if properties.flow_style:
+        raise ContractError(f"the properties of {dataset} are written as a flow list [...]")
+    first, last = properties.value[0], properties.value[-1]
+    line = text.splitlines()[first.start_mark.line]
+    dash = line.rfind("-", 0, first.start_mark.column)
+    if dash < 0 or line[:dash].strip():
+        raise ContractError(f"the properties of {dataset} are not one item per '- ' line")
+    end = last.end_mark.index
+    newline = text.find("\n", end - 1 if end and text[end - 1] == "\n" else end)
+    return (len(text) if newline < 0 else newline + 1), " " * dash
+
+
+def amend_agreement(
+    path: Path, added: dict[str, list[dict]], version: str | None = None
+) -> Contract:
+    """Write the next version of the agreement in ``path`` with data items added (``added``:
+    {dataset: [ODCS property, ...]}, appended to each dataset's ``properties``) to
+    :func:`renewal_path`, as a draft with no approvals: new items are signed content, so every
+    required role signs again, and the version in force stays in force until then (it is put in
+    force by :func:`complete_renewal`, as a renewal is). Dates are unchanged; every other line and
+    comment is kept. Raises :class:`ContractError`, writing nothing, when a version already waits,
+    the label is not new, or the result is not the agreement with exactly these items added."""
+    path = Path(path)
+    old = load_contract(path)
+    version = _new_version(path, old, version, "amendment")
+    text = path.read_text(encoding="utf-8")
+    # From the end of the file back, so earlier offsets stay right.
+    edits = sorted(
+        (_properties_end(text, dataset) + (items,) for dataset, items in added.items()),
+        key=lambda e: -e[0],
+    )
+    for at, indent, items in edits:
+        block = ""
+        for item in items:
+            dumped = yaml.safe_dump(item, sort_keys=False, allow_unicode=True, width=100)
+            lines = dumped.splitlines()
+            block += f"{indent}- {lines[0]}\n" + "".join(f"{indent}  {ln}\n" for ln in lines[1:])
+        text = text[:at] + block + text[at:]
+    text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
+    text = set_status(text, "draft")
+    text = replace_block(text, "approvals", "approval_status", [])
+    expected = yaml.safe_load(path.read_text(encoding="utf-8"))
+    expected["version"] = version
+    for obj in expected["schema"]:
+        obj["properties"] = obj["properties"] + added.get(obj["name"], [])
+    written = yaml.safe_load(text)
+    for doc in (expected, written):
+        for prop in doc.get("customProperties", []):
+            if prop.get("property") == "dataSharingAgreement":
+                prop["value"]["approval_status"] = "draft"
+                prop["value"]["approvals"] = []
+    waiting = renewal_path(path, old.id)
+    if written != expected:
+        raise ContractError(
+            f"{path.name}: the amended text of {old.label} did not read back as the agreement with "
+            "those items added; nothing was written. Fix: add the items by hand"
+        )
+    waiting.parent.mkdir(parents=True, exist_ok=True)
+    partial = waiting.with_name(f".{waiting.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    try:
+        load_contract(partial)
+    except ContractError as exc:
+        partial.unlink()
+        raise ContractError(
+            f"{path.name}: the amendment of {old.label} would not be a valid agreement ({exc}); "
+            "nothing was written. Fix: amend it by hand"
+        ) from None
+    os.replace(partial, waiting)
+    return load_contract(waiting)
+
+
+def audit_amendment_started(
+    audit: AuditLog, old: Contract, new: Contract, added: dict[str, list[dict]], at: dt.datetime
+) -> dict:
+    """The ``contract_amendment_started`` event: a new version with items added, waiting for
+    signatures (names and versions only)."""
+    return audit.append(
+        "contract_amendment_started",
+        at=at,
+        contract=new.id,
+        file=f"{RENEWALS}/{new.path.name}",
+        from_version=old.version,
+        to_version=new.version,
+        items_added={dataset: [i["name"] for i in items] for dataset, items in added.items()},
+    )
 
 
 def complete_renewal(renewal: Path, registry: ApproverRegistry) -> tuple[Contract, Contract] | None:

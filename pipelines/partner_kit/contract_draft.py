@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pipelines.core.column_types import LOGICAL_TYPES, YEAR_OF_BIRTH
-from pipelines.governance.contracts import TO_COMPLETE, Contract, DateFormat
+from pipelines.governance.contracts import TO_COMPLETE, Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import IDENTITY_FEATURES
 
@@ -91,30 +91,104 @@ def identity_items(identifiers: Iterable[str]) -> list[dict]:
             f"identifier(s) {', '.join(repr(u) for u in unknown)} are not ones the partner kit "
             f"tokenises (it takes: {', '.join(IDENTIFIERS)}); other columns are payload (--payload)"
         )
-    items = []
-    for feature in IDENTITY_FEATURES.values():
-        if any(source not in wanted for source in feature.sources):
-            continue
-        if feature.name in _AREAS:
-            items.append(
-                _item(
-                    feature.name,
-                    "area",
-                    f"Outcomes by area: the {feature.description}, derived by the partner.",
-                )
-            )
-            continue
-        classification = _CLASSIFIED.get(feature.name, "token")
-        what = "Keyed " if classification == "token" else ""
-        items.append(
-            _item(
-                feature.name,
-                classification,
-                f"{what}{feature.description}: evidence for linkage"
-                + (" and an outcome breakdown." if classification != "token" else "."),
-            )
+    return [
+        _identity_item(feature)
+        for feature in IDENTITY_FEATURES.values()
+        if all(source in wanted for source in feature.sources)
+    ]
+
+
+def _identity_item(feature) -> dict:
+    """The contract item for one of the kit's identity features, with its reason."""
+    if feature.name in _AREAS:
+        return _item(
+            feature.name,
+            "area",
+            f"Outcomes by area: the {feature.description}, derived by the partner.",
         )
-    return items
+    classification = _CLASSIFIED.get(feature.name, "token")
+    # "Keyed token of the date of birth"; a description that says keyed already keeps its words.
+    keyed = classification == "token" and "keyed" not in feature.description.lower()
+    what = "Keyed " if keyed else ""
+    return _item(
+        feature.name,
+        classification,
+        f"{what}{feature.description}: evidence for linkage"
+        + (" and an outcome breakdown." if classification != "token" else "."),
+    )
+
+
+def held_identifiers(dataset: Dataset) -> set[str]:
+    """The raw identifiers a dataset's agreement already shares something of: the sources of
+    every identity item it lists (``given_name_bloom`` shares the given name)."""
+    return {
+        source
+        for item in dataset.items
+        if item.name in IDENTITY_FEATURES
+        for source in IDENTITY_FEATURES[item.name].sources
+    }
+
+
+def items_not_listed(dataset: Dataset) -> list[str]:
+    """Identity items the kit could make from identifiers the dataset already shares, but which
+    its agreement does not list (so the partner does not send them): newer linkage evidence, such
+    as ``full_name_bloom``, that an agreement written before it cannot carry. Keyed tokens only."""
+    held, listed = held_identifiers(dataset), set(dataset.columns)
+    return [
+        feature.name
+        for feature in IDENTITY_FEATURES.values()
+        if feature.name not in listed
+        and set(feature.sources) <= held
+        # Keyed tokens only: a clear value (year of birth, sex, an area) is a disclosure choice.
+        and feature.name not in _CLASSIFIED
+        and feature.name not in _AREAS
+    ]
+
+
+def items_to_add(contract: Contract, names: Sequence[str], dataset: str | None = None) -> dict:
+    """{dataset: [item, ...]}: the contract items for the kit's identity features ``names``, for
+    each of the agreement's datasets that shares every identifier the item is made of and does
+    not list it yet (or for ``dataset`` only). An amendment may add evidence made of identifiers
+    already shared, never a new identifier: that is a new agreement's question. Raises
+    PartnerKitError, saying why, for a name that is not an item the kit makes, an unknown dataset,
+    or a name no dataset can take."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        raise PartnerKitError("name at least one item to add (full_name_bloom)")
+    unknown = [n for n in wanted if n not in IDENTITY_FEATURES]
+    if unknown:
+        raise PartnerKitError(
+            f"{', '.join(repr(u) for u in unknown)}: not an item the partner kit makes (it makes: "
+            f"{', '.join(IDENTITY_FEATURES)}); payload columns are added by editing the agreement"
+        )
+    if dataset is not None and dataset not in contract.datasets:
+        raise PartnerKitError(
+            f"{contract.id} has no dataset {dataset!r} (it has: {', '.join(contract.datasets)})"
+        )
+    chosen = [contract.datasets[dataset]] if dataset else list(contract.datasets.values())
+    added: dict[str, list[dict]] = {}
+    for name in wanted:
+        feature = IDENTITY_FEATURES[name]
+        took = False
+        reasons = []
+        for ds in chosen:
+            if name in ds.columns:
+                reasons.append(f"{ds.name} lists it already")
+                continue
+            missing = [s for s in feature.sources if s not in held_identifiers(ds)]
+            if missing:
+                reasons.append(f"{ds.name} shares nothing made of {', '.join(missing)}")
+                continue
+            added.setdefault(ds.name, []).append(_identity_item(feature))
+            took = True
+        if not took:
+            raise PartnerKitError(
+                f"{name} (made of {' and '.join(feature.sources)}) cannot be added to {contract.id}: "
+                f"{'; '.join(reasons)}. An amendment adds evidence made of identifiers the "
+                "agreement already shares; a new identifier needs a new agreement "
+                "(placelink contracts new)"
+            )
+    return added
 
 
 def draft_agreement(
