@@ -99,11 +99,15 @@ def contracts_check(folder: Path | None) -> None:
                 f"NOTE   {name}: every required role has signed; set approval_status: approved to put it "
                 "in force (`placelink contracts approve` does this when the last approver signs)"
             )
+        by_items: dict[tuple[str, ...], list[str]] = {}
         for dataset, items in _not_listed(contract).items():
+            by_items.setdefault(tuple(items), []).append(dataset)
+        for items, datasets in by_items.items():
             click.echo(
-                f"NOTE   {name}: the partner kit can also make {', '.join(items)} for {dataset} "
-                "from identifiers it already shares (more evidence for linkage). To send it, "
-                f"amend the agreement: `placelink contracts add-items {contract.id} {' '.join(items)}`"
+                f"NOTE   {name}: the partner kit can also make {', '.join(items)} for "
+                f"{', '.join(datasets)} from identifiers already shared (more evidence for "
+                f"linkage). To send it, amend the agreement: `placelink contracts add-items "
+                f"{contract.id} {' '.join(items)}`"
             )
         if t.approvers:
             click.echo(

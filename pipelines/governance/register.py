@@ -46,6 +46,7 @@ from pipelines.governance.renewal import (
     RENEWALS,
     describe_renewal,
     signed_so_far,
+    waiting_kind,
     waiting_renewals,
 )
 
@@ -203,7 +204,9 @@ def _renewal_note(renewal: Contract | ContractError | None) -> str:
         return ""
     if isinstance(renewal, ContractError):
         return '<br><span class="void">renewal invalid</span>'
-    return f"<br>renewal v{escape(renewal.version)} waiting: {signed_so_far(renewal)}"
+    return (
+        f"<br>{waiting_kind(renewal)} v{escape(renewal.version)} waiting: {signed_so_far(renewal)}"
+    )
 
 
 def _renewal(renewal: Contract | ContractError) -> str:
@@ -223,7 +226,7 @@ def _renewal(renewal: Contract | ContractError) -> str:
         text += f": {escape(approval.summary())}"
     return (
         text + ". The version above stays in force until the last required role signs the "
-        "renewal (<code>placelink contracts approve</code>)."
+        f"{waiting_kind(renewal)} (<code>placelink contracts approve</code>)."
     )
 
 

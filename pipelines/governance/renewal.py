@@ -311,13 +311,24 @@ def signed_so_far(renewal: Contract) -> str:
     return f"{len(approval.required) - len(approval.missing)} of {len(approval.required)} signed"
 
 
+def waiting_kind(renewal: Contract) -> str:
+    """``amendment`` for a waiting version that ends when the version in force does (items
+    added, :func:`amend_agreement`), else ``renewal``."""
+    try:
+        in_force = load_contract(in_force_path(renewal.path, renewal.id))
+    except (ContractError, OSError):
+        return "renewal"
+    return "amendment" if renewal.terms.expires == in_force.terms.expires else "renewal"
+
+
 def describe_renewal(renewal: Contract | ContractError) -> str:
     """A waiting renewal in words: its version, end date and signatures so far, or why it is
     invalid."""
     if isinstance(renewal, ContractError):
         return f"renewal in {RENEWALS}/ is invalid: {renewal}"
     return (
-        f"renewal {renewal.version} (expires {renewal.terms.expires}) waiting for signatures: "
+        f"{waiting_kind(renewal)} {renewal.version} (expires {renewal.terms.expires}) waiting for "
+        "signatures: "
         f"{signed_so_far(renewal)}"
     )
 

@@ -181,6 +181,12 @@ def items_to_add(contract: Contract, names: Sequence[str], dataset: str | None =
                 continue
             added.setdefault(ds.name, []).append(_identity_item(feature))
             took = True
+        if not took and all(r.endswith("lists it already") for r in reasons):
+            raise PartnerKitError(
+                f"{name}: {contract.id} lists it already"
+                + (f" for {dataset}" if dataset else " in every dataset")
+                + "; nothing to add"
+            )
         if not took:
             raise PartnerKitError(
                 f"{name} (made of {' and '.join(feature.sources)}) cannot be added to {contract.id}: "

@@ -68,7 +68,7 @@ def test_the_kit_says_which_keyed_items_an_older_agreement_does_not_list(hub_hom
     checked = _cli(hub_home, "contracts", "check")
     assert checked.exit_code == 0, checked.output
     assert (
-        f"NOTE   {NAME}: the partner kit can also make full_name_bloom for {DATASET}"
+        f"NOTE   {NAME}: the partner kit can also make full_name_bloom for {DATASET} from"
         in checked.output
     )
     assert f"`placelink contracts add-items {ID} full_name_bloom`" in checked.output
@@ -122,7 +122,9 @@ def test_an_amendment_adds_evidence_of_identifiers_shared_never_a_new_identifier
         match="address_line_bloom .*shares nothing made of address_line.*contracts new",
     ):
         items_to_add(old, ["address_line_bloom"])
-    with pytest.raises(PartnerKitError, match="given_name_bloom .*lists it already"):
+    with pytest.raises(
+        PartnerKitError, match="given_name_bloom: vcs-family-support lists it already in every"
+    ):
         items_to_add(old, ["given_name_bloom"])
     with pytest.raises(PartnerKitError, match="'referral_date': not an item the partner kit makes"):
         items_to_add(old, ["referral_date"])
@@ -169,6 +171,14 @@ def test_the_ig_officer_amends_from_the_command_line_and_it_is_in_force_when_all
     assert len(started) == 1
     assert started[0]["items_added"] == {DATASET: ["full_name_bloom"]}
     assert (started[0]["from_version"], started[0]["to_version"]) == ("1.0.0", "1.1.0")
+
+    listed = _cli(hub_home, "contracts", "list")
+    assert (
+        f"{ID}: amendment 1.1.0 (expires 2029-03-31) waiting for signatures: 0 of 3 signed"
+        in listed.output
+    )
+    again = _cli(hub_home, "contracts", "add-items", ID, "full_name_bloom")
+    assert again.exit_code == 2 and "already waits for signatures" in again.output
 
     keys = sorted((hub_home.parent / "approvers").glob("*.key"))
     for key in keys:
