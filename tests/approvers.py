@@ -34,3 +34,17 @@ def signed_hub_contracts(home: Path) -> Path:
     shutil.copytree(REPO_ROOT / "contracts", folder)
     sign_contracts(folder, home / "keys" / "approvers")
     return folder
+
+
+def hub_cli(home: Path, *args: str, as_of: str):
+    """`placelink ARGS...` run in-process against the hub home ``home`` on the day ``as_of``,
+    with the hub's own agreements (no PLACELINK_CONTRACTS): what an IG officer or approver types."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    return CliRunner().invoke(
+        main,
+        list(args),
+        env={"PLACELINK_HOME": str(home), "PLACELINK_AS_OF": as_of, "PLACELINK_CONTRACTS": None},
+    )

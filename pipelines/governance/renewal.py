@@ -122,13 +122,23 @@ def renew_agreement(
             "Fix: give a review date on or before the end date"
         )
     version = _new_version(path, old, version, "renewal")
-    waiting = renewal_path(path, old.id)
     text = path.read_text(encoding="utf-8")
-    text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
     text = _set_line(text, "review_by", f"'{review_by.isoformat()}'", top_level=False)
     text = _set_line(text, "expires", f"'{expires.isoformat()}'", top_level=False)
+    return _write_waiting(path, old, _unsigned(text, version), "renewal", "renew")
+
+
+def _unsigned(text: str, version: str) -> str:
+    """The agreement's text as the next version: ``version``, a draft, no approvals."""
+    text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
     text = set_status(text, "draft")
-    text = replace_block(text, "approvals", "approval_status", [])
+    return replace_block(text, "approvals", "approval_status", [])
+
+
+def _write_waiting(path: Path, old: Contract, text: str, what: str, verb: str) -> Contract:
+    """``text`` written to :func:`renewal_path` if it is a valid agreement (else ContractError,
+    nothing written); the waiting version, loaded."""
+    waiting = renewal_path(path, old.id)
     waiting.parent.mkdir(parents=True, exist_ok=True)
     partial = waiting.with_name(f".{waiting.name}.partial")
     partial.write_text(text, encoding="utf-8")
@@ -137,8 +147,8 @@ def renew_agreement(
     except ContractError as exc:
         partial.unlink()
         raise ContractError(
-            f"{path.name}: the renewal of {old.label} would not be a valid agreement ({exc}); "
-            "nothing was written. Fix: renew it by hand"
+            f"{path.name}: the {what} of {old.label} would not be a valid agreement ({exc}); "
+            f"nothing was written. Fix: {verb} it by hand"
         ) from None
     os.replace(partial, waiting)
     return load_contract(waiting)
@@ -221,38 +231,24 @@ def amend_agreement(
             lines = dumped.splitlines()
             block += f"{indent}- {lines[0]}\n" + "".join(f"{indent}  {ln}\n" for ln in lines[1:])
         text = text[:at] + block + text[at:]
-    text = _set_line(text, "version", yaml.safe_dump(version).splitlines()[0], top_level=True)
-    text = set_status(text, "draft")
-    text = replace_block(text, "approvals", "approval_status", [])
+    text = _unsigned(text, version)
     expected = yaml.safe_load(path.read_text(encoding="utf-8"))
     expected["version"] = version
     for obj in expected["schema"]:
-        obj["properties"] = obj["properties"] + added.get(obj["name"], [])
+        if obj.get("name") in added:
+            obj["properties"] = obj["properties"] + added[obj["name"]]
     written = yaml.safe_load(text)
     for doc in (expected, written):
         for prop in doc.get("customProperties", []):
             if prop.get("property") == "dataSharingAgreement":
                 prop["value"]["approval_status"] = "draft"
                 prop["value"]["approvals"] = []
-    waiting = renewal_path(path, old.id)
     if written != expected:
         raise ContractError(
             f"{path.name}: the amended text of {old.label} did not read back as the agreement with "
             "those items added; nothing was written. Fix: add the items by hand"
         )
-    waiting.parent.mkdir(parents=True, exist_ok=True)
-    partial = waiting.with_name(f".{waiting.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    try:
-        load_contract(partial)
-    except ContractError as exc:
-        partial.unlink()
-        raise ContractError(
-            f"{path.name}: the amendment of {old.label} would not be a valid agreement ({exc}); "
-            "nothing was written. Fix: amend it by hand"
-        ) from None
-    os.replace(partial, waiting)
-    return load_contract(waiting)
+    return _write_waiting(path, old, text, "amendment", "amend")
 
 
 def audit_amendment_started(

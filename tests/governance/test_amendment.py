@@ -14,7 +14,7 @@ from pipelines.governance.renewal import amend_agreement
 from pipelines.partner_kit.contract_draft import items_not_listed, items_to_add
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import contract_features
-from tests.approvers import sign_contracts
+from tests.approvers import hub_cli, sign_contracts
 
 NAME = "vcs-family-support.yaml"
 ID = "vcs-family-support"
@@ -45,19 +45,7 @@ def hub_home(tmp_path):
 
 
 def _cli(home, *args):
-    from click.testing import CliRunner
-
-    from pipelines.cli import main
-
-    return CliRunner().invoke(
-        main,
-        list(args),
-        env={
-            "PLACELINK_HOME": str(home),
-            "PLACELINK_AS_OF": "2027-06-01",
-            "PLACELINK_CONTRACTS": None,
-        },
-    )
+    return hub_cli(home, *args, as_of="2027-06-01")
 
 
 def test_the_kit_says_which_keyed_items_an_older_agreement_does_not_list(hub_home):

@@ -17,7 +17,7 @@ from pipelines.governance.renewal import (
     renewed_terms,
 )
 from pipelines.tooling.synth.study import DELIVERED_AT
-from tests.approvers import sign_contracts
+from tests.approvers import hub_cli, sign_contracts
 
 NAME = "vcs-family-support.yaml"
 
@@ -134,19 +134,7 @@ def test_the_next_version_is_the_next_minor_one():
 
 
 def _cli(home, *args):
-    from click.testing import CliRunner
-
-    from pipelines.cli import main
-
-    return CliRunner().invoke(
-        main,
-        list(args),
-        env={
-            "PLACELINK_HOME": str(home),
-            "PLACELINK_AS_OF": "2029-01-02",
-            "PLACELINK_CONTRACTS": None,
-        },
-    )
+    return hub_cli(home, *args, as_of="2029-01-02")
 
 
 def _renew(home, *args):
