@@ -40,6 +40,9 @@ DICE_HIGH, DICE_LOW = 0.8, 0.7
 # names (docs/linkage-benchmark.md, "The Chinese-origin gap"): 75% of one-letter changes to a
 # Chinese family name, against 5% of two different ones (Damerau-Levenshtein <= 1: 86% and 5%).
 BIGRAMS_APART = 4.5
+# ... and only between names of two letters or more (three bigrams) on both sides: two different
+# initials are four bigrams apart as well (_J, J_ and _K, K_), and are two different names.
+BIGRAMS_AT_LEAST = 2.5
 # First line of address: the same line written differently (AVE / AVENUE, a missing flat
 # number) keeps most bigrams; a neighbour's line differs only in the house number, so the
 # top level asks for the whole filter.
@@ -143,6 +146,16 @@ def bigrams_apart(column: str, hashes: int = BLOOM_HASHES) -> str:
     union = f"({left} + {right} - bit_count({column}_l & {column}_r))"
     sizes = [_bigrams_in(bits, hashes) for bits in (union, left, right)]
     return f"(2 * {sizes[0]} - {sizes[1]} - {sizes[2]})"
+
+
+def one_letter_apart(column: str, hashes: int = BLOOM_HASHES) -> str:
+    """SQL: two names of two letters or more whose bigrams differ as one letter changed does
+    (:func:`bigrams_apart`), both estimated from the filters' popcounts."""
+    left, right = f"{column}{BLOOM_BITS}_l", f"{column}{BLOOM_BITS}_r"
+    long_enough = " AND ".join(
+        f"{_bigrams_in(bits, hashes)} >= {BIGRAMS_AT_LEAST}" for bits in (left, right)
+    )
+    return f"({bigrams_apart(column, hashes)} <= {BIGRAMS_APART} AND {long_enough})"
 
 
 def _set_dice(left: str, right: str) -> str:
@@ -264,7 +277,7 @@ def name_comparison(
             cll.CustomLevel(f"{dice(bloom)} >= {DICE_LOW}", label_for_charts=f"Dice >= {DICE_LOW}"),
             # Short names one letter apart: below Dice 0.7 (a longer name there is two letters apart).
             cll.CustomLevel(
-                f"{bigrams_apart(bloom)} <= {BIGRAMS_APART}",
+                one_letter_apart(bloom),
                 label_for_charts="short names one letter apart",
             ),
         ]

@@ -120,6 +120,9 @@ def test_dice_levels_on_hand_made_filters(shared, expected):
         ("YU", "YUN", {"short names one letter apart"}),
         ("LI", "WU", {"else"}),
         ("SU", "ZHANG", {"else"}),
+        # Two different initials are four bigrams apart too (_J, J_ and _K, K_): two people whose
+        # given names are only initials do not share a name one letter apart.
+        ("J", "K", {"else"}),
     ],
 )
 def test_typos_score_a_dice_level_and_unrelated_names_do_not(left, right, expected):
