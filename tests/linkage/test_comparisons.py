@@ -114,6 +114,15 @@ def test_dice_levels_on_hand_made_filters(shared, expected):
         ("ALEXANDRA", "ALEXANDER", {"Dice >= 0.8", "Dice >= 0.7"}),
         ("SMITH", "TAYLOR", {"else"}),
         ("MOHAMMED", "ELIZABETH", {"else"}),
+        # Short names: a letter more moves 1 of 3 bigrams and adds 2, so Dice is about 0.6
+        # whatever the key (and the phonetic codes differ here); a name of other letters is else.
+        ("SU", "SUN", {"short names one letter apart"}),
+        ("YU", "YUN", {"short names one letter apart"}),
+        ("LI", "WU", {"else"}),
+        ("SU", "ZHANG", {"else"}),
+        # Two different initials are four bigrams apart too (_J, J_ and _K, K_): two people whose
+        # given names are only initials do not share a name one letter apart.
+        ("J", "K", {"else"}),
     ],
 )
 def test_typos_score_a_dice_level_and_unrelated_names_do_not(left, right, expected):

@@ -5,6 +5,7 @@ fail with the message that says what to install, they are not skipped.
 """
 
 import hashlib
+import math
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from assets.linkage import linked_persons, person_records_asset, plausible_linka
 from assets.resources import PlacelinkResource
 from pipelines.core.settings import Settings
 from pipelines.governance.audit import AuditLog
+from pipelines.linkage.comparisons import BIGRAMS_APART, BIGRAMS_AT_LEAST
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters, splink_settings
 from pipelines.linkage.spark import (
     SparkUnavailable,
@@ -127,14 +129,46 @@ def bloom(*bits: int) -> bytes:
 
 # Bits in every 64-bit word, including each word's sign bit (63, 127, ...), as Spark sees them.
 SPREAD = (0, 63, 64, 100, 127, 128, 191, 200, 255, 30)
-DICE_CASES = [  # (left bits, right bits, Dice)
-    (SPREAD[:5], SPREAD[:5][:4] + (7,), 0.8),  # 2*4 / (5+5): exactly the upper level
-    (SPREAD, SPREAD[:7] + (1, 2, 3), 0.7),  # 2*7 / (10+10): exactly the lower level
-    (SPREAD[:5], SPREAD[:4] + (7, 8), 8 / 11),  # between the levels
-    (SPREAD, SPREAD[:7] + (1, 2, 3, 4), 14 / 21),  # just below the lower level
-    (SPREAD, SPREAD, 1.0),
-    ((), (), None),  # two empty filters: no Dice at all
-    (SPREAD, None, None),  # a missing name
+
+
+# Bigrams a filter of ``b`` bits holds, estimated from its popcount as the short-name level does
+# (k = 24).
+def _held(b: int) -> float:
+    return math.log(1 - min(b, 255) / 256) / (24 * math.log(1 - 1 / 256))
+
+
+# Bigrams in one name only.
+def _apart(left: int, right: int, shared: int) -> float:
+    return 2 * _held(left + right - shared) - _held(left) - _held(right)
+
+
+def _one_letter_apart(left: tuple, right: tuple | None, apart: float | None) -> bool | None:
+    """The short-name level: at most BIGRAMS_APART apart, both names of two letters or more; in
+    SQL's logic (a missing name's conditions are NULL, and NULL AND FALSE is FALSE)."""
+    held = [
+        _held(len(side)) >= BIGRAMS_AT_LEAST if side is not None else None for side in (left, right)
+    ]
+    conditions = [None if apart is None else apart <= BIGRAMS_APART, *held]
+    return False if False in conditions else None if None in conditions else True
+
+
+# A short name's filter: 60 bits; the other the same 60 shifted by 36 or 38 (4.3 and 4.6 bigrams
+# apart: either side of the short-name level, both below Dice 0.7).
+SHORT = tuple(range(100, 160))
+# An initial's filter: 46 bits (2.1 bigrams); two initials' filters 3.3 bigrams apart are not at
+# the short-name level: a name of one letter is too short for it.
+INITIAL = tuple(range(100, 146))
+DICE_CASES = [  # (left bits, right bits, Dice, bigrams apart)
+    (SPREAD[:5], SPREAD[:5][:4] + (7,), 0.8, _apart(5, 5, 4)),  # 2*4 / (5+5): the upper level
+    (SPREAD, SPREAD[:7] + (1, 2, 3), 0.7, _apart(10, 10, 7)),  # 2*7 / (10+10): the lower level
+    (SPREAD[:5], SPREAD[:4] + (7, 8), 8 / 11, _apart(5, 6, 4)),  # between the levels
+    (SPREAD, SPREAD[:7] + (1, 2, 3, 4), 14 / 21, _apart(10, 11, 7)),  # just below the lower level
+    (SPREAD, SPREAD, 1.0, 0.0),
+    (SHORT, tuple(b + 36 for b in SHORT), 24 / 60, _apart(60, 60, 24)),
+    (SHORT, tuple(b + 38 for b in SHORT), 22 / 60, _apart(60, 60, 22)),
+    (INITIAL, tuple(b + 30 for b in INITIAL), 16 / 46, _apart(46, 46, 16)),
+    ((), (), None, 0.0),  # two empty filters: no Dice at all, and no name of two letters
+    (SPREAD, None, None, None),  # a missing name
 ]
 
 
@@ -146,13 +180,14 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
         for level in comparison["comparison_levels"]
         if "bloom" in level["sql_condition"] and "full_name" not in level["sql_condition"]
     ]
-    assert len(conditions) == 4  # Dice >= 0.8 and >= 0.7, for given and family names
+    # Dice >= 0.8 and >= 0.7, and short names one letter apart, for given and family names.
+    assert len(conditions) == 6
     raw = pa.table(
         {
             "pair_id": list(range(len(DICE_CASES))),
-            "given_name_bloom_l": pa.array([bloom(*l) for l, _, _ in DICE_CASES], pa.binary()),
+            "given_name_bloom_l": pa.array([bloom(*l) for l, _, _, _ in DICE_CASES], pa.binary()),
             "given_name_bloom_r": pa.array(
-                [None if r is None else bloom(*r) for _, r, _ in DICE_CASES], pa.binary()
+                [None if r is None else bloom(*r) for _, r, _, _ in DICE_CASES], pa.binary()
             ),
         }
     )
@@ -182,7 +217,14 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
     ]
     spark.catalog.dropTempView("dice_pairs")
 
-    expected = [(None, None) if d is None else (d >= 0.8, d >= 0.7) for _, _, d in DICE_CASES]
+    expected = [
+        (
+            None if d is None else d >= 0.8,
+            None if d is None else d >= 0.7,
+            _one_letter_apart(left, right, apart),
+        )
+        for left, right, d, apart in DICE_CASES
+    ]
     assert on_duckdb == expected
     assert on_spark == expected
 
