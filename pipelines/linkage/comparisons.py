@@ -235,8 +235,9 @@ def _parts_agree(first: str, last: str) -> str:
 def name_comparison(
     name: str, similarity: str = "bloom", have: Iterable[str] | None = None
 ) -> cl.CustomComparison:
-    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> a name part
-    agrees -> (given names) an initial agrees where one side has only the initial -> else.
+    """Exact token -> phonetic token -> Bloom Dice >= 0.8 -> Dice >= 0.7 -> short names one
+    letter apart (:func:`one_letter_apart`) -> a name part agrees -> (given names) an initial
+    agrees where one side has only the initial -> else; the transposed levels as below.
 
     Levels whose columns are not in ``have`` are left out. ``similarity="clear"`` replaces the
     Dice levels with Jaro-Winkler on ``<name>_clear`` (only for the benchmark's clear-text
