@@ -7,6 +7,28 @@ then re-run on those persons (keeping each person's main-run key where the clust
 as linkage carries keys from month to month) in a scratch database attached to the warehouse connection
 (the landed extracts and hub tables are read through views; nothing in the warehouse changes),
 and the effects are estimated exactly as for the main run.
+
+Most persons are the same at every threshold, so only what changes is re-run (issues 17, 24):
+
+- a cluster whose identity records are exactly those of one main-run person keeps that person's
+  key (as :func:`~pipelines.linkage.person_keys.carry_forward` would give it); only the other
+  clusters go through ``carry_forward``, against all the main run's keys, which gives them the
+  keys a run over every cluster gives (an unchanged cluster and its key overlap only each other,
+  so they never compete with a changed one for a key). The **changed persons** are the main-run
+  keys of those clusters' records and the keys those clusters get;
+- a **per-person** model (:mod:`pipelines.outcomes.model_scope` proves it from the SQL: each row
+  depends only on one person's records) is run on the changed persons' records only, in a
+  second scratch database, and its table for the threshold is the main run's rows of every other
+  person plus those rows; if the warehouse has no table of the model with the same columns, it
+  is run in full instead;
+- every other model (population: the comparison group is drawn across persons, age bands and
+  such are static) is run in full on those tables, as is any model the SQL does not prove to be
+  per person (a new model is population until its SQL passes the rules).
+
+This assumes the warehouse's per-person tables were made by the current SQL from the current
+records and keys (the asset runs after the models in the same job). ``incremental=False`` re-runs
+every model in full, as before; tests/outcomes/test_linkage_sensitivity.py checks that both give
+the same estimates and persons.
 """
 
 from __future__ import annotations
@@ -20,11 +42,16 @@ from splink.clustering import cluster_pairwise_predictions_at_threshold
 from pipelines.core.stages import stage
 from pipelines.linkage.person_keys import carry_forward
 from pipelines.outcomes.effects.estimate import Band, analysis_frame, estimate_effects
+from pipelines.outcomes.model_scope import KEY, PER_PERSON, STATIC, model_scopes
 from pipelines.outcomes.sql_models import SqlModel, check_graph, run_model
 
 SCRATCH = "linkage_sensitivity"
+# The per-person models run for the changed persons only, before their rows join the others'.
+CHANGED = "linkage_sensitivity_changed"
 # The models re-run for another threshold: everything downstream of the person keys except publish.
 RERUN_SCHEMAS = ("staging", "cohorts", "outcomes")
+# The hub tables keyed by person: the rest of the hub's tables are the same at any threshold.
+PER_PERSON_SOURCES = {"hub.record_person", "hub.person_keys"}
 
 
 def recluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
@@ -55,6 +82,16 @@ def _views(con: duckdb.DuckDBPyConnection, home: str, hub_sources: set[str]) -> 
         con.execute(f'CREATE VIEW {schema}."{name}" AS SELECT * FROM "{home}".{schema}."{name}"')
 
 
+def _scratch(con: duckdb.DuckDBPyConnection, name: str, home: str, hub_sources: set[str]) -> None:
+    """Attach an empty database ``name`` and make it current, with views of the landing tables
+    and of the hub tables other than the keys."""
+    con.execute(f"ATTACH ':memory:' AS {name}")
+    con.execute(f"USE {name}")
+    for schema in ("landing", "hub", *RERUN_SCHEMAS):
+        con.execute(f"CREATE SCHEMA {schema}")
+    _views(con, home, hub_sources - PER_PERSON_SOURCES)
+
+
 @stage("effects: linkage sensitivity")
 def estimates_at_threshold(
     con: duckdb.DuckDBPyConnection,
@@ -62,10 +99,14 @@ def estimates_at_threshold(
     hub_sources: set[str],
     threshold: float,
     bands: list[Band],
+    *,
+    incremental: bool = True,
 ) -> tuple[pl.DataFrame, int]:
     """The effects if persons had been linked at ``threshold``, and how many persons that makes.
 
     ``con`` is the warehouse connection; ``hub_sources`` the hub tables the models may read.
+    ``incremental`` re-runs only the persons whose clusters change (see the module's docstring);
+    False re-runs every model in full. Both give the same estimates and persons.
     """
     nodes = con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table()
     pairs = con.sql(
@@ -77,32 +118,138 @@ def estimates_at_threshold(
     # Persons keep their main-run key wherever the clusters overlap (as from one month to the next),
     # so the comparison group's hash-ordered draws change only where linkage changed who is who.
     main_keys = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
-    keys, _ = carry_forward(clusters, main_keys, issued=set())
     home = con.execute("SELECT current_database()").fetchall()[0][0]
     sources = hub_sources | set(_landing(con))
-    con.execute(f"ATTACH ':memory:' AS {SCRATCH}")
+    wanted = {name: m for name, m in models.items() if m.schema in RERUN_SCHEMAS}
+    order = check_graph(wanted, sources)
+    attached = [SCRATCH]
     try:
-        con.execute(f"USE {SCRATCH}")
-        for schema in ("landing", "hub", *RERUN_SCHEMAS):
-            con.execute(f"CREATE SCHEMA {schema}")
-        _views(con, home, hub_sources - {"hub.record_person", "hub.person_keys"})
-        con.register("reclustered", keys.to_arrow())
-        con.execute(f"""
-            CREATE TABLE hub.record_person AS
-            SELECT r.dataset, r.partner_id, r.record_token, c.person_key
-            FROM "{home}".hub.record_identity r JOIN reclustered c ON c.identity_id = r.identity_id""")
-        con.unregister("reclustered")
+        _scratch(con, SCRATCH, home, hub_sources)
+        if incremental:
+            _changed_persons(con, home, clusters, main_keys)
+            attached.append(CHANGED)
+            _scratch(con, CHANGED, home, hub_sources)
+            con.execute(f"""
+                CREATE TABLE hub.record_person AS SELECT * FROM {SCRATCH}.hub.record_person
+                SEMI JOIN {SCRATCH}.changed_persons USING ({KEY})""")
+            con.execute(f"USE {SCRATCH}")
+            scopes = model_scopes(wanted, PER_PERSON_SOURCES, sources - PER_PERSON_SOURCES)
+            for name in order:
+                _run_for_threshold(con, home, wanted[name], scopes[name])
+        else:
+            keys, _ = carry_forward(clusters, main_keys, issued=set())
+            con.register("reclustered", keys.to_arrow())
+            con.execute(f"""
+                CREATE TABLE hub.record_person AS
+                SELECT r.dataset, r.partner_id, r.record_token, c.person_key
+                FROM "{home}".hub.record_identity r JOIN reclustered c ON c.identity_id = r.identity_id""")
+            con.unregister("reclustered")
+            for name in order:
+                run_model(con, wanted[name])
         persons = con.execute(
             "SELECT count(DISTINCT person_key) FROM hub.record_person"
         ).fetchall()[0][0]
-        wanted = {name: m for name, m in models.items() if m.schema in RERUN_SCHEMAS}
-        for name in check_graph(wanted, sources):
-            run_model(con, wanted[name])
         estimates = estimate_effects(analysis_frame(con), bands)
     finally:
         con.execute(f'USE "{home}"')
-        con.execute(f"DETACH {SCRATCH}")
+        for name in attached:
+            con.execute(f"DETACH DATABASE IF EXISTS {name}")
     return estimates, persons
+
+
+def _changed_persons(
+    con: duckdb.DuckDBPyConnection, home: str, clusters: pl.DataFrame, main_keys: pl.DataFrame
+) -> None:
+    """In the scratch database: ``hub.record_person`` at the threshold, and ``changed_persons``,
+    the keys whose records differ from the main run's (main-run keys and the keys they become)."""
+    con.register("reclustered", clusters.select("identity_id", "cluster_id").to_arrow())
+    try:
+        con.execute(f"""
+            CREATE TABLE cluster_keys AS
+            SELECT CAST(c.identity_id AS VARCHAR) AS identity_id, CAST(c.cluster_id AS VARCHAR) AS cluster_id,
+                   k.person_key AS main_key
+            FROM reclustered c LEFT JOIN "{home}".hub.person_keys k
+              ON k.identity_id = CAST(c.identity_id AS VARCHAR)""")
+    finally:
+        con.unregister("reclustered")
+    # A cluster is unchanged when its records are all of one main-run person, and all of them.
+    con.execute(f"""
+        CREATE TABLE changed_clusters AS
+        WITH sizes AS (SELECT person_key, count(*) AS n FROM "{home}".hub.person_keys GROUP BY person_key),
+             clusters AS (SELECT cluster_id, count(*) AS n, count(main_key) AS keyed,
+                                 min(main_key) AS lo, max(main_key) AS hi
+                          FROM cluster_keys GROUP BY cluster_id)
+        SELECT c.cluster_id FROM clusters c LEFT JOIN sizes s ON s.person_key = c.lo
+        WHERE (c.keyed = c.n AND c.lo = c.hi AND s.n = c.n) IS NOT TRUE""")
+    changed = con.sql(
+        "SELECT identity_id, cluster_id FROM cluster_keys SEMI JOIN changed_clusters USING (cluster_id)"
+    ).pl()
+    # Against every main-run key, so that a new key never repeats one an unchanged person holds.
+    keys, _ = carry_forward(changed, main_keys, issued=set())
+    con.register("changed_keys", keys.to_arrow())
+    try:
+        con.execute(
+            "CREATE TABLE changed_identities AS SELECT CAST(identity_id AS VARCHAR) AS identity_id, "
+            "CAST(person_key AS VARCHAR) AS person_key FROM changed_keys"
+        )
+    finally:
+        con.unregister("changed_keys")
+    con.execute(f"""
+        CREATE TABLE changed_persons AS
+        SELECT {KEY} FROM changed_identities
+        UNION
+        SELECT main_key FROM cluster_keys SEMI JOIN changed_clusters USING (cluster_id)
+        WHERE main_key IS NOT NULL""")
+    con.execute(f"""
+        CREATE TABLE hub.record_person AS
+        SELECT r.dataset, r.partner_id, r.record_token, k.person_key
+        FROM "{home}".hub.record_identity r JOIN (
+            SELECT identity_id, main_key AS person_key FROM cluster_keys
+            ANTI JOIN changed_clusters USING (cluster_id)
+            UNION ALL
+            SELECT identity_id, person_key FROM changed_identities
+        ) k USING (identity_id)""")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
+    schema, name = table.split(".")
+    return con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [database, schema, name],
+    ).fetchall()
+
+
+def _run_for_threshold(
+    con: duckdb.DuckDBPyConnection, home: str, model: SqlModel, scope: str
+) -> None:
+    """``model``'s table at the threshold in the scratch database, and what the per-person models
+    after it read of it in the changed persons' database."""
+    table = f'{model.schema}."{model.name}"'
+    if scope == PER_PERSON:
+        con.execute(f"USE {CHANGED}")
+        try:
+            run_model(con, model)
+        finally:
+            con.execute(f"USE {SCRATCH}")
+        if _columns(con, home, model.table) == _columns(con, CHANGED, model.table):
+            con.execute(f"""
+                CREATE TABLE {table} AS
+                SELECT * FROM "{home}".{table} ANTI JOIN changed_persons USING ({KEY})
+                UNION ALL
+                SELECT * FROM {CHANGED}.{table}""")
+            return
+        # No main-run table like it in the warehouse: run in full, and read the changed persons' rows.
+        con.execute(f"DROP {'VIEW' if model.materialized == 'view' else 'TABLE'} {CHANGED}.{table}")
+        run_model(con, model)
+        con.execute(
+            f"CREATE VIEW {CHANGED}.{table} AS SELECT * FROM {SCRATCH}.{table} "
+            f"SEMI JOIN {SCRATCH}.changed_persons USING ({KEY})"
+        )
+        return
+    run_model(con, model)
+    if scope == STATIC:
+        con.execute(f"CREATE VIEW {CHANGED}.{table} AS SELECT * FROM {SCRATCH}.{table}")
 
 
 def _landing(con: duckdb.DuckDBPyConnection) -> list[str]:
