@@ -8,7 +8,11 @@ import duckdb
 import pytest
 
 from pipelines.outcomes.effects import HEADLINE_BANDS, effect_bands
-from pipelines.outcomes.effects.sensitivity import estimates_at_threshold
+from pipelines.outcomes.effects.sensitivity import (
+    estimates_at_threshold,
+    recluster,
+    recluster_changed,
+)
 from pipelines.outcomes.sql_models import HUB_SOURCES, discover
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +78,26 @@ def test_a_warehouse_table_unlike_the_models_output_is_rerun_in_full(warehouse):
         con.execute("CREATE OR REPLACE TABLE staging.persons AS SELECT * FROM staging.persons_kept")
         con.execute("DROP TABLE staging.persons_kept")
     assert again.equals(full)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.99])
+def test_clustering_only_where_persons_may_change_gives_splinks_clusters(warehouse, threshold):
+    con = warehouse
+    full = recluster(
+        con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table(),
+        con.sql(
+            "SELECT unique_id_l, unique_id_r, match_probability FROM hub.linkage_pairs"
+        ).to_arrow_table(),
+        threshold,
+    )
+    home = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute("ATTACH ':memory:' AS clustering; USE clustering")
+    try:
+        recluster_changed(con, home, threshold)
+        rows = con.execute("SELECT identity_id, cluster_id FROM clusters").fetchall()
+        kept = con.execute("SELECT count(*) FROM clusters WHERE kept").fetchall()[0][0]
+    finally:
+        con.execute(f'USE "{home}"; DETACH clustering')
+    expected = list(zip(full["unique_id"].to_pylist(), full["cluster_id"].to_pylist()))
+    assert sorted(rows) == sorted(expected)
+    assert kept > len(rows) / 2  # most persons are taken as they were, without clustering

@@ -10,6 +10,10 @@ and the effects are estimated exactly as for the main run.
 
 Most persons are the same at every threshold, so only what changes is re-run (issues 17, 24):
 
+- clustering: a main-run person with no pair at the threshold to anyone else, and whose own
+  pairs at the threshold certainly connect its records (:func:`recluster_changed`), is its own
+  cluster; only the other records are clustered with Splink. This gives exactly the clusters of
+  re-clustering everything (tested);
 - a cluster whose identity records are exactly those of one main-run person keeps that person's
   key (as :func:`~pipelines.linkage.person_keys.carry_forward` would give it); only the other
   clusters go through ``carry_forward``, against all the main run's keys, which gives them the
@@ -70,6 +74,81 @@ def recluster(nodes: pa.Table, pairs: pa.Table, threshold: float) -> pa.Table:
         con.close()
 
 
+def recluster_changed(con: duckdb.DuckDBPyConnection, home: str, threshold: float) -> None:
+    """The table ``clusters`` in the current (scratch) database: every identity record's
+    ``identity_id`` and ``cluster_id``, the rows :func:`recluster` gives at ``threshold``, with its
+    main-run key ``main_key`` and whether its cluster was ``kept`` as the main run's person
+    without clustering. Reads the warehouse ``home``; clusters only where the main run's persons
+    may not be the clusters at ``threshold``.
+
+    A main-run person whose records are all nodes, with no pair at or above ``threshold`` to a
+    record of anyone else, is a cluster as it stands if its records are connected by its own pairs
+    at or above ``threshold``: certain for one record, for two with a pair, for three with two pairs
+    (any two of the three possible pairs join all three). Its cluster id is then its smallest
+    identity id, as Splink names a connected component. Every other record (of a larger person, a
+    person with a pair to someone else, or with no main-run key) is clustered with Splink, with
+    the pairs among those records: no pair at the threshold joins them to a person kept as it was.
+    """
+    con.execute(f"""
+        CREATE TABLE node_keys AS
+        SELECT n.unique_id AS identity_id, k.person_key AS main_key
+        FROM "{home}".hub.person_records n LEFT JOIN "{home}".hub.person_keys k ON k.identity_id = n.unique_id""")
+    con.execute(
+        f"""
+        CREATE TABLE threshold_pairs AS
+        SELECT p.unique_id_l, p.unique_id_r, p.match_probability, l.main_key AS key_l, r.main_key AS key_r,
+               l.identity_id IS NULL OR r.identity_id IS NULL AS not_a_node
+        FROM "{home}".hub.linkage_pairs p
+        LEFT JOIN node_keys l ON l.identity_id = p.unique_id_l
+        LEFT JOIN node_keys r ON r.identity_id = p.unique_id_r
+        WHERE p.match_probability >= $threshold""",
+        {"threshold": threshold},
+    )
+    strays = con.execute("SELECT count(*) FROM threshold_pairs WHERE not_a_node").fetchall()[0][0]
+    if strays:
+        # A pair naming a record that is not a node: keep no person as it was, Splink takes all.
+        con.execute("CREATE TABLE kept_persons AS SELECT main_key FROM node_keys WHERE false")
+    else:
+        con.execute(f"""
+            CREATE TABLE kept_persons AS
+            WITH sizes AS (SELECT main_key, count(*) AS n FROM node_keys WHERE main_key IS NOT NULL GROUP BY main_key),
+                 key_sizes AS (SELECT person_key, count(*) AS n FROM "{home}".hub.person_keys GROUP BY person_key),
+                 crossing AS (SELECT key_l AS main_key FROM threshold_pairs WHERE key_l IS DISTINCT FROM key_r
+                              UNION SELECT key_r FROM threshold_pairs WHERE key_l IS DISTINCT FROM key_r),
+                 own AS (SELECT key_l AS main_key,
+                                count(DISTINCT (least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r))) AS pairs
+                         FROM threshold_pairs WHERE key_l = key_r AND unique_id_l <> unique_id_r GROUP BY key_l)
+            SELECT s.main_key FROM sizes s
+            JOIN key_sizes z ON z.person_key = s.main_key
+            LEFT JOIN own o USING (main_key)
+            ANTI JOIN crossing c ON c.main_key = s.main_key
+            WHERE s.n = z.n AND (s.n = 1 OR (s.n = 2 AND o.pairs >= 1) OR (s.n = 3 AND o.pairs >= 2))""")
+    con.execute("""
+        CREATE TABLE recluster_nodes AS
+        SELECT identity_id AS unique_id FROM node_keys ANTI JOIN kept_persons USING (main_key)""")
+    # No pair at the threshold joins a kept person's record to another record (it would cross).
+    rest = recluster(
+        con.sql("SELECT unique_id FROM recluster_nodes").to_arrow_table(),
+        con.sql(
+            "SELECT unique_id_l, unique_id_r, match_probability FROM threshold_pairs"
+            + ("" if strays else " SEMI JOIN recluster_nodes ON unique_id = unique_id_l")
+        ).to_arrow_table(),
+        threshold,
+    )
+    con.register("reclustered_rest", rest)
+    try:
+        con.execute("""
+            CREATE TABLE clusters AS
+            SELECT identity_id, min(identity_id) OVER (PARTITION BY main_key) AS cluster_id, main_key,
+                   TRUE AS kept
+            FROM node_keys SEMI JOIN kept_persons USING (main_key)
+            UNION ALL
+            SELECT CAST(r.unique_id AS VARCHAR), CAST(r.cluster_id AS VARCHAR), n.main_key, FALSE
+            FROM reclustered_rest r LEFT JOIN node_keys n ON n.identity_id = CAST(r.unique_id AS VARCHAR)""")
+    finally:
+        con.unregister("reclustered_rest")
+
+
 def _views(con: duckdb.DuckDBPyConnection, home: str, hub_sources: set[str]) -> None:
     # Tables and views (hub.record_attributes is a view over the landing tables).
     for schema, name in con.execute(
@@ -108,13 +187,6 @@ def estimates_at_threshold(
     ``incremental`` re-runs only the persons whose clusters change (see the module's docstring);
     False re-runs every model in full. Both give the same estimates and persons.
     """
-    nodes = con.sql("SELECT unique_id FROM hub.person_records").to_arrow_table()
-    pairs = con.sql(
-        "SELECT unique_id_l, unique_id_r, match_probability FROM hub.linkage_pairs"
-    ).to_arrow_table()
-    clusters = pl.from_arrow(recluster(nodes, pairs, threshold)).rename(
-        {"unique_id": "identity_id"}
-    )
     # Persons keep their main-run key wherever the clusters overlap (as from one month to the next),
     # so the comparison group's hash-ordered draws change only where linkage changed who is who.
     main_keys = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
@@ -126,7 +198,8 @@ def estimates_at_threshold(
     try:
         _scratch(con, SCRATCH, home, hub_sources)
         if incremental:
-            _changed_persons(con, home, clusters, main_keys)
+            recluster_changed(con, home, threshold)
+            _changed_persons(con, home, main_keys)
             attached.append(CHANGED)
             _scratch(con, CHANGED, home, hub_sources)
             con.execute(f"""
@@ -137,7 +210,17 @@ def estimates_at_threshold(
             for name in order:
                 _run_for_threshold(con, home, wanted[name], scopes[name])
         else:
-            keys, _ = carry_forward(clusters, main_keys, issued=set())
+            clusters = recluster(
+                con.sql(f'SELECT unique_id FROM "{home}".hub.person_records').to_arrow_table(),
+                con.sql(
+                    "SELECT unique_id_l, unique_id_r, match_probability "
+                    f'FROM "{home}".hub.linkage_pairs'
+                ).to_arrow_table(),
+                threshold,
+            )
+            keys, _ = carry_forward(
+                pl.from_arrow(clusters).rename({"unique_id": "identity_id"}), main_keys, set()
+            )
             con.register("reclustered", keys.to_arrow())
             con.execute(f"""
                 CREATE TABLE hub.record_person AS
@@ -157,32 +240,22 @@ def estimates_at_threshold(
     return estimates, persons
 
 
-def _changed_persons(
-    con: duckdb.DuckDBPyConnection, home: str, clusters: pl.DataFrame, main_keys: pl.DataFrame
-) -> None:
-    """In the scratch database: ``hub.record_person`` at the threshold, and ``changed_persons``,
-    the keys whose records differ from the main run's (main-run keys and the keys they become)."""
-    con.register("reclustered", clusters.select("identity_id", "cluster_id").to_arrow())
-    try:
-        con.execute(f"""
-            CREATE TABLE cluster_keys AS
-            SELECT CAST(c.identity_id AS VARCHAR) AS identity_id, CAST(c.cluster_id AS VARCHAR) AS cluster_id,
-                   k.person_key AS main_key
-            FROM reclustered c LEFT JOIN "{home}".hub.person_keys k
-              ON k.identity_id = CAST(c.identity_id AS VARCHAR)""")
-    finally:
-        con.unregister("reclustered")
-    # A cluster is unchanged when its records are all of one main-run person, and all of them.
+def _changed_persons(con: duckdb.DuckDBPyConnection, home: str, main_keys: pl.DataFrame) -> None:
+    """In the scratch database, from ``clusters`` (:func:`recluster_changed`): ``hub.record_person``
+    at the threshold, and ``changed_persons``, the keys whose records differ from the main run's
+    (main-run keys and the keys they become)."""
+    # A cluster is unchanged when its records are all of one main-run person, and all of them
+    # (as every kept cluster is).
     con.execute(f"""
         CREATE TABLE changed_clusters AS
         WITH sizes AS (SELECT person_key, count(*) AS n FROM "{home}".hub.person_keys GROUP BY person_key),
-             clusters AS (SELECT cluster_id, count(*) AS n, count(main_key) AS keyed,
-                                 min(main_key) AS lo, max(main_key) AS hi
-                          FROM cluster_keys GROUP BY cluster_id)
-        SELECT c.cluster_id FROM clusters c LEFT JOIN sizes s ON s.person_key = c.lo
+             reclustered AS (SELECT cluster_id, count(*) AS n, count(main_key) AS keyed,
+                                    min(main_key) AS lo, max(main_key) AS hi
+                             FROM clusters WHERE NOT kept GROUP BY cluster_id)
+        SELECT c.cluster_id FROM reclustered c LEFT JOIN sizes s ON s.person_key = c.lo
         WHERE (c.keyed = c.n AND c.lo = c.hi AND s.n = c.n) IS NOT TRUE""")
     changed = con.sql(
-        "SELECT identity_id, cluster_id FROM cluster_keys SEMI JOIN changed_clusters USING (cluster_id)"
+        "SELECT identity_id, cluster_id FROM clusters SEMI JOIN changed_clusters USING (cluster_id)"
     ).pl()
     # Against every main-run key, so that a new key never repeats one an unchanged person holds.
     keys, _ = carry_forward(changed, main_keys, issued=set())
@@ -198,13 +271,13 @@ def _changed_persons(
         CREATE TABLE changed_persons AS
         SELECT {KEY} FROM changed_identities
         UNION
-        SELECT main_key FROM cluster_keys SEMI JOIN changed_clusters USING (cluster_id)
+        SELECT main_key FROM clusters SEMI JOIN changed_clusters USING (cluster_id)
         WHERE main_key IS NOT NULL""")
     con.execute(f"""
         CREATE TABLE hub.record_person AS
         SELECT r.dataset, r.partner_id, r.record_token, k.person_key
         FROM "{home}".hub.record_identity r JOIN (
-            SELECT identity_id, main_key AS person_key FROM cluster_keys
+            SELECT identity_id, main_key AS person_key FROM clusters
             ANTI JOIN changed_clusters USING (cluster_id)
             UNION ALL
             SELECT identity_id, person_key FROM changed_identities
