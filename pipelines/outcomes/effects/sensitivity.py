@@ -16,9 +16,11 @@ Most persons are the same at every threshold, so only what changes is re-run (is
   re-clustering everything (tested);
 - a cluster whose identity records are exactly those of one main-run person keeps that person's
   key (as :func:`~pipelines.linkage.person_keys.carry_forward` would give it); only the other
-  clusters go through ``carry_forward``, against all the main run's keys, which gives them the
-  keys a run over every cluster gives (an unchanged cluster and its key overlap only each other,
-  so they never compete with a changed one for a key). The **changed persons** are the main-run
+  clusters go through ``carry_forward``, against the main-run persons their records belong to
+  (all of each one's records). That gives them the keys a run over every cluster gives: an
+  unchanged cluster and its key overlap only each other, so they never compete with a changed one
+  for a key; and should a new key repeat an unchanged person's, it is run again against every
+  key, as a full run numbers a new key past the keys in use. The **changed persons** are the main-run
   keys of those clusters' records and the keys those clusters get;
 - a **per-person** model (:mod:`pipelines.outcomes.model_scope` proves it from the SQL: each row
   depends only on one person's records) is run on the changed persons' records only, in a
@@ -30,12 +32,16 @@ Most persons are the same at every threshold, so only what changes is re-run (is
   per person (a new model is population until its SQL passes the rules).
 
 This assumes the warehouse's per-person tables were made by the current SQL from the current
-records and keys (the asset runs after the models in the same job). ``incremental=False`` re-runs
+records and keys (the asset runs after the models in the same job), and that
+``hub.record_person`` is ``hub.record_identity`` joined to ``hub.person_keys`` (linkage writes
+both in one transaction). ``incremental=False`` re-runs
 every model in full, as before; tests/outcomes/test_linkage_sensitivity.py checks that both give
 the same estimates and persons.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import duckdb
 import polars as pl
@@ -189,8 +195,11 @@ def estimates_at_threshold(
     """
     # Persons keep their main-run key wherever the clusters overlap (as from one month to the next),
     # so the comparison group's hash-ordered draws change only where linkage changed who is who.
-    main_keys = con.sql("SELECT identity_id, person_key FROM hub.person_keys").pl()
     home = con.execute("SELECT current_database()").fetchall()[0][0]
+
+    def main_keys() -> pl.DataFrame:
+        return con.sql(f'SELECT identity_id, person_key FROM "{home}".hub.person_keys').pl()
+
     sources = hub_sources | set(_landing(con))
     wanted = {name: m for name, m in models.items() if m.schema in RERUN_SCHEMAS}
     order = check_graph(wanted, sources)
@@ -219,7 +228,7 @@ def estimates_at_threshold(
                 threshold,
             )
             keys, _ = carry_forward(
-                pl.from_arrow(clusters).rename({"unique_id": "identity_id"}), main_keys, set()
+                pl.from_arrow(clusters).rename({"unique_id": "identity_id"}), main_keys(), set()
             )
             con.register("reclustered", keys.to_arrow())
             con.execute(f"""
@@ -240,7 +249,9 @@ def estimates_at_threshold(
     return estimates, persons
 
 
-def _changed_persons(con: duckdb.DuckDBPyConnection, home: str, main_keys: pl.DataFrame) -> None:
+def _changed_persons(
+    con: duckdb.DuckDBPyConnection, home: str, main_keys: Callable[[], pl.DataFrame]
+) -> None:
     """In the scratch database, from ``clusters`` (:func:`recluster_changed`): ``hub.record_person``
     at the threshold, and ``changed_persons``, the keys whose records differ from the main run's
     (main-run keys and the keys they become)."""
@@ -257,31 +268,45 @@ def _changed_persons(con: duckdb.DuckDBPyConnection, home: str, main_keys: pl.Da
     changed = con.sql(
         "SELECT identity_id, cluster_id FROM clusters SEMI JOIN changed_clusters USING (cluster_id)"
     ).pl()
-    # Against every main-run key, so that a new key never repeats one an unchanged person holds.
-    keys, _ = carry_forward(changed, main_keys, issued=set())
-    con.register("changed_keys", keys.to_arrow())
-    try:
-        con.execute(
-            "CREATE TABLE changed_identities AS SELECT CAST(identity_id AS VARCHAR) AS identity_id, "
-            "CAST(person_key AS VARCHAR) AS person_key FROM changed_keys"
-        )
-    finally:
-        con.unregister("changed_keys")
+    con.execute("""
+        CREATE TABLE changed_main_keys AS
+        SELECT DISTINCT main_key AS person_key FROM clusters SEMI JOIN changed_clusters USING (cluster_id)
+        WHERE main_key IS NOT NULL""")
+    # The main-run keys of the changed clusters' records, each with all its records: what
+    # carry_forward weighs them by, as in a run over every cluster (no unchanged cluster holds them).
+    previous = con.sql(f"""
+        SELECT identity_id, person_key FROM "{home}".hub.person_keys
+        SEMI JOIN changed_main_keys USING (person_key)""").pl()
+    for against in (previous, None):
+        keys, _ = carry_forward(changed, main_keys() if against is None else against, set())
+        con.register("changed_keys", keys.to_arrow())
+        try:
+            con.execute(
+                "CREATE OR REPLACE TABLE changed_identities AS SELECT CAST(identity_id AS VARCHAR) "
+                "AS identity_id, CAST(person_key AS VARCHAR) AS person_key FROM changed_keys"
+            )
+        finally:
+            con.unregister("changed_keys")
+        # A new key that an unchanged person holds would have been numbered past it in a run
+        # against every key: then run against every key.
+        clash = con.execute(f"""
+            SELECT count(*) FROM changed_identities
+            SEMI JOIN "{home}".hub.person_keys USING (person_key)
+            ANTI JOIN changed_main_keys USING (person_key)""").fetchall()[0][0]
+        if not clash:
+            break
     con.execute(f"""
         CREATE TABLE changed_persons AS
-        SELECT {KEY} FROM changed_identities
-        UNION
-        SELECT main_key FROM clusters SEMI JOIN changed_clusters USING (cluster_id)
-        WHERE main_key IS NOT NULL""")
+        SELECT {KEY} FROM changed_identities UNION SELECT {KEY} FROM changed_main_keys""")
+    # The unchanged persons' rows are the main run's: linkage writes hub.record_person as
+    # hub.record_identity joined to hub.person_keys, in the keys' transaction, and a withdrawal
+    # deletes the same records from both.
     con.execute(f"""
         CREATE TABLE hub.record_person AS
+        SELECT * FROM "{home}".hub.record_person ANTI JOIN changed_main_keys USING ({KEY})
+        UNION ALL
         SELECT r.dataset, r.partner_id, r.record_token, k.person_key
-        FROM "{home}".hub.record_identity r JOIN (
-            SELECT identity_id, main_key AS person_key FROM clusters
-            ANTI JOIN changed_clusters USING (cluster_id)
-            UNION ALL
-            SELECT identity_id, person_key FROM changed_identities
-        ) k USING (identity_id)""")
+        FROM "{home}".hub.record_identity r JOIN changed_identities k USING (identity_id)""")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
