@@ -200,9 +200,15 @@ def _properties_end(text: str, dataset: str) -> tuple[int, str]:
     dash = line.rfind("-", 0, first.start_mark.column)
     if dash < 0 or line[:dash].strip():
         raise ContractError(f"the properties of {dataset} are not one item per '- ' line")
-    end = last.end_mark.index
-    newline = text.find("\n", end - 1 if end and text[end - 1] == "\n" else end)
-    return (len(text) if newline < 0 else newline + 1), " " * dash
+    # The list ends where the next token starts (or at the end of its last line): the new items
+    # go at the start of the line the next token is on, if only indentation precedes it there.
+    lines = text.splitlines(keepends=True)
+    row, column = last.end_mark.line, last.end_mark.column
+    if row >= len(lines):
+        return len(text), " " * dash
+    if lines[row][:column].strip():
+        row += 1
+    return sum(len(ln) for ln in lines[:row]), " " * dash
 
 
 def amend_agreement(
@@ -219,6 +225,7 @@ def amend_agreement(
     old = load_contract(path)
     version = _new_version(path, old, version, "amendment")
     text = path.read_text(encoding="utf-8")
+    text += "" if text.endswith("\n") else "\n"
     # From the end of the file back, so earlier offsets stay right.
     edits = sorted(
         (_properties_end(text, dataset) + (items,) for dataset, items in added.items()),
@@ -237,8 +244,11 @@ def amend_agreement(
     for obj in expected["schema"]:
         if obj.get("name") in added:
             obj["properties"] = obj["properties"] + added[obj["name"]]
-    written = yaml.safe_load(text)
-    for doc in (expected, written):
+    try:
+        written = yaml.safe_load(text)
+    except yaml.YAMLError:
+        written = None
+    for doc in (expected, written) if isinstance(written, dict) else ():
         for prop in doc.get("customProperties", []):
             if prop.get("property") == "dataSharingAgreement":
                 prop["value"]["approval_status"] = "draft"

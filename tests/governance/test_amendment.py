@@ -6,6 +6,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from pipelines.core.settings import REPO_ROOT
 from pipelines.governance.approvals import party_organisation
@@ -24,7 +25,7 @@ DATASET = "family_support_enrolments"
 def _without_full_name(text: str) -> str:
     """The agreement as it was before the kit made the full-name filter."""
     out, n = re.subn(r"(?m)^  - name: full_name_bloom\n(?:    .*\n)+", "", text)
-    assert n == 1
+    assert n >= 1
     return out
 
 
@@ -182,3 +183,35 @@ def test_the_ig_officer_amends_from_the_command_line_and_it_is_in_force_when_all
     assert (path.parent / "superseded" / f"{ID}-1.0.0.yaml").read_text() == old_text
     checked = _cli(hub_home, "contracts", "check")
     assert checked.exit_code == 0 and "can also make" not in checked.output
+
+
+class _IndentedLists(yaml.SafeDumper):
+    """Lists indented under their key (``properties:`` then ``    -   name: ...``), as some
+    editors and ruamel write them."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
+@pytest.mark.parametrize("layout", ["lists indented, indent 4", "no newline at the end"])
+def test_an_amendment_keeps_the_agreements_own_layout(tmp_path, layout):
+    """Found by hand: with the schema's list indented, the items went in after the next
+    dataset's first line, and the read-back failed with a YAML error instead of a clear one."""
+    name = "council-place-services.yaml"
+    document = yaml.safe_load(_without_full_name((REPO_ROOT / "contracts" / name).read_text()))
+    if layout.startswith("lists indented"):
+        text = yaml.dump(document, Dumper=_IndentedLists, sort_keys=False, indent=4, width=200)
+    else:
+        text = yaml.safe_dump(document, sort_keys=False, width=100).rstrip("\n")
+    path = tmp_path / name
+    path.write_text("# the council's own comment\n" + text)
+    old = load_contract(path)
+
+    amended = amend_agreement(path, items_to_add(old, ["full_name_bloom"]))
+
+    assert amended.path.read_text().startswith("# the council's own comment\n")
+    for dataset in old.datasets.values():
+        assert amended.dataset(dataset.name).columns == (*dataset.columns, "full_name_bloom")
+    assert amended.terms.model_dump(exclude={"approvals", "approval_status"}) == (
+        old.terms.model_dump(exclude={"approvals", "approval_status"})
+    )
