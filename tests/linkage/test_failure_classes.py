@@ -14,6 +14,7 @@ from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
 from pipelines.partner_kit.tokens import LinkageKey
 from pipelines.tooling.bench.linkage_profiles import partner_records, person_records
 from pipelines.tooling.stress import PROFILES, generate
+from tests.linkage import hand_made
 
 FIELDS = ("given_name", "family_name", "date_of_birth", "sex", "postcode")
 
@@ -30,15 +31,7 @@ def place():
 
 def linked(place, left: dict, right: dict) -> bool:
     """Whether two hand-made records end up as one person among the place's records."""
-    key, records, model = place
-    rows = pl.DataFrame(
-        [{"record_id": "HAND-L", **left}, {"record_id": "HAND-R", **right}],
-        schema={"record_id": pl.String, **{f: pl.String for f in FIELDS}},
-    )
-    hand = partner_records(rows, "hand", key).to_arrow().cast(records.schema)
-    clusters = predict_clusters(pa.concat_tables([records, hand]), model).clusters.to_pylist()
-    of = {c["unique_id"]: c["cluster_id"] for c in clusters}
-    return of["HAND-L"] == of["HAND-R"]
+    return hand_made.linked(place, left, right, FIELDS)
 
 
 PERSON = {

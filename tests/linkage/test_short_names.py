@@ -5,14 +5,13 @@ trained on a small place like benchmark A (names, date of birth and postcode onl
 
 import dataclasses
 
-import polars as pl
-import pyarrow as pa
 import pytest
 
-from pipelines.linkage.model import predict_clusters, train
+from pipelines.linkage.model import train
 from pipelines.partner_kit.tokens import LinkageKey
-from pipelines.tooling.bench.linkage_profiles import partner_records, person_records
+from pipelines.tooling.bench.linkage_profiles import person_records
 from pipelines.tooling.stress import PROFILES, generate
+from tests.linkage import hand_made
 
 FIELDS = ("given_name", "family_name", "date_of_birth", "postcode")
 
@@ -26,15 +25,8 @@ def place():
 
 
 def linked(place, left: dict, right: dict) -> bool:
-    key, records, model = place
-    rows = pl.DataFrame(
-        [{"record_id": "HAND-L", **left}, {"record_id": "HAND-R", **right}],
-        schema={"record_id": pl.String, **{f: pl.String for f in FIELDS}},
-    )
-    hand = partner_records(rows, "hand", key).to_arrow().cast(records.schema)
-    clusters = predict_clusters(pa.concat_tables([records, hand]), model).clusters.to_pylist()
-    of = {c["unique_id"]: c["cluster_id"] for c in clusters}
-    return of["HAND-L"] == of["HAND-R"]
+    """Whether two hand-made records end up as one person among the place's records."""
+    return hand_made.linked(place, left, right, FIELDS)
 
 
 PERSON = {
