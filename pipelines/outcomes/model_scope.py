@@ -254,15 +254,8 @@ def _joined_on_key(join: exp.Join, alias: str, keyed: set[str]) -> bool:
         a, b = conjunct.this, conjunct.expression
         if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
             continue
-        if (
-            a.name == b.name == KEY
-            and {a.table, b.table} - {alias} <= keyed
-            and alias
-            in {
-                a.table,
-                b.table,
-            }
-        ):
+        tables = {a.table, b.table}
+        if a.name == b.name == KEY and alias in tables and tables - {alias} <= keyed:
             return True
     return False
 
