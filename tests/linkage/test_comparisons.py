@@ -229,3 +229,56 @@ def test_the_clear_text_baseline_uses_jaro_winkler_where_the_hub_uses_dice():
     assert level(clear, *pair).startswith("Jaro-Winkler")
     tokens_model = splink_settings().get_settings("duckdb").as_dict()
     assert "bit_count" in str(tokens_model) and "jaro" not in str(tokens_model).lower()
+
+
+def test_the_clear_text_reference_reads_each_records_bigrams_listed_once():
+    """The benchmark's clear-text reference lists each record's name bigrams once in Splink's
+    scratch table; its full-name Dice and its transposed-and-written-differently level read
+    those lists and give what the names' bigram sets give."""
+    import pyarrow as pa
+
+    from pipelines.linkage.comparisons import (
+        BIGRAM_SEPARATOR,
+        FULL_NAME_CLEAR,
+        clear_dice,
+        names_written_differently_and_transposed,
+    )
+    from pipelines.linkage.model import _duckdb_records
+    from pipelines.partner_kit.bloom import bigrams
+
+    names = [("WEI", "ZHANG"), ("ZHNAG", "WEI"), ("LI", "ZHANG"), ("AMARA", None)]
+    records = pa.table(
+        {
+            "unique_id": [str(i) for i in range(len(names))],
+            "given_name_clear": [g for g, _ in names],
+            "family_name_clear": [f for _, f in names],
+            FULL_NAME_CLEAR: [
+                BIGRAM_SEPARATOR.join(sorted(bigrams(g) | bigrams(f))) if g and f else None
+                for g, f in names
+            ],
+        }
+    )
+    _, con, _ = _duckdb_records(records, None, token_ids=False)
+    try:
+        columns = [r[0] for r in con.execute("DESCRIBE person_records").fetchall()]
+        sides = ", ".join(f"{s}.{c} AS {c}_{s}" for s in "lr" for c in columns)
+        con.execute(f"CREATE VIEW pairs AS SELECT {sides} FROM person_records l, person_records r")
+        got = {
+            (int(a), int(b)): (dice, transposed)
+            for a, b, dice, transposed in con.execute(f"""
+                SELECT unique_id_l, unique_id_r, {clear_dice(FULL_NAME_CLEAR)},
+                       {names_written_differently_and_transposed("clear")}
+                FROM pairs WHERE unique_id_l < unique_id_r""").fetchall()
+        }
+    finally:
+        con.close()
+
+    def full(i: int) -> set[str]:
+        return bigrams(names[i][0]) | bigrams(names[i][1])
+
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        expected = 2 * len(full(a) & full(b)) / (len(full(a)) + len(full(b)))
+        assert got[a, b][0] == pytest.approx(expected)
+    assert got[0, 1][1] is True  # transposed, with a typo
+    assert got[0, 2][1] is False  # same family name, different given name: siblings
+    assert got[0, 3] == (None, None)  # no family name: no evidence either way
