@@ -24,7 +24,8 @@ postcodes AS (
     SELECT rp.person_key, i.postcode_token
     FROM hub.record_identity i
     JOIN hub.record_person rp USING (dataset, record_token)
-    WHERE i.postcode_token IS NOT NULL
+    -- only the people of the periods: at 1M people about one in six of the persons
+    WHERE i.postcode_token IS NOT NULL AND rp.person_key IN (SELECT person_key FROM people)
     GROUP BY rp.person_key, i.postcode_token
     QUALIFY row_number() OVER (PARTITION BY rp.person_key ORDER BY count(*) DESC, i.postcode_token) = 1
 )
