@@ -201,52 +201,85 @@ def _built_before(con: duckdb.DuckDBPyConnection) -> bool:
 def _build_all(
     con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]], suffix: str
 ) -> None:
-    records = " UNION ALL ".join(_dataset_records(c, name) for c, name in sources)
-    # Narrow: the wide features are written once, per identity record, not once per landed record
-    # (writing 24 columns of random hex for every record was most of this stage: docs/benchmarks.md).
-    con.execute(f"""
-        CREATE OR REPLACE TABLE hub.record_identity{suffix} AS
-        SELECT dataset, partner_id, record_token, postcode_token, {_identity_id()} AS identity_id,
-               extract_id
-        FROM ({records})
-    """)
-    con.execute(f"""
+    def run(sql: str) -> list:
+        return con.execute(sql).fetchall()
+
+    records = f"hub.record_identity{suffix}"
+    # Each record's identity id is computed once, for hub.record_identity, and the grouping reads
+    # it from there with the record's received time and landing position, which are then dropped
+    # (a drop rewrites nothing). Computing it again for the grouping, or keeping the records in a
+    # temp table to group from, each cost as much again as the md5 itself (docs/benchmarks.md,
+    # "Person records: the identity id once"). One transaction: positions are valid only in the
+    # transaction that read them.
+    run("BEGIN TRANSACTION")
+    try:
+        run(f"CREATE OR REPLACE TABLE {records} AS {_identified(sources)}")
+        run(f"CREATE OR REPLACE TABLE hub.person_records{suffix} AS {_grouped(sources, records)}")
+        run(f"ALTER TABLE {records} DROP COLUMN position")
+        run(f"ALTER TABLE {records} DROP COLUMN _received_at")
+        run("COMMIT")
+    except BaseException:
+        run("ROLLBACK")
+        raise
+    run(f"""
         CREATE OR REPLACE TABLE {BUILT_IDENTITIES}{suffix} AS
-        SELECT DISTINCT dataset, extract_id, hash(identity_id) AS identity_hash
-        FROM hub.record_identity{suffix}
-    """)
-    con.execute(f"CREATE OR REPLACE TABLE hub.person_records{suffix} AS {_grouped(sources)}")
+        SELECT DISTINCT dataset, extract_id, hash(identity_id) AS identity_hash FROM {records}""")
 
 
-def _grouped(sources: list[tuple[Contract, str]], only: str = "") -> str:
-    """One row per identity record of ``sources``' landed records (only those matching the
-    condition ``only`` on a record ``r``, if given), with its latest record's features.
+def _numbered(sources: list[tuple[Contract, str]]) -> list[tuple[int, Contract, str]]:
+    # Dataset numbers follow name order, as the tie-break on dataset does; a record's position is
+    # its dataset's number and its landing table's rowid in one BIGINT.
+    ordered = sorted(sources, key=lambda source: source[1])
+    return [(number, contract, name) for number, (contract, name) in enumerate(ordered)]
 
-    The latest record is chosen narrow: per identity record, the position of its latest record
-    (a dataset number and row number in one BIGINT), then its features are read by that position.
-    An ``arg_max`` over a struct of the 24 features held a copy of the whole struct for each of
-    1.1M identity records, and a new one each time a later record replaced it, in memory that
-    DuckDB cannot spill: the full build at 1M people ran out of the 3GB limit in most runs
-    (docs/benchmarks.md, sixth round). One statement, so that row numbers cannot move between
-    the choice and the read."""
-    # Dataset numbers follow name order, as the tie-break on dataset does.
-    numbered = sorted(sources, key=lambda source: source[1])
 
-    def positions(where: str = "") -> str:
-        return " UNION ALL ".join(
-            f"SELECT *, ({number}::BIGINT << 40) + landed_row AS position "
-            f"FROM ({_dataset_records(contract, name)}) r {where}"
-            for number, (contract, name) in enumerate(numbered)
-        )
+def _identified(sources: list[tuple[Contract, str]], among: str = "") -> str:
+    """Every landed record of ``sources`` (only those listed in the table ``among``, by dataset,
+    extract id and record token, if given) with hub.record_identity's columns, its received time
+    and its position (dataset number and ``rowid``), which is valid only in the transaction that
+    read it (a checkpoint may compact a landing table and move its rows)."""
 
+    def listed(name: str) -> str:
+        # The dataset is a filter on ``among``, not a join key: as a join key, each dataset's
+        # join built a hash table of every dataset's listed records (measured at 1M people).
+        if not among:
+            return ""
+        return f"""WHERE EXISTS (SELECT 1 FROM {among} t WHERE t.dataset = '{name}'
+                                 AND t.extract_id IS NOT DISTINCT FROM r.extract_id
+                                 AND t.record_token IS NOT DISTINCT FROM r.record_token)"""
+
+    return " UNION ALL ".join(
+        f"SELECT dataset, partner_id, record_token, postcode_token, {_identity_id()} AS identity_id, "
+        f"extract_id, _received_at, ({number}::BIGINT << 40) + landed_row AS position "
+        f"FROM ({_dataset_records(contract, name)}) r {listed(name)}"
+        for number, contract, name in _numbered(sources)
+    )
+
+
+def _grouped(sources: list[tuple[Contract, str]], identified: str) -> str:
+    """One row per identity record in the table ``identified`` (records of ``sources`` as
+    :func:`_identified` gives them, made in this transaction), with its latest record's features.
+
+    The latest record is chosen narrow: per identity record, the position of its latest record,
+    then its features are read from its landing table by ``rowid``, one dataset at a time (DuckDB
+    then skips what the join does not need). An ``arg_max`` over a struct of the 24 features held
+    a copy of the whole struct for each of 1.1M identity records, and a new one each time a later
+    record replaced it, in memory that DuckDB cannot spill: the full build at 1M people ran out
+    of the 3GB limit in most runs (docs/benchmarks.md, sixth round)."""
     features = ", ".join(f"f.{name}" for name in LINKAGE_FEATURES)
+    by_dataset = " UNION ALL ".join(
+        f"SELECT l.unique_id, f.partner_id, {features} "
+        f"FROM latest l JOIN ({_dataset_records(contract, name)}) f "
+        f"ON f.landed_row = l.position - ({number}::BIGINT << 40) "
+        f"WHERE l.position >> 40 = {number}"
+        for number, contract, name in _numbered(sources)
+    )
     return f"""
         WITH latest AS MATERIALIZED (
-            SELECT {_identity_id()} AS unique_id,
+            SELECT identity_id AS unique_id,
                    arg_max(position, (_received_at, dataset, record_token)) AS position
-            FROM ({positions(f"WHERE {only}" if only else "")}) GROUP BY unique_id)
-        SELECT l.unique_id, f.partner_id, {features}
-        FROM latest l JOIN ({positions()}) f ON f.position = l.position"""
+            FROM {identified} GROUP BY identity_id)
+        {by_dataset}"""
 
 
 def _build_changed(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract, str]]) -> None:
@@ -297,7 +330,7 @@ def _build_changed(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract,
     # Regroup every touched identity record from all its records, wherever they landed.
     run("""
         CREATE OR REPLACE TEMP TABLE touched_records AS
-        SELECT DISTINCT dataset, extract_id, record_token FROM hub.record_identity
+        SELECT dataset, extract_id, record_token FROM hub.record_identity
         WHERE hash(identity_id) IN (SELECT identity_hash FROM touched_identities)""")
     run(
         "DELETE FROM hub.person_records "
@@ -305,10 +338,11 @@ def _build_changed(con: duckdb.DuckDBPyConnection, sources: list[tuple[Contract,
     )
     touched = {row[0] for row in run("SELECT DISTINCT dataset FROM touched_records")}
     if touched:
-        only = f"""EXISTS (SELECT 1 FROM touched_records t WHERE {_same_partition("t", "r")}
-                           AND t.record_token IS NOT DISTINCT FROM r.record_token)"""
-        grouped = _grouped([(c, name) for c, name in sources if name in touched], only)
-        run(f"INSERT INTO hub.person_records {grouped}")
+        regrouped = [(c, name) for c, name in sources if name in touched]
+        records = _identified(regrouped, among="touched_records")
+        run(f"CREATE OR REPLACE TEMP TABLE identified AS {records}")
+        run(f"INSERT INTO hub.person_records {_grouped(regrouped, 'identified')}")
+        run("DROP TABLE identified")
     for temp in (
         "stale_partitions",
         "fresh_partitions",
