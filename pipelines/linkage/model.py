@@ -344,7 +344,7 @@ def _token_id_columns(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Sch
     shared = con.execute(
         "SELECT "
         + ", ".join(
-            f"(SELECT count(*) FROM (SELECT hash({c}) FROM {table} WHERE {c} IS NOT NULL "
+            f"(SELECT count(*) FROM (SELECT {token_id(c)} FROM {table} WHERE {c} IS NOT NULL "
             f"GROUP BY 1 HAVING min({c}) <> max({c})))"
             for c in tokens
         )
