@@ -104,14 +104,20 @@ def link_person_records(
     pairs touching an identity record new or changed since the last run are scored; the kept
     pairs between the others are reused (:mod:`pipelines.linkage.incremental`).
     """
-    records = con.sql("SELECT * FROM hub.person_records ORDER BY unique_id").to_arrow_table()
+    model = None if retrain else TrainedModel.load(settings.models)
+    # Training samples records (u and EM), so it reads them in one order, the identity ids'. Scoring,
+    # clustering and placeholder search give the same pairs and clusters in any order (a pair is
+    # named by its two ids, a cluster by its smallest), so a run with a saved model skips the
+    # sort: at 1M people it was most of the read (docs/benchmarks.md).
+    records = con.sql(
+        "SELECT * FROM hub.person_records" + (" ORDER BY unique_id" if model is None else "")
+    ).to_arrow_table()
     if records.num_rows < 2:
         # Splink cannot train or score fewer than two records (it divides by the pair count).
         raise NothingToLink(
             f"only {records.num_rows} person record(s) have landed, so there is nothing to link: every "
             "delivery may have been held (see `placelink hub quarantine list` and hub/deliveries)"
         )
-    model = None if retrain else TrainedModel.load(settings.models)
     retrained = model is None
     if model is None:
         model = train(

@@ -340,21 +340,26 @@ def _token_id_columns(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Sch
     ]
     if not tokens:
         return []
-    counts = con.execute(
+    # Per column, the ids held by two different tokens: one grouping by id, not two distinct
+    # counts (tokens and ids) compared, which took about twice as long at 1M people.
+    shared = con.execute(
         "SELECT "
-        + ", ".join(f"count(DISTINCT {c}), count(DISTINCT {token_id(c)})" for c in tokens)
-        + f" FROM {table}"
-    ).fetchone()
+        + ", ".join(
+            f"(SELECT count(*) FROM (SELECT {token_id(c)} FROM {table} WHERE {c} IS NOT NULL "
+            f"GROUP BY 1 HAVING min({c}) <> max({c})))"
+            for c in tokens
+        )
+    ).fetchall()[0]
     exact = []
-    for i, column in enumerate(tokens):
-        if counts[2 * i] == counts[2 * i + 1]:
+    for column, clashes in zip(tokens, shared, strict=True):
+        if not clashes:
             exact.append(column)
         else:
             log.warning(
                 "linkage compares %s as text: two of its %d distinct tokens share a 64-bit id "
                 "(the same pairs and weights, scored more slowly; nothing to do)",
                 column,
-                counts[2 * i],
+                con.execute(f"SELECT count(DISTINCT {column}) FROM {table}").fetchall()[0][0],
             )
     return exact
 

@@ -99,6 +99,7 @@ CARRIED_EVENTS = "pk_events"  # ORDER BY position
 EVENT_COLUMNS = "event, person_key, other_person_key, identity_records"
 _WORK_TABLES = (
     "pk_clusters",
+    "pk_shared",
     "pk_firsts",
     "pk_assigned",
     "pk_events",
@@ -151,15 +152,23 @@ def _carry_forward_sql(
     prev_keys = "(SELECT NULL::VARCHAR AS person_key WHERE false)"
     if previous is not None:
         prev_keys = f"(SELECT DISTINCT CAST(person_key AS VARCHAR) AS person_key FROM {previous})"
-        run(f"""CREATE OR REPLACE TEMP TABLE pk_overlap AS
+        run(f"""CREATE OR REPLACE TEMP TABLE pk_shared AS
                 WITH prev AS (SELECT CAST(identity_id AS VARCHAR) AS identity_id,
                                      CAST(person_key AS VARCHAR) AS person_key FROM {previous}),
                      sizes AS (SELECT person_key, count(*) AS prev_size FROM prev GROUP BY person_key),
                      shared AS (SELECT c.cluster_id, p.person_key, count(*) AS overlap
                                 FROM pk_clusters c JOIN prev p USING (identity_id) GROUP BY ALL)
-                SELECT s.*, z.prev_size,
-                       row_number() OVER (ORDER BY s.overlap DESC, z.prev_size DESC, s.person_key, s.cluster_id) AS rank
-                FROM shared s JOIN sizes z USING (person_key)""")
+                SELECT s.*, z.prev_size, s.overlap = z.prev_size AND s.overlap = f.size AS same
+                FROM shared s JOIN sizes z USING (person_key) JOIN pk_firsts f USING (cluster_id)""")
+        # A cluster that holds exactly a previous key's identity records (most of them, month to
+        # month) is the only pair of its cluster and of its key: the greedy takes it whatever the
+        # other pairs are, and it makes no event. Only the other pairs are ranked and taken in
+        # rounds; ranked among themselves they keep their order, so the same pairs are taken.
+        run("INSERT INTO pk_assigned SELECT cluster_id, person_key FROM pk_shared WHERE same")
+        run("""CREATE OR REPLACE TEMP TABLE pk_overlap AS
+               SELECT cluster_id, person_key, overlap, prev_size,
+                      row_number() OVER (ORDER BY overlap DESC, prev_size DESC, person_key, cluster_id) AS rank
+               FROM pk_shared WHERE NOT same""")
         run(
             "CREATE OR REPLACE TEMP TABLE pk_free AS SELECT cluster_id, person_key, rank FROM pk_overlap"
         )
@@ -241,8 +250,11 @@ def _carry_forward_sql(
     )
 
 
-STAGED_KEYS = "hub.person_keys_staged"
-STAGED_EVENTS = "hub.person_key_events_staged"
+# This run's keys and events until promote_person_keys saves them: temp tables of the run's
+# connection (one write of the keys to the warehouse, not two; a run whose check fails leaves
+# nothing staged behind, and the next run stages afresh anyway).
+STAGED_KEYS = "temp.main.person_keys_staged"
+STAGED_EVENTS = "temp.main.person_key_events_staged"
 
 
 def stage_person_keys(
@@ -251,7 +263,7 @@ def stage_person_keys(
     now: dt.datetime,
 ) -> KeyChanges:
     """Work out this run's keys, carried forward from the saved ``hub.person_keys``, into
-    ``hub.person_keys_staged`` (and their events into ``hub.person_key_events_staged``).
+    :data:`STAGED_KEYS` (and their events into :data:`STAGED_EVENTS`), temp tables of ``con``.
 
     Nothing saved changes: the keys in use, the register of issued keys and the key history stay
     as they were until :func:`promote_person_keys` (issue 20: keys only from a run whose linkage
@@ -273,29 +285,35 @@ def stage_person_keys(
             "hub.person_key_register",
         )
         con.execute(
-            f"CREATE OR REPLACE TABLE {STAGED_KEYS} AS "
+            f"CREATE OR REPLACE TEMP TABLE {STAGED_KEYS} AS "
             f"SELECT identity_id, person_key, ?::TIMESTAMP AS staged_at FROM {CARRIED_KEYS}",
             [now],
         )
         con.execute(
-            f"CREATE OR REPLACE TABLE {STAGED_EVENTS} AS "
+            f"CREATE OR REPLACE TEMP TABLE {STAGED_EVENTS} AS "
             f"SELECT ?::TIMESTAMP AS run_at, {EVENT_COLUMNS} FROM {CARRIED_EVENTS} ORDER BY position",
             [now],
         )
+        # From the carry-forward's own tables, not by joining the staged keys to the saved ones
+        # again on identity ids: the identity records whose key changed are those a cluster
+        # shares with a previous key other than the one it got (a cluster that is exactly a
+        # previous person kept its key); each cluster has one key, so the persons are the keys.
+        persons, changed = con.execute(
+            "SELECT (SELECT count(DISTINCT person_key) FROM pk_assigned), "
+            + (
+                "(SELECT coalesce(sum(o.overlap), 0) FROM pk_overlap o JOIN pk_assigned a "
+                "USING (cluster_id) WHERE o.person_key <> a.person_key)"
+                if exists
+                else "0"
+            )
+        ).fetchall()[0]
     finally:
         _drop_carry_forward_tables(con)
         con.unregister("this_run_clusters")
-    changed = (
-        con.execute(f"""SELECT count(*) FROM hub.person_keys p JOIN {STAGED_KEYS} n USING (identity_id)
-                        WHERE p.person_key <> n.person_key""").fetchall()[0][0]
-        if exists
-        else 0
-    )
-    persons, count = con.execute(
-        f"""SELECT (SELECT count(DISTINCT person_key) FROM {STAGED_KEYS}),
-                   (SELECT map(list(event), list(n)) FROM
-                        (SELECT event, count(*) AS n FROM {STAGED_EVENTS} GROUP BY event))"""
-    ).fetchall()[0]
+    count = con.execute(
+        f"""SELECT map(list(event), list(n)) FROM
+                (SELECT event, count(*) AS n FROM {STAGED_EVENTS} GROUP BY event)"""
+    ).fetchall()[0][0]
     count = dict(count or {})
     count = {e: count.get(e, 0) for e in ("new", "merge", "split", "retired")}
     return KeyChanges(
@@ -305,7 +323,7 @@ def stage_person_keys(
         count["merge"],
         count["split"],
         count["retired"] + count["merge"],
-        changed,
+        int(changed),
     )
 
 

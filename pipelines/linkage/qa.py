@@ -161,17 +161,19 @@ def linkage_qa(con: duckdb.DuckDBPyConnection, keys_table: str = "hub.person_key
     sizes = con.execute("""
         SELECT size, count(DISTINCT person_key) FROM qa_members GROUP BY size ORDER BY size
     """).fetchall()
+    # Each record joined to the other partners of its person only (not to every partner, then
+    # left-joined): pairs of partners no person shares count 0.
     partner_match = con.execute("""
         WITH partners_of AS (SELECT DISTINCT person_key, partner_id FROM qa_members),
-             totals AS (SELECT partner_id, count(*) AS n FROM qa_members GROUP BY partner_id)
-        SELECT a.partner_id, b.partner_id, t.n,
-               count(*) FILTER (WHERE p.partner_id IS NOT NULL) / t.n
-        FROM qa_members a
-        CROSS JOIN (SELECT DISTINCT partner_id FROM qa_members) b
-        JOIN totals t ON t.partner_id = a.partner_id
-        LEFT JOIN partners_of p ON p.person_key = a.person_key AND p.partner_id = b.partner_id
-        WHERE a.partner_id <> b.partner_id
-        GROUP BY a.partner_id, b.partner_id, t.n ORDER BY 1, 2
+             totals AS (SELECT partner_id, count(*) AS n FROM qa_members GROUP BY partner_id),
+             shared AS (SELECT a.partner_id AS a, p.partner_id AS b, count(*) AS linked
+                        FROM qa_members a JOIN partners_of p
+                          ON p.person_key = a.person_key AND p.partner_id <> a.partner_id
+                        GROUP BY ALL)
+        SELECT t.partner_id, b.partner_id, t.n, coalesce(s.linked, 0) / t.n
+        FROM totals t CROSS JOIN totals b
+        LEFT JOIN shared s ON s.a = t.partner_id AND s.b = b.partner_id
+        WHERE t.partner_id <> b.partner_id ORDER BY 1, 2
     """).fetchall()
     unlinked = con.execute("""
         SELECT partner_id, count(*), count(*) FILTER (WHERE size = 1)
@@ -311,9 +313,9 @@ def link_rate_comparisons(
                         count(*) OVER (PARTITION BY n.person_key) > 1 AS linked_now,
                         b.linked AS linked_before
                  FROM {keys_table} n JOIN before_keys b USING (identity_id)),
-             datasets AS (
-                 SELECT DISTINCT r.dataset, r.identity_id FROM hub.record_identity r
-                 JOIN now_keys USING (identity_id)),
+             -- (per_dataset joins them to now_keys: joining here too was a second pass over
+             -- every landed record)
+             datasets AS (SELECT DISTINCT dataset, identity_id FROM hub.record_identity),
              place AS (SELECT avg(CAST(linked AS DOUBLE)) AS rate FROM before_keys),
              per_dataset AS (
                  SELECT d.dataset,
@@ -361,12 +363,14 @@ def link_rate_comparisons(
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
+    """Whether ``table`` (``schema.name``, or ``temp.main.name`` for a temp table) exists."""
+    *catalog, schema, name = table.split(".")
     return bool(
         con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
-        ).fetchone()[0]
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
+            "AND schema_name = ? AND table_name = ?",
+            [catalog[0] if catalog else None, schema, name],
+        ).fetchall()[0][0]
     )
 
 

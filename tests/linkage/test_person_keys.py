@@ -7,7 +7,13 @@ import polars as pl
 import pytest
 
 from pipelines.core.warehouse_schema import migrate
-from pipelines.linkage.person_keys import assign_person_keys, carry_forward, new_key
+from pipelines.linkage.person_keys import (
+    STAGED_KEYS,
+    assign_person_keys,
+    carry_forward,
+    new_key,
+    stage_person_keys,
+)
 
 
 def clusters(*groups: str) -> pl.DataFrame:
@@ -114,9 +120,10 @@ def test_carry_forward_prefers_the_largest_overlap():
     assert [e[0] for e in events] == ["split"]
 
 
-def _history(seed: int, people: int = 60):
+def _history(seed: int, people: int = 60, moved: float = 1.0):
     """A random month-to-month history: previous keys, and this month's clusters that keep,
-    merge, split and add people, with some first identity ids whose key was issued before."""
+    merge, split and add people, with some first identity ids whose key was issued before.
+    ``moved`` scales the share of identity records that leave, merge or move (1: half of them)."""
     import random
 
     from tests.linkage.greedy_person_keys import greedy_carry_forward
@@ -131,15 +138,15 @@ def _history(seed: int, people: int = 60):
     now = {}
     for i in ids + [f"new{n}" for n in range(people // 5)]:
         roll, group = rng.random(), before.get(i, f"s{i}")
-        if roll < 0.1:
+        if roll < 0.1 * moved:
             continue  # withdrawn or gone: a key may lose every record and retire
-        if roll < 0.5:
+        if roll < 1 - 0.5 * moved:
             now[i] = group  # the same person
-        elif roll < 0.7:
+        elif roll < 1 - 0.3 * moved:
             now[i] = (
                 f"joined{sum(map(ord, group)) % (people // 6)}"  # whole persons merged together
             )
-        elif roll < 0.9:
+        elif roll < 1 - 0.1 * moved:
             now[i] = f"m{rng.randrange(people // 4)}"  # records moved between persons
         else:
             now[i] = f"s{i}"  # split off alone
@@ -162,3 +169,36 @@ def test_set_based_keys_equal_the_one_at_a_time_greedy(seed):
         want_keys, want_events = greedy_carry_forward(now, prev, known)
         assert keyed(keys) == keyed(want_keys)
         assert events == want_events
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_quiet_month_keeps_the_keys_events_and_counts_of_the_one_at_a_time_greedy(seed, hub):
+    # Most clusters are exactly a previous person, and are given its key without being ranked
+    # (person_keys.py); the keys and events are still the greedy's, and the counts of changed
+    # keys and persons, taken from the carry-forward's tables, are those of the keys themselves.
+    from tests.linkage.greedy_person_keys import greedy_carry_forward
+
+    now, previous, issued = _history(seed, people=120, moved=0.1)
+    want_keys, want_events = greedy_carry_forward(now, previous, issued)
+    keys, events = carry_forward(now, previous, issued)
+    assert keyed(keys) == keyed(want_keys)
+    assert events == want_events
+    hub.register("previous_keys", previous.to_arrow())
+    hub.execute("CREATE TABLE hub.person_keys AS SELECT identity_id, person_key FROM previous_keys")
+    hub.executemany(
+        "INSERT INTO hub.person_key_register VALUES (?, ?, NULL, NULL)",
+        [(k, dt.datetime(2026, 9, 1)) for k in sorted(issued)],
+    )
+    changes = stage_person_keys(hub, now, now=dt.datetime(2026, 10, 1))
+    staged = dict(hub.execute(f"SELECT identity_id, person_key FROM {STAGED_KEYS}").fetchall())
+    assert staged == keyed(want_keys)
+    before = keyed(previous)
+    seen = [i for i in staged if i in before]
+    assert sum(before[i] == staged[i] for i in seen) > 0.8 * len(seen)  # a quiet month
+    assert changes.persons == len(set(staged.values()))
+    assert changes.identity_records_with_changed_key == sum(
+        i in before and before[i] != k for i, k in staged.items()
+    )
+    assert (changes.new, changes.merges, changes.splits) == tuple(
+        sum(e[0] == kind for e in want_events) for kind in ("new", "merge", "split")
+    )
