@@ -114,33 +114,37 @@ def _is_text(kind: pa.DataType) -> bool:
 
 
 def _distinct_values(column: pa.ChunkedArray) -> pl.DataFrame:
-    """Each distinct non-null value of a text column (``value``) and the rows holding it (``rows``).
+    """Each distinct non-null value of a text column (``value``) that is not a hex run
+    (HEX_RUN), and the rows holding it (``rows``).
 
-    A dictionary-encoded column (as ingest reads the partner's Parquet: each distinct value
-    stored once) is counted from its indices and its dictionary, so no row's text is copied;
+    Hex runs are dropped before anything is counted: a token column is nearly all of them, and
+    counting its record tokens (one distinct value per row) cost more than the checks. A
+    dictionary-encoded column (as ingest reads the partner's Parquet: each distinct value stored
+    once) is matched on its dictionary and counted from its indices, so no row's text is copied;
     a dictionary may hold a value twice or values no row uses, which the sum and the filter on
     ``rows`` take care of."""
     if not pa.types.is_dictionary(column.type):
-        return (
-            pl.from_arrow(column)
-            .cast(pl.String)
-            .drop_nulls()
-            .rename("value")
-            .value_counts(name="rows")
-        )
+        values = pl.from_arrow(column).cast(pl.String).drop_nulls().rename("value")
+        return values.filter(~values.str.contains(HEX_RUN)).value_counts(name="rows")
     parts = []
     for chunk in column.chunks:
+        dictionary = pl.from_arrow(chunk.dictionary).cast(pl.String)
+        kept = dictionary.is_not_null() & ~dictionary.str.contains(HEX_RUN)
+        if not kept.any():
+            continue
         counts = pc.value_counts(chunk.indices.drop_null())
         if len(counts):
+            positions = pl.from_arrow(counts.field("values"))
             parts.append(
                 pl.DataFrame(
                     {
-                        "value": pl.from_arrow(
-                            pc.take(chunk.dictionary, counts.field("values"))
-                        ).cast(pl.String),
+                        "value": dictionary.gather(positions),
                         "rows": pl.from_arrow(counts.field("counts")).cast(pl.UInt32),
+                        "kept": kept.gather(positions),
                     }
                 )
+                .filter("kept")
+                .drop("kept")
             )
     if not parts:
         return pl.DataFrame(schema={"value": pl.String, "rows": pl.UInt32})
@@ -163,9 +167,8 @@ def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
             continue
         # Distinct values first, then normalised: a column of tokens has a few hundred thousand
         # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
-        # same before and after normalising and can be dropped before.
+        # same before and after normalising and can be dropped before (_distinct_values does).
         distinct = _distinct_values(column)
-        distinct = distinct.filter(~pl.col("value").str.contains(HEX_RUN))
         if distinct.is_empty():
             continue
         counted = (
