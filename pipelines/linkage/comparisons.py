@@ -58,13 +58,6 @@ FULL_NAME = "full_name_bloom"
 # Its clear-text equivalent in the benchmark's reference: the two names' bigrams, sorted and
 # joined with this separator (pipelines.tooling.bench.linkage_profiles.full_name_bigrams).
 FULL_NAME_CLEAR, BIGRAM_SEPARATOR = "full_name_clear", "|"
-# In Splink's scratch table the reference holds each clear name's bigrams as a list, in a column
-# named with this suffix, and the full name's as a list in place of the joined text: made once
-# per record (:func:`clear_bigram_columns`), as the hub counts each filter's bits once per record,
-# rather than for every pair and level. At 1M people, splitting the names pair by pair made the
-# reference's prediction about four times the hub's (docs/benchmarks.md), which flattered every
-# "÷ bare Splink" figure measured against it.
-CLEAR_BIGRAMS = "_bigrams"
 
 # The clear-text benchmark baseline compares the names as written with Jaro-Winkler where the
 # hub compares Bloom filters with Dice.
@@ -171,9 +164,13 @@ def _set_dice(left: str, right: str) -> str:
 
 
 def clear_dice(column: str, blocking: bool = False) -> str:
-    """SQL: the Dice coefficient of a pair's bigram sets, each a list in Splink's scratch table
-    (:func:`clear_bigram_columns`; the clear-text reference's equivalent of :func:`dice`)."""
-    return _set_dice(*(f"{side}.{column}" if blocking else f"{column}_{side}" for side in "lr"))
+    """SQL: the Dice coefficient of a pair's bigram sets, each written as its bigrams joined with
+    :data:`BIGRAM_SEPARATOR` (the clear-text reference's equivalent of :func:`dice`)."""
+    left, right = (
+        f"string_split({f'{side}.{column}' if blocking else f'{column}_{side}'}, '{BIGRAM_SEPARATOR}')"
+        for side in "lr"
+    )
+    return _set_dice(left, right)
 
 
 def _clear_bigrams(column: str) -> str:
@@ -186,28 +183,9 @@ def _clear_bigrams(column: str) -> str:
     )
 
 
-def clear_bigram_columns(columns: Iterable[str]) -> tuple[list[str], list[str]]:
-    """SQL for Splink's scratch table of clear-text records (the benchmark's reference): the
-    expressions that replace the full name's joined bigrams with their list, and the new columns
-    holding each clear name's bigram list (:data:`CLEAR_BIGRAMS`); both empty for the hub's
-    records, which hold no clear names."""
-    columns = set(columns)
-    replaced = (
-        [f"string_split({FULL_NAME_CLEAR}, '{BIGRAM_SEPARATOR}') AS {FULL_NAME_CLEAR}"]
-        if FULL_NAME_CLEAR in columns
-        else []
-    )
-    added = [
-        f"{_clear_bigrams(f'{n}_clear')} AS {n}_clear{CLEAR_BIGRAMS}"
-        for n in _NAMES
-        if f"{n}_clear" in columns
-    ]
-    return replaced, added
-
-
 def _clear_name_dice(name: str) -> str:
     """SQL: Dice of a pair's clear names' bigram sets (what the name's Bloom filters approximate)."""
-    return _set_dice(*(f"{name}_clear{CLEAR_BIGRAMS}_{side}" for side in "lr"))
+    return _set_dice(*(_clear_bigrams(f"{name}_clear_{side}") for side in "lr"))
 
 
 def names_written_differently_and_transposed(similarity: str = "bloom") -> str:

@@ -43,7 +43,6 @@ from pipelines.linkage.comparisons import (  # noqa: F401
     MODEL_COLUMNS,
     NAME_PARTS,
     blocking_rules,
-    clear_bigram_columns,
     comparisons,
     date_of_birth_comparison,
     name_comparison,
@@ -406,14 +405,9 @@ def _duckdb_records(
             f"{token_id(c)} AS {c}"
             for c in _token_id_columns(con, "person_records_arrow", records.schema)
         ]
-    clear_lists, clear_bigrams = clear_bigram_columns(records.column_names)
-    replaced += clear_lists
     replace = f" REPLACE ({', '.join(replaced)})" if replaced else ""
-    added = ([bloom_bit_counts(bloom)] if bloom else []) + clear_bigrams
-    extra = "".join(f", {c}" for c in added)
-    con.execute(
-        f"CREATE TABLE person_records AS SELECT *{replace}{extra} FROM person_records_arrow"
-    )
+    bits = f", {bloom_bit_counts(bloom)}" if bloom else ""
+    con.execute(f"CREATE TABLE person_records AS SELECT *{replace}{bits} FROM person_records_arrow")
     con.unregister("person_records_arrow")
     return DuckDBAPI(connection=con), con, counts
 
