@@ -83,6 +83,16 @@ def test_the_table_gives_the_ratio_and_what_grew_most():
     assert "by stage (seconds): predict 1.00 → 3.50" in table
 
 
+def test_a_month_whose_check_failed_counts_both_its_runs_in_the_ratio():
+    # The second run of a month whose linkage check failed lands nothing new: alone it would make
+    # the last month look cheap (the 100k x 60 history printed 0.53x from such a row).
+    last = _run(3, 8.0, 3.5)
+    last.failed_run_seconds, last.accepted_link_rate = 6.0, (0.80, 0.81)
+    table = format_table([_run(1, 10.0, 2.0), _run(2, 5.0, 1.0), last])
+    assert "**1.40×** (14.0 s ÷ 10.0 s (both of a † month's runs)" in table
+    assert "Last month ÷ month 2 (the first monthly delta): **2.80×**" in table
+
+
 def test_the_chart_draws_a_bar_per_month_scaled_to_the_slowest():
     svg = chart_svg([_run(1, 10.0, 2.0), _run(2, 5.0, 1.0)], "t")
     heights = [float(part.split('height="')[1].split('"')[0]) for part in svg.split("<rect x=")[1:]]

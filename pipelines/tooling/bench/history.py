@@ -81,6 +81,12 @@ class MonthRun:
     accepted_link_rate: tuple[float, float] | None = None
     failed_run_seconds: float = 0.0
 
+    @property
+    def month_seconds(self) -> float:
+        """The month's whole cost to the operator: with a failed check, both runs (the second lands
+        nothing new, so on its own it would flatter the month)."""
+        return self.run_seconds + self.failed_run_seconds
+
 
 def _reset(work: Path) -> None:
     if work.exists() and any(work.iterdir()):
@@ -394,18 +400,25 @@ def format_table(runs: list[MonthRun]) -> str:
             "problems in hub.linkage_runs); the benchmark accepted the move as an operator would "
             "(`placelink linkage accept-change`, audited) and the row is the run after it.",
         ]
-    if len(runs) > 1 and runs[0].run_seconds > 0:
+    if len(runs) > 1 and runs[0].month_seconds > 0:
         first, last = runs[0], runs[-1]
+        both = (
+            " (both of a † month's runs)"
+            if first.failed_run_seconds or last.failed_run_seconds
+            else ""
+        )
         lines += [
             "",
-            f"Last month ÷ first month: **{last.run_seconds / first.run_seconds:.2f}×** "
-            f"({last.run_seconds:.1f} s ÷ {first.run_seconds:.1f} s; the issue's target is at most 1.5×).",
+            f"Last month ÷ first month: **{last.month_seconds / first.month_seconds:.2f}×** "
+            f"({last.month_seconds:.1f} s ÷ {first.month_seconds:.1f} s{both}; the issue's target "
+            "is at most 1.5×).",
         ]
         if len(runs) > 2:
             second = runs[1]
             lines.append(
                 f"Last month ÷ month 2 (the first monthly delta): "
-                f"**{last.run_seconds / second.run_seconds:.2f}×** ({second.run_seconds:.1f} s at month 2)."
+                f"**{last.month_seconds / second.month_seconds:.2f}×** "
+                f"({second.month_seconds:.1f} s at month 2)."
             )
             a, b = _shown(second), _shown(last)
             grew = sorted(((b[k] - a[k], k) for k in labels), reverse=True)
