@@ -153,3 +153,21 @@ def test_a_warehouse_written_by_a_newer_placelink_is_refused(settings):
     con.close()
     with pytest.raises(RuntimeError, match=f"schema version {LATEST + 1}.*written by a newer"):
         connect(settings)
+
+
+def test_staged_person_keys_an_earlier_version_left_in_the_warehouse_are_dropped(settings):
+    # Keys used to be staged in warehouse tables and stayed there when a run's linkage check
+    # failed, outside the reach of withdrawals and retention; they are now the run's temp tables.
+    con = duckdb.connect(str(settings.warehouse))
+    for statement in OLD_WAREHOUSE:
+        con.execute(statement)
+    con.execute("CREATE TABLE hub.person_keys_staged (identity_id VARCHAR, person_key VARCHAR)")
+    con.execute("CREATE TABLE hub.person_key_events_staged (run_at TIMESTAMP, event VARCHAR)")
+    con.close()
+    con = connect(settings)
+    try:
+        tables = _hub_tables(con)
+        assert "person_keys_staged" not in tables and "person_key_events_staged" not in tables
+        assert "linkage_runs" in tables and schema_version(con) == LATEST
+    finally:
+        con.close()

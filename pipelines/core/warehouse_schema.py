@@ -218,6 +218,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "hub.linkage_runs.scoring: 'incremental', or 'full relink: ' and why a run scored every pair",
         _columns("hub.linkage_runs", ("scoring VARCHAR",)),
     ),
+    Migration(
+        3,
+        "person keys are staged in the run's temp tables: the warehouse copies an earlier version "
+        "left behind (from a run whose linkage check failed) are dropped",
+        (
+            "DROP TABLE IF EXISTS hub.person_keys_staged",
+            "DROP TABLE IF EXISTS hub.person_key_events_staged",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
