@@ -27,13 +27,18 @@ def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPy
     return con
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+def table_exists(
+    con: duckdb.DuckDBPyConnection, schema: str, name: str, database: str | None = None
+) -> bool:
+    """Whether a table or view ``schema.name`` exists (in ``database`` if given, e.g. ``temp``
+    for the connection's temp tables; else in any attached database)."""
     # fetchall, not fetchone: DuckDB 2.0 refuses some work (registering a table) while a result
     # is unfinished, and fetchone leaves it so.
     return bool(
         con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
+            "AND table_catalog = coalesce(?, table_catalog)",
+            [schema, name, database],
         ).fetchall()[0][0]
     )
 

@@ -261,6 +261,17 @@ def amend_agreement(
     return _write_waiting(path, old, text, "amendment", "amend")
 
 
+def _waiting_version(old: Contract, new: Contract) -> dict[str, str]:
+    """What both started events say of a version written to ``renewals/``: which agreement, its
+    file, and from which version to which."""
+    return {
+        "contract": new.id,
+        "file": f"{RENEWALS}/{new.path.name}",
+        "from_version": old.version,
+        "to_version": new.version,
+    }
+
+
 def audit_amendment_started(
     audit: AuditLog, old: Contract, new: Contract, added: dict[str, list[dict]], at: dt.datetime
 ) -> dict:
@@ -269,10 +280,7 @@ def audit_amendment_started(
     return audit.append(
         "contract_amendment_started",
         at=at,
-        contract=new.id,
-        file=f"{RENEWALS}/{new.path.name}",
-        from_version=old.version,
-        to_version=new.version,
+        **_waiting_version(old, new),
         items_added={dataset: [i["name"] for i in items] for dataset, items in added.items()},
     )
 
@@ -345,10 +353,7 @@ def audit_renewal_started(audit: AuditLog, old: Contract, new: Contract, at: dt.
     return audit.append(
         "contract_renewal_started",
         at=at,
-        contract=new.id,
-        file=f"{RENEWALS}/{new.path.name}",
-        from_version=old.version,
-        to_version=new.version,
+        **_waiting_version(old, new),
         from_expires=old.terms.expires.isoformat(),
         expires=new.terms.expires.isoformat(),
         review_by=new.terms.review_by.isoformat(),

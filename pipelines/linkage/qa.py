@@ -364,14 +364,8 @@ def link_rate_comparisons(
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     """Whether ``table`` (``schema.name``, or ``temp.main.name`` for a temp table) exists."""
-    *catalog, schema, name = table.split(".")
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
-            "AND schema_name = ? AND table_name = ?",
-            [catalog[0] if catalog else None, schema, name],
-        ).fetchall()[0][0]
-    )
+    *database, schema, name = table.split(".")
+    return table_exists(con, schema, name, *database)
 
 
 def check_linkage(
