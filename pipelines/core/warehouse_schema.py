@@ -227,6 +227,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE IF EXISTS hub.person_key_events_staged",
         ),
     ),
+    Migration(
+        4,
+        "hub.linkage_runs.new_records: per dataset, how many identity records were new in the run "
+        "and how many of them linked (JSON counts), the baseline the next runs' new records are "
+        "compared with",
+        _columns("hub.linkage_runs", ("new_records VARCHAR",)),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

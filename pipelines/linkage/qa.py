@@ -58,6 +58,12 @@ class LinkageQA:
 # would give so few linked less often than this: the one-sided tail of three standard errors, as
 # the other comparisons allow (RateComparison.tolerance).
 NEW_RECORDS_CHANCE = 0.00135
+# A dataset's new records are also compared with its new records of recent passing runs: newest
+# run first, until they number RECENT_NEW_RECORDS, looking back at most RECENT_RUNS runs; fewer
+# than RECENT_MIN_RECORDS are too few to say what a month's new records usually do.
+RECENT_NEW_RECORDS = 200
+RECENT_RUNS = 12
+RECENT_MIN_RECORDS = 50
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ class RateComparison:
     to another record that run held, against linked then (the same records; a new record cannot
     move it, a partner's records gone missing or a model linking differently do); ``"new"``: the
     dataset's identity records new this run, linked to any other record, against the share of the
-    dataset's records linked last run (only a fall counts, see :meth:`moved`); or ``"first"``: a
+    dataset's records linked last run and (``recent``) against its new records of recent passing
+    runs (only a fall from both counts, see :meth:`moved`); or ``"first"``: a
     dataset the last passing run did not hold, which has no rate of its own, so it is judged by how
     far it moves the place's rate (``share``: its part of this run's identity records), as the
     overall check always did.
@@ -84,6 +91,14 @@ class RateComparison:
     now: float
     baseline: str  # what ``before`` is, in words
     share: float = 1.0  # "first": the dataset's share of this run's identity records
+    # "new": (identity records, linked, runs) of the dataset's new records in its recent passing
+    # runs (RECENT_NEW_RECORDS), or None when they were too few or the hub has none recorded
+    recent: tuple[int, int, int] | None = None
+
+    @property
+    def linked(self) -> int:
+        """How many of ``records`` linked (``now`` is their share)."""
+        return round(self.now * self.records)
 
     def tolerance(self, max_change: float) -> float:
         """``max_change``, or three standard errors of a share of ``records`` records at the
@@ -103,20 +118,47 @@ class RateComparison:
         forty; a 10k place's 60-month history failed the check 12 times that way)."""
         from scipy.stats import binom  # only the check needs it; scipy is slow to import
 
-        linked = round(self.now * self.records)
-        return float(binom.cdf(linked, self.records, self.before))
+        return float(binom.cdf(self.linked, self.records, self.before))
+
+    def recent_chance(self) -> float:
+        """How often chance alone would give these new records so few links if they linked as
+        the dataset's recent new records did: Fisher's exact test, one-sided, of the two counts
+        (both are samples: a month's few dozen new records are no exact rate)."""
+        from scipy.stats import fisher_exact
+
+        assert self.recent is not None
+        records, linked, _ = self.recent
+        table = [[self.linked, self.records - self.linked], [linked, records - linked]]
+        return float(fisher_exact(table, alternative="less").pvalue)
 
     def moved(self, max_change: float) -> bool:
         """Beyond :meth:`tolerance` either way; a known dataset's new records only if they link
-        less, by more than ``max_change`` and less often than :data:`NEW_RECORDS_CHANCE` by chance.
+        less, by more than ``max_change`` and less often than :data:`NEW_RECORDS_CHANCE` by chance,
+        than both its records did last run and (``recent``) its new records of recent runs did.
 
         A dataset's new identity records are mostly people it knew whose details changed (a move,
         a new name), so they link more than its records did on average, and that is no fault
         (over-linking moves the records seen before, and the largest person); new records that
-        link less than its records did are records whose tokens match nothing."""
+        link less than its records did are records whose tokens match nothing. But as a place
+        ages, more of a month's new records are people new to it, who link less than the
+        dataset's records ever did (a 100k place's school attendance: 73% against 98% by month 60,
+        failing 7 of 60 months), and a term start's new rows are another mix again; so the fall
+        must also be one from what the dataset's new records of recent runs did. A changed key
+        or a broken field falls from both."""
         if self.group == "new":
-            return self.before - self.now > max_change and self.chance() < NEW_RECORDS_CHANCE
+            return (
+                self.before - self.now > max_change
+                and self.chance() < NEW_RECORDS_CHANCE
+                and (self.recent is None or self._fell_from_recent(max_change))
+            )
         return abs(self.now - self.before) > self.tolerance(max_change)
+
+    def _fell_from_recent(self, max_change: float) -> bool:
+        assert self.recent is not None
+        records, linked, _ = self.recent
+        return (
+            linked / records - self.now > max_change and self.recent_chance() < NEW_RECORDS_CHANCE
+        )
 
     def why_moved(self, max_change: float) -> str:
         if self.group == "new":
@@ -132,6 +174,17 @@ class RateComparison:
         return (
             f"dataset {self.dataset}: {self.records:,} identity records {which} link at "
             f"{self.now:.1%}, against {self.before:.1%} ({self.baseline})"
+            + (f" and {recent}" if (recent := self.recent_baseline()) else "")
+        )
+
+    def recent_baseline(self) -> str | None:
+        """The recent new records' rate, in words (None without them)."""
+        if self.recent is None:
+            return None
+        records, linked, runs = self.recent
+        return (
+            f"{linked / records:.1%} (its {records:,} new records of the last "
+            f"{runs} passing run{'s' if runs > 1 else ''})"
         )
 
 
@@ -207,11 +260,19 @@ def record_linkage_run(
     problems = json.dumps(outcome.problems) if outcome is not None else None
     accepted = json.dumps(list(outcome.accepted)) if outcome is not None else None
     previous = outcome.metadata.get("previous_link_rate") if outcome is not None else None
+    # counts per dataset: the baseline of later runs' new records (recent_new_records)
+    new_records = (
+        json.dumps(
+            {c.dataset: [c.records, c.linked] for c in outcome.comparisons if c.group == "new"}
+        )
+        if outcome is not None
+        else None
+    )
     con.execute(
         """INSERT INTO hub.linkage_runs (run_at, identity_records, persons, link_rate, max_cluster_size,
                        keys_new, keys_merged, keys_split, identity_records_with_changed_key, check_passed,
-                       previous_link_rate, problems, accepted_changes, scoring)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       previous_link_rate, problems, accepted_changes, scoring, new_records)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             now,
             qa.identity_records,
@@ -227,6 +288,7 @@ def record_linkage_run(
             problems,
             accepted,
             scoring,
+            new_records,
         ],
     )
 
@@ -333,6 +395,7 @@ def link_rate_comparisons(
         SELECT p.*, place.rate, (SELECT count(*) FROM now_keys) FROM per_dataset p, place
         ORDER BY p.dataset
     """).fetchall()
+    recent = recent_new_records(con)
     out = []
     for dataset, seen, seen_before, seen_now, new, new_now, dataset_before, place, total in rows:
         if seen:
@@ -344,7 +407,13 @@ def link_rate_comparisons(
         if new and dataset_before is not None:
             out.append(
                 RateComparison(
-                    dataset, "new", new, dataset_before, new_now, "the dataset's records last run"
+                    dataset,
+                    "new",
+                    new,
+                    dataset_before,
+                    new_now,
+                    "the dataset's records last run",
+                    recent=recent.get(dataset),
                 )
             )
         elif new and place is not None:
@@ -360,6 +429,29 @@ def link_rate_comparisons(
                 )
             )
     return out
+
+
+def recent_new_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
+    """Per dataset, (identity records, linked, runs looked at) of its new records in the recent
+    runs that passed (``hub.linkage_runs.new_records``): newest run first, until they number
+    :data:`RECENT_NEW_RECORDS`, looking back at most :data:`RECENT_RUNS` runs. A dataset with
+    fewer than :data:`RECENT_MIN_RECORDS` is left out (its new records are then compared with its
+    records last run only). Runs that failed the check are never a baseline."""
+    if not _exists(con, "hub.linkage_runs"):
+        return {}
+    rows = con.execute(f"""
+        SELECT new_records FROM hub.linkage_runs WHERE coalesce(check_passed, true)
+        ORDER BY run_at DESC, rowid DESC LIMIT {RECENT_RUNS}
+    """).fetchall()
+    pooled: dict[str, list[int]] = {}
+    for looked, (counts,) in enumerate(rows, start=1):
+        for dataset, (records, linked) in json.loads(counts or "{}").items():
+            pool = pooled.setdefault(dataset, [0, 0, 0])
+            if pool[0] < RECENT_NEW_RECORDS:
+                pool[0] += int(records)
+                pool[1] += int(linked)
+                pool[2] = looked
+    return {d: (n, k, runs) for d, (n, k, runs) in pooled.items() if n >= RECENT_MIN_RECORDS}
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -506,7 +598,8 @@ def _comparisons_section(outcome: CheckOutcome, max_change: float | None) -> str
             html.escape(c.dataset),
             {"seen": "seen last run", "new": "new this run", "first": "first extract"}[c.group],
             f"{c.records:,}",
-            f"{c.before:.1%} ({html.escape(c.baseline)})",
+            f"{c.before:.1%} ({html.escape(c.baseline)})"
+            + (f"; {html.escape(recent)}" if (recent := c.recent_baseline()) else ""),
             f"{c.now:.1%}",
             "" if max_change is None else ("moved" if c.moved(max_change) else ""),
         ]
@@ -515,7 +608,8 @@ def _comparisons_section(outcome: CheckOutcome, max_change: float | None) -> str
     return (
         "<p>Each dataset's identity records, like with like: those the last passing run held, "
         "linked now to another record it held, against then; those new this run against the "
-        "dataset's records last run.</p>"
+        "dataset's records last run and, where the hub has enough of them, its new records of "
+        "recent passing runs (a fall from both is what moves them).</p>"
         + _table(
             ["dataset", "which records", "identity records", "linked then", "linked now", ""], rows
         )

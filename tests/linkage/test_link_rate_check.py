@@ -3,6 +3,7 @@ rows, linking as that dataset's rows always have, pass; a partner whose new reco
 and a model that suddenly links records it kept apart last run, fail, naming the dataset."""
 
 import datetime as dt
+import json
 
 import duckdb
 import pytest
@@ -10,10 +11,13 @@ import pytest
 from pipelines.core.warehouse_schema import migrate
 from pipelines.linkage.accepted_changes import AcceptedChange
 from pipelines.linkage.qa import (
+    CheckOutcome,
+    RateComparison,
     check_linkage,
     link_rate_comparisons,
     linkage_qa,
     previous_link_rate,
+    recent_new_records,
     record_linkage_run,
     write_qa_report,
 )
@@ -239,3 +243,92 @@ def test_a_partner_whose_records_went_missing_fails_naming_the_datasets_left_unl
         "dataset gp: 400 identity records seen in the last passing run link at 12.5%, "
         in (outcome.problems[0])
     )
+
+
+# An aged place (issue 24's 100k x 60-month history): a council dataset whose records link at
+# 97.5% (39 of 40 children's social care records share a person with a GP registration) brings
+# new records each month, and by now most of them are people new to the place, who link less.
+CSC = ids("csc", 0, 40)
+GP_ALONE = [[g] for g in GP[290:329]]
+AGED = [m for m in LAST_RUN if m not in GP_ALONE] + [[g[0], CSC[n]] for n, g in enumerate(GP_ALONE)]
+AGED += [[CSC[39]]]
+FREE_GP = GP[329:400]  # 71 GP registrations alone, for new records that link
+
+
+def aged(con, *history: tuple[int, int, bool]) -> None:
+    """The aged place as the last passing run, after earlier runs (oldest first) that recorded the
+    counts the check recorded: (csc identity records new that run, linked, passed)."""
+    con.execute("DELETE FROM hub.linkage_runs")  # this history replaces the fixture's run
+    records(con, AGED)
+    keys(con, "hub.person_keys", AGED)
+    qa = linkage_qa(con)
+    for n, (new, linked, passed) in enumerate(history):
+        month = RateComparison("csc", "new", new, 0.975, linked / new, "the dataset's records")
+        outcome = CheckOutcome(passed, comparisons=(month,))
+        at = dt.datetime(2026, 1 + n, 1)
+        record_linkage_run(con, qa, None, check_passed=passed, now=at, outcome=outcome)
+    record_linkage_run(con, qa, None, check_passed=True, now=dt.datetime(2026, 9, 1))
+
+
+def month(new: int, linked: int) -> list[list[str]]:
+    """This run: the aged place and ``new`` csc records, ``linked`` of them with a GP registration."""
+    arrivals = ids("csc", 40, 40 + new)
+    with_gp = [[FREE_GP[n], arrivals[n]] for n in range(linked)]
+    alone = [[g] for g in FREE_GP[linked:]] + [[c] for c in arrivals[linked:]]
+    return [m for m in AGED if len(m) > 1 or not m[0].startswith("gp:")] + with_gp + alone
+
+
+def test_new_records_linking_as_recent_months_new_records_did_pass(con):
+    # 60 new records linking at 73% against 97.5% for the dataset's records: a fall that chance
+    # cannot explain, which the check called a fault 7 times in 60 months. Its new records of the
+    # recent passing runs linked at 75%, so this month is what the place now looks like.
+    aged(con, (100, 76, True), (120, 89, True))
+    _, outcome = check(con, month(60, 44))
+    assert outcome.passed, outcome.problems
+    assert (
+        "dataset csc: 60 identity records new this run link at 73.3%, against 97.5% (the "
+        "dataset's records last run) and 75.0% (its 220 new records of the last 3 passing runs)"
+        in outcome.metadata["link_rates_compared"]
+    )
+
+
+def test_a_changed_key_still_fails_against_recent_months_new_records(con):
+    # The same history; this month's 60 new records link to nothing (a changed linkage key).
+    aged(con, (100, 76, True), (120, 89, True))
+    _, outcome = check(con, month(60, 0))
+    assert not outcome.passed
+    (problem,) = outcome.problems
+    assert (
+        "dataset csc: 60 identity records new this run link at 0.0%, against 97.5% (the "
+        "dataset's records last run) and 75.0% (its 220 new records of the last 3 passing runs)"
+        in problem
+    )
+    # a fall from the recent new records that chance explains is no fault, even with few records
+    _, outcome = check(con, month(8, 4))
+    assert outcome.passed, outcome.problems
+
+
+def test_recent_new_records_are_pooled_newest_first_and_only_from_passing_runs(con):
+    # A failed run's new records are never a baseline; the newest passing runs are pooled until
+    # they hold 200 records; a dataset with fewer than 50 recent new records has no such baseline.
+    aged(con, (300, 150, True), (120, 90, True), (90, 0, False), (100, 75, True))
+    assert recent_new_records(con) == {"csc": (220, 165, 3)}  # the last run brought none
+    aged(con, (30, 23, True))
+    assert recent_new_records(con) == {}
+    _, outcome = check(con, month(60, 44))  # against 97.5% alone, as before: a fault
+    assert not outcome.passed
+
+
+def test_each_run_records_its_datasets_new_record_counts_and_nothing_else(con):
+    # What a run records is the next runs' baseline: per dataset, its new identity records and how
+    # many linked; counts only, no identity id or key.
+    aged(con)
+    _, outcome = check(con, month(60, 58))
+    assert outcome.passed, outcome.problems
+    after = dt.datetime(2026, 10, 1)  # after aged()'s runs
+    record_linkage_run(con, linkage_qa(con, STAGED), None, True, now=after, outcome=outcome)
+    (recorded,) = con.execute(
+        "SELECT new_records FROM hub.linkage_runs ORDER BY rowid DESC LIMIT 1"
+    ).fetchall()[0]
+    assert json.loads(recorded) == {"csc": [60, 58]}
+    assert recent_new_records(con) == {"csc": (60, 58, 1)}

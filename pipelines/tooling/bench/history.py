@@ -290,8 +290,8 @@ def run_history(
                 to_rate=shift[1],
             )
             echo(
-                f"month {month}: the linkage check failed on the link rate's move from {shift[0]:.1%} to "
-                f"{shift[1]:.1%}; the benchmark accepts it (audited) and runs again, as an operator would"
+                f"month {month}: the linkage check failed: {shift[2]}; the benchmark accepts it "
+                "(audited) and runs again, as an operator would"
             )
             failed = run
             run = _measured_run(on_day, month, at, sealed, partner_seconds)
@@ -308,14 +308,24 @@ def run_history(
     return runs
 
 
-def _link_rate_shift(warehouse: Path) -> tuple[float, float] | None:
+def _link_rate_shift(warehouse: Path) -> tuple[float, float, str] | None:
+    """(baseline, measured link rate, what failed) of the latest linkage run, if it failed on a move
+    of the link rate. What failed is the first sentence of each of the check's problems, which names
+    the datasets and rates that moved (the place's rate may have moved little: 79.9% to 80.5%)."""
     from pipelines.linkage.accepted_changes import last_measured_shift
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return last_measured_shift(con)
+        shift = last_measured_shift(con)
+        if shift is None:
+            return None
+        (problems,) = con.execute(
+            "SELECT problems FROM hub.linkage_runs ORDER BY run_at DESC, rowid DESC LIMIT 1"
+        ).fetchall()[0]
     finally:
         con.close()
+    failed = "; ".join(p.split(". ")[0] for p in json.loads(problems or "[]"))
+    return shift[0], shift[1], failed or f"link rate {shift[0]:.1%} to {shift[1]:.1%}"
 
 
 def _measured_run(
