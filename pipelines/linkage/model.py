@@ -146,6 +146,29 @@ def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, 
     return rewritten
 
 
+def filtered_blocks_first(settings: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a model whose blocking rules with a filter beyond equalities (the full-name
+    block's Dice) come first; the pairs blocked are the same, in any order.
+
+    Splink gives each rule ``AND NOT (every earlier rule)``, so a rule late in the list has every
+    candidate pair of its equi-join tested against all the rules before it. The full-name block's
+    join is every pair born on the same day (224M at 3M people), and DuckDB tested the eleven
+    earlier rules on each of them before its Dice: 245 s at 3M against 58 s without them. First in
+    the list it has no earlier rule to test, and the later rules test its Dice only on their own
+    candidates (a few million at most)."""
+    rules = settings.get("blocking_rules_to_generate_predictions") or []
+
+    def filtered(rule: Any) -> bool:
+        return (
+            "bit_count" in (rule["blocking_rule"] if isinstance(rule, dict) else str(rule)).lower()
+        )
+
+    ordered = [r for r in rules if filtered(r)] + [r for r in rules if not filtered(r)]
+    if ordered == rules:
+        return settings
+    return {**settings, "blocking_rules_to_generate_predictions": ordered}
+
+
 # EM estimates m from at most this many blocked pairs per training rule: Splink samples records
 # on both sides by a hash, so matches and non-matches keep their proportion. Up to ~200k identity
 # records the date-of-birth block is smaller and nothing is sampled; at 1M people it holds
@@ -314,6 +337,7 @@ def _linker(
     db_api, con, counts = _duckdb_records(records, temp_dir, memory_limit, token_ids, words=True)
     if counts:
         settings = dice_on_words(settings, counts)
+    settings = filtered_blocks_first(settings)
     linker = Linker(
         db_api.register("person_records"),
         settings,
