@@ -28,6 +28,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from pipelines.core.warehouse import table_exists
+from pipelines.linkage.record_person import MOVED_IDENTITIES, update_record_person
+
 
 @dataclass(frozen=True)
 class KeyChanges:
@@ -294,6 +297,15 @@ def stage_person_keys(
             f"SELECT ?::TIMESTAMP AS run_at, {EVENT_COLUMNS} FROM {CARRIED_EVENTS} ORDER BY position",
             [now],
         )
+        # The identity records whose key may differ from the saved one, for hub.record_person
+        # (pipelines/linkage/record_person.py): those of the clusters that are not exactly a
+        # previous person (ranked, or given a new key). No table on a first run: every key is new.
+        con.execute(f"DROP TABLE IF EXISTS {MOVED_IDENTITIES}")
+        if exists:
+            con.execute(f"""
+                CREATE TEMP TABLE {MOVED_IDENTITIES.split(".")[-1]} AS
+                SELECT identity_id FROM pk_clusters WHERE cluster_id IN (
+                    SELECT cluster_id FROM pk_overlap UNION SELECT cluster_id FROM pk_fresh)""")
         # From the carry-forward's own tables, not by joining the staged keys to the saved ones
         # again on identity ids: the identity records whose key changed are those a cluster
         # shares with a previous key other than the one it got (a cluster that is exactly a
@@ -327,11 +339,13 @@ def stage_person_keys(
     )
 
 
-def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...] = ()) -> None:
+def promote_person_keys(con: duckdb.DuckDBPyConnection) -> int | None:
     """Make the staged keys the saved ones, in one transaction: ``hub.person_keys``, the register
-    of issued keys, the key history and the retirement of merged or vanished keys all change
-    together or not at all (a run killed here leaves yesterday's keys). ``also``: further SQL
-    statements to run in the same transaction (e.g. rebuilding ``hub.record_person``)."""
+    of issued keys, the key history, the retirement of merged or vanished keys and, where
+    ``hub.record_identity`` exists, ``hub.record_person`` all change together or not at all (a run
+    killed here leaves yesterday's keys). Returns how many records' rows of ``hub.record_person``
+    were written again (None: all, or there is no such table; :mod:`pipelines.linkage.record_person`)."""
+    rewritten = None
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
@@ -354,14 +368,16 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
                   FROM {STAGED_EVENTS} WHERE event IN ('merge', 'retired') GROUP BY key) e
             WHERE r.person_key = e.key AND r.retired_at IS NULL
         """)
-        for statement in also:
-            con.execute(statement)
+        if table_exists(con, "hub", "record_identity"):
+            rewritten = update_record_person(con)
         con.execute(f"DROP TABLE {STAGED_KEYS}")
         con.execute(f"DROP TABLE {STAGED_EVENTS}")
+        con.execute(f"DROP TABLE IF EXISTS {MOVED_IDENTITIES}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return rewritten
 
 
 def assign_person_keys(
