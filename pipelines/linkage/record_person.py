@@ -84,6 +84,12 @@ def _update_moved(con: duckdb.DuckDBPyConnection) -> int | None:
     def run(sql: str) -> list:
         return con.execute(sql).fetchall()
 
+    columns = [
+        run(f"SELECT column_name, column_type FROM (DESCRIBE {table})")
+        for table in (BUILT_PARTITIONS, BUILT_FOR)
+    ]
+    if columns[0] != columns[1]:  # the manifest changed shape (a newer build): compare nothing
+        return None
     same_partition = "f.dataset = r.dataset AND f.extract_id IS NOT DISTINCT FROM r.extract_id"
     run(f"""CREATE OR REPLACE TEMP TABLE record_person_fresh AS
             SELECT * FROM {BUILT_PARTITIONS} EXCEPT SELECT * FROM {BUILT_FOR}""")
