@@ -9,11 +9,12 @@ promote are deleted and joined again:
 - records of an identity record whose cluster is not exactly a previous person (the
   carry-forward's own tables say which: :data:`MOVED_IDENTITIES`; every other identity record
   kept its key);
-- records of a landing partition (dataset, extract) that differs from the partitions the table
-  was last brought up to date with (the person-records build's manifest,
-  ``hub.person_record_partitions``, saved with the table as :data:`BUILT_FOR`): a new or re-sent
-  record, or one whose identity id moved, is only ever in such a partition, since a person-records
-  build inserts rows of ``hub.record_identity`` only for those;
+- records of a landing partition (dataset, extract) that is new since the table was last brought
+  up to date, made differently, or not only smaller (the person-records build's manifest,
+  ``hub.person_record_partitions``, is saved with the table as :data:`BUILT_FOR`): each delivery
+  lands under its own extract id, so a new or re-sent record, or one whose identity id moved, is
+  in a new partition, and a partition that only lost rows (withdrawn, past retention, or re-sent:
+  then in a new one) holds the rest as they were;
 - every record of a dataset that has left linkage (its agreement no longer in force).
 
 A record deleted from the landing tables by a withdrawal or by retention is deleted from this
@@ -91,8 +92,17 @@ def _update_moved(con: duckdb.DuckDBPyConnection) -> int | None:
     if columns[0] != columns[1]:  # the manifest changed shape (a newer build): compare nothing
         return None
     same_partition = "f.dataset = r.dataset AND f.extract_id IS NOT DISTINCT FROM r.extract_id"
+    # A partition is fresh unless it was there, made the same way, with the same rows or fewer:
+    # a landed row is never changed in place and only a new delivery (a new extract id) adds rows,
+    # so a partition that only shrank (withdrawn, retained, or re-sent under a new extract id:
+    # in that new, fresh partition) holds rows whose identity id has not changed.
     run(f"""CREATE OR REPLACE TEMP TABLE record_person_fresh AS
-            SELECT * FROM {BUILT_PARTITIONS} EXCEPT SELECT * FROM {BUILT_FOR}""")
+            SELECT * FROM {BUILT_PARTITIONS} p WHERE NOT EXISTS (
+                SELECT 1 FROM {BUILT_FOR} b
+                WHERE b.dataset = p.dataset AND b.extract_id IS NOT DISTINCT FROM p.extract_id
+                  AND b.definition = p.definition AND b.features_version = p.features_version
+                  AND (b.records > p.records
+                       OR (b.records = p.records AND b.fingerprint = p.fingerprint)))""")
     fresh, moved, left = run(f"""
         SELECT (SELECT count(*) FROM record_person_fresh), (SELECT count(*) FROM {MOVED_IDENTITIES}),
                (SELECT count(*) FROM (SELECT dataset FROM {BUILT_FOR}

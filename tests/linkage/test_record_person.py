@@ -147,8 +147,21 @@ def test_record_person_equals_the_full_join_after_every_kind_of_month(hub):
             WHERE record_token IN ({resent})""",
     )
     month = hub.run()
-    assert 0 < month.record_person_rewritten < hub.records() / 2
+    # The delivery's records and those of the identity records whose key moved; the A&E extract
+    # that lost the re-sent records is not written again.
+    assert 85 <= month.record_person_rewritten < 1000
     assert month.key_changes.new > 0
+    assert hub.differing_rows() == 0
+
+    # The same extract landed again with changed rows (same rows counted, another fingerprint).
+    again = ", ".join(f"'{t}'" for t in hub.tokens(EVENTS, "_extract_id = 'ae-month-2'", 10))
+    hub.deliver(
+        EVENTS,
+        "ae-month-2",
+        f"""SELECT * REPLACE ('{_token()}' AS nhs_number_token) FROM landing.{EVENTS}
+            WHERE record_token IN ({again})""",
+    )
+    assert hub.run().record_person_rewritten >= 85
     assert hub.differing_rows() == 0
 
     # A withdrawal, as ingest applies it (with the key history's erasure).
@@ -176,7 +189,7 @@ def test_record_person_equals_the_full_join_after_every_kind_of_month(hub):
     finally:
         con.close()
     assert withdrawal.landing_rows == 15
-    assert hub.run().record_person_rewritten < hub.records() / 2
+    assert hub.run().record_person_rewritten < 1000
     assert hub.differing_rows() == 0
 
     # Retention deletes a whole extract: the first month's A&E extract.
