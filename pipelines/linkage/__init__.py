@@ -70,6 +70,9 @@ class LinkageResult:
     # Incremental runs: identity records of the clusters the month touched, clustered again (the
     # others kept their clusters); None: every record was clustered.
     reclustered_identity_records: int | None = None
+    # Records whose hub.record_person row was written again; None: the table was rebuilt whole (or
+    # the keys were not saved).
+    record_person_rewritten: int | None = None
 
 
 def threshold_in_use(settings: Settings) -> float:
@@ -234,16 +237,14 @@ def link_person_records(
         # like for like, per dataset, against the saved keys (the last passing run's)
         link_rate_comparisons(con, STAGED_KEYS),
     )
+    rewritten = None
     if check.passed:
-        promote_person_keys(
-            con,
-            also=(
-                """
-            CREATE OR REPLACE TABLE hub.record_person AS
-            SELECT r.dataset, r.partner_id, r.record_token, k.person_key
-            FROM hub.record_identity r JOIN hub.person_keys k USING (identity_id)
-        """,
-            ),
+        # hub.record_person follows the keys, in their transaction: only the records whose row
+        # can have moved are written again (pipelines/linkage/record_person.py).
+        rewritten = promote_person_keys(con)
+        log.info(
+            "linkage: hub.record_person %s",
+            "rebuilt whole" if rewritten is None else f"written again for {rewritten:,} records",
         )
     record_linkage_run(
         con,
@@ -290,6 +291,7 @@ def link_person_records(
         reason,
         changed,
         None if delta is None else delta.reclustered,
+        rewritten,
     )
 
 

@@ -417,17 +417,21 @@ def _keep_all(con: duckdb.DuckDBPyConnection, basis: Basis | None) -> None:
 
 
 def _keep_delta(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
-    # Gone from the kept tables: every row of a changed or vanished record (not in this run's
-    # hashes), exactly what find_changes left out of the kept pairs this run reused.
-    gone = (
-        f"(SELECT unique_id FROM {CHANGED} UNION ALL "
-        f"SELECT s.unique_id FROM {SCORED_RECORDS} s ANTI JOIN {_HASHES} h USING (unique_id))"
-    )
-    con.execute(
-        f"DELETE FROM {KEPT_PAIRS} WHERE unique_id_l IN {gone} OR unique_id_r IN {gone} "
-        f"OR unique_id_l NOT IN (SELECT unique_id FROM {_HASHES}) "
-        f"OR unique_id_r NOT IN (SELECT unique_id FROM {_HASHES})"
-    )
+    # Gone from the kept tables: every row of a changed or vanished record, exactly what
+    # find_changes left out of the kept pairs this run reused. Nothing else can be stale: every
+    # record a kept row names is one the last run hashed (SCORED_RECORDS), as each run keeps its
+    # pairs, clusters and hashes together, so a record missing from this run's hashes is vanished.
+    # A month with nothing new or gone deletes nothing and reads no kept table (a NOT IN against
+    # every row hash, 1.1M at 1M people, was a scan of every kept pair that found nothing).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE linkage_gone AS
+        SELECT unique_id FROM {CHANGED} UNION ALL SELECT unique_id FROM {_VANISHED}""")
+    gone = "(SELECT unique_id FROM linkage_gone)"
+    anything_gone = con.execute("SELECT count(*) FROM linkage_gone").fetchall()[0][0] > 0
+    if anything_gone:
+        con.execute(
+            f"DELETE FROM {KEPT_PAIRS} WHERE unique_id_l IN {gone} OR unique_id_r IN {gone}"
+        )
     if delta.new_pairs is not None and delta.new_pairs.num_rows:
         con.register("new_pairs", delta.new_pairs)
         try:
@@ -441,21 +445,19 @@ def _keep_delta(con: duckdb.DuckDBPyConnection, delta: Delta) -> None:
         con.execute(
             f"CREATE OR REPLACE TABLE {CLUSTERS} AS SELECT unique_id, cluster_id FROM scored_clusters"
         )
-    else:
+    elif delta.clustered.num_rows or anything_gone:
         con.register("clustered_again", delta.clustered)
         try:
             con.execute(
                 f"DELETE FROM {CLUSTERS} WHERE unique_id IN (SELECT unique_id FROM clustered_again) "
-                f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
+                f"OR unique_id IN (SELECT unique_id FROM {_VANISHED})"
             )
             con.execute(f"INSERT INTO {CLUSTERS} SELECT unique_id, cluster_id FROM clustered_again")
         finally:
             con.unregister("clustered_again")
-    # last: the deletes above read the hashes kept by the last run
-    con.execute(
-        f"DELETE FROM {SCORED_RECORDS} WHERE unique_id IN {gone} "
-        f"OR unique_id NOT IN (SELECT unique_id FROM {_HASHES})"
-    )
-    con.execute(
-        f"INSERT INTO {SCORED_RECORDS} SELECT h.* FROM {_HASHES} h SEMI JOIN {CHANGED} USING (unique_id)"
-    )
+    if anything_gone:
+        con.execute(f"DELETE FROM {SCORED_RECORDS} WHERE unique_id IN {gone}")
+        con.execute(
+            f"INSERT INTO {SCORED_RECORDS} SELECT h.* FROM {_HASHES} h SEMI JOIN {CHANGED} USING (unique_id)"
+        )
+    con.execute("DROP TABLE linkage_gone")

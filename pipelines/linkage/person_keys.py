@@ -22,11 +22,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+
+from pipelines.core.warehouse import table_exists
+from pipelines.linkage.record_person import MOVED_IDENTITIES, update_record_person
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,9 @@ def _carry_forward_sql(
 # nothing staged behind, and the next run stages afresh anyway).
 STAGED_KEYS = "temp.main.person_keys_staged"
 STAGED_EVENTS = "temp.main.person_key_events_staged"
+# With the staged keys: the saved keys whose identity records did not all stay together in one
+# cluster (absent on a first run). Saved rows of any other key need no writing.
+KEYS_LEFT = "temp.main.person_keys_left"
 
 
 def stage_person_keys(
@@ -294,6 +303,22 @@ def stage_person_keys(
             f"SELECT ?::TIMESTAMP AS run_at, {EVENT_COLUMNS} FROM {CARRIED_EVENTS} ORDER BY position",
             [now],
         )
+        # The identity records whose key may differ from the saved one, for hub.record_person
+        # (pipelines/linkage/record_person.py): those of the clusters that are not exactly a
+        # previous person (ranked, or given a new key). No table on a first run: every key is new.
+        con.execute(f"DROP TABLE IF EXISTS {MOVED_IDENTITIES}")
+        # And the previous keys whose identity records are not all still together (ranked, or
+        # retired): every saved row of another key is already this run's.
+        con.execute(f"DROP TABLE IF EXISTS {KEYS_LEFT}")
+        if exists:
+            con.execute(f"""
+                CREATE TEMP TABLE {MOVED_IDENTITIES.split(".")[-1]} AS
+                SELECT identity_id FROM pk_clusters WHERE cluster_id IN (
+                    SELECT cluster_id FROM pk_overlap UNION SELECT cluster_id FROM pk_fresh)""")
+            con.execute(f"""
+                CREATE TEMP TABLE {KEYS_LEFT.split(".")[-1]} AS
+                SELECT person_key FROM pk_overlap
+                UNION SELECT person_key FROM pk_events WHERE event = 'retired'""")
         # From the carry-forward's own tables, not by joining the staged keys to the saved ones
         # again on identity ids: the identity records whose key changed are those a cluster
         # shares with a previous key other than the one it got (a cluster that is exactly a
@@ -327,16 +352,16 @@ def stage_person_keys(
     )
 
 
-def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...] = ()) -> None:
+def promote_person_keys(con: duckdb.DuckDBPyConnection) -> int | None:
     """Make the staged keys the saved ones, in one transaction: ``hub.person_keys``, the register
-    of issued keys, the key history and the retirement of merged or vanished keys all change
-    together or not at all (a run killed here leaves yesterday's keys). ``also``: further SQL
-    statements to run in the same transaction (e.g. rebuilding ``hub.record_person``)."""
+    of issued keys, the key history, the retirement of merged or vanished keys and, where
+    ``hub.record_identity`` exists, ``hub.record_person`` all change together or not at all (a run
+    killed here leaves yesterday's keys). Returns how many records' rows of ``hub.record_person``
+    were written again (None: all, or there is no such table; :mod:`pipelines.linkage.record_person`)."""
+    rewritten = None
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM {STAGED_KEYS}"
-        )
+        _save_keys(con)
         # Every key in use is in the register (also keys from before the register existed).
         con.execute(
             "INSERT INTO hub.person_key_register SELECT DISTINCT person_key, staged_at, NULL, NULL "
@@ -354,14 +379,48 @@ def promote_person_keys(con: duckdb.DuckDBPyConnection, *, also: tuple[str, ...]
                   FROM {STAGED_EVENTS} WHERE event IN ('merge', 'retired') GROUP BY key) e
             WHERE r.person_key = e.key AND r.retired_at IS NULL
         """)
-        for statement in also:
-            con.execute(statement)
+        if table_exists(con, "hub", "record_identity"):
+            rewritten = update_record_person(con)
         con.execute(f"DROP TABLE {STAGED_KEYS}")
         con.execute(f"DROP TABLE {STAGED_EVENTS}")
+        con.execute(f"DROP TABLE IF EXISTS {MOVED_IDENTITIES}")
+        con.execute(f"DROP TABLE IF EXISTS {KEYS_LEFT}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return rewritten
+
+
+def _save_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """``hub.person_keys`` made the staged keys: only the rows of keys whose identity records did
+    not all stay together are deleted, and the staged rows of the identity records in clusters
+    that are not exactly a previous person inserted (a month with nothing new writes nothing; the
+    whole table was written every run, 1.1M rows at 1M people). Written whole on a first run, and
+    as a guard when the result would not hold one row per staged key."""
+
+    def run(sql: str) -> list:
+        return con.execute(sql).fetchall()
+
+    if table_exists(con, "hub", "person_keys") and all(
+        table_exists(con, "main", t.split(".")[-1], "temp") for t in (MOVED_IDENTITIES, KEYS_LEFT)
+    ):
+        if run(f"SELECT count(*) FROM {KEYS_LEFT}")[0][0]:
+            run(
+                f"DELETE FROM hub.person_keys WHERE person_key IN (SELECT person_key FROM {KEYS_LEFT})"
+            )
+        if run(f"SELECT count(*) FROM {MOVED_IDENTITIES}")[0][0]:
+            run(f"""INSERT INTO hub.person_keys SELECT s.identity_id, s.person_key
+                    FROM {STAGED_KEYS} s SEMI JOIN {MOVED_IDENTITIES} m USING (identity_id)""")
+        saved, staged = run(
+            f"SELECT (SELECT count(*) FROM hub.person_keys), (SELECT count(*) FROM {STAGED_KEYS})"
+        )[0]
+        if saved == staged:
+            return
+        log.warning("hub.person_keys held %d rows for %d staged keys: written whole", saved, staged)
+    run(
+        f"CREATE OR REPLACE TABLE hub.person_keys AS SELECT identity_id, person_key FROM {STAGED_KEYS}"
+    )
 
 
 def assign_person_keys(

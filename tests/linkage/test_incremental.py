@@ -152,6 +152,13 @@ def test_what_is_kept_after_incremental_months_is_what_a_rewrite_would_keep(mont
             == []
         )
         kept = con.sql(f"SELECT unique_id, cluster_id FROM {CLUSTERS}").to_arrow_table()
+        # No pair of a record that is gone (month 2 lost some) is kept.
+        assert con.execute(f"""
+            SELECT count(*) FROM {KEPT_PAIRS} p
+            WHERE unique_id_l NOT IN (SELECT unique_id FROM hub.person_records)
+               OR unique_id_r NOT IN (SELECT unique_id FROM hub.person_records)""").fetchall() == [
+            (0,)
+        ]
     finally:
         con.close()
     components = cluster(nodes, pairs, threshold)
@@ -207,6 +214,10 @@ def test_the_pairs_of_changed_records_are_those_a_full_prediction_scores(
     }
     touching = [k for k in ours.keys() & theirs.keys() if moved_in_month_2 & set(k)]
     assert touching
+    # Both scored these on month 2's population: the same pairs, none kept from before the move.
+    assert {k for k in ours if moved_in_month_2 & set(k)} == {
+        k for k in theirs if moved_in_month_2 & set(k)
+    }
     assert all(ours[k] == pytest.approx(theirs[k], abs=1e-9) for k in touching)
 
 

@@ -1,6 +1,7 @@
 """Person keys carried forward from one month's linkage to the next."""
 
 import datetime as dt
+import logging
 
 import duckdb
 import polars as pl
@@ -12,6 +13,7 @@ from pipelines.linkage.person_keys import (
     assign_person_keys,
     carry_forward,
     new_key,
+    promote_person_keys,
     stage_person_keys,
 )
 
@@ -94,6 +96,15 @@ def test_a_split_keeps_the_key_on_the_larger_part_and_records_the_new_key(hub):
     assert split == [(first["a"], now["d"], 2)]
 
 
+def test_a_person_whose_every_record_is_gone_leaves_the_saved_keys(hub, caplog):
+    # Saved by what moved: the rows of a retired key are deleted, the rest stay as they were.
+    first, _ = run(hub, "ab", "c", "d")
+    with caplog.at_level(logging.WARNING, logger="pipelines.linkage.person_keys"):
+        second, changes = run(hub, "ab", "d", day=2)
+    assert not caplog.records
+    assert second == {i: first[i] for i in "abd"} and changes.retired == 1
+
+
 def test_a_retired_key_is_never_issued_again(hub):
     # {a, b} is keyed from "a"; "a" then leaves and later comes back on its own: the key
     # derived from "a" stays with b's person, and a's new person gets a different key.
@@ -172,7 +183,9 @@ def test_set_based_keys_equal_the_one_at_a_time_greedy(seed):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_a_quiet_month_keeps_the_keys_events_and_counts_of_the_one_at_a_time_greedy(seed, hub):
+def test_a_quiet_month_keeps_the_keys_events_and_counts_of_the_one_at_a_time_greedy(
+    seed, hub, caplog
+):
     # Most clusters are exactly a previous person, and are given its key without being ranked
     # (person_keys.py); the keys and events are still the greedy's, and the counts of changed
     # keys and persons, taken from the carry-forward's tables, are those of the keys themselves.
@@ -202,3 +215,10 @@ def test_a_quiet_month_keeps_the_keys_events_and_counts_of_the_one_at_a_time_gre
     assert (changes.new, changes.merges, changes.splits) == tuple(
         sum(e[0] == kind for e in want_events) for kind in ("new", "merge", "split")
     )
+    # Saved by what moved (the rows of keys that did not stay together), not rewritten whole:
+    # the saved keys are still exactly the staged ones.
+    with caplog.at_level(logging.WARNING, logger="pipelines.linkage.person_keys"):
+        promote_person_keys(hub)
+    assert not caplog.records
+    saved = dict(hub.execute("SELECT identity_id, person_key FROM hub.person_keys").fetchall())
+    assert saved == keyed(want_keys)
