@@ -439,10 +439,15 @@ def recent_new_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, i
     records last run only). Runs that failed the check are never a baseline."""
     if not _exists(con, "hub.linkage_runs"):
         return {}
-    rows = con.execute(f"""
-        SELECT new_records FROM hub.linkage_runs WHERE coalesce(check_passed, true)
-        ORDER BY run_at DESC, rowid DESC LIMIT {RECENT_RUNS}
-    """).fetchall()
+    try:
+        rows = con.execute(f"""
+            SELECT new_records FROM hub.linkage_runs WHERE coalesce(check_passed, true)
+            ORDER BY run_at DESC, rowid DESC LIMIT {RECENT_RUNS}
+        """).fetchall()
+    except duckdb.BinderException:
+        # a warehouse not yet migrated to version 4 (a tool that opened it without migrating):
+        # no run has recorded its new records, so there is no such baseline yet
+        return {}
     pooled: dict[str, list[int]] = {}
     for looked, (counts,) in enumerate(rows, start=1):
         for dataset, (records, linked) in json.loads(counts or "{}").items():
