@@ -43,6 +43,13 @@ def table_exists(
     )
 
 
+def qualified_table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """:func:`table_exists` for a table named as in SQL: ``schema.name``, or ``database.schema.name``
+    (``temp.main.name`` for one of the connection's temp tables)."""
+    *database, schema, name = table.split(".")
+    return table_exists(con, schema, name, *database)
+
+
 # DuckDB quotes values in single quotes (a conversion error quotes the value that failed) and
 # names and file paths in double quotes, except a constraint error's key, which is a value too.
 # Names and paths help the reader; values may be tokens and never leave the hub's data.

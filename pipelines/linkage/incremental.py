@@ -52,7 +52,7 @@ from splink import DuckDBAPI
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
 from pipelines.core.stages import stage
-from pipelines.core.warehouse import table_exists
+from pipelines.core.warehouse import qualified_table_exists
 from pipelines.linkage.model import (
     KEEP_PAIRS_FROM,
     Prediction,
@@ -134,9 +134,7 @@ def full_relink_reason(
         return f"the threshold is below {KEEP_PAIRS_FROM}, where pairs are kept from"
     if backend != "duckdb":
         return f"scoring on {backend} (incremental linkage runs on DuckDB)"
-    if not all(
-        table_exists(con, "hub", t.split(".")[1]) for t in (KEPT_PAIRS, SCORED_RECORDS, BASIS)
-    ):
+    if not all(qualified_table_exists(con, t) for t in (KEPT_PAIRS, SCORED_RECORDS, BASIS)):
         return "no kept pairs from a previous run"
     rows = con.execute(f"SELECT model, threshold, placeholders FROM {BASIS}").fetchall()
     if len(rows) != 1:
@@ -296,7 +294,7 @@ def cluster_touched(
     joined them last run, a new one touches both), so the touched clusters' records and the new
     records are clustered on their own pairs."""
     ready = (
-        table_exists(con, "hub", CLUSTERS.split(".")[1])
+        qualified_table_exists(con, CLUSTERS)
         and not con.execute(
             f"SELECT count(*) FROM {_HASHES} h ANTI JOIN {CHANGED} c USING (unique_id) "
             f"ANTI JOIN {CLUSTERS} k USING (unique_id)"

@@ -147,8 +147,8 @@ def dice_on_words(settings: dict[str, Any], words: dict[str, int]) -> dict[str, 
 
 
 def filtered_blocks_first(settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a model whose blocking rules with a filter beyond equalities (the full-name
-    block's Dice) come first; the pairs blocked are the same, in any order.
+    """A copy of a model whose blocking rules on a Bloom filter's Dice (``bit_count``: the
+    full-name block) come first; the pairs blocked are the same, in any order.
 
     Splink gives each rule ``AND NOT (every earlier rule)``, so a rule late in the list has every
     candidate pair of its equi-join tested against all the rules before it. The full-name block's

@@ -29,7 +29,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.core.warehouse import table_exists
+from pipelines.core.warehouse import qualified_table_exists, table_exists
 from pipelines.linkage.record_person import MOVED_IDENTITIES, update_record_person
 
 log = logging.getLogger(__name__)
@@ -312,11 +312,11 @@ def stage_person_keys(
         con.execute(f"DROP TABLE IF EXISTS {KEYS_LEFT}")
         if exists:
             con.execute(f"""
-                CREATE TEMP TABLE {MOVED_IDENTITIES.split(".")[-1]} AS
+                CREATE TEMP TABLE {MOVED_IDENTITIES} AS
                 SELECT identity_id FROM pk_clusters WHERE cluster_id IN (
                     SELECT cluster_id FROM pk_overlap UNION SELECT cluster_id FROM pk_fresh)""")
             con.execute(f"""
-                CREATE TEMP TABLE {KEYS_LEFT.split(".")[-1]} AS
+                CREATE TEMP TABLE {KEYS_LEFT} AS
                 SELECT person_key FROM pk_overlap
                 UNION SELECT person_key FROM pk_events WHERE event = 'retired'""")
         # From the carry-forward's own tables, not by joining the staged keys to the saved ones
@@ -403,7 +403,7 @@ def _save_keys(con: duckdb.DuckDBPyConnection) -> None:
         return con.execute(sql).fetchall()
 
     if table_exists(con, "hub", "person_keys") and all(
-        table_exists(con, "main", t.split(".")[-1], "temp") for t in (MOVED_IDENTITIES, KEYS_LEFT)
+        qualified_table_exists(con, t) for t in (MOVED_IDENTITIES, KEYS_LEFT)
     ):
         if run(f"SELECT count(*) FROM {KEYS_LEFT}")[0][0]:
             run(

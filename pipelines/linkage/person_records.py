@@ -15,7 +15,7 @@ import duckdb
 
 from pipelines.core.column_types import duckdb_type
 from pipelines.core.stages import stage
-from pipelines.core.warehouse import table_exists
+from pipelines.core.warehouse import qualified_table_exists, table_exists
 from pipelines.governance.contracts import Contract
 from pipelines.governance.flows import flows_in_use
 from pipelines.linkage.comparisons import COLUMNS_BY_FIELD
@@ -184,7 +184,7 @@ def build_person_records(
 
 def _built_before(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the tables hold a complete build by this code, to start from."""
-    if not all(table_exists(con, "hub", t.split(".")[1]) for t in (*FULL_BUILD, BUILT_PARTITIONS)):
+    if not all(qualified_table_exists(con, t) for t in (*FULL_BUILD, BUILT_PARTITIONS)):
         return False
     versions = con.execute(f"SELECT DISTINCT features_version FROM {BUILT_PARTITIONS}").fetchall()
     if versions != [(FEATURES_VERSION,)]:

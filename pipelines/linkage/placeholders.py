@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -101,56 +100,43 @@ def _typical_count(n: np.ndarray) -> float:
 
 def find_placeholders(records: pa.Table) -> list[Placeholders]:
     """The fields of ``records`` (hub person records) that carry placeholder values."""
-    # Each field's value counts in DuckDB, which scans the Arrow table in place and groups on every
-    # core (Arrow's value_counts uses one); the values flagged, few, are cast back to the column's
-    # type, so masking and the digest see exactly the values Arrow would have counted.
-    con = duckdb.connect()
-    con.register("placeholder_records", records)
-    try:
-        found = []
-        for field, (column, _, ratio) in FIELDS.items():
-            if column not in records.column_names:
-                continue
-            values = records.column(column)
-            present = len(values) - values.null_count
-            if present < MIN_RECORDS:
-                continue
-            counts = con.sql(
-                f'SELECT "{column}" AS value, count(*) AS n FROM placeholder_records '
-                f'WHERE "{column}" IS NOT NULL GROUP BY ALL'
-            ).to_arrow_table()
-            n = counts.column("n").to_numpy()
-            typical = _typical_count(n)
-            share = NAME_SHARE if field in ("given_name", "family_name") else SHARE
-            dominant = (n > share * present) & (n > OVER_MEDIAN * float(np.median(n)))
-            flagged = (n >= MIN_RECORDS) & ((n > ratio * typical) | dominant)
-            if not flagged.any():
-                continue
-            value_set = (
-                counts.column("value").filter(pa.array(flagged)).combine_chunks().cast(values.type)
+    found = []
+    for field, (column, _, ratio) in FIELDS.items():
+        if column not in records.column_names:
+            continue
+        values = records.column(column)
+        present = len(values) - values.null_count
+        if present < MIN_RECORDS:
+            continue
+        counts = pc.value_counts(
+            values.drop_null() if isinstance(values, pa.ChunkedArray) else values.drop_null()
+        )
+        n = counts.field("counts").to_numpy()
+        typical = _typical_count(n)
+        share = NAME_SHARE if field in ("given_name", "family_name") else SHARE
+        dominant = (n > share * present) & (n > OVER_MEDIAN * float(np.median(n)))
+        flagged = (n >= MIN_RECORDS) & ((n > ratio * typical) | dominant)
+        if not flagged.any():
+            continue
+        value_set = counts.field("values").filter(pa.array(flagged))
+        holds = pc.is_in(values, value_set=value_set)
+        partners = (
+            pc.value_counts(pc.filter(records.column("partner_id"), holds))
+            if "partner_id" in records.column_names
+            else pa.array([], pa.struct([("values", pa.string()), ("counts", pa.int64())]))
+        )
+        held = int(n[flagged].sum())
+        found.append(
+            Placeholders(
+                field,
+                int(flagged.sum()),
+                held,
+                held / present,
+                tuple(sorted((str(p["values"]), int(p["counts"])) for p in partners.to_pylist())),
+                value_set,
             )
-            holds = pc.is_in(values, value_set=value_set)
-            partners = (
-                pc.value_counts(pc.filter(records.column("partner_id"), holds))
-                if "partner_id" in records.column_names
-                else pa.array([], pa.struct([("values", pa.string()), ("counts", pa.int64())]))
-            )
-            held = int(n[flagged].sum())
-            found.append(
-                Placeholders(
-                    field,
-                    int(flagged.sum()),
-                    held,
-                    held / present,
-                    tuple(
-                        sorted((str(p["values"]), int(p["counts"])) for p in partners.to_pylist())
-                    ),
-                    value_set,
-                )
-            )
-        return found
-    finally:
-        con.close()
+        )
+    return found
 
 
 def mask_placeholders(records: pa.Table, found: list[Placeholders]) -> pa.Table:

@@ -24,7 +24,7 @@ import duckdb
 
 from pipelines.core.clock import Clock
 from pipelines.core.stages import stage
-from pipelines.core.warehouse import table_exists
+from pipelines.core.warehouse import qualified_table_exists, table_exists
 from pipelines.linkage.person_keys import KeyChanges
 from pipelines.linkage.placeholders import Placeholders
 
@@ -356,9 +356,9 @@ def link_rate_comparisons(
     ``hub.record_identity`` (see :class:`RateComparison`). None when there is nothing to compare
     with (the first run) or no record says its dataset."""
     if not (
-        _exists(con, saved_keys)
-        and _exists(con, "hub.record_identity")
-        and _exists(con, keys_table)
+        qualified_table_exists(con, saved_keys)
+        and qualified_table_exists(con, "hub.record_identity")
+        and qualified_table_exists(con, keys_table)
     ):
         return None
     rows = con.execute(f"""
@@ -437,7 +437,7 @@ def recent_new_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, i
     :data:`RECENT_NEW_RECORDS`, looking back at most :data:`RECENT_RUNS` runs. A dataset with
     fewer than :data:`RECENT_MIN_RECORDS` is left out (its new records are then compared with its
     records last run only). Runs that failed the check are never a baseline."""
-    if not _exists(con, "hub.linkage_runs"):
+    if not qualified_table_exists(con, "hub.linkage_runs"):
         return {}
     try:
         rows = con.execute(f"""
@@ -457,12 +457,6 @@ def recent_new_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, i
                 pool[1] += int(linked)
                 pool[2] = looked
     return {d: (n, k, runs) for d, (n, k, runs) in pooled.items() if n >= RECENT_MIN_RECORDS}
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``table`` (``schema.name``, or ``temp.main.name`` for a temp table) exists."""
-    *database, schema, name = table.split(".")
-    return table_exists(con, schema, name, *database)
 
 
 def check_linkage(

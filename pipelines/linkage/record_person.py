@@ -32,7 +32,7 @@ import logging
 
 import duckdb
 
-from pipelines.core.warehouse import table_exists
+from pipelines.core.warehouse import qualified_table_exists
 from pipelines.linkage.person_records import BUILT_PARTITIONS
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,15 @@ def update_record_person(con: duckdb.DuckDBPyConnection) -> int | None:
         # fetchall: DuckDB 2.0 refuses new work while a result is unfinished
         return con.execute(sql).fetchall()
 
-    def exists(table: str) -> bool:
-        database, schema, name = (
-            table.split(".") if table.count(".") == 2 else (None, *table.split("."))
-        )
-        return table_exists(con, schema, name, database)
-
     rewritten = None
-    if all(exists(t) for t in (RECORD_PERSON, BUILT_FOR, BUILT_PARTITIONS, MOVED_IDENTITIES)):
+    if all(
+        qualified_table_exists(con, t)
+        for t in (RECORD_PERSON, BUILT_FOR, BUILT_PARTITIONS, MOVED_IDENTITIES)
+    ):
         rewritten = _update_moved(con)
     if rewritten is None:
         run(f"CREATE OR REPLACE TABLE {RECORD_PERSON} AS {_JOINED}")
-    if exists(BUILT_PARTITIONS):
+    if qualified_table_exists(con, BUILT_PARTITIONS):
         run(f"CREATE OR REPLACE TABLE {BUILT_FOR} AS SELECT * FROM {BUILT_PARTITIONS}")
     else:
         run(f"DROP TABLE IF EXISTS {BUILT_FOR}")

@@ -265,7 +265,7 @@ def aged(con, *history: tuple[int, int, bool]) -> None:
     for n, (new, linked, passed) in enumerate(history):
         month = RateComparison("csc", "new", new, 0.975, linked / new, "the dataset's records")
         outcome = CheckOutcome(passed, comparisons=(month,))
-        at = dt.datetime(2026, 1 + n, 1)
+        at = dt.datetime(2026, 1, 1) + dt.timedelta(days=n)
         record_linkage_run(con, qa, None, check_passed=passed, now=at, outcome=outcome)
     record_linkage_run(con, qa, None, check_passed=True, now=dt.datetime(2026, 9, 1))
 
