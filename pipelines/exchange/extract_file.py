@@ -138,6 +138,28 @@ def _plain_where_values_rarely_repeat(table: pa.Table) -> tuple[pa.Table, set[st
     return table, decoded
 
 
+def dictionary_encoded_columns(metadata: pq.FileMetaData, schema: pa.Schema) -> list[str]:
+    """The text and binary columns that a Parquet file stores with a dictionary page in some row
+    group: read with ``read_dictionary`` they stay dictionaries in Arrow, each distinct value
+    held once instead of once per row."""
+    return sorted(
+        {
+            metadata.row_group(g).column(i).path_in_schema
+            for g in range(metadata.num_row_groups)
+            for i in range(metadata.num_columns)
+            if metadata.row_group(g).column(i).has_dictionary_page
+        }
+        & {
+            f.name
+            for f in schema
+            if pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type)
+            or pa.types.is_large_binary(f.type)
+        }
+    )
+
+
 def write_extract(table: pa.Table, header: ExtractHeader, path: Path) -> Path:
     """Write ``table`` to ``path`` with ``header`` in the Parquet metadata.
 

@@ -38,7 +38,7 @@ from pipelines.exchange.envelope import (
     read_header,
     signature_valid,
 )
-from pipelines.exchange.extract_file import HEADER_METADATA_KEY
+from pipelines.exchange.extract_file import HEADER_METADATA_KEY, dictionary_encoded_columns
 from pipelines.exchange.keys import HubKey, KeyFileError, SigningPublicKey, partner_key_path
 from pipelines.governance.audit import AuditLog
 from pipelines.governance.contracts import Contract, ContractError
@@ -496,7 +496,7 @@ def check_readable(c: ExtractCheck) -> None:
         return
     # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
     # is another way to make a small file that takes gigabytes once read.
-    c.encoded = _dictionary_text_columns(c.parquet, c.schema)
+    c.encoded = dictionary_encoded_columns(c.parquet.metadata, c.schema)
     try:
         table = pq.ParquetFile(
             pa.BufferReader(c.plain.getbuffer()), read_dictionary=c.encoded
@@ -513,26 +513,6 @@ def check_readable(c: ExtractCheck) -> None:
     # Kept as dictionaries: the identifier scan counts each distinct value once from them, and
     # DuckDB lands them without each row's text being copied into a plain column first.
     c.table = table
-
-
-def _dictionary_text_columns(parquet: pq.ParquetFile, schema: pa.Schema) -> list[str]:
-    metadata = parquet.metadata
-    return sorted(
-        {
-            metadata.row_group(g).column(i).path_in_schema
-            for g in range(metadata.num_row_groups)
-            for i in range(metadata.num_columns)
-            if metadata.row_group(g).column(i).has_dictionary_page
-        }
-        & {
-            f.name
-            for f in schema
-            if pa.types.is_string(f.type)
-            or pa.types.is_large_string(f.type)
-            or pa.types.is_binary(f.type)
-            or pa.types.is_large_binary(f.type)
-        }
-    )
 
 
 def check_identifiers(c: ExtractCheck) -> None:

@@ -118,7 +118,9 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     and integers as int64 (or float64 with nulls), which GX compares vectorised (other dtypes
     fall back to a Python loop per value); text in pandas' Arrow-backed string dtype (fast
     null and regex checks); Bloom filters stay Arrow binary, and become hex text (GX measures
-    lengths of text) only where a check needs them: see :func:`_for_gx`."""
+    lengths of text) only where a check needs them: see :func:`_for_gx`. Dictionary-encoded
+    columns are decoded first, so a column is checked the same however it was read."""
+    table = pa.table([_plain(c) for c in table.columns], names=table.column_names)
     frame = table.to_pandas(date_as_object=False, types_mapper=_pandas_dtype)
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
@@ -196,23 +198,93 @@ _PASS_OR_FAIL = {"result_format": "BOOLEAN_ONLY"}
 _DETAILED = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS}
 
 
-def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
-    """Validate ``frame`` against ``rules``; one result per rule that could run, in order.
+class _Delivery:
+    """One delivery's columns as Arrow, made into pandas only where a GX check reads them.
+
+    Validating the whole delivery as one pandas frame held every column decoded at once: at
+    3M people the largest delivery (5.4M rows) took 9.1 GB in the worker, while most of its
+    columns are tokens whose only per-row checks (a pattern, a length) are judged on their
+    distinct values (:func:`_stacked`). So text stays dictionary-encoded as read from Parquet,
+    and each GX run gets a frame of just the columns its rules name, decoded as
+    :func:`to_pandas` decodes them; the verdicts are those of the whole frame.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.columns = table.column_names
+        self.rows = table.num_rows
+
+    def kind(self, name: str) -> pa.DataType:
+        kind = self.table.schema.field(name).type
+        return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+    def arrow(self, name: str) -> pa.ChunkedArray:
+        """The column with dictionary-encoded values decoded."""
+        return _plain(self.table.column(name))
+
+    def frame(self, names) -> pd.DataFrame:
+        """The rows of the columns ``names`` as GX checks them; no columns: the rows only."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return pd.DataFrame(index=pd.RangeIndex(self.rows))
+        return to_pandas(self.table.select(names))
+
+    def names(self) -> pd.DataFrame:
+        """Every column, no rows: what a rule on the column names alone reads."""
+        return to_pandas(self.table.schema.empty_table())
+
+    def has_missing(self, name: str) -> bool:
+        """Whether pandas would find a missing value in the column (a null, or a float NaN)."""
+        column = self.table.column(name)
+        if column.null_count:
+            return True
+        return pa.types.is_floating(self.kind(name)) and bool(
+            pc.any(pc.is_nan(column)).as_py() or False
+        )
+
+    def filled(self, name: str) -> int:
+        """Rows with a value, as pandas' ``notna`` counts them."""
+        column = self.table.column(name)
+        missing = column.null_count
+        if pa.types.is_floating(self.kind(name)):
+            missing += pc.sum(pc.is_nan(column)).as_py() or 0
+        return self.rows - missing
+
+
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+# Rules that read only the delivery's column names (checked on no rows), or only its row count.
+_NAMES_ONLY = frozenset(
+    {
+        "expect_table_columns_to_match_set",
+        "expect_table_columns_to_match_ordered_list",
+        "expect_table_column_count_to_equal",
+        "expect_table_column_count_to_be_between",
+    }
+)
+_ROWS_ONLY = frozenset({"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"})
+
+
+def run_rules(table: pa.Table, rules: list[Rule], dataset: str) -> list[RuleResult]:
+    """Validate the delivery ``table`` against ``rules``; one result per rule that could run, in order.
 
     Two passes, so the common case (everything passes) asks GX for the least work. First,
     every rule whose passing result is just "passed" runs for pass or fail only
     (``BOOLEAN_ONLY``), with same-argument value checks on several columns run as one.
     Then the rules that failed, and those whose result carries more (``mostly``, a column
     type, a row count), run with counts and sample row numbers: a failed rule's result is
-    exactly what a detailed run of that rule alone would give.
+    exactly what a detailed run of that rule alone would give. Row numbers are positions in
+    the delivery (1 = its first data row).
     """
-    if isinstance(frame, pa.Table):
-        frame = to_pandas(frame)
-    frame = frame.reset_index(drop=True)  # row numbers below are positions in the delivery
-    profile = column_profile(frame)
+    delivery = _Delivery(table)
+    profile = column_profile(delivery)
     # A missing column fails the columns rule; its own rules cannot be run.
     runnable = [
-        r for r in rules if r.on == "columns" or all(c in frame.columns for c in _columns(r))
+        r for r in rules if r.on == "columns" or all(c in delivery.columns for c in _columns(r))
     ]
     definition = _batch_definition()
     quick = [
@@ -222,19 +294,19 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
     ]
     by_index = {}
     for indices, result in _validate(
-        definition, dataset, frame, profile, runnable, quick, _PASS_OR_FAIL, stack=True
+        definition, dataset, delivery, profile, runnable, quick, _PASS_OR_FAIL, stack=True
     ):
         if result.success:
             map_rule = _is_map(result.expectation_config.type)
             for i in indices:
                 by_index[i] = RuleResult(
-                    runnable[i], True, 0 if map_rule else None, checked_rows=len(frame)
+                    runnable[i], True, 0 if map_rule else None, checked_rows=delivery.rows
                 )
     detailed = [i for i in range(len(runnable)) if i not in by_index]
     for (i,), result in _validate(
-        definition, dataset, frame, profile, runnable, detailed, _DETAILED, stack=False
+        definition, dataset, delivery, profile, runnable, detailed, _DETAILED, stack=False
     ):
-        by_index[i] = _reduce(runnable[i], result, len(frame))
+        by_index[i] = _reduce(runnable[i], result, delivery.rows)
     results = [by_index[i] for i in range(len(runnable))]
     return [_name_columns(r, profile) if r.rule.on == "columns" else r for r in results]
 
@@ -242,16 +314,18 @@ def run_rules(frame: pd.DataFrame | pa.Table, rules: list[Rule], dataset: str) -
 def _validate(
     definition,
     dataset: str,
-    frame: pd.DataFrame,
+    delivery: _Delivery,
     profile: pd.DataFrame,
     rules: list[Rule],
     indices: list[int],
     result_format: dict,
     stack: bool,
 ):
-    """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the whole frame, one per
-    column with nulls (or binary) and one per stack of columns; yields (the rule indices a GX
-    result stands for, the result)."""
+    """Run ``rules[i]`` for ``i`` in ``indices``: one GX validation of the columns the rules
+    on columns without nulls name, one per column with nulls (or binary), one per stack of
+    columns, one of the column names and one of the column profile; yields (the rule indices a
+    GX result stands for, the result). Each frame is made when its run starts and let go after
+    it, so at most one is held."""
     calls: dict[tuple, list[tuple[list[int], Rule]]] = {}
     stacks: dict[tuple, list[int]] = {}
     for i in indices:
@@ -260,42 +334,37 @@ def _validate(
             stack
             and rule.expectation in _STACKABLE
             and "mostly" not in rule.kwargs
-            and _stackable(frame[rule.kwargs["column"]])
+            and _stackable(delivery.kind(rule.kwargs["column"]))
         ):
             same = tuple(sorted((k, repr(v)) for k, v in rule.kwargs.items() if k != "column"))
             stacks.setdefault((rule.expectation, same), []).append(i)
         elif rule.on == "columns":
             calls.setdefault(("columns",), []).append(([i], rule))
+        elif rule.expectation in _NAMES_ONLY:
+            calls.setdefault(("names",), []).append(([i], rule))
         else:
             # GX drops a column's nulls by copying the frame it checks; pandas copies nothing
-            # when no row is dropped. So rules on columns without nulls share the whole frame
+            # when no row is dropped. So rules on columns without nulls share one frame
             # (one GX run), and a column with nulls gets a frame of its own, as does a binary
             # column (converted to hex for it). A type rule reads the column's dtype (per value
             # only for text): it never needs a frame of its own.
             columns = _columns(rule)
             own = rule.expectation != _TYPE_RULE and any(
-                frame[c].hasnans or _binary(frame[c]) for c in columns
+                delivery.has_missing(c) or pa.types.is_binary(delivery.kind(c)) for c in columns
             )
-            calls.setdefault(columns if own else (), []).append(([i], rule))
-    parts = [
-        (profile if key == ("columns",) else _for_gx(frame[list(key)]) if key else frame, members)
-        for key, members in calls.items()
-    ]
+            calls.setdefault(("own", *columns) if own else ("shared",), []).append(([i], rule))
     # A column that must be unique has as many distinct values as rows: not worth collecting.
     unique = {
         r.kwargs["column"]
         for r in rules
         if r.expectation == _UNIQUE_RULE and "mostly" not in r.kwargs
     }
+    parts = [(key, members) for key, members in calls.items()]
     for members in stacks.values():
         rule = replace(rules[members[0]], kwargs={**rules[members[0]].kwargs, "column": _STACKED})
-        parts.append(
-            (
-                _stacked(frame, [rules[i].kwargs["column"] for i in members], unique),
-                [(members, rule)],
-            )
-        )
-    for part, members in parts:
+        parts.append((("stack", *(rules[i].kwargs["column"] for i in members)), [(members, rule)]))
+    for key, members in parts:
+        part = _part(delivery, profile, key, [rule for _, rule in members], unique)
         suite = build_suite(f"{dataset}_delivery", [rule for _, rule in members])
         part_format = result_format
         if part is profile and "partial_unexpected_count" in result_format:
@@ -307,8 +376,28 @@ def _validate(
         validation = definition.get_batch(batch_parameters={"dataframe": part}).validate(
             suite, result_format=part_format
         )
+        del part
         for result in validation.results:
             yield members[result.expectation_config.meta["rule_index"]][0], result
+
+
+def _part(
+    delivery: _Delivery, profile: pd.DataFrame, key: tuple, rules: list[Rule], unique: set[str]
+) -> pd.DataFrame:
+    """The frame one GX run checks (see :func:`_validate` for the kinds of ``key``)."""
+    kind, columns = key[0], key[1:]
+    if kind == "columns":
+        return profile
+    if kind == "names":
+        return delivery.names()
+    if kind == "stack":
+        return _stacked(delivery, list(columns), unique)
+    if kind == "own":
+        return _for_gx(delivery.frame(columns))
+    # Shared: the columns its rules name. A rule on the whole table other than its row count
+    # (a custom expectation may be one) reads every column.
+    whole = any(not _columns(r) and r.expectation not in _ROWS_ONLY for r in rules)
+    return delivery.frame(delivery.columns if whole else [c for r in rules for c in _columns(r)])
 
 
 def _binary(column: pd.Series) -> bool:
@@ -317,10 +406,10 @@ def _binary(column: pd.Series) -> bool:
     )
 
 
-def _stackable(column: pd.Series) -> bool:
-    """Arrow-backed text or binary: its values can be stacked without a Python object each."""
-    text = isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
-    return text or _binary(column)
+def _stackable(kind: pa.DataType) -> bool:
+    """Text or binary (as :func:`to_pandas` keeps them in Arrow): its values can be stacked
+    without a Python object each."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
 
 
 def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
@@ -336,19 +425,18 @@ def _for_gx(part: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.DataFrame:
-    """One text column of the distinct non-null values of each of ``columns`` (Arrow-backed
-    text, or binary as hex); of the ``unique`` columns, every non-null value.
+def _stacked(delivery: _Delivery, columns: list[str], unique: set[str]) -> pd.DataFrame:
+    """One text column of the distinct non-null values of each of ``columns`` (text, or
+    binary as hex); of the ``unique`` columns, every non-null value.
 
     Both stackable expectations judge each value on its own and skip nulls, so every row
     passes if and only if every distinct value does: the verdict is the same, for about a
     tenth of the values (a column of birth-year tokens has a few dozen). A failure is
     counted and located afterwards on the column's own rows (see :func:`run_rules`).
     """
-    arrays = [pa.array(frame[column]) for column in columns]  # no copy: the columns' own Arrow data
     values = [
-        (a.drop_null() if a.null_count else a) if c in unique else pc.unique(a).drop_null()
-        for c, a in zip(columns, arrays)
+        _every_value(delivery.arrow(c)) if c in unique else _distinct(delivery.table.column(c))
+        for c in columns
     ]
     values = [hex_text(v) if pa.types.is_binary(v.type) else v for v in values]  # Bloom filters
     chunks = [
@@ -359,6 +447,25 @@ def _stacked(frame: pd.DataFrame, columns: list[str], unique: set[str]) -> pd.Da
     return pa.table({_STACKED: pa.chunked_array(chunks, pa.large_string())}).to_pandas(
         types_mapper=_pandas_dtype
     )
+
+
+def _every_value(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column.drop_null() if column.null_count else column
+
+
+def _distinct(column: pa.ChunkedArray) -> pa.Array:
+    """The distinct non-null values of a column; of a dictionary-encoded one, read from the
+    entries its rows use (each chunk's dictionary may hold values other chunks use)."""
+    if pa.types.is_dictionary(column.type):
+        used = [
+            chunk.dictionary.take(pc.unique(chunk.indices).drop_null())
+            for chunk in column.chunks
+            if len(chunk)
+        ]
+        if not used:
+            return pa.array([], column.type.value_type)
+        column = pa.chunked_array(used, column.type.value_type)
+    return pc.unique(column).drop_null()
 
 
 @cache
@@ -377,9 +484,14 @@ def _is_map(expectation: str) -> bool:
     )
 
 
-def column_profile(frame: pd.DataFrame) -> pd.DataFrame:
+def column_profile(delivery: _Delivery) -> pd.DataFrame:
     """One row per column of the delivery: its name and how many rows have a value."""
-    return pd.DataFrame({"column": list(frame.columns), "values": frame.notna().sum().to_numpy()})
+    return pd.DataFrame(
+        {
+            "column": delivery.columns,
+            "values": np.array([delivery.filled(c) for c in delivery.columns], dtype=np.int64),
+        }
+    )
 
 
 def _name_columns(result: RuleResult, profile: pd.DataFrame) -> RuleResult:

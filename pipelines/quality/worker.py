@@ -39,6 +39,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.exchange.extract_file import dictionary_encoded_columns
 from pipelines.governance.contracts import Contract
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,11 @@ def _validate(
     today: dt.date,
     previous_rows: int | None,
 ):
-    if isinstance(rows, bytes):  # the decrypted Parquet, decoded as ingest decodes it
-        rows = pq.read_table(pa.BufferReader(rows)).replace_schema_metadata(None)
+    if isinstance(rows, bytes):  # the decrypted Parquet, read as ingest reads it
+        parquet = pq.ParquetFile(pa.BufferReader(rows))
+        encoded = dictionary_encoded_columns(parquet.metadata, parquet.schema_arrow)
+        rows = pq.ParquetFile(pa.BufferReader(rows), read_dictionary=encoded).read()
+        rows = rows.replace_schema_metadata(None)
     return validate(rows, contract, dataset, file_name, today, previous_rows)
 
 
@@ -223,9 +227,8 @@ def submit(
     distinct value once), so neither process holds a pickled copy of the table. At 1M people
     the largest delivery is 82 MB of Parquet and 1.26 GB of Arrow.
     """
-    # The Parquet bytes are also what this process validates if the worker cannot: decoded as
-    # the worker decodes them, so the verdict is the same either way (ingest's own table keeps
-    # text columns as dictionaries, which pandas would turn into categoricals).
+    # The Parquet bytes are also what this process validates if the worker cannot: read as
+    # the worker reads them, so the verdict is the same either way.
     rows = table if parquet is None else parquet
     arguments = (validate, rows, contract, dataset, file_name, today, previous_rows)
     pool = _worker()
