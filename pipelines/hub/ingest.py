@@ -438,6 +438,14 @@ def check_columns(c: ExtractCheck) -> None:
             )
         return
     allowed = list(c.contract.datasets[c.dataset_name].columns)
+    twice = sorted({n for n in c.schema.names if c.schema.names.count(n) > 1})
+    if twice:
+        c.reject(
+            "columns",
+            "each of the contract's columns once",
+            f"column(s) sent more than once: {_column_names(twice)}",
+            "re-prepare the extract with `placelink partner prepare`, which writes each column once",
+        )
     extra = [n for n in c.schema.names if n not in allowed]
     missing = [n for n in allowed if n not in c.schema.names]
     if extra:

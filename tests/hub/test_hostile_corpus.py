@@ -126,6 +126,10 @@ CASES = {
         dict(mutate_table=_with_notes(["ok"]), reporting_period="DOB 07/03/2015"),
         "format",
     ),
+    "a column sent twice.plx": (
+        dict(mutate_table=lambda t: _with_notes(["ok"])(t).append_column("sex", t.column("sex"))),
+        "columns",
+    ),
     "column named like a value.plx": (
         dict(
             mutate_table=lambda t: _with_notes(["ok"])(t).append_column(
