@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import statsmodels.api as sm
 
-from pipelines.outcomes.effects.estimate import estimate_one
+from pipelines.outcomes.effects.estimate import Band, estimate_effects, estimate_one
 
 
 def _people(
@@ -106,3 +106,59 @@ def test_no_estimate_when_a_cell_has_no_events():
     )
     row = estimate_one(frame, "ae_attendance", "0-4")
     assert row["status"].startswith("not estimable") and row["rate_ratio"] is None
+
+
+def test_rows_summed_per_cluster_give_the_estimates_of_the_people():
+    # The pipeline sums people to one row per cluster, cohort and period first (analysis_frame's
+    # per_cluster); every estimate, interval and count must be what the people's rows give, and
+    # statsmodels' own fit from its default start must agree with the closed-form start it is given.
+    people = pl.concat(
+        [
+            _people(5, 150, 3, 0.6, effect=-0.25),
+            _people(6, 90, 2, 0.4).with_columns(age_band=pl.lit("5-10")),
+        ]
+    )
+    summed = people.group_by("outcome", "age_band", "cluster_key", "cohort", "period").agg(
+        events=pl.col("events").sum(),
+        exposure=pl.col("exposure").sum(),
+        people=pl.len().cast(pl.Float64),
+    )
+    bands = [Band("0-4", ("0-4",)), Band("5-10", ("5-10",)), Band("All ages", ("0-4", "5-10"))]
+    from_people = estimate_effects(people.drop("person"), bands)
+    from_summed = estimate_effects(summed, bands)
+    assert from_people["status"].to_list() == ["estimated"] * 3
+    assert from_people["programme_before_people"].to_list() == [225.0, 90.0, 315.0]
+    for column in from_people.columns:
+        if from_people[column].dtype == pl.Float64:
+            assert from_summed[column].to_list() == pytest.approx(
+                from_people[column].to_list(), rel=1e-9
+            ), column
+        else:
+            assert from_summed[column].to_list() == from_people[column].to_list(), column
+    all_ages = (
+        people.with_columns(
+            programme=(pl.col("cohort") == "programme").cast(pl.Float64),
+            after=(pl.col("period") == "after").cast(pl.Float64),
+        )
+        .group_by("cluster_key", "programme", "after")
+        .agg(pl.col("events").sum(), pl.len())
+    )
+    design = all_ages.select(
+        one=pl.lit(1.0),
+        p=pl.col("programme"),
+        a=pl.col("after"),
+        pa=pl.col("programme") * pl.col("after"),
+    ).to_numpy()
+    groups = all_ages["cluster_key"].cast(pl.Categorical).to_physical().to_numpy()
+    default_start = sm.GLM(
+        all_ages["events"].to_numpy(),
+        design,
+        family=sm.families.Poisson(),
+        exposure=all_ages["len"].cast(pl.Float64).to_numpy(),
+    ).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    low, high = np.exp(default_start.conf_int()[3])
+    row = from_summed.row(2, named=True)
+    assert row["rate_ratio"] == pytest.approx(np.exp(default_start.params[3]), rel=1e-7)
+    assert (row["rate_ratio_ci_low"], row["rate_ratio_ci_high"]) == pytest.approx(
+        (low, high), rel=1e-6
+    )

@@ -49,7 +49,7 @@ def _write(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> in
 def write_estimates(con: duckdb.DuckDBPyConnection, models: dict[str, SqlModel]) -> pl.DataFrame:
     """Estimate every outcome and band from the warehouse's outcome models into ``effects.estimates``
     (unrounded, with the counts of the cells each estimate rests on: hub only)."""
-    estimates = estimate_effects(analysis_frame(con), effect_bands(con, models))
+    estimates = estimate_effects(analysis_frame(con, per_cluster=True), effect_bands(con, models))
     _write(con, "estimates", estimates)
     return estimates
 

@@ -241,7 +241,7 @@ def estimates_at_threshold(
         persons = con.execute(
             "SELECT count(DISTINCT person_key) FROM hub.record_person"
         ).fetchall()[0][0]
-        estimates = estimate_effects(analysis_frame(con), bands)
+        estimates = estimate_effects(analysis_frame(con, per_cluster=True), bands)
     finally:
         con.execute(f'USE "{home}"')
         for name in attached:
