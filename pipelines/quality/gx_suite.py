@@ -125,7 +125,13 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     for name, dtype in frame.dtypes.items():
         kind = table.schema.field(name).type
         if pa.types.is_date(kind) or pa.types.is_timestamp(kind):
-            frame[name] = frame[name].astype("datetime64[ns]")
+            try:
+                frame[name] = frame[name].astype("datetime64[ns]")
+            except pd.errors.OutOfBoundsDatetime:
+                # A date before 1677 or after 2262 (year 9999 as "not known", a typo) does not fit
+                # nanoseconds: kept in its own unit, still compared vectorised, so the column's
+                # date rules name its rows instead of the check failing.
+                pass
         elif pa.types.is_integer(kind) and pd.api.types.is_integer_dtype(dtype):
             frame[name] = frame[name].astype("int64")
     return frame

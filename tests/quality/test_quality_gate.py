@@ -51,6 +51,13 @@ def _future_dates(t):
     return _set(t, "arrival_date", [dt.date(2027, 6, 1)] * 3 + dates[3:])
 
 
+def _dates_beyond_nanoseconds(t):
+    # 9999-12-31 as "not known", and year 1: outside what pandas holds in nanoseconds
+    dates = t.column("arrival_date").to_pylist()
+    dates[1], dates[3] = dt.date(9999, 12, 31), dt.date(1, 1, 1)
+    return _set(t, "arrival_date", dates)
+
+
 def _unknown_category(t):
     modes = t.column("arrival_mode").to_pylist()
     modes[4] = "helicopter"
@@ -73,6 +80,11 @@ def _duplicated_tokens(t):
             "found 1 column(s): arrival_date;",
         ),
         (_future_dates, "arrival_date: plausible date", "rows 1, 2, 3)"),
+        (
+            _dates_beyond_nanoseconds,
+            "arrival_date: plausible date",
+            "2 of 300 rows fail (rows 2, 4)",
+        ),
         (_unknown_category, "arrival_mode: allowed values", "rows 5)"),
         (_duplicated_tokens, "record_token: unique", "4 of "),
     ],
