@@ -88,3 +88,33 @@ def test_a_snapshot_is_every_month_so_far(place):
 def test_months_start_at_two():
     with pytest.raises(ValueError, match="months run from 2"):
         generate_months(".", 1)
+
+
+def test_people_new_to_the_place_use_its_services_as_those_of_their_age_do(tmp_path):
+    # A place's first children born in its history start school years later; if they had no A&E
+    # visit or referral of their own meanwhile, no other partner could link them (the linkage
+    # check then fails on the generator, not on linkage). Newborns' A&E attendances per head
+    # must be of the order of the place's young children's, not a fiftieth of them.
+    generate_place(people=6000, seed=11, out=tmp_path)
+    last = 18
+    generate_months(tmp_path, last)
+    events = pl.concat(
+        pl.read_csv(month_folder(tmp_path, m) / "truth" / "ground_truth.csv")
+        for m in range(2, last + 1)
+    ).filter(pl.col("source") == "ae_attendances")
+    people = pl.read_csv(
+        month_folder(tmp_path, last) / "truth" / "people.csv",
+        columns=["person_id", "date_of_birth"],
+        try_parse_dates=True,
+    )
+    born = people.filter(pl.col("date_of_birth") >= dt.date(2026, 11, 1))
+    young = people.filter(
+        pl.col("date_of_birth").is_between(dt.date(2016, 11, 1), dt.date(2022, 10, 31))
+    )
+    per_head = {
+        name: events.join(group, on="person_id").height / group.height
+        for name, group in (("born", born), ("young", young))
+    }
+    assert born.height > 50 and young.height > 300
+    # newborns are in the place for about half of the months on average
+    assert per_head["born"] > 0.25 * per_head["young"], per_head
