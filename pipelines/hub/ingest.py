@@ -733,6 +733,8 @@ class _Opened:
 
     path: Path
     opened: OpenedExtract | Exception
+    # Its quality check, started before the file before it landed (OpeningAhead.check_next_early)
+    pending: quality_worker.PendingVerdict | None = None
 
     def stale(self, arrival: Arrival) -> bool:
         """Whether it claims an envelope id or content accepted since it was opened."""
@@ -763,14 +765,44 @@ class OpeningAhead:
         self.ahead: deque[_Opened] = deque()
         self.taken = 0  # files handed out by take()
 
-    def take(self, arrival: Arrival) -> OpenedExtract | Exception:
-        """The next file, opened (or why it cannot be)."""
+    def take(
+        self, arrival: Arrival
+    ) -> tuple[OpenedExtract | Exception, quality_worker.PendingVerdict | None]:
+        """The next file, opened (or why it cannot be), and its quality check if it was started
+        early (see :meth:`check_next_early`)."""
         path = self.paths[self.taken]
         self.taken += 1
         early = self.ahead.popleft() if self.ahead else None
         if early is not None and not early.stale(arrival):
-            return early.opened
-        return self.open_one(path)
+            return early.opened, early.pending
+        return self.open_one(path), None
+
+    def check_next_early(
+        self,
+        current: OpenedExtract,
+        start: Callable[[Path, OpenedExtract], quality_worker.PendingVerdict],
+    ) -> None:
+        """Start the next file's quality check now, so the worker validates it while the file
+        just validated lands, where that gives the verdict checking it after the landing would:
+        a delivery (not a withdrawal, not a failed opening) of another dataset or contract
+        than ``current``'s. Its rules read only the size of its own dataset's last accepted
+        delivery, which landing ``current`` does not change; and if it claims what ``current``
+        delivered, :meth:`take` opens it again and this check is not used."""
+        if not self.ahead or self.ahead[0].pending is not None:
+            return
+        following = self.ahead[0]
+        opened = following.opened
+        if (
+            not isinstance(opened, OpenedExtract)
+            or opened.kind == "withdrawal"
+            or (opened.contract.id, opened.header["dataset"])
+            == (current.contract.id, current.header["dataset"])
+        ):
+            return
+        try:
+            following.pending = start(following.path, opened)
+        except Exception:  # noqa: BLE001 - then it is checked in its turn, as without this
+            following.pending = None
 
     def open_ahead(self, verdict_ready: Callable[[], bool]) -> None:
         """Open the next files while the file taken last is validated: always the next, and more
@@ -835,11 +867,25 @@ def receive_inbox(
         )  # names can hold new lines, escapes, bytes that are not UTF-8
         audit.append("extract_received", file=label, bytes=path.lstat().st_size)
         flow.journal.step("received")
-        opened = opening.take(arrival)
-        rejection = _quality_gate(con, opened, label, now, opening)
+        opened, early = opening.take(arrival)
+        rejection = _quality_gate(con, opened, label, now, opening, early)
         if rejection is not None:
             receipts.append(_hold(flow, path, rejection, _claimed_header(path), copy))
             continue
+        if opened.kind != "withdrawal":
+            # The worker validates the next file while this one lands.
+            opening.check_next_early(
+                opened,
+                lambda following, o: start_quality_check(
+                    con,
+                    o.table,
+                    o.header,
+                    o.contract,
+                    printable_name(following.name),
+                    now,
+                    o.parquet,
+                ),
+            )
         receipts.append(_accept(flow, settings, path, label, opened, copy, arrival))
     shown.done()
     return receipts
@@ -851,18 +897,20 @@ def _quality_gate(
     label: str,
     now: dt.datetime,
     opening: OpeningAhead,
+    early: quality_worker.PendingVerdict | None = None,
 ) -> Rejection | None:
     """Why the file is held (it failed an arrival check, or an ERROR quality rule), or None.
 
     The quality gate holds a delivery before anything of it lands; the next files are opened
-    while the worker validates this one.
+    while the worker validates this one (``early``: its check, started while the file before
+    it landed).
     """
     try:
         if isinstance(opened, Exception):
             raise opened
         if opened.kind != "withdrawal":
             header, contract = opened.header, opened.contract
-            pending = start_quality_check(
+            pending = early or start_quality_check(
                 con, opened.table, header, contract, label, now, opened.parquet
             )
             opening.open_ahead(pending.done)

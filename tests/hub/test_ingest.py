@@ -380,3 +380,58 @@ def test_a_replay_and_a_duplicate_in_the_same_inbox_are_held_although_opened_ahe
         ("extract_received", "zz-resent.plx"),
         ("extract_quarantined", "zz-resent.plx"),
     ]
+
+
+def test_the_next_delivery_is_validated_while_one_lands_with_the_verdicts_of_one_by_one(
+    small_place, tmp_path, monkeypatch
+):
+    # While a delivery lands, the worker validates the next one if that cannot change its
+    # verdict: another dataset's delivery. A delivery of the dataset that is landing waits,
+    # since its size is checked against the one landing (a twentieth of it: held).
+    import pipelines.hub.ingest as ingest
+
+    settings = small_place.stage_hub(
+        tmp_path, datasets=["ae_attendances", "mental_health_referrals"]
+    )
+    ae = small_place.envelope("ae_attendances").envelope_path.name
+    mh = small_place.envelope("mental_health_referrals").envelope_path.name
+    assert sorted([ae, mh]) == [ae, mh]  # the inbox is taken in name order
+    _reseal(
+        small_place,
+        "mental_health_referrals",
+        settings.inbox / "zz-mh-small.plx",
+        lambda t: t.slice(0, t.num_rows // 20),
+    )
+    order = []
+    start, land = ingest.start_quality_check, ingest._land
+    monkeypatch.setattr(
+        ingest,
+        "start_quality_check",
+        lambda con, table, header, *a, **k: (
+            order.append(("check", header["dataset"], table.num_rows))
+            or start(con, table, header, *a, **k)
+        ),
+    )
+    monkeypatch.setattr(
+        ingest,
+        "_land",
+        lambda con, opened, *a: (
+            order.append(("land", opened.header["dataset"], opened.table.num_rows))
+            or land(con, opened, *a)
+        ),
+    )
+    receipts, landed = _receive(settings)
+
+    mh_rows = small_place.extract("mental_health_referrals").rows_out
+    ae_rows = small_place.extract("ae_attendances").rows_out
+    assert order == [
+        ("check", "ae_attendances", ae_rows),
+        ("check", "mental_health_referrals", mh_rows),  # started before A&E landed
+        ("land", "ae_attendances", ae_rows),
+        ("land", "mental_health_referrals", mh_rows),
+        ("check", "mental_health_referrals", mh_rows // 20),  # after its dataset landed
+    ]
+    assert receipts[ae].status == receipts[mh].status == "accepted"
+    assert receipts["zz-mh-small.plx"].status == "quarantined"
+    assert "row count: close to the previous delivery" in receipts["zz-mh-small.plx"].reason
+    assert landed == {"ae_attendances": ae_rows, "mental_health_referrals": mh_rows}
