@@ -263,9 +263,11 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
-# Rules that read only the delivery's column names (checked on no rows), or only its row count.
+# Rules that read only the delivery's column names (checked on no rows, and run even when a
+# column they name is missing: that is what they check), or only its row count.
 _NAMES_ONLY = frozenset(
     {
+        "expect_column_to_exist",
         "expect_table_columns_to_match_set",
         "expect_table_columns_to_match_ordered_list",
         "expect_table_column_count_to_equal",
@@ -290,7 +292,11 @@ def run_rules(table: pa.Table, rules: list[Rule], dataset: str) -> list[RuleResu
     profile = column_profile(delivery)
     # A missing column fails the columns rule; its own rules cannot be run.
     runnable = [
-        r for r in rules if r.on == "columns" or all(c in delivery.columns for c in _columns(r))
+        r
+        for r in rules
+        if r.on == "columns"
+        or r.expectation in _NAMES_ONLY
+        or all(c in delivery.columns for c in _columns(r))
     ]
     definition = _batch_definition()
     quick = [

@@ -251,3 +251,47 @@ def test_dictionary_encoded_text_gets_the_verdict_of_plain_text(small_place):
     failed = {r.rule.name: r for r in here.failed}
     assert failed["given_name_token: token format"].sample_rows == (6,)
     assert {"arrival_mode: allowed values", "record_token: unique"} <= set(failed)
+
+
+def test_rules_on_the_column_names_see_every_column_in_the_delivery_s_order():
+    # A contract's custom GX rules on the column names: each sees the delivery's columns as
+    # sent, and a rule that a named column exists is run, and fails, when it is missing.
+    from pipelines.quality.gx_suite import run_rules
+    from pipelines.quality.rules import ERROR, Rule
+
+    table = pa.table(
+        {
+            "record_token": ["a" * 43, "b" * 43, None],
+            "sex": pa.array(["F", None, "M"]).dictionary_encode(),
+            "visits": [1, 2, 3],
+        }
+    )
+    rules = [
+        Rule("exists", ERROR, "", "expect_column_to_exist", {"column": "visits"}),
+        Rule("missing", ERROR, "", "expect_column_to_exist", {"column": "uprn_token"}),
+        Rule(
+            "in order",
+            ERROR,
+            "",
+            "expect_table_columns_to_match_ordered_list",
+            {"column_list": ["record_token", "sex", "visits"]},
+        ),
+        Rule(
+            "reversed",
+            ERROR,
+            "",
+            "expect_table_columns_to_match_ordered_list",
+            {"column_list": ["visits", "sex", "record_token"]},
+        ),
+        Rule("three", ERROR, "", "expect_table_column_count_to_equal", {"value": 3}),
+        Rule("rows", ERROR, "", "expect_table_row_count_to_equal", {"value": 3}),
+    ]
+    passed = {r.rule.name: r.passed for r in run_rules(table, rules, "visits")}
+    assert passed == {
+        "exists": True,
+        "missing": False,
+        "in order": True,
+        "reversed": False,
+        "three": True,
+        "rows": True,
+    }
