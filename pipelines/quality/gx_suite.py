@@ -364,6 +364,8 @@ def _validate(
             own = rule.expectation != _TYPE_RULE and any(
                 delivery.has_missing(c) or pa.types.is_binary(delivery.kind(c)) for c in columns
             )
+            if own and "row_condition" in rule.kwargs:
+                columns = tuple(delivery.columns)  # the condition may read any column
             calls.setdefault(("own", *columns) if own else ("shared",), []).append(([i], rule))
     # A column that must be unique has as many distinct values as rows: not worth collecting.
     unique = {
@@ -407,8 +409,12 @@ def _part(
     if kind == "own":
         return _for_gx(delivery.frame(columns))
     # Shared: the columns its rules name. A rule on the whole table other than its row count
-    # (a custom expectation may be one) reads every column.
-    whole = any(not _columns(r) and r.expectation not in _ROWS_ONLY for r in rules)
+    # (a custom expectation may be one), or with a row condition (which may read any column),
+    # reads every column.
+    whole = any(
+        (not _columns(r) and r.expectation not in _ROWS_ONLY) or "row_condition" in r.kwargs
+        for r in rules
+    )
     return delivery.frame(delivery.columns if whole else [c for r in rules for c in _columns(r)])
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipelines.core.rejection import ExtractRejected, Rejection
 from pipelines.quality import worker
@@ -295,3 +296,53 @@ def test_rules_on_the_column_names_see_every_column_in_the_delivery_s_order():
         "three": True,
         "rows": True,
     }
+
+
+# A contract written for GX before 1.9 may still give its condition as pandas text (deprecated).
+@pytest.mark.filterwarnings("ignore:.*(row_condition|condition_parser).*:DeprecationWarning")
+def test_a_rule_with_a_row_condition_reads_the_columns_of_its_condition():
+    # A contract's custom rule may hold on some rows only ("visits of men at least 2"): its
+    # condition reads a column the rule does not name, with or without nulls in either.
+    from pipelines.quality.gx_suite import run_rules
+    from pipelines.quality.rules import ERROR, Rule
+
+    men = {"type": "comparison", "column": {"name": "sex"}, "operator": "==", "parameter": "M"}
+    for visits in ([1, 1, 3, 0], [1, None, 3, 0]):
+        table = pa.table(
+            {
+                "record_token": ["a" * 43, "b" * 43, "c" * 43, "d" * 43],
+                "sex": ["F", "F", "M", "M"],
+                "visits": pa.array(visits, pa.int64()),
+            }
+        )
+        rules = [
+            Rule(
+                "men",
+                ERROR,
+                "",
+                "expect_column_values_to_be_between",
+                {"column": "visits", "min_value": 0, "row_condition": men},
+            ),
+            Rule(
+                "men 2",
+                ERROR,
+                "",
+                "expect_column_values_to_be_between",
+                {"column": "visits", "min_value": 2, "row_condition": men},
+            ),
+            Rule(
+                "women",
+                ERROR,
+                "",
+                "expect_column_values_to_be_between",
+                {
+                    "column": "visits",
+                    "max_value": 1,
+                    "row_condition": 'sex=="F"',
+                    "condition_parser": "pandas",
+                },
+            ),
+        ]
+        results = {r.rule.name: r for r in run_rules(table, rules, "visits")}
+        assert [results[n].passed for n in ("men", "men 2", "women")] == [True, False, True]
+        assert results["men 2"].error is None and results["men 2"].sample_rows == (4,)
