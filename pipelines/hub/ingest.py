@@ -876,15 +876,7 @@ def receive_inbox(
             # The worker validates the next file while this one lands.
             opening.check_next_early(
                 opened,
-                lambda following, o: start_quality_check(
-                    con,
-                    o.table,
-                    o.header,
-                    o.contract,
-                    printable_name(following.name),
-                    now,
-                    o.parquet,
-                ),
+                lambda following, o: _start_check(con, o, printable_name(following.name), now),
             )
         receipts.append(_accept(flow, settings, path, label, opened, copy, arrival))
     shown.done()
@@ -910,9 +902,7 @@ def _quality_gate(
             raise opened
         if opened.kind != "withdrawal":
             header, contract = opened.header, opened.contract
-            pending = early or start_quality_check(
-                con, opened.table, header, contract, label, now, opened.parquet
-            )
+            pending = early or _start_check(con, opened, label, now)
             opening.open_ahead(pending.done)
             finish_quality_check(con, pending, header, contract, now)
     except ExtractRejected as exc:
@@ -927,6 +917,15 @@ def _quality_gate(
             "report this to the hub's data team with the file name; release the file once fixed",
         )
     return None
+
+
+def _start_check(
+    con: duckdb.DuckDBPyConnection, opened: OpenedExtract, label: str, now: dt.datetime
+) -> quality_worker.PendingVerdict:
+    """Hand an opened delivery to the quality worker (its decrypted Parquet, when kept)."""
+    return start_quality_check(
+        con, opened.table, opened.header, opened.contract, label, now, opened.parquet
+    )
 
 
 def _accept(

@@ -129,7 +129,9 @@ def _validate(
     if isinstance(rows, bytes):  # the decrypted Parquet, read as ingest reads it
         parquet = pq.ParquetFile(pa.BufferReader(rows))
         encoded = dictionary_encoded_columns(parquet.metadata, parquet.schema_arrow)
-        rows = pq.ParquetFile(pa.BufferReader(rows), read_dictionary=encoded).read()
+        rows = pq.ParquetFile(
+            pa.BufferReader(rows), metadata=parquet.metadata, read_dictionary=encoded
+        ).read()
         rows = rows.replace_schema_metadata(None)
     return validate(rows, contract, dataset, file_name, today, previous_rows)
 

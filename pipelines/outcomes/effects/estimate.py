@@ -125,8 +125,9 @@ ESTIMATE_COLUMNS = {
 
 @stage("effects: estimate")
 def estimate_effects(frame: pl.DataFrame, bands: list[Band]) -> pl.DataFrame:
-    """From :func:`analysis_frame` (best ``per_cluster``), one row per outcome and band (``ESTIMATE_COLUMNS``), unrounded: the estimates, their
-    intervals, and the people, events and exposure of the four cells each rests on.
+    """From :func:`analysis_frame` (best ``per_cluster``), one row per outcome and band
+    (``ESTIMATE_COLUMNS``), unrounded: the estimates, their intervals, and the people, events
+    and exposure of the four cells each rests on.
 
     ``status`` is ``estimated``, or says why there is no estimate (no events in a cell, too few
     clusters); disclosure control comes later (:func:`pipelines.publish.effects.publishable_effects`).
