@@ -67,6 +67,7 @@ def write_custom_contract(
     dataset: str = "clinic_referrals",
     identity=NAMES_AND_DATE_OF_BIRTH,
     date_formats: str | list[str] | None = None,
+    postcode_format: str | None = None,
     today: dt.date | None = None,
 ) -> Path:
     """A valid ODCS contract for one dataset: ``record_token``, the hub items of the raw
@@ -97,8 +98,11 @@ def write_custom_contract(
         "description": "Referrals to a clinic.",
         "properties": items,
     }
-    if date_formats is not None:
-        schema["customProperties"] = [{"property": "dateFormats", "value": date_formats}]
+    custom = {"dateFormats": date_formats, "postcodeFormat": postcode_format}
+    if any(v is not None for v in custom.values()):
+        schema["customProperties"] = [
+            {"property": k, "value": v} for k, v in custom.items() if v is not None
+        ]
     document = {
         **template,
         "id": contract_id,

@@ -95,6 +95,7 @@ def value_counts_summary(
     rows: int,
     date_formats: tuple = (),
     absent: tuple[str, ...] = (),
+    postcode_format: str = "uk",
 ) -> list[str]:
     """The lines of `partner prepare`'s summary about values sent empty: invalid ones with what
     the kit expects of each field, blank ones (empty or only spaces), and a warning for a field
@@ -108,7 +109,12 @@ def value_counts_summary(
         "given_name": "no letters",
         "family_name": "no letters",
         "date_of_birth": f"not a date written {formats} from {EARLIEST_DATE_OF_BIRTH} to today",
-        "postcode": "not a UK postcode (AB1 2CD)",
+        "postcode": (
+            "not a postal code: 2-10 letters and digits"
+            if postcode_format == "any"
+            else "not a UK postcode (AB1 2CD); another country's are read with the contract's "
+            "postcodeFormat: any"
+        ),
         "sex": "not M, F, U or an NHS sex code",
         "uprn": "not 1-12 digits",
     }
@@ -284,8 +290,21 @@ def prepare(
         prepared.rows_out,
         contract.dataset(dataset).date_formats,
         tuple(report["absent_identity_columns"]),
+        report.get("postcode_format", {}).get("format", "uk"),
     ):
         click.echo(line)
+    if "postcode_format" in report:
+        read = report["postcode_format"]
+        click.echo(
+            f"postcodes: {read['other_country_rows']:,} not UK postcodes, sent as postal codes "
+            "of another country (the hub links on them; no sector, district or area)"
+            + (
+                ""
+                if read["declared"]
+                else "; read so because most postcodes are; declare postcodeFormat: uk "
+                "in the contract to send only UK postcodes"
+            )
+        )
     if report["absent_identity_columns"]:
         click.echo(
             "not in your extract (sent empty): " + ", ".join(report["absent_identity_columns"])

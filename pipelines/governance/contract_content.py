@@ -35,6 +35,8 @@ DSA_PROPERTY = "dataSharingAgreement"
 # A dataset's custom property saying how the partner's own system writes dates: the kit reads
 # them with it, nothing shared changes, so it is editorial (pipelines.governance.contracts).
 DATE_FORMAT_PROPERTY = "dateFormats"
+# Likewise how its postcodes are written: UK postcodes only ("uk") or any country's ("any").
+POSTCODE_FORMAT_PROPERTY = "postcodeFormat"
 SIGNIFICANT, STATUS, EDITORIAL = "significant", "status", "editorial"
 
 # DSA term -> (class, topic)
@@ -135,6 +137,8 @@ def classify(path: tuple[str, ...], kind: str = "changed") -> tuple[str, str]:
             return EDITORIAL, "dataset description"
         if len(path) >= 4 and path[2] == "customProperties" and path[3] == DATE_FORMAT_PROPERTY:
             return EDITORIAL, "partner's raw date format"
+        if len(path) >= 4 and path[2] == "customProperties" and path[3] == POSTCODE_FORMAT_PROPERTY:
+            return EDITORIAL, "partner's raw postcode format"
         return SIGNIFICANT, "dataset definition"
     if head in EDITORIAL_TOP:
         return EDITORIAL, EDITORIAL_TOP[head]

@@ -24,7 +24,12 @@ import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from pipelines.governance.contract_content import DATE_FORMAT_PROPERTY, DSA_PROPERTY, content_digest
+from pipelines.governance.contract_content import (
+    DATE_FORMAT_PROPERTY,
+    DSA_PROPERTY,
+    POSTCODE_FORMAT_PROPERTY,
+    content_digest,
+)
 
 
 class SignOff(Protocol):
@@ -337,6 +342,8 @@ class DateFormat:
 
 
 ISO_DATE = DateFormat("yyyy-mm-dd", "%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$")
+# A dataset's postcodeFormat: UK postcodes only, or postal codes of any country too.
+POSTCODE_FORMATS = ("uk", "any")
 
 
 @dataclass(frozen=True)
@@ -346,6 +353,10 @@ class Dataset:
     items: tuple[DataItem, ...]
     # How dates are written in the partner's raw extract (besides ISO yyyy-mm-dd, always read).
     date_formats: tuple[DateFormat, ...] = ()
+    # How its postcodes are written: "uk" (UK postcodes only), "any" (any country's postal
+    # codes), or None (not declared: the kit reads them as "any" when most are another
+    # country's, else as "uk"; pipelines.partner_kit.features).
+    postcode_format: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -630,11 +641,22 @@ def _validated_contract(path: Path, text: str) -> Contract:
                 f"{path.name}: dataset '{obj.name}' customProperty "
                 f"'{DATE_FORMAT_PROPERTY}': {problem}"
             )
+        postcode_format = {cp.property: cp.value for cp in obj.customProperties or []}.get(
+            POSTCODE_FORMAT_PROPERTY
+        )
+        if postcode_format is not None and postcode_format not in POSTCODE_FORMATS:
+            item_problems.append(
+                f"{path.name}: dataset '{obj.name}' customProperty "
+                f"'{POSTCODE_FORMAT_PROPERTY}' is {postcode_format!r}. Fix: 'uk' (UK postcodes "
+                "only) or 'any' (postal codes of any country too), or leave it out"
+            )
+            postcode_format = None
         datasets[obj.name] = Dataset(
             name=obj.name,
             description=obj.description or "",
             items=tuple(items),
             date_formats=formats,
+            postcode_format=postcode_format,
         )
     if item_problems:
         raise ContractError("\n".join(item_problems))

@@ -38,6 +38,7 @@ from pipelines.partner_kit.normalise import (
     clean_names,
     format_postcodes,
     name_parts,
+    other_country_postcodes,
     parse_iso_dates,
     postcode_districts,
     postcode_sectors,
@@ -100,6 +101,7 @@ class IdentityInputs:
         today: dt.date,
         postcode_lookup: pl.DataFrame | None = None,
         date_formats: tuple[DateFormat, ...] = (),
+        postcode_format: str | None = None,
     ) -> None:
         self.raw = raw
         self.partner_id = partner_id
@@ -108,6 +110,8 @@ class IdentityInputs:
         self.today = today
         self.postcode_lookup = postcode_lookup
         self.date_formats = date_formats
+        # The contract's postcodeFormat ("uk" or "any"), or None: decided by the postcodes.
+        self.postcode_format = postcode_format
         self.invalid: dict[str, int] = {}
         self.missing: dict[str, int] = {}
         self.postcodes_not_in_lookup = 0
@@ -192,8 +196,29 @@ class IdentityInputs:
         )
 
     @cached_property
+    def postcode_format_used(self) -> str:
+        """How the postcodes are read: the contract's ``postcodeFormat``, or, where it declares
+        none, ``any`` when more than half of the non-blank postcodes are not UK postcodes but
+        have the shape of another country's postal code (a partner abroad, or a benchmark's
+        data), else ``uk``: a UK partner's occasional partial or foreign postcode is not sent."""
+        if self.postcode_format is not None:
+            return self.postcode_format
+        field = self.field("postcode")
+        present = field.count_rows(field.distinct.str.strip_chars() != "")
+        other = self.other_country_postcode_rows
+        return "any" if present and 2 * other > present else "uk"
+
+    @cached_property
+    @step("normalise")
+    def other_country_postcode_rows(self) -> int:
+        """How many rows' postcodes are not UK postcodes but another country's postal code."""
+        field = self.field("postcode")
+        return field.count_rows(other_country_postcodes(field.distinct))
+
+    @cached_property
     def postcode(self) -> pl.Series:
-        return self._normalise("postcode", format_postcodes)
+        any_country = self.postcode_format_used == "any"
+        return self._normalise("postcode", lambda d: format_postcodes(d, any_country))
 
     @cached_property
     def sex(self) -> pl.Series:

@@ -28,7 +28,12 @@ dates        ISO ``YYYY-MM-DD``, or a format the contract declares for the datas
              ignored; a date of birth must fall in 1900-01-01..today.
 postcode     upper-case, spaces removed, checked against the UK postcode format,
              then written with one space before the 3-character inward code
-             ("ab12cd" -> "AB1 2CD"); sector "AB1 2", district "AB1".
+             ("ab12cd" -> "AB1 2CD"); sector "AB1 2", district "AB1". A dataset whose
+             contract declares ``postcodeFormat: any`` (or whose postcodes are mostly
+             another country's, when it declares nothing) also keeps a postal code of
+             another shape: 2-10 letters and digits with at least one digit once spaces,
+             hyphens and dots are removed ("2615", "D02 X285" -> "D02X285"), with no
+             sector or district.
 sex          M / F / U; Male, Female, 1 (male), 2 (female), 0 and 9 (not known /
              not specified, NHS Data Dictionary person stated gender codes) accepted.
 """
@@ -57,6 +62,10 @@ EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
 UK_POSTCODE_PATTERN = (
     r"^(GIR0AA|[A-Z]([0-9]{1,2}|[A-HJ-Y][0-9]{1,2}|[0-9][A-Z]|[A-HJ-Y][0-9][A-Z])[0-9][A-Z]{2})$"
 )
+
+# A postal code of another country, once upper-cased and spaces, hyphens and dots removed
+# ("2615", "D02X285", "K1A0B6", "123456789"); it must hold a digit as well (checked apart).
+POSTAL_CODE_PATTERN = r"^[A-Z0-9]{2,10}$"
 
 SEX_ALIASES: dict[str, str] = {
     "M": "M",
@@ -500,29 +509,65 @@ def normalise_dates(
 # ---------------------------------------------------------------- postcodes
 
 
-def format_postcodes(values: pl.Series) -> pl.Series:
-    """Each postcode as ``AB1 2CD`` if it has the UK postcode format, else null."""
-    frame = pl.DataFrame({"c": values.str.to_uppercase().str.replace_all(r"\s", "")})
-    formatted = pl.concat_str(pl.col("c").str.head(-3), pl.lit(" "), pl.col("c").str.tail(3))
-    return frame.select(
-        pl.when(pl.col("c").str.contains(UK_POSTCODE_PATTERN)).then(formatted).alias("p")
-    ).to_series()
+def _postcode_shapes(values: pl.Series) -> pl.DataFrame:
+    """Per value: ``uk``, the UK postcode as ``AB1 2CD`` (null if not one); ``any``, the same or,
+    with hyphens and dots removed too, a UK postcode as ``AB1 2CD`` or another postal code
+    as written without them (null if none); ``other``, whether it is another country's."""
+
+    def uk_format(code: pl.Expr) -> pl.Expr:
+        return pl.concat_str(code.str.head(-3), pl.lit(" "), code.str.tail(3))
+
+    upper = pl.col("v").str.to_uppercase()
+    spaced = upper.str.replace_all(r"\s", "")
+    bare = upper.str.replace_all(r"[\s.\-]", "")
+    is_uk = bare.str.contains(UK_POSTCODE_PATTERN)
+    other = ~is_uk & bare.str.contains(POSTAL_CODE_PATTERN) & bare.str.contains("[0-9]")
+    return pl.DataFrame({"v": values.cast(pl.String)}).select(
+        uk=pl.when(spaced.str.contains(UK_POSTCODE_PATTERN)).then(uk_format(spaced)),
+        any=pl.when(is_uk).then(uk_format(bare)).when(other).then(bare),
+        other=other.fill_null(False),
+    )
 
 
-def normalise_postcodes(series: pl.Series) -> Normalised:
-    """UK postcodes as ``AB1 2CD``; anything not in the UK format -> null, counted."""
-    values = map_distinct(series.cast(pl.String), format_postcodes, pl.String)
+def format_postcodes(values: pl.Series, any_country: bool = False) -> pl.Series:
+    """Each postcode as ``AB1 2CD`` if it has the UK postcode format; with ``any_country``, a
+    postal code of another shape as written without spaces, hyphens and dots; else null."""
+    return _postcode_shapes(values)["any" if any_country else "uk"].alias(values.name)
+
+
+def other_country_postcodes(values: pl.Series) -> pl.Series:
+    """True where a value is not a UK postcode but has the shape of another country's postal
+    code (see :func:`format_postcodes`)."""
+    return _postcode_shapes(values)["other"]
+
+
+def normalise_postcodes(series: pl.Series, any_country: bool = False) -> Normalised:
+    """UK postcodes as ``AB1 2CD`` (and, with ``any_country``, other postal codes); anything
+    else -> null, counted."""
+    values = map_distinct(
+        series.cast(pl.String), lambda v: format_postcodes(v, any_country), pl.String
+    )
     return _normalised(series, values)
 
 
 def postcode_sectors(postcodes: pl.Series) -> pl.Series:
-    """``AB1 2CD`` -> ``AB1 2`` (outward code and first inward character)."""
-    return postcodes.str.head(-2)
+    """``AB1 2CD`` -> ``AB1 2`` (outward code and first inward character); null for a postal
+    code that is not a UK postcode."""
+    return (
+        pl.select(pl.when(postcodes.str.contains(" ")).then(postcodes.str.head(-2)))
+        .to_series()
+        .alias(postcodes.name)
+    )
 
 
 def postcode_districts(postcodes: pl.Series) -> pl.Series:
-    """``AB1 2CD`` -> ``AB1`` (the outward code)."""
-    return postcodes.str.head(-4)
+    """``AB1 2CD`` -> ``AB1`` (the outward code); null for a postal code that is not a UK
+    postcode."""
+    return (
+        pl.select(pl.when(postcodes.str.contains(" ")).then(postcodes.str.head(-4)))
+        .to_series()
+        .alias(postcodes.name)
+    )
 
 
 # ---------------------------------------------------------------- sex

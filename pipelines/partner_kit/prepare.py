@@ -220,6 +220,7 @@ def prepare_extract(
         today=now.date(),
         postcode_lookup=lookup,
         date_formats=spec.date_formats,
+        postcode_format=spec.postcode_format,
     )
     with step("assemble"):
         columns: dict[str, pa.Array | pl.Series] = dict(compute_identity_columns(features, inputs))
@@ -286,6 +287,12 @@ def prepare_extract(
     # Said only where it applies, so a report of an ordinary run keeps its fields.
     if areas and lookup is None:
         report["areas_not_looked_up"] = areas
+    if "postcode" in inputs.missing and inputs.postcode_format_used == "any":
+        report["postcode_format"] = {
+            "format": "any",
+            "declared": spec.postcode_format is not None,
+            "other_country_rows": inputs.other_country_postcode_rows,
+        }
     if mapping is not None:
         report["mapping_file"] = mapping.path.name
         report["mapping_unusable_values"] = unusable

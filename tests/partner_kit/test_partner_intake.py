@@ -348,6 +348,82 @@ def test_a_mapping_can_name_the_sheet_of_a_workbook(tmp_path, key, now):
 # ------------------------------------------------------------------ identifiers a partner does not hold
 
 
+POSTCODE_HEADER = HEADER + ["postcode"]
+
+
+def _postcode_rows(*postcodes):
+    return [[f"R{i}", "Ann", "Lee", "1990-01-02", "2024-05-06", p] for i, p in enumerate(postcodes)]
+
+
+def test_a_partner_abroad_sends_its_postal_codes_with_no_sector_and_is_told(tmp_path, key, now):
+    # Most postcodes are another country's (Australian, as FEBRL's): read as postal codes, though
+    # the contract declares nothing, and the one UK postcode gives its usual token.
+    identity = ("given_name", "family_name", "date_of_birth", "postcode")
+    rows = _postcode_rows("2615", "2615", "3000", "AB1 2CD", "NFA")
+    prepared = _prepare(
+        write_custom_contract(tmp_path / "c", identity=identity),
+        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, rows),
+        tmp_path / "a",
+        key,
+        now,
+    )
+    sent = _columns(prepared, "postcode_token", "postcode_sector_token")
+    assert sent["postcode_token"][0] == sent["postcode_token"][1] != sent["postcode_token"][2]
+    assert None not in sent["postcode_token"][:4] and sent["postcode_token"][4] is None
+    assert sent["postcode_sector_token"][:3] == [None] * 3 and sent["postcode_sector_token"][3]
+    assert prepared.report["postcode_format"] == {
+        "format": "any",
+        "declared": False,
+        "other_country_rows": 3,
+    }
+    assert prepared.header.invalid_counts["postcode"] == 1
+    uk_only = _prepare(
+        write_custom_contract(tmp_path / "uk", identity=identity, postcode_format="uk"),
+        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, rows),
+        tmp_path / "b",
+        key,
+        now,
+    )
+    uk_sent = _columns(uk_only, "postcode_token")["postcode_token"]
+    assert uk_sent[:3] == [None] * 3 and uk_sent[3] == sent["postcode_token"][3]
+    assert "postcode_format" not in uk_only.report
+    assert uk_only.header.invalid_counts["postcode"] == 4
+
+
+def test_a_uk_partners_odd_foreign_postcode_is_not_sent_unless_the_contract_says_any(
+    tmp_path, key, now
+):
+    identity = ("given_name", "family_name", "date_of_birth", "postcode")
+    rows = _postcode_rows("AB1 2CD", "M1 1AE", "LS1", "2615")
+    found = _prepare(
+        write_custom_contract(tmp_path / "c", identity=identity),
+        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, rows),
+        tmp_path / "a",
+        key,
+        now,
+    )
+    assert _columns(found, "postcode_token")["postcode_token"][2:] == [None, None]
+    assert "postcode_format" not in found.report
+    declared = _prepare(
+        write_custom_contract(tmp_path / "any", identity=identity, postcode_format="any"),
+        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, rows),
+        tmp_path / "b",
+        key,
+        now,
+    )
+    assert None not in _columns(declared, "postcode_token")["postcode_token"]
+    assert declared.report["postcode_format"]["declared"] is True
+
+
+def test_an_unknown_postcode_format_is_refused_naming_the_file_and_dataset(tmp_path):
+    path = write_custom_contract(tmp_path, postcode_format="australian")
+    with pytest.raises(ContractError) as error:
+        load_contract(path)
+    message = str(error.value)
+    assert f"{path.name}: dataset 'clinic_referrals' customProperty 'postcodeFormat'" in message
+    assert "'uk'" in message and "'any'" in message
+
+
 def test_identity_columns_a_partner_does_not_hold_are_sent_empty_and_reported(tmp_path, key, now):
     # The demo's A&E contract lists NHS number, sex and postcode; this trust's export has none.
     contract = load_contract(REPO / "contracts" / "nhs-acute-mental-health.yaml")
@@ -382,8 +458,9 @@ def test_identity_columns_a_partner_does_not_hold_are_sent_empty_and_reported(tm
     assert sent["given_name_token"] != [None]
 
 
+@pytest.mark.parametrize("postcode", ["AB1 2CD", "2615"])
 def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to_get_one(
-    tmp_path, key, now, monkeypatch
+    tmp_path, key, now, monkeypatch, postcode
 ):
     from click.testing import CliRunner
 
@@ -396,7 +473,7 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
     SigningKey.generate("clinic").save(tmp_path / "clinic.key")
     HubKey.generate().public.save(tmp_path / "hub.pub")
     key.save(tmp_path / "link.key")
-    raw = write_csv(tmp_path / "x.csv", HEADER + ["postcode"], [r + ["AB1 2CD"] for r in ISO_ROWS])
+    raw = write_csv(tmp_path / "x.csv", HEADER + ["postcode"], [r + [postcode] for r in ISO_ROWS])
     monkeypatch.delenv("PLACELINK_SIGNING_KEY_PASSPHRASE", raising=False)
     result = CliRunner().invoke(
         main,
@@ -422,6 +499,12 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
     assert result.exit_code == 0, result.output
     assert "no postcode lookup given: lsoa_code, ward_code sent empty" in result.output
     assert "where to get ONS's lookup" in result.output
+    abroad = (
+        "postcodes: 3 not UK postcodes, sent as postal codes of another country (the hub links on "
+        "them; no sector, district or area); read so because most postcodes are; declare "
+        "postcodeFormat: uk in the contract to send only UK postcodes"
+    )
+    assert (abroad in result.output) == (postcode == "2615")
     (envelope,) = (tmp_path / "out").glob("*.plx")
     assert envelope.exists()
 

@@ -15,7 +15,8 @@ def test_invalid_values_say_what_the_kit_expects_including_the_contracts_date_fo
     )
     assert invalid == (
         "invalid values (sent as empty tokens): date_of_birth 64 (not a date written yyyy-mm-dd "
-        "or yyyymmdd from 1900-01-01 to today); postcode 3 (not a UK postcode (AB1 2CD))"
+        "or yyyymmdd from 1900-01-01 to today); postcode 3 (not a UK postcode (AB1 2CD); another "
+        "country's are read with the contract's postcodeFormat: any)"
     )
 
 

@@ -12,16 +12,17 @@ Everything goes through the public interfaces, each command a fresh ``placelink`
 operator runs it: ``hub keygen``; for each partner (febrl4: ``febrl-a`` with the originals,
 ``febrl-b`` with the duplicates; febrl3: ``febrl-c``) its own CSV with its own column names, a mapping file
 (``--mapping``), a contract of its own listing only the identifiers FEBRL holds (given and family
-name, date of birth in FEBRL's ``yyyymmdd``, declared in the contract, and the first line of the
-address), ``partner keygen``, ``hub register-partner-key``, the approvers' sign-off,
+name, date of birth in FEBRL's ``yyyymmdd``, declared in the contract, the first line of the
+address and the postcode), ``partner keygen``, ``hub register-partner-key``, the approvers' sign-off,
 ``partner prepare``; the envelopes into the inbox; ``placelink run``. Person keys are mapped back
 through each partner's own ``record_id`` lookup and scored against ``rec_id``.
 
 The first line of the address is FEBRL's ``street_number`` and ``address_1``, joined by the
-mapping file (``address_line: {join: [..]}``). What the bench itself leaves out, because FEBRL is
-Australian, not because a UK partner would: the 4-digit postcode, ``state``, ``suburb`` and
-``address_2`` (the kit reads UK postcodes only, and a UK partnership has no other kind: see
-docs/linkage-benchmark.md); ``soc_sec_id`` is left out (an
+mapping file (``address_line: {join: [..]}``). FEBRL's postcodes are Australian (4 digits): the
+contract does not declare a ``postcodeFormat``, so the kit finds that most of them are another
+country's and sends them as such (no sector, district or area), as it would for a new partner.
+What the bench itself leaves out: ``state``, ``suburb`` and ``address_2`` (nothing the kit takes
+stands for them); ``soc_sec_id`` (an
 Australian number with no check digit: nothing the kit takes stands for it; the NHS number would
 reject every value). Cells are written as FEBRL has them: leading spaces, blank names and blank
 or impossible dates of birth included.
@@ -50,7 +51,7 @@ import yaml
 from pipelines.core.settings import REPO_ROOT
 from pipelines.governance.contracts import load_contract
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores
-from pipelines.partner_kit.features import IDENTITY_FEATURES
+from pipelines.partner_kit.features import AREA_FEATURES, IDENTITY_FEATURES
 from pipelines.partner_kit.mapping import ColumnMapping
 from pipelines.partner_kit.readers import allowed_raw_columns, read_raw_extract, used_raw_columns
 from pipelines.partner_kit.tokens import LinkageKey
@@ -62,7 +63,7 @@ BENCH_MARKER = ".placelink-bench-external"
 # FEBRL date of birth is after it.
 AS_OF = dt.date(2026, 6, 15)
 # The raw identity columns the partners' contracts list: all FEBRL holds that the kit takes.
-IDENTITY = ("given_name", "family_name", "date_of_birth", "address_line")
+IDENTITY = ("given_name", "family_name", "date_of_birth", "address_line", "postcode")
 FEBRL_DATE_FORMAT = "yyyymmdd"
 
 
@@ -85,6 +86,7 @@ CLIENT_EXPORT = {
     "street_number": "House Number",
     "address_1": "Street",
     "date_of_birth": "DOB",
+    "postcode": "Postcode",
     "soc_sec_id": "Soc Sec No",
 }
 # Two partners with different exports, so that each needs its own mapping.
@@ -106,6 +108,7 @@ FEBRL4 = (
             "street_number": "street no",
             "address_1": "street",
             "date_of_birth": "birth date",
+            "postcode": "post code",
             "soc_sec_id": "ssn",
         },
     ),
@@ -128,6 +131,7 @@ KIT_COLUMNS = {
     "family_name": "surname",
     "date_of_birth": "date_of_birth",
     "address_line": ("street_number", "address_1"),
+    "postcode": "postcode",
 }
 
 
@@ -199,7 +203,8 @@ def _item(name: str, classification: str, logical_type: str = "string") -> dict:
 
 def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     """The partner's agreement: the demo's VCS terms, this partner and dataset, and only the hub
-    items FEBRL's identifiers give (no sex, NHS number or postcode); FEBRL's date format declared.
+    items FEBRL's identifiers give (no sex or NHS number, no LSOA or ward); FEBRL's date format
+    declared.
     In force from a year before ``today``."""
     template = yaml.safe_load((REPO_ROOT / "contracts" / "vcs-family-support.yaml").read_text())
     terms = template["customProperties"][0]["value"]
@@ -213,7 +218,8 @@ def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     terms["provider"]["name"] = f"{partner.partner_id} (FEBRL benchmark partner)"
     items = [{**_item("record_token", "token"), "unique": True}]
     for name, feature in IDENTITY_FEATURES.items():
-        if any(source not in IDENTITY for source in feature.sources):
+        # No LSOA or ward: an Australian postcode has none (and the hub would want its reference).
+        if name in AREA_FEATURES or any(source not in IDENTITY for source in feature.sources):
             continue
         if name == "year_of_birth":
             items.append(_item(name, "quasi_identifier", "integer"))
@@ -500,6 +506,7 @@ def _clear_partner_records(
         clear=True,
         today=today,
         date_formats=spec.date_formats,
+        postcode_format=spec.postcode_format,
     )
 
 

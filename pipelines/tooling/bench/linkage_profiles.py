@@ -106,11 +106,13 @@ def partner_records(
     clear: bool = False,
     today: dt.date = TODAY,
     date_formats: tuple[DateFormat, ...] = (),
+    postcode_format: str | None = None,
 ) -> pl.DataFrame:
     """One partner file's person records (one per record, ``unique_id`` = ``record_id``): the
     partner kit's features as the hub receives them or, with ``clear``, the clear values the
     tokens are made from (and ``<name>_clear`` for each Bloom-encoded field). ``today`` bounds
-    dates of birth and ``date_formats`` are the contract's, as in ``partner prepare``."""
+    dates of birth; ``date_formats`` and ``postcode_format`` are the contract's, as in
+    ``partner prepare``."""
     inputs = (ClearInputs if clear else IdentityInputs)(
         raw,
         partner_id=partner,
@@ -118,6 +120,7 @@ def partner_records(
         key=key,
         today=today,
         date_formats=date_formats,
+        postcode_format=postcode_format,
     )
     columns: dict[str, pl.Series] = {
         "unique_id": raw["record_id"],
