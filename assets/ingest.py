@@ -17,6 +17,7 @@ from pipelines.governance.contracts import load_contracts
 from pipelines.hub.area_reference import (
     AREA_REFERENCE_FILE,
     contracts_sending_areas,
+    landed_lsoa_rows,
     load_area_reference,
 )
 from pipelines.hub.delivery_months import (
@@ -187,28 +188,39 @@ def _report_partner_months(
     return recorded
 
 
-@dg.asset(key=["hub", "lsoa_reference"], group_name="ingest")
+@dg.asset(key=["hub", "lsoa_reference"], group_name="ingest", deps=[DELIVERIES])
 def area_reference(
     context: dg.AssetExecutionContext, placelink: PlacelinkResource
 ) -> dg.MaterializeResult:
-    """Public area reference data (LSOA -> ward, deprivation decile) from PLACELINK_HOME/reference."""
+    """Public area reference data (LSOA -> ward, deprivation decile) from PLACELINK_HOME/reference.
+
+    Read after ingest: without the file, the run stops only if a landed record holds an LSOA
+    (its area could not be shown); a hub whose partners send no LSOAs (no postcode lookup, or
+    contracts without them) goes on, every person's area unknown."""
     settings = placelink.settings()
     source = settings.reference / AREA_REFERENCE_FILE
-    if not source.exists():
-        contracts, _ = placelink.contracts()
-        with_areas = contracts_sending_areas(contracts)
-        if with_areas:
-            raise dg.Failure(
-                f"area reference {source} is missing, and contract(s) {', '.join(with_areas)} "
-                "send LSOAs: copy the LSOA reference file (lsoa_code, ward_code, ward_name, "
-                "imd_decile) there (README: the postcode lookup)"
-            )
-        # No partner sends areas: every person's area is unknown, which the tables show as such.
-        context.log.warning(
-            f"no area reference at {source}, and no contract sends LSOAs: every "
-            "person's area is unknown"
-        )
     with placelink.warehouse() as con:
+        if not source.exists():
+            contracts, _ = placelink.contracts()
+            with_areas = contracts_sending_areas(contracts)
+            landed = landed_lsoa_rows(con, contracts) if with_areas else 0
+            if landed:
+                raise dg.Failure(
+                    f"area reference {source} is missing, and {landed:,} landed record(s) under "
+                    f"contract(s) {', '.join(with_areas)} hold an LSOA: copy the LSOA reference "
+                    "file (lsoa_code, ward_code, ward_name, imd_decile) there (README: the "
+                    "postcode lookup)"
+                )
+            context.log.warning(
+                f"no area reference at {source}, and no landed record holds an LSOA"
+                + (
+                    f" (contract(s) {', '.join(with_areas)} may send them: copy the reference "
+                    "there before they do)"
+                    if with_areas
+                    else ""
+                )
+                + ": every person's area is unknown"
+            )
         lsoas = load_area_reference(con, source if source.exists() else None)
     return dg.MaterializeResult(
         metadata={"lsoas": lsoas, "source": dg.MetadataValue.path(str(source))}
