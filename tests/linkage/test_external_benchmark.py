@@ -64,7 +64,8 @@ def test_each_partners_export_maps_back_to_the_kit_columns_under_its_own_contrac
         contract = load_contract(contract_path)
         spec = contract.dataset(partner.dataset)
         assert [f.strftime for f in spec.date_formats] == ["%Y%m%d"]
-        assert not {"nhs_number_token", "sex", "postcode_token"} & set(spec.columns)
+        assert not {"nhs_number_token", "sex"} & set(spec.columns)
+        assert spec.postcode_format is None  # FEBRL's Australian postcodes are found as such
         mapping_path = tmp_path / f"{partner.partner_id}-mapping.yaml"
         mapping_path.write_text(yaml.safe_dump(mapping_document(partner)))
         mapped = ColumnMapping.load(mapping_path).apply(
@@ -81,6 +82,7 @@ def test_each_partners_export_maps_back_to_the_kit_columns_under_its_own_contrac
             "family_name",
             "date_of_birth",
             "address_line",
+            "postcode",
         }
         assert mapped.frame["given_name"].to_list() == febrl["given_name"].to_list()
 
@@ -124,3 +126,11 @@ def test_febrl4_slice_publishes_and_links_through_the_public_path(tmp_path):
                 "invalid values" in line and f"date_of_birth {expected:,}" in line
                 for line in partner["summary"]
             ), partner["summary"]
+        # Every FEBRL postcode is Australian: read and sent as another country's, not emptied.
+        assert (
+            "postcode" not in partner["invalid_values"] or not partner["invalid_values"]["postcode"]
+        )
+        assert any(
+            line.startswith(f"postcodes: {people:,} not UK postcodes")
+            for line in partner["summary"]
+        ), partner["summary"]

@@ -51,7 +51,7 @@ import yaml
 from pipelines.core.settings import REPO_ROOT
 from pipelines.governance.contracts import load_contract
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores
-from pipelines.partner_kit.features import AREA_FEATURES, IDENTITY_FEATURES
+from pipelines.partner_kit.features import IDENTITY_FEATURES
 from pipelines.partner_kit.mapping import ColumnMapping
 from pipelines.partner_kit.readers import allowed_raw_columns, read_raw_extract, used_raw_columns
 from pipelines.partner_kit.tokens import LinkageKey
@@ -203,8 +203,7 @@ def _item(name: str, classification: str, logical_type: str = "string") -> dict:
 
 def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     """The partner's agreement: the demo's VCS terms, this partner and dataset, and only the hub
-    items FEBRL's identifiers give (no sex or NHS number, no LSOA or ward); FEBRL's date format
-    declared.
+    items FEBRL's identifiers give (no sex or NHS number); FEBRL's date format declared.
     In force from a year before ``today``."""
     template = yaml.safe_load((REPO_ROOT / "contracts" / "vcs-family-support.yaml").read_text())
     terms = template["customProperties"][0]["value"]
@@ -218,8 +217,9 @@ def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     terms["provider"]["name"] = f"{partner.partner_id} (FEBRL benchmark partner)"
     items = [{**_item("record_token", "token"), "unique": True}]
     for name, feature in IDENTITY_FEATURES.items():
-        # No LSOA or ward: an Australian postcode has none (and the hub would want its reference).
-        if name in AREA_FEATURES or any(source not in IDENTITY for source in feature.sources):
+        # LSOA and ward too, as `placelink contracts new` drafts them for a postcode: sent empty
+        # (no postcode lookup), so the hub runs without an area reference.
+        if any(source not in IDENTITY for source in feature.sources):
             continue
         if name == "year_of_birth":
             items.append(_item(name, "quasi_identifier", "integer"))
