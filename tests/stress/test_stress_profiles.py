@@ -46,6 +46,20 @@ def test_the_placeholder_profile_fills_most_of_the_second_files_postcodes_with_o
     assert (files.first["postcode"] == PLACEHOLDER_POSTCODE).sum() == 0
 
 
+def test_postcodes_abroad_mark_the_same_homes_with_codes_that_are_not_uk_postcodes():
+    from pipelines.partner_kit.normalise import format_postcodes, other_country_postcodes
+
+    abroad = generate(small("postcodes_abroad"), seed=2)
+    home = generate(small("postcodes_abroad", postcodes_abroad=False), seed=2)
+    codes = abroad.second["postcode"].drop_nulls()
+    assert other_country_postcodes(codes).all() and format_postcodes(codes).is_null().all()
+    assert codes.str.contains(r"^\d{4}$").all()
+    # Each UK postcode became one code and no two became the same: the same homes.
+    both = pl.DataFrame({"uk": home.second["postcode"], "abroad": abroad.second["postcode"]})
+    assert both.drop_nulls().unique().height == both["uk"].drop_nulls().n_unique()
+    assert both.drop_nulls().unique().height == codes.n_unique()
+
+
 def test_transposed_names_are_written_the_other_way_round():
     files = generate(
         small(

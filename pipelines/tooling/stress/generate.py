@@ -134,6 +134,8 @@ def _people(profile: Profile, rng: np.random.Generator, seed: int) -> list[dict]
     ]
     rng.shuffle(postcodes)
     postcodes = postcodes[: max(10, profile.people // 40)]
+    if profile.postcodes_abroad:  # the same homes, each with a 4-digit code (no rng drawn)
+        postcodes = [str(2000 + 7 * i) for i in range(len(postcodes))]
     streets = [f"{Faker('en_GB').last_name()} {STREETS[i % len(STREETS)]}" for i in range(60)]
     people: list[dict] = []
     household = 0

@@ -96,6 +96,9 @@ class Profile:
     )
     errors: Errors = field(default_factory=Errors)
     origins: dict[str, float] = field(default_factory=lambda: dict(ORIGINS))
+    # Postcodes are another country's (4-digit postal codes, as in Australia or Switzerland):
+    # the same homes as a UK postcode would mark, with no sector or district.
+    postcodes_abroad: bool = False
 
 
 NAMES_DOB_POSTCODE = ("given_name", "family_name", "date_of_birth", "postcode")
@@ -179,6 +182,14 @@ PROFILES: dict[str, Profile] = {
             first_fields=NAMES_DOB_SEX,
             second_fields=(*NAMES_DOB_SEX, "postcode"),
             errors={"postcode_placeholder": 0.95},
+        ),
+        _profile(
+            "postcodes_abroad",
+            "names, date of birth and postcode, no sex or NHS number, and the postcodes are "
+            "another country's 4-digit postal codes (no sector or district), as FEBRL's are",
+            first_fields=NAMES_DOB_POSTCODE,
+            second_fields=NAMES_DOB_POSTCODE,
+            postcodes_abroad=True,
         ),
         _profile(
             "council_address",
