@@ -135,3 +135,19 @@ def test_a_comparison_no_rule_can_train_on_500_pairs_is_trained_on_fewer_with_a_
     rules, untrained, thin = training_rules(con, settings, have, few_pairs=121)
     assert rules == [] and "date_of_birth" in untrained and thin == []
     assert EM_FEW_PAIRS <= 120
+
+
+def test_postcodes_with_no_district_block_in_the_districts_place(full):
+    # Another country's postal codes (postcodeFormat: any) come with no sector or district: the
+    # rules that pair a date of birth or names with the district pair them with the postcode.
+    records, _ = full
+    date_and = '(l."date_of_birth_token" = r."date_of_birth_token") AND (l."{}" = r."{}")'
+    abroad = dict(
+        blocked_comparisons(without(records, "postcode_sector_token", "postcode_district_token"))
+    )
+    on_postcode = date_and.format("postcode_token", "postcode_token")
+    assert abroad[on_postcode] > 0  # pairs that no rule before it found
+    assert not any("district" in rule for rule in abroad)
+    # With districts, the rules are the UK ones.
+    home = dict(blocked_comparisons(records))
+    assert date_and.format(*["postcode_district_token"] * 2) in home and on_postcode not in home
