@@ -634,6 +634,12 @@ def contracts_add_items(
     multiple=True,
     help="How the partner's export writes dates, if not yyyy-mm-dd (repeatable): dd/mm/yyyy.",
 )
+@click.option(
+    "--postcode-format",
+    type=click.Choice(["uk", "any"]),
+    help="uk: send only UK postcodes; any: other countries' postal codes too. Left out, the kit "
+    "reads a file's postcodes as 'any' when most are another country's.",
+)
 @click.option("--provider", help="The partner's legal name (else left for the IG officer).")
 @click.option(
     "--cadence",
@@ -662,6 +668,7 @@ def contracts_new(
     identifiers: str,
     payload: tuple[str, ...],
     date_formats: tuple[str, ...],
+    postcode_format: str | None,
     provider: str | None,
     cadence: str,
     years: int,
@@ -706,6 +713,7 @@ def contracts_new(
             provider=provider,
             hub=hub,
             date_formats=date_formats,
+            postcode_format=postcode_format,
             frequency=cadence,
             years=years,
         )

@@ -208,6 +208,7 @@ def draft_agreement(
     provider: str | None = None,
     hub: Contract | None = None,
     date_formats: Sequence[str] = (),
+    postcode_format: str | None = None,
     frequency: str = "monthly",
     years: int = 3,
 ) -> dict:
@@ -266,13 +267,22 @@ def draft_agreement(
         "description": f"{TO_COMPLETE}: what one row of {dataset} is",
         "properties": items,
     }
+    custom = []
     if date_formats:
-        schema["customProperties"] = [
+        custom.append(
             {
                 "property": "dateFormats",
                 "value": date_formats[0] if len(date_formats) == 1 else list(date_formats),
             }
-        ]
+        )
+    if postcode_format is not None:
+        if "postcode" not in identifiers:
+            raise PartnerKitError(
+                "a postcode format (--postcode-format) needs postcode among the --identifiers"
+            )
+        custom.append({"property": "postcodeFormat", "value": postcode_format})
+    if custom:
+        schema["customProperties"] = custom
     hub_terms = hub.terms if hub is not None else None
     recipient = (
         hub_terms.recipient.model_dump()

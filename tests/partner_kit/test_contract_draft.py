@@ -101,6 +101,24 @@ def test_a_drafted_agreement_lists_what_the_kit_makes_and_is_invalid_until_writt
     assert "given_name_token" in columns and "referral_date" in columns
 
 
+def test_a_draft_for_a_partner_abroad_declares_its_postcode_format(tmp_path):
+    out = tmp_path / "abroad.yaml"
+    result = _new(
+        tmp_path,
+        *CLINIC,
+        "--identifiers",
+        "given_name,family_name,postcode",
+        "--postcode-format",
+        "any",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    document = _write_over(yaml.safe_load(out.read_text()))
+    out.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert load_contract(out).dataset("clinic_referrals").postcode_format == "any"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -111,6 +129,10 @@ def test_a_drafted_agreement_lists_what_the_kit_makes_and_is_invalid_until_writt
         ),
         (["--identifiers", "given_name", "--payload", "when:datetime"], r"type 'datetime'"),
         (["--identifiers", "given_name", "--date-format", "dd/mm/yy"], r"two-digit years"),
+        (
+            ["--identifiers", "given_name", "--postcode-format", "any"],
+            r"needs postcode among the --identifiers",
+        ),
     ],
 )
 def test_a_draft_the_command_refuses_writes_nothing_and_says_what_to_do(tmp_path, args, message):
