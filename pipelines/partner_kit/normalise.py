@@ -33,7 +33,8 @@ postcode     upper-case, spaces removed, checked against the UK postcode format,
              another country's, when it declares nothing) also keeps a postal code of
              another shape: 2-10 letters and digits with at least one digit once spaces,
              hyphens and dots are removed ("2615", "D02 X285" -> "D02X285"), with no
-             sector or district.
+             sector or district. The NHS's pseudo-postcodes (ZZ99 ...: no fixed abode,
+             not known, abroad) are never kept.
 sex          M / F / U; Male, Female, 1 (male), 2 (female), 0 and 9 (not known /
              not specified, NHS Data Dictionary person stated gender codes) accepted.
 """
@@ -63,6 +64,9 @@ UK_POSTCODE_PATTERN = (
     r"^(GIR0AA|[A-Z]([0-9]{1,2}|[A-HJ-Y][0-9]{1,2}|[0-9][A-Z]|[A-HJ-Y][0-9][A-Z])[0-9][A-Z]{2})$"
 )
 
+# The NHS's pseudo-postcodes (ZZ99 3VZ: no fixed abode; ZZ99 3WZ: not known; ZZ99 ...: a
+# country abroad) say that the postcode is not known: never a postal code, whatever the format.
+NHS_PSEUDO_POSTCODE = "ZZ99"
 # A postal code of another country, once upper-cased and spaces, hyphens and dots removed
 # ("2615", "D02X285", "K1A0B6", "123456789"); it must hold a digit as well (checked apart).
 POSTAL_CODE_PATTERN = r"^[A-Z0-9]{2,10}$"
@@ -521,7 +525,12 @@ def _postcode_shapes(values: pl.Series) -> pl.DataFrame:
     spaced = upper.str.replace_all(r"\s", "")
     bare = upper.str.replace_all(r"[\s.\-]", "")
     is_uk = bare.str.contains(UK_POSTCODE_PATTERN)
-    other = ~is_uk & bare.str.contains(POSTAL_CODE_PATTERN) & bare.str.contains("[0-9]")
+    other = (
+        ~is_uk
+        & bare.str.contains(POSTAL_CODE_PATTERN)
+        & bare.str.contains("[0-9]")
+        & ~bare.str.starts_with(NHS_PSEUDO_POSTCODE)
+    )
     return pl.DataFrame({"v": values.cast(pl.String)}).select(
         uk=pl.when(spaced.str.contains(UK_POSTCODE_PATTERN)).then(uk_format(spaced)),
         any=pl.when(is_uk).then(uk_format(bare)).when(other).then(bare),

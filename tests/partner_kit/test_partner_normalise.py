@@ -191,8 +191,10 @@ def test_postcodes_are_upper_case_with_one_space_before_the_inward_code():
 
 
 def test_another_countrys_postal_codes_are_kept_only_when_asked_and_have_no_sector():
-    raw = pl.Series(["2615", "D02 X285", "d02-x285", "K1A 0B6", "12345-6789", "ab1-2cd", "NFA", ""])
-    assert n.normalise_postcodes(raw).values.to_list() == [None] * 8
+    raw = pl.Series(
+        ["2615", "D02 X285", "d02-x285", "K1A 0B6", "12345-6789", "ab1-2cd", "NFA", "", "ZZ99 3VZ"]
+    )
+    assert n.normalise_postcodes(raw).values.to_list() == [None] * 9
     result = n.normalise_postcodes(raw, any_country=True)
     # UK ones keep the UK form, so a UK postcode gives the same token either way.
     assert result.values.to_list() == [
@@ -204,11 +206,13 @@ def test_another_countrys_postal_codes_are_kept_only_when_asked_and_have_no_sect
         "AB1 2CD",
         None,
         None,
+        None,
     ]
-    assert (result.missing, result.invalid) == (1, 1)  # NFA: no digit, not a postal code
+    # NFA (no digit) and the NHS's pseudo-postcode for no fixed abode are not postal codes.
+    assert (result.missing, result.invalid) == (1, 2)
     assert n.postcode_sectors(result.values).to_list()[:6] == [None] * 5 + ["AB1 2"]
     assert n.postcode_districts(result.values).to_list()[:6] == [None] * 5 + ["AB1"]
-    assert n.other_country_postcodes(raw).to_list() == [True] * 5 + [False] * 3
+    assert n.other_country_postcodes(raw).to_list() == [True] * 5 + [False] * 4
 
 
 def test_sex_aliases():
