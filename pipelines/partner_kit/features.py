@@ -195,18 +195,14 @@ class IdentityInputs:
             lambda d: parse_iso_dates(d, EARLIEST_DATE_OF_BIRTH, self.today, self.date_formats),
         )
 
-    @cached_property
+    @property
     def postcode_format_used(self) -> str:
-        """How the postcodes are read: the contract's ``postcodeFormat``, or, where it declares
+        """How the postcodes were read: the contract's ``postcodeFormat``, or, where it declares
         none, ``any`` when more than half of the non-blank postcodes are not UK postcodes but
         have the shape of another country's postal code (a partner abroad, or a benchmark's
         data), else ``uk``: a UK partner's occasional partial or foreign postcode is not sent."""
-        if self.postcode_format is not None:
-            return self.postcode_format
-        field = self.field("postcode")
-        present = field.count_rows(field.distinct.str.strip_chars() != "")
-        other = self.other_country_postcode_rows
-        return "any" if present and 2 * other > present else "uk"
+        self.postcode  # noqa: B018 (reading the postcodes decides it)
+        return self._postcode_format_used
 
     @cached_property
     @step("normalise")
@@ -217,8 +213,23 @@ class IdentityInputs:
 
     @cached_property
     def postcode(self) -> pl.Series:
-        any_country = self.postcode_format_used == "any"
-        return self._normalise("postcode", lambda d: format_postcodes(d, any_country))
+        if self.postcode_format == "any":
+            self._postcode_format_used = "any"
+            return self._normalise("postcode", lambda d: format_postcodes(d, any_country=True))
+        uk = self._normalise("postcode", format_postcodes)
+        self._postcode_format_used = "uk"
+        if self.postcode_format == "uk":
+            return uk
+        # Undeclared: another country's only if most are. Most UK files are decided by their
+        # count of postcodes not in the UK format, without looking at those further.
+        present = self.raw.height - self.missing["postcode"]
+        if (
+            2 * self.invalid["postcode"] <= present
+            or 2 * self.other_country_postcode_rows <= present
+        ):
+            return uk
+        self._postcode_format_used = "any"
+        return self._normalise("postcode", lambda d: format_postcodes(d, any_country=True))
 
     @cached_property
     def sex(self) -> pl.Series:

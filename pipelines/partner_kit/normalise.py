@@ -513,10 +513,10 @@ def normalise_dates(
 # ---------------------------------------------------------------- postcodes
 
 
-def _postcode_shapes(values: pl.Series) -> pl.DataFrame:
-    """Per value: ``uk``, the UK postcode as ``AB1 2CD`` (null if not one); ``any``, the same or,
-    with hyphens and dots removed too, a UK postcode as ``AB1 2CD`` or another postal code
-    as written without them (null if none); ``other``, whether it is another country's."""
+def _postcode_shape(values: pl.Series, shape: str) -> pl.Series:
+    """Per value, one of: ``uk``, the UK postcode as ``AB1 2CD`` (null if not one); ``any``, the
+    same or, with hyphens and dots removed too, a UK postcode as ``AB1 2CD`` or another postal
+    code as written without them (null if none); ``other``, whether it is another country's."""
 
     def uk_format(code: pl.Expr) -> pl.Expr:
         return pl.concat_str(code.str.head(-3), pl.lit(" "), code.str.tail(3))
@@ -531,23 +531,25 @@ def _postcode_shapes(values: pl.Series) -> pl.DataFrame:
         & bare.str.contains("[0-9]")
         & ~bare.str.starts_with(NHS_PSEUDO_POSTCODE)
     )
-    return pl.DataFrame({"v": values.cast(pl.String)}).select(
-        uk=pl.when(spaced.str.contains(UK_POSTCODE_PATTERN)).then(uk_format(spaced)),
-        any=pl.when(is_uk).then(uk_format(bare)).when(other).then(bare),
-        other=other.fill_null(False),
-    )
+    expression = {
+        "uk": pl.when(spaced.str.contains(UK_POSTCODE_PATTERN)).then(uk_format(spaced)),
+        "any": pl.when(is_uk).then(uk_format(bare)).when(other).then(bare),
+        "other": other.fill_null(False),
+    }[shape]
+    frame = pl.DataFrame({"v": values.cast(pl.String)})
+    return frame.select(expression.alias(values.name)).to_series()
 
 
 def format_postcodes(values: pl.Series, any_country: bool = False) -> pl.Series:
     """Each postcode as ``AB1 2CD`` if it has the UK postcode format; with ``any_country``, a
     postal code of another shape as written without spaces, hyphens and dots; else null."""
-    return _postcode_shapes(values)["any" if any_country else "uk"].alias(values.name)
+    return _postcode_shape(values, "any" if any_country else "uk")
 
 
 def other_country_postcodes(values: pl.Series) -> pl.Series:
     """True where a value is not a UK postcode but has the shape of another country's postal
     code (see :func:`format_postcodes`)."""
-    return _postcode_shapes(values)["other"]
+    return _postcode_shape(values, "other")
 
 
 def normalise_postcodes(series: pl.Series, any_country: bool = False) -> Normalised:
