@@ -60,6 +60,15 @@ def test_postcodes_abroad_mark_the_same_homes_with_codes_that_are_not_uk_postcod
     assert both.drop_nulls().unique().height == codes.n_unique()
 
 
+def test_a_district_only_partner_sends_the_outward_code_of_each_postcode():
+    from pipelines.partner_kit.normalise import district_only_postcodes
+
+    files = generate(small("postcode_district_only"), seed=2)
+    sent = files.second["postcode"].drop_nulls()
+    assert district_only_postcodes(sent).is_not_null().all()
+    assert files.first["postcode"].drop_nulls().str.contains(" ").all()  # the first: full ones
+
+
 def test_transposed_names_are_written_the_other_way_round():
     files = generate(
         small(

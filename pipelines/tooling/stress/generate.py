@@ -331,6 +331,8 @@ def generate(profile: Profile, seed: int = 2026) -> StressFiles:
                 continue
             for _ in range(2 if rng.random() < profile.duplicates else 1):
                 record = _record(person, profile, scale, rng, nicknames)
+                if index == 1 and profile.second_district_only and record["postcode"]:
+                    record["postcode"] = record["postcode"].split(" ")[0]
                 record_id = f"F{index + 1}-{len(rows):06d}"
                 rows.append({"record_id": record_id, **{f: record[f] for f in fields}})
                 truth.append(

@@ -99,6 +99,9 @@ class Profile:
     # Postcodes are another country's (4-digit postal codes, as in Australia or Switzerland):
     # the same homes as a UK postcode would mark, with no sector or district.
     postcodes_abroad: bool = False
+    # The second partner sends only the postcode district (the outward code, NS2): all it may
+    # share, or all its system recorded.
+    second_district_only: bool = False
 
 
 NAMES_DOB_POSTCODE = ("given_name", "family_name", "date_of_birth", "postcode")
@@ -190,6 +193,14 @@ PROFILES: dict[str, Profile] = {
             first_fields=NAMES_DOB_POSTCODE,
             second_fields=NAMES_DOB_POSTCODE,
             postcodes_abroad=True,
+        ),
+        _profile(
+            "postcode_district_only",
+            "names, date of birth and postcode, no sex or NHS number; the second partner sends "
+            "only the postcode district (outward code), as a partner limited to it would",
+            first_fields=NAMES_DOB_POSTCODE,
+            second_fields=NAMES_DOB_POSTCODE,
+            second_district_only=True,
         ),
         _profile(
             "council_address",
