@@ -293,6 +293,11 @@ def prepare(
         report.get("postcode_format", {}).get("format", "uk"),
     ):
         click.echo(line)
+    if report.get("postcode_district_only_rows"):
+        click.echo(
+            f"postcodes: {report['postcode_district_only_rows']:,} are a district alone (LS6), "
+            "sent as the district (no postcode, sector or area)"
+        )
     if "postcode_format" in report:
         read = report["postcode_format"]
         click.echo(

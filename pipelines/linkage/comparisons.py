@@ -341,9 +341,24 @@ def date_of_birth_comparison(have: Iterable[str] | None = None) -> cl.CustomComp
     return cl.CustomComparison(output_column_name="date_of_birth", comparison_levels=levels)
 
 
+def postcode_null_level(have: set[str] | frozenset[str]) -> cll.ComparisonLevelCreator:
+    """Null where either side has no place at all: no postcode and no district. A record may
+    hold a district alone (a partner that sends only the outward code, LS6) or a postcode alone
+    (another country's postal code, with no district): either is still evidence."""
+    columns = [c for c in ("postcode_token", "postcode_district_token") if c in have]
+    if columns == ["postcode_token"]:
+        return cll.NullLevel("postcode_token")
+    side = " OR ".join("(" + " AND ".join(f"{c}_{s} IS NULL" for c in columns) + ")" for s in "lr")
+    return cll.CustomLevel(side, label_for_charts="no postcode or district").configure(
+        is_null_level=True
+    )
+
+
 def postcode_comparison(have: Iterable[str] | None = None) -> cl.CustomComparison:
     have = _all(have)
-    levels = [cll.NullLevel("postcode_token"), cll.ExactMatchLevel("postcode_token")]
+    levels = [postcode_null_level(have)]
+    if "postcode_token" in have:
+        levels.append(cll.ExactMatchLevel("postcode_token"))
     for column, label in (
         ("postcode_sector_token", "same sector"),
         ("postcode_district_token", "same district"),
@@ -385,7 +400,7 @@ def comparisons(
             out.append(name_comparison(name, name_similarity, have))
     if "date_of_birth_token" in have:
         out.append(date_of_birth_comparison(have))
-    if "postcode_token" in have:
+    if "postcode_token" in have or "postcode_district_token" in have:
         out.append(postcode_comparison(have))
     if "address_line_bloom" in have:
         out.append(address_line_comparison())

@@ -36,6 +36,7 @@ from pipelines.partner_kit.normalise import (
     address_lines,
     canonical_given_names,
     clean_names,
+    district_only_postcodes,
     format_postcodes,
     name_parts,
     other_country_postcodes,
@@ -213,6 +214,14 @@ class IdentityInputs:
 
     @cached_property
     def postcode(self) -> pl.Series:
+        """Per distinct raw postcode: the postcode (``AB1 2CD``, or another country's where read
+        so), null where there is none. A district sent alone is not counted invalid: it is sent as
+        the district (:attr:`postcode_district`)."""
+        postcodes = self._read_postcodes()
+        self.invalid["postcode"] -= self.district_only_postcode_rows
+        return postcodes
+
+    def _read_postcodes(self) -> pl.Series:
         if self.postcode_format == "any":
             self._postcode_format_used = "any"
             return self._normalise("postcode", lambda d: format_postcodes(d, any_country=True))
@@ -230,6 +239,23 @@ class IdentityInputs:
             return uk
         self._postcode_format_used = "any"
         return self._normalise("postcode", lambda d: format_postcodes(d, any_country=True))
+
+    @cached_property
+    @step("normalise")
+    def district_only(self) -> pl.Series:
+        """Per distinct raw postcode: the outward code where the value is that alone (``LS6``)."""
+        return district_only_postcodes(self.field("postcode").distinct)
+
+    @cached_property
+    def district_only_postcode_rows(self) -> int:
+        """How many rows send a postcode district alone, with no inward code."""
+        return self.field("postcode").count_rows(self.district_only.is_not_null())
+
+    @cached_property
+    @step("normalise")
+    def postcode_district(self) -> pl.Series:
+        """Per distinct raw postcode: the district of the postcode, or the district sent alone."""
+        return postcode_districts(self.postcode).fill_null(self.district_only)
 
     @cached_property
     def sex(self) -> pl.Series:
@@ -523,7 +549,7 @@ _FEATURES = (
     _token(
         "postcode_district_token",
         "postcode",
-        lambda i: postcode_districts(i.postcode),
+        lambda i: i.postcode_district,
         "token of the postcode district (AB1)",
     ),
     *(

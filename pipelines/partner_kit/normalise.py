@@ -34,7 +34,8 @@ postcode     upper-case, spaces removed, checked against the UK postcode format,
              another shape: 2-10 letters and digits with at least one digit once spaces,
              hyphens and dots are removed ("2615", "D02 X285" -> "D02X285"), with no
              sector or district. The NHS's pseudo-postcodes (ZZ99 ...: no fixed abode,
-             not known, abroad) are never kept.
+             not known, abroad) are never kept. A UK outward code alone ("ls6") is no
+             postcode but is the district ("LS6"): sent as the district only.
 sex          M / F / U; Male, Female, 1 (male), 2 (female), 0 and 9 (not known /
              not specified, NHS Data Dictionary person stated gender codes) accepted.
 """
@@ -63,6 +64,9 @@ EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
 UK_POSTCODE_PATTERN = (
     r"^(GIR0AA|[A-Z]([0-9]{1,2}|[A-HJ-Y][0-9]{1,2}|[0-9][A-Z]|[A-HJ-Y][0-9][A-Z])[0-9][A-Z]{2})$"
 )
+# The outward code alone (the postcode district, LS6): what a partner sends when it may share
+# no more than the district, or when only the district was recorded.
+UK_OUTWARD_PATTERN = r"^(GIR|[A-Z]([0-9]{1,2}|[A-HJ-Y][0-9]{1,2}|[0-9][A-Z]|[A-HJ-Y][0-9][A-Z]))$"
 
 # The NHS's pseudo-postcodes (ZZ99 3VZ: no fixed abode; ZZ99 3WZ: not known; ZZ99 ...: a
 # country abroad) say that the postcode is not known: never a postal code, whatever the format.
@@ -516,7 +520,8 @@ def normalise_dates(
 def _postcode_shape(values: pl.Series, shape: str) -> pl.Series:
     """Per value, one of: ``uk``, the UK postcode as ``AB1 2CD`` (null if not one); ``any``, the
     same or, with hyphens and dots removed too, a UK postcode as ``AB1 2CD`` or another postal
-    code as written without them (null if none); ``other``, whether it is another country's."""
+    code as written without them (null if none); ``other``, whether it is another country's;
+    ``district``, the outward code where the value is only that (``LS6``; else null)."""
 
     def uk_format(code: pl.Expr) -> pl.Expr:
         return pl.concat_str(code.str.head(-3), pl.lit(" "), code.str.tail(3))
@@ -525,8 +530,10 @@ def _postcode_shape(values: pl.Series, shape: str) -> pl.Series:
     spaced = upper.str.replace_all(r"\s", "")
     bare = upper.str.replace_all(r"[\s.\-]", "")
     is_uk = bare.str.contains(UK_POSTCODE_PATTERN)
+    outward = spaced.str.contains(UK_OUTWARD_PATTERN)
     other = (
         ~is_uk
+        & ~outward
         & bare.str.contains(POSTAL_CODE_PATTERN)
         & bare.str.contains("[0-9]")
         & ~bare.str.starts_with(NHS_PSEUDO_POSTCODE)
@@ -535,6 +542,7 @@ def _postcode_shape(values: pl.Series, shape: str) -> pl.Series:
         "uk": pl.when(spaced.str.contains(UK_POSTCODE_PATTERN)).then(uk_format(spaced)),
         "any": pl.when(is_uk).then(uk_format(bare)).when(other).then(bare),
         "other": other.fill_null(False),
+        "district": pl.when(outward).then(spaced),
     }[shape]
     frame = pl.DataFrame({"v": values.cast(pl.String)})
     return frame.select(expression.alias(values.name)).to_series()
@@ -550,6 +558,11 @@ def other_country_postcodes(values: pl.Series) -> pl.Series:
     """True where a value is not a UK postcode but has the shape of another country's postal
     code (see :func:`format_postcodes`)."""
     return _postcode_shape(values, "other")
+
+
+def district_only_postcodes(values: pl.Series) -> pl.Series:
+    """The postcode district (outward code, ``LS6``) where a value is that alone, else null."""
+    return _postcode_shape(values, "district")
 
 
 def normalise_postcodes(series: pl.Series, any_country: bool = False) -> Normalised:

@@ -287,6 +287,8 @@ def prepare_extract(
     # Said only where it applies, so a report of an ordinary run keeps its fields.
     if areas and lookup is None:
         report["areas_not_looked_up"] = areas
+    if "postcode" in inputs.missing and inputs.district_only_postcode_rows:
+        report["postcode_district_only_rows"] = inputs.district_only_postcode_rows
     if "postcode" in inputs.missing and inputs.postcode_format_used == "any":
         report["postcode_format"] = {
             "format": "any",

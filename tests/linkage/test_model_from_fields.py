@@ -151,3 +151,37 @@ def test_postcodes_with_no_district_block_in_the_districts_place(full):
     # With districts, the rules are the UK ones.
     home = dict(blocked_comparisons(records))
     assert date_and.format(*["postcode_district_token"] * 2) in home and on_postcode not in home
+
+
+def _postcode_level(left: dict, right: dict) -> str:
+    """The postcode comparison's level for one pair of records (first level whose SQL holds)."""
+    import duckdb
+
+    from pipelines.linkage.comparisons import postcode_comparison
+
+    columns = ("postcode_token", "postcode_sector_token", "postcode_district_token")
+    con = duckdb.connect()
+    values = [left.get(c) for c in columns] + [right.get(c) for c in columns]
+    names = [f"{c}_l" for c in columns] + [f"{c}_r" for c in columns]
+    con.execute(
+        f"CREATE TABLE pair AS SELECT {', '.join(f'$v{i}::VARCHAR AS {n}' for i, n in enumerate(names))}",
+        {f"v{i}": v for i, v in enumerate(values)},
+    )
+    levels = postcode_comparison().get_comparison("duckdb").as_dict()["comparison_levels"]
+    for level in levels:
+        sql = level["sql_condition"]
+        if sql == "ELSE" or con.execute(f"SELECT coalesce(({sql}), false) FROM pair").fetchone()[0]:
+            return level["label_for_charts"]
+    raise AssertionError("no level")
+
+
+def test_a_district_sent_alone_agrees_at_the_district_level_and_no_place_is_null():
+    full = {"postcode_token": "p1", "postcode_sector_token": "s1", "postcode_district_token": "d1"}
+    district = {"postcode_district_token": "d1"}
+    abroad = {"postcode_token": "x1"}
+    assert _postcode_level(full, district) == "same district"
+    assert _postcode_level(district, {"postcode_district_token": "d2"}) == "All other comparisons"
+    assert _postcode_level(abroad, abroad) == "Exact match on postcode_token"
+    assert _postcode_level(full, {}) == "no postcode or district"
+    assert _postcode_level({}, district) == "no postcode or district"
+    assert _postcode_level(full, full) == "Exact match on postcode_token"

@@ -394,7 +394,7 @@ def test_a_uk_partners_odd_foreign_postcode_is_not_sent_unless_the_contract_says
     tmp_path, key, now
 ):
     identity = ("given_name", "family_name", "date_of_birth", "postcode")
-    rows = _postcode_rows("AB1 2CD", "M1 1AE", "LS1", "2615")
+    rows = _postcode_rows("AB1 2CD", "M1 1AE", "D02 X285", "2615")
     found = _prepare(
         write_custom_contract(tmp_path / "c", identity=identity),
         write_csv(tmp_path / "x.csv", POSTCODE_HEADER, rows),
@@ -413,6 +413,36 @@ def test_a_uk_partners_odd_foreign_postcode_is_not_sent_unless_the_contract_says
     )
     assert None not in _columns(declared, "postcode_token")["postcode_token"]
     assert declared.report["postcode_format"]["declared"] is True
+
+
+def test_a_partner_sending_districts_alone_sends_them_as_the_district(tmp_path, key, now):
+    # Data minimisation: only the outward code (LS6). It is the district, not an invalid value.
+    identity = ("given_name", "family_name", "date_of_birth", "postcode")
+    contract = write_custom_contract(tmp_path / "c", identity=identity)
+    districts = _prepare(
+        contract,
+        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, _postcode_rows("ls6", "M1", "")),
+        tmp_path / "a",
+        key,
+        now,
+    )
+    full = _prepare(
+        contract,
+        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, _postcode_rows("LS6 2AB", "M1 1AE")),
+        tmp_path / "b",
+        key,
+        now,
+    )
+    sent = _columns(districts, "postcode_token", "postcode_sector_token", "postcode_district_token")
+    assert sent["postcode_token"] == sent["postcode_sector_token"] == [None] * 3
+    assert (
+        sent["postcode_district_token"][:2]
+        == _columns(full, "postcode_district_token")["postcode_district_token"]
+    )
+    assert sent["postcode_district_token"][2] is None  # blank stays blank
+    assert districts.header.invalid_counts["postcode"] == 0
+    assert districts.report["postcode_district_only_rows"] == 2
+    assert "postcode_format" not in districts.report  # UK districts, not another country's
 
 
 def test_an_unknown_postcode_format_is_refused_naming_the_file_and_dataset(tmp_path):

@@ -215,6 +215,13 @@ def test_another_countrys_postal_codes_are_kept_only_when_asked_and_have_no_sect
     assert n.other_country_postcodes(raw).to_list() == [True] * 5 + [False] * 4
 
 
+def test_a_district_alone_is_read_as_the_district_and_nothing_else():
+    raw = pl.Series(["ls6", " M1 ", "SW1A", "LS6 2AB", "2615", "NFA", "ZZ99", None])
+    assert n.district_only_postcodes(raw).to_list() == ["LS6", "M1", "SW1A"] + [None] * 5
+    # Not another country's postal code either: a UK partner sending districts stays UK.
+    assert not n.other_country_postcodes(raw).head(3).any()
+
+
 def test_sex_aliases():
     result = normalised("sex", pl.Series(["m", "Female", "1", "2", "9", "0", " u ", "X", None]))
     assert result.values.to_list() == ["M", "F", "M", "F", "U", "U", "U", None, None]

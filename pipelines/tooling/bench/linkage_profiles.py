@@ -48,6 +48,7 @@ from pipelines.linkage.comparisons import (
     FULL_NAME_CLEAR,
     NAME_PARTS,
     names_written_differently_and_transposed,
+    postcode_null_level,
 )
 from pipelines.linkage.evaluation import PairwiseScores, pairwise_scores, pairwise_scores_touching
 from pipelines.linkage.model import predict_clusters, train
@@ -248,12 +249,13 @@ def reference_comparisons(have: frozenset[str], swap: bool = True) -> list:
         out.append(
             cl.CustomComparison(output_column_name="date_of_birth", comparison_levels=levels)
         )
-    if "postcode_token" in have:
-        levels = [
-            cll.NullLevel("postcode_token"),
-            cll.ExactMatchLevel("postcode_token"),
-            cll.DamerauLevenshteinLevel("postcode_token", 1),
-        ]
+    if "postcode_token" in have or "postcode_district_token" in have:
+        levels = [postcode_null_level(have)]
+        if "postcode_token" in have:
+            levels += [
+                cll.ExactMatchLevel("postcode_token"),
+                cll.DamerauLevenshteinLevel("postcode_token", 1),
+            ]
         levels += [
             cll.CustomLevel(f"{c}_l = {c}_r", label_for_charts=c)
             for c in ("postcode_sector_token", "postcode_district_token")
