@@ -355,18 +355,23 @@ def _postcode_rows(*postcodes):
     return [[f"R{i}", "Ann", "Lee", "1990-01-02", "2024-05-06", p] for i, p in enumerate(postcodes)]
 
 
-def test_a_partner_abroad_sends_its_postal_codes_with_no_sector_and_is_told(tmp_path, key, now):
-    # Most postcodes are another country's (Australian, as FEBRL's): read as postal codes, though
-    # the contract declares nothing, and the one UK postcode gives its usual token.
+def _prepare_postcodes(tmp_path, name, rows, key, now, postcode_format=None):
+    """``rows`` prepared under a contract of names, date of birth and postcode (in ``name``)."""
     identity = ("given_name", "family_name", "date_of_birth", "postcode")
-    rows = _postcode_rows("2615", "2615", "3000", "AB1 2CD", "NFA")
-    prepared = _prepare(
-        write_custom_contract(tmp_path / "c", identity=identity),
-        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, rows),
-        tmp_path / "a",
+    return _prepare(
+        write_custom_contract(tmp_path / name, identity=identity, postcode_format=postcode_format),
+        write_csv(tmp_path / f"{name}.csv", POSTCODE_HEADER, rows),
+        tmp_path / f"{name}-out",
         key,
         now,
     )
+
+
+def test_a_partner_abroad_sends_its_postal_codes_with_no_sector_and_is_told(tmp_path, key, now):
+    # Most postcodes are another country's (Australian, as FEBRL's): read as postal codes, though
+    # the contract declares nothing, and the one UK postcode gives its usual token.
+    rows = _postcode_rows("2615", "2615", "3000", "AB1 2CD", "NFA")
+    prepared = _prepare_postcodes(tmp_path, "c", rows, key, now)
     sent = _columns(prepared, "postcode_token", "postcode_sector_token")
     assert sent["postcode_token"][0] == sent["postcode_token"][1] != sent["postcode_token"][2]
     assert None not in sent["postcode_token"][:4] and sent["postcode_token"][4] is None
@@ -377,13 +382,7 @@ def test_a_partner_abroad_sends_its_postal_codes_with_no_sector_and_is_told(tmp_
         "other_country_rows": 3,
     }
     assert prepared.header.invalid_counts["postcode"] == 1
-    uk_only = _prepare(
-        write_custom_contract(tmp_path / "uk", identity=identity, postcode_format="uk"),
-        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, rows),
-        tmp_path / "b",
-        key,
-        now,
-    )
+    uk_only = _prepare_postcodes(tmp_path, "uk", rows, key, now, postcode_format="uk")
     uk_sent = _columns(uk_only, "postcode_token")["postcode_token"]
     assert uk_sent[:3] == [None] * 3 and uk_sent[3] == sent["postcode_token"][3]
     assert "postcode_format" not in uk_only.report
@@ -393,46 +392,19 @@ def test_a_partner_abroad_sends_its_postal_codes_with_no_sector_and_is_told(tmp_
 def test_a_uk_partners_odd_foreign_postcode_is_not_sent_unless_the_contract_says_any(
     tmp_path, key, now
 ):
-    identity = ("given_name", "family_name", "date_of_birth", "postcode")
     rows = _postcode_rows("AB1 2CD", "M1 1AE", "D02 X285", "2615")
-    found = _prepare(
-        write_custom_contract(tmp_path / "c", identity=identity),
-        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, rows),
-        tmp_path / "a",
-        key,
-        now,
-    )
+    found = _prepare_postcodes(tmp_path, "c", rows, key, now)
     assert _columns(found, "postcode_token")["postcode_token"][2:] == [None, None]
     assert "postcode_format" not in found.report
-    declared = _prepare(
-        write_custom_contract(tmp_path / "any", identity=identity, postcode_format="any"),
-        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, rows),
-        tmp_path / "b",
-        key,
-        now,
-    )
+    declared = _prepare_postcodes(tmp_path, "any", rows, key, now, postcode_format="any")
     assert None not in _columns(declared, "postcode_token")["postcode_token"]
     assert declared.report["postcode_format"]["declared"] is True
 
 
 def test_a_partner_sending_districts_alone_sends_them_as_the_district(tmp_path, key, now):
     # Data minimisation: only the outward code (LS6). It is the district, not an invalid value.
-    identity = ("given_name", "family_name", "date_of_birth", "postcode")
-    contract = write_custom_contract(tmp_path / "c", identity=identity)
-    districts = _prepare(
-        contract,
-        write_csv(tmp_path / "x.csv", POSTCODE_HEADER, _postcode_rows("ls6", "M1", "")),
-        tmp_path / "a",
-        key,
-        now,
-    )
-    full = _prepare(
-        contract,
-        write_csv(tmp_path / "y.csv", POSTCODE_HEADER, _postcode_rows("LS6 2AB", "M1 1AE")),
-        tmp_path / "b",
-        key,
-        now,
-    )
+    districts = _prepare_postcodes(tmp_path, "d", _postcode_rows("ls6", "M1", ""), key, now)
+    full = _prepare_postcodes(tmp_path, "f", _postcode_rows("LS6 2AB", "M1 1AE"), key, now)
     sent = _columns(districts, "postcode_token", "postcode_sector_token", "postcode_district_token")
     assert sent["postcode_token"] == sent["postcode_sector_token"] == [None] * 3
     assert (
