@@ -293,6 +293,13 @@ def prepare(
         report.get("postcode_format", {}).get("format", "uk"),
     ):
         click.echo(line)
+    for column, formats in report.get("date_format_suggestions", {}).items():
+        click.echo(
+            f"dates: most {column} values are not yyyy-mm-dd but read as {' or '.join(formats)}"
+            + (" (every day is 12 or less: only you know which)" if len(formats) > 1 else "")
+            + ": declare the one your system writes as the dataset's dateFormats in the "
+            "contract (README: Your own export)"
+        )
     if report.get("postcode_district_only_rows"):
         click.echo(
             f"postcodes: {report['postcode_district_only_rows']:,} are a district alone (LS6), "

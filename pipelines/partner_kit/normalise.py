@@ -500,6 +500,41 @@ def parse_iso_dates(
     return frame.select(pl.when(in_range).then(pl.col("d")).alias("d")).to_series()
 
 
+# Date formats partners' systems write, tried when most of a date column is not ISO, so that
+# `partner prepare` can say which one to declare (it never reads dates with one undeclared).
+COMMON_DATE_FORMATS = (
+    "dd/mm/yyyy",
+    "mm/dd/yyyy",
+    "dd-mm-yyyy",
+    "dd.mm.yyyy",
+    "yyyy/mm/dd",
+    "yyyymmdd",
+    "dd-mon-yyyy",
+    "dd mon yyyy",
+    "dd month yyyy",
+)
+# How many distinct values are tried, and the share of them a format must read.
+_SUGGEST_SAMPLE, _SUGGEST_SHARE = 2000, 0.95
+
+
+def suggest_date_formats(values: pl.Series) -> list[str]:
+    """The formats of :data:`COMMON_DATE_FORMATS` that read at least 95% of the (distinct, up to
+    2,000) non-blank ``values`` that are not ISO: what to declare as ``dateFormats``. Two that both read them
+    (``dd/mm/yyyy`` and ``mm/dd/yyyy`` when every day is 12 or less) are both returned: only the
+    partner knows which its system writes. Any date, not only a plausible date of birth."""
+    text = values.cast(pl.String).str.strip_chars().replace("", None).drop_nulls().unique()
+    text = text.sort().head(_SUGGEST_SAMPLE)
+    text = text.filter(parse_iso_dates(text).is_null())  # ISO is always read: the rest
+    if text.is_empty():
+        return []
+    return [
+        declared
+        for declared in COMMON_DATE_FORMATS
+        if parse_iso_dates(text, formats=(DateFormat.parse(declared),)).is_not_null().sum()
+        >= _SUGGEST_SHARE * text.len()
+    ]
+
+
 def normalise_dates(
     series: pl.Series,
     earliest: dt.date | None = None,

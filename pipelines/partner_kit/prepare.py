@@ -37,7 +37,7 @@ from pipelines.exchange.extract_file import (
     extract_stem,
     write_extract,
 )
-from pipelines.governance.contracts import DELIVERY_KINDS, Contract
+from pipelines.governance.contracts import DELIVERY_KINDS, Contract, Dataset
 from pipelines.partner_kit.errors import PartnerKitError
 from pipelines.partner_kit.features import (
     AREA_FEATURES,
@@ -47,6 +47,7 @@ from pipelines.partner_kit.features import (
     contract_features,
 )
 from pipelines.partner_kit.mapping import ColumnMapping
+from pipelines.partner_kit.normalise import suggest_date_formats
 from pipelines.partner_kit.readers import (
     allowed_raw_columns,
     check_raw_columns,
@@ -59,6 +60,24 @@ from pipelines.partner_kit.readers import (
 )
 from pipelines.partner_kit.steps import step
 from pipelines.partner_kit.tokens import LinkageKey
+
+
+def _date_format_suggestions(
+    raw: pl.DataFrame, spec: Dataset, invalid: dict[str, int]
+) -> dict[str, list[str]]:
+    """For each date column of the extract (date of birth, payload dates) of which most values
+    could not be read, the common formats that read them (``suggest_date_formats``): what the
+    contract should declare. Format names only, never a value."""
+    dates = ["date_of_birth"] + [i.name for i in spec.items if i.logical_type == "date"]
+    found = {}
+    for column in dict.fromkeys(dates):
+        if column not in raw.columns or not invalid.get(column):
+            continue
+        values = raw[column].cast(pl.String)
+        present = values.str.strip_chars().replace("", None).drop_nulls().len()
+        if 2 * invalid[column] > present and (formats := suggest_date_formats(values)):
+            found[column] = formats
+    return found
 
 
 @dataclass(frozen=True)
@@ -287,6 +306,9 @@ def prepare_extract(
     # Said only where it applies, so a report of an ordinary run keeps its fields.
     if areas and lookup is None:
         report["areas_not_looked_up"] = areas
+    suggested = _date_format_suggestions(raw, spec, header.invalid_counts)
+    if suggested:
+        report["date_format_suggestions"] = suggested
     if "postcode" in inputs.missing and inputs.district_only_postcode_rows:
         report["postcode_district_only_rows"] = inputs.district_only_postcode_rows
     if "postcode" in inputs.missing and inputs.postcode_format_used == "any":

@@ -87,6 +87,12 @@ def test_uk_dates_without_the_declaration_are_counted_invalid_not_guessed(tmp_pa
     assert prepared.header.invalid_counts["date_of_birth"] == 3
     assert prepared.header.invalid_counts["referral_date"] == 3
     assert _columns(prepared, "date_of_birth_token")["date_of_birth_token"] == [None] * 3
+    # ... and the report says which format reads them: one for the dates of birth (days over
+    # 12), two for the referral dates (every day 12 or less), which only the partner can choose.
+    assert prepared.report["date_format_suggestions"] == {
+        "date_of_birth": ["dd/mm/yyyy"],
+        "referral_date": ["dd/mm/yyyy", "mm/dd/yyyy"],
+    }
 
 
 def test_declared_formats_read_only_text_of_their_shape(tmp_path, key, now):
@@ -460,9 +466,9 @@ def test_identity_columns_a_partner_does_not_hold_are_sent_empty_and_reported(tm
     assert sent["given_name_token"] != [None]
 
 
-@pytest.mark.parametrize("postcode", ["AB1 2CD", "2615"])
+@pytest.mark.parametrize("postcode, uk_dates", [("AB1 2CD", False), ("2615", True)])
 def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to_get_one(
-    tmp_path, key, now, monkeypatch, postcode
+    tmp_path, key, now, monkeypatch, postcode, uk_dates
 ):
     from click.testing import CliRunner
 
@@ -475,7 +481,8 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
     SigningKey.generate("clinic").save(tmp_path / "clinic.key")
     HubKey.generate().public.save(tmp_path / "hub.pub")
     key.save(tmp_path / "link.key")
-    raw = write_csv(tmp_path / "x.csv", HEADER + ["postcode"], [r + [postcode] for r in ISO_ROWS])
+    rows = [[r[0], r[1], r[2], _uk(r[3]), r[4]] if uk_dates else r for r in ISO_ROWS]
+    raw = write_csv(tmp_path / "x.csv", HEADER + ["postcode"], [r + [postcode] for r in rows])
     monkeypatch.delenv("PLACELINK_SIGNING_KEY_PASSPHRASE", raising=False)
     result = CliRunner().invoke(
         main,
@@ -507,6 +514,11 @@ def test_without_a_postcode_lookup_areas_are_empty_and_the_summary_says_where_to
         "postcodeFormat: uk in the contract to send only UK postcodes"
     )
     assert (abroad in result.output) == (postcode == "2615")
+    dates = (
+        "dates: most date_of_birth values are not yyyy-mm-dd but read as dd/mm/yyyy: declare the "
+        "one your system writes as the dataset's dateFormats in the contract"
+    )
+    assert (dates in result.output) == uk_dates
     (envelope,) = (tmp_path / "out").glob("*.plx")
     assert envelope.exists()
 

@@ -222,6 +222,21 @@ def test_a_district_alone_is_read_as_the_district_and_nothing_else():
     assert not n.other_country_postcodes(raw).head(3).any()
 
 
+@pytest.mark.parametrize(
+    "values, formats",
+    [
+        (["13/02/1990", "01/12/1985", "", None], ["dd/mm/yyyy"]),
+        (["01/02/1990", "01/12/1985"], ["dd/mm/yyyy", "mm/dd/yyyy"]),  # only the partner knows
+        (["19900213", "19851201"], ["yyyymmdd"]),
+        (["13-Feb-1990", "1-Dec-1985", "1990-01-01"], ["dd-mon-yyyy"]),  # ISO is read anyway
+        (["1990-02-13", "1985-12-01"], []),  # nothing to declare
+        (["not known", "13/02/1990"], []),  # not 95% of the values
+    ],
+)
+def test_a_date_format_is_suggested_only_where_it_reads_nearly_every_value(values, formats):
+    assert n.suggest_date_formats(pl.Series(values, dtype=pl.String)) == formats
+
+
 def test_sex_aliases():
     result = normalised("sex", pl.Series(["m", "Female", "1", "2", "9", "0", " u ", "X", None]))
     assert result.values.to_list() == ["M", "F", "M", "F", "U", "U", "U", None, None]
