@@ -16,7 +16,13 @@ import duckdb
 
 from pipelines.core.run_lock import RunLockBusy, run_lock
 from pipelines.core.settings import Settings
-from pipelines.core.warehouse import connect, database_error_action, describe_database_error
+from pipelines.core.stages import stage
+from pipelines.core.warehouse import (
+    WAREHOUSE_CLOSE,
+    connect,
+    database_error_action,
+    describe_database_error,
+)
 from pipelines.governance.approvals import load_hub_contracts
 from pipelines.governance.audit import AuditLog, hub_audit_log, run_actor
 from pipelines.governance.contracts import Contract, ContractError
@@ -103,7 +109,10 @@ class PlacelinkResource(dg.ConfigurableResource):
         except duckdb.Error as exc:
             raise _failure("a warehouse query failed", exc) from None
         finally:
-            con.close()
+            # DuckDB checkpoints what the step wrote as it closes: 1.5 s after the person records
+            # at 1M people, which the benchmark showed as Dagster's overhead (docs/benchmarks.md).
+            with stage(WAREHOUSE_CLOSE):
+                con.close()
 
     def audit(
         self, context: dg.OpExecutionContext | dg.AssetExecutionContext | None = None

@@ -10,6 +10,10 @@ import duckdb
 from pipelines.core.settings import Settings
 from pipelines.core.warehouse_schema import migrate
 
+# The stage mark (pipelines.core.stages) around a step's closing of the warehouse, when DuckDB
+# checkpoints what the step wrote.
+WAREHOUSE_CLOSE = "warehouse: checkpoint as a step closes it"
+
 
 def connect(settings: Settings, database: Path | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (one writer at a time) with spills kept under PLACELINK_HOME, its

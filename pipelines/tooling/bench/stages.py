@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.core.stages import StageClock, stage
+from pipelines.core.warehouse import WAREHOUSE_CLOSE
 from pipelines.governance.contracts import load_contracts
 from pipelines.tooling.bench import empty_work_folder
 
@@ -60,6 +61,8 @@ HUB_STAGES = (
     "disclosure control",
     "publish",
     "reports",
+    # assets/resources.py: DuckDB checkpoints what each step wrote as the step closes the warehouse.
+    WAREHOUSE_CLOSE,
 )
 HUB_REST = "Dagster: run and step overhead (rest of the hub run)"
 REFERENCE_STAGES = ("reference: train", "reference: predict", "reference: cluster")
