@@ -217,11 +217,12 @@ class IdentityInputs:
         """Per distinct raw postcode: the postcode (``AB1 2CD``, or another country's where read
         so), null where there is none. A district sent alone is not counted invalid: it is sent as
         the district (:attr:`postcode_district`)."""
-        postcodes = self._read_postcodes()
+        postcodes = self._postcodes_read
         self.invalid["postcode"] -= self.district_only_postcode_rows
         return postcodes
 
-    def _read_postcodes(self) -> pl.Series:
+    @cached_property
+    def _postcodes_read(self) -> pl.Series:
         if self.postcode_format == "any":
             self._postcode_format_used = "any"
             return self._normalise("postcode", lambda d: format_postcodes(d, any_country=True))
@@ -243,8 +244,14 @@ class IdentityInputs:
     @cached_property
     @step("normalise")
     def district_only(self) -> pl.Series:
-        """Per distinct raw postcode: the outward code where the value is that alone (``LS6``)."""
-        return district_only_postcodes(self.field("postcode").distinct)
+        """Per distinct raw postcode: the outward code where the value is that alone (``LS6``).
+        Only the values not read as a postcode are looked at: in most files, none or a few."""
+        distinct = self.field("postcode").distinct
+        unread = self._postcodes_read.is_null().arg_true()
+        found = pl.repeat(None, len(distinct), dtype=pl.String, eager=True).alias(distinct.name)
+        if len(unread):
+            found = found.scatter(unread, district_only_postcodes(distinct.gather(unread)))
+        return found
 
     @cached_property
     def district_only_postcode_rows(self) -> int:
