@@ -237,3 +237,20 @@ def test_enrolment_favours_families_with_need_but_leaves_a_comparison_pool(mediu
 def test_rejects_a_place_too_small_to_be_useful(tmp_path):
     with pytest.raises(ValueError, match="at least"):
         generate_place(10, 1, tmp_path)
+
+
+def test_a_ten_million_person_place_has_enough_postcode_sectors():
+    """issue 24's 10M place needs 6,667 LSOAs, each a postcode sector; the scheme held 5,940."""
+    import numpy as np
+
+    from pipelines.partner_kit.normalise import normalise_postcodes
+    from pipelines.tooling.synth.geography import PEOPLE_PER_LSOA, build_postcodes
+
+    n_lsoas = round(10_000_000 / PEOPLE_PER_LSOA)
+    households = np.arange(n_lsoas, dtype=np.int64)  # one household per LSOA keeps it fast
+    postcodes, _ = build_postcodes(np.random.default_rng(1), households, n_lsoas)
+    assert postcodes.height == n_lsoas
+    assert postcodes["postcode"].n_unique() == n_lsoas
+    assert all(POSTCODE.match(p) for p in postcodes["postcode"])
+    read = normalise_postcodes(postcodes["postcode"])
+    assert read.values.null_count() == 0

@@ -1,7 +1,7 @@
 """The fictional borough: wards, LSOAs with deprivation deciles, and postcode units.
 
 Codes follow the ONS formats (E05 wards, E01 LSOAs) in a 9xxxxx range that real
-areas do not use, and postcodes use the fictional areas ZX (and ZW, ZV, ... for
+areas do not use, and postcodes use the fictional areas ZX (and ZW, ZV, ... ZM for
 very large places) that pass the usual UK postcode format checks but belong to
 no real place. People who moved in from outside the borough carry an old ZY
 postcode, which is well formed but not in the lookup.
@@ -17,7 +17,7 @@ BOROUGH_NAME = "Fernley"
 PEOPLE_PER_LSOA = 1500
 LSOAS_PER_WARD = 6.5
 HOUSEHOLDS_PER_POSTCODE = 27  # units then hold ~15-40 households
-PLACE_AREAS = ("ZX", "ZW", "ZV", "ZU", "ZT", "ZS")
+PLACE_AREAS = ("ZX", "ZW", "ZV", "ZU", "ZT", "ZS", "ZR", "ZP", "ZN", "ZM")  # up to ~14.8M people
 OUTSIDE_AREA = "ZY"
 SECTORS_PER_DISTRICT = 10
 DISTRICTS_PER_AREA = 99
