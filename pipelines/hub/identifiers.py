@@ -157,43 +157,76 @@ def _distinct_values(column: pa.ChunkedArray) -> pl.DataFrame:
     )
 
 
+class IdentifierScan:
+    """The scan, fed a delivery's rows in parts (ingest reads a large delivery one Parquet row
+    group at a time): each text column's distinct non-hex values and their row counts are
+    summed over the parts, so the suspicions are those of the whole delivery at once."""
+
+    def __init__(self) -> None:
+        self.columns: list[str] = []
+        self.distinct: dict[str, pl.DataFrame] = {}
+
+    def add(self, table: pa.Table) -> IdentifierScan:
+        for name in table.column_names:
+            column = table.column(name)
+            if not _is_text(column.type):
+                continue
+            part = _distinct_values(column).with_columns(pl.col("rows").cast(pl.Int64))
+            if name not in self.distinct:
+                self.columns.append(name)
+                self.distinct[name] = part
+                continue
+            # Summed as each part arrives, so what is held is one row per distinct value.
+            self.distinct[name] = (
+                pl.concat([self.distinct[name], part]).group_by("value").agg(pl.col("rows").sum())
+            )
+        return self
+
+    def suspicions(self, dataset: Dataset) -> list[Suspicion]:
+        """Every (column, kind) with at least one suspicious value, with the count of such values
+        (rows). Each distinct value is looked at once."""
+        found: list[Suspicion] = []
+        for name in self.columns:
+            found.extend(_suspicions(name, self.distinct[name], dataset))
+        return found
+
+
 def scan_for_identifiers(table: pa.Table, dataset: Dataset) -> list[Suspicion]:
     """Every (column, kind) with at least one suspicious value, with the count of such values
     (rows). Each distinct value is looked at once."""
-    found: list[Suspicion] = []
-    for name in table.column_names:
-        column = table.column(name)
-        if not _is_text(column.type):
-            continue
-        # Distinct values first, then normalised: a column of tokens has a few hundred thousand
-        # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
-        # same before and after normalising and can be dropped before (_distinct_values does).
-        distinct = _distinct_values(column)
-        if distinct.is_empty():
-            continue
-        counted = (
-            distinct.with_columns(pl.col("value").str.normalize("NFKC").str.strip_chars())
-            .group_by("value")
-            .agg(pl.col("rows").sum())
-        )
-        values = counted.get_column("value")
-        try:
-            item = dataset.item(name)
-        except KeyError:
-            item = None
-        checks: dict[str, Callable[[pl.Series], pl.Series]] = {
-            "NHS numbers (valid modulus-11 check digit)": nhs_numbers_in_text,
-            "e-mail addresses": _matches(EMAIL),
-            "UK phone numbers": _matches(UK_PHONE),
-            "dates of birth (a date after DOB, born or date of birth)": _matches(DATE_OF_BIRTH),
-        }
-        if item is None or item.classification != "area":
-            checks["full UK postcodes"] = _matches(FULL_POSTCODE)
-        if item is None or not item.allowed_values:
-            # Coded columns hold only the contract's values (the quality gate checks them).
-            checks["personal names (free text)"] = contains_names
-        for kind, test in checks.items():
-            count = int(counted.filter(test(values).fill_null(False))["rows"].sum())
-            if count:
-                found.append(Suspicion(name, kind, count))
+    return IdentifierScan().add(table).suspicions(dataset)
+
+
+def _suspicions(name: str, distinct: pl.DataFrame, dataset: Dataset) -> list[Suspicion]:
+    # Distinct values first, then normalised: a column of tokens has a few hundred thousand
+    # distinct values but millions of rows. A hex run is ASCII with no spaces, so it is the
+    # same before and after normalising and can be dropped before (_distinct_values does).
+    if distinct.is_empty():
+        return []
+    counted = (
+        distinct.with_columns(pl.col("value").str.normalize("NFKC").str.strip_chars())
+        .group_by("value")
+        .agg(pl.col("rows").sum())
+    )
+    values = counted.get_column("value")
+    try:
+        item = dataset.item(name)
+    except KeyError:
+        item = None
+    checks: dict[str, Callable[[pl.Series], pl.Series]] = {
+        "NHS numbers (valid modulus-11 check digit)": nhs_numbers_in_text,
+        "e-mail addresses": _matches(EMAIL),
+        "UK phone numbers": _matches(UK_PHONE),
+        "dates of birth (a date after DOB, born or date of birth)": _matches(DATE_OF_BIRTH),
+    }
+    if item is None or item.classification != "area":
+        checks["full UK postcodes"] = _matches(FULL_POSTCODE)
+    if item is None or not item.allowed_values:
+        # Coded columns hold only the contract's values (the quality gate checks them).
+        checks["personal names (free text)"] = contains_names
+    found = []
+    for kind, test in checks.items():
+        count = int(counted.filter(test(values).fill_null(False))["rows"].sum())
+        if count:
+            found.append(Suspicion(name, kind, count))
     return found

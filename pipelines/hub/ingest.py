@@ -13,8 +13,8 @@ import io
 import json
 import re
 from collections import deque
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,7 @@ from pipelines.hub.delivery_states import (
     plan_accept,
     plan_hold,
 )
-from pipelines.hub.identifiers import scan_for_identifiers
+from pipelines.hub.identifiers import IdentifierScan
 from pipelines.hub.inbox import DigestingReader, NotADelivery, open_delivery, printable_name
 from pipelines.hub.journal import Entry, Identity, Journal, inbox_files, inbox_folders
 from pipelines.hub.recovery import recover
@@ -65,6 +65,12 @@ from pipelines.quality.validate import finish_quality_check, start_quality_check
 # MAX_COMPRESSION_RATIO times its size, which no extract of tokens does.
 MAX_DECOMPRESSED_BYTES = 4 * 2**30
 MAX_COMPRESSION_RATIO = 50
+# A delivery's rows are kept in memory once read while they take at most this much (in Arrow,
+# dictionary-encoded text held once per row group: school attendance at 3M people, 5.4M rows,
+# takes 0.96 GB). A larger delivery is read again from its decrypted Parquet, one row group at a
+# time, each time it is needed (the arrival checks, then landing), so ingest never holds all its
+# rows: at 10M people school attendance is 18M rows, 3.3 GB in Arrow.
+KEEP_ROWS_BYTES = 2**30
 _COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -99,17 +105,61 @@ class Arrival:
     seen_content: dict[str, str] = field(default_factory=dict)  # content_sha256 -> envelope id
 
 
+class DeliveryRows:
+    """The rows of a decrypted extract, read from its Parquet bytes one row group at a time, with
+    text the partner wrote dictionary-encoded kept as dictionaries (each distinct value once).
+
+    Parts read are kept (:meth:`keep`) while they take at most KEEP_ROWS_BYTES; otherwise every
+    pass reads them again, so a delivery of any size costs its Parquet bytes and one row group."""
+
+    def __init__(self, parquet: pa.Buffer | bytes, encoded: list[str]) -> None:
+        self.file = pq.ParquetFile(pa.BufferReader(parquet), read_dictionary=encoded)
+        self.schema = self.file.schema_arrow.remove_metadata()
+        self.num_rows = self.file.metadata.num_rows
+        self.kept: pa.Table | None = None
+
+    def parts(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each row group's rows (of ``columns``, or all), in order."""
+        if self.kept is not None:
+            yield self.kept if columns is None else self.kept.select(columns)
+            return
+        for index in range(self.file.metadata.num_row_groups):
+            yield self.file.read_row_group(index, columns=columns).replace_schema_metadata(None)
+
+    def keep(self, parts: list[pa.Table]) -> None:
+        """Hold ``parts`` (every row group, as :meth:`parts` read them) instead of reading again."""
+        self.kept = pa.concat_tables(parts) if parts else self.schema.empty_table()
+
+    def source(self, columns: list[str] | None = None) -> pa.Table | pa.RecordBatchReader:
+        """What DuckDB scans: the kept rows, or a reader that reads one row group at a time
+        (a reader is read once: ask for one per statement)."""
+        if self.kept is not None:
+            return self.kept if columns is None else self.kept.select(columns)
+        schema = (
+            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        )
+        return pa.RecordBatchReader.from_batches(
+            schema, (batch for part in self.parts(columns) for batch in part.to_batches())
+        )
+
+
 @dataclass
 class OpenedExtract:
-    """An envelope that passed every check: its header, contract and the decrypted rows (in memory)."""
+    """An envelope that passed every check: its header, contract and the decrypted rows (in memory:
+    a withdrawal list as ``table``, an extract as ``rows`` read from its ``parquet``)."""
 
     header: dict
     contract: Contract
-    table: pa.Table
-    parquet: bytes | None = None  # the decrypted extract the table was read from (quality worker)
+    table: pa.Table | None = None
+    rows: DeliveryRows | None = None
+    parquet: bytes | None = None  # the decrypted extract the rows are read from (quality worker)
     kind: str = "extract"  # or "withdrawal": a list of record tokens to delete
     envelope_sha256: str | None = None  # of the envelope's bytes as they were read and checked
     identity: dict | None = None  # which inbox file was read (pipelines.hub.journal.Identity)
+
+    @property
+    def row_count(self) -> int:
+        return self.table.num_rows if self.table is not None else self.rows.num_rows
 
 
 def load_arrival(settings: Settings) -> Arrival:
@@ -147,14 +197,17 @@ class ExtractCheck:
     sealed: SealedHeader | None = None
     header: dict = field(default_factory=dict)  # the signed header (verified once signature passed)
     contract: Contract | None = None
-    plain: io.BytesIO = field(default_factory=io.BytesIO)  # the decrypted extract, in memory only
+    plain: io.BytesIO = field(default_factory=io.BytesIO)  # decrypted as it is read
+    parquet_bytes: bytes = b""  # the decrypted extract once read to its end, in memory only
     content_sha256: str | None = None  # of the decrypted extract
     read_as: dict = field(default_factory=dict)  # envelope_sha256 and identity of the bytes read
     parquet: pq.ParquetFile | None = None
     schema: pa.Schema | None = None
     unpacked: int = 0  # bytes the extract takes once decompressed
     encoded: list[str] = field(default_factory=list)  # text columns read as dictionaries
-    table: pa.Table | None = None
+    table: pa.Table | None = None  # a withdrawal list's rows
+    rows: DeliveryRows | None = None  # an extract's rows
+    scan: IdentifierScan = field(default_factory=IdentifierScan)  # filled as the rows are read
 
     @property
     def label(self) -> str | None:
@@ -179,10 +232,10 @@ class ExtractCheck:
             )
         except ValueError:
             inner = {}  # the counts are informative only; the signed envelope header is what counts
-        table = self.table.replace_schema_metadata(None)
         if self.withdrawal:
             reason = inner.get("reason") if inner.get("reason") in ("opt_out", "erasure") else None
             header = {**self.header, "extract_id": self.header["envelope_id"], "reason": reason}
+            table = self.table.replace_schema_metadata(None)
             return OpenedExtract(header, self.contract, table, kind="withdrawal", **self.read_as)
         header = {
             **{k: inner[k] for k in ("invalid_counts", "opted_out_rows") if k in inner},
@@ -191,7 +244,9 @@ class ExtractCheck:
             # inside the signed content; anything but a delta is compared as a full snapshot
             "delivery_kind": "delta" if inner.get("delivery_kind") == "delta" else "full",
         }
-        return OpenedExtract(header, self.contract, table, self.plain.getvalue(), **self.read_as)
+        return OpenedExtract(
+            header, self.contract, rows=self.rows, parquet=self.parquet_bytes, **self.read_as
+        )
 
 
 def check_format(c: ExtractCheck) -> None:
@@ -336,6 +391,7 @@ def check_decryption(c: ExtractCheck) -> None:
         c.content_sha256 = hash_and_collect(
             decrypt_chunks(c.stream, c.sealed, c.arrival.hub_key), c.plain
         )
+        c.parquet_bytes, c.plain = c.plain.getvalue(), io.BytesIO()
     except EnvelopeError as exc:
         c.reject(
             "decryption",
@@ -360,7 +416,7 @@ def check_content(c: ExtractCheck) -> None:
             "ask the partner to re-send the extract; it does not match what they signed",
         )
     try:
-        c.parquet = pq.ParquetFile(pa.BufferReader(c.plain.getbuffer()))
+        c.parquet = pq.ParquetFile(pa.BufferReader(c.parquet_bytes))
         c.schema = c.parquet.schema_arrow
     except Exception as exc:  # noqa: BLE001 - whatever pyarrow raises on bytes that are not Parquet
         c.reject(
@@ -376,7 +432,7 @@ def check_content(c: ExtractCheck) -> None:
 
 
 def _check_unpacked_size(c: ExtractCheck) -> None:
-    packed = len(c.plain.getbuffer())
+    packed = len(c.parquet_bytes)
     if c.unpacked > MAX_DECOMPRESSED_BYTES and c.unpacked > MAX_COMPRESSION_RATIO * max(1, packed):
         c.reject(
             "content",
@@ -498,17 +554,36 @@ def check_types(c: ExtractCheck) -> None:
 
 
 def check_readable(c: ExtractCheck) -> None:
-    """Every page reads, and the rows fit in memory once dictionary-encoded text is decoded."""
+    """Every page reads, and the rows fit in memory once dictionary-encoded text is decoded.
+    An extract is read one row group at a time, its text columns' values counted for the
+    identifier scan as each is read; its rows are kept if they are small (DeliveryRows)."""
     if c.withdrawal:
         c.table = c.parquet.read()
+        c.scan.add(c.table)
         return
     # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
     # is another way to make a small file that takes gigabytes once read.
     c.encoded = dictionary_encoded_columns(c.parquet.metadata, c.schema)
+    c.rows = DeliveryRows(c.parquet_bytes, c.encoded)
+    reading = c.rows.parts()
+    decoded, held, parts = 0, 0, []
+    while (part := _next_part(c, reading)) is not None:
+        decoded += sum(_decoded_bytes(part.column(n)) for n in c.encoded)
+        c.unpacked = max(c.unpacked, decoded)
+        _check_unpacked_size(c)
+        c.scan.add(part)
+        held += part.nbytes
+        parts = [] if held > KEEP_ROWS_BYTES else [*parts, part]
+    # Kept as dictionaries: the identifier scan counted each distinct value once from them, and
+    # DuckDB lands them without each row's text being copied into a plain column first.
+    if held <= KEEP_ROWS_BYTES:
+        c.rows.keep(parts)
+
+
+def _next_part(c: ExtractCheck, reading: Iterator[pa.Table]) -> pa.Table | None:
+    """The next row group's rows, or None after the last."""
     try:
-        table = pq.ParquetFile(
-            pa.BufferReader(c.plain.getbuffer()), read_dictionary=c.encoded
-        ).read()
+        return next(reading, None)
     except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
         c.reject(
             "content",
@@ -516,15 +591,11 @@ def check_readable(c: ExtractCheck) -> None:
             f"pages that cannot be read ({type(exc).__name__})",
             "ask the partner to re-prepare and re-send the extract",
         )
-    c.unpacked = max(c.unpacked, sum(_decoded_bytes(table.column(n)) for n in c.encoded))
-    _check_unpacked_size(c)
-    # Kept as dictionaries: the identifier scan counts each distinct value once from them, and
-    # DuckDB lands them without each row's text being copied into a plain column first.
-    c.table = table
 
 
 def check_identifiers(c: ExtractCheck) -> None:
-    """No clear identifiers in any column (a withdrawal list: record tokens only)."""
+    """No clear identifiers in any column (a withdrawal list: record tokens only). The values
+    were counted as the rows were read (check_readable)."""
     if c.withdrawal:
         spec, expected = withdrawal_list_spec(c.dataset_name), "record tokens only"
         action = (
@@ -538,7 +609,7 @@ def check_identifiers(c: ExtractCheck) -> None:
             "the partner must tokenise these columns with `placelink partner prepare` and re-send; "
             "tell the IG officer (clear identifiers reached the hub)"
         )
-    suspicions = scan_for_identifiers(c.table, spec)
+    suspicions = c.scan.suspicions(spec)
     if suspicions:
         c.reject("identifiers", expected, "; ".join(s.describe() for s in suspicions), action)
 
@@ -609,11 +680,11 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     left out because the partner had withdrawn those records before."""
     header, contract = opened.header, opened.contract
     dataset = contract.datasets[header["dataset"]]
-    schema = opened.table.schema
+    rows = opened.rows
     selects = []
     for column in dataset.columns:
         # Bloom encodings arrive as raw bytes; BIT makes Dice a bit_count in linkage.
-        kind = schema.field(column).type
+        kind = rows.schema.field(column).type
         if pa.types.is_dictionary(kind):
             kind = kind.value_type
         selects.append(
@@ -623,38 +694,50 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
         )
     select = ", ".join(selects)
     table = f"landing.{dataset.name}"
-    # Straight from the Arrow table into the landing table (DuckDB scans Arrow without a copy), with
-    # no staging table in between: staging copied every row once more (measured in docs/benchmarks.md).
+    # Straight from Arrow into the landing table (DuckDB scans Arrow without a copy), with no
+    # staging table in between: staging copied every row once more (measured in docs/benchmarks.md).
+    # A large delivery is scanned one row group at a time, read again for each statement
+    # (DeliveryRows.source), so its rows are never all in memory.
     # Records the partner withdrew before are left out and counted (pipelines/hub/withdrawals.py).
     # The filter costs about a tenth of the insert (measured on A&E at 1M): left out when the
     # dataset has no withdrawn records, where it would keep every row.
     keep, params, withdrawn = "", [], 0
-    con.register("decrypted_extract", opened.table)
-    try:
-        if _has_withdrawn_records(con, dataset.name):
-            keep = (
-                "WHERE record_token IS NULL OR record_token NOT IN "
-                "(SELECT record_token FROM hub.withdrawn_records WHERE dataset = ?)"
-            )
-            params = [dataset.name]
-            withdrawn = (
-                opened.table.num_rows
-                - con.execute(f"SELECT count(*) FROM decrypted_extract {keep}", params).fetchall()[
-                    0
-                ][0]
-            )
-        con.execute(
-            f"DELETE FROM {table} WHERE record_token IN (SELECT record_token FROM decrypted_extract {keep})",
-            params,
+    if _has_withdrawn_records(con, dataset.name):
+        keep = (
+            "WHERE record_token IS NULL OR record_token NOT IN "
+            "(SELECT record_token FROM hub.withdrawn_records WHERE dataset = ?)"
         )
+        params = [dataset.name]
+        with _scanned(con, rows, ["record_token"]):
+            kept_rows = con.execute(f"SELECT count(*) FROM decrypted_extract {keep}", params)
+            withdrawn = rows.num_rows - kept_rows.fetchall()[0][0]
+    if con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchall()[0][0]:
+        with _scanned(con, rows, ["record_token"]):
+            con.execute(
+                f"DELETE FROM {table} WHERE record_token IN "
+                f"(SELECT record_token FROM decrypted_extract {keep})",
+                params,
+            )
+    with _scanned(con, rows):
         con.execute(
             f"INSERT INTO {table} BY NAME SELECT {select}, ? AS _extract_id, "
             f"CAST(? AS TIMESTAMP) AS _received_at FROM decrypted_extract {keep}",
             [header["extract_id"], received_at.replace(tzinfo=None), *params],
         )
+    return withdrawn
+
+
+@contextmanager
+def _scanned(
+    con: duckdb.DuckDBPyConnection, rows: DeliveryRows, columns: list[str] | None = None
+) -> Iterator[None]:
+    """The delivery's rows (``columns`` of them, or all) as the view ``decrypted_extract``, for one
+    statement."""
+    con.register("decrypted_extract", rows.source(columns))
+    try:
+        yield
     finally:
         con.unregister("decrypted_extract")
-    return withdrawn
 
 
 def _has_withdrawn_records(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
@@ -719,7 +802,7 @@ LOOKAHEAD_ROWS = 1_000_000
 
 
 def _rows(ahead: deque[_Opened]) -> int:
-    return sum(o.opened.table.num_rows for o in ahead if isinstance(o.opened, OpenedExtract))
+    return sum(o.opened.row_count for o in ahead if isinstance(o.opened, OpenedExtract))
 
 
 @dataclass

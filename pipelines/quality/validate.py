@@ -183,15 +183,15 @@ def record_verdict(
 @stage("quality checks")
 def start_quality_check(
     con: duckdb.DuckDBPyConnection,
-    table: pa.Table,
+    table: pa.Table | None,
     header: dict,
     contract: Contract,
     file_name: str,
     now: dt.datetime,
     parquet: bytes | None = None,
 ) -> worker.PendingVerdict:
-    """Hand one delivery to the quality worker (as its decrypted ``parquet`` when given, see
-    :func:`worker.submit`); ingest goes on with the next file meanwhile."""
+    """Hand one delivery to the quality worker (its decrypted ``parquet`` when given, else its
+    ``table``: see :func:`worker.submit`); ingest goes on with the next file meanwhile."""
     dataset = header["dataset"]
     previous = previous_row_count(con, contract.id, dataset, header.get("delivery_kind", "full"))
     return worker.submit(

@@ -117,15 +117,30 @@ def _warm_up() -> None:
     _batch_definition()
 
 
+class _Handed:
+    """The decrypted Parquet handed to the worker, which takes it: the bytes are let go once the
+    rows are read from them, while the call that carried them is still held by the worker's pool
+    (at 10M people the largest delivery is 2 GB of Parquet)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes | None = data
+
+    def take(self) -> bytes:
+        data, self.data = self.data, None
+        return data
+
+
 def _validate(
     validate: Validator,
-    rows: pa.Table | bytes,
+    rows: pa.Table | bytes | _Handed,
     contract: Contract,
     dataset: str,
     file_name: str,
     today: dt.date,
     previous_rows: int | None,
 ):
+    if isinstance(rows, _Handed):
+        rows = rows.take()
     if isinstance(rows, bytes):  # the decrypted Parquet, read as ingest reads it
         parquet = pq.ParquetFile(pa.BufferReader(rows))
         encoded = dictionary_encoded_columns(parquet.metadata, parquet.schema_arrow)
@@ -133,6 +148,7 @@ def _validate(
             pa.BufferReader(rows), metadata=parquet.metadata, read_dictionary=encoded
         ).read()
         rows = rows.replace_schema_metadata(None)
+        del parquet
     return validate(rows, contract, dataset, file_name, today, previous_rows)
 
 
@@ -212,7 +228,7 @@ class PendingVerdict:
 
 def submit(
     validate: Validator,
-    table: pa.Table,
+    table: pa.Table | None,
     contract: Contract,
     dataset: str,
     file_name: str,
@@ -231,7 +247,7 @@ def submit(
     """
     # The Parquet bytes are also what this process validates if the worker cannot: read as
     # the worker reads them, so the verdict is the same either way.
-    rows = table if parquet is None else parquet
+    rows = table if parquet is None else _Handed(parquet)
     arguments = (validate, rows, contract, dataset, file_name, today, previous_rows)
     pool = _worker()
     if pool is None:

@@ -182,7 +182,7 @@ def test_content(good):
     r = _rejected(check_content, altered)
     assert r.check == "content" and "0000000000000000… (header)" in r.expected
     not_parquet = good(check_content)
-    not_parquet.plain = io.BytesIO(b"a CSV, say")
+    not_parquet.parquet_bytes = b"a CSV, say"
     r = _rejected(check_content, not_parquet)
     assert r.check == "content" and "not (" in r.found
 
@@ -269,28 +269,60 @@ def test_types(good):
 def test_readable(good, small_place, monkeypatch):
     c = good(check_readable)
     check_readable(c)
-    assert c.table.num_rows == small_place.extract(DATASET).rows_out
+    assert c.rows.num_rows == small_place.extract(DATASET).rows_out
     # Text stays dictionary-encoded as the Parquet stores it; its values are the extract's.
-    plain = pq.read_table(pa.BufferReader(c.plain.getbuffer()))
-    assert any(pa.types.is_dictionary(f.type) for f in c.table.schema)
-    assert c.table.cast(plain.schema).equals(plain)
+    plain = pq.read_table(pa.BufferReader(c.parquet_bytes))
+    assert c.rows.kept is not None  # small: read once and kept
+    assert any(pa.types.is_dictionary(f.type) for f in c.rows.kept.schema)
+    assert c.rows.kept.cast(plain.schema).equals(plain)
     bomb = good(check_readable)
     _limit_decompression_to_nothing(monkeypatch)
     r = _rejected(check_readable, bomb)
     assert r.check == "content" and "would decompress to" in r.found
 
 
+def _in_row_groups(c: ExtractCheck, table: pa.Table | None = None, rows: int = 97) -> None:
+    """Make ``c``'s decrypted extract (or ``table``) a Parquet of row groups of ``rows`` rows."""
+    table = table if table is not None else pq.read_table(pa.BufferReader(c.parquet_bytes))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=rows, compression="zstd")
+    c.parquet_bytes = sink.getvalue()
+    c.parquet = pq.ParquetFile(pa.BufferReader(c.parquet_bytes))
+    c.schema = c.parquet.schema_arrow
+
+
+def test_a_large_delivery_is_read_one_row_group_at_a_time_and_never_kept(good, monkeypatch):
+    c = good(check_readable)
+    _in_row_groups(c)
+    plain = pq.read_table(pa.BufferReader(c.parquet_bytes))
+    monkeypatch.setattr(ingest, "KEEP_ROWS_BYTES", 1)
+    reads = []
+    read_row_group = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(
+        pq.ParquetFile,
+        "read_row_group",
+        lambda self, i, *a, **k: reads.append(i) or read_row_group(self, i, *a, **k),
+    )
+    check_readable(c)
+    assert c.rows.kept is None and c.parquet.metadata.num_row_groups > 3
+    assert reads == list(range(c.parquet.metadata.num_row_groups))
+    # Each pass reads it again, and gives the delivery's rows in order.
+    again = pa.Table.from_batches(list(c.rows.source()))
+    assert again.cast(plain.schema).equals(plain)
+    tokens = c.rows.source(["record_token"]).read_all().column(0)
+    assert tokens.cast(pa.string()).equals(plain["record_token"].cast(pa.string()))
+
+
 def test_readable_rejects_pages_that_cannot_be_read(good):
     c = good(check_readable)
-    table = pq.read_table(io.BytesIO(c.plain.getvalue()))
-    c.plain = io.BytesIO()
-    pq.write_table(table, c.plain, compression="zstd")
-    data = c.plain.getvalue()
+    table = pq.read_table(io.BytesIO(c.parquet_bytes))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
     zstd_frame = b"\x28\xb5\x2f\xfd"  # each compressed page starts with one
     assert zstd_frame in data
-    data = data.replace(zstd_frame, b"\x00\x00\x00\x00")
-    c.plain = io.BytesIO(data)
-    c.parquet = pq.ParquetFile(pa.BufferReader(c.plain.getbuffer()))
+    c.parquet_bytes = data.replace(zstd_frame, b"\x00\x00\x00\x00")
+    c.parquet = pq.ParquetFile(pa.BufferReader(c.parquet_bytes))
     r = _rejected(check_readable, c)
     assert r.check == "content" and r.found.startswith("pages that cannot be read")
 
@@ -298,15 +330,35 @@ def test_readable_rejects_pages_that_cannot_be_read(good):
 def test_identifiers(good):
     c = good(check_identifiers)
     check_identifiers(c)
-    index = c.table.schema.get_field_index("nhs_number_token")
-    c.table = c.table.set_column(index, "nhs_number_token", pa.array([NHS] * c.table.num_rows))
+    c = good(check_readable)
+    table = pq.read_table(pa.BufferReader(c.parquet_bytes))
+    index = table.schema.get_field_index("nhs_number_token")
+    table = table.set_column(index, "nhs_number_token", pa.array([NHS] * table.num_rows))
+    _in_row_groups(c, table)
+    check_readable(c)
     r = _rejected(check_identifiers, c)
     assert r.check == "identifiers" and "nhs_number_token" in r.found and NHS not in r.found
+    assert f"{table.num_rows} value(s)" in r.found  # counted over every row group
+
+
+def test_identifiers_in_a_large_delivery_are_counted_over_every_row_group(good, monkeypatch):
+    monkeypatch.setattr(ingest, "KEEP_ROWS_BYTES", 1)
+    c = good(check_readable)
+    table = pq.read_table(pa.BufferReader(c.parquet_bytes))
+    index = table.schema.get_field_index("nhs_number_token")
+    values = [NHS if i % 50 == 0 else None for i in range(table.num_rows)]
+    table = table.set_column(index, "nhs_number_token", pa.array(values, pa.string()))
+    _in_row_groups(c, table)
+    check_readable(c)
+    assert c.rows.kept is None
+    r = _rejected(check_identifiers, c)
+    assert f"{(table.num_rows + 49) // 50} value(s)" in r.found and NHS not in r.found
 
 
 def test_identifiers_in_a_withdrawal_list(good):
-    c = good(check_identifiers)
+    c = good(check_readable)
     c.header["kind"] = "withdrawal"
-    c.table = pa.table({"record_token": pa.array([NHS] * 20)})
+    _in_row_groups(c, pa.table({"record_token": pa.array([NHS] * 20)}))
+    check_readable(c)
     r = _rejected(check_identifiers, c)
     assert r.check == "identifiers" and r.expected == "record tokens only" and NHS not in r.found

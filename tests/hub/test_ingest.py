@@ -408,7 +408,7 @@ def test_the_next_delivery_is_validated_while_one_lands_with_the_verdicts_of_one
         ingest,
         "start_quality_check",
         lambda con, table, header, *a, **k: (
-            order.append(("check", header["dataset"], table.num_rows))
+            order.append(("check", header["dataset"], header["row_count"]))
             or start(con, table, header, *a, **k)
         ),
     )
@@ -416,7 +416,7 @@ def test_the_next_delivery_is_validated_while_one_lands_with_the_verdicts_of_one
         ingest,
         "_land",
         lambda con, opened, *a: (
-            order.append(("land", opened.header["dataset"], opened.table.num_rows))
+            order.append(("land", opened.header["dataset"], opened.row_count))
             or land(con, opened, *a)
         ),
     )
@@ -435,3 +435,71 @@ def test_the_next_delivery_is_validated_while_one_lands_with_the_verdicts_of_one
     assert receipts["zz-mh-small.plx"].status == "quarantined"
     assert "row count: close to the previous delivery" in receipts["zz-mh-small.plx"].reason
     assert landed == {"ae_attendances": ae_rows, "mental_health_referrals": mh_rows}
+
+
+@pytest.mark.parametrize("dataset", ["ae_attendances", "school_attendance"])
+def test_a_large_delivery_lands_row_group_by_row_group_as_a_small_one_lands_whole(
+    small_place, dataset, monkeypatch
+):
+    # A delivery too large to keep is read again for each statement that lands it, one row group
+    # at a time (issue 24: a 10M-person place). Whatever it replaces or leaves out, the landing
+    # table must be the one landing it whole gives.
+    import duckdb
+
+    import pipelines.hub.ingest as ingest
+    from pipelines.core.warehouse_schema import WITHDRAWN_RECORDS
+
+    prepared = small_place.extract(dataset)
+    contracts, _ = _contracts(small_place.contracts_dir, None)
+    contract = next(c for c in contracts.values() if dataset in c.datasets)
+    table = pq.read_table(prepared.extract_path).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=max(1, table.num_rows // 7))
+    parquet = sink.getvalue().to_pybytes()
+    tokens = table["record_token"].to_pylist()
+    header = {"dataset": dataset, "extract_id": "e2"}
+
+    def landed(keep: int) -> list[tuple]:
+        monkeypatch.setattr(ingest, "KEEP_ROWS_BYTES", keep)
+        con = duckdb.connect()
+        con.execute("CREATE SCHEMA landing; CREATE SCHEMA hub")
+        con.execute(WITHDRAWN_RECORDS)
+        ingest.ensure_landing_tables(con, {contract.id: contract})
+        # An earlier delivery of every other record (none of them withdrawn since), landed whole:
+        # the new delivery replaces those it holds again.
+        first = table.filter(pa.array([i % 2 == 0 and i % 5 != 1 for i in range(table.num_rows)]))
+        earlier = pa.BufferOutputStream()
+        pq.write_table(first, earlier)
+        earlier = ingest.DeliveryRows(earlier.getvalue(), [])
+        earlier.keep(list(earlier.parts()))
+        ingest._land(
+            con, ingest.OpenedExtract({**header, "extract_id": "e1"}, contract, rows=earlier), NOW
+        )
+        con.executemany(
+            "INSERT INTO hub.withdrawn_records VALUES ('c', ?, ?, 'w', 'opt_out', TIMESTAMP '2026-10-02')",
+            [[dataset, t] for t in tokens[1::5]],
+        )
+        rows = ingest.DeliveryRows(
+            parquet,
+            ingest.dictionary_encoded_columns(
+                pq.ParquetFile(pa.BufferReader(parquet)).metadata, table.schema
+            ),
+        )
+        parts = list(rows.parts())
+        if keep > 1:
+            rows.keep(parts)
+        assert (rows.kept is None) == (keep == 1) and len(parts) >= 7
+        opened = ingest.OpenedExtract(header, contract, rows=rows)
+        withdrawn = ingest._land(con, opened, NOW)
+        assert withdrawn == len(tokens[1::5])
+        result = con.execute(
+            f"SELECT * EXCLUDE (_received_at) FROM landing.{dataset} ORDER BY ALL"
+        ).fetchall()
+        con.close()
+        return result
+
+    whole, streamed = landed(2**40), landed(1)
+    assert whole == streamed
+    # Every earlier row replaced, not doubled; the withdrawn records left out.
+    extract_ids = [row[-1] for row in whole]
+    assert extract_ids.count("e2") == len(whole) == len(tokens) - len(tokens[1::5])

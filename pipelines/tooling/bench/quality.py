@@ -132,7 +132,7 @@ def _without_gate() -> None:
         previous = validate.previous_row_count(con, contract.id, header["dataset"])
         return Ready(
             validate.QualityVerdict(
-                file_name, contract, header["dataset"], table.num_rows, previous, (), 0.0
+                file_name, contract, header["dataset"], header["row_count"], previous, (), 0.0
             )
         )
 
