@@ -89,7 +89,14 @@ def bloom_words(column: pa.ChunkedArray | pa.Array) -> list[pa.Array] | None:
         return None
     size = int(lengths[0])
     padded = np.zeros((len(array), -(-size // 8) * 8), dtype=np.uint8)
-    padded[rows, :size] = data[offsets[:-1][rows, None] + np.arange(size)]
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end - start == len(rows) * size:
+        # The filters lie back to back (a null holds no bytes, as Arrow writes them): a view of
+        # the buffer as one row per filter. Gathering byte by byte built an index of 8 bytes per
+        # byte of filter (280 MB per column at 1M people, 2.8 GB at 10M) and took ten times longer.
+        padded[rows, :size] = data[start:end].reshape(len(rows), size)
+    else:
+        padded[rows, :size] = data[offsets[:-1][rows, None] + np.arange(size)]
     words = padded.view(np.int64)
     return [pa.array(words[:, i], mask=~valid) for i in range(words.shape[1])]
 

@@ -218,3 +218,36 @@ def test_the_filtered_block_first_scores_the_pairs_of_the_rules_as_defined(
     as_defined = predict_clusters(records, model, 0.9, keep_pairs=True)
     assert scored(reordered) == pytest.approx(scored(as_defined), abs=1e-12)
     assert len(scored(as_defined)) > 1000
+
+
+def test_bloom_words_are_the_same_whether_the_filters_lie_back_to_back_or_not():
+    # Arrow lets a null slot hold bytes; a slice starts part way into the buffer. Either way the
+    # words are those of each row's own filter.
+    rng = np.random.default_rng(11)
+    filters = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(30)]
+    filters[4] = filters[17] = None
+    packed = pa.array(filters, pa.binary())
+    offsets = np.frombuffer(packed.buffers()[1], dtype=np.int32)
+    assert offsets[5] == offsets[4]  # the null holds no bytes
+    data = b"".join(f if f is not None else b"\xff" * 32 for f in filters)
+    spaced = pa.Array.from_buffers(
+        pa.binary(),
+        len(filters),
+        [
+            packed.buffers()[0],
+            pa.py_buffer(np.arange(0, 33 * 32, 32, dtype=np.int32).tobytes()),
+            pa.py_buffer(data),
+        ],
+    )
+    assert spaced.null_count == 2 and spaced[5].as_py() == filters[5]
+    for array in (packed, spaced, packed.slice(3), spaced.slice(3)):
+        words = bloom_words(array)
+        rows = array.to_pylist()
+        for i, f in enumerate(rows):
+            got = [w[i].as_py() for w in words]
+            if f is None:
+                assert got == [None] * 4
+            else:
+                assert got == [
+                    int.from_bytes(f[j : j + 8], "little", signed=True) for j in range(0, 32, 8)
+                ]
