@@ -67,9 +67,9 @@ MAX_DECOMPRESSED_BYTES = 4 * 2**30
 MAX_COMPRESSION_RATIO = 50
 # A delivery's rows are kept in memory once read while they take at most this much (in Arrow,
 # dictionary-encoded text held once per row group: school attendance at 3M people, 5.4M rows,
-# takes 0.96 GB). A larger delivery is read again from its decrypted Parquet, one row group at a
-# time, each time it is needed (the arrival checks, then landing), so ingest never holds all its
-# rows: at 10M people school attendance is 18M rows, 3.3 GB in Arrow.
+# takes 0.96 GB). A larger delivery is read again from its decrypted Parquet, a part (PART_ROWS)
+# at a time, each time it is needed (the arrival checks, then landing), so ingest never holds all
+# its rows: at 10M people school attendance is 18M rows, 3.3 GB in Arrow.
 KEEP_ROWS_BYTES = 2**30
 _COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -105,34 +105,58 @@ class Arrival:
     seen_content: dict[str, str] = field(default_factory=dict)  # content_sha256 -> envelope id
 
 
+# A delivery is read in parts of whole row groups, each part at least this many rows (or the
+# rest): the partner kit writes row groups of 1,048,576 rows, so each is a part; a file of many
+# small row groups is read in a few parts, not one Python step and identifier count per group.
+PART_ROWS = 1_048_576
+
+
 class DeliveryRows:
-    """The rows of a decrypted extract, read from its Parquet bytes one row group at a time, with
-    text the partner wrote dictionary-encoded kept as dictionaries (each distinct value once).
+    """The rows of a decrypted extract, read from its Parquet bytes in parts of whole row groups
+    (PART_ROWS), with text the partner wrote dictionary-encoded kept as dictionaries (each
+    distinct value once).
 
     Parts read are kept (:meth:`keep`) while they take at most KEEP_ROWS_BYTES; otherwise every
-    pass reads them again, so a delivery of any size costs its Parquet bytes and one row group."""
+    pass reads them again, so a delivery of any size costs its Parquet bytes and one part."""
 
     def __init__(self, parquet: pa.Buffer | bytes, encoded: list[str]) -> None:
         self.file = pq.ParquetFile(pa.BufferReader(parquet), read_dictionary=encoded)
         self.schema = self.file.schema_arrow.remove_metadata()
         self.num_rows = self.file.metadata.num_rows
         self.kept: pa.Table | None = None
+        # Rows that take well under KEEP_ROWS_BYTES (Arrow took 1.3-1.5 times the Parquet's own
+        # uncompressed size at 1M people) are read in one part: reading part by part cost about
+        # 0.2 s more on school attendance's 1.8M rows. (A bomb is caught once read, as before.)
+        metadata = self.file.metadata
+        unpacked = sum(
+            metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+        )
+        self.small = 2 * unpacked <= KEEP_ROWS_BYTES
 
     def parts(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """Each row group's rows (of ``columns``, or all), in order."""
+        """The rows (of ``columns``, or all) part by part, in order."""
         if self.kept is not None:
             yield self.kept if columns is None else self.kept.select(columns)
             return
-        for index in range(self.file.metadata.num_row_groups):
-            yield self.file.read_row_group(index, columns=columns).replace_schema_metadata(None)
+        metadata, groups, rows = self.file.metadata, [], 0
+        if self.small:  # read whole (on threads), as it will be kept
+            yield self.file.read(columns=columns).replace_schema_metadata(None)
+            return
+        for index in range(metadata.num_row_groups):
+            groups.append(index)
+            rows += metadata.row_group(index).num_rows
+            if rows >= PART_ROWS or index == metadata.num_row_groups - 1:
+                part = self.file.read_row_groups(groups, columns=columns)
+                yield part.replace_schema_metadata(None)
+                groups, rows = [], 0
 
     def keep(self, parts: list[pa.Table]) -> None:
-        """Hold ``parts`` (every row group, as :meth:`parts` read them) instead of reading again."""
+        """Hold ``parts`` (all of them, as :meth:`parts` read them) instead of reading again."""
         self.kept = pa.concat_tables(parts) if parts else self.schema.empty_table()
 
     def source(self, columns: list[str] | None = None) -> pa.Table | pa.RecordBatchReader:
-        """What DuckDB scans: the kept rows, or a reader that reads one row group at a time
-        (a reader is read once: ask for one per statement)."""
+        """What DuckDB scans: the kept rows, or a reader that reads one part at a time (a reader
+        is read once: ask for one per statement)."""
         if self.kept is not None:
             return self.kept if columns is None else self.kept.select(columns)
         schema = (
@@ -555,7 +579,7 @@ def check_types(c: ExtractCheck) -> None:
 
 def check_readable(c: ExtractCheck) -> None:
     """Every page reads, and the rows fit in memory once dictionary-encoded text is decoded.
-    An extract is read one row group at a time, its text columns' values counted for the
+    An extract is read a part at a time (DeliveryRows), its text columns' values counted for the
     identifier scan as each is read; its rows are kept if they are small (DeliveryRows)."""
     if c.withdrawal:
         c.table = c.parquet.read()
@@ -696,7 +720,7 @@ def _land(con: duckdb.DuckDBPyConnection, opened: OpenedExtract, received_at: dt
     table = f"landing.{dataset.name}"
     # Straight from Arrow into the landing table (DuckDB scans Arrow without a copy), with no
     # staging table in between: staging copied every row once more (measured in docs/benchmarks.md).
-    # A large delivery is scanned one row group at a time, read again for each statement
+    # A large delivery is scanned a part at a time, read again for each statement
     # (DeliveryRows.source), so its rows are never all in memory.
     # Records the partner withdrew before are left out and counted (pipelines/hub/withdrawals.py).
     # The filter costs about a tenth of the insert (measured on A&E at 1M): left out when the

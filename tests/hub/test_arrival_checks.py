@@ -291,21 +291,27 @@ def _in_row_groups(c: ExtractCheck, table: pa.Table | None = None, rows: int = 9
     c.schema = c.parquet.schema_arrow
 
 
-def test_a_large_delivery_is_read_one_row_group_at_a_time_and_never_kept(good, monkeypatch):
+def test_a_large_delivery_is_read_in_parts_of_whole_row_groups_and_never_kept(good, monkeypatch):
     c = good(check_readable)
-    _in_row_groups(c)
+    _in_row_groups(c)  # row groups of 97 rows
     plain = pq.read_table(pa.BufferReader(c.parquet_bytes))
     monkeypatch.setattr(ingest, "KEEP_ROWS_BYTES", 1)
+    monkeypatch.setattr(ingest, "PART_ROWS", 300)
     reads = []
-    read_row_group = pq.ParquetFile.read_row_group
+    read_row_groups = pq.ParquetFile.read_row_groups
     monkeypatch.setattr(
         pq.ParquetFile,
-        "read_row_group",
-        lambda self, i, *a, **k: reads.append(i) or read_row_group(self, i, *a, **k),
+        "read_row_groups",
+        lambda self, groups, *a, **k: (
+            reads.append(list(groups)) or read_row_groups(self, groups, *a, **k)
+        ),
     )
     check_readable(c)
-    assert c.rows.kept is None and c.parquet.metadata.num_row_groups > 3
-    assert reads == list(range(c.parquet.metadata.num_row_groups))
+    groups = c.parquet.metadata.num_row_groups
+    assert c.rows.kept is None and groups > 12
+    # Every row group once, in order, four (388 rows) to a part, the rest in the last.
+    assert [g for part in reads for g in part] == list(range(groups))
+    assert all(len(part) == 4 for part in reads[:-1]) and 1 <= len(reads[-1]) <= 4
     # Each pass reads it again, and gives the delivery's rows in order.
     again = pa.Table.from_batches(list(c.rows.source()))
     assert again.cast(plain.schema).equals(plain)
