@@ -158,8 +158,8 @@ def _distinct_values(column: pa.ChunkedArray) -> pl.DataFrame:
 
 
 class IdentifierScan:
-    """The scan, fed a delivery's rows in parts (ingest reads a large delivery one Parquet row
-    group at a time): each text column's distinct non-hex values and their row counts are
+    """The scan, fed a delivery's rows in parts (ingest reads a large delivery in parts of whole
+    Parquet row groups): each text column's distinct non-hex values and their row counts are
     summed over the parts, so the suspicions are those of the whole delivery at once."""
 
     def __init__(self) -> None:

@@ -71,6 +71,10 @@ MAX_COMPRESSION_RATIO = 50
 # at a time, each time it is needed (the arrival checks, then landing), so ingest never holds all
 # its rows: at 10M people school attendance is 18M rows, 3.3 GB in Arrow.
 KEEP_ROWS_BYTES = 2**30
+# A delivery is read in parts of whole row groups, each part at least this many rows (or the
+# rest): the partner kit writes row groups of 1,048,576 rows, so each is a part; a file of many
+# small row groups is read in a few parts, not one Python step and identifier count per group.
+PART_ROWS = 1_048_576
 _COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -105,12 +109,6 @@ class Arrival:
     seen_content: dict[str, str] = field(default_factory=dict)  # content_sha256 -> envelope id
 
 
-# A delivery is read in parts of whole row groups, each part at least this many rows (or the
-# rest): the partner kit writes row groups of 1,048,576 rows, so each is a part; a file of many
-# small row groups is read in a few parts, not one Python step and identifier count per group.
-PART_ROWS = 1_048_576
-
-
 class DeliveryRows:
     """The rows of a decrypted extract, read from its Parquet bytes in parts of whole row groups
     (PART_ROWS), with text the partner wrote dictionary-encoded kept as dictionaries (each
@@ -119,29 +117,32 @@ class DeliveryRows:
     Parts read are kept (:meth:`keep`) while they take at most KEEP_ROWS_BYTES; otherwise every
     pass reads them again, so a delivery of any size costs its Parquet bytes and one part."""
 
-    def __init__(self, parquet: pa.Buffer | bytes, encoded: list[str]) -> None:
-        self.file = pq.ParquetFile(pa.BufferReader(parquet), read_dictionary=encoded)
+    def __init__(
+        self,
+        parquet: pa.Buffer | bytes,
+        encoded: list[str],
+        metadata: pq.FileMetaData | None = None,
+    ) -> None:
+        self.file = pq.ParquetFile(
+            pa.BufferReader(parquet), metadata=metadata, read_dictionary=encoded
+        )
         self.schema = self.file.schema_arrow.remove_metadata()
         self.num_rows = self.file.metadata.num_rows
         self.kept: pa.Table | None = None
         # Rows that take well under KEEP_ROWS_BYTES (Arrow took 1.3-1.5 times the Parquet's own
         # uncompressed size at 1M people) are read in one part: reading part by part cost about
         # 0.2 s more on school attendance's 1.8M rows. (A bomb is caught once read, as before.)
-        metadata = self.file.metadata
-        unpacked = sum(
-            metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
-        )
-        self.small = 2 * unpacked <= KEEP_ROWS_BYTES
+        self.small = 2 * unpacked_size(self.file.metadata) <= KEEP_ROWS_BYTES
 
     def parts(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """The rows (of ``columns``, or all) part by part, in order."""
         if self.kept is not None:
             yield self.kept if columns is None else self.kept.select(columns)
             return
-        metadata, groups, rows = self.file.metadata, [], 0
         if self.small:  # read whole (on threads), as it will be kept
             yield self.file.read(columns=columns).replace_schema_metadata(None)
             return
+        metadata, groups, rows = self.file.metadata, [], 0
         for index in range(metadata.num_row_groups):
             groups.append(index)
             rows += metadata.row_group(index).num_rows
@@ -165,6 +166,11 @@ class DeliveryRows:
         return pa.RecordBatchReader.from_batches(
             schema, (batch for part in self.parts(columns) for batch in part.to_batches())
         )
+
+
+def unpacked_size(metadata: pq.FileMetaData) -> int:
+    """The bytes a Parquet file's row groups take uncompressed, as its footer says."""
+    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
 
 
 @dataclass
@@ -449,8 +455,7 @@ def check_content(c: ExtractCheck) -> None:
             f"content that is not ({type(exc).__name__})",
             "prepare the extract with `placelink partner prepare` and re-send it",
         )
-    metadata = c.parquet.metadata
-    c.unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    c.unpacked = unpacked_size(c.parquet.metadata)
     # A decompression bomb: a few megabytes that would take gigabytes of the hub's memory.
     _check_unpacked_size(c)
 
@@ -580,7 +585,7 @@ def check_types(c: ExtractCheck) -> None:
 def check_readable(c: ExtractCheck) -> None:
     """Every page reads, and the rows fit in memory once dictionary-encoded text is decoded.
     An extract is read a part at a time (DeliveryRows), its text columns' values counted for the
-    identifier scan as each is read; its rows are kept if they are small (DeliveryRows)."""
+    identifier scan as each part is read; its rows are kept if they take KEEP_ROWS_BYTES or less."""
     if c.withdrawal:
         c.table = c.parquet.read()
         c.scan.add(c.table)
@@ -588,7 +593,7 @@ def check_readable(c: ExtractCheck) -> None:
     # Dictionary-encoded columns are read as dictionaries first: a value repeated on every row
     # is another way to make a small file that takes gigabytes once read.
     c.encoded = dictionary_encoded_columns(c.parquet.metadata, c.schema)
-    c.rows = DeliveryRows(c.parquet_bytes, c.encoded)
+    c.rows = DeliveryRows(c.parquet_bytes, c.encoded, c.parquet.metadata)
     reading = c.rows.parts()
     decoded, held, parts = 0, 0, []
     while (part := _next_part(c, reading)) is not None:
@@ -597,7 +602,9 @@ def check_readable(c: ExtractCheck) -> None:
         _check_unpacked_size(c)
         c.scan.add(part)
         held += part.nbytes
-        parts = [] if held > KEEP_ROWS_BYTES else [*parts, part]
+        parts.append(part)
+        if held > KEEP_ROWS_BYTES:
+            parts.clear()  # read again when landed
     # Kept as dictionaries: the identifier scan counted each distinct value once from them, and
     # DuckDB lands them without each row's text being copied into a plain column first.
     if held <= KEEP_ROWS_BYTES:
@@ -605,7 +612,7 @@ def check_readable(c: ExtractCheck) -> None:
 
 
 def _next_part(c: ExtractCheck, reading: Iterator[pa.Table]) -> pa.Table | None:
-    """The next row group's rows, or None after the last."""
+    """The next part's rows, or None after the last."""
     try:
         return next(reading, None)
     except Exception as exc:  # noqa: BLE001 - damaged pages: signed by the partner, but unreadable
