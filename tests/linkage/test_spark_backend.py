@@ -307,17 +307,18 @@ def test_great_expectations_still_imports_where_main_has_no_file():
     assert run.stdout.strip() == "imported", run.stderr[-2000:]
 
 
-def test_a_blocking_rule_on_the_full_name_filter_is_translated_for_spark():
+def test_the_blocking_rules_on_the_full_name_filter_are_translated_for_spark():
     settings = splink_settings().get_settings("duckdb").as_dict()
     blooms = {"given_name_bloom", "family_name_bloom", "full_name_bloom", "address_line_bloom"}
     translated = spark_model_settings(settings, blooms)["blocking_rules_to_generate_predictions"]
-    (full,) = [r for r in translated if "full_name_bloom" in r["blocking_rule"]]
-    # The popcounts are sums over the filters' words, each record's side kept (l., r.).
-    assert full["sql_dialect"] == "spark" and "bit_count(" not in full["blocking_rule"].replace(
-        "bit_count(x & y)", ""
-    )
-    assert (
-        "l.full_name_bloom" in full["blocking_rule"]
-        and "r.full_name_bloom" in full["blocking_rule"]
-    )
-    assert all(r["sql_dialect"] == "duckdb" for r in translated if r is not full)
+    full = [r for r in translated if "full_name_bloom" in r["blocking_rule"]]
+    # On the same date of birth, and on the same postcode.
+    assert len(full) == 2
+    for rule in full:
+        # The popcounts are sums over the filters' words, each record's side kept (l., r.).
+        assert rule["sql_dialect"] == "spark" and "bit_count(" not in rule["blocking_rule"].replace(
+            "bit_count(x & y)", ""
+        )
+        assert "l.full_name_bloom" in rule["blocking_rule"]
+        assert "r.full_name_bloom" in rule["blocking_rule"]
+    assert all(r["sql_dialect"] == "duckdb" for r in translated if r not in full)
