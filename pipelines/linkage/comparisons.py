@@ -424,9 +424,6 @@ _KEYED_RULES: tuple[tuple[str, ...], ...] = (
     ("given_name_phonetic_token", "family_name_phonetic_token", "dob_year_token"),
     ("family_name_token", "dob_year_token", "postcode_district_token"),
     ("postcode_token", "given_name_phonetic_token"),
-    # One household: the same home and a family name that sounds the same (on FEBRL4, 77 of the
-    # 178 true pairs that no earlier rule compared; docs/linkage.md).
-    ("postcode_token", "family_name_phonetic_token"),
     ("dob_unordered_token", "family_name_phonetic_token"),
     ("given_name_phonetic_token", "family_name_phonetic_token", "dob_month_token", "dob_day_token"),
     ("uprn_token", "given_name_phonetic_token"),
@@ -489,9 +486,13 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
                 f"l.date_of_birth_token = r.date_of_birth_token AND {similar} >= {FULL_NAME_DICE}"
             )
         )
-    # The same home and alike full names, as on the date of birth above: names written
-    # differently or transposed, and a date of birth that differs or is missing.
-    if full and "postcode_token" in have:
+    # The same postcode and alike full names, as on the date of birth above: names written
+    # differently or transposed, and a date of birth that differs or is missing. Only where the
+    # postcode is the records' finest place: with a first line of address or a UPRN as well, the
+    # model adds up three agreeing place fields, and the members of one household this rule
+    # pairs (one family name, alike full names) scored above the threshold (council_address:
+    # precision 0.91 -> 0.32; docs/linkage-benchmark.md, "More pairs compared").
+    if full and "postcode_token" in have and not have & {*_ADDRESS_LINE, "uprn_token"}:
         similar = (dice if full == FULL_NAME else clear_dice)(full, blocking=True)
         rules.append(
             CustomRule(f"l.postcode_token = r.postcode_token AND {similar} >= {FULL_NAME_DICE}")

@@ -131,21 +131,6 @@ NEWLY_COMPARED = {
         },
         "bit_count(l.full_name_bloom & r.full_name_bloom)",
     ),
-    "the same home and family name, another given name and date of birth": (
-        {
-            "given_name": "Jenna",
-            "family_name": "Alderson",
-            "date_of_birth": "1978-09-26",
-            "postcode": "LS6 2AB",
-        },
-        {
-            "given_name": "Jake",
-            "family_name": "Alderson",
-            "date_of_birth": "1946-04-15",
-            "postcode": "LS6 2AB",
-        },
-        "family_name_phonetic_token",
-    ),
     "the same names, years of birth one apart, no home in common": (
         {
             "given_name": "Simon",
@@ -216,3 +201,19 @@ def test_strangers_at_one_home_or_of_one_name_are_not_all_compared():
     )
     for left, right in (neighbours, namesakes):
         assert [n for _, n in blocked_comparisons(hand_made_pair(left, right)) if n] == []
+
+
+def test_one_household_is_compared_on_alike_full_names_only_where_the_postcode_is_the_finest_place():
+    """Members of one household share a family name, so their full names are often alike. With
+    a first line of address and a UPRN too, the model adds up three agreeing place fields and
+    such a pair scored above the threshold (council_address: precision 0.91 -> 0.32), so the
+    postcode + full-name rule is left out there."""
+    home = {"family_name": "Schofield", "postcode": "LS6 2AB"}
+    parent = home | {"given_name": "Mary", "date_of_birth": "1971-02-03"}
+    child = home | {"given_name": "Martin", "date_of_birth": "2001-07-08"}
+    assert [n for _, n in blocked_comparisons(hand_made_pair(parent, child)) if n] == [1]
+
+    address = {"address_line": "12 Bank Street", "uprn": "100012345678"}
+    assert [
+        n for _, n in blocked_comparisons(hand_made_pair(parent | address, child | address)) if n
+    ] == []
