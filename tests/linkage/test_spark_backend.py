@@ -19,7 +19,7 @@ from assets.linkage import linked_persons, person_records_asset, plausible_linka
 from assets.resources import PlacelinkResource
 from pipelines.core.settings import Settings
 from pipelines.governance.audit import AuditLog
-from pipelines.linkage.comparisons import BIGRAMS_APART, BIGRAMS_AT_LEAST
+from pipelines.linkage.comparisons import BIGRAMS_APART, BIGRAMS_AT_LEAST, MODEL_COLUMNS
 from pipelines.linkage.model import MODEL_FILE, TrainedModel, predict_clusters, splink_settings
 from pipelines.linkage.spark import (
     SparkUnavailable,
@@ -308,8 +308,10 @@ def test_great_expectations_still_imports_where_main_has_no_file():
 
 
 def test_the_blocking_rules_on_the_full_name_filter_are_translated_for_spark():
-    settings = splink_settings().get_settings("duckdb").as_dict()
-    blooms = {"given_name_bloom", "family_name_bloom", "full_name_bloom", "address_line_bloom"}
+    # A place whose finest place is the postcode (no address line or UPRN) has both.
+    have = MODEL_COLUMNS - {"address_line_bloom", "uprn_token"}
+    settings = splink_settings(have=have).get_settings("duckdb").as_dict()
+    blooms = {"given_name_bloom", "family_name_bloom", "full_name_bloom"}
     translated = spark_model_settings(settings, blooms)["blocking_rules_to_generate_predictions"]
     full = [r for r in translated if "full_name_bloom" in r["blocking_rule"]]
     # On the same date of birth, and on the same postcode.
