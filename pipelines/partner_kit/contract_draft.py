@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pipelines.core.column_types import LOGICAL_TYPES, YEAR_OF_BIRTH
 from pipelines.governance.contracts import TO_COMPLETE, Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
-from pipelines.partner_kit.features import IDENTITY_FEATURES
+from pipelines.partner_kit.features import IDENTITY_FEATURES, POSTAL_CODE_UNORDERED
 
 # Identity items that are not keyed tokens: how the contract classifies them.
 _CLASSIFIED = {"sex": "quasi_identifier", YEAR_OF_BIRTH: "quasi_identifier"}
@@ -142,6 +142,8 @@ def items_not_listed(dataset: Dataset) -> list[str]:
         # Keyed tokens only: a clear value (year of birth, sex, an area) is a disclosure choice.
         and feature.name not in _CLASSIFIED
         and feature.name not in _AREAS
+        # Made only from another country's postal codes: empty for a UK partner.
+        and (feature.name != POSTAL_CODE_UNORDERED or dataset.postcode_format == "any")
     ]
 
 
@@ -243,7 +245,11 @@ def draft_agreement(
             unique=True,
         )
         | {"required": True},
-        *identity_items(identifiers),
+        *(
+            item
+            for item in identity_items(identifiers)
+            if item["name"] != POSTAL_CODE_UNORDERED or postcode_format == "any"
+        ),
     ]
     for column in payload:
         items.append(

@@ -41,6 +41,7 @@ from pipelines.partner_kit.normalise import (
     name_parts,
     other_country_postcodes,
     parse_iso_dates,
+    postal_code_characters,
     postcode_districts,
     postcode_sectors,
     sex_codes,
@@ -440,6 +441,10 @@ def _token(
     )
 
 
+# Only for postal codes of another country (``postcodeFormat: any``): a UK postcode has its
+# sector and district for partial agreement, and agreements with UK partners do not list it.
+POSTAL_CODE_UNORDERED = "postcode_unordered_token"
+
 # Name parts and the given name's initial are made under one key for both name fields, so
 # the hub can see that one record's given name is another's family name (transposed names).
 NAME_PART_KEY = "name_part"
@@ -558,6 +563,13 @@ _FEATURES = (
         "postcode",
         lambda i: i.postcode_district,
         "token of the postcode district (AB1)",
+    ),
+    _token(
+        POSTAL_CODE_UNORDERED,
+        "postcode",
+        lambda i: postal_code_characters(i.postcode),
+        "token of another country's postal code with its characters in sorted order (6602: "
+        "0266), equal when two characters are transposed; none for a UK postcode",
     ),
     *(
         _token(

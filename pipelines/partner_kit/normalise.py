@@ -629,6 +629,21 @@ def postcode_districts(postcodes: pl.Series) -> pl.Series:
     )
 
 
+def postal_code_characters(postcodes: pl.Series) -> pl.Series:
+    """Another country's postal code with its characters in sorted order (``6602`` -> ``0266``),
+    the same for two codes that differ by transposed characters (``6062``); null for a UK
+    postcode, which has a sector and a district for partial agreement instead."""
+    return (
+        pl.select(
+            pl.when(~postcodes.str.contains(" ")).then(
+                postcodes.str.split("").list.sort().list.join("")
+            )
+        )
+        .to_series()
+        .alias(postcodes.name)
+    )
+
+
 # ---------------------------------------------------------------- sex
 
 

@@ -134,6 +134,11 @@ NEWLY_COMPARED = {
         person("Simon", "Taylor", "1992-03-28", "BD1 1AA"),
         "dob_year_next_token",
     ),
+    "another country's postal code with its digits transposed, and a new name": (
+        person("Elizabeth", "Brown", "1961-04-05", "6062"),
+        person("Betty", "Kowalski", "1961-04-05", "6602"),
+        "postcode_unordered_token",
+    ),
     "a middle name on one side, no date of birth on the other, no home in common": (
         person("Shane Jordan", "Reynolds", "1997-02-10", "LS6 2AB"),
         person("Shane", "Reynolds", postcode="BD1 1AA"),

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.governance.contracts import TO_COMPLETE, ContractError, load_contract
+from pipelines.partner_kit.contract_draft import items_not_listed
 from pipelines.partner_kit.prepare import prepare_extract
 from tests.partner_kit.conftest import write_csv
 
@@ -116,7 +117,22 @@ def test_a_draft_for_a_partner_abroad_declares_its_postcode_format(tmp_path):
     assert result.exit_code == 0, result.output
     document = _write_over(yaml.safe_load(out.read_text()))
     out.write_text(yaml.safe_dump(document, sort_keys=False))
-    assert load_contract(out).dataset("clinic_referrals").postcode_format == "any"
+    abroad = load_contract(out).dataset("clinic_referrals")
+    assert abroad.postcode_format == "any"
+    # Postal codes of another country get the characters-in-sorted-order token; UK ones do not
+    # (it would be empty in every delivery), and are not told it is missing.
+    assert "postcode_unordered_token" in abroad.columns
+    uk = tmp_path / "uk.yaml"
+    result = _new(
+        tmp_path, *CLINIC, "--identifiers", "given_name,family_name,postcode", "--out", str(uk)
+    )
+    assert result.exit_code == 0, result.output
+    uk.write_text(yaml.safe_dump(_write_over(yaml.safe_load(uk.read_text())), sort_keys=False))
+    in_the_uk = load_contract(uk).dataset("clinic_referrals")
+    assert "postcode_token" in in_the_uk.columns
+    assert "postcode_unordered_token" not in in_the_uk.columns
+    assert "postcode_unordered_token" not in items_not_listed(in_the_uk)
+    assert items_not_listed(abroad) == []
 
 
 @pytest.mark.parametrize(

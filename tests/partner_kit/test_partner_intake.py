@@ -407,6 +407,21 @@ def test_a_uk_partners_odd_foreign_postcode_is_not_sent_unless_the_contract_says
     assert declared.report["postcode_format"]["declared"] is True
 
 
+def test_a_postal_code_abroad_with_its_digits_transposed_gives_the_same_unordered_token(
+    tmp_path, key, now
+):
+    # FEBRL's 6062 / 6602: no sector or district to agree on, so the code's characters in sorted
+    # order are tokenised too; a UK postcode has none (its sector and district do that).
+    rows = _postcode_rows("6062", "6602", "6063", "AB1 2CD", "")
+    prepared = _prepare_postcodes(tmp_path, "any", rows, key, now, postcode_format="any")
+    sent = _columns(prepared, "postcode_token", "postcode_unordered_token")
+    unordered = sent["postcode_unordered_token"]
+    assert sent["postcode_token"][0] != sent["postcode_token"][1]
+    assert unordered[0] == unordered[1] != unordered[2]
+    assert None not in unordered[:3] and unordered[3:] == [None, None]
+    assert unordered[0] not in sent["postcode_token"]  # keyed apart from the postcode itself
+
+
 def test_a_partner_sending_districts_alone_sends_them_as_the_district(tmp_path, key, now):
     # Data minimisation: only the outward code (LS6). It is the district, not an invalid value.
     districts = _prepare_postcodes(tmp_path, "d", _postcode_rows("ls6", "M1", ""), key, now)

@@ -60,6 +60,22 @@ def test_postcodes_abroad_mark_the_same_homes_with_codes_that_are_not_uk_postcod
     assert both.drop_nulls().unique().height == codes.n_unique()
 
 
+def test_postal_codes_keyed_wrongly_are_the_codes_of_homes_with_two_neighbouring_digits_swapped():
+    files = generate(dataclasses.replace(PROFILES["postcodes_abroad_typos"], people=3000), seed=2)
+    # The profile's homes have the codes 2000, 2007, 2014, ...: a swap rarely lands on another.
+    homes = {str(2000 + 7 * i) for i in range(3000 // 40)}
+    shares = []
+    for sent in (files.first["postcode"].drop_nulls(), files.second["postcode"].drop_nulls()):
+        wrong = [code for code in sent if code not in homes]
+        shares.append(len(wrong) / len(sent))
+        for code in wrong:
+            assert any(
+                code[:i] + code[i + 1] + code[i] + code[i + 2 :] in homes for i in range(3)
+            ), code
+    # About 3% of the second file's records, half that in the first (the profiles' rule).
+    assert 0.015 < shares[1] < 0.045 and shares[0] < shares[1]
+
+
 def test_a_district_only_partner_sends_the_outward_code_of_each_postcode():
     from pipelines.partner_kit.normalise import district_only_postcodes
 

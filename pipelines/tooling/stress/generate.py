@@ -190,6 +190,17 @@ def _people(profile: Profile, rng: np.random.Generator, seed: int) -> list[dict]
     return people[: profile.people]
 
 
+def _transposed_characters(code: str, rng: np.random.Generator) -> str:
+    """Two neighbouring characters of a code swapped (6062 -> 6602), as a keying error makes."""
+    positions = [
+        i for i in range(len(code) - 1) if code[i] != code[i + 1] and " " not in code[i : i + 2]
+    ]
+    if not positions:
+        return code
+    i = positions[int(rng.integers(len(positions)))]
+    return code[:i] + code[i + 1] + code[i] + code[i + 2 :]
+
+
 def _typo(name: str, rng: np.random.Generator) -> str:
     if len(name) < 3:
         return name
@@ -297,6 +308,9 @@ def _record(
         postcode, address, uprn = person["previous"]
     if chance(e.postcode_missing):
         postcode = address = None
+    # Drawn only where the profile asks for it, so every other profile's records stay as they were.
+    if e.postcode_typo and postcode and chance(e.postcode_typo):
+        postcode = _transposed_characters(postcode, rng)
     if rng.random() < e.postcode_placeholder * (scale == 1.0):
         postcode = PLACEHOLDER_POSTCODE
     style = rng.random()
