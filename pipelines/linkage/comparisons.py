@@ -27,7 +27,6 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 from pipelines.partner_kit.bloom import BLOOM_BITS as FILTER_BITS
 from pipelines.partner_kit.bloom import BLOOM_HASHES
-from pipelines.partner_kit.features import POSTAL_CODE_UNORDERED
 
 # Measured on 2,500 synthetic names (docs/linkage-features.md): unrelated pairs reach
 # Dice >= 0.7 in 0.6% of cases and >= 0.8 in 0.02%; one-character typos in 90% and 62%.
@@ -76,6 +75,9 @@ NAME_PARTS = {
     for name in ("given_name", "family_name")
 }
 GIVEN_INITIAL = "given_name_initial_token"
+# Another country's postal code with its characters in sorted order (the partner kit makes it only
+# under ``postcodeFormat: any``): two digits keyed the wrong way round still agree.
+POSTAL_CODE_UNORDERED = "postcode_unordered_token"
 _NAMES = ("given_name", "family_name")
 
 # Every hub column the model may read, by the field the partner kit made it from (a column made
@@ -497,39 +499,35 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
     # had no block (a_like, seed 101: 21 of the 74 true pairs no rule held). A hash join on the
     # date, then Dice on the few records sharing it.
     full = next((c for c in (FULL_NAME, FULL_NAME_CLEAR) if c in have), None)
-    if full and "date_of_birth_token" in have:
+    alike = None
+    if full:
         similar = (dice if full == FULL_NAME else clear_dice)(full, blocking=True)
-        rules.append(
-            CustomRule(
-                f"l.date_of_birth_token = r.date_of_birth_token AND {similar} >= {FULL_NAME_DICE}"
-            )
-        )
+        alike = f"{similar} >= {FULL_NAME_DICE}"
+    if alike and "date_of_birth_token" in have:
+        rules.append(CustomRule(f"l.date_of_birth_token = r.date_of_birth_token AND {alike}"))
     # The same postcode and alike full names, as on the date of birth above: names written
     # differently or transposed, and a date of birth that differs or is missing. Only where the
     # postcode is the records' finest place: with a first line of address or a UPRN as well, the
     # model adds up three agreeing place fields, and the members of one household this rule
     # pairs (one family name, alike full names) scored above the threshold (council_address:
     # precision 0.91 -> 0.32; docs/linkage-benchmark.md, "More pairs compared").
-    if full and "postcode_token" in have and not have & {*_ADDRESS_LINE, "uprn_token"}:
-        similar = (dice if full == FULL_NAME else clear_dice)(full, blocking=True)
-        rules.append(
-            CustomRule(f"l.postcode_token = r.postcode_token AND {similar} >= {FULL_NAME_DICE}")
-        )
+    if alike and "postcode_token" in have and not have & {*_ADDRESS_LINE, "uprn_token"}:
+        rules.append(CustomRule(f"l.postcode_token = r.postcode_token AND {alike}"))
     # The same first parts of both names and a year of birth one apart, or no date of birth on
     # one side. One rule per side, so that each is an equi-join on the names and the year (or a
     # filter DuckDB applies to one side before the join): a condition on both sides together
     # would be tested on every pair of namesakes, whose number grows with the square of the
     # place (at 1M people it took 5.5 s of prediction's 21 s).
-    for left, right in ("lr", "rl"):
-        if {*_FIRST_PARTS, "dob_year_token", "dob_year_next_token"} <= have:
-            rules.append(
-                CustomRule(
-                    f"{_SAME_FIRST_PARTS} AND {left}.dob_year_next_token = {right}.dob_year_token"
-                )
-            )
-    for side in "lr":
-        if set(_FIRST_PARTS) <= have and "date_of_birth_token" in have:
-            rules.append(CustomRule(f"{_SAME_FIRST_PARTS} AND {side}.date_of_birth_token IS NULL"))
+    if {*_FIRST_PARTS, "dob_year_token", "dob_year_next_token"} <= have:
+        rules += [
+            CustomRule(f"{_SAME_FIRST_PARTS} AND {a}.dob_year_next_token = {b}.dob_year_token")
+            for a, b in ("lr", "rl")
+        ]
+    if {*_FIRST_PARTS, "date_of_birth_token"} <= have:
+        rules += [
+            CustomRule(f"{_SAME_FIRST_PARTS} AND {side}.date_of_birth_token IS NULL")
+            for side in "lr"
+        ]
     # Names alone are still a block for records that carry nothing else to block on: no date of
     # birth and no postcode (one rule per side; Splink scores each pair once, l before r).
     if {"given_name_phonetic_token", "family_name_phonetic_token"} <= have:

@@ -142,9 +142,15 @@ def items_not_listed(dataset: Dataset) -> list[str]:
         # Keyed tokens only: a clear value (year of birth, sex, an area) is a disclosure choice.
         and feature.name not in _CLASSIFIED
         and feature.name not in _AREAS
-        # Made only from another country's postal codes: empty for a UK partner.
-        and (feature.name != POSTAL_CODE_UNORDERED or dataset.postcode_format == "any")
+        and offered(feature.name, dataset.postcode_format)
     ]
+
+
+def offered(item: str, postcode_format: str | None) -> bool:
+    """Whether a draft lists, and ``contracts check`` suggests, ``item`` for a dataset whose
+    postcodes are written as ``postcode_format``: the token made only from another country's
+    postal codes is empty for a UK partner, so it is offered only under ``any``."""
+    return item != POSTAL_CODE_UNORDERED or postcode_format == "any"
 
 
 def items_to_add(contract: Contract, names: Sequence[str], dataset: str | None = None) -> dict:
@@ -245,11 +251,7 @@ def draft_agreement(
             unique=True,
         )
         | {"required": True},
-        *(
-            item
-            for item in identity_items(identifiers)
-            if item["name"] != POSTAL_CODE_UNORDERED or postcode_format == "any"
-        ),
+        *(item for item in identity_items(identifiers) if offered(item["name"], postcode_format)),
     ]
     for column in payload:
         items.append(

@@ -135,8 +135,10 @@ NEWLY_COMPARED = {
         "dob_year_next_token",
     ),
     "another country's postal code with its digits transposed, and a new name": (
-        person("Elizabeth", "Brown", "1961-04-05", "6062"),
-        person("Betty", "Kowalski", "1961-04-05", "6602"),
+        # The full names' Dice stays below 0.7 under any key (0.36-0.56 over 400 keys), so
+        # the date-of-birth + full-name rule does not take the pair first.
+        person("Robert", "Lee", "1961-04-05", "6062"),
+        person("Bob", "Okafor", "1961-04-05", "6602"),
         "postcode_unordered_token",
     ),
     "a middle name on one side, no date of birth on the other, no home in common": (
@@ -173,6 +175,7 @@ def test_one_household_is_compared_on_alike_full_names_only_where_the_postcode_i
     a first line of address and a UPRN too, the model adds up three agreeing place fields and
     such a pair scored above the threshold (council_address: precision 0.91 -> 0.32), so the
     postcode + full-name rule is left out there."""
+    # Their full names' Dice is 0.84-0.93 under any key (over 300 keys): alike.
     parent = person("Mary", "Schofield", "1971-02-03", "LS6 2AB")
     child = person("Martin", "Schofield", "2001-07-08", "LS6 2AB")
     assert [n for _, n in blocked_comparisons(hand_made_pair(parent, child)) if n] == [1]
