@@ -201,6 +201,16 @@ def _transposed_characters(code: str, rng: np.random.Generator) -> str:
     return code[:i] + code[i + 1] + code[i] + code[i + 2 :]
 
 
+def _changed_digit(code: str, rng: np.random.Generator) -> str:
+    """One digit of a code keyed as another (6062 -> 6082)."""
+    positions = [i for i, c in enumerate(code) if c.isdigit()]
+    if not positions:
+        return code
+    i = positions[int(rng.integers(len(positions)))]
+    other = str((int(code[i]) + 1 + int(rng.integers(9))) % 10)
+    return code[:i] + other + code[i + 1 :]
+
+
 def _typo(name: str, rng: np.random.Generator) -> str:
     if len(name) < 3:
         return name
@@ -311,6 +321,8 @@ def _record(
     # Drawn only where the profile asks for it, so every other profile's records stay as they were.
     if e.postcode_typo and postcode and chance(e.postcode_typo):
         postcode = _transposed_characters(postcode, rng)
+    if e.postcode_digit and postcode and chance(e.postcode_digit):
+        postcode = _changed_digit(postcode, rng)
     if rng.random() < e.postcode_placeholder * (scale == 1.0):
         postcode = PLACEHOLDER_POSTCODE
     style = rng.random()

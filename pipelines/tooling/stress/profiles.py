@@ -67,6 +67,7 @@ class Errors:
     postcode_missing: float = 0.03
     postcode_placeholder: float = 0.0  # one value for "not known" (a valid-looking postcode)
     postcode_typo: float = 0.0  # two neighbouring characters of the postcode swapped (keying)
+    postcode_digit: float = 0.0  # one digit of the postcode keyed as another
     sex_missing: float = 0.005
     nhs_missing: float = 0.05
 
@@ -198,11 +199,12 @@ PROFILES: dict[str, Profile] = {
         _profile(
             "postcodes_abroad_typos",
             "as postcodes_abroad, and 3% of records have two neighbouring digits of the postal "
-            "code swapped (6062 / 6602), the names' keying-error rate applied to the code",
+            "code swapped (6062 / 6602) and 3% one digit keyed as another (6062 / 6082), the "
+            "names' keying-error rate applied to the code",
             first_fields=NAMES_DOB_POSTCODE,
             second_fields=NAMES_DOB_POSTCODE,
             postcodes_abroad=True,
-            errors={"postcode_typo": 0.03},
+            errors={"postcode_typo": 0.03, "postcode_digit": 0.03},
         ),
         _profile(
             "postcode_district_only",
