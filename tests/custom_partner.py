@@ -91,8 +91,10 @@ def write_custom_contract(
         for name, classification in IDENTITY_ITEMS[column]
     ]
     if postcode_format == "any" and "postcode" in identity:
-        # Another country's postal codes: the kit also makes the code's characters in sorted order.
+        # Another country's postal codes: the kit also makes the code's characters in sorted order
+        # and its forms with one character left out.
         items.append(_item("postcode_unordered_token", "token"))
+        items.append(_item("postcode_variant_tokens", "token"))
     items.append(_item("referral_date", "payload", "date", required=True))
     schema = {
         "name": dataset,

@@ -5,7 +5,8 @@ as the Polars type of that logical type, the hub checks the Arrow type it receiv
 quality checks the pandas dtype Great Expectations sees, and landing tables hold it as a DuckDB
 type. Two names carry their own type whatever the contract says: Bloom-filter encodings
 (``*_bloom``: bytes, held as DuckDB ``BIT`` so a Dice comparison is a ``bit_count``) and
-``year_of_birth`` (a small integer). Keyed tokens end in ``_token``.
+``year_of_birth`` (a small integer). Keyed tokens end in ``_token``; a column of several
+tokens, space-separated, in ``_tokens``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow as pa
 
 BLOOM_SUFFIX = "_bloom"
 TOKEN_SUFFIX = "_token"
+TOKENS_SUFFIX = "_tokens"
 YEAR_OF_BIRTH = "year_of_birth"
 
 
@@ -28,6 +30,11 @@ def is_bloom(column: str) -> bool:
 def is_token(column: str) -> bool:
     """A keyed token (HMAC of a normalised identifier, 32 hex characters)."""
     return column.endswith(TOKEN_SUFFIX)
+
+
+def is_token_set(column: str) -> bool:
+    """Several keyed tokens in one value, separated by single spaces (a postal code's variants)."""
+    return column.endswith(TOKENS_SUFFIX)
 
 
 def _text(arrow_type: pa.DataType) -> bool:

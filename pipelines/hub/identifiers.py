@@ -93,14 +93,15 @@ def nhs_numbers_in_text(values: pl.Series) -> pl.Series:
     )
 
 
-# A value that is one run of at least 16 hex digits (every token the partner kit writes: 32)
-# cannot hold anything the checks below find, so it is not looked at: each identifier pattern is
-# either bounded by word boundaries, and so must be the whole value, with at most 13 characters
-# (an NHS number 10 digits, a phone number 11, a postcode 8), or needs a character no hex run
-# has (an "@", a space, a letter after f); and names need two words. A token column then costs
-# one vectorised match instead of every check on every distinct value (docs/benchmarks.md).
-# tests/hub/test_identifiers.py holds the checks to that.
-HEX_RUN = r"^[0-9A-Fa-f]{16,}$"
+# A value that is one run of at least 16 hex digits (every token the partner kit writes: 32), or
+# several such runs one space apart (a column of several tokens, ``*_tokens``), cannot hold
+# anything the checks below find, so it is not looked at: each identifier pattern is either
+# bounded by word boundaries, and so must be a whole word, with at most 13 characters (an NHS
+# number 10 digits, a phone number 11, a postcode 8), or needs a character no hex run has (an
+# "@", a letter after f, a space inside a run); and a name's words are not runs of 16 hex
+# letters. A token column then costs one vectorised match instead of every check on every
+# distinct value (docs/benchmarks.md). tests/hub/test_identifiers.py holds the checks to that.
+HEX_RUN = r"^[0-9A-Fa-f]{16,}(?: [0-9A-Fa-f]{16,})*$"
 
 
 def _matches(pattern: str) -> Callable[[pl.Series], pl.Series]:

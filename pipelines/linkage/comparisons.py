@@ -78,6 +78,9 @@ GIVEN_INITIAL = "given_name_initial_token"
 # Another country's postal code with its characters in sorted order (the partner kit makes it only
 # under ``postcodeFormat: any``): two digits keyed the wrong way round still agree.
 POSTAL_CODE_UNORDERED = "postcode_unordered_token"
+# And its tokens with one character left out in turn, space-separated: two codes one keying
+# error apart share one.
+POSTAL_CODE_VARIANTS = "postcode_variant_tokens"
 _NAMES = ("given_name", "family_name")
 
 # Every hub column the model may read, by the field the partner kit made it from (a column made
@@ -115,6 +118,7 @@ COLUMNS_BY_FIELD: dict[str, tuple[str, ...]] = {
         "postcode_sector_token",
         "postcode_district_token",
         POSTAL_CODE_UNORDERED,
+        POSTAL_CODE_VARIANTS,
     ),
     "address_line": ("address_line_bloom",),
     "uprn": ("uprn_token",),
@@ -372,6 +376,18 @@ def postcode_comparison(have: Iterable[str] | None = None) -> cl.CustomCompariso
             cll.CustomLevel(
                 f"{POSTAL_CODE_UNORDERED}_l = {POSTAL_CODE_UNORDERED}_r",
                 label_for_charts="characters transposed (a postal code of another country)",
+            )
+        )
+    if POSTAL_CODE_VARIANTS in have:
+        # Written so that sqlglot carries it to Spark as it is (SIZE(ARRAY_INTERSECT(SPLIT ...)));
+        # list_has_any would become an operator Spark does not have.
+        shared = (
+            f"array_length(array_intersect(str_split({POSTAL_CODE_VARIANTS}_l, ' '), "
+            f"str_split({POSTAL_CODE_VARIANTS}_r, ' '))) > 0"
+        )
+        levels.append(
+            cll.CustomLevel(
+                shared, label_for_charts="one character apart (a postal code of another country)"
             )
         )
     for column, label in (

@@ -55,7 +55,7 @@ def landed_datasets(
 
 # Bump when what an identity record is, or how its features are chosen, changes: the next build
 # is then a full one (a contract's columns or partner are stamped per dataset, below).
-FEATURES_VERSION = "3"
+FEATURES_VERSION = "4"
 # The partitions (dataset, extract) the two tables were last built from, with a fingerprint of
 # their rows, and the identity records each partition's records belonged to (a 64-bit hash of the
 # identity id: a collision only regroups one identity record more than needed).

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pipelines.core.column_types import LOGICAL_TYPES, YEAR_OF_BIRTH
 from pipelines.governance.contracts import TO_COMPLETE, Contract, Dataset, DateFormat
 from pipelines.partner_kit.errors import PartnerKitError
-from pipelines.partner_kit.features import IDENTITY_FEATURES, POSTAL_CODE_UNORDERED
+from pipelines.partner_kit.features import (
+    IDENTITY_FEATURES,
+    POSTAL_CODE_UNORDERED,
+    POSTAL_CODE_VARIANTS,
+)
 
 # Identity items that are not keyed tokens: how the contract classifies them.
 _CLASSIFIED = {"sex": "quasi_identifier", YEAR_OF_BIRTH: "quasi_identifier"}
@@ -148,9 +152,12 @@ def items_not_listed(dataset: Dataset) -> list[str]:
 
 def offered(item: str, postcode_format: str | None) -> bool:
     """Whether a draft lists, and ``contracts check`` suggests, ``item`` for a dataset whose
-    postcodes are written as ``postcode_format``: the token made only from another country's
-    postal codes is empty for a UK partner, so it is offered only under ``any``."""
-    return item != POSTAL_CODE_UNORDERED or postcode_format == "any"
+    postcodes are written as ``postcode_format``: the tokens made only from another country's
+    postal codes are empty for a UK partner, so they are offered only under ``any``."""
+    return item not in _OTHER_COUNTRY_ONLY or postcode_format == "any"
+
+
+_OTHER_COUNTRY_ONLY = (POSTAL_CODE_UNORDERED, POSTAL_CODE_VARIANTS)
 
 
 def items_to_add(contract: Contract, names: Sequence[str], dataset: str | None = None) -> dict:

@@ -42,6 +42,7 @@ from pipelines.partner_kit.normalise import (
     other_country_postcodes,
     parse_iso_dates,
     postal_code_characters,
+    postal_code_variants,
     postcode_districts,
     postcode_sectors,
     sex_codes,
@@ -444,6 +445,23 @@ def _token(
 # Only for postal codes of another country (``postcodeFormat: any``): a UK postcode has its
 # sector and district for partial agreement, and agreements with UK partners do not list it.
 POSTAL_CODE_UNORDERED = "postcode_unordered_token"
+# Also only for another country's postal codes: several tokens in one column, space-separated.
+POSTAL_CODE_VARIANTS = "postcode_variant_tokens"
+
+
+def _variant_tokens(inputs: IdentityInputs) -> pl.Series:
+    """Per distinct raw postcode: the tokens of :func:`postal_code_variants`, sorted and joined
+    by a space (the order says nothing of which character each leaves out); null where none."""
+    variants = pl.DataFrame({"v": postal_code_variants(inputs.postcode)}).with_row_index("i")
+    each = variants.explode("v")
+    tokens = each.select("i", t=inputs.token(POSTAL_CODE_VARIANTS, each["v"]))
+    joined = tokens.drop_nulls("t").group_by("i").agg(pl.col("t").sort().str.join(" "))
+    return (
+        variants.select("i")
+        .join(joined, on="i", how="left", maintain_order="left")["t"]
+        .alias(POSTAL_CODE_VARIANTS)
+    )
+
 
 # Name parts and the given name's initial are made under one key for both name fields, so
 # the hub can see that one record's given name is another's family name (transposed names).
@@ -570,6 +588,16 @@ _FEATURES = (
         lambda i: postal_code_characters(i.postcode),
         "token of another country's postal code with its characters in sorted order (6602: "
         "0266), equal when two characters are transposed; none for a UK postcode",
+    ),
+    IdentityFeature(
+        POSTAL_CODE_VARIANTS,
+        "postcode",
+        pl.String,
+        _variant_tokens,
+        "tokens, sorted and space-separated, of another country's postal code and of it with "
+        "each character left out in turn (2602: 2602, 602, 202, 262, 260): two codes one keying "
+        "error apart (a character changed, added or dropped, two neighbours swapped) share one; "
+        "none for a UK postcode",
     ),
     *(
         _token(

@@ -644,6 +644,23 @@ def postal_code_characters(postcodes: pl.Series) -> pl.Series:
     )
 
 
+def postal_code_variants(postcodes: pl.Series) -> pl.Series:
+    """Another country's postal code and each of its forms with one character left out, in
+    sorted order without repeats (``2602`` -> ``202 260 2602 262 602``): two codes one keying
+    error apart (a character changed, added or dropped, or two neighbours swapped) share one of
+    them. Null for a UK postcode, which has a sector and a district for partial agreement
+    instead."""
+    other = ~postcodes.str.contains(" ")
+    codes = postcodes.to_list()
+    out = [
+        sorted({code, *(code[:k] + code[k + 1 :] for k in range(len(code)))} - {""})
+        if code is not None and keep
+        else None
+        for code, keep in zip(codes, other.fill_null(False).to_list(), strict=True)
+    ]
+    return pl.Series(postcodes.name, out, dtype=pl.List(pl.String))
+
+
 # ---------------------------------------------------------------- sex
 
 

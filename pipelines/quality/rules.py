@@ -20,7 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.core.column_types import YEAR_OF_BIRTH, is_bloom, is_token, pandas_dtypes
+from pipelines.core.column_types import (
+    YEAR_OF_BIRTH,
+    is_bloom,
+    is_token,
+    is_token_set,
+    pandas_dtypes,
+)
 from pipelines.governance.contracts import Contract, DataItem, Dataset
 
 ERROR = "error"
@@ -29,6 +35,9 @@ WARN = "warn"
 # First 16 bytes of HMAC-SHA256, lower-case hex. \Z, not $: $ also matches before a final
 # newline, and pandas then scans every value for newlines before it can use Arrow's regex.
 TOKEN_PATTERN = r"^[0-9a-f]{32}\Z"
+# Several tokens, one space between each: a postal code of at most 16 characters (the partner
+# kit's limit) and its forms with one character left out are at most 17.
+TOKEN_SET_PATTERN = r"^[0-9a-f]{32}(?: [0-9a-f]{32}){0,16}\Z"
 BLOOM_BYTES = 32  # 256-bit Bloom filter
 EARLIEST_EVENT = dt.date(1990, 1, 1)
 EARLIEST_BIRTH_YEAR = 1900
@@ -208,6 +217,18 @@ def _item_rules(item: DataItem, today: dt.date) -> list[Rule]:
                 f"{c} values are keyed tokens: 32 lower-case hexadecimal characters",
                 "expect_column_values_to_match_regex",
                 {"column": c, "regex": TOKEN_PATTERN},
+                c,
+            )
+        )
+    if is_token_set(c):
+        rules.append(
+            Rule(
+                f"{c}: token format",
+                ERROR,
+                f"{c} values are keyed tokens (32 lower-case hexadecimal characters each), "
+                "at most 17, one space between each",
+                "expect_column_values_to_match_regex",
+                {"column": c, "regex": TOKEN_SET_PATTERN},
                 c,
             )
         )

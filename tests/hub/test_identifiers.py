@@ -154,6 +154,11 @@ HEX_RUNS = [
     "0161496000001614",
     TOKENS[0],
     TOKENS[1].upper(),
+    # Several tokens in one value (a postal code's variants), and runs that hold identifiers
+    # between the spaces.
+    f"{TOKENS[0]} {TOKENS[1]}",
+    "9434765919000000 0000009434765919",
+    "deadbeefdeadbeef 07700900123abcde face0bad0bed0fed",
 ]
 
 

@@ -229,6 +229,44 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
     assert on_spark == expected
 
 
+def test_the_postal_code_level_one_character_apart_agrees_with_duckdb(spark):
+    # Another country's postal codes: the "one character apart" level reads a column of several
+    # tokens; its SQL must mean the same on Spark (SIZE(ARRAY_INTERSECT(SPLIT ...))).
+    from pipelines.linkage.comparisons import postcode_comparison
+
+    variants = "postcode_variant_tokens"
+    levels = postcode_comparison().get_comparison("duckdb").as_dict()["comparison_levels"]
+    (one_apart,) = [
+        level["sql_condition"] for level in levels if variants in level["sql_condition"]
+    ]
+    a, b, c = (f"{i:032x}" for i in range(3))
+    # One token shared; none; one side with no postal code.
+    pairs = pa.table(
+        {
+            "pair_id": [0, 1, 2],
+            f"{variants}_l": pa.array([f"{a} {b}", a, f"{a} {b}"], pa.string()),
+            f"{variants}_r": pa.array([f"{b} {c}", f"{b} {c}", None], pa.string()),
+        }
+    )
+    con = duckdb.connect()
+    con.register("pairs", pairs)
+    # A level holds where its condition is true; false and null both pass to the next level.
+    on_duckdb = con.execute(
+        f"SELECT coalesce({one_apart}, false) FROM pairs ORDER BY pair_id"
+    ).fetchall()
+    spark.createDataFrame(pairs.to_pandas()).createOrReplaceTempView("postcode_pairs")
+    translated = spark_condition(one_apart, "duckdb", set())
+    on_spark = [
+        tuple(row)
+        for row in spark.sql(
+            f"SELECT coalesce({translated}, false) FROM postcode_pairs ORDER BY pair_id"
+        ).collect()
+    ]
+    spark.catalog.dropTempView("postcode_pairs")
+    assert on_duckdb == [(True,), (False,), (False,)]
+    assert on_spark == on_duckdb
+
+
 def test_the_pipeline_links_on_spark_when_switched_and_no_person_key_moves(hub, spark, monkeypatch):
     before = person_keys(hub)
     monkeypatch.setenv("PLACELINK_LINKAGE_BACKEND", "spark")

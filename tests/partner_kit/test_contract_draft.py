@@ -122,6 +122,7 @@ def test_a_draft_for_a_partner_abroad_declares_its_postcode_format(tmp_path):
     # Postal codes of another country get the characters-in-sorted-order token; UK ones do not
     # (it would be empty in every delivery), and are not told it is missing.
     assert "postcode_unordered_token" in abroad.columns
+    assert "postcode_variant_tokens" in abroad.columns
     uk = tmp_path / "uk.yaml"
     result = _new(
         tmp_path, *CLINIC, "--identifiers", "given_name,family_name,postcode", "--out", str(uk)
@@ -132,6 +133,8 @@ def test_a_draft_for_a_partner_abroad_declares_its_postcode_format(tmp_path):
     assert "postcode_token" in in_the_uk.columns
     assert "postcode_unordered_token" not in in_the_uk.columns
     assert "postcode_unordered_token" not in items_not_listed(in_the_uk)
+    assert "postcode_variant_tokens" not in in_the_uk.columns
+    assert "postcode_variant_tokens" not in items_not_listed(in_the_uk)
     assert items_not_listed(abroad) == []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import zipfile
 
 import pyarrow.parquet as pq
@@ -420,6 +421,56 @@ def test_a_postal_code_abroad_with_its_digits_transposed_gives_the_same_unordere
     assert unordered[0] == unordered[1] != unordered[2]
     assert None not in unordered[:3] and unordered[3:] == [None, None]
     assert unordered[0] not in sent["postcode_token"]  # keyed apart from the postcode itself
+
+
+def test_postal_codes_abroad_one_keying_error_apart_share_a_variant_token(tmp_path, key, now):
+    # FEBRL's 2602 keyed as 2612 (changed), 260 (dropped), 26021 (added), 2620 (swapped): each
+    # shares a token with 2602; 7341 and a UK postcode share none, and a UK postcode has none.
+    rows = _postcode_rows("2602", "2612", "260", "26021", "2620", "7341", "AB1 2CD", "")
+    prepared = _prepare_postcodes(tmp_path, "any", rows, key, now, postcode_format="any")
+    sent = _columns(prepared, "postcode_token", "postcode_variant_tokens")
+    variants = [None if v is None else v.split(" ") for v in sent["postcode_variant_tokens"]]
+    assert variants[6:] == [None, None]
+    own = set(variants[0])
+    assert len(own) == 5  # 2602 and its four forms with a character left out
+    assert all(len(set(v) & own) >= 1 for v in variants[1:5])
+    assert not set(variants[5]) & own
+    for tokens in variants[:6]:
+        assert tokens == sorted(tokens) and all(re.fullmatch("[0-9a-f]{32}", t) for t in tokens)
+    # Keyed apart from the postcode itself: 2602's own variant is not its postcode token.
+    assert not own & set(sent["postcode_token"])
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda tokens: tokens.replace(" ", "  ", 1),  # two spaces
+        lambda tokens: tokens + " ",  # a space at the end
+        lambda tokens: " ".join([tokens.split(" ")[0]] * 18),  # more than a code can have
+        lambda tokens: tokens.replace(" ", " 2602 ", 1),  # a clear postal code between tokens
+    ],
+)
+def test_a_malformed_set_of_variant_tokens_is_held_by_its_format_rule(tmp_path, key, now, spoil):
+    import pyarrow as pa
+
+    from pipelines.quality.validate import validate_delivery
+
+    rows = _postcode_rows("2602", "2612", "7341")
+    prepared = _prepare_postcodes(tmp_path, "any", rows, key, now, postcode_format="any")
+    contract = load_contract(tmp_path / "any" / "clinic-referrals.yaml")
+    table = pq.read_table(prepared.extract_path)
+    column = "postcode_variant_tokens"
+    values = table.column(column).cast(pa.string()).to_pylist()
+    sound = validate_delivery(table, contract, "clinic_referrals", "sound.parquet", now.date())
+    assert sound.outcome != "held" and not sound.failed_errors
+    values[1] = spoil(values[1])
+    spoilt = table.set_column(
+        table.schema.get_field_index(column), column, pa.array(values, pa.string())
+    )
+    verdict = validate_delivery(spoilt, contract, "clinic_referrals", "bad.parquet", now.date())
+    assert verdict.outcome == "held"
+    assert [r.rule.name for r in verdict.failed_errors] == [f"{column}: token format"]
+    assert "2602" not in verdict.message()
 
 
 def test_a_partner_sending_districts_alone_sends_them_as_the_district(tmp_path, key, now):
