@@ -172,6 +172,16 @@ DICE_CASES = [  # (left bits, right bits, Dice, bigrams apart)
 ]
 
 
+def _on_spark(spark, pairs: pa.Table, view: str, columns: list[str]) -> list[tuple]:
+    """``columns`` (Spark SQL) over ``pairs`` as the temp view ``view``, in ``pair_id`` order."""
+    spark.createDataFrame(pairs).createOrReplaceTempView(view)
+    try:
+        rows = spark.sql(f"SELECT {', '.join(columns)} FROM {view} ORDER BY pair_id").collect()
+    finally:
+        spark.catalog.dropTempView(view)
+    return [tuple(row) for row in rows]
+
+
 def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
     saved = TrainedModel.load(hub.models).splink_settings
     conditions = [
@@ -207,15 +217,8 @@ def test_dice_levels_agree_with_duckdb_at_their_boundaries(hub, spark):
         "CAST(given_name_bloom_r AS BIT) AS given_name_bloom_r) FROM pairs_arrow"
     )
     on_duckdb = con.execute(f"SELECT {', '.join(given)} FROM pairs ORDER BY pair_id").fetchall()
-    spark.createDataFrame(bloom_as_words(pairs)).createOrReplaceTempView("dice_pairs")
     translated = [spark_condition(c, "duckdb", {"given_name_bloom"}) for c in given]
-    on_spark = [
-        tuple(row)
-        for row in spark.sql(
-            f"SELECT {', '.join(translated)} FROM dice_pairs ORDER BY pair_id"
-        ).collect()
-    ]
-    spark.catalog.dropTempView("dice_pairs")
+    on_spark = _on_spark(spark, bloom_as_words(pairs), "dice_pairs", translated)
 
     expected = [
         (
@@ -254,15 +257,8 @@ def test_the_postal_code_level_one_character_apart_agrees_with_duckdb(spark):
     on_duckdb = con.execute(
         f"SELECT coalesce({one_apart}, false) FROM pairs ORDER BY pair_id"
     ).fetchall()
-    spark.createDataFrame(pairs.to_pandas()).createOrReplaceTempView("postcode_pairs")
     translated = spark_condition(one_apart, "duckdb", set())
-    on_spark = [
-        tuple(row)
-        for row in spark.sql(
-            f"SELECT coalesce({translated}, false) FROM postcode_pairs ORDER BY pair_id"
-        ).collect()
-    ]
-    spark.catalog.dropTempView("postcode_pairs")
+    on_spark = _on_spark(spark, pairs, "postcode_pairs", [f"coalesce({translated}, false)"])
     assert on_duckdb == [(True,), (False,), (False,)]
     assert on_spark == on_duckdb
 
