@@ -122,6 +122,15 @@ def bench_envelope(
     "inbox and `placelink run`, tokens against clear-text Splink. With "
     "--people N: the first N people of each file. A fresh linkage key each run.",
 )
+@click.option(
+    "--leave-out",
+    "leave_out",
+    multiple=True,
+    type=click.Choice(["date_of_birth", "address_line", "postcode"]),
+    help="With --external: send the records without this identifier (repeatable); "
+    "--leave-out address_line sends names, date of birth and postcode, the fields of issue 17's "
+    "benchmark A.",
+)
 def linkage(
     sizes: tuple[int, ...],
     seed: int,
@@ -129,9 +138,15 @@ def linkage(
     out: Path | None,
     profiles: tuple[str, ...],
     external: str | None,
+    leave_out: tuple[str, ...],
 ) -> None:
     """Linkage accuracy on tokens vs NHS-number-only matching vs clear-text Splink, against ground truth."""
     sized = click.get_current_context().get_parameter_source("sizes") is not ParameterSource.DEFAULT
+    if leave_out and not external:
+        raise click.BadParameter(
+            "--leave-out is for an external benchmark: give --external too",
+            param_hint="--leave-out",
+        )
     if external:
         if profiles:
             raise click.BadParameter(
@@ -142,7 +157,7 @@ def linkage(
                 "give one --people with --external (the people taken from each file)",
                 param_hint="--people",
             )
-        _external(external, sizes[0] if sized else None, work, out)
+        _external(external, sizes[0] if sized else None, work, out, leave_out)
         return
     if profiles:
         from pipelines.tooling.stress import PROFILES
@@ -170,7 +185,13 @@ def linkage(
     run_benchmarks(list(sizes), seed, work, out, echo=click.echo)
 
 
-def _external(name: str, people: int | None, work: Path | None, out: Path | None) -> None:
+def _external(
+    name: str,
+    people: int | None,
+    work: Path | None,
+    out: Path | None,
+    leave_out: tuple[str, ...] = (),
+) -> None:
     import json
     import tempfile
 
@@ -183,7 +204,9 @@ def _external(name: str, people: int | None, work: Path | None, out: Path | None
 
     with tempfile.TemporaryDirectory(prefix="placelink-external-") as temp:
         try:
-            result = run_external(name, work or Path(temp), people, echo=click.echo)
+            result = run_external(
+                name, work or Path(temp), people, echo=click.echo, leave_out=leave_out
+            )
         except ExternalDataMissing as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(format_result(result))

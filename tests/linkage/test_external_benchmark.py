@@ -18,11 +18,13 @@ from pipelines.partner_kit.readers import allowed_raw_columns, used_raw_columns
 from pipelines.tooling.bench.linkage_external import (
     AS_OF,
     FEBRL4,
+    IDENTITY,
     contract_document,
     mapping_document,
     partner_export,
     person_of,
     read_febrl,
+    run_external,
     select_people,
 )
 
@@ -85,6 +87,37 @@ def test_each_partners_export_maps_back_to_the_kit_columns_under_its_own_contrac
             "postcode",
         }
         assert mapped.frame["given_name"].to_list() == febrl["given_name"].to_list()
+
+
+def test_a_run_may_leave_an_identifier_out_of_the_mapping_and_the_agreement(tmp_path):
+    """--leave-out address_line: the same export, the address columns ignored by the mapping and
+    no address item in the agreement, so the kit sends names, date of birth and postcode only."""
+    partner = FEBRL4[1]
+    identity = tuple(f for f in IDENTITY if f != "address_line")
+    export = partner_export(read_febrl(partner.file).head(20), partner)
+    contract_path = tmp_path / "contract.yaml"
+    contract_path.write_text(yaml.safe_dump(contract_document(partner, AS_OF, identity)))
+    contract = load_contract(contract_path)
+    spec = contract.dataset(partner.dataset)
+    assert "address_line_bloom" not in spec.columns and "postcode_token" in spec.columns
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(yaml.safe_dump(mapping_document(partner, identity)))
+    mapped = ColumnMapping.load(mapping_path).apply(
+        export,
+        tmp_path / "export.csv",
+        contract,
+        spec,
+        allowed_raw_columns(contract, spec),
+        used_raw_columns(contract, spec),
+    )
+    assert set(mapped.frame.columns) == {"record_id", *identity}
+    with pytest.raises(ValueError, match="cannot leave out given_name"):
+        run_external("febrl4", tmp_path / "work", leave_out=("given_name",))
+
+
+def test_leave_out_is_refused_without_an_external_benchmark():
+    result = CliRunner().invoke(main, ["bench", "linkage", "--leave-out", "address_line"])
+    assert result.exit_code == 2 and "give --external too" in result.output
 
 
 @pytest.mark.slow

@@ -17,6 +17,10 @@ address and the postcode), ``partner keygen``, ``hub register-partner-key``, the
 ``partner prepare``; the envelopes into the inbox; ``placelink run``. Person keys are mapped back
 through each partner's own ``record_id`` lookup and scored against ``rec_id``.
 
+``--leave-out`` sends the same records with fewer identifiers (the mapping file ignores their
+columns, the contract does not list their items): ``--leave-out address_line`` sends what issue
+17's benchmark A holds, names, date of birth and a postcode.
+
 The first line of the address is FEBRL's ``street_number`` and ``address_1``, joined by the
 mapping file (``address_line: {join: [..]}``). FEBRL's postcodes are Australian (4 digits): the
 contract does not declare a ``postcodeFormat``, so the kit finds that most of them are another
@@ -64,6 +68,10 @@ BENCH_MARKER = ".placelink-bench-external"
 AS_OF = dt.date(2026, 6, 15)
 # The raw identity columns the partners' contracts list: all FEBRL holds that the kit takes.
 IDENTITY = ("given_name", "family_name", "date_of_birth", "address_line", "postcode")
+# Identifiers a run may leave out (``--leave-out``), so the same records are sent with fewer
+# fields: without the address line, FEBRL holds what issue 17's benchmark A holds (names, date of
+# birth, a postcode).
+OPTIONAL_IDENTITY = ("date_of_birth", "address_line", "postcode")
 FEBRL_DATE_FORMAT = "yyyymmdd"
 
 
@@ -179,15 +187,22 @@ def partner_export(febrl: pl.DataFrame, partner: FebrlPartner) -> pl.DataFrame:
     return febrl.select(pl.col(source).alias(own) for source, own in partner.columns.items())
 
 
-def mapping_document(partner: FebrlPartner) -> dict:
-    """The partner's mapping file: kit column -> its column; the rest ignored."""
+def mapping_document(partner: FebrlPartner, identity: tuple[str, ...] = IDENTITY) -> dict:
+    """The partner's mapping file: kit column -> its column for the identifiers in ``identity``;
+    the rest of its export ignored."""
     own = partner.columns
+
+    def columns(source: str | tuple[str, ...]) -> list[str]:
+        return [own[source]] if isinstance(source, str) else [own[s] for s in source]
+
+    sent = {kit: source for kit, source in KIT_COLUMNS.items() if kit in ("record_id", *identity)}
     return {
         "columns": {
-            kit: own[source] if isinstance(source, str) else {"join": [own[s] for s in source]}
-            for kit, source in KIT_COLUMNS.items()
+            kit: own[source] if isinstance(source, str) else {"join": columns(source)}
+            for kit, source in sent.items()
         },
-        "ignore": [own["soc_sec_id"]],
+        "ignore": [own["soc_sec_id"]]
+        + [c for kit, source in KIT_COLUMNS.items() if kit not in sent for c in columns(source)],
     }
 
 
@@ -201,10 +216,12 @@ def _item(name: str, classification: str, logical_type: str = "string") -> dict:
     }
 
 
-def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
+def contract_document(
+    partner: FebrlPartner, today: dt.date, identity: tuple[str, ...] = IDENTITY
+) -> dict:
     """The partner's agreement: the demo's VCS terms, this partner and dataset, and only the hub
-    items FEBRL's identifiers give (no sex or NHS number); FEBRL's date format declared.
-    In force from a year before ``today``."""
+    items the identifiers in ``identity`` give (FEBRL has no sex or NHS number); FEBRL's date
+    format declared. In force from a year before ``today``."""
     template = yaml.safe_load((REPO_ROOT / "contracts" / "vcs-family-support.yaml").read_text())
     terms = template["customProperties"][0]["value"]
     terms.update(
@@ -219,7 +236,7 @@ def contract_document(partner: FebrlPartner, today: dt.date) -> dict:
     for name, feature in IDENTITY_FEATURES.items():
         # LSOA and ward too, as `placelink contracts new` drafts them for a postcode: sent empty
         # (no postcode lookup), so the hub runs without an area reference.
-        if any(source not in IDENTITY for source in feature.sources):
+        if any(source not in identity for source in feature.sources):
             continue
         if name == "year_of_birth":
             items.append(_item(name, "quasi_identifier", "integer"))
@@ -289,6 +306,8 @@ class ExternalResult:
     scores: dict[str, PairwiseScores] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # FEBRL identifiers this run did not send (``--leave-out``).
+    left_out: list[str] = field(default_factory=list)
 
 
 def _approve(placelink: Placelink, contract: Path, approvers: Path) -> None:
@@ -330,14 +349,28 @@ def run_external(
     limit: int | None = None,
     today: dt.date = AS_OF,
     echo=print,
+    leave_out: tuple[str, ...] = (),
 ) -> ExternalResult:
-    """Run ``benchmark`` (a name of :data:`EXTERNAL`) in ``work`` (emptied first) and score it."""
+    """Run ``benchmark`` (a name of :data:`EXTERNAL`) in ``work`` (emptied first) and score it;
+    the identifiers in ``leave_out`` (of :data:`OPTIONAL_IDENTITY`) are not sent."""
+    unknown = sorted(set(leave_out) - set(OPTIONAL_IDENTITY))
+    if unknown:
+        raise ValueError(
+            f"cannot leave out {', '.join(unknown)}; a run may leave out "
+            f"{', '.join(OPTIONAL_IDENTITY)}"
+        )
+    identity = tuple(f for f in IDENTITY if f not in leave_out)
     partners = EXTERNAL[benchmark]
     empty_work_folder(work, BENCH_MARKER, "linkage --external")
     home, sides = work / "hub", work / "partners"
     placelink = Placelink(home, today, work)
     frames = select_people([read_febrl(p.file) for p in partners], limit)
-    result = ExternalResult(benchmark, sum(f.height for f in frames), 0)
+    result = ExternalResult(
+        benchmark,
+        sum(f.height for f in frames),
+        0,
+        left_out=[f for f in IDENTITY if f not in identity],
+    )
 
     started = time.perf_counter()
     echo(f"[{benchmark}] hub and partners set up their keys and agreements ...")
@@ -352,7 +385,8 @@ def run_external(
         own.mkdir(parents=True, exist_ok=True)
         contract = home / "contracts" / f"{partner.partner_id}-people.yaml"
         contract.write_text(
-            yaml.safe_dump(contract_document(partner, today), sort_keys=False), encoding="utf-8"
+            yaml.safe_dump(contract_document(partner, today, identity), sort_keys=False),
+            encoding="utf-8",
         )
         contracts[partner.partner_id] = contract
         signing = own / f"{partner.partner_id}.key"
@@ -373,7 +407,7 @@ def run_external(
         own = sides / partner.partner_id
         export, mapping = own / f"{partner.dataset}.csv", own / "mapping.yaml"
         partner_export(febrl, partner).write_csv(export)
-        mapping.write_text(yaml.safe_dump(mapping_document(partner), sort_keys=False))
+        mapping.write_text(yaml.safe_dump(mapping_document(partner, identity), sort_keys=False))
         echo(f"[{benchmark}] {partner.partner_id} prepares {febrl.height:,} records ...")
         prepared = placelink(
             "partner",
@@ -523,6 +557,8 @@ def format_result(result: ExternalResult) -> str:
         f"External benchmark {result.benchmark}: {result.records:,} records, "
         f"{result.true_pairs:,} true pairs; hub: {result.hub_outcome}",
     ]
+    if result.left_out:
+        lines.append(f"  not sent (--leave-out): {', '.join(result.left_out)}")
     for p in result.partners:
         lines.append(f"  {p.partner_id} ({p.records:,} records), partner prepare said:")
         lines += [f"    {line}" for line in p.summary]
