@@ -54,53 +54,17 @@ def test_febrl_truth_pairs_each_original_with_its_duplicate():
     assert frames[1]["rec_id"].str.contains("-dup-").all()
 
 
-def test_each_partners_export_maps_back_to_the_kit_columns_under_its_own_contract(tmp_path):
-    """The export, mapping file and contract a FEBRL partner sends are ones the kit accepts:
-    every column of the export is mapped or ignored, and cells arrive as FEBRL wrote them."""
-    for partner in FEBRL4:
-        febrl = read_febrl(partner.file).head(20)
-        export = partner_export(febrl, partner)
-        assert "rec_id" not in export.columns  # the partner's own names
-        contract_path = tmp_path / f"{partner.partner_id}.yaml"
-        contract_path.write_text(yaml.safe_dump(contract_document(partner, AS_OF)))
-        contract = load_contract(contract_path)
-        spec = contract.dataset(partner.dataset)
-        assert [f.strftime for f in spec.date_formats] == ["%Y%m%d"]
-        assert not {"nhs_number_token", "sex"} & set(spec.columns)
-        assert spec.postcode_format is None  # FEBRL's Australian postcodes are found as such
-        mapping_path = tmp_path / f"{partner.partner_id}-mapping.yaml"
-        mapping_path.write_text(yaml.safe_dump(mapping_document(partner)))
-        mapped = ColumnMapping.load(mapping_path).apply(
-            export,
-            tmp_path / "export.csv",
-            contract,
-            spec,
-            allowed_raw_columns(contract, spec),
-            used_raw_columns(contract, spec),
-        )
-        assert set(mapped.frame.columns) == {
-            "record_id",
-            "given_name",
-            "family_name",
-            "date_of_birth",
-            "address_line",
-            "postcode",
-        }
-        assert mapped.frame["given_name"].to_list() == febrl["given_name"].to_list()
-
-
-def test_a_run_may_leave_an_identifier_out_of_the_mapping_and_the_agreement(tmp_path):
-    """--leave-out address_line: the same export, the address columns ignored by the mapping and
-    no address item in the agreement, so the kit sends names, date of birth and postcode only."""
-    partner = FEBRL4[1]
-    identity = tuple(f for f in IDENTITY if f != "address_line")
-    export = partner_export(read_febrl(partner.file).head(20), partner)
-    contract_path = tmp_path / "contract.yaml"
+def _as_sent(tmp_path, partner, identity=IDENTITY):
+    """A FEBRL partner's first 20 records, agreement and mapping file as the bench writes them:
+    the FEBRL rows, the contract's dataset, and the export mapped as the kit maps it."""
+    febrl = read_febrl(partner.file).head(20)
+    export = partner_export(febrl, partner)
+    assert "rec_id" not in export.columns  # the partner's own names
+    contract_path = tmp_path / f"{partner.partner_id}.yaml"
     contract_path.write_text(yaml.safe_dump(contract_document(partner, AS_OF, identity)))
     contract = load_contract(contract_path)
     spec = contract.dataset(partner.dataset)
-    assert "address_line_bloom" not in spec.columns and "postcode_token" in spec.columns
-    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path = tmp_path / f"{partner.partner_id}-mapping.yaml"
     mapping_path.write_text(yaml.safe_dump(mapping_document(partner, identity)))
     mapped = ColumnMapping.load(mapping_path).apply(
         export,
@@ -110,7 +74,35 @@ def test_a_run_may_leave_an_identifier_out_of_the_mapping_and_the_agreement(tmp_
         allowed_raw_columns(contract, spec),
         used_raw_columns(contract, spec),
     )
-    assert set(mapped.frame.columns) == {"record_id", *identity}
+    return febrl, spec, mapped.frame
+
+
+def test_each_partners_export_maps_back_to_the_kit_columns_under_its_own_contract(tmp_path):
+    """The export, mapping file and contract a FEBRL partner sends are ones the kit accepts:
+    every column of the export is mapped or ignored, and cells arrive as FEBRL wrote them."""
+    for partner in FEBRL4:
+        febrl, spec, mapped = _as_sent(tmp_path, partner)
+        assert [f.strftime for f in spec.date_formats] == ["%Y%m%d"]
+        assert not {"nhs_number_token", "sex"} & set(spec.columns)
+        assert spec.postcode_format is None  # FEBRL's Australian postcodes are found as such
+        assert set(mapped.columns) == {
+            "record_id",
+            "given_name",
+            "family_name",
+            "date_of_birth",
+            "address_line",
+            "postcode",
+        }
+        assert mapped["given_name"].to_list() == febrl["given_name"].to_list()
+
+
+def test_a_run_may_leave_an_identifier_out_of_the_mapping_and_the_agreement(tmp_path):
+    """--leave-out address_line: the same export, the address columns ignored by the mapping and
+    no address item in the agreement, so the kit sends names, date of birth and postcode only."""
+    identity = tuple(f for f in IDENTITY if f != "address_line")
+    _, spec, mapped = _as_sent(tmp_path, FEBRL4[1], identity)
+    assert "address_line_bloom" not in spec.columns and "postcode_token" in spec.columns
+    assert set(mapped.columns) == {"record_id", *identity}
     with pytest.raises(ValueError, match="cannot leave out given_name"):
         run_external("febrl4", tmp_path / "work", leave_out=("given_name",))
 
