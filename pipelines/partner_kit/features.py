@@ -452,13 +452,14 @@ POSTAL_CODE_VARIANTS = "postcode_variant_tokens"
 def _variant_tokens(inputs: IdentityInputs) -> pl.Series:
     """Per distinct raw postcode: the tokens of :func:`postal_code_variants`, sorted and joined
     by a space (the order says nothing of which character each leaves out); null where none."""
-    variants = pl.DataFrame({"v": postal_code_variants(inputs.postcode)}).with_row_index("i")
-    each = variants.explode("v")
-    tokens = each.select("i", t=inputs.token(POSTAL_CODE_VARIANTS, each["v"]))
-    joined = tokens.drop_nulls("t").group_by("i").agg(pl.col("t").sort().str.join(" "))
+    # One row per variant (a code with none keeps one null row), tokenised, then joined back.
+    each = pl.DataFrame({"v": postal_code_variants(inputs.postcode)}).with_row_index("i")
+    each = each.explode("v")
     return (
-        variants.select("i")
-        .join(joined, on="i", how="left", maintain_order="left")["t"]
+        each.with_columns(t=inputs.token(POSTAL_CODE_VARIANTS, each["v"]))
+        .group_by("i", maintain_order=True)
+        .agg(pl.col("t").drop_nulls().sort().str.join(" "))["t"]
+        .replace("", None)
         .alias(POSTAL_CODE_VARIANTS)
     )
 

@@ -650,13 +650,11 @@ def postal_code_variants(postcodes: pl.Series) -> pl.Series:
     error apart (a character changed, added or dropped, or two neighbours swapped) share one of
     them. Null for a UK postcode, which has a sector and a district for partial agreement
     instead."""
-    other = ~postcodes.str.contains(" ")
-    codes = postcodes.to_list()
     out = [
-        sorted({code, *(code[:k] + code[k + 1 :] for k in range(len(code)))} - {""})
-        if code is not None and keep
-        else None
-        for code, keep in zip(codes, other.fill_null(False).to_list(), strict=True)
+        None
+        if code is None or " " in code
+        else sorted({code, *(code[:k] + code[k + 1 :] for k in range(len(code)))} - {""})
+        for code in postcodes.to_list()
     ]
     return pl.Series(postcodes.name, out, dtype=pl.List(pl.String))
 

@@ -19,6 +19,7 @@ from pipelines.tooling.bench.linkage_external import (
     AS_OF,
     FEBRL4,
     IDENTITY,
+    OPTIONAL_IDENTITY,
     contract_document,
     mapping_document,
     partner_export,
@@ -110,6 +111,12 @@ def test_a_run_may_leave_an_identifier_out_of_the_mapping_and_the_agreement(tmp_
 def test_leave_out_is_refused_without_an_external_benchmark():
     result = CliRunner().invoke(main, ["bench", "linkage", "--leave-out", "address_line"])
     assert result.exit_code == 2 and "give --external too" in result.output
+    # The command's choices (written out there, so the CLI starts without the bench's imports)
+    # are the identifiers the bench can leave out.
+    (option,) = [
+        p for p in main.commands["bench"].commands["linkage"].params if p.name == "leave_out"
+    ]
+    assert tuple(option.type.choices) == OPTIONAL_IDENTITY
 
 
 @pytest.mark.slow
