@@ -50,6 +50,7 @@ from pipelines.linkage.comparisons import (  # noqa: F401
 )
 from pipelines.linkage.person_records import IDENTITY_KEY
 from pipelines.linkage.placeholders import find_placeholders, mask_placeholders
+from pipelines.linkage.threshold import SCORED_FROM_WEIGHT, needs_every_pair, probability
 from pipelines.linkage.threshold import calibrate as calibrate_threshold
 
 if TYPE_CHECKING:
@@ -813,6 +814,15 @@ def match_weights_chart(model: TrainedModel, records: pa.Table) -> dict[str, Any
         con.close()
 
 
+def _weights(predictions: Any) -> np.ndarray:
+    return (
+        predictions.query_sql("SELECT match_weight FROM {this}")
+        .as_pyarrow_table()
+        .column(0)
+        .to_numpy()
+    )
+
+
 def predict_clusters(
     records: pa.Table,
     model: TrainedModel,
@@ -846,12 +856,21 @@ def predict_clusters(
         method = "as configured"
     with _scoring_linker(records, model, temp_dir, spark, memory_limit, token_ids) as linker:
         with stage("linkage: predict"):
-            # Calibrating reads every scored pair's weight; otherwise only pairs that may link are kept.
-            keep_from = None if threshold is None else min(KEEP_PAIRS_FROM, threshold)
+            # Calibrating reads the weights from just below even odds up (every pair scored
+            # again if too few are kept); otherwise only pairs that may link are kept.
+            keep_from = (
+                probability(SCORED_FROM_WEIGHT)
+                if threshold is None
+                else min(KEEP_PAIRS_FROM, threshold)
+            )
             predictions = linker.inference.predict(threshold_match_probability=keep_from)
+            if threshold is None:
+                weights = _weights(predictions)
+                if needs_every_pair(weights):
+                    predictions = linker.inference.predict()
+                    weights = _weights(predictions)
         if threshold is None:
-            weights = predictions.query_sql("SELECT match_weight FROM {this}").as_pyarrow_table()
-            threshold, method = calibrate_threshold(weights.column(0).to_numpy())
+            threshold, method = calibrate_threshold(weights)
         with stage("linkage: cluster"):
             clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
                 predictions, threshold_match_probability=threshold

@@ -49,6 +49,13 @@ MIN_PAIRS = 200
 
 METHOD = "valley of the match-weight distribution of the training run's scored pairs"
 
+# The valley is looked for from the one-bit step above even odds, each step counted with its
+# neighbours, so nothing below -1 bit moves the threshold: scoring for calibration keeps only
+# the pairs from this weight up (a fifth of a chance, with a bit to spare). At 10M people the
+# pairs below it are nearly all the blocked pairs (strangers), and keeping them all filled the
+# disk (docs/benchmarks.md).
+SCORED_FROM_WEIGHT = -2.0
+
 
 def probability(match_weight: float) -> float:
     return 1.0 / (1.0 + 2.0**-match_weight)
@@ -59,7 +66,7 @@ def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
     (see the module docstring): the middle of the highest stretch of the valley floor between
     even odds and the peak of the same-person hump (at most :data:`HIGHEST`)."""
     weights = match_weights[np.isfinite(match_weights)]
-    if len(weights) < MIN_PAIRS or not (weights > 0).any() or not (weights < 0).any():
+    if _too_few(weights):
         return DEFAULT, f"default {DEFAULT} (too few scored pairs to calibrate)"
     low, high = math.floor(weights.min()), math.ceil(weights.max()) + BIN_BITS
     counts, edges = np.histogram(weights, bins=np.arange(low, high + BIN_BITS, BIN_BITS))
@@ -80,6 +87,18 @@ def calibrate(match_weights: np.ndarray) -> tuple[float, str]:
     valley = (centres[start] + centres[top]) / 2
     threshold = max(LOWEST, probability(valley))
     return float(round(threshold, 4)), f"{METHOD} (match weight {float(valley):+.1f})"
+
+
+def _too_few(weights: np.ndarray) -> bool:
+    return len(weights) < MIN_PAIRS or not (weights > 0).any() or not (weights < 0).any()
+
+
+def needs_every_pair(kept_weights: np.ndarray) -> bool:
+    """Whether :func:`calibrate` on the pairs kept from :data:`SCORED_FROM_WEIGHT` up could
+    decide otherwise than on every scored pair: only where the kept pairs are too few or none is
+    below even odds (a small place), so the caller scores every pair again. Otherwise the counts
+    it reads are the same, and so is the threshold."""
+    return _too_few(kept_weights[np.isfinite(kept_weights)])
 
 
 def _weight(p: float) -> float:

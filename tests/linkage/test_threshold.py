@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from pipelines.linkage.threshold import DEFAULT, LOWEST, calibrate, probability
+from pipelines.linkage.threshold import (
+    DEFAULT,
+    LOWEST,
+    MIN_PAIRS,
+    SCORED_FROM_WEIGHT,
+    calibrate,
+    needs_every_pair,
+    probability,
+)
 
 
 def two_humps(valley_at: float, seed: int = 3) -> np.ndarray:
@@ -143,3 +151,30 @@ def test_a_shallow_dip_among_true_matches_is_not_taken():
 
 def _weight(p: float) -> float:
     return float(np.log2(p / (1 - p)))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_pairs_below_the_scoring_floor_never_move_the_threshold(seed):
+    """Scoring for calibration keeps only the pairs from SCORED_FROM_WEIGHT up; on any mix of
+    strangers, relatives and the same people the threshold is the one every pair gives."""
+    rng = np.random.default_rng(seed)
+    weights = np.concatenate(
+        [
+            rng.normal(rng.uniform(-25, -5), rng.uniform(2, 8), int(rng.integers(500, 20_000))),
+            rng.normal(rng.uniform(0, 6), rng.uniform(0.5, 2), int(rng.integers(0, 300))),
+            rng.uniform(-3, 12, int(rng.integers(0, 60))),
+            rng.normal(rng.uniform(8, 25), rng.uniform(2, 6), int(rng.integers(200, 5_000))),
+        ]
+    )
+    kept = weights[weights >= SCORED_FROM_WEIGHT]
+    assert not needs_every_pair(kept)
+    assert calibrate(kept) == calibrate(weights)
+
+
+def test_a_small_place_is_scored_again_in_full_for_calibration():
+    """Too few kept pairs, or none of them below even odds, could calibrate otherwise than every
+    pair: the caller then scores every pair."""
+    rng = np.random.default_rng(5)
+    assert needs_every_pair(rng.normal(20, 3, MIN_PAIRS - 1))
+    assert needs_every_pair(rng.uniform(0.5, 30, 5_000))  # nothing kept below even odds
+    assert not needs_every_pair(np.concatenate([[-1.5], rng.uniform(0.5, 30, 5_000)]))

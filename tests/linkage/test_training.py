@@ -254,3 +254,18 @@ def test_bloom_words_are_the_same_whether_the_filters_lie_back_to_back_or_not():
                 assert got == [
                     int.from_bytes(f[j : j + 8], "little", signed=True) for j in range(0, 32, 8)
                 ]
+
+
+def test_calibrating_on_the_pairs_kept_from_the_floor_gives_every_pair_s_threshold(
+    records, model, monkeypatch
+):
+    assert model.threshold is None  # calibrated on this run's scores
+    kept = predict_clusters(records, model, None)
+    monkeypatch.setattr(linkage_model, "SCORED_FROM_WEIGHT", -np.inf)
+    every = predict_clusters(records, model, None)
+    assert (kept.threshold, kept.threshold_method) == (every.threshold, every.threshold_method)
+    assert "valley" in kept.threshold_method
+    assert (
+        kept.scored_pairs == every.scored_pairs
+        and kept.links_above_threshold == every.links_above_threshold
+    )
