@@ -507,6 +507,11 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
     ]
     address = next((c for c in _ADDRESS_LINE if c in have), None)
     rules += [block_on(address, c) for c in _WITH_ADDRESS_LINE if address and c in have]
+    rules += [
+        block_on("date_of_birth_token", part)
+        for part in _FIRST_PARTS
+        if {"date_of_birth_token", part} <= have
+    ]
     if {"given_name_first_part_token", "family_name_first_part_token", "dob_year_token"} <= have:
         rules.append(CustomRule(_SWAPPED_NAMES + " AND l.dob_year_token = r.dob_year_token"))
     # The same date of birth and alike full names, whichever field each name is in (the clear

@@ -184,3 +184,34 @@ def test_one_household_is_compared_on_alike_full_names_only_where_the_postcode_i
     assert [
         n for _, n in blocked_comparisons(hand_made_pair(parent | address, child | address)) if n
     ] == []
+
+
+# A name's first word with the date of birth: a middle name written into one record's given
+# name (or a second surname added) and the other name different, with no home in common. On the
+# b_like stress profile 9 of the 56 true pairs no rule held (docs/linkage-benchmark.md).
+FIRST_WORD_AND_DATE = {
+    "a middle name written in, a new family name": (
+        person("Jeremy", "Banks", "1961-04-24"),
+        person("Jeremy Iain", "Ross", "1961-04-24"),
+        "given_name_first_part_token",
+    ),
+    "a second surname added, a known-as given name": (
+        person("Ngozi", "Okafor", "1965-04-10"),
+        person("Grace", "Okafor-Akinwale", "1965-04-10"),
+        "family_name_first_part_token",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FIRST_WORD_AND_DATE, ids=list(FIRST_WORD_AND_DATE))
+def test_one_name_s_first_word_and_the_date_of_birth_are_a_reason_to_compare(case):
+    left, right, rule_reads = FIRST_WORD_AND_DATE[case]
+    scored = [(rule, n) for rule, n in blocked_comparisons(hand_made_pair(left, right)) if n]
+
+    assert len(scored) == 1 and scored[0][1] == 1
+    assert "date_of_birth_token" in scored[0][0] and rule_reads in scored[0][0]
+    # Born on another day, the same first word is not enough.
+    moved = right | {
+        "date_of_birth": "1961-04-25" if "1961" in right["date_of_birth"] else "1965-04-11"
+    }
+    assert [n for _, n in blocked_comparisons(hand_made_pair(left, moved)) if n] == []
