@@ -498,9 +498,21 @@ def _keyed_rules(have: set[str] | frozenset[str]) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(rules))
 
 
-def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreator]:
+# The full-name block's equi-join is on the date of birth alone, so its candidates grow with the
+# square of the place: about 25 million pairs share a date of birth at 1M people, 224 million at
+# 3M, 2.5 billion at 10M (docs/benchmarks.md, "A place of 10,000,000 people"). Above this many,
+# the block also asks for the same given-name initial (about a fifteenth of the pairs), and two
+# rules on the date of birth with one name in the other's field keep names transposed.
+DATE_PAIRS_BUDGET = 100_000_000
+
+
+def blocking_rules(
+    have: Iterable[str] | None = None, crowded_dates: bool = False
+) -> list[BlockingRuleCreator]:
     """The rules that choose which pairs are scored (a pair is scored if any holds), for the
-    columns in ``have``: a rule on a column nobody sends would block nothing."""
+    columns in ``have``: a rule on a column nobody sends would block nothing. With
+    ``crowded_dates`` (more than :data:`DATE_PAIRS_BUDGET` pairs share a date of birth), the
+    full-name block is keyed on the given name's initial as well."""
     have = _all(have)
     rules: list[BlockingRuleCreator] = [
         block_on(*columns) for columns in _keyed_rules(have) if set(columns) <= have
@@ -524,8 +536,20 @@ def blocking_rules(have: Iterable[str] | None = None) -> list[BlockingRuleCreato
     if full:
         similar = (dice if full == FULL_NAME else clear_dice)(full, blocking=True)
         alike = f"{similar} >= {FULL_NAME_DICE}"
-    if alike and "date_of_birth_token" in have:
-        rules.append(CustomRule(f"l.date_of_birth_token = r.date_of_birth_token AND {alike}"))
+    same_date = "l.date_of_birth_token = r.date_of_birth_token"
+    if alike and "date_of_birth_token" in have and not crowded_dates:
+        rules.append(CustomRule(f"{same_date} AND {alike}"))
+    elif alike and "date_of_birth_token" in have:
+        # A large place: each name's first word in the other's field (names transposed, one
+        # or both kept as written), and alike full names with the same initial.
+        if set(_FIRST_PARTS) <= have:
+            rules += [
+                CustomRule(f"{same_date} AND l.{a} = r.{b}")
+                for a, b in (_FIRST_PARTS, _FIRST_PARTS[::-1])
+            ]
+        initial = "given_name_initial_token"
+        if initial in have:
+            rules.append(CustomRule(f"{same_date} AND l.{initial} = r.{initial} AND {alike}"))
     # The same postcode and alike full names, as on the date of birth above: names written
     # differently or transposed, and a date of birth that differs or is missing. Only where the
     # postcode is the records' finest place: with a first line of address or a UPRN as well, the

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
@@ -36,6 +37,7 @@ from pipelines.core.stages import stage
 from pipelines.linkage.bloom_sql import bit_count_argument, bloom_bit_counts, bloom_columns
 from pipelines.linkage.comparisons import (  # noqa: F401
     BLOOM_BITS,
+    DATE_PAIRS_BUDGET,
     DICE_HIGH,
     DICE_LOW,
     JARO_WINKLER_HIGH,
@@ -236,11 +238,13 @@ def splink_settings(
     name_similarity: str = "bloom",
     have: frozenset[str] | set[str] | None = None,
     comparisons_for: Callable[[frozenset[str]], list] | None = None,
+    crowded_dates: bool = False,
 ) -> SettingsCreator:
     """The model for the columns in ``have`` (default: every column the model can read).
 
     ``comparisons_for`` replaces the hub's comparisons (the benchmark's clear-text reference
-    model: :mod:`pipelines.tooling.bench.linkage_profiles`); blocking stays the same."""
+    model: :mod:`pipelines.tooling.bench.linkage_profiles`); blocking stays the same.
+    ``crowded_dates``: see :func:`blocking_rules`."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -249,12 +253,22 @@ def splink_settings(
             if comparisons_for is None
             else comparisons_for(frozenset(have or MODEL_COLUMNS))
         ),
-        blocking_rules_to_generate_predictions=blocking_rules(have),
+        blocking_rules_to_generate_predictions=blocking_rules(have, crowded_dates),
         probability_two_random_records_match=prior,
         additional_columns_to_retain=["partner_id"],
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
+
+
+def pairs_sharing_a_date(records: pa.Table) -> int:
+    """How many pairs of records share a date of birth: the candidates of a block on the date
+    alone (:data:`pipelines.linkage.comparisons.DATE_PAIRS_BUDGET`)."""
+    if "date_of_birth_token" not in records.column_names:
+        return 0
+    counts = pc.value_counts(records.column("date_of_birth_token").drop_null())
+    sizes = counts.field("counts").to_numpy().astype("int64")
+    return int((sizes * (sizes - 1) // 2).sum())
 
 
 # Kept for readers of the rules as a list (tests, the benchmark): every column present.
@@ -355,13 +369,15 @@ def _linker(
     return linker, con
 
 
-def blocked_comparisons(records: pa.Table, temp_dir: Path | None = None) -> list[tuple[str, int]]:
+def blocked_comparisons(
+    records: pa.Table, temp_dir: Path | None = None, crowded_dates: bool = False
+) -> list[tuple[str, int]]:
     """Pairs each blocking rule adds (beyond the rules before it), counted exactly."""
     db_api, con, _ = _duckdb_records(records, temp_dir)
     try:
         counts = count_comparisons_from_blocking_rules(
             db_api.register("person_records"),
-            blocking_rules=blocking_rules(present_columns(records)),
+            blocking_rules=blocking_rules(present_columns(records), crowded_dates),
             link_type="dedupe_only",
             record_sample_proportion=1.0,
         )
@@ -652,8 +668,20 @@ def train(
         for c in records.column_names
         if c.endswith("_clear") and records.column(c).null_count < records.num_rows
     }
+    sharing = pairs_sharing_a_date(records)
+    crowded = sharing > DATE_PAIRS_BUDGET
+    if crowded:
+        log.info(
+            "linkage training: %d pairs of records share a date of birth (more than %d), so the "
+            "full-name block also asks for the same initial",
+            sharing,
+            DATE_PAIRS_BUDGET,
+        )
     defined = splink_settings(
-        name_similarity=name_similarity, have=have | clear, comparisons_for=comparisons_for
+        name_similarity=name_similarity,
+        have=have | clear,
+        comparisons_for=comparisons_for,
+        crowded_dates=crowded,
     )
     linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
     warnings: list[str] = []
@@ -677,7 +705,7 @@ def train(
         # Splink can fail with a math domain error on some inputs; fall back to the
         # expected overlap: about half the identity records have a partner record.
         prior = min(0.5, 0.5 * count / max(1, count * (count - 1) / 2))
-        defined = splink_settings(prior, name_similarity, have | clear, comparisons_for)
+        defined = splink_settings(prior, name_similarity, have | clear, comparisons_for, crowded)
         con.close()
         linker, con = _linker(records, defined, temp_dir, memory_limit, token_ids)
         prior_method = f"expected overlap (estimation failed: {type(exc).__name__})"

@@ -341,10 +341,14 @@ def test_great_expectations_still_imports_where_main_has_no_file():
     assert run.stdout.strip() == "imported", run.stderr[-2000:]
 
 
-def test_the_blocking_rules_on_the_full_name_filter_are_translated_for_spark():
-    # A place whose finest place is the postcode (no address line or UPRN) has both.
+@pytest.mark.parametrize("crowded_dates", [False, True], ids=["small place", "large place"])
+def test_the_blocking_rules_on_the_full_name_filter_are_translated_for_spark(crowded_dates):
+    # A place whose finest place is the postcode (no address line or UPRN) has both; in a large
+    # place the one on the date of birth asks for the same initial too.
     have = MODEL_COLUMNS - {"address_line_bloom", "uprn_token"}
-    settings = splink_settings(have=have).get_settings("duckdb").as_dict()
+    settings = (
+        splink_settings(have=have, crowded_dates=crowded_dates).get_settings("duckdb").as_dict()
+    )
     blooms = {"given_name_bloom", "family_name_bloom", "full_name_bloom"}
     translated = spark_model_settings(settings, blooms)["blocking_rules_to_generate_predictions"]
     full = [r for r in translated if "full_name_bloom" in r["blocking_rule"]]
@@ -357,4 +361,8 @@ def test_the_blocking_rules_on_the_full_name_filter_are_translated_for_spark():
         )
         assert "l.full_name_bloom" in rule["blocking_rule"]
         assert "r.full_name_bloom" in rule["blocking_rule"]
+    on_the_date = next(
+        r["blocking_rule"] for r in full if "date_of_birth_token" in r["blocking_rule"]
+    )
+    assert ("given_name_initial_token" in on_the_date) is crowded_dates
     assert all(r["sql_dialect"] == "duckdb" for r in translated if r not in full)

@@ -256,6 +256,30 @@ def test_bloom_words_are_the_same_whether_the_filters_lie_back_to_back_or_not():
                 ]
 
 
+def full_name_blocks(model) -> list[str]:
+    return [
+        rule["blocking_rule"]
+        for rule in model.splink_settings["blocking_rules_to_generate_predictions"]
+        if "full_name_bloom" in rule["blocking_rule"]
+    ]
+
+
+def test_a_place_where_many_share_a_date_of_birth_keys_the_full_name_block_on_the_initial(
+    records, model, monkeypatch
+):
+    sharing = linkage_model.pairs_sharing_a_date(records)
+    assert sharing > 0
+    [date_alone] = [r for r in full_name_blocks(model) if "date_of_birth_token" in r]
+    assert "initial" not in date_alone
+
+    monkeypatch.setattr(linkage_model, "DATE_PAIRS_BUDGET", sharing - 1)
+    crowded = train(records)
+    [with_initial] = [r for r in full_name_blocks(crowded) if "date_of_birth_token" in r]
+    assert "l.given_name_initial_token = r.given_name_initial_token" in with_initial
+    # The saved model scores with the rules it was trained with.
+    assert predict_clusters(records, crowded, 0.9).scored_pairs > 0
+
+
 def test_calibrating_on_the_pairs_kept_from_the_floor_gives_every_pair_s_threshold(
     records, model, monkeypatch
 ):
